@@ -1,0 +1,71 @@
+"""The one ASGI application: web chat, Telegram webhook, health; and its background workers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from bot.channels import web
+from bot.config import Settings
+from bot.runtime import Runtime
+from storage.migrate import upgrade
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    runtime = Runtime.build(settings)
+    telegram_channel: Any = None
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        nonlocal telegram_channel
+        await asyncio.to_thread(upgrade, settings.resolved_database_url)
+        runtime.outbox.start()
+        if settings.telegram_token:
+            from bot.channels.telegram import TelegramChannel
+
+            telegram_channel = TelegramChannel(settings, runtime, max_rate=settings.telegram_max_rate)
+            await telegram_channel.start()
+        try:
+            yield
+        finally:
+            if telegram_channel is not None:
+                await telegram_channel.stop()
+            await runtime.close()
+
+    app = FastAPI(title="Qinglian", version="0.1.0", lifespan=lifespan, docs_url="/api/docs",
+                  openapi_url="/api/openapi.json")
+    app.state.runtime = runtime
+    app.include_router(web.build_router(runtime))
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/telegram/webhook", include_in_schema=False)
+    async def telegram_webhook(request: Request) -> JSONResponse:
+        from bot.channels.telegram import SECRET_HEADER
+
+        if telegram_channel is None or not telegram_channel.webhook_mode:
+            raise HTTPException(404, "the Telegram webhook is not enabled")
+        if not telegram_channel.check_secret(request.headers.get(SECRET_HEADER)):
+            raise HTTPException(403, "wrong secret token")
+        if int(request.headers.get("content-length") or 0) > 1_000_000:
+            raise HTTPException(413, "update too large")
+        try:
+            data = await request.json()
+        except ValueError:
+            raise HTTPException(400, "body is not JSON") from None
+        if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+            raise HTTPException(400, "not a Telegram update")
+        await telegram_channel.process_webhook(data)
+        return JSONResponse({"ok": True})
+
+    return app

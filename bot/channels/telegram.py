@@ -1,0 +1,231 @@
+"""Telegram, through python-telegram-bot used as a transport.
+
+One handler turns every `Update` into an `Inbound`; the dialog's replies go out through the outbox,
+which calls `send` below. The PTB application's lifecycle runs inside our event loop next to the
+HTTP server: long polling when no webhook URL is set, otherwise updates arrive at `/telegram/webhook`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from datetime import timedelta
+from typing import Any
+
+from telegram import (
+    BotCommand,
+    BotCommandScopeDefault,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Update,
+)
+from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TimedOut
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, TypeHandler
+
+from bot.config import Settings
+from bot.outbox import PermanentFailure, TemporaryFailure
+from bot.runtime import Runtime
+from handlers.types import Attachment, Inbound, Outbound
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "telegram"
+WEBHOOK_PATH = "/telegram/webhook"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+ALLOWED_UPDATES = ["message", "callback_query"]
+COMMANDS = ("start", "report", "status", "cancel", "language", "help")
+
+
+def _seconds(value: int | float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def parse_command(text: str) -> tuple[str, str | None] | None:
+    """`/status@QinglianBot 1234 5678` → ("status", "1234 5678")."""
+    if not text.startswith("/"):
+        return None
+    head, _, rest = text[1:].partition(" ")
+    name = head.split("@", 1)[0].strip()
+    if not name:
+        return None
+    return name.lower(), rest.strip() or None
+
+
+def to_inbound(update: Update, fetcher: Any) -> Inbound | None:
+    """The channel-neutral form of a Telegram update; None for updates the dialog does not take."""
+    key = str(update.update_id)
+    if update.callback_query is not None:
+        query = update.callback_query
+        message = query.message
+        if message is None or message.chat.type != "private":
+            return None
+        return Inbound(CHANNEL, str(message.chat.id), query.from_user.language_code, choice=query.data or "",
+                       update_key=key)
+    message = update.message
+    if message is None or message.chat.type != "private":
+        return None
+    user_ref = str(message.chat.id)
+    language = message.from_user.language_code if message.from_user else None
+    if message.text is not None:
+        command = parse_command(message.text)
+        if command is not None:
+            return Inbound(CHANNEL, user_ref, language, command=command[0], command_arg=command[1],
+                           update_key=key)
+        return Inbound(CHANNEL, user_ref, language, text=message.text, update_key=key)
+    attachment: Attachment
+    if message.photo:
+        largest = message.photo[-1]
+        attachment = Attachment("photo", "image/jpeg", largest.file_size, None, fetcher(largest.file_id))
+    elif message.document is not None:
+        document = message.document
+        attachment = Attachment("document", document.mime_type, document.file_size, document.file_name,
+                                fetcher(document.file_id))
+    elif message.sticker is not None:
+        attachment = Attachment("sticker")
+    elif message.voice is not None:
+        attachment = Attachment("voice")
+    elif message.video is not None or message.video_note is not None or message.animation is not None:
+        attachment = Attachment("video")
+    elif message.audio is not None:
+        attachment = Attachment("audio")
+    elif message.location is not None or message.venue is not None:
+        attachment = Attachment("location")
+    else:
+        attachment = Attachment("other")
+    return Inbound(CHANNEL, user_ref, language, attachment=attachment, update_key=key)
+
+
+def keyboard(message: Outbound) -> InlineKeyboardMarkup | None:
+    if not message.choices:
+        return None
+    columns = max(1, message.columns)
+    rows = [
+        [InlineKeyboardButton(choice.label, callback_data=choice.key) for choice in message.choices[i : i + columns]]
+        for i in range(0, len(message.choices), columns)
+    ]
+    return InlineKeyboardMarkup(rows)
+
+
+class TelegramChannel:
+    def __init__(self, settings: Settings, runtime: Runtime, *, max_rate: float = 30.0) -> None:
+        assert settings.telegram_token
+        self._settings = settings
+        self._runtime = runtime
+        root = settings.telegram_api_url
+        builder: ApplicationBuilder[Any, Any, Any, Any, Any, Any] = (
+            ApplicationBuilder()
+            .token(settings.telegram_token)
+            .base_url(f"{root}/bot")
+            .base_file_url(f"{root}/file/bot")
+            .rate_limiter(AIORateLimiter(overall_max_rate=max_rate, overall_time_period=1, max_retries=0))
+            .concurrent_updates(64)
+            .connection_pool_size(64)
+            .pool_timeout(30)
+        )
+        if settings.telegram_webhook_url:
+            builder = builder.updater(None)
+        self.application: Application[Any, Any, Any, Any, Any, Any] = builder.build()
+        self.application.add_handler(TypeHandler(Update, self._on_update))
+
+    @property
+    def webhook_mode(self) -> bool:
+        return self._settings.telegram_webhook_url is not None
+
+    async def start(self) -> None:
+        await self.application.initialize()
+        await self._publish_commands()
+        bot = self.application.bot
+        if self.webhook_mode:
+            await bot.set_webhook(
+                url=str(self._settings.telegram_webhook_url),
+                secret_token=self._settings.webhook_secret(),
+                allowed_updates=ALLOWED_UPDATES,
+            )
+        else:
+            await bot.delete_webhook()
+        self._runtime.outbox.register(CHANNEL, self.send)
+        await self.application.start()
+        if not self.webhook_mode and self.application.updater is not None:
+            await self.application.updater.start_polling(
+                allowed_updates=ALLOWED_UPDATES, timeout=20, poll_interval=0.0
+            )
+        log.info("telegram channel started (%s)", "webhook" if self.webhook_mode else "long polling")
+
+    async def stop(self) -> None:
+        if self.application.updater is not None and self.application.updater.running:
+            await self.application.updater.stop()
+        if self.application.running:
+            await self.application.stop()
+        await self.application.shutdown()
+
+    async def _publish_commands(self) -> None:
+        texts = self._runtime.texts
+        for language in ("zh", "en"):
+            commands = [BotCommand(name, texts.get(language, f"cmd_{name}")) for name in COMMANDS]
+            await self.application.bot.set_my_commands(commands, scope=BotCommandScopeDefault(),
+                                                       language_code=language)
+        default = [BotCommand(name, texts.get("zh", f"cmd_{name}")) for name in COMMANDS]
+        await self.application.bot.set_my_commands(default)
+
+    def check_secret(self, header_value: str | None) -> bool:
+        return header_value is not None and hmac.compare_digest(header_value, self._settings.webhook_secret())
+
+    async def process_webhook(self, data: dict[str, Any]) -> None:
+        """Handle one update posted to the webhook; an exception makes Telegram deliver it again."""
+        update = Update.de_json(data, self.application.bot)
+        await self.handle_update(update)
+
+    async def _on_update(self, update: object, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        if isinstance(update, Update):
+            try:
+                await self.handle_update(update)
+            except Exception:
+                log.exception("telegram update %s could not be handled", update.update_id)
+                await self._apologise(update)
+
+    def _fetcher(self, file_id: str) -> Any:
+        async def fetch() -> bytes:
+            telegram_file = await self.application.bot.get_file(file_id)
+            return bytes(await telegram_file.download_as_bytearray())
+
+        return fetch
+
+    async def handle_update(self, update: Update) -> None:
+        if update.callback_query is not None:
+            try:
+                await update.callback_query.answer()
+            except (BadRequest, NetworkError):
+                log.debug("callback query %s could not be acknowledged", update.callback_query.id)
+        inbound = to_inbound(update, self._fetcher)
+        if inbound is None:
+            return
+        await self._runtime.handle(inbound, via_outbox=True)
+
+    async def _apologise(self, update: Update) -> None:
+        """The database or the dialog failed: tell the resident directly, their draft is untouched."""
+        chat = update.effective_chat
+        if chat is None:
+            return
+        user = update.effective_user
+        locale = "en" if user and (user.language_code or "").startswith("en") else "zh"
+        text = ("Sorry, the service is busy. Your answers so far are kept; please try again shortly."
+                if locale == "en" else "抱歉，系统繁忙，您已填写的内容不会丢失，请稍后再试。")
+        try:
+            await self.application.bot.send_message(chat.id, text)
+        except Exception:
+            log.warning("could not send the apology for update %s", update.update_id)
+
+    async def send(self, recipient: str, message: Outbound) -> None:
+        """Outbox sender: one message to one chat, failures classified for the retry logic."""
+        try:
+            await self.application.bot.send_message(int(recipient), message.text, reply_markup=keyboard(message))
+        except RetryAfter as exc:
+            raise TemporaryFailure(f"flood control: {exc}", _seconds(exc.retry_after)) from exc
+        except Forbidden as exc:
+            raise PermanentFailure(f"forbidden: {exc.message}") from exc
+        except BadRequest as exc:
+            raise PermanentFailure(f"bad request: {exc.message}") from exc
+        except InvalidToken as exc:
+            raise TemporaryFailure(f"invalid token: {exc}") from exc
+        except (TimedOut, NetworkError) as exc:
+            raise TemporaryFailure(f"network: {exc}") from exc

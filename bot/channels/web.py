@@ -1,0 +1,151 @@
+"""Web chat: a page at `/` and a small JSON API, one conversation per browser (an HttpOnly cookie).
+
+The replies of a step come back in the HTTP response; messages that arrive later (staff answers,
+status changes) wait in the outbox until the page fetches `/chat/api/inbox`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Cookie, File, Header, HTTPException, Request, Response, UploadFile
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field, model_validator
+
+from bot.i18n import normalise_locale
+from bot.outbox import render
+from bot.runtime import Runtime
+from handlers.types import Attachment, Inbound, Outbound
+from storage import actions
+
+CHANNEL = "web"
+COOKIE = "ql_chat"
+PAGE = Path(__file__).resolve().parent.parent / "static" / "chat.html"
+MAX_TEXT = 8000
+
+
+class ChoiceOut(BaseModel):
+    key: str
+    label: str
+
+
+class MessageOut(BaseModel):
+    text: str
+    choices: list[ChoiceOut]
+    columns: int
+
+
+class MessagesOut(BaseModel):
+    messages: list[MessageOut]
+
+
+class MessageIn(BaseModel):
+    text: str | None = Field(default=None, max_length=MAX_TEXT)
+    choice: str | None = Field(default=None, max_length=64)
+    command: str | None = Field(default=None, pattern=r"^[a-z]{1,20}$")
+    argument: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> MessageIn:
+        given = [value for value in (self.text, self.choice, self.command) if value is not None]
+        if len(given) != 1:
+            raise ValueError("send exactly one of text, choice or command")
+        return self
+
+
+def _out(messages: list[Outbound]) -> MessagesOut:
+    return MessagesOut(messages=[
+        MessageOut(text=m.text, choices=[ChoiceOut(key=c.key, label=c.label) for c in m.choices], columns=m.columns)
+        for m in messages
+    ])
+
+
+def build_router(runtime: Runtime) -> APIRouter:
+    router = APIRouter()
+    key = runtime.settings.resolved_secret_key()
+    secure_cookie = runtime.settings.public_url.startswith("https://")
+
+    def user_ref(token: str | None) -> str:
+        if not token or len(token) > 100:
+            raise HTTPException(401, "no chat session: open the chat page first")
+        return hmac.new(key, b"web:" + token.encode(), hashlib.sha256).hexdigest()[:40]
+
+    def require_header(value: str | None) -> None:
+        # A custom header cannot be sent cross-site without a CORS preflight, which we never allow.
+        if value != "1":
+            raise HTTPException(400, "missing X-Qinglian-Chat header")
+
+    @router.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page(request: Request, response: Response, ql_chat: Annotated[str | None, Cookie()] = None) -> Any:
+        html = PAGE.read_text(encoding="utf-8")
+        result = HTMLResponse(html, headers={
+            "Cache-Control": "no-store",
+            "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                       "script-src 'self' 'unsafe-inline'; img-src 'self' data:",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        })
+        if not ql_chat:
+            result.set_cookie(COOKIE, secrets.token_urlsafe(32), max_age=60 * 60 * 24 * 30, httponly=True,
+                              samesite="strict", secure=secure_cookie)
+        return result
+
+    @router.post("/chat/api/message", response_model=MessagesOut)
+    async def message(
+        body: MessageIn,
+        request: Request,
+        ql_chat: Annotated[str | None, Cookie()] = None,
+        x_qinglian_chat: Annotated[str | None, Header()] = None,
+    ) -> MessagesOut:
+        require_header(x_qinglian_chat)
+        locale = normalise_locale(request.headers.get("accept-language"), runtime.settings.city.default_locale)
+        ref = user_ref(ql_chat)
+        if body.command is not None:
+            inbound = Inbound(CHANNEL, ref, locale, command=body.command, command_arg=body.argument)
+        elif body.choice is not None:
+            inbound = Inbound(CHANNEL, ref, locale, choice=body.choice)
+        else:
+            assert body.text is not None
+            inbound = Inbound(CHANNEL, ref, locale, text=body.text)
+        messages = await runtime.handle(inbound, via_outbox=False)
+        return _out(messages or [])
+
+    @router.post("/chat/api/upload", response_model=MessagesOut)
+    async def upload(
+        request: Request,
+        file: Annotated[UploadFile, File()],
+        ql_chat: Annotated[str | None, Cookie()] = None,
+        x_qinglian_chat: Annotated[str | None, Header()] = None,
+    ) -> MessagesOut:
+        require_header(x_qinglian_chat)
+        ref = user_ref(ql_chat)
+        limit = runtime.settings.city.limits.max_attachment_bytes
+        content = await file.read(limit + 1)
+        locale = normalise_locale(request.headers.get("accept-language"), runtime.settings.city.default_locale)
+
+        async def fetch() -> bytes:
+            return content
+
+        media_type = file.content_type or "application/octet-stream"
+        kind = "photo" if media_type.startswith("image/") else "document"
+        attachment = Attachment(kind, media_type, len(content), file.filename, fetch)  # type: ignore[arg-type]
+        messages = await runtime.handle(Inbound(CHANNEL, ref, locale, attachment=attachment), via_outbox=False)
+        return _out(messages or [])
+
+    @router.get("/chat/api/inbox", response_model=MessagesOut)
+    async def inbox(
+        ql_chat: Annotated[str | None, Cookie()] = None,
+        x_qinglian_chat: Annotated[str | None, Header()] = None,
+    ) -> MessagesOut:
+        require_header(x_qinglian_chat)
+        ref = user_ref(ql_chat)
+        async with runtime.sessionmaker.begin() as session:
+            pending = await actions.take_web_messages(session, ref)
+            rendered = [render(dict(m.payload), runtime.texts) for m in pending]
+        return _out(rendered)
+
+    return router

@@ -1,0 +1,91 @@
+"""`qinglian …`: the operator's and administrator's command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Annotated
+
+import typer
+
+from bot.config import ConfigError, Settings, load_settings
+
+app = typer.Typer(help="Qinglian (清廉): public-reporting chatbot.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings()
+        settings.resolved_secret_key()
+    except ConfigError as problem:
+        typer.echo(f"qinglian: {problem}", err=True)
+        raise typer.Exit(2) from None
+    return settings
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Run everything in one process: web chat, webhooks, the Telegram bot and the workers."""
+    import uvicorn
+
+    from bot.app import create_app
+    from storage.migrate import upgrade
+
+    settings = _settings()
+    _configure_logging(settings.log_level)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    telegram = "off (set QINGLIAN_TELEGRAM_TOKEN)"
+    if settings.telegram_token:
+        telegram = "webhook" if settings.telegram_webhook_url else "long polling"
+    typer.echo(f"Qinglian: web chat on http://{host}:{port}/ · database {_safe_url(settings)} · Telegram {telegram}")
+    config = uvicorn.Config(create_app(settings), host=host, port=port, log_level=settings.log_level.lower(),
+                            access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    asyncio.run(server.serve())
+    if not server.started:
+        sys.exit(1)
+
+
+def _safe_url(settings: Settings) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Create or migrate the database schema."""
+    from storage.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.resolved_database_url, revision)
+    typer.echo(f"database at {_safe_url(settings)} is at revision {revision}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the schema revision of the database."""
+    from storage.migrate import current
+
+    current(_settings().resolved_database_url)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Delivery of outbox messages to residents' channels, retried until delivered.
+
+A batch is claimed in one short transaction (a lease: `next_attempt_at` moves into the future, rows
+locked with SKIP LOCKED on PostgreSQL), sent outside any transaction, and settled in another. A
+recipient's messages go out in order: while one is leased or waiting for a retry, the later ones
+wait too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.i18n import Texts
+from handlers.types import Outbound
+from storage import actions
+from storage.models import OutboxMessage, utcnow
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=60)
+MAX_ATTEMPTS = 50
+
+
+class TemporaryFailure(Exception):
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class PermanentFailure(Exception):
+    pass
+
+
+Sender = Callable[[str, Outbound], Awaitable[None]]
+
+
+def render(payload: dict[str, object], texts: Texts) -> Outbound:
+    """A stored payload as a message: a dialog reply as it was, a notice in the reporter's language."""
+    notice = payload.get("notice")
+    if notice is None:
+        return Outbound.from_payload(payload)
+    locale = str(payload.get("locale") or "zh")
+    if notice == "status_changed":
+        status = texts.get(locale, f"status_{payload['status']}")
+        return Outbound(texts.get(locale, "notice_status_changed", case_number=payload["case_number"],
+                                  status=status))
+    if notice == "answer":
+        return Outbound(texts.get(locale, "notice_answer", case_number=payload["case_number"],
+                                  answer=payload["answer"]))
+    raise ValueError(f"unknown notice {notice!r}")
+
+
+def backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(300.0, 0.5 * 2 ** min(attempts, 10)))
+
+
+@dataclass
+class _Outcome:
+    message_id: int
+    error: str | None = None
+    retry_after: float | None = None
+    permanent: bool = False
+
+
+class OutboxWorker:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], texts: Texts, *,
+                 batch_size: int = 200, idle_poll_seconds: float = 1.0) -> None:
+        self._sessionmaker = sessionmaker
+        self._texts = texts
+        self._senders: dict[str, Sender] = {}
+        self._wake = asyncio.Event()
+        self._batch_size = batch_size
+        self._idle_poll_seconds = idle_poll_seconds
+        self._task: asyncio.Task[None] | None = None
+
+    def register(self, channel: str, sender: Sender) -> None:
+        self._senders[channel] = sender
+        self.wake()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                delivered = await self.deliver_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox delivery round failed")
+                delivered = 0
+            if delivered == 0:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self._idle_poll_seconds)
+                except TimeoutError:
+                    pass
+
+    async def deliver_once(self) -> int:
+        """Claim one batch, send it, settle it. Returns how many messages were attempted."""
+        if not self._senders:
+            return 0
+        async with self._sessionmaker.begin() as session:
+            claimed = await actions.claim_outbox(session, channels=list(self._senders), limit=self._batch_size)
+            lease_until = utcnow() + LEASE
+            batch = [(m.id, m.channel, m.recipient, dict(m.payload)) for m in claimed]
+            for message in claimed:
+                message.next_attempt_at = lease_until
+        if not batch:
+            return 0
+        by_recipient: dict[tuple[str, str], list[tuple[int, dict[str, object]]]] = defaultdict(list)
+        for message_id, channel, recipient, payload in batch:
+            by_recipient[(channel, recipient)].append((message_id, payload))
+        results = await asyncio.gather(
+            *(self._send_in_order(channel, recipient, items) for (channel, recipient), items in by_recipient.items())
+        )
+        outcomes = [outcome for group in results for outcome in group]
+        await self._settle(outcomes)
+        return len(batch)
+
+    async def _send_in_order(self, channel: str, recipient: str,
+                             items: list[tuple[int, dict[str, object]]]) -> list[_Outcome]:
+        sender = self._senders[channel]
+        outcomes: list[_Outcome] = []
+        for position, (message_id, payload) in enumerate(items):
+            try:
+                await sender(recipient, render(payload, self._texts))
+                outcomes.append(_Outcome(message_id))
+            except TemporaryFailure as failure:
+                outcomes.append(_Outcome(message_id, str(failure), failure.retry_after))
+                # The rest wait behind this one, so the resident reads them in order.
+                outcomes.extend(_Outcome(later_id, "waiting behind an earlier message", failure.retry_after)
+                                for later_id, _ in items[position + 1:])
+                break
+            except PermanentFailure as failure:
+                outcomes.append(_Outcome(message_id, str(failure), permanent=True))
+            except Exception as exc:
+                log.exception("sending outbox message %s failed", message_id)
+                outcomes.append(_Outcome(message_id, f"{type(exc).__name__}: {exc}"))
+                outcomes.extend(_Outcome(later_id, "waiting behind an earlier message")
+                                for later_id, _ in items[position + 1:])
+                break
+        return outcomes
+
+    async def _settle(self, outcomes: list[_Outcome]) -> None:
+        async with self._sessionmaker.begin() as session:
+            rows = await session.execute(
+                select(OutboxMessage).where(OutboxMessage.id.in_([o.message_id for o in outcomes]))
+            )
+            by_id = {m.id: m for m in rows.scalars()}
+            for outcome in outcomes:
+                message = by_id[outcome.message_id]
+                if outcome.error is None:
+                    actions.mark_sent(message)
+                elif outcome.permanent or message.attempts + 1 >= MAX_ATTEMPTS:
+                    log.warning("outbox message %s failed for good: %s", message.id, outcome.error)
+                    actions.mark_failed(message, error=outcome.error)
+                elif outcome.error == "waiting behind an earlier message":
+                    message.next_attempt_at = utcnow() + timedelta(seconds=outcome.retry_after or 0)
+                else:
+                    delay = (timedelta(seconds=outcome.retry_after) if outcome.retry_after is not None
+                             else backoff(message.attempts))
+                    actions.mark_retry(message, error=outcome.error, delay=delay)

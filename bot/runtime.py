@@ -1,0 +1,103 @@
+"""The long-lived parts of a running service, and the edge every channel calls with an inbound message."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.config import Settings
+from bot.i18n import Texts
+from bot.outbox import OutboxWorker
+from bot.routing import RouteDecision, decide_queue
+from handlers import dialog
+from handlers.context import DialogContext
+from handlers.types import Inbound, Outbound
+from storage import actions
+from storage.db import create_engine, create_sessionmaker
+
+log = logging.getLogger(__name__)
+
+
+class KeyedLocks:
+    """One asyncio lock per key (a resident), so one resident's updates are handled in order."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._locks: OrderedDict[str, asyncio.Lock] = OrderedDict()
+        self._capacity = capacity
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        self._locks.move_to_end(key)
+        async with lock:
+            yield
+        while len(self._locks) > self._capacity:
+            oldest_key, oldest = next(iter(self._locks.items()))
+            if oldest.locked():
+                break
+            del self._locks[oldest_key]
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    texts: Texts
+    dialog_context: DialogContext
+    outbox: OutboxWorker
+    locks: KeyedLocks
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        engine = create_engine(settings.resolved_database_url)
+        sessionmaker = create_sessionmaker(engine)
+        texts = Texts(settings.city.texts)
+        city = settings.city
+
+        async def route(text: str, district: str | None) -> RouteDecision:
+            return decide_queue(city, None, district)
+
+        context = DialogContext(
+            city=city,
+            texts=texts,
+            secret_key=settings.resolved_secret_key(),
+            evidence_dir=settings.evidence_dir,
+            route=route,
+        )
+        return cls(settings, engine, sessionmaker, texts, context, OutboxWorker(sessionmaker, texts), KeyedLocks())
+
+    async def handle(self, inbound: Inbound, *, via_outbox: bool) -> list[Outbound] | None:
+        """Run one dialog step in one transaction.
+
+        With `via_outbox`, the replies are written to the outbox in that same transaction (so a
+        reply is never lost between the state change and the send) and the worker is woken.
+        Returns None for an update that was handled before.
+        """
+        async with self.locks.hold(f"{inbound.channel}:{inbound.user_ref}"):
+            async with self.sessionmaker.begin() as session:
+                if inbound.update_key is not None and not await actions.claim_update(
+                    session, inbound.channel, inbound.update_key
+                ):
+                    log.info("duplicate update %s/%s ignored", inbound.channel, inbound.update_key)
+                    return None
+                messages = await dialog.handle(session, inbound, self.dialog_context)
+                if via_outbox:
+                    for message in messages:
+                        await actions.enqueue_message(session, channel=inbound.channel,
+                                                      recipient=inbound.user_ref, payload=message.to_payload())
+        if via_outbox:
+            self.outbox.wake()
+        return messages
+
+    async def close(self) -> None:
+        await self.outbox.stop()
+        await self.engine.dispose()

@@ -1,0 +1,99 @@
+"""What one dialog step works with: the services it may call and the turn's own state."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.config import CityConfig
+from bot.i18n import Texts
+from bot.routing import RouteDecision
+from handlers.types import Choice, Inbound, Outbound
+from storage.models import Conversation, utcnow
+
+Router = Callable[[str, str | None], Awaitable[RouteDecision]]
+
+
+@dataclass
+class DialogContext:
+    """Long-lived services for the dialog, built once by the application."""
+
+    city: CityConfig
+    texts: Texts
+    secret_key: bytes
+    evidence_dir: Path
+    route: Router
+    clock: Callable[[], datetime] = utcnow
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.city.timezone)
+
+
+@dataclass
+class Turn:
+    """One inbound message being handled: the session, the resident's conversation and the reply."""
+
+    session: AsyncSession
+    inbound: Inbound
+    conversation: Conversation
+    ctx: DialogContext
+    messages: list[Outbound] = field(default_factory=list)
+
+    @property
+    def locale(self) -> str:
+        return self.conversation.locale or "zh"
+
+    def t(self, key: str, **values: object) -> str:
+        return self.ctx.texts.get(self.locale, key, **values)
+
+    def say(self, text: str) -> None:
+        self.messages.append(Outbound(text))
+
+    def ask(self, text: str, choices: list[Choice] | None = None, columns: int = 1) -> None:
+        """A question; its choices are remembered so a typed number or label also answers it."""
+        self.messages.append(Outbound(text, tuple(choices or ()), columns))
+        context = dict(self.conversation.context or {})
+        context["choices"] = [[c.key, c.label] for c in choices or ()]
+        self.conversation.context = context
+
+    def set_state(self, state: str) -> None:
+        self.conversation.state = state
+
+    @property
+    def draft(self) -> dict[str, Any]:
+        return self.conversation.draft or {}
+
+    def update_draft(self, **changes: Any) -> None:
+        draft = dict(self.conversation.draft or {})
+        draft.update(changes)
+        self.conversation.draft = draft
+        self.conversation.draft_updated_at = self.ctx.clock()
+
+    def clear_draft(self) -> None:
+        self.conversation.draft = {}
+        self.conversation.draft_updated_at = None
+
+    def context_get(self, key: str) -> Any:
+        return (self.conversation.context or {}).get(key)
+
+    def context_set(self, **changes: Any) -> None:
+        context = dict(self.conversation.context or {})
+        for key, value in changes.items():
+            if value is None:
+                context.pop(key, None)
+            else:
+                context[key] = value
+        self.conversation.context = context
+
+    def local_now(self) -> datetime:
+        return self.ctx.clock().astimezone(self.ctx.tz)
+
+    def format_time(self, moment: datetime) -> str:
+        return moment.astimezone(self.ctx.tz).strftime("%Y-%m-%d %H:%M")

@@ -1,0 +1,195 @@
+"""The conversation, once for every channel: commands, menu, language, and the two flows."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.i18n import normalise_locale
+from handlers import report, tracking
+from handlers.context import DialogContext, Turn
+from handlers.menu import show_menu
+from handlers.types import Choice, Inbound, Outbound
+from handlers.validation import parse_receipt_code
+from storage import actions
+
+COMMANDS = ("start", "report", "status", "cancel", "language", "help", "menu")
+UNEXPECTED_KINDS = ("sticker", "voice", "video", "audio", "location", "other")
+
+
+async def handle(session: AsyncSession, inbound: Inbound, ctx: DialogContext) -> list[Outbound]:
+    """One step of the dialog. The caller owns the transaction; everything here is inside it."""
+    conversation = await actions.load_conversation(session, inbound.channel, inbound.user_ref)
+    if conversation.locale is None:
+        conversation.locale = normalise_locale(inbound.locale, ctx.city.default_locale)
+    turn = Turn(session=session, inbound=inbound, conversation=conversation, ctx=ctx)
+    await _expire_old_draft(turn)
+    if inbound.command is not None:
+        await _command(turn, inbound.command.lower(), inbound.command_arg)
+    else:
+        await _input(turn)
+    return turn.messages
+
+
+async def _expire_old_draft(turn: Turn) -> None:
+    updated = turn.conversation.draft_updated_at
+    ttl = timedelta(days=turn.ctx.city.limits.draft_ttl_days)
+    if updated is not None and report.has_draft(turn) and updated + ttl < turn.ctx.clock():
+        await report.discard(turn)
+        if turn.conversation.state in report.WIZARD_STATES or turn.conversation.state == "resume":
+            turn.set_state("idle")
+        turn.say(turn.t("draft_expired", days=turn.ctx.city.limits.draft_ttl_days))
+
+
+def _offer_resume(turn: Turn) -> None:
+    turn.set_state("resume")
+    turn.ask(turn.t("ask_resume"), [Choice("resume:continue", turn.t("resume_continue")),
+                                    Choice("resume:restart", turn.t("resume_restart"))])
+
+
+def _ask_language(turn: Turn) -> None:
+    previous = turn.conversation.state
+    if previous != "language":
+        turn.context_set(language_return=previous)
+    turn.set_state("language")
+    turn.ask(turn.t("ask_language"), [Choice("language:zh", "中文"), Choice("language:en", "English")])
+
+
+def reask(turn: Turn) -> None:
+    """Put the current question again (after help, an explanation or a language change)."""
+    state = turn.conversation.state
+    if state in report.WIZARD_STATES:
+        report.ask(turn, state)
+    elif state == "resume":
+        _offer_resume(turn)
+    elif state == "status_code":
+        tracking.ask_code(turn)
+    elif state == "language":
+        _ask_language(turn)
+    elif state in ("case_menu", "follow_up", "rating"):
+        choices = [Choice(k, v) for k, v in turn.context_get("choices") or []]
+        turn.ask(turn.t("ask_again"), choices)
+    else:
+        show_menu(turn)
+
+
+async def _command(turn: Turn, command: str, argument: str | None) -> None:
+    state = turn.conversation.state
+    if command in ("start", "report"):
+        if report.has_draft(turn):
+            _offer_resume(turn)
+        elif command == "start":
+            show_menu(turn, greeting=True)
+        else:
+            report.start(turn)
+    elif command == "status":
+        if argument and argument.strip():
+            await tracking.check_code(turn, argument)
+            if turn.conversation.state == "idle":
+                show_menu(turn)
+        else:
+            tracking.ask_code(turn)
+    elif command == "cancel":
+        if state in report.WIZARD_STATES or state == "resume":
+            await report.discard(turn)
+            turn.say(turn.t("cancelled_report"))
+        elif state in tracking.TRACKING_STATES or state == "language":
+            turn.say(turn.t("cancelled"))
+        else:
+            turn.say(turn.t("nothing_to_cancel"))
+        show_menu(turn)
+    elif command == "language":
+        _ask_language(turn)
+    elif command == "help":
+        turn.say(turn.t("help"))
+        reask(turn)
+    elif command == "menu":
+        show_menu(turn)
+    else:
+        turn.say(turn.t("error_unknown_command", command=command[:32]))
+        reask(turn)
+
+
+def _resolve_choice(turn: Turn) -> tuple[str | None, str | None, bool]:
+    """(choice key, free text, stale) — a button press, or typed text that names an offered option."""
+    offered: list[list[str]] = turn.context_get("choices") or []
+    inbound = turn.inbound
+    if inbound.choice is not None:
+        if any(key == inbound.choice for key, _ in offered):
+            return inbound.choice, None, False
+        return None, None, True
+    text = inbound.text
+    if text is not None and offered:
+        typed = text.strip()
+        if typed.isdigit() and 1 <= int(typed) <= len(offered) and turn.conversation.state != "rating":
+            return offered[int(typed) - 1][0], None, False
+        for key, label in offered:
+            if typed.casefold() == label.casefold():
+                return key, None, False
+    return None, text, False
+
+
+async def _input(turn: Turn) -> None:
+    inbound = turn.inbound
+    state = turn.conversation.state
+    if inbound.attachment is not None and inbound.attachment.kind in UNEXPECTED_KINDS:
+        turn.say(turn.t("error_unexpected_input"))
+        reask(turn)
+        return
+    choice, text, stale = _resolve_choice(turn)
+    if stale:
+        turn.say(turn.t("error_stale_button"))
+        reask(turn)
+        return
+    if state == "rating" and choice is None and text is not None and text.strip() in {"1", "2", "3", "4", "5"}:
+        choice = f"rate:{text.strip()}"
+    if choice is not None and choice.startswith("menu:"):
+        await _menu(turn, choice)
+    elif choice is not None and choice.startswith("language:"):
+        turn.conversation.locale = choice.split(":", 1)[1]
+        turn.say(turn.t("language_set"))
+        turn.set_state(turn.context_get("language_return") or "idle")
+        turn.context_set(language_return=None)
+        reask(turn)
+    elif state == "resume":
+        if choice == "resume:continue":
+            report.resume(turn)
+        elif choice == "resume:restart":
+            await report.discard(turn)
+            report.start(turn)
+        else:
+            turn.say(turn.t("error_pick_option"))
+            _offer_resume(turn)
+    elif state in report.WIZARD_STATES:
+        await report.answer(turn, choice, text, inbound.attachment)
+    elif state in tracking.TRACKING_STATES:
+        if not await tracking.answer(turn, choice, text, inbound.attachment):
+            show_menu(turn)
+    elif state == "language":
+        turn.say(turn.t("error_pick_option"))
+        _ask_language(turn)
+    elif text is not None and parse_receipt_code(text) is not None:
+        await tracking.check_code(turn, text)
+        if turn.conversation.state == "idle":
+            show_menu(turn)
+    else:
+        if inbound.attachment is not None:
+            turn.say(turn.t("error_attachment_here"))
+        show_menu(turn)
+
+
+async def _menu(turn: Turn, choice: str) -> None:
+    action = choice.split(":", 1)[1]
+    if action == "report":
+        if report.has_draft(turn):
+            _offer_resume(turn)
+        else:
+            report.start(turn)
+    elif action == "status":
+        tracking.ask_code(turn)
+    elif action == "help":
+        turn.say(turn.t("help"))
+        show_menu(turn)
+    elif action == "language":
+        _ask_language(turn)

@@ -1,0 +1,71 @@
+"""Accepting evidence files: type and size checked on the real bytes, written off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from pathlib import Path
+
+from handlers.context import Turn
+from handlers.types import Attachment
+from handlers.validation import Invalid, sniff_media_type
+from storage import actions
+from storage.models import Attachment as StoredAttachment
+
+ACCEPTED_TYPES = {
+    "image/jpeg": "jpg",
+    "image/png": "png",
+    "image/gif": "gif",
+    "image/webp": "webp",
+    "application/pdf": "pdf",
+}
+
+
+def _write(path: Path, content: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(path.suffix + ".part")
+    temporary.write_bytes(content)
+    temporary.replace(path)
+
+
+async def accept_file(turn: Turn, attachment: Attachment) -> StoredAttachment:
+    """Download, check and store one file; raises `Invalid` with the reason it was refused."""
+    limit = turn.ctx.city.limits.max_attachment_bytes
+    if attachment.kind not in ("photo", "document"):
+        raise Invalid("error_evidence_kind")
+    if attachment.media_type and attachment.media_type not in ACCEPTED_TYPES and attachment.kind == "document":
+        raise Invalid("error_evidence_type")
+    if attachment.size_bytes is not None and attachment.size_bytes > limit:
+        raise Invalid("error_evidence_size", limit_mb=limit // (1024 * 1024))
+    if attachment.fetch is None:
+        raise Invalid("error_evidence_kind")
+    try:
+        content = await attachment.fetch()
+    except Exception:
+        raise Invalid("error_evidence_download") from None
+    if len(content) > limit:
+        raise Invalid("error_evidence_size", limit_mb=limit // (1024 * 1024))
+    media_type = sniff_media_type(content)
+    if media_type is None:
+        raise Invalid("error_evidence_type")
+    stored_name = f"{turn.ctx.clock():%Y/%m}/{secrets.token_hex(16)}.{ACCEPTED_TYPES[media_type]}"
+    await asyncio.to_thread(_write, turn.ctx.evidence_dir / stored_name, content)
+    return await actions.add_draft_attachment(
+        turn.session,
+        turn.conversation,
+        stored_name=stored_name,
+        original_name=(attachment.file_name or None) and attachment.file_name[:255],
+        media_type=media_type,
+        size_bytes=len(content),
+        sha256=hashlib.sha256(content).hexdigest(),
+    )
+
+
+async def delete_files(evidence_dir: Path, stored_names: list[str]) -> None:
+    def _unlink() -> None:
+        for name in stored_names:
+            (evidence_dir / name).unlink(missing_ok=True)
+
+    if stored_names:
+        await asyncio.to_thread(_unlink)

@@ -1,0 +1,291 @@
+"""The report wizard: district → place → when → what → evidence → identity → summary → submit."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from handlers.context import Turn
+from handlers.evidence import accept_file, delete_files
+from handlers.menu import show_menu
+from handlers.types import Attachment, Choice
+from handlers.validation import (
+    Invalid,
+    clean_description,
+    clean_name,
+    clean_occurred,
+    clean_phone,
+    clean_place,
+)
+from storage import actions
+from storage.receipts import format_receipt_code
+
+WIZARD_STATES = ("district", "place", "when", "description", "evidence", "identity", "name", "phone",
+                 "summary", "edit")
+UNSURE_DISTRICT = "unsure"
+EDITABLE_FIELDS = ("district", "place", "when", "description", "evidence", "identity")
+
+
+# --- questions --------------------------------------------------------------------------------
+
+
+def ask(turn: Turn, state: str) -> None:
+    """Put the question of `state` to the resident and remember where the draft stands."""
+    turn.set_state(state)
+    if state in WIZARD_STATES and state != "edit":
+        turn.update_draft(step=state)
+    limits = turn.ctx.city.limits
+    if state == "district":
+        choices = [
+            Choice(f"district:{d.code}", d.zh if turn.locale == "zh" else d.en) for d in turn.ctx.city.districts
+        ]
+        choices.append(Choice(f"district:{UNSURE_DISTRICT}", turn.t("district_unsure")))
+        turn.ask(turn.t("ask_district", city=_city_name(turn)), choices, columns=3)
+    elif state == "place":
+        turn.ask(turn.t("ask_place"))
+    elif state == "when":
+        keys = ("today", "yesterday", "week", "month", "unsure")
+        turn.ask(turn.t("ask_when"), [Choice(f"when:{k}", turn.t(f"when_{k}")) for k in keys], columns=2)
+    elif state == "description":
+        turn.ask(turn.t("ask_description", minimum=limits.description_min_chars,
+                        maximum=limits.description_max_chars))
+    elif state == "evidence":
+        count = len(turn.draft.get("attachments", []))
+        choices = [Choice("evidence:done", turn.t("evidence_done" if count else "evidence_skip"))]
+        if count:
+            choices.append(Choice("evidence:clear", turn.t("evidence_clear")))
+        text = turn.t("ask_evidence", maximum=limits.max_attachments,
+                      limit_mb=limits.max_attachment_bytes // (1024 * 1024))
+        if count:
+            text += "\n" + turn.t("evidence_count", count=count, maximum=limits.max_attachments)
+        turn.ask(text, choices)
+    elif state == "identity":
+        turn.ask(turn.t("ask_identity"), [Choice("identity:anonymous", turn.t("identity_anonymous")),
+                                          Choice("identity:real", turn.t("identity_real"))])
+    elif state == "name":
+        turn.ask(turn.t("ask_name"))
+    elif state == "phone":
+        turn.ask(turn.t("ask_phone"))
+    elif state == "summary":
+        turn.ask(summary_text(turn), [Choice("summary:submit", turn.t("summary_submit")),
+                                      Choice("summary:edit", turn.t("summary_edit")),
+                                      Choice("summary:cancel", turn.t("summary_cancel"))])
+    elif state == "edit":
+        choices = [Choice(f"edit:{name}", turn.t(f"field_{name}")) for name in EDITABLE_FIELDS]
+        choices.append(Choice("edit:back", turn.t("edit_back")))
+        turn.ask(turn.t("ask_edit"), choices, columns=2)
+    else:
+        raise ValueError(f"no question for state {state!r}")
+
+
+def _city_name(turn: Turn) -> str:
+    return turn.ctx.city.city_zh if turn.locale == "zh" else turn.ctx.city.city_en
+
+
+def _district_name(turn: Turn, code: str | None) -> str:
+    district = turn.ctx.city.district(code)
+    if district is None:
+        return turn.t("district_unsure")
+    return district.zh if turn.locale == "zh" else district.en
+
+
+def summary_text(turn: Turn) -> str:
+    draft = turn.draft
+    description = draft.get("description", "")
+    if len(description) > 800:
+        description = description[:800] + turn.t("summary_truncated", length=len(draft["description"]))
+    if draft.get("anonymous", True):
+        identity = turn.t("identity_anonymous")
+    else:
+        phone = draft.get("phone", "")
+        identity = f"{draft.get('name', '')} {phone[:3]}****{phone[-4:]}"
+    return turn.t(
+        "summary",
+        district=_district_name(turn, draft.get("district")),
+        place=draft.get("place", ""),
+        when=draft.get("occurred", ""),
+        description=description,
+        evidence=len(draft.get("attachments", [])),
+        identity=identity,
+    )
+
+
+def start(turn: Turn) -> None:
+    turn.clear_draft()
+    turn.update_draft(step="district", attachments=[])
+    turn.say(turn.t("report_intro"))
+    ask(turn, "district")
+
+
+def resume(turn: Turn) -> None:
+    ask(turn, turn.draft.get("step") or "district")
+
+
+async def discard(turn: Turn) -> None:
+    names = await actions.discard_draft_attachments(turn.session, turn.draft.get("attachments", []))
+    await delete_files(turn.ctx.evidence_dir, names)
+    turn.clear_draft()
+
+
+def has_draft(turn: Turn) -> bool:
+    return bool(turn.draft.get("step"))
+
+
+# --- answers ----------------------------------------------------------------------------------
+
+
+def _next(turn: Turn, state: str) -> None:
+    """After a field is answered: back to the summary when editing, else the next question."""
+    if turn.draft.get("editing") and state not in ("name", "phone"):
+        ask(turn, "summary")
+    else:
+        ask(turn, state)
+
+
+async def answer(turn: Turn, choice: str | None, text: str | None, attachment: Attachment | None) -> None:
+    """Handle the resident's answer to the question of the current state."""
+    state = turn.conversation.state
+    limits = turn.ctx.city.limits
+    if attachment is not None and state != "evidence":
+        turn.say(turn.t("error_attachment_here"))
+        ask(turn, state)
+        return
+    try:
+        if state == "district":
+            if choice is None or not choice.startswith("district:"):
+                raise Invalid("error_pick_district")
+            code = choice.split(":", 1)[1]
+            turn.update_draft(district=None if code == UNSURE_DISTRICT else code)
+            _next(turn, "place")
+        elif state == "place":
+            if text is None:
+                raise Invalid("error_need_text")
+            turn.update_draft(place=clean_place(text, limits.place_max_chars))
+            _next(turn, "when")
+        elif state == "when":
+            turn.update_draft(occurred=_occurred(turn, choice, text))
+            _next(turn, "description")
+        elif state == "description":
+            if text is None:
+                raise Invalid("error_need_text")
+            turn.update_draft(description=clean_description(text, limits.description_min_chars,
+                                                            limits.description_max_chars))
+            _next(turn, "evidence")
+        elif state == "evidence":
+            await _evidence(turn, choice, text, attachment)
+        elif state == "identity":
+            if choice == "identity:anonymous":
+                turn.update_draft(anonymous=True, name=None, phone=None)
+                ask(turn, "summary")
+            elif choice == "identity:real":
+                ask(turn, "name")
+            else:
+                raise Invalid("error_pick_option")
+        elif state == "name":
+            if text is None:
+                raise Invalid("error_need_text")
+            turn.update_draft(pending_name=clean_name(text))
+            ask(turn, "phone")
+        elif state == "phone":
+            if text is None:
+                raise Invalid("error_need_text")
+            phone = clean_phone(text)
+            turn.update_draft(anonymous=False, name=turn.draft.get("pending_name"), phone=phone,
+                              pending_name=None)
+            ask(turn, "summary")
+        elif state == "summary":
+            await _summary(turn, choice)
+        elif state == "edit":
+            if choice == "edit:back":
+                ask(turn, "summary")
+            elif choice and choice.startswith("edit:") and choice[5:] in EDITABLE_FIELDS:
+                turn.update_draft(editing=True)
+                field = choice[5:]
+                ask(turn, "description" if field == "description" else field)
+            else:
+                raise Invalid("error_pick_option")
+    except Invalid as problem:
+        turn.say(turn.t(problem.text_key, **problem.values))
+        ask(turn, state)
+
+
+def _occurred(turn: Turn, choice: str | None, text: str | None) -> str:
+    today = turn.local_now().date()
+    if choice and choice.startswith("when:"):
+        key = choice.split(":", 1)[1]
+        label = turn.t(f"when_{key}")
+        if key == "today":
+            return f"{today.isoformat()} ({label})"
+        if key == "yesterday":
+            return f"{(today - timedelta(days=1)).isoformat()} ({label})"
+        return label
+    if text is None:
+        raise Invalid("error_when_empty")
+    return clean_occurred(text, today)
+
+
+async def _evidence(turn: Turn, choice: str | None, text: str | None, attachment: Attachment | None) -> None:
+    limits = turn.ctx.city.limits
+    attachments: list[int] = list(turn.draft.get("attachments", []))
+    if attachment is not None:
+        if len(attachments) >= limits.max_attachments:
+            raise Invalid("error_evidence_full", maximum=limits.max_attachments)
+        stored = await accept_file(turn, attachment)
+        attachments.append(stored.id)
+        turn.update_draft(attachments=attachments)
+        turn.say(turn.t("evidence_received", count=len(attachments), maximum=limits.max_attachments))
+        ask(turn, "evidence")
+    elif choice == "evidence:done":
+        _next(turn, "identity")
+    elif choice == "evidence:clear":
+        names = await actions.discard_draft_attachments(turn.session, attachments)
+        await delete_files(turn.ctx.evidence_dir, names)
+        turn.update_draft(attachments=[])
+        turn.say(turn.t("evidence_cleared"))
+        ask(turn, "evidence")
+    else:
+        raise Invalid("error_evidence_expected")
+
+
+async def _summary(turn: Turn, choice: str | None) -> None:
+    if choice == "summary:edit":
+        ask(turn, "edit")
+    elif choice == "summary:cancel":
+        await discard(turn)
+        turn.say(turn.t("cancelled_report"))
+        show_menu(turn)
+    elif choice == "summary:submit":
+        await submit(turn)
+    else:
+        raise Invalid("error_pick_option")
+
+
+async def submit(turn: Turn) -> None:
+    draft = turn.draft
+    city = turn.ctx.city
+    missing = [name for name in ("place", "occurred", "description") if not draft.get(name)]
+    if missing:
+        ask(turn, {"place": "place", "occurred": "when", "description": "description"}[missing[0]])
+        return
+    case, code = await actions.file_report(
+        turn.session,
+        secret_key=turn.ctx.secret_key,
+        case_number_prefix=city.case_number_prefix,
+        year=turn.local_now().year,
+        channel=turn.conversation.channel,
+        reporter_ref=turn.conversation.user_ref,
+        locale=turn.locale,
+        district=draft.get("district"),
+        place=draft["place"],
+        occurred=draft["occurred"],
+        description=draft["description"],
+        anonymous=bool(draft.get("anonymous", True)),
+        reporter_name=draft.get("name"),
+        reporter_phone=draft.get("phone"),
+        attachment_ids=draft.get("attachments", []),
+        triage_queue=city.routing.triage_queue,
+    )
+    decision = await turn.ctx.route(draft["description"], draft.get("district"))
+    await actions.route_case(turn.session, case, **decision.as_kwargs())
+    turn.clear_draft()
+    turn.say(turn.t("submitted", case_number=case.case_number, code=format_receipt_code(code)))
+    show_menu(turn)

@@ -1,0 +1,72 @@
+"""What channels hand to the dialog and what they get back: no transport detail crosses this line."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+AttachmentKind = Literal["photo", "document", "sticker", "voice", "video", "audio", "location", "other"]
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file the resident sent; `fetch` downloads its bytes only when the dialog accepts it."""
+
+    kind: AttachmentKind
+    media_type: str | None = None
+    size_bytes: int | None = None
+    file_name: str | None = None
+    fetch: Callable[[], Awaitable[bytes]] | None = None
+
+
+@dataclass(frozen=True)
+class Inbound:
+    channel: str
+    user_ref: str
+    locale: str | None = None
+    text: str | None = None
+    choice: str | None = None
+    attachment: Attachment | None = None
+    command: str | None = None
+    command_arg: str | None = None
+    update_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Choice:
+    key: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Outbound:
+    text: str
+    choices: tuple[Choice, ...] = ()
+    columns: int = 1
+
+    def to_payload(self) -> dict[str, object]:
+        return {
+            "text": self.text,
+            "choices": [[c.key, c.label] for c in self.choices],
+            "columns": self.columns,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, object]) -> Outbound:
+        raw_choices = payload.get("choices") or []
+        assert isinstance(raw_choices, list)
+        columns = payload.get("columns", 1)
+        return cls(
+            text=str(payload["text"]),
+            choices=tuple(Choice(str(k), str(v)) for k, v in raw_choices),
+            columns=int(columns) if isinstance(columns, int) else 1,
+        )
+
+
+@dataclass
+class Reply:
+    messages: list[Outbound] = field(default_factory=list)
+
+    def add(self, text: str, choices: tuple[Choice, ...] = (), columns: int = 1) -> None:
+        self.messages.append(Outbound(text, choices, columns))

@@ -1,0 +1,119 @@
+"""Checks of what a resident typed. Each returns the cleaned value or raises `Invalid` with a text key."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date
+
+from storage.receipts import parse_receipt_code
+
+__all__ = [
+    "Invalid",
+    "clean_description",
+    "clean_name",
+    "clean_occurred",
+    "clean_phone",
+    "clean_place",
+    "parse_receipt_code",
+    "sniff_media_type",
+]
+
+
+class Invalid(ValueError):
+    def __init__(self, text_key: str, **values: object) -> None:
+        super().__init__(text_key)
+        self.text_key = text_key
+        self.values = values
+
+
+def _normalise(text: str) -> str:
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
+    return text.strip()
+
+
+def substance(text: str) -> int:
+    """Letters, digits and Chinese characters: what counts as content (not spaces, marks or emoji)."""
+    return sum(1 for ch in text if ch.isalnum())
+
+
+def clean_place(text: str, max_chars: int) -> str:
+    value = _normalise(text)
+    if substance(value) < 2:
+        raise Invalid("error_place_short")
+    if len(value) > max_chars:
+        raise Invalid("error_too_long", limit=max_chars, length=len(value))
+    return value
+
+
+_ISO_DATE = re.compile(r"(?<!\d)(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?")
+
+
+def clean_occurred(text: str, today: date) -> str:
+    value = _normalise(text)
+    if substance(value) < 1:
+        raise Invalid("error_when_empty")
+    if len(value) > 100:
+        raise Invalid("error_too_long", limit=100, length=len(value))
+    for match in _ISO_DATE.finditer(value):
+        try:
+            mentioned = date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+        except ValueError:
+            raise Invalid("error_when_bad_date", value=match.group(0)) from None
+        if mentioned > today:
+            raise Invalid("error_when_future", value=mentioned.isoformat())
+    return value
+
+
+def clean_description(text: str, min_chars: int, max_chars: int) -> str:
+    value = _normalise(text)
+    if len(value) > max_chars:
+        raise Invalid("error_description_long", limit=max_chars, length=len(value))
+    letters = [ch for ch in value if ch.isalnum()]
+    if len(letters) < min_chars or len(set(letters)) < min(5, min_chars):
+        raise Invalid("error_description_short", minimum=min_chars)
+    return value
+
+
+def clean_name(text: str) -> str:
+    value = " ".join(_normalise(text).split())
+    if any(ch.isdigit() for ch in value):
+        raise Invalid("error_name_digits")
+    if sum(1 for ch in value if ch.isalpha()) < 2 or len(value) > 40:
+        raise Invalid("error_name_length")
+    return value
+
+
+_PHONE_NOISE = re.compile(r"[\s\-()（）]+")
+_MAINLAND_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+
+
+def clean_phone(text: str) -> str:
+    value = _PHONE_NOISE.sub("", _normalise(text)).translate(str.maketrans("０１２３４５６７８９＋", "0123456789+"))
+    for prefix in ("+86", "0086", "86"):
+        if value.startswith(prefix) and len(value) == len(prefix) + 11:
+            value = value[len(prefix) :]
+            break
+    if not _MAINLAND_MOBILE.match(value):
+        raise Invalid("error_phone")
+    return value
+
+
+_SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
+    (b"\xff\xd8\xff", 0, "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", 0, "image/png"),
+    (b"GIF87a", 0, "image/gif"),
+    (b"GIF89a", 0, "image/gif"),
+    (b"%PDF-", 0, "application/pdf"),
+)
+
+
+def sniff_media_type(content: bytes) -> str | None:
+    """The file's real type from its first bytes (not its name): the evidence types we accept."""
+    for signature, offset, media_type in _SIGNATURES:
+        if content[offset : offset + len(signature)] == signature:
+            return media_type
+    if content[:4] == b"RIFF" and content[8:12] == b"WEBP":
+        return "image/webp"
+    return None

@@ -1,0 +1,401 @@
+"""The only code that writes. Every action takes the caller's session and never commits.
+
+A change of a case writes its trace event in the same transaction; a message to the reporter is
+written to the outbox in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from storage.models import (
+    CLOSED_STATUSES,
+    Attachment,
+    Case,
+    CaseStatus,
+    Conversation,
+    OutboxMessage,
+    ProcessedUpdate,
+    StatusGuess,
+    TraceEvent,
+    TraceKind,
+    utcnow,
+)
+from storage.receipts import new_receipt_code, receipt_code_hash
+
+
+class ActionError(Exception):
+    """A rule of the domain refused the action; the message says which."""
+
+
+# --- conversations and updates ----------------------------------------------------------------
+
+
+async def claim_update(session: AsyncSession, channel: str, update_key: str) -> bool:
+    """Record that an update is being handled; False if it was handled before."""
+    existing = await session.get(ProcessedUpdate, (channel, update_key))
+    if existing is not None:
+        return False
+    session.add(ProcessedUpdate(channel=channel, update_key=update_key))
+    await session.flush()
+    return True
+
+
+async def load_conversation(session: AsyncSession, channel: str, user_ref: str) -> Conversation:
+    """The resident's conversation, locked for this transaction (created on first contact)."""
+    query = (
+        select(Conversation)
+        .where(Conversation.channel == channel, Conversation.user_ref == user_ref)
+        .with_for_update()
+    )
+    conversation = (await session.execute(query)).scalar_one_or_none()
+    if conversation is None:
+        conversation = Conversation(channel=channel, user_ref=user_ref, state="idle", draft={}, context={})
+        session.add(conversation)
+        await session.flush()
+    return conversation
+
+
+# --- evidence ---------------------------------------------------------------------------------
+
+
+async def add_draft_attachment(
+    session: AsyncSession,
+    conversation: Conversation,
+    *,
+    stored_name: str,
+    original_name: str | None,
+    media_type: str,
+    size_bytes: int,
+    sha256: str,
+) -> Attachment:
+    attachment = Attachment(
+        conversation_id=conversation.id,
+        stored_name=stored_name,
+        original_name=original_name,
+        media_type=media_type,
+        size_bytes=size_bytes,
+        sha256=sha256,
+    )
+    session.add(attachment)
+    await session.flush()
+    return attachment
+
+
+async def discard_draft_attachments(session: AsyncSession, attachment_ids: Sequence[int]) -> list[str]:
+    """Forget a cancelled draft's files; returns their stored names so the caller can delete them."""
+    if not attachment_ids:
+        return []
+    rows = await session.execute(
+        select(Attachment.stored_name).where(Attachment.id.in_(attachment_ids), Attachment.case_id.is_(None))
+    )
+    names = list(rows.scalars())
+    await session.execute(
+        delete(Attachment).where(Attachment.id.in_(attachment_ids), Attachment.case_id.is_(None))
+    )
+    return names
+
+
+# --- cases ------------------------------------------------------------------------------------
+
+
+async def file_report(
+    session: AsyncSession,
+    *,
+    secret_key: bytes,
+    case_number_prefix: str,
+    year: int,
+    channel: str,
+    reporter_ref: str,
+    locale: str,
+    district: str | None,
+    place: str,
+    occurred: str,
+    description: str,
+    anonymous: bool,
+    reporter_name: str | None,
+    reporter_phone: str | None,
+    attachment_ids: Sequence[int],
+    triage_queue: str,
+) -> tuple[Case, str]:
+    """Store a submitted report with its first trace event. Returns the case and its receipt code,
+    which exists in plain text only in this return value."""
+    while True:
+        code = new_receipt_code()
+        code_hash = receipt_code_hash(secret_key, code)
+        taken = await session.scalar(select(func.count()).where(Case.receipt_code_hash == code_hash))
+        if not taken:
+            break
+    case = Case(
+        receipt_code_hash=code_hash,
+        channel=channel,
+        reporter_ref=reporter_ref,
+        locale=locale,
+        district=district,
+        place=place,
+        occurred=occurred,
+        description=description,
+        anonymous=anonymous,
+        reporter_name=None if anonymous else reporter_name,
+        reporter_phone=None if anonymous else reporter_phone,
+        status=CaseStatus.RECEIVED,
+        queue=triage_queue,
+    )
+    session.add(case)
+    await session.flush()
+    case.case_number = f"{case_number_prefix}-{year}-{case.id:06d}"
+    event = TraceEvent(case_id=case.id, kind=TraceKind.RECEIVED, actor="reporter", detail={})
+    session.add(event)
+    if attachment_ids:
+        await session.execute(
+            update(Attachment)
+            .where(Attachment.id.in_(attachment_ids), Attachment.case_id.is_(None))
+            .values(case_id=case.id)
+        )
+    await session.flush()
+    return case, code
+
+
+async def route_case(
+    session: AsyncSession,
+    case: Case,
+    *,
+    queue: str,
+    reason: str,
+    label: str | None = None,
+    confidence: float | None = None,
+    top: list[Any] | None = None,
+    terms: list[Any] | None = None,
+    model_version: str | None = None,
+) -> TraceEvent:
+    """Put the case in a queue with the classifier's tag; the routing shows in the trace."""
+    case.queue = queue
+    case.label = label
+    case.label_confidence = confidence
+    case.label_top = top
+    case.label_terms = terms
+    case.model_version = model_version
+    if case.status == CaseStatus.RECEIVED:
+        case.status = CaseStatus.ROUTED
+    event = TraceEvent(
+        case_id=case.id,
+        kind=TraceKind.ROUTED,
+        actor="system",
+        detail={"queue": queue, "reason": reason, "label": label},
+    )
+    session.add(event)
+    await session.flush()
+    return event
+
+
+async def find_case_by_receipt(session: AsyncSession, secret_key: bytes, code: str) -> Case | None:
+    query = (
+        select(Case)
+        .where(Case.receipt_code_hash == receipt_code_hash(secret_key, code))
+        .options(selectinload(Case.trace))
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def get_case(session: AsyncSession, case_id: int) -> Case | None:
+    query = select(Case).where(Case.id == case_id).options(selectinload(Case.trace))
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def count_recent_wrong_codes(session: AsyncSession, channel: str, user_ref: str, since: datetime) -> int:
+    query = select(func.count()).where(
+        StatusGuess.channel == channel, StatusGuess.user_ref == user_ref, StatusGuess.created_at >= since
+    )
+    return int(await session.scalar(query) or 0)
+
+
+async def oldest_recent_wrong_code(
+    session: AsyncSession, channel: str, user_ref: str, since: datetime
+) -> datetime | None:
+    query = select(func.min(StatusGuess.created_at)).where(
+        StatusGuess.channel == channel, StatusGuess.user_ref == user_ref, StatusGuess.created_at >= since
+    )
+    value = await session.scalar(query)
+    if value is not None and value.tzinfo is None:
+        from datetime import UTC
+
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+async def record_wrong_code(session: AsyncSession, channel: str, user_ref: str) -> None:
+    session.add(StatusGuess(channel=channel, user_ref=user_ref))
+    await session.flush()
+
+
+async def add_follow_up(
+    session: AsyncSession, case: Case, *, text: str | None, attachment_ids: Sequence[int] = ()
+) -> TraceEvent:
+    """Information the reporter adds to their case; it appears in the trace."""
+    if case.status in CLOSED_STATUSES:
+        raise ActionError("case is closed")
+    event = TraceEvent(
+        case_id=case.id,
+        kind=TraceKind.FOLLOW_UP,
+        actor="reporter",
+        body=text,
+        detail={"attachments": len(attachment_ids)},
+    )
+    session.add(event)
+    await session.flush()
+    if attachment_ids:
+        await session.execute(
+            update(Attachment)
+            .where(Attachment.id.in_(attachment_ids), Attachment.case_id.is_(None))
+            .values(case_id=case.id, trace_event_id=event.id)
+        )
+    return event
+
+
+async def rate_case(session: AsyncSession, case: Case, rating: int) -> TraceEvent:
+    if case.status not in CLOSED_STATUSES:
+        raise ActionError("only a closed case can be rated")
+    if case.rating is not None:
+        raise ActionError("case already rated")
+    if not 1 <= rating <= 5:
+        raise ActionError("rating must be 1 to 5")
+    case.rating = rating
+    event = TraceEvent(case_id=case.id, kind=TraceKind.RATED, actor="reporter", detail={"rating": rating})
+    session.add(event)
+    await session.flush()
+    return event
+
+
+_STATUS_EVENT = {
+    CaseStatus.ACCEPTED: TraceKind.ACCEPTED,
+    CaseStatus.IN_HANDLING: TraceKind.IN_HANDLING,
+    CaseStatus.ANSWERED: TraceKind.ANSWERED,
+    CaseStatus.CLOSED: TraceKind.CLOSED,
+    CaseStatus.REJECTED: TraceKind.REJECTED,
+    CaseStatus.DUPLICATE: TraceKind.DUPLICATE,
+}
+
+
+async def change_status(
+    session: AsyncSession, case: Case, status: CaseStatus, *, actor: str, body: str | None = None
+) -> TraceEvent:
+    """Move a case to a new status, with its trace event (and a notice to the reporter)."""
+    if status not in _STATUS_EVENT:
+        raise ActionError(f"status {status} cannot be set by hand")
+    if case.status == status:
+        raise ActionError(f"case is already {status}")
+    case.status = status
+    case.closed_at = utcnow() if status in CLOSED_STATUSES else None
+    event = TraceEvent(case_id=case.id, kind=_STATUS_EVENT[status], actor=actor, body=body, detail={})
+    session.add(event)
+    await session.flush()
+    await enqueue_message(
+        session,
+        channel=case.channel,
+        recipient=case.reporter_ref,
+        payload={"notice": "status_changed", "locale": case.locale, "case_number": case.case_number,
+                 "status": str(status)},
+        case_id=case.id,
+    )
+    return event
+
+
+async def reply_to_reporter(session: AsyncSession, case: Case, text: str, *, actor: str) -> TraceEvent:
+    """Staff's answer: stored in the trace (shown by /status) and delivered through the outbox."""
+    text = text.strip()
+    if not text:
+        raise ActionError("an answer needs text")
+    if case.status not in CLOSED_STATUSES:
+        case.status = CaseStatus.ANSWERED
+    event = TraceEvent(case_id=case.id, kind=TraceKind.ANSWERED, actor=actor, body=text, detail={})
+    session.add(event)
+    await session.flush()
+    await enqueue_message(
+        session,
+        channel=case.channel,
+        recipient=case.reporter_ref,
+        payload={"notice": "answer", "locale": case.locale, "case_number": case.case_number, "answer": text},
+        case_id=case.id,
+    )
+    return event
+
+
+# --- outbox -----------------------------------------------------------------------------------
+
+
+async def enqueue_message(
+    session: AsyncSession, *, channel: str, recipient: str, payload: dict[str, Any], case_id: int | None = None
+) -> OutboxMessage:
+    message = OutboxMessage(channel=channel, recipient=recipient, payload=payload, case_id=case_id)
+    session.add(message)
+    await session.flush()
+    return message
+
+
+async def claim_outbox(
+    session: AsyncSession, *, channels: Sequence[str], limit: int, now: datetime | None = None
+) -> list[OutboxMessage]:
+    """Due messages, oldest first, at most one recipient's earliest pending message blocking the rest.
+
+    Rows are locked with SKIP LOCKED where the database supports it, so parallel workers never
+    deliver the same message twice.
+    """
+    now = now or utcnow()
+    blocked = (
+        select(OutboxMessage.recipient)
+        .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at > now)
+        .scalar_subquery()
+    )
+    query = (
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.status == "pending",
+            OutboxMessage.channel.in_(channels),
+            OutboxMessage.next_attempt_at <= now,
+            OutboxMessage.recipient.not_in(blocked),
+        )
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+def mark_sent(message: OutboxMessage) -> None:
+    message.status = "sent"
+    message.sent_at = utcnow()
+    message.attempts += 1
+    message.last_error = None
+
+
+def mark_retry(message: OutboxMessage, *, error: str, delay: timedelta) -> None:
+    message.attempts += 1
+    message.last_error = error[:500]
+    message.next_attempt_at = utcnow() + delay
+
+
+def mark_failed(message: OutboxMessage, *, error: str) -> None:
+    message.attempts += 1
+    message.status = "failed"
+    message.last_error = error[:500]
+
+
+async def take_web_messages(session: AsyncSession, recipient: str) -> list[OutboxMessage]:
+    """Pending messages for a web-chat browser; the browser fetching them is their delivery."""
+    query = (
+        select(OutboxMessage)
+        .where(OutboxMessage.channel == "web", OutboxMessage.recipient == recipient,
+               OutboxMessage.status == "pending")
+        .order_by(OutboxMessage.id)
+        .with_for_update(skip_locked=True)
+    )
+    messages = list((await session.execute(query)).scalars())
+    for message in messages:
+        mark_sent(message)
+    return messages
