@@ -42,7 +42,7 @@ async def check_code(turn: Turn, text: str) -> None:
         return
     case = await actions.find_case_by_receipt(turn.session, turn.ctx.secret_key, code)
     if case is None:
-        await actions.record_wrong_code(turn.session, channel, user_ref)
+        await actions.record_wrong_code(turn.session, channel, user_ref, now)
         turn.say(turn.t("error_code_unknown"))
         ask_code(turn)
         return

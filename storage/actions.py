@@ -229,8 +229,10 @@ async def oldest_recent_wrong_code(
     return value
 
 
-async def record_wrong_code(session: AsyncSession, channel: str, user_ref: str) -> None:
-    session.add(StatusGuess(channel=channel, user_ref=user_ref))
+async def record_wrong_code(
+    session: AsyncSession, channel: str, user_ref: str, at: datetime | None = None
+) -> None:
+    session.add(StatusGuess(channel=channel, user_ref=user_ref, created_at=at or utcnow()))
     await session.flush()
 
 

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config import load_city_config
+from bot.i18n import Texts
+from bot.routing import RouteDecision, decide_queue
+from handlers import dialog
+from handlers.context import DialogContext
+from handlers.types import Attachment, Inbound, Outbound
+from storage.db import create_engine, create_sessionmaker
+from storage.migrate import upgrade
+
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 200
+PDF = b"%PDF-1.4\n" + b"1 0 obj\n" * 20
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+class Resident:
+    """One resident talking to the dialog directly, each message in its own transaction."""
+
+    def __init__(self, harness: DialogHarness, user_ref: str, locale: str = "zh-hans") -> None:
+        self.harness = harness
+        self.user_ref = user_ref
+        self.locale = locale
+        self.last: list[Outbound] = []
+
+    async def _send(self, **fields: Any) -> list[Outbound]:
+        inbound = Inbound("test", self.user_ref, self.locale, **fields)
+        async with self.harness.sessionmaker.begin() as session:
+            self.last = await dialog.handle(session, inbound, self.harness.context)
+        return self.last
+
+    async def say(self, text: str) -> list[Outbound]:
+        return await self._send(text=text)
+
+    async def press(self, key: str) -> list[Outbound]:
+        return await self._send(choice=key)
+
+    async def command(self, name: str, argument: str | None = None) -> list[Outbound]:
+        return await self._send(command=name, command_arg=argument)
+
+    async def upload(self, content: bytes, kind: str = "document", media_type: str | None = "image/jpeg",
+                     name: str | None = "photo.jpg", size: int | None = None) -> list[Outbound]:
+        async def fetch() -> bytes:
+            return content
+
+        attachment = Attachment(kind, media_type, len(content) if size is None else size, name, fetch)  # type: ignore[arg-type]
+        return await self._send(attachment=attachment)
+
+    async def send_sticker(self) -> list[Outbound]:
+        return await self._send(attachment=Attachment("sticker"))
+
+    def text(self) -> str:
+        return "\n".join(m.text for m in self.last)
+
+    def keys(self) -> list[str]:
+        return [c.key for m in self.last for c in m.choices]
+
+
+class DialogHarness:
+    def __init__(self, sessionmaker: Any, context: DialogContext, clock: Clock) -> None:
+        self.sessionmaker = sessionmaker
+        self.context = context
+        self.clock = clock
+
+    def resident(self, user_ref: str = "r1", locale: str = "zh-hans") -> Resident:
+        return Resident(self, user_ref, locale)
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[DialogHarness]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'dialog.db'}"
+    await asyncio.to_thread(upgrade, url)
+    engine = create_engine(url)
+    city = load_city_config(None)
+    clock = Clock()
+
+    async def route(text: str, district: str | None) -> RouteDecision:
+        return decide_queue(city, None, district)
+
+    context = DialogContext(city=city, texts=Texts(), secret_key=b"s" * 32, evidence_dir=tmp_path / "evidence",
+                            route=route, clock=clock)
+    yield DialogHarness(create_sessionmaker(engine), context, clock)
+    await engine.dispose()

@@ -1,0 +1,287 @@
+"""The report dialog driven directly, step by step, against a real SQLite database."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import select
+
+from storage import actions
+from storage.models import Attachment, Case, CaseStatus, TraceEvent
+from tests.handlers.conftest import JPEG, PDF, DialogHarness, Resident
+
+DESCRIPTION = "岳麓区政务服务中心3号窗口的工作人员上班时间一直玩手机，让群众排队等了两个小时。"
+
+
+async def fill_to_summary(resident: Resident) -> None:
+    await resident.command("report")
+    await resident.press("district:yuelu")
+    await resident.say("岳麓区政务服务中心3号窗口")
+    await resident.press("when:today")
+    await resident.say(DESCRIPTION)
+    await resident.press("evidence:done")
+    await resident.press("identity:anonymous")
+
+
+async def submit(resident: Resident) -> str:
+    await resident.press("summary:submit")
+    match = re.search(r"\d{4} \d{4} \d{4} \d{4}", resident.text())
+    assert match, resident.text()
+    return match.group(0)
+
+
+async def test_complete_report_stores_case_and_answers_with_receipt(harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await fill_to_summary(resident)
+    assert "岳麓区政务服务中心3号窗口" in resident.text() and "匿名" in resident.text()
+    code = await submit(resident)
+    assert "QL-2026-000001" in resident.text()
+    async with harness.sessionmaker() as session:
+        case = (await session.execute(select(Case))).scalar_one()
+        kinds = list((await session.execute(select(TraceEvent.kind).order_by(TraceEvent.id))).scalars())
+    assert (case.district, case.place, case.description, case.anonymous) == (
+        "yuelu", "岳麓区政务服务中心3号窗口", DESCRIPTION, True)
+    assert case.occurred == "2026-11-24 (今天)"
+    assert case.queue == "triage" and kinds == ["received", "routed"]
+    assert code.replace(" ", "") not in str(case.__dict__)
+    assert "menu:report" in resident.keys()
+
+
+async def test_every_step_explains_bad_input_and_asks_again(harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await resident.command("report")
+    await resident.say("火星")
+    assert "请从列表中选择区县" in resident.text() and "district:yuelu" in resident.keys()
+    await resident.send_sticker()
+    assert "无法识别这条消息" in resident.text() and "district:yuelu" in resident.keys()
+    await resident.say("3")  # the third option, as typed on WeChat
+    assert "第2步" in resident.text()
+    await resident.say("！")
+    assert "太简略" in resident.text() and "第2步" in resident.text()
+    await resident.upload(JPEG)
+    assert "还不需要上传文件" in resident.text() and "第2步" in resident.text()
+    await resident.say("岳麓区某某街道办事处")
+    await resident.say("2099-01-01")
+    assert "还没有到" in resident.text() and "第3步" in resident.text()
+    await resident.say("2026-02-30")
+    assert "不是一个有效日期" in resident.text()
+    await resident.say("上周三下午")
+    await resident.say("太差了！！！")
+    assert "至少10个字" in resident.text() and "第4步" in resident.text()
+    await resident.say("啊" * 30)
+    assert "至少10个字" in resident.text()
+    await resident.say("字" * 3001)
+    assert "3001字，最多3000字" in resident.text() and "第4步" in resident.text()
+    await resident.say(DESCRIPTION)
+    await resident.say("没有照片")
+    assert "请发送图片或PDF文件" in resident.text() and "evidence:done" in resident.keys()
+    await resident.upload(b"MZ\x90\x00 not an image", name="virus.jpg")
+    assert "不是图片" in resident.text()
+    await resident.upload(JPEG, size=50 * 1024 * 1024)
+    assert "文件太大" in resident.text()
+    await resident.press("evidence:done")
+    await resident.press("identity:real")
+    await resident.say("张3")
+    assert "不能包含数字" in resident.text()
+    await resident.say("张三")
+    await resident.say("12345")
+    assert "手机号格式不正确" in resident.text()
+    await resident.say("+86 138-1234-5678")
+    assert "张三 138****5678" in resident.text()
+    await resident.say("随便说点什么")
+    assert "请点击下方选项之一" in resident.text() and "summary:submit" in resident.keys()
+    await submit(resident)
+    async with harness.sessionmaker() as session:
+        case = (await session.execute(select(Case))).scalar_one()
+    assert (case.occurred, case.reporter_name, case.reporter_phone, case.anonymous) == (
+        "上周三下午", "张三", "13812345678", False)
+
+
+async def test_evidence_up_to_the_limit_is_attached_to_the_case(harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await resident.command("report")
+    await resident.press("district:unsure")
+    await resident.say("望城区某单位")
+    await resident.press("when:week")
+    await resident.say(DESCRIPTION)
+    for _ in range(4):
+        await resident.upload(JPEG, kind="photo")
+    await resident.upload(PDF, media_type="application/pdf", name="证明.pdf")
+    assert "第 5 个文件" in resident.text()
+    await resident.upload(JPEG, kind="photo")
+    assert "最多只能上传5个文件" in resident.text()
+    await resident.press("evidence:done")
+    await resident.press("identity:anonymous")
+    assert "证据：5 个文件" in resident.text() and "区县：不确定" in resident.text()
+    await submit(resident)
+    async with harness.sessionmaker() as session:
+        case = (await session.execute(select(Case))).scalar_one()
+        files = list((await session.execute(select(Attachment).order_by(Attachment.id))).scalars())
+    assert case.district is None
+    assert [f.case_id for f in files] == [case.id] * 5
+    assert [f.media_type for f in files] == ["image/jpeg"] * 4 + ["application/pdf"]
+    assert all((harness.context.evidence_dir / f.stored_name).read_bytes()[:3] in (JPEG[:3], PDF[:3]) for f in files)
+
+
+async def test_summary_edits_one_field_and_returns_to_summary(harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await fill_to_summary(resident)
+    await resident.press("summary:edit")
+    await resident.press("edit:place")
+    await resident.say("开福区不动产登记中心")
+    assert "请核对举报内容" in resident.text() and "开福区不动产登记中心" in resident.text()
+    await resident.press("summary:edit")
+    await resident.press("edit:identity")
+    await resident.press("identity:real")
+    await resident.say("Li Ming")
+    await resident.say("13912345678")
+    assert "Li Ming 139****5678" in resident.text()
+    await submit(resident)
+    async with harness.sessionmaker() as session:
+        case = (await session.execute(select(Case))).scalar_one()
+    assert (case.place, case.district, case.reporter_name) == ("开福区不动产登记中心", "yuelu", "Li Ming")
+
+
+@pytest.mark.parametrize("steps", range(0, 8))
+async def test_cancel_works_at_every_step_and_stores_nothing(harness: DialogHarness, steps: int) -> None:
+    resident = harness.resident()
+    script = [
+        lambda: resident.command("report"),
+        lambda: resident.press("district:kaifu"),
+        lambda: resident.say("开福区某窗口"),
+        lambda: resident.press("when:today"),
+        lambda: resident.say(DESCRIPTION),
+        lambda: resident.upload(JPEG),
+        lambda: resident.press("evidence:done"),
+        lambda: resident.press("identity:anonymous"),
+    ]
+    for step in script[: steps + 1]:
+        await step()
+    await resident.command("cancel")
+    assert "已取消本次举报" in resident.text() and "menu:report" in resident.keys()
+    await resident.command("report")
+    assert "第1步" in resident.text()  # no draft left to resume
+    async with harness.sessionmaker() as session:
+        assert (await session.execute(select(Case))).first() is None
+        assert (await session.execute(select(Attachment))).first() is None
+
+
+async def test_start_offers_to_resume_the_draft_or_start_over(harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await resident.command("report")
+    await resident.press("district:tianxin")
+    await resident.say("天心区税务大厅")
+    await resident.command("start")
+    assert "尚未提交的举报草稿" in resident.text()
+    await resident.press("resume:continue")
+    assert "第3步" in resident.text()
+    await resident.command("report")
+    await resident.press("resume:restart")
+    assert "第1步" in resident.text()
+
+
+async def test_draft_survives_six_days_and_expires_after_seven(harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await resident.command("report")
+    await resident.press("district:liuyang")
+    harness.clock.advance(days=6)
+    await resident.command("report")
+    assert "尚未提交的举报草稿" in resident.text()
+    await resident.press("resume:continue")
+    assert "第2步" in resident.text()
+    harness.clock.advance(days=7, minutes=1)
+    await resident.say("浏阳市某局")
+    assert "已过期删除" in resident.text() and "menu:report" in resident.keys()
+
+
+async def test_english_dialog_and_language_switch(harness: DialogHarness) -> None:
+    resident = harness.resident(locale="en-GB")
+    await resident.command("report")
+    assert "Step 1" in resident.text()
+    await resident.press("district:furong")
+    await resident.command("language")
+    await resident.press("language:zh")
+    assert "已切换为中文" in resident.text() and "第2步" in resident.text()
+    await resident.command("language")
+    await resident.press("language:en")
+    assert "Step 2" in resident.text()
+
+
+async def test_old_buttons_and_unknown_commands_are_explained(harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await resident.command("report")
+    await resident.press("district:yuhua")
+    await resident.press("district:furong")
+    assert "已失效" in resident.text() and "第2步" in resident.text()
+    await resident.command("frobnicate")
+    assert "无法识别指令 /frobnicate" in resident.text() and "第2步" in resident.text()
+
+
+async def test_status_shows_trace_and_answer_and_allows_follow_up_and_rating(harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await fill_to_summary(resident)
+    code = await submit(resident)
+    await resident.command("status", code)
+    assert "当前状态：已分派" in resident.text() and "举报已收到" in resident.text()
+    assert "已分派至 人工分拣" in resident.text()
+    assert resident.keys() == ["case:follow_up", "case:menu"]
+    await resident.press("case:follow_up")
+    await resident.say("补充：涉事工作人员工号为0327。")
+    await resident.upload(JPEG, kind="photo")
+    await resident.press("follow_up:done")
+    assert resident.text().count("举报人补充了材料") == 2
+    async with harness.sessionmaker.begin() as session:
+        case = (await session.execute(select(Case))).scalar_one()
+        case = await actions.get_case(session, case.id)
+        await actions.reply_to_reporter(session, case, "经查属实，已责令整改。", actor="staff:1")
+        await actions.change_status(session, case, CaseStatus.CLOSED, actor="staff:1")
+    await resident.command("status", code.replace(" ", ""))
+    assert "当前状态：已办结" in resident.text() and "经查属实，已责令整改。" in resident.text()
+    assert resident.keys() == ["case:rate", "case:menu"]
+    await resident.press("case:rate")
+    await resident.say("6")
+    assert "请选择1到5星" in resident.text()
+    await resident.press("rate:4")
+    assert "感谢您的评价（4星）" in resident.text()
+    await resident.command("status", code)
+    assert "举报人评价：4星" in resident.text() and "case:rate" not in resident.keys()
+
+
+async def test_wrong_codes_are_throttled_after_five(harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await fill_to_summary(resident)
+    code = await submit(resident)
+    stranger = harness.resident("someone-else")
+    for n in range(5):
+        await stranger.command("status", f"0000 0000 0000 000{n}")
+        assert "没有找到与该查询码对应的案件" in stranger.text()
+    await stranger.command("status", code)
+    assert "错误次数过多" in stranger.text() and "当前状态" not in stranger.text()
+    await stranger.command("status", "12345")
+    assert "错误次数过多" in stranger.text()
+    harness.clock.advance(minutes=11)
+    await stranger.command("status", code)
+    assert "当前状态" in stranger.text()
+    await resident.command("status", code)  # another resident is not affected
+    assert "当前状态" in resident.text()
+
+
+async def test_malformed_code_is_explained_without_counting(harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await resident.command("status")
+    for _ in range(6):
+        await resident.say("1234")
+        assert "查询码应为16位数字" in resident.text()
+    await resident.say("0000000000000000")
+    assert "没有找到" in resident.text()
+
+
+async def test_case_view_expires(harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await fill_to_summary(resident)
+    code = await submit(resident)
+    await resident.command("status", code)
+    harness.clock.advance(minutes=31)
+    await resident.press("case:follow_up")
+    assert "查询已超时" in resident.text() and "menu:status" in resident.keys()
