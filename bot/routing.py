@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from bot.config import CityConfig
-
-
-@dataclass(frozen=True)
-class Tag:
-    """The classifier's verdict on one text."""
-
-    label: str
-    confidence: float
-    top: list[tuple[str, float]] = field(default_factory=list)
-    terms: list[str] = field(default_factory=list)
-    model_version: str | None = None
+from nlp.types import Tag
 
 
 @dataclass(frozen=True)

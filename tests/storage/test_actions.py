@@ -102,7 +102,7 @@ async def test_attachments_of_a_draft_move_to_the_case_on_submit(sessionmaker: A
 
 async def test_follow_up_rating_and_status_changes_write_trace_and_outbox(sessionmaker: Any) -> None:
     async with sessionmaker.begin() as session:
-        case, code = await _file(session)
+        case, _ = await _file(session)
         await actions.route_case(session, case, queue="clean_hall", reason="label", label="slow_service",
                                  confidence=0.91)
     async with sessionmaker.begin() as session:
