@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from html import escape
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -81,7 +82,10 @@ def build_router(runtime: Runtime) -> APIRouter:
 
     @router.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page(request: Request, response: Response, ql_chat: Annotated[str | None, Cookie()] = None) -> Any:
-        html = PAGE.read_text(encoding="utf-8")
+        city = runtime.settings.city
+        html = (PAGE.read_text(encoding="utf-8")
+                .replace("{{title_zh}}", escape("清廉" + city.city_zh.removesuffix("市")))
+                .replace("{{title_en}}", escape("Clean " + city.city_en)))
         result = HTMLResponse(html, headers={
             "Cache-Control": "no-store",
             "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "

@@ -1,0 +1,120 @@
+"""The web chat: its JSON API over real HTTP, and the page driven in headless Chromium."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import LiveService
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+    live = LiveService(tmp_path_factory.mktemp("web"), {})
+    live.start()
+    yield live
+    live.stop()
+
+
+def _client(service: LiveService) -> httpx.Client:
+    client = httpx.Client(base_url=service.url, headers={"X-Qinglian-Chat": "1", "Accept-Language": "zh-CN"})
+    assert client.get("/").status_code == 200
+    return client
+
+
+def test_api_refuses_bad_requests_with_reasons(service: LiveService) -> None:
+    client = _client(service)
+    no_header = httpx.post(f"{service.url}/chat/api/message", json={"command": "start"}, cookies=client.cookies)
+    assert no_header.status_code == 400 and "X-Qinglian-Chat" in no_header.json()["detail"]
+    no_cookie = httpx.post(f"{service.url}/chat/api/message", json={"command": "start"},
+                           headers={"X-Qinglian-Chat": "1"})
+    assert no_cookie.status_code == 401 and "chat page" in no_cookie.json()["detail"]
+    both = client.post("/chat/api/message", json={"text": "hi", "choice": "menu:report"})
+    assert both.status_code == 422 and "exactly one" in str(both.json()["detail"])
+    assert client.post("/chat/api/message", json={"command": "rm -rf"}).status_code == 422
+    assert client.post("/chat/api/message", content=b"{not json", headers={"Content-Type": "application/json"}
+                       ).status_code == 422
+    assert client.post("/chat/api/message", json={"text": "x" * 9000}).status_code == 422
+
+
+def test_api_files_a_report_with_an_uploaded_photo(service: LiveService) -> None:
+    client = _client(service)
+
+    def send(**body: str) -> str:
+        response = client.post("/chat/api/message", json=body)
+        assert response.status_code == 200, response.text
+        return "\n".join(m["text"] for m in response.json()["messages"])
+
+    send(command="report")
+    send(choice="district:kaifu")
+    send(text="开福区不动产登记中心")
+    send(text="上个月15号")
+    send(text="不动产登记中心的工作人员要求提供清单上没有的证明材料，来回跑了四趟。")
+    jpeg = b"\xff\xd8\xff\xe0" + b"\x00" * 1000
+    upload = client.post("/chat/api/upload", files={"file": ("receipt.jpg", jpeg, "image/jpeg")})
+    assert upload.status_code == 200 and "已收到第 1 个文件" in upload.text
+    fake = client.post("/chat/api/upload", files={"file": ("x.pdf", b"<html>not a pdf</html>", "application/pdf")})
+    assert "不是图片" in fake.text
+    send(choice="evidence:done")
+    send(choice="identity:anonymous")
+    final = send(choice="summary:submit")
+    assert re.search(r"QL-\d{4}-\d{6}", final) and re.search(r"\d{4} \d{4} \d{4} \d{4}", final)
+    assert client.get("/chat/api/inbox").json() == {"messages": []}
+    evidence = list((service.data_dir / "evidence").rglob("*.jpg"))
+    assert len(evidence) == 1 and evidence[0].read_bytes() == jpeg
+
+
+@pytest.mark.browser
+def test_browser_files_a_report_and_checks_its_status(service: LiveService, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 375, "height": 667}, locale="zh-CN", base_url=service.url)
+        page = context.new_page()
+        send = page.locator("#send")
+        page.goto("/")
+        expect(page.locator("#messages .msg.bot").first).to_be_visible()
+        assert "清廉长沙" in page.title()
+
+        def click(key: str) -> None:
+            page.locator(f"button.choice[data-key='{key}']").click()
+            expect(send).to_be_enabled()
+
+        def type_and_send(text: str) -> None:
+            page.fill("#input", text)
+            page.press("#input", "Enter")
+            expect(send).to_be_enabled()
+
+        click("menu:report")
+        click("district:yuelu")
+        type_and_send("岳麓区政务服务中心社保窗口")
+        page.locator("button.choice", has_text="今天").click()
+        expect(send).to_be_enabled()
+        type_and_send("太慢")
+        expect(page.locator("#messages .msg.bot", has_text="描述太简单了")).to_be_visible()
+        type_and_send("社保窗口工作人员中午提前一小时离岗，十几个人在窗口前等到下午两点半。")
+        click("evidence:done")
+        click("identity:anonymous")
+        expect(page.locator("#messages .msg.bot", has_text="请核对举报内容")).to_be_visible()
+        click("summary:submit")
+        receipt = page.locator("#messages .msg.bot", has_text="举报已提交")
+        expect(receipt).to_be_visible()
+        code = re.search(r"\d{4} \d{4} \d{4} \d{4}", receipt.inner_text())
+        assert code is not None
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        page.screenshot(path=str(tmp_path / "receipt.png"))
+
+        type_and_send(f"/status {code.group(0)}")
+        expect(page.locator("#messages .msg.bot", has_text="当前状态：已分派")).to_be_visible()
+        expect(page.locator("button.choice[data-key='case:follow_up']")).to_be_visible()
+        page.reload()
+        expect(page.locator("#messages .msg.bot", has_text="当前状态：已分派")).to_be_visible()
+        browser.close()
