@@ -111,6 +111,11 @@ async def _command(turn: Turn, command: str, argument: str | None) -> None:
         reask(turn)
 
 
+def _letters(text: str) -> str:
+    """An option's words without emoji, marks or spaces: "✅ 提交" is answered by "提交"."""
+    return "".join(ch for ch in text.casefold() if ch.isalnum())
+
+
 def _resolve_choice(turn: Turn) -> tuple[str | None, str | None, bool]:
     """(choice key, free text, stale) — a button press, or typed text that names an offered option."""
     offered: list[list[str]] = turn.context_get("choices") or []
@@ -124,8 +129,9 @@ def _resolve_choice(turn: Turn) -> tuple[str | None, str | None, bool]:
         typed = text.strip()
         if typed.isdigit() and 1 <= int(typed) <= len(offered) and turn.conversation.state != "rating":
             return offered[int(typed) - 1][0], None, False
+        typed_words = _letters(typed)
         for key, label in offered:
-            if typed.casefold() == label.casefold():
+            if typed_words and typed_words == _letters(label):
                 return key, None, False
     return None, text, False
 

@@ -1,0 +1,354 @@
+"""End to end through Telegram: `qinglian serve` in its own process, talking to the stand-in Bot API
+server, which checks every request against the official Bot API specification."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import LiveService, free_port
+from tests.standins.telegram_server import TelegramStandIn
+
+TOKEN = "424242:TEST-qinglian"
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 8
+DESCRIPTION = "岳麓区政务服务中心3号窗口的工作人员上班时间一直玩手机，让群众排队等了两个小时。"
+
+
+class Chat:
+    """One resident in a private chat with the bot."""
+
+    def __init__(self, standin: TelegramStandIn, chat_id: int, language: str = "zh-hans") -> None:
+        self.standin = standin
+        self.chat_id = chat_id
+        self.language = language
+        self.seen = 0
+
+    def expect(self, fragment: str, timeout: float = 15.0) -> str:
+        """Wait for a new message containing `fragment`; returns its text."""
+        found: list[str] = []
+
+        def arrived() -> bool:
+            for index, message in enumerate(self.standin.sent_messages(self.chat_id)[self.seen:], self.seen):
+                if fragment in (message.get("text") or ""):
+                    found.append(message["text"])
+                    self.seen = index + 1
+                    return True
+            return False
+
+        try:
+            self.standin.wait_until(arrived, timeout=timeout, what=f"a message with {fragment!r}")
+        except AssertionError:
+            texts = [m.get("text") for m in self.standin.sent_messages(self.chat_id)[self.seen:]]
+            raise AssertionError(f"no message with {fragment!r} in chat {self.chat_id}; got {texts}") from None
+        return found[0]
+
+    def say(self, text: str, expect: str) -> str:
+        self.standin.send_text(self.chat_id, text, language_code=self.language)
+        return self.expect(expect)
+
+    def press(self, data: str, expect: str) -> str:
+        self.standin.wait_until(lambda: data in self.buttons(), what=f"a button {data!r}")
+        self.standin.press_button(self.chat_id, data, language_code=self.language)
+        return self.expect(expect)
+
+    def buttons(self) -> list[str]:
+        return [data for _, data in self.standin.last_buttons(self.chat_id)]
+
+    def settle(self, quiet: float = 0.5) -> None:
+        """Wait until the bot has stopped sending to this chat."""
+        count = -1
+        while count != len(self.standin.sent_messages(self.chat_id)):
+            count = len(self.standin.sent_messages(self.chat_id))
+            time.sleep(quiet)
+        self.seen = count
+
+
+def _db(service: LiveService) -> sqlite3.Connection:
+    return sqlite3.connect(service.data_dir / "qinglian.db")
+
+
+def _code(text: str) -> str:
+    match = re.search(r"\d{4} \d{4} \d{4} \d{4}", text)
+    assert match, text
+    return match.group(0)
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[TelegramStandIn]:
+    server = TelegramStandIn(token=TOKEN)
+    server.start()
+    yield server
+    server.stop()
+    assert server.violations == []
+
+
+@pytest.fixture(scope="module")
+def service(standin: TelegramStandIn, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+    live = LiveService(tmp_path_factory.mktemp("telegram"), {
+        "QINGLIAN_TELEGRAM_TOKEN": TOKEN, "QINGLIAN_TELEGRAM_API_URL": standin.root_url,
+    })
+    live.start()
+    yield live
+    live.stop()
+
+
+_next_chat = iter(range(5000, 6000))
+
+
+@pytest.fixture
+def chat(standin: TelegramStandIn, service: LiveService) -> Chat:
+    return Chat(standin, next(_next_chat))
+
+
+def file_report(chat: Chat) -> str:
+    chat.say("/report", expect="第1步")
+    chat.press("district:yuelu", expect="第2步")
+    chat.say("岳麓区政务服务中心3号窗口", expect="第3步")
+    chat.press("when:today", expect="第4步")
+    chat.say(DESCRIPTION, expect="第5步")
+    chat.standin.send_photo(chat.chat_id, JPEG)
+    chat.expect("已收到第 1 个文件")
+    chat.press("evidence:done", expect="第6步")
+    chat.press("identity:anonymous", expect="请核对举报内容")
+    return _code(chat.press("summary:submit", expect="举报已提交"))
+
+
+def test_commands_menu_is_published_in_both_languages(standin: TelegramStandIn, service: LiveService) -> None:
+    standin.wait_for_request("setMyCommands", count=3)
+    english = [c["command"] for c in standin.my_commands(language_code="en")]
+    chinese = standin.my_commands(language_code="zh")
+    assert english == ["start", "report", "status", "cancel", "language", "help"]
+    assert [c["description"] for c in chinese][:2] == ["开始 / 主菜单", "我要举报"]
+
+
+def test_full_report_in_chinese_with_a_photo(chat: Chat, service: LiveService) -> None:
+    chat.say("/start", expect="清廉监督举报平台")
+    assert "menu:report" in chat.buttons()
+    code = file_report(chat)
+    with _db(service) as db:
+        case_id, district, place, anonymous, queue = db.execute(
+            "SELECT id, district, place, anonymous, queue FROM cases WHERE reporter_ref = ?", (str(chat.chat_id),)
+        ).fetchone()
+        stored_names = [row[0] for row in db.execute("SELECT stored_name FROM attachments WHERE case_id = ?",
+                                                      (case_id,))]
+        hashes = [row[0] for row in db.execute("SELECT receipt_code_hash FROM cases")]
+    assert (district, place, anonymous, queue) == ("yuelu", "岳麓区政务服务中心3号窗口", 1, "triage")
+    assert len(stored_names) == 1
+    assert (service.data_dir / "evidence" / stored_names[0]).read_bytes() == JPEG
+    assert code.replace(" ", "") not in hashes
+
+
+def test_full_report_in_english_typed_answers(standin: TelegramStandIn, service: LiveService) -> None:
+    chat = Chat(standin, next(_next_chat), language="en")
+    chat.say("/report", expect="Step 1")
+    chat.say("Kaifu", expect="Step 2")
+    chat.say("Kaifu District Tax Service Hall, window 7", expect="Step 3")
+    chat.say("2026-11-02", expect="Step 4")
+    chat.say("The clerk refused my application although every document on the list was there.", expect="Step 5")
+    chat.say("1", expect="Step 6")
+    chat.say("With my name", expect="Your name")
+    chat.say("Zhang Wei", expect="mobile number")
+    chat.say("139 1234 5678", expect="Please check your report")
+    chat.say("Submit", expect="Your report was submitted")
+    with _db(service) as db:
+        row = db.execute("SELECT district, occurred, reporter_name, reporter_phone, locale FROM cases "
+                         "WHERE reporter_ref = ?", (str(chat.chat_id),)).fetchone()
+    assert row == ("kaifu", "2026-11-02", "Zhang Wei", "13912345678", "en")
+
+
+def test_edit_from_summary_and_cancel(chat: Chat, service: LiveService) -> None:
+    chat.say("/report", expect="第1步")
+    chat.press("district:furong", expect="第2步")
+    chat.say("芙蓉区车管所", expect="第3步")
+    chat.press("when:yesterday", expect="第4步")
+    chat.say(DESCRIPTION, expect="第5步")
+    chat.press("evidence:done", expect="第6步")
+    chat.press("identity:anonymous", expect="请核对举报内容")
+    chat.press("summary:edit", expect="要修改哪一项")
+    chat.press("edit:district", expect="第1步")
+    summary = chat.press("district:yuhua", expect="请核对举报内容")
+    assert "区县：雨花区" in summary and "芙蓉区车管所" in summary
+    chat.say("/cancel", expect="已取消本次举报")
+    with _db(service) as db:
+        assert db.execute("SELECT count(*) FROM cases WHERE reporter_ref = ?", (str(chat.chat_id),)).fetchone() == (0,)
+
+
+def test_bad_input_at_each_step_is_explained_and_asked_again(chat: Chat) -> None:
+    standin = chat.standin
+    chat.say("/report", expect="第1步")
+    standin.send_sticker(chat.chat_id)
+    chat.expect("无法识别这条消息")
+    chat.expect("第1步")
+    chat.press("district:wangcheng", expect="第2步")
+    standin.send_voice(chat.chat_id)
+    chat.expect("无法识别这条消息")
+    chat.expect("第2步")
+    chat.say("望城区某街道便民服务中心", expect="第3步")
+    chat.say("2030年1月1日", expect="还没有到")
+    chat.say("上周五", expect="第4步")
+    chat.say("字" * 3001, expect="最多3000字")
+    chat.say(DESCRIPTION, expect="第5步")
+    standin.send_document(chat.chat_id, b"PK\x03\x04zipfile", "evidence.zip", "application/zip")
+    chat.expect("不是图片")
+    chat.press("evidence:done", expect="第6步")
+    chat.press("identity:real", expect="请输入您的姓名")
+    chat.say("王五", expect="手机号码")
+    chat.say("0731-8888888", expect="手机号格式不正确")
+    chat.say("13712345678", expect="请核对举报内容")
+    first_question = next(m for m in standin.sent_messages(chat.chat_id) if "第1步" in m["text"])
+    standin.press_button(chat.chat_id, "district:furong", message_id=first_question["message_id"])
+    chat.expect("已失效")
+    chat.expect("请核对举报内容")
+
+
+def test_restart_in_the_middle_resumes_the_draft(chat: Chat, service: LiveService) -> None:
+    chat.say("/report", expect="第1步")
+    chat.press("district:ningxiang", expect="第2步")
+    chat.say("宁乡市自然资源局窗口", expect="第3步")
+    chat.settle()
+    service.stop()
+    service.start()
+    chat.press("when:month", expect="第4步")
+    chat.settle()
+    service.kill()
+    service.start()
+    chat.say("/start", expect="尚未提交的举报草稿")
+    chat.press("resume:continue", expect="第4步")
+    chat.say(DESCRIPTION, expect="第5步")
+    chat.press("evidence:done", expect="第6步")
+    chat.press("identity:anonymous", expect="请核对举报内容")
+    chat.press("summary:submit", expect="举报已提交")
+    with _db(service) as db:
+        row = db.execute("SELECT district, place, occurred FROM cases WHERE reporter_ref = ?",
+                         (str(chat.chat_id),)).fetchone()
+    assert row == ("ningxiang", "宁乡市自然资源局窗口", "最近一个月内")
+
+
+def test_a_redelivered_update_does_nothing(chat: Chat, service: LiveService) -> None:
+    standin = chat.standin
+    chat.say("/report", expect="第1步")
+    chat.press("district:yuelu", expect="第2步")
+    chat.say("岳麓区某局", expect="第3步")
+    chat.press("when:today", expect="第4步")
+    chat.say(DESCRIPTION, expect="第5步")
+    chat.press("evidence:done", expect="第6步")
+    chat.press("identity:anonymous", expect="请核对举报内容")
+    submit = standin.press_button(chat.chat_id, "summary:submit")
+    chat.expect("举报已提交")
+    chat.settle()
+    standin.redeliver(submit)
+    standin.wait_until(lambda: standin.pending_update_count() == 0, what="redelivered update consumed")
+    chat.settle(quiet=1.0)
+    assert chat.seen == len(standin.sent_messages(chat.chat_id))
+    with _db(service) as db:
+        assert db.execute("SELECT count(*) FROM cases WHERE reporter_ref = ?", (str(chat.chat_id),)).fetchone() == (1,)
+
+
+def test_status_follow_up_answer_and_rating(chat: Chat, service: LiveService) -> None:
+    code = file_report(chat)
+    chat.settle()
+    chat.say(f"/status {code}", expect="当前状态：已分派")
+    chat.press("case:follow_up", expect="请发送要补充的")
+    chat.say("补充：该窗口工作人员工号0327。", expect="补充材料已收到")
+    chat.press("follow_up:done", expect="举报人补充了材料")
+    chat.say("/status 1111 2222 3333 4444", expect="没有找到")
+    chat.say("/status 12", expect="16位数字")
+    # staff answer and close the case (the console will do this); the outbox tells the reporter
+    with _db(service) as db:
+        case_id = db.execute("SELECT id FROM cases WHERE reporter_ref = ?", (str(chat.chat_id),)).fetchone()[0]
+    _staff_answers_and_closes(service, case_id)
+    chat.expect("收到办理答复")
+    chat.expect("有新进展：已办结")
+    chat.say(f"/status {code.replace(' ', '')}", expect="经核查，已对该工作人员批评教育")
+    chat.press("case:rate", expect="请为本案的办理打分")
+    chat.press("rate:5", expect="感谢您的评价（5星）")
+
+
+def _staff_answers_and_closes(service: LiveService, case_id: int) -> None:
+    import asyncio
+
+    from storage import actions
+    from storage.db import create_engine, create_sessionmaker
+    from storage.models import CaseStatus
+
+    async def act() -> None:
+        engine = create_engine(f"sqlite+aiosqlite:///{service.data_dir / 'qinglian.db'}")
+        async with create_sessionmaker(engine).begin() as session:
+            case = await actions.get_case(session, case_id)
+            assert case is not None
+            await actions.reply_to_reporter(session, case, "经核查，已对该工作人员批评教育。", actor="staff:test")
+            await actions.change_status(session, case, CaseStatus.CLOSED, actor="staff:test")
+        await engine.dispose()
+
+    asyncio.run(act())
+
+
+def test_flood_control_and_server_errors_lose_nothing(chat: Chat) -> None:
+    standin = chat.standin
+    chat.say("/start", expect="清廉监督举报平台")
+    chat.settle()
+    standin.fail_next("sendMessage", count=1, status=429, retry_after=2)
+    standin.fail_next("sendMessage", count=2, status=502, retry_after=None, description="Bad Gateway")
+    started = time.monotonic()
+    standin.send_text(chat.chat_id, "/report")
+    chat.expect("开始举报", timeout=30)
+    chat.expect("第1步", timeout=30)
+    assert time.monotonic() - started >= 2
+    chat.press("district:kaifu", expect="第2步")
+    texts = [m["text"] for m in standin.sent_messages(chat.chat_id)]
+    assert texts.count(next(t for t in texts if "开始举报" in t)) == 1
+
+
+@pytest.fixture
+def webhook_service(tmp_path: Path) -> Iterator[tuple[TelegramStandIn, LiveService]]:
+    standin = TelegramStandIn(token=TOKEN)
+    standin.start()
+    live = LiveService(tmp_path / "webhook", {
+        "QINGLIAN_TELEGRAM_TOKEN": TOKEN, "QINGLIAN_TELEGRAM_API_URL": standin.root_url,
+        "QINGLIAN_TELEGRAM_WEBHOOK_SECRET": "hook-secret-123",
+    })
+    live.env["QINGLIAN_TELEGRAM_WEBHOOK_URL"] = f"{live.url}/telegram/webhook"
+    live.start()
+    yield standin, live
+    live.stop()
+    standin.stop()
+    assert standin.violations == []
+
+
+def test_webhook_mode_checks_the_secret_and_files_reports(webhook_service: tuple[TelegramStandIn, LiveService]) -> None:
+    standin, live = webhook_service
+    assert standin.webhook_url == f"{live.url}/telegram/webhook"
+    update = {"update_id": 1, "message": {"message_id": 1, "date": 0, "chat": {"id": 1, "type": "private"},
+                                          "text": "/report"}}
+    forged = httpx.post(f"{live.url}/telegram/webhook", json=update,
+                        headers={"X-Telegram-Bot-Api-Secret-Token": "guess"})
+    missing = httpx.post(f"{live.url}/telegram/webhook", json=update)
+    assert (forged.status_code, missing.status_code) == (403, 403)
+    chat = Chat(standin, 777)
+    code = file_report(chat)
+    chat.say(f"/status {code}", expect="当前状态")
+    assert standin.webhook_deliveries
+    assert not standin.requests_for("getUpdates")
+
+
+def test_bad_setting_is_one_clear_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "serve", "--port", str(free_port())], cwd=REPO, capture_output=True,
+        text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "QINGLIAN_DATA_DIR": str(tmp_path), "QINGLIAN_TELEGRAM_TOKEN": "not-a-token"},
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "qinglian: invalid setting QINGLIAN_TELEGRAM_TOKEN: must look like 123456:ABC-DEF (the token BotFather gave you)"
+    ]
