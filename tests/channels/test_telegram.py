@@ -350,5 +350,6 @@ def test_bad_setting_is_one_clear_line(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "qinglian: invalid setting QINGLIAN_TELEGRAM_TOKEN: must look like 123456:ABC-DEF (the token BotFather gave you)"
+        "qinglian: invalid setting QINGLIAN_TELEGRAM_TOKEN: "
+        "must look like 123456:ABC-DEF (the token BotFather gave you)"
     ]
