@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from bot.channels import web
 from bot.config import Settings
+from bot.jobs import run_housekeeping
 from bot.runtime import Runtime
 from storage.migrate import upgrade
 
@@ -28,6 +29,9 @@ def create_app(settings: Settings) -> FastAPI:
         nonlocal telegram_channel
         await asyncio.to_thread(upgrade, settings.resolved_database_url)
         runtime.outbox.start()
+        housekeeping = asyncio.create_task(
+            run_housekeeping(runtime.sessionmaker, settings.evidence_dir, settings.city.limits), name="housekeeping"
+        )
         if settings.telegram_token:
             from bot.channels.telegram import TelegramChannel
 
@@ -36,6 +40,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            housekeeping.cancel()
             if telegram_channel is not None:
                 await telegram_channel.stop()
             await runtime.close()

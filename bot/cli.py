@@ -41,12 +41,11 @@ def serve(
     import uvicorn
 
     from bot.app import create_app
-    from storage.migrate import upgrade
 
     settings = _settings()
     _configure_logging(settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.resolved_database_url)
+    _migrate(settings)
     telegram = "off (set QINGLIAN_TELEGRAM_TOKEN)"
     if settings.telegram_token:
         telegram = "webhook" if settings.telegram_webhook_url else "long polling"
@@ -59,6 +58,19 @@ def serve(
         sys.exit(1)
 
 
+def _migrate(settings: Settings, revision: str = "head") -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from storage.migrate import upgrade
+
+    try:
+        upgrade(settings.resolved_database_url, revision)
+    except (OSError, SQLAlchemyError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        typer.echo(f"qinglian: cannot open the database at {_safe_url(settings)}: {reason}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _safe_url(settings: Settings) -> str:
     from sqlalchemy.engine import make_url
 
@@ -68,10 +80,8 @@ def _safe_url(settings: Settings) -> str:
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Create or migrate the database schema."""
-    from storage.migrate import upgrade
-
     settings = _settings()
-    upgrade(settings.resolved_database_url, revision)
+    _migrate(settings, revision)
     typer.echo(f"database at {_safe_url(settings)} is at revision {revision}")
 
 

@@ -401,3 +401,32 @@ async def take_web_messages(session: AsyncSession, recipient: str) -> list[Outbo
     for message in messages:
         mark_sent(message)
     return messages
+
+
+# --- housekeeping -----------------------------------------------------------------------------
+
+
+async def expired_drafts(session: AsyncSession, older_than: datetime, limit: int = 500) -> list[Conversation]:
+    query = (
+        select(Conversation)
+        .where(Conversation.draft_updated_at.is_not(None), Conversation.draft_updated_at < older_than)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def discard_expired_draft(session: AsyncSession, conversation: Conversation) -> list[str]:
+    """Forget a draft nobody came back to; returns the evidence files to delete."""
+    names = await discard_draft_attachments(session, (conversation.draft or {}).get("attachments", []))
+    conversation.draft = {}
+    conversation.draft_updated_at = None
+    if conversation.state not in ("idle", "status_code", "case_menu", "follow_up", "rating", "language"):
+        conversation.state = "idle"
+    return names
+
+
+async def prune_bookkeeping(session: AsyncSession, *, updates_before: datetime, guesses_before: datetime) -> None:
+    """Drop dedup records and wrong-code records that no rule looks at any more."""
+    await session.execute(delete(ProcessedUpdate).where(ProcessedUpdate.processed_at < updates_before))
+    await session.execute(delete(StatusGuess).where(StatusGuess.created_at < guesses_before))

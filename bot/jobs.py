@@ -1,0 +1,65 @@
+"""Housekeeping that runs in the background of `qinglian serve`: expired drafts, old bookkeeping."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.config import Limits
+from storage import actions
+from storage.models import utcnow
+
+log = logging.getLogger(__name__)
+
+INTERVAL_SECONDS = 3600.0
+UPDATE_MEMORY = timedelta(days=7)
+
+
+async def expire_drafts(sessionmaker: async_sessionmaker[AsyncSession], evidence_dir: Path, limits: Limits) -> int:
+    """Delete drafts (and their evidence files) untouched for longer than the configured lifetime."""
+    cutoff = utcnow() - timedelta(days=limits.draft_ttl_days)
+    expired = 0
+    while True:
+        async with sessionmaker.begin() as session:
+            batch = await actions.expired_drafts(session, cutoff)
+            files: list[str] = []
+            for conversation in batch:
+                files += await actions.discard_expired_draft(session, conversation)
+        await asyncio.to_thread(_unlink, evidence_dir, files)
+        expired += len(batch)
+        if not batch:
+            return expired
+
+
+def _unlink(evidence_dir: Path, names: list[str]) -> None:
+    for name in names:
+        (evidence_dir / name).unlink(missing_ok=True)
+
+
+async def housekeeping_once(sessionmaker: async_sessionmaker[AsyncSession], evidence_dir: Path,
+                            limits: Limits) -> None:
+    expired = await expire_drafts(sessionmaker, evidence_dir, limits)
+    now = utcnow()
+    async with sessionmaker.begin() as session:
+        await actions.prune_bookkeeping(
+            session, updates_before=now - UPDATE_MEMORY,
+            guesses_before=now - timedelta(minutes=limits.status_window_minutes * 2),
+        )
+    if expired:
+        log.info("expired %d unfinished drafts", expired)
+
+
+async def run_housekeeping(sessionmaker: async_sessionmaker[AsyncSession], evidence_dir: Path,
+                           limits: Limits) -> None:
+    while True:
+        try:
+            await housekeeping_once(sessionmaker, evidence_dir, limits)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("housekeeping failed; it runs again in an hour")
+        await asyncio.sleep(INTERVAL_SECONDS)

@@ -1,0 +1,71 @@
+"""Settings and the city configuration: defaults, validation, one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import DEFAULT_CITY_CONFIG, ConfigError, load_city_config, load_settings
+
+
+def test_default_configuration_is_changsha_and_routes_every_label() -> None:
+    city = load_city_config(None)
+    assert [d.zh for d in city.districts] == ["芙蓉区", "天心区", "岳麓区", "开福区", "雨花区", "望城区", "长沙县",
+                                              "浏阳市", "宁乡市"]
+    assert set(city.routing.labels) == {"slow_service", "lazy_procrastination", "formalism", "project_irregularity",
+                                        "village_affairs", "medical", "education", "bribery_gifts", "other"}
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "city.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_routing_to_a_missing_queue_is_refused_with_the_reason(tmp_path: Path) -> None:
+    text = DEFAULT_CITY_CONFIG.read_text(encoding="utf-8").replace('medical = "clean_medical"',
+                                                                    'medical = "hospitals"')
+    with pytest.raises(ConfigError, match="label 'medical' routes to unknown queue 'hospitals'"):
+        load_city_config(_write(tmp_path, text))
+
+
+def test_a_district_without_its_queue_is_refused(tmp_path: Path) -> None:
+    text = DEFAULT_CITY_CONFIG.read_text(encoding="utf-8").replace(
+        '{ code = "ningxiang", zh = "宁乡市", en = "Ningxiang" },',
+        '{ code = "ningxiang", zh = "宁乡市", en = "Ningxiang" },\n'
+        '    { code = "xiangjiang", zh = "湘江新区", en = "Xiangjiang" },')
+    with pytest.raises(ConfigError, match="district_xiangjiang"):
+        load_city_config(_write(tmp_path, text))
+
+
+def test_broken_toml_and_missing_file_are_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        load_city_config(_write(tmp_path, "districts = [\n"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_city_config(tmp_path / "nope.toml")
+
+
+def test_production_refuses_a_placeholder_secret(tmp_path: Path) -> None:
+    settings = load_settings(environment="production", data_dir=tmp_path, secret_key="change-me")
+    with pytest.raises(ConfigError, match="QINGLIAN_SECRET_KEY"):
+        settings.resolved_secret_key()
+    good = load_settings(environment="production", data_dir=tmp_path, secret_key="x" * 40)
+    assert good.resolved_secret_key() == b"x" * 40
+
+
+def test_development_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
+    first = load_settings(data_dir=tmp_path).resolved_secret_key()
+    second = load_settings(data_dir=tmp_path).resolved_secret_key()
+    assert first == second and len(first) >= 48
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("database_url", "mysql://x", "invalid setting QINGLIAN_DATABASE_URL: must start with sqlite+aiosqlite://"),
+    ("telegram_api_url", "ftp://x", "invalid setting QINGLIAN_TELEGRAM_API_URL: must be an http(s) URL"),
+    ("telegram_webhook_url", "not a url", "invalid setting QINGLIAN_TELEGRAM_WEBHOOK_URL: must be an http(s) URL"),
+])
+def test_bad_settings_name_the_variable(field: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError) as problem:
+        load_settings(**{field: value})
+    assert str(problem.value).startswith(message)
