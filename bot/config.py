@@ -139,7 +139,30 @@ class Settings(BaseSettings):
     telegram_webhook_url: str | None = None
     telegram_webhook_secret: str | None = None
     telegram_max_rate: float = Field(default=30.0, gt=0, description="messages per second to Telegram")
+    wechat_app_id: str | None = None
+    wechat_app_secret: str | None = None
+    wechat_token: str | None = None
+    wechat_aes_key: str | None = None
+    wechat_api_url: str = "https://api.weixin.qq.com"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("wechat_aes_key")
+    @classmethod
+    def _aes_key(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if len(value) != 43:
+            raise ValueError("must be the 43-character EncodingAESKey from the Official Account settings")
+        return value
+
+    @field_validator("wechat_token")
+    @classmethod
+    def _wechat_token(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not (3 <= len(value) <= 32 and value.isascii() and value.isalnum()):
+            raise ValueError("must be 3-32 letters or digits, as set in the Official Account's server settings")
+        return value
 
     @field_validator("telegram_token")
     @classmethod
@@ -152,7 +175,7 @@ class Settings(BaseSettings):
             raise ValueError("must look like 123456:ABC-DEF (the token BotFather gave you)")
         return value
 
-    @field_validator("telegram_api_url", "public_url")
+    @field_validator("telegram_api_url", "public_url", "wechat_api_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         parts = urlsplit(value)
