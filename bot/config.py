@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import tomllib
+from datetime import date
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -37,6 +38,18 @@ class Queue(BaseModel):
     en: str
     accept_within_working_days: int = Field(default=15, ge=1)
     resolve_within_days: int = Field(default=60, ge=1)
+    telegram_chat_id: int | None = None
+    wecom_webhook_env: Annotated[str | None, Field(pattern=r"^QINGLIAN_[A-Z0-9_]+$")] = None
+
+
+class Console(BaseModel):
+    identity_roles: list[Literal["reviewer", "supervisor", "admin"]] = ["supervisor", "admin"]
+    session_hours: float = Field(default=8, gt=0)
+    login_attempts: int = Field(default=5, ge=1)
+    login_lock_minutes: int = Field(default=15, ge=1)
+    digest_hour: int = Field(default=8, ge=0, le=23)
+    holidays: list[date] = Field(default_factory=list)
+    workdays_override: list[date] = Field(default_factory=list)
 
 
 class Routing(BaseModel):
@@ -71,6 +84,7 @@ class CityConfig(BaseModel):
     queues: list[Queue]
     routing: Routing
     limits: Limits = Limits()
+    console: Console = Console()
     texts: dict[str, dict[str, str]] = Field(default_factory=dict)
 
     @field_validator("districts")

@@ -55,6 +55,10 @@ def render(payload: dict[str, object], texts: Texts) -> Outbound:
     if notice == "answer":
         return Outbound(texts.get(locale, "notice_answer", case_number=payload["case_number"],
                                   answer=payload["answer"]))
+    if notice == "new_case":
+        return Outbound(texts.get(locale, "notice_new_case", case_number=payload["case_number"],
+                                  queue=payload["queue"], label=payload.get("label") or "-",
+                                  district=payload.get("district") or "-", first_line=payload["first_line"]))
     raise ValueError(f"unknown notice {notice!r}")
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bot.config import CityConfig
 from nlp.types import Tag
@@ -14,6 +16,9 @@ class RouteDecision:
     queue: str
     reason: str
     tag: Tag | None = None
+    accept_due_at: datetime | None = None
+    resolve_due_at: datetime | None = None
+    staff_targets: tuple[tuple[str, str], ...] = ()
 
     def as_kwargs(self) -> dict[str, Any]:
         tag = self.tag
@@ -25,7 +30,17 @@ class RouteDecision:
             "top": [[label, round(score, 4)] for label, score in tag.top] if tag else None,
             "terms": list(tag.terms) if tag else None,
             "model_version": tag.model_version if tag else None,
+            "accept_due_at": self.accept_due_at,
+            "resolve_due_at": self.resolve_due_at,
         }
+
+
+def route(city: CityConfig, tag: Tag | None, district: str | None, now: datetime) -> RouteDecision:
+    """The queue, with the deadlines it sets and the staff groups to tell."""
+    decision = decide_queue(city, tag, district)
+    accept_due, resolve_due = due_dates(city, decision.queue, now)
+    return RouteDecision(decision.queue, decision.reason, tag, accept_due, resolve_due,
+                         tuple(staff_channels(city, decision.queue)))
 
 
 def decide_queue(city: CityConfig, tag: Tag | None, district: str | None) -> RouteDecision:
@@ -43,3 +58,43 @@ def decide_queue(city: CityConfig, tag: Tag | None, district: str | None) -> Rou
             return RouteDecision(routing.triage_queue, "no_district", tag)
         return RouteDecision(routing.district_queue_prefix + district, "district", tag)
     return RouteDecision(target, "label", tag)
+
+
+def is_working_day(city: CityConfig, day: date) -> bool:
+    if day in city.console.workdays_override:
+        return True
+    return day.weekday() < 5 and day not in city.console.holidays
+
+
+def add_working_days(city: CityConfig, start: datetime, days: int) -> datetime:
+    """The end of the `days`-th working day after `start`, in the city's time zone."""
+    tz = ZoneInfo(city.timezone)
+    day = start.astimezone(tz).date()
+    counted = 0
+    while counted < days:
+        day += timedelta(days=1)
+        if is_working_day(city, day):
+            counted += 1
+    return datetime.combine(day, time(23, 59, 59), tz).astimezone(UTC)
+
+
+def due_dates(city: CityConfig, queue_code: str, routed_at: datetime) -> tuple[datetime | None, datetime | None]:
+    """(accept by, resolve by) for a case entering a queue, from the queue's configured deadlines."""
+    queue = city.queue(queue_code)
+    if queue is None:
+        return None, None
+    resolve = routed_at.astimezone(ZoneInfo(city.timezone)) + timedelta(days=queue.resolve_within_days)
+    return add_working_days(city, routed_at, queue.accept_within_working_days), resolve.astimezone(UTC)
+
+
+def staff_channels(city: CityConfig, queue_code: str) -> list[tuple[str, str]]:
+    """(channel, recipient) of the staff groups that hear about new cases in a queue."""
+    queue = city.queue(queue_code)
+    targets: list[tuple[str, str]] = []
+    if queue is None:
+        return targets
+    if queue.telegram_chat_id is not None:
+        targets.append(("telegram", str(queue.telegram_chat_id)))
+    if queue.wecom_webhook_env is not None:
+        targets.append(("wecom", queue.code))
+    return targets

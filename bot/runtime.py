@@ -14,12 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.config import Settings
 from bot.i18n import Texts
 from bot.outbox import OutboxWorker
-from bot.routing import RouteDecision, decide_queue
+from bot.routing import RouteDecision
+from bot.routing import route as decide
 from handlers import dialog
 from handlers.context import DialogContext
 from handlers.types import Inbound, Outbound
 from storage import actions
 from storage.db import create_engine, create_sessionmaker
+from storage.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,7 @@ class Runtime:
         city = settings.city
 
         async def route(text: str, district: str | None) -> RouteDecision:
-            return decide_queue(city, None, district)
+            return decide(city, None, district, utcnow())
 
         context = DialogContext(
             city=city,

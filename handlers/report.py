@@ -286,6 +286,7 @@ async def submit(turn: Turn) -> None:
     )
     decision = await turn.ctx.route(draft["description"], draft.get("district"))
     await actions.route_case(turn.session, case, **decision.as_kwargs())
+    await actions.notify_staff(turn.session, case, decision.staff_targets, locale=city.default_locale)
     turn.clear_draft()
     turn.say(turn.t("submitted", case_number=case.case_number, code=format_receipt_code(code)))
     show_menu(turn)

@@ -173,14 +173,20 @@ async def route_case(
     top: list[Any] | None = None,
     terms: list[Any] | None = None,
     model_version: str | None = None,
+    accept_due_at: datetime | None = None,
+    resolve_due_at: datetime | None = None,
 ) -> TraceEvent:
     """Put the case in a queue with the classifier's tag; the routing shows in the trace."""
     case.queue = queue
     case.label = label
+    case.predicted_label = label
     case.label_confidence = confidence
     case.label_top = top
     case.label_terms = terms
     case.model_version = model_version
+    case.routed_at = utcnow()
+    case.accept_due_at = accept_due_at
+    case.resolve_due_at = resolve_due_at
     if case.status == CaseStatus.RECEIVED:
         case.status = CaseStatus.ROUTED
     event = TraceEvent(
@@ -294,6 +300,8 @@ async def change_status(
         raise ActionError(f"case is already {status}")
     case.status = status
     case.closed_at = utcnow() if status in CLOSED_STATUSES else None
+    if status == CaseStatus.ACCEPTED and case.accepted_at is None:
+        case.accepted_at = utcnow()
     event = TraceEvent(case_id=case.id, kind=_STATUS_EVENT[status], actor=actor, body=body, detail={})
     session.add(event)
     await session.flush()
@@ -326,6 +334,17 @@ async def reply_to_reporter(session: AsyncSession, case: Case, text: str, *, act
         case_id=case.id,
     )
     return event
+
+
+async def notify_staff(session: AsyncSession, case: Case, targets: Sequence[tuple[str, str]], *,
+                       locale: str) -> None:
+    """Announce a case in its queue's staff groups: number, label, district, first line — no identity."""
+    first_line = case.description.strip().splitlines()[0][:120] if case.description.strip() else ""
+    for channel, recipient in targets:
+        await enqueue_message(session, channel=channel, recipient=recipient, case_id=case.id, payload={
+            "notice": "new_case", "locale": locale, "case_number": case.case_number, "queue": case.queue,
+            "label": case.label, "district": case.district, "first_line": first_line,
+        })
 
 
 # --- outbox -----------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ import pytest
 
 from bot.config import load_city_config
 from bot.i18n import Texts
-from bot.routing import RouteDecision, decide_queue
+from bot.routing import RouteDecision
+from bot.routing import route as decide
 from handlers import dialog
 from handlers.context import DialogContext
 from handlers.types import Attachment, Inbound, Outbound
@@ -93,7 +94,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[DialogHarness]:
     clock = Clock()
 
     async def route(text: str, district: str | None) -> RouteDecision:
-        return decide_queue(city, None, district)
+        return decide(city, None, district, clock())
 
     context = DialogContext(city=city, texts=Texts(), secret_key=b"s" * 32, evidence_dir=tmp_path / "evidence",
                             route=route, clock=clock)

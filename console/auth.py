@@ -1,0 +1,168 @@
+"""Who is asking: staff logins (signed HttpOnly cookies bound to a server-side session), API tokens,
+CSRF tokens, Argon2 password hashes, TOTP second factor, and the permission rules."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+import pyotp
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from fastapi import Depends, HTTPException, Request
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from bot.config import CityConfig
+from bot.runtime import Runtime
+from storage import staff_actions
+from storage.models import Case, StaffRole, StaffSession, StaffUser
+
+SESSION_COOKIE = "ql_staff"
+_hasher = PasswordHasher()
+# A hash of a random password: verifying against it when the user does not exist takes as long as
+# a real check, so response times do not tell which usernames exist.
+_DUMMY_HASH = _hasher.hash("not-a-password-anyone-has")
+MIN_PASSWORD_LENGTH = 10
+
+
+def hash_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def new_totp_secret() -> str:
+    return pyotp.random_base32()
+
+
+def totp_uri(secret: str, username: str, issuer: str) -> str:
+    return pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name=issuer)
+
+
+def verify_totp(secret: str, code: str) -> bool:
+    code = code.strip().replace(" ", "")
+    return code.isdigit() and pyotp.TOTP(secret).verify(code, valid_window=1)
+
+
+def cookie_serializer(runtime: Runtime) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(runtime.settings.resolved_secret_key(), salt="qinglian-staff-session")
+
+
+# --- permissions ------------------------------------------------------------------------------
+
+
+def visible_queues(user: StaffUser) -> set[str] | None:
+    """The queues a user works in; None means every queue (supervisors and admins)."""
+    if user.role in (StaffRole.SUPERVISOR, StaffRole.ADMIN):
+        return None
+    return {assignment.queue for assignment in user.queues}
+
+
+def can_see(user: StaffUser, case: Case) -> bool:
+    queues = visible_queues(user)
+    return queues is None or case.queue in queues
+
+
+def can_reveal_identity(user: StaffUser, city: CityConfig) -> bool:
+    return user.role in city.console.identity_roles
+
+
+def has_role(user: StaffUser, *roles: StaffRole) -> bool:
+    return user.role in roles
+
+
+# --- request principals -----------------------------------------------------------------------
+
+
+@dataclass
+class Principal:
+    user: StaffUser
+    session: StaffSession | None  # None for API tokens
+    runtime: Runtime
+
+    @property
+    def csrf_token(self) -> str:
+        return self.session.csrf_token if self.session else ""
+
+    def check_csrf(self, submitted: str | None) -> None:
+        if self.session is None:
+            return  # token-authenticated API calls carry no ambient credentials
+        if not submitted or not hmac.compare_digest(submitted, self.session.csrf_token):
+            raise HTTPException(403, "the form has expired or did not come from this site (CSRF check failed)")
+
+
+class LoginRequired(Exception):
+    """Raised by page dependencies; the app answers with a redirect to the login page."""
+
+    def __init__(self, next_path: str, second_factor: bool = False) -> None:
+        self.next_path = next_path
+        self.second_factor = second_factor
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def _session_principal(request: Request, runtime: Runtime, *, allow_half: bool = False) -> Principal | None:
+    raw = request.cookies.get(SESSION_COOKIE)
+    if not raw:
+        return None
+    try:
+        token = cookie_serializer(runtime).loads(raw, max_age=int(runtime.settings.city.console.session_hours * 3600))
+    except BadSignature:
+        return None
+    async with runtime.sessionmaker() as session:
+        record = await staff_actions.find_session(session, str(token))
+        if record is None:
+            return None
+        user = await staff_actions.get_staff(session, record.user_id)
+    if user is None or not user.active:
+        return None
+    if not record.second_factor_done and not allow_half:
+        return None
+    return Principal(user, record, runtime)
+
+
+async def page_principal(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> Principal:
+    principal = await _session_principal(request, runtime)
+    if principal is None:
+        half = await _session_principal(request, runtime, allow_half=True)
+        raise LoginRequired(request.url.path, second_factor=half is not None)
+    return principal
+
+
+async def half_logged_in(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> Principal | None:
+    return await _session_principal(request, runtime, allow_half=True)
+
+
+async def api_principal(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> Principal:
+    """A bearer token (integrations) or the console's own session cookie."""
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        async with runtime.sessionmaker.begin() as session:
+            record = await staff_actions.find_api_token(session, header[7:].strip())
+            user = await staff_actions.get_staff(session, record.user_id) if record else None
+        if user is None or not user.active:
+            raise HTTPException(401, "invalid or revoked API token", headers={"WWW-Authenticate": "Bearer"})
+        return Principal(user, None, runtime)
+    principal = await _session_principal(request, runtime)
+    if principal is None:
+        raise HTTPException(401, "authentication required: send 'Authorization: Bearer <token>'",
+                            headers={"WWW-Authenticate": "Bearer"})
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        principal.check_csrf(request.headers.get("x-csrf-token"))
+    return principal
+
+
+def require(principal: Principal, *roles: StaffRole) -> None:
+    if principal.user.role not in roles:
+        raise HTTPException(403, f"this needs the role {' or '.join(str(r) for r in roles)}")

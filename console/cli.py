@@ -1,0 +1,184 @@
+"""`qinglian staff …`: staff accounts from the shell."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.config import ConfigError, Settings, load_settings
+from console.auth import hash_password
+from storage import staff_actions
+from storage.actions import ActionError
+from storage.db import create_engine, create_sessionmaker
+from storage.models import StaffRole, StaffUser
+
+staff_app = typer.Typer(help="Staff accounts of the console.", no_args_is_help=True)
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as problem:
+        typer.echo(f"qinglian: {problem}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    settings = _settings()
+
+    async def go() -> T:
+        engine = create_engine(settings.resolved_database_url)
+        try:
+            async with create_sessionmaker(engine).begin() as session:
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(go())
+    except ActionError as problem:
+        typer.echo(f"qinglian: {problem}", err=True)
+        raise typer.Exit(2) from None
+
+
+async def _user(session: AsyncSession, username: str) -> StaffUser:
+    user = await staff_actions.get_staff_by_username(session, username)
+    if user is None:
+        raise ActionError(f"no staff user {username!r}")
+    return user
+
+
+def _password(value: str | None) -> str:
+    password = value or getpass.getpass("Password (at least 10 characters): ")
+    try:
+        return hash_password(password)
+    except ValueError as problem:
+        typer.echo(f"qinglian: {problem}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _check_queues(queues: list[str]) -> None:
+    known = {q.code for q in _settings().city.queues}
+    unknown = sorted(set(queues) - known)
+    if unknown:
+        typer.echo(f"qinglian: unknown queue(s) {', '.join(unknown)}; configured: {', '.join(sorted(known))}", err=True)
+        raise typer.Exit(2)
+
+
+@staff_app.command("add")
+def add(
+    username: str,
+    role: Annotated[StaffRole, typer.Option(help="reviewer, supervisor or admin")] = StaffRole.REVIEWER,
+    name: Annotated[str | None, typer.Option(help="Display name")] = None,
+    queue: Annotated[list[str] | None, typer.Option(help="Queue to work in (repeatable)")] = None,
+    password: Annotated[str | None, typer.Option(help="Asked for when not given")] = None,
+) -> None:
+    """Create a staff account."""
+    queues = queue or []
+    _check_queues(queues)
+    password_hash = _password(password)
+
+    async def work(session: AsyncSession) -> None:
+        user = await staff_actions.create_staff(session, username=username, display_name=name or username,
+                                                role=role, password_hash=password_hash)
+        await staff_actions.set_queues(session, user, queues)
+
+    _run(work)
+    typer.echo(f"created {role.value} {username}" + (f" in {', '.join(queues)}" if queues else ""))
+
+
+@staff_app.command("list")
+def list_() -> None:
+    """List staff accounts with their roles and queues."""
+    users = _run(staff_actions.list_staff)
+    table = Table("username", "name", "role", "queues", "active", "2FA", "last login")
+    for user in users:
+        table.add_row(user.username, user.display_name, user.role, ", ".join(q.queue for q in user.queues) or "-",
+                      "yes" if user.active else "no",
+                      "on" if user.totp_secret else ("required" if user.totp_required else "off"),
+                      f"{user.last_login_at:%Y-%m-%d %H:%M}" if user.last_login_at else "-")
+    Console().print(table)
+
+
+@staff_app.command("disable")
+def disable(username: str) -> None:
+    """Disable an account: its sessions end and its API tokens are revoked."""
+
+    async def work(session: AsyncSession) -> None:
+        await staff_actions.set_active(session, await _user(session, username), False)
+
+    _run(work)
+    typer.echo(f"disabled {username}")
+
+
+@staff_app.command("enable")
+def enable(username: str) -> None:
+    """Enable a disabled account again."""
+
+    async def work(session: AsyncSession) -> None:
+        await staff_actions.set_active(session, await _user(session, username), True)
+
+    _run(work)
+    typer.echo(f"enabled {username}")
+
+
+@staff_app.command("reset-password")
+def reset_password(username: str, password: Annotated[str | None, typer.Option()] = None) -> None:
+    """Set a new password (asked for when not given); open sessions end."""
+    password_hash = _password(password)
+
+    async def work(session: AsyncSession) -> None:
+        await staff_actions.set_password(session, await _user(session, username), password_hash)
+
+    _run(work)
+    typer.echo(f"password of {username} changed")
+
+
+@staff_app.command("assign")
+def assign(
+    username: str, queue: Annotated[list[str], typer.Argument(help="Queues (replaces the current set)")]
+) -> None:
+    """Set the queues a reviewer works in."""
+    _check_queues(queue)
+
+    async def work(session: AsyncSession) -> None:
+        await staff_actions.set_queues(session, await _user(session, username), queue)
+
+    _run(work)
+    typer.echo(f"{username} works in {', '.join(sorted(set(queue)))}")
+
+
+@staff_app.command("role")
+def role(username: str, new_role: Annotated[StaffRole, typer.Argument()]) -> None:
+    """Change an account's role."""
+
+    async def work(session: AsyncSession) -> None:
+        await staff_actions.set_role(session, await _user(session, username), new_role, actor=None)
+
+    _run(work)
+    typer.echo(f"{username} is now {new_role.value}")
+
+
+async def ensure_first_admin(session: AsyncSession, settings: Settings) -> str | None:
+    """On an empty staff table: a clearly marked demo admin in development, or instructions in production."""
+    count = await session.scalar(select(func.count()).select_from(StaffUser))
+    if count:
+        return None
+    if settings.environment == "production":
+        return ("No staff account exists yet. Create the first administrator with:\n"
+                "  qinglian staff add <username> --role admin")
+    password = secrets.token_urlsafe(12)
+    await staff_actions.create_staff(session, username="demo-admin", display_name="DEMO administrator",
+                                     role=StaffRole.ADMIN, password_hash=hash_password(password))
+    return (f"DEMO ONLY — created administrator 'demo-admin' with password {password} for the embedded default.\n"
+            "  Create real accounts with `qinglian staff add` and disable this one: qinglian staff disable demo-admin")

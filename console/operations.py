@@ -1,0 +1,233 @@
+"""What staff can do to tickets, once for the pages and the REST API.
+
+Each operation is one transaction opened here (the edge): it loads the case, applies the
+permission rules (a case outside the user's queues does not exist for them: 404), runs the
+storage action(s), and returns plain data. Routes only parse input and render the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.routing import due_dates, route
+from console.auth import Principal, can_reveal_identity, can_see, has_role, visible_queues
+from nlp.types import Tag
+from storage import queries, staff_actions
+from storage.actions import ActionError
+from storage.models import Attachment, Case, CaseStatus, InternalNote, StaffRole, utcnow
+
+LABELS = ("slow_service", "lazy_procrastination", "formalism", "project_irregularity", "village_affairs",
+          "medical", "education", "bribery_gifts", "other")
+SETTABLE_STATUSES = (CaseStatus.ACCEPTED, CaseStatus.IN_HANDLING, CaseStatus.ANSWERED, CaseStatus.CLOSED,
+                     CaseStatus.REJECTED)
+
+
+class OperationError(Exception):
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+@dataclass
+class CaseDetail:
+    case: Case
+    notes: list[tuple[InternalNote, str | None]]
+    assignee: str | None
+    duplicate_of: str | None
+    can_reveal: bool
+
+
+async def _case(session: AsyncSession, principal: Principal, case_number: str) -> Case:
+    case = await queries.case_by_number(session, case_number)
+    if case is None or not can_see(principal.user, case):
+        raise OperationError(404, f"no case {case_number} in your queues")
+    return case
+
+
+def _wrap(error: ActionError) -> OperationError:
+    return OperationError(409, str(error))
+
+
+async def list_cases(principal: Principal, flt: queries.CaseFilter, *, page: int,
+                     per_page: int) -> tuple[list[Case], int]:
+    """Only ever the user's queues, whatever queue the filter asks for."""
+    allowed = visible_queues(principal.user)
+    if allowed is not None:
+        flt.queues = allowed if flt.queues is None else set(flt.queues) & allowed
+    threshold = principal.runtime.settings.city.routing.confidence_threshold
+    async with principal.runtime.sessionmaker() as session:
+        return await queries.list_cases(session, flt, page=page, per_page=per_page, threshold=threshold)
+
+
+async def overview(principal: Principal) -> dict[str, queries.QueueCounts]:
+    allowed = visible_queues(principal.user)
+    queues = allowed if allowed is not None else {q.code for q in principal.runtime.settings.city.queues}
+    async with principal.runtime.sessionmaker() as session:
+        counts = await queries.queue_counts(session, queues)
+    return {queue: counts.get(queue, queries.QueueCounts(queue, 0, 0, 0)) for queue in sorted(queues)}
+
+
+async def case_detail(principal: Principal, case_number: str, *, ip: str | None) -> CaseDetail:
+    """A ticket with everything this user may see; the view itself is audited."""
+    async with principal.runtime.sessionmaker.begin() as session:
+        case = await _case(session, principal, case_number)
+        await staff_actions.record_view(session, case, actor=principal.user, ip=ip)
+        notes = await queries.notes_for(session, case.id)
+        assignee = await staff_actions.get_staff(session, case.assigned_to_id) if case.assigned_to_id else None
+        original = await session.get(Case, case.duplicate_of_id) if case.duplicate_of_id else None
+    return CaseDetail(case, notes, assignee.display_name if assignee else None,
+                      original.case_number if original else None,
+                      can_reveal_identity(principal.user, principal.runtime.settings.city) and not case.anonymous)
+
+
+async def accept(principal: Principal, case_number: str) -> None:
+    async with principal.runtime.sessionmaker.begin() as session:
+        case = await _case(session, principal, case_number)
+        try:
+            await staff_actions.accept_case(session, case, actor=principal.user)
+        except ActionError as error:
+            raise _wrap(error) from None
+
+
+async def confirm_label(principal: Principal, case_number: str) -> None:
+    async with principal.runtime.sessionmaker.begin() as session:
+        case = await _case(session, principal, case_number)
+        try:
+            await staff_actions.confirm_label(session, case, actor=principal.user)
+        except ActionError as error:
+            raise _wrap(error) from None
+
+
+async def correct_label(principal: Principal, case_number: str, label: str) -> str:
+    """Set the label staff decided; the case moves where routing sends that label. Returns its queue."""
+    if label not in LABELS:
+        raise OperationError(422, f"unknown label {label!r}; one of {', '.join(LABELS)}")
+    city = principal.runtime.settings.city
+    async with principal.runtime.sessionmaker.begin() as session:
+        case = await _case(session, principal, case_number)
+        decision = route(city, Tag(label, 1.0), case.district, utcnow())
+        try:
+            await staff_actions.correct_label(session, case, label, actor=principal.user, queue=decision.queue,
+                                              accept_due_at=decision.accept_due_at,
+                                              resolve_due_at=decision.resolve_due_at)
+        except ActionError as error:
+            raise _wrap(error) from None
+        return case.queue
+
+
+async def move(principal: Principal, case_number: str, queue: str, reason: str) -> None:
+    city = principal.runtime.settings.city
+    if city.queue(queue) is None:
+        raise OperationError(422, f"unknown queue {queue!r}")
+    async with principal.runtime.sessionmaker.begin() as session:
+        case = await _case(session, principal, case_number)
+        accept_due, resolve_due = due_dates(city, queue, utcnow())
+        try:
+            await staff_actions.move_case(session, case, queue, reason=reason, actor=principal.user,
+                                          accept_due_at=accept_due, resolve_due_at=resolve_due)
+        except ActionError as error:
+            raise OperationError(422 if "reason" in str(error) else 409, str(error)) from None
+
+
+async def set_status(principal: Principal, case_number: str, status: str, note: str | None = None) -> None:
+    try:
+        wanted = CaseStatus(status)
+    except ValueError:
+        raise OperationError(422, f"unknown status {status!r}") from None
+    if wanted not in SETTABLE_STATUSES:
+        raise OperationError(422, f"status {status} cannot be set here")
+    async with principal.runtime.sessionmaker.begin() as session:
+        case = await _case(session, principal, case_number)
+        try:
+            await staff_actions.set_status(session, case, wanted, actor=principal.user, body=note or None)
+        except ActionError as error:
+            raise _wrap(error) from None
+
+
+async def mark_duplicate(principal: Principal, case_number: str, original_number: str) -> None:
+    async with principal.runtime.sessionmaker.begin() as session:
+        case = await _case(session, principal, case_number)
+        original = await queries.case_by_number(session, original_number.strip())
+        if original is None:
+            raise OperationError(422, f"no case {original_number}")
+        try:
+            await staff_actions.mark_duplicate(session, case, original, actor=principal.user)
+        except ActionError as error:
+            raise _wrap(error) from None
+
+
+async def add_note(principal: Principal, case_number: str, body: str) -> None:
+    if len(body) > 10_000:
+        raise OperationError(422, "a note has at most 10,000 characters")
+    async with principal.runtime.sessionmaker.begin() as session:
+        case = await _case(session, principal, case_number)
+        try:
+            await staff_actions.add_note(session, case, body, actor=principal.user)
+        except ActionError as error:
+            raise OperationError(422, str(error)) from None
+
+
+async def assign(principal: Principal, case_number: str, username: str | None) -> None:
+    async with principal.runtime.sessionmaker.begin() as session:
+        case = await _case(session, principal, case_number)
+        assignee = None
+        if username:
+            assignee = await staff_actions.get_staff_by_username(session, username)
+            if assignee is None or not assignee.active:
+                raise OperationError(422, f"no active staff user {username!r}")
+            if not can_see(assignee, case):
+                raise OperationError(422, f"{username} does not work in queue {case.queue}")
+        await staff_actions.assign_case(session, case, assignee, actor=principal.user)
+
+
+async def answer(principal: Principal, case_number: str, text: str) -> None:
+    if len(text) > 3000:
+        raise OperationError(422, "an answer has at most 3,000 characters")
+    async with principal.runtime.sessionmaker.begin() as session:
+        case = await _case(session, principal, case_number)
+        try:
+            await staff_actions.answer_reporter(session, case, text, actor=principal.user)
+        except ActionError as error:
+            raise OperationError(422, str(error)) from None
+    principal.runtime.outbox.wake()
+
+
+async def reveal_identity(principal: Principal, case_number: str, *, ip: str | None) -> tuple[str | None, str | None]:
+    if not can_reveal_identity(principal.user, principal.runtime.settings.city):
+        raise OperationError(403, "your role may not see reporters' identities")
+    async with principal.runtime.sessionmaker.begin() as session:
+        case = await _case(session, principal, case_number)
+        try:
+            return await staff_actions.reveal_identity(session, case, actor=principal.user, ip=ip)
+        except ActionError as error:
+            raise _wrap(error) from None
+
+
+async def evidence_file(principal: Principal, case_number: str, attachment_id: int, *,
+                        ip: str | None) -> tuple[Path, Attachment]:
+    """The path of an evidence file of a case this user may see; the download is audited."""
+    async with principal.runtime.sessionmaker.begin() as session:
+        case = await _case(session, principal, case_number)
+        stored = await queries.attachment(session, attachment_id)
+        if stored is None or stored.case_id != case.id:
+            raise OperationError(404, "no such evidence file on this case")
+        await staff_actions.audit(session, principal.user, "case.download", case=case,
+                                  detail={"attachment_id": attachment_id}, ip=ip)
+    path = principal.runtime.settings.evidence_dir / stored.stored_name
+    if not path.is_file():
+        raise OperationError(410, "the evidence file is missing from storage")
+    return path, stored
+
+
+def require_supervisor(principal: Principal) -> None:
+    if not has_role(principal.user, StaffRole.SUPERVISOR, StaffRole.ADMIN):
+        raise OperationError(403, "only supervisors and administrators may do this")
+
+
+def require_admin(principal: Principal) -> None:
+    if not has_role(principal.user, StaffRole.ADMIN):
+        raise OperationError(403, "only administrators may do this")

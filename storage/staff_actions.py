@@ -1,0 +1,296 @@
+"""Actions of the back office. Each change of a case writes its trace event (what the reporter sees)
+and an audit record (who did it) in the caller's transaction; nothing here commits."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from storage import actions
+from storage.actions import ActionError
+from storage.models import (
+    CLOSED_STATUSES,
+    ApiToken,
+    AuditEntry,
+    Case,
+    CaseStatus,
+    InternalNote,
+    QueueAssignment,
+    StaffRole,
+    StaffSession,
+    StaffUser,
+    TraceEvent,
+    TraceKind,
+    utcnow,
+)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def actor_ref(user: StaffUser) -> str:
+    return f"staff:{user.id}"
+
+
+async def audit(session: AsyncSession, actor: StaffUser | None, action: str, *, case: Case | None = None,
+                detail: dict[str, Any] | None = None, ip: str | None = None) -> AuditEntry:
+    entry = AuditEntry(actor_id=actor.id if actor else None, action=action, case_id=case.id if case else None,
+                       detail=detail or {}, ip=ip)
+    session.add(entry)
+    await session.flush()
+    return entry
+
+
+# --- staff accounts ---------------------------------------------------------------------------
+
+
+async def get_staff(session: AsyncSession, user_id: int) -> StaffUser | None:
+    query = select(StaffUser).where(StaffUser.id == user_id).options(selectinload(StaffUser.queues))
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def get_staff_by_username(session: AsyncSession, username: str) -> StaffUser | None:
+    query = select(StaffUser).where(StaffUser.username == username).options(selectinload(StaffUser.queues))
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def list_staff(session: AsyncSession) -> list[StaffUser]:
+    query = select(StaffUser).order_by(StaffUser.username).options(selectinload(StaffUser.queues))
+    return list((await session.execute(query)).scalars())
+
+
+async def create_staff(session: AsyncSession, *, username: str, display_name: str, role: StaffRole,
+                       password_hash: str, actor: StaffUser | None = None) -> StaffUser:
+    if await get_staff_by_username(session, username) is not None:
+        raise ActionError(f"user {username!r} exists already")
+    user = StaffUser(username=username, display_name=display_name, role=role, password_hash=password_hash,
+                     active=True, failed_logins=0, totp_required=False)
+    session.add(user)
+    await session.flush()
+    await audit(session, actor, "staff.create", detail={"user": username, "role": str(role)})
+    return user
+
+
+async def set_queues(session: AsyncSession, user: StaffUser, queues: Sequence[str], *,
+                     actor: StaffUser | None = None) -> None:
+    await session.execute(delete(QueueAssignment).where(QueueAssignment.user_id == user.id))
+    for queue in sorted(set(queues)):
+        session.add(QueueAssignment(user_id=user.id, queue=queue))
+    await session.flush()
+    await audit(session, actor, "staff.assign_queues", detail={"user": user.username, "queues": sorted(set(queues))})
+
+
+async def set_active(session: AsyncSession, user: StaffUser, active: bool, *, actor: StaffUser | None = None) -> None:
+    user.active = active
+    if not active:
+        await session.execute(delete(StaffSession).where(StaffSession.user_id == user.id))
+        await session.execute(update(ApiToken).where(ApiToken.user_id == user.id).values(revoked=True))
+    await audit(session, actor, "staff.enable" if active else "staff.disable", detail={"user": user.username})
+
+
+async def set_password(session: AsyncSession, user: StaffUser, password_hash: str, *,
+                       actor: StaffUser | None = None) -> None:
+    user.password_hash = password_hash
+    user.failed_logins = 0
+    user.locked_until = None
+    await session.execute(delete(StaffSession).where(StaffSession.user_id == user.id))
+    await audit(session, actor, "staff.reset_password", detail={"user": user.username})
+
+
+async def set_role(session: AsyncSession, user: StaffUser, role: StaffRole, *, actor: StaffUser | None) -> None:
+    previous = user.role
+    user.role = role
+    await audit(session, actor, "staff.role", detail={"user": user.username, "from": previous, "to": str(role)})
+
+
+async def set_totp(session: AsyncSession, user: StaffUser, secret: str | None, *, actor: StaffUser | None) -> None:
+    user.totp_secret = secret
+    await audit(session, actor, "staff.totp_enrol" if secret else "staff.totp_remove", detail={"user": user.username})
+
+
+async def require_totp(session: AsyncSession, user: StaffUser, required: bool, *, actor: StaffUser | None) -> None:
+    user.totp_required = required
+    await audit(session, actor, "staff.totp_required", detail={"user": user.username, "required": required})
+
+
+async def record_login(session: AsyncSession, user: StaffUser | None, *, success: bool, username: str,
+                       ip: str | None, attempts: int, lock_minutes: int) -> None:
+    """Count failures; `attempts` failures in a row lock the account for `lock_minutes`."""
+    if user is not None:
+        if success:
+            user.failed_logins = 0
+            user.locked_until = None
+            user.last_login_at = utcnow()
+        else:
+            user.failed_logins += 1
+            if user.failed_logins >= attempts:
+                user.locked_until = utcnow() + timedelta(minutes=lock_minutes)
+                user.failed_logins = 0
+    await audit(session, user, "login.success" if success else "login.failure", detail={"user": username}, ip=ip)
+
+
+async def start_session(session: AsyncSession, user: StaffUser, *, hours: float, ip: str | None,
+                        second_factor_done: bool) -> tuple[str, StaffSession]:
+    token = secrets.token_urlsafe(32)
+    record = StaffSession(token_hash=token_hash(token), user_id=user.id, csrf_token=secrets.token_urlsafe(32),
+                          second_factor_done=second_factor_done, expires_at=utcnow() + timedelta(hours=hours), ip=ip)
+    session.add(record)
+    await session.flush()
+    return token, record
+
+
+async def find_session(session: AsyncSession, token: str) -> StaffSession | None:
+    query = select(StaffSession).where(StaffSession.token_hash == token_hash(token))
+    record = (await session.execute(query)).scalar_one_or_none()
+    if record is None or record.expires_at < utcnow():
+        return None
+    return record
+
+
+async def end_session(session: AsyncSession, token: str) -> None:
+    await session.execute(delete(StaffSession).where(StaffSession.token_hash == token_hash(token)))
+
+
+async def create_api_token(session: AsyncSession, user: StaffUser, name: str, *,
+                           actor: StaffUser | None) -> tuple[str, ApiToken]:
+    token = "qlt_" + secrets.token_urlsafe(32)
+    record = ApiToken(user_id=user.id, name=name, token_hash=token_hash(token), revoked=False)
+    session.add(record)
+    await session.flush()
+    await audit(session, actor, "api_token.create", detail={"user": user.username, "name": name})
+    return token, record
+
+
+async def find_api_token(session: AsyncSession, token: str) -> ApiToken | None:
+    query = select(ApiToken).where(ApiToken.token_hash == token_hash(token), ApiToken.revoked.is_(False))
+    record = (await session.execute(query)).scalar_one_or_none()
+    if record is not None:
+        record.last_used_at = utcnow()
+    return record
+
+
+async def revoke_api_token(session: AsyncSession, record: ApiToken, *, actor: StaffUser | None) -> None:
+    record.revoked = True
+    await audit(session, actor, "api_token.revoke", detail={"name": record.name})
+
+
+# --- work on cases ----------------------------------------------------------------------------
+
+
+def _open(case: Case) -> None:
+    if case.status in CLOSED_STATUSES:
+        raise ActionError(f"case {case.case_number} is {case.status}")
+
+
+async def accept_case(session: AsyncSession, case: Case, *, actor: StaffUser) -> TraceEvent:
+    if case.status not in (CaseStatus.RECEIVED, CaseStatus.ROUTED):
+        raise ActionError(f"case {case.case_number} was accepted already")
+    event = await actions.change_status(session, case, CaseStatus.ACCEPTED, actor=actor_ref(actor))
+    await audit(session, actor, "case.accept", case=case)
+    return event
+
+
+async def set_status(session: AsyncSession, case: Case, status: CaseStatus, *, actor: StaffUser,
+                     body: str | None = None) -> TraceEvent:
+    if status == CaseStatus.DUPLICATE:
+        raise ActionError("use mark_duplicate to mark a duplicate")
+    event = await actions.change_status(session, case, status, actor=actor_ref(actor), body=body)
+    await audit(session, actor, "case.status", case=case, detail={"status": str(status)})
+    return event
+
+
+async def mark_duplicate(session: AsyncSession, case: Case, original: Case, *, actor: StaffUser) -> TraceEvent:
+    if original.id == case.id:
+        raise ActionError("a case cannot duplicate itself")
+    case.duplicate_of_id = original.id
+    event = await actions.change_status(session, case, CaseStatus.DUPLICATE, actor=actor_ref(actor),
+                                        body=original.case_number)
+    await audit(session, actor, "case.duplicate", case=case, detail={"of": original.case_number})
+    return event
+
+
+async def confirm_label(session: AsyncSession, case: Case, *, actor: StaffUser) -> None:
+    if case.label is None:
+        raise ActionError("the case has no label to confirm")
+    case.label_status = "confirmed"
+    await audit(session, actor, "case.confirm_label", case=case, detail={"label": case.label})
+
+
+async def correct_label(session: AsyncSession, case: Case, label: str, *, actor: StaffUser, queue: str,
+                        accept_due_at: datetime | None, resolve_due_at: datetime | None) -> TraceEvent | None:
+    """A reviewer's label; it becomes training data and moves the case where routing sends that label."""
+    if label == case.label and case.label_status is not None:
+        raise ActionError(f"the label is {label} already")
+    previous = case.label
+    case.label = label
+    case.label_status = "corrected" if label != case.predicted_label else "confirmed"
+    await audit(session, actor, "case.correct_label", case=case, detail={"from": previous, "to": label})
+    if queue != case.queue:
+        return await move_case(session, case, queue, reason=f"label {previous} → {label}", actor=actor,
+                               accept_due_at=accept_due_at, resolve_due_at=resolve_due_at)
+    return None
+
+
+async def move_case(session: AsyncSession, case: Case, queue: str, *, reason: str, actor: StaffUser,
+                    accept_due_at: datetime | None, resolve_due_at: datetime | None) -> TraceEvent:
+    reason = reason.strip()
+    if not reason:
+        raise ActionError("moving a case needs a reason")
+    if queue == case.queue:
+        raise ActionError(f"the case is in {queue} already")
+    previous = case.queue
+    case.queue = queue
+    case.assigned_to_id = None
+    case.routed_at = utcnow()
+    case.accept_due_at = accept_due_at
+    case.resolve_due_at = resolve_due_at
+    event = TraceEvent(case_id=case.id, kind=TraceKind.ROUTED, actor=actor_ref(actor),
+                       detail={"queue": queue, "reason": "moved", "from": previous})
+    session.add(event)
+    await session.flush()
+    await audit(session, actor, "case.move", case=case, detail={"from": previous, "to": queue, "reason": reason})
+    return event
+
+
+async def assign_case(session: AsyncSession, case: Case, assignee: StaffUser | None, *, actor: StaffUser) -> None:
+    case.assigned_to_id = assignee.id if assignee else None
+    await audit(session, actor, "case.assign", case=case,
+                detail={"to": assignee.username if assignee else None})
+
+
+async def add_note(session: AsyncSession, case: Case, body: str, *, actor: StaffUser) -> InternalNote:
+    body = body.strip()
+    if not body:
+        raise ActionError("a note needs text")
+    note = InternalNote(case_id=case.id, author_id=actor.id, body=body)
+    session.add(note)
+    await session.flush()
+    await audit(session, actor, "case.note", case=case, detail={"note_id": note.id})
+    return note
+
+
+async def answer_reporter(session: AsyncSession, case: Case, text: str, *, actor: StaffUser) -> TraceEvent:
+    event = await actions.reply_to_reporter(session, case, text, actor=actor_ref(actor))
+    await audit(session, actor, "case.answer", case=case, detail={"trace_event_id": event.id})
+    return event
+
+
+async def reveal_identity(session: AsyncSession, case: Case, *, actor: StaffUser,
+                          ip: str | None) -> tuple[str | None, str | None]:
+    """A real-name reporter's name and phone; every reveal is audited."""
+    if case.anonymous:
+        raise ActionError("the reporter is anonymous")
+    await audit(session, actor, "case.reveal_identity", case=case, ip=ip)
+    return case.reporter_name, case.reporter_phone
+
+
+async def record_view(session: AsyncSession, case: Case, *, actor: StaffUser, ip: str | None) -> None:
+    await audit(session, actor, "case.view", case=case, ip=ip)
