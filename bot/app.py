@@ -12,8 +12,10 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from bot.channels import web
+from bot.channels.wecom import CHANNEL as WECOM_CHANNEL
+from bot.channels.wecom import WeComSender
 from bot.config import Settings
-from bot.jobs import run_housekeeping
+from bot.jobs import run_digests, run_housekeeping
 from bot.runtime import Runtime
 from storage.migrate import upgrade
 
@@ -29,9 +31,15 @@ def create_app(settings: Settings) -> FastAPI:
         nonlocal telegram_channel
         await asyncio.to_thread(upgrade, settings.resolved_database_url)
         runtime.outbox.start()
-        housekeeping = asyncio.create_task(
-            run_housekeeping(runtime.sessionmaker, settings.evidence_dir, settings.city.limits), name="housekeeping"
-        )
+        background = [
+            asyncio.create_task(run_housekeeping(runtime.sessionmaker, settings.evidence_dir, settings.city.limits),
+                                name="housekeeping"),
+            asyncio.create_task(run_digests(runtime.sessionmaker, settings.city, runtime.outbox.wake),
+                                name="digests"),
+        ]
+        wecom = WeComSender(settings.city)
+        if wecom.enabled():
+            runtime.outbox.register(WECOM_CHANNEL, wecom.send)
         if settings.telegram_token:
             from bot.channels.telegram import TelegramChannel
 
@@ -40,7 +48,9 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
-            housekeeping.cancel()
+            for task in background:
+                task.cancel()
+            await wecom.close()
             if telegram_channel is not None:
                 await telegram_channel.stop()
             await runtime.close()

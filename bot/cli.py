@@ -10,11 +10,13 @@ from typing import Annotated
 import typer
 
 from bot.config import ConfigError, Settings, load_settings
+from console.cli import staff_app
 
 app = typer.Typer(help="Qinglian (清廉): public-reporting chatbot.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(staff_app, name="staff")
 
 
 def _settings() -> Settings:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import UTC, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import Limits
+from bot.config import CityConfig, Limits
 from storage import actions
 from storage.models import utcnow
 
@@ -63,3 +65,32 @@ async def run_housekeeping(sessionmaker: async_sessionmaker[AsyncSession], evide
         except Exception:
             log.exception("housekeeping failed; it runs again in an hour")
         await asyncio.sleep(INTERVAL_SECONDS)
+
+
+async def digest_once(sessionmaker: async_sessionmaker[AsyncSession], city: CityConfig) -> int:
+    """Send the daily digest to every queue's staff channel once a day, after the configured hour,
+    whichever worker gets there first."""
+    from console.stats import send_digests
+
+    now = utcnow()
+    local = now.astimezone(ZoneInfo(city.timezone))
+    if local.hour < city.console.digest_hour:
+        return 0
+    period_start = local.replace(hour=city.console.digest_hour, minute=0, second=0, microsecond=0)
+    async with sessionmaker.begin() as session:
+        if not await actions.claim_scheduled_run(session, "daily_digest", period_start.astimezone(UTC)):
+            return 0
+    return await send_digests(sessionmaker, city, now)
+
+
+async def run_digests(sessionmaker: async_sessionmaker[AsyncSession], city: CityConfig,
+                      wake: Callable[[], None]) -> None:
+    while True:
+        try:
+            if await digest_once(sessionmaker, city):
+                wake()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("daily digest failed; it is tried again in a minute")
+        await asyncio.sleep(60)

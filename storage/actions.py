@@ -449,3 +449,20 @@ async def prune_bookkeeping(session: AsyncSession, *, updates_before: datetime, 
     """Drop dedup records and wrong-code records that no rule looks at any more."""
     await session.execute(delete(ProcessedUpdate).where(ProcessedUpdate.processed_at < updates_before))
     await session.execute(delete(StatusGuess).where(StatusGuess.created_at < guesses_before))
+
+
+async def claim_scheduled_run(session: AsyncSession, name: str, due_since: datetime) -> bool:
+    """True for exactly one caller per schedule period, across processes: the job's row is locked,
+    and its last run is compared with the start of the current period."""
+    from storage.models import JobRun
+
+    row = (await session.execute(select(JobRun).where(JobRun.name == name).with_for_update())).scalar_one_or_none()
+    now = utcnow()
+    if row is None:
+        session.add(JobRun(name=name, last_run_at=now))
+        await session.flush()
+        return True
+    if row.last_run_at >= due_since:
+        return False
+    row.last_run_at = now
+    return True

@@ -167,3 +167,14 @@ async def test_outbox_claims_in_order_and_holds_a_recipients_later_messages(sess
         web = await actions.take_web_messages(session, "C")
         web_again = await actions.take_web_messages(session, "C")
     assert [m.payload["text"] for m in web] == ["c0"] and web_again == []
+
+
+async def test_a_scheduled_job_runs_once_per_period(sessionmaker: Any) -> None:
+    period = utcnow() - timedelta(hours=1)
+    results = []
+    for _ in range(3):
+        async with sessionmaker.begin() as session:
+            results.append(await actions.claim_scheduled_run(session, "daily_digest", period))
+    async with sessionmaker.begin() as session:
+        next_period = await actions.claim_scheduled_run(session, "daily_digest", utcnow() + timedelta(seconds=1))
+    assert results == [True, False, False] and next_period is True

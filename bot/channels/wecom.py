@@ -1,0 +1,52 @@
+"""WeCom (企业微信) group robots: staff notices for queues that configure a webhook.
+
+The webhook URL carries the robot's key, so it is a secret: the queue names the environment
+variable that holds it (`wecom_webhook_env`), and the outbox recipient is the queue code.
+"""
+
+from __future__ import annotations
+
+import os
+
+import httpx
+
+from bot.config import CityConfig
+from bot.outbox import PermanentFailure, TemporaryFailure
+from handlers.types import Outbound
+
+CHANNEL = "wecom"
+RATE_LIMITED = 45009
+
+
+class WeComSender:
+    def __init__(self, city: CityConfig, client: httpx.AsyncClient | None = None) -> None:
+        self._city = city
+        self._client = client or httpx.AsyncClient(timeout=10)
+
+    def enabled(self) -> bool:
+        return any(queue.wecom_webhook_env for queue in self._city.queues)
+
+    async def send(self, recipient: str, message: Outbound) -> None:
+        queue = self._city.queue(recipient)
+        variable = queue.wecom_webhook_env if queue else None
+        url = os.environ.get(variable or "")
+        if not url:
+            raise PermanentFailure(f"queue {recipient} has no WeCom webhook (set {variable or 'wecom_webhook_env'})")
+        try:
+            response = await self._client.post(url, json={"msgtype": "text", "text": {"content": message.text}})
+        except httpx.HTTPError as exc:
+            raise TemporaryFailure(f"network: {exc}") from exc
+        if response.status_code >= 500:
+            raise TemporaryFailure(f"WeCom answered {response.status_code}")
+        try:
+            body = response.json()
+        except ValueError:
+            raise TemporaryFailure(f"WeCom answered {response.status_code} without JSON") from None
+        code = body.get("errcode", -1)
+        if code == RATE_LIMITED:
+            raise TemporaryFailure("WeCom rate limit (45009)", retry_after=60)
+        if code != 0:
+            raise PermanentFailure(f"WeCom error {code}: {body.get('errmsg', '')}")
+
+    async def close(self) -> None:
+        await self._client.aclose()
