@@ -79,6 +79,22 @@ def _safe_url(settings: Settings) -> str:
     return make_url(settings.resolved_database_url).render_as_string(hide_password=True)
 
 
+@app.command()
+def check() -> None:
+    """Validate the configuration and its connections (database, Telegram, WeChat) before going live."""
+    from rich.console import Console
+
+    from bot.check import run_checks
+
+    findings = asyncio.run(run_checks(_settings()))
+    console = Console()
+    for finding in findings:
+        mark = "[green]✓[/green]" if finding.ok else "[red]✗[/red]"
+        console.print(f"{mark} {finding.name}: {finding.detail}", highlight=False)
+    if not all(finding.ok for finding in findings):
+        raise typer.Exit(1)
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Create or migrate the database schema."""

@@ -42,7 +42,7 @@ async def accept_file(turn: Turn, attachment: Attachment) -> StoredAttachment:
         raise Invalid("error_evidence_kind")
     try:
         content = await attachment.fetch()
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever the transport failure, the resident is asked to resend
         raise Invalid("error_evidence_download") from None
     if len(content) > limit:
         raise Invalid("error_evidence_size", limit_mb=limit // (1024 * 1024))

@@ -212,7 +212,7 @@ class TelegramChannel:
                 if locale == "en" else "抱歉，系统繁忙，您已填写的内容不会丢失，请稍后再试。")
         try:
             await self.application.bot.send_message(chat.id, text)
-        except Exception:
+        except Exception:  # noqa: BLE001 - nothing more can be done for this update
             log.warning("could not send the apology for update %s", update.update_id)
 
     async def send(self, recipient: str, message: Outbound) -> None:

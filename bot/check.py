@@ -1,0 +1,134 @@
+"""`qinglian check`: is this configuration ready to go live? Each check says what it found."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy import text
+
+from bot.config import ConfigError, Settings
+from storage.db import create_engine
+
+
+@dataclass
+class Finding:
+    name: str
+    ok: bool
+    detail: str
+
+
+async def _database(settings: Settings) -> Finding:
+    from alembic.script import ScriptDirectory
+
+    from storage.migrate import alembic_config
+
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+            try:
+                current = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+            except Exception:  # noqa: BLE001 - no table yet means an empty database
+                current = None
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return Finding("database", False, f"cannot connect: {str(exc).splitlines()[0]}")
+    finally:
+        await engine.dispose()
+    head = ScriptDirectory.from_config(alembic_config(settings.resolved_database_url)).get_current_head()
+    if current != head:
+        return Finding("database", False, f"schema at {current or 'nothing'}, code expects {head}: "
+                                          "run `qinglian db upgrade`")
+    return Finding("database", True, f"reachable, schema at {head}")
+
+
+async def _data_dir(settings: Settings) -> Finding:
+    def probe() -> None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=settings.data_dir):
+            pass
+
+    try:
+        await asyncio.to_thread(probe)
+    except OSError as exc:
+        return Finding("data directory", False, f"{settings.data_dir} is not writable: {exc.strerror}")
+    return Finding("data directory", True, f"{settings.data_dir.resolve()} is writable")
+
+
+async def _secret(settings: Settings) -> Finding:
+    try:
+        settings.resolved_secret_key()
+    except ConfigError as exc:
+        return Finding("secret key", False, str(exc))
+    source = "QINGLIAN_SECRET_KEY" if settings.secret_key else "generated development key in the data directory"
+    return Finding("secret key", True, source)
+
+
+async def _telegram(settings: Settings) -> Finding:
+    if not settings.telegram_token:
+        return Finding("telegram", True, "off (no QINGLIAN_TELEGRAM_TOKEN)")
+    url = f"{settings.telegram_api_url}/bot{settings.telegram_token}/getMe"
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            body = (await client.get(url)).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        return Finding("telegram", False, f"Bot API at {settings.telegram_api_url} not reachable: {exc}")
+    if not body.get("ok"):
+        return Finding("telegram", False, f"Bot API refused the token: {body.get('description')}")
+    mode = "webhook " + str(settings.telegram_webhook_url) if settings.telegram_webhook_url else "long polling"
+    if settings.telegram_webhook_url and not str(settings.telegram_webhook_url).startswith("https://"):
+        return Finding("telegram", False, "Telegram only delivers webhooks to https:// URLs")
+    return Finding("telegram", True, f"@{body['result'].get('username')} via {mode}")
+
+
+async def _wechat(settings: Settings) -> Finding:
+    if not settings.wechat_token:
+        return Finding("wechat", True, "off (no QINGLIAN_WECHAT_TOKEN)")
+    missing = [name for name in ("wechat_app_id", "wechat_app_secret") if not getattr(settings, name)]
+    if missing:
+        return Finding("wechat", False, "missing " + ", ".join(f"QINGLIAN_{m.upper()}" for m in missing))
+    params = {"grant_type": "client_credential", "appid": settings.wechat_app_id,
+              "secret": settings.wechat_app_secret}
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            body = (await client.get(f"{settings.wechat_api_url}/cgi-bin/token", params=params)).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        return Finding("wechat", False, f"API at {settings.wechat_api_url} not reachable: {exc}")
+    if "access_token" not in body:
+        return Finding("wechat", False, f"access token refused: {body.get('errcode')} {body.get('errmsg')} "
+                                        "(is this server's IP on the account's allow-list?)")
+    mode = "safe mode (AES)" if settings.wechat_aes_key else "plaintext mode"
+    return Finding("wechat", True, f"app {settings.wechat_app_id}, access token obtained, {mode}")
+
+
+async def _public_url(settings: Settings) -> Finding:
+    if settings.environment == "production" and not settings.public_url.startswith("https://"):
+        return Finding("public URL", False, f"{settings.public_url} is not https: cookies would not be secure")
+    return Finding("public URL", True, settings.public_url)
+
+
+async def _wecom(settings: Settings) -> Finding:
+    missing = [q.wecom_webhook_env for q in settings.city.queues
+               if q.wecom_webhook_env and not os.environ.get(q.wecom_webhook_env)]
+    if missing:
+        return Finding("wecom robots", False, "unset: " + ", ".join(sorted(set(filter(None, missing)))))
+    return Finding("wecom robots", True, "every configured robot webhook is set")
+
+
+CHECKS: tuple[Callable[[Settings], Awaitable[Finding]], ...] = (
+    _secret, _data_dir, _database, _public_url, _telegram, _wechat, _wecom,
+)
+
+
+async def run_checks(settings: Settings) -> list[Finding]:
+    city = settings.city
+    findings = [Finding("configuration", True, f"{city.city_en}: {len(city.districts)} districts, "
+                                               f"{len(city.queues)} queues, threshold "
+                                               f"{city.routing.confidence_threshold}")]
+    for check in CHECKS:
+        findings.append(await check(settings))
+    return findings
