@@ -19,7 +19,8 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_CITY_CONFIG = Path(__file__).with_name("default_config.toml")
-PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "placeholder", "dev"})
+PLACEHOLDER_SECRETS = frozenset({"", "change-me", "change_me", "changeme", "secret", "placeholder", "dev", "test",
+                                 "replace-me", "replace_me", "xxx"})
 
 
 class ConfigError(Exception):

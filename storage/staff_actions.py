@@ -172,9 +172,19 @@ async def create_api_token(session: AsyncSession, user: StaffUser, name: str, *,
 async def find_api_token(session: AsyncSession, token: str) -> ApiToken | None:
     query = select(ApiToken).where(ApiToken.token_hash == token_hash(token), ApiToken.revoked.is_(False))
     record = (await session.execute(query)).scalar_one_or_none()
-    if record is not None:
-        record.last_used_at = utcnow()
+    now = utcnow()
+    if record is not None and (record.last_used_at is None or record.last_used_at < now - timedelta(minutes=5)):
+        record.last_used_at = now  # at most one write per token every five minutes
     return record
+
+
+async def list_api_tokens(session: AsyncSession, user_id: int) -> list[ApiToken]:
+    query = select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id)
+    return list((await session.execute(query)).scalars())
+
+
+async def get_api_token(session: AsyncSession, token_id: int) -> ApiToken | None:
+    return await session.get(ApiToken, token_id)
 
 
 async def revoke_api_token(session: AsyncSession, record: ApiToken, *, actor: StaffUser | None) -> None:
