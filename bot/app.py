@@ -17,6 +17,8 @@ from bot.channels.wecom import WeComSender
 from bot.config import Settings
 from bot.jobs import run_digests, run_housekeeping
 from bot.runtime import Runtime
+from console.app import mount_console
+from console.cli import ensure_first_admin
 from storage.migrate import upgrade
 
 log = logging.getLogger(__name__)
@@ -25,11 +27,21 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings) -> FastAPI:
     runtime = Runtime.build(settings)
     telegram_channel: Any = None
+    wechat_channel: Any = None
+    if settings.wechat_token:
+        from bot.channels.wechat import WeChatChannel
+
+        wechat_channel = WeChatChannel(settings, runtime)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         nonlocal telegram_channel
         await asyncio.to_thread(upgrade, settings.resolved_database_url)
+        await runtime.classifier.ensure_ready()
+        async with runtime.sessionmaker.begin() as session:
+            first_admin = await ensure_first_admin(session, settings)
+        if first_admin:
+            print(first_admin, flush=True)
         runtime.outbox.start()
         background = [
             asyncio.create_task(run_housekeeping(runtime.sessionmaker, settings.evidence_dir, settings.city.limits),
@@ -45,6 +57,8 @@ def create_app(settings: Settings) -> FastAPI:
 
             telegram_channel = TelegramChannel(settings, runtime, max_rate=settings.telegram_max_rate)
             await telegram_channel.start()
+        if wechat_channel is not None:
+            await wechat_channel.start()
         try:
             yield
         finally:
@@ -53,12 +67,19 @@ def create_app(settings: Settings) -> FastAPI:
             await wecom.close()
             if telegram_channel is not None:
                 await telegram_channel.stop()
+            if wechat_channel is not None:
+                await wechat_channel.stop()
             await runtime.close()
 
     app = FastAPI(title="Qinglian", version="0.1.0", lifespan=lifespan, docs_url="/api/docs",
                   openapi_url="/api/openapi.json")
     app.state.runtime = runtime
+    mount_console(app)
     app.include_router(web.build_router(runtime))
+    if wechat_channel is not None:
+        from bot.channels.wechat import build_router as wechat_router
+
+        app.include_router(wechat_router(wechat_channel))
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

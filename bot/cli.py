@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from bot.channels.wechat import wechat_app
 from bot.config import ConfigError, Settings, load_settings
 from console.cli import staff_app
 
@@ -17,6 +18,7 @@ app = typer.Typer(help="Qinglian (清廉): public-reporting chatbot.", no_args_i
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(staff_app, name="staff")
+app.add_typer(wechat_app, name="wechat")
 
 
 def _settings() -> Settings:
@@ -77,6 +79,18 @@ def _safe_url(settings: Settings) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+
+
+@app.command()
+def worker() -> None:
+    """Run only the background work (outbox delivery, housekeeping, digests), without HTTP."""
+    from bot.worker import run_worker
+
+    settings = _settings()
+    _configure_logging(settings.log_level)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _migrate(settings)
+    asyncio.run(run_worker(settings))
 
 
 @app.command()

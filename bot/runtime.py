@@ -7,10 +7,11 @@ import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.classification import ClassifierService
 from bot.config import Settings
 from bot.i18n import Texts
 from bot.outbox import OutboxWorker
@@ -57,6 +58,7 @@ class Runtime:
     dialog_context: DialogContext
     outbox: OutboxWorker
     locks: KeyedLocks
+    classifier: ClassifierService
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -65,8 +67,10 @@ class Runtime:
         texts = Texts(settings.city.texts)
         city = settings.city
 
+        classifier = ClassifierService(settings.data_dir)
+
         async def route(text: str, district: str | None) -> RouteDecision:
-            return decide(city, None, district, utcnow())
+            return decide(city, classifier.classify(text), district, utcnow())
 
         context = DialogContext(
             city=city,
@@ -75,7 +79,8 @@ class Runtime:
             evidence_dir=settings.evidence_dir,
             route=route,
         )
-        return cls(settings, engine, sessionmaker, texts, context, OutboxWorker(sessionmaker, texts), KeyedLocks())
+        return cls(settings, engine, sessionmaker, texts, context, OutboxWorker(sessionmaker, texts), KeyedLocks(),
+                   classifier)
 
     async def handle(self, inbound: Inbound, *, via_outbox: bool) -> list[Outbound] | None:
         """Run one dialog step in one transaction.
@@ -84,6 +89,7 @@ class Runtime:
         reply is never lost between the state change and the send) and the worker is woken.
         Returns None for an update that was handled before.
         """
+        inbound = await self._prefetch(inbound)
         async with self.locks.hold(f"{inbound.channel}:{inbound.user_ref}"):
             async with self.sessionmaker.begin() as session:
                 if inbound.update_key is not None and not await actions.claim_update(
@@ -99,6 +105,27 @@ class Runtime:
         if via_outbox:
             self.outbox.wake()
         return messages
+
+    async def _prefetch(self, inbound: Inbound) -> Inbound:
+        """Download an attachment before the transaction starts, so no database lock waits on the network.
+
+        Files larger than the configured limit are not downloaded: the dialog refuses them by their size.
+        """
+        attachment = inbound.attachment
+        if attachment is None or attachment.fetch is None:
+            return inbound
+        if (attachment.size_bytes or 0) > self.settings.city.limits.max_attachment_bytes:
+            return inbound
+        try:
+            content = await attachment.fetch()
+        except Exception:  # noqa: BLE001 - the dialog tells the resident to send it again
+            log.warning("downloading an attachment from %s failed", inbound.channel)
+            return inbound
+
+        async def cached() -> bytes:
+            return content
+
+        return replace(inbound, attachment=replace(attachment, fetch=cached))
 
     async def close(self) -> None:
         await self.outbox.stop()

@@ -308,3 +308,15 @@ class JobRun(Base):
 
     name: Mapped[str] = mapped_column(String(60), primary_key=True)
     last_run_at: Mapped[datetime]
+
+
+class WeChatAccessToken(Base):
+    """The Official Account's API access token, shared by every process: each token WeChat issues
+    retires the previous one within minutes, so processes must not fetch their own."""
+
+    __tablename__ = "wechat_access_tokens"
+
+    app_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    access_token: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime]
+    refreshed_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -101,6 +101,23 @@ async def sessionmaker(database_url: str) -> AsyncIterator[object]:
     await engine.dispose()
 
 
+_SHARED_MODELS: list[Path] = []
+
+
+def shared_models_dir() -> Path:
+    """The default classifier model, trained once per test run and copied into each service's data dir
+    (the service would train the same deterministic model itself, only slower)."""
+    if not _SHARED_MODELS:
+        import tempfile
+
+        from nlp.registry import ensure_default_model
+
+        base = Path(tempfile.mkdtemp(prefix="qinglian-models-"))
+        ensure_default_model(base)
+        _SHARED_MODELS.append(base / "models")
+    return _SHARED_MODELS[0]
+
+
 class LiveService:
     """`qinglian serve` in its own process, as an operator would run it."""
 
@@ -116,7 +133,11 @@ class LiveService:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> None:
+        import shutil
+
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not (self.data_dir / "models").exists():
+            shutil.copytree(shared_models_dir(), self.data_dir / "models")
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bot.cli", "serve", "--port", str(self.port)],

@@ -131,8 +131,13 @@ class TelegramChannel:
     def webhook_mode(self) -> bool:
         return self._settings.telegram_webhook_url is not None
 
-    async def start(self) -> None:
+    async def start(self, *, receive: bool = True) -> None:
+        """Connect; with `receive=False` (a `qinglian worker`) only send, leaving updates to the web workers."""
         await self.application.initialize()
+        if not receive:
+            self._runtime.outbox.register(CHANNEL, self.send)
+            log.info("telegram channel started (sending only)")
+            return
         await self._publish_commands()
         bot = self.application.bot
         if self.webhook_mode:

@@ -138,7 +138,7 @@ def test_full_report_in_chinese_with_a_photo(chat: Chat, service: LiveService) -
         stored_names = [row[0] for row in db.execute("SELECT stored_name FROM attachments WHERE case_id = ?",
                                                       (case_id,))]
         hashes = [row[0] for row in db.execute("SELECT receipt_code_hash FROM cases")]
-    assert (district, place, anonymous, queue) == ("yuelu", "岳麓区政务服务中心3号窗口", 1, "triage")
+    assert (district, place, anonymous, queue) == ("yuelu", "岳麓区政务服务中心3号窗口", 1, "clean_hall")
     assert len(stored_names) == 1
     assert (service.data_dir / "evidence" / stored_names[0]).read_bytes() == JPEG
     assert code.replace(" ", "") not in hashes

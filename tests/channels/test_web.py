@@ -118,3 +118,31 @@ def test_browser_files_a_report_and_checks_its_status(service: LiveService, tmp_
         page.reload()
         expect(page.locator("#messages .msg.bot", has_text="当前状态：已分派")).to_be_visible()
         browser.close()
+
+
+@pytest.mark.parametrize(("district", "description", "queue", "label"), [
+    ("liuyang", "我们村的村支书把村集体的山林承包款私下分了，三年没有公开村务财务，低保名额也都给了他家亲戚。",
+     "district_liuyang", "village_affairs"),
+    ("tianxin", "区市场监管局的一个科长每次来店里检查都要拿两条烟，上个月还暗示我们中秋送购物卡，不送就找茬。",
+     "petitions", "bribery_gifts"),
+])
+def test_a_report_is_classified_and_lands_in_its_queue(service: LiveService, district: str, description: str,
+                                                       queue: str, label: str) -> None:
+    import sqlite3
+
+    client = _client(service)
+    for body in ({"command": "report"}, {"choice": f"district:{district}"}, {"text": "某单位"},
+                 {"choice": "when:week"}, {"text": description}, {"choice": "evidence:done"},
+                 {"choice": "identity:anonymous"}):
+        assert client.post("/chat/api/message", json=body).status_code == 200
+    final = client.post("/chat/api/message", json={"choice": "summary:submit"}).json()["messages"][0]["text"]
+    number = re.search(r"QL-\d{4}-\d{6}", final)
+    assert number
+    with sqlite3.connect(service.data_dir / "qinglian.db") as db:
+        row = db.execute("SELECT queue, label, label_confidence, model_version, label_terms FROM cases "
+                         "WHERE case_number = ?", (number.group(0),)).fetchone()
+        routed = db.execute("SELECT detail FROM trace_events t JOIN cases c ON c.id = t.case_id "
+                            "WHERE c.case_number = ? AND t.kind = 'routed'", (number.group(0),)).fetchone()
+    assert (row[0], row[1]) == (queue, label)
+    assert row[2] >= 0.5 and row[3] and row[4] != "[]"
+    assert f'"queue": "{queue}"' in routed[0]

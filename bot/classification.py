@@ -1,0 +1,65 @@
+"""The classifier inside the running service: the promoted model, loaded off the event loop, trained
+from the seed corpus on first start, and reloaded when an administrator promotes another version."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from nlp.classifier import Classifier
+from nlp.registry import ModelRegistry, ensure_default_model
+from nlp.tokenizer import warm_up
+from nlp.types import Tag
+
+log = logging.getLogger(__name__)
+
+RELOAD_CHECK_SECONDS = 30.0
+
+
+class ClassifierService:
+    def __init__(self, data_dir: Path) -> None:
+        self._data_dir = data_dir
+        self._registry = ModelRegistry(data_dir / "models")
+        self._classifier: Classifier | None = None
+        self._checked_at = 0.0
+        self._reload: asyncio.Task[None] | None = None
+
+    @property
+    def version(self) -> str | None:
+        return self._classifier.version if self._classifier else None
+
+    async def ensure_ready(self) -> None:
+        """Make sure a model is promoted (training the default one if needed) and load it."""
+
+        def prepare() -> Classifier:
+            warm_up(self._data_dir)
+            ensure_default_model(self._data_dir, progress=lambda message: print(message, flush=True))
+            return self._registry.load_promoted()
+
+        self._classifier = await asyncio.to_thread(prepare)
+        self._checked_at = time.monotonic()
+        log.info("classifier model %s loaded", self._classifier.version)
+
+    def classify(self, text: str) -> Tag | None:
+        """The model's tag (about a millisecond); None when no model is loaded."""
+        self._maybe_reload()
+        return self._classifier.classify(text) if self._classifier else None
+
+    def _maybe_reload(self) -> None:
+        now = time.monotonic()
+        if now - self._checked_at < RELOAD_CHECK_SECONDS or (self._reload and not self._reload.done()):
+            return
+        self._checked_at = now
+        self._reload = asyncio.get_running_loop().create_task(self._reload_if_promoted_changed())
+
+    async def _reload_if_promoted_changed(self) -> None:
+        try:
+            promoted = await asyncio.to_thread(self._registry.promoted)
+            if promoted is None or promoted.version == self.version:
+                return
+            self._classifier = await asyncio.to_thread(self._registry.load, promoted.version)
+            log.info("classifier model %s promoted elsewhere: loaded", promoted.version)
+        except Exception:
+            log.exception("could not reload the promoted classifier model; keeping %s", self.version)

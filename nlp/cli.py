@@ -1,0 +1,404 @@
+"""`qinglian classify` and `qinglian model …`: the administrator's commands for the classifier.
+
+Mounted into the main CLI (`bot/cli.py`) with
+
+    app.command()(classify)
+    app.add_typer(model_app)
+
+and runnable on its own as `python -m nlp.cli`. Heavy imports (scikit-learn, jieba) happen inside the commands,
+so `qinglian --help` stays fast. Errors print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from nlp.errors import NlpError
+from nlp.settings import data_dir, models_dir, reports_dir
+
+if TYPE_CHECKING:
+    from nlp.classifier import Classifier
+    from nlp.corpus import Example
+    from nlp.evaluation import EvaluationReport
+    from nlp.registry import ModelInfo
+
+model_app = typer.Typer(name="model", help="Classifier models: train, evaluate, list, promote, roll back.",
+                        no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(help="Qinglian classifier commands.", no_args_is_help=True, pretty_exceptions_enable=False)
+
+err_console = Console(stderr=True, highlight=False)
+CLASSIFY_BATCH = 256
+
+
+@contextmanager
+def _cli_errors() -> Iterator[None]:
+    """Known failures become one line on stderr and exit code 2, never a traceback."""
+    try:
+        yield
+    except (NlpError, OSError, ValueError) as problem:
+        message = str(problem) or problem.__class__.__name__
+        typer.echo(f"qinglian: {message}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _console() -> Console:
+    """Standard output; wide when it is not a terminal, so that versions and ids are never cut."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+@contextmanager
+def _progress(steps: Sequence[str], description: str) -> Iterator[Any]:
+    """A Rich progress bar on stderr advanced by known step messages; other messages print above it."""
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[step]}"),
+                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
+        task = bar.add_task(description, total=len(steps), step="")
+        known = list(steps)
+
+        def report(message: str) -> None:
+            if message in known:
+                bar.update(task, completed=known.index(message), step=message)
+            else:
+                bar.console.print(message, markup=False)
+
+        yield report
+        bar.update(task, completed=len(steps), step="done")
+
+
+def _registry() -> Any:
+    from nlp.registry import ModelRegistry
+
+    return ModelRegistry(models_dir())
+
+
+def _warm_up() -> None:
+    from nlp.tokenizer import warm_up
+
+    warm_up(data_dir())
+
+
+def _load_classifier(version: str | None) -> Classifier:
+    """The given version, or the promoted one (training the default model on a fresh install)."""
+    from nlp.registry import ensure_default_model
+
+    registry = _registry()
+    if version:
+        return registry.load(version)  # type: ignore[no-any-return]
+    if registry.promoted() is None:
+        _warm_up()
+        from nlp.registry import SAVING_STEP, SCORING_STEP
+        from nlp.training import TRAIN_STEPS
+
+        with _progress([*TRAIN_STEPS, SCORING_STEP, SAVING_STEP], "default model") as report:
+            ensure_default_model(data_dir(), progress=report)
+    return registry.load_promoted()  # type: ignore[no-any-return]
+
+
+# --- classify -----------------------------------------------------------------------------------------------------
+def _parse_line(line: str, number: int) -> tuple[Any, str | None, str | None]:
+    """(id, text, error) of one input line: a JSON object with "text" (and "id"), or plain text."""
+    stripped = line.strip().lstrip("\ufeff")
+    if not stripped.startswith("{"):
+        return number, stripped, None
+    try:
+        record = json.loads(stripped)
+    except json.JSONDecodeError as problem:
+        return number, None, f"line {number}: not valid JSON ({problem.msg})"
+    if not isinstance(record, dict):
+        return number, None, f"line {number}: not a JSON object"
+    identifier = record.get("id", number)
+    text = record.get("text")
+    if not isinstance(text, str):
+        return identifier, None, f'line {number}: needs a string field "text"'
+    return identifier, text, None
+
+
+def _input_lines(source: str) -> Iterator[str]:
+    if source == "-":
+        stream: TextIO = sys.stdin
+        buffer = getattr(sys.stdin, "buffer", None)
+        if buffer is not None:
+            stream = io.TextIOWrapper(buffer, encoding="utf-8", errors="replace")
+        yield from stream
+        return
+    with Path(source).open(encoding="utf-8", errors="replace") as handle:
+        yield from handle
+
+
+def _output_stream() -> TextIO:
+    stream = sys.stdout
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None and (stream.encoding or "").lower().replace("-", "") != "utf8":
+        try:
+            reconfigure(encoding="utf-8")
+        except (ValueError, OSError):
+            pass
+    return stream
+
+
+def _write_results(out: TextIO, classifier: Classifier, pending: list[tuple[Any, str]], explain: bool) -> None:
+    tags = classifier.classify_many([text for _, text in pending])
+    for (identifier, _), tag in zip(pending, tags, strict=True):
+        result: dict[str, Any] = {
+            "id": identifier,
+            "label": tag.label,
+            "confidence": round(tag.confidence, 4),
+            "top": [[label, round(score, 4)] for label, score in tag.top],
+        }
+        if explain:
+            result["terms"] = tag.terms
+            result["model_version"] = tag.model_version
+        out.write(json.dumps(result, ensure_ascii=False) + "\n")
+
+
+def classify(
+    source: Annotated[str, typer.Argument(metavar="[FILE|-]", help="JSON lines {\"id\", \"text\"} or plain text "
+                                          "lines; - or nothing reads standard input.")] = "-",
+    model: Annotated[str | None, typer.Option("--model", help="Model version (default: the promoted one).")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Add the key terms and the model version.")] = False,
+) -> None:
+    """Classify reports: one JSON line out per input line ({"id", "label", "confidence", "top"})."""
+    with _cli_errors():
+        if source != "-" and not Path(source).is_file():
+            raise NlpError(f"input file {source} does not exist")
+        classifier = _load_classifier(model)
+        _warm_up()
+        out = _output_stream()
+        batch = 1 if source == "-" else CLASSIFY_BATCH  # standard input may be interactive: answer each line
+        pending: list[tuple[Any, str]] = []
+        errors = 0
+        try:
+            for number, line in enumerate(_input_lines(source), start=1):
+                if not line.strip():
+                    continue
+                identifier, text, error = _parse_line(line, number)
+                if error is not None or text is None:
+                    _write_results(out, classifier, pending, explain)
+                    pending.clear()
+                    out.write(json.dumps({"id": identifier, "error": error}, ensure_ascii=False) + "\n")
+                    errors += 1
+                    continue
+                pending.append((identifier, text))
+                if len(pending) >= batch:
+                    _write_results(out, classifier, pending, explain)
+                    pending.clear()
+                    out.flush()
+            _write_results(out, classifier, pending, explain)
+            out.flush()
+        except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+            sys.stdout = io.TextIOWrapper(io.BytesIO())
+            return
+        if errors:
+            typer.echo(f"qinglian: {errors} malformed line(s) answered with an \"error\" field", err=True)
+
+
+# --- model train ------------------------------------------------------------------------------------------------
+def _load_examples(data: Sequence[Path], text_field: str, label_field: str) -> list[Example]:
+    from nlp.corpus import load_dataset
+
+    examples: list[Example] = []
+    for path in data:
+        examples.extend(load_dataset(path, text_field=text_field, label_field=label_field))
+    return examples
+
+
+@model_app.command("train")
+def train_command(
+    data: Annotated[list[Path] | None, typer.Option("--data", help="JSONL or CSV dataset (repeatable). Default: "
+                                                    "the seed corpus's training split.")] = None,
+    text_field: Annotated[str, typer.Option("--text-field", help="Field holding the text.")] = "text",
+    label_field: Annotated[str, typer.Option("--label-field", help="Field holding the label.")] = "label",
+    with_seed: Annotated[bool, typer.Option("--with-seed", help="Also train on the seed corpus's training "
+                                            "split when --data is given.")] = False,
+) -> None:
+    """Train a new model version (saved, not promoted) and score it on the fixed evaluation split."""
+    with _cli_errors():
+        from nlp.corpus import load_seed_corpus
+        from nlp.registry import SAVING_STEP, SCORING_STEP, train_and_register
+        from nlp.training import TRAIN_STEPS
+
+        if data:
+            examples = _load_examples(data, text_field, label_field)
+            if with_seed:
+                examples += load_seed_corpus("train")
+            source = ", ".join(str(path) for path in data) + (" + seed corpus (train split)" if with_seed else "")
+        else:
+            examples = load_seed_corpus("train")
+            source = "seed corpus (train split)"
+        _warm_up()
+        with _progress([*TRAIN_STEPS, SCORING_STEP, SAVING_STEP], "training") as report:
+            info = train_and_register(_registry(), examples, progress=report, source=source)
+        console = _console()
+        console.print(f"model [bold]{info.version}[/bold]: {info.n_examples} examples, {len(info.labels)} labels, "
+                      f"trained in {info.training_seconds:.1f} s")
+        if info.macro_f1 is not None:
+            console.print(f"evaluation split ({info.metrics.get('n')} reports): macro-F1 {info.macro_f1:.4f}, "
+                          f"accuracy {info.accuracy:.4f}; suggested confidence threshold "
+                          f"{info.metrics.get('suggested_threshold')}")
+        else:
+            console.print("not scored on the evaluation split (its labels are not the taxonomy's)")
+        console.print(f"promote it with: qinglian model promote {info.version}", markup=False)
+
+
+# --- model evaluate ---------------------------------------------------------------------------------------------
+def _score_table(report: EvaluationReport) -> Table:
+    from nlp.labels import display_name
+
+    table = Table(title=f"{report.n} reports: macro-F1 {report.macro_f1:.4f}, accuracy {report.accuracy:.4f}")
+    for column in ("label", "名称", "precision", "recall", "F1", "support"):
+        table.add_column(column, justify="left" if column in ("label", "名称") else "right")
+    for score in report.scores:
+        table.add_row(score.label, display_name(score.label), f"{score.precision:.3f}", f"{score.recall:.3f}",
+                      f"{score.f1:.3f}", str(score.support))
+    return table
+
+
+def _confusion_table(report: EvaluationReport) -> Table:
+    table = Table(title="confusion matrix (rows: true label, columns: predicted)")
+    table.add_column("true \\ predicted")
+    for number in range(1, len(report.labels) + 1):
+        table.add_column(str(number), justify="right")
+    for number, (label, row) in enumerate(zip(report.labels, report.confusion, strict=True), start=1):
+        cells = [f"[bold]{count}[/bold]" if column == number - 1 else (str(count) if count else "·")
+                 for column, count in enumerate(row)]
+        table.add_row(f"{number} {label}", *cells)
+    return table
+
+
+def _errors_table(report: EvaluationReport, limit: int) -> Table:
+    table = Table(title=f"misclassified: {len(report.misclassified)} of {report.n} (most confident first)")
+    for column in ("id", "true", "predicted", "conf.", "text"):
+        table.add_column(column, overflow="ellipsis", no_wrap=column != "text", justify="right"
+                         if column == "conf." else "left")
+    for wrong in report.misclassified[:limit]:
+        text = " ".join(wrong.example.text.split())
+        table.add_row(wrong.example.id, wrong.example.label, wrong.predicted, f"{wrong.confidence:.2f}",
+                      text[:120] + ("…" if len(text) > 120 else ""))
+    return table
+
+
+@model_app.command("evaluate")
+def evaluate_command(
+    model: Annotated[str | None, typer.Option("--model", help="Model version (default: the promoted one).")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="JSONL or CSV dataset (default: the evaluation "
+                                              "split; with --cv, the seed corpus's training split).")] = None,
+    cv: Annotated[int | None, typer.Option("--cv", min=2, max=20, help="Cross-validate a fresh pipeline with K "
+                                           "stratified folds (seed 42) instead of scoring a saved model.")] = None,
+    text_field: Annotated[str, typer.Option("--text-field")] = "text",
+    label_field: Annotated[str, typer.Option("--label-field")] = "label",
+    png: Annotated[Path | None, typer.Option("--png", help="Where to write the confusion matrix image.")] = None,
+    max_errors: Annotated[int, typer.Option("--max-errors", min=0, help="Misclassified examples to list.")] = 20,
+) -> None:
+    """Per-label precision/recall/F1, macro-F1, accuracy, confusion matrix (terminal and PNG), misclassified."""
+    with _cli_errors():
+        from nlp.corpus import load_seed_corpus
+        from nlp.evaluation import cross_validate, evaluate_classifier, plot_confusion
+        from nlp.training import TrainingParams
+
+        if data is not None:
+            examples = _load_examples([data], text_field, label_field)
+            data_name = str(data)
+        elif cv:
+            examples, data_name = load_seed_corpus("train"), "seed corpus, training split"
+        else:
+            examples, data_name = load_seed_corpus("eval"), "seed corpus, evaluation split"
+        _warm_up()
+        if cv:
+            params = TrainingParams()
+            if model:
+                stored = _registry().get(model).params
+                params = TrainingParams.from_mapping({k: v for k, v in stored.items() if k != "calibration_folds"})
+            steps = [f"fold {number} of {cv}" for number in range(1, cv + 1)]
+            with _progress(steps, "cross-validating") as report_step:
+                report = cross_validate(examples, folds=cv, seed=42, params=params, progress=report_step)
+            subject = f"{cv}-fold cross-validation" + (f" with the parameters of {model}" if model else "")
+            stem = f"cv{cv}"
+        else:
+            classifier = _load_classifier(model)
+            report = evaluate_classifier(classifier, examples)
+            subject = f"model {classifier.version}"
+            stem = classifier.version
+        console = _console()
+        console.print(f"{subject} on {data_name}", markup=False)
+        console.print(_score_table(report))
+        console.print(_confusion_table(report))
+        if report.threshold is not None:
+            choice = report.threshold
+            console.print(f"confidence threshold by the rule (lowest t with ≥ 95 % precision above t and ≤ 20 % "
+                          f"below t): {choice.threshold:.2f} → precision {choice.precision:.3f}, "
+                          f"{choice.triage_share:.1%} to triage" + ("" if choice.rule_met else " (rule not met)"))
+        if report.misclassified and max_errors:
+            console.print(_errors_table(report, max_errors))
+            if len(report.misclassified) > max_errors:
+                console.print(f"… and {len(report.misclassified) - max_errors} more (--max-errors)")
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        target = png or reports_dir() / f"confusion-{stem}-{stamp}.png"
+        plot_confusion(report, target, f"{subject}: macro-F1 {report.macro_f1:.3f}")
+        console.print(f"confusion matrix image: {target}", markup=False)
+
+
+# --- model list / promote / rollback ----------------------------------------------------------------------------
+def _score(value: float | None) -> str:
+    return f"{value:.4f}" if value is not None else "—"
+
+
+@model_app.command("list")
+def list_command() -> None:
+    """Saved models, oldest first; ● marks the promoted one."""
+    with _cli_errors():
+        infos: list[ModelInfo] = _registry().list()
+        console = _console()
+        if not infos:
+            console.print("no models yet: `qinglian model train` (or `qinglian serve` trains the default one)",
+                          markup=False)
+            return
+        table = Table(title=f"models in {models_dir()}")
+        for column in ("", "version", "created (UTC)", "examples", "macro-F1", "accuracy", "threshold", "source"):
+            table.add_column(column, justify="right" if column in ("examples", "macro-F1", "accuracy") else "left")
+        for info in infos:
+            threshold = info.metrics.get("suggested_threshold")
+            table.add_row("●" if info.promoted else "", info.version, f"{info.created_at:%Y-%m-%d %H:%M:%S}",
+                          str(info.n_examples), _score(info.macro_f1), _score(info.accuracy),
+                          f"{threshold:.2f}" if isinstance(threshold, float | int) else "—", info.source)
+        console.print(table)
+        console.print("macro-F1 and accuracy on the fixed evaluation split of the seed corpus", markup=False)
+
+
+@model_app.command("promote")
+def promote_command(
+    version: Annotated[str, typer.Argument(help="The model version to promote.")],
+    force: Annotated[bool, typer.Option("--force", help="Promote even if the gate refuses.")] = False,
+) -> None:
+    """Make a model the one the service uses; refuses one > 1 macro-F1 point worse unless --force."""
+    with _cli_errors():
+        registry = _registry()
+        registry.promote(version, force=force)
+        info = registry.get(version)
+        typer.echo(f"promoted {info.version} (macro-F1 {_score(info.macro_f1)} on the evaluation split)"
+                   + (" — forced" if force else ""))
+
+
+@model_app.command("rollback")
+def rollback_command() -> None:
+    """Go back to the previously promoted model."""
+    with _cli_errors():
+        info = _registry().rollback()
+        typer.echo(f"rolled back to {info.version} (macro-F1 {_score(info.macro_f1)} on the evaluation split)")
+
+
+app.command()(classify)
+app.add_typer(model_app)
+
+if __name__ == "__main__":
+    app()

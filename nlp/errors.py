@@ -1,0 +1,27 @@
+"""Exceptions of the classifier room; each message is one line an administrator can act on."""
+
+from __future__ import annotations
+
+
+class NlpError(Exception):
+    """Base of the errors below; the CLI prints the message and exits with code 2."""
+
+
+class DatasetError(NlpError):
+    """A dataset file is missing, malformed or lacks the text/label fields."""
+
+
+class ModelNotFoundError(NlpError):
+    """No model with that version, or no promoted model."""
+
+
+class ModelIntegrityError(NlpError):
+    """A model artifact does not match the checksum in its metadata, or its metadata is unreadable."""
+
+
+class PromotionRefusedError(NlpError):
+    """The promotion gate refused a model (worse on the evaluation split, or no evaluation metrics)."""
+
+
+class RegistryError(NlpError):
+    """The registry cannot do what was asked (e.g. nothing to roll back to)."""

@@ -1,0 +1,379 @@
+"""Versioned models on disk, the promoted one, the promotion gate and rollback.
+
+Layout of `<data_dir>/models/`:
+
+    <version>/model.joblib     the fitted scikit-learn pipeline
+    <version>/metadata.json    version, sha256 of model.joblib, data fingerprint, label counts, parameters,
+                               library versions, metrics on the fixed evaluation split
+    registry.json              {"history": [promoted versions, oldest first], "events": [...]}
+    .lock                      serialises changes between processes (flock)
+
+Versions sort by time: `YYYYMMDD-HHMMSS-<first 6 hex of the data fingerprint>` (UTC).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from nlp.classifier import ARTIFACT_FILE, METADATA_FILE, Classifier, file_sha256, read_metadata, verify_artifact
+from nlp.corpus import Example, exclude_eval_texts, load_seed_corpus
+from nlp.errors import ModelIntegrityError, ModelNotFoundError, PromotionRefusedError, RegistryError
+from nlp.tokenizer import warm_up
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: changes are serialised within the process only
+    fcntl = None  # type: ignore[assignment]
+
+REGISTRY_FILE = "registry.json"
+LOCK_FILE = ".lock"
+PROMOTION_TOLERANCE = 0.01  # a candidate may be at most 1 macro-F1 point below the promoted model
+EVAL_SPLIT_NAME = "seed-eval"
+
+Progress = Callable[[str], None]
+
+# Messages `train_and_register` reports after the training steps (the CLI sizes its progress bar with these).
+SCORING_STEP = "scoring on the evaluation split"
+SAVING_STEP = "saving"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    version: str
+    created_at: datetime
+    metrics: dict[str, Any]  # on the fixed evaluation split: macro_f1, accuracy, n, suggested_threshold, split
+    promoted: bool
+    data_fingerprint: str
+    label_counts: dict[str, int]
+    params: dict[str, Any]
+    library_versions: dict[str, str]
+    labels: list[str]
+    n_examples: int
+    training_seconds: float
+    source: str
+    sha256: str
+    path: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def macro_f1(self) -> float | None:
+        value = self.metrics.get("macro_f1")
+        return float(value) if isinstance(value, int | float) else None
+
+    @property
+    def accuracy(self) -> float | None:
+        value = self.metrics.get("accuracy")
+        return float(value) if isinstance(value, int | float) else None
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any], path: Path, promoted: bool) -> ModelInfo:
+        try:
+            return cls(
+                version=str(metadata["version"]),
+                created_at=datetime.fromisoformat(str(metadata["created_at"])),
+                metrics=dict(metadata.get("metrics") or {}),
+                promoted=promoted,
+                data_fingerprint=str(metadata.get("data_fingerprint", "")),
+                label_counts={str(k): int(v) for k, v in dict(metadata.get("label_counts") or {}).items()},
+                params=dict(metadata.get("params") or {}),
+                library_versions={str(k): str(v) for k, v in dict(metadata.get("library_versions") or {}).items()},
+                labels=[str(label) for label in metadata.get("labels") or []],
+                n_examples=int(metadata.get("n_examples", 0)),
+                training_seconds=float(metadata.get("training_seconds", 0.0)),
+                source=str(metadata.get("source", "")),
+                sha256=str(metadata["sha256"]),
+                path=path,
+            )
+        except (KeyError, TypeError, ValueError) as problem:
+            raise ModelIntegrityError(f"{path / METADATA_FILE}: malformed metadata ({problem})") from None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _write_json_atomically(path: Path, data: Any) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+class ModelRegistry:
+    """The models of one data directory. Safe to share between threads; changes are serialised across
+    processes with a file lock."""
+
+    def __init__(self, models_dir: Path) -> None:
+        self.models_dir = Path(models_dir)
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+        self._lock_handle: IO[str] | None = None
+
+    # --- locking and state -------------------------------------------------------------------------------------
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the registry's lock (re-entrant within this object)."""
+        with self._thread_lock:
+            if self._depth == 0:
+                self.models_dir.mkdir(parents=True, exist_ok=True)
+                handle = (self.models_dir / LOCK_FILE).open("a+", encoding="utf-8")
+                if fcntl is not None:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+                self._lock_handle = handle
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and self._lock_handle is not None:
+                    if fcntl is not None:
+                        fcntl.flock(self._lock_handle.fileno(), fcntl.LOCK_UN)
+                    self._lock_handle.close()
+                    self._lock_handle = None
+
+    def _state(self) -> dict[str, Any]:
+        path = self.models_dir / REGISTRY_FILE
+        if not path.is_file():
+            return {"history": [], "events": []}
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as problem:
+            raise RegistryError(f"{path} is not valid JSON ({problem}); fix or remove it") from None
+        if not isinstance(state, dict) or not isinstance(state.get("history"), list):
+            raise RegistryError(f"{path} has no promotion history; fix or remove it")
+        state.setdefault("events", [])
+        return state
+
+    def _save_state(self, state: dict[str, Any]) -> None:
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        _write_json_atomically(self.models_dir / REGISTRY_FILE, state)
+
+    # --- reading -----------------------------------------------------------------------------------------------
+    def _promoted_version(self) -> str | None:
+        history = self._state()["history"]
+        return str(history[-1]) if history else None
+
+    def get(self, version: str) -> ModelInfo:
+        model_dir = self.models_dir / version
+        if not version or "/" in version or version.startswith(".") or not (model_dir / METADATA_FILE).is_file():
+            raise ModelNotFoundError(f"no model {version!r} in {self.models_dir}")
+        return ModelInfo.from_metadata(read_metadata(model_dir), model_dir, version == self._promoted_version())
+
+    def promoted(self) -> ModelInfo | None:
+        version = self._promoted_version()
+        return self.get(version) if version else None
+
+    def events(self) -> list[dict[str, Any]]:
+        """Promotions and rollbacks, oldest first."""
+        return list(self._state()["events"])
+
+    def load(self, version: str) -> Classifier:
+        return Classifier.load(self.get(version).path)
+
+    def load_promoted(self) -> Classifier:
+        info = self.promoted()
+        if info is None:
+            raise ModelNotFoundError(f"no promoted model in {self.models_dir}; run `qinglian model train` "
+                                     "and `qinglian model promote VERSION`")
+        return Classifier.load(info.path)
+
+    # --- writing -----------------------------------------------------------------------------------------------
+    def _new_version(self, created_at: datetime, fingerprint: str) -> str:
+        base = f"{created_at:%Y%m%d-%H%M%S}-{fingerprint[:6]}"
+        version, suffix = base, 1
+        while (self.models_dir / version).exists():
+            suffix += 1
+            version = f"{base}-{suffix}"
+        return version
+
+    def add(self, trained: Any, metrics: Mapping[str, Any] | None = None, *, source: str = "") -> ModelInfo:
+        """Save a `TrainedModel` as a new version (not promoted)."""
+        import joblib
+
+        with self.locked():
+            version = self._new_version(trained.created_at, trained.data_fingerprint)
+            incoming = self.models_dir / f".incoming-{version}-{os.getpid()}"
+            incoming.mkdir(parents=True)
+            try:
+                joblib.dump(trained.pipeline, incoming / ARTIFACT_FILE)
+                metadata = {
+                    "version": version,
+                    "created_at": trained.created_at.isoformat(),
+                    "sha256": file_sha256(incoming / ARTIFACT_FILE),
+                    "source": source,
+                    "labels": trained.labels,
+                    "label_counts": trained.label_counts,
+                    "n_examples": trained.n_examples,
+                    "data_fingerprint": trained.data_fingerprint,
+                    "params": trained.params,
+                    "library_versions": trained.library_versions,
+                    "training_seconds": trained.training_seconds,
+                    "metrics": dict(metrics or {}),
+                }
+                _write_json_atomically(incoming / METADATA_FILE, metadata)
+                os.rename(incoming, self.models_dir / version)
+            except BaseException:
+                shutil.rmtree(incoming, ignore_errors=True)
+                raise
+        return self.get(version)
+
+    def _gate_scores(self, candidate: ModelInfo, current: ModelInfo) -> tuple[float | None, float | None]:
+        """Both models' macro-F1 on the same evaluation split (re-evaluated if the split changed since)."""
+        split = eval_split_fingerprint()
+        if candidate.metrics.get("eval_fingerprint") == current.metrics.get("eval_fingerprint") == split:
+            return candidate.macro_f1, current.macro_f1
+        return evaluate_on_eval_split(self.load(candidate.version)), evaluate_on_eval_split(self.load(current.version))
+
+    def promote(self, version: str, *, force: bool = False) -> None:
+        """Make `version` the promoted model. Without `force`, refuse a model whose macro-F1 on the evaluation
+        split is more than 1 point below the promoted model's, or that has no such score."""
+        with self.locked():
+            candidate = self.get(version)
+            verify_artifact(candidate.path, read_metadata(candidate.path))
+            current = self.promoted()
+            if current is not None and current.version == candidate.version:
+                return
+            if not force:
+                if candidate.macro_f1 is None:
+                    raise PromotionRefusedError(f"model {version} has no macro-F1 on the evaluation split "
+                                                "(its labels are not the taxonomy's?); use --force to promote it")
+                if current is not None:
+                    candidate_f1, current_f1 = self._gate_scores(candidate, current)
+                    if candidate_f1 is None:
+                        raise PromotionRefusedError(f"model {version} cannot be scored on the evaluation split; "
+                                                    "use --force to promote it")
+                    if current_f1 is not None and candidate_f1 < current_f1 - PROMOTION_TOLERANCE - 1e-9:
+                        raise PromotionRefusedError(
+                            f"model {version} has macro-F1 {candidate_f1:.4f} on the evaluation split, more than "
+                            f"1 point below the promoted {current.version} ({current_f1:.4f}); "
+                            "use --force to promote it anyway")
+            state = self._state()
+            state["history"].append(version)
+            state["events"].append({"action": "promote", "version": version,
+                                    "previous": current.version if current else None,
+                                    "at": _now().isoformat(), "forced": force})
+            self._save_state(state)
+
+    def rollback(self) -> ModelInfo:
+        """Promote the previously promoted version again; returns it."""
+        with self.locked():
+            state = self._state()
+            history: list[str] = state["history"]
+            if len(history) < 2:
+                raise RegistryError("no earlier promoted model to roll back to")
+            current = history.pop()
+            while history and not (self.models_dir / history[-1] / METADATA_FILE).is_file():
+                history.pop()  # a version deleted by hand is skipped
+            if not history:
+                raise RegistryError("the earlier promoted models no longer exist; nothing to roll back to")
+            previous = self.get(history[-1])
+            verify_artifact(previous.path, read_metadata(previous.path))
+            state["events"].append({"action": "rollback", "version": previous.version, "previous": current,
+                                    "at": _now().isoformat(), "forced": False})
+            self._save_state(state)
+            return self.get(previous.version)
+
+    # `list` comes last so that the name means the builtin in the annotations above.
+    def list(self) -> list[ModelInfo]:
+        """Every saved model, oldest first."""
+        if not self.models_dir.is_dir():
+            return []
+        promoted = self._promoted_version()
+        infos = []
+        for model_dir in sorted(self.models_dir.iterdir()):
+            if model_dir.is_dir() and not model_dir.name.startswith(".") and (model_dir / METADATA_FILE).is_file():
+                metadata = read_metadata(model_dir)
+                infos.append(ModelInfo.from_metadata(metadata, model_dir, metadata["version"] == promoted))
+        return infos
+
+
+# --- evaluation split and training into the registry --------------------------------------------------------------
+def eval_split_fingerprint() -> str:
+    from nlp.training import data_fingerprint
+
+    return data_fingerprint(load_seed_corpus("eval"))
+
+
+def evaluate_on_eval_split(classifier: Classifier) -> float | None:
+    """macro-F1 on the fixed evaluation split, or None if the model does not know the taxonomy's labels."""
+    from nlp.evaluation import evaluate_classifier
+
+    examples = load_seed_corpus("eval")
+    if not {e.label for e in examples} <= set(classifier.labels):
+        return None
+    return evaluate_classifier(classifier, examples).macro_f1
+
+
+def eval_split_metrics(classifier: Classifier) -> dict[str, Any]:
+    from nlp.evaluation import evaluate_classifier
+
+    examples = load_seed_corpus("eval")
+    if not {e.label for e in examples} <= set(classifier.labels):
+        return {}
+    report = evaluate_classifier(classifier, examples)
+    metrics: dict[str, Any] = {**report.metrics(), "split": EVAL_SPLIT_NAME,
+                               "eval_fingerprint": eval_split_fingerprint()}
+    if report.threshold is not None:
+        metrics["threshold_precision"] = report.threshold.precision
+        metrics["threshold_triage_share"] = report.threshold.triage_share
+    return metrics
+
+
+def train_and_register(
+    registry: ModelRegistry,
+    examples: Sequence[Example] | None = None,
+    *,
+    extra_examples: Iterable[Example] = (),
+    params: Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
+    source: str = "",
+) -> ModelInfo:
+    """Train a new version and save it (not promoted), scored on the fixed evaluation split.
+
+    `examples` defaults to the seed corpus's training split. `extra_examples` is where other labelled
+    reports join the training data — staff-confirmed or staff-corrected labels from the database, once the
+    console provides them. Any text of the evaluation split is removed from the training data first.
+    """
+    from nlp.training import train
+
+    say = progress or (lambda _message: None)
+    base = list(examples) if examples is not None else load_seed_corpus("train")
+    training_data, dropped = exclude_eval_texts([*base, *extra_examples])
+    if dropped:
+        say(f"left out {dropped} example(s) whose text is in the evaluation split")
+    trained = train(training_data, progress=progress, params=params)
+    say(SCORING_STEP)
+    metrics = eval_split_metrics(Classifier(trained.pipeline, version="candidate"))
+    say(SAVING_STEP)
+    return registry.add(trained, metrics, source=source or "seed corpus (train split)")
+
+
+def ensure_default_model(data_dir: Path, progress: Progress | None = None) -> ModelInfo:
+    """The promoted model of `data_dir`; on a fresh install, train the default one from the seed corpus first.
+
+    Deterministic (the same seed corpus gives the same predictions) and takes seconds. Blocking: call it in a
+    thread from async code.
+    """
+    say = progress or (lambda _message: None)
+    registry = ModelRegistry(Path(data_dir) / "models")
+    with registry.locked():
+        current = registry.promoted()
+        if current is not None:
+            return current
+        say("no promoted classifier model: training the default model from the seed corpus")
+        warm_up(Path(data_dir))
+        info = train_and_register(registry, progress=progress, source="seed corpus (train split), default model")
+        registry.promote(info.version)
+        promoted = registry.get(info.version)
+        score = f"{promoted.macro_f1:.3f}" if promoted.macro_f1 is not None else "n/a"
+        say(f"default model {promoted.version} trained in {promoted.training_seconds:.1f} s "
+            f"(macro-F1 {score} on the evaluation split) and promoted")
+        return promoted

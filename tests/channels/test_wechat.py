@@ -1,0 +1,636 @@
+"""The WeChat Official Account channel: its crypto against WeChat's published vectors, its XML and
+rendering, and end to end — `qinglian serve` in its own process, called back by the stand-in WeChat
+platform, which signs and encrypts like WeChat and serves the token, media, customer-service and
+menu APIs."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from bot.channels.wechat import (
+    CallbackRejected,
+    WeChatCrypto,
+    parse_xml,
+    render_message,
+    signature,
+    split_text,
+    to_inbound,
+)
+from bot.i18n import Texts
+from handlers.types import Choice, Outbound
+from tests.conftest import REPO, LiveService
+from tests.standins import wechat_server
+from tests.standins.wechat_server import SERVICE_UNAVAILABLE, WeChatStandIn
+
+TOKEN = "QinglianCallback2026"
+APP_ID = "wx51a0c7e2d4b3f6a8"
+APP_SECRET = "9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 8
+DESCRIPTION = "岳麓区政务服务中心3号窗口的工作人员上班时间一直玩手机，让群众排队等了两个小时。"
+
+# WeChat's published sample (the WXBizMsgCrypt samples WeChat ships for its callback encryption).
+SAMPLE_TOKEN = "QDG6eK"
+SAMPLE_APP_ID = "wx5823bf96d3bd56c7"
+SAMPLE_AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
+SAMPLE_ENCRYPT = (
+    "RypEvHKD8QQKFhvQ6QleEB4J58tiPdvo+rtK1I9qca6aM/wvqnLSV5zEPeusUiX5L5X/0lWfrf0QADHHhGd3QczcdCUpj911L3vg3W/sYYvu"
+    "JTs3TUUkSUXxaccAS0qhxchrRYt66wiSpGLYL42aM6A8dTT+6k4aSknmPj48kzJs8qLjvd4Xgpue06DOdnLxAUHzM6+kDZ+HMZfJYuR+LtwG"
+    "c2hgf5gsijff0ekUNXZiqATP7PF5mZxZ3Izoun1s4zG4LUMnvw2r+KqCKIw+3IQH03v+BCA9nMELNqbSf6tiWSrXJB3LAVGUcallcrw8V2t"
+    "9EL4EhzJWrQUax5wLVMNS0+rUPA3k22Ncx4XXZS9o0MBH27Bo6BpNelZpS+/uh9KsNlY6bHCmJU9p8g7m3fVKn28H3KDYA5Pl/T8Z1ptDAV"
+    "e0lXdQ2YoyyH2uyPIGHBZZIs2pDBS8R07+qN+E7Q=="
+)
+SAMPLE_PLAIN = (
+    "<xml><ToUserName><![CDATA[wx5823bf96d3bd56c7]]></ToUserName>\n<FromUserName><![CDATA[mycreate]]></FromUserName>\n"
+    "<CreateTime>1409659813</CreateTime>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[hello]]></Content>\n"
+    "<MsgId>4561255354251345929</MsgId>\n<AgentID>218</AgentID>\n</xml>"
+)
+SAMPLE_ECHOSTR = "P9nAzCzyDtyTWESHep1vC5X9xho/qYX3Zpb4yKa9SKld1DsH3Iyt3tP3zNdtp+4RPcs8TgAE7OaBO+FZXvnaqQ=="
+
+
+# --- crypto -----------------------------------------------------------------------------------
+
+
+def test_the_published_sample_verifies_and_decrypts() -> None:
+    assert signature(SAMPLE_TOKEN, "1409659813", "1372623149", SAMPLE_ENCRYPT) == \
+        "477715d11cdb4164915debcba66cb864d751f3e6"
+    assert WeChatCrypto(SAMPLE_AES_KEY, SAMPLE_APP_ID).decrypt(SAMPLE_ENCRYPT) == (SAMPLE_PLAIN, SAMPLE_APP_ID)
+    assert signature(SAMPLE_TOKEN, "1409659589", "263014780", SAMPLE_ECHOSTR) == \
+        "5c45ff5e21c57e6ad56bac8758b79b1d9ac89fd3"
+    assert WeChatCrypto(SAMPLE_AES_KEY, SAMPLE_APP_ID).decrypt(SAMPLE_ECHOSTR) == \
+        ("1616140317555161061", SAMPLE_APP_ID)
+
+
+def test_encryption_matches_the_specification_byte_for_byte() -> None:
+    """A second implementation from the specification, with the cryptography primitives directly."""
+    crypto = WeChatCrypto(SAMPLE_AES_KEY, SAMPLE_APP_ID)
+    prefix = bytes(range(16))
+    message = "<xml><Content><![CDATA[你好 hello]]></Content></xml>"
+    key = base64.b64decode(SAMPLE_AES_KEY + "=")
+    body = message.encode()
+    plain = prefix + len(body).to_bytes(4, "big") + body + SAMPLE_APP_ID.encode()
+    pad = 32 - len(plain) % 32
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).encryptor()
+    expected = encryptor.update(plain + bytes([pad]) * pad) + encryptor.finalize()
+    ours = crypto.encrypt(message, random_prefix=prefix)
+    assert base64.b64decode(ours) == expected
+    assert len(base64.b64decode(ours)) % 32 == 0
+
+
+@pytest.mark.parametrize("length", [0, 1, 11, 12, 13, 44, 45, 1000])
+def test_round_trips_with_the_stand_in_at_every_padding_length(length: int) -> None:
+    crypto = WeChatCrypto(AES_KEY, APP_ID)
+    message = "x" * length
+    assert wechat_server.decrypt(AES_KEY, crypto.encrypt(message)) == (message, APP_ID)
+    assert crypto.decrypt(wechat_server.encrypt(AES_KEY, APP_ID, message)) == (message, APP_ID)
+
+
+def test_tampered_or_foreign_ciphertext_is_refused() -> None:
+    crypto = WeChatCrypto(AES_KEY, APP_ID)
+    encrypted = bytearray(base64.b64decode(crypto.encrypt("<xml/>")))
+    encrypted[-1] ^= 0x55
+    for bad in (base64.b64encode(bytes(encrypted)).decode(), "not base64!", base64.b64encode(b"short").decode()):
+        with pytest.raises(ValueError):
+            crypto.decrypt(bad)
+    other = WeChatCrypto(AES_KEY, "wx0000000000000000").encrypt("<xml/>")
+    assert crypto.decrypt(other)[1] == "wx0000000000000000"
+
+
+# --- XML, rendering, mapping ------------------------------------------------------------------
+
+
+def test_xml_fields_with_cdata_and_numbers() -> None:
+    fields = parse_xml(b"<xml><ToUserName><![CDATA[gh_1]]></ToUserName><CreateTime>1</CreateTime>"
+                       b"<MsgType>  <![CDATA[text]]></MsgType><Content><![CDATA[ a ]]>]]&gt;</Content>"
+                       b"<ScanCodeInfo><ScanType><![CDATA[qrcode]]></ScanType></ScanCodeInfo></xml>")
+    assert fields == {"ToUserName": "gh_1", "CreateTime": "1", "MsgType": "text", "Content": " a ]]>",
+                      "ScanCodeInfo.ScanType": "qrcode", "ScanCodeInfo": ""}
+
+
+@pytest.mark.parametrize("document", [
+    b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
+    b"<xml><Content>&lol2;</Content></xml>",
+    b'<!DOCTYPE xml [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><xml><Content>&xxe;</Content></xml>',
+    b'<!DOCTYPE xml SYSTEM "http://127.0.0.1:1/evil.dtd"><xml><Content>x</Content></xml>',
+    b"<xml><Content>unclosed</xml>",
+    b"<notxml><Content>x</Content></notxml>",
+    b"<xml><Content>&undefined;</Content></xml>",
+    b"",
+])
+def test_xml_with_a_dtd_or_not_well_formed_is_refused(document: bytes) -> None:
+    with pytest.raises(CallbackRejected) as refused:
+        parse_xml(document)
+    assert refused.value.status == 400
+
+
+def test_choices_are_numbered_with_a_hint_in_the_question_language() -> None:
+    texts = Texts()
+    question = Outbound("第1步：问题发生在长沙市哪个区县（市）？", (Choice("district:furong", "芙蓉区"),
+                                                       Choice("district:tianxin", "天心区")), columns=3)
+    assert render_message(question, texts) == \
+        "第1步：问题发生在长沙市哪个区县（市）？\n1. 芙蓉区\n2. 天心区\n（回复数字选择）"
+    english = Outbound("Step 3: when?", (Choice("when:today", "Today"),))
+    assert render_message(english, texts) == "Step 3: when?\n1. Today\n(Reply with a number)"
+    rating = Outbound("请为本案的办理打分（1–5星）：", tuple(Choice(f"rate:{n}", "★" * n) for n in range(5, 0, -1)))
+    assert render_message(rating, texts).splitlines()[1:3] == ["5. ★★★★★", "4. ★★★★"]
+
+
+def test_long_text_is_cut_between_lines_within_wechats_limit() -> None:
+    text = "\n".join(["第一行"] * 200 + ["长" * 1000])
+    chunks = split_text(text)
+    assert all(len(chunk.encode()) <= 2048 for chunk in chunks)
+    assert "".join(chunks).replace("\n", "") == text.replace("\n", "")
+    assert split_text("short") == ["short"]
+    assert split_text("") == []
+
+
+def _fetcher(media_id: str) -> Any:
+    async def fetch() -> bytes:
+        return media_id.encode()
+
+    return fetch
+
+
+async def test_messages_and_events_become_inbound() -> None:
+    base = {"ToUserName": "gh_1", "FromUserName": "o_user", "CreateTime": "1700000000"}
+    text = to_inbound({**base, "MsgType": "text", "Content": "/status 1234 5678", "MsgId": "42"}, _fetcher)
+    assert text is not None and (text.command, text.command_arg, text.update_key) == ("status", "1234 5678", "42")
+    subscribe = to_inbound({**base, "MsgType": "event", "Event": "subscribe"}, _fetcher)
+    assert subscribe is not None and subscribe.command == "start"
+    assert subscribe.update_key == "o_user:1700000000:subscribe:"
+    click = to_inbound({**base, "MsgType": "event", "Event": "CLICK", "EventKey": "REPORT"}, _fetcher)
+    assert click is not None and click.command == "report"
+    assert to_inbound({**base, "MsgType": "event", "Event": "VIEW", "EventKey": "https://x"}, _fetcher) is None
+    image = to_inbound({**base, "MsgType": "image", "MediaId": "m1", "MsgId": "43"}, _fetcher)
+    assert image is not None and image.attachment is not None and image.attachment.kind == "photo"
+    assert image.attachment.fetch is not None and await image.attachment.fetch() == b"m1"
+    kinds = {t: to_inbound({**base, "MsgType": t, "MsgId": "44"}, _fetcher) for t in
+             ("voice", "shortvideo", "location", "link")}
+    assert {t: i.attachment.kind for t, i in kinds.items() if i and i.attachment} == \
+        {"voice": "voice", "shortvideo": "video", "location": "location", "link": "other"}
+    with pytest.raises(CallbackRejected):
+        to_inbound({"MsgType": "text"}, _fetcher)
+
+
+# --- end to end -------------------------------------------------------------------------------
+
+
+class User:
+    """One WeChat user of the account, seen from their phone."""
+
+    def __init__(self, standin: WeChatStandIn, openid: str, mode: str = "plaintext") -> None:
+        self.standin = standin
+        self.openid = openid
+        self.mode = mode
+        self.seen = 0
+        self.last: wechat_server.Delivery | None = None
+
+    def expect(self, fragment: str, timeout: float = 15.0) -> str:
+        found: list[str] = []
+
+        def arrived() -> bool:
+            for index, message in enumerate(self.standin.inbox(self.openid)[self.seen:], self.seen):
+                if fragment in message.text:
+                    found.append(message.text)
+                    self.seen = index + 1
+                    return True
+            return False
+
+        try:
+            self.standin.wait_until(arrived, timeout=timeout, what=f"a message with {fragment!r}")
+        except AssertionError:
+            texts = [m.text for m in self.standin.inbox(self.openid)[self.seen:]]
+            raise AssertionError(f"no message with {fragment!r} for {self.openid}; got {texts}") from None
+        return found[0]
+
+    def say(self, text: str, expect: str) -> str:
+        self.last = self.standin.send_text(self.openid, text, mode=self.mode)
+        return self.expect(expect)
+
+    def click(self, key: str, expect: str) -> str:
+        self.last = self.standin.send_event(self.openid, "CLICK", key, mode=self.mode)
+        return self.expect(expect)
+
+    def settle(self) -> None:
+        if self.last is not None:
+            self.last.wait()
+        self.seen = len(self.standin.inbox(self.openid))
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[WeChatStandIn]:
+    server = WeChatStandIn(token=TOKEN, app_id=APP_ID, app_secret=APP_SECRET, encoding_aes_key=AES_KEY)
+    server.start()
+    yield server
+    server.stop()
+    assert server.violations == []
+
+
+@pytest.fixture(scope="module")
+def service(standin: WeChatStandIn, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+    live = LiveService(tmp_path_factory.mktemp("wechat"), {
+        "QINGLIAN_WECHAT_TOKEN": TOKEN, "QINGLIAN_WECHAT_APP_ID": APP_ID, "QINGLIAN_WECHAT_APP_SECRET": APP_SECRET,
+        "QINGLIAN_WECHAT_AES_KEY": AES_KEY, "QINGLIAN_WECHAT_API_URL": standin.root_url,
+    })
+    live.start()
+    standin.callback_url = f"{live.url}/wechat"
+    yield live
+    live.stop()
+
+
+_next_user = iter(range(1000, 2000))
+
+
+def new_user(standin: WeChatStandIn, mode: str = "plaintext") -> User:
+    return User(standin, f"oQL_{next(_next_user)}_x2kT9aYw8bVc", mode)
+
+
+def _db(service: LiveService) -> sqlite3.Connection:
+    return sqlite3.connect(service.data_dir / "qinglian.db")
+
+
+def _code(text: str) -> str:
+    match = re.search(r"\d{4} \d{4} \d{4} \d{4}", text)
+    assert match, text
+    return match.group(0)
+
+
+def file_report(user: User) -> str:
+    user.say("/report", expect="第1步")
+    user.say("3", expect="第2步")
+    user.say("岳麓区政务服务中心3号窗口", expect="第3步")
+    user.say("今天", expect="第4步")
+    user.say(DESCRIPTION, expect="第5步")
+    user.last = user.standin.send_image(user.openid, JPEG, mode=user.mode)
+    user.expect("已收到第 1 个文件")
+    user.say("1", expect="第6步")
+    user.say("1", expect="请核对举报内容")
+    return _code(user.say("1", expect="举报已提交"))
+
+
+def test_url_verification(standin: WeChatStandIn, service: LiveService) -> None:
+    now = str(int(time.time()))
+    good = {"signature": signature(TOKEN, now, "123"), "timestamp": now, "nonce": "123", "echostr": "e5c4a"}
+    assert httpx.get(f"{service.url}/wechat", params=good).text == "e5c4a"
+    forged = {**good, "signature": signature("guessed", now, "123")}
+    old = str(int(time.time()) - 3600)
+    stale = {**good, "timestamp": old, "signature": signature(TOKEN, old, "123")}
+    assert [httpx.get(f"{service.url}/wechat", params=p).status_code for p in (forged, stale)] == [403, 403]
+
+
+def test_subscribe_then_a_full_report_in_plaintext_mode(standin: WeChatStandIn, service: LiveService) -> None:
+    user = new_user(standin)
+    user.last = standin.send_event(user.openid, "subscribe")
+    welcome = user.expect("清廉监督举报平台")
+    assert "1. 📝 我要举报" in welcome and welcome.endswith("（回复数字选择）")
+    districts = user.say("1", expect="第1步")
+    assert "\n1. 芙蓉区\n2. 天心区\n3. 岳麓区\n" in districts
+    user.say("2", expect="第2步")
+    code = file_report_from_place(user)
+    with _db(service) as db:
+        case_id, district, place, occurred, anonymous = db.execute(
+            "SELECT id, district, place, occurred, anonymous FROM cases WHERE reporter_ref = ?", (user.openid,)
+        ).fetchone()
+        stored = [row[0] for row in db.execute("SELECT stored_name FROM attachments WHERE case_id = ?", (case_id,))]
+    assert (district, place, occurred.endswith("(今天)"), anonymous) == ("tianxin", "天心区政务服务中心", True, 1)
+    assert len(stored) == 1 and (service.data_dir / "evidence" / stored[0]).read_bytes() == JPEG
+    assert [m.via for m in standin.inbox(user.openid)] == ["passive"] * len(standin.inbox(user.openid))
+    assert len(code) == 19
+
+
+def file_report_from_place(user: User) -> str:
+    user.say("天心区政务服务中心", expect="第3步")
+    user.say("1", expect="第4步")
+    user.say(DESCRIPTION, expect="第5步")
+    user.last = user.standin.send_image(user.openid, JPEG, mode=user.mode)
+    user.expect("已收到第 1 个文件")
+    user.say("完成", expect="第6步")
+    user.say("匿名", expect="请核对举报内容")
+    return _code(user.say("提交", expect="举报已提交"))
+
+
+def test_safe_mode_report_in_english_from_the_menu(standin: WeChatStandIn, service: LiveService) -> None:
+    user = new_user(standin, mode="safe")
+    user.say("你好", expect="请选择您要办理的事项")
+    user.say("4", expect="Choose your language")
+    user.say("2", expect="Language set to English")
+    step1 = user.click("REPORT", expect="Step 1")
+    assert "1. Furong" in step1 and "(Reply with a number)" in step1
+    user.say("Kaifu", expect="Step 2")
+    user.say("Kaifu District Tax Service Hall, window 7", expect="Step 3")
+    user.say("2026-11-02", expect="Step 4")
+    user.say("The clerk refused my application although every document on the list was there.", expect="Step 5")
+    user.say("1", expect="Step 6")
+    user.say("2", expect="Your name")
+    user.say("Zhang Wei", expect="mobile number")
+    user.say("139 1234 5678", expect="Please check your report")
+    user.say("1", expect="Your report was submitted")
+    with _db(service) as db:
+        row = db.execute("SELECT district, occurred, reporter_name, reporter_phone, locale FROM cases "
+                         "WHERE reporter_ref = ?", (user.openid,)).fetchone()
+    assert row == ("kaifu", "2026-11-02", "Zhang Wei", "13912345678", "en")
+
+
+def test_unexpected_kinds_are_explained(standin: WeChatStandIn, service: LiveService) -> None:
+    user = new_user(standin, mode="compat")
+    user.click("REPORT", expect="第1步")
+    user.last = standin.send_voice(user.openid, mode="compat")
+    assert "第1步" in user.expect("无法识别这条消息")
+    user.last = standin.send_location(user.openid, mode="compat")
+    user.expect("无法识别这条消息")
+    user.say("/cancel", expect="已取消本次举报")
+    user.click("HELP", expect="使用说明")
+
+
+def test_a_reply_longer_than_one_wechat_message_continues_through_the_api(standin: WeChatStandIn,
+                                                                          service: LiveService) -> None:
+    user = new_user(standin)
+    for text, step in (("/report", "第1步"), ("1", "第2步"), ("芙蓉区车管所", "第3步"), ("2", "第4步"),
+                       ("车管所窗口人员索要好处费。" * 60, "第5步"), ("1", "第6步")):
+        user.say(text, expect=step)
+    before = len(standin.inbox(user.openid))
+    summary = user.say("1", expect="请核对举报内容")
+    user.expect("（回复数字选择）")
+    parts = standin.inbox(user.openid)[before:]
+    assert [m.via for m in parts] == ["passive"] + ["custom"] * (len(parts) - 1) and len(parts) >= 2
+    assert all(len(m.text.encode()) <= 2048 for m in parts) and parts[0].text == summary
+    assert "1. ✅ 提交" in parts[-1].text
+    user.say("1", expect="举报已提交")
+
+
+def _staff(service: LiveService, case_id: int, *, answer: str | None = None, close: bool = False) -> None:
+    from storage import actions
+    from storage.db import create_engine, create_sessionmaker
+    from storage.models import CaseStatus
+
+    async def act() -> None:
+        engine = create_engine(f"sqlite+aiosqlite:///{service.data_dir / 'qinglian.db'}")
+        async with create_sessionmaker(engine).begin() as session:
+            case = await actions.get_case(session, case_id)
+            assert case is not None
+            if answer:
+                await actions.reply_to_reporter(session, case, answer, actor="staff:test")
+            if close:
+                await actions.change_status(session, case, CaseStatus.CLOSED, actor="staff:test")
+        await engine.dispose()
+
+    asyncio.run(act())
+
+
+def _case_id(service: LiveService, openid: str) -> int:
+    with _db(service) as db:
+        return int(db.execute("SELECT id FROM cases WHERE reporter_ref = ?", (openid,)).fetchone()[0])
+
+
+def test_status_follow_up_answer_and_rating(standin: WeChatStandIn, service: LiveService) -> None:
+    user = new_user(standin, mode="safe")
+    code = file_report(user)
+    case_menu = user.say(f"/status {code}", expect="当前状态：已分派")
+    assert "1. 补充材料\n2. 返回主菜单" in case_menu
+    user.say("1", expect="请发送要补充的")
+    user.say("补充：该窗口工作人员工号0327。", expect="补充材料已收到")
+    user.say("1", expect="举报人补充了材料")
+    user.settle()
+    _staff(service, _case_id(service, user.openid), answer="经核查，已对该工作人员批评教育。", close=True)
+    assert "经核查" in user.expect("收到办理答复")
+    user.expect("有新进展：已办结")
+    assert [m.via for m in standin.inbox(user.openid)[-2:]] == ["custom", "custom"]
+    user.click("STATUS", expect="请输入16位查询码")
+    user.say(code.replace(" ", ""), expect="经核查，已对该工作人员批评教育")
+    user.say("1", expect="请为本案的办理打分")
+    user.say("5", expect="感谢您的评价（5星）")
+
+
+def test_a_redelivered_message_is_processed_once(standin: WeChatStandIn, service: LiveService) -> None:
+    user = new_user(standin)
+    user.say("/report", expect="第1步")
+    user.say("3", expect="第2步")
+    user.say("岳麓区某局", expect="第3步")
+    user.say("1", expect="第4步")
+    user.say(DESCRIPTION, expect="第5步")
+    user.say("1", expect="第6步")
+    user.say("1", expect="请核对举报内容")
+    user.say("1", expect="举报已提交")
+    assert user.last is not None
+    submit = user.last.wait()
+    user.settle()
+    again = standin.redeliver(submit).wait()
+    assert again.outcome == "success"
+    time.sleep(0.5)
+    assert len(standin.inbox(user.openid)) == user.seen
+    with _db(service) as db:
+        assert db.execute("SELECT count(*) FROM cases WHERE reporter_ref = ?", (user.openid,)).fetchone() == (1,)
+
+
+def test_retries_while_the_step_runs_get_one_answer(standin: WeChatStandIn, service: LiveService) -> None:
+    """WeChat gives up on a delivery after `retry_interval` (1 s here) and delivers again; the slow
+    download (2.5 s) runs once, and the newest delivery still listening carries the reply."""
+    user = new_user(standin)
+    for text, step in (("/report", "第1步"), ("3", "第2步"), ("岳麓区某局", "第3步"), ("1", "第4步"),
+                       (DESCRIPTION, "第5步")):
+        user.say(text, expect=step)
+    delivery = standin.send_image(user.openid, JPEG, delay=2.5, retry_interval=1.0).wait()
+    statuses = [a.status for a in delivery.attempts]
+    assert len(statuses) >= 2 and statuses[-1] == 200 and set(statuses[:-1]) == {None}  # [None, None, 200]
+    assert delivery.outcome == "passive" and "已收到第 1 个文件" in (delivery.reply or "")
+    time.sleep(0.5)
+    assert [m.text.count("已收到第 1 个文件") for m in standin.inbox(user.openid)[user.seen:]] == [1]
+    with _db(service) as db:
+        assert db.execute("SELECT count(*) FROM attachments a JOIN conversations c ON a.conversation_id = c.id "
+                          "WHERE c.user_ref = ?", (user.openid,)).fetchone() == (1,)
+    media = [r for r in standin.api_requests if r["path"] == "/cgi-bin/media/get"
+             and r["params"].get("media_id") == delivery.fields["MediaId"]]
+    assert len(media) == 1
+
+
+def test_a_slow_step_is_answered_through_the_customer_service_api(standin: WeChatStandIn,
+                                                                  service: LiveService) -> None:
+    """The media download takes 6 s: WeChat gets `success` within its 5 s, the answer follows."""
+    user = new_user(standin, mode="safe")
+    for text, step in (("/report", "第1步"), ("1", "第2步"), ("芙蓉区车管所", "第3步"), ("2", "第4步"),
+                       (DESCRIPTION, "第5步")):
+        user.say(text, expect=step)
+    started = time.monotonic()
+    delivery = standin.send_image(user.openid, JPEG, delay=6.0, mode="safe").wait()
+    assert (delivery.outcome, len(delivery.attempts)) == ("success", 1)
+    assert 3.5 < delivery.attempts[0].seconds < 4.8
+    user.expect("已收到第 1 个文件", timeout=15)
+    assert time.monotonic() - started >= 6
+    assert standin.inbox(user.openid)[-1].via == "custom"
+    user.say("1", expect="第6步")
+
+
+def test_a_step_slower_than_every_retry_is_not_lost(standin: WeChatStandIn, service: LiveService) -> None:
+    """All four deliveries time out (0.5 s each here); the connection drops are noticed, so the
+    answer goes out through the customer-service API instead of into a closed connection."""
+    user = new_user(standin)
+    for text, step in (("/report", "第1步"), ("1", "第2步"), ("芙蓉区车管所", "第3步"), ("2", "第4步"),
+                       (DESCRIPTION, "第5步")):
+        user.say(text, expect=step)
+    delivery = standin.send_image(user.openid, JPEG, delay=3.0, retry_interval=0.5).wait()
+    assert (delivery.outcome, len(delivery.attempts)) == ("unanswered", 4)
+    user.expect(SERVICE_UNAVAILABLE)
+    user.expect("已收到第 1 个文件", timeout=10)
+    assert standin.inbox(user.openid)[-1].via == "custom"
+
+
+def _eventually(condition: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
+def _counts(service: LiveService) -> tuple[int, int]:
+    with _db(service) as db:
+        updates = db.execute("SELECT count(*) FROM processed_updates WHERE channel = 'wechat'").fetchone()[0]
+        conversations = db.execute("SELECT count(*) FROM conversations WHERE channel = 'wechat'").fetchone()[0]
+    return int(updates), int(conversations)
+
+
+def test_forged_stale_foreign_malformed_and_oversized_callbacks_do_nothing(standin: WeChatStandIn,
+                                                                           service: LiveService) -> None:
+    url = f"{service.url}/wechat"
+    fields: dict[str, str | int] = {"ToUserName": standin.account_id, "FromUserName": "oQL_intruder",
+                                    "CreateTime": int(time.time()), "MsgType": "text", "Content": "/report",
+                                    "MsgId": 5550001}
+    before = _counts(service)
+    answers: dict[str, int] = {}
+
+    params, body = standin.callback_request(fields)
+    answers["forged signature"] = httpx.post(url, params={**params, "signature": "0" * 40}, content=body).status_code
+    params, body = standin.callback_request(fields, mode="safe")
+    answers["forged msg_signature"] = httpx.post(url, params={**params, "msg_signature": hashlib.sha1(b"x")
+                                                              .hexdigest()}, content=body).status_code
+    params, body = standin.callback_request(fields, timestamp=str(int(time.time()) - 301))
+    answers["stale timestamp"] = httpx.post(url, params=params, content=body).status_code
+    params, body = wechat_server.build_callback(fields, token=TOKEN, mode="safe", encoding_aes_key=AES_KEY,
+                                                app_id="wx0000000000000000")
+    answers["wrong app id"] = httpx.post(url, params=params, content=body).status_code
+    params, body = standin.callback_request(fields)
+    answers["malformed"] = httpx.post(url, params=params, content=body[:-6]).status_code
+    answers["dtd"] = httpx.post(url, params=params, content=b'<!DOCTYPE xml [<!ENTITY a "b">]>' + body).status_code
+    oversized = {**fields, "Content": "举" * 30_000}
+    params, body = standin.callback_request(oversized)
+    answers["oversized"] = httpx.post(url, params=params, content=body).status_code
+
+    def chunks() -> Iterator[bytes]:
+        yield body[:40_000]
+        yield body[40_000:]
+
+    answers["oversized, chunked"] = httpx.post(url, params=params, content=chunks()).status_code
+    params, body = standin.callback_request({"ToUserName": "gh_x", "MsgType": "text"})
+    answers["not a message"] = httpx.post(url, params=params, content=body).status_code
+    assert answers == {"forged signature": 403, "forged msg_signature": 403, "stale timestamp": 403,
+                       "wrong app id": 403, "malformed": 400, "dtd": 400, "oversized": 413,
+                       "oversized, chunked": 413, "not a message": 400}
+    assert _counts(service) == before
+
+
+def test_outbound_token_expiry_and_server_errors_deliver_once(standin: WeChatStandIn, service: LiveService) -> None:
+    user = new_user(standin)
+    code = file_report(user)
+    user.settle()
+    case_id = _case_id(service, user.openid)
+    _staff(service, case_id, answer="第一次答复：已转交岳麓区纪委监委。")
+    user.expect("第一次答复")
+    tokens = standin.token_requests
+    standin.expire_tokens()
+    _staff(service, case_id, answer="第二次答复：正在核查。")
+    user.expect("第二次答复")
+    assert standin.token_requests == tokens + 1
+    standin.fail_next("/cgi-bin/message/custom/send", count=2, status=502)
+    _staff(service, case_id, answer="第三次答复：已约谈。")
+    user.expect("第三次答复")
+    texts = [m["text"]["content"] for m in standin.custom_messages(user.openid)]
+    assert [sum(answer in t for t in texts) for answer in ("第一次答复", "第二次答复", "第三次答复")] == [1, 1, 1]
+
+    def rows() -> list[tuple[str, int]]:
+        with _db(service) as db:
+            return db.execute("SELECT status, attempts FROM outbox WHERE case_id = ? ORDER BY id",
+                              (case_id,)).fetchall()
+
+    _eventually(lambda: rows()[-1][0] != "pending")
+    assert rows() == [("sent", 1), ("sent", 1), ("sent", 3)]
+    assert code
+
+
+def test_the_48_hour_window_is_recorded_on_the_outbox_and_the_answer_stays_in_status(
+        standin: WeChatStandIn, service: LiveService) -> None:
+    user = new_user(standin)
+    code = file_report(user)
+    user.settle()
+    case_id = _case_id(service, user.openid)
+    standin.age_interaction(user.openid, hours=49)
+    _staff(service, case_id, answer="经核查，情况属实，已责令整改。")
+
+    def failed() -> tuple[str, str] | None:
+        with _db(service) as db:
+            return db.execute("SELECT status, last_error FROM outbox WHERE case_id = ? AND status != 'pending'",
+                              (case_id,)).fetchone()
+
+    _eventually(lambda: failed() is not None)
+    status, error = failed() or ("", "")
+    assert status == "failed" and "45015" in error
+    assert not standin.custom_messages(user.openid)
+    user.say(f"/status {code}", expect="经核查，情况属实，已责令整改。")
+
+
+def test_menu_command_publishes_the_menu(standin: WeChatStandIn, service: LiveService) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "wechat", "menu"], cwd=REPO, capture_output=True, text=True, timeout=60,
+        env={**service.env},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "menu published: 我要举报 / 查询进度 / 使用说明"
+    assert standin.menus[-1] == {"button": [
+        {"type": "click", "name": "我要举报", "key": "REPORT"},
+        {"type": "click", "name": "查询进度", "key": "STATUS"},
+        {"type": "click", "name": "使用说明", "key": "HELP"},
+    ]}
+
+
+async def test_the_access_token_is_shared_through_the_database_and_refreshed_before_expiry(tmp_path: Any) -> None:
+    """Two API clients stand for two processes: the second uses the token the first stored; a token
+    within five minutes of expiry is replaced before it is used."""
+    from bot.channels.wechat import WeChatApi
+    from bot.config import Settings
+    from storage.db import create_engine, create_sessionmaker
+    from storage.migrate import upgrade
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'tokens.db'}"
+    await asyncio.to_thread(upgrade, url)
+    server = WeChatStandIn(token=TOKEN, app_id=APP_ID, app_secret=APP_SECRET, token_lifetime=301)
+    server.start()
+    engine = create_engine(url)
+    try:
+        settings = Settings(wechat_token=TOKEN, wechat_app_id=APP_ID, wechat_app_secret=APP_SECRET,
+                            wechat_api_url=server.root_url, data_dir=tmp_path)
+        async with httpx.AsyncClient() as http:
+            first = WeChatApi(settings, create_sessionmaker(engine), http)
+            second = WeChatApi(settings, create_sessionmaker(engine), http)
+            token = await first.access_token()
+            assert await second.access_token() == token
+            assert server.token_requests == 1
+            await asyncio.sleep(1.1)  # 301 s lifetime: now less than five minutes are left
+            renewed = await second.access_token()
+            assert renewed != token and server.token_requests == 2
+            assert await first.access_token(stale=token) == renewed
+            assert server.token_requests == 2
+    finally:
+        await engine.dispose()
+        server.stop()
+    assert server.violations == []

@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+import nlp.registry
+from nlp.cli import app, classify, model_app
+from nlp.corpus import Example, load_seed_corpus
+from nlp.registry import ModelRegistry
+from nlp.training import TrainedModel
+
+runner = CliRunner()
+
+
+def _json_lines(output: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in output.splitlines() if line.strip()]
+
+
+def _assert_clean_error(result: object, needle: str) -> None:
+    assert result.exit_code == 2  # type: ignore[attr-defined]
+    lines = result.stderr.strip().splitlines()  # type: ignore[attr-defined]
+    assert len(lines) == 1 and lines[0].startswith("qinglian: ") and needle in lines[0], lines
+    assert "Traceback" not in result.output  # type: ignore[attr-defined]
+
+
+def test_mounting_is_two_lines() -> None:
+    main = typer.Typer()
+    main.command()(classify)
+    main.add_typer(model_app)
+    result = runner.invoke(main, ["--help"])
+    assert result.exit_code == 0
+    assert "classify" in result.output and "model" in result.output
+    result = runner.invoke(main, ["model", "--help"])
+    for command in ("train", "evaluate", "list", "promote", "rollback"):
+        assert command in result.output
+
+
+def test_classify_json_lines_and_plain_text(data_dir_with_model: tuple[Path, str]) -> None:
+    lines = [
+        json.dumps({"id": "举报-1", "text": "医院骨科医生收病人红包"}, ensure_ascii=False),
+        "班主任周末办有偿补课班，不去的孩子被冷落",
+        "",
+        json.dumps({"text": "村主任把低保给了亲戚"}, ensure_ascii=False),
+        '{"id": 9, "text": 42}',
+        "{not json",
+        "[1, 2]",
+        "😀",
+    ]
+    result = runner.invoke(app, ["classify"], input="\n".join(lines) + "\n")
+    assert result.exit_code == 0, result.output
+    outputs = _json_lines(result.stdout)
+    assert [o["id"] for o in outputs] == ["举报-1", 2, 4, 9, 6, 7, 8]
+    assert [o.get("label") for o in outputs[:3]] == ["medical", "education", "village_affairs"]
+    assert set(outputs[0]) == {"id", "label", "confidence", "top"}
+    assert outputs[0]["confidence"] == outputs[0]["top"][0][1]  # type: ignore[index]
+    assert len(outputs[0]["top"]) == 3  # type: ignore[arg-type]
+    assert "error" in outputs[3] and "error" in outputs[4] and outputs[5]["label"] == "other"
+    assert "2 malformed line(s)" in result.stderr
+    assert '"id": "举报-1"' in result.stdout  # ensure_ascii=False
+
+
+def test_classify_file_with_explain_and_model(data_dir_with_model: tuple[Path, str], tmp_path: Path) -> None:
+    _, version = data_dir_with_model
+    source = tmp_path / "in.jsonl"
+    texts = [e.text for e in load_seed_corpus("eval")[:300]]
+    source.write_text("\n".join(json.dumps({"id": n, "text": t}, ensure_ascii=False) for n, t in enumerate(texts)),
+                      encoding="utf-8")
+    result = runner.invoke(app, ["classify", "--explain", "--model", version, str(source)])
+    assert result.exit_code == 0, result.output
+    outputs = _json_lines(result.stdout)
+    assert [o["id"] for o in outputs] == list(range(len(texts)))
+    assert all(o["model_version"] == version and isinstance(o["terms"], list) for o in outputs)
+
+
+def test_classify_trains_the_default_model_on_a_fresh_install(data_dir: Path, trained: TrainedModel,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flow of a fresh install; the training itself is the session's (tests/nlp/test_registry.py trains)."""
+    seen: list[int] = []
+
+    def train_and_register(registry: ModelRegistry, examples: list[Example] | None = None, **kwargs: Any) -> Any:
+        seen.append(len(examples or load_seed_corpus("train")))
+        return registry.add(trained, {"macro_f1": 0.95, "accuracy": 0.95}, source="seed corpus (train split)")
+
+    monkeypatch.setattr(nlp.registry, "train_and_register", train_and_register)
+    result = runner.invoke(app, ["classify"], input="医保卡被药店拿去刷了日用品\n")
+    assert result.exit_code == 0, result.output
+    assert _json_lines(result.stdout)[0]["label"] == "medical"
+    assert "training the default model" in result.stderr
+    assert ModelRegistry(data_dir / "models").promoted() is not None
+    assert seen == [len(load_seed_corpus("train"))]
+
+
+def test_train_evaluate_promote_gate_rollback(data_dir_with_model: tuple[Path, str], tmp_path: Path) -> None:
+    data_dir, first = data_dir_with_model
+
+    result = runner.invoke(app, ["model", "train"])
+    assert result.exit_code == 0, result.output
+    second = next(i.version for i in ModelRegistry(data_dir / "models").list() if i.version != first)
+    assert f"qinglian model promote {second}" in result.stdout
+    assert "macro-F1" in result.stdout
+
+    result = runner.invoke(app, ["model", "evaluate", "--model", second, "--max-errors", "3"])
+    assert result.exit_code == 0, result.output
+    for needle in ("precision", "recall", "macro-F1", "confusion matrix", "misclassified", "confidence threshold"):
+        assert needle in result.stdout
+    [png] = (data_dir / "reports").glob(f"confusion-{second}-*.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+    result = runner.invoke(app, ["model", "promote", second])
+    assert result.exit_code == 0, result.output
+    assert f"promoted {second}" in result.stdout
+
+    small = tmp_path / "small.csv"  # three reports per label: a much worse model
+    rows = [e for label in sorted({e.label for e in load_seed_corpus("train")})
+            for e in [x for x in load_seed_corpus("train") if x.label == label][:3]]
+    small.write_text("report,category\n" + "\n".join(f"\"{e.text.replace(chr(34), '')}\",{e.label}" for e in rows),
+                     encoding="utf-8")
+    result = runner.invoke(app, ["model", "train", "--data", str(small), "--text-field", "report",
+                                 "--label-field", "category"])
+    assert result.exit_code == 0, result.output
+    third = max(i.version for i in ModelRegistry(data_dir / "models").list())
+
+    _assert_clean_error(runner.invoke(app, ["model", "promote", third]), "more than 1 point below")
+    result = runner.invoke(app, ["model", "promote", third, "--force"])
+    assert result.exit_code == 0 and "forced" in result.stdout
+
+    result = runner.invoke(app, ["model", "list"])
+    assert result.exit_code == 0
+    assert all(version in result.stdout for version in (first, second, third))
+
+    result = runner.invoke(app, ["model", "rollback"])
+    assert result.exit_code == 0 and f"rolled back to {second}" in result.stdout
+    result = runner.invoke(app, ["model", "rollback"])
+    assert result.exit_code == 0 and f"rolled back to {first}" in result.stdout
+    _assert_clean_error(runner.invoke(app, ["model", "rollback"]), "no earlier promoted model")
+
+
+def test_evaluate_cross_validation_on_a_dataset(data_dir: Path, tmp_path: Path) -> None:
+    dataset = tmp_path / "cv.jsonl"
+    train = load_seed_corpus("train")
+    examples = [e for e in train if e.label == "medical"][:30] + [e for e in train if e.label == "education"][:30]
+    dataset.write_text("\n".join(json.dumps({"text": e.text, "label": e.label}, ensure_ascii=False)
+                                 for e in examples), encoding="utf-8")
+    png = tmp_path / "cv.png"
+    result = runner.invoke(app, ["model", "evaluate", "--cv", "3", "--data", str(dataset), "--png", str(png)])
+    assert result.exit_code == 0, result.output
+    assert "3-fold cross-validation" in result.stdout
+    assert png.is_file()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "needle"),
+    [
+        (["model", "promote", "20990101-000000-abcdef"], "no model"),
+        (["model", "rollback"], "no earlier promoted model"),
+        (["model", "train", "--data", "/nonexistent.jsonl"], "does not exist"),
+        (["model", "evaluate", "--model", "nope"], "no model"),
+        (["classify", "/nonexistent.txt"], "does not exist"),
+        (["classify", "--model", "nope"], "no model"),
+    ],
+)
+def test_errors_are_one_line_and_exit_code_2(data_dir: Path, arguments: list[str], needle: str) -> None:
+    _assert_clean_error(runner.invoke(app, arguments, input=""), needle)
+
+
+def test_list_on_an_empty_registry(data_dir: Path) -> None:
+    result = runner.invoke(app, ["model", "list"])
+    assert result.exit_code == 0
+    assert "no models yet" in result.stdout

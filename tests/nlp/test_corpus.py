@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from nlp.corpus import (
+    Example,
+    check_seed_corpus,
+    draw_eval_split,
+    eval_ids,
+    exclude_eval_texts,
+    load_dataset,
+    load_seed_corpus,
+    near_duplicates,
+    text_key,
+)
+from nlp.errors import DatasetError
+from nlp.labels import LABELS
+
+
+def test_seed_corpus_passes_its_checks() -> None:
+    assert check_seed_corpus() == []
+
+
+def test_eval_split_is_a_fixed_stratified_fifth_disjoint_from_training() -> None:
+    train, held_out, everything = load_seed_corpus("train"), load_seed_corpus("eval"), load_seed_corpus("all")
+    assert len(train) + len(held_out) == len(everything)
+    assert {e.id for e in held_out} == eval_ids()
+    assert not {e.id for e in train} & {e.id for e in held_out}
+    assert not {text_key(e.text) for e in train} & {text_key(e.text) for e in held_out}
+    totals, in_eval = Counter(e.label for e in everything), Counter(e.label for e in held_out)
+    assert set(totals) == set(LABELS)
+    for label in LABELS:
+        assert in_eval[label] == round(0.2 * totals[label])
+
+
+def test_eval_split_rule_is_deterministic_and_stratified() -> None:
+    records = [{"id": f"{label}-{n:03d}", "label": label} for label in ("a", "b") for n in range(10)]
+    chosen = draw_eval_split(records)
+    assert chosen == draw_eval_split(list(reversed(records)))
+    assert Counter(i.split("-")[0] for i in chosen) == {"a": 2, "b": 2}
+
+
+def test_unknown_split_is_refused() -> None:
+    with pytest.raises(ValueError):
+        load_seed_corpus("test")  # type: ignore[arg-type]
+
+
+def test_load_dataset_jsonl_with_other_field_names(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    rows = [{"content": "村里低保不公开", "category": "village_affairs", "id": 7},
+            {"content": "你好", "category": "other"}]
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n\n", encoding="utf-8")
+    examples = load_dataset(path, text_field="content", label_field="category")
+    assert examples == [Example(text="村里低保不公开", label="village_affairs", id="7"),
+                        Example(text="你好", label="other", id="data.jsonl:2")]
+
+
+def test_load_dataset_csv(tmp_path: Path) -> None:
+    path = tmp_path / "data.csv"
+    path.write_text("text,label\n医院收红包,medical\n\"学校乱收费, 还不给收据\",education\n", encoding="utf-8")
+    assert [(e.text, e.label) for e in load_dataset(path)] == [("医院收红包", "medical"),
+                                                                ("学校乱收费, 还不给收据", "education")]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"text": "a", "label": "b"}\n{broken\n', "line 2: not JSON"),
+        ('{"text": "a"}\n', "needs string fields"),
+        ("[1, 2]\n", "not an object"),
+        ("\n", "no examples"),
+    ],
+)
+def test_load_dataset_rejects_malformed_files(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(path)
+
+
+def test_load_dataset_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_dataset(tmp_path / "nope.jsonl")
+
+
+def test_exclude_eval_texts_drops_evaluation_reports() -> None:
+    held_out = load_seed_corpus("eval")[0]
+    leaked = Example(text=f" {held_out.text.upper()} ", label=held_out.label, id="copy")
+    kept, dropped = exclude_eval_texts([leaked, Example(text="一条新的举报", label="other")])
+    assert (len(kept), dropped) == (1, 1)
+
+
+def test_near_duplicates() -> None:
+    texts = ["村里的低保名额都给了村主任的亲戚", "村里的低保名额都给了村主任的亲戚。", "医院的医生收红包"]
+    assert [(i, j) for i, j, _ in near_duplicates(texts)] == [(0, 1)]

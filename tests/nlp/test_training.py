@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from nlp.classifier import Classifier
+from nlp.corpus import Example, load_seed_corpus
+from nlp.errors import DatasetError
+from nlp.training import TrainedModel, TrainingParams, data_fingerprint, train
+
+
+def _small_corpus(per_label: int) -> list[Example]:
+    by_label: dict[str, list[Example]] = {}
+    for example in load_seed_corpus("train"):
+        by_label.setdefault(example.label, []).append(example)
+    return [e for examples in by_label.values() for e in examples[:per_label]]
+
+
+def test_training_records_its_metadata(trained: TrainedModel) -> None:
+    train_split = load_seed_corpus("train")
+    assert trained.n_examples == len(train_split)
+    assert sum(trained.label_counts.values()) == len(train_split)
+    assert trained.data_fingerprint == data_fingerprint(train_split)
+    assert trained.params == {**TrainingParams().as_dict(), "calibration_folds": 5}
+    assert {"python", "scikit-learn", "numpy", "jieba"} <= set(trained.library_versions)
+    assert trained.training_seconds < 30
+
+
+def test_same_data_in_any_order_gives_the_same_predictions(trained: TrainedModel) -> None:
+    shuffled = load_seed_corpus("train")
+    random.Random(3).shuffle(shuffled)
+    again = train(shuffled)
+    texts = [e.text for e in load_seed_corpus("eval")]
+    assert again.data_fingerprint == trained.data_fingerprint
+    np.testing.assert_array_equal(Classifier(again.pipeline).predict_proba(texts),
+                                  Classifier(trained.pipeline).predict_proba(texts))
+
+
+def test_fingerprint_ignores_order_but_not_labels() -> None:
+    a, b = Example("甲", "x"), Example("乙", "y")
+    assert data_fingerprint([a, b]) == data_fingerprint([b, a])
+    assert data_fingerprint([a, b]) != data_fingerprint([a, Example("乙", "x")])
+
+
+def test_small_labels_get_fewer_calibration_folds() -> None:
+    model = train(_small_corpus(3))
+    assert model.params["calibration_folds"] == 3
+    assert model.labels == sorted({e.label for e in _small_corpus(3)})
+
+
+@pytest.mark.parametrize(
+    ("examples", "message"),
+    [
+        ([Example("一", "a"), Example("二", "a")], "at least 2 labels"),
+        ([Example("一", "a"), Example("二", "a"), Example("三", "b")], "every label needs at least 2"),
+    ],
+)
+def test_training_refuses_unusable_data(examples: list[Example], message: str) -> None:
+    with pytest.raises(DatasetError, match=message):
+        train(examples)
+
+
+def test_unknown_parameters_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown training parameters: colour"):
+        TrainingParams.from_mapping({"colour": "red"})
+    assert TrainingParams.from_mapping({"C": 0.5}).C == 0.5
