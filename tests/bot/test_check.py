@@ -33,3 +33,27 @@ def test_check_reports_each_problem_and_passes_when_ready(tmp_path: Path) -> Non
         assert wrong_token.returncode == 1 and "✗ telegram: Bot API refused the token" in wrong_token.stdout
     finally:
         standin.stop()
+
+
+def test_check_gets_the_wechat_token_through_the_services_store(tmp_path: Path) -> None:
+    import sqlite3
+
+    from tests.standins.wechat_server import WeChatStandIn
+
+    wechat = WeChatStandIn(token="checktoken", app_id="wxcheck0000000001", app_secret="s3cret")
+    wechat.start()
+    try:
+        env = {"QINGLIAN_DATA_DIR": str(tmp_path), "QINGLIAN_WECHAT_TOKEN": "checktoken",
+               "QINGLIAN_WECHAT_APP_ID": "wxcheck0000000001", "QINGLIAN_WECHAT_APP_SECRET": "s3cret",
+               "QINGLIAN_WECHAT_API_URL": wechat.root_url}
+        subprocess.run([sys.executable, "-m", "bot.cli", "db", "upgrade"], cwd=REPO, check=True,
+                       capture_output=True, env={"PATH": "/usr/bin:/bin", **env})
+        ready = _check(env)
+        assert ready.returncode == 0, ready.stdout
+        assert "✓ wechat: app wxcheck0000000001, access token available, plaintext mode" in ready.stdout
+        with sqlite3.connect(tmp_path / "qinglian.db") as db:
+            assert db.execute("SELECT app_id FROM wechat_access_tokens").fetchall() == [("wxcheck0000000001",)]
+        wrong = _check({**env, "QINGLIAN_WECHAT_APP_SECRET": "wrong", "QINGLIAN_DATA_DIR": str(tmp_path / "b")})
+        assert wrong.returncode == 1 and "✗ wechat: no access token" in wrong.stdout
+    finally:
+        wechat.stop()
