@@ -1,0 +1,343 @@
+"""The REST API under /api/v1: the console's operations for integrations and scripts.
+
+Authentication is a bearer token (`Authorization: Bearer qlt_…`, made under /api/v1/tokens from a
+console login) or the console's own session cookie, with the `X-CSRF-Token` header on every unsafe
+call. The permission rules are the pages' rules, from `console.operations`: a case outside the
+caller's queues does not exist for them (404). Responses are the schemas of `console.schemas`,
+never ORM objects: no case response carries the reporter's identity.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi.responses import FileResponse
+
+from console import operations
+from console.auth import Principal, api_principal, can_reveal_identity, visible_queues
+from console.operations import OperationError
+from console.schemas import (
+    AnswerIn,
+    AssignIn,
+    AuditOut,
+    CaseDetailOut,
+    CaseStatusCode,
+    CaseSummary,
+    DuplicateIn,
+    ErrorOut,
+    IdentityOut,
+    LabelCode,
+    LabelIn,
+    MeOut,
+    MoveIn,
+    NoteIn,
+    NoteOut,
+    Page,
+    QueueOut,
+    StaffCreateIn,
+    StaffOut,
+    StaffPatchIn,
+    StatusIn,
+    TokenCreatedOut,
+    TokenIn,
+    TokenOut,
+    summaries,
+    tokens_out,
+)
+from storage.models import StaffRole
+from storage.queries import CaseFilter
+
+CurrentUser = Annotated[Principal, Depends(api_principal)]
+CaseNumber = Annotated[str, Path(max_length=32, description="The case number, e.g. QL-2026-000042.")]
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    reasons = {
+        401: "Not authenticated: no valid token or session.",
+        403: "Authenticated, but this role may not do this (or the CSRF header is missing).",
+        404: "No such case in your queues (cases outside them do not exist for you).",
+        409: "The case's state does not allow this (e.g. accepted already, closed, same label).",
+        410: "The evidence file is missing from storage.",
+    }
+    return {code: {"model": ErrorOut, "description": reasons[code]} for code in codes}
+
+
+CASE_ERRORS = _errors(401, 403, 404, 409)
+ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **CASE_ERRORS,
+    204: {"description": "Done, and the case has left your queues as a result (moved or relabelled)."},
+}
+
+router = APIRouter(prefix="/api/v1", tags=["console API"], responses=_errors(401))
+
+
+def _ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+async def _detail_out(principal: Principal, case_number: str, *, ip: str | None,
+                      audit_view: bool) -> CaseDetailOut:
+    detail = await operations.case_detail(principal, case_number, ip=ip, audit_view=audit_view)
+    return CaseDetailOut.from_detail(detail)
+
+
+async def _after_action(principal: Principal, case_number: str) -> CaseDetailOut | Response:
+    """The case as the action left it (the action has its own audit record), or 204 if it left the user's queues."""
+    try:
+        return await _detail_out(principal, case_number, ip=None, audit_view=False)
+    except OperationError as error:
+        if error.status_code == 404:
+            return Response(status_code=204)
+        raise
+
+
+def _day_start(day: date, timezone: str) -> datetime:
+    return datetime.combine(day, time(0, 0), ZoneInfo(timezone)).astimezone(UTC)
+
+
+# --- cases --------------------------------------------------------------------------------------
+
+
+@router.get("/cases", response_model=Page[CaseSummary], summary="List cases in your queues",
+            responses=_errors(401, 403))
+async def list_cases(
+    principal: CurrentUser,
+    status: Annotated[CaseStatusCode | None, Query(description="Only cases in this status.")] = None,
+    label: Annotated[LabelCode | None, Query(description="Only cases with this label.")] = None,
+    district: Annotated[str | None, Query(max_length=40,
+                                          description="A configured district code, or `unsure`.")] = None,
+    queue: Annotated[str | None, Query(max_length=60, description="A configured queue code.")] = None,
+    created_from: Annotated[date | None, Query(description="Filed on or after this day (city time).")] = None,
+    created_to: Annotated[date | None, Query(description="Filed on or before this day (city time).")] = None,
+    confidence_min: Annotated[float | None, Query(ge=0, le=1, description="Classifier confidence ≥ this.")] = None,
+    confidence_max: Annotated[float | None, Query(ge=0, le=1, description="Classifier confidence < this.")] = None,
+    overdue: Annotated[bool, Query(description="Only cases past a deadline.")] = False,
+    needs_labelling: Annotated[bool, Query(
+        description="Only low-confidence and corrected cases whose label staff should review.")] = False,
+    assigned_to_me: Annotated[bool, Query(description="Only cases assigned to you.")] = False,
+    q: Annotated[str | None, Query(max_length=100, description="Text in the case number, place or description.")]
+    = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Page[CaseSummary]:
+    """Newest first. Only ever your queues, whatever `queue` asks for; an unknown code is a 422."""
+    city = principal.runtime.settings.city
+    problems = []
+    if district is not None and district != "unsure" and city.district(district) is None:
+        problems.append(f"unknown district {district!r}")
+    if queue is not None and city.queue(queue) is None:
+        problems.append(f"unknown queue {queue!r}")
+    if created_from and created_to and created_from > created_to:
+        problems.append("created_from is after created_to")
+    if confidence_min is not None and confidence_max is not None and confidence_min > confidence_max:
+        problems.append("confidence_min is above confidence_max")
+    if problems:
+        raise HTTPException(422, "; ".join(problems))
+    flt = CaseFilter(
+        queues={queue} if queue else None, status=status, label=label, district=district,
+        created_from=_day_start(created_from, city.timezone) if created_from else None,
+        created_to=_day_start(created_to + timedelta(days=1), city.timezone) if created_to else None,
+        confidence_at_least=confidence_min, confidence_below=confidence_max, overdue=overdue,
+        needs_labelling=needs_labelling, assigned_to_id=principal.user.id if assigned_to_me else None,
+        text=q.strip() or None if q else None,
+    )
+    cases, total = await operations.list_cases(principal, flt, page=page, per_page=per_page)
+    usernames = await operations.staff_usernames(principal, {c.assigned_to_id for c in cases if c.assigned_to_id})
+    return Page[CaseSummary].of(summaries(cases, usernames), total=total, page=page, per_page=per_page)
+
+
+@router.get("/cases/{case_number}", response_model=CaseDetailOut, summary="A case with its trace, evidence and notes",
+            responses=_errors(401, 404))
+async def get_case(principal: CurrentUser, case_number: CaseNumber, request: Request) -> CaseDetailOut:
+    """Every view is recorded in the audit log."""
+    return await _detail_out(principal, case_number, ip=_ip(request), audit_view=True)
+
+
+@router.post("/cases/{case_number}/accept", response_model=CaseDetailOut, summary="Accept a case",
+             responses=ACTION_RESPONSES)
+async def accept(principal: CurrentUser, case_number: CaseNumber) -> CaseDetailOut | Response:
+    await operations.accept(principal, case_number)
+    return await _after_action(principal, case_number)
+
+
+@router.post("/cases/{case_number}/label", response_model=CaseDetailOut, summary="Confirm or correct the label",
+             responses=ACTION_RESPONSES)
+async def label(principal: CurrentUser, case_number: CaseNumber, body: LabelIn) -> CaseDetailOut | Response:
+    """A corrected label moves the case where the routing rules send that label and becomes training data."""
+    if body.action == "confirm":
+        await operations.confirm_label(principal, case_number, expected=body.label)
+    elif body.label is None:
+        raise HTTPException(422, "correcting needs the new label")
+    else:
+        await operations.correct_label(principal, case_number, body.label)
+    return await _after_action(principal, case_number)
+
+
+@router.post("/cases/{case_number}/move", response_model=CaseDetailOut, summary="Move a case to another queue",
+             responses=ACTION_RESPONSES)
+async def move(principal: CurrentUser, case_number: CaseNumber, body: MoveIn) -> CaseDetailOut | Response:
+    await operations.move(principal, case_number, body.queue, body.reason)
+    return await _after_action(principal, case_number)
+
+
+@router.post("/cases/{case_number}/status", response_model=CaseDetailOut, summary="Set the status",
+             responses=ACTION_RESPONSES)
+async def set_status(principal: CurrentUser, case_number: CaseNumber, body: StatusIn) -> CaseDetailOut | Response:
+    """The reporter is told of the new status (with the note, if any) on their channel."""
+    await operations.set_status(principal, case_number, body.status, body.note)
+    return await _after_action(principal, case_number)
+
+
+@router.post("/cases/{case_number}/duplicate", response_model=CaseDetailOut,
+             summary="Mark as a duplicate of another case", responses=ACTION_RESPONSES)
+async def duplicate(principal: CurrentUser, case_number: CaseNumber, body: DuplicateIn) -> CaseDetailOut | Response:
+    await operations.mark_duplicate(principal, case_number, body.of)
+    return await _after_action(principal, case_number)
+
+
+@router.post("/cases/{case_number}/notes", response_model=CaseDetailOut, status_code=201,
+             summary="Add an internal note (staff only)", responses=ACTION_RESPONSES)
+async def add_note(principal: CurrentUser, case_number: CaseNumber, body: NoteIn) -> CaseDetailOut | Response:
+    await operations.add_note(principal, case_number, body.body)
+    return await _after_action(principal, case_number)
+
+
+@router.get("/cases/{case_number}/notes", response_model=list[NoteOut], summary="Internal notes of a case",
+            responses=_errors(401, 404))
+async def notes(principal: CurrentUser, case_number: CaseNumber) -> list[NoteOut]:
+    detail = await operations.case_detail(principal, case_number, ip=None, audit_view=False)
+    return [NoteOut.build(note, author) for note, author in detail.notes]
+
+
+@router.post("/cases/{case_number}/assign", response_model=CaseDetailOut, summary="Assign to a colleague",
+             responses=ACTION_RESPONSES)
+async def assign(principal: CurrentUser, case_number: CaseNumber, body: AssignIn) -> CaseDetailOut | Response:
+    """The colleague must be active and work in the case's queue; `null` unassigns."""
+    await operations.assign(principal, case_number, body.username or None)
+    return await _after_action(principal, case_number)
+
+
+@router.post("/cases/{case_number}/answer", response_model=CaseDetailOut, summary="Answer the reporter",
+             responses=ACTION_RESPONSES)
+async def answer(principal: CurrentUser, case_number: CaseNumber, body: AnswerIn) -> CaseDetailOut | Response:
+    """Delivered on the reporter's channel through the outbox (retried until delivered) and shown by /status.
+    The case becomes `answered` unless it is closed."""
+    await operations.answer(principal, case_number, body.text)
+    return await _after_action(principal, case_number)
+
+
+@router.post("/cases/{case_number}/reveal-identity", response_model=IdentityOut,
+             summary="Reveal a real-name reporter's identity (audited)", responses=_errors(401, 403, 404, 409))
+async def reveal_identity(principal: CurrentUser, case_number: CaseNumber, request: Request) -> IdentityOut:
+    """Only for the roles configured in `console.identity_roles`; 409 for an anonymous reporter. Every reveal is
+    recorded in the audit log."""
+    name, phone = await operations.reveal_identity(principal, case_number, ip=_ip(request))
+    return IdentityOut(case_number=case_number, name=name, phone=phone)
+
+
+@router.get("/cases/{case_number}/evidence/{attachment_id}", response_class=FileResponse,
+            summary="Download an evidence file (audited)", responses={
+                **_errors(401, 404, 410), 200: {"description": "The file, as an attachment, with its stored type.",
+                                                "content": {"application/octet-stream": {}}}})
+async def evidence(principal: CurrentUser, case_number: CaseNumber, request: Request,
+                   attachment_id: Annotated[int, Path(ge=1)]) -> FileResponse:
+    path, stored = await operations.evidence_file(principal, case_number, attachment_id, ip=_ip(request))
+    return FileResponse(path, media_type=stored.media_type, filename=stored.original_name or stored.stored_name,
+                        content_disposition_type="attachment",
+                        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store",
+                                 "Content-Security-Policy": "default-src 'none'; sandbox"})
+
+
+# --- queues and the user ------------------------------------------------------------------------
+
+
+@router.get("/queues", response_model=list[QueueOut], summary="Your queues with their counts")
+async def queues(principal: CurrentUser) -> list[QueueOut]:
+    city = principal.runtime.settings.city
+    result = []
+    for code, counts in (await operations.overview(principal)).items():
+        configured = city.queue(code)
+        result.append(QueueOut(code=code, name_zh=configured.zh if configured else code,
+                               name_en=configured.en if configured else code, new=counts.new,
+                               in_handling=counts.in_handling, overdue=counts.overdue))
+    return result
+
+
+@router.get("/me", response_model=MeOut, summary="Who you are, your role and your queues")
+async def me(principal: CurrentUser) -> MeOut:
+    user = principal.user
+    allowed = visible_queues(user)
+    return MeOut(username=user.username, display_name=user.display_name, role=user.role,  # type: ignore[arg-type]
+                 queues=sorted(allowed) if allowed is not None else None,
+                 can_reveal_identity=can_reveal_identity(user, principal.runtime.settings.city),
+                 totp_enabled=user.totp_secret is not None,
+                 authenticated_by="session" if principal.session else "token")
+
+
+@router.get("/tokens", response_model=list[TokenOut], summary="Your API tokens", tags=["tokens"])
+async def list_tokens(principal: CurrentUser) -> list[TokenOut]:
+    return tokens_out(await operations.api_tokens(principal))
+
+
+@router.post("/tokens", response_model=TokenCreatedOut, status_code=201, summary="Create an API token",
+             tags=["tokens"], responses=_errors(401, 403))
+async def create_token(principal: CurrentUser, body: TokenIn) -> TokenCreatedOut:
+    """Only from a console login (cookie and `X-CSRF-Token`), not with another token. The secret is in this
+    response only; the service keeps its hash."""
+    secret, record = await operations.create_api_token(principal, body.name)
+    return TokenCreatedOut(id=record.id, name=record.name, created_at=record.created_at,
+                           last_used_at=record.last_used_at, revoked=record.revoked, token=secret)
+
+
+@router.delete("/tokens/{token_id}", status_code=204, summary="Revoke one of your API tokens", tags=["tokens"],
+               responses=_errors(401, 403, 404))
+async def revoke_token(principal: CurrentUser, token_id: Annotated[int, Path(ge=1)]) -> Response:
+    await operations.revoke_api_token(principal, token_id)
+    return Response(status_code=204)
+
+
+# --- administration -------------------------------------------------------------------------------
+
+
+@router.get("/audit", response_model=Page[AuditOut], summary="The audit log (administrators)", tags=["admin"],
+            responses=_errors(401, 403))
+async def audit(
+    principal: CurrentUser,
+    actor: Annotated[str | None, Query(max_length=60, description="Only this staff member's entries.")] = None,
+    case: Annotated[str | None, Query(max_length=32, description="Only entries about this case number.")] = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Page[AuditOut]:
+    """Who saw or did what, when; newest first."""
+    rows, total = await operations.audit_log(principal, page=page, per_page=per_page, actor=actor, case_number=case)
+    return Page[AuditOut].of([AuditOut.build(entry, user, number) for entry, user, number in rows], total=total,
+                             page=page, per_page=per_page)
+
+
+@router.get("/staff", response_model=list[StaffOut], summary="Staff accounts (administrators)", tags=["admin"],
+            responses=_errors(401, 403))
+async def list_staff(principal: CurrentUser) -> list[StaffOut]:
+    return [StaffOut.build(user) for user in await operations.list_staff(principal)]
+
+
+@router.post("/staff", response_model=StaffOut, status_code=201, summary="Create a staff account (administrators)",
+             tags=["admin"], responses=_errors(401, 403, 409))
+async def create_staff(principal: CurrentUser, body: StaffCreateIn) -> StaffOut:
+    user = await operations.add_staff(principal, username=body.username,
+                                      display_name=body.display_name or body.username, role=StaffRole(body.role),
+                                      queues=body.queues, password=body.password)
+    return StaffOut.build(user)
+
+
+@router.patch("/staff/{username}", response_model=StaffOut, summary="Change a staff account (administrators)",
+              tags=["admin"], responses=_errors(401, 403, 404, 409))
+async def update_staff(principal: CurrentUser, username: Annotated[str, Path(max_length=60)],
+                       body: StaffPatchIn) -> StaffOut:
+    """Fields left out stay as they are. Disabling ends the account's sessions and revokes its tokens; an
+    administrator cannot demote or disable their own account."""
+    user = await operations.update_staff(principal, username, role=StaffRole(body.role) if body.role else None,
+                                         queues=body.queues, active=body.active, totp_required=body.totp_required)
+    return StaffOut.build(user)

@@ -1,0 +1,347 @@
+"""What the REST API returns, one shape per audience.
+
+Nothing here is built from an ORM object by reflection: every response is assembled field by field
+from a named allow-list, so a column added to `Case` (or a reporter's identity) never reaches a
+response by accident. The reporter's name and phone leave the service only through
+`IdentityOut`, which only the audited reveal endpoint returns; their channel and channel identity
+(`channel`, `reporter_ref`) never do.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from console.operations import CaseDetail
+from storage.models import Attachment, AuditEntry, Case, InternalNote, StaffUser, TraceEvent, utcnow
+from storage.queries import NOT_ACCEPTED, OPEN_STATUSES
+
+LabelCode = Literal["slow_service", "lazy_procrastination", "formalism", "project_irregularity", "village_affairs",
+                    "medical", "education", "bribery_gifts", "other"]
+SettableStatus = Literal["accepted", "in_handling", "answered", "closed", "rejected"]
+CaseStatusCode = Literal["received", "routed", "accepted", "in_handling", "answered", "closed", "rejected",
+                         "duplicate"]
+RoleCode = Literal["reviewer", "supervisor", "admin"]
+USERNAME_PATTERN = r"^[a-z][a-z0-9._-]{1,59}$"
+
+# Keys of a trace event's `detail` that say nothing about who reported: routing facts, counts, ratings.
+TRACE_DETAIL_KEYS = ("queue", "reason", "label", "from", "attachments", "rating")
+
+T = TypeVar("T")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+# --- errors and pages -------------------------------------------------------------------------
+
+
+class ErrorOut(_Out):
+    detail: str = Field(description="Why the request was refused.")
+
+
+class Page(_Out, Generic[T]):
+    items: list[T]
+    total: int = Field(description="Items matching the query, on all pages.")
+    page: int
+    per_page: int
+    pages: int = Field(description="Number of pages (0 when nothing matches).")
+
+    @classmethod
+    def of(cls, items: list[T], *, total: int, page: int, per_page: int) -> Page[T]:
+        return cls(items=items, total=total, page=page, per_page=per_page, pages=math.ceil(total / per_page))
+
+
+# --- cases ------------------------------------------------------------------------------------
+
+
+def is_overdue(case: Case, now: datetime | None = None) -> bool:
+    """The same rule as `storage.queries.overdue_condition`, for one loaded case."""
+    now = now or utcnow()
+    if case.status in NOT_ACCEPTED and case.accept_due_at is not None and case.accept_due_at < now:
+        return True
+    return case.status in OPEN_STATUSES and case.resolve_due_at is not None and case.resolve_due_at < now
+
+
+class LabelScore(_Out):
+    label: str
+    score: float
+
+
+class CaseSummary(_Out):
+    """A case in a list: enough to triage, no reporter identity."""
+
+    case_number: str
+    status: CaseStatusCode
+    queue: str
+    label: str | None
+    label_confidence: float | None = Field(description="The classifier's confidence in its label, 0–1.")
+    label_status: Literal["confirmed", "corrected"] | None = Field(
+        description="Whether staff confirmed or corrected the label; null while only the classifier decided.")
+    district: str | None
+    place: str
+    excerpt: str = Field(description="The first 120 characters of the description.")
+    anonymous: bool
+    assignee: str | None = Field(description="Username of the colleague the case is assigned to.")
+    created_at: datetime
+    accept_due_at: datetime | None
+    resolve_due_at: datetime | None
+    overdue: bool
+
+    @classmethod
+    def build(cls, case: Case, usernames: dict[int, str], now: datetime | None = None) -> CaseSummary:
+        return cls(
+            case_number=case.case_number or "", status=case.status,  # type: ignore[arg-type]
+            queue=case.queue, label=case.label, label_confidence=case.label_confidence,
+            label_status=case.label_status,  # type: ignore[arg-type]
+            district=case.district, place=case.place, excerpt=case.description.strip()[:120],
+            anonymous=case.anonymous,
+            assignee=usernames.get(case.assigned_to_id) if case.assigned_to_id else None,
+            created_at=case.created_at, accept_due_at=case.accept_due_at, resolve_due_at=case.resolve_due_at,
+            overdue=is_overdue(case, now),
+        )
+
+
+class TraceEventOut(_Out):
+    """One event of the case's trace, as the reporter sees it, plus routing facts."""
+
+    id: int
+    kind: str
+    at: datetime
+    actor: Literal["reporter", "staff", "system"]
+    body: str | None = Field(description="Public text: a staff answer, a status note or a reporter's follow-up.")
+    detail: dict[str, Any]
+
+    @classmethod
+    def build(cls, event: TraceEvent) -> TraceEventOut:
+        actor: Literal["reporter", "staff", "system"] = (
+            "staff" if event.actor.startswith("staff:") else "reporter" if event.actor == "reporter" else "system")
+        detail = {key: event.detail[key] for key in TRACE_DETAIL_KEYS if key in (event.detail or {})}
+        return cls(id=event.id, kind=event.kind, at=event.created_at, actor=actor, body=event.body, detail=detail)
+
+
+class EvidenceOut(_Out):
+    id: int
+    original_name: str | None
+    media_type: str
+    size_bytes: int
+    sha256: str
+    created_at: datetime
+    follow_up_event_id: int | None = Field(description="The trace event of the follow-up that added the file.")
+    download_url: str
+
+    @classmethod
+    def build(cls, attachment: Attachment, case_number: str) -> EvidenceOut:
+        return cls(id=attachment.id, original_name=attachment.original_name, media_type=attachment.media_type,
+                   size_bytes=attachment.size_bytes, sha256=attachment.sha256, created_at=attachment.created_at,
+                   follow_up_event_id=attachment.trace_event_id,
+                   download_url=f"/api/v1/cases/{case_number}/evidence/{attachment.id}")
+
+
+class NoteOut(_Out):
+    """A staff-only note; never shown to the reporter."""
+
+    id: int
+    body: str
+    author: str | None = Field(description="Display name of the author (null if the account was deleted).")
+    created_at: datetime
+
+    @classmethod
+    def build(cls, note: InternalNote, author: str | None) -> NoteOut:
+        return cls(id=note.id, body=note.body, author=author, created_at=note.created_at)
+
+
+class CaseDetailOut(CaseSummary):
+    """Everything staff may see of a case. The reporter's identity is not part of it: see reveal-identity."""
+
+    description: str
+    occurred: str
+    predicted_label: str | None = Field(description="The classifier's original label.")
+    label_top: list[LabelScore] = Field(description="The classifier's three most likely labels.")
+    label_terms: list[str] = Field(description="Key terms of the text behind the classifier's decision.")
+    model_version: str | None
+    duplicate_of: str | None
+    rating: int | None
+    updated_at: datetime
+    routed_at: datetime | None
+    accepted_at: datetime | None
+    closed_at: datetime | None
+    can_reveal_identity: bool = Field(
+        description="True when this user's role may reveal the reporter's identity and the reporter gave it.")
+    trace: list[TraceEventOut]
+    evidence: list[EvidenceOut]
+    notes: list[NoteOut]
+
+    @classmethod
+    def from_detail(cls, detail: CaseDetail) -> CaseDetailOut:
+        case = detail.case
+        usernames: dict[int, str] = {}
+        if case.assigned_to_id is not None and detail.assignee_username is not None:
+            usernames[case.assigned_to_id] = detail.assignee_username
+        summary = CaseSummary.build(case, usernames)
+        number = case.case_number or ""
+        return cls(
+            **summary.model_dump(),
+            description=case.description, occurred=case.occurred, predicted_label=case.predicted_label,
+            label_top=[LabelScore(label=str(label), score=float(score)) for label, score in (case.label_top or [])][:3],
+            label_terms=[str(term) for term in (case.label_terms or [])],
+            model_version=case.model_version, duplicate_of=detail.duplicate_of, rating=case.rating,
+            updated_at=case.updated_at, routed_at=case.routed_at, accepted_at=case.accepted_at,
+            closed_at=case.closed_at, can_reveal_identity=detail.can_reveal,
+            trace=[TraceEventOut.build(event) for event in case.trace],
+            evidence=[EvidenceOut.build(attachment, number) for attachment in case.attachments],
+            notes=[NoteOut.build(note, author) for note, author in detail.notes],
+        )
+
+
+class IdentityOut(_Out):
+    """A real-name reporter's identity: returned only by the audited reveal endpoint."""
+
+    case_number: str
+    name: str | None
+    phone: str | None
+
+
+# --- requests on cases ------------------------------------------------------------------------
+
+
+class LabelIn(_In):
+    action: Literal["confirm", "correct"] = Field(
+        description="`confirm` the current label, or `correct` it to `label` (the case moves by the routing rules "
+                    "and becomes training data).")
+    label: LabelCode | None = Field(
+        default=None, description="Required to correct; when confirming, if given, it must be the current label.")
+
+
+class MoveIn(_In):
+    queue: str = Field(min_length=1, max_length=60)
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class StatusIn(_In):
+    status: SettableStatus = Field(description="Mark duplicates with the duplicate endpoint.")
+    note: str | None = Field(default=None, max_length=3000,
+                             description="Shown to the reporter with the new status.")
+
+
+class DuplicateIn(_In):
+    of: str = Field(min_length=1, max_length=32, description="Case number of the original case.")
+
+
+class NoteIn(_In):
+    body: str = Field(min_length=1, max_length=10_000)
+
+
+class AssignIn(_In):
+    username: str | None = Field(max_length=60, description="The colleague to assign to; null to unassign.")
+
+
+class AnswerIn(_In):
+    text: str = Field(min_length=1, max_length=3000,
+                      description="Delivered to the reporter on their channel and shown by /status.")
+
+
+# --- queues, users, tokens, audit -------------------------------------------------------------
+
+
+class QueueOut(_Out):
+    code: str
+    name_zh: str
+    name_en: str
+    new: int = Field(description="Cases not yet accepted.")
+    in_handling: int = Field(description="Accepted, in handling or answered, not closed.")
+    overdue: int
+
+
+class MeOut(_Out):
+    username: str
+    display_name: str
+    role: RoleCode
+    queues: list[str] | None = Field(description="The queues this user works in; null means every queue.")
+    can_reveal_identity: bool
+    totp_enabled: bool
+    authenticated_by: Literal["session", "token"]
+
+
+class StaffOut(_Out):
+    username: str
+    display_name: str
+    role: RoleCode
+    queues: list[str]
+    active: bool
+    totp_enabled: bool
+    totp_required: bool
+    created_at: datetime
+    last_login_at: datetime | None
+
+    @classmethod
+    def build(cls, user: StaffUser) -> StaffOut:
+        return cls(username=user.username, display_name=user.display_name, role=user.role,  # type: ignore[arg-type]
+                   queues=sorted(assignment.queue for assignment in user.queues), active=user.active,
+                   totp_enabled=user.totp_secret is not None, totp_required=user.totp_required,
+                   created_at=user.created_at, last_login_at=user.last_login_at)
+
+
+class StaffCreateIn(_In):
+    username: str = Field(pattern=USERNAME_PATTERN)
+    display_name: str | None = Field(default=None, min_length=1, max_length=80)
+    role: RoleCode = "reviewer"
+    queues: list[str] = Field(default_factory=list, max_length=100)
+    password: str = Field(min_length=10, max_length=200)
+
+
+class StaffPatchIn(_In):
+    role: RoleCode | None = None
+    queues: list[str] | None = Field(default=None, max_length=100, description="Replaces the current set.")
+    active: bool | None = None
+    totp_required: bool | None = None
+
+
+class TokenOut(_Out):
+    id: int
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked: bool
+
+
+class TokenCreatedOut(TokenOut):
+    token: str = Field(description="The secret, shown this once: send it as `Authorization: Bearer <token>`.")
+
+
+class TokenIn(_In):
+    name: str = Field(min_length=1, max_length=80, description="What the token is for, e.g. the integration's name.")
+
+
+class AuditOut(_Out):
+    id: int
+    at: datetime
+    actor: str | None = Field(description="Username of the staff member; null for the system or the shell.")
+    action: str
+    case_number: str | None
+    detail: dict[str, Any]
+    ip: str | None
+
+    @classmethod
+    def build(cls, entry: AuditEntry, actor: str | None, case_number: str | None) -> AuditOut:
+        return cls(id=entry.id, at=entry.created_at, actor=actor, action=entry.action, case_number=case_number,
+                   detail=dict(entry.detail or {}), ip=entry.ip)
+
+
+def summaries(cases: Iterable[Case], usernames: dict[int, str]) -> list[CaseSummary]:
+    now = utcnow()
+    return [CaseSummary.build(case, usernames, now) for case in cases]
+
+
+def tokens_out(records: Sequence[Any]) -> list[TokenOut]:
+    return [TokenOut(id=r.id, name=r.name, created_at=r.created_at, last_used_at=r.last_used_at, revoked=r.revoked)
+            for r in records]

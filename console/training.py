@@ -1,0 +1,474 @@
+"""The classifier's lifecycle in the console: "train now" in the background with progress, comparing two
+model versions, and the "needs labelling" list.
+
+A run trains a new model version (never promoted here) from the seed corpus's training split plus the
+reports whose label staff confirmed or corrected. The training itself runs in a separate process (it is
+CPU-bound for seconds to minutes); its progress is a small JSON file, `<data_dir>/models/training-status.json`,
+so that every worker process of the service can show it and only one run goes at a time across them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import multiprocessing
+import os
+import secrets
+import socket
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import case as sql_case
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nlp.labels import LABELS
+from storage import queries
+from storage.models import Case
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
+    from nlp.evaluation import EvaluationReport
+    from nlp.registry import ModelInfo, ModelRegistry
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: runs are serialised within the process only
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+
+STATUS_FILE = "training-status.json"
+LOCK_FILE = ".training.lock"
+STALE_AFTER = timedelta(hours=6)  # a "running" status older than this is taken for a crashed run
+
+# stage → (percent reached when it starts, 中文, English)
+STAGES: dict[str, tuple[int, str, str]] = {
+    "queued": (0, "排队中", "queued"),
+    "reading_data": (5, "读取人工标注数据", "reading staff-labelled reports"),
+    "starting": (10, "启动训练进程", "starting the training process"),
+    "loading_tokenizer": (20, "加载分词器", "loading the tokenizer"),
+    "fitting": (35, "训练模型", "fitting the model"),
+    "scoring": (80, "在评估集上评分", "scoring on the evaluation split"),
+    "saving": (95, "保存模型", "saving the model"),
+    "done": (100, "完成", "done"),
+}
+# what `nlp.registry.train_and_register` and `nlp.training.train` report → stage
+_PROGRESS_STAGES = {
+    "loading the tokenizer": "loading_tokenizer",
+    "fitting features and the calibrated model": "fitting",
+    "scoring on the evaluation split": "scoring",
+    "saving": "saving",
+}
+STATUS_KEYS = ("run_id", "state", "stage", "message", "percent", "started_at", "finished_at", "updated_at",
+               "version", "error", "n_staff_examples", "pid", "host")
+
+
+class TrainingError(RuntimeError):
+    """A training run could not start; the message is one line for the administrator."""
+
+
+class TrainingAlreadyRunning(TrainingError):
+    """Another run (in this or another worker process) has not finished yet."""
+
+
+# --- the status file ----------------------------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _models_dir(data_dir: Path | str) -> Path:
+    return Path(data_dir) / "models"
+
+
+@contextmanager
+def _locked(models_dir: Path) -> Iterator[None]:
+    """Serialise status changes between threads and processes (flock on a lock file)."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with (models_dir / LOCK_FILE).open("a+", encoding="utf-8") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _read(models_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((models_dir / STATUS_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        log.warning("%s is not valid JSON; treating it as no run", models_dir / STATUS_FILE)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write(models_dir: Path, status: dict[str, Any]) -> None:
+    path = models_dir / STATUS_FILE
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(status, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _interrupted(status: dict[str, Any], now: datetime) -> str | None:
+    """Why a status that says "running" belongs to a run that is gone, or None if it may still be going."""
+    pids = [pid for pid in (status.get("pid"), status.get("worker_pid")) if isinstance(pid, int)]
+    if pids and status.get("host") == socket.gethostname() and not any(_process_alive(pid) for pid in pids):
+        return f"the training run was interrupted: its process{'es' if len(pids) > 1 else ''} " \
+               f"{', '.join(map(str, pids))} ended"
+    try:
+        started = datetime.fromisoformat(str(status.get("started_at")))
+    except ValueError:
+        return "the training status has no valid start time"
+    if now - started > STALE_AFTER:
+        return f"the training run was abandoned: no result {int(STALE_AFTER.total_seconds() // 3600)} h after its start"
+    return None
+
+
+def _complete(status: dict[str, Any]) -> dict[str, Any]:
+    complete = {key: status.get(key) for key in STATUS_KEYS}
+    complete |= {key: value for key, value in status.items() if key not in STATUS_KEYS}
+    complete["running"] = complete["state"] == "running"
+    return complete
+
+
+def training_status(data_dir: Path | str) -> dict[str, Any]:
+    """The last training run: `state` is "idle" (never ran), "running", "succeeded" or "failed" (and `running`
+    a bool), with `stage`
+    (a key of `STAGES`), `message`, `percent` (0-100), `started_at`/`finished_at`/`updated_at` (ISO 8601 UTC),
+    `version` (the new model, once succeeded), `error` (once failed), `run_id`, `n_staff_examples`.
+
+    A run whose process ended without a result is reported as failed. Reads a small file (blocking).
+    """
+    status = _read(_models_dir(data_dir))
+    if status is None:
+        return _complete({"state": "idle", "percent": 0})
+    if status.get("state") == "running":
+        problem = _interrupted(status, _now())
+        if problem is not None:
+            status = {**status, "state": "failed", "error": problem}
+    return _complete(status)
+
+
+def _claim(models_dir: Path, run_id: str) -> dict[str, Any]:
+    now = _now()
+    with _locked(models_dir):
+        current = _read(models_dir)
+        if current is not None and current.get("state") == "running" and _interrupted(current, now) is None:
+            raise TrainingAlreadyRunning(
+                f"training run {current.get('run_id')} started at {current.get('started_at')} is still running; "
+                "wait for it to finish")
+        status = {
+            "run_id": run_id, "state": "running", "stage": "queued", "message": STAGES["queued"][2],
+            "percent": STAGES["queued"][0], "started_at": now.isoformat(), "finished_at": None,
+            "updated_at": now.isoformat(), "version": None, "error": None, "n_staff_examples": None,
+            "pid": os.getpid(), "host": socket.gethostname(),
+        }
+        _write(models_dir, status)
+        return status
+
+
+def _update(models_dir: Path, run_id: str, **changes: Any) -> None:
+    """Change the status of `run_id` while it runs (nothing once it has finished or another run took over)."""
+    with _locked(models_dir):
+        current = _read(models_dir)
+        if current is None or current.get("run_id") != run_id or current.get("state") != "running":
+            return
+        if "percent" in changes:
+            changes["percent"] = max(int(changes["percent"]), int(current.get("percent") or 0))
+        current.update(changes, updated_at=_now().isoformat())
+        _write(models_dir, current)
+
+
+def _stage(models_dir: Path, run_id: str, stage: str, message: str | None = None, **changes: Any) -> None:
+    percent, _, english = STAGES[stage]
+    _update(models_dir, run_id, stage=stage, percent=percent, message=message or english, **changes)
+
+
+def _finish(models_dir: Path, run_id: str, *, version: str | None = None, error: str | None = None) -> None:
+    finished = _now().isoformat()
+    if error is None:
+        percent, _, english = STAGES["done"]
+        _update(models_dir, run_id, state="succeeded", stage="done", percent=percent,
+                message=f"{english}: model {version}", version=version, finished_at=finished)
+    else:
+        _update(models_dir, run_id, state="failed", error=error, finished_at=finished)
+
+
+# --- the run ------------------------------------------------------------------------------------------------
+
+_RUNS: set[asyncio.Task[None]] = set()  # strong references, so that a running task is not collected
+
+
+def _train_job(data_dir: str, run_id: str, pairs: Sequence[tuple[str, str]]) -> str:
+    """In the training process: train and register a new version, reporting progress; returns its version."""
+    from nlp.corpus import Example
+    from nlp.registry import ModelRegistry, train_and_register
+    from nlp.tokenizer import warm_up
+
+    models_dir = _models_dir(data_dir)
+    _stage(models_dir, run_id, "loading_tokenizer", worker_pid=os.getpid())
+    warm_up(Path(data_dir))
+    extra = [Example(text=text, label=label, id=f"staff-{number}")
+             for number, (text, label) in enumerate(pairs, start=1) if label in LABELS]
+
+    def progress(message: str) -> None:
+        stage = _PROGRESS_STAGES.get(message)
+        if stage is not None:
+            _stage(models_dir, run_id, stage, message)
+        else:
+            _update(models_dir, run_id, message=message)
+
+    source = f"seed corpus (train split) + {len(extra)} staff-labelled reports, console run {run_id}"
+    info = train_and_register(ModelRegistry(models_dir), extra_examples=extra, progress=progress, source=source)
+    return info.version
+
+
+def _train_process(data_dir: str, run_id: str, pairs: Sequence[tuple[str, str]]) -> None:
+    """The training process's entry point: it writes its own outcome to the status file, so the outcome
+    is recorded even if the process that started it has gone."""
+    models_dir = _models_dir(data_dir)
+    try:
+        version = _train_job(data_dir, run_id, pairs)
+    except Exception as problem:
+        _finish(models_dir, run_id, error=str(problem).strip() or type(problem).__name__)
+        raise
+    _finish(models_dir, run_id, version=version)
+
+
+async def _ended(process: multiprocessing.process.BaseProcess) -> None:
+    """Wait for a process to end: its sentinel becomes readable (a thread joins it where the loop cannot
+    watch file descriptors)."""
+    loop = asyncio.get_running_loop()
+    ended = asyncio.Event()
+    try:
+        loop.add_reader(process.sentinel, ended.set)
+    except NotImplementedError:
+        await asyncio.to_thread(process.join)
+        return
+    try:
+        if process.exitcode is None:
+            await ended.wait()
+    finally:
+        loop.remove_reader(process.sentinel)
+    await asyncio.to_thread(process.join)
+
+
+async def _run(models_dir: Path, run_id: str, pairs: list[tuple[str, str]]) -> None:
+    """Run the training process and wait for it without blocking the loop; cancelling stops it."""
+    process = multiprocessing.get_context("spawn").Process(
+        target=_train_process, args=(str(models_dir.parent), run_id, pairs), name=f"qinglian-training-{run_id}")
+    try:
+        await asyncio.to_thread(_stage, models_dir, run_id, "starting")
+        await asyncio.to_thread(process.start)
+        await _ended(process)
+    except asyncio.CancelledError:
+        if process.is_alive():
+            process.terminate()
+        await asyncio.shield(asyncio.to_thread(_stop_and_fail, process, models_dir, run_id,
+                                               "the training run was cancelled"))
+        raise
+    except Exception as problem:  # the process could not start
+        log.error("training run %s could not start: %s", run_id, problem, exc_info=True)
+        await asyncio.to_thread(_finish, models_dir, run_id, error=f"the training process could not start: {problem}")
+        return
+    if process.exitcode != 0:
+        # the process records its own errors; this catches a crash (killed, out of memory) before it could
+        await asyncio.to_thread(_finish, models_dir, run_id,
+                                error=f"the training process ended with exit code {process.exitcode}")
+    status = await asyncio.to_thread(training_status, models_dir.parent)
+    log.info("training run %s %s: %s", run_id, status["state"], status["version"] or status["error"])
+
+
+def _stop_and_fail(process: multiprocessing.process.BaseProcess, models_dir: Path, run_id: str, error: str) -> None:
+    if process.pid is not None:
+        process.join(10)
+    if process.is_alive():
+        process.kill()
+        process.join()
+    _finish(models_dir, run_id, error=error)
+
+
+async def start_training(runtime: Runtime) -> str:
+    """Start training a new model version in the background; returns the run id at once.
+
+    Raises `TrainingAlreadyRunning` if a run is going (in any worker process). The staff-labelled reports
+    are read in a transaction first, then the training runs in a separate process; follow it with
+    `training_status(data_dir)`. The new version is not promoted.
+    """
+    models_dir = _models_dir(runtime.settings.data_dir)
+    run_id = f"{_now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    await asyncio.to_thread(_claim, models_dir, run_id)
+    try:
+        await asyncio.to_thread(_stage, models_dir, run_id, "reading_data")
+        async with runtime.sessionmaker.begin() as session:
+            pairs = await queries.training_examples(session)
+        await asyncio.to_thread(_update, models_dir, run_id, n_staff_examples=len(pairs))
+    except BaseException as problem:
+        await asyncio.shield(asyncio.to_thread(_finish, models_dir, run_id,
+                                               error=f"could not read the staff-labelled reports: {problem}"))
+        raise
+    task = asyncio.create_task(_run(models_dir, run_id, pairs), name=f"training-{run_id}")
+    _RUNS.add(task)
+    task.add_done_callback(_RUNS.discard)
+    return run_id
+
+
+async def wait_for_runs() -> None:
+    """Wait for the training runs this process started to finish."""
+    if _RUNS:
+        await asyncio.gather(*list(_RUNS), return_exceptions=True)
+
+
+async def cancel_runs() -> None:
+    """Stop the training runs this process started (at shutdown); each is recorded as failed."""
+    for task in list(_RUNS):
+        task.cancel()
+    await wait_for_runs()
+
+
+# --- comparing two versions ---------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=16)
+def _evaluate(model_dir: str, sha256: str) -> EvaluationReport:
+    """A model's report on the current evaluation split (cached: a version's artifact never changes)."""
+    from nlp.classifier import Classifier
+    from nlp.corpus import load_seed_corpus
+    from nlp.evaluation import evaluate_classifier
+
+    return evaluate_classifier(Classifier.load(Path(model_dir)), load_seed_corpus("eval"))
+
+
+def _delta(a: float | None, b: float | None) -> float | None:
+    return round(b - a, 4) if a is not None and b is not None else None
+
+
+def _side(info: ModelInfo, report: EvaluationReport) -> dict[str, Any]:
+    return {
+        "version": info.version, "created_at": info.created_at.isoformat(), "promoted": info.promoted,
+        "source": info.source, "n_examples": info.n_examples, "training_seconds": info.training_seconds,
+        "macro_f1": round(report.macro_f1, 4), "accuracy": round(report.accuracy, 4),
+    }
+
+
+def compare(registry: ModelRegistry, version_a: str, version_b: str) -> dict[str, Any]:
+    """Two versions scored on the same (current) evaluation split, side by side; every delta is b − a.
+
+    Returns {"a": {...}, "b": {...}, "macro_f1": {"a", "b", "delta"}, "accuracy": {...}, "labels": [{"label",
+    "name_zh", "name_en", "support", "a", "b", "delta"} per label: F1], "n", "split"}. Raises
+    `nlp.errors.ModelNotFoundError` for an unknown version. Blocking (loads and runs both models, about a
+    second each the first time): call it in a thread from async code.
+    """
+    info_a, info_b = registry.get(version_a), registry.get(version_b)
+    report_a = _evaluate(str(info_a.path), info_a.sha256)
+    report_b = _evaluate(str(info_b.path), info_b.sha256)
+    f1_a = {score.label: score for score in report_a.scores}
+    f1_b = {score.label: score for score in report_b.scores}
+    labels = [label for label in LABELS if label in f1_a or label in f1_b]
+    labels += sorted((set(f1_a) | set(f1_b)) - set(labels))
+    rows = []
+    for label in labels:
+        a = round(f1_a[label].f1, 4) if label in f1_a else None
+        b = round(f1_b[label].f1, 4) if label in f1_b else None
+        support = (f1_a.get(label) or f1_b[label]).support
+        names = LABELS.get(label, (label, label))
+        rows.append({"label": label, "name_zh": names[0], "name_en": names[1], "support": support,
+                     "a": a, "b": b, "delta": _delta(a, b)})
+    side_a, side_b = _side(info_a, report_a), _side(info_b, report_b)
+    return {
+        "a": side_a,
+        "b": side_b,
+        "macro_f1": {"a": side_a["macro_f1"], "b": side_b["macro_f1"],
+                     "delta": _delta(side_a["macro_f1"], side_b["macro_f1"])},
+        "accuracy": {"a": side_a["accuracy"], "b": side_b["accuracy"],
+                     "delta": _delta(side_a["accuracy"], side_b["accuracy"])},
+        "labels": rows,
+        "n": report_a.n,
+        "split": "seed-eval",
+    }
+
+
+# --- needs labelling ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabellingItem:
+    case_number: str
+    queue: str
+    status: str
+    label: str | None
+    predicted_label: str | None
+    confidence: float | None
+    label_status: str | None  # None, "confirmed" or "corrected"
+    reason: str  # "unclassified", "low_confidence" or "corrected"
+    created_at: datetime
+    excerpt: str  # the start of the report text (staff-only; no reporter identity)
+
+
+EXCERPT_CHARS = 80
+
+
+def _needs_labelling_condition(threshold: float) -> ColumnElement[bool]:
+    return or_(
+        Case.label_status == "corrected",
+        (Case.label_status.is_(None)
+         & or_(Case.label_confidence.is_(None), Case.label_confidence < threshold)),
+    )
+
+
+async def needs_labelling(session: AsyncSession, *, threshold: float, queues: Collection[str] | None = None,
+                          limit: int = 50, offset: int = 0) -> tuple[list[LabellingItem], int]:
+    """Cases to label first, and how many there are: unclassified and low-confidence ones nobody confirmed
+    yet (least confident first), then those whose label staff corrected (to double-check before training)."""
+    condition = _needs_labelling_condition(threshold)
+    scope = [Case.queue.in_(sorted(queues))] if queues is not None else []
+    total = int(await session.scalar(select(func.count()).select_from(Case).where(condition, *scope)) or 0)
+    query = (
+        select(Case.case_number, Case.queue, Case.status, Case.label, Case.predicted_label, Case.label_confidence,
+               Case.label_status, Case.created_at, func.substr(Case.description, 1, EXCERPT_CHARS))
+        .where(condition, *scope)
+        .order_by(sql_case((Case.label_status == "corrected", 1), else_=0),
+                  sql_case((Case.label_confidence.is_(None), 0), else_=1),
+                  Case.label_confidence.asc(), Case.created_at.desc(), Case.id.desc())
+        .offset(offset).limit(limit))
+    items = []
+    for number, queue, status, label, predicted, confidence, label_status, created_at, excerpt in (
+            await session.execute(query)).all():
+        reason = "corrected" if label_status == "corrected" else "unclassified" if confidence is None \
+            else "low_confidence"
+        items.append(LabellingItem(number or "-", queue, status, label, predicted, confidence, label_status,
+                                   reason, created_at, excerpt or ""))
+    return items, total
+
+
+async def staff_label_counts(session: AsyncSession) -> dict[str, int]:
+    """How many staff-labelled reports the next run will add: {"confirmed": n, "corrected": m}."""
+    rows = await session.execute(
+        select(Case.label_status, func.count())
+        .where(Case.label_status.in_(("confirmed", "corrected")), Case.label.is_not(None))
+        .group_by(Case.label_status))
+    counts = {"confirmed": 0, "corrected": 0}
+    counts.update({str(status): int(count) for status, count in rows.all()})
+    return counts

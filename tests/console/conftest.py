@@ -1,0 +1,165 @@
+"""The console app in-process (lifespan and all), staff users of each role and cases in chosen queues,
+created through the storage actions."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyotp
+import pytest
+from sqlalchemy import select
+
+from bot.app import create_app
+from bot.config import Settings
+from bot.routing import due_dates
+from console.auth import hash_password
+from storage import actions, staff_actions
+from storage.models import AuditEntry, Case, StaffRole, StaffUser, TraceEvent, utcnow
+
+PASSWORD = "correct horse battery staple"
+CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
+LOGIN_TOKEN_FIELD = re.compile(r'name="login_token" value="([^"]+)"')
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 200
+PDF = b"%PDF-1.4\n" + b"1 0 obj\n" * 20
+
+
+@pytest.fixture(scope="session")
+def password_hash() -> str:
+    return hash_password(PASSWORD)
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"data_dir": data_dir, "secret_key": "test-secret-" + "x" * 40,
+                              "environment": "development", "telegram_token": None, "wechat_token": None,
+                              **overrides}
+    return Settings(**values)
+
+
+def csrf_of(html: str) -> str:
+    found = CSRF_FIELD.search(html)
+    assert found, "no CSRF field on the page"
+    return found.group(1)
+
+
+class ConsoleHarness:
+    """The app with its runtime, and factories for staff and cases."""
+
+    def __init__(self, app: Any, settings: Settings, password_hash: str) -> None:
+        self.app = app
+        self.settings = settings
+        self.runtime = app.state.runtime
+        self.password_hash = password_hash
+        self._cases = 0
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://testserver")
+
+    async def user(self, username: str, role: StaffRole = StaffRole.REVIEWER, queues: Sequence[str] = (), *,
+                   totp_secret: str | None = None, totp_required: bool = False) -> StaffUser:
+        async with self.runtime.sessionmaker.begin() as session:
+            user = await staff_actions.create_staff(session, username=username, display_name=f"{username} 同志",
+                                                    role=role, password_hash=self.password_hash)
+            await staff_actions.set_queues(session, user, list(queues))
+            if totp_secret:
+                await staff_actions.set_totp(session, user, totp_secret, actor=None)
+            if totp_required:
+                await staff_actions.require_totp(session, user, True, actor=None)
+        return user
+
+    async def case(self, queue: str = "clean_hall", *, label: str | None = "slow_service", confidence: float = 0.9,
+                   description: str = "办证窗口工作人员长时间不在岗，群众排队两个小时无人办理。",
+                   district: str | None = "furong", anonymous: bool = True, name: str | None = None,
+                   phone: str | None = None, terms: Sequence[str] = ("窗口", "不在岗"),
+                   attachments: Sequence[tuple[str, str, bytes]] = (), overdue: bool = False) -> str:
+        """A routed case in `queue`; returns its case number."""
+        self._cases += 1
+        async with self.runtime.sessionmaker.begin() as session:
+            conversation = await actions.load_conversation(session, "telegram", f"tg-user-{self._cases}")
+            ids = []
+            self.settings.evidence_dir.mkdir(parents=True, exist_ok=True)
+            for original, media_type, content in attachments:
+                stored = secrets.token_hex(12)
+                (self.settings.evidence_dir / stored).write_bytes(content)
+                attachment = await actions.add_draft_attachment(
+                    session, conversation, stored_name=stored, original_name=original, media_type=media_type,
+                    size_bytes=len(content), sha256=hashlib.sha256(content).hexdigest())
+                ids.append(attachment.id)
+            case, _code = await actions.file_report(
+                session, secret_key=self.settings.resolved_secret_key(), case_number_prefix="QL", year=2026,
+                channel="telegram", reporter_ref=f"tg-user-{self._cases}", locale="zh", district=district,
+                place="芙蓉区政务服务中心", occurred="上周三上午", description=description, anonymous=anonymous,
+                reporter_name=name, reporter_phone=phone, attachment_ids=ids, triage_queue="triage")
+            now = utcnow() - (timedelta(days=90) if overdue else timedelta(0))
+            accept_due, resolve_due = due_dates(self.settings.city, queue, now)
+            top = [[label, confidence], ["other", round(1 - confidence, 4)]] if label else None
+            await actions.route_case(session, case, queue=queue, reason="label", label=label,
+                                     confidence=confidence if label else None, top=top,
+                                     terms=list(terms) if label else None, model_version="test-model-1",
+                                     accept_due_at=accept_due, resolve_due_at=resolve_due)
+            assert case.case_number is not None
+            return case.case_number
+
+    async def get_case(self, case_number: str) -> Case:
+        async with self.runtime.sessionmaker() as session:
+            found = (await session.execute(select(Case).where(Case.case_number == case_number))).scalar_one()
+            return found
+
+    async def trace(self, case_number: str) -> list[TraceEvent]:
+        async with self.runtime.sessionmaker() as session:
+            query = (select(TraceEvent).join(Case, Case.id == TraceEvent.case_id)
+                     .where(Case.case_number == case_number).order_by(TraceEvent.id))
+            return list((await session.execute(query)).scalars())
+
+    async def audit(self, action: str | None = None, case_number: str | None = None) -> list[AuditEntry]:
+        async with self.runtime.sessionmaker() as session:
+            query = select(AuditEntry).order_by(AuditEntry.id)
+            if action:
+                query = query.where(AuditEntry.action == action)
+            if case_number:
+                query = query.join(Case, Case.id == AuditEntry.case_id).where(Case.case_number == case_number)
+            return list((await session.execute(query)).scalars())
+
+    async def staff(self, username: str) -> StaffUser:
+        async with self.runtime.sessionmaker() as session:
+            user = await staff_actions.get_staff_by_username(session, username)
+            assert user is not None
+            return user
+
+    async def login(self, client: httpx.AsyncClient, username: str, password: str = PASSWORD, *,
+                    totp_secret: str | None = None) -> str:
+        """Log in through the pages; returns the session's CSRF token."""
+        response = await self.submit_login(client, username, password)
+        assert response.status_code == 303, response.text
+        if totp_secret is not None:
+            assert response.headers["location"].startswith("/console/login/2fa")
+            page = await client.get(response.headers["location"])
+            response = await client.post("/console/login/2fa", data={
+                "csrf": csrf_of(page.text), "code": pyotp.TOTP(totp_secret).now(), "next": "/console"})
+            assert response.status_code == 303, response.text
+        overview = await client.get("/console")
+        assert overview.status_code == 200, overview.text
+        return csrf_of(overview.text)
+
+    async def submit_login(self, client: httpx.AsyncClient, username: str, password: str) -> httpx.Response:
+        form = await client.get("/console/login")
+        token = LOGIN_TOKEN_FIELD.search(form.text)
+        assert token
+        return await client.post("/console/login", data={"username": username, "password": password,
+                                                         "login_token": token.group(1), "next": "/console"})
+
+
+@pytest.fixture
+async def console(tmp_path: Path, password_hash: str, capsys: pytest.CaptureFixture[str]) -> AsyncIterator[
+        ConsoleHarness]:
+    settings = make_settings(tmp_path / "data")
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        capsys.readouterr()  # the demo administrator's notice; test_first_start checks it
+        yield ConsoleHarness(app, settings, password_hash)
