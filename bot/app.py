@@ -9,8 +9,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import text
 
+from bot import metrics
 from bot.channels import web
 from bot.channels.wecom import CHANNEL as WECOM_CHANNEL
 from bot.channels.wecom import WeComSender
@@ -82,8 +84,19 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(wechat_router(wechat_channel))
 
     @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> JSONResponse:
+        """Ready when the database answers and a classifier model is loaded."""
+        try:
+            async with runtime.sessionmaker() as session:
+                await session.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001 - reported as unhealthy
+            return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
+        return JSONResponse({"status": "ok", "model": runtime.classifier.version})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint() -> Response:
+        body, content_type = await metrics.render(runtime.sessionmaker)
+        return Response(body, media_type=content_type)
 
     @app.post("/telegram/webhook", include_in_schema=False)
     async def telegram_webhook(request: Request) -> JSONResponse:

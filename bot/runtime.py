@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +12,7 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot import metrics
 from bot.classification import ClassifierService
 from bot.config import Settings
 from bot.i18n import Texts
@@ -70,7 +72,9 @@ class Runtime:
         classifier = ClassifierService(settings.data_dir)
 
         async def route(text: str, district: str | None) -> RouteDecision:
-            return decide(city, classifier.classify(text), district, utcnow())
+            with metrics.CLASSIFIER_SECONDS.time():
+                tag = classifier.classify(text)
+            return decide(city, tag, district, utcnow())
 
         context = DialogContext(
             city=city,
@@ -90,12 +94,14 @@ class Runtime:
         Returns None for an update that was handled before.
         """
         inbound = await self._prefetch(inbound)
+        started = time.perf_counter()
         async with self.locks.hold(f"{inbound.channel}:{inbound.user_ref}"):
             async with self.sessionmaker.begin() as session:
                 if inbound.update_key is not None and not await actions.claim_update(
                     session, inbound.channel, inbound.update_key
                 ):
                     log.info("duplicate update %s/%s ignored", inbound.channel, inbound.update_key)
+                    metrics.DUPLICATES.labels(inbound.channel).inc()
                     return None
                 messages = await dialog.handle(session, inbound, self.dialog_context)
                 if via_outbox:
@@ -104,6 +110,8 @@ class Runtime:
                                                       recipient=inbound.user_ref, payload=message.to_payload())
         if via_outbox:
             self.outbox.wake()
+        metrics.UPDATES.labels(inbound.channel).inc()
+        metrics.STEP_SECONDS.labels(inbound.channel).observe(time.perf_counter() - started)
         return messages
 
     async def _prefetch(self, inbound: Inbound) -> Inbound:

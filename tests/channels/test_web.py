@@ -146,3 +146,15 @@ def test_a_report_is_classified_and_lands_in_its_queue(service: LiveService, dis
     assert (row[0], row[1]) == (queue, label)
     assert row[2] >= 0.5 and row[3] and row[4] != "[]"
     assert f'"queue": "{queue}"' in routed[0]
+
+
+def test_health_and_metrics(service: LiveService) -> None:
+    client = _client(service)
+    client.post("/chat/api/message", json={"command": "start"})
+    health = httpx.get(f"{service.url}/healthz")
+    assert health.status_code == 200 and health.json()["model"]
+    metrics = httpx.get(f"{service.url}/metrics").text
+    updates = re.search(r'^qinglian_updates_total\{channel="web"\} (\d+)', metrics, re.M)
+    assert updates and int(updates.group(1)) >= 1
+    assert 'qinglian_dialog_step_seconds_bucket{channel="web"' in metrics
+    assert "qinglian_outbox_lag_seconds" in metrics and "qinglian_classifier_seconds_count" in metrics
