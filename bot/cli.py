@@ -125,6 +125,58 @@ def db_current() -> None:
     current(_settings().resolved_database_url)
 
 
+@db_app.command("backup")
+def db_backup(file: Annotated[str, typer.Argument(help="The archive to write (.tar.gz or .qlbak).")]) -> None:
+    """Write a consistent backup: every table (one snapshot, safe while the service runs), the evidence
+    files and the classifier models, with a manifest of checksums.
+
+    The backup is database-agnostic: one taken from SQLite restores into PostgreSQL and back, which is
+    how to move from the embedded default to production. The secret key is not included: keep
+    QINGLIAN_SECRET_KEY (or <data_dir>/secret.key) to keep receipt codes valid after a restore.
+    """
+    from pathlib import Path
+
+    from storage.backup import BackupError, create_backup
+
+    settings = _settings()
+    try:
+        summary = create_backup(settings.resolved_database_url, settings.data_dir, Path(file))
+    except BackupError as problem:
+        typer.echo(f"qinglian: {problem}", err=True)
+        raise typer.Exit(2) from None
+    rows = sum(summary.row_counts.values())
+    typer.echo(f"backup of {_safe_url(settings)} (schema {summary.revision}) written to {summary.path}: "
+               f"{rows} rows in {len(summary.row_counts)} tables, {summary.file_count} files")
+
+
+@db_app.command("restore")
+def db_restore(
+    file: Annotated[str, typer.Argument(help="A backup written by `qinglian db backup`.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace the data of a database that is not empty.")] = False,
+) -> None:
+    """Restore a backup into the configured database and data directory.
+
+    Checks the manifest and every checksum first, creates or migrates the schema to the backup's
+    revision, inserts every row in one transaction, restores evidence and model files, then migrates
+    to the newest schema. The source may be SQLite or PostgreSQL, whatever the target is. Refuses a
+    target that already has data unless --force (which empties it first).
+    """
+    from pathlib import Path
+
+    from storage.backup import BackupError, restore_backup
+
+    settings = _settings()
+    try:
+        summary = restore_backup(settings.resolved_database_url, settings.data_dir, Path(file), force=force)
+    except BackupError as problem:
+        typer.echo(f"qinglian: {problem}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"restored {file} into {_safe_url(settings)} (schema {summary.revision}):")
+    for table_name, count in summary.row_counts.items():
+        typer.echo(f"  {table_name}: {count} rows")
+    typer.echo(f"  files: {summary.file_count}")
+
+
 def main() -> None:
     app()
 

@@ -73,6 +73,8 @@ class Limits(BaseModel):
     status_wrong_codes: int = Field(default=5, ge=1)
     status_window_minutes: int = Field(default=10, ge=1)
     case_session_minutes: int = Field(default=30, ge=1)
+    reports_per_day: int = Field(default=10, ge=1)
+    contact_retention_days: int = Field(default=365, ge=1)
 
 
 class CityConfig(BaseModel):

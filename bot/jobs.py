@@ -46,6 +46,15 @@ async def housekeeping_once(sessionmaker: async_sessionmaker[AsyncSession], evid
                             limits: Limits) -> None:
     expired = await expire_drafts(sessionmaker, evidence_dir, limits)
     now = utcnow()
+    erased = 0
+    while True:
+        async with sessionmaker.begin() as session:
+            batch = await actions.erase_old_contacts(session, now - timedelta(days=limits.contact_retention_days))
+        erased += batch
+        if not batch:
+            break
+    if erased:
+        log.info("retention: erased the contact details of %d closed cases", erased)
     async with sessionmaker.begin() as session:
         await actions.prune_bookkeeping(
             session, updates_before=now - UPDATE_MEMORY,

@@ -266,6 +266,13 @@ async def submit(turn: Turn) -> None:
     if missing:
         ask(turn, {"place": "place", "occurred": "when", "description": "description"}[missing[0]])
         return
+    since = turn.ctx.clock() - timedelta(hours=24)
+    filed = await actions.count_recent_reports(turn.session, turn.conversation.channel, turn.conversation.user_ref,
+                                               since)
+    if filed >= city.limits.reports_per_day:
+        turn.say(turn.t("error_report_limit", count=filed))
+        ask(turn, "summary")
+        return
     case, code = await actions.file_report(
         turn.session,
         secret_key=turn.ctx.secret_key,

@@ -492,3 +492,30 @@ async def store_wechat_token(session: AsyncSession, app_id: str, access_token: s
     row.access_token = access_token
     row.expires_at = expires_at
     row.refreshed_at = utcnow()
+
+
+async def count_recent_reports(session: AsyncSession, channel: str, reporter_ref: str, since: datetime) -> int:
+    query = select(func.count()).where(Case.channel == channel, Case.reporter_ref == reporter_ref,
+                                       Case.created_at >= since)
+    return int(await session.scalar(query) or 0)
+
+
+ERASED = "erased"
+
+
+async def erase_old_contacts(session: AsyncSession, closed_before: datetime, limit: int = 500) -> int:
+    """Retention: forget how to reach reporters of cases closed long ago. The case, its trace and the
+    receipt code stay; the name, phone and channel address go. Returns how many cases were erased."""
+    from storage.models import AuditEntry
+
+    query = (select(Case).where(Case.status.in_([str(s) for s in CLOSED_STATUSES]),
+                                Case.closed_at < closed_before, Case.reporter_ref != ERASED)
+             .limit(limit).with_for_update(skip_locked=True))
+    cases = list((await session.execute(query)).scalars())
+    for case in cases:
+        case.reporter_name = None
+        case.reporter_phone = None
+        case.reporter_ref = ERASED
+        session.add(AuditEntry(actor_id=None, action="retention.erase_contact", case_id=case.id, detail={}))
+    await session.flush()
+    return len(cases)

@@ -39,3 +39,29 @@ async def test_expired_drafts_and_their_files_are_deleted(sessionmaker: Any, tmp
     assert not old_file.exists()
     assert fresh is not None and fresh.draft["place"] == "某单位" and fresh_file.exists()
     assert attachments == ["2026/11/fresh.jpg"]
+
+
+async def test_contact_details_are_erased_after_the_retention_period(sessionmaker: Any, tmp_path: Path) -> None:
+    from storage.models import AuditEntry, Case, CaseStatus
+
+    async with sessionmaker.begin() as session:
+        cases = []
+        for reporter in ("old", "recent", "open"):
+            case, _ = await actions.file_report(
+                session, secret_key=b"k" * 32, case_number_prefix="QL", year=2026, channel="telegram",
+                reporter_ref=reporter, locale="zh", district=None, place="某处", occurred="今天",
+                description="窗口人员态度恶劣，拒不办理。", anonymous=False, reporter_name="张三",
+                reporter_phone="13812345678", attachment_ids=[], triage_queue="triage")
+            cases.append(case)
+        for case, age in zip(cases[:2], (400, 30), strict=True):
+            case.status = CaseStatus.CLOSED
+            case.closed_at = utcnow() - timedelta(days=age)
+    await housekeeping_once(sessionmaker, tmp_path, Limits(contact_retention_days=365))
+    async with sessionmaker() as session:
+        rows = {c.id: c for c in (await session.execute(Case.__table__.select())).all()}
+        audits = list((await session.execute(AuditEntry.__table__.select())).all())
+    old, recent, still_open = (rows[c.id] for c in cases)
+    assert (old.reporter_name, old.reporter_phone, old.reporter_ref) == (None, None, "erased")
+    assert (recent.reporter_name, recent.reporter_ref) == ("张三", "recent")
+    assert (still_open.reporter_phone, still_open.reporter_ref) == ("13812345678", "open")
+    assert [(a.action, a.case_id) for a in audits] == [("retention.erase_contact", cases[0].id)]

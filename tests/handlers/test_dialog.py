@@ -285,3 +285,18 @@ async def test_case_view_expires(harness: DialogHarness) -> None:
     harness.clock.advance(minutes=31)
     await resident.press("case:follow_up")
     assert "查询已超时" in resident.text() and "menu:status" in resident.keys()
+
+
+async def test_reports_over_the_daily_limit_are_refused_and_the_draft_kept(harness: DialogHarness) -> None:
+    harness.context.city.limits.reports_per_day = 2
+    resident = harness.resident()
+    for _ in range(2):
+        await fill_to_summary(resident)
+        await submit(resident)
+    await fill_to_summary(resident)
+    await resident.press("summary:submit")
+    assert "24小时内已提交2件举报" in resident.text() and "summary:submit" in resident.keys()
+    async with harness.sessionmaker() as session:
+        assert len(list((await session.execute(select(Case))).scalars())) == 2
+    harness.context.city.limits.reports_per_day = 3
+    await submit(resident)
