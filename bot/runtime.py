@@ -93,6 +93,8 @@ class Runtime:
         reply is never lost between the state change and the send) and the worker is woken.
         Returns None for an update that was handled before.
         """
+        if inbound.text is not None and "\x00" in inbound.text:
+            inbound = replace(inbound, text=inbound.text.replace("\x00", ""))  # PostgreSQL refuses NUL in text
         inbound = await self._prefetch(inbound)
         started = time.perf_counter()
         async with self.locks.hold(f"{inbound.channel}:{inbound.user_ref}"):

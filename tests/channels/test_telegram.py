@@ -353,3 +353,14 @@ def test_bad_setting_is_one_clear_line(tmp_path: Path) -> None:
         "qinglian: invalid setting QINGLIAN_TELEGRAM_TOKEN: "
         "must look like 123456:ABC-DEF (the token BotFather gave you)"
     ]
+
+
+def test_zz_the_service_log_holds_no_report_text_or_identity(service: LiveService) -> None:
+    """Runs last in this module: everything above went through this service."""
+    log = service.log()
+    assert len(log) > 0
+    for secret in (DESCRIPTION, "岳麓区政务服务中心3号窗口", "Zhang Wei", "13912345678", "王五", "13712345678",
+                   "补充：该窗口工作人员工号0327", "经核查，已对该工作人员批评教育", "字字字字字字字字"):
+        assert secret not in log, f"{secret!r} leaked into the service log"
+    assert not re.search(r"\b\d{4} \d{4} \d{4} \d{4}\b", log), "a receipt code leaked into the service log"
+    assert not re.search(r"\b\d{17}[\dXx]\b", log), "something shaped like an ID-card number is in the log"

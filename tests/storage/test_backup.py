@@ -1,0 +1,240 @@
+"""Backup and restore across SQLite and the PostgreSQL on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from storage import actions
+from storage.backup import BackupError, create_backup, read_archive, restore_backup
+from storage.db import create_engine, create_sessionmaker
+from storage.models import Base, CaseStatus, utcnow
+from tests.conftest import REPO, create_postgres_database, drop_postgres_database
+
+KEY = b"k" * 32
+EVIDENCE = bytes(range(256)) * 40 + "照片".encode()
+MODEL_FILES = {"models/registry.json": b'{"promoted": "v1"}', "models/v1/model.joblib": os.urandom(3000)}
+
+
+async def _file(session: Any, **overrides: Any) -> Any:
+    fields: dict[str, Any] = dict(
+        secret_key=KEY, case_number_prefix="QL", year=2026, channel="telegram", reporter_ref="42",
+        locale="zh", district="yuelu", place="岳麓区政务服务中心", occurred="今天",
+        description="窗口工作人员擅离岗位两个小时", anonymous=False, reporter_name="张三", reporter_phone="13800000000",
+        attachment_ids=[], triage_queue="triage",
+    )
+    fields.update(overrides)
+    case, _code = await actions.file_report(session, **fields)
+    return case
+
+
+async def _fill(url: str, data_dir: Path) -> None:
+    (data_dir / "evidence").mkdir(parents=True)
+    (data_dir / "evidence" / "a1b2.jpg").write_bytes(EVIDENCE)
+    for relative, content in MODEL_FILES.items():
+        (data_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+        (data_dir / relative).write_bytes(content)
+    engine = create_engine(url)
+    sessionmaker = create_sessionmaker(engine)
+    async with sessionmaker.begin() as session:
+        conversation = await actions.load_conversation(session, "telegram", "42")
+        attachment = await actions.add_draft_attachment(
+            session, conversation, stored_name="a1b2.jpg", original_name="照片.jpg", media_type="image/jpeg",
+            size_bytes=len(EVIDENCE), sha256=hashlib.sha256(EVIDENCE).hexdigest(),
+        )
+        case = await _file(session, attachment_ids=[attachment.id])
+        case.label, case.label_confidence, case.label_top = "bribery", 0.8125, [["bribery", 0.8125], ["other", 0.1]]
+        await actions.change_status(session, case, CaseStatus.ACCEPTED, actor="staff:1", body="受理")
+        await actions.add_follow_up(session, case, text="补充：还有一位同事")
+        second = await _file(session, reporter_ref="43", anonymous=True, description="另一件事情需要反映一下")
+        second.duplicate_of_id = case.id
+        drafting = await actions.load_conversation(session, "wechat", "o-abc")
+        drafting.state = "description"
+        drafting.draft = {"place": "天心区", "anonymous": True, "attachments": [], "nested": {"n": 1.5}}
+        drafting.draft_updated_at = utcnow() - timedelta(hours=3)
+        await actions.record_wrong_code(session, "telegram", "42")
+    await engine.dispose()
+
+
+async def _dump(url: str) -> dict[str, list[dict[str, Any]]]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return {
+                table.name: [dict(row._mapping) for row in await connection.execute(
+                    select(table).order_by(*table.primary_key.columns))]
+                for table in Base.metadata.sorted_tables
+            }
+    finally:
+        await engine.dispose()
+
+
+def _files(data_dir: Path) -> dict[str, bytes]:
+    return {
+        path.relative_to(data_dir).as_posix(): path.read_bytes()
+        for top in ("evidence", "models") if (data_dir / top).is_dir()
+        for path in sorted((data_dir / top).rglob("*")) if path.is_file()
+    }
+
+
+@pytest.fixture
+def fresh_databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """An empty, unmigrated database of each kind to restore into."""
+    admin = request.getfixturevalue("postgres_server")
+    name, postgres_url = create_postgres_database(admin)
+    try:
+        yield {"sqlite": f"sqlite+aiosqlite:///{tmp_path / 'restored' / 'restored.db'}", "postgres": postgres_url}
+    finally:
+        drop_postgres_database(admin, name)
+
+
+async def test_backup_restores_every_row_and_file_into_both_backends(
+    database_url: str, fresh_databases: dict[str, str], tmp_path: Path
+) -> None:
+    source_dir = tmp_path / "source-data"
+    await _fill(database_url, source_dir)
+    original = await _dump(database_url)
+    archive_path = tmp_path / "backups" / "qinglian.tar.gz"
+
+    summary = await asyncio.to_thread(create_backup, database_url, source_dir, archive_path)
+
+    assert summary.row_counts["cases"] == 2 and summary.row_counts["trace_events"] == 4
+    assert summary.row_counts["outbox"] == 1 and summary.file_count == 3
+    manifest = read_archive(archive_path).manifest
+    assert manifest["schema_revision"] == summary.revision is not None
+    assert manifest["row_counts"] == {name: len(rows) for name, rows in original.items()}
+    assert not list(archive_path.parent.glob(".*.tmp"))
+
+    for kind, target_url in fresh_databases.items():
+        target_dir = tmp_path / f"restored-{kind}"
+        restored = await asyncio.to_thread(restore_backup, target_url, target_dir, archive_path)
+
+        assert restored.row_counts == manifest["row_counts"]
+        assert await _dump(target_url) == original, kind
+        assert _files(target_dir) == _files(source_dir) == {"evidence/a1b2.jpg": EVIDENCE, **MODEL_FILES}
+
+        engine = create_engine(target_url)
+        async with create_sessionmaker(engine).begin() as session:
+            new_case = await _file(session, reporter_ref="99")
+            event = await actions.add_follow_up(session, new_case, text="新的补充")
+            conversation = await actions.load_conversation(session, "web", "fresh")
+        await engine.dispose()
+        assert new_case.id == max(row["id"] for row in original["cases"]) + 1
+        assert new_case.case_number == f"QL-2026-{new_case.id:06d}"
+        assert event.id == max(row["id"] for row in original["trace_events"]) + 2
+        assert conversation.id == max(row["id"] for row in original["conversations"]) + 1
+
+
+async def test_a_corrupt_or_tampered_archive_is_refused(sessionmaker: Any, database_url: str, tmp_path: Path) -> None:
+    await _fill(database_url, tmp_path / "data")
+    archive_path = tmp_path / "backup.tar.gz"
+    await asyncio.to_thread(create_backup, database_url, tmp_path / "data", archive_path)
+    target = f"sqlite+aiosqlite:///{tmp_path / 'target.db'}"
+
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(archive_path.read_bytes()[: archive_path.stat().st_size // 2])
+    with pytest.raises(BackupError, match="corrupt or truncated"):
+        restore_backup(target, tmp_path / "target-data", truncated)
+
+    members: list[tuple[tarfile.TarInfo, bytes]] = []
+    with tarfile.open(archive_path) as archive:
+        for info in archive:
+            extracted = archive.extractfile(info)
+            assert extracted is not None
+            content = extracted.read()
+            if info.name == "tables/cases.jsonl":
+                content = content.replace("岳麓区".encode(), "天心区".encode())
+            members.append((info, content))
+    tampered = tmp_path / "tampered.tar.gz"
+    with tarfile.open(tampered, "w:gz") as archive:
+        for info, content in members:
+            archive.addfile(info, io.BytesIO(content))
+    with pytest.raises(BackupError, match=r"checksum mismatch for tables/cases\.jsonl"):
+        restore_backup(target, tmp_path / "target-data", tampered)
+
+    with pytest.raises(BackupError, match="no backup file"):
+        restore_backup(target, tmp_path / "target-data", tmp_path / "missing.tar.gz")
+    assert not (tmp_path / "target-data").exists()
+
+
+async def test_a_backup_from_a_newer_schema_is_refused(database_url: str, tmp_path: Path) -> None:
+    archive_path = tmp_path / "backup.tar.gz"
+    await asyncio.to_thread(create_backup, database_url, tmp_path / "data", archive_path)
+    with tarfile.open(archive_path) as archive:
+        members = {info.name: archive.extractfile(info).read() for info in archive}  # type: ignore[union-attr]
+    manifest = json.loads(members["manifest.json"])
+    manifest["schema_revision"] = "9999_from_the_future"
+    members["manifest.json"] = json.dumps(manifest).encode()
+    newer = tmp_path / "newer.tar.gz"
+    with tarfile.open(newer, "w:gz") as archive:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            archive.addfile(info, io.BytesIO(content))
+    with pytest.raises(BackupError, match="newer than this version"):
+        restore_backup(f"sqlite+aiosqlite:///{tmp_path / 't.db'}", tmp_path / "t", newer)
+
+
+async def test_a_target_with_data_is_refused_without_force(database_url: str, tmp_path: Path) -> None:
+    await _fill(database_url, tmp_path / "data")
+    archive_path = tmp_path / "backup.tar.gz"
+    await asyncio.to_thread(create_backup, database_url, tmp_path / "data", archive_path)
+    original = await _dump(database_url)
+
+    engine = create_engine(database_url)
+    async with create_sessionmaker(engine).begin() as session:
+        await _file(session, reporter_ref="after-backup")
+    await engine.dispose()
+
+    with pytest.raises(BackupError, match=r"already has data .*--force"):
+        await asyncio.to_thread(restore_backup, database_url, tmp_path / "data", archive_path)
+    assert len((await _dump(database_url))["cases"]) == 3
+
+    restored = await asyncio.to_thread(restore_backup, database_url, tmp_path / "data", archive_path, force=True)
+    assert "cases" in restored.emptied
+    assert await _dump(database_url) == original
+
+
+def test_the_cli_backs_up_and_restores(tmp_path: Path) -> None:
+    source_dir, target_dir = tmp_path / "source", tmp_path / "target"
+    source_url = f"sqlite+aiosqlite:///{source_dir / 'qinglian.db'}"
+    from storage.migrate import upgrade
+
+    upgrade(source_url)
+    asyncio.run(_fill(source_url, source_dir))
+
+    def run(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "QINGLIAN_DATA_DIR": str(data_dir), "QINGLIAN_SECRET_KEY": "x" * 40}
+        env.pop("QINGLIAN_DATABASE_URL", None)
+        return subprocess.run([sys.executable, "-m", "bot.cli", "db", *args], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    archive_path = tmp_path / "nightly.qlbak"
+    backup = run(source_dir, "backup", str(archive_path))
+    assert backup.returncode == 0, backup.stderr
+    assert "written to" in backup.stdout
+
+    restore = run(target_dir, "restore", str(archive_path))
+    assert restore.returncode == 0, restore.stderr
+    assert "cases: 2 rows" in restore.stdout
+    assert _files(target_dir) == _files(source_dir)
+
+    garbage = tmp_path / "garbage.tar.gz"
+    garbage.write_bytes(gzip.compress(b"not a tar archive"))
+    corrupt = run(target_dir, "restore", "--force", str(garbage))
+    assert corrupt.returncode == 2
+    assert corrupt.stderr.startswith("qinglian: ") and corrupt.stderr.strip().count("\n") == 0
