@@ -42,7 +42,7 @@ class PermanentFailure(Exception):
 Sender = Callable[[str, Outbound], Awaitable[None]]
 
 
-def render(payload: dict[str, object], texts: Texts) -> Outbound:
+def render(payload: dict[str, object], texts: Texts, public_url: str = "") -> Outbound:
     """A stored payload as a message: a dialog reply as it was, a notice in the reporter's language."""
     notice = payload.get("notice")
     if notice is None:
@@ -56,9 +56,11 @@ def render(payload: dict[str, object], texts: Texts) -> Outbound:
         return Outbound(texts.get(locale, "notice_answer", case_number=payload["case_number"],
                                   answer=payload["answer"]))
     if notice == "new_case":
+        link = f"{public_url}/console/case/{payload['case_number']}"
         return Outbound(texts.get(locale, "notice_new_case", case_number=payload["case_number"],
                                   queue=payload["queue"], label=payload.get("label") or "-",
-                                  district=payload.get("district") or "-", first_line=payload["first_line"]))
+                                  district=payload.get("district") or "-", first_line=payload["first_line"],
+                                  link=link))
     raise ValueError(f"unknown notice {notice!r}")
 
 
@@ -75,8 +77,9 @@ class _Outcome:
 
 
 class OutboxWorker:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], texts: Texts, *,
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], texts: Texts, *, public_url: str = "",
                  batch_size: int = 200, idle_poll_seconds: float = 1.0) -> None:
+        self._public_url = public_url
         self._sessionmaker = sessionmaker
         self._texts = texts
         self._senders: dict[str, Sender] = {}
@@ -148,7 +151,7 @@ class OutboxWorker:
         outcomes: list[_Outcome] = []
         for position, (message_id, payload) in enumerate(items):
             try:
-                await sender(recipient, render(payload, self._texts))
+                await sender(recipient, render(payload, self._texts, self._public_url))
                 outcomes.append(_Outcome(message_id))
             except TemporaryFailure as failure:
                 outcomes.append(_Outcome(message_id, str(failure), failure.retry_after))

@@ -83,8 +83,8 @@ class Runtime:
             evidence_dir=settings.evidence_dir,
             route=route,
         )
-        return cls(settings, engine, sessionmaker, texts, context, OutboxWorker(sessionmaker, texts), KeyedLocks(),
-                   classifier)
+        outbox = OutboxWorker(sessionmaker, texts, public_url=settings.public_url)
+        return cls(settings, engine, sessionmaker, texts, context, outbox, KeyedLocks(), classifier)
 
     async def handle(self, inbound: Inbound, *, via_outbox: bool) -> list[Outbound] | None:
         """Run one dialog step in one transaction.

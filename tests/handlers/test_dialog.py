@@ -300,3 +300,31 @@ async def test_reports_over_the_daily_limit_are_refused_and_the_draft_kept(harne
         assert len(list((await session.execute(select(Case))).scalars())) == 2
     harness.context.city.limits.reports_per_day = 3
     await submit(resident)
+
+
+async def test_a_new_case_is_announced_to_its_queues_staff_group_without_the_reporter(
+        harness: DialogHarness) -> None:
+    from bot.outbox import render
+    from storage.models import OutboxMessage
+
+    triage = harness.context.city.queue("triage")
+    assert triage is not None
+    triage.telegram_chat_id = -100555
+    resident = harness.resident()
+    await resident.command("report")
+    await resident.press("district:kaifu")
+    await resident.say("开福区某局")
+    await resident.press("when:today")
+    await resident.say(DESCRIPTION)
+    await resident.press("evidence:done")
+    await resident.press("identity:real")
+    await resident.say("李四")
+    await resident.say("13600001111")
+    await submit(resident)
+    async with harness.sessionmaker() as session:
+        notices = list((await session.execute(select(OutboxMessage))).scalars())
+    assert [(n.channel, n.recipient) for n in notices] == [("telegram", "-100555")]
+    text = render(notices[0].payload, harness.context.texts, "https://qinglian.example.cn").text
+    assert "QL-2026-000001" in text and "https://qinglian.example.cn/console/case/QL-2026-000001" in text
+    assert "岳麓区政务服务中心3号窗口的工作人员" in text
+    assert "李四" not in text and "13600001111" not in text
