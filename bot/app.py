@@ -66,6 +66,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             for task in background:
                 task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await wecom.close()
             if telegram_channel is not None:
                 await telegram_channel.stop()

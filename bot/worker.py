@@ -51,6 +51,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     finally:
         for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for channel in channels:
             await channel.stop()  # type: ignore[attr-defined]
         await wecom.close()

@@ -122,6 +122,8 @@ STATUS_NAMES: dict[str, tuple[str, str]] = {
     "follow_up": ("补充材料", "Follow-up"),
     "rated": ("评价", "Rating"),
 }
+TRACE_NAMES: dict[str, tuple[str, str]] = {**STATUS_NAMES, "received": ("收到举报", "Received"),
+                                           "routed": ("分派", "Routed")}
 ROUTE_REASONS: dict[str, tuple[str, str]] = {
     "label": ("按分类", "by label"),
     "district": ("按区县", "by district"),
@@ -171,7 +173,8 @@ DONE_MESSAGES: dict[str, tuple[str, str]] = {
 
 
 def bilingual(zh: str, en: str) -> Markup:
-    return Markup('{}<span class="en">{}</span>').format(zh, en)
+    """Chinese with the English beside it (smaller, grey); both escaped."""
+    return Markup('<span class="bi">{}<span class="en">{}</span></span>').format(zh, en)
 
 
 @dataclass
@@ -188,6 +191,10 @@ class Names:
         queue = self.city.queue(code) if code else None
         return (queue.zh, queue.en) if queue else (code or "—", code or "—")
 
+    def queue_short(self, code: str | None) -> str:
+        """The queue's Chinese name without the bodies in brackets, for dense tables."""
+        return self.queue(code)[0].split("（")[0].split("(")[0]
+
     def district(self, code: str | None) -> tuple[str, str]:
         if code is None:
             return ("未选择", "not given")
@@ -202,6 +209,9 @@ class Names:
     def status(self, code: str) -> tuple[str, str]:
         return STATUS_NAMES.get(code, (code, code))
 
+    def trace(self, kind: str) -> tuple[str, str]:
+        return TRACE_NAMES.get(kind, (kind, kind))
+
     def role(self, code: str) -> tuple[str, str]:
         return ROLE_NAMES.get(code, (code, code))
 
@@ -213,6 +223,9 @@ class Names:
 
     def time(self, moment: datetime | None) -> str:
         return moment.astimezone(self.tz).strftime("%Y-%m-%d %H:%M") if moment else "—"
+
+    def seconds(self, moment: datetime | None) -> str:
+        return moment.astimezone(self.tz).strftime("%Y-%m-%d %H:%M:%S") if moment else "—"
 
     def day(self, moment: datetime | None) -> str:
         return moment.astimezone(self.tz).strftime("%Y-%m-%d") if moment else "—"
@@ -320,15 +333,19 @@ def client_ip(request: Request) -> str | None:
 
 
 def safe_next(value: str | None) -> str:
-    """Only paths inside the console: never another site after login."""
-    if value and value.startswith("/console") and not value.startswith("//") and "\\" not in value \
-            and not value.startswith("/console/login"):
-        return value
-    return "/console"
+    """Where to go after login: a console page (never another site, never a form's POST address)."""
+    if not value or not value.startswith("/console") or "\\" in value or value.startswith("/console/login"):
+        return "/console"
+    path = value.partition("?")[0]
+    for route in router.routes:
+        if isinstance(route, APIRoute) and "GET" in (route.methods or ()) and route.path_regex.fullmatch(path):
+            return value
+    case_action = re.fullmatch(r"(/console/case/[^/]+)/[a-z-]+", path)
+    return case_action.group(1) if case_action else "/console"
 
 
 def set_session_cookie(response: Response, runtime: Runtime, token: str) -> None:
-    response.set_cookie(SESSION_COOKIE, cookie_serializer(runtime).dumps(token), httponly=True, samesite="strict",
+    response.set_cookie(SESSION_COOKIE, cookie_serializer(runtime).dumps(token), httponly=True, samesite="lax",
                         secure=runtime.settings.public_url.startswith("https://"), path="/",
                         max_age=int(runtime.settings.city.console.session_hours * 3600))
 
@@ -1240,9 +1257,11 @@ async def models(request: Request, principal: PagePrincipal, a: str = "", b: str
     async with principal.runtime.sessionmaker() as session:
         counts = await training.staff_label_counts(session)
     stage = training.STAGES.get(str(status.get("stage") or ""))
+    running = status.get("state") == "running"
+    extra: dict[str, Any] = {} if running or request.query_params.get("done") != "training" else {"done": None}
     return render(request, principal, "models.html", versions=list(reversed(versions)),
                   events=list(reversed(events))[:20], comparison=comparison, status=status,
-                  stage=stage, running=status.get("state") == "running", a=a, b=b, counts=counts)
+                  stage=stage, running=running, a=a, b=b, counts=counts, **extra)
 
 
 async def _model_audit(principal: Principal, action: str, detail: dict[str, Any]) -> None:

@@ -3,9 +3,11 @@ created through the storage actions."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import secrets
+import shutil
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +30,7 @@ CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
 LOGIN_TOKEN_FIELD = re.compile(r'name="login_token" value="([^"]+)"')
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 200
 PDF = b"%PDF-1.4\n" + b"1 0 obj\n" * 20
+BACKGROUND_JOBS = frozenset({"housekeeping", "digests"})
 
 
 @pytest.fixture(scope="session")
@@ -155,11 +158,43 @@ class ConsoleHarness:
                                                          "login_token": token.group(1), "next": "/console"})
 
 
+@pytest.fixture(scope="session")
+def data_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory with the promoted default model and a migrated database, made once per session
+    (the service would train the model at every start otherwise)."""
+    from nlp.registry import ensure_default_model
+    from storage.migrate import upgrade
+
+    template = tmp_path_factory.mktemp("console-template") / "data"
+    ensure_default_model(template)
+    upgrade(make_settings(template).resolved_database_url)
+    return template
+
+
+def fresh_data_dir(template: Path, target: Path) -> Path:
+    shutil.copytree(template, target)
+    return target
+
+
 @pytest.fixture
-async def console(tmp_path: Path, password_hash: str, capsys: pytest.CaptureFixture[str]) -> AsyncIterator[
-        ConsoleHarness]:
-    settings = make_settings(tmp_path / "data")
+async def console(tmp_path: Path, password_hash: str, data_template: Path,
+                  capsys: pytest.CaptureFixture[str]) -> AsyncIterator[ConsoleHarness]:
+    settings = make_settings(fresh_data_dir(data_template, tmp_path / "data"))
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         capsys.readouterr()  # the demo administrator's notice; test_first_start checks it
         yield ConsoleHarness(app, settings, password_hash)
+        await settle_background_tasks()
+
+
+async def settle_background_tasks() -> None:
+    """Cancel the app's periodic jobs and wait for them while the database engine is still open.
+
+    The lifespan cancels them without waiting and then disposes of the engine; a job cancelled in the
+    middle of a query then never finishes and the event loop hangs when the test closes it.
+    """
+    current = asyncio.current_task()
+    jobs = [task for task in asyncio.all_tasks() if task is not current and task.get_name() in BACKGROUND_JOBS]
+    for task in jobs:
+        task.cancel()
+    await asyncio.gather(*jobs, return_exceptions=True)

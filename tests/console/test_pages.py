@@ -15,7 +15,16 @@ from sqlalchemy import select
 from bot.app import create_app
 from console import pages
 from storage.models import ApiToken, InternalNote, OutboxMessage, StaffRole, StaffSession, TraceKind, utcnow
-from tests.console.conftest import JPEG, PASSWORD, PDF, ConsoleHarness, csrf_of, make_settings
+from tests.console.conftest import (
+    JPEG,
+    PASSWORD,
+    PDF,
+    ConsoleHarness,
+    csrf_of,
+    fresh_data_dir,
+    make_settings,
+    settle_background_tasks,
+)
 
 OTHER_QUEUE = "work_style"
 
@@ -28,9 +37,9 @@ def location(response: httpx.Response) -> str:
 # --- first start, login, sessions -------------------------------------------------------------
 
 
-async def test_first_start_creates_a_marked_demo_admin_who_can_log_in(tmp_path: Path,
-                                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    settings = make_settings(tmp_path / "data")
+async def test_first_start_creates_a_marked_demo_admin_who_can_log_in(
+        tmp_path: Path, data_template: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = make_settings(fresh_data_dir(data_template, tmp_path / "data"))
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         printed = capsys.readouterr().out
@@ -40,14 +49,17 @@ async def test_first_start_creates_a_marked_demo_admin_who_can_log_in(tmp_path: 
         async with harness.client() as client:
             await harness.login(client, "demo-admin", found.group(1))
             assert "人员" in (await client.get("/console/staff")).text
+        await settle_background_tasks()
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         assert "demo-admin" not in capsys.readouterr().out  # only on an empty staff table
+        await settle_background_tasks()
 
 
 async def test_production_first_start_prints_instructions_and_creates_nobody(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    settings = make_settings(tmp_path / "data", environment="production", secret_key="p" * 48)
+        tmp_path: Path, data_template: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = make_settings(fresh_data_dir(data_template, tmp_path / "data"), environment="production",
+                             secret_key="p" * 48)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         assert "qinglian staff add <username> --role admin" in capsys.readouterr().out
@@ -55,6 +67,7 @@ async def test_production_first_start_prints_instructions_and_creates_nobody(
         async with harness.client() as client:
             response = await harness.submit_login(client, "demo-admin", "anything-at-all")
             assert response.status_code == 401
+        await settle_background_tasks()
 
 
 async def test_pages_need_a_login_and_carry_security_headers(console: ConsoleHarness) -> None:
@@ -70,11 +83,31 @@ async def test_pages_need_a_login_and_carry_security_headers(console: ConsoleHar
             assert page.headers["cache-control"] == "no-store"
         response = await console.submit_login(client, "rev", PASSWORD)
         cookie = next(v for v in response.headers.get_list("set-cookie") if v.startswith("ql_staff="))
-        assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+        # Lax, so the link in a staff-group notice opens the ticket; every POST still needs the CSRF token
+        assert "HttpOnly" in cookie and "samesite=lax" in cookie.lower()
         page = await client.get("/console")
         assert page.status_code == 200
         assert page.headers["x-frame-options"] == "DENY" and page.headers["cache-control"] == "no-store"
         assert "<script" not in page.text
+
+
+async def test_after_login_the_page_asked_for_opens(console: ConsoleHarness) -> None:
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    number = await console.case("clean_hall")
+    async with console.client() as client:
+        target = location(await client.get(f"/console/case/{number}"))
+        assert target == f"/console/login?next=/console/case/{number}"
+        form = await client.get(target)
+        assert f'name="next" value="/console/case/{number}"' in form.text
+        token = re.search(r'name="login_token" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
+        listing = "/console/queue/clean_hall?status=routed"
+        for next_path, expected in ((f"/console/case/{number}/accept", f"/console/case/{number}"),
+                                    ("https://evil.example/", "/console"), ("//evil.example/", "/console"),
+                                    (listing, listing)):
+            response = await client.post("/console/login", data={"username": "rev", "password": PASSWORD,
+                                                                  "login_token": token, "next": next_path})
+            assert location(response) == expected
+            client.cookies.set("ql_login", token, path="/console/login")
 
 
 async def test_login_form_without_its_token_is_refused(console: ConsoleHarness) -> None:
@@ -105,7 +138,9 @@ async def test_failed_logins_lock_the_account(console: ConsoleHarness) -> None:
         await console.login(client, "rev")
 
 
-async def test_failed_logins_from_one_address_are_throttled(console: ConsoleHarness) -> None:
+async def test_failed_logins_from_one_address_are_throttled(console: ConsoleHarness,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pages, "IP_FAILURE_LIMIT", 6)
     async with console.client() as client:
         for number in range(pages.IP_FAILURE_LIMIT):
             assert (await console.submit_login(client, f"nobody{number}", "wrong password!")).status_code == 401
