@@ -8,13 +8,15 @@ probabilities directly; `tests/nlp/test_classifier.py` checks that both agree.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import logging
 import math
+import operator
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from nlp.errors import ModelIntegrityError, ModelNotFoundError
 from nlp.labels import FALLBACK_LABEL
 from nlp.tokenizer import normalise, tokenize_normalised
+from nlp.training import LeadPreprocessor
 from nlp.types import Tag
 
 log = logging.getLogger(__name__)
@@ -36,7 +39,7 @@ METADATA_FILE = "metadata.json"
 MAX_TEXT_CHARS = 5000  # longer texts are classified on their first 5,000 characters
 TOP_K = 3
 MAX_TERMS = 5
-TERM_CANDIDATES = 40  # strongest positive features considered for the key terms
+TERM_CANDIDATES = 20  # strongest positive features considered for the key terms
 
 
 def file_sha256(path: Path) -> str:
@@ -97,7 +100,8 @@ class _Block:
     sublinear_tf: bool
     ngram_min: int
     ngram_max: int
-    analyzer: str  # for chars: "char" or "char_wb"
+    analyzer: str  # "word", "char" or "char_wb"
+    lead_chars: int | None = None  # only the text's first characters
 
 
 def _word_ngrams(tokens: list[str], ngram_min: int, ngram_max: int) -> list[str]:
@@ -107,12 +111,23 @@ def _word_ngrams(tokens: list[str], ngram_min: int, ngram_max: int) -> list[str]
     return grams
 
 
-def _char_ngrams(text: str, ngram_min: int, ngram_max: int) -> list[str]:
+def _ngrams_of(text: str, ngram_min: int, ngram_max: int) -> list[str]:
+    """All n-grams of text for n in [ngram_min, ngram_max], shortest first (built by C-level concatenation)."""
     grams: list[str] = []
-    length = len(text)
-    for n in range(ngram_min, min(ngram_max, length) + 1):
-        grams.extend(text[i : i + n] for i in range(length - n + 1))
+    current: Iterable[str] = text
+    for n in range(1, min(ngram_max, len(text)) + 1):
+        if n > 1:
+            current = list(map(operator.add, current, text[n - 1 :]))
+        elif ngram_min <= 1:
+            current = list(text)
+        if n >= ngram_min:
+            grams.extend(current)
     return grams
+
+
+def _char_ngrams(text: str, ngram_min: int, ngram_max: int) -> list[str]:
+    """scikit-learn's `char` analyzer on already normalised text."""
+    return _ngrams_of(text, ngram_min, ngram_max)
 
 
 def _char_wb_ngrams(text: str, ngram_min: int, ngram_max: int) -> list[str]:
@@ -121,6 +136,9 @@ def _char_wb_ngrams(text: str, ngram_min: int, ngram_max: int) -> list[str]:
     for word in text.split():
         padded = f" {word} "
         length = len(padded)
+        if length > ngram_max:
+            grams.extend(_ngrams_of(padded, ngram_min, ngram_max))
+            continue
         for n in range(ngram_min, ngram_max + 1):
             if length <= n:
                 grams.append(padded)
@@ -140,6 +158,7 @@ class _CompiledModel:
         self.blocks: list[_Block] = []
         offset = 0
         for name, vectorizer in features.transformer_list:
+            lead_chars: int | None = None
             if not isinstance(vectorizer, TfidfVectorizer) or vectorizer.norm != "l2" or not vectorizer.use_idf:
                 raise TypeError(f"unsupported feature block {name!r}")
             if name == "words":
@@ -147,8 +166,14 @@ class _CompiledModel:
                     raise TypeError("word block does not use the nlp tokenizer")
                 analyzer = "word"
             else:
-                if vectorizer.analyzer not in ("char", "char_wb") or vectorizer.preprocessor is not normalise:
+                if vectorizer.analyzer not in ("char", "char_wb"):
                     raise TypeError(f"unsupported character block {name!r}")
+                if isinstance(vectorizer.preprocessor, LeadPreprocessor):
+                    lead_chars = vectorizer.preprocessor.chars
+                elif vectorizer.preprocessor is normalise:
+                    lead_chars = None
+                else:
+                    raise TypeError(f"unsupported preprocessor in block {name!r}")
                 analyzer = str(vectorizer.analyzer)
             vocabulary = dict(vectorizer.vocabulary_)
             self.blocks.append(_Block(
@@ -160,6 +185,7 @@ class _CompiledModel:
                 ngram_min=int(vectorizer.ngram_range[0]),
                 ngram_max=int(vectorizer.ngram_range[1]),
                 analyzer=analyzer,
+                lead_chars=lead_chars,
             ))
             offset += len(vocabulary)
         self.n_features = offset
@@ -193,34 +219,49 @@ class _CompiledModel:
         self.targets = np.array(targets)
         fold_of_column = np.array(folds)
         self.fold_columns = [np.flatnonzero(fold_of_column == fold) for fold in range(self.n_folds)]
-        self.class_columns = [np.flatnonzero(self.targets == label) for label in range(n_classes)]
         self.binary = n_classes == 2
+        in_class_order = np.tile(np.arange(n_classes), self.n_folds)
+        self.fold_major = (True if not self.binary and len(self.targets) == len(in_class_order)
+                           and bool((self.targets == in_class_order).all()) else None)
+        # For the key terms: each feature's n-gram, whether it is a word feature, and each class's coefficients
+        # averaged over the calibrated folds.
+        self.names: list[str] = [""] * self.n_features
+        self.is_word = np.zeros(self.n_features, dtype=bool)
+        for block in self.blocks:
+            for gram, index in block.vocabulary.items():
+                self.names[block.offset + index] = gram
+            if block.kind == "words":
+                self.is_word[block.offset : block.offset + len(block.vocabulary)] = True
+        if self.binary:
+            positive_class = self.weights.mean(axis=1)
+            self.class_weights = np.ascontiguousarray(np.column_stack([-positive_class, positive_class]))
+        else:
+            self.class_weights = np.ascontiguousarray(np.column_stack(
+                [self.weights[:, self.targets == label].mean(axis=1) for label in range(n_classes)]))
 
-    def features(self, text: str) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
-        """Indices and TF-IDF values (each block l2-normalised) of the known features of normalised text, and
-        for each index its (block number, n-gram)."""
+    def features(self, text: str, words: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Indices and TF-IDF values (each block l2-normalised) of the known features of normalised text;
+        `words`, if given, receives the text's words."""
         all_indices: list[np.ndarray] = []
         all_values: list[np.ndarray] = []
-        grams_seen: list[tuple[int, str]] = []
-        for block_number, block in enumerate(self.blocks):
+        for block in self.blocks:
             if block.analyzer == "word":
-                grams = _word_ngrams(tokenize_normalised(text), block.ngram_min, block.ngram_max)
-            elif block.analyzer == "char_wb":
-                grams = _char_wb_ngrams(text, block.ngram_min, block.ngram_max)
+                tokens = tokenize_normalised(text)
+                if words is not None:
+                    words.extend(tokens)
+                grams = _word_ngrams(tokens, block.ngram_min, block.ngram_max)
             else:
-                grams = _char_ngrams(text, block.ngram_min, block.ngram_max)
-            vocabulary = block.vocabulary
-            indices, counts = [], []
-            for gram, count in Counter(grams).items():
-                index = vocabulary.get(gram)
-                if index is not None:
-                    indices.append(index)
-                    counts.append(count)
-                    grams_seen.append((block_number, gram))
-            if not indices:
+                part = text if block.lead_chars is None else text[: block.lead_chars]
+                if block.analyzer == "char_wb":
+                    grams = _char_wb_ngrams(part, block.ngram_min, block.ngram_max)
+                else:
+                    grams = _char_ngrams(part, block.ngram_min, block.ngram_max)
+            counts = Counter(map(block.vocabulary.get, grams))  # counted in C; unknown n-grams count as None
+            counts.pop(None, None)
+            if not counts:
                 continue
-            index_array = np.array(indices)
-            tf = np.array(counts, dtype=np.float64)
+            index_array = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
+            tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
             if block.sublinear_tf:
                 tf = np.log(tf) + 1.0
             values = tf * block.idf[index_array]
@@ -228,8 +269,10 @@ class _CompiledModel:
             all_indices.append(index_array + block.offset)
             all_values.append(values)
         if not all_indices:
-            return np.empty(0, dtype=np.intp), np.empty(0), grams_seen
-        return np.concatenate(all_indices), np.concatenate(all_values), grams_seen
+            return np.empty(0, dtype=np.intp), np.empty(0)
+        if len(all_indices) == 1:
+            return all_indices[0], all_values[0]
+        return np.concatenate(all_indices), np.concatenate(all_values)
 
     def decision(self, indices: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Every calibrated fold's SVM decision for one sparse row (one value per fold and class)."""
@@ -239,6 +282,11 @@ class _CompiledModel:
         """What `CalibratedClassifierCV.predict_proba` returns, from the rows' decisions."""
         calibrated = 1.0 / (1.0 + np.exp(self.slopes * decisions + self.offsets))
         rows, n_classes = decisions.shape[0], len(self.classes)
+        if self.fold_major is not None:  # every fold has every class, in class order: no scatter needed
+            proba = calibrated.reshape(rows, self.n_folds, n_classes)
+            total = proba.sum(axis=2, keepdims=True)
+            proba = np.divide(proba, total, out=np.full_like(proba, 1.0 / n_classes), where=total != 0)
+            return np.asarray(proba.mean(axis=1))
         mean = np.zeros((rows, n_classes))
         for columns in self.fold_columns:
             proba = np.zeros((rows, n_classes))
@@ -253,12 +301,8 @@ class _CompiledModel:
         return mean / self.n_folds
 
     def contributions(self, indices: np.ndarray, values: np.ndarray, label_index: int) -> np.ndarray:
-        """Each present feature's value × the winning class's coefficient (averaged over the folds)."""
-        if self.binary:
-            sign = 1.0 if label_index == 1 else -1.0
-            return np.asarray(sign * values * self.weights[indices].mean(axis=1))
-        columns = self.class_columns[label_index]
-        return np.asarray(values * self.weights[np.ix_(indices, columns)].mean(axis=1))
+        """Each present feature's value × the class's coefficient (averaged over the calibrated folds)."""
+        return np.asarray(values * self.class_weights[indices, label_index])
 
 
 class Classifier:
@@ -315,8 +359,7 @@ class Classifier:
             return np.empty((0, len(self.labels)))
         if self._compiled is None:
             return np.asarray(self.pipeline.predict_proba(normalised))
-        features = [self._compiled.features(text) for text in normalised]
-        return self._probabilities(features)
+        return self._probabilities([self._compiled.features(text) for text in normalised])
 
     # --- internals --------------------------------------------------------------------------------------------
     @staticmethod
@@ -325,37 +368,39 @@ class Classifier:
             text = "" if text is None else str(text)
         return normalise(text[:MAX_TEXT_CHARS])
 
-    def _probabilities(self, features: list[tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]]) -> np.ndarray:
+    def _probabilities(self, features: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """Calibrated probabilities of the rows; a row without any known feature gets the uniform distribution."""
         compiled = self._compiled
         assert compiled is not None
         decisions = np.zeros((len(features), len(compiled.intercepts)))
-        uniform = np.zeros(len(features), dtype=bool)
-        for row, (indices, values, _) in enumerate(features):
+        for row, (indices, values) in enumerate(features):
             if len(indices):
                 decisions[row] = compiled.decision(indices, values)
-            else:
-                uniform[row] = True
         probabilities = compiled.calibrate(decisions)
-        probabilities[uniform] = 1.0 / len(self.labels)
+        featureless = np.array([len(indices) == 0 for indices, _ in features])
+        probabilities[featureless] = 1.0 / len(self.labels)
         return probabilities
 
     def _classify_many(self, texts: list[str]) -> list[Tag]:
+        if not texts:
+            return []
         normalised = [self._prepare(text) for text in texts]
         compiled = self._compiled
         if compiled is None:
             known = [text for text in normalised if text]
             rows = iter(np.asarray(self.pipeline.predict_proba(known)) if known else [])
             return [self._tag(next(rows), []) if text else self._fallback_tag() for text in normalised]
-        features = [compiled.features(text) for text in normalised]
+        words: list[list[str]] = [[] for _ in normalised]
+        features = [compiled.features(text, text_words) for text, text_words in zip(normalised, words, strict=True)]
         probabilities = self._probabilities(features)
         tags = []
-        for text, (indices, values, grams), row in zip(normalised, features, probabilities, strict=True):
+        for text, text_words, (indices, values), row in zip(normalised, words, features, probabilities, strict=True):
             if not len(indices):
                 tags.append(self._fallback_tag())
                 continue
             winner = int(np.argmax(row))
             contributions = compiled.contributions(indices, values, winner)
-            tags.append(self._tag(row, self._key_terms(text, grams, contributions)))
+            tags.append(self._tag(row, self._key_terms(text, text_words, indices, contributions)))
         return tags
 
     def _fallback_tag(self, confidence: float | None = None) -> Tag:
@@ -370,45 +415,52 @@ class Classifier:
         top = [(self.labels[i], float(probabilities[i])) for i in order]
         return Tag(label=top[0][0], confidence=top[0][1], top=top, terms=terms, model_version=self.version)
 
-    def _key_terms(self, normalised: str, grams: list[tuple[int, str]], contributions: np.ndarray) -> list[str]:
+    def _key_terms(self, normalised: str, words: list[str], indices: np.ndarray,
+                   contributions: np.ndarray) -> list[str]:
         """Words of the text that pushed the winning label, strongest first.
 
         Only the features with the largest positive contributions are considered. A word feature counts as
         itself (a bigram as its two words as written, when they are adjacent in the text; otherwise its weight
-        goes to its words); a character n-gram gives its weight to the first word of the text containing it,
+        goes to its words); a character n-gram gives its weight to the word of the text where it first occurs,
         so that the terms are words rather than fragments.
         """
-        assert self._compiled is not None
-        blocks = self._compiled.blocks
+        compiled = self._compiled
+        assert compiled is not None
+        names, is_word = compiled.names, compiled.is_word
         positive = np.flatnonzero(contributions > 0)
         if len(positive) > TERM_CANDIDATES:
             positive = positive[np.argpartition(-contributions[positive], TERM_CANDIDATES)[:TERM_CANDIDATES]]
         scores: dict[str, float] = {}
         fragments: list[tuple[str, float]] = []
         for position in positive.tolist():
-            block_number, gram = grams[position]
-            contribution = float(contributions[position])
-            if blocks[block_number].kind != "words":
+            feature = int(indices[position])
+            gram, contribution = names[feature], float(contributions[position])
+            if not is_word[feature]:
                 fragments.append((gram.strip(), contribution))
                 continue
-            words = gram.split(" ")
-            display = _join_words(words) if len(words) > 1 else gram
-            if len(words) == 1 or display in normalised:
+            parts = gram.split(" ")
+            display = _join_words(parts) if len(parts) > 1 else gram
+            if len(parts) == 1 or display in normalised:
                 scores[display] = scores.get(display, 0.0) + contribution
             else:
-                for word in words:
-                    scores[word] = scores.get(word, 0.0) + contribution / len(words)
-        if fragments:
-            owners: dict[str, str] = {}
-            longest = max(len(fragment) for fragment, _ in fragments)
-            for block_number, word in grams:
-                if blocks[block_number].kind == "words" and " " not in word and len(word) > 1:
-                    for n in range(2, min(longest, len(word)) + 1):
-                        for i in range(len(word) - n + 1):
-                            owners.setdefault(word[i : i + n], word)
+                for part in parts:
+                    scores[part] = scores.get(part, 0.0) + contribution / len(parts)
+        if fragments and words:
+            starts, ends, cursor = [], [], 0
+            for word in words:  # where each word is in the text (they come in order)
+                found = normalised.find(word, cursor)
+                if found < 0:
+                    found = normalised.find(word)
+                starts.append(found)
+                ends.append(found + len(word))
+                cursor = max(cursor, found + len(word))
             for fragment, contribution in fragments:
-                owner = owners.get(fragment)
-                if owner is not None:
+                where = normalised.find(fragment)
+                if where < 0:
+                    continue
+                slot = bisect.bisect_right(starts, where) - 1
+                if slot >= 0 and where + len(fragment) <= ends[slot] and len(words[slot]) > 1:
+                    owner = words[slot]
                     scores[owner] = scores.get(owner, 0.0) + contribution
         terms: list[str] = []
         for term, _score in sorted(scores.items(), key=lambda item: (-item[1], item[0])):

@@ -303,7 +303,13 @@ def evaluate_command(
     """Per-label precision/recall/F1, macro-F1, accuracy, confusion matrix (terminal and PNG), misclassified."""
     with _cli_errors():
         from nlp.corpus import load_seed_corpus
-        from nlp.evaluation import cross_validate, evaluate_classifier, plot_confusion
+        from nlp.evaluation import (
+            THRESHOLD_MAX_TRIAGE,
+            THRESHOLD_MIN_PRECISION,
+            cross_validate,
+            evaluate_classifier,
+            plot_confusion,
+        )
         from nlp.training import TrainingParams
 
         if data is not None:
@@ -335,9 +341,11 @@ def evaluate_command(
         console.print(_confusion_table(report))
         if report.threshold is not None:
             choice = report.threshold
-            console.print(f"confidence threshold by the rule (lowest t with ≥ 95 % precision above t and ≤ 20 % "
-                          f"below t): {choice.threshold:.2f} → precision {choice.precision:.3f}, "
-                          f"{choice.triage_share:.1%} to triage" + ("" if choice.rule_met else " (rule not met)"))
+            rule = (f"lowest t with ≥ {THRESHOLD_MIN_PRECISION:.0%} precision at or above t and ≤ "
+                    f"{THRESHOLD_MAX_TRIAGE:.0%} below t")
+            console.print(f"confidence threshold by the rule ({rule}): {choice.threshold:.2f} → precision "
+                          f"{choice.precision:.3f}, {choice.triage_share:.1%} to triage"
+                          + ("" if choice.rule_met else " (rule not met)"))
         if report.misclassified and max_errors:
             console.print(_errors_table(report, max_errors))
             if len(report.misclassified) > max_errors:

@@ -15,7 +15,7 @@ from nlp.corpus import Example
 from nlp.labels import LABELS, display_name
 from nlp.training import Progress, TrainingParams, build_pipeline, canonical_order, check_examples
 
-THRESHOLD_MIN_PRECISION = 0.95
+THRESHOLD_MIN_PRECISION = 0.97
 THRESHOLD_MAX_TRIAGE = 0.20
 THRESHOLD_GRID = tuple(round(step / 100, 2) for step in range(100))
 

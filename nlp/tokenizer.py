@@ -10,6 +10,7 @@ in a thread). `tokenize` warms up lazily with jieba's default cache location if 
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import unicodedata
@@ -26,9 +27,18 @@ JIEBA_CACHE_FILE = "jieba.cache"
 # Control, format, surrogate and private-use characters become spaces; tab and newline are whitespace anyway.
 _REMOVED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co"})
 _WHITESPACE = re.compile(r"\s+")
+# Quote and dash styles carry no meaning but differ between writers and keyboards: one form each.
+_PUNCTUATION_VARIANTS = str.maketrans({
+    **dict.fromkeys("“”„‟«»「」『』〝〞〟", '"'),
+    **dict.fromkeys("‘’‚‛", "'"),
+    **dict.fromkeys("—–―‐‑‒─", "-"),
+})
 
 _lock = threading.Lock()
 _segmenter: jieba.Tokenizer | None = None
+_log_total = 0.0
+# log(frequency / total) of the dictionary words met so far; bounded by the dictionary's size
+_log_probabilities: dict[str, float] = {}
 _converter: OpenCC | None = None
 _traditional_triggers: frozenset[str] = frozenset()
 _stop_words: frozenset[str] = frozenset()
@@ -90,7 +100,8 @@ def _ensure_converter() -> OpenCC:
 
 
 def normalise(text: str) -> str:
-    """Full-width → half-width (NFKC), traditional → simplified, English lower-cased, whitespace collapsed.
+    """Full-width → half-width (NFKC), traditional → simplified, English lower-cased, whitespace collapsed,
+    one form of quotation mark and dash.
 
     Control, format, surrogate and private-use characters are replaced by spaces, so any `str` is safe.
     """
@@ -102,7 +113,7 @@ def normalise(text: str) -> str:
     text = unicodedata.normalize("NFKC", text)
     if not _traditional_triggers.isdisjoint(text):
         text = converter.convert(text)
-    text = text.lower()
+    text = text.lower().translate(_PUNCTUATION_VARIANTS)
     return _WHITESPACE.sub(" ", text).strip()
 
 
@@ -128,6 +139,8 @@ def warm_up(cache_dir: Path | None = None) -> None:
         segmenter.initialize()
         for term in domain_terms():
             segmenter.add_word(term)
+        global _log_total
+        _log_total = math.log(segmenter.total)
         _segmenter = segmenter
 
 
@@ -136,19 +149,91 @@ def is_warm() -> bool:
 
 
 def _keep(token: str) -> bool:
+    """A word worth a feature: not a stop word; a letter in it; single characters only if not ASCII."""
     if token in _stop_words:
         return False
     if len(token) == 1:
         return token.isalpha() and not token.isascii()
-    return any(char.isalpha() for char in token)
+    return token.isalpha() or any(char.isalpha() for char in token)
+
+
+def _segment_block(block: str, frequencies: dict[str, int]) -> list[str]:
+    """jieba's accurate mode without HMM on one block of CJK/alphanumeric text (`Tokenizer.__cut_DAG_NO_HMM`),
+    with the DAG and the best route computed in one pass: the same words, about twice as fast."""
+    length = len(block)
+    log = math.log
+    log_total = _log_total
+    log_probabilities = _log_probabilities
+    score = [0.0] * (length + 1)
+    end = [0] * (length + 1)
+    for start in range(length - 1, -1, -1):
+        best: float | None = None
+        best_end = start
+        stop = start
+        fragment = block[start]
+        while stop < length:
+            frequency = frequencies.get(fragment)
+            if frequency is None:
+                break
+            if frequency:
+                log_probability = log_probabilities.get(fragment)
+                if log_probability is None:
+                    log_probability = log_probabilities[fragment] = log(frequency) - log_total
+                candidate = log_probability + score[stop + 1]
+                if best is None or candidate >= best:  # ties go to the longer word, as in jieba
+                    best, best_end = candidate, stop
+            stop += 1
+            fragment = block[start : stop + 1]
+        if best is None:
+            best = log(frequencies.get(block[start]) or 1) - log_total + score[start + 1]
+        score[start], end[start] = best, best_end
+    words: list[str] = []
+    latin = ""
+    position = 0
+    while position < length:
+        following = end[position] + 1
+        word = block[position:following]
+        if following - position == 1 and word.isascii() and word.isalnum():
+            latin += word  # single ASCII letters and digits in a row form one word, as in jieba
+        else:
+            if latin:
+                words.append(latin)
+                latin = ""
+            words.append(word)
+        position = following
+    if latin:
+        words.append(latin)
+    return words
+
+
+_RE_HAN = jieba.re_han_default
+_RE_SKIP = jieba.re_skip_default
+
+
+def segment(text: str) -> list[str]:
+    """jieba's `lcut(text, HMM=False)` with the domain dictionary (every token, nothing removed)."""
+    if _segmenter is None:
+        warm_up(None)
+    assert _segmenter is not None
+    frequencies = _segmenter.FREQ
+    tokens: list[str] = []
+    for block in _RE_HAN.split(text):
+        if not block:
+            continue
+        if _RE_HAN.match(block):
+            tokens.extend(_segment_block(block, frequencies))
+        else:
+            for piece in _RE_SKIP.split(block):
+                if _RE_SKIP.match(piece):
+                    tokens.append(piece)
+                else:
+                    tokens.extend(piece)
+    return tokens
 
 
 def tokenize_normalised(text: str) -> list[str]:
     """Words of text that `normalise` already produced (what the model's word features use)."""
-    if _segmenter is None:
-        warm_up(None)
-    assert _segmenter is not None
-    return [token for token in _segmenter.lcut(text, HMM=False) if _keep(token)]
+    return [token for token in segment(text) if _keep(token)]
 
 
 def tokenize(text: str) -> list[str]:

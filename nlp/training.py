@@ -45,6 +45,19 @@ __all__ = [
 
 Progress = Callable[[str], None]
 
+
+class LeadPreprocessor:
+    """The normalised opening of a text: where a report usually says what it is about (its title, if any)."""
+
+    def __init__(self, chars: int) -> None:
+        self.chars = chars
+
+    def __call__(self, text: str) -> str:
+        return normalise(text)[: self.chars]
+
+    def __repr__(self) -> str:
+        return f"LeadPreprocessor({self.chars})"
+
 # Steps `train` reports through `progress`, in order (the CLI sizes its progress bar with this).
 TRAIN_STEPS = ("loading the tokenizer", "fitting features and the calibrated model")
 
@@ -57,6 +70,7 @@ class TrainingParams:
     char_analyzer: str = "char_wb"
     char_ngram_min: int = 1
     char_ngram_max: int = 3
+    lead_chars: int = 0  # > 0: a third block, character n-grams of the text's first `lead_chars` characters
     min_df: int = 2
     sublinear_tf: bool = True
     C: float = 1.0
@@ -94,7 +108,8 @@ class TrainedModel:
 
 
 def build_pipeline(params: TrainingParams | None = None, *, calibration_folds: int | None = None) -> Pipeline:
-    """The unfitted pipeline: FeatureUnion(word TF-IDF, character TF-IDF) → CalibratedClassifierCV(LinearSVC)."""
+    """The unfitted pipeline: FeatureUnion(TF-IDF of words, of characters, of the opening's characters) →
+    CalibratedClassifierCV(LinearSVC)."""
     params = params or TrainingParams()
     words = TfidfVectorizer(
         preprocessor=normalise,
@@ -113,11 +128,22 @@ def build_pipeline(params: TrainingParams | None = None, *, calibration_folds: i
         min_df=params.min_df,
         sublinear_tf=params.sublinear_tf,
     )
+    blocks: list[tuple[str, TfidfVectorizer]] = [("words", words), ("chars", chars)]
+    if params.lead_chars > 0:
+        lead = TfidfVectorizer(
+            preprocessor=LeadPreprocessor(params.lead_chars),
+            analyzer=params.char_analyzer,
+            lowercase=False,
+            ngram_range=(params.char_ngram_min, params.char_ngram_max),
+            min_df=params.min_df,
+            sublinear_tf=params.sublinear_tf,
+        )
+        blocks.append(("lead", lead))
     svm = LinearSVC(C=params.C, class_weight=params.class_weight, random_state=params.random_state)
     folds = calibration_folds or params.calibration_folds
     model = CalibratedClassifierCV(svm, method=params.calibration_method, cv=StratifiedKFold(folds),
                                    ensemble=params.calibration_ensemble)
-    return Pipeline([("features", FeatureUnion([("words", words), ("chars", chars)])), ("model", model)])
+    return Pipeline([("features", FeatureUnion(blocks)), ("model", model)])
 
 
 def canonical_order(examples: Sequence[Example]) -> list[Example]:

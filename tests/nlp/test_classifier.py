@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from nlp.classifier import MAX_TEXT_CHARS, Classifier
-from nlp.corpus import load_seed_corpus
+from nlp.corpus import Example, load_seed_corpus
 from nlp.errors import ModelIntegrityError, ModelNotFoundError
 from nlp.registry import ModelInfo
 from nlp.tokenizer import normalise
+from nlp.training import train
 from nlp.types import Tag
 
 ROBUSTNESS_INPUTS = {
@@ -45,6 +46,26 @@ def test_fast_path_computes_exactly_what_the_pipeline_computes(classifier: Class
     fast = classifier.predict_proba(texts)
     slow = classifier.pipeline.predict_proba(texts)
     np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12)
+
+
+def test_fast_path_with_every_block_kind() -> None:
+    """A model with the opening block and `char` n-grams compiles to the same probabilities."""
+    by_label: dict[str, list[Example]] = {}
+    for example in load_seed_corpus("train"):
+        by_label.setdefault(example.label, []).append(example)
+    small = [e for examples in by_label.values() for e in examples[:15]]
+    model = train(small, params={"lead_chars": 12, "char_analyzer": "char", "word_ngram_max": 3, "min_df": 1})
+    compiled = Classifier(model.pipeline)
+    assert compiled._compiled is not None and [b.lead_chars for b in compiled._compiled.blocks] == [None, None, 12]
+    texts = [e.text for e in load_seed_corpus("eval")[:60]]
+    np.testing.assert_allclose(compiled.predict_proba(texts), model.pipeline.predict_proba(texts), rtol=0, atol=1e-12)
+
+
+def test_quote_styles_do_not_change_the_answer(classifier: Classifier) -> None:
+    curly = classifier.classify("科长说“这个事不归我们管”，让我去找街道。")
+    straight = classifier.classify('科长说"这个事不归我们管",让我去找街道.')
+    assert curly.top == classifier.classify('科长说"这个事不归我们管"，让我去找街道。').top
+    assert curly.label == straight.label
 
 
 def test_tag_contract(classifier: Classifier) -> None:

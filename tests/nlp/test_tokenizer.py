@@ -29,6 +29,7 @@ def _warm(jieba_cache_dir: Path) -> None:
         ("控制\x00字符\x07和\u200b零宽", "控制 字符 和 零宽"),
         ("孤立代理\ud800字符", "孤立代理 字符"),
         ("一目瞭然", "一目了然"),
+        ("他说“明天再来”——「好的」‘ok’", '他说"明天再来"--"好的"\'ok\''),
         ("沈默", "沉默"),
         ("", ""),
     ],
@@ -81,3 +82,12 @@ def test_warm_up_puts_jieba_cache_in_the_given_directory_once(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "推诿扯皮"
     assert (tmp_path / JIEBA_CACHE_FILE).is_file()
+
+
+def test_segment_is_jieba_without_hmm() -> None:
+    segmenter = tokenizer._segmenter
+    assert segmenter is not None
+    texts = [e.text for e in load_seed_corpus("all")] + ["abc123def 4.5% C++ #tag a_b-c", "Привет こんにちは 😀", ""]
+    for text in texts:
+        for variant in (text, normalise(text)):
+            assert tokenizer.segment(variant) == segmenter.lcut(variant, HMM=False)
