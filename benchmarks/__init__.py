@@ -1,1 +1,1 @@
-"""Benchmarks (scripts, not tests). See docs/benchmarks-telegram.md."""
+"""Benchmarks: scripts, not timed tests. Each documents its command and figures under docs/."""

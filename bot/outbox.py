@@ -109,6 +109,8 @@ class OutboxWorker:
 
     async def _run(self) -> None:
         while True:
+            # Cleared before the round, so a wake-up that arrives during it starts the next round at once.
+            self._wake.clear()
             try:
                 delivered = await self.deliver_once()
             except asyncio.CancelledError:
@@ -117,7 +119,6 @@ class OutboxWorker:
                 log.exception("outbox delivery round failed")
                 delivered = 0
             if delivered == 0:
-                self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), self._idle_poll_seconds)
                 except TimeoutError:

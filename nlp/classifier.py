@@ -220,9 +220,10 @@ class _CompiledModel:
         fold_of_column = np.array(folds)
         self.fold_columns = [np.flatnonzero(fold_of_column == fold) for fold in range(self.n_folds)]
         self.binary = n_classes == 2
-        in_class_order = np.tile(np.arange(n_classes), self.n_folds)
-        self.fold_major = (True if not self.binary and len(self.targets) == len(in_class_order)
-                           and bool((self.targets == in_class_order).all()) else None)
+        class_order = np.tile(np.arange(n_classes), self.n_folds)
+        # Every fold has every class, in class order (the usual case): calibration needs no scatter.
+        self.in_class_order = (not self.binary and len(self.targets) == len(class_order)
+                               and bool((self.targets == class_order).all()))
         # For the key terms: each feature's n-gram, whether it is a word feature, and each class's coefficients
         # averaged over the calibrated folds.
         self.names: list[str] = [""] * self.n_features
@@ -282,7 +283,7 @@ class _CompiledModel:
         """What `CalibratedClassifierCV.predict_proba` returns, from the rows' decisions."""
         calibrated = 1.0 / (1.0 + np.exp(self.slopes * decisions + self.offsets))
         rows, n_classes = decisions.shape[0], len(self.classes)
-        if self.fold_major is not None:  # every fold has every class, in class order: no scatter needed
+        if self.in_class_order:
             proba = calibrated.reshape(rows, self.n_folds, n_classes)
             total = proba.sum(axis=2, keepdims=True)
             proba = np.divide(proba, total, out=np.full_like(proba, 1.0 / n_classes), where=total != 0)
@@ -343,12 +344,13 @@ class Classifier:
         """Label, confidence, top-3, key terms. Texts are classified on their first 5,000 characters."""
         return self.classify_many([text])[0]
 
-    def classify_many(self, texts: list[str]) -> list[Tag]:
+    def classify_many(self, texts: list[str], *, terms: bool = True) -> list[Tag]:
+        """`classify` for many texts; `terms=False` leaves the key terms empty (about 10 % faster)."""
         try:
-            return self._classify_many(texts)
+            return self._classify_many(texts, terms)
         except Exception:  # every report must get an answer; the reason goes to the log
             if len(texts) > 1:
-                return [self.classify(text) for text in texts]
+                return [tag for text in texts for tag in self.classify_many([text], terms=terms)]
             log.exception("model %s failed on a text of %d characters", self.version, len(str(texts[0])))
             return [self._fallback_tag(confidence=0.0)]
 
@@ -381,7 +383,7 @@ class Classifier:
         probabilities[featureless] = 1.0 / len(self.labels)
         return probabilities
 
-    def _classify_many(self, texts: list[str]) -> list[Tag]:
+    def _classify_many(self, texts: list[str], with_terms: bool) -> list[Tag]:
         if not texts:
             return []
         normalised = [self._prepare(text) for text in texts]
@@ -398,9 +400,11 @@ class Classifier:
             if not len(indices):
                 tags.append(self._fallback_tag())
                 continue
-            winner = int(np.argmax(row))
-            contributions = compiled.contributions(indices, values, winner)
-            tags.append(self._tag(row, self._key_terms(text, text_words, indices, contributions)))
+            key_terms: list[str] = []
+            if with_terms:
+                contributions = compiled.contributions(indices, values, int(np.argmax(row)))
+                key_terms = self._key_terms(text, text_words, indices, contributions)
+            tags.append(self._tag(row, key_terms))
         return tags
 
     def _fallback_tag(self, confidence: float | None = None) -> Tag:

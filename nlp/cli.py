@@ -148,7 +148,7 @@ def _output_stream() -> TextIO:
 
 
 def _write_results(out: TextIO, classifier: Classifier, pending: list[tuple[Any, str]], explain: bool) -> None:
-    tags = classifier.classify_many([text for _, text in pending])
+    tags = classifier.classify_many([text for _, text in pending], terms=explain)
     for (identifier, _), tag in zip(pending, tags, strict=True):
         result: dict[str, Any] = {
             "id": identifier,

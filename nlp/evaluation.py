@@ -128,13 +128,14 @@ def report_from_predictions(
 
 
 def evaluate_classifier(classifier: Any, examples: Sequence[Example]) -> EvaluationReport:
-    """Score a `Classifier` on labelled examples (its labels first, then any the data adds)."""
+    """Score a `Classifier` on labelled examples; labels in the taxonomy's order, then any others."""
     probabilities = classifier.predict_proba([e.text for e in examples])
     best = probabilities.argmax(axis=1) if len(examples) else np.empty(0, dtype=int)
     predicted = [classifier.labels[i] for i in best]
     confidences = [float(probabilities[row, i]) for row, i in enumerate(best)]
-    extra_labels = sorted({e.label for e in examples} - set(classifier.labels))
-    return report_from_predictions(examples, predicted, confidences, list(classifier.labels) + extra_labels)
+    known = set(classifier.labels) | {e.label for e in examples}
+    order = [label for label in LABELS if label in known] + sorted(known - set(LABELS))
+    return report_from_predictions(examples, predicted, confidences, order)
 
 
 def cross_validate(
@@ -173,13 +174,11 @@ def cross_validate(
 def _cjk_font() -> str | None:
     from matplotlib import font_manager
 
-    for font in font_manager.fontManager.ttflist:
-        if "CJK SC" in font.name or font.name in ("Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Zen Hei"):
-            return str(font.name)
-    for font in font_manager.fontManager.ttflist:
-        if "CJK" in font.name:
-            return str(font.name)
-    return None
+    names = {font.name for font in font_manager.fontManager.ttflist}
+    for preferred in ("Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "Noto Serif CJK SC"):
+        if preferred in names:
+            return preferred
+    return next((name for name in sorted(names) if "CJK" in name), None)
 
 
 def plot_confusion(report: EvaluationReport, path: Path, title: str) -> Path:

@@ -14,6 +14,7 @@ Versions sort by time: `YYYYMMDD-HHMMSS-<first 6 hex of the data fingerprint>` (
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import threading
@@ -22,17 +23,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from nlp.classifier import ARTIFACT_FILE, METADATA_FILE, Classifier, file_sha256, read_metadata, verify_artifact
 from nlp.corpus import Example, exclude_eval_texts, load_seed_corpus
 from nlp.errors import ModelIntegrityError, ModelNotFoundError, PromotionRefusedError, RegistryError
 from nlp.tokenizer import warm_up
 
+if TYPE_CHECKING:
+    from nlp.training import TrainedModel
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX: changes are serialised within the process only
     fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
 
 REGISTRY_FILE = "registry.json"
 LOCK_FILE = ".lock"
@@ -194,7 +200,7 @@ class ModelRegistry:
             version = f"{base}-{suffix}"
         return version
 
-    def add(self, trained: Any, metrics: Mapping[str, Any] | None = None, *, source: str = "") -> ModelInfo:
+    def add(self, trained: TrainedModel, metrics: Mapping[str, Any] | None = None, *, source: str = "") -> ModelInfo:
         """Save a `TrainedModel` as a new version (not promoted)."""
         import joblib
 
@@ -290,8 +296,11 @@ class ModelRegistry:
         infos = []
         for model_dir in sorted(self.models_dir.iterdir()):
             if model_dir.is_dir() and not model_dir.name.startswith(".") and (model_dir / METADATA_FILE).is_file():
-                metadata = read_metadata(model_dir)
-                infos.append(ModelInfo.from_metadata(metadata, model_dir, metadata["version"] == promoted))
+                try:
+                    metadata = read_metadata(model_dir)
+                    infos.append(ModelInfo.from_metadata(metadata, model_dir, metadata["version"] == promoted))
+                except ModelIntegrityError as problem:
+                    log.warning("skipping %s: %s", model_dir.name, problem)
         return infos
 
 

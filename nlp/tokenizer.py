@@ -217,11 +217,18 @@ def segment(text: str) -> list[str]:
     assert _segmenter is not None
     frequencies = _segmenter.FREQ
     tokens: list[str] = []
-    for block in _RE_HAN.split(text):
+    # The pattern captures, so the split alternates: other characters at even positions, CJK/alphanumeric
+    # runs at odd ones.
+    for number, block in enumerate(_RE_HAN.split(text)):
         if not block:
             continue
-        if _RE_HAN.match(block):
-            tokens.extend(_segment_block(block, frequencies))
+        if number % 2:
+            if len(block) == 1:
+                tokens.append(block)
+            else:
+                tokens.extend(_segment_block(block, frequencies))
+        elif " " not in block and block.isprintable():  # no whitespace: one token per character
+            tokens.extend(block)
         else:
             for piece in _RE_SKIP.split(block):
                 if _RE_SKIP.match(piece):

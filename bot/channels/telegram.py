@@ -119,7 +119,7 @@ class TelegramChannel:
             .base_file_url(f"{root}/file/bot")
             .rate_limiter(AIORateLimiter(overall_max_rate=max_rate, overall_time_period=1, max_retries=0))
             .concurrent_updates(64)
-            .connection_pool_size(64)
+            .connection_pool_size(8)  # carries Telegram's 30 messages/s; a larger pool costs CPU per request
             .pool_timeout(30)
         )
         if settings.telegram_webhook_url:

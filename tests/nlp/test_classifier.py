@@ -166,3 +166,11 @@ def test_broken_metadata(saved_models: tuple[Path, ModelInfo], tmp_path: Path) -
         Classifier.load(copy)
     with pytest.raises(ModelNotFoundError):
         Classifier.load(tmp_path / "missing")
+
+
+def test_classify_many_without_terms(classifier: Classifier) -> None:
+    texts = [e.text for e in load_seed_corpus("eval")[:20]]
+    with_terms = classifier.classify_many(texts)
+    without = classifier.classify_many(texts, terms=False)
+    assert [t.top for t in without] == [t.top for t in with_terms]
+    assert all(t.terms == [] for t in without)
