@@ -402,12 +402,14 @@ class Meter:
     def __init__(self, proc: BotProcess) -> None:
         self.proc = proc
         self.bot, self.main, self.own, self.machine = proc.cpu(), proc.main_thread_cpu(), _own_cpu(), _machine_busy()
+        self.began = time.monotonic()
 
     def read(self, work: Workload) -> dict[str, float]:
         bot = self.proc.cpu() - self.bot
         main = self.proc.main_thread_cpu() - self.main
         own = _own_cpu() - self.own
         others = max(0.0, _machine_busy() - self.machine - bot - own)
+        elapsed = time.monotonic() - self.began  # a little longer than the run: the bot settles
         return {
             "cpu_s": bot,
             "cpu_ms_per_update": bot / work.updates * 1000,
@@ -415,7 +417,7 @@ class Meter:
             "bot_cpu_share": bot / work.wall,
             "standin_cpu_share": own / work.wall,
             "standin_cpu_ms_per_update": own / work.updates * 1000,
-            "others_cpu_share": others / work.wall,
+            "others_cpu_share": others / elapsed,
         }
 
 

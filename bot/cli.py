@@ -12,6 +12,7 @@ import typer
 from bot.channels.wechat import wechat_app
 from bot.config import ConfigError, Settings, load_settings
 from console.cli import staff_app
+from nlp.cli import classify, model_app
 
 app = typer.Typer(help="Qinglian (清廉): public-reporting chatbot.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -19,6 +20,8 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(staff_app, name="staff")
 app.add_typer(wechat_app, name="wechat")
+app.command()(classify)
+app.add_typer(model_app)
 
 
 def _settings() -> Settings:
