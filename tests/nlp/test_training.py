@@ -23,7 +23,13 @@ def test_training_records_its_metadata(trained: TrainedModel) -> None:
     assert trained.n_examples == len(train_split)
     assert sum(trained.label_counts.values()) == len(train_split)
     assert trained.data_fingerprint == data_fingerprint(train_split)
-    assert trained.params == {**TrainingParams().as_dict(), "calibration_folds": 5}
+    assert trained.params == {**TrainingParams().as_dict(), "lead_chars": 0, "calibration_folds": 5}
+    # the opening block was weighed by 3-fold cross-validation of the training data and left out
+    assert trained.selection is not None
+    assert (trained.selection["parameter"], trained.selection["chosen"], trained.selection["folds"]) == (
+        "lead_chars", 0, 3)
+    assert set(trained.selection["scores"]) == {"0", "30"}
+    assert trained.selection["scores"]["0"] >= trained.selection["scores"]["30"]
     assert {"python", "scikit-learn", "numpy", "jieba"} <= set(trained.library_versions)
     assert trained.training_seconds < 30
 
@@ -68,3 +74,18 @@ def test_unknown_parameters_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown training parameters: colour"):
         TrainingParams.from_mapping({"colour": "red"})
     assert TrainingParams.from_mapping({"C": 0.5}).C == 0.5
+
+
+def test_selection_is_deterministic_and_fixed_parameters_skip_it() -> None:
+    examples = _small_corpus(12)
+    first, again = train(examples), train(list(reversed(examples)))
+    assert first.selection is not None and first.selection["scores"] == again.selection["scores"]
+    assert first.params["lead_chars"] == again.params["lead_chars"] == first.selection["chosen"]
+    fixed = train(examples, params={"lead_chars": 30})
+    assert fixed.selection is None and fixed.params["lead_chars"] == 30
+    assert [name for name, _ in fixed.pipeline.named_steps["features"].transformer_list] == ["words", "chars", "lead"]
+
+
+def test_too_few_examples_to_choose_take_the_first_candidate() -> None:
+    model = train(_small_corpus(3))
+    assert model.selection is None and model.params["lead_chars"] == 0
