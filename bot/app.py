@@ -21,12 +21,14 @@ from bot.jobs import run_digests, run_housekeeping
 from bot.runtime import Runtime
 from console.app import mount_console
 from console.cli import ensure_first_admin
+from storage import crypto
 from storage.migrate import upgrade
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> FastAPI:
+    crypto.install(settings.resolved_keyring())
     runtime = Runtime.build(settings)
     telegram_channel: Any = None
     wechat_channel: Any = None

@@ -18,6 +18,8 @@ app = typer.Typer(help="Qinglian (清廉): public-reporting chatbot.", no_args_i
                   pretty_exceptions_enable=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+keys_app = typer.Typer(help="Encryption keys of reporter data: generate, status, rotate.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 app.add_typer(staff_app, name="staff")
 app.add_typer(wechat_app, name="wechat")
 app.command()(classify)
@@ -25,9 +27,12 @@ app.add_typer(model_app)
 
 
 def _settings() -> Settings:
+    from storage import crypto
+
     try:
         settings = load_settings()
         settings.resolved_secret_key()
+        crypto.install(settings.resolved_keyring())
     except ConfigError as problem:
         typer.echo(f"qinglian: {problem}", err=True)
         raise typer.Exit(2) from None
@@ -134,8 +139,9 @@ def db_backup(file: Annotated[str, typer.Argument(help="The archive to write (.t
     files and the classifier models, with a manifest of checksums.
 
     The backup is database-agnostic: one taken from SQLite restores into PostgreSQL and back, which is
-    how to move from the embedded default to production. The secret key is not included: keep
-    QINGLIAN_SECRET_KEY (or <data_dir>/secret.key) to keep receipt codes valid after a restore.
+    how to move from the embedded default to production. Encrypted fields stay encrypted in the backup.
+    The keys are not included: keep QINGLIAN_SECRET_KEY (or <data_dir>/secret.key), the encryption keys
+    and QINGLIAN_PSEUDONYM_KEY, which a restore needs to keep receipt codes valid and reports readable.
     """
     from pathlib import Path
 
@@ -178,6 +184,134 @@ def db_restore(
     for table_name, count in summary.row_counts.items():
         typer.echo(f"  {table_name}: {count} rows")
     typer.echo(f"  files: {summary.file_count}")
+
+
+@keys_app.command("generate")
+def keys_generate() -> None:
+    """Print a new random encryption key (for QINGLIAN_ENCRYPTION_KEY); nothing is stored."""
+    from storage.crypto import generate_key
+
+    typer.echo(generate_key())
+
+
+def _key_origins(settings: Settings) -> dict[str, str]:
+    ring = settings.resolved_keyring()
+    origins = {key_id: key.origin for key_id, key in ring.keys.items()}
+    origins[ring.current.key_id] = f"{ring.current.origin}, current"
+    return origins
+
+
+@keys_app.command("status")
+def keys_status() -> None:
+    """How many stored values each key encrypts, per encrypted column; whether the key ring reads them all."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from storage.db import create_engine
+    from storage.keys import PLAINTEXT, key_status
+
+    settings = _settings()
+    origins = _key_origins(settings)
+
+    async def run() -> dict[str, dict[str, int]]:
+        engine = create_engine(settings.resolved_database_url)
+        try:
+            return await key_status(engine)
+        finally:
+            await engine.dispose()
+
+    status = asyncio.run(run())
+    console = Console()
+    table = Table("column", "key id", "key", "values")
+    totals: dict[str, int] = {}
+    for label, counts in status.items():
+        for key_id, count in sorted(counts.items()):
+            totals[key_id] = totals.get(key_id, 0) + count
+            known = origins.get(key_id)
+            missing = "[yellow]not encrypted[/yellow]" if key_id == PLAINTEXT else "[red]not in the key ring[/red]"
+            shown = known or missing
+            table.add_row(label, key_id, shown, str(count))
+    console.print(table)
+    for key_id, origin in origins.items():
+        console.print(f"key {key_id} ({origin}): {totals.get(key_id, 0)} values", highlight=False)
+    unreadable = {key_id: count for key_id, count in totals.items() if key_id not in origins}
+    if unreadable:
+        console.print(f"[red]values under keys missing from the key ring: {unreadable}[/red]", highlight=False)
+        raise typer.Exit(1)
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    new_key: Annotated[str | None, typer.Option(
+        "--new-key", help="Re-encrypt under this key instead of QINGLIAN_ENCRYPTION_KEY (with the service "
+                          "stopped; set it as QINGLIAN_ENCRYPTION_KEY before starting again).")] = None,
+    generate: Annotated[bool, typer.Option(
+        "--generate", help="Like --new-key, with a newly generated key, which is printed.")] = False,
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Rows per transaction.")] = 200,
+) -> None:
+    """Re-encrypt every encrypted field under the current key (QINGLIAN_ENCRYPTION_KEY), batch by batch.
+
+    Every key in QINGLIAN_ENCRYPTION_OLD_KEYS still decrypts. Safe while the service runs, when every
+    process already has the same QINGLIAN_ENCRYPTION_KEY; interrupted, it continues where it stopped
+    when run again. Afterwards `qinglian keys status` shows whether an old key is still needed.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from storage.crypto import CryptoError, DataKey, generate_key, parse_key
+    from storage.db import create_engine
+    from storage.keys import rotate
+
+    if new_key and generate:
+        typer.echo("qinglian: give either --new-key or --generate", err=True)
+        raise typer.Exit(2)
+    settings = _settings()
+    ring = settings.resolved_keyring()
+    target = ring.current
+    printed_key = None
+    if generate:
+        new_key = printed_key = generate_key()
+    if new_key:
+        try:
+            target = DataKey(parse_key(new_key), "--new-key")
+        except CryptoError as problem:
+            typer.echo(f"qinglian: the new key {problem}", err=True)
+            raise typer.Exit(2) from None
+    console = Console()
+    console.print(f"re-encrypting under key {target.key_id} ({target.origin if target is ring.current else 'new'})",
+                  highlight=False)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        tasks: dict[str, object] = {}
+
+        def on_start(table: str, total: int) -> None:
+            tasks[table] = progress.add_task(table, total=total)
+
+        def on_batch(table: str, done: int) -> None:
+            progress.advance(tasks[table], done)  # type: ignore[arg-type]
+
+        async def run() -> dict[str, int]:
+            engine = create_engine(settings.resolved_database_url)
+            try:
+                return await rotate(engine, ring, target, batch_size=batch_size, on_start=on_start,
+                                    on_batch=on_batch)
+            finally:
+                await engine.dispose()
+
+        try:
+            changed = asyncio.run(run())
+        except CryptoError as problem:
+            progress.stop()
+            typer.echo(f"qinglian: {problem}; nothing after the last finished batch was changed, "
+                       "run the command again with the missing key in QINGLIAN_ENCRYPTION_OLD_KEYS", err=True)
+            raise typer.Exit(1) from None
+    console.print(f"{sum(changed.values())} rows re-encrypted under key {target.key_id}", highlight=False)
+    if target is not ring.current:
+        console.print("Before the service starts again, set on every process:", highlight=False)
+        console.print(f"  QINGLIAN_ENCRYPTION_KEY={printed_key or '<the key given with --new-key>'}", highlight=False)
+        if settings.encryption_key:
+            console.print(f"  QINGLIAN_ENCRYPTION_OLD_KEYS=<the key {ring.current.key_id} used until now>, kept until "
+                          "`qinglian keys status` shows no value under it", highlight=False)
 
 
 def main() -> None:

@@ -12,11 +12,14 @@ import tomllib
 from datetime import date
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from storage.crypto import KeyRing
 
 DEFAULT_CITY_CONFIG = Path(__file__).with_name("default_config.toml")
 PLACEHOLDER_SECRETS = frozenset({"", "change-me", "change_me", "changeme", "secret", "placeholder", "dev", "test",
@@ -74,6 +77,11 @@ class Limits(BaseModel):
     status_window_minutes: int = Field(default=10, ge=1)
     case_session_minutes: int = Field(default=30, ge=1)
     reports_per_day: int = Field(default=10, ge=1)
+    #: reports filed from one client address (IPv6: one /64) within 24 hours; 0: no limit. Only where the
+    #: channel knows the address (the web chat); behind a proxy see FORWARDED_ALLOW_IPS in docs/deploy.md
+    reports_per_ip_per_day: int = Field(default=30, ge=0)
+    #: wrong receipt codes from one client address within `status_window_minutes`; 0: no limit
+    status_wrong_codes_per_ip: int = Field(default=20, ge=0)
     contact_retention_days: int = Field(default=365, ge=1)
 
 
@@ -161,6 +169,9 @@ class Settings(BaseSettings):
     wechat_token: str | None = None
     wechat_aes_key: str | None = None
     wechat_api_url: str = "https://api.weixin.qq.com"
+    encryption_key: str | None = None
+    encryption_old_keys: str | None = None
+    pseudonym_key: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("wechat_aes_key")
@@ -217,6 +228,10 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        if value.startswith("sqlite"):
+            from storage.db import sqlite_busy_timeout
+
+            sqlite_busy_timeout(value)  # `?timeout=N`: seconds a write waits for the lock (default 30)
         return value
 
     @property
@@ -251,6 +266,48 @@ class Settings(BaseSettings):
             key_file.write_text(secrets.token_urlsafe(48))
             key_file.chmod(0o600)
         return key_file.read_text().strip().encode()
+
+    def resolved_keyring(self) -> KeyRing:
+        """The keys of reporter data: `QINGLIAN_ENCRYPTION_KEY` encrypts, every key of
+        `QINGLIAN_ENCRYPTION_OLD_KEYS` (comma-separated) still decrypts, and the key derived from the secret
+        key with HKDF — the current key when no encryption key is set — always decrypts too, so a
+        deployment that starts without an explicit key can adopt one later.
+
+        Pseudonyms of user ids use `QINGLIAN_PSEUDONYM_KEY`, or a key derived from the secret key.
+        """
+        from storage.crypto import DataKey, KeyRing, derive
+
+        secret = self.resolved_secret_key()
+        derived = DataKey(derive(secret, "qinglian field encryption key v1"), "derived from QINGLIAN_SECRET_KEY")
+        current = derived
+        if self._real_key_setting("encryption_key"):
+            current = DataKey(self._parse_key("encryption_key", self.encryption_key or ""), "QINGLIAN_ENCRYPTION_KEY")
+        older = [DataKey(self._parse_key("encryption_old_keys", part), "QINGLIAN_ENCRYPTION_OLD_KEYS")
+                 for part in (self.encryption_old_keys or "").replace("\n", ",").split(",") if part.strip()]
+        pseudonym_key = derive(secret, "qinglian pseudonyms v1")
+        if self._real_key_setting("pseudonym_key"):
+            pseudonym_key = self._parse_key("pseudonym_key", self.pseudonym_key or "")
+        return KeyRing(current, [*older, derived], pseudonym_key=pseudonym_key)
+
+    def _real_key_setting(self, name: str) -> bool:
+        value = getattr(self, name)
+        if not value or not value.strip():
+            return False
+        if value.strip().lower() in PLACEHOLDER_SECRETS:
+            if self.environment == "production":
+                raise ConfigError(f"QINGLIAN_{name.upper()} is a placeholder; set a real key "
+                                  "(`qinglian keys generate` prints one) or leave it unset")
+            return False
+        return True
+
+    @staticmethod
+    def _parse_key(name: str, value: str) -> bytes:
+        from storage.crypto import CryptoError, parse_key
+
+        try:
+            return parse_key(value)
+        except CryptoError as problem:
+            raise ConfigError(f"QINGLIAN_{name.upper()} {problem}") from None
 
     def webhook_secret(self) -> str:
         """Telegram's secret-token header value: configured, or derived from the secret key."""

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import CityConfig, Limits
-from storage import actions
+from storage import actions, client_limits
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,8 @@ async def housekeeping_once(sessionmaker: async_sessionmaker[AsyncSession], evid
             session, updates_before=now - UPDATE_MEMORY,
             guesses_before=now - timedelta(minutes=limits.status_window_minutes * 2),
         )
+        await client_limits.prune(session, reports_before=now - timedelta(hours=24, minutes=1),
+                                  wrong_codes_before=now - timedelta(minutes=limits.status_window_minutes + 1))
     if expired:
         log.info("expired %d unfinished drafts", expired)
 

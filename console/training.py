@@ -447,7 +447,7 @@ async def needs_labelling(session: AsyncSession, *, threshold: float, queues: Co
     total = int(await session.scalar(select(func.count()).select_from(Case).where(condition, *scope)) or 0)
     query = (
         select(Case.case_number, Case.queue, Case.status, Case.label, Case.predicted_label, Case.label_confidence,
-               Case.label_status, Case.created_at, func.substr(Case.description, 1, EXCERPT_CHARS))
+               Case.label_status, Case.created_at, Case.description)
         .where(condition, *scope)
         .order_by(sql_case((Case.label_status == "corrected", 1), else_=0),
                   sql_case((Case.label_confidence.is_(None), 0), else_=1),
@@ -459,7 +459,7 @@ async def needs_labelling(session: AsyncSession, *, threshold: float, queues: Co
         reason = "corrected" if label_status == "corrected" else "unclassified" if confidence is None \
             else "low_confidence"
         items.append(LabellingItem(number or "-", queue, status, label, predicted, confidence, label_status,
-                                   reason, created_at, excerpt or ""))
+                                   reason, created_at, (excerpt or "")[:EXCERPT_CHARS]))
     return items, total
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from storage.crypto import pseudonym
 from storage.models import (
     CLOSED_STATUSES,
     Attachment,
@@ -48,15 +49,19 @@ async def claim_update(session: AsyncSession, channel: str, update_key: str) -> 
 
 
 async def load_conversation(session: AsyncSession, channel: str, user_ref: str) -> Conversation:
-    """The resident's conversation, locked for this transaction (created on first contact)."""
+    """The resident's conversation, locked for this transaction (created on first contact).
+
+    Found by the pseudonym of `user_ref`; the real id is stored only encrypted, to send messages."""
+    user_key = pseudonym(channel, user_ref)
     query = (
         select(Conversation)
-        .where(Conversation.channel == channel, Conversation.user_ref == user_ref)
+        .where(Conversation.channel == channel, Conversation.user_key == user_key)
         .with_for_update()
     )
     conversation = (await session.execute(query)).scalar_one_or_none()
     if conversation is None:
-        conversation = Conversation(channel=channel, user_ref=user_ref, state="idle", draft={}, context={})
+        conversation = Conversation(channel=channel, user_key=user_key, user_ref=user_ref, state="idle", draft={},
+                                    context={})
         session.add(conversation)
         await session.flush()
     return conversation
@@ -125,7 +130,8 @@ async def file_report(
     triage_queue: str,
 ) -> tuple[Case, str]:
     """Store a submitted report with its first trace event. Returns the case and its receipt code,
-    which exists in plain text only in this return value."""
+    which exists in plain text only in this return value. `reporter_ref` is the reporter's real channel
+    address: stored encrypted, with its pseudonym for the daily limit."""
     while True:
         code = new_receipt_code()
         code_hash = receipt_code_hash(secret_key, code)
@@ -136,6 +142,7 @@ async def file_report(
         receipt_code_hash=code_hash,
         channel=channel,
         reporter_ref=reporter_ref,
+        reporter_key=pseudonym(channel, reporter_ref),
         locale=locale,
         district=district,
         place=place,
@@ -216,7 +223,8 @@ async def get_case(session: AsyncSession, case_id: int) -> Case | None:
 
 async def count_recent_wrong_codes(session: AsyncSession, channel: str, user_ref: str, since: datetime) -> int:
     query = select(func.count()).where(
-        StatusGuess.channel == channel, StatusGuess.user_ref == user_ref, StatusGuess.created_at >= since
+        StatusGuess.channel == channel, StatusGuess.user_key == pseudonym(channel, user_ref),
+        StatusGuess.created_at >= since,
     )
     return int(await session.scalar(query) or 0)
 
@@ -225,7 +233,8 @@ async def oldest_recent_wrong_code(
     session: AsyncSession, channel: str, user_ref: str, since: datetime
 ) -> datetime | None:
     query = select(func.min(StatusGuess.created_at)).where(
-        StatusGuess.channel == channel, StatusGuess.user_ref == user_ref, StatusGuess.created_at >= since
+        StatusGuess.channel == channel, StatusGuess.user_key == pseudonym(channel, user_ref),
+        StatusGuess.created_at >= since,
     )
     value = await session.scalar(query)
     if value is not None and value.tzinfo is None:
@@ -238,7 +247,7 @@ async def oldest_recent_wrong_code(
 async def record_wrong_code(
     session: AsyncSession, channel: str, user_ref: str, at: datetime | None = None
 ) -> None:
-    session.add(StatusGuess(channel=channel, user_ref=user_ref, created_at=at or utcnow()))
+    session.add(StatusGuess(channel=channel, user_key=pseudonym(channel, user_ref), created_at=at or utcnow()))
     await session.flush()
 
 
@@ -495,7 +504,7 @@ async def store_wechat_token(session: AsyncSession, app_id: str, access_token: s
 
 
 async def count_recent_reports(session: AsyncSession, channel: str, reporter_ref: str, since: datetime) -> int:
-    query = select(func.count()).where(Case.channel == channel, Case.reporter_ref == reporter_ref,
+    query = select(func.count()).where(Case.channel == channel, Case.reporter_key == pseudonym(channel, reporter_ref),
                                        Case.created_at >= since)
     return int(await session.scalar(query) or 0)
 
@@ -505,17 +514,25 @@ ERASED = "erased"
 
 async def erase_old_contacts(session: AsyncSession, closed_before: datetime, limit: int = 500) -> int:
     """Retention: forget how to reach reporters of cases closed long ago. The case, its trace and the
-    receipt code stay; the name, phone and channel address go. Returns how many cases were erased."""
+    receipt code stay; the name, phone, channel address and its pseudonym go, also from the case's
+    delivered messages. Returns how many cases were erased."""
     from storage.models import AuditEntry
 
     query = (select(Case).where(Case.status.in_([str(s) for s in CLOSED_STATUSES]),
-                                Case.closed_at < closed_before, Case.reporter_ref != ERASED)
+                                Case.closed_at < closed_before, Case.reporter_key != ERASED)
              .limit(limit).with_for_update(skip_locked=True))
     cases = list((await session.execute(query)).scalars())
     for case in cases:
         case.reporter_name = None
         case.reporter_phone = None
         case.reporter_ref = ERASED
+        case.reporter_key = ERASED
         session.add(AuditEntry(actor_id=None, action="retention.erase_contact", case_id=case.id, detail={}))
+    if cases:
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.case_id.in_([case.id for case in cases]), OutboxMessage.status != "pending")
+            .values(recipient=ERASED)
+        )
     await session.flush()
     return len(cases)

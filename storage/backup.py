@@ -13,8 +13,12 @@ Values are stored by column type, not by backend: datetimes as ISO 8601 with the
 columns as JSON, booleans as booleans, bytes as base64. So a backup taken from SQLite restores into
 PostgreSQL and the other way round.
 
-The secret key is not in the archive: receipt codes (and encrypted fields) of the restored data only
-work with the same `QINGLIAN_SECRET_KEY` (or the same `<data_dir>/secret.key`).
+Encrypted fields (storage/crypto.py) are copied as they are stored, ciphertext and pseudonyms, never
+decrypted: a backup holds no more plaintext than the database. The keys are not in the archive: receipt
+codes and encrypted fields of the restored data only work with the same `QINGLIAN_SECRET_KEY` (or the
+same `<data_dir>/secret.key`) and the encryption keys of the backup's time (`QINGLIAN_ENCRYPTION_KEY`,
+`QINGLIAN_ENCRYPTION_OLD_KEYS`, `QINGLIAN_PSEUDONYM_KEY`). A backup from before encryption (schema 0002
+or older) is restored as it was and then encrypted by the migration to the newest schema.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from sqlalchemy import (
     inspect,
     select,
     text,
+    type_coerce,
     update,
 )
 from sqlalchemy import table as table_clause
@@ -54,6 +59,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.types import TypeEngine
 
+from storage.crypto import EncryptedJSON, EncryptedText, PseudonymisedKey
 from storage.db import create_engine, is_sqlite
 from storage.models import Base
 
@@ -89,6 +95,22 @@ class RestoreSummary:
 
 
 # --- values ------------------------------------------------------------------------------------
+
+
+PLAINTEXT_REVISIONS = frozenset({"0001", "0002"})
+"""Schemas from before field encryption: the draft was a JSON column there."""
+PLAINTEXT_SKIPPED_TABLES = frozenset({"status_guesses"})
+"""Short-lived wrong-code records of those schemas, whose user column was renamed since: not carried over."""
+
+
+def _stored_type(column_: Any, revision: str | None) -> TypeEngine[Any]:
+    """The type of the value as the database stores it: encrypted columns are read and written raw."""
+    type_ = column_.type
+    if isinstance(type_, EncryptedJSON):
+        return JSON() if revision in PLAINTEXT_REVISIONS else type_.impl_instance
+    if isinstance(type_, EncryptedText | PseudonymisedKey):
+        return type_.impl_instance
+    return type_  # type: ignore[no-any-return]
 
 
 def _kind(type_: TypeEngine[Any]) -> str:
@@ -191,9 +213,13 @@ def _read_tables(connection: Connection) -> tuple[str | None, dict[str, list[dic
     for table in Base.metadata.sorted_tables:
         if table.name not in present:
             continue
+        if revision in PLAINTEXT_REVISIONS and table.name in PLAINTEXT_SKIPPED_TABLES:
+            continue
         columns = [c for c in table.columns if c.name in present[table.name]]
-        kinds = {c.name: _kind(c.type) for c in columns}
-        query = select(*columns).order_by(*_primary_key_order(table, present[table.name]))
+        types = {c.name: _stored_type(c, revision) for c in columns}
+        kinds = {name: _kind(type_) for name, type_ in types.items()}
+        query = (select(*[type_coerce(c, types[c.name]).label(c.name) for c in columns]).select_from(table)
+                 .order_by(*_primary_key_order(table, present[table.name])))
         data[table.name] = [
             {name: _encode(value, kinds[name]) for name, value in row._mapping.items()}
             for row in connection.execute(query)
@@ -412,7 +438,8 @@ async def _inspect_target(url: str) -> tuple[str | None, dict[str, int]]:
         await engine.dispose()
 
 
-def _insert_rows(connection: Connection, tables: dict[str, list[dict[str, Any]]], force: bool) -> list[str]:
+def _insert_rows(connection: Connection, tables: dict[str, list[dict[str, Any]]], force: bool,
+                 revision: str | None) -> list[str]:
     present = _present_columns(connection)
     missing = sorted(set(tables) - set(present))
     if missing:
@@ -430,16 +457,17 @@ def _insert_rows(connection: Connection, tables: dict[str, list[dict[str, Any]]]
             connection.execute(delete(table))
     for table in Base.metadata.sorted_tables:
         rows = tables.get(table.name)
-        if not rows:
+        if not rows or (revision in PLAINTEXT_REVISIONS and table.name in PLAINTEXT_SKIPPED_TABLES):
             continue
         unknown = set().union(*(row.keys() for row in rows)) - present[table.name]
         if unknown:
             raise BackupError(f"table {table.name} in the backup has columns the target lacks: {sorted(unknown)}")
         names = [c.name for c in table.columns if c.name in rows[0] or any(c.name in row for row in rows)]
-        kinds = {c.name: _kind(c.type) for c in table.columns}
+        types = {c.name: _stored_type(c, revision) for c in table.columns}
+        kinds = {name: _kind(type_) for name, type_ in types.items()}
         # JSON None becomes SQL NULL, as the service writes it when a value is unset.
         target = table_clause(table.name, *[
-            column(c.name, JSON(none_as_null=True) if kinds[c.name] == "json" else c.type)
+            column(c.name, JSON(none_as_null=True) if kinds[c.name] == "json" else types[c.name])
             for c in table.columns if c.name in names
         ])
         # A column pointing into its own table (a case marked duplicate of another) is filled in afterwards,
@@ -484,17 +512,19 @@ def _reset_sequences(connection: Connection, present: dict[str, set[str]]) -> No
         )
 
 
-async def _restore_rows(url: str, tables: dict[str, list[dict[str, Any]]], force: bool) -> list[str]:
+async def _restore_rows(url: str, tables: dict[str, list[dict[str, Any]]], force: bool,
+                        revision: str | None) -> list[str]:
     engine = create_engine(url)
     try:
         async with engine.begin() as connection:
-            return await _run(connection, tables, force)
+            return await _run(connection, tables, force, revision)
     finally:
         await engine.dispose()
 
 
-async def _run(connection: AsyncConnection, tables: dict[str, list[dict[str, Any]]], force: bool) -> list[str]:
-    return await connection.run_sync(_insert_rows, tables, force)
+async def _run(connection: AsyncConnection, tables: dict[str, list[dict[str, Any]]], force: bool,
+               revision: str | None) -> list[str]:
+    return await connection.run_sync(_insert_rows, tables, force, revision)
 
 
 def _write_files(data_dir: Path, files: dict[str, bytes]) -> None:
@@ -544,7 +574,7 @@ def restore_backup(database_url: str, data_dir: Path, source: Path, *, force: bo
         else:
             upgrade(database_url, target_revision)
         _write_files(Path(data_dir), archive.files)
-        emptied = asyncio.run(_restore_rows(database_url, archive.tables, force))
+        emptied = asyncio.run(_restore_rows(database_url, archive.tables, force, revision))
         upgrade(database_url, "head")
     except (OSError, SQLAlchemyError) as exc:
         raise BackupError(f"restore failed: {_reason(exc)}") from None

@@ -20,8 +20,11 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy import event as orm_event
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column, relationship
+
+from storage.crypto import EncryptedJSON, EncryptedText, PseudonymisedKey, pseudonym
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -81,17 +84,22 @@ class TraceKind(StrEnum):
 
 
 class Conversation(Base):
-    """One resident on one channel: where they are in the dialog and their unfinished draft."""
+    """One resident on one channel: where they are in the dialog and their unfinished draft.
+
+    `user_key` (the keyed pseudonym of channel and user id) is what lookups use; `user_ref`, the address
+    messages go to, and the draft are stored encrypted (storage/crypto.py).
+    """
 
     __tablename__ = "conversations"
-    __table_args__ = (UniqueConstraint("channel", "user_ref", name="uq_conversation_user"),)
+    __table_args__ = (UniqueConstraint("channel", "user_key", name="uq_conversation_user_key"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     channel: Mapped[str] = mapped_column(String(16))
-    user_ref: Mapped[str] = mapped_column(String(128))
+    user_key: Mapped[str] = mapped_column(String(64))
+    user_ref: Mapped[str] = mapped_column(EncryptedText("conversations.user_ref"))
     locale: Mapped[str | None] = mapped_column(String(8))
     state: Mapped[str] = mapped_column(String(32), default="idle")
-    draft: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    draft: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON("conversations.draft"), default=dict)
     context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     draft_updated_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -99,31 +107,37 @@ class Conversation(Base):
 
 
 class ProcessedUpdate(Base):
-    """Channel updates already handled, so a redelivered one does nothing."""
+    """Channel updates already handled, so a redelivered one does nothing. A WeChat event's key holds the
+    openid, so only a keyed hash of the key is stored."""
 
     __tablename__ = "processed_updates"
 
     channel: Mapped[str] = mapped_column(String(16), primary_key=True)
-    update_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    update_key: Mapped[str] = mapped_column(PseudonymisedKey(), primary_key=True)
     processed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class Case(Base):
+    """A submitted report. The text, the reporter's name, phone and channel address (`reporter_ref`) are
+    stored encrypted; `reporter_key`, the pseudonym of channel and user id, is what limits count by."""
+
     __tablename__ = "cases"
+    __table_args__ = (Index("ix_cases_reporter_key", "channel", "reporter_key", "created_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_number: Mapped[str | None] = mapped_column(String(32), unique=True)
     receipt_code_hash: Mapped[str] = mapped_column(String(64), unique=True)
     channel: Mapped[str] = mapped_column(String(16))
-    reporter_ref: Mapped[str] = mapped_column(String(128))
+    reporter_ref: Mapped[str] = mapped_column(EncryptedText("cases.reporter_ref"))
+    reporter_key: Mapped[str] = mapped_column(String(64))
     locale: Mapped[str] = mapped_column(String(8))
     district: Mapped[str | None] = mapped_column(String(40))
     place: Mapped[str] = mapped_column(Text)
     occurred: Mapped[str] = mapped_column(String(200))
-    description: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(EncryptedText("cases.description"))
     anonymous: Mapped[bool] = mapped_column(Boolean, default=True)
-    reporter_name: Mapped[str | None] = mapped_column(String(80))
-    reporter_phone: Mapped[str | None] = mapped_column(String(20))
+    reporter_name: Mapped[str | None] = mapped_column(EncryptedText("cases.reporter_name"))
+    reporter_phone: Mapped[str | None] = mapped_column(EncryptedText("cases.reporter_phone"))
     status: Mapped[str] = mapped_column(String(20), default=CaseStatus.RECEIVED, index=True)
     queue: Mapped[str] = mapped_column(String(60), index=True)
     label: Mapped[str | None] = mapped_column(String(40))
@@ -158,7 +172,7 @@ class TraceEvent(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(20))
-    body: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(EncryptedText("trace_events.body"))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     actor: Mapped[str] = mapped_column(String(40), default="system")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -186,15 +200,18 @@ class Attachment(Base):
 
 
 class OutboxMessage(Base):
-    """A message to a resident, written in the transaction that caused it and delivered by a worker."""
+    """A message to a resident, written in the transaction that caused it and delivered by a worker.
+
+    The payload (a dialog reply can quote the report) is encrypted; so is the recipient's address,
+    deterministically, because delivery compares recipients in SQL to keep each one's messages in order."""
 
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_pending", "status", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     channel: Mapped[str] = mapped_column(String(16))
-    recipient: Mapped[str] = mapped_column(String(128), index=True)
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    recipient: Mapped[str] = mapped_column(EncryptedText("outbox.recipient", deterministic=True), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON("outbox.payload"))  # replies quote the report
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="SET NULL"))
     status: Mapped[str] = mapped_column(String(12), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -205,14 +222,14 @@ class OutboxMessage(Base):
 
 
 class StatusGuess(Base):
-    """A wrong receipt code entered by a resident; recent ones throttle further guesses."""
+    """A wrong receipt code entered by a resident (by their pseudonym); recent ones throttle further guesses."""
 
     __tablename__ = "status_guesses"
-    __table_args__ = (Index("ix_status_guess_user_time", "channel", "user_ref", "created_at"),)
+    __table_args__ = (Index("ix_status_guess_user_time", "channel", "user_key", "created_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     channel: Mapped[str] = mapped_column(String(16))
-    user_ref: Mapped[str] = mapped_column(String(128))
+    user_key: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -320,3 +337,15 @@ class WeChatAccessToken(Base):
     access_token: Mapped[str] = mapped_column(Text)
     expires_at: Mapped[datetime]
     refreshed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+@orm_event.listens_for(Conversation, "before_insert")
+def _conversation_pseudonym(_mapper: Mapper[Any], _connection: Connection, target: Conversation) -> None:
+    if target.user_key is None:
+        target.user_key = pseudonym(target.channel, target.user_ref)
+
+
+@orm_event.listens_for(Case, "before_insert")
+def _case_pseudonym(_mapper: Mapper[Any], _connection: Connection, target: Case) -> None:
+    if target.reporter_key is None:
+        target.reporter_key = pseudonym(target.channel, target.reporter_ref)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select
 from sqlalchemy import case as sql_case
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -76,17 +76,31 @@ def _filtered(query: Select[Any], flt: CaseFilter, threshold: float) -> Select[A
             Case.label_status == "corrected",
             and_(Case.label_status.is_(None), or_(Case.label_confidence.is_(None), Case.label_confidence < threshold)),
         ))
-    if flt.text:
-        pattern = f"%{flt.text.replace('%', '').replace('_', '')}%"
-        query = query.where(or_(Case.case_number.ilike(pattern), Case.place.ilike(pattern),
-                                Case.description.ilike(pattern)))
     return query
+
+
+async def _text_condition(session: AsyncSession, flt: CaseFilter, threshold: float) -> ColumnElement[bool]:
+    """Text in the case number or place (searched by SQL) or in the description, which is encrypted: the
+    descriptions of the otherwise matching cases are decrypted and searched here."""
+    assert flt.text
+    needle = flt.text.casefold()
+    matching: list[int] = []
+    columns: Select[Any] = select(Case.id, Case.description)  # type: ignore[assignment]
+    scan = _filtered(columns, flt, threshold).execution_options(yield_per=500)
+    async for case_id, description in await session.stream(scan):
+        if needle in description.casefold():
+            matching.append(case_id)
+    pattern = f"%{flt.text.replace('%', '').replace('_', '')}%"
+    return or_(Case.case_number.ilike(pattern), Case.place.ilike(pattern),
+               Case.id.in_(bindparam("description_matches", matching, expanding=True, literal_execute=True)))
 
 
 async def list_cases(session: AsyncSession, flt: CaseFilter, *, page: int, per_page: int,
                      threshold: float = 0.0) -> tuple[list[Case], int]:
     """One page of cases, newest first, and the total that match."""
     base = _filtered(select(Case), flt, threshold)
+    if flt.text:
+        base = base.where(await _text_condition(session, flt, threshold))
     total = int(await session.scalar(select(func.count()).select_from(base.subquery())) or 0)
     rows = await session.execute(base.order_by(Case.created_at.desc(), Case.id.desc())
                                  .offset((page - 1) * per_page).limit(per_page))

@@ -11,12 +11,38 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_DSN = os.environ.get("QINGLIAN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+# The keys of reporter data for the whole test run, in the environment so that the services the tests
+# start (LiveService) and the settings the tests build read the same keys as the key ring installed below.
+TEST_ENCRYPTION_KEY = "TqcbPNlkElIz2tqM80uZ-xMF3OImwfVJvxPynk5SyaI"
+TEST_PSEUDONYM_KEY = "9ZyJLwwfX2Ju79Vtkz55IGLoyoWte5JlMuF9J7yYPIc"
+os.environ.setdefault("QINGLIAN_ENCRYPTION_KEY", TEST_ENCRYPTION_KEY)
+os.environ.setdefault("QINGLIAN_PSEUDONYM_KEY", TEST_PSEUDONYM_KEY)
+
+
+def make_test_keyring() -> Any:
+    from storage.crypto import DataKey, KeyRing, parse_key
+
+    return KeyRing(DataKey(parse_key(os.environ["QINGLIAN_ENCRYPTION_KEY"]), "test"),
+                   pseudonym_key=parse_key(os.environ["QINGLIAN_PSEUDONYM_KEY"]))
+
+
+@pytest.fixture(autouse=True)
+def encryption_keys() -> Iterator[None]:
+    """Every test starts with the test key ring installed; `create_app` and the CLI install their own from
+    the settings (the same keys, from the environment)."""
+    from storage import crypto
+
+    crypto.install(make_test_keyring())
+    yield
+    crypto.install(make_test_keyring())
 
 
 def free_port() -> int:

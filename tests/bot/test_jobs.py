@@ -42,7 +42,9 @@ async def test_expired_drafts_and_their_files_are_deleted(sessionmaker: Any, tmp
 
 
 async def test_contact_details_are_erased_after_the_retention_period(sessionmaker: Any, tmp_path: Path) -> None:
-    from storage.models import AuditEntry, Case, CaseStatus
+    from sqlalchemy import select, update
+
+    from storage.models import AuditEntry, Case, CaseStatus, OutboxMessage
 
     async with sessionmaker.begin() as session:
         cases = []
@@ -54,14 +56,20 @@ async def test_contact_details_are_erased_after_the_retention_period(sessionmake
                 reporter_phone="13812345678", attachment_ids=[], triage_queue="triage")
             cases.append(case)
         for case, age in zip(cases[:2], (400, 30), strict=True):
+            await actions.reply_to_reporter(session, case, "已办结。", actor="staff:1")
             case.status = CaseStatus.CLOSED
             case.closed_at = utcnow() - timedelta(days=age)
+        await session.execute(update(OutboxMessage).values(status="sent"))
     await housekeeping_once(sessionmaker, tmp_path, Limits(contact_retention_days=365))
+    await housekeeping_once(sessionmaker, tmp_path, Limits(contact_retention_days=365))  # nothing more to erase
     async with sessionmaker() as session:
         rows = {c.id: c for c in (await session.execute(Case.__table__.select())).all()}
         audits = list((await session.execute(AuditEntry.__table__.select())).all())
+        recipients = {m.case_id: m.recipient for m in (await session.execute(select(OutboxMessage))).scalars()}
     old, recent, still_open = (rows[c.id] for c in cases)
-    assert (old.reporter_name, old.reporter_phone, old.reporter_ref) == (None, None, "erased")
+    assert (old.reporter_name, old.reporter_phone, old.reporter_ref, old.reporter_key) == (None, None, "erased",
+                                                                                          "erased")
+    assert recipients == {cases[0].id: "erased", cases[1].id: "recent"}  # also from the delivered messages
     assert (recent.reporter_name, recent.reporter_ref) == ("张三", "recent")
     assert (still_open.reporter_phone, still_open.reporter_ref) == ("13812345678", "open")
     assert [(a.action, a.case_id) for a in audits] == [("retention.erase_contact", cases[0].id)]

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from storage import crypto
 from tests.conftest import LiveService, free_port
 from tests.standins.telegram_server import TelegramStandIn
 
@@ -71,6 +72,11 @@ class Chat:
 
 def _db(service: LiveService) -> sqlite3.Connection:
     return sqlite3.connect(service.data_dir / "qinglian.db")
+
+
+def _reporter(chat: Chat) -> str:
+    """What the database knows the resident by: the keyed pseudonym of their chat id."""
+    return crypto.pseudonym("telegram", str(chat.chat_id))
 
 
 def _code(text: str) -> str:
@@ -133,7 +139,7 @@ def test_full_report_in_chinese_with_a_photo(chat: Chat, service: LiveService) -
     code = file_report(chat)
     with _db(service) as db:
         case_id, district, place, anonymous, queue = db.execute(
-            "SELECT id, district, place, anonymous, queue FROM cases WHERE reporter_ref = ?", (str(chat.chat_id),)
+            "SELECT id, district, place, anonymous, queue FROM cases WHERE reporter_key = ?", (_reporter(chat),)
         ).fetchone()
         stored_names = [row[0] for row in db.execute("SELECT stored_name FROM attachments WHERE case_id = ?",
                                                       (case_id,))]
@@ -157,9 +163,13 @@ def test_full_report_in_english_typed_answers(standin: TelegramStandIn, service:
     chat.say("139 1234 5678", expect="Please check your report")
     chat.say("Submit", expect="Your report was submitted")
     with _db(service) as db:
-        row = db.execute("SELECT district, occurred, reporter_name, reporter_phone, locale FROM cases "
-                         "WHERE reporter_ref = ?", (str(chat.chat_id),)).fetchone()
-    assert row == ("kaifu", "2026-11-02", "Zhang Wei", "13912345678", "en")
+        district, occurred, name, phone, locale = db.execute(
+            "SELECT district, occurred, reporter_name, reporter_phone, locale FROM cases WHERE reporter_key = ?",
+            (_reporter(chat),)).fetchone()
+    keys = crypto.installed()  # the service's keys: both read them from the environment
+    assert (district, occurred, keys.decrypt(name, purpose="cases.reporter_name"),
+            keys.decrypt(phone, purpose="cases.reporter_phone"), locale) == (
+        "kaifu", "2026-11-02", "Zhang Wei", "13912345678", "en")
 
 
 def test_edit_from_summary_and_cancel(chat: Chat, service: LiveService) -> None:
@@ -176,7 +186,7 @@ def test_edit_from_summary_and_cancel(chat: Chat, service: LiveService) -> None:
     assert "区县：雨花区" in summary and "芙蓉区车管所" in summary
     chat.say("/cancel", expect="已取消本次举报")
     with _db(service) as db:
-        assert db.execute("SELECT count(*) FROM cases WHERE reporter_ref = ?", (str(chat.chat_id),)).fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM cases WHERE reporter_key = ?", (_reporter(chat),)).fetchone() == (0,)
 
 
 def test_bad_input_at_each_step_is_explained_and_asked_again(chat: Chat) -> None:
@@ -225,8 +235,8 @@ def test_restart_in_the_middle_resumes_the_draft(chat: Chat, service: LiveServic
     chat.press("identity:anonymous", expect="请核对举报内容")
     chat.press("summary:submit", expect="举报已提交")
     with _db(service) as db:
-        row = db.execute("SELECT district, place, occurred FROM cases WHERE reporter_ref = ?",
-                         (str(chat.chat_id),)).fetchone()
+        row = db.execute("SELECT district, place, occurred FROM cases WHERE reporter_key = ?",
+                         (_reporter(chat),)).fetchone()
     assert row == ("ningxiang", "宁乡市自然资源局窗口", "最近一个月内")
 
 
@@ -247,7 +257,7 @@ def test_a_redelivered_update_does_nothing(chat: Chat, service: LiveService) -> 
     chat.settle(quiet=1.0)
     assert chat.seen == len(standin.sent_messages(chat.chat_id))
     with _db(service) as db:
-        assert db.execute("SELECT count(*) FROM cases WHERE reporter_ref = ?", (str(chat.chat_id),)).fetchone() == (1,)
+        assert db.execute("SELECT count(*) FROM cases WHERE reporter_key = ?", (_reporter(chat),)).fetchone() == (1,)
 
 
 def test_status_follow_up_answer_and_rating(chat: Chat, service: LiveService) -> None:
@@ -261,7 +271,7 @@ def test_status_follow_up_answer_and_rating(chat: Chat, service: LiveService) ->
     chat.say("/status 12", expect="16位数字")
     # staff answer and close the case (the console will do this); the outbox tells the reporter
     with _db(service) as db:
-        case_id = db.execute("SELECT id FROM cases WHERE reporter_ref = ?", (str(chat.chat_id),)).fetchone()[0]
+        case_id = db.execute("SELECT id FROM cases WHERE reporter_key = ?", (_reporter(chat),)).fetchone()[0]
     _staff_answers_and_closes(service, case_id)
     chat.expect("收到办理答复")
     chat.expect("有新进展：已办结")

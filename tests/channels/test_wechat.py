@@ -31,6 +31,7 @@ from bot.channels.wechat import (
 )
 from bot.i18n import Texts
 from handlers.types import Choice, Outbound
+from storage import crypto
 from tests.conftest import REPO, LiveService
 from tests.standins import wechat_server
 from tests.standins.wechat_server import SERVICE_UNAVAILABLE, WeChatStandIn
@@ -258,6 +259,11 @@ def new_user(standin: WeChatStandIn, mode: str = "plaintext") -> User:
     return User(standin, f"oQL_{next(_next_user)}_x2kT9aYw8bVc", mode)
 
 
+def _reporter(openid: str) -> str:
+    """What the database knows the resident by: the keyed pseudonym of their openid."""
+    return crypto.pseudonym("wechat", openid)
+
+
 def _db(service: LiveService) -> sqlite3.Connection:
     return sqlite3.connect(service.data_dir / "qinglian.db")
 
@@ -302,7 +308,8 @@ def test_subscribe_then_a_full_report_in_plaintext_mode(standin: WeChatStandIn, 
     code = file_report_from_place(user)
     with _db(service) as db:
         case_id, district, place, occurred, anonymous = db.execute(
-            "SELECT id, district, place, occurred, anonymous FROM cases WHERE reporter_ref = ?", (user.openid,)
+            "SELECT id, district, place, occurred, anonymous FROM cases WHERE reporter_key = ?",
+            (_reporter(user.openid),)
         ).fetchone()
         stored = [row[0] for row in db.execute("SELECT stored_name FROM attachments WHERE case_id = ?", (case_id,))]
     assert (district, place, occurred.endswith("(今天)"), anonymous) == ("tianxin", "天心区政务服务中心", True, 1)
@@ -339,9 +346,13 @@ def test_safe_mode_report_in_english_from_the_menu(standin: WeChatStandIn, servi
     user.say("139 1234 5678", expect="Please check your report")
     user.say("1", expect="Your report was submitted")
     with _db(service) as db:
-        row = db.execute("SELECT district, occurred, reporter_name, reporter_phone, locale FROM cases "
-                         "WHERE reporter_ref = ?", (user.openid,)).fetchone()
-    assert row == ("kaifu", "2026-11-02", "Zhang Wei", "13912345678", "en")
+        district, occurred, name, phone, locale = db.execute(
+            "SELECT district, occurred, reporter_name, reporter_phone, locale FROM cases WHERE reporter_key = ?",
+            (_reporter(user.openid),)).fetchone()
+    keys = crypto.installed()  # the service's keys: both read them from the environment
+    assert (district, occurred, keys.decrypt(name, purpose="cases.reporter_name"),
+            keys.decrypt(phone, purpose="cases.reporter_phone"), locale) == (
+        "kaifu", "2026-11-02", "Zhang Wei", "13912345678", "en")
 
 
 def test_unexpected_kinds_are_explained(standin: WeChatStandIn, service: LiveService) -> None:
@@ -392,7 +403,7 @@ def _staff(service: LiveService, case_id: int, *, answer: str | None = None, clo
 
 def _case_id(service: LiveService, openid: str) -> int:
     with _db(service) as db:
-        return int(db.execute("SELECT id FROM cases WHERE reporter_ref = ?", (openid,)).fetchone()[0])
+        return int(db.execute("SELECT id FROM cases WHERE reporter_key = ?", (_reporter(openid),)).fetchone()[0])
 
 
 def test_status_follow_up_answer_and_rating(standin: WeChatStandIn, service: LiveService) -> None:
@@ -432,7 +443,8 @@ def test_a_redelivered_message_is_processed_once(standin: WeChatStandIn, service
     time.sleep(0.5)
     assert len(standin.inbox(user.openid)) == user.seen
     with _db(service) as db:
-        assert db.execute("SELECT count(*) FROM cases WHERE reporter_ref = ?", (user.openid,)).fetchone() == (1,)
+        assert db.execute("SELECT count(*) FROM cases WHERE reporter_key = ?",
+                          (_reporter(user.openid),)).fetchone() == (1,)
 
 
 def test_retries_while_the_step_runs_get_one_answer(standin: WeChatStandIn, service: LiveService) -> None:
@@ -450,7 +462,7 @@ def test_retries_while_the_step_runs_get_one_answer(standin: WeChatStandIn, serv
     assert [m.text.count("已收到第 1 个文件") for m in standin.inbox(user.openid)[user.seen:]] == [1]
     with _db(service) as db:
         assert db.execute("SELECT count(*) FROM attachments a JOIN conversations c ON a.conversation_id = c.id "
-                          "WHERE c.user_ref = ?", (user.openid,)).fetchone() == (1,)
+                          "WHERE c.user_key = ?", (_reporter(user.openid),)).fetchone() == (1,)
     media = [r for r in standin.api_requests if r["path"] == "/cgi-bin/media/get"
              and r["params"].get("media_id") == delivery.fields["MediaId"]]
     assert len(media) == 1

@@ -34,6 +34,7 @@ from handlers import report, tracking
 from handlers.context import DialogContext
 from handlers.dialog import COMMANDS
 from handlers.types import Outbound
+from storage.crypto import pseudonym
 from storage.db import create_engine, create_sessionmaker
 from storage.migrate import upgrade
 from storage.models import Attachment, Case, Conversation
@@ -140,7 +141,8 @@ class Run:
 
 async def _conversation(run: Run, resident: Resident) -> Conversation | None:
     async with run.harness.sessionmaker() as session:
-        query = select(Conversation).where(Conversation.channel == "test", Conversation.user_ref == resident.user_ref)
+        query = select(Conversation).where(Conversation.channel == "test",
+                                           Conversation.user_key == pseudonym("test", resident.user_ref))
         return (await session.execute(query)).scalar_one_or_none()
 
 
