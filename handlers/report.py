@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from handlers.context import Turn
@@ -16,13 +17,15 @@ from handlers.validation import (
     clean_phone,
     clean_place,
 )
-from storage import actions
+from storage import actions, client_limits
+from storage.client_limits import ClientEventKind
 from storage.receipts import format_receipt_code
 
 WIZARD_STATES = ("district", "place", "when", "description", "evidence", "identity", "name", "phone",
                  "summary", "edit")
 UNSURE_DISTRICT = "unsure"
 EDITABLE_FIELDS = ("district", "place", "when", "description", "evidence", "identity")
+REPORT_WINDOW = timedelta(hours=24)
 
 
 # --- questions --------------------------------------------------------------------------------
@@ -273,6 +276,11 @@ async def submit(turn: Turn) -> None:
         turn.say(turn.t("error_report_limit", count=filed))
         ask(turn, "summary")
         return
+    address = await _address_over_report_limit(turn)
+    if address is not None and address.over:
+        turn.say(turn.t("error_report_limit_network", hours=address.wait_hours))
+        ask(turn, "summary")
+        return
     case, code = await actions.file_report(
         turn.session,
         secret_key=turn.ctx.secret_key,
@@ -294,6 +302,30 @@ async def submit(turn: Turn) -> None:
     decision = await turn.ctx.route(draft["description"], draft.get("district"))
     await actions.route_case(turn.session, case, **decision.as_kwargs())
     await actions.notify_staff(turn.session, case, decision.staff_targets, locale=city.default_locale)
+    if address is not None:
+        await client_limits.record(turn.session, ClientEventKind.REPORT, address.key, turn.ctx.clock())
     turn.clear_draft()
     turn.say(turn.t("submitted", case_number=case.case_number, code=format_receipt_code(code)))
     show_menu(turn)
+
+
+@dataclass(frozen=True)
+class _AddressCount:
+    key: str
+    over: bool
+    wait_hours: int
+
+
+async def _address_over_report_limit(turn: Turn) -> _AddressCount | None:
+    """The per-address report count of a channel that knows the client's address; None where it does not,
+    or when the limit is off."""
+    limit = turn.ctx.city.limits.reports_per_ip_per_day
+    address = turn.inbound.client_ip
+    key = client_limits.client_key(turn.ctx.secret_key, address) if address and limit else None
+    if key is None:
+        return None
+    await client_limits.serialise(turn.session, ClientEventKind.REPORT, key)
+    now = turn.ctx.clock()
+    count, oldest = await client_limits.recent(turn.session, ClientEventKind.REPORT, key, now - REPORT_WINDOW)
+    wait = client_limits.wait_minutes(oldest, REPORT_WINDOW, now)
+    return _AddressCount(key, count >= limit, max(1, -(-wait // 60)))

@@ -8,7 +8,8 @@ from handlers.context import Turn
 from handlers.evidence import accept_file
 from handlers.types import Attachment, Choice
 from handlers.validation import Invalid, parse_receipt_code
-from storage import actions
+from storage import actions, client_limits
+from storage.client_limits import ClientEventKind
 from storage.models import CLOSED_STATUSES, Case, TraceKind
 
 TRACKING_STATES = ("status_code", "case_menu", "follow_up", "rating")
@@ -35,6 +36,15 @@ async def check_code(turn: Turn, text: str) -> None:
         turn.set_state("idle")
         turn.say(turn.t("error_code_throttled", minutes=wait))
         return
+    address = await _address_key(turn)
+    if address is not None:
+        window = timedelta(minutes=limits.status_window_minutes)
+        wrong, oldest = await client_limits.recent(turn.session, ClientEventKind.WRONG_CODE, address, now - window)
+        if wrong >= limits.status_wrong_codes_per_ip:
+            turn.set_state("idle")
+            turn.say(turn.t("error_code_throttled_network",
+                            minutes=client_limits.wait_minutes(oldest, window, now)))
+            return
     code = parse_receipt_code(text)
     if code is None:
         turn.say(turn.t("error_code_format"))
@@ -43,12 +53,26 @@ async def check_code(turn: Turn, text: str) -> None:
     case = await actions.find_case_by_receipt(turn.session, turn.ctx.secret_key, code)
     if case is None:
         await actions.record_wrong_code(turn.session, channel, user_ref, now)
+        if address is not None:
+            await client_limits.record(turn.session, ClientEventKind.WRONG_CODE, address, now)
         turn.say(turn.t("error_code_unknown"))
         ask_code(turn)
         return
     turn.context_set(case_id=case.id, case_until=(now + timedelta(minutes=limits.case_session_minutes))
                      .isoformat())
     show_case(turn, case)
+
+
+async def _address_key(turn: Turn) -> str | None:
+    """The counted client address of a channel that knows it (locked for this transaction); None where the
+    channel does not know it, or when the limit is off."""
+    address = turn.inbound.client_ip
+    if not address or not turn.ctx.city.limits.status_wrong_codes_per_ip:
+        return None
+    key = client_limits.client_key(turn.ctx.secret_key, address)
+    if key is not None:
+        await client_limits.serialise(turn.session, ClientEventKind.WRONG_CODE, key)
+    return key
 
 
 def _trace_line(turn: Turn, case: Case, kind: str, detail: dict[str, object]) -> str:

@@ -31,6 +31,8 @@ class Inbound:
     command: str | None = None
     command_arg: str | None = None
     update_key: str | None = None
+    #: the client's IP address where the channel knows it (the web chat), for the per-address limits
+    client_ip: str | None = None
 
 
 @dataclass(frozen=True)

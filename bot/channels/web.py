@@ -1,21 +1,26 @@
 """Web chat: a page at `/` and a small JSON API, one conversation per browser (an HttpOnly cookie).
 
 The replies of a step come back in the HTTP response; messages that arrive later (staff answers,
-status changes) wait in the outbox until the page fetches `/chat/api/inbox`.
+status changes) wait in the outbox until the page fetches `/chat/api/inbox`. While the database is
+unavailable a step answers 503 with `Retry-After` and a "try again shortly" text: nothing was stored,
+the draft is as it was, and the page offers to send the message again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
+from collections.abc import Awaitable
 from html import escape
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Cookie, File, Header, HTTPException, Request, Response, UploadFile
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field, model_validator
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.i18n import normalise_locale
 from bot.outbox import render
@@ -23,10 +28,17 @@ from bot.runtime import Runtime
 from handlers.types import Attachment, Inbound, Outbound
 from storage import actions
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
 CHANNEL = "web"
 COOKIE = "ql_chat"
 PAGE = Path(__file__).resolve().parent.parent / "static" / "chat.html"
 MAX_TEXT = 8000
+RETRY_AFTER_SECONDS = 5
+DATABASE_UNAVAILABLE = (SQLAlchemyError, OSError, TimeoutError)
+"""What a step raises while the database is down, locked or unreachable (a refused connection is a
+bare `OSError`, not wrapped by SQLAlchemy)."""
 
 
 class ChoiceOut(BaseModel):
@@ -58,6 +70,17 @@ class MessageIn(BaseModel):
         return self
 
 
+def client_ip(request: Request) -> str | None:
+    """The client's address for the per-address limits (storage/client_limits.py).
+
+    Behind a reverse proxy this is the address the proxy put in `X-Forwarded-For` only when the server
+    trusts that proxy: uvicorn's proxy-headers middleware (on in `qinglian serve`) rewrites the client of a
+    request from an address in `FORWARDED_ALLOW_IPS` (default 127.0.0.1), and leaves any other request's
+    header unread, so a resident cannot choose the address they are counted by.
+    """
+    return request.client.host if request.client else None
+
+
 def _out(messages: list[Outbound]) -> MessagesOut:
     return MessagesOut(messages=[
         MessageOut(text=m.text, choices=[ChoiceOut(key=c.key, label=c.label) for c in m.choices], columns=m.columns)
@@ -74,6 +97,16 @@ def build_router(runtime: Runtime) -> APIRouter:
         if not token or len(token) > 100:
             raise HTTPException(401, "no chat session: open the chat page first")
         return hmac.new(key, b"web:" + token.encode(), hashlib.sha256).hexdigest()[:40]
+
+    async def database_step(work: Awaitable[T], locale: str) -> T:
+        """`work` (one transaction), or 503 "try again shortly" when the database is unavailable."""
+        try:
+            return await work
+        except DATABASE_UNAVAILABLE as problem:
+            # The type only: a database error's text can quote the statement and the resident's words.
+            log.warning("web chat: the database is unavailable (%s)", type(problem).__name__)
+            raise HTTPException(503, runtime.texts.get(locale, "wechat_busy"),
+                                headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
 
     def require_header(value: str | None) -> None:
         # A custom header cannot be sent cross-site without a CORS preflight, which we never allow.
@@ -108,14 +141,15 @@ def build_router(runtime: Runtime) -> APIRouter:
         require_header(x_qinglian_chat)
         locale = normalise_locale(request.headers.get("accept-language"), runtime.settings.city.default_locale)
         ref = user_ref(ql_chat)
+        address = client_ip(request)
         if body.command is not None:
-            inbound = Inbound(CHANNEL, ref, locale, command=body.command, command_arg=body.argument)
+            inbound = Inbound(CHANNEL, ref, locale, command=body.command, command_arg=body.argument, client_ip=address)
         elif body.choice is not None:
-            inbound = Inbound(CHANNEL, ref, locale, choice=body.choice)
+            inbound = Inbound(CHANNEL, ref, locale, choice=body.choice, client_ip=address)
         else:
             assert body.text is not None
-            inbound = Inbound(CHANNEL, ref, locale, text=body.text)
-        messages = await runtime.handle(inbound, via_outbox=False)
+            inbound = Inbound(CHANNEL, ref, locale, text=body.text, client_ip=address)
+        messages = await database_step(runtime.handle(inbound, via_outbox=False), locale)
         return _out(messages or [])
 
     @router.post("/chat/api/upload", response_model=MessagesOut)
@@ -137,19 +171,26 @@ def build_router(runtime: Runtime) -> APIRouter:
         media_type = file.content_type or "application/octet-stream"
         kind = "photo" if media_type.startswith("image/") else "document"
         attachment = Attachment(kind, media_type, len(content), file.filename, fetch)  # type: ignore[arg-type]
-        messages = await runtime.handle(Inbound(CHANNEL, ref, locale, attachment=attachment), via_outbox=False)
+        messages = await database_step(
+            runtime.handle(Inbound(CHANNEL, ref, locale, attachment=attachment, client_ip=client_ip(request)),
+                           via_outbox=False), locale)
         return _out(messages or [])
 
     @router.get("/chat/api/inbox", response_model=MessagesOut)
     async def inbox(
+        request: Request,
         ql_chat: Annotated[str | None, Cookie()] = None,
         x_qinglian_chat: Annotated[str | None, Header()] = None,
     ) -> MessagesOut:
         require_header(x_qinglian_chat)
         ref = user_ref(ql_chat)
-        async with runtime.sessionmaker.begin() as session:
-            pending = await actions.take_web_messages(session, ref)
-            rendered = [render(dict(m.payload), runtime.texts) for m in pending]
-        return _out(rendered)
+        locale = normalise_locale(request.headers.get("accept-language"), runtime.settings.city.default_locale)
+
+        async def take() -> list[Outbound]:
+            async with runtime.sessionmaker.begin() as session:
+                pending = await actions.take_web_messages(session, ref)
+                return [render(dict(m.payload), runtime.texts) for m in pending]
+
+        return _out(await database_step(take(), locale))
 
     return router

@@ -1,0 +1,144 @@
+"""Per-address limits of the web chat: reports per day and wrong receipt codes, counted in the database
+by the client address the server trusts (uvicorn's X-Forwarded-For handling), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.config import DEFAULT_CITY_CONFIG
+from tests.conftest import LiveService
+
+SECRET = "test-secret-key-for-the-web-limits-0123456789"
+WRONG_CODE = "1234 5678 9012 3456"
+CASE_NUMBER = re.compile(r"QL-\d{4}-\d{6}")
+
+
+def _config(tmp_path: Path) -> Path:
+    """The default city configuration with small per-address limits."""
+    text = DEFAULT_CITY_CONFIG.read_text(encoding="utf-8")
+    text = re.sub(r"(?m)^reports_per_ip_per_day = \d+$", "reports_per_ip_per_day = 2", text)
+    text = re.sub(r"(?m)^status_wrong_codes_per_ip = \d+$", "status_wrong_codes_per_ip = 3", text)
+    assert "reports_per_ip_per_day = 2" in text and "status_wrong_codes_per_ip = 3" in text
+    path = tmp_path / "city.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+class Services:
+    def __init__(self, tmp_path: Path, database_url: str) -> None:
+        self.tmp_path = tmp_path
+        self.database_url = database_url
+        self.config = _config(tmp_path)
+        self.started: list[LiveService] = []
+
+    def start(self, name: str, **env: str) -> LiveService:
+        service = LiveService(self.tmp_path / name, {"QINGLIAN_DATABASE_URL": self.database_url,
+                                                     "QINGLIAN_CONFIG_FILE": str(self.config),
+                                                     "QINGLIAN_SECRET_KEY": SECRET, **env})
+        service.start()
+        self.started.append(service)
+        return service
+
+    def stop(self) -> None:
+        for service in self.started:
+            service.stop()
+
+
+@pytest.fixture
+def services(tmp_path: Path, database_url: str) -> Iterator[Services]:
+    started = Services(tmp_path, database_url)
+    yield started
+    started.stop()
+
+
+class Resident:
+    """One browser (its own chat cookie) behind the proxy that reports `address` as the client."""
+
+    def __init__(self, service: LiveService, address: str, language: str = "zh-CN") -> None:
+        self.service = service
+        self.address = address
+        self.client = httpx.Client(headers={"X-Qinglian-Chat": "1", "Accept-Language": language}, timeout=30)
+        assert self.client.get(f"{service.url}/").status_code == 200
+
+    def send(self, service: LiveService | None = None, **body: str) -> str:
+        response = self.client.post(f"{(service or self.service).url}/chat/api/message", json=body,
+                                    headers={"X-Forwarded-For": self.address})
+        assert response.status_code == 200, response.text
+        return "\n".join(m["text"] for m in response.json()["messages"])
+
+    def file_report(self) -> str:
+        self.send(command="report")
+        self.send(choice="district:yuelu")
+        self.send(text="岳麓区政务服务中心3号窗口")
+        self.send(choice="when:today")
+        self.send(text="岳麓区政务服务中心的工作人员上班时间一直玩手机，让群众排队等了两个小时。")
+        self.send(choice="evidence:done")
+        self.send(choice="identity:anonymous")
+        return self.send(choice="summary:submit")
+
+
+def _count_cases(database_url: str) -> int:
+    from sqlalchemy import func, select
+
+    from storage.db import create_engine
+    from storage.models import Case
+
+    async def count() -> int:
+        engine = create_engine(database_url)
+        try:
+            async with engine.connect() as connection:
+                return int(await connection.scalar(select(func.count()).select_from(Case)) or 0)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(count())
+
+
+def test_reports_per_address_are_limited_and_the_draft_is_kept(services: Services) -> None:
+    service = services.start("web")
+    office = "203.0.113.7"
+    for _ in range(2):
+        assert CASE_NUMBER.search(Resident(service, office).file_report())
+    third = Resident(service, office, language="en")
+    refused = third.file_report()
+    assert "Your network has filed the most reports we accept" in refused and "Your draft is kept" in refused
+    assert not CASE_NUMBER.search(refused)
+    assert _count_cases(services.database_url) == 2
+    # nothing typed is lost: from another network the same resident submits the kept draft as it is
+    third.address = "198.51.100.9"
+    assert CASE_NUMBER.search(third.send(choice="summary:submit"))
+    assert CASE_NUMBER.search(Resident(service, "2001:db8:1:2::1").file_report())
+    assert _count_cases(services.database_url) == 4
+
+
+def test_wrong_codes_per_address_count_across_processes(services: Services) -> None:
+    first = services.start("web-1")
+    # on PostgreSQL a second process shares the counts; SQLite runs one process (docs/deploy.md)
+    both = [first, services.start("web-2")] if services.database_url.startswith("postgresql") else [first]
+    office = "203.0.113.8"
+    for number in range(3):  # three residents, one wrong code each, alternating between the processes
+        answer = Resident(both[number % len(both)], office).send(command="status", argument=WRONG_CODE)
+        assert "没有找到与该查询码对应的案件" in answer
+    limited = Resident(both[-1], office)
+    answer = limited.send(command="status", argument=WRONG_CODE)
+    assert "从您所在的网络输入错误查询码的次数过多" in answer and "没有找到" not in answer
+    assert re.search(r"请\d+分钟后再试", answer)
+    # the same request from another network is answered as usual
+    assert "没有找到与该查询码对应的案件" in Resident(first, "198.51.100.10").send(command="status",
+                                                                                  argument=WRONG_CODE)
+
+
+def test_forwarded_for_is_ignored_from_an_untrusted_peer(services: Services) -> None:
+    """A client that is not the configured proxy cannot pick the address it is counted by."""
+    service = services.start("web", FORWARDED_ALLOW_IPS="192.0.2.1")
+    for number in range(3):
+        answer = Resident(service, f"198.51.100.{20 + number}").send(command="status", argument=WRONG_CODE)
+        assert "没有找到与该查询码对应的案件" in answer
+    answer = Resident(service, "198.51.100.99", language="en").send(command="status", argument=WRONG_CODE)
+    assert "Too many wrong codes from your network" in answer
