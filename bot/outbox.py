@@ -129,11 +129,8 @@ class OutboxWorker:
         if not self._senders:
             return 0
         async with self._sessionmaker.begin() as session:
-            claimed = await actions.claim_outbox(session, channels=list(self._senders), limit=self._batch_size)
-            lease_until = utcnow() + LEASE
-            batch = [(m.id, m.channel, m.recipient, dict(m.payload)) for m in claimed]
-            for message in claimed:
-                message.next_attempt_at = lease_until
+            batch = await actions.lease_outbox(session, channels=list(self._senders), limit=self._batch_size,
+                                               lease=LEASE)
         if not batch:
             return 0
         by_recipient: dict[tuple[str, str], list[tuple[int, dict[str, object]]]] = defaultdict(list)
@@ -172,20 +169,23 @@ class OutboxWorker:
 
     async def _settle(self, outcomes: list[_Outcome]) -> None:
         async with self._sessionmaker.begin() as session:
+            await actions.mark_sent_many(session, [o.message_id for o in outcomes if o.error is None])
+            failed = [o for o in outcomes if o.error is not None]
+            if not failed:
+                return
             rows = await session.execute(
-                select(OutboxMessage).where(OutboxMessage.id.in_([o.message_id for o in outcomes]))
+                select(OutboxMessage).where(OutboxMessage.id.in_([o.message_id for o in failed]))
             )
             by_id = {m.id: m for m in rows.scalars()}
-            for outcome in outcomes:
+            for outcome in failed:
                 message = by_id[outcome.message_id]
-                if outcome.error is None:
-                    actions.mark_sent(message)
-                elif outcome.permanent or message.attempts + 1 >= MAX_ATTEMPTS:
-                    log.warning("outbox message %s failed for good: %s", message.id, outcome.error)
-                    actions.mark_failed(message, error=outcome.error)
-                elif outcome.error == "waiting behind an earlier message":
+                error = outcome.error or ""
+                if outcome.permanent or message.attempts + 1 >= MAX_ATTEMPTS:
+                    log.warning("outbox message %s failed for good: %s", message.id, error)
+                    actions.mark_failed(message, error=error)
+                elif error == "waiting behind an earlier message":
                     message.next_attempt_at = utcnow() + timedelta(seconds=outcome.retry_after or 0)
                 else:
                     delay = (timedelta(seconds=outcome.retry_after) if outcome.retry_after is not None
                              else backoff(message.attempts))
-                    actions.mark_retry(message, error=outcome.error, delay=delay)
+                    actions.mark_retry(message, error=error, delay=delay)

@@ -107,9 +107,8 @@ class Runtime:
                     return None
                 messages = await dialog.handle(session, inbound, self.dialog_context)
                 if via_outbox:
-                    for message in messages:
-                        await actions.enqueue_message(session, channel=inbound.channel,
-                                                      recipient=inbound.user_ref, payload=message.to_payload())
+                    await actions.enqueue_messages(session, channel=inbound.channel, recipient=inbound.user_ref,
+                                                   payloads=[message.to_payload() for message in messages])
         if via_outbox:
             self.outbox.wake()
         metrics.UPDATES.labels(inbound.channel).inc()

@@ -29,6 +29,7 @@ async def handle(session: AsyncSession, inbound: Inbound, ctx: DialogContext) ->
         await _command(turn, inbound.command.lower(), inbound.command_arg)
     else:
         await _input(turn)
+    await actions.save_conversation(session, conversation)
     return turn.messages
 
 

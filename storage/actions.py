@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Insert, Select, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -38,33 +40,70 @@ class ActionError(Exception):
 # --- conversations and updates ----------------------------------------------------------------
 
 
+_PROCESSED_UPDATES = cast(Table, ProcessedUpdate.__table__)
+_CONVERSATIONS = cast(Table, Conversation.__table__)
+_OUTBOX = cast(Table, OutboxMessage.__table__)
+
+
+def _insert_or_ignore(session: AsyncSession, table: Table) -> Insert:
+    """`INSERT … ON CONFLICT DO NOTHING` in the session's SQL dialect (SQLite and PostgreSQL spell it alike)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql_insert(table).on_conflict_do_nothing()
+    return sqlite_insert(table).on_conflict_do_nothing()
+
+
+# The statements of every dialog step are built once: SQLAlchemy then only binds their parameters.
+_CONVERSATION_OF_USER = (
+    select(Conversation)
+    .where(Conversation.channel == bindparam("channel"), Conversation.user_key == bindparam("user_key"))
+    .with_for_update()
+)
+
+
 async def claim_update(session: AsyncSession, channel: str, update_key: str) -> bool:
-    """Record that an update is being handled; False if it was handled before."""
-    existing = await session.get(ProcessedUpdate, (channel, update_key))
-    if existing is not None:
-        return False
-    session.add(ProcessedUpdate(channel=channel, update_key=update_key))
-    await session.flush()
-    return True
+    """Record that an update is being handled; False if it was handled before (one statement)."""
+    result = await session.execute(_insert_or_ignore(session, _PROCESSED_UPDATES),
+                                   {"channel": channel, "update_key": update_key, "processed_at": utcnow()})
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def load_conversation(session: AsyncSession, channel: str, user_ref: str) -> Conversation:
     """The resident's conversation, locked for this transaction (created on first contact).
 
     Found by the pseudonym of `user_ref`; the real id is stored only encrypted, to send messages."""
-    user_key = pseudonym(channel, user_ref)
-    query = (
-        select(Conversation)
-        .where(Conversation.channel == channel, Conversation.user_key == user_key)
-        .with_for_update()
-    )
-    conversation = (await session.execute(query)).scalar_one_or_none()
+    keys = {"channel": channel, "user_key": pseudonym(channel, user_ref)}
+    conversation = (await session.execute(_CONVERSATION_OF_USER, keys)).scalar_one_or_none()
     if conversation is None:
-        conversation = Conversation(channel=channel, user_key=user_key, user_ref=user_ref, state="idle", draft={},
-                                    context={})
-        session.add(conversation)
-        await session.flush()
+        now = utcnow()
+        await session.execute(_insert_or_ignore(session, _CONVERSATIONS), {
+            **keys, "user_ref": user_ref, "state": "idle", "draft": {}, "context": {}, "created_at": now,
+            "updated_at": now})
+        conversation = (await session.execute(_CONVERSATION_OF_USER, keys)).scalar_one()
     return conversation
+
+
+_SAVE_CONVERSATION = (
+    update(_CONVERSATIONS)
+    .where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
+    .values(locale=bindparam("new_locale"), state=bindparam("new_state"), draft=bindparam("new_draft"),
+            context=bindparam("new_context"), draft_updated_at=bindparam("new_draft_updated_at"))
+)
+
+
+async def save_conversation(session: AsyncSession, conversation: Conversation) -> None:
+    """Write the conversation as a dialog step left it with one prepared UPDATE, and stop tracking it.
+
+    What the flush at commit would do, for a fraction of the unit of work's cost; the caller must not
+    change the conversation afterwards in this transaction.
+    """
+    if conversation not in session:
+        return
+    with session.no_autoflush:
+        await session.execute(_SAVE_CONVERSATION, {
+            "conversation_id": conversation.id, "new_locale": conversation.locale, "new_state": conversation.state,
+            "new_draft": conversation.draft, "new_context": conversation.context,
+            "new_draft_updated_at": conversation.draft_updated_at})
+    session.expunge(conversation)
 
 
 # --- evidence ---------------------------------------------------------------------------------
@@ -359,6 +398,19 @@ async def notify_staff(session: AsyncSession, case: Case, targets: Sequence[tupl
 # --- outbox -----------------------------------------------------------------------------------
 
 
+async def enqueue_messages(session: AsyncSession, *, channel: str, recipient: str,
+                           payloads: Sequence[dict[str, Any]]) -> None:
+    """Several replies to one resident in one statement, in order (the outbox sends by id)."""
+    if not payloads:
+        return
+    now = utcnow()
+    await session.execute(
+        insert(_OUTBOX),
+        [{"channel": channel, "recipient": recipient, "payload": payload, "case_id": None, "status": "pending",
+          "attempts": 0, "next_attempt_at": now, "created_at": now} for payload in payloads],
+    )
+
+
 async def enqueue_message(
     session: AsyncSession, *, channel: str, recipient: str, payload: dict[str, Any], case_id: int | None = None
 ) -> OutboxMessage:
@@ -368,22 +420,15 @@ async def enqueue_message(
     return message
 
 
-async def claim_outbox(
-    session: AsyncSession, *, channels: Sequence[str], limit: int, now: datetime | None = None
-) -> list[OutboxMessage]:
-    """Due messages, oldest first, at most one recipient's earliest pending message blocking the rest.
-
-    Rows are locked with SKIP LOCKED where the database supports it, so parallel workers never
-    deliver the same message twice.
-    """
-    now = now or utcnow()
+def _due_outbox(columns: Sequence[Any], channels: Sequence[str], limit: int, now: datetime) -> Select[Any]:
+    """Due messages, oldest first, none of a recipient while one of theirs waits; SKIP LOCKED where supported."""
     blocked = (
         select(OutboxMessage.recipient)
         .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at > now)
         .scalar_subquery()
     )
-    query = (
-        select(OutboxMessage)
+    return (
+        select(*columns)
         .where(
             OutboxMessage.status == "pending",
             OutboxMessage.channel.in_(channels),
@@ -394,7 +439,40 @@ async def claim_outbox(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+
+
+async def claim_outbox(
+    session: AsyncSession, *, channels: Sequence[str], limit: int, now: datetime | None = None
+) -> list[OutboxMessage]:
+    """Due messages as objects, locked for this transaction (parallel workers never take the same one)."""
+    query = _due_outbox([OutboxMessage], channels, limit, now or utcnow())
     return list((await session.execute(query)).scalars())
+
+
+async def lease_outbox(
+    session: AsyncSession, *, channels: Sequence[str], limit: int, lease: timedelta, now: datetime | None = None
+) -> list[tuple[int, str, str, dict[str, Any]]]:
+    """Take a batch for delivery: (id, channel, recipient, payload) of due messages, leased until now + `lease`
+    so no other worker takes them while they are being sent."""
+    now = now or utcnow()
+    columns = [OutboxMessage.id, OutboxMessage.channel, OutboxMessage.recipient, OutboxMessage.payload]
+    result = await session.execute(_due_outbox(columns, channels, limit, now))
+    rows = [(row[0], row[1], row[2], row[3]) for row in result]
+    if rows:
+        await session.execute(
+            update(_OUTBOX).where(_OUTBOX.c.id.in_([row[0] for row in rows])).values(next_attempt_at=now + lease)
+        )
+    return rows
+
+
+async def mark_sent_many(session: AsyncSession, message_ids: Sequence[int]) -> None:
+    """Delivered: one statement for the whole batch."""
+    if message_ids:
+        await session.execute(
+            update(_OUTBOX)
+            .where(_OUTBOX.c.id.in_(message_ids))
+            .values(status="sent", sent_at=utcnow(), attempts=_OUTBOX.c.attempts + 1, last_error=None)
+        )
 
 
 def mark_sent(message: OutboxMessage) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from storage import sqlite_inline
 
 
 def is_sqlite(url: str) -> bool:
@@ -16,10 +18,19 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An engine tuned for the backend.
 
     SQLite runs in WAL mode and every transaction starts with BEGIN IMMEDIATE, so two concurrent
-    writers queue on the busy timeout instead of failing when a read transaction upgrades to write.
+    writers queue instead of failing when a read transaction upgrades to write. A database file is
+    driven on the event loop's thread (`storage.sqlite_inline`), which queues writers without blocking
+    the loop; an in-memory database keeps aiosqlite.
     """
     if is_sqlite(url):
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+        database = make_url(url).database
+        inline = bool(database) and database != ":memory:" and "mode=memory" not in url
+        if inline:
+            assert database is not None
+            kwargs.setdefault("async_creator", sqlite_inline.connector(database))
+        else:
+            kwargs.setdefault("connect_args", {"timeout": 30})
+        engine = create_async_engine(url, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -28,7 +39,8 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            if not inline:
+                cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
         @event.listens_for(engine.sync_engine, "begin")

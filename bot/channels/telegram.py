@@ -22,6 +22,7 @@ from telegram import (
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TimedOut
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, TypeHandler
 
+from bot.channels.telegram_http import AiohttpRequest
 from bot.config import Settings
 from bot.outbox import PermanentFailure, TemporaryFailure
 from bot.runtime import Runtime
@@ -119,8 +120,8 @@ class TelegramChannel:
             .base_file_url(f"{root}/file/bot")
             .rate_limiter(AIORateLimiter(overall_max_rate=max_rate, overall_time_period=1, max_retries=0))
             .concurrent_updates(64)
-            .connection_pool_size(8)  # carries Telegram's 30 messages/s; a larger pool costs CPU per request
-            .pool_timeout(30)
+            .request(AiohttpRequest(connection_pool_size=8, pool_timeout=30))
+            .get_updates_request(AiohttpRequest(connection_pool_size=1))
         )
         if settings.telegram_webhook_url:
             builder = builder.updater(None)
