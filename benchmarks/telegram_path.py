@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -210,7 +211,8 @@ def _start_profiler(args: argparse.Namespace, proc: BotProcess, key: str) -> sub
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     args.profile_dir.mkdir(parents=True, exist_ok=True)
     out = args.profile_dir / f"{key}.collapsed"
-    spy = subprocess.Popen([py_spy, "record", "--pid", str(proc.process.pid), "--rate", "100", "--gil",
+    rate = os.environ.get("PYSPY_RATE", "100")  # samples per second
+    spy = subprocess.Popen([py_spy, "record", "--pid", str(proc.process.pid), "--rate", rate, "--gil",
                             "--format", "raw", "--output", str(out)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)  # attached

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 import typer
 
@@ -65,9 +66,23 @@ def serve(
     config = uvicorn.Config(create_app(settings), host=host, port=port, log_level=settings.log_level.lower(),
                             access_log=False, lifespan="on")
     server = uvicorn.Server(config)
-    asyncio.run(server.serve())
+    run_service(server.serve())
     if not server.started:
         sys.exit(1)
+
+
+def run_service(main: Coroutine[Any, Any, None]) -> None:
+    """Run a long-lived service on uvloop where it is installed (uvicorn's standard extra brings it on
+    Linux): its event loop and transports take a fraction of the default loop's CPU per message."""
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:
+        pass
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(main)
 
 
 def _migrate(settings: Settings, revision: str = "head") -> None:
@@ -98,7 +113,7 @@ def worker() -> None:
     _configure_logging(settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     _migrate(settings)
-    asyncio.run(run_worker(settings))
+    run_service(run_worker(settings))
 
 
 @app.command()

@@ -4,14 +4,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event, make_url
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from storage import sqlite_inline
 
+DEFAULT_BUSY_TIMEOUT = 30.0
+"""Seconds a SQLite statement waits for another writer's lock before failing with "database is locked"."""
+
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
+
+
+def sqlite_busy_timeout(url: str) -> float:
+    """The busy timeout of a SQLite URL: its `timeout` query parameter (SQLAlchemy's documented
+    pysqlite parameter, e.g. `sqlite+aiosqlite:///data/qinglian.db?timeout=5`), else the default."""
+    value = make_url(url).query.get("timeout")
+    if isinstance(value, tuple):
+        value = value[-1]
+    if value is None:
+        return DEFAULT_BUSY_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"the database URL's timeout={value!r} is not a number of seconds") from None
+    if not 0 <= seconds <= 3600:
+        raise ValueError(f"the database URL's timeout={value!r} is not between 0 and 3600 seconds")
+    return seconds
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -20,16 +41,19 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     SQLite runs in WAL mode and every transaction starts with BEGIN IMMEDIATE, so two concurrent
     writers queue instead of failing when a read transaction upgrades to write. A database file is
     driven on the event loop's thread (`storage.sqlite_inline`), which queues writers without blocking
-    the loop; an in-memory database keeps aiosqlite.
+    the loop; an in-memory database keeps aiosqlite. How long a writer waits for the lock is the URL's
+    `timeout` parameter (default 30 s): a shorter one answers residents "try again shortly" sooner
+    while something else holds the database.
     """
     if is_sqlite(url):
+        busy_timeout = sqlite_busy_timeout(url)
         database = make_url(url).database
         inline = bool(database) and database != ":memory:" and "mode=memory" not in url
         if inline:
             assert database is not None
-            kwargs.setdefault("async_creator", sqlite_inline.connector(database))
+            kwargs.setdefault("async_creator", sqlite_inline.connector(database, busy_timeout))
         else:
-            kwargs.setdefault("connect_args", {"timeout": 30})
+            kwargs.setdefault("connect_args", {"timeout": busy_timeout})
         engine = create_async_engine(url, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -39,8 +63,8 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            if not inline:
-                cursor.execute("PRAGMA busy_timeout=30000")
+            if not inline:  # the inline driver waits for the lock itself, off the loop's back
+                cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             cursor.close()
 
         @event.listens_for(engine.sync_engine, "begin")

@@ -46,9 +46,9 @@ def _locked(error: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-async def _retry_while_locked(statement: Callable[[], Any]) -> None:
+async def _retry_while_locked(statement: Callable[[], Any], wait_seconds: float) -> None:
     """Run `statement` until another process lets go of the database, sleeping between tries."""
-    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    deadline = time.monotonic() + wait_seconds
     delay = _RETRY_FIRST
     while True:
         try:
@@ -105,7 +105,8 @@ class InlineCursor:
         except sqlite3.OperationalError as error:
             if not _locked(error):
                 raise
-            await _retry_while_locked(lambda: cursor.execute(sql, () if parameters is None else parameters))
+            await _retry_while_locked(lambda: cursor.execute(sql, () if parameters is None else parameters),
+                                      self._connection.lock_wait)
         return self
 
     async def executemany(self, sql: str, parameters: Iterable[Any]) -> InlineCursor:
@@ -143,8 +144,9 @@ class _ImmediateQueue:
 
 
 class InlineConnection:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, lock_wait: float = LOCK_WAIT_SECONDS) -> None:
         self.path = path
+        self.lock_wait = lock_wait
         self.raw = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0)
         self._conn = self.raw  # the attribute names SQLAlchemy's adapter reaches for
         self._connection = self.raw
@@ -167,12 +169,12 @@ class InlineConnection:
         if self._gate is None:
             gate = _gate(self.path)
             try:
-                await asyncio.wait_for(gate.acquire(), LOCK_WAIT_SECONDS)
+                await asyncio.wait_for(gate.acquire(), self.lock_wait)
             except TimeoutError:
                 raise sqlite3.OperationalError("database is locked (waited for this process's writers)") from None
             self._gate = gate
         try:
-            await _retry_while_locked(lambda: cursor.execute(sql))
+            await _retry_while_locked(lambda: cursor.execute(sql), self.lock_wait)
         except BaseException:
             self._release()
             raise
@@ -207,10 +209,10 @@ class InlineConnection:
         self.raw.close()
 
 
-def connector(path: str) -> Callable[[], Any]:
-    """The `async_creator` for a SQLite file."""
+def connector(path: str, lock_wait: float = LOCK_WAIT_SECONDS) -> Callable[[], Any]:
+    """The `async_creator` for a SQLite file; `lock_wait` is how long a statement waits for the write lock."""
 
     async def connect() -> InlineConnection:
-        return InlineConnection(path)
+        return InlineConnection(path, lock_wait)
 
     return connect
