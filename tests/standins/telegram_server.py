@@ -35,7 +35,7 @@ The JSON control API (also served in-process) answers ``{"ok": true, "result": .
 * ``POST /_standin/updates`` body = an update or a list of them (``update_id`` optional) -> ids
 * ``POST /_standin/send_text`` ``{"chat_id", "text", ...send_text keywords}`` -> update id
 * ``POST /_standin/press_button`` ``{"chat_id", "callback_data", "message_id"?}`` -> update id
-* ``POST /_standin/fail_next`` ``{"method", "count"?, "status"?, "retry_after"?, "description"?}``
+* ``POST /_standin/fail_next`` ``{"method", "count"?, "status"?, "retry_after"?, "description"?, "delay"?}``
 * ``POST /_standin/reset``
 * ``GET /_standin/sent?chat_id=N`` -> plain list of sent-message entries (without ``chat_id``:
   ``{chat_id: count}``)
@@ -247,11 +247,13 @@ class Upload:
 
 
 class _ApiError(Exception):
-    def __init__(self, code: int, description: str, *, retry_after: int | None = None) -> None:
+    def __init__(self, code: int, description: str, *, retry_after: int | None = None,
+                 delay: float = 0.0) -> None:
         super().__init__(description)
         self.code = code
         self.description = description
         self.retry_after = retry_after
+        self.delay = delay
 
     def payload(self) -> JSONDict:
         body: JSONDict = {"ok": False, "error_code": self.code, "description": self.description}
@@ -1211,6 +1213,7 @@ class _Fault:
     retry_after: int | None
     description: str | None
     remaining: int
+    delay: float = 0.0
 
 
 @dataclass(slots=True)
@@ -1616,6 +1619,8 @@ class TelegramStandIn:
                 self.warnings.append(note)
         fault = self._take_fault(method)
         if fault is not None:
+            if fault.delay:
+                await asyncio.sleep(fault.delay)  # a client with a shorter timeout has given up by now
             return fault.code, fault.payload()
         handler = self._handlers.get(method)
         try:
@@ -1665,7 +1670,7 @@ class TelegramStandIn:
                             fault.status
                         ).phrase
                 retry_after = fault.retry_after if fault.status == 429 else None
-                return _ApiError(fault.status, description, retry_after=retry_after)
+                return _ApiError(fault.status, description, retry_after=retry_after, delay=fault.delay)
         return None
 
     async def _http_file(self, request: Request) -> Response:
@@ -2294,11 +2299,17 @@ class TelegramStandIn:
 
     # ------------------------------------------------------------------ queuing updates
 
-    def _enqueue(self, update: JSONDict, *, redelivery: bool = False) -> int:
-        return self._enqueue_checked(update, redelivery=redelivery)[0]
+    def _enqueue(self, update: JSONDict, *, redelivery: bool = False, deliver: bool = True) -> int:
+        return self._enqueue_checked(update, redelivery=redelivery, deliver=deliver)[0]
 
-    def _enqueue_checked(self, update: JSONDict, *, redelivery: bool = False) -> tuple[int, bool]:
-        """Queue an update; returns its id and whether it was queued (not filtered out)."""
+    def _enqueue_checked(
+        self, update: JSONDict, *, redelivery: bool = False, deliver: bool = True
+    ) -> tuple[int, bool]:
+        """Queue an update; returns its id and whether it was queued (not filtered out).
+
+        With ``deliver=False`` the update gets its id and is remembered (``update()``), but the
+        server does not deliver it: the test delivers it itself, when and as often as it likes.
+        """
         with self._lock:
             update_id = update.get("update_id")
             if update_id is None:
@@ -2313,6 +2324,8 @@ class TelegramStandIn:
                 self._history[update_id] = update
                 return update_id, False
             self._history[update_id] = update
+            if not deliver:
+                return update_id, True
             entry = _Entry(update_id, update, _update_chat_key(update), redelivery or out_of_order)
             self._queue.append(entry)
             if entry.redelivery:
@@ -2484,8 +2497,11 @@ class TelegramStandIn:
         username: str | None = None,
         user_id: int | None = None,
         reply_to_message_id: int | None = None,
+        deliver: bool = True,
     ) -> int:
-        """A user sends ``text``; a leading ``/command`` gets a ``bot_command`` entity."""
+        """A user sends ``text``; a leading ``/command`` gets a ``bot_command`` entity.
+
+        ``deliver=False``: the update is made but not delivered (see ``update()``)."""
         user = self._user(self._user_id(chat_id, user_id), first_name, language_code, last_name, username)
         content: JSONDict = {"text": text}
         command = re.match(r"/[A-Za-z0-9_]{1,32}(?:@[A-Za-z0-9_]{3,32})?", text)
@@ -2501,7 +2517,7 @@ class TelegramStandIn:
                     quoted.pop("reply_to_message", None)
                     content["reply_to_message"] = quoted
             message = self._user_message(chat_id, user, content)
-        return self._enqueue({"message": message})
+        return self._enqueue({"message": message}, deliver=deliver)
 
     def press_button(
         self,
@@ -2512,11 +2528,13 @@ class TelegramStandIn:
         language_code: str = "zh-hans",
         first_name: str = "Test",
         user_id: int | None = None,
+        deliver: bool = True,
     ) -> int:
         """A user presses an inline button: a ``callback_query`` update.
 
         Without ``message_id`` the newest message of the chat whose current inline keyboard has a
         button with ``callback_data`` is used (AssertionError if there is none).
+        ``deliver=False``: the update is made but not delivered (see ``update()``).
         """
         user = self._user(self._user_id(chat_id, user_id), first_name, language_code, None, None)
         with self._lock:
@@ -2549,7 +2567,7 @@ class TelegramStandIn:
                 "chat_instance": str(abs(hash((chat_id, self.bot_user["id"]))) % 10**18),
                 "data": callback_data,
             }
-            update_id, queued = self._enqueue_checked({"callback_query": query})
+            update_id, queued = self._enqueue_checked({"callback_query": query}, deliver=deliver)
             if queued:  # a query the bot never receives (allowed_updates) needs no answer
                 self._callbacks[query_id] = {
                     "chat_id": chat_id,
@@ -2684,6 +2702,11 @@ class TelegramStandIn:
                         if self._next_message_id.get(chat_id, 1) <= message_id:
                             self._next_message_id[chat_id] = message_id + 1
         return self._enqueue(update)
+
+    def update(self, update_id: int) -> JSONDict:
+        """The update with this id as the server made it (delivered or not), for delivering it by hand."""
+        with self._lock:
+            return json.loads(_dumps(self._history[update_id]))
 
     def redeliver(self, update_id: int) -> None:
         """Queue the identical update again (same ``update_id``), as Telegram does on retries."""
@@ -2830,17 +2853,23 @@ class TelegramStandIn:
         status: int = 429,
         retry_after: int | None = 1,
         description: str | None = None,
+        delay: float = 0.0,
     ) -> None:
         """Answer the next ``count`` valid calls of ``method`` (``"*"`` = any) with an error.
 
         429 carries ``parameters.retry_after``; the default descriptions are Telegram's
         (``Too Many Requests: retry after N``, ``Internal Server Error``, ``Bad Gateway`` ...).
-        A failed call has no effect (nothing is sent).
+        With ``delay`` the answer comes that many seconds late: longer than the client's read
+        timeout, it is a timeout (``status=504`` is the natural choice). A failed call has no
+        effect (nothing is sent), also when it timed out.
         """
+        if delay < 0:
+            raise ValueError("delay must not be negative")
         key = "*" if method == "*" else (self.spec.canonical_method(method) or method).lower()
         with self._lock:
             self._faults.setdefault(key, deque()).append(
-                _Fault(status=status, retry_after=retry_after, description=description, remaining=count)
+                _Fault(status=status, retry_after=retry_after, description=description, remaining=count,
+                       delay=float(delay))
             )
 
     def block_user(self, chat_id: int) -> None:

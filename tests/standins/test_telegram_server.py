@@ -25,7 +25,7 @@ from telegram import (
     InlineKeyboardMarkup,
     Update,
 )
-from telegram.error import BadRequest, Conflict, Forbidden, NetworkError, RetryAfter
+from telegram.error import BadRequest, Conflict, Forbidden, NetworkError, RetryAfter, TimedOut
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes
 
 from tests.standins.telegram_server import (
@@ -483,6 +483,30 @@ class _Receiver:
     def close(self) -> None:
         self.http.shutdown()
         self.http.server_close()
+
+
+async def test_a_late_answer_is_a_timeout_without_effect(server: TelegramStandIn, bot: Bot) -> None:
+    server.fail_next("sendMessage", status=504, delay=1.0)
+    with pytest.raises(TimedOut):
+        await bot.send_message(3, "slow", read_timeout=0.3)
+    assert server.sent_messages(3) == []
+    started = time.monotonic()
+    server.fail_next("sendMessage", status=502, delay=0.3)
+    with pytest.raises(NetworkError, match="Bad Gateway"):
+        await bot.send_message(3, "late")
+    assert time.monotonic() - started >= 0.3
+    await bot.send_message(3, "fine")
+    assert [e["text"] for e in server.sent_messages(3)] == ["fine"]
+    assert server.violations == []
+
+
+def test_updates_made_but_not_delivered(server: TelegramStandIn) -> None:
+    update_id = server.send_text(5, "hello", deliver=False)
+    assert server.pending_update_count() == 0
+    assert server.update(update_id)["message"]["text"] == "hello"
+    assert server.update(update_id)["update_id"] == update_id
+    later = server.send_text(5, "delivered")
+    assert later > update_id and server.pending_update_count() == 1
 
 
 async def test_webhook_delivery_with_secret_and_retries(server: TelegramStandIn, bot: Bot) -> None:

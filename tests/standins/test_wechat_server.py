@@ -88,7 +88,8 @@ def test_replies_are_checked_like_wechat_checks_them() -> None:
     fields: dict[str, str | int] = {"ToUserName": "gh_1", "FromUserName": "o1", "CreateTime": 1, "MsgType": "text",
                                     "Content": "hi", "MsgId": 1}
     params, body = build_callback(fields, token="tok3n", mode="safe", encoding_aes_key=AES_KEY, app_id=APP_ID)
-    assert params["encrypt_type"] == "aes" and b"<Encrypt>" in body and b"hi" not in body
+    # the plaintext is not in the body (a bare b"hi" can occur in the random ciphertext's base64)
+    assert params["encrypt_type"] == "aes" and b"<Encrypt>" in body and b"<Content>" not in body
     plain_reply = "<xml><ToUserName><![CDATA[o1]]></ToUserName><Content><![CDATA[x]]></Content></xml>"
     assert open_reply(plain_reply, token="tok3n", safe=False)["Content"] == "x"
     with pytest.raises(ReplyProblem, match="plaintext reply"):
@@ -97,3 +98,18 @@ def test_replies_are_checked_like_wechat_checks_them() -> None:
               "<TimeStamp>1</TimeStamp><Nonce>2</Nonce></xml>")
     with pytest.raises(ReplyProblem, match="MsgSignature"):
         open_reply(forged, token="tok3n", safe=True, encoding_aes_key=AES_KEY, app_id=APP_ID)
+
+
+def test_faults_answer_late_and_change_nothing(standin: WeChatStandIn) -> None:
+    token = _token(standin)
+    standin.interacted("o1")
+    standin.fail_next("/cgi-bin/message/custom/send", status=504, delay=1.0)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{standin.root_url}/cgi-bin/message/custom/send", params={"access_token": token},
+                   content=json.dumps(_text("o1")).encode(), timeout=0.3)
+    standin.fail_next("/cgi-bin/message/custom/send", status=429)
+    assert httpx.post(f"{standin.root_url}/cgi-bin/message/custom/send", params={"access_token": token},
+                      content=json.dumps(_text("o1")).encode()).status_code == 429
+    assert standin.custom_messages("o1") == []
+    assert _send(standin, token, _text("o1")) == 0
+    assert [m["text"]["content"] for m in standin.custom_messages("o1")] == ["你好"]

@@ -15,7 +15,8 @@ It plays WeChat on both sides of an account's server:
   superseded → 40001, expired → 42001), the JSON shape and ``msgtype``, the text size (45002), the
   48-hour interaction window (45015) and the customer-service quota per interaction (45047: five
   messages in 48 hours after a user's message, three in a minute after an event). Faults on demand:
-  ``expire_tokens()``, ``fail_next(path, status=502)`` or ``fail_next(path, errcode=-1)``,
+  ``expire_tokens()``, ``fail_next(path, status=502)`` or ``fail_next(path, errcode=-1)`` (with
+  ``delay=seconds``: answered that late, without effect — a timeout for a client that waits less),
   ``age_interaction(openid, hours)``, ``block(openid, errcode)``, slow media downloads.
 
 Requests our server should never send are recorded in ``violations`` (a fixture asserts there are
@@ -220,6 +221,7 @@ class _Fault:
     status: int | None
     errcode: int | None
     errmsg: str
+    delay: float = 0.0
 
 
 class WeChatStandIn:
@@ -370,10 +372,14 @@ class WeChatStandIn:
                 token.expired = True
 
     def fail_next(self, path: str, *, count: int = 1, status: int | None = None, errcode: int | None = None,
-                  errmsg: str = "system error") -> None:
+                  errmsg: str = "system error", delay: float = 0.0) -> None:
+        """The next `count` valid calls of `path` fail: HTTP `status`, or WeChat's JSON `errcode`
+        (default -1, "system error"), answered `delay` seconds late; the call has no effect."""
+        if delay < 0:
+            raise ValueError("delay must not be negative")
         with self._lock:
             queue = self._faults.setdefault(path, deque())
-            queue.extend(_Fault(status, errcode, errmsg) for _ in range(count))
+            queue.extend(_Fault(status, errcode, errmsg, float(delay)) for _ in range(count))
 
     def age_interaction(self, openid: str, hours: float) -> None:
         """Pretend the user's last message was `hours` earlier."""
@@ -557,7 +563,7 @@ class WeChatStandIn:
             return self._error(40125, "invalid appsecret")
         fault = self._fault("/cgi-bin/token")
         if fault is not None:
-            return self._faulted(fault)
+            return await self._faulted(fault)
         token = "T" + secrets.token_urlsafe(96)
         now = time.time()
         with self._lock:
@@ -568,9 +574,12 @@ class WeChatStandIn:
         self._changed()
         return JSONResponse({"access_token": token, "expires_in": self.token_lifetime})
 
-    def _faulted(self, fault: _Fault) -> Response:
+    async def _faulted(self, fault: _Fault) -> Response:
+        if fault.delay:
+            await asyncio.sleep(fault.delay)  # a client with a shorter timeout has given up by now
         if fault.status is not None:
-            return PlainTextResponse("Bad Gateway" if fault.status == 502 else "error", status_code=fault.status)
+            reasons = {429: "Too Many Requests", 502: "Bad Gateway", 504: "Gateway Timeout"}
+            return PlainTextResponse(reasons.get(fault.status, "error"), status_code=fault.status)
         return self._error(fault.errcode if fault.errcode is not None else -1, fault.errmsg)
 
     async def _media_endpoint(self, request: Request) -> Response:
@@ -580,7 +589,7 @@ class WeChatStandIn:
             return PlainTextResponse(json.dumps(problem), media_type="text/plain")
         fault = self._fault("/cgi-bin/media/get")
         if fault is not None:
-            return self._faulted(fault)
+            return await self._faulted(fault)
         with self._lock:
             media = self._media.get(request.query_params.get("media_id", ""))
         if media is None:
@@ -603,7 +612,7 @@ class WeChatStandIn:
             return JSONResponse(problem)
         fault = self._fault("/cgi-bin/message/custom/send")
         if fault is not None:
-            return self._faulted(fault)
+            return await self._faulted(fault)
         shape = self._custom_shape_problem(payload)
         if shape is not None:
             self._violation(f"custom/send: {shape}")
