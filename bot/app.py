@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +28,20 @@ from storage import crypto
 from storage.migrate import upgrade
 
 log = logging.getLogger(__name__)
+
+
+def release_free_memory() -> None:
+    """Hand back to the system the heap that start-up (imports, loading the model) used and freed:
+    glibc's allocator keeps freed memory in the process otherwise, a few megabytes here."""
+    gc.collect()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        log.debug("malloc_trim is not available (not glibc)")
+        return
+    trim(0)
+
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -63,6 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
             await telegram_channel.start()
         if wechat_channel is not None:
             await wechat_channel.start()
+        release_free_memory()
         try:
             yield
         finally:

@@ -34,7 +34,7 @@ DATA_DIR = Path(__file__).with_name("data")
 DOMAIN_DICTIONARY = DATA_DIR / "domain_dict.txt"
 STOP_WORDS_FILE = DATA_DIR / "stopwords.txt"
 # jieba's words of at least this frequency (of 60 million) are kept, with every single character.
-DICTIONARY_MIN_FREQUENCY = 10
+DICTIONARY_MIN_FREQUENCY = 50
 DICTIONARY_FORMAT = 1
 JIEBA_CACHE_PREFIX = "jieba-dict-"
 OLD_JIEBA_CACHE_FILE = "jieba.cache"  # jieba's own cache, written by earlier versions; no longer read

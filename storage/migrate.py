@@ -1,20 +1,65 @@
-"""Alembic, driven from code: `qinglian db upgrade` and the start of `qinglian serve` call this."""
+"""Alembic, driven from code: `qinglian db upgrade` and the start of `qinglian serve` call this.
+
+Alembic is imported only when there is something to migrate: a service restarting on a current schema
+reads the revision from the database and leaves Alembic (and its templates) out of its memory.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+_ASSIGNMENT = re.compile(r"^(revision|down_revision)\b[^=]*=\s*(.+)$", re.MULTILINE)
+_QUOTED = re.compile(r"""["']([^"']+)["']""")
 
 
 def alembic_config(database_url: str) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return config
+
+
+def head_revisions() -> set[str]:
+    """The heads of the migration graph, read from the scripts' `revision`/`down_revision` lines."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        for name, value in _ASSIGNMENT.findall(script.read_text(encoding="utf-8")):
+            (revisions if name == "revision" else parents).update(_QUOTED.findall(value))
+    return revisions - parents
+
+
+async def _database_revisions(database_url: str) -> set[str]:
+    from storage.db import create_engine
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(text("SELECT version_num FROM alembic_version"))
+            return {str(row[0]) for row in rows}
+    except SQLAlchemyError:
+        return set()  # no database or no schema yet
+    finally:
+        await engine.dispose()
+
+
+def is_current(database_url: str) -> bool:
+    """Whether the database is at the head revision. Blocking; not for use on a running event loop."""
+    if database_url.startswith("sqlite") and ":memory:" in database_url:
+        return False
+    return asyncio.run(_database_revisions(database_url)) == head_revisions()
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
@@ -23,8 +68,14 @@ def upgrade(database_url: str, revision: str = "head") -> None:
         path = database_url.split(":///", 1)[1] if ":///" in database_url else ""
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if revision == "head" and is_current(database_url):
+        return
+    from alembic import command
+
     command.upgrade(alembic_config(database_url), revision)
 
 
 def current(database_url: str) -> None:
+    from alembic import command
+
     command.current(alembic_config(database_url), verbose=False)

@@ -49,7 +49,9 @@ def test_fast_path_computes_exactly_what_the_pipeline_computes(classifier: Class
     texts = [t[:MAX_TEXT_CHARS] for t in texts]
     fast = classifier.predict_proba(texts)
     slow = classifier.pipeline.predict_proba(texts)
-    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12)
+    # the compiled weights are single precision (memory of the serving process): equal to 1e-6
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-6)
+    assert (fast.argmax(axis=1) == slow.argmax(axis=1)).all()
 
 
 def test_fast_path_with_every_block_kind() -> None:
@@ -62,7 +64,7 @@ def test_fast_path_with_every_block_kind() -> None:
     compiled = Classifier(model.pipeline)
     assert compiled._compiled is not None and [b.lead_chars for b in compiled._compiled.blocks] == [None, None, 12]
     texts = [e.text for e in load_seed_corpus("eval")[:60]]
-    np.testing.assert_allclose(compiled.predict_proba(texts), model.pipeline.predict_proba(texts), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(compiled.predict_proba(texts), model.pipeline.predict_proba(texts), rtol=0, atol=1e-6)
 
 
 def test_quote_styles_do_not_change_the_answer(classifier: Classifier) -> None:
@@ -188,7 +190,7 @@ def test_loaded_model_serves_from_the_compiled_arrays_like_the_pipeline(
     texts = [e.text for e in load_seed_corpus("eval")] + [t for t in ROBUSTNESS_INPUTS.values() if normalise(t)]
     texts = [t[:MAX_TEXT_CHARS] for t in texts]
     np.testing.assert_allclose(loaded.predict_proba(texts), classifier.pipeline.predict_proba(texts),
-                               rtol=0, atol=1e-12)
+                               rtol=0, atol=1e-6)
     assert loaded.classify_many(texts) == [
         Tag(t.label, t.confidence, t.top, t.terms, loaded.version) for t in classifier.classify_many(texts)]
     assert loaded.labels == classifier.labels
