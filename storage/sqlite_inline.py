@@ -168,10 +168,13 @@ class InlineConnection:
         """Queue behind this process's other transactions, then wait out other processes."""
         if self._gate is None:
             gate = _gate(self.path)
-            try:
-                await asyncio.wait_for(gate.acquire(), self.lock_wait)
-            except TimeoutError:
-                raise sqlite3.OperationalError("database is locked (waited for this process's writers)") from None
+            if gate.locked():
+                try:
+                    await asyncio.wait_for(gate.acquire(), self.lock_wait)
+                except TimeoutError:
+                    raise sqlite3.OperationalError("database is locked (waited for this process's writers)") from None
+            else:
+                await gate.acquire()  # free: returns at once, without the task wait_for would start
             self._gate = gate
         try:
             await _retry_while_locked(lambda: cursor.execute(sql), self.lock_wait)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import logging
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 from telegram import (
@@ -26,7 +27,7 @@ from bot.channels.telegram_http import AiohttpRequest
 from bot.config import Settings
 from bot.outbox import PermanentFailure, TemporaryFailure
 from bot.runtime import Runtime
-from handlers.types import Attachment, Inbound, Outbound
+from handlers.types import Attachment, Choice, Inbound, Outbound
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +100,15 @@ def to_inbound(update: Update, fetcher: Any) -> Inbound | None:
 def keyboard(message: Outbound) -> InlineKeyboardMarkup | None:
     if not message.choices:
         return None
-    columns = max(1, message.columns)
+    return _keyboard(message.choices, max(1, message.columns))
+
+
+@lru_cache(maxsize=4096)
+def _keyboard(choices: tuple[Choice, ...], columns: int) -> InlineKeyboardMarkup:
+    """PTB's markup objects are immutable, so the dialog's recurring keyboards are built once."""
     rows = [
-        [InlineKeyboardButton(choice.label, callback_data=choice.key) for choice in message.choices[i : i + columns]]
-        for i in range(0, len(message.choices), columns)
+        [InlineKeyboardButton(choice.label, callback_data=choice.key) for choice in choices[i : i + columns]]
+        for i in range(0, len(choices), columns)
     ]
     return InlineKeyboardMarkup(rows)
 
