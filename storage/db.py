@@ -45,6 +45,8 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     `timeout` parameter (default 30 s): a shorter one answers residents "try again shortly" sooner
     while something else holds the database.
     """
+    # An error's message never quotes the statement's parameters: they can hold what a resident wrote.
+    kwargs.setdefault("hide_parameters", True)
     if is_sqlite(url):
         busy_timeout = sqlite_busy_timeout(url)
         database = make_url(url).database
