@@ -68,18 +68,23 @@ def test_telegram_flood_control_server_errors_and_a_timeout(
 
     telegram.wait_until(lambda: all(len(texts(chat)) >= ROUNDS for chat in chats), timeout=40,
                         what="every answer delivered")
-    database = Database(url)
-    try:
-        eventually(lambda: database.pending_outbox() == 0, what="the outbox settled")
-        attempts = database.scalar("SELECT sum(attempts) FROM outbox WHERE status = 'sent'")
-    finally:
-        database.close()
+    attempts = _attempts_once_settled(url)
     for chat in chats:
         assert _in_order_once(texts(chat)), (chat, texts(chat))
         assert len(texts(chat)) == ROUNDS
     # The four failures happened: four more calls than messages, and the outbox counted them.
     assert len(telegram.requests_for("sendMessage")) - sent_before == len(chats) * ROUNDS + 4
     assert attempts == len(chats) * ROUNDS + 4
+
+
+def _attempts_once_settled(url: str) -> int:
+    """Wait until the outbox has nothing pending; the delivery attempts of the sent messages."""
+    database = Database(url)
+    try:
+        eventually(lambda: database.pending_outbox() == 0, what="the outbox settled")
+        return int(database.scalar("SELECT sum(attempts) FROM outbox WHERE status = 'sent'"))
+    finally:
+        database.close()
 
 
 def test_wechat_rate_limit_server_errors_and_a_timeout(
@@ -103,12 +108,7 @@ def test_wechat_rate_limit_server_errors_and_a_timeout(
 
     wechat.wait_until(lambda: all(len(texts(openid)) >= ROUNDS for openid in users), timeout=45,
                       what="every answer delivered")
-    database = Database(url)
-    try:
-        eventually(lambda: database.pending_outbox() == 0, what="the outbox settled")
-        attempts = database.scalar("SELECT sum(attempts) FROM outbox WHERE status = 'sent'")
-    finally:
-        database.close()
+    attempts = _attempts_once_settled(url)
     for openid in users:
         assert _in_order_once(texts(openid)), (openid, texts(openid))
         assert [m.via for m in wechat.inbox(openid)] == ["custom"] * ROUNDS
