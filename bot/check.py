@@ -46,6 +46,39 @@ async def _database(settings: Settings) -> Finding:
     return Finding("database", True, f"reachable, schema at {head}")
 
 
+async def _encryption(settings: Settings) -> Finding:
+    """Every encrypted value readable with the configured key ring (`qinglian keys status` in one line)."""
+    from storage.keys import PLAINTEXT, key_status
+
+    try:
+        ring = settings.resolved_keyring()
+    except ConfigError as exc:
+        return Finding("encryption keys", False, str(exc))
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        status = await key_status(engine)
+    except Exception:  # noqa: BLE001 - no schema yet: the database check says so
+        return Finding("encryption keys", True, f"current key {ring.current.key_id}; nothing stored yet")
+    finally:
+        await engine.dispose()
+    totals: dict[str, int] = {}
+    for counts in status.values():
+        for key_id, count in counts.items():
+            totals[key_id] = totals.get(key_id, 0) + count
+    unreadable = {key_id: n for key_id, n in totals.items() if key_id != PLAINTEXT and key_id not in ring.keys}
+    if unreadable:
+        listed = ", ".join(f"{key_id} ({n})" for key_id, n in sorted(unreadable.items()))
+        return Finding("encryption keys", False, f"values under keys missing from the key ring: {listed}; "
+                                                 "add the key to QINGLIAN_ENCRYPTION_OLD_KEYS")
+    older = sum(n for key_id, n in totals.items() if key_id not in (PLAINTEXT, ring.current.key_id))
+    detail = f"current key {ring.current.key_id}, {totals.get(ring.current.key_id, 0)} values under it"
+    if older:
+        detail += f"; {older} under older keys (`qinglian keys rotate` moves them)"
+    if totals.get(PLAINTEXT):
+        detail += f"; {totals[PLAINTEXT]} not encrypted (`qinglian db upgrade`)"
+    return Finding("encryption keys", True, detail)
+
+
 async def _data_dir(settings: Settings) -> Finding:
     def probe() -> None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -124,7 +157,7 @@ async def _wecom(settings: Settings) -> Finding:
 
 
 CHECKS: tuple[Callable[[Settings], Awaitable[Finding]], ...] = (
-    _secret, _data_dir, _database, _public_url, _telegram, _wechat, _wecom,
+    _secret, _data_dir, _database, _encryption, _public_url, _telegram, _wechat, _wecom,
 )
 
 

@@ -126,6 +126,12 @@ def test_keys_commands_rotate_to_a_new_key_and_report_the_status(database_url: s
 
     missing = run("status", QINGLIAN_ENCRYPTION_KEY=old)
     assert missing.exit_code == 1 and "missing from the key ring" in missing.output
+    # `qinglian check` says the same before going live
+    check = runner.invoke(app, ["check"], env={**env, "QINGLIAN_ENCRYPTION_KEY": old})
+    assert check.exit_code == 1 and f"✗ encryption keys: values under keys missing from the key ring: {new_id}" \
+        in check.output, check.output
+    check = runner.invoke(app, ["check"], env={**env, "QINGLIAN_ENCRYPTION_KEY": new})
+    assert re.search(rf"✓ encryption keys: current key {new_id}, \d+ values under it\n", check.output), check.output
     refused = run("rotate", QINGLIAN_ENCRYPTION_KEY=old)
     assert refused.exit_code == 1 and "not in the key ring" in refused.output
 
