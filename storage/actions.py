@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Insert, Select, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Insert, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -420,15 +420,20 @@ async def enqueue_message(
     return message
 
 
-def _due_outbox(columns: Sequence[Any], channels: Sequence[str], limit: int, now: datetime) -> Select[Any]:
-    """Due messages, oldest first, none of a recipient while one of theirs waits; SKIP LOCKED where supported."""
+async def lease_outbox(
+    session: AsyncSession, *, channels: Sequence[str], limit: int, lease: timedelta, now: datetime | None = None
+) -> list[tuple[int, str, str, dict[str, Any]]]:
+    """Take a batch for delivery: (id, channel, recipient, payload) of due messages, oldest first, leased until
+    now + `lease` so no other worker takes them while they are sent. None of a recipient's messages is taken
+    while an earlier one of theirs waits for a retry; rows are locked with SKIP LOCKED where supported."""
+    now = now or utcnow()
     blocked = (
         select(OutboxMessage.recipient)
         .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at > now)
         .scalar_subquery()
     )
-    return (
-        select(*columns)
+    due = (
+        select(OutboxMessage.id, OutboxMessage.channel, OutboxMessage.recipient, OutboxMessage.payload)
         .where(
             OutboxMessage.status == "pending",
             OutboxMessage.channel.in_(channels),
@@ -439,25 +444,7 @@ def _due_outbox(columns: Sequence[Any], channels: Sequence[str], limit: int, now
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-
-
-async def claim_outbox(
-    session: AsyncSession, *, channels: Sequence[str], limit: int, now: datetime | None = None
-) -> list[OutboxMessage]:
-    """Due messages as objects, locked for this transaction (parallel workers never take the same one)."""
-    query = _due_outbox([OutboxMessage], channels, limit, now or utcnow())
-    return list((await session.execute(query)).scalars())
-
-
-async def lease_outbox(
-    session: AsyncSession, *, channels: Sequence[str], limit: int, lease: timedelta, now: datetime | None = None
-) -> list[tuple[int, str, str, dict[str, Any]]]:
-    """Take a batch for delivery: (id, channel, recipient, payload) of due messages, leased until now + `lease`
-    so no other worker takes them while they are being sent."""
-    now = now or utcnow()
-    columns = [OutboxMessage.id, OutboxMessage.channel, OutboxMessage.recipient, OutboxMessage.payload]
-    result = await session.execute(_due_outbox(columns, channels, limit, now))
-    rows = [(row[0], row[1], row[2], row[3]) for row in result]
+    rows = [(row[0], row[1], row[2], row[3]) for row in await session.execute(due)]
     if rows:
         await session.execute(
             update(_OUTBOX).where(_OUTBOX.c.id.in_([row[0] for row in rows])).values(next_attempt_at=now + lease)

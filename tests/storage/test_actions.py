@@ -153,16 +153,23 @@ async def test_outbox_claims_in_order_and_holds_a_recipients_later_messages(sess
         await actions.enqueue_message(session, channel="telegram", recipient="B", payload={"text": "b0"})
         await actions.enqueue_message(session, channel="web", recipient="C", payload={"text": "c0"})
     async with sessionmaker.begin() as session:
-        claimed = await actions.claim_outbox(session, channels=["telegram"], limit=10)
-        assert [m.payload["text"] for m in claimed] == ["a0", "a1", "a2", "b0"]
-        first = claimed[0]
+        leased = await actions.lease_outbox(session, channels=["telegram"], limit=10, lease=timedelta(0))
+        assert [payload["text"] for _, _, _, payload in leased] == ["a0", "a1", "a2", "b0"]
+        ids = {payload["text"]: message_id for message_id, _, _, payload in leased}
+        await actions.mark_sent_many(session, [ids["b0"]])
+        first = await session.get(OutboxMessage, ids["a0"])
+        assert first is not None
         actions.mark_retry(first, error="flood", delay=timedelta(seconds=30))
-        for message in claimed[1:]:
-            if message.recipient == "B":
-                actions.mark_sent(message)
     async with sessionmaker.begin() as session:
-        again = await actions.claim_outbox(session, channels=["telegram"], limit=10)
+        again = await actions.lease_outbox(session, channels=["telegram"], limit=10, lease=timedelta(seconds=60))
     assert again == []
+    async with sessionmaker.begin() as session:
+        await actions.enqueue_message(session, channel="telegram", recipient="D", payload={"text": "d0"})
+    async with sessionmaker.begin() as session:
+        taken = await actions.lease_outbox(session, channels=["telegram"], limit=10, lease=timedelta(seconds=60))
+    async with sessionmaker.begin() as session:
+        taken_again = await actions.lease_outbox(session, channels=["telegram"], limit=10, lease=timedelta(seconds=60))
+    assert [payload["text"] for _, _, _, payload in taken] == ["d0"] and taken_again == []  # leased: not taken twice
     async with sessionmaker.begin() as session:
         web = await actions.take_web_messages(session, "C")
         web_again = await actions.take_web_messages(session, "C")
