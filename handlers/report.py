@@ -18,7 +18,7 @@ from handlers.validation import (
     clean_place,
 )
 from storage import actions, client_limits
-from storage.client_limits import ClientEventKind
+from storage.models import ClientEventKind
 from storage.receipts import format_receipt_code
 
 WIZARD_STATES = ("district", "place", "when", "description", "evidence", "identity", "name", "phone",

@@ -9,8 +9,7 @@ from handlers.evidence import accept_file
 from handlers.types import Attachment, Choice
 from handlers.validation import Invalid, parse_receipt_code
 from storage import actions, client_limits
-from storage.client_limits import ClientEventKind
-from storage.models import CLOSED_STATUSES, Case, TraceKind
+from storage.models import CLOSED_STATUSES, Case, ClientEventKind, TraceKind
 
 TRACKING_STATES = ("status_code", "case_menu", "follow_up", "rating")
 

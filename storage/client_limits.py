@@ -17,30 +17,11 @@ import hashlib
 import hmac
 import ipaddress
 from datetime import datetime, timedelta
-from enum import StrEnum
 
-from sqlalchemy import Index, Integer, String, delete, func, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.models import Base, utcnow
-
-
-class ClientEventKind(StrEnum):
-    REPORT = "report"
-    WRONG_CODE = "wrong_code"
-
-
-class ClientEvent(Base):
-    """A report filed or a wrong receipt code entered from one client address (by its keyed hash)."""
-
-    __tablename__ = "client_events"
-    __table_args__ = (Index("ix_client_events_key_time", "kind", "client_key", "created_at"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))
-    client_key: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+from storage.models import ClientEvent, ClientEventKind, utcnow
 
 
 def client_key(secret_key: bytes, address: str) -> str | None:

@@ -233,6 +233,24 @@ class StatusGuess(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ClientEventKind(StrEnum):
+    REPORT = "report"
+    WRONG_CODE = "wrong_code"
+
+
+class ClientEvent(Base):
+    """A report filed or a wrong receipt code entered from one client address (by its keyed hash, see
+    storage/client_limits.py)."""
+
+    __tablename__ = "client_events"
+    __table_args__ = (Index("ix_client_events_key_time", "kind", "client_key", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    client_key: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class StaffRole(StrEnum):
     REVIEWER = "reviewer"
     SUPERVISOR = "supervisor"

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from storage import client_limits
-from storage.client_limits import ClientEvent, ClientEventKind
+from storage.models import ClientEvent, ClientEventKind
 
 KEY = b"k" * 32
 
