@@ -16,6 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from storage import direct
 from storage.crypto import pseudonym
 from storage.models import (
     CLOSED_STATUSES,
@@ -52,58 +53,107 @@ def _insert_or_ignore(session: AsyncSession, table: Table) -> Insert:
     return sqlite_insert(table).on_conflict_do_nothing()
 
 
-# The statements of every dialog step are built once: SQLAlchemy then only binds their parameters.
+# The statements of every dialog step are built once: SQLAlchemy then only binds their parameters. On a
+# SQLite file they run straight on the transaction's sqlite3 connection (`storage.direct`); the
+# session runs them on any other database.
 _CONVERSATION_OF_USER = (
     select(Conversation)
     .where(Conversation.channel == bindparam("channel"), Conversation.user_key == bindparam("user_key"))
     .with_for_update()
 )
+_CONVERSATION_COLUMNS = (_CONVERSATIONS.c.id, _CONVERSATIONS.c.locale, _CONVERSATIONS.c.state,
+                         _CONVERSATIONS.c.draft, _CONVERSATIONS.c.context, _CONVERSATIONS.c.draft_updated_at)
+_DIRECT_CONVERSATION_OF_USER = direct.Prepared(
+    select(*_CONVERSATION_COLUMNS)
+    .where(_CONVERSATIONS.c.channel == bindparam("channel"), _CONVERSATIONS.c.user_key == bindparam("user_key")),
+    _CONVERSATION_COLUMNS,
+)
+_NEW_CONVERSATION_VALUES = ("channel", "user_key", "user_ref", "state", "draft", "context", "created_at",
+                            "updated_at")
+_DIRECT_NEW_CONVERSATION = direct.Prepared(
+    sqlite_insert(_CONVERSATIONS)
+    .values({name: bindparam(name) for name in _NEW_CONVERSATION_VALUES})
+    .on_conflict_do_nothing()
+)
+_DIRECT_CLAIM_UPDATE = direct.Prepared(
+    sqlite_insert(_PROCESSED_UPDATES)
+    .values(channel=bindparam("channel"), update_key=bindparam("update_key"),
+            processed_at=bindparam("processed_at"))
+    .on_conflict_do_nothing()
+)
 
 
 async def claim_update(session: AsyncSession, channel: str, update_key: str) -> bool:
     """Record that an update is being handled; False if it was handled before (one statement)."""
-    result = await session.execute(_insert_or_ignore(session, _PROCESSED_UPDATES),
-                                   {"channel": channel, "update_key": update_key, "processed_at": utcnow()})
+    values = {"channel": channel, "update_key": update_key, "processed_at": utcnow()}
+    sqlite = await direct.sqlite_connection(session)
+    if sqlite is not None:
+        return _DIRECT_CLAIM_UPDATE.run(sqlite, values).rowcount == 1
+    result = await session.execute(_insert_or_ignore(session, _PROCESSED_UPDATES), values)
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def load_conversation(session: AsyncSession, channel: str, user_ref: str) -> Conversation:
     """The resident's conversation, locked for this transaction (created on first contact).
 
-    Found by the pseudonym of `user_ref`; the real id is stored only encrypted, to send messages."""
+    Found by the pseudonym of `user_ref`; the real id is stored only encrypted, to send messages.
+    The conversation is not tracked by the session: `save_conversation` writes it back."""
     keys = {"channel": channel, "user_key": pseudonym(channel, user_ref)}
+    sqlite = await direct.sqlite_connection(session)
+    if sqlite is not None:
+        return _load_conversation_directly(sqlite, keys, user_ref)
     conversation = (await session.execute(_CONVERSATION_OF_USER, keys)).scalar_one_or_none()
     if conversation is None:
-        now = utcnow()
-        await session.execute(_insert_or_ignore(session, _CONVERSATIONS), {
-            **keys, "user_ref": user_ref, "state": "idle", "draft": {}, "context": {}, "created_at": now,
-            "updated_at": now})
+        await session.execute(_insert_or_ignore(session, _CONVERSATIONS), _new_conversation(keys, user_ref))
         conversation = (await session.execute(_CONVERSATION_OF_USER, keys)).scalar_one()
+    session.expunge(conversation)
     return conversation
 
 
+def _new_conversation(keys: dict[str, str], user_ref: str) -> dict[str, Any]:
+    now = utcnow()
+    return {**keys, "user_ref": user_ref, "state": "idle", "draft": {}, "context": {}, "created_at": now,
+            "updated_at": now}
+
+
+def _load_conversation_directly(sqlite: tuple[Any, Any], keys: dict[str, str], user_ref: str) -> Conversation:
+    row = _DIRECT_CONVERSATION_OF_USER.first(sqlite, keys)
+    if row is None:
+        _DIRECT_NEW_CONVERSATION.run(sqlite, _new_conversation(keys, user_ref))
+        row = _DIRECT_CONVERSATION_OF_USER.first(sqlite, keys)
+        assert row is not None, "the conversation was inserted in this transaction"
+    conversation_id, locale, state, draft, context, draft_updated_at = row
+    # The stored user_ref is the one looked up: the pseudonym of the same id found it.
+    return Conversation(id=conversation_id, channel=keys["channel"], user_key=keys["user_key"], user_ref=user_ref,
+                        locale=locale, state=state, draft=draft, context=context,
+                        draft_updated_at=draft_updated_at)
+
+
+_SAVE_CONVERSATION_VALUES = ("locale", "state", "draft", "context", "draft_updated_at", "updated_at")
 _SAVE_CONVERSATION = (
     update(_CONVERSATIONS)
     .where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
-    .values(locale=bindparam("new_locale"), state=bindparam("new_state"), draft=bindparam("new_draft"),
-            context=bindparam("new_context"), draft_updated_at=bindparam("new_draft_updated_at"))
+    .values({name: bindparam(f"new_{name}") for name in _SAVE_CONVERSATION_VALUES})
 )
+_DIRECT_SAVE_CONVERSATION = direct.Prepared(_SAVE_CONVERSATION)
 
 
 async def save_conversation(session: AsyncSession, conversation: Conversation) -> None:
-    """Write the conversation as a dialog step left it with one prepared UPDATE, and stop tracking it.
+    """Write the conversation as a dialog step left it, with one prepared UPDATE.
 
-    What the flush at commit would do, for a fraction of the unit of work's cost; the caller must not
-    change the conversation afterwards in this transaction.
+    `load_conversation` hands out a conversation the session does not track, so this is the one write
+    of it: what the unit of work's flush would do, for a fraction of its cost.
     """
-    if conversation not in session:
+    values = {"conversation_id": conversation.id, "new_locale": conversation.locale,
+              "new_state": conversation.state, "new_draft": conversation.draft,
+              "new_context": conversation.context, "new_draft_updated_at": conversation.draft_updated_at,
+              "new_updated_at": utcnow()}
+    sqlite = await direct.sqlite_connection(session)
+    if sqlite is not None:
+        _DIRECT_SAVE_CONVERSATION.run(sqlite, values)
         return
     with session.no_autoflush:
-        await session.execute(_SAVE_CONVERSATION, {
-            "conversation_id": conversation.id, "new_locale": conversation.locale, "new_state": conversation.state,
-            "new_draft": conversation.draft, "new_context": conversation.context,
-            "new_draft_updated_at": conversation.draft_updated_at})
-    session.expunge(conversation)
+        await session.execute(_SAVE_CONVERSATION, values)
 
 
 # --- evidence ---------------------------------------------------------------------------------
@@ -398,17 +448,23 @@ async def notify_staff(session: AsyncSession, case: Case, targets: Sequence[tupl
 # --- outbox -----------------------------------------------------------------------------------
 
 
+_OUTBOX_VALUES = ("channel", "recipient", "payload", "case_id", "status", "attempts", "next_attempt_at", "created_at")
+_DIRECT_ENQUEUE = direct.Prepared(insert(_OUTBOX).values({name: bindparam(name) for name in _OUTBOX_VALUES}))
+
+
 async def enqueue_messages(session: AsyncSession, *, channel: str, recipient: str,
                            payloads: Sequence[dict[str, Any]]) -> None:
     """Several replies to one resident in one statement, in order (the outbox sends by id)."""
     if not payloads:
         return
     now = utcnow()
-    await session.execute(
-        insert(_OUTBOX),
-        [{"channel": channel, "recipient": recipient, "payload": payload, "case_id": None, "status": "pending",
-          "attempts": 0, "next_attempt_at": now, "created_at": now} for payload in payloads],
-    )
+    rows = [{"channel": channel, "recipient": recipient, "payload": payload, "case_id": None, "status": "pending",
+             "attempts": 0, "next_attempt_at": now, "created_at": now} for payload in payloads]
+    sqlite = await direct.sqlite_connection(session)
+    if sqlite is not None:
+        _DIRECT_ENQUEUE.run_many(sqlite, rows)
+        return
+    await session.execute(insert(_OUTBOX), rows)
 
 
 async def enqueue_message(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.util import await_
 
-from storage import sqlite_inline
+from storage import direct, sqlite_inline
 
 DEFAULT_BUSY_TIMEOUT = 30.0
 """Seconds a SQLite statement waits for another writer's lock before failing with "database is locked"."""
@@ -71,7 +73,15 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            driver = connection.connection.driver_connection
+            if isinstance(driver, sqlite_inline.InlineConnection):
+                # What the statement below does, without its execution context (docs/benchmarks-telegram.md).
+                try:
+                    await_(driver.begin_immediate())
+                except sqlite3.Error as error:
+                    raise direct.translated(error, "BEGIN IMMEDIATE") from error
+            else:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     kwargs.setdefault("pool_size", 10)

@@ -164,6 +164,9 @@ class InlineConnection:
         cursor = self.cursor()
         return await cursor.execute(sql, parameters)
 
+    async def begin_immediate(self) -> None:
+        await self.begin(self.raw.cursor(), "BEGIN IMMEDIATE")
+
     async def begin(self, cursor: sqlite3.Cursor, sql: str) -> None:
         """Queue behind this process's other transactions, then wait out other processes."""
         if self._gate is None:

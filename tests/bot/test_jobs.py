@@ -24,6 +24,7 @@ async def _draft(sessionmaker: Any, evidence_dir: Path, user: str, age: timedelt
         conversation.state = "evidence"
         conversation.draft = {"step": "evidence", "attachments": [attachment.id], "place": "某单位"}
         conversation.draft_updated_at = utcnow() - age
+        await actions.save_conversation(session, conversation)
     return conversation.id, evidence_dir / stored
 
 

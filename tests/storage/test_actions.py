@@ -78,13 +78,16 @@ async def test_conversation_is_created_once_per_user_and_channel(sessionmaker: A
     async with sessionmaker.begin() as session:
         first = await actions.load_conversation(session, "telegram", "7")
         first.state = "place"
+        first.draft = {"place": "某单位", "when": "today"}
+        await actions.save_conversation(session, first)
     async with sessionmaker.begin() as session:
         again = await actions.load_conversation(session, "telegram", "7")
         web = await actions.load_conversation(session, "web", "7")
     async with sessionmaker() as session:
         count = await session.scalar(select(func.count()).select_from(Conversation))
-    assert again.id == first.id and again.state == "place"
-    assert web.id != first.id and count == 2
+    assert again.id == first.id and again.state == "place" and again.draft == {"place": "某单位", "when": "today"}
+    assert again.draft_updated_at is None and again.locale is None and again.user_ref == "7"
+    assert web.id != first.id and web.state == "idle" and web.draft == {} and count == 2
 
 
 async def test_attachments_of_a_draft_move_to_the_case_on_submit(sessionmaker: Any) -> None:

@@ -160,6 +160,7 @@ async def test_pseudonym_lookups_find_the_conversation_and_the_limits(sessionmak
     async with sessionmaker.begin() as session:
         first = await actions.load_conversation(session, "telegram", "4242")
         first.draft = {"description": DESCRIPTION}
+        await actions.save_conversation(session, first)
         await actions.record_wrong_code(session, "telegram", "4242")
         await actions.file_report(
             session, secret_key=b"k" * 32, case_number_prefix="QL", year=2026, channel="telegram",
@@ -237,6 +238,7 @@ async def _seed(sessionmaker: Any, count: int) -> None:
         async with sessionmaker.begin() as session:
             conversation = await actions.load_conversation(session, "telegram", f"chat-{n}")
             conversation.draft = {"description": f"{DRAFT_TEXT} #{n}"}
+            await actions.save_conversation(session, conversation)
             case, _ = await actions.file_report(
                 session, secret_key=b"k" * 32, case_number_prefix="QL", year=2026, channel="telegram",
                 reporter_ref=f"chat-{n}", locale="zh", district=None, place="某处", occurred="今天",
