@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import warnings
 from datetime import timedelta
 from functools import lru_cache
 from typing import Any
@@ -22,6 +23,7 @@ from telegram import (
 )
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TimedOut
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, TypeHandler
+from telegram.warnings import PTBUserWarning
 
 from bot.channels.telegram_http import AiohttpRequest
 from bot.config import Settings
@@ -97,20 +99,29 @@ def to_inbound(update: Update, fetcher: Any) -> Inbound | None:
     return Inbound(CHANNEL, user_ref, language, attachment=attachment, update_key=key)
 
 
-def keyboard(message: Outbound) -> InlineKeyboardMarkup | None:
+def keyboard(message: Outbound) -> dict[str, Any] | None:
+    """The inline keyboard of a message as the Bot API's `InlineKeyboardMarkup` object."""
     if not message.choices:
         return None
     return _keyboard(message.choices, max(1, message.columns))
 
 
 @lru_cache(maxsize=4096)
-def _keyboard(choices: tuple[Choice, ...], columns: int) -> InlineKeyboardMarkup:
-    """PTB's markup objects are immutable, so the dialog's recurring keyboards are built once."""
+def _keyboard(choices: tuple[Choice, ...], columns: int) -> dict[str, Any]:
+    """Built once per keyboard with PTB's classes (which check it) and kept as the plain object that is sent;
+    the dialog's keyboards recur. Callers must not change it."""
     rows = [
         [InlineKeyboardButton(choice.label, callback_data=choice.key) for choice in choices[i : i + columns]]
         for i in range(0, len(choices), columns)
     ]
-    return InlineKeyboardMarkup(rows)
+    return InlineKeyboardMarkup(rows).to_dict()
+
+
+# `send` below calls `sendMessage` through `Bot.do_api_request`: the same rate limiter, timeouts and error
+# mapping (`RetryAfter`, `Forbidden`, …) as `Bot.send_message`, without turning Telegram's answer into a
+# PTB `Message` that nothing reads (about 0.1 ms of CPU a message, docs/benchmarks-telegram.md). PTB
+# suggests the named method when an endpoint has one; here the choice is deliberate.
+warnings.filterwarnings("ignore", message=r"Please use 'Bot\.send_?[mM]essage'", category=PTBUserWarning)
 
 
 class TelegramChannel:
@@ -230,7 +241,11 @@ class TelegramChannel:
     async def send(self, recipient: str, message: Outbound) -> None:
         """Outbox sender: one message to one chat, failures classified for the retry logic."""
         try:
-            await self.application.bot.send_message(int(recipient), message.text, reply_markup=keyboard(message))
+            parameters: dict[str, Any] = {"chat_id": int(recipient), "text": message.text}
+            markup = keyboard(message)
+            if markup is not None:
+                parameters["reply_markup"] = markup
+            await self.application.bot.do_api_request("sendMessage", api_kwargs=parameters)
         except RetryAfter as exc:
             raise TemporaryFailure(f"flood control: {exc}", _seconds(exc.retry_after)) from exc
         except Forbidden as exc:
