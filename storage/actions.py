@@ -75,12 +75,28 @@ _DIRECT_NEW_CONVERSATION = direct.Prepared(
     .values({name: bindparam(name) for name in _NEW_CONVERSATION_VALUES})
     .on_conflict_do_nothing()
 )
+_CASES = cast(Table, Case.__table__)
+_RECEIPT_TAKEN = direct.Prepared(
+    select(func.count()).select_from(_CASES).where(_CASES.c.receipt_code_hash == bindparam("code_hash")))
+_RECENT_REPORTS = direct.Prepared(
+    select(func.count()).select_from(_CASES)
+    .where(_CASES.c.channel == bindparam("channel"), _CASES.c.reporter_key == bindparam("reporter_key"),
+           _CASES.c.created_at >= bindparam("since")))
 _DIRECT_CLAIM_UPDATE = direct.Prepared(
     sqlite_insert(_PROCESSED_UPDATES)
     .values(channel=bindparam("channel"), update_key=bindparam("update_key"),
             processed_at=bindparam("processed_at"))
     .on_conflict_do_nothing()
 )
+
+
+async def _first_value(session: AsyncSession, statement: direct.Prepared, values: dict[str, Any]) -> Any:
+    """The first column of the first row of a prepared SELECT (None without rows), on either path."""
+    sqlite = await direct.sqlite_connection(session)
+    if sqlite is not None:
+        row = statement.first(sqlite, values)
+        return None if row is None else row[0]
+    return await session.scalar(statement.statement, values)
 
 
 async def claim_update(session: AsyncSession, channel: str, update_key: str) -> bool:
@@ -224,8 +240,7 @@ async def file_report(
     while True:
         code = new_receipt_code()
         code_hash = receipt_code_hash(secret_key, code)
-        taken = await session.scalar(select(func.count()).where(Case.receipt_code_hash == code_hash))
-        if not taken:
+        if not await _first_value(session, _RECEIPT_TAKEN, {"code_hash": code_hash}):
             break
     case = Case(
         receipt_code_hash=code_hash,
@@ -254,7 +269,8 @@ async def file_report(
             .where(Attachment.id.in_(attachment_ids), Attachment.case_id.is_(None))
             .values(case_id=case.id)
         )
-    await session.flush()
+    # The case number and the trace event are written by the next flush: `route_case`'s, which follows at
+    # once when a resident submits, or the commit's.
     return case, code
 
 
@@ -625,9 +641,8 @@ async def store_wechat_token(session: AsyncSession, app_id: str, access_token: s
 
 
 async def count_recent_reports(session: AsyncSession, channel: str, reporter_ref: str, since: datetime) -> int:
-    query = select(func.count()).where(Case.channel == channel, Case.reporter_key == pseudonym(channel, reporter_ref),
-                                       Case.created_at >= since)
-    return int(await session.scalar(query) or 0)
+    values = {"channel": channel, "reporter_key": pseudonym(channel, reporter_ref), "since": since}
+    return int(await _first_value(session, _RECENT_REPORTS, values) or 0)
 
 
 ERASED = "erased"

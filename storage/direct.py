@@ -24,7 +24,7 @@ from sqlalchemy import ColumnElement
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from storage.sqlite_inline import InlineConnection
@@ -56,7 +56,8 @@ async def sqlite_connection(session: AsyncSession) -> tuple[sqlite3.Connection, 
 
 
 class _Compiled:
-    def __init__(self, statement: ClauseElement, columns: Sequence[ColumnElement[Any]], dialect: Dialect) -> None:
+    def __init__(self, statement: Executable, columns: Sequence[ColumnElement[Any]], dialect: Dialect) -> None:
+        assert isinstance(statement, ClauseElement)
         compiled = statement.compile(dialect=dialect)
         assert isinstance(compiled, SQLCompiler)
         if dialect.paramstyle != "qmark" or compiled.positiontup is None:
@@ -74,6 +75,8 @@ class _Compiled:
         return tuple(values[name] if process is None else process(values[name]) for name, process in self.binds)
 
     def row(self, raw: Sequence[Any]) -> tuple[Any, ...]:
+        if not self.results:  # no columns given: the values as SQLite returns them (counts, ids)
+            return tuple(raw)
         return tuple(value if process is None else process(value)
                      for value, process in zip(raw, self.results, strict=True))
 
@@ -85,7 +88,7 @@ class Prepared:
     Python values.
     """
 
-    def __init__(self, statement: ClauseElement, columns: Sequence[ColumnElement[Any]] = ()) -> None:
+    def __init__(self, statement: Executable, columns: Sequence[ColumnElement[Any]] = ()) -> None:
         self.statement = statement
         self._columns = tuple(columns)
         self._compiled: dict[type[Dialect], _Compiled] = {}

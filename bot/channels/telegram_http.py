@@ -50,7 +50,9 @@ class AiohttpRequest(BaseRequest):
     async def initialize(self) -> None:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._pool_size, ttl_dns_cache=300)
+            # The Bot API sets no cookies: a dummy jar spares filtering them on every request.
             self._session = aiohttp.ClientSession(connector=connector, headers={"User-Agent": self.USER_AGENT},
+                                                  cookie_jar=aiohttp.DummyCookieJar(),
                                                   skip_auto_headers=("Accept-Encoding",))
 
     async def shutdown(self) -> None:
@@ -94,13 +96,11 @@ class AiohttpRequest(BaseRequest):
         # aiohttp has no write timeout: an upload is bounded by the read timeout plus the write timeout.
         sock_read = read if read is None or not has_files or write is None else read + write
         timeout = aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect, sock_read=sock_read)
-        if self._slots.locked():
-            try:
-                await asyncio.wait_for(self._slots.acquire(), pool)
-            except TimeoutError as exc:
-                raise TimedOut("Pool timeout: all connections are in use; the request was not sent.") from exc
-        else:
-            await self._slots.acquire()  # free: returns at once, without the task wait_for would start
+        try:
+            async with asyncio.timeout(pool):  # a timer, not the task wait_for would start
+                await self._slots.acquire()
+        except TimeoutError as exc:
+            raise TimedOut("Pool timeout: all connections are in use; the request was not sent.") from exc
         try:
             async with session.request(method, url, data=data, headers=headers, timeout=timeout) as response:
                 return response.status, await response.read()
