@@ -15,7 +15,7 @@ from bot.config import CityConfig
 from bot.i18n import Texts
 from bot.routing import RouteDecision
 from handlers.types import Choice, Inbound, Outbound
-from storage.models import Conversation, utcnow
+from storage.models import ConversationState, utcnow
 
 Router = Callable[[str, str | None], Awaitable[RouteDecision]]
 
@@ -42,7 +42,7 @@ class Turn:
 
     session: AsyncSession
     inbound: Inbound
-    conversation: Conversation
+    conversation: ConversationState
     ctx: DialogContext
     messages: list[Outbound] = field(default_factory=list)
 

@@ -24,6 +24,7 @@ from storage.models import (
     Case,
     CaseStatus,
     Conversation,
+    ConversationState,
     OutboxMessage,
     ProcessedUpdate,
     StatusGuess,
@@ -56,16 +57,12 @@ def _insert_or_ignore(session: AsyncSession, table: Table) -> Insert:
 # The statements of every dialog step are built once: SQLAlchemy then only binds their parameters. On a
 # SQLite file they run straight on the transaction's sqlite3 connection (`storage.direct`); the
 # session runs them on any other database.
-_CONVERSATION_OF_USER = (
-    select(Conversation)
-    .where(Conversation.channel == bindparam("channel"), Conversation.user_key == bindparam("user_key"))
-    .with_for_update()
-)
 _CONVERSATION_COLUMNS = (_CONVERSATIONS.c.id, _CONVERSATIONS.c.locale, _CONVERSATIONS.c.state,
                          _CONVERSATIONS.c.draft, _CONVERSATIONS.c.context, _CONVERSATIONS.c.draft_updated_at)
-_DIRECT_CONVERSATION_OF_USER = direct.Prepared(
+_CONVERSATION_OF_USER = direct.Prepared(
     select(*_CONVERSATION_COLUMNS)
-    .where(_CONVERSATIONS.c.channel == bindparam("channel"), _CONVERSATIONS.c.user_key == bindparam("user_key")),
+    .where(_CONVERSATIONS.c.channel == bindparam("channel"), _CONVERSATIONS.c.user_key == bindparam("user_key"))
+    .with_for_update(),
     _CONVERSATION_COLUMNS,
 )
 _NEW_CONVERSATION_VALUES = ("channel", "user_key", "user_ref", "state", "draft", "context", "created_at",
@@ -109,40 +106,35 @@ async def claim_update(session: AsyncSession, channel: str, update_key: str) -> 
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def load_conversation(session: AsyncSession, channel: str, user_ref: str) -> Conversation:
+async def load_conversation(session: AsyncSession, channel: str, user_ref: str) -> ConversationState:
     """The resident's conversation, locked for this transaction (created on first contact).
 
     Found by the pseudonym of `user_ref`; the real id is stored only encrypted, to send messages.
-    The conversation is not tracked by the session: `save_conversation` writes it back."""
+    `save_conversation` writes back what the dialog changed."""
     keys = {"channel": channel, "user_key": pseudonym(channel, user_ref)}
     sqlite = await direct.sqlite_connection(session)
     if sqlite is not None:
-        return _load_conversation_directly(sqlite, keys, user_ref)
-    conversation = (await session.execute(_CONVERSATION_OF_USER, keys)).scalar_one_or_none()
-    if conversation is None:
-        await session.execute(_insert_or_ignore(session, _CONVERSATIONS), _new_conversation(keys, user_ref))
-        conversation = (await session.execute(_CONVERSATION_OF_USER, keys)).scalar_one()
-    session.expunge(conversation)
-    return conversation
+        row = _CONVERSATION_OF_USER.first(sqlite, keys)
+        if row is None:
+            _DIRECT_NEW_CONVERSATION.run(sqlite, _new_conversation(keys, user_ref))
+            row = _CONVERSATION_OF_USER.first(sqlite, keys)
+    else:
+        row = (await session.execute(_CONVERSATION_OF_USER.statement, keys)).first()
+        if row is None:
+            await session.execute(_insert_or_ignore(session, _CONVERSATIONS), _new_conversation(keys, user_ref))
+            row = (await session.execute(_CONVERSATION_OF_USER.statement, keys)).first()
+    assert row is not None, "the conversation exists or was inserted in this transaction"
+    conversation_id, locale, state, draft, context, draft_updated_at = row
+    # The stored user_ref is the one looked up: the pseudonym of the same id found it.
+    return ConversationState(id=conversation_id, channel=channel, user_key=keys["user_key"], user_ref=user_ref,
+                             locale=locale, state=state, draft=draft or {}, context=context or {},
+                             draft_updated_at=draft_updated_at)
 
 
 def _new_conversation(keys: dict[str, str], user_ref: str) -> dict[str, Any]:
     now = utcnow()
     return {**keys, "user_ref": user_ref, "state": "idle", "draft": {}, "context": {}, "created_at": now,
             "updated_at": now}
-
-
-def _load_conversation_directly(sqlite: tuple[Any, Any], keys: dict[str, str], user_ref: str) -> Conversation:
-    row = _DIRECT_CONVERSATION_OF_USER.first(sqlite, keys)
-    if row is None:
-        _DIRECT_NEW_CONVERSATION.run(sqlite, _new_conversation(keys, user_ref))
-        row = _DIRECT_CONVERSATION_OF_USER.first(sqlite, keys)
-        assert row is not None, "the conversation was inserted in this transaction"
-    conversation_id, locale, state, draft, context, draft_updated_at = row
-    # The stored user_ref is the one looked up: the pseudonym of the same id found it.
-    return Conversation(id=conversation_id, channel=keys["channel"], user_key=keys["user_key"], user_ref=user_ref,
-                        locale=locale, state=state, draft=draft, context=context,
-                        draft_updated_at=draft_updated_at)
 
 
 _SAVE_CONVERSATION_VALUES = ("locale", "state", "draft", "context", "draft_updated_at", "updated_at")
@@ -154,12 +146,8 @@ _SAVE_CONVERSATION = (
 _DIRECT_SAVE_CONVERSATION = direct.Prepared(_SAVE_CONVERSATION)
 
 
-async def save_conversation(session: AsyncSession, conversation: Conversation) -> None:
-    """Write the conversation as a dialog step left it, with one prepared UPDATE.
-
-    `load_conversation` hands out a conversation the session does not track, so this is the one write
-    of it: what the unit of work's flush would do, for a fraction of its cost.
-    """
+async def save_conversation(session: AsyncSession, conversation: ConversationState) -> None:
+    """Write the conversation as a dialog step left it, with one prepared UPDATE."""
     values = {"conversation_id": conversation.id, "new_locale": conversation.locale,
               "new_state": conversation.state, "new_draft": conversation.draft,
               "new_context": conversation.context, "new_draft_updated_at": conversation.draft_updated_at,
@@ -168,8 +156,7 @@ async def save_conversation(session: AsyncSession, conversation: Conversation) -
     if sqlite is not None:
         _DIRECT_SAVE_CONVERSATION.run(sqlite, values)
         return
-    with session.no_autoflush:
-        await session.execute(_SAVE_CONVERSATION, values)
+    await session.execute(_SAVE_CONVERSATION, values)
 
 
 # --- evidence ---------------------------------------------------------------------------------
@@ -177,7 +164,7 @@ async def save_conversation(session: AsyncSession, conversation: Conversation) -
 
 async def add_draft_attachment(
     session: AsyncSession,
-    conversation: Conversation,
+    conversation: ConversationState,
     *,
     stored_name: str,
     original_name: str | None,

@@ -171,11 +171,14 @@ class InlineConnection:
         """Queue behind this process's other transactions, then wait out other processes."""
         if self._gate is None:
             gate = _gate(self.path)
-            try:
-                async with asyncio.timeout(self.lock_wait):  # a timer, not the task wait_for would start
-                    await gate.acquire()
-            except TimeoutError:
-                raise sqlite3.OperationalError("database is locked (waited for this process's writers)") from None
+            if gate.locked():
+                try:
+                    async with asyncio.timeout(self.lock_wait):  # a timer, not the task wait_for would start
+                        await gate.acquire()
+                except TimeoutError:
+                    raise sqlite3.OperationalError("database is locked (waited for this process's writers)") from None
+            else:
+                await gate.acquire()  # free: returns at once
             self._gate = gate
         try:
             await _retry_while_locked(lambda: cursor.execute(sql), self.lock_wait)

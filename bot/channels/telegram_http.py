@@ -96,11 +96,14 @@ class AiohttpRequest(BaseRequest):
         # aiohttp has no write timeout: an upload is bounded by the read timeout plus the write timeout.
         sock_read = read if read is None or not has_files or write is None else read + write
         timeout = aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect, sock_read=sock_read)
-        try:
-            async with asyncio.timeout(pool):  # a timer, not the task wait_for would start
-                await self._slots.acquire()
-        except TimeoutError as exc:
-            raise TimedOut("Pool timeout: all connections are in use; the request was not sent.") from exc
+        if self._slots.locked():
+            try:
+                async with asyncio.timeout(pool):  # a timer, not the task wait_for would start
+                    await self._slots.acquire()
+            except TimeoutError as exc:
+                raise TimedOut("Pool timeout: all connections are in use; the request was not sent.") from exc
+        else:
+            await self._slots.acquire()  # a free slot: returns at once
         try:
             async with session.request(method, url, data=data, headers=headers, timeout=timeout) as response:
                 return response.status, await response.read()
