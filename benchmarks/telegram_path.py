@@ -26,7 +26,10 @@ benchmarks/plain_bots/) — it:
 4. latency run: `--latency-reports` complete reports whose residents arrive at a fixed rate (open
    loop, `--latency-rate` updates/s), so the step latency is also known at a load below saturation;
 5. Qinglian only: `--drafts` residents each send /report, pick a district and type the place (a
-   half-filed draft; `--drafts-concurrency` at a time), then the RSS is read again.
+   half-filed draft; `--drafts-concurrency` at a time), then the RSS is read again;
+6. when every bot has been measured, `--cpu-rounds` − 1 more throughput runs per bot (each bot started
+   afresh, after its own warm-up), the bots taking turns, so that a slower or faster spell of the
+   machine falls on all of them: the CPU comparison uses each bot's median over the rounds.
 
 The stand-in and the simulated residents share this process: the residents react inside the
 stand-in's event loop when it records a message the bot sent, so nothing polls. Qinglian runs with
@@ -40,11 +43,13 @@ whole run past `--timeout`, stops it); the bot processes are always stopped at t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -99,7 +104,8 @@ def select_bots(args: argparse.Namespace, workdir: Path) -> list[BotUnderTest]:
 
 def measure_bot(bot: BotUnderTest, args: argparse.Namespace, workdir: Path, deadline: float,
                 chat_ids: Iterator[int]) -> dict[str, Any]:
-    standin = BenchStandIn(token=TOKEN)
+    # Qinglian remembers the update ids it has handled: each stand-in of a run numbers its updates afresh.
+    standin = BenchStandIn(token=TOKEN, first_update_id=next(chat_ids) * 1000)
     standin.start()
     proc = BotProcess(bot, standin.root_url, workdir / f"{bot.key}.log")
     result: dict[str, Any] = {"bot": bot.key, "title": bot.title}
@@ -244,6 +250,8 @@ ROWS: list[tuple[str, str, str]] = [
     ("step latency at the fixed rate p50, ms", "paced_p50_ms", ".0f"),
     ("step latency at the fixed rate p99, ms", "paced_p99_ms", ".0f"),
     ("bot CPU per update, ms", "cpu_ms_per_update", ".2f"),
+    ("bot CPU per update, every round, ms", "cpu_rounds", ""),
+    ("bot CPU per update, median of the rounds, ms", "cpu_median", ".2f"),
     ("… of it in the event-loop thread, ms", "main_thread_cpu_ms_per_update", ".2f"),
     ("bot CPU, share of one core", "bot_cpu_share", ".0%"),
     ("stand-in + residents CPU, share of one core", "standin_cpu_share", ".0%"),
@@ -258,6 +266,8 @@ ROWS: list[tuple[str, str, str]] = [
 def table(results: list[dict[str, Any]]) -> str:
     def cell(result: dict[str, Any], key: str, fmt: str) -> str:
         value = result.get(key)
+        if isinstance(value, list):
+            return " / ".join(f"{v:.2f}" for v in value)
         return "—" if value is None else format(value, fmt)
 
     lines = ["| | " + " | ".join(r["title"] for r in results) + " |", "|---" * (len(results) + 1) + "|"]
@@ -267,9 +277,22 @@ def table(results: list[dict[str, Any]]) -> str:
     if ours and plain:
         lines.append("")
         for r in plain:
-            ratio = ours["cpu_ms_per_update"] / r["cpu_ms_per_update"]
-            lines.append(f"CPU per update, Qinglian / {r['title']}: {ratio:.2f}×")
+            rounds = ", ".join(f"{q / p:.2f}×" for q, p in zip(ours["cpu_rounds"], r["cpu_rounds"], strict=True))
+            lines.append(f"CPU per update, Qinglian / {r['title']}: {ours['cpu_median'] / r['cpu_median']:.2f}× "
+                         f"(medians; round by round {rounds})")
     return "\n".join(lines)
+
+
+def cpu_round(bot: BotUnderTest, args: argparse.Namespace, workdir: Path, deadline: float,
+              chat_ids: Iterator[int]) -> float:
+    """One more throughput run of a bot (started afresh; Qinglian on its prepared data directory):
+    its CPU per update. The rounds of the bots alternate, so a slower or faster spell of the machine
+    falls on all of them."""
+    light = argparse.Namespace(**{**vars(args), "latency_reports": 0, "drafts": 0, "profile_dir": None})
+    result = measure_bot(dataclasses.replace(bot, first_start=False), light, workdir, deadline, chat_ids)
+    if result["violations"]:
+        raise RuntimeError(f"{bot.key}: Bot API violations in a CPU round: {result['violations'][:3]}")
+    return float(result["cpu_ms_per_update"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -287,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=2.0, help="idle seconds before an RSS reading")
     parser.add_argument("--stall", type=float, default=30.0, help="give up after this long without a reply")
     parser.add_argument("--timeout", type=float, default=1200.0, help="limit for the whole run, seconds")
+    parser.add_argument("--cpu-rounds", type=int, default=3,
+                        help="throughput runs per bot for the CPU comparison, alternating between the bots "
+                             "(the first is the full measurement)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--profile-dir", type=Path,
                         help="record each bot with py-spy during the throughput run (collapsed stacks here); "
@@ -303,9 +329,18 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     failed = True
     try:
-        for bot in select_bots(args, workdir):
+        bots = select_bots(args, workdir)
+        for bot in bots:
             print(f"{bot.title}:", flush=True)
             results.append(measure_bot(bot, args, workdir, deadline, chat_ids))
+        for result in results:
+            result["cpu_rounds"] = [result["cpu_ms_per_update"]]
+        for number in range(2, args.cpu_rounds + 1):
+            for bot, result in zip(bots, results, strict=True):
+                print(f"{bot.title}, CPU round {number}:", flush=True)
+                result["cpu_rounds"].append(cpu_round(bot, args, workdir, deadline, chat_ids))
+        for result in results:
+            result["cpu_median"] = statistics.median(result["cpu_rounds"])
         failed = False
     finally:
         if failed:

@@ -1252,6 +1252,7 @@ class TelegramStandIn:
         bot_first_name: str = "Qinglian",
         strict_legacy: bool = False,
         use_uvloop: bool = True,
+        first_update_id: int = 100_000_001,
     ) -> None:
         if not re.fullmatch(r"\d+:[A-Za-z0-9_-]+", token):
             raise ValueError(f"token {token!r} does not look like a Bot API token")
@@ -1279,7 +1280,7 @@ class TelegramStandIn:
         self._cond = threading.Condition(self._lock)
 
         # updates
-        self._next_update_id = 100_000_001
+        self._next_update_id = first_update_id  # a bot that met another stand-in before needs fresh ids
         self._last_update_id = 0
         self._history: dict[int, JSONDict] = {}
         self._queue: deque[_Entry] = deque()
