@@ -128,7 +128,7 @@ class OutboxWorker:
         """Claim one batch, send it, settle it. Returns how many messages were attempted."""
         if not self._senders:
             return 0
-        async with self._sessionmaker() as session, session.begin():  # one cleanup task, see Runtime.handle
+        async with self._sessionmaker.begin() as session:
             batch = await actions.lease_outbox(session, channels=list(self._senders), limit=self._batch_size,
                                                lease=LEASE)
         if not batch:
@@ -168,7 +168,7 @@ class OutboxWorker:
         return outcomes
 
     async def _settle(self, outcomes: list[_Outcome]) -> None:
-        async with self._sessionmaker() as session, session.begin():  # one cleanup task, see Runtime.handle
+        async with self._sessionmaker.begin() as session:
             await actions.mark_sent_many(session, [o.message_id for o in outcomes if o.error is None])
             failed = [o for o in outcomes if o.error is not None]
             if not failed:

@@ -98,13 +98,7 @@ class Runtime:
         inbound = await self._prefetch(inbound)
         started = time.perf_counter()
         async with self.locks.hold(f"{inbound.channel}:{inbound.user_ref}"):
-            # `sessionmaker() … session.begin()` is what `sessionmaker.begin()` does, but the COMMIT runs in
-            # this task: `sessionmaker.begin()` commits in a task of its own (shielded from cancellation), so
-            # the SQLite write lock stayed held for another turn of the event loop while every other update
-            # queued behind it — 20 % of the CPU per update in the Telegram benchmark. Closing the session
-            # (returning its connection) is still shielded; nothing cancels a step mid-commit (PTB's
-            # Application.stop and uvicorn's shutdown wait for running handlers).
-            async with self.sessionmaker() as session, session.begin():
+            async with self.sessionmaker.begin() as session:
                 if inbound.update_key is not None and not await actions.claim_update(
                     session, inbound.channel, inbound.update_key
                 ):

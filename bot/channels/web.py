@@ -187,7 +187,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         locale = normalise_locale(request.headers.get("accept-language"), runtime.settings.city.default_locale)
 
         async def take() -> list[Outbound]:
-            async with runtime.sessionmaker() as session, session.begin():  # see Runtime.handle
+            async with runtime.sessionmaker.begin() as session:
                 pending = await actions.take_web_messages(session, ref)
                 return [render(dict(m.payload), runtime.texts) for m in pending]
 

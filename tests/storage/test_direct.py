@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.exc import OperationalError
 
 from storage import actions, direct
@@ -85,3 +85,32 @@ async def test_a_driver_error_surfaces_as_sqlalchemys(tmp_path: Path) -> None:
     finally:
         other.close()
         await engine.dispose()
+
+
+async def test_sessionmaker_begin_commits_in_the_calling_task_and_rolls_back_on_error(
+        sessionmaker: Any) -> None:
+    """The edge's `sessionmaker.begin()`: commit on success, roll back on an error, close either way; the
+    COMMIT runs in the caller's task (not a turn of the event loop later, holding SQLite's write lock)."""
+    committed_in: list[asyncio.Task[Any] | None] = []
+    engine = sessionmaker.kw["bind"].sync_engine
+
+    def on_commit(_connection: Any) -> None:
+        committed_in.append(asyncio.current_task())
+
+    event.listen(engine, "commit", on_commit)
+    try:
+        async with sessionmaker.begin() as session:
+            assert await actions.claim_update(session, "telegram", "77")
+        assert committed_in == [asyncio.current_task()]
+        assert not session.in_transaction()
+        with pytest.raises(RuntimeError, match="dialog failed"):
+            async with sessionmaker.begin() as session:
+                assert await actions.claim_update(session, "telegram", "78")
+                raise RuntimeError("dialog failed")
+        assert committed_in == [asyncio.current_task()] and not session.in_transaction()
+    finally:
+        event.remove(engine, "commit", on_commit)
+    async with sessionmaker.begin() as session:
+        assert not await actions.claim_update(session, "telegram", "77")  # committed
+        assert await actions.claim_update(session, "telegram", "78")  # rolled back
+    assert engine.pool.checkedout() == 0
