@@ -31,7 +31,7 @@ Checked at the end, each a failure of the run if it does not hold:
 * `--status-sample` of the residents (default 50) send `/status <their code>` through the bot and
   get their case back;
 * no message to a resident is an apology or an error text of the dialog (every `error_*` text of
-  bot/locales/zh.toml, up to its first placeholder), no Bot API request broke the spec, every
+  handlers/locales/zh.toml, up to its first placeholder), no Bot API request broke the spec, every
   resident received the same number of messages (none lost, none delivered twice), the outbox is
   empty, and the logs of the processes hold no ERROR line and no traceback.
 
@@ -394,9 +394,9 @@ def verify_database(url: str, secret_key: bytes, codes: dict[int, str], resident
     from storage.receipts import receipt_code_hash
 
     async def read() -> tuple[list[tuple[str, str]], int]:
-        engine = create_engine(url)
+        engine = create_engine(url, None)  # no encrypted column is read: no key needed
         try:
-            async with engine.connect() as connection:  # no encrypted column: no key needed
+            async with engine.connect() as connection:
                 rows = (await connection.execute(select(Case.channel, Case.receipt_code_hash))).all()
                 unsent = await connection.scalar(select(func.count()).where(OutboxMessage.status != "sent"))
         finally:

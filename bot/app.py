@@ -24,7 +24,6 @@ from bot.jobs import run_digests, run_housekeeping
 from bot.runtime import Runtime
 from console.app import mount_console
 from console.cli import ensure_first_admin
-from storage import crypto
 from storage.migrate import upgrade
 
 log = logging.getLogger(__name__)
@@ -45,7 +44,6 @@ def release_free_memory() -> None:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    crypto.install(settings.resolved_keyring())
     runtime = Runtime.build(settings)
     telegram_channel: Any = None
     wechat_channel: Any = None
@@ -57,7 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         nonlocal telegram_channel
-        await asyncio.to_thread(upgrade, settings.resolved_database_url)
+        await asyncio.to_thread(upgrade, settings.resolved_database_url, settings.resolved_keyring())
         await runtime.classifier.ensure_ready()
         async with runtime.sessionmaker.begin() as session:
             first_admin = await ensure_first_admin(session, settings)

@@ -27,7 +27,7 @@ async def _database(settings: Settings) -> Finding:
 
     from storage.migrate import alembic_config
 
-    engine = create_engine(settings.resolved_database_url)
+    engine = create_engine(settings.resolved_database_url, settings.resolved_keyring())
     try:
         async with engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
@@ -54,7 +54,7 @@ async def _encryption(settings: Settings) -> Finding:
         ring = settings.resolved_keyring()
     except ConfigError as exc:
         return Finding("encryption keys", False, str(exc))
-    engine = create_engine(settings.resolved_database_url)
+    engine = create_engine(settings.resolved_database_url, settings.resolved_keyring())
     try:
         status = await key_status(engine)
     except Exception:  # noqa: BLE001 - no schema yet: the database check says so
@@ -129,7 +129,7 @@ async def _wechat(settings: Settings) -> Finding:
     from bot.channels.wechat import WeChatApi
     from storage.db import create_sessionmaker
 
-    engine = create_engine(settings.resolved_database_url)
+    engine = create_engine(settings.resolved_database_url, settings.resolved_keyring())
     try:
         async with httpx.AsyncClient(timeout=10) as client:
             await WeChatApi(settings, create_sessionmaker(engine), client).access_token()

@@ -28,12 +28,10 @@ app.add_typer(model_app)
 
 
 def _settings() -> Settings:
-    from storage import crypto
-
     try:
         settings = load_settings()
         settings.resolved_secret_key()
-        crypto.install(settings.resolved_keyring())
+        settings.resolved_keyring()
     except ConfigError as problem:
         typer.echo(f"qinglian: {problem}", err=True)
         raise typer.Exit(2) from None
@@ -91,7 +89,7 @@ def _migrate(settings: Settings, revision: str = "head") -> None:
     from storage.migrate import upgrade
 
     try:
-        upgrade(settings.resolved_database_url, revision)
+        upgrade(settings.resolved_database_url, settings.resolved_keyring(), revision)
     except (OSError, SQLAlchemyError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         typer.echo(f"qinglian: cannot open the database at {_safe_url(settings)}: {reason}", err=True)
@@ -191,7 +189,8 @@ def db_restore(
 
     settings = _settings()
     try:
-        summary = restore_backup(settings.resolved_database_url, settings.data_dir, Path(file), force=force)
+        summary = restore_backup(settings.resolved_database_url, settings.data_dir, Path(file),
+                                 settings.resolved_keyring(), force=force)
     except BackupError as problem:
         typer.echo(f"qinglian: {problem}", err=True)
         raise typer.Exit(2) from None
@@ -229,7 +228,7 @@ def keys_status() -> None:
     origins = _key_origins(settings)
 
     async def run() -> dict[str, dict[str, int]]:
-        engine = create_engine(settings.resolved_database_url)
+        engine = create_engine(settings.resolved_database_url, settings.resolved_keyring())
         try:
             return await key_status(engine)
         finally:
@@ -306,7 +305,7 @@ def keys_rotate(
             progress.advance(tasks[table], done)  # type: ignore[arg-type]
 
         async def run() -> dict[str, int]:
-            engine = create_engine(settings.resolved_database_url)
+            engine = create_engine(settings.resolved_database_url, settings.resolved_keyring())
             try:
                 return await rotate(engine, ring, target, batch_size=batch_size, on_start=on_start,
                                     on_batch=on_batch)

@@ -1,153 +1,26 @@
-"""Settings (environment) and the city configuration (TOML).
-
-Secrets and deployment facts come from `QINGLIAN_*` environment variables; what a city decides —
-districts, queues, routing, deadlines, limits, texts — comes from a TOML file validated here, with
-Changsha's configuration as the default.
-"""
+"""Settings from the environment: secrets and deployment facts (`QINGLIAN_*` variables). What a city
+decides is the city configuration (`handlers.city`)."""
 
 from __future__ import annotations
 
 import secrets
-import tomllib
-from datetime import date
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from handlers.city import CityConfig, ConfigError, load_city_config
 
 if TYPE_CHECKING:
     from storage.crypto import KeyRing
 
-DEFAULT_CITY_CONFIG = Path(__file__).with_name("default_config.toml")
+__all__ = ["PLACEHOLDER_SECRETS", "ConfigError", "Settings", "load_settings"]
+
 PLACEHOLDER_SECRETS = frozenset({"", "change-me", "change_me", "changeme", "secret", "placeholder", "dev", "test",
                                  "replace-me", "replace_me", "xxx"})
-
-
-class ConfigError(Exception):
-    """A setting or the city configuration is invalid; the message is one line for the operator."""
-
-
-class District(BaseModel):
-    code: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
-    zh: str
-    en: str
-
-
-class Queue(BaseModel):
-    code: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,59}$")]
-    zh: str
-    en: str
-    accept_within_working_days: int = Field(default=15, ge=1)
-    resolve_within_days: int = Field(default=60, ge=1)
-    telegram_chat_id: int | None = None
-    wecom_webhook_env: Annotated[str | None, Field(pattern=r"^QINGLIAN_[A-Z0-9_]+$")] = None
-
-
-class Console(BaseModel):
-    identity_roles: list[Literal["reviewer", "supervisor", "admin"]] = ["supervisor", "admin"]
-    session_hours: float = Field(default=8, gt=0)
-    login_attempts: int = Field(default=5, ge=1)
-    login_lock_minutes: int = Field(default=15, ge=1)
-    digest_hour: int = Field(default=8, ge=0, le=23)
-    holidays: list[date] = Field(default_factory=list)
-    workdays_override: list[date] = Field(default_factory=list)
-
-
-class Routing(BaseModel):
-    """`label → queue`; a label mapped to the district placeholder routes by the reporter's district."""
-
-    labels: dict[str, str]
-    district_queue_prefix: str = "district_"
-    district_placeholder: str = "@district"
-    triage_queue: str = "triage"
-    confidence_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
-
-
-class Limits(BaseModel):
-    description_min_chars: int = Field(default=10, ge=1)
-    description_max_chars: int = Field(default=3000, ge=10)
-    place_max_chars: int = Field(default=200, ge=10)
-    max_attachments: int = Field(default=5, ge=0, le=20)
-    max_attachment_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
-    draft_ttl_days: int = Field(default=7, ge=1)
-    status_wrong_codes: int = Field(default=5, ge=1)
-    status_window_minutes: int = Field(default=10, ge=1)
-    case_session_minutes: int = Field(default=30, ge=1)
-    reports_per_day: int = Field(default=10, ge=1)
-    #: reports filed from one client address (IPv6: one /64) within 24 hours; 0: no limit. Only where the
-    #: channel knows the address (the web chat); behind a proxy see FORWARDED_ALLOW_IPS in docs/deploy.md
-    reports_per_ip_per_day: int = Field(default=30, ge=0)
-    #: wrong receipt codes from one client address within `status_window_minutes`; 0: no limit
-    status_wrong_codes_per_ip: int = Field(default=20, ge=0)
-    contact_retention_days: int = Field(default=365, ge=1)
-
-
-class CityConfig(BaseModel):
-    city_zh: str
-    city_en: str
-    timezone: str = "Asia/Shanghai"
-    case_number_prefix: Annotated[str, Field(pattern=r"^[A-Z]{1,8}$")] = "QL"
-    default_locale: Literal["zh", "en"] = "zh"
-    districts: list[District]
-    queues: list[Queue]
-    routing: Routing
-    limits: Limits = Limits()
-    console: Console = Console()
-    texts: dict[str, dict[str, str]] = Field(default_factory=dict)
-
-    @field_validator("districts")
-    @classmethod
-    def _unique_districts(cls, districts: list[District]) -> list[District]:
-        codes = [d.code for d in districts]
-        if len(codes) != len(set(codes)):
-            raise ValueError("district codes must be unique")
-        if not districts:
-            raise ValueError("at least one district is required")
-        return districts
-
-    @model_validator(mode="after")
-    def _routing_targets_exist(self) -> CityConfig:
-        queue_codes = {q.code for q in self.queues}
-        if self.routing.triage_queue not in queue_codes:
-            raise ValueError(f"routing.triage_queue {self.routing.triage_queue!r} is not a configured queue")
-        for label, target in self.routing.labels.items():
-            if target == self.routing.district_placeholder:
-                missing = [
-                    self.routing.district_queue_prefix + d.code
-                    for d in self.districts
-                    if self.routing.district_queue_prefix + d.code not in queue_codes
-                ]
-                if missing:
-                    raise ValueError(f"label {label!r} routes by district but queues {missing} are missing")
-            elif target not in queue_codes:
-                raise ValueError(f"label {label!r} routes to unknown queue {target!r}")
-        return self
-
-    def district(self, code: str | None) -> District | None:
-        return next((d for d in self.districts if d.code == code), None)
-
-    def queue(self, code: str) -> Queue | None:
-        return next((q for q in self.queues if q.code == code), None)
-
-
-def load_city_config(path: Path | None) -> CityConfig:
-    source = path or DEFAULT_CITY_CONFIG
-    try:
-        with source.open("rb") as handle:
-            raw = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"city configuration file {source} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"city configuration {source} is not valid TOML: {exc}") from None
-    try:
-        return CityConfig.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise ConfigError(f"city configuration {source}: {where}: {first['msg']}") from None
 
 
 class Settings(BaseSettings):

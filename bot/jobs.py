@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import CityConfig, Limits
-from storage import actions, client_limits
+from handlers.city import CityConfig, Limits
+from storage import housekeeping
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -27,13 +27,10 @@ async def expire_drafts(sessionmaker: async_sessionmaker[AsyncSession], evidence
     expired = 0
     while True:
         async with sessionmaker.begin() as session:
-            batch = await actions.expired_drafts(session, cutoff)
-            files: list[str] = []
-            for conversation in batch:
-                files += await actions.discard_expired_draft(session, conversation)
+            count, files = await housekeeping.expire_drafts(session, cutoff)
         await asyncio.to_thread(_unlink, evidence_dir, files)
-        expired += len(batch)
-        if not batch:
+        expired += count
+        if not count:
             return expired
 
 
@@ -49,19 +46,19 @@ async def housekeeping_once(sessionmaker: async_sessionmaker[AsyncSession], evid
     erased = 0
     while True:
         async with sessionmaker.begin() as session:
-            batch = await actions.erase_old_contacts(session, now - timedelta(days=limits.contact_retention_days))
+            batch = await housekeeping.erase_old_contacts(session, now - timedelta(days=limits.contact_retention_days))
         erased += batch
         if not batch:
             break
     if erased:
         log.info("retention: erased the contact details of %d closed cases", erased)
     async with sessionmaker.begin() as session:
-        await actions.prune_bookkeeping(
+        await housekeeping.prune_bookkeeping(
             session, updates_before=now - UPDATE_MEMORY,
             guesses_before=now - timedelta(minutes=limits.status_window_minutes * 2),
+            reports_before=now - timedelta(hours=24, minutes=1),
+            wrong_codes_before=now - timedelta(minutes=limits.status_window_minutes + 1),
         )
-        await client_limits.prune(session, reports_before=now - timedelta(hours=24, minutes=1),
-                                  wrong_codes_before=now - timedelta(minutes=limits.status_window_minutes + 1))
     if expired:
         log.info("expired %d unfinished drafts", expired)
 
@@ -89,7 +86,7 @@ async def digest_once(sessionmaker: async_sessionmaker[AsyncSession], city: City
         return 0
     period_start = local.replace(hour=city.console.digest_hour, minute=0, second=0, microsecond=0)
     async with sessionmaker.begin() as session:
-        if not await actions.claim_scheduled_run(session, "daily_digest", period_start.astimezone(UTC)):
+        if not await housekeeping.claim_scheduled_run(session, "daily_digest", period_start.astimezone(UTC)):
             return 0
     return await send_digests(sessionmaker, city, now)
 

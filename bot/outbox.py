@@ -15,17 +15,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.i18n import Texts
+from handlers.texts import Texts
 from handlers.types import Outbound
-from storage import actions
-from storage.models import OutboxMessage, utcnow
+from storage import outbox
 
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=60)
+WAITING = "waiting behind an earlier message"
 MAX_ATTEMPTS = 50
 
 
@@ -129,8 +128,7 @@ class OutboxWorker:
         if not self._senders:
             return 0
         async with self._sessionmaker.begin() as session:
-            batch = await actions.lease_outbox(session, channels=list(self._senders), limit=self._batch_size,
-                                               lease=LEASE)
+            batch = await outbox.lease(session, channels=list(self._senders), limit=self._batch_size, lease=LEASE)
         if not batch:
             return 0
         by_recipient: dict[tuple[str, str], list[tuple[int, dict[str, object]]]] = defaultdict(list)
@@ -154,7 +152,7 @@ class OutboxWorker:
             except TemporaryFailure as failure:
                 outcomes.append(_Outcome(message_id, str(failure), failure.retry_after))
                 # The rest wait behind this one, so the resident reads them in order.
-                outcomes.extend(_Outcome(later_id, "waiting behind an earlier message", failure.retry_after)
+                outcomes.extend(_Outcome(later_id, WAITING, failure.retry_after)
                                 for later_id, _ in items[position + 1:])
                 break
             except PermanentFailure as failure:
@@ -162,30 +160,27 @@ class OutboxWorker:
             except Exception as exc:
                 log.exception("sending outbox message %s failed", message_id)
                 outcomes.append(_Outcome(message_id, f"{type(exc).__name__}: {exc}"))
-                outcomes.extend(_Outcome(later_id, "waiting behind an earlier message")
+                outcomes.extend(_Outcome(later_id, WAITING)
                                 for later_id, _ in items[position + 1:])
                 break
         return outcomes
 
     async def _settle(self, outcomes: list[_Outcome]) -> None:
         async with self._sessionmaker.begin() as session:
-            await actions.mark_sent_many(session, [o.message_id for o in outcomes if o.error is None])
+            await outbox.mark_sent(session, [o.message_id for o in outcomes if o.error is None])
             failed = [o for o in outcomes if o.error is not None]
             if not failed:
                 return
-            rows = await session.execute(
-                select(OutboxMessage).where(OutboxMessage.id.in_([o.message_id for o in failed]))
-            )
-            by_id = {m.id: m for m in rows.scalars()}
+            by_id = await outbox.messages(session, [o.message_id for o in failed])
             for outcome in failed:
                 message = by_id[outcome.message_id]
                 error = outcome.error or ""
                 if outcome.permanent or message.attempts + 1 >= MAX_ATTEMPTS:
                     log.warning("outbox message %s failed for good: %s", message.id, error)
-                    actions.mark_failed(message, error=error)
-                elif error == "waiting behind an earlier message":
-                    message.next_attempt_at = utcnow() + timedelta(seconds=outcome.retry_after or 0)
+                    outbox.mark_failed(message, error=error)
+                elif error == WAITING:
+                    outbox.postpone(message, timedelta(seconds=outcome.retry_after or 0))
                 else:
                     delay = (timedelta(seconds=outcome.retry_after) if outcome.retry_after is not None
                              else backoff(message.attempts))
-                    actions.mark_retry(message, error=error, delay=delay)
+                    outbox.mark_retry(message, error=error, delay=delay)

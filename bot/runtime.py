@@ -10,20 +10,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import metrics
 from bot.classification import ClassifierService
 from bot.config import Settings
-from bot.i18n import Texts
 from bot.outbox import OutboxWorker
-from bot.routing import RouteDecision
-from bot.routing import route as decide
 from handlers import dialog
 from handlers.context import DialogContext
+from handlers.routing import RouteDecision
+from handlers.routing import route as decide
+from handlers.texts import Texts
 from handlers.types import Inbound, Outbound
 from storage import actions
-from storage.db import create_engine, create_sessionmaker
+from storage.db import Database
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,7 @@ class KeyedLocks:
 @dataclass
 class Runtime:
     settings: Settings
-    engine: AsyncEngine
-    sessionmaker: async_sessionmaker[AsyncSession]
+    database: Database
     texts: Texts
     dialog_context: DialogContext
     outbox: OutboxWorker
@@ -64,8 +63,7 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
-        engine = create_engine(settings.resolved_database_url)
-        sessionmaker = create_sessionmaker(engine)
+        database = Database.connect(settings.resolved_database_url, settings.resolved_keyring())
         texts = Texts(settings.city.texts)
         city = settings.city
 
@@ -83,8 +81,18 @@ class Runtime:
             evidence_dir=settings.evidence_dir,
             route=route,
         )
-        outbox = OutboxWorker(sessionmaker, texts, public_url=settings.public_url)
-        return cls(settings, engine, sessionmaker, texts, context, outbox, KeyedLocks(), classifier)
+        outbox = OutboxWorker(database.sessionmaker, texts, public_url=settings.public_url)
+        return cls(settings, database, texts, context, outbox, KeyedLocks(), classifier)
+
+    @property
+    def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        """For work that writes."""
+        return self.database.sessionmaker
+
+    @property
+    def read_sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        """For pages, statistics and metrics: never waits for the write lock."""
+        return self.database.read_sessionmaker
 
     async def handle(self, inbound: Inbound, *, via_outbox: bool) -> list[Outbound] | None:
         """Run one dialog step in one transaction.
@@ -105,10 +113,7 @@ class Runtime:
                     log.info("duplicate update %s/%s ignored", inbound.channel, inbound.update_key)
                     metrics.DUPLICATES.labels(inbound.channel).inc()
                     return None
-                messages = await dialog.handle(session, inbound, self.dialog_context)
-                if via_outbox:
-                    await actions.enqueue_messages(session, channel=inbound.channel, recipient=inbound.user_ref,
-                                                   payloads=[message.to_payload() for message in messages])
+                messages = await dialog.handle(session, inbound, self.dialog_context, queue_replies=via_outbox)
         if via_outbox:
             self.outbox.wake()
         metrics.UPDATES.labels(inbound.channel).inc()
@@ -138,4 +143,4 @@ class Runtime:
 
     async def close(self) -> None:
         await self.outbox.stop()
-        await self.engine.dispose()
+        await self.database.dispose()

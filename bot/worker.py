@@ -12,7 +12,6 @@ from bot.channels.wecom import WeComSender
 from bot.config import Settings
 from bot.jobs import run_digests, run_housekeeping
 from bot.runtime import Runtime
-from storage import crypto
 from storage.migrate import upgrade
 
 log = logging.getLogger(__name__)
@@ -23,8 +22,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    crypto.install(settings.resolved_keyring())
-    await asyncio.to_thread(upgrade, settings.resolved_database_url)
+    await asyncio.to_thread(upgrade, settings.resolved_database_url, settings.resolved_keyring())
     runtime = Runtime.build(settings)
     channels: list[object] = []
     wecom = WeComSender(settings.city)

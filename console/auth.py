@@ -13,8 +13,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Depends, HTTPException, Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from bot.config import CityConfig
 from bot.runtime import Runtime
+from handlers.city import CityConfig
 from storage import staff_actions
 from storage.models import Case, StaffRole, StaffSession, StaffUser
 

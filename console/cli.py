@@ -37,7 +37,7 @@ def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     settings = _settings()
 
     async def go() -> T:
-        engine = create_engine(settings.resolved_database_url)
+        engine = create_engine(settings.resolved_database_url, settings.resolved_keyring())
         try:
             async with create_sessionmaker(engine).begin() as session:
                 return await work(session)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.routing import due_dates, route
 from console.auth import Principal, can_reveal_identity, can_see, has_role, hash_password, visible_queues
+from handlers.routing import due_dates, route
 from nlp.types import Tag
 from storage import queries, staff_actions
 from storage.actions import ActionError

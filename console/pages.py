@@ -29,7 +29,6 @@ from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from markupsafe import Markup, escape
 
-from bot.config import CityConfig
 from bot.runtime import Runtime
 from console import operations
 from console.auth import (
@@ -49,6 +48,7 @@ from console.auth import (
     visible_queues,
 )
 from console.operations import LABELS, SETTABLE_STATUSES, OperationError
+from handlers.city import CityConfig
 from nlp.labels import LABELS as LABEL_NAMES
 from storage import queries, staff_actions
 from storage.models import (

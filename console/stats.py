@@ -20,11 +20,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import CityConfig
-from bot.i18n import Texts
-from bot.routing import staff_channels
+from handlers.city import CityConfig
+from handlers.routing import staff_channels
+from handlers.texts import Texts
 from nlp.labels import LABELS
-from storage import actions, queries
+from storage import outbox, queries
 from storage.models import Case, CaseStatus, utcnow
 
 DIMENSIONS = ("label", "district", "queue", "status")
@@ -390,6 +390,6 @@ async def send_digests(sessionmaker: async_sessionmaker[AsyncSession], city: Cit
                 continue
             text = await digest(session, city, queue.code, now)
             for channel, recipient in targets:
-                await actions.enqueue_message(session, channel=channel, recipient=recipient, payload={"text": text})
+                await outbox.enqueue(session, channel=channel, recipient=recipient, payload={"text": text})
                 enqueued += 1
     return enqueued

@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.config import CityConfig
-from bot.i18n import Texts
-from bot.routing import RouteDecision
+from handlers.city import CityConfig
+from handlers.routing import RouteDecision
+from handlers.texts import Texts
 from handlers.types import Choice, Inbound, Outbound
 from storage.models import ConversationState, utcnow
 

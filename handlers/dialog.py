@@ -6,10 +6,10 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.i18n import normalise_locale
 from handlers import report, tracking
 from handlers.context import DialogContext, Turn
 from handlers.menu import show_menu
+from handlers.texts import normalise_locale
 from handlers.types import Choice, Inbound, Outbound
 from handlers.validation import parse_receipt_code
 from storage import actions
@@ -18,8 +18,11 @@ COMMANDS = ("start", "report", "status", "cancel", "language", "help", "menu")
 UNEXPECTED_KINDS = ("sticker", "voice", "video", "audio", "location", "other")
 
 
-async def handle(session: AsyncSession, inbound: Inbound, ctx: DialogContext) -> list[Outbound]:
-    """One step of the dialog. The caller owns the transaction; everything here is inside it."""
+async def handle(session: AsyncSession, inbound: Inbound, ctx: DialogContext, *,
+                 queue_replies: bool) -> list[Outbound]:
+    """One step of the dialog. The caller owns the transaction; everything here is inside it. With
+    `queue_replies` the replies also go to the outbox in this transaction (channels that send them
+    later); otherwise the caller hands them to the resident itself (the web chat's HTTP answer)."""
     conversation = await actions.load_conversation(session, inbound.channel, inbound.user_ref)
     if conversation.locale is None:
         conversation.locale = normalise_locale(inbound.locale, ctx.city.default_locale)
@@ -29,7 +32,8 @@ async def handle(session: AsyncSession, inbound: Inbound, ctx: DialogContext) ->
         await _command(turn, inbound.command.lower(), inbound.command_arg)
     else:
         await _input(turn)
-    await actions.save_conversation(session, conversation)
+    await actions.finish_step(session, conversation,
+                              [message.to_payload() for message in turn.messages] if queue_replies else ())
     return turn.messages
 
 

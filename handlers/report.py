@@ -281,11 +281,8 @@ async def submit(turn: Turn) -> None:
         turn.say(turn.t("error_report_limit_network", hours=address.wait_hours))
         ask(turn, "summary")
         return
-    case, code = await actions.file_report(
-        turn.session,
-        secret_key=turn.ctx.secret_key,
-        case_number_prefix=city.case_number_prefix,
-        year=turn.local_now().year,
+    decision = await turn.ctx.route(draft["description"], draft.get("district"))
+    report = actions.NewReport(
         channel=turn.conversation.channel,
         reporter_ref=turn.conversation.user_ref,
         locale=turn.locale,
@@ -297,15 +294,15 @@ async def submit(turn: Turn) -> None:
         reporter_name=draft.get("name"),
         reporter_phone=draft.get("phone"),
         attachment_ids=draft.get("attachments", []),
-        triage_queue=city.routing.triage_queue,
     )
-    decision = await turn.ctx.route(draft["description"], draft.get("district"))
-    await actions.route_case(turn.session, case, **decision.as_kwargs())
-    await actions.notify_staff(turn.session, case, decision.staff_targets, locale=city.default_locale)
-    if address is not None:
-        await client_limits.record(turn.session, ClientEventKind.REPORT, address.key, turn.ctx.clock())
+    submitted = await actions.submit_report(
+        turn.session, report, decision.as_routing(), secret_key=turn.ctx.secret_key,
+        case_number_prefix=city.case_number_prefix, year=turn.local_now().year, staff_locale=city.default_locale,
+        client_key=address.key if address is not None else None, now=turn.ctx.clock(),
+    )
     turn.clear_draft()
-    turn.say(turn.t("submitted", case_number=case.case_number, code=format_receipt_code(code)))
+    turn.say(turn.t("submitted", case_number=submitted.case_number,
+                     code=format_receipt_code(submitted.receipt_code)))
     show_menu(turn)
 
 

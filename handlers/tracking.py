@@ -25,13 +25,9 @@ async def check_code(turn: Turn, text: str) -> None:
     channel, user_ref = turn.conversation.channel, turn.conversation.user_ref
     now = turn.ctx.clock()
     since = now - timedelta(minutes=limits.status_window_minutes)
-    wrong = await actions.count_recent_wrong_codes(turn.session, channel, user_ref, since)
+    wrong, oldest = await actions.recent_wrong_codes(turn.session, channel, user_ref, since)
     if wrong >= limits.status_wrong_codes:
-        oldest = await actions.oldest_recent_wrong_code(turn.session, channel, user_ref, since)
-        wait = limits.status_window_minutes
-        if oldest is not None:
-            wait = max(1, int((oldest + timedelta(minutes=limits.status_window_minutes) - now)
-                              .total_seconds() // 60) + 1)
+        wait = client_limits.wait_minutes(oldest, timedelta(minutes=limits.status_window_minutes), now)
         turn.set_state("idle")
         turn.say(turn.t("error_code_throttled", minutes=wait))
         return
@@ -51,9 +47,7 @@ async def check_code(turn: Turn, text: str) -> None:
         return
     case = await actions.find_case_by_receipt(turn.session, turn.ctx.secret_key, code)
     if case is None:
-        await actions.record_wrong_code(turn.session, channel, user_ref, now)
-        if address is not None:
-            await client_limits.record(turn.session, ClientEventKind.WRONG_CODE, address, now)
+        await actions.record_wrong_code(turn.session, channel, user_ref, now, client_key=address)
         turn.say(turn.t("error_code_unknown"))
         ask_code(turn)
         return

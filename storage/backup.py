@@ -59,7 +59,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.types import TypeEngine
 
-from storage.crypto import EncryptedJSON, EncryptedText, PseudonymisedKey
+from storage.crypto import EncryptedJSON, EncryptedText, KeyRing, PseudonymisedKey
 from storage.db import create_engine, is_sqlite
 from storage.models import Base
 
@@ -514,7 +514,7 @@ def _reset_sequences(connection: Connection, present: dict[str, set[str]]) -> No
 
 async def _restore_rows(url: str, tables: dict[str, list[dict[str, Any]]], force: bool,
                         revision: str | None) -> list[str]:
-    engine = create_engine(url)
+    engine = create_engine(url, None)  # rows are copied as stored: ciphertext stays ciphertext
     try:
         async with engine.begin() as connection:
             return await _run(connection, tables, force, revision)
@@ -541,7 +541,8 @@ def _write_files(data_dir: Path, files: dict[str, bytes]) -> None:
             raise
 
 
-def restore_backup(database_url: str, data_dir: Path, source: Path, *, force: bool = False) -> RestoreSummary:
+def restore_backup(database_url: str, data_dir: Path, source: Path, keyring: KeyRing, *,
+                   force: bool = False) -> RestoreSummary:
     """Blocking: verify the archive, prepare the schema at the backup's revision, restore the files and
     then every row in one transaction, and finally migrate to the newest schema this code knows."""
     import asyncio
@@ -572,10 +573,10 @@ def restore_backup(database_url: str, data_dir: Path, source: Path, *, force: bo
         if current is not None and revision is not None and current != revision and _is_ancestor(revision, current):
             command.downgrade(alembic_config(database_url), revision)
         else:
-            upgrade(database_url, target_revision)
+            upgrade(database_url, keyring, target_revision)
         _write_files(Path(data_dir), archive.files)
         emptied = asyncio.run(_restore_rows(database_url, archive.tables, force, revision))
-        upgrade(database_url, "head")
+        upgrade(database_url, keyring, "head")
     except (OSError, SQLAlchemyError) as exc:
         raise BackupError(f"restore failed: {_reason(exc)}") from None
     return RestoreSummary(revision, {name: len(rows) for name, rows in archive.tables.items()}, len(archive.files),

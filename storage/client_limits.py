@@ -3,10 +3,11 @@
 Where a channel knows the client's address (the web chat), each counted event is a row: the kind,
 a keyed hash of the address and the time rounded down to the minute. The address itself is never
 stored, an IPv6 address counts by its /64 network (one subscriber's allocation), and a row is
-deleted once no window looks at it any more (`prune`). The rows live in the database, so the
-limits hold across every process.
+deleted once no window looks at it any more (`storage.housekeeping.prune_bookkeeping`). The rows live
+in the database, so the limits hold across every process.
 
-The check and the record happen in the dialog step's transaction. On PostgreSQL a transaction-level
+The check happens in the dialog step's transaction, and the action that counts (a submitted report, a
+wrong receipt code) records the event in it. On PostgreSQL a transaction-level
 advisory lock on (kind, address) makes concurrent steps from one address count one after the other;
 SQLite runs every transaction with BEGIN IMMEDIATE, which already serialises them.
 """
@@ -18,10 +19,10 @@ import hmac
 import ipaddress
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import ClientEvent, ClientEventKind, utcnow
+from storage.models import ClientEvent, ClientEventKind
 
 
 def client_key(secret_key: bytes, address: str) -> str | None:
@@ -67,22 +68,6 @@ async def recent(
 
         oldest = oldest.replace(tzinfo=UTC)
     return int(count or 0), oldest
-
-
-async def record(session: AsyncSession, kind: ClientEventKind, key: str, at: datetime | None = None) -> None:
-    session.add(ClientEvent(kind=kind, client_key=key, created_at=_minute(at or utcnow())))
-    await session.flush()
-
-
-async def prune(session: AsyncSession, *, reports_before: datetime, wrong_codes_before: datetime) -> int:
-    """Delete the events no window looks at any more; returns how many."""
-    deleted = 0
-    for kind, before in ((ClientEventKind.REPORT, reports_before), (ClientEventKind.WRONG_CODE, wrong_codes_before)):
-        result = await session.execute(
-            delete(ClientEvent).where(ClientEvent.kind == kind, ClientEvent.created_at < before)
-        )
-        deleted += int(getattr(result, "rowcount", 0) or 0)
-    return deleted
 
 
 def wait_minutes(oldest: datetime | None, window: timedelta, now: datetime) -> int:

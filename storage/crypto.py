@@ -17,8 +17,9 @@ keeps each recipient's messages in order); every other field gets a fresh nonce 
 Lookups never see a user id: `KeyRing.pseudonym(channel, user_id)` is HMAC-SHA256 of `channel:user_id`
 under a separate pseudonym key that does not change when the encryption key is rotated.
 
-The key ring is process-wide (the column types below cannot see the settings): every entry point
-installs it from the settings before it touches the database (`install`).
+The key ring travels with the engine it protects: the application builds it from the settings and
+binds it to each engine it creates (`bind_keyring`); the column types below find it on the dialect of
+the connection that runs the statement, so two engines in one process can hold different keys.
 """
 
 from __future__ import annotations
@@ -191,24 +192,26 @@ class KeyRing:
         return hmac.new(self._pseudonym_key, f"{channel}:{user_id}".encode(), hashlib.sha256).hexdigest()
 
 
-_installed: KeyRing | None = None
+_KEYRING_ATTRIBUTE = "qinglian_keyring"
 
 
-def install(ring: KeyRing | None) -> None:
-    """Make `ring` the process's key ring (None uninstalls it)."""
-    global _installed
-    _installed = ring
+def bind_keyring(engine: Any, ring: KeyRing) -> None:
+    """Give an engine (sync or async) the key ring its encrypted columns use."""
+    sync_engine = getattr(engine, "sync_engine", engine)
+    setattr(sync_engine.dialect, _KEYRING_ATTRIBUTE, ring)
 
 
-def installed() -> KeyRing:
-    if _installed is None:
-        raise KeysNotInstalled("the encryption key ring is not installed: the entry point must call "
-                               "storage.crypto.install(settings.resolved_keyring()) before using the database")
-    return _installed
+def keyring_of(dialect: Dialect) -> KeyRing:
+    ring: KeyRing | None = getattr(dialect, _KEYRING_ATTRIBUTE, None)
+    if ring is None:
+        raise KeysNotInstalled("the engine has no encryption key ring: create it with storage.db "
+                               "(Database.connect / create_engine with a keyring)")
+    return ring
 
 
-def pseudonym(channel: str, user_id: str) -> str:
-    return installed().pseudonym(channel, user_id)
+def session_keyring(session: Any) -> KeyRing:
+    """The key ring of the engine a session (sync or async) is bound to."""
+    return keyring_of(session.get_bind().dialect)
 
 
 # --- column types -------------------------------------------------------------------------------
@@ -232,15 +235,12 @@ class EncryptedText(TypeDecorator[str]):
     def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
         if value is None:
             return None
-        return installed().encrypt(value, purpose=self.purpose, deterministic=self.deterministic)
+        return keyring_of(dialect).encrypt(value, purpose=self.purpose, deterministic=self.deterministic)
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
         if value is None:
             return None
-        return installed().decrypt(value, purpose=self.purpose)
-
-    def encode(self, plaintext: str) -> str:
-        return installed().encrypt(plaintext, purpose=self.purpose, deterministic=self.deterministic)
+        return keyring_of(dialect).decrypt(value, purpose=self.purpose)
 
 
 class EncryptedJSON(TypeDecorator[Any]):
@@ -258,12 +258,12 @@ class EncryptedJSON(TypeDecorator[Any]):
         if value is None:
             return None
         document = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-        return installed().encrypt(document, purpose=self.purpose)
+        return keyring_of(dialect).encrypt(document, purpose=self.purpose)
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
         if value is None:
             return None
-        return json.loads(installed().decrypt(value, purpose=self.purpose))
+        return json.loads(keyring_of(dialect).decrypt(value, purpose=self.purpose))
 
 
 class PseudonymisedKey(TypeDecorator[str]):
@@ -276,7 +276,7 @@ class PseudonymisedKey(TypeDecorator[str]):
     def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
         if value is None or _is_pseudonym(value):
             return value
-        return installed().pseudonym("update", value)
+        return keyring_of(dialect).pseudonym("update", value)
 
 
 def _is_pseudonym(value: str) -> bool:

@@ -1,29 +1,44 @@
-"""Engine and session factory."""
+"""The database: SQLAlchemy's async engine on its stock drivers (aiosqlite, asyncpg), and the session
+factories the edges open their transactions with.
+
+`Database` holds two session factories. `sessionmaker` is for work that writes: on SQLite its
+transactions start with `BEGIN IMMEDIATE`, so a transaction that reads and then writes never fails
+half-way because another writer came first, and its pool holds a single connection, so the process's
+writers queue for it in order (SQLite has one writer at a time anyway) rather than in SQLite's busy
+handler. `read_sessionmaker` is for console pages, statistics, exports and `/metrics`: on SQLite a pool
+of its own with `PRAGMA query_only`, whose deferred transactions read a WAL snapshot without taking or
+waiting for the write lock; on PostgreSQL the same pool in read-only transactions.
+
+Both run every statement the same way on both databases: there is one storage path.
+"""
 
 from __future__ import annotations
 
-import sqlite3
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    AsyncSessionTransaction,
-    async_sessionmaker,
-    create_async_engine,
-)
-from sqlalchemy.util import await_
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from storage import direct, sqlite_inline
+from storage.crypto import KeyRing, bind_keyring
 
 DEFAULT_BUSY_TIMEOUT = 30.0
-"""Seconds a SQLite statement waits for another writer's lock before failing with "database is locked"."""
+"""Seconds a SQLite writer waits for the write lock (held by another process) before "database is locked"."""
+
+WRITE_POOL_SIZE = 1
+"""SQLite: one write connection per process; writers wait for it in the pool's FIFO queue."""
+
+READ_POOL_SIZE = 4
 
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
+
+
+def is_memory_sqlite(url: str) -> bool:
+    database = make_url(url).database
+    return is_sqlite(url) and (not database or database == ":memory:" or "mode=memory" in url)
 
 
 def sqlite_busy_timeout(url: str) -> float:
@@ -43,100 +58,88 @@ def sqlite_busy_timeout(url: str) -> float:
     return seconds
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An engine tuned for the backend.
+def _sqlite_engine(url: str, *, read_only: bool, **kwargs: Any) -> AsyncEngine:
+    """An aiosqlite engine: WAL, a busy timeout, foreign keys; writers begin with BEGIN IMMEDIATE.
 
-    SQLite runs in WAL mode and every transaction starts with BEGIN IMMEDIATE, so two concurrent
-    writers queue instead of failing when a read transaction upgrades to write. A database file is
-    driven on the event loop's thread (`storage.sqlite_inline`), which queues writers without blocking
-    the loop; an in-memory database keeps aiosqlite. How long a writer waits for the lock is the URL's
-    `timeout` parameter (default 30 s): a shorter one answers residents "try again shortly" sooner
-    while something else holds the database.
+    SQLAlchemy's documented recipe for SQLite transactions: the driver's own implicit BEGIN is
+    switched off (`isolation_level = None`) and the engine's `begin` event emits ours."""
+    busy_timeout = sqlite_busy_timeout(url)
+    kwargs.setdefault("connect_args", {"timeout": busy_timeout})
+    if not is_memory_sqlite(url):
+        kwargs.setdefault("pool_size", READ_POOL_SIZE if read_only else WRITE_POOL_SIZE)
+        kwargs.setdefault("max_overflow", 0)
+        kwargs.setdefault("pool_timeout", max(busy_timeout, 1.0))
+    engine = create_async_engine(url, **kwargs)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        if read_only:
+            cursor.execute("PRAGMA query_only=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def create_engine(url: str, keyring: KeyRing | None, *, read_only: bool = False, **kwargs: Any) -> AsyncEngine:
+    """An engine for `url` whose encrypted columns use `keyring` (None: an engine that never touches an
+    encrypted column, such as the migration runner's for `db current`).
+
+    Errors never quote a statement's parameters (`hide_parameters`): they can hold what a resident wrote.
     """
-    # An error's message never quotes the statement's parameters: they can hold what a resident wrote.
     kwargs.setdefault("hide_parameters", True)
     if is_sqlite(url):
-        busy_timeout = sqlite_busy_timeout(url)
-        database = make_url(url).database
-        inline = bool(database) and database != ":memory:" and "mode=memory" not in url
-        if inline:
-            assert database is not None
-            kwargs.setdefault("async_creator", sqlite_inline.connector(database, busy_timeout))
-        else:
-            kwargs.setdefault("connect_args", {"timeout": busy_timeout})
+        engine = _sqlite_engine(url, read_only=read_only, **kwargs)
+    else:
+        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("max_overflow", 20)
+        kwargs.setdefault("pool_pre_ping", True)
         engine = create_async_engine(url, **kwargs)
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            if not inline:  # the inline driver waits for the lock itself, off the loop's back
-                cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-            cursor.close()
-
-        @event.listens_for(engine.sync_engine, "begin")
-        def _on_begin(connection: Any) -> None:
-            driver = connection.connection.driver_connection
-            if isinstance(driver, sqlite_inline.InlineConnection):
-                # What the statement below does, without its execution context (docs/benchmarks-telegram.md).
-                try:
-                    await_(driver.begin_immediate())
-                except sqlite3.Error as error:
-                    raise direct.translated(error, "BEGIN IMMEDIATE") from error
-            else:
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-        return engine
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_async_engine(url, **kwargs)
+    if keyring is not None:
+        bind_keyring(engine, keyring)
+    return engine
 
 
-class Transaction:
-    """`async with sessionmaker.begin() as session`: a new session in a transaction that commits (or rolls
-    back) in the calling task, then the session is closed, shielded from cancellation.
-
-    SQLAlchemy's own `async_sessionmaker.begin()` runs the commit too inside a shielded task of its own,
-    which costs a turn of the event loop before the COMMIT; on SQLite every other writer of the process
-    queues behind the write lock for that turn (20 % of the CPU per update in the Telegram benchmark,
-    docs/benchmarks-telegram.md). Nothing cancels an edge mid-commit: PTB's Application.stop and
-    uvicorn's shutdown wait for running handlers.
-    """
-
-    __slots__ = ("_session", "_transaction")
-
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-        self._transaction: AsyncSessionTransaction | None = None
-
-    async def __aenter__(self) -> AsyncSession:
-        transaction = self._session.begin()
-        try:
-            await transaction.__aenter__()
-        except BaseException:
-            await self._session.close()
-            raise
-        self._transaction = transaction
-        return self._session
-
-    async def __aexit__(self, type_: Any, value: Any, traceback: Any) -> None:
-        assert self._transaction is not None
-        try:
-            await self._transaction.__aexit__(type_, value, traceback)
-        finally:
-            await self._session.__aexit__(type_, value, traceback)
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
 
 
-class SessionMaker(async_sessionmaker[AsyncSession]):
-    """The project's session factory: `begin()` is a `Transaction`."""
+@dataclass
+class Database:
+    """The engines and session factories of one database, built once by the application."""
 
-    def begin(self) -> Transaction:  # type: ignore[override]  # same use: `async with … as session`
-        return Transaction(self())
+    url: str
+    keyring: KeyRing
+    engine: AsyncEngine
+    read_engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    read_sessionmaker: async_sessionmaker[AsyncSession]
 
+    @classmethod
+    def connect(cls, url: str, keyring: KeyRing, **kwargs: Any) -> Database:
+        engine = create_engine(url, keyring, **kwargs)
+        if is_memory_sqlite(url):
+            read_engine = engine  # one in-memory database lives in one connection
+        elif is_sqlite(url):
+            read_engine = create_engine(url, keyring, read_only=True, **kwargs)
+        else:
+            read_engine = engine.execution_options(postgresql_readonly=True)
+        return cls(url, keyring, engine, read_engine, create_sessionmaker(engine), create_sessionmaker(read_engine))
 
-def create_sessionmaker(engine: AsyncEngine) -> SessionMaker:
-    return SessionMaker(engine, expire_on_commit=False)
+    @property
+    def is_sqlite(self) -> bool:
+        return is_sqlite(self.url)
+
+    async def dispose(self) -> None:
+        if self.read_engine is not self.engine and self.is_sqlite:
+            await self.read_engine.dispose()
+        await self.engine.dispose()

@@ -17,15 +17,18 @@ from sqlalchemy.exc import SQLAlchemyError
 if TYPE_CHECKING:
     from alembic.config import Config
 
+    from storage.crypto import KeyRing
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _ASSIGNMENT = re.compile(r"^(revision|down_revision)\b[^=]*=\s*(.+)$", re.MULTILINE)
 _QUOTED = re.compile(r"""["']([^"']+)["']""")
 
 
-def alembic_config(database_url: str) -> Config:
+def alembic_config(database_url: str, keyring: KeyRing | None = None) -> Config:
     from alembic.config import Config
 
     config = Config()
+    config.attributes["keyring"] = keyring
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return config
@@ -42,9 +45,9 @@ def head_revisions() -> set[str]:
 
 
 async def _database_revisions(database_url: str) -> set[str]:
-    from storage.db import create_engine
+    from sqlalchemy.ext.asyncio import create_async_engine
 
-    engine = create_engine(database_url)
+    engine = create_async_engine(database_url)
     try:
         async with engine.connect() as connection:
             rows = await connection.execute(text("SELECT version_num FROM alembic_version"))
@@ -62,8 +65,8 @@ def is_current(database_url: str) -> bool:
     return asyncio.run(_database_revisions(database_url)) == head_revisions()
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
-    """Blocking; call it in a thread from async code."""
+def upgrade(database_url: str, keyring: KeyRing, revision: str = "head") -> None:
+    """Blocking; call it in a thread from async code. `keyring` encrypts what a migration encrypts."""
     if database_url.startswith("sqlite"):
         path = database_url.split(":///", 1)[1] if ":///" in database_url else ""
         if path and path != ":memory:":
@@ -72,7 +75,7 @@ def upgrade(database_url: str, revision: str = "head") -> None:
         return
     from alembic import command
 
-    command.upgrade(alembic_config(database_url), revision)
+    command.upgrade(alembic_config(database_url, keyring), revision)
 
 
 def current(database_url: str) -> None:

@@ -25,7 +25,7 @@ from sqlalchemy import event as orm_event
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column, relationship
 
-from storage.crypto import EncryptedJSON, EncryptedText, PseudonymisedKey, pseudonym
+from storage.crypto import EncryptedJSON, EncryptedText, PseudonymisedKey, keyring_of
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -376,12 +376,12 @@ class WeChatAccessToken(Base):
 
 
 @orm_event.listens_for(Conversation, "before_insert")
-def _conversation_pseudonym(_mapper: Mapper[Any], _connection: Connection, target: Conversation) -> None:
+def _conversation_pseudonym(_mapper: Mapper[Any], connection: Connection, target: Conversation) -> None:
     if target.user_key is None:
-        target.user_key = pseudonym(target.channel, target.user_ref)
+        target.user_key = keyring_of(connection.dialect).pseudonym(target.channel, target.user_ref)
 
 
 @orm_event.listens_for(Case, "before_insert")
-def _case_pseudonym(_mapper: Mapper[Any], _connection: Connection, target: Case) -> None:
+def _case_pseudonym(_mapper: Mapper[Any], connection: Connection, target: Case) -> None:
     if target.reporter_key is None:
-        target.reporter_key = pseudonym(target.channel, target.reporter_ref)
+        target.reporter_key = keyring_of(connection.dialect).pseudonym(target.channel, target.reporter_ref)

@@ -34,15 +34,10 @@ def make_test_keyring() -> Any:
                    pseudonym_key=parse_key(os.environ["QINGLIAN_PSEUDONYM_KEY"]))
 
 
-@pytest.fixture(autouse=True)
-def encryption_keys() -> Iterator[None]:
-    """Every test starts with the test key ring installed; `create_app` and the CLI install their own from
-    the settings (the same keys, from the environment)."""
-    from storage import crypto
-
-    crypto.install(make_test_keyring())
-    yield
-    crypto.install(make_test_keyring())
+@pytest.fixture
+def keyring() -> Any:
+    """The test key ring: the keys the services the tests start read from the environment."""
+    return make_test_keyring()
 
 
 def free_port() -> int:
@@ -106,25 +101,32 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
-        upgrade(url)
+        upgrade(url, make_test_keyring())
         yield url
         return
     admin = request.getfixturevalue("postgres_server")
     name, url = create_postgres_database(admin)
     try:
-        upgrade(url)
+        upgrade(url, make_test_keyring())
         yield url
     finally:
         drop_postgres_database(admin, name)
 
 
 @pytest.fixture
-async def sessionmaker(database_url: str) -> AsyncIterator[object]:
-    from storage.db import create_engine, create_sessionmaker
+async def database(database_url: str) -> AsyncIterator[Any]:
+    """The migrated database of each backend, as the application connects to it."""
+    from storage.db import Database
 
-    engine = create_engine(database_url)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
+    connected = Database.connect(database_url, make_test_keyring())
+    yield connected
+    await connected.dispose()
+
+
+@pytest.fixture
+def sessionmaker(database: Any) -> Any:
+    """The write session factory of `database`."""
+    return database.sessionmaker
 
 
 _SHARED_MODELS: list[Path] = []

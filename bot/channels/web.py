@@ -22,11 +22,11 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.i18n import normalise_locale
 from bot.outbox import render
 from bot.runtime import Runtime
+from handlers.texts import normalise_locale
 from handlers.types import Attachment, Inbound, Outbound
-from storage import actions
+from storage import outbox
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -188,7 +188,7 @@ def build_router(runtime: Runtime) -> APIRouter:
 
         async def take() -> list[Outbound]:
             async with runtime.sessionmaker.begin() as session:
-                pending = await actions.take_web_messages(session, ref)
+                pending = await outbox.take_web_messages(session, ref)
                 return [render(dict(m.payload), runtime.texts) for m in pending]
 
         return _out(await database_step(take(), locale))

@@ -42,12 +42,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.background import BackgroundTask
 
 from bot.config import ConfigError, Settings
-from bot.i18n import Texts
 from bot.outbox import PermanentFailure, TemporaryFailure
 from bot.runtime import KeyedLocks, Runtime
+from handlers.texts import Texts
 from handlers.types import Attachment, Inbound, Outbound
-from storage import actions
-from storage.db import is_sqlite
+from storage import channel_state, outbox
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -398,14 +397,14 @@ class WeChatApi:
                 return self._cached[0]
             app_id = str(self._settings.wechat_app_id)
             async with self._sessionmaker.begin() as session:
-                stored = await actions.load_wechat_token(session, app_id)
+                stored = await channel_state.load_wechat_token(session, app_id)
             if stored is not None and self._usable(stored, stale):
                 self._cached = stored
                 return stored[0]
             token, lifetime = await self._fetch_token()
             expires_at = utcnow() + timedelta(seconds=lifetime)
             async with self._sessionmaker.begin() as session:
-                await actions.store_wechat_token(session, app_id, token, expires_at)
+                await channel_state.store_wechat_token(session, app_id, token, expires_at)
             self._cached = (token, expires_at)
             log.info("wechat access token refreshed (valid %d s)", lifetime)
             return token
@@ -534,9 +533,6 @@ class WeChatChannel:
         self._passive_budget = passive_budget
         self._steps: dict[str, _Step] = {}
         self._order = KeyedLocks()
-        # SQLite takes one writer at a time: steps wait for it here, in arrival order, rather than in
-        # SQLite's busy handler, which sleeps up to 100 ms between tries and lets late comers overtake.
-        self._gate = asyncio.Semaphore(1 if is_sqlite(settings.resolved_database_url) else 64)
         self._background: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
         self.api: WeChatApi | None = None
@@ -666,8 +662,7 @@ class WeChatChannel:
         try:
             async with self._order.hold(inbound.user_ref):
                 prepared = await self._prefetch(inbound)
-                async with self._gate:
-                    messages = await self._dialog_step(prepared)
+                messages = await self._dialog_step(prepared)
                 step.text = render_replies(messages or [], self._texts)
                 if step.text:
                     if step.waiting:
@@ -716,7 +711,7 @@ class WeChatChannel:
     async def enqueue_text(self, recipient: str, text: str) -> None:
         """A reply that missed the passive window: to the outbox, for the customer-service API."""
         async with self._runtime.sessionmaker.begin() as session:
-            await actions.enqueue_message(session, channel=CHANNEL, recipient=recipient,
+            await outbox.enqueue(session, channel=CHANNEL, recipient=recipient,
                                           payload=Outbound(text).to_payload())
         self._runtime.outbox.wake()
 
@@ -835,7 +830,7 @@ wechat_app = typer.Typer(help="WeChat Official Account.", no_args_is_help=True)
 async def publish_menu(settings: Settings, definition: dict[str, Any]) -> None:
     from storage.db import create_engine, create_sessionmaker
 
-    engine = create_engine(settings.resolved_database_url)
+    engine = create_engine(settings.resolved_database_url, settings.resolved_keyring())
     try:
         async with httpx.AsyncClient(timeout=15) as http:
             api = WeChatApi(settings, create_sessionmaker(engine), http)
@@ -870,7 +865,8 @@ def menu_command(
         typer.echo("qinglian: set QINGLIAN_WECHAT_APP_ID and QINGLIAN_WECHAT_APP_SECRET to publish the menu", err=True)
         raise typer.Exit(2)
     try:
-        upgrade(settings.resolved_database_url)  # the shared access token lives in the database
+        # the shared access token lives in the database
+        upgrade(settings.resolved_database_url, settings.resolved_keyring())
         asyncio.run(publish_menu(settings, definition))
     except WeChatApiError as problem:
         typer.echo(f"qinglian: WeChat refused the menu: {problem}", err=True)

@@ -10,8 +10,8 @@ import os
 
 import httpx
 
-from bot.config import CityConfig
 from bot.outbox import PermanentFailure, TemporaryFailure
+from handlers.city import CityConfig
 from handlers.types import Outbound
 
 CHANNEL = "wecom"

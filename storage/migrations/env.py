@@ -34,7 +34,8 @@ def _run(connection: Connection) -> None:
 async def _run_async() -> None:
     url = config.get_main_option("sqlalchemy.url")
     assert url is not None
-    engine = create_engine(url)
+    # A migration that encrypts existing values (0003) uses the application's key ring.
+    engine = create_engine(url, config.attributes.get("keyring"))
     async with engine.connect() as connection:
         await connection.run_sync(_run)
         await connection.commit()

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import DEFAULT_CITY_CONFIG, ConfigError, load_city_config, load_settings
+from bot.config import ConfigError, load_settings
+from handlers.city import DEFAULT_CITY_CONFIG, load_city_config
 
 
 def test_default_configuration_is_changsha_and_routes_every_label() -> None:

@@ -6,10 +6,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.config import Limits
 from bot.jobs import housekeeping_once
+from handlers.city import Limits
 from storage import actions
 from storage.models import Attachment, Conversation, utcnow
+from tests.factories import file_case
 
 
 async def _draft(sessionmaker: Any, evidence_dir: Path, user: str, age: timedelta) -> tuple[int, Path]:
@@ -24,7 +25,7 @@ async def _draft(sessionmaker: Any, evidence_dir: Path, user: str, age: timedelt
         conversation.state = "evidence"
         conversation.draft = {"step": "evidence", "attachments": [attachment.id], "place": "某单位"}
         conversation.draft_updated_at = utcnow() - age
-        await actions.save_conversation(session, conversation)
+        await actions.finish_step(session, conversation)
     return conversation.id, evidence_dir / stored
 
 
@@ -50,11 +51,11 @@ async def test_contact_details_are_erased_after_the_retention_period(sessionmake
     async with sessionmaker.begin() as session:
         cases = []
         for reporter in ("old", "recent", "open"):
-            case, _ = await actions.file_report(
+            case, _ = await file_case(
                 session, secret_key=b"k" * 32, case_number_prefix="QL", year=2026, channel="telegram",
                 reporter_ref=reporter, locale="zh", district=None, place="某处", occurred="今天",
                 description="窗口人员态度恶劣，拒不办理。", anonymous=False, reporter_name="张三",
-                reporter_phone="13812345678", attachment_ids=[], triage_queue="triage")
+                reporter_phone="13812345678", attachment_ids=[], queue="triage", label=None)
             cases.append(case)
         for case, age in zip(cases[:2], (400, 30), strict=True):
             await actions.reply_to_reporter(session, case, "已办结。", actor="staff:1")

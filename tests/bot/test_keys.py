@@ -18,6 +18,7 @@ from storage.crypto import DataKey, KeyRing, derive, generate_key, parse_key
 from storage.db import create_engine, create_sessionmaker
 from storage.models import Case
 from tests.conftest import TEST_PSEUDONYM_KEY
+from tests.factories import file_case
 
 SECRET = "k" * 40
 
@@ -70,25 +71,25 @@ def _ring(key: str) -> KeyRing:
     return KeyRing(DataKey(parse_key(key)), pseudonym_key=parse_key(TEST_PSEUDONYM_KEY))
 
 
-async def _seed(url: str, count: int) -> None:
-    engine = create_engine(url)
+async def _seed(url: str, count: int, ring: KeyRing) -> None:
+    engine = create_engine(url, ring)
     sessionmaker = create_sessionmaker(engine)
     try:
         for n in range(count):
             async with sessionmaker.begin() as session:
                 await actions.load_conversation(session, "telegram", f"chat-{n}")
-                case, _ = await actions.file_report(
+                case, _ = await file_case(
                     session, secret_key=SECRET.encode(), case_number_prefix="QL", year=2026, channel="telegram",
                     reporter_ref=f"chat-{n}", locale="zh", district=None, place="某处", occurred="今天",
                     description=f"窗口工作人员索要好处费 #{n}", anonymous=False, reporter_name="张三",
-                    reporter_phone="13812345678", attachment_ids=[], triage_queue="triage")
+                    reporter_phone="13812345678", attachment_ids=[], queue="triage", label=None)
                 await actions.reply_to_reporter(session, case, f"答复 #{n}", actor="staff:1")
     finally:
         await engine.dispose()
 
 
-async def _descriptions(url: str) -> list[str]:
-    engine = create_engine(url)
+async def _descriptions(url: str, ring: KeyRing) -> list[str]:
+    engine = create_engine(url, ring)
     try:
         async with create_sessionmaker(engine)() as session:
             return [c.description for c in (await session.execute(select(Case).order_by(Case.id))).scalars()]
@@ -99,8 +100,7 @@ async def _descriptions(url: str) -> list[str]:
 def test_keys_commands_rotate_to_a_new_key_and_report_the_status(database_url: str, tmp_path: Path) -> None:
     old, new = generate_key(), generate_key()
     old_id, new_id = (crypto.key_id_of(parse_key(k)) for k in (old, new))
-    crypto.install(_ring(old))
-    asyncio.run(_seed(database_url, 3))
+    asyncio.run(_seed(database_url, 3, _ring(old)))
     runner = CliRunner()
     env = {"QINGLIAN_DATA_DIR": str(tmp_path), "QINGLIAN_DATABASE_URL": database_url, "QINGLIAN_SECRET_KEY": SECRET,
            "QINGLIAN_ENCRYPTION_KEY": old, "QINGLIAN_ENCRYPTION_OLD_KEYS": "", "COLUMNS": "200"}
@@ -121,8 +121,7 @@ def test_keys_commands_rotate_to_a_new_key_and_report_the_status(database_url: s
     assert status.exit_code == 0, status.output
     assert old_id not in status.output.split("key ")[0] and f"key {new_id} (QINGLIAN_ENCRYPTION_KEY, current)" in \
         status.output
-    crypto.install(_ring(new))
-    assert asyncio.run(_descriptions(database_url)) == [f"窗口工作人员索要好处费 #{n}" for n in range(3)]
+    assert asyncio.run(_descriptions(database_url, _ring(new))) == [f"窗口工作人员索要好处费 #{n}" for n in range(3)]
 
     missing = run("status", QINGLIAN_ENCRYPTION_KEY=old)
     assert missing.exit_code == 1 and "missing from the key ring" in missing.output

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.config import load_city_config
-from bot.routing import add_working_days, decide_queue, due_dates, route, staff_channels
+from handlers.city import load_city_config
+from handlers.routing import add_working_days, decide_queue, due_dates, route, staff_channels
 from nlp.types import Tag
 
 CITY = load_city_config(None)

@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import LiveService, create_postgres_database, drop_postgres_database
+from tests.conftest import LiveService, create_postgres_database, drop_postgres_database, make_test_keyring
+from tests.factories import file_case
 from tests.standins.telegram_server import TelegramStandIn
 
 TOKEN = "777001:SCALE-out"
@@ -74,16 +75,16 @@ async def _answer_many(url: str, *, reporters: int, answers: int) -> None:
     from storage import actions
     from storage.db import create_engine, create_sessionmaker
 
-    engine = create_engine(url)
+    engine = create_engine(url, make_test_keyring())
     sessionmaker = create_sessionmaker(engine)
     cases = []
     async with sessionmaker.begin() as session:
         for n in range(reporters):
-            case, _ = await actions.file_report(
+            case, _ = await file_case(
                 session, secret_key=SECRET.encode(), case_number_prefix="QL", year=2026, channel="telegram",
                 reporter_ref=str(9000 + n), locale="zh", district=None, place="某处", occurred="今天",
                 description="窗口工作人员态度恶劣。", anonymous=True, reporter_name=None, reporter_phone=None,
-                attachment_ids=[], triage_queue="triage")
+                attachment_ids=[], queue="triage", label=None)
             cases.append(case)
     for round_ in range(answers):
         async with sessionmaker.begin() as session:

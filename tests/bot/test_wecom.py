@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from bot.channels.wecom import WeComSender
-from bot.config import load_city_config
 from bot.outbox import PermanentFailure, TemporaryFailure
+from handlers.city import load_city_config
 from handlers.types import Outbound
 
 

@@ -12,8 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from storage import crypto
-from tests.conftest import LiveService, free_port
+from tests.conftest import LiveService, free_port, make_test_keyring
 from tests.standins.telegram_server import TelegramStandIn
 
 TOKEN = "424242:TEST-qinglian"
@@ -76,7 +75,7 @@ def _db(service: LiveService) -> sqlite3.Connection:
 
 def _reporter(chat: Chat) -> str:
     """What the database knows the resident by: the keyed pseudonym of their chat id."""
-    return crypto.pseudonym("telegram", str(chat.chat_id))
+    return make_test_keyring().pseudonym("telegram", str(chat.chat_id))
 
 
 def _code(text: str) -> str:
@@ -166,7 +165,7 @@ def test_full_report_in_english_typed_answers(standin: TelegramStandIn, service:
         district, occurred, name, phone, locale = db.execute(
             "SELECT district, occurred, reporter_name, reporter_phone, locale FROM cases WHERE reporter_key = ?",
             (_reporter(chat),)).fetchone()
-    keys = crypto.installed()  # the service's keys: both read them from the environment
+    keys = make_test_keyring()  # the service's keys: both read them from the environment
     assert (district, occurred, keys.decrypt(name, purpose="cases.reporter_name"),
             keys.decrypt(phone, purpose="cases.reporter_phone"), locale) == (
         "kaifu", "2026-11-02", "Zhang Wei", "13912345678", "en")
@@ -288,7 +287,7 @@ def _staff_answers_and_closes(service: LiveService, case_id: int) -> None:
     from storage.models import CaseStatus
 
     async def act() -> None:
-        engine = create_engine(f"sqlite+aiosqlite:///{service.data_dir / 'qinglian.db'}")
+        engine = create_engine(f"sqlite+aiosqlite:///{service.data_dir / 'qinglian.db'}", make_test_keyring())
         async with create_sessionmaker(engine).begin() as session:
             case = await actions.get_case(session, case_id)
             assert case is not None

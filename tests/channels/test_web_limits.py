@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.config import DEFAULT_CITY_CONFIG
-from tests.conftest import LiveService
+from handlers.city import DEFAULT_CITY_CONFIG
+from tests.conftest import LiveService, make_test_keyring
 
 SECRET = "test-secret-key-for-the-web-limits-0123456789"
 WRONG_CODE = "1234 5678 9012 3456"
@@ -90,7 +90,7 @@ def _count_cases(database_url: str) -> int:
     from storage.models import Case
 
     async def count() -> int:
-        engine = create_engine(database_url)
+        engine = create_engine(database_url, make_test_keyring())
         try:
             async with engine.connect() as connection:
                 return int(await connection.scalar(select(func.count()).select_from(Case)) or 0)

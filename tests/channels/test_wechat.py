@@ -29,10 +29,9 @@ from bot.channels.wechat import (
     split_text,
     to_inbound,
 )
-from bot.i18n import Texts
+from handlers.texts import Texts
 from handlers.types import Choice, Outbound
-from storage import crypto
-from tests.conftest import REPO, LiveService
+from tests.conftest import REPO, LiveService, make_test_keyring
 from tests.standins import wechat_server
 from tests.standins.wechat_server import SERVICE_UNAVAILABLE, WeChatStandIn
 
@@ -261,7 +260,7 @@ def new_user(standin: WeChatStandIn, mode: str = "plaintext") -> User:
 
 def _reporter(openid: str) -> str:
     """What the database knows the resident by: the keyed pseudonym of their openid."""
-    return crypto.pseudonym("wechat", openid)
+    return make_test_keyring().pseudonym("wechat", openid)
 
 
 def _db(service: LiveService) -> sqlite3.Connection:
@@ -349,7 +348,7 @@ def test_safe_mode_report_in_english_from_the_menu(standin: WeChatStandIn, servi
         district, occurred, name, phone, locale = db.execute(
             "SELECT district, occurred, reporter_name, reporter_phone, locale FROM cases WHERE reporter_key = ?",
             (_reporter(user.openid),)).fetchone()
-    keys = crypto.installed()  # the service's keys: both read them from the environment
+    keys = make_test_keyring()  # the service's keys: both read them from the environment
     assert (district, occurred, keys.decrypt(name, purpose="cases.reporter_name"),
             keys.decrypt(phone, purpose="cases.reporter_phone"), locale) == (
         "kaifu", "2026-11-02", "Zhang Wei", "13912345678", "en")
@@ -388,7 +387,7 @@ def _staff(service: LiveService, case_id: int, *, answer: str | None = None, clo
     from storage.models import CaseStatus
 
     async def act() -> None:
-        engine = create_engine(f"sqlite+aiosqlite:///{service.data_dir / 'qinglian.db'}")
+        engine = create_engine(f"sqlite+aiosqlite:///{service.data_dir / 'qinglian.db'}", make_test_keyring())
         async with create_sessionmaker(engine).begin() as session:
             case = await actions.get_case(session, case_id)
             assert case is not None
@@ -624,10 +623,10 @@ async def test_the_access_token_is_shared_through_the_database_and_refreshed_bef
     from storage.migrate import upgrade
 
     url = f"sqlite+aiosqlite:///{tmp_path / 'tokens.db'}"
-    await asyncio.to_thread(upgrade, url)
+    await asyncio.to_thread(upgrade, url, make_test_keyring())
     server = WeChatStandIn(token=TOKEN, app_id=APP_ID, app_secret=APP_SECRET, token_lifetime=301)
     server.start()
-    engine = create_engine(url)
+    engine = create_engine(url, make_test_keyring())
     try:
         settings = Settings(wechat_token=TOKEN, wechat_app_id=APP_ID, wechat_app_secret=APP_SECRET,
                             wechat_api_url=server.root_url, data_dir=tmp_path)

@@ -20,10 +20,12 @@ from sqlalchemy import select
 
 from bot.app import create_app
 from bot.config import Settings
-from bot.routing import due_dates
 from console.auth import hash_password
+from handlers.routing import due_dates
 from storage import actions, staff_actions
 from storage.models import AuditEntry, Case, StaffRole, StaffUser, TraceEvent, utcnow
+from tests.conftest import make_test_keyring
+from tests.factories import file_case
 
 PASSWORD = "correct horse battery staple"
 CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
@@ -94,18 +96,15 @@ class ConsoleHarness:
                     session, conversation, stored_name=stored, original_name=original, media_type=media_type,
                     size_bytes=len(content), sha256=hashlib.sha256(content).hexdigest())
                 ids.append(attachment.id)
-            case, _code = await actions.file_report(
+            now = utcnow() - (timedelta(days=90) if overdue else timedelta(0))
+            accept_due, resolve_due = due_dates(self.settings.city, queue, now)
+            case, _code = await file_case(
                 session, secret_key=self.settings.resolved_secret_key(), case_number_prefix="QL", year=2026,
                 channel="telegram", reporter_ref=f"tg-user-{self._cases}", locale="zh", district=district,
                 place="芙蓉区政务服务中心", occurred="上周三上午", description=description, anonymous=anonymous,
-                reporter_name=name, reporter_phone=phone, attachment_ids=ids, triage_queue="triage")
-            now = utcnow() - (timedelta(days=90) if overdue else timedelta(0))
-            accept_due, resolve_due = due_dates(self.settings.city, queue, now)
-            top = [[label, confidence], ["other", round(1 - confidence, 4)]] if label else None
-            await actions.route_case(session, case, queue=queue, reason="label", label=label,
-                                     confidence=confidence if label else None, top=top,
-                                     terms=list(terms) if label else None, model_version="test-model-1",
-                                     accept_due_at=accept_due, resolve_due_at=resolve_due)
+                reporter_name=name, reporter_phone=phone, attachment_ids=ids, queue=queue, label=label,
+                confidence=confidence, terms=list(terms) if label else None,
+                accept_due_at=accept_due, resolve_due_at=resolve_due)
             assert case.case_number is not None
             return case.case_number
 
@@ -167,7 +166,7 @@ def data_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     template = tmp_path_factory.mktemp("console-template") / "data"
     ensure_default_model(template)
-    upgrade(make_settings(template).resolved_database_url)
+    upgrade(make_settings(template).resolved_database_url, make_test_keyring())
     return template
 
 

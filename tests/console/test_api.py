@@ -21,10 +21,11 @@ from fastapi import FastAPI
 from bot.config import Settings, load_settings
 from bot.runtime import Runtime
 from console.auth import SESSION_COOKIE, cookie_serializer, hash_password
-from storage import actions, staff_actions
+from storage import staff_actions
 from storage.migrate import upgrade
 from storage.models import Attachment, OutboxMessage, StaffRole, utcnow
-from tests.conftest import REPO, LiveService
+from tests.conftest import REPO, LiveService, make_test_keyring
+from tests.factories import file_case
 from tests.standins.telegram_server import TelegramStandIn
 
 PASSWORD = "correct horse battery"
@@ -88,19 +89,15 @@ class Service:
                 session.add(attachment)
                 await session.flush()
                 attachment_ids.append(attachment.id)
-            case, _ = await actions.file_report(
+            case, _ = await file_case(
                 session, secret_key=settings.resolved_secret_key(), case_number_prefix="QL", year=2026,
                 channel="telegram", reporter_ref=REPORTER_REF, locale="zh", district=district,
                 place="岳麓区政务服务中心3号窗口", occurred="今天", description=description, anonymous=anonymous,
                 reporter_name=None if anonymous else REPORTER_NAME,
                 reporter_phone=None if anonymous else REPORTER_PHONE,
-                attachment_ids=attachment_ids, triage_queue="triage")
-            top = [[label, confidence], ["other", round(1 - confidence, 4)]] if label else None
-            await actions.route_case(session, case, queue=queue, reason="label", label=label,
-                                     confidence=confidence if label else None, top=top,
-                                     terms=["玩手机", "排队"] if label else None, model_version="test-1",
-                                     accept_due_at=utcnow() + timedelta(days=15),
-                                     resolve_due_at=utcnow() + timedelta(days=60))
+                attachment_ids=attachment_ids, queue=queue, label=label, confidence=confidence,
+                terms=["玩手机", "排队"] if label else None, model_version="test-1",
+                accept_due_at=utcnow() + timedelta(days=15), resolve_due_at=utcnow() + timedelta(days=60))
             if created_days_ago:
                 case.created_at = utcnow() - timedelta(days=created_days_ago)
         assert case.case_number is not None
@@ -134,7 +131,7 @@ async def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
     for variable in ("QINGLIAN_TELEGRAM_TOKEN", "QINGLIAN_DATABASE_URL", "QINGLIAN_CONFIG_FILE"):
         monkeypatch.delenv(variable, raising=False)
     settings = load_settings(data_dir=tmp_path, secret_key="s" * 40)
-    await asyncio.to_thread(upgrade, settings.resolved_database_url)
+    await asyncio.to_thread(upgrade, settings.resolved_database_url, make_test_keyring())
     app = build_app(settings)
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://console.test") as client:
@@ -597,7 +594,7 @@ def _token_for(live: LiveService, username: str) -> str:
     from storage.db import create_engine, create_sessionmaker
 
     async def make() -> str:
-        engine = create_engine(f"sqlite+aiosqlite:///{live.data_dir / 'qinglian.db'}")
+        engine = create_engine(f"sqlite+aiosqlite:///{live.data_dir / 'qinglian.db'}", make_test_keyring())
         try:
             async with create_sessionmaker(engine).begin() as session:
                 user = await staff_actions.get_staff_by_username(session, username)

@@ -24,10 +24,12 @@ from schemathesis.schemas import APIOperation
 
 from bot.config import load_settings
 from console.auth import hash_password
-from storage import actions, staff_actions
+from storage import staff_actions
 from storage.db import create_engine, create_sessionmaker
 from storage.migrate import upgrade
 from storage.models import Attachment, StaffRole, utcnow
+from tests.conftest import make_test_keyring
+from tests.factories import file_case
 
 PATHS = r"^/(api/v1|chat/api)/"
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 4
@@ -37,7 +39,7 @@ TOKENS: dict[str, str] = {}
 
 async def _seed(database_url: str, secret_key: bytes, evidence_dir: Path) -> str:
     """An administrator with an API token, a reviewer, and two routed cases (one with evidence)."""
-    engine = create_engine(database_url)
+    engine = create_engine(database_url, make_test_keyring())
     try:
         async with create_sessionmaker(engine).begin() as session:
             admin = await staff_actions.create_staff(session, username="root", display_name="root 同志",
@@ -51,24 +53,22 @@ async def _seed(database_url: str, secret_key: bytes, evidence_dir: Path) -> str
             session.add(attachment)
             await session.flush()
             for number, ids in enumerate(([attachment.id], [])):
-                case, _ = await actions.file_report(
+                await file_case(
                     session, secret_key=secret_key, case_number_prefix="QL", year=2026, channel="telegram",
                     reporter_ref=f"8811223{number}", locale="zh", district="yuelu", place="岳麓区政务服务中心3号窗口",
                     occurred="今天", description="政务服务中心窗口工作人员上班时间玩手机，群众排队两小时。",
                     anonymous=bool(number), reporter_name=None if number else "欧阳明月",
-                    reporter_phone=None if number else "13987654321", attachment_ids=ids, triage_queue="triage")
-                await actions.route_case(session, case, queue="clean_hall", reason="label", label="slow_service",
-                                         confidence=0.9, top=[["slow_service", 0.9], ["other", 0.1]],
-                                         terms=["玩手机"], model_version="test-1",
-                                         accept_due_at=utcnow() + timedelta(days=15),
-                                         resolve_due_at=utcnow() + timedelta(days=60))
+                    reporter_phone=None if number else "13987654321", attachment_ids=ids, queue="clean_hall",
+                    label="slow_service", confidence=0.9, top=[["slow_service", 0.9], ["other", 0.1]],
+                    terms=["玩手机"], model_version="test-1", accept_due_at=utcnow() + timedelta(days=15),
+                    resolve_due_at=utcnow() + timedelta(days=60))
         return token
     finally:
         await engine.dispose()
 
 
 @pytest.fixture(scope="module")
-def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[schemathesis.Schema]:
+def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[schemathesis.BaseSchema]:
     from bot.app import create_app
 
     with pytest.MonkeyPatch.context() as monkeypatch:
@@ -76,7 +76,7 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[schemathesi
                          "QINGLIAN_WECHAT_TOKEN"):
             monkeypatch.delenv(variable, raising=False)
         app_settings = load_settings(data_dir=tmp_path_factory.mktemp("schemathesis"), secret_key="s" * 40)
-    upgrade(app_settings.resolved_database_url)
+    upgrade(app_settings.resolved_database_url, make_test_keyring())
     app_settings.evidence_dir.mkdir(parents=True, exist_ok=True)
     (app_settings.evidence_dir / "evidence-1.jpg").write_bytes(JPEG)
     TOKENS["admin"] = asyncio.run(_seed(app_settings.resolved_database_url, app_settings.resolved_secret_key(),
@@ -105,7 +105,7 @@ def _fuzzer(operation: APIOperation, headers: dict[str, str], statuses: Counter[
     return fuzz
 
 
-def test_no_operation_answers_with_a_server_error(api_schema: schemathesis.Schema) -> None:
+def test_no_operation_answers_with_a_server_error(api_schema: schemathesis.BaseSchema) -> None:
     """Each operation is fuzzed on its own; every one is tried, then every failure is reported together
     (schemathesis's message has the failing request as a curl command)."""
     headers = {"Authorization": f"Bearer {TOKENS['admin']}"}

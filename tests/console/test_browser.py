@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, LiveService
+from tests.conftest import REPO, LiveService, make_test_keyring
 from tests.console.conftest import PASSWORD, fresh_data_dir, make_settings
+from tests.factories import decided, file_case
 
 pytestmark = pytest.mark.browser
 
@@ -96,8 +97,8 @@ def _photo() -> bytes:
 
 async def _seed(data_dir: Path) -> dict[str, Any]:
     """Staff of each role and a realistic set of cases, tagged by the real model, through storage actions."""
-    from bot.routing import route
     from console.auth import hash_password
+    from handlers.routing import route
     from nlp.registry import ModelRegistry
     from nlp.types import Tag
     from storage import actions, staff_actions
@@ -107,7 +108,7 @@ async def _seed(data_dir: Path) -> dict[str, Any]:
     settings = make_settings(data_dir, secret_key=SECRET)
     city = settings.city
     classifier = await asyncio.to_thread(ModelRegistry(data_dir / "models").load_promoted)
-    engine = create_engine(settings.resolved_database_url)
+    engine = create_engine(settings.resolved_database_url, make_test_keyring())
     sessionmaker = create_sessionmaker(engine)
     password_hash = hash_password(PASSWORD)
     flow_number = ""
@@ -122,16 +123,13 @@ async def _seed(data_dir: Path) -> dict[str, Any]:
             await staff_actions.set_queues(session, reviewer, ["triage", "clean_hall"])
             for number, (district, days_ago, text, done) in enumerate(REPORTS, start=1):
                 created = utcnow() - timedelta(days=days_ago, hours=number)
-                case, _ = await actions.file_report(
+                case, _ = await file_case(
                     session, secret_key=settings.resolved_secret_key(), case_number_prefix="QL", year=created.year,
                     channel="telegram" if number % 2 else "web", reporter_ref=f"resident-{number}", locale="zh",
                     district=district, place="（见描述）", occurred=f"{days_ago + 2} 天前", description=text,
                     anonymous=number % 3 != 0, reporter_name="李红" if number % 3 == 0 else None,
-                    reporter_phone="13800138000" if number % 3 == 0 else None, attachment_ids=[],
-                    triage_queue=city.routing.triage_queue)
-                case.created_at = created
-                decision = route(city, classifier.classify(text), district, created)
-                await actions.route_case(session, case, **decision.as_kwargs())
+                    reporter_phone="13800138000" if number % 3 == 0 else None,
+                    **decided(route(city, classifier.classify(text), district, created)), now=created)
                 if "accept" in done:
                     await staff_actions.accept_case(session, case, actor=admin)
                     case.accepted_at = created + timedelta(days=1, hours=3)
@@ -151,16 +149,15 @@ async def _seed(data_dir: Path) -> dict[str, Any]:
             attachment = await actions.add_draft_attachment(
                 session, conversation, stored_name=stored, original_name="排队小票.png", media_type="image/png",
                 size_bytes=len(photo), sha256=hashlib.sha256(photo).hexdigest())
-            case, _ = await actions.file_report(
+            predicted = classifier.classify(FLOW_TEXT)
+            tag = Tag("other", 0.41, [("other", 0.41), ("slow_service", 0.36), ("lazy_procrastination", 0.11)],
+                      predicted.terms, predicted.model_version)
+            case, _ = await file_case(
                 session, secret_key=settings.resolved_secret_key(), case_number_prefix="QL", year=utcnow().year,
                 channel="telegram", reporter_ref="resident-flow", locale="zh", district="furong",
                 place="芙蓉区政务服务中心三楼", occurred="上周三上午九点", description=FLOW_TEXT, anonymous=False,
                 reporter_name="张伟", reporter_phone="13912345678", attachment_ids=[attachment.id],
-                triage_queue=city.routing.triage_queue)
-            predicted = classifier.classify(FLOW_TEXT)
-            tag = Tag("other", 0.41, [("other", 0.41), ("slow_service", 0.36), ("lazy_procrastination", 0.11)],
-                      predicted.terms, predicted.model_version)
-            await actions.route_case(session, case, **route(city, tag, "furong", utcnow()).as_kwargs())
+                **decided(route(city, tag, "furong", utcnow())))
             assert case.queue == "triage" and case.case_number
             flow_number = case.case_number
     finally:

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.config import CityConfig, load_city_config
 from console import stats
+from handlers.city import CityConfig, load_city_config
 from storage import actions, staff_actions
 from storage.models import Case, CaseStatus, OutboxMessage, StaffRole, StaffUser
+from tests.factories import file_case
 
 KEY = b"k" * 32
 T0 = datetime(2026, 3, 2, tzinfo=UTC)  # the period is [T0, T0 + 7 days)
@@ -36,14 +37,13 @@ async def _staff(session: Any) -> StaffUser:
 async def _case(session: Any, *, queue: str, label: str | None, district: str | None, created: datetime,
                 accept_due: datetime | None = None, resolve_due: datetime | None = None,
                 anonymous: bool = True) -> Case:
-    case, _ = await actions.file_report(
+    case, _ = await file_case(
         session, secret_key=KEY, case_number_prefix="QL", year=2026, channel="telegram", reporter_ref="4242",
         locale="zh", district=district, place="某单位", occurred="上周",
         description="窗口工作人员推诿扯皮，让群众多次跑腿",
         anonymous=anonymous, reporter_name=None if anonymous else "张三",
-        reporter_phone=None if anonymous else "13800138000", attachment_ids=[], triage_queue="triage")
-    await actions.route_case(session, case, queue=queue, reason="label", label=label,
-                             confidence=0.9 if label else None, accept_due_at=accept_due, resolve_due_at=resolve_due)
+        reporter_phone=None if anonymous else "13800138000", attachment_ids=[], queue=queue, label=label,
+        confidence=0.9, top=[], accept_due_at=accept_due, resolve_due_at=resolve_due)
     case.created_at = created
     return case
 

@@ -21,9 +21,11 @@ from console import training
 from nlp.corpus import Example, load_seed_corpus
 from nlp.labels import LABELS
 from nlp.registry import ModelInfo, ModelRegistry, train_and_register
-from storage import actions, staff_actions
+from storage import staff_actions
 from storage.migrate import upgrade
 from storage.models import Case, StaffRole, StaffUser
+from tests.conftest import make_test_keyring
+from tests.factories import file_case
 
 KEY = b"k" * 32
 STAFF_TEXTS = [
@@ -35,11 +37,11 @@ STAFF_TEXTS = [
 
 async def _labelled_case(session: Any, staff: StaffUser, text: str, label: str, *, predicted: str | None,
                          confidence: float | None, queue: str = "triage") -> Case:
-    case, _ = await actions.file_report(
+    case, _ = await file_case(
         session, secret_key=KEY, case_number_prefix="QL", year=2026, channel="web", reporter_ref="w-1",
         locale="zh", district="yuelu", place="某单位", occurred="昨天", description=text, anonymous=True,
-        reporter_name=None, reporter_phone=None, attachment_ids=[], triage_queue="triage")
-    await actions.route_case(session, case, queue=queue, reason="label", label=predicted, confidence=confidence)
+        reporter_name=None, reporter_phone=None, attachment_ids=[], queue=queue, label=predicted,
+        confidence=confidence, top=[], model_version=None)
     if label == predicted:
         await staff_actions.confirm_label(session, case, actor=staff)
     elif label:
@@ -51,7 +53,7 @@ async def _labelled_case(session: Any, staff: StaffUser, text: str, label: str, 
 @pytest.fixture
 async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
     url = f"sqlite+aiosqlite:///{tmp_path / 'qinglian.db'}"
-    await asyncio.to_thread(upgrade, url)
+    await asyncio.to_thread(upgrade, url, make_test_keyring())
     built = Runtime.build(load_settings(data_dir=tmp_path / "data", database_url=url))
     yield built
     await training.wait_for_runs()

@@ -10,7 +10,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import LiveService
+from tests.conftest import LiveService, make_test_keyring
+from tests.factories import file_case
 from tests.faults.conftest import SECRET_KEY, Database, eventually, service_env
 from tests.standins.telegram_server import TelegramStandIn
 from tests.standins.wechat_server import WeChatStandIn
@@ -24,16 +25,16 @@ async def _staff_answer(database_url: str, channel: str, reporters: list[str]) -
     from storage import actions
     from storage.db import create_engine, create_sessionmaker
 
-    engine = create_engine(database_url)
+    engine = create_engine(database_url, make_test_keyring())
     sessionmaker = create_sessionmaker(engine)
     cases = []
     async with sessionmaker.begin() as session:
         for reporter in reporters:
-            case, _code = await actions.file_report(
+            case, _code = await file_case(
                 session, secret_key=SECRET_KEY.encode(), case_number_prefix="QL", year=2026, channel=channel,
                 reporter_ref=reporter, locale="zh", district=None, place="某处", occurred="今天",
                 description="窗口工作人员态度恶劣，推诿扯皮。", anonymous=True, reporter_name=None,
-                reporter_phone=None, attachment_ids=[], triage_queue="triage")
+                reporter_phone=None, attachment_ids=[], queue="triage", label=None)
             cases.append(case.id)
     for number in range(1, ROUNDS + 1):
         async with sessionmaker.begin() as session:

@@ -8,15 +8,16 @@ from typing import Any
 
 import pytest
 
-from bot.config import load_city_config
-from bot.i18n import Texts
-from bot.routing import RouteDecision
-from bot.routing import route as decide
 from handlers import dialog
+from handlers.city import load_city_config
 from handlers.context import DialogContext
+from handlers.routing import RouteDecision
+from handlers.routing import route as decide
+from handlers.texts import Texts
 from handlers.types import Attachment, Inbound, Outbound
 from storage.db import create_engine, create_sessionmaker
 from storage.migrate import upgrade
+from tests.conftest import make_test_keyring
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 200
 PDF = b"%PDF-1.4\n" + b"1 0 obj\n" * 20
@@ -45,7 +46,7 @@ class Resident:
     async def _send(self, **fields: Any) -> list[Outbound]:
         inbound = Inbound("test", self.user_ref, self.locale, **fields)
         async with self.harness.sessionmaker.begin() as session:
-            self.last = await dialog.handle(session, inbound, self.harness.context)
+            self.last = await dialog.handle(session, inbound, self.harness.context, queue_replies=False)
         return self.last
 
     async def say(self, text: str) -> list[Outbound]:
@@ -88,8 +89,8 @@ class DialogHarness:
 @pytest.fixture
 async def harness(tmp_path: Path) -> AsyncIterator[DialogHarness]:
     url = f"sqlite+aiosqlite:///{tmp_path / 'dialog.db'}"
-    await asyncio.to_thread(upgrade, url)
-    engine = create_engine(url)
+    await asyncio.to_thread(upgrade, url, make_test_keyring())
+    engine = create_engine(url, make_test_keyring())
     city = load_city_config(None)
     clock = Clock()
 

@@ -234,6 +234,7 @@ async def test_status_shows_trace_and_answer_and_allows_follow_up_and_rating(har
     async with harness.sessionmaker.begin() as session:
         case = (await session.execute(select(Case))).scalar_one()
         case = await actions.get_case(session, case.id)
+        assert case is not None
         await actions.reply_to_reporter(session, case, "经查属实，已责令整改。", actor="staff:1")
         await actions.change_status(session, case, CaseStatus.CLOSED, actor="staff:1")
     await resident.command("status", code.replace(" ", ""))

@@ -26,18 +26,18 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from bot.config import load_city_config
-from bot.i18n import Texts
-from bot.routing import RouteDecision
-from bot.routing import route as decide
 from handlers import report, tracking
+from handlers.city import load_city_config
 from handlers.context import DialogContext
 from handlers.dialog import COMMANDS
+from handlers.routing import RouteDecision
+from handlers.routing import route as decide
+from handlers.texts import Texts
 from handlers.types import Outbound
-from storage.crypto import pseudonym
 from storage.db import create_engine, create_sessionmaker
 from storage.migrate import upgrade
 from storage.models import Attachment, Case, Conversation
+from tests.conftest import make_test_keyring
 from tests.handlers.conftest import JPEG, PDF, Clock, DialogHarness, Resident
 
 KNOWN_STATES = frozenset({"idle", "resume", "language", *report.WIZARD_STATES, *tracking.TRACKING_STATES})
@@ -126,7 +126,7 @@ def migrated_template() -> Path:
     """One migrated database per test run; each example works on its own copy."""
     if not _TEMPLATE:
         directory = Path(tempfile.mkdtemp(prefix="qinglian-fuzz-"))
-        upgrade(f"sqlite+aiosqlite:///{directory / 'template.db'}")
+        upgrade(f"sqlite+aiosqlite:///{directory / 'template.db'}", make_test_keyring())
         _TEMPLATE.append(directory / "template.db")
     return _TEMPLATE[0]
 
@@ -141,8 +141,8 @@ class Run:
 
 async def _conversation(run: Run, resident: Resident) -> Conversation | None:
     async with run.harness.sessionmaker() as session:
-        query = select(Conversation).where(Conversation.channel == "test",
-                                           Conversation.user_key == pseudonym("test", resident.user_ref))
+        user_key = make_test_keyring().pseudonym("test", resident.user_ref)
+        query = select(Conversation).where(Conversation.channel == "test", Conversation.user_key == user_key)
         return (await session.execute(query)).scalar_one_or_none()
 
 
@@ -276,7 +276,7 @@ def _expand(steps: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 async def scenario(template: Path, directory: Path, steps: list[tuple[Any, ...]]) -> Run:
     database = directory / "dialog.db"
     shutil.copyfile(template, database)
-    engine = create_engine(f"sqlite+aiosqlite:///{database}")
+    engine = create_engine(f"sqlite+aiosqlite:///{database}", make_test_keyring())
     city = load_city_config(None)
     clock = Clock()
 

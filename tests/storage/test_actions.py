@@ -12,46 +12,45 @@ from sqlalchemy import func, select, text
 from storage import actions
 from storage.models import Attachment, Case, CaseStatus, Conversation, OutboxMessage, TraceEvent, utcnow
 from storage.receipts import format_receipt_code, parse_receipt_code
+from tests.factories import SECRET_KEY, file_case
 
-KEY = b"k" * 32
-
-
-async def _file(session: Any, **overrides: Any) -> tuple[Case, str]:
-    fields: dict[str, Any] = dict(
-        secret_key=KEY, case_number_prefix="QL", year=2026, channel="telegram", reporter_ref="42",
-        locale="zh", district="yuelu", place="岳麓区政务服务中心", occurred="今天",
-        description="窗口工作人员擅离岗位两个小时", anonymous=True, reporter_name=None, reporter_phone=None,
-        attachment_ids=[], triage_queue="triage",
-    )
-    fields.update(overrides)
-    return await actions.file_report(session, **fields)
+KEY = SECRET_KEY
 
 
-async def test_filing_stores_case_and_first_trace_event_with_hashed_receipt(sessionmaker: Any) -> None:
+async def test_submitting_stores_the_routed_case_its_trace_and_staff_notices_with_a_hashed_receipt(
+        sessionmaker: Any) -> None:
     async with sessionmaker.begin() as session:
-        case, code = await _file(session)
+        case, code = await file_case(session, queue="clean_hall", label="slow_service", confidence=0.91,
+                                     staff_targets=[("telegram", "-100200")])
+        # written by the action itself, before the transaction ends
+        in_transaction = list((await session.execute(select(TraceEvent.kind).order_by(TraceEvent.id))).scalars())
     assert re.fullmatch(r"\d{16}", code)
-    assert re.fullmatch(r"QL-2026-\d{6}", case.case_number)
+    assert re.fullmatch(r"QL-2026-\d{6}", case.case_number or "")
     async with sessionmaker() as session:
         stored = (await session.execute(select(Case))).scalar_one()
-        events = list((await session.execute(select(TraceEvent.kind))).scalars())
+        events = list((await session.execute(select(TraceEvent.kind).order_by(TraceEvent.id))).scalars())
+        notices = list((await session.execute(select(OutboxMessage))).scalars())
         raw_rows = (await session.execute(text("SELECT * FROM cases"))).all()
-    assert stored.queue == "triage"
-    assert events == ["received"]
+    assert (stored.queue, stored.status, stored.label, stored.predicted_label) == (
+        "clean_hall", "routed", "slow_service", "slow_service")
+    assert stored.case_number == case.case_number and stored.routed_at is not None
+    assert in_transaction == events == ["received", "routed"]
+    assert [(m.channel, m.recipient, m.payload["notice"], m.payload["case_number"]) for m in notices] == [
+        ("telegram", "-100200", "new_case", case.case_number)]
     assert all(code not in str(value) for row in raw_rows for value in row)
     assert stored.receipt_code_hash != code
 
 
 async def test_receipt_code_finds_the_case_and_a_wrong_one_does_not(sessionmaker: Any) -> None:
     async with sessionmaker.begin() as session:
-        case, code = await _file(session)
+        case, code = await file_case(session)
     wrong = f"{(int(code) + 1) % 10**16:016d}"
     async with sessionmaker() as session:
         found = await actions.find_case_by_receipt(session, KEY, code)
         missing = await actions.find_case_by_receipt(session, KEY, wrong)
         other_key = await actions.find_case_by_receipt(session, b"x" * 32, code)
     assert found is not None and found.id == case.id
-    assert [event.kind for event in found.trace] == ["received"]
+    assert [event.kind for event in found.trace] == ["received", "routed"]
     assert missing is None and other_key is None
 
 
@@ -79,7 +78,7 @@ async def test_conversation_is_created_once_per_user_and_channel(sessionmaker: A
         first = await actions.load_conversation(session, "telegram", "7")
         first.state = "place"
         first.draft = {"place": "某单位", "when": "today"}
-        await actions.save_conversation(session, first)
+        await actions.finish_step(session, first)
     async with sessionmaker.begin() as session:
         again = await actions.load_conversation(session, "telegram", "7")
         web = await actions.load_conversation(session, "web", "7")
@@ -97,7 +96,7 @@ async def test_attachments_of_a_draft_move_to_the_case_on_submit(sessionmaker: A
             session, conversation, stored_name="2026/11/a.jpg", original_name="a.jpg",
             media_type="image/jpeg", size_bytes=10, sha256="0" * 64,
         )
-        case, _ = await _file(session, attachment_ids=[attachment.id])
+        case, _ = await file_case(session, attachment_ids=[attachment.id])
     async with sessionmaker() as session:
         stored = await session.get(Attachment, attachment.id)
     assert stored is not None and stored.case_id == case.id
@@ -105,9 +104,7 @@ async def test_attachments_of_a_draft_move_to_the_case_on_submit(sessionmaker: A
 
 async def test_follow_up_rating_and_status_changes_write_trace_and_outbox(sessionmaker: Any) -> None:
     async with sessionmaker.begin() as session:
-        case, _ = await _file(session)
-        await actions.route_case(session, case, queue="clean_hall", reason="label", label="slow_service",
-                                 confidence=0.91)
+        case, _ = await file_case(session)
     async with sessionmaker.begin() as session:
         loaded = await actions.get_case(session, case.id)
         assert loaded is not None
@@ -144,47 +141,7 @@ async def test_wrong_codes_are_counted_per_user_within_the_window(sessionmaker: 
         await actions.record_wrong_code(session, "telegram", "10")
     since = utcnow() - timedelta(minutes=10)
     async with sessionmaker() as session:
-        nine = await actions.count_recent_wrong_codes(session, "telegram", "9", since)
-        later = await actions.count_recent_wrong_codes(session, "telegram", "9", utcnow() + timedelta(seconds=1))
-    assert (nine, later) == (3, 0)
-
-
-async def test_outbox_claims_in_order_and_holds_a_recipients_later_messages(sessionmaker: Any) -> None:
-    async with sessionmaker.begin() as session:
-        for n in range(3):
-            await actions.enqueue_message(session, channel="telegram", recipient="A", payload={"text": f"a{n}"})
-        await actions.enqueue_message(session, channel="telegram", recipient="B", payload={"text": "b0"})
-        await actions.enqueue_message(session, channel="web", recipient="C", payload={"text": "c0"})
-    async with sessionmaker.begin() as session:
-        leased = await actions.lease_outbox(session, channels=["telegram"], limit=10, lease=timedelta(0))
-        assert [payload["text"] for _, _, _, payload in leased] == ["a0", "a1", "a2", "b0"]
-        ids = {payload["text"]: message_id for message_id, _, _, payload in leased}
-        await actions.mark_sent_many(session, [ids["b0"]])
-        first = await session.get(OutboxMessage, ids["a0"])
-        assert first is not None
-        actions.mark_retry(first, error="flood", delay=timedelta(seconds=30))
-    async with sessionmaker.begin() as session:
-        again = await actions.lease_outbox(session, channels=["telegram"], limit=10, lease=timedelta(seconds=60))
-    assert again == []
-    async with sessionmaker.begin() as session:
-        await actions.enqueue_message(session, channel="telegram", recipient="D", payload={"text": "d0"})
-    async with sessionmaker.begin() as session:
-        taken = await actions.lease_outbox(session, channels=["telegram"], limit=10, lease=timedelta(seconds=60))
-    async with sessionmaker.begin() as session:
-        taken_again = await actions.lease_outbox(session, channels=["telegram"], limit=10, lease=timedelta(seconds=60))
-    assert [payload["text"] for _, _, _, payload in taken] == ["d0"] and taken_again == []  # leased: not taken twice
-    async with sessionmaker.begin() as session:
-        web = await actions.take_web_messages(session, "C")
-        web_again = await actions.take_web_messages(session, "C")
-    assert [m.payload["text"] for m in web] == ["c0"] and web_again == []
-
-
-async def test_a_scheduled_job_runs_once_per_period(sessionmaker: Any) -> None:
-    period = utcnow() - timedelta(hours=1)
-    results = []
-    for _ in range(3):
-        async with sessionmaker.begin() as session:
-            results.append(await actions.claim_scheduled_run(session, "daily_digest", period))
-    async with sessionmaker.begin() as session:
-        next_period = await actions.claim_scheduled_run(session, "daily_digest", utcnow() + timedelta(seconds=1))
-    assert results == [True, False, False] and next_period is True
+        nine, oldest = await actions.recent_wrong_codes(session, "telegram", "9", since)
+        later, none = await actions.recent_wrong_codes(session, "telegram", "9", utcnow() + timedelta(seconds=1))
+    assert (nine, later, none) == (3, 0, None)
+    assert oldest is not None and since < oldest <= utcnow()

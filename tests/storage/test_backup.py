@@ -23,7 +23,8 @@ from storage import actions
 from storage.backup import BackupError, create_backup, read_archive, restore_backup
 from storage.db import create_engine, create_sessionmaker
 from storage.models import Base, CaseStatus, utcnow
-from tests.conftest import REPO, create_postgres_database, drop_postgres_database
+from tests.conftest import REPO, create_postgres_database, drop_postgres_database, make_test_keyring
+from tests.factories import file_case
 
 KEY = b"k" * 32
 EVIDENCE = bytes(range(256)) * 40 + "照片".encode()
@@ -35,10 +36,10 @@ async def _file(session: Any, **overrides: Any) -> Any:
         secret_key=KEY, case_number_prefix="QL", year=2026, channel="telegram", reporter_ref="42",
         locale="zh", district="yuelu", place="岳麓区政务服务中心", occurred="今天",
         description="窗口工作人员擅离岗位两个小时", anonymous=False, reporter_name="张三", reporter_phone="13800000000",
-        attachment_ids=[], triage_queue="triage",
+        attachment_ids=[], queue="triage", label=None,
     )
     fields.update(overrides)
-    case, _code = await actions.file_report(session, **fields)
+    case, _code = await file_case(session, **fields)
     return case
 
 
@@ -48,7 +49,7 @@ async def _fill(url: str, data_dir: Path) -> None:
     for relative, content in MODEL_FILES.items():
         (data_dir / relative).parent.mkdir(parents=True, exist_ok=True)
         (data_dir / relative).write_bytes(content)
-    engine = create_engine(url)
+    engine = create_engine(url, make_test_keyring())
     sessionmaker = create_sessionmaker(engine)
     async with sessionmaker.begin() as session:
         conversation = await actions.load_conversation(session, "telegram", "42")
@@ -66,12 +67,13 @@ async def _fill(url: str, data_dir: Path) -> None:
         drafting.state = "description"
         drafting.draft = {"place": "天心区", "anonymous": True, "attachments": [], "nested": {"n": 1.5}}
         drafting.draft_updated_at = utcnow() - timedelta(hours=3)
+        await actions.finish_step(session, drafting)
         await actions.record_wrong_code(session, "telegram", "42")
     await engine.dispose()
 
 
 async def _dump(url: str) -> dict[str, list[dict[str, Any]]]:
-    engine = create_engine(url)
+    engine = create_engine(url, make_test_keyring())
     try:
         async with engine.connect() as connection:
             return {
@@ -112,7 +114,7 @@ async def test_backup_restores_every_row_and_file_into_both_backends(
 
     summary = await asyncio.to_thread(create_backup, database_url, source_dir, archive_path)
 
-    assert summary.row_counts["cases"] == 2 and summary.row_counts["trace_events"] == 4
+    assert summary.row_counts["cases"] == 2 and summary.row_counts["trace_events"] == 6
     assert summary.row_counts["outbox"] == 1 and summary.file_count == 3
     manifest = read_archive(archive_path).manifest
     assert manifest["schema_revision"] == summary.revision is not None
@@ -121,13 +123,14 @@ async def test_backup_restores_every_row_and_file_into_both_backends(
 
     for kind, target_url in fresh_databases.items():
         target_dir = tmp_path / f"restored-{kind}"
-        restored = await asyncio.to_thread(restore_backup, target_url, target_dir, archive_path)
+        restored = await asyncio.to_thread(restore_backup, target_url, target_dir, archive_path,
+                                           make_test_keyring())
 
         assert restored.row_counts == manifest["row_counts"]
         assert await _dump(target_url) == original, kind
         assert _files(target_dir) == _files(source_dir) == {"evidence/a1b2.jpg": EVIDENCE, **MODEL_FILES}
 
-        engine = create_engine(target_url)
+        engine = create_engine(target_url, make_test_keyring())
         async with create_sessionmaker(engine).begin() as session:
             new_case = await _file(session, reporter_ref="99")
             event = await actions.add_follow_up(session, new_case, text="新的补充")
@@ -135,7 +138,7 @@ async def test_backup_restores_every_row_and_file_into_both_backends(
         await engine.dispose()
         assert new_case.id == max(row["id"] for row in original["cases"]) + 1
         assert new_case.case_number == f"QL-2026-{new_case.id:06d}"
-        assert event.id == max(row["id"] for row in original["trace_events"]) + 2
+        assert event.id == max(row["id"] for row in original["trace_events"]) + 3  # after received, routed
         assert conversation.id == max(row["id"] for row in original["conversations"]) + 1
 
 
@@ -148,7 +151,7 @@ async def test_a_corrupt_or_tampered_archive_is_refused(sessionmaker: Any, datab
     truncated = tmp_path / "truncated.tar.gz"
     truncated.write_bytes(archive_path.read_bytes()[: archive_path.stat().st_size // 2])
     with pytest.raises(BackupError, match="corrupt or truncated"):
-        restore_backup(target, tmp_path / "target-data", truncated)
+        restore_backup(target, tmp_path / "target-data", truncated, make_test_keyring())
 
     members: list[tuple[tarfile.TarInfo, bytes]] = []
     with tarfile.open(archive_path) as archive:
@@ -164,10 +167,10 @@ async def test_a_corrupt_or_tampered_archive_is_refused(sessionmaker: Any, datab
         for info, content in members:
             archive.addfile(info, io.BytesIO(content))
     with pytest.raises(BackupError, match=r"checksum mismatch for tables/cases\.jsonl"):
-        restore_backup(target, tmp_path / "target-data", tampered)
+        restore_backup(target, tmp_path / "target-data", tampered, make_test_keyring())
 
     with pytest.raises(BackupError, match="no backup file"):
-        restore_backup(target, tmp_path / "target-data", tmp_path / "missing.tar.gz")
+        restore_backup(target, tmp_path / "target-data", tmp_path / "missing.tar.gz", make_test_keyring())
     assert not (tmp_path / "target-data").exists()
 
 
@@ -186,7 +189,7 @@ async def test_a_backup_from_a_newer_schema_is_refused(database_url: str, tmp_pa
             info.size = len(content)
             archive.addfile(info, io.BytesIO(content))
     with pytest.raises(BackupError, match="newer than this version"):
-        restore_backup(f"sqlite+aiosqlite:///{tmp_path / 't.db'}", tmp_path / "t", newer)
+        restore_backup(f"sqlite+aiosqlite:///{tmp_path / 't.db'}", tmp_path / "t", newer, make_test_keyring())
 
 
 async def test_a_target_with_data_is_refused_without_force(database_url: str, tmp_path: Path) -> None:
@@ -195,16 +198,18 @@ async def test_a_target_with_data_is_refused_without_force(database_url: str, tm
     await asyncio.to_thread(create_backup, database_url, tmp_path / "data", archive_path)
     original = await _dump(database_url)
 
-    engine = create_engine(database_url)
+    engine = create_engine(database_url, make_test_keyring())
     async with create_sessionmaker(engine).begin() as session:
         await _file(session, reporter_ref="after-backup")
     await engine.dispose()
 
     with pytest.raises(BackupError, match=r"already has data .*--force"):
-        await asyncio.to_thread(restore_backup, database_url, tmp_path / "data", archive_path)
+        await asyncio.to_thread(restore_backup, database_url, tmp_path / "data", archive_path,
+                                make_test_keyring())
     assert len((await _dump(database_url))["cases"]) == 3
 
-    restored = await asyncio.to_thread(restore_backup, database_url, tmp_path / "data", archive_path, force=True)
+    restored = await asyncio.to_thread(restore_backup, database_url, tmp_path / "data", archive_path,
+                                           make_test_keyring(), force=True)
     assert "cases" in restored.emptied
     assert await _dump(database_url) == original
 
@@ -214,7 +219,7 @@ def test_the_cli_backs_up_and_restores(tmp_path: Path) -> None:
     source_url = f"sqlite+aiosqlite:///{source_dir / 'qinglian.db'}"
     from storage.migrate import upgrade
 
-    upgrade(source_url)
+    upgrade(source_url, make_test_keyring())
     asyncio.run(_fill(source_url, source_dir))
 
     def run(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:

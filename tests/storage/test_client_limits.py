@@ -8,8 +8,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from storage import client_limits
+from storage import actions, client_limits, housekeeping
 from storage.models import ClientEvent, ClientEventKind
+from tests.factories import file_case
 
 KEY = b"k" * 32
 
@@ -36,9 +37,9 @@ async def test_recent_counts_within_the_window_and_prune_forgets(sessionmaker: A
     async with sessionmaker.begin() as session:
         for minutes_ago in (1, 5, 30):
             at = now - timedelta(minutes=minutes_ago)
-            await client_limits.record(session, ClientEventKind.WRONG_CODE, office, at)
-        await client_limits.record(session, ClientEventKind.REPORT, office, now - timedelta(hours=2))
-        await client_limits.record(session, ClientEventKind.WRONG_CODE, home, now)
+            await actions.record_wrong_code(session, "web", "resident-1", at, client_key=office)
+        await file_case(session, channel="web", now=now - timedelta(hours=2), client_key=office)
+        await actions.record_wrong_code(session, "web", "resident-2", now, client_key=home)
     async with sessionmaker.begin() as session:
         await client_limits.serialise(session, ClientEventKind.WRONG_CODE, office)
         count, oldest = await client_limits.recent(session, ClientEventKind.WRONG_CODE, office,
@@ -49,11 +50,11 @@ async def test_recent_counts_within_the_window_and_prune_forgets(sessionmaker: A
     assert all(at.second == 0 and at.microsecond == 0 for at in stored)
     assert client_limits.wait_minutes(oldest, timedelta(minutes=10), now) == 5
     async with sessionmaker.begin() as session:
-        deleted = await client_limits.prune(session, reports_before=now - timedelta(hours=24),
-                                            wrong_codes_before=now - timedelta(minutes=11))
+        await housekeeping.prune_bookkeeping(
+            session, updates_before=now, guesses_before=now - timedelta(minutes=11),
+            reports_before=now - timedelta(hours=24), wrong_codes_before=now - timedelta(minutes=11))
         left = (await session.execute(select(ClientEvent.kind, func.count()).group_by(ClientEvent.kind))).all()
-    assert deleted == 1
-    assert dict(left) == {"report": 1, "wrong_code": 3}
+    assert dict(left) == {"report": 1, "wrong_code": 3}  # the wrong code of 30 minutes ago is forgotten
 
 
 async def test_concurrent_steps_of_one_address_count_one_after_the_other(sessionmaker: Any) -> None:
@@ -70,7 +71,7 @@ async def test_concurrent_steps_of_one_address_count_one_after_the_other(session
             if count >= limit:
                 return False
             await asyncio.sleep(0.05)  # the dialog's work between the check and the record
-            await client_limits.record(session, ClientEventKind.REPORT, office)
+            await file_case(session, channel="web", client_key=office)
             return True
 
     accepted = await asyncio.gather(*(step() for _ in range(8)))

@@ -16,19 +16,20 @@ from typing import Any
 import pytest
 from sqlalchemy import inspect, select, text
 
-from bot.config import load_city_config
-from bot.i18n import Texts
-from bot.routing import RouteDecision
-from bot.routing import route as decide
+from handlers.city import load_city_config
 from handlers.context import DialogContext
-from storage import actions, crypto
+from handlers.routing import RouteDecision
+from handlers.routing import route as decide
+from handlers.texts import Texts
+from storage import actions, housekeeping, outbox
 from storage.backup import create_backup, restore_backup
 from storage.crypto import DataKey, DecryptionError, KeyRing, generate_key, parse_key
-from storage.db import create_engine, create_sessionmaker
+from storage.db import Database, create_engine, create_sessionmaker
 from storage.keys import PLAINTEXT, key_status, rotate
 from storage.migrate import upgrade
 from storage.models import Base, Case, CaseStatus, Conversation, OutboxMessage, TraceEvent
-from tests.conftest import TEST_PSEUDONYM_KEY, create_postgres_database, drop_postgres_database
+from tests.conftest import TEST_PSEUDONYM_KEY, create_postgres_database, drop_postgres_database, make_test_keyring
+from tests.factories import file_case
 from tests.handlers.conftest import Clock, DialogHarness
 
 CHAT_ID = "tg-5550123456"
@@ -49,7 +50,7 @@ def ring(current: str, *older: str) -> KeyRing:
 
 async def raw_dump(url: str) -> list[tuple[str, dict[str, Any]]]:
     """Every row of every table as the database holds it: plain SQL, no ORM, no column types."""
-    engine = create_engine(url)
+    engine = create_engine(url, make_test_keyring())
     rows: list[tuple[str, dict[str, Any]]] = []
     try:
         async with engine.connect() as connection:
@@ -160,23 +161,24 @@ async def test_pseudonym_lookups_find_the_conversation_and_the_limits(sessionmak
     async with sessionmaker.begin() as session:
         first = await actions.load_conversation(session, "telegram", "4242")
         first.draft = {"description": DESCRIPTION}
-        await actions.save_conversation(session, first)
+        await actions.finish_step(session, first)
         await actions.record_wrong_code(session, "telegram", "4242")
-        await actions.file_report(
+        await file_case(
             session, secret_key=b"k" * 32, case_number_prefix="QL", year=2026, channel="telegram",
             reporter_ref="4242", locale="zh", district=None, place="某处", occurred="今天", description=DESCRIPTION,
-            anonymous=True, reporter_name=None, reporter_phone=None, attachment_ids=[], triage_queue="triage")
+            anonymous=True, reporter_name=None, reporter_phone=None, attachment_ids=[], queue="triage", label=None)
     async with sessionmaker.begin() as session:
         again = await actions.load_conversation(session, "telegram", "4242")
         other_channel = await actions.load_conversation(session, "wechat", "4242")
         assert again.id == first.id and again.draft == {"description": DESCRIPTION} and again.user_ref == "4242"
         assert other_channel.id != first.id
-        assert await actions.count_recent_wrong_codes(session, "telegram", "4242", since) == 1
-        assert await actions.count_recent_wrong_codes(session, "telegram", "4243", since) == 0
+        assert (await actions.recent_wrong_codes(session, "telegram", "4242", since))[0] == 1
+        assert (await actions.recent_wrong_codes(session, "telegram", "4243", since))[0] == 0
         assert await actions.count_recent_reports(session, "telegram", "4242", since) == 1
         assert await actions.count_recent_reports(session, "wechat", "4242", since) == 0
         raw = (await session.execute(text("SELECT user_key, user_ref FROM conversations ORDER BY id"))).all()
-    assert raw[0][0] == crypto.pseudonym("telegram", "4242") != crypto.pseudonym("wechat", "4242") == raw[1][0]
+    ring = make_test_keyring()
+    assert raw[0][0] == ring.pseudonym("telegram", "4242") != ring.pseudonym("wechat", "4242") == raw[1][0]
     assert "4242" not in raw[0][1]
 
 
@@ -192,10 +194,10 @@ async def test_processed_update_keys_are_stored_hashed(database_url: str, sessio
 
 async def test_tampered_or_moved_ciphertext_is_rejected(sessionmaker: Any) -> None:
     async with sessionmaker.begin() as session:
-        await actions.file_report(
+        await file_case(
             session, secret_key=b"k" * 32, case_number_prefix="QL", year=2026, channel="telegram",
             reporter_ref="4242", locale="zh", district=None, place="某处", occurred="今天", description=DESCRIPTION,
-            anonymous=False, reporter_name=NAME, reporter_phone=PHONE, attachment_ids=[], triage_queue="triage")
+            anonymous=False, reporter_name=NAME, reporter_phone=PHONE, attachment_ids=[], queue="triage", label=None)
     async with sessionmaker.begin() as session:
         stored = (await session.execute(text("SELECT description, reporter_name FROM cases"))).one()
         body = stored.description
@@ -218,7 +220,7 @@ async def test_tampered_or_moved_ciphertext_is_rejected(sessionmaker: Any) -> No
 
 
 def test_ciphertexts_differ_each_time_except_where_deterministic() -> None:
-    keys = crypto.installed()
+    keys = make_test_keyring()
     first = keys.encrypt(DESCRIPTION, purpose="cases.description")
     assert first != keys.encrypt(DESCRIPTION, purpose="cases.description")
     assert keys.decrypt(first, purpose="cases.description") == DESCRIPTION
@@ -238,12 +240,12 @@ async def _seed(sessionmaker: Any, count: int) -> None:
         async with sessionmaker.begin() as session:
             conversation = await actions.load_conversation(session, "telegram", f"chat-{n}")
             conversation.draft = {"description": f"{DRAFT_TEXT} #{n}"}
-            await actions.save_conversation(session, conversation)
-            case, _ = await actions.file_report(
+            await actions.finish_step(session, conversation)
+            case, _ = await file_case(
                 session, secret_key=b"k" * 32, case_number_prefix="QL", year=2026, channel="telegram",
                 reporter_ref=f"chat-{n}", locale="zh", district=None, place="某处", occurred="今天",
                 description=f"{DESCRIPTION} #{n}", anonymous=False, reporter_name=NAME, reporter_phone=PHONE,
-                attachment_ids=[], triage_queue="triage")
+                attachment_ids=[], queue="triage", label=None)
             await actions.reply_to_reporter(session, case, f"答复 #{n}", actor="staff:1")
 
 
@@ -263,17 +265,17 @@ async def test_rotation_moves_every_value_to_the_new_key_and_the_old_key_can_go(
         database_url: str, sessionmaker: Any) -> None:
     old, new = generate_key(), generate_key()
     old_ring, new_ring = ring(old), ring(new, old)
-    crypto.install(old_ring)
-    await _seed(sessionmaker, 5)
-    before = await _read_everything(sessionmaker)
-    engine = create_engine(database_url)
+    old_database = Database.connect(database_url, old_ring)
+    await _seed(old_database.sessionmaker, 5)
+    before = await _read_everything(old_database.sessionmaker)
+    await old_database.dispose()
+    engine = create_engine(database_url, new_ring)
     try:
         status = await key_status(engine)
         assert status["cases.description"] == {old_ring.current.key_id: 5}
         assert status["outbox.recipient"] == {old_ring.current.key_id: 5}
         # the service restarted with the new key as current, then the operator rotates; the first
         # attempt is interrupted after one batch and simply run again
-        crypto.install(new_ring)
         with pytest.raises(RuntimeError, match="interrupted"):
             await rotate(engine, new_ring, new_ring.current, batch_size=2,
                          on_batch=lambda table, done: (_ for _ in ()).throw(RuntimeError("interrupted")))
@@ -289,19 +291,23 @@ async def test_rotation_moves_every_value_to_the_new_key_and_the_old_key_can_go(
             "conversations": 0, "cases": 0, "trace_events": 0, "outbox": 0}
     finally:
         await engine.dispose()
-    crypto.install(ring(new))  # the old key removed from the settings
-    assert await _read_everything(sessionmaker) == before
-    async with sessionmaker.begin() as session:  # deterministic lookups work under the new key
-        assert len(await actions.take_web_messages(session, "chat-1")) == 0
-        rows = (await session.execute(select(OutboxMessage).where(OutboxMessage.recipient == "chat-1"))).all()
-        assert len(rows) == 1
+    new_database = Database.connect(database_url, ring(new))  # the old key removed from the settings
+    try:
+        assert await _read_everything(new_database.sessionmaker) == before
+        async with new_database.sessionmaker.begin() as session:  # deterministic lookups work under the new key
+            assert len(await outbox.take_web_messages(session, "chat-1")) == 0
+            rows = (await session.execute(select(OutboxMessage).where(OutboxMessage.recipient == "chat-1"))).all()
+            assert len(rows) == 1
+    finally:
+        await new_database.dispose()
 
 
 async def test_rotation_refuses_values_under_a_key_it_does_not_have(database_url: str, sessionmaker: Any) -> None:
     lost, current = generate_key(), generate_key()
-    crypto.install(ring(lost))
-    await _seed(sessionmaker, 1)
-    engine = create_engine(database_url)
+    lost_database = Database.connect(database_url, ring(lost))
+    await _seed(lost_database.sessionmaker, 1)
+    await lost_database.dispose()
+    engine = create_engine(database_url, ring(current))
     try:
         with pytest.raises(DecryptionError, match="not in the key ring"):
             await rotate(engine, ring(current), ring(current).current)
@@ -314,10 +320,10 @@ async def test_rotation_refuses_a_tampered_value_instead_of_reencrypting_it(data
     await _seed(sessionmaker, 1)
     async with sessionmaker.begin() as session:
         await session.execute(text("UPDATE cases SET reporter_phone = :value"), {"value": "g1.0000" + PHONE})
-    engine = create_engine(database_url)
+    engine = create_engine(database_url, make_test_keyring())
     try:
         with pytest.raises(DecryptionError, match=r"cases\.reporter_phone"):
-            await rotate(engine, crypto.installed(), DataKey(parse_key(generate_key())))
+            await rotate(engine, make_test_keyring(), DataKey(parse_key(generate_key())))
     finally:
         await engine.dispose()
 
@@ -351,7 +357,7 @@ LEGACY_ROWS = [
 
 
 async def _insert_legacy(url: str) -> None:
-    engine = create_engine(url)
+    engine = create_engine(url, make_test_keyring())
     values = {"chat": CHAT_ID, "now": datetime.now(UTC), "description": DESCRIPTION, "name": NAME, "phone": PHONE,
               "follow_up": FOLLOW_UP, "true": True, "false": False,
               "draft": json.dumps({"step": "summary", "description": DRAFT_TEXT, "name": DRAFT_NAME,
@@ -376,13 +382,13 @@ def legacy_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Itera
     """A database created at revision 0002, before encryption."""
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'legacy.db'}"
-        upgrade(url, "0002")
+        upgrade(url, make_test_keyring(), "0002")
         yield url
         return
     admin = request.getfixturevalue("postgres_server")
     name, url = create_postgres_database(admin)
     try:
-        upgrade(url, "0002")
+        upgrade(url, make_test_keyring(), "0002")
         yield url
     finally:
         drop_postgres_database(admin, name)
@@ -392,10 +398,10 @@ async def test_migration_encrypts_a_deployed_database_in_place(legacy_database_u
     database_url = legacy_database_url
     await _insert_legacy(database_url)
     assert leaks(await raw_dump(database_url), (DESCRIPTION,)) != []
-    await asyncio.to_thread(upgrade, database_url)
+    await asyncio.to_thread(upgrade, database_url, make_test_keyring())
     rows = await raw_dump(database_url)
     assert leaks(rows, SECRETS) == []
-    engine = create_engine(database_url)
+    engine = create_engine(database_url, make_test_keyring())
     sessionmaker = create_sessionmaker(engine)
     try:
         status = await key_status(engine)
@@ -411,14 +417,14 @@ async def test_migration_encrypts_a_deployed_database_in_place(legacy_database_u
                 DESCRIPTION, NAME, PHONE, CHAT_ID)
             assert [e.body for e in case.trace] == [FOLLOW_UP, None]
             assert await actions.count_recent_reports(session, "telegram", CHAT_ID, since) == 1
-            assert await actions.count_recent_wrong_codes(session, "telegram", CHAT_ID, since) == 1
+            assert (await actions.recent_wrong_codes(session, "telegram", CHAT_ID, since))[0] == 1
             assert not await actions.claim_update(session, "wechat", f"{CHAT_ID}:1732000000:subscribe:")
             message = (await session.execute(select(OutboxMessage))).scalar_one()
             assert (message.recipient, message.payload["text"]) == (CHAT_ID, f"请核对：{DESCRIPTION}")
             erased = await actions.get_case(session, 2)
             assert erased is not None and erased.reporter_key == "erased"
             # the retention job does not erase it again
-            assert await actions.erase_old_contacts(session, datetime.now(UTC) + timedelta(days=1)) == 0
+            assert await housekeeping.erase_old_contacts(session, datetime.now(UTC) + timedelta(days=1)) == 0
             # a new conversation next to the converted ones
             newcomer = await actions.load_conversation(session, "telegram", "someone-new")
             assert newcomer.id not in (1, 2)
@@ -429,12 +435,12 @@ async def test_migration_encrypts_a_deployed_database_in_place(legacy_database_u
 async def test_migration_downgrade_restores_plaintext(legacy_database_url: str) -> None:
     database_url = legacy_database_url
     await _insert_legacy(database_url)
-    await asyncio.to_thread(upgrade, database_url)
+    await asyncio.to_thread(upgrade, database_url, make_test_keyring())
     from alembic import command
 
     from storage.migrate import alembic_config
 
-    await asyncio.to_thread(command.downgrade, alembic_config(database_url), "0002")
+    await asyncio.to_thread(command.downgrade, alembic_config(database_url, make_test_keyring()), "0002")
     rows = await raw_dump(database_url)
     cases = {row["id"]: row for table_name, row in rows if table_name == "cases"}
     assert (cases[1]["description"], cases[1]["reporter_name"], cases[1]["reporter_ref"]) == (DESCRIPTION, NAME,
@@ -442,7 +448,7 @@ async def test_migration_downgrade_restores_plaintext(legacy_database_url: str) 
     conversations = {row["id"]: row for table_name, row in rows if table_name == "conversations"}
     draft = conversations[1]["draft"]
     assert (json.loads(draft) if isinstance(draft, str) else draft)["description"] == DRAFT_TEXT
-    await asyncio.to_thread(upgrade, database_url)  # and up again
+    await asyncio.to_thread(upgrade, database_url, make_test_keyring())  # and up again
     assert leaks(await raw_dump(database_url), SECRETS) == []
 
 
@@ -464,18 +470,21 @@ async def test_a_backup_stays_encrypted_and_restores_with_the_same_keys(database
     assert leaks([("archive", {"text": _archive_text(archive)})], (DESCRIPTION, NAME, PHONE, "chat-1", DRAFT_TEXT)) \
         == []
     target = f"sqlite+aiosqlite:///{tmp_path / 'restored.db'}"
-    await asyncio.to_thread(restore_backup, target, tmp_path / "restored-data", archive)
-    restored = create_engine(target)
+    await asyncio.to_thread(restore_backup, target, tmp_path / "restored-data", archive, make_test_keyring())
+    restored = create_engine(target, make_test_keyring())
     try:
         assert await _read_everything(create_sessionmaker(restored)) == before
         async with create_sessionmaker(restored).begin() as session:  # lookups by pseudonym still find them
             conversation = await actions.load_conversation(session, "telegram", "chat-1")
             assert conversation.draft == {"description": f"{DRAFT_TEXT} #1"}
-        crypto.install(ring(generate_key()))  # other keys: nothing readable
-        with pytest.raises(DecryptionError):
-            await _read_everything(create_sessionmaker(restored))
     finally:
         await restored.dispose()
+    other_keys = create_engine(target, ring(generate_key()))  # other keys: nothing readable
+    try:
+        with pytest.raises(DecryptionError):
+            await _read_everything(create_sessionmaker(other_keys))
+    finally:
+        await other_keys.dispose()
 
 
 async def test_a_backup_from_before_encryption_is_encrypted_when_restored(legacy_database_url: str,
@@ -485,9 +494,9 @@ async def test_a_backup_from_before_encryption_is_encrypted_when_restored(legacy
     summary = await asyncio.to_thread(create_backup, legacy_database_url, tmp_path / "data", archive)
     assert summary.revision == "0002" and DESCRIPTION in _archive_text(archive)
     target = f"sqlite+aiosqlite:///{tmp_path / 'restored.db'}"
-    await asyncio.to_thread(restore_backup, target, tmp_path / "restored-data", archive)
+    await asyncio.to_thread(restore_backup, target, tmp_path / "restored-data", archive, make_test_keyring())
     assert leaks(await raw_dump(target), SECRETS) == []
-    engine = create_engine(target)
+    engine = create_engine(target, make_test_keyring())
     try:
         async with create_sessionmaker(engine).begin() as session:
             conversation = await actions.load_conversation(session, "telegram", CHAT_ID)

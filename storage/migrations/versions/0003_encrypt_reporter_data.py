@@ -38,7 +38,7 @@ ERASED = "erased"
 def _ring() -> Any:
     from storage import crypto
 
-    return crypto.installed()
+    return crypto.keyring_of(op.get_bind().dialect)
 
 
 def _postgres() -> bool:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.config import CityConfig
+from handlers.city import CityConfig
 from nlp.types import Tag
+from storage.actions import Routing
 
 
 @dataclass(frozen=True)
@@ -20,19 +20,21 @@ class RouteDecision:
     resolve_due_at: datetime | None = None
     staff_targets: tuple[tuple[str, str], ...] = ()
 
-    def as_kwargs(self) -> dict[str, Any]:
+    def as_routing(self) -> Routing:
+        """What `storage.actions.submit_report` stores of the decision."""
         tag = self.tag
-        return {
-            "queue": self.queue,
-            "reason": self.reason,
-            "label": tag.label if tag else None,
-            "confidence": tag.confidence if tag else None,
-            "top": [[label, round(score, 4)] for label, score in tag.top] if tag else None,
-            "terms": list(tag.terms) if tag else None,
-            "model_version": tag.model_version if tag else None,
-            "accept_due_at": self.accept_due_at,
-            "resolve_due_at": self.resolve_due_at,
-        }
+        return Routing(
+            queue=self.queue,
+            reason=self.reason,
+            label=tag.label if tag else None,
+            confidence=tag.confidence if tag else None,
+            top=[[label, round(score, 4)] for label, score in tag.top] if tag else None,
+            terms=list(tag.terms) if tag else None,
+            model_version=tag.model_version if tag else None,
+            accept_due_at=self.accept_due_at,
+            resolve_due_at=self.resolve_due_at,
+            staff_targets=self.staff_targets,
+        )
 
 
 def route(city: CityConfig, tag: Tag | None, district: str | None, now: datetime) -> RouteDecision:

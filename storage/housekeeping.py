@@ -1,0 +1,98 @@
+"""Housekeeping actions: drafts nobody came back to, bookkeeping no rule reads any more, retention of
+reporters' contact details, and schedules that fire once across processes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.actions import discard_draft_attachments
+from storage.models import (
+    CLOSED_STATUSES,
+    AuditEntry,
+    Case,
+    ClientEvent,
+    ClientEventKind,
+    Conversation,
+    JobRun,
+    OutboxMessage,
+    ProcessedUpdate,
+    StatusGuess,
+    utcnow,
+)
+
+ERASED = "erased"
+IDLE_STATES = ("idle", "status_code", "case_menu", "follow_up", "rating", "language")
+
+
+async def expire_drafts(session: AsyncSession, older_than: datetime, limit: int = 500) -> tuple[int, list[str]]:
+    """Forget up to `limit` drafts untouched since `older_than`; returns how many, and the evidence files
+    the caller deletes once the transaction is committed."""
+    query = (
+        select(Conversation)
+        .where(Conversation.draft_updated_at.is_not(None), Conversation.draft_updated_at < older_than)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    conversations: Sequence[Conversation] = list((await session.execute(query)).scalars())
+    files: list[str] = []
+    for conversation in conversations:
+        files += await discard_draft_attachments(session, (conversation.draft or {}).get("attachments", []))
+        conversation.draft = {}
+        conversation.draft_updated_at = None
+        if conversation.state not in IDLE_STATES:
+            conversation.state = "idle"
+    await session.flush()
+    return len(conversations), files
+
+
+async def prune_bookkeeping(session: AsyncSession, *, updates_before: datetime, guesses_before: datetime,
+                            reports_before: datetime, wrong_codes_before: datetime) -> None:
+    """Drop dedup records, wrong-code records and per-address events that no rule looks at any more."""
+    await session.execute(delete(ProcessedUpdate).where(ProcessedUpdate.processed_at < updates_before))
+    await session.execute(delete(StatusGuess).where(StatusGuess.created_at < guesses_before))
+    for kind, before in ((ClientEventKind.REPORT, reports_before), (ClientEventKind.WRONG_CODE, wrong_codes_before)):
+        await session.execute(delete(ClientEvent).where(ClientEvent.kind == kind, ClientEvent.created_at < before))
+
+
+async def claim_scheduled_run(session: AsyncSession, name: str, due_since: datetime) -> bool:
+    """True for exactly one caller per schedule period, across processes: the job's row is locked,
+    and its last run is compared with the start of the current period."""
+    row = (await session.execute(select(JobRun).where(JobRun.name == name).with_for_update())).scalar_one_or_none()
+    now = utcnow()
+    if row is None:
+        session.add(JobRun(name=name, last_run_at=now))
+        await session.flush()
+        return True
+    if row.last_run_at >= due_since:
+        return False
+    row.last_run_at = now
+    await session.flush()
+    return True
+
+
+async def erase_old_contacts(session: AsyncSession, closed_before: datetime, limit: int = 500) -> int:
+    """Retention: forget how to reach reporters of cases closed long ago. The case, its trace and the
+    receipt code stay; the name, phone, channel address and its pseudonym go, also from the case's
+    delivered messages. Returns how many cases were erased."""
+    query = (select(Case).where(Case.status.in_([str(s) for s in CLOSED_STATUSES]),
+                                Case.closed_at < closed_before, Case.reporter_key != ERASED)
+             .limit(limit).with_for_update(skip_locked=True))
+    cases = list((await session.execute(query)).scalars())
+    for case in cases:
+        case.reporter_name = None
+        case.reporter_phone = None
+        case.reporter_ref = ERASED
+        case.reporter_key = ERASED
+        session.add(AuditEntry(actor_id=None, action="retention.erase_contact", case_id=case.id, detail={}))
+    if cases:
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.case_id.in_([case.id for case in cases]), OutboxMessage.status != "pending")
+            .values(recipient=ERASED)
+        )
+    await session.flush()
+    return len(cases)

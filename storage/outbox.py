@@ -1,0 +1,120 @@
+"""The outbox: messages to residents and staff groups, written in the transaction that causes them and
+delivered by a worker (bot/outbox.py) with retries. Rows are written only by the actions of this
+package; these functions are the outbox's own part of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import OutboxMessage, utcnow
+
+_OUTBOX = cast(Table, OutboxMessage.__table__)
+
+
+async def enqueue(session: AsyncSession, *, channel: str, recipient: str, payload: dict[str, Any],
+                  case_id: int | None = None) -> OutboxMessage:
+    message = OutboxMessage(channel=channel, recipient=recipient, payload=payload, case_id=case_id)
+    session.add(message)
+    await session.flush()
+    return message
+
+
+async def enqueue_replies(session: AsyncSession, *, channel: str, recipient: str,
+                          payloads: Sequence[dict[str, Any]]) -> None:
+    """A dialog step's replies to one resident, in order (the outbox sends by id), in one statement."""
+    if not payloads:
+        return
+    now = utcnow()
+    await session.execute(insert(_OUTBOX), [
+        {"channel": channel, "recipient": recipient, "payload": payload, "case_id": None, "status": "pending",
+         "attempts": 0, "next_attempt_at": now, "created_at": now} for payload in payloads])
+
+
+async def lease(
+    session: AsyncSession, *, channels: Sequence[str], limit: int, lease: timedelta, now: datetime | None = None
+) -> list[tuple[int, str, str, dict[str, Any]]]:
+    """Take a batch for delivery: (id, channel, recipient, payload) of due messages, oldest first, leased until
+    now + `lease` so no other worker takes them while they are sent. None of a recipient's messages is taken
+    while an earlier one of theirs waits for a retry; rows are locked with SKIP LOCKED where supported."""
+    now = now or utcnow()
+    blocked = (
+        select(OutboxMessage.recipient)
+        .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at > now)
+        .scalar_subquery()
+    )
+    due = (
+        select(OutboxMessage.id, OutboxMessage.channel, OutboxMessage.recipient, OutboxMessage.payload)
+        .where(
+            OutboxMessage.status == "pending",
+            OutboxMessage.channel.in_(channels),
+            OutboxMessage.next_attempt_at <= now,
+            OutboxMessage.recipient.not_in(blocked),
+        )
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = [(row[0], row[1], row[2], row[3]) for row in await session.execute(due)]
+    if rows:
+        await session.execute(
+            update(_OUTBOX).where(_OUTBOX.c.id.in_([row[0] for row in rows])).values(next_attempt_at=now + lease)
+        )
+    return rows
+
+
+async def mark_sent(session: AsyncSession, message_ids: Sequence[int]) -> None:
+    """Delivered: one statement for the whole batch."""
+    if message_ids:
+        await session.execute(
+            update(_OUTBOX)
+            .where(_OUTBOX.c.id.in_(message_ids))
+            .values(status="sent", sent_at=utcnow(), attempts=_OUTBOX.c.attempts + 1, last_error=None)
+        )
+
+
+async def messages(session: AsyncSession, message_ids: Sequence[int]) -> dict[int, OutboxMessage]:
+    rows = await session.execute(select(OutboxMessage).where(OutboxMessage.id.in_(message_ids)))
+    return {message.id: message for message in rows.scalars()}
+
+
+def mark_retry(message: OutboxMessage, *, error: str, delay: timedelta) -> None:
+    message.attempts += 1
+    message.last_error = error[:500]
+    message.next_attempt_at = utcnow() + delay
+
+
+def mark_failed(message: OutboxMessage, *, error: str) -> None:
+    message.attempts += 1
+    message.status = "failed"
+    message.last_error = error[:500]
+
+
+def postpone(message: OutboxMessage, delay: timedelta) -> None:
+    """Not attempted (an earlier message of the same recipient failed): it waits behind that one."""
+    message.next_attempt_at = utcnow() + delay
+
+
+async def take_web_messages(session: AsyncSession, recipient: str) -> list[OutboxMessage]:
+    """Pending messages for a web-chat browser; the browser fetching them is their delivery."""
+    query = (
+        select(OutboxMessage)
+        .where(OutboxMessage.channel == "web", OutboxMessage.recipient == recipient,
+               OutboxMessage.status == "pending")
+        .order_by(OutboxMessage.id)
+        .with_for_update(skip_locked=True)
+    )
+    taken = list((await session.execute(query)).scalars())
+    now = utcnow()
+    for message in taken:
+        message.status = "sent"
+        message.sent_at = now
+        message.attempts += 1
+        message.last_error = None
+    await session.flush()
+    return taken
