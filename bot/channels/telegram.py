@@ -29,6 +29,7 @@ from bot.channels.telegram_http import AiohttpRequest
 from bot.config import Settings
 from bot.outbox import PermanentFailure, TemporaryFailure
 from bot.runtime import Runtime
+from handlers.texts import normalise_locale
 from handlers.types import Attachment, Choice, Inbound, Outbound
 
 log = logging.getLogger(__name__)
@@ -230,9 +231,8 @@ class TelegramChannel:
         if chat is None:
             return
         user = update.effective_user
-        locale = "en" if user and (user.language_code or "").startswith("en") else "zh"
-        text = ("Sorry, the service is busy. Your answers so far are kept; please try again shortly."
-                if locale == "en" else "抱歉，系统繁忙，您已填写的内容不会丢失，请稍后再试。")
+        locale = normalise_locale(user.language_code if user else None, self._settings.city.default_locale)
+        text = self._runtime.texts.get(locale, "service_busy")
         try:
             await self.application.bot.send_message(chat.id, text)
         except Exception:  # noqa: BLE001 - nothing more can be done for this update

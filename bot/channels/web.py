@@ -105,7 +105,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         except DATABASE_UNAVAILABLE as problem:
             # The type only: a database error's text can quote the statement and the resident's words.
             log.warning("web chat: the database is unavailable (%s)", type(problem).__name__)
-            raise HTTPException(503, runtime.texts.get(locale, "wechat_busy"),
+            raise HTTPException(503, runtime.texts.get(locale, "service_busy"),
                                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
 
     def require_header(value: str | None) -> None:

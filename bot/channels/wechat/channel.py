@@ -1,0 +1,314 @@
+"""The WeChat channel: one dialog step per callback, answered passively when it finishes in time,
+otherwise through the outbox; and the outbox's sender (customer-service messages)."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import httpx
+from sqlalchemy.exc import IntegrityError
+
+from bot.channels.wechat.api import PERMANENT_ERRORS, SLOW_ERRORS, TOKEN_ERRORS, WeChatApi, WeChatApiError
+from bot.channels.wechat.crypto import WeChatCrypto, signature, signature_matches
+from bot.channels.wechat.messages import (
+    CHANNEL,
+    CallbackRejected,
+    cdata,
+    parse_xml,
+    render_message,
+    render_replies,
+    split_text,
+    text_reply_xml,
+    to_inbound,
+)
+from bot.config import ConfigError, Settings
+from bot.outbox import PermanentFailure, TemporaryFailure
+from bot.runtime import KeyedLocks, Runtime
+from handlers.types import Inbound, Outbound
+from storage import outbox
+
+log = logging.getLogger(__name__)
+
+MAX_CLOCK_SKEW = 300
+"""Seconds a callback's timestamp may differ from our clock before it counts as stale (or replayed)."""
+PASSIVE_BUDGET = 4.0
+"""Seconds from a callback's arrival within which a finished step is answered passively; WeChat
+gives up at 5."""
+
+
+# --- the channel ------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Step:
+    """One message being processed, shared by the deliveries of it (WeChat's retries) in this process."""
+
+    user_ref: str
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    attempts: int = 0
+    waiting: set[int] = field(default_factory=set)
+    passive_for: int | None = None
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class PassiveReply:
+    recipient: str
+    text: str
+    later: str | None = None
+    """What did not fit into the one passive message; it follows through the outbox."""
+
+
+class WeChatChannel:
+    def __init__(self, settings: Settings, runtime: Runtime, *, passive_budget: float = PASSIVE_BUDGET) -> None:
+        assert settings.wechat_token
+        if settings.wechat_aes_key and not settings.wechat_app_id:
+            raise ConfigError("QINGLIAN_WECHAT_APP_ID is needed in safe mode (QINGLIAN_WECHAT_AES_KEY is set)")
+        self._settings = settings
+        self._runtime = runtime
+        self._token = settings.wechat_token
+        self._crypto = WeChatCrypto(settings.wechat_aes_key, str(settings.wechat_app_id)) \
+            if settings.wechat_aes_key else None
+        self._texts = runtime.texts
+        self._passive_budget = passive_budget
+        self._steps: dict[str, _Step] = {}
+        self._order = KeyedLocks()
+        self._background: set[asyncio.Task[None]] = set()
+        self._http: httpx.AsyncClient | None = None
+        self.api: WeChatApi | None = None
+
+    @property
+    def safe_mode_available(self) -> bool:
+        return self._crypto is not None
+
+    async def start(self) -> None:
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0),
+                                       limits=httpx.Limits(max_connections=64))
+        self.api = WeChatApi(self._settings, self._runtime.sessionmaker, self._http)
+        self._runtime.outbox.register(CHANNEL, self.send)
+        if not self.api.configured:
+            log.warning("wechat: QINGLIAN_WECHAT_APP_ID/APP_SECRET unset: passive replies only, "
+                        "slow answers and notices cannot be delivered")
+        log.info("wechat channel started (%s)", "safe mode available" if self._crypto else "plaintext mode")
+
+    async def stop(self) -> None:
+        if self._background:
+            _done, pending = await asyncio.wait(self._background, timeout=10)
+            for task in pending:
+                task.cancel()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    # --- the callback -------------------------------------------------------------------------
+
+    def _check_fresh(self, timestamp: str) -> None:
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+            raise CallbackRejected(403, "missing or malformed timestamp")
+        if abs(time.time() - int(timestamp)) > MAX_CLOCK_SKEW:
+            raise CallbackRejected(403, "stale timestamp")
+
+    def verify_url(self, query: Mapping[str, str]) -> str:
+        """The GET WeChat sends when the server URL is saved: answer `echostr` if signed with our token."""
+        timestamp, nonce = query.get("timestamp", ""), query.get("nonce", "")
+        self._check_fresh(timestamp)
+        if not signature_matches(query.get("signature"), self._token, timestamp, nonce):
+            raise CallbackRejected(403, "wrong signature")
+        return query.get("echostr", "")
+
+    def open(self, query: Mapping[str, str], body: bytes) -> tuple[dict[str, str], bool]:
+        """The message's fields and whether it came in safe mode; `CallbackRejected` before anything
+        is done with a callback that is stale, forged, for another app or not well-formed."""
+        timestamp, nonce = query.get("timestamp", ""), query.get("nonce", "")
+        self._check_fresh(timestamp)
+        encrypt_type = query.get("encrypt_type", "raw")
+        if encrypt_type == "raw":
+            if not signature_matches(query.get("signature"), self._token, timestamp, nonce):
+                raise CallbackRejected(403, "wrong signature")
+            return parse_xml(body), False
+        if encrypt_type != "aes":
+            raise CallbackRejected(400, f"unknown encrypt_type {encrypt_type[:20]!r}")
+        if self._crypto is None:
+            raise CallbackRejected(400, "safe mode is not configured (QINGLIAN_WECHAT_AES_KEY)")
+        envelope = parse_xml(body)
+        encrypted = envelope.get("Encrypt", "")
+        if not encrypted:
+            raise CallbackRejected(400, "safe-mode message without Encrypt")
+        if not signature_matches(query.get("msg_signature"), self._token, timestamp, nonce, encrypted):
+            raise CallbackRejected(403, "wrong msg_signature")
+        try:
+            message, app_id = self._crypto.decrypt(encrypted)
+        except ValueError as problem:
+            raise CallbackRejected(400, f"cannot decrypt: {problem}") from None
+        if not hmac.compare_digest(app_id.encode(), self._crypto.app_id.encode()):
+            raise CallbackRejected(403, "message for another app id")
+        return parse_xml(message.encode()), True
+
+    def seal(self, reply_xml: str) -> str:
+        """A passive reply in safe mode: encrypted, signed, with a fresh timestamp and nonce."""
+        assert self._crypto is not None
+        encrypted = self._crypto.encrypt(reply_xml)
+        timestamp, nonce = str(int(time.time())), str(secrets.randbelow(10**10))
+        return (f"<xml><Encrypt>{cdata(encrypted)}</Encrypt>"
+                f"<MsgSignature>{cdata(signature(self._token, timestamp, nonce, encrypted))}</MsgSignature>"
+                f"<TimeStamp>{timestamp}</TimeStamp><Nonce>{cdata(nonce)}</Nonce></xml>")
+
+    async def answer(self, inbound: Inbound, deadline: float,
+                     disconnected: asyncio.Future[None] | None = None) -> PassiveReply | None:
+        """Run the message's dialog step (once, however often WeChat delivers it) and return the
+        passive reply if the step finishes before `deadline` (event-loop time) and this delivery is
+        the newest one still listening; otherwise None (answer `success`): the replies then go out
+        through the outbox."""
+        key = inbound.update_key or f"{inbound.user_ref}:{time.time_ns()}"
+        step = self._steps.get(key)
+        if step is None:
+            step = self._steps[key] = _Step(inbound.user_ref)
+            self._spawn(self._run(key, step, inbound))
+        step.attempts += 1
+        attempt = step.attempts
+        step.waiting.add(attempt)
+        finished = asyncio.ensure_future(step.finished.wait())
+        watch: set[asyncio.Future[Any]] = {finished}
+        if disconnected is not None:
+            watch.add(disconnected)
+        try:
+            timeout = max(0.0, deadline - asyncio.get_running_loop().time())
+            await asyncio.wait(watch, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            self._leave(step, attempt, listening=False)
+            raise
+        finally:
+            finished.cancel()
+        listening = disconnected is None or not disconnected.done()
+        if not self._leave(step, attempt, listening=listening):
+            return None
+        chunks = split_text(step.text)
+        later = "\n".join(chunks[1:]) or None
+        return PassiveReply(step.user_ref, chunks[0], later) if chunks else None
+
+    def _leave(self, step: _Step, attempt: int, *, listening: bool) -> bool:
+        """A delivery stops waiting; True if it carries the passive reply. A delivery chosen for it
+        whose connection is gone hands the reply to the outbox instead."""
+        step.waiting.discard(attempt)
+        if step.passive_for != attempt:
+            return False
+        if listening:
+            return True
+        step.passive_for = None
+        self._spawn(self.enqueue_text(step.user_ref, step.text))
+        return False
+
+    async def _run(self, key: str, step: _Step, inbound: Inbound) -> None:
+        try:
+            async with self._order.hold(inbound.user_ref):
+                prepared = await self._prefetch(inbound)
+                messages = await self._dialog_step(prepared)
+                step.text = render_replies(messages or [], self._texts)
+                if step.text:
+                    if step.waiting:
+                        step.passive_for = max(step.waiting)
+                    else:
+                        await self.enqueue_text(inbound.user_ref, step.text)
+        except Exception:
+            log.exception("wechat message %s: the reply could not be queued", key)
+        finally:
+            step.finished.set()
+            self._steps.pop(key, None)
+
+    async def _prefetch(self, inbound: Inbound) -> Inbound:
+        """Download an image before the dialog step, not inside it: the step's transaction must not
+        wait on WeChat's media server (on SQLite it would hold the one write lock meanwhile, and the
+        access token's own transaction would wait behind it)."""
+        attachment = inbound.attachment
+        if attachment is None or attachment.fetch is None:
+            return inbound
+        content: bytes | None = None
+        try:
+            content = await attachment.fetch()
+        except (httpx.HTTPError, WeChatApiError, RuntimeError) as problem:
+            log.warning("wechat media of message %s not downloaded: %s", inbound.update_key, problem)
+
+        async def downloaded() -> bytes:
+            if content is None:
+                raise RuntimeError("the media download failed")
+            return content
+
+        size = None if content is None else len(content)
+        return replace(inbound, attachment=replace(attachment, fetch=downloaded, size_bytes=size))
+
+    async def _dialog_step(self, inbound: Inbound) -> list[Outbound] | None:
+        try:
+            return await self._runtime.handle(inbound, via_outbox=False)
+        except IntegrityError as problem:
+            if "processed_updates" in str(problem):
+                log.info("wechat message %s claimed by a concurrent delivery", inbound.update_key)
+                return None
+            log.exception("wechat message %s could not be handled", inbound.update_key)
+        except Exception:
+            log.exception("wechat message %s could not be handled", inbound.update_key)
+        return [Outbound(self._texts.get(self._settings.city.default_locale, "service_busy"))]
+
+    async def enqueue_text(self, recipient: str, text: str) -> None:
+        """A reply that missed the passive window: to the outbox, for the customer-service API."""
+        async with self._runtime.sessionmaker.begin() as session:
+            await outbox.enqueue(session, channel=CHANNEL, recipient=recipient,
+                                          payload=Outbound(text).to_payload())
+        self._runtime.outbox.wake()
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _fetcher(self, media_id: str) -> Callable[[], Awaitable[bytes]]:
+        async def fetch() -> bytes:
+            if self.api is None:
+                raise RuntimeError("the WeChat channel is not started")
+            return await self.api.download_media(media_id, self._settings.city.limits.max_attachment_bytes)
+
+        return fetch
+
+    async def handle_callback(
+        self, query: Mapping[str, str], body: bytes, received_at: float,
+        disconnected: asyncio.Future[None] | None = None,
+    ) -> tuple[str | None, PassiveReply | None]:
+        """(reply XML or None for `success`, the passive reply) for one verified callback."""
+        fields, safe = self.open(query, body)
+        inbound = to_inbound(fields, self._fetcher)
+        if inbound is None:
+            return None, None
+        reply = await self.answer(inbound, received_at + self._passive_budget, disconnected)
+        if reply is None:
+            return None, None
+        xml = text_reply_xml(inbound.user_ref, fields.get("ToUserName", ""), reply.text)
+        return (self.seal(xml) if safe else xml), reply
+
+    # --- outbound -----------------------------------------------------------------------------
+
+    async def send(self, recipient: str, message: Outbound) -> None:
+        """Outbox sender: a message as customer-service text message(s), failures classified."""
+        if self.api is None:
+            raise TemporaryFailure("the WeChat channel is not started")
+        if not self.api.configured:
+            raise PermanentFailure("QINGLIAN_WECHAT_APP_ID and QINGLIAN_WECHAT_APP_SECRET are not set")
+        for chunk in split_text(render_message(message, self._texts)):
+            try:
+                await self.api.send_text(recipient, chunk)
+            except WeChatApiError as problem:
+                reason = f"WeChat errcode {problem.errcode}: {problem.errmsg}"[:400]
+                if problem.errcode in PERMANENT_ERRORS:
+                    raise PermanentFailure(reason) from problem
+                if problem.errcode in TOKEN_ERRORS or problem.errcode in (40013, 40125, 40164, 41002):
+                    log.error("wechat credentials refused: %s", reason)
+                raise TemporaryFailure(reason, SLOW_ERRORS.get(problem.errcode)) from problem
+            except httpx.HTTPStatusError as problem:
+                raise TemporaryFailure(f"WeChat answered HTTP {problem.response.status_code}") from problem
+            except httpx.HTTPError as problem:
+                raise TemporaryFailure(f"network: {type(problem).__name__}") from problem

@@ -1,0 +1,219 @@
+"""WeChat's XML: parsing callbacks safely, passive-reply XML, rendering replies as text with numbered
+choices, splitting long text, and turning a callback's fields into an `Inbound`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import NoReturn
+from xml.parsers import expat
+
+from handlers.texts import Texts
+from handlers.types import Attachment, Inbound, Outbound
+
+CHANNEL = "wechat"
+MAX_TEXT_BYTES = 2048
+"""The longest text WeChat takes in one message (longer ones fail with 45002)."""
+MENU_COMMANDS = {"REPORT": "report", "STATUS": "status", "HELP": "help"}
+
+
+class CallbackRejected(Exception):
+    """A callback we do not act on; `status` is the HTTP answer (4xx)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+# --- XML --------------------------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    pass
+
+
+def _refuse(*_args: object) -> NoReturn:
+    raise _Refused("DTDs and entity declarations are not accepted")
+
+
+def parse_xml(data: bytes, *, max_fields: int = 200) -> dict[str, str]:
+    """The fields of a WeChat message `<xml><Name>value</Name>…</xml>`; nested ones as `Outer.Inner`.
+
+    The stdlib expat parser with every DTD refused: a document with `<!DOCTYPE` (where entity
+    definitions, and so entity-expansion bombs and external entities, would live) is rejected before
+    anything is expanded. WeChat never sends one. This is what defusedxml does, without the package.
+    Raises `CallbackRejected(400)` for anything that is not such a message.
+    """
+    parser = expat.ParserCreate()
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.StartDoctypeDeclHandler = _refuse
+    parser.EntityDeclHandler = _refuse
+    parser.UnparsedEntityDeclHandler = _refuse
+    parser.ExternalEntityRefHandler = _refuse
+    parser.buffer_text = True
+    path: list[str] = []
+    texts: list[list[str]] = []
+    fields: dict[str, str] = {}
+
+    def start(name: str, _attributes: dict[str, str]) -> None:
+        if not path and name != "xml":
+            raise _Refused(f"root element <{name}>, not <xml>")
+        if len(path) >= 4 or len(fields) >= max_fields:
+            raise _Refused("too deep or too many fields")
+        path.append(name)
+        texts.append([])
+
+    def end(_name: str) -> None:
+        text = "".join(texts.pop())
+        if len(path) > 1:
+            name = ".".join(path[1:])
+            fields[name] = text if name == "Content" else text.strip()
+        path.pop()
+
+    def characters(text: str) -> None:
+        if texts:
+            texts[-1].append(text)
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = characters
+    try:
+        parser.Parse(data, True)
+    except (_Refused, expat.ExpatError) as problem:
+        raise CallbackRejected(400, f"malformed XML: {problem}") from None
+    return fields
+
+
+_XML_FORBIDDEN = {code: None for code in (*range(0, 9), 11, 12, *range(14, 32), 0xFFFE, 0xFFFF)}
+
+
+def cdata(text: str) -> str:
+    clean = text.translate(_XML_FORBIDDEN)
+    return "<![CDATA[" + clean.replace("]]>", "]]]]><![CDATA[>") + "]]>"
+
+
+def text_reply_xml(to_user: str, from_user: str, content: str, create_time: int | None = None) -> str:
+    return (f"<xml><ToUserName>{cdata(to_user)}</ToUserName><FromUserName>{cdata(from_user)}</FromUserName>"
+            f"<CreateTime>{create_time or int(time.time())}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+            f"<Content>{cdata(content)}</Content></xml>")
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+
+def _looks_chinese(text: str) -> bool:
+    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
+def _choice_number(key: str, position: int) -> int:
+    """A choice's number. A rating option answers to its value (the dialog reads a typed digit in
+    the rating question as the stars), everything else to its position."""
+    if key.startswith("rate:") and key[5:].isdigit():
+        return int(key[5:])
+    return position
+
+
+def render_message(message: Outbound, texts: Texts) -> str:
+    """A dialog message as WeChat text: its choices as numbered lines and a hint to reply with one.
+
+    The hint's language follows the question's (an `Outbound` carries no locale).
+    """
+    if not message.choices:
+        return message.text
+    lines = [message.text]
+    lines += [f"{_choice_number(choice.key, position)}. {choice.label}"
+              for position, choice in enumerate(message.choices, 1)]
+    lines.append(texts.get("zh" if _looks_chinese(message.text) else "en", "wechat_choice_hint"))
+    return "\n".join(lines)
+
+
+def render_replies(messages: list[Outbound], texts: Texts) -> str:
+    """One dialog step's messages as one text: WeChat answers a message once and counts every
+    customer-service message against a small quota."""
+    return "\n\n".join(text for text in (render_message(m, texts) for m in messages) if text)
+
+
+def _prefix_within(text: str, limit: int) -> int:
+    size = 0
+    for index, char in enumerate(text):
+        size += len(char.encode())
+        if size > limit:
+            return max(index, 1)
+    return len(text)
+
+
+def split_text(text: str, limit: int = MAX_TEXT_BYTES) -> list[str]:
+    """Pieces of at most `limit` UTF-8 bytes, cut between lines where possible."""
+    chunks: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate.encode()) <= limit:
+            current = candidate
+            continue
+        if current:
+            chunks.append(current)
+        while len(line.encode()) > limit:
+            cut = _prefix_within(line, limit)
+            chunks.append(line[:cut])
+            line = line[cut:]
+        current = line
+    if current.strip():
+        chunks.append(current)
+    return [chunk for chunk in chunks if chunk.strip()]
+
+
+# --- inbound ----------------------------------------------------------------------------------
+
+
+def parse_command(text: str) -> tuple[str, str | None] | None:
+    """`/status 1234 5678` → ("status", "1234 5678"); None for text without a leading slash."""
+    stripped = text.strip()
+    if not stripped.startswith("/"):
+        return None
+    head, _, rest = stripped[1:].partition(" ")
+    if not head:
+        return None
+    return head.lower(), rest.strip() or None
+
+
+Fetcher = Callable[[str], Callable[[], Awaitable[bytes]]]
+
+
+def to_inbound(fields: Mapping[str, str], fetcher: Fetcher) -> Inbound | None:
+    """The channel-neutral form of a WeChat message or event; None for events the dialog ignores."""
+    user = fields.get("FromUserName", "")
+    msg_type = fields.get("MsgType", "").lower()
+    created = fields.get("CreateTime", "")
+    if not user or not msg_type or not created.isdigit() or len(user) > 128:
+        raise CallbackRejected(400, "not a WeChat message (FromUserName, MsgType, CreateTime)")
+    if msg_type == "event":
+        event = fields.get("Event", "").lower()
+        key = f"{user}:{created}:{event}:{fields.get('EventKey', '')}"[:128]
+        if event == "subscribe":
+            return Inbound(CHANNEL, user, command="start", update_key=key)
+        clicked = MENU_COMMANDS.get(fields.get("EventKey", "")) if event == "click" else None
+        if clicked is None:
+            return None
+        return Inbound(CHANNEL, user, command=clicked, update_key=key)
+    msg_id = fields.get("MsgId", "")
+    key = msg_id if msg_id.isdigit() else f"{user}:{created}"
+    if msg_type == "text":
+        text = fields.get("Content", "")
+        command = parse_command(text)
+        if command is not None:
+            return Inbound(CHANNEL, user, command=command[0], command_arg=command[1], update_key=key)
+        return Inbound(CHANNEL, user, text=text, update_key=key)
+    attachment: Attachment
+    if msg_type == "image" and fields.get("MediaId"):
+        attachment = Attachment("photo", fetch=fetcher(fields["MediaId"]))
+    elif msg_type == "voice":
+        attachment = Attachment("voice")
+    elif msg_type in ("video", "shortvideo"):
+        attachment = Attachment("video")
+    elif msg_type == "location":
+        attachment = Attachment("location")
+    else:
+        attachment = Attachment("other")
+    return Inbound(CHANNEL, user, attachment=attachment, update_key=key)

@@ -1,0 +1,74 @@
+"""The HTTP side of the callback: `GET /wechat` (URL verification) and `POST /wechat` (messages)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import PlainTextResponse
+from starlette.background import BackgroundTask
+
+from bot.channels.wechat.channel import WeChatChannel
+from bot.channels.wechat.messages import CallbackRejected
+
+CALLBACK_PATH = "/wechat"
+MAX_BODY_BYTES = 64 * 1024
+
+
+log = logging.getLogger(__name__)
+
+
+
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise CallbackRejected(413, f"body larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise CallbackRejected(413, f"body larger than {limit} bytes")
+    return bytes(body)
+
+
+async def _until_disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def build_router(channel: WeChatChannel) -> APIRouter:
+    router = APIRouter()
+
+    def rejected(problem: CallbackRejected, request: Request) -> Response:
+        client = request.client.host if request.client else "?"
+        log.warning("wechat callback from %s refused: %s", client, problem.reason)
+        return PlainTextResponse(problem.reason, status_code=problem.status)
+
+    @router.get(CALLBACK_PATH, include_in_schema=False)
+    async def verify(request: Request) -> Response:
+        try:
+            return PlainTextResponse(channel.verify_url(request.query_params))
+        except CallbackRejected as problem:
+            return rejected(problem, request)
+
+    @router.post(CALLBACK_PATH, include_in_schema=False)
+    async def callback(request: Request) -> Response:
+        received_at = asyncio.get_running_loop().time()
+        try:
+            body = await _read_body(request, MAX_BODY_BYTES)
+            disconnected = asyncio.ensure_future(_until_disconnected(request))
+            try:
+                xml, reply = await channel.handle_callback(request.query_params, body, received_at, disconnected)
+            finally:
+                disconnected.cancel()
+        except CallbackRejected as problem:
+            return rejected(problem, request)
+        if xml is None or reply is None:
+            return PlainTextResponse("success")
+        later = BackgroundTask(channel.enqueue_text, reply.recipient, reply.later) if reply.later else None
+        return Response(xml, media_type="application/xml", background=later)
+
+    return router
