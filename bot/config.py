@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     wechat_token: str | None = None
     wechat_aes_key: str | None = None
     wechat_api_url: str = "https://api.weixin.qq.com"
+    #: With an AES key set, callbacks must come encrypted (`encrypt_type=aes`); this lets plaintext callbacks
+    #: through too, only while an account is being switched from plaintext to safe mode.
+    wechat_allow_plaintext: bool = False
     encryption_key: str | None = None
     encryption_old_keys: str | None = None
     pseudonym_key: str | None = None

@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 INTERVAL_SECONDS = 3600.0
 UPDATE_MEMORY = timedelta(days=7)
+NONCE_MEMORY = timedelta(minutes=15)
+"""Longer than a signed callback stays fresh (its timestamp ± the allowed clock skew)."""
 
 
 async def expire_drafts(sessionmaker: async_sessionmaker[AsyncSession], evidence_dir: Path, limits: Limits) -> int:
@@ -58,6 +60,7 @@ async def housekeeping_once(sessionmaker: async_sessionmaker[AsyncSession], evid
             guesses_before=now - timedelta(minutes=limits.status_window_minutes * 2),
             reports_before=now - timedelta(hours=24, minutes=1),
             wrong_codes_before=now - timedelta(minutes=limits.status_window_minutes + 1),
+            nonces_before=now - NONCE_MEMORY,
         )
     if expired:
         log.info("expired %d unfinished drafts", expired)

@@ -69,6 +69,10 @@ class Limits(BaseModel):
     reports_per_ip_per_day: int = Field(default=30, ge=0)
     #: wrong receipt codes from one client address within `status_window_minutes`; 0: no limit
     status_wrong_codes_per_ip: int = Field(default=20, ge=0)
+    #: wrong receipt codes within `status_window_minutes` arriving from one address of a messaging platform's
+    #: servers (WeChat's callbacks): every resident of the platform shares these addresses, so the limit is
+    #: far higher; it stops a forger who rotates user ids. 0: no limit
+    status_wrong_codes_per_platform_address: int = Field(default=200, ge=0)
     contact_retention_days: int = Field(default=365, ge=1)
 
 

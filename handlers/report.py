@@ -317,7 +317,7 @@ async def _address_over_report_limit(turn: Turn) -> _AddressCount | None:
     """The per-address report count of a channel that knows the client's address; None where it does not,
     or when the limit is off."""
     limit = turn.ctx.city.limits.reports_per_ip_per_day
-    address = turn.inbound.client_ip
+    address = None if turn.inbound.shared_address else turn.inbound.client_ip  # a platform server is no resident
     key = client_limits.client_key(turn.ctx.secret_key, address) if address and limit else None
     if key is None:
         return None

@@ -31,11 +31,11 @@ async def check_code(turn: Turn, text: str) -> None:
         turn.set_state("idle")
         turn.say(turn.t("error_code_throttled", minutes=wait))
         return
-    address = await _address_key(turn)
+    address, address_limit = await _address_key(turn)
     if address is not None:
         window = timedelta(minutes=limits.status_window_minutes)
         wrong, oldest = await client_limits.recent(turn.session, ClientEventKind.WRONG_CODE, address, now - window)
-        if wrong >= limits.status_wrong_codes_per_ip:
+        if wrong >= address_limit:
             turn.set_state("idle")
             turn.say(turn.t("error_code_throttled_network",
                             minutes=client_limits.wait_minutes(oldest, window, now)))
@@ -56,16 +56,20 @@ async def check_code(turn: Turn, text: str) -> None:
     show_case(turn, case)
 
 
-async def _address_key(turn: Turn) -> str | None:
-    """The counted client address of a channel that knows it (locked for this transaction); None where the
-    channel does not know it, or when the limit is off."""
-    address = turn.inbound.client_ip
-    if not address or not turn.ctx.city.limits.status_wrong_codes_per_ip:
-        return None
-    key = client_limits.client_key(turn.ctx.secret_key, address)
+async def _address_key(turn: Turn) -> tuple[str | None, int]:
+    """The counted client address of a channel that knows it (locked for this transaction) and its limit;
+    None where the channel does not know it, or when the limit is off. A platform server's address (WeChat
+    relays every resident's messages) is counted apart from residents' own, under its own limit."""
+    inbound, limits = turn.inbound, turn.ctx.city.limits
+    limit = limits.status_wrong_codes_per_platform_address if inbound.shared_address else \
+        limits.status_wrong_codes_per_ip
+    if not inbound.client_ip or not limit:
+        return None, limit
+    counted = f"{inbound.channel} relay {inbound.client_ip}" if inbound.shared_address else inbound.client_ip
+    key = client_limits.client_key(turn.ctx.secret_key, counted)
     if key is not None:
         await client_limits.serialise(turn.session, ClientEventKind.WRONG_CODE, key)
-    return key
+    return key, limit
 
 
 def _trace_line(turn: Turn, case: Case, kind: str, detail: dict[str, object]) -> str:

@@ -31,8 +31,10 @@ class Inbound:
     command: str | None = None
     command_arg: str | None = None
     update_key: str | None = None
-    #: the client's IP address where the channel knows it (the web chat), for the per-address limits
+    #: the client's IP address where the channel knows it, for the per-address limits: the resident's own
+    #: (the web chat) or a platform server that relays many residents (`shared_address`, WeChat's callbacks)
     client_ip: str | None = None
+    shared_address: bool = False
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from storage.crypto import session_keyring
 from storage.models import (
     CLOSED_STATUSES,
     Attachment,
+    CallbackNonce,
     Case,
     CaseStatus,
     ClientEvent,
@@ -46,6 +47,7 @@ class ActionError(Exception):
 
 
 _PROCESSED_UPDATES = cast(Table, ProcessedUpdate.__table__)
+_CALLBACK_NONCES = cast(Table, CallbackNonce.__table__)
 _CONVERSATIONS = cast(Table, Conversation.__table__)
 _CASES = cast(Table, Case.__table__)
 
@@ -70,6 +72,14 @@ async def claim_update(session: AsyncSession, channel: str, update_key: str) -> 
     statement = _upsert(session, _PROCESSED_UPDATES).on_conflict_do_nothing()
     result = await session.execute(statement, {"channel": channel, "update_key": update_key,
                                                "processed_at": utcnow()})
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def claim_callback(session: AsyncSession, channel: str, timestamp: str, nonce: str) -> bool:
+    """Record a signed callback's (timestamp, nonce); False if it was seen before (a replay)."""
+    statement = _upsert(session, _CALLBACK_NONCES).on_conflict_do_nothing()
+    result = await session.execute(statement, {"channel": channel, "nonce_key": f"{timestamp}:{nonce}"[:64],
+                                               "seen_at": utcnow()})
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 

@@ -13,6 +13,7 @@ from storage.actions import discard_draft_attachments
 from storage.models import (
     CLOSED_STATUSES,
     AuditEntry,
+    CallbackNonce,
     Case,
     ClientEvent,
     ClientEventKind,
@@ -50,9 +51,12 @@ async def expire_drafts(session: AsyncSession, older_than: datetime, limit: int 
 
 
 async def prune_bookkeeping(session: AsyncSession, *, updates_before: datetime, guesses_before: datetime,
-                            reports_before: datetime, wrong_codes_before: datetime) -> None:
-    """Drop dedup records, wrong-code records and per-address events that no rule looks at any more."""
+                            reports_before: datetime, wrong_codes_before: datetime,
+                            nonces_before: datetime | None = None) -> None:
+    """Drop dedup records, callback nonces, wrong-code records and per-address events that no rule looks
+    at any more."""
     await session.execute(delete(ProcessedUpdate).where(ProcessedUpdate.processed_at < updates_before))
+    await session.execute(delete(CallbackNonce).where(CallbackNonce.seen_at < (nonces_before or updates_before)))
     await session.execute(delete(StatusGuess).where(StatusGuess.created_at < guesses_before))
     for kind, before in ((ClientEventKind.REPORT, reports_before), (ClientEventKind.WRONG_CODE, wrong_codes_before)):
         await session.execute(delete(ClientEvent).where(ClientEvent.kind == kind, ClientEvent.created_at < before))

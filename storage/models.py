@@ -135,6 +135,17 @@ class ProcessedUpdate(Base):
     processed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
+class CallbackNonce(Base):
+    """A signed platform callback already accepted, by its (timestamp, nonce): a replay within the
+    clock-skew window is refused by every process. Rows older than the window are pruned."""
+
+    __tablename__ = "callback_nonces"
+
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    nonce_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class Case(Base):
     """A submitted report. The text, the reporter's name, phone and channel address (`reporter_ref`) are
     stored encrypted; `reporter_key`, the pseudonym of channel and user id, is what limits count by."""

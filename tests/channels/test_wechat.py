@@ -244,6 +244,8 @@ def service(standin: WeChatStandIn, tmp_path_factory: pytest.TempPathFactory) ->
     live = LiveService(tmp_path_factory.mktemp("wechat"), {
         "QINGLIAN_WECHAT_TOKEN": TOKEN, "QINGLIAN_WECHAT_APP_ID": APP_ID, "QINGLIAN_WECHAT_APP_SECRET": APP_SECRET,
         "QINGLIAN_WECHAT_AES_KEY": AES_KEY, "QINGLIAN_WECHAT_API_URL": standin.root_url,
+        # the account is being switched to safe mode: plaintext, compatible and safe callbacks all arrive
+        "QINGLIAN_WECHAT_ALLOW_PLAINTEXT": "true",
     })
     live.start()
     standin.callback_url = f"{live.url}/wechat"

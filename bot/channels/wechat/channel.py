@@ -32,7 +32,7 @@ from bot.config import ConfigError, Settings
 from bot.outbox import PermanentFailure, TemporaryFailure
 from bot.runtime import KeyedLocks, Runtime
 from handlers.types import Inbound, Outbound
-from storage import outbox
+from storage import actions, outbox
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,10 @@ class WeChatChannel:
         self._check_fresh(timestamp)
         encrypt_type = query.get("encrypt_type", "raw")
         if encrypt_type == "raw":
+            if self._crypto is not None and not self._settings.wechat_allow_plaintext:
+                # Safe mode: a plaintext message's signature covers only the token, timestamp and nonce,
+                # which anyone who saw one callback URL has; it proves nothing about the message.
+                raise CallbackRejected(403, "plaintext callback refused in safe mode")
             if not signature_matches(query.get("signature"), self._token, timestamp, nonce):
                 raise CallbackRejected(403, "wrong signature")
             return parse_xml(body), False
@@ -275,15 +279,26 @@ class WeChatChannel:
 
         return fetch
 
+    async def _claim(self, query: Mapping[str, str]) -> None:
+        """Accept a verified callback's (timestamp, nonce) once, across every process (a replay is refused)."""
+        async with self._runtime.sessionmaker.begin() as session:
+            fresh = await actions.claim_callback(session, CHANNEL, query.get("timestamp", ""), query.get("nonce", ""))
+        if not fresh:
+            raise CallbackRejected(403, "callback replayed (timestamp and nonce seen before)")
+
     async def handle_callback(
         self, query: Mapping[str, str], body: bytes, received_at: float,
-        disconnected: asyncio.Future[None] | None = None,
+        disconnected: asyncio.Future[None] | None = None, source: str | None = None,
     ) -> tuple[str | None, PassiveReply | None]:
-        """(reply XML or None for `success`, the passive reply) for one verified callback."""
+        """(reply XML or None for `success`, the passive reply) for one verified callback. `source` is the
+        address the callback came from (WeChat's server): receipt-code guesses are counted by it too."""
         fields, safe = self.open(query, body)
+        await self._claim(query)
         inbound = to_inbound(fields, self._fetcher)
         if inbound is None:
             return None, None
+        if source:
+            inbound = replace(inbound, client_ip=source, shared_address=True)
         reply = await self.answer(inbound, received_at + self._passive_budget, disconnected)
         if reply is None:
             return None, None

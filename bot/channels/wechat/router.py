@@ -61,7 +61,8 @@ def build_router(channel: WeChatChannel) -> APIRouter:
             body = await _read_body(request, MAX_BODY_BYTES)
             disconnected = asyncio.ensure_future(_until_disconnected(request))
             try:
-                xml, reply = await channel.handle_callback(request.query_params, body, received_at, disconnected)
+                xml, reply = await channel.handle_callback(request.query_params, body, received_at, disconnected,
+                                                           request.client.host if request.client else None)
             finally:
                 disconnected.cancel()
         except CallbackRejected as problem:
