@@ -30,11 +30,36 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tests.standins.telegram_entities import JSONDict
 from tests.standins.telegram_spec import ApiSpec, Upload, Validated, _ApiError, _dumps, validate_request
 
 log = logging.getLogger("tests.standins.telegram_server")
+
+
+class _ExposeSend:
+    """Hands the HTTP server's own ``send`` to the app (``scope["standin.send"]``): through it a route
+    reaches the connection, to drop it as a server that fails mid-request does."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope = {**scope, "standin.send": send}
+        await self.app(scope, receive, send)
+
+
+async def _drop_connection(request: Request) -> None:
+    """Close the request's connection without an answer (the client sees the server hang up), then
+    wait until the server has noticed, so nothing is written afterwards. Under a server that does not
+    expose its transport (uvicorn does) the client waits until it gives up: a timeout instead."""
+    transport = getattr(getattr(request.scope.get("standin.send"), "__self__", None), "transport", None)
+    if transport is not None:
+        transport.close()
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 #: Update types Telegram delivers when the bot never specified ``allowed_updates``.
 _NOT_DELIVERED_BY_DEFAULT = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
@@ -139,6 +164,7 @@ class TelegramCore:
         self._queue: deque[_Entry] = deque()
         self._redeliveries: list[_Entry] = []
         self._confirmed_below = 0
+        self._forgotten: set[int] = set()
         self._allowed_updates: frozenset[str] = frozenset(
             t for t in self.spec.update_types if t not in _NOT_DELIVERED_BY_DEFAULT
         )
@@ -167,6 +193,9 @@ class TelegramCore:
 
         # faults
         self._faults: dict[str, deque[_Fault]] = {}
+        self._drops: dict[str, int] = {}
+        self.dropped_responses: list[tuple[str, Any]] = []
+        """(method, the result the bot never received) for every connection dropped after processing"""
 
         # webhook
         self._webhook_url = ""
@@ -224,7 +253,7 @@ class TelegramCore:
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            self.app,
+            _ExposeSend(self.app),
             log_level="warning",
             access_log=False,
             lifespan="off",
@@ -339,7 +368,21 @@ class TelegramCore:
             self._violation(method_name, exc.description, {})
             return self._json_response(exc.payload(), exc.code)
         status, payload = await self._call(method_name, params, files)
+        if status == 200 and self._take_drop(method_name):
+            with self._cond:
+                self.dropped_responses.append((self.spec.canonical_method(method_name) or method_name,
+                                               payload["result"]))
+                self._cond.notify_all()
+            await _drop_connection(request)
         return self._json_response(payload, status)
+
+    def _take_drop(self, method: str) -> bool:
+        key = (self.spec.canonical_method(method) or method).lower()
+        with self._lock:
+            left = self._drops.get(key, 0)
+            if left:
+                self._drops[key] = left - 1
+            return left > 0
 
     async def _read_params(self, request: Request) -> tuple[JSONDict, dict[str, Upload]]:
         params: JSONDict = dict(request.query_params)

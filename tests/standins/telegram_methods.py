@@ -474,6 +474,14 @@ class TelegramMethods(TelegramUpdates):
                     return buttons
         return []
 
+    def inbox(self, chat_id: int) -> list[JSONDict]:
+        """What the user sees of the bot in the chat now, oldest first: every message the bot sent and
+        did not delete, as edited since (Message objects, as Telegram returns them). Two sendMessage
+        calls with the same text are two messages here, as in Telegram."""
+        with self._lock:
+            return [dict(message) for (chat, _), message in sorted(self._messages.items())
+                    if chat == chat_id and message.get("from", {}).get("id") == self.bot_user["id"]]
+
     # ------------------------------------------------------------------ files
 
     def _store_file(

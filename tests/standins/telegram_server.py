@@ -17,9 +17,16 @@ one action, ...). A violating request gets HTTP 400 and is recorded in
 :attr:`TelegramStandIn.violations`, so a fixture can assert there were none.
 
 The test side drives simulated users through a synchronous, thread-safe API (``send_text``,
-``press_button``, ``send_photo`` ...) and inspects what the bot sent (``sent_messages``,
-``wait_for_messages``, ``last_buttons``). Updates are served by ``getUpdates`` long polling or
+``press_button``, ``send_photo``, ``block_user`` ...) and inspects what the bot sent
+(``sent_messages``: every call; ``inbox``: what the user's chat shows now; ``wait_for_messages``,
+``last_buttons``). Updates are served by ``getUpdates`` long polling — an update is forgotten only
+when a later call passes an offset above its id (``is_confirmed``, ``pending_update_ids``) — or
 pushed to the bot's webhook, whichever the bot set up.
+
+Faults: ``fail_next(method, status=…, retry_after=…, delay=…)`` (an error without effect),
+``drop_response_after_processing(method)`` (the call takes effect, the connection is closed before
+the answer), ``block_user(chat_id)`` (403 "Forbidden: bot was blocked by the user" and a
+``my_chat_member`` update).
 
 Webhook mode (after the bot's ``setWebhook``): updates are POSTed as JSON to the URL, with
 ``X-Telegram-Bot-Api-Secret-Token`` when a secret was set, by ``max_connections`` workers (default
@@ -304,10 +311,15 @@ class TelegramStandIn(TelegramUsers):
                        delay=float(delay))
             )
 
-    def block_user(self, chat_id: int) -> None:
-        """Further sends to this chat fail with 403 "Forbidden: bot was blocked by the user"."""
+    def drop_response_after_processing(self, method: str, count: int = 1) -> None:
+        """The next ``count`` successful calls of ``method`` take effect (a message is sent and shown to
+        the user), but the connection is closed before the answer: the bot sees the server hang up
+        and cannot know the call went through. What the bot never received is kept in
+        ``dropped_responses``. A bot that simply sends again shows the user the message twice — in
+        Telegram as here."""
+        key = (self.spec.canonical_method(method) or method).lower()
         with self._lock:
-            self._blocked.add(chat_id)
+            self._drops[key] = self._drops.get(key, 0) + count
 
     def reset(self) -> None:
         """Forget logs, sent messages, callback queries, faults, blocks and pending updates.
@@ -330,6 +342,8 @@ class TelegramStandIn(TelegramUsers):
             self._callbacks.clear()
             self._callback_by_update.clear()
             self._faults.clear()
+            self._drops.clear()
+            self.dropped_responses.clear()
             self._blocked.clear()
 
 

@@ -132,8 +132,9 @@ class TelegramUpdates(TelegramCore):
         self._notify_pollers()  # an older long poll gets "terminated by other getUpdates request"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        with self._lock:
+        with self._cond:
             self._confirm(offset)
+            self._cond.notify_all()  # for wait_until(lambda: is_confirmed(...))
         while True:
             with self._lock:
                 batch = self._take_batch(limit)
@@ -167,6 +168,7 @@ class TelegramUpdates(TelegramCore):
             live = [e for e in queue if not self._dead(e)]
             for e in live[:offset]:
                 e.removed = True
+                self._forgotten.add(e.update_id)
         elif offset > 0:
             self._confirmed_below = max(self._confirmed_below, offset)
             keep: list[_Entry] = []
@@ -209,6 +211,7 @@ class TelegramUpdates(TelegramCore):
         with self._lock:
             for e in self._queue:
                 e.removed = True
+                self._forgotten.add(e.update_id)
             self._queue.clear()
             self._redeliveries = []
             self._wh_new = []
@@ -296,6 +299,22 @@ class TelegramUpdates(TelegramCore):
         with self._lock:
             return sum(1 for e in self._queue if not self._dead(e))
 
+    def pending_update_ids(self) -> list[int]:
+        """The updates Telegram still holds for the bot (served again by every ``getUpdates``)."""
+        with self._lock:
+            return sorted(e.update_id for e in self._queue if not self._dead(e))
+
+    def is_confirmed(self, update_id: int) -> bool:
+        """Whether Telegram has forgotten the update: a ``getUpdates`` call passed an offset above its
+        id, the webhook answered its delivery 2xx, or the bot dropped pending updates."""
+        with self._lock:
+            return update_id < self._confirmed_below or update_id in self._forgotten
+
+    def confirmed_below(self) -> int:
+        """The highest offset any ``getUpdates`` call passed (0: none yet)."""
+        with self._lock:
+            return self._confirmed_below
+
     # ------------------------------------------------------------------ webhook delivery
 
     def _restart_webhook_workers(self) -> None:
@@ -374,6 +393,7 @@ class TelegramUpdates(TelegramCore):
                 if 200 <= answer.status < 300:
                     with self._cond:
                         entry.removed = True
+                        self._forgotten.add(entry.update_id)
                         self.webhook_deliveries.append(entry.update_id)
                         while self._queue and self._dead(self._queue[0]):
                             self._queue.popleft()

@@ -257,6 +257,39 @@ class TelegramUsers(TelegramMethods):
             message = self._user_message(chat_id, user, {"location": location})
         return self._enqueue({"message": message})
 
+    def block_user(self, chat_id: int, *, first_name: str = "Test") -> int | None:
+        """The user blocks the bot (Telegram's "Stop and block bot"). Every further call that sends to
+        the chat — sendMessage, sendPhoto, sendChatAction, ... — fails with 403 "Forbidden: bot was
+        blocked by the user". In a private chat the bot also gets a ``my_chat_member`` update (its
+        status "member" → "kicked"), as the Bot API documents: "For private chats, this update is
+        received only when the bot is blocked or unblocked by the user". Returns that update's id."""
+        with self._lock:
+            self._blocked.add(chat_id)
+        return self._bot_status_update(chat_id, first_name, "member", "kicked")
+
+    def unblock_user(self, chat_id: int, *, first_name: str = "Test") -> int | None:
+        """The user unblocks the bot (Telegram then also sends /start when the user taps "Restart")."""
+        with self._lock:
+            self._blocked.discard(chat_id)
+        return self._bot_status_update(chat_id, first_name, "kicked", "member")
+
+    def is_blocked(self, chat_id: int) -> bool:
+        with self._lock:
+            return chat_id in self._blocked
+
+    def _bot_status_update(self, chat_id: int, first_name: str, old: str, new: str) -> int | None:
+        if chat_id <= 0:
+            return None
+        user = self._user(chat_id, first_name, None, None, None)
+        new_member: JSONDict = {"status": new, "user": dict(self.bot_user)}
+        if new == "kicked":
+            new_member["until_date"] = 0
+        update = {"my_chat_member": {"chat": {"id": chat_id, "first_name": first_name, "type": "private"},
+                                     "from": user, "date": int(time.time()),
+                                     "old_chat_member": {"status": old, "user": dict(self.bot_user)},
+                                     "new_chat_member": new_member}}
+        return self._enqueue(update)
+
     def push_raw_update(self, update: JSONDict) -> int:
         """Queue any update as is (``update_id`` is assigned when missing)."""
         update = dict(update)
