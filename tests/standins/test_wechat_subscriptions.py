@@ -178,9 +178,11 @@ def test_a_long_term_subscription_holds_until_the_user_refuses(standin: WeChatSt
     body = {"touser": "o2", "template_id": PROGRESS, "page": "https://example.org/case/42",
             "data": {"thing1": {"value": "已转交区纪委办理"}, "date2": {"value": "2025-03-09"}}}
     standin.user_subscribe("o2", accept=[PROGRESS], popup_scene=2).wait()
+    subscribed = standin.now()
     standin.advance(days=60)
     token = _token(standin)
     assert [_bizsend(standin, token, body) for _ in range(3)] == [0, 0, 0]
+    assert round((standin.inbox("o2")[0].when - subscribed) / 86400) == 60
     assert standin.inbox("o2")[0].link == "https://example.org/case/42"
     assert standin.consents("o2")[0]["remaining"] is None
 
@@ -379,3 +381,22 @@ def test_a_user_who_unfollowed(standin: WeChatStandIn, receiver: Receiver) -> No
         standin.send_text("o12", "还在吗")
     standin.user_follow("o12").wait()
     assert _custom(standin, token, "o12") == 0 and standin.inbox("o12")[-1].kind == "text"
+
+
+def test_the_notice_apis_check_the_token_and_take_faults(standin: WeChatStandIn, receiver: Receiver) -> None:
+    standin.user_subscribe("o13", accept=[ACCEPTED]).wait()
+    standin.user_authorise_once("o13", _link(receiver))
+    assert _bizsend(standin, "bogus", _notice("o13")) == 40001
+    assert _subscribe_once(standin, "bogus", _once("o13")) == 40001
+    token = _token(standin)
+    standin.fail_next("/cgi-bin/message/subscribe/bizsend", errcode=-1)
+    standin.fail_next("/cgi-bin/message/template/subscribe", status=502)
+    assert _bizsend(standin, token, _notice("o13")) == -1
+    assert httpx.post(f"{standin.root_url}/cgi-bin/message/template/subscribe", params={"access_token": token},
+                      content=json.dumps(_once("o13")).encode()).status_code == 502
+    assert standin.inbox("o13") == []  # a failed call has no effect: the consents are still there
+    assert (_bizsend(standin, token, _notice("o13")), _subscribe_once(standin, token, _once("o13"))) == (0, 0)
+    assert [m.kind for m in standin.inbox("o13")] == ["subscribe_notice", "template_subscribe_once"]
+    standin.expire_tokens()
+    assert httpx.get(f"{standin.root_url}/wxaapi/newtmpl/gettemplate",
+                     params={"access_token": token}).json()["errcode"] == 42001

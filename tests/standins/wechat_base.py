@@ -63,6 +63,8 @@ class Received:
     """"passive" (reply to the user's message), "custom" (客服消息), "notice" (WeChat's own notice),
     "subscribe_notice" (订阅通知) or "template_subscribe_once" (一次性订阅消息)."""
     at: float = field(default_factory=time.monotonic)
+    when: float = 0.0
+    """WeChat's clock (``now()``, seconds since the epoch) when the user was shown it"""
     template_id: str | None = None
     data: dict[str, str] = field(default_factory=dict)
     """the notice's keyword values (subscription notices) or {"content": ...} (one-time messages)"""
@@ -272,7 +274,7 @@ class WeChatBase:
 
     def _deliver_to_user(self, openid: str, text: str, via: str, **details: Any) -> None:
         with self._lock:
-            self._inbox.setdefault(openid, []).append(Received(text, via, **details))
+            self._inbox.setdefault(openid, []).append(Received(text, via, when=self.now(), **details))
         self._changed()
 
     # --- users --------------------------------------------------------------------------------

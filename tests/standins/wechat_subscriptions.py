@@ -198,7 +198,7 @@ class WeChatSubscriptions(WeChatBase):
             shape = "the link lacks #wechat_redirect (required)"
         if shape is not None:
             self._violation(f"subscribemsg link: {shape}")
-        page = httpx.get(f"{self.root_url}/mp/subscribemsg", params=parts.query, timeout=timeout)
+        page = httpx.get(f"{self.root_url}/mp/subscribemsg?{parts.query}", timeout=timeout)
         problem = shape or page.headers.get("x-standin-problem")
         if problem is not None:
             return OnceAuthorisation(page, problem)
