@@ -19,12 +19,17 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from storage.crypto import KeyRing, bind_keyring
 
 DEFAULT_BUSY_TIMEOUT = 30.0
 """Seconds a SQLite writer waits for the write lock (held by another process) before "database is locked"."""
+
+DATABASE_UNAVAILABLE = (SQLAlchemyError, OSError, TimeoutError)
+"""What a transaction raises while the database is down, locked or unreachable (a refused connection is a
+bare `OSError`, not wrapped by SQLAlchemy)."""
 
 WRITE_POOL_SIZE = 1
 """SQLite: one write connection per process; writers wait for it in the pool's FIFO queue."""

@@ -20,13 +20,13 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Cookie, File, Header, HTTPException, Request, Response, UploadFile
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field, model_validator
-from sqlalchemy.exc import SQLAlchemyError
 
 from bot.outbox import render
 from bot.runtime import Runtime
 from handlers.texts import normalise_locale
 from handlers.types import Attachment, Inbound, Outbound
 from storage import outbox
+from storage.db import DATABASE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,9 +36,6 @@ COOKIE = "ql_chat"
 PAGE = Path(__file__).resolve().parent.parent / "static" / "chat.html"
 MAX_TEXT = 8000
 RETRY_AFTER_SECONDS = 5
-DATABASE_UNAVAILABLE = (SQLAlchemyError, OSError, TimeoutError)
-"""What a step raises while the database is down, locked or unreachable (a refused connection is a
-bare `OSError`, not wrapped by SQLAlchemy)."""
 
 
 class ChoiceOut(BaseModel):

@@ -33,6 +33,7 @@ from bot.outbox import PermanentFailure, TemporaryFailure
 from bot.runtime import KeyedLocks, Runtime
 from handlers.types import Inbound, Outbound
 from storage import actions, outbox
+from storage.db import DATABASE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -293,8 +294,17 @@ class WeChatChannel:
         """(reply XML or None for `success`, the passive reply) for one verified callback. `source` is the
         address the callback came from (WeChat's server): receipt-code guesses are counted by it too."""
         fields, safe = self.open(query, body)
-        await self._claim(query)
         inbound = to_inbound(fields, self._fetcher)
+        try:
+            await self._claim(query)
+        except DATABASE_UNAVAILABLE as problem:
+            # Nothing is done with the message, so nothing can be done twice: the resident is asked to retry.
+            log.warning("wechat: the database is unavailable (%s)", type(problem).__name__)
+            if inbound is None:
+                return None, None
+            busy = self._texts.get(self._settings.city.default_locale, "service_busy")
+            xml = text_reply_xml(inbound.user_ref, fields.get("ToUserName", ""), busy)
+            return (self.seal(xml) if safe else xml), PassiveReply(inbound.user_ref, busy)
         if inbound is None:
             return None, None
         if source:
