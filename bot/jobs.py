@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.city import CityConfig, Limits
-from storage import housekeeping
+from storage import housekeeping, outbox
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,16 @@ async def housekeeping_once(sessionmaker: async_sessionmaker[AsyncSession], evid
             break
     if erased:
         log.info("retention: erased the contact details of %d closed cases", erased)
+    forgotten = 0
+    while True:
+        async with sessionmaker.begin() as session:
+            batch = await housekeeping.erase_idle_conversations(
+                session, now - timedelta(days=limits.conversation_retention_days))
+        forgotten += batch
+        if not batch:
+            break
+    if forgotten:
+        log.info("retention: deleted %d idle conversations with their messages", forgotten)
     async with sessionmaker.begin() as session:
         await housekeeping.prune_bookkeeping(
             session, updates_before=now - UPDATE_MEMORY,
@@ -62,6 +72,8 @@ async def housekeeping_once(sessionmaker: async_sessionmaker[AsyncSession], evid
             wrong_codes_before=now - timedelta(minutes=limits.status_window_minutes + 1),
             nonces_before=now - NONCE_MEMORY,
         )
+        await outbox.prune_delivered(session, sent_before=now - timedelta(hours=limits.outbox_retention_hours),
+                                     failed_before=now - timedelta(days=limits.outbox_failed_retention_days))
     if expired:
         log.info("expired %d unfinished drafts", expired)
 

@@ -74,6 +74,12 @@ class Limits(BaseModel):
     #: far higher; it stops a forger who rotates user ids. 0: no limit
     status_wrong_codes_per_platform_address: int = Field(default=200, ge=0)
     contact_retention_days: int = Field(default=365, ge=1)
+    #: hours a delivered message (emptied on delivery) is kept before it is deleted
+    outbox_retention_hours: int = Field(default=24, ge=1)
+    #: days a message given up on is kept (with the platform's reason, for staff) before it is deleted
+    outbox_failed_retention_days: int = Field(default=30, ge=1)
+    #: days after its last message when a conversation without a draft is deleted, with its messages
+    conversation_retention_days: int = Field(default=365, ge=1)
 
 
 class CityConfig(BaseModel):

@@ -116,7 +116,16 @@ async def finish_step(session: AsyncSession, conversation: ConversationState,
             locale=conversation.locale, state=conversation.state, draft=conversation.draft,
             context=conversation.context, draft_updated_at=conversation.draft_updated_at, updated_at=utcnow()))
     await outbox.enqueue_replies(session, channel=conversation.channel, recipient=conversation.user_ref,
-                                 payloads=replies)
+                                 conversation_id=conversation.id, payloads=replies)
+
+
+async def queue_replies(session: AsyncSession, channel: str, user_ref: str,
+                        payloads: Sequence[dict[str, Any]]) -> None:
+    """Replies to a resident outside a dialog step's transaction (a WeChat answer that missed the passive
+    window), queued under their conversation like the step's own."""
+    conversation = await load_conversation(session, channel, user_ref)
+    await outbox.enqueue_replies(session, channel=channel, recipient=user_ref, conversation_id=conversation.id,
+                                 payloads=payloads)
 
 
 # --- evidence ---------------------------------------------------------------------------------

@@ -62,6 +62,19 @@ async def prune_bookkeeping(session: AsyncSession, *, updates_before: datetime, 
         await session.execute(delete(ClientEvent).where(ClientEvent.kind == kind, ClientEvent.created_at < before))
 
 
+async def erase_idle_conversations(session: AsyncSession, idle_since: datetime, limit: int = 500) -> int:
+    """Retention: conversations nobody has written in since `idle_since` and without a draft are deleted,
+    with every message they produced (the outbox rows cascade). Returns how many."""
+    query = (select(Conversation.id)
+             .where(Conversation.updated_at < idle_since, Conversation.draft_updated_at.is_(None))
+             .limit(limit).with_for_update(skip_locked=True))
+    ids = list((await session.execute(query)).scalars())
+    if ids:
+        await session.execute(delete(OutboxMessage).where(OutboxMessage.conversation_id.in_(ids)))
+        await session.execute(delete(Conversation).where(Conversation.id.in_(ids)))
+    return len(ids)
+
+
 async def claim_scheduled_run(session: AsyncSession, name: str, due_since: datetime) -> bool:
     """True for exactly one caller per schedule period, across processes: the job's row is locked,
     and its last run is compared with the start of the current period."""

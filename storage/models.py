@@ -92,7 +92,8 @@ class Conversation(Base):
     """
 
     __tablename__ = "conversations"
-    __table_args__ = (UniqueConstraint("channel", "user_key", name="uq_conversation_user_key"),)
+    __table_args__ = (UniqueConstraint("channel", "user_key", name="uq_conversation_user_key"),
+                      Index("ix_conversations_updated_at", "updated_at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     channel: Mapped[str] = mapped_column(String(16))
@@ -229,10 +230,13 @@ class Attachment(Base):
 
 
 class OutboxMessage(Base):
-    """A message to a resident, written in the transaction that caused it and delivered by a worker.
+    """A message to a resident or a staff group, written in the transaction that caused it and delivered by
+    a worker.
 
-    The payload (a dialog reply can quote the report) is encrypted; so is the recipient's address,
-    deterministically, because delivery compares recipients in SQL to keep each one's messages in order."""
+    The payload (a dialog reply can quote the report, the receipt code or the reporter's name) is encrypted
+    and emptied once the message is delivered; so is the recipient's address, deterministically, because
+    delivery compares recipients in SQL to keep each one's messages in order. A dialog reply belongs to its
+    conversation and goes with it; delivered rows are deleted after `limits.outbox_retention_hours`."""
 
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_pending", "status", "next_attempt_at"),)
@@ -242,6 +246,8 @@ class OutboxMessage(Base):
     recipient: Mapped[str] = mapped_column(EncryptedText("outbox.recipient", deterministic=True), index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON("outbox.payload"))  # replies quote the report
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="SET NULL"))
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"),
+                                                        index=True)
     status: Mapped[str] = mapped_column(String(12), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)

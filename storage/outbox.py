@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import OutboxMessage, utcnow
@@ -25,15 +25,17 @@ async def enqueue(session: AsyncSession, *, channel: str, recipient: str, payloa
     return message
 
 
-async def enqueue_replies(session: AsyncSession, *, channel: str, recipient: str,
+async def enqueue_replies(session: AsyncSession, *, channel: str, recipient: str, conversation_id: int,
                           payloads: Sequence[dict[str, Any]]) -> None:
-    """A dialog step's replies to one resident, in order (the outbox sends by id), in one statement."""
+    """A dialog step's replies to one resident, in order (the outbox sends by id), in one statement; they
+    belong to the conversation and are deleted with it."""
     if not payloads:
         return
     now = utcnow()
     await session.execute(insert(_OUTBOX), [
-        {"channel": channel, "recipient": recipient, "payload": payload, "case_id": None, "status": "pending",
-         "attempts": 0, "next_attempt_at": now, "created_at": now} for payload in payloads])
+        {"channel": channel, "recipient": recipient, "payload": payload, "case_id": None,
+         "conversation_id": conversation_id, "status": "pending", "attempts": 0, "next_attempt_at": now,
+         "created_at": now} for payload in payloads])
 
 
 async def lease(
@@ -68,13 +70,18 @@ async def lease(
     return rows
 
 
+DELIVERED: dict[str, Any] = {}
+"""A delivered message's payload: what it said (a receipt code, a summary quoting the report) is not kept."""
+
+
 async def mark_sent(session: AsyncSession, message_ids: Sequence[int]) -> None:
-    """Delivered: one statement for the whole batch."""
+    """Delivered: one statement for the whole batch; the payloads are emptied."""
     if message_ids:
         await session.execute(
             update(_OUTBOX)
             .where(_OUTBOX.c.id.in_(message_ids))
-            .values(status="sent", sent_at=utcnow(), attempts=_OUTBOX.c.attempts + 1, last_error=None)
+            .values(status="sent", sent_at=utcnow(), attempts=_OUTBOX.c.attempts + 1, last_error=None,
+                    payload=DELIVERED)
         )
 
 
@@ -90,9 +97,12 @@ def mark_retry(message: OutboxMessage, *, error: str, delay: timedelta) -> None:
 
 
 def mark_failed(message: OutboxMessage, *, error: str) -> None:
+    """Given up on: the reason stays for staff, a dialog reply's text goes (it was meant for that moment)."""
     message.attempts += 1
     message.status = "failed"
     message.last_error = error[:500]
+    if message.conversation_id is not None:
+        message.payload = DELIVERED
 
 
 def postpone(message: OutboxMessage, delay: timedelta) -> None:
@@ -100,21 +110,24 @@ def postpone(message: OutboxMessage, delay: timedelta) -> None:
     message.next_attempt_at = utcnow() + delay
 
 
-async def take_web_messages(session: AsyncSession, recipient: str) -> list[OutboxMessage]:
-    """Pending messages for a web-chat browser; the browser fetching them is their delivery."""
+async def take_web_messages(session: AsyncSession, recipient: str) -> list[dict[str, Any]]:
+    """The payloads of pending messages for a web-chat browser, oldest first; the browser fetching them is
+    their delivery."""
     query = (
-        select(OutboxMessage)
+        select(OutboxMessage.id, OutboxMessage.payload)
         .where(OutboxMessage.channel == "web", OutboxMessage.recipient == recipient,
                OutboxMessage.status == "pending")
         .order_by(OutboxMessage.id)
         .with_for_update(skip_locked=True)
     )
-    taken = list((await session.execute(query)).scalars())
-    now = utcnow()
-    for message in taken:
-        message.status = "sent"
-        message.sent_at = now
-        message.attempts += 1
-        message.last_error = None
-    await session.flush()
-    return taken
+    taken = (await session.execute(query)).all()
+    await mark_sent(session, [message_id for message_id, _ in taken])
+    return [dict(payload) for _, payload in taken]
+
+
+async def prune_delivered(session: AsyncSession, *, sent_before: datetime, failed_before: datetime) -> int:
+    """Delete delivered messages older than `sent_before` and given-up ones older than `failed_before`."""
+    result = await session.execute(delete(OutboxMessage).where(
+        ((OutboxMessage.status == "sent") & (OutboxMessage.sent_at < sent_before))
+        | ((OutboxMessage.status == "failed") & (OutboxMessage.created_at < failed_before))))
+    return int(getattr(result, "rowcount", 0) or 0)

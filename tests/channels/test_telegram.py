@@ -149,6 +149,24 @@ def test_full_report_in_chinese_with_a_photo(chat: Chat, service: LiveService) -
     assert code.replace(" ", "") not in hashes
 
 
+def test_the_receipt_code_is_not_kept_once_it_was_delivered(chat: Chat, service: LiveService) -> None:
+    code = file_report(chat)
+    keys = make_test_keyring()
+
+    def stored() -> list[tuple[str, str]]:
+        with _db(service) as db:
+            rows = db.execute("SELECT status, payload FROM outbox WHERE recipient = ?",
+                              (keys.encrypt(str(chat.chat_id), purpose="outbox.recipient", deterministic=True),))
+            return [(status, keys.decrypt(payload, purpose="outbox.payload")) for status, payload in rows]
+
+    deadline = time.monotonic() + 10
+    while any(status != "sent" for status, _ in stored()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    rows = stored()
+    assert rows and all(status == "sent" for status, _ in rows)
+    assert [payload for _, payload in rows if code in payload or code.replace(" ", "") in payload] == []
+
+
 def test_full_report_in_english_typed_answers(standin: TelegramStandIn, service: LiveService) -> None:
     chat = Chat(standin, next(_next_chat), language="en")
     chat.say("/report", expect="Step 1")

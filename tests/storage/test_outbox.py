@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from storage import outbox
-from storage.models import OutboxMessage
+from sqlalchemy import select
+
+from storage import actions, housekeeping, outbox
+from storage.models import Conversation, OutboxMessage, utcnow
 
 
 async def test_outbox_claims_in_order_and_holds_a_recipients_later_messages(sessionmaker: Any) -> None:
@@ -36,4 +38,43 @@ async def test_outbox_claims_in_order_and_holds_a_recipients_later_messages(sess
     async with sessionmaker.begin() as session:
         web = await outbox.take_web_messages(session, "C")
         web_again = await outbox.take_web_messages(session, "C")
-    assert [m.payload["text"] for m in web] == ["c0"] and web_again == []
+    assert [payload["text"] for payload in web] == ["c0"] and web_again == []
+
+
+async def test_a_delivered_message_keeps_nothing_of_what_it_said_and_is_pruned_later(sessionmaker: Any) -> None:
+    receipt = "1234 5678 9012 3456"
+    async with sessionmaker.begin() as session:
+        conversation = await actions.load_conversation(session, "telegram", "4242")
+        await actions.finish_step(session, conversation, [{"text": f"举报已提交，查询码 {receipt}", "choices": []}])
+        await outbox.enqueue(session, channel="telegram", recipient="4242", payload={"text": f"again {receipt}"})
+    async with sessionmaker.begin() as session:
+        leased = await outbox.lease(session, channels=["telegram"], limit=10, lease=timedelta(seconds=60))
+        await outbox.mark_sent(session, [leased[0][0]])
+        failed = await outbox.messages(session, [leased[1][0]])
+        outbox.mark_failed(failed[leased[1][0]], error="Forbidden: bot was blocked by the user")
+    async with sessionmaker() as session:
+        rows = list((await session.execute(select(OutboxMessage).order_by(OutboxMessage.id))).scalars())
+    assert [(m.status, m.payload, m.last_error) for m in rows] == [
+        ("sent", {}, None),  # the dialog's reply, delivered: emptied
+        ("failed", {"text": f"again {receipt}"}, "Forbidden: bot was blocked by the user"),  # a notice: kept
+    ]
+    async with sessionmaker.begin() as session:
+        pruned = await outbox.prune_delivered(session, sent_before=utcnow() + timedelta(seconds=1),
+                                              failed_before=utcnow() - timedelta(days=1))
+        left = list((await session.execute(select(OutboxMessage.status))).scalars())
+    assert (pruned, left) == (1, ["failed"])
+
+
+async def test_deleting_an_idle_conversation_deletes_every_message_it_produced(sessionmaker: Any) -> None:
+    async with sessionmaker.begin() as session:
+        idle = await actions.load_conversation(session, "telegram", "old-resident")
+        await actions.finish_step(session, idle, [{"text": "请核对：王小明 139****5678", "choices": []}] * 2)
+        drafting = await actions.load_conversation(session, "telegram", "drafting-resident")
+        drafting.draft, drafting.draft_updated_at = {"step": "place"}, utcnow()
+        await actions.finish_step(session, drafting, [{"text": "第2步", "choices": []}])
+    async with sessionmaker.begin() as session:
+        erased = await housekeeping.erase_idle_conversations(session, utcnow() + timedelta(seconds=1))
+    async with sessionmaker() as session:
+        kept = list((await session.execute(select(Conversation.user_key))).scalars())
+        messages = list((await session.execute(select(OutboxMessage.conversation_id))).scalars())
+    assert erased == 1 and len(kept) == 1 and messages == [drafting.id]  # a draft in progress is kept

@@ -32,7 +32,7 @@ from bot.config import ConfigError, Settings
 from bot.outbox import PermanentFailure, TemporaryFailure
 from bot.runtime import KeyedLocks, Runtime
 from handlers.types import Inbound, Outbound
-from storage import actions, outbox
+from storage import actions
 from storage.db import DATABASE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
@@ -263,8 +263,7 @@ class WeChatChannel:
     async def enqueue_text(self, recipient: str, text: str) -> None:
         """A reply that missed the passive window: to the outbox, for the customer-service API."""
         async with self._runtime.sessionmaker.begin() as session:
-            await outbox.enqueue(session, channel=CHANNEL, recipient=recipient,
-                                          payload=Outbound(text).to_payload())
+            await actions.queue_replies(session, CHANNEL, recipient, [Outbound(text).to_payload()])
         self._runtime.outbox.wake()
 
     def _spawn(self, work: Awaitable[None]) -> None:
