@@ -12,10 +12,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
 from bot import metrics
+from bot.body_limits import BodyLimit, limits_by_path
 from bot.channels import web
 from bot.channels.wecom import CHANNEL as WECOM_CHANNEL
 from bot.channels.wecom import WeComSender
@@ -95,6 +98,13 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="Qinglian", version="0.1.0", lifespan=lifespan, docs_url="/api/docs",
                   openapi_url="/api/openapi.json")
     app.state.runtime = runtime
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, problem: RequestValidationError) -> JSONResponse:
+        """422 with the reasons, but never the submitted values: a refused form can carry a password."""
+        errors = [{key: value for key, value in error.items() if key not in ("input", "ctx", "url")}
+                  for error in problem.errors()]
+        return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
     mount_console(app)
     app.include_router(web.build_router(runtime))
     if wechat_channel is not None:
@@ -113,7 +123,11 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"status": "ok", "model": runtime.classifier.version})
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics_endpoint() -> Response:
+    async def metrics_endpoint(request: Request) -> Response:
+        if not settings.metrics_authorised(request.headers.get("authorization"),
+                                           request.client.host if request.client else None):
+            raise HTTPException(401, "metrics need the bearer token (QINGLIAN_METRICS_TOKEN)",
+                                headers={"WWW-Authenticate": "Bearer"})
         body, content_type = await metrics.render(runtime.sessionmaker)
         return Response(body, media_type=content_type)
 
@@ -125,8 +139,6 @@ def create_app(settings: Settings) -> FastAPI:
             raise HTTPException(404, "the Telegram webhook is not enabled")
         if not telegram_channel.check_secret(request.headers.get(SECRET_HEADER)):
             raise HTTPException(403, "wrong secret token")
-        if int(request.headers.get("content-length") or 0) > 1_000_000:
-            raise HTTPException(413, "update too large")
         try:
             data = await request.json()
         except ValueError:
@@ -136,4 +148,5 @@ def create_app(settings: Settings) -> FastAPI:
         await telegram_channel.process_webhook(data)
         return JSONResponse({"ok": True})
 
+    app.add_middleware(BodyLimit, limit_for=limits_by_path(settings.city.limits.max_attachment_bytes))
     return app

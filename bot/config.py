@@ -3,6 +3,8 @@ decides is the city configuration (`handlers.city`)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from functools import cached_property
 from pathlib import Path
@@ -49,6 +51,8 @@ class Settings(BaseSettings):
     encryption_old_keys: str | None = None
     pseudonym_key: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: the bearer token a Prometheus scraper sends to /metrics; unset: /metrics answers only on loopback
+    metrics_token: str | None = None
 
     @field_validator("wechat_aes_key")
     @classmethod
@@ -185,13 +189,19 @@ class Settings(BaseSettings):
         except CryptoError as problem:
             raise ConfigError(f"QINGLIAN_{name.upper()} {problem}") from None
 
+    def metrics_authorised(self, authorization: str | None, client: str | None) -> bool:
+        """Whether a request may read /metrics: with QINGLIAN_METRICS_TOKEN set, only with that bearer token;
+        without it, only from this machine (a scraper beside the service, or none)."""
+        if self.metrics_token:
+            scheme, _, token = (authorization or "").partition(" ")
+            return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(),
+                                                                     self.metrics_token.encode())
+        return client in ("127.0.0.1", "::1")
+
     def webhook_secret(self) -> str:
         """Telegram's secret-token header value: configured, or derived from the secret key."""
         if self.telegram_webhook_secret:
             return self.telegram_webhook_secret
-        import hashlib
-        import hmac
-
         return hmac.new(self.resolved_secret_key(), b"telegram-webhook", hashlib.sha256).hexdigest()[:48]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from handlers.context import Turn
 from handlers.types import Attachment
-from handlers.validation import Invalid, sniff_media_type
+from handlers.validation import Invalid, clean_file_name, sniff_media_type
 from storage import actions
 from storage.models import Attachment as StoredAttachment
 
@@ -55,7 +55,7 @@ async def accept_file(turn: Turn, attachment: Attachment) -> StoredAttachment:
         turn.session,
         turn.conversation,
         stored_name=stored_name,
-        original_name=(attachment.file_name or None) and attachment.file_name[:255],
+        original_name=clean_file_name(attachment.file_name),
         media_type=media_type,
         size_bytes=len(content),
         sha256=hashlib.sha256(content).hexdigest(),

@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Cookie, File, Header, HTTPException, Request, Response, UploadFile
 from fastapi.responses import HTMLResponse
+from itsdangerous import BadSignature, Signer
 from pydantic import BaseModel, Field, model_validator
 
 from bot.outbox import render
@@ -89,10 +90,22 @@ def build_router(runtime: Runtime) -> APIRouter:
     router = APIRouter()
     key = runtime.settings.resolved_secret_key()
     secure_cookie = runtime.settings.public_url.startswith("https://")
+    signer = Signer(key, salt="qinglian-web-chat")
 
-    def user_ref(token: str | None) -> str:
-        if not token or len(token) > 100:
+    def set_cookie(response: Response, token: str) -> None:
+        response.set_cookie(COOKIE, signer.sign(token).decode(), max_age=60 * 60 * 24 * 30, httponly=True,
+                            samesite="strict", secure=secure_cookie)
+
+    def user_ref(cookie: str | None, response: Response) -> str:
+        """The conversation a browser's signed cookie names. A cookie that is not ours (unsigned, forged,
+        altered) names none: the browser gets a new one and a fresh conversation."""
+        if not cookie:
             raise HTTPException(401, "no chat session: open the chat page first")
+        try:
+            token = signer.unsign(cookie[:200]).decode()
+        except BadSignature:
+            token = secrets.token_urlsafe(32)
+            set_cookie(response, token)
         return hmac.new(key, b"web:" + token.encode(), hashlib.sha256).hexdigest()[:40]
 
     async def database_step(work: Awaitable[T], locale: str) -> T:
@@ -123,21 +136,28 @@ def build_router(runtime: Runtime) -> APIRouter:
             "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "no-referrer",
         })
-        if not ql_chat:
-            result.set_cookie(COOKIE, secrets.token_urlsafe(32), max_age=60 * 60 * 24 * 30, httponly=True,
-                              samesite="strict", secure=secure_cookie)
+        valid = False
+        if ql_chat:
+            try:
+                signer.unsign(ql_chat[:200])
+                valid = True
+            except BadSignature:
+                valid = False
+        if not valid:
+            set_cookie(result, secrets.token_urlsafe(32))
         return result
 
     @router.post("/chat/api/message", response_model=MessagesOut)
     async def message(
         body: MessageIn,
         request: Request,
+        response: Response,
         ql_chat: Annotated[str | None, Cookie()] = None,
         x_qinglian_chat: Annotated[str | None, Header()] = None,
     ) -> MessagesOut:
         require_header(x_qinglian_chat)
         locale = normalise_locale(request.headers.get("accept-language"), runtime.settings.city.default_locale)
-        ref = user_ref(ql_chat)
+        ref = user_ref(ql_chat, response)
         address = client_ip(request)
         if body.command is not None:
             inbound = Inbound(CHANNEL, ref, locale, command=body.command, command_arg=body.argument, client_ip=address)
@@ -152,12 +172,13 @@ def build_router(runtime: Runtime) -> APIRouter:
     @router.post("/chat/api/upload", response_model=MessagesOut)
     async def upload(
         request: Request,
+        response: Response,
         file: Annotated[UploadFile, File()],
         ql_chat: Annotated[str | None, Cookie()] = None,
         x_qinglian_chat: Annotated[str | None, Header()] = None,
     ) -> MessagesOut:
         require_header(x_qinglian_chat)
-        ref = user_ref(ql_chat)
+        ref = user_ref(ql_chat, response)
         limit = runtime.settings.city.limits.max_attachment_bytes
         content = await file.read(limit + 1)
         locale = normalise_locale(request.headers.get("accept-language"), runtime.settings.city.default_locale)
@@ -176,11 +197,12 @@ def build_router(runtime: Runtime) -> APIRouter:
     @router.get("/chat/api/inbox", response_model=MessagesOut)
     async def inbox(
         request: Request,
+        response: Response,
         ql_chat: Annotated[str | None, Cookie()] = None,
         x_qinglian_chat: Annotated[str | None, Header()] = None,
     ) -> MessagesOut:
         require_header(x_qinglian_chat)
-        ref = user_ref(ql_chat)
+        ref = user_ref(ql_chat, response)
         locale = normalise_locale(request.headers.get("accept-language"), runtime.settings.city.default_locale)
 
         async def take() -> list[Outbound]:

@@ -364,6 +364,24 @@ def test_webhook_mode_checks_the_secret_and_files_reports(webhook_service: tuple
     assert not standin.requests_for("getUpdates")
 
 
+def test_an_oversized_webhook_body_is_refused_while_it_streams(
+        webhook_service: tuple[TelegramStandIn, LiveService]) -> None:
+    _standin, live = webhook_service
+    headers = {"X-Telegram-Bot-Api-Secret-Token": "hook-secret-123", "Content-Type": "application/json"}
+    padding = b" " * 64 * 1024
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: the limit must hold on the stream itself
+        yield b'{"update_id": 5, "padding": "'
+        for _ in range(40):  # 2.5 MB
+            yield padding
+        yield b'"}'
+
+    refused = httpx.post(f"{live.url}/telegram/webhook", content=chunked(), headers=headers)
+    declared = httpx.post(f"{live.url}/telegram/webhook", content=b"{" + b" " * 1_100_000 + b"}", headers=headers)
+    assert (refused.status_code, declared.status_code) == (413, 413)
+    assert "larger than" in refused.json()["detail"]
+
+
 def test_bad_setting_is_one_clear_line(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -11,13 +11,14 @@ import pytest
 
 from tests.conftest import LiveService
 
+METRICS_TOKEN = "scrape-token-for-the-web-tests-0123456789"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
-    live = LiveService(tmp_path_factory.mktemp("web"), {})
+    live = LiveService(tmp_path_factory.mktemp("web"), {"QINGLIAN_METRICS_TOKEN": METRICS_TOKEN})
     live.start()
     yield live
     live.stop()
@@ -69,6 +70,43 @@ def test_api_files_a_report_with_an_uploaded_photo(service: LiveService) -> None
     assert client.get("/chat/api/inbox").json() == {"messages": []}
     evidence = list((service.data_dir / "evidence").rglob("*.jpg"))
     assert len(evidence) == 1 and evidence[0].read_bytes() == jpeg
+
+
+def test_an_oversized_upload_is_refused_while_it_streams(service: LiveService) -> None:
+    client = _client(service)
+    client.post("/chat/api/message", json={"command": "report"})
+    boundary = "qinglianboundary"
+    megabyte = b"\0" * (1024 * 1024)
+
+    def body() -> Iterator[bytes]:  # 40 MB, chunked: no Content-Length to check up front
+        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.jpg\"\r\n"
+               "Content-Type: image/jpeg\r\n\r\n").encode() + b"\xff\xd8\xff\xe0"
+        for _ in range(40):
+            yield megabyte
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    refused = client.post("/chat/api/upload", content=body(),
+                          headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert refused.status_code == 413 and "larger than" in refused.json()["detail"]
+    assert not list((service.data_dir / "evidence").rglob("*")) or all(
+        path.stat().st_size < 11 * 1024 * 1024 for path in (service.data_dir / "evidence").rglob("*"))
+
+
+def test_a_forged_or_unsigned_cookie_starts_a_fresh_conversation(service: LiveService) -> None:
+    client = _client(service)
+    client.post("/chat/api/message", json={"command": "report"})
+    assert "第2步" in client.post("/chat/api/message", json={"choice": "district:kaifu"}).text
+    genuine = client.cookies["ql_chat"]
+    for forged in (genuine.rsplit(".", 1)[0], genuine[:-2] + ("AA" if not genuine.endswith("AA") else "BB"),
+                   "made-up-value"):
+        stranger = httpx.Client(base_url=service.url, headers={"X-Qinglian-Chat": "1"},
+                                cookies={"ql_chat": forged})
+        answer = stranger.post("/chat/api/message", json={"text": "开福区不动产登记中心"})
+        assert answer.status_code == 200
+        assert "第3步" not in answer.text  # not the draft of the cookie it imitates
+        fresh = answer.cookies.get("ql_chat")
+        assert fresh and fresh != forged and fresh != genuine
+    assert "第3步" in client.post("/chat/api/message", json={"text": "开福区不动产登记中心"}).text
 
 
 @pytest.mark.browser
@@ -153,7 +191,9 @@ def test_health_and_metrics(service: LiveService) -> None:
     client.post("/chat/api/message", json={"command": "start"})
     health = httpx.get(f"{service.url}/healthz")
     assert health.status_code == 200 and health.json()["model"]
-    metrics = httpx.get(f"{service.url}/metrics").text
+    assert httpx.get(f"{service.url}/metrics").status_code == 401  # no bearer token
+    assert httpx.get(f"{service.url}/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    metrics = httpx.get(f"{service.url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
     updates = re.search(r'^qinglian_updates_total\{channel="web"\} (\d+)', metrics, re.M)
     assert updates and int(updates.group(1)) >= 1
     assert 'qinglian_dialog_step_seconds_bucket{channel="web"' in metrics
