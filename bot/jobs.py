@@ -25,11 +25,13 @@ NONCE_MEMORY = timedelta(minutes=15)
 
 async def expire_drafts(sessionmaker: async_sessionmaker[AsyncSession], evidence_dir: Path, limits: Limits) -> int:
     """Delete drafts (and their evidence files) untouched for longer than the configured lifetime."""
-    cutoff = utcnow() - timedelta(days=limits.draft_ttl_days)
+    now = utcnow()
+    cutoff = now - timedelta(days=limits.draft_ttl_days)
+    files_cutoff = now - timedelta(hours=limits.draft_with_files_ttl_hours)
     expired = 0
     while True:
         async with sessionmaker.begin() as session:
-            count, files = await housekeeping.expire_drafts(session, cutoff)
+            count, files = await housekeeping.expire_drafts(session, cutoff, with_files_older_than=files_cutoff)
         await asyncio.to_thread(_unlink, evidence_dir, files)
         expired += count
         if not count:

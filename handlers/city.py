@@ -60,6 +60,15 @@ class Limits(BaseModel):
     max_attachments: int = Field(default=5, ge=0, le=20)
     max_attachment_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     draft_ttl_days: int = Field(default=7, ge=1)
+    #: evidence bytes an unsubmitted draft may hold, that the drafts from one client address may hold
+    #: (where the channel knows it), and that all drafts together may hold; a file over a quota is refused
+    #: with the reason and the draft goes on
+    draft_evidence_bytes_per_conversation: int = Field(default=30 * 1024 * 1024, ge=1024)
+    draft_evidence_bytes_per_address: int = Field(default=60 * 1024 * 1024, ge=1024)
+    draft_evidence_bytes_total: int = Field(default=2 * 1024 * 1024 * 1024, ge=1024)
+    #: hours after which a draft holding evidence files nobody came back to is discarded with its files
+    #: (drafts without files last `draft_ttl_days`)
+    draft_with_files_ttl_hours: int = Field(default=24, ge=1)
     status_wrong_codes: int = Field(default=5, ge=1)
     status_window_minutes: int = Field(default=10, ge=1)
     case_session_minutes: int = Field(default=30, ge=1)

@@ -10,7 +10,7 @@ from pathlib import Path
 from handlers.context import Turn
 from handlers.types import Attachment
 from handlers.validation import Invalid, clean_file_name, sniff_media_type
-from storage import actions
+from storage import actions, client_limits
 from storage.models import Attachment as StoredAttachment
 
 ACCEPTED_TYPES = {
@@ -49,6 +49,8 @@ async def accept_file(turn: Turn, attachment: Attachment) -> StoredAttachment:
     media_type = sniff_media_type(content)
     if media_type is None:
         raise Invalid("error_evidence_type")
+    address = _address_key(turn)
+    await _check_quotas(turn, len(content), address)
     stored_name = f"{turn.ctx.clock():%Y/%m}/{secrets.token_hex(16)}.{ACCEPTED_TYPES[media_type]}"
     await asyncio.to_thread(_write, turn.ctx.evidence_dir / stored_name, content)
     return await actions.add_draft_attachment(
@@ -59,7 +61,29 @@ async def accept_file(turn: Turn, attachment: Attachment) -> StoredAttachment:
         media_type=media_type,
         size_bytes=len(content),
         sha256=hashlib.sha256(content).hexdigest(),
+        client_key=address,
     )
+
+
+def _address_key(turn: Turn) -> str | None:
+    """The keyed hash of the resident's own address where the channel knows it (not a platform's server)."""
+    inbound = turn.inbound
+    if inbound.client_ip is None or inbound.shared_address:
+        return None
+    return client_limits.client_key(turn.ctx.secret_key, inbound.client_ip)
+
+
+async def _check_quotas(turn: Turn, size: int, address: str | None) -> None:
+    """Refuse a file that would take the draft, the address or all drafts together over their quota."""
+    limits = turn.ctx.city.limits
+    waiting = await actions.draft_evidence(turn.session, turn.conversation.id, address)
+    if waiting.conversation + size > limits.draft_evidence_bytes_per_conversation:
+        raise Invalid("error_evidence_quota_conversation",
+                      limit_mb=max(1, limits.draft_evidence_bytes_per_conversation // (1024 * 1024)))
+    if address is not None and waiting.address + size > limits.draft_evidence_bytes_per_address:
+        raise Invalid("error_evidence_quota_address")
+    if waiting.total + size > limits.draft_evidence_bytes_total:
+        raise Invalid("error_evidence_quota_total")
 
 
 async def delete_files(evidence_dir: Path, stored_names: list[str]) -> None:

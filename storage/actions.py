@@ -140,6 +140,7 @@ async def add_draft_attachment(
     media_type: str,
     size_bytes: int,
     sha256: str,
+    client_key: str | None = None,
 ) -> Attachment:
     attachment = Attachment(
         conversation_id=conversation.id,
@@ -148,10 +149,31 @@ async def add_draft_attachment(
         media_type=media_type,
         size_bytes=size_bytes,
         sha256=sha256,
+        client_key=client_key,
     )
     session.add(attachment)
     await session.flush()
     return attachment
+
+
+@dataclass(frozen=True)
+class DraftEvidence:
+    """Bytes of evidence waiting in unsubmitted drafts: this conversation's, this address's, everyone's."""
+
+    conversation: int
+    address: int
+    total: int
+
+
+async def draft_evidence(session: AsyncSession, conversation_id: int, client_key: str | None) -> DraftEvidence:
+    waiting = Attachment.case_id.is_(None)
+    size = func.coalesce(func.sum(Attachment.size_bytes), 0)
+    mine = await session.scalar(select(size).where(waiting, Attachment.conversation_id == conversation_id))
+    address = 0
+    if client_key is not None:
+        address = await session.scalar(select(size).where(waiting, Attachment.client_key == client_key)) or 0
+    total = await session.scalar(select(size).where(waiting))
+    return DraftEvidence(int(mine or 0), int(address), int(total or 0))
 
 
 async def discard_draft_attachments(session: AsyncSession, attachment_ids: Sequence[int]) -> list[str]:

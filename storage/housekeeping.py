@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.actions import discard_draft_attachments
 from storage.models import (
     CLOSED_STATUSES,
+    Attachment,
     AuditEntry,
     CallbackNonce,
     Case,
@@ -29,12 +30,19 @@ ERASED = "erased"
 IDLE_STATES = ("idle", "status_code", "case_menu", "follow_up", "rating", "language")
 
 
-async def expire_drafts(session: AsyncSession, older_than: datetime, limit: int = 500) -> tuple[int, list[str]]:
-    """Forget up to `limit` drafts untouched since `older_than`; returns how many, and the evidence files
-    the caller deletes once the transaction is committed."""
+async def expire_drafts(session: AsyncSession, older_than: datetime, *, with_files_older_than: datetime | None = None,
+                        limit: int = 500) -> tuple[int, list[str]]:
+    """Forget up to `limit` drafts untouched since `older_than`, and drafts holding evidence files untouched
+    since `with_files_older_than`; returns how many, and the evidence files the caller deletes once the
+    transaction is committed."""
+    expired = Conversation.draft_updated_at < older_than
+    if with_files_older_than is not None:
+        holds_files = select(Attachment.id).where(Attachment.conversation_id == Conversation.id,
+                                                  Attachment.case_id.is_(None)).exists()
+        expired = expired | ((Conversation.draft_updated_at < with_files_older_than) & holds_files)
     query = (
         select(Conversation)
-        .where(Conversation.draft_updated_at.is_not(None), Conversation.draft_updated_at < older_than)
+        .where(Conversation.draft_updated_at.is_not(None), expired)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )

@@ -224,6 +224,8 @@ class Attachment(Base):
     media_type: Mapped[str] = mapped_column(String(80))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
+    #: the keyed hash of the client address a draft's file came from (where known), for the draft quotas
+    client_key: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     case: Mapped[Case | None] = relationship(back_populates="attachments", lazy="raise")

@@ -32,7 +32,7 @@ async def _draft(sessionmaker: Any, evidence_dir: Path, user: str, age: timedelt
 async def test_expired_drafts_and_their_files_are_deleted(sessionmaker: Any, tmp_path: Path) -> None:
     old_id, old_file = await _draft(sessionmaker, tmp_path, "old", timedelta(days=8))
     fresh_id, fresh_file = await _draft(sessionmaker, tmp_path, "fresh", timedelta(days=6))
-    await housekeeping_once(sessionmaker, tmp_path, Limits())
+    await housekeeping_once(sessionmaker, tmp_path, Limits(draft_with_files_ttl_hours=7 * 24))
     async with sessionmaker() as session:
         old = await session.get(Conversation, old_id)
         fresh = await session.get(Conversation, fresh_id)
@@ -41,6 +41,22 @@ async def test_expired_drafts_and_their_files_are_deleted(sessionmaker: Any, tmp
     assert not old_file.exists()
     assert fresh is not None and fresh.draft["place"] == "某单位" and fresh_file.exists()
     assert attachments == ["2026/11/fresh.jpg"]
+
+
+async def test_abandoned_drafts_holding_files_go_sooner_than_plain_drafts(sessionmaker: Any, tmp_path: Path) -> None:
+    with_files_id, files = await _draft(sessionmaker, tmp_path, "with-files", timedelta(hours=25))
+    recent_id, recent_files = await _draft(sessionmaker, tmp_path, "recent-files", timedelta(hours=23))
+    async with sessionmaker.begin() as session:
+        plain = await actions.load_conversation(session, "telegram", "plain")
+        plain.state, plain.draft = "place", {"step": "place", "attachments": []}
+        plain.draft_updated_at = utcnow() - timedelta(days=3)
+        await actions.finish_step(session, plain)
+    await housekeeping_once(sessionmaker, tmp_path, Limits())  # files: 24 hours; plain drafts: 7 days
+    async with sessionmaker() as session:
+        drafts = {c.id: c.draft for c in (await session.execute(Conversation.__table__.select())).all()}
+    assert drafts[with_files_id] == {} and not files.exists()
+    assert drafts[recent_id]["place"] == "某单位" and recent_files.exists()
+    assert drafts[plain.id] == {"step": "place", "attachments": []}
 
 
 async def test_contact_details_are_erased_after_the_retention_period(sessionmaker: Any, tmp_path: Path) -> None:

@@ -37,14 +37,16 @@ class Clock:
 class Resident:
     """One resident talking to the dialog directly, each message in its own transaction."""
 
-    def __init__(self, harness: DialogHarness, user_ref: str, locale: str = "zh-hans") -> None:
+    def __init__(self, harness: DialogHarness, user_ref: str, locale: str = "zh-hans",
+                 client_ip: str | None = None) -> None:
         self.harness = harness
         self.user_ref = user_ref
         self.locale = locale
+        self.client_ip = client_ip
         self.last: list[Outbound] = []
 
     async def _send(self, **fields: Any) -> list[Outbound]:
-        inbound = Inbound("test", self.user_ref, self.locale, **fields)
+        inbound = Inbound("test", self.user_ref, self.locale, client_ip=self.client_ip, **fields)
         async with self.harness.sessionmaker.begin() as session:
             self.last = await dialog.handle(session, inbound, self.harness.context, queue_replies=False)
         return self.last
@@ -82,8 +84,8 @@ class DialogHarness:
         self.context = context
         self.clock = clock
 
-    def resident(self, user_ref: str = "r1", locale: str = "zh-hans") -> Resident:
-        return Resident(self, user_ref, locale)
+    def resident(self, user_ref: str = "r1", locale: str = "zh-hans", client_ip: str | None = None) -> Resident:
+        return Resident(self, user_ref, locale, client_ip)
 
 
 @pytest.fixture

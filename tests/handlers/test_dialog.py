@@ -329,3 +329,47 @@ async def test_a_new_case_is_announced_to_its_queues_staff_group_without_the_rep
     assert "QL-2026-000001" in text and "https://qinglian.example.cn/console/case/QL-2026-000001" in text
     assert "岳麓区政务服务中心3号窗口的工作人员" in text
     assert "李四" not in text and "13600001111" not in text
+
+
+@pytest.fixture
+def small_quotas(harness: DialogHarness) -> DialogHarness:
+    """Quotas on draft evidence small enough to reach with the test's files (1,000-odd bytes each)."""
+    limits = harness.context.city.limits.model_copy(update={
+        "draft_evidence_bytes_per_conversation": 2_500, "draft_evidence_bytes_per_address": 4_000,
+        "draft_evidence_bytes_total": 5_000})
+    harness.context.city = harness.context.city.model_copy(update={"limits": limits})
+    return harness
+
+
+async def _to_evidence(resident: Resident) -> None:
+    await resident.command("report")
+    await resident.press("district:unsure")
+    await resident.say("望城区某单位")
+    await resident.press("when:week")
+    await resident.say(DESCRIPTION)
+
+
+async def test_draft_evidence_is_held_within_quotas_per_conversation_address_and_in_total(
+        small_quotas: DialogHarness) -> None:
+    photo = JPEG + b"\x00" * 1000  # 1,204 bytes
+    first = small_quotas.resident("first", client_ip="203.0.113.7")
+    await _to_evidence(first)
+    await first.upload(photo, kind="photo")
+    await first.upload(photo, kind="photo")
+    assert "第 2 个文件" in first.text()
+    await first.upload(photo, kind="photo")  # 3,612 bytes in one draft > 2,500
+    assert "这份举报的证据文件已达" in first.text() and "第5步" in first.text()
+    second = small_quotas.resident("second", client_ip="203.0.113.7")  # same address
+    await _to_evidence(second)
+    await second.upload(photo, kind="photo")
+    await second.upload(photo, kind="photo")  # 4,816 bytes from one address > 4,000
+    assert "您所在网络上传的证据文件已达" in second.text()
+    third = small_quotas.resident("third", client_ip="198.51.100.9")
+    await _to_evidence(third)
+    await third.upload(photo, kind="photo")
+    await third.upload(photo, kind="photo")  # 6,020 bytes waiting in drafts in all > 5,000
+    assert "暂时无法接收更多证据文件" in third.text()
+    stored = sorted(path.stat().st_size for path in small_quotas.context.evidence_dir.rglob("*") if path.is_file())
+    assert len(stored) == 4  # two of the first, one each of the others: nothing refused was written
+    await first.press("evidence:done")  # a refused file loses nothing: the draft goes on
+    assert "第6步" in first.text()
