@@ -7,6 +7,7 @@ HTTP server: long polling when no webhook URL is set, otherwise updates arrive a
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import warnings
@@ -22,7 +23,7 @@ from telegram import (
     Update,
 )
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TimedOut
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, TypeHandler
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 from telegram.warnings import PTBUserWarning
 
 from bot.channels.telegram_http import AiohttpRequest
@@ -39,6 +40,9 @@ WEBHOOK_PATH = "/telegram/webhook"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 ALLOWED_UPDATES = ["message", "callback_query"]
 COMMANDS = ("start", "report", "status", "cancel", "language", "help")
+POLL_SECONDS = 20
+POLL_BACKOFF_SECONDS = 2.0
+STOP_GRACE_SECONDS = 30.0
 
 
 def _seconds(value: int | float | timedelta) -> float:
@@ -137,14 +141,14 @@ class TelegramChannel:
             .base_url(f"{root}/bot")
             .base_file_url(f"{root}/file/bot")
             .rate_limiter(AIORateLimiter(overall_max_rate=max_rate, overall_time_period=1, max_retries=0))
-            .concurrent_updates(64)
             .request(AiohttpRequest(connection_pool_size=8, pool_timeout=30))
             .get_updates_request(AiohttpRequest(connection_pool_size=1))
+            .updater(None)  # polling is ours (`_poll`): an update is acknowledged once its step is done
         )
-        if settings.telegram_webhook_url:
-            builder = builder.updater(None)
         self.application: Application[Any, Any, Any, Any, Any, Any] = builder.build()
-        self.application.add_handler(TypeHandler(Update, self._on_update))
+        self._polling: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._in_batch = False
 
     @property
     def webhook_mode(self) -> bool:
@@ -168,19 +172,50 @@ class TelegramChannel:
         else:
             await bot.delete_webhook()
         self._runtime.outbox.register(CHANNEL, self.send)
-        await self.application.start()
-        if not self.webhook_mode and self.application.updater is not None:
-            await self.application.updater.start_polling(
-                allowed_updates=ALLOWED_UPDATES, timeout=20, poll_interval=0.0
-            )
+        if not self.webhook_mode:
+            self._polling = asyncio.create_task(self._poll(), name="telegram-polling")
         log.info("telegram channel started (%s)", "webhook" if self.webhook_mode else "long polling")
 
     async def stop(self) -> None:
-        if self.application.updater is not None and self.application.updater.running:
-            await self.application.updater.stop()
-        if self.application.running:
-            await self.application.stop()
+        """Stop polling between batches (a batch being handled finishes: no step is cut off mid-commit)."""
+        self._stopping = True
+        if self._polling is not None:
+            if not self._in_batch:  # waiting in getUpdates: nothing is being handled, stop at once
+                self._polling.cancel()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._polling), STOP_GRACE_SECONDS)
+            except (TimeoutError, asyncio.CancelledError):
+                self._polling.cancel()
+                await asyncio.gather(self._polling, return_exceptions=True)
+            self._polling = None
         await self.application.shutdown()
+
+    async def _poll(self) -> None:
+        """Long polling that acknowledges an update only when its step is done.
+
+        Telegram forgets an update when a later `getUpdates` passes an offset above its id. The offset here
+        moves past a batch only after every update of it was handled — its step committed, or it failed and
+        the resident was told — so a process killed mid-step leaves the update with Telegram, which delivers
+        it again to the restarted service (a step that did commit is recognised by its update id)."""
+        bot = self.application.bot
+        offset: int | None = None
+        while not self._stopping:
+            try:
+                updates = await bot.get_updates(offset=offset, timeout=POLL_SECONDS, allowed_updates=ALLOWED_UPDATES)
+            except RetryAfter as exc:
+                await asyncio.sleep(_seconds(exc.retry_after))
+                continue
+            except (TimedOut, NetworkError, InvalidToken) as exc:
+                log.warning("telegram getUpdates failed (%s); trying again", exc)
+                await asyncio.sleep(POLL_BACKOFF_SECONDS)
+                continue
+            if updates:
+                self._in_batch = True
+                try:
+                    await asyncio.gather(*(self._handle_polled(update) for update in updates))
+                finally:
+                    self._in_batch = False
+                offset = updates[-1].update_id + 1
 
     async def _publish_commands(self) -> None:
         texts = self._runtime.texts
@@ -199,13 +234,12 @@ class TelegramChannel:
         update = Update.de_json(data, self.application.bot)
         await self.handle_update(update)
 
-    async def _on_update(self, update: object, _context: ContextTypes.DEFAULT_TYPE) -> None:
-        if isinstance(update, Update):
-            try:
-                await self.handle_update(update)
-            except Exception:
-                log.exception("telegram update %s could not be handled", update.update_id)
-                await self._apologise(update)
+    async def _handle_polled(self, update: Update) -> None:
+        try:
+            await self.handle_update(update)
+        except Exception:
+            log.exception("telegram update %s could not be handled", update.update_id)
+            await self._apologise(update)
 
     def _fetcher(self, file_id: str) -> Any:
         async def fetch() -> bytes:
