@@ -1,9 +1,13 @@
 """Delivery of outbox messages to residents' channels, retried until delivered.
 
 A batch is claimed in one short transaction (a lease: `next_attempt_at` moves into the future, rows
-locked with SKIP LOCKED on PostgreSQL), sent outside any transaction, and settled in another. A
-recipient's messages go out in order: while one is leased or waiting for a retry, the later ones
-wait too.
+locked with SKIP LOCKED on PostgreSQL) and sent outside any transaction. Each message is settled as
+soon as its own send returns (sends that finish together share one short transaction), and the lease
+of the messages still in flight is renewed while the batch runs, so a short lease suffices: a process
+killed between a send and its settle leaves only that message to go out again, `LEASE` later. A
+recipient's messages go out in order: while one is leased or waiting for a retry, the later ones wait
+too. (Telegram's and WeChat's send APIs take no idempotency key: a message whose answer was lost can
+be shown twice; settling per message keeps that to the one message in flight.)
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from storage import outbox
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(seconds=60)
+LEASE = timedelta(seconds=15)
+RENEW_EVERY = LEASE / 3
 WAITING = "waiting behind an earlier message"
 MAX_ATTEMPTS = 50
 
@@ -134,21 +139,35 @@ class OutboxWorker:
         by_recipient: dict[tuple[str, str], list[tuple[int, dict[str, object]]]] = defaultdict(list)
         for message_id, channel, recipient, payload in batch:
             by_recipient[(channel, recipient)].append((message_id, payload))
-        results = await asyncio.gather(
-            *(self._send_in_order(channel, recipient, items) for (channel, recipient), items in by_recipient.items())
-        )
-        outcomes = [outcome for group in results for outcome in group]
-        await self._settle(outcomes)
+        settler = _Settler(self._settle, {message_id for message_id, _, _, _ in batch})
+        renewing = asyncio.create_task(self._renew(settler))
+        try:
+            await asyncio.gather(*(self._send_in_order(channel, recipient, items, settler.add)
+                                   for (channel, recipient), items in by_recipient.items()))
+        finally:
+            renewing.cancel()
+            await asyncio.gather(renewing, return_exceptions=True)
+            await settler.drain()
         return len(batch)
 
-    async def _send_in_order(self, channel: str, recipient: str,
-                             items: list[tuple[int, dict[str, object]]]) -> list[_Outcome]:
+    async def _renew(self, settler: _Settler) -> None:
+        """Keep the lease of the batch's unsettled messages while their sends run (one may wait out a
+        long flood-control pause), so no other worker takes them meanwhile."""
+        while True:
+            await asyncio.sleep(RENEW_EVERY.total_seconds())
+            if settler.unsettled:
+                async with self._sessionmaker.begin() as session:
+                    await outbox.renew_lease(session, sorted(settler.unsettled), LEASE)
+
+    async def _send_in_order(self, channel: str, recipient: str, items: list[tuple[int, dict[str, object]]],
+                             settle: Callable[[list[_Outcome]], None]) -> None:
         sender = self._senders[channel]
         outcomes: list[_Outcome] = []
         for position, (message_id, payload) in enumerate(items):
             try:
                 await sender(recipient, render(payload, self._texts, self._public_url))
-                outcomes.append(_Outcome(message_id))
+                settle([_Outcome(message_id)])  # settled now, not when the whole batch is done
+                continue
             except TemporaryFailure as failure:
                 outcomes.append(_Outcome(message_id, str(failure), failure.retry_after))
                 # The rest wait behind this one, so the resident reads them in order.
@@ -163,9 +182,11 @@ class OutboxWorker:
                 outcomes.extend(_Outcome(later_id, WAITING)
                                 for later_id, _ in items[position + 1:])
                 break
-        return outcomes
+        settle(outcomes)
 
     async def _settle(self, outcomes: list[_Outcome]) -> None:
+        if not outcomes:
+            return
         async with self._sessionmaker.begin() as session:
             await outbox.mark_sent(session, [o.message_id for o in outcomes if o.error is None])
             failed = [o for o in outcomes if o.error is not None]
@@ -184,3 +205,39 @@ class OutboxWorker:
                     delay = (timedelta(seconds=outcome.retry_after) if outcome.retry_after is not None
                              else backoff(message.attempts))
                     outbox.mark_retry(message, error=error, delay=delay)
+
+
+class _Settler:
+    """Records outcomes as sends finish: one settle transaction runs at a time and takes every outcome that
+    arrived meanwhile, so a message is recorded moments after its send, and a busy batch still settles in
+    few transactions."""
+
+    def __init__(self, settle: Callable[[list[_Outcome]], Awaitable[None]], message_ids: set[int]) -> None:
+        self._settle = settle
+        self.unsettled = set(message_ids)
+        self._waiting: list[_Outcome] = []
+        self._running: asyncio.Task[None] | None = None
+
+    def add(self, outcomes: list[_Outcome]) -> None:
+        if not outcomes:
+            return
+        self._waiting.extend(outcomes)
+        if self._running is None or self._running.done():
+            self._running = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            taken, self._waiting = self._waiting, []
+            try:
+                await self._settle(taken)
+            except Exception:
+                log.exception("settling %d outbox messages failed; their lease runs out and they go again",
+                              len(taken))
+                continue
+            self.unsettled.difference_update(outcome.message_id for outcome in taken)
+
+    async def drain(self) -> None:
+        while self._running is not None and not self._running.done():
+            await self._running
+        if self._waiting:
+            await self._flush()

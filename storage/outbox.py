@@ -74,6 +74,13 @@ DELIVERED: dict[str, Any] = {}
 """A delivered message's payload: what it said (a receipt code, a summary quoting the report) is not kept."""
 
 
+async def renew_lease(session: AsyncSession, message_ids: Sequence[int], lease: timedelta) -> None:
+    """Messages still being sent stay leased for `lease` more."""
+    if message_ids:
+        await session.execute(update(_OUTBOX).where(_OUTBOX.c.id.in_(message_ids), _OUTBOX.c.status == "pending")
+                              .values(next_attempt_at=utcnow() + lease))
+
+
 async def mark_sent(session: AsyncSession, message_ids: Sequence[int]) -> None:
     """Delivered: one statement for the whole batch; the payloads are emptied."""
     if message_ids:

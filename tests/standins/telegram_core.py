@@ -195,6 +195,9 @@ class TelegramCore:
         self._faults: dict[str, deque[_Fault]] = {}
         self._drops: dict[str, int] = {}
         self.dropped_responses: list[tuple[str, Any]] = []
+        self._holding: set[str] = set()
+        self._held = 0
+        self._release: asyncio.Event | None = None
         """(method, the result the bot never received) for every connection dropped after processing"""
 
         # webhook
@@ -368,6 +371,8 @@ class TelegramCore:
             self._violation(method_name, exc.description, {})
             return self._json_response(exc.payload(), exc.code)
         status, payload = await self._call(method_name, params, files)
+        if status == 200 and self._holds(method_name):
+            await self._held_until_released()
         if status == 200 and self._take_drop(method_name):
             with self._cond:
                 self.dropped_responses.append((self.spec.canonical_method(method_name) or method_name,
@@ -375,6 +380,20 @@ class TelegramCore:
                 self._cond.notify_all()
             await _drop_connection(request)
         return self._json_response(payload, status)
+
+    def _holds(self, method: str) -> bool:
+        key = (self.spec.canonical_method(method) or method).lower()
+        with self._lock:
+            return key in self._holding
+
+    async def _held_until_released(self) -> None:
+        if self._release is None:
+            self._release = asyncio.Event()
+        release = self._release
+        with self._cond:
+            self._held += 1
+            self._cond.notify_all()
+        await release.wait()
 
     def _take_drop(self, method: str) -> bool:
         key = (self.spec.canonical_method(method) or method).lower()

@@ -321,6 +321,27 @@ class TelegramStandIn(TelegramUsers):
         with self._lock:
             self._drops[key] = self._drops.get(key, 0) + count
 
+    def hold_responses(self, method: str) -> None:
+        """From now on, successful calls of ``method`` take effect at once (a message is shown to the user)
+        but their answers wait until ``release_responses()``: a bot killed meanwhile has sent messages it
+        never learned were sent. ``held_responses()`` counts the answers waiting."""
+        key = (self.spec.canonical_method(method) or method).lower()
+        with self._lock:
+            self._holding.add(key)
+
+    def held_responses(self) -> int:
+        with self._lock:
+            return self._held
+
+    def release_responses(self) -> None:
+        """Answer every held call and stop holding."""
+        with self._lock:
+            self._holding.clear()
+            self._held = 0
+            release, self._release = self._release, None
+        if release is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(release.set)
+
     def reset(self) -> None:
         """Forget logs, sent messages, callback queries, faults, blocks and pending updates.
 
