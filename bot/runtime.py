@@ -9,6 +9,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -21,7 +22,7 @@ from handlers.context import DialogContext
 from handlers.routing import RouteDecision
 from handlers.routing import route as decide
 from handlers.texts import Texts
-from handlers.types import Inbound, Outbound
+from handlers.types import Inbound, Packer
 from storage import actions
 from storage.db import Database
 from storage.models import utcnow
@@ -94,12 +95,14 @@ class Runtime:
         """For pages, statistics and metrics: never waits for the write lock."""
         return self.database.read_sessionmaker
 
-    async def handle(self, inbound: Inbound, *, via_outbox: bool) -> list[Outbound] | None:
+    async def handle(self, inbound: Inbound, *, queue: Packer | None = None,
+                     hold: timedelta | None = None) -> dialog.Step | None:
         """Run one dialog step in one transaction.
 
-        With `via_outbox`, the replies are written to the outbox in that same transaction (so a
-        reply is never lost between the state change and the send) and the worker is woken.
-        Returns None for an update that was handled before.
+        With `queue`, the replies are written to the outbox in that same transaction (so a reply is never
+        lost between the state change and the send) and the worker is woken; `hold` keeps them back that
+        long for a channel that may still deliver them itself. Returns None for an update that was handled
+        before.
         """
         if inbound.text is not None and "\x00" in inbound.text:
             inbound = replace(inbound, text=inbound.text.replace("\x00", ""))  # PostgreSQL refuses NUL in text
@@ -113,12 +116,12 @@ class Runtime:
                     log.info("duplicate update %s/%s ignored", inbound.channel, inbound.update_key)
                     metrics.DUPLICATES.labels(inbound.channel).inc()
                     return None
-                messages = await dialog.handle(session, inbound, self.dialog_context, queue_replies=via_outbox)
-        if via_outbox:
+                step = await dialog.handle(session, inbound, self.dialog_context, queue=queue, hold=hold)
+        if step.outbox_ids and hold is None:
             self.outbox.wake()
         metrics.UPDATES.labels(inbound.channel).inc()
         metrics.STEP_SECONDS.labels(inbound.channel).observe(time.perf_counter() - started)
-        return messages
+        return step
 
     async def _prefetch(self, inbound: Inbound) -> Inbound:
         """Download an attachment before the transaction starts, so no database lock waits on the network.

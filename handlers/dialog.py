@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -10,7 +11,7 @@ from handlers import report, tracking
 from handlers.context import DialogContext, Turn
 from handlers.menu import show_menu
 from handlers.texts import normalise_locale
-from handlers.types import Choice, Inbound, Outbound
+from handlers.types import Choice, Inbound, Outbound, Packer
 from handlers.validation import parse_receipt_code
 from storage import actions
 
@@ -18,11 +19,20 @@ COMMANDS = ("start", "report", "status", "cancel", "language", "help", "menu")
 UNEXPECTED_KINDS = ("sticker", "voice", "video", "audio", "location", "other")
 
 
-async def handle(session: AsyncSession, inbound: Inbound, ctx: DialogContext, *,
-                 queue_replies: bool) -> list[Outbound]:
-    """One step of the dialog. The caller owns the transaction; everything here is inside it. With
-    `queue_replies` the replies also go to the outbox in this transaction (channels that send them
-    later); otherwise the caller hands them to the resident itself (the web chat's HTTP answer)."""
+@dataclass(frozen=True)
+class Step:
+    """What one step said, and the outbox rows it queued (none when the caller answers directly)."""
+
+    messages: list[Outbound]
+    outbox_ids: list[int]
+
+
+async def handle(session: AsyncSession, inbound: Inbound, ctx: DialogContext, *, queue: Packer | None = None,
+                 hold: timedelta | None = None) -> Step:
+    """One step of the dialog. The caller owns the transaction; everything here is inside it. With `queue`
+    the replies also go to the outbox in this transaction, packed as the channel sends them (held back for
+    `hold`, for a channel that may still answer in its HTTP response); without it the caller hands them to
+    the resident itself (the web chat's HTTP answer)."""
     conversation = await actions.load_conversation(session, inbound.channel, inbound.user_ref)
     if conversation.locale is None:
         conversation.locale = normalise_locale(inbound.locale, ctx.city.default_locale)
@@ -32,9 +42,9 @@ async def handle(session: AsyncSession, inbound: Inbound, ctx: DialogContext, *,
         await _command(turn, inbound.command.lower(), inbound.command_arg)
     else:
         await _input(turn)
-    await actions.finish_step(session, conversation,
-                              [message.to_payload() for message in turn.messages] if queue_replies else ())
-    return turn.messages
+    payloads = queue(turn.messages) if queue is not None else []
+    outbox_ids = await actions.finish_step(session, conversation, payloads, hold=hold)
+    return Step(turn.messages, outbox_ids)
 
 
 async def _expire_old_draft(turn: Turn) -> None:

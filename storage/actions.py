@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, func, select, update
@@ -108,15 +108,16 @@ async def load_conversation(session: AsyncSession, channel: str, user_ref: str) 
 
 
 async def finish_step(session: AsyncSession, conversation: ConversationState,
-                      replies: Sequence[dict[str, Any]] = ()) -> None:
+                      replies: Sequence[dict[str, Any]] = (), *, hold: timedelta | None = None) -> list[int]:
     """Write the conversation as the dialog step left it and queue the step's replies to the resident
-    (none for a channel that answers in the HTTP response)."""
+    (none for a channel that answers in the HTTP response); returns the queued rows' ids. Replies held
+    for `hold` wait that long before a worker sends them: the channel may deliver them itself first."""
     await session.execute(
         update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == conversation.id).values(
             locale=conversation.locale, state=conversation.state, draft=conversation.draft,
             context=conversation.context, draft_updated_at=conversation.draft_updated_at, updated_at=utcnow()))
-    await outbox.enqueue_replies(session, channel=conversation.channel, recipient=conversation.user_ref,
-                                 conversation_id=conversation.id, payloads=replies)
+    return await outbox.enqueue_replies(session, channel=conversation.channel, recipient=conversation.user_ref,
+                                        conversation_id=conversation.id, payloads=replies, hold=hold)
 
 
 async def queue_replies(session: AsyncSession, channel: str, user_ref: str,

@@ -25,17 +25,39 @@ async def enqueue(session: AsyncSession, *, channel: str, recipient: str, payloa
     return message
 
 
-async def enqueue_replies(session: AsyncSession, *, channel: str, recipient: str, conversation_id: int,
-                          payloads: Sequence[dict[str, Any]]) -> None:
+async def enqueue_replies(session: AsyncSession, *, channel: str, recipient: str, conversation_id: int | None,
+                          payloads: Sequence[dict[str, Any]], hold: timedelta | None = None) -> list[int]:
     """A dialog step's replies to one resident, in order (the outbox sends by id), in one statement; they
-    belong to the conversation and are deleted with it."""
+    belong to the conversation and are deleted with it. Returns their ids."""
     if not payloads:
-        return
+        return []
     now = utcnow()
-    await session.execute(insert(_OUTBOX), [
+    due = now + hold if hold is not None else now
+    result = await session.execute(insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True), [
         {"channel": channel, "recipient": recipient, "payload": payload, "case_id": None,
-         "conversation_id": conversation_id, "status": "pending", "attempts": 0, "next_attempt_at": now,
+         "conversation_id": conversation_id, "status": "pending", "attempts": 0, "next_attempt_at": due,
          "created_at": now} for payload in payloads])
+    return list(result.scalars())
+
+
+async def deliver_passively(session: AsyncSession, message_id: int, remainder: dict[str, Any] | None) -> bool:
+    """A held reply that the channel is answering in its HTTP response: recorded as delivered, and what did not
+    fit into that one answer queued to follow at once. False if it was delivered already (nothing done)."""
+    message = await session.get(OutboxMessage, message_id, with_for_update=True)
+    if message is None or message.status != "pending":
+        return False
+    await mark_sent(session, [message_id])
+    if remainder is not None:
+        await enqueue_replies(session, channel=message.channel, recipient=message.recipient,
+                              conversation_id=message.conversation_id, payloads=[remainder])
+    return True
+
+
+async def release(session: AsyncSession, message_ids: Sequence[int]) -> None:
+    """Held replies the channel could not deliver itself: due now, for the worker."""
+    if message_ids:
+        await session.execute(update(_OUTBOX).where(_OUTBOX.c.id.in_(message_ids), _OUTBOX.c.status == "pending")
+                              .values(next_attempt_at=utcnow()))
 
 
 async def lease(

@@ -31,7 +31,7 @@ from bot.config import Settings
 from bot.outbox import PermanentFailure, TemporaryFailure
 from bot.runtime import Runtime
 from handlers.texts import normalise_locale
-from handlers.types import Attachment, Choice, Inbound, Outbound
+from handlers.types import Attachment, Choice, Inbound, Outbound, one_payload_each
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +257,7 @@ class TelegramChannel:
         inbound = to_inbound(update, self._fetcher)
         if inbound is None:
             return
-        await self._runtime.handle(inbound, via_outbox=True)
+        await self._runtime.handle(inbound, queue=one_payload_each)
 
     async def _apologise(self, update: Update) -> None:
         """The database or the dialog failed: tell the resident directly, their draft is untouched."""

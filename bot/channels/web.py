@@ -166,8 +166,8 @@ def build_router(runtime: Runtime) -> APIRouter:
         else:
             assert body.text is not None
             inbound = Inbound(CHANNEL, ref, locale, text=body.text, client_ip=address)
-        messages = await database_step(runtime.handle(inbound, via_outbox=False), locale)
-        return _out(messages or [])
+        step = await database_step(runtime.handle(inbound), locale)
+        return _out(step.messages if step else [])
 
     @router.post("/chat/api/upload", response_model=MessagesOut)
     async def upload(
@@ -189,10 +189,10 @@ def build_router(runtime: Runtime) -> APIRouter:
         media_type = file.content_type or "application/octet-stream"
         kind = "photo" if media_type.startswith("image/") else "document"
         attachment = Attachment(kind, media_type, len(content), file.filename, fetch)  # type: ignore[arg-type]
-        messages = await database_step(
-            runtime.handle(Inbound(CHANNEL, ref, locale, attachment=attachment, client_ip=client_ip(request)),
-                           via_outbox=False), locale)
-        return _out(messages or [])
+        step = await database_step(
+            runtime.handle(Inbound(CHANNEL, ref, locale, attachment=attachment, client_ip=client_ip(request))),
+            locale)
+        return _out(step.messages if step else [])
 
     @router.get("/chat/api/inbox", response_model=MessagesOut)
     async def inbox(

@@ -48,7 +48,7 @@ class Resident:
     async def _send(self, **fields: Any) -> list[Outbound]:
         inbound = Inbound("test", self.user_ref, self.locale, client_ip=self.client_ip, **fields)
         async with self.harness.sessionmaker.begin() as session:
-            self.last = await dialog.handle(session, inbound, self.harness.context, queue_replies=False)
+            self.last = (await dialog.handle(session, inbound, self.harness.context)).messages
         return self.last
 
     async def say(self, text: str) -> list[Outbound]:

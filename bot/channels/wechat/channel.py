@@ -10,6 +10,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -32,13 +33,16 @@ from bot.config import ConfigError, Settings
 from bot.outbox import PermanentFailure, TemporaryFailure
 from bot.runtime import KeyedLocks, Runtime
 from handlers.types import Inbound, Outbound
-from storage import actions
+from storage import actions, outbox
 from storage.db import DATABASE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
 MAX_CLOCK_SKEW = 300
 """Seconds a callback's timestamp may differ from our clock before it counts as stale (or replayed)."""
+PASSIVE_HOLD = timedelta(seconds=30)
+"""How long a step's reply waits in the outbox for the passive answer (WeChat's retries end after ~20 s)
+before a worker sends it through the customer-service API."""
 PASSIVE_BUDGET = 4.0
 """Seconds from a callback's arrival within which a finished step is answered passively; WeChat
 gives up at 5."""
@@ -57,6 +61,8 @@ class _Step:
     waiting: set[int] = field(default_factory=set)
     passive_for: int | None = None
     text: str = ""
+    held: int | None = None
+    """The outbox row holding `text` (written in the step's transaction) until it is delivered here."""
 
 
 @dataclass(frozen=True)
@@ -195,8 +201,32 @@ class WeChatChannel:
         if not self._leave(step, attempt, listening=listening):
             return None
         chunks = split_text(step.text)
+        if not chunks:
+            return None
         later = "\n".join(chunks[1:]) or None
-        return PassiveReply(step.user_ref, chunks[0], later) if chunks else None
+        if step.held is not None and not await self._deliver_passively(step.held, later):
+            return None  # already sent, or not recorded: the outbox has it
+        return PassiveReply(step.user_ref, chunks[0], later)
+
+    async def _deliver_passively(self, message_id: int, later: str | None) -> bool:
+        """Record the held reply as delivered (and queue what does not fit) before it goes into the HTTP
+        answer; if that cannot be recorded, the answer is `success` and the outbox sends the reply."""
+        try:
+            async with self._runtime.sessionmaker.begin() as session:
+                return await outbox.deliver_passively(session, message_id,
+                                                      Outbound(later).to_payload() if later else None)
+        except DATABASE_UNAVAILABLE as problem:
+            log.warning("wechat: passive reply not recorded (%s); the outbox sends it", type(problem).__name__)
+            return False
+        finally:
+            if later:
+                self._runtime.outbox.wake()
+
+    async def _release(self, message_id: int) -> None:
+        """A held reply nobody is waiting for any more: the outbox sends it now."""
+        async with self._runtime.sessionmaker.begin() as session:
+            await outbox.release(session, [message_id])
+        self._runtime.outbox.wake()
 
     def _leave(self, step: _Step, attempt: int, *, listening: bool) -> bool:
         """A delivery stops waiting; True if it carries the passive reply. A delivery chosen for it
@@ -207,18 +237,22 @@ class WeChatChannel:
         if listening:
             return True
         step.passive_for = None
-        self._spawn(self.enqueue_text(step.user_ref, step.text))
+        if step.held is not None:
+            self._spawn(self._release(step.held))
+        else:
+            self._spawn(self.enqueue_text(step.user_ref, step.text))
         return False
 
     async def _run(self, key: str, step: _Step, inbound: Inbound) -> None:
         try:
             async with self._order.hold(inbound.user_ref):
                 prepared = await self._prefetch(inbound)
-                messages = await self._dialog_step(prepared)
-                step.text = render_replies(messages or [], self._texts)
+                step.text, step.held = await self._dialog_step(prepared)
                 if step.text:
                     if step.waiting:
                         step.passive_for = max(step.waiting)
+                    elif step.held is not None:
+                        await self._release(step.held)
                     else:
                         await self.enqueue_text(inbound.user_ref, step.text)
         except Exception:
@@ -248,20 +282,34 @@ class WeChatChannel:
         size = None if content is None else len(content)
         return replace(inbound, attachment=replace(attachment, fetch=downloaded, size_bytes=size))
 
-    async def _dialog_step(self, inbound: Inbound) -> list[Outbound] | None:
+    def _pack(self, messages: list[Outbound]) -> list[dict[str, object]]:
+        """A step's replies as WeChat gets them: one text (WeChat answers a message once, and counts every
+        customer-service message against a small quota)."""
+        text = render_replies(messages, self._texts)
+        return [Outbound(text).to_payload()] if text else []
+
+    async def _dialog_step(self, inbound: Inbound) -> tuple[str, int | None]:
+        """The step's reply text and the outbox row holding it. The reply is written to the outbox in the
+        step's own transaction, held back for `PASSIVE_HOLD`: delivered in the HTTP answer it is recorded
+        as sent; if this process dies first, a worker sends it through the customer-service API."""
         try:
-            return await self._runtime.handle(inbound, via_outbox=False)
+            step = await self._runtime.handle(inbound, queue=self._pack, hold=PASSIVE_HOLD)
         except IntegrityError as problem:
             if "processed_updates" in str(problem):
                 log.info("wechat message %s claimed by a concurrent delivery", inbound.update_key)
-                return None
+                return "", None
             log.exception("wechat message %s could not be handled", inbound.update_key)
         except Exception:
             log.exception("wechat message %s could not be handled", inbound.update_key)
-        return [Outbound(self._texts.get(self._settings.city.default_locale, "service_busy"))]
+        else:
+            if step is None:
+                return "", None
+            return render_replies(step.messages, self._texts), (step.outbox_ids[0] if step.outbox_ids else None)
+        return self._texts.get(self._settings.city.default_locale, "service_busy"), None
 
     async def enqueue_text(self, recipient: str, text: str) -> None:
-        """A reply that missed the passive window: to the outbox, for the customer-service API."""
+        """A reply no step stored (the "try again" of a failed step) that missed the passive window: to the
+        outbox, for the customer-service API."""
         async with self._runtime.sessionmaker.begin() as session:
             await actions.queue_replies(session, CHANNEL, recipient, [Outbound(text).to_payload()])
         self._runtime.outbox.wake()

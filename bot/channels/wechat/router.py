@@ -7,7 +7,6 @@ import logging
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
-from starlette.background import BackgroundTask
 
 from bot.channels.wechat.channel import WeChatChannel
 from bot.channels.wechat.messages import CallbackRejected
@@ -69,7 +68,6 @@ def build_router(channel: WeChatChannel) -> APIRouter:
             return rejected(problem, request)
         if xml is None or reply is None:
             return PlainTextResponse("success")
-        later = BackgroundTask(channel.enqueue_text, reply.recipient, reply.later) if reply.later else None
-        return Response(xml, media_type="application/xml", background=later)
+        return Response(xml, media_type="application/xml")
 
     return router
