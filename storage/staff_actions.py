@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -67,6 +67,10 @@ async def list_staff(session: AsyncSession) -> list[StaffUser]:
     return list((await session.execute(query)).scalars())
 
 
+async def count_staff(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(StaffUser)) or 0)
+
+
 async def create_staff(session: AsyncSession, *, username: str, display_name: str, role: StaffRole,
                        password_hash: str, actor: StaffUser | None = None) -> StaffUser:
     if await get_staff_by_username(session, username) is not None:
@@ -77,6 +81,15 @@ async def create_staff(session: AsyncSession, *, username: str, display_name: st
     await session.flush()
     await audit(session, actor, "staff.create", detail={"user": username, "role": str(role)})
     return user
+
+
+async def create_first_admin(session: AsyncSession, *, username: str, display_name: str,
+                             password_hash: str) -> StaffUser | None:
+    """An administrator account, only while no staff account exists (None otherwise): the first start's."""
+    if await count_staff(session):
+        return None
+    return await create_staff(session, username=username, display_name=display_name, role=StaffRole.ADMIN,
+                              password_hash=password_hash)
 
 
 async def set_queues(session: AsyncSession, user: StaffUser, queues: Sequence[str], *,
