@@ -11,7 +11,6 @@ from itsdangerous import BadSignature
 
 from console import accounts, signin, texts
 from console.auth import (
-    MIN_PASSWORD_LENGTH,
     Principal,
     enrol_serializer,
     hash_password,
@@ -53,9 +52,9 @@ async def change_password(request: Request, principal: PagePrincipal, *, csrf: C
         return await account_page(request, principal, status_code=422, error=texts.joined("account.passwords_differ"))
     try:
         password_hash = await asyncio.to_thread(hash_password, new)
-    except ValueError:
-        return await account_page(request, principal, status_code=422,
-                                  error=texts.joined("account.password_too_short", length=MIN_PASSWORD_LENGTH))
+    except ValueError as problem:  # what is wrong with it, in English, from `hash_password`
+        too_short = texts.get("zh", "account.password_too_short")
+        return await account_page(request, principal, status_code=422, error=f"{too_short} {problem}")
     token = await signin.new_password(principal.context, principal.user.id, password_hash, ip=client_ip(request))
     response = redirect("/console/account?done=password")
     set_session_cookie(response, principal.context, token)
