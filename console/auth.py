@@ -16,7 +16,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from console.context import ConsoleContext, context_of
 from handlers.city import CityConfig
 from storage import staff_actions
-from storage.models import Case, StaffRole, StaffSession, StaffUser
+from storage.models import Case, StaffRole, StaffSession, StaffUser, utcnow
 
 SESSION_COOKIE = "ql_staff"
 _hasher = PasswordHasher()
@@ -184,11 +184,15 @@ async def api_principal(request: Request, context: ContextDep) -> Principal:
     """A bearer token (integrations) or the console's own session cookie."""
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
-        async with context.database.sessionmaker.begin() as session:
+        async with context.database.read_sessionmaker() as session:
             record = await staff_actions.find_api_token(session, header[7:].strip())
             user = await staff_actions.get_staff(session, record.user_id) if record else None
-        if user is None or not user.active:
+        if record is None or user is None or not user.active:
             raise HTTPException(401, "invalid or revoked API token", headers={"WWW-Authenticate": "Bearer"})
+        now = utcnow()
+        if staff_actions.token_use_is_news(record, now):  # the write lock at most every few minutes per token
+            async with context.database.sessionmaker.begin() as session:
+                await staff_actions.record_token_use(session, record.id, now)
         return Principal(user, None, context)
     principal = await _session_principal(request, context)
     if principal is None:

@@ -182,13 +182,27 @@ async def create_api_token(session: AsyncSession, user: StaffUser, name: str, *,
     return token, record
 
 
+TOKEN_USE_RESOLUTION = timedelta(minutes=5)
+"""How exact an API token's `last_used_at` is: at most one write per token in this time."""
+
+
 async def find_api_token(session: AsyncSession, token: str) -> ApiToken | None:
+    """The active token with this secret (a read: `record_token_use` notes the use)."""
     query = select(ApiToken).where(ApiToken.token_hash == token_hash(token), ApiToken.revoked.is_(False))
-    record = (await session.execute(query)).scalar_one_or_none()
-    now = utcnow()
-    if record is not None and (record.last_used_at is None or record.last_used_at < now - timedelta(minutes=5)):
-        record.last_used_at = now  # at most one write per token every five minutes
-    return record
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+def token_use_is_news(record: ApiToken, now: datetime) -> bool:
+    """Whether `record_token_use` would change anything (so a caller on a read session can skip it)."""
+    return record.last_used_at is None or record.last_used_at < now - TOKEN_USE_RESOLUTION
+
+
+async def record_token_use(session: AsyncSession, token_id: int, now: datetime) -> None:
+    """Note that a token was used, unless it was noted less than `TOKEN_USE_RESOLUTION` ago."""
+    await session.execute(update(ApiToken).where(
+        ApiToken.id == token_id,
+        (ApiToken.last_used_at.is_(None)) | (ApiToken.last_used_at < now - TOKEN_USE_RESOLUTION),
+    ).values(last_used_at=now))
 
 
 async def list_api_tokens(session: AsyncSession, user_id: int) -> list[ApiToken]:

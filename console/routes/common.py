@@ -1,4 +1,4 @@
-"""What every page router shares: the router class, the request's principal and context, the CSRF check of
+"""What every page router shares: the router class, the logged-in principal, the CSRF check of
 a form, parsing of query values, paging, and the error page."""
 
 from __future__ import annotations
@@ -10,14 +10,13 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import Response
 
 from console.auth import LoginRequired, Principal, page_principal
-from console.context import ConsoleContext, context_of
+from console.context import context_of
 from console.operations import OperationError
 from console.rendering import ConsoleRoute, render
 
 PER_PAGE = 50
 
 PagePrincipal = Annotated[Principal, Depends(page_principal)]
-ContextDep = Annotated[ConsoleContext, Depends(context_of)]
 CsrfField = Annotated[str, Form(alias="csrf")]
 
 

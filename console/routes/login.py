@@ -16,6 +16,7 @@ from itsdangerous import BadSignature
 from console import signin, texts
 from console.auth import (
     SESSION_COOKIE,
+    ContextDep,
     Principal,
     enrol_serializer,
     half_logged_in,
@@ -25,7 +26,7 @@ from console.auth import (
 )
 from console.context import ConsoleContext
 from console.rendering import redirect, render
-from console.routes.common import ContextDep, CsrfField, check_csrf, client_ip, page_router
+from console.routes.common import CsrfField, check_csrf, client_ip, page_router
 from console.throttle import LoginThrottle, login_throttle
 
 LOGIN_COOKIE = "ql_login"
