@@ -88,11 +88,7 @@ async def update_staff(principal: Principal, username: str, *, role: StaffRole |
             await staff_actions.set_active(session, user, active, actor=principal.user)
         if totp_required is not None and totp_required != user.totp_required:
             await staff_actions.require_totp(session, user, totp_required, actor=principal.user)
-        user_id = user.id
-        session.expire(user)
-        updated = await staff_actions.get_staff(session, user_id)
-    assert updated is not None
-    return updated
+        return await staff_actions.reloaded(session, user)
 
 
 async def api_tokens(principal: Principal) -> list[ApiToken]:

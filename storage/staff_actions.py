@@ -62,6 +62,15 @@ async def get_staff_by_username(session: AsyncSession, username: str) -> StaffUs
     return (await session.execute(query)).scalar_one_or_none()
 
 
+async def reloaded(session: AsyncSession, user: StaffUser) -> StaffUser:
+    """`user` as the database has it now in this transaction (its queues too, after `set_queues`)."""
+    user_id = user.id
+    session.expire(user)
+    fresh = await get_staff(session, user_id)
+    assert fresh is not None
+    return fresh
+
+
 async def list_staff(session: AsyncSession) -> list[StaffUser]:
     query = select(StaffUser).order_by(StaffUser.username).options(selectinload(StaffUser.queues))
     return list((await session.execute(query)).scalars())
