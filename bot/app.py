@@ -25,8 +25,9 @@ from bot.channels.wecom import WeComSender
 from bot.config import Settings
 from bot.jobs import run_digests, run_housekeeping
 from bot.runtime import Runtime
+from bot.staff_cli import ensure_first_admin
 from console.app import mount_console
-from console.cli import ensure_first_admin
+from console.context import ConsoleContext
 from storage.migrate import upgrade
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,16 @@ def release_free_memory() -> None:
 
 
 
+def console_context(runtime: Runtime) -> ConsoleContext:
+    """What the staff console gets from the shell."""
+    settings = runtime.settings
+    return ConsoleContext(
+        city=settings.city, database=runtime.database, secret_key=settings.resolved_secret_key(),
+        evidence_dir=settings.evidence_dir, data_dir=settings.data_dir, public_url=settings.public_url,
+        environment=settings.environment, wake_outbox=runtime.outbox.wake,
+        reload_classifier=runtime.classifier.ensure_ready, classifier_version=lambda: runtime.classifier.version)
+
+
 def create_app(settings: Settings) -> FastAPI:
     runtime = Runtime.build(settings)
     telegram_channel: Any = None
@@ -60,8 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
         nonlocal telegram_channel
         await asyncio.to_thread(upgrade, settings.resolved_database_url, settings.resolved_keyring())
         await runtime.classifier.ensure_ready()
-        async with runtime.sessionmaker.begin() as session:
-            first_admin = await ensure_first_admin(session, settings)
+        first_admin = await ensure_first_admin(runtime.database, settings.environment)
         if first_admin:
             print(first_admin, flush=True)
         runtime.outbox.start()
@@ -105,7 +115,7 @@ def create_app(settings: Settings) -> FastAPI:
         errors = [{key: value for key, value in error.items() if key not in ("input", "ctx", "url")}
                   for error in problem.errors()]
         return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
-    mount_console(app)
+    mount_console(app, console_context(runtime))
     app.include_router(web.build_router(runtime))
     if wechat_channel is not None:
         from bot.channels.wechat import build_router as wechat_router

@@ -12,7 +12,7 @@ import typer
 
 from bot.channels.wechat import wechat_app
 from bot.config import ConfigError, Settings, load_settings
-from console.cli import staff_app
+from bot.staff_cli import staff_app
 from nlp.cli import classify, model_app
 
 app = typer.Typer(help="Qinglian (清廉): public-reporting chatbot.", no_args_is_help=True,

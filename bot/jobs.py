@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from console.stats import digest_message
 from handlers.city import CityConfig, Limits
-from storage import housekeeping, outbox
+from handlers.routing import staff_channels
+from storage import digests, housekeeping, outbox
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -92,11 +94,22 @@ async def run_housekeeping(sessionmaker: async_sessionmaker[AsyncSession], evide
         await asyncio.sleep(INTERVAL_SECONDS)
 
 
+async def send_digests(sessionmaker: async_sessionmaker[AsyncSession], city: CityConfig, now: datetime) -> int:
+    """Write each queue's digest to the outbox for each of its staff channels, in one transaction; returns
+    how many messages were enqueued. Queues without a staff channel are skipped."""
+    enqueued = 0
+    async with sessionmaker.begin() as session:
+        for queue in city.queues:
+            targets = staff_channels(city, queue.code)
+            if targets:
+                facts = await digests.digest_facts(session, queue.code, now)
+                enqueued += await digests.enqueue_digest(session, targets=targets, text=digest_message(city, facts))
+    return enqueued
+
+
 async def digest_once(sessionmaker: async_sessionmaker[AsyncSession], city: CityConfig) -> int:
     """Send the daily digest to every queue's staff channel once a day, after the configured hour,
     whichever worker gets there first."""
-    from console.stats import send_digests
-
     now = utcnow()
     local = now.astimezone(ZoneInfo(city.timezone))
     if local.hour < city.console.digest_hour:

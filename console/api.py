@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import FileResponse
 
-from console import operations
+from console import accounts, operations
 from console.auth import Principal, api_principal, can_reveal_identity, visible_queues
 from console.operations import OperationError
 from console.schemas import (
@@ -124,7 +124,7 @@ async def list_cases(
     per_page: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Page[CaseSummary]:
     """Newest first. Only ever your queues, whatever `queue` asks for; an unknown code is a 422."""
-    city = principal.runtime.settings.city
+    city = principal.context.city
     problems = []
     if district is not None and district != "unsure" and city.district(district) is None:
         problems.append(f"unknown district {district!r}")
@@ -145,7 +145,7 @@ async def list_cases(
         text=q.strip() or None if q else None,
     )
     cases, total = await operations.list_cases(principal, flt, page=page, per_page=per_page)
-    usernames = await operations.staff_usernames(principal, {c.assigned_to_id for c in cases if c.assigned_to_id})
+    usernames = await accounts.staff_usernames(principal, {c.assigned_to_id for c in cases if c.assigned_to_id})
     return Page[CaseSummary].of(summaries(cases, usernames), total=total, page=page, per_page=per_page)
 
 
@@ -256,7 +256,7 @@ async def evidence(principal: CurrentUser, case_number: CaseNumber, request: Req
 
 @router.get("/queues", response_model=list[QueueOut], summary="Your queues with their counts")
 async def queues(principal: CurrentUser) -> list[QueueOut]:
-    city = principal.runtime.settings.city
+    city = principal.context.city
     result = []
     for code, counts in (await operations.overview(principal)).items():
         configured = city.queue(code)
@@ -272,14 +272,14 @@ async def me(principal: CurrentUser) -> MeOut:
     allowed = visible_queues(user)
     return MeOut(username=user.username, display_name=user.display_name, role=user.role,  # type: ignore[arg-type]
                  queues=sorted(allowed) if allowed is not None else None,
-                 can_reveal_identity=can_reveal_identity(user, principal.runtime.settings.city),
+                 can_reveal_identity=can_reveal_identity(user, principal.context.city),
                  totp_enabled=user.totp_secret is not None,
                  authenticated_by="session" if principal.session else "token")
 
 
 @router.get("/tokens", response_model=list[TokenOut], summary="Your API tokens", tags=["tokens"])
 async def list_tokens(principal: CurrentUser) -> list[TokenOut]:
-    return tokens_out(await operations.api_tokens(principal))
+    return tokens_out(await accounts.api_tokens(principal))
 
 
 @router.post("/tokens", response_model=TokenCreatedOut, status_code=201, summary="Create an API token",
@@ -287,7 +287,7 @@ async def list_tokens(principal: CurrentUser) -> list[TokenOut]:
 async def create_token(principal: CurrentUser, body: TokenIn) -> TokenCreatedOut:
     """Only from a console login (cookie and `X-CSRF-Token`), not with another token. The secret is in this
     response only; the service keeps its hash."""
-    secret, record = await operations.create_api_token(principal, body.name)
+    secret, record = await accounts.create_api_token(principal, body.name)
     return TokenCreatedOut(id=record.id, name=record.name, created_at=record.created_at,
                            last_used_at=record.last_used_at, revoked=record.revoked, token=secret)
 
@@ -295,7 +295,7 @@ async def create_token(principal: CurrentUser, body: TokenIn) -> TokenCreatedOut
 @router.delete("/tokens/{token_id}", status_code=204, summary="Revoke one of your API tokens", tags=["tokens"],
                responses=_errors(401, 403, 404))
 async def revoke_token(principal: CurrentUser, token_id: Annotated[int, Path(ge=1)]) -> Response:
-    await operations.revoke_api_token(principal, token_id)
+    await accounts.revoke_api_token(principal, token_id)
     return Response(status_code=204)
 
 
@@ -312,7 +312,7 @@ async def audit(
     per_page: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Page[AuditOut]:
     """Who saw or did what, when; newest first."""
-    rows, total = await operations.audit_log(principal, page=page, per_page=per_page, actor=actor, case_number=case)
+    rows, total = await accounts.audit_log(principal, page=page, per_page=per_page, actor=actor, case_number=case)
     return Page[AuditOut].of([AuditOut.build(entry, user, number) for entry, user, number in rows], total=total,
                              page=page, per_page=per_page)
 
@@ -320,13 +320,13 @@ async def audit(
 @router.get("/staff", response_model=list[StaffOut], summary="Staff accounts (administrators)", tags=["admin"],
             responses=_errors(401, 403))
 async def list_staff(principal: CurrentUser) -> list[StaffOut]:
-    return [StaffOut.build(user) for user in await operations.list_staff(principal)]
+    return [StaffOut.build(user) for user in await accounts.list_staff(principal)]
 
 
 @router.post("/staff", response_model=StaffOut, status_code=201, summary="Create a staff account (administrators)",
              tags=["admin"], responses=_errors(401, 403, 409))
 async def create_staff(principal: CurrentUser, body: StaffCreateIn) -> StaffOut:
-    user = await operations.add_staff(principal, username=body.username,
+    user = await accounts.add_staff(principal, username=body.username,
                                       display_name=body.display_name or body.username, role=StaffRole(body.role),
                                       queues=body.queues, password=body.password)
     return StaffOut.build(user)
@@ -338,6 +338,6 @@ async def update_staff(principal: CurrentUser, username: Annotated[str, Path(max
                        body: StaffPatchIn) -> StaffOut:
     """Fields left out stay as they are. Disabling ends the account's sessions and revokes its tokens; an
     administrator cannot demote or disable their own account."""
-    user = await operations.update_staff(principal, username, role=StaffRole(body.role) if body.role else None,
+    user = await accounts.update_staff(principal, username, role=StaffRole(body.role) if body.role else None,
                                          queues=body.queues, active=body.active, totp_required=body.totp_required)
     return StaffOut.build(user)

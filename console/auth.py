@@ -10,13 +10,13 @@ from typing import Annotated
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from bot.runtime import Runtime
+from console.context import ConsoleContext, context_of
 from handlers.city import CityConfig
 from storage import staff_actions
-from storage.models import Case, StaffRole, StaffSession, StaffUser
+from storage.models import Case, StaffRole, StaffSession, StaffUser, utcnow
 
 SESSION_COOKIE = "ql_staff"
 _hasher = PasswordHasher()
@@ -52,8 +52,43 @@ def verify_totp(secret: str, code: str) -> bool:
     return code.isdigit() and pyotp.TOTP(secret).verify(code, valid_window=1)
 
 
-def cookie_serializer(runtime: Runtime) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(runtime.settings.resolved_secret_key(), salt="qinglian-staff-session")
+# --- cookies ------------------------------------------------------------------------------------
+
+
+def cookie_serializer(context: ConsoleContext) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(context.secret_key, salt="qinglian-staff-session")
+
+
+def enrol_serializer(context: ConsoleContext) -> URLSafeTimedSerializer:
+    """Signs a new TOTP secret into the enrolment form, so the server keeps nothing until it is confirmed."""
+    return URLSafeTimedSerializer(context.secret_key, salt="qinglian-totp-enrol")
+
+
+def session_max_age(context: ConsoleContext) -> int:
+    return int(context.city.console.session_hours * 3600)
+
+
+def set_session_cookie(response: Response, context: ConsoleContext, token: str) -> None:
+    response.set_cookie(SESSION_COOKIE, cookie_serializer(context).dumps(token), httponly=True, samesite="lax",
+                        secure=context.secure_cookies, path="/", max_age=session_max_age(context))
+
+
+def session_token(request: Request, context: ConsoleContext) -> str | None:
+    """The server-side session's token from the signed cookie (whatever its age)."""
+    raw = request.cookies.get(SESSION_COOKIE)
+    if not raw:
+        return None
+    try:
+        return str(cookie_serializer(context).loads(raw))
+    except BadSignature:
+        return None
+
+
+def totp_enrolment(context: ConsoleContext, username: str) -> dict[str, str]:
+    """A new TOTP secret, its otpauth:// URI and the secret signed for the enrolment form."""
+    secret = new_totp_secret()
+    return {"secret": secret, "uri": totp_uri(secret, username, context.issuer),
+            "signed": enrol_serializer(context).dumps(secret)}
 
 
 # --- permissions ------------------------------------------------------------------------------
@@ -86,7 +121,7 @@ def has_role(user: StaffUser, *roles: StaffRole) -> bool:
 class Principal:
     user: StaffUser
     session: StaffSession | None  # None for API tokens
-    runtime: Runtime
+    context: ConsoleContext
 
     @property
     def csrf_token(self) -> str:
@@ -107,20 +142,19 @@ class LoginRequired(Exception):
         self.second_factor = second_factor
 
 
-def get_runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
+ContextDep = Annotated[ConsoleContext, Depends(context_of)]
 
 
-async def _session_principal(request: Request, runtime: Runtime, *, allow_half: bool = False) -> Principal | None:
+async def _session_principal(request: Request, context: ConsoleContext, *,
+                             allow_half: bool = False) -> Principal | None:
     raw = request.cookies.get(SESSION_COOKIE)
     if not raw:
         return None
     try:
-        token = cookie_serializer(runtime).loads(raw, max_age=int(runtime.settings.city.console.session_hours * 3600))
+        token = cookie_serializer(context).loads(raw, max_age=session_max_age(context))
     except BadSignature:
         return None
-    async with runtime.sessionmaker() as session:
+    async with context.database.read_sessionmaker() as session:
         record = await staff_actions.find_session(session, str(token))
         if record is None:
             return None
@@ -129,32 +163,38 @@ async def _session_principal(request: Request, runtime: Runtime, *, allow_half: 
         return None
     if not record.second_factor_done and not allow_half:
         return None
-    return Principal(user, record, runtime)
+    return Principal(user, record, context)
 
 
-async def page_principal(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> Principal:
-    principal = await _session_principal(request, runtime)
+async def page_principal(request: Request, context: ContextDep) -> Principal:
+    principal = await _session_principal(request, context)
     if principal is None:
-        half = await _session_principal(request, runtime, allow_half=True)
+        half = await _session_principal(request, context, allow_half=True)
         raise LoginRequired(request.url.path, second_factor=half is not None)
     return principal
 
 
-async def half_logged_in(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> Principal | None:
-    return await _session_principal(request, runtime, allow_half=True)
+async def half_logged_in(request: Request, context: ConsoleContext) -> Principal | None:
+    """The principal of a session whose second factor may still be missing (login pages, logout)."""
+    principal = await _session_principal(request, context, allow_half=True)
+    return principal if principal is not None and principal.session is not None else None
 
 
-async def api_principal(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> Principal:
+async def api_principal(request: Request, context: ContextDep) -> Principal:
     """A bearer token (integrations) or the console's own session cookie."""
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
-        async with runtime.sessionmaker.begin() as session:
+        async with context.database.read_sessionmaker() as session:
             record = await staff_actions.find_api_token(session, header[7:].strip())
             user = await staff_actions.get_staff(session, record.user_id) if record else None
-        if user is None or not user.active:
+        if record is None or user is None or not user.active:
             raise HTTPException(401, "invalid or revoked API token", headers={"WWW-Authenticate": "Bearer"})
-        return Principal(user, None, runtime)
-    principal = await _session_principal(request, runtime)
+        now = utcnow()
+        if staff_actions.token_use_is_news(record, now):  # the write lock at most every few minutes per token
+            async with context.database.sessionmaker.begin() as session:
+                await staff_actions.record_token_use(session, record.id, now)
+        return Principal(user, None, context)
+    principal = await _session_principal(request, context)
     if principal is None:
         raise HTTPException(401, "authentication required: send 'Authorization: Bearer <token>'",
                             headers={"WWW-Authenticate": "Bearer"})

@@ -1,104 +1,27 @@
-"""Statistics of the back office: counts over a period, times to accept and close, overdue cases, the
-charts (standalone SVG), the CSV export and each queue's daily digest.
-
-Everything here only reads (SELECTs of plain columns) and works the same on SQLite and PostgreSQL: counts
-and medians are computed in Python, not with dialect-specific SQL. The caller (the edge) owns the session.
+"""Statistics for people: display names of what is counted, the charts (standalone SVG), the CSV export and
+the wording of each queue's daily digest. The counting itself is `storage.statistics`, the digest's facts
+`storage.digests`; everything here is pure (no database, no I/O).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import statistics as pystats
 import unicodedata
-from collections import Counter
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from html import escape
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
+from console import texts
 from handlers.city import CityConfig
-from handlers.routing import staff_channels
 from handlers.texts import Texts
 from nlp.labels import LABELS
-from storage import outbox, queries
-from storage.models import Case, CaseStatus, utcnow
+from storage.digests import DigestFacts
+from storage.statistics import DIMENSIONS, NO_DISTRICT, NO_LABEL, Statistics
 
-DIMENSIONS = ("label", "district", "queue", "status")
-NO_DISTRICT = "unsure"  # the reporter did not know the district (same key as `CaseFilter.district`)
-NO_LABEL = "unlabelled"  # not classified (no model answer and no staff label)
 DIGEST_MAX_LISTED = 20
-DIGEST_WINDOW = timedelta(hours=24)
-STATUS_ORDER = tuple(status.value for status in CaseStatus)
 CJK_FONTS = ("'Noto Sans CJK SC','Source Han Sans SC','PingFang SC','Microsoft YaHei','WenQuanYi Micro Hei',"
              "'Noto Sans',Arial,sans-serif")
-
-
-@dataclass(frozen=True)
-class OverdueCounts:
-    accept: int = 0  # not accepted by `accept_due_at`
-    resolve: int = 0  # not closed by `resolve_due_at`
-
-
-@dataclass
-class Statistics:
-    """Reports created in [start, end) (in `queues`, or every queue when None).
-
-    `by_*` map a code to a count (only codes that occur; labels, districts and queues by count, descending;
-    statuses in lifecycle order). Cases without a district count under `NO_DISTRICT`, without a label under
-    `NO_LABEL`. The medians are in hours, over the cases *accepted* / *closed* (closed, rejected or duplicate)
-    in the period, whenever they were filed; None without such cases. `overdue` counts, per queue, the cases
-    of the period that missed a deadline that had passed by the end of the period (or now, if earlier): not
-    accepted (nor closed) by `accept_due_at`, not closed by `resolve_due_at` — late ones count too. The
-    average rating is over the rated cases closed in the period.
-    """
-
-    start: datetime
-    end: datetime
-    queues: frozenset[str] | None
-    total: int = 0
-    by_label: dict[str, int] = field(default_factory=dict)
-    by_district: dict[str, int] = field(default_factory=dict)
-    by_queue: dict[str, int] = field(default_factory=dict)
-    by_status: dict[str, int] = field(default_factory=dict)
-    median_hours_to_accept: float | None = None
-    accepted_count: int = 0
-    median_hours_to_close: float | None = None
-    closed_count: int = 0
-    overdue: dict[str, OverdueCounts] = field(default_factory=dict)
-    average_rating: float | None = None
-    rating_count: int = 0
-
-    @property
-    def overdue_accept_total(self) -> int:
-        return sum(counts.accept for counts in self.overdue.values())
-
-    @property
-    def overdue_resolve_total(self) -> int:
-        return sum(counts.resolve for counts in self.overdue.values())
-
-    def counts(self, dimension: str) -> dict[str, int]:
-        if dimension not in DIMENSIONS:
-            raise ValueError(f"unknown dimension {dimension!r}; one of {', '.join(DIMENSIONS)}")
-        by_dimension: dict[str, int] = getattr(self, f"by_{dimension}")
-        return by_dimension
-
-
-def _aware(value: datetime, name: str) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError(f"{name} must be a timezone-aware datetime")
-    return value.astimezone(UTC)
-
-
-def _hours(later: datetime, earlier: datetime) -> float:
-    return (later - earlier).total_seconds() / 3600
-
-
-def _by_count(counter: Counter[str]) -> dict[str, int]:
-    return dict(sorted(counter.items(), key=lambda item: (-item[1], item[0])))
 
 
 def local_period(city: CityConfig, first_day: date, last_day: date) -> tuple[datetime, datetime]:
@@ -111,90 +34,21 @@ def local_period(city: CityConfig, first_day: date, last_day: date) -> tuple[dat
     return start.astimezone(UTC), end.astimezone(UTC)
 
 
-async def compute(session: AsyncSession, city: CityConfig, *, start: datetime, end: datetime,
-                  queues: set[str] | frozenset[str] | None, now: datetime | None = None) -> Statistics:
-    """The statistics of [start, end); `now` (default: the current time) only bounds the overdue check."""
-    start, end = _aware(start, "start"), _aware(end, "end")
-    if end <= start:
-        raise ValueError("the period must end after it starts")
-    cutoff = min(end, _aware(now, "now") if now is not None else utcnow())
-    chosen = frozenset(queues) if queues is not None else None
-    stats = Statistics(start=start, end=end, queues=chosen)
-
-    scope = [Case.queue.in_(sorted(chosen))] if chosen is not None else []
-
-    created = await session.execute(
-        select(Case.label, Case.district, Case.queue, Case.status, Case.accept_due_at, Case.resolve_due_at,
-               Case.accepted_at, Case.closed_at)
-        .where(*scope, Case.created_at >= start, Case.created_at < end))
-    labels: Counter[str] = Counter()
-    districts: Counter[str] = Counter()
-    queue_counts: Counter[str] = Counter()
-    statuses: Counter[str] = Counter()
-    overdue_accept: Counter[str] = Counter()
-    overdue_resolve: Counter[str] = Counter()
-    for label, district, queue, status, accept_due, resolve_due, accepted_at, closed_at in created.all():
-        stats.total += 1
-        labels[label or NO_LABEL] += 1
-        districts[district or NO_DISTRICT] += 1
-        queue_counts[queue] += 1
-        statuses[status] += 1
-        if accept_due is not None and accept_due < cutoff:
-            # a case closed (rejected, merged) without being accepted first was dealt with when it closed;
-            # one moved on past "accepted" without a timestamp counts as accepted in time
-            first_response = accepted_at or closed_at
-            late = status in queries.NOT_ACCEPTED if first_response is None else first_response > accept_due
-            if late:
-                overdue_accept[queue] += 1
-        if resolve_due is not None and resolve_due < cutoff and (closed_at is None or closed_at > resolve_due):
-            overdue_resolve[queue] += 1
-    stats.by_label = _by_count(labels)
-    stats.by_district = _by_count(districts)
-    stats.by_queue = _by_count(queue_counts)
-    stats.by_status = {status: statuses[status] for status in
-                       [*STATUS_ORDER, *sorted(set(statuses) - set(STATUS_ORDER))] if statuses[status]}
-    stats.overdue = {queue: OverdueCounts(overdue_accept[queue], overdue_resolve[queue]) for queue in stats.by_queue}
-
-    accepted = await session.execute(
-        select(Case.created_at, Case.accepted_at)
-        .where(*scope, Case.accepted_at.is_not(None), Case.accepted_at >= start, Case.accepted_at < end))
-    accept_hours = [_hours(accepted_at, created_at) for created_at, accepted_at in accepted.all()
-                    if accepted_at is not None]
-    stats.accepted_count = len(accept_hours)
-    stats.median_hours_to_accept = pystats.median(accept_hours) if accept_hours else None
-
-    closed = await session.execute(
-        select(Case.created_at, Case.closed_at, Case.rating)
-        .where(*scope, Case.closed_at.is_not(None), Case.closed_at >= start, Case.closed_at < end))
-    close_hours: list[float] = []
-    ratings: list[int] = []
-    for created_at, closed_at, rating in closed.all():
-        if closed_at is None:
-            continue
-        close_hours.append(_hours(closed_at, created_at))
-        if rating is not None:
-            ratings.append(rating)
-    stats.closed_count = len(close_hours)
-    stats.median_hours_to_close = pystats.median(close_hours) if close_hours else None
-    stats.rating_count = len(ratings)
-    stats.average_rating = sum(ratings) / len(ratings) if ratings else None
-    return stats
-
-
 # --- names ------------------------------------------------------------------------------------
 
 
 def display_name(city: CityConfig, dimension: str, key: str, locale: str = "zh") -> str:
     """The name staff read for a label, district, queue or status code (the code itself if unknown)."""
     english = locale == "en"
+    locale = "en" if english else "zh"
     if dimension == "label":
         if key == NO_LABEL:
-            return "Unclassified" if english else "未分类"
+            return texts.get(locale, "stats.unlabelled")
         names = LABELS.get(key)
         return (names[1] if english else names[0]) if names else key
     if dimension == "district":
         if key == NO_DISTRICT:
-            return "Not sure" if english else "不确定"
+            return texts.get(locale, "stats.no_district")
         district = city.district(key)
         return (district.en if english else district.zh) if district else key
     if dimension == "queue":
@@ -216,7 +70,7 @@ def chart_items(stats: Statistics, city: CityConfig, dimension: str, locale: str
 # --- charts -----------------------------------------------------------------------------------
 
 
-def _xml_text(value: object) -> str:
+def _xml_safe(value: object) -> str:
     """Text safe in XML content and attribute values: escaped, without characters XML 1.0 forbids."""
     text = "".join(char for char in str(value)
                    if char in "\t\n\r" or (" " <= char <= "\ud7ff") or ("\ue000" <= char <= "\ufffd")
@@ -253,24 +107,25 @@ def bar_chart_svg(title: str, items: list[tuple[str, int]], *, width: int = 560)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" font-family="{CJK_FONTS}" font-size="{font_size}">',
-        f"<title>{_xml_text(title)}</title>",
+        f"<title>{_xml_safe(title)}</title>",
         f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
         f'<text x="{margin}" y="24" font-size="15" font-weight="bold" fill="#1f2933">'
-        f"{_xml_text(_fit(title, width - 2 * margin, 15))}</text>",
+        f"{_xml_safe(_fit(title, width - 2 * margin, 15))}</text>",
     ]
     if not items:
-        parts.append(f'<text x="{margin}" y="{top + 17}" fill="#616e7c">无数据 (no data)</text>')
+        empty = _xml_safe(texts.joined("chart.no_data"))
+        parts.append(f'<text x="{margin}" y="{top + 17}" fill="#616e7c">{empty}</text>')
     for index, (label, value) in enumerate(items):
         y = top + index * row_height
         middle = y + bar_height / 2
         bar = bar_space * max(value, 0) / largest if largest > 0 else 0
         parts.append(
-            f"<g><title>{_xml_text(label)}: {_xml_text(value)}</title>"
+            f"<g><title>{_xml_safe(label)}: {_xml_safe(value)}</title>"
             f'<text x="{bar_left - 6:.1f}" y="{middle:.1f}" text-anchor="end" dominant-baseline="central" '
-            f'fill="#1f2933">{_xml_text(_fit(label, label_width, font_size))}</text>'
+            f'fill="#1f2933">{_xml_safe(_fit(label, label_width, font_size))}</text>'
             f'<rect x="{bar_left:.1f}" y="{y}" width="{bar:.1f}" height="{bar_height}" rx="2" fill="#2f6fb0"/>'
             f'<text x="{bar_left + bar + 5:.1f}" y="{middle:.1f}" dominant-baseline="central" '
-            f'fill="#1f2933">{_xml_text(value)}</text></g>')
+            f'fill="#1f2933">{_xml_safe(value)}</text></g>')
     parts.append("</svg>")
     return "\n".join(parts)
 
@@ -299,20 +154,24 @@ def to_csv(stats: Statistics, city: CityConfig) -> str:
     Dimensions: `period` (start and end, ISO 8601 UTC), `summary` (total, medians in hours, rating), `label`,
     `district`, `queue`, `status` (counts), `overdue_accept` and `overdue_resolve` (counts per queue).
     """
+    summary = {
+        "total": str(stats.total),
+        "median_hours_to_accept": _number(stats.median_hours_to_accept),
+        "accepted_count": str(stats.accepted_count),
+        "median_hours_to_close": _number(stats.median_hours_to_close),
+        "closed_count": str(stats.closed_count),
+        "overdue_accept": str(stats.overdue_accept_total),
+        "overdue_resolve": str(stats.overdue_resolve_total),
+        "average_rating": _number(stats.average_rating),
+        "rating_count": str(stats.rating_count),
+    }
     rows: list[tuple[str, str, str, str]] = [
-        ("period", "start", "开始", stats.start.isoformat()),
-        ("period", "end", "结束", stats.end.isoformat()),
-        ("period", "queues", "队列范围", " ".join(sorted(stats.queues)) if stats.queues is not None else "all"),
-        ("summary", "total", "报告总数", str(stats.total)),
-        ("summary", "median_hours_to_accept", "受理用时中位数（小时）", _number(stats.median_hours_to_accept)),
-        ("summary", "accepted_count", "期间受理数", str(stats.accepted_count)),
-        ("summary", "median_hours_to_close", "办结用时中位数（小时）", _number(stats.median_hours_to_close)),
-        ("summary", "closed_count", "期间办结数", str(stats.closed_count)),
-        ("summary", "overdue_accept", "受理超期数", str(stats.overdue_accept_total)),
-        ("summary", "overdue_resolve", "办结超期数", str(stats.overdue_resolve_total)),
-        ("summary", "average_rating", "平均评价", _number(stats.average_rating)),
-        ("summary", "rating_count", "评价数", str(stats.rating_count)),
+        ("period", "start", texts.get("zh", "csv.start"), stats.start.isoformat()),
+        ("period", "end", texts.get("zh", "csv.end"), stats.end.isoformat()),
+        ("period", "queues", texts.get("zh", "csv.queues"),
+         " ".join(sorted(stats.queues)) if stats.queues is not None else "all"),
     ]
+    rows += [("summary", key, texts.get("zh", f"csv.{key}"), value) for key, value in summary.items()]
     for dimension in DIMENSIONS:
         rows += [(dimension, key, display_name(city, dimension, key), str(count))
                  for key, count in stats.counts(dimension).items()]
@@ -330,66 +189,29 @@ def to_csv(stats: Statistics, city: CityConfig) -> str:
 # --- daily digest -----------------------------------------------------------------------------
 
 
-def _overdue_note(city: CityConfig, status: str, accept_due: datetime | None, resolve_due: datetime | None,
-                  now: datetime) -> tuple[datetime, str]:
-    tz = ZoneInfo(city.timezone)
-    notes: list[str] = []
-    passed: list[datetime] = []
-    if status in queries.NOT_ACCEPTED and accept_due is not None and accept_due < now:
-        notes.append(f"受理超期（期限 {accept_due.astimezone(tz):%Y-%m-%d}）")
-        passed.append(accept_due)
-    if status in queries.OPEN_STATUSES and resolve_due is not None and resolve_due < now:
-        notes.append(f"办结超期（期限 {resolve_due.astimezone(tz):%Y-%m-%d}）")
-        passed.append(resolve_due)
-    return min(passed, default=now), "，".join(notes)
-
-
-async def digest(session: AsyncSession, city: CityConfig, queue: str, now: datetime) -> str:
+def digest_message(city: CityConfig, facts: DigestFacts) -> str:
     """The daily digest of one queue for its staff channel, in Chinese: new cases of the last 24 hours, open
     and overdue cases with the numbers of the overdue ones (at most 20, most overdue first). Case numbers
     and deadlines only — never anything about the reporter."""
-    now = _aware(now, "now")
     tz = ZoneInfo(city.timezone)
-    new = int(await session.scalar(select(func.count()).select_from(Case).where(
-        Case.queue == queue, Case.created_at >= now - DIGEST_WINDOW, Case.created_at < now)) or 0)
-    open_rows = await session.execute(select(Case.status, func.count()).where(
-        Case.queue == queue, Case.status.in_(queries.OPEN_STATUSES)).group_by(Case.status))
-    by_status = {status: int(count) for status, count in open_rows.all()}
-    waiting = sum(count for status, count in by_status.items() if status in queries.NOT_ACCEPTED)
-    overdue_rows = await session.execute(
-        select(Case.case_number, Case.status, Case.accept_due_at, Case.resolve_due_at)
-        .where(Case.queue == queue, queries.overdue_condition(now)))
-    overdue = []
-    for number, status, accept_due, resolve_due in overdue_rows.all():
-        since, note = _overdue_note(city, status, accept_due, resolve_due, now)
-        overdue.append((since, number or "-", note))
-    overdue.sort()
-    queue_config = city.queue(queue)
+    queue = city.queue(facts.queue)
+
+    def say(key: str, **values: object) -> str:
+        return texts.get("zh", f"digest.{key}", **values)
+
     lines = [
-        f"【{city.city_zh}·每日摘要】{queue_config.zh if queue_config else queue}",
-        f"截至 {now.astimezone(tz):%Y-%m-%d %H:%M}",
-        f"过去 24 小时新增：{new} 件",
-        f"未办结：{sum(by_status.values())} 件（待受理 {waiting} 件，办理中 {sum(by_status.values()) - waiting} 件）",
-        f"已超期：{len(overdue)} 件",
+        say("title", city=city.city_zh, queue=queue.zh if queue else facts.queue),
+        say("as_of", time=f"{facts.now.astimezone(tz):%Y-%m-%d %H:%M}"),
+        say("new", count=facts.new_cases),
+        say("open", open=facts.open_cases, waiting=facts.waiting, handling=facts.open_cases - facts.waiting),
+        say("overdue", count=len(facts.overdue)),
     ]
-    lines += [f"· {number}　{note}" for _, number, note in overdue[:DIGEST_MAX_LISTED]]
-    if len(overdue) > DIGEST_MAX_LISTED:
-        lines.append(f"……另有 {len(overdue) - DIGEST_MAX_LISTED} 件超期案件未列出，请在后台查看。")
-    lines.append("请登录后台处理。" if overdue or by_status else "今日无待办案件。")
+    for case in facts.overdue[:DIGEST_MAX_LISTED]:
+        notes = [say(kind, date=f"{due.astimezone(tz):%Y-%m-%d}")
+                 for kind, due in (("accept_overdue", case.accept_due_at), ("resolve_overdue", case.resolve_due_at))
+                 if due is not None]
+        lines.append(say("overdue_case", number=case.case_number, note=say("note_separator").join(notes)))
+    if len(facts.overdue) > DIGEST_MAX_LISTED:
+        lines.append(say("more", count=len(facts.overdue) - DIGEST_MAX_LISTED))
+    lines.append(say("act") if facts.overdue or facts.open_by_status else say("quiet"))
     return "\n".join(lines)
-
-
-async def send_digests(sessionmaker: async_sessionmaker[AsyncSession], city: CityConfig, now: datetime) -> int:
-    """Write each queue's digest to the outbox for each of its staff channels, in one transaction; returns
-    how many messages were enqueued. Queues without a staff channel are skipped."""
-    enqueued = 0
-    async with sessionmaker.begin() as session:
-        for queue in city.queues:
-            targets = staff_channels(city, queue.code)
-            if not targets:
-                continue
-            text = await digest(session, city, queue.code, now)
-            for channel, recipient in targets:
-                await outbox.enqueue(session, channel=channel, recipient=recipient, payload={"text": text})
-                enqueued += 1
-    return enqueued

@@ -1,5 +1,5 @@
-"""The classifier's lifecycle in the console: "train now" in the background with progress, comparing two
-model versions, and the "needs labelling" list.
+"""The classifier's lifecycle in the console: "train now" in the background with progress, and comparing two
+model versions (the "needs labelling" list is a read of `storage.training_data`).
 
 A run trains a new model version (never promoted here) from the seed corpus's training split plus the
 reports whose label staff confirmed or corrected. The training itself runs in a separate process (it is
@@ -16,24 +16,19 @@ import multiprocessing
 import os
 import secrets
 import socket
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, func, or_, select
-from sqlalchemy import case as sql_case
-from sqlalchemy.ext.asyncio import AsyncSession
-
+from console import texts
 from nlp.labels import LABELS
-from storage import queries
-from storage.models import Case
+from storage import training_data
+from storage.db import Database
 
 if TYPE_CHECKING:
-    from bot.runtime import Runtime
     from nlp.evaluation import EvaluationReport
     from nlp.registry import ModelInfo, ModelRegistry
 
@@ -48,16 +43,16 @@ STATUS_FILE = "training-status.json"
 LOCK_FILE = ".training.lock"
 STALE_AFTER = timedelta(hours=6)  # a "running" status older than this is taken for a crashed run
 
-# stage → (percent reached when it starts, 中文, English)
-STAGES: dict[str, tuple[int, str, str]] = {
-    "queued": (0, "排队中", "queued"),
-    "reading_data": (5, "读取人工标注数据", "reading staff-labelled reports"),
-    "starting": (10, "启动训练进程", "starting the training process"),
-    "loading_tokenizer": (20, "加载分词器", "loading the tokenizer"),
-    "fitting": (35, "训练模型", "fitting the model"),
-    "scoring": (80, "在评估集上评分", "scoring on the evaluation split"),
-    "saving": (95, "保存模型", "saving the model"),
-    "done": (100, "完成", "done"),
+# stage → percent reached when it starts; its names are the texts `stage.<stage>`
+STAGES: dict[str, int] = {
+    "queued": 0,
+    "reading_data": 5,
+    "starting": 10,
+    "loading_tokenizer": 20,
+    "fitting": 35,
+    "scoring": 80,
+    "saving": 95,
+    "done": 100,
 }
 # what `nlp.registry.train_and_register` and `nlp.training.train` report → stage
 _PROGRESS_STAGES = {
@@ -68,6 +63,11 @@ _PROGRESS_STAGES = {
 }
 STATUS_KEYS = ("run_id", "state", "stage", "message", "percent", "started_at", "finished_at", "updated_at",
                "version", "error", "n_staff_examples", "pid", "host")
+
+
+def stage_name(stage: str) -> tuple[str, str] | None:
+    """(中文, English) of a stage; None for an unknown one."""
+    return texts.pair(f"stage.{stage}") if stage in STAGES else None
 
 
 class TrainingError(RuntimeError):
@@ -180,8 +180,8 @@ def _claim(models_dir: Path, run_id: str) -> dict[str, Any]:
                 f"training run {current.get('run_id')} started at {current.get('started_at')} is still running; "
                 "wait for it to finish")
         status = {
-            "run_id": run_id, "state": "running", "stage": "queued", "message": STAGES["queued"][2],
-            "percent": STAGES["queued"][0], "started_at": now.isoformat(), "finished_at": None,
+            "run_id": run_id, "state": "running", "stage": "queued", "message": texts.get("en", "stage.queued"),
+            "percent": STAGES["queued"], "started_at": now.isoformat(), "finished_at": None,
             "updated_at": now.isoformat(), "version": None, "error": None, "n_staff_examples": None,
             "pid": os.getpid(), "host": socket.gethostname(),
         }
@@ -189,7 +189,7 @@ def _claim(models_dir: Path, run_id: str) -> dict[str, Any]:
         return status
 
 
-def _update(models_dir: Path, run_id: str, **changes: Any) -> None:
+def _change(models_dir: Path, run_id: str, **changes: Any) -> None:
     """Change the status of `run_id` while it runs (nothing once it has finished or another run took over)."""
     with _locked(models_dir):
         current = _read(models_dir)
@@ -197,23 +197,23 @@ def _update(models_dir: Path, run_id: str, **changes: Any) -> None:
             return
         if "percent" in changes:
             changes["percent"] = max(int(changes["percent"]), int(current.get("percent") or 0))
-        current.update(changes, updated_at=_now().isoformat())
+        current |= {**changes, "updated_at": _now().isoformat()}
         _write(models_dir, current)
 
 
 def _stage(models_dir: Path, run_id: str, stage: str, message: str | None = None, **changes: Any) -> None:
-    percent, _, english = STAGES[stage]
-    _update(models_dir, run_id, stage=stage, percent=percent, message=message or english, **changes)
+    _change(models_dir, run_id, stage=stage, percent=STAGES[stage],
+            message=message or texts.get("en", f"stage.{stage}"), **changes)
 
 
 def _finish(models_dir: Path, run_id: str, *, version: str | None = None, error: str | None = None) -> None:
     finished = _now().isoformat()
     if error is None:
-        percent, _, english = STAGES["done"]
-        _update(models_dir, run_id, state="succeeded", stage="done", percent=percent,
-                message=f"{english}: model {version}", version=version, finished_at=finished)
+        _change(models_dir, run_id, state="succeeded", stage="done", percent=STAGES["done"],
+                message=texts.get("en", "stage.done_with_version", version=version), version=version,
+                finished_at=finished)
     else:
-        _update(models_dir, run_id, state="failed", error=error, finished_at=finished)
+        _change(models_dir, run_id, state="failed", error=error, finished_at=finished)
 
 
 # --- the run ------------------------------------------------------------------------------------------------
@@ -238,7 +238,7 @@ def _train_job(data_dir: str, run_id: str, pairs: Sequence[tuple[str, str]]) -> 
         if stage is not None:
             _stage(models_dir, run_id, stage, message)
         else:
-            _update(models_dir, run_id, message=message)
+            _change(models_dir, run_id, message=message)
 
     source = f"seed corpus (train split) + {len(extra)} staff-labelled reports, console run {run_id}"
     info = train_and_register(ModelRegistry(models_dir), extra_examples=extra, progress=progress, source=source)
@@ -310,21 +310,21 @@ def _stop_and_fail(process: multiprocessing.process.BaseProcess, models_dir: Pat
     _finish(models_dir, run_id, error=error)
 
 
-async def start_training(runtime: Runtime) -> str:
+async def start_training(database: Database, data_dir: Path) -> str:
     """Start training a new model version in the background; returns the run id at once.
 
     Raises `TrainingAlreadyRunning` if a run is going (in any worker process). The staff-labelled reports
     are read in a transaction first, then the training runs in a separate process; follow it with
     `training_status(data_dir)`. The new version is not promoted.
     """
-    models_dir = _models_dir(runtime.settings.data_dir)
+    models_dir = _models_dir(data_dir)
     run_id = f"{_now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
     await asyncio.to_thread(_claim, models_dir, run_id)
     try:
         await asyncio.to_thread(_stage, models_dir, run_id, "reading_data")
-        async with runtime.sessionmaker.begin() as session:
-            pairs = await queries.training_examples(session)
-        await asyncio.to_thread(_update, models_dir, run_id, n_staff_examples=len(pairs))
+        async with database.read_sessionmaker() as session:
+            pairs = await training_data.training_examples(session)
+        await asyncio.to_thread(_change, models_dir, run_id, n_staff_examples=len(pairs))
     except BaseException as problem:
         await asyncio.shield(asyncio.to_thread(_finish, models_dir, run_id,
                                                error=f"could not read the staff-labelled reports: {problem}"))
@@ -408,67 +408,3 @@ def compare(registry: ModelRegistry, version_a: str, version_b: str) -> dict[str
         "n": report_a.n,
         "split": "seed-eval",
     }
-
-
-# --- needs labelling ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LabellingItem:
-    case_number: str
-    queue: str
-    status: str
-    label: str | None
-    predicted_label: str | None
-    confidence: float | None
-    label_status: str | None  # None, "confirmed" or "corrected"
-    reason: str  # "unclassified", "low_confidence" or "corrected"
-    created_at: datetime
-    excerpt: str  # the start of the report text (staff-only; no reporter identity)
-
-
-EXCERPT_CHARS = 80
-
-
-def _needs_labelling_condition(threshold: float) -> ColumnElement[bool]:
-    return or_(
-        Case.label_status == "corrected",
-        (Case.label_status.is_(None)
-         & or_(Case.label_confidence.is_(None), Case.label_confidence < threshold)),
-    )
-
-
-async def needs_labelling(session: AsyncSession, *, threshold: float, queues: Collection[str] | None = None,
-                          limit: int = 50, offset: int = 0) -> tuple[list[LabellingItem], int]:
-    """Cases to label first, and how many there are: unclassified and low-confidence ones nobody confirmed
-    yet (least confident first), then those whose label staff corrected (to double-check before training)."""
-    condition = _needs_labelling_condition(threshold)
-    scope = [Case.queue.in_(sorted(queues))] if queues is not None else []
-    total = int(await session.scalar(select(func.count()).select_from(Case).where(condition, *scope)) or 0)
-    query = (
-        select(Case.case_number, Case.queue, Case.status, Case.label, Case.predicted_label, Case.label_confidence,
-               Case.label_status, Case.created_at, Case.description)
-        .where(condition, *scope)
-        .order_by(sql_case((Case.label_status == "corrected", 1), else_=0),
-                  sql_case((Case.label_confidence.is_(None), 0), else_=1),
-                  Case.label_confidence.asc(), Case.created_at.desc(), Case.id.desc())
-        .offset(offset).limit(limit))
-    items = []
-    for number, queue, status, label, predicted, confidence, label_status, created_at, excerpt in (
-            await session.execute(query)).all():
-        reason = "corrected" if label_status == "corrected" else "unclassified" if confidence is None \
-            else "low_confidence"
-        items.append(LabellingItem(number or "-", queue, status, label, predicted, confidence, label_status,
-                                   reason, created_at, (excerpt or "")[:EXCERPT_CHARS]))
-    return items, total
-
-
-async def staff_label_counts(session: AsyncSession) -> dict[str, int]:
-    """How many staff-labelled reports the next run will add: {"confirmed": n, "corrected": m}."""
-    rows = await session.execute(
-        select(Case.label_status, func.count())
-        .where(Case.label_status.in_(("confirmed", "corrected")), Case.label.is_not(None))
-        .group_by(Case.label_status))
-    counts = {"confirmed": 0, "corrected": 0}
-    counts.update({str(status): int(count) for status, count in rows.all()})
-    return counts

@@ -15,7 +15,6 @@ from sqlalchemy.orm import selectinload
 from storage.models import (
     CLOSED_STATUSES,
     Attachment,
-    AuditEntry,
     Case,
     CaseStatus,
     InternalNote,
@@ -43,7 +42,7 @@ class CaseFilter:
     text: str | None = None
 
 
-def overdue_condition(now: datetime):  # type: ignore[no-untyped-def]
+def overdue_condition(now: datetime) -> ColumnElement[bool]:
     return or_(
         and_(Case.status.in_(NOT_ACCEPTED), Case.accept_due_at < now),
         and_(Case.status.in_(OPEN_STATUSES), Case.resolve_due_at < now),
@@ -120,6 +119,14 @@ async def notes_for(session: AsyncSession, case_id: int) -> list[tuple[InternalN
     return [(note, name) for note, name in (await session.execute(query)).all()]
 
 
+async def case_by_id(session: AsyncSession, case_id: int) -> Case | None:
+    return await session.get(Case, case_id)
+
+
+async def case_id_by_number(session: AsyncSession, case_number: str) -> int | None:
+    return await session.scalar(select(Case.id).where(Case.case_number == case_number))
+
+
 async def attachment(session: AsyncSession, attachment_id: int) -> Attachment | None:
     return await session.get(Attachment, attachment_id)
 
@@ -145,29 +152,3 @@ async def queue_counts(session: AsyncSession, queues: Collection[str] | None) ->
         query = query.where(Case.queue.in_(list(queues)))
     return {queue: QueueCounts(queue, int(new or 0), int(handling or 0), int(overdue or 0))
             for queue, new, handling, overdue in (await session.execute(query)).all()}
-
-
-async def audit_log(session: AsyncSession, *, page: int, per_page: int, actor_id: int | None = None,
-                    case_id: int | None = None) -> tuple[list[tuple[AuditEntry, str | None, str | None]], int]:
-    base = select(AuditEntry)
-    if actor_id is not None:
-        base = base.where(AuditEntry.actor_id == actor_id)
-    if case_id is not None:
-        base = base.where(AuditEntry.case_id == case_id)
-    total = int(await session.scalar(select(func.count()).select_from(base.subquery())) or 0)
-    query = (select(AuditEntry, StaffUser.username, Case.case_number)
-             .outerjoin(StaffUser, StaffUser.id == AuditEntry.actor_id)
-             .outerjoin(Case, Case.id == AuditEntry.case_id)
-             .order_by(AuditEntry.id.desc()).offset((page - 1) * per_page).limit(per_page))
-    if actor_id is not None:
-        query = query.where(AuditEntry.actor_id == actor_id)
-    if case_id is not None:
-        query = query.where(AuditEntry.case_id == case_id)
-    return [(entry, user, number) for entry, user, number in (await session.execute(query)).all()], total
-
-
-async def training_examples(session: AsyncSession) -> list[tuple[str, str]]:
-    """(text, label) of every case whose label staff confirmed or corrected."""
-    query = select(Case.description, Case.label).where(Case.label_status.in_(("confirmed", "corrected")),
-                                                       Case.label.is_not(None))
-    return [(text, label) for text, label in (await session.execute(query)).all() if label is not None]

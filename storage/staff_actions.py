@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -62,9 +62,22 @@ async def get_staff_by_username(session: AsyncSession, username: str) -> StaffUs
     return (await session.execute(query)).scalar_one_or_none()
 
 
+async def reloaded(session: AsyncSession, user: StaffUser) -> StaffUser:
+    """`user` as the database has it now in this transaction (its queues too, after `set_queues`)."""
+    user_id = user.id
+    session.expire(user)
+    fresh = await get_staff(session, user_id)
+    assert fresh is not None
+    return fresh
+
+
 async def list_staff(session: AsyncSession) -> list[StaffUser]:
     query = select(StaffUser).order_by(StaffUser.username).options(selectinload(StaffUser.queues))
     return list((await session.execute(query)).scalars())
+
+
+async def count_staff(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(StaffUser)) or 0)
 
 
 async def create_staff(session: AsyncSession, *, username: str, display_name: str, role: StaffRole,
@@ -77,6 +90,15 @@ async def create_staff(session: AsyncSession, *, username: str, display_name: st
     await session.flush()
     await audit(session, actor, "staff.create", detail={"user": username, "role": str(role)})
     return user
+
+
+async def create_first_admin(session: AsyncSession, *, username: str, display_name: str,
+                             password_hash: str) -> StaffUser | None:
+    """An administrator account, only while no staff account exists (None otherwise): the first start's."""
+    if await count_staff(session):
+        return None
+    return await create_staff(session, username=username, display_name=display_name, role=StaffRole.ADMIN,
+                              password_hash=password_hash)
 
 
 async def set_queues(session: AsyncSession, user: StaffUser, queues: Sequence[str], *,
@@ -169,13 +191,27 @@ async def create_api_token(session: AsyncSession, user: StaffUser, name: str, *,
     return token, record
 
 
+TOKEN_USE_RESOLUTION = timedelta(minutes=5)
+"""How exact an API token's `last_used_at` is: at most one write per token in this time."""
+
+
 async def find_api_token(session: AsyncSession, token: str) -> ApiToken | None:
+    """The active token with this secret (a read: `record_token_use` notes the use)."""
     query = select(ApiToken).where(ApiToken.token_hash == token_hash(token), ApiToken.revoked.is_(False))
-    record = (await session.execute(query)).scalar_one_or_none()
-    now = utcnow()
-    if record is not None and (record.last_used_at is None or record.last_used_at < now - timedelta(minutes=5)):
-        record.last_used_at = now  # at most one write per token every five minutes
-    return record
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+def token_use_is_news(record: ApiToken, now: datetime) -> bool:
+    """Whether `record_token_use` would change anything (so a caller on a read session can skip it)."""
+    return record.last_used_at is None or record.last_used_at < now - TOKEN_USE_RESOLUTION
+
+
+async def record_token_use(session: AsyncSession, token_id: int, now: datetime) -> None:
+    """Note that a token was used, unless it was noted less than `TOKEN_USE_RESOLUTION` ago."""
+    await session.execute(update(ApiToken).where(
+        ApiToken.id == token_id,
+        (ApiToken.last_used_at.is_(None)) | (ApiToken.last_used_at < now - TOKEN_USE_RESOLUTION),
+    ).values(last_used_at=now))
 
 
 async def list_api_tokens(session: AsyncSession, user_id: int) -> list[ApiToken]:

@@ -1,4 +1,4 @@
-"""Housekeeping: drafts nobody came back to are deleted with their evidence files."""
+"""Housekeeping: drafts nobody came back to are deleted with their evidence files; the daily digest."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.jobs import housekeeping_once
-from handlers.city import Limits
-from storage import actions
+from bot.jobs import housekeeping_once, send_digests
+from console.stats import digest_message
+from handlers.city import Limits, load_city_config
+from storage import actions, digests
 from storage.models import Attachment, Conversation, utcnow
 from tests.factories import file_case
+from tests.storage.test_statistics import NOW, seed
 
 
 async def _draft(sessionmaker: Any, evidence_dir: Path, user: str, age: timedelta) -> tuple[int, Path]:
@@ -91,3 +93,24 @@ async def test_contact_details_are_erased_after_the_retention_period(sessionmake
     assert (recent.reporter_name, recent.reporter_ref) == ("张三", "recent")
     assert (still_open.reporter_phone, still_open.reporter_ref) == ("13812345678", "open")
     assert [(a.action, a.case_id) for a in audits] == [("retention.erase_contact", cases[0].id)]
+
+
+async def test_send_digests_enqueues_one_message_per_staff_channel(sessionmaker: Any) -> None:
+    from sqlalchemy import select
+
+    from storage.models import OutboxMessage
+
+    city = load_city_config(None)
+    await seed(sessionmaker)
+    queues = [queue.model_copy(update={"telegram_chat_id": -100123}) if queue.code == "clean_medical"
+              else queue.model_copy(update={"wecom_webhook_env": "QINGLIAN_WECOM_HALL"}) if queue.code == "clean_hall"
+              else queue for queue in city.queues]
+    configured = city.model_copy(update={"queues": queues})
+    assert await send_digests(sessionmaker, configured, NOW) == 2
+    async with sessionmaker() as session:
+        sent = {(m.channel, m.recipient): m.payload for m in (await session.execute(select(OutboxMessage))).scalars()
+                if "notice" not in m.payload}
+        expected_medical = digest_message(configured, await digests.digest_facts(session, "clean_medical", NOW))
+        expected_hall = digest_message(configured, await digests.digest_facts(session, "clean_hall", NOW))
+    assert sent == {("telegram", "-100123"): {"text": expected_medical},
+                    ("wecom", "clean_hall"): {"text": expected_hall}}

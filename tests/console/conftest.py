@@ -1,5 +1,5 @@
 """The console app in-process (lifespan and all), staff users of each role and cases in chosen queues,
-created through the storage actions."""
+created through the storage actions; a console context of its own for tests without the app."""
 
 from __future__ import annotations
 
@@ -21,8 +21,11 @@ from sqlalchemy import select
 from bot.app import create_app
 from bot.config import Settings
 from console.auth import hash_password
+from console.context import CONTEXT_STATE, ConsoleContext
+from handlers.city import load_city_config
 from handlers.routing import due_dates
 from storage import actions, staff_actions
+from storage.db import Database
 from storage.models import AuditEntry, Case, StaffRole, StaffUser, TraceEvent, utcnow
 from tests.conftest import make_test_keyring
 from tests.factories import file_case
@@ -33,6 +36,21 @@ LOGIN_TOKEN_FIELD = re.compile(r'name="login_token" value="([^"]+)"')
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 200
 PDF = b"%PDF-1.4\n" + b"1 0 obj\n" * 20
 BACKGROUND_JOBS = frozenset({"housekeeping", "digests"})
+OTHER_QUEUE = "work_style"
+
+# Every form on the ticket page, with values that would change the case.
+ACTIONS: list[tuple[str, dict[str, str]]] = [
+    ("accept", {}),
+    ("confirm-label", {}),
+    ("correct-label", {"label": "medical"}),
+    ("move", {"queue": "petitions", "reason": "不属于本组"}),
+    ("status", {"status": "in_handling", "note": "已转交"}),
+    ("duplicate", {"original": "QL-2026-000001"}),
+    ("note", {"body": "内部备注"}),
+    ("assign", {"username": "rev"}),
+    ("answer", {"text": "已核实"}),
+    ("reveal", {}),
+]
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +65,28 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def make_context(database: Database, data_dir: Path, *, woken: list[str] | None = None) -> ConsoleContext:
+    """A console context on `database`, as the shell would build it, without a classifier."""
+
+    async def no_classifier() -> None:
+        return None
+
+    def wake() -> None:
+        if woken is not None:
+            woken.append("outbox")
+
+    return ConsoleContext(
+        city=load_city_config(None), database=database, secret_key=b"test-secret-" + b"x" * 40,
+        evidence_dir=data_dir / "evidence", data_dir=data_dir, public_url="http://127.0.0.1:8000",
+        environment="development", wake_outbox=wake, reload_classifier=no_classifier,
+        classifier_version=lambda: None)
+
+
+def location(response: httpx.Response) -> str:
+    assert response.status_code == 303, (response.status_code, response.text[:500])
+    return response.headers["location"]
+
+
 def csrf_of(html: str) -> str:
     found = CSRF_FIELD.search(html)
     assert found, "no CSRF field on the page"
@@ -54,12 +94,13 @@ def csrf_of(html: str) -> str:
 
 
 class ConsoleHarness:
-    """The app with its runtime, and factories for staff and cases."""
+    """The app with the context it mounted the console with, and factories for staff and cases."""
 
     def __init__(self, app: Any, settings: Settings, password_hash: str) -> None:
         self.app = app
         self.settings = settings
-        self.runtime = app.state.runtime
+        self.context: ConsoleContext = getattr(app.state, CONTEXT_STATE)
+        self.database = self.context.database
         self.password_hash = password_hash
         self._cases = 0
 
@@ -68,7 +109,7 @@ class ConsoleHarness:
 
     async def user(self, username: str, role: StaffRole = StaffRole.REVIEWER, queues: Sequence[str] = (), *,
                    totp_secret: str | None = None, totp_required: bool = False) -> StaffUser:
-        async with self.runtime.sessionmaker.begin() as session:
+        async with self.database.sessionmaker.begin() as session:
             user = await staff_actions.create_staff(session, username=username, display_name=f"{username} 同志",
                                                     role=role, password_hash=self.password_hash)
             await staff_actions.set_queues(session, user, list(queues))
@@ -85,7 +126,7 @@ class ConsoleHarness:
                    attachments: Sequence[tuple[str, str, bytes]] = (), overdue: bool = False) -> str:
         """A routed case in `queue`; returns its case number."""
         self._cases += 1
-        async with self.runtime.sessionmaker.begin() as session:
+        async with self.database.sessionmaker.begin() as session:
             conversation = await actions.load_conversation(session, "telegram", f"tg-user-{self._cases}")
             ids = []
             self.settings.evidence_dir.mkdir(parents=True, exist_ok=True)
@@ -109,18 +150,18 @@ class ConsoleHarness:
             return case.case_number
 
     async def get_case(self, case_number: str) -> Case:
-        async with self.runtime.sessionmaker() as session:
+        async with self.database.read_sessionmaker() as session:
             found = (await session.execute(select(Case).where(Case.case_number == case_number))).scalar_one()
             return found
 
     async def trace(self, case_number: str) -> list[TraceEvent]:
-        async with self.runtime.sessionmaker() as session:
+        async with self.database.read_sessionmaker() as session:
             query = (select(TraceEvent).join(Case, Case.id == TraceEvent.case_id)
                      .where(Case.case_number == case_number).order_by(TraceEvent.id))
             return list((await session.execute(query)).scalars())
 
     async def audit(self, action: str | None = None, case_number: str | None = None) -> list[AuditEntry]:
-        async with self.runtime.sessionmaker() as session:
+        async with self.database.read_sessionmaker() as session:
             query = select(AuditEntry).order_by(AuditEntry.id)
             if action:
                 query = query.where(AuditEntry.action == action)
@@ -129,7 +170,7 @@ class ConsoleHarness:
             return list((await session.execute(query)).scalars())
 
     async def staff(self, username: str) -> StaffUser:
-        async with self.runtime.sessionmaker() as session:
+        async with self.database.read_sessionmaker() as session:
             user = await staff_actions.get_staff_by_username(session, username)
             assert user is not None
             return user

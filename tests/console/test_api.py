@@ -19,8 +19,8 @@ import pytest
 from fastapi import FastAPI
 
 from bot.config import Settings, load_settings
-from bot.runtime import Runtime
 from console.auth import SESSION_COOKIE, cookie_serializer, hash_password
+from console.context import CONTEXT_STATE, ConsoleContext
 from storage import staff_actions
 from storage.migrate import upgrade
 from storage.models import Attachment, OutboxMessage, StaffRole, utcnow
@@ -59,15 +59,16 @@ class Staff:
 
 
 class Service:
-    """The app with its runtime, a client, and factories for staff and cases."""
+    """The app with the context it mounted the console with, a client, and factories for staff and cases."""
 
     def __init__(self, app: FastAPI, client: httpx.AsyncClient) -> None:
         self.app = app
         self.client = client
-        self.runtime: Runtime = app.state.runtime
+        self.context: ConsoleContext = getattr(app.state, CONTEXT_STATE)
+        self.database = self.context.database
 
     async def staff(self, username: str, role: StaffRole = StaffRole.REVIEWER, queues: tuple[str, ...] = ()) -> Staff:
-        async with self.runtime.sessionmaker.begin() as session:
+        async with self.database.sessionmaker.begin() as session:
             user = await staff_actions.create_staff(session, username=username, display_name=f"{username} 同志",
                                                     role=role, password_hash=_PASSWORD_HASH)
             await staff_actions.set_queues(session, user, list(queues))
@@ -77,20 +78,20 @@ class Service:
     async def case(self, *, queue: str = "clean_hall", label: str | None = "slow_service", confidence: float = 0.9,
                    district: str | None = "yuelu", description: str = DESCRIPTION,
                    anonymous: bool = True, evidence: bytes | None = None, created_days_ago: int = 0) -> str:
-        settings = self.runtime.settings
-        async with self.runtime.sessionmaker.begin() as session:
+        context = self.context
+        async with self.database.sessionmaker.begin() as session:
             attachment_ids = []
             if evidence is not None:
-                settings.evidence_dir.mkdir(parents=True, exist_ok=True)
+                context.evidence_dir.mkdir(parents=True, exist_ok=True)
                 stored_name = f"evidence-{utcnow().timestamp()}.jpg"
-                (settings.evidence_dir / stored_name).write_bytes(evidence)
+                (context.evidence_dir / stored_name).write_bytes(evidence)
                 attachment = Attachment(stored_name=stored_name, original_name="photo.jpg", media_type="image/jpeg",
                                         size_bytes=len(evidence), sha256="0" * 64)
                 session.add(attachment)
                 await session.flush()
                 attachment_ids.append(attachment.id)
             case, _ = await file_case(
-                session, secret_key=settings.resolved_secret_key(), case_number_prefix="QL", year=2026,
+                session, secret_key=context.secret_key, case_number_prefix="QL", year=2026,
                 channel="telegram", reporter_ref=REPORTER_REF, locale="zh", district=district,
                 place="岳麓区政务服务中心3号窗口", occurred="今天", description=description, anonymous=anonymous,
                 reporter_name=None if anonymous else REPORTER_NAME,
@@ -105,11 +106,11 @@ class Service:
 
     async def login(self, staff: Staff) -> tuple[dict[str, str], str]:
         """A console session for `staff`: (its cookie, its CSRF token)."""
-        async with self.runtime.sessionmaker.begin() as session:
+        async with self.database.sessionmaker.begin() as session:
             user = await staff_actions.get_staff(session, staff.user_id)
             assert user is not None
             token, record = await staff_actions.start_session(session, user, hours=1, ip=None, second_factor_done=True)
-        return {SESSION_COOKIE: cookie_serializer(self.runtime).dumps(token)}, record.csrf_token
+        return {SESSION_COOKIE: cookie_serializer(self.context).dumps(token)}, record.csrf_token
 
     async def audit_actions(self, case_number: str) -> list[str]:
         admin = await self.admin()
@@ -179,7 +180,7 @@ async def test_a_reviewer_gets_404_for_every_verb_on_another_queues_case(service
     assert asked_for_other.json()["items"] == []
     queues = await service.client.get("/api/v1/queues", headers=reviewer.headers)
     assert [(q["code"], q["new"]) for q in queues.json()] == [("clean_hall", 1)]
-    assert service.runtime.settings.evidence_dir.exists()
+    assert service.context.evidence_dir.exists()
     supervisor = await service.staff("wang", StaffRole.SUPERVISOR)
     assert (await service.client.get(f"/api/v1/cases/{other}", headers=supervisor.headers)).status_code == 200
 
@@ -278,7 +279,7 @@ async def test_every_action_writes_its_trace_and_audit(service: Service) -> None
     assert answered.json()["status"] == "answered"
     assert (answered.json()["trace"][-1]["kind"], answered.json()["trace"][-1]["body"]) == (
         "answered", "经核查，已对该工作人员批评教育。")
-    async with service.runtime.sessionmaker() as session:
+    async with service.database.read_sessionmaker() as session:
         from sqlalchemy import select
 
         payloads = [m.payload for m in (await session.execute(
@@ -417,7 +418,7 @@ async def test_overdue_flag_and_filter(service: Service) -> None:
     supervisor = await service.staff("wang", StaffRole.SUPERVISOR)
     late = await service.case()
     await service.case()
-    async with service.runtime.sessionmaker.begin() as session:
+    async with service.database.sessionmaker.begin() as session:
         from sqlalchemy import update
 
         from storage.models import Case
@@ -428,7 +429,7 @@ async def test_overdue_flag_and_filter(service: Service) -> None:
     assert [(c["case_number"], c["overdue"]) for c in response.json()["items"]] == [(late, True)]
     queues = {q["code"]: q for q in (await service.client.get("/api/v1/queues", headers=supervisor.headers)).json()}
     assert (queues["clean_hall"]["new"], queues["clean_hall"]["overdue"]) == (2, 1)
-    assert len(queues) == len(service.runtime.settings.city.queues)
+    assert len(queues) == len(service.context.city.queues)
 
 
 # --- bad input -------------------------------------------------------------------------------------

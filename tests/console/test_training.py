@@ -1,4 +1,4 @@
-"""Training from the console: a background run with its status file, comparing versions, needs labelling."""
+"""Training from the console: a background run with its status file, and comparing versions."""
 
 from __future__ import annotations
 
@@ -9,25 +9,24 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.config import load_settings
-from bot.runtime import Runtime
 from console import training
 from nlp.corpus import Example, load_seed_corpus
 from nlp.labels import LABELS
 from nlp.registry import ModelInfo, ModelRegistry, train_and_register
 from storage import staff_actions
+from storage.db import Database
 from storage.migrate import upgrade
-from storage.models import Case, StaffRole, StaffUser
+from storage.models import StaffRole
 from tests.conftest import make_test_keyring
-from tests.factories import file_case
+from tests.storage.test_training_data import labelled_case
 
-KEY = b"k" * 32
 STAFF_TEXTS = [
     ("社区卫生服务中心的医生让我们先交三百元才肯开医保报销单据", "medical"),
     ("区医院住院部护士长收了红包才安排床位，医保结算还多收了钱", "medical"),
@@ -35,29 +34,22 @@ STAFF_TEXTS = [
 ]
 
 
-async def _labelled_case(session: Any, staff: StaffUser, text: str, label: str, *, predicted: str | None,
-                         confidence: float | None, queue: str = "triage") -> Case:
-    case, _ = await file_case(
-        session, secret_key=KEY, case_number_prefix="QL", year=2026, channel="web", reporter_ref="w-1",
-        locale="zh", district="yuelu", place="某单位", occurred="昨天", description=text, anonymous=True,
-        reporter_name=None, reporter_phone=None, attachment_ids=[], queue=queue, label=predicted,
-        confidence=confidence, top=[], model_version=None)
-    if label == predicted:
-        await staff_actions.confirm_label(session, case, actor=staff)
-    elif label:
-        await staff_actions.correct_label(session, case, label, actor=staff, queue=case.queue, accept_due_at=None,
-                                          resolve_due_at=None)
-    return case
+@dataclass
+class Service:
+    """What a training run is given: the database and the data directory (models are in its `models/`)."""
+
+    database: Database
+    data_dir: Path
 
 
 @pytest.fixture
-async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
+async def service(tmp_path: Path) -> AsyncIterator[Service]:
     url = f"sqlite+aiosqlite:///{tmp_path / 'qinglian.db'}"
     await asyncio.to_thread(upgrade, url, make_test_keyring())
-    built = Runtime.build(load_settings(data_dir=tmp_path / "data", database_url=url))
-    yield built
+    database = Database.connect(url, make_test_keyring())
+    yield Service(database, tmp_path / "data")
     await training.wait_for_runs()
-    await built.close()
+    await database.dispose()
 
 
 def _small_model(registry: ModelRegistry) -> ModelInfo:
@@ -85,22 +77,22 @@ def _write_status(data_dir: Path, **status: Any) -> None:
     (data_dir / "models" / training.STATUS_FILE).write_text(json.dumps(status), encoding="utf-8")
 
 
-async def test_a_run_trains_a_new_version_in_the_background_and_compare_scores_both(runtime: Runtime) -> None:
-    data_dir = runtime.settings.data_dir
+async def test_a_run_trains_a_new_version_in_the_background_and_compare_scores_both(service: Service) -> None:
+    data_dir = service.data_dir
     assert training.training_status(data_dir)["state"] == "idle"
     registry = ModelRegistry(data_dir / "models")
     default = await asyncio.to_thread(_small_model, registry)
-    async with runtime.sessionmaker.begin() as session:
+    async with service.database.sessionmaker.begin() as session:
         staff = await staff_actions.create_staff(session, username="admin", display_name="管理员",
                                                  role=StaffRole.ADMIN, password_hash="not-a-hash")
         for text, label in STAFF_TEXTS:
-            await _labelled_case(session, staff, text, label, predicted="slow_service", confidence=0.6)
+            await labelled_case(session, staff, text, label, predicted="slow_service", confidence=0.6)
 
-    run_id = await training.start_training(runtime)
+    run_id = await training.start_training(service.database, service.data_dir)
     first = training.training_status(data_dir)
     assert (first["run_id"], first["state"], first["running"]) == (run_id, "running", True)
     with pytest.raises(training.TrainingAlreadyRunning, match="still running"):
-        await training.start_training(runtime)
+        await training.start_training(service.database, service.data_dir)
 
     seen = []
     deadline = time.monotonic() + 60
@@ -133,9 +125,9 @@ async def test_a_run_trains_a_new_version_in_the_background_and_compare_scores_b
     assert same["macro_f1"]["delta"] == 0 and all(row["delta"] == 0 for row in same["labels"])
 
 
-async def test_a_cancelled_run_stops_its_process_and_is_recorded_as_failed(runtime: Runtime) -> None:
-    data_dir = runtime.settings.data_dir
-    run_id = await training.start_training(runtime)
+async def test_a_cancelled_run_stops_its_process_and_is_recorded_as_failed(service: Service) -> None:
+    data_dir = service.data_dir
+    run_id = await training.start_training(service.database, service.data_dir)
     worker_pid = (await _status_when(data_dir, lambda status: status.get("worker_pid") is not None))["worker_pid"]
     await training.cancel_runs()
     status = training.training_status(data_dir)
@@ -146,13 +138,13 @@ async def test_a_cancelled_run_stops_its_process_and_is_recorded_as_failed(runti
 
 
 async def test_a_run_in_another_live_process_is_refused_and_a_dead_one_is_reported_failed(
-        runtime: Runtime) -> None:
-    data_dir = runtime.settings.data_dir
+        service: Service) -> None:
+    data_dir = service.data_dir
     started = datetime.now(UTC).isoformat()
     _write_status(data_dir, run_id="other", state="running", stage="fitting", percent=35, started_at=started,
                   pid=os.getpid(), host=socket.gethostname())
     with pytest.raises(training.TrainingAlreadyRunning, match="training run other started at"):
-        await training.start_training(runtime)
+        await training.start_training(service.database, service.data_dir)
     assert isinstance(training.TrainingAlreadyRunning("x"), RuntimeError)
 
     ended = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
@@ -170,43 +162,11 @@ async def test_a_run_in_another_live_process_is_refused_and_a_dead_one_is_report
 
 async def test_a_run_that_cannot_read_the_database_fails_at_once(tmp_path: Path) -> None:
     unmigrated = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
-    broken = Runtime.build(load_settings(data_dir=tmp_path / "data", database_url=unmigrated))
+    broken = Database.connect(unmigrated, make_test_keyring())
     try:
         with pytest.raises(Exception, match="cases"):
-            await training.start_training(broken)
+            await training.start_training(broken, tmp_path / "data")
     finally:
-        await broken.close()
+        await broken.dispose()
     status = training.training_status(tmp_path / "data")
     assert status["state"] == "failed" and status["error"].startswith("could not read the staff-labelled reports")
-
-
-async def test_needs_labelling_lists_unsure_then_corrected_cases(sessionmaker: Any) -> None:
-    async with sessionmaker.begin() as session:
-        staff = await staff_actions.create_staff(session, username="admin", display_name="管理员",
-                                                 role=StaffRole.ADMIN, password_hash="not-a-hash")
-        sure = await _labelled_case(session, staff, "窗口服务态度恶劣，工作人员玩手机", "", predicted="slow_service",
-                                    confidence=0.95, queue="clean_hall")
-        low = await _labelled_case(session, staff, "不知道该找谁反映的问题，情况比较复杂", "", predicted="other",
-                                   confidence=0.2)
-        unclassified = await _labelled_case(session, staff, "分类器没有给出结果的举报内容" * 10, "", predicted=None,
-                                            confidence=None)
-        corrected = await _labelled_case(session, staff, "医院收红包", "medical", predicted="slow_service",
-                                         confidence=0.7, queue="clean_hall")
-        confirmed_low = await _labelled_case(session, staff, "村干部优亲厚友分配低保", "village_affairs",
-                                             predicted="village_affairs", confidence=0.3)
-    async with sessionmaker() as session:
-        items, total = await training.needs_labelling(session, threshold=0.5)
-        hall, hall_total = await training.needs_labelling(session, threshold=0.5, queues={"clean_hall"})
-        page, _ = await training.needs_labelling(session, threshold=0.5, limit=1, offset=1)
-        counts = await training.staff_label_counts(session)
-    assert total == 3 and hall_total == 1
-    assert [(item.case_number, item.reason) for item in items] == [
-        (unclassified.case_number, "unclassified"), (low.case_number, "low_confidence"),
-        (corrected.case_number, "corrected")]
-    assert [item.case_number for item in hall] == [corrected.case_number]
-    assert [item.case_number for item in page] == [low.case_number]
-    assert items[0].excerpt == ("分类器没有给出结果的举报内容" * 10)[:training.EXCERPT_CHARS]
-    assert (items[2].label, items[2].predicted_label, items[2].confidence) == ("medical", "slow_service", 0.7)
-    assert sure.case_number not in {item.case_number for item in items}
-    assert confirmed_low.case_number not in {item.case_number for item in items}
-    assert counts == {"confirmed": 1, "corrected": 1}

@@ -26,7 +26,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -372,7 +372,7 @@ class WeChatBase:
         asyncio.run_coroutine_threadsafe(self._deliver(delivery), self._loop)
         return delivery
 
-    def callback_request(self, fields: dict[str, FieldValue], *, mode: str = "plaintext",
+    def callback_request(self, fields: Mapping[str, FieldValue], *, mode: str = "plaintext",
                          **overrides: Any) -> tuple[dict[str, str], bytes]:
         return build_callback(fields, token=self.token, mode=mode, encoding_aes_key=self.encoding_aes_key,
                               app_id=self.app_id, **overrides)

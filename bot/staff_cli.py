@@ -1,4 +1,4 @@
-"""`qinglian staff …`: staff accounts from the shell."""
+"""`qinglian staff …`: staff accounts from the shell, and the first administrator on a fresh install."""
 
 from __future__ import annotations
 
@@ -6,23 +6,26 @@ import asyncio
 import getpass
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import ConfigError, Settings, load_settings
 from console.auth import hash_password
 from storage import staff_actions
 from storage.actions import ActionError
-from storage.db import create_engine, create_sessionmaker
+from storage.db import Database
 from storage.models import StaffRole, StaffUser
 
 staff_app = typer.Typer(help="Staff accounts of the console.", no_args_is_help=True)
 T = TypeVar("T")
+
+DEMO_ADMIN = "demo-admin"
+PRODUCTION_FIRST_ADMIN = ("No staff account exists yet. Create the first administrator with:\n"
+                          "  qinglian staff add <username> --role admin")
 
 
 def _settings() -> Settings:
@@ -33,16 +36,21 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
-def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+def _run(work: Callable[[AsyncSession], Awaitable[T]], *, writes: bool = True) -> T:
+    """Run `work` in one transaction (a read-only one unless it `writes`) and turn an `ActionError` into
+    the command's one-line error."""
     settings = _settings()
 
     async def go() -> T:
-        engine = create_engine(settings.resolved_database_url, settings.resolved_keyring())
+        database = Database.connect(settings.resolved_database_url, settings.resolved_keyring())
         try:
-            async with create_sessionmaker(engine).begin() as session:
+            if writes:
+                async with database.sessionmaker.begin() as session:
+                    return await work(session)
+            async with database.read_sessionmaker() as session:
                 return await work(session)
         finally:
-            await engine.dispose()
+            await database.dispose()
 
     try:
         return asyncio.run(go())
@@ -100,7 +108,7 @@ def add(
 @staff_app.command("list")
 def list_() -> None:
     """List staff accounts with their roles and queues."""
-    users = _run(staff_actions.list_staff)
+    users = _run(staff_actions.list_staff, writes=False)
     table = Table("username", "name", "role", "queues", "active", "2FA", "last login")
     for user in users:
         table.add_row(user.username, user.display_name, user.role, ", ".join(q.queue for q in user.queues) or "-",
@@ -169,16 +177,22 @@ def role(username: str, new_role: Annotated[StaffRole, typer.Argument()]) -> Non
     typer.echo(f"{username} is now {new_role.value}")
 
 
-async def ensure_first_admin(session: AsyncSession, settings: Settings) -> str | None:
-    """On an empty staff table: a clearly marked demo admin in development, or instructions in production."""
-    count = await session.scalar(select(func.count()).select_from(StaffUser))
-    if count:
-        return None
-    if settings.environment == "production":
-        return ("No staff account exists yet. Create the first administrator with:\n"
-                "  qinglian staff add <username> --role admin")
+async def ensure_first_admin(database: Database, environment: Literal["development", "production"]) -> str | None:
+    """On an empty staff table: a clearly marked demo administrator in development, or instructions in
+    production. Returns what to print (None when staff accounts exist)."""
+    async with database.read_sessionmaker() as session:
+        if await staff_actions.count_staff(session):
+            return None
+    if environment == "production":
+        return PRODUCTION_FIRST_ADMIN
     password = secrets.token_urlsafe(12)
-    await staff_actions.create_staff(session, username="demo-admin", display_name="DEMO administrator",
-                                     role=StaffRole.ADMIN, password_hash=hash_password(password))
-    return (f"DEMO ONLY — created administrator 'demo-admin' with password {password} for the embedded default.\n"
-            "  Create real accounts with `qinglian staff add` and disable this one: qinglian staff disable demo-admin")
+    password_hash = await asyncio.to_thread(hash_password, password)
+    async with database.sessionmaker.begin() as session:
+        created = await staff_actions.create_first_admin(session, username=DEMO_ADMIN,
+                                                         display_name="DEMO administrator",
+                                                         password_hash=password_hash)
+    if created is None:  # another worker created one meanwhile
+        return None
+    return (f"DEMO ONLY — created administrator '{DEMO_ADMIN}' with password {password} for the embedded default.\n"
+            "  Create real accounts with `qinglian staff add` and disable this one: "
+            f"qinglian staff disable {DEMO_ADMIN}")

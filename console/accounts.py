@@ -1,0 +1,185 @@
+"""What administrators and each user do to staff accounts and API tokens, and the audit log: once for the
+pages and the REST API, one transaction per operation (as in `console.operations`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from console.auth import Principal, hash_password
+from console.operations import OperationError, require_admin
+from storage import audit, queries, staff_actions
+from storage.actions import ActionError
+from storage.models import ApiToken, StaffRole, StaffUser
+
+
+async def staff_usernames(principal: Principal, user_ids: Collection[int]) -> dict[int, str]:
+    """id → username of the given staff accounts (to show who a case is assigned to)."""
+    if not user_ids:
+        return {}
+    async with principal.context.database.read_sessionmaker() as session:
+        return {user.id: user.username for user in await staff_actions.list_staff(session) if user.id in user_ids}
+
+
+def _check_queues(principal: Principal, queues: Collection[str]) -> None:
+    known = {queue.code for queue in principal.context.city.queues}
+    unknown = sorted(set(queues) - known)
+    if unknown:
+        raise OperationError(422, f"unknown queue(s) {', '.join(unknown)}")
+
+
+async def staff_user(principal: Principal, username: str) -> StaffUser:
+    """One staff account (administrators only); 404 for an unknown username."""
+    require_admin(principal)
+    async with principal.context.database.read_sessionmaker() as session:
+        user = await staff_actions.get_staff_by_username(session, username)
+    if user is None:
+        raise OperationError(404, f"no staff user {username}")
+    return user
+
+
+async def list_staff(principal: Principal) -> list[StaffUser]:
+    require_admin(principal)
+    async with principal.context.database.read_sessionmaker() as session:
+        return await staff_actions.list_staff(session)
+
+
+async def add_staff(principal: Principal, *, username: str, display_name: str, role: StaffRole,
+                    queues: Collection[str], password: str) -> StaffUser:
+    require_admin(principal)
+    _check_queues(principal, queues)
+    try:
+        password_hash = await asyncio.to_thread(hash_password, password)
+    except ValueError as error:
+        raise OperationError(422, str(error)) from None
+    async with principal.context.database.sessionmaker.begin() as session:
+        try:
+            user = await staff_actions.create_staff(session, username=username, display_name=display_name,
+                                                    role=role, password_hash=password_hash, actor=principal.user)
+        except ActionError as error:
+            raise OperationError(409, str(error)) from None
+        await staff_actions.set_queues(session, user, list(queues), actor=principal.user)
+        created = await staff_actions.get_staff(session, user.id)
+    assert created is not None
+    return created
+
+
+async def update_staff(principal: Principal, username: str, *, role: StaffRole | None = None,
+                       queues: Collection[str] | None = None, active: bool | None = None,
+                       totp_required: bool | None = None) -> StaffUser:
+    """Change what is given; an administrator cannot demote or disable themselves (no lock-out)."""
+    require_admin(principal)
+    if queues is not None:
+        _check_queues(principal, queues)
+    async with principal.context.database.sessionmaker.begin() as session:
+        user = await staff_actions.get_staff_by_username(session, username)
+        if user is None:
+            raise OperationError(404, f"no staff user {username!r}")
+        if user.id == principal.user.id and ((role is not None and role != user.role) or active is False):
+            raise OperationError(409, "you cannot demote or disable your own account")
+        if role is not None and role != user.role:
+            await staff_actions.set_role(session, user, role, actor=principal.user)
+        if queues is not None:
+            await staff_actions.set_queues(session, user, list(queues), actor=principal.user)
+        if active is not None and active != user.active:
+            await staff_actions.set_active(session, user, active, actor=principal.user)
+        if totp_required is not None and totp_required != user.totp_required:
+            await staff_actions.require_totp(session, user, totp_required, actor=principal.user)
+        return await staff_actions.reloaded(session, user)
+
+
+async def api_tokens(principal: Principal) -> list[ApiToken]:
+    async with principal.context.database.read_sessionmaker() as session:
+        return await staff_actions.list_api_tokens(session, principal.user.id)
+
+
+async def create_api_token(principal: Principal, name: str) -> tuple[str, ApiToken]:
+    """A new token for the user; only from a console login, so a leaked token cannot mint more."""
+    if principal.session is None:
+        raise OperationError(403, "API tokens are created from a console login, not with another token")
+    async with principal.context.database.sessionmaker.begin() as session:
+        return await staff_actions.create_api_token(session, principal.user, name, actor=principal.user)
+
+
+async def revoke_api_token(principal: Principal, token_id: int) -> None:
+    async with principal.context.database.sessionmaker.begin() as session:
+        record = await staff_actions.get_api_token(session, token_id)
+        if record is None or record.user_id != principal.user.id:
+            raise OperationError(404, f"you have no API token {token_id}")
+        if not record.revoked:
+            await staff_actions.revoke_api_token(session, record, actor=principal.user)
+
+
+async def audit_log(principal: Principal, *, page: int, per_page: int, actor: str | None = None,
+                    case_number: str | None = None) -> tuple[list[audit.AuditRow], int]:
+    require_admin(principal)
+    async with principal.context.database.read_sessionmaker() as session:
+        actor_id = case_id = None
+        if actor is not None:
+            user = await staff_actions.get_staff_by_username(session, actor)
+            if user is None:
+                return [], 0
+            actor_id = user.id
+        if case_number is not None:
+            case_id = await queries.case_id_by_number(session, case_number)
+            if case_id is None:
+                return [], 0
+        return await audit.audit_log(session, page=page, per_page=per_page, actor_id=actor_id, case_id=case_id)
+
+
+async def tokens_of(principal: Principal, user_id: int) -> list[ApiToken]:
+    """A user's API tokens, the active ones first, newest first (their own, or any for administrators)."""
+    if user_id != principal.user.id:
+        require_admin(principal)
+    async with principal.context.database.read_sessionmaker() as session:
+        tokens = await staff_actions.list_api_tokens(session, user_id)
+    return sorted(tokens, key=lambda token: (token.revoked, -token.id))
+
+
+async def _staff_to_change(session: AsyncSession, principal: Principal, username: str) -> StaffUser:
+    require_admin(principal)
+    user = await staff_actions.get_staff_by_username(session, username)
+    if user is None:
+        raise OperationError(404, f"no staff user {username}")
+    return user
+
+
+async def reset_password(principal: Principal, username: str, password_hash: str) -> None:
+    """A new password an administrator set for someone; the account's sessions end."""
+    async with principal.context.database.sessionmaker.begin() as session:
+        user = await _staff_to_change(session, principal, username)
+        await staff_actions.set_password(session, user, password_hash, actor=principal.user)
+
+
+async def reset_totp(principal: Principal, username: str) -> None:
+    """Remove someone's second factor (a lost phone); they enrol again at their next login if it is required."""
+    async with principal.context.database.sessionmaker.begin() as session:
+        user = await _staff_to_change(session, principal, username)
+        await staff_actions.set_totp(session, user, None, actor=principal.user)
+
+
+async def create_token_for(principal: Principal, username: str, name: str) -> str:
+    """A new API token for someone's account (administrators); returns its secret."""
+    async with principal.context.database.sessionmaker.begin() as session:
+        user = await _staff_to_change(session, principal, username)
+        token, _ = await staff_actions.create_api_token(session, user, name, actor=principal.user)
+    return token
+
+
+async def revoke_token_of(principal: Principal, username: str, token_id: int) -> None:
+    async with principal.context.database.sessionmaker.begin() as session:
+        user = await _staff_to_change(session, principal, username)
+        record = await staff_actions.get_api_token(session, token_id)
+        if record is None or record.user_id != user.id:
+            raise OperationError(404, f"{username} has no API token {token_id}")
+        if not record.revoked:
+            await staff_actions.revoke_api_token(session, record, actor=principal.user)
+
+
+async def record(principal: Principal, action: str, detail: dict[str, Any]) -> None:
+    """An audit entry of an action outside the database (training, promoting or rolling back a model)."""
+    async with principal.context.database.sessionmaker.begin() as session:
+        await staff_actions.audit(session, principal.user, action, detail=detail)

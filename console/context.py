@@ -1,0 +1,57 @@
+"""What the console needs from the application that mounts it, handed in once (the console never imports the
+shell): the city's configuration, the database, secrets and paths, and the few services it calls back."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from fastapi import Request
+
+from handlers.city import CityConfig
+from storage.db import Database
+
+
+@dataclass(frozen=True)
+class ConsoleContext:
+    city: CityConfig
+    database: Database
+    secret_key: bytes
+    """Signs the session cookies and the two-factor enrolment secrets."""
+    evidence_dir: Path
+    data_dir: Path
+    """The service's data directory; models live in its `models/` (the registry and the training status)."""
+    public_url: str
+    """How staff reach the service: https means secure cookies."""
+    environment: Literal["development", "production"]
+    wake_outbox: Callable[[], None]
+    """Called after a transaction that wrote to the outbox (an answer to a reporter)."""
+    reload_classifier: Callable[[], Awaitable[object]]
+    """Load the promoted model into the serving classifier (after a promote or rollback)."""
+    classifier_version: Callable[[], str | None]
+    """The model version the service classifies with now (None before it has loaded one)."""
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.public_url.startswith("https://")
+
+    @property
+    def issuer(self) -> str:
+        """The name authenticator apps show next to the account."""
+        return f"Qinglian {self.city.city_en}"
+
+
+CONTEXT_STATE = "console_context"
+
+
+def context_of(request: Request) -> ConsoleContext:
+    """The FastAPI dependency of every console route: the context `mount_console` put in the app's state."""
+    context = getattr(request.app.state, CONTEXT_STATE)
+    assert isinstance(context, ConsoleContext)
+    return context

@@ -1,0 +1,202 @@
+"""How console pages are rendered: the Jinja2 templates and their helpers (display names of codes, local
+times, highlighting), the security headers every console response carries, and redirects."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+from fastapi import Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.routing import APIRoute
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
+
+from console import texts
+from console.auth import Principal
+from console.context import CONTEXT_STATE, ConsoleContext
+from console.operations import LABELS, SETTABLE_STATUSES
+from handlers.city import CityConfig
+from nlp.labels import LABELS as LABEL_NAMES
+from storage import queries
+from storage.models import Case, StaffRole
+
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                                "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def secure(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+class ConsoleRoute(APIRoute):
+    """A route whose every response carries the console's security headers."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def secured(request: Request) -> Response:
+            return secure(await handler(request))
+
+        return secured
+
+
+def redirect(url: str) -> Response:
+    return secure(RedirectResponse(url, status_code=303))
+
+
+# --- display names and formatting -------------------------------------------------------------
+
+
+def bilingual(zh: str, en: str) -> Markup:
+    """Chinese with the English beside it (smaller, grey); both escaped."""
+    return Markup('<span class="bi">{}<span class="en">{}</span></span>').format(zh, en)
+
+
+@dataclass
+class Names:
+    """Display names from the city's configuration, the taxonomy and the console's texts, and local times."""
+
+    city: CityConfig
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.city.timezone)
+
+    def queue(self, code: str | None) -> tuple[str, str]:
+        queue = self.city.queue(code) if code else None
+        return (queue.zh, queue.en) if queue else (code or "—", code or "—")
+
+    def queue_short(self, code: str | None) -> str:
+        """The queue's Chinese name without the bodies in brackets, for dense tables."""
+        return self.queue(code)[0].split("（")[0].split("(")[0]
+
+    def district(self, code: str | None) -> tuple[str, str]:
+        if code is None:
+            return texts.pair("name.no_district")
+        district = self.city.district(code)
+        return (district.zh, district.en) if district else (code, code)
+
+    def label(self, code: str | None) -> tuple[str, str]:
+        if code is None:
+            return texts.pair("name.unclassified")
+        return LABEL_NAMES.get(code, (code, code))
+
+    def status(self, code: str) -> tuple[str, str]:
+        return texts.pair_or(f"status.{code}", code)
+
+    def trace(self, kind: str) -> tuple[str, str]:
+        return texts.pair(f"trace.{kind}") if texts.has(f"trace.{kind}") else self.status(kind)
+
+    def role(self, code: str) -> tuple[str, str]:
+        return texts.pair_or(f"role.{code}", code)
+
+    def audit_action(self, code: str) -> str:
+        return texts.pair_or(f"audit.{code}", code)[0]
+
+    def route_reason(self, code: str | None) -> tuple[str, str]:
+        return texts.pair_or(f"route_reason.{code}", code or "") if code else ("", "")
+
+    def time(self, moment: datetime | None) -> str:
+        return moment.astimezone(self.tz).strftime("%Y-%m-%d %H:%M") if moment else "—"
+
+    def seconds(self, moment: datetime | None) -> str:
+        return moment.astimezone(self.tz).strftime("%Y-%m-%d %H:%M:%S") if moment else "—"
+
+    def day(self, moment: datetime | None) -> str:
+        return moment.astimezone(self.tz).strftime("%Y-%m-%d") if moment else "—"
+
+    def iso(self, value: object) -> str:
+        """An ISO 8601 time from a file (training status, registry events) in local time."""
+        try:
+            return self.time(datetime.fromisoformat(str(value)))
+        except ValueError:
+            return "—"
+
+
+def percent(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.0f}%"
+
+
+def filesize(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.0f} KB"
+    return f"{size / 1024 / 1024:.1f} MB"
+
+
+def highlight(text: str, terms: Iterable[Any] | None) -> Markup:
+    """The report text with the classifier's key terms in <mark>; every piece of text is escaped."""
+    words = sorted({str(t[0] if isinstance(t, list | tuple) else t).strip() for t in terms or ()} - {""},
+                   key=len, reverse=True)
+    if not words:
+        return escape(text)
+    pattern = re.compile("|".join(re.escape(word) for word in words), re.IGNORECASE)
+    pieces: list[Markup] = []
+    position = 0
+    for match in pattern.finditer(text):
+        pieces.append(escape(text[position:match.start()]))
+        pieces.append(Markup("<mark>{}</mark>").format(match.group(0)))
+        position = match.end()
+    pieces.append(escape(text[position:]))
+    return Markup("").join(pieces)
+
+
+def overdue_flags(case: Case, now: datetime) -> list[tuple[str, str]]:
+    flags = []
+    if case.status in queries.NOT_ACCEPTED and case.accept_due_at and case.accept_due_at < now:
+        flags.append(texts.pair("flag.accept_overdue"))
+    if case.status in queries.OPEN_STATUSES and case.resolve_due_at and case.resolve_due_at < now:
+        flags.append(texts.pair("flag.resolve_overdue"))
+    return flags
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True,
+                             trim_blocks=True, lstrip_blocks=True)
+    env.globals |= {"t": bilingual, "percent": percent, "filesize": filesize, "LABELS": LABELS,
+                    "SETTABLE_STATUSES": SETTABLE_STATUSES, "ROLES": [role.value for role in StaffRole]}
+    return env
+
+
+templates = Jinja2Templates(env=_environment())
+
+
+def done_message(code: str) -> tuple[str, str] | None:
+    """The notice of `?done=<code>` after an action; None for an unknown code."""
+    return texts.pair(f"done.{code}") if code and texts.has(f"done.{code}") else None
+
+
+def render(request: Request, principal: Principal | None, template: str, status_code: int = 200,
+           **values: Any) -> Response:
+    context: ConsoleContext = getattr(request.app.state, CONTEXT_STATE)
+    city = context.city
+    base = {
+        "me": principal.user if principal else None,
+        "csrf": principal.csrf_token if principal else "",
+        "is_supervisor": principal is not None and principal.user.role in (StaffRole.SUPERVISOR, StaffRole.ADMIN),
+        "is_admin": principal is not None and principal.user.role == StaffRole.ADMIN,
+        "n": Names(city),
+        "city": city,
+        "city_short": city.city_zh.removesuffix("市"),
+        "done": done_message(request.query_params.get("done", "")),
+        "path": request.url.path,
+    }
+    return secure(templates.TemplateResponse(request, template, {**base, **values}, status_code=status_code))

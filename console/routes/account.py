@@ -1,0 +1,108 @@
+"""The user's own account: password, second factor, API tokens."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import Form, Request
+from fastapi.responses import Response
+from itsdangerous import BadSignature
+
+from console import accounts, signin, texts
+from console.auth import (
+    Principal,
+    enrol_serializer,
+    hash_password,
+    set_session_cookie,
+    totp_enrolment,
+    verify_password,
+    verify_totp,
+)
+from console.operations import OperationError
+from console.rendering import redirect, render
+from console.routes.common import CsrfField, PagePrincipal, check_csrf, client_ip, page_router
+from console.routes.login import ENROL_MAX_AGE
+
+router = page_router()
+
+
+async def account_page(request: Request, principal: Principal, *, status_code: int = 200,
+                       error: str | None = None, new_token: str | None = None, enrol: bool = False) -> Response:
+    enrolment = totp_enrolment(principal.context, principal.user.username) \
+        if enrol and not principal.user.totp_secret else None
+    return render(request, principal, "account.html", status_code=status_code, error=error, new_token=new_token,
+                  enrolment=enrolment, tokens=await accounts.tokens_of(principal, principal.user.id))
+
+
+@router.get("/console/account")
+async def account(request: Request, principal: PagePrincipal, enrol: str = "") -> Response:
+    return await account_page(request, principal, enrol=enrol == "1")
+
+
+@router.post("/console/account/password")
+async def change_password(request: Request, principal: PagePrincipal, *, csrf: CsrfField = "",
+                          current: Annotated[str, Form(max_length=1000)], new: Annotated[str, Form(max_length=1000)],
+                          repeat: Annotated[str, Form(max_length=1000)]) -> Response:
+    check_csrf(principal, csrf)
+    if not await asyncio.to_thread(verify_password, principal.user.password_hash, current):
+        return await account_page(request, principal, status_code=422,
+                                  error=texts.joined("account.wrong_current_password"))
+    if new != repeat:
+        return await account_page(request, principal, status_code=422, error=texts.joined("account.passwords_differ"))
+    try:
+        password_hash = await asyncio.to_thread(hash_password, new)
+    except ValueError as problem:  # what is wrong with it, in English, from `hash_password`
+        too_short = texts.get("zh", "account.password_too_short")
+        return await account_page(request, principal, status_code=422, error=f"{too_short} {problem}")
+    token = await signin.new_password(principal.context, principal.user.id, password_hash, ip=client_ip(request))
+    response = redirect("/console/account?done=password")
+    set_session_cookie(response, principal.context, token)
+    return response
+
+
+@router.post("/console/account/totp")
+async def enrol_totp(request: Request, principal: PagePrincipal, *, csrf: CsrfField = "",
+                     secret: Annotated[str, Form()], code: Annotated[str, Form(max_length=20)]) -> Response:
+    check_csrf(principal, csrf)
+    if principal.user.totp_secret:
+        raise OperationError(409, "two-factor authentication is on already; remove it first to enrol a new device")
+    try:
+        plain = str(enrol_serializer(principal.context).loads(secret, max_age=ENROL_MAX_AGE))
+    except BadSignature:
+        return await account_page(request, principal, status_code=400, enrol=True,
+                                  error=texts.joined("account.enrol_expired"))
+    if not verify_totp(plain, code):
+        return await account_page(request, principal, status_code=422, enrol=True,
+                                  error=texts.joined("account.wrong_code"))
+    await signin.set_own_totp(principal.context, principal.user.id, plain)
+    return redirect("/console/account?done=totp_on")
+
+
+@router.post("/console/account/totp/remove")
+async def remove_totp(request: Request, principal: PagePrincipal, *, csrf: CsrfField = "",
+                      password: Annotated[str, Form(max_length=1000)]) -> Response:
+    check_csrf(principal, csrf)
+    if principal.user.totp_required:
+        raise OperationError(409, "an administrator requires two-factor authentication for your account")
+    if not await asyncio.to_thread(verify_password, principal.user.password_hash, password):
+        return await account_page(request, principal, status_code=422, error=texts.joined("account.wrong_password"))
+    await signin.set_own_totp(principal.context, principal.user.id, None)
+    return redirect("/console/account?done=totp_off")
+
+
+@router.post("/console/account/tokens")
+async def create_own_token(request: Request, principal: PagePrincipal, *, csrf: CsrfField = "",
+                           name: Annotated[str, Form(max_length=80)]) -> Response:
+    check_csrf(principal, csrf)
+    if not name.strip():
+        raise OperationError(422, "a token needs a name (what uses it)")
+    token, _ = await accounts.create_api_token(principal, name.strip())
+    return await account_page(request, principal, new_token=token)
+
+
+@router.post("/console/account/tokens/{token_id}/revoke")
+async def revoke_own_token(principal: PagePrincipal, *, csrf: CsrfField = "", token_id: int) -> Response:
+    check_csrf(principal, csrf)
+    await accounts.revoke_api_token(principal, token_id)
+    return redirect("/console/account?done=revoked")

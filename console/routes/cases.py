@@ -1,0 +1,130 @@
+"""The overview and the ticket lists (all of the user's queues, one queue, the overdue ones) with their
+filters and pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from console import operations, texts
+from console.auth import Principal, visible_queues
+from console.operations import LABELS, OperationError
+from console.rendering import overdue_flags, render
+from console.routes import common
+from console.routes.common import PagePrincipal, page_count, parse_day, parse_fraction, parse_page
+from storage import queries
+from storage.models import CaseStatus, utcnow
+
+router = common.page_router()
+FILTER_KEYS = ("queue", "status", "label", "district", "from", "to", "conf_min", "conf_max", "overdue", "labelling",
+               "q", "mine", "page")
+
+
+@router.get("/console")
+async def overview(request: Request, principal: PagePrincipal) -> Response:
+    counts = await operations.overview(principal)
+    overdue_total = (await operations.list_cases(principal, queries.CaseFilter(overdue=True), page=1, per_page=1))[1]
+    labelling_total = (await operations.list_cases(principal, queries.CaseFilter(needs_labelling=True),
+                                                   page=1, per_page=1))[1]
+    mine_total = (await operations.list_cases(principal, queries.CaseFilter(assigned_to_id=principal.user.id),
+                                              page=1, per_page=1))[1]
+    totals = queries.QueueCounts("", sum(c.new for c in counts.values()),
+                                 sum(c.in_handling for c in counts.values()), sum(c.overdue for c in counts.values()))
+    return render(request, principal, "overview.html", counts=list(counts.values()), totals=totals,
+                  overdue_total=overdue_total, labelling_total=labelling_total, mine_total=mine_total)
+
+
+@dataclass
+class ListView:
+    title: tuple[str, str]
+    action: str
+    fixed_queue: str | None = None
+    overdue: bool = False
+    labelling: bool = False
+
+
+def case_filter(request: Request, principal: Principal, view: ListView) -> tuple[queries.CaseFilter, dict[str, str],
+                                                                                  int]:
+    """The filter of a list page from its query string; the form's values to show again; the page."""
+    city = principal.context.city
+    params = {key: request.query_params.get(key, "").strip() for key in FILTER_KEYS}
+    flt = queries.CaseFilter()
+    queue = view.fixed_queue or params["queue"]
+    if queue:
+        if city.queue(queue) is None:
+            raise OperationError(404, f"no queue {queue}")
+        flt.queues = {queue}
+    if params["status"]:
+        if params["status"] not in {s.value for s in CaseStatus}:
+            raise OperationError(422, f"unknown status {params['status'][:30]!r}")
+        flt.status = params["status"]
+    if params["label"]:
+        if params["label"] not in LABELS:
+            raise OperationError(422, f"unknown label {params['label'][:30]!r}")
+        flt.label = params["label"]
+    if params["district"]:
+        if params["district"] != "unsure" and city.district(params["district"]) is None:
+            raise OperationError(422, f"unknown district {params['district'][:30]!r}")
+        flt.district = params["district"]
+    tz = ZoneInfo(city.timezone)
+    day_from, day_to = parse_day(params["from"], "from"), parse_day(params["to"], "to")
+    if day_from:
+        flt.created_from = datetime.combine(day_from, time(0), tz).astimezone(UTC)
+    if day_to:
+        flt.created_to = datetime.combine(day_to + timedelta(days=1), time(0), tz).astimezone(UTC)
+    flt.confidence_at_least = parse_fraction(params["conf_min"], "conf_min")
+    flt.confidence_below = parse_fraction(params["conf_max"], "conf_max")
+    flt.overdue = view.overdue or params["overdue"] == "1"
+    flt.needs_labelling = view.labelling or params["labelling"] == "1"
+    if params["mine"] == "1":
+        flt.assigned_to_id = principal.user.id
+    if params["q"]:
+        flt.text = params["q"][:100]
+    return flt, params, parse_page(params["page"])
+
+
+async def list_page(request: Request, principal: Principal, view: ListView) -> Response:
+    flt, params, page = case_filter(request, principal, view)
+    per_page = common.PER_PAGE
+    cases, total = await operations.list_cases(principal, flt, page=page, per_page=per_page)
+    kept = {key: value for key, value in params.items() if value and key != "page"}
+
+    def page_url(number: int) -> str:
+        return f"{view.action}?{urlencode({**kept, 'page': str(number)})}"
+
+    allowed = visible_queues(principal.user)
+    city = principal.context.city
+    queues = [q for q in city.queues if allowed is None or q.code in allowed]
+    now = utcnow()
+    return render(request, principal, "cases.html", view=view, cases=cases, total=total, page=page,
+                  pages=page_count(total, per_page), params=params, page_url=page_url, queues=queues,
+                  staff=await operations.staff_by_id(principal),
+                  flags={case.id: overdue_flags(case, now) for case in cases},
+                  threshold=city.routing.confidence_threshold, statuses=[s.value for s in CaseStatus],
+                  filtered=any(kept.get(k) for k in kept if k not in ("queue",)))
+
+
+@router.get("/console/cases")
+async def all_cases(request: Request, principal: PagePrincipal) -> Response:
+    return await list_page(request, principal, ListView(texts.pair("list.all_my_queues"), "/console/cases"))
+
+
+@router.get("/console/queue/{queue}")
+async def queue_cases(request: Request, principal: PagePrincipal, queue: str) -> Response:
+    allowed = visible_queues(principal.user)
+    found = principal.context.city.queue(queue)
+    if found is None or (allowed is not None and queue not in allowed):
+        raise OperationError(404, f"no queue {queue} among yours")
+    return await list_page(request, principal, ListView((found.zh, found.en), f"/console/queue/{queue}",
+                                                        fixed_queue=queue))
+
+
+@router.get("/console/overdue")
+async def overdue_cases(request: Request, principal: PagePrincipal) -> Response:
+    return await list_page(request, principal, ListView(texts.pair("list.overdue"), "/console/overdue",
+                                                        overdue=True))

@@ -1,0 +1,81 @@
+"""What every page router shares: the router class, the logged-in principal, the CSRF check of
+a form, parsing of query values, paging, and the error page."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import Response
+
+from console.auth import LoginRequired, Principal, page_principal
+from console.context import context_of
+from console.operations import OperationError
+from console.rendering import ConsoleRoute, render
+
+PER_PAGE = 50
+
+PagePrincipal = Annotated[Principal, Depends(page_principal)]
+CsrfField = Annotated[str, Form(alias="csrf")]
+
+
+def page_router() -> APIRouter:
+    """A router of console pages: security headers on every response, not in the API's OpenAPI document."""
+    return APIRouter(route_class=ConsoleRoute, include_in_schema=False)
+
+
+def check_csrf(principal: Principal, submitted: str | None) -> None:
+    try:
+        principal.check_csrf(submitted)
+    except HTTPException as refused:
+        raise OperationError(403, str(refused.detail)) from None
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def parse_day(value: str, name: str) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise OperationError(422, f"{name}: a date like 2026-11-24, not {value[:20]!r}") from None
+
+
+def parse_fraction(value: str, name: str) -> float | None:
+    if not value:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise OperationError(422, f"{name}: a number between 0 and 1, not {value[:20]!r}") from None
+    if not 0.0 <= number <= 1.0:
+        raise OperationError(422, f"{name}: a number between 0 and 1")
+    return number
+
+
+def parse_page(value: str) -> int:
+    try:
+        page = int(value or "1")
+    except ValueError:
+        raise OperationError(422, "page: a whole number") from None
+    if not 1 <= page <= 100_000:
+        raise OperationError(422, "page: from 1")
+    return page
+
+
+def page_count(total: int, per_page: int) -> int:
+    return max(1, (total + per_page - 1) // per_page)
+
+
+async def error_page(request: Request, status_code: int, message: str) -> Response:
+    """An error as a console page (the app's handler for OperationError on console paths)."""
+    try:
+        principal: Principal | None = await page_principal(request, context_of(request))
+    except LoginRequired:
+        principal = None
+    return render(request, principal, "error.html", status_code=status_code, status_code_value=status_code,
+                  message=message)

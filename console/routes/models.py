@@ -1,0 +1,128 @@
+"""The classifier in the console: "needs labelling", and for administrators the model versions, training a
+new one, comparing two, promoting one and rolling back."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import Form, Request
+from fastapi.responses import Response
+
+from console import accounts, training
+from console.auth import Principal, visible_queues
+from console.context import ConsoleContext
+from console.operations import OperationError, require_admin
+from console.rendering import redirect, render
+from console.routes import common
+from console.routes.common import CsrfField, PagePrincipal, check_csrf, page_count, page_router, parse_page
+from storage import training_data
+
+if TYPE_CHECKING:
+    from nlp.registry import ModelRegistry
+
+log = logging.getLogger(__name__)
+RECENT_EVENTS = 20
+
+router = page_router()
+
+
+def _registry(context: ConsoleContext) -> ModelRegistry:
+    from nlp.registry import ModelRegistry  # scikit-learn and the models load only when an admin asks
+
+    return ModelRegistry(context.models_dir)
+
+
+@router.get("/console/labelling")
+async def labelling_cases(request: Request, principal: PagePrincipal, page: str = "1") -> Response:
+    """Unclassified and low-confidence tickets (least confident first), then corrected ones."""
+    number = parse_page(page)
+    per_page = common.PER_PAGE
+    threshold = principal.context.city.routing.confidence_threshold
+    async with principal.context.database.read_sessionmaker() as session:
+        items, total = await training_data.needs_labelling(
+            session, threshold=threshold, queues=visible_queues(principal.user), limit=per_page,
+            offset=(number - 1) * per_page)
+        counts = await training_data.staff_label_counts(session)
+    return render(request, principal, "labelling.html", items=items, total=total, page=number,
+                  pages=page_count(total, per_page), counts=counts, threshold=threshold,
+                  page_url=lambda n: f"/console/labelling?{urlencode({'page': str(n)})}")
+
+
+@router.get("/console/models")
+async def models(request: Request, principal: PagePrincipal, a: str = "", b: str = "") -> Response:
+    require_admin(principal)
+    context = principal.context
+    registry = _registry(context)
+    versions = await asyncio.to_thread(registry.list)
+    events = await asyncio.to_thread(registry.events)
+    status = await asyncio.to_thread(training.training_status, context.data_dir)
+    comparison = None
+    if a and b:
+        known = {info.version for info in versions}
+        if a not in known or b not in known:
+            raise OperationError(404, "choose two saved model versions to compare")
+        comparison = await asyncio.to_thread(training.compare, registry, a, b)
+    async with context.database.read_sessionmaker() as session:
+        counts = await training_data.staff_label_counts(session)
+    running = status.get("state") == "running"
+    extra: dict[str, Any] = {} if running or request.query_params.get("done") != "training" else {"done": None}
+    return render(request, principal, "models.html", versions=list(reversed(versions)),
+                  events=list(reversed(events))[:RECENT_EVENTS], comparison=comparison, status=status,
+                  stage=training.stage_name(str(status.get("stage") or "")), running=running, a=a, b=b,
+                  counts=counts, serving=context.classifier_version(), **extra)
+
+
+async def _serve_promoted(principal: Principal) -> None:
+    """Switch the serving classifier to the promoted model now (it would notice within a minute anyway)."""
+    try:
+        await principal.context.reload_classifier()
+    except Exception:
+        log.exception("the promoted model could not be loaded at once")
+
+
+@router.post("/console/models/train")
+async def train(principal: PagePrincipal, *, csrf: CsrfField = "") -> Response:
+    check_csrf(principal, csrf)
+    require_admin(principal)
+    try:
+        run_id = await training.start_training(principal.context.database, principal.context.data_dir)
+    except training.TrainingError as problem:
+        raise OperationError(409, str(problem)) from None
+    await accounts.record(principal, "model.train", {"run": run_id})
+    return redirect("/console/models?done=training")
+
+
+@router.post("/console/models/promote")
+async def promote(principal: PagePrincipal, *, csrf: CsrfField = "", version: Annotated[str, Form(max_length=80)],
+                  force: Annotated[str, Form()] = "") -> Response:
+    check_csrf(principal, csrf)
+    require_admin(principal)
+    from nlp.errors import NlpError
+
+    registry = _registry(principal.context)
+    try:
+        await asyncio.to_thread(registry.promote, version, force=force == "1")
+    except NlpError as problem:
+        raise OperationError(409, str(problem)) from None
+    await accounts.record(principal, "model.promote", {"version": version, "forced": force == "1"})
+    await _serve_promoted(principal)
+    return redirect("/console/models?done=promoted")
+
+
+@router.post("/console/models/rollback")
+async def rollback(principal: PagePrincipal, *, csrf: CsrfField = "") -> Response:
+    check_csrf(principal, csrf)
+    require_admin(principal)
+    from nlp.errors import NlpError
+
+    registry = _registry(principal.context)
+    try:
+        info = await asyncio.to_thread(registry.rollback)
+    except NlpError as problem:
+        raise OperationError(409, str(problem)) from None
+    await accounts.record(principal, "model.rollback", {"version": info.version})
+    await _serve_promoted(principal)
+    return redirect("/console/models?done=rolled_back")

@@ -1,0 +1,63 @@
+"""Statistics of a period (supervisors and administrators): the page with its charts, and the CSV export."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from fastapi import Request
+from fastapi.responses import Response
+from markupsafe import Markup
+
+from console import stats, texts
+from console.auth import Principal, visible_queues
+from console.operations import OperationError, require_supervisor
+from console.rendering import render
+from console.routes.common import PagePrincipal, page_router, parse_day
+from storage import statistics
+from storage.models import utcnow
+
+CHARTS = ("label", "queue", "district", "status")
+PRESET_DAYS = (7, 30, 90, 365)
+DEFAULT_DAYS = 30
+
+router = page_router()
+
+
+async def _statistics(principal: Principal, start: str, end: str) -> tuple[date, date, statistics.Statistics]:
+    city = principal.context.city
+    today = utcnow().astimezone(ZoneInfo(city.timezone)).date()
+    last = parse_day(end, "end") or today
+    first = parse_day(start, "start") or (last - timedelta(days=DEFAULT_DAYS - 1))
+    if first > last:
+        raise OperationError(422, "the period starts after it ends")
+    since, until = stats.local_period(city, first, last)
+    async with principal.context.database.read_sessionmaker() as session:
+        result = await statistics.compute(session, start=since, end=until, queues=visible_queues(principal.user))
+    return first, last, result
+
+
+@router.get("/console/stats")
+async def statistics_page(request: Request, principal: PagePrincipal, start: str = "", end: str = "") -> Response:
+    require_supervisor(principal)
+    city = principal.context.city
+    first, last, result = await _statistics(principal, start, end)
+    charts = [Markup(stats.bar_chart_svg(texts.joined(f"chart.by_{dimension}"),
+                                         stats.chart_items(result, city, dimension)))
+              for dimension in CHARTS]
+    presets = [(days, urlencode({"start": (last - timedelta(days=days - 1)).isoformat(), "end": last.isoformat()}))
+               for days in PRESET_DAYS]
+    return render(request, principal, "stats.html", stats=result, charts=charts, start=first.isoformat(),
+                  end=last.isoformat(), presets=presets,
+                  csv_url=f"/console/stats.csv?{urlencode({'start': first.isoformat(), 'end': last.isoformat()})}",
+                  overdue=[(queue, counts) for queue, counts in result.overdue.items()
+                           if counts.accept or counts.resolve])
+
+
+@router.get("/console/stats.csv")
+async def statistics_csv(principal: PagePrincipal, start: str = "", end: str = "") -> Response:
+    require_supervisor(principal)
+    first, last, result = await _statistics(principal, start, end)
+    return Response(stats.to_csv(result, principal.context.city), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="qinglian-{first}-{last}.csv"'})

@@ -1,0 +1,165 @@
+"""The ticket page: a case with its report, classification, evidence, trace, notes and activity, and one form
+per action on it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import Form, Request
+from fastapi.responses import FileResponse, Response
+
+from console import operations, texts
+from console.auth import Principal, can_see, visible_queues
+from console.operations import SETTABLE_STATUSES
+from console.rendering import highlight, overdue_flags, redirect, render
+from console.routes.common import CsrfField, PagePrincipal, check_csrf, client_ip, page_router
+from storage import queries
+from storage.models import CLOSED_STATUSES, Attachment, StaffUser, TraceEvent, utcnow
+
+INLINE_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+
+router = page_router()
+
+
+def actor_name(actor: str, staff: dict[int, StaffUser]) -> tuple[str, str]:
+    """Who a trace event's `actor` is, for staff: the reporter, the system or a colleague by name."""
+    if actor == "reporter":
+        return texts.pair("actor.reporter")
+    if actor == "system":
+        return texts.pair("actor.system")
+    if actor.startswith("staff:") and actor[6:].isdigit():
+        user = staff.get(int(actor[6:]))
+        return (user.display_name, user.username) if user else texts.pair("actor.staff")
+    return texts.get("zh", "actor.system"), actor
+
+
+async def ticket_page(request: Request, principal: Principal, case_number: str, *,
+                      revealed: tuple[str | None, str | None] | None = None) -> Response:
+    detail = await operations.case_detail(principal, case_number, ip=client_ip(request))
+    case = detail.case
+    staff = await operations.staff_by_id(principal)
+    colleagues = [user for user in staff.values() if user.active and can_see(user, case)]
+    attachments: Sequence[Attachment] = case.attachments
+    trace: Sequence[TraceEvent] = case.trace
+    top = [(str(item[0]), float(item[1])) for item in (case.label_top or [])[:3]
+           if isinstance(item, list | tuple) and len(item) >= 2]
+    terms = [str(t[0] if isinstance(t, list | tuple) else t) for t in (case.label_terms or [])]
+    city = principal.context.city
+    return render(request, principal, "case.html", detail=detail, case=case, staff=staff, colleagues=colleagues,
+                  images=[a for a in attachments if a.media_type in INLINE_IMAGE_TYPES],
+                  files=[a for a in attachments if a.media_type not in INLINE_IMAGE_TYPES],
+                  trace=[(event, actor_name(event.actor, staff)) for event in trace],
+                  text=highlight(case.description, terms), top=top, terms=terms, flags=overdue_flags(case, utcnow()),
+                  queues=city.queues, statuses=[s.value for s in SETTABLE_STATUSES],
+                  closed=case.status in CLOSED_STATUSES, revealed=revealed,
+                  activity=await operations.case_activity(principal, case),
+                  threshold=city.routing.confidence_threshold,
+                  can_accept=case.status in queries.NOT_ACCEPTED)
+
+
+@router.get("/console/case/{case_number}")
+async def ticket(request: Request, principal: PagePrincipal, case_number: str) -> Response:
+    return await ticket_page(request, principal, case_number)
+
+
+@router.get("/console/case/{case_number}/evidence/{attachment_id}")
+async def evidence(request: Request, principal: PagePrincipal, case_number: str, attachment_id: int) -> Response:
+    path, stored = await operations.evidence_file(principal, case_number, attachment_id, ip=client_ip(request))
+    inline = stored.media_type in INLINE_IMAGE_TYPES
+    response = FileResponse(path, media_type=stored.media_type if inline else "application/octet-stream",
+                            filename=stored.original_name or f"evidence-{attachment_id}",
+                            content_disposition_type="inline" if inline else "attachment")
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
+
+
+def _case_url(case_number: str, done: str, anchor: str = "") -> str:
+    return f"/console/case/{case_number}?{urlencode({'done': done})}{anchor}"
+
+
+@router.post("/console/case/{case_number}/accept")
+async def accept(principal: PagePrincipal, case_number: str, *, csrf: CsrfField = "") -> Response:
+    check_csrf(principal, csrf)
+    await operations.accept(principal, case_number)
+    return redirect(_case_url(case_number, "accepted"))
+
+
+@router.post("/console/case/{case_number}/confirm-label")
+async def confirm_label(principal: PagePrincipal, case_number: str, *, csrf: CsrfField = "") -> Response:
+    check_csrf(principal, csrf)
+    await operations.confirm_label(principal, case_number)
+    return redirect(_case_url(case_number, "label_confirmed"))
+
+
+def _after_move(principal: Principal, case_number: str, queue: str, done: str) -> Response:
+    allowed = visible_queues(principal.user)
+    if allowed is not None and queue not in allowed:
+        return redirect(f"/console?{urlencode({'done': 'moved_away'})}")
+    return redirect(_case_url(case_number, done))
+
+
+@router.post("/console/case/{case_number}/correct-label")
+async def correct_label(principal: PagePrincipal, case_number: str, *, csrf: CsrfField = "",
+                        label: Annotated[str, Form(max_length=40)]) -> Response:
+    check_csrf(principal, csrf)
+    queue = await operations.correct_label(principal, case_number, label)
+    return _after_move(principal, case_number, queue, "label_corrected")
+
+
+@router.post("/console/case/{case_number}/move")
+async def move(principal: PagePrincipal, case_number: str, *, csrf: CsrfField = "",
+               queue: Annotated[str, Form(max_length=60)], reason: Annotated[str, Form(max_length=500)] = ""
+               ) -> Response:
+    check_csrf(principal, csrf)
+    await operations.move(principal, case_number, queue, reason)
+    return _after_move(principal, case_number, queue, "moved")
+
+
+@router.post("/console/case/{case_number}/status")
+async def set_status(principal: PagePrincipal, case_number: str, *, csrf: CsrfField = "",
+                     status: Annotated[str, Form(max_length=20)],
+                     note: Annotated[str, Form(max_length=3000)] = "") -> Response:
+    check_csrf(principal, csrf)
+    await operations.set_status(principal, case_number, status, note.strip() or None)
+    return redirect(_case_url(case_number, "status"))
+
+
+@router.post("/console/case/{case_number}/duplicate")
+async def duplicate(principal: PagePrincipal, case_number: str, *, csrf: CsrfField = "",
+                    original: Annotated[str, Form(max_length=40)]) -> Response:
+    check_csrf(principal, csrf)
+    await operations.mark_duplicate(principal, case_number, original)
+    return redirect(_case_url(case_number, "duplicate"))
+
+
+@router.post("/console/case/{case_number}/note")
+async def note(principal: PagePrincipal, case_number: str, *, csrf: CsrfField = "",
+               body: Annotated[str, Form(max_length=10_000)]) -> Response:
+    check_csrf(principal, csrf)
+    await operations.add_note(principal, case_number, body)
+    return redirect(_case_url(case_number, "note", "#notes"))
+
+
+@router.post("/console/case/{case_number}/assign")
+async def assign(principal: PagePrincipal, case_number: str, *, csrf: CsrfField = "",
+                 username: Annotated[str, Form(max_length=60)] = "") -> Response:
+    check_csrf(principal, csrf)
+    await operations.assign(principal, case_number, username.strip() or None)
+    return redirect(_case_url(case_number, "assigned"))
+
+
+@router.post("/console/case/{case_number}/answer")
+async def answer(principal: PagePrincipal, case_number: str, *, csrf: CsrfField = "",
+                 text: Annotated[str, Form(max_length=3000)]) -> Response:
+    check_csrf(principal, csrf)
+    await operations.answer(principal, case_number, text)
+    return redirect(_case_url(case_number, "answered", "#trace"))
+
+
+@router.post("/console/case/{case_number}/reveal")
+async def reveal(request: Request, principal: PagePrincipal, case_number: str, *, csrf: CsrfField = "") -> Response:
+    check_csrf(principal, csrf)
+    identity = await operations.reveal_identity(principal, case_number, ip=client_ip(request))
+    return await ticket_page(request, principal, case_number, revealed=identity)

@@ -1,0 +1,84 @@
+"""`qinglian staff …` on a migrated database, and the first administrator on a fresh install."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from bot.cli import app
+from bot.config import load_settings
+from bot.staff_cli import DEMO_ADMIN, PRODUCTION_FIRST_ADMIN, ensure_first_admin
+from console.auth import verify_password
+from storage import staff_actions
+from storage.migrate import upgrade
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for variable in ("QINGLIAN_DATABASE_URL", "QINGLIAN_CONFIG_FILE", "QINGLIAN_ENVIRONMENT"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("QINGLIAN_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("QINGLIAN_SECRET_KEY", "cli-secret-" + "y" * 40)
+    monkeypatch.setenv("COLUMNS", "200")
+    settings = load_settings()
+    upgrade(settings.resolved_database_url, settings.resolved_keyring())
+    return tmp_path
+
+
+def qinglian(*arguments: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["staff", *arguments])
+    return result.exit_code, result.output
+
+
+def test_accounts_are_added_listed_changed_and_disabled(data_dir: Path) -> None:
+    assert qinglian("add", "wang.wu", "--name", "王五", "--queue", "clean_hall", "--queue", "petitions",
+                    "--password", "a long enough password") == (
+        0, "created reviewer wang.wu in clean_hall, petitions\n")
+    assert qinglian("add", "boss", "--role", "admin", "--password", "another long password") == (
+        0, "created admin boss\n")
+    assert qinglian("assign", "wang.wu", "clean_medical", "clean_hall") == (
+        0, "wang.wu works in clean_hall, clean_medical\n")
+    assert qinglian("role", "wang.wu", "supervisor") == (0, "wang.wu is now supervisor\n")
+    assert qinglian("disable", "wang.wu") == (0, "disabled wang.wu\n")
+    code, listing = qinglian("list")
+    rows = {line.split("│")[1].strip(): [cell.strip() for cell in line.split("│")[2:-1]]
+            for line in listing.splitlines() if line.startswith("│")}
+    assert code == 0
+    assert rows == {"boss": ["boss", "admin", "-", "yes", "off", "-"],
+                    "wang.wu": ["王五", "supervisor", "clean_hall, clean_medical", "no", "off", "-"]}
+    assert qinglian("enable", "wang.wu") == (0, "enabled wang.wu\n")
+    assert qinglian("reset-password", "wang.wu", "--password", "a brand new password") == (
+        0, "password of wang.wu changed\n")
+
+
+def test_mistakes_are_one_line_errors(data_dir: Path) -> None:
+    assert qinglian("add", "zhao", "--queue", "nowhere", "--password", "a long enough password")[0] == 2
+    code, output = qinglian("add", "zhao", "--password", "short")
+    assert (code, output) == (2, "qinglian: a password needs at least 10 characters\n")
+    assert qinglian("add", "zhao", "--password", "a long enough password")[0] == 0
+    assert qinglian("add", "zhao", "--password", "a long enough password") == (
+        2, "qinglian: user 'zhao' exists already\n")
+    assert qinglian("disable", "nobody") == (2, "qinglian: no staff user 'nobody'\n")
+
+
+async def test_a_fresh_install_gets_a_marked_demo_admin_once(database: Any) -> None:
+    notice = await ensure_first_admin(database, "development")
+    assert notice is not None and notice.startswith("DEMO ONLY")
+    password = re.search(rf"administrator '{DEMO_ADMIN}' with password (\S+)", notice)
+    assert password
+    async with database.read_sessionmaker() as session:
+        admin = await staff_actions.get_staff_by_username(session, DEMO_ADMIN)
+    assert admin is not None and admin.role == "admin" and verify_password(admin.password_hash, password.group(1))
+    assert await ensure_first_admin(database, "development") is None
+
+
+async def test_production_gets_instructions_and_no_account(database: Any) -> None:
+    assert await ensure_first_admin(database, "production") == PRODUCTION_FIRST_ADMIN
+    async with database.read_sessionmaker() as session:
+        assert await staff_actions.count_staff(session) == 0

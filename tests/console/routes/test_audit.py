@@ -1,0 +1,24 @@
+"""The audit log page."""
+
+from __future__ import annotations
+
+from storage.models import StaffRole
+from tests.console.conftest import ConsoleHarness
+
+
+async def test_audit_log_page_filters_by_user_and_case(console: ConsoleHarness) -> None:
+    await console.user("boss", StaffRole.ADMIN)
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    first = await console.case("clean_hall")
+    second = await console.case("clean_hall")
+    async with console.client() as client:
+        csrf = await console.login(client, "rev")
+        await client.post(f"/console/case/{first}/accept", data={"csrf": csrf})
+        await client.post(f"/console/case/{second}/note", data={"csrf": csrf, "body": "备注"})
+    async with console.client() as client:
+        await console.login(client, "boss")
+        by_case = (await client.get(f"/console/audit?case={first}")).text
+        assert "case.accept" in by_case and "case.note" not in by_case
+        by_user = (await client.get("/console/audit?user=rev")).text
+        assert "case.accept" in by_user and "case.note" in by_user and "login.success" in by_user
+        assert "boss" not in by_user.split("<table", 1)[1]

@@ -1,0 +1,97 @@
+"""The overview and the ticket lists: who sees which queues, filters and pages."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from console.routes import common
+from storage.models import StaffRole, TraceKind
+from tests.console.conftest import ACTIONS, JPEG, OTHER_QUEUE, ConsoleHarness, location
+
+
+async def test_a_reviewer_sees_only_their_queues(console: ConsoleHarness) -> None:
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    mine = await console.case("clean_hall")
+    other = await console.case(OTHER_QUEUE, label="formalism", attachments=[("x.jpg", "image/jpeg", JPEG)])
+    async with console.client() as client:
+        csrf = await console.login(client, "rev")
+        listing = (await client.get("/console/cases")).text
+        assert mine in listing and other not in listing
+        assert other not in (await client.get(f"/console/cases?queue={OTHER_QUEUE}")).text
+        assert (await client.get(f"/console/queue/{OTHER_QUEUE}")).status_code == 404
+        assert (await client.get(f"/console/case/{other}")).status_code == 404
+        detail = await console.get_case(other)
+        async with console.database.read_sessionmaker() as session:
+            from storage import queries
+
+            attachment_id = (await queries.case_by_number(session, other)).attachments[0].id  # type: ignore[union-attr]
+        assert (await client.get(f"/console/case/{other}/evidence/{attachment_id}")).status_code == 404
+        assert (await client.get(f"/console/case/{mine}/evidence/{attachment_id}")).status_code == 404
+        for action, data in ACTIONS:
+            response = await client.post(f"/console/case/{other}/{action}", data={"csrf": csrf, **data})
+            # revealing identities is not a reviewer's right anywhere (config: supervisor, admin)
+            assert response.status_code == (403 if action == "reveal" else 404), (action, response.text[:300])
+        assert (await client.get("/console/overdue")).status_code == 200
+        for admin_page in ("/console/staff", "/console/audit", "/console/models", "/console/stats"):
+            assert (await client.get(admin_page)).status_code == 403, admin_page
+    after = await console.get_case(other)
+    assert (after.status, after.label, after.queue, after.assigned_to_id) == (
+        detail.status, detail.label, detail.queue, detail.assigned_to_id)
+    assert [e.kind for e in await console.trace(other)] == [TraceKind.RECEIVED, TraceKind.ROUTED]
+    assert await console.audit(case_number=other) == []
+
+
+async def test_a_supervisor_sees_every_queue_and_assigns_but_not_admin_pages(console: ConsoleHarness) -> None:
+    await console.user("sup", StaffRole.SUPERVISOR)
+    await console.user("rev", StaffRole.REVIEWER, [OTHER_QUEUE])
+    await console.user("outsider", StaffRole.REVIEWER, ["clean_hall"])
+    other = await console.case(OTHER_QUEUE, label="formalism")
+    async with console.client() as client:
+        csrf = await console.login(client, "sup")
+        assert other in (await client.get("/console/cases")).text
+        page = await client.get(f"/console/case/{other}")
+        assert page.status_code == 200
+        assert '<option value="rev"' in page.text and '<option value="outsider"' not in page.text
+        assigned = await client.post(f"/console/case/{other}/assign", data={"csrf": csrf, "username": "rev"})
+        assert location(assigned).startswith(f"/console/case/{other}")
+        assert (await console.get_case(other)).assigned_to_id == (await console.staff("rev")).id
+        assert [e.detail for e in await console.audit("case.assign")] == [{"to": "rev"}]
+        assert (await client.get("/console/stats")).status_code == 200
+        for admin_page in ("/console/staff", "/console/audit", "/console/models"):
+            assert (await client.get(admin_page)).status_code == 403, admin_page
+
+
+async def test_lists_filter_and_page(console: ConsoleHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    await console.user("sup", StaffRole.SUPERVISOR)
+    low = await console.case("triage", label="other", confidence=0.31, description="不知道该找谁反映的问题情况")
+    late = await console.case("clean_hall", overdue=True)
+    medical = await console.case("clean_medical", label="medical", district="yuelu",
+                                 description="医院收红包的问题，医生收受红包")
+    monkeypatch.setattr(common, "PER_PAGE", 2)
+    async with console.client() as client:
+        await console.login(client, "sup")
+
+        async def numbers(url: str) -> list[str]:
+            response = await client.get(url)
+            assert response.status_code == 200, response.text[:300]
+            return re.findall(r'<a href="/console/case/(QL-[0-9-]+)">', response.text)
+
+        assert await numbers("/console/cases") == [medical, late]
+        assert await numbers("/console/cases?page=2") == [low]
+        assert await numbers("/console/cases?label=medical") == [medical]
+        assert await numbers("/console/cases?district=yuelu") == [medical]
+        assert await numbers("/console/cases?conf_max=0.5") == [low]
+        assert await numbers("/console/cases?conf_min=0.5&conf_max=1") == [medical, late]
+        assert await numbers("/console/cases?q=红包") == [medical]
+        assert await numbers("/console/cases?overdue=1") == [late]
+        assert await numbers("/console/overdue") == [late]
+        assert await numbers("/console/labelling") == [low]
+        assert await numbers("/console/queue/clean_medical") == [medical]
+        assert await numbers("/console/cases?status=accepted") == []
+        assert await numbers("/console/cases?from=2000-01-01&to=2000-01-02") == []
+        overview = (await client.get("/console")).text
+        assert 'href="/console/queue/clean_medical?status=routed">1<' in overview
+        assert (await client.get("/console/cases?conf_min=abc")).status_code == 422
+        assert (await client.get("/console/cases?from=yesterday")).status_code == 422

@@ -1,0 +1,199 @@
+"""Logging in: the first administrator, the login form and its token, account locks and the address
+throttle, the second factor (enrolled at login when required), logging out; security headers."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import pyotp
+import pytest
+from sqlalchemy import select
+
+from bot.app import create_app
+from console.throttle import IP_FAILURE_LIMIT
+from storage.models import StaffRole, StaffSession, utcnow
+from tests.console.conftest import (
+    PASSWORD,
+    ConsoleHarness,
+    csrf_of,
+    fresh_data_dir,
+    location,
+    make_settings,
+    settle_background_tasks,
+)
+
+
+async def test_first_start_creates_a_marked_demo_admin_who_can_log_in(
+        tmp_path: Path, data_template: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = make_settings(fresh_data_dir(data_template, tmp_path / "data"))
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        printed = capsys.readouterr().out
+        found = re.search(r"administrator 'demo-admin' with password (\S+)", printed)
+        assert "DEMO ONLY" in printed and found, printed
+        harness = ConsoleHarness(app, settings, "")
+        async with harness.client() as client:
+            await harness.login(client, "demo-admin", found.group(1))
+            assert "人员" in (await client.get("/console/staff")).text
+        await settle_background_tasks()
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        assert "demo-admin" not in capsys.readouterr().out  # only on an empty staff table
+        await settle_background_tasks()
+
+
+async def test_production_first_start_prints_instructions_and_creates_nobody(
+        tmp_path: Path, data_template: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = make_settings(fresh_data_dir(data_template, tmp_path / "data"), environment="production",
+                             secret_key="p" * 48)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        assert "qinglian staff add <username> --role admin" in capsys.readouterr().out
+        harness = ConsoleHarness(app, settings, "")
+        async with harness.client() as client:
+            response = await harness.submit_login(client, "demo-admin", "anything-at-all")
+            assert response.status_code == 401
+        await settle_background_tasks()
+
+
+async def test_pages_need_a_login_and_carry_security_headers(console: ConsoleHarness) -> None:
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    async with console.client() as client:
+        assert location(await client.get("/console/cases")) == "/console/login?next=/console/cases"
+        login_page = await client.get("/console/login")
+        for page in (login_page,):
+            assert page.headers["content-security-policy"].startswith("default-src 'self'")
+            assert "unsafe-inline" not in page.headers["content-security-policy"]
+            assert page.headers["x-frame-options"] == "DENY"
+            assert page.headers["referrer-policy"] == "no-referrer"
+            assert page.headers["cache-control"] == "no-store"
+        response = await console.submit_login(client, "rev", PASSWORD)
+        cookie = next(v for v in response.headers.get_list("set-cookie") if v.startswith("ql_staff="))
+        # Lax, so the link in a staff-group notice opens the ticket; every POST still needs the CSRF token
+        assert "HttpOnly" in cookie and "samesite=lax" in cookie.lower()
+        page = await client.get("/console")
+        assert page.status_code == 200
+        assert page.headers["x-frame-options"] == "DENY" and page.headers["cache-control"] == "no-store"
+        assert "<script" not in page.text
+
+
+async def test_after_login_the_page_asked_for_opens(console: ConsoleHarness) -> None:
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    number = await console.case("clean_hall")
+    async with console.client() as client:
+        target = location(await client.get(f"/console/case/{number}"))
+        assert target == f"/console/login?next=/console/case/{number}"
+        form = await client.get(target)
+        assert f'name="next" value="/console/case/{number}"' in form.text
+        token = re.search(r'name="login_token" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
+        listing = "/console/queue/clean_hall?status=routed"
+        for next_path, expected in ((f"/console/case/{number}/accept", f"/console/case/{number}"),
+                                    ("https://evil.example/", "/console"), ("//evil.example/", "/console"),
+                                    (listing, listing)):
+            response = await client.post("/console/login", data={"username": "rev", "password": PASSWORD,
+                                                                  "login_token": token, "next": next_path})
+            assert location(response) == expected
+            client.cookies.set("ql_login", token, path="/console/login")
+
+
+async def test_login_form_without_its_token_is_refused(console: ConsoleHarness) -> None:
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    async with console.client() as client:
+        response = await client.post("/console/login", data={"username": "rev", "password": PASSWORD})
+        assert response.status_code == 403
+        assert "ql_staff" not in response.cookies
+
+
+async def test_failed_logins_lock_the_account(console: ConsoleHarness) -> None:
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    attempts = console.settings.city.console.login_attempts
+    async with console.client() as client:
+        for _ in range(attempts):
+            assert (await console.submit_login(client, "rev", "wrong password!")).status_code == 401
+        refused = await console.submit_login(client, "rev", PASSWORD)
+        assert refused.status_code == 401 and "锁定" in refused.text
+    assert len(await console.audit("login.failure")) == attempts
+    assert len(await console.audit("login.locked")) == 1
+    user = await console.staff("rev")
+    assert user.locked_until is not None and user.locked_until > utcnow() + timedelta(minutes=10)
+    async with console.database.sessionmaker.begin() as session:  # the lock runs out
+        stored = await session.get(type(user), user.id)
+        assert stored is not None
+        stored.locked_until = utcnow() - timedelta(seconds=1)
+    async with console.client() as client:
+        await console.login(client, "rev")
+
+
+async def test_failed_logins_from_one_address_are_throttled(console: ConsoleHarness) -> None:
+    async with console.client() as client:
+        for number in range(IP_FAILURE_LIMIT):
+            assert (await console.submit_login(client, f"nobody{number}", "wrong password!")).status_code == 401
+        refused = await console.submit_login(client, "nobody", "wrong password!")
+        assert refused.status_code == 429 and "失败次数过多" in refused.text
+    assert len(await console.audit("login.failure")) == IP_FAILURE_LIMIT  # the refused one is not even tried
+
+
+async def test_totp_login(console: ConsoleHarness) -> None:
+    secret = pyotp.random_base32()
+    await console.user("sup", StaffRole.SUPERVISOR, totp_secret=secret)
+    async with console.client() as client:
+        response = await console.submit_login(client, "sup", PASSWORD)
+        assert location(response).startswith("/console/login/2fa")
+        assert location(await client.get("/console")).startswith("/console/login/2fa")  # half logged in
+        page = await client.get("/console/login/2fa")
+        assert secret not in page.text
+        wrong = await client.post("/console/login/2fa", data={"csrf": csrf_of(page.text), "code": "000000"})
+        assert wrong.status_code == 401
+        no_csrf = await client.post("/console/login/2fa", data={"code": pyotp.TOTP(secret).now()})
+        assert no_csrf.status_code == 403
+        right = await client.post("/console/login/2fa", data={"csrf": csrf_of(page.text),
+                                                               "code": pyotp.TOTP(secret).now()})
+        assert location(right) == "/console"
+        assert (await client.get("/console")).status_code == 200
+    assert [e.action for e in await console.audit() if e.action.startswith("login.")] == [
+        "login.password_ok", "login.failure", "login.success"]
+
+
+async def test_wrong_codes_lock_the_account_too(console: ConsoleHarness) -> None:
+    secret = pyotp.random_base32()
+    await console.user("sup", StaffRole.SUPERVISOR, totp_secret=secret)
+    async with console.client() as client:
+        await console.submit_login(client, "sup", PASSWORD)
+        page = await client.get("/console/login/2fa")
+        for _ in range(console.settings.city.console.login_attempts):
+            response = await client.post("/console/login/2fa", data={"csrf": csrf_of(page.text), "code": "000000"})
+        assert response.status_code == 401 and "锁定" in response.text
+        assert location(await client.get("/console")).startswith("/console/login?")
+        # the password alone does not reset the count while the second factor is pending
+        assert (await console.submit_login(client, "sup", PASSWORD)).status_code == 401
+
+
+async def test_required_totp_is_enrolled_at_login(console: ConsoleHarness) -> None:
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"], totp_required=True)
+    async with console.client() as client:
+        location(await console.submit_login(client, "rev", PASSWORD))
+        page = await client.get("/console/login/2fa")
+        secret = re.search(r'<code class="secret">([A-Z2-7]+)</code>', page.text)
+        assert secret and "otpauth://totp/" in page.text
+        response = await client.post("/console/login/2fa", data={
+            "csrf": csrf_of(page.text), "enrol_secret": re.search(r'name="enrol_secret" value="([^"]+)"',
+                                                                  page.text).group(1),  # type: ignore[union-attr]
+            "code": pyotp.TOTP(secret.group(1)).now()})
+        assert location(response) == "/console"
+        assert (await client.get("/console")).status_code == 200
+    assert (await console.staff("rev")).totp_secret == secret.group(1)
+    assert len(await console.audit("staff.totp_enrol")) == 1
+
+
+async def test_logout_needs_the_csrf_token_and_ends_the_session(console: ConsoleHarness) -> None:
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    async with console.client() as client:
+        csrf = await console.login(client, "rev")
+        assert (await client.post("/console/logout", data={"csrf": "forged"})).status_code == 403
+        assert (await client.get("/console")).status_code == 200
+        assert location(await client.post("/console/logout", data={"csrf": csrf})) == "/console/login"
+        assert location(await client.get("/console")).startswith("/console/login")
+    async with console.database.read_sessionmaker() as session:
+        assert (await session.execute(select(StaffSession))).scalars().all() == []

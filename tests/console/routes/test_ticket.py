@@ -1,0 +1,197 @@
+"""The ticket page: every action through its form with its trace event and audit record, errors as pages,
+revealing identities, evidence files, CSRF and inert report text."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from storage.models import ApiToken, InternalNote, OutboxMessage, StaffRole, TraceKind
+from tests.console.conftest import ACTIONS, JPEG, PDF, ConsoleHarness, location
+
+
+async def test_every_action_writes_its_trace_event_and_audit_record(console: ConsoleHarness) -> None:
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall", "clean_medical"])
+    await console.user("colleague", StaffRole.REVIEWER, ["clean_hall"])
+    original = await console.case("clean_hall")
+    number = await console.case("clean_hall")
+    async with console.client() as client:
+        csrf = await console.login(client, "rev")
+
+        async def act(action: str, **data: str) -> httpx.Response:
+            response = await client.post(f"/console/case/{number}/{action}", data={"csrf": csrf, **data})
+            assert response.status_code == 303, (action, response.text[:500])
+            return response
+
+        await act("accept")
+        assert (await console.get_case(number)).status == "accepted"
+        assert (await console.trace(number))[-1].kind == TraceKind.ACCEPTED
+        page = await client.get(location(await act("confirm-label")))
+        assert "分类已确认" in page.text
+        assert (await console.get_case(number)).label_status == "confirmed"
+
+        await act("assign", username="rev")  # a reviewer takes a case; supervisors assign to others
+        assert (await console.get_case(number)).assigned_to_id == (await console.staff("rev")).id
+        await act("note", body="电话联系了窗口负责人")
+        await act("status", status="in_handling", note="已转交窗口负责人核查")
+        assert (await console.trace(number))[-1].body == "已转交窗口负责人核查"
+        answered = await act("answer", text="经核实，相关人员已被批评教育。")
+        assert location(answered).endswith("#trace")
+        trace = await console.trace(number)
+        assert (trace[-1].kind, trace[-1].body) == (TraceKind.ANSWERED, "经核实，相关人员已被批评教育。")
+
+        corrected = await act("correct-label", label="medical")  # routes to clean_medical, still theirs
+        assert location(corrected).startswith(f"/console/case/{number}")
+        case = await console.get_case(number)
+        assert (case.label, case.label_status, case.predicted_label, case.queue) == (
+            "medical", "corrected", "slow_service", "clean_medical")
+        assert (await console.trace(number))[-1].detail["queue"] == "clean_medical"
+
+        await act("duplicate", original=original)
+        assert (await console.get_case(number)).status == "duplicate"
+        assert (await console.trace(number))[-1].body == original
+
+        moved = await act("move", queue="petitions", reason="涉及收受红包")
+        assert location(moved) == "/console?done=moved_away"  # the reviewer does not work in petitions
+        assert (await console.get_case(number)).queue == "petitions"
+
+    audit = [(entry.action, entry.detail) for entry in await console.audit(case_number=number)
+             if entry.action != "case.view"]
+    assert [action for action, _ in audit] == [
+        "case.accept", "case.confirm_label", "case.assign", "case.note", "case.status", "case.answer",
+        "case.correct_label", "case.move", "case.duplicate", "case.move"]
+    assert dict(audit)["case.assign"] == {"to": "rev"}
+    assert audit[-1][1]["reason"] == "涉及收受红包"
+    assert [e.kind for e in await console.trace(number)] == [
+        TraceKind.RECEIVED, TraceKind.ROUTED, TraceKind.ACCEPTED, TraceKind.IN_HANDLING, TraceKind.ANSWERED,
+        TraceKind.ROUTED, TraceKind.DUPLICATE, TraceKind.ROUTED]
+    async with console.database.read_sessionmaker() as session:
+        notes = (await session.execute(select(InternalNote))).scalars().all()
+        assert [note.body for note in notes] == ["电话联系了窗口负责人"]
+        answers = [m.payload for m in (await session.execute(select(OutboxMessage))).scalars()
+                   if m.payload.get("notice") == "answer"]
+        assert answers == [{"notice": "answer", "locale": "zh", "case_number": number,
+                            "answer": "经核实，相关人员已被批评教育。"}]
+
+
+async def test_moving_needs_a_reason_and_errors_are_pages(console: ConsoleHarness) -> None:
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    number = await console.case("clean_hall")
+    async with console.client() as client:
+        csrf = await console.login(client, "rev")
+        response = await client.post(f"/console/case/{number}/move", data={"csrf": csrf, "queue": "petitions",
+                                                                            "reason": "  "})
+        assert response.status_code == 422 and "reason" in response.text and "<html" in response.text
+        assert response.headers["x-frame-options"] == "DENY"
+        response = await client.post(f"/console/case/{number}/duplicate", data={"csrf": csrf,
+                                                                                 "original": "QL-1999-999999"})
+        assert response.status_code == 422
+    assert (await console.get_case(number)).queue == "clean_hall"
+
+
+async def test_identity_is_revealed_only_on_an_audited_click_by_permitted_roles(console: ConsoleHarness) -> None:
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    await console.user("sup", StaffRole.SUPERVISOR)
+    number = await console.case("clean_hall", anonymous=False, name="王小明", phone="13912345678")
+    anonymous = await console.case("clean_hall")
+    async with console.client() as client:
+        csrf = await console.login(client, "rev")
+        page = (await client.get(f"/console/case/{number}")).text
+        assert "王小明" not in page and "13912345678" not in page and "/reveal" not in page
+        assert (await client.post(f"/console/case/{number}/reveal", data={"csrf": csrf})).status_code == 403
+    async with console.client() as client:
+        csrf = await console.login(client, "sup")
+        page = (await client.get(f"/console/case/{number}")).text
+        assert "王小明" not in page and f"/console/case/{number}/reveal" in page
+        assert "tg-user" not in page  # the channel identity never appears
+        assert f"/console/case/{anonymous}/reveal" not in (await client.get(f"/console/case/{anonymous}")).text
+        revealed = await client.post(f"/console/case/{number}/reveal", data={"csrf": csrf})
+        assert revealed.status_code == 200
+        assert "王小明" in revealed.text and "13912345678" in revealed.text
+    reveals = await console.audit("case.reveal_identity")
+    assert [(entry.actor_id, entry.case_id) for entry in reveals] == [
+        ((await console.staff("sup")).id, (await console.get_case(number)).id)]
+
+
+async def test_evidence_images_inline_and_files_as_downloads(console: ConsoleHarness) -> None:
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    number = await console.case("clean_hall", attachments=[("photo.jpg", "image/jpeg", JPEG),
+                                                           ("notice.pdf", "application/pdf", PDF),
+                                                           ("page.html", "text/html", b"<script>alert(1)</script>")])
+    async with console.client() as client:
+        await console.login(client, "rev")
+        page = (await client.get(f"/console/case/{number}")).text
+        links = re.findall(rf'/console/case/{number}/evidence/(\d+)', page)
+        image_id, pdf_id, html_id = sorted(set(links), key=int)
+        assert f'<img src="/console/case/{number}/evidence/{image_id}"' in page
+        image = await client.get(f"/console/case/{number}/evidence/{image_id}")
+        assert (image.status_code, image.headers["content-type"], image.content) == (200, "image/jpeg", JPEG)
+        assert image.headers["content-disposition"].startswith("inline")
+        for attachment_id in (pdf_id, html_id):
+            download = await client.get(f"/console/case/{number}/evidence/{attachment_id}")
+            assert download.headers["content-type"] == "application/octet-stream"
+            assert download.headers["content-disposition"].startswith("attachment")
+            assert "sandbox" in download.headers["content-security-policy"]
+    assert len(await console.audit("case.download", number)) == 3
+
+
+@pytest.mark.parametrize("token", [None, "not-the-token"])
+async def test_actions_without_the_right_csrf_token_change_nothing(console: ConsoleHarness,
+                                                                   token: str | None) -> None:
+    await console.user("sup", StaffRole.SUPERVISOR)
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    await console.case("clean_hall")
+    number = await console.case("clean_hall", anonymous=False, name="王小明", phone="13912345678")
+    before = await console.get_case(number)
+    async with console.client() as client:
+        await console.login(client, "sup")
+        for action, data in ACTIONS:
+            form = data if token is None else {"csrf": token, **data}
+            response = await client.post(f"/console/case/{number}/{action}", data=form)
+            assert response.status_code == 403, (action, response.status_code)
+            assert "王小明" not in response.text
+        for url, data in (("/console/staff", {"username": "mallory", "role": "admin"}),
+                          ("/console/account/tokens", {"name": "x"}),
+                          ("/console/models/rollback", {})):
+            form = data if token is None else {"csrf": token, **data}
+            assert (await client.post(url, data=form)).status_code == 403
+    after = await console.get_case(number)
+    assert (after.status, after.label, after.queue, after.assigned_to_id, after.label_status) == (
+        before.status, before.label, before.queue, before.assigned_to_id, before.label_status)
+    assert len(await console.trace(number)) == 2
+    assert [e.action for e in await console.audit(case_number=number)] == []
+    async with console.database.read_sessionmaker() as session:
+        assert (await session.execute(select(ApiToken))).scalars().all() == []
+
+
+async def test_a_missing_csrf_token_is_a_403(console: ConsoleHarness) -> None:
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    number = await console.case("clean_hall")
+    async with console.client() as client:
+        await console.login(client, "rev")
+        response = await client.post(f"/console/case/{number}/accept", data={"csrf": ""})
+        assert response.status_code == 403
+    assert (await console.get_case(number)).status == "routed"
+
+
+async def test_report_text_with_html_is_shown_inert(console: ConsoleHarness) -> None:
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    text = "窗口人员<script>alert(1)</script>索要好处 <img src=x onerror=alert(2)> 不在岗"
+    number = await console.case("clean_hall", description=text, terms=["script", "onerror", "不在岗", "<img"])
+    async with console.client() as client:
+        csrf = await console.login(client, "rev")
+        await client.post(f"/console/case/{number}/note", data={"csrf": csrf, "body": "<b onmouseover=x>注意</b>"})
+        await client.post(f"/console/case/{number}/answer", data={"csrf": csrf, "text": "<script>alert(3)</script>"})
+        page = (await client.get(f"/console/case/{number}")).text
+        listing = (await client.get("/console/cases")).text
+    for html in (page, listing):
+        assert "<script>alert" not in html and "<img src=x" not in html and "<b onmouseover" not in html
+    assert "&lt;<mark>script</mark>&gt;alert(1)&lt;/<mark>script</mark>&gt;" in page
+    assert "<mark>&lt;img</mark> src=x <mark>onerror</mark>=alert(2)&gt;" in page
+    assert "<mark>不在岗</mark>" in page
+    assert "&lt;b onmouseover=x&gt;注意&lt;/b&gt;" in page
+    assert "&lt;script&gt;alert(3)&lt;/script&gt;" in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in listing

@@ -1,0 +1,69 @@
+"""The console's texts: both languages have every text with the same placeholders, and every text the
+console's code asks for exists (a typo in a key would otherwise only show when that page is rendered)."""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+
+import pytest
+
+from console import texts
+from console.training import STAGES
+from storage.models import CaseStatus, StaffRole, TraceKind
+
+CONSOLE = Path(texts.__file__).resolve().parent
+LITERAL_KEY = re.compile(r'texts\.(?:pair|joined|get|has)\(\s*(?:"(?:zh|en)",\s*|locale,\s*)?"([a-z_]+\.[a-z_.]+)"')
+DONE_CODES = tuple(re.compile(pattern) for pattern in (
+    r"[?&]done=(\w+)", r'done: str = "(\w+)"', r"'done': '(\w+)'", r'_case_url\(case_number, "(\w+)"',
+    r'_after_move\([^)]*"(\w+)"\)', r'_staff_url\(username, "(\w+)"\)'))
+
+
+def _placeholders(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def _sources() -> dict[str, str]:
+    return {str(path.relative_to(CONSOLE)): path.read_text(encoding="utf-8") for path in CONSOLE.rglob("*.py")}
+
+
+def test_both_languages_have_every_text_with_the_same_placeholders() -> None:
+    chinese = texts.load_locale(texts.LOCALES_DIR / "zh.toml")
+    english = texts.load_locale(texts.LOCALES_DIR / "en.toml")
+    assert sorted(chinese) == sorted(english)
+    assert {key: _placeholders(value) for key, value in chinese.items()} == {
+        key: _placeholders(value) for key, value in english.items()}
+    assert all(value.strip() for value in [*chinese.values(), *english.values()])
+
+
+def test_a_text_is_chinese_and_english_with_its_values() -> None:
+    assert texts.pair("login.failed", attempts=5, minutes=15) == (
+        "用户名或密码错误，或账户已停用。连续失败 5 次后账户将锁定 15 分钟。",
+        "Wrong username or password, or the account is disabled or locked (5 failures lock it for 15 minutes).")
+    assert texts.joined("account.passwords_differ") == "两次输入的新密码不一致 The new passwords differ."
+    assert texts.get("en", "digest.new", count=3) == "New in the last 24 hours: 3"
+    assert texts.pair_or("status.teleported", "teleported") == ("teleported", "teleported")
+    with pytest.raises(KeyError):
+        texts.pair("status.teleported")
+
+
+def test_every_text_the_code_names_exists() -> None:
+    used = {(name, key) for name, source in _sources().items() for key in LITERAL_KEY.findall(source)}
+    assert len(used) >= 25  # the pattern still finds the calls
+    assert [(name, key) for name, key in sorted(used) if not texts.has(key)] == []
+
+
+def test_every_notice_a_page_redirects_with_exists() -> None:
+    codes = {code for source in _sources().values() for pattern in DONE_CODES for code in pattern.findall(source)}
+    assert {"accepted", "moved_away", "saved", "revoked", "training", "totp_on"} <= codes
+    assert sorted(code for code in codes if not texts.has(f"done.{code}")) == []
+
+
+def test_every_status_role_and_training_stage_has_a_name() -> None:
+    keys = texts.keys()
+    assert {f"status.{status.value}" for status in CaseStatus} <= keys
+    assert {kind.value for kind in TraceKind} <= {key.split(".", 1)[1] for key in keys
+                                                  if key.startswith(("status.", "trace."))}
+    assert {f"role.{role.value}" for role in StaffRole} <= keys
+    assert {f"stage.{stage}" for stage in STAGES} <= keys
