@@ -15,5 +15,6 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q -e '.[test,bench]'
 .venv/bin/ruff check .
-.venv/bin/mypy
+.venv/bin/mypy                # product, tests and benchmarks
+.venv/bin/lint-imports        # rooms without cycles (contracts in pyproject.toml, drawn in docs/architecture.md)
 exec .venv/bin/python -m pytest -q "$@"

@@ -14,7 +14,7 @@ from nlp.evaluation import (
 )
 
 QUALITY_TARGET = 0.90
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "bot" / "default_config.toml"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "handlers" / "default_config.toml"
 
 
 def test_default_model_meets_the_quality_target_on_the_evaluation_split(classifier: Classifier) -> None:
