@@ -101,7 +101,7 @@ LOG_PROBLEM = re.compile(r"(^|\s)(ERROR|CRITICAL)[:\s]|^Traceback")
 
 def error_markers() -> tuple[str, ...]:
     """The apology and every error text of the dialog, each up to its first placeholder."""
-    texts = tomllib.loads((REPO / "bot" / "locales" / "zh.toml").read_text(encoding="utf-8"))
+    texts = tomllib.loads((REPO / "handlers" / "locales" / "zh.toml").read_text(encoding="utf-8"))
     fragments = {APOLOGY}
     for key, value in texts.items():
         if key.startswith("error_") and isinstance(value, str):
@@ -333,10 +333,11 @@ class ProcessWatch:
             self.sample()
 
 
-def _create_database(admin_dsn: str) -> tuple[str, str]:
+def create_database(admin_dsn: str, prefix: str = "qinglian_load") -> tuple[str, str]:
+    """A fresh database on the server of `admin_dsn`: its name and its SQLAlchemy URL (asyncpg)."""
     import asyncpg
 
-    name = f"qinglian_load_{secrets.token_hex(4)}"
+    name = f"{prefix}_{secrets.token_hex(4)}"
 
     async def create() -> None:
         connection = await asyncpg.connect(admin_dsn, timeout=10)
@@ -350,7 +351,7 @@ def _create_database(admin_dsn: str) -> tuple[str, str]:
     return name, f"{base}/{name}"
 
 
-def _drop_database(admin_dsn: str, name: str) -> None:
+def drop_database(admin_dsn: str, name: str) -> None:
     import asyncpg
 
     async def drop() -> None:
@@ -363,7 +364,7 @@ def _drop_database(admin_dsn: str, name: str) -> None:
     asyncio.run(drop())
 
 
-def _postgres_cpu() -> float:
+def postgres_cpu() -> float:
     """CPU seconds of every PostgreSQL server process on this machine (all databases)."""
     import psutil
 
@@ -424,7 +425,7 @@ def verify_database(url: str, secret_key: bytes, codes: dict[int, str], resident
     return result
 
 
-def _log_problems(procs: dict[str, BotProcess]) -> dict[str, list[str]]:
+def log_problems(procs: dict[str, BotProcess]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for name, proc in procs.items():
         lines = [line for line in proc.log_tail(10**8).splitlines() if LOG_PROBLEM.search(line)]
@@ -433,7 +434,7 @@ def _log_problems(procs: dict[str, BotProcess]) -> dict[str, list[str]]:
     return found
 
 
-def _ready_check(proc: BotProcess) -> Callable[[], bool]:
+def ready_check(proc: BotProcess) -> Callable[[], bool]:
     """A web process answers /healthz; the worker says so in its log."""
     url = proc.bot.health_url
     if url:
@@ -491,7 +492,7 @@ def run_backend(layout: Layout, args: argparse.Namespace, workdir: Path) -> dict
         first = True
         for name, proc in procs.items():
             proc.start()
-            wait_for(_ready_check(proc), deadline, f"{name} ready", proc)
+            wait_for(ready_check(proc), deadline, f"{name} ready", proc)
             if first:  # the first one trained the classifier's default model in the shared data directory
                 say(f"{name} ready after {time.monotonic() - started:.0f} s")
                 first = False
@@ -512,7 +513,7 @@ def run_backend(layout: Layout, args: argparse.Namespace, workdir: Path) -> dict
         chat_ids = itertools.count(20_000_001)
         concurrency = args.concurrency or args.residents
         cpu_before = {name: proc.cpu() for name, proc in procs.items()}
-        own_before, machine_before, pg_before = own_cpu(), machine_busy(), _postgres_cpu()
+        own_before, machine_before, pg_before = own_cpu(), machine_busy(), postgres_cpu()
         metered_since = time.monotonic()
         requests_before = len(standin.requests)
         watch.start()
@@ -526,7 +527,7 @@ def run_backend(layout: Layout, args: argparse.Namespace, workdir: Path) -> dict
         cpu = {name: proc.cpu() - cpu_before[name] for name, proc in procs.items()}
         own = own_cpu() - own_before
         busy = machine_busy() - machine_before
-        pg = _postgres_cpu() - pg_before if layout.backend == "postgres" else 0.0
+        pg = postgres_cpu() - pg_before if layout.backend == "postgres" else 0.0
         calls = Counter(method for method, _ in standin.requests[requests_before:])
         result.update(
             updates=work.updates, wall_s=round(elapsed, 2),
@@ -586,7 +587,7 @@ def run_backend(layout: Layout, args: argparse.Namespace, workdir: Path) -> dict
             problems.append(f"{len(standin.violations)} Bot API violations, first: {standin.violations[0]}")
         if standin.errors:
             problems.append(f"{len(standin.errors)} stand-in errors, first: {standin.errors[0]}")
-        logs = _log_problems(procs)
+        logs = log_problems(procs)
         if logs:
             problems.append(f"ERROR lines in the logs: {logs}")
         for proc in procs.values():
@@ -673,12 +674,12 @@ def main(argv: list[str] | None = None) -> int:
     failed = True
     try:
         if args.backend in ("both", "postgres"):
-            name, url = _create_database(args.postgres)
+            name, url = create_database(args.postgres)
             try:
                 results.append(run_backend(Layout("postgres", url, serve=2, worker=not args.no_worker, webhook=True),
                                            args, workdir))
             finally:
-                _drop_database(args.postgres, name)
+                drop_database(args.postgres, name)
         if args.backend in ("both", "sqlite"):
             url = f"sqlite+aiosqlite:///{workdir / 'sqlite-data' / 'qinglian.db'}"
             (workdir / "sqlite-data").mkdir(parents=True, exist_ok=True)
