@@ -364,16 +364,26 @@ def drop_database(admin_dsn: str, name: str) -> None:
     asyncio.run(drop())
 
 
-def postgres_cpu() -> float:
-    """CPU seconds of every PostgreSQL server process on this machine (all databases)."""
+#: the process title of a client backend: "postgres: 15/main: USER DATABASE HOST(PORT) STATE" ([local]: a socket)
+_BACKEND_TITLE = re.compile(r":\s\S+\s(\S+)\s(?:\S+\(\d+\)|\[local\])")
+
+
+def postgres_cpu(database: str | None = None) -> float:
+    """CPU seconds of the PostgreSQL server processes on this machine: all of them, or with `database` the
+    server's own (postmaster, writers, checkpointer, …) and the client backends of that database only."""
     import psutil
 
     total = 0.0
-    for process in psutil.process_iter(["name"]):
-        if (process.info.get("name") or "").startswith("postgres"):
-            with suppress(psutil.Error):
-                times = process.cpu_times()
-                total += times.user + times.system
+    for process in psutil.process_iter(["name", "cmdline"]):
+        if not (process.info.get("name") or "").startswith("postgres"):
+            continue
+        if database is not None:
+            backend = _BACKEND_TITLE.search(" ".join(process.info.get("cmdline") or []))
+            if backend is not None and backend.group(1) != database:
+                continue
+        with suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
     return total
 
 

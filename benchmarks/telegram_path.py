@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import itertools
 import json
 import os
@@ -145,7 +146,8 @@ class Rig:
         return bool(self.webhook_ports)
 
 
-def qinglian_rigs(args: argparse.Namespace, workdir: Path, postgres_url: str | None) -> list[Rig]:
+def qinglian_rigs(args: argparse.Namespace, workdir: Path, postgres: tuple[str, str] | None) -> list[Rig]:
+    """Qinglian's setups that `--database` chooses; `postgres` is the fresh database's name and URL."""
     cli = [sys.executable, "-m", "bot.cli"]
     common = {"QINGLIAN_SECRET_KEY": secrets.token_urlsafe(48), "QINGLIAN_TELEGRAM_TOKEN": TOKEN,
               "QINGLIAN_TELEGRAM_API_URL": "{root}", "QINGLIAN_TELEGRAM_MAX_RATE": "100000"}
@@ -158,7 +160,8 @@ def qinglian_rigs(args: argparse.Namespace, workdir: Path, postgres_url: str | N
         rigs.append(Rig("qinglian-sqlite", "Qinglian, SQLite", (serve,), "1 × serve, long polling, SQLite",
                         qinglian=True, first_start=True, cpu_target=2.0))
     if args.database in ("both", "postgres"):
-        assert postgres_url is not None
+        assert postgres is not None
+        database, postgres_url = postgres
         env = {**common, "QINGLIAN_DATA_DIR": str(workdir / "qinglian-postgres-data"),
                "QINGLIAN_DATABASE_URL": postgres_url,
                "QINGLIAN_TELEGRAM_WEBHOOK_URL": WEBHOOK_PLACEHOLDER,
@@ -172,7 +175,8 @@ def qinglian_rigs(args: argparse.Namespace, workdir: Path, postgres_url: str | N
                                       ready_line="worker running"))
         rigs.append(Rig("qinglian-postgres", "Qinglian, PostgreSQL", tuple(processes),
                         "2 × serve + worker, webhook via a round-robin proxy, PostgreSQL",
-                        qinglian=True, webhook_ports=ports, database_url=postgres_url, server_cpu=postgres_cpu,
+                        qinglian=True, webhook_ports=ports, database_url=postgres_url,
+                        server_cpu=functools.partial(postgres_cpu, database),
                         first_start=True, cpu_target=3.0))
     return rigs
 
@@ -581,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
         if "qinglian-postgres" in keys:
             database = create_database(args.postgres, prefix="qinglian_bench")
             print(f"PostgreSQL database {database[0]} created for the run", flush=True)
-        everything = {rig.key: rig for rig in [*qinglian_rigs(args, workdir, database[1] if database else None),
+        everything = {rig.key: rig for rig in [*qinglian_rigs(args, workdir, database),
                                                 *plain_rigs()]}
         rigs = [everything[key] for key in keys]
         for rig in rigs:
