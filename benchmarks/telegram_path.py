@@ -461,6 +461,7 @@ ROWS: list[tuple[str, str, str]] = [
     ("other processes' CPU meanwhile, cores", "others_cpu_share", ".0%"),
     ("webhook answers not 2xx (delivered again)", "webhook_non_2xx", "d"),
     ("ERROR lines or tracebacks in the logs", "log_problem_lines", "d"),
+    ("Bot API calls per update", "bot_api_calls_per_update", ".3f"),
     ("RSS after the first start (empty data directory), MB", "rss_first_start_mb", ".1f"),
     ("RSS after start, MB", "rss_start_mb", ".1f"),
     ("RSS after the runs, MB", "rss_after_runs_mb", ".1f"),
