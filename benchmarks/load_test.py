@@ -444,7 +444,7 @@ def log_problems(procs: dict[str, BotProcess]) -> dict[str, list[str]]:
     return found
 
 
-def ready_check(proc: BotProcess) -> Callable[[], bool]:
+def _ready_check(proc: BotProcess) -> Callable[[], bool]:
     """A web process answers /healthz; the worker says so in its log."""
     url = proc.bot.health_url
     if url:
@@ -502,7 +502,7 @@ def run_backend(layout: Layout, args: argparse.Namespace, workdir: Path) -> dict
         first = True
         for name, proc in procs.items():
             proc.start()
-            wait_for(ready_check(proc), deadline, f"{name} ready", proc)
+            wait_for(_ready_check(proc), deadline, f"{name} ready", proc)
             if first:  # the first one trained the classifier's default model in the shared data directory
                 say(f"{name} ready after {time.monotonic() - started:.0f} s")
                 first = False
