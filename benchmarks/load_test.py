@@ -101,7 +101,7 @@ LOG_PROBLEM = re.compile(r"(^|\s)(ERROR|CRITICAL)[:\s]|^Traceback")
 
 def error_markers() -> tuple[str, ...]:
     """The apology and every error text of the dialog, each up to its first placeholder."""
-    texts = tomllib.loads((REPO / "bot" / "locales" / "zh.toml").read_text(encoding="utf-8"))
+    texts = tomllib.loads((REPO / "handlers" / "locales" / "zh.toml").read_text(encoding="utf-8"))
     fragments = {APOLOGY}
     for key, value in texts.items():
         if key.startswith("error_") and isinstance(value, str):
@@ -333,10 +333,11 @@ class ProcessWatch:
             self.sample()
 
 
-def _create_database(admin_dsn: str) -> tuple[str, str]:
+def create_database(admin_dsn: str, prefix: str = "qinglian_load") -> tuple[str, str]:
+    """A fresh database on the server of `admin_dsn`: its name and its SQLAlchemy URL (asyncpg)."""
     import asyncpg
 
-    name = f"qinglian_load_{secrets.token_hex(4)}"
+    name = f"{prefix}_{secrets.token_hex(4)}"
 
     async def create() -> None:
         connection = await asyncpg.connect(admin_dsn, timeout=10)
@@ -350,7 +351,7 @@ def _create_database(admin_dsn: str) -> tuple[str, str]:
     return name, f"{base}/{name}"
 
 
-def _drop_database(admin_dsn: str, name: str) -> None:
+def drop_database(admin_dsn: str, name: str) -> None:
     import asyncpg
 
     async def drop() -> None:
@@ -363,16 +364,26 @@ def _drop_database(admin_dsn: str, name: str) -> None:
     asyncio.run(drop())
 
 
-def _postgres_cpu() -> float:
-    """CPU seconds of every PostgreSQL server process on this machine (all databases)."""
+#: the process title of a client backend: "postgres: 15/main: USER DATABASE HOST(PORT) STATE" ([local]: a socket)
+_BACKEND_TITLE = re.compile(r":\s\S+\s(\S+)\s(?:\S+\(\d+\)|\[local\])")
+
+
+def postgres_cpu(database: str | None = None) -> float:
+    """CPU seconds of the PostgreSQL server processes on this machine: all of them, or with `database` the
+    server's own (postmaster, writers, checkpointer, …) and the client backends of that database only."""
     import psutil
 
     total = 0.0
-    for process in psutil.process_iter(["name"]):
-        if (process.info.get("name") or "").startswith("postgres"):
-            with suppress(psutil.Error):
-                times = process.cpu_times()
-                total += times.user + times.system
+    for process in psutil.process_iter(["name", "cmdline"]):
+        if not (process.info.get("name") or "").startswith("postgres"):
+            continue
+        if database is not None:
+            backend = _BACKEND_TITLE.search(" ".join(process.info.get("cmdline") or []))
+            if backend is not None and backend.group(1) != database:
+                continue
+        with suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
     return total
 
 
@@ -424,7 +435,7 @@ def verify_database(url: str, secret_key: bytes, codes: dict[int, str], resident
     return result
 
 
-def _log_problems(procs: dict[str, BotProcess]) -> dict[str, list[str]]:
+def log_problems(procs: dict[str, BotProcess]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for name, proc in procs.items():
         lines = [line for line in proc.log_tail(10**8).splitlines() if LOG_PROBLEM.search(line)]
@@ -512,7 +523,7 @@ def run_backend(layout: Layout, args: argparse.Namespace, workdir: Path) -> dict
         chat_ids = itertools.count(20_000_001)
         concurrency = args.concurrency or args.residents
         cpu_before = {name: proc.cpu() for name, proc in procs.items()}
-        own_before, machine_before, pg_before = own_cpu(), machine_busy(), _postgres_cpu()
+        own_before, machine_before, pg_before = own_cpu(), machine_busy(), postgres_cpu()
         metered_since = time.monotonic()
         requests_before = len(standin.requests)
         watch.start()
@@ -526,7 +537,7 @@ def run_backend(layout: Layout, args: argparse.Namespace, workdir: Path) -> dict
         cpu = {name: proc.cpu() - cpu_before[name] for name, proc in procs.items()}
         own = own_cpu() - own_before
         busy = machine_busy() - machine_before
-        pg = _postgres_cpu() - pg_before if layout.backend == "postgres" else 0.0
+        pg = postgres_cpu() - pg_before if layout.backend == "postgres" else 0.0
         calls = Counter(method for method, _ in standin.requests[requests_before:])
         result.update(
             updates=work.updates, wall_s=round(elapsed, 2),
@@ -586,7 +597,7 @@ def run_backend(layout: Layout, args: argparse.Namespace, workdir: Path) -> dict
             problems.append(f"{len(standin.violations)} Bot API violations, first: {standin.violations[0]}")
         if standin.errors:
             problems.append(f"{len(standin.errors)} stand-in errors, first: {standin.errors[0]}")
-        logs = _log_problems(procs)
+        logs = log_problems(procs)
         if logs:
             problems.append(f"ERROR lines in the logs: {logs}")
         for proc in procs.values():
@@ -673,12 +684,12 @@ def main(argv: list[str] | None = None) -> int:
     failed = True
     try:
         if args.backend in ("both", "postgres"):
-            name, url = _create_database(args.postgres)
+            name, url = create_database(args.postgres)
             try:
                 results.append(run_backend(Layout("postgres", url, serve=2, worker=not args.no_worker, webhook=True),
                                            args, workdir))
             finally:
-                _drop_database(args.postgres, name)
+                drop_database(args.postgres, name)
         if args.backend in ("both", "sqlite"):
             url = f"sqlite+aiosqlite:///{workdir / 'sqlite-data' / 'qinglian.db'}"
             (workdir / "sqlite-data").mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,8 @@ the load test (`benchmarks.load_test`, one or several Qinglian processes, pollin
   every request against the Bot API spec) telling a listener about every message the bot sends;
 * `Workload`, residents filing the steps inside the stand-in's event loop, closed or open loop,
   recording the latency of every step and the receipt code each resident was shown;
-* `BotProcess`, a bot or service as a child process with its CPU time and resident set size;
+* `BotProcess`, a bot or service as a child process with its CPU time and resident set size, and
+  `ProcessGroup`, several of them measured as one bot (two `serve` and a `worker` on PostgreSQL);
 * CPU meters of the machine and this process, latency percentiles, a description of the machine.
 """
 
@@ -26,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import psutil
@@ -244,8 +245,8 @@ class BotUnderTest:
     command: list[str]  # "{root}" stands for the stand-in's URL
     env: dict[str, str] = field(default_factory=dict)
     health_url: str | None = None
-    #: start once on the fresh data directory (migrations, first-start work) before the measured start
-    first_start: bool = False
+    #: a process without a health URL is ready when its log holds this line (`qinglian worker`)
+    ready_line: str | None = None
 
 
 
@@ -326,7 +327,49 @@ def own_cpu() -> float:
 
 
 
-def wait_for(condition: Callable[[], bool], deadline: float, what: str, proc: BotProcess) -> None:
+class Measured(Protocol):
+    """What the waits and meters need of a bot: a `BotProcess` or a `ProcessGroup`."""
+
+    def check_alive(self) -> None: ...
+    def log_tail(self, chars: int = 3000) -> str: ...
+    def cpu(self) -> float: ...
+    def main_thread_cpu(self) -> float: ...
+
+
+class ProcessGroup:
+    """Several processes measured as one bot: CPU summed over them, RSS read per process."""
+
+    def __init__(self, procs: dict[str, BotProcess]) -> None:
+        self.procs = procs
+
+    def start(self, name: str) -> None:
+        self.procs[name].start()
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs.values()):
+            proc.stop()
+
+    def check_alive(self) -> None:
+        for proc in self.procs.values():
+            proc.check_alive()
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return "\n".join(f"--- {name}:\n{proc.log_tail(chars)}" for name, proc in self.procs.items())
+
+    def cpu(self) -> float:
+        return sum(proc.cpu() for proc in self.procs.values())
+
+    def main_thread_cpu(self) -> float:
+        return sum(proc.main_thread_cpu() for proc in self.procs.values())
+
+    def cpu_by_process(self) -> dict[str, float]:
+        return {name: proc.cpu() for name, proc in self.procs.items()}
+
+    def rss_by_process(self) -> dict[str, float]:
+        return {name: proc.rss_mb() for name, proc in self.procs.items()}
+
+
+def wait_for(condition: Callable[[], bool], deadline: float, what: str, proc: Measured) -> None:
     while not condition():
         proc.check_alive()
         if time.monotonic() > deadline:
@@ -341,8 +384,9 @@ def healthy(url: str) -> bool:
         return False
 
 
-def wait_quiet(proc: BotProcess, deadline: float, window: float = 1.0, limit: float = 60.0) -> None:
-    """Wait (at most `limit` s) until the bot uses under 5 % of a core for `window` seconds."""
+def wait_quiet(proc: Measured, deadline: float, window: float = 1.0, limit: float = 60.0) -> None:
+    """Wait (at most `limit` s) until the bot (all its processes together) uses under 5 % of a core for
+    `window` seconds."""
     give_up = min(deadline, time.monotonic() + limit)
     while time.monotonic() < give_up:
         before = proc.cpu()
@@ -352,20 +396,25 @@ def wait_quiet(proc: BotProcess, deadline: float, window: float = 1.0, limit: fl
 
 
 class Meter:
-    """CPU of the bot, of this process (stand-in + residents) and of the rest of the machine."""
+    """CPU of the bot (all its processes), of this process (stand-in + residents, and the proxy when there
+    is one), of a database server when `server_cpu` reads it (PostgreSQL: its processes, apart from the
+    bot's), and of the rest of the machine."""
 
-    def __init__(self, proc: BotProcess) -> None:
+    def __init__(self, proc: Measured, server_cpu: Callable[[], float] | None = None) -> None:
         self.proc = proc
+        self.server_cpu = server_cpu
         self.bot, self.main, self.own, self.machine = proc.cpu(), proc.main_thread_cpu(), own_cpu(), machine_busy()
+        self.server = server_cpu() if server_cpu else 0.0
         self.began = time.monotonic()
 
     def read(self, work: Workload) -> dict[str, float]:
         bot = self.proc.cpu() - self.bot
         main = self.proc.main_thread_cpu() - self.main
         own = own_cpu() - self.own
-        others = max(0.0, machine_busy() - self.machine - bot - own)
+        server = self.server_cpu() - self.server if self.server_cpu else 0.0
+        others = max(0.0, machine_busy() - self.machine - bot - own - server)
         elapsed = time.monotonic() - self.began  # a little longer than the run: the bot settles
-        return {
+        figures = {
             "cpu_s": bot,
             "cpu_ms_per_update": bot / work.updates * 1000,
             "main_thread_cpu_ms_per_update": main / work.updates * 1000,
@@ -374,6 +423,9 @@ class Meter:
             "standin_cpu_ms_per_update": own / work.updates * 1000,
             "others_cpu_share": others / elapsed,
         }
+        if self.server_cpu:
+            figures.update(server_cpu_ms_per_update=server / work.updates * 1000, server_cpu_share=server / elapsed)
+        return figures
 
 
 def latency_figures(work: Workload, prefix: str = "") -> dict[str, Any]:

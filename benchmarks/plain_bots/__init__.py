@@ -17,11 +17,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-_BOT_DIR = Path(__file__).resolve().parents[2] / "bot"
+_HANDLERS_DIR = Path(__file__).resolve().parents[2] / "handlers"
 
-with (_BOT_DIR / "locales" / "zh.toml").open("rb") as _handle:
+with (_HANDLERS_DIR / "locales" / "zh.toml").open("rb") as _handle:
     T: dict[str, str] = tomllib.load(_handle)
-with (_BOT_DIR / "default_config.toml").open("rb") as _handle:
+with (_HANDLERS_DIR / "default_config.toml").open("rb") as _handle:
     _CITY = tomllib.load(_handle)
 
 CITY: str = _CITY["city_zh"]
