@@ -222,7 +222,7 @@ def keys_status() -> None:
     from rich.table import Table
 
     from storage.db import create_engine
-    from storage.keys import PLAINTEXT, key_status
+    from storage.keys import PLAINTEXT, evidence_status, key_status
 
     settings = _settings()
     origins = _key_origins(settings)
@@ -235,6 +235,7 @@ def keys_status() -> None:
             await engine.dispose()
 
     status = asyncio.run(run())
+    status["evidence files"] = evidence_status(settings.evidence_dir)
     console = Console()
     table = Table("column", "key id", "key", "values")
     totals: dict[str, int] = {}
@@ -274,7 +275,7 @@ def keys_rotate(
 
     from storage.crypto import CryptoError, DataKey, generate_key, parse_key
     from storage.db import create_engine
-    from storage.keys import rotate
+    from storage.keys import evidence_status, rotate, rotate_evidence
 
     if new_key and generate:
         typer.echo("qinglian: give either --new-key or --generate", err=True)
@@ -314,12 +315,18 @@ def keys_rotate(
 
         try:
             changed = asyncio.run(run())
+            file_task = progress.add_task("evidence files",
+                                          total=sum(evidence_status(settings.evidence_dir).values()))
+            changed["evidence files"] = rotate_evidence(settings.evidence_dir, ring, target,
+                                                        on_file=lambda: progress.advance(file_task))
         except CryptoError as problem:
             progress.stop()
             typer.echo(f"qinglian: {problem}; nothing after the last finished batch was changed, "
                        "run the command again with the missing key in QINGLIAN_ENCRYPTION_OLD_KEYS", err=True)
             raise typer.Exit(1) from None
-    console.print(f"{sum(changed.values())} rows re-encrypted under key {target.key_id}", highlight=False)
+    file_count = changed.pop("evidence files", 0)
+    console.print(f"{sum(changed.values())} rows and {file_count} evidence files re-encrypted under key "
+                  f"{target.key_id}", highlight=False)
     if target is not ring.current:
         console.print("Before the service starts again, set on every process:", highlight=False)
         console.print(f"  QINGLIAN_ENCRYPTION_KEY={printed_key or '<the key given with --new-key>'}", highlight=False)

@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from console.stats import digest_message
 from handlers.city import CityConfig, Limits
 from handlers.routing import staff_channels
-from storage import digests, housekeeping, outbox
+from nlp.search import index_terms
+from storage import digests, housekeeping, outbox, search
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -45,9 +46,30 @@ def _unlink(evidence_dir: Path, names: list[str]) -> None:
         (evidence_dir / name).unlink(missing_ok=True)
 
 
+def _terms_of(texts: list[list[str]]) -> list[set[str]]:
+    return [index_terms(case_texts) for case_texts in texts]
+
+
+async def index_for_search(sessionmaker: async_sessionmaker[AsyncSession], batch: int = 200) -> int:
+    """Index the cases filed before the search index existed, or under an older version of its terms."""
+    indexed = 0
+    while True:
+        async with sessionmaker() as session:
+            cases = await search.unindexed(session, batch)
+        terms = await asyncio.to_thread(_terms_of, [case_texts for _, case_texts in cases])
+        async with sessionmaker.begin() as session:  # words found off the loop, outside the write lock
+            for (case_id, _), case_terms in zip(cases, terms, strict=True):
+                await search.reindex(session, case_id, case_terms)
+        indexed += len(cases)
+        if len(cases) < batch:
+            return indexed
+
+
 async def housekeeping_once(sessionmaker: async_sessionmaker[AsyncSession], evidence_dir: Path,
                             limits: Limits) -> None:
     expired = await expire_drafts(sessionmaker, evidence_dir, limits)
+    if indexed := await index_for_search(sessionmaker):
+        log.info("search index: %d cases indexed", indexed)
     now = utcnow()
     erased = 0
     while True:

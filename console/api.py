@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 
 from console import accounts, operations
 from console.auth import Principal, api_principal, can_reveal_identity, visible_queues
@@ -238,17 +238,17 @@ async def reveal_identity(principal: CurrentUser, case_number: CaseNumber, reque
     return IdentityOut(case_number=case_number, name=name, phone=phone)
 
 
-@router.get("/cases/{case_number}/evidence/{attachment_id}", response_class=FileResponse,
+@router.get("/cases/{case_number}/evidence/{attachment_id}", response_class=StreamingResponse,
             summary="Download an evidence file (audited)", responses={
                 **_errors(401, 404, 410), 200: {"description": "The file, as an attachment, with its stored type.",
                                                 "content": {"application/octet-stream": {}}}})
 async def evidence(principal: CurrentUser, case_number: CaseNumber, request: Request,
-                   attachment_id: Annotated[int, Path(ge=1)]) -> FileResponse:
+                   attachment_id: Annotated[int, Path(ge=1)]) -> Response:
     path, stored = await operations.evidence_file(principal, case_number, attachment_id, ip=_ip(request))
-    return FileResponse(path, media_type=stored.media_type, filename=stored.original_name or stored.stored_name,
-                        content_disposition_type="attachment",
-                        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store",
-                                 "Content-Security-Policy": "default-src 'none'; sandbox"})
+    return await operations.evidence_download(principal, path, stored, inline=False, media_type=stored.media_type,
+                                              headers={"X-Content-Type-Options": "nosniff",
+                                                       "Cache-Control": "private, no-store",
+                                                       "Content-Security-Policy": "default-src 'none'; sandbox"})
 
 
 # --- queues and the user ------------------------------------------------------------------------

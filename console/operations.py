@@ -10,10 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from console.auth import Principal, can_reveal_identity, can_see, has_role, visible_queues
+from console.evidence import EvidenceUnreadable, evidence_response
 from handlers.routing import due_dates, route
+from nlp.search import query_terms
 from nlp.types import Tag
 from storage import audit, queries, staff_actions
 from storage.actions import ActionError
@@ -68,6 +71,8 @@ async def list_cases(principal: Principal, flt: queries.CaseFilter, *, page: int
     allowed = visible_queues(principal.user)
     if allowed is not None:
         flt.queues = allowed if flt.queues is None else set(flt.queues) & allowed
+    if flt.text and not flt.terms:
+        flt.terms = tuple(query_terms(flt.text))
     threshold = principal.context.city.routing.confidence_threshold
     async with principal.context.database.read_sessionmaker() as session:
         return await queries.list_cases(session, flt, page=page, per_page=per_page, threshold=threshold)
@@ -243,6 +248,16 @@ async def evidence_file(principal: Principal, case_number: str, attachment_id: i
         await staff_actions.audit(session, principal.user, "case.download", case=case,
                                   detail={"attachment_id": attachment_id}, ip=ip)
     return path, stored
+
+
+async def evidence_download(principal: Principal, path: Path, stored: Attachment, *, inline: bool, media_type: str,
+                            headers: dict[str, str]) -> StreamingResponse:
+    """The decrypted file, streamed; 500 with the reason when it does not decrypt."""
+    try:
+        return await evidence_response(principal.context.database.keyring, path, stored, inline=inline,
+                                       media_type=media_type, headers=headers)
+    except EvidenceUnreadable as problem:
+        raise OperationError(500, f"the evidence file cannot be read: {problem}") from None
 
 
 def require_supervisor(principal: Principal) -> None:

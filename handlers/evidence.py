@@ -11,6 +11,8 @@ from handlers.context import Turn
 from handlers.types import Attachment
 from handlers.validation import Invalid, clean_file_name, sniff_media_type
 from storage import actions, client_limits
+from storage.crypto import session_keyring
+from storage.evidence_files import purpose_of, write_encrypted
 from storage.models import Attachment as StoredAttachment
 
 ACCEPTED_TYPES = {
@@ -20,13 +22,6 @@ ACCEPTED_TYPES = {
     "image/webp": "webp",
     "application/pdf": "pdf",
 }
-
-
-def _write(path: Path, content: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".part")
-    temporary.write_bytes(content)
-    temporary.replace(path)
 
 
 async def accept_file(turn: Turn, attachment: Attachment) -> StoredAttachment:
@@ -52,7 +47,8 @@ async def accept_file(turn: Turn, attachment: Attachment) -> StoredAttachment:
     address = _address_key(turn)
     await _check_quotas(turn, len(content), address)
     stored_name = f"{turn.ctx.clock():%Y/%m}/{secrets.token_hex(16)}.{ACCEPTED_TYPES[media_type]}"
-    await asyncio.to_thread(_write, turn.ctx.evidence_dir / stored_name, content)
+    await asyncio.to_thread(write_encrypted, session_keyring(turn.session), turn.ctx.evidence_dir / stored_name,
+                            content, purpose=purpose_of(stored_name))
     return await actions.add_draft_attachment(
         turn.session,
         turn.conversation,

@@ -17,6 +17,7 @@ from handlers.validation import (
     clean_phone,
     clean_place,
 )
+from nlp.search import index_terms
 from storage import actions, client_limits
 from storage.models import ClientEventKind
 from storage.receipts import format_receipt_code
@@ -299,6 +300,7 @@ async def submit(turn: Turn) -> None:
         turn.session, report, decision.as_routing(), secret_key=turn.ctx.secret_key,
         case_number_prefix=city.case_number_prefix, year=turn.local_now().year, staff_locale=city.default_locale,
         client_key=address.key if address is not None else None, now=turn.ctx.clock(),
+        search_terms=index_terms([draft["place"], draft["description"]]),
     )
     turn.clear_draft()
     turn.say(turn.t("submitted", case_number=submitted.case_number,

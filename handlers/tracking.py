@@ -8,6 +8,7 @@ from handlers.context import Turn
 from handlers.evidence import accept_file
 from handlers.types import Attachment, Choice
 from handlers.validation import Invalid, parse_receipt_code
+from nlp.search import index_terms
 from storage import actions, client_limits
 from storage.models import CLOSED_STATUSES, Case, ClientEventKind, TraceKind
 
@@ -185,7 +186,7 @@ async def _follow_up(turn: Turn, case: Case, choice: str | None, text: str | Non
             limit = turn.ctx.city.limits.description_max_chars
             if len(text) > limit:
                 raise Invalid("error_description_long", limit=limit, length=len(text))
-            await actions.add_follow_up(turn.session, case, text=text.strip())
+            await actions.add_follow_up(turn.session, case, text=text.strip(), search_terms=index_terms([text]))
         else:
             raise Invalid("error_follow_up_expected")
     except Invalid as problem:

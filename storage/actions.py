@@ -10,7 +10,7 @@ once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -21,7 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from storage import outbox
+from storage import outbox, search
 from storage.crypto import session_keyring
 from storage.models import (
     CLOSED_STATUSES,
@@ -235,10 +235,12 @@ class Submitted:
 
 async def submit_report(session: AsyncSession, report: NewReport, routing: Routing, *, secret_key: bytes,
                         case_number_prefix: str, year: int, staff_locale: str,
-                        client_key: str | None = None, now: datetime | None = None) -> Submitted:
+                        client_key: str | None = None, now: datetime | None = None,
+                        search_terms: Iterable[str] = ()) -> Submitted:
     """File a report: the case in its queue with the classifier's tag and deadlines, its `received` and
     `routed` trace events, its evidence, the notices to the queue's staff groups and, where the channel
-    knows the client's address, the address's report count — all written before this returns."""
+    knows the client's address, the address's report count, and the keyed hashes of `search_terms` for the
+    console's search — all written before this returns."""
     while True:
         code = new_receipt_code()
         code_hash = receipt_code_hash(secret_key, code)
@@ -272,9 +274,11 @@ async def submit_report(session: AsyncSession, report: NewReport, routing: Routi
         accept_due_at=routing.accept_due_at,
         resolve_due_at=routing.resolve_due_at,
         created_at=now,
+        search_version=search.INDEX_VERSION,
     )
     session.add(case)
     await session.flush()
+    await search.add_terms(session, case.id, search_terms)
     case.case_number = f"{case_number_prefix}-{year}-{case.id:06d}"
     session.add_all([
         TraceEvent(case_id=case.id, kind=TraceKind.RECEIVED, actor="reporter", detail={}, created_at=now),
@@ -350,9 +354,11 @@ async def record_wrong_code(session: AsyncSession, channel: str, user_ref: str, 
 
 
 async def add_follow_up(
-    session: AsyncSession, case: Case, *, text: str | None, attachment_ids: Sequence[int] = ()
+    session: AsyncSession, case: Case, *, text: str | None, attachment_ids: Sequence[int] = (),
+    search_terms: Iterable[str] = ()
 ) -> TraceEvent:
-    """Information the reporter adds to their case; it appears in the trace."""
+    """Information the reporter adds to their case; it appears in the trace, and its words (`search_terms`)
+    find the case in the console's search."""
     if case.status in CLOSED_STATUSES:
         raise ActionError("case is closed")
     event = TraceEvent(
@@ -364,6 +370,7 @@ async def add_follow_up(
     )
     session.add(event)
     await session.flush()
+    await search.add_terms(session, case.id, search_terms)
     if attachment_ids:
         await session.execute(
             update(Attachment)

@@ -137,6 +137,7 @@ class KeyRing:
         for key in (current, *older):
             self.keys.setdefault(key.key_id, key)
         self._pseudonym_key = pseudonym_key
+        self._search_key = derive(pseudonym_key, "qinglian search terms v1")
 
     def with_key(self, key: DataKey) -> KeyRing:
         """The same ring, able to decrypt under `key` too."""
@@ -186,6 +187,12 @@ class KeyRing:
         never re-encrypted as if it were good."""
         plaintext = self.decrypt(stored, purpose=purpose)
         return self.encrypt(plaintext, purpose=purpose, deterministic=deterministic, key=key or self.current)
+
+    def search_hash(self, term: str) -> int:
+        """The keyed hash a search term is indexed by: 63 bits of HMAC-SHA256 under a key derived from the
+        pseudonym key (never rotated), so the index holds no word a reader could look up without the key."""
+        digest = hmac.new(self._search_key, term.encode(), hashlib.sha256).digest()
+        return int.from_bytes(digest[:8], "big") >> 1
 
     def pseudonym(self, channel: str, user_id: str) -> str:
         """The keyed pseudonym under which lookups find a channel user: 64 hex digits."""

@@ -8,14 +8,16 @@ not yet under the target key, so an interrupted rotation continues where it stop
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Table, Text, and_, case, column, func, literal, or_, select, update
 from sqlalchemy import table as table_clause
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from storage import evidence_files
 from storage.crypto import (
     DETERMINISTIC,
     RANDOM,
@@ -27,8 +29,9 @@ from storage.crypto import (
 )
 from storage.models import Base
 
-PLAINTEXT = "plaintext"
-"""What status reports for values stored before encryption (none after migration 0003)."""
+PLAINTEXT = evidence_files.PLAINTEXT
+"""What status reports for values stored before encryption (none after migration 0003; evidence files
+written before files were encrypted, until `keys rotate`)."""
 
 
 @dataclass(frozen=True)
@@ -119,4 +122,36 @@ async def rotate(engine: AsyncEngine, ring: KeyRing, target: DataKey, *, batch_s
             changed[table_name] += len(rows)
             if on_batch is not None:
                 on_batch(table_name, len(rows))
+    return changed
+
+
+def _evidence_files(evidence_dir: Path) -> Iterator[tuple[Path, str]]:
+    """Every stored evidence file and its stored name (its path under the evidence directory)."""
+    if not evidence_dir.is_dir():
+        return
+    for path in sorted(evidence_dir.rglob("*")):
+        if path.is_file() and not path.name.startswith("."):
+            yield path, path.relative_to(evidence_dir).as_posix()
+
+
+def evidence_status(evidence_dir: Path) -> dict[str, int]:
+    """How many evidence files are under each key id (`PLAINTEXT`: from before files were encrypted)."""
+    counts: dict[str, int] = {}
+    for path, _ in _evidence_files(evidence_dir):
+        key_id = evidence_files.key_id_of_file(path)
+        counts[key_id] = counts.get(key_id, 0) + 1
+    return counts
+
+
+def rotate_evidence(evidence_dir: Path, ring: KeyRing, target: DataKey,
+                    on_file: Callable[[], None] | None = None) -> int:
+    """Re-encrypt every evidence file not under `target` (plaintext ones are encrypted), one file at a time,
+    streamed; returns how many were rewritten. Blocking. Interrupted, it continues where it stopped."""
+    ring = ring.with_key(target)
+    changed = 0
+    for path, stored_name in _evidence_files(evidence_dir):
+        if evidence_files.reencrypt(ring, path, purpose=evidence_files.purpose_of(stored_name), target=target):
+            changed += 1
+        if on_file is not None:
+            on_file()
     return changed

@@ -162,8 +162,8 @@ class Case(Base):
     reporter_key: Mapped[str] = mapped_column(String(64))
     locale: Mapped[str] = mapped_column(String(8))
     district: Mapped[str | None] = mapped_column(String(40))
-    place: Mapped[str] = mapped_column(Text)
-    occurred: Mapped[str] = mapped_column(String(200))
+    place: Mapped[str] = mapped_column(EncryptedText("cases.place"))
+    occurred: Mapped[str] = mapped_column(EncryptedText("cases.occurred"))
     description: Mapped[str] = mapped_column(EncryptedText("cases.description"))
     anonymous: Mapped[bool] = mapped_column(Boolean, default=True)
     reporter_name: Mapped[str | None] = mapped_column(EncryptedText("cases.reporter_name"))
@@ -173,7 +173,7 @@ class Case(Base):
     label: Mapped[str | None] = mapped_column(String(40))
     label_confidence: Mapped[float | None] = mapped_column(Float)
     label_top: Mapped[list[Any] | None] = mapped_column(JSON)
-    label_terms: Mapped[list[Any] | None] = mapped_column(JSON)
+    label_terms: Mapped[list[Any] | None] = mapped_column(EncryptedJSON("cases.label_terms"))  # the report's words
     model_version: Mapped[str | None] = mapped_column(String(40))
     label_status: Mapped[str | None] = mapped_column(String(12))  # None, "confirmed" or "corrected"
     predicted_label: Mapped[str | None] = mapped_column(String(40))
@@ -187,6 +187,8 @@ class Case(Base):
     accept_due_at: Mapped[datetime | None]
     resolve_due_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    #: the version of the search terms indexed for this case (`storage.search.INDEX_VERSION`); None: not yet
+    search_version: Mapped[int | None] = mapped_column(Integer)
 
     trace: Mapped[list[TraceEvent]] = relationship(
         back_populates="case", lazy="raise", order_by="TraceEvent.id", cascade="all, delete-orphan"
@@ -194,6 +196,18 @@ class Case(Base):
     attachments: Mapped[list[Attachment]] = relationship(
         back_populates="case", lazy="raise", order_by="Attachment.id"
     )
+
+
+class CaseTerm(Base):
+    """The search index of a case: keyed hashes of the words of its place and description (and of what the
+    reporter added), so console search finds cases without readable text at rest. A hash is HMAC-SHA256
+    of the normalised word under a key derived from the pseudonym key, cut to 63 bits."""
+
+    __tablename__ = "case_terms"
+    __table_args__ = (Index("ix_case_terms_case", "case_id"),)
+
+    term: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
 
 
 class TraceEvent(Base):
@@ -220,7 +234,7 @@ class Attachment(Base):
     trace_event_id: Mapped[int | None] = mapped_column(ForeignKey("trace_events.id", ondelete="SET NULL"))
     conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id", ondelete="SET NULL"))
     stored_name: Mapped[str] = mapped_column(String(200))
-    original_name: Mapped[str | None] = mapped_column(String(255))
+    original_name: Mapped[str | None] = mapped_column(EncryptedText("attachments.original_name"))
     media_type: Mapped[str] = mapped_column(String(80))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
@@ -355,7 +369,7 @@ class InternalNote(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
     author_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
-    body: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(EncryptedText("internal_notes.body"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -368,7 +382,7 @@ class AuditEntry(Base):
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"), index=True)
     action: Mapped[str] = mapped_column(String(40), index=True)
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="SET NULL"), index=True)
-    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    detail: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON("audit_log.detail"), default=dict)  # reasons
     ip: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 

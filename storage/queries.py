@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy import case as sql_case
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from storage import search
 from storage.models import (
     CLOSED_STATUSES,
     Attachment,
@@ -40,6 +41,8 @@ class CaseFilter:
     assigned_to_id: int | None = None
     needs_labelling: bool = False
     text: str | None = None
+    #: the search terms of `text` (`nlp.search.query_terms`), looked up in the search index
+    terms: tuple[str, ...] = ()
 
 
 def overdue_condition(now: datetime) -> ColumnElement[bool]:
@@ -78,20 +81,13 @@ def _filtered(query: Select[Any], flt: CaseFilter, threshold: float) -> Select[A
     return query
 
 
-async def _text_condition(session: AsyncSession, flt: CaseFilter, threshold: float) -> ColumnElement[bool]:
-    """Text in the case number or place (searched by SQL) or in the description, which is encrypted: the
-    descriptions of the otherwise matching cases are decrypted and searched here."""
+def _text_condition(session: AsyncSession, flt: CaseFilter) -> ColumnElement[bool]:
+    """The case number (in plain text) containing the query, or every search term of the query among the
+    case's indexed words (storage/search.py: keyed hashes; the place and description are encrypted)."""
     assert flt.text
-    needle = flt.text.casefold()
-    matching: list[int] = []
-    columns: Select[Any] = select(Case.id, Case.description)  # type: ignore[assignment]
-    scan = _filtered(columns, flt, threshold).execution_options(yield_per=500)
-    async for case_id, description in await session.stream(scan):
-        if needle in description.casefold():
-            matching.append(case_id)
-    pattern = f"%{flt.text.replace('%', '').replace('_', '')}%"
-    return or_(Case.case_number.ilike(pattern), Case.place.ilike(pattern),
-               Case.id.in_(bindparam("description_matches", matching, expanding=True, literal_execute=True)))
+    pattern = f"%{flt.text.replace('%', '').replace('_', '').strip()}%"
+    by_number = Case.case_number.ilike(pattern)
+    return or_(by_number, search.matching(session, flt.terms)) if flt.terms else by_number
 
 
 async def list_cases(session: AsyncSession, flt: CaseFilter, *, page: int, per_page: int,
@@ -99,7 +95,7 @@ async def list_cases(session: AsyncSession, flt: CaseFilter, *, page: int, per_p
     """One page of cases, newest first, and the total that match."""
     base = _filtered(select(Case), flt, threshold)
     if flt.text:
-        base = base.where(await _text_condition(session, flt, threshold))
+        base = base.where(_text_condition(session, flt))
     total = int(await session.scalar(select(func.count()).select_from(base.subquery())) or 0)
     rows = await session.execute(base.order_by(Case.created_at.desc(), Case.id.desc())
                                  .offset((page - 1) * per_page).limit(per_page))

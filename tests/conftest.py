@@ -34,6 +34,18 @@ def make_test_keyring() -> Any:
                    pseudonym_key=parse_key(os.environ["QINGLIAN_PSEUDONYM_KEY"]))
 
 
+def stored_value(value: str | None, column: str) -> str | None:
+    """A value a test read from the database with plain SQL, decrypted with the test keys (`cases.place`)."""
+    return None if value is None else make_test_keyring().decrypt(value, purpose=column)
+
+
+def evidence_content(evidence_dir: Path, stored_name: str) -> bytes:
+    """An evidence file as the resident sent it (files are stored encrypted)."""
+    from storage.evidence_files import purpose_of, read_decrypted
+
+    return b"".join(read_decrypted(make_test_keyring(), evidence_dir / stored_name, purpose=purpose_of(stored_name)))
+
+
 @pytest.fixture
 def keyring() -> Any:
     """The test key ring: the keys the services the tests start read from the environment."""

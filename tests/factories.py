@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.routing import RouteDecision
+from nlp.search import index_terms
 from storage import actions
 from storage.models import Case
 
@@ -64,7 +65,7 @@ async def file_case(
     )
     submitted = await actions.submit_report(
         session, report, routing, secret_key=secret_key, case_number_prefix=case_number_prefix, year=year,
-        staff_locale="zh", now=now, client_key=client_key,
+        staff_locale="zh", now=now, client_key=client_key, search_terms=index_terms([place, description]),
     )
     case = await actions.get_case(session, submitted.case_id)
     assert case is not None

@@ -8,7 +8,7 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import Form, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response
 
 from console import operations, texts
 from console.auth import Principal, can_see, visible_queues
@@ -68,11 +68,9 @@ async def ticket(request: Request, principal: PagePrincipal, case_number: str) -
 async def evidence(request: Request, principal: PagePrincipal, case_number: str, attachment_id: int) -> Response:
     path, stored = await operations.evidence_file(principal, case_number, attachment_id, ip=client_ip(request))
     inline = stored.media_type in INLINE_IMAGE_TYPES
-    response = FileResponse(path, media_type=stored.media_type if inline else "application/octet-stream",
-                            filename=stored.original_name or f"evidence-{attachment_id}",
-                            content_disposition_type="inline" if inline else "attachment")
-    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    return response
+    return await operations.evidence_download(
+        principal, path, stored, inline=inline, media_type=stored.media_type if inline else "application/octet-stream",
+        headers={"Content-Security-Policy": "default-src 'none'; sandbox"})
 
 
 def _case_url(case_number: str, done: str, anchor: str = "") -> str:

@@ -146,3 +146,28 @@ def test_keys_generate_prints_a_usable_key() -> None:
     result = CliRunner().invoke(app, ["keys", "generate"])
     assert result.exit_code == 0
     assert len(parse_key(result.output.strip())) == 32
+
+
+def test_keys_status_and_rotate_cover_evidence_files(database_url: str, tmp_path: Path) -> None:
+    from storage.evidence_files import key_id_of_file, purpose_of, read_decrypted, write_encrypted
+
+    old, new = generate_key(), generate_key()
+    old_id, new_id = (crypto.key_id_of(parse_key(k)) for k in (old, new))
+    evidence = tmp_path / "evidence"
+    photo = b"\xff\xd8\xff" + b"evidence bytes " * 10_000  # several chunks
+    write_encrypted(_ring(old), evidence / "2026/11/a.jpg", photo, purpose=purpose_of("2026/11/a.jpg"))
+    (evidence / "2026/11/legacy.pdf").write_bytes(b"%PDF-1.4 stored before files were encrypted")
+    runner = CliRunner()
+    env = {"QINGLIAN_DATA_DIR": str(tmp_path), "QINGLIAN_DATABASE_URL": database_url, "QINGLIAN_SECRET_KEY": SECRET,
+           "QINGLIAN_ENCRYPTION_KEY": new, "QINGLIAN_ENCRYPTION_OLD_KEYS": old, "COLUMNS": "200"}
+    status = runner.invoke(app, ["keys", "status"], env=env)
+    assert re.search(rf"evidence files\s+│\s+{old_id}\s+│\s+QINGLIAN_ENCRYPTION_OLD_KEYS\s+│\s+1", status.output)
+    assert re.search(r"evidence files\s+│\s+plaintext\s+│\s+not encrypted\s+│\s+1", status.output), status.output
+    rotated = runner.invoke(app, ["keys", "rotate"], env=env)
+    assert rotated.exit_code == 0, rotated.output
+    assert "2 evidence files re-encrypted" in rotated.output
+    assert {key_id_of_file(path) for path in (evidence / "2026/11").iterdir()} == {new_id}
+    assert b"".join(read_decrypted(_ring(new), evidence / "2026/11/a.jpg", purpose=purpose_of("2026/11/a.jpg"))) \
+        == photo
+    assert b"".join(read_decrypted(_ring(new), evidence / "2026/11/legacy.pdf",
+                                   purpose=purpose_of("2026/11/legacy.pdf"))).startswith(b"%PDF-1.4")

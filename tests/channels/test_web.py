@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import LiveService
+from tests.conftest import LiveService, evidence_content
 
 METRICS_TOKEN = "scrape-token-for-the-web-tests-0123456789"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -68,8 +68,9 @@ def test_api_files_a_report_with_an_uploaded_photo(service: LiveService) -> None
     final = send(choice="summary:submit")
     assert re.search(r"QL-\d{4}-\d{6}", final) and re.search(r"\d{4} \d{4} \d{4} \d{4}", final)
     assert client.get("/chat/api/inbox").json() == {"messages": []}
-    evidence = list((service.data_dir / "evidence").rglob("*.jpg"))
-    assert len(evidence) == 1 and evidence[0].read_bytes() == jpeg
+    evidence_dir = service.data_dir / "evidence"
+    evidence = [path.relative_to(evidence_dir).as_posix() for path in evidence_dir.rglob("*.jpg")]
+    assert len(evidence) == 1 and evidence_content(evidence_dir, evidence[0]) == jpeg
 
 
 def test_an_oversized_upload_is_refused_while_it_streams(service: LiveService) -> None:

@@ -31,7 +31,7 @@ from bot.channels.wechat import (
 )
 from handlers.texts import Texts
 from handlers.types import Choice, Outbound
-from tests.conftest import REPO, LiveService, make_test_keyring
+from tests.conftest import REPO, LiveService, evidence_content, make_test_keyring, stored_value
 from tests.standins import wechat_server
 from tests.standins.wechat_server import SERVICE_UNAVAILABLE, WeChatStandIn
 
@@ -313,8 +313,9 @@ def test_subscribe_then_a_full_report_in_plaintext_mode(standin: WeChatStandIn, 
             (_reporter(user.openid),)
         ).fetchone()
         stored = [row[0] for row in db.execute("SELECT stored_name FROM attachments WHERE case_id = ?", (case_id,))]
-    assert (district, place, occurred.endswith("(今天)"), anonymous) == ("tianxin", "天心区政务服务中心", True, 1)
-    assert len(stored) == 1 and (service.data_dir / "evidence" / stored[0]).read_bytes() == JPEG
+    assert (district, stored_value(place, "cases.place"), (stored_value(occurred, "cases.occurred") or "")
+            .endswith("(今天)"), anonymous) == ("tianxin", "天心区政务服务中心", True, 1)
+    assert len(stored) == 1 and evidence_content(service.data_dir / "evidence", stored[0]) == JPEG
     assert [m.via for m in standin.inbox(user.openid)] == ["passive"] * len(standin.inbox(user.openid))
     assert len(code) == 19
 
@@ -351,7 +352,7 @@ def test_safe_mode_report_in_english_from_the_menu(standin: WeChatStandIn, servi
             "SELECT district, occurred, reporter_name, reporter_phone, locale FROM cases WHERE reporter_key = ?",
             (_reporter(user.openid),)).fetchone()
     keys = make_test_keyring()  # the service's keys: both read them from the environment
-    assert (district, occurred, keys.decrypt(name, purpose="cases.reporter_name"),
+    assert (district, stored_value(occurred, "cases.occurred"), keys.decrypt(name, purpose="cases.reporter_name"),
             keys.decrypt(phone, purpose="cases.reporter_phone"), locale) == (
         "kaifu", "2026-11-02", "Zhang Wei", "13912345678", "en")
 

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from storage import actions
 from storage.models import Attachment, Case, CaseStatus, TraceEvent
+from tests.conftest import evidence_content
 from tests.handlers.conftest import JPEG, PDF, DialogHarness, Resident
 
 DESCRIPTION = "岳麓区政务服务中心3号窗口的工作人员上班时间一直玩手机，让群众排队等了两个小时。"
@@ -121,7 +122,7 @@ async def test_evidence_up_to_the_limit_is_attached_to_the_case(harness: DialogH
     assert case.district is None
     assert [f.case_id for f in files] == [case.id] * 5
     assert [f.media_type for f in files] == ["image/jpeg"] * 4 + ["application/pdf"]
-    assert all((harness.context.evidence_dir / f.stored_name).read_bytes()[:3] in (JPEG[:3], PDF[:3]) for f in files)
+    assert all(evidence_content(harness.context.evidence_dir, f.stored_name)[:3] in (JPEG[:3], PDF[:3]) for f in files)
 
 
 async def test_summary_edits_one_field_and_returns_to_summary(harness: DialogHarness) -> None:

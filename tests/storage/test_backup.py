@@ -160,7 +160,9 @@ async def test_a_corrupt_or_tampered_archive_is_refused(sessionmaker: Any, datab
             assert extracted is not None
             content = extracted.read()
             if info.name == "tables/cases.jsonl":
-                content = content.replace("岳麓区".encode(), "天心区".encode())
+                tampered_content = content.replace(b'"QL-2026-', b'"QL-2027-')
+                assert tampered_content != content
+                content = tampered_content
             members.append((info, content))
     tampered = tmp_path / "tampered.tar.gz"
     with tarfile.open(tampered, "w:gz") as archive:

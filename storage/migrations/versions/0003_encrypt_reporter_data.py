@@ -20,83 +20,27 @@ Create Date: 2026-12-01 10:00:00.000000
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
+
+from storage.migrations.rewrite import BATCH
+from storage.migrations.rewrite import decrypt as _decrypt
+from storage.migrations.rewrite import encrypt as _encrypt
+from storage.migrations.rewrite import narrow as _narrow
+from storage.migrations.rewrite import postgres as _postgres
+from storage.migrations.rewrite import rewrite as _rewrite
+from storage.migrations.rewrite import ring as _ring
+from storage.migrations.rewrite import widen as _widen
 
 revision: str = '0003'
 down_revision: str | None = '0002'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-BATCH = 500
 ERASED = "erased"
-
-
-def _ring() -> Any:
-    from storage import crypto
-
-    return crypto.keyring_of(op.get_bind().dialect)
-
-
-def _postgres() -> bool:
-    return bool(op.get_bind().dialect.name == "postgresql")
-
-
-def _batches(table: sa.TableClause, *columns: str) -> Iterator[list[sa.Row[Any]]]:
-    """Every row by ascending id, in batches; the caller may update the rows it was given."""
-    connection = op.get_bind()
-    last = 0
-    while True:
-        rows = list(connection.execute(
-            sa.select(table.c.id, *[table.c[name] for name in columns])
-            .where(table.c.id > last).order_by(table.c.id).limit(BATCH)))
-        if not rows:
-            return
-        yield rows
-        last = rows[-1].id
-
-
-def _rewrite(table_name: str, columns: Sequence[str], convert: Callable[[sa.Row[Any]], dict[str, Any]],
-             new_columns: Sequence[str] = ()) -> None:
-    """Read `columns` of every row and write back what `convert` returns for it."""
-    table = sa.table(table_name, sa.column("id", sa.Integer),
-                     *[sa.column(name, sa.Text) for name in {*columns, *new_columns}])
-    for rows in _batches(table, *columns):
-        changes = [{"row_id": row.id, **{f"new_{name}": value for name, value in convert(row).items()}}
-                   for row in rows]
-        written = [key.removeprefix("new_") for key in changes[0] if key != "row_id"]
-        statement = (sa.update(table).where(table.c.id == sa.bindparam("row_id"))
-                     .values({name: sa.bindparam(f"new_{name}") for name in written}))
-        op.get_bind().execute(statement, changes)
-
-
-def _encrypt(value: str | None, purpose: str, *, deterministic: bool = False) -> str | None:
-    if value is None:
-        return None
-    return str(_ring().encrypt(value, purpose=purpose, deterministic=deterministic))
-
-
-def _decrypt(value: str | None, purpose: str) -> str | None:
-    from storage.crypto import key_id_of_value
-
-    if value is None or key_id_of_value(value) is None:
-        return value
-    return str(_ring().decrypt(value, purpose=purpose))
-
-
-def _widen(table: str, column: str, old: sa.types.TypeEngine[Any], nullable: bool, using: str | None = None) -> None:
-    if _postgres():
-        extra: dict[str, Any] = {"postgresql_using": using} if using else {}
-        op.alter_column(table, column, existing_type=old, type_=sa.Text(), existing_nullable=nullable, **extra)
-
-
-def _narrow(table: str, column: str, new: sa.types.TypeEngine[Any], nullable: bool, using: str | None = None) -> None:
-    if _postgres():
-        extra: dict[str, Any] = {"postgresql_using": using} if using else {}
-        op.alter_column(table, column, existing_type=sa.Text(), type_=new, existing_nullable=nullable, **extra)
 
 
 def _add_key_column(table: str, column: str) -> None:

@@ -1,0 +1,44 @@
+"""Words for the console's search index: what a report is found by, without its text being readable.
+
+The index (storage/search.py) stores keyed hashes of these terms. A report's terms are the jieba words
+of its place and description (`nlp.tokenizer.tokenize`: normalised, traditional characters converted,
+stop words and punctuation dropped) and, for a Chinese word of three or more characters, its two-character
+pieces, so that "服务中心" finds a report that says "政务服务中心". A query's terms are its words, a long
+Chinese word replaced by its pieces; a case matches when it has every term of the query. What is found is
+words as jieba segments them, not arbitrary substrings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from nlp.tokenizer import tokenize
+
+
+def _cjk(word: str) -> bool:
+    return all("\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff" for ch in word)
+
+
+def _pieces(word: str) -> list[str]:
+    return [word[i:i + 2] for i in range(len(word) - 1)]
+
+
+def index_terms(texts: Iterable[str]) -> set[str]:
+    """Every term a case is indexed by, from its texts (place, description, follow-ups)."""
+    terms: set[str] = set()
+    for text in texts:
+        for word in tokenize(text):
+            terms.add(word)
+            if len(word) >= 3 and _cjk(word):
+                terms.update(_pieces(word))
+    return terms
+
+
+def query_terms(query: str) -> list[str]:
+    """The terms a case must all have to match `query` (empty: the query has no searchable word)."""
+    terms: list[str] = []
+    for word in tokenize(query):
+        for term in (_pieces(word) if len(word) >= 3 and _cjk(word) else [word]):
+            if term not in terms:
+                terms.append(term)
+    return terms
