@@ -24,6 +24,7 @@ from bot.channels.wecom import CHANNEL as WECOM_CHANNEL
 from bot.channels.wecom import WeComSender
 from bot.config import Settings
 from bot.jobs import run_digests, run_housekeeping
+from bot.outbox import plain
 from bot.runtime import Runtime
 from bot.staff_cli import ensure_first_admin
 from console.app import mount_console
@@ -83,7 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
         ]
         wecom = WeComSender(settings.city)
         if wecom.enabled():
-            runtime.outbox.register(WECOM_CHANNEL, wecom.send)
+            runtime.outbox.register(WECOM_CHANNEL, plain(wecom.send))
         if settings.telegram_token:
             from bot.channels.telegram import TelegramChannel
 

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     #: With an AES key set, callbacks must come encrypted (`encrypt_type=aes`); this lets plaintext callbacks
     #: through too, only while an account is being switched from plaintext to safe mode.
     wechat_allow_plaintext: bool = False
+    #: where WeChat's one-time subscription authorisation page lives (residents open it from the bot's link)
+    wechat_mp_url: str = "https://mp.weixin.qq.com"
     encryption_key: str | None = None
     encryption_old_keys: str | None = None
     pseudonym_key: str | None = None
@@ -83,7 +85,7 @@ class Settings(BaseSettings):
             raise ValueError("must look like 123456:ABC-DEF (the token BotFather gave you)")
         return value
 
-    @field_validator("telegram_api_url", "public_url", "wechat_api_url")
+    @field_validator("telegram_api_url", "public_url", "wechat_api_url", "wechat_mp_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         parts = urlsplit(value)

@@ -21,6 +21,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from handlers.notices import render
 from handlers.texts import Texts
 from handlers.types import Outbound
 from storage import outbox
@@ -43,29 +44,32 @@ class PermanentFailure(Exception):
     pass
 
 
-Sender = Callable[[str, Outbound], Awaitable[None]]
+class WaitForResident(Exception):
+    """The platform will not take the message now, but will once the resident writes again (WeChat's
+    48-hour window, with no consent to notices): it waits, and the resident's next message is answered
+    with the newest state of the case first."""
 
 
-def render(payload: dict[str, object], texts: Texts, public_url: str = "") -> Outbound:
-    """A stored payload as a message: a dialog reply as it was, a notice in the reporter's language."""
-    notice = payload.get("notice")
-    if notice is None:
-        return Outbound.from_payload(payload)
-    locale = str(payload.get("locale") or "zh")
-    if notice == "status_changed":
-        status = texts.get(locale, f"status_{payload['status']}")
-        return Outbound(texts.get(locale, "notice_status_changed", case_number=payload["case_number"],
-                                  status=status))
-    if notice == "answer":
-        return Outbound(texts.get(locale, "notice_answer", case_number=payload["case_number"],
-                                  answer=payload["answer"]))
-    if notice == "new_case":
-        link = f"{public_url}/console/case/{payload['case_number']}"
-        return Outbound(texts.get(locale, "notice_new_case", case_number=payload["case_number"],
-                                  queue=payload["queue"], label=payload.get("label") or "-",
-                                  district=payload.get("district") or "-", first_line=payload["first_line"],
-                                  link=link))
-    raise ValueError(f"unknown notice {notice!r}")
+@dataclass(frozen=True)
+class Delivery:
+    """One message for a sender: the rendered message, and what it was rendered from (a notice's fields
+    let a sender use a platform's notice templates)."""
+
+    recipient: str
+    message: Outbound
+    payload: dict[str, object]
+    case_id: int | None = None
+
+
+Sender = Callable[[Delivery], Awaitable[None]]
+
+
+def plain(send: Callable[[str, Outbound], Awaitable[None]]) -> Sender:
+    """A sender for a channel that sends every message the same way (recipient and rendered message)."""
+    async def deliver(delivery: Delivery) -> None:
+        await send(delivery.recipient, delivery.message)
+
+    return deliver
 
 
 def backoff(attempts: int) -> timedelta:
@@ -78,6 +82,7 @@ class _Outcome:
     error: str | None = None
     retry_after: float | None = None
     permanent: bool = False
+    waiting: bool = False
 
 
 class OutboxWorker:
@@ -136,10 +141,10 @@ class OutboxWorker:
             batch = await outbox.lease(session, channels=list(self._senders), limit=self._batch_size, lease=LEASE)
         if not batch:
             return 0
-        by_recipient: dict[tuple[str, str], list[tuple[int, dict[str, object]]]] = defaultdict(list)
-        for message_id, channel, recipient, payload in batch:
-            by_recipient[(channel, recipient)].append((message_id, payload))
-        settler = _Settler(self._settle, {message_id for message_id, _, _, _ in batch})
+        by_recipient: dict[tuple[str, str], list[tuple[int, dict[str, object], int | None]]] = defaultdict(list)
+        for message_id, channel, recipient, payload, case_id in batch:
+            by_recipient[(channel, recipient)].append((message_id, payload, case_id))
+        settler = _Settler(self._settle, {message_id for message_id, _, _, _, _ in batch})
         renewing = asyncio.create_task(self._renew(settler))
         try:
             await asyncio.gather(*(self._send_in_order(channel, recipient, items, settler.add)
@@ -159,20 +164,23 @@ class OutboxWorker:
                 async with self._sessionmaker.begin() as session:
                     await outbox.renew_lease(session, sorted(settler.unsettled), LEASE)
 
-    async def _send_in_order(self, channel: str, recipient: str, items: list[tuple[int, dict[str, object]]],
+    async def _send_in_order(self, channel: str, recipient: str,
+                             items: list[tuple[int, dict[str, object], int | None]],
                              settle: Callable[[list[_Outcome]], None]) -> None:
         sender = self._senders[channel]
         outcomes: list[_Outcome] = []
-        for position, (message_id, payload) in enumerate(items):
+        for position, (message_id, payload, case_id) in enumerate(items):
             try:
-                await sender(recipient, render(payload, self._texts, self._public_url))
+                await sender(Delivery(recipient, render(payload, self._texts, self._public_url), payload, case_id))
                 settle([_Outcome(message_id)])  # settled now, not when the whole batch is done
                 continue
+            except WaitForResident as waiting:
+                outcomes.append(_Outcome(message_id, str(waiting), waiting=True))
             except TemporaryFailure as failure:
                 outcomes.append(_Outcome(message_id, str(failure), failure.retry_after))
                 # The rest wait behind this one, so the resident reads them in order.
                 outcomes.extend(_Outcome(later_id, WAITING, failure.retry_after)
-                                for later_id, _ in items[position + 1:])
+                                for later_id, _, _ in items[position + 1:])
                 break
             except PermanentFailure as failure:
                 outcomes.append(_Outcome(message_id, str(failure), permanent=True))
@@ -180,7 +188,7 @@ class OutboxWorker:
                 log.exception("sending outbox message %s failed", message_id)
                 outcomes.append(_Outcome(message_id, f"{type(exc).__name__}: {exc}"))
                 outcomes.extend(_Outcome(later_id, WAITING)
-                                for later_id, _ in items[position + 1:])
+                                for later_id, _, _ in items[position + 1:])
                 break
         settle(outcomes)
 
@@ -196,7 +204,10 @@ class OutboxWorker:
             for outcome in failed:
                 message = by_id[outcome.message_id]
                 error = outcome.error or ""
-                if outcome.permanent or message.attempts + 1 >= MAX_ATTEMPTS:
+                if outcome.waiting:
+                    log.info("outbox message %s waits for the resident: %s", message.id, error)
+                    outbox.mark_waiting(message, reason=error)
+                elif outcome.permanent or message.attempts + 1 >= MAX_ATTEMPTS:
                     log.warning("outbox message %s failed for good: %s", message.id, error)
                     outbox.mark_failed(message, error=error)
                 elif error == WAITING:

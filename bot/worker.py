@@ -11,6 +11,7 @@ from bot.channels.wecom import CHANNEL as WECOM_CHANNEL
 from bot.channels.wecom import WeComSender
 from bot.config import Settings
 from bot.jobs import run_digests, run_housekeeping
+from bot.outbox import plain
 from bot.runtime import Runtime
 from storage.migrate import upgrade
 
@@ -27,7 +28,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     channels: list[object] = []
     wecom = WeComSender(settings.city)
     if wecom.enabled():
-        runtime.outbox.register(WECOM_CHANNEL, wecom.send)
+        runtime.outbox.register(WECOM_CHANNEL, plain(wecom.send))
     if settings.telegram_token:
         from bot.channels.telegram import TelegramChannel
 

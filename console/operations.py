@@ -7,7 +7,7 @@ storage action(s), and returns plain data. Routes only parse input and render th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi.responses import StreamingResponse
@@ -18,7 +18,7 @@ from console.evidence import EvidenceUnreadable, evidence_response
 from handlers.routing import due_dates, route
 from nlp.search import query_terms
 from nlp.types import Tag
-from storage import audit, queries, staff_actions
+from storage import audit, notices, queries, staff_actions
 from storage.actions import ActionError
 from storage.models import (
     Attachment,
@@ -30,6 +30,7 @@ from storage.models import (
     StaffUser,
     utcnow,
 )
+from storage.notices import NoticeState
 
 LABELS = ("slow_service", "lazy_procrastination", "formalism", "project_irregularity", "village_affairs",
           "medical", "education", "bribery_gifts", "other")
@@ -52,6 +53,8 @@ class CaseDetail:
     duplicate_of: str | None
     can_reveal: bool
     assignee_username: str | None = None
+    #: every message of the case to its reporter with its delivery state (queued, sent, waiting, failed)
+    notices: list[NoticeState] = field(default_factory=list)
 
 
 async def _case(session: AsyncSession, principal: Principal, case_number: str) -> Case:
@@ -97,10 +100,11 @@ async def case_detail(principal: Principal, case_number: str, *, ip: str | None,
         notes = await queries.notes_for(session, case.id)
         assignee = await staff_actions.get_staff(session, case.assigned_to_id) if case.assigned_to_id else None
         original = await queries.case_by_id(session, case.duplicate_of_id) if case.duplicate_of_id else None
+        delivery = await notices.notice_states(session, case.id, case.channel)
     return CaseDetail(case, notes, assignee.display_name if assignee else None,
                       original.case_number if original else None,
                       can_reveal_identity(principal.user, principal.context.city) and not case.anonymous,
-                      assignee.username if assignee else None)
+                      assignee.username if assignee else None, delivery)
 
 
 async def accept(principal: Principal, case_number: str) -> None:

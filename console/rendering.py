@@ -110,6 +110,12 @@ class Names:
     def audit_action(self, code: str) -> str:
         return texts.pair_or(f"audit.{code}", code)[0]
 
+    def delivery_status(self, code: str) -> str:
+        return texts.joined(f"delivery.{code}") if texts.has(f"delivery.{code}") else code
+
+    def notice_kind(self, code: str) -> str:
+        return texts.pair_or(f"notice.{code}", code)[0]
+
     def route_reason(self, code: str | None) -> tuple[str, str]:
         return texts.pair_or(f"route_reason.{code}", code or "") if code else ("", "")
 

@@ -147,6 +147,19 @@ class EvidenceOut(_Out):
                    download_url=f"/api/v1/cases/{case_number}/evidence/{attachment.id}")
 
 
+class DeliveryOut(_Out):
+    """A message of the case to its reporter, and whether it reached them."""
+
+    kind: str = Field(description="answer, status_changed, …")
+    status: Literal["pending", "sent", "waiting", "failed"] = Field(
+        description="queued; sent; waiting for the reporter's next message (outside the platform's reply window); "
+                    "failed for good")
+    reason: str | None = Field(description="The platform's reason (failed) or why it waits.")
+    attempts: int
+    created_at: datetime
+    sent_at: datetime | None
+
+
 class NoteOut(_Out):
     """A staff-only note; never shown to the reporter."""
 
@@ -180,6 +193,7 @@ class CaseDetailOut(CaseSummary):
     trace: list[TraceEventOut]
     evidence: list[EvidenceOut]
     notes: list[NoteOut]
+    deliveries: list[DeliveryOut] = Field(description="Messages to the reporter and their delivery state.")
 
     @classmethod
     def from_detail(cls, detail: CaseDetail) -> CaseDetailOut:
@@ -200,6 +214,9 @@ class CaseDetailOut(CaseSummary):
             trace=[TraceEventOut.build(event) for event in case.trace],
             evidence=[EvidenceOut.build(attachment, number) for attachment in case.attachments],
             notes=[NoteOut.build(note, author) for note, author in detail.notes],
+            deliveries=[DeliveryOut(kind=n.notice, status=n.status, reason=n.reason,  # type: ignore[arg-type]
+                                    attempts=n.attempts, created_at=n.created_at, sent_at=n.sent_at)
+                        for n in detail.notices],
         )
 
 

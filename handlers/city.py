@@ -91,6 +91,52 @@ class Limits(BaseModel):
     conversation_retention_days: int = Field(default=365, ge=1)
 
 
+NoticeEvent = Literal["accepted", "in_handling", "answered", "closed", "rejected", "duplicate", "more_info",
+                      "extended", "reopened"]
+TemplateItem = Literal["case_number", "status", "time", "summary"]
+
+
+class WeChatNotices(BaseModel):
+    """The Official Account's templates for notices outside WeChat's 48-hour window (docs/wechat.md)."""
+
+    #: a subscription-notice template (订阅通知) chosen in the account's console; residents accept it in a
+    #: pop-up. `subscribe_fields` maps what a notice says to the template's keywords, e.g.
+    #: {case_number = "character_string1", status = "phrase2", time = "time3", summary = "thing4"}
+    subscribe_template_id: str | None = None
+    subscribe_fields: dict[TemplateItem, str] = Field(default_factory=dict)
+    #: the template is a long-term subscription (政务民生 accounts): one accept allows any number of notices
+    subscribe_long_term: bool = True
+    #: a one-time subscription message template (一次性订阅消息): the bot offers its authorisation link after a
+    #: report is submitted and after each status check; one consent lets one message about that case through
+    once_template_id: str | None = None
+    once_title: Annotated[str, Field(min_length=1, max_length=15)] = "举报办理进度"
+
+
+class Notices(BaseModel):
+    #: the events that reach a resident by a platform's notice when the reply window is closed; others wait
+    #: for the resident's next message
+    events: list[NoticeEvent] = ["accepted", "answered", "closed", "rejected", "more_info", "extended", "reopened"]
+    wechat: WeChatNotices = WeChatNotices()
+
+
+class Loop(BaseModel):
+    """The closed loop of a case (12345-style): warnings before deadlines, re-handling after a poor rating,
+    appeals of rejections, transfers between queues."""
+
+    #: staff are warned this many working days before an accept or resolve deadline
+    warn_working_days: int = Field(default=2, ge=0, le=30)
+    #: times a case is reopened for re-handling after a rating of 1–2 or "not solved"
+    rehandle_limit: int = Field(default=1, ge=0)
+    #: times a reporter may appeal a rejection (a supervisor decides)
+    appeal_limit: int = Field(default=1, ge=0)
+    #: a case transferred this often alerts the queue's supervisor
+    transfer_alert_after: int = Field(default=3, ge=2)
+    #: the reasons a reviewer chooses from when returning a case to triage or moving it out of their queues
+    transfer_reasons: list[str] = Field(default_factory=lambda: [
+        "不属于本单位职责 Not this office's remit", "分类有误 Wrong category", "涉及多个部门 Several offices involved",
+        "需上级统筹 Needs the supervisor"])
+
+
 class CityConfig(BaseModel):
     city_zh: str
     city_en: str
@@ -102,6 +148,8 @@ class CityConfig(BaseModel):
     routing: Routing
     limits: Limits = Limits()
     console: Console = Console()
+    notices: Notices = Notices()
+    loop: Loop = Loop()
     texts: dict[str, dict[str, str]] = Field(default_factory=dict)
 
     @field_validator("districts")

@@ -53,8 +53,8 @@ class Turn:
     def t(self, key: str, **values: object) -> str:
         return self.ctx.texts.get(self.locale, key, **values)
 
-    def say(self, text: str) -> None:
-        self.messages.append(Outbound(text))
+    def say(self, text: str, *, notice_offer: int | None = None) -> None:
+        self.messages.append(Outbound(text, notice_offer=notice_offer))
 
     def ask(self, text: str, choices: list[Choice] | None = None, columns: int = 1) -> None:
         """A question; its choices are remembered so a typed number or label also answers it."""
@@ -97,3 +97,6 @@ class Turn:
 
     def format_time(self, moment: datetime) -> str:
         return moment.astimezone(self.ctx.tz).strftime("%Y-%m-%d %H:%M")
+
+    def format_day(self, moment: datetime) -> str:
+        return moment.astimezone(self.ctx.tz).strftime("%Y-%m-%d")

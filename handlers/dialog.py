@@ -13,7 +13,8 @@ from handlers.menu import show_menu
 from handlers.texts import normalise_locale
 from handlers.types import Choice, Inbound, Outbound, Packer
 from handlers.validation import parse_receipt_code
-from storage import actions
+from storage import actions, notices
+from storage.models import TraceKind
 
 COMMANDS = ("start", "report", "status", "cancel", "language", "help", "menu")
 UNEXPECTED_KINDS = ("sticker", "voice", "video", "audio", "location", "other")
@@ -37,6 +38,7 @@ async def handle(session: AsyncSession, inbound: Inbound, ctx: DialogContext, *,
     if conversation.locale is None:
         conversation.locale = normalise_locale(inbound.locale, ctx.city.default_locale)
     turn = Turn(session=session, inbound=inbound, conversation=conversation, ctx=ctx)
+    await _news_that_waited(turn)
     await _expire_old_draft(turn)
     if inbound.command is not None:
         await _command(turn, inbound.command.lower(), inbound.command_arg)
@@ -45,6 +47,20 @@ async def handle(session: AsyncSession, inbound: Inbound, ctx: DialogContext, *,
     payloads = queue(turn.messages) if queue is not None else []
     outbox_ids = await actions.finish_step(session, conversation, payloads, hold=hold)
     return Step(turn.messages, outbox_ids)
+
+
+async def _news_that_waited(turn: Turn) -> None:
+    """Notices the platform would not take while the resident was away (WeChat's 48 hours) come first,
+    as the newest state of each case rather than each stale notice."""
+    for case_id in await notices.take_waiting(turn.session, turn.conversation.channel, turn.conversation.user_ref):
+        case = await actions.get_case(turn.session, case_id)
+        if case is None:
+            continue
+        text = turn.t("notice_waiting_summary", case_number=case.case_number, status=turn.t(f"status_{case.status}"))
+        answers = [event.body for event in case.trace if event.kind == TraceKind.ANSWERED and event.body]
+        if answers:
+            text += "\n" + turn.t("notice_waiting_answer", answer=answers[-1])
+        turn.say(text)
 
 
 async def _expire_old_draft(turn: Turn) -> None:

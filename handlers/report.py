@@ -303,8 +303,11 @@ async def submit(turn: Turn) -> None:
         search_terms=index_terms([draft["place"], draft["description"]]),
     )
     turn.clear_draft()
-    turn.say(turn.t("submitted", case_number=submitted.case_number,
-                     code=format_receipt_code(submitted.receipt_code)))
+    text = turn.t("submitted", case_number=submitted.case_number, code=format_receipt_code(submitted.receipt_code))
+    if decision.accept_due_at is not None and decision.resolve_due_at is not None:
+        text += "\n" + turn.t("submitted_expected", accept_by=turn.format_day(decision.accept_due_at),
+                              resolve_by=turn.format_day(decision.resolve_due_at))
+    turn.say(text, notice_offer=submitted.case_id)
     show_menu(turn)
 
 

@@ -85,6 +85,9 @@ def _trace_line(turn: Turn, case: Case, kind: str, detail: dict[str, object]) ->
 
 def show_case(turn: Turn, case: Case) -> None:
     lines = [turn.t("case_header", case_number=case.case_number, status=turn.t(f"status_{case.status}"))]
+    if case.status not in CLOSED_STATUSES and case.accept_due_at is not None and case.resolve_due_at is not None:
+        accept_by = turn.t("status_accepted") if case.accepted_at is not None else turn.format_day(case.accept_due_at)
+        lines.insert(1, turn.t("case_expected", accept_by=accept_by, resolve_by=turn.format_day(case.resolve_due_at)))
     answers: list[str] = []
     for event in case.trace:
         lines.append(f"{turn.format_time(event.created_at)}  {_trace_line(turn, case, event.kind, event.detail)}")
@@ -93,7 +96,7 @@ def show_case(turn: Turn, case: Case) -> None:
     text = "\n".join(lines)
     if answers:
         text += "\n\n" + turn.t("case_answers") + "\n" + "\n\n".join(answers)
-    turn.say(text)
+    turn.say(text, notice_offer=case.id if case.status not in CLOSED_STATUSES else None)
     ask_case_menu(turn, case)
 
 

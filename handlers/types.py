@@ -48,23 +48,31 @@ class Outbound:
     text: str
     choices: tuple[Choice, ...] = ()
     columns: int = 1
+    #: a case whose progress notices the resident may subscribe to here (a channel with a reply window,
+    #: WeChat, adds its authorisation link; others ignore it)
+    notice_offer: int | None = None
 
     def to_payload(self) -> dict[str, object]:
-        return {
+        payload: dict[str, object] = {
             "text": self.text,
             "choices": [[c.key, c.label] for c in self.choices],
             "columns": self.columns,
         }
+        if self.notice_offer is not None:
+            payload["notice_offer"] = self.notice_offer
+        return payload
 
     @classmethod
     def from_payload(cls, payload: dict[str, object]) -> Outbound:
         raw_choices = payload.get("choices") or []
         assert isinstance(raw_choices, list)
         columns = payload.get("columns", 1)
+        offer = payload.get("notice_offer")
         return cls(
             text=str(payload["text"]),
             choices=tuple(Choice(str(k), str(v)) for k, v in raw_choices),
             columns=int(columns) if isinstance(columns, int) else 1,
+            notice_offer=offer if isinstance(offer, int) else None,
         )
 
 

@@ -323,6 +323,14 @@ async def find_case_by_receipt(session: AsyncSession, secret_key: bytes, code: s
     return (await session.execute(query)).scalar_one_or_none()
 
 
+async def is_reporter(session: AsyncSession, case_id: int, channel: str, user_ref: str) -> bool:
+    """Whether the case was filed by this channel user (compared by pseudonym)."""
+    query = select(func.count()).select_from(_CASES).where(
+        _CASES.c.id == case_id, _CASES.c.channel == channel,
+        _CASES.c.reporter_key == pseudonym(session, channel, user_ref))
+    return bool(await session.scalar(query))
+
+
 async def get_case(session: AsyncSession, case_id: int) -> Case | None:
     query = select(Case).where(Case.id == case_id).options(selectinload(Case.trace))
     return (await session.execute(query)).scalar_one_or_none()

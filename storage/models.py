@@ -82,6 +82,13 @@ class TraceKind(StrEnum):
     DUPLICATE = "duplicate"
     FOLLOW_UP = "follow_up"
     RATED = "rated"
+    REOPENED = "reopened"  # the reporter was not satisfied: handled again
+    SOLVED = "solved"  # the reporter said the answer solved it (closes the case)
+    TRANSFERRED = "transferred"  # handed to the responsible office (shown once, whatever the internal hops)
+    EXTENDED = "extended"  # a supervisor extended the deadline
+    APPEALED = "appealed"  # the reporter appealed a rejection
+    APPEAL_DECIDED = "appeal_decided"
+    NOTE = "note"  # a note of the staff to the reporter
 
 
 class Conversation(Base):
@@ -178,6 +185,13 @@ class Case(Base):
     label_status: Mapped[str | None] = mapped_column(String(12))  # None, "confirmed" or "corrected"
     predicted_label: Mapped[str | None] = mapped_column(String(40))
     rating: Mapped[int | None] = mapped_column(Integer)
+    #: how often the case was reopened after a poor rating, appealed, moved between queues, extended
+    rehandle_count: Mapped[int] = mapped_column(Integer, default=0)
+    appeal_count: Mapped[int] = mapped_column(Integer, default=0)
+    transfer_count: Mapped[int] = mapped_column(Integer, default=0)
+    extension_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: a rejection's appeal waiting for a supervisor
+    appeal_pending: Mapped[bool] = mapped_column(Boolean, default=False)
     assigned_to_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
@@ -255,7 +269,7 @@ class OutboxMessage(Base):
     conversation and goes with it; delivered rows are deleted after `limits.outbox_retention_hours`."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_pending", "status", "next_attempt_at"),)
+    __table_args__ = (Index("ix_outbox_pending", "status", "next_attempt_at"), Index("ix_outbox_case", "case_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     channel: Mapped[str] = mapped_column(String(16))
@@ -264,12 +278,60 @@ class OutboxMessage(Base):
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="SET NULL"))
     conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"),
                                                         index=True)
+    #: "reply" (a dialog step's answer) or the notice's name ("answer", "status_changed", …): kept after the
+    #: payload is emptied, so the ticket shows what each delivery state is about
+    kind: Mapped[str] = mapped_column(String(20), default="reply")
     status: Mapped[str] = mapped_column(String(12), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"  # queued, or being retried
+    SENT = "sent"
+    WAITING = "waiting"  # the platform will not take it now (WeChat's 48 hours): goes with the resident's next message
+    FAILED = "failed"  # given up, with the platform's reason in last_error
+
+
+class NoticeConsent(Base):
+    """A resident's consent to be notified outside a platform's reply window: WeChat's subscription notices
+    (订阅通知, per template; one-time ones allow one notice per accept) and one-time subscription messages
+    (一次性订阅消息, per case and scene). Found by the pseudonym of the resident's channel address."""
+
+    __tablename__ = "notice_consents"
+    __table_args__ = (Index("ix_notice_consents_user", "channel", "user_key", "template_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    user_key: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # "subscribe" (订阅通知) or "once" (一次性订阅消息)
+    template_id: Mapped[str] = mapped_column(String(128))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    scene: Mapped[int | None] = mapped_column(Integer)
+    long_term: Mapped[bool] = mapped_column(Boolean, default=False)
+    remaining: Mapped[int] = mapped_column(Integer, default=1)
+    granted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    withdrawn_at: Mapped[datetime | None]
+
+
+class ExtensionRequest(Base):
+    """A reviewer's request to move a case's resolve-by date, with the reason; a supervisor approves or
+    refuses it (both audited, both in the case's trace)."""
+
+    __tablename__ = "extension_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
+    reason: Mapped[str] = mapped_column(EncryptedText("extension_requests.reason"))
+    resolve_due_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending, approved, refused
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
+    decided_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class StatusGuess(Base):

@@ -19,7 +19,8 @@ _OUTBOX = cast(Table, OutboxMessage.__table__)
 
 async def enqueue(session: AsyncSession, *, channel: str, recipient: str, payload: dict[str, Any],
                   case_id: int | None = None) -> OutboxMessage:
-    message = OutboxMessage(channel=channel, recipient=recipient, payload=payload, case_id=case_id)
+    message = OutboxMessage(channel=channel, recipient=recipient, payload=payload, case_id=case_id,
+                            kind=str(payload.get("notice") or "message")[:20])
     session.add(message)
     await session.flush()
     return message
@@ -34,7 +35,7 @@ async def enqueue_replies(session: AsyncSession, *, channel: str, recipient: str
     now = utcnow()
     due = now + hold if hold is not None else now
     result = await session.execute(insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True), [
-        {"channel": channel, "recipient": recipient, "payload": payload, "case_id": None,
+        {"channel": channel, "recipient": recipient, "payload": payload, "case_id": None, "kind": "reply",
          "conversation_id": conversation_id, "status": "pending", "attempts": 0, "next_attempt_at": due,
          "created_at": now} for payload in payloads])
     return list(result.scalars())
@@ -62,8 +63,8 @@ async def release(session: AsyncSession, message_ids: Sequence[int]) -> None:
 
 async def lease(
     session: AsyncSession, *, channels: Sequence[str], limit: int, lease: timedelta, now: datetime | None = None
-) -> list[tuple[int, str, str, dict[str, Any]]]:
-    """Take a batch for delivery: (id, channel, recipient, payload) of due messages, oldest first, leased until
+) -> list[tuple[int, str, str, dict[str, Any], int | None]]:
+    """Take a batch for delivery: (id, channel, recipient, payload, case id) of due messages, oldest first, leased until
     now + `lease` so no other worker takes them while they are sent. None of a recipient's messages is taken
     while an earlier one of theirs waits for a retry; rows are locked with SKIP LOCKED where supported."""
     now = now or utcnow()
@@ -73,7 +74,8 @@ async def lease(
         .scalar_subquery()
     )
     due = (
-        select(OutboxMessage.id, OutboxMessage.channel, OutboxMessage.recipient, OutboxMessage.payload)
+        select(OutboxMessage.id, OutboxMessage.channel, OutboxMessage.recipient, OutboxMessage.payload,
+               OutboxMessage.case_id)
         .where(
             OutboxMessage.status == "pending",
             OutboxMessage.channel.in_(channels),
@@ -84,7 +86,7 @@ async def lease(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    rows = [(row[0], row[1], row[2], row[3]) for row in await session.execute(due)]
+    rows = [(row[0], row[1], row[2], row[3], row[4]) for row in await session.execute(due)]
     if rows:
         await session.execute(
             update(_OUTBOX).where(_OUTBOX.c.id.in_([row[0] for row in rows])).values(next_attempt_at=now + lease)
@@ -132,6 +134,14 @@ def mark_failed(message: OutboxMessage, *, error: str) -> None:
     message.last_error = error[:500]
     if message.conversation_id is not None:
         message.payload = DELIVERED
+
+
+def mark_waiting(message: OutboxMessage, *, reason: str) -> None:
+    """The platform will not take the message now (WeChat's 48-hour window, no consent to notices): it waits
+    for the resident's next message, which is answered with the newest state of the case."""
+    message.attempts += 1
+    message.status = "waiting"
+    message.last_error = reason[:500]
 
 
 def postpone(message: OutboxMessage, delay: timedelta) -> None:

@@ -28,7 +28,7 @@ from telegram.warnings import PTBUserWarning
 
 from bot.channels.telegram_http import AiohttpRequest
 from bot.config import Settings
-from bot.outbox import PermanentFailure, TemporaryFailure
+from bot.outbox import PermanentFailure, TemporaryFailure, plain
 from bot.runtime import Runtime
 from handlers.texts import normalise_locale
 from handlers.types import Attachment, Choice, Inbound, Outbound, one_payload_each
@@ -158,7 +158,7 @@ class TelegramChannel:
         """Connect; with `receive=False` (a `qinglian worker`) only send, leaving updates to the web workers."""
         await self.application.initialize()
         if not receive:
-            self._runtime.outbox.register(CHANNEL, self.send)
+            self._runtime.outbox.register(CHANNEL, plain(self.send))
             log.info("telegram channel started (sending only)")
             return
         await self._publish_commands()
@@ -171,7 +171,7 @@ class TelegramChannel:
             )
         else:
             await bot.delete_webhook()
-        self._runtime.outbox.register(CHANNEL, self.send)
+        self._runtime.outbox.register(CHANNEL, plain(self.send))
         if not self.webhook_mode:
             self._polling = asyncio.create_task(self._poll(), name="telegram-polling")
         log.info("telegram channel started (%s)", "webhook" if self.webhook_mode else "long polling")
@@ -283,7 +283,9 @@ class TelegramChannel:
         except RetryAfter as exc:
             raise TemporaryFailure(f"flood control: {exc}", _seconds(exc.retry_after)) from exc
         except Forbidden as exc:
-            raise PermanentFailure(f"forbidden: {exc.message}") from exc
+            blocked = "blocked" in exc.message.lower()
+            raise PermanentFailure(f"blocked: the resident blocked the bot ({exc.message})" if blocked
+                                   else f"forbidden: {exc.message}") from exc
         except BadRequest as exc:
             raise PermanentFailure(f"bad request: {exc.message}") from exc
         except InvalidToken as exc:

@@ -22,8 +22,8 @@ from fastapi.responses import HTMLResponse
 from itsdangerous import BadSignature, Signer
 from pydantic import BaseModel, Field, model_validator
 
-from bot.outbox import render
 from bot.runtime import Runtime
+from handlers.notices import render
 from handlers.texts import normalise_locale
 from handlers.types import Attachment, Inbound, Outbound
 from storage import outbox

@@ -598,7 +598,8 @@ def test_the_48_hour_window_is_recorded_on_the_outbox_and_the_answer_stays_in_st
 
     _eventually(lambda: failed() is not None)
     status, error = failed() or ("", "")
-    assert status == "failed" and "45015" in error
+    # outside the window the notice is not dropped: it waits for the resident (issue 13; it was "failed")
+    assert status == "waiting" and "45015" in error
     assert not standin.custom_messages(user.openid)
     user.say(f"/status {code}", expect="经核查，情况属实，已责令整改。")
 

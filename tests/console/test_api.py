@@ -8,6 +8,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -635,3 +636,31 @@ def test_an_answer_through_the_api_reaches_the_telegram_reporter(
         detail = api.get(f"/api/v1/cases/{number}")
         assert detail.json()["status"] == "answered" and detail.json()["trace"][-1]["actor"] == "staff"
         assert str(chat.chat_id) not in detail.text
+
+
+def test_a_reporter_who_blocked_the_bot_shows_failed_blocked_on_the_ticket(
+        telegram_service: tuple[TelegramStandIn, LiveService]) -> None:
+    from tests.channels.test_telegram import Chat, file_report
+
+    standin, live = telegram_service
+    chat = Chat(standin, 73125599)
+    file_report(chat)
+    chat.settle()
+    standin.block_user(chat.chat_id)
+    added = subprocess.run([sys.executable, "-m", "bot.cli", "staff", "add", "chief", "--role", "admin",
+                            "--password", PASSWORD], cwd=REPO, env=live.env, capture_output=True, text=True, timeout=60)
+    assert added.returncode == 0, added.stderr
+    with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {_token_for(live, 'chief')}"},
+                      timeout=15) as api:
+        number = next(item["case_number"] for item in api.get("/api/v1/cases").json()["items"]
+                      if item["status"] == "routed")
+        answered = api.post(f"/api/v1/cases/{number}/answer", json={"text": "经核查，情况属实，已处理。"})
+        assert answered.status_code == 200
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            deliveries = api.get(f"/api/v1/cases/{number}").json()["deliveries"]
+            if deliveries and deliveries[-1]["status"] != "pending":
+                break
+            time.sleep(0.2)
+    assert deliveries[-1]["kind"] == "answer" and deliveries[-1]["status"] == "failed"
+    assert deliveries[-1]["reason"].startswith("blocked: the resident blocked the bot")

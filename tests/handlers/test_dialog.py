@@ -306,7 +306,7 @@ async def test_reports_over_the_daily_limit_are_refused_and_the_draft_kept(harne
 
 async def test_a_new_case_is_announced_to_its_queues_staff_group_without_the_reporter(
         harness: DialogHarness) -> None:
-    from bot.outbox import render
+    from handlers.notices import render
     from storage.models import OutboxMessage
 
     triage = harness.context.city.queue("triage")

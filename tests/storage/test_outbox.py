@@ -19,8 +19,8 @@ async def test_outbox_claims_in_order_and_holds_a_recipients_later_messages(sess
         await outbox.enqueue(session, channel="web", recipient="C", payload={"text": "c0"})
     async with sessionmaker.begin() as session:
         leased = await outbox.lease(session, channels=["telegram"], limit=10, lease=timedelta(0))
-        assert [payload["text"] for _, _, _, payload in leased] == ["a0", "a1", "a2", "b0"]
-        ids = {payload["text"]: message_id for message_id, _, _, payload in leased}
+        assert [payload["text"] for _, _, _, payload, _ in leased] == ["a0", "a1", "a2", "b0"]
+        ids = {payload["text"]: message_id for message_id, _, _, payload, _ in leased}
         await outbox.mark_sent(session, [ids["b0"]])
         first = await session.get(OutboxMessage, ids["a0"])
         assert first is not None
@@ -34,7 +34,7 @@ async def test_outbox_claims_in_order_and_holds_a_recipients_later_messages(sess
         taken = await outbox.lease(session, channels=["telegram"], limit=10, lease=timedelta(seconds=60))
     async with sessionmaker.begin() as session:
         taken_again = await outbox.lease(session, channels=["telegram"], limit=10, lease=timedelta(seconds=60))
-    assert [payload["text"] for _, _, _, payload in taken] == ["d0"] and taken_again == []  # leased: not taken twice
+    assert [payload["text"] for _, _, _, payload, _ in taken] == ["d0"] and taken_again == []  # leased: not taken twice
     async with sessionmaker.begin() as session:
         web = await outbox.take_web_messages(session, "C")
         web_again = await outbox.take_web_messages(session, "C")

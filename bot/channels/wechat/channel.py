@@ -26,11 +26,13 @@ from bot.channels.wechat.messages import (
     render_message,
     render_replies,
     split_text,
+    subscription_choices,
     text_reply_xml,
     to_inbound,
 )
+from bot.channels.wechat.notices import WeChatNotifier
 from bot.config import ConfigError, Settings
-from bot.outbox import PermanentFailure, TemporaryFailure
+from bot.outbox import Delivery, PermanentFailure, TemporaryFailure, WaitForResident
 from bot.runtime import KeyedLocks, Runtime
 from handlers.types import Inbound, Outbound
 from storage import actions, outbox
@@ -90,16 +92,22 @@ class WeChatChannel:
         self._background: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
         self.api: WeChatApi | None = None
+        self.notifier = WeChatNotifier(settings.city, runtime.texts, runtime.sessionmaker,
+                                       app_id=settings.wechat_app_id, secret_key=settings.resolved_secret_key(),
+                                       public_url=settings.public_url, mp_url=settings.wechat_mp_url)
 
     @property
     def safe_mode_available(self) -> bool:
         return self._crypto is not None
 
+    def _offer_link(self, case_id: int) -> str | None:
+        return self.notifier.offer_link(case_id)
+
     async def start(self) -> None:
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0),
                                        limits=httpx.Limits(max_connections=64))
         self.api = WeChatApi(self._settings, self._runtime.sessionmaker, self._http)
-        self._runtime.outbox.register(CHANNEL, self.send)
+        self._runtime.outbox.register(CHANNEL, self.deliver)
         if not self.api.configured:
             log.warning("wechat: QINGLIAN_WECHAT_APP_ID/APP_SECRET unset: passive replies only, "
                         "slow answers and notices cannot be delivered")
@@ -285,7 +293,7 @@ class WeChatChannel:
     def _pack(self, messages: list[Outbound]) -> list[dict[str, object]]:
         """A step's replies as WeChat gets them: one text (WeChat answers a message once, and counts every
         customer-service message against a small quota)."""
-        text = render_replies(messages, self._texts)
+        text = render_replies(messages, self._texts, self._offer_link)
         return [Outbound(text).to_payload()] if text else []
 
     async def _dialog_step(self, inbound: Inbound) -> tuple[str, int | None]:
@@ -304,7 +312,8 @@ class WeChatChannel:
         else:
             if step is None:
                 return "", None
-            return render_replies(step.messages, self._texts), (step.outbox_ids[0] if step.outbox_ids else None)
+            return (render_replies(step.messages, self._texts, self._offer_link),
+                    step.outbox_ids[0] if step.outbox_ids else None)
         return self._texts.get(self._settings.city.default_locale, "service_busy"), None
 
     async def enqueue_text(self, recipient: str, text: str) -> None:
@@ -353,6 +362,9 @@ class WeChatChannel:
             xml = text_reply_xml(inbound.user_ref, fields.get("ToUserName", ""), busy)
             return (self.seal(xml) if safe else xml), PassiveReply(inbound.user_ref, busy)
         if inbound is None:
+            choices = subscription_choices(fields)
+            if choices:
+                await self.notifier.popup_answered(fields.get("FromUserName", ""), choices)
             return None, None
         if source:
             inbound = replace(inbound, client_ip=source, shared_address=True)
@@ -364,23 +376,74 @@ class WeChatChannel:
 
     # --- outbound -----------------------------------------------------------------------------
 
+    async def once_authorised(self, query: Mapping[str, str]) -> tuple[int, str]:
+        """WeChat's redirect after a resident answered the one-time subscription page: (HTTP status, the text
+        the resident reads). A consent is recorded only for our own link and the case's own reporter."""
+        locale = self._settings.city.default_locale
+        case_id = self.notifier.case_of(query.get("reserved", ""))
+        scene, openid = query.get("scene", ""), query.get("openid", "")
+        template_id = query.get("template_id", "")
+        if case_id is None or not scene.isdigit() or template_id != self._settings.city.notices.wechat.once_template_id:
+            return 400, self._texts.get(locale, "wechat_subscribe_invalid")
+        if query.get("action") != "confirm" or not openid:
+            return 200, self._texts.get(locale, "wechat_subscribe_cancelled")
+        async with self._runtime.sessionmaker.begin() as session:
+            if not await actions.is_reporter(session, case_id, CHANNEL, openid):
+                return 403, self._texts.get(locale, "wechat_subscribe_invalid")
+            await self.notifier.authorised_once(session, openid, template_id, int(scene), case_id)
+        return 200, self._texts.get(locale, "wechat_subscribe_done")
+
+    async def deliver(self, delivery: Delivery) -> None:
+        """Outbox sender: a customer-service message; outside WeChat's 48-hour window a notice goes as a
+        subscription notice or a one-time message where the resident consented, else it waits for them."""
+        try:
+            await self.send(delivery.recipient, delivery.message)
+        except OutsideWindow as window:
+            assert self.api is not None
+            text = render_message(delivery.message, self._texts)
+            try:
+                if await self.notifier.notify(self.api, delivery, text):
+                    return
+            except WeChatApiError as problem:
+                raise _classified(problem) from problem
+            except httpx.HTTPError as problem:
+                raise TemporaryFailure(f"network: {type(problem).__name__}") from problem
+            raise WaitForResident(f"outside WeChat's 48-hour window ({window}); no consent to notices: "
+                                  "waits for the resident's next message") from window
+
     async def send(self, recipient: str, message: Outbound) -> None:
-        """Outbox sender: a message as customer-service text message(s), failures classified."""
+        """A message as customer-service text message(s), failures classified."""
         if self.api is None:
             raise TemporaryFailure("the WeChat channel is not started")
         if not self.api.configured:
             raise PermanentFailure("QINGLIAN_WECHAT_APP_ID and QINGLIAN_WECHAT_APP_SECRET are not set")
-        for chunk in split_text(render_message(message, self._texts)):
+        for chunk in split_text(render_message(message, self._texts, self._offer_link)):
             try:
                 await self.api.send_text(recipient, chunk)
             except WeChatApiError as problem:
-                reason = f"WeChat errcode {problem.errcode}: {problem.errmsg}"[:400]
-                if problem.errcode in PERMANENT_ERRORS:
-                    raise PermanentFailure(reason) from problem
-                if problem.errcode in TOKEN_ERRORS or problem.errcode in (40013, 40125, 40164, 41002):
-                    log.error("wechat credentials refused: %s", reason)
-                raise TemporaryFailure(reason, SLOW_ERRORS.get(problem.errcode)) from problem
+                if problem.errcode in WINDOW_ERRORS:
+                    raise OutsideWindow(f"errcode {problem.errcode}") from problem
+                raise _classified(problem) from problem
             except httpx.HTTPStatusError as problem:
                 raise TemporaryFailure(f"WeChat answered HTTP {problem.response.status_code}") from problem
             except httpx.HTTPError as problem:
                 raise TemporaryFailure(f"network: {type(problem).__name__}") from problem
+
+
+class OutsideWindow(Exception):
+    """WeChat will not take a customer-service message now: the resident's 48 hours are over, or their
+    quota of messages since their last one is used up."""
+
+
+WINDOW_ERRORS = frozenset({45015, 45047})
+READABLE = {43004: "the resident unfollowed the account", 43019: "the resident blocked the account",
+            40003: "not a follower of this account"}
+
+
+def _classified(problem: WeChatApiError) -> Exception:
+    reason = f"WeChat errcode {problem.errcode}: {READABLE.get(problem.errcode, problem.errmsg)}"[:400]
+    if problem.errcode in PERMANENT_ERRORS:
+        return PermanentFailure(reason)
+    if problem.errcode in TOKEN_ERRORS or problem.errcode in (40013, 40125, 40164, 41002):
+        log.error("wechat credentials refused: %s", reason)
+    return TemporaryFailure(reason, SLOW_ERRORS.get(problem.errcode))

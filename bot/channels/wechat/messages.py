@@ -38,7 +38,8 @@ def _refuse(*_args: object) -> NoReturn:
 
 
 def parse_xml(data: bytes, *, max_fields: int = 200) -> dict[str, str]:
-    """The fields of a WeChat message `<xml><Name>value</Name>…</xml>`; nested ones as `Outer.Inner`.
+    """The fields of a WeChat message `<xml><Name>value</Name>…</xml>`; nested ones as `Outer.Inner`, the n-th
+    of repeated `<List>` items as `Outer.List<n>.Inner`.
 
     The stdlib expat parser with every DTD refused: a document with `<!DOCTYPE` (where entity
     definitions, and so entity-expansion bombs and external entities, would live) is rejected before
@@ -56,11 +57,17 @@ def parse_xml(data: bytes, *, max_fields: int = 200) -> dict[str, str]:
     texts: list[list[str]] = []
     fields: dict[str, str] = {}
 
+    lists: dict[str, int] = {}
+
     def start(name: str, _attributes: dict[str, str]) -> None:
         if not path and name != "xml":
             raise _Refused(f"root element <{name}>, not <xml>")
         if len(path) >= 4 or len(fields) >= max_fields:
             raise _Refused("too deep or too many fields")
+        if name == "List":  # repeated items (subscription events): List0, List1, …
+            parent = ".".join(path)
+            lists[parent] = lists.get(parent, -1) + 1
+            name = f"List{lists[parent]}"
         path.append(name)
         texts.append([])
 
@@ -114,24 +121,34 @@ def _choice_number(key: str, position: int) -> int:
     return position
 
 
-def render_message(message: Outbound, texts: Texts) -> str:
-    """A dialog message as WeChat text: its choices as numbered lines and a hint to reply with one.
+OfferLink = Callable[[int], str | None]
+"""The one-time subscription authorisation link for a case, or None when the account has no such template."""
+
+
+def render_message(message: Outbound, texts: Texts, offer_link: OfferLink | None = None) -> str:
+    """A dialog message as WeChat text: its choices as numbered lines and a hint to reply with one, and,
+    where the message offers notices about a case, the link to subscribe to them.
 
     The hint's language follows the question's (an `Outbound` carries no locale).
     """
-    if not message.choices:
-        return message.text
     lines = [message.text]
+    locale = "zh" if _looks_chinese(message.text) else "en"
+    if message.notice_offer is not None and offer_link is not None:
+        link = offer_link(message.notice_offer)
+        if link:
+            lines.append(texts.get(locale, "wechat_subscribe_offer", link=link))
+    if not message.choices:
+        return "\n".join(lines)
     lines += [f"{_choice_number(choice.key, position)}. {choice.label}"
               for position, choice in enumerate(message.choices, 1)]
-    lines.append(texts.get("zh" if _looks_chinese(message.text) else "en", "wechat_choice_hint"))
+    lines.append(texts.get(locale, "wechat_choice_hint"))
     return "\n".join(lines)
 
 
-def render_replies(messages: list[Outbound], texts: Texts) -> str:
+def render_replies(messages: list[Outbound], texts: Texts, offer_link: OfferLink | None = None) -> str:
     """One dialog step's messages as one text: WeChat answers a message once and counts every
     customer-service message against a small quota."""
-    return "\n\n".join(text for text in (render_message(m, texts) for m in messages) if text)
+    return "\n\n".join(text for text in (render_message(m, texts, offer_link) for m in messages) if text)
 
 
 def _prefix_within(text: str, limit: int) -> int:
@@ -217,3 +234,19 @@ def to_inbound(fields: Mapping[str, str], fetcher: Fetcher) -> Inbound | None:
     else:
         attachment = Attachment("other")
     return Inbound(CHANNEL, user, attachment=attachment, update_key=key)
+
+
+def subscription_choices(fields: dict[str, str]) -> list[tuple[str, str]]:
+    """(template id, "accept" or "reject") of a `subscribe_msg_popup_event` or `subscribe_msg_change_event`,
+    whose items WeChat wraps in `SubscribeMsgPopupEvent` (its documentation shows that name for the change
+    event too) or `SubscribeMsgChangeEvent`."""
+    choices = []
+    for wrapper in ("SubscribeMsgPopupEvent", "SubscribeMsgChangeEvent"):
+        number = 0
+        while f"{wrapper}.List{number}.TemplateId" in fields:
+            template_id = fields[f"{wrapper}.List{number}.TemplateId"]
+            status = fields.get(f"{wrapper}.List{number}.SubscribeStatusString", "").lower()
+            if template_id and status in ("accept", "reject"):
+                choices.append((template_id, status))
+            number += 1
+    return choices

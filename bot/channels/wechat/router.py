@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from html import escape
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from bot.channels.wechat.channel import WeChatChannel
 from bot.channels.wechat.messages import CallbackRejected
+from bot.channels.wechat.notices import CALLBACK as SUBSCRIBED_PATH
 
 CALLBACK_PATH = "/wechat"
 MAX_BODY_BYTES = 64 * 1024
@@ -52,6 +54,14 @@ def build_router(channel: WeChatChannel) -> APIRouter:
             return PlainTextResponse(channel.verify_url(request.query_params))
         except CallbackRejected as problem:
             return rejected(problem, request)
+
+    @router.get(SUBSCRIBED_PATH, include_in_schema=False)
+    async def subscribed(request: Request) -> Response:
+        """Where WeChat sends a resident back from the one-time subscription page."""
+        status, text = await channel.once_authorised(request.query_params)
+        page = ("<!doctype html><meta charset=utf-8><meta name=viewport content='width=device-width'>"
+                f"<p>{escape(text)}</p>")
+        return HTMLResponse(page, status_code=status, headers={"Cache-Control": "no-store"})
 
     @router.post(CALLBACK_PATH, include_in_schema=False)
     async def callback(request: Request) -> Response:

@@ -1,0 +1,273 @@
+"""The closed loop of a case, after its answer: the reporter rates it or says it is solved, a poor rating
+reopens it for re-handling, a rejection can be appealed, a deadline can be extended by a supervisor, a
+case moves between queues without the reporter seeing each internal hop. Each action writes its trace
+event (what the reporter sees), its notices and, for staff, its audit record, in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage import outbox
+from storage.actions import ActionError, change_status
+from storage.models import (
+    CLOSED_STATUSES,
+    AuditEntry,
+    Case,
+    CaseStatus,
+    Conversation,
+    ExtensionRequest,
+    StaffUser,
+    TraceEvent,
+    TraceKind,
+    utcnow,
+)
+
+RATING_CHOICES = [[f"rate:{n}", "★" * n] for n in range(5, 0, -1)] + [["rate:unsolved", "unsolved"]]
+IDLE = ("idle", "case_menu", "status_code")
+OFFER_DAYS = 30
+
+
+def _staff_notice(notice: str, case: Case, locale: str, **extra: Any) -> dict[str, Any]:
+    return {"notice": notice, "locale": locale, "case_number": case.case_number, "queue": case.queue, **extra}
+
+
+async def _tell_staff(session: AsyncSession, case: Case, targets: Sequence[tuple[str, str]], notice: str,
+                      locale: str, **extra: Any) -> None:
+    for channel, recipient in targets:
+        await outbox.enqueue(session, channel=channel, recipient=recipient, case_id=case.id,
+                             payload=_staff_notice(notice, case, locale, **extra))
+
+
+async def _tell_reporter(session: AsyncSession, case: Case, notice: str, **extra: Any) -> None:
+    await outbox.enqueue(session, channel=case.channel, recipient=case.reporter_ref, case_id=case.id,
+                         payload={"notice": notice, "locale": case.locale, "case_number": case.case_number, **extra})
+
+
+async def offer_rating(session: AsyncSession, case: Case, *, labels: Sequence[str]) -> None:
+    """Ask the reporter to rate the closed case: a notice with the rating buttons, and — when they are not in the
+    middle of something else — their conversation waits for the answer, so a typed number or a button rates
+    this case. `labels` are the localised labels of the choices (five ratings, then "not solved")."""
+    choices = [[key, label] for (key, _), label in zip(RATING_CHOICES, labels, strict=True)]
+    await _tell_reporter(session, case, "rate_request", choices=choices)
+    if case.reporter_key == "erased":
+        return
+    conversation = (await session.execute(select(Conversation).where(
+        Conversation.channel == case.channel, Conversation.user_key == case.reporter_key).with_for_update(),
+    )).scalar_one_or_none()
+    if conversation is None or conversation.state not in IDLE or conversation.draft_updated_at is not None:
+        return
+    context = {key: value for key, value in (conversation.context or {}).items() if key != "language_return"}
+    context.update(case_id=case.id, case_until=(utcnow() + timedelta(days=OFFER_DAYS)).isoformat(),
+                   choices=choices)
+    conversation.context = context
+    conversation.state = "rating"
+    await session.flush()
+
+
+async def close_as_solved(session: AsyncSession, case: Case) -> TraceEvent:
+    """The reporter says the answer solved it: the answered case closes."""
+    if case.status != CaseStatus.ANSWERED:
+        raise ActionError("only an answered case can be closed by its reporter")
+    case.status = CaseStatus.CLOSED
+    case.closed_at = utcnow()
+    event = TraceEvent(case_id=case.id, kind=TraceKind.SOLVED, actor="reporter", detail={})
+    session.add(event)
+    await session.flush()
+    return event
+
+
+async def rate(session: AsyncSession, case: Case, rating: int | None, *, comment: str | None = None,
+               unsolved: bool = False, rehandle_limit: int, staff_targets: Sequence[tuple[str, str]] = (),
+               staff_locale: str = "zh") -> bool:
+    """The reporter's rating (1–5) of a closed case, or "not solved", with an optional comment. A rating of 1–2 or
+    "not solved" reopens the case for re-handling in its queue while the case's re-handlings stay within
+    `rehandle_limit`, and its staff groups are told. Returns whether it was reopened."""
+    if case.status not in CLOSED_STATUSES:
+        raise ActionError("only a closed case can be rated")
+    if case.rating is not None:
+        raise ActionError("case already rated")
+    if rating is not None and not 1 <= rating <= 5:
+        raise ActionError("rating must be 1 to 5")
+    if rating is None and not unsolved:
+        raise ActionError("a rating or 'not solved' is needed")
+    case.rating = rating if rating is not None else 1
+    session.add(TraceEvent(case_id=case.id, kind=TraceKind.RATED, actor="reporter", body=comment or None,
+                           detail={"rating": rating, "unsolved": unsolved}))
+    poor = unsolved or (rating is not None and rating <= 2)
+    if not poor or case.rehandle_count >= rehandle_limit or case.status != CaseStatus.CLOSED:
+        await session.flush()
+        return False
+    case.rehandle_count += 1
+    case.rating = None  # the re-handled case is rated again when it closes again
+    case.status = CaseStatus.IN_HANDLING
+    case.closed_at = None
+    session.add(TraceEvent(case_id=case.id, kind=TraceKind.REOPENED, actor="reporter", body=comment or None,
+                           detail={"rating": rating, "unsolved": unsolved}))
+    await _tell_staff(session, case, staff_targets, "rehandle", staff_locale, rating=rating, unsolved=unsolved)
+    await session.flush()
+    return True
+
+
+async def appeal(session: AsyncSession, case: Case, text: str, *, appeal_limit: int,
+                 staff_targets: Sequence[tuple[str, str]] = (), staff_locale: str = "zh") -> TraceEvent:
+    """The reporter appeals a rejection; a supervisor decides."""
+    if case.status != CaseStatus.REJECTED:
+        raise ActionError("only a rejected case can be appealed")
+    if case.appeal_pending:
+        raise ActionError("the appeal is being decided")
+    if case.appeal_count >= appeal_limit:
+        raise ActionError("the case was appealed already")
+    case.appeal_count += 1
+    case.appeal_pending = True
+    event = TraceEvent(case_id=case.id, kind=TraceKind.APPEALED, actor="reporter", body=text.strip() or None,
+                       detail={})
+    session.add(event)
+    await _tell_staff(session, case, staff_targets, "appeal", staff_locale)
+    await session.flush()
+    return event
+
+
+async def decide_appeal(session: AsyncSession, case: Case, *, actor: StaffUser, uphold: bool,
+                        reason: str) -> TraceEvent:
+    """A supervisor upholds the rejection (with the reason) or reopens the case for handling."""
+    if not case.appeal_pending:
+        raise ActionError("no appeal is waiting")
+    reason = reason.strip()
+    if not reason:
+        raise ActionError("a decision on an appeal needs its reason")
+    case.appeal_pending = False
+    event = TraceEvent(case_id=case.id, kind=TraceKind.APPEAL_DECIDED, actor=f"staff:{actor.id}", body=reason,
+                       detail={"upheld": uphold})
+    session.add(event)
+    if not uphold:
+        case.status = CaseStatus.ROUTED if case.accepted_at is None else CaseStatus.IN_HANDLING
+        case.closed_at = None
+    session.add(AuditEntry(actor_id=actor.id, action="case.appeal_decided", case_id=case.id,
+                           detail={"upheld": uphold, "reason": reason}))
+    await _tell_reporter(session, case, "appeal_decided", upheld=uphold, reason=reason)
+    await session.flush()
+    return event
+
+
+async def request_extension(session: AsyncSession, case: Case, *, actor: StaffUser, reason: str,
+                            resolve_due_at: datetime, staff_targets: Sequence[tuple[str, str]] = (),
+                            staff_locale: str = "zh") -> ExtensionRequest:
+    reason = reason.strip()
+    if not reason:
+        raise ActionError("an extension needs a reason")
+    if case.status in CLOSED_STATUSES:
+        raise ActionError(f"case {case.case_number} is {case.status}")
+    if case.resolve_due_at is not None and resolve_due_at <= case.resolve_due_at:
+        raise ActionError("the new date must be later than the current resolve-by date")
+    waiting = await session.scalar(select(ExtensionRequest.id).where(ExtensionRequest.case_id == case.id,
+                                                                    ExtensionRequest.status == "pending"))
+    if waiting is not None:
+        raise ActionError("an extension request of this case is waiting for a supervisor")
+    request = ExtensionRequest(case_id=case.id, requested_by_id=actor.id, reason=reason, resolve_due_at=resolve_due_at)
+    session.add(request)
+    await session.flush()
+    session.add(AuditEntry(actor_id=actor.id, action="case.extension_requested", case_id=case.id,
+                           detail={"request_id": request.id, "until": resolve_due_at.isoformat(), "reason": reason}))
+    await _tell_staff(session, case, staff_targets, "extension_request", staff_locale, until=resolve_due_at.isoformat())
+    await session.flush()
+    return request
+
+
+async def decide_extension(session: AsyncSession, request: ExtensionRequest, case: Case, *, actor: StaffUser,
+                           approve: bool, note: str = "") -> None:
+    """A supervisor approves (the case gets the new resolve-by date, the reporter is told it) or refuses."""
+    if request.status != "pending":
+        raise ActionError("the request was decided already")
+    request.status = "approved" if approve else "refused"
+    request.decided_by_id = actor.id
+    request.decided_at = utcnow()
+    session.add(AuditEntry(actor_id=actor.id, action="case.extension_" + request.status, case_id=case.id,
+                           detail={"request_id": request.id, "until": request.resolve_due_at.isoformat(),
+                                   "note": note.strip()}))
+    if approve:
+        case.resolve_due_at = request.resolve_due_at
+        case.extension_count += 1
+        session.add(TraceEvent(case_id=case.id, kind=TraceKind.EXTENDED, actor=f"staff:{actor.id}",
+                               detail={"until": request.resolve_due_at.isoformat()}))
+        await _tell_reporter(session, case, "extended", until=request.resolve_due_at.isoformat())
+    await session.flush()
+
+
+async def pending_extensions(session: AsyncSession,
+                             queues: Sequence[str] | None) -> list[tuple[ExtensionRequest, Case]]:
+    query = (select(ExtensionRequest, Case).join(Case, Case.id == ExtensionRequest.case_id)
+             .where(ExtensionRequest.status == "pending").order_by(ExtensionRequest.id))
+    if queues is not None:
+        query = query.where(Case.queue.in_(queues))
+    return [(request, case) for request, case in (await session.execute(query)).all()]
+
+
+async def extension_requests(session: AsyncSession, case_id: int) -> list[ExtensionRequest]:
+    query = select(ExtensionRequest).where(ExtensionRequest.case_id == case_id).order_by(ExtensionRequest.id)
+    return list((await session.execute(query)).scalars())
+
+
+async def tell_reporter(session: AsyncSession, case: Case, text: str, *, actor: StaffUser) -> TraceEvent:
+    """A note of the staff for the reporter: in their trace and sent to them."""
+    text = text.strip()
+    if not text:
+        raise ActionError("a note for the reporter needs text")
+    event = TraceEvent(case_id=case.id, kind=TraceKind.NOTE, actor=f"staff:{actor.id}", body=text, detail={})
+    session.add(event)
+    session.add(AuditEntry(actor_id=actor.id, action="case.note_to_reporter", case_id=case.id, detail={}))
+    await _tell_reporter(session, case, "note", note=text)
+    await session.flush()
+    return event
+
+
+async def reject(session: AsyncSession, case: Case, *, actor: StaffUser, reason: str, referral: str) -> TraceEvent:
+    """Not for this service: the reporter is told why and where to turn instead (both required)."""
+    reason, referral = reason.strip(), referral.strip()
+    if not reason or not referral:
+        raise ActionError("a rejection needs its reason and where the reporter can turn instead")
+    event = await change_status(session, case, CaseStatus.REJECTED, actor=f"staff:{actor.id}",
+                                body=f"{reason}\n{referral}")
+    session.add(AuditEntry(actor_id=actor.id, action="case.status", case_id=case.id,
+                           detail={"status": "rejected", "reason": reason, "referral": referral}))
+    await session.flush()
+    return event
+
+
+async def transfer(session: AsyncSession, case: Case, queue: str, *, actor: StaffUser, reason: str,
+                   alert_after: int, staff_targets: Sequence[tuple[str, str]] = (),
+                   staff_locale: str = "zh") -> TraceEvent:
+    """Move the case to another queue. The deadlines stay (a transfer is not an extension); the reporter's trace
+    says "transferred to the responsible office" once, whatever the internal hops; the `alert_after`-th transfer
+    and every one after it tell the new queue's staff groups."""
+    reason = reason.strip()
+    if not reason:
+        raise ActionError("moving a case needs a reason")
+    if queue == case.queue:
+        raise ActionError(f"the case is in {queue} already")
+    if case.status in CLOSED_STATUSES:
+        raise ActionError(f"case {case.case_number} is {case.status}")
+    previous = case.queue
+    case.queue = queue
+    case.assigned_to_id = None
+    case.transfer_count += 1
+    event = TraceEvent(case_id=case.id, kind=TraceKind.ROUTED, actor=f"staff:{actor.id}",
+                       detail={"queue": queue, "reason": "moved", "from": previous, "internal": True})
+    session.add(event)
+    told = await session.scalar(select(TraceEvent.id).where(TraceEvent.case_id == case.id,
+                                                          TraceEvent.kind == TraceKind.TRANSFERRED))
+    if told is None:
+        session.add(TraceEvent(case_id=case.id, kind=TraceKind.TRANSFERRED, actor="system", detail={}))
+    session.add(AuditEntry(actor_id=actor.id, action="case.move", case_id=case.id,
+                           detail={"from": previous, "to": queue, "reason": reason, "transfers": case.transfer_count}))
+    if case.transfer_count >= alert_after:
+        await _tell_staff(session, case, staff_targets, "transfer_alert", staff_locale, transfers=case.transfer_count,
+                          source=previous)
+    await session.flush()
+    return event
+

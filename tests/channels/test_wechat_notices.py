@@ -1,0 +1,153 @@
+"""The resident hears back weeks later on WeChat: an answer outside the 48-hour window goes as a
+subscription notice or a one-time message where the resident consented, and otherwise waits and is
+delivered — as the newest state of the case — before the answer to the resident's next message. The
+stand-in WeChat enforces the window, the consents and the templates' field rules."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from handlers.city import DEFAULT_CITY_CONFIG
+from tests.channels.test_wechat import APP_ID, APP_SECRET, DESCRIPTION, TOKEN, User, _case_id, _staff
+from tests.conftest import LiveService
+from tests.standins.wechat_server import WeChatStandIn
+
+SUBSCRIBE_TEMPLATE = "tpl-case-progress-0001"
+ONCE_TEMPLATE = "tpl-once-progress-0002"
+ANSWER = "经核查，已责令该窗口整改，并对当事人批评教育。"
+
+
+def _config(directory: Path) -> Path:
+    text = DEFAULT_CITY_CONFIG.read_text(encoding="utf-8") + f"""
+[notices.wechat]
+subscribe_template_id = "{SUBSCRIBE_TEMPLATE}"
+subscribe_fields = {{ case_number = "character_string1", status = "phrase2", time = "time3", summary = "thing4" }}
+once_template_id = "{ONCE_TEMPLATE}"
+once_title = "举报办理进度"
+"""
+    path = directory / "city.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[WeChatStandIn]:
+    server = WeChatStandIn(token=TOKEN, app_id=APP_ID, app_secret=APP_SECRET, once_template_id=ONCE_TEMPLATE)
+    server.add_subscribe_template(SUBSCRIBE_TEMPLATE, {"character_string1": "character_string", "phrase2": "phrase",
+                                                       "time3": "time", "thing4": "thing"}, long_term=True)
+    server.start()
+    yield server
+    server.stop()
+    assert server.violations == []
+
+
+@pytest.fixture(scope="module")
+def service(standin: WeChatStandIn, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+    data_dir = tmp_path_factory.mktemp("wechat-notices")
+    live = LiveService(data_dir, {
+        "QINGLIAN_WECHAT_TOKEN": TOKEN, "QINGLIAN_WECHAT_APP_ID": APP_ID, "QINGLIAN_WECHAT_APP_SECRET": APP_SECRET,
+        "QINGLIAN_WECHAT_API_URL": standin.root_url, "QINGLIAN_WECHAT_MP_URL": standin.root_url,
+        "QINGLIAN_CONFIG_FILE": str(_config(data_dir)),
+    })
+    live.env["QINGLIAN_PUBLIC_URL"] = live.url
+    standin.business_domains = (f"127.0.0.1:{live.port}",)  # authorisation links must come back to us
+    live.start()
+    standin.callback_url = f"{live.url}/wechat"
+    yield live
+    live.stop()
+
+
+_openids = iter(range(7000, 8000))
+
+
+def _report(standin: WeChatStandIn) -> tuple[User, str]:
+    user = User(standin, f"oQL_{next(_openids)}_n0t1cesTst", "plaintext")
+    user.say("/report", expect="第1步")
+    user.say("3", expect="第2步")
+    user.say("岳麓区政务服务中心3号窗口", expect="第3步")
+    user.say("今天", expect="第4步")
+    user.say(DESCRIPTION, expect="第5步")
+    user.say("1", expect="第6步")
+    user.say("1", expect="请核对举报内容")
+    submitted = user.say("1", expect="举报已提交")
+    return user, submitted
+
+
+def _delivery_states(service: LiveService, case_id: int) -> list[tuple[str, str, str | None]]:
+    with sqlite3.connect(service.data_dir / "qinglian.db") as db:
+        rows = db.execute("SELECT kind, status, last_error FROM outbox WHERE case_id = ? AND channel = 'wechat' "
+                          "ORDER BY id", (case_id,)).fetchall()
+    return [(str(kind), str(status), error) for kind, status, error in rows]
+
+
+def _eventually(condition: object, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.1)
+
+
+def test_the_receipt_says_when_to_expect_an_answer_and_offers_the_subscription(standin: WeChatStandIn,
+                                                                               service: LiveService) -> None:
+    _user, submitted = _report(standin)
+    assert re.search(r"本案将于 \d{4}-\d{2}-\d{2} 前受理，\d{4}-\d{2}-\d{2} 前给出办理答复", submitted)
+    assert re.search(r'<a href="[^"]*/mp/subscribemsg\?action=get_confirm[^"]*#wechat_redirect">', submitted)
+
+
+def test_an_answer_on_day_10_reaches_a_subscriber_as_a_subscription_notice(standin: WeChatStandIn,
+                                                                           service: LiveService) -> None:
+    user, _ = _report(standin)
+    user.last = standin.user_subscribe(user.openid, accept=[SUBSCRIBE_TEMPLATE])
+    user.settle()
+    case_id = _case_id(service, user.openid)
+    standin.advance(days=10)
+    _staff(service, case_id, answer=ANSWER)
+    _eventually(lambda: any(m.via == "subscribe_notice" for m in standin.inbox(user.openid)))
+    notice = next(m for m in standin.inbox(user.openid) if m.via == "subscribe_notice")
+    assert notice.template_id == SUBSCRIBE_TEMPLATE
+    assert notice.data["character_string1"].startswith("QL-") and notice.data["phrase2"] == "已答复"
+    assert notice.data["thing4"].startswith("经核查")
+    _eventually(lambda: _delivery_states(service, case_id)[-1][1] == "sent")
+    assert _delivery_states(service, case_id)[-1][:2] == ("answer", "sent")
+
+
+def test_a_one_time_authorisation_lets_one_message_through_and_the_next_waits(standin: WeChatStandIn,
+                                                                              service: LiveService) -> None:
+    user, submitted = _report(standin)
+    match = re.search(r'<a href="([^"]+)">', submitted)
+    assert match
+    authorised = standin.user_authorise_once(user.openid, match.group(1).replace("&amp;", "&"))
+    assert authorised.problem is None and authorised.response is not None
+    assert authorised.response.status_code == 200 and "已订阅" in authorised.response.text
+    case_id = _case_id(service, user.openid)
+    standin.advance(days=10)
+    _staff(service, case_id, answer=ANSWER)
+    _eventually(lambda: any(m.via == "template_subscribe_once" for m in standin.inbox(user.openid)))
+    once = next(m for m in standin.inbox(user.openid) if m.via == "template_subscribe_once")
+    assert once.title == "举报办理进度" and ANSWER[:10] in once.data["content"]
+    _staff(service, case_id, close=True)  # a second notice: the one-time consent is used up
+    _eventually(lambda: _delivery_states(service, case_id)[-1][1] == "waiting")
+    assert "48-hour window" in (_delivery_states(service, case_id)[-1][2] or "")
+
+
+def test_without_consent_the_answer_waits_and_comes_first_when_the_resident_writes(standin: WeChatStandIn,
+                                                                                   service: LiveService) -> None:
+    user, _ = _report(standin)
+    case_id = _case_id(service, user.openid)
+    standin.advance(days=10)
+    _staff(service, case_id, answer=ANSWER)
+    _eventually(lambda: bool(_delivery_states(service, case_id)) and _delivery_states(service, case_id)[-1][1]
+                == "waiting")
+    kind, status, reason = _delivery_states(service, case_id)[-1]
+    assert (kind, status) == ("answer", "waiting") and "waits for the resident" in (reason or "")
+    reply = user.say("你好", expect="在您离开期间有新进展")
+    assert reply.index("在您离开期间有新进展") < reply.index("请选择您要办理的事项")  # the news first
+    assert "当前状态：已答复" in reply and ANSWER in reply
+    assert _delivery_states(service, case_id)[-1][1] == "sent"
