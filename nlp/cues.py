@@ -5,7 +5,8 @@ The phrases of each group are in `nlp/data/cues.toml`. A linear model over words
 decides, unless the report is set in a hospital": it adds evidence. The combination tokens give it the words
 for the rules — `medical+money` (rule 1: a red envelope in a hospital is `medical`), `nosector+money` and
 `nosector+car` (rule 2), `nosector+nomoney+window|delay|show` (rule 3), `praise-only`, `question-only`,
-`spam`, `private-only` (rule 4) — and training decides how much each counts.
+`spam`, `private-only` and their combinations with a sector such as `medical+praise-only` (rule 4) — and
+training decides how much each counts.
 """
 
 from __future__ import annotations
@@ -62,10 +63,13 @@ def cue_tokens(normalised: str) -> list[str]:
             tokens += [f"nosector+{kind}+{other}" for other in (*CONDUCT, "enforcement", "official") if other in found]
         if not money:
             tokens += [f"nosector+nomoney+{conduct}" for conduct in CONDUCT if conduct in found]
+    not_misconduct = []  # rule 4: praise or a question without a complaint, spam
     if "complaint" not in found:
-        tokens += [f"{kind}-only" for kind in ("praise", "question") if kind in found]
+        not_misconduct += [f"{kind}-only" for kind in ("praise", "question") if kind in found]
     if "spam" in found:
-        tokens.append("spam")
+        not_misconduct.append("spam")
+    tokens += not_misconduct
+    tokens += [f"{sector}+{kind}" for sector in sectors for kind in not_misconduct]
     if "private" in found and "official" not in found:
         tokens.append("private-only")
     if not (found & {*SECTORS, "official", "window", "window_service", "enforcement", "car"}):

@@ -73,7 +73,7 @@ class TrainingParams:
     cues: bool = True  # the taxonomy's cues and their boundary-rule combinations (nlp.cues)
     min_df: int = 2
     sublinear_tf: bool = True
-    C: float = 1.0
+    C: float = 2.0
     class_weight: str | None = "balanced"
     # scikit-learn's CalibratedClassifierCV: "temperature" scales the SVM's scores by one factor fitted on
     # out-of-fold predictions of `calibration_folds` folds; without the ensemble one SVM fitted on all the data
