@@ -11,7 +11,8 @@ Models, each trained on exactly the same training data:
   choice of the opening block by an inner cross-validation of the training data it is given included);
 - words + LinearSVC: TF-IDF (scikit-learn's defaults) over plain `jieba.lcut` words — for
   `full_segmented.jsonl` over the data's own words — into LinearSVC with its defaults;
-- chars + LogReg: TF-IDF of character 1–3-grams (sublinear tf) into LogisticRegression(C=10).
+- chars + LogReg: TF-IDF of character 1–3-grams (sublinear tf) into logistic regression (C=10, liblinear,
+  one-vs-rest: on the seed corpus as good as the multinomial lbfgs fit and five times faster).
 Both baselines read the text after the product's `normalise` (traditional → simplified, full-width →
 half-width, one form of quotation marks), which removes a punctuation artefact of the seed corpus that would
 otherwise flatter them (docs/classifier.md) and lets them read traditional Chinese.
@@ -42,6 +43,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import StratifiedKFold
+from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.svm import LinearSVC
 
@@ -97,7 +99,7 @@ def words_svc(tokenizer: Callable[[str], list[str]]) -> Baseline:
 
 def chars_logreg() -> Baseline:
     return Baseline(make_pipeline(TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True),
-                                  LogisticRegression(C=10, max_iter=3000)))
+                                  OneVsRestClassifier(LogisticRegression(C=10, solver="liblinear"))))
 
 
 class Ours:
@@ -137,7 +139,8 @@ def bootstrap(truth: np.ndarray, predictions: dict[str, np.ndarray]) -> dict[str
         if name != "ours":
             difference = scores["ours"] - scores[name]
             low, high = np.percentile(difference, [2.5, 97.5])
-            result[name]["ours_minus_this"] = round(_macro_f1(truth, predictions["ours"]) - _macro_f1(truth, predicted), 4)
+            observed = _macro_f1(truth, predictions["ours"]) - _macro_f1(truth, predicted)
+            result[name]["ours_minus_this"] = round(observed, 4)
             result[name]["ours_minus_this_95"] = [round(float(low), 4), round(float(high), 4)]
     return result
 

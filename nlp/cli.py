@@ -386,9 +386,11 @@ def evaluate_command(
         console.print(_reliability_table(report))
         if report.threshold is not None:
             choice = report.threshold
-            console.print(f"confidence threshold by the rule ({THRESHOLD_RULE}): {choice.threshold:.2f} → "
-                          f"{choice.precision:.1%} of the auto-routed reports correct, {choice.triage_share:.1%} "
-                          "of the reports to triage" + ("" if choice.rule_met else " (rule not met)"))
+            console.print(f"confidence threshold by the rule ({THRESHOLD_RULE}): {choice.threshold:.2f}",
+                          markup=False)
+            console.print(f"  → {choice.precision:.1%} of the auto-routed reports correct, {choice.triage_share:.1%} "
+                          "of the reports to triage for low confidence"
+                          + ("" if choice.rule_met else " (rule not met)"), markup=False)
         if report.misclassified and max_errors:
             console.print(_errors_table(report, max_errors))
             if len(report.misclassified) > max_errors:

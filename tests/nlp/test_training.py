@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+from importlib import metadata as importlib_metadata
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ def test_training_records_its_metadata(trained: TrainedModel) -> None:
     assert sum(trained.label_counts.values()) == len(train_split)
     assert trained.data_fingerprint == data_fingerprint(train_split)
     assert trained.params == {**TrainingParams().as_dict(), "lead_chars": 0, "calibration_folds": 5}
+    assert trained.library_versions["scikit-learn"] == importlib_metadata.version("scikit-learn")
     # the opening block was weighed by 3-fold cross-validation of the training data and left out
     assert trained.selection is not None
     assert (trained.selection["parameter"], trained.selection["chosen"], trained.selection["folds"]) == (
@@ -31,7 +33,6 @@ def test_training_records_its_metadata(trained: TrainedModel) -> None:
     assert set(trained.selection["scores"]) == {"0", "30"}
     assert trained.selection["scores"]["0"] >= trained.selection["scores"]["30"]
     assert {"python", "scikit-learn", "numpy", "jieba"} <= set(trained.library_versions)
-    assert trained.training_seconds < 30
 
 
 def test_same_data_in_any_order_gives_the_same_predictions() -> None:
@@ -83,7 +84,10 @@ def test_selection_is_deterministic_and_fixed_parameters_skip_it() -> None:
     assert first.params["lead_chars"] == again.params["lead_chars"] == first.selection["chosen"]
     fixed = train(examples, params={"lead_chars": 30})
     assert fixed.selection is None and fixed.params["lead_chars"] == 30
-    assert [name for name, _ in fixed.pipeline.named_steps["features"].transformer_list] == ["words", "chars", "lead"]
+    names = fixed.pipeline.named_steps["features"].get_feature_names_out()
+    assert {name[0] for name in names} == {"w", "c", "l", "q"}  # words, characters, opening, cues
+    assert "l" not in {name[0] for name in first.pipeline.named_steps["features"].get_feature_names_out()} or \
+        first.params["lead_chars"]
 
 
 def test_too_few_examples_to_choose_take_the_first_candidate() -> None:
