@@ -147,7 +147,7 @@ def bootstrap(truth: np.ndarray, predictions: dict[str, np.ndarray]) -> dict[str
 
 def _by_language(examples: Sequence[Example], truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     languages = np.array([e.lang for e in examples])
-    return {lang: round(float((truth[languages == lang] == predicted[languages == lang]).mean()), 4)
+    return {str(lang): round(float((truth[languages == lang] == predicted[languages == lang]).mean()), 4)
             for lang in sorted(set(languages))}
 
 

@@ -16,7 +16,7 @@ import tomllib
 from functools import lru_cache
 from pathlib import Path
 
-from nlp.tokenizer import DATA_DIR
+from nlp.tokenizer import DATA_DIR, normalise
 
 CUES_FILE = DATA_DIR / "cues.toml"
 SECTORS = ("project", "village", "medical", "school")
@@ -24,24 +24,41 @@ SECTOR_COMBINED = ("money", "car", "window", "window_service", "delay", "show", 
 CONDUCT = ("window", "window_service", "delay", "show")
 
 
+_NON_WORD = re.compile(r"[^a-z0-9]+")
+
+
 @lru_cache(maxsize=1)
-def lexicon(path: Path = CUES_FILE) -> dict[str, re.Pattern[str]]:
-    """Group → one pattern of its phrases (longest first; English ones only at the start of a word)."""
+def lexicon(path: Path = CUES_FILE) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Group → (its Chinese phrases, its English phrases), normalised as the texts are (`normalise`; English
+    ones also reduced to lower-case words separated by single spaces)."""
     data = tomllib.loads(path.read_text(encoding="utf-8"))
-    patterns = {}
+    groups = {}
     for section in ("sectors", "kinds"):
         for group, phrases in data[section].items():
-            parts = []
-            for phrase in sorted({p.lower() for p in phrases}, key=len, reverse=True):
-                escaped = re.escape(phrase)
-                parts.append(rf"\b{escaped}" if phrase.isascii() else escaped)
-            patterns[group] = re.compile("|".join(parts))
-    return patterns
+            chinese, english = [], []
+            for phrase in (normalise(p) for p in phrases):
+                if phrase.isascii():
+                    english.append(_NON_WORD.sub(" ", phrase).strip())
+                else:
+                    chinese.append(phrase)
+            groups[group] = (tuple(chinese), tuple(english))
+    return groups
+
+
+def _words_of(normalised: str) -> str:
+    """The text's ASCII words, each after a space: " word" in it means a word starting with `word`."""
+    return " " + _NON_WORD.sub(" ", normalised)
 
 
 def groups_in(normalised: str) -> set[str]:
-    """The cue groups with a phrase in the (normalised) text."""
-    return {group for group, pattern in lexicon().items() if pattern.search(normalised)}
+    """The cue groups with a phrase in the (normalised) text: a Chinese phrase anywhere, an English one at the
+    start of a word (substring tests: ten times faster than one regular expression per group)."""
+    words = _words_of(normalised)
+    found = set()
+    for group, (chinese, english) in lexicon().items():
+        if any(phrase in normalised for phrase in chinese) or any(" " + phrase in words for phrase in english):
+            found.add(group)
+    return found
 
 
 def cue_tokens(normalised: str) -> list[str]:
@@ -78,12 +95,12 @@ def cue_tokens(normalised: str) -> list[str]:
 
 
 def phrases(normalised: str, token: str) -> list[str]:
-    """The phrases of the text that made a cue token (for the key terms), in the order they occur."""
-    patterns = lexicon()
-    names = [name for name in re.split(r"[+\-]", token) if name in patterns]
+    """The phrases of the text that made a cue token (for the key terms): those that occur in it as written."""
+    groups = lexicon()
+    words = _words_of(normalised)
     found: list[str] = []
-    for name in names:
-        for match in patterns[name].finditer(normalised):
-            if match.group() not in found:
-                found.append(match.group())
+    for name in re.split(r"[+\-]", token):
+        chinese, english = groups.get(name, ((), ()))
+        found += [p for p in chinese if p in normalised and p not in found]
+        found += [p for p in english if " " + p in words and p in normalised and p not in found]
     return found

@@ -24,6 +24,7 @@ import tempfile
 import threading
 import unicodedata
 from collections.abc import Iterable
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -217,14 +218,20 @@ def _keep(token: str) -> bool:
     return token.isalpha() or any(char.isalpha() for char in token)
 
 
+@lru_cache(maxsize=16)
+def _segmented(text: str) -> tuple[str, ...]:
+    """The last few texts' segmentation: classifying a report and explaining it segment it once."""
+    return tuple(segmenter().lcut(text, HMM=False))
+
+
 def segment(text: str) -> list[str]:
     """jieba's `lcut(text, HMM=False)` with the domain dictionary (every token, spaces included)."""
-    return segmenter().lcut(text, HMM=False)
+    return list(_segmented(text))
 
 
 def tokenize_normalised(text: str) -> list[str]:
     """Words of text that `normalise` already produced (what the model's word features use)."""
-    return [token for token in segmenter().lcut(text, HMM=False) if _keep(token)]
+    return [token for token in _segmented(text) if _keep(token)]
 
 
 def tokenize(text: str) -> list[str]:
