@@ -71,7 +71,10 @@ class Explainer:
             aligned[index] = coef
             total = aligned if total.size == 0 else total + aligned
         self.coefficients = total / len(model.calibrated_classifiers_)
-        self.names = [str(name) for name in features.get_feature_names_out()]
+        names: list[str] = [""] * len(features.vocabulary_)
+        for name, index in features.vocabulary_.items():  # the vocabulary's own strings: no copies
+            names[index] = name
+        self.names = names
         self._hidden = stop_words() | _read_filler()
 
     def shown(self, term: str) -> bool:

@@ -2,8 +2,8 @@
 
 Layout of `<data_dir>/models/`:
 
-    <version>/model.skops      the fitted scikit-learn pipeline, saved with skops (`nlp.artifact`)
-    <version>/metadata.json    version, format, sha256 of model.skops, data fingerprint, label counts, parameters,
+    <version>/pipeline.joblib  the fitted scikit-learn pipeline (`nlp.artifact`: checked before it is loaded)
+    <version>/metadata.json    version, format, sha256 of pipeline.joblib, data fingerprint, label counts, parameters,
                                library versions, metrics on the fixed evaluation split and the boundary split
     registry.json              {"history": [promoted versions, oldest first], "events": [...]}
     .lock                      serialises changes between processes (flock)
@@ -57,7 +57,7 @@ SAVING_STEP = "saving"
 class ModelInfo:
     version: str
     created_at: datetime
-    metrics: dict[str, Any]  # on the fixed evaluation split: macro_f1, accuracy, n, suggested_threshold, split
+    metrics: dict[str, Any]  # `eval_split_metrics`: evaluation split (calibration, threshold) and "boundary"
     promoted: bool
     data_fingerprint: str
     label_counts: dict[str, int]

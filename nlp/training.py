@@ -71,6 +71,8 @@ class TrainingParams:
     lead_candidates: tuple[int, ...] = (0, 30)
     selection_folds: int = 3
     cues: bool = True  # the taxonomy's cues and their boundary-rule combinations (nlp.cues)
+    # the opening's n-grams counted this many times (sublinear tf: 1 + ln 8 ≈ 3 times a body n-gram)
+    lead_weight: int = 8
     min_df: int = 2
     sublinear_tf: bool = True
     C: float = 2.0
@@ -125,7 +127,8 @@ def build_pipeline(params: TrainingParams | None = None, *, calibration_folds: i
     params = params or TrainingParams()
     analyzer = ReportAnalyzer(word_ngram_max=params.word_ngram_max, char_analyzer=params.char_analyzer,
                               char_ngram_min=params.char_ngram_min, char_ngram_max=params.char_ngram_max,
-                              lead_chars=params.lead_chars or 0, cues=params.cues)
+                              lead_chars=params.lead_chars or 0, cues=params.cues,
+                              lead_weight=params.lead_weight)
     analyzer.memo = memo
     features = TfidfVectorizer(analyzer=analyzer, min_df=params.min_df, sublinear_tf=params.sublinear_tf)
     svm = LinearSVC(C=params.C, class_weight=params.class_weight, random_state=params.random_state)
