@@ -8,7 +8,7 @@ licence: it is only read from there, to measure; nothing of it is written anywhe
 
 Models, each trained on exactly the same training data:
 - ours: `nlp.training.train(examples)`, the product's pipeline as `qinglian model train` runs it (its own
-  choice of the opening block by an inner cross-validation of the training data it is given included);
+  choice of the opening block from the training data it is given included);
 - words + LinearSVC: TF-IDF (scikit-learn's defaults) over plain `jieba.lcut` words — for
   `full_segmented.jsonl` over the data's own words — into LinearSVC with its defaults;
 - chars + LogReg: TF-IDF of character 1–3-grams (sublinear tf) into logistic regression (C=10, liblinear,
@@ -227,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     parser.add_argument("--lead-chars", type=int, default=None,
                         help="train ours with the opening block fixed (0: none) instead of letting `train` choose it "
-                             "by its inner cross-validation (faster; not the product's nested protocol)")
+                             "from the training data")
     args = parser.parse_args(argv)
     Ours.lead_chars = args.lead_chars
     parts = ["full" if part == "full_segmented" else part for part in args.only or ["seed", "raw", "full"]]
@@ -236,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                "bootstrap": BOOTSTRAP, "dictionary_min_frequency": DICTIONARY_MIN_FREQUENCY}
     print(f"our pipeline's defaults: {TrainingParams()}")
     if args.lead_chars is not None:
-        print(f"ours with lead_chars fixed at {args.lead_chars} (no inner choice)")
+        print(f"ours with lead_chars fixed at {args.lead_chars} (not chosen by train)")
         results["lead_chars_fixed"] = args.lead_chars
 
     if "seed" in parts:

@@ -247,10 +247,9 @@ def train_command(
                       f"trained in {info.training_seconds:.1f} s")
         selection = info.selection
         if selection:
-            scores = ", ".join(f"{selection['parameter']}={value}: {score:.4f}"
-                               for value, score in selection["scores"].items())
-            console.print(f"chosen by {selection['folds']}-fold cross-validation of the training data: "
-                          f"{selection['parameter']}={selection['chosen']} (macro-F1 {scores})")
+            console.print(f"chosen from the training data: {selection['parameter']}={selection['chosen']} (median "
+                          f"report {selection['median_chars']:.0f} characters, opening block from "
+                          f"{selection['threshold_chars']})")
         if info.macro_f1 is not None:
             console.print(f"evaluation split ({info.metrics.get('n')} reports): macro-F1 {info.macro_f1:.4f}, "
                           f"accuracy {info.accuracy:.4f}, ECE {info.metrics.get('ece')}; suggested confidence "

@@ -70,7 +70,7 @@ class ModelInfo:
     sha256: str
     path: Path
     extra: dict[str, Any] = field(default_factory=dict)
-    selection: dict[str, Any] | None = None  # what `train` chose by cross-validation, with the inner scores
+    selection: dict[str, Any] | None = None  # what `train` chose from the training data, and why
 
     @property
     def macro_f1(self) -> float | None:

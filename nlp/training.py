@@ -23,14 +23,13 @@ from typing import Any
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
 from nlp.corpus import Example, load_dataset, load_seed_corpus
 from nlp.errors import DatasetError
 from nlp.features import ReportAnalyzer
-from nlp.tokenizer import warm_up
+from nlp.tokenizer import normalise, warm_up
 
 __all__ = [
     "Example",
@@ -50,7 +49,7 @@ Memo = dict[str, tuple[str, list[str]]]  # text → its normalisation and words,
 
 
 # Steps `train` reports through `progress`, in order (the CLI sizes its progress bar with this).
-TRAIN_STEPS = ("loading the tokenizer", "choosing the options by cross-validation",
+TRAIN_STEPS = ("loading the tokenizer", "choosing the options from the training data",
                "fitting features and the calibrated model")
 # Libraries whose versions are recorded with a model; a model is served only by the scikit-learn it was saved
 # with (nlp.classifier checks it at load).
@@ -65,11 +64,11 @@ class TrainingParams:
     char_analyzer: str = "char_wb"
     char_ngram_min: int = 1
     char_ngram_max: int = 3
-    # > 0: character n-grams of the text's first `lead_chars` characters as well; None: `train` chooses among
-    # `lead_candidates` by a stratified `selection_folds`-fold cross-validation of its training data
+    # > 0: character n-grams of the text's first `lead_chars` characters as well; None: `train` uses
+    # `lead_auto_chars` when the median training report has at least `lead_min_median_chars` characters
     lead_chars: int | None = None
-    lead_candidates: tuple[int, ...] = (0, 30)
-    selection_folds: int = 3
+    lead_auto_chars: int = 30
+    lead_min_median_chars: int = 150
     cues: bool = True  # the taxonomy's cues and their boundary-rule combinations (nlp.cues)
     # the opening's n-grams counted this many times (sublinear tf: 1 + ln 8 ≈ 3 times a body n-gram)
     lead_weight: int = 8
@@ -93,10 +92,7 @@ class TrainingParams:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown training parameters: {', '.join(unknown)}")
-        values = dict(values)
-        if isinstance(values.get("lead_candidates"), list):
-            values["lead_candidates"] = tuple(values["lead_candidates"])
-        return dataclasses.replace(cls(), **values)
+        return dataclasses.replace(cls(), **dict(values))
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -112,7 +108,7 @@ class TrainedModel:
     library_versions: dict[str, str]
     n_examples: int
     training_seconds: float
-    # how `lead_chars` was chosen: candidates' mean macro-F1 in the inner cross-validation, the choice, seconds
+    # how `lead_chars` was chosen: the training reports' median length against the threshold
     selection: dict[str, Any] | None = None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -190,32 +186,15 @@ def _fit(params: TrainingParams, texts: Sequence[str], labels: np.ndarray, calib
     return pipeline
 
 
-def select_lead_chars(examples: Sequence[Example], params: TrainingParams, calibration_folds: int,
-                      memo: Memo | None = None) -> dict[str, Any]:
-    """Choose `lead_chars` among `params.lead_candidates` by a stratified, shuffled (seeded with
-    `params.random_state`) `params.selection_folds`-fold cross-validation of `examples` alone: the highest mean
-    macro-F1 wins, ties go to the earlier candidate. Deterministic."""
-    from sklearn.metrics import f1_score
-
-    memo = {} if memo is None else memo
-    started = time.perf_counter()
-    texts = np.array([e.text for e in examples], dtype=object)
-    labels = np.array([e.label for e in examples])
-    folds = StratifiedKFold(params.selection_folds, shuffle=True, random_state=params.random_state)
-    scores = dict.fromkeys(params.lead_candidates, 0.0)
-    for train_rows, test_rows in folds.split(texts, labels):
-        inner_calibration = max(2, min(calibration_folds, min(Counter(labels[train_rows]).values())))
-        for candidate in params.lead_candidates:
-            fitted = _fit(dataclasses.replace(params, lead_chars=candidate), texts[train_rows], labels[train_rows],
-                          inner_calibration, memo)
-            predicted = fitted.predict(list(texts[test_rows]))
-            scores[candidate] += float(f1_score(labels[test_rows], predicted, average="macro")) / folds.n_splits
-    chosen = max(params.lead_candidates, key=lambda candidate: (round(scores[candidate], 12),
-                                                                -params.lead_candidates.index(candidate)))
-    return {"parameter": "lead_chars", "chosen": chosen, "folds": params.selection_folds,
-            "seed": params.random_state, "metric": "macro_f1",
-            "scores": {str(candidate): round(score, 4) for candidate, score in scores.items()},
-            "seconds": round(time.perf_counter() - started, 3)}
+def choose_lead_chars(examples: Sequence[Example], params: TrainingParams) -> dict[str, Any]:
+    """The opening block for `lead_chars=None`: `params.lead_auto_chars` when the training reports are long —
+    their median normalised length at least `params.lead_min_median_chars`, as messages with a title are —
+    none otherwise. Deterministic; what was chosen and why goes to the model's metadata (`selection`)."""
+    lengths = sorted(len(normalise(e.text)) for e in examples)
+    median = float(np.median(lengths)) if lengths else 0.0
+    chosen = params.lead_auto_chars if median >= params.lead_min_median_chars else 0
+    return {"parameter": "lead_chars", "chosen": chosen, "rule": "median length of the training reports",
+            "median_chars": median, "threshold_chars": params.lead_min_median_chars}
 
 
 def train(
@@ -236,12 +215,8 @@ def train(
     memo: Memo = {}
     selection: dict[str, Any] | None = None
     if chosen.lead_chars is None:
-        counts = Counter(e.label for e in ordered)
-        if len(chosen.lead_candidates) > 1 and min(counts.values()) >= 2 * chosen.selection_folds:
-            selection = select_lead_chars(ordered, chosen, folds, memo)
-            chosen = dataclasses.replace(chosen, lead_chars=int(selection["chosen"]))
-        else:  # nothing to choose, or too few examples to cross-validate: the first candidate
-            chosen = dataclasses.replace(chosen, lead_chars=chosen.lead_candidates[0] if chosen.lead_candidates else 0)
+        selection = choose_lead_chars(ordered, chosen)
+        chosen = dataclasses.replace(chosen, lead_chars=int(selection["chosen"]))
     report(TRAIN_STEPS[2])
     pipeline = _fit(chosen, [e.text for e in ordered], np.array([e.label for e in ordered]), folds, memo)
     finish_pipeline(pipeline)
