@@ -158,6 +158,8 @@ def _write_results(out: TextIO, classifier: Classifier, pending: list[tuple[Any,
         }
         if explain:
             result["terms"] = tag.terms
+            result["runner_up"] = tag.runner_up
+            result["contrast_terms"] = tag.contrast_terms
             result["model_version"] = tag.model_version
         out.write(json.dumps(result, ensure_ascii=False) + "\n")
 
@@ -166,7 +168,8 @@ def classify(
     source: Annotated[str, typer.Argument(metavar="[FILE|-]", help="JSON lines {\"id\", \"text\"} or plain text "
                                           "lines; - or nothing reads standard input.")] = "-",
     model: Annotated[str | None, typer.Option("--model", help="Model version (default: the promoted one).")] = None,
-    explain: Annotated[bool, typer.Option("--explain", help="Add the key terms and the model version.")] = False,
+    explain: Annotated[bool, typer.Option("--explain", help="Add the key terms, the close runner-up with the "
+                                          "phrases that decided against it, and the model version.")] = False,
 ) -> None:
     """Classify reports: one JSON line out per input line ({"id", "label", "confidence", "top"})."""
     with _cli_errors():
@@ -244,20 +247,50 @@ def train_command(
                       f"trained in {info.training_seconds:.1f} s")
         selection = info.selection
         if selection:
-            scores = ", ".join(f"{selection['parameter']}={value}: {score:.4f}"
-                               for value, score in selection["scores"].items())
-            console.print(f"chosen by {selection['folds']}-fold cross-validation of the training data: "
-                          f"{selection['parameter']}={selection['chosen']} (macro-F1 {scores})")
+            console.print(f"chosen from the training data: {selection['parameter']}={selection['chosen']} (median "
+                          f"report {selection['median_chars']:.0f} characters, opening block from "
+                          f"{selection['threshold_chars']})")
         if info.macro_f1 is not None:
             console.print(f"evaluation split ({info.metrics.get('n')} reports): macro-F1 {info.macro_f1:.4f}, "
-                          f"accuracy {info.accuracy:.4f}; suggested confidence threshold "
-                          f"{info.metrics.get('suggested_threshold')}")
+                          f"accuracy {info.accuracy:.4f}, ECE {info.metrics.get('ece')}; suggested confidence "
+                          f"threshold {info.metrics.get('suggested_threshold')} "
+                          f"({_share(info.metrics.get('threshold_triage_share'))} to triage)")
+            boundary = info.metrics.get("boundary") or {}
+            if boundary:
+                console.print(f"boundary split ({boundary.get('n')} reports): macro-F1 {boundary.get('macro_f1')}, "
+                              f"accuracy {boundary.get('accuracy')}")
         else:
             console.print("not scored on the evaluation split (its labels are not the taxonomy's)")
         console.print(f"promote it with: qinglian model promote {info.version}", markup=False)
 
 
 # --- model evaluate ---------------------------------------------------------------------------------------------
+def _share(value: object) -> str:
+    return f"{value:.1%}" if isinstance(value, int | float) else "—"
+
+
+def _reliability_table(report: EvaluationReport) -> Table:
+    table = Table(title=f"reliability of the confidence: expected calibration error {report.ece:.3f}")
+    for column in ("confidence", "reports", "correct", "mean confidence", "gap"):
+        table.add_column(column, justify="left" if column == "confidence" else "right")
+    for row in report.reliability:
+        gap = (f"{row.accuracy - row.confidence:+.3f}" if row.accuracy is not None and row.confidence is not None
+               else "")
+        table.add_row(f"{row.low:.1f}–{row.high:.1f}", str(row.n),
+                      f"{row.accuracy:.3f}" if row.accuracy is not None else "·",
+                      f"{row.confidence:.3f}" if row.confidence is not None else "·", gap)
+    return table
+
+
+def _group_table(title: str, groups: dict[str, dict[str, float]]) -> Table:
+    table = Table(title=title)
+    for column in ("", "reports", "accuracy"):
+        table.add_column(column, justify="left" if not column else "right")
+    for name, values in groups.items():
+        table.add_row(name, str(int(values["n"])), f"{values['accuracy']:.3f}")
+    return table
+
+
 def _score_table(report: EvaluationReport) -> Table:
     from nlp.labels import display_name
 
@@ -299,6 +332,8 @@ def evaluate_command(
     model: Annotated[str | None, typer.Option("--model", help="Model version (default: the promoted one).")] = None,
     data: Annotated[Path | None, typer.Option("--data", help="JSONL or CSV dataset (default: the evaluation "
                                               "split; with --cv, the seed corpus's training split).")] = None,
+    split: Annotated[str, typer.Option("--split", help="Without --data: eval (the evaluation split) or boundary "
+                                       "(the boundary split).")] = "eval",
     cv: Annotated[int | None, typer.Option("--cv", min=2, max=20, help="Cross-validate a fresh pipeline with K "
                                            "stratified folds (seed 42) instead of scoring a saved model.")] = None,
     text_field: Annotated[str, typer.Option("--text-field")] = "text",
@@ -308,21 +343,19 @@ def evaluate_command(
 ) -> None:
     """Per-label precision/recall/F1, macro-F1, accuracy, confusion matrix (terminal and PNG), misclassified."""
     with _cli_errors():
-        from nlp.corpus import load_seed_corpus
-        from nlp.evaluation import (
-            THRESHOLD_MAX_TRIAGE,
-            THRESHOLD_MIN_PRECISION,
-            cross_validate,
-            evaluate_classifier,
-            plot_confusion,
-        )
+        from nlp.corpus import load_boundary_split, load_seed_corpus
+        from nlp.evaluation import THRESHOLD_RULE, cross_validate, evaluate_classifier, plot_confusion
         from nlp.training import TrainingParams
 
+        if split not in ("eval", "boundary"):
+            raise NlpError(f"--split must be eval or boundary, not {split!r}")
         if data is not None:
             examples = _load_examples([data], text_field, label_field)
             data_name = str(data)
         elif cv:
             examples, data_name = load_seed_corpus("train"), "seed corpus, training split"
+        elif split == "boundary":
+            examples, data_name = load_boundary_split(), "boundary split (never trained on)"
         else:
             examples, data_name = load_seed_corpus("eval"), "seed corpus, evaluation split"
         _warm_up()
@@ -345,13 +378,18 @@ def evaluate_command(
         console.print(f"{subject} on {data_name}", markup=False)
         console.print(_score_table(report))
         console.print(_confusion_table(report))
+        if report.accuracy_by_language:
+            console.print(_group_table("accuracy by language", report.accuracy_by_language))
+        if report.accuracy_by_rule:
+            console.print(_group_table("accuracy by boundary rule (taxonomy.md)", report.accuracy_by_rule))
+        console.print(_reliability_table(report))
         if report.threshold is not None:
             choice = report.threshold
-            rule = (f"lowest t with ≥ {THRESHOLD_MIN_PRECISION:.0%} precision at or above t and ≤ "
-                    f"{THRESHOLD_MAX_TRIAGE:.0%} below t")
-            console.print(f"confidence threshold by the rule ({rule}): {choice.threshold:.2f} → precision "
-                          f"{choice.precision:.3f}, {choice.triage_share:.1%} to triage"
-                          + ("" if choice.rule_met else " (rule not met)"))
+            console.print(f"confidence threshold by the rule ({THRESHOLD_RULE}): {choice.threshold:.2f}",
+                          markup=False)
+            console.print(f"  → {choice.precision:.1%} of the auto-routed reports correct, {choice.triage_share:.1%} "
+                          "of the reports to triage for low confidence"
+                          + ("" if choice.rule_met else " (rule not met)"), markup=False)
         if report.misclassified and max_errors:
             console.print(_errors_table(report, max_errors))
             if len(report.misclassified) > max_errors:

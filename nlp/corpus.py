@@ -1,8 +1,11 @@
-"""Labelled examples: the seed corpus with its fixed evaluation split, and external JSONL/CSV datasets.
+"""Labelled examples: the seed corpus with its fixed evaluation split, the boundary split, and external
+JSONL/CSV datasets.
 
-The evaluation split is the list of ids in `nlp/data/seed/eval_ids.txt` (20 % of each label, drawn once by
-`draw_eval_split`). Training on the seed corpus only ever sees `split="train"`; `exclude_eval_texts` removes
-evaluation texts from any other dataset before training.
+The evaluation split is the list of ids in `nlp/data/seed/eval_ids.txt` (20 % of each label, drawn by
+`draw_eval_split`). The boundary split (`nlp/data/boundary.jsonl`) is a separate file of reports at
+the boundaries of the taxonomy, each tagged with the boundary rule that decides it; it is never part of the
+seed corpus. Training on the seed corpus only ever sees `split="train"`; `exclude_held_out_texts` removes
+evaluation and boundary texts from any other dataset before training.
 
 `python -m nlp.corpus check` runs the corpus checks (format, labels, language share, near-duplicates).
 """
@@ -24,10 +27,22 @@ from nlp.labels import LABELS
 
 SEED_DIR = Path(__file__).with_name("data") / "seed"
 EVAL_IDS_FILE = SEED_DIR / "eval_ids.txt"
+BOUNDARY_FILE = Path(__file__).with_name("data") / "boundary.jsonl"
 EVAL_FRACTION = 0.2
 EVAL_SALT = "qinglian-eval:"
 NEAR_DUPLICATE_JACCARD = 0.6
-SEED_LANGUAGES = ("zh", "en")
+# simplified Chinese, traditional Chinese, English, Chinese and English mixed in one report
+SEED_LANGUAGES = ("zh", "zh-hant", "en", "mixed")
+ENGLISH_SHARE = (0.07, 0.25)
+# The taxonomy's boundary rules (taxonomy.md) a boundary report is decided by.
+BOUNDARY_RULES = {
+    "sector": "rule 1: set in a sector (project, village, hospital/medical insurance, school), whatever the conduct",
+    "show_project": "rule 1: a project merely wasteful or built for show, nothing irregular in it: formalism",
+    "window": "rule 1: social-insurance, household-register and licensing counters are windows, not a sector",
+    "money": "rule 2: money, gifts, banquets or official cars outside the sectors: bribery_gifts",
+    "conduct": "rule 3: by conduct: at a counter, left undone over time, done for show",
+    "other": "rule 4: praise, consultations, spam, private disputes: other",
+}
 
 Split = Literal["train", "eval", "all"]
 
@@ -38,6 +53,7 @@ class Example:
     label: str
     id: str = ""
     lang: str = ""
+    rule: str = ""  # boundary split only: the key of BOUNDARY_RULES that decides it
 
 
 def _seed_files(seed_dir: Path) -> list[Path]:
@@ -81,6 +97,21 @@ def load_seed_corpus(split: Split = "train", seed_dir: Path = SEED_DIR) -> list[
     return examples
 
 
+def load_boundary_split(path: Path = BOUNDARY_FILE) -> list[Example]:
+    """The boundary split: reports at the taxonomy's boundaries, never trained on."""
+    examples = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as problem:
+            raise DatasetError(f"{path.name} line {number}: not JSON ({problem.msg})") from None
+        examples.append(Example(text=record["text"], label=record["label"], id=record["id"],
+                                lang=record.get("lang", ""), rule=record.get("rule", "")))
+    return examples
+
+
 def load_dataset(path: Path, text_field: str = "text", label_field: str = "label") -> list[Example]:
     """Labelled examples from a JSONL file (one object a line) or a CSV file with a header (by extension)."""
     if not path.is_file():
@@ -118,9 +149,17 @@ def text_key(text: str) -> str:
     return "".join(text.split()).casefold()
 
 
-def exclude_eval_texts(examples: Sequence[Example], seed_dir: Path = SEED_DIR) -> tuple[list[Example], int]:
-    """Drop examples whose text is an evaluation-split text; returns the rest and how many were dropped."""
-    held_out = {text_key(example.text) for example in load_seed_corpus("eval", seed_dir)}
+def held_out_text_keys(seed_dir: Path = SEED_DIR, boundary_file: Path = BOUNDARY_FILE) -> frozenset[str]:
+    """`text_key`s of the evaluation split and the boundary split."""
+    held_out = [*load_seed_corpus("eval", seed_dir), *load_boundary_split(boundary_file)]
+    return frozenset(text_key(example.text) for example in held_out)
+
+
+def exclude_held_out_texts(examples: Sequence[Example], seed_dir: Path = SEED_DIR,
+                           boundary_file: Path = BOUNDARY_FILE) -> tuple[list[Example], int]:
+    """Drop examples whose text is an evaluation-split or boundary-split text; returns the rest and how many
+    were dropped."""
+    held_out = held_out_text_keys(seed_dir, boundary_file)
     kept = [example for example in examples if text_key(example.text) not in held_out]
     return kept, len(examples) - len(kept)
 
@@ -189,21 +228,55 @@ def check_seed_corpus(seed_dir: Path = SEED_DIR) -> list[str]:
         if total and abs(in_eval / total - EVAL_FRACTION) > 0.02:
             problems.append(f"label {label!r}: {in_eval} of {total} in the evaluation split, not 20 %")
     english = sum(1 for record in records if record.get("lang") == "en") / max(len(records), 1)
-    if not 0.07 <= english <= 0.15:
-        problems.append(f"English share {english:.1%} is outside 7–15 %")
+    low, high = ENGLISH_SHARE
+    if not low <= english <= high:
+        problems.append(f"English share {english:.1%} is outside {low:.0%}–{high:.0%}")
     texts = [str(record.get("text", "")) for record in records]
     for i, j, jaccard in near_duplicates(texts):
         problems.append(f"near-duplicates {records[i]['id']} and {records[j]['id']} (5-gram Jaccard {jaccard:.2f})")
     return problems
 
 
+def check_boundary_split(path: Path = BOUNDARY_FILE, seed_dir: Path = SEED_DIR) -> list[str]:
+    """Problems of the boundary split: format, labels, rules, ids, and any text too close to a seed report
+    (the split must be new to every model trained on the seed corpus)."""
+    problems: list[str] = []
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        record = json.loads(line) if line.strip() else None
+        if not isinstance(record, dict) or set(record) != {"id", "label", "lang", "rule", "text"}:
+            problems.append(f"{path.name}:{number}: fields must be exactly id, label, lang, rule, text")
+            continue
+        if record["label"] not in LABELS:
+            problems.append(f"{path.name}:{number}: label {record['label']!r} is not in the taxonomy")
+        if record["rule"] not in BOUNDARY_RULES:
+            problems.append(f"{path.name}:{number}: rule {record['rule']!r}")
+        if record["lang"] not in SEED_LANGUAGES:
+            problems.append(f"{path.name}:{number}: lang {record['lang']!r}")
+        records.append(record)
+    ids = Counter(record["id"] for record in records)
+    problems += [f"duplicate id {i!r}" for i, count in ids.items() if count > 1]
+    labels = Counter(record["label"] for record in records)
+    problems += [f"label {label!r} has no boundary report" for label in LABELS if not labels[label]]
+    rules = Counter(record["rule"] for record in records)
+    problems += [f"rule {rule!r} has no boundary report" for rule in BOUNDARY_RULES if not rules[rule]]
+    seed = read_seed_records(seed_dir)
+    texts = [str(record["text"]) for record in records] + [str(record.get("text", "")) for record in seed]
+    names = [record["id"] for record in records] + [record.get("id", "?") for record in seed]
+    for i, j, jaccard in near_duplicates(texts):
+        if i < len(records):
+            problems.append(f"near-duplicates {names[i]} and {names[j]} (5-gram Jaccard {jaccard:.2f})")
+    return problems
+
+
 def main(argv: Sequence[str]) -> int:
     if list(argv) == ["check"]:
-        problems = check_seed_corpus()
+        problems = check_seed_corpus() + check_boundary_split()
         records = read_seed_records()
         for problem in problems:
             print(problem)
-        print(f"{len(records)} records, {len(problems)} problems")
+        print(f"{len(records)} seed records, {len(load_boundary_split())} boundary records, "
+              f"{len(problems)} problems")
         return 1 if problems else 0
     if list(argv) == ["draw-eval-split"]:
         print("\n".join(draw_eval_split(read_seed_records())))

@@ -19,6 +19,10 @@ class ModelIntegrityError(NlpError):
     """A model artifact does not match the checksum in its metadata, or its metadata is unreadable."""
 
 
+class ModelFormatError(ModelIntegrityError):
+    """A model this installation cannot serve: saved in an earlier format, or with another scikit-learn."""
+
+
 class PromotionRefusedError(NlpError):
     """The promotion gate refused a model (worse on the evaluation split, or no evaluation metrics)."""
 

@@ -1,4 +1,6 @@
-"""Quality of a model: per-label scores, confusion matrix, misclassified examples, the confidence threshold."""
+"""Quality of a model: per-label scores, confusion matrix, misclassified examples, accuracy by language and by
+boundary rule, the reliability of its confidence (reliability table, expected calibration error) and the
+triage threshold chosen from it."""
 
 from __future__ import annotations
 
@@ -18,6 +20,9 @@ from nlp.training import Progress, TrainingParams, build_pipeline, canonical_ord
 THRESHOLD_MIN_PRECISION = 0.97
 THRESHOLD_MAX_TRIAGE = 0.20
 THRESHOLD_GRID = tuple(round(step / 100, 2) for step in range(100))
+THRESHOLD_RULE = (f"lowest t (0.01 grid) with ≥ {THRESHOLD_MIN_PRECISION:.0%} of the reports at or above t correctly "
+                  f"labelled and ≤ {THRESHOLD_MAX_TRIAGE:.0%} below t")
+RELIABILITY_BINS = 10
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,47 @@ class ThresholdChoice:
     rule_met: bool
 
 
+@dataclass(frozen=True)
+class ReliabilityBin:
+    """Reports whose confidence is in [low, high) (the last bin includes 1.0)."""
+
+    low: float
+    high: float
+    n: int
+    accuracy: float | None  # share correctly labelled; None for an empty bin
+    confidence: float | None  # mean confidence
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"low": self.low, "high": self.high, "n": self.n,
+                "accuracy": None if self.accuracy is None else round(self.accuracy, 4),
+                "confidence": None if self.confidence is None else round(self.confidence, 4)}
+
+
+def reliability_table(correct: Sequence[bool], confidences: Sequence[float],
+                      bins: int = RELIABILITY_BINS) -> list[ReliabilityBin]:
+    """Accuracy against mean confidence in `bins` equal-width confidence bins."""
+    right = np.asarray(correct, dtype=bool)
+    confidence = np.asarray(confidences, dtype=np.float64)
+    slots = np.minimum((confidence * bins).astype(int), bins - 1)
+    table = []
+    for slot in range(bins):
+        members = slots == slot
+        count = int(members.sum())
+        table.append(ReliabilityBin(round(slot / bins, 4), round((slot + 1) / bins, 4), count,
+                                    float(right[members].mean()) if count else None,
+                                    float(confidence[members].mean()) if count else None))
+    return table
+
+
+def expected_calibration_error(table: Sequence[ReliabilityBin]) -> float:
+    """Σ over bins of (share of reports in the bin) × |accuracy − mean confidence|."""
+    total = sum(row.n for row in table)
+    if not total:
+        return 0.0
+    return float(sum(row.n / total * abs(row.accuracy - row.confidence) for row in table
+                     if row.accuracy is not None and row.confidence is not None))
+
+
 @dataclass
 class EvaluationReport:
     labels: list[str]
@@ -57,12 +103,39 @@ class EvaluationReport:
     n: int
     threshold: ThresholdChoice | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    confidences: list[float] = field(default_factory=list)
+    correct: list[bool] = field(default_factory=list)
+    accuracy_by_language: dict[str, dict[str, float]] = field(default_factory=dict)  # lang → {n, accuracy}
+    accuracy_by_rule: dict[str, dict[str, float]] = field(default_factory=dict)  # boundary rule → {n, accuracy}
 
-    def metrics(self) -> dict[str, float]:
-        metrics: dict[str, float] = {"macro_f1": round(self.macro_f1, 4), "accuracy": round(self.accuracy, 4),
-                                     "n": self.n}
-        if self.threshold is not None:
-            metrics["suggested_threshold"] = self.threshold.threshold
+    @property
+    def reliability(self) -> list[ReliabilityBin]:
+        return reliability_table(self.correct, self.confidences)
+
+    @property
+    def ece(self) -> float:
+        return expected_calibration_error(self.reliability)
+
+    def triage_share(self, threshold: float) -> float:
+        """Share of the reports whose confidence is below `threshold`."""
+        return round(float(np.mean(np.asarray(self.confidences) < threshold)), 4) if self.confidences else 0.0
+
+    def metrics(self, *, reliability: bool = True) -> dict[str, Any]:
+        """What the registry stores (`ModelInfo.metrics`): scores, accuracy by language (and by boundary rule),
+        ECE, and with `reliability` the reliability table and the threshold the documented rule chooses."""
+        metrics: dict[str, Any] = {"macro_f1": round(self.macro_f1, 4), "accuracy": round(self.accuracy, 4),
+                                   "n": self.n, "ece": round(self.ece, 4),
+                                   "accuracy_by_language": self.accuracy_by_language}
+        if self.accuracy_by_rule:
+            metrics["accuracy_by_rule"] = self.accuracy_by_rule
+        if reliability:
+            metrics["reliability"] = [row.as_dict() for row in self.reliability]
+            if self.threshold is not None:
+                metrics["suggested_threshold"] = self.threshold.threshold
+                metrics["threshold_precision"] = self.threshold.precision
+                metrics["threshold_triage_share"] = self.threshold.triage_share
+                metrics["threshold_rule"] = THRESHOLD_RULE
+                metrics["threshold_rule_met"] = self.threshold.rule_met
         return metrics
 
 
@@ -116,6 +189,10 @@ def report_from_predictions(
     wrong.sort(key=lambda m: -m.confidence)
     correct = [guess == example.label for example, guess in zip(examples, predicted, strict=True)]
     return EvaluationReport(
+        confidences=[float(c) for c in confidences],
+        correct=correct,
+        accuracy_by_language=_accuracy_by(examples, correct, "lang"),
+        accuracy_by_rule=_accuracy_by(examples, correct, "rule"),
         labels=label_list,
         scores=scores,
         macro_f1=macro,
@@ -125,6 +202,16 @@ def report_from_predictions(
         n=len(examples),
         threshold=choose_threshold(correct, confidences),
     )
+
+
+def _accuracy_by(examples: Sequence[Example], correct: Sequence[bool], attribute: str) -> dict[str, dict[str, float]]:
+    groups: dict[str, list[bool]] = {}
+    for example, right in zip(examples, correct, strict=True):
+        key = str(getattr(example, attribute, ""))
+        if key:
+            groups.setdefault(key, []).append(right)
+    return {key: {"n": len(values), "accuracy": round(sum(values) / len(values), 4)}
+            for key, values in sorted(groups.items())}
 
 
 def evaluate_classifier(classifier: Any, examples: Sequence[Example]) -> EvaluationReport:

@@ -2,10 +2,9 @@
 
 Layout of `<data_dir>/models/`:
 
-    <version>/model.joblib     the fitted scikit-learn pipeline (evaluation, re-scoring)
-    <version>/compiled.npz     its compiled arrays: all that serving loads (no scikit-learn, no pickle)
-    <version>/metadata.json    version, sha256 of model.joblib, data fingerprint, label counts, parameters,
-                               library versions, metrics on the fixed evaluation split
+    <version>/pipeline.joblib  the fitted scikit-learn pipeline (`nlp.artifact`: checked before it is loaded)
+    <version>/metadata.json    version, format, sha256 of pipeline.joblib, data fingerprint, label counts, parameters,
+                               library versions, metrics on the fixed evaluation split and the boundary split
     registry.json              {"history": [promoted versions, oldest first], "events": [...]}
     .lock                      serialises changes between processes (flock)
 
@@ -26,18 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from nlp.classifier import (
-    ARTIFACT_FILE,
-    COMPILED_FILE,
-    COMPILED_FORMAT,
-    METADATA_FILE,
-    Classifier,
-    compile_pipeline,
-    file_sha256,
-    read_metadata,
-    verify_artifact,
-)
-from nlp.corpus import Example, exclude_eval_texts, load_seed_corpus
+from nlp.artifact import METADATA_FILE, MODEL_FILE, MODEL_FORMAT, check_servable, read_metadata, save_pipeline
+from nlp.classifier import Classifier
+from nlp.corpus import Example, exclude_held_out_texts, load_boundary_split, load_seed_corpus
 from nlp.errors import ModelIntegrityError, ModelNotFoundError, PromotionRefusedError, RegistryError
 from nlp.tokenizer import warm_up
 
@@ -67,7 +57,7 @@ SAVING_STEP = "saving"
 class ModelInfo:
     version: str
     created_at: datetime
-    metrics: dict[str, Any]  # on the fixed evaluation split: macro_f1, accuracy, n, suggested_threshold, split
+    metrics: dict[str, Any]  # `eval_split_metrics`: evaluation split (calibration, threshold) and "boundary"
     promoted: bool
     data_fingerprint: str
     label_counts: dict[str, int]
@@ -80,7 +70,7 @@ class ModelInfo:
     sha256: str
     path: Path
     extra: dict[str, Any] = field(default_factory=dict)
-    selection: dict[str, Any] | None = None  # what `train` chose by cross-validation, with the inner scores
+    selection: dict[str, Any] | None = None  # what `train` chose from the training data, and why
 
     @property
     def macro_f1(self) -> float | None:
@@ -215,30 +205,16 @@ class ModelRegistry:
 
     def add(self, trained: TrainedModel, metrics: Mapping[str, Any] | None = None, *, source: str = "") -> ModelInfo:
         """Save a `TrainedModel` as a new version (not promoted)."""
-        import joblib
-        import numpy as np
-
-        try:
-            arrays: dict[str, Any] | None = compile_pipeline(trained.pipeline)
-        except (TypeError, AttributeError, KeyError, ValueError) as problem:
-            log.warning("no compiled arrays for this model (%s): serving it will need scikit-learn", problem)
-            arrays = None
         with self.locked():
             version = self._new_version(trained.created_at, trained.data_fingerprint)
             incoming = self.models_dir / f".incoming-{version}-{os.getpid()}"
             incoming.mkdir(parents=True)
             try:
-                joblib.dump(trained.pipeline, incoming / ARTIFACT_FILE)
-                compiled: dict[str, Any] = {}
-                if arrays is not None:
-                    np.savez(incoming / COMPILED_FILE, **arrays)
-                    compiled = {"compiled_sha256": file_sha256(incoming / COMPILED_FILE),
-                                "compiled_format": COMPILED_FORMAT}
                 metadata = {
                     "version": version,
+                    "format": MODEL_FORMAT,
                     "created_at": trained.created_at.isoformat(),
-                    "sha256": file_sha256(incoming / ARTIFACT_FILE),
-                    **compiled,
+                    "sha256": save_pipeline(trained.pipeline, incoming / MODEL_FILE),
                     "source": source,
                     "labels": trained.labels,
                     "label_counts": trained.label_counts,
@@ -266,10 +242,12 @@ class ModelRegistry:
 
     def promote(self, version: str, *, force: bool = False) -> None:
         """Make `version` the promoted model. Without `force`, refuse a model whose macro-F1 on the evaluation
-        split is more than 1 point below the promoted model's, or that has no such score."""
+        split is more than 1 point below the promoted model's (unless that one cannot be served by this
+        installation any more), or that has no such score. A model this installation cannot serve is refused
+        even with `force`."""
         with self.locked():
             candidate = self.get(version)
-            verify_artifact(candidate.path, read_metadata(candidate.path))
+            check_servable(candidate.path, read_metadata(candidate.path))
             current = self.promoted()
             if current is not None and current.version == candidate.version:
                 return
@@ -277,7 +255,7 @@ class ModelRegistry:
                 if candidate.macro_f1 is None:
                     raise PromotionRefusedError(f"model {version} has no macro-F1 on the evaluation split "
                                                 "(its labels are not the taxonomy's?); use --force to promote it")
-                if current is not None:
+                if current is not None and unservable_reason(current) is None:
                     candidate_f1, current_f1 = self._gate_scores(candidate, current)
                     if candidate_f1 is None:
                         raise PromotionRefusedError(f"model {version} cannot be scored on the evaluation split; "
@@ -307,7 +285,7 @@ class ModelRegistry:
             if not history:
                 raise RegistryError("the earlier promoted models no longer exist; nothing to roll back to")
             previous = self.get(history[-1])
-            verify_artifact(previous.path, read_metadata(previous.path))
+            check_servable(previous.path, read_metadata(previous.path))
             state["events"].append({"action": "rollback", "version": previous.version, "previous": current,
                                     "at": _now().isoformat(), "forced": False})
             self._save_state(state)
@@ -348,6 +326,9 @@ def evaluate_on_eval_split(classifier: Classifier) -> float | None:
 
 
 def eval_split_metrics(classifier: Classifier) -> dict[str, Any]:
+    """What the registry records about a model on the fixed evaluation split (macro-F1, accuracy, accuracy by
+    language, the reliability table, ECE, the triage threshold the documented rule chooses and its effect)
+    and on the boundary split (`boundary`). {} if the model does not know the taxonomy's labels."""
     from nlp.evaluation import evaluate_classifier
 
     examples = load_seed_corpus("eval")
@@ -356,9 +337,10 @@ def eval_split_metrics(classifier: Classifier) -> dict[str, Any]:
     report = evaluate_classifier(classifier, examples)
     metrics: dict[str, Any] = {**report.metrics(), "split": EVAL_SPLIT_NAME,
                                "eval_fingerprint": eval_split_fingerprint()}
-    if report.threshold is not None:
-        metrics["threshold_precision"] = report.threshold.precision
-        metrics["threshold_triage_share"] = report.threshold.triage_share
+    boundary = evaluate_classifier(classifier, load_boundary_split())
+    threshold = report.threshold.threshold if report.threshold is not None else 0.0
+    metrics["boundary"] = {**boundary.metrics(reliability=False),
+                           "triage_share_at_threshold": boundary.triage_share(threshold)}
     return metrics
 
 
@@ -374,16 +356,16 @@ def train_and_register(
     """Train a new version and save it (not promoted), scored on the fixed evaluation split.
 
     `examples` defaults to the seed corpus's training split. `extra_examples` is where other labelled
-    reports join the training data — staff-confirmed or staff-corrected labels from the database, once the
-    console provides them. Any text of the evaluation split is removed from the training data first.
+    reports join the training data — staff-confirmed or staff-corrected labels from the database. Any text of
+    the evaluation split or of the boundary split is removed from the training data first.
     """
     from nlp.training import train
 
     say = progress or (lambda _message: None)
     base = list(examples) if examples is not None else load_seed_corpus("train")
-    training_data, dropped = exclude_eval_texts([*base, *extra_examples])
+    training_data, dropped = exclude_held_out_texts([*base, *extra_examples])
     if dropped:
-        say(f"left out {dropped} example(s) whose text is in the evaluation split")
+        say(f"left out {dropped} example(s) whose text is in the evaluation or the boundary split")
     trained = train(training_data, progress=progress, params=params)
     say(SCORING_STEP)
     metrics = eval_split_metrics(Classifier(trained.pipeline, version="candidate"))
@@ -391,22 +373,40 @@ def train_and_register(
     return registry.add(trained, metrics, source=source or "seed corpus (train split)")
 
 
+def unservable_reason(info: ModelInfo) -> str | None:
+    """Why this installation cannot serve a saved model (earlier format, other scikit-learn, missing or altered
+    file), or None if it can."""
+    try:
+        check_servable(info.path, read_metadata(info.path))
+    except ModelIntegrityError as problem:
+        return str(problem)
+    return None
+
+
 def ensure_default_model(data_dir: Path, progress: Progress | None = None) -> ModelInfo:
     """The promoted model of `data_dir`; on a fresh install, train the default one from the seed corpus first.
 
-    Deterministic (the same seed corpus gives the same predictions) and takes seconds. Blocking: call it in a
-    thread from async code.
+    If the promoted model cannot be served by this installation (saved by an earlier version of Qinglian,
+    with another scikit-learn, or its file is missing or altered), a new default model is trained and promoted
+    in its place, and `progress` says why. Deterministic (the same seed corpus gives the same predictions).
+    Blocking: call it in a thread from async code.
     """
     say = progress or (lambda _message: None)
     registry = ModelRegistry(Path(data_dir) / "models")
     with registry.locked():
         current = registry.promoted()
-        if current is not None:
+        reason = unservable_reason(current) if current is not None else None
+        if current is not None and reason is None:
             return current
-        say("no promoted classifier model: training the default model from the seed corpus")
+        if current is None:
+            say("no promoted classifier model: training the default model from the seed corpus")
+        else:
+            say(f"the promoted classifier model cannot be served ({reason}); training the default model from "
+                "the seed corpus to replace it")
+            log.warning("promoted model %s cannot be served: %s", current.version, reason)
         warm_up(Path(data_dir))
         info = train_and_register(registry, progress=progress, source="seed corpus (train split), default model")
-        registry.promote(info.version)
+        registry.promote(info.version, force=current is not None)
         promoted = registry.get(info.version)
         score = f"{promoted.macro_f1:.3f}" if promoted.macro_f1 is not None else "n/a"
         say(f"default model {promoted.version} trained in {promoted.training_seconds:.1f} s "

@@ -1,7 +1,8 @@
-"""The model: TF-IDF over jieba words and characters into a calibrated linear SVM; training and its metadata.
+"""The model: TF-IDF over jieba words and characters (and the taxonomy's cues) into a linear SVM whose scores
+are calibrated by temperature scaling on out-of-fold predictions; training and its metadata.
 
-`build_pipeline(params)` is the whole model as a scikit-learn pipeline (what is saved, cross-validated and
-benchmarked); `train(examples)` fits it deterministically — the examples are put in a canonical order first,
+`build_pipeline(params)` is the whole model as a scikit-learn pipeline (what is saved, served, cross-validated
+and benchmarked); `train(examples)` fits it deterministically — the examples are put in a canonical order first,
 so the same data gives the same model and the same predictions, whatever the order it came in.
 """
 
@@ -22,17 +23,16 @@ from typing import Any
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
 from nlp.corpus import Example, load_dataset, load_seed_corpus
 from nlp.errors import DatasetError
-from nlp.tokenizer import LeadPreprocessor, normalise, tokenize_normalised, warm_up
+from nlp.features import ReportAnalyzer
+from nlp.tokenizer import normalise, warm_up
 
 __all__ = [
     "Example",
-    "LeadPreprocessor",
     "Progress",
     "TrainedModel",
     "TrainingParams",
@@ -45,11 +45,15 @@ __all__ = [
 ]
 
 Progress = Callable[[str], None]
+Memo = dict[str, tuple[str, list[str]]]  # text → its normalisation and words, while training
 
 
 # Steps `train` reports through `progress`, in order (the CLI sizes its progress bar with this).
-TRAIN_STEPS = ("loading the tokenizer", "choosing the options by cross-validation",
+TRAIN_STEPS = ("loading the tokenizer", "choosing the options from the training data",
                "fitting features and the calibrated model")
+# Libraries whose versions are recorded with a model; a model is served only by the scikit-learn it was saved
+# with (nlp.classifier checks it at load).
+RECORDED_LIBRARIES = ("scikit-learn", "numpy", "scipy", "joblib", "jieba", "opencc-python-reimplemented")
 
 
 @dataclass(frozen=True)
@@ -60,18 +64,24 @@ class TrainingParams:
     char_analyzer: str = "char_wb"
     char_ngram_min: int = 1
     char_ngram_max: int = 3
-    # > 0: a third block, character n-grams of the text's first `lead_chars` characters; None: `train` chooses
-    # among `lead_candidates` by a stratified `selection_folds`-fold cross-validation of its training data
+    # > 0: character n-grams of the text's first `lead_chars` characters as well; None: `train` uses
+    # `lead_auto_chars` when the median training report has at least `lead_min_median_chars` characters
     lead_chars: int | None = None
-    lead_candidates: tuple[int, ...] = (0, 30)
-    selection_folds: int = 3
+    lead_auto_chars: int = 30
+    lead_min_median_chars: int = 150
+    cues: bool = True  # the taxonomy's cues and their boundary-rule combinations (nlp.cues)
+    # the opening's n-grams counted this many times (sublinear tf: 1 + ln 8 ≈ 3 times a body n-gram)
+    lead_weight: int = 8
     min_df: int = 2
     sublinear_tf: bool = True
-    C: float = 1.0
+    C: float = 2.0
     class_weight: str | None = "balanced"
-    calibration_method: str = "sigmoid"
+    # scikit-learn's CalibratedClassifierCV: "temperature" scales the SVM's scores by one factor fitted on
+    # out-of-fold predictions of `calibration_folds` folds; without the ensemble one SVM fitted on all the data
+    # is served (what the key terms are read from)
+    calibration_method: str = "temperature"
     calibration_folds: int = 5
-    calibration_ensemble: bool = True
+    calibration_ensemble: bool = False
     random_state: int = 0
 
     @classmethod
@@ -82,10 +92,7 @@ class TrainingParams:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown training parameters: {', '.join(unknown)}")
-        values = dict(values)
-        if isinstance(values.get("lead_candidates"), list):
-            values["lead_candidates"] = tuple(values["lead_candidates"])
-        return dataclasses.replace(cls(), **values)
+        return dataclasses.replace(cls(), **dict(values))
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -101,87 +108,41 @@ class TrainedModel:
     library_versions: dict[str, str]
     n_examples: int
     training_seconds: float
-    # how `lead_chars` was chosen: candidates' mean macro-F1 in the inner cross-validation, the choice, seconds
+    # how `lead_chars` was chosen: the training reports' median length against the threshold
     selection: dict[str, Any] | None = None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 def build_pipeline(params: TrainingParams | None = None, *, calibration_folds: int | None = None,
-                   text: _TextCache | None = None) -> Pipeline:
-    """The unfitted pipeline: FeatureUnion(TF-IDF of words, of characters, of the opening's characters) →
-    CalibratedClassifierCV(LinearSVC). `lead_chars=None` builds no opening block (`train` chooses it).
+                   memo: Memo | None = None) -> Pipeline:
+    """The unfitted pipeline: TfidfVectorizer over the report's words, characters, opening and cues
+    (`nlp.features.ReportAnalyzer`) → CalibratedClassifierCV(LinearSVC). `lead_chars=None` adds no opening
+    (`train` chooses it).
 
-    `text` memoises normalisation and segmentation while training (`train` puts the module's functions back
-    before the pipeline is returned)."""
+    `memo` keeps each text's normalisation and words while training (`finish_pipeline` drops it)."""
     params = params or TrainingParams()
-    words = TfidfVectorizer(
-        preprocessor=text.normalise if text else normalise,
-        tokenizer=text.tokenize if text else tokenize_normalised,
-        token_pattern=None,
-        lowercase=False,
-        ngram_range=(1, params.word_ngram_max),
-        min_df=params.min_df,
-        sublinear_tf=params.sublinear_tf,
-    )
-    chars = TfidfVectorizer(
-        preprocessor=text.normalise if text else normalise,
-        analyzer=params.char_analyzer,
-        lowercase=False,
-        ngram_range=(params.char_ngram_min, params.char_ngram_max),
-        min_df=params.min_df,
-        sublinear_tf=params.sublinear_tf,
-    )
-    blocks: list[tuple[str, TfidfVectorizer]] = [("words", words), ("chars", chars)]
-    if params.lead_chars:
-        lead = TfidfVectorizer(
-            preprocessor=text.lead(params.lead_chars) if text else LeadPreprocessor(params.lead_chars),
-            analyzer=params.char_analyzer,
-            lowercase=False,
-            ngram_range=(params.char_ngram_min, params.char_ngram_max),
-            min_df=params.min_df,
-            sublinear_tf=params.sublinear_tf,
-        )
-        lead.qinglian_lead_chars = params.lead_chars  # type: ignore[attr-defined]
-        blocks.append(("lead", lead))
+    analyzer = ReportAnalyzer(word_ngram_max=params.word_ngram_max, char_analyzer=params.char_analyzer,
+                              char_ngram_min=params.char_ngram_min, char_ngram_max=params.char_ngram_max,
+                              lead_chars=params.lead_chars or 0, cues=params.cues,
+                              lead_weight=params.lead_weight)
+    analyzer.memo = memo
+    features = TfidfVectorizer(analyzer=analyzer, min_df=params.min_df, sublinear_tf=params.sublinear_tf)
     svm = LinearSVC(C=params.C, class_weight=params.class_weight, random_state=params.random_state)
     folds = calibration_folds or params.calibration_folds
-    model = CalibratedClassifierCV(svm, method=params.calibration_method, cv=StratifiedKFold(folds),
+    model = CalibratedClassifierCV(svm, method=params.calibration_method, cv=folds,
                                    ensemble=params.calibration_ensemble)
-    return Pipeline([("features", FeatureUnion(blocks)), ("model", model)])
+    return Pipeline([("features", features), ("model", model)])
 
 
-class _TextCache:
-    """Normalisation and segmentation of each distinct text done once during one `train` call."""
-
-    def __init__(self) -> None:
-        self._normalised: dict[str, str] = {}
-        self._tokens: dict[str, list[str]] = {}
-
-    def normalise(self, text: str) -> str:
-        value = self._normalised.get(text)
-        if value is None:
-            value = self._normalised[text] = normalise(text)
-        return value
-
-    def tokenize(self, text: str) -> list[str]:
-        value = self._tokens.get(text)
-        if value is None:
-            value = self._tokens[text] = tokenize_normalised(text)
-        return value
-
-    def lead(self, chars: int) -> Callable[[str], str]:
-        return lambda text: self.normalise(text)[:chars]
-
-
-def _restore_text_functions(pipeline: Pipeline) -> None:
-    """The fitted pipeline as `build_pipeline` without a cache builds it (what is saved and compiled)."""
-    for name, vectorizer in pipeline.named_steps["features"].transformer_list:
-        if name == "words":
-            vectorizer.set_params(preprocessor=normalise, tokenizer=tokenize_normalised)
-        elif name == "lead":
-            vectorizer.set_params(preprocessor=LeadPreprocessor(vectorizer.qinglian_lead_chars))
-        else:
-            vectorizer.set_params(preprocessor=normalise)
+def finish_pipeline(pipeline: Pipeline) -> Pipeline:
+    """The fitted pipeline as it is saved and served: without the training memo, and without the vectorizer's
+    `stop_words_` (the n-grams left out by `min_df`, kept by scikit-learn only for introspection; its
+    documentation says they can be removed)."""
+    features = pipeline.named_steps["features"]
+    features.analyzer.memo = None
+    if hasattr(features, "stop_words_"):
+        del features.stop_words_
+    return pipeline
 
 
 def canonical_order(examples: Sequence[Example]) -> list[Example]:
@@ -199,7 +160,7 @@ def data_fingerprint(examples: Sequence[Example]) -> str:
 
 def library_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
-    for name in ("scikit-learn", "numpy", "scipy", "joblib", "jieba", "opencc-python-reimplemented"):
+    for name in RECORDED_LIBRARIES:
         try:
             versions[name] = importlib_metadata.version(name)
         except importlib_metadata.PackageNotFoundError:
@@ -219,38 +180,21 @@ def check_examples(examples: Sequence[Example], calibration_folds: int) -> int:
 
 
 def _fit(params: TrainingParams, texts: Sequence[str], labels: np.ndarray, calibration_folds: int,
-         text: _TextCache) -> Pipeline:
-    pipeline = build_pipeline(params, calibration_folds=calibration_folds, text=text)
+         memo: Memo) -> Pipeline:
+    pipeline = build_pipeline(params, calibration_folds=calibration_folds, memo=memo)
     pipeline.fit(list(texts), labels)
     return pipeline
 
 
-def select_lead_chars(examples: Sequence[Example], params: TrainingParams, calibration_folds: int,
-                      text: _TextCache | None = None) -> dict[str, Any]:
-    """Choose `lead_chars` among `params.lead_candidates` by a stratified, shuffled (seeded with
-    `params.random_state`) `params.selection_folds`-fold cross-validation of `examples` alone: the highest mean
-    macro-F1 wins, ties go to the earlier candidate. Deterministic."""
-    from sklearn.metrics import f1_score
-
-    text = text or _TextCache()
-    started = time.perf_counter()
-    texts = np.array([e.text for e in examples], dtype=object)
-    labels = np.array([e.label for e in examples])
-    folds = StratifiedKFold(params.selection_folds, shuffle=True, random_state=params.random_state)
-    scores = dict.fromkeys(params.lead_candidates, 0.0)
-    for train_rows, test_rows in folds.split(texts, labels):
-        inner_calibration = max(2, min(calibration_folds, min(Counter(labels[train_rows]).values())))
-        for candidate in params.lead_candidates:
-            fitted = _fit(dataclasses.replace(params, lead_chars=candidate), texts[train_rows], labels[train_rows],
-                          inner_calibration, text)
-            predicted = fitted.predict(list(texts[test_rows]))
-            scores[candidate] += float(f1_score(labels[test_rows], predicted, average="macro")) / folds.n_splits
-    chosen = max(params.lead_candidates, key=lambda candidate: (round(scores[candidate], 12),
-                                                                -params.lead_candidates.index(candidate)))
-    return {"parameter": "lead_chars", "chosen": chosen, "folds": params.selection_folds,
-            "seed": params.random_state, "metric": "macro_f1",
-            "scores": {str(candidate): round(score, 4) for candidate, score in scores.items()},
-            "seconds": round(time.perf_counter() - started, 3)}
+def choose_lead_chars(examples: Sequence[Example], params: TrainingParams) -> dict[str, Any]:
+    """The opening block for `lead_chars=None`: `params.lead_auto_chars` when the training reports are long —
+    their median normalised length at least `params.lead_min_median_chars`, as messages with a title are —
+    none otherwise. Deterministic; what was chosen and why goes to the model's metadata (`selection`)."""
+    lengths = sorted(len(normalise(e.text)) for e in examples)
+    median = float(np.median(lengths)) if lengths else 0.0
+    chosen = params.lead_auto_chars if median >= params.lead_min_median_chars else 0
+    return {"parameter": "lead_chars", "chosen": chosen, "rule": "median length of the training reports",
+            "median_chars": median, "threshold_chars": params.lead_min_median_chars}
 
 
 def train(
@@ -268,18 +212,14 @@ def train(
     report(TRAIN_STEPS[0])
     warm_up(None)
     report(TRAIN_STEPS[1])
-    text = _TextCache()
+    memo: Memo = {}
     selection: dict[str, Any] | None = None
     if chosen.lead_chars is None:
-        counts = Counter(e.label for e in ordered)
-        if len(chosen.lead_candidates) > 1 and min(counts.values()) >= 2 * chosen.selection_folds:
-            selection = select_lead_chars(ordered, chosen, folds, text)
-            chosen = dataclasses.replace(chosen, lead_chars=int(selection["chosen"]))
-        else:  # nothing to choose, or too few examples to cross-validate: the first candidate
-            chosen = dataclasses.replace(chosen, lead_chars=chosen.lead_candidates[0] if chosen.lead_candidates else 0)
+        selection = choose_lead_chars(ordered, chosen)
+        chosen = dataclasses.replace(chosen, lead_chars=int(selection["chosen"]))
     report(TRAIN_STEPS[2])
-    pipeline = _fit(chosen, [e.text for e in ordered], np.array([e.label for e in ordered]), folds, text)
-    _restore_text_functions(pipeline)
+    pipeline = _fit(chosen, [e.text for e in ordered], np.array([e.label for e in ordered]), folds, memo)
+    finish_pipeline(pipeline)
     counts = Counter(e.label for e in ordered)
     return TrainedModel(
         pipeline=pipeline,

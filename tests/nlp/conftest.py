@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,27 @@ def data_dir_with_model(data_dir: Path, saved_models: tuple[Path, ModelInfo]) ->
     shutil.copytree(source, data_dir / "models")
     ModelRegistry(data_dir / "models").promote(info.version)
     yield data_dir, info.version
+
+
+@pytest.fixture
+def old_format_model() -> Callable[[Path], Path]:
+    """Writes a model directory as versions before the scikit-learn pipeline was served left it
+    (model.joblib + compiled.npz, metadata without a format); returns the directory."""
+
+    def write(model_dir: Path) -> Path:
+        model_dir.mkdir(parents=True)
+        (model_dir / "model.joblib").write_bytes(b"an old pickled pipeline")
+        (model_dir / "compiled.npz").write_bytes(b"old compiled arrays")
+        metadata = {
+            "version": model_dir.name, "created_at": "2025-01-01T00:00:00+00:00",
+            "sha256": hashlib.sha256(b"an old pickled pipeline").hexdigest(),
+            "compiled_sha256": hashlib.sha256(b"old compiled arrays").hexdigest(), "compiled_format": 1,
+            "source": "seed corpus (train split)", "labels": ["medical", "other"], "label_counts": {},
+            "n_examples": 1037, "data_fingerprint": "abcdef", "params": {},
+            "library_versions": {"scikit-learn": "1.5.2"}, "training_seconds": 4.0,
+            "metrics": {"macro_f1": 0.95, "accuracy": 0.95},
+        }
+        (model_dir / "metadata.json").write_text(json.dumps(metadata), encoding="utf-8")
+        return model_dir
+
+    return write

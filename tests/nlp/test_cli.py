@@ -2,17 +2,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
-import nlp.registry
 from nlp.cli import app, classify, model_app
-from nlp.corpus import Example, load_seed_corpus
-from nlp.registry import ModelRegistry
-from nlp.training import TrainedModel
+from nlp.corpus import load_seed_corpus
+from nlp.registry import ModelInfo, ModelRegistry
 
 runner = CliRunner()
 
@@ -74,25 +71,29 @@ def test_classify_file_with_explain_and_model(data_dir_with_model: tuple[Path, s
     assert result.exit_code == 0, result.output
     outputs = _json_lines(result.stdout)
     assert [o["id"] for o in outputs] == list(range(len(texts)))
-    assert all(o["model_version"] == version and isinstance(o["terms"], list) for o in outputs)
+    assert {key for o in outputs for key in o} == {"id", "label", "confidence", "top", "terms", "runner_up",
+                                                    "contrast_terms", "model_version"}
+    assert all(o["model_version"] == version for o in outputs)
+    assert all(isinstance(o["terms"], list) and isinstance(o["contrast_terms"], list) for o in outputs)
+    assert sum(1 for o in outputs if o["terms"]) >= 0.95 * len(outputs)
+    assert any(o["runner_up"] is not None and o["contrast_terms"] for o in outputs)
 
 
-def test_classify_trains_the_default_model_on_a_fresh_install(data_dir: Path, trained: TrainedModel,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """The flow of a fresh install; the training itself is the session's (tests/nlp/test_registry.py trains)."""
-    seen: list[int] = []
-
-    def train_and_register(registry: ModelRegistry, examples: list[Example] | None = None, **kwargs: Any) -> Any:
-        seen.append(len(examples or load_seed_corpus("train")))
-        return registry.add(trained, {"macro_f1": 0.95, "accuracy": 0.95}, source="seed corpus (train split)")
-
-    monkeypatch.setattr(nlp.registry, "train_and_register", train_and_register)
+def test_classify_trains_the_default_model_on_a_fresh_install(data_dir: Path,
+                                                              saved_models: tuple[Path, ModelInfo]) -> None:
     result = runner.invoke(app, ["classify"], input="医保卡被药店拿去刷了日用品\n")
     assert result.exit_code == 0, result.output
     assert _json_lines(result.stdout)[0]["label"] == "medical"
-    assert "training the default model" in result.stderr
-    assert ModelRegistry(data_dir / "models").promoted() is not None
-    assert seen == [len(load_seed_corpus("train"))]
+    assert "no promoted classifier model: training the default model from the seed corpus" in result.stderr
+    registry = ModelRegistry(data_dir / "models")
+    promoted = registry.promoted()
+    assert promoted is not None and [e["action"] for e in registry.events()] == ["promote"]
+    # deterministic: the same data as the session's model, the same answers
+    assert promoted.data_fingerprint == saved_models[1].data_fingerprint
+    texts = [e.text for e in load_seed_corpus("eval")[:40]]
+    session_model = ModelRegistry(saved_models[0]).load(saved_models[1].version)
+    assert [t.top for t in registry.load_promoted().classify_many(texts)] == [
+        t.top for t in session_model.classify_many(texts)]
 
 
 def test_train_evaluate_promote_gate_rollback(data_dir_with_model: tuple[Path, str], tmp_path: Path) -> None:
@@ -106,10 +107,21 @@ def test_train_evaluate_promote_gate_rollback(data_dir_with_model: tuple[Path, s
 
     result = runner.invoke(app, ["model", "evaluate", "--model", second, "--max-errors", "3"])
     assert result.exit_code == 0, result.output
-    for needle in ("precision", "recall", "macro-F1", "confusion matrix", "misclassified", "confidence threshold"):
+    for needle in ("precision", "recall", "macro-F1", "confusion matrix", "misclassified", "accuracy by language",
+                   "reliability of the confidence: expected calibration error", "0.9–1.0",
+                   "of the auto-routed reports correct", "of the reports to triage"):
         assert needle in result.stdout
+    info = ModelRegistry(data_dir / "models").get(second)
+    assert (f"confidence threshold by the rule (lowest t (0.01 grid) with ≥ 97% of the reports at or above t "
+            f"correctly labelled and ≤ 20% below t): {info.metrics['suggested_threshold']:.2f}") in result.stdout
+
     [png] = (data_dir / "reports").glob(f"confusion-{second}-*.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+    result = runner.invoke(app, ["model", "evaluate", "--model", second, "--split", "boundary", "--max-errors", "0"])
+    assert result.exit_code == 0, result.output
+    assert "boundary split (never trained on)" in result.stdout
+    assert "accuracy by boundary rule" in result.stdout
 
     result = runner.invoke(app, ["model", "promote", second])
     assert result.exit_code == 0, result.output

@@ -7,11 +7,14 @@ from pathlib import Path
 import pytest
 
 from nlp.corpus import (
+    BOUNDARY_RULES,
     Example,
+    check_boundary_split,
     check_seed_corpus,
     draw_eval_split,
     eval_ids,
-    exclude_eval_texts,
+    exclude_held_out_texts,
+    load_boundary_split,
     load_dataset,
     load_seed_corpus,
     near_duplicates,
@@ -87,11 +90,29 @@ def test_load_dataset_missing_file(tmp_path: Path) -> None:
         load_dataset(tmp_path / "nope.jsonl")
 
 
-def test_exclude_eval_texts_drops_evaluation_reports() -> None:
+def test_exclude_held_out_texts_drops_evaluation_and_boundary_reports() -> None:
     held_out = load_seed_corpus("eval")[0]
-    leaked = Example(text=f" {held_out.text.upper()} ", label=held_out.label, id="copy")
-    kept, dropped = exclude_eval_texts([leaked, Example(text="一条新的举报", label="other")])
-    assert (len(kept), dropped) == (1, 1)
+    boundary = load_boundary_split()[0]
+    leaked = [Example(text=f" {held_out.text.upper()} ", label=held_out.label, id="copy"),
+              Example(text=boundary.text.replace("，", " ，"), label=boundary.label, id="copy-2")]
+    kept, dropped = exclude_held_out_texts([*leaked, Example(text="一条新的举报", label="other")])
+    assert (kept, dropped) == ([Example(text="一条新的举报", label="other")], 2)
+
+
+def test_boundary_split_passes_its_checks_and_covers_every_rule_and_label() -> None:
+    assert check_boundary_split() == []
+    boundary = load_boundary_split()
+    assert {e.rule for e in boundary} == set(BOUNDARY_RULES)
+    assert {e.label for e in boundary} == set(LABELS)
+    assert {e.lang for e in boundary} == {"zh", "zh-hant", "en", "mixed"}
+
+
+def test_boundary_split_is_not_in_the_seed_corpus() -> None:
+    seed_keys = {text_key(e.text) for e in load_seed_corpus("all")}
+    seed_ids = {e.id for e in load_seed_corpus("all")}
+    boundary = load_boundary_split()
+    assert not {text_key(e.text) for e in boundary} & seed_keys
+    assert not {e.id for e in boundary} & seed_ids
 
 
 def test_near_duplicates() -> None:

@@ -3,12 +3,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from nlp.errors import ModelNotFoundError, PromotionRefusedError, RegistryError
-from nlp.registry import ModelInfo, ModelRegistry, ensure_default_model
+from nlp.corpus import load_boundary_split
+from nlp.errors import ModelFormatError, ModelNotFoundError, PromotionRefusedError, RegistryError
+from nlp.registry import ModelInfo, ModelRegistry, ensure_default_model, train_and_register, unservable_reason
 from nlp.training import TrainedModel
 
 
@@ -112,14 +114,63 @@ def test_ensure_default_model_keeps_a_promoted_model(tmp_path: Path, saved_model
     assert messages == []
 
 
-def test_ensure_default_model_trains_and_promotes_on_a_fresh_install(tmp_path: Path,
-                                                                     saved_models: tuple[Path, ModelInfo]) -> None:
+def _promote_by_hand(models_dir: Path, version: str) -> None:
+    """What an earlier version's registry.json looks like with `version` promoted."""
+    (models_dir / "registry.json").write_text(json.dumps({"history": [version], "events": []}), encoding="utf-8")
+
+
+def test_a_promoted_model_of_the_old_format_is_replaced_by_a_new_default_model(
+        tmp_path: Path, saved_models: tuple[Path, ModelInfo], old_format_model: Callable[[Path], Path]) -> None:
+    old = old_format_model(tmp_path / "models" / "20250101-000000-abcdef")
+    _promote_by_hand(tmp_path / "models", old.name)
+    registry = ModelRegistry(tmp_path / "models")
+    assert unservable_reason(registry.get(old.name)) is not None
     messages: list[str] = []
     info = ensure_default_model(tmp_path, progress=messages.append)
-    assert info.promoted
-    assert info.data_fingerprint == saved_models[1].data_fingerprint  # same data as the session model
-    assert messages[0].startswith("no promoted classifier model")
-    assert "promoted" in messages[-1]
-    assert json.loads((tmp_path / "models" / "registry.json").read_text())["history"] == [info.version]
-    assert ModelRegistry(tmp_path / "models").load_promoted().classify("医院乱收费").top == \
-        ModelRegistry(saved_models[0]).load(saved_models[1].version).classify("医院乱收费").top
+    assert messages[0].startswith("the promoted classifier model cannot be served (model 20250101-000000-abcdef "
+                                  "was saved by an earlier version of Qinglian (model.joblib + compiled.npz)")
+    assert info.data_fingerprint == saved_models[1].data_fingerprint
+    assert registry.promoted() == info
+    assert [(e["action"], e["version"], e["previous"], e["forced"]) for e in registry.events()] == [
+        ("promote", info.version, old.name, True)]
+    assert [i.version for i in registry.list()] == [old.name, info.version]  # the old one is kept, listed
+    with pytest.raises(ModelFormatError, match="earlier version of Qinglian"):
+        registry.rollback()  # back to a model this installation cannot serve: refused
+    assert registry.promoted() == info
+
+
+def test_a_model_saved_with_another_scikit_learn_cannot_be_promoted(tmp_path: Path,
+                                                                    saved_models: tuple[Path, ModelInfo]) -> None:
+    registry, first = _registry(tmp_path, saved_models)
+    metadata_file = first.path / "metadata.json"
+    metadata = json.loads(metadata_file.read_text(encoding="utf-8"))
+    metadata["library_versions"]["scikit-learn"] = "0.24.2"
+    metadata_file.write_text(json.dumps(metadata), encoding="utf-8")
+    with pytest.raises(ModelFormatError, match=r"saved with scikit-learn 0\.24\.2"):
+        registry.promote(first.version, force=True)
+    assert registry.promoted() is None
+
+
+def test_boundary_reports_are_never_trained_on(tmp_path: Path, saved_models: tuple[Path, ModelInfo],
+                                               trained: TrainedModel) -> None:
+    messages: list[str] = []
+    boundary = load_boundary_split()
+    info = train_and_register(ModelRegistry(tmp_path / "models"), extra_examples=boundary[:25],
+                              progress=messages.append)
+    assert "left out 25 example(s) whose text is in the evaluation or the boundary split" in messages
+    assert info.n_examples == trained.n_examples
+    assert info.data_fingerprint == trained.data_fingerprint  # exactly the seed training split
+
+
+def test_metrics_record_calibration_threshold_and_boundary_split(saved_models: tuple[Path, ModelInfo]) -> None:
+    metrics = saved_models[1].metrics
+    assert [row["low"] for row in metrics["reliability"]] == [round(0.1 * n, 1) for n in range(10)]
+    assert sum(row["n"] for row in metrics["reliability"]) == metrics["n"]
+    assert 0.0 <= metrics["ece"] <= 0.05
+    assert 0.0 < metrics["suggested_threshold"] < 1.0 and metrics["threshold_rule_met"] is True
+    assert metrics["threshold_precision"] >= 0.97 and metrics["threshold_triage_share"] <= 0.2
+    assert set(metrics["accuracy_by_language"]) == {"zh", "zh-hant", "en", "mixed"}
+    boundary = metrics["boundary"]
+    assert boundary["n"] == len(load_boundary_split())
+    assert boundary["macro_f1"] >= 0.92
+    assert set(boundary["accuracy_by_rule"]) == {"sector", "show_project", "window", "money", "conduct", "other"}

@@ -9,7 +9,7 @@ import pytest
 
 from nlp import tokenizer
 from nlp.corpus import load_seed_corpus
-from nlp.tokenizer import dictionary_cache_file, domain_terms, normalise, stop_words, tokenize
+from nlp.tokenizer import domain_terms, normalise, stop_words, tokenize
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -71,60 +71,39 @@ def test_tokenize_of_nothing_is_empty(text: str) -> None:
     assert tokenize(text) == []
 
 
-def test_warm_up_puts_the_dictionary_cache_in_the_given_directory_once(tmp_path: Path) -> None:
+def test_segmentation_is_jiebas_own_tokenizer_with_the_domain_terms() -> None:
+    segmenter = tokenizer.segmenter()
+    assert isinstance(segmenter, jieba.Tokenizer)
+    assert Path(segmenter.dictionary).name.startswith(tokenizer.MAIN_DICTIONARY_PREFIX)
+    text = "村干部推诿扯皮，低保户的医保卡被挂靠公司拿去用了"
+    assert tokenizer.segment(text) == segmenter.lcut(text, HMM=False)
+    assert {"推诿扯皮", "低保户", "医保卡", "挂靠"} <= set(tokenizer.segment(text))
+
+
+def test_trimmed_main_dictionary_keeps_jiebas_lines(tmp_path: Path) -> None:
+    path = tokenizer.main_dictionary_file(tmp_path)
+    kept = path.read_text(encoding="utf-8").splitlines()
+    source = tokenizer.jieba_dictionary_file().read_text(encoding="utf-8").splitlines()
+    expected = [line for line in source
+                if int(line.split(" ")[1]) >= tokenizer.DICTIONARY_MIN_FREQUENCY or len(line.split(" ")[0]) == 1]
+    assert kept == expected
+    assert tokenizer.main_dictionary_file(tmp_path) == path  # written once
+
+
+def test_warm_up_puts_the_dictionary_and_jiebas_cache_in_the_given_directory(tmp_path: Path) -> None:
     script = (
-        "import sys, time; from pathlib import Path; from nlp.tokenizer import warm_up, is_warm, tokenize\n"
+        "import sys; from pathlib import Path; from nlp.tokenizer import warm_up, is_warm, tokenize\n"
         "assert not is_warm(); warm_up(Path(sys.argv[1])); assert is_warm()\n"
-        "started = time.perf_counter(); warm_up(Path(sys.argv[1])); assert time.perf_counter() - started < 0.01\n"
-        "print(' '.join(tokenize('推诿扯皮')), 'jieba' in sys.modules)"
+        "print(' '.join(tokenize('推诿扯皮的宅基地审批')))"
     )
     outputs = []
-    for _ in range(2):  # builds the cache, then reads it
+    for _ in range(2):  # builds the dictionary and jieba's cache, then reads the cache
         result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
                                 cwd=REPO, timeout=60, check=False)
         assert result.returncode == 0, result.stderr
+        assert "prefix dict" not in result.stderr and "Loading model" not in result.stderr  # jieba's log is silenced
         outputs.append(result.stdout.strip())
-    assert outputs == ["推诿扯皮 False", "推诿扯皮 False"]  # jieba's package (and pkg_resources) never imported
-    assert dictionary_cache_file(tmp_path).is_file()
-
-
-def test_a_broken_dictionary_cache_is_rebuilt(tmp_path: Path) -> None:
-    cache = dictionary_cache_file(tmp_path)
-    cache.write_text("garbage\n", encoding="utf-8")
-    table, total = tokenizer.load_dictionary(tmp_path)
-    assert total > 0 and "推诿扯皮" in table
-    assert cache.read_text(encoding="utf-8").startswith("# total ")
-
-
-def _jieba_on_the_reduced_dictionary(directory: Path) -> jieba.Tokenizer:
-    """jieba itself on the words `build_dictionary` keeps, with the domain terms added by its `add_word`."""
-    import jieba
-
-    base = directory / "base.txt"
-    with tokenizer.jieba_dictionary_file().open(encoding="utf-8") as source, base.open("w", encoding="utf-8") as out:
-        for line in source:
-            word, frequency = line.split(" ")[:2]
-            if int(frequency) >= tokenizer.DICTIONARY_MIN_FREQUENCY or len(word) == 1:
-                out.write(line)
-    segmenter = jieba.Tokenizer(str(base))
-    segmenter.tmp_dir = str(directory)
-    segmenter.initialize()
-    for term in domain_terms():
-        segmenter.add_word(term)
-    return segmenter
-
-
-def test_reduced_dictionary_is_what_jieba_builds_from_it(tmp_path: Path) -> None:
-    segmenter = _jieba_on_the_reduced_dictionary(tmp_path)
-    frequencies, total = tokenizer.build_dictionary()
-    assert (frequencies, total) == (segmenter.FREQ, segmenter.total)
-    assert tokenizer._RE_HAN.pattern == jieba.re_han_default.pattern
-    assert tokenizer._RE_SKIP.pattern == jieba.re_skip_default.pattern
-
-
-def test_segment_is_jieba_without_hmm(tmp_path: Path) -> None:
-    segmenter = _jieba_on_the_reduced_dictionary(tmp_path)
-    texts = [e.text for e in load_seed_corpus("all")] + ["abc123def 4.5% C++ #tag a_b-c", "Привет こんにちは 😀", ""]
-    for text in texts:
-        for variant in (text, normalise(text)):
-            assert tokenizer.segment(variant) == segmenter.lcut(variant, HMM=False)
+    assert outputs == ["推诿扯皮 宅基地 审批", "推诿扯皮 宅基地 审批"]
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert len(names) == 2
+    assert names[0].startswith("jieba-main-50-") and names[1].startswith("jieba.u") and names[1].endswith(".cache")
