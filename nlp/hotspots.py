@@ -45,7 +45,7 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
-from scipy.sparse import csr_matrix, diags, triu
+from scipy.sparse import csr_matrix, diags
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import squareform
 

@@ -6,8 +6,8 @@ ships for its keyword extraction (`jieba/analyse/idf.txt`, read as a file; only 
 memory, every other word gets the table's median, as `jieba.analyse` does).
 
 - **Relevance** = 0.6 · coverage + 0.4 · min(1, cosine / 0.25). The report's key phrases are its 8 words of
-  highest TF-IDF (adjacent key words joined: 社保 + 窗口 → 社保窗口), its counted quantities (四次, 3个月, 2000元)
-  and its named places; coverage is the IDF-weighted share of them the reply mentions. cosine is the TF-IDF
+  highest TF-IDF (adjacent key words joined: 社保 + 窗口 → 社保窗口), and its counted quantities (四次, 3个月,
+  2000元); coverage is the IDF-weighted share of them the reply mentions. cosine is the TF-IDF
   cosine of the two texts' words.
 - **Completeness**: does the reply say what was found (经查/调查/核实…), what was done (已责令/整改/处理…), on which
   basis (根据《…》/依据/规定…) and whom to contact (电话/联系/咨询 with a number)? Weights 0.3, 0.3, 0.2, 0.2.
@@ -51,7 +51,9 @@ _ACTIONS = re.compile(
     r"已责令|责令|已处理|处理|整改|已督促|督促|已安排|已协调|协调|立案|处罚|罚款|已要求|已派|已完成|已解决|拆除|"
     r"已下达|约谈|已通知|已移交|移送|清理|修复|维修|已办理|已发放|已落实|已纳入|将于"
 )
-_BASIS = re.compile(r"根据《|依据《|按照《|《[^》]{2,40}》|规定|第[一二三四五六七八九十百零\d]+条|政策|法律|法规|条例|办法")
+_BASIS = re.compile(
+    r"根据《|依据《|按照《|《[^》]{2,40}》|规定|第[一二三四五六七八九十百零\d]+条|政策|法律|法规|条例|办法"
+)
 _CONTACT_WORD = re.compile(r"电话|联系|咨询|热线|来电|来访|窗口")
 _PHONE = re.compile(r"(?<!\d)(?:\d{3,4}-?\d{7,8}|1\d{10}|\d{5,8}|12345)(?!\d)")
 _COURTESY = re.compile(

@@ -26,6 +26,7 @@ same district and the days between the two reports.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import re
 import struct
@@ -42,16 +43,17 @@ DEFAULT_BANDS = 32
 LEAD_CHARS = 50
 SIGNATURE_FORMAT = 1
 
-# The text similarity at which two reports count as fully similar in `combined_score`: in the measurements
-# (docs/mining.md) the median estimated Jaccard similarity of two messages about the same problem is about 0.12
-# and 99.9 % of random pairs stay below 0.08; texts written from one template reach 0.3 and more.
-TEXT_SIMILARITY_SATURATION = 0.3
+# `combined_score` counts text similarity from FLOOR (99 % of random pairs of real messages stay below 0.05) and
+# in full from SATURATION (the median of two messages about the same problem is 0.13, near-copies reach 0.3 and
+# more); figures in docs/mining.md.
+TEXT_SIMILARITY_FLOOR = 0.05
+TEXT_SIMILARITY_SATURATION = 0.25
 TEXT_WEIGHT = 0.6
 PLACE_WEIGHT = 0.3
 DISTRICT_WEIGHT = 0.1
 TIME_HALF_LIFE_DAYS = 60.0
 # Candidates scoring at least this are shown as similar cases (chosen in docs/mining.md).
-SIMILAR_THRESHOLD = 0.35
+SIMILAR_THRESHOLD = 0.45
 
 _MASK63 = (1 << 63) - 1
 _SIGNED_OFFSET = 1 << 64
@@ -123,10 +125,10 @@ def shingles(text: str) -> set[str]:
     again under the prefix "lead:"."""
     words = tokenize(text)
     result = set(words)
-    result.update(f"{first} {second}" for first, second in zip(words, words[1:], strict=False))
+    result.update(f"{first} {second}" for first, second in itertools.pairwise(words))
     lead = tokenize(normalise(text)[:LEAD_CHARS])
     result.update(f"lead:{word}" for word in lead)
-    result.update(f"lead:{first} {second}" for first, second in zip(lead, lead[1:], strict=False))
+    result.update(f"lead:{first} {second}" for first, second in itertools.pairwise(lead))
     return result
 
 
@@ -173,7 +175,8 @@ class Signature:
         return cls(minhash, tuple(keys[:band_count]), tuple(keys[band_count:]))
 
     @classmethod
-    def from_minhash_bytes(cls, data: bytes, band_keys: Iterable[int] = (), place_keys: Iterable[int] = ()) -> Signature:
+    def from_minhash_bytes(cls, data: bytes, band_keys: Iterable[int] = (),
+                           place_keys: Iterable[int] = ()) -> Signature:
         """A signature from a stored `minhash_bytes` value (band and place keys as stored beside it)."""
         if len(data) % 4:
             raise ValueError("a MinHash is a whole number of 32-bit values")
@@ -271,16 +274,19 @@ def same_place(first: Signature, second: Signature) -> bool:
 def combined_score(text_sim: float, same_place: bool, same_district: bool, days_apart: float) -> float:
     """How likely two reports are about the same problem, in [0, 1].
 
-    score = (0.6 · min(1, text_sim / 0.3) + 0.3 · same_place + 0.1 · same_district) · (0.5 + 0.5 · 2^(-days/60))
+    text  = min(1, max(0, (text_sim - 0.05) / (0.25 - 0.05)))
+    score = (0.6 · text + 0.3 · same_place + 0.1 · same_district) · (0.5 + 0.5 · 2^(-days / 60))
 
-    Text similarity saturates at an estimated Jaccard similarity of 0.3 (see TEXT_SIMILARITY_SATURATION); the same
-    place adds 0.3 and the same district 0.1; the time factor halves the score's time-dependent half every 60
-    days, so a report a year older keeps a little over half its score. `similar_cases` shows candidates from
-    SIMILAR_THRESHOLD up (docs/mining.md has the measured recall and false-positive rate).
+    The estimated Jaccard similarity counts from 0.05 and in full from 0.25 (TEXT_SIMILARITY_FLOOR/SATURATION); the
+    same place adds 0.3 and the same district 0.1, so place and district alone (0.4) stay below SIMILAR_THRESHOLD
+    (0.45): two different problems at one estate are not similar cases. The time factor halves its time-dependent
+    half every 60 days: a report a year older keeps a little over half its score. docs/mining.md has the measured
+    recall and false-positive rate per threshold.
     """
     if not 0.0 <= text_sim <= 1.0:
         raise ValueError(f"text similarity {text_sim} is not in [0, 1]")
-    text_part = min(1.0, text_sim / TEXT_SIMILARITY_SATURATION)
+    text_part = min(1.0, max(0.0, (text_sim - TEXT_SIMILARITY_FLOOR)
+                                 / (TEXT_SIMILARITY_SATURATION - TEXT_SIMILARITY_FLOOR)))
     base = TEXT_WEIGHT * text_part + PLACE_WEIGHT * float(same_place) + DISTRICT_WEIGHT * float(same_district)
     time_factor = 0.5 + 0.5 * math.pow(2.0, -abs(days_apart) / TIME_HALF_LIFE_DAYS)
     return base * time_factor

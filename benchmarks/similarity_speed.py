@@ -1,0 +1,305 @@
+"""Similar-case lookup at scale: N synthetic cases' similarity signatures in PostgreSQL, and how fast a new
+report finds its similar cases.
+
+    python -m benchmarks.similarity_speed [--cases 10000] [--queries 300] \
+        [--database-url postgresql+asyncpg://postgres@127.0.0.1/postgres]
+
+It creates a throwaway database next to the one in the URL (dropped at the end unless --keep), builds
+
+    similarity_cases(case_id bigint primary key, created_at timestamptz, district smallint, minhash bytea)
+    similarity_bands(band_key bigint, case_id bigint)      -- index on band_key: one row per case and band
+    similarity_places(place_key bigint, case_id bigint)    -- index on place_key: one row per case and place name
+
+with SQLAlchemy Core on asyncpg, then times the lookup of a new report: one statement fetching the cases that
+share at least one band key with it (the 200 sharing most) or one place key within the last 180 days (the 200
+most recent), then ranking them in Python by `combined_score`. The queries are half near-copies of stored cases
+(another resident's words for the same problem at the same place) and half new reports. It prints the build
+rates and the lookup's p50/p95/p99. The texts come from word lists in this file (invented places and units).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    Table,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    union_all,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from nlp.similarity import SIMILAR_THRESHOLD, Signature, SimilarityHasher, combined_score, similarities
+from nlp.tokenizer import warm_up
+
+DISTRICTS = ["东湖区", "西岭区", "南江区", "北塘区", "青山县", "云溪县", "白沙市", "临川区", "桃源县", "金水区"]
+ESTATE_FIRST = list("青南东金阳和新华江山湖桂明安兴福瑞景星锦翠碧龙凤松竹梅兰泉溪月云")
+ESTATE_SECOND = list("苑庭湾城府园郡轩居阁")
+ESTATE_KIND = ["小区", "花园", "家园", "新村", "公馆", "", "", ""]
+ROADS = ["人民路", "解放路", "建设大道", "滨江路", "文化街", "迎宾路", "工业大道", "环城北路", "学府路", "新民街"]
+UNITS = [
+    "区市场监管局", "区住建局", "街道办事处", "社区居委会", "派出所", "镇卫生院", "第三中学", "实验小学",
+    "不动产登记中心", "政务服务中心", "区城管执法大队", "区人社局社保窗口", "区医保局", "镇政府", "村委会",
+    "区教育局", "区自然资源局", "区生态环境分局", "公交公司", "燃气公司",
+]
+PROBLEMS = [
+    "工作人员上班时间玩手机，群众排队很久也没人理", "办理业务要求先送红包才给盖章", "不动产证拖了半年还没办下来",
+    "违规收取所谓的加急费", "工地夜间施工噪音扰民，凌晨还在浇筑", "村干部优亲厚友，低保名额给了亲戚",
+    "学校强制学生参加收费补课", "医院乱收检查费，医保报销被拒", "窗口人员态度恶劣，一次性告知不清楚",
+    "扶贫资金被截留，贫困户没有拿到补贴", "工程项目未招标就开工，质量很差", "领导干部公车私用，周末开去钓鱼",
+    "违建多年无人查处，举报后也没有下文", "垃圾站臭气熏天，夏天蚊蝇成群", "道路开挖后一直没有恢复，车辆无法通行",
+    "征地补偿款没有按标准发放", "物业违规收取停车费，业主委员会被架空", "食堂承包给领导亲属，饭菜价格高质量差",
+    "社保转移手续来回跑了四次还没办好", "拆迁安置房迟迟不交付，过渡费也停发了",
+]
+DETAILS = [
+    "我已经反映了{n}次", "前后跑了{n}趟", "等了{n}个小时", "已经持续{n}个月", "涉及{n}户居民", "多次打电话都没人接",
+    "希望有关部门尽快调查处理", "请纪委监委介入", "周边很多居民都有意见", "我们有照片和录音可以作证",
+    "负责人说这是上面的规定", "工作人员互相推诿", "去年也发生过同样的事情", "请给我们一个明确的答复",
+]
+NUMBERS = ["两", "三", "四", "五", "六", "十", "2", "3", "5", "8"]
+
+
+@dataclass(frozen=True)
+class SyntheticReport:
+    text: str
+    place: str
+    district: int
+    created_at: datetime
+
+
+def _estate(rng: random.Random) -> str:
+    return rng.choice(ESTATE_FIRST) + rng.choice(ESTATE_FIRST) + rng.choice(ESTATE_SECOND) + rng.choice(ESTATE_KIND)
+
+
+def synthetic_report(rng: random.Random, created_at: datetime, *, place: str | None = None,
+                     problem: str | None = None, district: int | None = None) -> SyntheticReport:
+    """One invented report: a place (an estate, a road or a unit in a district), a problem and some details."""
+    district = rng.randrange(len(DISTRICTS)) if district is None else district
+    if place is None:
+        kind = rng.random()
+        if kind < 0.45:
+            place = _estate(rng)
+        elif kind < 0.7:
+            place = rng.choice(ROADS) + _estate(rng)
+        else:
+            place = DISTRICTS[district][:2] + rng.choice(UNITS)
+    problem = problem or rng.choice(PROBLEMS)
+    details = rng.sample(DETAILS, rng.randint(1, 3))
+    details = [detail.format(n=rng.choice(NUMBERS)) for detail in details]
+    opening = rng.choice(["反映", "投诉", "举报", "我要反映", "关于", ""])
+    text = f"{opening}{DISTRICTS[district]}{place}{problem}。{'，'.join(details)}。"
+    return SyntheticReport(text, DISTRICTS[district] + place, district, created_at)
+
+
+def synthetic_reports(count: int, seed: int = 1, *, days: int = 365, end: datetime | None = None
+                      ) -> list[SyntheticReport]:
+    """`count` invented reports spread over `days` days before `end`; one in ten repeats an earlier report's place
+    and problem in other words (another resident reporting the same thing)."""
+    rng = random.Random(seed)
+    end = end or datetime(2025, 1, 1, tzinfo=UTC)
+    reports: list[SyntheticReport] = []
+    for _ in range(count):
+        created_at = end - timedelta(seconds=rng.randrange(days * 86400))
+        if reports and rng.random() < 0.1:
+            earlier = rng.choice(reports)
+            problem = next(p for p in PROBLEMS if p in earlier.text)
+            place = earlier.place[len(DISTRICTS[earlier.district]):]
+            reports.append(synthetic_report(rng, created_at, place=place, problem=problem, district=earlier.district))
+        else:
+            reports.append(synthetic_report(rng, created_at))
+    return reports
+
+
+metadata = MetaData()
+cases_table = Table(
+    "similarity_cases", metadata,
+    Column("case_id", BigInteger, primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("district", SmallInteger),
+    Column("minhash", LargeBinary, nullable=False),
+)
+bands_table = Table(
+    "similarity_bands", metadata,
+    Column("band_key", BigInteger, nullable=False),
+    Column("case_id", BigInteger, nullable=False),
+    Index("ix_similarity_bands_band_key", "band_key"),
+)
+places_table = Table(
+    "similarity_places", metadata,
+    Column("place_key", BigInteger, nullable=False),
+    Column("case_id", BigInteger, nullable=False),
+    Index("ix_similarity_places_place_key", "place_key"),
+)
+CANDIDATES = 200
+WINDOW_DAYS = 180
+
+
+def lookup_statement() -> object:
+    shared = (select(bands_table.c.case_id, func.count().label("shared"))
+              .where(bands_table.c.band_key.in_(bindparam("bands", expanding=True)))
+              .group_by(bands_table.c.case_id).order_by(func.count().desc()).limit(CANDIDATES).subquery())
+    by_band = (select(cases_table, shared.c.shared).join(shared, shared.c.case_id == cases_table.c.case_id)
+               .where(cases_table.c.created_at >= bindparam("since")))
+    same_place = (select(cases_table, literal(0).label("shared"))
+                  .join(places_table, places_table.c.case_id == cases_table.c.case_id)
+                  .where(places_table.c.place_key.in_(bindparam("places", expanding=True)),
+                         cases_table.c.created_at >= bindparam("since"))
+                  .order_by(cases_table.c.created_at.desc()).limit(CANDIDATES))
+    return union_all(by_band, same_place.subquery().select())
+
+
+async def build(engine: AsyncEngine, reports: list[SyntheticReport], hasher: SimilarityHasher,
+                batch: int) -> tuple[float, float]:
+    async with engine.begin() as connection:
+        await connection.run_sync(metadata.create_all)
+    signing = inserting = 0.0
+    for start in range(0, len(reports), batch):
+        chunk = reports[start:start + batch]
+        began = time.perf_counter()
+        chunk_signatures = [hasher.signature(report.text, report.place) for report in chunk]
+        signing += time.perf_counter() - began
+        began = time.perf_counter()
+        async with engine.begin() as connection:
+            await connection.execute(insert(cases_table), [
+                {"case_id": start + offset, "created_at": report.created_at, "district": report.district,
+                 "minhash": signature.minhash_bytes()}
+                for offset, (report, signature) in enumerate(zip(chunk, chunk_signatures, strict=True))])
+            await connection.execute(insert(bands_table), [
+                {"band_key": key, "case_id": start + offset}
+                for offset, signature in enumerate(chunk_signatures) for key in signature.band_keys])
+            await connection.execute(insert(places_table), [
+                {"place_key": key, "case_id": start + offset}
+                for offset, signature in enumerate(chunk_signatures) for key in set(signature.place_keys)])
+        inserting += time.perf_counter() - began
+        if (start // batch) % 20 == 0:
+            print(f"  {start + len(chunk):>9,} cases stored", flush=True)
+    async with engine.begin() as connection:
+        await connection.execute(text("ANALYZE"))
+    return signing, inserting
+
+
+async def lookup(engine: AsyncEngine, statement: object, signature: Signature, district: int,
+                 created_at: datetime) -> list[tuple[int, float]]:
+    """Similar cases of a new report: (case id, combined score) from SIMILAR_THRESHOLD up, best first."""
+    async with engine.connect() as connection:
+        rows = (await connection.execute(statement, {  # type: ignore[call-overload]
+            "bands": list(signature.band_keys) or [0], "places": list(signature.place_keys) or [0],
+            "since": created_at - timedelta(days=WINDOW_DAYS)})).all()
+    if not rows:
+        return []
+    unique = {row.case_id: row for row in rows}
+    candidates = list(unique.values())
+    minhashes = np.frombuffer(b"".join(row.minhash for row in candidates), dtype="<u4").reshape(len(candidates), -1)
+    text_similarity = similarities(signature, minhashes)
+    place_ids = {row.case_id for row in rows if row.shared == 0}
+    scored = []
+    for row, similarity in zip(candidates, text_similarity, strict=True):
+        days = abs((created_at - row.created_at).total_seconds()) / 86400
+        score = combined_score(float(similarity), row.case_id in place_ids, row.district == district, days)
+        if score >= SIMILAR_THRESHOLD:
+            scored.append((row.case_id, score))
+    scored.sort(key=lambda item: -item[1])
+    return scored
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+async def run(arguments: argparse.Namespace) -> None:
+    warm_up()
+    url = make_url(arguments.database_url)
+    database = f"qinglian_simbench_{uuid.uuid4().hex[:8]}"
+    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as connection:
+        await connection.execute(text(f'CREATE DATABASE "{database}"'))
+    engine = create_async_engine(url.set(database=database), pool_size=2)
+    try:
+        reports = synthetic_reports(arguments.cases, seed=arguments.seed)
+        hasher = SimilarityHasher(b"benchmark key, not a secret....", num_perm=arguments.num_perm,
+                                  bands=arguments.bands)
+        print(f"{arguments.cases:,} synthetic cases, {arguments.num_perm} permutations, {arguments.bands} bands")
+        began = time.perf_counter()
+        signing, inserting = await build(engine, reports, hasher, arguments.batch)
+        print(f"built in {time.perf_counter() - began:.0f} s: signatures {len(reports) / signing:,.0f}/s, "
+              f"inserts {len(reports) / inserting:,.0f} cases/s")
+        async with engine.connect() as connection:
+            sizes = (await connection.execute(text(
+                "SELECT pg_size_pretty(pg_total_relation_size('similarity_cases')), "
+                "pg_size_pretty(pg_total_relation_size('similarity_bands')), "
+                "pg_size_pretty(pg_total_relation_size('similarity_places'))"))).one()
+        print(f"table sizes with indexes: cases {sizes[0]}, bands {sizes[1]}, places {sizes[2]}")
+        statement = lookup_statement()
+        rng = random.Random(arguments.seed + 1)
+        latencies: list[float] = []
+        found_original = 0
+        results = 0
+        end = max(report.created_at for report in reports)
+        for number in range(arguments.queries):
+            if number % 2 == 0:
+                original_id = rng.randrange(len(reports))
+                original = reports[original_id]
+                problem = next(p for p in PROBLEMS if p in original.text)
+                place = original.place[len(DISTRICTS[original.district]):]
+                query = synthetic_report(rng, original.created_at + timedelta(days=rng.randint(0, 20)),
+                                         place=place, problem=problem, district=original.district)
+            else:
+                original_id = -1
+                query = synthetic_report(rng, end)
+            signature = hasher.signature(query.text, query.place)
+            began = time.perf_counter()
+            similar = await lookup(engine, statement, signature, query.district, query.created_at)
+            latencies.append((time.perf_counter() - began) * 1000)
+            results += len(similar)
+            if original_id >= 0 and any(case_id == original_id for case_id, _ in similar):
+                found_original += 1
+        print(f"lookup over {arguments.queries} new reports: p50 {_percentile(latencies, 0.5):.1f} ms, "
+              f"p95 {_percentile(latencies, 0.95):.1f} ms, p99 {_percentile(latencies, 0.99):.1f} ms, "
+              f"mean {statistics.fmean(latencies):.1f} ms; {results / arguments.queries:.1f} similar cases per "
+              f"report; the copied case found for {found_original}/{(arguments.queries + 1) // 2} near-copies")
+    finally:
+        await engine.dispose()
+        if not arguments.keep:
+            async with admin.connect() as connection:
+                await connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        else:
+            print(f"kept database {database}")
+        await admin.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", type=int, default=10_000)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--database-url", default="postgresql+asyncpg://postgres@127.0.0.1/postgres")
+    parser.add_argument("--num-perm", type=int, default=128)
+    parser.add_argument("--bands", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
