@@ -9,7 +9,8 @@ Two stages, so that a refresh on a million stored cases stays cheap:
    of each hashed term *within the period*, so the name of an estate or a company that many reports share weighs
    more than words every report uses. Two reports' similarity is the cosine of their TF-IDF vectors over the terms
    that occur in at least 2 and at most `max_term_share` of the period's reports (one sparse matrix product; the
-   very common terms add little and would make the product dense). Reports are clustered by average linkage at
+   very common terms add little and would make the product dense); the other terms count in the vectors' norms
+   with a tenth of their weight (`uncompared_weight`). Reports are clustered by average linkage at
    `similarity_threshold`: first the connected components of the graph of pairs at or above the threshold, then
    exact average linkage inside each component (an average-linkage cluster at threshold t never spans two such
    components, because merging needs at least one pair at t or above). Cost: O(T log T) for T hashed terms of the
@@ -22,14 +23,14 @@ Groups are ranked by the heat index (`HeatParameters`, docs/mining.md):
     persistence = 1 + 0.1 · ln(1 + span_days / 7)              # over how long
     recency     = 0.5 + 0.5 · 2^(-days_since_last / half_life)  # how recent: half_life is a quarter of the period
     seriousness = mean label weight (LABEL_SERIOUSNESS; 1 for an unlabelled report)
-    coherence   = min(1, cohesion / 0.12)   # cohesion: mean similarity of a report to the group's others
+    coherence   = min(1, cohesion / 0.1)    # cohesion: mean similarity of a report to the group's others
     heat        = (volume + 3 · support) · persistence · recency · seriousness · coherence
 
 A group whose reports are only loosely alike — a theme across many places rather than one problem — ranks lower.
 Only groups with a volume of at least 2 are hot issues. `describe` then names each top group from its reports'
 readable texts (given by the caller, who may decrypt them): `place_people` is the phrase most of the group's
-titles share, preferring names of places and groups of people, with the administrative area most of them name in
-front; `description` is the most central report's title, tidied. `find_hotspots` does all of it for messages in
+titles share — a place where people live or a group of people if one is shared by half of them, else an
+organisation or facility, else any phrase — with the administrative area most of them name in front; `description` is the most central report's title, tidied. `find_hotspots` does all of it for messages in
 memory (the `qinglian hotspots` command).
 """
 
@@ -69,13 +70,16 @@ LABEL_SERIOUSNESS: dict[str, float] = {
     "other": 0.8,
 }
 
-# Endings of names of places and of groups of people, preferred when naming a group (never used to group).
-_NAME_ENDINGS = (
-    "小区", "花园", "家园", "新村", "新城", "苑", "园", "府", "庭", "湾", "郡", "城", "公馆", "广场", "大厦",
-    "公寓", "山庄", "学校", "小学", "中学", "大学", "学院", "幼儿园", "医院", "卫生院", "公司", "集团", "银行",
-    "酒店", "工厂", "厂", "市场", "路", "大道", "街", "村", "社区", "街道", "镇", "乡", "县", "区", "项目",
-    "人才", "业主", "居民", "村民", "学生", "家长", "教师", "老师", "职工", "员工", "工人", "农民", "受害人",
-    "平台",
+# Endings of names, in the order `describe` prefers them for place_people (never used to group): places where
+# people live and groups of people first, then organisations and facilities.
+_PLACE_AND_PEOPLE_ENDINGS = (
+    "小区", "花园", "家园", "新村", "新城", "苑", "园", "府", "庭", "湾", "郡", "城", "公馆", "公寓", "山庄", "村",
+    "社区", "街道", "镇", "乡", "路", "大道", "街", "人才", "业主", "居民", "村民", "学生", "家长", "教师", "老师",
+    "职工", "员工", "工人", "农民", "受害人",
+)
+_ORGANISATION_ENDINGS = (
+    "学校", "小学", "中学", "大学", "学院", "幼儿园", "医院", "卫生院", "公司", "集团", "银行", "酒店", "工厂", "厂",
+    "市场", "广场", "大厦", "中心", "项目", "平台", "局", "所",
 )
 # Administrative units: coded ones anywhere ("a市", "a2区" in anonymised data), named provinces and cities at the
 # start of a run ("西地省", "长沙市").
@@ -116,11 +120,11 @@ class CaseRecord:
 
 @dataclass(frozen=True)
 class GroupingParameters:
-    similarity_threshold: float = 0.06
+    similarity_threshold: float = 0.05
     max_term_share: float = 0.02  # terms in more of the period's reports than this share are not compared ...
     min_term_cap: int = 50  # ... unless they are in at most this many
     max_component: int = 5000  # a larger component is split first (approximation, see `_cluster`)
-    normalise_compared: bool = True
+    uncompared_weight: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,7 @@ class HeatParameters:
     # None: a quarter of the period's length (at least 7 days), so "recent" means recent within the period.
     recency_half_life_days: float | None = None
     min_volume: int = 2
-    full_coherence: float = 0.12
+    full_coherence: float = 0.1
     seriousness: Mapping[str, float] = field(default_factory=lambda: dict(LABEL_SERIOUSNESS))
 
 
@@ -188,8 +192,9 @@ def case_record(message: Message, hasher: SimilarityHasher) -> CaseRecord:
 
 
 def _tfidf(records: Sequence[CaseRecord], parameters: GroupingParameters) -> csr_matrix:
-    """Rows: the records' binary term vectors weighted by the period's IDF, L2-normalised over all their terms,
-    then restricted to the terms compared (document frequency from 2 to the cap)."""
+    """Rows: the records' binary term vectors weighted by the period's IDF, restricted to the terms compared
+    (document frequency from 2 to the cap) and divided by the norm of the whole vector in which the terms not
+    compared count with weight `uncompared_weight` (so a report is not made alike by its few compared terms)."""
     count = len(records)
     lengths = np.array([record.terms.shape[0] for record in records], dtype=np.int64)
     if lengths.sum() == 0:
@@ -198,17 +203,16 @@ def _tfidf(records: Sequence[CaseRecord], parameters: GroupingParameters) -> csr
     vocabulary, columns = np.unique(terms, return_inverse=True)
     frequency = np.bincount(columns, minlength=vocabulary.shape[0])
     idf = np.log((count + 1) / (frequency + 1)) + 1.0
-    weights = idf[columns]
-    indptr = np.concatenate([[0], np.cumsum(lengths)])
-    matrix = csr_matrix((weights, columns, indptr), shape=(count, vocabulary.shape[0]))
     cap = max(parameters.min_term_cap, int(parameters.max_term_share * count))
-    compared = np.flatnonzero((frequency >= 2) & (frequency <= cap))
-    if parameters.normalise_compared:
-        matrix = csr_matrix(matrix[:, compared])
-    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+    compared = (frequency >= 2) & (frequency <= cap)
+    weights = idf[columns]
+    squares = np.where(compared[columns], 1.0, parameters.uncompared_weight) * weights * weights
+    rows = np.repeat(np.arange(count), lengths)
+    norms = np.sqrt(np.bincount(rows, weights=squares, minlength=count))
     norms[norms == 0] = 1.0
-    matrix = diags(1.0 / norms) @ matrix
-    return matrix if parameters.normalise_compared else csr_matrix(matrix[:, compared])
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    matrix = csr_matrix((weights / norms[rows], columns, indptr), shape=(count, vocabulary.shape[0]))
+    return csr_matrix(matrix[:, np.flatnonzero(compared)])
 
 
 def _average_linkage(similarity: np.ndarray, threshold: float) -> np.ndarray:
@@ -363,13 +367,14 @@ def _name(leads: Sequence[str]) -> str:
             areas[area] += 1
     size = len(leads)
     least = max(2, math.ceil(0.3 * size)) if size > 1 else 1
-    best, best_score = "", 0.0
-    for phrase, count in coverage.items():
-        if count < least:
-            continue
-        score = count / size * min(len(phrase), 6) * (1.5 if phrase.endswith(_NAME_ENDINGS) else 1.0)
-        if score > best_score or (score == best_score and (len(phrase), phrase) > (len(best), best)):
-            best, best_score = phrase, score
+    best = ""
+    for endings, share in ((_PLACE_AND_PEOPLE_ENDINGS, 0.5), (_ORGANISATION_ENDINGS, 0.5), ((), 0.0)):
+        required = max(least, math.ceil(share * size))
+        scored = [(count * min(len(phrase), 6), len(phrase), phrase) for phrase, count in coverage.items()
+                  if count >= required and (not endings or phrase.endswith(endings))]
+        if scored:
+            best = max(scored)[2]
+            break
     if not best:
         return ""
     name = _display_form(best, leads)

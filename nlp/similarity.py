@@ -124,10 +124,10 @@ def shingles(text: str) -> set[str]:
     """The readable shingles of a text (never stored): words, word bigrams, and the words and bigrams of the lead
     again under the prefix "lead:"."""
     words = tokenize(text)
-    result = set(words)
+    result = {word for word in words if len(word) > 1}
     result.update(f"{first} {second}" for first, second in itertools.pairwise(words))
     lead = tokenize(normalise(text)[:LEAD_CHARS])
-    result.update(f"lead:{word}" for word in lead)
+    result.update(f"lead:{word}" for word in lead if len(word) > 1)
     result.update(f"lead:{first} {second}" for first, second in itertools.pairwise(lead))
     return result
 
