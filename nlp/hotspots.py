@@ -27,11 +27,13 @@ Groups are ranked by the heat index (`HeatParameters`, docs/mining.md):
     heat        = (volume + 3 · support) · persistence · recency · seriousness · coherence
 
 A group whose reports are only loosely alike — a theme across many places rather than one problem — ranks lower.
-Only groups with a volume of at least 2 are hot issues. `describe` then names each top group from its reports'
-readable texts (given by the caller, who may decrypt them): `place_people` is the phrase most of the group's
-titles share — a place where people live or a group of people if one is shared by half of them, else an
-organisation or facility, else any phrase — with the administrative area most of them name in front; `description` is the most central report's title, tidied. `find_hotspots` does all of it for messages in
-memory (the `qinglian hotspots` command).
+Only groups with a volume of at least 2 are hot issues.
+
+`describe` then names each top group from its reports' readable texts (given by the caller, who may decrypt
+them): `place_people` is the phrase most of the group's titles share — a place where people live or a group of
+people if one is shared by half of them, else an organisation or facility, else any phrase — with the
+administrative area most of them name in front; `description` is the most central report's title, tidied.
+`find_hotspots` does all of it for messages in memory (the `qinglian hotspots` command).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
-from scipy.sparse import csr_matrix, diags
+from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import squareform
 

@@ -69,7 +69,8 @@ def test_two_keys_give_unrelated_signatures_of_the_same_text() -> None:
     assert similarity(first, second) == 0.0
     assert set(first.band_keys) & set(second.band_keys) == set()
     assert set(first.place_keys) & set(second.place_keys) == set()
-    assert not np.array_equal(SimilarityHasher(KEY).term_hashes(REPORT), SimilarityHasher(OTHER_KEY).term_hashes(REPORT))
+    first_terms = SimilarityHasher(KEY).term_hashes(REPORT)
+    assert set(first_terms.tolist()) & set(SimilarityHasher(OTHER_KEY).term_hashes(REPORT).tolist()) == set()
 
 
 def test_signatures_survive_storage(hasher: SimilarityHasher) -> None:
