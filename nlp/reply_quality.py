@@ -7,7 +7,7 @@ memory, every other word gets the table's median, as `jieba.analyse` does).
 
 - **Relevance** = 0.6 · coverage + 0.4 · min(1, cosine / 0.25). The report's key phrases are its 8 words of
   highest TF-IDF (adjacent key words joined: 社保 + 窗口 → 社保窗口), and its counted quantities (四次, 3个月,
-  2000元); coverage is the IDF-weighted share of them the reply mentions. cosine is the TF-IDF
+  2000元), which weigh as much as its heaviest key phrase; coverage is the IDF-weighted share of them the reply mentions. cosine is the TF-IDF
   cosine of the two texts' words.
 - **Completeness**: does the reply say what was found (经查/调查/核实…), what was done (已责令/整改/处理…), on which
   basis (根据《…》/依据/规定…) and whom to contact (电话/联系/咨询 with a number)? Weights 0.3, 0.3, 0.2, 0.2.
@@ -41,7 +41,7 @@ from nlp.tokenizer import normalise, tokenize
 
 DEFAULT_DEADLINE_WORKING_DAYS = 15
 KEYWORDS = 8
-MAX_NAMED_MISSING = 4
+MAX_NAMED_MISSING = 5
 COMMON_IDF_CUTOFF = 9.5  # words of lower IDF are kept in memory; the rest are "rare" (the median)
 COSINE_SATURATION = 0.25
 WEIGHTS = {"relevance": 0.35, "completeness": 0.3, "clarity": 0.15, "timeliness": 0.2}
@@ -207,13 +207,14 @@ def key_phrases(report: str) -> list[tuple[str, float]]:
         else:
             run.append(word)
     flush()
+    # counted quantities (跑了四次, 等了3个月) are the report's facts: as heavy as its heaviest key phrase
+    heaviest = max(phrases.values(), default=_median_idf)
     for match in _QUANTITY.finditer(text):
-        phrases.setdefault(match.group(0), _median_idf)
-    kept: list[tuple[str, float]] = []
-    for phrase, weight in sorted(phrases.items(), key=lambda item: (-item[1], item[0])):
-        if not any(phrase in longer for longer, _ in kept):  # 社区 adds nothing after 白鹤社区
-            kept.append((phrase, weight))
-    return kept
+        phrases[match.group(0)] = heaviest
+    # a phrase inside another one adds nothing: 社区 beside 白鹤社区, 一次 beside 一次性告知
+    kept = [(phrase, weight) for phrase, weight in phrases.items()
+            if not any(phrase != other and phrase in other for other in phrases)]
+    return sorted(kept, key=lambda item: (-item[1], item[0]))
 
 
 def _mentions(reply_text: str, reply_words: set[str], phrase: str) -> bool:
