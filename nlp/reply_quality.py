@@ -6,9 +6,9 @@ ships for its keyword extraction (`jieba/analyse/idf.txt`, read as a file; only 
 memory, every other word gets the table's median, as `jieba.analyse` does).
 
 - **Relevance** = 0.6 · coverage + 0.4 · min(1, cosine / 0.25). The report's key phrases are its 8 words of
-  highest TF-IDF (adjacent key words joined: 社保 + 窗口 → 社保窗口), and its counted quantities (四次, 3个月,
-  2000元), which weigh as much as its heaviest key phrase; coverage is the IDF-weighted share of them the reply mentions. cosine is the TF-IDF
-  cosine of the two texts' words.
+  highest TF-IDF (adjacent key words joined: 社保 + 窗口 → 社保窗口) and its counted quantities (四次, 3个月,
+  2000元), which weigh as much as its heaviest key phrase; coverage is the IDF-weighted share of them that the
+  reply mentions, and cosine is the TF-IDF cosine of the two texts' words.
 - **Completeness**: does the reply say what was found (经查/调查/核实…), what was done (已责令/整改/处理…), on which
   basis (根据《…》/依据/规定…) and whom to contact (电话/联系/咨询 with a number)? Weights 0.3, 0.3, 0.2, 0.2.
 - **Clarity** starts at 1 and loses 0.4 for a reply under 30 characters, up to 0.3 for sentences averaging over
