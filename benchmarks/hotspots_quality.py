@@ -18,8 +18,9 @@ matches none has purity "-" (not one of the five).
 pairs that the LSH bands make candidates for several (permutations, bands), and the recall and false-positive rate
 of `combined_score` at several thresholds (place: the first place name in the title, see `_place_of`).
 
---scale N: N synthetic cases (benchmarks/similarity_speed.py's word lists, with 40 injected hot problems) over a
-year; `case_record` once per case (what intake does), then `group_cases` on the last 30 and the last 365 days.
+--scale N [--windows 30,365]: N synthetic cases (benchmarks/similarity_speed.py's word lists, with 40 injected hot
+problems) over a year; the term hashes once per case in the longest window (what intake does), then `group_cases`
+on the last 30 and the last 365 days.
 """
 
 from __future__ import annotations
@@ -223,31 +224,30 @@ def _district(message: Message) -> str | None:
 
 
 def scale(arguments: argparse.Namespace) -> None:
-    from benchmarks.similarity_speed import PROBLEMS as SYNTHETIC_PROBLEMS
     from benchmarks.similarity_speed import synthetic_report, synthetic_reports
 
     count = arguments.scale
     end = datetime(2025, 1, 1, tzinfo=UTC)
     reports = synthetic_reports(count, seed=3, end=end)
     rng = random.Random(5)
-    for _ in range(40):  # hot problems: 30 to 300 reports at one place within three weeks
+    for _ in range(40):  # hot problems: 30 to 300 reports of one problem at one place within three weeks
         first = synthetic_report(rng, end - timedelta(days=rng.randint(0, 330)))
-        problem = next(p for p in SYNTHETIC_PROBLEMS if p in first.text)
-        place = first.place[2:] if first.place.startswith(first.place[:2]) else first.place
         for _ in range(rng.randint(30, 300)):
             moment = first.created_at + timedelta(seconds=rng.randrange(21 * 86400))
-            reports.append(synthetic_report(rng, min(moment, end), place=place, problem=problem,
+            reports.append(synthetic_report(rng, min(moment, end), site=first.site, problem=first.problem,
                                             district=first.district))
     hasher = SimilarityHasher(b"benchmark key, not a secret....")
+    oldest = end - timedelta(days=max(arguments.windows))
     began = time.perf_counter()
     records = [CaseRecord(number, report.created_at, hasher.term_hashes(report.text), rng.randint(0, 3), None,
                           f"resident {rng.randrange(len(reports))}")
-               for number, report in enumerate(reports)]
+               for number, report in enumerate(reports) if report.created_at > oldest]
     intake = time.perf_counter() - began
     terms = sum(record.terms.shape[0] for record in records)
-    print(f"{len(records):,} cases: intake features {intake / len(records) * 1000:.2f} ms per case, "
+    print(f"{len(reports):,} cases, {len(records):,} in the longest window: intake features "
+          f"{intake / len(records) * 1000:.2f} ms per case, "
           f"{terms / len(records):.0f} term hashes ({4 * terms / len(records):.0f} bytes) per case")
-    for days in (30, 365):
+    for days in sorted(arguments.windows):
         window = [record for record in records if record.time > end - timedelta(days=days)]
         began_cpu, began = time.process_time(), time.perf_counter()
         groups = group_cases(window, now=end, top=10)
@@ -262,6 +262,8 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=5)
     parser.add_argument("--similarity-grid", action="store_true")
     parser.add_argument("--scale", type=int, default=0, help="refresh time on N synthetic cases")
+    parser.add_argument("--windows", type=lambda value: [int(days) for days in value.split(",")],
+                        default=[30, 365], help="refresh windows in days (with --scale)")
     arguments = parser.parse_args()
     warm_up()
     if arguments.scale:

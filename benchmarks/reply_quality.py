@@ -69,8 +69,9 @@ def main() -> None:
               "reasons |\n|---|---|---|---|---|---|---|")
         for identifier, result in chosen:
             timeliness = "-" if result.timeliness is None else f"{result.timeliness:.2f}"
-            reason_text = "; ".join(reason.text("en") for reason in result.reasons if reason.code != "missing_phrases")
-            missing = sum(len(reason.params["phrases"]) for reason in result.reasons if reason.code == "missing_phrases")
+            named = [reason for reason in result.reasons if reason.code == "missing_phrases"]
+            reason_text = "; ".join(reason.text("en") for reason in result.reasons if reason not in named)
+            missing = sum(len(reason.params["phrases"]) for reason in named)
             if missing:
                 reason_text = f"misses {missing} key phrases" + (f"; {reason_text}" if reason_text else "")
             print(f"| {identifier} | {result.score:.2f} | {result.relevance:.2f} | {result.completeness:.2f} | "

@@ -12,8 +12,8 @@ It creates a throwaway database next to the one in the URL (dropped at the end u
 
 with SQLAlchemy Core on asyncpg, then times the lookup of a new report: one statement fetching the cases that
 share at least one band key with it (the 200 sharing most) or one place key within the last 180 days (the 200
-most recent), then ranking them in Python by `combined_score`. The queries are half near-copies of stored cases
-(another resident's words for the same problem at the same place) and half new reports. It prints the build
+most recent), then ranking them in Python by `combined_score`. The queries are half reports of a stored case's
+problem at its place in other words (another resident reporting it) and half new reports. It prints the build
 rates and the lookup's p50/p95/p99. The texts come from word lists in this file (invented places and units).
 """
 
@@ -62,19 +62,31 @@ UNITS = [
     "不动产登记中心", "政务服务中心", "区城管执法大队", "区人社局社保窗口", "区医保局", "镇政府", "村委会",
     "区教育局", "区自然资源局", "区生态环境分局", "公交公司", "燃气公司",
 ]
-PROBLEMS = [
-    "工作人员上班时间玩手机，群众排队很久也没人理", "办理业务要求先送红包才给盖章", "不动产证拖了半年还没办下来",
-    "违规收取所谓的加急费", "工地夜间施工噪音扰民，凌晨还在浇筑", "村干部优亲厚友，低保名额给了亲戚",
-    "学校强制学生参加收费补课", "医院乱收检查费，医保报销被拒", "窗口人员态度恶劣，一次性告知不清楚",
-    "扶贫资金被截留，贫困户没有拿到补贴", "工程项目未招标就开工，质量很差", "领导干部公车私用，周末开去钓鱼",
-    "违建多年无人查处，举报后也没有下文", "垃圾站臭气熏天，夏天蚊蝇成群", "道路开挖后一直没有恢复，车辆无法通行",
-    "征地补偿款没有按标准发放", "物业违规收取停车费，业主委员会被架空", "食堂承包给领导亲属，饭菜价格高质量差",
-    "社保转移手续来回跑了四次还没办好", "拆迁安置房迟迟不交付，过渡费也停发了",
+PEOPLE = [
+    "工作人员", "窗口人员", "负责人", "科长", "村支书", "村主任", "社区书记", "城管队员", "班主任", "校长", "医生",
+    "物业经理", "施工单位", "开发商", "包工头", "站长", "所长", "会计", "网格员", "保安",
+]
+MISCONDUCT = [
+    "上班时间玩手机不理群众", "要求先送红包才给盖章", "把不动产证拖了半年不办", "违规收取所谓的加急费",
+    "夜间施工到凌晨还在浇筑", "把低保名额给了自己亲戚", "强制学生参加收费补课", "乱收检查费还不给报销",
+    "态度恶劣不一次性告知材料", "截留扶贫资金不发给贫困户", "没有招标就把工程包给熟人", "周末开公车去钓鱼",
+    "对举报的违建多年不查处", "让垃圾站臭气熏天没人管", "挖开道路后一直不恢复", "少发征地补偿款",
+    "违规收取停车费", "把食堂承包给领导亲属", "让社保转移来回跑了好几次", "停发拆迁过渡费",
+    "在验收时收受好处费", "虚报冒领养老补贴", "在评优评先中弄虚作假", "推诿扯皮让群众多跑路",
+    "私自倒卖公共车位", "占用消防通道摆摊", "给不合格的房子发验收证", "克扣环卫工人工资", "接受宴请后放松检查",
+    "强迫商户订购指定商品", "在招聘考试中照顾关系户", "把集体土地私自出租", "拖欠农民工工资",
+    "对噪音扰民的投诉置之不理", "收了钱却不开发票", "随意罚款不开罚单", "用公款发购物卡",
+    "擅自提高收费标准", "把救灾物资分给熟人", "在办证时故意刁难",
+]
+CONSEQUENCES = [
+    "群众意见很大", "老人孩子都受影响", "我们多次反映没有结果", "附近居民晚上睡不着", "造成了很大的经济损失",
+    "影响非常恶劣", "大家都敢怒不敢言", "很多人因此耽误了工作", "存在很大的安全隐患", "严重损害政府形象",
 ]
 DETAILS = [
     "我已经反映了{n}次", "前后跑了{n}趟", "等了{n}个小时", "已经持续{n}个月", "涉及{n}户居民", "多次打电话都没人接",
     "希望有关部门尽快调查处理", "请纪委监委介入", "周边很多居民都有意见", "我们有照片和录音可以作证",
     "负责人说这是上面的规定", "工作人员互相推诿", "去年也发生过同样的事情", "请给我们一个明确的答复",
+    "上个月{n}号又发生了", "金额大约{n}千元", "同事和邻居也遇到过", "投诉电话一直占线",
 ]
 NUMBERS = ["两", "三", "四", "五", "六", "十", "2", "3", "5", "8"]
 
@@ -85,30 +97,38 @@ class SyntheticReport:
     place: str
     district: int
     created_at: datetime
+    problem: int  # index into MISCONDUCT
+    site: str  # the place without its district
 
 
 def _estate(rng: random.Random) -> str:
     return rng.choice(ESTATE_FIRST) + rng.choice(ESTATE_FIRST) + rng.choice(ESTATE_SECOND) + rng.choice(ESTATE_KIND)
 
 
-def synthetic_report(rng: random.Random, created_at: datetime, *, place: str | None = None,
-                     problem: str | None = None, district: int | None = None) -> SyntheticReport:
-    """One invented report: a place (an estate, a road or a unit in a district), a problem and some details."""
+def synthetic_report(rng: random.Random, created_at: datetime, *, site: str | None = None,
+                     problem: int | None = None, district: int | None = None) -> SyntheticReport:
+    """One invented report: a place (an estate, a road or a unit in a district), who did what there, what it
+    caused and some details, in one of several orders."""
     district = rng.randrange(len(DISTRICTS)) if district is None else district
-    if place is None:
+    if site is None:
         kind = rng.random()
         if kind < 0.45:
-            place = _estate(rng)
+            site = _estate(rng)
         elif kind < 0.7:
-            place = rng.choice(ROADS) + _estate(rng)
+            site = rng.choice(ROADS) + _estate(rng)
         else:
-            place = DISTRICTS[district][:2] + rng.choice(UNITS)
-    problem = problem or rng.choice(PROBLEMS)
-    details = rng.sample(DETAILS, rng.randint(1, 3))
-    details = [detail.format(n=rng.choice(NUMBERS)) for detail in details]
+            site = DISTRICTS[district][:2] + rng.choice(UNITS)
+    problem = rng.randrange(len(MISCONDUCT)) if problem is None else problem
+    person = rng.choice(PEOPLE)
+    details = [detail.format(n=rng.choice(NUMBERS)) for detail in rng.sample(DETAILS, rng.randint(1, 3))]
+    consequence = rng.choice(CONSEQUENCES)
     opening = rng.choice(["反映", "投诉", "举报", "我要反映", "关于", ""])
-    text = f"{opening}{DISTRICTS[district]}{place}{problem}。{'，'.join(details)}。"
-    return SyntheticReport(text, DISTRICTS[district] + place, district, created_at)
+    place = DISTRICTS[district] + site
+    if rng.random() < 0.5:
+        text = f"{opening}{place}的{person}{MISCONDUCT[problem]}，{consequence}。{'，'.join(details)}。"
+    else:
+        text = f"{'，'.join(details)}。{place}{person}{MISCONDUCT[problem]}，{consequence}，{opening}一下。"
+    return SyntheticReport(text, place, district, created_at, problem, site)
 
 
 def synthetic_reports(count: int, seed: int = 1, *, days: int = 365, end: datetime | None = None
@@ -122,9 +142,8 @@ def synthetic_reports(count: int, seed: int = 1, *, days: int = 365, end: dateti
         created_at = end - timedelta(seconds=rng.randrange(days * 86400))
         if reports and rng.random() < 0.1:
             earlier = rng.choice(reports)
-            problem = next(p for p in PROBLEMS if p in earlier.text)
-            place = earlier.place[len(DISTRICTS[earlier.district]):]
-            reports.append(synthetic_report(rng, created_at, place=place, problem=problem, district=earlier.district))
+            reports.append(synthetic_report(rng, created_at, site=earlier.site, problem=earlier.problem,
+                                            district=earlier.district))
         else:
             reports.append(synthetic_report(rng, created_at))
     return reports
@@ -260,10 +279,8 @@ async def run(arguments: argparse.Namespace) -> None:
             if number % 2 == 0:
                 original_id = rng.randrange(len(reports))
                 original = reports[original_id]
-                problem = next(p for p in PROBLEMS if p in original.text)
-                place = original.place[len(DISTRICTS[original.district]):]
                 query = synthetic_report(rng, original.created_at + timedelta(days=rng.randint(0, 20)),
-                                         place=place, problem=problem, district=original.district)
+                                         site=original.site, problem=original.problem, district=original.district)
             else:
                 original_id = -1
                 query = synthetic_report(rng, end)

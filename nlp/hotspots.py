@@ -125,8 +125,10 @@ class GroupingParameters:
     similarity_threshold: float = 0.05
     max_term_share: float = 0.02  # terms in more of the period's reports than this share are not compared ...
     min_term_cap: int = 50  # ... unless they are in at most this many
+    max_term_cap: int = 1000  # and never terms in more reports than this (bounds the sparse product)
     max_component: int = 5000  # a larger component is split first (approximation, see `_cluster`)
     uncompared_weight: float = 0.1
+    prune_below: float = 0.5  # similarities under this share of the threshold count as 0
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,7 @@ def _tfidf(records: Sequence[CaseRecord], parameters: GroupingParameters) -> csr
     vocabulary, columns = np.unique(terms, return_inverse=True)
     frequency = np.bincount(columns, minlength=vocabulary.shape[0])
     idf = np.log((count + 1) / (frequency + 1)) + 1.0
-    cap = max(parameters.min_term_cap, int(parameters.max_term_share * count))
+    cap = min(parameters.max_term_cap, max(parameters.min_term_cap, int(parameters.max_term_share * count)))
     compared = (frequency >= 2) & (frequency <= cap)
     weights = idf[columns]
     squares = np.where(compared[columns], 1.0, parameters.uncompared_weight) * weights * weights
@@ -225,28 +227,50 @@ def _average_linkage(similarity: np.ndarray, threshold: float) -> np.ndarray:
     return fcluster(tree, t=1.0 - threshold, criterion="distance")
 
 
+def _principal(matrix: csr_matrix, members: np.ndarray) -> csr_matrix:
+    """matrix[members][:, members] of a square sparse matrix, in the order of `members` (row slicing, then the
+    columns mapped through a lookup array: scipy's column fancy indexing is far slower on large matrices)."""
+    if members.shape[0] == matrix.shape[0] and np.array_equal(members, np.arange(members.shape[0])):
+        return matrix
+    rows = matrix[members].tocoo()
+    position = np.full(matrix.shape[1], -1, dtype=np.int64)
+    position[members] = np.arange(members.shape[0])
+    columns = position[rows.col]
+    keep = columns >= 0
+    return csr_matrix((rows.data[keep], (rows.row[keep], columns[keep])), shape=(members.shape[0], members.shape[0]))
+
+
 def _cluster(graph: csr_matrix, members: np.ndarray, edge_threshold: float, parameters: GroupingParameters,
-             out: list[np.ndarray]) -> None:
+             out: list[tuple[np.ndarray, np.ndarray]]) -> None:
     """Append to `out` the average-linkage clusters (at `parameters.similarity_threshold`) of `members`
-    (indices into `graph`), computed inside the connected components of the pairs at `edge_threshold` or above.
-    A component larger than `max_component` is split along its edges at a higher edge threshold first: the one
-    approximation, which only a period with thousands of chained reports meets."""
-    sub = graph[members][:, members]
+    (indices into `graph`), each with its members' centrality (mean similarity to the cluster's others), computed
+    inside the connected components of the pairs at `edge_threshold` or above. A component larger than
+    `max_component` is split along its edges at a higher edge threshold (a quarter higher each time) first: the
+    one approximation, which only a period with thousands of chained reports meets."""
+    sub = _principal(graph, members)
     edges = sub.copy()
     edges.data = np.where(edges.data >= edge_threshold, 1.0, 0.0)
     edges.eliminate_zeros()
     components, labels = connected_components(edges, directed=False)
+    # one permutation that puts each component's rows together, so that each block is a contiguous slice
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(components + 1))
+    permuted = _principal(sub, order)
     for component in range(components):
-        local = np.flatnonzero(labels == component)
+        start, stop = int(bounds[component]), int(bounds[component + 1])
+        local = order[start:stop]
         if local.shape[0] == 1:
-            out.append(members[local])
+            out.append((members[local], np.zeros(1)))
         elif local.shape[0] > parameters.max_component:
-            _cluster(graph, members[local], edge_threshold + 0.02, parameters, out)
+            _cluster(graph, members[local], edge_threshold * 1.25, parameters, out)
         else:
-            dense = sub[local][:, local].toarray()
+            dense = permuted[start:stop, start:stop].toarray()
             clusters = _average_linkage(dense, parameters.similarity_threshold)
             for cluster in np.unique(clusters):
-                out.append(members[local[clusters == cluster]])
+                inside = np.flatnonzero(clusters == cluster)
+                size = inside.shape[0]
+                centrality = dense[np.ix_(inside, inside)].sum(axis=1) / max(1, size - 1)
+                out.append((members[local[inside]], centrality))
 
 
 def _weekly(times: Sequence[datetime]) -> list[tuple[date, int]]:
@@ -296,16 +320,17 @@ def group_cases(records: Sequence[CaseRecord], *, now: datetime | None = None, t
     matrix = _tfidf(records, grouping)
     graph = csr_matrix(matrix @ matrix.T)
     graph.setdiag(0.0)
+    # pairs far below the threshold count as 0: they barely move an average, and dropping them keeps the graph
+    # sparse (the one other approximation)
+    graph.data[graph.data < grouping.prune_below * grouping.similarity_threshold] = 0.0
     graph.eliminate_zeros()
-    clusters: list[np.ndarray] = []
+    clusters: list[tuple[np.ndarray, np.ndarray]] = []
     _cluster(graph, np.arange(len(records)), grouping.similarity_threshold, grouping, clusters)
     groups = []
-    for members in clusters:
+    for members, centrality in clusters:
         if members.shape[0] < heat.min_volume:
             continue
         chosen = [records[index] for index in members]
-        within = graph[members][:, members].toarray()
-        centrality = within.sum(axis=1) / (members.shape[0] - 1)
         value, volume, residents = heat_of(chosen, now, heat, half_life_days, float(centrality.mean()))
         if volume < heat.min_volume:
             continue
