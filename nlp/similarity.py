@@ -43,11 +43,11 @@ DEFAULT_BANDS = 32
 LEAD_CHARS = 50
 SIGNATURE_FORMAT = 1
 
-# `combined_score` counts text similarity from FLOOR (99 % of random pairs of real messages stay below 0.05) and
-# in full from SATURATION (the median of two messages about the same problem is 0.13, near-copies reach 0.3 and
+# `combined_score` counts text similarity from FLOOR (99 % of random pairs of real messages stay below 0.04) and
+# in full from SATURATION (the median of two messages about the same problem is 0.10, near-copies reach 0.3 and
 # more); figures in docs/mining.md.
 TEXT_SIMILARITY_FLOOR = 0.05
-TEXT_SIMILARITY_SATURATION = 0.25
+TEXT_SIMILARITY_SATURATION = 0.2
 TEXT_WEIGHT = 0.6
 PLACE_WEIGHT = 0.3
 DISTRICT_WEIGHT = 0.1
@@ -274,10 +274,10 @@ def same_place(first: Signature, second: Signature) -> bool:
 def combined_score(text_sim: float, same_place: bool, same_district: bool, days_apart: float) -> float:
     """How likely two reports are about the same problem, in [0, 1].
 
-    text  = min(1, max(0, (text_sim - 0.05) / (0.25 - 0.05)))
+    text  = min(1, max(0, (text_sim - 0.05) / (0.2 - 0.05)))
     score = (0.6 · text + 0.3 · same_place + 0.1 · same_district) · (0.5 + 0.5 · 2^(-days / 60))
 
-    The estimated Jaccard similarity counts from 0.05 and in full from 0.25 (TEXT_SIMILARITY_FLOOR/SATURATION); the
+    The estimated Jaccard similarity counts from 0.05 and in full from 0.2 (TEXT_SIMILARITY_FLOOR/SATURATION); the
     same place adds 0.3 and the same district 0.1, so place and district alone (0.4) stay below SIMILAR_THRESHOLD
     (0.45): two different problems at one estate are not similar cases. The time factor halves its time-dependent
     half every 60 days: a report a year older keeps a little over half its score. docs/mining.md has the measured
