@@ -10,10 +10,12 @@ Two stages, so that a refresh on a million stored cases stays cheap:
    more than words every report uses. Two reports' similarity is the cosine of their TF-IDF vectors over the terms
    that occur in at least 2 and at most `max_term_share` of the period's reports (one sparse matrix product; the
    very common terms add little and would make the product dense); the other terms count in the vectors' norms
-   with a tenth of their weight (`uncompared_weight`). Reports are clustered by average linkage at
+   with a tenth of their weight (`uncompared_weight`). The product is computed in chunks of rows and only the pairs
+   at the threshold or above are kept. Reports are clustered by average linkage at
    `similarity_threshold`: first the connected components of the graph of pairs at or above the threshold, then
-   exact average linkage inside each component (an average-linkage cluster at threshold t never spans two such
-   components, because merging needs at least one pair at t or above). Cost: O(T log T) for T hashed terms of the
+   exact average linkage inside each component, from the component's exact similarities (an average-linkage
+   cluster at threshold t never spans two such components, because merging needs at least one pair at t or
+   above). Cost: O(T log T) for T hashed terms of the
    period, plus the sparse product (bounded by the document-frequency cap), plus O(c²) per component of c reports.
 
 Groups are ranked by the heat index (`HeatParameters`, docs/mining.md):
@@ -126,9 +128,10 @@ class GroupingParameters:
     max_term_share: float = 0.02  # terms in more of the period's reports than this share are not compared ...
     min_term_cap: int = 50  # ... unless they are in at most this many
     max_term_cap: int = 1000  # and never terms in more reports than this (bounds the sparse product)
-    max_component: int = 5000  # a larger component is split first (approximation, see `_cluster`)
+    max_component: int = 2500  # a larger component is split first (approximation, see `_cluster`)
     uncompared_weight: float = 0.1
-    prune_below: float = 0.5  # similarities under this share of the threshold count as 0
+    chunk_rows: int = 500  # rows of the similarity product computed at a time (bounds the memory of a refresh)
+    neighbours: int = 30  # each report keeps its most similar reports at the threshold or above as edges
 
 
 @dataclass(frozen=True)
@@ -240,37 +243,67 @@ def _principal(matrix: csr_matrix, members: np.ndarray) -> csr_matrix:
     return csr_matrix((rows.data[keep], (rows.row[keep], columns[keep])), shape=(members.shape[0], members.shape[0]))
 
 
-def _cluster(graph: csr_matrix, members: np.ndarray, edge_threshold: float, parameters: GroupingParameters,
-             out: list[tuple[np.ndarray, np.ndarray]]) -> None:
-    """Append to `out` the average-linkage clusters (at `parameters.similarity_threshold`) of `members`
-    (indices into `graph`), each with its members' centrality (mean similarity to the cluster's others), computed
-    inside the connected components of the pairs at `edge_threshold` or above. A component larger than
+def _edges(matrix: csr_matrix, threshold: float, chunk_rows: int = 500, neighbours: int = 30) -> csr_matrix:
+    """Each row's `neighbours` most similar rows at `threshold` or above, as a symmetric sparse matrix without its
+    diagonal. The product is computed `chunk_rows` rows at a time and only those pairs are kept, so memory holds
+    at most rows × neighbours × 2 pairs, whatever the period."""
+    count = matrix.shape[0]
+    transposed = csr_matrix(matrix.T)
+    rows, columns, values = [], [], []
+    for start in range(0, count, chunk_rows):
+        block = csr_matrix(matrix[start:start + chunk_rows] @ transposed)
+        block.setdiag(0.0, k=start)
+        block.data[block.data < threshold] = 0.0
+        block.eliminate_zeros()
+        lengths = np.diff(block.indptr)
+        for row in np.flatnonzero(lengths):
+            low, high = block.indptr[row], block.indptr[row + 1]
+            data = block.data[low:high]
+            if data.shape[0] > neighbours:
+                chosen = np.argpartition(data, -neighbours)[-neighbours:] + low
+            else:
+                chosen = np.arange(low, high)
+            rows.append(np.full(chosen.shape[0], start + row))
+            columns.append(block.indices[chosen])
+            values.append(block.data[chosen])
+    if not rows:
+        return csr_matrix((count, count))
+    graph = csr_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(columns))),
+                       shape=(count, count))
+    return graph.maximum(graph.T)
+
+
+def _cluster(matrix: csr_matrix, graph: csr_matrix, members: np.ndarray, edge_threshold: float,
+             parameters: GroupingParameters, out: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Append to `out` the average-linkage clusters (at `parameters.similarity_threshold`) of `members` (row
+    indices), each with its members' centrality (mean similarity to the cluster's others). They are computed
+    inside the connected components of `graph` (the pairs at the threshold or above) restricted to the pairs at
+    `edge_threshold` or above, from the exact similarities of each component's rows. A component larger than
     `max_component` is split along its edges at a higher edge threshold (a quarter higher each time) first: the
     one approximation, which only a period with thousands of chained reports meets."""
     sub = _principal(graph, members)
-    edges = sub.copy()
-    edges.data = np.where(edges.data >= edge_threshold, 1.0, 0.0)
-    edges.eliminate_zeros()
-    components, labels = connected_components(edges, directed=False)
-    # one permutation that puts each component's rows together, so that each block is a contiguous slice
+    if edge_threshold > parameters.similarity_threshold:
+        sub = sub.copy()  # never the caller's graph
+        sub.data[sub.data < edge_threshold] = 0.0
+        sub.eliminate_zeros()
+    components, labels = connected_components(sub, directed=False)
     order = np.argsort(labels, kind="stable")
     bounds = np.searchsorted(labels[order], np.arange(components + 1))
-    permuted = _principal(sub, order)
     for component in range(components):
-        start, stop = int(bounds[component]), int(bounds[component + 1])
-        local = order[start:stop]
+        local = members[order[int(bounds[component]):int(bounds[component + 1])]]
         if local.shape[0] == 1:
-            out.append((members[local], np.zeros(1)))
+            out.append((local, np.zeros(1)))
         elif local.shape[0] > parameters.max_component:
-            _cluster(graph, members[local], edge_threshold * 1.25, parameters, out)
+            _cluster(matrix, graph, local, edge_threshold * 1.25, parameters, out)
         else:
-            dense = permuted[start:stop, start:stop].toarray()
+            rows = matrix[local]
+            dense = (rows @ rows.T).toarray()
+            np.fill_diagonal(dense, 0.0)
             clusters = _average_linkage(dense, parameters.similarity_threshold)
             for cluster in np.unique(clusters):
                 inside = np.flatnonzero(clusters == cluster)
-                size = inside.shape[0]
-                centrality = dense[np.ix_(inside, inside)].sum(axis=1) / max(1, size - 1)
-                out.append((members[local[inside]], centrality))
+                centrality = dense[np.ix_(inside, inside)].sum(axis=1) / max(1, inside.shape[0] - 1)
+                out.append((local[inside], centrality))
 
 
 def _weekly(times: Sequence[datetime]) -> list[tuple[date, int]]:
@@ -318,14 +351,9 @@ def group_cases(records: Sequence[CaseRecord], *, now: datetime | None = None, t
         period_days = (max(now, *(record.time for record in records)) - min(record.time for record in records))
         half_life_days = max(7.0, period_days.total_seconds() / 86400 / 4)
     matrix = _tfidf(records, grouping)
-    graph = csr_matrix(matrix @ matrix.T)
-    graph.setdiag(0.0)
-    # pairs far below the threshold count as 0: they barely move an average, and dropping them keeps the graph
-    # sparse (the one other approximation)
-    graph.data[graph.data < grouping.prune_below * grouping.similarity_threshold] = 0.0
-    graph.eliminate_zeros()
+    graph = _edges(matrix, grouping.similarity_threshold, grouping.chunk_rows, grouping.neighbours)
     clusters: list[tuple[np.ndarray, np.ndarray]] = []
-    _cluster(graph, np.arange(len(records)), grouping.similarity_threshold, grouping, clusters)
+    _cluster(matrix, graph, np.arange(len(records)), grouping.similarity_threshold, grouping, clusters)
     groups = []
     for members, centrality in clusters:
         if members.shape[0] < heat.min_volume:
