@@ -8,15 +8,16 @@ Two stages, so that a refresh on a million stored cases stays cheap:
 2. **At refresh** (`group_cases`, on the records of a period): term weights are the inverse document frequency
    of each hashed term *within the period*, so the name of an estate or a company that many reports share weighs
    more than words every report uses. Two reports' similarity is the cosine of their TF-IDF vectors over the terms
-   that occur in at least 2 and at most `max_term_share` of the period's reports (one sparse matrix product; the
-   very common terms add little and would make the product dense); the other terms count in the vectors' norms
-   with a tenth of their weight (`uncompared_weight`). The product is computed in chunks of rows and only the pairs
-   at the threshold or above are kept. Reports are clustered by average linkage at
-   `similarity_threshold`: first the connected components of the graph of pairs at or above the threshold, then
-   exact average linkage inside each component, from the component's exact similarities (an average-linkage
-   cluster at threshold t never spans two such components, because merging needs at least one pair at t or
-   above). Cost: O(T log T) for T hashed terms of the
-   period, plus the sparse product (bounded by the document-frequency cap), plus O(c²) per component of c reports.
+   that occur in at least 2 and at most `max_term_share` of the period's reports (the very common terms add
+   little and would make the product dense); the other terms count in the vectors' norms with a tenth of their
+   weight (`uncompared_weight`). The sparse product is computed `chunk_rows` rows at a time, and each report keeps
+   its `neighbours` most similar reports at `similarity_threshold` or above as edges. Average linkage at the
+   threshold then runs inside each connected component of that graph on the component's exact similarities
+   (without the neighbour limit an average-linkage cluster could never span two components: merging needs at
+   least one pair at the threshold). A component larger than `max_component` is split along its stronger edges
+   first. Cost: O(T log T) for the period's T hashed terms, the sparse product (bounded by the
+   document-frequency cap), O(c²) per component of c reports; memory: reports × neighbours edges and
+   `max_component`² for one component.
 
 Groups are ranked by the heat index (`HeatParameters`, docs/mining.md):
 
