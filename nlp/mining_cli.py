@@ -1,11 +1,13 @@
 """`qinglian hotspots` and `qinglian reply-quality`: hot issues and reply quality on JSON-lines files.
 
-`mining_app` is a Typer app with the two commands; the main CLI mounts them with
+`mining_app` is a Typer app with the two commands (`hotspots_command`, `reply_quality_command`); the main CLI
+mounts them as top-level commands with
 
-    from nlp.mining_cli import mining_app
-    app.add_typer(mining_app)          # or: app.registered_commands += mining_app.registered_commands
+    from nlp.mining_cli import hotspots_command, reply_quality_command
+    app.command("hotspots")(hotspots_command)
+    app.command("reply-quality")(reply_quality_command)
 
-and `python -m nlp.mining_cli` runs it on its own. Input is UTF-8 JSON lines ("-" reads standard input); blank
+and `python -m nlp.mining_cli` runs `mining_app` on its own. Input is UTF-8 JSON lines ("-" reads standard input); blank
 lines are skipped. Times are ISO 8601 ("2019-08-01T10:20:00", "2019-08-01"); a time with a zone is converted to
 UTC and used without it, a time without one is used as it is. A bad line stops the command with one message naming
 the line number and exit code 2, never a traceback.
