@@ -61,8 +61,8 @@ _SIGNED_OFFSET = 1 << 64
 # Administrative units in front of a place: "长沙市", "岳麓区", "a2区", "西地省", "暮云街道", "星沙镇". A unit is up
 # to seven characters before the suffix and must be followed by more of the place.
 _ADMIN_UNIT = re.compile(
-    r"^(?:[\u4e00-\u9fff]{1,7}?(?:省|自治区|自治州|市|县|旗|镇|乡|街道)"
-    r"|[\u4e00-\u9fff]{1,5}?(?<![小社园校厂景片城居住宅营])区(?!域)"
+    r"^(?:[^\W\d_a-z省市区县旗镇乡]{1,7}?(?:省|自治区|自治州|市|县|旗|镇|乡|街道)"
+    r"|[^\W\d_a-z省市区县旗镇乡]{1,5}?(?<![小社园校厂景片城居住宅营])区(?!域)"
     r"|[a-z]\d*(?:省|市|区|县))(?=.)"
 )
 # Words after a place that only say where near it ("丽发新城小区附近" is the place 丽发新城) or which building.
@@ -72,10 +72,10 @@ _TRAILING = re.compile(
 # Generic kinds of place after a name: the name alone identifies it ("丽发新城小区" → "丽发新城").
 _GENERIC_KIND = re.compile(r"(?<=..)(?:小区|社区|居民区|住宅区|片区|项目|楼盘)$")
 _NOT_NAME = re.compile(r"[^\u4e00-\u9fff0-9a-z]+")
-# What is left after an administrative unit may be a generic institution ("星沙镇政府", "a市人民医院"): then the
-# unit is part of the name.
+# What is left after an administrative unit may be an institution of that unit ("星沙镇政府", "东湖区市场监管局",
+# "a市人民医院", "东湖区第三中学"): every district has one, so the unit is part of the name.
 _GENERIC_INSTITUTION = re.compile(
-    r"^(?:人民)?(?:政府|医院|法院|检察院|派出所|卫生院|中心|学校)$|^.{0,3}(?:局|所|院|委|办|站|队|中心|大队|支队)$"
+    r"(?:政府|局|所|院|委|委员会|办|办公室|站|队|中心|大厅|窗口|学校|小学|中学|大学|幼儿园|银行|公司|集团)$"
 )
 
 
@@ -101,7 +101,7 @@ def place_names(place: str | None) -> tuple[str, ...]:
     text = _NOT_NAME.sub("", normalise(place))
     while True:
         stripped = _ADMIN_UNIT.sub("", text, count=1)
-        if stripped == text or _GENERIC_INSTITUTION.match(stripped):
+        if stripped == text or _GENERIC_INSTITUTION.search(stripped):
             break
         text = stripped
     previous = None
