@@ -73,7 +73,7 @@ _TRAILING = re.compile(
 _GENERIC_KIND = re.compile(r"(?<=..)(?:小区|社区|居民区|住宅区|片区|项目|楼盘)$")
 _NOT_NAME = re.compile(r"[^\u4e00-\u9fff0-9a-z]+")
 # What is left after an administrative unit may be an institution of that unit ("星沙镇政府", "东湖区市场监管局",
-# "a市人民医院", "东湖区第三中学"): every district has one, so the unit is part of the name.
+# "a市人民医院", "东湖区第三中学"): every district has one, so the innermost unit is part of the name.
 _GENERIC_INSTITUTION = re.compile(
     r"(?:政府|局|所|院|委|委员会|办|办公室|站|队|中心|大厅|窗口|学校|小学|中学|大学|幼儿园|银行|公司|集团)$"
 )
@@ -101,7 +101,7 @@ def place_names(place: str | None) -> tuple[str, ...]:
     text = _NOT_NAME.sub("", normalise(place))
     while True:
         stripped = _ADMIN_UNIT.sub("", text, count=1)
-        if stripped == text or _GENERIC_INSTITUTION.search(stripped):
+        if stripped == text or (_GENERIC_INSTITUTION.search(stripped) and not _ADMIN_UNIT.match(stripped)):
             break
         text = stripped
     previous = None
