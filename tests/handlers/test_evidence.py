@@ -120,12 +120,12 @@ async def test_a_file_that_cannot_be_downloaded_is_asked_for_again(harness: Dial
 
 async def test_files_relayed_by_a_platform_server_do_not_share_one_addresss_quota(small_files: DialogHarness) -> None:
     photo = JPEG + b"\x00" * 1000  # 1,204 bytes: two of them from one address exceed its 1,500
-    relay = {"client_ip": "101.226.103.7", "shared_address": True}
+    relay: dict[str, Any] = {"client_ip": "101.226.103.7", "shared_address": True}
     answers = []
     for user_ref in ("openid-1", "openid-2"):
         await _to_evidence(small_files, user_ref, **relay)
         answers.append(await _upload(small_files, Download(photo), kind="photo", user_ref=user_ref, **relay))
-    own = {"client_ip": "101.226.103.7"}
+    own: dict[str, Any] = {"client_ip": "101.226.103.7"}
     for user_ref in ("visitor-1", "visitor-2"):
         await _to_evidence(small_files, user_ref, **own)
         answers.append(await _upload(small_files, Download(photo), kind="photo", user_ref=user_ref, **own))
