@@ -9,10 +9,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from console.auth import SESSION_COOKIE, cookie_serializer
+from console.context import ConsoleContext
 from handlers.routing import RouteDecision
 from nlp.search import index_terms
-from storage import actions
-from storage.models import Case
+from storage import actions, staff_actions
+from storage.models import Case, StaffRole, StaffUser
 
 SECRET_KEY = b"k" * 32
 """The receipt-code key of cases filed by `file_case` (pass another to match a service's settings)."""
@@ -79,3 +81,25 @@ def decided(decision: RouteDecision) -> dict[str, Any]:
             "confidence": routing.confidence, "top": routing.top or [], "terms": routing.terms,
             "model_version": routing.model_version, "accept_due_at": routing.accept_due_at,
             "resolve_due_at": routing.resolve_due_at, "staff_targets": routing.staff_targets}
+
+
+async def create_staff(session: AsyncSession, username: str, role: StaffRole = StaffRole.REVIEWER,
+                       queues: Sequence[str] = (), *, password_hash: str = "not-a-hash", active: bool = True,
+                       actor: StaffUser | None = None) -> StaffUser:
+    """A staff account working in `queues`, made by `storage.staff_actions` as the console makes one (the
+    default password hash opens no login: tests that log in through the form pass a real one)."""
+    user = await staff_actions.create_staff(session, username=username, display_name=f"{username} 同志", role=role,
+                                            password_hash=password_hash, actor=actor)
+    await staff_actions.set_queues(session, user, list(queues), actor=actor)
+    if not active:
+        await staff_actions.set_active(session, user, False, actor=actor)
+    return user
+
+
+async def console_session(context: ConsoleContext, user: StaffUser, *, second_factor_done: bool = True,
+                          hours: float = 8.0) -> tuple[dict[str, str], str]:
+    """A console login of `user` as the login page leaves it: (the signed session cookie, its CSRF token)."""
+    async with context.database.sessionmaker.begin() as session:
+        token, record = await staff_actions.start_session(session, user, hours=hours, ip=None,
+                                                          second_factor_done=second_factor_done)
+    return {SESSION_COOKIE: cookie_serializer(context).dumps(token)}, record.csrf_token

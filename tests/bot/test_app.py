@@ -1,0 +1,103 @@
+"""The one ASGI application, in-process without its workers (its start-up, model and all, is what every
+`LiveService` and console test runs): health, who may read /metrics, the Telegram webhook when it is off, and
+refused forms answered without the values they carried."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.app import create_app
+from bot.config import Settings
+from storage.migrate import upgrade
+from tests.conftest import free_port, make_test_keyring
+
+METRICS_TOKEN = "scraper-token-for-tests-0123456789"
+
+Client = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Client:
+    """A client of the service's app on `database_url` (default: a migrated SQLite database), calling from
+    `client_ip`, with the metrics token set or not."""
+
+    @asynccontextmanager
+    async def client(database_url: str | None = None, client_ip: str = "203.0.113.7",
+                     metrics_token: str | None = METRICS_TOKEN) -> AsyncIterator[httpx.AsyncClient]:
+        url = database_url or f"sqlite+aiosqlite:///{tmp_path / 'service.db'}"
+        if database_url is None:
+            await asyncio.to_thread(upgrade, url, make_test_keyring())
+        settings = Settings(data_dir=tmp_path, database_url=url, secret_key="app-secret-" + "a" * 40,
+                            telegram_token=None, wechat_token=None, metrics_token=metrics_token)
+        app = create_app(settings)
+        transport = httpx.ASGITransport(app=app, client=(client_ip, 40000))
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://service.test") as http:
+                yield http
+        finally:
+            await app.state.runtime.close()
+
+    return client
+
+
+async def test_health_is_ok_while_the_database_answers(service: Client) -> None:
+    async with service() as client:
+        response = await client.get("/healthz")
+    assert (response.status_code, response.json()) == (200, {"status": "ok", "model": None})  # no model loaded yet
+
+
+async def test_health_is_unavailable_while_the_database_cannot_be_reached(service: Client) -> None:
+    unreachable = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/qinglian"
+    async with service(database_url=unreachable) as client:
+        response = await client.get("/healthz")
+    assert response.status_code == 503 and response.json()["status"] == "unavailable"
+
+
+@pytest.mark.parametrize(("metrics_token", "client_ip", "authorization", "status"), [
+    (METRICS_TOKEN, "203.0.113.7", f"Bearer {METRICS_TOKEN}", 200),
+    (METRICS_TOKEN, "203.0.113.7", "Bearer wrong", 401),
+    (METRICS_TOKEN, "127.0.0.1", None, 401),  # with a token set, even a local scraper sends it
+    (None, "127.0.0.1", None, 200),  # without one, only this machine may read
+    (None, "203.0.113.7", None, 401),
+])
+async def test_metrics_are_read_with_the_token_or_from_this_machine(
+        service: Client, metrics_token: str | None, client_ip: str, authorization: str | None, status: int) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+    async with service(metrics_token=metrics_token, client_ip=client_ip) as client:
+        response = await client.get("/metrics", headers=headers)
+    assert response.status_code == status
+    if status == 200:
+        assert "qinglian_outbox_lag_seconds 0.0" in response.text
+    else:
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_the_telegram_webhook_is_not_there_without_a_webhook(service: Client) -> None:
+    async with service() as client:
+        response = await client.post("/telegram/webhook", json={"update_id": 1})
+    assert (response.status_code, response.json()) == (404, {"detail": "the Telegram webhook is not enabled"})
+
+
+async def test_a_refused_form_is_answered_with_the_reasons_and_without_the_values(service: Client) -> None:
+    password = "my secret password " + "x" * 1000
+    async with service() as client:
+        response = await client.post("/console/login", data={"username": "wang", "password": password})
+    details: list[dict[str, Any]] = response.json()["detail"]
+    assert response.status_code == 422
+    assert [(detail["loc"], detail["type"]) for detail in details] == [(["body", "password"], "string_too_long")]
+    assert "my secret password" not in response.text
+
+
+async def test_the_web_chat_and_the_console_are_served(service: Client) -> None:
+    async with service() as client:
+        chat = await client.get("/")
+        console = await client.get("/console")
+    assert chat.status_code == 200 and chat.headers["content-type"].startswith("text/html")
+    assert (console.status_code, console.headers["location"]) == (303, "/console/login?next=/console")

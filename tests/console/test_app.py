@@ -1,0 +1,80 @@
+"""The console mounted on an app of its own (as the shell mounts it on the service's), with a context handed
+in: where a visitor without a login is sent, how a refused operation is answered on a page and in the API,
+its static files, and an API document that lists only the API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from console.app import mount_console
+from console.context import ConsoleContext
+from storage import staff_actions
+from storage.models import StaffRole
+from tests.console.conftest import make_context
+from tests.factories import console_session, create_staff
+
+STYLE_SHEET = (Path(__file__).resolve().parents[2] / "console" / "static" / "console.css").read_text(encoding="utf-8")
+
+
+@pytest.fixture
+async def console(database: Any, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, ConsoleContext]]:
+    context = make_context(database, tmp_path)
+    app = FastAPI()
+    mount_console(app, context)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console.test") as client:
+        yield client, context
+
+
+async def test_a_page_without_a_login_sends_the_visitor_to_log_in_and_back(
+        console: tuple[httpx.AsyncClient, ConsoleContext]) -> None:
+    client, _ = console
+    response = await client.get("/console/queue/clean_hall")
+    assert (response.status_code, response.headers["location"]) == (
+        303, "/console/login?next=/console/queue/clean_hall")
+
+
+async def test_a_login_without_its_second_factor_is_sent_to_the_second_factor(
+        console: tuple[httpx.AsyncClient, ConsoleContext]) -> None:
+    client, context = console
+    async with context.database.sessionmaker.begin() as session:
+        user = await create_staff(session, "zhao", StaffRole.SUPERVISOR)
+    cookies, _ = await console_session(context, user, second_factor_done=False)
+    client.cookies.update(cookies)
+    response = await client.get("/console/stats")
+    assert (response.status_code, response.headers["location"]) == (303, "/console/login/2fa?next=/console/stats")
+
+
+async def test_a_refused_operation_is_json_in_the_api_and_an_error_page_in_the_console(
+        console: tuple[httpx.AsyncClient, ConsoleContext]) -> None:
+    client, context = console
+    async with context.database.sessionmaker.begin() as session:
+        user = await create_staff(session, "zhao", StaffRole.SUPERVISOR)
+        token, _ = await staff_actions.create_api_token(session, user, "script", actor=user)
+    cookies, _ = await console_session(context, user)
+
+    api = await client.get("/api/v1/cases/QL-2026-424242", headers={"Authorization": f"Bearer {token}"})
+    client.cookies.update(cookies)
+    page = await client.get("/console/case/QL-2026-424242")
+
+    assert (api.status_code, api.json()) == (404, {"detail": "no case QL-2026-424242 in your queues"})
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert '<p class="message">no case QL-2026-424242 in your queues</p>' in page.text
+
+
+async def test_the_consoles_style_sheet_is_served(console: tuple[httpx.AsyncClient, ConsoleContext]) -> None:
+    client, _ = console
+    response = await client.get("/console/static/console.css")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/css")
+    assert response.text == STYLE_SHEET
+
+
+async def test_the_api_document_lists_the_api_and_no_page(console: tuple[httpx.AsyncClient, ConsoleContext]) -> None:
+    client, _ = console
+    document = (await client.get("/openapi.json")).json()
+    assert document["paths"] and all(path.startswith("/api/v1/") for path in document["paths"])

@@ -1,0 +1,70 @@
+"""A city's configuration file: what another city writes, and the one line the operator reads when it is
+wrong (the default file and the routing targets: tests/bot/test_config.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from handlers.city import DEFAULT_CITY_CONFIG, CityConfig, ConfigError, load_city_config
+
+DEFAULT = DEFAULT_CITY_CONFIG.read_text(encoding="utf-8")
+
+
+def _load(tmp_path: Path, text: str) -> CityConfig:
+    path = tmp_path / "city.toml"
+    path.write_text(text, encoding="utf-8")
+    return load_city_config(path)
+
+
+def _error(tmp_path: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as problem:
+        _load(tmp_path, text)
+    return str(problem.value).split(": ", 1)[1]
+
+
+def test_another_city_with_its_own_districts_queues_and_texts(tmp_path: Path) -> None:
+    text = DEFAULT.replace('city_zh = "长沙市"', 'city_zh = "株洲市"').replace('city_en = "Changsha"',
+                                                                           'city_en = "Zhuzhou"')
+    text = text.replace('case_number_prefix = "QL"', 'case_number_prefix = "ZZ"')
+    text += '\n[texts.zh]\nreport_intro = "开始举报（株洲）。"\n[texts.en]\nreport_intro = "Report (Zhuzhou)."\n'
+    city = _load(tmp_path, text)
+    assert (city.city_zh, city.city_en, city.case_number_prefix, city.texts["en"]["report_intro"]) == (
+        "株洲市", "Zhuzhou", "ZZ", "Report (Zhuzhou).")
+
+
+def test_districts_and_queues_are_found_by_code() -> None:
+    city = load_city_config(None)
+    kaifu = city.district("kaifu")
+    triage = city.queue("triage")
+    assert kaifu is not None and (kaifu.zh, kaifu.en) == ("开福区", "Kaifu")
+    assert triage is not None and triage.en == "Manual triage"
+    assert (city.district("atlantis"), city.district(None), city.queue("mars")) == (None, None, None)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (('{ code = "kaifu", zh = "开福区", en = "Kaifu" },', '{ code = "yuelu", zh = "开福区", en = "Kaifu" },'),
+     "districts: Value error, district codes must be unique"),
+    (('{ code = "kaifu", zh = "开福区", en = "Kaifu" },', '{ code = "Kaifu", zh = "开福区", en = "Kaifu" },'),
+     "districts.3.code: String should match pattern '^[a-z][a-z0-9_]{0,39}$'"),
+    (('triage_queue = "triage"', 'triage_queue = "sorting"'),
+     "(top level): Value error, routing.triage_queue 'sorting' is not a configured queue"),
+    (('case_number_prefix = "QL"', 'case_number_prefix = "ql-"'),
+     "case_number_prefix: String should match pattern '^[A-Z]{1,8}$'"),
+    (('confidence_threshold = 0.50', 'confidence_threshold = 1.5'),
+     "routing.confidence_threshold: Input should be less than or equal to 1"),
+    (('default_locale = "zh"', 'default_locale = "fr"'), "default_locale: Input should be 'zh' or 'en'"),
+])
+def test_a_mistake_is_one_line_naming_where_it_is(tmp_path: Path, change: tuple[str, str], message: str) -> None:
+    old, new = change
+    assert old in DEFAULT
+    assert _error(tmp_path, DEFAULT.replace(old, new)) == message
+
+
+def test_a_city_needs_at_least_one_district(tmp_path: Path) -> None:
+    start = DEFAULT.index("districts = [")
+    end = DEFAULT.index("]", DEFAULT.index("ningxiang")) + 1
+    without = DEFAULT[:start] + "districts = []" + DEFAULT[end:]
+    text = without.replace('village_affairs = "@district"', 'village_affairs = "triage"')
+    assert _error(tmp_path, text) == "districts: Value error, at least one district is required"

@@ -1,0 +1,210 @@
+"""The report wizard through `dialog.handle`: what each answer becomes in the summary and in the filed case,
+editing, the long description, cancelling with files, routing by what the classifier said, and the daily
+limits per resident and per network."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import select
+
+from handlers import dialog
+from handlers.routing import RouteDecision
+from handlers.routing import route as decide
+from handlers.types import Inbound, Outbound
+from nlp.types import Tag
+from storage.models import Case, TraceEvent
+from tests.handlers.conftest import JPEG, DialogHarness, Resident
+
+DESCRIPTION = "村委会把低保名额分给了村干部的亲属，真正困难的人家没有评上。"
+
+
+async def _to_when(resident: Resident, district: str = "district:kaifu") -> None:
+    await resident.command("report")
+    await resident.press(district)
+    await resident.say("开福区某村村委会")
+
+
+async def _after_when(resident: Resident, description: str = DESCRIPTION) -> None:
+    await resident.say(description)
+    await resident.press("evidence:done")
+    await resident.press("identity:anonymous")
+
+
+async def _filed(harness: DialogHarness) -> list[Case]:
+    async with harness.sessionmaker() as session:
+        return list((await session.execute(select(Case).order_by(Case.id))).scalars())
+
+
+async def test_when_the_resident_picks_yesterday_the_date_is_kept_with_the_word(harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await _to_when(resident)
+    await resident.press("when:yesterday")
+    await _after_when(resident)
+    assert "时间：2026-11-23 (昨天)" in resident.text()  # the harness's clock: 24 November 2026, Beijing time
+
+    await resident.press("summary:submit")
+    assert [case.occurred for case in await _filed(harness)] == ["2026-11-23 (昨天)"]
+
+
+async def test_a_vague_time_is_kept_as_the_words_offered(harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await _to_when(resident)
+    await resident.press("when:month")
+    await _after_when(resident)
+    await resident.press("summary:submit")
+    assert [case.occurred for case in await _filed(harness)] == ["最近一个月内"]
+
+
+async def test_a_long_description_is_shortened_in_the_summary_and_filed_whole(harness: DialogHarness) -> None:
+    description = "村委会" + "低保名额分配不公，" * 100  # 903 characters
+    resident = harness.resident()
+    await _to_when(resident)
+    await resident.press("when:week")
+    await _after_when(resident, description)
+
+    assert f"经过：{description[:800]}……（共{len(description)}字，已完整保存）\n" in resident.text()
+    await resident.press("summary:submit")
+    assert [case.description for case in await _filed(harness)] == [description.strip()]
+
+
+async def test_editing_the_district_and_the_time_returns_to_the_summary(harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await _to_when(resident)
+    await resident.press("when:week")
+    await _after_when(resident)
+    await resident.press("summary:edit")
+    await resident.press("edit:district")
+    assert "第1步" in resident.text()
+    await resident.press("district:liuyang")
+    assert "请核对举报内容" in resident.text() and "区县：浏阳市" in resident.text()
+    await resident.press("summary:edit")
+    await resident.press("edit:when")
+    await resident.say("2026-11-02")
+    assert "时间：2026-11-02" in resident.text()
+    await resident.press("summary:edit")
+    await resident.press("edit:back")
+    assert resident.keys() == ["summary:submit", "summary:edit", "summary:cancel"]
+
+    await resident.press("summary:submit")
+    assert [(case.district, case.occurred) for case in await _filed(harness)] == [("liuyang", "2026-11-02")]
+
+
+async def test_the_summary_in_english_names_the_district_in_english(harness: DialogHarness) -> None:
+    resident = harness.resident(locale="en-US")
+    await _to_when(resident)
+    await resident.press("when:today")
+    await _after_when(resident)
+    assert "District: Kaifu\n" in resident.text() and "开福区\n" not in resident.text()
+    await resident.press("summary:submit")
+    assert re.search(r"QL-2026-000001", resident.text())
+    assert [case.locale for case in await _filed(harness)] == ["en"]
+
+
+async def test_cancelling_at_the_summary_deletes_the_draft_and_its_files(harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await _to_when(resident)
+    await resident.press("when:today")
+    await resident.say(DESCRIPTION)
+    await resident.upload(JPEG, kind="photo")
+    await resident.upload(JPEG, kind="photo")
+    stored = [path for path in harness.context.evidence_dir.rglob("*") if path.is_file()]
+    assert len(stored) == 2
+    await resident.press("evidence:done")
+    await resident.press("identity:anonymous")
+    await resident.press("summary:cancel")
+
+    assert "已取消本次举报" in resident.text() and "menu:report" in resident.keys()
+    assert [path for path in harness.context.evidence_dir.rglob("*") if path.is_file()] == []
+    await resident.command("report")
+    assert "第1步" in resident.text()  # nothing to resume
+
+
+async def test_clearing_the_evidence_deletes_the_files_and_the_resident_may_send_others(
+        harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await _to_when(resident)
+    await resident.press("when:today")
+    await resident.say(DESCRIPTION)
+    await resident.upload(JPEG, kind="photo")
+    assert resident.keys() == ["evidence:done", "evidence:clear"]
+    await resident.press("evidence:clear")
+    assert [path for path in harness.context.evidence_dir.rglob("*") if path.is_file()] == []
+    assert resident.keys() == ["evidence:done"]
+    await resident.upload(JPEG, kind="photo")
+    assert "已收到第 1 个文件" in resident.text()
+
+
+async def test_the_case_goes_where_the_classifiers_label_and_the_district_send_it(harness: DialogHarness) -> None:
+    heard: list[tuple[str, str | None]] = []
+
+    async def village_affairs(text: str, district: str | None) -> RouteDecision:
+        heard.append((text, district))
+        return decide(harness.context.city, Tag("village_affairs", 0.93), district, harness.clock())
+
+    classified = DialogHarness(harness.sessionmaker, replace(harness.context, route=village_affairs), harness.clock)
+    resident = classified.resident()
+    await _to_when(resident)
+    await resident.press("when:today")
+    await _after_when(resident)
+    await resident.press("summary:submit")
+
+    assert heard == [(DESCRIPTION, "kaifu")]
+    cases = await _filed(harness)
+    assert [(c.queue, c.label, c.label_confidence) for c in cases] == [("district_kaifu", "village_affairs", 0.93)]
+    async with harness.sessionmaker() as session:
+        routed = (await session.execute(select(TraceEvent.detail).where(TraceEvent.kind == "routed"))).scalar_one()
+    assert routed == {"queue": "district_kaifu", "reason": "district", "label": "village_affairs"}
+
+
+async def _step(harness: DialogHarness, user_ref: str, *, shared_address: bool = False, **fields: Any) -> str:
+    """One message through a channel that knows the sender's address (a platform's server when shared)."""
+    inbound = Inbound("test", user_ref, "zh", client_ip="198.51.100.23", shared_address=shared_address, **fields)
+    async with harness.sessionmaker.begin() as session:
+        replies: list[Outbound] = (await dialog.handle(session, inbound, harness.context)).messages
+    return "\n".join(reply.text for reply in replies)
+
+
+async def _file_from_the_network(harness: DialogHarness, user_ref: str, *, shared_address: bool = False) -> str:
+    for fields in ({"command": "report"}, {"choice": "district:kaifu"}, {"text": "开福区某村村委会"},
+                   {"choice": "when:today"}, {"text": DESCRIPTION}, {"choice": "evidence:done"},
+                   {"choice": "identity:anonymous"}, {"choice": "summary:submit"}):
+        answer = await _step(harness, user_ref, shared_address=shared_address, **fields)
+    return answer
+
+
+async def test_reports_from_one_network_are_limited_and_the_wait_is_told_in_hours(harness: DialogHarness) -> None:
+    harness.context.city.limits.reports_per_ip_per_day = 2
+    assert "举报已提交" in await _file_from_the_network(harness, "neighbour-1")
+    harness.clock.advance(hours=3)
+    assert "举报已提交" in await _file_from_the_network(harness, "neighbour-2")
+    harness.clock.advance(hours=1)
+
+    refused = await _file_from_the_network(harness, "neighbour-3")
+
+    # the first report leaves the 24-hour window in 20 h 1 min: told in whole hours, rounded up
+    assert "24小时内从您所在的网络提交的举报已达上限" in refused and "请21小时后再提交" in refused
+    assert len(await _filed(harness)) == 2
+    harness.clock.advance(hours=20, minutes=1)  # the first report is a day old: one more may come
+    assert "举报已提交" in await _step(harness, "neighbour-3", choice="summary:submit")
+
+
+async def test_a_platform_server_relaying_many_residents_is_not_one_network(harness: DialogHarness) -> None:
+    harness.context.city.limits.reports_per_ip_per_day = 1
+    answers = [await _file_from_the_network(harness, f"wechat-user-{n}", shared_address=True) for n in range(3)]
+    assert ["举报已提交" in answer for answer in answers] == [True, True, True]
+
+
+async def test_reports_filed_before_the_last_day_do_not_count_against_the_resident(harness: DialogHarness) -> None:
+    harness.context.city.limits.reports_per_day = 1
+    resident = harness.resident()
+    for _ in range(2):
+        await _to_when(resident)
+        await resident.press("when:today")
+        await _after_when(resident)
+        await resident.press("summary:submit")
+        assert "举报已提交" in resident.text()
+        harness.clock.advance(hours=24, minutes=1)
+    assert len(await _filed(harness)) == 2

@@ -1,0 +1,51 @@
+"""The resident's texts: both languages complete with the same placeholders, a city's overrides, and which
+language a client's language tag gets."""
+
+from __future__ import annotations
+
+import string
+
+import pytest
+
+from handlers.texts import Texts, normalise_locale
+
+
+def _placeholders(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+@pytest.mark.parametrize(("tag", "default", "locale"), [
+    ("zh-Hans", "zh", "zh"), ("zh_TW", "en", "zh"), ("ZH", "en", "zh"), ("en-GB", "zh", "en"), (" en ", "zh", "en"),
+    ("fr-FR", "zh", "zh"), ("fr-FR", "en", "en"), ("", "en", "en"), (None, "zh", "zh"),
+])
+def test_a_clients_language_tag_becomes_one_of_our_languages(tag: str | None, default: str, locale: str) -> None:
+    assert normalise_locale(tag, default) == locale
+
+
+def test_both_languages_have_every_text_with_the_same_placeholders() -> None:
+    texts = Texts()
+    differing = {key: (texts.get("zh", key), texts.get("en", key)) for key in texts.keys()
+                 if _placeholders(texts.get("zh", key)) != _placeholders(texts.get("en", key))}
+    assert differing == {}
+
+
+def test_a_text_is_filled_in_and_an_unknown_language_reads_chinese() -> None:
+    texts = Texts()
+    assert texts.get("en", "rated", rating=4) == "Thank you for your rating (4 star(s))!"
+    assert texts.get("zh", "rated", rating=4) == "感谢您的评价（4星）！"
+    assert texts.get("ja", "rated", rating=4) == "感谢您的评价（4星）！"
+
+
+def test_a_city_overrides_a_text_in_each_language_it_names() -> None:
+    texts = Texts({"zh": {"report_intro": "开始举报（芙蓉区试点）。"}})
+    assert texts.get("zh", "report_intro") == "开始举报（芙蓉区试点）。"
+    assert texts.get("en", "report_intro") == Texts().get("en", "report_intro")
+    assert texts.get("zh", "ask_place") == Texts().get("zh", "ask_place")
+
+
+def test_a_text_added_in_only_one_language_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"texts missing in one language: \['holiday_notice'\]"):
+        Texts({"zh": {"holiday_notice": "春节期间受理时间顺延。"}})
+    both = Texts({"zh": {"holiday_notice": "春节期间受理时间顺延。"},
+                  "en": {"holiday_notice": "Deadlines move back over the Spring Festival."}})
+    assert both.get("en", "holiday_notice") == "Deadlines move back over the Spring Festival."

@@ -1,0 +1,175 @@
+"""Following a case with its receipt code, through `dialog.handle`: the case and its trace as the resident
+reads them, adding information, rating, and the limits on guessing codes per resident and per network."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from handlers import dialog
+from handlers.types import Inbound
+from storage import actions
+from storage.models import Case, CaseStatus, TraceEvent
+from storage.receipts import format_receipt_code
+from tests.factories import file_case
+from tests.handlers.conftest import JPEG, DialogHarness
+
+WRONG_CODE = "0000 0000 0000 0001"
+
+
+async def _case(harness: DialogHarness, **fields: Any) -> tuple[int, str]:
+    """A case filed at the harness's clock in the triage queue; returns its id and receipt code."""
+    async with harness.sessionmaker.begin() as session:
+        case, code = await file_case(session, secret_key=harness.context.secret_key, queue="triage",
+                                     now=harness.clock(), **fields)
+    return case.id, code
+
+
+async def _set_status(harness: DialogHarness, case_id: int, status: CaseStatus) -> None:
+    async with harness.sessionmaker.begin() as session:
+        case = await actions.get_case(session, case_id)
+        assert case is not None
+        await actions.change_status(session, case, status, actor="staff:1")
+
+
+async def test_the_case_and_its_trace_are_shown_in_city_time_and_the_residents_language(
+        harness: DialogHarness) -> None:
+    _, code = await _case(harness)
+    resident = harness.resident(locale="en")
+
+    await resident.command("status", format_receipt_code(code))
+
+    assert resident.last[0].text == (
+        "Case number: QL-2026-000001\nStatus: Routed\nTrace:\n"
+        "2026-11-24 14:00  Report received\n2026-11-24 14:00  Routed to Manual triage")  # 06:00 UTC in Changsha
+    assert resident.keys() == ["case:follow_up", "case:menu"]
+
+
+async def test_a_code_typed_without_the_command_opens_the_case(harness: DialogHarness) -> None:
+    _, code = await _case(harness)
+    resident = harness.resident()
+    await resident.say(f"{code[:4]}-{code[4:8]}-{code[8:12]}-{code[12:]}")
+    assert "案件编号：QL-2026-000001\n当前状态：已分派" in resident.text()
+    await resident.press("case:menu")
+    assert "menu:report" in resident.keys()
+
+
+async def test_the_menu_of_an_open_case_accepts_only_its_options(harness: DialogHarness) -> None:
+    _, code = await _case(harness)
+    resident = harness.resident()
+    await resident.command("status", code)
+    await resident.say("我想催一下")
+    assert resident.last[0].text == "请点击下方选项之一，或回复选项前的数字。"
+    assert resident.keys() == ["case:follow_up", "case:menu"]
+    await resident.say("1")  # the first option, typed
+    assert "follow_up:done" in resident.keys()
+
+
+async def test_added_information_must_be_text_or_a_file_within_the_limit(harness: DialogHarness) -> None:
+    case_id, code = await _case(harness)
+    resident = harness.resident()
+    await resident.command("status", code)
+    await resident.press("case:follow_up")
+    await resident.say("   ")
+    assert resident.last[0].text == "请发送文字、图片或PDF。"
+    await resident.say("补" * 3001)
+    assert resident.last[0].text.startswith("描述太长了：3001字，最多3000字。")
+    await resident.say("  涉事人员工号0327  ")
+    await resident.upload(JPEG, kind="photo")
+    assert resident.last[0].text.startswith("补充材料已收到")
+    await resident.press("follow_up:done")
+    assert resident.text().count("举报人补充了材料") == 2
+
+    async with harness.sessionmaker() as session:
+        bodies = list((await session.execute(select(TraceEvent.body).where(
+            TraceEvent.case_id == case_id, TraceEvent.kind == "follow_up").order_by(TraceEvent.id))).scalars())
+    assert bodies == ["涉事人员工号0327", None]
+
+
+async def test_information_sent_after_the_case_was_closed_is_refused(harness: DialogHarness) -> None:
+    case_id, code = await _case(harness)
+    resident = harness.resident()
+    await resident.command("status", code)
+    await resident.press("case:follow_up")
+    await _set_status(harness, case_id, CaseStatus.CLOSED)
+
+    await resident.say("还有一份材料")
+
+    assert resident.last[0].text == "案件已办结，不能再补充材料。"
+    assert resident.keys() == ["case:rate", "case:menu"]
+
+
+async def test_a_closed_case_is_rated_with_stars_or_a_typed_number_once(harness: DialogHarness) -> None:
+    first_id, first_code = await _case(harness)
+    second_id, second_code = await _case(harness, reporter_ref="43")
+    for case_id in (first_id, second_id):
+        await _set_status(harness, case_id, CaseStatus.CLOSED)
+    resident = harness.resident()
+
+    await resident.command("status", first_code)
+    await resident.press("case:rate")
+    assert resident.keys() == ["rate:5", "rate:4", "rate:3", "rate:2", "rate:1"]
+    await resident.say("★★★")
+    assert resident.last[0].text == "感谢您的评价（3星）！"
+    await resident.command("status", second_code)
+    await resident.press("case:rate")
+    await resident.say("5")  # a digit is a rating here, not the fifth option
+    assert resident.last[0].text == "感谢您的评价（5星）！"
+    await resident.command("status", first_code)
+    assert resident.keys() == ["case:menu"]
+
+    async with harness.sessionmaker() as session:
+        ratings = list((await session.execute(select(Case.rating).order_by(Case.id))).scalars())
+    assert ratings == [3, 5]
+
+
+async def test_a_file_where_the_code_is_expected_is_answered_with_the_codes_format(harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await resident.command("status")
+    await resident.upload(JPEG, kind="photo")
+    assert resident.last[0].text == "查询码应为16位数字，请检查后重新输入。"
+
+
+async def test_wrong_codes_from_one_network_are_throttled_across_residents(harness: DialogHarness) -> None:
+    harness.context.city.limits.status_wrong_codes_per_ip = 3
+    _, code = await _case(harness)
+    for number in range(3):
+        guesser = harness.resident(f"guesser-{number}", client_ip="203.0.113.50")
+        await guesser.command("status", WRONG_CODE)
+        assert "没有找到" in guesser.text()
+    same_network = harness.resident("guesser-4", client_ip="203.0.113.50")
+    elsewhere = harness.resident("owner", client_ip="198.51.100.4")
+
+    await same_network.command("status", code)
+    await elsewhere.command("status", code)
+
+    assert same_network.last[0].text == "从您所在的网络输入错误查询码的次数过多，请11分钟后再试。"
+    assert "当前状态：已分派" in elsewhere.text()
+    harness.clock.advance(minutes=11)
+    await same_network.command("status", code)
+    assert "当前状态：已分派" in same_network.text()
+
+
+async def _relayed(harness: DialogHarness, user_ref: str, code: str) -> str:
+    """A /status through a platform whose servers relay every resident's messages from one address."""
+    inbound = Inbound("wechat", user_ref, "zh", command="status", command_arg=code, client_ip="101.226.103.7",
+                      shared_address=True)
+    async with harness.sessionmaker.begin() as session:
+        step = await dialog.handle(session, inbound, harness.context)
+    return step.messages[0].text
+
+
+async def test_a_platform_servers_address_is_counted_apart_under_its_own_limit(harness: DialogHarness) -> None:
+    limits = harness.context.city.limits
+    limits.status_wrong_codes_per_ip, limits.status_wrong_codes_per_platform_address = 1, 3
+    _, code = await _case(harness)
+    answers = [await _relayed(harness, f"openid-{number}", WRONG_CODE) for number in range(3)]
+    assert answers == ["没有找到与该查询码对应的案件，请核对后重试。"] * 3  # over the per-address limit of 1
+
+    refused = await _relayed(harness, "openid-9", code)
+    resident_on_that_address = harness.resident("web-visitor", client_ip="101.226.103.7")
+    await resident_on_that_address.command("status", code)
+
+    assert refused == "从您所在的网络输入错误查询码的次数过多，请11分钟后再试。"
+    assert "当前状态：已分派" in resident_on_that_address.text()

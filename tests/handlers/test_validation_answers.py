@@ -1,0 +1,112 @@
+"""What a resident typed at each step, cleaned or refused with the reason the dialog shows (file names:
+test_validation.py)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from handlers.validation import (
+    Invalid,
+    clean_description,
+    clean_name,
+    clean_occurred,
+    clean_phone,
+    clean_place,
+    sniff_media_type,
+)
+
+TODAY = date(2026, 11, 24)
+
+
+def _refusal(check: object, *args: object) -> tuple[str, dict[str, object]]:
+    with pytest.raises(Invalid) as refused:
+        check(*args)  # type: ignore[operator]
+    return refused.value.text_key, refused.value.values
+
+
+@pytest.mark.parametrize(("typed", "kept"), [
+    ("  岳麓区政务服务中心\t3号窗口 \r\n", "岳麓区政务服务中心\t3号窗口"),
+    ("县医院\x07挂号处", "县医院挂号处"),  # control characters go
+    ("村委", "村委"),
+])
+def test_a_place_is_kept_as_typed_without_control_characters(typed: str, kept: str) -> None:
+    assert clean_place(typed, 200) == kept
+
+
+def test_a_place_must_name_something_and_fit() -> None:
+    assert _refusal(clean_place, "！！", 200) == ("error_place_short", {})
+    assert _refusal(clean_place, "某" * 201, 200) == ("error_too_long", {"limit": 200, "length": 201})
+
+
+@pytest.mark.parametrize(("typed", "kept"), [
+    ("上周三下午", "上周三下午"),
+    ("2026年11月3日上午", "2026年11月3日上午"),
+    ("2026/11/24", "2026/11/24"),
+    ("大约 2025.12.1 前后", "大约 2025.12.1 前后"),
+])
+def test_a_time_is_kept_in_the_residents_words(typed: str, kept: str) -> None:
+    assert clean_occurred(typed, TODAY) == kept
+
+
+@pytest.mark.parametrize(("typed", "refusal"), [
+    ("2026-11-25", ("error_when_future", {"value": "2026-11-25"})),
+    ("2026年2月30日", ("error_when_bad_date", {"value": "2026年2月30日"})),
+    ("？？", ("error_when_empty", {})),
+    ("很久" * 51, ("error_too_long", {"limit": 100, "length": 102})),
+])
+def test_a_time_in_the_future_impossible_or_empty_is_refused(typed: str,
+                                                              refusal: tuple[str, dict[str, object]]) -> None:
+    assert _refusal(clean_occurred, typed, TODAY) == refusal
+
+
+def test_a_description_needs_substance_and_fits_the_limit() -> None:
+    text = "窗口工作人员上班时间玩手机，群众排队两个小时。"
+    assert clean_description(f"  {text}\r\n", 10, 3000) == text
+    too_short = ("error_description_short", {"minimum": 10})
+    assert _refusal(clean_description, "太差了！！！！！！！！", 10, 3000) == too_short
+    assert _refusal(clean_description, "哈" * 40, 10, 3000) == too_short  # one character, however often
+    assert _refusal(clean_description, "长" * 3001, 10, 3000) == (
+        "error_description_long", {"limit": 3000, "length": 3001})
+
+
+@pytest.mark.parametrize(("typed", "kept"), [("  张   三 ", "张 三"), ("Li Ming", "Li Ming"), ("欧阳明月", "欧阳明月")])
+def test_a_name_is_kept_with_its_spaces_tidied(typed: str, kept: str) -> None:
+    assert clean_name(typed) == kept
+
+
+def test_a_name_has_no_digits_and_two_to_forty_letters() -> None:
+    assert _refusal(clean_name, "张3") == ("error_name_digits", {})
+    assert _refusal(clean_name, "张") == ("error_name_length", {})
+    assert _refusal(clean_name, "名" * 41) == ("error_name_length", {})
+
+
+@pytest.mark.parametrize(("typed", "kept"), [
+    ("13812345678", "13812345678"),
+    ("+86 138-1234-5678", "13812345678"),
+    ("0086 13812345678", "13812345678"),
+    ("（138）1234 5678", "13812345678"),
+    ("１３８１２３４５６７８", "13812345678"),
+])
+def test_a_mainland_mobile_number_is_kept_as_eleven_digits(typed: str, kept: str) -> None:
+    assert clean_phone(typed) == kept
+
+
+@pytest.mark.parametrize("typed", ["12345678901", "0731-88886666", "1381234567", "+1 415 555 0100", "电话"])
+def test_other_numbers_are_refused(typed: str) -> None:
+    assert _refusal(clean_phone, typed) == ("error_phone", {})
+
+
+@pytest.mark.parametrize(("content", "media_type"), [
+    (b"\xff\xd8\xff\xe0rest", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\nrest", "image/png"),
+    (b"GIF89a rest", "image/gif"),
+    (b"RIFF\x10\x00\x00\x00WEBPVP8 ", "image/webp"),
+    (b"%PDF-1.7\n", "application/pdf"),
+    (b"MZ\x90\x00 an executable", None),
+    (b"<html>not a pdf</html>", None),
+    (b"", None),
+])
+def test_a_files_type_is_read_from_its_first_bytes(content: bytes, media_type: str | None) -> None:
+    assert sniff_media_type(content) == media_type

@@ -1,0 +1,55 @@
+"""Reading the audit log against SQLite and the PostgreSQL on 127.0.0.1: newest first, with who and which
+case, filtered by person or case, a page at a time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from storage import audit, staff_actions
+from storage.models import StaffRole
+from tests.factories import file_case
+
+
+async def _history(sessionmaker: Any) -> tuple[int, int, int, int]:
+    """Two staff members at work on two cases, and an action of the system; returns their ids."""
+    async with sessionmaker.begin() as session:
+        wang = await staff_actions.create_staff(session, username="wang", display_name="王主任",
+                                                role=StaffRole.SUPERVISOR, password_hash="not-a-hash")
+        li = await staff_actions.create_staff(session, username="li", display_name="李审核", role=StaffRole.REVIEWER,
+                                              password_hash="not-a-hash", actor=wang)
+        first, _ = await file_case(session, reporter_ref="1")
+        second, _ = await file_case(session, reporter_ref="2")
+        await staff_actions.record_view(session, first, actor=li, ip="203.0.113.9")
+        await staff_actions.accept_case(session, first, actor=li)
+        await staff_actions.add_note(session, second, "请李审核跟进", actor=wang)
+        await staff_actions.assign_case(session, second, li, actor=wang)
+    return wang.id, li.id, first.id, second.id
+
+
+async def test_entries_come_newest_first_with_the_actor_and_the_case(sessionmaker: Any) -> None:
+    await _history(sessionmaker)
+    async with sessionmaker() as session:
+        rows, total = await audit.audit_log(session, page=1, per_page=50)
+    assert total == 6
+    assert [(entry.action, actor, number) for entry, actor, number in rows] == [
+        ("case.assign", "wang", "QL-2026-000002"),
+        ("case.note", "wang", "QL-2026-000002"),
+        ("case.accept", "li", "QL-2026-000001"),
+        ("case.view", "li", "QL-2026-000001"),
+        ("staff.create", "wang", None),
+        ("staff.create", None, None),  # the first account, made by no one
+    ]
+    assert rows[3][0].ip == "203.0.113.9"
+
+
+async def test_entries_are_filtered_by_person_and_case_and_paged(sessionmaker: Any) -> None:
+    wang, li, first, second = await _history(sessionmaker)
+    async with sessionmaker() as session:
+        by_li, li_total = await audit.audit_log(session, page=1, per_page=50, actor_id=li)
+        on_second, second_total = await audit.audit_log(session, page=1, per_page=50, case_id=second)
+        both, both_total = await audit.audit_log(session, page=1, per_page=50, actor_id=wang, case_id=first)
+        page_two, paged_total = await audit.audit_log(session, page=2, per_page=4)
+    assert ([e.action for e, _, _ in by_li], li_total) == (["case.accept", "case.view"], 2)
+    assert ([e.action for e, _, _ in on_second], second_total) == (["case.assign", "case.note"], 2)
+    assert (both, both_total) == ([], 0)
+    assert ([e.action for e, _, _ in page_two], paged_total) == (["staff.create", "staff.create"], 6)

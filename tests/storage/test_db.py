@@ -1,0 +1,133 @@
+"""The database's engines and session factories: the read session never waits for the write lock, reads
+cannot write, SQLite runs in WAL with a busy timeout and writers take the write lock when they begin."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
+
+from storage import actions
+from storage.db import DEFAULT_BUSY_TIMEOUT, Database, sqlite_busy_timeout
+from storage.migrate import upgrade
+from storage.models import ProcessedUpdate
+from tests.conftest import make_test_keyring
+
+
+async def _updates(session: Any) -> int:
+    return int(await session.scalar(select(func.count()).select_from(ProcessedUpdate)) or 0)
+
+
+@pytest.fixture
+async def sqlite_database(tmp_path: Path) -> AsyncIterator[Database]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'locks.db'}?timeout=5"
+    await asyncio.to_thread(upgrade, url, make_test_keyring())
+    database = Database.connect(url, make_test_keyring())
+    yield database
+    await database.dispose()
+
+
+async def test_a_read_returns_the_committed_state_while_a_write_transaction_is_open(database: Database) -> None:
+    async with database.sessionmaker.begin() as session:
+        await actions.claim_update(session, "telegram", "committed-before")
+    async with database.sessionmaker.begin() as writing:
+        await actions.claim_update(writing, "telegram", "not-committed-yet")
+        async with database.read_sessionmaker() as reading:
+            seen = await asyncio.wait_for(_updates(reading), 30)  # returns; it does not wait for the writer
+        assert seen == 1
+    async with database.read_sessionmaker() as reading:
+        assert await _updates(reading) == 2
+
+
+async def test_a_read_session_cannot_write(database: Database) -> None:
+    async with database.read_sessionmaker() as reading:
+        with pytest.raises(DBAPIError):
+            await actions.claim_update(reading, "telegram", "sneaked-in")
+    async with database.read_sessionmaker() as reading:
+        assert await _updates(reading) == 0
+
+
+async def test_writers_of_one_process_queue_for_the_write_connection_and_readers_do_not(
+        sqlite_database: Database) -> None:
+    order: list[str] = []
+
+    async def second_writer() -> None:
+        async with sqlite_database.sessionmaker.begin() as session:
+            await actions.claim_update(session, "telegram", "second")
+            order.append("second wrote")
+
+    async with sqlite_database.sessionmaker.begin() as first:
+        await actions.claim_update(first, "telegram", "first")
+        waiting = asyncio.create_task(second_writer())
+        for _ in range(20):
+            await asyncio.sleep(0)
+        async with sqlite_database.read_sessionmaker() as reading:
+            order.append(f"read {await _updates(reading)}")
+        assert not waiting.done()
+        order.append("first commits")
+    await asyncio.wait_for(waiting, 30)
+
+    assert order == ["read 0", "first commits", "second wrote"]
+    async with sqlite_database.read_sessionmaker() as reading:
+        assert await _updates(reading) == 2
+
+
+async def test_sqlite_runs_in_wal_with_the_urls_busy_timeout_and_foreign_keys(sqlite_database: Database) -> None:
+    for factory in (sqlite_database.sessionmaker, sqlite_database.read_sessionmaker):
+        async with factory() as session:
+            journal = await session.scalar(text("PRAGMA journal_mode"))
+            timeout = await session.scalar(text("PRAGMA busy_timeout"))
+            foreign_keys = await session.scalar(text("PRAGMA foreign_keys"))
+        assert (journal, timeout, foreign_keys) == ("wal", 5000, 1)
+
+
+async def test_a_write_transaction_takes_the_write_lock_when_it_begins(sqlite_database: Database) -> None:
+    path = sqlite_database.url.split(":///", 1)[1].split("?", 1)[0]
+
+    def another_process_writes() -> str:
+        connection = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("ROLLBACK")
+            return "wrote"
+        except sqlite3.OperationalError as refused:
+            return str(refused)
+        finally:
+            connection.close()
+
+    async with sqlite_database.sessionmaker.begin() as session:
+        await _updates(session)  # the transaction has only read so far
+        during = await asyncio.to_thread(another_process_writes)
+    after = await asyncio.to_thread(another_process_writes)
+    async with sqlite_database.read_sessionmaker.begin() as session:
+        await _updates(session)
+        while_reading = await asyncio.to_thread(another_process_writes)
+
+    assert (during, after, while_reading) == ("database is locked", "wrote", "wrote")
+
+
+def test_the_busy_timeout_comes_from_the_url() -> None:
+    assert sqlite_busy_timeout("sqlite+aiosqlite:///data/qinglian.db") == DEFAULT_BUSY_TIMEOUT == 30.0
+    assert sqlite_busy_timeout("sqlite+aiosqlite:///data/qinglian.db?timeout=2.5") == 2.5
+    with pytest.raises(ValueError, match="timeout='soon' is not a number of seconds"):
+        sqlite_busy_timeout("sqlite+aiosqlite:///data/qinglian.db?timeout=soon")
+    with pytest.raises(ValueError, match="timeout='7200' is not between 0 and 3600 seconds"):
+        sqlite_busy_timeout("sqlite+aiosqlite:///data/qinglian.db?timeout=7200")
+
+
+async def test_an_in_memory_database_reads_what_was_written() -> None:
+    database = Database.connect("sqlite+aiosqlite:///:memory:", make_test_keyring())
+    try:
+        async with database.sessionmaker.begin() as session:
+            await session.execute(text("CREATE TABLE notes (body TEXT)"))
+            await session.execute(text("INSERT INTO notes VALUES ('one database, one connection')"))
+        async with database.read_sessionmaker() as session:
+            assert await session.scalar(text("SELECT body FROM notes")) == "one database, one connection"
+    finally:
+        await database.dispose()
