@@ -99,6 +99,7 @@ def create_app(settings: Settings) -> FastAPI:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            await runtime.outbox.stop()  # first: a round in progress still has its channels to finish with
             await wecom.close()
             if telegram_channel is not None:
                 await telegram_channel.stop()

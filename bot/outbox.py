@@ -32,6 +32,7 @@ LEASE = timedelta(seconds=15)
 RENEW_EVERY = LEASE / 3
 WAITING = "waiting behind an earlier message"
 MAX_ATTEMPTS = 50
+STOP_GRACE_SECONDS = 20.0
 
 
 class TemporaryFailure(Exception):
@@ -96,6 +97,8 @@ class OutboxWorker:
         self._batch_size = batch_size
         self._idle_poll_seconds = idle_poll_seconds
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._in_round = False
 
     def register(self, channel: str, sender: Sender) -> None:
         self._senders[channel] = sender
@@ -107,19 +110,27 @@ class OutboxWorker:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox")
 
-    async def stop(self) -> None:
-        if self._task is not None:
+    async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Stop between rounds: a round in progress finishes — its sends are recorded, so nothing a platform
+        already took goes out again after a restart — unless it takes longer than `grace` seconds."""
+        if self._task is None:
+            return
+        self._stopping = True
+        if not self._in_round:
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        self.wake()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), grace)
+        except (TimeoutError, asyncio.CancelledError):
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             # Cleared before the round, so a wake-up that arrives during it starts the next round at once.
             self._wake.clear()
+            self._in_round = True
             try:
                 delivered = await self.deliver_once()
             except asyncio.CancelledError:
@@ -127,6 +138,10 @@ class OutboxWorker:
             except Exception:
                 log.exception("outbox delivery round failed")
                 delivered = 0
+            finally:
+                self._in_round = False
+            if self._stopping:
+                return
             if delivered == 0:
                 try:
                     await asyncio.wait_for(self._wake.wait(), self._idle_poll_seconds)

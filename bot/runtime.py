@@ -135,9 +135,14 @@ class Runtime:
             return inbound
         try:
             content = await attachment.fetch()
-        except Exception:  # noqa: BLE001 - the dialog tells the resident to send it again
-            log.warning("downloading an attachment from %s failed", inbound.channel)
-            return inbound
+        except Exception as problem:  # noqa: BLE001 - the dialog tells the resident to send it again
+            log.warning("downloading an attachment from %s failed (%s)", inbound.channel, type(problem).__name__)
+            failure = problem
+
+            async def failed() -> bytes:  # not downloaded again inside the transaction
+                raise failure
+
+            return replace(inbound, attachment=replace(attachment, fetch=failed))
 
         async def cached() -> bytes:
             return content

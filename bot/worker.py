@@ -53,6 +53,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await runtime.outbox.stop()  # first: a round in progress still has its channels to finish with
         for channel in channels:
             await channel.stop()  # type: ignore[attr-defined]
         await wecom.close()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 from sqlalchemy import case as sql_case
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -85,8 +85,8 @@ def _text_condition(session: AsyncSession, flt: CaseFilter) -> ColumnElement[boo
     """The case number (in plain text) containing the query, or every search term of the query among the
     case's indexed words (storage/search.py: keyed hashes; the place and description are encrypted)."""
     assert flt.text
-    pattern = f"%{flt.text.replace('%', '').replace('_', '').strip()}%"
-    by_number = Case.case_number.ilike(pattern)
+    needle = flt.text.replace("%", "").replace("_", "").strip()
+    by_number: ColumnElement[bool] = Case.case_number.ilike(f"%{needle}%") if needle else false()
     return or_(by_number, search.matching(session, flt.terms)) if flt.terms else by_number
 
 

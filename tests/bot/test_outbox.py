@@ -260,3 +260,27 @@ async def test_a_new_case_notice_to_staff_links_to_the_ticket(sessionmaker: Any)
     assert staff.received == {"-100777": [  # without the reporter's name or phone
         f"新案件 {case.case_number}\n队列：clean_hall · 类别：slow_service · 区县：yuelu\n"
         f"窗口工作人员擅离岗位两个小时。\nhttps://qinglian.example.cn/console/case/{case.case_number}"]}
+
+
+async def test_stopping_lets_the_round_in_progress_record_its_sends(sessionmaker: Any) -> None:
+    """A send the platform already took is recorded before the worker stops: nothing goes out twice after a
+    restart."""
+    await _answers(sessionmaker, {"42": ["经核查，已处理。"]})
+    sending, release = asyncio.Event(), asyncio.Event()
+    sent: list[str] = []
+
+    async def slow_send(recipient: str, message: Outbound) -> None:
+        sending.set()
+        await release.wait()  # the platform answers late
+        sent.append(recipient)
+
+    worker = OutboxWorker(sessionmaker, Texts())
+    worker.register("telegram", plain(slow_send))
+    worker.start()
+    await asyncio.wait_for(sending.wait(), 30)
+    stopping = asyncio.create_task(worker.stop())
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.wait_for(stopping, 30)
+    assert sent == ["42"]
+    assert [status for _, status, _, _ in await _rows(sessionmaker)] == ["sent"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from nlp.search import query_terms
 from storage import actions, queries, staff_actions
 from storage.models import Case, CaseStatus, StaffRole, utcnow
 from tests.factories import file_case
@@ -43,6 +44,8 @@ async def _cases(sessionmaker: Any) -> dict[str, str]:
 
 async def _listed(sessionmaker: Any, numbers: dict[str, str], **filters: Any) -> list[str]:
     by_number = {number: name for name, number in numbers.items()}
+    if filters.get("text"):  # the words of the query, as the console looks them up in the search index
+        filters["terms"] = tuple(query_terms(filters["text"]))
     async with sessionmaker() as session:
         cases, total = await queries.list_cases(session, queries.CaseFilter(**filters), page=1, per_page=50,
                                                 threshold=0.5)
@@ -97,6 +100,8 @@ async def test_the_text_search_reads_the_encrypted_description_the_place_and_the
     assert await _listed(sessionmaker, numbers, text="拖", queues={"triage"}) == ["unlabelled", "unsure"]
     assert await _listed(sessionmaker, numbers, text="拖", queues={"clean_hall"}) == []
     assert await _listed(sessionmaker, numbers, text="火星") == []
+    assert await _listed(sessionmaker, numbers, text="%") == []  # a wildcard alone matches nothing
+    assert await _listed(sessionmaker, numbers, text="_") == []
 
 
 async def test_queue_counts_new_in_handling_and_overdue(sessionmaker: Any) -> None:
