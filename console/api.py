@@ -21,13 +21,16 @@ from console.auth import Principal, api_principal, can_reveal_identity, visible_
 from console.operations import OperationError
 from console.schemas import (
     AnswerIn,
+    AppealDecisionIn,
     AssignIn,
     AuditOut,
     CaseDetailOut,
     CaseStatusCode,
     CaseSummary,
+    DecisionIn,
     DuplicateIn,
     ErrorOut,
+    ExtensionIn,
     IdentityOut,
     LabelCode,
     LabelIn,
@@ -41,6 +44,7 @@ from console.schemas import (
     StaffOut,
     StaffPatchIn,
     StatusIn,
+    TellReporterIn,
     TokenCreatedOut,
     TokenIn,
     TokenOut,
@@ -179,7 +183,41 @@ async def label(principal: CurrentUser, case_number: CaseNumber, body: LabelIn) 
 @router.post("/cases/{case_number}/move", response_model=CaseDetailOut, summary="Move a case to another queue",
              responses=ACTION_RESPONSES)
 async def move(principal: CurrentUser, case_number: CaseNumber, body: MoveIn) -> CaseDetailOut | Response:
-    await operations.move(principal, case_number, body.queue, body.reason)
+    """The case keeps its deadlines (a transfer is not an extension); its reporter reads "transferred to the
+    responsible office" once."""
+    await operations.move(principal, case_number, body.queue, body.reason, body.reason_code)
+    return await _after_action(principal, case_number)
+
+
+@router.post("/cases/{case_number}/tell-reporter", response_model=CaseDetailOut,
+             summary="A note for the reporter (in their trace, sent to them)", responses=ACTION_RESPONSES)
+async def tell_reporter(principal: CurrentUser, case_number: CaseNumber,
+                        body: TellReporterIn) -> CaseDetailOut | Response:
+    await operations.tell_reporter(principal, case_number, body.text)
+    return await _after_action(principal, case_number)
+
+
+@router.post("/cases/{case_number}/extension", response_model=CaseDetailOut,
+             summary="Ask a supervisor to extend the resolve-by date", responses=ACTION_RESPONSES)
+async def request_extension(principal: CurrentUser, case_number: CaseNumber,
+                            body: ExtensionIn) -> CaseDetailOut | Response:
+    await operations.request_extension(principal, case_number, body.until, body.reason)
+    return await _after_action(principal, case_number)
+
+
+@router.post("/cases/{case_number}/extension/{request_id}", response_model=CaseDetailOut,
+             summary="Approve or refuse an extension (supervisors)", responses=ACTION_RESPONSES)
+async def decide_extension(principal: CurrentUser, case_number: CaseNumber, request_id: Annotated[int, Path(ge=1)],
+                           body: DecisionIn) -> CaseDetailOut | Response:
+    await operations.decide_extension(principal, case_number, request_id, body.approve, body.note)
+    return await _after_action(principal, case_number)
+
+
+@router.post("/cases/{case_number}/appeal-decision", response_model=CaseDetailOut,
+             summary="Decide a reporter's appeal of a rejection (supervisors)", responses=ACTION_RESPONSES)
+async def decide_appeal(principal: CurrentUser, case_number: CaseNumber,
+                        body: AppealDecisionIn) -> CaseDetailOut | Response:
+    await operations.decide_appeal(principal, case_number, body.uphold, body.reason)
     return await _after_action(principal, case_number)
 
 
@@ -187,7 +225,7 @@ async def move(principal: CurrentUser, case_number: CaseNumber, body: MoveIn) ->
              responses=ACTION_RESPONSES)
 async def set_status(principal: CurrentUser, case_number: CaseNumber, body: StatusIn) -> CaseDetailOut | Response:
     """The reporter is told of the new status (with the note, if any) on their channel."""
-    await operations.set_status(principal, case_number, body.status, body.note)
+    await operations.set_status(principal, case_number, body.status, body.note, body.referral)
     return await _after_action(principal, case_number)
 
 

@@ -8,23 +8,27 @@ storage action(s), and returns plain data. Routes only parse input and render th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from console.auth import Principal, can_reveal_identity, can_see, has_role, visible_queues
 from console.evidence import EvidenceUnreadable, evidence_response
-from handlers.routing import due_dates, route
+from handlers.routing import route, staff_channels
+from handlers.texts import Texts
 from nlp.search import query_terms
 from nlp.types import Tag
-from storage import audit, notices, queries, staff_actions
+from storage import audit, loop, notices, queries, staff_actions
 from storage.actions import ActionError
 from storage.models import (
     Attachment,
     AuditEntry,
     Case,
     CaseStatus,
+    ExtensionRequest,
     InternalNote,
     StaffRole,
     StaffUser,
@@ -55,6 +59,7 @@ class CaseDetail:
     assignee_username: str | None = None
     #: every message of the case to its reporter with its delivery state (queued, sent, waiting, failed)
     notices: list[NoticeState] = field(default_factory=list)
+    extensions: list[ExtensionRequest] = field(default_factory=list)
 
 
 async def _case(session: AsyncSession, principal: Principal, case_number: str) -> Case:
@@ -101,10 +106,11 @@ async def case_detail(principal: Principal, case_number: str, *, ip: str | None,
         assignee = await staff_actions.get_staff(session, case.assigned_to_id) if case.assigned_to_id else None
         original = await queries.case_by_id(session, case.duplicate_of_id) if case.duplicate_of_id else None
         delivery = await notices.notice_states(session, case.id, case.channel)
+        extensions = await loop.extension_requests(session, case.id)
     return CaseDetail(case, notes, assignee.display_name if assignee else None,
                       original.case_number if original else None,
                       can_reveal_identity(principal.user, principal.context.city) and not case.anonymous,
-                      assignee.username if assignee else None, delivery)
+                      assignee.username if assignee else None, delivery, extensions)
 
 
 async def accept(principal: Principal, case_number: str) -> None:
@@ -137,15 +143,18 @@ async def correct_label(principal: Principal, case_number: str, label: str) -> s
         case = await _case(session, principal, case_number)
         decision = route(city, Tag(label, 1.0), case.district, utcnow())
         try:
+            # a transfer is not an extension: the case keeps the deadlines it was filed with
             await staff_actions.correct_label(session, case, label, actor=principal.user, queue=decision.queue,
-                                              accept_due_at=decision.accept_due_at,
-                                              resolve_due_at=decision.resolve_due_at)
+                                              accept_due_at=case.accept_due_at, resolve_due_at=case.resolve_due_at)
         except ActionError as error:
             raise _wrap(error) from None
         return case.queue
 
 
-async def move(principal: Principal, case_number: str, queue: str, reason: str) -> None:
+async def move(principal: Principal, case_number: str, queue: str, reason: str,
+               reason_code: str | None = None) -> None:
+    """Transfer a case; its deadlines stay. Returning it to triage, or moving it out of one's own queues, needs
+    one of the city's transfer reasons as well as the free text."""
     city = principal.context.city
     if city.queue(queue) is None:
         raise OperationError(422, f"unknown queue {queue!r}")
@@ -153,15 +162,23 @@ async def move(principal: Principal, case_number: str, queue: str, reason: str) 
         raise OperationError(422, "moving a case needs a reason")
     async with principal.context.database.sessionmaker.begin() as session:
         case = await _case(session, principal, case_number)
-        accept_due, resolve_due = due_dates(city, queue, utcnow())
+        own = visible_queues(principal.user)
+        leaving = queue == city.routing.triage_queue or (own is not None and queue not in own)
+        if leaving and reason_code not in city.loop.transfer_reasons:
+            raise OperationError(422, "returning a case to triage or moving it out of your queues needs one of "
+                                      f"the transfer reasons: {', '.join(city.loop.transfer_reasons)}")
         try:
-            await staff_actions.move_case(session, case, queue, reason=reason, actor=principal.user,
-                                          accept_due_at=accept_due, resolve_due_at=resolve_due)
+            await loop.transfer(session, case, queue, actor=principal.user, reason=reason.strip(),
+                                reason_code=reason_code or None, alert_after=city.loop.transfer_alert_after,
+                                staff_targets=staff_channels(city, queue), staff_locale=city.default_locale)
         except ActionError as error:
             raise _wrap(error) from None
 
 
-async def set_status(principal: Principal, case_number: str, status: str, note: str | None = None) -> None:
+async def set_status(principal: Principal, case_number: str, status: str, note: str | None = None,
+                     referral: str | None = None) -> None:
+    """A new status, told to the reporter with the note. A rejection needs its reason (the note) and where the
+    reporter can turn instead; closing a case asks the reporter to rate it."""
     try:
         wanted = CaseStatus(status)
     except ValueError:
@@ -171,9 +188,71 @@ async def set_status(principal: Principal, case_number: str, status: str, note: 
     async with principal.context.database.sessionmaker.begin() as session:
         case = await _case(session, principal, case_number)
         try:
-            await staff_actions.set_status(session, case, wanted, actor=principal.user, body=note or None)
+            if wanted == CaseStatus.REJECTED:
+                await loop.reject(session, case, actor=principal.user, reason=note or "", referral=referral or "")
+            else:
+                await staff_actions.set_status(session, case, wanted, actor=principal.user, body=note or None)
+            if wanted == CaseStatus.CLOSED:
+                await loop.offer_rating(session, case, labels=rating_labels(principal, case.locale))
         except ActionError as error:
             raise _wrap(error) from None
+
+
+def rating_labels(principal: Principal, locale: str) -> list[str]:
+    """The reporter's rating choices in their language: five ratings, then "not solved"."""
+    texts = Texts(principal.context.city.texts)
+    return ["★" * n for n in range(5, 0, -1)] + [texts.get(locale, "rate_unsolved")]
+
+
+async def tell_reporter(principal: Principal, case_number: str, text: str) -> None:
+    async with principal.context.database.sessionmaker.begin() as session:
+        case = await _case(session, principal, case_number)
+        try:
+            await loop.tell_reporter(session, case, text, actor=principal.user)
+        except ActionError as error:
+            raise _wrap(error) from None
+
+
+async def request_extension(principal: Principal, case_number: str, until: date, reason: str) -> None:
+    city = principal.context.city
+    resolve_by = datetime.combine(until, time(23, 59, 59), ZoneInfo(city.timezone)).astimezone(UTC)
+    async with principal.context.database.sessionmaker.begin() as session:
+        case = await _case(session, principal, case_number)
+        try:
+            await loop.request_extension(session, case, actor=principal.user, reason=reason, resolve_due_at=resolve_by,
+                                         staff_targets=staff_channels(city, case.queue),
+                                         staff_locale=city.default_locale)
+        except ActionError as error:
+            raise _wrap(error) from None
+
+
+async def decide_extension(principal: Principal, case_number: str, request_id: int, approve: bool,
+                           note: str = "") -> None:
+    require_supervisor(principal)
+    async with principal.context.database.sessionmaker.begin() as session:
+        case = await _case(session, principal, case_number)
+        request = next((r for r in await loop.extension_requests(session, case.id) if r.id == request_id), None)
+        if request is None:
+            raise OperationError(404, "no such extension request on this case")
+        try:
+            await loop.decide_extension(session, request, case, actor=principal.user, approve=approve, note=note)
+        except ActionError as error:
+            raise _wrap(error) from None
+
+
+async def decide_appeal(principal: Principal, case_number: str, uphold: bool, reason: str) -> None:
+    require_supervisor(principal)
+    async with principal.context.database.sessionmaker.begin() as session:
+        case = await _case(session, principal, case_number)
+        try:
+            await loop.decide_appeal(session, case, actor=principal.user, uphold=uphold, reason=reason)
+        except ActionError as error:
+            raise _wrap(error) from None
+
+
+async def extensions_of(principal: Principal, case_id: int) -> list[ExtensionRequest]:
+    async with principal.context.database.read_sessionmaker() as session:
+        return await loop.extension_requests(session, case_id)
 
 
 async def mark_duplicate(principal: Principal, case_number: str, original_number: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -194,6 +194,10 @@ class CaseDetailOut(CaseSummary):
     evidence: list[EvidenceOut]
     notes: list[NoteOut]
     deliveries: list[DeliveryOut] = Field(description="Messages to the reporter and their delivery state.")
+    extensions: list[ExtensionOut] = Field(description="Requests to extend the resolve-by date.")
+    appeal_pending: bool = Field(description="The reporter appealed the rejection; a supervisor decides.")
+    rehandle_count: int = Field(description="Times the case was reopened after a poor rating.")
+    transfer_count: int = Field(description="Times the case moved between queues.")
 
     @classmethod
     def from_detail(cls, detail: CaseDetail) -> CaseDetailOut:
@@ -217,6 +221,10 @@ class CaseDetailOut(CaseSummary):
             deliveries=[DeliveryOut(kind=n.notice, status=n.status, reason=n.reason,  # type: ignore[arg-type]
                                     attempts=n.attempts, created_at=n.created_at, sent_at=n.sent_at)
                         for n in detail.notices],
+            extensions=[ExtensionOut(id=r.id, until=r.resolve_due_at, reason=r.reason, status=r.status,  # type: ignore[arg-type]
+                                     created_at=r.created_at, decided_at=r.decided_at) for r in detail.extensions],
+            appeal_pending=case.appeal_pending, rehandle_count=case.rehandle_count,
+            transfer_count=case.transfer_count,
         )
 
 
@@ -242,12 +250,45 @@ class LabelIn(_In):
 class MoveIn(_In):
     queue: str = Field(min_length=1, max_length=60)
     reason: str = Field(min_length=1, max_length=500)
+    reason_code: str | None = Field(default=None, max_length=200, description=(
+        "One of the city's transfer reasons (loop.transfer_reasons): required to return a case to triage or "
+        "to move it out of your own queues."))
+
+
+class TellReporterIn(_In):
+    text: str = Field(min_length=1, max_length=3000)
+
+
+class ExtensionIn(_In):
+    until: date = Field(description="The new resolve-by day (city time).")
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class DecisionIn(_In):
+    approve: bool
+    note: str = Field(default="", max_length=1000)
+
+
+class AppealDecisionIn(_In):
+    uphold: bool = Field(description="true: the rejection stands; false: the case is handled again.")
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class ExtensionOut(_Out):
+    id: int
+    until: datetime
+    reason: str
+    status: Literal["pending", "approved", "refused"]
+    created_at: datetime
+    decided_at: datetime | None
 
 
 class StatusIn(_In):
     status: SettableStatus = Field(description="Mark duplicates with the duplicate endpoint.")
     note: str | None = Field(default=None, max_length=3000,
-                             description="Shown to the reporter with the new status.")
+                             description="Shown to the reporter with the new status; a rejection's reason.")
+    referral: str | None = Field(default=None, max_length=1000,
+                                 description="Where the reporter can turn instead (required to reject).")
 
 
 class DuplicateIn(_In):

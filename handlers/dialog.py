@@ -98,7 +98,7 @@ def reask(turn: Turn) -> None:
         tracking.ask_code(turn)
     elif state == "language":
         _ask_language(turn)
-    elif state in ("case_menu", "follow_up", "rating"):
+    elif state in ("case_menu", "follow_up", "rating", "rating_comment", "appeal"):
         choices = [Choice(k, v) for k, v in turn.context_get("choices") or []]
         turn.ask(turn.t("ask_again"), choices)
     else:

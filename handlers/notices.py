@@ -5,7 +5,7 @@ and the summary of a case that waited for the resident to write again."""
 from __future__ import annotations
 
 from handlers.texts import Texts
-from handlers.types import Outbound
+from handlers.types import Choice, Outbound
 
 
 def render(payload: dict[str, object], texts: Texts, public_url: str = "") -> Outbound:
@@ -14,10 +14,31 @@ def render(payload: dict[str, object], texts: Texts, public_url: str = "") -> Ou
     if notice is None:
         return Outbound.from_payload(payload)
     locale = str(payload.get("locale") or "zh")
+    number = payload.get("case_number")
     if notice == "status_changed":
         status = texts.get(locale, f"status_{payload['status']}")
-        return Outbound(texts.get(locale, "notice_status_changed", case_number=payload["case_number"],
-                                  status=status))
+        text = texts.get(locale, "notice_status_changed", case_number=number, status=status)
+        if payload.get("note"):
+            text += "\n" + texts.get(locale, "notice_status_note", note=payload["note"])
+        return Outbound(text)
+    if notice == "rate_request":
+        raw = payload.get("choices")
+        choices = tuple(Choice(str(key), str(label)) for key, label in (raw if isinstance(raw, list) else []))
+        return Outbound(texts.get(locale, "notice_rate_request", case_number=number), choices, columns=3)
+    if notice == "note":
+        return Outbound(texts.get(locale, "notice_note", case_number=number, note=payload["note"]))
+    if notice == "extended":
+        until = str(payload.get("until") or "")[:10]
+        return Outbound(texts.get(locale, "notice_extended", case_number=number, until=until))
+    if notice == "appeal_decided":
+        key = "notice_appeal_upheld" if payload.get("upheld") else "notice_appeal_granted"
+        return Outbound(texts.get(locale, key, case_number=number, reason=payload.get("reason") or ""))
+    if notice in ("rehandle", "appeal", "extension_request", "transfer_alert", "escalation"):
+        values = {"case_number": number, "queue": payload.get("queue") or "-",
+                  "until": str(payload.get("until") or "")[:10], "transfers": payload.get("transfers") or "",
+                  "deadline": texts.get(locale, f"deadline_{payload.get('deadline') or 'resolve'}")}
+        link = f"{public_url}/console/case/{number}"
+        return Outbound(texts.get(locale, f"notice_{notice}", **values) + f"\n{link}")
     if notice == "answer":
         return Outbound(texts.get(locale, "notice_answer", case_number=payload["case_number"],
                                   answer=payload["answer"]))

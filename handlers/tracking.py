@@ -6,13 +6,14 @@ from datetime import datetime, timedelta
 
 from handlers.context import Turn
 from handlers.evidence import accept_file
+from handlers.routing import staff_channels
 from handlers.types import Attachment, Choice
 from handlers.validation import Invalid, parse_receipt_code
 from nlp.search import index_terms
-from storage import actions, client_limits
-from storage.models import CLOSED_STATUSES, Case, ClientEventKind, TraceKind
+from storage import actions, client_limits, loop
+from storage.models import CLOSED_STATUSES, Case, CaseStatus, ClientEventKind, TraceKind
 
-TRACKING_STATES = ("status_code", "case_menu", "follow_up", "rating")
+TRACKING_STATES = ("status_code", "case_menu", "follow_up", "rating", "rating_comment", "appeal")
 
 
 def ask_code(turn: Turn) -> None:
@@ -73,14 +74,28 @@ async def _address_key(turn: Turn) -> tuple[str | None, int]:
     return key, limit
 
 
-def _trace_line(turn: Turn, case: Case, kind: str, detail: dict[str, object]) -> str:
+def _trace_line(turn: Turn, case: Case, kind: str, detail: dict[str, object], body: str | None) -> str | None:
+    """A trace event as the reporter reads it (None: an internal step they do not see, such as each hop of a
+    transfer). What staff wrote for the reporter — a status note, a rejection's reason — comes with it."""
     if kind == TraceKind.ROUTED:
+        if detail.get("internal"):
+            return None
         queue = turn.ctx.city.queue(str(detail.get("queue", "")))
         name = (queue.zh if turn.locale == "zh" else queue.en) if queue else str(detail.get("queue"))
         return turn.t("trace_routed", queue=name)
     if kind == TraceKind.RATED:
-        return turn.t("trace_rated", rating=detail.get("rating"))
-    return turn.t(f"trace_{kind}")
+        line = (turn.t("trace_unsolved") if detail.get("unsolved") else
+                turn.t("trace_rated", rating=detail.get("rating")))
+    elif kind == TraceKind.EXTENDED:
+        until = str(detail.get("until") or "")
+        line = turn.t("trace_extended", until=turn.format_day(datetime.fromisoformat(until)) if until else "")
+    elif kind == TraceKind.APPEAL_DECIDED:
+        line = turn.t("trace_appeal_upheld" if detail.get("upheld") else "trace_appeal_granted")
+    else:
+        line = turn.t(f"trace_{kind}")
+    if body and kind not in (TraceKind.ANSWERED, TraceKind.FOLLOW_UP):  # answers are listed below the trace
+        line += f"：{body}" if turn.locale == "zh" else f": {body}"
+    return line
 
 
 def show_case(turn: Turn, case: Case) -> None:
@@ -90,7 +105,9 @@ def show_case(turn: Turn, case: Case) -> None:
         lines.insert(1, turn.t("case_expected", accept_by=accept_by, resolve_by=turn.format_day(case.resolve_due_at)))
     answers: list[str] = []
     for event in case.trace:
-        lines.append(f"{turn.format_time(event.created_at)}  {_trace_line(turn, case, event.kind, event.detail)}")
+        line = _trace_line(turn, case, event.kind, event.detail, event.body)
+        if line is not None:
+            lines.append(f"{turn.format_time(event.created_at)}  {line}")
         if event.kind == TraceKind.ANSWERED and event.body:
             answers.append(f"{turn.format_time(event.created_at)}\n{event.body}")
     text = "\n".join(lines)
@@ -105,10 +122,28 @@ def ask_case_menu(turn: Turn, case: Case) -> None:
     choices = []
     if case.status not in CLOSED_STATUSES:
         choices.append(Choice("case:follow_up", turn.t("case_follow_up")))
-    elif case.rating is None:
+    if case.status == CaseStatus.ANSWERED:
+        choices.append(Choice("case:solved", turn.t("case_solved")))
+    elif case.status in CLOSED_STATUSES and case.rating is None and case.status != CaseStatus.REJECTED:
         choices.append(Choice("case:rate", turn.t("case_rate")))
+    if _may_appeal(turn, case):
+        choices.append(Choice("case:appeal", turn.t("case_appeal")))
     choices.append(Choice("case:menu", turn.t("case_back")))
     turn.ask(turn.t("ask_case_menu"), choices)
+
+
+def _may_appeal(turn: Turn, case: Case) -> bool:
+    return (case.status == CaseStatus.REJECTED and not case.appeal_pending
+            and case.appeal_count < turn.ctx.city.loop.appeal_limit)
+
+
+def rating_choices(turn: Turn) -> list[Choice]:
+    return [Choice(f"rate:{n}", "★" * n) for n in range(5, 0, -1)] + [Choice("rate:unsolved", turn.t("rate_unsolved"))]
+
+
+def ask_rating(turn: Turn) -> None:
+    turn.set_state("rating")
+    turn.ask(turn.t("ask_rating"), rating_choices(turn))
 
 
 async def _current_case(turn: Turn) -> Case | None:
@@ -138,9 +173,15 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         if choice == "case:follow_up" and case.status not in CLOSED_STATUSES:
             turn.set_state("follow_up")
             turn.ask(turn.t("ask_follow_up"), [Choice("follow_up:done", turn.t("follow_up_done"))])
+        elif choice == "case:solved" and case.status == CaseStatus.ANSWERED:
+            await loop.close_as_solved(turn.session, case)
+            turn.say(turn.t("solved_thanks"))
+            ask_rating(turn)
         elif choice == "case:rate" and case.status in CLOSED_STATUSES and case.rating is None:
-            turn.set_state("rating")
-            turn.ask(turn.t("ask_rating"), [Choice(f"rate:{n}", "★" * n) for n in range(5, 0, -1)])
+            ask_rating(turn)
+        elif choice == "case:appeal" and _may_appeal(turn, case):
+            turn.set_state("appeal")
+            turn.ask(turn.t("ask_appeal"))
         elif choice == "case:menu":
             return False
         else:
@@ -151,15 +192,51 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         await _follow_up(turn, case, choice, text, attachment)
         return True
     if state == "rating":
-        rating = _rating_value(choice, text)
-        if rating is None:
+        unsolved = choice == "rate:unsolved" or _letters(text) == _letters(turn.t("rate_unsolved"))
+        rating = None if unsolved else _rating_value(choice, text)
+        if rating is None and not unsolved:
             turn.say(turn.t("error_rating"))
-            turn.ask(turn.t("ask_rating"), [Choice(f"rate:{n}", "★" * n) for n in range(5, 0, -1)])
+            ask_rating(turn)
             return True
-        await actions.rate_case(turn.session, case, rating)
-        turn.say(turn.t("rated", rating=rating))
+        if case.status not in CLOSED_STATUSES or case.rating is not None:
+            turn.say(turn.t("error_case_not_ratable"))
+            return False
+        turn.context_set(pending_rating=rating if rating is not None else 0)
+        turn.set_state("rating_comment")
+        turn.ask(turn.t("ask_rating_comment"), [Choice("comment:skip", turn.t("comment_skip"))])
+        return True
+    if state == "rating_comment":
+        comment = None if choice == "comment:skip" else (text or "").strip()[:1000] or None
+        pending = turn.context_get("pending_rating")
+        turn.context_set(pending_rating=None)
+        if pending is None or case.status not in CLOSED_STATUSES or case.rating is not None:
+            turn.say(turn.t("error_case_not_ratable"))
+            return False
+        reopened = await loop.rate(turn.session, case, pending or None, comment=comment, unsolved=pending == 0,
+                                   rehandle_limit=turn.ctx.city.loop.rehandle_limit,
+                                   staff_targets=staff_channels(turn.ctx.city, case.queue),
+                                   staff_locale=turn.ctx.city.default_locale)
+        turn.say(turn.t("rated_reopened") if reopened else
+                 turn.t("rated", rating=pending) if pending else turn.t("rated_unsolved"))
+        return False
+    if state == "appeal":
+        if not text or not text.strip():
+            turn.say(turn.t("error_appeal_text"))
+            turn.ask(turn.t("ask_appeal"))
+            return True
+        if not _may_appeal(turn, case):
+            turn.say(turn.t("error_pick_option"))
+            return False
+        await loop.appeal(turn.session, case, text.strip()[:2000], appeal_limit=turn.ctx.city.loop.appeal_limit,
+                          staff_targets=staff_channels(turn.ctx.city, case.queue),
+                          staff_locale=turn.ctx.city.default_locale)
+        turn.say(turn.t("appealed"))
         return False
     return False
+
+
+def _letters(text: str | None) -> str:
+    return "".join(ch for ch in (text or "").casefold() if ch.isalnum())
 
 
 def _rating_value(choice: str | None, text: str | None) -> int | None:

@@ -434,7 +434,7 @@ async def change_status(
         channel=case.channel,
         recipient=case.reporter_ref,
         payload={"notice": "status_changed", "locale": case.locale, "case_number": case.case_number,
-                 "status": str(status)},
+                 "status": str(status), **({"note": body} if body else {})},
         case_id=case.id,
     )
     return event

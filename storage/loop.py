@@ -240,7 +240,7 @@ async def reject(session: AsyncSession, case: Case, *, actor: StaffUser, reason:
 
 
 async def transfer(session: AsyncSession, case: Case, queue: str, *, actor: StaffUser, reason: str,
-                   alert_after: int, staff_targets: Sequence[tuple[str, str]] = (),
+                   alert_after: int, reason_code: str | None = None, staff_targets: Sequence[tuple[str, str]] = (),
                    staff_locale: str = "zh") -> TraceEvent:
     """Move the case to another queue. The deadlines stay (a transfer is not an extension); the reporter's trace
     says "transferred to the responsible office" once, whatever the internal hops; the `alert_after`-th transfer
@@ -250,8 +250,6 @@ async def transfer(session: AsyncSession, case: Case, queue: str, *, actor: Staf
         raise ActionError("moving a case needs a reason")
     if queue == case.queue:
         raise ActionError(f"the case is in {queue} already")
-    if case.status in CLOSED_STATUSES:
-        raise ActionError(f"case {case.case_number} is {case.status}")
     previous = case.queue
     case.queue = queue
     case.assigned_to_id = None
@@ -262,9 +260,11 @@ async def transfer(session: AsyncSession, case: Case, queue: str, *, actor: Staf
     told = await session.scalar(select(TraceEvent.id).where(TraceEvent.case_id == case.id,
                                                           TraceEvent.kind == TraceKind.TRANSFERRED))
     if told is None:
-        session.add(TraceEvent(case_id=case.id, kind=TraceKind.TRANSFERRED, actor="system", detail={}))
-    session.add(AuditEntry(actor_id=actor.id, action="case.move", case_id=case.id,
-                           detail={"from": previous, "to": queue, "reason": reason, "transfers": case.transfer_count}))
+        session.add(TraceEvent(case_id=case.id, kind=TraceKind.TRANSFERRED, actor=f"staff:{actor.id}", detail={}))
+    detail = {"from": previous, "to": queue, "reason": reason, "transfers": case.transfer_count}
+    if reason_code:
+        detail["reason_code"] = reason_code
+    session.add(AuditEntry(actor_id=actor.id, action="case.move", case_id=case.id, detail=detail))
     if case.transfer_count >= alert_after:
         await _tell_staff(session, case, staff_targets, "transfer_alert", staff_locale, transfers=case.transfer_count,
                           source=previous)

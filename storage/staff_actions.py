@@ -298,9 +298,14 @@ async def move_case(session: AsyncSession, case: Case, queue: str, *, reason: st
     case.routed_at = utcnow()
     case.accept_due_at = accept_due_at
     case.resolve_due_at = resolve_due_at
+    case.transfer_count += 1
     event = TraceEvent(case_id=case.id, kind=TraceKind.ROUTED, actor=actor_ref(actor),
-                       detail={"queue": queue, "reason": "moved", "from": previous})
+                       detail={"queue": queue, "reason": "moved", "from": previous, "internal": True})
     session.add(event)
+    told = await session.scalar(select(TraceEvent.id).where(TraceEvent.case_id == case.id,
+                                                          TraceEvent.kind == TraceKind.TRANSFERRED))
+    if told is None:  # the reporter reads "transferred to the responsible office" once, not each hop
+        session.add(TraceEvent(case_id=case.id, kind=TraceKind.TRANSFERRED, actor=actor_ref(actor), detail={}))
     await session.flush()
     await audit(session, actor, "case.move", case=case, detail={"from": previous, "to": queue, "reason": reason})
     return event

@@ -4,6 +4,7 @@ per action on it."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -56,7 +57,7 @@ async def ticket_page(request: Request, principal: Principal, case_number: str, 
                   closed=case.status in CLOSED_STATUSES, revealed=revealed,
                   activity=await operations.case_activity(principal, case),
                   threshold=city.routing.confidence_threshold,
-                  can_accept=case.status in queries.NOT_ACCEPTED)
+                  can_accept=case.status in queries.NOT_ACCEPTED, transfer_reasons=city.loop.transfer_reasons)
 
 
 @router.get("/console/case/{case_number}")
@@ -108,19 +109,55 @@ async def correct_label(principal: PagePrincipal, case_number: str, *, csrf: Csr
 
 @router.post("/console/case/{case_number}/move")
 async def move(principal: PagePrincipal, case_number: str, *, csrf: CsrfField = "",
-               queue: Annotated[str, Form(max_length=60)], reason: Annotated[str, Form(max_length=500)] = ""
-               ) -> Response:
+               queue: Annotated[str, Form(max_length=60)], reason: Annotated[str, Form(max_length=500)] = "",
+               reason_code: Annotated[str, Form(max_length=200)] = "") -> Response:
     check_csrf(principal, csrf)
-    await operations.move(principal, case_number, queue, reason)
+    await operations.move(principal, case_number, queue, reason, reason_code or None)
     return _after_move(principal, case_number, queue, "moved")
+
+
+@router.post("/console/case/{case_number}/tell-reporter")
+async def tell_reporter(principal: PagePrincipal, case_number: str, *, csrf: CsrfField = "",
+                        text: Annotated[str, Form(max_length=3000)] = "") -> Response:
+    check_csrf(principal, csrf)
+    await operations.tell_reporter(principal, case_number, text)
+    return redirect(_case_url(case_number, "told", "#delivery"))
+
+
+@router.post("/console/case/{case_number}/extension")
+async def request_extension(principal: PagePrincipal, case_number: str, *, csrf: CsrfField = "",
+                            until: Annotated[date, Form()], reason: Annotated[str, Form(max_length=1000)] = ""
+                            ) -> Response:
+    check_csrf(principal, csrf)
+    await operations.request_extension(principal, case_number, until, reason)
+    return redirect(_case_url(case_number, "extension_requested"))
+
+
+@router.post("/console/case/{case_number}/extension/{request_id}")
+async def decide_extension(principal: PagePrincipal, case_number: str, request_id: int, *, csrf: CsrfField = "",
+                           decision: Annotated[str, Form(pattern="^(approve|refuse)$")],
+                           note: Annotated[str, Form(max_length=1000)] = "") -> Response:
+    check_csrf(principal, csrf)
+    await operations.decide_extension(principal, case_number, request_id, decision == "approve", note)
+    return redirect(_case_url(case_number, "extension_decided"))
+
+
+@router.post("/console/case/{case_number}/appeal")
+async def decide_appeal(principal: PagePrincipal, case_number: str, *, csrf: CsrfField = "",
+                        decision: Annotated[str, Form(pattern="^(uphold|reopen)$")],
+                        reason: Annotated[str, Form(max_length=2000)] = "") -> Response:
+    check_csrf(principal, csrf)
+    await operations.decide_appeal(principal, case_number, decision == "uphold", reason)
+    return redirect(_case_url(case_number, "appeal_decided"))
 
 
 @router.post("/console/case/{case_number}/status")
 async def set_status(principal: PagePrincipal, case_number: str, *, csrf: CsrfField = "",
                      status: Annotated[str, Form(max_length=20)],
-                     note: Annotated[str, Form(max_length=3000)] = "") -> Response:
+                     note: Annotated[str, Form(max_length=3000)] = "",
+                     referral: Annotated[str, Form(max_length=1000)] = "") -> Response:
     check_csrf(principal, csrf)
-    await operations.set_status(principal, case_number, status, note.strip() or None)
+    await operations.set_status(principal, case_number, status, note.strip() or None, referral.strip() or None)
     return redirect(_case_url(case_number, "status"))
 
 

@@ -250,8 +250,8 @@ async def test_every_action_writes_its_trace_and_audit(service: Service) -> None
     body = corrected.json()
     assert (body["label"], body["label_status"], body["queue"], body["predicted_label"]) == (
         "formalism", "corrected", "work_style", "slow_service")
-    assert body["trace"][-1]["kind"] == "routed"
-    assert body["trace"][-1]["detail"] == {"queue": "work_style", "reason": "moved", "from": "clean_hall"}
+    assert [event["kind"] for event in body["trace"][-2:]] == ["routed", "transferred"]  # the reporter reads the latter
+    assert body["trace"][-2]["detail"] == {"queue": "work_style", "reason": "moved", "from": "clean_hall"}
 
     moved = await client.post(f"{url}/move", json={"queue": "clean_hall", "reason": "窗口服务问题"}, headers=headers)
     assert (moved.json()["queue"], moved.json()["trace"][-1]["detail"]["from"]) == ("clean_hall", "work_style")
@@ -302,8 +302,8 @@ async def test_every_action_writes_its_trace_and_audit(service: Service) -> None
     assert closed.status_code == 409
 
     trace = (await client.get(url, headers=headers)).json()["trace"]
-    assert [e["kind"] for e in trace] == ["received", "routed", "accepted", "routed", "routed", "routed",
-                                          "in_handling", "answered", "duplicate"]
+    assert [e["kind"] for e in trace] == ["received", "routed", "accepted", "routed", "transferred", "routed",
+                                          "routed", "in_handling", "answered", "duplicate"]
     assert {e["actor"] for e in trace[2:]} == {"staff"}
     assert await service.audit_actions(number) == [
         "case.view", "case.accept", "case.confirm_label", "case.correct_label", "case.move", "case.move",
@@ -319,8 +319,12 @@ async def test_every_action_writes_its_trace_and_audit(service: Service) -> None
 async def test_a_reviewer_who_moves_a_case_out_of_their_queues_gets_204(service: Service) -> None:
     reviewer = await service.staff("li", queues=("clean_hall",))
     number = await service.case(queue="clean_hall")
+    without_reason = await service.client.post(f"/api/v1/cases/{number}/move", headers=reviewer.headers,
+                                               json={"queue": "triage", "reason": "不是窗口问题"})
+    assert without_reason.status_code == 422 and "transfer reasons" in without_reason.json()["detail"]
     moved = await service.client.post(f"/api/v1/cases/{number}/move", headers=reviewer.headers,
-                                      json={"queue": "triage", "reason": "不是窗口问题"})
+                                      json={"queue": "triage", "reason": "不是窗口问题",
+                                            "reason_code": "分类有误 Wrong category"})
     assert (moved.status_code, moved.content) == (204, b"")
     assert (await service.client.get(f"/api/v1/cases/{number}", headers=reviewer.headers)).status_code == 404
 

@@ -52,7 +52,7 @@ def test_districts_and_queues_are_found_by_code() -> None:
      "(top level): Value error, routing.triage_queue 'sorting' is not a configured queue"),
     (('case_number_prefix = "QL"', 'case_number_prefix = "ql-"'),
      "case_number_prefix: String should match pattern '^[A-Z]{1,8}$'"),
-    (('confidence_threshold = 0.50', 'confidence_threshold = 1.5'),
+    (('confidence_threshold = 0.37', 'confidence_threshold = 1.5'),
      "routing.confidence_threshold: Input should be less than or equal to 1"),
     (('default_locale = "zh"', 'default_locale = "fr"'), "default_locale: Input should be 'zh' or 'en'"),
 ])

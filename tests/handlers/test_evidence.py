@@ -13,6 +13,7 @@ from sqlalchemy import select
 from handlers import dialog
 from handlers.types import Attachment, AttachmentKind, Inbound
 from storage.models import Attachment as StoredAttachment
+from tests.conftest import evidence_content
 from tests.handlers.conftest import JPEG, DialogHarness
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 500
@@ -54,7 +55,10 @@ async def _upload(harness: DialogHarness, download: Download, *, kind: Attachmen
 
 
 def _files(harness: DialogHarness) -> list[bytes]:
-    return [path.read_bytes() for path in sorted(harness.context.evidence_dir.rglob("*")) if path.is_file()]
+    """What each stored evidence file holds, as the resident sent it (files are stored encrypted)."""
+    root = harness.context.evidence_dir
+    return [evidence_content(root, path.relative_to(root).as_posix()) for path in sorted(root.rglob("*"))
+            if path.is_file()]
 
 
 async def _stored(harness: DialogHarness) -> list[StoredAttachment]:
@@ -82,7 +86,7 @@ async def test_a_file_is_stored_by_its_real_type_under_a_name_of_our_own(harness
     assert (stored.media_type, stored.original_name, stored.size_bytes, stored.sha256) == (
         "image/png", "证据gpj.exe", len(PNG), hashlib.sha256(PNG).hexdigest())
     assert re.fullmatch(r"2026/11/[0-9a-f]{32}\.png", stored.stored_name)
-    assert (harness.context.evidence_dir / stored.stored_name).read_bytes() == PNG
+    assert evidence_content(harness.context.evidence_dir, stored.stored_name) == PNG
     assert download.calls == 1
 
 

@@ -109,12 +109,15 @@ async def test_a_closed_case_is_rated_with_stars_or_a_typed_number_once(harness:
 
     await resident.command("status", first_code)
     await resident.press("case:rate")
-    assert resident.keys() == ["rate:5", "rate:4", "rate:3", "rate:2", "rate:1"]
+    assert resident.keys() == ["rate:5", "rate:4", "rate:3", "rate:2", "rate:1", "rate:unsolved"]
     await resident.say("★★★")
+    assert resident.keys() == ["comment:skip"]  # an optional comment comes next
+    await resident.press("comment:skip")
     assert resident.last[0].text == "感谢您的评价（3星）！"
     await resident.command("status", second_code)
     await resident.press("case:rate")
     await resident.say("5")  # a digit is a rating here, not the fifth option
+    await resident.say("办得很快，谢谢。")
     assert resident.last[0].text == "感谢您的评价（5星）！"
     await resident.command("status", first_code)
     assert resident.keys() == ["case:menu"]
