@@ -91,10 +91,11 @@ async def refused(session: AsyncSession, consent_id: int) -> None:
 async def take_waiting(session: AsyncSession, channel: str, recipient: str) -> list[int]:
     """The cases of notices waiting for this resident's next message; the notices count as delivered with
     the answer to it (which tells the newest state of each case)."""
+    # No row lock: the resident's conversation row, locked by the step, already keeps their steps in turn.
     rows = (await session.execute(select(OutboxMessage.id, OutboxMessage.case_id).where(
         OutboxMessage.channel == channel, OutboxMessage.recipient == recipient,
         OutboxMessage.status == OutboxStatus.WAITING,
-    ).order_by(OutboxMessage.id).with_for_update())).all()
+    ).order_by(OutboxMessage.id))).all()
     if not rows:
         return []
     await session.execute(update(OutboxMessage).where(OutboxMessage.id.in_([row[0] for row in rows])).values(

@@ -283,13 +283,13 @@ async def test_rotation_moves_every_value_to_the_new_key_and_the_old_key_can_go(
         assert sum(partial["conversations.user_ref"].values()) == 5
         assert partial["conversations.user_ref"].get(new_ring.current.key_id) == 2
         changed = await rotate(engine, new_ring, new_ring.current, batch_size=2)
-        assert changed == {"conversations": 3, "cases": 5, "trace_events": 5, "outbox": 5,  # 10 events without text
-                           "attachments": 0, "audit_log": 0, "internal_notes": 0}
+        # every table with encrypted columns is visited; 10 trace events have no text
+        assert {table: rows for table, rows in changed.items() if rows} == {
+            "conversations": 3, "cases": 5, "trace_events": 5, "outbox": 5}
         after = await key_status(engine)
         assert all(set(counts) <= {new_ring.current.key_id} for counts in after.values()), after  # only the new key
-        assert await rotate(engine, new_ring, new_ring.current) == {
-            "conversations": 0, "cases": 0, "trace_events": 0, "outbox": 0, "attachments": 0, "audit_log": 0,
-            "internal_notes": 0}
+        again = await rotate(engine, new_ring, new_ring.current)
+        assert set(again) == set(changed) and set(again.values()) == {0}
     finally:
         await engine.dispose()
     new_database = Database.connect(database_url, ring(new))  # the old key removed from the settings
