@@ -23,7 +23,7 @@ from bot.channels import web
 from bot.channels.wecom import CHANNEL as WECOM_CHANNEL
 from bot.channels.wecom import WeComSender
 from bot.config import Settings
-from bot.jobs import run_digests, run_housekeeping
+from bot.jobs import run_deadlines, run_digests, run_housekeeping
 from bot.outbox import plain
 from bot.runtime import Runtime
 from bot.staff_cli import ensure_first_admin
@@ -81,6 +81,8 @@ def create_app(settings: Settings) -> FastAPI:
                                 name="housekeeping"),
             asyncio.create_task(run_digests(runtime.sessionmaker, settings.city, runtime.outbox.wake),
                                 name="digests"),
+            asyncio.create_task(run_deadlines(runtime.sessionmaker, settings.city, runtime.outbox.wake),
+                                name="deadlines"),
         ]
         wecom = WeComSender(settings.city)
         if wecom.enabled():

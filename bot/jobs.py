@@ -13,14 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from console.stats import digest_message
 from handlers.city import CityConfig, Limits
-from handlers.routing import staff_channels
+from handlers.routing import add_working_days, staff_channels
 from nlp.search import index_terms
-from storage import digests, housekeeping, outbox, search
+from storage import digests, housekeeping, loop, outbox, search
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
 
 INTERVAL_SECONDS = 3600.0
+DEADLINE_INTERVAL_SECONDS = 600.0
 UPDATE_MEMORY = timedelta(days=7)
 NONCE_MEMORY = timedelta(minutes=15)
 """Longer than a signed callback stays fresh (its timestamp ± the allowed clock skew)."""
@@ -154,3 +155,38 @@ async def run_digests(sessionmaker: async_sessionmaker[AsyncSession], city: City
         except Exception:
             log.exception("daily digest failed; it is tried again in a minute")
         await asyncio.sleep(60)
+
+
+async def deadlines_once(sessionmaker: async_sessionmaker[AsyncSession], city: CityConfig,
+                         now: datetime | None = None) -> tuple[int, int]:
+    """Warn the queues' staff of cases whose deadline is within `loop.warn_working_days` working days, and
+    escalate the overdue ones to the supervisor; each once per deadline. Returns (warned, escalated)."""
+    now = now or utcnow()
+    horizon = add_working_days(city, now, city.loop.warn_working_days) if city.loop.warn_working_days else now
+    warned = escalated = 0
+    async with sessionmaker.begin() as session:
+        for case in await loop.cases_near_deadlines(session, max(horizon, now)):
+            current = loop.deadline_of(case)
+            if current is None:
+                continue
+            targets = staff_channels(city, case.queue)
+            if current[1] < now:
+                escalated += await loop.escalate(session, case, staff_targets=targets, staff_locale=city.default_locale)
+            else:
+                warned += await loop.warn(session, case, staff_targets=targets, staff_locale=city.default_locale)
+    return warned, escalated
+
+
+async def run_deadlines(sessionmaker: async_sessionmaker[AsyncSession], city: CityConfig,
+                        wake: Callable[[], None]) -> None:
+    while True:
+        try:
+            warned, escalated = await deadlines_once(sessionmaker, city)
+            if warned or escalated:
+                log.info("deadlines: %d cases near a deadline, %d overdue escalated", warned, escalated)
+                wake()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("deadline warnings failed; they run again in ten minutes")
+        await asyncio.sleep(DEADLINE_INTERVAL_SECONDS)

@@ -33,7 +33,7 @@ def render(payload: dict[str, object], texts: Texts, public_url: str = "") -> Ou
     if notice == "appeal_decided":
         key = "notice_appeal_upheld" if payload.get("upheld") else "notice_appeal_granted"
         return Outbound(texts.get(locale, key, case_number=number, reason=payload.get("reason") or ""))
-    if notice in ("rehandle", "appeal", "extension_request", "transfer_alert", "escalation"):
+    if notice in ("rehandle", "appeal", "extension_request", "transfer_alert", "escalation", "due_soon"):
         values = {"case_number": number, "queue": payload.get("queue") or "-",
                   "until": str(payload.get("until") or "")[:10], "transfers": payload.get("transfers") or "",
                   "deadline": texts.get(locale, f"deadline_{payload.get('deadline') or 'resolve'}")}

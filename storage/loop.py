@@ -271,3 +271,57 @@ async def transfer(session: AsyncSession, case: Case, queue: str, *, actor: Staf
     await session.flush()
     return event
 
+
+
+def deadline_of(case: Case) -> tuple[str, datetime] | None:
+    """The deadline a case is working towards now: acceptance until it is accepted, then resolution."""
+    if case.status in CLOSED_STATUSES:
+        return None
+    if case.accepted_at is None and case.accept_due_at is not None:
+        return "accept", case.accept_due_at
+    if case.resolve_due_at is not None:
+        return "resolve", case.resolve_due_at
+    return None
+
+
+async def cases_near_deadlines(session: AsyncSession, before: datetime, limit: int = 500) -> list[Case]:
+    """Open cases whose current deadline falls before `before` (warnings and escalations look at these)."""
+    open_ = Case.status.not_in([str(status) for status in CLOSED_STATUSES])
+    query = select(Case).where(open_, ((Case.accepted_at.is_(None) & (Case.accept_due_at < before))
+                                       | (Case.resolve_due_at < before))).order_by(Case.id).limit(limit)
+    return list((await session.execute(query)).scalars())
+
+
+async def warn(session: AsyncSession, case: Case, *, staff_targets: Sequence[tuple[str, str]],
+               staff_locale: str) -> bool:
+    """Tell the queue's staff groups that the case's deadline nears, once per deadline."""
+    current = deadline_of(case)
+    if current is None:
+        return False
+    marker = f"{current[0]}:{current[1].isoformat()}"
+    if case.warned_for == marker:
+        return False
+    case.warned_for = marker
+    await _tell_staff(session, case, staff_targets, "due_soon", staff_locale, deadline=current[0],
+                      until=current[1].isoformat())
+    await session.flush()
+    return True
+
+
+async def escalate(session: AsyncSession, case: Case, *, staff_targets: Sequence[tuple[str, str]],
+                   staff_locale: str) -> bool:
+    """An overdue case goes to the queue's supervisor (its staff groups, and the console's overdue list),
+    once per deadline; the escalation is in the audit log."""
+    current = deadline_of(case)
+    if current is None:
+        return False
+    marker = f"{current[0]}:{current[1].isoformat()}"
+    if case.escalated_for == marker:
+        return False
+    case.escalated_for = marker
+    session.add(AuditEntry(actor_id=None, action="case.escalated", case_id=case.id,
+                           detail={"deadline": current[0], "due": current[1].isoformat()}))
+    await _tell_staff(session, case, staff_targets, "escalation", staff_locale, deadline=current[0],
+                      until=current[1].isoformat())
+    await session.flush()
+    return True

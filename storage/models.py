@@ -192,6 +192,10 @@ class Case(Base):
     extension_count: Mapped[int] = mapped_column(Integer, default=0)
     #: a rejection's appeal waiting for a supervisor
     appeal_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: when staff were warned that a deadline nears, and when an overdue case went to the supervisor: each
+    #: is told once per deadline ("accept:<due>" / "resolve:<due>", so an extension warns again)
+    warned_for: Mapped[str | None] = mapped_column(String(60))
+    escalated_for: Mapped[str | None] = mapped_column(String(60))
     assigned_to_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

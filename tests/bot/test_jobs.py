@@ -114,3 +114,37 @@ async def test_send_digests_enqueues_one_message_per_staff_channel(sessionmaker:
         expected_hall = digest_message(configured, await digests.digest_facts(session, "clean_hall", NOW))
     assert sent == {("telegram", "-100123"): {"text": expected_medical},
                     ("wecom", "clean_hall"): {"text": expected_hall}}
+
+
+async def test_staff_are_warned_a_working_day_before_a_breach_and_overdue_cases_go_to_the_supervisor(
+        sessionmaker: Any) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from bot.jobs import deadlines_once
+    from storage.models import AuditEntry, OutboxMessage
+
+    city = load_city_config(None)
+    hall = next(q for q in city.queues if q.code == "clean_hall").model_copy(update={"telegram_chat_id": -100777})
+    city = city.model_copy(update={
+        "queues": [hall if q.code == "clean_hall" else q for q in city.queues],
+        "loop": city.loop.model_copy(update={"warn_working_days": 1})})
+    now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # a Tuesday, 17:00 in Changsha
+    tomorrow = datetime(2026, 12, 2, 15, 59, tzinfo=UTC)  # Wednesday 23:59 local: one working day away
+    next_week = datetime(2026, 12, 8, 15, 59, tzinfo=UTC)
+    yesterday = datetime(2026, 11, 30, 15, 59, tzinfo=UTC)
+    async with sessionmaker.begin() as session:
+        due_soon, _ = await file_case(session, reporter_ref="1", accept_due_at=tomorrow, resolve_due_at=next_week)
+        later, _ = await file_case(session, reporter_ref="2", accept_due_at=next_week, resolve_due_at=next_week)
+        overdue, _ = await file_case(session, reporter_ref="3", accept_due_at=yesterday, resolve_due_at=next_week)
+
+    assert await deadlines_once(sessionmaker, city, now) == (1, 1)
+    assert await deadlines_once(sessionmaker, city, now + timedelta(hours=2)) == (0, 0)  # each told once
+    async with sessionmaker() as session:
+        notices = [(m.recipient, m.payload["notice"], m.payload["case_number"])
+                   for m in (await session.execute(select(OutboxMessage).order_by(OutboxMessage.id))).scalars()]
+        escalations = list((await session.execute(select(AuditEntry.case_id)
+                                                   .where(AuditEntry.action == "case.escalated"))).scalars())
+    assert notices == [("-100777", "due_soon", due_soon.case_number), ("-100777", "escalation", overdue.case_number)]
+    assert escalations == [overdue.id] and later.case_number not in {number for _, _, number in notices}

@@ -41,6 +41,8 @@ def upgrade() -> None:
     for column in ("rehandle_count", "appeal_count", "transfer_count", "extension_count"):
         op.add_column('cases', sa.Column(column, sa.Integer(), nullable=False, server_default='0'))
     op.add_column('cases', sa.Column('appeal_pending', sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.add_column('cases', sa.Column('warned_for', sa.String(length=60), nullable=True))
+    op.add_column('cases', sa.Column('escalated_for', sa.String(length=60), nullable=True))
     op.create_table('extension_requests',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('case_id', sa.Integer(), nullable=False),
@@ -64,7 +66,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f('ix_extension_requests_case_id'), table_name='extension_requests')
     op.drop_table('extension_requests')
-    for column in ("rehandle_count", "appeal_count", "transfer_count", "extension_count", "appeal_pending"):
+    for column in ("rehandle_count", "appeal_count", "transfer_count", "extension_count", "appeal_pending",
+                   "warned_for", "escalated_for"):
         op.execute(f"ALTER TABLE cases DROP COLUMN {column}")  # not batch mode: no table rebuild on SQLite
     op.execute("ALTER TABLE outbox DROP COLUMN kind")
     op.drop_index('ix_outbox_case', table_name='outbox')
