@@ -12,10 +12,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from console.stats import digest_message
+from handlers import similar as similar_cases
 from handlers.city import CityConfig, Limits
 from handlers.routing import add_working_days, staff_channels
 from nlp.search import index_terms
-from storage import digests, housekeeping, loop, outbox, search
+from nlp.similarity import SimilarityHasher
+from storage import digests, housekeeping, loop, outbox, search, similar
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -66,11 +68,38 @@ async def index_for_search(sessionmaker: async_sessionmaker[AsyncSession], batch
             return indexed
 
 
+def _signatures(hasher: SimilarityHasher, cases: list[tuple[int, str, str]]) -> list[similar.StoredSignature]:
+    signatures = []
+    for _, place, description in cases:
+        terms = hasher.term_hashes(description)
+        signatures.append(similar_cases.stored(hasher.signature_of_terms(terms, place), terms))
+    return signatures
+
+
+async def sign_for_similarity(sessionmaker: async_sessionmaker[AsyncSession], batch: int = 200) -> int:
+    """Store the similarity signatures of the cases filed before signatures existed (or under an older
+    version), so they are found as similar cases and counted in hot issues."""
+    signed = 0
+    while True:
+        async with sessionmaker() as session:
+            cases = await similar.unsigned(session, batch)
+            hasher = similar_cases.hasher_for(session)
+        signatures = await asyncio.to_thread(_signatures, hasher, cases)
+        async with sessionmaker.begin() as session:
+            for (case_id, _, _), signature in zip(cases, signatures, strict=True):
+                await similar.store_signature(session, case_id, signature)
+        signed += len(cases)
+        if len(cases) < batch:
+            return signed
+
+
 async def housekeeping_once(sessionmaker: async_sessionmaker[AsyncSession], evidence_dir: Path,
                             limits: Limits) -> None:
     expired = await expire_drafts(sessionmaker, evidence_dir, limits)
     if indexed := await index_for_search(sessionmaker):
         log.info("search index: %d cases indexed", indexed)
+    if signed := await sign_for_similarity(sessionmaker):
+        log.info("similar cases: %d cases signed", signed)
     now = utcnow()
     erased = 0
     while True:

@@ -137,6 +137,21 @@ class Loop(BaseModel):
         "需上级统筹 Needs the supervisor"])
 
 
+class Similarity(BaseModel):
+    """Similar cases at intake and hot issues (issue 15, docs/mining.md)."""
+
+    #: how many days back a new report's similar cases are looked for
+    window_days: int = Field(default=180, ge=1, le=3650)
+    #: the combined score (text, place, district, time) from which a case is shown as similar; the place and
+    #: district alone give 0.4
+    threshold: float = Field(default=0.45, gt=0.0, le=1.0)
+    #: after submit, tell the resident that similar reports exist and are handled together (never their text)
+    tell_resident: bool = True
+    #: the period the console's hot issues cover by default, and how many it shows
+    hotspot_days: int = Field(default=30, ge=1, le=366)
+    hotspot_top: int = Field(default=10, ge=1, le=100)
+
+
 class CityConfig(BaseModel):
     city_zh: str
     city_en: str
@@ -150,6 +165,7 @@ class CityConfig(BaseModel):
     console: Console = Console()
     notices: Notices = Notices()
     loop: Loop = Loop()
+    similarity: Similarity = Similarity()
     texts: dict[str, dict[str, str]] = Field(default_factory=dict)
 
     @field_validator("districts")

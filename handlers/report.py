@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from handlers import similar as similar_cases
 from handlers.context import Turn
 from handlers.evidence import accept_file, delete_files
 from handlers.menu import show_menu
@@ -302,11 +303,17 @@ async def submit(turn: Turn) -> None:
         client_key=address.key if address is not None else None, now=turn.ctx.clock(),
         search_terms=index_terms([draft["place"], draft["description"]]),
     )
+    signature = await similar_cases.sign_case(turn.session, submitted.case_id, draft["description"], draft["place"])
+    others = await similar_cases.find(turn.session, signature, district=draft.get("district"),
+                                      created_at=turn.ctx.clock(), settings=city.similarity,
+                                      exclude=submitted.case_id)
     turn.clear_draft()
     text = turn.t("submitted", case_number=submitted.case_number, code=format_receipt_code(submitted.receipt_code))
     if decision.accept_due_at is not None and decision.resolve_due_at is not None:
         text += "\n" + turn.t("submitted_expected", accept_by=turn.format_day(decision.accept_due_at),
                               resolve_by=turn.format_day(decision.resolve_due_at))
+    if others and city.similarity.tell_resident:
+        text += "\n" + turn.t("submitted_similar")  # that others reported it too; never what they wrote
     turn.say(text, notice_offer=submitted.case_id)
     show_menu(turn)
 

@@ -77,9 +77,9 @@ async def _address_key(turn: Turn) -> tuple[str | None, int]:
 def _trace_line(turn: Turn, case: Case, kind: str, detail: dict[str, object], body: str | None) -> str | None:
     """A trace event as the reporter reads it (None: an internal step they do not see, such as each hop of a
     transfer). What staff wrote for the reporter — a status note, a rejection's reason — comes with it."""
+    if detail.get("internal"):
+        return None
     if kind == TraceKind.ROUTED:
-        if detail.get("internal"):
-            return None
         queue = turn.ctx.city.queue(str(detail.get("queue", "")))
         name = (queue.zh if turn.locale == "zh" else queue.en) if queue else str(detail.get("queue"))
         return turn.t("trace_routed", queue=name)

@@ -138,6 +138,7 @@ class KeyRing:
             self.keys.setdefault(key.key_id, key)
         self._pseudonym_key = pseudonym_key
         self._search_key = derive(pseudonym_key, "qinglian search terms v1")
+        self.similarity_key = derive(pseudonym_key, "qinglian similarity v1")
 
     def with_key(self, key: DataKey) -> KeyRing:
         """The same ring, able to decrypt under `key` too."""

@@ -16,10 +16,12 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy import event as orm_event
 from sqlalchemy.engine import Connection, Dialect
@@ -70,7 +72,7 @@ CLOSED_STATUSES = frozenset({CaseStatus.CLOSED, CaseStatus.REJECTED, CaseStatus.
 
 
 class TraceKind(StrEnum):
-    """Events of a case's trace; all of them are visible to the reporter."""
+    """Events of a case's trace; the reporter sees all of them except those whose detail says "internal"."""
 
     RECEIVED = "received"
     ROUTED = "routed"
@@ -89,6 +91,7 @@ class TraceKind(StrEnum):
     APPEALED = "appealed"  # the reporter appealed a rejection
     APPEAL_DECIDED = "appeal_decided"
     NOTE = "note"  # a note of the staff to the reporter
+    LINKED = "linked"  # staff put the case into a problem or took it out (internal: the reporter does not see it)
 
 
 class Conversation(Base):
@@ -198,6 +201,7 @@ class Case(Base):
     escalated_for: Mapped[str | None] = mapped_column(String(60))
     assigned_to_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="SET NULL"))
+    problem_id: Mapped[int | None] = mapped_column(ForeignKey("problems.id", ondelete="SET NULL"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     routed_at: Mapped[datetime | None]
@@ -228,6 +232,72 @@ class CaseTerm(Base):
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
 
 
+class CaseSignature(Base):
+    """A case's similarity signature, computed once at intake by the room above (`nlp.similarity`) under a key
+    derived from the pseudonym key: the keyed MinHash of its words and bigrams (`minhash`, 32-bit values) and
+    the sorted keyed 32-bit hashes of those shingles (`terms`, what hot-issue grouping compares). Integers only:
+    without the key no value can be matched to a word."""
+
+    __tablename__ = "case_signatures"
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
+    minhash: Mapped[bytes] = mapped_column(LargeBinary)
+    terms: Mapped[bytes] = mapped_column(LargeBinary)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class SimilarityBand(Base):
+    """One keyed hash per band of a case's MinHash: cases sharing one are near-copies of each other."""
+
+    __tablename__ = "similarity_bands"
+    __table_args__ = (Index("ix_similarity_bands_case", "case_id"),)
+
+    band_key: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
+
+
+class SimilarityPlace(Base):
+    """Keyed hashes of the names a case's place goes by (`nlp.similarity.place_names`)."""
+
+    __tablename__ = "similarity_places"
+    __table_args__ = (Index("ix_similarity_places_case", "case_id"),)
+
+    place_key: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
+
+
+class Problem(Base):
+    """A group of cases about one problem (ten residents reporting one construction site): staff link cases to
+    it from the similar cases of a ticket or from a hot issue, and answer it once for every reporter in it."""
+
+    __tablename__ = "problems"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str | None] = mapped_column(EncryptedText("problems.title"))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    answered_at: Mapped[datetime | None]
+
+
+class ReplyScore(Base):
+    """How a staff answer scored before it was sent (`nlp.reply_quality`): kept with the answer for the
+    statistics. The reasons quote the report's phrases, so they are encrypted."""
+
+    __tablename__ = "reply_scores"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trace_event_id: Mapped[int] = mapped_column(ForeignKey("trace_events.id", ondelete="CASCADE"), unique=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    queue: Mapped[str] = mapped_column(String(60))
+    score: Mapped[float] = mapped_column(Float)
+    relevance: Mapped[float] = mapped_column(Float)
+    completeness: Mapped[float] = mapped_column(Float)
+    clarity: Mapped[float] = mapped_column(Float)
+    timeliness: Mapped[float] = mapped_column(Float)
+    reasons: Mapped[list[Any]] = mapped_column(EncryptedJSON("reply_scores.reasons"), default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class TraceEvent(Base):
     __tablename__ = "trace_events"
 
@@ -246,6 +316,8 @@ class Attachment(Base):
     """An evidence file: uploaded into a draft first (no case yet), then attached on submit."""
 
     __tablename__ = "attachments"
+    __table_args__ = (Index("ix_attachments_draft_client", "client_key", postgresql_where=text("case_id IS NULL"),
+                            sqlite_where=text("case_id IS NULL")),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
@@ -346,7 +418,7 @@ class StatusGuess(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     channel: Mapped[str] = mapped_column(String(16))
-    user_key: Mapped[str] = mapped_column(String(64))
+    user_key: Mapped[str] = mapped_column(String(128))  # 64 characters; the column was widened for the old refs
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
