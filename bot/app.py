@@ -23,7 +23,7 @@ from bot.channels import web
 from bot.channels.wecom import CHANNEL as WECOM_CHANNEL
 from bot.channels.wecom import WeComSender
 from bot.config import Settings
-from bot.jobs import run_deadlines, run_digests, run_housekeeping
+from bot.jobs import background_jobs
 from bot.outbox import plain
 from bot.runtime import Runtime
 from bot.staff_cli import ensure_first_admin
@@ -76,14 +76,8 @@ def create_app(settings: Settings) -> FastAPI:
         if first_admin:
             print(first_admin, flush=True)
         runtime.outbox.start()
-        background = [
-            asyncio.create_task(run_housekeeping(runtime.sessionmaker, settings.evidence_dir, settings.city.limits),
-                                name="housekeeping"),
-            asyncio.create_task(run_digests(runtime.sessionmaker, settings.city, runtime.outbox.wake),
-                                name="digests"),
-            asyncio.create_task(run_deadlines(runtime.sessionmaker, settings.city, runtime.outbox.wake),
-                                name="deadlines"),
-        ]
+        background = background_jobs(runtime.sessionmaker, settings.city, settings.evidence_dir,
+                                     runtime.outbox.wake)
         wecom = WeComSender(settings.city)
         if wecom.enabled():
             runtime.outbox.register(WECOM_CHANNEL, plain(wecom.send))

@@ -12,18 +12,21 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from console.stats import digest_message
+from handlers import hotspots as hot_issues
 from handlers import similar as similar_cases
 from handlers.city import CityConfig, Limits
 from handlers.routing import add_working_days, staff_channels
 from nlp.search import index_terms
 from nlp.similarity import SimilarityHasher
-from storage import digests, housekeeping, loop, outbox, search, similar
+from storage import digests, hotspots, housekeeping, loop, outbox, search, similar
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
 
 INTERVAL_SECONDS = 3600.0
 DEADLINE_INTERVAL_SECONDS = 600.0
+HOT_ISSUES_KEPT = 50
+"""Groups a refresh keeps: each viewer sees those with at least two cases in their queues, so more than the top."""
 UPDATE_MEMORY = timedelta(days=7)
 NONCE_MEMORY = timedelta(minutes=15)
 """Longer than a signed callback stays fresh (its timestamp ± the allowed clock skew)."""
@@ -219,3 +222,48 @@ async def run_deadlines(sessionmaker: async_sessionmaker[AsyncSession], city: Ci
         except Exception:
             log.exception("deadline warnings failed; they run again in ten minutes")
         await asyncio.sleep(DEADLINE_INTERVAL_SECONDS)
+
+
+async def hotspots_once(sessionmaker: async_sessionmaker[AsyncSession], city: CityConfig,
+                        now: datetime | None = None, *, force: bool = False) -> bool:
+    """Refresh the hot issues of the last `similarity.hotspot_days` days when the newest refresh is older than
+    `similarity.hotspot_refresh_minutes` (or `force`). The grouping runs off the event loop. Returns whether
+    it refreshed."""
+    settings = city.similarity
+    now = now or utcnow()
+    since = now - timedelta(days=settings.hotspot_days)
+    async with sessionmaker() as session:
+        if not force and not hot_issues.due(await hotspots.latest_run(session), now,
+                                            timedelta(minutes=settings.hotspot_refresh_minutes)):
+            return False
+        records = await hot_issues.period_records(session, since, now)
+    groups, seconds = await asyncio.to_thread(hot_issues.group, records, now, HOT_ISSUES_KEPT)
+    async with sessionmaker.begin() as session:
+        await hot_issues.store(session, computed_at=now, since=since, until=now, cases=len(records),
+                               seconds=seconds, groups=groups)
+    log.info("hot issues: %d cases grouped in %.1f s, %d groups kept", len(records), seconds, len(groups))
+    return True
+
+
+async def run_hotspots(sessionmaker: async_sessionmaker[AsyncSession], city: CityConfig) -> None:
+    while True:
+        try:
+            await hotspots_once(sessionmaker, city)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("the hot issues' refresh failed; it is tried again in a minute")
+        await asyncio.sleep(60)
+
+
+def background_jobs(sessionmaker: async_sessionmaker[AsyncSession], city: CityConfig, evidence_dir: Path,
+                    wake: Callable[[], None]) -> list[asyncio.Task[None]]:
+    """The periodic jobs every serving or worker process runs: housekeeping, daily digests, deadline warnings
+    and the hot issues' refresh (each does nothing when another process has just done it)."""
+    return [
+        asyncio.create_task(run_housekeeping(sessionmaker, evidence_dir, city.limits), name="housekeeping"),
+        asyncio.create_task(run_digests(sessionmaker, city, wake), name="digests"),
+        asyncio.create_task(run_deadlines(sessionmaker, city, wake), name="deadlines"),
+        asyncio.create_task(run_hotspots(sessionmaker, city), name="hotspots"),
+    ]
+

@@ -10,7 +10,7 @@ import signal
 from bot.channels.wecom import CHANNEL as WECOM_CHANNEL
 from bot.channels.wecom import WeComSender
 from bot.config import Settings
-from bot.jobs import run_deadlines, run_digests, run_housekeeping
+from bot.jobs import background_jobs
 from bot.outbox import plain
 from bot.runtime import Runtime
 from storage.migrate import upgrade
@@ -42,12 +42,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         await wechat.start()
         channels.append(wechat)
     runtime.outbox.start()
-    tasks = [
-        asyncio.create_task(run_housekeeping(runtime.sessionmaker, settings.evidence_dir, settings.city.limits)),
-        asyncio.create_task(run_digests(runtime.sessionmaker, settings.city, runtime.outbox.wake)),
-        asyncio.create_task(run_deadlines(runtime.sessionmaker, settings.city, runtime.outbox.wake)),
-    ]
-    log.info("worker running: outbox, housekeeping, digests")
+    tasks = background_jobs(runtime.sessionmaker, settings.city, settings.evidence_dir, runtime.outbox.wake)
+    log.info("worker running: outbox, housekeeping, digests, deadlines, hot issues")
     try:
         await stop.wait()
     finally:

@@ -150,6 +150,9 @@ class Similarity(BaseModel):
     #: the period the console's hot issues cover by default, and how many it shows
     hotspot_days: int = Field(default=30, ge=1, le=366)
     hotspot_top: int = Field(default=10, ge=1, le=100)
+    #: minutes between two refreshes of the hot issues (a 30-day refresh over a million stored cases takes
+    #: about 15 s of one core: docs/mining.md)
+    hotspot_refresh_minutes: int = Field(default=10, ge=1, le=1440)
 
 
 class CityConfig(BaseModel):

@@ -307,7 +307,7 @@ def _cluster(matrix: csr_matrix, graph: csr_matrix, members: np.ndarray, edge_th
                 out.append((local[inside], centrality))
 
 
-def _weekly(times: Sequence[datetime]) -> list[tuple[date, int]]:
+def weekly_counts(times: Sequence[datetime]) -> list[tuple[date, int]]:
     """Reports per week (weeks start on Monday), from the first report's week to the last's, empty weeks too."""
     weeks = Counter(moment.date() - timedelta(days=moment.weekday()) for moment in times)
     first, last = min(weeks), max(weeks)
@@ -373,7 +373,7 @@ def group_cases(records: Sequence[CaseRecord], *, now: datetime | None = None, t
             central_id=chosen[int(np.argmax(centrality))].id,
             cohesion=float(centrality.mean()),
             labels=dict(Counter(record.label for record in chosen if record.label)),
-            weekly=_weekly(times),
+            weekly=weekly_counts(times),
         ))
     groups.sort(key=lambda group: (-group.heat, str(group.central_id)))
     return groups[:top] if top is not None else groups

@@ -279,6 +279,21 @@ class Problem(Base):
     answered_at: Mapped[datetime | None]
 
 
+class HotIssueRun(Base):
+    """One refresh of the hot issues (`nlp.hotspots.group_cases` over a period's signatures): the ranked
+    groups as case ids, heat and counts. No text: the console describes a group from its cases when it shows it."""
+
+    __tablename__ = "hot_issue_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    computed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    since: Mapped[datetime]
+    until: Mapped[datetime]
+    cases: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Float)
+    groups: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+
 class ReplyScore(Base):
     """How a staff answer scored before it was sent (`nlp.reply_quality`): kept with the answer for the
     statistics. The reasons quote the report's phrases, so they are encrypted."""

@@ -1,5 +1,5 @@
 """Similar cases, problems and reply quality (issue 15): each case's keyed similarity signature with its band
-and place keys, problems that group cases, and the scores of staff answers
+and place keys, problems that group cases, the scores of staff answers, and the hot issues' refreshes
 
 Revision ID: 0030
 Revises: 0009
@@ -67,9 +67,21 @@ def upgrade() -> None:
     )
     op.create_index(op.f('ix_reply_scores_case_id'), 'reply_scores', ['case_id'])
     op.create_index(op.f('ix_reply_scores_created_at'), 'reply_scores', ['created_at'])
+    op.create_table('hot_issue_runs',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('computed_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('since', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('until', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('cases', sa.Integer(), nullable=False),
+    sa.Column('seconds', sa.Float(), nullable=False),
+    sa.Column('groups', sa.JSON(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    op.create_index(op.f('ix_hot_issue_runs_computed_at'), 'hot_issue_runs', ['computed_at'])
 
 
 def downgrade() -> None:
+    op.drop_table('hot_issue_runs')
     op.drop_table('reply_scores')
     with op.batch_alter_table('cases') as batch:
         batch.drop_index(batch.f('ix_cases_problem_id'))
