@@ -308,7 +308,7 @@ class ReplyScore(Base):
     relevance: Mapped[float] = mapped_column(Float)
     completeness: Mapped[float] = mapped_column(Float)
     clarity: Mapped[float] = mapped_column(Float)
-    timeliness: Mapped[float] = mapped_column(Float)
+    timeliness: Mapped[float | None] = mapped_column(Float)  # None: no deadline to measure against
     reasons: Mapped[list[Any]] = mapped_column(EncryptedJSON("reply_scores.reasons"), default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 

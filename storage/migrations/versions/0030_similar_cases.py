@@ -57,7 +57,7 @@ def upgrade() -> None:
     sa.Column('relevance', sa.Float(), nullable=False),
     sa.Column('completeness', sa.Float(), nullable=False),
     sa.Column('clarity', sa.Float(), nullable=False),
-    sa.Column('timeliness', sa.Float(), nullable=False),
+    sa.Column('timeliness', sa.Float(), nullable=True),
     sa.Column('reasons', sa.Text(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['case_id'], ['cases.id'], ondelete='CASCADE'),
