@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = "development"
     data_dir: Path = Path("./data")
     database_url: str | None = None
+    #: Redis for the limits every process shares (the Telegram send rate, the console's login throttle);
+    #: without it they live in the database
+    redis_url: str | None = None
     config_file: Path | None = None
     secret_key: str | None = None
     public_url: str = "http://127.0.0.1:8000"

@@ -16,13 +16,12 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from storage import outbox, search
 from storage.crypto import session_keyring
+from storage.db import upsert
 from storage.models import (
     CLOSED_STATUSES,
     Attachment,
@@ -52,13 +51,6 @@ _CONVERSATIONS = cast(Table, Conversation.__table__)
 _CASES = cast(Table, Case.__table__)
 
 
-def _upsert(session: AsyncSession, table: Table) -> Any:
-    """`INSERT … ON CONFLICT` in the session's SQL dialect (SQLite and PostgreSQL spell it alike)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql_insert(table)
-    return sqlite_insert(table)
-
-
 def pseudonym(session: AsyncSession, channel: str, user_ref: str) -> str:
     """The keyed pseudonym a channel user is looked up by (the engine's key ring)."""
     return session_keyring(session).pseudonym(channel, user_ref)
@@ -69,7 +61,7 @@ def pseudonym(session: AsyncSession, channel: str, user_ref: str) -> str:
 
 async def claim_update(session: AsyncSession, channel: str, update_key: str) -> bool:
     """Record that an update is being handled; False if it was handled before (one statement)."""
-    statement = _upsert(session, _PROCESSED_UPDATES).on_conflict_do_nothing()
+    statement = upsert(session, _PROCESSED_UPDATES).on_conflict_do_nothing()
     result = await session.execute(statement, {"channel": channel, "update_key": update_key,
                                                "processed_at": utcnow()})
     return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -77,7 +69,7 @@ async def claim_update(session: AsyncSession, channel: str, update_key: str) -> 
 
 async def claim_callback(session: AsyncSession, channel: str, timestamp: str, nonce: str) -> bool:
     """Record a signed callback's (timestamp, nonce); False if it was seen before (a replay)."""
-    statement = _upsert(session, _CALLBACK_NONCES).on_conflict_do_nothing()
+    statement = upsert(session, _CALLBACK_NONCES).on_conflict_do_nothing()
     result = await session.execute(statement, {"channel": channel, "nonce_key": f"{timestamp}:{nonce}"[:64],
                                                "seen_at": utcnow()})
     return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -94,11 +86,12 @@ async def load_conversation(session: AsyncSession, channel: str, user_ref: str) 
     Found by the pseudonym of `user_ref`; the real id is stored only encrypted, to send messages."""
     user_key = pseudonym(session, channel, user_ref)
     now = utcnow()
-    upsert = _upsert(session, _CONVERSATIONS)
+    inserting = upsert(session, _CONVERSATIONS)
     statement = (
-        upsert.values(channel=channel, user_key=user_key, user_ref=user_ref, state="idle", draft={}, context={},
-                      created_at=now, updated_at=now)
-        .on_conflict_do_update(index_elements=["channel", "user_key"], set_={"updated_at": upsert.excluded.updated_at})
+        inserting.values(channel=channel, user_key=user_key, user_ref=user_ref, state="idle", draft={}, context={},
+                         created_at=now, updated_at=now)
+        .on_conflict_do_update(index_elements=["channel", "user_key"],
+                               set_={"updated_at": inserting.excluded.updated_at})
         .returning(*_CONVERSATION_COLUMNS)
     )
     conversation_id, locale, state, draft, context, draft_updated_at = (await session.execute(statement)).one()

@@ -17,7 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Table, event
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -148,3 +150,10 @@ class Database:
         if self.read_engine is not self.engine and self.is_sqlite:
             await self.read_engine.dispose()
         await self.engine.dispose()
+
+
+def upsert(session: AsyncSession, table: Table) -> Any:
+    """`INSERT … ON CONFLICT` in the session's SQL dialect (SQLite and PostgreSQL spell it alike)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql_insert(table)
+    return sqlite_insert(table)

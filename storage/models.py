@@ -294,6 +294,16 @@ class HotIssueRun(Base):
     groups: Mapped[list[Any]] = mapped_column(JSON, default=list)
 
 
+class RateBudget(Base):
+    """A send rate shared by every process (the Telegram Bot API's ~30 messages a second, 20 a minute per
+    group): `next_at` is the earliest time, in seconds since the epoch, the next request may go out."""
+
+    __tablename__ = "rate_budgets"
+
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    next_at: Mapped[float] = mapped_column(Float, default=0.0)
+
+
 class ReplyScore(Base):
     """How a staff answer scored before it was sent (`nlp.reply_quality`): kept with the answer for the
     statistics. The reasons quote the report's phrases, so they are encrypted."""

@@ -23,9 +23,10 @@ from telegram import (
     Update,
 )
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TimedOut
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
+from telegram.ext import Application, ApplicationBuilder
 from telegram.warnings import PTBUserWarning
 
+from bot.channels.send_rate import DatabaseBudget, RedisBudget, SharedRateLimiter
 from bot.channels.telegram_http import AiohttpRequest
 from bot.config import Settings
 from bot.outbox import PermanentFailure, TemporaryFailure, plain
@@ -140,7 +141,9 @@ class TelegramChannel:
             .token(settings.telegram_token)
             .base_url(f"{root}/bot")
             .base_file_url(f"{root}/file/bot")
-            .rate_limiter(AIORateLimiter(overall_max_rate=max_rate, overall_time_period=1, max_retries=0))
+            .rate_limiter(SharedRateLimiter(
+                RedisBudget(settings.redis_url) if settings.redis_url else DatabaseBudget(runtime.database),
+                overall_per_second=max_rate))
             .request(AiohttpRequest(connection_pool_size=8, pool_timeout=30))
             .get_updates_request(AiohttpRequest(connection_pool_size=1))
             .updater(None)  # polling is ours (`_poll`): an update is acknowledged once its step is done

@@ -1,0 +1,132 @@
+"""One Telegram send rate for every delivering process (issue 12.7).
+
+Telegram allows a bot about 30 messages a second overall and 20 a minute in one group; PTB's `AIORateLimiter`
+counts them per process, so two `serve` processes would send twice the rate. `SharedRateLimiter` is a PTB
+`BaseRateLimiter` whose budgets live where every process sees them: the database (`storage.rate_budget`) or,
+with `QINGLIAN_REDIS_URL`, Redis. A request with a `chat_id` takes the next slot of the overall budget (and of
+its group's, for a group chat) and waits for it; a `RetryAfter` pauses the budget for every process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from telegram.error import RetryAfter
+from telegram.ext import BaseRateLimiter
+
+from storage import rate_budget
+from storage.db import Database
+
+OVERALL = "telegram:overall"
+GROUP_PREFIX = "telegram:group:"
+
+
+class Budget(Protocol):
+    async def take(self, name: str, interval: float) -> float:
+        """Seconds to wait before this request may go out."""
+        ...
+
+    async def hold(self, name: str, seconds: float) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class DatabaseBudget:
+    def __init__(self, database: Database, clock: Callable[[], float] = time.time) -> None:
+        self._database = database
+        self._clock = clock
+
+    async def take(self, name: str, interval: float) -> float:
+        now = self._clock()
+        async with self._database.sessionmaker.begin() as session:
+            at = await rate_budget.take_slot(session, name, now=now, interval=interval)
+        return max(0.0, at - now)
+
+    async def hold(self, name: str, seconds: float) -> None:
+        async with self._database.sessionmaker.begin() as session:
+            await rate_budget.hold(session, name, self._clock() + seconds)
+
+    async def close(self) -> None:
+        return None
+
+
+# KEYS[1]: the budget; ARGV: now, interval. The same rule as the database's UPDATE, atomic in Redis.
+_TAKE = """
+local next_at = tonumber(redis.call('GET', KEYS[1]) or '0')
+local now = tonumber(ARGV[1])
+if next_at < now then next_at = now end
+redis.call('SET', KEYS[1], tostring(next_at + tonumber(ARGV[2])), 'EX', 3600)
+return tostring(next_at)
+"""
+_HOLD = """
+local next_at = tonumber(redis.call('GET', KEYS[1]) or '0')
+if next_at < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1], 'EX', 3600) end
+return 1
+"""
+
+
+class RedisBudget:
+    def __init__(self, url: str, clock: Callable[[], float] = time.time) -> None:
+        import redis.asyncio as redis
+
+        self._redis: Any = redis.Redis.from_url(url)
+        self._take = self._redis.register_script(_TAKE)
+        self._hold = self._redis.register_script(_HOLD)
+        self._clock = clock
+
+    async def take(self, name: str, interval: float) -> float:
+        now = self._clock()
+        at = float(await self._take(keys=[f"qinglian:rate:{name}"], args=[repr(now), repr(interval)]))
+        return max(0.0, at - now)
+
+    async def hold(self, name: str, seconds: float) -> None:
+        await self._hold(keys=[f"qinglian:rate:{name}"], args=[repr(self._clock() + seconds)])
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+class SharedRateLimiter(BaseRateLimiter[None]):
+    """PTB's rate limiter interface over a shared `Budget`."""
+
+    def __init__(self, budget: Budget, *, overall_per_second: float = 30.0, group_per_minute: float = 20.0) -> None:
+        self._budget = budget
+        self._overall_interval = 1.0 / overall_per_second
+        self._group_interval = 60.0 / group_per_minute
+
+    async def initialize(self) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        await self._budget.close()
+
+    async def process_request(self, callback: Callable[..., Coroutine[Any, Any, Any]], args: Any,
+                              kwargs: dict[str, Any], endpoint: str, data: dict[str, Any],
+                              rate_limit_args: None) -> Any:
+        chat_id = data.get("chat_id")
+        if chat_id is None:  # not a message to someone (getMe, setWebhook, …): not counted
+            return await callback(*args, **kwargs)
+        group = _is_group(chat_id)
+        if group:
+            await asyncio.sleep(await self._budget.take(f"{GROUP_PREFIX}{chat_id}", self._group_interval))
+        await asyncio.sleep(await self._budget.take(OVERALL, self._overall_interval))
+        try:
+            return await callback(*args, **kwargs)
+        except RetryAfter as error:  # every process pauses, then the outbox sends it again
+            await self._budget.hold(OVERALL, _seconds(error.retry_after))
+            raise
+
+
+def _is_group(chat_id: object) -> bool:
+    """Group and channel chats have negative ids, or are named by @username."""
+    if isinstance(chat_id, int):
+        return chat_id < 0
+    text = str(chat_id)
+    return text.startswith(("-", "@"))
+
+
+def _seconds(retry_after: Any) -> float:
+    return float(retry_after.total_seconds()) if hasattr(retry_after, "total_seconds") else float(retry_after)

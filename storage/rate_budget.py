@@ -1,0 +1,38 @@
+"""A send rate shared by every process through the database (`RateBudget`).
+
+Each request takes the next slot of its budget in one statement: the budget's `next_at` moves to
+max(next_at, now) + interval, and the request may go out at the returned time minus the interval. The row lock
+of that UPDATE orders the processes; no process keeps a count of its own. A `RetryAfter` from the platform
+pushes the budget past the pause for every process (`hold`).
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from sqlalchemy import Table, case, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.db import upsert
+from storage.models import RateBudget
+
+_BUDGETS = cast(Table, RateBudget.__table__)
+
+
+async def take_slot(session: AsyncSession, name: str, *, now: float, interval: float) -> float:
+    """The time (seconds since the epoch) at which this request may go out; at `now` when the budget is idle."""
+    start = case((RateBudget.next_at > now, RateBudget.next_at), else_=now)
+    statement = (update(RateBudget).where(RateBudget.name == name).values(next_at=start + interval)
+                 .returning(RateBudget.next_at))
+    taken = (await session.execute(statement)).scalar_one_or_none()
+    if taken is None:  # the budget's first request
+        await session.execute(upsert(session, _BUDGETS).values(name=name, next_at=0.0).on_conflict_do_nothing())
+        taken = (await session.execute(statement)).scalar_one()
+    return float(taken) - interval
+
+
+async def hold(session: AsyncSession, name: str, until: float) -> None:
+    """No request of the budget goes out before `until` (the platform asked to wait)."""
+    await session.execute(upsert(session, _BUDGETS).values(name=name, next_at=until).on_conflict_do_nothing())
+    await session.execute(update(RateBudget).where(RateBudget.name == name, RateBudget.next_at < until)
+                          .values(next_at=until))

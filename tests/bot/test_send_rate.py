@@ -1,0 +1,105 @@
+"""One Telegram send rate for every process (issue 12.7): two processes' limiters share one budget in the
+database (SQLite and PostgreSQL) or in Redis, so their requests are spaced as if one process sent them all; a
+RetryAfter pauses every process. The clock is fixed: what is checked is when each request may go out."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from telegram.error import RetryAfter
+
+from bot.channels.send_rate import OVERALL, DatabaseBudget, RedisBudget, SharedRateLimiter
+from storage.db import Database
+from tests.conftest import make_test_keyring
+
+NOW = 1_800_000_000.0
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+@pytest.fixture
+async def two_processes(database_url: str) -> AsyncIterator[tuple[DatabaseBudget, DatabaseBudget]]:
+    """Two budgets on two separate connections to one database, as two `serve` processes have."""
+    first = Database.connect(database_url, make_test_keyring())
+    second = Database.connect(database_url, make_test_keyring())
+    try:
+        yield DatabaseBudget(first, clock=lambda: NOW), DatabaseBudget(second, clock=lambda: NOW)
+    finally:
+        await first.dispose()
+        await second.dispose()
+
+
+async def test_two_processes_take_turns_in_one_budget(two_processes: tuple[DatabaseBudget, DatabaseBudget]) -> None:
+    first, second = two_processes
+    waits = [await (first if number % 2 else second).take("telegram:overall", 1 / 30) for number in range(60)]
+    assert waits == pytest.approx([number / 30 for number in range(60)])  # 30 a second between them, not 60
+
+
+async def test_a_pause_asked_by_telegram_holds_every_process(
+        two_processes: tuple[DatabaseBudget, DatabaseBudget]) -> None:
+    first, second = two_processes
+    await first.hold("telegram:overall", 12.0)
+    assert await second.take("telegram:overall", 1 / 30) == pytest.approx(12.0)
+    assert await first.take("telegram:group:-100", 3.0) == 0.0  # another budget is not held
+
+
+async def test_redis_budgets_are_shared_the_same_way() -> None:
+    name = f"test:{uuid.uuid4().hex}"
+    first, second = RedisBudget(REDIS_URL, clock=lambda: NOW), RedisBudget(REDIS_URL, clock=lambda: NOW)
+    try:
+        waits = [await (first if number % 2 else second).take(name, 0.5) for number in range(6)]
+        await second.hold(name, 100.0)
+        held = await first.take(name, 0.5)
+    finally:
+        await first.close()
+        await second.close()
+    assert waits == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0, 2.5])
+    assert held == pytest.approx(100.0)
+
+
+class _Budget:
+    """A budget that records what the limiter asked of it (the limiter's own logic is what is tested)."""
+
+    def __init__(self) -> None:
+        self.taken: list[tuple[str, float]] = []
+        self.held: list[tuple[str, float]] = []
+
+    async def take(self, name: str, interval: float) -> float:
+        self.taken.append((name, interval))
+        return 0.0
+
+    async def hold(self, name: str, seconds: float) -> None:
+        self.held.append((name, seconds))
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_messages_to_groups_also_take_the_groups_budget_and_other_calls_take_none() -> None:
+    budget = _Budget()
+    limiter = SharedRateLimiter(budget, overall_per_second=30, group_per_minute=20)
+
+    async def call(**_: Any) -> bool:
+        return True
+
+    await limiter.process_request(call, (), {}, "sendMessage", {"chat_id": 42, "text": "hi"}, None)
+    await limiter.process_request(call, (), {}, "sendMessage", {"chat_id": -1001, "text": "hi"}, None)
+    await limiter.process_request(call, (), {}, "getMe", {}, None)
+
+    assert budget.taken == [(OVERALL, pytest.approx(1 / 30)), ("telegram:group:-1001", pytest.approx(3.0)),
+                            (OVERALL, pytest.approx(1 / 30))]
+
+
+async def test_a_retry_after_pauses_the_shared_budget_and_reaches_the_outbox() -> None:
+    budget = _Budget()
+    limiter = SharedRateLimiter(budget)
+
+    async def flooded(**_: Any) -> bool:
+        raise RetryAfter(timedelta(seconds=7))
+
+    with pytest.raises(RetryAfter):
+        await limiter.process_request(flooded, (), {}, "sendMessage", {"chat_id": 42, "text": "hi"}, None)
+    assert budget.held == [(OVERALL, 7.0)]
