@@ -37,6 +37,7 @@ from console.schemas import (
     NoteOut,
     Page,
     QueueOut,
+    RevealIn,
     StaffCreateIn,
     StaffOut,
     StaffPatchIn,
@@ -230,11 +231,14 @@ async def answer(principal: CurrentUser, case_number: CaseNumber, body: AnswerIn
 
 
 @router.post("/cases/{case_number}/reveal-identity", response_model=IdentityOut,
-             summary="Reveal a real-name reporter's identity (audited)", responses=_errors(401, 403, 404, 409))
-async def reveal_identity(principal: CurrentUser, case_number: CaseNumber, request: Request) -> IdentityOut:
-    """Only for the roles configured in `console.identity_roles`; 409 for an anonymous reporter. Every reveal is
-    recorded in the audit log."""
-    name, phone = await operations.reveal_identity(principal, case_number, ip=_ip(request))
+             summary="Reveal a real-name reporter's identity (audited)",
+             responses={**_errors(401, 403, 404, 409), 422: {"model": ErrorOut, "description": "No reason given."}})
+async def reveal_identity(principal: CurrentUser, case_number: CaseNumber, request: Request,
+                          body: RevealIn | None = None) -> IdentityOut:
+    """Only for the roles configured in `console.identity_roles`, with the reason (422 without one); 409 for an
+    anonymous reporter. Every reveal is recorded in the audit log with its reason."""
+    name, phone = await operations.reveal_identity(principal, case_number, ip=_ip(request),
+                                                   reason=body.reason if body else None)
     return IdentityOut(case_number=case_number, name=name, phone=phone)
 
 
@@ -328,7 +332,7 @@ async def list_staff(principal: CurrentUser) -> list[StaffOut]:
 async def create_staff(principal: CurrentUser, body: StaffCreateIn) -> StaffOut:
     user = await accounts.add_staff(principal, username=body.username,
                                       display_name=body.display_name or body.username, role=StaffRole(body.role),
-                                      queues=body.queues, password=body.password)
+                                      queues=body.queues, password=body.password, no_queues_ok=body.no_queues_ok)
     return StaffOut.build(user)
 
 

@@ -233,6 +233,11 @@ class StatusIn(_In):
                              description="Shown to the reporter with the new status.")
 
 
+class RevealIn(_In):
+    reason: str = Field(min_length=1, max_length=500,
+                        description="Why you need the reporter's identity; recorded in the audit log.")
+
+
 class DuplicateIn(_In):
     of: str = Field(min_length=1, max_length=32, description="Case number of the original case.")
 
@@ -296,7 +301,11 @@ class StaffCreateIn(_In):
     display_name: str | None = Field(default=None, min_length=1, max_length=80)
     role: RoleCode = "reviewer"
     queues: list[str] = Field(default_factory=list, max_length=100)
-    password: str = Field(min_length=10, max_length=200)
+    password: str = Field(min_length=10, max_length=200,
+                          description="At least 10 characters and hard to guess (zxcvbn); the owner must change "
+                                      "it at the first console login.")
+    no_queues_ok: bool = Field(default=False, description="Create a reviewer without queues (who sees no cases) "
+                                                          "anyway; without it such a request is refused (422).")
 
 
 class StaffPatchIn(_In):

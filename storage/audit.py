@@ -3,6 +3,8 @@ transaction of what they record."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,3 +32,11 @@ async def audit_log(session: AsyncSession, *, page: int, per_page: int, actor_id
     if case_id is not None:
         query = query.where(AuditEntry.case_id == case_id)
     return [(entry, user, number) for entry, user, number in (await session.execute(query)).all()], total
+
+
+async def last_entry_at(session: AsyncSession, *, actor_id: int, case_id: int, action: str) -> datetime | None:
+    """When `actor_id` last did `action` on the case (None: never)."""
+    query = (select(AuditEntry.created_at).where(AuditEntry.actor_id == actor_id, AuditEntry.case_id == case_id,
+                                                 AuditEntry.action == action)
+             .order_by(AuditEntry.id.desc()).limit(1))
+    return (await session.execute(query)).scalar_one_or_none()
