@@ -52,6 +52,7 @@ from storage.models import StaffRole
 from storage.queries import CaseFilter
 
 CurrentUser = Annotated[Principal, Depends(api_principal)]
+MAX_ID = 2**31 - 1  # the largest row id a path may name: a larger number is a 422, not a database error
 CaseNumber = Annotated[str, Path(max_length=32, description="The case number, e.g. QL-2026-000042.")]
 
 
@@ -247,7 +248,7 @@ async def reveal_identity(principal: CurrentUser, case_number: CaseNumber, reque
                 **_errors(401, 404, 410), 200: {"description": "The file, as an attachment, with its stored type.",
                                                 "content": {"application/octet-stream": {}}}})
 async def evidence(principal: CurrentUser, case_number: CaseNumber, request: Request,
-                   attachment_id: Annotated[int, Path(ge=1)]) -> Response:
+                   attachment_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> Response:
     path, stored = await operations.evidence_file(principal, case_number, attachment_id, ip=_ip(request))
     return await operations.evidence_download(principal, path, stored, inline=False, media_type=stored.media_type,
                                               headers={"X-Content-Type-Options": "nosniff",
@@ -298,7 +299,7 @@ async def create_token(principal: CurrentUser, body: TokenIn) -> TokenCreatedOut
 
 @router.delete("/tokens/{token_id}", status_code=204, summary="Revoke one of your API tokens", tags=["tokens"],
                responses=_errors(401, 403, 404))
-async def revoke_token(principal: CurrentUser, token_id: Annotated[int, Path(ge=1)]) -> Response:
+async def revoke_token(principal: CurrentUser, token_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> Response:
     await accounts.revoke_api_token(principal, token_id)
     return Response(status_code=204)
 

@@ -7,6 +7,7 @@ from functools import partial
 from typing import Annotated
 
 from fastapi import Form, Request
+from fastapi import Path as PathParam
 from fastapi.responses import Response
 from itsdangerous import BadSignature
 
@@ -22,7 +23,7 @@ from console.auth import (
 )
 from console.operations import OperationError
 from console.rendering import redirect, render
-from console.routes.common import CsrfField, PagePrincipal, check_csrf, client_ip, page_router
+from console.routes.common import MAX_ID, CsrfField, PagePrincipal, check_csrf, client_ip, page_router
 from console.routes.login import ENROL_MAX_AGE
 
 router = page_router()
@@ -110,7 +111,8 @@ async def create_own_token(request: Request, principal: PagePrincipal, *, csrf: 
 
 
 @router.post("/console/account/tokens/{token_id}/revoke")
-async def revoke_own_token(principal: PagePrincipal, *, csrf: CsrfField = "", token_id: int) -> Response:
+async def revoke_own_token(principal: PagePrincipal, *, csrf: CsrfField = "",
+                           token_id: Annotated[int, PathParam(ge=1, le=MAX_ID)]) -> Response:
     check_csrf(principal, csrf)
     await accounts.revoke_api_token(principal, token_id)
     return redirect("/console/account?done=revoked")

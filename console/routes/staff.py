@@ -10,13 +10,14 @@ from typing import Annotated
 from urllib.parse import quote, urlencode
 
 from fastapi import Form, Request
+from fastapi import Path as PathParam
 from fastapi.responses import Response
 
 from console import accounts, texts
 from console.auth import Principal, hash_password
 from console.operations import OperationError, require_admin
 from console.rendering import redirect, render
-from console.routes.common import CsrfField, PagePrincipal, check_csrf, page_router
+from console.routes.common import MAX_ID, CsrfField, PagePrincipal, check_csrf, page_router
 from storage.models import StaffRole
 
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,59}$")
@@ -157,7 +158,8 @@ async def staff_token(request: Request, principal: PagePrincipal, username: str,
 
 
 @router.post("/console/staff/{username}/tokens/{token_id}/revoke")
-async def staff_token_revoke(principal: PagePrincipal, username: str, token_id: int, *,
+async def staff_token_revoke(principal: PagePrincipal, username: str,
+                             token_id: Annotated[int, PathParam(ge=1, le=MAX_ID)], *,
                              csrf: CsrfField = "") -> Response:
     check_csrf(principal, csrf)
     await accounts.revoke_token_of(principal, username, token_id)
