@@ -105,7 +105,8 @@ def create_app(settings: Settings) -> FastAPI:
                 await wechat_channel.stop()
             await runtime.close()
 
-    app = FastAPI(title="Qinglian", version="0.1.0", lifespan=lifespan, docs_url="/api/docs",
+    # the API documentation (/api/docs) is the console's, served with its assets from the installed package
+    app = FastAPI(title="Qinglian", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url="/api/openapi.json")
     app.state.runtime = runtime
 

@@ -8,9 +8,11 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from swagger_ui_bundle import swagger_ui_path
 
 from console import api
 from console.auth import LoginRequired, PasswordChangeRequired
@@ -21,6 +23,8 @@ from console.routes.common import error_page
 from console.throttle import THROTTLE_STATE, build_throttle
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+DOCS_URL = "/api/docs"
+DOCS_ASSETS = "/api/docs/assets"
 CASE_ACTION = re.compile(r"(/console/case/[^/]+)/[a-z-]+")
 
 
@@ -34,6 +38,16 @@ def mount_console(app: FastAPI, context: ConsoleContext) -> None:
         app.include_router(router)
     app.include_router(api.router)
     app.mount("/console/static", StaticFiles(directory=STATIC_DIR), name="console-static")
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="api-docs-assets")
+
+    @app.get(DOCS_URL, include_in_schema=False)
+    async def _api_docs() -> Response:
+        """The API's Swagger UI, its scripts and styles from the installed package (nothing from a CDN)."""
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/api/openapi.json", title="Qinglian API",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+                                   oauth2_redirect_url=None)
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:

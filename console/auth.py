@@ -19,7 +19,7 @@ from zxcvbn import zxcvbn
 
 from console.context import ConsoleContext, context_of
 from handlers.city import CityConfig
-from storage import staff_actions
+from storage import staff_actions, staff_notices
 from storage.models import Case, StaffRole, StaffSession, StaffUser, utcnow
 
 SESSION_COOKIE = "ql_staff"
@@ -162,6 +162,7 @@ class Principal:
     session: StaffSession | None  # None for API tokens
     context: ConsoleContext
     ip: str | None = None  # the client's address, written into every audit entry of the request
+    unread_notices: int = 0  # of a console session: shown in the page header
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
@@ -219,11 +220,12 @@ async def _session_principal(request: Request, context: ConsoleContext, *,
         if record is None:
             return None
         user = await staff_actions.get_staff(session, record.user_id)
-    if user is None or not user.active:
-        return None
-    if not record.second_factor_done and not allow_half:
-        return None
-    return Principal(user, record, context, request_ip(request))
+        if user is None or not user.active:
+            return None
+        if not record.second_factor_done and not allow_half:
+            return None
+        unread = await staff_notices.unread_notice_count(session, user.id)
+    return Principal(user, record, context, request_ip(request), unread)
 
 
 async def page_principal(request: Request, context: ContextDep) -> Principal:

@@ -7,15 +7,15 @@ from collections.abc import Sequence
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import Form, Request
+from fastapi import Form, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from console import operations, texts
+from console import operations, texts, workday
 from console.auth import Principal, can_see, visible_queues
 from console.operations import INLINE_IMAGE_TYPES, SETTABLE_STATUSES
-from console.rendering import highlight, overdue_flags, redirect, render
+from console.rendering import deadline, highlight, overdue_flags, redirect, render
 from console.routes.common import MAX_ID, CsrfField, PagePrincipal, check_csrf, client_ip, page_router
 from storage import queries
 from storage.models import CLOSED_STATUSES, Attachment, StaffUser, TraceEvent, utcnow
@@ -36,7 +36,8 @@ def actor_name(actor: str, staff: dict[int, StaffUser]) -> tuple[str, str]:
 
 
 async def ticket_page(request: Request, principal: Principal, case_number: str, *,
-                      revealed: tuple[str | None, str | None] | None = None, reveal_expired: bool = False) -> Response:
+                      revealed: tuple[str | None, str | None] | None = None, reveal_expired: bool = False,
+                      reply: str = "") -> Response:
     detail = await operations.case_detail(principal, case_number, ip=client_ip(request))
     case = detail.case
     staff = await operations.staff_by_id(principal)
@@ -47,6 +48,7 @@ async def ticket_page(request: Request, principal: Principal, case_number: str, 
            if isinstance(item, list | tuple) and len(item) >= 2]
     terms = [str(t[0] if isinstance(t, list | tuple) else t) for t in (case.label_terms or [])]
     city = principal.context.city
+    replies = await workday.replies_for(principal, [case.queue])
     return render(request, principal, "case.html", detail=detail, case=case, staff=staff, colleagues=colleagues,
                   images=[a for a in attachments if a.media_type in INLINE_IMAGE_TYPES],
                   files=[a for a in attachments if a.media_type not in INLINE_IMAGE_TYPES],
@@ -56,16 +58,19 @@ async def ticket_page(request: Request, principal: Principal, case_number: str, 
                   closed=case.status in CLOSED_STATUSES, revealed=revealed, reveal_expired=reveal_expired,
                   activity=await operations.case_activity(principal, case),
                   threshold=city.routing.confidence_threshold,
-                  can_accept=case.status in queries.NOT_ACCEPTED)
+                  can_accept=case.status in queries.NOT_ACCEPTED, deadline=deadline(case, utcnow()),
+                  replies=replies, answer_draft=next((r.body for r in replies if r.key == reply), ""))
 
 
 @router.get("/console/case/{case_number}")
-async def ticket(request: Request, principal: PagePrincipal, case_number: str, shown: str = "") -> Response:
+async def ticket(request: Request, principal: PagePrincipal, case_number: str, shown: str = "",
+                 reply: Annotated[str, Query(max_length=80)] = "") -> Response:
+    """The ticket; `?reply=<key>` starts the answer with that canned reply of the case's queue."""
     revealed = None
     if shown and revealed_by(principal, case_number, shown):
         revealed = await operations.identity_shown_again(principal, case_number)
     return await ticket_page(request, principal, case_number, revealed=revealed, reveal_expired=bool(shown) and
-                             revealed is None)
+                             revealed is None, reply=reply)
 
 
 
