@@ -4,13 +4,19 @@ pages and the REST API, one transaction per operation (as in `console.operations
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
+import json
 from collections.abc import Collection
+from datetime import datetime
 from functools import partial
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from console.auth import Principal, hash_password
+from console.exports import neutralised
 from console.operations import OperationError, require_admin
 from storage import audit, queries, staff_actions
 from storage.actions import ActionError
@@ -132,7 +138,10 @@ async def revoke_api_token(principal: Principal, token_id: int) -> None:
 
 
 async def audit_log(principal: Principal, *, page: int, per_page: int, actor: str | None = None,
-                    case_number: str | None = None) -> tuple[list[audit.AuditRow], int]:
+                    case_number: str | None = None, action: str | None = None, since: datetime | None = None,
+                    until: datetime | None = None) -> tuple[list[audit.AuditRow], int]:
+    """Entries of the audit log (administrators) by actor's username, case number, action (or a group of them
+    such as "case."), and period [since, until)."""
     require_admin(principal)
     async with principal.context.database.read_sessionmaker() as session:
         actor_id = case_id = None
@@ -145,7 +154,37 @@ async def audit_log(principal: Principal, *, page: int, per_page: int, actor: st
             case_id = await queries.case_id_by_number(session, case_number)
             if case_id is None:
                 return [], 0
-        return await audit.audit_log(session, page=page, per_page=per_page, actor_id=actor_id, case_id=case_id)
+        flt = audit.AuditFilter(actor_id=actor_id, case_id=case_id, action=action, since=since, until=until)
+        return await audit.audit_log(session, page=page, per_page=per_page, flt=flt)
+
+
+async def audit_actions(principal: Principal) -> list[str]:
+    require_admin(principal)
+    async with principal.context.database.read_sessionmaker() as session:
+        return await audit.actions(session)
+
+
+MAX_AUDIT_EXPORT = 50_000
+
+
+async def audit_export(principal: Principal, *, ip: str | None, described: dict[str, str], **filters: Any) -> bytes:
+    """The entries of the filter as CSV (times in the city's time zone), at most `MAX_AUDIT_EXPORT`; the export
+    is itself audited."""
+    rows, total = await audit_log(principal, page=1, per_page=MAX_AUDIT_EXPORT, **filters)
+    if total > MAX_AUDIT_EXPORT:
+        raise OperationError(422, f"{total} entries match; an export holds at most {MAX_AUDIT_EXPORT}: narrow it")
+    zone = ZoneInfo(principal.context.city.timezone)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([f"时间 time ({zone.key})", "用户 user", "操作 action", "案件 case", "详情 detail", "地址 address"])
+    for entry, username, number in rows:
+        writer.writerow([neutralised(value) for value in (
+            entry.created_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"), username or "", entry.action,
+            number or "", json.dumps(entry.detail or {}, ensure_ascii=False, sort_keys=True), entry.ip or "")])
+    async with principal.write() as session:
+        await staff_actions.audit(session, principal.user, "audit.export", ip=ip,
+                                  detail={"count": len(rows), "filter": described})
+    return buffer.getvalue().encode("utf-8-sig")
 
 
 async def tokens_of(principal: Principal, user_id: int) -> list[ApiToken]:

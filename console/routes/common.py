@@ -13,14 +13,11 @@ from console.auth import LoginRequired, Principal, page_principal
 from console.context import context_of
 from console.operations import OperationError
 from console.rendering import ConsoleRoute, render
+from console.schemas import FIRST_DAY, LAST_DAY
 
 PER_PAGE = 50
 MAX_ID = 2**31 - 1
 """The largest row id a path may name: a larger number is a 422, not a database error."""
-FIRST_DAY = date(2000, 1, 1)
-LAST_DAY = date(2999, 12, 31)
-"""Days a filter may name: outside them a date is a 422 (9999-12-31 plus a day, or 0001-01-01 in UTC, do not
-exist as datetimes)."""
 
 PagePrincipal = Annotated[Principal, Depends(page_principal)]
 CsrfField = Annotated[str, Form(alias="csrf")]
