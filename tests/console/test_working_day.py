@@ -12,8 +12,10 @@ from storage import actions, staff_notices
 from storage.models import Case, StaffRole
 from tests.console.conftest import ConsoleHarness, location
 
+FOLLOW_UP = "补充：那天下午三点又去了一次，还是没人。"
 
-async def follow_up(console: ConsoleHarness, number: str, text: str = "补充：那天下午三点又去了一次，还是没人。") -> None:
+
+async def follow_up(console: ConsoleHarness, number: str, text: str = FOLLOW_UP) -> None:
     """What the dialog does when the reporter adds information: the follow-up and its notice, one transaction."""
     async with console.database.sessionmaker.begin() as session:
         case = (await session.execute(select(Case).where(Case.case_number == number))).scalar_one()
@@ -153,8 +155,8 @@ async def test_deadlines_count_down_in_colour(console: ConsoleHarness) -> None:
         dues = dict(re.findall(r'<a href="/console/case/([^"]+)">.*?<time class="due due-(\w+)"', listing, re.S))
         assert dues == {fresh: "ok", late: "over"}
         ticket = (await client.get(f"/console/case/{late}")).text
-        shown = re.search(r'<time class="due due-over"[^>]*>(超期 \d+ 天 \d+ 小时)<span class="en">(\d+ d \d+ h overdue)',
-                          ticket)
+        shown = re.search(r'<time class="due due-over"[^>]*>(超期 \d+ 天 \d+ 小时)'
+                          r'<span class="en">(\d+ d \d+ h overdue)', ticket)
         assert shown, ticket[:2000]
         assert (await client.get("/console/static/countdown.js")).status_code == 200
 
