@@ -158,12 +158,6 @@ async def audit_log(principal: Principal, *, page: int, per_page: int, actor: st
         return await audit.audit_log(session, page=page, per_page=per_page, flt=flt)
 
 
-async def audit_actions(principal: Principal) -> list[str]:
-    require_admin(principal)
-    async with principal.context.database.read_sessionmaker() as session:
-        return await audit.actions(session)
-
-
 MAX_AUDIT_EXPORT = 50_000
 
 

@@ -56,11 +56,6 @@ async def audit_log(session: AsyncSession, *, page: int, per_page: int, actor_id
     return [(row[0], row[1], row[2]) for row in rows], total
 
 
-async def actions(session: AsyncSession) -> list[str]:
-    """Every action the log holds, for the filter's choices."""
-    return list((await session.execute(select(AuditEntry.action).distinct().order_by(AuditEntry.action))).scalars())
-
-
 async def last_entry_at(session: AsyncSession, *, actor_id: int, case_id: int, action: str) -> datetime | None:
     """When `actor_id` last did `action` on the case (None: never)."""
     query = (select(AuditEntry.created_at).where(AuditEntry.actor_id == actor_id, AuditEntry.case_id == case_id,
