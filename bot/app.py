@@ -54,7 +54,7 @@ def console_context(runtime: Runtime) -> ConsoleContext:
     return ConsoleContext(
         city=settings.city, database=runtime.database, secret_key=settings.resolved_secret_key(),
         evidence_dir=settings.evidence_dir, data_dir=settings.data_dir, public_url=settings.public_url,
-        environment=settings.environment, wake_outbox=runtime.outbox.wake,
+        environment=settings.environment, wake_outbox=runtime.outbox.wake, redis_url=settings.redis_url,
         reload_classifier=runtime.classifier.ensure_ready, classifier_version=lambda: runtime.classifier.version)
 
 
@@ -103,7 +103,8 @@ def create_app(settings: Settings) -> FastAPI:
                 await wechat_channel.stop()
             await runtime.close()
 
-    app = FastAPI(title="Qinglian", version="0.1.0", lifespan=lifespan, docs_url="/api/docs",
+    # the API documentation (/api/docs) is the console's, served with its assets from the installed package
+    app = FastAPI(title="Qinglian", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url="/api/openapi.json")
     app.state.runtime = runtime
 

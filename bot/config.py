@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 
 __all__ = ["PLACEHOLDER_SECRETS", "ConfigError", "Settings", "load_settings"]
 
+MIN_SECRET_GUESSES_LOG10 = 25.0
+"""How hard QINGLIAN_SECRET_KEY must be to guess in production, as zxcvbn estimates it: 10^25 guesses (about 83
+bits). A random key passes by far (`secrets.token_urlsafe(32)`: about 10^43); a repeated character, a
+keyboard or counting pattern, or a short phrase of common words does not."""
+
 PLACEHOLDER_SECRETS = frozenset({"", "change-me", "change_me", "changeme", "secret", "placeholder", "dev", "test",
                                  "replace-me", "replace_me", "xxx"})
 
@@ -140,8 +145,13 @@ class Settings(BaseSettings):
         keep every receipt code valid; production refuses to start without a real one.
         """
         if self.secret_key and self.secret_key.strip().lower() not in PLACEHOLDER_SECRETS:
-            if self.environment == "production" and len(self.secret_key) < 32:
-                raise ConfigError("QINGLIAN_SECRET_KEY must be at least 32 characters in production")
+            if self.environment == "production":
+                if len(self.secret_key) < 32:
+                    raise ConfigError("QINGLIAN_SECRET_KEY must be at least 32 characters in production")
+                if secret_guesses_log10(self.secret_key) < MIN_SECRET_GUESSES_LOG10:
+                    raise ConfigError("QINGLIAN_SECRET_KEY is too easy to guess (repeated characters, a pattern or "
+                                      "common words); production needs a random one, e.g. the output of "
+                                      "`python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`")
             return self.secret_key.encode()
         if self.environment == "production":
             raise ConfigError("QINGLIAN_SECRET_KEY is unset or a placeholder; production needs a real secret")
@@ -208,6 +218,14 @@ class Settings(BaseSettings):
         if self.telegram_webhook_secret:
             return self.telegram_webhook_secret
         return hmac.new(self.resolved_secret_key(), b"telegram-webhook", hashlib.sha256).hexdigest()[:48]
+
+
+def secret_guesses_log10(secret: str) -> float:
+    """zxcvbn's estimate of how many guesses find `secret` (log10), from its first 72 characters (zxcvbn's
+    limit; a longer random key is only stronger)."""
+    from zxcvbn import zxcvbn
+
+    return float(zxcvbn(secret[:72], max_length=72)["guesses_log10"])
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -18,13 +18,15 @@ from handlers.city import CityConfig, Limits
 from handlers.routing import add_working_days, staff_channels
 from nlp.search import index_terms
 from nlp.similarity import SimilarityHasher
-from storage import digests, hotspots, housekeeping, loop, outbox, search, similar
+from storage import digests, hotspots, housekeeping, login_failures, loop, outbox, search, similar
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
 
 INTERVAL_SECONDS = 3600.0
 DEADLINE_INTERVAL_SECONDS = 600.0
+LOGIN_FAILURES_KEPT = timedelta(days=7)
+"""Failed console logins older than this are forgotten (the throttle's window is console.login_lock_minutes)."""
 HOT_ISSUES_KEPT = 50
 """Groups a refresh keeps: each viewer sees those with at least two cases in their queues, so more than the top."""
 UPDATE_MEMORY = timedelta(days=7)
@@ -103,6 +105,8 @@ async def housekeeping_once(sessionmaker: async_sessionmaker[AsyncSession], evid
         log.info("search index: %d cases indexed", indexed)
     if signed := await sign_for_similarity(sessionmaker):
         log.info("similar cases: %d cases signed", signed)
+    async with sessionmaker.begin() as session:  # each address's own failures are dropped when it fails again
+        await login_failures.prune(session, utcnow() - LOGIN_FAILURES_KEPT)
     now = utcnow()
     erased = 0
     while True:

@@ -66,10 +66,10 @@ async def _user(session: AsyncSession, username: str) -> StaffUser:
     return user
 
 
-def _password(value: str | None) -> str:
-    password = value or getpass.getpass("Password (at least 10 characters): ")
+def _password(value: str | None, *, user_inputs: tuple[str, ...] = ()) -> str:
+    password = value or getpass.getpass("Password (at least 10 characters, hard to guess): ")
     try:
-        return hash_password(password)
+        return hash_password(password, user_inputs=user_inputs)
     except ValueError as problem:
         typer.echo(f"qinglian: {problem}", err=True)
         raise typer.Exit(2) from None
@@ -91,10 +91,10 @@ def add(
     queue: Annotated[list[str] | None, typer.Option(help="Queue to work in (repeatable)")] = None,
     password: Annotated[str | None, typer.Option(help="Asked for when not given")] = None,
 ) -> None:
-    """Create a staff account."""
+    """Create a staff account. A reviewer without queues sees no cases: it is created with a warning."""
     queues = queue or []
     _check_queues(queues)
-    password_hash = _password(password)
+    password_hash = _password(password, user_inputs=(username, name or username))
 
     async def work(session: AsyncSession) -> None:
         user = await staff_actions.create_staff(session, username=username, display_name=name or username,
@@ -103,6 +103,9 @@ def add(
 
     _run(work)
     typer.echo(f"created {role.value} {username}" + (f" in {', '.join(queues)}" if queues else ""))
+    if role == StaffRole.REVIEWER and not queues:
+        typer.echo(f"warning: reviewer {username} has no queues and sees no cases; give them some with "
+                   f"`qinglian staff assign {username} <queue> ...`", err=True)
 
 
 @staff_app.command("list")
@@ -110,12 +113,18 @@ def list_() -> None:
     """List staff accounts with their roles and queues."""
     users = _run(staff_actions.list_staff, writes=False)
     table = Table("username", "name", "role", "queues", "active", "2FA", "last login")
+    for column in table.columns:
+        column.no_wrap = True
+        column.overflow = "ignore"
     for user in users:
         table.add_row(user.username, user.display_name, user.role, ", ".join(q.queue for q in user.queues) or "-",
                       "yes" if user.active else "no",
                       "on" if user.totp_secret else ("required" if user.totp_required else "off"),
                       f"{user.last_login_at:%Y-%m-%d %H:%M}" if user.last_login_at else "-")
-    Console().print(table)
+    # As wide as the longest row, whatever the terminal: a name is never cut or wrapped (a pipe or a narrow
+    # terminal would otherwise get "王…").
+    console = Console(width=10_000)
+    console.print(table, width=console.measure(table).maximum, crop=False)
 
 
 @staff_app.command("disable")
@@ -142,14 +151,18 @@ def enable(username: str) -> None:
 
 @staff_app.command("reset-password")
 def reset_password(username: str, password: Annotated[str | None, typer.Option()] = None) -> None:
-    """Set a new password (asked for when not given); open sessions end."""
-    password_hash = _password(password)
+    """Set a new password (asked for when not given): open sessions end, the account's API tokens are revoked,
+    and its owner chooses their own password at the next console login."""
+    password_hash = _password(password, user_inputs=(username,))
 
-    async def work(session: AsyncSession) -> None:
-        await staff_actions.set_password(session, await _user(session, username), password_hash)
+    async def work(session: AsyncSession) -> int:
+        return await staff_actions.set_password(session, await _user(session, username), password_hash,
+                                                must_change=True)
 
-    _run(work)
+    revoked = _run(work)
     typer.echo(f"password of {username} changed")
+    if revoked:
+        typer.echo(f"revoked {revoked} API token(s) of {username}")
 
 
 @staff_app.command("assign")
@@ -177,10 +190,20 @@ def role(username: str, new_role: Annotated[StaffRole, typer.Argument()]) -> Non
     typer.echo(f"{username} is now {new_role.value}")
 
 
+DEMO_ADMIN_IN_PRODUCTION = (f"the demo administrator '{DEMO_ADMIN}' is active; production refuses to start with it. "
+                            f"Create a real administrator (qinglian staff add <username> --role admin), then "
+                            f"run: qinglian staff disable {DEMO_ADMIN}")
+
+
 async def ensure_first_admin(database: Database, environment: Literal["development", "production"]) -> str | None:
     """On an empty staff table: a clearly marked demo administrator in development, or instructions in
-    production. Returns what to print (None when staff accounts exist)."""
+    production. Returns what to print (None when staff accounts exist). In production an active demo
+    administrator (made by a development start on the same database) stops the start: ConfigError."""
     async with database.read_sessionmaker() as session:
+        if environment == "production":
+            demo = await staff_actions.get_staff_by_username(session, DEMO_ADMIN)
+            if demo is not None and demo.active:
+                raise ConfigError(DEMO_ADMIN_IN_PRODUCTION)
         if await staff_actions.count_staff(session):
             return None
     if environment == "production":

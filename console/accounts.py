@@ -4,12 +4,19 @@ pages and the REST API, one transaction per operation (as in `console.operations
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
+import json
 from collections.abc import Collection
+from datetime import datetime
+from functools import partial
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from console.auth import Principal, hash_password
+from console.exports import neutralised
 from console.operations import OperationError, require_admin
 from storage import audit, queries, staff_actions
 from storage.actions import ActionError
@@ -47,18 +54,35 @@ async def list_staff(principal: Principal) -> list[StaffUser]:
         return await staff_actions.list_staff(session)
 
 
+class NoQueuesWarning(OperationError):
+    """A reviewer without queues sees no case: refused until the administrator confirms it."""
+
+    def __init__(self) -> None:
+        super().__init__(422, "a reviewer without queues sees no cases; choose their queues, or confirm that they "
+                              "start without any")
+
+
 async def add_staff(principal: Principal, *, username: str, display_name: str, role: StaffRole,
-                    queues: Collection[str], password: str) -> StaffUser:
+                    queues: Collection[str], password: str, no_queues_ok: bool = False) -> StaffUser:
+    """A new account whose owner must change the password (an administrator chose or generated it) at their
+    first login. A reviewer without queues needs `no_queues_ok` (NoQueuesWarning otherwise)."""
     require_admin(principal)
     _check_queues(principal, queues)
+    async with principal.context.database.read_sessionmaker() as session:
+        if await staff_actions.get_staff_by_username(session, username) is not None:
+            raise OperationError(409, f"user {username!r} exists already")
+    if role == StaffRole.REVIEWER and not queues and not no_queues_ok:
+        raise NoQueuesWarning()
     try:
-        password_hash = await asyncio.to_thread(hash_password, password)
+        password_hash = await asyncio.to_thread(partial(hash_password, password,
+                                                        user_inputs=(username, display_name)))
     except ValueError as error:
         raise OperationError(422, str(error)) from None
-    async with principal.context.database.sessionmaker.begin() as session:
+    async with principal.write() as session:
         try:
             user = await staff_actions.create_staff(session, username=username, display_name=display_name,
-                                                    role=role, password_hash=password_hash, actor=principal.user)
+                                                    role=role, password_hash=password_hash, actor=principal.user,
+                                                    must_change_password=True)
         except ActionError as error:
             raise OperationError(409, str(error)) from None
         await staff_actions.set_queues(session, user, list(queues), actor=principal.user)
@@ -74,7 +98,7 @@ async def update_staff(principal: Principal, username: str, *, role: StaffRole |
     require_admin(principal)
     if queues is not None:
         _check_queues(principal, queues)
-    async with principal.context.database.sessionmaker.begin() as session:
+    async with principal.write() as session:
         user = await staff_actions.get_staff_by_username(session, username)
         if user is None:
             raise OperationError(404, f"no staff user {username!r}")
@@ -100,12 +124,12 @@ async def create_api_token(principal: Principal, name: str) -> tuple[str, ApiTok
     """A new token for the user; only from a console login, so a leaked token cannot mint more."""
     if principal.session is None:
         raise OperationError(403, "API tokens are created from a console login, not with another token")
-    async with principal.context.database.sessionmaker.begin() as session:
+    async with principal.write() as session:
         return await staff_actions.create_api_token(session, principal.user, name, actor=principal.user)
 
 
 async def revoke_api_token(principal: Principal, token_id: int) -> None:
-    async with principal.context.database.sessionmaker.begin() as session:
+    async with principal.write() as session:
         record = await staff_actions.get_api_token(session, token_id)
         if record is None or record.user_id != principal.user.id:
             raise OperationError(404, f"you have no API token {token_id}")
@@ -114,7 +138,10 @@ async def revoke_api_token(principal: Principal, token_id: int) -> None:
 
 
 async def audit_log(principal: Principal, *, page: int, per_page: int, actor: str | None = None,
-                    case_number: str | None = None) -> tuple[list[audit.AuditRow], int]:
+                    case_number: str | None = None, action: str | None = None, since: datetime | None = None,
+                    until: datetime | None = None) -> tuple[list[audit.AuditRow], int]:
+    """Entries of the audit log (administrators) by actor's username, case number, action (or a group of them
+    such as "case."), and period [since, until)."""
     require_admin(principal)
     async with principal.context.database.read_sessionmaker() as session:
         actor_id = case_id = None
@@ -127,7 +154,31 @@ async def audit_log(principal: Principal, *, page: int, per_page: int, actor: st
             case_id = await queries.case_id_by_number(session, case_number)
             if case_id is None:
                 return [], 0
-        return await audit.audit_log(session, page=page, per_page=per_page, actor_id=actor_id, case_id=case_id)
+        flt = audit.AuditFilter(actor_id=actor_id, case_id=case_id, action=action, since=since, until=until)
+        return await audit.audit_log(session, page=page, per_page=per_page, flt=flt)
+
+
+MAX_AUDIT_EXPORT = 50_000
+
+
+async def audit_export(principal: Principal, *, ip: str | None, described: dict[str, str], **filters: Any) -> bytes:
+    """The entries of the filter as CSV (times in the city's time zone), at most `MAX_AUDIT_EXPORT`; the export
+    is itself audited."""
+    rows, total = await audit_log(principal, page=1, per_page=MAX_AUDIT_EXPORT, **filters)
+    if total > MAX_AUDIT_EXPORT:
+        raise OperationError(422, f"{total} entries match; an export holds at most {MAX_AUDIT_EXPORT}: narrow it")
+    zone = ZoneInfo(principal.context.city.timezone)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([f"时间 time ({zone.key})", "用户 user", "操作 action", "案件 case", "详情 detail", "地址 address"])
+    for entry, username, number in rows:
+        writer.writerow([neutralised(value) for value in (
+            entry.created_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"), username or "", entry.action,
+            number or "", json.dumps(entry.detail or {}, ensure_ascii=False, sort_keys=True), entry.ip or "")])
+    async with principal.write() as session:
+        await staff_actions.audit(session, principal.user, "audit.export", ip=ip,
+                                  detail={"count": len(rows), "filter": described})
+    return buffer.getvalue().encode("utf-8-sig")
 
 
 async def tokens_of(principal: Principal, user_id: int) -> list[ApiToken]:
@@ -147,30 +198,32 @@ async def _staff_to_change(session: AsyncSession, principal: Principal, username
     return user
 
 
-async def reset_password(principal: Principal, username: str, password_hash: str) -> None:
-    """A new password an administrator set for someone; the account's sessions end."""
-    async with principal.context.database.sessionmaker.begin() as session:
+async def reset_password(principal: Principal, username: str, password_hash: str) -> int:
+    """A new password an administrator set for someone: the account's sessions end, its API tokens are
+    revoked (returns how many) and its owner must choose a new password at the next login."""
+    async with principal.write() as session:
         user = await _staff_to_change(session, principal, username)
-        await staff_actions.set_password(session, user, password_hash, actor=principal.user)
+        return await staff_actions.set_password(session, user, password_hash, actor=principal.user,
+                                                must_change=user.id != principal.user.id)
 
 
 async def reset_totp(principal: Principal, username: str) -> None:
     """Remove someone's second factor (a lost phone); they enrol again at their next login if it is required."""
-    async with principal.context.database.sessionmaker.begin() as session:
+    async with principal.write() as session:
         user = await _staff_to_change(session, principal, username)
         await staff_actions.set_totp(session, user, None, actor=principal.user)
 
 
 async def create_token_for(principal: Principal, username: str, name: str) -> str:
     """A new API token for someone's account (administrators); returns its secret."""
-    async with principal.context.database.sessionmaker.begin() as session:
+    async with principal.write() as session:
         user = await _staff_to_change(session, principal, username)
         token, _ = await staff_actions.create_api_token(session, user, name, actor=principal.user)
     return token
 
 
 async def revoke_token_of(principal: Principal, username: str, token_id: int) -> None:
-    async with principal.context.database.sessionmaker.begin() as session:
+    async with principal.write() as session:
         user = await _staff_to_change(session, principal, username)
         record = await staff_actions.get_api_token(session, token_id)
         if record is None or record.user_id != user.id:
@@ -181,5 +234,5 @@ async def revoke_token_of(principal: Principal, username: str, token_id: int) ->
 
 async def record(principal: Principal, action: str, detail: dict[str, Any]) -> None:
     """An audit entry of an action outside the database (training, promoting or rolling back a model)."""
-    async with principal.context.database.sessionmaker.begin() as session:
+    async with principal.write() as session:
         await staff_actions.audit(session, principal.user, action, detail=detail)

@@ -10,13 +10,13 @@ never ORM objects: no case response carries the reporter's identity.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from console import accounts, operations
+from console import accounts, exports, operations
 from console.auth import Principal, api_principal, can_reveal_identity, visible_queues
 from console.operations import OperationError
 from console.schemas import (
@@ -31,6 +31,7 @@ from console.schemas import (
     DuplicateIn,
     ErrorOut,
     ExtensionIn,
+    FilterDay,
     IdentityOut,
     LabelCode,
     LabelIn,
@@ -40,6 +41,7 @@ from console.schemas import (
     NoteOut,
     Page,
     QueueOut,
+    RevealIn,
     StaffCreateIn,
     StaffOut,
     StaffPatchIn,
@@ -55,6 +57,7 @@ from storage.models import StaffRole
 from storage.queries import CaseFilter
 
 CurrentUser = Annotated[Principal, Depends(api_principal)]
+MAX_ID = 2**31 - 1  # the largest row id a path may name: a larger number is a 422, not a database error
 CaseNumber = Annotated[str, Path(max_length=32, description="The case number, e.g. QL-2026-000042.")]
 
 
@@ -105,29 +108,11 @@ def _day_start(day: date, timezone: str) -> datetime:
 # --- cases --------------------------------------------------------------------------------------
 
 
-@router.get("/cases", response_model=Page[CaseSummary], summary="List cases in your queues",
-            responses=_errors(401, 403))
-async def list_cases(
-    principal: CurrentUser,
-    status: Annotated[CaseStatusCode | None, Query(description="Only cases in this status.")] = None,
-    label: Annotated[LabelCode | None, Query(description="Only cases with this label.")] = None,
-    district: Annotated[str | None, Query(max_length=40,
-                                          description="A configured district code, or `unsure`.")] = None,
-    queue: Annotated[str | None, Query(max_length=60, description="A configured queue code.")] = None,
-    created_from: Annotated[date | None, Query(description="Filed on or after this day (city time).")] = None,
-    created_to: Annotated[date | None, Query(description="Filed on or before this day (city time).")] = None,
-    confidence_min: Annotated[float | None, Query(ge=0, le=1, description="Classifier confidence ≥ this.")] = None,
-    confidence_max: Annotated[float | None, Query(ge=0, le=1, description="Classifier confidence < this.")] = None,
-    overdue: Annotated[bool, Query(description="Only cases past a deadline.")] = False,
-    needs_labelling: Annotated[bool, Query(
-        description="Only low-confidence and corrected cases whose label staff should review.")] = False,
-    assigned_to_me: Annotated[bool, Query(description="Only cases assigned to you.")] = False,
-    q: Annotated[str | None, Query(max_length=100, description="Text in the case number, place or description.")]
-    = None,
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-    per_page: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> Page[CaseSummary]:
-    """Newest first. Only ever your queues, whatever `queue` asks for; an unknown code is a 422."""
+def _case_filter(principal: Principal, *, status: str | None, label: str | None, district: str | None,
+                 queue: str | None, created_from: date | None, created_to: date | None, overdue: bool,
+                 assigned_to_me: bool, confidence_min: float | None = None, confidence_max: float | None = None,
+                 needs_labelling: bool = False, q: str | None = None) -> CaseFilter:
+    """The filter of a case list or export from its query parameters; every problem in one 422."""
     city = principal.context.city
     problems = []
     if district is not None and district != "unsure" and city.district(district) is None:
@@ -140,7 +125,7 @@ async def list_cases(
         problems.append("confidence_min is above confidence_max")
     if problems:
         raise HTTPException(422, "; ".join(problems))
-    flt = CaseFilter(
+    return CaseFilter(
         queues={queue} if queue else None, status=status, label=label, district=district,
         created_from=_day_start(created_from, city.timezone) if created_from else None,
         created_to=_day_start(created_to + timedelta(days=1), city.timezone) if created_to else None,
@@ -148,6 +133,35 @@ async def list_cases(
         needs_labelling=needs_labelling, assigned_to_id=principal.user.id if assigned_to_me else None,
         text=q.strip() or None if q else None,
     )
+
+
+@router.get("/cases", response_model=Page[CaseSummary], summary="List cases in your queues",
+            responses=_errors(401, 403))
+async def list_cases(
+    principal: CurrentUser,
+    status: Annotated[CaseStatusCode | None, Query(description="Only cases in this status.")] = None,
+    label: Annotated[LabelCode | None, Query(description="Only cases with this label.")] = None,
+    district: Annotated[str | None, Query(max_length=40,
+                                          description="A configured district code, or `unsure`.")] = None,
+    queue: Annotated[str | None, Query(max_length=60, description="A configured queue code.")] = None,
+    created_from: Annotated[FilterDay | None, Query(description="Filed on or after this day (city time).")] = None,
+    created_to: Annotated[FilterDay | None, Query(description="Filed on or before this day (city time).")] = None,
+    confidence_min: Annotated[float | None, Query(ge=0, le=1, description="Classifier confidence ≥ this.")] = None,
+    confidence_max: Annotated[float | None, Query(ge=0, le=1, description="Classifier confidence < this.")] = None,
+    overdue: Annotated[bool, Query(description="Only cases past a deadline.")] = False,
+    needs_labelling: Annotated[bool, Query(
+        description="Only low-confidence and corrected cases whose label staff should review.")] = False,
+    assigned_to_me: Annotated[bool, Query(description="Only cases assigned to you.")] = False,
+    q: Annotated[str | None, Query(max_length=100, description="Text in the case number, place or description.")]
+    = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Page[CaseSummary]:
+    """Newest first. Only ever your queues, whatever `queue` asks for; an unknown code is a 422."""
+    flt = _case_filter(principal, status=status, label=label, district=district, queue=queue,
+                       created_from=created_from, created_to=created_to, overdue=overdue,
+                       assigned_to_me=assigned_to_me, confidence_min=confidence_min, confidence_max=confidence_max,
+                       needs_labelling=needs_labelling, q=q)
     cases, total = await operations.list_cases(principal, flt, page=page, per_page=per_page)
     usernames = await accounts.staff_usernames(principal, {c.assigned_to_id for c in cases if c.assigned_to_id})
     return Page[CaseSummary].of(summaries(cases, usernames), total=total, page=page, per_page=per_page)
@@ -268,11 +282,14 @@ async def answer(principal: CurrentUser, case_number: CaseNumber, body: AnswerIn
 
 
 @router.post("/cases/{case_number}/reveal-identity", response_model=IdentityOut,
-             summary="Reveal a real-name reporter's identity (audited)", responses=_errors(401, 403, 404, 409))
-async def reveal_identity(principal: CurrentUser, case_number: CaseNumber, request: Request) -> IdentityOut:
-    """Only for the roles configured in `console.identity_roles`; 409 for an anonymous reporter. Every reveal is
-    recorded in the audit log."""
-    name, phone = await operations.reveal_identity(principal, case_number, ip=_ip(request))
+             summary="Reveal a real-name reporter's identity (audited)",
+             responses={**_errors(401, 403, 404, 409), 422: {"model": ErrorOut, "description": "No reason given."}})
+async def reveal_identity(principal: CurrentUser, case_number: CaseNumber, request: Request,
+                          body: RevealIn | None = None) -> IdentityOut:
+    """Only for the roles configured in `console.identity_roles`, with the reason (422 without one); 409 for an
+    anonymous reporter. Every reveal is recorded in the audit log with its reason."""
+    name, phone = await operations.reveal_identity(principal, case_number, ip=_ip(request),
+                                                   reason=body.reason if body else None)
     return IdentityOut(case_number=case_number, name=name, phone=phone)
 
 
@@ -281,12 +298,43 @@ async def reveal_identity(principal: CurrentUser, case_number: CaseNumber, reque
                 **_errors(401, 404, 410), 200: {"description": "The file, as an attachment, with its stored type.",
                                                 "content": {"application/octet-stream": {}}}})
 async def evidence(principal: CurrentUser, case_number: CaseNumber, request: Request,
-                   attachment_id: Annotated[int, Path(ge=1)]) -> Response:
+                   attachment_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> Response:
     path, stored = await operations.evidence_file(principal, case_number, attachment_id, ip=_ip(request))
     return await operations.evidence_download(principal, path, stored, inline=False, media_type=stored.media_type,
                                               headers={"X-Content-Type-Options": "nosniff",
                                                        "Cache-Control": "private, no-store",
                                                        "Content-Security-Policy": "default-src 'none'; sandbox"})
+
+
+@router.get("/export/cases", response_class=Response, summary="Cases of a filter as CSV or XLSX (supervisors)",
+            tags=["export"], responses={**_errors(401, 403), 200: {"description": "The spreadsheet.", "content": {
+                "text/csv": {}, exports.MEDIA_TYPES["xlsx"]: {}}}})
+async def export_cases(
+    principal: CurrentUser, request: Request,
+    format: Annotated[Literal["csv", "xlsx"], Query(description="The spreadsheet's format.")] = "csv",
+    identity: Annotated[bool, Query(description=(
+        "Add the reporters' names and phones: only for the roles that may reveal identities (403 otherwise); "
+        "audited."))] = False,
+    status: Annotated[CaseStatusCode | None, Query()] = None,
+    label: Annotated[LabelCode | None, Query()] = None,
+    district: Annotated[str | None, Query(max_length=40)] = None,
+    queue: Annotated[str | None, Query(max_length=60)] = None,
+    created_from: Annotated[FilterDay | None, Query(description="Filed on or after this day (city time).")] = None,
+    created_to: Annotated[FilterDay | None, Query(description="Filed on or before this day (city time).")] = None,
+    overdue: Annotated[bool, Query()] = False,
+    assigned_to_me: Annotated[bool, Query()] = False,
+) -> Response:
+    """The columns supervisors report on, times in the city's time zone; text that a spreadsheet would run as
+    a formula starts with an apostrophe. At most 10,000 cases (422 beyond). Every export is audited."""
+    operations.require_supervisor(principal)
+    flt = _case_filter(principal, status=status, label=label, district=district, queue=queue,
+                       created_from=created_from, created_to=created_to, overdue=overdue,
+                       assigned_to_me=assigned_to_me)
+    described = {key: str(value) for key, value in request.query_params.items() if key not in ("format",)}
+    export = await exports.export_cases(principal, flt, fmt=format, identity=identity, ip=_ip(request),
+                                        described=described)
+    return Response(export.content, media_type=export.media_type,
+                    headers={"Content-Disposition": f'attachment; filename="{export.filename}"'})
 
 
 # --- queues and the user ------------------------------------------------------------------------
@@ -332,7 +380,7 @@ async def create_token(principal: CurrentUser, body: TokenIn) -> TokenCreatedOut
 
 @router.delete("/tokens/{token_id}", status_code=204, summary="Revoke one of your API tokens", tags=["tokens"],
                responses=_errors(401, 403, 404))
-async def revoke_token(principal: CurrentUser, token_id: Annotated[int, Path(ge=1)]) -> Response:
+async def revoke_token(principal: CurrentUser, token_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> Response:
     await accounts.revoke_api_token(principal, token_id)
     return Response(status_code=204)
 
@@ -346,13 +394,47 @@ async def audit(
     principal: CurrentUser,
     actor: Annotated[str | None, Query(max_length=60, description="Only this staff member's entries.")] = None,
     case: Annotated[str | None, Query(max_length=32, description="Only entries about this case number.")] = None,
+    action: Annotated[str | None, Query(max_length=40, description=(
+        "Only this action (`case.view`), or a group of them ending in a dot (`case.`).")) ] = None,
+    from_: Annotated[FilterDay | None, Query(alias="from", description="On or after this day (city time).")] = None,
+    to: Annotated[FilterDay | None, Query(description="On or before this day (city time).")] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Page[AuditOut]:
-    """Who saw or did what, when; newest first."""
-    rows, total = await accounts.audit_log(principal, page=page, per_page=per_page, actor=actor, case_number=case)
+    """Who saw or did what, when, from which address; newest first."""
+    filters = _audit_filters(principal, actor, case, action, from_, to)
+    rows, total = await accounts.audit_log(principal, page=page, per_page=per_page, **filters)
     return Page[AuditOut].of([AuditOut.build(entry, user, number) for entry, user, number in rows], total=total,
                              page=page, per_page=per_page)
+
+
+def _audit_filters(principal: Principal, actor: str | None, case: str | None, action: str | None,
+                   first: date | None, last: date | None) -> dict[str, Any]:
+    if first and last and first > last:
+        raise HTTPException(422, "from is after to")
+    zone = principal.context.city.timezone
+    return {"actor": actor, "case_number": case, "action": action,
+            "since": _day_start(first, zone) if first else None,
+            "until": _day_start(last + timedelta(days=1), zone) if last else None}
+
+
+@router.get("/audit.csv", response_class=Response, summary="The audit log as CSV (administrators)", tags=["admin"],
+            responses={**_errors(401, 403), 200: {"content": {"text/csv": {}}, "description": "The entries."}})
+async def audit_csv(
+    principal: CurrentUser, request: Request,
+    actor: Annotated[str | None, Query(max_length=60)] = None,
+    case: Annotated[str | None, Query(max_length=32)] = None,
+    action: Annotated[str | None, Query(max_length=40)] = None,
+    from_: Annotated[FilterDay | None, Query(alias="from")] = None,
+    to: Annotated[FilterDay | None, Query()] = None,
+) -> Response:
+    """The entries of the filter (as for `/audit`), times in the city's time zone; the export is audited."""
+    filters = _audit_filters(principal, actor, case, action, from_, to)
+    described = {key: str(value) for key, value in (("actor", actor), ("case", case), ("action", action),
+                                                    ("from", from_), ("to", to)) if value}
+    content = await accounts.audit_export(principal, ip=_ip(request), described=described, **filters)
+    return Response(content, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="qinglian-audit.csv"'})
 
 
 @router.get("/staff", response_model=list[StaffOut], summary="Staff accounts (administrators)", tags=["admin"],
@@ -366,7 +448,7 @@ async def list_staff(principal: CurrentUser) -> list[StaffOut]:
 async def create_staff(principal: CurrentUser, body: StaffCreateIn) -> StaffOut:
     user = await accounts.add_staff(principal, username=body.username,
                                       display_name=body.display_name or body.username, role=StaffRole(body.role),
-                                      queues=body.queues, password=body.password)
+                                      queues=body.queues, password=body.password, no_queues_ok=body.no_queues_ok)
     return StaffOut.build(user)
 
 

@@ -2,38 +2,73 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from swagger_ui_bundle import swagger_ui_path
 
 from console import api
-from console.auth import LoginRequired
+from console.auth import LoginRequired, PasswordChangeRequired
 from console.context import CONTEXT_STATE, ConsoleContext
 from console.operations import OperationError
 from console.routes import ROUTERS
 from console.routes.common import error_page
-from console.throttle import IP_FAILURE_LIMIT, THROTTLE_STATE, LoginThrottle
+from console.throttle import THROTTLE_STATE, build_throttle
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+DOCS_URL = "/api/docs"
+DOCS_ASSETS = "/api/docs/assets"
+CASE_ACTION = re.compile(r"(/console/case/[^/]+)/[a-z-]+")
 
 
 def mount_console(app: FastAPI, context: ConsoleContext) -> None:
     """Add the console's routes to `app`; the context and the login throttle live in the app's state."""
     setattr(app.state, CONTEXT_STATE, context)
     setattr(app.state, THROTTLE_STATE,
-            LoginThrottle(IP_FAILURE_LIMIT, context.city.console.login_lock_minutes * 60))
+            build_throttle(context.database, context.secret_key, context.city.console.login_lock_minutes * 60,
+                           redis_url=context.redis_url))
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(api.router)
     app.mount("/console/static", StaticFiles(directory=STATIC_DIR), name="console-static")
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="api-docs-assets")
+
+    @app.get(DOCS_URL, include_in_schema=False)
+    async def _api_docs() -> Response:
+        """The API's Swagger UI, its scripts and styles from the installed package (nothing from a CDN)."""
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/api/openapi.json", title="Qinglian API",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+                                   oauth2_redirect_url=None)
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:
         target = "/console/login/2fa" if exc.second_factor else "/console/login"
         return RedirectResponse(f"{target}?next={quote(exc.next_path)}", status_code=303)
+
+    @app.exception_handler(PasswordChangeRequired)
+    async def _password_change_required(request: Request, exc: PasswordChangeRequired) -> Response:
+        return RedirectResponse("/console/account", status_code=303)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """Console pages answer errors with a page, never with the API's JSON: an action's address opened as a
+        page (a form's result reloaded, typed, from the history) goes to its ticket."""
+        path = request.url.path
+        if not path.startswith("/console") or path.startswith("/console/static"):
+            return await http_exception_handler(request, exc)
+        action = CASE_ACTION.fullmatch(path)
+        if exc.status_code == 405 and request.method in ("GET", "HEAD") and action:
+            return RedirectResponse(action.group(1), status_code=303)
+        return await error_page(request, exc.status_code, str(exc.detail))
 
     @app.exception_handler(OperationError)
     async def _operation_error(request: Request, exc: OperationError) -> Response:

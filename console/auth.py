@@ -4,6 +4,8 @@ CSRF tokens, Argon2 password hashes, TOTP second factor, and the permission rule
 from __future__ import annotations
 
 import hmac
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -12,10 +14,12 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Depends, HTTPException, Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy.ext.asyncio import AsyncSession
+from zxcvbn import zxcvbn
 
 from console.context import ConsoleContext, context_of
 from handlers.city import CityConfig
-from storage import staff_actions
+from storage import staff_actions, staff_notices
 from storage.models import Case, StaffRole, StaffSession, StaffUser, utcnow
 
 SESSION_COOKIE = "ql_staff"
@@ -24,11 +28,33 @@ _hasher = PasswordHasher()
 # a real check, so response times do not tell which usernames exist.
 _DUMMY_HASH = _hasher.hash("not-a-password-anyone-has")
 MIN_PASSWORD_LENGTH = 10
+MIN_PASSWORD_SCORE = 3
+"""zxcvbn's score (0-4) a password needs: 3 is "safely unguessable: moderate protection from offline
+slow-hash scenario" (about 10^8 guesses and more)."""
+ZXCVBN_MAX_LENGTH = 72  # zxcvbn looks at this many characters (its own limit); a longer password is judged by them
 
 
-def hash_password(password: str) -> str:
+def password_problem(password: str, user_inputs: Iterable[str] = ()) -> str | None:
+    """Why `password` is not good enough (None when it is): too short, built on the account's username or
+    name, or easy to guess (common, repetitive, a keyboard pattern, a date) by zxcvbn's estimate."""
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValueError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+        return f"a password needs at least {MIN_PASSWORD_LENGTH} characters"
+    inputs = [value.strip().lower() for value in user_inputs if value and len(value.strip()) >= 3]
+    if any(value in password.lower() for value in inputs):
+        return "a password may not contain the username or the name of the account"
+    estimate = zxcvbn(password[:ZXCVBN_MAX_LENGTH], user_inputs=inputs, max_length=ZXCVBN_MAX_LENGTH)
+    if estimate["score"] < MIN_PASSWORD_SCORE:
+        warning = str(estimate["feedback"].get("warning") or "").strip()
+        return "the password is too easy to guess" + (f" ({warning.rstrip('.')})" if warning else "") + \
+            "; use a longer phrase of uncommon words"
+    return None
+
+
+def hash_password(password: str, *, user_inputs: Iterable[str] = ()) -> str:
+    """The Argon2 hash of a new password; ValueError with the reason when it is too weak."""
+    problem = password_problem(password, user_inputs)
+    if problem is not None:
+        raise ValueError(problem)
     return _hasher.hash(password)
 
 
@@ -47,9 +73,22 @@ def totp_uri(secret: str, username: str, issuer: str) -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name=issuer)
 
 
-def verify_totp(secret: str, code: str) -> bool:
+def totp_step(secret: str, code: str) -> int | None:
+    """The time-step whose code `code` is (this one, the one before or the one after: a clock may be 30 s
+    off); None when it is none of them. The caller accepts a step once (`staff_actions.accept_totp_step`)."""
     code = code.strip().replace(" ", "")
-    return code.isdigit() and pyotp.TOTP(secret).verify(code, valid_window=1)
+    if not code.isdigit() or len(code) != 6:
+        return None
+    totp = pyotp.TOTP(secret)
+    now = totp.timecode(utcnow())
+    for step in (now, now - 1, now + 1):
+        if hmac.compare_digest(totp.generate_otp(step), code):
+            return step
+    return None
+
+
+def verify_totp(secret: str, code: str) -> bool:
+    return totp_step(secret, code) is not None
 
 
 # --- cookies ------------------------------------------------------------------------------------
@@ -122,6 +161,15 @@ class Principal:
     user: StaffUser
     session: StaffSession | None  # None for API tokens
     context: ConsoleContext
+    ip: str | None = None  # the client's address, written into every audit entry of the request
+    unread_notices: int = 0  # of a console session: shown in the page header
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction whose audit entries carry this request's client address."""
+        async with self.context.database.sessionmaker.begin() as session:
+            session.info[staff_actions.AUDIT_IP] = self.ip
+            yield session
 
     @property
     def csrf_token(self) -> str:
@@ -134,6 +182,15 @@ class Principal:
             raise HTTPException(403, "the form has expired or did not come from this site (CSRF check failed)")
 
 
+PASSWORD_CHANGE_PATHS = frozenset({"/console/account", "/console/account/password"})
+"""What an account whose password must be changed may open (logging out needs no principal)."""
+
+
+class PasswordChangeRequired(Exception):
+    """Raised by page dependencies for an account whose password was generated or reset by someone else: the
+    app answers with a redirect to the page where its owner chooses a new one."""
+
+
 class LoginRequired(Exception):
     """Raised by page dependencies; the app answers with a redirect to the login page."""
 
@@ -143,6 +200,10 @@ class LoginRequired(Exception):
 
 
 ContextDep = Annotated[ConsoleContext, Depends(context_of)]
+
+
+def request_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
 
 
 async def _session_principal(request: Request, context: ConsoleContext, *,
@@ -159,11 +220,12 @@ async def _session_principal(request: Request, context: ConsoleContext, *,
         if record is None:
             return None
         user = await staff_actions.get_staff(session, record.user_id)
-    if user is None or not user.active:
-        return None
-    if not record.second_factor_done and not allow_half:
-        return None
-    return Principal(user, record, context)
+        if user is None or not user.active:
+            return None
+        if not record.second_factor_done and not allow_half:
+            return None
+        unread = await staff_notices.unread_notice_count(session, user.id)
+    return Principal(user, record, context, request_ip(request), unread)
 
 
 async def page_principal(request: Request, context: ContextDep) -> Principal:
@@ -171,6 +233,8 @@ async def page_principal(request: Request, context: ContextDep) -> Principal:
     if principal is None:
         half = await _session_principal(request, context, allow_half=True)
         raise LoginRequired(request.url.path, second_factor=half is not None)
+    if principal.user.must_change_password and request.url.path not in PASSWORD_CHANGE_PATHS:
+        raise PasswordChangeRequired()
     return principal
 
 
@@ -193,11 +257,13 @@ async def api_principal(request: Request, context: ContextDep) -> Principal:
         if staff_actions.token_use_is_news(record, now):  # the write lock at most every few minutes per token
             async with context.database.sessionmaker.begin() as session:
                 await staff_actions.record_token_use(session, record.id, now)
-        return Principal(user, None, context)
+        return Principal(user, None, context, request_ip(request))
     principal = await _session_principal(request, context)
     if principal is None:
         raise HTTPException(401, "authentication required: send 'Authorization: Bearer <token>'",
                             headers={"WWW-Authenticate": "Bearer"})
+    if principal.user.must_change_password:
+        raise HTTPException(403, "choose a new password in the console (/console/account) first")
     if request.method not in ("GET", "HEAD", "OPTIONS"):
         principal.check_csrf(request.headers.get("x-csrf-token"))
     return principal

@@ -32,6 +32,8 @@ class ConsoleContext:
     """Load the promoted model into the serving classifier (after a promote or rollback)."""
     classifier_version: Callable[[], str | None]
     """The model version the service classifies with now (None before it has loaded one)."""
+    redis_url: str | None = None
+    """`QINGLIAN_REDIS_URL`: where the login throttle counts failures (None: in the database)."""
 
     @property
     def models_dir(self) -> Path:

@@ -8,7 +8,7 @@ storage action(s), and returns plain data. Routes only parse input and render th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -36,6 +36,7 @@ from storage.models import (
 )
 from storage.notices import NoticeState
 
+INLINE_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 LABELS = ("slow_service", "lazy_procrastination", "formalism", "project_irregularity", "village_affairs",
           "medical", "education", "bribery_gifts", "other")
 SETTABLE_STATUSES = (CaseStatus.ACCEPTED, CaseStatus.IN_HANDLING, CaseStatus.ANSWERED, CaseStatus.CLOSED,
@@ -98,7 +99,7 @@ async def case_detail(principal: Principal, case_number: str, *, ip: str | None,
                       audit_view: bool = True) -> CaseDetail:
     """A ticket with everything this user may see; the view itself is audited (unless it is only the
     result of an action the user just took, which has its own audit record)."""
-    async with principal.context.database.sessionmaker.begin() as session:
+    async with principal.write() as session:
         case = await _case(session, principal, case_number)
         if audit_view:
             await staff_actions.record_view(session, case, actor=principal.user, ip=ip)
@@ -114,7 +115,7 @@ async def case_detail(principal: Principal, case_number: str, *, ip: str | None,
 
 
 async def accept(principal: Principal, case_number: str) -> None:
-    async with principal.context.database.sessionmaker.begin() as session:
+    async with principal.write() as session:
         case = await _case(session, principal, case_number)
         try:
             await staff_actions.accept_case(session, case, actor=principal.user)
@@ -124,7 +125,7 @@ async def accept(principal: Principal, case_number: str) -> None:
 
 async def confirm_label(principal: Principal, case_number: str, expected: str | None = None) -> None:
     """Confirm the current label; with `expected`, only if that is still the label (409 otherwise)."""
-    async with principal.context.database.sessionmaker.begin() as session:
+    async with principal.write() as session:
         case = await _case(session, principal, case_number)
         if expected is not None and expected != case.label:
             raise OperationError(409, f"the label is {case.label}, not {expected}; correct it instead")
@@ -139,7 +140,7 @@ async def correct_label(principal: Principal, case_number: str, label: str) -> s
     if label not in LABELS:
         raise OperationError(422, f"unknown label {label!r}; one of {', '.join(LABELS)}")
     city = principal.context.city
-    async with principal.context.database.sessionmaker.begin() as session:
+    async with principal.write() as session:
         case = await _case(session, principal, case_number)
         decision = route(city, Tag(label, 1.0), case.district, utcnow())
         try:
@@ -160,7 +161,7 @@ async def move(principal: Principal, case_number: str, queue: str, reason: str,
         raise OperationError(422, f"unknown queue {queue!r}")
     if not reason.strip():
         raise OperationError(422, "moving a case needs a reason")
-    async with principal.context.database.sessionmaker.begin() as session:
+    async with principal.write() as session:
         case = await _case(session, principal, case_number)
         own = visible_queues(principal.user)
         leaving = queue == city.routing.triage_queue or (own is not None and queue not in own)
@@ -185,7 +186,7 @@ async def set_status(principal: Principal, case_number: str, status: str, note: 
         raise OperationError(422, f"unknown status {status!r}") from None
     if wanted not in SETTABLE_STATUSES:
         raise OperationError(422, f"status {status} cannot be set here")
-    async with principal.context.database.sessionmaker.begin() as session:
+    async with principal.write() as session:
         case = await _case(session, principal, case_number)
         try:
             if wanted == CaseStatus.REJECTED:
@@ -256,7 +257,7 @@ async def extensions_of(principal: Principal, case_id: int) -> list[ExtensionReq
 
 
 async def mark_duplicate(principal: Principal, case_number: str, original_number: str) -> None:
-    async with principal.context.database.sessionmaker.begin() as session:
+    async with principal.write() as session:
         case = await _case(session, principal, case_number)
         original = await queries.case_by_number(session, original_number.strip())
         if original is None or not can_see(principal.user, original):
@@ -270,7 +271,7 @@ async def mark_duplicate(principal: Principal, case_number: str, original_number
 async def add_note(principal: Principal, case_number: str, body: str) -> None:
     if len(body) > 10_000:
         raise OperationError(422, "a note has at most 10,000 characters")
-    async with principal.context.database.sessionmaker.begin() as session:
+    async with principal.write() as session:
         case = await _case(session, principal, case_number)
         try:
             await staff_actions.add_note(session, case, body, actor=principal.user)
@@ -279,7 +280,7 @@ async def add_note(principal: Principal, case_number: str, body: str) -> None:
 
 
 async def assign(principal: Principal, case_number: str, username: str | None) -> None:
-    async with principal.context.database.sessionmaker.begin() as session:
+    async with principal.write() as session:
         case = await _case(session, principal, case_number)
         assignee = None
         if username and username != principal.user.username:
@@ -297,7 +298,7 @@ async def assign(principal: Principal, case_number: str, username: str | None) -
 async def answer(principal: Principal, case_number: str, text: str) -> None:
     if len(text) > 3000:
         raise OperationError(422, "an answer has at most 3,000 characters")
-    async with principal.context.database.sessionmaker.begin() as session:
+    async with principal.write() as session:
         case = await _case(session, principal, case_number)
         try:
             await staff_actions.answer_reporter(session, case, text, actor=principal.user)
@@ -306,21 +307,40 @@ async def answer(principal: Principal, case_number: str, text: str) -> None:
     principal.context.wake_outbox()
 
 
-async def reveal_identity(principal: Principal, case_number: str, *, ip: str | None) -> tuple[str | None, str | None]:
+async def reveal_identity(principal: Principal, case_number: str, *, ip: str | None,
+                          reason: str | None) -> tuple[str | None, str | None]:
+    """A real-name reporter's name and phone, for the roles the city allows; the reveal and its reason are
+    audited."""
     if not can_reveal_identity(principal.user, principal.context.city):
         raise OperationError(403, "your role may not see reporters' identities")
-    async with principal.context.database.sessionmaker.begin() as session:
+    if not reason or not reason.strip():
+        raise OperationError(422, "say why you need the reporter's identity (the reason is recorded)")
+    if len(reason) > 500:
+        raise OperationError(422, "a reason has at most 500 characters")
+    async with principal.write() as session:
         case = await _case(session, principal, case_number)
         try:
-            return await staff_actions.reveal_identity(session, case, actor=principal.user, ip=ip)
+            return await staff_actions.reveal_identity(session, case, actor=principal.user, ip=ip, reason=reason)
         except ActionError as error:
             raise _wrap(error) from None
+
+
+async def identity_shown_again(principal: Principal, case_number: str) -> tuple[str | None, str | None]:
+    """The identity this user revealed moments ago (the ticket page after the reveal, or reloaded): no new
+    reveal, the page's view is audited."""
+    if not can_reveal_identity(principal.user, principal.context.city):
+        raise OperationError(403, "your role may not see reporters' identities")
+    async with principal.context.database.read_sessionmaker() as session:
+        case = await _case(session, principal, case_number)
+        if case.anonymous:
+            return None, None
+        return case.reporter_name, case.reporter_phone
 
 
 async def evidence_file(principal: Principal, case_number: str, attachment_id: int, *,
                         ip: str | None) -> tuple[Path, Attachment]:
     """The path of an evidence file of a case this user may see; the download is audited."""
-    async with principal.context.database.sessionmaker.begin() as session:
+    async with principal.write() as session:
         case = await _case(session, principal, case_number)
         stored = await queries.attachment(session, attachment_id)
         if stored is None or stored.case_id != case.id:
@@ -330,6 +350,28 @@ async def evidence_file(principal: Principal, case_number: str, attachment_id: i
             raise OperationError(410, "the evidence file is missing from storage")
         await staff_actions.audit(session, principal.user, "case.download", case=case,
                                   detail={"attachment_id": attachment_id}, ip=ip)
+    return path, stored
+
+
+THUMBNAIL_VIEW_WINDOW = timedelta(minutes=15)
+"""How long after opening a ticket its images load as part of that (audited) view."""
+
+
+async def thumbnail_file(principal: Principal, case_number: str, attachment_id: int) -> tuple[Path, Attachment]:
+    """An image of a case shown in its ticket page: covered by the page's audited view when this user opened
+    the ticket within `THUMBNAIL_VIEW_WINDOW`, audited as a download otherwise."""
+    async with principal.write() as session:
+        case = await _case(session, principal, case_number)
+        stored = await queries.attachment(session, attachment_id)
+        if stored is None or stored.case_id != case.id or stored.media_type not in INLINE_IMAGE_TYPES:
+            raise OperationError(404, "no such image on this case")
+        path = principal.context.evidence_dir / stored.stored_name
+        if not path.is_file():
+            raise OperationError(410, "the evidence file is missing from storage")
+        viewed = await audit.last_entry_at(session, actor_id=principal.user.id, case_id=case.id, action="case.view")
+        if viewed is None or viewed < utcnow() - THUMBNAIL_VIEW_WINDOW:
+            await staff_actions.audit(session, principal.user, "case.download", case=case,
+                                      detail={"attachment_id": attachment_id, "thumbnail": True})
     return path, stored
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -174,6 +174,43 @@ def overdue_flags(case: Case, now: datetime) -> list[tuple[str, str]]:
     return flags
 
 
+SOON = timedelta(days=2)
+"""A deadline closer than this shows in amber; a passed one in red."""
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """The deadline a case is working towards now, and how far it is: shown as a countdown in its colour."""
+
+    due: datetime
+    kind: str  # "accept" or "resolve"
+    state: str  # "over", "soon" or "ok": the colour
+    text: tuple[str, str]  # (中文, English): "剩 2 天 3 小时", "2 d 3 h left"
+
+
+def _span(seconds: float) -> tuple[str, str]:
+    minutes = int(seconds // 60)
+    days, hours, mins = minutes // 1440, minutes % 1440 // 60, minutes % 60
+    if days:
+        return f"{days} 天 {hours} 小时", f"{days} d {hours} h"
+    return f"{hours} 小时 {mins} 分", f"{hours} h {mins} min"
+
+
+def deadline(case: Case, now: datetime) -> Deadline | None:
+    """The accept deadline of a case not yet accepted, the resolve deadline of an open one, else None."""
+    if case.status in queries.NOT_ACCEPTED and case.accept_due_at is not None:
+        due, kind = case.accept_due_at, "accept"
+    elif case.status in queries.OPEN_STATUSES and case.resolve_due_at is not None:
+        due, kind = case.resolve_due_at, "resolve"
+    else:
+        return None
+    left = (due - now).total_seconds()
+    zh, en = _span(abs(left))
+    if left < 0:
+        return Deadline(due, kind, "over", (f"超期 {zh}", f"{en} overdue"))
+    return Deadline(due, kind, "soon" if left < SOON.total_seconds() else "ok", (f"剩 {zh}", f"{en} left"))
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True)
@@ -196,6 +233,7 @@ def render(request: Request, principal: Principal | None, template: str, status_
     city = context.city
     base = {
         "me": principal.user if principal else None,
+        "unread_notices": principal.unread_notices if principal else 0,
         "csrf": principal.csrf_token if principal else "",
         "is_supervisor": principal is not None and principal.user.role in (StaffRole.SUPERVISOR, StaffRole.ADMIN),
         "is_admin": principal is not None and principal.user.role == StaffRole.ADMIN,

@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from console.operations import CaseDetail
 from storage.models import Attachment, AuditEntry, Case, InternalNote, StaffUser, TraceEvent, utcnow
@@ -32,6 +32,21 @@ USERNAME_PATTERN = r"^[a-z][a-z0-9._-]{1,59}$"
 TRACE_DETAIL_KEYS = ("queue", "reason", "label", "from", "attachments", "rating")
 
 T = TypeVar("T")
+
+FIRST_DAY = date(2000, 1, 1)
+LAST_DAY = date(2999, 12, 31)
+"""Days a filter may name: outside them a date is a 422 (9999-12-31 plus a day, or 0001-01-01 in UTC, do not
+exist as datetimes)."""
+
+
+def _bounded_day(day: date) -> date:
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(f"a date between {FIRST_DAY} and {LAST_DAY}")
+    return day
+
+
+FilterDay = Annotated[date, AfterValidator(_bounded_day)]
+"""A day of a filter (query parameter): a 422 outside FIRST_DAY..LAST_DAY."""
 
 
 class _Out(BaseModel):
@@ -291,6 +306,11 @@ class StatusIn(_In):
                                  description="Where the reporter can turn instead (required to reject).")
 
 
+class RevealIn(_In):
+    reason: str = Field(min_length=1, max_length=500,
+                        description="Why you need the reporter's identity; recorded in the audit log.")
+
+
 class DuplicateIn(_In):
     of: str = Field(min_length=1, max_length=32, description="Case number of the original case.")
 
@@ -354,7 +374,11 @@ class StaffCreateIn(_In):
     display_name: str | None = Field(default=None, min_length=1, max_length=80)
     role: RoleCode = "reviewer"
     queues: list[str] = Field(default_factory=list, max_length=100)
-    password: str = Field(min_length=10, max_length=200)
+    password: str = Field(min_length=10, max_length=200,
+                          description="At least 10 characters and hard to guess (zxcvbn); the owner must change "
+                                      "it at the first console login.")
+    no_queues_ok: bool = Field(default=False, description="Create a reviewer without queues (who sees no cases) "
+                                                          "anyway; without it such a request is refused (422).")
 
 
 class StaffPatchIn(_In):

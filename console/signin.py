@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from console.auth import verify_password, verify_totp
+from console.auth import totp_step, verify_password
 from console.context import ConsoleContext
 from storage import staff_actions
 from storage.models import StaffUser, utcnow
@@ -63,7 +63,8 @@ async def password_step(context: ConsoleContext, username: str, password: str, *
 async def second_factor_step(context: ConsoleContext, user_id: int, code: str, *, enrol_secret: str | None,
                              old_token: str | None, ip: str | None) -> SecondFactorStep:
     """Check a TOTP code (of the account's secret, or of `enrol_secret` when the account enrols now); a
-    right code replaces the half-done session with a complete one, a wrong one counts as a failed login."""
+    right code replaces the half-done session with a complete one, a wrong one counts as a failed login.
+    A code is good once: the same code again (its time-step used up) counts as a wrong one."""
     console = context.city.console
     async with context.database.sessionmaker.begin() as session:
         user = await staff_actions.get_staff(session, user_id)
@@ -71,9 +72,13 @@ async def second_factor_step(context: ConsoleContext, user_id: int, code: str, *
         secret = enrol_secret if enrol_secret and not user.totp_secret else user.totp_secret
         locked = _locked(user)
         new_token: str | None = None
-        if not locked and secret is not None and verify_totp(secret, code):
-            if not user.totp_secret:
-                await staff_actions.set_totp(session, user, secret, actor=user)
+        step = totp_step(secret, code) if secret is not None and not locked else None
+        if step is not None and not user.totp_secret:
+            await staff_actions.set_totp(session, user, secret, actor=user, confirmed_step=step)
+            code_ok = True
+        else:
+            code_ok = step is not None and await staff_actions.accept_totp_step(session, user, step)
+        if code_ok:
             await staff_actions.record_login(session, user, success=True, username=user.username, ip=ip,
                                              attempts=console.login_attempts, lock_minutes=console.login_lock_minutes)
             if old_token:
@@ -91,14 +96,17 @@ async def second_factor_step(context: ConsoleContext, user_id: int, code: str, *
 
 async def log_out(context: ConsoleContext, user: StaffUser, token: str | None, *, ip: str | None) -> None:
     async with context.database.sessionmaker.begin() as session:
+        session.info[staff_actions.AUDIT_IP] = ip
         if token:
             await staff_actions.end_session(session, token)
         await staff_actions.audit(session, user, "logout", ip=ip)
 
 
 async def new_password(context: ConsoleContext, user_id: int, password_hash: str, *, ip: str | None) -> str:
-    """Set the user's own new password: every session of theirs ends; returns the token of a new one."""
+    """Set the user's own new password: every session of theirs ends and their API tokens are revoked;
+    returns the token of a new session."""
     async with context.database.sessionmaker.begin() as session:
+        session.info[staff_actions.AUDIT_IP] = ip
         user = await staff_actions.get_staff(session, user_id)
         assert user is not None
         await staff_actions.set_password(session, user, password_hash, actor=user)  # ends every session
@@ -107,9 +115,12 @@ async def new_password(context: ConsoleContext, user_id: int, password_hash: str
     return token
 
 
-async def set_own_totp(context: ConsoleContext, user_id: int, secret: str | None) -> None:
-    """Turn the user's own second factor on (with a confirmed secret) or off (None)."""
+async def set_own_totp(context: ConsoleContext, user_id: int, secret: str | None, *, ip: str | None,
+                       confirmed_step: int | None = None) -> None:
+    """Turn the user's own second factor on (with a secret confirmed by a code of `confirmed_step`) or off
+    (None)."""
     async with context.database.sessionmaker.begin() as session:
+        session.info[staff_actions.AUDIT_IP] = ip
         user = await staff_actions.get_staff(session, user_id)
         assert user is not None
-        await staff_actions.set_totp(session, user, secret, actor=user)
+        await staff_actions.set_totp(session, user, secret, actor=user, confirmed_step=confirmed_step)

@@ -408,3 +408,21 @@ def compare(registry: ModelRegistry, version_a: str, version_b: str) -> dict[str
         "n": report_a.n,
         "split": "seed-eval",
     }
+
+
+def rollback_target(events: list[dict[str, Any]], existing: set[str]) -> str | None:
+    """The version a rollback would promote again, from the registry's log of promotions and rollbacks (what
+    `ModelRegistry.rollback` does with its history, replayed): the one promoted before the current one and
+    still saved. None when there is none."""
+    history: list[str] = []
+    for event in events:
+        version = str(event.get("version") or "")
+        if event.get("action") == "rollback":
+            if history:
+                history.pop()
+            while history and history[-1] != version:
+                history.pop()
+        elif version:
+            history.append(version)
+    earlier = [version for version in history[:-1] if version in existing]
+    return earlier[-1] if earlier else None

@@ -19,7 +19,7 @@ from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from storage import outbox, search
+from storage import outbox, search, staff_notices
 from storage.crypto import session_keyring
 from storage.db import upsert
 from storage.models import (
@@ -371,6 +371,7 @@ async def add_follow_up(
     )
     session.add(event)
     await session.flush()
+    await staff_notices.follow_up_arrived(session, case)
     await search.add_terms(session, case.id, search_terms)
     if attachment_ids:
         await session.execute(

@@ -3,7 +3,11 @@ transaction of what they record."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import AuditEntry, Case, StaffUser
@@ -12,21 +16,49 @@ AuditRow = tuple[AuditEntry, str | None, str | None]
 """An entry with the username of its actor and the number of its case (None when there is none)."""
 
 
+@dataclass(frozen=True)
+class AuditFilter:
+    actor_id: int | None = None
+    case_id: int | None = None
+    action: str | None = None  # an action ("case.view"), or a group of them ("case.")
+    since: datetime | None = None
+    until: datetime | None = None  # exclusive
+
+
+def _filtered(query: Select[Any], flt: AuditFilter) -> Select[Any]:
+    if flt.actor_id is not None:
+        query = query.where(AuditEntry.actor_id == flt.actor_id)
+    if flt.case_id is not None:
+        query = query.where(AuditEntry.case_id == flt.case_id)
+    if flt.action:
+        if flt.action.endswith("."):
+            query = query.where(AuditEntry.action.startswith(flt.action, autoescape=True))
+        else:
+            query = query.where(AuditEntry.action == flt.action)
+    if flt.since is not None:
+        query = query.where(AuditEntry.created_at >= flt.since)
+    if flt.until is not None:
+        query = query.where(AuditEntry.created_at < flt.until)
+    return query
+
+
 async def audit_log(session: AsyncSession, *, page: int, per_page: int, actor_id: int | None = None,
-                    case_id: int | None = None) -> tuple[list[AuditRow], int]:
-    """One page of entries, newest first, and the total that match."""
-    base = select(AuditEntry)
-    if actor_id is not None:
-        base = base.where(AuditEntry.actor_id == actor_id)
-    if case_id is not None:
-        base = base.where(AuditEntry.case_id == case_id)
-    total = int(await session.scalar(select(func.count()).select_from(base.subquery())) or 0)
-    query = (select(AuditEntry, StaffUser.username, Case.case_number)
-             .outerjoin(StaffUser, StaffUser.id == AuditEntry.actor_id)
-             .outerjoin(Case, Case.id == AuditEntry.case_id)
-             .order_by(AuditEntry.id.desc()).offset((page - 1) * per_page).limit(per_page))
-    if actor_id is not None:
-        query = query.where(AuditEntry.actor_id == actor_id)
-    if case_id is not None:
-        query = query.where(AuditEntry.case_id == case_id)
-    return [(entry, user, number) for entry, user, number in (await session.execute(query)).all()], total
+                    case_id: int | None = None, flt: AuditFilter | None = None) -> tuple[list[AuditRow], int]:
+    """One page of entries, newest first, and the total that match (`flt`, or just an actor and a case)."""
+    flt = flt or AuditFilter(actor_id=actor_id, case_id=case_id)
+    total = int(await session.scalar(select(func.count()).select_from(_filtered(select(AuditEntry), flt).subquery()))
+                or 0)
+    query: Any = (select(AuditEntry, StaffUser.username, Case.case_number)
+                  .outerjoin(StaffUser, StaffUser.id == AuditEntry.actor_id)
+                  .outerjoin(Case, Case.id == AuditEntry.case_id)
+                  .order_by(AuditEntry.id.desc()).offset((page - 1) * per_page).limit(per_page))
+    rows = (await session.execute(_filtered(query, flt))).all()
+    return [(row[0], row[1], row[2]) for row in rows], total
+
+
+async def last_entry_at(session: AsyncSession, *, actor_id: int, case_id: int, action: str) -> datetime | None:
+    """When `actor_id` last did `action` on the case (None: never)."""
+    query = (select(AuditEntry.created_at).where(AuditEntry.actor_id == actor_id, AuditEntry.case_id == case_id,
+                                                 AuditEntry.action == action)
+             .order_by(AuditEntry.id.desc()).limit(1))
+    return (await session.execute(query)).scalar_one_or_none()

@@ -486,6 +486,10 @@ class StaffUser(Base):
     locked_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
+    #: the TOTP time-step of the last code accepted: a code is good once, not again within its 90 seconds
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    #: the password was generated or set by someone else: the console asks for a new one before anything else
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
 
     queues: Mapped[list[QueueAssignment]] = relationship(lazy="raise", cascade="all, delete-orphan")
 
@@ -548,6 +552,57 @@ class AuditEntry(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON("audit_log.detail"), default=dict)  # reasons
     ip: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class LoginFailure(Base):
+    """A failed console login from one client address (by its keyed hash, as in storage/client_limits.py):
+    the address throttle counts these rows, so it holds across every process."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key_time", "client_key", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_key: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class CaseView(Base):
+    """When a staff member last opened a case: new information from the reporter after it is unread."""
+
+    __tablename__ = "case_views"
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StaffNotice(Base):
+    """A notice to one staff member in the console (the reporter added information to a case of theirs);
+    read once they open the case."""
+
+    __tablename__ = "staff_notices"
+    __table_args__ = (Index("ix_staff_notices_user_unread", "user_id", "read_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"))
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    read_at: Mapped[datetime | None]
+
+
+class CannedReply(Base):
+    """A prepared answer to reporters of one queue, kept by supervisors in the console."""
+
+    __tablename__ = "canned_replies"
+    __table_args__ = (Index("ix_canned_replies_queue", "queue"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    queue: Mapped[str] = mapped_column(String(60))
+    title: Mapped[str] = mapped_column(String(80))
+    body: Mapped[str] = mapped_column(Text)
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class JobRun(Base):

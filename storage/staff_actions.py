@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
-from storage import actions
+from storage import actions, staff_notices
 from storage.actions import ActionError
 from storage.models import (
     CLOSED_STATUSES,
@@ -31,6 +32,10 @@ from storage.models import (
     utcnow,
 )
 
+AUDIT_IP = "audit_ip"
+"""Key of `AsyncSession.info` under which the edge puts the client's address: `audit` writes it into every
+entry of the transaction that does not name one."""
+
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
@@ -42,6 +47,8 @@ def actor_ref(user: StaffUser) -> str:
 
 async def audit(session: AsyncSession, actor: StaffUser | None, action: str, *, case: Case | None = None,
                 detail: dict[str, Any] | None = None, ip: str | None = None) -> AuditEntry:
+    if ip is None:
+        ip = session.info.get(AUDIT_IP)
     entry = AuditEntry(actor_id=actor.id if actor else None, action=action, case_id=case.id if case else None,
                        detail=detail or {}, ip=ip)
     session.add(entry)
@@ -81,11 +88,14 @@ async def count_staff(session: AsyncSession) -> int:
 
 
 async def create_staff(session: AsyncSession, *, username: str, display_name: str, role: StaffRole,
-                       password_hash: str, actor: StaffUser | None = None) -> StaffUser:
+                       password_hash: str, actor: StaffUser | None = None,
+                       must_change_password: bool = False) -> StaffUser:
+    """A new account; with `must_change_password` (a password someone else chose or generated) the console
+    asks its owner for a new password before anything else."""
     if await get_staff_by_username(session, username) is not None:
         raise ActionError(f"user {username!r} exists already")
     user = StaffUser(username=username, display_name=display_name, role=role, password_hash=password_hash,
-                     active=True, failed_logins=0, totp_required=False)
+                     active=True, failed_logins=0, totp_required=False, must_change_password=must_change_password)
     session.add(user)
     await session.flush()
     await audit(session, actor, "staff.create", detail={"user": username, "role": str(role)})
@@ -119,12 +129,21 @@ async def set_active(session: AsyncSession, user: StaffUser, active: bool, *, ac
 
 
 async def set_password(session: AsyncSession, user: StaffUser, password_hash: str, *,
-                       actor: StaffUser | None = None) -> None:
+                       actor: StaffUser | None = None, must_change: bool = False) -> int:
+    """A new password: every session of the account ends and every API token of it is revoked (whoever
+    knew the old password may have made one). With `must_change` (a reset by someone else) the owner must
+    choose a new one at their next login. Returns how many tokens were revoked."""
     user.password_hash = password_hash
     user.failed_logins = 0
     user.locked_until = None
+    user.must_change_password = must_change
     await session.execute(delete(StaffSession).where(StaffSession.user_id == user.id))
-    await audit(session, actor, "staff.reset_password", detail={"user": user.username})
+    revoked = await session.execute(update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked.is_(False))
+                                    .values(revoked=True))
+    count = int(getattr(revoked, "rowcount", 0) or 0)
+    action = "staff.change_password" if actor is not None and actor.id == user.id else "staff.reset_password"
+    await audit(session, actor, action, detail={"user": user.username, "tokens_revoked": count})
+    return count
 
 
 async def set_role(session: AsyncSession, user: StaffUser, role: StaffRole, *, actor: StaffUser | None) -> None:
@@ -133,8 +152,12 @@ async def set_role(session: AsyncSession, user: StaffUser, role: StaffRole, *, a
     await audit(session, actor, "staff.role", detail={"user": user.username, "from": previous, "to": str(role)})
 
 
-async def set_totp(session: AsyncSession, user: StaffUser, secret: str | None, *, actor: StaffUser | None) -> None:
+async def set_totp(session: AsyncSession, user: StaffUser, secret: str | None, *, actor: StaffUser | None,
+                   confirmed_step: int | None = None) -> None:
+    """Turn the second factor on with `secret` (the code that confirmed it, of `confirmed_step`, is used up)
+    or off (None)."""
     user.totp_secret = secret
+    user.totp_last_step = confirmed_step if secret else None
     await audit(session, actor, "staff.totp_enrol" if secret else "staff.totp_remove", detail={"user": user.username})
 
 
@@ -143,17 +166,38 @@ async def require_totp(session: AsyncSession, user: StaffUser, required: bool, *
     await audit(session, actor, "staff.totp_required", detail={"user": user.username, "required": required})
 
 
+async def accept_totp_step(session: AsyncSession, user: StaffUser, step: int) -> bool:
+    """Use up the TOTP time-step `step` of the account: True the first time, False for a step at or before
+    the last one accepted (a code seen over a shoulder or replayed). One UPDATE, so two processes that get
+    the same code at once accept it once."""
+    result = await session.execute(
+        update(StaffUser)
+        .where(StaffUser.id == user.id, or_(StaffUser.totp_last_step.is_(None), StaffUser.totp_last_step < step))
+        .values(totp_last_step=step).execution_options(synchronize_session=False))
+    accepted = int(getattr(result, "rowcount", 0) or 0) == 1
+    if accepted:
+        set_committed_value(user, "totp_last_step", step)
+    return accepted
+
+
 async def record_login(session: AsyncSession, user: StaffUser | None, *, success: bool, username: str,
                        ip: str | None, attempts: int, lock_minutes: int) -> None:
-    """Count failures; `attempts` failures in a row lock the account for `lock_minutes`."""
+    """Count failures; `attempts` failures in a row lock the account for `lock_minutes`. The count is
+    incremented in the database (one UPDATE), so failures in different processes add up."""
     if user is not None:
         if success:
             user.failed_logins = 0
             user.locked_until = None
             user.last_login_at = utcnow()
         else:
-            user.failed_logins += 1
-            if user.failed_logins >= attempts:
+            await session.flush()
+            counted = await session.execute(
+                update(StaffUser).where(StaffUser.id == user.id)
+                .values(failed_logins=StaffUser.failed_logins + 1).returning(StaffUser.failed_logins)
+                .execution_options(synchronize_session=False))
+            failures = int(counted.scalar_one())
+            set_committed_value(user, "failed_logins", failures)
+            if failures >= attempts:
                 user.locked_until = utcnow() + timedelta(minutes=lock_minutes)
                 user.failed_logins = 0
     await audit(session, user, "login.success" if success else "login.failure", detail={"user": username}, ip=ip)
@@ -334,14 +378,19 @@ async def answer_reporter(session: AsyncSession, case: Case, text: str, *, actor
     return event
 
 
-async def reveal_identity(session: AsyncSession, case: Case, *, actor: StaffUser,
-                          ip: str | None) -> tuple[str | None, str | None]:
-    """A real-name reporter's name and phone; every reveal is audited."""
+async def reveal_identity(session: AsyncSession, case: Case, *, actor: StaffUser, ip: str | None,
+                          reason: str) -> tuple[str | None, str | None]:
+    """A real-name reporter's name and phone; every reveal is audited with the reason given for it."""
     if case.anonymous:
         raise ActionError("the reporter is anonymous")
-    await audit(session, actor, "case.reveal_identity", case=case, ip=ip)
+    reason = reason.strip()
+    if not reason:
+        raise ActionError("revealing a reporter's identity needs a reason")
+    await audit(session, actor, "case.reveal_identity", case=case, ip=ip, detail={"reason": reason})
     return case.reporter_name, case.reporter_phone
 
 
 async def record_view(session: AsyncSession, case: Case, *, actor: StaffUser, ip: str | None) -> None:
+    """Staff opened the case: audited, and what the reporter added before now is read (`staff_notices`)."""
     await audit(session, actor, "case.view", case=case, ip=ip)
+    await staff_notices.case_seen(session, case.id, actor.id, utcnow())

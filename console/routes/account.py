@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Annotated
 
 from fastapi import Form, Request
+from fastapi import Path as PathParam
 from fastapi.responses import Response
 from itsdangerous import BadSignature
 
@@ -16,12 +18,12 @@ from console.auth import (
     hash_password,
     set_session_cookie,
     totp_enrolment,
+    totp_step,
     verify_password,
-    verify_totp,
 )
 from console.operations import OperationError
 from console.rendering import redirect, render
-from console.routes.common import CsrfField, PagePrincipal, check_csrf, client_ip, page_router
+from console.routes.common import MAX_ID, CsrfField, PagePrincipal, check_csrf, client_ip, page_router
 from console.routes.login import ENROL_MAX_AGE
 
 router = page_router()
@@ -31,8 +33,10 @@ async def account_page(request: Request, principal: Principal, *, status_code: i
                        error: str | None = None, new_token: str | None = None, enrol: bool = False) -> Response:
     enrolment = totp_enrolment(principal.context, principal.user.username) \
         if enrol and not principal.user.totp_secret else None
+    must_change = texts.pair("account.must_change") if principal.user.must_change_password else None
     return render(request, principal, "account.html", status_code=status_code, error=error, new_token=new_token,
-                  enrolment=enrolment, tokens=await accounts.tokens_of(principal, principal.user.id))
+                  enrolment=enrolment, tokens=await accounts.tokens_of(principal, principal.user.id),
+                  must_change=must_change)
 
 
 @router.get("/console/account")
@@ -50,11 +54,15 @@ async def change_password(request: Request, principal: PagePrincipal, *, csrf: C
                                   error=texts.joined("account.wrong_current_password"))
     if new != repeat:
         return await account_page(request, principal, status_code=422, error=texts.joined("account.passwords_differ"))
+    if new == current:
+        return await account_page(request, principal, status_code=422, error=texts.joined("account.password_same"))
+    user = principal.user
     try:
-        password_hash = await asyncio.to_thread(hash_password, new)
+        password_hash = await asyncio.to_thread(partial(hash_password, new,
+                                                        user_inputs=(user.username, user.display_name)))
     except ValueError as problem:  # what is wrong with it, in English, from `hash_password`
-        too_short = texts.get("zh", "account.password_too_short")
-        return await account_page(request, principal, status_code=422, error=f"{too_short} {problem}")
+        weak = texts.get("zh", "account.password_weak")
+        return await account_page(request, principal, status_code=422, error=f"{weak} {problem}")
     token = await signin.new_password(principal.context, principal.user.id, password_hash, ip=client_ip(request))
     response = redirect("/console/account?done=password")
     set_session_cookie(response, principal.context, token)
@@ -72,10 +80,11 @@ async def enrol_totp(request: Request, principal: PagePrincipal, *, csrf: CsrfFi
     except BadSignature:
         return await account_page(request, principal, status_code=400, enrol=True,
                                   error=texts.joined("account.enrol_expired"))
-    if not verify_totp(plain, code):
+    step = totp_step(plain, code)
+    if step is None:
         return await account_page(request, principal, status_code=422, enrol=True,
                                   error=texts.joined("account.wrong_code"))
-    await signin.set_own_totp(principal.context, principal.user.id, plain)
+    await signin.set_own_totp(principal.context, principal.user.id, plain, ip=client_ip(request), confirmed_step=step)
     return redirect("/console/account?done=totp_on")
 
 
@@ -87,7 +96,7 @@ async def remove_totp(request: Request, principal: PagePrincipal, *, csrf: CsrfF
         raise OperationError(409, "an administrator requires two-factor authentication for your account")
     if not await asyncio.to_thread(verify_password, principal.user.password_hash, password):
         return await account_page(request, principal, status_code=422, error=texts.joined("account.wrong_password"))
-    await signin.set_own_totp(principal.context, principal.user.id, None)
+    await signin.set_own_totp(principal.context, principal.user.id, None, ip=client_ip(request))
     return redirect("/console/account?done=totp_off")
 
 
@@ -102,7 +111,8 @@ async def create_own_token(request: Request, principal: PagePrincipal, *, csrf: 
 
 
 @router.post("/console/account/tokens/{token_id}/revoke")
-async def revoke_own_token(principal: PagePrincipal, *, csrf: CsrfField = "", token_id: int) -> Response:
+async def revoke_own_token(principal: PagePrincipal, *, csrf: CsrfField = "",
+                           token_id: Annotated[int, PathParam(ge=1, le=MAX_ID)]) -> Response:
     check_csrf(principal, csrf)
     await accounts.revoke_api_token(principal, token_id)
     return redirect("/console/account?done=revoked")

@@ -1,34 +1,72 @@
-"""The audit log (administrators): who saw or did what, when; filtered by user and case."""
+"""The audit log (administrators): who saw or did what, when, from which address; filtered by user, action,
+case and period, and exported as CSV."""
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import Response
 
 from console import accounts
-from console.operations import require_admin
-from console.rendering import render
-from console.routes.common import PagePrincipal, page_count, page_router, parse_page
+from console.auth import Principal
+from console.operations import OperationError, require_admin
+from console.rendering import render, secure
+from console.routes.common import PagePrincipal, client_ip, page_count, page_router, parse_day, parse_page
 
 AUDIT_PER_PAGE = 100
+ACTION_GROUPS = (("case.", "案件"), ("login.", "登录"), ("staff.", "人员"), ("api_token.", "令牌"), ("model.", "模型"),
+                 ("canned_reply.", "常用答复"), ("audit.", "审计"))
+"""The filter's choices: groups of actions; one action is chosen by clicking it in a row."""
+FILTERS = ("user", "action", "case", "from", "to")
 
 router = page_router()
 
 
+def _day_start(day: date, timezone: str) -> datetime:
+    return datetime.combine(day, time(0), ZoneInfo(timezone)).astimezone(UTC)
+
+
+def audit_filter(request: Request, principal: Principal) -> tuple[dict[str, Any], dict[str, str]]:
+    """The audit filter of the query string as `accounts.audit_log` takes it, and the values to show again."""
+    params = {key: request.query_params.get(key, "").strip() for key in FILTERS}
+    params = {"user": params["user"][:60], "action": params["action"][:40], "case": params["case"][:32],
+              "from": params["from"][:10], "to": params["to"][:10]}
+    first, last = parse_day(params["from"], "from"), parse_day(params["to"], "to")
+    if first and last and first > last:
+        raise OperationError(422, "the period starts after it ends")
+    zone = principal.context.city.timezone
+    filters = {"actor": params["user"] or None, "case_number": params["case"] or None,
+               "action": params["action"] or None, "since": _day_start(first, zone) if first else None,
+               "until": _day_start(last + timedelta(days=1), zone) if last else None}
+    return filters, params
+
+
 @router.get("/console/audit")
-async def audit_log(request: Request, principal: PagePrincipal, user: str = "", case: str = "",
-                    page: str = "1") -> Response:
+async def audit_log(request: Request, principal: PagePrincipal, page: str = "1") -> Response:
     require_admin(principal)
     number = parse_page(page)
-    user, case = user.strip()[:60], case.strip()[:32]
-    rows, total = await accounts.audit_log(principal, page=number, per_page=AUDIT_PER_PAGE, actor=user or None,
-                                           case_number=case or None)
-    kept = {key: value for key, value in (("user", user), ("case", case)) if value}
+    filters, params = audit_filter(request, principal)
+    rows, total = await accounts.audit_log(principal, page=number, per_page=AUDIT_PER_PAGE, **filters)
+    kept = {key: value for key, value in params.items() if value}
 
     def page_url(page_number: int) -> str:
         return f"/console/audit?{urlencode({**kept, 'page': str(page_number)})}"
 
     return render(request, principal, "audit.html", rows=rows, total=total, page=number,
-                  pages=page_count(total, AUDIT_PER_PAGE), page_url=page_url, user_filter=user, case_filter=case)
+                  pages=page_count(total, AUDIT_PER_PAGE), page_url=page_url, user_filter=params["user"],
+                  case_filter=params["case"], params=params, groups=ACTION_GROUPS,
+                  export_url=f"/console/audit.csv?{urlencode(kept)}")
+
+
+@router.get("/console/audit.csv")
+async def audit_csv(request: Request, principal: PagePrincipal) -> Response:
+    require_admin(principal)
+    filters, params = audit_filter(request, principal)
+    content = await accounts.audit_export(principal, ip=client_ip(request),
+                                          described={k: v for k, v in params.items() if v}, **filters)
+    return secure(Response(content, media_type="text/csv; charset=utf-8",
+                           headers={"Content-Disposition": 'attachment; filename="qinglian-audit.csv"'}))

@@ -5,20 +5,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import Response
 
-from console import operations, texts
-from console.auth import Principal, visible_queues
-from console.operations import LABELS, OperationError
-from console.rendering import overdue_flags, render
+from console import operations, texts, workday
+from console.auth import Principal, can_reveal_identity, visible_queues
+from console.operations import LABELS, SETTABLE_STATUSES, OperationError
+from console.rendering import deadline, overdue_flags, render
 from console.routes import common
 from console.routes.common import PagePrincipal, page_count, parse_day, parse_fraction, parse_page
 from storage import queries
-from storage.models import CaseStatus, utcnow
+from storage.models import Case, CaseStatus, StaffUser, utcnow
 
 router = common.page_router()
 FILTER_KEYS = ("queue", "status", "label", "district", "from", "to", "conf_min", "conf_max", "overdue", "labelling",
@@ -35,8 +36,10 @@ async def overview(request: Request, principal: PagePrincipal) -> Response:
                                               page=1, per_page=1))[1]
     totals = queries.QueueCounts("", sum(c.new for c in counts.values()),
                                  sum(c.in_handling for c in counts.values()), sum(c.overdue for c in counts.values()))
+    unread = await workday.unread_by_queue(principal)
     return render(request, principal, "overview.html", counts=list(counts.values()), totals=totals,
-                  overdue_total=overdue_total, labelling_total=labelling_total, mine_total=mine_total)
+                  overdue_total=overdue_total, labelling_total=labelling_total, mine_total=mine_total,
+                  unread=unread, unread_total=sum(unread.values()))
 
 
 @dataclass
@@ -106,7 +109,33 @@ async def list_page(request: Request, principal: Principal, view: ListView) -> R
                   staff=await operations.staff_by_id(principal),
                   flags={case.id: overdue_flags(case, now) for case in cases},
                   threshold=city.routing.confidence_threshold, statuses=[s.value for s in CaseStatus],
-                  filtered=any(kept.get(k) for k in kept if k not in ("queue",)))
+                  filtered=any(kept.get(k) for k in kept if k not in ("queue",)),
+                  **await working_day_extras(request, principal, cases, kept, now))
+
+
+def _shares_a_queue(user: StaffUser, queues: set[str] | None) -> bool:
+    theirs = visible_queues(user)
+    return theirs is None or queues is None or bool(theirs & queues)
+
+
+async def working_day_extras(request: Request, principal: Principal, cases: list[Case], kept: dict[str, str],
+                             now: datetime) -> dict[str, Any]:
+    """What a list shows beside its cases: the unread mark and the deadline countdown of each, the form for
+    actions on a selection, and the export links of the filter."""
+    city = principal.context.city
+    allowed = visible_queues(principal.user)
+    staff = await operations.staff_by_id(principal)
+    exported = urlencode({key: value for key, value in kept.items() if key != "page"})
+    return {
+        "unread": await workday.unread_cases(principal, cases),
+        "deadlines": {case.id: deadline(case, now) for case in cases},
+        "colleagues": [user for user in staff.values() if user.active and _shares_a_queue(user, allowed)],
+        "all_queues": city.queues,
+        "settable": [s.value for s in SETTABLE_STATUSES],
+        "back": str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""),
+        "export_query": exported,
+        "can_export_identity": can_reveal_identity(principal.user, city),
+    }
 
 
 @router.get("/console/cases")

@@ -13,8 +13,11 @@ from console.auth import LoginRequired, Principal, page_principal
 from console.context import context_of
 from console.operations import OperationError
 from console.rendering import ConsoleRoute, render
+from console.schemas import FIRST_DAY, LAST_DAY
 
 PER_PAGE = 50
+MAX_ID = 2**31 - 1
+"""The largest row id a path may name: a larger number is a 422, not a database error."""
 
 PagePrincipal = Annotated[Principal, Depends(page_principal)]
 CsrfField = Annotated[str, Form(alias="csrf")]
@@ -40,9 +43,12 @@ def parse_day(value: str, name: str) -> date | None:
     if not value:
         return None
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise OperationError(422, f"{name}: a date like 2026-11-24, not {value[:20]!r}") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise OperationError(422, f"{name}: a date between {FIRST_DAY} and {LAST_DAY}")
+    return day
 
 
 def parse_fraction(value: str, name: str) -> float | None:

@@ -79,13 +79,13 @@ async def login(request: Request, context: ContextDep, throttle: ThrottleDep,
         return login_page(request, context, next_path=next_path, status_code=403, username=username,
                           error=texts.pair("login.form_expired"))
     ip = client_ip(request)
-    if throttle.blocked(ip):
+    if await throttle.blocked(ip):
         return login_page(request, context, next_path=next_path, status_code=429, username=username,
                           error=texts.pair("login.throttled"))
     username = username.strip()
     step = await signin.password_step(context, username, password, ip=ip)
     if step.token is None:
-        throttle.fail(ip)
+        await throttle.fail(ip)
         console = context.city.console
         return login_page(request, context, next_path=next_path, status_code=401, username=username,
                           error=texts.pair("login.failed", attempts=console.login_attempts,

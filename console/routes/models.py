@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Form, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from console import accounts, training
 from console.auth import Principal, visible_queues
 from console.context import ConsoleContext
 from console.operations import OperationError, require_admin
-from console.rendering import redirect, render
+from console.rendering import redirect, render, secure
 from console.routes import common
 from console.routes.common import CsrfField, PagePrincipal, check_csrf, page_count, page_router, parse_page
 from storage import training_data
@@ -95,14 +95,36 @@ async def train(principal: PagePrincipal, *, csrf: CsrfField = "") -> Response:
     return redirect("/console/models?done=training")
 
 
+@router.get("/console/models/training.json")
+async def training_progress(principal: PagePrincipal) -> Response:
+    """The training run's progress for the models page, which shows it live while a run goes on."""
+    require_admin(principal)
+    status = await asyncio.to_thread(training.training_status, principal.context.data_dir)
+    stage = training.stage_name(str(status.get("stage") or ""))
+    return secure(JSONResponse({
+        "state": status.get("state"), "percent": int(status.get("percent") or 0),
+        "stage_zh": stage[0] if stage else "", "stage_en": stage[1] if stage else "",
+        "version": status.get("version"), "error": status.get("error")}))
+
+
 @router.post("/console/models/promote")
-async def promote(principal: PagePrincipal, *, csrf: CsrfField = "", version: Annotated[str, Form(max_length=80)],
-                  force: Annotated[str, Form()] = "") -> Response:
+async def promote(request: Request, principal: PagePrincipal, *, csrf: CsrfField = "",
+                  version: Annotated[str, Form(max_length=80)], force: Annotated[str, Form()] = "",
+                  confirm: Annotated[str, Form(max_length=1)] = "") -> Response:
+    """Promote a version, once the administrator confirmed it on the page this answers with first."""
     check_csrf(principal, csrf)
     require_admin(principal)
     from nlp.errors import NlpError
 
     registry = _registry(principal.context)
+    if confirm != "1":
+        try:
+            candidate = await asyncio.to_thread(registry.get, version)
+        except NlpError as problem:
+            raise OperationError(409, str(problem)) from None
+        current = await asyncio.to_thread(registry.promoted)
+        return render(request, principal, "confirm_model.html", action="promote", target=candidate,
+                      current=current, force=force == "1")
     try:
         await asyncio.to_thread(registry.promote, version, force=force == "1")
     except NlpError as problem:
@@ -113,12 +135,22 @@ async def promote(principal: PagePrincipal, *, csrf: CsrfField = "", version: An
 
 
 @router.post("/console/models/rollback")
-async def rollback(principal: PagePrincipal, *, csrf: CsrfField = "") -> Response:
+async def rollback(request: Request, principal: PagePrincipal, *, csrf: CsrfField = "",
+                   confirm: Annotated[str, Form(max_length=1)] = "") -> Response:
+    """Roll back to the previously promoted version, once the administrator confirmed it."""
     check_csrf(principal, csrf)
     require_admin(principal)
     from nlp.errors import NlpError
 
     registry = _registry(principal.context)
+    if confirm != "1":
+        current = await asyncio.to_thread(registry.promoted)
+        versions = {info.version: info for info in await asyncio.to_thread(registry.list)}
+        target = training.rollback_target(await asyncio.to_thread(registry.events), set(versions))
+        if target is None:
+            raise OperationError(409, "no earlier promoted model to roll back to")
+        return render(request, principal, "confirm_model.html", action="rollback", target=versions[target],
+                      current=current, force=False)
     try:
         info = await asyncio.to_thread(registry.rollback)
     except NlpError as problem:

@@ -8,18 +8,18 @@ from datetime import date
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import Form, Request
+from fastapi import Form, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import Response
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from console import operations, texts
+from console import operations, texts, workday
 from console.auth import Principal, can_see, visible_queues
-from console.operations import SETTABLE_STATUSES
-from console.rendering import highlight, overdue_flags, redirect, render
-from console.routes.common import CsrfField, PagePrincipal, check_csrf, client_ip, page_router
+from console.operations import INLINE_IMAGE_TYPES, SETTABLE_STATUSES
+from console.rendering import deadline, highlight, overdue_flags, redirect, render
+from console.routes.common import MAX_ID, CsrfField, PagePrincipal, check_csrf, client_ip, page_router
 from storage import queries
 from storage.models import CLOSED_STATUSES, Attachment, StaffUser, TraceEvent, utcnow
-
-INLINE_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 
 router = page_router()
 
@@ -37,7 +37,8 @@ def actor_name(actor: str, staff: dict[int, StaffUser]) -> tuple[str, str]:
 
 
 async def ticket_page(request: Request, principal: Principal, case_number: str, *,
-                      revealed: tuple[str | None, str | None] | None = None) -> Response:
+                      revealed: tuple[str | None, str | None] | None = None, reveal_expired: bool = False,
+                      reply: str = "") -> Response:
     detail = await operations.case_detail(principal, case_number, ip=client_ip(request))
     case = detail.case
     staff = await operations.staff_by_id(principal)
@@ -48,29 +49,51 @@ async def ticket_page(request: Request, principal: Principal, case_number: str, 
            if isinstance(item, list | tuple) and len(item) >= 2]
     terms = [str(t[0] if isinstance(t, list | tuple) else t) for t in (case.label_terms or [])]
     city = principal.context.city
+    replies = await workday.replies_for(principal, [case.queue])
     return render(request, principal, "case.html", detail=detail, case=case, staff=staff, colleagues=colleagues,
                   images=[a for a in attachments if a.media_type in INLINE_IMAGE_TYPES],
                   files=[a for a in attachments if a.media_type not in INLINE_IMAGE_TYPES],
                   trace=[(event, actor_name(event.actor, staff)) for event in trace],
                   text=highlight(case.description, terms), top=top, terms=terms, flags=overdue_flags(case, utcnow()),
                   queues=city.queues, statuses=[s.value for s in SETTABLE_STATUSES],
-                  closed=case.status in CLOSED_STATUSES, revealed=revealed,
+                  closed=case.status in CLOSED_STATUSES, revealed=revealed, reveal_expired=reveal_expired,
                   activity=await operations.case_activity(principal, case),
                   threshold=city.routing.confidence_threshold,
-                  can_accept=case.status in queries.NOT_ACCEPTED, transfer_reasons=city.loop.transfer_reasons)
+                   can_accept=case.status in queries.NOT_ACCEPTED, transfer_reasons=city.loop.transfer_reasons,
+                   deadline=deadline(case, utcnow()),
+                   replies=replies, answer_draft=next((r.body for r in replies if r.key == reply), ""))
 
 
 @router.get("/console/case/{case_number}")
-async def ticket(request: Request, principal: PagePrincipal, case_number: str) -> Response:
-    return await ticket_page(request, principal, case_number)
+async def ticket(request: Request, principal: PagePrincipal, case_number: str, shown: str = "",
+                 reply: Annotated[str, Query(max_length=80)] = "") -> Response:
+    """The ticket; `?reply=<key>` starts the answer with that canned reply of the case's queue."""
+    revealed = None
+    if shown and revealed_by(principal, case_number, shown):
+        revealed = await operations.identity_shown_again(principal, case_number)
+    return await ticket_page(request, principal, case_number, revealed=revealed, reveal_expired=bool(shown) and
+                             revealed is None, reply=reply)
+
 
 
 @router.get("/console/case/{case_number}/evidence/{attachment_id}")
-async def evidence(request: Request, principal: PagePrincipal, case_number: str, attachment_id: int) -> Response:
+async def evidence(request: Request, principal: PagePrincipal, case_number: str,
+                   attachment_id: Annotated[int, PathParam(ge=1, le=MAX_ID)]) -> Response:
     path, stored = await operations.evidence_file(principal, case_number, attachment_id, ip=client_ip(request))
     inline = stored.media_type in INLINE_IMAGE_TYPES
     return await operations.evidence_download(
         principal, path, stored, inline=inline, media_type=stored.media_type if inline else "application/octet-stream",
+        headers={"Content-Security-Policy": "default-src 'none'; sandbox"})
+
+
+@router.get("/console/case/{case_number}/thumb/{attachment_id}")
+async def thumbnail(principal: PagePrincipal, case_number: str,
+                    attachment_id: Annotated[int, PathParam(ge=1, le=MAX_ID)]) -> Response:
+    """An image of the ticket shown in the ticket page: part of the ticket's (audited) view, not a download of
+    the evidence. Without a view of the ticket moments before, it is audited as a download."""
+    path, stored = await operations.thumbnail_file(principal, case_number, attachment_id)
+    return await operations.evidence_download(
+        principal, path, stored, inline=True, media_type=stored.media_type,
         headers={"Content-Security-Policy": "default-src 'none'; sandbox"})
 
 
@@ -193,8 +216,33 @@ async def answer(principal: PagePrincipal, case_number: str, *, csrf: CsrfField 
     return redirect(_case_url(case_number, "answered", "#trace"))
 
 
+REVEAL_SHOWN_SECONDS = 600
+"""How long after a reveal the ticket page (reloaded, or opened from the browser's history) still shows the
+identity without a new reveal."""
+
+
+def _reveal_serializer(principal: Principal) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(principal.context.secret_key, salt="qinglian-identity-shown")
+
+
+def reveal_ticket(principal: Principal, case_number: str) -> str:
+    """What the ticket's address carries after a reveal: signed, for this user and case, for a few minutes."""
+    return str(_reveal_serializer(principal).dumps([principal.user.id, case_number]))
+
+
+def revealed_by(principal: Principal, case_number: str, ticket: str) -> bool:
+    try:
+        value = _reveal_serializer(principal).loads(ticket, max_age=REVEAL_SHOWN_SECONDS)
+    except BadSignature:
+        return False
+    return value == [principal.user.id, case_number]
+
+
 @router.post("/console/case/{case_number}/reveal")
-async def reveal(request: Request, principal: PagePrincipal, case_number: str, *, csrf: CsrfField = "") -> Response:
+async def reveal(request: Request, principal: PagePrincipal, case_number: str, *, csrf: CsrfField = "",
+                 reason: Annotated[str, Form(max_length=500)] = "") -> Response:
+    """Reveal a real-name reporter's identity, with the reason (audited); then the ticket page shows it."""
     check_csrf(principal, csrf)
-    identity = await operations.reveal_identity(principal, case_number, ip=client_ip(request))
-    return await ticket_page(request, principal, case_number, revealed=identity)
+    await operations.reveal_identity(principal, case_number, ip=client_ip(request), reason=reason)
+    query = urlencode({"done": "revealed", "shown": reveal_ticket(principal, case_number)})
+    return redirect(f"/console/case/{case_number}?{query}#identity")

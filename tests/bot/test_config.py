@@ -51,8 +51,9 @@ def test_production_refuses_a_placeholder_secret(tmp_path: Path) -> None:
     settings = load_settings(environment="production", data_dir=tmp_path, secret_key="change-me")
     with pytest.raises(ConfigError, match="QINGLIAN_SECRET_KEY"):
         settings.resolved_secret_key()
-    good = load_settings(environment="production", data_dir=tmp_path, secret_key="x" * 40)
-    assert good.resolved_secret_key() == b"x" * 40
+    random_key = "ZCZC6UKxcwPhPOcM8n6l22BAie7ui-V-mGQbm5-O0qxCy3ds"  # production refuses a guessable one
+    good = load_settings(environment="production", data_dir=tmp_path, secret_key=random_key)
+    assert good.resolved_secret_key() == random_key.encode()
 
 
 def test_development_secret_is_generated_once_and_kept(tmp_path: Path) -> None:

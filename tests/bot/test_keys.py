@@ -21,6 +21,7 @@ from tests.conftest import TEST_PSEUDONYM_KEY
 from tests.factories import file_case
 
 SECRET = "k" * 40
+PRODUCTION_SECRET = "ZCZC6UKxcwPhPOcM8n6l22BAie7ui-V-mGQbm5-O0qxCy3ds"  # production refuses a guessable secret key
 
 
 def test_without_an_encryption_key_the_key_is_derived_from_the_secret_key(tmp_path: Path) -> None:
@@ -51,7 +52,7 @@ def test_explicit_keys_old_keys_and_the_derived_key_all_decrypt(tmp_path: Path) 
 
 
 def test_placeholder_and_malformed_keys_are_refused(tmp_path: Path) -> None:
-    production = load_settings(environment="production", data_dir=tmp_path, secret_key=SECRET,
+    production = load_settings(environment="production", data_dir=tmp_path, secret_key=PRODUCTION_SECRET,
                                encryption_key="CHANGE_ME")
     with pytest.raises(ConfigError, match="QINGLIAN_ENCRYPTION_KEY is a placeholder"):
         production.resolved_keyring()

@@ -333,9 +333,11 @@ async def test_identity_is_revealed_only_on_request_and_audited(service: Service
     admin = await service.admin()
     real = await service.case(anonymous=False)
     anonymous = await service.case()
-    revealed = await service.client.post(f"/api/v1/cases/{real}/reveal-identity", headers=admin.headers)
+    revealed = await service.client.post(f"/api/v1/cases/{real}/reveal-identity", headers=admin.headers,
+                                         json={"reason": "核实举报人身份"})
     assert revealed.json() == {"case_number": real, "name": REPORTER_NAME, "phone": REPORTER_PHONE}
-    refused = await service.client.post(f"/api/v1/cases/{anonymous}/reveal-identity", headers=admin.headers)
+    refused = await service.client.post(f"/api/v1/cases/{anonymous}/reveal-identity", headers=admin.headers,
+                                        json={"reason": "核实举报人身份"})
     assert (refused.status_code, refused.json()) == (409, {"detail": "the reporter is anonymous"})
     assert await service.audit_actions(real) == ["case.reveal_identity"]
     detail = (await service.client.get(f"/api/v1/cases/{real}", headers=admin.headers)).json()

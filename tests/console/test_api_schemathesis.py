@@ -43,8 +43,9 @@ async def _seed(database_url: str, secret_key: bytes, evidence_dir: Path) -> str
     engine = create_engine(database_url, make_test_keyring())
     try:
         async with create_sessionmaker(engine).begin() as session:
-            admin = await staff_actions.create_staff(session, username="root", display_name="root 同志",
-                                                     role=StaffRole.ADMIN, password_hash=hash_password("pw" * 8))
+            admin = await staff_actions.create_staff(
+                session, username="root", display_name="root 同志", role=StaffRole.ADMIN,
+                password_hash=hash_password("schema kiwi 26"))
             token, _ = await staff_actions.create_api_token(session, admin, "schemathesis", actor=admin)
             reviewer = await staff_actions.create_staff(session, username="li", display_name="li 同志",
                                                         role=StaffRole.REVIEWER, password_hash="x")

@@ -1,41 +1,86 @@
-"""The login throttle: failed logins per address in a sliding window, on a clock the test moves."""
+"""The login throttle: failed logins per address in a sliding window, counted where every process sees them
+(the database, or Redis), on a clock the test moves."""
 
 from __future__ import annotations
 
-from console.throttle import LoginThrottle
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from console.throttle import DatabaseLoginThrottle, RedisLoginThrottle
+from storage.models import LoginFailure, utcnow
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 class Clock:
     def __init__(self) -> None:
-        self.now = 1000.0
+        self.now = utcnow()
 
-    def __call__(self) -> float:
+    def __call__(self) -> datetime:
         return self.now
 
 
-def test_an_address_waits_after_too_many_failures_until_the_window_passes() -> None:
+async def test_an_address_waits_after_too_many_failures_until_the_window_passes(database: Any) -> None:
     clock = Clock()
-    throttle = LoginThrottle(3, 60.0, clock=clock)
+    throttle = DatabaseLoginThrottle(database, b"s" * 32, 3, 60.0, clock=clock)
     for _ in range(2):
-        throttle.fail("203.0.113.7")
-    assert not throttle.blocked("203.0.113.7")
-    clock.now += 30
-    throttle.fail("203.0.113.7")
-    assert throttle.blocked("203.0.113.7")
-    assert not throttle.blocked("198.51.100.1")  # other addresses are not affected
-    clock.now += 31  # the first two failures have left the window; the third has not
-    assert not throttle.blocked("203.0.113.7")
-    throttle.fail("203.0.113.7")
-    throttle.fail("203.0.113.7")
-    assert throttle.blocked("203.0.113.7")
+        await throttle.fail("203.0.113.7")
+    assert not await throttle.blocked("203.0.113.7")
+    clock.now += timedelta(seconds=30)
+    await throttle.fail("203.0.113.7")
+    assert await throttle.blocked("203.0.113.7")
+    assert not await throttle.blocked("198.51.100.1")  # other addresses are not affected
+    clock.now += timedelta(seconds=31)  # the first two failures have left the window; the third has not
+    assert not await throttle.blocked("203.0.113.7")
+    await throttle.fail("203.0.113.7")
+    await throttle.fail("203.0.113.7")
+    assert await throttle.blocked("203.0.113.7")
+    # a second throttle on the same database (another process) sees the same failures
+    assert await DatabaseLoginThrottle(database, b"s" * 32, 3, 60.0, clock=clock).blocked("203.0.113.7")
 
 
-def test_an_unknown_address_is_never_blocked_and_memory_is_bounded() -> None:
+async def test_an_unknown_address_is_never_blocked_and_old_failures_are_deleted(database: Any) -> None:
     clock = Clock()
-    throttle = LoginThrottle(1, 60.0, clock=clock, max_addresses=2)
-    throttle.fail(None)
-    assert not throttle.blocked(None)
-    for address in ("192.0.2.1", "192.0.2.2", "192.0.2.3"):
-        throttle.fail(address)
-    # the oldest address was forgotten to keep two
-    assert [throttle.blocked(a) for a in ("192.0.2.2", "192.0.2.3", "192.0.2.1")] == [True, True, False]
+    throttle = DatabaseLoginThrottle(database, b"s" * 32, 1, 60.0, clock=clock)
+    await throttle.fail(None)
+    assert not await throttle.blocked(None)
+    for _ in range(3):
+        await throttle.fail("192.0.2.1")
+        clock.now += timedelta(seconds=61)
+    async with database.read_sessionmaker() as session:
+        stored = list((await session.execute(select(LoginFailure.client_key))).scalars())
+        assert await session.scalar(select(func.count()).select_from(LoginFailure)) == 1
+    assert "192.0.2.1" not in stored[0]  # only the keyed hash of the address
+
+
+async def test_redis_throttle_counts_in_redis() -> None:
+    import redis.asyncio as redis
+
+    probe = redis.Redis.from_url(REDIS_URL)
+    try:
+        await probe.ping()
+    except (OSError, redis.ConnectionError):
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    finally:
+        await probe.aclose()
+    moment = [1_000_000.0]
+    secret = secrets.token_bytes(32)  # keys of its own: a run never sees another run's failures
+    first = RedisLoginThrottle(REDIS_URL, secret, 3, 60.0, clock=lambda: moment[0])
+    second = RedisLoginThrottle(REDIS_URL, secret, 3, 60.0, clock=lambda: moment[0])
+    try:
+        await first.fail("203.0.113.9")
+        await second.fail("203.0.113.9")
+        assert not await first.blocked("203.0.113.9")
+        moment[0] += 30
+        await first.fail("203.0.113.9")
+        assert (await first.blocked("203.0.113.9"), await second.blocked("203.0.113.9")) == (True, True)
+        assert not await second.blocked("198.51.100.9")
+        moment[0] += 31
+        assert not await second.blocked("203.0.113.9")
+    finally:
+        await first.close()
+        await second.close()

@@ -2,7 +2,7 @@
 and place keys, problems that group cases, the scores of staff answers, and the hot issues' refreshes
 
 Revision ID: 0030
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-04 22:00:00.000000
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0030'
-down_revision: str | None = '0009'
+down_revision: str | None = '0010'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

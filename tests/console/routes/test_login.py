@@ -47,7 +47,7 @@ async def test_first_start_creates_a_marked_demo_admin_who_can_log_in(
 async def test_production_first_start_prints_instructions_and_creates_nobody(
         tmp_path: Path, data_template: Path, capsys: pytest.CaptureFixture[str]) -> None:
     settings = make_settings(fresh_data_dir(data_template, tmp_path / "data"), environment="production",
-                             secret_key="p" * 48)
+                             secret_key="ZCZC6UKxcwPhPOcM8n6l22BAie7ui-V-mGQbm5-O0qxCy3ds")
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         assert "qinglian staff add <username> --role admin" in capsys.readouterr().out

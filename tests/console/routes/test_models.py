@@ -40,12 +40,13 @@ async def test_promoting_and_rolling_back_switch_the_serving_model_at_once(conso
     async with console.client() as client:
         csrf = await console.login(client, "boss")
         assert f"<code>{default}</code>" in (await client.get("/console/models")).text
-        promoted = await client.post("/console/models/promote", data={"csrf": csrf, "version": newer, "force": "1"})
+        promoted = await client.post("/console/models/promote", data={"csrf": csrf, "version": newer, "force": "1",
+                                                                      "confirm": "1"})
         assert location(promoted) == "/console/models?done=promoted"
         assert console.context.classifier_version() == newer
         page = (await client.get("/console/models?done=promoted")).text
         assert "服务中的模型" in page and f"<code>{newer}</code>" in page and "模型已启用。" in page
-        rolled_back = await client.post("/console/models/rollback", data={"csrf": csrf})
+        rolled_back = await client.post("/console/models/rollback", data={"csrf": csrf, "confirm": "1"})
         assert location(rolled_back) == "/console/models?done=rolled_back"
         assert console.context.classifier_version() == default
     assert [(entry.action, entry.detail) for entry in await console.audit() if entry.action.startswith("model.")] == [

@@ -111,7 +111,8 @@ async def test_identity_is_revealed_only_on_an_audited_click_by_permitted_roles(
         assert "王小明" not in page and f"/console/case/{number}/reveal" in page
         assert "tg-user" not in page  # the channel identity never appears
         assert f"/console/case/{anonymous}/reveal" not in (await client.get(f"/console/case/{anonymous}")).text
-        revealed = await client.post(f"/console/case/{number}/reveal", data={"csrf": csrf})
+        revealed = await client.post(f"/console/case/{number}/reveal", data={"csrf": csrf, "reason": "需要回访核实"},
+                                     follow_redirects=True)
         assert revealed.status_code == 200
         assert "王小明" in revealed.text and "13912345678" in revealed.text
     reveals = await console.audit("case.reveal_identity")
@@ -129,7 +130,7 @@ async def test_evidence_images_inline_and_files_as_downloads(console: ConsoleHar
         page = (await client.get(f"/console/case/{number}")).text
         links = re.findall(rf'/console/case/{number}/evidence/(\d+)', page)
         image_id, pdf_id, html_id = sorted(set(links), key=int)
-        assert f'<img src="/console/case/{number}/evidence/{image_id}"' in page
+        assert f'<img src="/console/case/{number}/thumb/{image_id}"' in page  # part of the view, not a download
         image = await client.get(f"/console/case/{number}/evidence/{image_id}")
         assert (image.status_code, image.headers["content-type"], image.content) == (200, "image/jpeg", JPEG)
         assert image.headers["content-disposition"].startswith("inline")

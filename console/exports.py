@@ -1,0 +1,152 @@
+"""Cases of a filter as a spreadsheet (CSV or XLSX) for supervisors' reports: the columns they report on, times
+in the city's time zone, the reporter's identity only for the roles that may reveal it, and every export in
+the audit log. No cell can run as a formula: text that a spreadsheet would read as one (it starts with = + - @,
+a tab or a carriage return) gets a leading apostrophe."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from console import operations, texts
+from console.auth import Principal, can_reveal_identity
+from console.operations import OperationError
+from console.schemas import is_overdue
+from handlers.city import CityConfig
+from nlp.labels import LABELS as LABEL_NAMES
+from storage import queries, staff_actions
+from storage.models import Case, utcnow
+
+MAX_EXPORT_ROWS = 10_000
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+Cell = str | int | float | None
+Format = Literal["csv", "xlsx"]
+MEDIA_TYPES = {"csv": "text/csv; charset=utf-8",
+               "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("编号", "case number"), ("收到时间", "received"), ("队列", "queue"), ("区县", "district"), ("分类", "label"),
+    ("分类确认", "label review"), ("置信度", "confidence"), ("状态", "status"), ("承办人", "assignee"),
+    ("受理时间", "accepted"), ("受理期限", "accept by"), ("办结期限", "resolve by"), ("办结时间", "closed"),
+    ("超期", "overdue"), ("评价", "rating"), ("实名", "real name"), ("渠道", "channel"), ("地点", "place"),
+    ("摘要", "summary"),
+)
+IDENTITY_COLUMNS: tuple[tuple[str, str], ...] = (("举报人姓名", "reporter's name"), ("举报人电话", "reporter's phone"))
+TIME_COLUMNS = frozenset({"received", "accepted", "accept by", "resolve by", "closed"})
+
+
+def neutralised(value: Cell) -> Cell:
+    """A text cell a spreadsheet will show as text, never evaluate (OWASP's CSV injection advice)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+@dataclass(frozen=True)
+class Sheet:
+    header: list[str]
+    rows: list[list[Cell]]
+
+
+def header(city: CityConfig, identity: bool) -> list[str]:
+    names = []
+    for zh, en in COLUMNS + (IDENTITY_COLUMNS if identity else ()):
+        names.append(f"{zh} {en}" + (f" ({city.timezone})" if en in TIME_COLUMNS else ""))
+    return names
+
+
+def sheet(cases: Sequence[Case], usernames: dict[int, str], city: CityConfig, *, identity: bool,
+          now: datetime | None = None) -> Sheet:
+    zone = ZoneInfo(city.timezone)
+    now = now or utcnow()
+
+    def local(moment: datetime | None) -> str | None:
+        return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M") if moment else None
+
+    rows: list[list[Cell]] = []
+    for case in cases:
+        queue = city.queue(case.queue)
+        district = city.district(case.district) if case.district else None
+        row: list[Cell] = [
+            case.case_number, local(case.created_at), queue.zh if queue else case.queue,
+            district.zh if district else (case.district or ""),
+            LABEL_NAMES.get(case.label, (case.label, ""))[0] if case.label else "",
+            {"confirmed": "已确认", "corrected": "已更正"}.get(case.label_status or "", ""),
+            round(case.label_confidence, 4) if case.label_confidence is not None else None,
+            texts.pair_or(f"status.{case.status}", case.status)[0],
+            usernames.get(case.assigned_to_id, "") if case.assigned_to_id else "",
+            local(case.accepted_at), local(case.accept_due_at), local(case.resolve_due_at), local(case.closed_at),
+            "是" if is_overdue(case, now) else "否", case.rating, "否" if case.anonymous else "是", case.channel,
+            case.place, " ".join(case.description.split())[:200],
+        ]
+        if identity:
+            row += [case.reporter_name if not case.anonymous else None,
+                    case.reporter_phone if not case.anonymous else None]
+        rows.append([neutralised(cell) for cell in row])
+    return Sheet([str(neutralised(name)) for name in header(city, identity)], rows)
+
+
+def to_csv(table: Sheet) -> bytes:
+    """UTF-8 with a byte-order mark, so that Excel opens the Chinese text as such."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(table.header)
+    writer.writerows(["" if cell is None else cell for cell in row] for row in table.rows)
+    return buffer.getvalue().encode("utf-8-sig")
+
+
+def to_xlsx(table: Sheet) -> bytes:
+    """One sheet; every text cell is stored as text (openpyxl would otherwise take "=…" for a formula)."""
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+
+    workbook = Workbook(write_only=True)
+    worksheet = workbook.create_sheet("cases")
+
+    def cells(values: Sequence[Cell]) -> list[Any]:
+        row = []
+        for value in values:
+            cell = WriteOnlyCell(worksheet, value=value)
+            if isinstance(value, str):
+                cell.data_type = "s"  # text, even when it looks like a formula or a number
+            row.append(cell)
+        return row
+
+    worksheet.append(cells(table.header))
+    for values in table.rows:
+        worksheet.append(cells(values))
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Export:
+    content: bytes
+    filename: str
+    media_type: str
+
+
+async def export_cases(principal: Principal, flt: queries.CaseFilter, *, fmt: Format, identity: bool,
+                       ip: str | None, described: dict[str, str]) -> Export:
+    """The cases of the filter in the user's queues as a spreadsheet; with `identity` (the roles that may reveal
+    identities only: 403 otherwise) the reporters' names and phones too. Audited, with the filter."""
+    if identity and not can_reveal_identity(principal.user, principal.context.city):
+        raise OperationError(403, "your role may not see reporters' identities")
+    cases, total = await operations.list_cases(principal, flt, page=1, per_page=MAX_EXPORT_ROWS)
+    if total > MAX_EXPORT_ROWS:
+        raise OperationError(422, f"{total} cases match; an export holds at most {MAX_EXPORT_ROWS}: narrow the filter")
+    async with principal.context.database.read_sessionmaker() as session:
+        usernames = {user.id: user.username for user in await staff_actions.list_staff(session)}
+    table = sheet(cases, usernames, principal.context.city, identity=identity)
+    async with principal.write() as session:
+        await staff_actions.audit(session, principal.user, "case.export", ip=ip, detail={
+            "format": fmt, "count": len(cases), "identity": identity, "filter": described})
+    stamp = utcnow().astimezone(ZoneInfo(principal.context.city.timezone)).strftime("%Y%m%d-%H%M")
+    content = to_csv(table) if fmt == "csv" else to_xlsx(table)
+    return Export(content, f"qinglian-cases-{stamp}.{fmt}", MEDIA_TYPES[fmt])

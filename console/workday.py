@@ -1,0 +1,145 @@
+"""A reviewer's working day beyond one ticket: what is new (unread follow-ups, notices), canned replies per
+queue, and actions on a selection of tickets. One transaction per operation, opened here, as in
+`console.operations`."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from console import operations
+from console.auth import Principal, visible_queues
+from console.operations import OperationError, require_supervisor
+from storage import canned_replies, staff_notices
+from storage.actions import ActionError
+from storage.models import Case
+
+MAX_BULK = 200
+BULK_ACTIONS = ("assign", "status", "move")
+
+
+async def unread_cases(principal: Principal, cases: Sequence[Case]) -> set[int]:
+    """The ids of those cases with information from the reporter their handlers have not seen."""
+    async with principal.context.database.read_sessionmaker() as session:
+        return await staff_notices.unread_case_ids(session, [case.id for case in cases])
+
+
+async def unread_by_queue(principal: Principal) -> dict[str, int]:
+    async with principal.context.database.read_sessionmaker() as session:
+        return await staff_notices.unread_by_queue(session, visible_queues(principal.user))
+
+
+async def notices(principal: Principal) -> list[staff_notices.Notice]:
+    async with principal.context.database.read_sessionmaker() as session:
+        return await staff_notices.notices_for(session, principal.user.id)
+
+
+# --- canned replies ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    key: str  # "<id>" of an edited reply, "cfg-<queue>-<n>" of a configured one
+    queue: str
+    title: str
+    body: str
+    editable: bool
+    id: int | None = None
+
+
+def _field(item: Any, name: str) -> str:
+    value = item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+    return str(value or "").strip()
+
+
+def configured_replies(principal: Principal, queue: str) -> list[Reply]:
+    """The queue's replies from the city's configuration (`canned_replies = [{title, body}, …]` of a queue),
+    when the configuration has any."""
+    configured = principal.context.city.queue(queue)
+    items = getattr(configured, "canned_replies", None) or []
+    replies = [Reply(f"cfg-{queue}-{number}", queue, _field(item, "title"), _field(item, "body"), False)
+               for number, item in enumerate(items)]
+    return [reply for reply in replies if reply.title and reply.body]
+
+
+async def replies_for(principal: Principal, queues: Collection[str]) -> list[Reply]:
+    """Every reply of these queues: the configured ones first, then the ones supervisors keep."""
+    async with principal.context.database.read_sessionmaker() as session:
+        stored = await canned_replies.for_queues(session, queues)
+    configured = [reply for queue in sorted(queues) for reply in configured_replies(principal, queue)]
+    return configured + [Reply(str(reply.id), reply.queue, reply.title, reply.body, True, reply.id)
+                         for reply in stored]
+
+
+def _check_queue(principal: Principal, queue: str) -> None:
+    if principal.context.city.queue(queue) is None:
+        raise OperationError(422, f"unknown queue {queue[:60]!r}")
+
+
+async def save_reply(principal: Principal, *, queue: str, title: str, body: str, reply_id: int | None) -> None:
+    require_supervisor(principal)
+    _check_queue(principal, queue)
+    async with principal.write() as session:
+        existing = await canned_replies.get(session, reply_id) if reply_id is not None else None
+        if reply_id is not None and existing is None:
+            raise OperationError(404, f"no canned reply {reply_id}")
+        try:
+            await canned_replies.save(session, queue=queue, title=title, body=body, actor=principal.user,
+                                      reply=existing)
+        except ActionError as error:
+            raise OperationError(422, str(error)) from None
+
+
+async def delete_reply(principal: Principal, reply_id: int) -> None:
+    require_supervisor(principal)
+    async with principal.write() as session:
+        existing = await canned_replies.get(session, reply_id)
+        if existing is None:
+            raise OperationError(404, f"no canned reply {reply_id}")
+        await canned_replies.delete(session, existing, actor=principal.user)
+
+
+# --- actions on a selection -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    case_number: str
+    error: str | None  # None: done
+
+
+async def bulk(principal: Principal, case_numbers: Sequence[str], action: str, *, username: str = "",
+               status: str = "", note: str = "", queue: str = "", reason: str = "") -> list[BulkResult]:
+    """Assign, set the status of, or move (with the reason) each selected case, each in its own transaction
+    with its own trace event and audit record; a case that refuses (closed, not in the user's queues, …)
+    is reported and the others go on."""
+    if action not in BULK_ACTIONS:
+        raise OperationError(422, f"unknown bulk action {action[:20]!r}")
+    numbers = list(dict.fromkeys(number.strip() for number in case_numbers if number.strip()))
+    if not numbers:
+        raise OperationError(422, "select at least one case")
+    if len(numbers) > MAX_BULK:
+        raise OperationError(422, f"at most {MAX_BULK} cases at once")
+    if action == "move":
+        _check_queue(principal, queue)
+        if not reason.strip():
+            raise OperationError(422, "moving cases needs a reason")
+    if action == "status" and not status:
+        raise OperationError(422, "choose the new status")
+    results = []
+    for number in numbers:
+        try:
+            if action == "assign":
+                await operations.assign(principal, number, username.strip() or None)
+            elif action == "status":
+                await operations.set_status(principal, number, status, note.strip() or None)
+            else:
+                await operations.move(principal, number, queue, reason)
+        except OperationError as refused:
+            if refused.status_code == 403:
+                raise
+            results.append(BulkResult(number, refused.message))
+        else:
+            results.append(BulkResult(number, None))
+    return results

@@ -1,0 +1,98 @@
+"""What is new for staff: information a reporter added after staff last opened the case (the unread mark
+of lists and the overview), and notices to the colleague a case is assigned to.
+
+A case is *unread* while it has a follow-up from the reporter that nobody handling it has seen: newer than
+its assignee's last opening of it, or, while it is assigned to nobody, newer than anyone's. Openings are
+`case_views` rows that `staff_actions.record_view` writes; the follow-ups are the case's trace, so the mark
+needs nothing from the action that writes a follow-up. The notice to the assignee is a `staff_notices` row
+that `follow_up_arrived` writes in the follow-up's transaction; opening the case reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Case, CaseView, StaffNotice, TraceEvent, TraceKind
+
+FOLLOW_UP_NOTICE = "follow_up"
+
+
+async def case_seen(session: AsyncSession, case_id: int, user_id: int, at: datetime) -> None:
+    """`user_id` opened the case at `at`: its follow-ups so far are read, and so are their notices to them."""
+    view = await session.get(CaseView, (case_id, user_id))
+    if view is None:
+        session.add(CaseView(case_id=case_id, user_id=user_id, seen_at=at))
+    elif view.seen_at < at:
+        view.seen_at = at
+    await session.execute(update(StaffNotice).where(StaffNotice.case_id == case_id, StaffNotice.user_id == user_id,
+                                                    StaffNotice.read_at.is_(None)).values(read_at=at))
+    await session.flush()
+
+
+async def follow_up_arrived(session: AsyncSession, case: Case) -> StaffNotice | None:
+    """The reporter added information to `case`: a notice to the colleague it is assigned to (None when it is
+    assigned to nobody: the queue sees the case's unread mark). Call it in the follow-up's transaction."""
+    if case.assigned_to_id is None:
+        return None
+    notice = StaffNotice(user_id=case.assigned_to_id, case_id=case.id, kind=FOLLOW_UP_NOTICE)
+    session.add(notice)
+    await session.flush()
+    return notice
+
+
+def unread_condition() -> ColumnElement[bool]:
+    """True for a case (of the enclosing query on `Case`) with a follow-up its handlers have not seen."""
+    seen_after = exists().where(
+        CaseView.case_id == Case.id,
+        or_(Case.assigned_to_id.is_(None), CaseView.user_id == Case.assigned_to_id),
+        CaseView.seen_at >= TraceEvent.created_at,
+    )
+    return exists().where(TraceEvent.case_id == Case.id, TraceEvent.kind == TraceKind.FOLLOW_UP.value,
+                          ~seen_after)
+
+
+async def unread_case_ids(session: AsyncSession, case_ids: Collection[int]) -> set[int]:
+    """Which of these cases are unread."""
+    if not case_ids:
+        return set()
+    query = select(Case.id).where(Case.id.in_(list(case_ids)), unread_condition())
+    return set((await session.execute(query)).scalars())
+
+
+async def unread_by_queue(session: AsyncSession, queues: Collection[str] | None) -> dict[str, int]:
+    """How many unread cases each queue has (None: every queue)."""
+    query = select(Case.queue, func.count()).where(unread_condition()).group_by(Case.queue)
+    if queues is not None:
+        query = query.where(Case.queue.in_(list(queues)))
+    return {queue: int(count) for queue, count in (await session.execute(query)).all()}
+
+
+@dataclass(frozen=True)
+class Notice:
+    id: int
+    case_number: str
+    kind: str
+    created_at: datetime
+    read: bool
+
+
+async def notices_for(session: AsyncSession, user_id: int, *, unread_only: bool = False,
+                      limit: int = 100) -> list[Notice]:
+    """A staff member's notices, newest first."""
+    query = (select(StaffNotice, Case.case_number).join(Case, Case.id == StaffNotice.case_id)
+             .where(StaffNotice.user_id == user_id).order_by(StaffNotice.id.desc()).limit(limit))
+    if unread_only:
+        query = query.where(StaffNotice.read_at.is_(None))
+    return [Notice(notice.id, number or "", notice.kind, notice.created_at, notice.read_at is not None)
+            for notice, number in (await session.execute(query)).all()]
+
+
+async def unread_notice_count(session: AsyncSession, user_id: int) -> int:
+    query = select(func.count()).select_from(StaffNotice).where(
+        and_(StaffNotice.user_id == user_id, StaffNotice.read_at.is_(None)))
+    return int(await session.scalar(query) or 0)
