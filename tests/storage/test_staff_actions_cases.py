@@ -79,7 +79,8 @@ async def test_status_changes_are_told_to_the_reporter_and_refused_when_they_cha
         ("in_handling", f"staff:{wang.id}", "已转交区政务服务中心")]
     assert await _notices(sessionmaker) == [
         {"notice": "status_changed", "locale": "zh", "case_number": number, "status": "accepted"},
-        {"notice": "status_changed", "locale": "zh", "case_number": number, "status": "in_handling"}]
+        {"notice": "status_changed", "locale": "zh", "case_number": number, "status": "in_handling",
+         "note": "已转交区政务服务中心"}]
     assert [action for action, _ in await _audit(sessionmaker)] == ["case.accept", "case.status"]
 
 
@@ -191,18 +192,24 @@ async def test_an_identity_is_revealed_only_for_a_real_name_report_and_each_reve
         anonymous, _ = await file_case(session, reporter_ref="1")
         named, _ = await file_case(session, reporter_ref="2", anonymous=False, reporter_name="赵六",
                                    reporter_phone="13811112222")
-        revealed = await staff_actions.reveal_identity(session, named, actor=wang, ip="203.0.113.5")
+        revealed = await staff_actions.reveal_identity(session, named, actor=wang, ip="203.0.113.5",
+                                                       reason="回访核实")
 
     async def anonymous_reveal(session: Any) -> None:
         await staff_actions.reveal_identity(session, await _load(session, anonymous.id), actor=wang,
-                                            ip="203.0.113.5")
+                                            ip="203.0.113.5", reason="回访核实")
+
+    async def reveal_without_reason(session: Any) -> None:
+        await staff_actions.reveal_identity(session, await _load(session, named.id), actor=wang,
+                                            ip="203.0.113.5", reason="  ")
 
     assert revealed == ("赵六", "13811112222")
     assert await _refused(sessionmaker, anonymous_reveal) == "the reporter is anonymous"
+    assert await _refused(sessionmaker, reveal_without_reason) == "revealing a reporter's identity needs a reason"
     async with sessionmaker() as session:
-        reveals = list((await session.execute(select(AuditEntry.case_id, AuditEntry.ip)
+        reveals = list((await session.execute(select(AuditEntry.case_id, AuditEntry.ip, AuditEntry.detail)
                                               .where(AuditEntry.action == "case.reveal_identity"))).all())
-    assert [tuple(row) for row in reveals] == [(named.id, "203.0.113.5")]
+    assert [tuple(row) for row in reveals] == [(named.id, "203.0.113.5", {"reason": "回访核实"})]
 
 
 async def test_disabling_an_account_ends_its_sessions_and_revokes_its_tokens(sessionmaker: Any) -> None:
