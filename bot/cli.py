@@ -14,6 +14,7 @@ from bot.channels.wechat import wechat_app
 from bot.config import ConfigError, Settings, load_settings
 from bot.staff_cli import staff_app
 from nlp.cli import classify, model_app
+from nlp.mining_cli import hotspots_command, reply_quality_command
 
 app = typer.Typer(help="Qinglian (清廉): public-reporting chatbot.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -25,6 +26,8 @@ app.add_typer(staff_app, name="staff")
 app.add_typer(wechat_app, name="wechat")
 app.command()(classify)
 app.add_typer(model_app)
+app.command("hotspots")(hotspots_command)
+app.command("reply-quality")(reply_quality_command)
 
 
 def _settings() -> Settings:

@@ -24,3 +24,26 @@ def test_qinglian_classify_and_model_list(tmp_path: Path) -> None:
     listed = subprocess.run([sys.executable, "-m", "bot.cli", "model", "list"], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=120)
     assert listed.returncode == 0 and "default model" in listed.stdout
+
+
+def test_the_qinglian_command_runs_hot_issues_and_reply_quality_on_json_lines(tmp_path: Path) -> None:
+    """The issue's command lines, through the installed entry point: `qinglian hotspots` groups the plant's
+    messages together and `qinglian reply-quality` scores the on-topic reply above the off-topic one."""
+    from tests.nlp.test_mining_cli import _hot_rows, _write
+    from tests.nlp.test_reply_quality import OFF_TOPIC, ON_TOPIC, REPORT
+
+    qinglian = str(Path(sys.executable).with_name("qinglian"))
+    messages = _write(tmp_path / "messages.jsonl", _hot_rows())
+    hot = subprocess.run([qinglian, "hotspots", "--input", str(messages), "--top", "1"], capture_output=True,
+                         text=True, check=True)
+    [first] = [json.loads(line) for line in hot.stdout.splitlines()]
+    assert sorted(first["message_ids"]) == [f"plant-{number}" for number in range(6)]
+
+    replies = _write(tmp_path / "replies.jsonl", [
+        {"id": "on", "text": REPORT, "reply": ON_TOPIC, "time": "2024-03-01", "reply_time": "2024-03-08"},
+        {"id": "off", "text": REPORT, "reply": OFF_TOPIC, "time": "2024-03-01", "reply_time": "2024-03-08"}])
+    scored = subprocess.run([qinglian, "reply-quality", "--input", str(replies)], capture_output=True, text=True,
+                            check=True)
+    by_id = {line["id"]: line for line in map(json.loads, scored.stdout.splitlines())}
+    assert by_id["on"]["score"] > by_id["off"]["score"]
+    assert by_id["off"]["reasons"]
