@@ -18,7 +18,7 @@ from handlers.city import CityConfig, Limits
 from handlers.routing import add_working_days, staff_channels
 from nlp.search import index_terms
 from nlp.similarity import SimilarityHasher
-from storage import digests, hotspots, housekeeping, login_failures, loop, outbox, search, similar
+from storage import digests, housekeeping, login_failures, loop, outbox, search, similar
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,6 @@ INTERVAL_SECONDS = 3600.0
 DEADLINE_INTERVAL_SECONDS = 600.0
 LOGIN_FAILURES_KEPT = timedelta(days=7)
 """Failed console logins older than this are forgotten (the throttle's window is console.login_lock_minutes)."""
-HOT_ISSUES_KEPT = 50
-"""Groups a refresh keeps: each viewer sees those with at least two cases in their queues, so more than the top."""
 UPDATE_MEMORY = timedelta(days=7)
 NONCE_MEMORY = timedelta(minutes=15)
 """Longer than a signed callback stays fresh (its timestamp ± the allowed clock skew)."""
@@ -230,23 +228,12 @@ async def run_deadlines(sessionmaker: async_sessionmaker[AsyncSession], city: Ci
 
 async def hotspots_once(sessionmaker: async_sessionmaker[AsyncSession], city: CityConfig,
                         now: datetime | None = None, *, force: bool = False) -> bool:
-    """Refresh the hot issues of the last `similarity.hotspot_days` days when the newest refresh is older than
-    `similarity.hotspot_refresh_minutes` (or `force`). The grouping runs off the event loop. Returns whether
-    it refreshed."""
-    settings = city.similarity
-    now = now or utcnow()
-    since = now - timedelta(days=settings.hotspot_days)
-    async with sessionmaker() as session:
-        if not force and not hot_issues.due(await hotspots.latest_run(session), now,
-                                            timedelta(minutes=settings.hotspot_refresh_minutes)):
-            return False
-        records = await hot_issues.period_records(session, since, now)
-    groups, seconds = await asyncio.to_thread(hot_issues.group, records, now, HOT_ISSUES_KEPT)
-    async with sessionmaker.begin() as session:
-        await hot_issues.store(session, computed_at=now, since=since, until=now, cases=len(records),
-                               seconds=seconds, groups=groups)
-    log.info("hot issues: %d cases grouped in %.1f s, %d groups kept", len(records), seconds, len(groups))
-    return True
+    """Refresh the hot issues when the newest refresh is older than `similarity.hotspot_refresh_minutes` (or
+    `force`). Returns whether it refreshed."""
+    run = await hot_issues.refresh(sessionmaker, city.similarity, now or utcnow(), force=force)
+    if run is not None:
+        log.info("hot issues: %d cases grouped in %.1f s, %d groups kept", run.cases, run.seconds, len(run.groups))
+    return run is not None
 
 
 async def run_hotspots(sessionmaker: async_sessionmaker[AsyncSession], city: CityConfig) -> None:

@@ -8,6 +8,7 @@ refresh nor one reviewer's view holds text from cases the viewer may not read.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -16,8 +17,9 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from handlers.city import Similarity
 from nlp.hotspots import CaseRecord, HotGroup, Message, describe, group_cases, weekly_counts
 from storage import hotspots, similar
 from storage.models import Case, HotIssueRun
@@ -55,6 +57,28 @@ async def store(session: AsyncSession, *, computed_at: datetime, since: datetime
 
 def due(run: HotIssueRun | None, now: datetime, every: timedelta) -> bool:
     return run is None or now - run.computed_at >= every
+
+
+GROUPS_KEPT = 50
+"""Groups kept per refresh: more than any page shows, so that a reviewer whose queues hold few of the top groups
+still sees the groups of their own queues."""
+
+
+async def refresh(sessionmaker: async_sessionmaker[AsyncSession], settings: Similarity, now: datetime, *,
+                  force: bool = False) -> HotIssueRun | None:
+    """Group the last `settings.hotspot_days` days when the newest refresh is older than
+    `settings.hotspot_refresh_minutes` (or `force`); the grouping runs off the event loop, between a read and a
+    short write. Returns the new refresh, or None when none was due."""
+    since = now - timedelta(days=settings.hotspot_days)
+    async with sessionmaker() as session:
+        if not force and not due(await hotspots.latest_run(session), now,
+                                 timedelta(minutes=settings.hotspot_refresh_minutes)):
+            return None
+        records = await period_records(session, since, now)
+    groups, seconds = await asyncio.to_thread(group, records, now, GROUPS_KEPT)
+    async with sessionmaker.begin() as session:
+        return await store(session, computed_at=now, since=since, until=now, cases=len(records), seconds=seconds,
+                           groups=groups)
 
 
 @dataclass(frozen=True)
