@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from swagger_ui_bundle import swagger_ui_path
 
-from console import api
+from console import api, api_problems
 from console.auth import LoginRequired, PasswordChangeRequired
 from console.context import CONTEXT_STATE, ConsoleContext
 from console.operations import OperationError
@@ -37,6 +37,7 @@ def mount_console(app: FastAPI, context: ConsoleContext) -> None:
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(api.router)
+    app.include_router(api_problems.router)
     app.mount("/console/static", StaticFiles(directory=STATIC_DIR), name="console-static")
     app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="api-docs-assets")
 

@@ -17,11 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from console.auth import Principal, can_reveal_identity, can_see, has_role, visible_queues
 from console.evidence import EvidenceUnreadable, evidence_response
+from handlers import reply_quality
 from handlers.routing import route, staff_channels
 from handlers.texts import Texts
+from nlp.reply_quality import ReplyScore
 from nlp.search import query_terms
 from nlp.types import Tag
-from storage import audit, loop, notices, queries, staff_actions
+from storage import audit, loop, notices, queries, reply_scores, staff_actions
 from storage.actions import ActionError
 from storage.models import (
     Attachment,
@@ -63,7 +65,8 @@ class CaseDetail:
     extensions: list[ExtensionRequest] = field(default_factory=list)
 
 
-async def _case(session: AsyncSession, principal: Principal, case_number: str) -> Case:
+async def load_case(session: AsyncSession, principal: Principal, case_number: str) -> Case:
+    """The case, if it is in the user's queues (else 404)."""
     case = await queries.case_by_number(session, case_number)
     if case is None or not can_see(principal.user, case):
         raise OperationError(404, f"no case {case_number} in your queues")
@@ -100,7 +103,7 @@ async def case_detail(principal: Principal, case_number: str, *, ip: str | None,
     """A ticket with everything this user may see; the view itself is audited (unless it is only the
     result of an action the user just took, which has its own audit record)."""
     async with principal.write() as session:
-        case = await _case(session, principal, case_number)
+        case = await load_case(session, principal, case_number)
         if audit_view:
             await staff_actions.record_view(session, case, actor=principal.user, ip=ip)
         notes = await queries.notes_for(session, case.id)
@@ -116,7 +119,7 @@ async def case_detail(principal: Principal, case_number: str, *, ip: str | None,
 
 async def accept(principal: Principal, case_number: str) -> None:
     async with principal.write() as session:
-        case = await _case(session, principal, case_number)
+        case = await load_case(session, principal, case_number)
         try:
             await staff_actions.accept_case(session, case, actor=principal.user)
         except ActionError as error:
@@ -126,7 +129,7 @@ async def accept(principal: Principal, case_number: str) -> None:
 async def confirm_label(principal: Principal, case_number: str, expected: str | None = None) -> None:
     """Confirm the current label; with `expected`, only if that is still the label (409 otherwise)."""
     async with principal.write() as session:
-        case = await _case(session, principal, case_number)
+        case = await load_case(session, principal, case_number)
         if expected is not None and expected != case.label:
             raise OperationError(409, f"the label is {case.label}, not {expected}; correct it instead")
         try:
@@ -141,7 +144,7 @@ async def correct_label(principal: Principal, case_number: str, label: str) -> s
         raise OperationError(422, f"unknown label {label!r}; one of {', '.join(LABELS)}")
     city = principal.context.city
     async with principal.write() as session:
-        case = await _case(session, principal, case_number)
+        case = await load_case(session, principal, case_number)
         decision = route(city, Tag(label, 1.0), case.district, utcnow())
         try:
             # a transfer is not an extension: the case keeps the deadlines it was filed with
@@ -162,7 +165,7 @@ async def move(principal: Principal, case_number: str, queue: str, reason: str,
     if not reason.strip():
         raise OperationError(422, "moving a case needs a reason")
     async with principal.write() as session:
-        case = await _case(session, principal, case_number)
+        case = await load_case(session, principal, case_number)
         own = visible_queues(principal.user)
         leaving = queue == city.routing.triage_queue or (own is not None and queue not in own)
         if leaving and reason_code not in city.loop.transfer_reasons:
@@ -187,7 +190,7 @@ async def set_status(principal: Principal, case_number: str, status: str, note: 
     if wanted not in SETTABLE_STATUSES:
         raise OperationError(422, f"status {status} cannot be set here")
     async with principal.write() as session:
-        case = await _case(session, principal, case_number)
+        case = await load_case(session, principal, case_number)
         try:
             if wanted == CaseStatus.REJECTED:
                 await loop.reject(session, case, actor=principal.user, reason=note or "", referral=referral or "")
@@ -207,7 +210,7 @@ def rating_labels(principal: Principal, locale: str) -> list[str]:
 
 async def tell_reporter(principal: Principal, case_number: str, text: str) -> None:
     async with principal.context.database.sessionmaker.begin() as session:
-        case = await _case(session, principal, case_number)
+        case = await load_case(session, principal, case_number)
         try:
             await loop.tell_reporter(session, case, text, actor=principal.user)
         except ActionError as error:
@@ -218,7 +221,7 @@ async def request_extension(principal: Principal, case_number: str, until: date,
     city = principal.context.city
     resolve_by = datetime.combine(until, time(23, 59, 59), ZoneInfo(city.timezone)).astimezone(UTC)
     async with principal.context.database.sessionmaker.begin() as session:
-        case = await _case(session, principal, case_number)
+        case = await load_case(session, principal, case_number)
         try:
             await loop.request_extension(session, case, actor=principal.user, reason=reason, resolve_due_at=resolve_by,
                                          staff_targets=staff_channels(city, case.queue),
@@ -231,7 +234,7 @@ async def decide_extension(principal: Principal, case_number: str, request_id: i
                            note: str = "") -> None:
     require_supervisor(principal)
     async with principal.context.database.sessionmaker.begin() as session:
-        case = await _case(session, principal, case_number)
+        case = await load_case(session, principal, case_number)
         request = next((r for r in await loop.extension_requests(session, case.id) if r.id == request_id), None)
         if request is None:
             raise OperationError(404, "no such extension request on this case")
@@ -244,7 +247,7 @@ async def decide_extension(principal: Principal, case_number: str, request_id: i
 async def decide_appeal(principal: Principal, case_number: str, uphold: bool, reason: str) -> None:
     require_supervisor(principal)
     async with principal.context.database.sessionmaker.begin() as session:
-        case = await _case(session, principal, case_number)
+        case = await load_case(session, principal, case_number)
         try:
             await loop.decide_appeal(session, case, actor=principal.user, uphold=uphold, reason=reason)
         except ActionError as error:
@@ -258,7 +261,7 @@ async def extensions_of(principal: Principal, case_id: int) -> list[ExtensionReq
 
 async def mark_duplicate(principal: Principal, case_number: str, original_number: str) -> None:
     async with principal.write() as session:
-        case = await _case(session, principal, case_number)
+        case = await load_case(session, principal, case_number)
         original = await queries.case_by_number(session, original_number.strip())
         if original is None or not can_see(principal.user, original):
             raise OperationError(422, f"no case {original_number} in your queues")
@@ -272,7 +275,7 @@ async def add_note(principal: Principal, case_number: str, body: str) -> None:
     if len(body) > 10_000:
         raise OperationError(422, "a note has at most 10,000 characters")
     async with principal.write() as session:
-        case = await _case(session, principal, case_number)
+        case = await load_case(session, principal, case_number)
         try:
             await staff_actions.add_note(session, case, body, actor=principal.user)
         except ActionError as error:
@@ -281,7 +284,7 @@ async def add_note(principal: Principal, case_number: str, body: str) -> None:
 
 async def assign(principal: Principal, case_number: str, username: str | None) -> None:
     async with principal.write() as session:
-        case = await _case(session, principal, case_number)
+        case = await load_case(session, principal, case_number)
         assignee = None
         if username and username != principal.user.username:
             # Reviewers take a case themselves or let it go; handing it to others is a supervisor's call.
@@ -295,15 +298,28 @@ async def assign(principal: Principal, case_number: str, username: str | None) -
         await staff_actions.assign_case(session, case, assignee, actor=principal.user)
 
 
+def score_answer(principal: Principal, case: Case, text: str, now: datetime) -> ReplyScore:
+    """How `text` answers `case` (relevance, completeness, clarity, timeliness), as the check before sending
+    shows it and as it is stored with the answer."""
+    return reply_quality.score_answer(principal.context.city, case, text, now)
+
+
+async def answer_case(session: AsyncSession, principal: Principal, case: Case, text: str, now: datetime) -> None:
+    """Send the answer to the case's reporter and keep its quality scores with it."""
+    try:
+        event = await staff_actions.answer_reporter(session, case, text, actor=principal.user)
+    except ActionError as error:
+        raise OperationError(422, str(error)) from None
+    await session.flush()
+    await reply_scores.record(session, event, case, reply_quality.stored(score_answer(principal, case, text, now)))
+
+
 async def answer(principal: Principal, case_number: str, text: str) -> None:
     if len(text) > 3000:
         raise OperationError(422, "an answer has at most 3,000 characters")
     async with principal.write() as session:
-        case = await _case(session, principal, case_number)
-        try:
-            await staff_actions.answer_reporter(session, case, text, actor=principal.user)
-        except ActionError as error:
-            raise OperationError(422, str(error)) from None
+        case = await load_case(session, principal, case_number)
+        await answer_case(session, principal, case, text, utcnow())
     principal.context.wake_outbox()
 
 
@@ -318,7 +334,7 @@ async def reveal_identity(principal: Principal, case_number: str, *, ip: str | N
     if len(reason) > 500:
         raise OperationError(422, "a reason has at most 500 characters")
     async with principal.write() as session:
-        case = await _case(session, principal, case_number)
+        case = await load_case(session, principal, case_number)
         try:
             return await staff_actions.reveal_identity(session, case, actor=principal.user, ip=ip, reason=reason)
         except ActionError as error:
@@ -331,7 +347,7 @@ async def identity_shown_again(principal: Principal, case_number: str) -> tuple[
     if not can_reveal_identity(principal.user, principal.context.city):
         raise OperationError(403, "your role may not see reporters' identities")
     async with principal.context.database.read_sessionmaker() as session:
-        case = await _case(session, principal, case_number)
+        case = await load_case(session, principal, case_number)
         if case.anonymous:
             return None, None
         return case.reporter_name, case.reporter_phone
@@ -341,7 +357,7 @@ async def evidence_file(principal: Principal, case_number: str, attachment_id: i
                         ip: str | None) -> tuple[Path, Attachment]:
     """The path of an evidence file of a case this user may see; the download is audited."""
     async with principal.write() as session:
-        case = await _case(session, principal, case_number)
+        case = await load_case(session, principal, case_number)
         stored = await queries.attachment(session, attachment_id)
         if stored is None or stored.case_id != case.id:
             raise OperationError(404, "no such evidence file on this case")
@@ -361,7 +377,7 @@ async def thumbnail_file(principal: Principal, case_number: str, attachment_id: 
     """An image of a case shown in its ticket page: covered by the page's audited view when this user opened
     the ticket within `THUMBNAIL_VIEW_WINDOW`, audited as a download otherwise."""
     async with principal.write() as session:
-        case = await _case(session, principal, case_number)
+        case = await load_case(session, principal, case_number)
         stored = await queries.attachment(session, attachment_id)
         if stored is None or stored.case_id != case.id or stored.media_type not in INLINE_IMAGE_TYPES:
             raise OperationError(404, "no such image on this case")

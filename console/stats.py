@@ -130,6 +130,40 @@ def bar_chart_svg(title: str, items: list[tuple[str, int]], *, width: int = 560)
     return "\n".join(parts)
 
 
+def trend_svg(points: list[tuple[date, int]], *, title: str, width: int = 240, height: int = 64) -> str:
+    """A small weekly trend as standalone SVG: one point per week (Monday), joined by a line, the first and last
+    week and the largest count labelled; the title and every week's count are tooltips."""
+    font_size, left, right, top, bottom = 10, 4, 4, 12, 14
+    largest = max((count for _, count in points), default=0)
+    inner_width, inner_height = width - left - right, height - top - bottom
+    step = inner_width / max(len(points) - 1, 1)
+
+    def xy(index: int, count: int) -> tuple[float, float]:
+        y = top + inner_height - (inner_height * count / largest if largest else 0)
+        return left + index * step, y
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'role="img" font-family="{CJK_FONTS}" font-size="{font_size}">',
+        f"<title>{_xml_safe(title)}</title>",
+        f'<line x1="{left}" y1="{top + inner_height}" x2="{width - right}" y2="{top + inner_height}" '
+        'stroke="#cbd2d9"/>',
+    ]
+    if points:
+        line = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(i, count) for i, (_, count) in enumerate(points)))
+        parts.append(f'<polyline points="{line}" fill="none" stroke="#2f6fb0" stroke-width="1.5"/>')
+        for index, (week, count) in enumerate(points):
+            x, y = xy(index, count)
+            parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2" fill="#2f6fb0">'
+                         f"<title>{_xml_safe(week.isoformat())}: {count}</title></circle>")
+        parts.append(f'<text x="{left}" y="{height - 2}" fill="#616e7c">{points[0][0].strftime("%m-%d")}</text>')
+        parts.append(f'<text x="{width - right}" y="{height - 2}" text-anchor="end" fill="#616e7c">'
+                     f'{points[-1][0].strftime("%m-%d")}</text>')
+        parts.append(f'<text x="{left}" y="{top - 2}" fill="#616e7c">{largest}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
 # --- CSV --------------------------------------------------------------------------------------
 
 CSV_HEADER = ("dimension", "key", "name", "value")

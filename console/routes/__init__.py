@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from console.routes import account, audit, cases, exports, login, models, staff, stats, ticket, workday
+from console.routes import account, audit, cases, exports, login, models, problems, staff, stats, ticket, workday
 
 ROUTERS: tuple[APIRouter, ...] = (login.router, cases.router, ticket.router, account.router, staff.router,
-                                  models.router, stats.router, audit.router, workday.router, exports.router)
+                                  models.router, stats.router, audit.router, workday.router, exports.router,
+                                  problems.router)

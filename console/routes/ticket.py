@@ -4,6 +4,7 @@ per action on it."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated
 from urllib.parse import urlencode
@@ -13,11 +14,12 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from console import operations, texts, workday
+from console import operations, problems, texts, workday
 from console.auth import Principal, can_see, visible_queues
 from console.operations import INLINE_IMAGE_TYPES, SETTABLE_STATUSES
 from console.rendering import deadline, highlight, overdue_flags, redirect, render
 from console.routes.common import MAX_ID, CsrfField, PagePrincipal, check_csrf, client_ip, page_router
+from nlp.reply_quality import ReplyScore
 from storage import queries
 from storage.models import CLOSED_STATUSES, Attachment, StaffUser, TraceEvent, utcnow
 
@@ -38,7 +40,7 @@ def actor_name(actor: str, staff: dict[int, StaffUser]) -> tuple[str, str]:
 
 async def ticket_page(request: Request, principal: Principal, case_number: str, *,
                       revealed: tuple[str | None, str | None] | None = None, reveal_expired: bool = False,
-                      reply: str = "") -> Response:
+                      reply: str = "", checked: AnswerCheck | None = None) -> Response:
     detail = await operations.case_detail(principal, case_number, ip=client_ip(request))
     case = detail.case
     staff = await operations.staff_by_id(principal)
@@ -61,7 +63,9 @@ async def ticket_page(request: Request, principal: Principal, case_number: str, 
                   threshold=city.routing.confidence_threshold,
                    can_accept=case.status in queries.NOT_ACCEPTED, transfer_reasons=city.loop.transfer_reasons,
                    deadline=deadline(case, utcnow()),
-                   replies=replies, answer_draft=next((r.body for r in replies if r.key == reply), ""))
+                   replies=replies, similar=await problems.similar_cases(principal, case),
+                   problem=await problems.problem_of(principal, case), check=checked,
+                   answer_draft=checked.text if checked else next((r.body for r in replies if r.key == reply), ""))
 
 
 @router.get("/console/case/{case_number}")
@@ -208,12 +212,37 @@ async def assign(principal: PagePrincipal, case_number: str, *, csrf: CsrfField 
     return redirect(_case_url(case_number, "assigned"))
 
 
+@dataclass(frozen=True)
+class AnswerCheck:
+    """An answer's quality check, shown above the answer form: the scores with their reasons in both
+    languages, and the token that lets this very text be sent without a second check."""
+
+    text: str
+    score: ReplyScore
+    token: str
+    reasons: list[tuple[str, str]]
+
+
+def answer_check(principal: Principal, target: str, text: str, score: ReplyScore) -> AnswerCheck:
+    return AnswerCheck(text, score, problems.check_token(principal, target, text),
+                       list(zip(score.reason_texts("zh"), score.reason_texts("en"), strict=True)))
+
+
 @router.post("/console/case/{case_number}/answer")
-async def answer(principal: PagePrincipal, case_number: str, *, csrf: CsrfField = "",
-                 text: Annotated[str, Form(max_length=3000)]) -> Response:
+async def answer(request: Request, principal: PagePrincipal, case_number: str, *, csrf: CsrfField = "",
+                 text: Annotated[str, Form(max_length=3000)],
+                 action: Annotated[str, Form(pattern="^(check|send)$")] = "check",
+                 checked: Annotated[str, Form(max_length=128)] = "") -> Response:
+    """An answer is checked first (scores and reasons shown with the draft); "send" sends the checked text.
+    A text changed after its check is checked again before it can be sent."""
     check_csrf(principal, csrf)
-    await operations.answer(principal, case_number, text)
-    return redirect(_case_url(case_number, "answered", "#trace"))
+    if action == "send" and problems.was_checked(principal, case_number, text, checked):
+        await operations.answer(principal, case_number, text)
+        return redirect(_case_url(case_number, "answered", "#trace"))
+    if not text.strip():
+        raise operations.OperationError(422, "an answer needs text")
+    score = await problems.check_answer(principal, case_number, text)
+    return await ticket_page(request, principal, case_number, checked=answer_check(principal, case_number, text, score))
 
 
 REVEAL_SHOWN_SECONDS = 600

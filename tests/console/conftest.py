@@ -93,6 +93,19 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
+CHECK_TOKEN = re.compile(r'name="checked" value="([0-9a-f]{64})"')
+
+
+async def answer_on_page(client: httpx.AsyncClient, csrf: str, action: str, text: str) -> httpx.Response:
+    """Answer as a reviewer does on a ticket or problem page (`action` is the form's address): check the draft
+    first, then send the checked text. Returns the page of the send."""
+    checked = await client.post(action, data={"csrf": csrf, "text": text, "action": "check"})
+    assert checked.status_code == 200, checked.text[:500]
+    token = CHECK_TOKEN.search(checked.text)
+    assert token is not None, "the check page carries no token to send the checked text with"
+    return await client.post(action, data={"csrf": csrf, "text": text, "action": "send", "checked": token.group(1)})
+
+
 class ConsoleHarness:
     """The app with the context it mounted the console with, and factories for staff and cases."""
 

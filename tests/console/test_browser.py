@@ -225,7 +225,10 @@ def test_staff_work_a_ticket_and_see_statistics_and_models(service: tuple[LiveSe
 
         # answers the reporter
         page.fill("form[action$='/answer'] textarea", ANSWER)
-        page.click("form[action$='/answer'] button")
+        page.click("form[action$='/answer'] button[value=check]")
+        expect(page.locator("#answer-check")).to_contain_text("答复质量检查")
+        expect(page.locator("form[action$='/answer'] textarea")).to_have_value(ANSWER)
+        page.click("form[action$='/answer'] button[value=send]")
         expect(page.locator(".flash.ok")).to_contain_text("答复已发送")
         expect(page.locator("#trace")).to_contain_text(ANSWER)
         expect(page.locator(".case-head .st")).to_contain_text("已答复")

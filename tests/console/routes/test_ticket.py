@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from storage.models import ApiToken, InternalNote, OutboxMessage, StaffRole, TraceKind
-from tests.console.conftest import ACTIONS, JPEG, PDF, ConsoleHarness, location
+from tests.console.conftest import ACTIONS, JPEG, PDF, ConsoleHarness, answer_on_page, location
 
 
 async def test_every_action_writes_its_trace_event_and_audit_record(console: ConsoleHarness) -> None:
@@ -38,8 +38,13 @@ async def test_every_action_writes_its_trace_event_and_audit_record(console: Con
         await act("note", body="电话联系了窗口负责人")
         await act("status", status="in_handling", note="已转交窗口负责人核查")
         assert (await console.trace(number))[-1].body == "已转交窗口负责人核查"
-        answered = await act("answer", text="经核实，相关人员已被批评教育。")
-        assert location(answered).endswith("#trace")
+        unchecked = await client.post(f"/console/case/{number}/answer", data={
+            "csrf": csrf, "text": "经核实，相关人员已被批评教育。", "action": "send", "checked": "0" * 64})
+        assert unchecked.status_code == 200 and "答复质量检查" in unchecked.text  # checked first, not sent
+        assert (await console.trace(number))[-1].kind == TraceKind.IN_HANDLING
+        answered = await answer_on_page(client, csrf, f"/console/case/{number}/answer",
+                                        "经核实，相关人员已被批评教育。")
+        assert answered.status_code == 303 and location(answered).endswith("#trace")
         trace = await console.trace(number)
         assert (trace[-1].kind, trace[-1].body) == (TraceKind.ANSWERED, "经核实，相关人员已被批评教育。")
 
@@ -188,7 +193,7 @@ async def test_report_text_with_html_is_shown_inert(console: ConsoleHarness) -> 
     async with console.client() as client:
         csrf = await console.login(client, "rev")
         await client.post(f"/console/case/{number}/note", data={"csrf": csrf, "body": "<b onmouseover=x>注意</b>"})
-        await client.post(f"/console/case/{number}/answer", data={"csrf": csrf, "text": "<script>alert(3)</script>"})
+        await answer_on_page(client, csrf, f"/console/case/{number}/answer", "<script>alert(3)</script>")
         page = (await client.get(f"/console/case/{number}")).text
         listing = (await client.get("/console/cases")).text
     for html in (page, listing):
