@@ -13,7 +13,9 @@ if ! command -v chromium >/dev/null 2>&1; then
     fi
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install -q -e '.[test,bench]'
+# the dependencies exactly as locked (with hashes; deploy/lock.sh regenerates), then the package itself
+.venv/bin/pip install -q --require-hashes -r deploy/requirements-dev.lock
+.venv/bin/pip install -q --no-deps -e .
 .venv/bin/ruff check .
 .venv/bin/mypy                # product, tests and benchmarks
 .venv/bin/lint-imports        # rooms without cycles (contracts in pyproject.toml, drawn in docs/architecture.md)
