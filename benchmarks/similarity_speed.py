@@ -1,22 +1,16 @@
-"""Similar-case lookup at scale: N synthetic cases' similarity signatures in PostgreSQL, and how fast a new
-report finds its similar cases.
+"""Similar-case lookup at scale, on the product's own path: N synthetic cases in PostgreSQL, migrated to the
+product's schema, stored encrypted with their keyed signatures in `case_signatures`, `similarity_bands` and
+`similarity_places`, and how fast a new report finds its similar cases with `handlers.similar.find` (the one
+statement of `storage.similar.candidates`, then the ranking by `combined_score`) — what the dialog runs at submit.
 
     python -m benchmarks.similarity_speed [--cases 10000] [--queries 300] \
         [--database-url postgresql+asyncpg://postgres@127.0.0.1/postgres]
 
-It creates a throwaway database next to the one in the URL (dropped at the end unless --keep), builds
-
-    similarity_cases(case_id bigint primary key, created_at timestamptz, district smallint, minhash bytea)
-    similarity_bands(band_key bigint, case_id bigint)      -- index (band_key, case_id): one row per case and band
-    similarity_places(place_key bigint, case_id bigint)    -- index (place_key, case_id): one per case and place
-
-with SQLAlchemy Core on asyncpg, then times the lookup of a new report: one statement fetching the cases that
-share at least one band key with it (the 200 sharing most, among the newest 200 per key) or one place key (the
-newest 200 per key), created within the last 180 days, then ranking them in Python by `combined_score`. The
-queries are half reports of a stored case's problem at its place in other words (another resident reporting it)
-and half new reports. It prints the build rates and the lookup's p50/p95/p99. The texts come from word lists in
-this file (invented places, units, people and misconduct). --keep keeps the database; --reuse NAME times lookups
-on it again without building.
+It creates a throwaway database next to the one in the URL (dropped at the end unless --keep). The queries are
+half reports of a stored case's problem at its place in other words (another resident reporting it) and half new
+reports. It prints the build rates, the table sizes and the lookup's p50/p95/p99. The texts come from word lists
+in this file (invented places, units, people and misconduct). --keep keeps the database; --reuse NAME times
+lookups on it again without building.
 """
 
 from __future__ import annotations
@@ -30,33 +24,22 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import numpy as np
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    DateTime,
-    Index,
-    LargeBinary,
-    MetaData,
-    SmallInteger,
-    Table,
-    bindparam,
-    func,
-    insert,
-    literal,
-    select,
-    text,
-    true,
-    union_all,
-)
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import insert, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-from nlp.similarity import SIMILAR_THRESHOLD, Signature, SimilarityHasher, combined_score, similarities
+from handlers import similar as similar_cases
+from handlers.city import Similarity
+from nlp.similarity import SimilarityHasher
 from nlp.tokenizer import warm_up
+from storage.crypto import DataKey, KeyRing
+from storage.db import create_engine, create_sessionmaker
+from storage.migrate import upgrade
+from storage.models import Case, CaseSignature, SimilarityBand, SimilarityPlace
+from storage.similar import SIGNATURE_VERSION
 
 DISTRICTS = ["东湖区", "西岭区", "南江区", "北塘区", "青山县", "云溪县", "白沙市", "临川区", "桃源县", "金水区"]
+DISTRICT_CODES = [f"district{index}" for index in range(10)]
 ESTATE_FIRST = list("青南东金阳和新华江山湖桂明安兴福瑞景星锦翠碧龙凤松竹梅兰泉溪月云")
 ESTATE_SECOND = list("苑庭湾城府园郡轩居阁")
 ESTATE_KIND = ["小区", "花园", "家园", "新村", "公馆", "", "", ""]
@@ -154,106 +137,49 @@ def synthetic_reports(count: int, seed: int = 1, *, days: int = 365, end: dateti
     return reports
 
 
-metadata = MetaData()
-cases_table = Table(
-    "similarity_cases", metadata,
-    Column("case_id", BigInteger, primary_key=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("district", SmallInteger),
-    Column("minhash", LargeBinary, nullable=False),
-)
-bands_table = Table(
-    "similarity_bands", metadata,
-    Column("band_key", BigInteger, nullable=False),
-    Column("case_id", BigInteger, nullable=False),
-    Index("ix_similarity_bands_key_case", "band_key", "case_id"),
-)
-places_table = Table(
-    "similarity_places", metadata,
-    Column("place_key", BigInteger, nullable=False),
-    Column("case_id", BigInteger, nullable=False),
-    Index("ix_similarity_places_key_case", "place_key", "case_id"),
-)
-CANDIDATES = 200
-PER_KEY = 200
 WINDOW_DAYS = 180
+BENCHMARK_KEYS = KeyRing(DataKey(b"b" * 32, "benchmark"), pseudonym_key=b"p" * 32)  # not secrets: a throwaway DB
 
 
-def lookup_statement() -> object:
-    """Cases sharing a band key (at most PER_KEY of the newest per key, then the CANDIDATES sharing most) and cases
-    sharing a place key (at most PER_KEY of the newest per key), created since :since. Reading at most PER_KEY
-    rows per key through the (key, case_id) indexes bounds the work when a key is common."""
-    keys = ARRAY(BigInteger)
-    band_key = func.unnest(bindparam("bands", type_=keys)).table_valued("key").render_derived(name="band_key")
-    newest_bands = (select(bands_table.c.case_id).where(bands_table.c.band_key == band_key.c.key)
-                    .order_by(bands_table.c.case_id.desc()).limit(PER_KEY).lateral("newest_bands"))
-    shared = (select(newest_bands.c.case_id, func.count().label("shared"))
-              .select_from(band_key.join(newest_bands, true()))
-              .group_by(newest_bands.c.case_id).order_by(func.count().desc()).limit(CANDIDATES).subquery())
-    by_band = (select(cases_table, shared.c.shared).join(shared, shared.c.case_id == cases_table.c.case_id)
-               .where(cases_table.c.created_at >= bindparam("since")))
-    place_key = func.unnest(bindparam("places", type_=keys)).table_valued("key").render_derived(name="place_key")
-    newest_places = (select(places_table.c.case_id).where(places_table.c.place_key == place_key.c.key)
-                     .order_by(places_table.c.case_id.desc()).limit(PER_KEY).lateral("newest_places"))
-    same_place = (select(cases_table, literal(0).label("shared"))
-                  .select_from(place_key.join(newest_places, true())
-                               .join(cases_table, cases_table.c.case_id == newest_places.c.case_id))
-                  .where(cases_table.c.created_at >= bindparam("since")))
-    return union_all(by_band, same_place)
+def _case_row(case_id: int, report: SyntheticReport) -> dict[str, object]:
+    return {"id": case_id, "case_number": f"QL-B-{case_id:07d}", "receipt_code_hash": f"{case_id:064x}",
+            "channel": "web", "reporter_ref": f"bench-{case_id}", "reporter_key": f"{case_id:064x}", "locale": "zh",
+            "district": DISTRICT_CODES[report.district], "place": report.place, "occurred": "",
+            "description": report.text, "status": "received", "queue": "clean_hall",
+            "created_at": report.created_at, "updated_at": report.created_at}
 
 
-async def build(engine: AsyncEngine, reports: list[SyntheticReport], hasher: SimilarityHasher,
-                batch: int) -> tuple[float, float]:
-    async with engine.begin() as connection:
-        await connection.run_sync(metadata.create_all)
+async def build(sessionmaker: async_sessionmaker[AsyncSession], reports: list[SyntheticReport],
+                hasher: SimilarityHasher, batch: int) -> tuple[float, float]:
+    """The cases (encrypted as the product stores them) and their signatures in the product's tables."""
     signing = inserting = 0.0
     for start in range(0, len(reports), batch):
         chunk = reports[start:start + batch]
         began = time.perf_counter()
-        chunk_signatures = [hasher.signature(report.text, report.place) for report in chunk]
+        signed = []
+        for report in chunk:
+            terms = hasher.term_hashes(report.text)
+            signed.append(similar_cases.stored(hasher.signature_of_terms(terms, report.place), terms))
         signing += time.perf_counter() - began
         began = time.perf_counter()
-        async with engine.begin() as connection:
-            await connection.execute(insert(cases_table), [
-                {"case_id": start + offset, "created_at": report.created_at, "district": report.district,
-                 "minhash": signature.minhash_bytes()}
-                for offset, (report, signature) in enumerate(zip(chunk, chunk_signatures, strict=True))])
-            await connection.execute(insert(bands_table), [
-                {"band_key": key, "case_id": start + offset}
-                for offset, signature in enumerate(chunk_signatures) for key in signature.band_keys])
-            await connection.execute(insert(places_table), [
-                {"place_key": key, "case_id": start + offset}
-                for offset, signature in enumerate(chunk_signatures) for key in set(signature.place_keys)])
+        async with sessionmaker.begin() as session:
+            await session.execute(insert(Case), [_case_row(start + offset + 1, report)
+                                                 for offset, report in enumerate(chunk)])
+            await session.execute(insert(CaseSignature), [
+                {"case_id": start + offset + 1, "minhash": item.minhash, "terms": item.terms,
+                 "version": SIGNATURE_VERSION} for offset, item in enumerate(signed)])
+            await session.execute(insert(SimilarityBand), [
+                {"band_key": key, "case_id": start + offset + 1}
+                for offset, item in enumerate(signed) for key in set(item.band_keys)])
+            await session.execute(insert(SimilarityPlace), [
+                {"place_key": key, "case_id": start + offset + 1}
+                for offset, item in enumerate(signed) for key in set(item.place_keys)])
         inserting += time.perf_counter() - began
         if (start // batch) % 20 == 0:
             print(f"  {start + len(chunk):>9,} cases stored", flush=True)
-    async with engine.begin() as connection:
-        await connection.execute(text("ANALYZE"))
+    async with sessionmaker.begin() as session:
+        await session.execute(text("ANALYZE"))
     return signing, inserting
-
-
-async def lookup(engine: AsyncEngine, statement: object, signature: Signature, district: int,
-                 created_at: datetime) -> list[tuple[int, float]]:
-    """Similar cases of a new report: (case id, combined score) from SIMILAR_THRESHOLD up, best first."""
-    async with engine.connect() as connection:
-        rows = (await connection.execute(statement, {  # type: ignore[call-overload]
-            "bands": list(signature.band_keys), "places": list(signature.place_keys),
-            "since": created_at - timedelta(days=WINDOW_DAYS)})).all()
-    if not rows:
-        return []
-    unique = {row.case_id: row for row in rows}
-    candidates = list(unique.values())
-    minhashes = np.frombuffer(b"".join(row.minhash for row in candidates), dtype="<u4").reshape(len(candidates), -1)
-    text_similarity = similarities(signature, minhashes)
-    place_ids = {row.case_id for row in rows if row.shared == 0}
-    scored = []
-    for row, similarity in zip(candidates, text_similarity, strict=True):
-        days = abs((created_at - row.created_at).total_seconds()) / 86400
-        score = combined_score(float(similarity), row.case_id in place_ids, row.district == district, days)
-        if score >= SIMILAR_THRESHOLD:
-            scored.append((row.case_id, score))
-    scored.sort(key=lambda item: -item[1])
-    return scored
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -269,24 +195,29 @@ async def run(arguments: argparse.Namespace) -> None:
     if not arguments.reuse:
         async with admin.connect() as connection:
             await connection.execute(text(f'CREATE DATABASE "{database}"'))
-    engine = create_async_engine(url.set(database=database), pool_size=2)
+    target = url.set(database=database).render_as_string(hide_password=False)
+    engine = create_engine(target, BENCHMARK_KEYS, pool_size=2)
+    sessionmaker = create_sessionmaker(engine)
+    settings = Similarity(window_days=WINDOW_DAYS)
     try:
+        if not arguments.reuse:
+            await asyncio.to_thread(upgrade, target, BENCHMARK_KEYS)
         reports = synthetic_reports(arguments.cases, seed=arguments.seed)
-        hasher = SimilarityHasher(b"benchmark key, not a secret....", num_perm=arguments.num_perm,
-                                  bands=arguments.bands)
-        print(f"{arguments.cases:,} synthetic cases, {arguments.num_perm} permutations, {arguments.bands} bands")
+        hasher = SimilarityHasher(BENCHMARK_KEYS.similarity_key)  # what handlers.similar.hasher_for gives
+        print(f"{arguments.cases:,} synthetic cases in the product's schema (migrations to head)")
         if not arguments.reuse:
             began = time.perf_counter()
-            signing, inserting = await build(engine, reports, hasher, arguments.batch)
+            signing, inserting = await build(sessionmaker, reports, hasher, arguments.batch)
             print(f"built in {time.perf_counter() - began:.0f} s: signatures {len(reports) / signing:,.0f}/s, "
                   f"inserts {len(reports) / inserting:,.0f} cases/s")
         async with engine.connect() as connection:
             sizes = (await connection.execute(text(
-                "SELECT pg_size_pretty(pg_total_relation_size('similarity_cases')), "
+                "SELECT pg_size_pretty(pg_total_relation_size('cases')), "
+                "pg_size_pretty(pg_total_relation_size('case_signatures')), "
                 "pg_size_pretty(pg_total_relation_size('similarity_bands')), "
                 "pg_size_pretty(pg_total_relation_size('similarity_places'))"))).one()
-        print(f"table sizes with indexes: cases {sizes[0]}, bands {sizes[1]}, places {sizes[2]}")
-        statement = lookup_statement()
+        print(f"table sizes with indexes: cases {sizes[0]}, signatures {sizes[1]}, bands {sizes[2]}, "
+              f"places {sizes[3]}")
         rng = random.Random(arguments.seed + 1)
         latencies: list[float] = []
         found_original = 0
@@ -294,19 +225,22 @@ async def run(arguments: argparse.Namespace) -> None:
         end = max(report.created_at for report in reports)
         for number in range(arguments.queries):
             if number % 2 == 0:
-                original_id = rng.randrange(len(reports))
-                original = reports[original_id]
+                original_id = rng.randrange(len(reports)) + 1
+                original = reports[original_id - 1]
                 query = synthetic_report(rng, original.created_at + timedelta(days=rng.randint(0, 20)),
                                          site=original.site, problem=original.problem, district=original.district)
             else:
                 original_id = -1
                 query = synthetic_report(rng, end)
-            signature = hasher.signature(query.text, query.place)
+            terms = hasher.term_hashes(query.text)
+            signature = similar_cases.stored(hasher.signature_of_terms(terms, query.place), terms)
             began = time.perf_counter()
-            similar = await lookup(engine, statement, signature, query.district, query.created_at)
+            async with sessionmaker() as session:  # the product's lookup: one statement, then the ranking
+                similar = await similar_cases.find(session, signature, district=DISTRICT_CODES[query.district],
+                                                   created_at=query.created_at, settings=settings)
             latencies.append((time.perf_counter() - began) * 1000)
             results += len(similar)
-            if original_id >= 0 and any(case_id == original_id for case_id, _ in similar):
+            if original_id >= 0 and any(item.case_id == original_id for item in similar):
                 found_original += 1
         print(f"lookup over {arguments.queries} new reports: p50 {_percentile(latencies, 0.5):.1f} ms, "
               f"p95 {_percentile(latencies, 0.95):.1f} ms, p99 {_percentile(latencies, 0.99):.1f} ms, "
@@ -327,8 +261,6 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--database-url", default="postgresql+asyncpg://postgres@127.0.0.1/postgres")
-    parser.add_argument("--num-perm", type=int, default=128)
-    parser.add_argument("--bands", type=int, default=32)
     parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
