@@ -118,8 +118,11 @@ async def test_who_may_see_a_reporters_identity_is_the_citys_decision(database: 
         admin = await console.staff("root", StaffRole.ADMIN)
         url = f"/api/v1/cases/{case.case_number}/reveal-identity"
 
-        refused = await console.client.post(url, headers={"Authorization": f"Bearer {await console.token(supervisor)}"})
-        revealed = await console.client.post(url, headers={"Authorization": f"Bearer {await console.token(admin)}"})
+        reason = {"reason": "回访核实举报内容"}
+        refused = await console.client.post(url, json=reason,
+                                            headers={"Authorization": f"Bearer {await console.token(supervisor)}"})
+        revealed = await console.client.post(url, json=reason,
+                                             headers={"Authorization": f"Bearer {await console.token(admin)}"})
 
     assert (refused.status_code, refused.json()) == (403, {"detail": "your role may not see reporters' identities"})
     assert revealed.json() == {"case_number": case.case_number, "name": "钱七", "phone": "13600002222"}
