@@ -5,11 +5,16 @@ counts them per process, so two `serve` processes would send twice the rate. `Sh
 `BaseRateLimiter` whose budgets live where every process sees them: the database (`storage.rate_budget`) or,
 with `QINGLIAN_REDIS_URL`, Redis. A request with a `chat_id` takes the next slot of the overall budget (and of
 its group's, for a group chat) and waits for it; a `RetryAfter` pauses the budget for every process.
+
+When the shared budget cannot be reached (the database is down or locked, Redis is gone), the limiter paces this
+process alone rather than holding the message: telling a resident that the service is unavailable must not wait
+for the service's database.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
@@ -19,6 +24,8 @@ from telegram.ext import BaseRateLimiter
 
 from storage import rate_budget
 from storage.db import Database
+
+log = logging.getLogger(__name__)
 
 OVERALL = "telegram:overall"
 GROUP_PREFIX = "telegram:group:"
@@ -92,10 +99,31 @@ class RedisBudget:
 class SharedRateLimiter(BaseRateLimiter[None]):
     """PTB's rate limiter interface over a shared `Budget`."""
 
-    def __init__(self, budget: Budget, *, overall_per_second: float = 30.0, group_per_minute: float = 20.0) -> None:
+    def __init__(self, budget: Budget, *, overall_per_second: float = 30.0, group_per_minute: float = 20.0,
+                 clock: Callable[[], float] = time.time) -> None:
         self._budget = budget
         self._overall_interval = 1.0 / overall_per_second
         self._group_interval = 60.0 / group_per_minute
+        self._clock = clock
+        self._local: dict[str, float] = {}  # this process's own pacing while the shared budget is unreachable
+        self._unreachable_since: float | None = None
+
+    async def _wait(self, name: str, interval: float) -> float:
+        try:
+            delay = await self._budget.take(name, interval)
+        except Exception as error:  # noqa: BLE001 - any failure of the shared store: pace locally
+            now = self._clock()
+            if self._unreachable_since is None:
+                self._unreachable_since = now
+                log.warning("the shared Telegram send budget is unreachable (%s); pacing this process alone",
+                            type(error).__name__)
+            at = max(self._local.get(name, 0.0), now)
+            self._local[name] = at + interval
+            return at - now
+        if self._unreachable_since is not None:
+            self._unreachable_since = None
+            log.info("the shared Telegram send budget is reachable again")
+        return delay
 
     async def initialize(self) -> None:
         return None
@@ -111,12 +139,17 @@ class SharedRateLimiter(BaseRateLimiter[None]):
             return await callback(*args, **kwargs)
         group = _is_group(chat_id)
         if group:
-            await asyncio.sleep(await self._budget.take(f"{GROUP_PREFIX}{chat_id}", self._group_interval))
-        await asyncio.sleep(await self._budget.take(OVERALL, self._overall_interval))
+            await asyncio.sleep(await self._wait(f"{GROUP_PREFIX}{chat_id}", self._group_interval))
+        await asyncio.sleep(await self._wait(OVERALL, self._overall_interval))
         try:
             return await callback(*args, **kwargs)
         except RetryAfter as error:  # every process pauses, then the outbox sends it again
-            await self._budget.hold(OVERALL, _seconds(error.retry_after))
+            seconds = _seconds(error.retry_after)
+            self._local[OVERALL] = max(self._local.get(OVERALL, 0.0), self._clock() + seconds)
+            try:
+                await self._budget.hold(OVERALL, seconds)
+            except Exception:  # noqa: BLE001 - the outbox retries after retry_after anyway
+                log.warning("could not share a Telegram flood-control pause of %.0f s", seconds)
             raise
 
 

@@ -103,3 +103,24 @@ async def test_a_retry_after_pauses_the_shared_budget_and_reaches_the_outbox() -
     with pytest.raises(RetryAfter):
         await limiter.process_request(flooded, (), {}, "sendMessage", {"chat_id": 42, "text": "hi"}, None)
     assert budget.held == [(OVERALL, 7.0)]
+
+
+async def test_an_unreachable_budget_paces_the_process_alone_instead_of_holding_the_message(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The database is down: the resident must still be told so. Nothing listens on port 9 of 127.0.0.1."""
+    down = Database.connect("postgresql+asyncpg://postgres@127.0.0.1:9/postgres", make_test_keyring())
+    limiter = SharedRateLimiter(DatabaseBudget(down), overall_per_second=50)
+    sent: list[str] = []
+
+    async def send(**fields: Any) -> bool:
+        sent.append(fields["text"])
+        return True
+
+    try:
+        for number in range(3):
+            await limiter.process_request(send, (), {"text": f"请稍后再试 {number}"}, "sendMessage",
+                                          {"chat_id": 42, "text": f"请稍后再试 {number}"}, None)
+    finally:
+        await down.dispose()
+    assert sent == ["请稍后再试 0", "请稍后再试 1", "请稍后再试 2"]
+    assert sum("pacing this process alone" in record.message for record in caplog.records) == 1  # said once
