@@ -214,9 +214,11 @@ async def test_a_close_runner_up_is_shown_with_the_phrases_that_decided_against_
     clear, clear_tag = await console.classified_case(CLEAR_CALL)
     assert tag.runner_up is not None and tag.contrast_terms and clear_tag.runner_up is None  # what the model said
     async with console.client() as client:
-        await console.login(client, "sup")
+        csrf = await console.login(client, "sup")
         page = (await client.get(f"/console/case/{close}")).text
         plain = (await client.get(f"/console/case/{clear}")).text
+        await client.post(f"/console/case/{close}/correct-label", data={"csrf": csrf, "label": tag.runner_up})
+        corrected = (await client.get(f"/console/case/{close}")).text
 
     shown = RUNNER_UP.search(page)
     assert shown is not None
@@ -224,3 +226,6 @@ async def test_a_close_runner_up_is_shown_with_the_phrases_that_decided_against_
     assert "not chosen because" in shown.group(1)
     assert re.findall(r"<mark>([^<]+)</mark>", shown.group(1)) == tag.contrast_terms
     assert LABELS[tag.label][0] in page and "runner-up" not in plain and "not chosen because" not in plain
+    # staff corrected the label: the line is about what the model weighed
+    shown_after = RUNNER_UP.search(corrected)
+    assert shown_after is not None and "the model&#39;s runner-up" in shown_after.group(1)
