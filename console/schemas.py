@@ -92,6 +92,14 @@ class LabelScore(_Out):
     score: float
 
 
+class RunnerUpOut(_Out):
+    """The label the classifier nearly chose, and why it did not."""
+
+    label: str
+    contrast_terms: list[str] = Field(
+        description="Phrases of the report that favoured the chosen label over this one (may be empty).")
+
+
 class CaseSummary(_Out):
     """A case in a list: enough to triage, no reporter identity."""
 
@@ -196,6 +204,9 @@ class CaseDetailOut(CaseSummary):
     predicted_label: str | None = Field(description="The classifier's original label.")
     label_top: list[LabelScore] = Field(description="The classifier's three most likely labels.")
     label_terms: list[str] = Field(description="Key terms of the text behind the classifier's decision.")
+    runner_up: RunnerUpOut | None = Field(
+        description="The second most likely label when it was close to the chosen one, with the phrases that "
+                    "decided against it; null when the classifier's choice was clear or not recorded.")
     model_version: str | None
     duplicate_of: str | None
     rating: int | None
@@ -227,6 +238,9 @@ class CaseDetailOut(CaseSummary):
             description=case.description, occurred=case.occurred, predicted_label=case.predicted_label,
             label_top=[LabelScore(label=str(label), score=float(score)) for label, score in (case.label_top or [])][:3],
             label_terms=[str(term) for term in (case.label_terms or [])],
+            runner_up=RunnerUpOut(label=case.label_runner_up,
+                                  contrast_terms=[str(term) for term in (case.label_contrast_terms or [])])
+            if case.label_runner_up else None,
             model_version=case.model_version, duplicate_of=detail.duplicate_of, rating=case.rating,
             updated_at=case.updated_at, routed_at=case.routed_at, accepted_at=case.accepted_at,
             closed_at=case.closed_at, can_reveal_identity=detail.can_reveal,

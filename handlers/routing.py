@@ -31,6 +31,8 @@ class RouteDecision:
             top=[[label, round(score, 4)] for label, score in tag.top] if tag else None,
             terms=list(tag.terms) if tag else None,
             model_version=tag.model_version if tag else None,
+            runner_up=tag.runner_up if tag else None,
+            contrast_terms=list(tag.contrast_terms) if tag and tag.runner_up else None,
             accept_due_at=self.accept_due_at,
             resolve_due_at=self.resolve_due_at,
             staff_targets=self.staff_targets,

@@ -213,6 +213,8 @@ class Routing:
     top: list[Any] | None = None
     terms: list[Any] | None = None
     model_version: str | None = None
+    runner_up: str | None = None  # the close second label, and the phrases that decided against it
+    contrast_terms: list[Any] | None = None
     accept_due_at: datetime | None = None
     resolve_due_at: datetime | None = None
     staff_targets: Sequence[tuple[str, str]] = field(default_factory=tuple)
@@ -262,6 +264,8 @@ async def submit_report(session: AsyncSession, report: NewReport, routing: Routi
         label_confidence=routing.confidence,
         label_top=routing.top,
         label_terms=routing.terms,
+        label_runner_up=routing.runner_up,
+        label_contrast_terms=routing.contrast_terms if routing.runner_up else None,
         model_version=routing.model_version,
         routed_at=now,
         accept_due_at=routing.accept_due_at,

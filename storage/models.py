@@ -184,6 +184,10 @@ class Case(Base):
     label_confidence: Mapped[float | None] = mapped_column(Float)
     label_top: Mapped[list[Any] | None] = mapped_column(JSON)
     label_terms: Mapped[list[Any] | None] = mapped_column(EncryptedJSON("cases.label_terms"))  # the report's words
+    #: the second most likely label when it was close (`nlp.classifier.CONTRAST_MARGIN`), and the report's phrases
+    #: that favoured `predicted_label` over it; None for a clear decision
+    label_runner_up: Mapped[str | None] = mapped_column(String(40))
+    label_contrast_terms: Mapped[list[Any] | None] = mapped_column(EncryptedJSON("cases.label_contrast_terms"))
     model_version: Mapped[str | None] = mapped_column(String(40))
     label_status: Mapped[str | None] = mapped_column(String(12))  # None, "confirmed" or "corrected"
     predicted_label: Mapped[str | None] = mapped_column(String(40))

@@ -43,6 +43,8 @@ async def file_case(
     top: list[Any] | None = None,
     terms: list[Any] | None = None,
     model_version: str | None = "test-model-1",
+    runner_up: str | None = None,
+    contrast_terms: list[Any] | None = None,
     accept_due_at: datetime | None = None,
     resolve_due_at: datetime | None = None,
     staff_targets: Sequence[tuple[str, str]] = (),
@@ -62,7 +64,8 @@ async def file_case(
         top = [[label, confidence], ["other", round(1 - confidence, 4)]]
     routing = actions.Routing(
         queue=queue, reason=reason, label=label, confidence=confidence if label else None, top=top,
-        terms=terms, model_version=model_version if label else None, accept_due_at=accept_due_at,
+        terms=terms, model_version=model_version if label else None, runner_up=runner_up if label else None,
+        contrast_terms=contrast_terms if label else None, accept_due_at=accept_due_at,
         resolve_due_at=resolve_due_at, staff_targets=staff_targets,
     )
     submitted = await actions.submit_report(
@@ -79,7 +82,8 @@ def decided(decision: RouteDecision) -> dict[str, Any]:
     routing = decision.as_routing()
     return {"queue": routing.queue, "reason": routing.reason, "label": routing.label,
             "confidence": routing.confidence, "top": routing.top or [], "terms": routing.terms,
-            "model_version": routing.model_version, "accept_due_at": routing.accept_due_at,
+            "model_version": routing.model_version, "runner_up": routing.runner_up,
+            "contrast_terms": routing.contrast_terms, "accept_due_at": routing.accept_due_at,
             "resolve_due_at": routing.resolve_due_at, "staff_targets": routing.staff_targets}
 
 

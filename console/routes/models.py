@@ -69,7 +69,9 @@ async def models(request: Request, principal: PagePrincipal, a: str = "", b: str
         counts = await training_data.staff_label_counts(session)
     running = status.get("state") == "running"
     extra: dict[str, Any] = {} if running or request.query_params.get("done") != "training" else {"done": None}
-    return render(request, principal, "models.html", versions=list(reversed(versions)),
+    calibrations = {info.version: training.calibration(info.metrics) for info in versions}
+    return render(request, principal, "models.html", versions=list(reversed(versions)), calibrations=calibrations,
+                  configured_threshold=context.city.routing.confidence_threshold,
                   events=list(reversed(events))[:RECENT_EVENTS], comparison=comparison, status=status,
                   stage=training.stage_name(str(status.get("stage") or "")), running=running, a=a, b=b,
                   counts=counts, serving=context.classifier_version(), **extra)

@@ -50,13 +50,15 @@ async def ticket_page(request: Request, principal: Principal, case_number: str, 
     top = [(str(item[0]), float(item[1])) for item in (case.label_top or [])[:3]
            if isinstance(item, list | tuple) and len(item) >= 2]
     terms = [str(t[0] if isinstance(t, list | tuple) else t) for t in (case.label_terms or [])]
+    contrast_terms = [str(term) for term in (case.label_contrast_terms or [])]
     city = principal.context.city
     replies = await workday.replies_for(principal, [case.queue])
     return render(request, principal, "case.html", detail=detail, case=case, staff=staff, colleagues=colleagues,
                   images=[a for a in attachments if a.media_type in INLINE_IMAGE_TYPES],
                   files=[a for a in attachments if a.media_type not in INLINE_IMAGE_TYPES],
                   trace=[(event, actor_name(event.actor, staff)) for event in trace],
-                  text=highlight(case.description, terms), top=top, terms=terms, flags=overdue_flags(case, utcnow()),
+                  text=highlight(case.description, terms), top=top, terms=terms,
+                  runner_up=case.label_runner_up, contrast_terms=contrast_terms, flags=overdue_flags(case, utcnow()),
                   queues=city.queues, statuses=[s.value for s in SETTABLE_STATUSES],
                   closed=case.status in CLOSED_STATUSES, revealed=revealed, reveal_expired=reveal_expired,
                   activity=await operations.case_activity(principal, case),

@@ -23,12 +23,13 @@ from bot.config import Settings
 from console.auth import hash_password
 from console.context import CONTEXT_STATE, ConsoleContext
 from handlers.city import load_city_config
-from handlers.routing import due_dates
+from handlers.routing import due_dates, route
+from nlp.types import Tag
 from storage import actions, staff_actions
 from storage.db import Database
 from storage.models import AuditEntry, Case, StaffRole, StaffUser, TraceEvent, utcnow
 from tests.conftest import make_test_keyring
-from tests.factories import file_case
+from tests.factories import decided, file_case
 
 PASSWORD = "correct horse battery staple"
 CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
@@ -161,6 +162,23 @@ class ConsoleHarness:
                 accept_due_at=accept_due, resolve_due_at=resolve_due)
             assert case.case_number is not None
             return case.case_number
+
+    async def classified_case(self, description: str, district: str = "furong") -> tuple[str, Tag]:
+        """A case as the dialog files it: the report classified by the promoted model and routed by the city's
+        rules; returns its case number and the classifier's tag."""
+        from nlp.registry import ModelRegistry
+
+        classifier = await asyncio.to_thread(ModelRegistry(self.context.models_dir).load_promoted)
+        tag = classifier.classify(description)
+        self._cases += 1
+        now = utcnow()
+        async with self.database.sessionmaker.begin() as session:
+            case, _code = await file_case(
+                session, secret_key=self.settings.resolved_secret_key(), reporter_ref=f"tg-user-{self._cases}",
+                district=district, description=description, now=now,
+                **decided(route(self.settings.city, tag, district, now)))
+            assert case.case_number is not None
+            return case.case_number, tag
 
     async def get_case(self, case_number: str) -> Case:
         async with self.database.read_sessionmaker() as session:

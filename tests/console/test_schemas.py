@@ -3,6 +3,7 @@ the classifier's top labels, and trace events that say who acted without saying 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -11,13 +12,17 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from console.app import mount_console
 from console.context import ConsoleContext
+from handlers.city import load_city_config
+from handlers.routing import route
+from nlp.registry import ModelRegistry
 from storage import actions, staff_actions
 from storage.models import CaseStatus, StaffRole, utcnow
 from tests.console.conftest import make_context
-from tests.factories import create_staff, file_case
+from tests.factories import create_staff, decided, file_case
 
 
 class Api:
@@ -93,3 +98,26 @@ async def test_a_case_shows_the_classifiers_three_best_labels_and_who_acted(api:
     assert [(event["kind"], event["actor"], event["body"]) for event in detail["trace"]] == [
         ("received", "reporter", None), ("routed", "system", None),
         ("follow_up", "reporter", "补充：收红包的是挂号处的人。"), ("accepted", "staff", None)]
+
+
+async def test_a_case_names_a_close_runner_up_and_why_it_was_not_chosen(api: Api, data_template: Path) -> None:
+    classifier = await asyncio.to_thread(ModelRegistry(data_template / "models").load_promoted)
+    close_call = "学校食堂的承包项目没有招标，校长的亲戚拿下了工程。"  # education or an irregular project
+    clear_call = "办证窗口工作人员长时间不在岗，群众排队两个小时无人办理。"
+    city, now = load_city_config(None), utcnow()
+    tags = [classifier.classify(text) for text in (close_call, clear_call)]
+    assert tags[0].runner_up is not None and tags[0].contrast_terms and tags[1].runner_up is None
+    async with api.context.database.sessionmaker.begin() as session:
+        cases = [(await file_case(session, reporter_ref=str(number), description=text, now=now,
+                                  **decided(route(city, tag, "yuelu", now))))[0]
+                 for number, (text, tag) in enumerate(zip((close_call, clear_call), tags, strict=True))]
+
+    close, clear = [await api.get(f"cases/{case.case_number}") for case in cases]
+
+    assert close["runner_up"] == {"label": tags[0].runner_up, "contrast_terms": tags[0].contrast_terms}
+    assert close["label"] == tags[0].label and close["label_terms"] == tags[0].terms
+    assert clear["runner_up"] is None and clear["label"] == tags[1].label
+    async with api.context.database.read_sessionmaker() as session:  # the report's phrases are not readable at rest
+        stored = (await session.execute(text("SELECT label_contrast_terms FROM cases "
+                                             "WHERE label_runner_up IS NOT NULL"))).scalar_one()
+    assert stored and not any(term in stored for term in tags[0].contrast_terms)

@@ -117,6 +117,13 @@ async def test_a_run_trains_a_new_version_in_the_background_and_compare_scores_b
     assert comparison["macro_f1"]["a"] == default.macro_f1 and comparison["macro_f1"]["b"] == new.macro_f1
     assert comparison["macro_f1"]["delta"] == round(new.macro_f1 - default.macro_f1, 4)  # type: ignore[operator]
     assert comparison["accuracy"]["a"] == default.accuracy and comparison["n"] == default.metrics["n"]
+    for side, info in (("a", default), ("b", new)):  # scored now as when each was registered (the same split)
+        assert (comparison["ece"][side], comparison["threshold"][side], comparison["triage_share"][side],
+                comparison["auto_accuracy"][side]) == (
+            info.metrics["ece"], info.metrics["suggested_threshold"], info.metrics["threshold_triage_share"],
+            info.metrics["threshold_precision"])
+        assert {row["code"]: (row["n"], row[side]) for row in comparison["languages"]} == {
+            code: (group["n"], group["accuracy"]) for code, group in info.metrics["accuracy_by_language"].items()}
     assert [row["label"] for row in comparison["labels"]] == list(LABELS)
     for row in comparison["labels"]:
         assert 0 <= row["a"] <= 1 and 0 <= row["b"] <= 1 and row["delta"] == round(row["b"] - row["a"], 4)

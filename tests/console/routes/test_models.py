@@ -4,11 +4,15 @@ the model the service classifies with at once."""
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
+from typing import Any
 
+from nlp.classifier import Classifier
 from nlp.corpus import Example, load_seed_corpus
 from nlp.labels import LABELS
-from nlp.registry import ModelRegistry, train_and_register
+from nlp.registry import ModelRegistry, eval_split_metrics, train_and_register
+from nlp.training import train
 from storage.models import StaffRole
 from tests.console.conftest import ConsoleHarness, location
 
@@ -51,3 +55,89 @@ async def test_promoting_and_rolling_back_switch_the_serving_model_at_once(conso
         assert console.context.classifier_version() == default
     assert [(entry.action, entry.detail) for entry in await console.audit() if entry.action.startswith("model.")] == [
         ("model.promote", {"version": newer, "forced": True}), ("model.rollback", {"version": default})]
+
+
+ROW = re.compile(r'<tr><td class="nowrap">([\d.]+)–([\d.]+)</td><td class="num">(\d+)</td>\s*'
+                 r'<td class="num">([^<]+)</td>\s*<td class="num">([^<]+)</td></tr>')
+LANGUAGE = re.compile(r'<tr><td><span class="bi">[^<]*<span class="en">([^<]+)</span></span></td>'
+                      r'<td class="num dim">n=(\d+)</td><td class="num">([^<]+)</td></tr>')
+# What the registry stored of a version before issue 16 measured its calibration.
+METRICS_BEFORE_CALIBRATION = ("macro_f1", "accuracy", "n", "split", "eval_fingerprint")
+
+
+def _version_before_calibration(models_dir: Path) -> str:
+    """A small model (12 seed examples of each label) saved with the metrics versions had before issue 16."""
+    examples: list[Example] = []
+    for label in LABELS:
+        examples += [e for e in load_seed_corpus("train") if e.label == label][:12]
+    trained = train(examples)
+    metrics = eval_split_metrics(Classifier(trained.pipeline, version="candidate"))
+    kept = {key: metrics[key] for key in METRICS_BEFORE_CALIBRATION}
+    return ModelRegistry(models_dir).add(trained, kept, source="before issue 16").version
+
+
+def _details(page: str, version: str) -> str:
+    found = re.search(rf'<details class="calibration" id="calibration-{re.escape(version)}".*?</details>', page, re.S)
+    assert found, f"no calibration of {version} on the page"
+    return found.group(0)
+
+
+def _three(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _share(value: Any) -> str:
+    return f"{value * 100:.1f}%"
+
+
+async def test_each_version_shows_its_calibration_and_triage_threshold_from_its_stored_metrics(
+        console: ConsoleHarness) -> None:
+    await console.user("boss", StaffRole.ADMIN)
+    registry = ModelRegistry(console.context.models_dir)
+    promoted = await asyncio.to_thread(registry.promoted)
+    assert promoted is not None
+    older = await asyncio.to_thread(_version_before_calibration, console.context.models_dir)
+    async with console.client() as client:
+        await console.login(client, "boss")
+        page = (await client.get("/console/models")).text
+
+    metrics = promoted.metrics
+    current = _details(page, promoted.version)
+    assert f'<b class="ece">{metrics["ece"]:.3f}</b>' in current
+    assert ROW.findall(current) == [(f"{row['low']:.1f}", f"{row['high']:.1f}", str(row["n"]),
+                                     _three(row["confidence"]), _three(row["accuracy"]))
+                                    for row in metrics["reliability"]]
+    assert sum(int(row[2]) for row in ROW.findall(current)) == metrics["n"]
+    assert f'<b>{metrics["suggested_threshold"]:.2f}</b>' in current
+    assert f'<dd class="triage-share">{_share(metrics["threshold_triage_share"])}</dd>' in current
+    assert f'<dd class="auto-accuracy">{_share(metrics["threshold_precision"])}</dd>' in current
+    assert metrics["threshold_rule"] in current
+    languages = {name: (int(n), accuracy) for name, n, accuracy in LANGUAGE.findall(current)}
+    assert languages["English"] == (metrics["accuracy_by_language"]["en"]["n"],
+                                    f'{metrics["accuracy_by_language"]["en"]["accuracy"]:.3f}')
+    assert len(languages) == len(metrics["accuracy_by_language"])
+    assert "not measured" not in current
+
+    before = _details(page, older)
+    assert before.count("not measured for this version") == 4  # ECE, reliability, threshold, languages
+    assert not ROW.findall(before) and "triage-share" not in before
+
+
+async def test_the_comparison_scores_calibration_and_threshold_of_both_versions(console: ConsoleHarness) -> None:
+    await console.user("boss", StaffRole.ADMIN)
+    promoted = await asyncio.to_thread(ModelRegistry(console.context.models_dir).promoted)
+    assert promoted is not None
+    older = await asyncio.to_thread(_version_before_calibration, console.context.models_dir)
+    async with console.client() as client:
+        await console.login(client, "boss")
+        page = (await client.get("/console/models", params={"a": older, "b": promoted.version})).text
+
+    comparison = page[page.index('id="comparison"'):]
+    ece = re.search(r'<th title="expected calibration error">ECE</th><td class="num">([\d.]+)</td>'
+                    r'<td class="num">([\d.]+)</td>', comparison)
+    assert ece is not None
+    # the older version is scored on the evaluation split now; the promoted one as its registry entry says
+    assert ece.group(2) == f'{promoted.metrics["ece"]:.3f}' and 0 < float(ece.group(1)) < 1
+    triage = re.search(r'<th><span class="bi">送人工分拣<span class="en">Sent to triage</span></span></th>'
+                       r'<td class="num">([^<]+)</td><td class="num">([^<]+)</td>', comparison)
+    assert triage is not None and triage.group(2) == _share(promoted.metrics["threshold_triage_share"])

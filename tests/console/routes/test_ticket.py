@@ -9,8 +9,15 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from nlp.labels import LABELS
 from storage.models import ApiToken, InternalNote, OutboxMessage, StaffRole, TraceKind
 from tests.console.conftest import ACTIONS, JPEG, PDF, ConsoleHarness, answer_on_page, location
+
+# A school canteen's contract given to the head's relative: education, or an irregular project? The default model
+# hesitates between the two. The window left unattended is plainly slow service.
+CLOSE_CALL = "学校食堂的承包项目没有招标，校长的亲戚拿下了工程。"
+CLEAR_CALL = "办证窗口工作人员长时间不在岗，群众排队两个小时无人办理。"
+RUNNER_UP = re.compile(r'<p class="runner-up" id="runner-up">(.*?)</p>', re.S)
 
 
 async def test_every_action_writes_its_trace_event_and_audit_record(console: ConsoleHarness) -> None:
@@ -204,3 +211,26 @@ async def test_report_text_with_html_is_shown_inert(console: ConsoleHarness) -> 
     assert "&lt;b onmouseover=x&gt;注意&lt;/b&gt;" in page
     assert "&lt;script&gt;alert(3)&lt;/script&gt;" in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in listing
+
+
+async def test_a_close_runner_up_is_shown_with_the_phrases_that_decided_against_it(console: ConsoleHarness) -> None:
+    await console.user("sup", StaffRole.SUPERVISOR)
+    close, tag = await console.classified_case(CLOSE_CALL)
+    clear, clear_tag = await console.classified_case(CLEAR_CALL)
+    assert tag.runner_up is not None and tag.contrast_terms and clear_tag.runner_up is None  # what the model said
+    async with console.client() as client:
+        csrf = await console.login(client, "sup")
+        page = (await client.get(f"/console/case/{close}")).text
+        plain = (await client.get(f"/console/case/{clear}")).text
+        await client.post(f"/console/case/{close}/correct-label", data={"csrf": csrf, "label": tag.runner_up})
+        corrected = (await client.get(f"/console/case/{close}")).text
+
+    shown = RUNNER_UP.search(page)
+    assert shown is not None
+    assert re.findall(r"<b[^>]*>([^<]+)</b>", shown.group(1)) == [LABELS[tag.runner_up][0]]
+    assert "not chosen because" in shown.group(1)
+    assert re.findall(r"<mark>([^<]+)</mark>", shown.group(1)) == tag.contrast_terms
+    assert LABELS[tag.label][0] in page and "runner-up" not in plain and "not chosen because" not in plain
+    # staff corrected the label: the line is about what the model weighed
+    shown_after = RUNNER_UP.search(corrected)
+    assert shown_after is not None and "the model&#39;s runner-up" in shown_after.group(1)
