@@ -137,7 +137,7 @@ def test_a_line_chart_breaks_at_missing_values_and_escapes_its_texts() -> None:
                                     y_title="y", x_title="x", as_share=True)
     chart = ET.fromstring(svg)
     assert chart.findtext(f"{SVG}title") == "<周> & title"
-    lines = [line.get("points") for line in chart.iter(f"{SVG}polyline")]
+    lines = [line.get("points", "") for line in chart.iter(f"{SVG}polyline")]
     assert len(lines) == 1 and len(lines[0].split()) == 2  # c–d joined; a stands alone after the gap
     assert [point.findtext(f"{SVG}title") for point in chart.iter(f"{SVG}circle")] == [
         "s<1> a: 50%", "s<1> c: 25%", "s<1> d: 100%"]
