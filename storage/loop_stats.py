@@ -12,9 +12,8 @@ Per queue, over the cases *received* in [start, end) (the cohort; the queue is t
 - extensions approved for these cases; the re-handling rate (cases reopened after a poor rating, of the cases
   closed at least once); satisfaction (ratings of 4 or 5, of the rated cases);
 - the delivery state of the notices to their reporters (not the staff groups' notices): delivered, waiting for
-  the resident's next message, given up, still queued. Delivered rows are deleted after the city's
-  `limits.outbox_retention_hours` and given-up ones after `outbox_failed_retention_days`, so for older periods
-  these count what is still kept.
+  the resident's next message, given up, still queued. Delivered and given-up rows pruned from the outbox are
+  counted by the tallies their cases keep (`storage.outbox.prune_delivered`).
 
 Per queue, over the answers *sent* in the period: the average reply-quality score and its parts
 (`storage.reply_scores.by_queue`; the queue the case was in when it was answered).
@@ -32,19 +31,17 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, case, extract, func, not_, or_, select
+from sqlalchemy import ColumnElement, and_, case, extract, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import reply_scores
 from storage.models import Case, OutboxMessage, OutboxStatus, ReplyScore, utcnow
+from storage.outbox import to_reporter
 from storage.queries import NOT_ACCEPTED
 from storage.statistics import aware
 
 MAX_WEEKS = 160
 """The longest period with a weekly series (about three years): one CASE branch per week."""
-STAFF_NOTICES = frozenset({"new_case", "rehandle", "appeal", "extension_request", "transfer_alert", "due_soon",
-                           "escalation"})
-"""Outbox kinds that go to the staff groups of a queue (storage.actions, storage.loop), not to the reporter."""
 ALL_QUEUES = "*"
 
 
@@ -229,14 +226,17 @@ async def compute(session: AsyncSession, *, start: datetime, end: datetime, queu
     figures = (func.count(), _count(accepted_in_time), _count(accepted_late), _count(resolved_in_time),
                _count(resolved_late), func.coalesce(func.sum(Case.extension_count), 0), _count(rehandled),
                _count(or_(Case.closed_at.is_not(None), rehandled)), _count(Case.rating >= 4),
-               func.count(Case.rating), func.avg(Case.rating))
+               func.count(Case.rating), func.avg(Case.rating), func.coalesce(func.sum(Case.notices_delivered), 0),
+               func.coalesce(func.sum(Case.notices_failed), 0))
 
     def queue_loop(queue: str, row: Sequence[Any]) -> QueueLoop:
-        count, accept_ok, accept_late, resolve_ok, resolve_late, extensions, reopened, closed, happy, rated, avg = row
+        (count, accept_ok, accept_late, resolve_ok, resolve_late, extensions, reopened, closed, happy, rated, avg,
+         delivered, failed) = row
         return QueueLoop(queue, int(count), Share(int(accept_ok), int(accept_ok) + int(accept_late)),
                          Share(int(resolve_ok), int(resolve_ok) + int(resolve_late)), extensions=int(extensions),
                          rehandled=Share(int(reopened), int(closed)), satisfied=Share(int(happy), int(rated)),
-                         average_rating=None if avg is None else float(avg))
+                         average_rating=None if avg is None else float(avg),
+                         notices=Notices(delivered=int(delivered), failed=int(failed)))  # pruned rows' tallies
 
     loops = {row[0]: queue_loop(row[0], row[1:]) for row in
              await session.execute(select(Case.queue, *figures).where(*received).group_by(Case.queue))}
@@ -249,8 +249,7 @@ async def compute(session: AsyncSession, *, start: datetime, end: datetime, queu
     for queue, status, count in await session.execute(
             select(Case.queue, OutboxMessage.status, func.count())
             .join(Case, Case.id == OutboxMessage.case_id)
-            .where(*received, OutboxMessage.channel == Case.channel, OutboxMessage.conversation_id.is_(None),
-                   not_(OutboxMessage.kind.in_(sorted(STAFF_NOTICES))))
+            .where(*received, to_reporter())
             .group_by(Case.queue, OutboxMessage.status)):
         notice_counts[queue][status] += int(count)
         notice_counts[ALL_QUEUES][status] += int(count)
@@ -265,8 +264,10 @@ async def compute(session: AsyncSession, *, start: datetime, end: datetime, queu
         counts = notice_counts.get(loop.queue, {})
         return replace(loop, to_accept=to_accept.get(loop.queue, Spread()),
                        to_resolve=to_resolve.get(loop.queue, Spread()), quality=quality,
-                       notices=Notices(counts.get(OutboxStatus.SENT, 0), counts.get(OutboxStatus.WAITING, 0),
-                                       counts.get(OutboxStatus.FAILED, 0), counts.get(OutboxStatus.PENDING, 0)))
+                       notices=Notices(loop.notices.delivered + counts.get(OutboxStatus.SENT, 0),
+                                       counts.get(OutboxStatus.WAITING, 0),
+                                       loop.notices.failed + counts.get(OutboxStatus.FAILED, 0),
+                                       counts.get(OutboxStatus.PENDING, 0)))
 
     result = LoopStatistics(start=start, end=end, queues=chosen)
     result.by_queue = [completed(loops.get(queue, QueueLoop(queue)), qualities.get(queue))

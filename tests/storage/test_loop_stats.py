@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from storage import loop, loop_stats, outbox, reply_scores, staff_actions
 from storage.loop_stats import Notices, Quality, Share, Spread
-from storage.models import Case, CaseStatus, OutboxMessage, StaffRole, StaffUser
+from storage.models import Case, CaseStatus, OutboxMessage, StaffRole, StaffUser, utcnow
 from tests.factories import file_case
 
 ZONE = "Asia/Shanghai"
@@ -54,7 +54,7 @@ async def _answer(session: Any, case: Case, staff: StaffUser, scores: tuple[floa
 async def _reporter_notices(session: Any, case: Case) -> list[OutboxMessage]:
     rows = await session.execute(select(OutboxMessage).where(OutboxMessage.case_id == case.id)
                                  .order_by(OutboxMessage.id))
-    return [message for message in rows.scalars() if message.kind not in loop_stats.STAFF_NOTICES]
+    return [message for message in rows.scalars() if message.kind not in outbox.STAFF_NOTICES]
 
 
 async def seed_loop(sessionmaker: Any) -> dict[str, str]:
@@ -105,7 +105,7 @@ async def seed_loop(sessionmaker: Any) -> dict[str, str]:
         delivered = [*await _reporter_notices(session, cases[numbers["a"]]),
                      *await _reporter_notices(session, cases[numbers["g"]])]
         staff_notices = (await session.execute(select(OutboxMessage).where(
-            OutboxMessage.kind.in_(loop_stats.STAFF_NOTICES)))).scalars().all()
+            OutboxMessage.kind.in_(outbox.STAFF_NOTICES)))).scalars().all()
         assert [message.kind for message in staff_notices] == ["rehandle"]
         await outbox.mark_sent(session, [message.id for message in [*delivered, *staff_notices]])
         first_of_b, _second = await _reporter_notices(session, cases[numbers["b"]])
@@ -143,6 +143,23 @@ async def test_loop_figures_per_queue_and_in_total(sessionmaker: Any) -> None:
         quality=Quality(3, pytest.approx(0.6), pytest.approx(1.7 / 3), pytest.approx(1.4 / 3),  # type: ignore[arg-type]
                         pytest.approx(1.9 / 3), pytest.approx(0.75)))  # type: ignore[arg-type]
     assert (HALL.accepted_on_time.rate, HALL.satisfied.rate, MEDICAL.satisfied.rate) == (0.5, 2 / 3, None)
+
+
+async def test_notices_count_after_the_outbox_forgets_them(sessionmaker: Any) -> None:
+    await seed_loop(sessionmaker)
+    async with sessionmaker.begin() as session:
+        pruned = await outbox.prune_delivered(session, sent_before=utcnow() + DAY, failed_before=utcnow() + DAY)
+        left = sorted((await session.execute(select(OutboxMessage.status))).scalars())
+    # A's four and G's two notices, the staff group's one and C's four given up; B's waiting one and the queued
+    # ones of B and F stay
+    assert (pruned, left) == (11, ["pending", "pending", "pending", "waiting"])
+    async with sessionmaker() as session:
+        result = await loop_stats.compute(session, start=START, end=END, queues=None, timezone=ZONE, now=NOW)
+        tallies = sorted((await session.execute(select(Case.notices_delivered, Case.notices_failed)
+                                                 .where(Case.notices_delivered + Case.notices_failed > 0))).all())
+    assert [loop.notices for loop in result.by_queue] == [HALL.notices, MEDICAL.notices]
+    assert result.total.notices == Notices(delivered=4, waiting=1, failed=4, pending=3)
+    assert tallies == [(0, 4), (2, 0), (4, 0)]  # C, G, A
 
 
 async def test_weeks_of_the_city_cut_to_the_period(sessionmaker: Any) -> None:
