@@ -25,7 +25,8 @@ MEDICAL_NAME = "医疗医保监督组（市卫健委、市医保局）"
 def _cells(html: str, queue: str) -> list[str]:
     row = re.search(rf'<tr data-queue="{re.escape(queue)}">(.*?)</tr>', html, re.S)
     assert row, f"no row of {queue}"
-    cells = re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row.group(1), re.S)
+    shown = re.sub(r'<span class="cell-label">.*?</span>', "", row.group(1))  # the column's name, on phones
+    cells = re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", shown, re.S)
     return [" ".join(unescape(re.sub(r"<[^>]+>", " ", cell)).split()) for cell in cells]
 
 
