@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from console import accounts, exports, operations
+from console import accounts, exports, loop_stats, operations
 from console.auth import Principal, api_principal, can_reveal_identity, visible_queues
 from console.operations import OperationError
 from console.schemas import (
@@ -53,6 +53,7 @@ from console.schemas import (
     summaries,
     tokens_out,
 )
+from storage.loop_stats import LoopStatistics
 from storage.models import StaffRole
 from storage.queries import CaseFilter
 
@@ -335,6 +336,41 @@ async def export_cases(
                                         described=described)
     return Response(export.content, media_type=export.media_type,
                     headers={"Content-Disposition": f'attachment; filename="{export.filename}"'})
+
+
+# --- statistics -----------------------------------------------------------------------------------
+
+
+async def _loop_period(principal: Principal, start: date | None, end: date | None) -> tuple[date, date, LoopStatistics]:
+    last = end or datetime.now(UTC).astimezone(ZoneInfo(principal.context.city.timezone)).date()
+    first = start or last - timedelta(days=29)
+    if first > last:
+        raise HTTPException(422, "start is after end")
+    return first, last, await loop_stats.figures(principal, first, last)
+
+
+LoopStart = Annotated[FilterDay | None, Query(description="The first day (city time); default: 29 days before end.")]
+LoopEnd = Annotated[FilterDay | None, Query(description="The last day (city time), inclusive; default: today.")]
+LOOP_ERRORS = {**_errors(401), 422: {"model": ErrorOut, "description": "A bad day, or a period over 160 weeks."}}
+
+
+@router.get("/stats/loop", response_model=loop_stats.LoopStatsOut, tags=["statistics"], responses=LOOP_ERRORS,
+            summary="The closed loop's figures per queue and per week")
+async def loop_figures(principal: CurrentUser, start: LoopStart = None, end: LoopEnd = None) -> loop_stats.LoopStatsOut:
+    """Per queue, over the cases received in the period: on-time acceptance and resolution, median and p90 hours,
+    extensions, re-handling, satisfaction, notices to the reporters by delivery state; the average reply-quality
+    scores of the answers sent in it; and per ISO week of the city: received, resolved, on time, satisfied.
+    Reviewers get their own queues only."""
+    first, last, result = await _loop_period(principal, start, end)
+    return loop_stats.LoopStatsOut.build(principal.context.city, first, last, result)
+
+
+@router.get("/stats/loop.csv", response_class=Response, tags=["statistics"], summary="The same as CSV",
+            responses={**LOOP_ERRORS, 200: {"content": {"text/csv": {}}, "description": "Tidy CSV with a BOM."}})
+async def loop_figures_csv(principal: CurrentUser, start: LoopStart = None, end: LoopEnd = None) -> Response:
+    first, last, result = await _loop_period(principal, start, end)
+    return Response(loop_stats.to_csv(result, principal.context.city), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="qinglian-loop-{first}-{last}.csv"'})
 
 
 # --- queues and the user ------------------------------------------------------------------------

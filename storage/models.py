@@ -197,6 +197,9 @@ class Case(Base):
     appeal_count: Mapped[int] = mapped_column(Integer, default=0)
     transfer_count: Mapped[int] = mapped_column(Integer, default=0)
     extension_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: notices to the reporter delivered / given up whose outbox rows were pruned since (the loop's statistics)
+    notices_delivered: Mapped[int] = mapped_column(Integer, default=0)
+    notices_failed: Mapped[int] = mapped_column(Integer, default=0)
     #: a rejection's appeal waiting for a supervisor
     appeal_pending: Mapped[bool] = mapped_column(Boolean, default=False)
     #: when staff were warned that a deadline nears, and when an overdue case went to the supervisor: each

@@ -9,12 +9,22 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import ColumnElement, Table, and_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import OutboxMessage, utcnow
+from storage.models import Case, OutboxMessage, utcnow
 
 _OUTBOX = cast(Table, OutboxMessage.__table__)
+_CASES = cast(Table, Case.__table__)
+STAFF_NOTICES = frozenset({"new_case", "rehandle", "appeal", "extension_request", "transfer_alert", "due_soon",
+                           "escalation"})
+"""Notice kinds that go to a queue's staff groups (storage.actions, storage.loop), not to the case's reporter."""
+
+
+def to_reporter() -> ColumnElement[bool]:
+    """An outbox row that is a notice about a case to its reporter (in a statement that has `cases`)."""
+    return and_(OutboxMessage.case_id == Case.id, OutboxMessage.channel == Case.channel,
+                OutboxMessage.conversation_id.is_(None), OutboxMessage.kind.not_in(sorted(STAFF_NOTICES)))
 
 
 async def enqueue(session: AsyncSession, *, channel: str, recipient: str, payload: dict[str, Any],
@@ -165,8 +175,13 @@ async def take_web_messages(session: AsyncSession, recipient: str) -> list[dict[
 
 
 async def prune_delivered(session: AsyncSession, *, sent_before: datetime, failed_before: datetime) -> int:
-    """Delete delivered messages older than `sent_before` and given-up ones older than `failed_before`."""
-    result = await session.execute(delete(OutboxMessage).where(
-        ((OutboxMessage.status == "sent") & (OutboxMessage.sent_at < sent_before))
-        | ((OutboxMessage.status == "failed") & (OutboxMessage.created_at < failed_before))))
+    """Delete delivered messages older than `sent_before` and given-up ones older than `failed_before`; their cases
+    keep how many of these were notices to the reporter (`Case.notices_delivered`, `Case.notices_failed`)."""
+    delivered = (OutboxMessage.status == "sent") & (OutboxMessage.sent_at < sent_before)
+    given_up = (OutboxMessage.status == "failed") & (OutboxMessage.created_at < failed_before)
+    for tally, pruned in ((_CASES.c.notices_delivered, delivered), (_CASES.c.notices_failed, given_up)):
+        count = select(func.count()).select_from(_OUTBOX).where(to_reporter(), pruned).scalar_subquery()
+        cases = select(OutboxMessage.case_id).where(pruned, OutboxMessage.case_id.is_not(None))
+        await session.execute(update(_CASES).where(_CASES.c.id.in_(cases)).values({tally: tally + count}))
+    result = await session.execute(delete(OutboxMessage).where(delivered | given_up))
     return int(getattr(result, "rowcount", 0) or 0)

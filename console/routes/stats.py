@@ -10,7 +10,7 @@ from fastapi import Request
 from fastapi.responses import Response
 from markupsafe import Markup
 
-from console import stats, texts
+from console import loop_stats, stats, texts
 from console.auth import Principal, visible_queues
 from console.operations import OperationError, require_supervisor
 from console.rendering import render
@@ -25,13 +25,19 @@ DEFAULT_DAYS = 30
 router = page_router()
 
 
-async def _statistics(principal: Principal, start: str, end: str) -> tuple[date, date, statistics.Statistics]:
-    city = principal.context.city
-    today = utcnow().astimezone(ZoneInfo(city.timezone)).date()
+def _period(principal: Principal, start: str, end: str) -> tuple[date, date]:
+    """The local days of `start` and `end` (default: the last 30 days up to today in the city)."""
+    today = utcnow().astimezone(ZoneInfo(principal.context.city.timezone)).date()
     last = parse_day(end, "end") or today
     first = parse_day(start, "start") or (last - timedelta(days=DEFAULT_DAYS - 1))
     if first > last:
         raise OperationError(422, "the period starts after it ends")
+    return first, last
+
+
+async def _statistics(principal: Principal, start: str, end: str) -> tuple[date, date, statistics.Statistics]:
+    city = principal.context.city
+    first, last = _period(principal, start, end)
     since, until = stats.local_period(city, first, last)
     async with principal.context.database.read_sessionmaker() as session:
         result = await statistics.compute(session, start=since, end=until, queues=visible_queues(principal.user))
@@ -48,9 +54,15 @@ async def statistics_page(request: Request, principal: PagePrincipal, start: str
               for dimension in CHARTS]
     presets = [(days, urlencode({"start": (last - timedelta(days=days - 1)).isoformat(), "end": last.isoformat()}))
                for days in PRESET_DAYS]
+    period = urlencode({"start": first.isoformat(), "end": last.isoformat()})
+    try:  # the loop's figures have a weekly series, so a bounded period; the page's other figures do not
+        loop, loop_refused = await loop_stats.figures(principal, first, last), ""
+    except OperationError as refused:
+        loop, loop_refused = None, refused.message
     return render(request, principal, "stats.html", stats=result, charts=charts, start=first.isoformat(),
-                  end=last.isoformat(), presets=presets,
-                  csv_url=f"/console/stats.csv?{urlencode({'start': first.isoformat(), 'end': last.isoformat()})}",
+                  end=last.isoformat(), presets=presets, csv_url=f"/console/stats.csv?{period}",
+                  loop_figures=loop, loop_refused=loop_refused, loop_csv_url=f"/console/stats/loop.csv?{period}",
+                  loop_charts=[Markup(chart) for chart in loop_stats.weekly_charts(loop)] if loop else [],
                   overdue=[(queue, counts) for queue, counts in result.overdue.items()
                            if counts.accept or counts.resolve])
 
@@ -61,3 +73,13 @@ async def statistics_csv(principal: PagePrincipal, start: str = "", end: str = "
     first, last, result = await _statistics(principal, start, end)
     return Response(stats.to_csv(result, principal.context.city), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="qinglian-{first}-{last}.csv"'})
+
+
+@router.get("/console/stats/loop.csv")
+async def loop_csv(principal: PagePrincipal, start: str = "", end: str = "") -> Response:
+    """The closed loop's figures of the period (the statistics page's loop section) as CSV."""
+    require_supervisor(principal)
+    first, last = _period(principal, start, end)
+    result = await loop_stats.figures(principal, first, last)
+    return Response(loop_stats.to_csv(result, principal.context.city), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="qinglian-loop-{first}-{last}.csv"'})
