@@ -166,6 +166,16 @@ class ModelRegistry:
         _write_json_atomically(self.models_dir / REGISTRY_FILE, state)
 
     # --- reading -----------------------------------------------------------------------------------------------
+    def stamp(self) -> tuple[int, int, int] | None:
+        """A cheap mark of the promotion state (one `stat` of registry.json: inode, modification time, size),
+        None without one. Every promotion and rollback replaces the file, so the mark changes with each; a
+        serving process compares marks and reads the promoted version only when it changed."""
+        try:
+            status = (self.models_dir / REGISTRY_FILE).stat()
+        except OSError:
+            return None
+        return status.st_ino, status.st_mtime_ns, status.st_size
+
     def _promoted_version(self) -> str | None:
         history = self._state()["history"]
         return str(history[-1]) if history else None
