@@ -2,12 +2,13 @@
 seed corpus on first start (or when the promoted model cannot be served by this installation), and switched when
 an administrator promotes another version or rolls back — in whichever process or command that happened.
 
-Every serving process looks at the registry's promotion state (one `stat` of `models/registry.json`) at most
-every `check_seconds` (`QINGLIAN_MODEL_CHECK_SECONDS`, 2 s by default): from a background task (`watch`) and
-before classifying. Only when that changed does it read the promoted version, and only when that differs from the
-one it serves does it load the model, in a thread: residents are classified with the current model until the new
-one is loaded, then the new one takes over at once. A promoted model that cannot be loaded is logged, the current
-one kept, and the load tried again after `RETRY_SECONDS`."""
+Every serving process looks at the registry's promotion state (`ModelRegistry.stamp`: opening
+`models/registry.json` and reading its inode, time and size) at most every `check_seconds`
+(`QINGLIAN_MODEL_CHECK_SECONDS`, 2 s by default): from a background task (`watch`) and before classifying. Only
+when that changed does it read the promoted version, and only when that differs from the one it serves does it
+load the model, in a thread: residents are classified with the current model until the new one is loaded, then the
+new one takes over at once. A promoted model that cannot be loaded is logged, the current one kept, and the load
+tried again after `RETRY_SECONDS`."""
 
 from __future__ import annotations
 

@@ -114,6 +114,13 @@ async def test_a_promoted_model_that_cannot_be_loaded_keeps_the_current_one(tmp_
     tag = service.classify(TEXT)
     assert tag is not None and tag.model_version == first.version
 
+    # the next promotion, of a model that loads, is taken up as usual
+    fixed = "29990101-000001-abcdef"
+    _copy_as_new_version(tmp_path / "models", first.version, fixed)
+    registry.promote(fixed)
+    assert await service.check() is True
+    assert service.version == fixed
+
 
 async def test_the_service_starts_with_a_data_directory_of_an_earlier_version(tmp_path: Path) -> None:
     """A promoted model of the format before scikit-learn pipelines were served: a new default model is
