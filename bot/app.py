@@ -55,7 +55,7 @@ def console_context(runtime: Runtime) -> ConsoleContext:
         city=settings.city, database=runtime.database, secret_key=settings.resolved_secret_key(),
         evidence_dir=settings.evidence_dir, data_dir=settings.data_dir, public_url=settings.public_url,
         environment=settings.environment, wake_outbox=runtime.outbox.wake, redis_url=settings.redis_url,
-        reload_classifier=runtime.classifier.ensure_ready, classifier_version=lambda: runtime.classifier.version)
+        reload_classifier=runtime.classifier.reload_if_changed, classifier_version=lambda: runtime.classifier.version)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -78,6 +78,8 @@ def create_app(settings: Settings) -> FastAPI:
         runtime.outbox.start()
         background = background_jobs(runtime.sessionmaker, settings.city, settings.evidence_dir,
                                      runtime.outbox.wake)
+        # a promotion or rollback made by any process or command reaches this one within check_seconds
+        background.append(asyncio.create_task(runtime.classifier.watch(), name="classifier-model"))
         wecom = WeComSender(settings.city)
         if wecom.enabled():
             runtime.outbox.register(WECOM_CHANNEL, plain(wecom.send))
@@ -123,7 +125,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
-        """Ready when the database answers and a classifier model is loaded."""
+        """Ready when the database answers; `model` is the classifier version this process classifies with
+        right now (it follows a promotion within `QINGLIAN_MODEL_CHECK_SECONDS` plus the time to load it)."""
         try:
             async with runtime.sessionmaker() as session:
                 await session.execute(text("SELECT 1"))

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: the bearer token a Prometheus scraper sends to /metrics; unset: /metrics answers only on loopback
     metrics_token: str | None = None
+    #: how often each serving process looks whether another model version was promoted (or rolled back to)
+    model_check_seconds: float = Field(default=2.0, gt=0, le=3600,
+                                       description="seconds between checks of the promoted classifier model")
 
     @field_validator("wechat_aes_key")
     @classmethod

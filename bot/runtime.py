@@ -68,7 +68,7 @@ class Runtime:
         texts = Texts(settings.city.texts)
         city = settings.city
 
-        classifier = ClassifierService(settings.data_dir)
+        classifier = ClassifierService(settings.data_dir, check_seconds=settings.model_check_seconds)
 
         async def route(text: str, district: str | None) -> RouteDecision:
             with metrics.CLASSIFIER_SECONDS.time():

@@ -166,6 +166,19 @@ class ModelRegistry:
         _write_json_atomically(self.models_dir / REGISTRY_FILE, state)
 
     # --- reading -----------------------------------------------------------------------------------------------
+    def stamp(self) -> tuple[int, int, int] | None:
+        """A cheap mark of the promotion state (registry.json's inode, modification time and size), None without
+        one. Every promotion and rollback replaces the file, so the mark changes with each; a serving process
+        compares marks and reads the promoted version only when it changed. The file is opened, not only
+        `stat`-ed: on NFS, opening a file is what makes the client ask the server for its current state
+        (close-to-open consistency), where a `stat` may answer from a cache up to a minute old."""
+        try:
+            with (self.models_dir / REGISTRY_FILE).open("rb") as handle:
+                status = os.fstat(handle.fileno())
+        except OSError:
+            return None
+        return status.st_ino, status.st_mtime_ns, status.st_size
+
     def _promoted_version(self) -> str | None:
         history = self._state()["history"]
         return str(history[-1]) if history else None

@@ -78,7 +78,8 @@ async def models(request: Request, principal: PagePrincipal, a: str = "", b: str
 
 
 async def _serve_promoted(principal: Principal) -> None:
-    """Switch the serving classifier to the promoted model now (it would notice within a minute anyway)."""
+    """Switch this process's classifier to the promoted model now; the other serving processes notice the
+    change within `QINGLIAN_MODEL_CHECK_SECONDS` (bot.classification)."""
     try:
         await principal.context.reload_classifier()
     except Exception:

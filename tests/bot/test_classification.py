@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
+import time
 from pathlib import Path
 
 from bot.classification import ClassifierService
@@ -43,6 +45,57 @@ async def test_the_service_reloads_when_another_version_is_promoted(tmp_path: Pa
     assert await service.reload_if_changed() is False
 
 
+async def _classifies_with(service: ClassifierService, version: str, *, within: float = 30.0) -> None:
+    """Classify, as residents' reports would, until the service answers with `version`; fail after `within`
+    seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        tag = service.classify(TEXT)
+        assert tag is not None
+        if tag.model_version == version:
+            assert service.version == version
+            return
+        assert time.monotonic() < deadline, f"still classifying with {tag.model_version}, not {version}"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_promotion_in_one_process_reaches_another_over_the_same_data_dir(tmp_path: Path) -> None:
+    """Two serving processes' classifiers over one data directory: the one where the administrator promotes
+    switches at once (the console asks it to); the other follows within its check interval — whether it only
+    classifies or also runs the background check — and a rollback travels the same way."""
+    shutil.copytree(shared_models_dir(), tmp_path / "models")
+    registry = ModelRegistry(tmp_path / "models")
+    first = registry.promoted()
+    assert first is not None
+    here = ClassifierService(tmp_path, check_seconds=0.1)
+    watching = ClassifierService(tmp_path, check_seconds=0.1)
+    classifying = ClassifierService(tmp_path, check_seconds=0.1)
+    for service in (here, watching, classifying):
+        await service.ensure_ready()
+        assert service.version == first.version
+    watcher = asyncio.create_task(watching.watch())
+    try:
+        second = "29990101-000000-abcdef"
+        _copy_as_new_version(tmp_path / "models", first.version, second)
+        await asyncio.to_thread(registry.promote, second)
+        assert await here.reload_if_changed() is True
+        await _classifies_with(here, second, within=0)
+        await _classifies_with(classifying, second)
+        deadline = time.monotonic() + 30
+        while watching.version != second:  # nothing classified there: the background check alone
+            assert time.monotonic() < deadline, "the watching service did not switch"
+            await asyncio.sleep(0.02)
+        await _classifies_with(watching, second, within=0)
+
+        await asyncio.to_thread(registry.rollback)
+        for service in (here, watching, classifying):
+            await _classifies_with(service, first.version)
+        assert await classifying.check() is False  # nothing changed since: nothing to load
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+
+
 async def test_a_promoted_model_that_cannot_be_loaded_keeps_the_current_one(tmp_path: Path) -> None:
     shutil.copytree(shared_models_dir(), tmp_path / "models")
     registry = ModelRegistry(tmp_path / "models")
@@ -60,6 +113,13 @@ async def test_a_promoted_model_that_cannot_be_loaded_keeps_the_current_one(tmp_
     assert service.version == first.version
     tag = service.classify(TEXT)
     assert tag is not None and tag.model_version == first.version
+
+    # the next promotion, of a model that loads, is taken up as usual
+    fixed = "29990101-000001-abcdef"
+    _copy_as_new_version(tmp_path / "models", first.version, fixed)
+    registry.promote(fixed)
+    assert await service.check() is True
+    assert service.version == fixed
 
 
 async def test_the_service_starts_with_a_data_directory_of_an_earlier_version(tmp_path: Path) -> None:

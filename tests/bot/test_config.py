@@ -71,3 +71,14 @@ def test_bad_settings_name_the_variable(field: str, value: str, message: str) ->
     with pytest.raises(ConfigError) as problem:
         load_settings(**{field: value})
     assert str(problem.value).startswith(message)
+
+
+def test_the_model_check_interval_is_two_seconds_unless_set_and_must_be_positive(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings(data_dir=tmp_path).model_check_seconds == 2.0
+    monkeypatch.setenv("QINGLIAN_MODEL_CHECK_SECONDS", "0.5")
+    assert load_settings(data_dir=tmp_path).model_check_seconds == 0.5
+    for wrong in ("0", "-1", "soon"):
+        monkeypatch.setenv("QINGLIAN_MODEL_CHECK_SECONDS", wrong)
+        with pytest.raises(ConfigError, match="invalid setting QINGLIAN_MODEL_CHECK_SECONDS"):
+            load_settings(data_dir=tmp_path)
