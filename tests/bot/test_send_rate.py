@@ -60,26 +60,8 @@ async def test_redis_budgets_are_shared_the_same_way() -> None:
     assert held == pytest.approx(100.0)
 
 
-class _Budget:
-    """A budget that records what the limiter asked of it (the limiter's own logic is what is tested)."""
-
-    def __init__(self) -> None:
-        self.taken: list[tuple[str, float]] = []
-        self.held: list[tuple[str, float]] = []
-
-    async def take(self, name: str, interval: float) -> float:
-        self.taken.append((name, interval))
-        return 0.0
-
-    async def hold(self, name: str, seconds: float) -> None:
-        self.held.append((name, seconds))
-
-    async def close(self) -> None:
-        return None
-
-
-async def test_messages_to_groups_also_take_the_groups_budget_and_other_calls_take_none() -> None:
-    budget = _Budget()
+async def test_messages_to_groups_also_take_the_groups_budget_and_other_calls_take_none(database: Any) -> None:
+    budget = DatabaseBudget(database, clock=lambda: NOW)
     limiter = SharedRateLimiter(budget, overall_per_second=30, group_per_minute=20)
 
     async def call(**_: Any) -> bool:
@@ -89,12 +71,14 @@ async def test_messages_to_groups_also_take_the_groups_budget_and_other_calls_ta
     await limiter.process_request(call, (), {}, "sendMessage", {"chat_id": -1001, "text": "hi"}, None)
     await limiter.process_request(call, (), {}, "getMe", {}, None)
 
-    assert budget.taken == [(OVERALL, pytest.approx(1 / 30)), ("telegram:group:-1001", pytest.approx(3.0)),
-                            (OVERALL, pytest.approx(1 / 30))]
+    # the next request of each budget waits behind what the three calls took
+    assert await budget.take(OVERALL, 1 / 30) == pytest.approx(2 / 30)  # two messages; getMe took nothing
+    assert await budget.take("telegram:group:-1001", 3.0) == pytest.approx(3.0)  # the group's one message
+    assert await budget.take("telegram:group:42", 3.0) == 0.0  # a private chat has no group budget
 
 
-async def test_a_retry_after_pauses_the_shared_budget_and_reaches_the_outbox() -> None:
-    budget = _Budget()
+async def test_a_retry_after_pauses_the_shared_budget_and_reaches_the_outbox(database: Any) -> None:
+    budget = DatabaseBudget(database, clock=lambda: NOW)
     limiter = SharedRateLimiter(budget)
 
     async def flooded(**_: Any) -> bool:
@@ -102,7 +86,7 @@ async def test_a_retry_after_pauses_the_shared_budget_and_reaches_the_outbox() -
 
     with pytest.raises(RetryAfter):
         await limiter.process_request(flooded, (), {}, "sendMessage", {"chat_id": 42, "text": "hi"}, None)
-    assert budget.held == [(OVERALL, 7.0)]
+    assert await budget.take(OVERALL, 1 / 30) == pytest.approx(7.0)
 
 
 async def test_an_unreachable_budget_paces_the_process_alone_instead_of_holding_the_message(

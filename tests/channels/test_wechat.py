@@ -424,7 +424,8 @@ def test_status_follow_up_answer_and_rating(standin: WeChatStandIn, service: Liv
     user.click("STATUS", expect="请输入16位查询码")
     user.say(code.replace(" ", ""), expect="经核查，已对该工作人员批评教育")
     user.say("1", expect="请为本案的办理打分")
-    user.say("5", expect="感谢您的评价（5星）")
+    user.say("5", expect="可以写几句意见")
+    user.say("1", expect="感谢您的评价（5星）")  # 1: skip the comment
 
 
 def test_a_redelivered_message_is_processed_once(standin: WeChatStandIn, service: LiveService) -> None:
@@ -442,7 +443,7 @@ def test_a_redelivered_message_is_processed_once(standin: WeChatStandIn, service
     user.settle()
     again = standin.redeliver(submit).wait()
     assert again.outcome == "success"
-    time.sleep(0.5)
+    _eventually(lambda: _pending_outbox(service, user.openid) == 0)  # a second answer would be on its way
     assert len(standin.inbox(user.openid)) == user.seen
     with _db(service) as db:
         assert db.execute("SELECT count(*) FROM cases WHERE reporter_key = ?",
@@ -460,7 +461,7 @@ def test_retries_while_the_step_runs_get_one_answer(standin: WeChatStandIn, serv
     statuses = [a.status for a in delivery.attempts]
     assert len(statuses) >= 2 and statuses[-1] == 200 and set(statuses[:-1]) == {None}  # [None, None, 200]
     assert delivery.outcome == "passive" and "已收到第 1 个文件" in (delivery.reply or "")
-    time.sleep(0.5)
+    _eventually(lambda: _pending_outbox(service, user.openid) == 0)  # nothing else on its way through the outbox
     assert [m.text.count("已收到第 1 个文件") for m in standin.inbox(user.openid)[user.seen:]] == [1]
     with _db(service) as db:
         assert db.execute("SELECT count(*) FROM attachments a JOIN conversations c ON a.conversation_id = c.id "
@@ -477,12 +478,10 @@ def test_a_slow_step_is_answered_through_the_customer_service_api(standin: WeCha
     for text, step in (("/report", "第1步"), ("1", "第2步"), ("芙蓉区车管所", "第3步"), ("2", "第4步"),
                        (DESCRIPTION, "第5步")):
         user.say(text, expect=step)
-    started = time.monotonic()
     delivery = standin.send_image(user.openid, JPEG, delay=6.0, mode="safe").wait()
+    # one delivery answered `success`: within WeChat's 5 s (the stand-in delivers again after them)
     assert (delivery.outcome, len(delivery.attempts)) == ("success", 1)
-    assert 3.5 < delivery.attempts[0].seconds < 4.8
     user.expect("已收到第 1 个文件", timeout=15)
-    assert time.monotonic() - started >= 6
     assert standin.inbox(user.openid)[-1].via == "custom"
     user.say("1", expect="第6步")
 
@@ -506,6 +505,15 @@ def _eventually(condition: Any, timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.05)
+
+
+def _pending_outbox(service: LiveService, openid: str) -> int:
+    """Messages to the user the service has yet to send (a step writes its answers here in the transaction
+    that ends it)."""
+    recipient = make_test_keyring().encrypt(openid, purpose="outbox.recipient", deterministic=True)
+    with _db(service) as db:
+        return int(db.execute("SELECT count(*) FROM outbox WHERE recipient = ? AND status = 'pending'",
+                              (recipient,)).fetchone()[0])
 
 
 def _counts(service: LiveService) -> tuple[int, int]:

@@ -622,7 +622,7 @@ def test_an_answer_through_the_api_reaches_the_telegram_reporter(
     standin, live = telegram_service
     chat = Chat(standin, 73125501)
     code = file_report(chat)
-    chat.settle()
+    chat.settle(live)
     # the report is about a service window, so the classifier sends it to the Clean Hall queue
     added = subprocess.run([sys.executable, "-m", "bot.cli", "staff", "add", "hall", "--role", "reviewer",
                             "--queue", "clean_hall", "--password", PASSWORD],
@@ -651,7 +651,7 @@ def test_a_reporter_who_blocked_the_bot_shows_failed_blocked_on_the_ticket(
     standin, live = telegram_service
     chat = Chat(standin, 73125599)
     file_report(chat)
-    chat.settle()
+    chat.settle(live)
     standin.block_user(chat.chat_id)
     added = subprocess.run([sys.executable, "-m", "bot.cli", "staff", "add", "chief", "--role", "admin",
                             "--password", PASSWORD], cwd=REPO, env=live.env, capture_output=True, text=True, timeout=60)

@@ -3,7 +3,6 @@ for the database loses nothing, because Telegram still holds the update and deli
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +24,10 @@ def test_an_update_whose_step_did_not_commit_is_not_acknowledged_and_survives_a_
         database.hold("BEGIN IMMEDIATE")  # the next step waits for the write lock
         polls = len(telegram.requests_for("getUpdates"))
         pressed = telegram.press_button(chat.chat_id, "district:yuelu")
-        time.sleep(2.0)  # the pending long poll returns the update; the step then waits for the lock
+        # the pending long poll returned the update: the bot answers the button press, then its step waits
+        # for the lock
+        telegram.wait_until(lambda: telegram.callback_answer(pressed) is not None, timeout=20,
+                            what="the bot received the press")
         assert len(telegram.requests_for("getUpdates")) >= polls  # (the service kept polling or waited)
         assert not telegram.is_confirmed(pressed)  # Telegram still holds it: nothing committed yet
         service.kill()

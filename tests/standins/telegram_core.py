@@ -153,6 +153,12 @@ class TelegramCore:
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.webhook_deliveries: list[int] = []
+        #: every Bot API call as it reached the server: (``time.monotonic()`` at arrival, method, the Host
+        #: header, HTTP status of the answer), in order — what a rate limit is counted on
+        self.arrivals: list[tuple[float, str, str, int]] = []
+        #: calls of a method that arrived while the ``retry_after`` of a 429 it was answered was still
+        #: running (real Telegram refuses them and lengthens the pause)
+        self.early_retries: list[str] = []
 
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
@@ -193,6 +199,7 @@ class TelegramCore:
 
         # faults
         self._faults: dict[str, deque[_Fault]] = {}
+        self._flood_until: dict[str, float] = {}
         self._drops: dict[str, int] = {}
         self.dropped_responses: list[tuple[str, Any]] = []
         self._holding: set[str] = set()
@@ -359,7 +366,16 @@ class TelegramCore:
         return self._json_response({"ok": False, "error_code": 404, "description": "Not Found"}, 404)
 
     async def _http_api(self, request: Request) -> Response:
+        arrived = time.monotonic()
         method_name = request.path_params["method"]
+        response = await self._answer_api(request, method_name, arrived)
+        with self._cond:
+            self.arrivals.append((arrived, self.spec.canonical_method(method_name) or method_name,
+                                  request.headers.get("host", ""), response.status_code))
+            self._cond.notify_all()
+        return response
+
+    async def _answer_api(self, request: Request, method_name: str, arrived: float) -> Response:
         if request.path_params["token"] != self.token:
             self._violation(method_name, "Unauthorized: wrong bot token in the URL", {})
             return self._json_response(
@@ -370,6 +386,7 @@ class TelegramCore:
         except _ApiError as exc:
             self._violation(method_name, exc.description, {})
             return self._json_response(exc.payload(), exc.code)
+        self._note_early_retry(method_name, arrived)
         status, payload = await self._call(method_name, params, files)
         if status == 200 and self._holds(method_name):
             await self._held_until_released()
@@ -380,6 +397,14 @@ class TelegramCore:
                 self._cond.notify_all()
             await _drop_connection(request)
         return self._json_response(payload, status)
+
+    def _note_early_retry(self, method: str, arrived: float) -> None:
+        key = (self.spec.canonical_method(method) or method).lower()
+        with self._lock:
+            until = self._flood_until.get(key, 0.0)
+            # 50 ms of slack: the two sides' timers and clocks are not the same
+            if arrived < until - 0.05:
+                self.early_retries.append(f"{method} {until - arrived:.2f} s before its retry_after ended")
 
     def _holds(self, method: str) -> bool:
         key = (self.spec.canonical_method(method) or method).lower()
@@ -521,6 +546,8 @@ class TelegramCore:
                             fault.status
                         ).phrase
                 retry_after = fault.retry_after if fault.status == 429 else None
+                if retry_after:
+                    self._flood_until[method.lower()] = time.monotonic() + retry_after
                 return _ApiError(fault.status, description, retry_after=retry_after, delay=fault.delay)
         return None
 

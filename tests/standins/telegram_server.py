@@ -26,7 +26,8 @@ pushed to the bot's webhook, whichever the bot set up.
 Faults: ``fail_next(method, status=…, retry_after=…, delay=…)`` (an error without effect),
 ``drop_response_after_processing(method)`` (the call takes effect, the connection is closed before
 the answer), ``block_user(chat_id)`` (403 "Forbidden: bot was blocked by the user" and a
-``my_chat_member`` update).
+``my_chat_member`` update). ``early_retries`` lists calls that came while a 429's ``retry_after`` still
+ran; ``arrivals`` records when each call arrived (to count a bot's sending rate per second).
 
 Webhook mode (after the bot's ``setWebhook``): updates are POSTed as JSON to the URL, with
 ``X-Telegram-Bot-Api-Secret-Token`` when a secret was set, by ``max_connections`` workers (default
@@ -354,6 +355,9 @@ class TelegramStandIn(TelegramUsers):
             self.errors.clear()
             self.warnings.clear()
             self.webhook_deliveries.clear()
+            self.arrivals.clear()
+            self.early_retries.clear()
+            self._flood_until.clear()
             self.filtered_update_ids.clear()
             self._sent.clear()
             self._sent_total = 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-import pytest
+import httpx
 
 from console.routes import common
 from storage.models import StaffRole, TraceKind
@@ -63,23 +63,26 @@ async def test_a_supervisor_sees_every_queue_and_assigns_but_not_admin_pages(con
             assert (await client.get(admin_page)).status_code == 403, admin_page
 
 
-async def test_lists_filter_and_page(console: ConsoleHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+async def _numbers(client: httpx.AsyncClient, url: str) -> list[str]:
+    """The case numbers a list page shows, in order."""
+    response = await client.get(url)
+    assert response.status_code == 200, response.text[:300]
+    return re.findall(r'<a href="/console/case/(QL-[0-9-]+)">', response.text)
+
+
+async def test_lists_filter(console: ConsoleHarness) -> None:
     await console.user("sup", StaffRole.SUPERVISOR)
     low = await console.case("triage", label="other", confidence=0.31, description="不知道该找谁反映的问题情况")
     late = await console.case("clean_hall", overdue=True)
     medical = await console.case("clean_medical", label="medical", district="yuelu",
                                  description="医院收红包的问题，医生收受红包")
-    monkeypatch.setattr(common, "PER_PAGE", 2)
     async with console.client() as client:
         await console.login(client, "sup")
 
         async def numbers(url: str) -> list[str]:
-            response = await client.get(url)
-            assert response.status_code == 200, response.text[:300]
-            return re.findall(r'<a href="/console/case/(QL-[0-9-]+)">', response.text)
+            return await _numbers(client, url)
 
-        assert await numbers("/console/cases") == [medical, late]
-        assert await numbers("/console/cases?page=2") == [low]
+        assert await numbers("/console/cases") == [medical, late, low]
         assert await numbers("/console/cases?label=medical") == [medical]
         assert await numbers("/console/cases?district=yuelu") == [medical]
         assert await numbers("/console/cases?conf_max=0.5") == [low]
@@ -95,3 +98,17 @@ async def test_lists_filter_and_page(console: ConsoleHarness, monkeypatch: pytes
         assert 'href="/console/queue/clean_medical?status=routed">1<' in overview
         assert (await client.get("/console/cases?conf_min=abc")).status_code == 422
         assert (await client.get("/console/cases?from=yesterday")).status_code == 422
+
+
+async def test_a_long_list_is_paged_newest_first_and_a_filter_pages_too(console: ConsoleHarness) -> None:
+    await console.user("sup", StaffRole.SUPERVISOR)
+    oldest = await console.case("clean_hall")
+    newer = [await console.case("clean_hall") for _ in range(common.PER_PAGE)]
+    other = await console.case("triage", label="other", confidence=0.31)
+    async with console.client() as client:
+        await console.login(client, "sup")
+        first_page = await _numbers(client, "/console/cases")
+        assert first_page == [other, *reversed(newer)][:common.PER_PAGE]
+        assert await _numbers(client, "/console/cases?page=2") == [newer[0], oldest]
+        assert await _numbers(client, "/console/cases?label=slow_service") == list(reversed(newer))
+        assert await _numbers(client, "/console/cases?label=slow_service&page=2") == [oldest]
