@@ -47,10 +47,9 @@ class DatabaseBudget:
         self._clock = clock
 
     async def take(self, name: str, interval: float) -> float:
-        now = self._clock()
         async with self._database.sessionmaker.begin() as session:
-            at = await rate_budget.take_slot(session, name, now=now, interval=interval)
-        return max(0.0, at - now)
+            at = await rate_budget.take_slot(session, name, now=self._clock(), interval=interval)
+        return max(0.0, at - self._clock())  # from after the round trip: the slot is kept, not overshot
 
     async def hold(self, name: str, seconds: float) -> None:
         async with self._database.sessionmaker.begin() as session:
@@ -107,6 +106,7 @@ class SharedRateLimiter(BaseRateLimiter[None]):
         self._clock = clock
         self._local: dict[str, float] = {}  # this process's own pacing while the shared budget is unreachable
         self._unreachable_since: float | None = None
+        self._paused_until = 0.0  # Telegram's last RetryAfter to this process
 
     async def _wait(self, name: str, interval: float) -> float:
         try:
@@ -141,11 +141,15 @@ class SharedRateLimiter(BaseRateLimiter[None]):
         if group:
             await asyncio.sleep(await self._wait(f"{GROUP_PREFIX}{chat_id}", self._group_interval))
         await asyncio.sleep(await self._wait(OVERALL, self._overall_interval))
+        paused = self._paused_until - self._clock()
+        if paused > 0:  # Telegram asked this process to pause while this message waited for its slot
+            await asyncio.sleep(paused)
         try:
             return await callback(*args, **kwargs)
         except RetryAfter as error:  # every process pauses, then the outbox sends it again
             seconds = _seconds(error.retry_after)
-            self._local[OVERALL] = max(self._local.get(OVERALL, 0.0), self._clock() + seconds)
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
+            self._local[OVERALL] = max(self._local.get(OVERALL, 0.0), self._paused_until)
             try:
                 await self._budget.hold(OVERALL, seconds)
             except Exception:  # noqa: BLE001 - the outbox retries after retry_after anyway

@@ -76,6 +76,7 @@ def test_telegram_flood_control_server_errors_and_a_timeout(
     # The four failures happened: four more calls than messages, and the outbox counted them.
     assert len(telegram.requests_for("sendMessage")) - sent_before == len(chats) * ROUNDS + 4
     assert attempts == len(chats) * ROUNDS + 4
+    assert telegram.early_retries == []  # nothing went out while Telegram's flood control lasted
 
 
 def _attempts_once_settled(url: str) -> int:
