@@ -159,7 +159,7 @@ async def test_a_corrupt_or_tampered_archive_is_refused(sessionmaker: Any, datab
             extracted = archive.extractfile(info)
             assert extracted is not None
             content = extracted.read()
-            if info.name == "tables/cases.jsonl":
+            if info.name == "tables/cases/000000.jsonl":
                 tampered_content = content.replace(b'"QL-2026-', b'"QL-2027-')
                 assert tampered_content != content
                 content = tampered_content
@@ -168,7 +168,7 @@ async def test_a_corrupt_or_tampered_archive_is_refused(sessionmaker: Any, datab
     with tarfile.open(tampered, "w:gz") as archive:
         for info, content in members:
             archive.addfile(info, io.BytesIO(content))
-    with pytest.raises(BackupError, match=r"checksum mismatch for tables/cases\.jsonl"):
+    with pytest.raises(BackupError, match=r"checksum mismatch for tables/cases/000000\.jsonl"):
         restore_backup(target, tmp_path / "target-data", tampered, make_test_keyring())
 
     with pytest.raises(BackupError, match="no backup file"):
