@@ -15,7 +15,8 @@ encrypted anew through the same column types. Then it runs, each in its own proc
 `qinglian db backup` of that database and data directory, and `qinglian db restore` of the archive into an empty
 database of the same kind and an empty data directory, and prints each child's peak resident memory (ru_maxrss
 from wait4) and wall time, the archive's size and whether the restored row counts and files match. `--repo` runs
-the commands of another checkout (for a before/after). The databases and files are removed at the end unless --keep.
+the commands of another checkout (for a before/after). It first prints the peak RSS of `qinglian db --help`, what
+loading the command line costs before any work. The databases and files are removed at the end unless --keep.
 """
 
 from __future__ import annotations
@@ -290,6 +291,10 @@ def main() -> None:
     arguments = parser.parse_args()
     work = arguments.work or Path(tempfile.mkdtemp(prefix="qinglian-backupbench-"))
     work.mkdir(parents=True, exist_ok=True)
+    seconds, peak, _ = run_measured([sys.executable, "-m", "bot.cli", "db", "--help"], cwd=arguments.repo,
+                                    env={**os.environ, "QINGLIAN_DATA_DIR": str(work / "empty")})
+    print(f"for comparison, `qinglian db --help`: {seconds:.1f} s, peak RSS {peak:.1f} MB (loading the command line)",
+          flush=True)
     for kind in (["sqlite", "postgres"] if arguments.database == "both" else [arguments.database]):
         measure(kind, arguments, work)
 
