@@ -16,7 +16,10 @@ encrypted anew through the same column types. Then it runs, each in its own proc
 database of the same kind and an empty data directory, and prints each child's peak resident memory (ru_maxrss
 from wait4) and wall time, the archive's size and whether the restored row counts and files match. `--repo` runs
 the commands of another checkout (for a before/after). It first prints the peak RSS of `qinglian db --help`, what
-loading the command line costs before any work. The databases and files are removed at the end unless --keep.
+loading the command line costs before any work; with --library it also calls `storage.backup` directly from
+processes that import nothing else, which shows what the streaming itself needs. The copied cases' search terms
+are the template's (the index is not rebuilt for the new texts). The databases and files are removed at the end
+unless --keep.
 """
 
 from __future__ import annotations
@@ -265,15 +268,60 @@ def measure(kind: str, arguments: argparse.Namespace, work: Path) -> None:
         same = after == before and len(restored) == len(evidence)
         print(f"{kind}: restore {seconds:7.1f} s, peak RSS {peak:7.1f} MB, rows and files "
               f"{'match' if same else 'DIFFER'}", flush=True)
+        if arguments.library:
+            if kind == "sqlite":
+                second_url = f"sqlite+aiosqlite:///{work / f'{kind}-second' / 'qinglian.db'}"
+            else:
+                name, second_url = asyncio.run(create_postgres(arguments.postgres))
+                databases.append(name)
+            measure_library(kind, arguments, work, env, source_url, source_dir, second_url, before)
     finally:
         if not arguments.keep:
             for name in databases:
                 asyncio.run(drop_postgres(arguments.postgres, name))
             shutil.rmtree(source_dir, ignore_errors=True)
             shutil.rmtree(target_dir, ignore_errors=True)
+            shutil.rmtree(work / f"{kind}-second", ignore_errors=True)
             (work / f"{kind}.qlbak").unlink(missing_ok=True)
+            (work / f"{kind}-library.qlbak").unlink(missing_ok=True)
         else:
             print(f"kept {source_dir}, {target_dir}, {databases}")
+
+
+LIBRARY_BACKUP = """
+import sys
+from pathlib import Path
+from storage.backup import create_backup
+create_backup(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]))
+"""
+LIBRARY_RESTORE = """
+import os, sys
+from pathlib import Path
+from storage.backup import restore_backup
+from storage.crypto import DataKey, KeyRing, parse_key
+ring = KeyRing(DataKey(parse_key(os.environ["QINGLIAN_ENCRYPTION_KEY"]), "key"),
+               pseudonym_key=parse_key(os.environ["QINGLIAN_PSEUDONYM_KEY"]))
+restore_backup(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), ring)
+"""
+
+
+def measure_library(kind: str, arguments: argparse.Namespace, work: Path, env: dict[str, str], source_url: str,
+                    source_dir: Path, target_url: str, before: dict[str, int]) -> None:
+    """The same backup and restore called from a process that imports only storage/, not the whole command
+    line: what the streaming itself adds to a process."""
+    archive, target_dir = work / f"{kind}-library.qlbak", work / f"{kind}-second"
+    target_dir.mkdir(parents=True)
+    seconds, peak, _ = run_measured([sys.executable, "-c", "import storage.backup, storage.migrate"],
+                                    cwd=arguments.repo, env=env)
+    print(f"{kind}: importing storage.backup alone: peak RSS {peak:7.1f} MB", flush=True)
+    seconds, peak, _ = run_measured([sys.executable, "-c", LIBRARY_BACKUP, source_url, str(source_dir), str(archive)],
+                                    cwd=arguments.repo, env=env)
+    print(f"{kind}: create_backup  {seconds:7.1f} s, peak RSS {peak:7.1f} MB", flush=True)
+    seconds, peak, _ = run_measured([sys.executable, "-c", LIBRARY_RESTORE, target_url, str(target_dir), str(archive)],
+                                    cwd=arguments.repo, env=env)
+    same = asyncio.run(row_counts(target_url)) == before
+    print(f"{kind}: restore_backup {seconds:7.1f} s, peak RSS {peak:7.1f} MB, rows {'match' if same else 'DIFFER'}",
+          flush=True)
 
 
 def main() -> None:
@@ -288,6 +336,8 @@ def main() -> None:
     parser.add_argument("--template", type=int, default=400, help="cases filed through the actions; the rest are "
                         "copies of them")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--library", action="store_true", help="also run create_backup and restore_backup in "
+                        "processes that import only storage/ (without the command line's own footprint)")
     arguments = parser.parse_args()
     work = arguments.work or Path(tempfile.mkdtemp(prefix="qinglian-backupbench-"))
     work.mkdir(parents=True, exist_ok=True)
