@@ -13,8 +13,8 @@ those rows inserted in bulk (filing a million cases one by one would take hours)
 case number, receipt-code hash, reporter and report text, and its own evidence file, every encrypted field
 encrypted anew through the same column types. Then it runs, each in its own process as an operator would,
 `qinglian db backup` of that database and data directory, and `qinglian db restore` of the archive into an empty
-database of the same kind and an empty data directory, and prints each child's peak resident memory (ru_maxrss
-from wait4) and wall time, the archive's size and whether the restored row counts and files match. `--repo` runs
+database of the same kind and an empty data directory, and prints each child's peak resident memory (its VmHWM
+as it exits) and wall time, the archive's size and whether the restored row counts and files match. `--repo` runs
 the commands of another checkout (for a before/after). It first prints the peak RSS of `qinglian db --help`, what
 loading the command line costs before any work; with --library it also calls `storage.backup` directly from
 processes that import nothing else, which shows what the streaming itself needs. The copied cases' search terms
@@ -193,19 +193,43 @@ async def row_counts(url: str) -> dict[str, int]:
         await engine.dispose()
 
 
-def run_measured(arguments: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, str]:
-    """Run a command; its wall time in seconds, its peak RSS in MB (from wait4) and its output."""
+PEAK_WRAPPER = """
+import atexit, os, runpy, sys
+def report():
+    with open("/proc/self/status") as status:
+        peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(os.environ["BACKUP_BENCHMARK_PEAK_FILE"], "w") as out:
+        out.write(peak)
+atexit.register(report)
+kind, target = sys.argv[1], sys.argv[2]
+sys.argv = [target, *sys.argv[3:]]
+if kind == "module":
+    runpy.run_module(target, run_name="__main__", alter_sys=True)
+else:
+    exec(compile(target, "<benchmark>", "exec"), {"__name__": "__main__"})
+"""
+
+
+def run_measured(kind: str, target: str, arguments: list[str], env: dict[str, str], cwd: Path
+                 ) -> tuple[float, float, str]:
+    """Run `python -m target arguments` (kind "module") or `python -c target arguments` (kind "code"); its wall
+    time in seconds, its peak RSS in MB and its output.
+
+    The peak is the child's VmHWM, which it writes when it exits. Not ru_maxrss from wait4: Linux starts a
+    child's ru_maxrss at the RSS of the process that spawned it (here the benchmark, which holds the template
+    cases), so a lean child would report the parent's size."""
     began = time.perf_counter()
-    with tempfile.TemporaryFile() as output:
-        process = subprocess.Popen(arguments, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT)
-        _pid, status, usage = os.wait4(process.pid, 0)
+    with tempfile.TemporaryFile() as output, tempfile.NamedTemporaryFile("r") as peak_file:
+        process = subprocess.run([sys.executable, "-c", PEAK_WRAPPER, kind, target, *arguments], cwd=cwd,
+                                 env={**env, "BACKUP_BENCHMARK_PEAK_FILE": peak_file.name}, stdout=output,
+                                 stderr=subprocess.STDOUT, check=False)
         elapsed = time.perf_counter() - began
-        process.returncode = os.waitstatus_to_exitcode(status)
         output.seek(0)
         text_ = output.read().decode(errors="replace")
-    if process.returncode != 0:
-        raise SystemExit(f"{' '.join(arguments)} failed ({process.returncode}):\n{text_[-3000:]}")
-    return elapsed, usage.ru_maxrss / 1024, text_
+        peak_text = peak_file.read().strip()
+    if process.returncode != 0 or not peak_text:
+        raise SystemExit(f"{target} {' '.join(arguments)} failed ({process.returncode}):\n{text_[-3000:]}")
+    return elapsed, int(peak_text) / 1024, text_
 
 
 async def create_postgres(admin_url: str) -> tuple[str, str]:
@@ -255,13 +279,13 @@ def measure(kind: str, arguments: argparse.Namespace, work: Path) -> None:
                "QINGLIAN_PSEUDONYM_KEY": pseudonym_key}
         archive = work / f"{kind}.qlbak"
         seconds, peak, _ = run_measured(
-            [sys.executable, "-m", "bot.cli", "db", "backup", str(archive)], cwd=arguments.repo,
+            "module", "bot.cli", ["db", "backup", str(archive)], cwd=arguments.repo,
             env={**env, "QINGLIAN_DATA_DIR": str(source_dir), "QINGLIAN_DATABASE_URL": source_url})
         print(f"{kind}: backup  {seconds:7.1f} s, peak RSS {peak:7.1f} MB, archive "
               f"{archive.stat().st_size / 2**20:,.0f} MB", flush=True)
         target_dir.mkdir(parents=True)
         seconds, peak, _ = run_measured(
-            [sys.executable, "-m", "bot.cli", "db", "restore", str(archive)], cwd=arguments.repo,
+            "module", "bot.cli", ["db", "restore", str(archive)], cwd=arguments.repo,
             env={**env, "QINGLIAN_DATA_DIR": str(target_dir), "QINGLIAN_DATABASE_URL": target_url})
         after = asyncio.run(row_counts(target_url))
         restored = [path for path in (target_dir / "evidence").rglob("*") if path.is_file()]
@@ -311,13 +335,13 @@ def measure_library(kind: str, arguments: argparse.Namespace, work: Path, env: d
     line: what the streaming itself adds to a process."""
     archive, target_dir = work / f"{kind}-library.qlbak", work / f"{kind}-second"
     target_dir.mkdir(parents=True)
-    seconds, peak, _ = run_measured([sys.executable, "-c", "import storage.backup, storage.migrate"],
+    seconds, peak, _ = run_measured("code", "import storage.backup, storage.migrate", [],
                                     cwd=arguments.repo, env=env)
     print(f"{kind}: importing storage.backup alone: peak RSS {peak:7.1f} MB", flush=True)
-    seconds, peak, _ = run_measured([sys.executable, "-c", LIBRARY_BACKUP, source_url, str(source_dir), str(archive)],
+    seconds, peak, _ = run_measured("code", LIBRARY_BACKUP, [source_url, str(source_dir), str(archive)],
                                     cwd=arguments.repo, env=env)
     print(f"{kind}: create_backup  {seconds:7.1f} s, peak RSS {peak:7.1f} MB", flush=True)
-    seconds, peak, _ = run_measured([sys.executable, "-c", LIBRARY_RESTORE, target_url, str(target_dir), str(archive)],
+    seconds, peak, _ = run_measured("code", LIBRARY_RESTORE, [target_url, str(target_dir), str(archive)],
                                     cwd=arguments.repo, env=env)
     same = asyncio.run(row_counts(target_url)) == before
     print(f"{kind}: restore_backup {seconds:7.1f} s, peak RSS {peak:7.1f} MB, rows {'match' if same else 'DIFFER'}",
@@ -341,7 +365,7 @@ def main() -> None:
     arguments = parser.parse_args()
     work = arguments.work or Path(tempfile.mkdtemp(prefix="qinglian-backupbench-"))
     work.mkdir(parents=True, exist_ok=True)
-    seconds, peak, _ = run_measured([sys.executable, "-m", "bot.cli", "db", "--help"], cwd=arguments.repo,
+    seconds, peak, _ = run_measured("module", "bot.cli", ["db", "--help"], cwd=arguments.repo,
                                     env={**os.environ, "QINGLIAN_DATA_DIR": str(work / "empty")})
     print(f"for comparison, `qinglian db --help`: {seconds:.1f} s, peak RSS {peak:.1f} MB (loading the command line)",
           flush=True)
