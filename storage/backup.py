@@ -793,12 +793,18 @@ class _Restorer(_Consumer):
         self.finish_table()
         self.table_name = None
         path = self.data_dir / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(prefix=".tmp-restore-", dir=path.parent)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temp_name = tempfile.mkstemp(prefix=".tmp-restore-", dir=path.parent)
+        except OSError as exc:
+            raise BackupError(f"cannot write {path}: {_reason(exc)}") from None
         try:
             with os.fdopen(handle, "wb") as out:
                 for chunk in chunks:
-                    out.write(chunk)
+                    try:
+                        out.write(chunk)
+                    except OSError as exc:  # a full disk, not the archive's fault
+                        raise BackupError(f"cannot write {path}: {_reason(exc)}") from None
             os.replace(temp_name, path)
         except BaseException:
             Path(temp_name).unlink(missing_ok=True)
