@@ -4,14 +4,16 @@ An archive (a gzip-compressed tar stream, any file name) holds, in this order,
 
 - `format.json` — `{"format": "qinglian-backup", "format_version": 2}`, so a reader knows the layout
   from the first member;
-- `tables/<table>/<part>.jsonl` — every row of every table as one JSON object per line, in primary-key
-  order, cut into parts of at most `PART_BYTES` (numbered from 000000; a table without rows has none),
+- `tables/<table>/<part>.jsonl` — every row of every table as one JSON object per line, tables in the
+  order of their foreign keys (parents first, as a restore inserts them), rows in primary-key order, cut
+  into parts of about `PART_BYTES` (a part ends with the row that reaches it; numbered from 000000; a
+  table without rows has none),
   read inside one snapshot transaction (PostgreSQL: REPEATABLE READ, READ ONLY; SQLite: one deferred read
   transaction, which WAL mode turns into a snapshot), so a backup taken while the service runs is consistent;
 - `files/evidence/…` and `files/models/…` — the data directory's evidence files and classifier models,
   byte for byte as stored;
 - `checksums/<n>.jsonl` — after every `CHECKSUM_BATCH` members and once at the end: one line
-  `{"name", "size", "sha256"}` for each member written since the previous checksums member;
+  `{"name", "size", "sha256"}` for each table part and file written since the previous checksums member;
 - `manifest.json` — last: format version, creation time, the Alembic schema revision, the source dialect,
   row counts, file and member counts and the sha256 of every checksums member.
 
@@ -366,6 +368,11 @@ class _ArchiveWriter:
         self.archive.addfile(info, source)
         self.archive.members.clear()  # type: ignore[attr-defined]  # TarFile keeps every member; not needed
 
+    def add_header(self) -> None:
+        """The first member, which tells a reader the format version before anything else."""
+        header = json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION}).encode()
+        self._add(FORMAT_MEMBER, len(header), io.BytesIO(header), self.mtime)
+
     def add_bytes(self, name: str, data: bytes) -> None:
         self._add(name, len(data), io.BytesIO(data), self.mtime)
         self._listed(name, len(data), _sha256(data))
@@ -419,8 +426,7 @@ def create_backup(database_url: str, data_dir: Path, destination: Path) -> Backu
     try:
         with os.fdopen(handle, "wb") as raw:
             writer = _ArchiveWriter(raw, datetime.now(UTC).timestamp())
-            header = json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION}).encode()
-            writer._add(FORMAT_MEMBER, len(header), io.BytesIO(header), writer.mtime)
+            writer.add_header()
             try:
                 revision, row_counts = asyncio.run(_snapshot(database_url, writer))
             except (OSError, SQLAlchemyError) as exc:
