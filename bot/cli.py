@@ -152,7 +152,10 @@ def db_current() -> None:
 @db_app.command("backup")
 def db_backup(file: Annotated[str, typer.Argument(help="The archive to write (.tar.gz or .qlbak).")]) -> None:
     """Write a consistent backup: every table (one snapshot, safe while the service runs), the evidence
-    files and the classifier models, with a manifest of checksums.
+    files and the classifier models, with checksums of every member and a manifest.
+
+    Rows and files are streamed into the archive in bounded pieces, so memory stays the same whatever
+    the size of the database and of the evidence.
 
     The backup is database-agnostic: one taken from SQLite restores into PostgreSQL and back, which is
     how to move from the embedded default to production. Encrypted fields stay encrypted in the backup.
@@ -181,10 +184,12 @@ def db_restore(
 ) -> None:
     """Restore a backup into the configured database and data directory.
 
-    Checks the manifest and every checksum first, creates or migrates the schema to the backup's
-    revision, inserts every row in one transaction, restores evidence and model files, then migrates
-    to the newest schema. The source may be SQLite or PostgreSQL, whatever the target is. Refuses a
-    target that already has data unless --force (which empties it first).
+    Reads the whole archive once to check the manifest, every checksum and the row counts (a corrupt or
+    truncated backup is refused before anything is written), creates or migrates the schema to the
+    backup's revision, then reads it again and inserts every row in one transaction, in batches, and
+    restores evidence and model files, then migrates to the newest schema. The source may be SQLite or
+    PostgreSQL, whatever the target is. Refuses a target that already has data unless --force (which
+    empties it first). Reads backups of format 1 (earlier releases) and 2.
     """
     from pathlib import Path
 

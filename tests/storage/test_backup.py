@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -23,7 +24,13 @@ from storage import actions
 from storage.backup import BackupError, create_backup, read_archive, restore_backup
 from storage.db import create_engine, create_sessionmaker
 from storage.models import Base, CaseStatus, utcnow
-from tests.conftest import REPO, create_postgres_database, drop_postgres_database, make_test_keyring
+from tests.conftest import (
+    REPO,
+    create_postgres_database,
+    drop_postgres_database,
+    evidence_content,
+    make_test_keyring,
+)
 from tests.factories import file_case
 
 KEY = b"k" * 32
@@ -159,7 +166,7 @@ async def test_a_corrupt_or_tampered_archive_is_refused(sessionmaker: Any, datab
             extracted = archive.extractfile(info)
             assert extracted is not None
             content = extracted.read()
-            if info.name == "tables/cases.jsonl":
+            if info.name == "tables/cases/000000.jsonl":
                 tampered_content = content.replace(b'"QL-2026-', b'"QL-2027-')
                 assert tampered_content != content
                 content = tampered_content
@@ -168,7 +175,7 @@ async def test_a_corrupt_or_tampered_archive_is_refused(sessionmaker: Any, datab
     with tarfile.open(tampered, "w:gz") as archive:
         for info, content in members:
             archive.addfile(info, io.BytesIO(content))
-    with pytest.raises(BackupError, match=r"checksum mismatch for tables/cases\.jsonl"):
+    with pytest.raises(BackupError, match=r"checksum mismatch for tables/cases/000000\.jsonl"):
         restore_backup(target, tmp_path / "target-data", tampered, make_test_keyring())
 
     with pytest.raises(BackupError, match="no backup file"):
@@ -245,3 +252,192 @@ def test_the_cli_backs_up_and_restores(tmp_path: Path) -> None:
     corrupt = run(target_dir, "restore", "--force", str(garbage))
     assert corrupt.returncode == 2
     assert corrupt.stderr.startswith("qinglian: ") and corrupt.stderr.strip().count("\n") == 0
+
+
+# --- streaming in bounded pieces (format 2) ----------------------------------------------------------
+
+
+async def _fill_many(url: str, data_dir: Path, cases: int) -> dict[str, bytes]:
+    """`cases` cases with trace events, notes, answers, attachments with encrypted evidence files and
+    duplicates pointing both ways; returns the evidence as the residents sent it, by stored name."""
+    from storage import staff_actions
+    from storage.evidence_files import purpose_of, write_encrypted
+    from storage.models import StaffRole
+    from tests.factories import create_staff
+
+    keyring = make_test_keyring()
+    engine = create_engine(url, keyring)
+    sessionmaker = create_sessionmaker(engine)
+    evidence: dict[str, bytes] = {}
+    async with sessionmaker.begin() as session:
+        staff = await create_staff(session, "li", StaffRole.REVIEWER, ["triage"])
+        filed = []
+        for number in range(cases):
+            attachment_ids = []
+            if number % 3 == 0:
+                stored_name = f"2026/11/{number:04d}-{hashlib.sha256(str(number).encode()).hexdigest()[:16]}.jpg"
+                content = os.urandom(1000 + number * 37) + f"第{number}张照片".encode()
+                write_encrypted(keyring, data_dir / "evidence" / stored_name, content, purpose=purpose_of(stored_name))
+                evidence[stored_name] = content
+                conversation = await actions.load_conversation(session, "telegram", f"r{number}")
+                attachment = await actions.add_draft_attachment(
+                    session, conversation, stored_name=stored_name, original_name=f"照片{number}.jpg",
+                    media_type="image/jpeg", size_bytes=len(content), sha256=hashlib.sha256(content).hexdigest())
+                attachment_ids.append(attachment.id)
+            description = f"第{number}号反映：窗口工作人员擅离岗位，群众排队无人办理。" * (1 + number % 4)
+            case = await _file(session, reporter_ref=f"r{number}", attachment_ids=attachment_ids,
+                               description=description)
+            filed.append(case)
+            await actions.change_status(session, case, CaseStatus.ACCEPTED, actor="staff:1", body=f"受理{number}")
+            await staff_actions.add_note(session, case, f"内部备注{number}：需要核实", actor=staff)
+            if number % 2:
+                await actions.add_follow_up(session, case, text=f"补充{number}")
+        for number, case in enumerate(filed):
+            if number % 5 == 1:
+                case.duplicate_of_id = filed[number - 1].id  # an earlier case
+            elif number % 5 == 3 and number + 1 < len(filed):
+                case.duplicate_of_id = filed[number + 1].id  # a later one: its row is restored after this one
+    await engine.dispose()
+    return evidence
+
+
+def _members(path: Path) -> list[tuple[str, bytes]]:
+    with tarfile.open(path) as archive:
+        return [(info.name, archive.extractfile(info).read()) for info in archive]  # type: ignore[union-attr]
+
+
+def _write_members(path: Path, members: list[tuple[str, bytes]]) -> None:
+    with tarfile.open(path, "w:gz") as archive:
+        for name, content in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            archive.addfile(info, io.BytesIO(content))
+
+
+@pytest.fixture
+def small_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parts, batches and checksum lists a few rows long, so a small database spans many of each."""
+    from storage import backup
+
+    monkeypatch.setattr(backup, "PART_BYTES", 3000)
+    monkeypatch.setattr(backup, "FETCH_ROWS", 7)
+    monkeypatch.setattr(backup, "INSERT_ROWS", 5)
+    monkeypatch.setattr(backup, "CHECKSUM_BATCH", 6)
+    monkeypatch.setattr(backup, "COPY_CHUNK", 1024)
+
+
+async def test_a_backup_in_many_parts_restores_cases_trace_notes_attachments_and_evidence_identically(
+    database_url: str, fresh_databases: dict[str, str], tmp_path: Path, small_pieces: None
+) -> None:
+    source_dir = tmp_path / "source"
+    evidence = await _fill_many(database_url, source_dir, 24)
+    original = await _dump(database_url)
+    archive_path = tmp_path / "many.qlbak"
+
+    summary = await asyncio.to_thread(create_backup, database_url, source_dir, archive_path)
+
+    names = [name for name, _content in _members(archive_path)]
+    assert names[0] == "format.json" and names[-1] == "manifest.json"
+    assert len([name for name in names if name.startswith("tables/cases/")]) > 3
+    assert len([name for name in names if name.startswith("checksums/")]) > 3
+    stored = dict(_members(archive_path))
+    for stored_name, content in evidence.items():  # copied as stored: encrypted, never the resident's bytes
+        member = stored[f"files/evidence/{stored_name}"]
+        assert member == (source_dir / "evidence" / stored_name).read_bytes()
+        assert member.startswith(b"QLE1") and content not in member
+    assert summary.row_counts["internal_notes"] == 24 and summary.row_counts["attachments"] == 8
+    assert summary.file_count == 8
+
+    for kind, target_url in fresh_databases.items():
+        target_dir = tmp_path / f"restored-{kind}"
+        restored = await asyncio.to_thread(restore_backup, target_url, target_dir, archive_path,
+                                           make_test_keyring())
+        assert restored.file_count == 8
+        assert await _dump(target_url) == original, kind
+        assert _files(target_dir) == _files(source_dir)
+        assert {name: evidence_content(target_dir / "evidence", name) for name in evidence} == evidence
+
+
+async def test_a_truncated_or_corrupted_archive_is_refused_and_leaves_the_target_untouched(
+    database_url: str, tmp_path: Path, small_pieces: None
+) -> None:
+    source_dir = tmp_path / "source"
+    await _fill_many(database_url, source_dir, 9)
+    archive_path = tmp_path / "good.qlbak"
+    await asyncio.to_thread(create_backup, database_url, source_dir, archive_path)
+    members = _members(archive_path)
+
+    # the target: the same database with a case filed after the backup, and its data directory
+    engine = create_engine(database_url, make_test_keyring())
+    async with create_sessionmaker(engine).begin() as session:
+        await _file(session, reporter_ref="after-the-backup")
+    await engine.dispose()
+    (source_dir / "evidence" / "2026" / "12").mkdir(parents=True)
+    (source_dir / "evidence" / "2026" / "12" / "newer.jpg").write_bytes(b"a later file")
+    before_rows, before_files = await _dump(database_url), _files(source_dir)
+
+    whole = archive_path.read_bytes()
+    broken: dict[str, tuple[bytes, str]] = {}
+    for share in (0.3, 0.6, 0.95):
+        broken[f"cut at {share:.0%}"] = (whole[: int(len(whole) * share)], "corrupt or truncated")
+
+    def rewritten(change: Any) -> bytes:
+        path = tmp_path / "rewritten.qlbak"
+        _write_members(path, change([*members]))
+        return path.read_bytes()
+
+    first_file = next(name for name, _content in members if name.startswith("files/evidence/"))
+    broken["evidence altered"] = (rewritten(lambda ms: [
+        (name, content[:-1] + bytes([content[-1] ^ 1]) if name == first_file else content) for name, content in ms
+    ]), f"checksum mismatch for {first_file}")
+    broken["no manifest"] = (rewritten(lambda ms: ms[:-1]), "ends before its manifest.json")
+    broken["a part missing"] = (rewritten(lambda ms: [m for m in ms if m[0] != "tables/cases/000001.jsonl"]),
+                                "tables/cases/000002.jsonl where its checksums list tables/cases/000001.jsonl")
+    broken["a part and its checksum missing"] = (rewritten(lambda ms: [
+        (name, b"".join(line + b"\n" for line in content.splitlines() if b"tables/cases/000001.jsonl" not in line)
+         if name.startswith("checksums/") else content)
+        for name, content in ms if name != "tables/cases/000001.jsonl"
+    ]), "checksum mismatch for checksums/")
+    broken["from a newer release"] = (rewritten(lambda ms: [
+        ("format.json", b'{"format": "qinglian-backup", "format_version": 3}'), *ms[1:]
+    ]), "backup format version 3 is not supported")
+
+    for what, (content, message) in broken.items():
+        path = tmp_path / "broken.qlbak"
+        path.write_bytes(content)
+        with pytest.raises(BackupError, match=re.escape(message)):
+            await asyncio.to_thread(restore_backup, database_url, source_dir, path, make_test_keyring(), force=True)
+        assert await _dump(database_url) == before_rows, what
+        assert _files(source_dir) == before_files, what
+
+
+async def test_a_backup_of_format_1_still_restores(database_url: str, tmp_path: Path) -> None:
+    """An archive as the previous release wrote it: one member per table, every checksum in the manifest."""
+    source_dir = tmp_path / "source"
+    await _fill_many(database_url, source_dir, 5)
+    original = await _dump(database_url)
+    archive_path = tmp_path / "new.qlbak"
+    await asyncio.to_thread(create_backup, database_url, source_dir, archive_path)
+    members = _members(archive_path)
+    manifest = json.loads(dict(members)["manifest.json"])
+    tables: dict[str, bytes] = {}  # in the order of the archive: parents first
+    files: list[tuple[str, bytes]] = []
+    for name, content in members:
+        if name.startswith("tables/"):
+            tables[name.split("/")[1]] = tables.get(name.split("/")[1], b"") + content
+        elif name.startswith("files/"):
+            files.append((name, content))
+    old_members = [(f"tables/{name}.jsonl", content) for name, content in tables.items()] + files
+    old_manifest = {key: manifest[key] for key in ("format", "created_at", "schema_revision", "source_dialect",
+                                                   "row_counts", "file_count")}
+    old_manifest.update(format_version=1, members={name: hashlib.sha256(content).hexdigest()
+                                                   for name, content in old_members})
+    old = tmp_path / "old.tar.gz"
+    _write_members(old, [*old_members, ("manifest.json", json.dumps(old_manifest).encode())])
+    target = f"sqlite+aiosqlite:///{tmp_path / 'restored.db'}"
+
+    restored = await asyncio.to_thread(restore_backup, target, tmp_path / "restored", old, make_test_keyring())
+
+    assert restored.row_counts == manifest["row_counts"]
+    assert await _dump(target) == original
+    assert _files(tmp_path / "restored") == _files(source_dir)
