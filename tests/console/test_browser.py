@@ -238,7 +238,8 @@ def test_staff_work_a_ticket_and_see_statistics_and_models(service: tuple[LiveSe
         # an administrator sees the statistics and the models
         _login(page, live.url, "admin")
         page.click("header nav a[href='/console/stats']")
-        expect(page.locator("figure.chart svg")).to_have_count(4)
+        expect(page.locator("figure.chart svg")).to_have_count(6)  # four bar charts and the loop's two weekly lines
+        expect(page.locator("#loop")).to_contain_text("闭环指标")
         expect(page.locator(".tiles")).to_contain_text("期间收到举报")
         _shot(page, "statistics")
 
