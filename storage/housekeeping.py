@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.actions import discard_draft_attachments
@@ -138,3 +138,15 @@ async def hold_lease(session: AsyncSession, name: str, *, held_at: datetime | No
         return None
     await session.flush()
     return now
+
+
+async def optimize(session: AsyncSession) -> bool:
+    """Keep SQLite's query planner informed (PostgreSQL's autovacuum does this itself): the first time, ANALYZE
+    (sampled, so a large database takes moments); afterwards `PRAGMA optimize`, which analyses again only the
+    tables whose statistics have gone stale. True when it ran (SQLite)."""
+    if session.get_bind().dialect.name != "sqlite":
+        return False
+    await session.execute(text("PRAGMA analysis_limit=1000"))
+    analysed = await session.scalar(text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'"))
+    await session.execute(text("PRAGMA optimize" if analysed else "ANALYZE"))
+    return True
