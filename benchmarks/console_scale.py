@@ -130,6 +130,9 @@ async def build(url: str, settings: Settings, size: int, seed: int = 14) -> dict
                 if closed is not None:
                     trace.append({"case_id": case_id, "kind": status, "body": None, "detail": {},
                                   "actor": "staff:1", "created_at": closed})
+                if case_id % 20 == 7:  # the reporter added something: unread for staff
+                    trace.append({"case_id": case_id, "kind": "follow_up", "body": "补充：今天又去了一次，还是没办成。",
+                                  "detail": {}, "actor": "reporter", "created_at": created + timedelta(hours=5)})
                 if case_id % 10 == 0:
                     notes.append({"case_id": case_id, "author_id": None, "body": "已电话联系经办单位，待回复。",
                                   "created_at": created + timedelta(hours=3)})

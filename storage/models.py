@@ -343,6 +343,9 @@ class ReplyScore(Base):
 
 class TraceEvent(Base):
     __tablename__ = "trace_events"
+    # the unread marks (`storage.staff_notices.unread_condition`) start from the few follow-ups, not every case
+    __table_args__ = (Index("ix_trace_events_follow_ups", "case_id", "created_at",
+                            postgresql_where=text("kind = 'follow_up'"), sqlite_where=text("kind = 'follow_up'")),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)

@@ -18,6 +18,7 @@ depends_on: str | Sequence[str] | None = None
 
 NOT_ACCEPTED = "status IN ('received', 'routed')"
 OPEN = "status IN ('received', 'routed', 'accepted', 'in_handling', 'answered')"
+FOLLOW_UP = "kind = 'follow_up'"
 
 
 def upgrade() -> None:
@@ -31,9 +32,12 @@ def upgrade() -> None:
                     postgresql_where=sa.text(NOT_ACCEPTED), sqlite_where=sa.text(NOT_ACCEPTED))
     op.create_index('ix_cases_open_resolve_due', 'cases', ['resolve_due_at'],
                     postgresql_where=sa.text(OPEN), sqlite_where=sa.text(OPEN))
+    op.create_index('ix_trace_events_follow_ups', 'trace_events', ['case_id', 'created_at'],
+                    postgresql_where=sa.text(FOLLOW_UP), sqlite_where=sa.text(FOLLOW_UP))
 
 
 def downgrade() -> None:
+    op.drop_index('ix_trace_events_follow_ups', table_name='trace_events')
     for name in ('ix_cases_open_resolve_due', 'ix_cases_open_accept_due', 'ix_cases_label_review',
                  'ix_cases_assigned_to', 'ix_cases_closed_at', 'ix_cases_accepted_at', 'ix_cases_queue_status',
                  'ix_cases_queue_created'):
