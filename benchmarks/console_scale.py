@@ -107,6 +107,11 @@ async def build(url: str, settings: Settings, size: int, seed: int = 14) -> dict
                 if closed is not None and closed > now:
                     closed = now
                 queue = queues[case_id % len(queues)]
+                # an open case's current deadline was warned about and escalated as it came, as a live service
+                # does (storage/loop.py's marker), so the first deadline round does not write about every one
+                accept_due, resolve_due = created + timedelta(days=2), created + timedelta(days=15)
+                marker = None if closed is not None else (
+                    f"accept:{accept_due.isoformat()}" if accepted is None else f"resolve:{resolve_due.isoformat()}")
                 cases.append({
                     "id": case_id, "case_number": f"QL-{created.year}-{case_id:07d}",
                     "receipt_code_hash": secrets.token_hex(32), "channel": rng.choice(("telegram", "wechat", "web")),
@@ -118,8 +123,9 @@ async def build(url: str, settings: Settings, size: int, seed: int = 14) -> dict
                     "label_terms": [], "model_version": "bench", "rating": rng.choice((None, 3, 4, 5)) if closed
                     else None, "rehandle_count": 0, "appeal_count": 0, "transfer_count": 0, "extension_count": 0,
                     "appeal_pending": False, "created_at": created, "updated_at": closed or accepted or created,
-                    "routed_at": created, "accepted_at": accepted, "accept_due_at": created + timedelta(days=2),
-                    "resolve_due_at": created + timedelta(days=15), "closed_at": closed, "search_version": 1})
+                    "routed_at": created, "accepted_at": accepted, "accept_due_at": accept_due,
+                    "resolve_due_at": resolve_due, "closed_at": closed, "search_version": 1,
+                    "warned_for": marker, "escalated_for": marker})
                 trace.append({"case_id": case_id, "kind": "received", "body": None, "detail": {}, "actor": "system",
                               "created_at": created})
                 trace.append({"case_id": case_id, "kind": "routed", "body": None, "detail": {"queue": queue},
