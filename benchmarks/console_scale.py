@@ -319,7 +319,10 @@ async def measure(base: str, facts: dict[str, Any], samples: int) -> dict[str, A
                     pages["statistics (365 days)"] = partial(console.get, "/console/stats", params=year)
                     pages["export (one week, CSV)"] = partial(console.get, "/console/export.csv", params=week)
                 for name, call in pages.items():
-                    results[f"{role}: {name}"] = await timed(call, samples)
+                    try:
+                        results[f"{role}: {name}"] = await timed(call, samples)
+                    except httpx.TimeoutException as error:
+                        raise RuntimeError(f"{role}: {name} took longer than the client's timeout") from error
                 await console.aclose()
                 await api.aclose()
             # residents while an administrator loads the year's statistics again and again
