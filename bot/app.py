@@ -80,6 +80,8 @@ def create_app(settings: Settings) -> FastAPI:
                                      runtime.outbox.wake)
         # a promotion or rollback made by any process or command reaches this one within check_seconds
         background.append(asyncio.create_task(runtime.classifier.watch(), name="classifier-model"))
+        await metrics.DATABASE.refresh(runtime.sessionmaker)  # the first scrape has figures
+        background.append(asyncio.create_task(metrics.DATABASE.run(runtime.sessionmaker), name="metrics"))
         wecom = WeComSender(settings.city)
         if wecom.enabled():
             runtime.outbox.register(WECOM_CHANNEL, plain(wecom.send))
@@ -140,7 +142,8 @@ def create_app(settings: Settings) -> FastAPI:
                                            request.client.host if request.client else None):
             raise HTTPException(401, "metrics need the bearer token (QINGLIAN_METRICS_TOKEN)",
                                 headers={"WWW-Authenticate": "Bearer"})
-        body, content_type = await metrics.render(runtime.sessionmaker)
+        await metrics.DATABASE.refresh_if_stale(runtime.sessionmaker)
+        body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
     @app.post("/telegram/webhook", include_in_schema=False)

@@ -137,6 +137,8 @@ async def housekeeping_once(sessionmaker: async_sessionmaker[AsyncSession], evid
                                      failed_before=now - timedelta(days=limits.outbox_failed_retention_days))
     if expired:
         log.info("expired %d unfinished drafts", expired)
+    async with sessionmaker.begin() as session:  # the planner's statistics, at a city's scale (SQLite)
+        await housekeeping.optimize(session)
 
 
 async def run_housekeeping(sessionmaker: async_sessionmaker[AsyncSession], evidence_dir: Path,

@@ -1,12 +1,33 @@
-"""Prometheus metrics at /metrics: process counters, and database gauges read at scrape time."""
+"""Prometheus metrics at /metrics: process counters, and database gauges that one process exports.
+
+A scrape only renders what is in memory. The database gauges (cases by label and status, open cases per queue,
+the outbox's backlog) are read by a background refresh every `REFRESH_SECONDS` in the one process that holds
+their lease (`storage.housekeeping.hold_lease`); the other processes export none, so a sum over the instances
+counts each case once and N processes do not run N sets of queries per scrape.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from storage import housekeeping
 from storage.models import CLOSED_STATUSES, Case, OutboxMessage, utcnow
+
+log = logging.getLogger(__name__)
+
+REFRESH_SECONDS = 15.0
+LEASE = "metrics.database_gauges"
 
 REGISTRY = CollectorRegistry()
 UPDATES = Counter("qinglian_updates", "Inbound updates handled, by channel", ["channel"], registry=REGISTRY)
@@ -16,39 +37,101 @@ STEP_SECONDS = Histogram("qinglian_dialog_step_seconds", "Time to handle one dia
                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=REGISTRY)
 CLASSIFIER_SECONDS = Histogram("qinglian_classifier_seconds", "Time to classify one report",
                                buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1), registry=REGISTRY)
-CASES = Gauge("qinglian_cases", "Cases in the database, by label and status", ["label", "status"], registry=REGISTRY)
-QUEUE_OPEN = Gauge("qinglian_queue_open_cases", "Open cases per queue", ["queue"], registry=REGISTRY)
-OUTBOX_PENDING = Gauge("qinglian_outbox_pending", "Outbox messages waiting, by channel", ["channel"],
-                       registry=REGISTRY)
-OUTBOX_FAILED = Gauge("qinglian_outbox_failed", "Outbox messages given up on, by channel", ["channel"],
-                      registry=REGISTRY)
-OUTBOX_LAG = Gauge("qinglian_outbox_lag_seconds", "Age of the oldest waiting outbox message", registry=REGISTRY)
 
 
-async def render(sessionmaker: async_sessionmaker[AsyncSession]) -> tuple[bytes, str]:
-    async with sessionmaker() as session:
-        by_label = (await session.execute(
-            select(Case.label, Case.status, func.count()).group_by(Case.label, Case.status))).all()
-        open_by_queue = (await session.execute(
+@dataclass
+class Snapshot:
+    cases: dict[tuple[str, str], int] = field(default_factory=dict)  # (label, status) → count
+    open_by_queue: dict[str, int] = field(default_factory=dict)
+    outbox_pending: dict[str, int] = field(default_factory=dict)
+    outbox_failed: dict[str, int] = field(default_factory=dict)
+    outbox_lag_seconds: float = 0.0
+
+
+async def read_snapshot(session: AsyncSession) -> Snapshot:
+    snapshot = Snapshot()
+    for label, status, count in await session.execute(
+            select(Case.label, Case.status, func.count()).group_by(Case.label, Case.status)):
+        key = (label or "unlabelled", status)
+        snapshot.cases[key] = snapshot.cases.get(key, 0) + count
+    for queue, count in await session.execute(
             select(Case.queue, func.count()).where(Case.status.not_in([str(s) for s in CLOSED_STATUSES]))
-            .group_by(Case.queue))).all()
-        outbox = (await session.execute(
+            .group_by(Case.queue)):
+        snapshot.open_by_queue[queue] = count
+    oldest: datetime | None = None
+    for channel, status, count, first in await session.execute(
             select(OutboxMessage.channel, OutboxMessage.status, func.count(), func.min(OutboxMessage.created_at))
             .where(OutboxMessage.status.in_(("pending", "failed")))
-            .group_by(OutboxMessage.channel, OutboxMessage.status))).all()
-    CASES.clear()
-    for label, status, count in by_label:
-        CASES.labels(label or "unlabelled", status).set(count)
-    QUEUE_OPEN.clear()
-    for queue, count in open_by_queue:
-        QUEUE_OPEN.labels(queue).set(count)
-    OUTBOX_PENDING.clear()
-    OUTBOX_FAILED.clear()
-    oldest = None
-    for channel, status, count, first in outbox:
-        (OUTBOX_PENDING if status == "pending" else OUTBOX_FAILED).labels(channel).set(count)
+            .group_by(OutboxMessage.channel, OutboxMessage.status)):
+        (snapshot.outbox_pending if status == "pending" else snapshot.outbox_failed)[channel] = count
         if status == "pending" and first is not None:
-            first = first if first.tzinfo else first.replace(tzinfo=utcnow().tzinfo)
             oldest = first if oldest is None else min(oldest, first)
-    OUTBOX_LAG.set((utcnow() - oldest).total_seconds() if oldest else 0)
+    snapshot.outbox_lag_seconds = (utcnow() - oldest).total_seconds() if oldest else 0.0
+    return snapshot
+
+
+class DatabaseGauges(Collector):
+    """The database gauges of this process: exported only while it holds the lease."""
+
+    def __init__(self, interval: float = REFRESH_SECONDS) -> None:
+        self.interval = interval
+        self.held_at: datetime | None = None
+        self.snapshot: Snapshot | None = None
+        self.attempted_at: float | None = None  # time.monotonic() of the last refresh
+        self.source: async_sessionmaker[AsyncSession] | None = None
+
+    async def refresh(self, sessionmaker: async_sessionmaker[AsyncSession]) -> bool:
+        """Read the gauges if this process holds (or may take) the lease; True when it exports them."""
+        self.attempted_at, self.source = time.monotonic(), sessionmaker
+        async with sessionmaker.begin() as session:
+            self.held_at = await housekeeping.hold_lease(
+                session, LEASE, held_at=self.held_at, expired_before=utcnow() - timedelta(seconds=2 * self.interval))
+            self.snapshot = await read_snapshot(session) if self.held_at is not None else None
+        return self.snapshot is not None
+
+    async def refresh_if_stale(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        """A refresh when the background one has not run for an interval (not started, or behind): a scrape
+        costs at most one set of queries per interval, whatever the scrape rate."""
+        stale = self.attempted_at is None or time.monotonic() - self.attempted_at >= self.interval
+        if stale or sessionmaker is not self.source:
+            await self.refresh(sessionmaker)
+
+    async def run(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.refresh(sessionmaker)
+            except Exception:  # a failed refresh keeps the last figures; the next one tries again
+                log.exception("metrics: refreshing the database gauges failed")
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self.snapshot
+        if snapshot is None:
+            return
+        cases = GaugeMetricFamily("qinglian_cases", "Cases in the database, by label and status",
+                                  labels=["label", "status"])
+        for (label, status), count in sorted(snapshot.cases.items()):
+            cases.add_metric([label, status], count)
+        queues = GaugeMetricFamily("qinglian_queue_open_cases", "Open cases per queue", labels=["queue"])
+        for queue, count in sorted(snapshot.open_by_queue.items()):
+            queues.add_metric([queue], count)
+        pending = GaugeMetricFamily("qinglian_outbox_pending", "Outbox messages waiting, by channel",
+                                    labels=["channel"])
+        for channel, count in sorted(snapshot.outbox_pending.items()):
+            pending.add_metric([channel], count)
+        failed = GaugeMetricFamily("qinglian_outbox_failed", "Outbox messages given up on, by channel",
+                                   labels=["channel"])
+        for channel, count in sorted(snapshot.outbox_failed.items()):
+            failed.add_metric([channel], count)
+        lag = GaugeMetricFamily("qinglian_outbox_lag_seconds", "Age of the oldest waiting outbox message",
+                                value=snapshot.outbox_lag_seconds)
+        yield from (cases, queues, pending, failed, lag)
+
+
+DATABASE = DatabaseGauges()
+REGISTRY.register(DATABASE)
+
+
+def render() -> tuple[bytes, str]:
+    """The scrape: counters and the last refresh's gauges, from memory."""
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
@@ -25,6 +26,7 @@ from console.schemas import (
     AssignIn,
     AuditOut,
     CaseDetailOut,
+    CaseList,
     CaseStatusCode,
     CaseSummary,
     DecisionIn,
@@ -136,9 +138,10 @@ def _case_filter(principal: Principal, *, status: str | None, label: str | None,
     )
 
 
-@router.get("/cases", response_model=Page[CaseSummary], summary="List cases in your queues",
+@router.get("/cases", response_model=CaseList[CaseSummary], summary="List cases in your queues",
             responses=_errors(401, 403))
 async def list_cases(
+    request: Request,
     principal: CurrentUser,
     status: Annotated[CaseStatusCode | None, Query(description="Only cases in this status.")] = None,
     label: Annotated[LabelCode | None, Query(description="Only cases with this label.")] = None,
@@ -155,17 +158,35 @@ async def list_cases(
     assigned_to_me: Annotated[bool, Query(description="Only cases assigned to you.")] = False,
     q: Annotated[str | None, Query(max_length=100, description="Text in the case number, place or description.")]
     = None,
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    after: Annotated[str | None, Query(max_length=200, description="A `next_cursor`: the page after it.")] = None,
+    before: Annotated[str | None, Query(max_length=200, description="A `prev_cursor`: the page before it.")]
+    = None,
     per_page: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> Page[CaseSummary]:
-    """Newest first. Only ever your queues, whatever `queue` asks for; an unknown code is a 422."""
+) -> CaseList[CaseSummary]:
+    """Newest first, paged by cursor. Only ever your queues, whatever `queue` asks for; an unknown code, or a
+    cursor this list did not hand out, is a 422."""
     flt = _case_filter(principal, status=status, label=label, district=district, queue=queue,
                        created_from=created_from, created_to=created_to, overdue=overdue,
                        assigned_to_me=assigned_to_me, confidence_min=confidence_min, confidence_max=confidence_max,
                        needs_labelling=needs_labelling, q=q)
-    cases, total = await operations.list_cases(principal, flt, page=page, per_page=per_page)
+    start = operations.parse_cursor(after, "after")
+    end = None if start else operations.parse_cursor(before, "before")
+    listed = await operations.list_cases(principal, flt, per_page=per_page, after=start, before=end)
+    total = await operations.count_cases(principal, flt)
+    cases = listed.cases
     usernames = await accounts.staff_usernames(principal, {c.assigned_to_id for c in cases if c.assigned_to_id})
-    return Page[CaseSummary].of(summaries(cases, usernames), total=total, page=page, per_page=per_page)
+    next_cursor = listed.older.encode() if listed.older else None
+    prev_cursor = listed.newer.encode() if listed.newer else None
+
+    def link(key: str, cursor: str | None) -> str | None:
+        if cursor is None:
+            return None
+        query = [(k, v) for k, v in request.query_params.multi_items() if k not in ("after", "before")]
+        return f"{request.url.path}?{urlencode([*query, (key, cursor)])}"
+
+    return CaseList[CaseSummary](items=summaries(cases, usernames), total=total.value, total_capped=total.capped,
+                                 per_page=per_page, next_cursor=next_cursor, prev_cursor=prev_cursor,
+                                 next=link("after", next_cursor), prev=link("before", prev_cursor))
 
 
 @router.get("/cases/{case_number}", response_model=CaseDetailOut, summary="A case with its trace, evidence and notes",

@@ -77,17 +77,42 @@ def _wrap(error: ActionError) -> OperationError:
     return OperationError(409, str(error))
 
 
-async def list_cases(principal: Principal, flt: queries.CaseFilter, *, page: int,
-                     per_page: int) -> tuple[list[Case], int]:
-    """Only ever the user's queues, whatever queue the filter asks for."""
+def _scoped(principal: Principal, flt: queries.CaseFilter) -> float:
+    """Narrow the filter to the user's queues and look up its search terms; the review threshold."""
     allowed = visible_queues(principal.user)
     if allowed is not None:
         flt.queues = allowed if flt.queues is None else set(flt.queues) & allowed
     if flt.text and not flt.terms:
         flt.terms = tuple(query_terms(flt.text))
-    threshold = principal.context.city.routing.confidence_threshold
+    return principal.context.city.routing.confidence_threshold
+
+
+async def list_cases(principal: Principal, flt: queries.CaseFilter, *, per_page: int,
+                     after: queries.CaseCursor | None = None,
+                     before: queries.CaseCursor | None = None) -> queries.CasePage:
+    """Only ever the user's queues, whatever queue the filter asks for."""
+    threshold = _scoped(principal, flt)
     async with principal.context.database.read_sessionmaker() as session:
-        return await queries.list_cases(session, flt, page=page, per_page=per_page, threshold=threshold)
+        return await queries.list_cases(session, flt, per_page=per_page, after=after, before=before,
+                                        threshold=threshold)
+
+
+async def count_cases(principal: Principal, flt: queries.CaseFilter,
+                      cap: int = queries.COUNT_CAP) -> queries.CaseCount:
+    """How many cases of the user's queues match, up to `cap`."""
+    threshold = _scoped(principal, flt)
+    async with principal.context.database.read_sessionmaker() as session:
+        return await queries.count_cases(session, flt, threshold=threshold, cap=cap)
+
+
+def parse_cursor(value: str | None, name: str) -> queries.CaseCursor | None:
+    """The cursor of a list's `after` / `before` parameter; 422 for one this list did not hand out."""
+    if not value:
+        return None
+    try:
+        return queries.CaseCursor.decode(value)
+    except ValueError:
+        raise OperationError(422, f"{name}: not a cursor of this list (follow the list's own links)") from None
 
 
 async def overview(principal: Principal) -> dict[str, queries.QueueCounts]:

@@ -76,6 +76,20 @@ class Page(_Out, Generic[T]):
         return cls(items=items, total=total, page=page, per_page=per_page, pages=math.ceil(total / per_page))
 
 
+class CaseList(_Out, Generic[T]):
+    """One page of a list that is paged by cursor: follow `next` / `prev` (or pass `next_cursor` as `after`,
+    `prev_cursor` as `before`), whatever the list's length; a deep page costs what the first one does."""
+
+    items: list[T]
+    total: int = Field(description="Items matching the query, counted up to a cap (see `total_capped`).")
+    total_capped: bool = Field(description="True: at least `total` match (counting stopped there).")
+    per_page: int
+    next_cursor: str | None = Field(description="Pass as `after` for the next (older) page; null on the last.")
+    prev_cursor: str | None = Field(description="Pass as `before` for the previous (newer) page; null on the first.")
+    next: str | None = Field(description="The URL of the next page; null on the last.")
+    prev: str | None = Field(description="The URL of the previous page; null on the first.")
+
+
 # --- cases ------------------------------------------------------------------------------------
 
 

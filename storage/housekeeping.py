@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.actions import discard_draft_attachments
@@ -121,3 +121,32 @@ async def erase_old_contacts(session: AsyncSession, closed_before: datetime, lim
         )
     await session.flush()
     return len(cases)
+
+
+async def hold_lease(session: AsyncSession, name: str, *, held_at: datetime | None,
+                     expired_before: datetime) -> datetime | None:
+    """A task only one process does at a time (its `JobRun` row, locked): the caller keeps the lease when the row
+    still has the time it last took it (`held_at`), or takes it when the holder has not renewed it since
+    `expired_before` (or nobody ever held it). The new `held_at` to pass next time, or None: another holds it."""
+    row = (await session.execute(select(JobRun).where(JobRun.name == name).with_for_update())).scalar_one_or_none()
+    now = utcnow()
+    if row is None:
+        session.add(JobRun(name=name, last_run_at=now))
+    elif (held_at is not None and row.last_run_at == held_at) or row.last_run_at < expired_before:
+        row.last_run_at = now
+    else:
+        return None
+    await session.flush()
+    return now
+
+
+async def optimize(session: AsyncSession) -> bool:
+    """Keep SQLite's query planner informed (PostgreSQL's autovacuum does this itself): the first time, ANALYZE
+    (sampled, so a large database takes moments); afterwards `PRAGMA optimize`, which analyses again only the
+    tables whose statistics have gone stale. True when it ran (SQLite)."""
+    if session.get_bind().dialect.name != "sqlite":
+        return False
+    await session.execute(text("PRAGMA analysis_limit=1000"))
+    analysed = await session.scalar(text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'"))
+    await session.execute(text("PRAGMA optimize" if analysed else "ANALYZE"))
+    return True

@@ -69,6 +69,9 @@ class CaseStatus(StrEnum):
 
 
 CLOSED_STATUSES = frozenset({CaseStatus.CLOSED, CaseStatus.REJECTED, CaseStatus.DUPLICATE})
+# the predicates of the partial indexes on open cases (the same as `storage.queries.overdue_condition`'s)
+_NOT_ACCEPTED_SQL = "status IN ('received', 'routed')"
+_OPEN_SQL = "status IN ('received', 'routed', 'accepted', 'in_handling', 'answered')"
 
 
 class TraceKind(StrEnum):
@@ -162,7 +165,22 @@ class Case(Base):
     stored encrypted; `reporter_key`, the pseudonym of channel and user id, is what limits count by."""
 
     __tablename__ = "cases"
-    __table_args__ = (Index("ix_cases_reporter_key", "channel", "reporter_key", "created_at"),)
+    __table_args__ = (
+        Index("ix_cases_reporter_key", "channel", "reporter_key", "created_at"),
+        # the console's reads at a city's scale (docs/benchmarks.md, "Console at scale"): a queue's list newest
+        # first, its counts by status, the statistics' periods of acceptance and closing, a staff member's cases,
+        # the review list, and the overdue checks over open cases only
+        Index("ix_cases_queue_created", "queue", "created_at", "id"),
+        Index("ix_cases_queue_status", "queue", "status"),
+        Index("ix_cases_accepted_at", "accepted_at"),
+        Index("ix_cases_closed_at", "closed_at"),
+        Index("ix_cases_assigned_to", "assigned_to_id"),
+        Index("ix_cases_label_review", "label_status", "label_confidence"),
+        Index("ix_cases_open_accept_due", "accept_due_at", postgresql_where=text(_NOT_ACCEPTED_SQL),
+              sqlite_where=text(_NOT_ACCEPTED_SQL)),
+        Index("ix_cases_open_resolve_due", "resolve_due_at", postgresql_where=text(_OPEN_SQL),
+              sqlite_where=text(_OPEN_SQL)),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_number: Mapped[str | None] = mapped_column(String(32), unique=True)
@@ -332,6 +350,9 @@ class ReplyScore(Base):
 
 class TraceEvent(Base):
     __tablename__ = "trace_events"
+    # the unread marks (`storage.staff_notices.unread_condition`) start from the few follow-ups, not every case
+    __table_args__ = (Index("ix_trace_events_follow_ups", "case_id", "created_at",
+                            postgresql_where=text("kind = 'follow_up'"), sqlite_where=text("kind = 'follow_up'")),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, func, literal, or_, select, tuple_
 from sqlalchemy import case as sql_case
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -45,10 +47,16 @@ class CaseFilter:
     terms: tuple[str, ...] = ()
 
 
+def status_in(statuses: Collection[str]) -> ColumnElement[bool]:
+    """`status IN (...)` with the statuses written into the statement, so that PostgreSQL's plans for prepared
+    statements still see the predicates of the partial indexes on open cases."""
+    return Case.status.in_([literal(status, literal_execute=True) for status in statuses])
+
+
 def overdue_condition(now: datetime) -> ColumnElement[bool]:
     return or_(
-        and_(Case.status.in_(NOT_ACCEPTED), Case.accept_due_at < now),
-        and_(Case.status.in_(OPEN_STATUSES), Case.resolve_due_at < now),
+        and_(status_in(NOT_ACCEPTED), Case.accept_due_at < now),
+        and_(status_in(OPEN_STATUSES), Case.resolve_due_at < now),
     )
 
 
@@ -90,16 +98,99 @@ def _text_condition(session: AsyncSession, flt: CaseFilter) -> ColumnElement[boo
     return or_(by_number, search.matching(session, flt.terms)) if flt.terms else by_number
 
 
-async def list_cases(session: AsyncSession, flt: CaseFilter, *, page: int, per_page: int,
-                     threshold: float = 0.0) -> tuple[list[Case], int]:
-    """One page of cases, newest first, and the total that match."""
-    base = _filtered(select(Case), flt, threshold)
+COUNT_CAP = 10_000
+"""Counts of a list stop here: beyond it the console says "10,000+" instead of counting every row."""
+
+
+@dataclass(frozen=True)
+class CaseCursor:
+    """A place in the newest-first list: the case at (`created_at`, `id`); pages continue after or before it."""
+
+    created_at: datetime
+    id: int
+
+    def encode(self) -> str:
+        raw = f"{self.created_at.astimezone(UTC).isoformat()}|{self.id}".encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> CaseCursor:
+        """The cursor of `encode`; ValueError for anything else."""
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+            stamp, _, number = raw.partition("|")
+            created_at, case_id = datetime.fromisoformat(stamp), int(number)
+        except (ValueError, UnicodeDecodeError, binascii.Error):
+            raise ValueError("not a cursor of this list") from None
+        if created_at.tzinfo is None or case_id < 1:
+            raise ValueError("not a cursor of this list")
+        return cls(created_at.astimezone(UTC), case_id)
+
+    @classmethod
+    def of(cls, case: Case) -> CaseCursor:
+        return cls(case.created_at, case.id)
+
+
+@dataclass
+class CasePage:
+    """One page of a list; `older` / `newer`: where the next / previous page starts (None: there is none)."""
+
+    cases: list[Case]
+    older: CaseCursor | None = None
+    newer: CaseCursor | None = None
+
+
+@dataclass(frozen=True)
+class CaseCount:
+    """How many cases match, counted up to a cap: `capped` means "at least `value`"."""
+
+    value: int
+    capped: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.value:,}+" if self.capped else f"{self.value:,}"
+
+    def __bool__(self) -> bool:
+        return self.value > 0
+
+
+def _matching(session: AsyncSession, flt: CaseFilter, threshold: float, *columns: Any) -> Select[Any]:
+    query = _filtered(select(*columns) if columns else select(Case), flt, threshold)
     if flt.text:
-        base = base.where(_text_condition(session, flt))
-    total = int(await session.scalar(select(func.count()).select_from(base.subquery())) or 0)
-    rows = await session.execute(base.order_by(Case.created_at.desc(), Case.id.desc())
-                                 .offset((page - 1) * per_page).limit(per_page))
-    return list(rows.scalars()), total
+        query = query.where(_text_condition(session, flt))
+    return query
+
+
+async def list_cases(session: AsyncSession, flt: CaseFilter, *, per_page: int, after: CaseCursor | None = None,
+                     before: CaseCursor | None = None, threshold: float = 0.0) -> CasePage:
+    """One page of cases, newest first: the first, the one after `after` (older cases) or the one before `before`
+    (newer cases). Keyset pagination: a deep page costs what the first does, with the indexes on
+    (queue, created_at, id) and created_at."""
+    key = tuple_(Case.created_at, Case.id)
+    base = _matching(session, flt, threshold)
+    if before is not None:
+        rows = list((await session.execute(
+            base.where(key > tuple_(literal(before.created_at, Case.created_at.type), literal(before.id)))
+            .order_by(Case.created_at, Case.id).limit(per_page + 1))).scalars())
+        more_newer = len(rows) > per_page
+        cases = rows[:per_page][::-1]
+        return CasePage(cases, older=CaseCursor.of(cases[-1]) if cases else None,
+                        newer=CaseCursor.of(cases[0]) if cases and more_newer else None)
+    if after is not None:
+        base = base.where(key < tuple_(literal(after.created_at, Case.created_at.type), literal(after.id)))
+    rows = list((await session.execute(base.order_by(Case.created_at.desc(), Case.id.desc())
+                                       .limit(per_page + 1))).scalars())
+    cases = rows[:per_page]
+    return CasePage(cases, older=CaseCursor.of(cases[-1]) if len(rows) > per_page else None,
+                    newer=CaseCursor.of(cases[0]) if cases and after is not None else None)
+
+
+async def count_cases(session: AsyncSession, flt: CaseFilter, *, threshold: float = 0.0,
+                      cap: int = COUNT_CAP) -> CaseCount:
+    """The number of matching cases, counting no further than `cap` (the database stops reading there)."""
+    limited = _matching(session, flt, threshold, Case.id).limit(cap + 1).subquery()
+    found = int(await session.scalar(select(func.count()).select_from(limited)) or 0)
+    return CaseCount(cap, capped=True) if found > cap else CaseCount(found)
 
 
 async def case_by_number(session: AsyncSession, case_number: str) -> Case | None:
@@ -143,7 +234,7 @@ async def queue_counts(session: AsyncSession, queues: Collection[str] | None) ->
         func.sum(sql_case((Case.status.in_((CaseStatus.ACCEPTED.value, CaseStatus.IN_HANDLING.value,
                                             CaseStatus.ANSWERED.value)), 1), else_=0)),
         func.sum(sql_case((overdue_condition(now), 1), else_=0)),
-    ).group_by(Case.queue)
+    ).where(status_in(OPEN_STATUSES)).group_by(Case.queue)  # every sum is of open cases: closed ones are skipped
     if queues is not None:
         query = query.where(Case.queue.in_(list(queues)))
     return {queue: QueueCounts(queue, int(new or 0), int(handling or 0), int(overdue or 0))

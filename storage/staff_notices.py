@@ -14,7 +14,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Case, CaseView, StaffNotice, TraceEvent, TraceKind
@@ -52,8 +52,8 @@ def unread_condition() -> ColumnElement[bool]:
         or_(Case.assigned_to_id.is_(None), CaseView.user_id == Case.assigned_to_id),
         CaseView.seen_at >= TraceEvent.created_at,
     )
-    return exists().where(TraceEvent.case_id == Case.id, TraceEvent.kind == TraceKind.FOLLOW_UP.value,
-                          ~seen_after)
+    follow_up = TraceEvent.kind == literal(TraceKind.FOLLOW_UP.value, literal_execute=True)  # the partial index's
+    return exists().where(TraceEvent.case_id == Case.id, follow_up, ~seen_after)
 
 
 async def unread_case_ids(session: AsyncSession, case_ids: Collection[int]) -> set[int]:

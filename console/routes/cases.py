@@ -17,23 +17,23 @@ from console.auth import Principal, can_reveal_identity, visible_queues
 from console.operations import LABELS, SETTABLE_STATUSES, OperationError
 from console.rendering import deadline, overdue_flags, render
 from console.routes import common
-from console.routes.common import PagePrincipal, page_count, parse_day, parse_fraction, parse_page
+from console.routes.common import PagePrincipal, parse_day, parse_fraction
 from storage import queries
 from storage.models import Case, CaseStatus, StaffUser, utcnow
 
 router = common.page_router()
 FILTER_KEYS = ("queue", "status", "label", "district", "from", "to", "conf_min", "conf_max", "overdue", "labelling",
-               "q", "mine", "page")
+               "q", "mine", "after", "before")
+PAGE_KEYS = ("after", "before")  # where a page starts: not part of the filter
 
 
 @router.get("/console")
 async def overview(request: Request, principal: PagePrincipal) -> Response:
     counts = await operations.overview(principal)
-    overdue_total = (await operations.list_cases(principal, queries.CaseFilter(overdue=True), page=1, per_page=1))[1]
-    labelling_total = (await operations.list_cases(principal, queries.CaseFilter(needs_labelling=True),
-                                                   page=1, per_page=1))[1]
-    mine_total = (await operations.list_cases(principal, queries.CaseFilter(assigned_to_id=principal.user.id),
-                                              page=1, per_page=1))[1]
+    # counted up to a cap: beyond it the tiles say "10,000+" rather than count a city's backlog on every visit
+    overdue_total = await operations.count_cases(principal, queries.CaseFilter(overdue=True))
+    labelling_total = await operations.count_cases(principal, queries.CaseFilter(needs_labelling=True))
+    mine_total = await operations.count_cases(principal, queries.CaseFilter(assigned_to_id=principal.user.id))
     totals = queries.QueueCounts("", sum(c.new for c in counts.values()),
                                  sum(c.in_handling for c in counts.values()), sum(c.overdue for c in counts.values()))
     unread = await workday.unread_by_queue(principal)
@@ -51,9 +51,8 @@ class ListView:
     labelling: bool = False
 
 
-def case_filter(request: Request, principal: Principal, view: ListView) -> tuple[queries.CaseFilter, dict[str, str],
-                                                                                  int]:
-    """The filter of a list page from its query string; the form's values to show again; the page."""
+def case_filter(request: Request, principal: Principal, view: ListView) -> tuple[queries.CaseFilter, dict[str, str]]:
+    """The filter of a list page from its query string; the form's values to show again (and the page's cursor)."""
     city = principal.context.city
     params = {key: request.query_params.get(key, "").strip() for key in FILTER_KEYS}
     flt = queries.CaseFilter()
@@ -88,24 +87,29 @@ def case_filter(request: Request, principal: Principal, view: ListView) -> tuple
         flt.assigned_to_id = principal.user.id
     if params["q"]:
         flt.text = params["q"][:100]
-    return flt, params, parse_page(params["page"])
+    return flt, params
 
 
 async def list_page(request: Request, principal: Principal, view: ListView) -> Response:
-    flt, params, page = case_filter(request, principal, view)
-    per_page = common.PER_PAGE
-    cases, total = await operations.list_cases(principal, flt, page=page, per_page=per_page)
-    kept = {key: value for key, value in params.items() if value and key != "page"}
+    flt, params = case_filter(request, principal, view)
+    after = operations.parse_cursor(params["after"], "after")
+    before = None if after else operations.parse_cursor(params["before"], "before")
+    listed = await operations.list_cases(principal, flt, per_page=common.PER_PAGE, after=after, before=before)
+    cases = listed.cases
+    total = await operations.count_cases(principal, flt)
+    kept = {key: value for key, value in params.items() if value and key not in PAGE_KEYS}
 
-    def page_url(number: int) -> str:
-        return f"{view.action}?{urlencode({**kept, 'page': str(number)})}"
+    def page_url(key: str, cursor: queries.CaseCursor | None) -> str:
+        return f"{view.action}?{urlencode({**kept, key: cursor.encode()} if cursor else kept)}"
 
     allowed = visible_queues(principal.user)
     city = principal.context.city
     queues = [q for q in city.queues if allowed is None or q.code in allowed]
     now = utcnow()
-    return render(request, principal, "cases.html", view=view, cases=cases, total=total, page=page,
-                  pages=page_count(total, per_page), params=params, page_url=page_url, queues=queues,
+    return render(request, principal, "cases.html", view=view, cases=cases, total=total, params=params,
+                  first_url=page_url("after", None) if after or before else None,
+                  older_url=page_url("after", listed.older) if listed.older else None,
+                  newer_url=page_url("before", listed.newer) if listed.newer else None, queues=queues,
                   staff=await operations.staff_by_id(principal),
                   flags={case.id: overdue_flags(case, now) for case in cases},
                   threshold=city.routing.confidence_threshold, statuses=[s.value for s in CaseStatus],
@@ -125,7 +129,7 @@ async def working_day_extras(request: Request, principal: Principal, cases: list
     city = principal.context.city
     allowed = visible_queues(principal.user)
     staff = await operations.staff_by_id(principal)
-    exported = urlencode({key: value for key, value in kept.items() if key != "page"})
+    exported = urlencode({key: value for key, value in kept.items() if key not in PAGE_KEYS})
     return {
         "unread": await workday.unread_cases(principal, cases),
         "deadlines": {case.id: deadline(case, now) for case in cases},

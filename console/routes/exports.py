@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from console import exports, texts
 from console.operations import require_supervisor
 from console.rendering import secure
-from console.routes.cases import FILTER_KEYS, ListView, case_filter
+from console.routes.cases import FILTER_KEYS, PAGE_KEYS, ListView, case_filter
 from console.routes.common import PagePrincipal, client_ip, page_router
 
 router = page_router()
@@ -26,7 +26,7 @@ async def export_cases(request: Request, principal: PagePrincipal, fmt: Literal[
                        identity: str = "") -> Response:
     """The cases of the list filter in the query (the list pages' parameters) in the user's queues."""
     require_supervisor(principal)
-    flt, params, _page = case_filter(request, principal, ListView(texts.pair("list.all_my_queues"), "/console/cases"))
-    described = {key: value for key, value in params.items() if value and key in FILTER_KEYS and key != "page"}
+    flt, params = case_filter(request, principal, ListView(texts.pair("list.all_my_queues"), "/console/cases"))
+    described = {key: value for key, value in params.items() if value and key in FILTER_KEYS and key not in PAGE_KEYS}
     return download(await exports.export_cases(principal, flt, fmt=fmt, identity=identity == "1",
                                                ip=client_ip(request), described=described))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
@@ -18,11 +19,21 @@ GAUGES = ("qinglian_cases", "qinglian_queue_open_cases", "qinglian_outbox_pendin
           "qinglian_outbox_lag_seconds")
 
 
-async def _scrape(sessionmaker: Any) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-    body, content_type = await metrics.render(sessionmaker)
-    assert content_type.startswith("text/plain")
+Scraped = dict[str, dict[tuple[tuple[str, str], ...], float]]
+
+
+def _parse(body: bytes) -> Scraped:
     return {family.name: {tuple(sorted(sample.labels.items())): sample.value for sample in family.samples}
             for family in text_string_to_metric_families(body.decode()) if family.name in GAUGES}
+
+
+async def _scrape(sessionmaker: Any, gauges: metrics.DatabaseGauges | None = None) -> Scraped:
+    """A refresh of a process's database gauges (a new process unless `gauges` is given), then a scrape of them."""
+    gauges = gauges or metrics.DatabaseGauges()
+    await gauges.refresh(sessionmaker)
+    registry = CollectorRegistry()
+    registry.register(gauges)
+    return _parse(generate_latest(registry))
 
 
 async def test_a_scrape_counts_cases_open_queues_and_the_outbox_backlog(sessionmaker: Any) -> None:
@@ -53,16 +64,37 @@ async def test_a_scrape_counts_cases_open_queues_and_the_outbox_backlog(sessionm
 async def test_a_scrape_after_changes_shows_no_series_of_before(sessionmaker: Any) -> None:
     async with sessionmaker.begin() as session:
         case, _ = await file_case(session, queue="petitions", label="bribery_gifts")
-    first = await _scrape(sessionmaker)
+    process = metrics.DatabaseGauges()
+    first = await _scrape(sessionmaker, process)
     async with sessionmaker.begin() as session:
         reloaded = await actions.get_case(session, case.id)
         assert reloaded is not None
         await actions.change_status(session, reloaded, CaseStatus.REJECTED, actor="staff:1")
         await session.execute(update(OutboxMessage).values(status="sent"))
 
-    second = await _scrape(sessionmaker)
+    second = await _scrape(sessionmaker, process)
 
     assert first["qinglian_queue_open_cases"] == {(("queue", "petitions"),): 1.0}
     assert second["qinglian_cases"] == {(("label", "bribery_gifts"), ("status", "rejected")): 1.0}
     assert second["qinglian_queue_open_cases"] == {}
     assert (second["qinglian_outbox_pending"], second["qinglian_outbox_lag_seconds"]) == ({}, {(): 0.0})
+
+
+async def test_one_process_exports_the_database_gauges_and_a_scrape_reads_them_from_memory(sessionmaker: Any) -> None:
+    async with sessionmaker.begin() as session:
+        await file_case(session, queue="petitions", label="bribery_gifts")
+    first, second = metrics.DatabaseGauges(), metrics.DatabaseGauges()  # two serving processes
+
+    assert await first.refresh(sessionmaker) and not await second.refresh(sessionmaker)
+    assert await first.refresh(sessionmaker)  # the holder keeps the lease, the other still exports nothing
+    assert not await second.refresh(sessionmaker)
+    async with sessionmaker.begin() as session:
+        await file_case(session, reporter_ref="2", queue="petitions", label="bribery_gifts")
+    registry = CollectorRegistry()
+    registry.register(first)
+    before_refresh = _parse(generate_latest(registry))
+    await first.refresh(sessionmaker)
+
+    assert before_refresh["qinglian_queue_open_cases"] == {(("queue", "petitions"),): 1.0}  # no query per scrape
+    assert _parse(generate_latest(registry))["qinglian_queue_open_cases"] == {(("queue", "petitions"),): 2.0}
+    assert list(second.collect()) == []

@@ -394,12 +394,15 @@ async def test_paging_and_filters(service: Service) -> None:
         return [item["case_number"] for item in page["items"]]
 
     first = await listed(per_page=3)
-    assert (first["total"], first["pages"], first["page"], first["per_page"]) == (7, 3, 1, 3)
+    assert (first["total"], first["total_capped"], first["per_page"], first["prev"]) == (7, False, 3, None)
     assert numbers_of(first) == [low, numbers[4], numbers[3]]
-    last = await listed(per_page=3, page=3)
-    assert numbers_of(last) == [old]
-    beyond = await listed(per_page=3, page=9)
-    assert (beyond["items"], beyond["total"]) == ([], 7)
+    second = await listed(per_page=3, after=first["next_cursor"])
+    last = await listed(per_page=3, after=second["next_cursor"])
+    assert numbers_of(last) == [old] and (last["next"], last["next_cursor"]) == (None, None)
+    back = (await service.client.get(second["prev"], headers=supervisor.headers)).json()
+    assert numbers_of(back) == numbers_of(first) and back["prev"] is None
+    forged = await service.client.get("/api/v1/cases", params={"after": "not-a-cursor"}, headers=supervisor.headers)
+    assert forged.status_code == 422 and "after" in forged.json()["detail"]
     assert numbers_of(await listed(label="medical")) == [low]
     assert numbers_of(await listed(district="kaifu")) == [low]
     assert numbers_of(await listed(district="unsure")) == [old]
@@ -468,7 +471,7 @@ async def test_bad_input_is_a_4xx_with_a_reason(service: Service) -> None:
     assert "at least 1 character" in await refused("POST", f"{url}/answer", json={"text": " \n "})
     assert "no case QL-2026-424242" in await refused("POST", f"{url}/duplicate", json={"of": "QL-2026-424242"})
     assert "no active staff user 'ghost'" in await refused("POST", f"{url}/assign", json={"username": "ghost"})
-    assert "greater than or equal to 1" in await refused("GET", "/api/v1/cases", params={"page": 0})
+    assert "after: not a cursor" in await refused("GET", "/api/v1/cases", params={"after": "page-0"})
     assert "less than or equal to 200" in await refused("GET", "/api/v1/cases", params={"per_page": 201})
     assert "greater than or equal to 1" in await refused("GET", "/api/v1/cases", params={"per_page": 0})
     assert "less than or equal to 1" in await refused("GET", "/api/v1/cases", params={"confidence_min": 1.5})
@@ -572,7 +575,7 @@ async def test_openapi_documents_the_api(service: Service) -> None:
     assert answer["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/CaseDetailOut")
     listing = {p["name"] for p in paths["/api/v1/cases"]["get"]["parameters"]}
     assert {"status", "label", "district", "queue", "created_from", "created_to", "confidence_min",
-            "confidence_max", "overdue", "needs_labelling", "q", "page", "per_page"} <= listing
+            "confidence_max", "overdue", "needs_labelling", "q", "after", "before", "per_page"} <= listing
     docs = await service.client.get("/api/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 

@@ -58,9 +58,10 @@ async def test_a_list_shows_an_excerpt_and_pages_of_the_matching_cases(api: Api)
     listed = await api.get("cases", per_page=2)
     nothing = await api.get("cases", status="closed")
 
-    assert (listed["total"], listed["pages"], len(listed["items"])) == (3, 2, 2)
+    assert (listed["total"], listed["total_capped"], len(listed["items"]), listed["prev"]) == (3, False, 2, None)
+    assert listed["next"] == f"/api/v1/cases?per_page=2&after={listed['next_cursor']}"
     assert listed["items"][0]["excerpt"] == description.strip()[:120]
-    assert (nothing["items"], nothing["total"], nothing["pages"]) == ([], 0, 0)
+    assert (nothing["items"], nothing["total"], nothing["next"], nothing["prev"]) == ([], 0, None, None)
 
 
 async def test_a_case_is_overdue_while_open_past_the_deadline_of_its_stage(api: Api) -> None:

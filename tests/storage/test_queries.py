@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from nlp.search import query_terms
 from storage import actions, queries, staff_actions
 from storage.models import Case, CaseStatus, StaffRole, utcnow
@@ -47,22 +49,43 @@ async def _listed(sessionmaker: Any, numbers: dict[str, str], **filters: Any) ->
     if filters.get("text"):  # the words of the query, as the console looks them up in the search index
         filters["terms"] = tuple(query_terms(filters["text"]))
     async with sessionmaker() as session:
-        cases, total = await queries.list_cases(session, queries.CaseFilter(**filters), page=1, per_page=50,
-                                                threshold=0.5)
-    assert total == len(cases)
+        cases = (await queries.list_cases(session, queries.CaseFilter(**filters), per_page=50,
+                                          threshold=0.5)).cases
+        total = await queries.count_cases(session, queries.CaseFilter(**filters), threshold=0.5)
+    assert total == queries.CaseCount(len(cases))
     return [by_number[str(case.case_number)] for case in cases]
 
 
-async def test_cases_are_listed_newest_first_and_by_page(sessionmaker: Any) -> None:
+async def test_cases_are_listed_newest_first_page_after_page_and_back(sessionmaker: Any) -> None:
     numbers = await _cases(sessionmaker)
+    every = queries.CaseFilter()
     async with sessionmaker() as session:
-        first, total = await queries.list_cases(session, queries.CaseFilter(), page=1, per_page=2)
-        last, _ = await queries.list_cases(session, queries.CaseFilter(), page=3, per_page=2)
-        beyond, _ = await queries.list_cases(session, queries.CaseFilter(), page=4, per_page=2)
-    assert total == 5
-    assert [case.case_number for case in first] == [numbers["closed"], numbers["unlabelled"]]
-    assert [case.case_number for case in last] == [numbers["hall"]]  # filed long ago
-    assert beyond == []
+        first = await queries.list_cases(session, every, per_page=2)
+        assert first.older is not None and first.newer is None
+        second = await queries.list_cases(session, every, per_page=2, after=first.older)
+        assert second.older is not None and second.newer is not None
+        last = await queries.list_cases(session, every, per_page=2, after=second.older)
+        back = await queries.list_cases(session, every, per_page=2, before=second.newer)
+        assert back.older is not None
+        again = await queries.list_cases(session, every, per_page=2, after=back.older)
+        total = await queries.count_cases(session, every)
+        capped = await queries.count_cases(session, every, cap=3)
+    assert [case.case_number for case in first.cases] == [numbers["closed"], numbers["unlabelled"]]
+    assert [case.case_number for case in last.cases] == [numbers["hall"]]  # filed long ago
+    assert (last.older, last.newer is not None) == (None, True)
+    assert [case.case_number for case in back.cases] == [case.case_number for case in first.cases]
+    assert back.newer is None  # the newest page again: nothing before it
+    assert [case.case_number for case in again.cases] == [case.case_number for case in second.cases]
+    assert len({case.id for case in first.cases + second.cases + last.cases}) == 5
+    assert (total, str(total), capped, str(capped)) == (queries.CaseCount(5), "5", queries.CaseCount(3, True), "3+")
+
+
+def test_a_cursor_survives_its_trip_through_a_link_and_nothing_else_passes_for_one() -> None:
+    cursor = queries.CaseCursor(datetime(2026, 3, 1, 8, 30, tzinfo=UTC), 12345)
+    assert queries.CaseCursor.decode(cursor.encode()) == cursor
+    for forged in ("", "abc", "MjAyNg", "%%%", "bm90IGEgY3Vyc29y", "MjAyNi0wMy0wMVQwODozMDowMHwxMg"):
+        with pytest.raises(ValueError):
+            queries.CaseCursor.decode(forged)
 
 
 async def test_each_filter_keeps_only_the_matching_cases(sessionmaker: Any) -> None:

@@ -42,8 +42,8 @@ async def supervisor(database: Any, tmp_path: Path) -> AsyncIterator[httpx.Async
     ({"to": "yesterday"}, "to: a date like 2026-11-24, not 'yesterday'"),
     ({"conf_min": "1.5"}, "conf_min: a number between 0 and 1"),
     ({"conf_max": "high"}, "conf_max: a number between 0 and 1, not 'high'"),
-    ({"page": "0"}, "page: from 1"),
-    ({"page": "two"}, "page: a whole number"),
+    ({"after": "two"}, "after: not a cursor of this list (follow the list's own links)"),
+    ({"before": "MjAyNg"}, "before: not a cursor of this list (follow the list's own links)"),
 ])
 async def test_a_bad_filter_value_is_a_page_naming_the_field(supervisor: httpx.AsyncClient, query: dict[str, str],
                                                              message: str) -> None:
@@ -60,9 +60,17 @@ async def test_a_long_list_comes_in_pages_whose_links_keep_the_filters(superviso
         await file_case(session, queue="petitions")
 
     first = await supervisor.get("/console/cases", params={"queue": "clean_hall"})
-    second = await supervisor.get("/console/cases", params={"queue": "clean_hall", "page": "2"})
+    older = re.search(r'href="(/console/cases\?queue=clean_hall&amp;after=[A-Za-z0-9_-]+)" rel="next"', first.text)
+    assert older is not None
+    second = await supervisor.get(html.unescape(older.group(1)))
 
     assert CASE_LINK.findall(first.text) == numbers[::-1][:PER_PAGE]
     assert CASE_LINK.findall(second.text) == [numbers[0]]
-    assert "第 1 / 2 页" in first.text and "第 2 / 2 页" in second.text
-    assert 'href="/console/cases?queue=clean_hall&amp;page=2"' in first.text
+    assert f"共 {PER_PAGE + 1} 件" in first.text and 'rel="prev"' not in first.text
+    assert 'rel="next"' not in second.text
+    assert 'href="/console/cases?queue=clean_hall"' in second.text  # back to the newest page, filter kept
+    newer = re.search(r'href="(/console/cases\?queue=clean_hall&amp;before=[A-Za-z0-9_-]+)" rel="prev"', second.text)
+    assert newer is not None
+    assert CASE_LINK.findall((await supervisor.get(html.unescape(newer.group(1)))).text) == numbers[::-1][:PER_PAGE]
+    forged = await supervisor.get("/console/cases", params={"queue": "clean_hall", "after": "page-2"})
+    assert forged.status_code == 422
