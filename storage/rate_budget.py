@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from sqlalchemy import Table, case, update
+from sqlalchemy import Table, bindparam, case, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import upsert
@@ -19,15 +19,20 @@ from storage.models import RateBudget
 _BUDGETS = cast(Table, RateBudget.__table__)
 
 
+_TAKE = (update(_BUDGETS).where(_BUDGETS.c.name == bindparam("budget"))
+         .values(next_at=case((_BUDGETS.c.next_at > bindparam("now"), _BUDGETS.c.next_at), else_=bindparam("now"))
+                 + bindparam("interval"))
+         .returning(_BUDGETS.c.next_at))
+"""Built once (a Core statement with parameters): taking a slot is on the path of every message sent."""
+
+
 async def take_slot(session: AsyncSession, name: str, *, now: float, interval: float) -> float:
     """The time (seconds since the epoch) at which this request may go out; at `now` when the budget is idle."""
-    start = case((RateBudget.next_at > now, RateBudget.next_at), else_=now)
-    statement = (update(RateBudget).where(RateBudget.name == name).values(next_at=start + interval)
-                 .returning(RateBudget.next_at))
-    taken = (await session.execute(statement)).scalar_one_or_none()
+    parameters = {"budget": name, "now": now, "interval": interval}
+    taken = (await session.execute(_TAKE, parameters)).scalar_one_or_none()
     if taken is None:  # the budget's first request
         await session.execute(upsert(session, _BUDGETS).values(name=name, next_at=0.0).on_conflict_do_nothing())
-        taken = (await session.execute(statement)).scalar_one()
+        taken = (await session.execute(_TAKE, parameters)).scalar_one()
     return float(taken) - interval
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from functools import lru_cache
+from typing import Any, cast
 
-from sqlalchemy import Select, Table, delete, func, insert, literal, select, union_all, update
+from sqlalchemy import Select, Table, bindparam, delete, func, insert, literal, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (
@@ -75,9 +76,32 @@ async def store_signature(session: AsyncSession, case_id: int, signature: Stored
         await session.execute(insert(_PLACES), [{"place_key": key, "case_id": case_id} for key in places])
 
 
-def _newest(table: Table, column: str, key: int, limit: int) -> Select[tuple[int]]:
-    return (select(table.c.case_id).where(table.c[column] == key)
+def _newest(table: Table, column: str, key: str, limit: int) -> Select[tuple[int]]:
+    return (select(table.c.case_id).where(table.c[column] == bindparam(key))
             .order_by(table.c.case_id.desc()).limit(limit))
+
+
+@lru_cache(maxsize=64)
+def _statement(bands: int, places: int, per_key: int, exclude: bool) -> Select[Any]:
+    """The lookup for a report with `bands` band keys and `places` place keys, the keys as parameters b0…, p0…:
+    built once per shape (a signature has a fixed number of bands), so a lookup only binds its keys."""
+    parts = [select(literal(1).label("band"), literal(0).label("place"), newest.c.case_id)
+             for newest in (_newest(_BANDS, "band_key", f"b{index}", per_key).subquery() for index in range(bands))]
+    parts += [select(literal(0).label("band"), literal(1).label("place"), newest.c.case_id)
+              for newest in (_newest(_PLACES, "place_key", f"p{index}", per_key).subquery()
+                             for index in range(places))]
+    hits = union_all(*parts).subquery("hits")
+    shared = (select(hits.c.case_id, func.sum(hits.c.band).label("bands"), func.max(hits.c.place).label("place"))
+              .group_by(hits.c.case_id).subquery("shared"))
+    statement = (select(Case.id, Case.case_number, Case.created_at, Case.district, Case.status, Case.queue,
+                        Case.problem_id, CaseSignature.minhash, shared.c.bands, shared.c.place)
+                 .join(shared, shared.c.case_id == Case.id)
+                 .join(CaseSignature, CaseSignature.case_id == Case.id)
+                 .where(Case.created_at >= bindparam("since"))
+                 .order_by(Case.id.desc()))
+    if exclude:
+        statement = statement.where(Case.id != bindparam("exclude"))
+    return statement
 
 
 async def candidates(session: AsyncSession, *, band_keys: Iterable[int], place_keys: Iterable[int],
@@ -87,24 +111,14 @@ async def candidates(session: AsyncSession, *, band_keys: Iterable[int], place_k
     `per_key` cases are read."""
     bands = sorted(set(band_keys))
     places = sorted(set(place_keys))
-    parts = [select(literal(1).label("band"), literal(0).label("place"), newest.c.case_id)
-             for newest in (_newest(_BANDS, "band_key", key, per_key).subquery() for key in bands)]
-    parts += [select(literal(0).label("band"), literal(1).label("place"), newest.c.case_id)
-              for newest in (_newest(_PLACES, "place_key", key, per_key).subquery() for key in places)]
-    if not parts:
+    if not bands and not places:
         return []
-    hits = union_all(*parts).subquery("hits")
-    shared = (select(hits.c.case_id, func.sum(hits.c.band).label("bands"), func.max(hits.c.place).label("place"))
-              .group_by(hits.c.case_id).subquery("shared"))
-    statement = (select(Case.id, Case.case_number, Case.created_at, Case.district, Case.status, Case.queue,
-                        Case.problem_id, CaseSignature.minhash, shared.c.bands, shared.c.place)
-                 .join(shared, shared.c.case_id == Case.id)
-                 .join(CaseSignature, CaseSignature.case_id == Case.id)
-                 .where(Case.created_at >= since)
-                 .order_by(Case.id.desc()))
+    parameters: dict[str, object] = {f"b{index}": key for index, key in enumerate(bands)}
+    parameters |= {f"p{index}": key for index, key in enumerate(places)}
+    parameters["since"] = since
     if exclude is not None:
-        statement = statement.where(Case.id != exclude)
-    rows = await session.execute(statement)
+        parameters["exclude"] = exclude
+    rows = await session.execute(_statement(len(bands), len(places), per_key, exclude is not None), parameters)
     return [Candidate(case_id=row[0], case_number=row[1], created_at=row[2], district=row[3], status=row[4],
                       queue=row[5], problem_id=row[6], minhash=row[7], shared_bands=int(row[8] or 0),
                       same_place=bool(row[9]))
