@@ -1,11 +1,13 @@
 """The console's login limits hold across processes (issue 12.7): two `qinglian serve` on one PostgreSQL
-database, failures on one count on the other — per client address and per account."""
+database, failures on one count on the other — per client address and per account; and the web chat's
+per-address limit on wrong receipt codes."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -84,3 +86,40 @@ def test_failed_logins_on_one_process_count_on_the_other(two_services: tuple[Liv
     for service in (first, second):
         refused = _login(service, "nobody", "wrong password!")
         assert refused.status_code == 429 and "失败次数过多" in refused.text
+
+
+def _web_resident(service: LiveService) -> httpx.Client:
+    """A new resident in the web chat (its own conversation cookie), from 127.0.0.1 like every other here."""
+    client = httpx.Client(base_url=service.url, timeout=30,
+                          headers={"X-Qinglian-Chat": "1", "Accept-Language": "zh-CN"})
+    assert client.get("/").status_code == 200
+    return client
+
+
+def _say(client: httpx.Client, **body: str) -> str:
+    response = client.post("/chat/api/message", json=body)
+    assert response.status_code == 200, response.text
+    return "\n".join(message["text"] for message in response.json()["messages"])
+
+
+@pytest.mark.postgres
+def test_wrong_receipt_codes_from_one_address_count_on_both_processes(
+        two_services: tuple[LiveService, LiveService]) -> None:
+    """The web chat's per-address limit on wrong receipt codes (20 in 10 minutes by default), guessed by new
+    residents on both processes in turn: the 21st guess is refused whichever process it reaches."""
+    from handlers.city import load_city_config
+
+    limit = load_city_config(None).limits.status_wrong_codes_per_ip  # the default configuration, as served
+    guesses = 0
+    residents = 0
+    while guesses < limit:
+        with closing(_web_resident(two_services[residents % 2])) as resident:
+            residents += 1
+            for _ in range(min(2, limit - guesses)):  # under the per-resident limit of 5
+                assert "16位查询码" in _say(resident, command="status")
+                assert "没有找到" in _say(resident, text="1234 5678 9012 3456")
+                guesses += 1
+    for service in two_services:
+        with closing(_web_resident(service)) as newcomer:
+            _say(newcomer, command="status")
+            assert "从您所在的网络输入错误查询码的次数过多" in _say(newcomer, text="1234 5678 9012 3456")
