@@ -79,9 +79,11 @@ def create_app(settings: Settings) -> FastAPI:
         background = background_jobs(runtime.sessionmaker, settings.city, settings.evidence_dir,
                                      runtime.outbox.wake)
         # a promotion or rollback made by any process or command reaches this one within check_seconds
-        background.append(asyncio.create_task(runtime.classifier.watch(), name="classifier-model"))
+        background.every("classifier-model", runtime.classifier.check_seconds, runtime.classifier.check,
+                         delay=runtime.classifier.check_seconds)
         await metrics.DATABASE.refresh(runtime.sessionmaker)  # the first scrape has figures
-        background.append(asyncio.create_task(metrics.DATABASE.run(runtime.sessionmaker), name="metrics"))
+        background.every("metrics", metrics.DATABASE.interval, lambda: metrics.DATABASE.refresh(runtime.sessionmaker),
+                         delay=metrics.DATABASE.interval)
         wecom = WeComSender(settings.city)
         if wecom.enabled():
             runtime.outbox.register(WECOM_CHANNEL, plain(wecom.send))
@@ -96,9 +98,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            await background.stop()  # between rounds: nothing is cancelled in the middle of a transaction
             await runtime.outbox.stop()  # first: a round in progress still has its channels to finish with
             await wecom.close()
             if telegram_channel is not None:

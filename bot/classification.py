@@ -4,10 +4,11 @@ an administrator promotes another version or rolls back — in whichever process
 
 Every serving process looks at the registry's promotion state (`ModelRegistry.stamp`: opening
 `models/registry.json` and reading its inode, time and size) at most every `check_seconds`
-(`QINGLIAN_MODEL_CHECK_SECONDS`, 2 s by default): from a background task (`watch`) and before classifying. Only
-when that changed does it read the promoted version, and only when that differs from the one it serves does it
-load the model, in a thread: residents are classified with the current model until the new one is loaded, then the
-new one takes over at once. A promoted model that cannot be loaded is logged, the current one kept, and the load
+(`QINGLIAN_MODEL_CHECK_SECONDS`, 2 s by default): from a background job (`check`, run by `bot.jobs.BackgroundJobs`)
+and before classifying. Only when that changed does it read the promoted version, and only when that differs from
+the one it serves does it load the model, in a thread: residents are classified with the current model until the
+new one is loaded, then the new one takes over at once. A promoted model that cannot be loaded is logged, the
+current one kept, and the load
 tried again after `RETRY_SECONDS`."""
 
 from __future__ import annotations
@@ -87,17 +88,6 @@ class ClassifierService:
         """The periodic check: load the promoted model if the registry's promotion state changed since the last
         look (or a failed load is due to be retried); True if a new model was loaded."""
         return await self._sync(force=False)
-
-    async def watch(self) -> None:
-        """Check every `check_seconds` until cancelled (a background task of each serving process)."""
-        while True:
-            await asyncio.sleep(self.check_seconds)
-            try:
-                await self.check()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("checking the promoted classifier model failed; checking again shortly")
 
     async def _sync(self, *, force: bool) -> bool:
         async with self._reload_lock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -141,17 +141,6 @@ async def housekeeping_once(sessionmaker: async_sessionmaker[AsyncSession], evid
         await housekeeping.optimize(session)
 
 
-async def run_housekeeping(sessionmaker: async_sessionmaker[AsyncSession], evidence_dir: Path,
-                           limits: Limits) -> None:
-    while True:
-        try:
-            await housekeeping_once(sessionmaker, evidence_dir, limits)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("housekeeping failed; it runs again in an hour")
-        await asyncio.sleep(INTERVAL_SECONDS)
-
 
 async def send_digests(sessionmaker: async_sessionmaker[AsyncSession], city: CityConfig, now: datetime) -> int:
     """Write each queue's digest to the outbox for each of its staff channels, in one transaction; returns
@@ -180,18 +169,6 @@ async def digest_once(sessionmaker: async_sessionmaker[AsyncSession], city: City
     return await send_digests(sessionmaker, city, now)
 
 
-async def run_digests(sessionmaker: async_sessionmaker[AsyncSession], city: CityConfig,
-                      wake: Callable[[], None]) -> None:
-    while True:
-        try:
-            if await digest_once(sessionmaker, city):
-                wake()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("daily digest failed; it is tried again in a minute")
-        await asyncio.sleep(60)
-
 
 async def deadlines_once(sessionmaker: async_sessionmaker[AsyncSession], city: CityConfig,
                          now: datetime | None = None) -> tuple[int, int]:
@@ -213,20 +190,6 @@ async def deadlines_once(sessionmaker: async_sessionmaker[AsyncSession], city: C
     return warned, escalated
 
 
-async def run_deadlines(sessionmaker: async_sessionmaker[AsyncSession], city: CityConfig,
-                        wake: Callable[[], None]) -> None:
-    while True:
-        try:
-            warned, escalated = await deadlines_once(sessionmaker, city)
-            if warned or escalated:
-                log.info("deadlines: %d cases near a deadline, %d overdue escalated", warned, escalated)
-                wake()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("deadline warnings failed; they run again in ten minutes")
-        await asyncio.sleep(DEADLINE_INTERVAL_SECONDS)
-
 
 async def hotspots_once(sessionmaker: async_sessionmaker[AsyncSession], city: CityConfig,
                         now: datetime | None = None, *, force: bool = False) -> bool:
@@ -238,25 +201,79 @@ async def hotspots_once(sessionmaker: async_sessionmaker[AsyncSession], city: Ci
     return run is not None
 
 
-async def run_hotspots(sessionmaker: async_sessionmaker[AsyncSession], city: CityConfig) -> None:
-    while True:
+
+STOP_GRACE_SECONDS = 30.0
+"""How long a stop waits for a round in progress (a housekeeping batch, a digest) to commit."""
+
+
+class BackgroundJobs:
+    """Periodic jobs that stop between rounds, never in one: a round's transactions commit or roll back on
+    their own terms, so a stopping process leaves no write transaction half-way and no SQLite write lock
+    held by a connection abandoned in mid-statement (which made the next writer wait for its busy timeout
+    and fail with "database is locked")."""
+
+    def __init__(self) -> None:
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def every(self, name: str, seconds: float, round_: Callable[[], Awaitable[object]], *,
+              delay: float = 0.0) -> None:
+        """Run `round_` every `seconds` (the first time after `delay`) until `stop`; a failed round is logged and
+        the next one runs on time."""
+        self._tasks.append(asyncio.create_task(self._run(name, seconds, round_, delay), name=name))
+
+    async def _pause(self, seconds: float) -> bool:
+        """Wait `seconds` or until a stop is asked for; True when stopping."""
         try:
-            await hotspots_once(sessionmaker, city)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("the hot issues' refresh failed; it is tried again in a minute")
-        await asyncio.sleep(60)
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            pass
+        return self._stopping.is_set()
+
+    async def _run(self, name: str, seconds: float, round_: Callable[[], Awaitable[object]], delay: float) -> None:
+        if delay and await self._pause(delay):
+            return
+        while not self._stopping.is_set():
+            try:
+                await round_()
+            except Exception:
+                log.exception("background job %s failed; it runs again in %.0f s", name, seconds)
+            if await self._pause(seconds):
+                return
+
+    async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Ask every job to stop after its current round and wait for them; a round still running after
+        `grace` seconds is cancelled (and logged)."""
+        self._stopping.set()
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(self._tasks, timeout=grace)
+        for task in pending:
+            log.warning("background job %s did not finish its round within %.0f s; cancelled", task.get_name(),
+                        grace)
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
 
 
 def background_jobs(sessionmaker: async_sessionmaker[AsyncSession], city: CityConfig, evidence_dir: Path,
-                    wake: Callable[[], None]) -> list[asyncio.Task[None]]:
+                    wake: Callable[[], None]) -> BackgroundJobs:
     """The periodic jobs every serving or worker process runs: housekeeping, daily digests, deadline warnings
     and the hot issues' refresh (each does nothing when another process has just done it)."""
-    return [
-        asyncio.create_task(run_housekeeping(sessionmaker, evidence_dir, city.limits), name="housekeeping"),
-        asyncio.create_task(run_digests(sessionmaker, city, wake), name="digests"),
-        asyncio.create_task(run_deadlines(sessionmaker, city, wake), name="deadlines"),
-        asyncio.create_task(run_hotspots(sessionmaker, city), name="hotspots"),
-    ]
 
+    async def digests() -> None:
+        if await digest_once(sessionmaker, city):
+            wake()
+
+    async def deadlines() -> None:
+        warned, escalated = await deadlines_once(sessionmaker, city)
+        if warned or escalated:
+            log.info("deadlines: %d cases near a deadline, %d overdue escalated", warned, escalated)
+            wake()
+
+    jobs = BackgroundJobs()
+    jobs.every("housekeeping", INTERVAL_SECONDS, lambda: housekeeping_once(sessionmaker, evidence_dir, city.limits))
+    jobs.every("digests", 60, digests)
+    jobs.every("deadlines", DEADLINE_INTERVAL_SECONDS, deadlines)
+    jobs.every("hotspots", 60, lambda: hotspots_once(sessionmaker, city))
+    return jobs

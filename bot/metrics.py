@@ -8,7 +8,6 @@ counts each case once and N processes do not run N sets of queries per scrape.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Iterator
@@ -95,14 +94,6 @@ class DatabaseGauges(Collector):
         stale = self.attempted_at is None or time.monotonic() - self.attempted_at >= self.interval
         if stale or sessionmaker is not self.source:
             await self.refresh(sessionmaker)
-
-    async def run(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.refresh(sessionmaker)
-            except Exception:  # a failed refresh keeps the last figures; the next one tries again
-                log.exception("metrics: refreshing the database gauges failed")
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self.snapshot

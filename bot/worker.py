@@ -42,14 +42,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         await wechat.start()
         channels.append(wechat)
     runtime.outbox.start()
-    tasks = background_jobs(runtime.sessionmaker, settings.city, settings.evidence_dir, runtime.outbox.wake)
+    jobs = background_jobs(runtime.sessionmaker, settings.city, settings.evidence_dir, runtime.outbox.wake)
     log.info("worker running: outbox, housekeeping, digests, deadlines, hot issues")
     try:
         await stop.wait()
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await jobs.stop()  # between rounds: nothing is cancelled in the middle of a transaction
         await runtime.outbox.stop()  # first: a round in progress still has its channels to finish with
         for channel in channels:
             await channel.stop()  # type: ignore[attr-defined]

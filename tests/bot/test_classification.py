@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from bot.classification import ClassifierService
+from bot.jobs import BackgroundJobs
 from nlp.artifact import MODEL_FILE
 from nlp.registry import ModelRegistry
 from tests.conftest import shared_models_dir
@@ -73,7 +74,8 @@ async def test_a_promotion_in_one_process_reaches_another_over_the_same_data_dir
     for service in (here, watching, classifying):
         await service.ensure_ready()
         assert service.version == first.version
-    watcher = asyncio.create_task(watching.watch())
+    watcher = BackgroundJobs()  # as `qinglian serve` runs it
+    watcher.every("classifier-model", watching.check_seconds, watching.check, delay=watching.check_seconds)
     try:
         second = "29990101-000000-abcdef"
         _copy_as_new_version(tmp_path / "models", first.version, second)
@@ -92,8 +94,7 @@ async def test_a_promotion_in_one_process_reaches_another_over_the_same_data_dir
             await _classifies_with(service, first.version)
         assert await classifying.check() is False  # nothing changed since: nothing to load
     finally:
-        watcher.cancel()
-        await asyncio.gather(watcher, return_exceptions=True)
+        await watcher.stop()
 
 
 async def test_a_promoted_model_that_cannot_be_loaded_keeps_the_current_one(tmp_path: Path) -> None:

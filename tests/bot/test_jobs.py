@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.jobs import housekeeping_once, send_digests
+from bot.jobs import BackgroundJobs, housekeeping_once, send_digests
 from console.stats import digest_message
 from handlers.city import Limits, load_city_config
-from storage import actions, digests
+from storage import actions, digests, housekeeping
 from storage.models import Attachment, Conversation, utcnow
 from tests.factories import file_case
 from tests.storage.test_statistics import NOW, seed
@@ -148,3 +149,48 @@ async def test_staff_are_warned_a_working_day_before_a_breach_and_overdue_cases_
                                                    .where(AuditEntry.action == "case.escalated"))).scalars())
     assert notices == [("-100777", "due_soon", due_soon.case_number), ("-100777", "escalation", overdue.case_number)]
     assert escalations == [overdue.id] and later.case_number not in {number for _, _, number in notices}
+
+
+async def test_a_stop_lets_a_round_in_progress_commit_and_leaves_the_database_free(sessionmaker: Any) -> None:
+    """Stopping the service (or `qinglian worker`) while a periodic job is half-way through a transaction: the
+    round finishes and commits instead of being cancelled mid-statement — which lost its work and, on SQLite,
+    could leave the write lock held so that the next writer failed with "database is locked"."""
+    started, rounds = asyncio.Event(), []
+
+    async def round_() -> None:
+        async with sessionmaker.begin() as session:
+            await housekeeping.claim_scheduled_run(session, "first-half", utcnow())
+            started.set()
+            await asyncio.sleep(0.3)  # the stop arrives here
+            await housekeeping.claim_scheduled_run(session, "second-half", utcnow())
+        rounds.append(utcnow())
+
+    jobs = BackgroundJobs()
+    jobs.every("half-way", 3600, round_)
+    await asyncio.wait_for(started.wait(), 10)
+    await jobs.stop(grace=10)
+
+    assert len(rounds) == 1  # finished, and no second round after the stop
+    async with sessionmaker.begin() as session:  # the database takes the next writer at once
+        since = utcnow() - timedelta(minutes=1)
+        assert not await housekeeping.claim_scheduled_run(session, "first-half", since)
+        assert not await housekeeping.claim_scheduled_run(session, "second-half", since)
+
+
+async def test_a_failed_round_is_logged_and_the_job_runs_again(caplog: Any) -> None:
+    calls: list[int] = []
+
+    async def round_() -> None:
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise RuntimeError("the database went away")
+
+    jobs = BackgroundJobs()
+    jobs.every("flaky", 0.01, round_)
+    for _ in range(500):
+        if len(calls) >= 3:
+            break
+        await asyncio.sleep(0.01)
+    await jobs.stop()
+    assert len(calls) >= 3
+    assert "background job flaky failed" in caplog.text
