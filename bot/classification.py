@@ -8,8 +8,7 @@ Every serving process looks at the registry's promotion state (`ModelRegistry.st
 and before classifying. Only when that changed does it read the promoted version, and only when that differs from
 the one it serves does it load the model, in a thread: residents are classified with the current model until the
 new one is loaded, then the new one takes over at once. A promoted model that cannot be loaded is logged, the
-current one kept, and the load
-tried again after `RETRY_SECONDS`."""
+current one kept, and the load tried again after `RETRY_SECONDS`."""
 
 from __future__ import annotations
 
