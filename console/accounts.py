@@ -176,7 +176,7 @@ async def audit_export(principal: Principal, *, ip: str | None, described: dict[
             entry.created_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"), username or "", entry.action,
             number or "", json.dumps(entry.detail or {}, ensure_ascii=False, sort_keys=True), entry.ip or "")])
     async with principal.write() as session:
-        await staff_actions.audit(session, principal.user, "audit.export", ip=ip,
+        await audit.record(session, principal.user, "audit.export", ip=ip,
                                   detail={"count": len(rows), "filter": described})
     return buffer.getvalue().encode("utf-8-sig")
 
@@ -235,4 +235,4 @@ async def revoke_token_of(principal: Principal, username: str, token_id: int) ->
 async def record(principal: Principal, action: str, detail: dict[str, Any]) -> None:
     """An audit entry of an action outside the database (training, promoting or rolling back a model)."""
     async with principal.write() as session:
-        await staff_actions.audit(session, principal.user, action, detail=detail)
+        await audit.record(session, principal.user, action, detail=detail)

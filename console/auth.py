@@ -19,7 +19,7 @@ from zxcvbn import zxcvbn
 
 from console.context import ConsoleContext, context_of
 from handlers.city import CityConfig
-from storage import staff_actions, staff_notices
+from storage import audit, staff_actions, staff_notices
 from storage.models import Case, StaffRole, StaffSession, StaffUser, utcnow
 
 SESSION_COOKIE = "ql_staff"
@@ -168,7 +168,7 @@ class Principal:
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A write transaction whose audit entries carry this request's client address."""
         async with self.context.database.sessionmaker.begin() as session:
-            session.info[staff_actions.AUDIT_IP] = self.ip
+            session.info[audit.AUDIT_IP] = self.ip
             yield session
 
     @property

@@ -19,7 +19,7 @@ from console.operations import OperationError
 from console.schemas import is_overdue
 from handlers.city import CityConfig
 from nlp.labels import LABELS as LABEL_NAMES
-from storage import queries, staff_actions
+from storage import audit, queries, staff_actions
 from storage.models import Case, utcnow
 
 MAX_EXPORT_ROWS = 10_000
@@ -146,7 +146,7 @@ async def export_cases(principal: Principal, flt: queries.CaseFilter, *, fmt: Fo
         usernames = {user.id: user.username for user in await staff_actions.list_staff(session)}
     table = sheet(cases, usernames, principal.context.city, identity=identity)
     async with principal.write() as session:
-        await staff_actions.audit(session, principal.user, "case.export", ip=ip, detail={
+        await audit.record(session, principal.user, "case.export", ip=ip, detail={
             "format": fmt, "count": len(cases), "identity": identity, "filter": described})
     stamp = utcnow().astimezone(ZoneInfo(principal.context.city.timezone)).strftime("%Y%m%d-%H%M")
     content = to_csv(table) if fmt == "csv" else to_xlsx(table)

@@ -389,7 +389,7 @@ async def evidence_file(principal: Principal, case_number: str, attachment_id: i
         path = principal.context.evidence_dir / stored.stored_name
         if not path.is_file():
             raise OperationError(410, "the evidence file is missing from storage")
-        await staff_actions.audit(session, principal.user, "case.download", case=case,
+        await audit.record(session, principal.user, "case.download", case=case,
                                   detail={"attachment_id": attachment_id}, ip=ip)
     return path, stored
 
@@ -411,7 +411,7 @@ async def thumbnail_file(principal: Principal, case_number: str, attachment_id: 
             raise OperationError(410, "the evidence file is missing from storage")
         viewed = await audit.last_entry_at(session, actor_id=principal.user.id, case_id=case.id, action="case.view")
         if viewed is None or viewed < utcnow() - THUMBNAIL_VIEW_WINDOW:
-            await staff_actions.audit(session, principal.user, "case.download", case=case,
+            await audit.record(session, principal.user, "case.download", case=case,
                                       detail={"attachment_id": attachment_id, "thumbnail": True})
     return path, stored
 

@@ -20,7 +20,7 @@ from console.operations import OperationError, answer_case, load_case, require_s
 from handlers import hotspots as hot_issues
 from handlers.similar import SimilarCase, similar_to
 from nlp.reply_quality import ReplyScore
-from storage import hotspots, queries, similar, staff_actions
+from storage import audit, hotspots, queries, similar, staff_actions
 from storage.models import Case, HotIssueRun, Problem, utcnow
 
 SIMILAR_SHOWN = 10
@@ -101,7 +101,7 @@ async def group_cases(principal: Principal, case_numbers: list[str], title: str 
         problem = await similar.join_problem(session, cases, actor=staff_actions.actor_ref(principal.user),
                                              created_by_id=principal.user.id, title=title)
         for case in cases:
-            await staff_actions.audit(session, principal.user, "case.link_problem", case=case,
+            await audit.record(session, principal.user, "case.link_problem", case=case,
                                       detail={"problem": problem.id})
         return problem.id
 
@@ -113,7 +113,7 @@ async def leave_problem(principal: Principal, case_number: str) -> None:
             raise OperationError(409, f"{case_number} is not part of a problem")
         left = case.problem_id
         await similar.leave_problem(session, case, actor=staff_actions.actor_ref(principal.user))
-        await staff_actions.audit(session, principal.user, "case.leave_problem", case=case, detail={"problem": left})
+        await audit.record(session, principal.user, "case.leave_problem", case=case, detail={"problem": left})
 
 
 # Reply quality -------------------------------------------------------------------------------------------
@@ -160,7 +160,7 @@ async def answer_problem(principal: Principal, problem_id: int, text: str) -> in
         for case in view.cases:
             await answer_case(session, principal, case, text, now)
         view.problem.answered_at = now
-        await staff_actions.audit(session, principal.user, "problem.answer", detail={
+        await audit.record(session, principal.user, "problem.answer", detail={
             "problem": problem_id, "cases": [case.case_number for case in view.cases]})
     principal.context.wake_outbox()
     return len(view.cases)
@@ -191,6 +191,6 @@ async def refresh_hot_issues(principal: Principal) -> HotIssueRun:
                                    utcnow(), force=True)
     assert run is not None
     async with principal.write() as session:
-        await staff_actions.audit(session, principal.user, "hotspots.refresh",
+        await audit.record(session, principal.user, "hotspots.refresh",
                                   detail={"cases": run.cases, "groups": len(run.groups)})
     return run

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from console.auth import totp_step, verify_password
 from console.context import ConsoleContext
-from storage import staff_actions
+from storage import audit, staff_actions
 from storage.models import StaffUser, utcnow
 
 
@@ -43,7 +43,7 @@ async def password_step(context: ConsoleContext, username: str, password: str, *
         locked = user is not None and _locked(user)
         if user is None or locked or not password_ok or not user.active:
             if locked:
-                await staff_actions.audit(session, user, "login.locked", detail={"user": username}, ip=ip)
+                await audit.record(session, user, "login.locked", detail={"user": username}, ip=ip)
             else:
                 await staff_actions.record_login(session, user, success=False, username=username, ip=ip,
                                                  attempts=console.login_attempts,
@@ -51,7 +51,7 @@ async def password_step(context: ConsoleContext, username: str, password: str, *
             return PasswordStep(None, False)
         second_factor = bool(user.totp_secret) or user.totp_required
         if second_factor:  # the failure count is reset only once the second factor is done too
-            await staff_actions.audit(session, user, "login.password_ok", detail={"user": username}, ip=ip)
+            await audit.record(session, user, "login.password_ok", detail={"user": username}, ip=ip)
         else:
             await staff_actions.record_login(session, user, success=True, username=username, ip=ip,
                                              attempts=console.login_attempts, lock_minutes=console.login_lock_minutes)
@@ -96,17 +96,17 @@ async def second_factor_step(context: ConsoleContext, user_id: int, code: str, *
 
 async def log_out(context: ConsoleContext, user: StaffUser, token: str | None, *, ip: str | None) -> None:
     async with context.database.sessionmaker.begin() as session:
-        session.info[staff_actions.AUDIT_IP] = ip
+        session.info[audit.AUDIT_IP] = ip
         if token:
             await staff_actions.end_session(session, token)
-        await staff_actions.audit(session, user, "logout", ip=ip)
+        await audit.record(session, user, "logout", ip=ip)
 
 
 async def new_password(context: ConsoleContext, user_id: int, password_hash: str, *, ip: str | None) -> str:
     """Set the user's own new password: every session of theirs ends and their API tokens are revoked;
     returns the token of a new session."""
     async with context.database.sessionmaker.begin() as session:
-        session.info[staff_actions.AUDIT_IP] = ip
+        session.info[audit.AUDIT_IP] = ip
         user = await staff_actions.get_staff(session, user_id)
         assert user is not None
         await staff_actions.set_password(session, user, password_hash, actor=user)  # ends every session
@@ -120,7 +120,7 @@ async def set_own_totp(context: ConsoleContext, user_id: int, secret: str | None
     """Turn the user's own second factor on (with a secret confirmed by a code of `confirmed_step`) or off
     (None)."""
     async with context.database.sessionmaker.begin() as session:
-        session.info[staff_actions.AUDIT_IP] = ip
+        session.info[audit.AUDIT_IP] = ip
         user = await staff_actions.get_staff(session, user_id)
         assert user is not None
         await staff_actions.set_totp(session, user, secret, actor=user, confirmed_step=confirmed_step)

@@ -1,5 +1,6 @@
-"""Reads of the audit log (who saw or did what, when); entries are written by `staff_actions.audit` in the
-transaction of what they record."""
+"""The audit log (who saw or did what, when): `record` writes an entry in the transaction of what it records —
+every staff action in `storage` goes through it, so each entry carries the client's address the edge put on the
+session — and the reads the console's audit pages use."""
 
 from __future__ import annotations
 
@@ -11,6 +12,22 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import AuditEntry, Case, StaffUser
+
+AUDIT_IP = "audit_ip"
+"""Key of `AsyncSession.info` under which the edge puts the client's address: `record` writes it into every
+entry of the transaction that does not name one."""
+
+
+async def record(session: AsyncSession, actor: StaffUser | None, action: str, *, case: Case | None = None,
+                 detail: dict[str, Any] | None = None, ip: str | None = None) -> AuditEntry:
+    if ip is None:
+        ip = session.info.get(AUDIT_IP)
+    entry = AuditEntry(actor_id=actor.id if actor else None, action=action, case_id=case.id if case else None,
+                       detail=detail or {}, ip=ip)
+    session.add(entry)
+    await session.flush()
+    return entry
+
 
 AuditRow = tuple[AuditEntry, str | None, str | None]
 """An entry with the username of its actor and the number of its case (None when there is none)."""

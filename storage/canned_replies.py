@@ -8,9 +8,9 @@ from collections.abc import Collection
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import audit
 from storage.actions import ActionError
 from storage.models import CannedReply, StaffUser
-from storage.staff_actions import audit
 
 MAX_TITLE = 80
 MAX_BODY = 3000
@@ -42,11 +42,11 @@ async def save(session: AsyncSession, *, queue: str, title: str, body: str, acto
     else:
         reply.queue, reply.title, reply.body, reply.updated_by_id = queue, title, body, actor.id
     await session.flush()
-    await audit(session, actor, "canned_reply.save", detail={"queue": queue, "title": title, "id": reply.id})
+    await audit.record(session, actor, "canned_reply.save", detail={"queue": queue, "title": title, "id": reply.id})
     return reply
 
 
 async def delete(session: AsyncSession, reply: CannedReply, *, actor: StaffUser) -> None:
-    await audit(session, actor, "canned_reply.delete", detail={"queue": reply.queue, "title": reply.title})
+    await audit.record(session, actor, "canned_reply.delete", detail={"queue": reply.queue, "title": reply.title})
     await session.delete(reply)
     await session.flush()

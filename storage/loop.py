@@ -13,11 +13,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage import outbox
+from storage import audit, outbox
 from storage.actions import ActionError, change_status
 from storage.models import (
     CLOSED_STATUSES,
-    AuditEntry,
     Case,
     CaseStatus,
     Conversation,
@@ -148,8 +147,7 @@ async def decide_appeal(session: AsyncSession, case: Case, *, actor: StaffUser, 
     if not uphold:
         case.status = CaseStatus.ROUTED if case.accepted_at is None else CaseStatus.IN_HANDLING
         case.closed_at = None
-    session.add(AuditEntry(actor_id=actor.id, action="case.appeal_decided", case_id=case.id,
-                           detail={"upheld": uphold, "reason": reason}))
+    await audit.record(session, actor, "case.appeal_decided", case=case, detail={"upheld": uphold, "reason": reason})
     await _tell_reporter(session, case, "appeal_decided", upheld=uphold, reason=reason)
     await session.flush()
     return event
@@ -172,8 +170,8 @@ async def request_extension(session: AsyncSession, case: Case, *, actor: StaffUs
     request = ExtensionRequest(case_id=case.id, requested_by_id=actor.id, reason=reason, resolve_due_at=resolve_due_at)
     session.add(request)
     await session.flush()
-    session.add(AuditEntry(actor_id=actor.id, action="case.extension_requested", case_id=case.id,
-                           detail={"request_id": request.id, "until": resolve_due_at.isoformat(), "reason": reason}))
+    await audit.record(session, actor, "case.extension_requested", case=case,
+                 detail={"request_id": request.id, "until": resolve_due_at.isoformat(), "reason": reason})
     await _tell_staff(session, case, staff_targets, "extension_request", staff_locale, until=resolve_due_at.isoformat())
     await session.flush()
     return request
@@ -187,9 +185,8 @@ async def decide_extension(session: AsyncSession, request: ExtensionRequest, cas
     request.status = "approved" if approve else "refused"
     request.decided_by_id = actor.id
     request.decided_at = utcnow()
-    session.add(AuditEntry(actor_id=actor.id, action="case.extension_" + request.status, case_id=case.id,
-                           detail={"request_id": request.id, "until": request.resolve_due_at.isoformat(),
-                                   "note": note.strip()}))
+    await audit.record(session, actor, "case.extension_" + request.status, case=case,
+                 detail={"request_id": request.id, "until": request.resolve_due_at.isoformat(), "note": note.strip()})
     if approve:
         case.resolve_due_at = request.resolve_due_at
         case.extension_count += 1
@@ -220,7 +217,7 @@ async def tell_reporter(session: AsyncSession, case: Case, text: str, *, actor: 
         raise ActionError("a note for the reporter needs text")
     event = TraceEvent(case_id=case.id, kind=TraceKind.NOTE, actor=f"staff:{actor.id}", body=text, detail={})
     session.add(event)
-    session.add(AuditEntry(actor_id=actor.id, action="case.note_to_reporter", case_id=case.id, detail={}))
+    await audit.record(session, actor, "case.note_to_reporter", case=case)
     await _tell_reporter(session, case, "note", note=text)
     await session.flush()
     return event
@@ -233,18 +230,20 @@ async def reject(session: AsyncSession, case: Case, *, actor: StaffUser, reason:
         raise ActionError("a rejection needs its reason and where the reporter can turn instead")
     event = await change_status(session, case, CaseStatus.REJECTED, actor=f"staff:{actor.id}",
                                 body=f"{reason}\n{referral}")
-    session.add(AuditEntry(actor_id=actor.id, action="case.status", case_id=case.id,
-                           detail={"status": "rejected", "reason": reason, "referral": referral}))
+    await audit.record(session, actor, "case.status", case=case,
+                 detail={"status": "rejected", "reason": reason, "referral": referral})
     await session.flush()
     return event
 
 
 async def transfer(session: AsyncSession, case: Case, queue: str, *, actor: StaffUser, reason: str,
-                   alert_after: int, reason_code: str | None = None, staff_targets: Sequence[tuple[str, str]] = (),
-                   staff_locale: str = "zh") -> TraceEvent:
-    """Move the case to another queue. The deadlines stay (a transfer is not an extension); the reporter's trace
-    says "transferred to the responsible office" once, whatever the internal hops; the `alert_after`-th transfer
-    and every one after it tell the new queue's staff groups."""
+                   alert_after: int | None = None, reason_code: str | None = None,
+                   deadlines: tuple[datetime | None, datetime | None] | None = None,
+                   staff_targets: Sequence[tuple[str, str]] = (), staff_locale: str = "zh") -> TraceEvent:
+    """Move the case to another queue. A staff transfer keeps the deadlines (it is not an extension); a case
+    routed anew — its label corrected — takes `deadlines` (accept-by, resolve-by) of its new queue, counted from
+    now. The reporter's trace says "transferred to the responsible office" once, whatever the internal hops;
+    the `alert_after`-th transfer and every one after it tell the new queue's staff groups."""
     reason = reason.strip()
     if not reason:
         raise ActionError("moving a case needs a reason")
@@ -254,6 +253,9 @@ async def transfer(session: AsyncSession, case: Case, queue: str, *, actor: Staf
     case.queue = queue
     case.assigned_to_id = None
     case.transfer_count += 1
+    if deadlines is not None:
+        case.routed_at = utcnow()
+        case.accept_due_at, case.resolve_due_at = deadlines
     event = TraceEvent(case_id=case.id, kind=TraceKind.ROUTED, actor=f"staff:{actor.id}",
                        detail={"queue": queue, "reason": "moved", "from": previous, "internal": True})
     session.add(event)
@@ -261,16 +263,15 @@ async def transfer(session: AsyncSession, case: Case, queue: str, *, actor: Staf
                                                           TraceEvent.kind == TraceKind.TRANSFERRED))
     if told is None:
         session.add(TraceEvent(case_id=case.id, kind=TraceKind.TRANSFERRED, actor=f"staff:{actor.id}", detail={}))
-    detail = {"from": previous, "to": queue, "reason": reason, "transfers": case.transfer_count}
+    detail: dict[str, Any] = {"from": previous, "to": queue, "reason": reason, "transfers": case.transfer_count}
     if reason_code:
         detail["reason_code"] = reason_code
-    session.add(AuditEntry(actor_id=actor.id, action="case.move", case_id=case.id, detail=detail))
-    if case.transfer_count >= alert_after:
+    await audit.record(session, actor, "case.move", case=case, detail=detail)
+    if alert_after is not None and case.transfer_count >= alert_after:
         await _tell_staff(session, case, staff_targets, "transfer_alert", staff_locale, transfers=case.transfer_count,
                           source=previous)
     await session.flush()
     return event
-
 
 
 def deadline_of(case: Case) -> tuple[str, datetime] | None:
@@ -319,8 +320,8 @@ async def escalate(session: AsyncSession, case: Case, *, staff_targets: Sequence
     if case.escalated_for == marker:
         return False
     case.escalated_for = marker
-    session.add(AuditEntry(actor_id=None, action="case.escalated", case_id=case.id,
-                           detail={"deadline": current[0], "due": current[1].isoformat()}))
+    await audit.record(session, None, "case.escalated", case=case,
+                 detail={"deadline": current[0], "due": current[1].isoformat()})
     await _tell_staff(session, case, staff_targets, "escalation", staff_locale, deadline=current[0],
                       until=current[1].isoformat())
     await session.flush()

@@ -7,19 +7,17 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from storage import actions, staff_notices
+from storage import actions, audit, loop, staff_notices
 from storage.actions import ActionError
 from storage.models import (
     CLOSED_STATUSES,
     ApiToken,
-    AuditEntry,
     Case,
     CaseStatus,
     InternalNote,
@@ -28,13 +26,8 @@ from storage.models import (
     StaffSession,
     StaffUser,
     TraceEvent,
-    TraceKind,
     utcnow,
 )
-
-AUDIT_IP = "audit_ip"
-"""Key of `AsyncSession.info` under which the edge puts the client's address: `audit` writes it into every
-entry of the transaction that does not name one."""
 
 
 def token_hash(token: str) -> str:
@@ -43,17 +36,6 @@ def token_hash(token: str) -> str:
 
 def actor_ref(user: StaffUser) -> str:
     return f"staff:{user.id}"
-
-
-async def audit(session: AsyncSession, actor: StaffUser | None, action: str, *, case: Case | None = None,
-                detail: dict[str, Any] | None = None, ip: str | None = None) -> AuditEntry:
-    if ip is None:
-        ip = session.info.get(AUDIT_IP)
-    entry = AuditEntry(actor_id=actor.id if actor else None, action=action, case_id=case.id if case else None,
-                       detail=detail or {}, ip=ip)
-    session.add(entry)
-    await session.flush()
-    return entry
 
 
 # --- staff accounts ---------------------------------------------------------------------------
@@ -98,7 +80,7 @@ async def create_staff(session: AsyncSession, *, username: str, display_name: st
                      active=True, failed_logins=0, totp_required=False, must_change_password=must_change_password)
     session.add(user)
     await session.flush()
-    await audit(session, actor, "staff.create", detail={"user": username, "role": str(role)})
+    await audit.record(session, actor, "staff.create", detail={"user": username, "role": str(role)})
     return user
 
 
@@ -117,7 +99,8 @@ async def set_queues(session: AsyncSession, user: StaffUser, queues: Sequence[st
     for queue in sorted(set(queues)):
         session.add(QueueAssignment(user_id=user.id, queue=queue))
     await session.flush()
-    await audit(session, actor, "staff.assign_queues", detail={"user": user.username, "queues": sorted(set(queues))})
+    await audit.record(session, actor, "staff.assign_queues",
+                       detail={"user": user.username, "queues": sorted(set(queues))})
 
 
 async def set_active(session: AsyncSession, user: StaffUser, active: bool, *, actor: StaffUser | None = None) -> None:
@@ -125,7 +108,7 @@ async def set_active(session: AsyncSession, user: StaffUser, active: bool, *, ac
     if not active:
         await session.execute(delete(StaffSession).where(StaffSession.user_id == user.id))
         await session.execute(update(ApiToken).where(ApiToken.user_id == user.id).values(revoked=True))
-    await audit(session, actor, "staff.enable" if active else "staff.disable", detail={"user": user.username})
+    await audit.record(session, actor, "staff.enable" if active else "staff.disable", detail={"user": user.username})
 
 
 async def set_password(session: AsyncSession, user: StaffUser, password_hash: str, *,
@@ -142,14 +125,14 @@ async def set_password(session: AsyncSession, user: StaffUser, password_hash: st
                                     .values(revoked=True))
     count = int(getattr(revoked, "rowcount", 0) or 0)
     action = "staff.change_password" if actor is not None and actor.id == user.id else "staff.reset_password"
-    await audit(session, actor, action, detail={"user": user.username, "tokens_revoked": count})
+    await audit.record(session, actor, action, detail={"user": user.username, "tokens_revoked": count})
     return count
 
 
 async def set_role(session: AsyncSession, user: StaffUser, role: StaffRole, *, actor: StaffUser | None) -> None:
     previous = user.role
     user.role = role
-    await audit(session, actor, "staff.role", detail={"user": user.username, "from": previous, "to": str(role)})
+    await audit.record(session, actor, "staff.role", detail={"user": user.username, "from": previous, "to": str(role)})
 
 
 async def set_totp(session: AsyncSession, user: StaffUser, secret: str | None, *, actor: StaffUser | None,
@@ -158,12 +141,13 @@ async def set_totp(session: AsyncSession, user: StaffUser, secret: str | None, *
     or off (None)."""
     user.totp_secret = secret
     user.totp_last_step = confirmed_step if secret else None
-    await audit(session, actor, "staff.totp_enrol" if secret else "staff.totp_remove", detail={"user": user.username})
+    await audit.record(session, actor, "staff.totp_enrol" if secret else "staff.totp_remove",
+                       detail={"user": user.username})
 
 
 async def require_totp(session: AsyncSession, user: StaffUser, required: bool, *, actor: StaffUser | None) -> None:
     user.totp_required = required
-    await audit(session, actor, "staff.totp_required", detail={"user": user.username, "required": required})
+    await audit.record(session, actor, "staff.totp_required", detail={"user": user.username, "required": required})
 
 
 async def accept_totp_step(session: AsyncSession, user: StaffUser, step: int) -> bool:
@@ -200,7 +184,7 @@ async def record_login(session: AsyncSession, user: StaffUser | None, *, success
             if failures >= attempts:
                 user.locked_until = utcnow() + timedelta(minutes=lock_minutes)
                 user.failed_logins = 0
-    await audit(session, user, "login.success" if success else "login.failure", detail={"user": username}, ip=ip)
+    await audit.record(session, user, "login.success" if success else "login.failure", detail={"user": username}, ip=ip)
 
 
 async def start_session(session: AsyncSession, user: StaffUser, *, hours: float, ip: str | None,
@@ -231,7 +215,7 @@ async def create_api_token(session: AsyncSession, user: StaffUser, name: str, *,
     record = ApiToken(user_id=user.id, name=name, token_hash=token_hash(token), revoked=False)
     session.add(record)
     await session.flush()
-    await audit(session, actor, "api_token.create", detail={"user": user.username, "name": name})
+    await audit.record(session, actor, "api_token.create", detail={"user": user.username, "name": name})
     return token, record
 
 
@@ -269,7 +253,7 @@ async def get_api_token(session: AsyncSession, token_id: int) -> ApiToken | None
 
 async def revoke_api_token(session: AsyncSession, record: ApiToken, *, actor: StaffUser | None) -> None:
     record.revoked = True
-    await audit(session, actor, "api_token.revoke", detail={"name": record.name})
+    await audit.record(session, actor, "api_token.revoke", detail={"name": record.name})
 
 
 # --- work on cases ----------------------------------------------------------------------------
@@ -284,7 +268,7 @@ async def accept_case(session: AsyncSession, case: Case, *, actor: StaffUser) ->
     if case.status not in (CaseStatus.RECEIVED, CaseStatus.ROUTED):
         raise ActionError(f"case {case.case_number} was accepted already")
     event = await actions.change_status(session, case, CaseStatus.ACCEPTED, actor=actor_ref(actor))
-    await audit(session, actor, "case.accept", case=case)
+    await audit.record(session, actor, "case.accept", case=case)
     return event
 
 
@@ -293,7 +277,7 @@ async def set_status(session: AsyncSession, case: Case, status: CaseStatus, *, a
     if status == CaseStatus.DUPLICATE:
         raise ActionError("use mark_duplicate to mark a duplicate")
     event = await actions.change_status(session, case, status, actor=actor_ref(actor), body=body)
-    await audit(session, actor, "case.status", case=case, detail={"status": str(status)})
+    await audit.record(session, actor, "case.status", case=case, detail={"status": str(status)})
     return event
 
 
@@ -303,7 +287,7 @@ async def mark_duplicate(session: AsyncSession, case: Case, original: Case, *, a
     case.duplicate_of_id = original.id
     event = await actions.change_status(session, case, CaseStatus.DUPLICATE, actor=actor_ref(actor),
                                         body=original.case_number)
-    await audit(session, actor, "case.duplicate", case=case, detail={"of": original.case_number})
+    await audit.record(session, actor, "case.duplicate", case=case, detail={"of": original.case_number})
     return event
 
 
@@ -311,7 +295,7 @@ async def confirm_label(session: AsyncSession, case: Case, *, actor: StaffUser) 
     if case.label is None:
         raise ActionError("the case has no label to confirm")
     case.label_status = "confirmed"
-    await audit(session, actor, "case.confirm_label", case=case, detail={"label": case.label})
+    await audit.record(session, actor, "case.confirm_label", case=case, detail={"label": case.label})
 
 
 async def correct_label(session: AsyncSession, case: Case, label: str, *, actor: StaffUser, queue: str,
@@ -322,42 +306,16 @@ async def correct_label(session: AsyncSession, case: Case, label: str, *, actor:
     previous = case.label
     case.label = label
     case.label_status = "corrected" if label != case.predicted_label else "confirmed"
-    await audit(session, actor, "case.correct_label", case=case, detail={"from": previous, "to": label})
-    if queue != case.queue:
-        return await move_case(session, case, queue, reason=f"label {previous} → {label}", actor=actor,
-                               accept_due_at=accept_due_at, resolve_due_at=resolve_due_at)
+    await audit.record(session, actor, "case.correct_label", case=case, detail={"from": previous, "to": label})
+    if queue != case.queue:  # routed anew: the new queue's deadlines, counted from now
+        return await loop.transfer(session, case, queue, reason=f"label {previous} → {label}", actor=actor,
+                                   deadlines=(accept_due_at, resolve_due_at))
     return None
-
-
-async def move_case(session: AsyncSession, case: Case, queue: str, *, reason: str, actor: StaffUser,
-                    accept_due_at: datetime | None, resolve_due_at: datetime | None) -> TraceEvent:
-    reason = reason.strip()
-    if not reason:
-        raise ActionError("moving a case needs a reason")
-    if queue == case.queue:
-        raise ActionError(f"the case is in {queue} already")
-    previous = case.queue
-    case.queue = queue
-    case.assigned_to_id = None
-    case.routed_at = utcnow()
-    case.accept_due_at = accept_due_at
-    case.resolve_due_at = resolve_due_at
-    case.transfer_count += 1
-    event = TraceEvent(case_id=case.id, kind=TraceKind.ROUTED, actor=actor_ref(actor),
-                       detail={"queue": queue, "reason": "moved", "from": previous, "internal": True})
-    session.add(event)
-    told = await session.scalar(select(TraceEvent.id).where(TraceEvent.case_id == case.id,
-                                                          TraceEvent.kind == TraceKind.TRANSFERRED))
-    if told is None:  # the reporter reads "transferred to the responsible office" once, not each hop
-        session.add(TraceEvent(case_id=case.id, kind=TraceKind.TRANSFERRED, actor=actor_ref(actor), detail={}))
-    await session.flush()
-    await audit(session, actor, "case.move", case=case, detail={"from": previous, "to": queue, "reason": reason})
-    return event
 
 
 async def assign_case(session: AsyncSession, case: Case, assignee: StaffUser | None, *, actor: StaffUser) -> None:
     case.assigned_to_id = assignee.id if assignee else None
-    await audit(session, actor, "case.assign", case=case,
+    await audit.record(session, actor, "case.assign", case=case,
                 detail={"to": assignee.username if assignee else None})
 
 
@@ -368,13 +326,13 @@ async def add_note(session: AsyncSession, case: Case, body: str, *, actor: Staff
     note = InternalNote(case_id=case.id, author_id=actor.id, body=body)
     session.add(note)
     await session.flush()
-    await audit(session, actor, "case.note", case=case, detail={"note_id": note.id})
+    await audit.record(session, actor, "case.note", case=case, detail={"note_id": note.id})
     return note
 
 
 async def answer_reporter(session: AsyncSession, case: Case, text: str, *, actor: StaffUser) -> TraceEvent:
     event = await actions.reply_to_reporter(session, case, text, actor=actor_ref(actor))
-    await audit(session, actor, "case.answer", case=case, detail={"trace_event_id": event.id})
+    await audit.record(session, actor, "case.answer", case=case, detail={"trace_event_id": event.id})
     return event
 
 
@@ -386,11 +344,11 @@ async def reveal_identity(session: AsyncSession, case: Case, *, actor: StaffUser
     reason = reason.strip()
     if not reason:
         raise ActionError("revealing a reporter's identity needs a reason")
-    await audit(session, actor, "case.reveal_identity", case=case, ip=ip, detail={"reason": reason})
+    await audit.record(session, actor, "case.reveal_identity", case=case, ip=ip, detail={"reason": reason})
     return case.reporter_name, case.reporter_phone
 
 
 async def record_view(session: AsyncSession, case: Case, *, actor: StaffUser, ip: str | None) -> None:
     """Staff opened the case: audited, and what the reporter added before now is read (`staff_notices`)."""
-    await audit(session, actor, "case.view", case=case, ip=ip)
+    await audit.record(session, actor, "case.view", case=case, ip=ip)
     await staff_notices.case_seen(session, case.id, actor.id, utcnow())

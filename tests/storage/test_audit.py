@@ -3,10 +3,11 @@ case, filtered by person or case, a page at a time."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from storage import audit, staff_actions
-from storage.models import StaffRole
+from storage import audit, loop, staff_actions
+from storage.models import Case, StaffRole, utcnow
 from tests.factories import file_case
 
 
@@ -53,3 +54,26 @@ async def test_entries_are_filtered_by_person_and_case_and_paged(sessionmaker: A
     assert ([e.action for e, _, _ in on_second], second_total) == (["case.assign", "case.note"], 2)
     assert (both, both_total) == ([], 0)
     assert ([e.action for e, _, _ in page_two], paged_total) == (["staff.create", "staff.create"], 6)
+
+
+async def test_every_staff_action_on_a_case_records_the_staff_members_address(sessionmaker: Any) -> None:
+    """The closed loop's actions (transfer, extension, note to the reporter, rejection) are audited with the
+    address the console put on the session, like every other staff action."""
+    async with sessionmaker.begin() as session:
+        wang = await staff_actions.create_staff(session, username="wang", display_name="王主任",
+                                                role=StaffRole.SUPERVISOR, password_hash="not-a-hash")
+        case, _ = await file_case(session, queue="clean_hall")
+    async with sessionmaker.begin() as session:
+        session.info[audit.AUDIT_IP] = "198.51.100.7"
+        moving = await session.get(Case, case.id)
+        assert moving is not None
+        await loop.transfer(session, moving, "petitions", actor=wang, reason="职责不符")
+        await loop.tell_reporter(session, moving, "正在核查", actor=wang)
+        await loop.request_extension(session, moving, actor=wang, reason="需现场核查",
+                                     resolve_due_at=utcnow() + timedelta(days=90))
+        await loop.reject(session, moving, actor=wang, reason="不属受理范围", referral="请联系12345")
+    async with sessionmaker() as session:
+        rows, _ = await audit.audit_log(session, page=1, per_page=50, case_id=case.id)
+    assert sorted(entry.action for entry, _, _ in rows) == [
+        "case.extension_requested", "case.move", "case.note_to_reporter", "case.status"]
+    assert {entry.ip for entry, _, _ in rows} == {"198.51.100.7"}

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from storage import actions, staff_actions
+from storage import actions, loop, staff_actions
 from storage.actions import ActionError
 from storage.models import AuditEntry, Case, CaseStatus, OutboxMessage, StaffRole, StaffUser, TraceEvent, utcnow
 from tests.factories import file_case
@@ -131,8 +131,10 @@ async def test_a_label_is_confirmed_only_if_there_is_one_and_correcting_back_con
     assert stored is not None
     assert (stored.label, stored.label_status, stored.queue) == ("slow_service", "confirmed", "clean_hall")
     assert [(a, d) for a, d in await _audit(sessionmaker) if a == "case.move"] == [
-        ("case.move", {"from": "clean_hall", "to": "work_style", "reason": "label slow_service → formalism"}),
-        ("case.move", {"from": "work_style", "to": "clean_hall", "reason": "label formalism → slow_service"})]
+        ("case.move", {"from": "clean_hall", "to": "work_style", "reason": "label slow_service → formalism",
+                       "transfers": 1}),
+        ("case.move", {"from": "work_style", "to": "clean_hall", "reason": "label formalism → slow_service",
+                       "transfers": 2})]
 
 
 async def test_moving_a_case_needs_a_reason_and_frees_it_with_the_new_queues_deadlines(sessionmaker: Any) -> None:
@@ -144,27 +146,25 @@ async def test_moving_a_case_needs_a_reason_and_frees_it_with_the_new_queues_dea
         await staff_actions.assign_case(session, case, li, actor=wang)
 
     async def without_reason(session: Any) -> None:
-        await staff_actions.move_case(session, await _load(session, case.id), "petitions", reason="  ",
-                                      actor=wang, accept_due_at=None, resolve_due_at=None)
+        await loop.transfer(session, await _load(session, case.id), "petitions", reason="  ", actor=wang)
 
     async def nowhere(session: Any) -> None:
-        await staff_actions.move_case(session, await _load(session, case.id), "clean_hall",
-                                      reason="留在本组", actor=wang, accept_due_at=None, resolve_due_at=None)
+        await loop.transfer(session, await _load(session, case.id), "clean_hall", reason="留在本组", actor=wang)
 
     assert await _refused(sessionmaker, without_reason) == "moving a case needs a reason"
     assert await _refused(sessionmaker, nowhere) == "the case is in clean_hall already"
     async with sessionmaker.begin() as session:
         moving = await actions.get_case(session, case.id)
         assert moving is not None
-        await staff_actions.move_case(session, moving, "petitions", reason=" 涉及收受礼品 ", actor=wang,
-                                      accept_due_at=due, resolve_due_at=due + timedelta(days=30))
+        await loop.transfer(session, moving, "petitions", reason=" 涉及收受礼品 ", actor=wang,
+                            deadlines=(due, due + timedelta(days=30)))  # routed anew
     async with sessionmaker() as session:
         moved = await session.get(Case, case.id)
     assert moved is not None
     assert (moved.queue, moved.assigned_to_id) == ("petitions", None)
     assert (moved.accept_due_at, moved.resolve_due_at) == (due, due + timedelta(days=30))
     assert (await _audit(sessionmaker))[-1] == ("case.move", {"from": "clean_hall", "to": "petitions",
-                                                               "reason": "涉及收受礼品"})
+                                                               "reason": "涉及收受礼品", "transfers": 1})
 
 
 async def test_a_note_needs_text_and_an_answer_to_a_closed_case_keeps_it_closed(sessionmaker: Any) -> None:
