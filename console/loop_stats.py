@@ -17,6 +17,7 @@ from console.operations import OperationError
 from handlers.city import CityConfig
 from storage import loop_stats
 from storage.loop_stats import ALL_QUEUES, LoopStatistics, QueueLoop, Share, Spread, Week
+from storage.reply_scores import Quality
 
 SERIES_COLOURS = ("#2f6fb0", "#2e8540", "#c05621", "#6b46c1")
 
@@ -71,15 +72,6 @@ class NoticesOut(BaseModel):
     pending: int = Field(description="Queued or being retried.")
 
 
-class QualityOut(BaseModel):
-    answers: int
-    score: float
-    relevance: float
-    completeness: float
-    clarity: float
-    timeliness: float | None
-
-
 class QueueLoopOut(BaseModel):
     queue: str = Field(description="The queue's code; `*` for the total over the queues listed.")
     name_zh: str
@@ -97,12 +89,11 @@ class QueueLoopOut(BaseModel):
     satisfied: ShareOut = Field(description="Rated 4 or 5, of the rated cases.")
     average_rating: float | None
     notices: NoticesOut = Field(description="The delivery state of the notices to these cases' reporters.")
-    reply_quality: QualityOut | None = Field(description=(
+    reply_quality: Quality | None = Field(description=(
         "Average quality scores (0–1) of the answers sent in the period from this queue; null without any."))
 
     @classmethod
     def of_loop(cls, city: CityConfig, loop: QueueLoop) -> QueueLoopOut:
-        quality = loop.quality
         return cls(
             queue=loop.queue, name_zh=queue_name(city, loop.queue, "zh"), name_en=queue_name(city, loop.queue, "en"),
             received=loop.received, accepted_on_time=ShareOut.of_share(loop.accepted_on_time),
@@ -112,9 +103,7 @@ class QueueLoopOut(BaseModel):
             satisfied=ShareOut.of_share(loop.satisfied), average_rating=loop.average_rating,
             notices=NoticesOut(delivered=loop.notices.delivered, waiting=loop.notices.waiting,
                                failed=loop.notices.failed, pending=loop.notices.pending),
-            reply_quality=None if quality is None else QualityOut(
-                answers=quality.answers, score=quality.score, relevance=quality.relevance,
-                completeness=quality.completeness, clarity=quality.clarity, timeliness=quality.timeliness))
+            reply_quality=loop.quality)
 
 
 class WeekOut(BaseModel):

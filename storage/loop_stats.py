@@ -16,7 +16,7 @@ Per queue, over the cases *received* in [start, end) (the cohort; the queue is t
   counted by the tallies their cases keep (`storage.outbox.prune_delivered`).
 
 Per queue, over the answers *sent* in the period: the average reply-quality score and its parts
-(`storage.reply_scores.by_queue`; the queue the case was in when it was answered).
+(`storage.reply_scores.averages`; the queue the case was in when it was answered).
 
 Per ISO week of the city's time zone (weeks cut to the period at its ends): cases received that week, and of the
 cases closed that week how many, how many by their deadline and how many rated 4–5 of those rated.
@@ -35,7 +35,7 @@ from sqlalchemy import ColumnElement, and_, case, extract, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import reply_scores
-from storage.models import Case, OutboxMessage, OutboxStatus, ReplyScore, utcnow
+from storage.models import Case, OutboxMessage, OutboxStatus, utcnow
 from storage.outbox import to_reporter
 from storage.queries import NOT_ACCEPTED
 from storage.statistics import aware
@@ -75,18 +75,6 @@ class Notices:
 
 
 @dataclass(frozen=True)
-class Quality:
-    """Average reply-quality scores (0–1) of `answers` answers; timeliness None when none had a deadline."""
-
-    answers: int
-    score: float
-    relevance: float
-    completeness: float
-    clarity: float
-    timeliness: float | None
-
-
-@dataclass(frozen=True)
 class QueueLoop:
     queue: str  # ALL_QUEUES for the total over the queues shown
     received: int = 0
@@ -99,7 +87,7 @@ class QueueLoop:
     satisfied: Share = Share()
     average_rating: float | None = None
     notices: Notices = Notices()
-    quality: Quality | None = None
+    quality: reply_scores.Quality | None = None
 
 
 @dataclass(frozen=True)
@@ -254,13 +242,9 @@ async def compute(session: AsyncSession, *, start: datetime, end: datetime, queu
         notice_counts[queue][status] += int(count)
         notice_counts[ALL_QUEUES][status] += int(count)
 
-    # `below` of by_queue is not shown here, so its threshold does not matter
-    qualities = {row.queue: Quality(row.answers, row.score, row.relevance, row.completeness, row.clarity,
-                                    row.timeliness)
-                 for row in await reply_scores.by_queue(session, start, end, threshold=0.0,
-                                                        queues=sorted(chosen) if chosen is not None else None)}
+    qualities = await reply_scores.averages(session, start, end, queues=chosen)
 
-    def completed(loop: QueueLoop, quality: Quality | None) -> QueueLoop:
+    def completed(loop: QueueLoop, quality: reply_scores.Quality | None) -> QueueLoop:
         counts = notice_counts.get(loop.queue, {})
         return replace(loop, to_accept=to_accept.get(loop.queue, Spread()),
                        to_resolve=to_resolve.get(loop.queue, Spread()), quality=quality,
@@ -271,26 +255,11 @@ async def compute(session: AsyncSession, *, start: datetime, end: datetime, queu
 
     result = LoopStatistics(start=start, end=end, queues=chosen)
     result.by_queue = [completed(loops.get(queue, QueueLoop(queue)), qualities.get(queue))
-                       for queue in sorted(set(loops) | set(qualities))]
-    result.total = completed(total, await _overall_quality(session, start, end, chosen))
+                       for queue in sorted(set(loops) | {queue for queue in qualities if queue is not None})]
+    overall = await reply_scores.averages(session, start, end, queues=chosen, by_queue=False)
+    result.total = completed(total, overall.get(None))
     result.weeks = await _weekly(session, scope, weeks, start, end)
     return result
-
-
-async def _overall_quality(session: AsyncSession, start: datetime, end: datetime,
-                           chosen: frozenset[str] | None) -> Quality | None:
-    """The average scores over every answer of the queues shown."""
-    statement = select(func.count(), func.avg(ReplyScore.score), func.avg(ReplyScore.relevance),
-                       func.avg(ReplyScore.completeness), func.avg(ReplyScore.clarity),
-                       func.avg(ReplyScore.timeliness)).where(ReplyScore.created_at >= start,
-                                                              ReplyScore.created_at < end)
-    if chosen is not None:
-        statement = statement.where(ReplyScore.queue.in_(sorted(chosen)))
-    answers, score, relevance, completeness, clarity, timeliness = (await session.execute(statement)).one()
-    if not answers:
-        return None
-    return Quality(int(answers), float(score), float(relevance), float(completeness), float(clarity),
-                   None if timeliness is None else float(timeliness))
 
 
 async def _weekly(session: AsyncSession, scope: list[Any], weeks: list[Week], start: datetime,

@@ -1,5 +1,5 @@
 """The quality scores of staff answers (`ReplyScore`), kept with the answer they were computed for, and their
-averages per queue for the statistics."""
+averages (per queue or over several) for the statistics."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, null, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Case, ReplyScore, TraceEvent
@@ -43,29 +43,34 @@ async def of_events(session: AsyncSession, event_ids: Iterable[int]) -> dict[int
 
 
 @dataclass(frozen=True)
-class QueueQuality:
-    queue: str
+class Quality:
+    """Average reply-quality scores (0–1) of `answers` answers; timeliness None when none had a deadline."""
+
     answers: int
     score: float
     relevance: float
     completeness: float
     clarity: float
     timeliness: float | None
-    below: int  # answers scored under the threshold
 
 
-async def by_queue(session: AsyncSession, since: datetime, until: datetime, *, threshold: float,
-                   queues: Iterable[str] | None = None) -> list[QueueQuality]:
-    """Average scores of the answers sent in [since, until) per queue (the queue the case was in then)."""
-    statement = (select(ReplyScore.queue, func.count(), func.avg(ReplyScore.score), func.avg(ReplyScore.relevance),
-                        func.avg(ReplyScore.completeness), func.avg(ReplyScore.clarity),
-                        func.avg(ReplyScore.timeliness),
-                        func.sum(case((ReplyScore.score < threshold, 1), else_=0)))
-                 .where(ReplyScore.created_at >= since, ReplyScore.created_at < until)
-                 .group_by(ReplyScore.queue).order_by(ReplyScore.queue))
+_AVERAGES = (func.count(), func.avg(ReplyScore.score), func.avg(ReplyScore.relevance),
+             func.avg(ReplyScore.completeness), func.avg(ReplyScore.clarity), func.avg(ReplyScore.timeliness))
+
+
+def _quality(answers: Any, score: Any, relevance: Any, completeness: Any, clarity: Any, timeliness: Any) -> Quality:
+    return Quality(int(answers), float(score), float(relevance), float(completeness), float(clarity),
+                   None if timeliness is None else float(timeliness))
+
+
+async def averages(session: AsyncSession, since: datetime, until: datetime, *, queues: Iterable[str] | None = None,
+                   by_queue: bool = True) -> dict[str | None, Quality]:
+    """Average scores of the answers sent in [since, until): per queue (the queue the case was in then), or
+    over all of `queues` together under the key None (`by_queue=False`). Queues without answers are absent."""
+    statement = select(ReplyScore.queue if by_queue else null(), *_AVERAGES).where(
+        ReplyScore.created_at >= since, ReplyScore.created_at < until)
     if queues is not None:
-        statement = statement.where(ReplyScore.queue.in_(list(queues)))
-    rows = await session.execute(statement)
-    return [QueueQuality(queue, int(count), float(score), float(relevance), float(completeness), float(clarity),
-                         None if timeliness is None else float(timeliness), int(below or 0))
-            for queue, count, score, relevance, completeness, clarity, timeliness, below in rows]
+        statement = statement.where(ReplyScore.queue.in_(sorted(queues)))
+    if by_queue:
+        statement = statement.group_by(ReplyScore.queue)
+    return {queue: _quality(*row) for queue, *row in await session.execute(statement) if row[0]}

@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import select
 
 from storage import loop, loop_stats, outbox, reply_scores, staff_actions
-from storage.loop_stats import Notices, Quality, Share, Spread
+from storage.loop_stats import Notices, Share, Spread
 from storage.models import Case, CaseStatus, OutboxMessage, StaffRole, StaffUser, utcnow
+from storage.reply_scores import Quality
 from tests.factories import file_case
 
 ZONE = "Asia/Shanghai"
