@@ -6,20 +6,18 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import date, datetime
 
 from pydantic import BaseModel, Field
 
-from console import stats, texts
+from console import charts, stats, texts
 from console.auth import Principal, visible_queues
 from console.operations import OperationError
 from handlers.city import CityConfig
 from storage import loop_stats
 from storage.loop_stats import ALL_QUEUES, LoopStatistics, QueueLoop, Share, Spread, Week
 from storage.reply_scores import Quality
-
-SERIES_COLOURS = ("#2f6fb0", "#2e8540", "#c05621", "#6b46c1")
 
 
 async def figures(principal: Principal, first: date, last: date) -> LoopStatistics:
@@ -143,107 +141,15 @@ class LoopStatsOut(BaseModel):
                            satisfied=ShareOut.of_share(week.satisfied)) for week in result.weeks])
 
 
-# --- the weekly line charts ---------------------------------------------------------------------------
-
-Series = tuple[str, Sequence[float | None]]
-
-
-def _tick_values(largest: float, as_share: bool) -> list[float]:
-    if as_share:
-        return [0.0, 0.25, 0.5, 0.75, 1.0]
-    step = 1
-    while largest / step > 5:
-        step = step * 5 // 2 if str(step)[0] == "2" else step * 2
-    top = max(step, -(-int(largest) // step) * step)
-    return [float(value) for value in range(0, top + 1, step)]
-
-
-def line_chart_svg(title: str, x_labels: Sequence[str], series: Sequence[Series], *, y_title: str,
-                   x_title: str, as_share: bool = False, width: int = 640, height: int = 300) -> str:
-    """A line chart as standalone SVG markup (no script, no external references): one line per series over the
-    x labels, a point at each value with its value in a tooltip, a gap where a value is missing (None), axes with
-    their ticks and titles, and a legend. `as_share` draws values of 0–1 as percentages. Every text is escaped."""
-    font_size, margin, top, bottom = 12, 12, 58, 58
-    fit, safe = stats._fit, stats._xml_safe
-    values = [value for _, points in series for value in points if value is not None]
-    ticks = _tick_values(max(values, default=0.0), as_share)
-    y_top = ticks[-1] or 1.0
-
-    def shown(value: float) -> str:
-        return f"{value * 100:.0f}%" if as_share else f"{value:g}"
-
-    left = margin + 18 + max(stats._text_width(shown(tick), font_size) for tick in ticks) + 6
-    right = width - margin
-    plot_bottom = height - bottom
-    step = (right - left) / max(len(x_labels), 1)
-
-    def x_of(index: int) -> float:
-        return left + step * (index + 0.5)
-
-    def y_of(value: float) -> float:
-        return plot_bottom - (plot_bottom - top) * value / y_top
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-        f'role="img" font-family="{stats.CJK_FONTS}" font-size="{font_size}">',
-        f"<title>{safe(title)}</title>",
-        f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
-        f'<text x="{margin}" y="22" font-size="15" font-weight="bold" fill="#1f2933">'
-        f"{safe(fit(title, width - 2 * margin, 15))}</text>",
-    ]
-    legend_x = float(margin)
-    for number, (name, _) in enumerate(series):
-        colour = SERIES_COLOURS[number % len(SERIES_COLOURS)]
-        parts.append(f'<g><rect x="{legend_x:.1f}" y="33" width="14" height="4" fill="{colour}"/>'
-                     f'<text x="{legend_x + 18:.1f}" y="39" fill="#1f2933">{safe(name)}</text></g>')
-        legend_x += 18 + stats._text_width(name, font_size) + 16
-    for tick in ticks:
-        y = y_of(tick)
-        parts.append(f'<line x1="{left:.1f}" y1="{y:.1f}" x2="{right:.1f}" y2="{y:.1f}" stroke="#e4e7eb"/>'
-                     f'<text x="{left - 6:.1f}" y="{y:.1f}" text-anchor="end" dominant-baseline="central" '
-                     f'fill="#616e7c">{safe(shown(tick))}</text>')
-    parts.append(f'<line x1="{left:.1f}" y1="{plot_bottom}" x2="{right:.1f}" y2="{plot_bottom}" stroke="#616e7c"/>')
-    every = max(1, -(-len(x_labels) * 46 // int(right - left)))  # one label per 46 pixels at most
-    for index, label in enumerate(x_labels):
-        if index % every == 0:
-            parts.append(f'<text x="{x_of(index):.1f}" y="{plot_bottom + 16}" text-anchor="middle" '
-                         f'fill="#616e7c">{safe(label)}</text>')
-    parts.append(f'<text x="{(left + right) / 2:.1f}" y="{height - 10}" text-anchor="middle" '
-                 f'fill="#1f2933">{safe(x_title)}</text>')
-    middle = (top + plot_bottom) / 2
-    parts.append(f'<text x="{margin + 4}" y="{middle:.1f}" text-anchor="middle" fill="#1f2933" '
-                 f'transform="rotate(-90 {margin + 4} {middle:.1f})">{safe(y_title)}</text>')
-    if not values:
-        parts.append(f'<text x="{(left + right) / 2:.1f}" y="{middle:.1f}" text-anchor="middle" fill="#616e7c">'
-                     f'{safe(texts.joined("chart.no_data"))}</text>')
-    for number, (name, points) in enumerate(series):
-        colour = SERIES_COLOURS[number % len(SERIES_COLOURS)]
-        runs: list[list[tuple[float, float]]] = [[]]
-        marks = []
-        for index, value in enumerate(points):
-            if value is None:
-                runs.append([])
-                continue
-            x, y = x_of(index), y_of(value)
-            runs[-1].append((x, y))
-            marks.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}"><title>{safe(name)} '
-                         f'{safe(x_labels[index])}: {safe(shown(value))}</title></circle>')
-        lines = [f'<polyline points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in run)}" fill="none" '
-                 f'stroke="{colour}" stroke-width="2"/>' for run in runs if len(run) > 1]
-        parts.append(f'<g class="series">{"".join(lines)}{"".join(marks)}</g>')
-    parts.append("</svg>")
-    return "\n".join(parts)
-
-
 def weekly_charts(result: LoopStatistics) -> list[str]:
     """Two line charts of the weeks: cases received and resolved; shares on time and satisfied."""
     labels = [f"{week.first_day:%m-%d}" for week in result.weeks]
     say = texts.joined
-    counts = line_chart_svg(say("loop.chart_cases"), labels, [
+    counts = charts.line_chart_svg(say("loop.chart_cases"), labels, [
         (say("loop.received"), [float(week.received) for week in result.weeks]),
         (say("loop.resolved"), [float(week.resolved) for week in result.weeks]),
     ], y_title=say("loop.axis_cases"), x_title=say("loop.axis_week"))
-    shares = line_chart_svg(say("loop.chart_shares"), labels, [
+    shares = charts.line_chart_svg(say("loop.chart_shares"), labels, [
         (say("loop.on_time"), [week.resolved_on_time.rate for week in result.weeks]),
         (say("loop.satisfied"), [week.satisfied.rate for week in result.weeks]),
     ], y_title=say("loop.axis_share"), x_title=say("loop.axis_week"), as_share=True)
@@ -318,6 +224,6 @@ def to_csv(result: LoopStatistics, city: CityConfig) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_HEADER)
-    writer.writerows((section, stats._cell(key), stats._cell(name), metric, stats._cell(label), value)
+    writer.writerows((section, stats.csv_cell(key), stats.csv_cell(name), metric, stats.csv_cell(label), value)
                      for section, key, name, metric, label, value in rows)
     return "\ufeff" + buffer.getvalue()

@@ -11,10 +11,10 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 
 from console import operations, problems
+from console.charts import sparkline_svg
 from console.rendering import redirect, render
 from console.routes.common import MAX_ID, CsrfField, PagePrincipal, check_csrf, page_router
 from console.routes.ticket import AnswerCheck, answer_check
-from console.stats import trend_svg
 
 router = page_router()
 ProblemId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
@@ -84,7 +84,7 @@ async def answer_problem(request: Request, principal: PagePrincipal, problem_id:
 @router.get("/console/hotspots")
 async def hotspots(request: Request, principal: PagePrincipal) -> Response:
     found = await problems.hot_issue_list(principal)
-    charts = {issue.rank: trend_svg(issue.weekly, title=f"#{issue.rank}") for issue in found.issues}
+    charts = {issue.rank: sparkline_svg(issue.weekly, title=f"#{issue.rank}") for issue in found.issues}
     return render(request, principal, "hotspots.html", run=found.run, issues=found.issues, charts=charts,
                   settings=principal.context.city.similarity)
 

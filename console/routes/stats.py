@@ -10,7 +10,7 @@ from fastapi import Request
 from fastapi.responses import Response
 from markupsafe import Markup
 
-from console import loop_stats, stats, texts
+from console import charts, loop_stats, stats, texts
 from console.auth import Principal, visible_queues
 from console.operations import OperationError, require_supervisor
 from console.rendering import render
@@ -49,9 +49,9 @@ async def statistics_page(request: Request, principal: PagePrincipal, start: str
     require_supervisor(principal)
     city = principal.context.city
     first, last, result = await _statistics(principal, start, end)
-    charts = [Markup(stats.bar_chart_svg(texts.joined(f"chart.by_{dimension}"),
-                                         stats.chart_items(result, city, dimension)))
-              for dimension in CHARTS]
+    bar_charts = [Markup(charts.bar_chart_svg(texts.joined(f"chart.by_{dimension}"),
+                                             stats.chart_items(result, city, dimension)))
+                  for dimension in CHARTS]
     presets = [(days, urlencode({"start": (last - timedelta(days=days - 1)).isoformat(), "end": last.isoformat()}))
                for days in PRESET_DAYS]
     period = urlencode({"start": first.isoformat(), "end": last.isoformat()})
@@ -59,7 +59,7 @@ async def statistics_page(request: Request, principal: PagePrincipal, start: str
         loop, loop_refused = await loop_stats.figures(principal, first, last), ""
     except OperationError as refused:
         loop, loop_refused = None, refused.message
-    return render(request, principal, "stats.html", stats=result, charts=charts, start=first.isoformat(),
+    return render(request, principal, "stats.html", stats=result, charts=bar_charts, start=first.isoformat(),
                   end=last.isoformat(), presets=presets, csv_url=f"/console/stats.csv?{period}",
                   loop_figures=loop, loop_refused=loop_refused, loop_csv_url=f"/console/stats/loop.csv?{period}",
                   loop_charts=[Markup(chart) for chart in loop_stats.weekly_charts(loop)] if loop else [],

@@ -9,7 +9,7 @@ import re
 import xml.etree.ElementTree as ET
 from html import unescape
 
-from console import loop_stats
+from console import charts
 from storage import staff_actions
 from storage.models import StaffRole
 from tests.console.conftest import ConsoleHarness
@@ -134,7 +134,7 @@ async def test_api_gives_the_loop_figures_of_a_reviewers_own_queues(console: Con
 
 
 def test_a_line_chart_breaks_at_missing_values_and_escapes_its_texts() -> None:
-    svg = loop_stats.line_chart_svg("<周> & title", ["a", "b", "c", "d"], [("s<1>", [0.5, None, 0.25, 1.0])],
+    svg = charts.line_chart_svg("<周> & title", ["a", "b", "c", "d"], [("s<1>", [0.5, None, 0.25, 1.0])],
                                     y_title="y", x_title="x", as_share=True)
     chart = ET.fromstring(svg)
     assert chart.findtext(f"{SVG}title") == "<周> & title"
@@ -144,5 +144,5 @@ def test_a_line_chart_breaks_at_missing_values_and_escapes_its_texts() -> None:
         "s<1> a: 50%", "s<1> c: 25%", "s<1> d: 100%"]
     ticks = [text.text for text in chart.iter(f"{SVG}text")]
     assert {"0%", "50%", "100%", "x", "y"} <= set(ticks)
-    empty = ET.fromstring(loop_stats.line_chart_svg("t", [], [("s", [])], y_title="y", x_title="x"))
+    empty = ET.fromstring(charts.line_chart_svg("t", [], [("s", [])], y_title="y", x_title="x"))
     assert "无数据 (no data)" in [text.text for text in empty.iter(f"{SVG}text")]

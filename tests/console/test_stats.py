@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from console import stats
+from console import charts, stats
 from handlers.city import CityConfig, load_city_config
 from storage import digests, statistics
 from storage.statistics import Statistics
@@ -101,7 +101,7 @@ def test_chart_items_name_each_key(city: CityConfig) -> None:
 
 
 def test_bar_chart_is_well_formed_svg_with_inert_labels_and_values() -> None:
-    markup = stats.bar_chart_svg("按区县 <b>统计</b>", [
+    markup = charts.bar_chart_svg("按区县 <b>统计</b>", [
         ("<script>alert(1)</script>", 3), ("芙蓉区", 10), ("a & \"b\" 'c'\x00", 0)])
     root = ET.fromstring(markup)
     assert root.tag == f"{SVG}svg"
@@ -117,11 +117,11 @@ def test_bar_chart_is_well_formed_svg_with_inert_labels_and_values() -> None:
 
 def test_bar_chart_shortens_long_labels_and_shows_an_empty_chart() -> None:
     long_name = "清廉大厅监督组（市行政审批服务局）" * 3
-    root = ET.fromstring(stats.bar_chart_svg("队列", [(long_name, 1)], width=400))
+    root = ET.fromstring(charts.bar_chart_svg("队列", [(long_name, 1)], width=400))
     label = [element.text or "" for element in root.iter(f"{SVG}text")][1]
     assert label.endswith("…") and len(label) < len(long_name)
     assert [element.text for element in root.iter(f"{SVG}title")][1] == f"{long_name}: 1"
-    empty = ET.fromstring(stats.bar_chart_svg("空", []))
+    empty = ET.fromstring(charts.bar_chart_svg("空", []))
     assert "无数据" in "".join(element.text or "" for element in empty.iter(f"{SVG}text"))
 
 
