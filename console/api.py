@@ -52,6 +52,7 @@ from console.schemas import (
     TokenCreatedOut,
     TokenIn,
     TokenOut,
+    refusals,
     summaries,
     tokens_out,
 )
@@ -64,24 +65,13 @@ MAX_ID = 2**31 - 1  # the largest row id a path may name: a larger number is a 4
 CaseNumber = Annotated[str, Path(max_length=32, description="The case number, e.g. QL-2026-000042.")]
 
 
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    reasons = {
-        401: "Not authenticated: no valid token or session.",
-        403: "Authenticated, but this role may not do this (or the CSRF header is missing).",
-        404: "No such case in your queues (cases outside them do not exist for you).",
-        409: "The case's state does not allow this (e.g. accepted already, closed, same label).",
-        410: "The evidence file is missing from storage.",
-    }
-    return {code: {"model": ErrorOut, "description": reasons[code]} for code in codes}
-
-
-CASE_ERRORS = _errors(401, 403, 404, 409)
+CASE_ERRORS = refusals(401, 403, 404, 409)
 ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
     **CASE_ERRORS,
     204: {"description": "Done, and the case has left your queues as a result (moved or relabelled)."},
 }
 
-router = APIRouter(prefix="/api/v1", tags=["console API"], responses=_errors(401))
+router = APIRouter(prefix="/api/v1", tags=["console API"], responses=refusals(401))
 
 
 def _ip(request: Request) -> str | None:
@@ -139,7 +129,7 @@ def _case_filter(principal: Principal, *, status: str | None, label: str | None,
 
 
 @router.get("/cases", response_model=CaseList[CaseSummary], summary="List cases in your queues",
-            responses=_errors(401, 403))
+            responses=refusals(401, 403))
 async def list_cases(
     request: Request,
     principal: CurrentUser,
@@ -190,7 +180,7 @@ async def list_cases(
 
 
 @router.get("/cases/{case_number}", response_model=CaseDetailOut, summary="A case with its trace, evidence and notes",
-            responses=_errors(401, 404))
+            responses=refusals(401, 404))
 async def get_case(principal: CurrentUser, case_number: CaseNumber, request: Request) -> CaseDetailOut:
     """Every view is recorded in the audit log."""
     return await _detail_out(principal, case_number, ip=_ip(request), audit_view=True)
@@ -280,7 +270,7 @@ async def add_note(principal: CurrentUser, case_number: CaseNumber, body: NoteIn
 
 
 @router.get("/cases/{case_number}/notes", response_model=list[NoteOut], summary="Internal notes of a case",
-            responses=_errors(401, 404))
+            responses=refusals(401, 404))
 async def notes(principal: CurrentUser, case_number: CaseNumber) -> list[NoteOut]:
     detail = await operations.case_detail(principal, case_number, ip=None, audit_view=False)
     return [NoteOut.build(note, author) for note, author in detail.notes]
@@ -305,7 +295,7 @@ async def answer(principal: CurrentUser, case_number: CaseNumber, body: AnswerIn
 
 @router.post("/cases/{case_number}/reveal-identity", response_model=IdentityOut,
              summary="Reveal a real-name reporter's identity (audited)",
-             responses={**_errors(401, 403, 404, 409), 422: {"model": ErrorOut, "description": "No reason given."}})
+             responses={**refusals(401, 403, 404, 409), 422: {"model": ErrorOut, "description": "No reason given."}})
 async def reveal_identity(principal: CurrentUser, case_number: CaseNumber, request: Request,
                           body: RevealIn | None = None) -> IdentityOut:
     """Only for the roles configured in `console.identity_roles`, with the reason (422 without one); 409 for an
@@ -317,7 +307,7 @@ async def reveal_identity(principal: CurrentUser, case_number: CaseNumber, reque
 
 @router.get("/cases/{case_number}/evidence/{attachment_id}", response_class=StreamingResponse,
             summary="Download an evidence file (audited)", responses={
-                **_errors(401, 404, 410), 200: {"description": "The file, as an attachment, with its stored type.",
+                **refusals(401, 404, 410), 200: {"description": "The file, as an attachment, with its stored type.",
                                                 "content": {"application/octet-stream": {}}}})
 async def evidence(principal: CurrentUser, case_number: CaseNumber, request: Request,
                    attachment_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> Response:
@@ -329,7 +319,7 @@ async def evidence(principal: CurrentUser, case_number: CaseNumber, request: Req
 
 
 @router.get("/export/cases", response_class=Response, summary="Cases of a filter as CSV or XLSX (supervisors)",
-            tags=["export"], responses={**_errors(401, 403), 200: {"description": "The spreadsheet.", "content": {
+            tags=["export"], responses={**refusals(401, 403), 200: {"description": "The spreadsheet.", "content": {
                 "text/csv": {}, exports.MEDIA_TYPES["xlsx"]: {}}}})
 async def export_cases(
     principal: CurrentUser, request: Request,
@@ -372,7 +362,7 @@ async def _loop_period(principal: Principal, start: date | None, end: date | Non
 
 LoopStart = Annotated[FilterDay | None, Query(description="The first day (city time); default: 29 days before end.")]
 LoopEnd = Annotated[FilterDay | None, Query(description="The last day (city time), inclusive; default: today.")]
-LOOP_ERRORS = {**_errors(401), 422: {"model": ErrorOut, "description": "A bad day, or a period over 160 weeks."}}
+LOOP_ERRORS = {**refusals(401), 422: {"model": ErrorOut, "description": "A bad day, or a period over 160 weeks."}}
 
 
 @router.get("/stats/loop", response_model=loop_stats.LoopStatsOut, tags=["statistics"], responses=LOOP_ERRORS,
@@ -426,7 +416,7 @@ async def list_tokens(principal: CurrentUser) -> list[TokenOut]:
 
 
 @router.post("/tokens", response_model=TokenCreatedOut, status_code=201, summary="Create an API token",
-             tags=["tokens"], responses=_errors(401, 403))
+             tags=["tokens"], responses=refusals(401, 403))
 async def create_token(principal: CurrentUser, body: TokenIn) -> TokenCreatedOut:
     """Only from a console login (cookie and `X-CSRF-Token`), not with another token. The secret is in this
     response only; the service keeps its hash."""
@@ -436,7 +426,7 @@ async def create_token(principal: CurrentUser, body: TokenIn) -> TokenCreatedOut
 
 
 @router.delete("/tokens/{token_id}", status_code=204, summary="Revoke one of your API tokens", tags=["tokens"],
-               responses=_errors(401, 403, 404))
+               responses=refusals(401, 403, 404))
 async def revoke_token(principal: CurrentUser, token_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> Response:
     await accounts.revoke_api_token(principal, token_id)
     return Response(status_code=204)
@@ -446,7 +436,7 @@ async def revoke_token(principal: CurrentUser, token_id: Annotated[int, Path(ge=
 
 
 @router.get("/audit", response_model=Page[AuditOut], summary="The audit log (administrators)", tags=["admin"],
-            responses=_errors(401, 403))
+            responses=refusals(401, 403))
 async def audit(
     principal: CurrentUser,
     actor: Annotated[str | None, Query(max_length=60, description="Only this staff member's entries.")] = None,
@@ -476,7 +466,7 @@ def _audit_filters(principal: Principal, actor: str | None, case: str | None, ac
 
 
 @router.get("/audit.csv", response_class=Response, summary="The audit log as CSV (administrators)", tags=["admin"],
-            responses={**_errors(401, 403), 200: {"content": {"text/csv": {}}, "description": "The entries."}})
+            responses={**refusals(401, 403), 200: {"content": {"text/csv": {}}, "description": "The entries."}})
 async def audit_csv(
     principal: CurrentUser, request: Request,
     actor: Annotated[str | None, Query(max_length=60)] = None,
@@ -495,13 +485,13 @@ async def audit_csv(
 
 
 @router.get("/staff", response_model=list[StaffOut], summary="Staff accounts (administrators)", tags=["admin"],
-            responses=_errors(401, 403))
+            responses=refusals(401, 403))
 async def list_staff(principal: CurrentUser) -> list[StaffOut]:
     return [StaffOut.build(user) for user in await accounts.list_staff(principal)]
 
 
 @router.post("/staff", response_model=StaffOut, status_code=201, summary="Create a staff account (administrators)",
-             tags=["admin"], responses=_errors(401, 403, 409))
+             tags=["admin"], responses=refusals(401, 403, 409))
 async def create_staff(principal: CurrentUser, body: StaffCreateIn) -> StaffOut:
     user = await accounts.add_staff(principal, username=body.username,
                                       display_name=body.display_name or body.username, role=StaffRole(body.role),
@@ -510,7 +500,7 @@ async def create_staff(principal: CurrentUser, body: StaffCreateIn) -> StaffOut:
 
 
 @router.patch("/staff/{username}", response_model=StaffOut, summary="Change a staff account (administrators)",
-              tags=["admin"], responses=_errors(401, 403, 404, 409))
+              tags=["admin"], responses=refusals(401, 403, 404, 409))
 async def update_staff(principal: CurrentUser, username: Annotated[str, Path(max_length=60)],
                        body: StaffPatchIn) -> StaffOut:
     """Fields left out stay as they are. Disabling ends the account's sessions and revokes its tokens; an

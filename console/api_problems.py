@@ -11,11 +11,12 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
 from console import problems
-from console.api import CASE_ERRORS, CaseNumber, CurrentUser, _errors
+from console.api import CASE_ERRORS, CaseNumber, CurrentUser
 from console.operations import case_detail
+from console.schemas import refusals
 from nlp.reply_quality import ReplyScore
 
-router = APIRouter(prefix="/api/v1", tags=["similar cases, problems, hot issues"], responses=_errors(401))
+router = APIRouter(prefix="/api/v1", tags=["similar cases, problems, hot issues"], responses=refusals(401))
 ProblemId = Annotated[int, PathParam(ge=1, le=2**31 - 1, description="The problem's id.")]
 
 
@@ -157,7 +158,7 @@ def _problem_out(view: problems.ProblemView) -> ProblemOut:
 
 
 @router.post("/problems", response_model=ProblemOut, status_code=201, summary="Group cases into one problem",
-             responses={**_errors(401, 403), 422: {"description": "A case is not in your queues, or fewer than two."}})
+             responses={**refusals(401, 403), 422: {"description": "A case is not in your queues, or fewer than two."}})
 async def make_problem(principal: CurrentUser, body: ProblemIn) -> ProblemOut:
     """The cases join one problem (the problem one of them is in already, merging others, or a new one)."""
     problem_id = await problems.group_cases(principal, body.cases, body.title)
@@ -165,19 +166,19 @@ async def make_problem(principal: CurrentUser, body: ProblemIn) -> ProblemOut:
 
 
 @router.get("/problems/{problem_id}", response_model=ProblemOut, summary="A problem and its cases",
-            responses=_errors(401, 404))
+            responses=refusals(401, 404))
 async def problem(principal: CurrentUser, problem_id: ProblemId) -> ProblemOut:
     return _problem_out(await problems.problem_view(principal, problem_id))
 
 
 @router.post("/problems/{problem_id}/answer/check", response_model=ScoreOut, summary="Check a problem's answer",
-             responses=_errors(401, 404))
+             responses=refusals(401, 404))
 async def check_problem_answer(principal: CurrentUser, problem_id: ProblemId, body: AnswerCheckIn) -> ScoreOut:
     return ScoreOut.build(await problems.check_problem_answer(principal, problem_id, body.text))
 
 
 @router.post("/problems/{problem_id}/answer", response_model=ProblemAnsweredOut,
-             summary="Answer every reporter of a problem", responses=_errors(401, 403, 404))
+             summary="Answer every reporter of a problem", responses=refusals(401, 403, 404))
 async def answer_problem(principal: CurrentUser, problem_id: ProblemId, body: AnswerCheckIn) -> ProblemAnsweredOut:
     """One answer sent to every reporter of the problem on their channel; each case's answer is stored with its
     quality scores. 403 when the problem has cases outside the caller's queues."""
@@ -211,7 +212,7 @@ async def hotspots(principal: CurrentUser,
 
 
 @router.post("/hotspots/refresh", response_model=HotIssuesOut, summary="Recompute the hot issues now",
-             responses=_errors(401, 403))
+             responses=refusals(401, 403))
 async def refresh(principal: CurrentUser) -> HotIssuesOut:
     """Supervisors: group the period now instead of waiting for the background refresh."""
     await problems.refresh_hot_issues(principal)

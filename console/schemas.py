@@ -64,6 +64,18 @@ class ErrorOut(_Out):
     detail: str = Field(description="Why the request was refused.")
 
 
+def refusals(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The documented refusals of an API operation (its `responses=`), each with the body `ErrorOut`."""
+    reasons = {
+        401: "Not authenticated: no valid token or session.",
+        403: "Authenticated, but this role may not do this (or the CSRF header is missing).",
+        404: "No such case in your queues (cases outside them do not exist for you).",
+        409: "The case's state does not allow this (e.g. accepted already, closed, same label).",
+        410: "The evidence file is missing from storage.",
+    }
+    return {code: {"model": ErrorOut, "description": reasons[code]} for code in codes}
+
+
 class Page(_Out, Generic[T]):
     items: list[T]
     total: int = Field(description="Items matching the query, on all pages.")
