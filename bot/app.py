@@ -63,7 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
     telegram_channel: Any = None
     wechat_channel: Any = None
     if settings.wechat_token:
-        from bot.channels.wechat import WeChatChannel
+        from bot.channels.wechat.channel import WeChatChannel
 
         wechat_channel = WeChatChannel(settings, runtime)
 
@@ -121,7 +121,7 @@ def create_app(settings: Settings) -> FastAPI:
     mount_console(app, console_context(runtime))
     app.include_router(web.build_router(runtime))
     if wechat_channel is not None:
-        from bot.channels.wechat import build_router as wechat_router
+        from bot.channels.wechat.router import build_router as wechat_router
 
         app.include_router(wechat_router(wechat_channel))
 

@@ -126,7 +126,7 @@ async def _wechat(settings: Settings) -> Finding:
         return Finding("wechat", False, "missing " + ", ".join(f"QINGLIAN_{m.upper()}" for m in missing))
     # Through the service's own token store: a token fetched here and not stored would retire the
     # one the running service uses.
-    from bot.channels.wechat import WeChatApi
+    from bot.channels.wechat.api import WeChatApi
     from storage.db import create_sessionmaker
 
     engine = create_engine(settings.resolved_database_url, settings.resolved_keyring())

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bot.channels.wechat import wechat_app
+from bot.channels.wechat.cli import wechat_app
 from bot.config import ConfigError, Settings, load_settings
 from bot.staff_cli import staff_app
 from nlp.cli import classify, model_app

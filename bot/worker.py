@@ -36,7 +36,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         await telegram.start(receive=False)
         channels.append(telegram)
     if settings.wechat_token:
-        from bot.channels.wechat import WeChatChannel
+        from bot.channels.wechat.channel import WeChatChannel
 
         wechat = WeChatChannel(settings, runtime)
         await wechat.start()

@@ -20,15 +20,8 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from bot.channels.wechat import (
-    CallbackRejected,
-    WeChatCrypto,
-    parse_xml,
-    render_message,
-    signature,
-    split_text,
-    to_inbound,
-)
+from bot.channels.wechat.crypto import WeChatCrypto, signature
+from bot.channels.wechat.messages import CallbackRejected, parse_xml, render_message, split_text, to_inbound
 from handlers.texts import Texts
 from handlers.types import Choice, Outbound
 from tests.conftest import REPO, LiveService, evidence_content, make_test_keyring, stored_value
@@ -629,7 +622,7 @@ def test_menu_command_publishes_the_menu(standin: WeChatStandIn, service: LiveSe
 async def test_the_access_token_is_shared_through_the_database_and_refreshed_before_expiry(tmp_path: Any) -> None:
     """Two API clients stand for two processes: the second uses the token the first stored; a token
     within five minutes of expiry is replaced before it is used."""
-    from bot.channels.wechat import WeChatApi
+    from bot.channels.wechat.api import WeChatApi
     from bot.config import Settings
     from storage.db import create_engine, create_sessionmaker
     from storage.migrate import upgrade

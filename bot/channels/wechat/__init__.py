@@ -12,25 +12,9 @@ processed attaches to the running step (in this process) or finds the message al
 Outbound: staff answers and status notices come from the outbox, which calls `WeChatChannel.send`.
 The API access token is kept in the database for every process (each token WeChat issues retires the
 previous one after five minutes) and refreshed before it expires and when WeChat calls it invalid.
+
+Modules: `channel` (the callback's dialog steps and the sender), `router` (the HTTP routes), `api` (the
+customer-service and subscription API, the access token), `crypto` (signatures, safe mode), `messages` (XML in
+and out), `notices` (subscription notices), `cli` (`qinglian wechat …`). The package imports none of them, so a
+command that needs one (`qinglian wechat menu`) does not load the dialog and the classifier with it.
 """
-
-from bot.channels.wechat.api import WeChatApi, WeChatApiError
-from bot.channels.wechat.channel import PassiveReply, WeChatChannel
-from bot.channels.wechat.cli import wechat_app
-from bot.channels.wechat.crypto import WeChatCrypto, signature, signature_matches
-from bot.channels.wechat.messages import (
-    CHANNEL,
-    CallbackRejected,
-    parse_xml,
-    render_message,
-    render_replies,
-    split_text,
-    to_inbound,
-)
-from bot.channels.wechat.router import CALLBACK_PATH, build_router
-
-__all__ = [
-    "CALLBACK_PATH", "CHANNEL", "CallbackRejected", "PassiveReply", "WeChatApi", "WeChatApiError", "WeChatChannel",
-    "WeChatCrypto", "build_router", "parse_xml", "render_message", "render_replies", "signature",
-    "signature_matches", "split_text", "to_inbound", "wechat_app",
-]
