@@ -55,7 +55,8 @@ def console_context(runtime: Runtime) -> ConsoleContext:
         city=settings.city, database=runtime.database, secret_key=settings.resolved_secret_key(),
         evidence_dir=settings.evidence_dir, data_dir=settings.data_dir, public_url=settings.public_url,
         environment=settings.environment, wake_outbox=runtime.outbox.wake, redis_url=settings.redis_url,
-        reload_classifier=runtime.classifier.reload_if_changed, classifier_version=lambda: runtime.classifier.version)
+        reload_classifier=runtime.classifier.reload_if_changed, classifier_version=lambda: runtime.classifier.version,
+        classifier_load_failure=lambda: runtime.classifier.load_failure)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -128,13 +129,18 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
         """Ready when the database answers; `model` is the classifier version this process classifies with
-        right now (it follows a promotion within `QINGLIAN_MODEL_CHECK_SECONDS` plus the time to load it)."""
+        right now (it follows a promotion within `QINGLIAN_MODEL_CHECK_SECONDS` plus the time to load it), and
+        `model_not_loaded` the promoted version it could not load, with why (it keeps classifying with `model`)."""
         try:
             async with runtime.sessionmaker() as session:
                 await session.execute(text("SELECT 1"))
         except Exception as exc:  # noqa: BLE001 - reported as unhealthy
             return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
-        return JSONResponse({"status": "ok", "model": runtime.classifier.version})
+        health: dict[str, object] = {"status": "ok", "model": runtime.classifier.version}
+        if runtime.classifier.load_failure is not None:
+            version, reason = runtime.classifier.load_failure
+            health["model_not_loaded"] = {"version": version, "reason": reason}
+        return JSONResponse(health)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics_endpoint(request: Request) -> Response:

@@ -47,6 +47,9 @@ class ClassifierService:
         self._retry_at: float | None = None  # when to try again a promoted model that failed to load
         self._reload: asyncio.Task[bool] | None = None
         self._reload_lock = asyncio.Lock()
+        self.load_failure: tuple[str, str] | None = None
+        """(version, reason) of a promoted model this process could not load, while it keeps serving the current
+        one: shown on /healthz and the console's model page, cleared once the promoted model serves."""
 
     @property
     def version(self) -> str | None:
@@ -96,20 +99,23 @@ class ClassifierService:
             retry_due = self._retry_at is not None and now >= self._retry_at
             if not force and stamp == self._stamp and not retry_due:
                 return False
+            promoted = None
             try:
                 promoted = await asyncio.to_thread(self._registry.promoted)
                 if promoted is None or promoted.version == self.version:
-                    self._stamp, self._retry_at = stamp, None
+                    self._stamp, self._retry_at, self.load_failure = stamp, None, None
                     return False
                 classifier = await asyncio.to_thread(self._registry.load, promoted.version)
-            except Exception:
+            except Exception as problem:
                 log.exception("could not load the promoted classifier model; keeping %s, trying again in %.0f s",
                               self.version, RETRY_SECONDS)
                 self._stamp, self._retry_at = stamp, time.monotonic() + RETRY_SECONDS
+                reason = str(problem) or type(problem).__name__
+                self.load_failure = (promoted.version if promoted else "(unreadable registry)", reason)
                 return False
             previous = self.version
             self._classifier = classifier
-            self._stamp, self._retry_at = stamp, None
+            self._stamp, self._retry_at, self.load_failure = stamp, None, None
             log.info("classifier model %s promoted: now serving it (was %s)", classifier.version, previous)
             return True
 

@@ -34,6 +34,8 @@ class ConsoleContext:
     """The model version the service classifies with now (None before it has loaded one)."""
     redis_url: str | None = None
     """`QINGLIAN_REDIS_URL`: where the login throttle counts failures (None: in the database)."""
+    classifier_load_failure: Callable[[], tuple[str, str] | None] = lambda: None
+    """(version, reason) of a promoted model this process could not load (it keeps serving the current one)."""
 
     @property
     def models_dir(self) -> Path:

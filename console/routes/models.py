@@ -74,7 +74,8 @@ async def models(request: Request, principal: PagePrincipal, a: str = "", b: str
                   configured_threshold=context.city.routing.confidence_threshold,
                   events=list(reversed(events))[:RECENT_EVENTS], comparison=comparison, status=status,
                   stage=training.stage_name(str(status.get("stage") or "")), running=running, a=a, b=b,
-                  counts=counts, serving=context.classifier_version(), **extra)
+                  counts=counts, serving=context.classifier_version(), load_failure=context.classifier_load_failure(),
+                  **extra)
 
 
 async def _serve_promoted(principal: Principal) -> None:

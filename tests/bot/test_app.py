@@ -5,6 +5,8 @@ refused forms answered without the values they carried."""
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -13,10 +15,13 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.app import create_app
+from bot.app import console_context, create_app
 from bot.config import Settings
+from nlp.registry import MODEL_FILE, ModelRegistry
 from storage.migrate import upgrade
-from tests.conftest import free_port, make_test_keyring
+from storage.models import StaffRole
+from tests.conftest import free_port, make_test_keyring, shared_models_dir
+from tests.factories import console_session, create_staff
 
 METRICS_TOKEN = "scraper-token-for-tests-0123456789"
 
@@ -101,3 +106,44 @@ async def test_the_web_chat_and_the_console_are_served(service: Client) -> None:
         console = await client.get("/console")
     assert chat.status_code == 200 and chat.headers["content-type"].startswith("text/html")
     assert (console.status_code, console.headers["location"]) == (303, "/console/login?next=/console")
+
+
+async def test_a_promoted_model_this_process_cannot_load_shows_on_health_and_the_model_page(tmp_path: Path) -> None:
+    """The service keeps classifying with the model it has, and says so: /healthz names the promoted version it
+    could not load and why, and the administrator's model page warns of it, until a loadable one is promoted."""
+    shutil.copytree(shared_models_dir(), tmp_path / "models")
+    registry = ModelRegistry(tmp_path / "models")
+    current = registry.promoted()
+    assert current is not None
+    url = f"sqlite+aiosqlite:///{tmp_path / 'service.db'}"
+    await asyncio.to_thread(upgrade, url, make_test_keyring())
+    app = create_app(Settings(data_dir=tmp_path, database_url=url, secret_key="app-secret-" + "a" * 40,
+                              telegram_token=None, wechat_token=None))
+    runtime = app.state.runtime
+    try:
+        await runtime.classifier.ensure_ready()
+        broken = "29990101-000000-0b0b0b"
+        shutil.copytree(tmp_path / "models" / current.version, tmp_path / "models" / broken)
+        metadata = json.loads((tmp_path / "models" / broken / "metadata.json").read_text(encoding="utf-8"))
+        (tmp_path / "models" / broken / "metadata.json").write_text(json.dumps({**metadata, "version": broken}),
+                                                                    encoding="utf-8")
+        await asyncio.to_thread(registry.promote, broken)
+        with (tmp_path / "models" / broken / MODEL_FILE).open("ab") as handle:
+            handle.write(b"altered after promotion")
+        assert await runtime.classifier.reload_if_changed() is False
+
+        async with runtime.sessionmaker.begin() as session:
+            admin = await create_staff(session, "admin.li", StaffRole.ADMIN)
+        cookies, _ = await console_session(console_context(runtime), admin)
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://service.test", cookies=cookies) as http:
+            health = (await http.get("/healthz")).json()
+            page = await http.get("/console/models")
+    finally:
+        await runtime.close()
+
+    assert health["status"] == "ok" and health["model"] == current.version
+    assert health["model_not_loaded"]["version"] == broken and health["model_not_loaded"]["reason"]
+    assert page.status_code == 200
+    warning = page.text.split('id="model-not-loaded"', 1)[1].split("</p>", 1)[0]
+    assert broken in warning and current.version in warning

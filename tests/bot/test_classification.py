@@ -112,6 +112,7 @@ async def test_a_promoted_model_that_cannot_be_loaded_keeps_the_current_one(tmp_
         handle.write(b"altered after promotion")
     assert await service.reload_if_changed() is False
     assert service.version == first.version
+    assert service.load_failure is not None and service.load_failure[0] == broken  # for /healthz and the console
     tag = service.classify(TEXT)
     assert tag is not None and tag.model_version == first.version
 
@@ -120,7 +121,7 @@ async def test_a_promoted_model_that_cannot_be_loaded_keeps_the_current_one(tmp_
     _copy_as_new_version(tmp_path / "models", first.version, fixed)
     registry.promote(fixed)
     assert await service.check() is True
-    assert service.version == fixed
+    assert service.version == fixed and service.load_failure is None
 
 
 async def test_the_service_starts_with_a_data_directory_of_an_earlier_version(tmp_path: Path) -> None:
