@@ -143,10 +143,18 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
 
 @db_app.command("current")
 def db_current() -> None:
-    """Show the schema revision of the database."""
-    from storage.migrate import current
+    """Show the schema revision of the database and whether it is the newest (exit code 1 when it is not)."""
+    from storage.migrate import DatabaseUnreachable, describe
 
-    current(_settings().resolved_database_url)
+    settings = _settings()
+    try:
+        newest, where = describe(settings.resolved_database_url)
+    except DatabaseUnreachable as problem:
+        typer.echo(f"{_safe_url(settings)}: {problem}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{_safe_url(settings)}: {where}")
+    if not newest:
+        raise typer.Exit(1)
 
 
 @db_app.command("backup")

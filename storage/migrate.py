@@ -78,7 +78,45 @@ def upgrade(database_url: str, keyring: KeyRing, revision: str = "head") -> None
     command.upgrade(alembic_config(database_url, keyring), revision)
 
 
-def current(database_url: str) -> None:
-    from alembic import command
+class DatabaseUnreachable(Exception):
+    """The database cannot be opened or reached (the message says which and why)."""
 
-    command.current(alembic_config(database_url), verbose=False)
+
+async def _schema_state(database_url: str) -> set[str] | None:
+    """The revisions recorded in the database; None when it has no schema yet."""
+    from sqlalchemy import inspect
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            if not await connection.run_sync(lambda sync: inspect(sync).has_table("alembic_version")):
+                return None
+            rows = await connection.execute(text("SELECT version_num FROM alembic_version"))
+            return {str(row[0]) for row in rows}
+    except (SQLAlchemyError, OSError) as problem:
+        cause = getattr(problem, "orig", None) or problem
+        raise DatabaseUnreachable(f"cannot open the database: {cause}") from None
+    finally:
+        await engine.dispose()
+
+
+def describe(database_url: str) -> tuple[bool, str]:
+    """`qinglian db current`: (whether the schema is the newest, a sentence saying where the database stands).
+    Looks without creating anything: a SQLite file that does not exist is reported, not made. Blocking.
+    Raises `DatabaseUnreachable`."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    heads = ", ".join(sorted(head_revisions()))
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        if not Path(url.database).exists():
+            return False, (f"no database at {url.database} yet: `qinglian db upgrade` (or the first "
+                           f"`qinglian serve`) creates it at revision {heads}")
+    revisions = asyncio.run(_schema_state(database_url))
+    if revisions is None:
+        return False, f"the database has no schema yet: `qinglian db upgrade` creates it at revision {heads}"
+    shown = ", ".join(sorted(revisions)) or "(none)"
+    if revisions == head_revisions():
+        return True, f"revision {shown} (the newest)"
+    return False, f"revision {shown}; the newest is {heads}: `qinglian db upgrade` migrates it"

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO, shared_models_dir
 
 
@@ -47,3 +49,38 @@ def test_the_qinglian_command_runs_hot_issues_and_reply_quality_on_json_lines(tm
     by_id = {line["id"]: line for line in map(json.loads, scored.stdout.splitlines())}
     assert by_id["on"]["score"] > by_id["off"]["score"]
     assert by_id["off"]["reasons"]
+
+
+def _db_current(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bot.cli", "db", "current"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", **env})
+
+
+@pytest.mark.postgres
+def test_db_current_says_where_the_database_stands_without_creating_it(tmp_path: Path, postgres_server: str) -> None:
+    """An operator's first look: a missing SQLite file is reported (not made), a database without a schema
+    is named as such, one migrated says it is at the newest revision, and an unreachable server is an error
+    with the driver's reason — never a traceback or nothing at all."""
+    from storage.migrate import head_revisions
+    from tests.conftest import create_postgres_database, drop_postgres_database
+
+    head = ", ".join(sorted(head_revisions()))
+    data = {"QINGLIAN_DATA_DIR": str(tmp_path / "data")}
+    missing = _db_current(data)
+    assert missing.returncode == 1 and "no database at" in missing.stdout and "qinglian db upgrade" in missing.stdout
+    assert not (tmp_path / "data" / "qinglian.db").exists()
+    upgraded = subprocess.run([sys.executable, "-m", "bot.cli", "db", "upgrade"], cwd=REPO, capture_output=True,
+                              text=True, timeout=300, env={"PATH": "/usr/bin:/bin", **data})
+    assert upgraded.returncode == 0, upgraded.stderr
+    newest = _db_current(data)
+    assert (newest.returncode, newest.stdout.strip().endswith(f"revision {head} (the newest)")) == (0, True)
+
+    name, url = create_postgres_database(postgres_server)
+    try:
+        empty = _db_current({**data, "QINGLIAN_DATABASE_URL": url})
+    finally:
+        drop_postgres_database(postgres_server, name)
+    assert empty.returncode == 1 and "has no schema yet" in empty.stdout
+    unreachable = _db_current({**data, "QINGLIAN_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:1/none"})
+    assert unreachable.returncode == 2 and "cannot open the database" in unreachable.stderr
+    assert "Traceback" not in unreachable.stderr
