@@ -347,6 +347,8 @@ async def test_a_backup_in_many_parts_restores_cases_trace_notes_attachments_and
     names = [name for name, _content in _members(archive_path)]
     assert names[0] == "format.json" and names[-1] == "manifest.json"
     assert len([name for name in names if name.startswith("tables/cases/")]) > 3
+    for table_name in ("trace_events", "internal_notes"):  # several parts for the other tables too
+        assert len([name for name in names if name.startswith(f"tables/{table_name}/")]) > 1, table_name
     assert len([name for name in names if name.startswith("checksums/")]) > 3
     stored = dict(_members(archive_path))
     for stored_name, content in evidence.items():  # copied as stored: encrypted, never the resident's bytes
