@@ -317,13 +317,21 @@ def _write_members(path: Path, members: list[tuple[str, bytes]]) -> None:
 @pytest.fixture
 def small_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
     """Parts, batches and checksum lists a few rows long, so a small database spans many of each."""
-    from storage import backup
+    import importlib
+    import pkgutil
 
-    monkeypatch.setattr(backup, "PART_BYTES", 3000)
-    monkeypatch.setattr(backup, "FETCH_ROWS", 7)
-    monkeypatch.setattr(backup, "INSERT_ROWS", 5)
-    monkeypatch.setattr(backup, "CHECKSUM_BATCH", 6)
-    monkeypatch.setattr(backup, "COPY_CHUNK", 1024)
+    import storage.backup
+    from storage.backup import format as archive_format
+    from storage.backup import restore, write
+
+    modules = [storage.backup, *(importlib.import_module(f"storage.backup.{info.name}")
+                                 for info in pkgutil.iter_modules(storage.backup.__path__))]
+    for name, module, value in [("PART_BYTES", write, 3000), ("FETCH_ROWS", write, 7), ("INSERT_ROWS", restore, 5),
+                                ("CHECKSUM_BATCH", write, 6), ("COPY_CHUNK", archive_format, 1024)]:
+        # the module that reads a size is the only one holding it (no copy imported by name elsewhere),
+        # so patching it there takes effect
+        assert [m.__name__ for m in modules if hasattr(m, name)] == [module.__name__], name
+        monkeypatch.setattr(module, name, value)
 
 
 async def test_a_backup_in_many_parts_restores_cases_trace_notes_attachments_and_evidence_identically(
@@ -339,6 +347,8 @@ async def test_a_backup_in_many_parts_restores_cases_trace_notes_attachments_and
     names = [name for name, _content in _members(archive_path)]
     assert names[0] == "format.json" and names[-1] == "manifest.json"
     assert len([name for name in names if name.startswith("tables/cases/")]) > 3
+    for table_name in ("trace_events", "internal_notes"):  # several parts for the other tables too
+        assert len([name for name in names if name.startswith(f"tables/{table_name}/")]) > 1, table_name
     assert len([name for name in names if name.startswith("checksums/")]) > 3
     stored = dict(_members(archive_path))
     for stored_name, content in evidence.items():  # copied as stored: encrypted, never the resident's bytes
