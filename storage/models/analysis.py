@@ -33,6 +33,7 @@ class CaseTerm(Base):
     term: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
 
+
 class CaseSignature(Base):
     """A case's similarity signature, computed once at intake by the room above (`nlp.similarity`) under a key
     derived from the pseudonym key: the keyed MinHash of its words and bigrams (`minhash`, 32-bit values) and
@@ -46,6 +47,7 @@ class CaseSignature(Base):
     terms: Mapped[bytes] = mapped_column(LargeBinary)
     version: Mapped[int] = mapped_column(Integer, default=1)
 
+
 class SimilarityBand(Base):
     """One keyed hash per band of a case's MinHash: cases sharing one are near-copies of each other."""
 
@@ -55,6 +57,7 @@ class SimilarityBand(Base):
     band_key: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
 
+
 class SimilarityPlace(Base):
     """Keyed hashes of the names a case's place goes by (`nlp.similarity.place_names`)."""
 
@@ -63,6 +66,7 @@ class SimilarityPlace(Base):
 
     place_key: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
+
 
 class Problem(Base):
     """A group of cases about one problem (ten residents reporting one construction site): staff link cases to
@@ -75,6 +79,7 @@ class Problem(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     answered_at: Mapped[datetime | None]
+
 
 class HotIssueRun(Base):
     """One refresh of the hot issues (`nlp.hotspots.group_cases` over a period's signatures): the ranked
@@ -89,6 +94,7 @@ class HotIssueRun(Base):
     cases: Mapped[int] = mapped_column(Integer)
     seconds: Mapped[float] = mapped_column(Float)
     groups: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
 
 class ReplyScore(Base):
     """How a staff answer scored before it was sent (`nlp.reply_quality`): kept with the answer for the

@@ -33,11 +33,14 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
+
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
 
 class CaseStatus(StrEnum):
     RECEIVED = "received"
@@ -49,7 +52,9 @@ class CaseStatus(StrEnum):
     REJECTED = "rejected"
     DUPLICATE = "duplicate"
 
+
 CLOSED_STATUSES = frozenset({CaseStatus.CLOSED, CaseStatus.REJECTED, CaseStatus.DUPLICATE})
+
 
 class TraceKind(StrEnum):
     """Events of a case's trace; the reporter sees all of them except those whose detail says "internal"."""

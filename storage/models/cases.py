@@ -25,8 +25,8 @@ from storage.models.base import Base, CaseStatus, utcnow
 
 # the predicates of the partial indexes on open cases (the same as `storage.queries.overdue_condition`'s)
 _NOT_ACCEPTED_SQL = "status IN ('received', 'routed')"
-
 _OPEN_SQL = "status IN ('received', 'routed', 'accepted', 'in_handling', 'answered')"
+
 
 class Case(Base):
     """A submitted report. The text, the reporter's name, phone and channel address (`reporter_ref`) are
@@ -112,6 +112,7 @@ class Case(Base):
         back_populates="case", lazy="raise", order_by="Attachment.id"
     )
 
+
 class TraceEvent(Base):
     __tablename__ = "trace_events"
     # the unread marks (`storage.staff_notices.unread_condition`) start from the few follow-ups, not every case
@@ -127,6 +128,7 @@ class TraceEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     case: Mapped[Case] = relationship(back_populates="trace", lazy="raise")
+
 
 class Attachment(Base):
     """An evidence file: uploaded into a draft first (no case yet), then attached on submit."""
@@ -150,6 +152,7 @@ class Attachment(Base):
 
     case: Mapped[Case | None] = relationship(back_populates="attachments", lazy="raise")
 
+
 class ExtensionRequest(Base):
     """A reviewer's request to move a case's resolve-by date, with the reason; a supervisor approves or
     refuses it (both audited, both in the case's trace)."""
@@ -166,6 +169,7 @@ class ExtensionRequest(Base):
     decided_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+
 class InternalNote(Base):
     """Staff-only notes on a case; never shown to the reporter."""
 
@@ -177,7 +181,10 @@ class InternalNote(Base):
     body: Mapped[str] = mapped_column(EncryptedText("internal_notes.body"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+
 @orm_event.listens_for(Case, "before_insert")
+
+
 def _case_pseudonym(_mapper: Mapper[Any], connection: Connection, target: Case) -> None:
     if target.reporter_key is None:
         target.reporter_key = keyring_of(connection.dialect).pseudonym(target.channel, target.reporter_ref)

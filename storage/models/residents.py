@@ -49,7 +49,10 @@ class Conversation(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
+
 @dataclass(slots=True)
+
+
 class ConversationState:
     """A conversation as a dialog step reads and changes it: `actions.load_conversation` gives it out and
     `actions.save_conversation` writes it back. A plain object, not a tracked `Conversation`: building an
@@ -65,6 +68,7 @@ class ConversationState:
     context: dict[str, Any]
     draft_updated_at: datetime | None
 
+
 class ProcessedUpdate(Base):
     """Channel updates already handled, so a redelivered one does nothing. A WeChat event's key holds the
     openid, so only a keyed hash of the key is stored."""
@@ -75,6 +79,7 @@ class ProcessedUpdate(Base):
     update_key: Mapped[str] = mapped_column(PseudonymisedKey(), primary_key=True)
     processed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
+
 class CallbackNonce(Base):
     """A signed platform callback already accepted, by its (timestamp, nonce): a replay within the
     clock-skew window is refused by every process. Rows older than the window are pruned."""
@@ -84,6 +89,7 @@ class CallbackNonce(Base):
     channel: Mapped[str] = mapped_column(String(16), primary_key=True)
     nonce_key: Mapped[str] = mapped_column(String(64), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
 
 class StatusGuess(Base):
     """A wrong receipt code entered by a resident (by their pseudonym); recent ones throttle further guesses."""
@@ -96,9 +102,11 @@ class StatusGuess(Base):
     user_key: Mapped[str] = mapped_column(String(128))  # 64 characters; the column was widened for the old refs
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+
 class ClientEventKind(StrEnum):
     REPORT = "report"
     WRONG_CODE = "wrong_code"
+
 
 class ClientEvent(Base):
     """A report filed or a wrong receipt code entered from one client address (by its keyed hash, see
@@ -111,6 +119,7 @@ class ClientEvent(Base):
     kind: Mapped[str] = mapped_column(String(16))
     client_key: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
 
 class NoticeConsent(Base):
     """A resident's consent to be notified outside a platform's reply window: WeChat's subscription notices
@@ -132,11 +141,13 @@ class NoticeConsent(Base):
     granted_at: Mapped[datetime] = mapped_column(default=utcnow)
     withdrawn_at: Mapped[datetime | None]
 
+
 class OutboxStatus(StrEnum):
     PENDING = "pending"  # queued, or being retried
     SENT = "sent"
     WAITING = "waiting"  # the platform will not take it now (WeChat's 48 hours): goes with the resident's next message
     FAILED = "failed"  # given up, with the platform's reason in last_error
+
 
 class OutboxMessage(Base):
     """A message to a resident or a staff group, written in the transaction that caused it and delivered by
@@ -167,7 +178,10 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
 
+
 @orm_event.listens_for(Conversation, "before_insert")
+
+
 def _conversation_pseudonym(_mapper: Mapper[Any], connection: Connection, target: Conversation) -> None:
     if target.user_key is None:
         target.user_key = keyring_of(connection.dialect).pseudonym(target.channel, target.user_ref)

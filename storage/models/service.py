@@ -24,6 +24,7 @@ class RateBudget(Base):
     name: Mapped[str] = mapped_column(String(80), primary_key=True)
     next_at: Mapped[float] = mapped_column(Float, default=0.0)
 
+
 class JobRun(Base):
     """The last run of a scheduled job, so a schedule fires once across workers."""
 
@@ -31,6 +32,7 @@ class JobRun(Base):
 
     name: Mapped[str] = mapped_column(String(60), primary_key=True)
     last_run_at: Mapped[datetime]
+
 
 class WeChatAccessToken(Base):
     """The Official Account's API access token, shared by every process: each token WeChat issues

@@ -27,6 +27,7 @@ class StaffRole(StrEnum):
     SUPERVISOR = "supervisor"
     ADMIN = "admin"
 
+
 class StaffUser(Base):
     __tablename__ = "staff_users"
 
@@ -49,11 +50,13 @@ class StaffUser(Base):
 
     queues: Mapped[list[QueueAssignment]] = relationship(lazy="raise", cascade="all, delete-orphan")
 
+
 class QueueAssignment(Base):
     __tablename__ = "queue_assignments"
 
     user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"), primary_key=True)
     queue: Mapped[str] = mapped_column(String(60), primary_key=True)
+
 
 class StaffSession(Base):
     """A console login: the cookie carries the token, the database only its hash."""
@@ -69,6 +72,7 @@ class StaffSession(Base):
     expires_at: Mapped[datetime]
     ip: Mapped[str | None] = mapped_column(String(64))
 
+
 class ApiToken(Base):
     __tablename__ = "api_tokens"
 
@@ -79,6 +83,7 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
 
 class AuditEntry(Base):
     """Who saw or did what, when: written in the transaction of the action it records."""
@@ -93,6 +98,7 @@ class AuditEntry(Base):
     ip: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
+
 class LoginFailure(Base):
     """A failed console login from one client address (by its keyed hash, as in storage/client_limits.py):
     the address throttle counts these rows, so it holds across every process."""
@@ -104,6 +110,7 @@ class LoginFailure(Base):
     client_key: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
+
 class CaseView(Base):
     """When a staff member last opened a case: new information from the reporter after it is unread."""
 
@@ -112,6 +119,7 @@ class CaseView(Base):
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
 
 class StaffNotice(Base):
     """A notice to one staff member in the console (the reporter added information to a case of theirs);
@@ -126,6 +134,7 @@ class StaffNotice(Base):
     kind: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     read_at: Mapped[datetime | None]
+
 
 class CannedReply(Base):
     """A prepared answer to reporters of one queue, kept by supervisors in the console."""
