@@ -10,12 +10,12 @@ once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -59,9 +59,24 @@ def pseudonym(session: AsyncSession, channel: str, user_ref: str) -> str:
 # --- a dialog step ----------------------------------------------------------------------------
 
 
+def _built(session: AsyncSession, name: str, build: Callable[[AsyncSession], Any]) -> Any:
+    """A statement of the hot path, built once per SQL dialect (the `INSERT … ON CONFLICT` constructs are the
+    dialect's own) and then only executed with its parameters: building a statement and its cache key each time
+    was a large share of a dialog step's CPU (docs/benchmarks-telegram.md)."""
+    key = (session.get_bind().dialect.name, name)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        statement = _STATEMENTS[key] = build(session)
+    return statement
+
+
+_STATEMENTS: dict[tuple[str, str], Any] = {}
+
+
 async def claim_update(session: AsyncSession, channel: str, update_key: str) -> bool:
     """Record that an update is being handled; False if it was handled before (one statement)."""
-    statement = upsert(session, _PROCESSED_UPDATES).on_conflict_do_nothing()
+    statement = _built(session, "claim_update",
+                       lambda session: upsert(session, _PROCESSED_UPDATES).on_conflict_do_nothing())
     result = await session.execute(statement, {"channel": channel, "update_key": update_key,
                                                "processed_at": utcnow()})
     return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -69,7 +84,8 @@ async def claim_update(session: AsyncSession, channel: str, update_key: str) -> 
 
 async def claim_callback(session: AsyncSession, channel: str, timestamp: str, nonce: str) -> bool:
     """Record a signed callback's (timestamp, nonce); False if it was seen before (a replay)."""
-    statement = upsert(session, _CALLBACK_NONCES).on_conflict_do_nothing()
+    statement = _built(session, "claim_callback",
+                       lambda session: upsert(session, _CALLBACK_NONCES).on_conflict_do_nothing())
     result = await session.execute(statement, {"channel": channel, "nonce_key": f"{timestamp}:{nonce}"[:64],
                                                "seen_at": utcnow()})
     return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -79,6 +95,13 @@ _CONVERSATION_COLUMNS = (_CONVERSATIONS.c.id, _CONVERSATIONS.c.locale, _CONVERSA
                          _CONVERSATIONS.c.draft, _CONVERSATIONS.c.context, _CONVERSATIONS.c.draft_updated_at)
 
 
+def _load_conversation(session: AsyncSession) -> Any:
+    inserting = upsert(session, _CONVERSATIONS)
+    return (inserting.on_conflict_do_update(index_elements=["channel", "user_key"],
+                                            set_={"updated_at": inserting.excluded.updated_at})
+            .returning(*_CONVERSATION_COLUMNS))
+
+
 async def load_conversation(session: AsyncSession, channel: str, user_ref: str) -> ConversationState:
     """The resident's conversation, created on first contact and locked for this transaction, in one
     statement (`INSERT … ON CONFLICT DO UPDATE … RETURNING`: on PostgreSQL the update locks the row).
@@ -86,18 +109,18 @@ async def load_conversation(session: AsyncSession, channel: str, user_ref: str) 
     Found by the pseudonym of `user_ref`; the real id is stored only encrypted, to send messages."""
     user_key = pseudonym(session, channel, user_ref)
     now = utcnow()
-    inserting = upsert(session, _CONVERSATIONS)
-    statement = (
-        inserting.values(channel=channel, user_key=user_key, user_ref=user_ref, state="idle", draft={}, context={},
-                         created_at=now, updated_at=now)
-        .on_conflict_do_update(index_elements=["channel", "user_key"],
-                               set_={"updated_at": inserting.excluded.updated_at})
-        .returning(*_CONVERSATION_COLUMNS)
-    )
-    conversation_id, locale, state, draft, context, draft_updated_at = (await session.execute(statement)).one()
+    statement = _built(session, "load_conversation", _load_conversation)
+    parameters = {"channel": channel, "user_key": user_key, "user_ref": user_ref, "state": "idle", "draft": {},
+                  "context": {}, "created_at": now, "updated_at": now}
+    conversation_id, locale, state, draft, context, draft_updated_at = (
+        await session.execute(statement, parameters)).one()
     return ConversationState(id=conversation_id, channel=channel, user_key=user_key, user_ref=user_ref,
                              locale=locale, state=state, draft=draft or {}, context=context or {},
                              draft_updated_at=draft_updated_at)
+
+
+_SAVE_CONVERSATION = update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
+"""Executed with the columns to set as parameters (their types apply), built once."""
 
 
 async def finish_step(session: AsyncSession, conversation: ConversationState,
@@ -105,10 +128,10 @@ async def finish_step(session: AsyncSession, conversation: ConversationState,
     """Write the conversation as the dialog step left it and queue the step's replies to the resident
     (none for a channel that answers in the HTTP response); returns the queued rows' ids. Replies held
     for `hold` wait that long before a worker sends them: the channel may deliver them itself first."""
-    await session.execute(
-        update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == conversation.id).values(
-            locale=conversation.locale, state=conversation.state, draft=conversation.draft,
-            context=conversation.context, draft_updated_at=conversation.draft_updated_at, updated_at=utcnow()))
+    await session.execute(_SAVE_CONVERSATION, {
+        "conversation_id": conversation.id, "locale": conversation.locale, "state": conversation.state,
+        "draft": conversation.draft, "context": conversation.context,
+        "draft_updated_at": conversation.draft_updated_at, "updated_at": utcnow()})
     return await outbox.enqueue_replies(session, channel=conversation.channel, recipient=conversation.user_ref,
                                         conversation_id=conversation.id, payloads=replies, hold=hold)
 

@@ -36,6 +36,10 @@ async def enqueue(session: AsyncSession, *, channel: str, recipient: str, payloa
     return message
 
 
+_INSERT_REPLIES = insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True)
+"""Built once: a dialog step's replies are on the path of every update."""
+
+
 async def enqueue_replies(session: AsyncSession, *, channel: str, recipient: str, conversation_id: int | None,
                           payloads: Sequence[dict[str, Any]], hold: timedelta | None = None) -> list[int]:
     """A dialog step's replies to one resident, in order (the outbox sends by id), in one statement; they
@@ -44,7 +48,7 @@ async def enqueue_replies(session: AsyncSession, *, channel: str, recipient: str
         return []
     now = utcnow()
     due = now + hold if hold is not None else now
-    result = await session.execute(insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True), [
+    result = await session.execute(_INSERT_REPLIES, [
         {"channel": channel, "recipient": recipient, "payload": payload, "case_id": None, "kind": "reply",
          "conversation_id": conversation_id, "status": "pending", "attempts": 0, "next_attempt_at": due,
          "created_at": now} for payload in payloads])
