@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -49,6 +49,7 @@ _PROCESSED_UPDATES = cast(Table, ProcessedUpdate.__table__)
 _CALLBACK_NONCES = cast(Table, CallbackNonce.__table__)
 _CONVERSATIONS = cast(Table, Conversation.__table__)
 _CASES = cast(Table, Case.__table__)
+_TRACE = cast(Table, TraceEvent.__table__)
 
 
 def pseudonym(session: AsyncSession, channel: str, user_ref: str) -> str:
@@ -251,6 +252,9 @@ class Submitted:
     """In plain text only here: the database keeps a keyed hash of it."""
 
 
+_RECEIPT_TAKEN = select(func.count()).select_from(_CASES).where(_CASES.c.receipt_code_hash == bindparam("code_hash"))
+
+
 async def submit_report(session: AsyncSession, report: NewReport, routing: Routing, *, secret_key: bytes,
                         case_number_prefix: str, year: int, staff_locale: str,
                         client_key: str | None = None, now: datetime | None = None,
@@ -262,8 +266,7 @@ async def submit_report(session: AsyncSession, report: NewReport, routing: Routi
     while True:
         code = new_receipt_code()
         code_hash = receipt_code_hash(secret_key, code)
-        taken = await session.scalar(select(func.count()).select_from(_CASES)
-                                     .where(_CASES.c.receipt_code_hash == code_hash))
+        taken = await session.scalar(_RECEIPT_TAKEN, {"code_hash": code_hash})
         if not taken:
             break
     now = now or utcnow()
@@ -300,11 +303,12 @@ async def submit_report(session: AsyncSession, report: NewReport, routing: Routi
     await session.flush()
     await search.add_terms(session, case.id, search_terms)
     case.case_number = f"{case_number_prefix}-{year}-{case.id:06d}"
-    session.add_all([
-        TraceEvent(case_id=case.id, kind=TraceKind.RECEIVED, actor="reporter", detail={}, created_at=now),
-        TraceEvent(case_id=case.id, kind=TraceKind.ROUTED, actor="system", created_at=now,
-                   detail={"queue": routing.queue, "reason": routing.reason, "label": routing.label}),
-    ])
+    await session.execute(insert(_TRACE), [
+        {"case_id": case.id, "kind": TraceKind.RECEIVED, "actor": "reporter", "body": None, "detail": {},
+         "created_at": now},
+        {"case_id": case.id, "kind": TraceKind.ROUTED, "actor": "system", "body": None, "created_at": now,
+         "detail": {"queue": routing.queue, "reason": routing.reason, "label": routing.label}},
+    ])  # one statement for both
     if report.attachment_ids:
         await session.execute(
             update(Attachment)
@@ -324,11 +328,14 @@ async def submit_report(session: AsyncSession, report: NewReport, routing: Routi
     return Submitted(case.id, case.case_number, code)
 
 
+_RECENT_REPORTS = select(func.count()).select_from(_CASES).where(
+    _CASES.c.channel == bindparam("channel"), _CASES.c.reporter_key == bindparam("reporter_key"),
+    _CASES.c.created_at >= bindparam("since"))
+
+
 async def count_recent_reports(session: AsyncSession, channel: str, reporter_ref: str, since: datetime) -> int:
-    query = select(func.count()).select_from(_CASES).where(
-        _CASES.c.channel == channel, _CASES.c.reporter_key == pseudonym(session, channel, reporter_ref),
-        _CASES.c.created_at >= since)
-    return int(await session.scalar(query) or 0)
+    return int(await session.scalar(_RECENT_REPORTS, {
+        "channel": channel, "reporter_key": pseudonym(session, channel, reporter_ref), "since": since}) or 0)
 
 
 # --- following a case -------------------------------------------------------------------------
