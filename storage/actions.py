@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -32,6 +32,8 @@ from storage.models import (
     ClientEventKind,
     Conversation,
     ConversationState,
+    OutboxMessage,
+    OutboxStatus,
     ProcessedUpdate,
     StatusGuess,
     TraceEvent,
@@ -50,6 +52,7 @@ _CALLBACK_NONCES = cast(Table, CallbackNonce.__table__)
 _CONVERSATIONS = cast(Table, Conversation.__table__)
 _CASES = cast(Table, Case.__table__)
 _TRACE = cast(Table, TraceEvent.__table__)
+_OUTBOX = cast(Table, OutboxMessage.__table__)
 
 
 def pseudonym(session: AsyncSession, channel: str, user_ref: str) -> str:
@@ -98,26 +101,31 @@ _CONVERSATION_COLUMNS = (_CONVERSATIONS.c.id, _CONVERSATIONS.c.locale, _CONVERSA
 
 def _load_conversation(session: AsyncSession) -> Any:
     inserting = upsert(session, _CONVERSATIONS)
+    waiting = exists().where(_OUTBOX.c.channel == bindparam("recipient_channel"),
+                             _OUTBOX.c.recipient == bindparam("recipient"),
+                             _OUTBOX.c.status == OutboxStatus.WAITING)
     return (inserting.on_conflict_do_update(index_elements=["channel", "user_key"],
                                             set_={"updated_at": inserting.excluded.updated_at})
-            .returning(*_CONVERSATION_COLUMNS))
+            .returning(*_CONVERSATION_COLUMNS, waiting))
 
 
 async def load_conversation(session: AsyncSession, channel: str, user_ref: str) -> ConversationState:
     """The resident's conversation, created on first contact and locked for this transaction, in one
-    statement (`INSERT … ON CONFLICT DO UPDATE … RETURNING`: on PostgreSQL the update locks the row).
+    statement (`INSERT … ON CONFLICT DO UPDATE … RETURNING`: on PostgreSQL the update locks the row), which
+    also tells whether notices wait for the resident (`notices_waiting`).
 
     Found by the pseudonym of `user_ref`; the real id is stored only encrypted, to send messages."""
     user_key = pseudonym(session, channel, user_ref)
     now = utcnow()
     statement = _built(session, "load_conversation", _load_conversation)
     parameters = {"channel": channel, "user_key": user_key, "user_ref": user_ref, "state": "idle", "draft": {},
-                  "context": {}, "created_at": now, "updated_at": now}
-    conversation_id, locale, state, draft, context, draft_updated_at = (
+                  "context": {}, "created_at": now, "updated_at": now, "recipient_channel": channel,
+                  "recipient": user_ref}
+    conversation_id, locale, state, draft, context, draft_updated_at, waiting = (
         await session.execute(statement, parameters)).one()
     return ConversationState(id=conversation_id, channel=channel, user_key=user_key, user_ref=user_ref,
                              locale=locale, state=state, draft=draft or {}, context=context or {},
-                             draft_updated_at=draft_updated_at)
+                             draft_updated_at=draft_updated_at, notices_waiting=bool(waiting))
 
 
 _SAVE_CONVERSATION = update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
