@@ -92,7 +92,7 @@ _WAITING = (select(OutboxMessage.id, OutboxMessage.case_id)
             .where(OutboxMessage.channel == bindparam("channel"), OutboxMessage.recipient == bindparam("recipient"),
                    OutboxMessage.status == OutboxStatus.WAITING)
             .order_by(OutboxMessage.id))
-"""Built once: every dialog step asks."""
+"""Built once: a dialog step asks whenever its conversation says notices wait."""
 
 
 async def take_waiting(session: AsyncSession, channel: str, recipient: str) -> list[int]:
