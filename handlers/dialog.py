@@ -52,6 +52,8 @@ async def handle(session: AsyncSession, inbound: Inbound, ctx: DialogContext, *,
 async def _news_that_waited(turn: Turn) -> None:
     """Notices the platform would not take while the resident was away (WeChat's 48 hours) come first,
     as the newest state of each case rather than each stale notice."""
+    if not turn.conversation.notices_waiting:
+        return
     for case_id in await notices.take_waiting(turn.session, turn.conversation.channel, turn.conversation.user_ref):
         case = await actions.get_case(turn.session, case_id)
         if case is None:

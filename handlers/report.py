@@ -28,6 +28,9 @@ WIZARD_STATES = ("district", "place", "when", "description", "evidence", "identi
 UNSURE_DISTRICT = "unsure"
 EDITABLE_FIELDS = ("district", "place", "when", "description", "evidence", "identity")
 REPORT_WINDOW = timedelta(hours=24)
+SIMILAR_RANKED_AT_SUBMIT = 20
+"""The submit only tells the resident whether similar cases exist: it scores the 20 candidates sharing the most
+band keys with the report, not every one of the hundreds a common report can have."""
 
 
 # --- questions --------------------------------------------------------------------------------
@@ -303,10 +306,11 @@ async def submit(turn: Turn) -> None:
         client_key=address.key if address is not None else None, now=turn.ctx.clock(),
         search_terms=index_terms([draft["place"], draft["description"]]),
     )
-    signature = await similar_cases.sign_case(turn.session, submitted.case_id, draft["description"], draft["place"])
+    signature = await similar_cases.sign_case(turn.session, submitted.case_id, draft["description"], draft["place"],
+                                              new=True)
     others = await similar_cases.find(turn.session, signature, district=draft.get("district"),
                                       created_at=turn.ctx.clock(), settings=city.similarity,
-                                      exclude=submitted.case_id)
+                                      exclude=submitted.case_id, ranked=SIMILAR_RANKED_AT_SUBMIT)
     turn.clear_draft()
     text = turn.t("submitted", case_number=submitted.case_number, code=format_receipt_code(submitted.receipt_code))
     if decision.accept_due_at is not None and decision.resolve_due_at is not None:

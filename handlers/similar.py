@@ -44,10 +44,11 @@ def sign(session: AsyncSession, description: str, place: str | None) -> similar.
     return stored(hasher.signature_of_terms(terms, place), terms)
 
 
-async def sign_case(session: AsyncSession, case_id: int, description: str,
-                    place: str | None) -> similar.StoredSignature:
+async def sign_case(session: AsyncSession, case_id: int, description: str, place: str | None, *,
+                    new: bool = False) -> similar.StoredSignature:
+    """Sign a case and store the signature, replacing any it had; `new` for a case just filed, which has none."""
     signature = sign(session, description, place)
-    await similar.store_signature(session, case_id, signature)
+    await (similar.add_signature if new else similar.store_signature)(session, case_id, signature)
     return signature
 
 
@@ -66,12 +67,15 @@ class SimilarCase:
 
 
 async def find(session: AsyncSession, signature: similar.StoredSignature, *, district: str | None,
-               created_at: datetime, settings: Similarity, exclude: int | None = None) -> list[SimilarCase]:
+               created_at: datetime, settings: Similarity, exclude: int | None = None,
+               ranked: int | None = None) -> list[SimilarCase]:
     """The cases of the last `settings.window_days` days (before or after `created_at`) that score at least
-    `settings.threshold`, best first."""
+    `settings.threshold`, best first. With `ranked`, only that many candidates are scored: those sharing the
+    most band keys with the report (the estimate of their text similarity that the statement can rank by) —
+    enough to tell whether similar cases exist, where a common report may have hundreds."""
     since = created_at - timedelta(days=settings.window_days)
     found = await similar.candidates(session, band_keys=signature.band_keys, place_keys=signature.place_keys,
-                                     since=since, exclude=exclude)
+                                     since=since, exclude=exclude, limit=ranked)
     if not found:
         return []
     query = Signature.from_minhash_bytes(signature.minhash, signature.band_keys, signature.place_keys)

@@ -10,12 +10,12 @@ once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -32,6 +32,8 @@ from storage.models import (
     ClientEventKind,
     Conversation,
     ConversationState,
+    OutboxMessage,
+    OutboxStatus,
     ProcessedUpdate,
     StatusGuess,
     TraceEvent,
@@ -49,6 +51,8 @@ _PROCESSED_UPDATES = cast(Table, ProcessedUpdate.__table__)
 _CALLBACK_NONCES = cast(Table, CallbackNonce.__table__)
 _CONVERSATIONS = cast(Table, Conversation.__table__)
 _CASES = cast(Table, Case.__table__)
+_TRACE = cast(Table, TraceEvent.__table__)
+_OUTBOX = cast(Table, OutboxMessage.__table__)
 
 
 def pseudonym(session: AsyncSession, channel: str, user_ref: str) -> str:
@@ -59,9 +63,24 @@ def pseudonym(session: AsyncSession, channel: str, user_ref: str) -> str:
 # --- a dialog step ----------------------------------------------------------------------------
 
 
+def _built(session: AsyncSession, name: str, build: Callable[[AsyncSession], Any]) -> Any:
+    """A statement of the hot path, built once per SQL dialect (the `INSERT … ON CONFLICT` constructs are the
+    dialect's own) and then only executed with its parameters: building a statement and its cache key each time
+    was a large share of a dialog step's CPU (docs/benchmarks-telegram.md)."""
+    key = (session.get_bind().dialect.name, name)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        statement = _STATEMENTS[key] = build(session)
+    return statement
+
+
+_STATEMENTS: dict[tuple[str, str], Any] = {}
+
+
 async def claim_update(session: AsyncSession, channel: str, update_key: str) -> bool:
     """Record that an update is being handled; False if it was handled before (one statement)."""
-    statement = upsert(session, _PROCESSED_UPDATES).on_conflict_do_nothing()
+    statement = _built(session, "claim_update",
+                       lambda session: upsert(session, _PROCESSED_UPDATES).on_conflict_do_nothing())
     result = await session.execute(statement, {"channel": channel, "update_key": update_key,
                                                "processed_at": utcnow()})
     return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -69,7 +88,8 @@ async def claim_update(session: AsyncSession, channel: str, update_key: str) -> 
 
 async def claim_callback(session: AsyncSession, channel: str, timestamp: str, nonce: str) -> bool:
     """Record a signed callback's (timestamp, nonce); False if it was seen before (a replay)."""
-    statement = upsert(session, _CALLBACK_NONCES).on_conflict_do_nothing()
+    statement = _built(session, "claim_callback",
+                       lambda session: upsert(session, _CALLBACK_NONCES).on_conflict_do_nothing())
     result = await session.execute(statement, {"channel": channel, "nonce_key": f"{timestamp}:{nonce}"[:64],
                                                "seen_at": utcnow()})
     return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -79,25 +99,37 @@ _CONVERSATION_COLUMNS = (_CONVERSATIONS.c.id, _CONVERSATIONS.c.locale, _CONVERSA
                          _CONVERSATIONS.c.draft, _CONVERSATIONS.c.context, _CONVERSATIONS.c.draft_updated_at)
 
 
+def _load_conversation(session: AsyncSession) -> Any:
+    inserting = upsert(session, _CONVERSATIONS)
+    waiting = exists().where(_OUTBOX.c.channel == bindparam("recipient_channel"),
+                             _OUTBOX.c.recipient == bindparam("recipient"),
+                             _OUTBOX.c.status == OutboxStatus.WAITING)
+    return (inserting.on_conflict_do_update(index_elements=["channel", "user_key"],
+                                            set_={"updated_at": inserting.excluded.updated_at})
+            .returning(*_CONVERSATION_COLUMNS, waiting))
+
+
 async def load_conversation(session: AsyncSession, channel: str, user_ref: str) -> ConversationState:
     """The resident's conversation, created on first contact and locked for this transaction, in one
-    statement (`INSERT … ON CONFLICT DO UPDATE … RETURNING`: on PostgreSQL the update locks the row).
+    statement (`INSERT … ON CONFLICT DO UPDATE … RETURNING`: on PostgreSQL the update locks the row), which
+    also tells whether notices wait for the resident (`notices_waiting`).
 
     Found by the pseudonym of `user_ref`; the real id is stored only encrypted, to send messages."""
     user_key = pseudonym(session, channel, user_ref)
     now = utcnow()
-    inserting = upsert(session, _CONVERSATIONS)
-    statement = (
-        inserting.values(channel=channel, user_key=user_key, user_ref=user_ref, state="idle", draft={}, context={},
-                         created_at=now, updated_at=now)
-        .on_conflict_do_update(index_elements=["channel", "user_key"],
-                               set_={"updated_at": inserting.excluded.updated_at})
-        .returning(*_CONVERSATION_COLUMNS)
-    )
-    conversation_id, locale, state, draft, context, draft_updated_at = (await session.execute(statement)).one()
+    statement = _built(session, "load_conversation", _load_conversation)
+    parameters = {"channel": channel, "user_key": user_key, "user_ref": user_ref, "state": "idle", "draft": {},
+                  "context": {}, "created_at": now, "updated_at": now, "recipient_channel": channel,
+                  "recipient": user_ref}
+    conversation_id, locale, state, draft, context, draft_updated_at, waiting = (
+        await session.execute(statement, parameters)).one()
     return ConversationState(id=conversation_id, channel=channel, user_key=user_key, user_ref=user_ref,
                              locale=locale, state=state, draft=draft or {}, context=context or {},
-                             draft_updated_at=draft_updated_at)
+                             draft_updated_at=draft_updated_at, notices_waiting=bool(waiting))
+
+
+_SAVE_CONVERSATION = update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
+"""Executed with the columns to set as parameters (their types apply), built once."""
 
 
 async def finish_step(session: AsyncSession, conversation: ConversationState,
@@ -105,10 +137,10 @@ async def finish_step(session: AsyncSession, conversation: ConversationState,
     """Write the conversation as the dialog step left it and queue the step's replies to the resident
     (none for a channel that answers in the HTTP response); returns the queued rows' ids. Replies held
     for `hold` wait that long before a worker sends them: the channel may deliver them itself first."""
-    await session.execute(
-        update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == conversation.id).values(
-            locale=conversation.locale, state=conversation.state, draft=conversation.draft,
-            context=conversation.context, draft_updated_at=conversation.draft_updated_at, updated_at=utcnow()))
+    await session.execute(_SAVE_CONVERSATION, {
+        "conversation_id": conversation.id, "locale": conversation.locale, "state": conversation.state,
+        "draft": conversation.draft, "context": conversation.context,
+        "draft_updated_at": conversation.draft_updated_at, "updated_at": utcnow()})
     return await outbox.enqueue_replies(session, channel=conversation.channel, recipient=conversation.user_ref,
                                         conversation_id=conversation.id, payloads=replies, hold=hold)
 
@@ -228,6 +260,9 @@ class Submitted:
     """In plain text only here: the database keeps a keyed hash of it."""
 
 
+_RECEIPT_TAKEN = select(func.count()).select_from(_CASES).where(_CASES.c.receipt_code_hash == bindparam("code_hash"))
+
+
 async def submit_report(session: AsyncSession, report: NewReport, routing: Routing, *, secret_key: bytes,
                         case_number_prefix: str, year: int, staff_locale: str,
                         client_key: str | None = None, now: datetime | None = None,
@@ -239,8 +274,7 @@ async def submit_report(session: AsyncSession, report: NewReport, routing: Routi
     while True:
         code = new_receipt_code()
         code_hash = receipt_code_hash(secret_key, code)
-        taken = await session.scalar(select(func.count()).select_from(_CASES)
-                                     .where(_CASES.c.receipt_code_hash == code_hash))
+        taken = await session.scalar(_RECEIPT_TAKEN, {"code_hash": code_hash})
         if not taken:
             break
     now = now or utcnow()
@@ -277,11 +311,12 @@ async def submit_report(session: AsyncSession, report: NewReport, routing: Routi
     await session.flush()
     await search.add_terms(session, case.id, search_terms)
     case.case_number = f"{case_number_prefix}-{year}-{case.id:06d}"
-    session.add_all([
-        TraceEvent(case_id=case.id, kind=TraceKind.RECEIVED, actor="reporter", detail={}, created_at=now),
-        TraceEvent(case_id=case.id, kind=TraceKind.ROUTED, actor="system", created_at=now,
-                   detail={"queue": routing.queue, "reason": routing.reason, "label": routing.label}),
-    ])
+    await session.execute(insert(_TRACE), [
+        {"case_id": case.id, "kind": TraceKind.RECEIVED, "actor": "reporter", "body": None, "detail": {},
+         "created_at": now},
+        {"case_id": case.id, "kind": TraceKind.ROUTED, "actor": "system", "body": None, "created_at": now,
+         "detail": {"queue": routing.queue, "reason": routing.reason, "label": routing.label}},
+    ])  # one statement for both
     if report.attachment_ids:
         await session.execute(
             update(Attachment)
@@ -301,11 +336,14 @@ async def submit_report(session: AsyncSession, report: NewReport, routing: Routi
     return Submitted(case.id, case.case_number, code)
 
 
+_RECENT_REPORTS = select(func.count()).select_from(_CASES).where(
+    _CASES.c.channel == bindparam("channel"), _CASES.c.reporter_key == bindparam("reporter_key"),
+    _CASES.c.created_at >= bindparam("since"))
+
+
 async def count_recent_reports(session: AsyncSession, channel: str, reporter_ref: str, since: datetime) -> int:
-    query = select(func.count()).select_from(_CASES).where(
-        _CASES.c.channel == channel, _CASES.c.reporter_key == pseudonym(session, channel, reporter_ref),
-        _CASES.c.created_at >= since)
-    return int(await session.scalar(query) or 0)
+    return int(await session.scalar(_RECENT_REPORTS, {
+        "channel": channel, "reporter_key": pseudonym(session, channel, reporter_ref), "since": since}) or 0)
 
 
 # --- following a case -------------------------------------------------------------------------

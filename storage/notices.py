@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.crypto import session_keyring
@@ -88,14 +88,18 @@ async def refused(session: AsyncSession, consent_id: int) -> None:
                           .values(withdrawn_at=utcnow(), remaining=0))
 
 
+_WAITING = (select(OutboxMessage.id, OutboxMessage.case_id)
+            .where(OutboxMessage.channel == bindparam("channel"), OutboxMessage.recipient == bindparam("recipient"),
+                   OutboxMessage.status == OutboxStatus.WAITING)
+            .order_by(OutboxMessage.id))
+"""Built once: a dialog step asks whenever its conversation says notices wait."""
+
+
 async def take_waiting(session: AsyncSession, channel: str, recipient: str) -> list[int]:
     """The cases of notices waiting for this resident's next message; the notices count as delivered with
     the answer to it (which tells the newest state of each case)."""
     # No row lock: the resident's conversation row, locked by the step, already keeps their steps in turn.
-    rows = (await session.execute(select(OutboxMessage.id, OutboxMessage.case_id).where(
-        OutboxMessage.channel == channel, OutboxMessage.recipient == recipient,
-        OutboxMessage.status == OutboxStatus.WAITING,
-    ).order_by(OutboxMessage.id))).all()
+    rows = (await session.execute(_WAITING, {"channel": channel, "recipient": recipient})).all()
     if not rows:
         return []
     await session.execute(update(OutboxMessage).where(OutboxMessage.id.in_([row[0] for row in rows])).values(

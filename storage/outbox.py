@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Case, OutboxMessage, utcnow
@@ -36,6 +36,10 @@ async def enqueue(session: AsyncSession, *, channel: str, recipient: str, payloa
     return message
 
 
+_INSERT_REPLIES = insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True)
+"""Built once: a dialog step's replies are on the path of every update."""
+
+
 async def enqueue_replies(session: AsyncSession, *, channel: str, recipient: str, conversation_id: int | None,
                           payloads: Sequence[dict[str, Any]], hold: timedelta | None = None) -> list[int]:
     """A dialog step's replies to one resident, in order (the outbox sends by id), in one statement; they
@@ -44,7 +48,7 @@ async def enqueue_replies(session: AsyncSession, *, channel: str, recipient: str
         return []
     now = utcnow()
     due = now + hold if hold is not None else now
-    result = await session.execute(insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True), [
+    result = await session.execute(_INSERT_REPLIES, [
         {"channel": channel, "recipient": recipient, "payload": payload, "case_id": None, "kind": "reply",
          "conversation_id": conversation_id, "status": "pending", "attempts": 0, "next_attempt_at": due,
          "created_at": now} for payload in payloads])
@@ -115,15 +119,16 @@ async def renew_lease(session: AsyncSession, message_ids: Sequence[int], lease: 
                               .values(next_attempt_at=utcnow() + lease))
 
 
+_MARK_SENT = (update(_OUTBOX).where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+              .values(attempts=_OUTBOX.c.attempts + 1))
+"""Built once (the columns to set come as parameters): every sent message is settled with it."""
+
+
 async def mark_sent(session: AsyncSession, message_ids: Sequence[int]) -> None:
     """Delivered: one statement for the whole batch; the payloads are emptied."""
     if message_ids:
-        await session.execute(
-            update(_OUTBOX)
-            .where(_OUTBOX.c.id.in_(message_ids))
-            .values(status="sent", sent_at=utcnow(), attempts=_OUTBOX.c.attempts + 1, last_error=None,
-                    payload=DELIVERED)
-        )
+        await session.execute(_MARK_SENT, {"ids": list(message_ids), "sent_at": utcnow(), "status": "sent",
+                                           "last_error": None, "payload": DELIVERED})
 
 
 async def messages(session: AsyncSession, message_ids: Sequence[int]) -> dict[int, OutboxMessage]:

@@ -68,6 +68,20 @@ async def store_signature(session: AsyncSession, case_id: int, signature: Stored
                                       version=SIGNATURE_VERSION))
     await session.execute(delete(SimilarityBand).where(SimilarityBand.case_id == case_id))
     await session.execute(delete(SimilarityPlace).where(SimilarityPlace.case_id == case_id))
+    await _store_keys(session, case_id, signature)
+
+
+async def add_signature(session: AsyncSession, case_id: int, signature: StoredSignature) -> None:
+    """The signature of a case that has none yet (one just filed): inserted, with nothing to replace."""
+    await session.execute(_INSERT_SIGNATURE, {"case_id": case_id, "minhash": signature.minhash,
+                                              "terms": signature.terms, "version": SIGNATURE_VERSION})
+    await _store_keys(session, case_id, signature)
+
+
+_INSERT_SIGNATURE = insert(cast(Table, CaseSignature.__table__))
+
+
+async def _store_keys(session: AsyncSession, case_id: int, signature: StoredSignature) -> None:
     bands = sorted(set(signature.band_keys))
     places = sorted(set(signature.place_keys))
     if bands:
@@ -82,7 +96,7 @@ def _newest(table: Table, column: str, key: str, limit: int) -> Select[tuple[int
 
 
 @lru_cache(maxsize=64)
-def _statement(bands: int, places: int, per_key: int, exclude: bool) -> Select[Any]:
+def _statement(bands: int, places: int, per_key: int, exclude: bool, limit: int | None) -> Select[Any]:
     """The lookup for a report with `bands` band keys and `places` place keys, the keys as parameters b0…, p0…:
     built once per shape (a signature has a fixed number of bands), so a lookup only binds its keys."""
     parts = [select(literal(1).label("band"), literal(0).label("place"), newest.c.case_id)
@@ -97,18 +111,21 @@ def _statement(bands: int, places: int, per_key: int, exclude: bool) -> Select[A
                         Case.problem_id, CaseSignature.minhash, shared.c.bands, shared.c.place)
                  .join(shared, shared.c.case_id == Case.id)
                  .join(CaseSignature, CaseSignature.case_id == Case.id)
-                 .where(Case.created_at >= bindparam("since"))
-                 .order_by(Case.id.desc()))
+                 .where(Case.created_at >= bindparam("since")))
     if exclude:
         statement = statement.where(Case.id != bindparam("exclude"))
-    return statement
+    if limit is None:
+        return statement.order_by(Case.id.desc())
+    return statement.order_by(shared.c.bands.desc(), shared.c.place.desc(), Case.id.desc()).limit(limit)
 
 
 async def candidates(session: AsyncSession, *, band_keys: Iterable[int], place_keys: Iterable[int],
-                     since: datetime, exclude: int | None = None, per_key: int = PER_KEY) -> list[Candidate]:
+                     since: datetime, exclude: int | None = None, per_key: int = PER_KEY,
+                     limit: int | None = None) -> list[Candidate]:
     """The cases created since `since` that share a band key or a place key with a report, newest first, each
     once, with how many band keys it shares and whether it shares a place key. Of each key only the newest
-    `per_key` cases are read."""
+    `per_key` cases are read. With `limit`, only the `limit` cases that share the most band keys (then a place
+    key, then the newest) come back, in that order: the statement does the cheap pre-ranking."""
     bands = sorted(set(band_keys))
     places = sorted(set(place_keys))
     if not bands and not places:
@@ -118,7 +135,8 @@ async def candidates(session: AsyncSession, *, band_keys: Iterable[int], place_k
     parameters["since"] = since
     if exclude is not None:
         parameters["exclude"] = exclude
-    rows = await session.execute(_statement(len(bands), len(places), per_key, exclude is not None), parameters)
+    rows = await session.execute(_statement(len(bands), len(places), per_key, exclude is not None, limit),
+                                 parameters)
     return [Candidate(case_id=row[0], case_number=row[1], created_at=row[2], district=row[3], status=row[4],
                       queue=row[5], problem_id=row[6], minhash=row[7], shared_bands=int(row[8] or 0),
                       same_place=bool(row[9]))

@@ -42,14 +42,48 @@ class Budget(Protocol):
 
 
 class DatabaseBudget:
+    """The budgets in the database. Requests of this process that ask for a budget's slot while another round
+    trip for it is under way wait for the next one, which takes all their slots in one statement: a batch of
+    outbox messages costs one transaction, not one each. The slots one statement took belong to this process
+    alone, so the rate across processes is kept."""
+
     def __init__(self, database: Database, clock: Callable[[], float] = time.time) -> None:
         self._database = database
         self._clock = clock
+        self._waiting: dict[str, list[asyncio.Future[float]]] = {}
+        self._taking: dict[str, asyncio.Task[None]] = {}
 
     async def take(self, name: str, interval: float) -> float:
-        async with self._database.sessionmaker.begin() as session:
-            at = await rate_budget.take_slot(session, name, now=self._clock(), interval=interval)
-        return max(0.0, at - self._clock())  # from after the round trip: the slot is kept, not overshot
+        slot: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(name, []).append(slot)
+        if name not in self._taking:
+            self._taking[name] = asyncio.create_task(self._take_rounds(name, interval))
+        return await slot
+
+    async def _take_rounds(self, name: str, interval: float) -> None:
+        """Round trips for the requests waiting for `name`, until none is left."""
+        slots: list[asyncio.Future[float]] = []
+        try:
+            while self._waiting.get(name):
+                slots = self._waiting.pop(name)
+                try:
+                    async with self._database.sessionmaker.begin() as session:
+                        first = await rate_budget.take_slot(session, name, now=self._clock(), interval=interval,
+                                                            count=len(slots))
+                except Exception as error:  # noqa: BLE001 - each request handles it (SharedRateLimiter)
+                    for slot in slots:
+                        if not slot.done():
+                            slot.set_exception(error)
+                    continue
+                now = self._clock()  # from after the round trip: the slots are kept, not overshot
+                for position, slot in enumerate(slots):
+                    if not slot.done():  # a request cancelled meanwhile leaves its slot unused
+                        slot.set_result(max(0.0, first + position * interval - now))
+        finally:
+            del self._taking[name]
+            for slot in slots + self._waiting.pop(name, []):  # stopped (the loop is closing): nobody waits on
+                if not slot.done():
+                    slot.cancel()
 
     async def hold(self, name: str, seconds: float) -> None:
         async with self._database.sessionmaker.begin() as session:

@@ -67,6 +67,8 @@ class ConversationState:
     draft: dict[str, Any]
     context: dict[str, Any]
     draft_updated_at: datetime | None
+    notices_waiting: bool = False
+    """Whether notices wait in the outbox for the resident's next message (read with the conversation)."""
 
 
 class ProcessedUpdate(Base):

@@ -4,6 +4,7 @@ RetryAfter pauses every process. The clock is fixed: what is checked is when eac
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -36,6 +37,17 @@ async def test_two_processes_take_turns_in_one_budget(two_processes: tuple[Datab
     first, second = two_processes
     waits = [await (first if number % 2 else second).take("telegram:overall", 1 / 30) for number in range(60)]
     assert waits == pytest.approx([number / 30 for number in range(60)])  # 30 a second between them, not 60
+
+
+async def test_a_burst_of_one_process_gets_one_slot_each_and_the_other_process_waits_behind_it(
+        two_processes: tuple[DatabaseBudget, DatabaseBudget]) -> None:
+    """An outbox batch asks for many slots at once: each request gets its own, 1/30 s apart, whichever round trip
+    took them, and a request of another process comes after all of them."""
+    first, second = two_processes
+    burst = await asyncio.gather(*(first.take("telegram:overall", 1 / 30) for _ in range(12)))
+    later = await second.take("telegram:overall", 1 / 30)
+    assert sorted(burst) == pytest.approx([number / 30 for number in range(12)])
+    assert later == pytest.approx(12 / 30)
 
 
 async def test_a_pause_asked_by_telegram_holds_every_process(
