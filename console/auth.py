@@ -15,7 +15,6 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Depends, HTTPException, Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.ext.asyncio import AsyncSession
-from zxcvbn import zxcvbn
 
 from console.context import ConsoleContext, context_of
 from handlers.city import CityConfig
@@ -42,6 +41,10 @@ def password_problem(password: str, user_inputs: Iterable[str] = ()) -> str | No
     inputs = [value.strip().lower() for value in user_inputs if value and len(value.strip()) >= 3]
     if any(value in password.lower() for value in inputs):
         return "a password may not contain the username or the name of the account"
+    # imported here: its frequency lists hold 12 MB for as long as the process lives, and a serving process
+    # judges a new password rarely (an account made or a password changed), while it classifies all day
+    from zxcvbn import zxcvbn
+
     estimate = zxcvbn(password[:ZXCVBN_MAX_LENGTH], user_inputs=inputs, max_length=ZXCVBN_MAX_LENGTH)
     if estimate["score"] < MIN_PASSWORD_SCORE:
         warning = str(estimate["feedback"].get("warning") or "").strip()
