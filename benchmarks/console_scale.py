@@ -49,7 +49,7 @@ from bot.jobs import sign_for_similarity
 from console.auth import SESSION_COOKIE
 from console.operations import LABELS
 from nlp.search import index_terms
-from storage import queries, staff_actions
+from storage import queries, staff_actions, staff_notices
 from storage import statistics as stats_module
 from storage.crypto import generate_key
 from storage.db import Database
@@ -212,6 +212,7 @@ async def explain(url: str, settings: Settings, queue: str) -> dict[str, str]:
         "every queue's list, capped count": lambda session: queries.count_cases(session, queries.CaseFilter()),
         "365-day statistics, counts (GROUP BY)": lambda session: stats_module.compute(
             session, start=today - timedelta(days=365), end=today, queues=None),
+        "every queue's unread marks (overview)": lambda session: staff_notices.unread_by_queue(session, None),
     }
     try:
         for name, read in reads.items():

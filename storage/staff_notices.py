@@ -51,7 +51,7 @@ def unread_condition() -> ColumnElement[bool]:
         CaseView.case_id == Case.id,
         or_(Case.assigned_to_id.is_(None), CaseView.user_id == Case.assigned_to_id),
         CaseView.seen_at >= TraceEvent.created_at,
-    )
+    ).correlate_except(CaseView)  # the case and the follow-up are the enclosing queries', two levels up and one
     follow_up = TraceEvent.kind == literal(TraceKind.FOLLOW_UP.value, literal_execute=True)  # the partial index's
     return exists().where(TraceEvent.case_id == Case.id, follow_up, ~seen_after)
 
