@@ -171,24 +171,30 @@ async def digest_once(sessionmaker: async_sessionmaker[AsyncSession], city: City
 
 
 async def deadlines_once(sessionmaker: async_sessionmaker[AsyncSession], city: CityConfig,
-                         now: datetime | None = None) -> tuple[int, int]:
+                         now: datetime | None = None, *,
+                         batch: int = loop.DEADLINE_SCAN_BATCH) -> tuple[int, int]:
     """Warn the queues' staff of cases whose deadline is within `loop.warn_working_days` working days, and
-    escalate the overdue ones to the supervisor; each once per deadline. Returns (warned, escalated)."""
+    escalate the overdue ones to the supervisor; each once per deadline, whatever the number of cases near or
+    past one (a transaction per `batch` of them). Returns (warned, escalated)."""
     now = now or utcnow()
     horizon = add_working_days(city, now, city.loop.warn_working_days) if city.loop.warn_working_days else now
     warned = escalated = 0
-    async with sessionmaker.begin() as session:
-        for case in await loop.cases_near_deadlines(session, max(horizon, now)):
-            current = loop.deadline_of(case)
-            if current is None:
-                continue
-            targets = staff_channels(city, case.queue)
-            if current[1] < now:
-                escalated += await loop.escalate(session, case, staff_targets=targets, staff_locale=city.default_locale)
-            else:
-                warned += await loop.warn(session, case, staff_targets=targets, staff_locale=city.default_locale)
+    after: int | None = 0
+    while after is not None:
+        async with sessionmaker.begin() as session:
+            cases, after = await loop.cases_to_tell_of_deadlines(session, max(horizon, now), now, after_id=after,
+                                                                 batch=batch)
+            for case in cases:
+                current = loop.deadline_of(case)
+                if current is None:
+                    continue
+                targets = staff_channels(city, case.queue)
+                if current[1] < now:
+                    escalated += await loop.escalate(session, case, staff_targets=targets,
+                                                     staff_locale=city.default_locale)
+                else:
+                    warned += await loop.warn(session, case, staff_targets=targets, staff_locale=city.default_locale)
     return warned, escalated
-
 
 
 async def hotspots_once(sessionmaker: async_sessionmaker[AsyncSession], city: CityConfig,

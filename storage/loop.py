@@ -276,21 +276,51 @@ async def transfer(session: AsyncSession, case: Case, queue: str, *, actor: Staf
 
 def deadline_of(case: Case) -> tuple[str, datetime] | None:
     """The deadline a case is working towards now: acceptance until it is accepted, then resolution."""
-    if case.status in CLOSED_STATUSES:
+    return _current_deadline(case.status, case.accepted_at, case.accept_due_at, case.resolve_due_at)
+
+
+def _current_deadline(status: str, accepted_at: datetime | None, accept_due_at: datetime | None,
+                      resolve_due_at: datetime | None) -> tuple[str, datetime] | None:
+    if status in CLOSED_STATUSES:
         return None
-    if case.accepted_at is None and case.accept_due_at is not None:
-        return "accept", case.accept_due_at
-    if case.resolve_due_at is not None:
-        return "resolve", case.resolve_due_at
+    if accepted_at is None and accept_due_at is not None:
+        return "accept", accept_due_at
+    if resolve_due_at is not None:
+        return "resolve", resolve_due_at
     return None
 
 
-async def cases_near_deadlines(session: AsyncSession, before: datetime, limit: int = 500) -> list[Case]:
-    """Open cases whose current deadline falls before `before` (warnings and escalations look at these)."""
+def _marker(deadline: tuple[str, datetime]) -> str:
+    """What `warned_for` / `escalated_for` hold once the staff were told of this deadline."""
+    return f"{deadline[0]}:{deadline[1].isoformat()}"
+
+
+DEADLINE_SCAN_BATCH = 2000
+
+
+async def cases_to_tell_of_deadlines(session: AsyncSession, before: datetime, now: datetime, *, after_id: int = 0,
+                                     batch: int = DEADLINE_SCAN_BATCH) -> tuple[list[Case], int | None]:
+    """The next `batch` (by id, after `after_id`) of open cases whose current deadline falls before `before`, and
+    of those the ones whose staff were not told of that deadline yet (warned before it, escalated after it):
+    returns those cases and the id to continue after (None when the scan is done).
+
+    Only the deadline columns of the batch are read; the cases to tell are then loaded whole. So cases told
+    before — however many, a backlog of overdue cases among them — never hide the newer ones behind a limit."""
     open_ = Case.status.not_in([str(status) for status in CLOSED_STATUSES])
-    query = select(Case).where(open_, ((Case.accepted_at.is_(None) & (Case.accept_due_at < before))
-                                       | (Case.resolve_due_at < before))).order_by(Case.id).limit(limit)
-    return list((await session.execute(query)).scalars())
+    rows = (await session.execute(
+        select(Case.id, Case.status, Case.accepted_at, Case.accept_due_at, Case.resolve_due_at, Case.warned_for,
+               Case.escalated_for)
+        .where(open_, Case.id > after_id, ((Case.accepted_at.is_(None) & (Case.accept_due_at < before))
+                                          | (Case.resolve_due_at < before)))
+        .order_by(Case.id).limit(batch))).all()
+    untold = []
+    for case_id, status, accepted_at, accept_due_at, resolve_due_at, warned_for, escalated_for in rows:
+        current = _current_deadline(status, accepted_at, accept_due_at, resolve_due_at)
+        if current is not None and _marker(current) != (escalated_for if current[1] < now else warned_for):
+            untold.append(case_id)
+    cases = list((await session.execute(select(Case).where(Case.id.in_(untold)).order_by(Case.id))).scalars()) \
+        if untold else []
+    return cases, (rows[-1][0] if len(rows) == batch else None)
 
 
 async def warn(session: AsyncSession, case: Case, *, staff_targets: Sequence[tuple[str, str]],
@@ -299,7 +329,7 @@ async def warn(session: AsyncSession, case: Case, *, staff_targets: Sequence[tup
     current = deadline_of(case)
     if current is None:
         return False
-    marker = f"{current[0]}:{current[1].isoformat()}"
+    marker = _marker(current)
     if case.warned_for == marker:
         return False
     case.warned_for = marker
@@ -316,7 +346,7 @@ async def escalate(session: AsyncSession, case: Case, *, staff_targets: Sequence
     current = deadline_of(case)
     if current is None:
         return False
-    marker = f"{current[0]}:{current[1].isoformat()}"
+    marker = _marker(current)
     if case.escalated_for == marker:
         return False
     case.escalated_for = marker

@@ -194,3 +194,33 @@ async def test_a_failed_round_is_logged_and_the_job_runs_again(caplog: Any) -> N
     await jobs.stop()
     assert len(calls) >= 3
     assert "background job flaky failed" in caplog.text
+
+
+async def test_cases_told_of_their_deadline_before_never_hide_newer_ones(sessionmaker: Any) -> None:
+    """A backlog of overdue cases escalated long ago must not keep newer overdue cases from being escalated:
+    the deadline round looks past every case already told of its deadline, a batch at a time."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import func, select
+
+    from bot.jobs import deadlines_once
+    from storage.models import AuditEntry
+
+    city = load_city_config(None)
+    now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    yesterday = datetime(2026, 11, 30, 15, 59, tzinfo=UTC)
+    async with sessionmaker.begin() as session:
+        for number in range(5):
+            await file_case(session, reporter_ref=f"backlog-{number}", accept_due_at=yesterday,
+                            resolve_due_at=yesterday + timedelta(days=60))
+    assert await deadlines_once(sessionmaker, city, now, batch=2) == (0, 5)  # three batches in one round
+    assert await deadlines_once(sessionmaker, city, now + timedelta(minutes=10), batch=2) == (0, 0)
+
+    async with sessionmaker.begin() as session:
+        newest, _ = await file_case(session, reporter_ref="new", accept_due_at=yesterday,
+                                    resolve_due_at=yesterday + timedelta(days=60))
+    assert await deadlines_once(sessionmaker, city, now + timedelta(minutes=20), batch=2) == (0, 1)
+    async with sessionmaker() as session:
+        escalated = await session.scalar(select(func.count()).select_from(AuditEntry).where(
+            AuditEntry.action == "case.escalated", AuditEntry.case_id == newest.id))
+    assert escalated == 1
