@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
-from sqlalchemy import text
 
 from bot.config import ConfigError, Settings
 from storage.db import create_engine
@@ -23,27 +22,13 @@ class Finding:
 
 
 async def _database(settings: Settings) -> Finding:
-    from alembic.script import ScriptDirectory
+    from storage.migrate import DatabaseUnreachable, schema_status
 
-    from storage.migrate import alembic_config
-
-    engine = create_engine(settings.resolved_database_url, settings.resolved_keyring())
     try:
-        async with engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-            try:
-                current = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-            except Exception:  # noqa: BLE001 - no table yet means an empty database
-                current = None
-    except Exception as exc:  # noqa: BLE001 - reported, not raised
-        return Finding("database", False, f"cannot connect: {str(exc).splitlines()[0]}")
-    finally:
-        await engine.dispose()
-    head = ScriptDirectory.from_config(alembic_config(settings.resolved_database_url)).get_current_head()
-    if current != head:
-        return Finding("database", False, f"schema at {current or 'nothing'}, code expects {head}: "
-                                          "run `qinglian db upgrade`")
-    return Finding("database", True, f"reachable, schema at {head}")
+        newest, where = await schema_status(settings.resolved_database_url)
+    except DatabaseUnreachable as exc:
+        return Finding("database", False, str(exc).splitlines()[0])
+    return Finding("database", newest, where)
 
 
 async def _encryption(settings: Settings) -> Finding:

@@ -101,22 +101,28 @@ async def _schema_state(database_url: str) -> set[str] | None:
         await engine.dispose()
 
 
-def describe(database_url: str) -> tuple[bool, str]:
-    """`qinglian db current`: (whether the schema is the newest, a sentence saying where the database stands).
-    Looks without creating anything: a SQLite file that does not exist is reported, not made. Blocking.
+async def schema_status(database_url: str) -> tuple[bool, str]:
+    """Whether the schema is the newest, and a sentence saying where the database stands (`qinglian db current`,
+    `qinglian check`). Looks without creating anything: a SQLite file that does not exist is reported, not made.
     Raises `DatabaseUnreachable`."""
     from sqlalchemy.engine import make_url
 
     url = make_url(database_url)
-    heads = ", ".join(sorted(head_revisions()))
+    newest = await asyncio.to_thread(head_revisions)
+    heads = ", ".join(sorted(newest))
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        if not Path(url.database).exists():
+        if not await asyncio.to_thread(Path(url.database).exists):
             return False, (f"no database at {url.database} yet: `qinglian db upgrade` (or the first "
                            f"`qinglian serve`) creates it at revision {heads}")
-    revisions = asyncio.run(_schema_state(database_url))
+    revisions = await _schema_state(database_url)
     if revisions is None:
         return False, f"the database has no schema yet: `qinglian db upgrade` creates it at revision {heads}"
     shown = ", ".join(sorted(revisions)) or "(none)"
-    if revisions == head_revisions():
+    if revisions == newest:
         return True, f"revision {shown} (the newest)"
     return False, f"revision {shown}; the newest is {heads}: `qinglian db upgrade` migrates it"
+
+
+def describe(database_url: str) -> tuple[bool, str]:
+    """`schema_status` from blocking code (the command line)."""
+    return asyncio.run(schema_status(database_url))

@@ -23,7 +23,7 @@ def test_check_reports_each_problem_and_passes_when_ready(tmp_path: Path) -> Non
                "QINGLIAN_TELEGRAM_API_URL": standin.root_url}
         before = _check(env)
         assert before.returncode == 1
-        assert "✗ database: schema at nothing" in before.stdout
+        assert "✗ database: no database at" in before.stdout and "qinglian db upgrade" in before.stdout
         subprocess.run([sys.executable, "-m", "bot.cli", "db", "upgrade"], cwd=REPO, check=True,
                        capture_output=True, env={"PATH": "/usr/bin:/bin", **env})
         ready = _check(env)
