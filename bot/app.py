@@ -15,7 +15,6 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import text
 
 from bot import metrics
 from bot.body_limits import BodyLimit, limits_by_path
@@ -82,8 +81,8 @@ def create_app(settings: Settings) -> FastAPI:
         # a promotion or rollback made by any process or command reaches this one within check_seconds
         background.every("classifier-model", runtime.classifier.check_seconds, runtime.classifier.check,
                          delay=runtime.classifier.check_seconds)
-        await metrics.DATABASE.refresh(runtime.sessionmaker)  # the first scrape has figures
-        background.every("metrics", metrics.DATABASE.interval, lambda: metrics.DATABASE.refresh(runtime.sessionmaker),
+        await metrics.DATABASE.refresh(runtime.database)  # the first scrape has figures
+        background.every("metrics", metrics.DATABASE.interval, lambda: metrics.DATABASE.refresh(runtime.database),
                          delay=metrics.DATABASE.interval)
         wecom = WeComSender(settings.city)
         if wecom.enabled():
@@ -132,8 +131,7 @@ def create_app(settings: Settings) -> FastAPI:
         right now (it follows a promotion within `QINGLIAN_MODEL_CHECK_SECONDS` plus the time to load it), and
         `model_not_loaded` the promoted version it could not load, with why (it keeps classifying with `model`)."""
         try:
-            async with runtime.sessionmaker() as session:
-                await session.execute(text("SELECT 1"))
+            await runtime.database.ping()
         except Exception as exc:  # noqa: BLE001 - reported as unhealthy
             return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
         health: dict[str, object] = {"status": "ok", "model": runtime.classifier.version}
@@ -148,7 +146,7 @@ def create_app(settings: Settings) -> FastAPI:
                                            request.client.host if request.client else None):
             raise HTTPException(401, "metrics need the bearer token (QINGLIAN_METRICS_TOKEN)",
                                 headers={"WWW-Authenticate": "Bearer"})
-        await metrics.DATABASE.refresh_if_stale(runtime.sessionmaker)
+        await metrics.DATABASE.refresh_if_stale(runtime.database)
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 

@@ -11,17 +11,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage import housekeeping
-from storage.models import CLOSED_STATUSES, Case, OutboxMessage, utcnow
+from storage import gauges, housekeeping
+from storage.db import Database
+from storage.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -38,62 +36,37 @@ CLASSIFIER_SECONDS = Histogram("qinglian_classifier_seconds", "Time to classify 
                                buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1), registry=REGISTRY)
 
 
-@dataclass
-class Snapshot:
-    cases: dict[tuple[str, str], int] = field(default_factory=dict)  # (label, status) → count
-    open_by_queue: dict[str, int] = field(default_factory=dict)
-    outbox_pending: dict[str, int] = field(default_factory=dict)
-    outbox_failed: dict[str, int] = field(default_factory=dict)
-    outbox_lag_seconds: float = 0.0
-
-
-async def read_snapshot(session: AsyncSession) -> Snapshot:
-    snapshot = Snapshot()
-    for label, status, count in await session.execute(
-            select(Case.label, Case.status, func.count()).group_by(Case.label, Case.status)):
-        key = (label or "unlabelled", status)
-        snapshot.cases[key] = snapshot.cases.get(key, 0) + count
-    for queue, count in await session.execute(
-            select(Case.queue, func.count()).where(Case.status.not_in([str(s) for s in CLOSED_STATUSES]))
-            .group_by(Case.queue)):
-        snapshot.open_by_queue[queue] = count
-    oldest: datetime | None = None
-    for channel, status, count, first in await session.execute(
-            select(OutboxMessage.channel, OutboxMessage.status, func.count(), func.min(OutboxMessage.created_at))
-            .where(OutboxMessage.status.in_(("pending", "failed")))
-            .group_by(OutboxMessage.channel, OutboxMessage.status)):
-        (snapshot.outbox_pending if status == "pending" else snapshot.outbox_failed)[channel] = count
-        if status == "pending" and first is not None:
-            oldest = first if oldest is None else min(oldest, first)
-    snapshot.outbox_lag_seconds = (utcnow() - oldest).total_seconds() if oldest else 0.0
-    return snapshot
-
-
 class DatabaseGauges(Collector):
     """The database gauges of this process: exported only while it holds the lease."""
 
     def __init__(self, interval: float = REFRESH_SECONDS) -> None:
         self.interval = interval
         self.held_at: datetime | None = None
-        self.snapshot: Snapshot | None = None
+        self.snapshot: gauges.Snapshot | None = None
         self.attempted_at: float | None = None  # time.monotonic() of the last refresh
-        self.source: async_sessionmaker[AsyncSession] | None = None
+        self.source: Database | None = None
 
-    async def refresh(self, sessionmaker: async_sessionmaker[AsyncSession]) -> bool:
-        """Read the gauges if this process holds (or may take) the lease; True when it exports them."""
-        self.attempted_at, self.source = time.monotonic(), sessionmaker
-        async with sessionmaker.begin() as session:
+    async def refresh(self, database: Database) -> bool:
+        """Read the gauges if this process holds (or may take) the lease; True when it exports them. The lease
+        is a short write; the counting reads a snapshot on the read-only sessions (on SQLite: without holding
+        the write lock the residents' steps need)."""
+        self.attempted_at, self.source = time.monotonic(), database
+        async with database.sessionmaker.begin() as session:
             self.held_at = await housekeeping.hold_lease(
                 session, LEASE, held_at=self.held_at, expired_before=utcnow() - timedelta(seconds=2 * self.interval))
-            self.snapshot = await read_snapshot(session) if self.held_at is not None else None
-        return self.snapshot is not None
+        if self.held_at is None:
+            self.snapshot = None
+            return False
+        async with database.read_sessionmaker() as session:
+            self.snapshot = await gauges.read_snapshot(session)
+        return True
 
-    async def refresh_if_stale(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    async def refresh_if_stale(self, database: Database) -> None:
         """A refresh when the background one has not run for an interval (not started, or behind): a scrape
         costs at most one set of queries per interval, whatever the scrape rate."""
         stale = self.attempted_at is None or time.monotonic() - self.attempted_at >= self.interval
-        if stale or sessionmaker is not self.source:
-            await self.refresh(sessionmaker)
+        if stale or database is not self.source:
+            await self.refresh(database)
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self.snapshot

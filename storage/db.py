@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, event
+from sqlalchemy import Table, event, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -145,6 +145,12 @@ class Database:
     @property
     def is_sqlite(self) -> bool:
         return is_sqlite(self.url)
+
+    async def ping(self) -> None:
+        """One round trip on a read session (raises what the driver raises when the database does not answer):
+        a health check that does not queue behind SQLite's writer."""
+        async with self.read_sessionmaker() as session:
+            await session.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
         if self.read_engine is not self.engine and self.is_sqlite:

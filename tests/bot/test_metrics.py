@@ -4,7 +4,6 @@ label and status, open cases per queue, the outbox's backlog and its age, and no
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -12,6 +11,7 @@ from sqlalchemy import update
 
 from bot import metrics
 from storage import actions, outbox
+from storage.db import Database
 from storage.models import CaseStatus, OutboxMessage, utcnow
 from tests.factories import file_case
 
@@ -27,16 +27,17 @@ def _parse(body: bytes) -> Scraped:
             for family in text_string_to_metric_families(body.decode()) if family.name in GAUGES}
 
 
-async def _scrape(sessionmaker: Any, gauges: metrics.DatabaseGauges | None = None) -> Scraped:
+async def _scrape(database: Database, gauges: metrics.DatabaseGauges | None = None) -> Scraped:
     """A refresh of a process's database gauges (a new process unless `gauges` is given), then a scrape of them."""
     gauges = gauges or metrics.DatabaseGauges()
-    await gauges.refresh(sessionmaker)
+    await gauges.refresh(database)
     registry = CollectorRegistry()
     registry.register(gauges)
     return _parse(generate_latest(registry))
 
 
-async def test_a_scrape_counts_cases_open_queues_and_the_outbox_backlog(sessionmaker: Any) -> None:
+async def test_a_scrape_counts_cases_open_queues_and_the_outbox_backlog(database: Database) -> None:
+    sessionmaker = database.sessionmaker
     async with sessionmaker.begin() as session:
         for reporter in ("1", "2"):
             await file_case(session, reporter_ref=reporter, queue="clean_hall", label="slow_service")
@@ -48,7 +49,7 @@ async def test_a_scrape_counts_cases_open_queues_and_the_outbox_backlog(sessionm
         await session.execute(update(OutboxMessage).where(OutboxMessage.channel == "telegram")
                               .values(created_at=utcnow() - timedelta(hours=2)))
 
-    scraped = await _scrape(sessionmaker)
+    scraped = await _scrape(database)
 
     assert scraped["qinglian_cases"] == {
         (("label", "slow_service"), ("status", "routed")): 2.0,
@@ -61,18 +62,19 @@ async def test_a_scrape_counts_cases_open_queues_and_the_outbox_backlog(sessionm
     assert 2 * 3600 <= scraped["qinglian_outbox_lag_seconds"][()] < 3 * 3600
 
 
-async def test_a_scrape_after_changes_shows_no_series_of_before(sessionmaker: Any) -> None:
+async def test_a_scrape_after_changes_shows_no_series_of_before(database: Database) -> None:
+    sessionmaker = database.sessionmaker
     async with sessionmaker.begin() as session:
         case, _ = await file_case(session, queue="petitions", label="bribery_gifts")
     process = metrics.DatabaseGauges()
-    first = await _scrape(sessionmaker, process)
+    first = await _scrape(database, process)
     async with sessionmaker.begin() as session:
         reloaded = await actions.get_case(session, case.id)
         assert reloaded is not None
         await actions.change_status(session, reloaded, CaseStatus.REJECTED, actor="staff:1")
         await session.execute(update(OutboxMessage).values(status="sent"))
 
-    second = await _scrape(sessionmaker, process)
+    second = await _scrape(database, process)
 
     assert first["qinglian_queue_open_cases"] == {(("queue", "petitions"),): 1.0}
     assert second["qinglian_cases"] == {(("label", "bribery_gifts"), ("status", "rejected")): 1.0}
@@ -80,20 +82,22 @@ async def test_a_scrape_after_changes_shows_no_series_of_before(sessionmaker: An
     assert (second["qinglian_outbox_pending"], second["qinglian_outbox_lag_seconds"]) == ({}, {(): 0.0})
 
 
-async def test_one_process_exports_the_database_gauges_and_a_scrape_reads_them_from_memory(sessionmaker: Any) -> None:
+async def test_one_process_exports_the_database_gauges_and_a_scrape_reads_them_from_memory(
+        database: Database) -> None:
+    sessionmaker = database.sessionmaker
     async with sessionmaker.begin() as session:
         await file_case(session, queue="petitions", label="bribery_gifts")
     first, second = metrics.DatabaseGauges(), metrics.DatabaseGauges()  # two serving processes
 
-    assert await first.refresh(sessionmaker) and not await second.refresh(sessionmaker)
-    assert await first.refresh(sessionmaker)  # the holder keeps the lease, the other still exports nothing
-    assert not await second.refresh(sessionmaker)
+    assert await first.refresh(database) and not await second.refresh(database)
+    assert await first.refresh(database)  # the holder keeps the lease, the other still exports nothing
+    assert not await second.refresh(database)
     async with sessionmaker.begin() as session:
         await file_case(session, reporter_ref="2", queue="petitions", label="bribery_gifts")
     registry = CollectorRegistry()
     registry.register(first)
     before_refresh = _parse(generate_latest(registry))
-    await first.refresh(sessionmaker)
+    await first.refresh(database)
 
     assert before_refresh["qinglian_queue_open_cases"] == {(("queue", "petitions"),): 1.0}  # no query per scrape
     assert _parse(generate_latest(registry))["qinglian_queue_open_cases"] == {(("queue", "petitions"),): 2.0}
