@@ -147,9 +147,10 @@ class Database:
         return is_sqlite(self.url)
 
     async def ping(self) -> None:
-        """One round trip on a read session (raises what the driver raises when the database does not answer):
-        a health check that does not queue behind SQLite's writer."""
-        async with self.read_sessionmaker() as session:
+        """One round trip on a write session (raises what the driver raises when the database does not answer):
+        the health check. On SQLite that takes the write lock as a resident's step would, so a database locked
+        by another process reads as unavailable, not only one that cannot be opened."""
+        async with self.sessionmaker() as session:
             await session.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
