@@ -8,8 +8,8 @@ Per queue, over the cases *received* in [start, end) (the cohort; the queue is t
   The late ones are exactly `storage.statistics`' overdue count, so the two pages agree.
 - on-time resolution: the same with `closed_at` against `resolve_due_at` (the extended date, after an extension);
 - median and 90th percentile of the hours from receipt to acceptance and to closing (PostgreSQL's
-  `percentile_cont`; on SQLite, which lacks it, the one or two rows around each rank, read from the sorted
-  durations by `storage.statistics.percentile_seconds` and interpolated the same);
+  `percentile_cont`; on SQLite, which lacks it, over the one duration per case the database computes for it,
+  interpolated the same);
 - extensions approved for these cases; the re-handling rate (cases reopened after a poor rating, of the cases
   closed at least once); satisfaction (ratings of 4 or 5, of the rated cases);
 - the delivery state of the notices to their reporters (not the staff groups' notices): delivered, waiting for
@@ -39,7 +39,7 @@ from storage import reply_scores
 from storage.models import Case, OutboxMessage, OutboxStatus, utcnow
 from storage.outbox import to_reporter
 from storage.queries import NOT_ACCEPTED
-from storage.statistics import aware, percentile_seconds, seconds_between
+from storage.statistics import aware, seconds_between
 
 MAX_WEEKS = 160
 """The longest period with a weekly series (about three years): one CASE branch per week."""
@@ -139,6 +139,16 @@ def weeks_of(start: datetime, end: datetime, timezone: str) -> list[Week]:
     return weeks
 
 
+def percentile(sorted_values: Sequence[float], fraction: float) -> float | None:
+    """As PostgreSQL's percentile_cont: linear interpolation between the closest ranks."""
+    if not sorted_values:
+        return None
+    position = fraction * (len(sorted_values) - 1)
+    lower = int(position)
+    upper = min(lower + 1, len(sorted_values) - 1)
+    return sorted_values[lower] + (sorted_values[upper] - sorted_values[lower]) * (position - lower)
+
+
 def _count(condition: ColumnElement[bool]) -> Any:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
@@ -160,17 +170,17 @@ async def _spreads(session: AsyncSession, scope: list[Any], event: Any) -> dict[
         spreads[ALL_QUEUES] = Spread(int(count), None if median is None else float(median),
                                      None if p90 is None else float(p90))
         return spreads
-    # SQLite has no percentile_cont: each percentile is read as the one or two rows around its rank, the
-    # database sorting the durations (nothing of the period is loaded into Python)
-    seconds = seconds_between(event, Case.created_at)
-    counts = {str(queue): int(count) for queue, count in
-              await session.execute(select(Case.queue, func.count()).where(*chosen).group_by(Case.queue))}
+    # SQLite has no percentile_cont: one number per case (its duration, computed by the database: no timestamps
+    # to convert), sorted here
+    by_queue: dict[str, list[float]] = defaultdict(list)
+    for queue, seconds in await session.execute(select(Case.queue, seconds_between(event, Case.created_at))
+                                                .where(*chosen)):
+        by_queue[queue].append(float(seconds) / 3600)
+    by_queue[ALL_QUEUES] = [hours for values in by_queue.values() for hours in values]
     spreads = {}
-    for queue, where, count in [*((queue, [*chosen, Case.queue == queue], count) for queue, count in counts.items()),
-                                (ALL_QUEUES, chosen, sum(counts.values()))]:
-        median = await percentile_seconds(session, seconds, where, count, 0.5)
-        p90 = await percentile_seconds(session, seconds, where, count, 0.9)
-        spreads[queue] = Spread(count, None if median is None else median / 3600, None if p90 is None else p90 / 3600)
+    for queue, values in by_queue.items():
+        values.sort()
+        spreads[queue] = Spread(len(values), percentile(values, 0.5), percentile(values, 0.9))
     return spreads
 
 

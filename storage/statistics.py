@@ -112,28 +112,14 @@ def _by_count(counter: Counter[str]) -> dict[str, int]:
     return dict(sorted(counter.items(), key=lambda item: (-item[1], item[0])))
 
 
-async def percentile_seconds(session: AsyncSession, duration: ColumnElement[float],
-                             where: list[ColumnElement[bool]], count: int, fraction: float) -> float | None:
-    """The `fraction` percentile of `duration` (seconds) over the `count` rows matching `where`, interpolated
-    between the closest ranks as PostgreSQL's `percentile_cont`; the database sorts and hands over only the one or
-    two rows around the rank. None without rows."""
-    if not count:
-        return None
-    position = fraction * (count - 1)
-    lower = int(position)
-    values = [float(seconds) for seconds in (await session.execute(
-        select(duration).where(*where).order_by(duration).offset(lower).limit(1 if position == lower else 2)
-    )).scalars()]
-    if len(values) < 2:
-        return values[0] if values else None
-    return values[0] + (values[1] - values[0]) * (position - lower)
-
-
 async def _median_hours(session: AsyncSession, duration: ColumnElement[float], where: list[ColumnElement[bool]],
                         count: int) -> float | None:
-    """The median of `duration` (seconds) over `count` rows, in hours."""
-    seconds = await percentile_seconds(session, duration, where, count, 0.5)
-    return None if seconds is None else seconds / 3600
+    """The median of `duration` (seconds) over `count` rows, read from the database: the middle one or two."""
+    if not count:
+        return None
+    middle = (await session.execute(select(duration).where(*where).order_by(duration)
+                                    .offset((count - 1) // 2).limit(2 - count % 2))).scalars().all()
+    return sum(float(seconds) for seconds in middle) / len(middle) / 3600
 
 
 def _sum_of(condition: ColumnElement[bool]) -> ColumnElement[int]:

@@ -213,3 +213,10 @@ async def test_a_period_needs_aware_times_in_order_and_a_bounded_length() -> Non
         await loop_stats.compute(None, start=END, end=START, queues=None, timezone=ZONE)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="at most 160 weeks"):
         loop_stats.weeks_of(START, START + 1200 * DAY, ZONE)
+
+
+def test_percentiles_interpolate_as_percentile_cont() -> None:
+    assert loop_stats.percentile([], 0.5) is None
+    assert loop_stats.percentile([3.0], 0.9) == 3.0
+    assert loop_stats.percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
+    assert loop_stats.percentile([0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0], 0.9) == 90.0
