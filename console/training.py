@@ -257,24 +257,6 @@ def _train_process(data_dir: str, run_id: str, pairs: Sequence[tuple[str, str]])
     _finish(models_dir, run_id, version=version)
 
 
-async def _ended(process: multiprocessing.process.BaseProcess) -> None:
-    """Wait for a process to end: its sentinel becomes readable (a thread joins it where the loop cannot
-    watch file descriptors)."""
-    loop = asyncio.get_running_loop()
-    ended = asyncio.Event()
-    try:
-        loop.add_reader(process.sentinel, ended.set)
-    except NotImplementedError:
-        await asyncio.to_thread(process.join)
-        return
-    try:
-        if process.exitcode is None:
-            await ended.wait()
-    finally:
-        loop.remove_reader(process.sentinel)
-    await asyncio.to_thread(process.join)
-
-
 async def _run(models_dir: Path, run_id: str, pairs: list[tuple[str, str]]) -> None:
     """Run the training process and wait for it without blocking the loop; cancelling stops it."""
     process = multiprocessing.get_context("spawn").Process(
@@ -282,7 +264,7 @@ async def _run(models_dir: Path, run_id: str, pairs: list[tuple[str, str]]) -> N
     try:
         await asyncio.to_thread(_stage, models_dir, run_id, "starting")
         await asyncio.to_thread(process.start)
-        await _ended(process)
+        await asyncio.to_thread(process.join)  # a thread waits; the event loop stays free
     except asyncio.CancelledError:
         if process.is_alive():
             process.terminate()
