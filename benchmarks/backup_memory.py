@@ -1,7 +1,7 @@
 """Memory and time of `qinglian db backup` and `qinglian db restore` at scale.
 
     python -m benchmarks.backup_memory --cases 10000 [--database sqlite|postgres|both] \
-        [--postgres postgresql+asyncpg://postgres@127.0.0.1/postgres] [--work DIR] [--repo DIR]
+        [--postgres postgresql://postgres@127.0.0.1/postgres] [--work DIR] [--repo DIR]
 
 It builds N cases as residents and staff would leave them. The first `--template` (400) are filed through the
 product's own actions (storage.actions, storage.staff_actions): a synthetic report text (the word lists of
@@ -40,10 +40,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, func, insert, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from benchmarks.load_test import create_database, drop_database
 from benchmarks.similarity_speed import synthetic_report
 from storage import actions, staff_actions
 from storage.crypto import DataKey, KeyRing, generate_key, parse_key
@@ -232,26 +232,6 @@ def run_measured(kind: str, target: str, arguments: list[str], env: dict[str, st
     return elapsed, int(peak_text) / 1024, text_
 
 
-async def create_postgres(admin_url: str) -> tuple[str, str]:
-    name = f"qinglian_backupbench_{uuid.uuid4().hex[:8]}"
-    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        await admin.dispose()
-    return name, make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-
-
-async def drop_postgres(admin_url: str, name: str) -> None:
-    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await admin.dispose()
-
-
 def measure(kind: str, arguments: argparse.Namespace, work: Path) -> None:
     encryption_key, pseudonym_key = generate_key(), generate_key()
     keyring = _keyring(encryption_key, pseudonym_key)
@@ -262,9 +242,9 @@ def measure(kind: str, arguments: argparse.Namespace, work: Path) -> None:
             source_url = f"sqlite+aiosqlite:///{source_dir / 'qinglian.db'}"
             target_url = f"sqlite+aiosqlite:///{target_dir / 'qinglian.db'}"
         else:
-            name, source_url = asyncio.run(create_postgres(arguments.postgres))
+            name, source_url = create_database(arguments.postgres, prefix="qinglian_backupbench")
             databases.append(name)
-            name, target_url = asyncio.run(create_postgres(arguments.postgres))
+            name, target_url = create_database(arguments.postgres, prefix="qinglian_backupbench")
             databases.append(name)
         source_dir.mkdir(parents=True)
         upgrade(source_url, keyring)
@@ -296,13 +276,13 @@ def measure(kind: str, arguments: argparse.Namespace, work: Path) -> None:
             if kind == "sqlite":
                 second_url = f"sqlite+aiosqlite:///{work / f'{kind}-second' / 'qinglian.db'}"
             else:
-                name, second_url = asyncio.run(create_postgres(arguments.postgres))
+                name, second_url = create_database(arguments.postgres, prefix="qinglian_backupbench")
                 databases.append(name)
             measure_library(kind, arguments, work, env, source_url, source_dir, second_url, before)
     finally:
         if not arguments.keep:
             for name in databases:
-                asyncio.run(drop_postgres(arguments.postgres, name))
+                drop_database(arguments.postgres, name)
             shutil.rmtree(source_dir, ignore_errors=True)
             shutil.rmtree(target_dir, ignore_errors=True)
             shutil.rmtree(work / f"{kind}-second", ignore_errors=True)
@@ -352,7 +332,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=10_000)
     parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="both")
-    parser.add_argument("--postgres", default="postgresql+asyncpg://postgres@127.0.0.1/postgres",
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1/postgres",
                         help="an admin URL; the benchmark creates and drops its own databases next to it")
     parser.add_argument("--work", type=Path, help="where the databases, data directories and archive go")
     parser.add_argument("--repo", type=Path, default=REPO, help="the checkout whose `qinglian db` commands to run")
