@@ -306,8 +306,8 @@ async def submit(turn: Turn) -> None:
         client_key=address.key if address is not None else None, now=turn.ctx.clock(),
         search_terms=index_terms([draft["place"], draft["description"]]),
     )
-    signature = await similar_cases.sign_case(turn.session, submitted.case_id, draft["description"], draft["place"],
-                                              new=True)
+    signature = await similar_cases.sign_new_case(turn.session, submitted.case_id, draft["description"],
+                                                  draft["place"])
     others = await similar_cases.find(turn.session, signature, district=draft.get("district"),
                                       created_at=turn.ctx.clock(), settings=city.similarity,
                                       exclude=submitted.case_id, ranked=SIMILAR_RANKED_AT_SUBMIT)

@@ -44,11 +44,11 @@ def sign(session: AsyncSession, description: str, place: str | None) -> similar.
     return stored(hasher.signature_of_terms(terms, place), terms)
 
 
-async def sign_case(session: AsyncSession, case_id: int, description: str, place: str | None, *,
-                    new: bool = False) -> similar.StoredSignature:
-    """Sign a case and store the signature, replacing any it had; `new` for a case just filed, which has none."""
+async def sign_new_case(session: AsyncSession, case_id: int, description: str,
+                        place: str | None) -> similar.StoredSignature:
+    """Sign a case just filed (it has no signature yet) and store the signature."""
     signature = sign(session, description, place)
-    await (similar.add_signature if new else similar.store_signature)(session, case_id, signature)
+    await similar.add_signature(session, case_id, signature)
     return signature
 
 

@@ -49,7 +49,7 @@ class Api:
         async with self.context.database.sessionmaker.begin() as session:
             case, _ = await file_case(session, secret_key=self.context.secret_key, queue=queue, description=description,
                                       place=place, district="yuelu", reporter_ref=reporter)
-            await similar_cases.sign_case(session, case.id, description, place)
+            await similar_cases.sign_new_case(session, case.id, description, place)
         return str(case.case_number)
 
     async def call(self, who: str, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:

@@ -38,7 +38,7 @@ async def _file_all(sessionmaker: Any) -> list[int]:
             queue = "district_yuelu" if number % 2 == 0 else "clean_project"
             case, _ = await file_case(session, description=text, place="丽发新城" if number < 4 else "长沙市",
                                       queue=queue, reporter_ref=str(number), now=now - timedelta(days=number))
-            await similar_cases.sign_case(session, case.id, text, case.place)
+            await similar_cases.sign_new_case(session, case.id, text, case.place)
             ids.append(case.id)
     return ids
 

@@ -26,7 +26,7 @@ async def _file(session: Any, description: str, place: str, *, district: str | N
     now = utcnow() - timedelta(days=days_ago)
     case, _ = await file_case(session, description=description, place=place, district=district, now=now,
                               reporter_ref=reporter)
-    signature = await similar_cases.sign_case(session, case.id, description, place)
+    signature = await similar_cases.sign_new_case(session, case.id, description, place)
     return case.id, signature
 
 
