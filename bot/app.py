@@ -81,9 +81,9 @@ def create_app(settings: Settings) -> FastAPI:
         # a promotion or rollback made by any process or command reaches this one within check_seconds
         background.every("classifier-model", runtime.classifier.check_seconds, runtime.classifier.check,
                          delay=runtime.classifier.check_seconds)
-        await metrics.DATABASE.refresh(runtime.database)  # the first scrape has figures
-        background.every("metrics", metrics.DATABASE.interval, lambda: metrics.DATABASE.refresh(runtime.database),
-                         delay=metrics.DATABASE.interval)
+        # the gauges are counted in the background (a scrape before the first round counts them itself): a
+        # database that does not answer yet delays no start-up, /healthz says so
+        background.every("metrics", metrics.DATABASE.interval, lambda: metrics.DATABASE.refresh(runtime.database))
         wecom = WeComSender(settings.city)
         if wecom.enabled():
             runtime.outbox.register(WECOM_CHANNEL, plain(wecom.send))

@@ -19,7 +19,7 @@ from sqlalchemy import Table, bindparam, delete, exists, func, insert, select, u
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from storage import outbox, search, staff_notices
+from storage import notices, outbox, search, staff_notices
 from storage.crypto import session_keyring
 from storage.db import upsert
 from storage.models import (
@@ -33,7 +33,6 @@ from storage.models import (
     Conversation,
     ConversationState,
     OutboxMessage,
-    OutboxStatus,
     ProcessedUpdate,
     StatusGuess,
     TraceEvent,
@@ -101,9 +100,7 @@ _CONVERSATION_COLUMNS = (_CONVERSATIONS.c.id, _CONVERSATIONS.c.locale, _CONVERSA
 
 def _load_conversation(session: AsyncSession) -> Any:
     inserting = upsert(session, _CONVERSATIONS)
-    waiting = exists().where(_OUTBOX.c.channel == bindparam("recipient_channel"),
-                             _OUTBOX.c.recipient == bindparam("recipient"),
-                             _OUTBOX.c.status == OutboxStatus.WAITING)
+    waiting = exists().where(notices.waiting_for(bindparam("recipient_channel"), bindparam("recipient")))
     return (inserting.on_conflict_do_update(index_elements=["channel", "user_key"],
                                             set_={"updated_at": inserting.excluded.updated_at})
             .returning(*_CONVERSATION_COLUMNS, waiting))

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.crypto import session_keyring
@@ -88,10 +89,15 @@ async def refused(session: AsyncSession, consent_id: int) -> None:
                           .values(withdrawn_at=utcnow(), remaining=0))
 
 
+def waiting_for(channel: Any, recipient: Any) -> ColumnElement[bool]:
+    """The outbox rows of notices waiting for this resident's next message (`channel` and `recipient` are
+    values or bound parameters): what `take_waiting` takes and what a dialog step's conversation read flags."""
+    return and_(OutboxMessage.channel == channel, OutboxMessage.recipient == recipient,
+                OutboxMessage.status == OutboxStatus.WAITING)
+
+
 _WAITING = (select(OutboxMessage.id, OutboxMessage.case_id)
-            .where(OutboxMessage.channel == bindparam("channel"), OutboxMessage.recipient == bindparam("recipient"),
-                   OutboxMessage.status == OutboxStatus.WAITING)
-            .order_by(OutboxMessage.id))
+            .where(waiting_for(bindparam("channel"), bindparam("recipient"))).order_by(OutboxMessage.id))
 """Built once: a dialog step asks whenever its conversation says notices wait."""
 
 
