@@ -26,6 +26,7 @@ from storage.models import (
     TraceKind,
     utcnow,
 )
+from storage.queries import OPEN_STATUSES, status_in
 
 RATING_CHOICES = [[f"rate:{n}", "★" * n] for n in range(5, 0, -1)] + [["rate:unsolved", "unsolved"]]
 IDLE = ("idle", "case_menu", "status_code")
@@ -306,7 +307,7 @@ async def cases_to_tell_of_deadlines(session: AsyncSession, before: datetime, no
 
     Only the deadline columns of the batch are read; the cases to tell are then loaded whole. So cases told
     before — however many, a backlog of overdue cases among them — never hide the newer ones behind a limit."""
-    open_ = Case.status.not_in([str(status) for status in CLOSED_STATUSES])
+    open_ = status_in(OPEN_STATUSES)  # the partial indexes' predicate
     rows = (await session.execute(
         select(Case.id, Case.status, Case.accepted_at, Case.accept_due_at, Case.resolve_due_at, Case.warned_for,
                Case.escalated_for)
