@@ -17,7 +17,7 @@ Per queue, over the cases *received* in [start, end) (the cohort; the queue is t
   counted by the tallies their cases keep (`storage.outbox.prune_delivered`).
 
 Per queue, over the answers *sent* in the period: the average reply-quality score and its parts
-(`storage.reply_scores.averages`; the queue the case was in when it was answered).
+(`storage.reply_scores.by_queue`; the queue the case was in when it was answered).
 
 Per ISO week of the city's time zone (weeks cut to the period at its ends): cases received that week, and of the
 cases closed that week how many, how many by their deadline and how many rated 4–5 of those rated.
@@ -245,7 +245,7 @@ async def compute(session: AsyncSession, *, start: datetime, end: datetime, queu
         notice_counts[queue][status] += int(count)
         notice_counts[ALL_QUEUES][status] += int(count)
 
-    qualities = await reply_scores.averages(session, start, end, queues=chosen)
+    qualities = await reply_scores.by_queue(session, start, end, queues=chosen)
 
     def completed(loop: QueueLoop, quality: reply_scores.Quality | None) -> QueueLoop:
         counts = notice_counts.get(loop.queue, {})
@@ -258,9 +258,8 @@ async def compute(session: AsyncSession, *, start: datetime, end: datetime, queu
 
     result = LoopStatistics(start=start, end=end, queues=chosen)
     result.by_queue = [completed(loops.get(queue, QueueLoop(queue)), qualities.get(queue))
-                       for queue in sorted(set(loops) | {queue for queue in qualities if queue is not None})]
-    overall = await reply_scores.averages(session, start, end, queues=chosen, by_queue=False)
-    result.total = completed(total, overall.get(None))
+                       for queue in sorted(set(loops) | set(qualities))]
+    result.total = completed(total, await reply_scores.overall(session, start, end, queues=chosen))
     result.weeks = await _weekly(session, scope, weeks, start, end)
     return result
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, null, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Case, ReplyScore, TraceEvent
@@ -63,14 +63,25 @@ def _quality(answers: Any, score: Any, relevance: Any, completeness: Any, clarit
                    None if timeliness is None else float(timeliness))
 
 
-async def averages(session: AsyncSession, since: datetime, until: datetime, *, queues: Iterable[str] | None = None,
-                   by_queue: bool = True) -> dict[str | None, Quality]:
-    """Average scores of the answers sent in [since, until): per queue (the queue the case was in then), or
-    over all of `queues` together under the key None (`by_queue=False`). Queues without answers are absent."""
-    statement = select(ReplyScore.queue if by_queue else null(), *_AVERAGES).where(
-        ReplyScore.created_at >= since, ReplyScore.created_at < until)
+def _answered(since: datetime, until: datetime, queues: Iterable[str] | None) -> list[ColumnElement[bool]]:
+    where = [ReplyScore.created_at >= since, ReplyScore.created_at < until]
     if queues is not None:
-        statement = statement.where(ReplyScore.queue.in_(sorted(queues)))
-    if by_queue:
-        statement = statement.group_by(ReplyScore.queue)
-    return {queue: _quality(*row) for queue, *row in await session.execute(statement) if row[0]}
+        where.append(ReplyScore.queue.in_(sorted(queues)))
+    return where
+
+
+async def by_queue(session: AsyncSession, since: datetime, until: datetime, *,
+                   queues: Iterable[str] | None = None) -> dict[str, Quality]:
+    """Average scores of the answers sent in [since, until), per queue (the queue the case was in then); queues
+    without answers are absent."""
+    statement = (select(ReplyScore.queue, *_AVERAGES).where(*_answered(since, until, queues))
+                 .group_by(ReplyScore.queue))
+    return {queue: _quality(*row) for queue, *row in await session.execute(statement)}
+
+
+async def overall(session: AsyncSession, since: datetime, until: datetime, *,
+                  queues: Iterable[str] | None = None) -> Quality | None:
+    """Average scores of all the answers sent in [since, until) from `queues` (every queue when None); None
+    without any."""
+    row = (await session.execute(select(*_AVERAGES).where(*_answered(since, until, queues)))).one()
+    return _quality(*row) if row[0] else None
