@@ -9,7 +9,7 @@ import io
 from collections.abc import Callable
 from datetime import date, datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from console import charts, stats, texts
 from console.auth import Principal, visible_queues
@@ -17,7 +17,6 @@ from console.operations import OperationError
 from handlers.city import CityConfig
 from storage import loop_stats
 from storage.loop_stats import ALL_QUEUES, LoopStatistics, QueueLoop, Share, Spread, Week
-from storage.reply_scores import Quality
 
 
 async def figures(principal: Principal, first: date, last: date) -> LoopStatistics:
@@ -70,6 +69,20 @@ class NoticesOut(BaseModel):
     pending: int = Field(description="Queued or being retried.")
 
 
+class QualityOut(BaseModel):
+    """The API's view of `storage.reply_scores.Quality` (the contract stays when storage changes)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    answers: int = Field(description="Answers scored.")
+    score: float = Field(description="The weighted mean of the four parts (nlp/reply_quality.py), 0–1.")
+    relevance: float = Field(description="How much of the report's key phrases the answer takes up, 0–1.")
+    completeness: float = Field(description="Says what was found, what was done, on which basis, whom to call; 0–1.")
+    clarity: float = Field(description="Length, sentence length and courtesy phrases, 0–1.")
+    timeliness: float | None = Field(description="Working days to the answer against the deadline, 0–1; null when "
+                                                 "no answer's times were known.")
+
+
 class QueueLoopOut(BaseModel):
     queue: str = Field(description="The queue's code; `*` for the total over the queues listed.")
     name_zh: str
@@ -87,7 +100,7 @@ class QueueLoopOut(BaseModel):
     satisfied: ShareOut = Field(description="Rated 4 or 5, of the rated cases.")
     average_rating: float | None
     notices: NoticesOut = Field(description="The delivery state of the notices to these cases' reporters.")
-    reply_quality: Quality | None = Field(description=(
+    reply_quality: QualityOut | None = Field(description=(
         "Average quality scores (0–1) of the answers sent in the period from this queue; null without any."))
 
     @classmethod
@@ -101,7 +114,7 @@ class QueueLoopOut(BaseModel):
             satisfied=ShareOut.of_share(loop.satisfied), average_rating=loop.average_rating,
             notices=NoticesOut(delivered=loop.notices.delivered, waiting=loop.notices.waiting,
                                failed=loop.notices.failed, pending=loop.notices.pending),
-            reply_quality=loop.quality)
+            reply_quality=None if loop.quality is None else QualityOut.model_validate(loop.quality))
 
 
 class WeekOut(BaseModel):
