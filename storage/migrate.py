@@ -44,40 +44,6 @@ def head_revisions() -> set[str]:
     return revisions - parents
 
 
-async def _database_revisions(database_url: str) -> set[str]:
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    engine = create_async_engine(database_url)
-    try:
-        async with engine.connect() as connection:
-            rows = await connection.execute(text("SELECT version_num FROM alembic_version"))
-            return {str(row[0]) for row in rows}
-    except SQLAlchemyError:
-        return set()  # no database or no schema yet
-    finally:
-        await engine.dispose()
-
-
-def is_current(database_url: str) -> bool:
-    """Whether the database is at the head revision. Blocking; not for use on a running event loop."""
-    if database_url.startswith("sqlite") and ":memory:" in database_url:
-        return False
-    return asyncio.run(_database_revisions(database_url)) == head_revisions()
-
-
-def upgrade(database_url: str, keyring: KeyRing, revision: str = "head") -> None:
-    """Blocking; call it in a thread from async code. `keyring` encrypts what a migration encrypts."""
-    if database_url.startswith("sqlite"):
-        path = database_url.split(":///", 1)[1] if ":///" in database_url else ""
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-    if revision == "head" and is_current(database_url):
-        return
-    from alembic import command
-
-    command.upgrade(alembic_config(database_url, keyring), revision)
-
-
 class DatabaseUnreachable(Exception):
     """The database cannot be opened or reached (the message says which and why)."""
 
@@ -99,6 +65,29 @@ async def _schema_state(database_url: str) -> set[str] | None:
         raise DatabaseUnreachable(f"cannot open the database: {cause}") from None
     finally:
         await engine.dispose()
+
+
+def is_current(database_url: str) -> bool:
+    """Whether the database is at the head revision. Blocking; not for use on a running event loop."""
+    if database_url.startswith("sqlite") and ":memory:" in database_url:
+        return False
+    try:
+        return asyncio.run(_schema_state(database_url)) == head_revisions()
+    except DatabaseUnreachable:
+        return False  # the upgrade that follows says why
+
+
+def upgrade(database_url: str, keyring: KeyRing, revision: str = "head") -> None:
+    """Blocking; call it in a thread from async code. `keyring` encrypts what a migration encrypts."""
+    if database_url.startswith("sqlite"):
+        path = database_url.split(":///", 1)[1] if ":///" in database_url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if revision == "head" and is_current(database_url):
+        return
+    from alembic import command
+
+    command.upgrade(alembic_config(database_url, keyring), revision)
 
 
 async def schema_status(database_url: str) -> tuple[bool, str]:
