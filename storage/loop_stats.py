@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage import reply_scores
 from storage.models import Case, OutboxMessage, OutboxStatus, utcnow
 from storage.outbox import to_reporter
-from storage.queries import NOT_ACCEPTED
+from storage.queries import NOT_ACCEPTED, late_to_accept, late_to_close, status_in
 from storage.statistics import aware, seconds_between
 
 MAX_WEEKS = 160
@@ -205,14 +205,11 @@ async def compute(session: AsyncSession, *, start: datetime, end: datetime, queu
     first_response = func.coalesce(Case.accepted_at, Case.closed_at)
     accept_due = Case.accept_due_at.is_not(None)
     accepted_in_time = and_(accept_due, or_(first_response <= Case.accept_due_at,
-                                            and_(first_response.is_(None), Case.status.not_in(NOT_ACCEPTED))))
-    accepted_late = and_(accept_due, Case.accept_due_at < cutoff,
-                         or_(first_response > Case.accept_due_at,
-                             and_(first_response.is_(None), Case.status.in_(NOT_ACCEPTED))))
+                                            and_(first_response.is_(None), ~status_in(NOT_ACCEPTED))))
+    accepted_late = late_to_accept(cutoff)
     resolve_due = Case.resolve_due_at.is_not(None)
     resolved_in_time = and_(resolve_due, Case.closed_at.is_not(None), Case.closed_at <= Case.resolve_due_at)
-    resolved_late = and_(resolve_due, Case.resolve_due_at < cutoff,
-                         or_(Case.closed_at.is_(None), Case.closed_at > Case.resolve_due_at))
+    resolved_late = late_to_close(cutoff)
     rehandled = Case.rehandle_count > 0
     figures = (func.count(), _count(accepted_in_time), _count(accepted_late), _count(resolved_in_time),
                _count(resolved_late), func.coalesce(func.sum(Case.extension_count), 0), _count(rehandled),

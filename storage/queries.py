@@ -60,6 +60,21 @@ def overdue_condition(now: datetime) -> ColumnElement[bool]:
     )
 
 
+def late_to_accept(cutoff: datetime) -> ColumnElement[bool]:
+    """A case whose acceptance deadline passed before `cutoff` unmet: accepted (or closed unaccepted) after it, or
+    still waiting. A case moved on past "accepted" without a timestamp counts as accepted in time. The statistics
+    page's overdue count and the loop's on-time share both count with it, so they agree."""
+    first_response = func.coalesce(Case.accepted_at, Case.closed_at)
+    return and_(Case.accept_due_at.is_not(None), Case.accept_due_at < cutoff, or_(
+        and_(first_response.is_(None), status_in(NOT_ACCEPTED)), first_response > Case.accept_due_at))
+
+
+def late_to_close(cutoff: datetime) -> ColumnElement[bool]:
+    """A case whose resolve-by date (as extended) passed before `cutoff` while it was still open."""
+    return and_(Case.resolve_due_at.is_not(None), Case.resolve_due_at < cutoff,
+                or_(Case.closed_at.is_(None), Case.closed_at > Case.resolve_due_at))
+
+
 def _filtered(query: Select[Any], flt: CaseFilter, threshold: float) -> Select[Any]:
     if flt.queues is not None:
         query = query.where(Case.queue.in_(list(flt.queues)))

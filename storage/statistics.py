@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, and_, func, or_, select
+from sqlalchemy import ColumnElement, Float, func, select
 from sqlalchemy import case as sql_case
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
@@ -21,7 +21,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from storage.models import Case, CaseStatus, utcnow
-from storage.queries import NOT_ACCEPTED, status_in
+from storage.queries import late_to_accept, late_to_close
 
 DIMENSIONS = ("label", "district", "queue", "status")
 NO_DISTRICT = "unsure"  # the reporter did not know the district (same key as `CaseFilter.district`)
@@ -140,16 +140,10 @@ async def compute(session: AsyncSession, *, start: datetime, end: datetime,
 
     # Everything is aggregated by the database (GROUP BY and sums; the medians read only the middle rows), so a
     # year at a city's scale costs the server a scan of the period's index range and the process a few rows.
-    # A case closed (rejected, merged) without being accepted first was dealt with when it closed; one moved on
-    # past "accepted" without a timestamp counts as accepted in time.
-    first_response = func.coalesce(Case.accepted_at, Case.closed_at)
-    late_to_accept = and_(Case.accept_due_at.is_not(None), Case.accept_due_at < cutoff, or_(
-        and_(first_response.is_(None), status_in(NOT_ACCEPTED)), first_response > Case.accept_due_at))
-    late_to_close = and_(Case.resolve_due_at.is_not(None), Case.resolve_due_at < cutoff,
-                         or_(Case.closed_at.is_(None), Case.closed_at > Case.resolve_due_at))
+    # Late means as `queries.late_to_accept` / `late_to_close` say.
     created = await session.execute(
-        select(Case.label, Case.district, Case.queue, Case.status, func.count(), _sum_of(late_to_accept),
-               _sum_of(late_to_close))
+        select(Case.label, Case.district, Case.queue, Case.status, func.count(), _sum_of(late_to_accept(cutoff)),
+               _sum_of(late_to_close(cutoff)))
         .where(*scope, Case.created_at >= start, Case.created_at < end)
         .group_by(Case.label, Case.district, Case.queue, Case.status))
     labels: Counter[str] = Counter()
