@@ -22,6 +22,7 @@ from storage.models import (
     Conversation,
     JobRun,
     OutboxMessage,
+    OutboxStatus,
     ProcessedUpdate,
     StatusGuess,
     utcnow,
@@ -84,19 +85,28 @@ async def erase_idle_conversations(session: AsyncSession, idle_since: datetime, 
     return len(ids)
 
 
-async def claim_scheduled_run(session: AsyncSession, name: str, due_since: datetime) -> bool:
-    """True for exactly one caller per schedule period, across processes: the job's row is locked,
-    and its last run is compared with the start of the current period."""
-    row = (await session.execute(select(JobRun).where(JobRun.name == name).with_for_update())).scalar_one_or_none()
+async def _locked_job_run(session: AsyncSession, name: str) -> JobRun | None:
+    """The job's row, locked for this transaction (None: the job never ran)."""
+    return (await session.execute(select(JobRun).where(JobRun.name == name).with_for_update())).scalar_one_or_none()
+
+
+async def _stamp_job_run(session: AsyncSession, name: str, row: JobRun | None) -> datetime:
     now = utcnow()
     if row is None:
         session.add(JobRun(name=name, last_run_at=now))
-        await session.flush()
-        return True
-    if row.last_run_at >= due_since:
-        return False
-    row.last_run_at = now
+    else:
+        row.last_run_at = now
     await session.flush()
+    return now
+
+
+async def claim_scheduled_run(session: AsyncSession, name: str, due_since: datetime) -> bool:
+    """True for exactly one caller per schedule period, across processes: the job's row is locked,
+    and its last run is compared with the start of the current period."""
+    row = await _locked_job_run(session, name)
+    if row is not None and row.last_run_at >= due_since:
+        return False
+    await _stamp_job_run(session, name, row)
     return True
 
 
@@ -123,7 +133,7 @@ async def erase_old_contacts(session: AsyncSession, closed_before: datetime, lim
                            for case_id in ids])
     await session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.case_id.in_(ids), OutboxMessage.status != "pending")
+        .where(OutboxMessage.case_id.in_(ids), OutboxMessage.status != OutboxStatus.PENDING)
         .values(recipient=ERASED)
     )
     return len(ids)
@@ -134,16 +144,11 @@ async def hold_lease(session: AsyncSession, name: str, *, held_at: datetime | No
     """A task only one process does at a time (its `JobRun` row, locked): the caller keeps the lease when the row
     still has the time it last took it (`held_at`), or takes it when the holder has not renewed it since
     `expired_before` (or nobody ever held it). The new `held_at` to pass next time, or None: another holds it."""
-    row = (await session.execute(select(JobRun).where(JobRun.name == name).with_for_update())).scalar_one_or_none()
-    now = utcnow()
-    if row is None:
-        session.add(JobRun(name=name, last_run_at=now))
-    elif (held_at is not None and row.last_run_at == held_at) or row.last_run_at < expired_before:
-        row.last_run_at = now
-    else:
+    row = await _locked_job_run(session, name)
+    if row is not None and not ((held_at is not None and row.last_run_at == held_at)
+                                or row.last_run_at < expired_before):
         return None
-    await session.flush()
-    return now
+    return await _stamp_job_run(session, name, row)
 
 
 async def optimize(session: AsyncSession) -> bool:
