@@ -29,7 +29,6 @@ import os
 import random
 import re
 import secrets
-import statistics
 import sys
 import tempfile
 import time
@@ -43,10 +42,10 @@ import httpx
 from sqlalchemy import Table, event, func, insert, select, text
 
 from benchmarks.load_test import create_database, drop_database
-from benchmarks.residents import BotProcess, BotUnderTest, free_port, healthy
+from benchmarks.residents import BotProcess, BotUnderTest, free_port, healthy, percentile, wait_for
 from bot.config import Settings
 from bot.jobs import sign_for_similarity
-from console.auth import SESSION_COOKIE
+from console.auth import SESSION_COOKIE, session_serializer
 from console.operations import LABELS
 from nlp.search import index_terms
 from storage import queries, staff_actions, staff_notices
@@ -235,8 +234,8 @@ async def explain(url: str, settings: Settings, queue: str) -> dict[str, str]:
 
 def percentiles(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
-    return {"p50": round(statistics.median(ordered) * 1000, 1),
-            "p95": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))] * 1000, 1), "n": len(ordered)}
+    return {"p50": round(percentile(ordered, 50) * 1000, 1), "p95": round(percentile(ordered, 95) * 1000, 1),
+            "n": len(ordered)}
 
 
 async def timed(call: Callable[[], Awaitable[httpx.Response]], samples: int) -> dict[str, float]:
@@ -371,9 +370,7 @@ def run(backend: str, size: int, samples: int, workdir: Path) -> dict[str, Any]:
         print(f"[{backend} {size:,}] building …", flush=True)
         facts = asyncio.run(build(url, settings, size))
         print(f"[{backend} {size:,}] built in {facts['build_seconds']:.0f} s", flush=True)
-        from itsdangerous import URLSafeTimedSerializer
-
-        signer = URLSafeTimedSerializer(settings.resolved_secret_key(), salt="qinglian-staff-session")
+        signer = session_serializer(settings.resolved_secret_key())
         for login in facts["logins"].values():
             login["cookie"] = signer.dumps(login["session"])
         port = free_port()
@@ -382,12 +379,8 @@ def run(backend: str, size: int, samples: int, workdir: Path) -> dict[str, Any]:
                            f"http://127.0.0.1:{port}/healthz")
         process = BotProcess(bot, "", data_dir / "serve.log")
         process.start()
-        deadline = time.monotonic() + 600
-        while not healthy(f"http://127.0.0.1:{port}/healthz"):
-            process.check_alive()
-            if time.monotonic() > deadline:
-                raise RuntimeError("qinglian serve did not become healthy")
-            time.sleep(0.5)
+        wait_for(lambda: healthy(f"http://127.0.0.1:{port}/healthz"), time.monotonic() + 600,
+                 "qinglian serve healthy", process)
         pages = asyncio.run(measure(f"http://127.0.0.1:{port}", facts, samples))
         plans = asyncio.run(explain(url, settings, facts["queue"]))
         return {"backend": backend, "cases": size, "build_seconds": round(facts["build_seconds"]), "pages": pages,

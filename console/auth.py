@@ -98,7 +98,12 @@ def verify_totp(secret: str, code: str) -> bool:
 
 
 def cookie_serializer(context: ConsoleContext) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(context.secret_key, salt="qinglian-staff-session")
+    return session_serializer(context.secret_key)
+
+
+def session_serializer(secret_key: bytes) -> URLSafeTimedSerializer:
+    """Signs a staff session's token into its cookie (`cookie_serializer` of a running console)."""
+    return URLSafeTimedSerializer(secret_key, salt="qinglian-staff-session")
 
 
 def enrol_serializer(context: ConsoleContext) -> URLSafeTimedSerializer:
