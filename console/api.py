@@ -159,10 +159,7 @@ async def list_cases(
                        created_from=created_from, created_to=created_to, overdue=overdue,
                        assigned_to_me=assigned_to_me, confidence_min=confidence_min, confidence_max=confidence_max,
                        needs_labelling=needs_labelling, q=q)
-    start = operations.parse_cursor(after, "after")
-    end = None if start else operations.parse_cursor(before, "before")
-    listed = await operations.list_cases(principal, flt, per_page=per_page, after=start, before=end)
-    total = await operations.count_cases(principal, flt)
+    listed, total = await operations.case_page(principal, flt, after=after, before=before, per_page=per_page)
     cases = listed.cases
     usernames = await accounts.staff_usernames(principal, {c.assigned_to_id for c in cases if c.assigned_to_id})
     next_cursor = listed.older.encode() if listed.older else None
@@ -171,7 +168,7 @@ async def list_cases(
     def link(key: str, cursor: str | None) -> str | None:
         if cursor is None:
             return None
-        query = [(k, v) for k, v in request.query_params.multi_items() if k not in ("after", "before")]
+        query = [(k, v) for k, v in request.query_params.multi_items() if k not in operations.PAGE_KEYS]
         return f"{request.url.path}?{urlencode([*query, (key, cursor)])}"
 
     return CaseList[CaseSummary](items=summaries(cases, usernames), total=total.value, total_capped=total.capped,

@@ -105,6 +105,20 @@ async def count_cases(principal: Principal, flt: queries.CaseFilter,
         return await queries.count_cases(session, flt, threshold=threshold, cap=cap)
 
 
+PAGE_KEYS = ("after", "before")
+"""The query parameters that say where a page of a case list starts: not part of its filter."""
+
+
+async def case_page(principal: Principal, flt: queries.CaseFilter, *, after: str | None, before: str | None,
+                    per_page: int) -> tuple[queries.CasePage, queries.CaseCount]:
+    """One page of the user's cases matching `flt` — the first, the older ones after the cursor `after`, or else
+    the newer ones before `before` (422 for a cursor the list did not hand out) — and how many match."""
+    start = parse_cursor(after, "after")
+    end = None if start else parse_cursor(before, "before")
+    listed = await list_cases(principal, flt, per_page=per_page, after=start, before=end)
+    return listed, await count_cases(principal, flt)
+
+
 def parse_cursor(value: str | None, name: str) -> queries.CaseCursor | None:
     """The cursor of a list's `after` / `before` parameter; 422 for one this list did not hand out."""
     if not value:

@@ -24,7 +24,6 @@ from storage.models import Case, CaseStatus, StaffUser, utcnow
 router = common.page_router()
 FILTER_KEYS = ("queue", "status", "label", "district", "from", "to", "conf_min", "conf_max", "overdue", "labelling",
                "q", "mine", "after", "before")
-PAGE_KEYS = ("after", "before")  # where a page starts: not part of the filter
 
 
 @router.get("/console")
@@ -92,12 +91,10 @@ def case_filter(request: Request, principal: Principal, view: ListView) -> tuple
 
 async def list_page(request: Request, principal: Principal, view: ListView) -> Response:
     flt, params = case_filter(request, principal, view)
-    after = operations.parse_cursor(params["after"], "after")
-    before = None if after else operations.parse_cursor(params["before"], "before")
-    listed = await operations.list_cases(principal, flt, per_page=common.PER_PAGE, after=after, before=before)
+    listed, total = await operations.case_page(principal, flt, after=params["after"], before=params["before"],
+                                               per_page=common.PER_PAGE)
     cases = listed.cases
-    total = await operations.count_cases(principal, flt)
-    kept = {key: value for key, value in params.items() if value and key not in PAGE_KEYS}
+    kept = {key: value for key, value in params.items() if value and key not in operations.PAGE_KEYS}
 
     def page_url(key: str, cursor: queries.CaseCursor | None) -> str:
         return f"{view.action}?{urlencode({**kept, key: cursor.encode()} if cursor else kept)}"
@@ -107,7 +104,7 @@ async def list_page(request: Request, principal: Principal, view: ListView) -> R
     queues = [q for q in city.queues if allowed is None or q.code in allowed]
     now = utcnow()
     return render(request, principal, "cases.html", view=view, cases=cases, total=total, params=params,
-                  first_url=page_url("after", None) if after or before else None,
+                  first_url=page_url("after", None) if params["after"] or params["before"] else None,
                   older_url=page_url("after", listed.older) if listed.older else None,
                   newer_url=page_url("before", listed.newer) if listed.newer else None, queues=queues,
                   staff=await operations.staff_by_id(principal),
@@ -123,13 +120,13 @@ def _shares_a_queue(user: StaffUser, queues: set[str] | None) -> bool:
 
 
 async def working_day_extras(request: Request, principal: Principal, cases: list[Case], kept: dict[str, str],
-                             now: datetime) -> dict[str, Any]:
+                             now: datetime) -> dict[str, Any]:  # kept: the list's parameters but PAGE_KEYS
     """What a list shows beside its cases: the unread mark and the deadline countdown of each, the form for
     actions on a selection, and the export links of the filter."""
     city = principal.context.city
     allowed = visible_queues(principal.user)
     staff = await operations.staff_by_id(principal)
-    exported = urlencode({key: value for key, value in kept.items() if key not in PAGE_KEYS})
+    exported = urlencode(kept)  # the filter, without where the page starts
     return {
         "unread": await workday.unread_cases(principal, cases),
         "deadlines": {case.id: deadline(case, now) for case in cases},

@@ -8,9 +8,9 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from console import exports, texts
-from console.operations import require_supervisor
+from console.operations import PAGE_KEYS, require_supervisor
 from console.rendering import secure
-from console.routes.cases import FILTER_KEYS, PAGE_KEYS, ListView, case_filter
+from console.routes.cases import FILTER_KEYS, ListView, case_filter
 from console.routes.common import PagePrincipal, client_ip, page_router
 
 router = page_router()
