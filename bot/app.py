@@ -60,6 +60,7 @@ def console_context(runtime: Runtime) -> ConsoleContext:
 
 def create_app(settings: Settings) -> FastAPI:
     runtime = Runtime.build(settings)
+    database_gauges = metrics.DatabaseGauges(runtime.database)  # this app's: exported while it holds the lease
     telegram_channel: Any = None
     wechat_channel: Any = None
     if settings.wechat_token:
@@ -83,7 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
                          delay=runtime.classifier.check_seconds)
         # the gauges are counted in the background (a scrape before the first round counts them itself): a
         # database that does not answer yet delays no start-up, /healthz says so
-        background.every("metrics", metrics.DATABASE.interval, lambda: metrics.DATABASE.refresh(runtime.database))
+        background.every("metrics", database_gauges.interval, database_gauges.refresh)
         wecom = WeComSender(settings.city)
         if wecom.enabled():
             runtime.outbox.register(WECOM_CHANNEL, plain(wecom.send))
@@ -146,8 +147,8 @@ def create_app(settings: Settings) -> FastAPI:
                                            request.client.host if request.client else None):
             raise HTTPException(401, "metrics need the bearer token (QINGLIAN_METRICS_TOKEN)",
                                 headers={"WWW-Authenticate": "Bearer"})
-        await metrics.DATABASE.refresh_if_stale(runtime.database)
-        body, content_type = metrics.render()
+        await database_gauges.refresh_if_stale()
+        body, content_type = metrics.render(database_gauges)
         return Response(body, media_type=content_type)
 
     @app.post("/telegram/webhook", include_in_schema=False)

@@ -39,18 +39,19 @@ CLASSIFIER_SECONDS = Histogram("qinglian_classifier_seconds", "Time to classify 
 class DatabaseGauges(Collector):
     """The database gauges of this process: exported only while it holds the lease."""
 
-    def __init__(self, interval: float = REFRESH_SECONDS) -> None:
+    def __init__(self, database: Database, interval: float = REFRESH_SECONDS) -> None:
+        self.database = database
         self.interval = interval
         self.held_at: datetime | None = None
         self.snapshot: gauges.Snapshot | None = None
         self.attempted_at: float | None = None  # time.monotonic() of the last refresh
-        self.source: Database | None = None
 
-    async def refresh(self, database: Database) -> bool:
+    async def refresh(self) -> bool:
         """Read the gauges if this process holds (or may take) the lease; True when it exports them. The lease
         is a short write; the counting reads a snapshot on the read-only sessions (on SQLite: without holding
         the write lock the residents' steps need)."""
-        self.attempted_at, self.source = time.monotonic(), database
+        database = self.database
+        self.attempted_at = time.monotonic()
         async with database.sessionmaker.begin() as session:
             self.held_at = await housekeeping.hold_lease(
                 session, LEASE, held_at=self.held_at, expired_before=utcnow() - timedelta(seconds=2 * self.interval))
@@ -61,12 +62,11 @@ class DatabaseGauges(Collector):
             self.snapshot = await gauges.read_snapshot(session)
         return True
 
-    async def refresh_if_stale(self, database: Database) -> None:
+    async def refresh_if_stale(self) -> None:
         """A refresh when the background one has not run for an interval (not started, or behind): a scrape
         costs at most one set of queries per interval, whatever the scrape rate."""
-        stale = self.attempted_at is None or time.monotonic() - self.attempted_at >= self.interval
-        if stale or database is not self.source:
-            await self.refresh(database)
+        if self.attempted_at is None or time.monotonic() - self.attempted_at >= self.interval:
+            await self.refresh()
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self.snapshot
@@ -92,10 +92,8 @@ class DatabaseGauges(Collector):
         yield from (cases, queues, pending, failed, lag)
 
 
-DATABASE = DatabaseGauges()
-REGISTRY.register(DATABASE)
-
-
-def render() -> tuple[bytes, str]:
-    """The scrape: counters and the last refresh's gauges, from memory."""
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+def render(database_gauges: DatabaseGauges) -> tuple[bytes, str]:
+    """The scrape: the process's counters and the app's last refresh of its database gauges, from memory."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(database_gauges)
+    return generate_latest(REGISTRY) + generate_latest(registry), CONTENT_TYPE_LATEST

@@ -29,8 +29,8 @@ def _parse(body: bytes) -> Scraped:
 
 async def _scrape(database: Database, gauges: metrics.DatabaseGauges | None = None) -> Scraped:
     """A refresh of a process's database gauges (a new process unless `gauges` is given), then a scrape of them."""
-    gauges = gauges or metrics.DatabaseGauges()
-    await gauges.refresh(database)
+    gauges = gauges or metrics.DatabaseGauges(database)
+    await gauges.refresh()
     registry = CollectorRegistry()
     registry.register(gauges)
     return _parse(generate_latest(registry))
@@ -66,7 +66,7 @@ async def test_a_scrape_after_changes_shows_no_series_of_before(database: Databa
     sessionmaker = database.sessionmaker
     async with sessionmaker.begin() as session:
         case, _ = await file_case(session, queue="petitions", label="bribery_gifts")
-    process = metrics.DatabaseGauges()
+    process = metrics.DatabaseGauges(database)
     first = await _scrape(database, process)
     async with sessionmaker.begin() as session:
         reloaded = await actions.get_case(session, case.id)
@@ -87,17 +87,17 @@ async def test_one_process_exports_the_database_gauges_and_a_scrape_reads_them_f
     sessionmaker = database.sessionmaker
     async with sessionmaker.begin() as session:
         await file_case(session, queue="petitions", label="bribery_gifts")
-    first, second = metrics.DatabaseGauges(), metrics.DatabaseGauges()  # two serving processes
+    first, second = metrics.DatabaseGauges(database), metrics.DatabaseGauges(database)  # two serving processes
 
-    assert await first.refresh(database) and not await second.refresh(database)
-    assert await first.refresh(database)  # the holder keeps the lease, the other still exports nothing
-    assert not await second.refresh(database)
+    assert await first.refresh() and not await second.refresh()
+    assert await first.refresh()  # the holder keeps the lease, the other still exports nothing
+    assert not await second.refresh()
     async with sessionmaker.begin() as session:
         await file_case(session, reporter_ref="2", queue="petitions", label="bribery_gifts")
     registry = CollectorRegistry()
     registry.register(first)
     before_refresh = _parse(generate_latest(registry))
-    await first.refresh(database)
+    await first.refresh()
 
     assert before_refresh["qinglian_queue_open_cases"] == {(("queue", "petitions"),): 1.0}  # no query per scrape
     assert _parse(generate_latest(registry))["qinglian_queue_open_cases"] == {(("queue", "petitions"),): 2.0}
