@@ -54,8 +54,7 @@ def console_context(runtime: Runtime) -> ConsoleContext:
         city=settings.city, database=runtime.database, secret_key=settings.resolved_secret_key(),
         evidence_dir=settings.evidence_dir, data_dir=settings.data_dir, public_url=settings.public_url,
         environment=settings.environment, wake_outbox=runtime.outbox.wake, redis_url=settings.redis_url,
-        reload_classifier=runtime.classifier.reload_if_changed, classifier_version=lambda: runtime.classifier.version,
-        classifier_load_failure=lambda: runtime.classifier.load_failure)
+        classifier=runtime.classifier)
 
 
 def create_app(settings: Settings) -> FastAPI:

@@ -3,15 +3,30 @@ shell): the city's configuration, the database, secrets and paths, and the few s
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from fastapi import Request
 
 from handlers.city import CityConfig
 from storage.db import Database
+
+
+class ServingClassifier(Protocol):
+    """The classifier of the process the console runs in (`bot.classification.ClassifierService`)."""
+
+    @property
+    def version(self) -> str | None:
+        """The model version it classifies with now (None before it has loaded one)."""
+
+    @property
+    def load_failure(self) -> tuple[str, str] | None:
+        """(version, reason) of a promoted model it could not load (it keeps serving the current one)."""
+
+    async def reload_if_changed(self) -> bool:
+        """Load the promoted model now if it is not the one serving (after a promote or rollback)."""
 
 
 @dataclass(frozen=True)
@@ -28,14 +43,9 @@ class ConsoleContext:
     environment: Literal["development", "production"]
     wake_outbox: Callable[[], None]
     """Called after a transaction that wrote to the outbox (an answer to a reporter)."""
-    reload_classifier: Callable[[], Awaitable[object]]
-    """Load the promoted model into the serving classifier (after a promote or rollback)."""
-    classifier_version: Callable[[], str | None]
-    """The model version the service classifies with now (None before it has loaded one)."""
+    classifier: ServingClassifier
     redis_url: str | None = None
     """`QINGLIAN_REDIS_URL`: where the login throttle counts failures (None: in the database)."""
-    classifier_load_failure: Callable[[], tuple[str, str] | None] = lambda: None
-    """(version, reason) of a promoted model this process could not load (it keeps serving the current one)."""
 
     @property
     def models_dir(self) -> Path:

@@ -74,7 +74,7 @@ async def models(request: Request, principal: PagePrincipal, a: str = "", b: str
                   configured_threshold=context.city.routing.confidence_threshold,
                   events=list(reversed(events))[:RECENT_EVENTS], comparison=comparison, status=status,
                   stage=training.stage_name(str(status.get("stage") or "")), running=running, a=a, b=b,
-                  counts=counts, serving=context.classifier_version(), load_failure=context.classifier_load_failure(),
+                  counts=counts, serving=context.classifier.version, load_failure=context.classifier.load_failure,
                   **extra)
 
 
@@ -82,7 +82,7 @@ async def _serve_promoted(principal: Principal) -> None:
     """Switch this process's classifier to the promoted model now; the other serving processes notice the
     change within `QINGLIAN_MODEL_CHECK_SECONDS` (bot.classification)."""
     try:
-        await principal.context.reload_classifier()
+        await principal.context.classifier.reload_if_changed()
     except Exception:
         log.exception("the promoted model could not be loaded at once")
 

@@ -66,11 +66,18 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+class NoClassifier:
+    """A console without a classifier: nothing serves, nothing to reload."""
+
+    version: str | None = None
+    load_failure: tuple[str, str] | None = None
+
+    async def reload_if_changed(self) -> bool:
+        return False
+
+
 def make_context(database: Database, data_dir: Path, *, woken: list[str] | None = None) -> ConsoleContext:
     """A console context on `database`, as the shell would build it, without a classifier."""
-
-    async def no_classifier() -> None:
-        return None
 
     def wake() -> None:
         if woken is not None:
@@ -79,8 +86,7 @@ def make_context(database: Database, data_dir: Path, *, woken: list[str] | None 
     return ConsoleContext(
         city=load_city_config(None), database=database, secret_key=b"test-secret-" + b"x" * 40,
         evidence_dir=data_dir / "evidence", data_dir=data_dir, public_url="http://127.0.0.1:8000",
-        environment="development", wake_outbox=wake, reload_classifier=no_classifier,
-        classifier_version=lambda: None)
+        environment="development", wake_outbox=wake, classifier=NoClassifier())
 
 
 def location(response: httpx.Response) -> str:

@@ -195,7 +195,7 @@ async def test_promote_and_rollback_ask_first(console: ConsoleHarness) -> None:
     from nlp.registry import ModelRegistry
 
     await console.user("boss", StaffRole.ADMIN)
-    current = console.context.classifier_version()
+    current = console.context.classifier.version
     async with console.client() as client:
         csrf = await console.login(client, "boss")
         asked = await client.post("/console/models/promote", data={"csrf": csrf, "version": current or ""})

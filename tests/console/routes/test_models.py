@@ -38,7 +38,7 @@ def _second_version(models_dir: Path) -> str:
 
 async def test_promoting_and_rolling_back_switch_the_serving_model_at_once(console: ConsoleHarness) -> None:
     await console.user("boss", StaffRole.ADMIN)
-    default = console.context.classifier_version()
+    default = console.context.classifier.version
     assert default is not None
     newer = await asyncio.to_thread(_second_version, console.context.models_dir)
     async with console.client() as client:
@@ -47,12 +47,12 @@ async def test_promoting_and_rolling_back_switch_the_serving_model_at_once(conso
         promoted = await client.post("/console/models/promote", data={"csrf": csrf, "version": newer, "force": "1",
                                                                       "confirm": "1"})
         assert location(promoted) == "/console/models?done=promoted"
-        assert console.context.classifier_version() == newer
+        assert console.context.classifier.version == newer
         page = (await client.get("/console/models?done=promoted")).text
         assert "服务中的模型" in page and f"<code>{newer}</code>" in page and "模型已启用。" in page
         rolled_back = await client.post("/console/models/rollback", data={"csrf": csrf, "confirm": "1"})
         assert location(rolled_back) == "/console/models?done=rolled_back"
-        assert console.context.classifier_version() == default
+        assert console.context.classifier.version == default
     assert [(entry.action, entry.detail) for entry in await console.audit() if entry.action.startswith("model.")] == [
         ("model.promote", {"version": newer, "forced": True}), ("model.rollback", {"version": default})]
 
