@@ -10,7 +10,7 @@ once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -21,7 +21,7 @@ from sqlalchemy.orm import selectinload
 
 from storage import notices, outbox, search, staff_notices
 from storage.crypto import session_keyring
-from storage.db import upsert
+from storage.db import built_once, upsert
 from storage.models import (
     CLOSED_STATUSES,
     Attachment,
@@ -62,24 +62,10 @@ def pseudonym(session: AsyncSession, channel: str, user_ref: str) -> str:
 # --- a dialog step ----------------------------------------------------------------------------
 
 
-def _built(session: AsyncSession, name: str, build: Callable[[AsyncSession], Any]) -> Any:
-    """A statement of the hot path, built once per SQL dialect (the `INSERT … ON CONFLICT` constructs are the
-    dialect's own) and then only executed with its parameters: building a statement and its cache key each time
-    was a large share of a dialog step's CPU (docs/benchmarks-telegram.md)."""
-    key = (session.get_bind().dialect.name, name)
-    statement = _STATEMENTS.get(key)
-    if statement is None:
-        statement = _STATEMENTS[key] = build(session)
-    return statement
-
-
-_STATEMENTS: dict[tuple[str, str], Any] = {}
-
-
 async def claim_update(session: AsyncSession, channel: str, update_key: str) -> bool:
     """Record that an update is being handled; False if it was handled before (one statement)."""
-    statement = _built(session, "claim_update",
-                       lambda session: upsert(session, _PROCESSED_UPDATES).on_conflict_do_nothing())
+    statement = built_once(session, "claim_update",
+                           lambda session: upsert(session, _PROCESSED_UPDATES).on_conflict_do_nothing())
     result = await session.execute(statement, {"channel": channel, "update_key": update_key,
                                                "processed_at": utcnow()})
     return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -87,8 +73,8 @@ async def claim_update(session: AsyncSession, channel: str, update_key: str) -> 
 
 async def claim_callback(session: AsyncSession, channel: str, timestamp: str, nonce: str) -> bool:
     """Record a signed callback's (timestamp, nonce); False if it was seen before (a replay)."""
-    statement = _built(session, "claim_callback",
-                       lambda session: upsert(session, _CALLBACK_NONCES).on_conflict_do_nothing())
+    statement = built_once(session, "claim_callback",
+                           lambda session: upsert(session, _CALLBACK_NONCES).on_conflict_do_nothing())
     result = await session.execute(statement, {"channel": channel, "nonce_key": f"{timestamp}:{nonce}"[:64],
                                                "seen_at": utcnow()})
     return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -114,7 +100,7 @@ async def load_conversation(session: AsyncSession, channel: str, user_ref: str) 
     Found by the pseudonym of `user_ref`; the real id is stored only encrypted, to send messages."""
     user_key = pseudonym(session, channel, user_ref)
     now = utcnow()
-    statement = _built(session, "load_conversation", _load_conversation)
+    statement = built_once(session, "load_conversation", _load_conversation)
     parameters = {"channel": channel, "user_key": user_key, "user_ref": user_ref, "state": "idle", "draft": {},
                   "context": {}, "created_at": now, "updated_at": now, "recipient_channel": channel,
                   "recipient": user_ref}

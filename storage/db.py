@@ -14,6 +14,7 @@ Both run every statement the same way on both databases: there is one storage pa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,6 +158,20 @@ class Database:
         if self.read_engine is not self.engine and self.is_sqlite:
             await self.read_engine.dispose()
         await self.engine.dispose()
+
+
+def built_once(session: AsyncSession, name: str, build: Callable[[AsyncSession], Any]) -> Any:
+    """The statement `name`, built by `build` once per SQL dialect (an `INSERT … ON CONFLICT` is the dialect's
+    own construct) and from then on only executed with parameters: on the dialog's hot path, building a statement
+    and its cache key on every call was a large share of a step's CPU (docs/benchmarks-telegram.md)."""
+    key = (session.get_bind().dialect.name, name)
+    statement = _BUILT.get(key)
+    if statement is None:
+        statement = _BUILT[key] = build(session)
+    return statement
+
+
+_BUILT: dict[tuple[str, str], Any] = {}
 
 
 def upsert(session: AsyncSession, table: Table) -> Any:
