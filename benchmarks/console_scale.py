@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.console_scale [--sizes 10000,100000] [--backend both|postgres|sqlite]
                                                  [--samples 20] [--json results.json]
+                                                 [--keep DIR | --reuse DIR]
 
 A script, not a timed test; the figures and the plans are in docs/benchmarks.md ("Console at scale"). For each
 backend and size it makes a fresh database (PostgreSQL: a new database on 127.0.0.1:5432, dropped afterwards;
@@ -350,26 +351,45 @@ async def measure(base: str, facts: dict[str, Any], samples: int) -> dict[str, A
     return results
 
 
-def run(backend: str, size: int, samples: int, workdir: Path) -> dict[str, Any]:
-    data_dir = workdir / f"{backend}-{size}"
-    data_dir.mkdir(parents=True)
+def run(backend: str, size: int, samples: int, workdir: Path, keep: Path | None = None,
+        reuse: Path | None = None) -> dict[str, Any]:
+    """Build (or, with `reuse`, take a database `keep` left), serve and measure. `keep` leaves the database, the
+    data directory, the settings and the build's facts in that directory, so a later run can measure again
+    without the build (an hour at 1,000,000 cases); a reused database is migrated to the newest schema first."""
     name = None
-    if backend == "postgres":
-        name, url = create_database(POSTGRES_ADMIN, prefix="qinglian_scale")
+    if reuse is not None:
+        kept = json.loads((reuse / "kept.json").read_text())
+        data_dir, env, facts = Path(kept["data_dir"]), kept["env"], kept["facts"]
+        url = env["QINGLIAN_DATABASE_URL"]
+        backend, size = kept["backend"], kept["cases"]
     else:
-        url = f"sqlite+aiosqlite:///{data_dir / 'qinglian.db'}"
-    env = {"QINGLIAN_DATA_DIR": str(data_dir), "QINGLIAN_DATABASE_URL": url,
-           "QINGLIAN_SECRET_KEY": secrets.token_urlsafe(48), "QINGLIAN_ENCRYPTION_KEY": generate_key(),
-           "QINGLIAN_PSEUDONYM_KEY": generate_key(), "QINGLIAN_LOG_LEVEL": "WARNING"}
+        data_dir = (keep or workdir) / f"{backend}-{size}"
+        data_dir.mkdir(parents=True)
+        if backend == "postgres":
+            name, url = create_database(POSTGRES_ADMIN, prefix="qinglian_scale")
+        else:
+            url = f"sqlite+aiosqlite:///{data_dir / 'qinglian.db'}"
+        env = {"QINGLIAN_DATA_DIR": str(data_dir), "QINGLIAN_DATABASE_URL": url,
+               "QINGLIAN_SECRET_KEY": secrets.token_urlsafe(48), "QINGLIAN_ENCRYPTION_KEY": generate_key(),
+               "QINGLIAN_PSEUDONYM_KEY": generate_key(), "QINGLIAN_LOG_LEVEL": "WARNING"}
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     process = None
     try:
         settings = Settings()
+        started = time.perf_counter()
         upgrade(url, settings.resolved_keyring())
-        print(f"[{backend} {size:,}] building …", flush=True)
-        facts = asyncio.run(build(url, settings, size))
-        print(f"[{backend} {size:,}] built in {facts['build_seconds']:.0f} s", flush=True)
+        migrated = time.perf_counter() - started
+        if reuse is None:
+            print(f"[{backend} {size:,}] building …", flush=True)
+            facts = asyncio.run(build(url, settings, size))
+            print(f"[{backend} {size:,}] built in {facts['build_seconds']:.0f} s", flush=True)
+            if keep is not None:
+                (keep / "kept.json").write_text(json.dumps({"backend": backend, "cases": size, "env": env,
+                                                            "data_dir": str(data_dir), "facts": facts}))
+                name = None  # kept: not dropped below
+        else:
+            print(f"[{backend} {size:,}] reusing {reuse}, migrated in {migrated:.0f} s", flush=True)
         signer = session_serializer(settings.resolved_secret_key())
         for login in facts["logins"].values():
             login["cookie"] = signer.dumps(login["session"])
@@ -415,16 +435,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=("both", "postgres", "sqlite"), default="both")
     parser.add_argument("--samples", type=int, default=20, help="requests per page")
     parser.add_argument("--json", type=Path, help="write the figures here too")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep the database built (one size, one backend) and what measuring it needs in DIR")
+    parser.add_argument("--reuse", type=Path, metavar="DIR",
+                        help="measure the database a run with --keep DIR left, without building")
     args = parser.parse_args(argv)
     backends = ["postgres", "sqlite"] if args.backend == "both" else [args.backend]
+    sizes = [int(part) for part in args.sizes.split(",")]
+    if args.keep and (len(sizes) > 1 or len(backends) > 1):
+        parser.error("--keep takes one size and one backend")
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    runs = [("", 0)] if args.reuse else [(backend, size) for size in sizes for backend in backends]
     results = []
     with tempfile.TemporaryDirectory(prefix="qinglian-scale-") as workdir:
-        for size in (int(part) for part in args.sizes.split(",")):
-            for backend in backends:
-                results.append(run(backend, size, args.samples, Path(workdir)))
-                print(table(results[-1:]), flush=True)
-                for name, plan in results[-1]["plans"].items():
-                    print(f"\n-- {name}\n{plan}\n", flush=True)
+        for backend, size in runs:
+            results.append(run(backend, size, args.samples, Path(workdir), keep=args.keep, reuse=args.reuse))
+            print(table(results[-1:]), flush=True)
+            for name, plan in results[-1]["plans"].items():
+                print(f"\n-- {name}\n{plan}\n", flush=True)
     print(table(results))
     if args.json:
         args.json.write_text(json.dumps(results, ensure_ascii=False, indent=2))
