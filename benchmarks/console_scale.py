@@ -125,7 +125,9 @@ async def build(url: str, settings: Settings, size: int, seed: int = 14) -> dict
                     "appeal_pending": False, "created_at": created, "updated_at": closed or accepted or created,
                     "routed_at": created, "accepted_at": accepted, "accept_due_at": accept_due,
                     "resolve_due_at": resolve_due, "closed_at": closed, "search_version": 1,
-                    "warned_for": marker, "escalated_for": marker})
+                    "warned_for": marker, "escalated_for": marker,
+                    # the follow-up below, which no one has opened (storage.staff_notices keeps the mark)
+                    "unread_since": created + timedelta(hours=5) if case_id % 20 == 7 else None})
                 trace.append({"case_id": case_id, "kind": "received", "body": None, "detail": {}, "actor": "system",
                               "created_at": created})
                 trace.append({"case_id": case_id, "kind": "routed", "body": None, "detail": {"queue": queue},

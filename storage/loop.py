@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage import audit, outbox
+from storage import audit, outbox, staff_notices
 from storage.actions import ActionError, change_status
 from storage.models import (
     CLOSED_STATUSES,
@@ -260,6 +260,7 @@ async def transfer(session: AsyncSession, case: Case, queue: str, *, actor: Staf
     event = TraceEvent(case_id=case.id, kind=TraceKind.ROUTED, actor=f"staff:{actor.id}",
                        detail={"queue": queue, "reason": "moved", "from": previous, "internal": True})
     session.add(event)
+    await staff_notices.refresh_unread(session, case.id)  # assigned to nobody: unread unless anyone saw it
     told = await session.scalar(select(TraceEvent.id).where(TraceEvent.case_id == case.id,
                                                           TraceEvent.kind == TraceKind.TRANSFERRED))
     if told is None:

@@ -315,6 +315,7 @@ async def correct_label(session: AsyncSession, case: Case, label: str, *, actor:
 
 async def assign_case(session: AsyncSession, case: Case, assignee: StaffUser | None, *, actor: StaffUser) -> None:
     case.assigned_to_id = assignee.id if assignee else None
+    await staff_notices.refresh_unread(session, case.id)  # unread again if the new assignee has not seen it
     await audit.record(session, actor, "case.assign", case=case,
                 detail={"to": assignee.username if assignee else None})
 

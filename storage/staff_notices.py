@@ -3,9 +3,13 @@ of lists and the overview), and notices to the colleague a case is assigned to.
 
 A case is *unread* while it has a follow-up from the reporter that nobody handling it has seen: newer than
 its assignee's last opening of it, or, while it is assigned to nobody, newer than anyone's. Openings are
-`case_views` rows that `staff_actions.record_view` writes; the follow-ups are the case's trace, so the mark
-needs nothing from the action that writes a follow-up. The notice to the assignee is a `staff_notices` row
-that `follow_up_arrived` writes in the follow-up's transaction; opening the case reads it.
+`case_views` rows that `staff_actions.record_view` writes; the follow-ups are the case's trace.
+`unread_condition` is that rule; `cases.unread_since` keeps its answer for each case, so that the overview
+counts the few unread cases through a partial index instead of testing every case: `refresh_unread` stores it
+again in the transaction of each action that can change it — a follow-up (`follow_up_arrived`), an opening
+(`case_seen`) and a new assignee or none (`staff_actions.assign_case`, `loop.transfer`). The notice to the
+assignee is a `staff_notices` row that `follow_up_arrived` writes in the follow-up's transaction; opening the
+case reads it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, exists, func, literal, or_, select, update
+from sqlalchemy import case as sql_case
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Case, CaseView, StaffNotice, TraceEvent, TraceKind
@@ -32,17 +37,31 @@ async def case_seen(session: AsyncSession, case_id: int, user_id: int, at: datet
     await session.execute(update(StaffNotice).where(StaffNotice.case_id == case_id, StaffNotice.user_id == user_id,
                                                     StaffNotice.read_at.is_(None)).values(read_at=at))
     await session.flush()
+    await refresh_unread(session, case_id)
 
 
 async def follow_up_arrived(session: AsyncSession, case: Case) -> StaffNotice | None:
-    """The reporter added information to `case`: a notice to the colleague it is assigned to (None when it is
-    assigned to nobody: the queue sees the case's unread mark). Call it in the follow-up's transaction."""
+    """The reporter added information to `case` (its follow-up flushed): the case is unread, and the colleague
+    it is assigned to gets a notice (None when it is assigned to nobody: the queue sees the case's unread mark).
+    Call it in the follow-up's transaction."""
+    await refresh_unread(session, case.id)
     if case.assigned_to_id is None:
         return None
     notice = StaffNotice(user_id=case.assigned_to_id, case_id=case.id, kind=FOLLOW_UP_NOTICE)
     session.add(notice)
     await session.flush()
     return notice
+
+
+async def refresh_unread(session: AsyncSession, case_id: int) -> None:
+    """Store the case's unread mark as `unread_condition` says now: the time of its newest follow-up while its
+    handlers have not seen one, else None. Pending changes (a new assignee, a view) are flushed first."""
+    await session.flush()
+    newest_follow_up = (select(func.max(TraceEvent.created_at))
+                        .where(TraceEvent.case_id == Case.id, _is_follow_up()).scalar_subquery())
+    await session.execute(update(Case).where(Case.id == case_id)
+                          .values(unread_since=sql_case((unread_condition(), newest_follow_up), else_=None))
+                          .execution_options(synchronize_session=False))
 
 
 def unread_condition() -> ColumnElement[bool]:
@@ -52,21 +71,29 @@ def unread_condition() -> ColumnElement[bool]:
         or_(Case.assigned_to_id.is_(None), CaseView.user_id == Case.assigned_to_id),
         CaseView.seen_at >= TraceEvent.created_at,
     ).correlate_except(CaseView)  # the case and the follow-up are the enclosing queries', two levels up and one
-    follow_up = TraceEvent.kind == literal(TraceKind.FOLLOW_UP.value, literal_execute=True)  # the partial index's
-    return exists().where(TraceEvent.case_id == Case.id, follow_up, ~seen_after)
+    return exists().where(TraceEvent.case_id == Case.id, _is_follow_up(), ~seen_after)
+
+
+def _is_follow_up() -> ColumnElement[bool]:
+    return TraceEvent.kind == literal(TraceKind.FOLLOW_UP.value, literal_execute=True)  # the partial index's
+
+
+def is_unread() -> ColumnElement[bool]:
+    """True for an unread case, as stored by the actions (`cases.unread_since`, partially indexed)."""
+    return Case.unread_since.is_not(None)
 
 
 async def unread_case_ids(session: AsyncSession, case_ids: Collection[int]) -> set[int]:
     """Which of these cases are unread."""
     if not case_ids:
         return set()
-    query = select(Case.id).where(Case.id.in_(list(case_ids)), unread_condition())
+    query = select(Case.id).where(Case.id.in_(list(case_ids)), is_unread())
     return set((await session.execute(query)).scalars())
 
 
 async def unread_by_queue(session: AsyncSession, queues: Collection[str] | None) -> dict[str, int]:
     """How many unread cases each queue has (None: every queue)."""
-    query = select(Case.queue, func.count()).where(unread_condition()).group_by(Case.queue)
+    query = select(Case.queue, func.count()).where(is_unread()).group_by(Case.queue)
     if queues is not None:
         query = query.where(Case.queue.in_(list(queues)))
     return {queue: int(count) for queue, count in (await session.execute(query)).all()}

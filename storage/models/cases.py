@@ -26,6 +26,7 @@ from storage.models.base import Base, CaseStatus, utcnow
 # the predicates of the partial indexes on open cases (the same as `storage.queries.overdue_condition`'s)
 _NOT_ACCEPTED_SQL = "status IN ('received', 'routed')"
 _OPEN_SQL = "status IN ('received', 'routed', 'accepted', 'in_handling', 'answered')"
+_UNREAD_SQL = "unread_since IS NOT NULL"
 
 
 class Case(Base):
@@ -48,6 +49,8 @@ class Case(Base):
               sqlite_where=text(_NOT_ACCEPTED_SQL)),
         Index("ix_cases_open_resolve_due", "resolve_due_at", postgresql_where=text(_OPEN_SQL),
               sqlite_where=text(_OPEN_SQL)),
+        # the overview's unread marks count only the few unread cases
+        Index("ix_cases_unread", "queue", postgresql_where=text(_UNREAD_SQL), sqlite_where=text(_UNREAD_SQL)),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -95,6 +98,10 @@ class Case(Base):
     assigned_to_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="SET NULL"))
     problem_id: Mapped[int | None] = mapped_column(ForeignKey("problems.id", ondelete="SET NULL"), index=True)
+    #: the newest follow-up from the reporter that the case's handlers have not seen, None when there is none:
+    #: `storage.staff_notices.unread_condition` kept as a column by the actions that change it (a follow-up, an
+    #: opening of the case, a new assignee), so that the overview counts the unread cases, not every case
+    unread_since: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     routed_at: Mapped[datetime | None]

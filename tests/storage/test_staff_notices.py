@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from storage import actions, staff_actions, staff_notices
-from storage.models import StaffRole, utcnow
+from storage import actions, loop, staff_actions, staff_notices
+from storage.models import Case, StaffRole, utcnow
 from tests.factories import file_case
 
 
@@ -42,4 +42,48 @@ async def test_opening_one_case_does_not_read_another_cases_follow_up(sessionmak
         await staff_notices.case_seen(session, unassigned.id, reviewer.id, later)
     async with sessionmaker() as session:
         assert await staff_notices.unread_case_ids(session, ids) == set()
+        assert await staff_notices.unread_by_queue(session, None) == {}
+
+
+async def test_a_new_assignee_finds_the_follow_up_unread_until_they_open_the_case(sessionmaker: Any) -> None:
+    """The mark follows the case's handlers: a follow-up read by a colleague is news to the reviewer the case is
+    then assigned to, and moving the case to another queue (assigned to nobody) keeps it read once anyone has
+    seen it."""
+    async with sessionmaker.begin() as session:
+        wang = await staff_actions.create_staff(session, username="wang", display_name="王审核",
+                                                role=StaffRole.REVIEWER, password_hash="not-a-hash")
+        zhao = await staff_actions.create_staff(session, username="zhao", display_name="赵审核",
+                                                role=StaffRole.REVIEWER, password_hash="not-a-hash")
+        case, _ = await file_case(session, queue="clean_hall")
+        await actions.add_follow_up(session, case, text="补充：窗口又关了。")
+        case_id = case.id
+    async with sessionmaker.begin() as session:  # unassigned: anyone's opening reads it
+        await staff_notices.case_seen(session, case_id, wang.id, utcnow())
+    async with sessionmaker() as session:
+        assert await staff_notices.unread_by_queue(session, None) == {}
+    async with sessionmaker.begin() as session:
+        case = await session.get(Case, case_id)
+        await staff_actions.assign_case(session, case, zhao, actor=wang)
+    async with sessionmaker() as session:
+        assert await staff_notices.unread_by_queue(session, None) == {"clean_hall": 1}
+        assert await staff_notices.unread_case_ids(session, [case_id]) == {case_id}
+    async with sessionmaker.begin() as session:
+        await staff_notices.case_seen(session, case_id, zhao.id, utcnow())
+        case = await session.get(Case, case_id)
+        await staff_actions.assign_case(session, case, wang, actor=zhao)  # wang saw it too: still read
+    async with sessionmaker() as session:
+        assert await staff_notices.unread_by_queue(session, None) == {}
+    async with sessionmaker.begin() as session:
+        case = await session.get(Case, case_id)
+        await actions.add_follow_up(session, case, text="再补充：今天还是一样。")
+    async with sessionmaker() as session:
+        assert await staff_notices.unread_by_queue(session, None) == {"clean_hall": 1}
+    async with sessionmaker.begin() as session:  # moved on: assigned to nobody, and nobody saw the new one yet
+        case = await session.get(Case, case_id)
+        await loop.transfer(session, case, "triage", actor=wang, reason="不属本队列")
+    async with sessionmaker() as session:
+        assert await staff_notices.unread_by_queue(session, None) == {"triage": 1}
+    async with sessionmaker.begin() as session:
+        await staff_notices.case_seen(session, case_id, zhao.id, utcnow())
+    async with sessionmaker() as session:
         assert await staff_notices.unread_by_queue(session, None) == {}
