@@ -5,16 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import cast
 
-from sqlalchemy import Table, delete, insert, select, text, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import audit
 from storage.actions import discard_draft_attachments
 from storage.models import (
     CLOSED_STATUSES,
     Attachment,
-    AuditEntry,
     CallbackNonce,
     Case,
     ClientEvent,
@@ -128,9 +127,7 @@ async def erase_old_contacts(session: AsyncSession, closed_before: datetime, lim
     await session.execute(update(Case).where(Case.id.in_(ids))
                           .values(reporter_name=None, reporter_phone=None, reporter_ref=ERASED, reporter_key=ERASED)
                           .execution_options(synchronize_session=False))
-    await session.execute(insert(cast(Table, AuditEntry.__table__)),
-                          [{"actor_id": None, "action": "retention.erase_contact", "case_id": case_id, "detail": {}}
-                           for case_id in ids])
+    await audit.record_many(session, None, "retention.erase_contact", ids)
     await session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.case_id.in_(ids), OutboxMessage.status != OutboxStatus.PENDING)
