@@ -47,7 +47,7 @@ from benchmarks.residents import BotProcess, BotUnderTest, free_port, healthy, p
 from bot.config import Settings
 from bot.jobs import sign_for_similarity
 from console.auth import SESSION_COOKIE, session_serializer
-from console.operations import LABELS
+from console.operations import LABELS, cursor_param
 from nlp.search import index_terms
 from storage import queries, staff_actions, staff_notices
 from storage import statistics as stats_module
@@ -186,7 +186,7 @@ async def build(url: str, settings: Settings, size: int, seed: int = 14) -> dict
                 row = (await session.execute(select(Case.created_at, Case.id).where(*scope)
                                              .order_by(Case.created_at.desc(), Case.id.desc())
                                              .offset(int(count * 0.9)).limit(1))).one()
-                deep[name] = CaseCursor(row[0], row[1]).encode()
+                deep[name] = cursor_param(CaseCursor(row[0], row[1]))
             numbers = {name: str(await session.scalar(select(Case.case_number).where(
                 *([Case.queue == queues[0]] if name == "reviewer" else [])).order_by(Case.id.desc()).limit(1)))
                 for name in ("admin", "reviewer")}

@@ -162,8 +162,8 @@ async def list_cases(
     listed, total = await operations.case_page(principal, flt, after=after, before=before, per_page=per_page)
     cases = listed.cases
     usernames = await accounts.staff_usernames(principal, {c.assigned_to_id for c in cases if c.assigned_to_id})
-    next_cursor = listed.older.encode() if listed.older else None
-    prev_cursor = listed.newer.encode() if listed.newer else None
+    next_cursor = operations.cursor_param(listed.older) if listed.older else None
+    prev_cursor = operations.cursor_param(listed.newer) if listed.newer else None
 
     def link(key: str, cursor: str | None) -> str | None:
         if cursor is None:

@@ -7,6 +7,8 @@ storage action(s), and returns plain data. Routes only parse input and render th
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -119,14 +121,26 @@ async def case_page(principal: Principal, flt: queries.CaseFilter, *, after: str
     return listed, await count_cases(principal, flt)
 
 
+def cursor_param(cursor: queries.CaseCursor) -> str:
+    """A list's place as the `after` / `before` parameter of its links (`parse_cursor` reads it back)."""
+    raw = f"{cursor.created_at.astimezone(UTC).isoformat()}|{cursor.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
 def parse_cursor(value: str | None, name: str) -> queries.CaseCursor | None:
     """The cursor of a list's `after` / `before` parameter; 422 for one this list did not hand out."""
     if not value:
         return None
+    refused = OperationError(422, f"{name}: not a cursor of this list (follow the list's own links)")
     try:
-        return queries.CaseCursor.decode(value)
-    except ValueError:
-        raise OperationError(422, f"{name}: not a cursor of this list (follow the list's own links)") from None
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+        stamp, _, number = raw.partition("|")
+        created_at, case_id = datetime.fromisoformat(stamp), int(number)
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise refused from None
+    if created_at.tzinfo is None or case_id < 1:
+        raise refused
+    return queries.CaseCursor(created_at.astimezone(UTC), case_id)
 
 
 async def overview(principal: Principal) -> dict[str, queries.QueueCounts]:

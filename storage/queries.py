@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, literal, or_, select, tuple_
@@ -123,23 +121,6 @@ class CaseCursor:
 
     created_at: datetime
     id: int
-
-    def encode(self) -> str:
-        raw = f"{self.created_at.astimezone(UTC).isoformat()}|{self.id}".encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-    @classmethod
-    def decode(cls, text: str) -> CaseCursor:
-        """The cursor of `encode`; ValueError for anything else."""
-        try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-            stamp, _, number = raw.partition("|")
-            created_at, case_id = datetime.fromisoformat(stamp), int(number)
-        except (ValueError, UnicodeDecodeError, binascii.Error):
-            raise ValueError("not a cursor of this list") from None
-        if created_at.tzinfo is None or case_id < 1:
-            raise ValueError("not a cursor of this list")
-        return cls(created_at.astimezone(UTC), case_id)
 
     @classmethod
     def of(cls, case: Case) -> CaseCursor:

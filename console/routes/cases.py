@@ -97,7 +97,7 @@ async def list_page(request: Request, principal: Principal, view: ListView) -> R
     kept = {key: value for key, value in params.items() if value and key not in operations.PAGE_KEYS}
 
     def page_url(key: str, cursor: queries.CaseCursor | None) -> str:
-        return f"{view.action}?{urlencode({**kept, key: cursor.encode()} if cursor else kept)}"
+        return f"{view.action}?{urlencode({**kept, key: operations.cursor_param(cursor)} if cursor else kept)}"
 
     allowed = visible_queues(principal.user)
     city = principal.context.city

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from console import operations
 from console.app import mount_console
 from console.context import ConsoleContext
-from storage import actions, staff_actions
+from storage import actions, queries, staff_actions
 from storage.models import StaffRole
 from tests.console.conftest import JPEG, make_context
 from tests.factories import create_staff, file_case
@@ -168,3 +170,13 @@ async def test_an_evidence_file_missing_from_storage_is_gone_and_another_cases_f
     assert (kept.status_code, kept.content) == (200, JPEG)
     assert _outcome(lost) == (410, "the evidence file is missing from storage")
     assert _outcome(wrong_case) == (404, "no such evidence file on this case")
+
+
+def test_a_cursor_survives_its_trip_through_a_link_and_nothing_else_passes_for_one() -> None:
+    cursor = queries.CaseCursor(datetime(2026, 3, 1, 8, 30, tzinfo=UTC), 12345)
+    assert operations.parse_cursor(operations.cursor_param(cursor), "after") == cursor
+    assert operations.parse_cursor("", "after") is None
+    for forged in ("abc", "MjAyNg", "%%%", "bm90IGEgY3Vyc29y", "MjAyNi0wMy0wMVQwODozMDowMHwxMg"):
+        with pytest.raises(operations.OperationError) as refused:
+            operations.parse_cursor(forged, "after")
+        assert refused.value.status_code == 422 and "after: not a cursor" in refused.value.message
