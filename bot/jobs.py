@@ -89,8 +89,8 @@ async def sign_for_similarity(sessionmaker: async_sessionmaker[AsyncSession], ba
             hasher = similar_cases.hasher_for(session)
         signatures = await asyncio.to_thread(_signatures, hasher, cases)
         async with sessionmaker.begin() as session:
-            for (case_id, _, _), signature in zip(cases, signatures, strict=True):
-                await similar.store_signature(session, case_id, signature)
+            await similar.store_signatures(session, [(case_id, signature) for (case_id, _, _), signature
+                                                     in zip(cases, signatures, strict=True)])
         signed += len(cases)
         if len(cases) < batch:
             return signed

@@ -32,6 +32,7 @@ PER_KEY = 200
 """How many of the newest cases with one band or place key a lookup reads."""
 
 SIGNATURE_VERSION = 1
+_SIGNATURES = cast(Table, CaseSignature.__table__)
 _BANDS = cast(Table, SimilarityBand.__table__)
 _PLACES = cast(Table, SimilarityPlace.__table__)
 
@@ -62,32 +63,35 @@ class Candidate:
     same_place: bool
 
 
-async def store_signature(session: AsyncSession, case_id: int, signature: StoredSignature) -> None:
-    """Store (or replace) a case's signature and its band and place keys."""
-    await session.merge(CaseSignature(case_id=case_id, minhash=signature.minhash, terms=signature.terms,
-                                      version=SIGNATURE_VERSION))
-    await session.execute(delete(SimilarityBand).where(SimilarityBand.case_id == case_id))
-    await session.execute(delete(SimilarityPlace).where(SimilarityPlace.case_id == case_id))
-    await _store_keys(session, case_id, signature)
+async def store_signatures(session: AsyncSession, signed: Sequence[tuple[int, StoredSignature]]) -> None:
+    """Store (or replace) the signatures of a batch of cases, with their band and place keys: six statements for
+    the batch (the old rows deleted, the new ones inserted, each table once), so that signing a city's backlog —
+    after an upgrade, or when the signature changes version — costs statements per batch, not per case."""
+    if not signed:
+        return
+    ids = [case_id for case_id, _ in signed]
+    for table in (_SIGNATURES, _BANDS, _PLACES):
+        await session.execute(delete(table).where(table.c.case_id.in_(ids)))
+    await _insert(session, signed)
 
 
 async def add_signature(session: AsyncSession, case_id: int, signature: StoredSignature) -> None:
     """The signature of a case that has none yet (one just filed): inserted, with nothing to replace."""
-    await session.execute(_INSERT_SIGNATURE, {"case_id": case_id, "minhash": signature.minhash,
-                                              "terms": signature.terms, "version": SIGNATURE_VERSION})
-    await _store_keys(session, case_id, signature)
+    await _insert(session, [(case_id, signature)])
 
 
-_INSERT_SIGNATURE = insert(cast(Table, CaseSignature.__table__))
-
-
-async def _store_keys(session: AsyncSession, case_id: int, signature: StoredSignature) -> None:
-    bands = sorted(set(signature.band_keys))
-    places = sorted(set(signature.place_keys))
+async def _insert(session: AsyncSession, signed: Sequence[tuple[int, StoredSignature]]) -> None:
+    await session.execute(insert(_SIGNATURES), [
+        {"case_id": case_id, "minhash": signature.minhash, "terms": signature.terms, "version": SIGNATURE_VERSION}
+        for case_id, signature in signed])
+    bands = [{"band_key": key, "case_id": case_id} for case_id, signature in signed
+             for key in sorted(set(signature.band_keys))]
+    places = [{"place_key": key, "case_id": case_id} for case_id, signature in signed
+              for key in sorted(set(signature.place_keys))]
     if bands:
-        await session.execute(insert(_BANDS), [{"band_key": key, "case_id": case_id} for key in bands])
+        await session.execute(insert(_BANDS), bands)
     if places:
-        await session.execute(insert(_PLACES), [{"place_key": key, "case_id": case_id} for key in places])
+        await session.execute(insert(_PLACES), places)
 
 
 def _newest(table: Table, column: str, key: str, limit: int) -> Select[tuple[int]]:

@@ -68,9 +68,8 @@ async def test_a_common_key_reads_only_the_newest_cases_with_it(sessionmaker: An
     """A key thousands of cases share (a formulaic text) costs a bounded read: the newest PER_KEY cases."""
     async with sessionmaker.begin() as session:
         cases = await _cases(session, 5)
-        for case in cases:
-            await similar.store_signature(session, case.id, similar.StoredSignature(
-                minhash=b"\x01\x00\x00\x00" * 4, terms=b"", band_keys=[7], place_keys=[-9]))
+        await similar.store_signatures(session, [(case.id, similar.StoredSignature(
+            minhash=b"\x01\x00\x00\x00" * 4, terms=b"", band_keys=[7], place_keys=[-9])) for case in cases])
         found = await similar.candidates(session, band_keys=[7], place_keys=[], since=utcnow() - timedelta(days=1),
                                          per_key=3)
         by_place = await similar.candidates(session, band_keys=[], place_keys=[-9],
@@ -80,3 +79,25 @@ async def test_a_common_key_reads_only_the_newest_cases_with_it(sessionmaker: An
     assert all(candidate.shared_bands == 1 and not candidate.same_place for candidate in found)
     assert [candidate.case_id for candidate in by_place] == [cases[3].id, cases[2].id]
     assert all(candidate.same_place and candidate.shared_bands == 0 for candidate in by_place)
+
+
+async def test_signing_again_replaces_a_batch_of_signatures_and_their_keys(sessionmaker: Any) -> None:
+    """The backfill stores a batch at once; a case signed before (an older signature version) keeps only its new
+    keys, so a lookup by an old key no longer finds it."""
+    async with sessionmaker.begin() as session:
+        cases = await _cases(session, 3)
+        old = similar.StoredSignature(minhash=b"\x01" * 16, terms=b"old", band_keys=[1, 2], place_keys=[-1])
+        await similar.store_signatures(session, [(case.id, old) for case in cases])
+    async with sessionmaker.begin() as session:
+        new = similar.StoredSignature(minhash=b"\x02" * 16, terms=b"new", band_keys=[3], place_keys=[-3, -4])
+        await similar.store_signatures(session, [(cases[0].id, new), (cases[1].id, new)])
+    since = utcnow() - timedelta(days=1)
+    async with sessionmaker() as session:
+        stored = await similar.signature_of(session, cases[0].id)
+        assert stored is not None
+        assert (stored.minhash, stored.terms, sorted(stored.band_keys), sorted(stored.place_keys)) == (
+            b"\x02" * 16, b"new", [3], [-4, -3])
+        by_old = await similar.candidates(session, band_keys=[1], place_keys=[-1], since=since)
+        by_new = await similar.candidates(session, band_keys=[3], place_keys=[], since=since)
+    assert [candidate.case_id for candidate in by_old] == [cases[2].id]
+    assert sorted(candidate.case_id for candidate in by_new) == [cases[0].id, cases[1].id]
