@@ -302,7 +302,7 @@ DEADLINE_SCAN_BATCH = 2000
 
 async def cases_to_tell_of_deadlines(session: AsyncSession, before: datetime, now: datetime, *, after_id: int = 0,
                                      batch: int = DEADLINE_SCAN_BATCH) -> tuple[list[Case], int | None]:
-    """The next `batch` (by id, after `after_id`) of open cases whose current deadline falls before `before`, and
+    """The next `batch` (by id, after `after_id`) of open cases whose current deadline falls at or before `before`, and
     of those the ones whose staff were not told of that deadline yet (warned before it, escalated after it):
     returns those cases and the id to continue after (None when the scan is done).
 
@@ -312,8 +312,8 @@ async def cases_to_tell_of_deadlines(session: AsyncSession, before: datetime, no
     rows = (await session.execute(
         select(Case.id, Case.status, Case.accepted_at, Case.accept_due_at, Case.resolve_due_at, Case.warned_for,
                Case.escalated_for)
-        .where(open_, Case.id > after_id, ((Case.accepted_at.is_(None) & (Case.accept_due_at < before))
-                                          | (Case.resolve_due_at < before)))
+        .where(open_, Case.id > after_id, ((Case.accepted_at.is_(None) & (Case.accept_due_at <= before))
+                                          | (Case.resolve_due_at <= before)))
         .order_by(Case.id).limit(batch))).all()
     untold = []
     for case_id, status, accepted_at, accept_due_at, resolve_due_at, warned_for, escalated_for in rows:

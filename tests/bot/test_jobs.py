@@ -124,6 +124,7 @@ async def test_staff_are_warned_a_working_day_before_a_breach_and_overdue_cases_
     from sqlalchemy import select
 
     from bot.jobs import deadlines_once
+    from handlers.routing import add_working_days, due_dates
     from storage.models import AuditEntry, OutboxMessage
 
     city = load_city_config(None)
@@ -132,7 +133,12 @@ async def test_staff_are_warned_a_working_day_before_a_breach_and_overdue_cases_
         "queues": [hall if q.code == "clean_hall" else q for q in city.queues],
         "loop": city.loop.model_copy(update={"warn_working_days": 1})})
     now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # a Tuesday, 17:00 in Changsha
-    tomorrow = datetime(2026, 12, 2, 15, 59, tzinfo=UTC)  # Wednesday 23:59 local: one working day away
+    # A real accept-by date, as routing gives it (the end of a working day, 23:59:59 local): the case routed
+    # the day whose deadline is Wednesday — one working day away.
+    routed_at = next(now - timedelta(days=back) for back in range(60)
+                     if due_dates(city, "clean_hall", now - timedelta(days=back))[0] == add_working_days(city, now, 1))
+    tomorrow, _ = due_dates(city, "clean_hall", routed_at)
+    assert tomorrow == datetime(2026, 12, 2, 15, 59, 59, tzinfo=UTC)  # Wednesday 23:59:59 in Changsha
     next_week = datetime(2026, 12, 8, 15, 59, tzinfo=UTC)
     yesterday = datetime(2026, 11, 30, 15, 59, tzinfo=UTC)
     async with sessionmaker.begin() as session:
