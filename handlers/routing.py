@@ -82,6 +82,13 @@ def add_working_days(city: CityConfig, start: datetime, days: int) -> datetime:
     return datetime.combine(day, time(23, 59, 59), tz).astimezone(UTC)
 
 
+def warning_horizon(city: CityConfig, now: datetime) -> datetime:
+    """Deadlines at or before this are near: the end of the `loop.warn_working_days`-th working day after
+    `now` (now itself when no warning is configured). Staff are warned of them; the console shows them amber."""
+    days = city.loop.warn_working_days
+    return max(add_working_days(city, now, days), now) if days else now
+
+
 def due_dates(city: CityConfig, queue_code: str, routed_at: datetime) -> tuple[datetime | None, datetime | None]:
     """(accept by, resolve by) for a case entering a queue, from the queue's configured deadlines: accept by
     the end of a working day; resolve by the end of a working day when the queue states
