@@ -150,7 +150,7 @@ async def send_digests(sessionmaker: async_sessionmaker[AsyncSession], city: Cit
         for queue in city.queues:
             targets = staff_channels(city, queue.code)
             if targets:
-                facts = await digests.digest_facts(session, queue.code, now)
+                facts = await digests.digest_facts(session, queue.code, now, soon_until=warning_horizon(city, now))
                 enqueued += await digests.enqueue_digest(session, targets=targets, text=digest_message(city, facts))
     return enqueued
 
