@@ -180,7 +180,8 @@ async def request_extension(session: AsyncSession, case: Case, *, actor: StaffUs
 
 async def decide_extension(session: AsyncSession, request: ExtensionRequest, case: Case, *, actor: StaffUser,
                            approve: bool, note: str = "") -> None:
-    """A supervisor approves (the case gets the new resolve-by date, the reporter is told it) or refuses."""
+    """A supervisor approves (the case gets the new resolve-by date, the reporter is told it) or refuses (a
+    staff-only trace event); both are audited."""
     if request.status != "pending":
         raise ActionError("the request was decided already")
     request.status = "approved" if approve else "refused"
@@ -194,6 +195,11 @@ async def decide_extension(session: AsyncSession, request: ExtensionRequest, cas
         session.add(TraceEvent(case_id=case.id, kind=TraceKind.EXTENDED, actor=f"staff:{actor.id}",
                                detail={"until": request.resolve_due_at.isoformat()}))
         await _tell_reporter(session, case, "extended", until=request.resolve_due_at.isoformat())
+    else:  # in the trace for the staff; the reporter's deadline stands, so they are not told
+        session.add(TraceEvent(case_id=case.id, kind=TraceKind.EXTENSION_REFUSED, actor=f"staff:{actor.id}",
+                               body=note.strip() or None,
+                               detail={"until": request.resolve_due_at.isoformat(), "request_id": request.id,
+                                       "internal": True}))
     await session.flush()
 
 

@@ -5,12 +5,12 @@ reveal asks for a reason and survives a reload; promote and rollback ask first; 
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
 from handlers.routing import add_working_days, warning_horizon
-from storage import actions
+from storage import actions, loop
 from storage.models import Case, StaffRole, utcnow
 from tests.console.conftest import ConsoleHarness, answer_on_page, location
 
@@ -191,6 +191,23 @@ async def test_a_deadline_is_soon_within_the_loops_warning_working_days(console:
         assert datetime.fromisoformat(shown.group(2)) == warning_horizon(city, utcnow())
         script = (await client.get("/console/static/countdown.js")).text
         assert "data-soon-until" in script
+
+
+async def test_a_refused_extension_is_in_the_tickets_trace_for_the_staff(console: ConsoleHarness) -> None:
+    reviewer = await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    supervisor = await console.user("sup", StaffRole.SUPERVISOR)
+    number = await console.case("clean_hall")
+    async with console.database.sessionmaker.begin() as session:
+        case = (await session.execute(select(Case).where(Case.case_number == number))).scalar_one()
+        assert case.resolve_due_at is not None
+        request = await loop.request_extension(session, case, actor=reviewer, reason="需调取三个月的监控录像",
+                                               resolve_due_at=case.resolve_due_at + timedelta(days=20))
+        await loop.decide_extension(session, request, case, actor=supervisor, approve=False, note="先完成初步核查")
+    async with console.client() as client:
+        await console.login(client, "rev")
+        ticket = (await client.get(f"/console/case/{number}")).text
+    trace = ticket[ticket.index('id="trace"'):ticket.index('id="notes"')]
+    assert "延期未获批准" in trace and "先完成初步核查" in trace and "内部" in trace
 
 
 async def test_a_reveal_needs_a_reason_and_a_reload_shows_a_page(console: ConsoleHarness) -> None:
