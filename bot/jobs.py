@@ -15,7 +15,7 @@ from console.stats import digest_message
 from handlers import hotspots as hot_issues
 from handlers import similar as similar_cases
 from handlers.city import CityConfig, Limits
-from handlers.routing import add_working_days, staff_channels
+from handlers.routing import staff_channels, warning_horizon
 from nlp.search import index_terms
 from nlp.similarity import SimilarityHasher
 from storage import digests, housekeeping, login_failures, loop, outbox, search, similar
@@ -150,7 +150,7 @@ async def send_digests(sessionmaker: async_sessionmaker[AsyncSession], city: Cit
         for queue in city.queues:
             targets = staff_channels(city, queue.code)
             if targets:
-                facts = await digests.digest_facts(session, queue.code, now)
+                facts = await digests.digest_facts(session, queue.code, now, soon_until=warning_horizon(city, now))
                 enqueued += await digests.enqueue_digest(session, targets=targets, text=digest_message(city, facts))
     return enqueued
 
@@ -177,12 +177,12 @@ async def deadlines_once(sessionmaker: async_sessionmaker[AsyncSession], city: C
     escalate the overdue ones to the supervisor; each once per deadline, whatever the number of cases near or
     past one (a transaction per `batch` of them). Returns (warned, escalated)."""
     now = now or utcnow()
-    horizon = add_working_days(city, now, city.loop.warn_working_days) if city.loop.warn_working_days else now
+    horizon = warning_horizon(city, now)
     warned = escalated = 0
     after: int | None = 0
     while after is not None:
         async with sessionmaker.begin() as session:
-            cases, after = await loop.cases_to_tell_of_deadlines(session, max(horizon, now), now, after_id=after,
+            cases, after = await loop.cases_to_tell_of_deadlines(session, horizon, now, after_id=after,
                                                                  batch=batch)
             for case in cases:
                 current = loop.deadline_of(case)

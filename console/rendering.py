@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,6 +23,7 @@ from console.auth import Principal
 from console.context import CONTEXT_STATE, ConsoleContext
 from console.operations import LABELS, SETTABLE_STATUSES
 from handlers.city import CityConfig
+from handlers.routing import warning_horizon
 from nlp.labels import LABELS as LABEL_NAMES
 from storage import queries
 from storage.models import Case, StaffRole
@@ -174,10 +175,6 @@ def overdue_flags(case: Case, now: datetime) -> list[tuple[str, str]]:
     return flags
 
 
-SOON = timedelta(days=2)
-"""A deadline closer than this shows in amber; a passed one in red."""
-
-
 @dataclass(frozen=True)
 class Deadline:
     """The deadline a case is working towards now, and how far it is: shown as a countdown in its colour."""
@@ -186,6 +183,7 @@ class Deadline:
     kind: str  # "accept" or "resolve"
     state: str  # "over", "soon" or "ok": the colour
     text: tuple[str, str]  # (中文, English): "剩 2 天 3 小时", "2 d 3 h left"
+    soon_until: datetime  # a deadline at or before this is "soon" (the loop's warn_working_days, in working days)
 
 
 def _span(seconds: float) -> tuple[str, str]:
@@ -196,8 +194,9 @@ def _span(seconds: float) -> tuple[str, str]:
     return f"{hours} 小时 {mins} 分", f"{hours} h {mins} min"
 
 
-def deadline(case: Case, now: datetime) -> Deadline | None:
-    """The accept deadline of a case not yet accepted, the resolve deadline of an open one, else None."""
+def deadline(case: Case, now: datetime, city: CityConfig) -> Deadline | None:
+    """The accept deadline of a case not yet accepted, the resolve deadline of an open one, else None. It is
+    "soon" (amber) within the loop's `warn_working_days` working days, when staff are warned of it."""
     if case.status in queries.NOT_ACCEPTED and case.accept_due_at is not None:
         due, kind = case.accept_due_at, "accept"
     elif case.status in queries.OPEN_STATUSES and case.resolve_due_at is not None:
@@ -206,9 +205,10 @@ def deadline(case: Case, now: datetime) -> Deadline | None:
         return None
     left = (due - now).total_seconds()
     zh, en = _span(abs(left))
+    horizon = warning_horizon(city, now)
     if left < 0:
-        return Deadline(due, kind, "over", (f"超期 {zh}", f"{en} overdue"))
-    return Deadline(due, kind, "soon" if left < SOON.total_seconds() else "ok", (f"剩 {zh}", f"{en} left"))
+        return Deadline(due, kind, "over", (f"超期 {zh}", f"{en} overdue"), horizon)
+    return Deadline(due, kind, "soon" if due <= horizon else "ok", (f"剩 {zh}", f"{en} left"), horizon)
 
 
 def _environment() -> jinja2.Environment:

@@ -124,8 +124,10 @@ def to_csv(stats: Statistics, city: CityConfig) -> str:
 
 def digest_message(city: CityConfig, facts: DigestFacts) -> str:
     """The daily digest of one queue for its staff channel, in Chinese: new cases of the last 24 hours, open
-    and overdue cases with the numbers of the overdue ones (at most 20, most overdue first). Case numbers
-    and deadlines only — never anything about the reporter."""
+    and overdue cases with the numbers of the overdue ones (at most 20, most overdue first), and — when the
+    facts were read with the warning horizon — the cases due within `loop.warn_working_days` working days
+    (at most 20, soonest first), so staff hear of a deadline before it breaks. Case numbers and deadlines
+    only — never anything about the reporter."""
     tz = ZoneInfo(city.timezone)
     queue = city.queue(facts.queue)
 
@@ -146,5 +148,12 @@ def digest_message(city: CityConfig, facts: DigestFacts) -> str:
         lines.append(say("overdue_case", number=case.case_number, note=say("note_separator").join(notes)))
     if len(facts.overdue) > DIGEST_MAX_LISTED:
         lines.append(say("more", count=len(facts.overdue) - DIGEST_MAX_LISTED))
-    lines.append(say("act") if facts.overdue or facts.open_by_status else say("quiet"))
+    if facts.soon_until is not None:
+        lines.append(say("due_soon", days=city.loop.warn_working_days, count=len(facts.due_soon)))
+        lines.extend(say("due_soon_case", number=case.case_number,
+                         note=say(f"{case.kind}_due", date=f"{case.due.astimezone(tz):%Y-%m-%d}"))
+                     for case in facts.due_soon[:DIGEST_MAX_LISTED])
+        if len(facts.due_soon) > DIGEST_MAX_LISTED:
+            lines.append(say("more_due_soon", count=len(facts.due_soon) - DIGEST_MAX_LISTED))
+    lines.append(say("act") if facts.overdue or facts.due_soon or facts.open_by_status else say("quiet"))
     return "\n".join(lines)

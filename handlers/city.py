@@ -27,8 +27,13 @@ class Queue(BaseModel):
     code: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,59}$")]
     zh: str
     en: str
+    #: a case is to be accepted by the end of this many working days after it enters the queue
     accept_within_working_days: int = Field(default=15, ge=1)
+    #: ... and answered within this many calendar days (the 60 日 of the petition regulations) ...
     resolve_within_days: int = Field(default=60, ge=1)
+    #: ... or, when set, by the end of this many working days (the city's holidays and make-up working days
+    #: count as in `[console]`); it wins over `resolve_within_days`, which files from before it keep using
+    resolve_within_working_days: int | None = Field(default=None, ge=1)
     telegram_chat_id: int | None = None
     wecom_webhook_env: Annotated[str | None, Field(pattern=r"^QINGLIAN_[A-Z0-9_]+$")] = None
 

@@ -10,11 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handlers import report, tracking
 from handlers.context import DialogContext, Turn
 from handlers.menu import show_menu
+from handlers.notices import render, waited_line
 from handlers.texts import normalise_locale
 from handlers.types import Choice, Inbound, Outbound, Packer
 from handlers.validation import parse_receipt_code
 from storage import actions, notices
-from storage.models import TraceKind
 
 COMMANDS = ("start", "report", "status", "cancel", "language", "help", "menu")
 UNEXPECTED_KINDS = ("sticker", "voice", "video", "audio", "location", "other")
@@ -50,19 +50,30 @@ async def handle(session: AsyncSession, inbound: Inbound, ctx: DialogContext, *,
 
 
 async def _news_that_waited(turn: Turn) -> None:
-    """Notices the platform would not take while the resident was away (WeChat's 48 hours) come first,
-    as the newest state of each case rather than each stale notice."""
+    """Notices the platform would not take while the resident was away (WeChat's 48 hours) come first: for
+    each case its newest status, then what each of its waiting notices said (a staff note, a rejection's
+    reason and where to turn, an answer, an extension's new date), oldest first."""
     if not turn.conversation.notices_waiting:
         return
-    for case_id in await notices.take_waiting(turn.session, turn.conversation.channel, turn.conversation.user_ref):
-        case = await actions.get_case(turn.session, case_id)
-        if case is None:
-            continue
-        text = turn.t("notice_waiting_summary", case_number=case.case_number, status=turn.t(f"status_{case.status}"))
-        answers = [event.body for event in case.trace if event.kind == TraceKind.ANSWERED and event.body]
-        if answers:
-            text += "\n" + turn.t("notice_waiting_answer", answer=answers[-1])
-        turn.say(text)
+    waited = await notices.take_waiting(turn.session, turn.conversation.channel, turn.conversation.user_ref)
+    by_case: dict[int | None, list[dict[str, object]]] = {}
+    for notice in waited:
+        by_case.setdefault(notice.case_id, []).append(notice.payload)
+    for case_id, payloads in by_case.items():
+        case = await actions.get_case(turn.session, case_id) if case_id is not None else None
+        lines: list[str] = []
+        if case is not None:
+            lines.append(turn.t("notice_waiting_summary", case_number=case.case_number,
+                                status=turn.t(f"status_{case.status}")))
+        for payload in payloads:
+            if not payload:
+                continue
+            line = waited_line(payload, turn.ctx.texts, turn.locale) if case is not None else \
+                render({**payload, "locale": turn.locale}, turn.ctx.texts).text
+            if line and line not in lines:
+                lines.append(line)
+        if lines:
+            turn.say("\n".join(lines))
 
 
 async def _expire_old_draft(turn: Turn) -> None:

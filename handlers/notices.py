@@ -49,3 +49,21 @@ def render(payload: dict[str, object], texts: Texts, public_url: str = "") -> Ou
                                   district=payload.get("district") or "-", first_line=payload["first_line"],
                                   link=link))
     raise ValueError(f"unknown notice {notice!r}")
+
+
+def waited_line(payload: dict[str, object], texts: Texts, locale: str) -> str | None:
+    """What one notice that waited for the resident said, as a line under its case's newest status (None
+    for a bare status change: the newest status already says it)."""
+    notice = payload.get("notice")
+    if notice == "answer":
+        return texts.get(locale, "notice_waiting_answer", answer=payload.get("answer") or "")
+    if notice == "status_changed":
+        if not payload.get("note"):
+            return None
+        status = texts.get(locale, f"status_{payload.get('status')}")
+        return texts.get(locale, "notice_waiting_status_note", status=status, note=payload["note"])
+    if notice == "note":
+        return texts.get(locale, "notice_waiting_note", note=payload.get("note") or "")
+    if notice == "extended":
+        return texts.get(locale, "notice_waiting_extended", until=str(payload.get("until") or "")[:10])
+    return render({**payload, "locale": locale}, texts).text

@@ -82,13 +82,25 @@ def add_working_days(city: CityConfig, start: datetime, days: int) -> datetime:
     return datetime.combine(day, time(23, 59, 59), tz).astimezone(UTC)
 
 
+def warning_horizon(city: CityConfig, now: datetime) -> datetime:
+    """Deadlines at or before this are near: the end of the `loop.warn_working_days`-th working day after
+    `now` (now itself when no warning is configured). Staff are warned of them; the console shows them amber."""
+    days = city.loop.warn_working_days
+    return max(add_working_days(city, now, days), now) if days else now
+
+
 def due_dates(city: CityConfig, queue_code: str, routed_at: datetime) -> tuple[datetime | None, datetime | None]:
-    """(accept by, resolve by) for a case entering a queue, from the queue's configured deadlines."""
+    """(accept by, resolve by) for a case entering a queue, from the queue's configured deadlines: accept by
+    the end of a working day; resolve by the end of a working day when the queue states
+    `resolve_within_working_days`, else `resolve_within_days` calendar days later."""
     queue = city.queue(queue_code)
     if queue is None:
         return None, None
+    accept = add_working_days(city, routed_at, queue.accept_within_working_days)
+    if queue.resolve_within_working_days is not None:  # wins over the calendar days
+        return accept, add_working_days(city, routed_at, queue.resolve_within_working_days)
     resolve = routed_at.astimezone(ZoneInfo(city.timezone)) + timedelta(days=queue.resolve_within_days)
-    return add_working_days(city, routed_at, queue.accept_within_working_days), resolve.astimezone(UTC)
+    return accept, resolve.astimezone(UTC)
 
 
 def staff_channels(city: CityConfig, queue_code: str) -> list[tuple[str, str]]:

@@ -180,7 +180,8 @@ async def request_extension(session: AsyncSession, case: Case, *, actor: StaffUs
 
 async def decide_extension(session: AsyncSession, request: ExtensionRequest, case: Case, *, actor: StaffUser,
                            approve: bool, note: str = "") -> None:
-    """A supervisor approves (the case gets the new resolve-by date, the reporter is told it) or refuses."""
+    """A supervisor approves (the case gets the new resolve-by date, the reporter is told it) or refuses (a
+    staff-only trace event); both are audited."""
     if request.status != "pending":
         raise ActionError("the request was decided already")
     request.status = "approved" if approve else "refused"
@@ -194,6 +195,11 @@ async def decide_extension(session: AsyncSession, request: ExtensionRequest, cas
         session.add(TraceEvent(case_id=case.id, kind=TraceKind.EXTENDED, actor=f"staff:{actor.id}",
                                detail={"until": request.resolve_due_at.isoformat()}))
         await _tell_reporter(session, case, "extended", until=request.resolve_due_at.isoformat())
+    else:  # in the trace for the staff; the reporter's deadline stands, so they are not told
+        session.add(TraceEvent(case_id=case.id, kind=TraceKind.EXTENSION_REFUSED, actor=f"staff:{actor.id}",
+                               body=note.strip() or None,
+                               detail={"until": request.resolve_due_at.isoformat(), "request_id": request.id,
+                                       "internal": True}))
     await session.flush()
 
 
@@ -302,7 +308,7 @@ DEADLINE_SCAN_BATCH = 2000
 
 async def cases_to_tell_of_deadlines(session: AsyncSession, before: datetime, now: datetime, *, after_id: int = 0,
                                      batch: int = DEADLINE_SCAN_BATCH) -> tuple[list[Case], int | None]:
-    """The next `batch` (by id, after `after_id`) of open cases whose current deadline falls before `before`, and
+    """The next `batch` (by id, after `after_id`) of open cases whose current deadline falls at or before `before`, and
     of those the ones whose staff were not told of that deadline yet (warned before it, escalated after it):
     returns those cases and the id to continue after (None when the scan is done).
 
@@ -312,8 +318,8 @@ async def cases_to_tell_of_deadlines(session: AsyncSession, before: datetime, no
     rows = (await session.execute(
         select(Case.id, Case.status, Case.accepted_at, Case.accept_due_at, Case.resolve_due_at, Case.warned_for,
                Case.escalated_for)
-        .where(open_, Case.id > after_id, ((Case.accepted_at.is_(None) & (Case.accept_due_at < before))
-                                          | (Case.resolve_due_at < before)))
+        .where(open_, Case.id > after_id, ((Case.accepted_at.is_(None) & (Case.accept_due_at <= before))
+                                          | (Case.resolve_due_at <= before)))
         .order_by(Case.id).limit(batch))).all()
     untold = []
     for case_id, status, accepted_at, accept_due_at, resolve_due_at, warned_for, escalated_for in rows:

@@ -96,14 +96,22 @@ def waiting_for(channel: Any, recipient: Any) -> ColumnElement[bool]:
                 OutboxMessage.status == OutboxStatus.WAITING)
 
 
-_WAITING = (select(OutboxMessage.id, OutboxMessage.case_id)
+_WAITING = (select(OutboxMessage.id, OutboxMessage.case_id, OutboxMessage.payload)
             .where(waiting_for(bindparam("channel"), bindparam("recipient"))).order_by(OutboxMessage.id))
 """Built once: a dialog step asks whenever its conversation says notices wait."""
 
 
-async def take_waiting(session: AsyncSession, channel: str, recipient: str) -> list[int]:
-    """The cases of notices waiting for this resident's next message; the notices count as delivered with
-    the answer to it (which tells the newest state of each case)."""
+@dataclass(frozen=True)
+class WaitingNotice:
+    """A notice that waited for the resident's next message: its case and what it said (its payload)."""
+
+    case_id: int | None
+    payload: dict[str, Any]
+
+
+async def take_waiting(session: AsyncSession, channel: str, recipient: str) -> list[WaitingNotice]:
+    """The notices waiting for this resident's next message, oldest first; they count as delivered with the
+    answer to it, which tells what each said and the newest state of each case."""
     # No row lock: the resident's conversation row, locked by the step, already keeps their steps in turn.
     rows = (await session.execute(_WAITING, {"channel": channel, "recipient": recipient})).all()
     if not rows:
@@ -111,7 +119,7 @@ async def take_waiting(session: AsyncSession, channel: str, recipient: str) -> l
     await session.execute(update(OutboxMessage).where(OutboxMessage.id.in_([row[0] for row in rows])).values(
         status=OutboxStatus.SENT, sent_at=utcnow(), payload={},
         last_error="delivered with the resident's next message"))
-    return list(dict.fromkeys(case_id for _, case_id in rows if case_id is not None))
+    return [WaitingNotice(case_id, dict(payload or {})) for _, case_id, payload in rows]
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,7 @@ async def working_day_extras(request: Request, principal: Principal, cases: list
     exported = urlencode(kept)  # the filter, without where the page starts
     return {
         "unread": await workday.unread_cases(principal, cases),
-        "deadlines": {case.id: deadline(case, now) for case in cases},
+        "deadlines": {case.id: deadline(case, now, city) for case in cases},
         "colleagues": [user for user in staff.values() if user.active and _shares_a_queue(user, allowed)],
         "all_queues": city.queues,
         "settable": [s.value for s in SETTABLE_STATUSES],

@@ -64,7 +64,7 @@ async def ticket_page(request: Request, principal: Principal, case_number: str, 
                   activity=await operations.case_activity(principal, case),
                   threshold=city.routing.confidence_threshold,
                    can_accept=case.status in queries.NOT_ACCEPTED, transfer_reasons=city.loop.transfer_reasons,
-                   deadline=deadline(case, utcnow()),
+                   deadline=deadline(case, utcnow(), city),
                    replies=replies, similar=await problems.similar_cases(principal, case),
                    problem=await problems.problem_of(principal, case), check=checked,
                    answer_draft=checked.text if checked else next((r.body for r in replies if r.key == reply), ""))

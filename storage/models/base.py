@@ -77,3 +77,4 @@ class TraceKind(StrEnum):
     APPEAL_DECIDED = "appeal_decided"
     NOTE = "note"  # a note of the staff to the reporter
     LINKED = "linked"  # staff put the case into a problem or took it out (internal: the reporter does not see it)
+    EXTENSION_REFUSED = "extension_refused"  # a supervisor refused an extension (internal, as LINKED)

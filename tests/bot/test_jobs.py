@@ -10,10 +10,11 @@ from typing import Any
 from bot.jobs import BackgroundJobs, housekeeping_once, send_digests
 from console.stats import digest_message
 from handlers.city import Limits, load_city_config
+from handlers.routing import warning_horizon
 from storage import actions, digests, housekeeping
 from storage.models import Attachment, Conversation, utcnow
 from tests.factories import file_case
-from tests.storage.test_statistics import NOW, seed
+from tests.storage.test_statistics import NOW, make_case, seed
 
 
 async def _draft(sessionmaker: Any, evidence_dir: Path, user: str, age: timedelta) -> tuple[int, Path]:
@@ -107,14 +108,22 @@ async def test_send_digests_enqueues_one_message_per_staff_channel(sessionmaker:
               else queue.model_copy(update={"wecom_webhook_env": "QINGLIAN_WECOM_HALL"}) if queue.code == "clean_hall"
               else queue for queue in city.queues]
     configured = city.model_copy(update={"queues": queues})
+    horizon = warning_horizon(configured, NOW)  # Thu 12 Mar 2026: the end of Mon 16 Mar
+    async with sessionmaker.begin() as session:
+        due_monday = await make_case(session, queue="clean_medical", label="medical", district="yuelu",
+                                     created=NOW - timedelta(days=20), accept_due=horizon,
+                                     resolve_due=NOW + timedelta(days=40))
     assert await send_digests(sessionmaker, configured, NOW) == 2
     async with sessionmaker() as session:
         sent = {(m.channel, m.recipient): m.payload for m in (await session.execute(select(OutboxMessage))).scalars()
                 if "notice" not in m.payload}
-        expected_medical = digest_message(configured, await digests.digest_facts(session, "clean_medical", NOW))
-        expected_hall = digest_message(configured, await digests.digest_facts(session, "clean_hall", NOW))
+        expected_medical = digest_message(configured, await digests.digest_facts(session, "clean_medical", NOW,
+                                                                                  soon_until=horizon))
+        expected_hall = digest_message(configured, await digests.digest_facts(session, "clean_hall", NOW,
+                                                                               soon_until=horizon))
     assert sent == {("telegram", "-100123"): {"text": expected_medical},
                     ("wecom", "clean_hall"): {"text": expected_hall}}
+    assert f"2 个工作日内到期：1 件\n· {due_monday.case_number}　受理期限 2026-03-16" in expected_medical
 
 
 async def test_staff_are_warned_a_working_day_before_a_breach_and_overdue_cases_go_to_the_supervisor(
@@ -124,6 +133,7 @@ async def test_staff_are_warned_a_working_day_before_a_breach_and_overdue_cases_
     from sqlalchemy import select
 
     from bot.jobs import deadlines_once
+    from handlers.routing import add_working_days, due_dates
     from storage.models import AuditEntry, OutboxMessage
 
     city = load_city_config(None)
@@ -132,7 +142,12 @@ async def test_staff_are_warned_a_working_day_before_a_breach_and_overdue_cases_
         "queues": [hall if q.code == "clean_hall" else q for q in city.queues],
         "loop": city.loop.model_copy(update={"warn_working_days": 1})})
     now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # a Tuesday, 17:00 in Changsha
-    tomorrow = datetime(2026, 12, 2, 15, 59, tzinfo=UTC)  # Wednesday 23:59 local: one working day away
+    # A real accept-by date, as routing gives it (the end of a working day, 23:59:59 local): the case routed
+    # the day whose deadline is Wednesday — one working day away.
+    routed_at = next(now - timedelta(days=back) for back in range(60)
+                     if due_dates(city, "clean_hall", now - timedelta(days=back))[0] == add_working_days(city, now, 1))
+    tomorrow, _ = due_dates(city, "clean_hall", routed_at)
+    assert tomorrow == datetime(2026, 12, 2, 15, 59, 59, tzinfo=UTC)  # Wednesday 23:59:59 in Changsha
     next_week = datetime(2026, 12, 8, 15, 59, tzinfo=UTC)
     yesterday = datetime(2026, 11, 30, 15, 59, tzinfo=UTC)
     async with sessionmaker.begin() as session:

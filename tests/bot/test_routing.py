@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -49,6 +50,32 @@ def test_working_day_deadlines_skip_weekends_and_holidays() -> None:
     assert accept is not None and resolve is not None
     assert accept.isoformat() == "2026-11-23T15:59:59+00:00"  # 15 working days after Mon 2 Nov, end of day
     assert (resolve - datetime(2026, 11, 2, 1, 0, tzinfo=UTC)).days == 60
+
+
+def test_a_queue_can_state_its_resolve_deadline_in_working_days_which_wins_over_calendar_days() -> None:
+    city = CITY.model_copy(deep=True)
+    queue = city.queue("clean_hall")
+    assert queue is not None
+    queue.resolve_within_days = 60
+    queue.resolve_within_working_days = 11
+    # From Friday 18 Sep 2026: Sun 20 Sep (a make-up working day) counts, Fri 25 Sep and 1–7 Oct (holidays)
+    # do not, so the eleventh working day is Sat 10 Oct, another make-up day
+    accept, resolve = due_dates(city, "clean_hall", datetime(2026, 9, 18, 2, 0, tzinfo=UTC))
+    assert resolve is not None and resolve.isoformat() == "2026-10-10T15:59:59+00:00"  # 23:59:59 in Changsha
+    assert accept is not None and accept > resolve  # the accept deadline is still its 15 working days
+
+
+def test_a_configuration_file_stating_calendar_days_keeps_them(tmp_path: Path) -> None:
+    from handlers.city import DEFAULT_CITY_CONFIG, load_city_config
+
+    text = DEFAULT_CITY_CONFIG.read_text(encoding="utf-8").replace(
+        '{ code = "petitions", zh = "信访室（市纪委监委）", en',
+        '{ code = "petitions", resolve_within_days = 30, zh = "信访室（市纪委监委）", en')
+    (tmp_path / "city.toml").write_text(text, encoding="utf-8")
+    city = load_city_config(tmp_path / "city.toml")
+    routed = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
+    _, resolve = due_dates(city, "petitions", routed)
+    assert resolve == routed + timedelta(days=30)
 
 
 def test_staff_groups_come_from_configuration() -> None:

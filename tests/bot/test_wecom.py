@@ -5,14 +5,21 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
+from bot.channels.wecom import CHANNEL as WECOM_CHANNEL
 from bot.channels.wecom import WeComSender
-from bot.outbox import PermanentFailure, TemporaryFailure
+from bot.jobs import deadlines_once
+from bot.outbox import OutboxWorker, PermanentFailure, TemporaryFailure, plain
 from handlers.city import load_city_config
+from handlers.routing import add_working_days
+from handlers.texts import Texts
 from handlers.types import Outbound
+from tests.factories import file_case
 
 
 class RobotStandIn:
@@ -89,3 +96,25 @@ async def test_rate_limit_is_temporary_and_a_bad_key_is_permanent(robot: RobotSt
     with pytest.raises(PermanentFailure, match="QINGLIAN_TEST_WECOM_HALL"):
         await sender.send("clean_hall", Outbound("x"))
     await sender.close()
+
+
+async def test_a_deadline_warning_reaches_the_queues_robot_a_working_day_before(
+        robot: RobotStandIn, monkeypatch: pytest.MonkeyPatch, sessionmaker: Any) -> None:
+    """The deadline job and the outbox as the worker runs them, the robot's group as staff read it."""
+    monkeypatch.setenv("QINGLIAN_TEST_WECOM_HALL", robot.url("robot-key"))
+    city = _city()
+    city.loop.warn_working_days = 1
+    now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # Tuesday 17:00 in Changsha
+    tomorrow = add_working_days(city, now, 1)  # the end of Wednesday, as routing sets an accept-by date
+    async with sessionmaker.begin() as session:
+        case, _ = await file_case(session, reporter_ref="1", queue="clean_hall", accept_due_at=tomorrow,
+                                  resolve_due_at=tomorrow + timedelta(days=50))
+    assert await deadlines_once(sessionmaker, city, now) == (1, 0)
+    sender = WeComSender(city)
+    worker = OutboxWorker(sessionmaker, Texts(), public_url="https://qinglian.example")
+    worker.register(WECOM_CHANNEL, plain(sender.send))
+    assert await worker.deliver_once() == 1
+    await sender.close()
+    assert robot.received == [{"msgtype": "text", "text": {"content": (
+        f"案件 {case.case_number} 的受理期限 2026-12-02 即将到期，请及时办理（队列：clean_hall）。\n"
+        f"https://qinglian.example/console/case/{case.case_number}")}}]

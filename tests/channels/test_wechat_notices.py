@@ -5,11 +5,13 @@ stand-in WeChat enforces the window, the consents and the templates' field rules
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -151,3 +153,112 @@ def test_without_consent_the_answer_waits_and_comes_first_when_the_resident_writ
     assert reply.index("在您离开期间有新进展") < reply.index("请选择您要办理的事项")  # the news first
     assert "当前状态：已答复" in reply and ANSWER in reply
     assert _delivery_states(service, case_id)[-1][1] == "sent"
+
+
+def _extend(service: LiveService, case_id: int) -> str:
+    """A reviewer asks for 20 more days and a supervisor approves; returns the new date in the city's time."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from storage import actions, loop
+    from storage.db import create_engine, create_sessionmaker
+    from storage.models import StaffRole
+    from tests.conftest import make_test_keyring
+    from tests.factories import create_staff
+
+    async def act() -> str:
+        engine = create_engine(f"sqlite+aiosqlite:///{service.data_dir / 'qinglian.db'}", make_test_keyring())
+        async with create_sessionmaker(engine).begin() as session:
+            case = await actions.get_case(session, case_id)
+            assert case is not None and case.resolve_due_at is not None
+            reviewer = await create_staff(session, f"reviewer-{case_id}", StaffRole.REVIEWER)
+            supervisor = await create_staff(session, f"supervisor-{case_id}", StaffRole.SUPERVISOR)
+            later = case.resolve_due_at + timedelta(days=20)
+            request = await loop.request_extension(session, case, actor=reviewer, reason="需公安协助调取监控录像",
+                                                   resolve_due_at=later)
+            await loop.decide_extension(session, request, case, actor=supervisor, approve=True)
+        await engine.dispose()
+        return later.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d")
+
+    return asyncio.run(act())
+
+
+def _subscribed_case(standin: WeChatStandIn, service: LiveService) -> tuple[User, int]:
+    user, _ = _report(standin)
+    user.last = standin.user_subscribe(user.openid, accept=[SUBSCRIBE_TEMPLATE])
+    user.settle()
+    standin.advance(days=10)
+    return user, _case_id(service, user.openid)
+
+
+def _notices(standin: WeChatStandIn, user: User, count: int) -> list[Any]:
+    _eventually(lambda: len([m for m in standin.inbox(user.openid) if m.via == "subscribe_notice"]) >= count)
+    return [m for m in standin.inbox(user.openid) if m.via == "subscribe_notice"]
+
+
+def test_an_approved_extension_reaches_a_subscriber_with_its_new_date(standin: WeChatStandIn,
+                                                                      service: LiveService) -> None:
+    user, case_id = _subscribed_case(standin, service)
+    until = _extend(service, case_id)
+    notice = _notices(standin, user, 1)[-1]
+    assert (notice.data["phrase2"], notice.data["thing4"]) == ("已延期", f"预计{until}前答复")
+    _eventually(lambda: _delivery_states(service, case_id)[-1][1] == "sent")
+    assert standin.violations == []
+
+
+def test_an_answer_with_a_line_break_reaches_a_subscriber_on_one_line(standin: WeChatStandIn,
+                                                                      service: LiveService) -> None:
+    user, case_id = _subscribed_case(standin, service)
+    _staff(service, case_id, answer="经核查：\n已责令该窗口整改。\n并对当事人批评教育。")
+    notice = _notices(standin, user, 1)[-1]
+    assert notice.data["thing4"] == "经核查： 已责令该窗口整改。 并对当事…"
+    assert standin.violations == []
+
+
+def test_an_english_residents_notice_keeps_the_template_chinese_where_wechat_demands_it(
+        standin: WeChatStandIn, service: LiveService) -> None:
+    user = User(standin, f"oQL_{next(_openids)}_n0t1cesTst", "plaintext")
+    user.say("/language", expect="Choose your language")
+    user.say("2", expect="Language set to English")
+    user.say("/report", expect="Step 1")
+    user.say("3", expect="Step 2")
+    user.say("岳麓区政务服务中心3号窗口", expect="Step 3")
+    user.say("1", expect="Step 4")
+    user.say(DESCRIPTION, expect="Step 5")
+    user.say("1", expect="Step 6")
+    user.say("1", expect="Please check your report")
+    user.say("1", expect="Your report was submitted")
+    user.last = standin.user_subscribe(user.openid, accept=[SUBSCRIBE_TEMPLATE])
+    user.settle()
+    standin.advance(days=10)
+    case_id = _case_id(service, user.openid)
+    _staff(service, case_id, answer="The window staff were reprimanded.")
+    notice = _notices(standin, user, 1)[-1]
+    assert (notice.data["phrase2"], notice.data["thing4"]) == ("已答复", "The window staff we…")
+    assert standin.violations == []
+
+
+def test_a_notice_wechat_refuses_for_its_values_waits_for_the_resident(standin: WeChatStandIn,
+                                                                       service: LiveService) -> None:
+    user, case_id = _subscribed_case(standin, service)
+    standin.fail_next("/cgi-bin/message/subscribe/bizsend", errcode=47003,
+                      errmsg="argument invalid! data.thing4.value invalid")
+    _staff(service, case_id, answer=ANSWER)
+    _eventually(lambda: _delivery_states(service, case_id)[-1][1] != "pending")
+    kind, status, reason = _delivery_states(service, case_id)[-1]
+    assert (kind, status) == ("answer", "waiting")
+    assert "47003" in (reason or "") and "data.thing4.value invalid" in (reason or "")
+    assert not [m for m in standin.inbox(user.openid) if m.via == "subscribe_notice"]
+    reply = user.say("你好", expect="在您离开期间有新进展")
+    assert "当前状态：已答复" in reply and ANSWER in reply
+    assert _delivery_states(service, case_id)[-1][1] == "sent"
+
+
+@pytest.mark.parametrize("value", ["", "  ", "第一行\n第二行", "tab\there", "Answered", "不予受理（不属于受理范围）",
+                                   "经核查，已责令该窗口整改，并对当事人批评教育。", "\n\n"])
+@pytest.mark.parametrize("kind", ["thing", "phrase", "character_string", "number"])
+def test_every_value_is_fitted_to_what_wechat_accepts_for_its_kind(kind: str, value: str) -> None:
+    from bot.channels.wechat.notices import _fit
+    from tests.standins.wechat_templates import value_ok
+
+    assert value_ok(kind, _fit(f"{kind}1", value))

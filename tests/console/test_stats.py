@@ -13,6 +13,7 @@ import pytest
 
 from console import charts, stats
 from handlers.city import CityConfig, load_city_config
+from handlers.routing import warning_horizon
 from storage import digests, statistics
 from storage.statistics import Statistics
 from tests.storage.test_statistics import NOW, PERIOD_END, T0, make_case, seed
@@ -148,6 +149,30 @@ async def test_digest_lists_new_open_and_overdue_cases_without_the_reporter(
     assert "张三" not in text and "13800138000" not in text and "4242" not in text
     assert quiet.splitlines()[2:] == [
         "过去 24 小时新增：0 件", "未办结：0 件（待受理 0 件，办理中 0 件）", "已超期：0 件", "今日无待办案件。"]
+
+
+async def test_digest_warns_of_the_cases_due_within_the_warning_working_days(
+        sessionmaker: Any, city: CityConfig) -> None:
+    horizon = warning_horizon(city, NOW)  # Thursday 12 March 2026, 08:00: two working days end on Monday 16
+    async with sessionmaker.begin() as session:
+        monday = await make_case(session, queue="petitions", label="bribery_gifts", district="yuhua",
+                                 created=NOW - timedelta(days=20), accept_due=horizon,
+                                 resolve_due=NOW + timedelta(days=40))
+        friday = await make_case(session, queue="petitions", label="bribery_gifts", district="yuhua",
+                                 created=NOW - timedelta(days=20), accept_due=NOW + timedelta(days=1),
+                                 resolve_due=NOW + timedelta(days=40))
+        await make_case(session, queue="petitions", label="bribery_gifts", district="yuhua",
+                        created=NOW - timedelta(days=20), accept_due=horizon + timedelta(days=1),
+                        resolve_due=NOW + timedelta(days=40))
+    async with sessionmaker() as session:
+        text = stats.digest_message(city, await digests.digest_facts(session, "petitions", NOW, soon_until=horizon))
+    assert text.splitlines()[4:] == [
+        "已超期：0 件",
+        "2 个工作日内到期：2 件",
+        f"· {friday.case_number}　受理期限 2026-03-13",
+        f"· {monday.case_number}　受理期限 2026-03-16",
+        "请登录后台处理。",
+    ]
 
 
 async def test_digest_lists_at_most_twenty_overdue_cases_most_overdue_first(

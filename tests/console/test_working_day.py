@@ -5,11 +5,13 @@ reveal asks for a reason and survives a reload; promote and rollback ask first; 
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from storage import actions
-from storage.models import Case, StaffRole
+from handlers.routing import add_working_days, warning_horizon
+from storage import actions, loop
+from storage.models import Case, StaffRole, utcnow
 from tests.console.conftest import ConsoleHarness, answer_on_page, location
 
 FOLLOW_UP = "补充：那天下午三点又去了一次，还是没人。"
@@ -159,6 +161,53 @@ async def test_deadlines_count_down_in_colour(console: ConsoleHarness) -> None:
                           r'<span class="en">(\d+ d \d+ h overdue)', ticket)
         assert shown, ticket[:2000]
         assert (await client.get("/console/static/countdown.js")).status_code == 200
+
+
+async def _due(console: ConsoleHarness, case_number: str, accept_due_at: datetime) -> None:
+    async with console.database.sessionmaker.begin() as session:
+        case = (await session.execute(select(Case).where(Case.case_number == case_number))).scalar_one()
+        case.accept_due_at = accept_due_at
+
+
+async def test_a_deadline_is_soon_within_the_loops_warning_working_days(console: ConsoleHarness) -> None:
+    """Amber as the staff are warned: within `loop.warn_working_days` (2) working days with the city's holidays,
+    not a fixed two calendar days — the end of the second working day from now is always more than that."""
+    city = console.settings.city
+    assert city.loop.warn_working_days == 2
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    now = utcnow()
+    in_two, in_three = await console.case("clean_hall"), await console.case("clean_hall")
+    await _due(console, in_two, add_working_days(city, now, 2))
+    await _due(console, in_three, add_working_days(city, now, 3))
+    async with console.client() as client:
+        await console.login(client, "rev")
+        listing = (await client.get("/console/queue/clean_hall")).text
+        dues = dict(re.findall(r'<a href="/console/case/([^"]+)">.*?<time class="due due-(\w+)"', listing, re.S))
+        assert dues == {in_two: "soon", in_three: "ok"}
+        ticket = (await client.get(f"/console/case/{in_two}")).text
+        shown = re.search(r'<time class="due due-(\w+)"[^>]*data-soon-until="([^"]+)"', ticket)
+        assert shown and shown.group(1) == "soon"
+        # countdown.js keeps the colour with the same threshold, as the server computed it
+        assert datetime.fromisoformat(shown.group(2)) == warning_horizon(city, utcnow())
+        script = (await client.get("/console/static/countdown.js")).text
+        assert "data-soon-until" in script
+
+
+async def test_a_refused_extension_is_in_the_tickets_trace_for_the_staff(console: ConsoleHarness) -> None:
+    reviewer = await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    supervisor = await console.user("sup", StaffRole.SUPERVISOR)
+    number = await console.case("clean_hall")
+    async with console.database.sessionmaker.begin() as session:
+        case = (await session.execute(select(Case).where(Case.case_number == number))).scalar_one()
+        assert case.resolve_due_at is not None
+        request = await loop.request_extension(session, case, actor=reviewer, reason="需调取三个月的监控录像",
+                                               resolve_due_at=case.resolve_due_at + timedelta(days=20))
+        await loop.decide_extension(session, request, case, actor=supervisor, approve=False, note="先完成初步核查")
+    async with console.client() as client:
+        await console.login(client, "rev")
+        ticket = (await client.get(f"/console/case/{number}")).text
+    trace = ticket[ticket.index('id="trace"'):ticket.index('id="notes"')]
+    assert "延期未获批准" in trace and "先完成初步核查" in trace and "内部" in trace
 
 
 async def test_a_reveal_needs_a_reason_and_a_reload_shows_a_page(console: ConsoleHarness) -> None:

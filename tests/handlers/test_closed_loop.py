@@ -165,9 +165,15 @@ async def test_an_approved_extension_shows_its_new_date_and_a_refused_one_change
     await resident.command("status", code)
     day = later.astimezone(harness.context.tz).strftime("%Y-%m-%d")
     assert f"经批准延长办理期限至 {day}" in resident.text() and f"预计答复：{day}" in resident.text()
+    assert "先完成初步核查" not in resident.text()  # the refusal is the staff's business
     async with harness.sessionmaker() as session:
-        audit = list((await session.execute(select(TraceEvent.kind).where(TraceEvent.case_id == case_id))).scalars())
-    assert audit.count("extended") == 1
+        trace = list((await session.execute(select(TraceEvent).where(TraceEvent.case_id == case_id)
+                                            .order_by(TraceEvent.id))).scalars())
+    kinds = [event.kind for event in trace]
+    assert kinds.count("extended") == 1 and kinds.index("extension_refused") < kinds.index("extended")
+    refused = next(event for event in trace if event.kind == "extension_refused")
+    assert (refused.body, refused.detail["internal"]) == ("先完成初步核查", True)
+    assert refused.actor == f"staff:{supervisor.id}"
 
 
 async def test_a_transfer_keeps_the_deadlines_and_the_reporter_reads_it_once(harness: DialogHarness) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import select
 
 from storage import digests
-from storage.digests import OverdueCase
-from storage.models import OutboxMessage
+from storage.digests import DueSoonCase, OverdueCase
+from storage.models import CaseStatus, OutboxMessage
 from tests.storage.test_statistics import NOW, T0, make_case, seed
 
 
@@ -48,6 +48,31 @@ async def test_an_overdue_case_since_its_first_passed_deadline(sessionmaker: Any
     assert [(case.case_number, case.since) for case in facts.overdue] == [
         (late_accept.case_number, NOW - timedelta(days=3)), (late_both.case_number, NOW - timedelta(days=2))]
     assert facts.overdue[1].accept_due_at == NOW - timedelta(days=1)
+
+
+async def test_the_cases_due_soon_are_open_not_overdue_and_due_by_the_horizon(sessionmaker: Any) -> None:
+    day = timedelta(days=1)
+    horizon = NOW + 4 * day
+    async with sessionmaker.begin() as session:
+        def case(**dues: Any) -> Any:
+            return make_case(session, queue="petitions", label="bribery_gifts", district="yuhua", created=T0, **dues)
+
+        accept_soon = await case(accept_due=NOW + 3 * day, resolve_due=NOW + 50 * day)
+        at_horizon = await case(accept_due=horizon, resolve_due=NOW + 50 * day)
+        resolve_soon = await case(accept_due=NOW - 5 * day, resolve_due=NOW + 2 * day)
+        resolve_soon.status, resolve_soon.accepted_at = CaseStatus.IN_HANDLING, NOW - 6 * day  # accepted in time
+        await case(accept_due=NOW - day, resolve_due=NOW + 2 * day)  # overdue (not accepted): listed as such
+        await case(accept_due=horizon + timedelta(seconds=1), resolve_due=NOW + 50 * day)  # not yet
+        closed = await case(accept_due=NOW + day, resolve_due=NOW + 2 * day)
+        closed.status = CaseStatus.CLOSED
+    async with sessionmaker() as session:
+        facts = await digests.digest_facts(session, "petitions", NOW, soon_until=horizon)
+        without = await digests.digest_facts(session, "petitions", NOW)
+    assert facts.due_soon == [DueSoonCase(resolve_soon.case_number, "resolve", NOW + 2 * day),
+                              DueSoonCase(accept_soon.case_number, "accept", NOW + 3 * day),
+                              DueSoonCase(at_horizon.case_number, "accept", horizon)]
+    assert len(facts.overdue) == 1
+    assert (without.soon_until, without.due_soon) == (None, [])
 
 
 async def test_the_digest_goes_to_each_staff_channel_of_the_queue(sessionmaker: Any) -> None:

@@ -31,6 +31,7 @@ PERMANENT_ERRORS = frozenset({
     45015,  # out of the 48-hour interaction window
     45047,  # customer-service message quota of this interaction used up
     47001,  # malformed request
+    47003,  # a template keyword's value breaks its kind's rule
     48001,  # the account may not use this API
 })
 SLOW_ERRORS = {45009: 3600.0, 45011: 60.0}

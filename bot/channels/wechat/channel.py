@@ -402,13 +402,14 @@ class WeChatChannel:
             assert self.api is not None
             text = render_message(delivery.message, self._texts)
             try:
-                if await self.notifier.notify(self.api, delivery, text):
-                    return
+                why = await self.notifier.notify(self.api, delivery, text)
             except WeChatApiError as problem:
                 raise _classified(problem) from problem
             except httpx.HTTPError as problem:
                 raise TemporaryFailure(f"network: {type(problem).__name__}") from problem
-            raise WaitForResident(f"outside WeChat's 48-hour window ({window}); no consent to notices: "
+            if why is None:
+                return
+            raise WaitForResident(f"outside WeChat's 48-hour window ({window}); {why}: "
                                   "waits for the resident's next message") from window
 
     async def send(self, recipient: str, message: Outbound) -> None:

@@ -10,8 +10,9 @@
   resident who accepts to `/wechat/subscribed`, where the consent is recorded for that case; it lets one
   message through.
 
-A notice whose event the city does not configure, or for which no consent holds, waits for the resident's
-next message (`WaitForResident`), which is then answered with the newest state of the case first.
+A notice whose event the city does not configure, for which no consent holds, or whose values WeChat refuses
+(47003: no better on a retry) waits for the resident's next message (`WaitForResident`, the reason recorded),
+which is then answered with what the notice said and the newest state of the case first.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 CHANNEL = "wechat"
 REFUSED = 43101
 """WeChat: the user refuses (did not subscribe, or withdrew)."""
+INVALID_VALUES = frozenset({47003})
+"""WeChat: a template keyword's value breaks its kind's rule — the same on every retry of the message."""
 CALLBACK = "/wechat/subscribed"
 MAX_SCENE = 10_000
 
@@ -53,17 +56,29 @@ def notice_event(payload: dict[str, object]) -> str | None:
     return None
 
 
-def _fit(kind: str, value: str) -> str:
-    """A value within the limits of a template keyword's kind (WeChat refuses the notice otherwise)."""
+PHRASE_FALLBACK = "有新进展"
+"""A ``phrase`` value when nothing Chinese fits (WeChat: 5 Chinese characters at most, nothing else)."""
+
+
+def _is_chinese(char: str) -> bool:
+    return "\u4e00" <= char <= "\u9fff" or "\u3400" <= char <= "\u4dbf" or "\uf900" <= char <= "\ufaff"
+
+
+def _fit(kind: str, value: str, fallback: str = "-") -> str:
+    """A value within the rules of a template keyword's kind (WeChat refuses the notice with 47003 otherwise):
+    never empty, a ``thing`` on one line of 20 characters at most, a ``phrase`` Chinese only."""
     if kind.startswith("thing"):
-        return value if len(value) <= 20 else value[:19] + "…"
+        one_line = " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())
+        one_line = one_line or " ".join(fallback.split()) or "-"
+        return one_line if len(one_line) <= 20 else one_line[:19] + "…"
     if kind.startswith("phrase"):
-        return value[:5]
+        chinese = "".join(ch for ch in value if _is_chinese(ch))[:5]
+        return chinese or PHRASE_FALLBACK
     if kind.startswith("character_string"):
-        return "".join(ch for ch in value if ch.isascii() and not ch.isspace())[:32]
+        return "".join(ch for ch in value if ch.isascii() and ch.isprintable() and not ch.isspace())[:32] or "-"
     if kind.startswith("number"):
-        return "".join(ch for ch in value if ch.isdigit())[:32]
-    return value
+        return "".join(ch for ch in value if ch.isdigit())[:32] or "0"
+    return value or fallback
 
 
 class WeChatNotifier:
@@ -123,15 +138,17 @@ class WeChatNotifier:
 
     # --- sending --------------------------------------------------------------------------------
 
-    async def notify(self, api: WeChatApi, delivery: Delivery, text: str) -> bool:
-        """Send the notice by the first consent that holds; False when none does (or its event is not one the
-        city notifies), so the notice waits for the resident."""
+    async def notify(self, api: WeChatApi, delivery: Delivery, text: str) -> str | None:
+        """Send the notice by the first consent that holds: None when sent; otherwise why it waits for the
+        resident (its event is not one the city notifies, no consent holds, or WeChat refused every template
+        the resident accepted — 47003, a value breaking a keyword's rule, is no better on a retry)."""
         event = notice_event(delivery.payload)
         if event is None or event not in self._events or delivery.case_id is None:
-            return False
+            return "the city sends no notice for this message"
         async with self._sessionmaker() as session:
             consents = await notices.usable_consents(session, channel=CHANNEL, user_ref=delivery.recipient,
                                                      case_id=delivery.case_id)
+        refusals: list[str] = []
         for consent in consents:
             try:
                 if consent.kind == notices.SUBSCRIBE and consent.template_id == self._config.subscribe_template_id:
@@ -143,6 +160,10 @@ class WeChatNotifier:
                 else:
                     continue
             except WeChatApiError as problem:
+                if problem.errcode in INVALID_VALUES:
+                    log.error("wechat refused the values of template %s: %s", consent.template_id, problem)
+                    refusals.append(f"WeChat errcode {problem.errcode}: {problem.errmsg}"[:200])
+                    continue
                 if problem.errcode != REFUSED:
                     raise
                 async with self._sessionmaker.begin() as session:
@@ -150,21 +171,42 @@ class WeChatNotifier:
                 continue
             async with self._sessionmaker.begin() as session:
                 await notices.use_consent(session, consent.id)
-            return True
-        return False
+            return None
+        return "; ".join(refusals) if refusals else "no consent to notices"
+
+    def _items(self, payload: dict[str, object], locale: str) -> dict[str, str]:
+        """The values a template's keywords are filled from, in `locale`."""
+        notice = payload.get("notice")
+        status = str(payload.get("status") or ("answered" if notice == "answer" else ""))
+        answer = payload.get("answer")
+        if notice in ("extended", "reopened"):
+            short = self._texts.get(locale, f"status_short_{notice}")
+            until = self._local_day(payload.get("until"))
+            summary = (self._texts.get(locale, "notice_short_extended", until=until) if notice == "extended"
+                       else self._texts.get(locale, "trace_reopened"))
+        else:
+            short = self._texts.get(locale, f"status_short_{status}") if status else ""
+            summary = (str(answer) if answer else str(payload.get("note") or "")
+                       or (self._texts.get(locale, f"status_{status}") if status else ""))
+        return {
+            "case_number": str(payload.get("case_number") or ""),
+            "status": short,
+            "time": datetime.now(self._tz).strftime("%Y-%m-%d %H:%M"),
+            "summary": summary or short,
+        }
+
+    def _local_day(self, value: object) -> str:
+        try:
+            return datetime.fromisoformat(str(value)).astimezone(self._tz).strftime("%Y-%m-%d")
+        except ValueError:
+            return str(value or "")[:10]
 
     def _bizsend(self, delivery: Delivery, template_id: str) -> dict[str, Any]:
         payload = delivery.payload
-        locale = str(payload.get("locale") or "zh")
-        status = str(payload.get("status") or ("answered" if payload.get("notice") == "answer" else ""))
-        answer = payload.get("answer")
-        items = {
-            "case_number": str(payload.get("case_number") or ""),
-            "status": self._texts.get(locale, f"status_short_{status}") if status else "",
-            "time": datetime.now(self._tz).strftime("%Y-%m-%d %H:%M"),
-            "summary": str(answer) if answer else (self._texts.get(locale, f"status_{status}") if status else ""),
-        }
-        fields = self._config.subscribe_fields
-        data = {keyword: {"value": _fit(keyword, items[item])} for item, keyword in fields.items()}
+        items = self._items(payload, str(payload.get("locale") or "zh"))
+        chinese = self._items(payload, "zh")  # a phrase must be Chinese, whatever the resident reads
+        data = {}
+        for item, keyword in self._config.subscribe_fields.items():
+            value = chinese[item] if keyword.startswith("phrase") else items[item]
+            data[keyword] = {"value": _fit(keyword, value, fallback=items["status"] or chinese["status"])}
         return {"touser": delivery.recipient, "template_id": template_id, "data": data}
-
