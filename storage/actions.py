@@ -19,7 +19,7 @@ from sqlalchemy import Table, bindparam, delete, exists, func, insert, select, u
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from storage import notices, outbox, search, staff_notices
+from storage import client_limits, notices, outbox, search, staff_notices
 from storage.crypto import session_keyring
 from storage.db import built_once, upsert
 from storage.models import (
@@ -175,6 +175,13 @@ class DraftEvidence:
 
 
 async def draft_evidence(session: AsyncSession, conversation_id: int, client_key: str | None) -> DraftEvidence:
+    """The bytes waiting, counted under a lock held until this transaction ends: a caller that checks them
+    against the quotas and then adds its file (`add_draft_attachment`) in the same transaction makes the
+    check and the reservation one step, which no concurrent upload from any process can slip between.
+    One lock for all draft evidence, because the total quota counts every upload; on PostgreSQL an advisory
+    transaction lock (as `client_limits` serialises the per-address counts), on SQLite the writers' own
+    serialisation."""
+    await client_limits.hold_until_commit(session, "draft-evidence")
     waiting = Attachment.case_id.is_(None)
     size = func.coalesce(func.sum(Attachment.size_bytes), 0)
     mine = await session.scalar(select(size).where(waiting, Attachment.conversation_id == conversation_id))
