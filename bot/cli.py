@@ -12,7 +12,7 @@ import typer
 
 from bot.channels.wechat.cli import wechat_app
 from bot.config import ConfigError, Settings, load_settings
-from bot.staff_cli import staff_app
+from bot.staff_cli import refuse_demo_admin_in_production, staff_app
 from nlp.cli import classify, model_app
 from nlp.mining_cli import hotspots_command, reply_quality_command
 
@@ -60,6 +60,7 @@ def serve(
     _configure_logging(settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     _migrate(settings)
+    refuse_demo_admin_in_production(settings)
     telegram = "off (set QINGLIAN_TELEGRAM_TOKEN)"
     if settings.telegram_token:
         telegram = "webhook" if settings.telegram_webhook_url else "long polling"

@@ -195,6 +195,26 @@ DEMO_ADMIN_IN_PRODUCTION = (f"the demo administrator '{DEMO_ADMIN}' is active; p
                             f"run: qinglian staff disable {DEMO_ADMIN}")
 
 
+def refuse_demo_admin_in_production(settings: Settings) -> None:
+    """Before a production service starts: an active demo administrator stops it with one line (exit code 2),
+    not with the traceback of a failed start-up."""
+    if settings.environment != "production":
+        return
+
+    async def active() -> bool:
+        database = Database.connect(settings.resolved_database_url, settings.resolved_keyring())
+        try:
+            async with database.read_sessionmaker() as session:
+                demo = await staff_actions.get_staff_by_username(session, DEMO_ADMIN)
+                return demo is not None and demo.active
+        finally:
+            await database.dispose()
+
+    if asyncio.run(active()):
+        typer.echo(f"qinglian: {DEMO_ADMIN_IN_PRODUCTION}", err=True)
+        raise typer.Exit(2)
+
+
 async def ensure_first_admin(database: Database, environment: Literal["development", "production"]) -> str | None:
     """On an empty staff table: a clearly marked demo administrator in development, or instructions in
     production. Returns what to print (None when staff accounts exist). In production an active demo

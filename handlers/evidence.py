@@ -70,7 +70,10 @@ def _address_key(turn: Turn) -> str | None:
 
 
 async def _check_quotas(turn: Turn, size: int, address: str | None) -> None:
-    """Refuse a file that would take the draft, the address or all drafts together over their quota."""
+    """Refuse a file that would take the draft, the address or all drafts together over their quota.
+
+    The totals are read under a lock that the step's transaction holds until it commits with the new
+    attachment row (`actions.draft_evidence`): concurrent uploads, in any process, check one after the other."""
     limits = turn.ctx.city.limits
     waiting = await actions.draft_evidence(turn.session, turn.conversation.id, address)
     if waiting.conversation + size > limits.draft_evidence_bytes_per_conversation:

@@ -10,6 +10,7 @@ once.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,7 +20,7 @@ from sqlalchemy import Table, bindparam, delete, exists, func, insert, select, u
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from storage import notices, outbox, search, staff_notices
+from storage import client_limits, notices, outbox, search, staff_notices
 from storage.crypto import session_keyring
 from storage.db import built_once, upsert
 from storage.models import (
@@ -71,13 +72,24 @@ async def claim_update(session: AsyncSession, channel: str, update_key: str) -> 
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def claim_callback(session: AsyncSession, channel: str, timestamp: str, nonce: str) -> bool:
-    """Record a signed callback's (timestamp, nonce); False if it was seen before (a replay)."""
+async def claim_callback(session: AsyncSession, channel: str, timestamp: str, nonce: str,
+                         body_digest: str | None = None) -> bool:
+    """Record a signed callback's (timestamp, nonce) with a digest of its body; False if the pair was seen
+    before with another body, or without a digest to compare (a replay). The same pair with the same body
+    again is the platform resending one request it got no answer to: True, and the caller's exactly-once
+    handling of the message (`claim_update`) keeps it from acting twice."""
     statement = built_once(session, "claim_callback",
                            lambda session: upsert(session, _CALLBACK_NONCES).on_conflict_do_nothing())
-    result = await session.execute(statement, {"channel": channel, "nonce_key": f"{timestamp}:{nonce}"[:64],
-                                               "seen_at": utcnow()})
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    nonce_key = f"{timestamp}:{nonce}"[:64]
+    result = await session.execute(statement, {"channel": channel, "nonce_key": nonce_key, "seen_at": utcnow(),
+                                               "body_hash": body_digest})
+    if result.rowcount:  # type: ignore[attr-defined]
+        return True
+    if body_digest is None:
+        return False
+    first = await session.scalar(select(CallbackNonce.body_hash).where(CallbackNonce.channel == channel,
+                                                                      CallbackNonce.nonce_key == nonce_key))
+    return first is not None and hmac.compare_digest(first, body_digest)
 
 
 _CONVERSATION_COLUMNS = (_CONVERSATIONS.c.id, _CONVERSATIONS.c.locale, _CONVERSATIONS.c.state,
@@ -175,6 +187,13 @@ class DraftEvidence:
 
 
 async def draft_evidence(session: AsyncSession, conversation_id: int, client_key: str | None) -> DraftEvidence:
+    """The bytes waiting, counted under a lock held until this transaction ends: a caller that checks them
+    against the quotas and then adds its file (`add_draft_attachment`) in the same transaction makes the
+    check and the reservation one step, which no concurrent upload from any process can slip between.
+    One lock for all draft evidence, because the total quota counts every upload; on PostgreSQL an advisory
+    transaction lock (as `client_limits` serialises the per-address counts), on SQLite the writers' own
+    serialisation."""
+    await client_limits.hold_until_commit(session, "draft-evidence")
     waiting = Attachment.case_id.is_(None)
     size = func.coalesce(func.sum(Attachment.size_bytes), 0)
     mine = await session.scalar(select(size).where(waiting, Attachment.conversation_id == conversation_id))

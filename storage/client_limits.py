@@ -50,8 +50,14 @@ def _minute(at: datetime) -> datetime:
 
 async def serialise(session: AsyncSession, kind: ClientEventKind, key: str) -> None:
     """Make concurrent transactions counting the same address wait for each other (PostgreSQL)."""
+    await hold_until_commit(session, f"{kind}:{key}")
+
+
+async def hold_until_commit(session: AsyncSession, name: str) -> None:
+    """Wait for, then hold until the transaction ends, the lock called `name`: on PostgreSQL a transaction-level
+    advisory lock; SQLite's BEGIN IMMEDIATE transactions already run one at a time."""
     if session.get_bind().dialect.name == "postgresql":
-        lock_id = int.from_bytes(hashlib.sha256(f"{kind}:{key}".encode()).digest()[:8], "big", signed=True)
+        lock_id = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
         await session.execute(text("SELECT pg_advisory_xact_lock(:lock_id)"), {"lock_id": lock_id})
 
 

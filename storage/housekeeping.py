@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import and_, delete, exists, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import audit
@@ -20,6 +20,7 @@ from storage.models import (
     ClientEventKind,
     Conversation,
     JobRun,
+    NoticeConsent,
     OutboxMessage,
     OutboxStatus,
     ProcessedUpdate,
@@ -73,15 +74,36 @@ async def prune_bookkeeping(session: AsyncSession, *, updates_before: datetime, 
 
 async def erase_idle_conversations(session: AsyncSession, idle_since: datetime, limit: int = 500) -> int:
     """Retention: conversations nobody has written in since `idle_since` and without a draft are deleted,
-    with every message they produced (the outbox rows cascade). Returns how many."""
-    query = (select(Conversation.id)
+    with every message they produced (the outbox rows cascade) and the resident's consents to notices (their
+    pseudonym), unless a case of theirs still keeps its contact and may be notified. Returns how many."""
+    query = (select(Conversation.id, Conversation.channel, Conversation.user_key)
              .where(Conversation.updated_at < idle_since, Conversation.draft_updated_at.is_(None))
              .limit(limit).with_for_update(skip_locked=True))
-    ids = list((await session.execute(query)).scalars())
+    rows = list((await session.execute(query)).all())
+    ids = [row.id for row in rows]
     if ids:
         await session.execute(delete(OutboxMessage).where(OutboxMessage.conversation_id.in_(ids)))
         await session.execute(delete(Conversation).where(Conversation.id.in_(ids)))
+        await _forget_consents(session, {(row.channel, row.user_key) for row in rows})
     return len(ids)
+
+
+async def _forget_consents(session: AsyncSession, residents: set[tuple[str, str]]) -> None:
+    """Delete the consents to notices of these residents (channel, pseudonym) who have neither a conversation
+    nor a case whose contact is kept: nothing can notify them any more, and the rows would only link them."""
+    if not residents:
+        return
+    by_channel: dict[str, set[str]] = {}
+    for channel, user_key in residents:
+        by_channel.setdefault(channel, set()).add(user_key)
+    talking = exists().where(Conversation.channel == NoticeConsent.channel,
+                             Conversation.user_key == NoticeConsent.user_key)
+    reachable = exists().where(Case.channel == NoticeConsent.channel, Case.reporter_key == NoticeConsent.user_key)
+    await session.execute(
+        delete(NoticeConsent)
+        .where(or_(*(and_(NoticeConsent.channel == channel, NoticeConsent.user_key.in_(sorted(keys)))
+                     for channel, keys in sorted(by_channel.items()))), ~talking, ~reachable)
+        .execution_options(synchronize_session=False))
 
 
 async def _locked_job_run(session: AsyncSession, name: str) -> JobRun | None:
@@ -112,16 +134,19 @@ async def claim_scheduled_run(session: AsyncSession, name: str, due_since: datet
 async def erase_old_contacts(session: AsyncSession, closed_before: datetime, limit: int = 500) -> int:
     """Retention: forget how to reach reporters of cases closed long ago. The case, its trace and the
     receipt code stay; the name, phone, channel address and its pseudonym go, also from the case's
-    delivered messages. Returns how many cases were erased.
+    delivered messages, and so do the consents to notices about the case (and the reporter's other consents
+    when neither a conversation nor another case of theirs is left). Returns how many cases were erased.
 
-    A batch is three statements on the cases' ids (an UPDATE, the audit entries in one INSERT, the messages'
-    UPDATE): the cases are not loaded, so nothing is decrypted, and the write transaction (SQLite's one write
-    lock, which residents' steps wait for) lasts milliseconds, not the seconds the first round after a year
-    of cases used to hold it batch after batch."""
-    query = (select(Case.id).where(Case.status.in_([str(s) for s in CLOSED_STATUSES]),
-                                   Case.closed_at < closed_before, Case.reporter_key != ERASED)
+    A batch is a few statements on the cases' ids (an UPDATE, the audit entries in one INSERT, the messages'
+    UPDATE, the consents' DELETEs): the cases are not loaded, so nothing is decrypted, and the write
+    transaction (SQLite's one write lock, which residents' steps wait for) lasts milliseconds, not the seconds
+    the first round after a year of cases used to hold it batch after batch."""
+    query = (select(Case.id, Case.channel, Case.reporter_key)
+             .where(Case.status.in_([str(s) for s in CLOSED_STATUSES]), Case.closed_at < closed_before,
+                    Case.reporter_key != ERASED)
              .limit(limit).with_for_update(skip_locked=True))
-    ids = list((await session.execute(query)).scalars())
+    rows = list((await session.execute(query)).all())
+    ids = [row.id for row in rows]
     if not ids:
         return 0
     await session.execute(update(Case).where(Case.id.in_(ids))
@@ -133,6 +158,10 @@ async def erase_old_contacts(session: AsyncSession, closed_before: datetime, lim
         .where(OutboxMessage.case_id.in_(ids), OutboxMessage.status != OutboxStatus.PENDING)
         .values(recipient=ERASED)
     )
+    # the consents to notices about these cases, and those of reporters nothing else can reach now
+    await session.execute(delete(NoticeConsent).where(NoticeConsent.case_id.in_(ids))
+                          .execution_options(synchronize_session=False))
+    await _forget_consents(session, {(row.channel, row.reporter_key) for row in rows})
     return len(ids)
 
 

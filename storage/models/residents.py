@@ -84,13 +84,16 @@ class ProcessedUpdate(Base):
 
 class CallbackNonce(Base):
     """A signed platform callback already accepted, by its (timestamp, nonce): a replay within the
-    clock-skew window is refused by every process. Rows older than the window are pruned."""
+    clock-skew window is refused by every process, unless it repeats the first body exactly (the platform
+    resending a request it got no answer to; `body_hash` is a keyed hash of that body). Rows older than the
+    window are pruned."""
 
     __tablename__ = "callback_nonces"
 
     channel: Mapped[str] = mapped_column(String(16), primary_key=True)
     nonce_key: Mapped[str] = mapped_column(String(64), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    body_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class StatusGuess(Base):

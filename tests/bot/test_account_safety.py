@@ -113,3 +113,33 @@ def test_staff_list_does_not_cut_names_in_a_narrow_terminal(data_dir: Path) -> N
     assert code == 0
     rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in listing.splitlines() if line.startswith("│")]
     assert rows == [["wang.fangfang.reviewer", long_name, "reviewer", "clean_hall, petitions", "yes", "off", "-"]]
+
+
+def test_a_production_start_with_the_demo_admin_active_is_refused_in_one_line(tmp_path: Path) -> None:
+    """As an operator runs it: `qinglian serve` says why it will not start, without a traceback."""
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    from storage.db import Database
+    from tests.conftest import REPO, free_port, make_test_keyring
+
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'qinglian.db'}"
+    upgrade(database_url, make_test_keyring())
+
+    async def development_start() -> None:  # what a development start on the same database leaves behind
+        database = Database.connect(database_url, make_test_keyring())
+        try:
+            assert (await ensure_first_admin(database, "development") or "").startswith("DEMO ONLY")
+        finally:
+            await database.dispose()
+
+    asyncio.run(development_start())
+    environment = {**os.environ, "QINGLIAN_ENVIRONMENT": "production", "QINGLIAN_SECRET_KEY": RANDOM_KEY,
+                   "QINGLIAN_DATA_DIR": str(tmp_path), "QINGLIAN_DATABASE_URL": database_url}
+    started = subprocess.run([sys.executable, "-m", "bot.cli", "serve", "--port", str(free_port())], cwd=REPO,
+                             env=environment, capture_output=True, text=True, timeout=120)
+    assert started.returncode == 2
+    assert "Traceback" not in started.stderr + started.stdout
+    assert started.stderr.strip().splitlines() == [f"qinglian: {DEMO_ADMIN_IN_PRODUCTION}"]

@@ -239,3 +239,25 @@ async def test_cases_told_of_their_deadline_before_never_hide_newer_ones(session
         escalated = await session.scalar(select(func.count()).select_from(AuditEntry).where(
             AuditEntry.action == "case.escalated", AuditEntry.case_id == newest.id))
     assert escalated == 1
+
+
+async def test_delivered_messages_are_pruned_after_the_configured_retention(sessionmaker: Any, tmp_path: Path) -> None:
+    from sqlalchemy import select, update
+
+    from storage.models import OutboxMessage
+
+    async with sessionmaker.begin() as session:
+        conversation = await actions.load_conversation(session, "telegram", "resident")
+        ids = await actions.finish_step(session, conversation, [{"text": f"回复 {n}", "choices": []} for n in range(3)])
+        for message_id, hours in zip(ids, (30, 5), strict=False):  # delivered 30 and 5 hours ago
+            await session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id)
+                                  .values(status="sent", sent_at=utcnow() - timedelta(hours=hours)))
+
+    async def left() -> list[int]:
+        async with sessionmaker() as session:
+            return sorted((await session.execute(select(OutboxMessage.id))).scalars())
+
+    await housekeeping_once(sessionmaker, tmp_path, Limits(outbox_retention_hours=24))
+    assert await left() == ids[1:]  # older than a day: gone; the pending reply stays whatever its age
+    await housekeeping_once(sessionmaker, tmp_path, Limits(outbox_retention_hours=4))
+    assert await left() == ids[2:]

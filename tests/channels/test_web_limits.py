@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -17,14 +19,17 @@ from tests.conftest import LiveService, make_test_keyring
 SECRET = "test-secret-key-for-the-web-limits-0123456789"
 WRONG_CODE = "1234 5678 9012 3456"
 CASE_NUMBER = re.compile(r"QL-\d{4}-\d{6}")
+EVIDENCE_FILE = 200_000
+EVIDENCE_QUOTA = 3 * EVIDENCE_FILE + EVIDENCE_FILE // 2  # room for three files from one address, not four
 
 
 def _config(tmp_path: Path) -> Path:
-    """The default city configuration with small per-address limits."""
+    """The default city configuration with small per-address limits and draft evidence quotas."""
     text = DEFAULT_CITY_CONFIG.read_text(encoding="utf-8")
-    text = re.sub(r"(?m)^reports_per_ip_per_day = \d+$", "reports_per_ip_per_day = 2", text)
-    text = re.sub(r"(?m)^status_wrong_codes_per_ip = \d+$", "status_wrong_codes_per_ip = 3", text)
-    assert "reports_per_ip_per_day = 2" in text and "status_wrong_codes_per_ip = 3" in text
+    for name, value in {"reports_per_ip_per_day": 2, "status_wrong_codes_per_ip": 3,
+                        "draft_evidence_bytes_per_address": EVIDENCE_QUOTA}.items():
+        text, found = re.subn(rf"(?m)^{name} = \d+$", f"{name} = {value}", text)
+        assert found == 1, name
     path = tmp_path / "city.toml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -72,15 +77,42 @@ class Resident:
         assert response.status_code == 200, response.text
         return "\n".join(m["text"] for m in response.json()["messages"])
 
-    def file_report(self) -> str:
+    def to_evidence(self) -> None:
         self.send(command="report")
         self.send(choice="district:yuelu")
         self.send(text="岳麓区政务服务中心3号窗口")
         self.send(choice="when:today")
         self.send(text="岳麓区政务服务中心的工作人员上班时间一直玩手机，让群众排队等了两个小时。")
+
+    def upload(self, content: bytes) -> str:
+        response = self.client.post(f"{self.service.url}/chat/api/upload", headers={"X-Forwarded-For": self.address},
+                                    files={"file": ("photo.jpg", content, "image/jpeg")})
+        assert response.status_code == 200, response.text
+        return "\n".join(m["text"] for m in response.json()["messages"])
+
+    def file_report(self) -> str:
+        self.to_evidence()
         self.send(choice="evidence:done")
         self.send(choice="identity:anonymous")
         return self.send(choice="summary:submit")
+
+
+def _draft_evidence_bytes(database_url: str) -> int:
+    from sqlalchemy import func, select
+
+    from storage.db import create_engine
+    from storage.models import Attachment
+
+    async def total() -> int:
+        engine = create_engine(database_url, make_test_keyring())
+        try:
+            async with engine.connect() as connection:
+                return int(await connection.scalar(select(func.coalesce(func.sum(Attachment.size_bytes), 0))
+                                                   .where(Attachment.case_id.is_(None))) or 0)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(total())
 
 
 def _count_cases(database_url: str) -> int:
@@ -142,3 +174,26 @@ def test_forwarded_for_is_ignored_from_an_untrusted_peer(services: Services) -> 
         assert "没有找到与该查询码对应的案件" in answer
     answer = Resident(service, "198.51.100.99", language="en").send(command="status", argument=WRONG_CODE)
     assert "Too many wrong codes from your network" in answer
+
+
+def test_concurrent_uploads_from_one_address_stay_within_its_evidence_quota(services: Services) -> None:
+    """Twelve fresh conversations behind one address upload at the same moment: the quota check and the
+    stored attachment are one serialised step, so no file beyond the address's quota is kept."""
+    service = services.start("web")
+    residents = [Resident(service, "203.0.113.40") for _ in range(12)]
+    for resident in residents:
+        resident.to_evidence()
+    start = threading.Barrier(len(residents))
+
+    def upload(number: int) -> str:
+        content = b"\xff\xd8\xff\xe0" + bytes([number]) * (EVIDENCE_FILE - 4)
+        start.wait()
+        return residents[number].upload(content)
+
+    with ThreadPoolExecutor(len(residents)) as pool:
+        answers = list(pool.map(upload, range(len(residents))))
+    accepted = [answer for answer in answers if "已收到第 1 个文件" in answer]
+    refused = [answer for answer in answers if "您所在网络上传的证据文件已达" in answer]
+    assert len(accepted) == 3 and len(refused) == len(residents) - 3, answers
+    assert _draft_evidence_bytes(services.database_url) == 3 * EVIDENCE_FILE <= EVIDENCE_QUOTA
+    assert len([path for path in (service.data_dir / "evidence").rglob("*") if path.is_file()]) == 3

@@ -73,6 +73,16 @@ async def test_a_redelivered_update_is_claimed_only_once(sessionmaker: Any) -> N
     assert (first, second, other_channel) == (True, False, True)
 
 
+async def test_a_callback_pair_is_claimed_again_only_with_its_first_body(sessionmaker: Any) -> None:
+    async def claim(nonce: str, digest: str | None) -> bool:
+        async with sessionmaker.begin() as session:
+            return await actions.claim_callback(session, "wechat", "1765000000", nonce, digest)
+
+    first, resent, other_body, no_body = [await claim("123", d) for d in ("a" * 64, "a" * 64, "b" * 64, None)]
+    other_pair = await claim("124", "b" * 64)
+    assert (first, resent, other_body, no_body, other_pair) == (True, True, False, False, True)
+
+
 async def test_conversation_is_created_once_per_user_and_channel(sessionmaker: Any) -> None:
     async with sessionmaker.begin() as session:
         first = await actions.load_conversation(session, "telegram", "7")

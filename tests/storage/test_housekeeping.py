@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text, update
 
-from storage import housekeeping
-from storage.models import utcnow
+from storage import actions, housekeeping, notices
+from storage.crypto import session_keyring
+from storage.models import Case, CaseStatus, NoticeConsent, utcnow
 from tests.factories import file_case
 
 
@@ -52,3 +53,46 @@ async def test_one_process_holds_a_lease_until_it_stops_renewing_it(sessionmaker
                                              expired_before=now - timedelta(seconds=30))
     assert first is not None and renewed is not None and taken_over is not None
     assert (other, lost) == (None, None)
+
+
+async def _consents(session: Any) -> list[tuple[str, int]]:
+    """Who may still be notified: (the resident's channel address, the case or 0) of every consent row."""
+    keyring = session_keyring(session)
+    names = {keyring.pseudonym("wechat", openid): openid for openid in ("o-idle", "o-reporter", "o-talking")}
+    rows = (await session.execute(select(NoticeConsent.user_key, NoticeConsent.case_id))).all()
+    return sorted((names.get(user_key, user_key), case_id or 0) for user_key, case_id in rows)
+
+
+async def test_an_erased_conversation_takes_its_residents_consents_to_notices_along(sessionmaker: Any) -> None:
+    async with sessionmaker.begin() as session:
+        for openid in ("o-idle", "o-reporter"):
+            await actions.load_conversation(session, "wechat", openid)
+            await notices.record_consent(session, channel="wechat", user_ref=openid, kind=notices.SUBSCRIBE,
+                                         template_id="status-template", long_term=True)
+        case, _ = await file_case(session, channel="wechat", reporter_ref="o-reporter")  # still open
+        await notices.record_consent(session, channel="wechat", user_ref="o-reporter", kind=notices.ONCE,
+                                     template_id="once-template", case_id=case.id, scene=1)
+    async with sessionmaker.begin() as session:
+        assert await housekeeping.erase_idle_conversations(session, utcnow() + timedelta(seconds=1)) == 2
+    async with sessionmaker() as session:
+        # the idle resident can be reached no more: their pseudonym is gone; the reporter's case may still
+        # need a notice, so their consents stay until the case's contact is erased
+        assert await _consents(session) == [("o-reporter", 0), ("o-reporter", case.id)]
+
+
+async def test_erasing_an_old_cases_contact_erases_the_consents_to_notices_about_it(sessionmaker: Any) -> None:
+    async with sessionmaker.begin() as session:
+        gone, _ = await file_case(session, channel="wechat", reporter_ref="o-reporter")
+        talking, _ = await file_case(session, channel="wechat", reporter_ref="o-talking")
+        await actions.load_conversation(session, "wechat", "o-talking")  # this resident still writes
+        for openid, case in (("o-reporter", gone), ("o-talking", talking)):
+            await notices.record_consent(session, channel="wechat", user_ref=openid, kind=notices.SUBSCRIBE,
+                                         template_id="status-template", long_term=True)
+            await notices.record_consent(session, channel="wechat", user_ref=openid, kind=notices.ONCE,
+                                         template_id="once-template", case_id=case.id, scene=1)
+        await session.execute(update(Case).values(status=CaseStatus.CLOSED, closed_at=utcnow() - timedelta(days=2)))
+    async with sessionmaker.begin() as session:
+        assert await housekeeping.erase_old_contacts(session, utcnow() - timedelta(days=1)) == 2
+    async with sessionmaker() as session:
+        # the closed cases' consents go; the resident who still has a conversation keeps their subscription
+        assert await _consents(session) == [("o-talking", 0)]

@@ -4,6 +4,7 @@ otherwise through the outbox; and the outbox's sender (customer-service messages
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import logging
 import secrets
@@ -336,12 +337,16 @@ class WeChatChannel:
 
         return fetch
 
-    async def _claim(self, query: Mapping[str, str]) -> None:
-        """Accept a verified callback's (timestamp, nonce) once, across every process (a replay is refused)."""
+    async def _claim(self, query: Mapping[str, str], body: bytes) -> None:
+        """Accept a verified callback's (timestamp, nonce) with one body only, across every process: WeChat
+        resending a request it got no answer to (within 5 s) is let through to the exactly-once handling of
+        its message, the same pair with another body (a replay with a forged message) is refused."""
+        digest = hmac.new(self._token.encode(), b"callback-body:" + body, hashlib.sha256).hexdigest()
         async with self._runtime.sessionmaker.begin() as session:
-            fresh = await actions.claim_callback(session, CHANNEL, query.get("timestamp", ""), query.get("nonce", ""))
+            fresh = await actions.claim_callback(session, CHANNEL, query.get("timestamp", ""), query.get("nonce", ""),
+                                                 digest)
         if not fresh:
-            raise CallbackRejected(403, "callback replayed (timestamp and nonce seen before)")
+            raise CallbackRejected(403, "callback replayed (timestamp and nonce seen before with another body)")
 
     async def handle_callback(
         self, query: Mapping[str, str], body: bytes, received_at: float,
@@ -352,7 +357,7 @@ class WeChatChannel:
         fields, safe = self.open(query, body)
         inbound = to_inbound(fields, self._fetcher)
         try:
-            await self._claim(query)
+            await self._claim(query, body)
         except DATABASE_UNAVAILABLE as problem:
             # Nothing is done with the message, so nothing can be done twice: the resident is asked to retry.
             log.warning("wechat: the database is unavailable (%s)", type(problem).__name__)
