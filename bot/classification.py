@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import pickle
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from nlp.artifact import ArtifactCipher
 from nlp.classifier import Classifier
 from nlp.registry import ModelRegistry, ensure_default_model, unservable_reason
 from nlp.tokenizer import warm_up
@@ -35,11 +37,15 @@ Stamp = tuple[int, int, int] | None
 
 
 class ClassifierService:
-    def __init__(self, data_dir: Path, *, check_seconds: float = CHECK_SECONDS) -> None:
+    def __init__(self, data_dir: Path, *, check_seconds: float = CHECK_SECONDS,
+                 cipher: ArtifactCipher | None = None) -> None:
+        """`cipher` encrypts the models at rest (the service passes its key ring's, `storage.evidence_files.
+        SealedFiles`); without one, models are saved and read in plain text."""
         if check_seconds <= 0:
             raise ValueError("check_seconds must be positive")
         self._data_dir = data_dir
-        self._registry = ModelRegistry(data_dir / "models")
+        self._cipher = cipher
+        self._registry = ModelRegistry(data_dir / "models", cipher)
         self._classifier: Classifier | None = None
         self.check_seconds = check_seconds
         self._checked_at = 0.0
@@ -62,9 +68,10 @@ class ClassifierService:
         def prepare() -> tuple[Stamp, Classifier]:
             warm_up(self._data_dir)
             promoted = self._registry.promoted()
-            if promoted is None or unservable_reason(promoted) is not None:
-                _train_default_model_in_child(self._data_dir)
-            ensure_default_model(self._data_dir, progress=lambda message: print(message, flush=True))
+            if promoted is None or unservable_reason(promoted, self._cipher) is not None:
+                _train_default_model_in_child(self._data_dir, self._cipher)
+            ensure_default_model(self._data_dir, progress=lambda message: print(message, flush=True),
+                                 cipher=self._cipher)
             stamp = self._registry.stamp()  # before reading what is promoted: a later change is noticed
             return stamp, self._registry.load_promoted()
 
@@ -131,13 +138,17 @@ class ClassifierService:
         self._reload = loop.create_task(self.check())
 
 
-def _train_default_model_in_child(data_dir: Path) -> None:
+def _train_default_model_in_child(data_dir: Path, cipher: ArtifactCipher | None) -> None:
     """Train the default model in a child process: the memory training uses (the cross-validation's feature
     matrices, several fitted models) is not given back by a process, and the serving process should stay small.
-    If the child fails, `ensure_default_model` trains in-process."""
-    script = ("import sys; from pathlib import Path; from nlp.registry import ensure_default_model; "
-              "ensure_default_model(Path(sys.argv[1]), progress=lambda message: print(message, flush=True))")
+    The cipher (with its keys) reaches the child pickled on its standard input, never on its command line or in
+    its environment. If the child fails, `ensure_default_model` trains in-process."""
+    script = ("import pickle, sys; from pathlib import Path; from nlp.registry import ensure_default_model; "
+              "cipher = pickle.loads(sys.stdin.buffer.read()); "
+              "ensure_default_model(Path(sys.argv[1]), progress=lambda message: print(message, flush=True), "
+              "cipher=cipher)")
     try:
-        subprocess.run([sys.executable, "-c", script, str(data_dir)], check=True, timeout=600)
+        subprocess.run([sys.executable, "-c", script, str(data_dir)], input=pickle.dumps(cipher), check=True,
+                       timeout=600)
     except (OSError, subprocess.SubprocessError) as problem:
         log.warning("training the default model in a child process failed (%s); training in this process", problem)

@@ -13,7 +13,7 @@ import typer
 from bot.channels.wechat.cli import wechat_app
 from bot.config import ConfigError, Settings, load_settings
 from bot.staff_cli import refuse_demo_admin_in_production, staff_app
-from nlp.cli import classify, model_app
+from nlp.cli import ModelKeys, classify, model_app
 from nlp.mining_cli import hotspots_command, reply_quality_command
 
 app = typer.Typer(help="Qinglian (清廉): public-reporting chatbot.", no_args_is_help=True,
@@ -39,6 +39,18 @@ def _settings() -> Settings:
         typer.echo(f"qinglian: {problem}", err=True)
         raise typer.Exit(2) from None
     return settings
+
+
+def _model_cipher() -> Any:
+    """The classifier models' encryption (`qinglian model …`, `qinglian classify`): the key ring's."""
+    from storage.evidence_files import SealedFiles
+
+    return SealedFiles(_settings().resolved_keyring())
+
+
+@app.callback()
+def _with_model_keys(ctx: typer.Context) -> None:
+    ctx.obj = ModelKeys(_model_cipher)
 
 
 def _configure_logging(level: str) -> None:
@@ -238,8 +250,9 @@ def keys_status() -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from nlp.registry import ModelRegistry
     from storage.db import create_engine
-    from storage.keys import PLAINTEXT, evidence_status, key_status
+    from storage.keys import PLAINTEXT, evidence_status, file_status, key_status
 
     settings = _settings()
     origins = _key_origins(settings)
@@ -253,6 +266,8 @@ def keys_status() -> None:
 
     status = asyncio.run(run())
     status["evidence files"] = evidence_status(settings.evidence_dir)
+    status["classifier model files"] = file_status(
+        path for path, _ in ModelRegistry(settings.data_dir / "models").artifact_files())
     console = Console()
     table = Table("column", "key id", "key", "values")
     totals: dict[str, int] = {}
@@ -290,9 +305,10 @@ def keys_rotate(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from nlp.registry import ModelRegistry
     from storage.crypto import CryptoError, DataKey, generate_key, parse_key
     from storage.db import create_engine
-    from storage.keys import evidence_status, rotate, rotate_evidence
+    from storage.keys import evidence_status, rotate, rotate_evidence, rotate_files
 
     if new_key and generate:
         typer.echo("qinglian: give either --new-key or --generate", err=True)
@@ -336,14 +352,22 @@ def keys_rotate(
                                           total=sum(evidence_status(settings.evidence_dir).values()))
             changed["evidence files"] = rotate_evidence(settings.evidence_dir, ring, target,
                                                         on_file=lambda: progress.advance(file_task))
+            registry = ModelRegistry(settings.data_dir / "models")
+            with registry.locked():  # no model is saved, promoted or rolled back meanwhile
+                model_files = registry.artifact_files()
+                model_task = progress.add_task("classifier model files", total=len(model_files))
+                changed["model files"] = rotate_files(model_files, ring, target,
+                                                      on_file=lambda: progress.advance(model_task))
         except CryptoError as problem:
             progress.stop()
             typer.echo(f"qinglian: {problem}; nothing after the last finished batch was changed, "
                        "run the command again with the missing key in QINGLIAN_ENCRYPTION_OLD_KEYS", err=True)
             raise typer.Exit(1) from None
     file_count = changed.pop("evidence files", 0)
+    model_count = changed.pop("model files", 0)
     console.print(f"{sum(changed.values())} rows and {file_count} evidence files re-encrypted under key "
                   f"{target.key_id}", highlight=False)
+    console.print(f"{model_count} classifier model files re-encrypted", highlight=False)
     if target is not ring.current:
         console.print("Before the service starts again, set on every process:", highlight=False)
         console.print(f"  QINGLIAN_ENCRYPTION_KEY={printed_key or '<the key given with --new-key>'}", highlight=False)

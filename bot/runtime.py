@@ -25,6 +25,7 @@ from handlers.texts import Texts
 from handlers.types import Inbound, Packer
 from storage import actions
 from storage.db import Database
+from storage.evidence_files import SealedFiles
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -64,11 +65,13 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
-        database = Database.connect(settings.resolved_database_url, settings.resolved_keyring())
+        ring = settings.resolved_keyring()
+        database = Database.connect(settings.resolved_database_url, ring)
         texts = Texts(settings.city.texts)
         city = settings.city
 
-        classifier = ClassifierService(settings.data_dir, check_seconds=settings.model_check_seconds)
+        classifier = ClassifierService(settings.data_dir, check_seconds=settings.model_check_seconds,
+                                       cipher=SealedFiles(ring))
 
         async def route(text: str, district: str | None) -> RouteDecision:
             with metrics.CLASSIFIER_SECONDS.time():

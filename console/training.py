@@ -27,8 +27,10 @@ from console import texts
 from nlp.labels import LABELS
 from storage import training_data
 from storage.db import Database
+from storage.evidence_files import SealedFiles
 
 if TYPE_CHECKING:
+    from nlp.artifact import ArtifactCipher
     from nlp.evaluation import EvaluationReport
     from nlp.registry import ModelInfo, ModelRegistry
 
@@ -221,7 +223,7 @@ def _finish(models_dir: Path, run_id: str, *, version: str | None = None, error:
 _RUNS: set[asyncio.Task[None]] = set()  # strong references, so that a running task is not collected
 
 
-def _train_job(data_dir: str, run_id: str, pairs: Sequence[tuple[str, str]]) -> str:
+def _train_job(data_dir: str, run_id: str, pairs: Sequence[tuple[str, str]], cipher: SealedFiles) -> str:
     """In the training process: train and register a new version, reporting progress; returns its version."""
     from nlp.corpus import Example
     from nlp.registry import ModelRegistry, train_and_register
@@ -241,26 +243,29 @@ def _train_job(data_dir: str, run_id: str, pairs: Sequence[tuple[str, str]]) -> 
             _change(models_dir, run_id, message=message)
 
     source = f"seed corpus (train split) + {len(extra)} staff-labelled reports, console run {run_id}"
-    info = train_and_register(ModelRegistry(models_dir), extra_examples=extra, progress=progress, source=source)
+    info = train_and_register(ModelRegistry(models_dir, cipher), extra_examples=extra, progress=progress,
+                              source=source)
     return info.version
 
 
-def _train_process(data_dir: str, run_id: str, pairs: Sequence[tuple[str, str]]) -> None:
+def _train_process(data_dir: str, run_id: str, pairs: Sequence[tuple[str, str]], cipher: SealedFiles) -> None:
     """The training process's entry point: it writes its own outcome to the status file, so the outcome
-    is recorded even if the process that started it has gone."""
+    is recorded even if the process that started it has gone. The model is saved encrypted with `cipher` (the
+    service's key ring, pickled to the process with its arguments): its vocabulary holds the reports' words."""
     models_dir = _models_dir(data_dir)
     try:
-        version = _train_job(data_dir, run_id, pairs)
+        version = _train_job(data_dir, run_id, pairs, cipher)
     except Exception as problem:
         _finish(models_dir, run_id, error=str(problem).strip() or type(problem).__name__)
         raise
     _finish(models_dir, run_id, version=version)
 
 
-async def _run(models_dir: Path, run_id: str, pairs: list[tuple[str, str]]) -> None:
+async def _run(models_dir: Path, run_id: str, pairs: list[tuple[str, str]], cipher: SealedFiles) -> None:
     """Run the training process and wait for it without blocking the loop; cancelling stops it."""
     process = multiprocessing.get_context("spawn").Process(
-        target=_train_process, args=(str(models_dir.parent), run_id, pairs), name=f"qinglian-training-{run_id}")
+        target=_train_process, args=(str(models_dir.parent), run_id, pairs, cipher),
+        name=f"qinglian-training-{run_id}")
     try:
         await asyncio.to_thread(_stage, models_dir, run_id, "starting")
         await asyncio.to_thread(process.start)
@@ -311,7 +316,8 @@ async def start_training(database: Database, data_dir: Path) -> str:
         await asyncio.shield(asyncio.to_thread(_finish, models_dir, run_id,
                                                error=f"could not read the staff-labelled reports: {problem}"))
         raise
-    task = asyncio.create_task(_run(models_dir, run_id, pairs), name=f"training-{run_id}")
+    task = asyncio.create_task(_run(models_dir, run_id, pairs, SealedFiles(database.keyring)),
+                               name=f"training-{run_id}")
     _RUNS.add(task)
     task.add_done_callback(_RUNS.discard)
     return run_id
@@ -404,13 +410,13 @@ def calibration(metrics: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=16)
-def _evaluate(model_dir: str, sha256: str) -> EvaluationReport:
+def _evaluate(model_dir: str, sha256: str, cipher: ArtifactCipher | None) -> EvaluationReport:
     """A model's report on the current evaluation split (cached: a version's artifact never changes)."""
     from nlp.classifier import Classifier
     from nlp.corpus import load_seed_corpus
     from nlp.evaluation import evaluate_classifier
 
-    return evaluate_classifier(Classifier.load(Path(model_dir)), load_seed_corpus("eval"))
+    return evaluate_classifier(Classifier.load(Path(model_dir), cipher), load_seed_corpus("eval"))
 
 
 def _delta(a: float | None, b: float | None) -> float | None:
@@ -445,8 +451,8 @@ def compare(registry: ModelRegistry, version_a: str, version_b: str) -> dict[str
     second each the first time): call it in a thread from async code.
     """
     info_a, info_b = registry.get(version_a), registry.get(version_b)
-    report_a = _evaluate(str(info_a.path), info_a.sha256)
-    report_b = _evaluate(str(info_b.path), info_b.sha256)
+    report_a = _evaluate(str(info_a.path), info_a.sha256, registry.cipher)
+    report_b = _evaluate(str(info_b.path), info_b.sha256, registry.cipher)
     f1_a = {score.label: score for score in report_a.scores}
     f1_b = {score.label: score for score in report_b.scores}
     labels = [label for label in LABELS if label in f1_a or label in f1_b]

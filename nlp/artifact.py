@@ -8,6 +8,14 @@ does not support loading a model saved by another version); anything else is ref
 `ModelIntegrityError` that names what differs and what to do. Models of the earlier format (`model.joblib` +
 `compiled.npz`) are recognised and refused the same way (`ModelFormatError`).
 
+Encrypted at rest: the vocabulary of a model trained from staff-labelled reports holds their words, so the
+service saves every model through an `ArtifactCipher` — the key ring's file encryption (AES-256-GCM in chunks,
+`storage.evidence_files`, handed in by the room that owns the keys: this room does not import storage). The
+metadata then says `"encrypted": true`; the sha256 is of the joblib bytes (the plaintext), so it stays valid
+when `qinglian keys rotate` re-encrypts the file. Loading decrypts into memory (the file is a few MB) and checks
+the sha256 there; no plaintext copy is ever written. A model saved before encryption (a plain joblib file) still
+loads, with or without a cipher.
+
 Why joblib and not skops: skops imports every estimator of scikit-learn when it is imported, which costs the
 serving process 15–22 MB and took it over its 250 MB budget (docs/benchmarks-classifier.md). The sha256 is a
 check against corruption, not a signature: whoever can write the models directory can run code in the
@@ -17,12 +25,14 @@ service, so it must be writable by the service's user only.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+from collections.abc import Iterable, Iterator
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from nlp.errors import ModelFormatError, ModelIntegrityError, ModelNotFoundError
+from nlp.errors import ModelFormatError, ModelIntegrityError, ModelKeysRequiredError, ModelNotFoundError
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -32,6 +42,28 @@ METADATA_FILE = "metadata.json"
 MODEL_FORMAT = 2  # 1: model.joblib + compiled.npz (arrays served without scikit-learn); 2: pipeline.joblib
 OLD_FORMAT_FILES = ("model.joblib", "compiled.npz")
 REFUSAL_HINT = "train a new model with `qinglian model train` (or let `qinglian serve` train the default one)"
+
+
+class ArtifactCipher(Protocol):
+    """Encryption of model files at rest (`storage.evidence_files.SealedFiles` is the service's). Hashable:
+    the console caches a model's evaluation by its path, sha256 and cipher."""
+
+    def __hash__(self) -> int: ...
+
+    def write(self, path: Path, content: bytes | Iterable[bytes], *, purpose: str) -> int:
+        """Encrypt `content` into `path` atomically; returns the plaintext's size."""
+        ...
+
+    def read(self, path: Path, *, purpose: str) -> Iterator[bytes]:
+        """The plaintext of `path`, piece by piece (a file stored before encryption is read as it is); raises
+        `ValueError` if the file was altered or moved, or is under a key the cipher does not have."""
+        ...
+
+
+def purpose_of(version: str) -> str:
+    """What a model file's encryption is bound to: a file copied into another version's directory does not
+    decrypt."""
+    return f"model:{version}/{MODEL_FILE}"
 
 
 def file_sha256(path: Path) -> str:
@@ -62,10 +94,11 @@ def read_metadata(model_dir: Path) -> dict[str, Any]:
     return data
 
 
-def check_servable(model_dir: Path, metadata: dict[str, Any]) -> Path:
-    """The model file, after checking that this installation can load it: the current format, the same
-    scikit-learn as when it was saved, and the file's sha256. Raises `ModelFormatError` (format or versions)
-    or `ModelIntegrityError` (missing or altered file)."""
+def check_servable(model_dir: Path, metadata: dict[str, Any], cipher: ArtifactCipher | None = None) -> bytes:
+    """The model file's joblib bytes (decrypted in memory), after checking that this installation can load
+    it: the current format, the same scikit-learn as when it was saved, and the sha256 of its bytes. Raises
+    `ModelFormatError` (format or versions), `ModelIntegrityError` (missing, altered or undecryptable file) or
+    `ModelKeysRequiredError` (an encrypted model and no cipher)."""
     version = metadata["version"]
     if metadata.get("format") != MODEL_FORMAT:
         found = [name for name in OLD_FORMAT_FILES if (model_dir / name).is_file()]
@@ -80,30 +113,47 @@ def check_servable(model_dir: Path, metadata: dict[str, Any]) -> Path:
     path = model_dir / MODEL_FILE
     if not path.is_file():
         raise ModelIntegrityError(f"model {version}: {MODEL_FILE} is missing")
-    actual = file_sha256(path)
+    if metadata.get("encrypted") and cipher is None:
+        raise ModelKeysRequiredError(f"model {version} is encrypted: it is read with the service's key ring "
+                                     "(run the `qinglian` command with the service's settings)")
+    if cipher is None:
+        content = path.read_bytes()
+    else:
+        try:
+            content = b"".join(cipher.read(path, purpose=purpose_of(str(version))))
+        except ValueError as problem:  # altered or moved file, or under a key the cipher lacks
+            raise ModelIntegrityError(f"model {version}: cannot decrypt {MODEL_FILE}: {problem}") from None
+    actual = hashlib.sha256(content).hexdigest()
     if actual != metadata["sha256"]:
         raise ModelIntegrityError(f"model {version}: {MODEL_FILE} does not match the sha256 in {METADATA_FILE} "
                                   f"(expected {str(metadata['sha256'])[:12]}…, found {actual[:12]}…)")
-    return path
+    return content
 
 
-def save_pipeline(pipeline: Pipeline, path: Path) -> str:
-    """Write the fitted pipeline to `path` with joblib; returns the file's sha256."""
+def save_pipeline(pipeline: Pipeline, path: Path, *, version: str, cipher: ArtifactCipher | None = None) -> str:
+    """Write the fitted pipeline to `path` with joblib — encrypted by `cipher` when given, the joblib bytes
+    never touching the disk in plain text; returns the sha256 of the joblib bytes."""
     import joblib
 
-    joblib.dump(pipeline, path)
-    return file_sha256(path)
+    buffer = io.BytesIO()
+    joblib.dump(pipeline, buffer)
+    content = buffer.getvalue()
+    if cipher is None:
+        path.write_bytes(content)
+    else:
+        cipher.write(path, content, purpose=purpose_of(version))
+    return hashlib.sha256(content).hexdigest()
 
 
-def load_pipeline(model_dir: Path, metadata: dict[str, Any]) -> Pipeline:
-    """The pipeline of a saved model, unpickled only after `check_servable` passed."""
+def load_pipeline(model_dir: Path, metadata: dict[str, Any], cipher: ArtifactCipher | None = None) -> Pipeline:
+    """The pipeline of a saved model, unpickled (from memory) only after `check_servable` passed."""
     import joblib
     from sklearn.pipeline import Pipeline
 
-    path = check_servable(model_dir, metadata)
+    content = check_servable(model_dir, metadata, cipher)
     version = metadata["version"]
     try:
-        pipeline = joblib.load(path)
+        pipeline = joblib.load(io.BytesIO(content))
     except Exception as problem:  # unpickling errors have no common base class
         raise ModelIntegrityError(f"model {version}: cannot load {MODEL_FILE}: {problem}") from problem
     if not isinstance(pipeline, Pipeline):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nlp.artifact import load_pipeline, read_metadata
+from nlp.artifact import ArtifactCipher, load_pipeline, read_metadata
 from nlp.explain import Explainer
 from nlp.labels import FALLBACK_LABEL
 from nlp.tokenizer import normalise
@@ -51,10 +51,11 @@ class Classifier:
         self._explainer: Explainer | None = None
 
     @classmethod
-    def load(cls, model_dir: Path) -> Classifier:
-        """Load a saved model after checking its format, scikit-learn version and sha256 (`nlp.artifact`)."""
+    def load(cls, model_dir: Path, cipher: ArtifactCipher | None = None) -> Classifier:
+        """Load a saved model after checking its format, scikit-learn version and sha256 (`nlp.artifact`),
+        decrypting it in memory with `cipher` if it was saved encrypted."""
         metadata = read_metadata(model_dir)
-        pipeline = load_pipeline(model_dir, metadata)
+        pipeline = load_pipeline(model_dir, metadata, cipher)
         return cls(pipeline, metadata, str(metadata["version"]))
 
     @property

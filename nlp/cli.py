@@ -14,8 +14,9 @@ from __future__ import annotations
 import io
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
@@ -29,6 +30,7 @@ from nlp.errors import NlpError
 from nlp.settings import data_dir, models_dir, reports_dir
 
 if TYPE_CHECKING:
+    from nlp.artifact import ArtifactCipher
     from nlp.classifier import Classifier
     from nlp.corpus import Example
     from nlp.evaluation import EvaluationReport
@@ -40,6 +42,14 @@ app = typer.Typer(help="Qinglian classifier commands.", no_args_is_help=True, pr
 
 err_console = Console(stderr=True, highlight=False)
 CLASSIFY_BATCH = 256
+
+@dataclass(frozen=True)
+class ModelKeys:
+    """How the commands get the cipher of the models: `qinglian` (bot.cli) puts one in the command's context
+    object (`ctx.obj`), giving its key ring's, so that models are saved and read encrypted as the service does.
+    Without it (this module run alone) models are saved in plain text and an encrypted one is refused."""
+
+    cipher: Callable[[], ArtifactCipher]
 
 
 @contextmanager
@@ -76,10 +86,11 @@ def _progress(steps: Sequence[str], description: str) -> Iterator[Any]:
         bar.update(task, completed=len(steps), step="done")
 
 
-def _registry() -> Any:
+def _registry(ctx: typer.Context) -> Any:
     from nlp.registry import ModelRegistry
 
-    return ModelRegistry(models_dir())
+    keys = ctx.find_object(ModelKeys)
+    return ModelRegistry(models_dir(), keys.cipher() if keys is not None else None)
 
 
 def _warm_up() -> None:
@@ -88,11 +99,11 @@ def _warm_up() -> None:
     warm_up(data_dir())
 
 
-def _load_classifier(version: str | None) -> Classifier:
+def _load_classifier(ctx: typer.Context, version: str | None) -> Classifier:
     """The given version, or the promoted one (training the default model on a fresh install)."""
     from nlp.registry import ensure_default_model
 
-    registry = _registry()
+    registry = _registry(ctx)
     if version:
         return registry.load(version)  # type: ignore[no-any-return]
     if registry.promoted() is None:
@@ -101,7 +112,7 @@ def _load_classifier(version: str | None) -> Classifier:
         from nlp.training import TRAIN_STEPS
 
         with _progress([*TRAIN_STEPS, SCORING_STEP, SAVING_STEP], "default model") as report:
-            ensure_default_model(data_dir(), progress=report)
+            ensure_default_model(data_dir(), progress=report, cipher=registry.cipher)
     return registry.load_promoted()  # type: ignore[no-any-return]
 
 
@@ -165,6 +176,7 @@ def _write_results(out: TextIO, classifier: Classifier, pending: list[tuple[Any,
 
 
 def classify(
+    ctx: typer.Context,
     source: Annotated[str, typer.Argument(metavar="[FILE|-]", help="JSON lines {\"id\", \"text\"} or plain text "
                                           "lines; - or nothing reads standard input.")] = "-",
     model: Annotated[str | None, typer.Option("--model", help="Model version (default: the promoted one).")] = None,
@@ -175,7 +187,7 @@ def classify(
     with _cli_errors():
         if source != "-" and not Path(source).is_file():
             raise NlpError(f"input file {source} does not exist")
-        classifier = _load_classifier(model)
+        classifier = _load_classifier(ctx, model)
         _warm_up()
         out = _output_stream()
         batch = 1 if source == "-" else CLASSIFY_BATCH  # standard input may be interactive: answer each line
@@ -218,6 +230,7 @@ def _load_examples(data: Sequence[Path], text_field: str, label_field: str) -> l
 
 @model_app.command("train")
 def train_command(
+    ctx: typer.Context,
     data: Annotated[list[Path] | None, typer.Option("--data", help="JSONL or CSV dataset (repeatable). Default: "
                                                     "the seed corpus's training split.")] = None,
     text_field: Annotated[str, typer.Option("--text-field", help="Field holding the text.")] = "text",
@@ -241,7 +254,7 @@ def train_command(
             source = "seed corpus (train split)"
         _warm_up()
         with _progress([*TRAIN_STEPS, SCORING_STEP, SAVING_STEP], "training") as report:
-            info = train_and_register(_registry(), examples, progress=report, source=source)
+            info = train_and_register(_registry(ctx), examples, progress=report, source=source)
         console = _console()
         console.print(f"model [bold]{info.version}[/bold]: {info.n_examples} examples, {len(info.labels)} labels, "
                       f"trained in {info.training_seconds:.1f} s")
@@ -329,6 +342,7 @@ def _errors_table(report: EvaluationReport, limit: int) -> Table:
 
 @model_app.command("evaluate")
 def evaluate_command(
+    ctx: typer.Context,
     model: Annotated[str | None, typer.Option("--model", help="Model version (default: the promoted one).")] = None,
     data: Annotated[Path | None, typer.Option("--data", help="JSONL or CSV dataset (default: the evaluation "
                                               "split; with --cv, the seed corpus's training split).")] = None,
@@ -362,7 +376,7 @@ def evaluate_command(
         if cv:
             params = TrainingParams()
             if model:
-                stored = _registry().get(model).params
+                stored = _registry(ctx).get(model).params
                 params = TrainingParams.from_mapping({k: v for k, v in stored.items() if k != "calibration_folds"})
             steps = [f"fold {number} of {cv}" for number in range(1, cv + 1)]
             with _progress(steps, "cross-validating") as report_step:
@@ -370,7 +384,7 @@ def evaluate_command(
             subject = f"{cv}-fold cross-validation" + (f" with the parameters of {model}" if model else "")
             stem = f"cv{cv}"
         else:
-            classifier = _load_classifier(model)
+            classifier = _load_classifier(ctx, model)
             report = evaluate_classifier(classifier, examples)
             subject = f"model {classifier.version}"
             stem = classifier.version
@@ -406,10 +420,10 @@ def _score(value: float | None) -> str:
 
 
 @model_app.command("list")
-def list_command() -> None:
+def list_command(ctx: typer.Context) -> None:
     """Saved models, oldest first; ● marks the promoted one."""
     with _cli_errors():
-        infos: list[ModelInfo] = _registry().list()
+        infos: list[ModelInfo] = _registry(ctx).list()
         console = _console()
         if not infos:
             console.print("no models yet: `qinglian model train` (or `qinglian serve` trains the default one)",
@@ -429,12 +443,13 @@ def list_command() -> None:
 
 @model_app.command("promote")
 def promote_command(
+    ctx: typer.Context,
     version: Annotated[str, typer.Argument(help="The model version to promote.")],
     force: Annotated[bool, typer.Option("--force", help="Promote even if the gate refuses.")] = False,
 ) -> None:
     """Make a model the one the service uses; refuses one > 1 macro-F1 point worse unless --force."""
     with _cli_errors():
-        registry = _registry()
+        registry = _registry(ctx)
         registry.promote(version, force=force)
         info = registry.get(version)
         typer.echo(f"promoted {info.version} (macro-F1 {_score(info.macro_f1)} on the evaluation split)"
@@ -442,10 +457,10 @@ def promote_command(
 
 
 @model_app.command("rollback")
-def rollback_command() -> None:
+def rollback_command(ctx: typer.Context) -> None:
     """Go back to the previously promoted model."""
     with _cli_errors():
-        info = _registry().rollback()
+        info = _registry(ctx).rollback()
         typer.echo(f"rolled back to {info.version} (macro-F1 {_score(info.macro_f1)} on the evaluation split)")
 
 

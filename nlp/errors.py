@@ -23,6 +23,10 @@ class ModelFormatError(ModelIntegrityError):
     """A model this installation cannot serve: saved in an earlier format, or with another scikit-learn."""
 
 
+class ModelKeysRequiredError(NlpError):
+    """An encrypted model was to be read without the key ring (not a fault of the model: nothing retrains)."""
+
+
 class PromotionRefusedError(NlpError):
     """The promotion gate refused a model (worse on the evaluation split, or no evaluation metrics)."""
 

@@ -2,7 +2,8 @@
 
 Layout of `<data_dir>/models/`:
 
-    <version>/pipeline.joblib  the fitted scikit-learn pipeline (`nlp.artifact`: checked before it is loaded)
+    <version>/pipeline.joblib  the fitted scikit-learn pipeline (`nlp.artifact`: checked before it is loaded),
+                               encrypted with the registry's cipher (the service's key ring) when it has one
     <version>/metadata.json    version, format, sha256 of pipeline.joblib, data fingerprint, label counts, parameters,
                                library versions, metrics on the fixed evaluation split and the boundary split
     registry.json              {"history": [promoted versions, oldest first], "events": [...]}
@@ -25,7 +26,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from nlp.artifact import METADATA_FILE, MODEL_FILE, MODEL_FORMAT, check_servable, read_metadata, save_pipeline
+from nlp.artifact import (
+    METADATA_FILE,
+    MODEL_FILE,
+    MODEL_FORMAT,
+    ArtifactCipher,
+    check_servable,
+    purpose_of,
+    read_metadata,
+    save_pipeline,
+)
 from nlp.classifier import Classifier
 from nlp.corpus import Example, exclude_held_out_texts, load_boundary_split, load_seed_corpus
 from nlp.errors import ModelIntegrityError, ModelNotFoundError, PromotionRefusedError, RegistryError
@@ -118,10 +128,12 @@ def _write_json_atomically(path: Path, data: Any) -> None:
 
 class ModelRegistry:
     """The models of one data directory. Safe to share between threads; changes are serialised across
-    processes with a file lock."""
+    processes with a file lock. With a `cipher`, new models are saved encrypted and encrypted ones can be
+    loaded (the service always passes its key ring's); without one, only models saved in plain text load."""
 
-    def __init__(self, models_dir: Path) -> None:
+    def __init__(self, models_dir: Path, cipher: ArtifactCipher | None = None) -> None:
         self.models_dir = Path(models_dir)
+        self.cipher = cipher
         self._thread_lock = threading.RLock()
         self._depth = 0
         self._lock_handle: IO[str] | None = None
@@ -198,14 +210,14 @@ class ModelRegistry:
         return list(self._state()["events"])
 
     def load(self, version: str) -> Classifier:
-        return Classifier.load(self.get(version).path)
+        return Classifier.load(self.get(version).path, self.cipher)
 
     def load_promoted(self) -> Classifier:
         info = self.promoted()
         if info is None:
             raise ModelNotFoundError(f"no promoted model in {self.models_dir}; run `qinglian model train` "
                                      "and `qinglian model promote VERSION`")
-        return Classifier.load(info.path)
+        return Classifier.load(info.path, self.cipher)
 
     # --- writing -----------------------------------------------------------------------------------------------
     def _new_version(self, created_at: datetime, fingerprint: str) -> str:
@@ -227,7 +239,9 @@ class ModelRegistry:
                     "version": version,
                     "format": MODEL_FORMAT,
                     "created_at": trained.created_at.isoformat(),
-                    "sha256": save_pipeline(trained.pipeline, incoming / MODEL_FILE),
+                    "sha256": save_pipeline(trained.pipeline, incoming / MODEL_FILE, version=version,
+                                            cipher=self.cipher),
+                    "encrypted": self.cipher is not None,
                     "source": source,
                     "labels": trained.labels,
                     "label_counts": trained.label_counts,
@@ -260,7 +274,7 @@ class ModelRegistry:
         even with `force`."""
         with self.locked():
             candidate = self.get(version)
-            check_servable(candidate.path, read_metadata(candidate.path))
+            check_servable(candidate.path, read_metadata(candidate.path), self.cipher)
             current = self.promoted()
             if current is not None and current.version == candidate.version:
                 return
@@ -268,7 +282,7 @@ class ModelRegistry:
                 if candidate.macro_f1 is None:
                     raise PromotionRefusedError(f"model {version} has no macro-F1 on the evaluation split "
                                                 "(its labels are not the taxonomy's?); use --force to promote it")
-                if current is not None and unservable_reason(current) is None:
+                if current is not None and unservable_reason(current, self.cipher) is None:
                     candidate_f1, current_f1 = self._gate_scores(candidate, current)
                     if candidate_f1 is None:
                         raise PromotionRefusedError(f"model {version} cannot be scored on the evaluation split; "
@@ -298,11 +312,19 @@ class ModelRegistry:
             if not history:
                 raise RegistryError("the earlier promoted models no longer exist; nothing to roll back to")
             previous = self.get(history[-1])
-            check_servable(previous.path, read_metadata(previous.path))
+            check_servable(previous.path, read_metadata(previous.path), self.cipher)
             state["events"].append({"action": "rollback", "version": previous.version, "previous": current,
                                     "at": _now().isoformat(), "forced": False})
             self._save_state(state)
             return self.get(previous.version)
+
+    def artifact_files(self) -> list[tuple[Path, str]]:
+        """Every saved model file and the purpose its encryption is bound to (`qinglian keys status` counts them,
+        `qinglian keys rotate` re-encrypts them)."""
+        if not self.models_dir.is_dir():
+            return []
+        return [(model_dir / MODEL_FILE, purpose_of(model_dir.name)) for model_dir in sorted(self.models_dir.iterdir())
+                if model_dir.is_dir() and not model_dir.name.startswith(".") and (model_dir / MODEL_FILE).is_file()]
 
     # `list` comes last so that the name means the builtin in the annotations above.
     def list(self) -> list[ModelInfo]:
@@ -386,29 +408,30 @@ def train_and_register(
     return registry.add(trained, metrics, source=source or "seed corpus (train split)")
 
 
-def unservable_reason(info: ModelInfo) -> str | None:
-    """Why this installation cannot serve a saved model (earlier format, other scikit-learn, missing or altered
-    file), or None if it can."""
+def unservable_reason(info: ModelInfo, cipher: ArtifactCipher | None = None) -> str | None:
+    """Why this installation cannot serve a saved model (earlier format, other scikit-learn, missing, altered or
+    undecryptable file), or None if it can. An encrypted model and no `cipher` raise `ModelKeysRequiredError`."""
     try:
-        check_servable(info.path, read_metadata(info.path))
+        check_servable(info.path, read_metadata(info.path), cipher)
     except ModelIntegrityError as problem:
         return str(problem)
     return None
 
 
-def ensure_default_model(data_dir: Path, progress: Progress | None = None) -> ModelInfo:
+def ensure_default_model(data_dir: Path, progress: Progress | None = None,
+                         cipher: ArtifactCipher | None = None) -> ModelInfo:
     """The promoted model of `data_dir`; on a fresh install, train the default one from the seed corpus first.
 
     If the promoted model cannot be served by this installation (saved by an earlier version of Qinglian,
     with another scikit-learn, or its file is missing or altered), a new default model is trained and promoted
     in its place, and `progress` says why. Deterministic (the same seed corpus gives the same predictions).
-    Blocking: call it in a thread from async code.
+    Blocking: call it in a thread from async code. `cipher` encrypts the model (see `ModelRegistry`).
     """
     say = progress or (lambda _message: None)
-    registry = ModelRegistry(Path(data_dir) / "models")
+    registry = ModelRegistry(Path(data_dir) / "models", cipher)
     with registry.locked():
         current = registry.promoted()
-        reason = unservable_reason(current) if current is not None else None
+        reason = unservable_reason(current, cipher) if current is not None else None
         if current is not None and reason is None:
             return current
         if current is None:

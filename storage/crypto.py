@@ -104,6 +104,10 @@ class DataKey:
     secret: bytes = field(repr=False)
     origin: str = ""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the cached ciphers are not picklable; a process handed the ring (a training process) rebuilds them
+        return DataKey, (self.secret, self.origin)
+
     @cached_property
     def key_id(self) -> str:
         return key_id_of(self.secret)
@@ -139,6 +143,10 @@ class KeyRing:
         self._pseudonym_key = pseudonym_key
         self._search_key = derive(pseudonym_key, "qinglian search terms v1")
         self.similarity_key = derive(pseudonym_key, "qinglian similarity v1")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        older = [key for key in self.keys.values() if key is not self.current]
+        return _restore_keyring, (self.current, older, self._pseudonym_key)
 
     def with_key(self, key: DataKey) -> KeyRing:
         """The same ring, able to decrypt under `key` too."""
@@ -198,6 +206,10 @@ class KeyRing:
     def pseudonym(self, channel: str, user_id: str) -> str:
         """The keyed pseudonym under which lookups find a channel user: 64 hex digits."""
         return hmac.new(self._pseudonym_key, f"{channel}:{user_id}".encode(), hashlib.sha256).hexdigest()
+
+
+def _restore_keyring(current: DataKey, older: list[DataKey], pseudonym_key: bytes) -> KeyRing:
+    return KeyRing(current, older, pseudonym_key=pseudonym_key)
 
 
 _KEYRING_ATTRIBUTE = "qinglian_keyring"

@@ -10,6 +10,9 @@ file's purpose (`evidence:<stored name>`, so a file moved under another name doe
 whether it is the last chunk, so a file cut short after a chunk boundary is refused too. Memory stays at
 one chunk whatever the file's size. A file without the magic prefix is from before encryption: it is
 read as it is, counted as plaintext by `qinglian keys status` and encrypted by `qinglian keys rotate`.
+
+The classifier's model files are stored the same way (`SealedFiles`, handed to nlp's model registry by the
+room that owns the key ring): their vocabulary holds words of the reports staff labelled.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -145,3 +149,21 @@ def reencrypt(ring: KeyRing, path: Path, *, purpose: str, target: DataKey) -> bo
         return False
     write_encrypted(ring, path, read_decrypted(ring, path, purpose=purpose), purpose=purpose, key=target)
     return True
+
+
+@dataclass(frozen=True)
+class SealedFiles:
+    """This file encryption under one key ring, as `nlp.artifact.ArtifactCipher`: the classifier's models are
+    encrypted with it. Picklable (the ring travels to a training process)."""
+
+    ring: KeyRing
+
+    def write(self, path: Path, content: bytes | Iterable[bytes], *, purpose: str) -> int:
+        return write_encrypted(self.ring, path, content, purpose=purpose)
+
+    def read(self, path: Path, *, purpose: str) -> Iterator[bytes]:
+        """`read_decrypted`, with its `DecryptionError` as the `ValueError` the protocol names."""
+        try:
+            yield from read_decrypted(self.ring, path, purpose=purpose)
+        except DecryptionError as problem:
+            raise ValueError(str(problem)) from None

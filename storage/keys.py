@@ -8,7 +8,7 @@ not yet under the target key, so an interrupted rotation continues where it stop
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,24 +134,37 @@ def _evidence_files(evidence_dir: Path) -> Iterator[tuple[Path, str]]:
             yield path, path.relative_to(evidence_dir).as_posix()
 
 
-def evidence_status(evidence_dir: Path) -> dict[str, int]:
-    """How many evidence files are under each key id (`PLAINTEXT`: from before files were encrypted)."""
+def file_status(paths: Iterable[Path]) -> dict[str, int]:
+    """How many of the files are under each key id (`PLAINTEXT`: stored before they were encrypted)."""
     counts: dict[str, int] = {}
-    for path, _ in _evidence_files(evidence_dir):
+    for path in paths:
         key_id = evidence_files.key_id_of_file(path)
         counts[key_id] = counts.get(key_id, 0) + 1
     return counts
+
+
+def rotate_files(files: Iterable[tuple[Path, str]], ring: KeyRing, target: DataKey,
+                 on_file: Callable[[], None] | None = None) -> int:
+    """Re-encrypt every (path, purpose) file not under `target` (plaintext ones are encrypted), streamed, one
+    at a time: the classifier's model files. Returns how many were rewritten. Blocking."""
+    ring = ring.with_key(target)
+    changed = 0
+    for path, purpose in files:
+        if evidence_files.reencrypt(ring, path, purpose=purpose, target=target):
+            changed += 1
+        if on_file is not None:
+            on_file()
+    return changed
+
+
+def evidence_status(evidence_dir: Path) -> dict[str, int]:
+    """How many evidence files are under each key id (`PLAINTEXT`: from before files were encrypted)."""
+    return file_status(path for path, _ in _evidence_files(evidence_dir))
 
 
 def rotate_evidence(evidence_dir: Path, ring: KeyRing, target: DataKey,
                     on_file: Callable[[], None] | None = None) -> int:
     """Re-encrypt every evidence file not under `target` (plaintext ones are encrypted), one file at a time,
     streamed; returns how many were rewritten. Blocking. Interrupted, it continues where it stopped."""
-    ring = ring.with_key(target)
-    changed = 0
-    for path, stored_name in _evidence_files(evidence_dir):
-        if evidence_files.reencrypt(ring, path, purpose=evidence_files.purpose_of(stored_name), target=target):
-            changed += 1
-        if on_file is not None:
-            on_file()
-    return changed
+    files = ((path, evidence_files.purpose_of(stored_name)) for path, stored_name in _evidence_files(evidence_dir))
+    return rotate_files(files, ring, target, on_file)

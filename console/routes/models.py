@@ -19,6 +19,7 @@ from console.rendering import redirect, render, secure
 from console.routes import common
 from console.routes.common import CsrfField, PagePrincipal, check_csrf, page_count, page_router, parse_page
 from storage import training_data
+from storage.evidence_files import SealedFiles
 
 if TYPE_CHECKING:
     from nlp.registry import ModelRegistry
@@ -32,7 +33,7 @@ router = page_router()
 def _registry(context: ConsoleContext) -> ModelRegistry:
     from nlp.registry import ModelRegistry  # scikit-learn and the models load only when an admin asks
 
-    return ModelRegistry(context.models_dir)
+    return ModelRegistry(context.models_dir, SealedFiles(context.database.keyring))
 
 
 @router.get("/console/labelling")

@@ -7,8 +7,12 @@ import asyncio
 import shutil
 from pathlib import Path
 
+import pytest
+
 from bot.classification import ClassifierService
-from tests.conftest import shared_models_dir
+from nlp.artifact import MODEL_FILE
+from storage.evidence_files import SealedFiles, key_id_of_file
+from tests.conftest import make_test_keyring, shared_models_dir
 
 LABELS = {"slow_service", "lazy_procrastination", "formalism", "project_irregularity", "village_affairs", "medical",
           "education", "bribery_gifts", "other"}
@@ -33,14 +37,19 @@ async def test_once_ready_it_tags_a_report_with_the_promoted_models_version(tmp_
     assert tag.top[0][0] == tag.label  # the best of the top labels
 
 
-async def test_a_fresh_install_trains_the_default_model_on_its_first_start(tmp_path: Path) -> None:
-    service = ClassifierService(tmp_path)
+async def test_a_fresh_install_trains_the_default_model_on_its_first_start(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    ring = make_test_keyring()
+    service = ClassifierService(tmp_path, cipher=SealedFiles(ring))
     await service.ensure_ready()
-    restarted = ClassifierService(tmp_path)
+    restarted = ClassifierService(tmp_path, cipher=SealedFiles(make_test_keyring()))
     await restarted.ensure_ready()  # the model trained at the first start is kept
 
     assert service.version is not None and restarted.version == service.version
     assert [path.name for path in (tmp_path / "models").iterdir() if path.is_dir()] == [service.version]
+    # trained in the child process (the keys reached it), and saved encrypted like every model
+    assert "child process failed" not in caplog.text
+    assert key_id_of_file(tmp_path / "models" / service.version / MODEL_FILE) == ring.current.key_id
     first, second = service.classify(REPORT), restarted.classify(REPORT)
     assert first is not None and second is not None and (first.label, first.confidence) == (
         second.label, second.confidence)

@@ -22,6 +22,7 @@ from nlp.labels import LABELS
 from nlp.registry import ModelInfo, ModelRegistry, train_and_register
 from storage import staff_actions
 from storage.db import Database
+from storage.evidence_files import SealedFiles
 from storage.migrate import upgrade
 from storage.models import StaffRole
 from tests.conftest import make_test_keyring
@@ -80,7 +81,7 @@ def _write_status(data_dir: Path, **status: Any) -> None:
 async def test_a_run_trains_a_new_version_in_the_background_and_compare_scores_both(service: Service) -> None:
     data_dir = service.data_dir
     assert training.training_status(data_dir)["state"] == "idle"
-    registry = ModelRegistry(data_dir / "models")
+    registry = ModelRegistry(data_dir / "models", SealedFiles(make_test_keyring()))
     default = await asyncio.to_thread(_small_model, registry)
     async with service.database.sessionmaker.begin() as session:
         staff = await staff_actions.create_staff(session, username="admin", display_name="管理员",
