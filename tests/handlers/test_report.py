@@ -16,7 +16,9 @@ from handlers.routing import route as decide
 from handlers.types import Inbound, Outbound
 from nlp.types import Tag
 from storage.models import Case, TraceEvent
+from tests.console.test_problems import PLANT_THIRD
 from tests.handlers.conftest import JPEG, DialogHarness, Resident
+from tests.handlers.test_similar import PLANT, PLANT_AGAIN
 
 DESCRIPTION = "村委会把低保名额分给了村干部的亲属，真正困难的人家没有评上。"
 
@@ -222,9 +224,6 @@ async def _report_the_plant(harness: DialogHarness, user_ref: str, description: 
 
 
 async def test_the_resident_is_told_of_similar_reports_only_when_the_city_says_so(harness: DialogHarness) -> None:
-    from tests.console.test_problems import PLANT_THIRD
-    from tests.handlers.test_similar import PLANT, PLANT_AGAIN
-
     assert "类似问题" not in await _report_the_plant(harness, "r1", PLANT)  # nothing similar yet
     told = await _report_the_plant(harness, "r2", PLANT_AGAIN)
     assert "举报已提交" in told and "其他群众反映了类似问题" in told
