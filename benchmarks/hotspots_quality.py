@@ -1,12 +1,16 @@
 """Hot issues and similarity parameters measured on the Teddy Cup 2020 task-2 messages; refresh time at scale.
 
-    python -m benchmarks.hotspots_quality [--data /work/shared/benchmarks/teddy2020] [--top 5]
+    python -m benchmarks.hotspots_quality [--data /work/shared/benchmarks/teddy2020] [--top 5] [--without-user]
     python -m benchmarks.hotspots_quality --similarity-grid
     python -m benchmarks.hotspots_quality --scale 1000000
+    python -m benchmarks.hotspots_quality --database-url postgresql+asyncpg://… [--windows 30,365] [--now ISO]
 
 Default: `find_hotspots` on `hot_messages.jsonl` (with the `user` field as the author), timed; for each of our
 top issues its rank, heat, time range, place/people, size and purity, and for each team's published top 5
 (`hot_issues_<team>.jsonl`) the best Jaccard similarity of message-id sets between their issue and ours.
+`--without-user` drops the `user` field, as input with exactly the issue's fields {id, title, text, time, likes}
+would be read (docs/mining.md: why the agreed top 5 needs it); for each of our groups it then also prints how many
+messages its most frequent (hidden) user wrote.
 
 Purity is judged with the five problems two or more teams agree on (`PROBLEMS` below: patterns written for this
 benchmark only; nothing in the product knows them): a group's problem is the one whose pattern matches most of its
@@ -21,6 +25,15 @@ of `combined_score` at several thresholds (place: the first place name in the ti
 --scale N [--windows 30,365]: N synthetic cases (benchmarks/similarity_speed.py's word lists, with 40 injected hot
 problems) over a year; the term hashes once per case in the longest window (what intake does), then `group_cases`
 on the last 30 and the last 365 days.
+
+--database-url URL [--windows 30,365] [--now 2026-12-05T12:00:00+00:00]: the product's own refresh against an
+existing, migrated database with signed cases (e.g. one `benchmarks.console_scale --keep DIR` built): for each
+window, `handlers.hotspots.refresh` end to end (the SQL read of the period's signatures, the grouping in a
+thread, storing the run), then its three steps one by one with the same functions — `period_records` (SQL),
+`group` (CPU and wall) and `store` (one transaction). The windows end at `--now`, by default just after the newest
+signed case, so a database built days ago still has full windows. Each refresh stores a run in
+`hot_issue_runs` as the service would (the table keeps the newest 5). No key is needed: the refresh reads and
+writes no encrypted column, so the connection gets a throwaway key ring.
 """
 
 from __future__ import annotations
@@ -35,6 +48,7 @@ from collections import Counter
 from collections.abc import Hashable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,13 +71,13 @@ _PLACE_IN_TITLE = re.compile(
 )
 
 
-def load_messages(data: Path) -> list[Message]:
+def load_messages(data: Path, *, with_user: bool = True) -> list[Message]:
     messages = []
     with (data / "hot_messages.jsonl").open(encoding="utf-8") as lines:
         for line in lines:
             row = json.loads(line)
             messages.append(Message(row["id"], row["title"], row["text"], datetime.fromisoformat(row["time"]),
-                                    int(row.get("likes") or 0), None, row.get("user")))
+                                    int(row.get("likes") or 0), None, row.get("user") if with_user else None))
     return messages
 
 
@@ -88,22 +102,26 @@ def jaccard(first: set[Hashable], second: set[Hashable]) -> float:
 
 
 def hot_issues(arguments: argparse.Namespace) -> None:
-    messages = load_messages(arguments.data)
+    messages = load_messages(arguments.data, with_user=not arguments.without_user)
     by_id = {message.id: message for message in messages}
+    users = {message.id: message.author for message in load_messages(arguments.data)}
     began_cpu, began = time.process_time(), time.perf_counter()
     hotspots = find_hotspots(messages, top=arguments.top)
     cpu, wall = time.process_time() - began_cpu, time.perf_counter() - began
-    print(f"find_hotspots on {len(messages):,} messages: {cpu:.1f} s CPU, {wall:.1f} s wall\n")
-    print("| rank | heat | time range | place/people | messages | residents | likes | problem | purity |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"find_hotspots on {len(messages):,} messages{' without their user field' if arguments.without_user else ''}"
+          f": {cpu:.1f} s CPU, {wall:.1f} s wall\n")
+    print("| rank | heat | time range | place/people | messages | residents | likes | problem | purity | "
+          "most by one user |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     found = set()
     for hotspot in hotspots:
         problem, share = purity(list(hotspot.message_ids), by_id)  # type: ignore[arg-type]
         found.add(problem)
         start, end = hotspot.time_range
         judged = f"{problem} | {share:.0%}" if problem else "- | -"
+        most = Counter(users[i] for i in hotspot.message_ids).most_common(1)[0][1]
         print(f"| {hotspot.rank} | {hotspot.heat:.1f} | {start.date()}–{end.date()} | {hotspot.place_people} | "
-              f"{len(hotspot.message_ids)} | {hotspot.residents} | {hotspot.likes} | {judged} |")
+              f"{len(hotspot.message_ids)} | {hotspot.residents} | {hotspot.likes} | {judged} | {most} |")
     missing = [name for name in PROBLEMS if name not in found]
     print(f"\nagreed problems in our top {arguments.top}: {len(PROBLEMS) - len(missing)}/{len(PROBLEMS)}"
           + (f" (missing: {', '.join(missing)})" if missing else ""))
@@ -256,15 +274,90 @@ def scale(arguments: argparse.Namespace) -> None:
               f"heat {groups[0].heat:.1f}")
 
 
+def _throwaway_keyring() -> Any:
+    from storage.crypto import DataKey, KeyRing, generate_key, parse_key
+
+    return KeyRing(DataKey(parse_key(generate_key()), "benchmark"), pseudonym_key=parse_key(generate_key()))
+
+
+async def database_refresh(url: str, windows: list[int], now: datetime | None = None) -> list[dict[str, Any]]:
+    """The product's refresh of each window against the database at `url`, end to end and step by step; the
+    figures of each window (also printed)."""
+    from sqlalchemy import func, select
+
+    from handlers import hotspots as product
+    from handlers.city import Similarity
+    from storage.db import Database
+    from storage.models import Case, CaseSignature
+
+    database = Database.connect(url, _throwaway_keyring())
+    figures: list[dict[str, Any]] = []
+    try:
+        async with database.sessionmaker() as session:
+            stored = int(await session.scalar(select(func.count()).select_from(Case)) or 0)
+            signed = int(await session.scalar(select(func.count()).select_from(CaseSignature)) or 0)
+            newest = await session.scalar(select(func.max(Case.created_at))
+                                          .join(CaseSignature, CaseSignature.case_id == Case.id))
+        if newest is None:
+            raise SystemExit("no signed case in the database: nothing to refresh")
+        if newest.tzinfo is None:  # SQLite gives the stored UTC time without its zone
+            newest = newest.replace(tzinfo=UTC)
+        if now is not None and now.tzinfo is None:
+            now = now.replace(tzinfo=UTC)
+        until = now or newest + timedelta(seconds=1)
+        print(f"{stored:,} cases stored, {signed:,} signed; windows end at {until.isoformat()}", flush=True)
+        for days in sorted(windows):
+            settings = Similarity(hotspot_days=days)
+            began_cpu, began = time.process_time(), time.perf_counter()
+            run = await product.refresh(database.sessionmaker, settings, until, force=True)
+            total, total_cpu = time.perf_counter() - began, time.process_time() - began_cpu
+            assert run is not None
+            since = until - timedelta(days=days)
+            began = time.perf_counter()
+            async with database.sessionmaker() as session:
+                records = await product.period_records(session, since, until)
+            read = time.perf_counter() - began
+            began_cpu = time.process_time()
+            groups, grouping = product.group(records, until, product.GROUPS_KEPT)
+            grouping_cpu = time.process_time() - began_cpu
+            began = time.perf_counter()
+            async with database.sessionmaker.begin() as session:
+                await product.store(session, computed_at=until, since=since, until=until, cases=len(records),
+                                    seconds=grouping, groups=groups)
+            write = time.perf_counter() - began
+            top = run.groups[0] if run.groups else None
+            figures.append({"days": days, "cases": run.cases, "groups": len(run.groups), "refresh_wall": total,
+                            "refresh_cpu": total_cpu, "run_grouping_seconds": run.seconds, "read_wall": read,
+                            "grouping_wall": grouping, "grouping_cpu": grouping_cpu, "store_wall": write,
+                            "top_cases": len(top["case_ids"]) if top else 0})
+            print(f"last {days} days, {run.cases:,} signed cases: refresh end to end {total:.2f} s wall "
+                  f"({total_cpu:.2f} s CPU of this process), {len(run.groups)} groups kept, top group "
+                  f"{figures[-1]['top_cases']} cases; step by step: SQL read {read:.2f} s, grouping "
+                  f"{grouping_cpu:.2f} s CPU / {grouping:.2f} s wall, storing the run {write * 1000:.0f} ms",
+                  flush=True)
+    finally:
+        await database.dispose()
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--top", type=int, default=5)
+    parser.add_argument("--without-user", action="store_true", help="read the messages without their user field")
     parser.add_argument("--similarity-grid", action="store_true")
     parser.add_argument("--scale", type=int, default=0, help="refresh time on N synthetic cases")
     parser.add_argument("--windows", type=lambda value: [int(days) for days in value.split(",")],
-                        default=[30, 365], help="refresh windows in days (with --scale)")
+                        default=[30, 365], help="refresh windows in days (with --scale or --database-url)")
+    parser.add_argument("--database-url", help="time the product's refresh against this existing database")
+    parser.add_argument("--now", type=datetime.fromisoformat,
+                        help="end of the windows (with --database-url; default: just after the newest signed case)")
     arguments = parser.parse_args()
+    if arguments.database_url:
+        import asyncio
+
+        asyncio.run(database_refresh(arguments.database_url, arguments.windows, arguments.now))
+        return
     warm_up()
     if arguments.scale:
         scale(arguments)

@@ -163,7 +163,9 @@ def read_messages(handle: TextIO, name: str = "input") -> list[Message]:
 
 @mining_app.command("hotspots")
 def hotspots_command(
-    input_path: Annotated[str, typer.Option("--input", help="JSON lines {id, title, text, time, likes?}; - = stdin")],
+    input_path: Annotated[str, typer.Option(
+        "--input", help="JSON lines {id, title, text, time, likes?, user?}; - = stdin (without user each line "
+                        "counts as another resident)")],
     top: Annotated[int, typer.Option("--top", min=1, help="How many hot issues")] = 5,
     output: Annotated[str | None, typer.Option("--output", help="Output file (default: standard output)")] = None,
 ) -> None:

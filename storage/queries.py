@@ -40,6 +40,7 @@ class CaseFilter:
     overdue: bool = False
     assigned_to_id: int | None = None
     needs_labelling: bool = False
+    problem_id: int | None = None  # only the cases of this problem (a group of cases about one thing)
     text: str | None = None
     #: the search terms of `text` (`nlp.search.query_terms`), looked up in the search index
     terms: tuple[str, ...] = ()
@@ -94,6 +95,8 @@ def _filtered(query: Select[Any], flt: CaseFilter, threshold: float) -> Select[A
         query = query.where(overdue_condition(utcnow()))
     if flt.assigned_to_id is not None:
         query = query.where(Case.assigned_to_id == flt.assigned_to_id)
+    if flt.problem_id is not None:
+        query = query.where(Case.problem_id == flt.problem_id)
     if flt.needs_labelling:
         query = query.where(or_(
             Case.label_status == "corrected",

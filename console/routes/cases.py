@@ -17,13 +17,13 @@ from console.auth import Principal, can_reveal_identity, visible_queues
 from console.operations import LABELS, SETTABLE_STATUSES, OperationError
 from console.rendering import deadline, overdue_flags, render
 from console.routes import common
-from console.routes.common import PagePrincipal, parse_day, parse_fraction
+from console.routes.common import MAX_ID, PagePrincipal, parse_day, parse_fraction
 from storage import queries
 from storage.models import Case, CaseStatus, StaffUser, utcnow
 
 router = common.page_router()
 FILTER_KEYS = ("queue", "status", "label", "district", "from", "to", "conf_min", "conf_max", "overdue", "labelling",
-               "q", "mine", "after", "before")
+               "q", "mine", "problem", "after", "before")
 
 
 @router.get("/console")
@@ -86,6 +86,10 @@ def case_filter(request: Request, principal: Principal, view: ListView) -> tuple
         flt.assigned_to_id = principal.user.id
     if params["q"]:
         flt.text = params["q"][:100]
+    if params["problem"]:  # the cases of one problem (linked from its page), to act on all of them at once
+        if not params["problem"].isdigit() or not 1 <= int(params["problem"]) <= MAX_ID:
+            raise OperationError(422, f"problem: not a problem number {params['problem'][:30]!r}")
+        flt.problem_id = int(params["problem"])
     return flt, params
 
 

@@ -16,7 +16,9 @@ from handlers.routing import route as decide
 from handlers.types import Inbound, Outbound
 from nlp.types import Tag
 from storage.models import Case, TraceEvent
+from tests.console.test_problems import PLANT_THIRD
 from tests.handlers.conftest import JPEG, DialogHarness, Resident
+from tests.handlers.test_similar import PLANT, PLANT_AGAIN
 
 DESCRIPTION = "村委会把低保名额分给了村干部的亲属，真正困难的人家没有评上。"
 
@@ -208,3 +210,27 @@ async def test_reports_filed_before_the_last_day_do_not_count_against_the_reside
         assert "举报已提交" in resident.text()
         harness.clock.advance(hours=24, minutes=1)
     assert len(await _filed(harness)) == 2
+
+
+async def _report_the_plant(harness: DialogHarness, user_ref: str, description: str) -> str:
+    resident = harness.resident(user_ref)
+    await resident.command("report")
+    await resident.press("district:yuelu")
+    await resident.say("岳麓区丽发新城小区")
+    await resident.press("when:today")
+    await _after_when(resident, description)
+    await resident.press("summary:submit")
+    return resident.text()
+
+
+async def test_the_resident_is_told_of_similar_reports_only_when_the_city_says_so(harness: DialogHarness) -> None:
+    assert "类似问题" not in await _report_the_plant(harness, "r1", PLANT)  # nothing similar yet
+    told = await _report_the_plant(harness, "r2", PLANT_AGAIN)
+    assert "举报已提交" in told and "其他群众反映了类似问题" in told
+    assert "搅拌站每天夜里" not in told  # never another resident's words
+
+    similarity = harness.context.city.similarity.model_copy(update={"tell_resident": False})
+    harness.context.city = harness.context.city.model_copy(update={"similarity": similarity})
+    quiet = await _report_the_plant(harness, "r3", PLANT_THIRD)
+    assert "举报已提交" in quiet and "类似问题" not in quiet
+    assert len(await _filed(harness)) == 3

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 import pytest
 
 from nlp.hotspots import (
+    CaseRecord,
     HeatParameters,
     Message,
     case_record,
@@ -105,6 +107,26 @@ def test_more_residents_likes_and_recency_raise_the_heat() -> None:
                for record in records]
     serious_heat = {tuple(sorted(map(str, g.case_ids))): g.heat for g in group_cases(serious, now=now)}
     assert serious_heat[school_ids] == pytest.approx(base[school_ids] * 1.5)
+
+
+def test_a_problem_reported_over_a_longer_time_is_hotter() -> None:
+    """Persistence: the same residents with the same last report, but spread over 12 weeks instead of 9 days."""
+    hasher = SimilarityHasher(b"test key: thirty-two bytes long!")
+    records = [case_record(message, hasher) for message in _messages()]
+    school_ids = tuple(f"school-{number}" for number in range(4))
+    last = max(record.time for record in records if str(record.id) in school_ids)
+    stretched = [replace(record, time=last - timedelta(weeks=4 * (3 - int(str(record.id)[-1]))))
+                 if str(record.id) in school_ids else record for record in records]
+    heat = HeatParameters(recency_half_life_days=30)  # the same recency whatever the period's length
+    now = START + timedelta(days=40)
+
+    def heat_of_school(chosen: list[CaseRecord]) -> float:
+        return {tuple(sorted(map(str, g.case_ids))): g.heat for g in group_cases(chosen, now=now, heat=heat)}[
+            school_ids]
+
+    short, long = heat_of_school(records), heat_of_school(stretched)
+    assert long > short
+    assert long / short == pytest.approx((1 + 0.1 * math.log1p(84 / 7)) / (1 + 0.1 * math.log1p(9 / 7)))
 
 
 def test_a_refresh_on_stored_features_finds_the_same_groups_without_text() -> None:
