@@ -55,11 +55,14 @@ async def enqueue_replies(session: AsyncSession, *, channel: str, recipient: str
     return list(result.scalars())
 
 
-async def deliver_passively(session: AsyncSession, message_id: int, remainder: dict[str, Any] | None) -> bool:
+async def deliver_passively(session: AsyncSession, message_id: int, remainder: dict[str, Any] | None, *,
+                            hold: timedelta) -> bool:
     """A held reply that the channel is answering in its HTTP response: recorded as delivered, and what did not
-    fit into that one answer queued to follow at once. False if it was delivered already (nothing done)."""
-    message = await session.get(OutboxMessage, message_id, with_for_update=True)
-    if message is None or message.status != "pending":
+    fit into that one answer queued to follow at once. False (nothing done) if the worker has it: delivered,
+    released, or leased once its `hold` ran out (a row still held is due exactly `hold` after it was written,
+    as `enqueue_replies` wrote it; releasing or leasing it moves that time)."""
+    message = await session.get(OutboxMessage, message_id, with_for_update=True, populate_existing=True)
+    if message is None or message.status != "pending" or message.next_attempt_at - message.created_at != hold:
         return False
     await mark_sent(session, [message_id])
     if remainder is not None:

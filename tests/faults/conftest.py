@@ -79,6 +79,15 @@ class Database:
 
         return self._runner.run(run())
 
+    def execute(self, *statements: str) -> None:
+        """Run `statements` in one transaction and commit it (the test's own additions, e.g. a trigger)."""
+        async def run() -> None:
+            async with self._engine.begin() as connection:
+                for statement in statements:
+                    await connection.exec_driver_sql(statement)
+
+        self._runner.run(run())
+
     def scalar(self, sql: str, **params: Any) -> Any:
         found = self.rows(sql, **params)
         return found[0][0] if found else None

@@ -83,7 +83,7 @@ class Received:
 @dataclass
 class Attempt:
     status: int | None
-    """HTTP status of our answer; None when WeChat gave up waiting."""
+    """HTTP status of our answer; None when WeChat gave up waiting or the connection failed."""
     seconds: float
     body: str = ""
 
@@ -387,8 +387,12 @@ class WeChatBase:
                     response = await self._client.post(self.callback_url, params=params, content=body,
                                                        headers={"Content-Type": "text/xml"},
                                                        timeout=delivery.retry_interval)
-                except httpx.TimeoutException:
-                    delivery.attempts.append(Attempt(None, time.monotonic() - started))
+                except httpx.TransportError:
+                    # No answer: WeChat gave up waiting, or the server closed the connection (killed) or refused
+                    # it (down). Like WeChat, it tries again once `retry_interval` has passed since this attempt.
+                    waited = time.monotonic() - started
+                    delivery.attempts.append(Attempt(None, waited))
+                    await asyncio.sleep(max(0.0, delivery.retry_interval - waited))
                     continue
                 delivery.attempts.append(Attempt(response.status_code, time.monotonic() - started, response.text))
                 self._answered(delivery, response)

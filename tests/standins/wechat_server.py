@@ -6,7 +6,8 @@ It plays WeChat on both sides of an account's server:
   the account's token and, in safe mode, encrypted with the EncodingAESKey, then POSTed to the
   callback URL with WeChat's query string (``signature``, ``timestamp``, ``nonce``, ``openid`` and,
   in safe mode, ``encrypt_type=aes`` and ``msg_signature``). WeChat waits ``retry_interval`` seconds
-  (5, like WeChat) for an answer; without one it drops the connection and sends the message again,
+  (5, like WeChat) for an answer; without one (or when the connection is refused or closed before
+  an answer, as by a killed server) it sends the message again that long after the attempt began,
   at most three more times. A passive reply is checked (signature, decryption, app id, addressing,
   size) and lands in the user's inbox; ``success`` or an empty body means "no reply"; a refused or
   unreadable answer, or four unanswered attempts, show the user WeChat's "service unavailable" notice.

@@ -78,3 +78,33 @@ async def test_deleting_an_idle_conversation_deletes_every_message_it_produced(s
         kept = list((await session.execute(select(Conversation.user_key))).scalars())
         messages = list((await session.execute(select(OutboxMessage.conversation_id))).scalars())
     assert erased == 1 and len(kept) == 1 and messages == [drafting.id]  # a draft in progress is kept
+
+
+async def test_a_held_reply_is_answered_passively_only_while_no_worker_has_it(sessionmaker: Any) -> None:
+    """A WeChat step's reply is held for the passive answer; once released to the worker, or leased by one
+    after its hold ran out, recording it as passively delivered is refused, so it is not sent both ways."""
+    hold = timedelta(seconds=10)
+
+    async def held(recipient: str) -> int:
+        async with sessionmaker.begin() as session:
+            [message_id] = await outbox.enqueue_replies(session, channel="wechat", recipient=recipient,
+                                                        conversation_id=None, payloads=[{"text": recipient}],
+                                                        hold=hold)
+        return message_id
+
+    expired = await held("oQL-expired")
+    async with sessionmaker.begin() as session:  # a worker, once the hold has run out
+        leased = await outbox.lease(session, channels=["wechat"], limit=10, lease=timedelta(seconds=15),
+                                    now=utcnow() + hold)
+    assert [row[0] for row in leased] == [expired]
+    kept, released = await held("oQL-kept"), await held("oQL-released")
+    async with sessionmaker.begin() as session:
+        await outbox.release(session, [released])
+    answered = []
+    for message_id in (kept, released, expired):
+        async with sessionmaker.begin() as session:
+            answered.append(await outbox.deliver_passively(session, message_id, None, hold=hold))
+    assert answered == [True, False, False]
+    async with sessionmaker() as session:
+        rows = {m.id: m.status for m in (await session.execute(select(OutboxMessage))).scalars()}
+    assert rows == {kept: "sent", released: "pending", expired: "pending"}

@@ -43,9 +43,14 @@ log = logging.getLogger(__name__)
 
 MAX_CLOCK_SKEW = 300
 """Seconds a callback's timestamp may differ from our clock before it counts as stale (or replayed)."""
-PASSIVE_HOLD = timedelta(seconds=30)
-"""How long a step's reply waits in the outbox for the passive answer (WeChat's retries end after ~20 s)
-before a worker sends it through the customer-service API."""
+PASSIVE_HOLD = timedelta(seconds=10)
+"""How long a step's reply waits in the outbox for the passive answer before a worker sends it through the
+customer-service API. A passive answer leaves within `PASSIVE_BUDGET` of the callback (WeChat stops listening
+after 5 s), and a live process hands a reply it does not answer passively to the worker at once (unless the
+database is down); so the hold counts only when the process died between the step's commit and its answer,
+and sets how soon the resident gets the reply then (WeChat's retries of the callback find the message handled
+and are answered `success`). A passive answer recorded after the hold ran out is still right:
+`outbox.deliver_passively` refuses a reply that a worker has leased."""
 PASSIVE_BUDGET = 4.0
 """Seconds from a callback's arrival within which a finished step is answered passively; WeChat
 gives up at 5."""
@@ -223,7 +228,8 @@ class WeChatChannel:
         try:
             async with self._runtime.sessionmaker.begin() as session:
                 return await outbox.deliver_passively(session, message_id,
-                                                      Outbound(later).to_payload() if later else None)
+                                                      Outbound(later).to_payload() if later else None,
+                                                      hold=PASSIVE_HOLD)
         except DATABASE_UNAVAILABLE as problem:
             log.warning("wechat: passive reply not recorded (%s); the outbox sends it", type(problem).__name__)
             return False
