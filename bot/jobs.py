@@ -82,10 +82,10 @@ def _signatures(hasher: SimilarityHasher, cases: list[tuple[int, str, str]]) -> 
 async def sign_for_similarity(sessionmaker: async_sessionmaker[AsyncSession], batch: int = 200) -> int:
     """Store the similarity signatures of the cases filed before signatures existed (or under an older
     version), so they are found as similar cases and counted in hot issues."""
-    signed = 0
+    signed = last = 0
     while True:
         async with sessionmaker() as session:
-            cases = await similar.unsigned(session, batch)
+            cases = await similar.unsigned(session, batch, after=last)
             hasher = similar_cases.hasher_for(session)
         signatures = await asyncio.to_thread(_signatures, hasher, cases)
         async with sessionmaker.begin() as session:
@@ -94,6 +94,7 @@ async def sign_for_similarity(sessionmaker: async_sessionmaker[AsyncSession], ba
         signed += len(cases)
         if len(cases) < batch:
             return signed
+        last = cases[-1][0]
 
 
 async def housekeeping_once(sessionmaker: async_sessionmaker[AsyncSession], evidence_dir: Path,

@@ -158,12 +158,14 @@ async def signature_of(session: AsyncSession, case_id: int) -> StoredSignature |
     return StoredSignature(stored.minhash, stored.terms, list(bands), list(places))
 
 
-async def unsigned(session: AsyncSession, limit: int = 200) -> list[tuple[int, str, str]]:
-    """Cases without a signature of the current version: (id, place, description) for the room above."""
+async def unsigned(session: AsyncSession, limit: int = 200, after: int = 0) -> list[tuple[int, str, str]]:
+    """Cases without a signature of the current version, in id order from `after` on: (id, place, description)
+    for the room above. A backfill passes the last id of its previous batch, so each batch starts where the last
+    one stopped instead of passing every case signed so far again."""
     rows = await session.execute(
         select(Case.id, Case.place, Case.description)
         .outerjoin(CaseSignature, CaseSignature.case_id == Case.id)
-        .where((CaseSignature.case_id.is_(None)) | (CaseSignature.version < SIGNATURE_VERSION))
+        .where(Case.id > after, (CaseSignature.case_id.is_(None)) | (CaseSignature.version < SIGNATURE_VERSION))
         .order_by(Case.id).limit(limit))
     return [(row[0], row[1], row[2]) for row in rows]
 

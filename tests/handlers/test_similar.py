@@ -102,3 +102,17 @@ async def test_a_case_from_before_signatures_is_signed_by_housekeeping_and_then_
                                          settings=Similarity(), exclude=again)
     assert [item.case_id for item in found] == [old.id]
     assert await sign_for_similarity(sessionmaker) == 0
+
+
+async def test_the_backfill_signs_every_case_batch_after_batch(sessionmaker: Any) -> None:
+    """Each batch starts after the last one's cases: five unsigned cases in batches of two are all signed once."""
+    from bot.jobs import sign_for_similarity
+
+    async with sessionmaker.begin() as session:
+        cases = [(await file_case(session, description=f"{PLANT}第{number}次", place="岳麓区丽发新城小区"))[0]
+                 for number in range(5)]
+    assert await sign_for_similarity(sessionmaker, batch=2) == 5
+    async with sessionmaker() as session:
+        assert all([await similar.signature_of(session, case.id) is not None for case in cases])
+        assert await similar.unsigned(session) == []
+    assert await sign_for_similarity(sessionmaker, batch=2) == 0
