@@ -215,7 +215,8 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         reopened = await loop.rate(turn.session, case, pending or None, comment=comment, unsolved=pending == 0,
                                    rehandle_limit=turn.ctx.city.loop.rehandle_limit,
                                    staff_targets=staff_channels(turn.ctx.city, case.queue),
-                                   staff_locale=turn.ctx.city.default_locale)
+                                   staff_locale=turn.ctx.city.default_locale,
+                                   tell_reporter="reopened" in turn.ctx.city.notices.events)
         turn.say(turn.t("rated_reopened") if reopened else
                  turn.t("rated", rating=pending) if pending else turn.t("rated_unsolved"))
         return False

@@ -5,7 +5,6 @@ stand-in WeChat enforces the window, the consents and the templates' field rules
 
 from __future__ import annotations
 
-import asyncio
 import re
 import sqlite3
 import time
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 
 from handlers.city import DEFAULT_CITY_CONFIG
+from tests import loop_steps
 from tests.channels.test_wechat import APP_ID, APP_SECRET, DESCRIPTION, TOKEN, User, _case_id, _staff
 from tests.conftest import LiveService
 from tests.standins.wechat_server import WeChatStandIn
@@ -155,34 +155,6 @@ def test_without_consent_the_answer_waits_and_comes_first_when_the_resident_writ
     assert _delivery_states(service, case_id)[-1][1] == "sent"
 
 
-def _extend(service: LiveService, case_id: int) -> str:
-    """A reviewer asks for 20 more days and a supervisor approves; returns the new date in the city's time."""
-    from datetime import timedelta
-    from zoneinfo import ZoneInfo
-
-    from storage import actions, loop
-    from storage.db import create_engine, create_sessionmaker
-    from storage.models import StaffRole
-    from tests.conftest import make_test_keyring
-    from tests.factories import create_staff
-
-    async def act() -> str:
-        engine = create_engine(f"sqlite+aiosqlite:///{service.data_dir / 'qinglian.db'}", make_test_keyring())
-        async with create_sessionmaker(engine).begin() as session:
-            case = await actions.get_case(session, case_id)
-            assert case is not None and case.resolve_due_at is not None
-            reviewer = await create_staff(session, f"reviewer-{case_id}", StaffRole.REVIEWER)
-            supervisor = await create_staff(session, f"supervisor-{case_id}", StaffRole.SUPERVISOR)
-            later = case.resolve_due_at + timedelta(days=20)
-            request = await loop.request_extension(session, case, actor=reviewer, reason="需公安协助调取监控录像",
-                                                   resolve_due_at=later)
-            await loop.decide_extension(session, request, case, actor=supervisor, approve=True)
-        await engine.dispose()
-        return later.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d")
-
-    return asyncio.run(act())
-
-
 def _subscribed_case(standin: WeChatStandIn, service: LiveService) -> tuple[User, int]:
     user, _ = _report(standin)
     user.last = standin.user_subscribe(user.openid, accept=[SUBSCRIBE_TEMPLATE])
@@ -199,10 +171,25 @@ def _notices(standin: WeChatStandIn, user: User, count: int) -> list[Any]:
 def test_an_approved_extension_reaches_a_subscriber_with_its_new_date(standin: WeChatStandIn,
                                                                       service: LiveService) -> None:
     user, case_id = _subscribed_case(standin, service)
-    until = _extend(service, case_id)
+    until = loop_steps.extend(service, case_id)
     notice = _notices(standin, user, 1)[-1]
     assert (notice.data["phrase2"], notice.data["thing4"]) == ("已延期", f"预计{until}前答复")
     _eventually(lambda: _delivery_states(service, case_id)[-1][1] == "sent")
+    assert standin.violations == []
+
+
+def test_a_question_of_the_staff_reaches_a_subscriber_and_the_resident_answers_it(standin: WeChatStandIn,
+                                                                                  service: LiveService) -> None:
+    user, case_id = _subscribed_case(standin, service)  # ten days later: outside the 48 hours
+    loop_steps.ask_for_information(service, case_id, "请提供3号窗口当天的排队小票照片，以便核实排队时间。")
+    notice = _notices(standin, user, 1)[-1]
+    assert (notice.data["phrase2"], notice.data["thing4"]) == ("待补充", "请提供3号窗口当天的排队小票照片，以便…")
+    assert notice.data["character_string1"].startswith("QL-")
+    _eventually(lambda: _delivery_states(service, case_id)[-1][1] == "sent")
+    assert _delivery_states(service, case_id)[-1][:2] == ("more_info", "sent")
+    user.say("补充材料", expect="请发送要补充的")  # the notice's option, typed: no code needed
+    user.say("小票显示上午9点20分取号，11点半才叫到。", expect="补充材料已收到")
+    assert loop_steps.case_state(service, case_id)[2][-2:] == ["more_info", "follow_up"]
     assert standin.violations == []
 
 
