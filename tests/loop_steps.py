@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TypeVar
 from zoneinfo import ZoneInfo
@@ -74,18 +74,21 @@ async def _case(session: AsyncSession, case_id: int) -> Case:
 
 
 def extend(service: LiveService, case_id: int, days: int = 20) -> str:
-    """A reviewer asks for `days` more days and a supervisor approves; returns the new date in the city's time."""
+    """A reviewer asks for `days` more days and a supervisor approves; returns the new date in the city's time.
+    As in the console, the new resolve-by date is the end of a day in the city's time."""
+    tz = ZoneInfo(city_of(service).timezone)
 
     async def work(session: AsyncSession) -> str:
         case = await _case(session, case_id)
         assert case.resolve_due_at is not None
         reviewer = await _staff(session, "loop-reviewer", StaffRole.REVIEWER)
         supervisor = await _staff(session, "loop-supervisor", StaffRole.SUPERVISOR)
-        later = case.resolve_due_at + timedelta(days=days)
+        day = case.resolve_due_at.astimezone(tz).date() + timedelta(days=days)
+        later = datetime.combine(day, time(23, 59, 59), tz).astimezone(UTC)
         request = await loop.request_extension(session, case, actor=reviewer, reason="需公安协助调取监控录像",
                                                resolve_due_at=later)
         await loop.decide_extension(session, request, case, actor=supervisor, approve=True)
-        return later.astimezone(ZoneInfo(city_of(service).timezone)).strftime("%Y-%m-%d")
+        return day.isoformat()
 
     return act(service, work)
 
@@ -126,10 +129,10 @@ def case_state(service: LiveService, case_id: int) -> tuple[str, int, list[str]]
 
 
 def warn_before_deadline(service: LiveService, case_id: int, *,
-                         staff_chat: int | None = None) -> list[tuple[int, int]]:
+                         staff_chat: int | None = None) -> list[bool]:
     """The deadline job at injected times, with staff warned one working day ahead: two working days before
     the case's accept-by day, then one working day before it. The queue's staff group is `staff_chat` (a
-    Telegram chat) when given. Returns the job's (warned, escalated) at each time."""
+    Telegram chat) when given. Returns whether the case's staff were warned by then, at each time."""
     city = city_of(service)
     tz = ZoneInfo(city.timezone)
 
@@ -150,12 +153,18 @@ def warn_before_deadline(service: LiveService, case_id: int, *,
             days.append(day)
     times = [datetime.combine(day, time(10, 0), tz) for day in reversed(days)]  # two days before, then one
 
-    async def job() -> list[tuple[int, int]]:
+    async def job() -> list[bool]:
         engine = create_engine(_database_url(service), make_test_keyring())
+        warned = []
         try:
             sessionmaker = create_sessionmaker(engine)
-            return [await deadlines_once(sessionmaker, city, now) for now in times]
+            for now in times:
+                await deadlines_once(sessionmaker, city, now)
+                async with sessionmaker() as session:
+                    warned.append(await session.scalar(select(Case.warned_for).where(Case.id == case_id))
+                                  == f"accept:{deadline.isoformat()}")
         finally:
             await engine.dispose()
+        return warned
 
     return asyncio.run(job())

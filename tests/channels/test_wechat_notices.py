@@ -168,16 +168,6 @@ def _notices(standin: WeChatStandIn, user: User, count: int) -> list[Any]:
     return [m for m in standin.inbox(user.openid) if m.via == "subscribe_notice"]
 
 
-def test_an_approved_extension_reaches_a_subscriber_with_its_new_date(standin: WeChatStandIn,
-                                                                      service: LiveService) -> None:
-    user, case_id = _subscribed_case(standin, service)
-    until = loop_steps.extend(service, case_id)
-    notice = _notices(standin, user, 1)[-1]
-    assert (notice.data["phrase2"], notice.data["thing4"]) == ("已延期", f"预计{until}前答复")
-    _eventually(lambda: _delivery_states(service, case_id)[-1][1] == "sent")
-    assert standin.violations == []
-
-
 def test_a_question_of_the_staff_reaches_a_subscriber_and_the_resident_answers_it(standin: WeChatStandIn,
                                                                                   service: LiveService) -> None:
     user, case_id = _subscribed_case(standin, service)  # ten days later: outside the 48 hours
@@ -190,6 +180,27 @@ def test_a_question_of_the_staff_reaches_a_subscriber_and_the_resident_answers_i
     user.say("补充材料", expect="请发送要补充的")  # the notice's option, typed: no code needed
     user.say("小票显示上午9点20分取号，11点半才叫到。", expect="补充材料已收到")
     assert loop_steps.case_state(service, case_id)[2][-2:] == ["more_info", "follow_up"]
+    assert standin.violations == []
+
+
+def test_the_closed_loop_extension_warning_and_a_poor_rating_weeks_later(standin: WeChatStandIn,
+                                                                         service: LiveService) -> None:
+    user, case_id = _subscribed_case(standin, service)  # ten days later: outside the 48 hours
+    until = loop_steps.extend(service, case_id)
+    notice = _notices(standin, user, 1)[-1]
+    assert (notice.data["phrase2"], notice.data["thing4"]) == ("已延期", f"预计{until}前答复")
+    assert loop_steps.warn_before_deadline(service, case_id) == [False, True]
+
+    loop_steps.answer_and_close(service, case_id, ANSWER)
+    answered, closed = _notices(standin, user, 3)[-2:]  # the answer and the closing by subscription notice
+    assert (answered.data["phrase2"], closed.data["phrase2"]) == ("已答复", "已办结")
+    _eventually(lambda: _delivery_states(service, case_id)[-1][1] == "waiting")
+    assert _delivery_states(service, case_id)[-1][:2] == ("rate_request", "waiting")  # no template for it
+    reply = user.say("1", expect="还有什么想说的吗")  # the rating request came first, then this rated it
+    assert reply.index("请为办理结果打分") < reply.index("还有什么想说的吗")
+    user.say("1", expect="将根据您的评价重新办理")  # 1: skip the comment; within 48 hours of writing now
+    assert loop_steps.case_state(service, case_id)[:2] == ("in_handling", 1)
+    assert _delivery_states(service, case_id)[-1][:2] == ("reopened", "sent")
     assert standin.violations == []
 
 

@@ -70,7 +70,7 @@ async def test_a_closed_case_asks_for_a_rating_and_a_poor_one_reopens_it_once(ha
     await resident.press("rate:1")  # the button under the notice rates this case, with no code typed
     assert "还有什么想说的吗" in resident.text()
     await resident.say("窗口还是没人，问题依旧。")
-    assert "本案将重新办理" in resident.text()
+    assert "感谢反馈，上级已收到通知" in resident.text()  # the "reopened" notice tells the rest
     case = await _case(harness, case_id)
     assert (case.status, case.rehandle_count, case.rating) == ("in_handling", 1, None)
     assert [e.kind for e in case.trace][-2:] == ["rated", "reopened"]
@@ -225,6 +225,7 @@ async def test_a_poor_rating_tells_the_reporter_by_a_notice_that_the_case_is_reo
     await _answer_and_close(harness, case_id, await _staff(harness))
     await resident.press("rate:2")
     await resident.press("comment:skip")
+    assert "感谢反馈，上级已收到通知" in resident.text()  # the notice says the case is handled again
     async with harness.sessionmaker() as session:
         reopened = (await session.execute(select(OutboxMessage).where(OutboxMessage.kind == "reopened"))).scalar_one()
     assert "将根据您的评价重新办理" in render(reopened.payload, harness.context.texts).text
