@@ -103,6 +103,19 @@ def ask_for_information(service: LiveService, case_id: int, question: str) -> No
     act(service, work)
 
 
+def reply_or_close(service: LiveService, case_id: int, *, answer: str | None = None, close: bool = False) -> None:
+    """The service's own actions (no staff account): an answer to the reporter and/or closing the case."""
+
+    async def work(session: AsyncSession) -> None:
+        case = await _case(session, case_id)
+        if answer:
+            await actions.reply_to_reporter(session, case, answer, actor="staff:test")
+        if close:
+            await actions.change_status(session, case, CaseStatus.CLOSED, actor="staff:test")
+
+    act(service, work)
+
+
 def answer_and_close(service: LiveService, case_id: int, answer: str) -> None:
     """A reviewer answers and closes the case, which asks the reporter to rate it (as the console does)."""
 

@@ -16,7 +16,7 @@ import pytest
 
 from handlers.city import DEFAULT_CITY_CONFIG
 from tests import loop_steps
-from tests.channels.test_wechat import APP_ID, APP_SECRET, DESCRIPTION, TOKEN, User, _case_id, _staff
+from tests.channels.test_wechat import APP_ID, APP_SECRET, DESCRIPTION, TOKEN, User, _case_id
 from tests.conftest import LiveService
 from tests.standins.wechat_server import WeChatStandIn
 
@@ -110,7 +110,7 @@ def test_an_answer_on_day_10_reaches_a_subscriber_as_a_subscription_notice(stand
     user.settle()
     case_id = _case_id(service, user.openid)
     standin.advance(days=10)
-    _staff(service, case_id, answer=ANSWER)
+    loop_steps.reply_or_close(service, case_id, answer=ANSWER)
     _eventually(lambda: any(m.via == "subscribe_notice" for m in standin.inbox(user.openid)))
     notice = next(m for m in standin.inbox(user.openid) if m.via == "subscribe_notice")
     assert notice.template_id == SUBSCRIBE_TEMPLATE
@@ -130,11 +130,11 @@ def test_a_one_time_authorisation_lets_one_message_through_and_the_next_waits(st
     assert authorised.response.status_code == 200 and "已订阅" in authorised.response.text
     case_id = _case_id(service, user.openid)
     standin.advance(days=10)
-    _staff(service, case_id, answer=ANSWER)
+    loop_steps.reply_or_close(service, case_id, answer=ANSWER)
     _eventually(lambda: any(m.via == "template_subscribe_once" for m in standin.inbox(user.openid)))
     once = next(m for m in standin.inbox(user.openid) if m.via == "template_subscribe_once")
     assert once.title == "举报办理进度" and ANSWER[:10] in once.data["content"]
-    _staff(service, case_id, close=True)  # a second notice: the one-time consent is used up
+    loop_steps.reply_or_close(service, case_id, close=True)  # a second notice: the one-time consent is used up
     _eventually(lambda: _delivery_states(service, case_id)[-1][1] == "waiting")
     assert "48-hour window" in (_delivery_states(service, case_id)[-1][2] or "")
 
@@ -144,7 +144,7 @@ def test_without_consent_the_answer_waits_and_comes_first_when_the_resident_writ
     user, _ = _report(standin)
     case_id = _case_id(service, user.openid)
     standin.advance(days=10)
-    _staff(service, case_id, answer=ANSWER)
+    loop_steps.reply_or_close(service, case_id, answer=ANSWER)
     _eventually(lambda: bool(_delivery_states(service, case_id)) and _delivery_states(service, case_id)[-1][1]
                 == "waiting")
     kind, status, reason = _delivery_states(service, case_id)[-1]
@@ -207,7 +207,7 @@ def test_the_closed_loop_extension_warning_and_a_poor_rating_weeks_later(standin
 def test_an_answer_with_a_line_break_reaches_a_subscriber_on_one_line(standin: WeChatStandIn,
                                                                       service: LiveService) -> None:
     user, case_id = _subscribed_case(standin, service)
-    _staff(service, case_id, answer="经核查：\n已责令该窗口整改。\n并对当事人批评教育。")
+    loop_steps.reply_or_close(service, case_id, answer="经核查：\n已责令该窗口整改。\n并对当事人批评教育。")
     notice = _notices(standin, user, 1)[-1]
     assert notice.data["thing4"] == "经核查： 已责令该窗口整改。 并对当事…"
     assert standin.violations == []
@@ -230,7 +230,7 @@ def test_an_english_residents_notice_keeps_the_template_chinese_where_wechat_dem
     user.settle()
     standin.advance(days=10)
     case_id = _case_id(service, user.openid)
-    _staff(service, case_id, answer="The window staff were reprimanded.")
+    loop_steps.reply_or_close(service, case_id, answer="The window staff were reprimanded.")
     notice = _notices(standin, user, 1)[-1]
     assert (notice.data["phrase2"], notice.data["thing4"]) == ("已答复", "The window staff we…")
     assert standin.violations == []
@@ -241,7 +241,7 @@ def test_a_notice_wechat_refuses_for_its_values_waits_for_the_resident(standin: 
     user, case_id = _subscribed_case(standin, service)
     standin.fail_next("/cgi-bin/message/subscribe/bizsend", errcode=47003,
                       errmsg="argument invalid! data.thing4.value invalid")
-    _staff(service, case_id, answer=ANSWER)
+    loop_steps.reply_or_close(service, case_id, answer=ANSWER)
     _eventually(lambda: _delivery_states(service, case_id)[-1][1] != "pending")
     kind, status, reason = _delivery_states(service, case_id)[-1]
     assert (kind, status) == ("answer", "waiting")
