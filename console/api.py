@@ -38,6 +38,7 @@ from console.schemas import (
     LabelCode,
     LabelIn,
     MeOut,
+    MoreInfoIn,
     MoveIn,
     NoteIn,
     NoteOut,
@@ -217,6 +218,16 @@ async def move(principal: CurrentUser, case_number: CaseNumber, body: MoveIn) ->
 async def tell_reporter(principal: CurrentUser, case_number: CaseNumber,
                         body: TellReporterIn) -> CaseDetailOut | Response:
     await operations.tell_reporter(principal, case_number, body.text)
+    return await _after_action(principal, case_number)
+
+
+@router.post("/cases/{case_number}/more-info", response_model=CaseDetailOut,
+             summary="Ask the reporter for more information", responses=ACTION_RESPONSES)
+async def ask_for_information(principal: CurrentUser, case_number: CaseNumber,
+                              body: MoreInfoIn) -> CaseDetailOut | Response:
+    """The question is in the reporter's trace and sent to them on their channel (a WeChat subscription notice
+    when the city notifies of `more_info`), with a button to add information to the case."""
+    await operations.ask_for_information(principal, case_number, body.question)
     return await _after_action(principal, case_number)
 
 

@@ -270,6 +270,19 @@ async def tell_reporter(principal: Principal, case_number: str, text: str) -> No
             raise _wrap(error) from None
 
 
+async def ask_for_information(principal: Principal, case_number: str, question: str) -> None:
+    """The reporter is asked the question on their channel, with the button that adds information."""
+    if not question.strip():
+        raise OperationError(422, "asking the reporter for more information needs the question")
+    async with principal.context.database.sessionmaker.begin() as session:
+        case = await load_case(session, principal, case_number)
+        label = Texts(principal.context.city.texts).get(case.locale, "case_follow_up")
+        try:
+            await loop.ask_for_information(session, case, question, actor=principal.user, add_label=label)
+        except ActionError as error:
+            raise _wrap(error) from None
+
+
 async def request_extension(principal: Principal, case_number: str, until: date, reason: str) -> None:
     city = principal.context.city
     resolve_by = datetime.combine(until, time(23, 59, 59), ZoneInfo(city.timezone)).astimezone(UTC)

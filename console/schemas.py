@@ -314,6 +314,11 @@ class TellReporterIn(_In):
     text: str = Field(min_length=1, max_length=3000)
 
 
+class MoreInfoIn(_In):
+    question: str = Field(min_length=1, max_length=3000,
+                          description="What the reporter is asked; they answer by adding information to the case.")
+
+
 class ExtensionIn(_In):
     until: date = Field(description="The new resolve-by day (city time).")
     reason: str = Field(min_length=1, max_length=1000)

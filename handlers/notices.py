@@ -27,6 +27,13 @@ def render(payload: dict[str, object], texts: Texts, public_url: str = "") -> Ou
         return Outbound(texts.get(locale, "notice_rate_request", case_number=number), choices, columns=3)
     if notice == "note":
         return Outbound(texts.get(locale, "notice_note", case_number=number, note=payload["note"]))
+    if notice == "more_info":
+        raw = payload.get("choices")
+        choices = tuple(Choice(str(key), str(label)) for key, label in (raw if isinstance(raw, list) else []))
+        return Outbound(texts.get(locale, "notice_more_info", case_number=number, question=payload["question"]),
+                        choices)
+    if notice == "reopened":
+        return Outbound(texts.get(locale, "notice_reopened", case_number=number))
     if notice == "extended":
         until = str(payload.get("until") or "")[:10]
         return Outbound(texts.get(locale, "notice_extended", case_number=number, until=until))
@@ -64,6 +71,8 @@ def waited_line(payload: dict[str, object], texts: Texts, locale: str) -> str | 
         return texts.get(locale, "notice_waiting_status_note", status=status, note=payload["note"])
     if notice == "note":
         return texts.get(locale, "notice_waiting_note", note=payload.get("note") or "")
+    if notice == "more_info":
+        return texts.get(locale, "notice_waiting_more_info", question=payload.get("question") or "")
     if notice == "extended":
         return texts.get(locale, "notice_waiting_extended", until=str(payload.get("until") or "")[:10])
     return render({**payload, "locale": locale}, texts).text

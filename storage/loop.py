@@ -55,6 +55,12 @@ async def offer_rating(session: AsyncSession, case: Case, *, labels: Sequence[st
     this case. `labels` are the localised labels of the choices (five ratings, then "not solved")."""
     choices = [[key, label] for (key, _), label in zip(RATING_CHOICES, labels, strict=True)]
     await _tell_reporter(session, case, "rate_request", choices=choices)
+    await _await_answer(session, case, "rating", choices)
+
+
+async def _await_answer(session: AsyncSession, case: Case, state: str, choices: list[list[str]]) -> None:
+    """The reporter's conversation, when it is not in the middle of something else, waits in `state` for
+    their answer about this case (for `OFFER_DAYS`), so that a button under a notice works without a code."""
     if case.reporter_key == "erased":
         return
     conversation = (await session.execute(select(Conversation).where(
@@ -66,7 +72,7 @@ async def offer_rating(session: AsyncSession, case: Case, *, labels: Sequence[st
     context.update(case_id=case.id, case_until=(utcnow() + timedelta(days=OFFER_DAYS)).isoformat(),
                    choices=choices)
     conversation.context = context
-    conversation.state = "rating"
+    conversation.state = state
     await session.flush()
 
 
@@ -84,10 +90,12 @@ async def close_as_solved(session: AsyncSession, case: Case) -> TraceEvent:
 
 async def rate(session: AsyncSession, case: Case, rating: int | None, *, comment: str | None = None,
                unsolved: bool = False, rehandle_limit: int, staff_targets: Sequence[tuple[str, str]] = (),
-               staff_locale: str = "zh") -> bool:
+               staff_locale: str = "zh", tell_reporter: bool = False) -> bool:
     """The reporter's rating (1–5) of a closed case, or "not solved", with an optional comment. A rating of 1–2 or
     "not solved" reopens the case for re-handling in its queue while the case's re-handlings stay within
-    `rehandle_limit`, and its staff groups are told. Returns whether it was reopened."""
+    `rehandle_limit`, and its staff groups are told — and, with `tell_reporter` (the city notifies of
+    "reopened"), the reporter by a notice, which shows on the ticket with its delivery state. Returns whether
+    it was reopened."""
     if case.status not in CLOSED_STATUSES:
         raise ActionError("only a closed case can be rated")
     if case.rating is not None:
@@ -110,6 +118,8 @@ async def rate(session: AsyncSession, case: Case, rating: int | None, *, comment
     session.add(TraceEvent(case_id=case.id, kind=TraceKind.REOPENED, actor="reporter", body=comment or None,
                            detail={"rating": rating, "unsolved": unsolved}))
     await _tell_staff(session, case, staff_targets, "rehandle", staff_locale, rating=rating, unsolved=unsolved)
+    if tell_reporter:
+        await _tell_reporter(session, case, "reopened")
     await session.flush()
     return True
 
@@ -226,6 +236,27 @@ async def tell_reporter(session: AsyncSession, case: Case, text: str, *, actor: 
     session.add(event)
     await audit.record(session, actor, "case.note_to_reporter", case=case)
     await _tell_reporter(session, case, "note", note=text)
+    await session.flush()
+    return event
+
+
+async def ask_for_information(session: AsyncSession, case: Case, question: str, *, actor: StaffUser,
+                              add_label: str) -> TraceEvent:
+    """Staff ask the reporter for more information: the question is in the reporter's trace and sent to them
+    with the button that starts adding information (`add_label`, in their language), which their
+    conversation then waits for; they answer with the follow-up of their case."""
+    question = question.strip()
+    if not question:
+        raise ActionError("asking the reporter for more information needs the question")
+    if case.status in CLOSED_STATUSES:
+        raise ActionError(f"case {case.case_number} is {case.status}")
+    event = TraceEvent(case_id=case.id, kind=TraceKind.MORE_INFO, actor=f"staff:{actor.id}", body=question,
+                       detail={})
+    session.add(event)
+    await audit.record(session, actor, "case.more_info_asked", case=case, detail={"question": question})
+    choices = [["case:follow_up", add_label]]
+    await _tell_reporter(session, case, "more_info", question=question, choices=choices)
+    await _await_answer(session, case, "case_menu", choices)
     await session.flush()
     return event
 

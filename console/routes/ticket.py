@@ -153,6 +153,14 @@ async def tell_reporter(principal: PagePrincipal, case_number: str, *, csrf: Csr
     return redirect(_case_url(case_number, "told", "#delivery"))
 
 
+@router.post("/console/case/{case_number}/more-info")
+async def ask_for_information(principal: PagePrincipal, case_number: str, *, csrf: CsrfField = "",
+                              question: Annotated[str, Form(max_length=3000)] = "") -> Response:
+    check_csrf(principal, csrf)
+    await operations.ask_for_information(principal, case_number, question)
+    return redirect(_case_url(case_number, "more_info_asked", "#delivery"))
+
+
 @router.post("/console/case/{case_number}/extension")
 async def request_extension(principal: PagePrincipal, case_number: str, *, csrf: CsrfField = "",
                             until: Annotated[date, Form()], reason: Annotated[str, Form(max_length=1000)] = ""

@@ -76,5 +76,6 @@ class TraceKind(StrEnum):
     APPEALED = "appealed"  # the reporter appealed a rejection
     APPEAL_DECIDED = "appeal_decided"
     NOTE = "note"  # a note of the staff to the reporter
+    MORE_INFO = "more_info"  # staff asked the reporter for more information (the question is its body)
     LINKED = "linked"  # staff put the case into a problem or took it out (internal: the reporter does not see it)
     EXTENSION_REFUSED = "extension_refused"  # a supervisor refused an extension (internal, as LINKED)

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import loop_steps
 from tests.conftest import LiveService, evidence_content, free_port, make_test_keyring, stored_value
 from tests.standins.telegram_server import TelegramStandIn
 
@@ -136,6 +137,40 @@ def file_report(chat: Chat) -> str:
     chat.press("evidence:done", expect="第6步")
     chat.press("identity:anonymous", expect="请核对举报内容")
     return _code(chat.press("summary:submit", expect="举报已提交"))
+
+
+STAFF_GROUP = -1001234500077
+
+
+def test_the_closed_loop_question_extension_warning_and_a_poor_rating(standin: TelegramStandIn,
+                                                                       service: LiveService, chat: Chat) -> None:
+    file_report(chat)
+    chat.settle(service)
+    case_id, number = loop_steps.latest_case(service)
+
+    loop_steps.ask_for_information(service, case_id, "请提供3号窗口当天的排队小票照片。")
+    question = chat.expect("请您补充信息")
+    assert number in question and "请提供3号窗口当天的排队小票照片。" in question
+    chat.press("case:follow_up", expect="请发送要补充的")  # the button under the notice: no code typed
+    chat.say("小票显示上午9点20分取号，11点半才叫到。", expect="补充材料已收到")
+    chat.press("follow_up:done", expect="举报人补充了材料")
+
+    until = loop_steps.extend(service, case_id)
+    assert f"预计 {until} 前答复" in chat.expect("延长办理期限")
+
+    # the deadline job at injected times: nothing two working days before the accept-by day, a warning to
+    # the queue's staff group one working day before it
+    assert loop_steps.warn_before_deadline(service, case_id, staff_chat=STAFF_GROUP) == [False, True]
+    standin.wait_until(lambda: any(number in (m.get("text") or "") and "即将到期" in (m.get("text") or "")
+                                   for m in standin.sent_messages(STAFF_GROUP)), what="the staff group warned")
+
+    loop_steps.answer_and_close(service, case_id, "经核查，已对3号窗口工作人员批评教育。")
+    chat.expect("请为办理结果打分")
+    chat.press("rate:1", expect="还有什么想说的吗")
+    assert number in chat.press("comment:skip", expect="将根据您的评价重新办理")  # the notice, then the thanks
+    chat.expect("感谢反馈，上级已收到通知")
+    status, rehandled, trace = loop_steps.case_state(service, case_id)
+    assert (status, rehandled, trace[-2:]) == ("in_handling", 1, ["rated", "reopened"])
 
 
 def test_commands_menu_is_published_in_both_languages(standin: TelegramStandIn, service: LiveService) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from tests import loop_steps
 from tests.conftest import LiveService, evidence_content
 
 METRICS_TOKEN = "scrape-token-for-the-web-tests-0123456789"
@@ -45,14 +47,20 @@ def test_api_refuses_bad_requests_with_reasons(service: LiveService) -> None:
     assert client.post("/chat/api/message", json={"text": "x" * 9000}).status_code == 422
 
 
-def test_api_files_a_report_with_an_uploaded_photo(service: LiveService) -> None:
-    client = _client(service)
+def _sender(client: httpx.Client) -> Callable[..., str]:
+    """Send one message (text, choice or command) of the chat; returns the texts of the answer."""
 
     def send(**body: str) -> str:
         response = client.post("/chat/api/message", json=body)
         assert response.status_code == 200, response.text
         return "\n".join(m["text"] for m in response.json()["messages"])
 
+    return send
+
+
+def test_api_files_a_report_with_an_uploaded_photo(service: LiveService) -> None:
+    client = _client(service)
+    send = _sender(client)
     send(command="report")
     send(choice="district:kaifu")
     send(text="开福区不动产登记中心")
@@ -71,6 +79,46 @@ def test_api_files_a_report_with_an_uploaded_photo(service: LiveService) -> None
     evidence_dir = service.data_dir / "evidence"
     evidence = [path.relative_to(evidence_dir).as_posix() for path in evidence_dir.rglob("*.jpg")]
     assert len(evidence) == 1 and evidence_content(evidence_dir, evidence[0]) == jpeg
+
+
+def test_the_closed_loop_question_extension_warning_and_a_poor_rating(service: LiveService) -> None:
+    client = _client(service)
+    send = _sender(client)
+
+    def inbox() -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = client.get("/chat/api/inbox").json()["messages"]
+        return messages
+
+    send(command="report")
+    send(choice="district:yuelu")
+    send(text="岳麓区政务服务中心3号窗口")
+    send(text="今天上午")
+    send(text="政务服务中心3号窗口的工作人员上班时间一直玩手机，群众排队等了两个小时。")
+    send(choice="evidence:done")
+    send(choice="identity:anonymous")
+    assert "举报已提交" in send(choice="summary:submit")
+    case_id, number = loop_steps.latest_case(service)
+
+    loop_steps.ask_for_information(service, case_id, "请提供3号窗口当天的排队小票照片。")
+    [question] = inbox()
+    assert number in question["text"] and "请您补充信息：\n请提供3号窗口当天的排队小票照片。" in question["text"]
+    assert [choice["key"] for choice in question["choices"]] == ["case:follow_up"]
+    assert "请发送要补充的" in send(choice="case:follow_up")
+    assert "补充材料已收到" in send(text="小票显示上午9点20分取号，11点半才叫到。")
+    assert "举报人补充了材料" in send(choice="follow_up:done")
+
+    until = loop_steps.extend(service, case_id)
+    assert [m["text"] for m in inbox()] == [f"您的举报 {number} 经批准延长办理期限，预计 {until} 前答复。"]
+    assert loop_steps.warn_before_deadline(service, case_id) == [False, True]
+
+    loop_steps.answer_and_close(service, case_id, "经核查，已对3号窗口工作人员批评教育。")
+    rate_request = inbox()[-1]
+    assert "请为办理结果打分" in rate_request["text"] and rate_request["choices"][-1]["key"] == "rate:unsolved"
+    assert "还有什么想说的吗" in send(choice="rate:2")
+    assert "感谢反馈，上级已收到通知" in send(choice="comment:skip")
+    assert [m["text"] for m in inbox()] == [f"您的举报 {number} 将根据您的评价重新办理，有新的答复时会告诉您。"]
+    status, rehandled, trace = loop_steps.case_state(service, case_id)
+    assert (status, rehandled, trace[-2:]) == ("in_handling", 1, ["rated", "reopened"])
 
 
 def test_an_oversized_upload_is_refused_while_it_streams(service: LiveService) -> None:

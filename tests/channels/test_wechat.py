@@ -24,6 +24,7 @@ from bot.channels.wechat.crypto import WeChatCrypto, signature
 from bot.channels.wechat.messages import CallbackRejected, parse_xml, render_message, split_text, to_inbound
 from handlers.texts import Texts
 from handlers.types import Choice, Outbound
+from tests import loop_steps
 from tests.conftest import REPO, LiveService, evidence_content, make_test_keyring, stored_value
 from tests.standins import wechat_server
 from tests.standins.wechat_server import SERVICE_UNAVAILABLE, WeChatStandIn
@@ -377,25 +378,6 @@ def test_a_reply_longer_than_one_wechat_message_continues_through_the_api(standi
     user.say("1", expect="举报已提交")
 
 
-def _staff(service: LiveService, case_id: int, *, answer: str | None = None, close: bool = False) -> None:
-    from storage import actions
-    from storage.db import create_engine, create_sessionmaker
-    from storage.models import CaseStatus
-
-    async def act() -> None:
-        engine = create_engine(f"sqlite+aiosqlite:///{service.data_dir / 'qinglian.db'}", make_test_keyring())
-        async with create_sessionmaker(engine).begin() as session:
-            case = await actions.get_case(session, case_id)
-            assert case is not None
-            if answer:
-                await actions.reply_to_reporter(session, case, answer, actor="staff:test")
-            if close:
-                await actions.change_status(session, case, CaseStatus.CLOSED, actor="staff:test")
-        await engine.dispose()
-
-    asyncio.run(act())
-
-
 def _case_id(service: LiveService, openid: str) -> int:
     with _db(service) as db:
         return int(db.execute("SELECT id FROM cases WHERE reporter_key = ?", (_reporter(openid),)).fetchone()[0])
@@ -410,7 +392,8 @@ def test_status_follow_up_answer_and_rating(standin: WeChatStandIn, service: Liv
     user.say("补充：该窗口工作人员工号0327。", expect="补充材料已收到")
     user.say("1", expect="举报人补充了材料")
     user.settle()
-    _staff(service, _case_id(service, user.openid), answer="经核查，已对该工作人员批评教育。", close=True)
+    loop_steps.reply_or_close(service, _case_id(service, user.openid), answer="经核查，已对该工作人员批评教育。",
+                              close=True)
     assert "经核查" in user.expect("收到办理答复")
     user.expect("有新进展：已办结")
     assert [m.via for m in standin.inbox(user.openid)[-2:]] == ["custom", "custom"]
@@ -560,15 +543,15 @@ def test_outbound_token_expiry_and_server_errors_deliver_once(standin: WeChatSta
     code = file_report(user)
     user.settle()
     case_id = _case_id(service, user.openid)
-    _staff(service, case_id, answer="第一次答复：已转交岳麓区纪委监委。")
+    loop_steps.reply_or_close(service, case_id, answer="第一次答复：已转交岳麓区纪委监委。")
     user.expect("第一次答复")
     tokens = standin.token_requests
     standin.expire_tokens()
-    _staff(service, case_id, answer="第二次答复：正在核查。")
+    loop_steps.reply_or_close(service, case_id, answer="第二次答复：正在核查。")
     user.expect("第二次答复")
     assert standin.token_requests == tokens + 1
     standin.fail_next("/cgi-bin/message/custom/send", count=2, status=502)
-    _staff(service, case_id, answer="第三次答复：已约谈。")
+    loop_steps.reply_or_close(service, case_id, answer="第三次答复：已约谈。")
     user.expect("第三次答复")
     texts = [m["text"]["content"] for m in standin.custom_messages(user.openid)]
     assert [sum(answer in t for t in texts) for answer in ("第一次答复", "第二次答复", "第三次答复")] == [1, 1, 1]
@@ -590,7 +573,7 @@ def test_the_48_hour_window_is_recorded_on_the_outbox_and_the_answer_stays_in_st
     user.settle()
     case_id = _case_id(service, user.openid)
     standin.age_interaction(user.openid, hours=49)
-    _staff(service, case_id, answer="经核查，情况属实，已责令整改。")
+    loop_steps.reply_or_close(service, case_id, answer="经核查，情况属实，已责令整改。")
 
     def failed() -> tuple[str, str] | None:
         with _db(service) as db:

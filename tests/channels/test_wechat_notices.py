@@ -5,7 +5,6 @@ stand-in WeChat enforces the window, the consents and the templates' field rules
 
 from __future__ import annotations
 
-import asyncio
 import re
 import sqlite3
 import time
@@ -16,7 +15,8 @@ from typing import Any
 import pytest
 
 from handlers.city import DEFAULT_CITY_CONFIG
-from tests.channels.test_wechat import APP_ID, APP_SECRET, DESCRIPTION, TOKEN, User, _case_id, _staff
+from tests import loop_steps
+from tests.channels.test_wechat import APP_ID, APP_SECRET, DESCRIPTION, TOKEN, User, _case_id
 from tests.conftest import LiveService
 from tests.standins.wechat_server import WeChatStandIn
 
@@ -110,7 +110,7 @@ def test_an_answer_on_day_10_reaches_a_subscriber_as_a_subscription_notice(stand
     user.settle()
     case_id = _case_id(service, user.openid)
     standin.advance(days=10)
-    _staff(service, case_id, answer=ANSWER)
+    loop_steps.reply_or_close(service, case_id, answer=ANSWER)
     _eventually(lambda: any(m.via == "subscribe_notice" for m in standin.inbox(user.openid)))
     notice = next(m for m in standin.inbox(user.openid) if m.via == "subscribe_notice")
     assert notice.template_id == SUBSCRIBE_TEMPLATE
@@ -130,11 +130,11 @@ def test_a_one_time_authorisation_lets_one_message_through_and_the_next_waits(st
     assert authorised.response.status_code == 200 and "已订阅" in authorised.response.text
     case_id = _case_id(service, user.openid)
     standin.advance(days=10)
-    _staff(service, case_id, answer=ANSWER)
+    loop_steps.reply_or_close(service, case_id, answer=ANSWER)
     _eventually(lambda: any(m.via == "template_subscribe_once" for m in standin.inbox(user.openid)))
     once = next(m for m in standin.inbox(user.openid) if m.via == "template_subscribe_once")
     assert once.title == "举报办理进度" and ANSWER[:10] in once.data["content"]
-    _staff(service, case_id, close=True)  # a second notice: the one-time consent is used up
+    loop_steps.reply_or_close(service, case_id, close=True)  # a second notice: the one-time consent is used up
     _eventually(lambda: _delivery_states(service, case_id)[-1][1] == "waiting")
     assert "48-hour window" in (_delivery_states(service, case_id)[-1][2] or "")
 
@@ -144,7 +144,7 @@ def test_without_consent_the_answer_waits_and_comes_first_when_the_resident_writ
     user, _ = _report(standin)
     case_id = _case_id(service, user.openid)
     standin.advance(days=10)
-    _staff(service, case_id, answer=ANSWER)
+    loop_steps.reply_or_close(service, case_id, answer=ANSWER)
     _eventually(lambda: bool(_delivery_states(service, case_id)) and _delivery_states(service, case_id)[-1][1]
                 == "waiting")
     kind, status, reason = _delivery_states(service, case_id)[-1]
@@ -153,34 +153,6 @@ def test_without_consent_the_answer_waits_and_comes_first_when_the_resident_writ
     assert reply.index("在您离开期间有新进展") < reply.index("请选择您要办理的事项")  # the news first
     assert "当前状态：已答复" in reply and ANSWER in reply
     assert _delivery_states(service, case_id)[-1][1] == "sent"
-
-
-def _extend(service: LiveService, case_id: int) -> str:
-    """A reviewer asks for 20 more days and a supervisor approves; returns the new date in the city's time."""
-    from datetime import timedelta
-    from zoneinfo import ZoneInfo
-
-    from storage import actions, loop
-    from storage.db import create_engine, create_sessionmaker
-    from storage.models import StaffRole
-    from tests.conftest import make_test_keyring
-    from tests.factories import create_staff
-
-    async def act() -> str:
-        engine = create_engine(f"sqlite+aiosqlite:///{service.data_dir / 'qinglian.db'}", make_test_keyring())
-        async with create_sessionmaker(engine).begin() as session:
-            case = await actions.get_case(session, case_id)
-            assert case is not None and case.resolve_due_at is not None
-            reviewer = await create_staff(session, f"reviewer-{case_id}", StaffRole.REVIEWER)
-            supervisor = await create_staff(session, f"supervisor-{case_id}", StaffRole.SUPERVISOR)
-            later = case.resolve_due_at + timedelta(days=20)
-            request = await loop.request_extension(session, case, actor=reviewer, reason="需公安协助调取监控录像",
-                                                   resolve_due_at=later)
-            await loop.decide_extension(session, request, case, actor=supervisor, approve=True)
-        await engine.dispose()
-        return later.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d")
-
-    return asyncio.run(act())
 
 
 def _subscribed_case(standin: WeChatStandIn, service: LiveService) -> tuple[User, int]:
@@ -196,20 +168,46 @@ def _notices(standin: WeChatStandIn, user: User, count: int) -> list[Any]:
     return [m for m in standin.inbox(user.openid) if m.via == "subscribe_notice"]
 
 
-def test_an_approved_extension_reaches_a_subscriber_with_its_new_date(standin: WeChatStandIn,
-                                                                      service: LiveService) -> None:
-    user, case_id = _subscribed_case(standin, service)
-    until = _extend(service, case_id)
+def test_a_question_of_the_staff_reaches_a_subscriber_and_the_resident_answers_it(standin: WeChatStandIn,
+                                                                                  service: LiveService) -> None:
+    user, case_id = _subscribed_case(standin, service)  # ten days later: outside the 48 hours
+    loop_steps.ask_for_information(service, case_id, "请提供3号窗口当天的排队小票照片，以便核实排队时间。")
+    notice = _notices(standin, user, 1)[-1]
+    assert (notice.data["phrase2"], notice.data["thing4"]) == ("待补充", "请提供3号窗口当天的排队小票照片，以便…")
+    assert notice.data["character_string1"].startswith("QL-")
+    _eventually(lambda: _delivery_states(service, case_id)[-1][1] == "sent")
+    assert _delivery_states(service, case_id)[-1][:2] == ("more_info", "sent")
+    user.say("补充材料", expect="请发送要补充的")  # the notice's option, typed: no code needed
+    user.say("小票显示上午9点20分取号，11点半才叫到。", expect="补充材料已收到")
+    assert loop_steps.case_state(service, case_id)[2][-2:] == ["more_info", "follow_up"]
+    assert standin.violations == []
+
+
+def test_the_closed_loop_extension_warning_and_a_poor_rating_weeks_later(standin: WeChatStandIn,
+                                                                         service: LiveService) -> None:
+    user, case_id = _subscribed_case(standin, service)  # ten days later: outside the 48 hours
+    until = loop_steps.extend(service, case_id)
     notice = _notices(standin, user, 1)[-1]
     assert (notice.data["phrase2"], notice.data["thing4"]) == ("已延期", f"预计{until}前答复")
-    _eventually(lambda: _delivery_states(service, case_id)[-1][1] == "sent")
+    assert loop_steps.warn_before_deadline(service, case_id) == [False, True]
+
+    loop_steps.answer_and_close(service, case_id, ANSWER)
+    answered, closed = _notices(standin, user, 3)[-2:]  # the answer and the closing by subscription notice
+    assert (answered.data["phrase2"], closed.data["phrase2"]) == ("已答复", "已办结")
+    _eventually(lambda: _delivery_states(service, case_id)[-1][1] == "waiting")
+    assert _delivery_states(service, case_id)[-1][:2] == ("rate_request", "waiting")  # no template for it
+    reply = user.say("1", expect="还有什么想说的吗")  # the rating request came first, then this rated it
+    assert reply.index("请为办理结果打分") < reply.index("还有什么想说的吗")
+    user.say("1", expect="将根据您的评价重新办理")  # 1: skip the comment; within 48 hours of writing now
+    assert loop_steps.case_state(service, case_id)[:2] == ("in_handling", 1)
+    assert _delivery_states(service, case_id)[-1][:2] == ("reopened", "sent")
     assert standin.violations == []
 
 
 def test_an_answer_with_a_line_break_reaches_a_subscriber_on_one_line(standin: WeChatStandIn,
                                                                       service: LiveService) -> None:
     user, case_id = _subscribed_case(standin, service)
-    _staff(service, case_id, answer="经核查：\n已责令该窗口整改。\n并对当事人批评教育。")
+    loop_steps.reply_or_close(service, case_id, answer="经核查：\n已责令该窗口整改。\n并对当事人批评教育。")
     notice = _notices(standin, user, 1)[-1]
     assert notice.data["thing4"] == "经核查： 已责令该窗口整改。 并对当事…"
     assert standin.violations == []
@@ -232,7 +230,7 @@ def test_an_english_residents_notice_keeps_the_template_chinese_where_wechat_dem
     user.settle()
     standin.advance(days=10)
     case_id = _case_id(service, user.openid)
-    _staff(service, case_id, answer="The window staff were reprimanded.")
+    loop_steps.reply_or_close(service, case_id, answer="The window staff were reprimanded.")
     notice = _notices(standin, user, 1)[-1]
     assert (notice.data["phrase2"], notice.data["thing4"]) == ("已答复", "The window staff we…")
     assert standin.violations == []
@@ -243,7 +241,7 @@ def test_a_notice_wechat_refuses_for_its_values_waits_for_the_resident(standin: 
     user, case_id = _subscribed_case(standin, service)
     standin.fail_next("/cgi-bin/message/subscribe/bizsend", errcode=47003,
                       errmsg="argument invalid! data.thing4.value invalid")
-    _staff(service, case_id, answer=ANSWER)
+    loop_steps.reply_or_close(service, case_id, answer=ANSWER)
     _eventually(lambda: _delivery_states(service, case_id)[-1][1] != "pending")
     kind, status, reason = _delivery_states(service, case_id)[-1]
     assert (kind, status) == ("answer", "waiting")

@@ -50,6 +50,7 @@ ACTIONS: list[tuple[str, dict[str, str]]] = [
     ("note", {"body": "内部备注"}),
     ("assign", {"username": "rev"}),
     ("answer", {"text": "已核实"}),
+    ("more-info", {"question": "请提供现场照片"}),
     ("reveal", {}),
 ]
 

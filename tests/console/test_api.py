@@ -158,6 +158,7 @@ def _every_case_call(number: str, attachment_id: int = 1) -> list[tuple[str, str
         ("GET", f"{base}/notes", None),
         ("POST", f"{base}/assign", {"username": None}),
         ("POST", f"{base}/answer", {"text": "an answer"}),
+        ("POST", f"{base}/more-info", {"question": "which window?"}),
         ("GET", f"{base}/evidence/{attachment_id}", None),
     ]
 
@@ -184,6 +185,31 @@ async def test_a_reviewer_gets_404_for_every_verb_on_another_queues_case(service
     assert service.context.evidence_dir.exists()
     supervisor = await service.staff("wang", StaffRole.SUPERVISOR)
     assert (await service.client.get(f"/api/v1/cases/{other}", headers=supervisor.headers)).status_code == 200
+
+
+async def test_a_reviewer_asks_the_reporter_of_a_case_in_their_queues_for_more_information(
+        service: Service) -> None:
+    reviewer = await service.staff("li", queues=("clean_hall",))
+    own = await service.case(queue="clean_hall")
+    other = await service.case(queue="work_style", label="formalism")
+    for empty in ("", "   "):
+        response = await service.client.post(f"/api/v1/cases/{own}/more-info", json={"question": empty},
+                                             headers=reviewer.headers)
+        assert response.status_code == 422
+    refused = await service.client.post(f"/api/v1/cases/{other}/more-info", json={"question": "哪个窗口？"},
+                                        headers=reviewer.headers)
+    assert refused.status_code == 404
+    asked = await service.client.post(f"/api/v1/cases/{own}/more-info", json={"question": "请提供窗口编号。"},
+                                      headers=reviewer.headers)
+    assert asked.status_code == 200, asked.text
+    detail = asked.json()
+    assert (detail["trace"][-1]["kind"], detail["trace"][-1]["body"]) == ("more_info", "请提供窗口编号。")
+    assert [(d["kind"], d["status"]) for d in detail["deliveries"]] == [("more_info", "pending")]
+    assert await service.audit_actions(own) == ["case.more_info_asked"]
+    assert await service.audit_actions(other) == []
+    paths = (await service.client.get("/api/openapi.json")).json()["paths"]
+    schema = paths["/api/v1/cases/{case_number}/more-info"]["post"]
+    assert schema["summary"] == "Ask the reporter for more information" and "422" in schema["responses"]
 
 
 async def test_a_reviewer_gets_403_on_admin_endpoints(service: Service) -> None:

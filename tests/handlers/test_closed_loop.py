@@ -70,7 +70,7 @@ async def test_a_closed_case_asks_for_a_rating_and_a_poor_one_reopens_it_once(ha
     await resident.press("rate:1")  # the button under the notice rates this case, with no code typed
     assert "还有什么想说的吗" in resident.text()
     await resident.say("窗口还是没人，问题依旧。")
-    assert "本案将重新办理" in resident.text()
+    assert "感谢反馈，上级已收到通知" in resident.text()  # the "reopened" notice tells the rest
     case = await _case(harness, case_id)
     assert (case.status, case.rehandle_count, case.rating) == ("in_handling", 1, None)
     assert [e.kind for e in case.trace][-2:] == ["rated", "reopened"]
@@ -192,3 +192,41 @@ async def test_a_transfer_keeps_the_deadlines_and_the_reporter_reads_it_once(har
     await resident.command("status", code)
     assert resident.text().count("已转交责任部门办理") == 1
     assert "已分派至 党风政风监督室" not in resident.text()
+
+
+async def test_a_question_of_the_staff_reaches_the_reporter_who_answers_with_the_button(
+        harness: DialogHarness) -> None:
+    resident, _code, case_id = await _filed(harness)
+    reviewer = await _staff(harness, StaffRole.REVIEWER)
+
+    async def ask(session: Any, case: Case) -> None:
+        await loop.ask_for_information(session, case, "请提供3号窗口当天的排队小票照片。", actor=reviewer,
+                                       add_label="补充材料")
+
+    await _as_staff(harness, case_id, ask)
+    async with harness.sessionmaker() as session:
+        notice = (await session.execute(select(OutboxMessage).where(OutboxMessage.kind == "more_info"))).scalar_one()
+    shown = render(notice.payload, harness.context.texts)
+    assert "请您补充信息：\n请提供3号窗口当天的排队小票照片。" in shown.text and "/status" in shown.text
+    assert [(c.key, c.label) for c in shown.choices] == [("case:follow_up", "补充材料")]
+
+    await resident.press("case:follow_up")  # the button under the notice, with no code typed
+    assert "请发送要补充的" in resident.text()
+    await resident.say("小票上的时间是上午9点20分，叫号到11点半。")
+    assert "补充材料已收到" in resident.text()
+    case = await _case(harness, case_id)
+    assert [e.kind for e in case.trace][-2:] == ["more_info", "follow_up"]
+    assert case.trace[-2].body == "请提供3号窗口当天的排队小票照片。"
+
+
+async def test_a_poor_rating_tells_the_reporter_by_a_notice_that_the_case_is_reopened(
+        harness: DialogHarness) -> None:
+    resident, _code, case_id = await _filed(harness)
+    await _answer_and_close(harness, case_id, await _staff(harness))
+    await resident.press("rate:2")
+    await resident.press("comment:skip")
+    assert "感谢反馈，上级已收到通知" in resident.text()  # the notice says the case is handled again
+    async with harness.sessionmaker() as session:
+        reopened = (await session.execute(select(OutboxMessage).where(OutboxMessage.kind == "reopened"))).scalar_one()
+    assert "将根据您的评价重新办理" in render(reopened.payload, harness.context.texts).text
+    assert reopened.case_id == case_id

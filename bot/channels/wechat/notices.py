@@ -177,7 +177,7 @@ class WeChatNotifier:
     def _items(self, payload: dict[str, object], locale: str) -> dict[str, str]:
         """The values a template's keywords are filled from, in `locale`."""
         notice = payload.get("notice")
-        status = str(payload.get("status") or ("answered" if notice == "answer" else ""))
+        status = str(payload.get("status") or {"answer": "answered", "more_info": "more_info"}.get(str(notice), ""))
         answer = payload.get("answer")
         if notice in ("extended", "reopened"):
             short = self._texts.get(locale, f"status_short_{notice}")
@@ -186,7 +186,7 @@ class WeChatNotifier:
                        else self._texts.get(locale, "trace_reopened"))
         else:
             short = self._texts.get(locale, f"status_short_{status}") if status else ""
-            summary = (str(answer) if answer else str(payload.get("note") or "")
+            summary = (str(answer) if answer else str(payload.get("note") or payload.get("question") or "")
                        or (self._texts.get(locale, f"status_{status}") if status else ""))
         return {
             "case_number": str(payload.get("case_number") or ""),

@@ -92,6 +92,31 @@ async def test_every_action_writes_its_trace_event_and_audit_record(console: Con
                             "answer": "经核实，相关人员已被批评教育。"}]
 
 
+async def test_asking_the_reporter_for_more_information(console: ConsoleHarness) -> None:
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    number = await console.case("clean_hall")
+    async with console.client() as client:
+        csrf = await console.login(client, "rev")
+        page = (await client.get(f"/console/case/{number}")).text
+        assert f'action="/console/case/{number}/more-info"' in page
+        empty = await client.post(f"/console/case/{number}/more-info", data={"csrf": csrf, "question": "  "})
+        assert empty.status_code == 422 and "<html" in empty.text
+        asked = await client.post(f"/console/case/{number}/more-info",
+                                  data={"csrf": csrf, "question": "请提供窗口编号和当天的排队小票照片。"})
+        assert asked.status_code == 303 and location(asked).endswith("#delivery")
+        shown = (await client.get(location(asked))).text
+        assert "已请举报人补充信息" in shown and "请补充信息" in shown  # the flash, and the notice's delivery row
+    trace = await console.trace(number)
+    assert (trace[-1].kind, trace[-1].body) == (TraceKind.MORE_INFO, "请提供窗口编号和当天的排队小票照片。")
+    assert [(e.action, e.detail) for e in await console.audit("case.more_info_asked", number)] == [
+        ("case.more_info_asked", {"question": "请提供窗口编号和当天的排队小票照片。"})]
+    async with console.database.read_sessionmaker() as session:
+        sent = [m.payload for m in (await session.execute(select(OutboxMessage))).scalars()
+                if m.kind == "more_info"]
+    assert sent == [{"notice": "more_info", "locale": "zh", "case_number": number,
+                     "question": "请提供窗口编号和当天的排队小票照片。", "choices": [["case:follow_up", "补充材料"]]}]
+
+
 async def test_moving_needs_a_reason_and_errors_are_pages(console: ConsoleHarness) -> None:
     await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
     number = await console.case("clean_hall")
