@@ -242,6 +242,8 @@ async def set_status(principal: Principal, case_number: str, status: str, note: 
         raise OperationError(422, f"unknown status {status!r}") from None
     if wanted not in SETTABLE_STATUSES:
         raise OperationError(422, f"status {status} cannot be set here")
+    if wanted == CaseStatus.REJECTED and not ((note or "").strip() and (referral or "").strip()):
+        raise OperationError(422, "a rejection needs its reason and where the reporter can turn instead")
     async with principal.write() as session:
         case = await load_case(session, principal, case_number)
         try:
@@ -262,6 +264,8 @@ def rating_labels(principal: Principal, locale: str) -> list[str]:
 
 
 async def tell_reporter(principal: Principal, case_number: str, text: str) -> None:
+    if not text.strip():
+        raise OperationError(422, "a note for the reporter needs text")
     async with principal.context.database.sessionmaker.begin() as session:
         case = await load_case(session, principal, case_number)
         try:
@@ -285,6 +289,8 @@ async def ask_for_information(principal: Principal, case_number: str, question: 
 
 async def request_extension(principal: Principal, case_number: str, until: date, reason: str) -> None:
     city = principal.context.city
+    if not reason.strip():
+        raise OperationError(422, "an extension needs a reason")
     resolve_by = datetime.combine(until, time(23, 59, 59), ZoneInfo(city.timezone)).astimezone(UTC)
     async with principal.context.database.sessionmaker.begin() as session:
         case = await load_case(session, principal, case_number)
@@ -312,6 +318,8 @@ async def decide_extension(principal: Principal, case_number: str, request_id: i
 
 async def decide_appeal(principal: Principal, case_number: str, uphold: bool, reason: str) -> None:
     require_supervisor(principal)
+    if not reason.strip():
+        raise OperationError(422, "a decision on an appeal needs its reason")
     async with principal.context.database.sessionmaker.begin() as session:
         case = await load_case(session, principal, case_number)
         try:

@@ -16,13 +16,14 @@ import pytest
 
 from handlers.city import DEFAULT_CITY_CONFIG
 from tests import loop_steps
-from tests.channels.test_wechat import APP_ID, APP_SECRET, DESCRIPTION, TOKEN, User, _case_id
+from tests.channels.test_wechat import APP_ID, APP_SECRET, DESCRIPTION, TOKEN, User, _case_id, _code
 from tests.conftest import LiveService
 from tests.standins.wechat_server import WeChatStandIn
 
 SUBSCRIBE_TEMPLATE = "tpl-case-progress-0001"
 ONCE_TEMPLATE = "tpl-once-progress-0002"
 ANSWER = "经核查，已责令该窗口整改，并对当事人批评教育。"
+OFFER_LINK = re.compile(r'<a href="([^"]*/mp/subscribemsg\?action=get_confirm[^"]*#wechat_redirect)">')
 
 
 def _config(directory: Path) -> Path:
@@ -260,3 +261,31 @@ def test_every_value_is_fitted_to_what_wechat_accepts_for_its_kind(kind: str, va
     from tests.standins.wechat_templates import value_ok
 
     assert value_ok(kind, _fit(f"{kind}1", value))
+
+
+def test_each_status_check_offers_the_subscription_and_its_consent_carries_a_later_notice(
+        standin: WeChatStandIn, service: LiveService) -> None:
+    """The offer is not only in the receipt: a resident who ignored it there finds it again in the answer to
+    `/status`, and agreeing there lets the next notice of that case through after the 48 hours. A closed case
+    offers nothing more."""
+    user, submitted = _report(standin)
+    code = _code(submitted)
+    status = user.say(f"/status {code}", expect="当前状态：已分派")
+    match = OFFER_LINK.search(status)
+    assert match, status
+    assert status.index("当前状态：已分派") < match.start()  # below the case's status, in the same answer
+    authorised = standin.user_authorise_once(user.openid, match.group(1).replace("&amp;", "&"))
+    assert authorised.problem is None and authorised.response is not None
+    assert authorised.response.status_code == 200 and "已订阅" in authorised.response.text
+    case_id = _case_id(service, user.openid)
+    standin.advance(days=10)
+    loop_steps.reply_or_close(service, case_id, answer=ANSWER)
+    _eventually(lambda: any(m.via == "template_subscribe_once" for m in standin.inbox(user.openid)))
+    once = next(m for m in standin.inbox(user.openid) if m.via == "template_subscribe_once")
+    assert ANSWER[:10] in once.data["content"]
+    _eventually(lambda: _delivery_states(service, case_id)[-1][:2] == ("answer", "sent"))
+
+    loop_steps.reply_or_close(service, case_id, close=True)
+    closed = user.say(f"/status {code}", expect="当前状态：已办结")
+    assert "subscribemsg" not in closed
+    assert standin.violations == []

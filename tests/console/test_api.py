@@ -10,23 +10,28 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import select
 
 from bot.config import Settings, load_settings
+from console.app import mount_console
 from console.auth import SESSION_COOKIE, cookie_serializer, hash_password
 from console.context import CONTEXT_STATE, ConsoleContext
-from storage import staff_actions
+from handlers.notices import render
+from handlers.texts import Texts
+from storage import loop, staff_actions
 from storage.migrate import upgrade
-from storage.models import Attachment, OutboxMessage, StaffRole, utcnow
+from storage.models import Attachment, Case, OutboxMessage, StaffRole, utcnow
 from tests.conftest import REPO, LiveService, make_test_keyring
-from tests.factories import file_case
+from tests.console.conftest import make_context
+from tests.factories import create_staff, file_case
 from tests.standins.telegram_server import TelegramStandIn
 
 PASSWORD = "correct horse battery"
@@ -307,8 +312,6 @@ async def test_every_action_writes_its_trace_and_audit(service: Service) -> None
     assert (answered.json()["trace"][-1]["kind"], answered.json()["trace"][-1]["body"]) == (
         "answered", "经核查，已对该工作人员批评教育。")
     async with service.database.read_sessionmaker() as session:
-        from sqlalchemy import select
-
         payloads = [m.payload for m in (await session.execute(
             select(OutboxMessage).where(OutboxMessage.recipient == REPORTER_REF))).scalars()]
     assert {"notice": "answer", "locale": "zh", "case_number": number,
@@ -340,6 +343,114 @@ async def test_every_action_writes_its_trace_and_audit(service: Service) -> None
                                 headers=admin.headers)).json()
     assert (entries["total"], entries["pages"], entries["items"][0]["actor"]) == (15, 15, "wang")
     assert entries["items"][0]["ip"] == "203.0.113.7"
+
+
+async def test_the_closed_loops_routes_extension_appeal_rejection_and_a_note_for_the_reporter(
+        service: Service) -> None:
+    reviewer = await service.staff("li", queues=("clean_hall",))
+    supervisor = await service.staff("wang", StaffRole.SUPERVISOR)
+    number = await service.case(queue="clean_hall")
+    client, url = service.client, f"/api/v1/cases/{number}"
+    due = (await client.get(url, headers=reviewer.headers)).json()["resolve_due_at"]
+    until = (datetime.fromisoformat(due) + timedelta(days=20)).date().isoformat()
+
+    blank = await client.post(f"{url}/extension", json={"until": until, "reason": "  "}, headers=reviewer.headers)
+    assert blank.status_code == 422
+    for reason, decision in (("需调取三个月的监控录像", {"approve": False, "note": "先完成初步核查"}),
+                             ("监控录像需公安协助调取", {"approve": True})):
+        requested = await client.post(f"{url}/extension", json={"until": until, "reason": reason},
+                                      headers=reviewer.headers)
+        assert requested.status_code == 200, requested.text
+        request = requested.json()["extensions"][-1]
+        assert (request["reason"], request["status"]) == (reason, "pending")
+        decide = f"{url}/extension/{request['id']}"
+        refused = await client.post(decide, json={"approve": True}, headers=reviewer.headers)
+        assert (refused.status_code, refused.json()) == (403, {"detail": "only supervisors and administrators may "
+                                                                         "do this"})
+        decided = await client.post(decide, json=decision, headers=supervisor.headers)
+        assert decided.status_code == 200, decided.text
+    detail = decided.json()
+    assert [r["status"] for r in detail["extensions"]] == ["refused", "approved"]
+    assert detail["resolve_due_at"][:10] == until  # the end of that day in the city's time, which is UTC+8
+    refusal = next(e for e in detail["trace"] if e["kind"] == "extension_refused")
+    assert (refusal["actor"], refusal["body"]) == ("staff", "先完成初步核查")
+    assert [d["kind"] for d in detail["deliveries"]] == ["extended"]  # the reporter hears of the approval only
+
+    noted = await client.post(f"{url}/tell-reporter", json={"text": "已转相关科室核查。"}, headers=reviewer.headers)
+    assert (noted.status_code, noted.json()["trace"][-1]["kind"], noted.json()["trace"][-1]["body"]) == (
+        200, "note", "已转相关科室核查。")
+    assert noted.json()["deliveries"][-1]["kind"] == "note"
+    unreferred = await client.post(f"{url}/status", json={"status": "rejected", "note": "属于民事纠纷"},
+                                   headers=reviewer.headers)
+    assert unreferred.status_code == 422 and "where the reporter can turn" in unreferred.json()["detail"]
+    rejected = await client.post(f"{url}/status", json={"status": "rejected", "note": "属于民事纠纷",
+                                                        "referral": "请拨打12345市民热线"}, headers=reviewer.headers)
+    assert (rejected.json()["status"], rejected.json()["trace"][-1]["body"]) == (
+        "rejected", "属于民事纠纷\n请拨打12345市民热线")
+
+    async with service.database.sessionmaker.begin() as session:  # the reporter appeals in the chat
+        case = (await session.execute(select(Case).where(Case.case_number == number))).scalar_one()
+        await loop.appeal(session, case, "这不是民事纠纷。", appeal_limit=1)
+    assert (await client.get(url, headers=reviewer.headers)).json()["appeal_pending"] is True
+    forbidden = await client.post(f"{url}/appeal-decision", json={"uphold": True, "reason": "维持"},
+                                  headers=reviewer.headers)
+    assert forbidden.status_code == 403
+    upheld = await client.post(f"{url}/appeal-decision", json={"uphold": True, "reason": "经复核，维持不予受理。"},
+                               headers=supervisor.headers)
+    assert upheld.status_code == 200, upheld.text
+    body = upheld.json()
+    assert (body["status"], body["appeal_pending"]) == ("rejected", False)
+    assert (body["trace"][-1]["kind"], body["trace"][-1]["body"]) == ("appeal_decided", "经复核，维持不予受理。")
+    assert [d["kind"] for d in body["deliveries"]] == ["extended", "note", "status_changed", "appeal_decided"]
+    again = await client.post(f"{url}/appeal-decision", json={"uphold": False, "reason": "重新受理"},
+                              headers=supervisor.headers)
+    assert again.status_code == 409
+    assert [a for a in await service.audit_actions(number) if a != "case.view"] == [
+        "case.extension_requested", "case.extension_refused", "case.extension_requested", "case.extension_approved",
+        "case.note_to_reporter", "case.status", "case.appeal_decided"]
+
+
+GROUPS = {"clean_hall": -100101, "work_style": -100202, "petitions": -100303}
+
+
+async def test_the_configured_nth_transfer_of_a_case_alerts_the_new_queues_staff_groups(
+        database: Any, tmp_path: Path) -> None:
+    """On SQLite and PostgreSQL: with the city's `transfer_alert_after` at 2, the first move of a case tells no
+    one, the second and every later one queue a notice to the staff groups of the queue it lands in."""
+    context = make_context(database, tmp_path)
+    city = context.city.model_copy(update={
+        "queues": [q.model_copy(update={"telegram_chat_id": GROUPS.get(q.code)}) for q in context.city.queues],
+        "loop": context.city.loop.model_copy(update={"transfer_alert_after": 2})})
+    context = replace(context, city=city)
+    app = FastAPI()
+    mount_console(app, context)
+    async with database.sessionmaker.begin() as session:
+        supervisor = await create_staff(session, "wang", StaffRole.SUPERVISOR)
+        token, _ = await staff_actions.create_api_token(session, supervisor, "tests", actor=supervisor)
+        case, _ = await file_case(session, queue="clean_hall")
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def alerts() -> list[tuple[str, str, int]]:
+        async with database.read_sessionmaker() as session:
+            rows = (await session.execute(select(OutboxMessage).where(OutboxMessage.case_id == case.id)
+                                          .order_by(OutboxMessage.id))).scalars()
+            return [(m.channel, m.recipient, m.payload["transfers"]) for m in rows if m.kind == "transfer_alert"]
+
+    seen: list[list[tuple[str, str, int]]] = []
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console.test") as client:
+        for queue in ("work_style", "petitions", "clean_hall"):
+            moved = await client.post(f"/api/v1/cases/{case.case_number}/move", headers=headers,
+                                      json={"queue": queue, "reason": "职责不符"})
+            assert (moved.status_code, moved.json()["transfer_count"]) == (200, len(seen) + 1), moved.text
+            seen.append(await alerts())
+    assert seen == [[], [("telegram", "-100303", 2)],
+                    [("telegram", "-100303", 2), ("telegram", "-100101", 3)]]
+    async with database.read_sessionmaker() as session:
+        last = (await session.execute(select(OutboxMessage).where(OutboxMessage.kind == "transfer_alert")
+                                      .order_by(OutboxMessage.id.desc()).limit(1))).scalar_one()
+    shown = render(last.payload, Texts(city.texts), "https://qinglian.example.cn").text
+    assert f"案件 {case.case_number} 已被转办 3 次" in shown and "请主管关注" in shown
+    assert f"https://qinglian.example.cn/console/case/{case.case_number}" in shown
 
 
 async def test_a_reviewer_who_moves_a_case_out_of_their_queues_gets_204(service: Service) -> None:

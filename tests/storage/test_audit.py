@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import select
+
 from storage import audit, loop, staff_actions
-from storage.models import Case, StaffRole, utcnow
+from storage.models import Case, StaffRole, TraceEvent, TraceKind, utcnow
 from tests.factories import file_case
 
 
@@ -77,3 +79,45 @@ async def test_every_staff_action_on_a_case_records_the_staff_members_address(se
     assert sorted(entry.action for entry, _, _ in rows) == [
         "case.extension_requested", "case.move", "case.note_to_reporter", "case.status"]
     assert {entry.ip for entry, _, _ in rows} == {"198.51.100.7"}
+
+
+async def test_a_supervisors_extension_decisions_are_audited_with_who_which_case_and_why(sessionmaker: Any) -> None:
+    """Approving and refusing an extension each leave an entry: the supervisor, the case, the decision and the
+    supervisor's reason; the request itself is the reviewer's entry with the reviewer's reason. The refusal is
+    a trace event for the staff only (marked internal), the approval one the reporter reads."""
+    async with sessionmaker.begin() as session:
+        wang = await staff_actions.create_staff(session, username="wang", display_name="王主任",
+                                                role=StaffRole.SUPERVISOR, password_hash="not-a-hash")
+        li = await staff_actions.create_staff(session, username="li", display_name="李审核", role=StaffRole.REVIEWER,
+                                              password_hash="not-a-hash", actor=wang)
+        case, _ = await file_case(session, queue="clean_hall", resolve_due_at=utcnow() + timedelta(days=60))
+    later = utcnow() + timedelta(days=80)
+    async with sessionmaker.begin() as session:
+        extending = await session.get(Case, case.id)
+        assert extending is not None
+        first = await loop.request_extension(session, extending, actor=li, reason="需调取监控录像",
+                                             resolve_due_at=later)
+        await loop.decide_extension(session, first, extending, actor=wang, approve=False, note="先完成初步核查")
+        second = await loop.request_extension(session, extending, actor=li, reason="监控录像需公安协助调取",
+                                              resolve_due_at=later)
+        await loop.decide_extension(session, second, extending, actor=wang, approve=True, note="同意延期")
+    async with sessionmaker() as session:
+        rows, _ = await audit.audit_log(session, page=1, per_page=50, case_id=case.id)
+        trace = (await session.execute(select(TraceEvent).where(TraceEvent.case_id == case.id)
+                                       .order_by(TraceEvent.id))).scalars().all()
+    entries = [(entry.action, actor, number, entry.detail.get("reason") or entry.detail.get("note"))
+               for entry, actor, number in reversed(rows)]
+    assert entries == [
+        ("case.extension_requested", "li", case.case_number, "需调取监控录像"),
+        ("case.extension_refused", "wang", case.case_number, "先完成初步核查"),
+        ("case.extension_requested", "li", case.case_number, "监控录像需公安协助调取"),
+        ("case.extension_approved", "wang", case.case_number, "同意延期"),
+    ]
+    decided = [entry for entry, _, _ in reversed(rows) if entry.action != "case.extension_requested"]
+    assert [entry.detail["request_id"] for entry in decided] == [first.id, second.id]
+    assert {entry.detail["until"] for entry in decided} == {later.isoformat()}
+    refused, extended = [event for event in trace if event.kind in (TraceKind.EXTENSION_REFUSED, TraceKind.EXTENDED)]
+    assert (refused.kind, refused.body, refused.detail.get("internal")) == (
+        TraceKind.EXTENSION_REFUSED, "先完成初步核查", True)
+    assert (extended.kind, extended.detail.get("internal")) == (TraceKind.EXTENDED, None)
+    assert refused.actor == extended.actor == f"staff:{wang.id}"

@@ -4,13 +4,16 @@ revealing identities, evidence files, CSRF and inert report text."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 from sqlalchemy import select
 
 from nlp.labels import LABELS
-from storage.models import ApiToken, InternalNote, OutboxMessage, StaffRole, TraceKind
+from storage import loop
+from storage.models import ApiToken, Case, ExtensionRequest, InternalNote, OutboxMessage, StaffRole, TraceKind
 from tests.console.conftest import ACTIONS, JPEG, PDF, ConsoleHarness, answer_on_page, location
 
 # A school canteen's contract given to the head's relative: education, or an irregular project? The default model
@@ -18,6 +21,7 @@ from tests.console.conftest import ACTIONS, JPEG, PDF, ConsoleHarness, answer_on
 CLOSE_CALL = "学校食堂的承包项目没有招标，校长的亲戚拿下了工程。"
 CLEAR_CALL = "办证窗口工作人员长时间不在岗，群众排队两个小时无人办理。"
 RUNNER_UP = re.compile(r'<p class="runner-up" id="runner-up">(.*?)</p>', re.S)
+TRACE_ROW = re.compile(r"<tr>((?:(?!</tr>).)*st-extension_refused(?:(?!</tr>).)*)</tr>", re.S)
 
 
 async def test_every_action_writes_its_trace_event_and_audit_record(console: ConsoleHarness) -> None:
@@ -259,3 +263,112 @@ async def test_a_close_runner_up_is_shown_with_the_phrases_that_decided_against_
     # staff corrected the label: the line is about what the model weighed
     shown_after = RUNNER_UP.search(corrected)
     assert shown_after is not None and "the model&#39;s runner-up" in shown_after.group(1)
+
+
+async def test_an_extension_is_requested_with_a_reason_and_only_a_supervisor_decides_it(
+        console: ConsoleHarness) -> None:
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    await console.user("sup", StaffRole.SUPERVISOR)
+    number = await console.case("clean_hall")
+    due = (await console.get_case(number)).resolve_due_at
+    assert due is not None
+    until = (due + timedelta(days=20)).date().isoformat()
+    async with console.client() as client:
+        csrf = await console.login(client, "rev")
+        unreasoned = await client.post(f"/console/case/{number}/extension",
+                                       data={"csrf": csrf, "until": until, "reason": " "})
+        assert unreasoned.status_code == 422 and "<html" in unreasoned.text
+        for reason in ("需调取三个月的监控录像", "监控录像需公安协助调取"):
+            requested = await client.post(f"/console/case/{number}/extension",
+                                          data={"csrf": csrf, "until": until, "reason": reason})
+            page = (await client.get(location(requested))).text
+            assert "延期申请已提交，等待主管审批" in page and reason in page and "pending" in page
+            assert f"/console/case/{number}/extension/" not in page  # no decision form for a reviewer
+            request_id = max(await _extension_ids(console, number))
+            refused = await client.post(f"/console/case/{number}/extension/{request_id}",
+                                        data={"csrf": csrf, "decision": "approve"})
+            assert refused.status_code == 403
+            assert (await console.get_case(number)).resolve_due_at == due
+            async with console.client() as boss:
+                boss_csrf = await console.login(boss, "sup")
+                shown = (await boss.get(f"/console/case/{number}")).text
+                assert f'action="/console/case/{number}/extension/{request_id}"' in shown
+                decision = {"decision": "refuse", "note": "先完成初步核查"} if reason.startswith("需调取") \
+                    else {"decision": "approve", "note": ""}
+                decided = await boss.post(f"/console/case/{number}/extension/{request_id}",
+                                          data={"csrf": boss_csrf, **decision})
+                after = (await boss.get(location(decided))).text
+                assert "延期申请已处理" in after
+                again = await boss.post(f"/console/case/{number}/extension/{request_id}",
+                                        data={"csrf": boss_csrf, "decision": "approve"})
+                assert again.status_code == 409
+        # the refusal with the supervisor's note is in the staff's trace, marked internal
+        row = TRACE_ROW.search(after)
+        assert row is not None and "sup 同志" in row.group(1) and "内部" in row.group(1)
+        assert "先完成初步核查" in row.group(1) and "approved" in after
+    case = await console.get_case(number)
+    assert case.resolve_due_at is not None and case.extension_count == 1
+    assert case.resolve_due_at.astimezone(ZoneInfo(console.context.city.timezone)).date().isoformat() == until
+    assert [e.action for e in await console.audit(case_number=number) if e.action.startswith("case.extension")] == [
+        "case.extension_requested", "case.extension_refused", "case.extension_requested", "case.extension_approved"]
+    async with console.database.read_sessionmaker() as session:
+        told = [m.payload for m in (await session.execute(select(OutboxMessage))).scalars()
+                if m.payload.get("case_number") == number]
+    assert [payload["notice"] for payload in told] == ["extended"]  # the refusal is not the reporter's business
+
+
+async def _extension_ids(console: ConsoleHarness, number: str) -> list[int]:
+    async with console.database.read_sessionmaker() as session:
+        query = select(ExtensionRequest.id).join(Case, Case.id == ExtensionRequest.case_id).where(
+            Case.case_number == number)
+        return list((await session.execute(query)).scalars())
+
+
+async def test_a_rejection_needs_where_to_turn_a_note_reaches_the_reporter_and_a_supervisor_decides_the_appeal(
+        console: ConsoleHarness) -> None:
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    await console.user("sup", StaffRole.SUPERVISOR)
+    number = await console.case("clean_hall")
+    async with console.client() as client:
+        csrf = await console.login(client, "rev")
+        told = await client.post(f"/console/case/{number}/tell-reporter",
+                                 data={"csrf": csrf, "text": "已转相关科室核查，预计下周反馈。"})
+        assert location(told).endswith("#delivery")
+        page = (await client.get(location(told))).text
+        assert "说明已发送给举报人" in page and "办理说明" in page  # the flash, and the notice's delivery row
+        bare = await client.post(f"/console/case/{number}/status",
+                                 data={"csrf": csrf, "status": "rejected", "note": "所反映事项属于民事纠纷"})
+        assert bare.status_code == 422 and "<html" in bare.text
+        assert (await console.get_case(number)).status == "routed"
+        rejected = await client.post(f"/console/case/{number}/status", data={
+            "csrf": csrf, "status": "rejected", "note": "所反映事项属于民事纠纷",
+            "referral": "请拨打12345市民热线咨询"})
+        page = (await client.get(location(rejected))).text
+        assert "所反映事项属于民事纠纷\n请拨打12345市民热线咨询" in page
+
+        async with console.database.sessionmaker.begin() as session:  # the reporter appeals in the chat
+            case = await session.get(Case, (await console.get_case(number)).id)
+            assert case is not None
+            await loop.appeal(session, case, "这不是民事纠纷，是窗口人员索要好处。", appeal_limit=1)
+        assert f'action="/console/case/{number}/appeal"' not in (await client.get(f"/console/case/{number}")).text
+        forbidden = await client.post(f"/console/case/{number}/appeal",
+                                      data={"csrf": csrf, "decision": "reopen", "reason": "经复核重新受理"})
+        assert forbidden.status_code == 403
+    async with console.client() as client:
+        csrf = await console.login(client, "sup")
+        assert f'action="/console/case/{number}/appeal"' in (await client.get(f"/console/case/{number}")).text
+        decided = await client.post(f"/console/case/{number}/appeal",
+                                    data={"csrf": csrf, "decision": "reopen", "reason": "经复核，转窗口监督组办理。"})
+        page = (await client.get(location(decided))).text
+        assert "复核决定已作出并告知举报人" in page and f'action="/console/case/{number}/appeal"' not in page
+    case = await console.get_case(number)
+    assert (case.status, case.appeal_pending) == ("routed", False)
+    async with console.database.read_sessionmaker() as session:
+        told_reporter = [m.payload for m in (await session.execute(select(OutboxMessage).order_by(OutboxMessage.id)))
+                         .scalars() if m.recipient == case.reporter_ref]
+    assert [(p["notice"], p.get("note") or p.get("reason")) for p in told_reporter] == [
+        ("note", "已转相关科室核查，预计下周反馈。"),
+        ("status_changed", "所反映事项属于民事纠纷\n请拨打12345市民热线咨询"),
+        ("appeal_decided", "经复核，转窗口监督组办理。")]
+    assert [e.action for e in await console.audit(case_number=number) if e.action != "case.view"] == [
+        "case.note_to_reporter", "case.status", "case.appeal_decided"]
