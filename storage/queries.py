@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -105,13 +106,20 @@ def _filtered(query: Select[Any], flt: CaseFilter, threshold: float) -> Select[A
     return query
 
 
+CASE_NUMBER_PART = re.compile(r"(?:[A-Za-z]{1,8}-?)?[0-9][0-9-]*|[A-Za-z]{1,8}-[0-9-]*")
+"""Text that can be part of a case number (`QL-2026-000123`, `2026-000123`, `123`, `QL-`): only such a query is
+also looked for in the case numbers, which no index can do for a part (it reads every number)."""
+
+
 def _text_condition(session: AsyncSession, flt: CaseFilter) -> ColumnElement[bool]:
     """The case number (in plain text) containing the query, or every search term of the query among the
     case's indexed words (storage/search.py: keyed hashes; the place and description are encrypted)."""
     assert flt.text
-    needle = flt.text.replace("%", "").replace("_", "").strip()
-    by_number: ColumnElement[bool] = Case.case_number.ilike(f"%{needle}%") if needle else false()
-    return or_(by_number, search.matching(session, flt.terms)) if flt.terms else by_number
+    needle = flt.text.strip()
+    by_terms = search.matching(session, flt.terms) if flt.terms else false()
+    if not CASE_NUMBER_PART.fullmatch(needle):  # words only: no case number has them
+        return by_terms
+    return or_(Case.case_number.ilike(f"%{needle}%"), by_terms)
 
 
 COUNT_CAP = 10_000

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import cast
 
-from sqlalchemy import ColumnElement, Table, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, delete, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.crypto import session_keyring
@@ -57,11 +57,12 @@ async def unindexed(session: AsyncSession, limit: int = 200) -> list[tuple[int, 
 
 
 def matching(session: AsyncSession, terms: Sequence[str]) -> ColumnElement[bool]:
-    """Cases that have every one of `terms` (a condition on `Case.id`)."""
+    """Cases that have every one of `terms` (a condition on `Case.id`).
+
+    One `EXISTS` per term, each an index probe on the key (term, case_id): the database can walk a list in its
+    order (newest first) and stop at the page's end, probing each case, when the terms are common, or start
+    from the few cases that have a rare term. A set of every matching case (IN with GROUP BY) would be built
+    in full before the first row of a page: 190,000 cases for a common word at a million."""
     ring = session_keyring(session)
     hashes = sorted({ring.search_hash(term) for term in terms})
-    having = (select(CaseTerm.case_id).where(CaseTerm.term.in_(hashes)).group_by(CaseTerm.case_id)
-              .having(func.count() == len(hashes)))
-    return cast(ColumnElement[bool], Case.id.in_(having))
-
-
+    return and_(*[exists().where(CaseTerm.term == term, CaseTerm.case_id == Case.id) for term in hashes])

@@ -110,11 +110,27 @@ async def test_the_text_search_reads_the_encrypted_description_the_place_and_the
     assert await _listed(sessionmaker, numbers, text="COUNTER CLERK") == ["hall"]  # any case
     assert await _listed(sessionmaker, numbers, text="税务大厅") == ["closed"]  # the place too
     assert await _listed(sessionmaker, numbers, text=numbers["unsure"]) == ["unsure"]
+    assert await _listed(sessionmaker, numbers, text=numbers["unsure"].split("-", 1)[1]) == ["unsure"]  # a part
+    assert await _listed(sessionmaker, numbers, text=numbers["village"][-6:].lower()) == ["village"]
     assert await _listed(sessionmaker, numbers, text="拖", queues={"triage"}) == ["unlabelled", "unsure"]
     assert await _listed(sessionmaker, numbers, text="拖", queues={"clean_hall"}) == []
     assert await _listed(sessionmaker, numbers, text="火星") == []
     assert await _listed(sessionmaker, numbers, text="%") == []  # a wildcard alone matches nothing
     assert await _listed(sessionmaker, numbers, text="_") == []
+
+
+async def test_a_search_pages_through_its_matches_newest_first(sessionmaker: Any) -> None:
+    numbers = await _cases(sessionmaker)
+    flt = queries.CaseFilter(text="拖", terms=tuple(query_terms("拖")))
+    async with sessionmaker() as session:
+        first = await queries.list_cases(session, flt, per_page=1)
+        assert first.older is not None
+        second = await queries.list_cases(session, flt, per_page=1, after=first.older)
+        back = await queries.list_cases(session, flt, per_page=1, before=second.newer)
+        count = await queries.count_cases(session, flt)
+    assert [case.case_number for case in first.cases + second.cases] == [numbers["unlabelled"], numbers["unsure"]]
+    assert second.older is None and [case.case_number for case in back.cases] == [numbers["unlabelled"]]
+    assert count == queries.CaseCount(2)
 
 
 async def test_queue_counts_new_in_handling_and_overdue(sessionmaker: Any) -> None:
