@@ -48,7 +48,7 @@ from bot.config import Settings
 from bot.jobs import sign_for_similarity
 from console.auth import SESSION_COOKIE, session_serializer
 from console.operations import LABELS, cursor_param
-from nlp.search import index_terms
+from nlp.search import index_terms, query_terms
 from storage import queries, staff_actions, staff_notices
 from storage import statistics as stats_module
 from storage.crypto import generate_key
@@ -95,7 +95,7 @@ async def build(url: str, settings: Settings, size: int, seed: int = 14) -> dict
             cases: list[dict[str, Any]] = []
             trace: list[dict[str, Any]] = []
             notes: list[dict[str, Any]] = []
-            terms: list[dict[str, int]] = []
+            terms: list[dict[str, Any]] = []
             for case_id in range(first, min(first + BATCH, size + 1)):
                 created = now - timedelta(seconds=span * (1 - case_id / (size + 1)))  # ids follow time
                 status = rng.choice(statuses)
@@ -150,7 +150,7 @@ async def build(url: str, settings: Settings, size: int, seed: int = 14) -> dict
                 key = place + description.split("。")[0]
                 if key not in term_hashes:
                     term_hashes[key] = sorted({ring.search_hash(term) for term in index_terms([place, description])})
-                terms.extend({"term": term, "case_id": case_id} for term in term_hashes[key])
+                terms.extend({"term": term, "case_id": case_id, "created_at": created} for term in term_hashes[key])
             async with database.sessionmaker.begin() as session:
                 await session.execute(insert(cases_t), cases)
                 await session.execute(insert(trace_t), trace)
@@ -217,6 +217,11 @@ async def explain(url: str, settings: Settings, queue: str) -> dict[str, str]:
         "365-day statistics, counts (GROUP BY)": lambda session: stats_module.compute(
             session, start=today - timedelta(days=365), end=today, queues=None),
         "every queue's unread marks (overview)": lambda session: staff_notices.unread_by_queue(session, None),
+        "search for a common word, first page": lambda session: queries.list_cases(
+            session, queries.CaseFilter(text=SEARCH_WORD, terms=tuple(query_terms(SEARCH_WORD))), per_page=50),
+        "one queue's search for a common word, first page": lambda session: queries.list_cases(
+            session, queries.CaseFilter(queues={queue}, text=SEARCH_WORD, terms=tuple(query_terms(SEARCH_WORD))),
+            per_page=50),
     }
     try:
         for name, read in reads.items():

@@ -311,7 +311,7 @@ async def submit_report(session: AsyncSession, report: NewReport, routing: Routi
     )
     session.add(case)
     await session.flush()
-    await search.add_terms(session, case.id, search_terms)
+    await search.add_terms(session, case.id, case.created_at, search_terms)
     case.case_number = f"{case_number_prefix}-{year}-{case.id:06d}"
     await session.execute(insert(_TRACE), [
         {"case_id": case.id, "kind": TraceKind.RECEIVED, "actor": "reporter", "body": None, "detail": {},
@@ -416,7 +416,7 @@ async def add_follow_up(
     session.add(event)
     await session.flush()
     await staff_notices.follow_up_arrived(session, case)
-    await search.add_terms(session, case.id, search_terms)
+    await search.add_terms(session, case.id, case.created_at, search_terms)
     if attachment_ids:
         await session.execute(
             update(Attachment)

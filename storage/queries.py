@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, false, func, literal, or_, select, tuple_
 from sqlalchemy import case as sql_case
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased, selectinload
 
 from storage import search
 from storage.models import (
@@ -19,6 +19,7 @@ from storage.models import (
     Attachment,
     Case,
     CaseStatus,
+    CaseTerm,
     InternalNote,
     StaffUser,
     utcnow,
@@ -111,17 +112,6 @@ CASE_NUMBER_PART = re.compile(r"(?:[A-Za-z]{1,8}-?)?[0-9][0-9-]*|[A-Za-z]{1,8}-[
 also looked for in the case numbers, which no index can do for a part (it reads every number)."""
 
 
-def _text_condition(session: AsyncSession, flt: CaseFilter) -> ColumnElement[bool]:
-    """The case number (in plain text) containing the query, or every search term of the query among the
-    case's indexed words (storage/search.py: keyed hashes; the place and description are encrypted)."""
-    assert flt.text
-    needle = flt.text.strip()
-    by_terms = search.matching(session, flt.terms) if flt.terms else false()
-    if not CASE_NUMBER_PART.fullmatch(needle):  # words only: no case number has them
-        return by_terms
-    return or_(Case.case_number.ilike(f"%{needle}%"), by_terms)
-
-
 COUNT_CAP = 10_000
 """Counts of a list stop here: beyond it the console says "10,000+" instead of counting every row."""
 
@@ -161,11 +151,33 @@ class CaseCount:
         return self.value > 0
 
 
-def _matching(session: AsyncSession, flt: CaseFilter, threshold: float, *columns: Any) -> Select[Any]:
+@dataclass(frozen=True)
+class _Matching:
+    """A query for the matching cases and the columns that order it newest first: the case's own, or — for a
+    search by words — the search index's copy of them, so that the database reads the rarest term's cases
+    newest first from its index and stops after the page."""
+
+    query: Select[Any]
+    created_at: Any
+    id: Any
+
+
+async def _matching(session: AsyncSession, flt: CaseFilter, threshold: float, *columns: Any) -> _Matching:
     query = _filtered(select(*columns) if columns else select(Case), flt, threshold)
-    if flt.text:
-        query = query.where(_text_condition(session, flt))
-    return query
+    if not flt.text:
+        return _Matching(query, Case.created_at, Case.id)
+    needle = flt.text.strip()
+    hashes = await search.rarest_first(session, flt.terms) if flt.terms else []
+    if CASE_NUMBER_PART.fullmatch(needle):  # the case numbers containing it, or the cases with its words
+        by_terms = Case.id.in_(search.cases_with(hashes)) if hashes else false()
+        return _Matching(query.where(or_(Case.case_number.ilike(f"%{needle}%"), by_terms)), Case.created_at, Case.id)
+    if not hashes:  # no searchable word (punctuation, a wildcard, stop words only)
+        return _Matching(query.where(false()), Case.created_at, Case.id)
+    first, *others = hashes
+    listed = aliased(CaseTerm)
+    query = query.join(listed, and_(listed.case_id == Case.id, listed.term == first)).where(
+        *search.having(listed.case_id, others))
+    return _Matching(query, listed.created_at, listed.case_id)
 
 
 async def list_cases(session: AsyncSession, flt: CaseFilter, *, per_page: int, after: CaseCursor | None = None,
@@ -173,19 +185,21 @@ async def list_cases(session: AsyncSession, flt: CaseFilter, *, per_page: int, a
     """One page of cases, newest first: the first, the one after `after` (older cases) or the one before `before`
     (newer cases). Keyset pagination: a deep page costs what the first does, with the indexes on
     (queue, created_at, id) and created_at."""
-    key = tuple_(Case.created_at, Case.id)
-    base = _matching(session, flt, threshold)
+    matching = await _matching(session, flt, threshold)
+    created_at, case_id = matching.created_at, matching.id
+    key = tuple_(created_at, case_id)
     if before is not None:
         rows = list((await session.execute(
-            base.where(key > tuple_(literal(before.created_at, Case.created_at.type), literal(before.id)))
-            .order_by(Case.created_at, Case.id).limit(per_page + 1))).scalars())
+            matching.query.where(key > tuple_(literal(before.created_at, Case.created_at.type), literal(before.id)))
+            .order_by(created_at, case_id).limit(per_page + 1))).scalars())
         more_newer = len(rows) > per_page
         cases = rows[:per_page][::-1]
         return CasePage(cases, older=CaseCursor.of(cases[-1]) if cases else None,
                         newer=CaseCursor.of(cases[0]) if cases and more_newer else None)
+    base = matching.query
     if after is not None:
         base = base.where(key < tuple_(literal(after.created_at, Case.created_at.type), literal(after.id)))
-    rows = list((await session.execute(base.order_by(Case.created_at.desc(), Case.id.desc())
+    rows = list((await session.execute(base.order_by(created_at.desc(), case_id.desc())
                                        .limit(per_page + 1))).scalars())
     cases = rows[:per_page]
     return CasePage(cases, older=CaseCursor.of(cases[-1]) if len(rows) > per_page else None,
@@ -195,7 +209,7 @@ async def list_cases(session: AsyncSession, flt: CaseFilter, *, per_page: int, a
 async def count_cases(session: AsyncSession, flt: CaseFilter, *, threshold: float = 0.0,
                       cap: int = COUNT_CAP) -> CaseCount:
     """The number of matching cases, counting no further than `cap` (the database stops reading there)."""
-    limited = _matching(session, flt, threshold, Case.id).limit(cap + 1).subquery()
+    limited = (await _matching(session, flt, threshold, Case.id)).query.limit(cap + 1).subquery()
     found = int(await session.scalar(select(func.count()).select_from(limited)) or 0)
     return CaseCount(cap, capped=True) if found > cap else CaseCount(found)
 

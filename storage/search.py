@@ -8,20 +8,25 @@ before the index existed, is found by `unindexed` and indexed again by the shell
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import cast
+from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, delete, exists, insert, or_, select, update
+from sqlalchemy import ColumnElement, Select, Table, delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from storage.crypto import session_keyring
 from storage.models import Case, CaseTerm, TraceEvent, TraceKind
 
 INDEX_VERSION = 1
+RARE_ENOUGH = 1_000
+"""A term with more cases than this counts as common when choosing which term's list a search reads."""
 _TERMS = cast(Table, CaseTerm.__table__)
 
 
-async def add_terms(session: AsyncSession, case_id: int, terms: Iterable[str]) -> None:
-    """Index a case (or what was added to it) by `terms`; terms it has already are kept once."""
+async def add_terms(session: AsyncSession, case_id: int, created_at: datetime, terms: Iterable[str]) -> None:
+    """Index a case (or what was added to it) by `terms`; terms it has already are kept once. `created_at` is the
+    case's: the index lists a term's cases newest first."""
     ring = session_keyring(session)
     hashes = {ring.search_hash(term) for term in terms}
     if not hashes:
@@ -30,13 +35,17 @@ async def add_terms(session: AsyncSession, case_id: int, terms: Iterable[str]) -
                                                                     CaseTerm.term.in_(hashes)))).scalars())
     new = sorted(hashes - known)
     if new:
-        await session.execute(insert(_TERMS), [{"term": term, "case_id": case_id} for term in new])
+        await session.execute(insert(_TERMS), [{"term": term, "case_id": case_id, "created_at": created_at}
+                                               for term in new])
 
 
 async def reindex(session: AsyncSession, case_id: int, terms: Iterable[str]) -> None:
     """Replace a case's terms (the terms' definition changed) and record the version."""
+    created_at = await session.scalar(select(Case.created_at).where(Case.id == case_id))
+    if created_at is None:  # deleted meanwhile (erased): nothing to index
+        return
     await session.execute(delete(CaseTerm).where(CaseTerm.case_id == case_id))
-    await add_terms(session, case_id, terms)
+    await add_terms(session, case_id, created_at, terms)
     await session.execute(update(Case).where(Case.id == case_id).values(search_version=INDEX_VERSION))
 
 
@@ -56,13 +65,27 @@ async def unindexed(session: AsyncSession, limit: int = 200) -> list[tuple[int, 
     return [(case_id, [place, description, *bodies.get(case_id, [])]) for case_id, place, description in cases]
 
 
-def matching(session: AsyncSession, terms: Sequence[str]) -> ColumnElement[bool]:
-    """Cases that have every one of `terms` (a condition on `Case.id`).
-
-    One `EXISTS` per term, each an index probe on the key (term, case_id): the database can walk a list in its
-    order (newest first) and stop at the page's end, probing each case, when the terms are common, or start
-    from the few cases that have a rare term. A set of every matching case (IN with GROUP BY) would be built
-    in full before the first row of a page: 190,000 cases for a common word at a million."""
+async def rarest_first(session: AsyncSession, terms: Sequence[str]) -> list[int]:
+    """The keyed hashes of `terms`, the term with the fewest cases first (counted up to `RARE_ENOUGH` each, from
+    the index alone), so that a search walks the shortest list of cases and checks the other terms on it."""
     ring = session_keyring(session)
     hashes = sorted({ring.search_hash(term) for term in terms})
-    return and_(*[exists().where(CaseTerm.term == term, CaseTerm.case_id == Case.id) for term in hashes])
+    if len(hashes) < 2:
+        return hashes
+    counts: dict[int, int] = {}
+    for term in hashes:
+        listed = select(CaseTerm.case_id).where(CaseTerm.term == term).limit(RARE_ENOUGH).subquery()
+        counts[term] = int(await session.scalar(select(func.count()).select_from(listed)) or 0)
+    return sorted(hashes, key=lambda term: (counts[term], term))
+
+
+def having(case_id: ColumnElement[int] | InstrumentedAttribute[int],
+           hashes: Sequence[int]) -> list[ColumnElement[bool]]:
+    """The case `case_id` has each of `hashes` (one index probe on (term, case_id) per term)."""
+    return [exists().where(CaseTerm.term == term, CaseTerm.case_id == case_id) for term in hashes]
+
+
+def cases_with(hashes: Sequence[int]) -> Select[Any]:
+    """The ids of the cases that have every one of `hashes` (`rarest_first`'s order: the first one's list is read)."""
+    first, *others = hashes
+    return select(CaseTerm.case_id).where(CaseTerm.term == first, *having(CaseTerm.case_id, others))

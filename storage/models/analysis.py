@@ -25,13 +25,16 @@ from storage.models.base import Base, utcnow
 class CaseTerm(Base):
     """The search index of a case: keyed hashes of the words of its place and description (and of what the
     reporter added), so console search finds cases without readable text at rest. A hash is HMAC-SHA256
-    of the normalised word under a key derived from the pseudonym key, cut to 63 bits."""
+    of the normalised word under a key derived from the pseudonym key, cut to 63 bits. `created_at` is the case's,
+    so that a search reads a term's cases newest first (`ix_case_terms_newest`) and stops after a page."""
 
     __tablename__ = "case_terms"
-    __table_args__ = (Index("ix_case_terms_case", "case_id"),)
+    __table_args__ = (Index("ix_case_terms_case", "case_id"),
+                      Index("ix_case_terms_newest", "term", "created_at", "case_id"))
 
     term: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
+    created_at: Mapped[datetime]
 
 
 class CaseSignature(Base):

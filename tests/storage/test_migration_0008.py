@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select, text
 
 from bot.jobs import index_for_search
-from storage import search
+from storage import queries, search
 from storage.db import Database, create_engine
 from storage.migrate import alembic_config, upgrade
 from storage.models import Attachment, AuditEntry, Case, InternalNote
@@ -88,7 +88,8 @@ async def test_upgrade_encrypts_in_place_and_housekeeping_indexes_the_old_cases(
         assert (note.body, entry.detail["reason"], attachment.original_name) == (NOTE, REASON, FILE_NAME)
         assert await index_for_search(database.sessionmaker) == 1
         async with database.read_sessionmaker() as session:
-            found = list((await session.execute(select(Case.id).where(search.matching(session, ["地点"])))).scalars())
+            page = await queries.list_cases(session, queries.CaseFilter(text="地点", terms=("地点",)), per_page=10)
+            found = [case.id for case in page.cases]
             indexed = await session.scalar(select(Case.search_version))
         assert (found, indexed) == ([1], search.INDEX_VERSION)
         assert await index_for_search(database.sessionmaker) == 0
