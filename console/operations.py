@@ -26,7 +26,7 @@ from nlp.reply_quality import ReplyScore
 from nlp.search import query_terms
 from nlp.types import Tag
 from storage import audit, loop, notices, queries, reply_scores, staff_actions
-from storage.actions import ActionError
+from storage.actions import ActionError, ActionInputError
 from storage.models import (
     Attachment,
     AuditEntry,
@@ -76,7 +76,8 @@ async def load_case(session: AsyncSession, principal: Principal, case_number: st
 
 
 def _wrap(error: ActionError) -> OperationError:
-    return OperationError(409, str(error))
+    """422 when what was sent cannot be used (a blank reason), 409 when the case's state refuses the action."""
+    return OperationError(422 if isinstance(error, ActionInputError) else 409, str(error))
 
 
 def _scoped(principal: Principal, flt: queries.CaseFilter) -> float:
@@ -215,8 +216,6 @@ async def move(principal: Principal, case_number: str, queue: str, reason: str,
     city = principal.context.city
     if city.queue(queue) is None:
         raise OperationError(422, f"unknown queue {queue!r}")
-    if not reason.strip():
-        raise OperationError(422, "moving a case needs a reason")
     async with principal.write() as session:
         case = await load_case(session, principal, case_number)
         own = visible_queues(principal.user)
@@ -242,8 +241,6 @@ async def set_status(principal: Principal, case_number: str, status: str, note: 
         raise OperationError(422, f"unknown status {status!r}") from None
     if wanted not in SETTABLE_STATUSES:
         raise OperationError(422, f"status {status} cannot be set here")
-    if wanted == CaseStatus.REJECTED and not ((note or "").strip() and (referral or "").strip()):
-        raise OperationError(422, "a rejection needs its reason and where the reporter can turn instead")
     async with principal.write() as session:
         case = await load_case(session, principal, case_number)
         try:
@@ -264,8 +261,6 @@ def rating_labels(principal: Principal, locale: str) -> list[str]:
 
 
 async def tell_reporter(principal: Principal, case_number: str, text: str) -> None:
-    if not text.strip():
-        raise OperationError(422, "a note for the reporter needs text")
     async with principal.context.database.sessionmaker.begin() as session:
         case = await load_case(session, principal, case_number)
         try:
@@ -276,8 +271,6 @@ async def tell_reporter(principal: Principal, case_number: str, text: str) -> No
 
 async def ask_for_information(principal: Principal, case_number: str, question: str) -> None:
     """The reporter is asked the question on their channel, with the button that adds information."""
-    if not question.strip():
-        raise OperationError(422, "asking the reporter for more information needs the question")
     async with principal.context.database.sessionmaker.begin() as session:
         case = await load_case(session, principal, case_number)
         label = Texts(principal.context.city.texts).get(case.locale, "case_follow_up")
@@ -289,8 +282,6 @@ async def ask_for_information(principal: Principal, case_number: str, question: 
 
 async def request_extension(principal: Principal, case_number: str, until: date, reason: str) -> None:
     city = principal.context.city
-    if not reason.strip():
-        raise OperationError(422, "an extension needs a reason")
     resolve_by = datetime.combine(until, time(23, 59, 59), ZoneInfo(city.timezone)).astimezone(UTC)
     async with principal.context.database.sessionmaker.begin() as session:
         case = await load_case(session, principal, case_number)
@@ -318,8 +309,6 @@ async def decide_extension(principal: Principal, case_number: str, request_id: i
 
 async def decide_appeal(principal: Principal, case_number: str, uphold: bool, reason: str) -> None:
     require_supervisor(principal)
-    if not reason.strip():
-        raise OperationError(422, "a decision on an appeal needs its reason")
     async with principal.context.database.sessionmaker.begin() as session:
         case = await load_case(session, principal, case_number)
         try:

@@ -44,7 +44,12 @@ from storage.receipts import new_receipt_code, receipt_code_hash
 
 
 class ActionError(Exception):
-    """A rule of the domain refused the action; the message says which."""
+    """A rule of the domain refused the action in the case's present state; the message says which."""
+
+
+class ActionInputError(ActionError):
+    """What the action was given cannot be used, whatever the case's state (a blank reason, a rating out of range);
+    the message says what is needed."""
 
 
 _PROCESSED_UPDATES = cast(Table, ProcessedUpdate.__table__)

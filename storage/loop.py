@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import audit, outbox, staff_notices
-from storage.actions import ActionError, change_status
+from storage.actions import ActionError, ActionInputError, change_status
 from storage.models import (
     CLOSED_STATUSES,
     Case,
@@ -101,9 +101,9 @@ async def rate(session: AsyncSession, case: Case, rating: int | None, *, comment
     if case.rating is not None:
         raise ActionError("case already rated")
     if rating is not None and not 1 <= rating <= 5:
-        raise ActionError("rating must be 1 to 5")
+        raise ActionInputError("rating must be 1 to 5")
     if rating is None and not unsolved:
-        raise ActionError("a rating or 'not solved' is needed")
+        raise ActionInputError("a rating or 'not solved' is needed")
     case.rating = rating if rating is not None else 1
     session.add(TraceEvent(case_id=case.id, kind=TraceKind.RATED, actor="reporter", body=comment or None,
                            detail={"rating": rating, "unsolved": unsolved}))
@@ -146,11 +146,11 @@ async def appeal(session: AsyncSession, case: Case, text: str, *, appeal_limit: 
 async def decide_appeal(session: AsyncSession, case: Case, *, actor: StaffUser, uphold: bool,
                         reason: str) -> TraceEvent:
     """A supervisor upholds the rejection (with the reason) or reopens the case for handling."""
-    if not case.appeal_pending:
-        raise ActionError("no appeal is waiting")
     reason = reason.strip()
     if not reason:
-        raise ActionError("a decision on an appeal needs its reason")
+        raise ActionInputError("a decision on an appeal needs its reason")
+    if not case.appeal_pending:
+        raise ActionError("no appeal is waiting")
     case.appeal_pending = False
     event = TraceEvent(case_id=case.id, kind=TraceKind.APPEAL_DECIDED, actor=f"staff:{actor.id}", body=reason,
                        detail={"upheld": uphold})
@@ -169,11 +169,11 @@ async def request_extension(session: AsyncSession, case: Case, *, actor: StaffUs
                             staff_locale: str = "zh") -> ExtensionRequest:
     reason = reason.strip()
     if not reason:
-        raise ActionError("an extension needs a reason")
+        raise ActionInputError("an extension needs a reason")
     if case.status in CLOSED_STATUSES:
         raise ActionError(f"case {case.case_number} is {case.status}")
     if case.resolve_due_at is not None and resolve_due_at <= case.resolve_due_at:
-        raise ActionError("the new date must be later than the current resolve-by date")
+        raise ActionInputError("the new date must be later than the current resolve-by date")
     waiting = await session.scalar(select(ExtensionRequest.id).where(ExtensionRequest.case_id == case.id,
                                                                     ExtensionRequest.status == "pending"))
     if waiting is not None:
@@ -231,7 +231,7 @@ async def tell_reporter(session: AsyncSession, case: Case, text: str, *, actor: 
     """A note of the staff for the reporter: in their trace and sent to them."""
     text = text.strip()
     if not text:
-        raise ActionError("a note for the reporter needs text")
+        raise ActionInputError("a note for the reporter needs text")
     event = TraceEvent(case_id=case.id, kind=TraceKind.NOTE, actor=f"staff:{actor.id}", body=text, detail={})
     session.add(event)
     await audit.record(session, actor, "case.note_to_reporter", case=case)
@@ -247,7 +247,7 @@ async def ask_for_information(session: AsyncSession, case: Case, question: str, 
     conversation then waits for; they answer with the follow-up of their case."""
     question = question.strip()
     if not question:
-        raise ActionError("asking the reporter for more information needs the question")
+        raise ActionInputError("asking the reporter for more information needs the question")
     if case.status in CLOSED_STATUSES:
         raise ActionError(f"case {case.case_number} is {case.status}")
     event = TraceEvent(case_id=case.id, kind=TraceKind.MORE_INFO, actor=f"staff:{actor.id}", body=question,
@@ -265,7 +265,7 @@ async def reject(session: AsyncSession, case: Case, *, actor: StaffUser, reason:
     """Not for this service: the reporter is told why and where to turn instead (both required)."""
     reason, referral = reason.strip(), referral.strip()
     if not reason or not referral:
-        raise ActionError("a rejection needs its reason and where the reporter can turn instead")
+        raise ActionInputError("a rejection needs its reason and where the reporter can turn instead")
     event = await change_status(session, case, CaseStatus.REJECTED, actor=f"staff:{actor.id}",
                                 body=f"{reason}\n{referral}")
     await audit.record(session, actor, "case.status", case=case,
@@ -284,7 +284,7 @@ async def transfer(session: AsyncSession, case: Case, queue: str, *, actor: Staf
     the `alert_after`-th transfer and every one after it tell the new queue's staff groups."""
     reason = reason.strip()
     if not reason:
-        raise ActionError("moving a case needs a reason")
+        raise ActionInputError("moving a case needs a reason")
     if queue == case.queue:
         raise ActionError(f"the case is in {queue} already")
     previous = case.queue

@@ -14,7 +14,7 @@ from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from storage import actions, audit, loop, staff_notices
-from storage.actions import ActionError
+from storage.actions import ActionError, ActionInputError
 from storage.models import (
     CLOSED_STATUSES,
     ApiToken,
@@ -283,7 +283,7 @@ async def set_status(session: AsyncSession, case: Case, status: CaseStatus, *, a
 
 async def mark_duplicate(session: AsyncSession, case: Case, original: Case, *, actor: StaffUser) -> TraceEvent:
     if original.id == case.id:
-        raise ActionError("a case cannot duplicate itself")
+        raise ActionInputError("a case cannot duplicate itself")
     case.duplicate_of_id = original.id
     event = await actions.change_status(session, case, CaseStatus.DUPLICATE, actor=actor_ref(actor),
                                         body=original.case_number)
@@ -323,7 +323,7 @@ async def assign_case(session: AsyncSession, case: Case, assignee: StaffUser | N
 async def add_note(session: AsyncSession, case: Case, body: str, *, actor: StaffUser) -> InternalNote:
     body = body.strip()
     if not body:
-        raise ActionError("a note needs text")
+        raise ActionInputError("a note needs text")
     note = InternalNote(case_id=case.id, author_id=actor.id, body=body)
     session.add(note)
     await session.flush()

@@ -113,7 +113,7 @@ async def test_a_duplicate_points_to_another_case_the_user_may_see(console: Cons
     number, elsewhere = await console.case("clean_hall"), await console.case("petitions")
 
     assert _outcome(await console.post("li", f"{number}/duplicate", {"of": number})) == (
-        409, "a case cannot duplicate itself")
+        422, "a case cannot duplicate itself")  # what was sent is wrong, not the case's state
     assert _outcome(await console.post("li", f"{number}/duplicate", {"of": elsewhere})) == (
         422, f"no case {elsewhere} in your queues")
     assert (await console.get("li", number)).json()["status"] == "routed"
