@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from console.auth import Principal, can_reveal_identity, can_see, has_role, visible_queues
 from console.evidence import EvidenceUnreadable, evidence_response
@@ -91,13 +94,13 @@ def _scoped(principal: Principal, flt: queries.CaseFilter) -> float:
 
 
 async def list_cases(principal: Principal, flt: queries.CaseFilter, *, per_page: int,
-                     after: queries.CaseCursor | None = None,
-                     before: queries.CaseCursor | None = None) -> queries.CasePage:
-    """Only ever the user's queues, whatever queue the filter asks for."""
+                     after: queries.CaseCursor | None = None, before: queries.CaseCursor | None = None,
+                     only: Sequence[InstrumentedAttribute[Any]] = ()) -> queries.CasePage:
+    """Only ever the user's queues, whatever queue the filter asks for (`only`: as `queries.list_cases`)."""
     threshold = _scoped(principal, flt)
     async with principal.context.database.read_sessionmaker() as session:
         return await queries.list_cases(session, flt, per_page=per_page, after=after, before=before,
-                                        threshold=threshold)
+                                        threshold=threshold, only=only)
 
 
 async def count_cases(principal: Principal, flt: queries.CaseFilter,
