@@ -157,31 +157,48 @@ def _hours_sql(later: Any, earlier: Any) -> Any:
     return extract("epoch", later - earlier) / 3600.0
 
 
-async def _spreads(session: AsyncSession, scope: list[Any], event: Any) -> dict[str, Spread]:
-    """Median and p90 hours from receipt to `event` per queue, and over them all under ALL_QUEUES."""
-    chosen = [*scope, event.is_not(None)]
+async def _spreads(session: AsyncSession, scope: list[Any]) -> tuple[dict[str, Spread], dict[str, Spread]]:
+    """Median and p90 hours from receipt to acceptance and to closing, per queue and over them all under
+    ALL_QUEUES: one pass over the cases of `scope`."""
+    accepted, closed = Case.accepted_at.is_not(None), Case.closed_at.is_not(None)
+    chosen = [*scope, or_(accepted, closed)]
     if session.get_bind().dialect.name == "postgresql":
-        hours = _hours_sql(event, Case.created_at)
-        figures = (func.count(), func.percentile_cont(0.5).within_group(hours),
-                   func.percentile_cont(0.9).within_group(hours))
-        spreads = {queue: Spread(int(count), float(median), float(p90)) for queue, count, median, p90 in
-                   await session.execute(select(Case.queue, *figures).where(*chosen).group_by(Case.queue))}
-        count, median, p90 = (await session.execute(select(*figures).where(*chosen))).one()
-        spreads[ALL_QUEUES] = Spread(int(count), None if median is None else float(median),
-                                     None if p90 is None else float(p90))
-        return spreads
-    # SQLite has no percentile_cont: one number per case (its duration, computed by the database: no timestamps
+        to_accept, to_close = _hours_sql(Case.accepted_at, Case.created_at), _hours_sql(Case.closed_at, Case.created_at)
+        figures = [func.count(Case.accepted_at),
+                   func.percentile_cont(0.5).within_group(to_accept).filter(accepted),
+                   func.percentile_cont(0.9).within_group(to_accept).filter(accepted),
+                   func.count(Case.closed_at),
+                   func.percentile_cont(0.5).within_group(to_close).filter(closed),
+                   func.percentile_cont(0.9).within_group(to_close).filter(closed)]
+
+        def spread(count: int, median: float | None, p90: float | None) -> Spread:
+            return Spread(int(count), None if median is None else float(median), None if p90 is None else float(p90))
+
+        accept_spreads, close_spreads = {}, {}
+        # ROLLUP: a row per queue and the grand total (queue NULL) from the same pass
+        for queue, *row in await session.execute(select(Case.queue, *figures).where(*chosen)
+                                                 .group_by(func.rollup(Case.queue))):
+            key = ALL_QUEUES if queue is None else queue
+            accept_spreads[key], close_spreads[key] = spread(*row[:3]), spread(*row[3:])
+        accept_spreads.setdefault(ALL_QUEUES, Spread())
+        close_spreads.setdefault(ALL_QUEUES, Spread())
+        return accept_spreads, close_spreads
+    # SQLite has no percentile_cont: two numbers per case (its durations, computed by the database: no timestamps
     # to convert), sorted here
-    by_queue: dict[str, list[float]] = defaultdict(list)
-    for queue, seconds in await session.execute(select(Case.queue, seconds_between(event, Case.created_at))
-                                                .where(*chosen)):
-        by_queue[queue].append(float(seconds) / 3600)
-    by_queue[ALL_QUEUES] = [hours for values in by_queue.values() for hours in values]
-    spreads = {}
-    for queue, values in by_queue.items():
-        values.sort()
-        spreads[queue] = Spread(len(values), percentile(values, 0.5), percentile(values, 0.9))
-    return spreads
+    hours: tuple[dict[str, list[float]], dict[str, list[float]]] = (defaultdict(list), defaultdict(list))
+    for queue, *seconds in await session.execute(
+            select(Case.queue, seconds_between(Case.accepted_at, Case.created_at),
+                   seconds_between(Case.closed_at, Case.created_at)).where(*chosen)):
+        for by_queue, value in zip(hours, seconds, strict=True):
+            if value is not None:
+                by_queue[queue].append(float(value) / 3600)
+    result: tuple[dict[str, Spread], dict[str, Spread]] = ({}, {})
+    for by_queue, spreads in zip(hours, result, strict=True):
+        by_queue[ALL_QUEUES] = [value for values in list(by_queue.values()) for value in values]
+        for queue, values in by_queue.items():
+            values.sort()
+            spreads[queue] = Spread(len(values), percentile(values, 0.5), percentile(values, 0.9))
+    return result
 
 
 def _week_index(column: Any, weeks: Sequence[Week]) -> Any:
@@ -214,24 +231,25 @@ async def compute(session: AsyncSession, *, start: datetime, end: datetime, queu
     figures = (func.count(), _count(accepted_in_time), _count(accepted_late), _count(resolved_in_time),
                _count(resolved_late), func.coalesce(func.sum(Case.extension_count), 0), _count(rehandled),
                _count(or_(Case.closed_at.is_not(None), rehandled)), _count(Case.rating >= 4),
-               func.count(Case.rating), func.avg(Case.rating), func.coalesce(func.sum(Case.notices_delivered), 0),
-               func.coalesce(func.sum(Case.notices_failed), 0))
+               func.count(Case.rating), func.coalesce(func.sum(Case.rating), 0),
+               func.coalesce(func.sum(Case.notices_delivered), 0), func.coalesce(func.sum(Case.notices_failed), 0))
 
     def queue_loop(queue: str, row: Sequence[Any]) -> QueueLoop:
-        (count, accept_ok, accept_late, resolve_ok, resolve_late, extensions, reopened, closed, happy, rated, avg,
-         delivered, failed) = row
-        return QueueLoop(queue, int(count), Share(int(accept_ok), int(accept_ok) + int(accept_late)),
-                         Share(int(resolve_ok), int(resolve_ok) + int(resolve_late)), extensions=int(extensions),
-                         rehandled=Share(int(reopened), int(closed)), satisfied=Share(int(happy), int(rated)),
-                         average_rating=None if avg is None else float(avg),
-                         notices=Notices(delivered=int(delivered), failed=int(failed)))  # pruned rows' tallies
+        (count, accept_ok, accept_late, resolve_ok, resolve_late, extensions, reopened, closed, happy, rated,
+         rating_sum, delivered, failed) = (int(value) for value in row)
+        return QueueLoop(queue, count, Share(accept_ok, accept_ok + accept_late),
+                         Share(resolve_ok, resolve_ok + resolve_late), extensions=extensions,
+                         rehandled=Share(reopened, closed), satisfied=Share(happy, rated),
+                         average_rating=rating_sum / rated if rated else None,
+                         notices=Notices(delivered=delivered, failed=failed))  # pruned rows' tallies
 
-    loops = {row[0]: queue_loop(row[0], row[1:]) for row in
-             await session.execute(select(Case.queue, *figures).where(*received).group_by(Case.queue))}
-    total = queue_loop(ALL_QUEUES, (await session.execute(select(*figures).where(*received))).one())
+    rows = [tuple(row) for row in
+            await session.execute(select(Case.queue, *figures).where(*received).group_by(Case.queue))]
+    loops = {row[0]: queue_loop(row[0], row[1:]) for row in rows}
+    # every figure is a count or a sum: the total is the queues' added up
+    total = queue_loop(ALL_QUEUES, [sum(int(row[column]) for row in rows) for column in range(1, len(figures) + 1)])
 
-    to_accept = await _spreads(session, received, Case.accepted_at)
-    to_resolve = await _spreads(session, received, Case.closed_at)
+    to_accept, to_resolve = await _spreads(session, received)
 
     notice_counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for queue, status, count in await session.execute(

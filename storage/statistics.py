@@ -1,8 +1,9 @@
 """Statistics of the back office: counts over a period, times to accept and close, overdue cases.
 
 Everything here only reads and works the same on SQLite and PostgreSQL: the counts are GROUP BY queries, the
-durations one SQL expression compiled for each database (`seconds_between`), and a median reads only the middle
-rows of its ordered durations, so no period's cases are loaded into Python. The caller (the edge) owns the
+durations one SQL expression compiled for each database (`seconds_between`), and a median is PostgreSQL's
+`percentile_cont` in the same pass as its count (SQLite, which lacks it, reads only the middle rows of the ordered
+durations), so no period's cases are loaded into Python. The caller (the edge) owns the
 session, a read-only one where it has the choice.
 """
 
@@ -122,6 +123,19 @@ async def _median_hours(session: AsyncSession, duration: ColumnElement[float], w
     return sum(float(seconds) for seconds in middle) / len(middle) / 3600
 
 
+async def _count_and_median(session: AsyncSession, duration: ColumnElement[float], where: list[ColumnElement[bool]],
+                            *sums: ColumnElement[Any]) -> tuple[int, float | None, list[Any]]:
+    """How many rows, the median of `duration` over them in hours, and the aggregates `sums` — one pass with
+    PostgreSQL's percentile_cont (the mean of the middle two for an even count, as `_median_hours`), a count and
+    the middle rows on SQLite, which lacks it."""
+    if session.get_bind().dialect.name == "postgresql":
+        count, median, *rest = (await session.execute(
+            select(func.count(), func.percentile_cont(0.5).within_group(duration), *sums).where(*where))).one()
+        return int(count or 0), None if median is None else float(median) / 3600, rest
+    count, *rest = (await session.execute(select(func.count(), *sums).where(*where))).one()
+    return int(count or 0), await _median_hours(session, duration, where, int(count or 0)), rest
+
+
 def _sum_of(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return func.sum(sql_case((condition, 1), else_=0))
 
@@ -168,16 +182,13 @@ async def compute(session: AsyncSession, *, start: datetime, end: datetime,
     stats.overdue = {queue: OverdueCounts(overdue_accept[queue], overdue_resolve[queue]) for queue in stats.by_queue}
 
     accepted_in = [*scope, Case.accepted_at.is_not(None), Case.accepted_at >= start, Case.accepted_at < end]
-    stats.accepted_count = int(await session.scalar(select(func.count()).where(*accepted_in)) or 0)
-    stats.median_hours_to_accept = await _median_hours(
-        session, seconds_between(Case.accepted_at, Case.created_at), accepted_in, stats.accepted_count)
+    stats.accepted_count, stats.median_hours_to_accept, _ = await _count_and_median(
+        session, seconds_between(Case.accepted_at, Case.created_at), accepted_in)
 
     closed_in = [*scope, Case.closed_at.is_not(None), Case.closed_at >= start, Case.closed_at < end]
-    closed_count, rating_sum, rating_count = (await session.execute(
-        select(func.count(), func.sum(Case.rating), func.count(Case.rating)).where(*closed_in))).one()
-    stats.closed_count = int(closed_count or 0)
-    stats.median_hours_to_close = await _median_hours(
-        session, seconds_between(Case.closed_at, Case.created_at), closed_in, stats.closed_count)
+    stats.closed_count, stats.median_hours_to_close, (rating_sum, rating_count) = await _count_and_median(
+        session, seconds_between(Case.closed_at, Case.created_at), closed_in, func.sum(Case.rating),
+        func.count(Case.rating))
     stats.rating_count = int(rating_count or 0)
     stats.average_rating = int(rating_sum or 0) / stats.rating_count if stats.rating_count else None
     return stats
