@@ -177,9 +177,7 @@ async def build(url: str, settings: Settings, size: int, seed: int = 14) -> dict
         await sign_for_similarity(database.sessionmaker, batch=1000)
         signed = time.perf_counter() - signing
         built = time.perf_counter() - started
-        async with database.engine.connect() as connection:
-            await connection.execute(text("ANALYZE"))
-            await connection.commit()
+        await settle(database)
         async with database.sessionmaker() as session:
             deep: dict[str, str] = {}
             for name, queue_filter in (("admin", None), ("reviewer", queues[0])):
@@ -198,7 +196,29 @@ async def build(url: str, settings: Settings, size: int, seed: int = 14) -> dict
         await database.dispose()
 
 
-async def explain(url: str, settings: Settings, queue: str) -> dict[str, str]:
+async def settle(database: Database) -> None:
+    """What autovacuum does soon after a bulk load or a migration that rewrote a table, done now so that the
+    pages are measured on a settled database: `VACUUM ANALYZE` on PostgreSQL (the statistics, and the visibility
+    map index-only scans need), `ANALYZE` on SQLite."""
+    if database.is_sqlite:
+        async with database.engine.connect() as connection:
+            await connection.execute(text("ANALYZE"))
+            await connection.commit()
+        return
+    async with database.engine.connect() as connection:
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        await autocommit.execute(text("VACUUM ANALYZE"))
+
+
+async def _settle(url: str, settings: Settings) -> None:
+    database = Database.connect(url, settings.resolved_keyring())
+    try:
+        await settle(database)
+    finally:
+        await database.dispose()
+
+
+async def explain(url: str, settings: Settings, facts: dict[str, Any]) -> dict[str, str]:
     """The plans of the main reads, as the product's own functions emit them: each statement is captured as
     it goes to the driver and run again under EXPLAIN (ANALYZE, BUFFERS) on PostgreSQL, EXPLAIN QUERY PLAN on
     SQLite."""
@@ -210,6 +230,7 @@ async def explain(url: str, settings: Settings, queue: str) -> dict[str, str]:
 
     plans: dict[str, str] = {}
     today = datetime.now(UTC)
+    queue = facts["queue"]
     reads: dict[str, Callable[[Any], Awaitable[Any]]] = {
         "one queue's list, first page": lambda session: queries.list_cases(
             session, queries.CaseFilter(queues={queue}), per_page=50),
@@ -217,6 +238,14 @@ async def explain(url: str, settings: Settings, queue: str) -> dict[str, str]:
         "365-day statistics, counts (GROUP BY)": lambda session: stats_module.compute(
             session, start=today - timedelta(days=365), end=today, queues=None),
         "every queue's unread marks (overview)": lambda session: staff_notices.unread_by_queue(session, None),
+        "every queue's open cases (overview)": lambda session: queries.queue_counts(session, None),
+        "overdue cases, capped count (overview)": lambda session: queries.count_cases(
+            session, queries.CaseFilter(overdue=True)),
+        "cases to label, capped count (overview)": lambda session: queries.count_cases(
+            session, queries.CaseFilter(needs_labelling=True), threshold=0.5),
+        "filters (status, label, district), first page": lambda session: queries.list_cases(
+            session, queries.CaseFilter(status="routed", label=facts["label"], district=facts["district"]),
+            per_page=50),
         "search for a common word, first page": lambda session: queries.list_cases(
             session, queries.CaseFilter(text=SEARCH_WORD, terms=tuple(query_terms(SEARCH_WORD))), per_page=50),
         "one queue's search for a common word, first page": lambda session: queries.list_cases(
@@ -401,7 +430,10 @@ def run(backend: str, size: int, samples: int, workdir: Path, keep: Path | None 
             if keep is not None:
                 (keep / "kept.json").write_text(json.dumps({**kept, "facts": facts}))
         else:
-            print(f"[{backend} {size:,}] reusing {reuse}, migrated in {migrated:.0f} s", flush=True)
+            settling = time.perf_counter()
+            asyncio.run(_settle(url, settings))
+            print(f"[{backend} {size:,}] reusing {reuse}, migrated in {migrated:.0f} s, vacuumed and analysed in "
+                  f"{time.perf_counter() - settling:.0f} s", flush=True)
         signer = session_serializer(settings.resolved_secret_key())
         for login in facts["logins"].values():
             login["cookie"] = signer.dumps(login["session"])
@@ -414,7 +446,7 @@ def run(backend: str, size: int, samples: int, workdir: Path, keep: Path | None 
         wait_for(lambda: healthy(f"http://127.0.0.1:{port}/healthz"), time.monotonic() + 600,
                  "qinglian serve healthy", process)
         pages = asyncio.run(measure(f"http://127.0.0.1:{port}", facts, samples))
-        plans = asyncio.run(explain(url, settings, facts["queue"]))
+        plans = asyncio.run(explain(url, settings, facts))
         return {"backend": backend, "cases": size, "build_seconds": round(facts["build_seconds"]), "pages": pages,
                 "plans": plans}
     finally:
