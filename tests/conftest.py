@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,24 @@ def drop_postgres_database(admin_dsn: str, name: str) -> None:
         await connection.close()
 
     asyncio.run(drop())
+
+
+@contextmanager
+def deployed_at(request: pytest.FixtureRequest, tmp_path: Path, revision: str) -> Iterator[str]:
+    """A database of the fixture's backend (`request.param`: "sqlite" or "postgres") migrated to `revision`: an
+    older deployment for a migration's test to fill and upgrade; a PostgreSQL one is dropped afterwards."""
+    from storage.migrate import upgrade
+
+    if request.param == "sqlite":
+        url, name = f"sqlite+aiosqlite:///{tmp_path / 'deployed.db'}", None
+    else:
+        name, url = create_postgres_database(request.getfixturevalue("postgres_server"))
+    try:
+        upgrade(url, make_test_keyring(), revision)
+        yield url
+    finally:
+        if name is not None:
+            drop_postgres_database(request.getfixturevalue("postgres_server"), name)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -18,7 +18,7 @@ from storage import queries, search
 from storage.db import Database, create_engine
 from storage.migrate import alembic_config, upgrade
 from storage.models import Attachment, AuditEntry, Case, InternalNote
-from tests.conftest import create_postgres_database, drop_postgres_database, make_test_keyring
+from tests.conftest import deployed_at, make_test_keyring
 from tests.storage.test_encryption import leaks, raw_dump
 
 PLACE, OCCURRED, NOTE = "旧案的地点ABC", "去年冬天ABC", "旧的内部意见ABC"
@@ -43,14 +43,7 @@ ROWS = [
 def deployed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database at revision 0007 with the values of a deployment, stored before 0008."""
     ring = make_test_keyring()
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'deployed.db'}"
-        name = None
-    else:
-        admin = request.getfixturevalue("postgres_server")
-        name, url = create_postgres_database(admin)
-    try:
-        upgrade(url, ring, "0007")
+    with deployed_at(request, tmp_path, "0007") as url:
         values = {"now": datetime.now(UTC), "true": True, "false": False, "place": PLACE, "occurred": OCCURRED,
                   "note": NOTE, "file_name": FILE_NAME, "sha": "0" * 64,
                   "ref": ring.encrypt("resident-1", purpose="cases.reporter_ref"),
@@ -67,9 +60,6 @@ def deployed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
         asyncio.run(insert())
         yield url
-    finally:
-        if name is not None:
-            drop_postgres_database(request.getfixturevalue("postgres_server"), name)
 
 
 async def test_upgrade_encrypts_in_place_and_housekeeping_indexes_the_old_cases(deployed: str) -> None:

@@ -16,7 +16,7 @@ from storage import staff_notices
 from storage.db import Database, create_engine
 from storage.migrate import upgrade
 from storage.models import Case, CaseView, StaffUser, TraceEvent
-from tests.conftest import create_postgres_database, drop_postgres_database, make_test_keyring
+from tests.conftest import deployed_at, make_test_keyring
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -35,12 +35,7 @@ def deployed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     case 3's only by a colleague it is not assigned to; case 4 is unassigned and was opened by someone after its
     follow-up; case 5 has no follow-up."""
     ring = make_test_keyring()
-    if request.param == "sqlite":
-        url, name = f"sqlite+aiosqlite:///{tmp_path / 'deployed.db'}", None
-    else:
-        name, url = create_postgres_database(request.getfixturevalue("postgres_server"))
-    try:
-        upgrade(url, ring, "0040")
+    with deployed_at(request, tmp_path, "0040") as url:
 
         async def insert_rows() -> None:
             engine = create_engine(url, ring)
@@ -64,9 +59,6 @@ def deployed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
         asyncio.run(insert_rows())
         yield url
-    finally:
-        if name is not None:
-            drop_postgres_database(request.getfixturevalue("postgres_server"), name)
 
 
 async def test_the_cases_unread_before_the_upgrade_are_the_cases_unread_after_it(deployed: str) -> None:

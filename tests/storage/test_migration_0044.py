@@ -16,7 +16,7 @@ from storage import queries
 from storage.db import Database, create_engine
 from storage.migrate import upgrade
 from storage.models import Case
-from tests.conftest import create_postgres_database, drop_postgres_database, make_test_keyring
+from tests.conftest import deployed_at, make_test_keyring
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -33,12 +33,7 @@ def _case(case_id: int, created_at: datetime) -> dict[str, Any]:
 def deployed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database at 0043 with three indexed cases: 1 and 3 have the word 窗口 (3 filed before 1), 2 does not."""
     ring = make_test_keyring()
-    if request.param == "sqlite":
-        url, name = f"sqlite+aiosqlite:///{tmp_path / 'deployed.db'}", None
-    else:
-        name, url = create_postgres_database(request.getfixturevalue("postgres_server"))
-    try:
-        upgrade(url, ring, "0043")
+    with deployed_at(request, tmp_path, "0043") as url:
 
         async def insert_rows() -> None:
             engine = create_engine(url, ring)
@@ -53,9 +48,6 @@ def deployed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
         asyncio.run(insert_rows())
         yield url
-    finally:
-        if name is not None:
-            drop_postgres_database(request.getfixturevalue("postgres_server"), name)
 
 
 async def test_the_cases_indexed_before_the_upgrade_are_found_newest_first_after_it(deployed: str) -> None:
