@@ -5,6 +5,7 @@ new date, and a transfer shown once."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -102,17 +103,23 @@ async def test_solved_thank_you_closes_an_answered_case(harness: DialogHarness) 
     assert [e.kind for e in case.trace][-2:] == ["solved", "rated"]
 
 
-async def test_notes_a_rejections_reason_and_an_appeal_reach_the_reporter(harness: DialogHarness) -> None:
-    resident, code, case_id = await _filed(harness)
-    supervisor = await _staff(harness)
+def note_and_reject(supervisor: StaffUser) -> Callable[[Any, Case], Awaitable[None]]:
+    """A supervisor's steps on a case: in handling with a note, a note for the reporter, then a rejection with its
+    reason and where to turn instead."""
 
-    async def note_and_reject(session: Any, case: Case) -> None:
+    async def steps(session: Any, case: Case) -> None:
         await staff_actions.set_status(session, case, CaseStatus.IN_HANDLING, actor=supervisor, body="已转相关科室核查")
         await loop.tell_reporter(session, case, "预计下周反馈核查结果。", actor=supervisor)
         await loop.reject(session, case, actor=supervisor, reason="所反映事项属于民事纠纷",
                           referral="请拨打12345市民热线咨询")
 
-    await _as_staff(harness, case_id, note_and_reject)
+    return steps
+
+
+async def test_notes_a_rejections_reason_and_an_appeal_reach_the_reporter(harness: DialogHarness) -> None:
+    resident, code, case_id = await _filed(harness)
+    supervisor = await _staff(harness)
+    await _as_staff(harness, case_id, note_and_reject(supervisor))
     await resident.command("status", code)
     trace = resident.text()
     assert "正在办理：已转相关科室核查" in trace and "办理说明：预计下周反馈核查结果。" in trace

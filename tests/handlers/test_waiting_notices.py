@@ -18,9 +18,9 @@ from handlers.routing import RouteDecision
 from handlers.routing import route as decide
 from handlers.texts import Texts
 from storage import loop, outbox, staff_actions
-from storage.models import Case, CaseStatus, OutboxMessage, OutboxStatus, StaffRole
+from storage.models import Case, OutboxMessage, OutboxStatus, StaffRole
 from tests.handlers.conftest import Clock, DialogHarness
-from tests.handlers.test_closed_loop import _as_staff, _case, _filed, _staff
+from tests.handlers.test_closed_loop import _as_staff, _case, _filed, _staff, note_and_reject
 from tests.handlers.test_dialog import fill_to_summary, submit
 
 
@@ -60,14 +60,7 @@ async def _states(harness: DialogHarness, case_id: int) -> list[tuple[str, str]]
 async def test_a_note_and_a_rejection_reach_the_resident_after_a_wait(harness: DialogHarness) -> None:
     resident, _code, case_id = await _filed(harness)
     supervisor = await _staff(harness)
-
-    async def note_and_reject(session: Any, case: Case) -> None:
-        await staff_actions.set_status(session, case, CaseStatus.IN_HANDLING, actor=supervisor, body="已转相关科室核查")
-        await loop.tell_reporter(session, case, "预计下周反馈核查结果。", actor=supervisor)
-        await loop.reject(session, case, actor=supervisor, reason="所反映事项属于民事纠纷",
-                          referral="请拨打12345市民热线咨询")
-
-    await _as_staff(harness, case_id, note_and_reject)
+    await _as_staff(harness, case_id, note_and_reject(supervisor))
     assert await _platform_refused_while_away(harness, case_id) == 3
 
     await resident.say("你好")
