@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -105,6 +106,22 @@ def drop_postgres_database(admin_dsn: str, name: str) -> None:
         await connection.close()
 
     asyncio.run(drop())
+
+
+def city_file(directory: Path, limits: dict[str, int] | None = None, extra: str = "") -> Path:
+    """The default city configuration with `limits` set in its [limits] table (a limit the default file does not
+    spell out is added to it) and `extra` TOML appended, written to `directory`/city.toml."""
+    from handlers.city import DEFAULT_CITY_CONFIG
+
+    text = DEFAULT_CITY_CONFIG.read_text(encoding="utf-8")
+    for name, value in (limits or {}).items():
+        text, found = re.subn(rf"(?m)^{name} = \d+$", f"{name} = {value}", text)
+        if not found:
+            assert "[limits]\n" in text, "the default configuration has a [limits] table"
+            text = text.replace("[limits]\n", f"[limits]\n{name} = {value}\n", 1)
+    path = directory / "city.toml"
+    path.write_text(text + extra, encoding="utf-8")
+    return path
 
 
 @contextmanager

@@ -11,15 +11,13 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from handlers.city import DEFAULT_CITY_CONFIG
-from tests.channels.test_wechat import AES_KEY, APP_ID, APP_SECRET, TOKEN, User
-from tests.conftest import LiveService, create_postgres_database, drop_postgres_database, make_test_keyring
+from tests.channels.test_wechat import AES_KEY, APP_ID, APP_SECRET, TOKEN, User, running_standin
+from tests.conftest import LiveService, city_file, create_postgres_database, drop_postgres_database, make_test_keyring
 from tests.standins.wechat_server import WeChatStandIn
 
 SECRET = "limits-across-processes-" + "p" * 40
@@ -30,27 +28,10 @@ PHOTO = b"\xff\xd8\xff\xe0" + b"\x00" * 1_200  # 1,204 bytes: two fit in an addr
 CASE_NUMBER = re.compile(r"QL-\d{4}-\d{6}")
 
 
-def _city_config(directory: Path) -> Path:
-    """The default configuration with small limits, so that a few requests reach each."""
-    text = DEFAULT_CITY_CONFIG.read_text(encoding="utf-8")
-    for name, value in (("reports_per_ip_per_day", REPORTS_PER_ADDRESS),
-                        ("draft_evidence_bytes_per_address", EVIDENCE_BYTES_PER_ADDRESS)):
-        text, count = re.subn(rf"(?m)^{name} = \d+$", f"{name} = {value}", text)
-        assert count == 1, name
-    text = text.replace("[limits]\n", f"[limits]\nstatus_wrong_codes_per_platform_address = {GUESSES_PER_SOURCE}\n",
-                        1)
-    path = directory / "city.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 @pytest.fixture(scope="module")
 def standin() -> Iterator[WeChatStandIn]:
-    server = WeChatStandIn(token=TOKEN, app_id=APP_ID, app_secret=APP_SECRET, encoding_aes_key=AES_KEY)
-    server.start()
-    yield server
-    server.stop()
-    assert server.violations == []
+    with running_standin(encoding_aes_key=AES_KEY) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +40,9 @@ def two_services(postgres_server: str, standin: WeChatStandIn, tmp_path_factory:
     """Two services on one database, with the web chat and a WeChat account in safe mode; yields the
     database's URL and both."""
     name, url = create_postgres_database(postgres_server)
-    config = _city_config(tmp_path_factory.mktemp("config"))
+    config = city_file(tmp_path_factory.mktemp("config"), {  # small limits, so that a few requests reach each
+        "reports_per_ip_per_day": REPORTS_PER_ADDRESS, "draft_evidence_bytes_per_address": EVIDENCE_BYTES_PER_ADDRESS,
+        "status_wrong_codes_per_platform_address": GUESSES_PER_SOURCE})
     env = {"QINGLIAN_DATABASE_URL": url, "QINGLIAN_SECRET_KEY": SECRET, "QINGLIAN_CONFIG_FILE": str(config),
            "QINGLIAN_WECHAT_TOKEN": TOKEN, "QINGLIAN_WECHAT_APP_ID": APP_ID, "QINGLIAN_WECHAT_APP_SECRET": APP_SECRET,
            "QINGLIAN_WECHAT_AES_KEY": AES_KEY, "QINGLIAN_WECHAT_API_URL": standin.root_url}

@@ -13,8 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from handlers.city import DEFAULT_CITY_CONFIG
-from tests.conftest import LiveService, make_test_keyring
+from tests.conftest import LiveService, city_file, make_test_keyring
 
 SECRET = "test-secret-key-for-the-web-limits-0123456789"
 WRONG_CODE = "1234 5678 9012 3456"
@@ -23,23 +22,13 @@ EVIDENCE_FILE = 200_000
 EVIDENCE_QUOTA = 3 * EVIDENCE_FILE + EVIDENCE_FILE // 2  # room for three files from one address, not four
 
 
-def _config(tmp_path: Path) -> Path:
-    """The default city configuration with small per-address limits and draft evidence quotas."""
-    text = DEFAULT_CITY_CONFIG.read_text(encoding="utf-8")
-    for name, value in {"reports_per_ip_per_day": 2, "status_wrong_codes_per_ip": 3,
-                        "draft_evidence_bytes_per_address": EVIDENCE_QUOTA}.items():
-        text, found = re.subn(rf"(?m)^{name} = \d+$", f"{name} = {value}", text)
-        assert found == 1, name
-    path = tmp_path / "city.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 class Services:
     def __init__(self, tmp_path: Path, database_url: str) -> None:
         self.tmp_path = tmp_path
         self.database_url = database_url
-        self.config = _config(tmp_path)
+        self.config = city_file(tmp_path, {  # small per-address limits and draft evidence quotas
+            "reports_per_ip_per_day": 2, "status_wrong_codes_per_ip": 3,
+            "draft_evidence_bytes_per_address": EVIDENCE_QUOTA})
         self.started: list[LiveService] = []
 
     def start(self, name: str, **env: str) -> LiveService:

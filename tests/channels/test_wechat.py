@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -224,13 +225,23 @@ class User:
         self.seen = len(self.standin.inbox(self.openid))
 
 
+@contextmanager
+def running_standin(**options: Any) -> Iterator[WeChatStandIn]:
+    """The stand-in WeChat platform of the test account (`options`: as `WeChatStandIn` takes them), stopped
+    afterwards; a test that passed must not have broken the platform's protocol."""
+    server = WeChatStandIn(token=TOKEN, app_id=APP_ID, app_secret=APP_SECRET, **options)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+    assert server.violations == []
+
+
 @pytest.fixture(scope="module")
 def standin() -> Iterator[WeChatStandIn]:
-    server = WeChatStandIn(token=TOKEN, app_id=APP_ID, app_secret=APP_SECRET, encoding_aes_key=AES_KEY)
-    server.start()
-    yield server
-    server.stop()
-    assert server.violations == []
+    with running_standin(encoding_aes_key=AES_KEY) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

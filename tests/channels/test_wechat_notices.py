@@ -9,15 +9,13 @@ import re
 import sqlite3
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from handlers.city import DEFAULT_CITY_CONFIG
 from tests import loop_steps
-from tests.channels.test_wechat import APP_ID, APP_SECRET, DESCRIPTION, TOKEN, User, _case_id, _code
-from tests.conftest import LiveService
+from tests.channels.test_wechat import APP_ID, APP_SECRET, DESCRIPTION, TOKEN, User, _case_id, _code, running_standin
+from tests.conftest import LiveService, city_file
 from tests.standins.wechat_server import WeChatStandIn
 
 SUBSCRIBE_TEMPLATE = "tpl-case-progress-0001"
@@ -26,28 +24,13 @@ ANSWER = "经核查，已责令该窗口整改，并对当事人批评教育。"
 OFFER_LINK = re.compile(r'<a href="([^"]*/mp/subscribemsg\?action=get_confirm[^"]*#wechat_redirect)">')
 
 
-def _config(directory: Path) -> Path:
-    text = DEFAULT_CITY_CONFIG.read_text(encoding="utf-8") + f"""
-[notices.wechat]
-subscribe_template_id = "{SUBSCRIBE_TEMPLATE}"
-subscribe_fields = {{ case_number = "character_string1", status = "phrase2", time = "time3", summary = "thing4" }}
-once_template_id = "{ONCE_TEMPLATE}"
-once_title = "举报办理进度"
-"""
-    path = directory / "city.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 @pytest.fixture(scope="module")
 def standin() -> Iterator[WeChatStandIn]:
-    server = WeChatStandIn(token=TOKEN, app_id=APP_ID, app_secret=APP_SECRET, once_template_id=ONCE_TEMPLATE)
-    server.add_subscribe_template(SUBSCRIBE_TEMPLATE, {"character_string1": "character_string", "phrase2": "phrase",
-                                                       "time3": "time", "thing4": "thing"}, long_term=True)
-    server.start()
-    yield server
-    server.stop()
-    assert server.violations == []
+    with running_standin(once_template_id=ONCE_TEMPLATE) as server:
+        server.add_subscribe_template(SUBSCRIBE_TEMPLATE, {"character_string1": "character_string",
+                                                           "phrase2": "phrase", "time3": "time", "thing4": "thing"},
+                                      long_term=True)
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +39,13 @@ def service(standin: WeChatStandIn, tmp_path_factory: pytest.TempPathFactory) ->
     live = LiveService(data_dir, {
         "QINGLIAN_WECHAT_TOKEN": TOKEN, "QINGLIAN_WECHAT_APP_ID": APP_ID, "QINGLIAN_WECHAT_APP_SECRET": APP_SECRET,
         "QINGLIAN_WECHAT_API_URL": standin.root_url, "QINGLIAN_WECHAT_MP_URL": standin.root_url,
-        "QINGLIAN_CONFIG_FILE": str(_config(data_dir)),
+        "QINGLIAN_CONFIG_FILE": str(city_file(data_dir, extra=f"""
+[notices.wechat]
+subscribe_template_id = "{SUBSCRIBE_TEMPLATE}"
+subscribe_fields = {{ case_number = "character_string1", status = "phrase2", time = "time3", summary = "thing4" }}
+once_template_id = "{ONCE_TEMPLATE}"
+once_title = "举报办理进度"
+""")),
     })
     live.env["QINGLIAN_PUBLIC_URL"] = live.url
     standin.business_domains = (f"127.0.0.1:{live.port}",)  # authorisation links must come back to us
@@ -121,19 +110,26 @@ def test_an_answer_on_day_10_reaches_a_subscriber_as_a_subscription_notice(stand
     assert _delivery_states(service, case_id)[-1][:2] == ("answer", "sent")
 
 
-def test_a_one_time_authorisation_lets_one_message_through_and_the_next_waits(standin: WeChatStandIn,
-                                                                              service: LiveService) -> None:
-    user, submitted = _report(standin)
-    match = re.search(r'<a href="([^"]+)">', submitted)
-    assert match
-    authorised = standin.user_authorise_once(user.openid, match.group(1).replace("&amp;", "&"))
+def _answered_after_one_time_consent(standin: WeChatStandIn, service: LiveService, user: User,
+                                     link: str) -> tuple[int, Any]:
+    """The resident gives the one-time consent behind `link` (as the bot's message shows it), staff answer their
+    case ten days later; the case's id and the one message the consent let through."""
+    authorised = standin.user_authorise_once(user.openid, link.replace("&amp;", "&"))
     assert authorised.problem is None and authorised.response is not None
     assert authorised.response.status_code == 200 and "已订阅" in authorised.response.text
     case_id = _case_id(service, user.openid)
     standin.advance(days=10)
     loop_steps.reply_or_close(service, case_id, answer=ANSWER)
     _eventually(lambda: any(m.via == "template_subscribe_once" for m in standin.inbox(user.openid)))
-    once = next(m for m in standin.inbox(user.openid) if m.via == "template_subscribe_once")
+    return case_id, next(m for m in standin.inbox(user.openid) if m.via == "template_subscribe_once")
+
+
+def test_a_one_time_authorisation_lets_one_message_through_and_the_next_waits(standin: WeChatStandIn,
+                                                                              service: LiveService) -> None:
+    user, submitted = _report(standin)
+    match = re.search(r'<a href="([^"]+)">', submitted)
+    assert match
+    case_id, once = _answered_after_one_time_consent(standin, service, user, match.group(1))
     assert once.title == "举报办理进度" and ANSWER[:10] in once.data["content"]
     loop_steps.reply_or_close(service, case_id, close=True)  # a second notice: the one-time consent is used up
     _eventually(lambda: _delivery_states(service, case_id)[-1][1] == "waiting")
@@ -274,14 +270,7 @@ def test_each_status_check_offers_the_subscription_and_its_consent_carries_a_lat
     match = OFFER_LINK.search(status)
     assert match, status
     assert status.index("当前状态：已分派") < match.start()  # below the case's status, in the same answer
-    authorised = standin.user_authorise_once(user.openid, match.group(1).replace("&amp;", "&"))
-    assert authorised.problem is None and authorised.response is not None
-    assert authorised.response.status_code == 200 and "已订阅" in authorised.response.text
-    case_id = _case_id(service, user.openid)
-    standin.advance(days=10)
-    loop_steps.reply_or_close(service, case_id, answer=ANSWER)
-    _eventually(lambda: any(m.via == "template_subscribe_once" for m in standin.inbox(user.openid)))
-    once = next(m for m in standin.inbox(user.openid) if m.via == "template_subscribe_once")
+    case_id, once = _answered_after_one_time_consent(standin, service, user, match.group(1))
     assert ANSWER[:10] in once.data["content"]
     _eventually(lambda: _delivery_states(service, case_id)[-1][:2] == ("answer", "sent"))
 

@@ -7,35 +7,21 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
 
-from handlers.city import DEFAULT_CITY_CONFIG
-from tests.channels.test_wechat import AES_KEY, APP_ID, APP_SECRET, TOKEN, User
-from tests.conftest import LiveService, make_test_keyring
+from tests.channels.test_wechat import AES_KEY, APP_ID, APP_SECRET, TOKEN, User, running_standin
+from tests.conftest import LiveService, city_file, make_test_keyring
 from tests.standins.wechat_server import WeChatStandIn
 
 GUESSES_PER_SOURCE = 3
 
 
-def _city_config(tmp_path: Path) -> Path:
-    """Changsha's configuration with a small per-address guess limit for WeChat, so a test reaches it."""
-    text = DEFAULT_CITY_CONFIG.read_text(encoding="utf-8").replace(
-        "[limits]\n", f"[limits]\nstatus_wrong_codes_per_platform_address = {GUESSES_PER_SOURCE}\n", 1)
-    path = tmp_path / "city.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 @pytest.fixture(scope="module")
 def standin() -> Iterator[WeChatStandIn]:
-    server = WeChatStandIn(token=TOKEN, app_id=APP_ID, app_secret=APP_SECRET, encoding_aes_key=AES_KEY)
-    server.start()
-    yield server
-    server.stop()
-    assert server.violations == []
+    with running_standin(encoding_aes_key=AES_KEY) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +31,8 @@ def service(standin: WeChatStandIn, tmp_path_factory: pytest.TempPathFactory) ->
     live = LiveService(data_dir, {
         "QINGLIAN_WECHAT_TOKEN": TOKEN, "QINGLIAN_WECHAT_APP_ID": APP_ID, "QINGLIAN_WECHAT_APP_SECRET": APP_SECRET,
         "QINGLIAN_WECHAT_AES_KEY": AES_KEY, "QINGLIAN_WECHAT_API_URL": standin.root_url,
-        "QINGLIAN_CONFIG_FILE": str(_city_config(data_dir)),
+        "QINGLIAN_CONFIG_FILE": str(city_file(data_dir,
+                                              {"status_wrong_codes_per_platform_address": GUESSES_PER_SOURCE})),
     })
     live.start()
     standin.callback_url = f"{live.url}/wechat"
