@@ -93,7 +93,8 @@ class CaseList(_Out, Generic[T]):
     `prev_cursor` as `before`), whatever the list's length; a deep page costs what the first one does."""
 
     items: list[T]
-    total: int = Field(description="Items matching the query, counted up to a cap (see `total_capped`).")
+    total: int = Field(description="Items matching the query, counted up to a cap (10,000; 1,000 for a search by "
+                                   "text), see `total_capped`.")
     total_capped: bool = Field(description="True: at least `total` match (counting stopped there).")
     per_page: int
     next_cursor: str | None = Field(description="Pass as `after` for the next (older) page; null on the last.")

@@ -114,6 +114,9 @@ also looked for in the case numbers, which no index can do for a part (it reads 
 
 COUNT_CAP = 10_000
 """Counts of a list stop here: beyond it the console says "10,000+" instead of counting every row."""
+SEARCH_COUNT_CAP = 1_000
+"""Counts of a search by words stop here ("1,000+"): its matches are found through the search index, one case at a
+time, and a one-queue reviewer's count of a common word would otherwise read the whole city's cases that have it."""
 
 
 @dataclass(frozen=True)
@@ -212,8 +215,11 @@ async def list_cases(session: AsyncSession, flt: CaseFilter, *, per_page: int, a
 
 
 async def count_cases(session: AsyncSession, flt: CaseFilter, *, threshold: float = 0.0,
-                      cap: int = COUNT_CAP) -> CaseCount:
-    """The number of matching cases, counting no further than `cap` (the database stops reading there)."""
+                      cap: int = COUNT_CAP, search_cap: int = SEARCH_COUNT_CAP) -> CaseCount:
+    """The number of matching cases, counting no further than `cap` (the database stops reading there), or than
+    `search_cap` when the filter searches by text."""
+    if flt.text:
+        cap = min(cap, search_cap)
     limited = (await _matching(session, flt, threshold, Case.id)).query.limit(cap + 1).subquery()
     found = int(await session.scalar(select(func.count()).select_from(limited)) or 0)
     return CaseCount(cap, capped=True) if found > cap else CaseCount(found)

@@ -131,6 +131,9 @@ async def test_a_search_pages_through_its_matches_newest_first(sessionmaker: Any
     assert [case.case_number for case in first.cases + second.cases] == [numbers["unlabelled"], numbers["unsure"]]
     assert second.older is None and [case.case_number for case in back.cases] == [numbers["unlabelled"]]
     assert count == queries.CaseCount(2)
+    async with sessionmaker() as session:  # a search's count stops sooner than a list's
+        assert await queries.count_cases(session, flt, search_cap=1) == queries.CaseCount(1, capped=True)
+        assert await queries.count_cases(session, queries.CaseFilter(), search_cap=1) == queries.CaseCount(5)
 
 
 async def test_queue_counts_new_in_handling_and_overdue(sessionmaker: Any) -> None:
