@@ -45,6 +45,7 @@ class Case(Base):
         Index("ix_cases_closed_at", "closed_at"),
         Index("ix_cases_assigned_to", "assigned_to_id"),
         Index("ix_cases_label_review", "label_status", "label_confidence"),
+        Index("ix_cases_queue_label_review", "queue", "label_status", "label_confidence"),
         Index("ix_cases_open_accept_due", "accept_due_at", postgresql_where=text(_NOT_ACCEPTED_SQL),
               sqlite_where=text(_NOT_ACCEPTED_SQL)),
         Index("ix_cases_open_resolve_due", "resolve_due_at", postgresql_where=text(_OPEN_SQL),
