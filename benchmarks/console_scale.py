@@ -48,6 +48,7 @@ from bot.config import Settings
 from bot.jobs import sign_for_similarity
 from console.auth import SESSION_COOKIE, session_serializer
 from console.operations import LABELS, cursor_param
+from handlers.city import DEFAULT_CITY_CONFIG
 from nlp.search import index_terms, query_terms
 from storage import queries, staff_actions, staff_notices
 from storage import statistics as stats_module
@@ -437,9 +438,17 @@ def run(backend: str, size: int, samples: int, workdir: Path, keep: Path | None 
         signer = session_serializer(settings.resolved_secret_key())
         for login in facts["logins"].values():
             login["cookie"] = signer.dumps(login["session"])
+        # the default city's configuration but for the daily reports per address: every report the benchmark
+        # files comes from 127.0.0.1, and a reused database remembers the runs of the last 24 hours
+        config = data_dir / "city-benchmark.toml"
+        city_text, found = re.subn(r"(?m)^reports_per_ip_per_day = \d+$", "reports_per_ip_per_day = 1000000",
+                                   DEFAULT_CITY_CONFIG.read_text(encoding="utf-8"))
+        assert found == 1, "the default configuration sets reports_per_ip_per_day"
+        config.write_text(city_text, encoding="utf-8")
         port = free_port()
         bot = BotUnderTest("serve", "qinglian serve", [sys.executable, "-m", "bot.cli", "serve", "--host",
-                                                       "127.0.0.1", "--port", str(port)], env,
+                                                       "127.0.0.1", "--port", str(port)],
+                           {**env, "QINGLIAN_CONFIG_FILE": str(config)},
                            f"http://127.0.0.1:{port}/healthz")
         process = BotProcess(bot, "", data_dir / "serve.log")
         process.start()
