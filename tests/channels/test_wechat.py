@@ -280,6 +280,17 @@ def _code(text: str) -> str:
     return match.group(0)
 
 
+def to_summary(user: User) -> str:
+    """A resident fills in a report without evidence up to its summary, answering by number; the summary."""
+    user.say("/report", expect="第1步")
+    user.say("3", expect="第2步")
+    user.say("岳麓区政务服务中心3号窗口", expect="第3步")
+    user.say("今天", expect="第4步")
+    user.say(DESCRIPTION, expect="第5步")
+    user.say("1", expect="第6步")
+    return user.say("1", expect="请核对举报内容")
+
+
 def file_report(user: User) -> str:
     user.say("/report", expect="第1步")
     user.say("3", expect="第2步")

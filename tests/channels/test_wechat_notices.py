@@ -14,7 +14,17 @@ from typing import Any
 import pytest
 
 from tests import loop_steps
-from tests.channels.test_wechat import APP_ID, APP_SECRET, DESCRIPTION, TOKEN, User, _case_id, _code, running_standin
+from tests.channels.test_wechat import (
+    APP_ID,
+    APP_SECRET,
+    DESCRIPTION,
+    TOKEN,
+    User,
+    _case_id,
+    _code,
+    running_standin,
+    to_summary,
+)
 from tests.conftest import LiveService, city_file
 from tests.standins.wechat_server import WeChatStandIn
 
@@ -60,13 +70,7 @@ _openids = iter(range(7000, 8000))
 
 def _report(standin: WeChatStandIn) -> tuple[User, str]:
     user = User(standin, f"oQL_{next(_openids)}_n0t1cesTst", "plaintext")
-    user.say("/report", expect="第1步")
-    user.say("3", expect="第2步")
-    user.say("岳麓区政务服务中心3号窗口", expect="第3步")
-    user.say("今天", expect="第4步")
-    user.say(DESCRIPTION, expect="第5步")
-    user.say("1", expect="第6步")
-    user.say("1", expect="请核对举报内容")
+    to_summary(user)
     submitted = user.say("1", expect="举报已提交")
     return user, submitted
 

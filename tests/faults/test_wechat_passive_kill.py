@@ -25,10 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.channels.test_wechat import User
+from tests.channels.test_wechat import User, to_summary
 from tests.conftest import LiveService
 from tests.faults.conftest import (
-    DESCRIPTION,
     SUBMITTED,
     WECHAT_APP_ID,
     WECHAT_APP_SECRET,
@@ -67,17 +66,6 @@ def safe_wechat() -> Iterator[WeChatStandIn]:
     yield server
     server.stop()
     assert server.violations == []
-
-
-def _to_summary(user: User) -> None:
-    user.say("/report", expect="第1步")
-    user.say("3", expect="第2步")
-    user.say("岳麓区政务服务中心3号窗口", expect="第3步")
-    user.say("今天", expect="第4步")
-    user.say(DESCRIPTION, expect="第5步")
-    user.say("1", expect="第6步")
-    user.say("1", expect="请核对举报内容")
-    user.settle()
 
 
 def _kill_after_the_step_on_postgres(service: LiveService, database: Database, user: User) -> None:
@@ -137,7 +125,8 @@ def test_a_kill_between_the_submit_step_and_its_passive_reply_delivers_the_recei
     try:
         for attempt in range(SQLITE_ATTEMPTS):
             user = User(safe_wechat, f"oQL_passive_kill_7cXw2Lq9R{attempt}", mode="safe")
-            _to_summary(user)
+            to_summary(user)
+            user.settle()
             eventually(lambda: database.pending_outbox() == 0, what="every reply so far answered passively")
             if backend == "postgres":
                 _kill_after_the_step_on_postgres(service, database, user)
