@@ -8,6 +8,12 @@ from handlers.texts import Texts
 from handlers.types import Choice, Outbound
 
 
+def _choices(payload: dict[str, object]) -> tuple[Choice, ...]:
+    """The buttons a notice carries: its payload's [key, label] pairs."""
+    raw = payload.get("choices")
+    return tuple(Choice(str(key), str(label)) for key, label in (raw if isinstance(raw, list) else []))
+
+
 def render(payload: dict[str, object], texts: Texts, public_url: str = "") -> Outbound:
     """A stored payload as a message: a dialog reply as it was, a notice in the reporter's language."""
     notice = payload.get("notice")
@@ -22,16 +28,12 @@ def render(payload: dict[str, object], texts: Texts, public_url: str = "") -> Ou
             text += "\n" + texts.get(locale, "notice_status_note", note=payload["note"])
         return Outbound(text)
     if notice == "rate_request":
-        raw = payload.get("choices")
-        choices = tuple(Choice(str(key), str(label)) for key, label in (raw if isinstance(raw, list) else []))
-        return Outbound(texts.get(locale, "notice_rate_request", case_number=number), choices, columns=3)
+        return Outbound(texts.get(locale, "notice_rate_request", case_number=number), _choices(payload), columns=3)
     if notice == "note":
         return Outbound(texts.get(locale, "notice_note", case_number=number, note=payload["note"]))
     if notice == "more_info":
-        raw = payload.get("choices")
-        choices = tuple(Choice(str(key), str(label)) for key, label in (raw if isinstance(raw, list) else []))
         return Outbound(texts.get(locale, "notice_more_info", case_number=number, question=payload["question"]),
-                        choices)
+                        _choices(payload))
     if notice == "reopened":
         return Outbound(texts.get(locale, "notice_reopened", case_number=number))
     if notice == "extended":
