@@ -212,11 +212,12 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         if pending is None or case.status not in CLOSED_STATUSES or case.rating is not None:
             turn.say(turn.t("error_case_not_ratable"))
             return False
+        told = "reopened" in turn.ctx.city.notices.events  # then the notice says it is handled again
         reopened = await loop.rate(turn.session, case, pending or None, comment=comment, unsolved=pending == 0,
                                    rehandle_limit=turn.ctx.city.loop.rehandle_limit,
                                    staff_targets=staff_channels(turn.ctx.city, case.queue),
-                                   staff_locale=turn.ctx.city.default_locale)
-        turn.say(turn.t("rated_reopened") if reopened else  # the "reopened" notice says it is handled again
+                                   staff_locale=turn.ctx.city.default_locale, tell_reporter=told)
+        turn.say(turn.t("rated_reopened_told" if told else "rated_reopened") if reopened else
                  turn.t("rated", rating=pending) if pending else turn.t("rated_unsolved"))
         return False
     if state == "appeal":

@@ -90,11 +90,11 @@ async def close_as_solved(session: AsyncSession, case: Case) -> TraceEvent:
 
 async def rate(session: AsyncSession, case: Case, rating: int | None, *, comment: str | None = None,
                unsolved: bool = False, rehandle_limit: int, staff_targets: Sequence[tuple[str, str]] = (),
-               staff_locale: str = "zh") -> bool:
+               staff_locale: str = "zh", tell_reporter: bool = False) -> bool:
     """The reporter's rating (1–5) of a closed case, or "not solved", with an optional comment. A rating of 1–2 or
     "not solved" reopens the case for re-handling in its queue while the case's re-handlings stay within
-    `rehandle_limit`, and its staff groups are told, and the reporter by a notice, which shows on the ticket with
-    its delivery state (the reporter just wrote, so the notice leaves at once on every channel). Returns whether
+    `rehandle_limit`, and its staff groups are told — and, with `tell_reporter` (the city notifies of
+    "reopened"), the reporter by a notice, which shows on the ticket with its delivery state. Returns whether
     it was reopened."""
     if case.status not in CLOSED_STATUSES:
         raise ActionError("only a closed case can be rated")
@@ -118,7 +118,8 @@ async def rate(session: AsyncSession, case: Case, rating: int | None, *, comment
     session.add(TraceEvent(case_id=case.id, kind=TraceKind.REOPENED, actor="reporter", body=comment or None,
                            detail={"rating": rating, "unsolved": unsolved}))
     await _tell_staff(session, case, staff_targets, "rehandle", staff_locale, rating=rating, unsolved=unsolved)
-    await _tell_reporter(session, case, "reopened")
+    if tell_reporter:
+        await _tell_reporter(session, case, "reopened")
     await session.flush()
     return True
 
