@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: the bearer token a Prometheus scraper sends to /metrics; unset: /metrics answers only on loopback
     metrics_token: str | None = None
+    #: the longest one statement of a staff page, an export, the statistics or /metrics may read for; past it
+    #: the page answers that it asked for too much (residents' steps and every write are not bounded by it)
+    read_timeout_seconds: float = Field(default=30.0, gt=0, le=3600,
+                                        description="seconds one read statement of the console may run")
     #: how often each serving process looks whether another model version was promoted (or rolled back to)
     model_check_seconds: float = Field(default=2.0, gt=0, le=3600,
                                        description="seconds between checks of the promoted classifier model")

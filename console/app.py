@@ -11,16 +11,18 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from swagger_ui_bundle import swagger_ui_path
 
-from console import api, api_problems
+from console import api, api_problems, texts
 from console.auth import LoginRequired, PasswordChangeRequired
 from console.context import CONTEXT_STATE, ConsoleContext
 from console.operations import OperationError
 from console.routes import ROUTERS
 from console.routes.common import error_page
 from console.throttle import THROTTLE_STATE, build_throttle
+from storage.db import timed_out
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DOCS_URL = "/api/docs"
@@ -70,6 +72,17 @@ def mount_console(app: FastAPI, context: ConsoleContext) -> None:
         if exc.status_code == 405 and request.method in ("GET", "HEAD") and action:
             return RedirectResponse(action.group(1), status_code=303)
         return await error_page(request, exc.status_code, str(exc.detail))
+
+    @app.exception_handler(DBAPIError)
+    async def _read_timed_out(request: Request, exc: DBAPIError) -> Response:
+        """A page's read stopped at its deadline (`Database.connect`'s `read_timeout`) answers 503 with what to
+        change; any other database error stays an error of the server."""
+        if not timed_out(exc):
+            raise exc
+        seconds = f"{context.database.read_timeout:g}"
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": texts.get("en", "limits.read_timeout", seconds=seconds)}, status_code=503)
+        return await error_page(request, 503, texts.joined("limits.read_timeout", seconds=seconds))
 
     @app.exception_handler(OperationError)
     async def _operation_error(request: Request, exc: OperationError) -> Response:

@@ -9,11 +9,19 @@ handler. `read_sessionmaker` is for console pages, statistics, exports and `/met
 of its own with `PRAGMA query_only`, whose deferred transactions read a WAL snapshot without taking or
 waiting for the write lock; on PostgreSQL the same pool in read-only transactions.
 
+Every statement of a read session is bounded in time (`read_timeout`, 30 s by default): PostgreSQL's
+`statement_timeout` for the transaction, on SQLite a progress handler that interrupts a statement past its
+deadline. A staff page that asks for too much then fails with a clear answer (`timed_out` tells that error
+apart) instead of holding a connection and the server's work without end. Writes — residents' steps among them —
+are never cut short.
+
 Both run every statement the same way on both databases: there is one storage path.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +46,44 @@ WRITE_POOL_SIZE = 1
 """SQLite: one write connection per process; writers wait for it in the pool's FIFO queue."""
 
 READ_POOL_SIZE = 4
+
+DEFAULT_READ_TIMEOUT = 30.0
+"""Seconds one statement of a read session may run (`Database.connect`'s `read_timeout`)."""
+
+PROGRESS_STEPS = 10_000
+"""SQLite: its virtual machine's instructions between two looks at a read statement's deadline (~0.1 ms of work)."""
+
+QUERY_CANCELED = "57014"
+"""PostgreSQL's SQLSTATE for a statement stopped by `statement_timeout` (or cancelled)."""
+
+
+def timed_out(error: BaseException) -> bool:
+    """Whether `error` is a read statement stopped at its deadline (see `Database.connect`'s `read_timeout`)."""
+    original = getattr(error, "orig", None)
+    if original is None:
+        return False
+    if getattr(original, "sqlstate", None) == QUERY_CANCELED:
+        return True
+    return is_sqlite_interrupt(original)
+
+
+def is_sqlite_interrupt(error: BaseException) -> bool:
+    return type(error).__name__ == "OperationalError" and str(error) == "interrupted"
+
+
+class _Deadline:
+    """The end of the running statement of one SQLite read connection, looked at by its progress handler
+    (in aiosqlite's thread) and set before each statement (on the event loop)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = math.inf
+
+    def start(self) -> None:
+        self.at = time.monotonic() + self.seconds
+
+    def passed(self) -> int:
+        return 1 if time.monotonic() > self.at else 0
 
 
 def is_sqlite(url: str) -> bool:
@@ -66,7 +112,7 @@ def sqlite_busy_timeout(url: str) -> float:
     return seconds
 
 
-def _sqlite_engine(url: str, *, read_only: bool, **kwargs: Any) -> AsyncEngine:
+def _sqlite_engine(url: str, *, read_only: bool, read_timeout: float, **kwargs: Any) -> AsyncEngine:
     """An aiosqlite engine: WAL, a busy timeout, foreign keys; writers begin with BEGIN IMMEDIATE.
 
     SQLAlchemy's documented recipe for SQLite transactions: the driver's own implicit BEGIN is
@@ -90,23 +136,46 @@ def _sqlite_engine(url: str, *, read_only: bool, **kwargs: Any) -> AsyncEngine:
         if read_only:
             cursor.execute("PRAGMA query_only=ON")
         cursor.close()
+        if read_only:
+            deadline = _record.info["deadline"] = _Deadline(read_timeout)
+            dbapi_connection.run_async(lambda driver: driver.set_progress_handler(deadline.passed, PROGRESS_STEPS))
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
+    if read_only:
+        @event.listens_for(engine.sync_engine, "before_cursor_execute")
+        def _on_statement(connection: Any, *_: Any) -> None:
+            connection.connection.info["deadline"].start()
+
     return engine
 
 
-def create_engine(url: str, keyring: KeyRing | None, *, read_only: bool = False, **kwargs: Any) -> AsyncEngine:
+def _bounded_reads(engine: AsyncEngine, read_timeout: float) -> AsyncEngine:
+    """PostgreSQL: `engine` in read-only transactions whose statements stop after `read_timeout` seconds
+    (`SET LOCAL`: the setting ends with the transaction, so the pool's connections go back to writers unbounded)."""
+    reads = engine.execution_options(postgresql_readonly=True)
+    milliseconds = max(1, round(read_timeout * 1000))
+
+    @event.listens_for(reads.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
+
+    return reads
+
+
+def create_engine(url: str, keyring: KeyRing | None, *, read_only: bool = False,
+                  read_timeout: float = DEFAULT_READ_TIMEOUT, **kwargs: Any) -> AsyncEngine:
     """An engine for `url` whose encrypted columns use `keyring` (None: an engine that never touches an
     encrypted column, such as the migration runner's for `db current`).
 
     Errors never quote a statement's parameters (`hide_parameters`): they can hold what a resident wrote.
+    A SQLite engine with `read_only` stops each statement after `read_timeout` seconds.
     """
     kwargs.setdefault("hide_parameters", True)
     if is_sqlite(url):
-        engine = _sqlite_engine(url, read_only=read_only, **kwargs)
+        engine = _sqlite_engine(url, read_only=read_only, read_timeout=read_timeout, **kwargs)
     else:
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 20)
@@ -131,17 +200,24 @@ class Database:
     read_engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     read_sessionmaker: async_sessionmaker[AsyncSession]
+    read_timeout: float = DEFAULT_READ_TIMEOUT  # seconds one statement of a read session may run
 
     @classmethod
-    def connect(cls, url: str, keyring: KeyRing, **kwargs: Any) -> Database:
+    def connect(cls, url: str, keyring: KeyRing, *, read_timeout: float = DEFAULT_READ_TIMEOUT,
+                **kwargs: Any) -> Database:
+        """The engines of `url`; each statement of a read session stops after `read_timeout` seconds (except
+        on an in-memory SQLite database, whose one connection also writes)."""
+        if not 0 < read_timeout <= 3600:
+            raise ValueError(f"the read timeout must be between 0 and 3600 seconds, not {read_timeout}")
         engine = create_engine(url, keyring, **kwargs)
         if is_memory_sqlite(url):
             read_engine = engine  # one in-memory database lives in one connection
         elif is_sqlite(url):
-            read_engine = create_engine(url, keyring, read_only=True, **kwargs)
+            read_engine = create_engine(url, keyring, read_only=True, read_timeout=read_timeout, **kwargs)
         else:
-            read_engine = engine.execution_options(postgresql_readonly=True)
-        return cls(url, keyring, engine, read_engine, create_sessionmaker(engine), create_sessionmaker(read_engine))
+            read_engine = _bounded_reads(engine, read_timeout)
+        return cls(url, keyring, engine, read_engine, create_sessionmaker(engine), create_sessionmaker(read_engine),
+                   read_timeout)
 
     @property
     def is_sqlite(self) -> bool:

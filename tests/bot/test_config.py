@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from bot.config import ConfigError, load_settings
+from bot.runtime import Runtime
 from handlers.city import DEFAULT_CITY_CONFIG, load_city_config
 
 
@@ -81,4 +83,20 @@ def test_the_model_check_interval_is_two_seconds_unless_set_and_must_be_positive
     for wrong in ("0", "-1", "soon"):
         monkeypatch.setenv("QINGLIAN_MODEL_CHECK_SECONDS", wrong)
         with pytest.raises(ConfigError, match="invalid setting QINGLIAN_MODEL_CHECK_SECONDS"):
+            load_settings(data_dir=tmp_path)
+
+
+def test_the_read_timeout_is_thirty_seconds_unless_set_and_reaches_the_database(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings(data_dir=tmp_path).read_timeout_seconds == 30.0
+    monkeypatch.setenv("QINGLIAN_READ_TIMEOUT_SECONDS", "4.5")
+    settings = load_settings(data_dir=tmp_path)
+    runtime = Runtime.build(settings)
+    try:
+        assert runtime.database.read_timeout == 4.5
+    finally:
+        asyncio.run(runtime.close())
+    for wrong in ("0", "-1", "7200", "long"):
+        monkeypatch.setenv("QINGLIAN_READ_TIMEOUT_SECONDS", wrong)
+        with pytest.raises(ConfigError, match="invalid setting QINGLIAN_READ_TIMEOUT_SECONDS"):
             load_settings(data_dir=tmp_path)

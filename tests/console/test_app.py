@@ -11,11 +11,14 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from console.app import mount_console
 from console.context import ConsoleContext
 from storage import staff_actions
+from storage.db import Database
 from storage.models import StaffRole
+from tests.conftest import make_test_keyring
 from tests.console.conftest import make_context
 from tests.factories import console_session, create_staff
 
@@ -78,3 +81,34 @@ async def test_the_api_document_lists_the_api_and_no_page(console: tuple[httpx.A
     client, _ = console
     document = (await client.get("/openapi.json")).json()
     assert document["paths"] and all(path.startswith("/api/v1/") for path in document["paths"])
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_page_whose_read_outlasts_the_read_timeout_says_so_and_the_next_one_works(
+        database_url: str, tmp_path: Path) -> None:
+    """A supervisor's statistics and an API list while the cases table is locked (as a migration would hold it):
+    each read stops at the read timeout and the answer says what to change; once the lock is gone they load."""
+    database = Database.connect(database_url, make_test_keyring(), read_timeout=0.5)
+    context = make_context(database, tmp_path)
+    app = FastAPI()
+    mount_console(app, context)
+    async with database.sessionmaker.begin() as session:
+        user = await create_staff(session, "zhao", StaffRole.SUPERVISOR)
+        token, _ = await staff_actions.create_api_token(session, user, "script", actor=user)
+    cookies, _ = await console_session(context, user)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console.test",
+                                     cookies=cookies) as client:
+            async with database.engine.connect() as holder:
+                await holder.execute(text("LOCK TABLE cases IN ACCESS EXCLUSIVE MODE"))
+                page = await client.get("/console/stats")
+                api = await client.get("/api/v1/cases", headers={"Authorization": f"Bearer {token}"})
+                await holder.rollback()
+            assert page.status_code == 503 and page.headers["content-type"].startswith("text/html")
+            assert "0.5 秒内未能读完" in page.text and "more than it can read in 0.5 s" in page.text
+            assert api.status_code == 503
+            assert api.json()["detail"].startswith("This page asked the database for more than it can read in 0.5 s")
+            assert (await client.get("/console/stats")).status_code == 200
+            assert (await client.get("/api/v1/cases", headers={"Authorization": f"Bearer {token}"})).status_code == 200
+    finally:
+        await database.dispose()

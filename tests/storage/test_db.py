@@ -14,7 +14,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from storage import actions
-from storage.db import DEFAULT_BUSY_TIMEOUT, Database, sqlite_busy_timeout
+from storage.db import DEFAULT_BUSY_TIMEOUT, Database, sqlite_busy_timeout, timed_out
 from storage.migrate import upgrade
 from storage.models import ProcessedUpdate
 from tests.conftest import make_test_keyring
@@ -131,3 +131,44 @@ async def test_an_in_memory_database_reads_what_was_written() -> None:
             assert await session.scalar(text("SELECT body FROM notes")) == "one database, one connection"
     finally:
         await database.dispose()
+
+
+def _slow_statement(database: Database, seconds: float) -> str:
+    """A statement that keeps the database working for about `seconds` (SQLite: counting in a recursive query,
+    roughly; PostgreSQL: sleeping)."""
+    if database.is_sqlite:
+        return ("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < "
+                f"{int(seconds * 5_000_000)}) SELECT count(*) FROM n")
+    return f"SELECT pg_sleep({seconds})"
+
+
+async def test_a_read_statement_is_stopped_at_the_read_timeout_and_a_write_is_not(database_url: str) -> None:
+    database = Database.connect(database_url, make_test_keyring(), read_timeout=0.2)
+    try:
+        async with database.read_sessionmaker() as reading:
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(DBAPIError) as stopped:
+                await reading.execute(text(_slow_statement(database, 20)))
+            assert asyncio.get_running_loop().time() - started < 10
+        assert timed_out(stopped.value)
+        async with database.read_sessionmaker() as reading:  # the pool's connections still read
+            assert (await reading.execute(text("SELECT 1"))).scalar() == 1
+        async with database.sessionmaker() as writing:  # a write session is never cut short
+            await writing.execute(text(_slow_statement(database, 0.6)))
+        async with database.read_sessionmaker() as reading:  # nor a read that ends in time
+            await reading.execute(text(_slow_statement(database, 0.02)))
+    finally:
+        await database.dispose()
+
+
+async def test_other_database_errors_are_not_taken_for_a_timeout(database: Database) -> None:
+    async with database.read_sessionmaker() as reading:
+        with pytest.raises(DBAPIError) as failed:
+            await reading.execute(text("SELECT * FROM no_such_table"))
+    assert not timed_out(failed.value)
+
+
+def test_a_read_timeout_outside_its_range_is_refused() -> None:
+    for seconds in (0, -1, 7200):
+        with pytest.raises(ValueError, match="read timeout"):
+            Database.connect("sqlite+aiosqlite:///unused.db", make_test_keyring(), read_timeout=seconds)
