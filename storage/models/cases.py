@@ -48,9 +48,9 @@ class Case(Base):
         Index("ix_cases_queue_status", "queue", "status"),
         # the statistics' periods: a case's figures by when it was received, accepted and closed. On PostgreSQL each
         # carries (INCLUDE) every column its figures read, so a year's statistics are index-only scans of the period
-        # instead of reads of a table whose rows hold the encrypted texts; SQLite, which has no INCLUDE, reads the
+        # instead of visits to a table whose rows hold the encrypted texts; SQLite, which has no INCLUDE, reads the
         # period's rows through the date alone
-        Index("ix_cases_period", "created_at", postgresql_include=list(PERIOD_FIGURES)),
+        Index("ix_cases_created_at", "created_at", postgresql_include=list(PERIOD_FIGURES)),
         Index("ix_cases_accepted_at", "accepted_at", postgresql_include=["created_at", "queue"]),
         Index("ix_cases_closed_at", "closed_at",
               postgresql_include=["created_at", "queue", "rating", "resolve_due_at"]),
@@ -118,7 +118,7 @@ class Case(Base):
     #: `storage.staff_notices.unread_condition` kept as a column by the actions that change it (a follow-up, an
     #: opening of the case, a new assignee), so that the overview counts the unread cases, not every case
     unread_since: Mapped[datetime | None]
-    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)  # indexed: ix_cases_created_at
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     routed_at: Mapped[datetime | None]
     accepted_at: Mapped[datetime | None]
