@@ -55,6 +55,10 @@ class Case(Base):
         Index("ix_cases_closed_at", "closed_at",
               postgresql_include=["created_at", "queue", "rating", "resolve_due_at"]),
         Index("ix_cases_assigned_to", "assigned_to_id"),
+        # the console's filters by label and by district, alone or with the status (PostgreSQL combines these with
+        # ix_cases_status in one bitmap: a city-wide filter reads the few cases that match every condition)
+        Index("ix_cases_label", "label"),
+        Index("ix_cases_district", "district"),
         Index("ix_cases_label_review", "label_status", "label_confidence"),
         Index("ix_cases_queue_label_review", "queue", "label_status", "label_confidence"),
         Index("ix_cases_open_accept_due", "accept_due_at", postgresql_where=text(_NOT_ACCEPTED_SQL),
