@@ -88,8 +88,10 @@ def aware(value: datetime, name: str) -> datetime:
 
 
 class seconds_between(FunctionElement[float]):
-    """`later - earlier` in seconds, as SQL on either database (PostgreSQL: the interval's epoch; SQLite: Julian
-    days, rounded to the millisecond, which is as exact as its floating point allows)."""
+    """`later - earlier` in seconds, as SQL on either database (PostgreSQL: the interval's epoch as a double —
+    `date_part`, not `EXTRACT`, which answers an exact numeric that takes twice as long to compute and to sort for
+    the same microseconds; SQLite: Julian days, rounded to the millisecond, which is as exact as its floating point
+    allows)."""
 
     type = Float()
     name = "seconds_between"
@@ -99,7 +101,7 @@ class seconds_between(FunctionElement[float]):
 @compiles(seconds_between)
 def _seconds_between_postgresql(element: seconds_between, compiler: SQLCompiler, **kw: Any) -> str:
     later, earlier = list(element.clauses)
-    return f"EXTRACT(EPOCH FROM ({compiler.process(later, **kw)} - {compiler.process(earlier, **kw)}))"
+    return f"date_part('epoch', {compiler.process(later, **kw)} - {compiler.process(earlier, **kw)})"
 
 
 @compiles(seconds_between, "sqlite")

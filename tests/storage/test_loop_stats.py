@@ -179,6 +179,24 @@ async def test_weeks_of_the_city_cut_to_the_period(sessionmaker: Any) -> None:
         1, 1, Share(0, 1), Share(0, 1))
 
 
+async def test_over_a_quarter_each_case_is_counted_in_its_own_week_at_the_weeks_edges(sessionmaker: Any) -> None:
+    """Thirteen weeks and a cut one (the weekly series is a search over the weeks' starts): a case received at the
+    first instant of a week belongs to it, one a microsecond earlier to the week before."""
+    start, end = START, START + 13 * 7 * DAY
+    weeks = loop_stats.weeks_of(start, end, ZONE)
+    edges = [weeks[index].start for index in (1, 2, 5, 8, 13)]
+    moments = [start, *edges, *(edge - timedelta(microseconds=1) for edge in edges), end - timedelta(microseconds=1)]
+    async with sessionmaker.begin() as session:
+        for moment in moments:
+            await _case(session, "clean_hall", moment, moment + DAY, moment + 10 * DAY)
+    async with sessionmaker() as session:
+        result = await loop_stats.compute(session, start=start, end=end, queues=None, timezone=ZONE, now=NOW)
+    expected = [sum(week.start <= moment < week.end for moment in moments) for week in weeks]
+    assert [week.received for week in result.weeks] == expected
+    assert (len(weeks), sum(expected), expected[:3], expected[-1]) == (14, 12, [2, 2, 1], 2)
+    assert result.total.received == 12
+
+
 async def test_loop_figures_keep_to_the_chosen_queues(sessionmaker: Any) -> None:
     await seed_loop(sessionmaker)
     async with sessionmaker() as session:
