@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, timedelta
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -16,6 +17,7 @@ from console.operations import OperationError, require_supervisor
 from console.rendering import render
 from console.routes.common import PagePrincipal, page_router, parse_day
 from storage import statistics
+from storage.loop_stats import LoopStatistics
 from storage.models import utcnow
 
 CHARTS = ("label", "queue", "district", "status")
@@ -48,17 +50,23 @@ async def _statistics(principal: Principal, start: str, end: str) -> tuple[date,
 async def statistics_page(request: Request, principal: PagePrincipal, start: str = "", end: str = "") -> Response:
     require_supervisor(principal)
     city = principal.context.city
-    first, last, result = await _statistics(principal, start, end)
+    first, last = _period(principal, start, end)
+
+    async def loop_figures() -> tuple[LoopStatistics | None, str]:
+        try:  # the loop's figures have a weekly series, so a bounded period; the page's other figures do not
+            return await loop_stats.figures(principal, first, last), ""
+        except OperationError as refused:
+            return None, refused.message
+
+    # the page's two parts read in sessions of their own, at the same time: it takes as long as the longer one
+    (first, last, result), (loop, loop_refused) = await asyncio.gather(_statistics(principal, start, end),
+                                                                      loop_figures())
     bar_charts = [Markup(charts.bar_chart_svg(texts.joined(f"chart.by_{dimension}"),
                                              stats.chart_items(result, city, dimension)))
                   for dimension in CHARTS]
     presets = [(days, urlencode({"start": (last - timedelta(days=days - 1)).isoformat(), "end": last.isoformat()}))
                for days in PRESET_DAYS]
     period = urlencode({"start": first.isoformat(), "end": last.isoformat()})
-    try:  # the loop's figures have a weekly series, so a bounded period; the page's other figures do not
-        loop, loop_refused = await loop_stats.figures(principal, first, last), ""
-    except OperationError as refused:
-        loop, loop_refused = None, refused.message
     return render(request, principal, "stats.html", stats=result, charts=bar_charts, start=first.isoformat(),
                   end=last.isoformat(), presets=presets, csv_url=f"/console/stats.csv?{period}",
                   loop_figures=loop, loop_refused=loop_refused, loop_csv_url=f"/console/stats/loop.csv?{period}",
