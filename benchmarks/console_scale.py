@@ -219,16 +219,34 @@ async def _settle(url: str, settings: Settings) -> None:
         await database.dispose()
 
 
-async def explain(url: str, settings: Settings, facts: dict[str, Any]) -> dict[str, str]:
-    """The plans of the main reads, as the product's own functions emit them: each statement is captured as
-    it goes to the driver and run again under EXPLAIN (ANALYZE, BUFFERS) on PostgreSQL, EXPLAIN QUERY PLAN on
-    SQLite."""
-    database = Database.connect(url, settings.resolved_keyring())
+async def _statements(database: Database, read: Callable[[Any], Awaitable[Any]]) -> list[tuple[str, Any]]:
+    """The statements `read` sends to the driver, with their parameters."""
     captured: list[tuple[str, Any]] = []
 
     def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
         captured.append((statement, parameters))
 
+    event.listen(database.engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        async with database.sessionmaker() as session:
+            await read(session)
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", capture)
+    return captured
+
+
+async def _plan(database: Database, statement: str, parameters: Any) -> list[str]:
+    """The plan of `statement`, run under EXPLAIN (ANALYZE, BUFFERS) on PostgreSQL, EXPLAIN QUERY PLAN on SQLite."""
+    prefix = "EXPLAIN QUERY PLAN " if database.is_sqlite else "EXPLAIN (ANALYZE, BUFFERS) "
+    async with database.engine.connect() as connection:
+        rows = (await connection.exec_driver_sql(prefix + statement, parameters)).all()
+    return [" | ".join(str(value) for value in row) for row in rows]
+
+
+async def explain(url: str, settings: Settings, facts: dict[str, Any]) -> dict[str, str]:
+    """The plans of the main reads, as the product's own functions emit them: each statement is captured as
+    it goes to the driver and run again under EXPLAIN; for the statistics page, every statement with its time."""
+    database = Database.connect(url, settings.resolved_keyring())
     plans: dict[str, str] = {}
     today = datetime.now(UTC)
     queue = facts["queue"]
@@ -251,7 +269,7 @@ async def explain(url: str, settings: Settings, facts: dict[str, Any]) -> dict[s
             session, queries.CaseFilter(queues={queue}, text=SEARCH_WORD, terms=tuple(query_terms(SEARCH_WORD))),
             per_page=50),
     }
-    # the statistics page's two computations, every statement of each (the page's time is their sum)
+    # the statistics page's two computations (read at the same time), every statement of each
     every_statement: dict[str, Callable[[Any], Awaitable[Any]]] = {
         "365-day statistics, every statement": lambda session: stats_module.compute(
             session, start=today - timedelta(days=365), end=today, queues=None),
@@ -260,38 +278,19 @@ async def explain(url: str, settings: Settings, facts: dict[str, Any]) -> dict[s
     }
     try:
         for name, read in every_statement.items():
-            event.listen(database.engine.sync_engine, "before_cursor_execute", capture)
-            try:
-                captured.clear()
-                async with database.sessionmaker() as session:
-                    await read(session)
-            finally:
-                event.remove(database.engine.sync_engine, "before_cursor_execute", capture)
             summaries = []
-            for statement, parameters in captured:
+            for statement, parameters in await _statements(database, read):
                 if not statement.lstrip().upper().startswith("SELECT"):
                     continue
-                prefix = "EXPLAIN QUERY PLAN " if database.is_sqlite else "EXPLAIN (ANALYZE, BUFFERS) "
-                async with database.engine.connect() as connection:
-                    lines = [" | ".join(str(v) for v in row) for row in
-                             (await connection.exec_driver_sql(prefix + statement, parameters)).all()]
+                lines = await _plan(database, statement, parameters)
                 scans = [line.strip() for line in lines if "Scan" in line or line.startswith(("SCAN", "SEARCH"))]
                 took = next((line for line in lines if line.startswith("Execution Time")), "")
                 summaries.append(f"{took or 'plan'}: {' / '.join(scans[:3])}\n    {' '.join(statement.split())[:160]}")
             plans[name] = "\n".join(summaries)
         for name, read in reads.items():
-            event.listen(database.engine.sync_engine, "before_cursor_execute", capture)
-            try:
-                captured.clear()
-                async with database.sessionmaker() as session:
-                    await read(session)
-            finally:
-                event.remove(database.engine.sync_engine, "before_cursor_execute", capture)
-            statement, parameters = next((s, p) for s, p in captured if "FROM cases" in s and "BEGIN" not in s)
-            prefix = "EXPLAIN QUERY PLAN " if database.is_sqlite else "EXPLAIN (ANALYZE, BUFFERS) "
-            async with database.engine.connect() as connection:
-                rows = (await connection.exec_driver_sql(prefix + statement, parameters)).all()
-            plans[name] = statement.strip() + "\n\n" + "\n".join(" | ".join(str(v) for v in row) for row in rows)
+            statement, parameters = next((s, p) for s, p in await _statements(database, read)
+                                         if "FROM cases" in s and "BEGIN" not in s)
+            plans[name] = statement.strip() + "\n\n" + "\n".join(await _plan(database, statement, parameters))
     finally:
         await database.dispose()
     return plans

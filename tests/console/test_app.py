@@ -25,11 +25,17 @@ from tests.factories import console_session, create_staff
 STYLE_SHEET = (Path(__file__).resolve().parents[2] / "console" / "static" / "console.css").read_text(encoding="utf-8")
 
 
-@pytest.fixture
-async def console(database: Any, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, ConsoleContext]]:
-    context = make_context(database, tmp_path)
+def _mounted(database: Database, data_dir: Path) -> tuple[FastAPI, ConsoleContext]:
+    """The console on an app of its own, on `database`."""
+    context = make_context(database, data_dir)
     app = FastAPI()
     mount_console(app, context)
+    return app, context
+
+
+@pytest.fixture
+async def console(database: Any, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, ConsoleContext]]:
+    app, context = _mounted(database, tmp_path)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console.test") as client:
         yield client, context
 
@@ -89,9 +95,7 @@ async def test_a_page_whose_read_outlasts_the_read_timeout_says_so_and_the_next_
     """A supervisor's statistics and an API list while the cases table is locked (as a migration would hold it):
     each read stops at the read timeout and the answer says what to change; once the lock is gone they load."""
     database = Database.connect(database_url, make_test_keyring(), read_timeout=0.5)
-    context = make_context(database, tmp_path)
-    app = FastAPI()
-    mount_console(app, context)
+    app, context = _mounted(database, tmp_path)
     async with database.sessionmaker.begin() as session:
         user = await create_staff(session, "zhao", StaffRole.SUPERVISOR)
         token, _ = await staff_actions.create_api_token(session, user, "script", actor=user)
