@@ -64,11 +64,8 @@ def timed_out(error: BaseException) -> bool:
         return False
     if getattr(original, "sqlstate", None) == QUERY_CANCELED:
         return True
-    return is_sqlite_interrupt(original)
-
-
-def is_sqlite_interrupt(error: BaseException) -> bool:
-    return type(error).__name__ == "OperationalError" and str(error) == "interrupted"
+    # sqlite3's error for a statement its progress handler stopped
+    return type(original).__name__ == "OperationalError" and str(original) == "interrupted"
 
 
 class _Deadline:

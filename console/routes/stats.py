@@ -37,13 +37,11 @@ def _period(principal: Principal, start: str, end: str) -> tuple[date, date]:
     return first, last
 
 
-async def _statistics(principal: Principal, start: str, end: str) -> tuple[date, date, statistics.Statistics]:
-    city = principal.context.city
-    first, last = _period(principal, start, end)
-    since, until = stats.local_period(city, first, last)
+async def _statistics(principal: Principal, first: date, last: date) -> statistics.Statistics:
+    """The statistics of the city's days `first` to `last` (inclusive) in the queues the user sees."""
+    since, until = stats.local_period(principal.context.city, first, last)
     async with principal.context.database.read_sessionmaker() as session:
-        result = await statistics.compute(session, start=since, end=until, queues=visible_queues(principal.user))
-    return first, last, result
+        return await statistics.compute(session, start=since, end=until, queues=visible_queues(principal.user))
 
 
 @router.get("/console/stats")
@@ -59,8 +57,7 @@ async def statistics_page(request: Request, principal: PagePrincipal, start: str
             return None, refused.message
 
     # the page's two parts read in sessions of their own, at the same time: it takes as long as the longer one
-    (first, last, result), (loop, loop_refused) = await asyncio.gather(_statistics(principal, start, end),
-                                                                      loop_figures())
+    result, (loop, loop_refused) = await asyncio.gather(_statistics(principal, first, last), loop_figures())
     bar_charts = [Markup(charts.bar_chart_svg(texts.joined(f"chart.by_{dimension}"),
                                              stats.chart_items(result, city, dimension)))
                   for dimension in CHARTS]
@@ -78,7 +75,8 @@ async def statistics_page(request: Request, principal: PagePrincipal, start: str
 @router.get("/console/stats.csv")
 async def statistics_csv(principal: PagePrincipal, start: str = "", end: str = "") -> Response:
     require_supervisor(principal)
-    first, last, result = await _statistics(principal, start, end)
+    first, last = _period(principal, start, end)
+    result = await _statistics(principal, first, last)
     return Response(stats.to_csv(result, principal.context.city), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="qinglian-{first}-{last}.csv"'})
 
