@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from console.operations import CaseDetail
 from storage.models import Attachment, AuditEntry, Case, InternalNote, StaffUser, TraceEvent, utcnow
-from storage.queries import NOT_ACCEPTED, OPEN_STATUSES
+from storage.queries import COUNT_CAP, NOT_ACCEPTED, OPEN_STATUSES, SEARCH_COUNT_CAP
 
 LabelCode = Literal["slow_service", "lazy_procrastination", "formalism", "project_irregularity", "village_affairs",
                     "medical", "education", "bribery_gifts", "other"]
@@ -93,8 +93,8 @@ class CaseList(_Out, Generic[T]):
     `prev_cursor` as `before`), whatever the list's length; a deep page costs what the first one does."""
 
     items: list[T]
-    total: int = Field(description="Items matching the query, counted up to a cap (10,000; 1,000 for a search by "
-                                   "text), see `total_capped`.")
+    total: int = Field(description=f"Items matching the query, counted up to a cap ({COUNT_CAP:,}; "
+                                   f"{SEARCH_COUNT_CAP:,} for a search by text), see `total_capped`.")
     total_capped: bool = Field(description="True: at least `total` match (counting stopped there).")
     per_page: int
     next_cursor: str | None = Field(description="Pass as `after` for the next (older) page; null on the last.")
