@@ -280,27 +280,24 @@ def _code(text: str) -> str:
     return match.group(0)
 
 
-def to_summary(user: User) -> str:
-    """A resident fills in a report without evidence up to its summary, answering by number; the summary."""
+def to_summary(user: User, photo: bytes | None = None) -> str:
+    """A resident fills in a report up to its summary, answering by number, with `photo` as its evidence (none
+    without); the summary."""
     user.say("/report", expect="第1步")
     user.say("3", expect="第2步")
     user.say("岳麓区政务服务中心3号窗口", expect="第3步")
     user.say("今天", expect="第4步")
     user.say(DESCRIPTION, expect="第5步")
+    if photo is not None:
+        user.last = user.standin.send_image(user.openid, photo, mode=user.mode)
+        user.expect("已收到第 1 个文件")
     user.say("1", expect="第6步")
     return user.say("1", expect="请核对举报内容")
 
 
 def file_report(user: User) -> str:
-    user.say("/report", expect="第1步")
-    user.say("3", expect="第2步")
-    user.say("岳麓区政务服务中心3号窗口", expect="第3步")
-    user.say("今天", expect="第4步")
-    user.say(DESCRIPTION, expect="第5步")
-    user.last = user.standin.send_image(user.openid, JPEG, mode=user.mode)
-    user.expect("已收到第 1 个文件")
-    user.say("1", expect="第6步")
-    user.say("1", expect="请核对举报内容")
+    """A whole report with a photo; its receipt code."""
+    to_summary(user, photo=JPEG)
     return _code(user.say("1", expect="举报已提交"))
 
 
