@@ -21,6 +21,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from handlers.city import CityConfig
 from handlers.notices import render
 from handlers.texts import Texts
 from handlers.types import Outbound
@@ -88,8 +89,9 @@ class _Outcome:
 
 class OutboxWorker:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], texts: Texts, *, public_url: str = "",
-                 batch_size: int = 200, idle_poll_seconds: float = 1.0) -> None:
+                 city: CityConfig | None = None, batch_size: int = 200, idle_poll_seconds: float = 1.0) -> None:
         self._public_url = public_url
+        self._city = city
         self._sessionmaker = sessionmaker
         self._texts = texts
         self._senders: dict[str, Sender] = {}
@@ -186,7 +188,8 @@ class OutboxWorker:
         outcomes: list[_Outcome] = []
         for position, (message_id, payload, case_id) in enumerate(items):
             try:
-                await sender(Delivery(recipient, render(payload, self._texts, self._public_url), payload, case_id))
+                message = render(payload, self._texts, self._public_url, self._city)
+                await sender(Delivery(recipient, message, payload, case_id))
                 settle([_Outcome(message_id)])  # settled now, not when the whole batch is done
                 continue
             except WaitForResident as waiting:

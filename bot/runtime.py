@@ -85,7 +85,7 @@ class Runtime:
             evidence_dir=settings.evidence_dir,
             route=route,
         )
-        outbox = OutboxWorker(database.sessionmaker, texts, public_url=settings.public_url)
+        outbox = OutboxWorker(database.sessionmaker, texts, public_url=settings.public_url, city=city)
         return cls(settings, database, texts, context, outbox, KeyedLocks(), classifier)
 
     @property

@@ -68,8 +68,8 @@ async def _news_that_waited(turn: Turn) -> None:
         for payload in payloads:
             if not payload:
                 continue
-            line = waited_line(payload, turn.ctx.texts, turn.locale) if case is not None else \
-                render({**payload, "locale": turn.locale}, turn.ctx.texts).text
+            line = waited_line(payload, turn.ctx.texts, turn.locale, turn.ctx.city) if case is not None else \
+                render({**payload, "locale": turn.locale}, turn.ctx.texts, city=turn.ctx.city).text
             if line and line not in lines:
                 lines.append(line)
         if lines:

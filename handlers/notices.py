@@ -4,8 +4,13 @@ and the summary of a case that waited for the resident to write again."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from handlers.city import CityConfig
 from handlers.texts import Texts
 from handlers.types import Choice, Outbound
+from nlp.labels import display_name as label_name
 
 
 def _choices(payload: dict[str, object]) -> tuple[Choice, ...]:
@@ -14,8 +19,38 @@ def _choices(payload: dict[str, object]) -> tuple[Choice, ...]:
     return tuple(Choice(str(key), str(label)) for key, label in (raw if isinstance(raw, list) else []))
 
 
-def render(payload: dict[str, object], texts: Texts, public_url: str = "") -> Outbound:
-    """A stored payload as a message: a dialog reply as it was, a notice in the reporter's language."""
+def _day(value: object, city: CityConfig | None) -> str:
+    """The calendar day of a stored UTC time as the city reads it (YYYY-MM-DD): a resolve-by time of 23:59
+    in the city is that day, wherever the city is. Without a city, the stored time's own date."""
+    text = str(value or "")
+    if city is None or not text:
+        return text[:10]
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return text[:10]
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(ZoneInfo(city.timezone)).date().isoformat()
+
+
+def _named(payload: dict[str, object], city: CityConfig | None, locale: str) -> dict[str, str]:
+    """The queue, category and district of a staff notice as staff read them (the city's names; a code the
+    configuration no longer knows, or no city, as it was stored; "-" for none)."""
+    english = locale == "en"
+    queue_code, label, district_code = (str(payload.get(key) or "") for key in ("queue", "label", "district"))
+    queue = city.queue(queue_code) if city and queue_code else None
+    district = city.district(district_code) if city and district_code else None
+    return {
+        "queue": (queue.en if english else queue.zh) if queue else queue_code or "-",
+        "label": label_name(label, "en" if english else "zh") if label else "-",
+        "district": (district.en if english else district.zh) if district else district_code or "-",
+    }
+
+
+def render(payload: dict[str, object], texts: Texts, public_url: str = "", city: CityConfig | None = None) -> Outbound:
+    """A stored payload as a message: a dialog reply as it was, a notice in the reporter's language (a staff
+    notice names its queue, category and district as the `city` does)."""
     notice = payload.get("notice")
     if notice is None:
         return Outbound.from_payload(payload)
@@ -37,14 +72,14 @@ def render(payload: dict[str, object], texts: Texts, public_url: str = "") -> Ou
     if notice == "reopened":
         return Outbound(texts.get(locale, "notice_reopened", case_number=number))
     if notice == "extended":
-        until = str(payload.get("until") or "")[:10]
+        until = _day(payload.get("until"), city)
         return Outbound(texts.get(locale, "notice_extended", case_number=number, until=until))
     if notice == "appeal_decided":
         key = "notice_appeal_upheld" if payload.get("upheld") else "notice_appeal_granted"
         return Outbound(texts.get(locale, key, case_number=number, reason=payload.get("reason") or ""))
     if notice in ("rehandle", "appeal", "extension_request", "transfer_alert", "escalation", "due_soon"):
-        values = {"case_number": number, "queue": payload.get("queue") or "-",
-                  "until": str(payload.get("until") or "")[:10], "transfers": payload.get("transfers") or "",
+        values = {"case_number": number, "queue": _named(payload, city, locale)["queue"],
+                  "until": _day(payload.get("until"), city), "transfers": payload.get("transfers") or "",
                   "deadline": texts.get(locale, f"deadline_{payload.get('deadline') or 'resolve'}")}
         link = f"{public_url}/console/case/{number}"
         return Outbound(texts.get(locale, f"notice_{notice}", **values) + f"\n{link}")
@@ -54,13 +89,11 @@ def render(payload: dict[str, object], texts: Texts, public_url: str = "") -> Ou
     if notice == "new_case":
         link = f"{public_url}/console/case/{payload['case_number']}"
         return Outbound(texts.get(locale, "notice_new_case", case_number=payload["case_number"],
-                                  queue=payload["queue"], label=payload.get("label") or "-",
-                                  district=payload.get("district") or "-", first_line=payload["first_line"],
-                                  link=link))
+                                  first_line=payload["first_line"], link=link, **_named(payload, city, locale)))
     raise ValueError(f"unknown notice {notice!r}")
 
 
-def waited_line(payload: dict[str, object], texts: Texts, locale: str) -> str | None:
+def waited_line(payload: dict[str, object], texts: Texts, locale: str, city: CityConfig | None = None) -> str | None:
     """What one notice that waited for the resident said, as a line under its case's newest status (None
     for a bare status change: the newest status already says it)."""
     notice = payload.get("notice")
@@ -76,5 +109,5 @@ def waited_line(payload: dict[str, object], texts: Texts, locale: str) -> str | 
     if notice == "more_info":
         return texts.get(locale, "notice_waiting_more_info", question=payload.get("question") or "")
     if notice == "extended":
-        return texts.get(locale, "notice_waiting_extended", until=str(payload.get("until") or "")[:10])
-    return render({**payload, "locale": locale}, texts).text
+        return texts.get(locale, "notice_waiting_extended", until=_day(payload.get("until"), city))
+    return render({**payload, "locale": locale}, texts, city=city).text

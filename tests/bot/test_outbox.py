@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from bot.outbox import MAX_ATTEMPTS, OutboxWorker, PermanentFailure, TemporaryFailure, plain
+from handlers.city import load_city_config
 from handlers.texts import Texts
 from handlers.types import Outbound
 from storage import actions, outbox
@@ -252,13 +253,13 @@ async def test_a_new_case_notice_to_staff_links_to_the_ticket(sessionmaker: Any)
                                   staff_targets=[("telegram", "-100777")], anonymous=False, reporter_name="王五",
                                   reporter_phone="13700001111")
     staff = Recipients()
-    worker = OutboxWorker(sessionmaker, Texts(), public_url="https://qinglian.example.cn")
+    worker = OutboxWorker(sessionmaker, Texts(), public_url="https://qinglian.example.cn", city=load_city_config(None))
     worker.register("telegram", plain(staff.send))
 
     await worker.deliver_once()
 
-    assert staff.received == {"-100777": [  # without the reporter's name or phone
-        f"新案件 {case.case_number}\n队列：clean_hall · 类别：slow_service · 区县：yuelu\n"
+    assert staff.received == {"-100777": [  # without the reporter's name or phone; the city's names, not codes
+        f"新案件 {case.case_number}\n队列：清廉大厅监督组（市行政审批服务局） · 类别：窗口服务问题 · 区县：岳麓区\n"
         f"窗口工作人员擅离岗位两个小时。\nhttps://qinglian.example.cn/console/case/{case.case_number}"]}
 
 
