@@ -21,6 +21,7 @@ from console import accounts, exports, loop_stats, operations
 from console.auth import Principal, api_principal, can_reveal_identity, visible_queues
 from console.operations import OperationError
 from console.schemas import (
+    MAX_ID,
     AnswerIn,
     AppealDecisionIn,
     AssignIn,
@@ -62,7 +63,6 @@ from storage.models import StaffRole
 from storage.queries import CaseFilter
 
 CurrentUser = Annotated[Principal, Depends(api_principal)]
-MAX_ID = 2**31 - 1  # the largest row id a path may name: a larger number is a 422, not a database error
 CaseNumber = Annotated[str, Path(max_length=32, description="The case number, e.g. QL-2026-000042.")]
 
 

@@ -23,8 +23,9 @@ from console.auth import (
 )
 from console.operations import OperationError
 from console.rendering import redirect, render
-from console.routes.common import MAX_ID, CsrfField, PagePrincipal, check_csrf, client_ip, page_router
+from console.routes.common import CsrfField, PagePrincipal, check_csrf, client_ip, page_router
 from console.routes.login import ENROL_MAX_AGE
+from console.schemas import MAX_ID
 
 router = page_router()
 

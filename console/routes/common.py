@@ -16,8 +16,6 @@ from console.rendering import ConsoleRoute, render
 from console.schemas import FIRST_DAY, LAST_DAY
 
 PER_PAGE = 50
-MAX_ID = 2**31 - 1
-"""The largest row id a path may name: a larger number is a 422, not a database error."""
 
 PagePrincipal = Annotated[Principal, Depends(page_principal)]
 CsrfField = Annotated[str, Form(alias="csrf")]

@@ -17,7 +17,8 @@ from console import accounts, texts
 from console.auth import Principal, hash_password
 from console.operations import OperationError, require_admin
 from console.rendering import redirect, render
-from console.routes.common import MAX_ID, CsrfField, PagePrincipal, check_csrf, page_router
+from console.routes.common import CsrfField, PagePrincipal, check_csrf, page_router
+from console.schemas import MAX_ID
 from storage.models import StaffRole
 
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,59}$")

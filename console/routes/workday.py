@@ -12,7 +12,8 @@ from console import workday
 from console.auth import visible_queues
 from console.operations import require_supervisor
 from console.rendering import redirect, render
-from console.routes.common import MAX_ID, CsrfField, PagePrincipal, check_csrf, page_router
+from console.routes.common import CsrfField, PagePrincipal, check_csrf, page_router
+from console.schemas import MAX_ID
 
 router = page_router()
 
