@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from storage import loop, loop_stats, outbox, reply_scores, staff_actions
+from storage import loop, loop_stats, outbox, reply_scores, staff_actions, statistics
 from storage.loop_stats import Notices, Share, Spread
 from storage.models import Case, CaseStatus, OutboxMessage, StaffRole, StaffUser, utcnow
 from storage.reply_scores import Quality
@@ -233,8 +234,59 @@ async def test_a_period_needs_aware_times_in_order_and_a_bounded_length() -> Non
         loop_stats.weeks_of(START, START + 1200 * DAY, ZONE)
 
 
-def test_percentiles_interpolate_as_percentile_cont() -> None:
-    assert loop_stats.percentile([], 0.5) is None
-    assert loop_stats.percentile([3.0], 0.9) == 3.0
-    assert loop_stats.percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
-    assert loop_stats.percentile([0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0], 0.9) == 90.0
+def _percentile(values: list[float], fraction: float) -> float:
+    """PostgreSQL's percentile_cont, by its definition: between the closest ranks of the sorted values."""
+    ordered = sorted(values)
+    position = fraction * (len(ordered) - 1)
+    lower = int(position)
+    upper = min(lower + 1, len(ordered) - 1)
+    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
+
+
+def test_interpolation_between_ranks_is_percentile_conts() -> None:
+    assert statistics.interpolate(1, {1: 3.0}, 0.9) == 3.0
+    assert statistics.interpolate(4, {2: 2.0, 3: 3.0}, 0.5) == 2.5
+    assert statistics.interpolate(11, {10: 90.0, 11: 100.0}, 0.9) == 90.0
+    assert statistics.interpolate(11, {10: 90.0}, 0.9) == 90.0  # the position is a rank: the next is not needed
+
+
+async def test_medians_and_90th_percentiles_of_many_cases_are_percentile_conts(sessionmaker: Any) -> None:
+    """On both databases (PostgreSQL's percentile_cont; SQLite's ranks numbered by the database) the loop's spreads
+    and the statistics' medians are the same numbers, per queue and in total, for odd and even counts, ties and a
+    queue of one case."""
+    generator = random.Random(7)
+    sizes = {"clean_hall": 23, "clean_medical": 2, "work_style": 1}
+    to_accept: dict[str, list[float]] = {queue: [] for queue in sizes}
+    to_close: dict[str, list[float]] = {queue: [] for queue in sizes}
+    async with sessionmaker.begin() as session:
+        staff = await staff_actions.create_staff(session, username="spread", display_name="Spread",
+                                                 role=StaffRole.SUPERVISOR, password_hash="not-a-hash")
+        for queue, size in sizes.items():
+            for number in range(size):
+                created = START + number * HOUR
+                case = await _case(session, queue, created, created + 30 * DAY, created + 60 * DAY)
+                seconds = generator.choice([600, 3600, 3600, generator.randrange(60, 172_800)])
+                await _accept(session, case, staff, created + timedelta(seconds=seconds))
+                to_accept[queue].append(seconds / 3600)
+                if number % 3 != 1:  # some stay open
+                    closing = seconds + generator.randrange(60, 400_000)
+                    await _close(session, case, staff, created + timedelta(seconds=closing), None)
+                    to_close[queue].append(closing / 3600)
+    async with sessionmaker() as session:
+        loops = await loop_stats.compute(session, start=START, end=END, queues=None, timezone=ZONE, now=NOW)
+        year = await statistics.compute(session, start=START, end=END, queues=None, now=NOW)
+
+    def spread(values: list[float]) -> Spread:
+        if not values:
+            return Spread()
+        return Spread(len(values), pytest.approx(_percentile(values, 0.5)),  # type: ignore[arg-type]
+                      pytest.approx(_percentile(values, 0.9)))  # type: ignore[arg-type]
+
+    every_accept = [hours for values in to_accept.values() for hours in values]
+    every_close = [hours for values in to_close.values() for hours in values]
+    assert {row.queue: (row.to_accept, row.to_resolve) for row in loops.by_queue} == {
+        queue: (spread(to_accept[queue]), spread(to_close[queue])) for queue in sizes}
+    assert (loops.total.to_accept, loops.total.to_resolve) == (spread(every_accept), spread(every_close))
+    assert (year.accepted_count, year.median_hours_to_accept) == (26, pytest.approx(_percentile(every_accept, 0.5)))
+    assert (year.closed_count, year.median_hours_to_close) == (len(every_close),
+                                                               pytest.approx(_percentile(every_close, 0.5)))
