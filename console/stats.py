@@ -45,11 +45,9 @@ def display_name(city: CityConfig, dimension: str, key: str, locale: str = "zh")
     if dimension == "district":
         if key == NO_DISTRICT:
             return texts.get(locale, "stats.no_district")
-        district = city.district(key)
-        return (district.en if english else district.zh) if district else key
+        return city.district_name(key, locale)
     if dimension == "queue":
-        queue = city.queue(key)
-        return (queue.en if english else queue.zh) if queue else key
+        return city.queue_name(key, locale)
     if dimension == "status":
         try:
             return Texts(city.texts).get("en" if english else "zh", f"status_{key}")

@@ -210,6 +210,16 @@ class CityConfig(BaseModel):
     def queue(self, code: str) -> Queue | None:
         return next((q for q in self.queues if q.code == code), None)
 
+    def queue_name(self, code: str, locale: str = "zh") -> str:
+        """The queue's name in `locale` ("en" or Chinese), or the code itself when the city no longer has it."""
+        queue = self.queue(code)
+        return (queue.en if locale == "en" else queue.zh) if queue else code
+
+    def district_name(self, code: str, locale: str = "zh") -> str:
+        """The district's name in `locale` ("en" or Chinese), or the code itself when the city does not know it."""
+        district = self.district(code)
+        return (district.en if locale == "en" else district.zh) if district else code
+
 
 def load_city_config(path: Path | None) -> CityConfig:
     source = path or DEFAULT_CITY_CONFIG

@@ -37,14 +37,11 @@ def _day(value: object, city: CityConfig | None) -> str:
 def _named(payload: dict[str, object], city: CityConfig | None, locale: str) -> dict[str, str]:
     """The queue, category and district of a staff notice as staff read them (the city's names; a code the
     configuration no longer knows, or no city, as it was stored; "-" for none)."""
-    english = locale == "en"
-    queue_code, label, district_code = (str(payload.get(key) or "") for key in ("queue", "label", "district"))
-    queue = city.queue(queue_code) if city and queue_code else None
-    district = city.district(district_code) if city and district_code else None
+    queue, label, district = (str(payload.get(key) or "") for key in ("queue", "label", "district"))
     return {
-        "queue": (queue.en if english else queue.zh) if queue else queue_code or "-",
-        "label": label_name(label, "en" if english else "zh") if label else "-",
-        "district": (district.en if english else district.zh) if district else district_code or "-",
+        "queue": (city.queue_name(queue, locale) if city else queue) if queue else "-",
+        "label": label_name(label, "en" if locale == "en" else "zh") if label else "-",
+        "district": (city.district_name(district, locale) if city else district) if district else "-",
     }
 
 

@@ -80,8 +80,7 @@ def _trace_line(turn: Turn, case: Case, kind: str, detail: dict[str, object], bo
     if detail.get("internal"):
         return None
     if kind == TraceKind.ROUTED:
-        queue = turn.ctx.city.queue(str(detail.get("queue", "")))
-        name = (queue.zh if turn.locale == "zh" else queue.en) if queue else str(detail.get("queue"))
+        name = turn.ctx.city.queue_name(str(detail.get("queue", "")), turn.locale)
         return turn.t("trace_routed", queue=name)
     if kind == TraceKind.RATED:
         line = (turn.t("trace_unsolved") if detail.get("unsolved") else
