@@ -40,7 +40,7 @@ from storage import reply_scores
 from storage.models import Case, OutboxMessage, OutboxStatus, utcnow
 from storage.outbox import to_reporter
 from storage.queries import NOT_ACCEPTED, late_to_accept, late_to_close, status_in
-from storage.statistics import aware, ranked_percentiles, seconds_between
+from storage.statistics import aware, seconds_between
 
 MAX_WEEKS = 160
 """The longest period with a weekly series (about three years): one CASE branch per week."""
@@ -140,6 +140,16 @@ def weeks_of(start: datetime, end: datetime, timezone: str) -> list[Week]:
     return weeks
 
 
+def percentile(sorted_values: Sequence[float], fraction: float) -> float | None:
+    """As PostgreSQL's percentile_cont: linear interpolation between the closest ranks."""
+    if not sorted_values:
+        return None
+    position = fraction * (len(sorted_values) - 1)
+    lower = int(position)
+    upper = min(lower + 1, len(sorted_values) - 1)
+    return sorted_values[lower] + (sorted_values[upper] - sorted_values[lower]) * (position - lower)
+
+
 def _count(condition: ColumnElement[bool]) -> Any:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
@@ -172,15 +182,21 @@ async def _spreads(session: AsyncSession, scope: list[Any]) -> tuple[dict[str, S
         accept_spreads.setdefault(ALL_QUEUES, Spread())
         close_spreads.setdefault(ALL_QUEUES, Spread())
         return accept_spreads, close_spreads
-    # SQLite has no percentile_cont: the database orders each duration and returns the rows at the ranks needed
+    # SQLite has no percentile_cont: two numbers per case (its durations, computed by the database: no timestamps
+    # to convert), sorted here
+    hours: tuple[dict[str, list[float]], dict[str, list[float]]] = (defaultdict(list), defaultdict(list))
+    for queue, *seconds in await session.execute(
+            select(Case.queue, seconds_between(Case.accepted_at, Case.created_at),
+                   seconds_between(Case.closed_at, Case.created_at)).where(*chosen)):
+        for by_queue, value in zip(hours, seconds, strict=True):
+            if value is not None:
+                by_queue[queue].append(float(value) / 3600)
     result: tuple[dict[str, Spread], dict[str, Spread]] = ({}, {})
-    for spreads, event, happened in ((result[0], Case.accepted_at, accepted), (result[1], Case.closed_at, closed)):
-        ranked = await ranked_percentiles(session, seconds_between(event, Case.created_at), [*scope, happened],
-                                          [0.5, 0.9], by=Case.queue)
-        for queue, found in ranked.items():
-            median, p90 = found.values or (None, None)
-            spreads[ALL_QUEUES if queue is None else queue] = Spread(
-                found.count, None if median is None else median / 3600, None if p90 is None else p90 / 3600)
+    for by_queue, spreads in zip(hours, result, strict=True):
+        by_queue[ALL_QUEUES] = [value for values in list(by_queue.values()) for value in values]
+        for queue, values in by_queue.items():
+            values.sort()
+            spreads[queue] = Spread(len(values), percentile(values, 0.5), percentile(values, 0.9))
     return result
 
 

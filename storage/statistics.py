@@ -2,25 +2,22 @@
 
 Everything here only reads and works the same on SQLite and PostgreSQL: the counts are GROUP BY queries, the
 durations one SQL expression compiled for each database (`seconds_between`), and a median is PostgreSQL's
-`percentile_cont` in the same pass as its count (SQLite, which lacks it, reads only the rows at the middle ranks of
-the durations the database ordered: `ranked_percentiles`, which the loop's figures use too), so no period's cases
-are loaded into Python. The caller (the edge) owns the
+`percentile_cont` in the same pass as its count (SQLite, which lacks it, reads only the middle rows of the ordered
+durations), so no period's cases are loaded into Python. The caller (the edge) owns the
 session, a read-only one where it has the choice.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, Integer, cast, func, or_, select
+from sqlalchemy import ColumnElement, Float, func, select
 from sqlalchemy import case as sql_case
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -118,69 +115,27 @@ def _by_count(counter: Counter[str]) -> dict[str, int]:
     return dict(sorted(counter.items(), key=lambda item: (-item[1], item[0])))
 
 
-@dataclass(frozen=True)
-class Ranked:
-    """How many rows had a duration, and its value at each fraction asked for (None without rows)."""
-
-    count: int
-    values: tuple[float, ...] | None
-
-
-def interpolate(count: int, value_at: dict[int, float], fraction: float) -> float:
-    """As PostgreSQL's percentile_cont: between the closest ranks (1-based) of `count` ordered values, of which
-    `value_at` holds at least the two around `fraction`."""
-    position = fraction * (count - 1)
-    lower = int(position)
-    low = value_at[lower + 1]
-    return low + (value_at.get(lower + 2, low) - low) * (position - lower)
-
-
-async def ranked_percentiles(session: AsyncSession, duration: ColumnElement[Any], where: list[ColumnElement[bool]],
-                             fractions: Sequence[float], *,
-                             by: ColumnElement[Any] | QueryableAttribute[Any] | None = None) -> dict[Any, Ranked]:
-    """percentile_cont of `duration` at each of `fractions` over the rows of `where` that have one, over them all
-    (key None) and, with `by`, per value of `by` — for SQLite, which lacks percentile_cont. The database orders the
-    durations (window functions number them, per `by` and over all, in one statement) and returns only the rows
-    at the ranks the fractions fall between, so neither the rows nor the sort come into this process."""
-    def at_ranks(rank: Any, count: Any) -> ColumnElement[bool]:
-        # the rank below a fraction's position and the one above it (as `interpolate` computes the position)
-        return or_(*(rank.between(cast(fraction * (count - 1), Integer) + 1, cast(fraction * (count - 1), Integer) + 2)
-                     for fraction in fractions))
-
-    columns: list[Any] = [duration.label("value"), func.row_number().over(order_by=duration).label("rank"),
-                          func.count().over().label("count")]
-    if by is not None:
-        columns += [by.label("key"), func.row_number().over(partition_by=by, order_by=duration).label("key_rank"),
-                    func.count().over(partition_by=by).label("key_count")]
-    ranked = select(*columns).where(*where, duration.is_not(None)).subquery()
-    chosen = at_ranks(ranked.c.rank, ranked.c["count"])
-    if by is not None:
-        chosen = or_(chosen, at_ranks(ranked.c.key_rank, ranked.c.key_count))
-    groups: dict[Any, tuple[int, dict[int, float]]] = {}
-    for row in (await session.execute(select(ranked).where(chosen))).mappings():
-        for key, rank, count in ((None, row["rank"], row["count"]),
-                                 *(((row["key"], row["key_rank"], row["key_count"]),) if by is not None else ())):
-            groups.setdefault(key, (int(count), {}))[1][int(rank)] = float(row["value"])
-    result = {key: Ranked(count, tuple(interpolate(count, value_at, fraction) for fraction in fractions))
-              for key, (count, value_at) in groups.items()}
-    result.setdefault(None, Ranked(0, None))
-    return result
+async def _median_hours(session: AsyncSession, duration: ColumnElement[float], where: list[ColumnElement[bool]],
+                        count: int) -> float | None:
+    """The median of `duration` (seconds) over `count` rows, read from the database: the middle one or two."""
+    if not count:
+        return None
+    middle = (await session.execute(select(duration).where(*where).order_by(duration)
+                                    .offset((count - 1) // 2).limit(2 - count % 2))).scalars().all()
+    return sum(float(seconds) for seconds in middle) / len(middle) / 3600
 
 
 async def _count_and_median(session: AsyncSession, duration: ColumnElement[float], where: list[ColumnElement[bool]],
                             *sums: ColumnElement[Any]) -> tuple[int, float | None, list[Any]]:
     """How many rows, the median of `duration` over them in hours, and the aggregates `sums` — one pass with
-    PostgreSQL's percentile_cont (the mean of the middle two for an even count), a count and the middle rows
-    (`ranked_percentiles`) on SQLite, which lacks it."""
+    PostgreSQL's percentile_cont (the mean of the middle two for an even count, as `_median_hours`), a count and
+    the middle rows on SQLite, which lacks it."""
     if session.get_bind().dialect.name == "postgresql":
         count, median, *rest = (await session.execute(
             select(func.count(), func.percentile_cont(0.5).within_group(duration), *sums).where(*where))).one()
         return int(count or 0), None if median is None else float(median) / 3600, rest
     count, *rest = (await session.execute(select(func.count(), *sums).where(*where))).one()
-    if not count:
-        return 0, None, rest
-    (median,) = (await ranked_percentiles(session, duration, where, [0.5]))[None].values or (None,)
-    return int(count), None if median is None else median / 3600, rest
+    return int(count or 0), await _median_hours(session, duration, where, int(count or 0)), rest
 
 
 def _sum_of(condition: ColumnElement[bool]) -> ColumnElement[int]:
@@ -199,9 +154,8 @@ async def compute(session: AsyncSession, *, start: datetime, end: datetime,
 
     scope = [Case.queue.in_(sorted(chosen))] if chosen is not None else []
 
-    # Everything is aggregated by the database (GROUP BY and sums; on SQLite the medians read only the middle
-    # rows), so a year at a city's scale costs the server a scan of the period's index range and the process a few
-    # rows.
+    # Everything is aggregated by the database (GROUP BY and sums; the medians read only the middle rows), so a
+    # year at a city's scale costs the server a scan of the period's index range and the process a few rows.
     # Late means as `queries.late_to_accept` / `late_to_close` say.
     created = await session.execute(
         select(Case.label, Case.district, Case.queue, Case.status, func.count(), _sum_of(late_to_accept(cutoff)),

@@ -243,17 +243,10 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
 
 
-def test_interpolation_between_ranks_is_percentile_conts() -> None:
-    assert statistics.interpolate(1, {1: 3.0}, 0.9) == 3.0
-    assert statistics.interpolate(4, {2: 2.0, 3: 3.0}, 0.5) == 2.5
-    assert statistics.interpolate(11, {10: 90.0, 11: 100.0}, 0.9) == 90.0
-    assert statistics.interpolate(11, {10: 90.0}, 0.9) == 90.0  # the position is a rank: the next is not needed
-
-
 async def test_medians_and_90th_percentiles_of_many_cases_are_percentile_conts(sessionmaker: Any) -> None:
-    """On both databases (PostgreSQL's percentile_cont; SQLite's ranks numbered by the database) the loop's spreads
-    and the statistics' medians are the same numbers, per queue and in total, for odd and even counts, ties and a
-    queue of one case."""
+    """On both databases (PostgreSQL's percentile_cont; on SQLite the statistics' middle rows and the loop's
+    durations sorted here) the loop's spreads and the statistics' medians are the same numbers, per queue and in
+    total, for odd and even counts, ties and a queue of one case."""
     generator = random.Random(7)
     sizes = {"clean_hall": 23, "clean_medical": 2, "work_style": 1}
     to_accept: dict[str, list[float]] = {queue: [] for queue in sizes}
@@ -290,3 +283,10 @@ async def test_medians_and_90th_percentiles_of_many_cases_are_percentile_conts(s
     assert (year.accepted_count, year.median_hours_to_accept) == (26, pytest.approx(_percentile(every_accept, 0.5)))
     assert (year.closed_count, year.median_hours_to_close) == (len(every_close),
                                                                pytest.approx(_percentile(every_close, 0.5)))
+
+
+def test_percentiles_interpolate_as_percentile_cont() -> None:
+    assert loop_stats.percentile([], 0.5) is None
+    assert loop_stats.percentile([3.0], 0.9) == 3.0
+    assert loop_stats.percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
+    assert loop_stats.percentile([0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0], 0.9) == 90.0
