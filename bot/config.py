@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     #: the page answers that it asked for too much (residents' steps and every write are not bounded by it)
     read_timeout_seconds: float = Field(default=30.0, gt=0, le=3600,
                                         description="seconds one read statement of the console may run")
+    #: how many reads over a period's cases (statistics, the loop's figures, exports) one process runs at once;
+    #: the others wait their turn, leaving cores to the residents' steps
+    heavy_reads: int = Field(default=1, ge=1, le=64,
+                             description="statistics and exports one process computes at the same time")
     #: how often each serving process looks whether another model version was promoted (or rolled back to)
     model_check_seconds: float = Field(default=2.0, gt=0, le=3600,
                                        description="seconds between checks of the promoted classifier model")

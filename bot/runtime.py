@@ -66,7 +66,8 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         ring = settings.resolved_keyring()
-        database = Database.connect(settings.resolved_database_url, ring, read_timeout=settings.read_timeout_seconds)
+        database = Database.connect(settings.resolved_database_url, ring, read_timeout=settings.read_timeout_seconds,
+                                    heavy_reads=settings.heavy_reads)
         texts = Texts(settings.city.texts)
         city = settings.city
 

@@ -150,19 +150,21 @@ async def export_cases(principal: Principal, flt: queries.CaseFilter, *, fmt: Fo
     identities only: 403 otherwise) the reporters' names and phones too. Audited, with the filter."""
     if identity and not can_reveal_identity(principal.user, principal.context.city):
         raise OperationError(403, "your role may not see reporters' identities")
-    listed = await operations.list_cases(principal, flt, per_page=MAX_EXPORT_ROWS, only=READ + (
-        (Case.reporter_name, Case.reporter_phone) if identity else ()))
-    if listed.older is not None:  # the page reads one row more than it holds: more cases match
-        raise OperationError(422, f"more than {MAX_EXPORT_ROWS} cases match; an export holds at most "
-                                  f"{MAX_EXPORT_ROWS}: narrow the filter")
-    cases = listed.cases
-    async with principal.context.database.read_sessionmaker() as session:
-        usernames = {user.id: user.username for user in await staff_actions.list_staff(session)}
-    async with principal.write() as session:
-        await audit.record(session, principal.user, "case.export", ip=ip, detail={
-            "format": fmt, "count": len(cases), "identity": identity, "filter": described})
-    stamp = utcnow().astimezone(ZoneInfo(principal.context.city.timezone)).strftime("%Y%m%d-%H%M")
-    # formatting ten thousand rows is a few hundred milliseconds of Python: off the event loop, so that the
-    # residents' and other staff's requests are served meanwhile
-    content = await asyncio.to_thread(_spreadsheet, cases, usernames, principal.context.city, identity, fmt)
+    # up to MAX_EXPORT_ROWS cases read, decrypted and formatted: a heavy read, which takes its turn
+    async with principal.context.database.heavy_read_slot():
+        listed = await operations.list_cases(principal, flt, per_page=MAX_EXPORT_ROWS, only=READ + (
+            (Case.reporter_name, Case.reporter_phone) if identity else ()))
+        if listed.older is not None:  # the page reads one row more than it holds: more cases match
+            raise OperationError(422, f"more than {MAX_EXPORT_ROWS} cases match; an export holds at most "
+                                      f"{MAX_EXPORT_ROWS}: narrow the filter")
+        cases = listed.cases
+        async with principal.context.database.read_sessionmaker() as session:
+            usernames = {user.id: user.username for user in await staff_actions.list_staff(session)}
+        async with principal.write() as session:
+            await audit.record(session, principal.user, "case.export", ip=ip, detail={
+                "format": fmt, "count": len(cases), "identity": identity, "filter": described})
+        stamp = utcnow().astimezone(ZoneInfo(principal.context.city.timezone)).strftime("%Y%m%d-%H%M")
+        # formatting ten thousand rows is a few hundred milliseconds of Python: off the event loop, so that the
+        # residents' and other staff's requests are served meanwhile
+        content = await asyncio.to_thread(_spreadsheet, cases, usernames, principal.context.city, identity, fmt)
     return Export(content, f"qinglian-cases-{stamp}.{fmt}", MEDIA_TYPES[fmt])

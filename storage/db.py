@@ -20,10 +20,12 @@ Both run every statement the same way on both databases: there is one storage pa
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Table, event, text
@@ -48,6 +50,7 @@ WRITE_POOL_SIZE = 1
 READ_POOL_SIZE = 4
 
 DEFAULT_READ_TIMEOUT = 30.0
+DEFAULT_HEAVY_READS = 1
 """Seconds one statement of a read session may run (`Database.connect`'s `read_timeout`)."""
 
 PROGRESS_STEPS = 10_000
@@ -198,14 +201,22 @@ class Database:
     sessionmaker: async_sessionmaker[AsyncSession]
     read_sessionmaker: async_sessionmaker[AsyncSession]
     read_timeout: float = DEFAULT_READ_TIMEOUT  # seconds one statement of a read session may run
+    heavy_reads: int = DEFAULT_HEAVY_READS  # reads over a period's cases this process runs at once
+    _heavy_slots: asyncio.Semaphore = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._heavy_slots = asyncio.Semaphore(self.heavy_reads)
 
     @classmethod
     def connect(cls, url: str, keyring: KeyRing, *, read_timeout: float = DEFAULT_READ_TIMEOUT,
-                **kwargs: Any) -> Database:
+                heavy_reads: int = DEFAULT_HEAVY_READS, **kwargs: Any) -> Database:
         """The engines of `url`; each statement of a read session stops after `read_timeout` seconds (except
-        on an in-memory SQLite database, whose one connection also writes)."""
+        on an in-memory SQLite database, whose one connection also writes); `heavy_reads` reads at a time may
+        hold a `heavy_read_slot`."""
         if not 0 < read_timeout <= 3600:
             raise ValueError(f"the read timeout must be between 0 and 3600 seconds, not {read_timeout}")
+        if not 1 <= heavy_reads <= 64:
+            raise ValueError(f"heavy reads at a time must be between 1 and 64, not {heavy_reads}")
         engine = create_engine(url, keyring, **kwargs)
         if is_memory_sqlite(url):
             read_engine = engine  # one in-memory database lives in one connection
@@ -214,7 +225,16 @@ class Database:
         else:
             read_engine = _bounded_reads(engine, read_timeout)
         return cls(url, keyring, engine, read_engine, create_sessionmaker(engine), create_sessionmaker(read_engine),
-                   read_timeout)
+                   read_timeout, heavy_reads)
+
+    @asynccontextmanager
+    async def heavy_read_slot(self) -> AsyncIterator[None]:
+        """Held around a read that passes over a period's cases (the statistics, the loop's figures, an export):
+        at most `heavy_reads` of them run at once in this process and the others wait their turn, so that staff
+        asking for a year's figures at the same moment leave a core to the residents' steps and the other pages
+        instead of taking them all (measured in docs/benchmarks.md, "Heavy reads take turns")."""
+        async with self._heavy_slots:
+            yield
 
     @property
     def is_sqlite(self) -> bool:

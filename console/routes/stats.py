@@ -40,7 +40,8 @@ def _period(principal: Principal, start: str, end: str) -> tuple[date, date]:
 async def _statistics(principal: Principal, first: date, last: date) -> statistics.Statistics:
     """The statistics of the city's days `first` to `last` (inclusive) in the queues the user sees."""
     since, until = stats.local_period(principal.context.city, first, last)
-    async with principal.context.database.read_sessionmaker() as session:
+    database = principal.context.database
+    async with database.heavy_read_slot(), database.read_sessionmaker() as session:
         return await statistics.compute(session, start=since, end=until, queues=visible_queues(principal.user))
 
 
@@ -56,7 +57,8 @@ async def statistics_page(request: Request, principal: PagePrincipal, start: str
         except OperationError as refused:
             return None, refused.message
 
-    # the page's two parts read in sessions of their own, at the same time: it takes as long as the longer one
+    # the page's two parts read in sessions of their own, each in a heavy-read slot: at the same time when the
+    # process has two free, one after the other when it runs one heavy read at a time (the default)
     result, (loop, loop_refused) = await asyncio.gather(_statistics(principal, first, last), loop_figures())
     bar_charts = [Markup(charts.bar_chart_svg(texts.joined(f"chart.by_{dimension}"),
                                              stats.chart_items(result, city, dimension)))

@@ -100,3 +100,18 @@ def test_the_read_timeout_is_thirty_seconds_unless_set_and_reaches_the_database(
         monkeypatch.setenv("QINGLIAN_READ_TIMEOUT_SECONDS", wrong)
         with pytest.raises(ConfigError, match="invalid setting QINGLIAN_READ_TIMEOUT_SECONDS"):
             load_settings(data_dir=tmp_path)
+
+
+def test_one_heavy_read_at_a_time_unless_set_and_it_reaches_the_database(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings(data_dir=tmp_path).heavy_reads == 1
+    monkeypatch.setenv("QINGLIAN_HEAVY_READS", "3")
+    runtime = Runtime.build(load_settings(data_dir=tmp_path))
+    try:
+        assert runtime.database.heavy_reads == 3
+    finally:
+        asyncio.run(runtime.close())
+    for wrong in ("0", "65", "some"):
+        monkeypatch.setenv("QINGLIAN_HEAVY_READS", wrong)
+        with pytest.raises(ConfigError, match="invalid setting QINGLIAN_HEAVY_READS"):
+            load_settings(data_dir=tmp_path)

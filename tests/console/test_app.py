@@ -4,6 +4,7 @@ its static files, and an API document that lists only the API."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -116,3 +117,26 @@ async def test_a_page_whose_read_outlasts_the_read_timeout_says_so_and_the_next_
             assert (await client.get("/api/v1/cases", headers={"Authorization": f"Bearer {token}"})).status_code == 200
     finally:
         await database.dispose()
+
+
+async def test_staff_asking_for_heavy_reads_at_once_take_turns_while_other_pages_are_served(
+        database: Any, tmp_path: Path) -> None:
+    """While another heavy read (someone's year of statistics, an export) holds the process's one slot, a
+    supervisor's statistics page and export wait their turn — their queue page does not — and both answer in full
+    once the slot is free."""
+    app, context = _mounted(database, tmp_path)
+    async with database.sessionmaker.begin() as session:
+        user = await create_staff(session, "zhao", StaffRole.SUPERVISOR)
+    cookies, _ = await console_session(context, user)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console.test",
+                                 cookies=cookies) as client:
+        async with database.heavy_read_slot():  # another heavy read is running
+            statistics = asyncio.create_task(client.get("/console/stats"))
+            export = asyncio.create_task(client.get("/console/export.csv"))
+            queue_page = await client.get("/console/queue/clean_hall")
+            assert queue_page.status_code == 200
+            await asyncio.sleep(0.3)
+            assert not statistics.done() and not export.done()
+        page, csv = await asyncio.wait_for(asyncio.gather(statistics, export), 30)
+    assert page.status_code == 200 and "统计" in page.text
+    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
