@@ -58,7 +58,8 @@ class DatabaseGauges(Collector):
         if self.held_at is None:
             self.snapshot = None
             return False
-        async with database.read_sessionmaker() as session:
+        # a count over every case: a heavy read, which takes its turn with the statistics and exports
+        async with database.heavy_read_slot(), database.read_sessionmaker() as session:
             self.snapshot = await gauges.read_snapshot(session)
         return True
 

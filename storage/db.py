@@ -229,10 +229,10 @@ class Database:
 
     @asynccontextmanager
     async def heavy_read_slot(self) -> AsyncIterator[None]:
-        """Held around a read that passes over a period's cases (the statistics, the loop's figures, an export):
-        at most `heavy_reads` of them run at once in this process and the others wait their turn, so that staff
-        asking for a year's figures at the same moment leave a core to the residents' steps and the other pages
-        instead of taking them all (measured in docs/benchmarks.md, "Heavy reads take turns")."""
+        """Held around a read that passes over a period's cases (the statistics, the loop's figures, an export, the
+        gauges of /metrics): at most `heavy_reads` of them run at once in this process and the others wait their
+        turn, so that staff asking for a year's figures at the same moment leave a core to the residents' steps
+        and the other pages instead of taking them all (docs/benchmarks.md, "Heavy reads take turns")."""
         async with self._heavy_slots:
             yield
 
