@@ -59,7 +59,7 @@ class DatabaseGauges(Collector):
             self.snapshot = None
             return False
         # a count over every case: a heavy read, which takes its turn with the statistics and exports
-        async with database.heavy_read_slot(), database.read_sessionmaker() as session:
+        async with database.heavy_read() as session:
             self.snapshot = await gauges.read_snapshot(session)
         return True
 

@@ -26,8 +26,7 @@ async def figures(principal: Principal, first: date, last: date) -> LoopStatisti
         raise OperationError(422, "the period starts after it ends")
     since, until = stats.local_period(city, first, last)
     try:
-        database = principal.context.database
-        async with database.heavy_read_slot(), database.read_sessionmaker() as session:
+        async with principal.context.database.heavy_read() as session:
             return await loop_stats.compute(session, start=since, end=until, queues=visible_queues(principal.user),
                                             timezone=city.timezone)
     except ValueError as refused:

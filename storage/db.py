@@ -50,8 +50,9 @@ WRITE_POOL_SIZE = 1
 READ_POOL_SIZE = 4
 
 DEFAULT_READ_TIMEOUT = 30.0
-DEFAULT_HEAVY_READS = 1
 """Seconds one statement of a read session may run (`Database.connect`'s `read_timeout`)."""
+DEFAULT_HEAVY_READS = 1
+"""Reads over a period's cases one process runs at once (`Database.connect`'s `heavy_reads`)."""
 
 PROGRESS_STEPS = 10_000
 """SQLite: its virtual machine's instructions between two looks at a read statement's deadline (~0.1 ms of work)."""
@@ -235,6 +236,12 @@ class Database:
         and the other pages instead of taking them all (docs/benchmarks.md, "Heavy reads take turns")."""
         async with self._heavy_slots:
             yield
+
+    @asynccontextmanager
+    async def heavy_read(self) -> AsyncIterator[AsyncSession]:
+        """A read session inside a `heavy_read_slot`: for a heavy read that is one session's work."""
+        async with self.heavy_read_slot(), self.read_sessionmaker() as session:
+            yield session
 
     @property
     def is_sqlite(self) -> bool:

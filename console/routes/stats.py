@@ -40,8 +40,7 @@ def _period(principal: Principal, start: str, end: str) -> tuple[date, date]:
 async def _statistics(principal: Principal, first: date, last: date) -> statistics.Statistics:
     """The statistics of the city's days `first` to `last` (inclusive) in the queues the user sees."""
     since, until = stats.local_period(principal.context.city, first, last)
-    database = principal.context.database
-    async with database.heavy_read_slot(), database.read_sessionmaker() as session:
+    async with principal.context.database.heavy_read() as session:
         return await statistics.compute(session, start=since, end=until, queues=visible_queues(principal.user))
 
 
