@@ -88,8 +88,8 @@ class _Outcome:
 
 
 class OutboxWorker:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], texts: Texts, *, public_url: str = "",
-                 city: CityConfig | None = None, batch_size: int = 200, idle_poll_seconds: float = 1.0) -> None:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], texts: Texts, *, city: CityConfig,
+                 public_url: str = "", batch_size: int = 200, idle_poll_seconds: float = 1.0) -> None:
         self._public_url = public_url
         self._city = city
         self._sessionmaker = sessionmaker
@@ -188,7 +188,7 @@ class OutboxWorker:
         outcomes: list[_Outcome] = []
         for position, (message_id, payload, case_id) in enumerate(items):
             try:
-                message = render(payload, self._texts, self._public_url, self._city)
+                message = render(payload, self._texts, self._public_url, city=self._city)
                 await sender(Delivery(recipient, message, payload, case_id))
                 settle([_Outcome(message_id)])  # settled now, not when the whole batch is done
                 continue

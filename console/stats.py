@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from console import texts
 from handlers.city import CityConfig
 from handlers.texts import Texts
-from nlp.labels import LABELS
+from nlp.labels import display_name as label_name
 from storage.digests import DigestFacts
 from storage.statistics import DIMENSIONS, NO_DISTRICT, NO_LABEL, Statistics
 
@@ -35,13 +35,11 @@ def local_period(city: CityConfig, first_day: date, last_day: date) -> tuple[dat
 
 def display_name(city: CityConfig, dimension: str, key: str, locale: str = "zh") -> str:
     """The name staff read for a label, district, queue or status code (the code itself if unknown)."""
-    english = locale == "en"
-    locale = "en" if english else "zh"
+    locale = "en" if locale == "en" else "zh"
     if dimension == "label":
         if key == NO_LABEL:
             return texts.get(locale, "stats.unlabelled")
-        names = LABELS.get(key)
-        return (names[1] if english else names[0]) if names else key
+        return label_name(key, locale)
     if dimension == "district":
         if key == NO_DISTRICT:
             return texts.get(locale, "stats.no_district")
@@ -50,7 +48,7 @@ def display_name(city: CityConfig, dimension: str, key: str, locale: str = "zh")
         return city.queue_name(key, locale)
     if dimension == "status":
         try:
-            return Texts(city.texts).get("en" if english else "zh", f"status_{key}")
+            return Texts(city.texts).get(locale, f"status_{key}")
         except KeyError:
             return key
     raise ValueError(f"unknown dimension {dimension!r}; one of {', '.join(DIMENSIONS)}")

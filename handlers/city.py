@@ -4,9 +4,10 @@ texts. Validated here, with Changsha's configuration as the default; another cit
 from __future__ import annotations
 
 import tomllib
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
@@ -214,6 +215,18 @@ class CityConfig(BaseModel):
         """The queue's name in `locale` ("en" or Chinese), or the code itself when the city no longer has it."""
         queue = self.queue(code)
         return (queue.en if locale == "en" else queue.zh) if queue else code
+
+    def local_day(self, moment: object) -> str:
+        """The city's calendar day (YYYY-MM-DD) of a stored time (an ISO string or a datetime; naive means UTC):
+        a resolve-by time of 23:59 in the city is that day, east or west of Greenwich. Text that is not a time is
+        returned cut to its first ten characters, as it was shown before."""
+        try:
+            value = moment if isinstance(moment, datetime) else datetime.fromisoformat(str(moment or ""))
+        except ValueError:
+            return str(moment or "")[:10]
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(ZoneInfo(self.timezone)).date().isoformat()
 
     def district_name(self, code: str, locale: str = "zh") -> str:
         """The district's name in `locale` ("en" or Chinese), or the code itself when the city does not know it."""

@@ -4,9 +4,6 @@ and the summary of a case that waited for the resident to write again."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
-
 from handlers.city import CityConfig
 from handlers.texts import Texts
 from handlers.types import Choice, Outbound
@@ -19,33 +16,18 @@ def _choices(payload: dict[str, object]) -> tuple[Choice, ...]:
     return tuple(Choice(str(key), str(label)) for key, label in (raw if isinstance(raw, list) else []))
 
 
-def _day(value: object, city: CityConfig | None) -> str:
-    """The calendar day of a stored UTC time as the city reads it (YYYY-MM-DD): a resolve-by time of 23:59
-    in the city is that day, wherever the city is. Without a city, the stored time's own date."""
-    text = str(value or "")
-    if city is None or not text:
-        return text[:10]
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return text[:10]
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(ZoneInfo(city.timezone)).date().isoformat()
-
-
-def _named(payload: dict[str, object], city: CityConfig | None, locale: str) -> dict[str, str]:
+def _named(payload: dict[str, object], city: CityConfig, locale: str) -> dict[str, str]:
     """The queue, category and district of a staff notice as staff read them (the city's names; a code the
-    configuration no longer knows, or no city, as it was stored; "-" for none)."""
+    configuration no longer knows as it was stored; "-" for none)."""
     queue, label, district = (str(payload.get(key) or "") for key in ("queue", "label", "district"))
     return {
-        "queue": (city.queue_name(queue, locale) if city else queue) if queue else "-",
+        "queue": city.queue_name(queue, locale) if queue else "-",
         "label": label_name(label, "en" if locale == "en" else "zh") if label else "-",
-        "district": (city.district_name(district, locale) if city else district) if district else "-",
+        "district": city.district_name(district, locale) if district else "-",
     }
 
 
-def render(payload: dict[str, object], texts: Texts, public_url: str = "", city: CityConfig | None = None) -> Outbound:
+def render(payload: dict[str, object], texts: Texts, public_url: str = "", *, city: CityConfig) -> Outbound:
     """A stored payload as a message: a dialog reply as it was, a notice in the reporter's language (a staff
     notice names its queue, category and district as the `city` does)."""
     notice = payload.get("notice")
@@ -69,14 +51,14 @@ def render(payload: dict[str, object], texts: Texts, public_url: str = "", city:
     if notice == "reopened":
         return Outbound(texts.get(locale, "notice_reopened", case_number=number))
     if notice == "extended":
-        until = _day(payload.get("until"), city)
+        until = city.local_day(payload.get("until"))
         return Outbound(texts.get(locale, "notice_extended", case_number=number, until=until))
     if notice == "appeal_decided":
         key = "notice_appeal_upheld" if payload.get("upheld") else "notice_appeal_granted"
         return Outbound(texts.get(locale, key, case_number=number, reason=payload.get("reason") or ""))
     if notice in ("rehandle", "appeal", "extension_request", "transfer_alert", "escalation", "due_soon"):
         values = {"case_number": number, "queue": _named(payload, city, locale)["queue"],
-                  "until": _day(payload.get("until"), city), "transfers": payload.get("transfers") or "",
+                  "until": city.local_day(payload.get("until")), "transfers": payload.get("transfers") or "",
                   "deadline": texts.get(locale, f"deadline_{payload.get('deadline') or 'resolve'}")}
         link = f"{public_url}/console/case/{number}"
         return Outbound(texts.get(locale, f"notice_{notice}", **values) + f"\n{link}")
@@ -90,7 +72,7 @@ def render(payload: dict[str, object], texts: Texts, public_url: str = "", city:
     raise ValueError(f"unknown notice {notice!r}")
 
 
-def waited_line(payload: dict[str, object], texts: Texts, locale: str, city: CityConfig | None = None) -> str | None:
+def waited_line(payload: dict[str, object], texts: Texts, locale: str, city: CityConfig) -> str | None:
     """What one notice that waited for the resident said, as a line under its case's newest status (None
     for a bare status change: the newest status already says it)."""
     notice = payload.get("notice")
@@ -106,5 +88,5 @@ def waited_line(payload: dict[str, object], texts: Texts, locale: str, city: Cit
     if notice == "more_info":
         return texts.get(locale, "notice_waiting_more_info", question=payload.get("question") or "")
     if notice == "extended":
-        return texts.get(locale, "notice_waiting_extended", until=_day(payload.get("until"), city))
+        return texts.get(locale, "notice_waiting_extended", until=city.local_day(payload.get("until")))
     return render({**payload, "locale": locale}, texts, city=city).text

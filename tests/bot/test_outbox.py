@@ -17,6 +17,8 @@ from storage import actions, outbox
 from storage.models import CaseStatus, OutboxMessage
 from tests.factories import file_case
 
+CITY = load_city_config(None)
+
 
 class Recipients:
     """A channel's send function that records what each recipient received; a failure planned for a text
@@ -63,7 +65,7 @@ def _answer_texts(received: list[str]) -> list[str]:
 async def test_each_recipient_gets_their_messages_once_and_in_order(sessionmaker: Any) -> None:
     await _answers(sessionmaker, {"1001": ["第一次答复", "第二次答复", "第三次答复"], "1002": ["只有一次答复"]})
     recipients = Recipients()
-    worker = OutboxWorker(sessionmaker, Texts())
+    worker = OutboxWorker(sessionmaker, Texts(), city=CITY)
     worker.register("telegram", plain(recipients.send))
 
     attempted = await worker.deliver_once()
@@ -84,7 +86,7 @@ async def test_notices_are_rendered_in_the_reporters_language(sessionmaker: Any)
             await actions.change_status(session, case, CaseStatus.IN_HANDLING, actor="staff:1")
             await actions.reply_to_reporter(session, case, "Checked: the counter now opens on time.", actor="staff:1")
     recipients = Recipients()
-    worker = OutboxWorker(sessionmaker, Texts())
+    worker = OutboxWorker(sessionmaker, Texts(), city=CITY)
     worker.register("telegram", plain(recipients.send))
 
     await worker.deliver_once()
@@ -106,7 +108,7 @@ async def test_a_temporary_failure_holds_the_recipients_later_messages_and_other
     await _answers(sessionmaker, {"3001": ["第一次答复", "第二次答复"], "3002": ["另一位举报人的答复"]})
     recipients = Recipients()
     recipients.failures["第一次答复"] = TemporaryFailure("Flood control exceeded", retry_after=60)
-    worker = OutboxWorker(sessionmaker, Texts())
+    worker = OutboxWorker(sessionmaker, Texts(), city=CITY)
     worker.register("telegram", plain(recipients.send))
 
     await worker.deliver_once()
@@ -125,7 +127,7 @@ async def test_after_a_temporary_failure_the_recipient_gets_everything_in_order(
     await _answers(sessionmaker, {"4001": ["第一次答复", "第二次答复", "第三次答复"]})
     recipients = Recipients()
     recipients.failures["第二次答复"] = TemporaryFailure("Bad Gateway", retry_after=0)
-    worker = OutboxWorker(sessionmaker, Texts())
+    worker = OutboxWorker(sessionmaker, Texts(), city=CITY)
     worker.register("telegram", plain(recipients.send))
 
     await worker.deliver_once()
@@ -142,7 +144,7 @@ async def test_a_permanent_failure_is_recorded_with_its_reason_and_the_next_mess
     await _answers(sessionmaker, {"5001": ["第一次答复", "第二次答复"]})
     recipients = Recipients()
     recipients.failures["第一次答复"] = PermanentFailure("Forbidden: bot was blocked by the user")
-    worker = OutboxWorker(sessionmaker, Texts())
+    worker = OutboxWorker(sessionmaker, Texts(), city=CITY)
     worker.register("telegram", plain(recipients.send))
 
     await worker.deliver_once()
@@ -157,7 +159,7 @@ async def test_an_unexpected_error_is_retried_later_with_its_reason_kept(session
     await _answers(sessionmaker, {"6001": ["第一次答复", "第二次答复"]})
     recipients = Recipients()
     recipients.failures["第一次答复"] = ConnectionResetError("connection reset by peer")
-    worker = OutboxWorker(sessionmaker, Texts())
+    worker = OutboxWorker(sessionmaker, Texts(), city=CITY)
     worker.register("telegram", plain(recipients.send))
 
     await worker.deliver_once()
@@ -173,7 +175,7 @@ async def test_a_message_that_keeps_failing_is_given_up_after_the_last_attempt(s
         await session.execute(update(OutboxMessage).values(attempts=MAX_ATTEMPTS - 1))
     recipients = Recipients()
     recipients.failures["一直发不出去"] = TemporaryFailure("Internal Server Error", retry_after=0)
-    worker = OutboxWorker(sessionmaker, Texts())
+    worker = OutboxWorker(sessionmaker, Texts(), city=CITY)
     worker.register("telegram", plain(recipients.send))
 
     await worker.deliver_once()
@@ -183,7 +185,7 @@ async def test_a_message_that_keeps_failing_is_given_up_after_the_last_attempt(s
 
 async def test_messages_of_a_channel_without_a_sender_wait_for_one(sessionmaker: Any) -> None:
     await _answers(sessionmaker, {"8001": ["答复"]})
-    worker = OutboxWorker(sessionmaker, Texts())
+    worker = OutboxWorker(sessionmaker, Texts(), city=CITY)
     assert await worker.deliver_once() == 0
     wechat = Recipients()
     worker.register("wechat", plain(wechat.send))
@@ -206,7 +208,7 @@ async def test_a_message_is_recorded_as_sent_while_another_recipients_send_is_st
             await slow_may_finish.wait()
         received.append(recipient)
 
-    worker = OutboxWorker(sessionmaker, Texts())
+    worker = OutboxWorker(sessionmaker, Texts(), city=CITY)
     worker.register("telegram", plain(send))
     delivering = asyncio.create_task(worker.deliver_once())
 
@@ -229,7 +231,7 @@ async def test_the_running_worker_sends_what_it_is_woken_for(sessionmaker: Any) 
     async def send(recipient: str, message: Outbound) -> None:
         await arrived.put(message.text)
 
-    worker = OutboxWorker(sessionmaker, Texts(), idle_poll_seconds=3600)  # only a wake-up starts a round
+    worker = OutboxWorker(sessionmaker, Texts(), city=CITY, idle_poll_seconds=3600)  # only a wake-up starts a round
     worker.register("web", plain(send))
     worker.start()
     try:
@@ -253,7 +255,7 @@ async def test_a_new_case_notice_to_staff_links_to_the_ticket(sessionmaker: Any)
                                   staff_targets=[("telegram", "-100777")], anonymous=False, reporter_name="王五",
                                   reporter_phone="13700001111")
     staff = Recipients()
-    worker = OutboxWorker(sessionmaker, Texts(), public_url="https://qinglian.example.cn", city=load_city_config(None))
+    worker = OutboxWorker(sessionmaker, Texts(), public_url="https://qinglian.example.cn", city=CITY)
     worker.register("telegram", plain(staff.send))
 
     await worker.deliver_once()
@@ -275,7 +277,7 @@ async def test_stopping_lets_the_round_in_progress_record_its_sends(sessionmaker
         await release.wait()  # the platform answers late
         sent.append(recipient)
 
-    worker = OutboxWorker(sessionmaker, Texts())
+    worker = OutboxWorker(sessionmaker, Texts(), city=CITY)
     worker.register("telegram", plain(slow_send))
     worker.start()
     await asyncio.wait_for(sending.wait(), 30)

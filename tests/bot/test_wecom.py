@@ -111,10 +111,11 @@ async def test_a_deadline_warning_reaches_the_queues_robot_a_working_day_before(
                                   resolve_due_at=tomorrow + timedelta(days=50))
     assert await deadlines_once(sessionmaker, city, now) == (1, 0)
     sender = WeComSender(city)
-    worker = OutboxWorker(sessionmaker, Texts(), public_url="https://qinglian.example")
+    worker = OutboxWorker(sessionmaker, Texts(), public_url="https://qinglian.example", city=city)
     worker.register(WECOM_CHANNEL, plain(sender.send))
     assert await worker.deliver_once() == 1
     await sender.close()
     assert robot.received == [{"msgtype": "text", "text": {"content": (
-        f"案件 {case.case_number} 的受理期限 2026-12-02 即将到期，请及时办理（队列：clean_hall）。\n"
+        f"案件 {case.case_number} 的受理期限 2026-12-02 即将到期，请及时办理"
+        "（队列：清廉大厅监督组（市行政审批服务局））。\n"
         f"https://qinglian.example/console/case/{case.case_number}")}}]

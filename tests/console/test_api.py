@@ -448,7 +448,7 @@ async def test_the_configured_nth_transfer_of_a_case_alerts_the_new_queues_staff
     async with database.read_sessionmaker() as session:
         last = (await session.execute(select(OutboxMessage).where(OutboxMessage.kind == "transfer_alert")
                                       .order_by(OutboxMessage.id.desc()).limit(1))).scalar_one()
-    shown = render(last.payload, Texts(city.texts), "https://qinglian.example.cn").text
+    shown = render(last.payload, Texts(city.texts), "https://qinglian.example.cn", city=city).text
     assert f"案件 {case.case_number} 已被转办 3 次" in shown and "请主管关注" in shown
     assert f"https://qinglian.example.cn/console/case/{case.case_number}" in shown
 

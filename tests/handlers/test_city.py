@@ -3,6 +3,7 @@ wrong (the default file and the routing targets: tests/bot/test_config.py)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,12 @@ def test_a_city_needs_at_least_one_district(tmp_path: Path) -> None:
     without = DEFAULT[:start] + "districts = []" + DEFAULT[end:]
     text = without.replace('village_affairs = "@district"', 'village_affairs = "triage"')
     assert _error(tmp_path, text) == "districts: Value error, at least one district is required"
+
+
+def test_a_stored_time_is_told_as_the_citys_calendar_day() -> None:
+    changsha = load_city_config(None)
+    chicago = changsha.model_copy(update={"timezone": "America/Chicago"})
+    assert changsha.local_day("2026-03-10T16:30:00+00:00") == "2026-03-11"  # 00:30 on the 11th in Changsha
+    assert chicago.local_day("2026-03-10T04:59:59+00:00") == "2026-03-09"  # 23:59:59 on the 9th in Chicago
+    assert changsha.local_day(datetime(2026, 3, 10, 16, 30)) == "2026-03-11"  # a naive time is UTC
+    assert changsha.local_day("") == "" and changsha.local_day("soon, maybe") == "soon, mayb"

@@ -65,7 +65,7 @@ async def test_a_closed_case_asks_for_a_rating_and_a_poor_one_reopens_it_once(ha
     async with harness.sessionmaker() as session:
         query = select(OutboxMessage).where(OutboxMessage.kind == "rate_request")
         request = (await session.execute(query)).scalar_one()
-    shown = render(request.payload, harness.context.texts)
+    shown = render(request.payload, harness.context.texts, city=harness.context.city)
     assert "请为办理结果打分" in shown.text and [c.key for c in shown.choices][-1] == "rate:unsolved"
 
     await resident.press("rate:1")  # the button under the notice rates this case, with no code typed
@@ -130,7 +130,7 @@ async def test_notes_a_rejections_reason_and_an_appeal_reach_the_reporter(harnes
         last = (await session.execute(select(OutboxMessage).where(OutboxMessage.case_id == case_id)
                                       .order_by(OutboxMessage.id.desc()).limit(1))).scalar_one()
     assert kinds == ["status_changed", "note", "status_changed"]
-    assert "请拨打12345市民热线" in render(last.payload, harness.context.texts).text
+    assert "请拨打12345市民热线" in render(last.payload, harness.context.texts, city=harness.context.city).text
 
     await resident.press("case:appeal")
     await resident.say("这不是民事纠纷，是窗口人员索要好处。")
@@ -213,7 +213,7 @@ async def test_a_question_of_the_staff_reaches_the_reporter_who_answers_with_the
     await _as_staff(harness, case_id, ask)
     async with harness.sessionmaker() as session:
         notice = (await session.execute(select(OutboxMessage).where(OutboxMessage.kind == "more_info"))).scalar_one()
-    shown = render(notice.payload, harness.context.texts)
+    shown = render(notice.payload, harness.context.texts, city=harness.context.city)
     assert "请您补充信息：\n请提供3号窗口当天的排队小票照片。" in shown.text and "/status" in shown.text
     assert [(c.key, c.label) for c in shown.choices] == [("case:follow_up", "补充材料")]
 
@@ -235,5 +235,5 @@ async def test_a_poor_rating_tells_the_reporter_by_a_notice_that_the_case_is_reo
     assert "感谢反馈，上级已收到通知" in resident.text()  # the notice says the case is handled again
     async with harness.sessionmaker() as session:
         reopened = (await session.execute(select(OutboxMessage).where(OutboxMessage.kind == "reopened"))).scalar_one()
-    assert "将根据您的评价重新办理" in render(reopened.payload, harness.context.texts).text
+    assert "将根据您的评价重新办理" in render(reopened.payload, harness.context.texts, city=harness.context.city).text
     assert reopened.case_id == case_id

@@ -327,7 +327,8 @@ async def test_a_new_case_is_announced_to_its_queues_staff_group_without_the_rep
     async with harness.sessionmaker() as session:
         notices = list((await session.execute(select(OutboxMessage))).scalars())
     assert [(n.channel, n.recipient) for n in notices] == [("telegram", "-100555")]
-    text = render(notices[0].payload, harness.context.texts, "https://qinglian.example.cn").text
+    text = render(notices[0].payload, harness.context.texts, "https://qinglian.example.cn",
+                  city=harness.context.city).text
     assert "QL-2026-000001" in text and "https://qinglian.example.cn/console/case/QL-2026-000001" in text
     assert "岳麓区政务服务中心3号窗口的工作人员" in text
     assert "李四" not in text and "13600001111" not in text

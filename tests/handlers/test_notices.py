@@ -26,11 +26,11 @@ def test_a_new_case_notice_names_the_queue_category_and_district() -> None:
     payload: dict[str, object] = {"notice": "new_case", "locale": "zh", "case_number": "QL-2026-000007",
                                   "queue": "clean_hall", "label": "slow_service", "district": "yuelu",
                                   "first_line": "窗口人员擅自离岗"}
-    text = render(payload, TEXTS, "https://ql.example.cn", _city()).text
+    text = render(payload, TEXTS, "https://ql.example.cn", city=_city()).text
     assert "队列：清廉大厅监督组（市行政审批服务局） · 类别：窗口服务问题 · 区县：岳麓区" in text
     assert "clean_hall" not in text and "slow_service" not in text and "yuelu" not in text
 
-    english = render({**payload, "locale": "en"}, TEXTS, "https://ql.example.cn", _city()).text
+    english = render({**payload, "locale": "en"}, TEXTS, "https://ql.example.cn", city=_city()).text
     assert "Queue: Clean Hall supervision (Administrative Approval Bureau) · category: Poor counter service · " \
            "district: Yuelu" in english
 
@@ -38,13 +38,13 @@ def test_a_new_case_notice_names_the_queue_category_and_district() -> None:
 def test_codes_the_city_no_longer_knows_are_shown_as_stored() -> None:
     payload: dict[str, object] = {"notice": "escalation", "locale": "zh", "case_number": "QL-2026-000008",
                                   "queue": "closed_office", "deadline": "accept"}
-    assert "（队列：closed_office）" in render(payload, TEXTS, "", _city()).text
+    assert "（队列：closed_office）" in render(payload, TEXTS, "", city=_city()).text
 
 
 def test_a_staff_notice_of_an_unlabelled_case_without_a_district_says_so() -> None:
     payload: dict[str, object] = {"notice": "new_case", "locale": "zh", "case_number": "QL-2026-000009",
                                   "queue": "triage", "label": None, "district": None, "first_line": "……"}
-    assert "类别：- · 区县：-" in render(payload, TEXTS, "", _city()).text
+    assert "类别：- · 区县：-" in render(payload, TEXTS, "", city=_city()).text
 
 
 def test_an_extension_is_told_as_the_day_chosen_in_a_city_west_of_greenwich() -> None:
@@ -54,8 +54,8 @@ def test_an_extension_is_told_as_the_day_chosen_in_a_city_west_of_greenwich() ->
     payload: dict[str, object] = {"notice": "extended", "locale": "zh", "case_number": "QL-2026-000010",
                                   "until": until}
     city = _city("America/Chicago")
-    assert "2026-03-09" in render(payload, TEXTS, "", city).text
-    assert "2026-03-10" not in render(payload, TEXTS, "", city).text
+    assert "2026-03-09" in render(payload, TEXTS, "", city=city).text
+    assert "2026-03-10" not in render(payload, TEXTS, "", city=city).text
     line = waited_line(payload, TEXTS, "zh", city)
     assert line is not None and "2026-03-09" in line and "2026-03-10" not in line
 
@@ -64,5 +64,5 @@ def test_a_deadline_in_changsha_is_changshas_day() -> None:
     """A resolve-by time of 00:30 on 11 March in Changsha is 16:30 on 10 March in UTC."""
     payload: dict[str, object] = {"notice": "due_soon", "locale": "en", "case_number": "QL-2026-000011",
                                   "queue": "work_style", "deadline": "resolve", "until": "2026-03-10T16:30:00+00:00"}
-    text = render(payload, TEXTS, "", _city()).text
+    text = render(payload, TEXTS, "", city=_city()).text
     assert "2026-03-11" in text and "2026-03-10" not in text

@@ -86,6 +86,7 @@ class WeChatNotifier:
                  app_id: str | None, secret_key: bytes, public_url: str, mp_url: str) -> None:
         self._config = city.notices.wechat
         self._events = set(city.notices.events)
+        self._city = city
         self._tz = ZoneInfo(city.timezone)
         self._texts = texts
         self._sessionmaker = sessionmaker
@@ -181,7 +182,7 @@ class WeChatNotifier:
         answer = payload.get("answer")
         if notice in ("extended", "reopened"):
             short = self._texts.get(locale, f"status_short_{notice}")
-            until = self._local_day(payload.get("until"))
+            until = self._city.local_day(payload.get("until"))
             summary = (self._texts.get(locale, "notice_short_extended", until=until) if notice == "extended"
                        else self._texts.get(locale, "trace_reopened"))
         else:
@@ -194,12 +195,6 @@ class WeChatNotifier:
             "time": datetime.now(self._tz).strftime("%Y-%m-%d %H:%M"),
             "summary": summary or short,
         }
-
-    def _local_day(self, value: object) -> str:
-        try:
-            return datetime.fromisoformat(str(value)).astimezone(self._tz).strftime("%Y-%m-%d")
-        except ValueError:
-            return str(value or "")[:10]
 
     def _bizsend(self, delivery: Delivery, template_id: str) -> dict[str, Any]:
         payload = delivery.payload
