@@ -234,13 +234,9 @@ async def test_a_period_needs_aware_times_in_order_and_a_bounded_length() -> Non
         loop_stats.weeks_of(START, START + 1200 * DAY, ZONE)
 
 
-def _percentile(values: list[float], fraction: float) -> float:
-    """PostgreSQL's percentile_cont, by its definition: between the closest ranks of the sorted values."""
-    ordered = sorted(values)
-    position = fraction * (len(ordered) - 1)
-    lower = int(position)
-    upper = min(lower + 1, len(ordered) - 1)
-    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
+def _percentile(values: list[float], fraction: float) -> float | None:
+    """percentile_cont by its definition (`loop_stats.percentile`, pinned to hand-worked values below)."""
+    return loop_stats.percentile(sorted(values), fraction)
 
 
 async def test_medians_and_90th_percentiles_of_many_cases_are_percentile_conts(sessionmaker: Any) -> None:
