@@ -174,29 +174,29 @@ def test_a_read_timeout_outside_its_range_is_refused() -> None:
             Database.connect("sqlite+aiosqlite:///unused.db", make_test_keyring(), read_timeout=seconds)
 
 
-async def test_heavy_reads_take_turns_in_as_many_slots_as_configured() -> None:
+@pytest.mark.parametrize(("slots", "expected"), [(1, ["first in", "first out", "second in"]),
+                                                 (2, ["first in", "second in", "first out"])])
+async def test_heavy_reads_take_turns_in_as_many_slots_as_configured(slots: int, expected: list[str]) -> None:
     """With one slot (the default) a second heavy read waits until the first is done; with two they run at once."""
-    for slots, expected in ((1, ["first in", "first out", "second in"]), (2, ["first in", "second in", "first out"])):
-        database = Database.connect("sqlite+aiosqlite:///unused.db", make_test_keyring(), heavy_reads=slots)
-        events: list[str] = []
-        release = asyncio.Event()
+    database = Database.connect("sqlite+aiosqlite:///unused.db", make_test_keyring(), heavy_reads=slots)
+    events: list[str] = []
+    release = asyncio.Event()
 
-        async def read(name: str, database: Database = database, events: list[str] = events,
-                       release: asyncio.Event = release) -> None:
-            async with database.heavy_read_slot():
-                events.append(f"{name} in")
-                if name == "first":
-                    await release.wait()
-                    events.append("first out")
+    async def read(name: str) -> None:
+        async with database.heavy_read_slot():
+            events.append(f"{name} in")
+            if name == "first":
+                await release.wait()
+                events.append("first out")
 
-        first = asyncio.create_task(read("first"))
-        await asyncio.sleep(0)
-        second = asyncio.create_task(read("second"))
-        await asyncio.sleep(0.05)
-        release.set()
-        await asyncio.gather(first, second)
-        assert events == expected, slots
-        await database.dispose()
+    first = asyncio.create_task(read("first"))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(read("second"))
+    await asyncio.sleep(0.05)
+    release.set()
+    await asyncio.gather(first, second)
+    assert events == expected
+    await database.dispose()
 
 
 def test_heavy_reads_at_a_time_outside_their_range_are_refused() -> None:
