@@ -201,6 +201,8 @@ def test_the_closed_loop_extension_warning_and_a_poor_rating_weeks_later(standin
     assert reply.index("请为办理结果打分") < reply.index("还有什么想说的吗")
     user.say("1", expect="将根据您的评价重新办理")  # 1: skip the comment; within 48 hours of writing now
     assert loop_steps.case_state(service, case_id)[:2] == ("in_handling", 1)
+    # the "reopened" notice goes out through the outbox worker, after the dialog's own reply
+    _eventually(lambda: _delivery_states(service, case_id)[-1][1] != "pending")
     assert _delivery_states(service, case_id)[-1][:2] == ("reopened", "sent")
     assert standin.violations == []
 
