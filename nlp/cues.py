@@ -95,12 +95,17 @@ def cue_tokens(normalised: str) -> list[str]:
 
 
 def phrases(normalised: str, token: str) -> list[str]:
-    """The phrases of the text that made a cue token (for the key terms): those that occur in it as written."""
+    """The phrases of the text that made a cue token (for the key terms): Chinese ones as they occur in it, an
+    English one (the start of a word, "prescri") as the whole words of the text it starts ("prescribed")."""
     groups = lexicon()
     words = _words_of(normalised)
     found: list[str] = []
     for name in re.split(r"[+\-]", token):
         chinese, english = groups.get(name, ((), ()))
         found += [p for p in chinese if p in normalised and p not in found]
-        found += [p for p in english if " " + p in words and p in normalised and p not in found]
+        for stem in english:
+            # an English cue is the start of a word ("prescri"): shown as the text's words it began
+            for match in re.finditer(r"(?<![a-z0-9])" + re.escape(stem) + r"[a-z0-9]*", words):
+                if match.group() not in found:
+                    found.append(match.group())
     return found

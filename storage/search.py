@@ -18,7 +18,9 @@ from sqlalchemy.orm import InstrumentedAttribute
 from storage.crypto import session_keyring
 from storage.models import Case, CaseTerm, TraceEvent, TraceKind
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
+"""1: jieba words and the two-character pieces of long Chinese words; 2: also the parts of a word mixing Chinese
+with digits or letters (`nlp.search`)."""
 RARE_ENOUGH = 1_000
 """A term with more cases than this counts as common when choosing which term's list a search reads."""
 _TERMS = cast(Table, CaseTerm.__table__)

@@ -38,3 +38,9 @@ def test_a_cue_tokens_phrases_are_the_words_of_the_report_that_made_it() -> None
     assert set(phrases(text, "medical+money")) == {"医院", "医生", "红包"}
     english = normalise("The official took a red envelope of 3000 yuan")
     assert "envelope" in phrases(english, "nosector+money")
+
+
+def test_an_english_cues_phrases_are_the_whole_words_it_starts_not_the_stem() -> None:
+    text = normalise("The doctor prescribed pills, the pharmacist took a red envelopes bribe")
+    assert set(phrases(text, "medical+money")) >= {"doctor", "prescribed", "pharmacist"}
+    assert not any(word in phrases(text, "medical+money") for word in ("prescri", "pharmac"))
