@@ -103,11 +103,16 @@ def check_servable(model_dir: Path, metadata: dict[str, Any], cipher: ArtifactCi
     if metadata.get("format") != MODEL_FORMAT:
         found = [name for name in OLD_FORMAT_FILES if (model_dir / name).is_file()]
         what = " + ".join(found) if found else f"format {metadata.get('format', 1)}"
-        raise ModelFormatError(f"model {version} was saved by an earlier version of Qinglian ({what}), which this "
-                               f"version no longer loads: {REFUSAL_HINT}")
-    saved = str(dict(metadata.get("library_versions") or {}).get("scikit-learn", "unknown"))
+        saved_format = metadata.get("format", 1)
+        when = "an earlier" if isinstance(saved_format, int) and saved_format < MODEL_FORMAT else "another"
+        raise ModelFormatError(f"model {version} was saved by {when} version of Qinglian ({what}), which this "
+                               f"version does not load: {REFUSAL_HINT}")
+    saved = dict(metadata.get("library_versions") or {}).get("scikit-learn")
     installed = installed_version("scikit-learn")
-    if saved != installed:
+    if saved is None:
+        raise ModelFormatError(f"model {version} does not record the scikit-learn it was saved with, so it cannot "
+                               f"be checked against scikit-learn {installed}: {REFUSAL_HINT}")
+    if str(saved) != installed:
         raise ModelFormatError(f"model {version} was saved with scikit-learn {saved}, but scikit-learn {installed} "
                                f"is installed: {REFUSAL_HINT}, or install scikit-learn=={saved}")
     path = model_dir / MODEL_FILE

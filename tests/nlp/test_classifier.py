@@ -192,5 +192,5 @@ def test_a_model_of_the_compiled_format_is_refused_clearly(tmp_path: Path,
                                                           old_format_model: Callable[[Path], Path]) -> None:
     old = old_format_model(tmp_path / "20250101-000000-abcdef")
     with pytest.raises(ModelFormatError, match=r"saved by an earlier version of Qinglian \(model\.joblib \+ "
-                                               r"compiled\.npz\), which this version no longer loads"):
+                                               r"compiled\.npz\), which this version does not load"):
         Classifier.load(old)
