@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import secrets
@@ -38,7 +37,7 @@ class WeChatCrypto:
     def __init__(self, encoding_aes_key: str, app_id: str) -> None:
         try:
             key = base64.b64decode(encoding_aes_key + "=", validate=True)
-        except binascii.Error:
+        except ValueError:  # not base64, or a character outside ASCII (a full-width letter pasted in)
             raise ConfigError("QINGLIAN_WECHAT_AES_KEY is not a valid EncodingAESKey") from None
         if len(key) != 32:
             raise ConfigError("QINGLIAN_WECHAT_AES_KEY is not a valid EncodingAESKey")
@@ -61,7 +60,7 @@ class WeChatCrypto:
         """(message, app id) of an `Encrypt` value; `ValueError` if it is not one."""
         try:
             data = base64.b64decode(encrypted, validate=True)
-        except binascii.Error:
+        except ValueError:
             raise ValueError("Encrypt is not base64") from None
         if not data or len(data) % 16:
             raise ValueError("Encrypt is not whole AES blocks")
