@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.crypto import session_keyring
 from storage.models import NoticeConsent, OutboxMessage, OutboxStatus, utcnow
+from storage.outbox import STAFF_NOTICES
 
 SUBSCRIBE = "subscribe"
 """WeChat's subscription notices (订阅通知): consent per template, given in a pop-up."""
@@ -138,6 +139,7 @@ async def notice_states(session: AsyncSession, case_id: int, reporter_channel: s
     """Every message of a case to its reporter (not staff notices), oldest first, with its delivery state."""
     rows = (await session.execute(select(OutboxMessage).where(
         OutboxMessage.case_id == case_id, OutboxMessage.channel == reporter_channel,
+        OutboxMessage.kind.not_in(sorted(STAFF_NOTICES)),  # a staff group on the reporter's channel (Telegram)
     ).order_by(OutboxMessage.id))).scalars()
     return [NoticeState(message.created_at, message.kind, message.status, message.last_error, message.attempts,
                         message.sent_at) for message in rows]

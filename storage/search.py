@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Select, Table, delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from storage.crypto import session_keyring
 from storage.models import Case, CaseTerm, TraceEvent, TraceKind
@@ -90,4 +90,5 @@ def having(case_id: ColumnElement[int] | InstrumentedAttribute[int],
 def cases_with(hashes: Sequence[int]) -> Select[Any]:
     """The ids of the cases that have every one of `hashes` (`rarest_first`'s order: the first one's list is read)."""
     first, *others = hashes
-    return select(CaseTerm.case_id).where(CaseTerm.term == first, *having(CaseTerm.case_id, others))
+    listed = aliased(CaseTerm)  # not case_terms itself: `having`'s subqueries would correlate to it and test nothing
+    return select(listed.case_id).where(listed.term == first, *having(listed.case_id, others))
