@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from console import operations
 from console.auth import Principal, visible_queues
@@ -48,17 +47,12 @@ class Reply:
     id: int | None = None
 
 
-def _field(item: Any, name: str) -> str:
-    value = item.get(name) if isinstance(item, dict) else getattr(item, name, None)
-    return str(value or "").strip()
-
-
 def configured_replies(principal: Principal, queue: str) -> list[Reply]:
     """The queue's replies from the city's configuration (`canned_replies = [{title, body}, …]` of a queue),
     when the configuration has any."""
     configured = principal.context.city.queue(queue)
-    items = getattr(configured, "canned_replies", None) or []
-    replies = [Reply(f"cfg-{queue}-{number}", queue, _field(item, "title"), _field(item, "body"), False)
+    items = configured.canned_replies if configured is not None else []
+    replies = [Reply(f"cfg-{queue}-{number}", queue, item.title.strip(), item.body.strip(), False)
                for number, item in enumerate(items)]
     return [reply for reply in replies if reply.title and reply.body]
 
@@ -110,10 +104,12 @@ class BulkResult:
 
 
 async def bulk(principal: Principal, case_numbers: Sequence[str], action: str, *, username: str = "",
-               status: str = "", note: str = "", queue: str = "", reason: str = "") -> list[BulkResult]:
-    """Assign, set the status of, or move (with the reason) each selected case, each in its own transaction
-    with its own trace event and audit record; a case that refuses (closed, not in the user's queues, …)
-    is reported and the others go on."""
+               status: str = "", note: str = "", queue: str = "", reason: str = "",
+               reason_code: str = "") -> list[BulkResult]:
+    """Assign, set the status of, or move (with the reason, and one of the city's transfer reasons where a move
+    to triage or out of the user's queues needs it) each selected case, each in its own transaction with its own
+    trace event and audit record; a case that refuses (closed, not in the user's queues, …) is reported and the
+    others go on."""
     if action not in BULK_ACTIONS:
         raise OperationError(422, f"unknown bulk action {action[:20]!r}")
     numbers = list(dict.fromkeys(number.strip() for number in case_numbers if number.strip()))
@@ -125,6 +121,8 @@ async def bulk(principal: Principal, case_numbers: Sequence[str], action: str, *
         _check_queue(principal, queue)
         if not reason.strip():
             raise OperationError(422, "moving cases needs a reason")
+        if reason_code and reason_code not in principal.context.city.loop.transfer_reasons:
+            raise OperationError(422, f"unknown transfer reason {reason_code[:60]!r}")
     if action == "status" and not status:
         raise OperationError(422, "choose the new status")
     results = []
@@ -135,7 +133,7 @@ async def bulk(principal: Principal, case_numbers: Sequence[str], action: str, *
             elif action == "status":
                 await operations.set_status(principal, number, status, note.strip() or None)
             else:
-                await operations.move(principal, number, queue, reason)
+                await operations.move(principal, number, queue, reason, reason_code or None)
         except OperationError as refused:
             if refused.status_code == 403:
                 raise

@@ -24,6 +24,13 @@ class District(BaseModel):
     en: str
 
 
+class CannedReply(BaseModel):
+    """A reply text a queue's staff start an answer from (read-only in the console; one without a title or a
+    body is not offered); at most as long as the ones supervisors keep (storage.canned_replies)."""
+    title: str = Field(default="", max_length=80)
+    body: str = Field(default="", max_length=3000)
+
+
 class Queue(BaseModel):
     code: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,59}$")]
     zh: str
@@ -36,6 +43,8 @@ class Queue(BaseModel):
     #: count as in `[console]`); it wins over `resolve_within_days`, which files from before it keep using
     resolve_within_working_days: int | None = Field(default=None, ge=1)
     telegram_chat_id: int | None = None
+    #: replies offered to the queue's staff beside the ones supervisors keep in the console
+    canned_replies: list[CannedReply] = Field(default_factory=list)
     wecom_webhook_env: Annotated[str | None, Field(pattern=r"^QINGLIAN_[A-Z0-9_]+$")] = None
 
 
