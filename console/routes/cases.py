@@ -116,6 +116,7 @@ async def list_page(request: Request, principal: Principal, view: ListView) -> R
                   flags={case.id: overdue_flags(case, now) for case in cases},
                   threshold=city.routing.confidence_threshold, statuses=[s.value for s in CaseStatus],
                   filtered=any(kept.get(k) for k in kept if k not in ("queue",)),
+                  transfer_reasons=city.loop.transfer_reasons,
                   **await working_day_extras(request, principal, cases, kept, now))
 
 

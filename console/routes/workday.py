@@ -59,13 +59,14 @@ async def bulk(request: Request, principal: PagePrincipal, *, csrf: CsrfField = 
                username: Annotated[str, Form(max_length=60)] = "", status: Annotated[str, Form(max_length=20)] = "",
                note: Annotated[str, Form(max_length=3000)] = "", queue: Annotated[str, Form(max_length=60)] = "",
                reason: Annotated[str, Form(max_length=500)] = "",
+               reason_code: Annotated[str, Form(max_length=60)] = "",
                back: Annotated[str, Form(max_length=2000)] = "/console/cases") -> Response:
     """Assign, set the status of, or move the selected cases; the result of each on one page."""
     check_csrf(principal, csrf)
     if action == "assign" and username and username != principal.user.username:
         require_supervisor(principal)
     results = await workday.bulk(principal, [number[:32] for number in cases or []], action, username=username,
-                                 status=status, note=note, queue=queue, reason=reason)
+                                 status=status, note=note, queue=queue, reason=reason, reason_code=reason_code)
     back = back if back.startswith("/console/") and "//" not in back and "\\" not in back else "/console/cases"
     return render(request, principal, "bulk.html", results=results, action=action, back=back,
                   done_count=sum(1 for result in results if result.error is None))
