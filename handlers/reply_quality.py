@@ -17,13 +17,13 @@ def score_answer(city: CityConfig, case: Case, text: str, now: datetime) -> Repl
     from receipt to `now`, against the working days the case was given to be resolved)."""
     zone = ZoneInfo(city.timezone)
     received = case.created_at.astimezone(zone)
-    holidays = city.console.holidays
+    holidays, workdays = city.console.holidays, city.console.workdays_override
     deadline = None
     if case.resolve_due_at is not None:
         deadline = max(1, working_days_between(received.date(), case.resolve_due_at.astimezone(zone).date(),
-                                               holidays))
+                                               holidays, workdays))
     return score_reply(case.description, text, received=received, replied=now.astimezone(zone),
-                       deadline_working_days=deadline, holidays=holidays)
+                       deadline_working_days=deadline, holidays=holidays, workdays=workdays)
 
 
 def stored(score: ReplyScore) -> Scores:

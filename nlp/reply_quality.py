@@ -14,9 +14,9 @@ memory, every other word gets the table's median, as `jieba.analyse` does).
 - **Clarity** starts at 1 and loses 0.4 for a reply under 30 characters, up to 0.3 for sentences averaging over
   60 characters, up to 0.3 for courtesy sentences (您好/感谢/此复…) beyond a third of the reply, and 0.1 for a
   reply over 1,500 characters.
-- **Timeliness**: working days (Monday–Friday, not in `holidays`) after the day of receipt up to the day of the
-  reply, against `deadline_working_days` (default 15): 1 within the deadline, then falling linearly to 0 at twice
-  the deadline. None when either time is unknown.
+- **Timeliness**: working days (Monday–Friday not in `holidays`, and the make-up `workdays`) after the day of
+  receipt up to the day of the reply, against `deadline_working_days` (default 15): 1 within the deadline, then
+  falling linearly to 0 at twice the deadline. None when either time is unknown.
 - **score** = weighted mean: relevance 0.35, completeness 0.3, clarity 0.15, timeliness 0.2 (without timeliness
   the others are re-weighted).
 
@@ -157,15 +157,17 @@ def idf(word: str) -> float:
     return _load_idf().get(word, _median_idf)
 
 
-def working_days_between(received: date, replied: date, holidays: Iterable[date] = frozenset()) -> int:
-    """Working days (Monday–Friday, not holidays) after the day of receipt up to and including the reply's day."""
+def working_days_between(received: date, replied: date, holidays: Iterable[date] = frozenset(),
+                         workdays: Iterable[date] = frozenset()) -> int:
+    """Working days (Monday–Friday, not holidays, and the make-up working days `workdays` whatever their weekday)
+    after the day of receipt up to and including the reply's day."""
     if replied < received:
         raise ValueError("the reply is dated before the report")
-    holiday_set = set(holidays)
+    holiday_set, workday_set = set(holidays), set(workdays)
     days = 0
     current = received + timedelta(days=1)
     while current <= replied:
-        if current.weekday() < 5 and current not in holiday_set:
+        if current in workday_set or (current.weekday() < 5 and current not in holiday_set):
             days += 1
         current += timedelta(days=1)
     return days
@@ -283,10 +285,10 @@ def _clarity(reply: str, reasons: list[Reason]) -> float:
 
 
 def _timeliness(received: datetime | None, replied: datetime | None, deadline: int, holidays: Iterable[date],
-                reasons: list[Reason]) -> tuple[float | None, int | None]:
+                workdays: Iterable[date], reasons: list[Reason]) -> tuple[float | None, int | None]:
     if received is None or replied is None:
         return None, None
-    days = working_days_between(received.date(), replied.date(), holidays)
+    days = working_days_between(received.date(), replied.date(), holidays, workdays)
     if days <= deadline:
         return 1.0, days
     reasons.append(Reason("late", {"days": days, "deadline": deadline}))
@@ -294,14 +296,15 @@ def _timeliness(received: datetime | None, replied: datetime | None, deadline: i
 
 
 def score_reply(report_text: str, reply: str, *, received: datetime | None = None, replied: datetime | None = None,
-                deadline_working_days: int | None = None, holidays: Iterable[date] = frozenset()) -> ReplyScore:
+                deadline_working_days: int | None = None, holidays: Iterable[date] = frozenset(),
+                workdays: Iterable[date] = frozenset()) -> ReplyScore:
     """The quality of `reply` as an answer to `report_text` (module docstring)."""
     reasons: list[Reason] = []
     relevance = _relevance(report_text, reply, reasons)
     completeness = _completeness(reply, reasons)
     clarity = _clarity(reply, reasons)
     deadline = deadline_working_days or DEFAULT_DEADLINE_WORKING_DAYS
-    timeliness, days = _timeliness(received, replied, deadline, holidays, reasons)
+    timeliness, days = _timeliness(received, replied, deadline, holidays, workdays, reasons)
     parts = {"relevance": relevance, "completeness": completeness, "clarity": clarity, "timeliness": timeliness}
     weighted = {name: value for name, value in parts.items() if value is not None}
     total_weight = sum(WEIGHTS[name] for name in weighted)
