@@ -4,6 +4,7 @@ text is XML-escaped; fonts include the common CJK families."""
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from collections.abc import Sequence
 from datetime import date
@@ -119,7 +120,7 @@ def _tick_values(largest: float, as_share: bool) -> list[float]:
     step = 1
     while largest / step > 5:
         step = step * 5 // 2 if str(step)[0] == "2" else step * 2
-    top = max(step, -(-int(largest) // step) * step)
+    top = max(step, -(-math.ceil(largest) // step) * step)  # a tick at or above the largest value
     return [float(value) for value in range(0, top + 1, step)]
 
 
