@@ -191,9 +191,11 @@ async def request_extension(session: AsyncSession, case: Case, *, actor: StaffUs
 async def decide_extension(session: AsyncSession, request: ExtensionRequest, case: Case, *, actor: StaffUser,
                            approve: bool, note: str = "") -> None:
     """A supervisor approves (the case gets the new resolve-by date, the reporter is told it) or refuses (a
-    staff-only trace event); both are audited."""
+    staff-only trace event); both are audited. The request of a case closed meanwhile can only be refused."""
     if request.status != "pending":
         raise ActionError("the request was decided already")
+    if approve and case.status in CLOSED_STATUSES:  # its deadline no longer runs; a refusal still clears it
+        raise ActionError(f"case {case.case_number} is {case.status}: its deadline can no longer be extended")
     request.status = "approved" if approve else "refused"
     request.decided_by_id = actor.id
     request.decided_at = utcnow()
@@ -215,8 +217,11 @@ async def decide_extension(session: AsyncSession, request: ExtensionRequest, cas
 
 async def pending_extensions(session: AsyncSession,
                              queues: Sequence[str] | None) -> list[tuple[ExtensionRequest, Case]]:
+    """The requests waiting for a supervisor, of cases still open (a case closed meanwhile has no deadline to
+    extend)."""
     query = (select(ExtensionRequest, Case).join(Case, Case.id == ExtensionRequest.case_id)
-             .where(ExtensionRequest.status == "pending").order_by(ExtensionRequest.id))
+             .where(ExtensionRequest.status == "pending", Case.status.not_in(sorted(CLOSED_STATUSES)))
+             .order_by(ExtensionRequest.id))
     if queues is not None:
         query = query.where(Case.queue.in_(queues))
     return [(request, case) for request, case in (await session.execute(query)).all()]
