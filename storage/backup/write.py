@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import Table, select, type_coerce
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from storage.backup.database import present_columns, schema_revision, snapshot_engine
@@ -37,7 +37,7 @@ from storage.backup.format import (
     skipped_table,
     stored_type,
 )
-from storage.db import is_sqlite
+from storage.db import is_memory_sqlite, is_sqlite
 from storage.models import Base
 
 _SKIPPED_NAMES = frozenset({".lock"})  # the model registry's lock file
@@ -215,6 +215,10 @@ def create_backup(database_url: str, data_dir: Path, destination: Path) -> Backu
     """Blocking: stream the database snapshot, then the files, into the archive, written atomically."""
     import asyncio
 
+    if is_sqlite(database_url):  # a path mistyped would otherwise become a new, empty database backed up "fine"
+        database = make_url(database_url).database or ""
+        if is_memory_sqlite(database_url) or not Path(database).is_file():
+            raise BackupError(f"cannot read the database: there is no SQLite database at {database or '(none)'}")
     created_at = datetime.now(UTC).isoformat()
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
