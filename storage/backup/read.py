@@ -59,6 +59,9 @@ def _header(content: bytes, path: Path) -> int:
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise BackupError(f"{path} is not a Qinglian backup")
     version = header.get("format_version")
+    if version in READABLE_VERSIONS and version != FORMAT_VERSION:  # format 1 had no such header
+        raise BackupError(f"{path} says format version {version} in its {FORMAT_MEMBER}, which that version does "
+                          "not have: the backup is corrupt")
     if version != FORMAT_VERSION:
         raise BackupError(f"backup format version {version!r} is not supported (this version reads "
                           f"{' and '.join(str(v) for v in READABLE_VERSIONS)}); restore it with a newer release")
@@ -157,8 +160,8 @@ def walk(path: Path, consumer: Consumer) -> Archive:
     counts = manifest.get("row_counts") or {}
     for table_name in sorted(set(counts) | set(row_counts)):
         if counts.get(table_name) != row_counts.get(table_name, 0):
-            raise BackupError(f"table {table_name} has {row_counts.get(table_name, 0)} rows but the manifest says "
-                              f"{counts.get(table_name)}")
+            said = "does not list it" if table_name not in counts else f"says {counts[table_name]}"
+            raise BackupError(f"table {table_name} has {row_counts.get(table_name, 0)} rows but the manifest {said}")
     unknown = sorted(set(counts) - set(Base.metadata.tables))
     if unknown:
         raise BackupError(f"the backup holds tables this version does not know: {', '.join(unknown)}")

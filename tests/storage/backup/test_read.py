@@ -186,6 +186,9 @@ BROKEN: dict[str, tuple[Callable[[], Members], str]] = {
     "a header from a newer release": (
         lambda: [("format.json", b'{"format": "qinglian-backup", "format_version": 3}'), *_format_2()[1:]],
         "backup format version 3 is not supported (this version reads 1 and 2); restore it with a newer release"),
+    "a header that claims format 1, which had none": (
+        lambda: [("format.json", b'{"format": "qinglian-backup", "format_version": 1}'), *_format_2()[1:]],
+        "{path} says format version 1 in its format.json, which that version does not have: the backup is corrupt"),
     "the header after another member": (lambda: [DATA[3], *_format_2()],  # read as format 1 from the first member
                                         "the backup holds an unexpected member 'format.json'"),
     "an unexpected member": (lambda: [*_format_2()[:3], ("notes.txt", b"hello"), *_format_2()[3:]],
@@ -243,7 +246,7 @@ BROKEN: dict[str, tuple[Callable[[], Members], str]] = {
     "a row missing": (lambda: _format_2(row_counts={**ROW_COUNTS, "cases": 4}),
                       "table cases has 3 rows but the manifest says 4"),
     "a table the manifest does not count": (lambda: _format_2(row_counts={"cases": 3}),
-                                            "table trace_events has 1 rows but the manifest says None"),
+                                            "table trace_events has 1 rows but the manifest does not list it"),
     "a counted table this version does not know": (
         lambda: _format_2(row_counts={**ROW_COUNTS, "secrets": 0}),
         "the backup holds tables this version does not know: secrets"),
