@@ -104,6 +104,7 @@ async def rate(session: AsyncSession, case: Case, rating: int | None, *, comment
         raise ActionInputError("rating must be 1 to 5")
     if rating is None and not unsolved:
         raise ActionInputError("a rating or 'not solved' is needed")
+    comment = (comment or "").strip() or None
     case.rating = rating if rating is not None else 1
     session.add(TraceEvent(case_id=case.id, kind=TraceKind.RATED, actor="reporter", body=comment or None,
                            detail={"rating": rating, "unsolved": unsolved}))
@@ -174,6 +175,8 @@ async def request_extension(session: AsyncSession, case: Case, *, actor: StaffUs
         raise ActionError(f"case {case.case_number} is {case.status}")
     if case.resolve_due_at is not None and resolve_due_at <= case.resolve_due_at:
         raise ActionInputError("the new date must be later than the current resolve-by date")
+    if resolve_due_at <= utcnow():  # a case without a resolve-by date: the new one must still lie ahead
+        raise ActionInputError("the new date must be in the future")
     waiting = await session.scalar(select(ExtensionRequest.id).where(ExtensionRequest.case_id == case.id,
                                                                     ExtensionRequest.status == "pending"))
     if waiting is not None:

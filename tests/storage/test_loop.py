@@ -178,7 +178,7 @@ async def test_a_fair_rating_or_a_poor_one_past_the_rehandling_limit_or_of_a_rej
     async with sessionmaker.begin() as session:
         staff = await create_staff(session, "wang", StaffRole.SUPERVISOR)
         fair = await _closed(session, "1")
-        assert await loop.rate(session, fair, 3, comment="处理及时，但态度一般。", rehandle_limit=1,
+        assert await loop.rate(session, fair, 3, comment=" 处理及时，但态度一般。\n", rehandle_limit=1,
                                staff_targets=GROUPS, tell_reporter=True) is False
         handled_once = await _closed(session, "2")
         assert await loop.rate(session, handled_once, 1, rehandle_limit=1) is True
@@ -186,7 +186,8 @@ async def test_a_fair_rating_or_a_poor_one_past_the_rehandling_limit_or_of_a_rej
         assert await loop.rate(session, handled_once, 1, rehandle_limit=1, staff_targets=GROUPS,
                                tell_reporter=True) is False
         never = await _closed(session, "3")
-        assert await loop.rate(session, never, None, unsolved=True, rehandle_limit=0, staff_targets=GROUPS) is False
+        assert await loop.rate(session, never, None, unsolved=True, comment="   ", rehandle_limit=0,
+                               staff_targets=GROUPS) is False  # a comment of spaces is no comment
         rejected, _ = await file_case(session, reporter_ref="4")
         await loop.reject(session, rejected, actor=staff, reason="属于民事纠纷", referral="请拨打12345")
         assert await loop.rate(session, rejected, 1, rehandle_limit=5, staff_targets=GROUPS) is False
@@ -301,6 +302,9 @@ async def test_an_extension_needs_a_reason_and_a_later_date_and_waits_alone_for_
                                                         resolve_due_at=due + timedelta(days=20)))
         assert not isinstance(refused, ActionInputError)
         assert str(refused) == "an extension request of this case is waiting for a supervisor"
+        refused = await _refused(loop.request_extension(session, undated, actor=li, reason="需现场核查",
+                                                        resolve_due_at=utcnow() - timedelta(hours=1)))
+        assert isinstance(refused, ActionInputError) and str(refused) == "the new date must be in the future"
         await loop.request_extension(session, undated, actor=li, reason="需现场核查", resolve_due_at=_at(1))
     async with sessionmaker() as session:
         requests = await loop.extension_requests(session, case.id)
