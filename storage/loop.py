@@ -175,8 +175,6 @@ async def request_extension(session: AsyncSession, case: Case, *, actor: StaffUs
         raise ActionError(f"case {case.case_number} is {case.status}")
     if case.resolve_due_at is not None and resolve_due_at <= case.resolve_due_at:
         raise ActionInputError("the new date must be later than the current resolve-by date")
-    if resolve_due_at <= utcnow():  # a case without a resolve-by date: the new one must still lie ahead
-        raise ActionInputError("the new date must be in the future")
     waiting = await session.scalar(select(ExtensionRequest.id).where(ExtensionRequest.case_id == case.id,
                                                                     ExtensionRequest.status == "pending"))
     if waiting is not None:
