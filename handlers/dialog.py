@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -171,8 +172,10 @@ def _resolve_choice(turn: Turn) -> tuple[str | None, str | None, bool]:
     text = inbound.text
     if text is not None and offered:
         typed = text.strip()
-        if typed.isdigit() and 1 <= int(typed) <= len(offered) and turn.conversation.state != "rating":
-            return offered[int(typed) - 1][0], None, False
+        number = unicodedata.normalize("NFKC", typed)  # ② and ３ from a phone's Chinese keyboard are 2 and 3
+        if (number.isascii() and number.isdigit() and 1 <= int(number) <= len(offered)
+                and turn.conversation.state != "rating"):
+            return offered[int(number) - 1][0], None, False
         typed_words = _letters(typed)
         for key, label in offered:
             if typed_words and typed_words == _letters(label):

@@ -376,3 +376,13 @@ async def test_draft_evidence_is_held_within_quotas_per_conversation_address_and
     assert len(stored) == 4  # two of the first, one each of the others: nothing refused was written
     await first.press("evidence:done")  # a refused file loses nothing: the draft goes on
     assert "第6步" in first.text()
+
+
+@pytest.mark.parametrize(("typed", "step"), [("②", "第2步"), ("３", "第2步"), ("⑳", "请从列表中选择区县"),
+                                             ("٣", "请从列表中选择区县")])
+async def test_a_choice_typed_as_a_circled_or_full_width_number_is_read_as_that_number(
+        harness: DialogHarness, typed: str, step: str) -> None:
+    resident = harness.resident()
+    await resident.command("report")
+    await resident.say(typed)  # a phone's Chinese keyboard offers ② and ３; there is no 20th district
+    assert step in resident.text()
