@@ -88,7 +88,8 @@ def case_filter(request: Request, principal: Principal, view: ListView) -> tuple
     if params["q"]:
         flt.text = params["q"][:100]
     if params["problem"]:  # the cases of one problem (linked from its page), to act on all of them at once
-        if not params["problem"].isdigit() or not 1 <= int(params["problem"]) <= MAX_ID:
+        problem = params["problem"]  # isdigit alone passes "²", which int() refuses
+        if not (problem.isascii() and problem.isdigit()) or not 1 <= int(problem) <= MAX_ID:
             raise OperationError(422, f"problem: not a problem number {params['problem'][:30]!r}")
         flt.problem_id = int(params["problem"])
     return flt, params

@@ -67,3 +67,12 @@ async def test_refused_passwords_are_never_echoed(console: ConsoleHarness) -> No
         wrong = await client.post("/console/account/password", data={
             "csrf": csrf, "current": "not my password at all", "new": "x", "repeat": "x"})
         assert wrong.status_code == 422 and "not my password at all" not in wrong.text
+
+
+@pytest.mark.parametrize("problem", ["²", "①", "12x", str(2**64)])
+async def test_a_problem_filter_that_is_not_a_problem_number_is_422(console: ConsoleHarness, problem: str) -> None:
+    await console.user("sup", StaffRole.SUPERVISOR)
+    async with console.client() as client:
+        await console.login(client, "sup")
+        response = await client.get("/console/cases", params={"problem": problem})
+        assert response.status_code == 422 and "not a problem number" in response.text

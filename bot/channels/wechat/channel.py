@@ -394,7 +394,8 @@ class WeChatChannel:
         case_id = self.notifier.case_of(query.get("reserved", ""))
         scene, openid = query.get("scene", ""), query.get("openid", "")
         template_id = query.get("template_id", "")
-        if case_id is None or not scene.isdigit() or template_id != self._settings.city.notices.wechat.once_template_id:
+        if (case_id is None or not (scene.isascii() and scene.isdigit())
+                or template_id != self._settings.city.notices.wechat.once_template_id):
             return 400, self._texts.get(locale, "wechat_subscribe_invalid")
         if query.get("action") != "confirm" or not openid:
             return 200, self._texts.get(locale, "wechat_subscribe_cancelled")

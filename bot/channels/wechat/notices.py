@@ -77,7 +77,7 @@ def _fit(kind: str, value: str, fallback: str = "-") -> str:
     if kind.startswith("character_string"):
         return "".join(ch for ch in value if ch.isascii() and ch.isprintable() and not ch.isspace())[:32] or "-"
     if kind.startswith("number"):
-        return "".join(ch for ch in value if ch.isdigit())[:32] or "0"
+        return "".join(ch for ch in value if ch.isascii() and ch.isdigit())[:32] or "0"
     return value or fallback
 
 
@@ -113,7 +113,10 @@ class WeChatNotifier:
     def case_of(self, reserved: str) -> int | None:
         """The case a `reserved` value from our own link names; None for anything forged."""
         number, _, signature = reserved.partition("x")
-        if not number.isdigit() or not hmac.compare_digest(signature, self._signature(int(number))):
+        # isdigit alone lets "²" through, which int() refuses: a forged link would answer 500
+        if not (number.isascii() and number.isdigit()):
+            return None
+        if not hmac.compare_digest(signature, self._signature(int(number))):
             return None
         return int(number)
 

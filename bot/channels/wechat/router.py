@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+    if declared is not None and (not (declared.isascii() and declared.isdigit()) or int(declared) > limit):
         raise CallbackRejected(413, f"body larger than {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():

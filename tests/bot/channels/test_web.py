@@ -1,0 +1,338 @@
+"""The web chat's HTTP API (`bot.channels.web`), in-process through httpx's ASGI transport: the page names the city
+and hands a new browser an HttpOnly, SameSite=strict cookie (Secure behind https) and keeps a valid one; every API
+call needs the `X-Qinglian-Chat: 1` header and the cookie, refused 400 and 401 with their reasons before the
+database is touched; a message body carries exactly one of text, choice or command within its limits (422
+otherwise); a conversation follows its cookie and answers in the browser's language; a forged cookie's fresh one
+carries the new conversation on; an upload reaches the dialog with its size cut just past the city's limit; the
+inbox hands a browser its waiting messages once; while the database is unreachable every step answers 503 with
+Retry-After and the "busy" text. Steps that reach the database run on SQLite and the PostgreSQL on 127.0.0.1, one
+migrated database of each for the module (each test its own browsers). The full report, the real server's body
+limit and the page in Chromium are in tests/channels/test_web.py."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+from starlette.requests import Request
+
+from bot.channels.web import build_router, client_ip
+from bot.config import Settings
+from bot.runtime import Runtime
+from storage import actions
+from storage.migrate import upgrade
+from storage.models import Case
+from tests.conftest import city_file, create_postgres_database, drop_postgres_database, free_port, make_test_keyring
+
+SECRET = "web-chat-test-secret-" + "k" * 40
+LIMIT = 2048
+"""The city's largest attachment in these tests (the smallest the configuration allows is 1024 bytes)."""
+JPEG_START = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"
+DESCRIPTION = "政务服务中心3号窗口的工作人员上班时间一直玩手机，群众排队等了两个小时。"
+BUSY_ZH = "抱歉，系统繁忙，您已填写的内容不会丢失，请稍后再试。"
+BUSY_EN = "Sorry, the service is busy. Your answers so far are kept; please try again shortly."
+ENDPOINTS = (("POST", "/chat/api/message"), ("POST", "/chat/api/upload"), ("GET", "/chat/api/inbox"))
+
+
+@dataclass
+class Chat:
+    runtime: Runtime
+    transport: httpx.ASGITransport
+
+    def browser(self, language: str = "zh-CN", *, header: bool = True) -> httpx.AsyncClient:
+        """A browser of its own (its own cookie jar) that sends the chat's header unless told not to."""
+        headers = {"Accept-Language": language} | ({"X-Qinglian-Chat": "1"} if header else {})
+        return httpx.AsyncClient(transport=self.transport, base_url="http://qinglian.test", headers=headers)
+
+
+@asynccontextmanager
+async def _serving(tmp_path: Path, database_url: str, *, public_url: str = "http://qinglian.test"
+                   ) -> AsyncIterator[Chat]:
+    settings = Settings(data_dir=tmp_path, database_url=database_url, secret_key=SECRET, public_url=public_url,
+                        config_file=city_file(tmp_path, {"max_attachment_bytes": LIMIT}))
+    runtime = Runtime.build(settings)
+    app = FastAPI()
+    app.include_router(build_router(runtime))
+    try:
+        yield Chat(runtime, httpx.ASGITransport(app=app, client=("203.0.113.7", 51000)))
+    finally:
+        await runtime.close()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def shared_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated database of each backend, as `database_url` makes one, shared by this module's tests."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('web-chat') / 'web.db'}"
+        upgrade(url, make_test_keyring())
+        yield url
+        return
+    admin = request.getfixturevalue("postgres_server")
+    name, url = create_postgres_database(admin)
+    try:
+        upgrade(url, make_test_keyring())
+        yield url
+    finally:
+        drop_postgres_database(admin, name)
+
+
+@pytest.fixture
+def never_opened(tmp_path: Path) -> str:
+    """A database URL nothing may use: a request refused before the database fails loudly (503) if it does."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'not-migrated.db'}"
+
+
+async def _opened(browser: httpx.AsyncClient) -> httpx.AsyncClient:
+    """The browser after it loaded the chat page (which gives it its cookie)."""
+    assert (await browser.get("/")).status_code == 200
+    assert browser.cookies.get("ql_chat")
+    return browser
+
+
+async def _say(browser: httpx.AsyncClient, **body: str) -> list[dict[str, Any]]:
+    answer = await browser.post("/chat/api/message", json=body)
+    assert answer.status_code == 200, answer.text
+    messages: list[dict[str, Any]] = answer.json()["messages"]
+    return messages
+
+
+def _text(messages: list[dict[str, Any]]) -> str:
+    return "\n".join(message["text"] for message in messages)
+
+
+# --- the page and its cookie ---------------------------------------------------------------------
+
+
+async def test_the_page_names_the_city_and_gives_a_new_browser_an_http_only_strict_cookie(
+        tmp_path: Path, never_opened: str) -> None:
+    async with _serving(tmp_path, never_opened) as chat, chat.browser(header=False) as browser, \
+            chat.browser(header=False) as forger:
+        page = await browser.get("/")
+        again = await browser.get("/")
+        forger.cookies.set("ql_chat", "made-up-value", domain="qinglian.test")
+        forged = await forger.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "<title>清廉长沙 · 监督举报 / Clean Changsha reporting</title>" in page.text
+    assert "{{" not in page.text
+    assert (page.headers["cache-control"], page.headers["x-content-type-options"],
+            page.headers["referrer-policy"]) == ("no-store", "nosniff", "no-referrer")
+    assert page.headers["content-security-policy"].startswith("default-src 'self'")
+    cookie = page.headers["set-cookie"]
+    assert cookie.startswith("ql_chat=")
+    assert {"HttpOnly", "Max-Age=2592000", "SameSite=strict", "Path=/"} <= {part.strip() for part in cookie.split(";")}
+    assert "secure" not in cookie.lower()  # http: a Secure cookie would never come back
+    assert "set-cookie" not in again.headers  # the cookie it has is ours: kept
+    assert forged.headers["set-cookie"].startswith("ql_chat=")
+    assert forged.cookies["ql_chat"] not in ("made-up-value", page.cookies["ql_chat"])
+
+
+async def test_behind_https_the_cookie_is_secure(tmp_path: Path, never_opened: str) -> None:
+    async with _serving(tmp_path, never_opened, public_url="https://qinglian.example") as chat, \
+            chat.browser() as browser:
+        page = await browser.get("/")
+    assert "Secure" in {part.strip() for part in page.headers["set-cookie"].split(";")}
+
+
+# --- refusals ------------------------------------------------------------------------------------
+
+
+async def test_every_api_call_needs_the_header_and_then_the_cookie_refused_with_its_reason(
+        tmp_path: Path, never_opened: str) -> None:
+    async with _serving(tmp_path, never_opened) as chat:
+        async with chat.browser(header=False) as headless:
+            await _opened(headless)
+            answers: dict[str, httpx.Response] = {}
+            for method, path in ENDPOINTS:
+                files = {"file": ("a.jpg", JPEG_START, "image/jpeg")} if path.endswith("upload") else None
+                body = {"command": "start"} if path.endswith("message") else None
+                for name, headers in (("none", {}), ("0", {"X-Qinglian-Chat": "0"}),
+                                      ("true", {"X-Qinglian-Chat": "true"})):
+                    answers[f"{path} header {name}"] = await headless.request(method, path, json=body, files=files,
+                                                                             headers=headers)
+                # no cookie: a browser that never opened the page
+                async with chat.browser() as stranger:
+                    answers[f"{path} no cookie"] = await stranger.request(method, path, json=body, files=files)
+                async with chat.browser(header=False) as neither:
+                    answers[f"{path} neither"] = await neither.request(method, path, json=body, files=files)
+    refusals = {name: (answer.status_code, answer.json()["detail"]) for name, answer in answers.items()}
+    header = (400, "missing X-Qinglian-Chat header")
+    cookie = (401, "no chat session: open the chat page first")
+    assert refusals == {f"{path} {case}": expected for _, path in ENDPOINTS for case, expected in (
+        ("header none", header), ("header 0", header), ("header true", header), ("no cookie", cookie),
+        ("neither", header))}
+
+
+@pytest.mark.parametrize("body", [
+    {},
+    {"argument": "1234 5678 9012 3456"},
+    {"text": "你好", "choice": "menu:report"},
+    {"choice": "menu:report", "command": "report"},
+    {"text": "你好", "command": "report"},
+    {"text": "x" * 8001},
+    {"choice": "c" * 65},
+    {"command": "Report"},
+    {"command": "a" * 21},
+    {"command": ""},
+    {"command": "status", "argument": "1" * 201},
+    {"text": 42},
+    ["text", "你好"],
+], ids=["empty", "argument alone", "text and choice", "choice and command", "text and command", "text too long",
+        "choice too long", "command uppercase", "command too long", "command empty", "argument too long",
+        "text a number", "a list"])
+async def test_a_body_without_exactly_one_of_text_choice_or_command_within_limits_is_refused(
+        tmp_path: Path, never_opened: str, body: Any) -> None:
+    async with _serving(tmp_path, never_opened) as chat, chat.browser() as browser:
+        await _opened(browser)
+        answer = await browser.post("/chat/api/message", json=body)
+    assert answer.status_code == 422
+    if isinstance(body, dict) and len({"text", "choice", "command"} & set(body)) != 1:
+        assert "send exactly one of text, choice or command" in str(answer.json()["detail"])
+
+
+# --- conversations -------------------------------------------------------------------------------
+
+
+async def test_bodies_at_their_limits_are_accepted(tmp_path: Path, shared_database_url: str) -> None:
+    async with _serving(tmp_path, shared_database_url) as chat, chat.browser() as browser:
+        await _opened(browser)
+        bodies = ({"text": "字" * 8000}, {"choice": "c" * 64}, {"command": "a" * 20},
+                  {"command": "status", "argument": "1" * 200})
+        answers = [await browser.post("/chat/api/message", json=body) for body in bodies]
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 200]
+    assert all(answer.json()["messages"] for answer in answers)  # each is answered
+    assert "无法识别指令 /aaaaaaaaaaaaaaaaaaaa" in _text(answers[2].json()["messages"])
+
+
+async def test_a_conversation_follows_its_cookie_and_answers_in_the_browsers_language(
+        tmp_path: Path, shared_database_url: str) -> None:
+    async with _serving(tmp_path, shared_database_url) as chat, chat.browser("zh-CN,zh;q=0.9") as chinese, \
+            chat.browser("en-GB,en;q=0.8") as english, chat.browser("fr-FR,fr;q=0.9") as french:
+        for browser in (chinese, english, french):
+            await _opened(browser)
+        *intro, step1 = await _say(chinese, command="report")
+        english_step1 = _text(await _say(english, command="report"))
+        french_step1 = _text(await _say(french, command="report"))
+        chinese_step2 = _text(await _say(chinese, choice="district:kaifu"))
+        english_step2 = _text(await _say(english, choice="district:yuelu"))
+        chinese_step3 = _text(await _say(chinese, text="开福区不动产登记中心"))
+    assert [message["choices"] for message in intro] == [[]]  # how reporting works, then the first question
+    assert step1["text"] == "第1步：问题发生在长沙市哪个区县（市）？"
+    assert {"key": "district:furong", "label": "芙蓉区"} in step1["choices"]
+    assert set(step1) == {"text", "choices", "columns"} and isinstance(step1["columns"], int)
+    assert english_step1.endswith("Step 1: In which district of Changsha did it happen?")
+    assert french_step1.endswith("第1步：问题发生在长沙市哪个区县（市）？")  # a language we lack: the city's default
+    assert chinese_step2.startswith("第2步") and english_step2.startswith("Step 2")
+    assert chinese_step3.startswith("第3步")  # each browser's draft is its own
+
+
+async def test_the_fresh_cookie_given_for_a_forged_one_carries_the_new_conversation(
+        tmp_path: Path, shared_database_url: str) -> None:
+    async with _serving(tmp_path, shared_database_url) as chat, chat.browser() as browser:
+        browser.cookies.set("ql_chat", "forged.value", domain="qinglian.test")
+        first = await browser.post("/chat/api/message", json={"command": "report"})
+        fresh = first.cookies.get("ql_chat")
+        assert first.status_code == 200 and fresh and fresh != "forged.value"
+        second = await _say(browser, choice="district:tianxin")  # with the fresh cookie the jar now holds
+        no_new_cookie = "set-cookie" not in (await browser.post("/chat/api/message",
+                                                                json={"text": "天心区政务服务中心"})).headers
+    assert "第1步" in _text(first.json()["messages"])
+    assert _text(second).startswith("第2步")
+    assert no_new_cookie
+
+
+async def _to_evidence(browser: httpx.AsyncClient) -> None:
+    await _say(browser, command="report")
+    await _say(browser, choice="district:yuelu")
+    await _say(browser, text="岳麓区政务服务中心3号窗口")
+    await _say(browser, choice="when:today")
+    assert "第5步" in _text(await _say(browser, text=DESCRIPTION))
+
+
+async def _upload(browser: httpx.AsyncClient, content: bytes, media_type: str = "image/jpeg") -> str:
+    answer = await browser.post("/chat/api/upload", files={"file": ("photo.jpg", content, media_type)})
+    assert answer.status_code == 200, answer.text
+    return _text(answer.json()["messages"])
+
+
+async def test_an_upload_at_the_citys_limit_is_kept_and_one_byte_more_is_refused(
+        tmp_path: Path, shared_database_url: str) -> None:
+    at_limit = JPEG_START + b"\x01" * (LIMIT - len(JPEG_START))
+    async with _serving(tmp_path, shared_database_url) as chat, chat.browser() as browser:
+        await _opened(browser)
+        before = await _upload(browser, at_limit)  # before the evidence step: not asked for yet
+        await _to_evidence(browser)
+        over = await _upload(browser, at_limit + b"\x02")
+        much_over = await _upload(browser, at_limit * 5)
+        kept = await _upload(browser, at_limit)
+    assert before.startswith("现在还不需要上传文件，请先回答当前问题。")
+    assert over.startswith("文件太大了") and much_over.startswith("文件太大了")
+    assert kept.startswith("已收到第 1 个文件")
+
+
+async def test_the_inbox_hands_a_browser_its_waiting_messages_once(tmp_path: Path, shared_database_url: str) -> None:
+    answer = "经核查，已责令该窗口整改，并对当事人批评教育。"
+    async with _serving(tmp_path, shared_database_url) as chat, chat.browser() as reporter, \
+            chat.browser() as neighbour:
+        await _opened(reporter)
+        await _opened(neighbour)
+        await _to_evidence(reporter)
+        await _say(reporter, choice="evidence:done")
+        await _say(reporter, choice="identity:anonymous")
+        submitted = _text(await _say(reporter, choice="summary:submit"))
+        assert "举报已提交" in submitted
+        empty_before = (await reporter.get("/chat/api/inbox")).json()
+        async with chat.runtime.sessionmaker.begin() as session:
+            case = (await session.execute(select(Case).where(Case.channel == "web").order_by(Case.id.desc())
+                                          .limit(1))).scalar_one()
+            assert case.case_number is not None and case.case_number in submitted
+            await actions.reply_to_reporter(session, case, answer, actor="staff:test")
+            number = case.case_number
+        to_neighbour = (await neighbour.get("/chat/api/inbox")).json()
+        first = (await reporter.get("/chat/api/inbox")).json()
+        second = (await reporter.get("/chat/api/inbox")).json()
+    assert empty_before == {"messages": []} and to_neighbour == {"messages": []}
+    assert first == {"messages": [{
+        "text": f"您的举报 {number} 收到办理答复：\n{answer}\n\n发送 /status 加查询码可查看完整轨迹并评价。",
+        "choices": [], "columns": 1}]}
+    assert second == {"messages": []}
+
+
+# --- the database unreachable --------------------------------------------------------------------
+
+
+async def test_while_the_database_is_unreachable_every_step_answers_503_with_retry_after_and_the_busy_text(
+        tmp_path: Path) -> None:
+    unreachable = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/qinglian"
+    async with _serving(tmp_path, unreachable) as chat, chat.browser() as chinese, \
+            chat.browser("en-US") as english:
+        await _opened(chinese)  # the page needs no database
+        await _opened(english)
+        answers = {
+            "message": await chinese.post("/chat/api/message", json={"text": "你好"}),
+            "upload": await chinese.post("/chat/api/upload", files={"file": ("a.jpg", JPEG_START, "image/jpeg")}),
+            "inbox": await chinese.get("/chat/api/inbox"),
+            "message in English": await english.post("/chat/api/message", json={"command": "report"}),
+        }
+    assert {name: (a.status_code, a.headers.get("retry-after"), a.json()["detail"]) for name, a in answers.items()} \
+        == {"message": (503, "5", BUSY_ZH), "upload": (503, "5", BUSY_ZH), "inbox": (503, "5", BUSY_ZH),
+            "message in English": (503, "5", BUSY_EN)}
+
+
+# --- the client's address ------------------------------------------------------------------------
+
+
+def test_the_clients_address_is_the_connections_and_a_forwarded_for_header_is_not_read() -> None:
+    def request(client: tuple[str, int] | None, headers: list[tuple[bytes, bytes]]) -> Request:
+        return Request({"type": "http", "method": "POST", "path": "/chat/api/message", "headers": headers,
+                        "client": client})
+
+    assert client_ip(request(("198.51.100.23", 40000), [])) == "198.51.100.23"
+    assert client_ip(request(("198.51.100.23", 40000), [(b"x-forwarded-for", b"203.0.113.99")])) == "198.51.100.23"
+    assert client_ip(request(None, [(b"x-forwarded-for", b"203.0.113.99")])) is None
