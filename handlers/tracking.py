@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime, timedelta
 
 from handlers.context import Turn
@@ -241,6 +242,7 @@ def _letters(text: str | None) -> str:
 
 def _rating_value(choice: str | None, text: str | None) -> int | None:
     raw = choice.split(":", 1)[1] if choice and choice.startswith("rate:") else (text or "").strip()
+    raw = unicodedata.normalize("NFKC", raw)  # ⑤ or ５ typed on a phone's Chinese keyboard: 5
     if raw.count("★") and set(raw) == {"★"}:
         raw = str(len(raw))
     return int(raw) if raw in {"1", "2", "3", "4", "5"} else None

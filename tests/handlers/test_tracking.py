@@ -103,7 +103,8 @@ async def test_information_sent_after_the_case_was_closed_is_refused(harness: Di
 async def test_a_closed_case_is_rated_with_stars_or_a_typed_number_once(harness: DialogHarness) -> None:
     first_id, first_code = await _case(harness)
     second_id, second_code = await _case(harness, reporter_ref="43")
-    for case_id in (first_id, second_id):
+    third_id, third_code = await _case(harness, reporter_ref="44")
+    for case_id in (first_id, second_id, third_id):
         await _set_status(harness, case_id, CaseStatus.CLOSED)
     resident = harness.resident()
 
@@ -121,10 +122,15 @@ async def test_a_closed_case_is_rated_with_stars_or_a_typed_number_once(harness:
     assert resident.last[0].text == "感谢您的评价（5星）！"
     await resident.command("status", first_code)
     assert resident.keys() == ["case:menu"]
+    await resident.command("status", third_code)
+    await resident.press("case:rate")
+    await resident.say("④")  # as a phone's Chinese keyboard types it
+    await resident.press("comment:skip")
+    assert resident.last[0].text == "感谢您的评价（4星）！"
 
     async with harness.sessionmaker() as session:
         ratings = list((await session.execute(select(Case.rating).order_by(Case.id))).scalars())
-    assert ratings == [3, 5]
+    assert ratings == [3, 5, 4]
 
 
 async def test_a_file_where_the_code_is_expected_is_answered_with_the_codes_format(harness: DialogHarness) -> None:
