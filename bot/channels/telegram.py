@@ -22,7 +22,7 @@ from telegram import (
     InlineKeyboardMarkup,
     Update,
 )
-from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TimedOut
+from telegram.error import BadRequest, EndPointNotFound, Forbidden, InvalidToken, NetworkError, RetryAfter, TimedOut
 from telegram.ext import Application, ApplicationBuilder
 from telegram.warnings import PTBUserWarning
 
@@ -32,7 +32,7 @@ from bot.config import Settings
 from bot.outbox import PermanentFailure, TemporaryFailure, plain
 from bot.runtime import Runtime
 from handlers.texts import normalise_locale
-from handlers.types import Attachment, Choice, Inbound, Outbound, one_payload_each
+from handlers.types import Attachment, Choice, Inbound, Outbound, one_payload_each, parse_command
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +48,6 @@ STOP_GRACE_SECONDS = 30.0
 
 def _seconds(value: int | float | timedelta) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
-def parse_command(text: str) -> tuple[str, str | None] | None:
-    """`/status@QinglianBot 1234 5678` → ("status", "1234 5678")."""
-    if not text.startswith("/"):
-        return None
-    head, _, rest = text[1:].partition(" ")
-    name = head.split("@", 1)[0].strip()
-    if not name:
-        return None
-    return name.lower(), rest.strip() or None
 
 
 def to_inbound(update: Update, fetcher: Any) -> Inbound | None:
@@ -293,5 +282,8 @@ class TelegramChannel:
             raise PermanentFailure(f"bad request: {exc.message}") from exc
         except InvalidToken as exc:
             raise TemporaryFailure(f"invalid token: {exc}") from exc
+        except EndPointNotFound as exc:  # do_api_request's name, once the bot is initialised, for a 401 or 404
+            # on sendMessage, which exists: Telegram no longer takes the token (revoked in BotFather)
+            raise TemporaryFailure(f"invalid token: Telegram refused the bot's token ({exc.__cause__ or exc})") from exc
         except (TimedOut, NetworkError) as exc:
             raise TemporaryFailure(f"network: {exc}") from exc

@@ -9,7 +9,7 @@ from typing import NoReturn
 from xml.parsers import expat
 
 from handlers.texts import Texts
-from handlers.types import Attachment, Inbound, Outbound
+from handlers.types import Attachment, Inbound, Outbound, parse_command
 
 CHANNEL = "wechat"
 MAX_TEXT_BYTES = 2048
@@ -182,17 +182,6 @@ def split_text(text: str, limit: int = MAX_TEXT_BYTES) -> list[str]:
 
 
 # --- inbound ----------------------------------------------------------------------------------
-
-
-def parse_command(text: str) -> tuple[str, str | None] | None:
-    """`/status 1234 5678` → ("status", "1234 5678"); None for text without a leading slash."""
-    stripped = text.strip()
-    if not stripped.startswith("/"):
-        return None
-    head, _, rest = stripped[1:].partition(" ")
-    if not head:
-        return None
-    return head.lower(), rest.strip() or None
 
 
 Fetcher = Callable[[str], Callable[[], Awaitable[bytes]]]
