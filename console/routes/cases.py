@@ -50,6 +50,16 @@ class ListView:
     overdue: bool = False
     labelling: bool = False
 
+    def implied(self) -> dict[str, str]:
+        """The filter the page applies by itself (its queue in the path, the overdue or labelling list), as
+        query parameters: the export links must carry it, or a queue page would export every queue."""
+        implied = {"queue": self.fixed_queue} if self.fixed_queue else {}
+        if self.overdue:
+            implied["overdue"] = "1"
+        if self.labelling:
+            implied["labelling"] = "1"
+        return implied
+
 
 def case_filter(request: Request, principal: Principal, view: ListView) -> tuple[queries.CaseFilter, dict[str, str]]:
     """The filter of a list page from its query string; the form's values to show again (and the page's cursor)."""
@@ -118,7 +128,7 @@ async def list_page(request: Request, principal: Principal, view: ListView) -> R
                   threshold=city.routing.confidence_threshold, statuses=[s.value for s in CaseStatus],
                   filtered=any(kept.get(k) for k in kept if k not in ("queue",)),
                   transfer_reasons=city.loop.transfer_reasons,
-                  **await working_day_extras(request, principal, cases, kept, now))
+                  **await working_day_extras(request, principal, cases, {**kept, **view.implied()}, now))
 
 
 def _shares_a_queue(user: StaffUser, queues: set[str] | None) -> bool:
