@@ -67,13 +67,6 @@ def own_standin() -> Iterator[TelegramStandIn]:
     assert running.violations == []
 
 
-@pytest.fixture
-def never_opened(tmp_path: Path) -> str:
-    """A database that was never migrated: every transaction on it fails, as a step does while the database is
-    broken."""
-    return f"sqlite+aiosqlite:///{tmp_path / 'not-migrated.db'}"
-
-
 def _settings(tmp_path: Path, database_url: str, standin: TelegramStandIn, **extra: Any) -> Settings:
     return Settings(data_dir=tmp_path, database_url=database_url, secret_key=SECRET_KEY, telegram_token=TOKEN,
                     telegram_api_url=standin.root_url, **extra)

@@ -11,7 +11,7 @@ limit and the page in Chromium are in tests/channels/test_web.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +27,8 @@ from bot.channels.web import build_router, client_ip
 from bot.config import Settings
 from bot.runtime import Runtime
 from storage import actions
-from storage.migrate import upgrade
 from storage.models import Case
-from tests.conftest import city_file, create_postgres_database, drop_postgres_database, free_port, make_test_keyring
+from tests.conftest import city_file, free_port
 
 SECRET = "web-chat-test-secret-" + "k" * 40
 LIMIT = 2048
@@ -64,29 +63,6 @@ async def _serving(tmp_path: Path, database_url: str, *, public_url: str = "http
         yield Chat(runtime, httpx.ASGITransport(app=app, client=("203.0.113.7", 51000)))
     finally:
         await runtime.close()
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def shared_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A migrated database of each backend, as `database_url` makes one, shared by this module's tests."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('web-chat') / 'web.db'}"
-        upgrade(url, make_test_keyring())
-        yield url
-        return
-    admin = request.getfixturevalue("postgres_server")
-    name, url = create_postgres_database(admin)
-    try:
-        upgrade(url, make_test_keyring())
-        yield url
-    finally:
-        drop_postgres_database(admin, name)
-
-
-@pytest.fixture
-def never_opened(tmp_path: Path) -> str:
-    """A database URL nothing may use: a request refused before the database fails loudly (503) if it does."""
-    return f"sqlite+aiosqlite:///{tmp_path / 'not-migrated.db'}"
 
 
 async def _opened(browser: httpx.AsyncClient) -> httpx.AsyncClient:

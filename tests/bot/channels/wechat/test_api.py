@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -26,9 +26,8 @@ from bot.config import Settings
 from handlers.texts import Texts
 from storage import channel_state
 from storage.db import Database
-from storage.migrate import upgrade
 from storage.models import utcnow
-from tests.conftest import create_postgres_database, drop_postgres_database, make_test_keyring
+from tests.conftest import make_test_keyring
 from tests.standins.wechat_server import WeChatStandIn
 
 TOKEN = "QinglianCallback2026"
@@ -36,23 +35,6 @@ APP_SECRET = "9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 API_URL = "http://api.weixin.test"
 OPENID = "oQL_ap1_5d9pX2kT9aYw8bVcRmN"
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 20  # 5132 bytes
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def shared_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A migrated database of each backend, as `database_url` makes one, shared by this module's tests."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('wechat-api') / 'api.db'}"
-        upgrade(url, make_test_keyring())
-        yield url
-        return
-    admin = request.getfixturevalue("postgres_server")
-    name, url = create_postgres_database(admin)
-    try:
-        upgrade(url, make_test_keyring())
-        yield url
-    finally:
-        drop_postgres_database(admin, name)
 
 
 @dataclass

@@ -76,12 +76,6 @@ def standin(server: WeChatStandIn) -> Iterator[WeChatStandIn]:
     assert server.violations[before:] == []
 
 
-@pytest.fixture
-def never_opened(tmp_path: Path) -> str:
-    """A database that was never migrated: every transaction on it fails, as while the database is down."""
-    return f"sqlite+aiosqlite:///{tmp_path / 'not-migrated.db'}"
-
-
 def _settings(tmp_path: Path, database_url: str, standin: WeChatStandIn, **extra: Any) -> Settings:
     config = city_file(tmp_path, {"max_attachment_bytes": MAX_ATTACHMENT}, extra=f"""
 [notices.wechat]

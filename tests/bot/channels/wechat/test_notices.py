@@ -37,11 +37,8 @@ from handlers.texts import Texts
 from handlers.types import Outbound
 from storage import notices
 from storage.db import Database
-from storage.migrate import upgrade
 from tests.conftest import (
     city_file,
-    create_postgres_database,
-    drop_postgres_database,
     free_port,
     make_test_keyring,
 )
@@ -84,23 +81,6 @@ def standin() -> Iterator[WeChatStandIn]:
     yield server
     server.stop()
     assert server.violations == []
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def shared_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A migrated database of each backend, as `database_url` makes one, shared by this module's tests."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('wechat-notices') / 'notices.db'}"
-        upgrade(url, make_test_keyring())
-        yield url
-        return
-    admin = request.getfixturevalue("postgres_server")
-    name, url = create_postgres_database(admin)
-    try:
-        upgrade(url, make_test_keyring())
-        yield url
-    finally:
-        drop_postgres_database(admin, name)
 
 
 @dataclass

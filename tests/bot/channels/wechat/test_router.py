@@ -12,14 +12,13 @@ import base64
 import hashlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from fastapi import FastAPI
 from sqlalchemy import select
@@ -30,9 +29,8 @@ from bot.channels.wechat.router import build_router
 from bot.config import Settings
 from bot.runtime import Runtime
 from storage import notices
-from storage.migrate import upgrade
 from storage.models import OutboxMessage
-from tests.conftest import city_file, create_postgres_database, drop_postgres_database, make_test_keyring
+from tests.conftest import city_file
 from tests.factories import file_case
 
 TOKEN = "QinglianToken2026"
@@ -81,29 +79,6 @@ wechat_subscribe_invalid = "{INVALID_LINK_TEXT}"
     finally:
         await channel.stop()
         await runtime.close()
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def shared_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A migrated database of each backend, as `database_url` makes one, shared by this module's tests."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('wechat-router') / 'router.db'}"
-        upgrade(url, make_test_keyring())
-        yield url
-        return
-    admin = request.getfixturevalue("postgres_server")
-    name, url = create_postgres_database(admin)
-    try:
-        upgrade(url, make_test_keyring())
-        yield url
-    finally:
-        drop_postgres_database(admin, name)
-
-
-@pytest.fixture
-def never_opened(tmp_path: Path) -> str:
-    """A database URL nothing may use: a callback refused before it reaches the database fails loudly if it does."""
-    return f"sqlite+aiosqlite:///{tmp_path / 'not-migrated.db'}"
 
 
 # --- the protocol, by hand ----------------------------------------------------------------------

@@ -1,0 +1,34 @@
+"""Databases for the channels' mirror tests: one per module and backend where a test builds a whole runtime
+(each test then uses its own residents, browsers or account), and one that nothing may open."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import create_postgres_database, drop_postgres_database
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def shared_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated database of each backend, as `database_url` makes one, shared by the module's tests."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("shared") / "shared.db"
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    admin = request.getfixturevalue("postgres_server")
+    name, url = create_postgres_database(admin, template=request.getfixturevalue("migrated_postgres"))
+    try:
+        yield url
+    finally:
+        drop_postgres_database(admin, name)
+
+
+@pytest.fixture
+def never_opened(tmp_path: Path) -> str:
+    """A database URL nothing may use: a step refused before it reaches the database fails loudly if it does."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'not-migrated.db'}"
