@@ -11,7 +11,7 @@ import csv
 import html
 import io
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from pathlib import Path
@@ -19,68 +19,19 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from openpyxl import load_workbook
 from sqlalchemy import select
 
 from console import operations
-from console.app import mount_console
-from console.context import ConsoleContext
-from storage import queries, staff_actions
-from storage.models import AuditEntry, Case, StaffRole, utcnow
+from storage import queries
+from storage.models import Case, StaffRole, utcnow
 from tests.console.conftest import make_context
-from tests.factories import console_session, create_staff, file_case
+from tests.console.routes.office import Office, page_message
 
-MESSAGE = re.compile(r'<p class="message">([^<]*)</p>')
 FILENAME = re.compile(r'attachment; filename="qinglian-cases-\d{8}-\d{4}\.(csv|xlsx)"')
 LIST_ROW = re.compile(r'<td class="nowrap"><a href="/console/case/([^"]+)">')
 CSV_LINK = re.compile(r'<a href="(/console/export\.csv\?[^"]*)">CSV</a>')
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-class Office:
-    """A console on an app of its own, with browsers of logged-in staff and cases filed as residents file them."""
-
-    def __init__(self, context: ConsoleContext, stack: AsyncExitStack) -> None:
-        self.context = context
-        self.database = context.database
-        self.stack = stack
-        app = FastAPI()
-        mount_console(app, context)
-        self.transport = httpx.ASGITransport(app=app)
-
-    async def login(self, username: str, role: StaffRole, queues: Sequence[str] = ()) -> tuple[httpx.AsyncClient, str]:
-        """A new staff member's browser, logged in, and the CSRF token of its forms."""
-        async with self.database.sessionmaker.begin() as session:
-            user = await create_staff(session, username, role, queues)
-        cookies, csrf = await console_session(self.context, user)
-        client = await self.stack.enter_async_context(
-            httpx.AsyncClient(transport=self.transport, base_url="http://console.test", cookies=cookies))
-        return client, csrf
-
-    async def browser(self, username: str, role: StaffRole, queues: Sequence[str] = ()) -> httpx.AsyncClient:
-        return (await self.login(username, role, queues))[0]
-
-    def anonymous(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=self.transport, base_url="http://console.test")
-
-    async def case(self, queue: str = "clean_hall", reporter: str = "42", **values: Any) -> str:
-        async with self.database.sessionmaker.begin() as session:
-            case, _ = await file_case(session, queue=queue, reporter_ref=reporter,
-                                      secret_key=self.context.secret_key, **values)
-        return str(case.case_number)
-
-    async def assign(self, case_number: str, username: str) -> None:
-        async with self.database.sessionmaker.begin() as session:
-            case = (await session.execute(select(Case).where(Case.case_number == case_number))).scalar_one()
-            user = await staff_actions.get_staff_by_username(session, username)
-            assert user is not None
-            await staff_actions.assign_case(session, case, user, actor=user)
-
-    async def exports(self) -> list[AuditEntry]:
-        async with self.database.read_sessionmaker() as session:
-            return list((await session.execute(select(AuditEntry).where(AuditEntry.action == "case.export")
-                                               .order_by(AuditEntry.id))).scalars())
 
 
 @pytest.fixture
@@ -97,12 +48,6 @@ def _rows(response: httpx.Response) -> list[list[str]]:
 def _numbers(response: httpx.Response) -> list[str]:
     """The case numbers of an exported CSV, in the file's order."""
     return [row[0] for row in _rows(response)[1:]]
-
-
-def _message(response: httpx.Response) -> str:
-    """What the console's error page says."""
-    assert response.headers["content-type"].startswith("text/html"), response.text[:300]
-    return html.unescape("".join(MESSAGE.findall(response.text)))
 
 
 async def test_a_supervisor_downloads_the_lists_filter_as_an_attached_csv_with_the_consoles_headers(
@@ -210,7 +155,7 @@ async def test_a_reviewer_is_refused_with_a_page_saying_why_and_nothing_is_expor
     for identity in ("0", "1"):
         response = await li.get("/console/export.csv", params={"queue": "clean_hall", "identity": identity})
         assert response.status_code == 403
-        assert _message(response) == "only supervisors and administrators may do this"
+        assert page_message(response) == "only supervisors and administrators may do this"
         assert "content-disposition" not in response.headers
     assert await office.exports() == []
 
@@ -232,7 +177,7 @@ async def test_a_bad_filter_value_is_refused_with_the_reason_and_nothing_is_expo
 
     for query, status, message in BAD_FILTERS:
         response = await wang.get("/console/export.xlsx", params=query)
-        assert (response.status_code, _message(response)) == (status, message)
+        assert (response.status_code, page_message(response)) == (status, message)
     assert await office.exports() == []
 
 

@@ -9,7 +9,6 @@ tests/console/test_problems.py's and test_api_problems.py's.)"""
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -23,7 +22,7 @@ from sqlalchemy import select
 from handlers import similar as similar_cases
 from storage.models import AuditEntry, Case, OutboxMessage, Problem, StaffRole
 from tests.console.conftest import CHECK_TOKEN, location, make_context
-from tests.console.routes.test_exports import Office
+from tests.console.routes.office import Office, flash, invalid_fields, page_message
 from tests.factories import file_case
 from tests.handlers.test_similar import PLANT, PLANT_AGAIN, WINDOW
 
@@ -31,14 +30,12 @@ PLANT_THIRD = "丽发新城旁边搅拌站晚上一直施工，噪音粉尘太�
 ANSWER = ("经调查核实，丽发新城附近搅拌站确实存在夜间违规生产问题。区生态环境局已责令其停止夜间施工、加装降尘设施，"
           "并处罚款。如有疑问请拨打0731-88888888联系区生态环境局。")
 CSRF_REFUSED = "the form has expired or did not come from this site (CSRF check failed)"
-MESSAGE = re.compile(r'<p class="message">([^<]*)</p>')
-FLASH = re.compile(r'<p class="flash ok" role="status"><span class="bi">([^<]*)<span class="en">')
 CASE_ROW = re.compile(r'<tr><td class="nowrap"><a href="/console/case/([^"]+)">')
 PROBLEM_PAGE = re.compile(r"/console/problem/(\d+)\?done=(\w+)")
 
 
 class Desk(Office):
-    """The office of tests/console/routes/test_exports.py with the cases signed as the dialog signs them (for the
+    """The office of tests/console/routes/office.py with the cases signed as the dialog signs them (for the
     similar cases and hot issues) and what the problems leave behind."""
 
     async def report(self, description: str, queue: str = "clean_hall", reporter: str = "42",
@@ -80,21 +77,6 @@ async def desk(database: Any, tmp_path: Path) -> AsyncIterator[Desk]:
         yield Desk(make_context(database, tmp_path), stack)
 
 
-def _message(response: httpx.Response) -> str:
-    assert response.headers["content-type"].startswith("text/html"), response.text[:300]
-    return html.unescape("".join(MESSAGE.findall(response.text)))
-
-
-def _flash(page: str) -> str | None:
-    found = FLASH.search(page)
-    return html.unescape(found.group(1)) if found else None
-
-
-def _invalid_fields(response: httpx.Response) -> list[list[str | int]]:
-    assert response.status_code == 422, response.text[:300]
-    return [problem["loc"] for problem in response.json()["detail"]]
-
-
 def _problem_id(response: httpx.Response, done: str) -> int:
     found = PROBLEM_PAGE.fullmatch(location(response))
     assert found and found.group(2) == done, location(response)
@@ -121,7 +103,7 @@ async def test_linking_a_ticket_to_a_similar_case_makes_one_problem_of_both_and_
     problem_id = _problem_id(linked, "linked")
     page = await li.get(location(linked))
     assert page.status_code == 200
-    assert _flash(page.text) == "已将两件案件归并为同一问题。"
+    assert flash(page.text) == "已将两件案件归并为同一问题。"
     assert f"问题<span class=\"en\">Problem</span></span> #{problem_id}" in page.text
     assert CASE_ROW.findall(page.text) == [first, again]  # oldest first
     assert 'id="answer"' in page.text  # every case is li's: li answers them at once
@@ -143,9 +125,9 @@ async def test_linking_is_refused_for_a_case_beyond_the_reviewers_queues_for_the
             (mine, {"csrf": csrf, "other": f" {mine} "}, 422, "a problem needs at least two different cases"),
             (mine, {"csrf": csrf, "other": "QL-2026-999999"}, 422, "no case QL-2026-999999 in your queues")]:
         response = await li.post(f"/console/case/{ticket}/link", data=form)
-        assert (response.status_code, _message(response)) == (status, message), (ticket, form)
-    assert _invalid_fields(await li.post(f"/console/case/{mine}/link", data={"csrf": csrf})) == [["body", "other"]]
-    assert _invalid_fields(await li.post(f"/console/case/{mine}/link", data={"csrf": csrf, "other": "Q" * 41})) == [
+        assert (response.status_code, page_message(response)) == (status, message), (ticket, form)
+    assert invalid_fields(await li.post(f"/console/case/{mine}/link", data={"csrf": csrf})) == [["body", "other"]]
+    assert invalid_fields(await li.post(f"/console/case/{mine}/link", data={"csrf": csrf, "other": "Q" * 41})) == [
         ["body", "other"]]
     assert set((await desk.problems()).values()) == {None}
 
@@ -163,7 +145,7 @@ async def test_unlinking_takes_the_ticket_out_of_its_problem_and_returns_to_the_
 
     assert location(left) == f"/console/case/{again}?done=unlinked"
     ticket = await li.get(location(left))
-    assert ticket.status_code == 200 and _flash(ticket.text) == "该案件已移出问题。"
+    assert ticket.status_code == 200 and flash(ticket.text) == "该案件已移出问题。"
     assert await desk.problems() == {first: problem_id, again: None, third: problem_id}
     assert CASE_ROW.findall((await li.get(f"/console/problem/{problem_id}")).text) == [first, third]
     assert [entry.detail for entry in await desk.audit("case.leave_problem")] == [{"problem": problem_id}]
@@ -183,7 +165,7 @@ async def test_unlinking_is_refused_for_a_ticket_in_no_problem_beyond_the_review
             (elsewhere, {"csrf": csrf}, 404, f"no case {elsewhere} in your queues"),
             (alone, {"csrf": csrf}, 409, f"{alone} is not part of a problem")]:
         response = await li.post(f"/console/case/{ticket}/unlink", data=form)
-        assert (response.status_code, _message(response)) == (status, message), ticket
+        assert (response.status_code, page_message(response)) == (status, message), ticket
     assert await desk.problems() == {mine: problem_id, elsewhere: problem_id, alone: None}
 
 
@@ -198,7 +180,7 @@ async def test_a_problem_of_the_chosen_cases_has_their_title_and_says_it_was_mad
 
     problem_id = _problem_id(made, "problem_made")
     page = (await wang.get(location(made))).text
-    assert _flash(page) == "已将所选案件归并为一个问题。"
+    assert flash(page) == "已将所选案件归并为一个问题。"
     assert f"#{problem_id} · 丽发新城搅拌站" in page
     assert CASE_ROW.findall(page) == plant
     assert f'href="/console/cases?problem={problem_id}"' in page  # to act on all of them from the case list
@@ -216,12 +198,12 @@ async def test_making_a_problem_is_refused_with_the_reason_and_nothing_is_groupe
         ({"csrf": csrf, "cases": [first, again, elsewhere]}, 422, f"no case {elsewhere} in your queues")]
     for form, status, message in refusals:
         response = await li.post("/console/problems", data=form)
-        assert (response.status_code, _message(response)) == (status, message), form
+        assert (response.status_code, page_message(response)) == (status, message), form
     malformed: list[tuple[dict[str, Any], str]] = [
         ({"cases": [first, again], "title": "题" * 201}, "title"), ({"cases": [first, again] * 251}, "cases"),
         ({"title": "丽发新城"}, "cases")]
     for form, field in malformed:
-        assert _invalid_fields(await li.post("/console/problems", data={"csrf": csrf, **form})) == [["body", field]]
+        assert invalid_fields(await li.post("/console/problems", data={"csrf": csrf, **form})) == [["body", field]]
     assert set((await desk.problems()).values()) == {None}
 
 
@@ -252,9 +234,9 @@ async def test_a_problems_page_shows_each_viewer_their_own_cases_a_count_of_the_
                              (wang, f"/console/problem/{problem_id + 1}")]:
         missing = await browser.get(address)
         assert missing.status_code == 404
-        assert _message(missing) == f"no problem {address.rsplit('/', 1)[1]} with cases in your queues"
+        assert page_message(missing) == f"no problem {address.rsplit('/', 1)[1]} with cases in your queues"
     for malformed in ("0", "-1", "first"):
-        assert _invalid_fields(await wang.get(f"/console/problem/{malformed}")) == [["path", "problem_id"]]
+        assert invalid_fields(await wang.get(f"/console/problem/{malformed}")) == [["path", "problem_id"]]
 
 
 async def test_a_problems_answer_is_checked_first_then_sent_to_every_reporter(desk: Desk) -> None:
@@ -275,7 +257,7 @@ async def test_a_problems_answer_is_checked_first_then_sent_to_every_reporter(de
 
     assert location(sent) == f"/console/problem/{problem_id}?done=problem_answered&told=3"
     page = (await wang.get(location(sent))).text
-    assert _flash(page) == "已答复该问题的每位举报人。" and "已统一答复" in page
+    assert flash(page) == "已答复该问题的每位举报人。" and "已统一答复" in page
     assert await desk.answers() == [(f"resident-{n}", ANSWER) for n in range(3)]
     assert (await desk.problem(problem_id)).answered_at is not None
 
@@ -301,11 +283,11 @@ async def test_an_answer_is_sent_only_with_the_token_of_that_very_text_and_probl
     for form, status, message in [({"text": ANSWER, "action": "send", "checked": token.group(1)}, 403, CSRF_REFUSED),
                                   ({"csrf": csrf, "text": " \n "}, 422, "an answer needs text")]:
         response = await wang.post(f"/console/problem/{problem_id}/answer", data=form)
-        assert (response.status_code, _message(response)) == (status, message)
+        assert (response.status_code, page_message(response)) == (status, message)
     for form, field in [({"text": ANSWER, "action": "publish"}, "action"), ({"text": "字" * 3001}, "text"),
                         ({"action": "check"}, "text")]:
         response = await wang.post(f"/console/problem/{problem_id}/answer", data={"csrf": csrf, **form})
-        assert _invalid_fields(response) == [["body", field]]
+        assert invalid_fields(response) == [["body", field]]
     assert await desk.answers() == [] and (await desk.problem(problem_id)).answered_at is None
 
 
@@ -326,7 +308,7 @@ async def test_a_reviewer_cannot_send_an_answer_once_the_problem_reaches_beyond_
     refused = await li.post(address, data={"csrf": csrf, "text": ANSWER, "action": "send", "checked": token.group(1)})
 
     assert refused.status_code == 403
-    assert _message(refused) == f"problem {problem_id} has 1 case(s) outside your queues; a supervisor answers it"
+    assert page_message(refused) == f"problem {problem_id} has 1 case(s) outside your queues; a supervisor answers it"
     assert await desk.answers() == []
     rechecked = await li.post(address, data={"csrf": csrf, "text": ANSWER})  # the page no longer offers to send
     assert rechecked.status_code == 200 and CHECK_TOKEN.search(rechecked.text) is None
@@ -346,12 +328,12 @@ async def test_a_reviewer_sees_the_hot_issues_of_their_queues_and_may_not_recomp
     for form, status, message in [({"csrf": csrf}, 403, "only supervisors and administrators may do this"),
                                   ({}, 403, CSRF_REFUSED)]:
         refused = await (li if form else wang).post("/console/hotspots/refresh", data=form)
-        assert (refused.status_code, _message(refused)) == (status, message)
+        assert (refused.status_code, page_message(refused)) == (status, message)
     assert "尚未计算" in (await li.get("/console/hotspots")).text and await desk.audit("hotspots.refresh") == []
 
     refreshed = await wang.post("/console/hotspots/refresh", data={"csrf": wang_csrf})
     assert location(refreshed) == "/console/hotspots?done=hotspots_refreshed"
-    assert _flash((await wang.get(location(refreshed))).text) == "热点问题已重新计算。"
+    assert flash((await wang.get(location(refreshed))).text) == "热点问题已重新计算。"
     [entry] = await desk.audit("hotspots.refresh")
     assert entry.detail["cases"] == 4 and entry.detail["groups"] >= 1
 

@@ -15,7 +15,6 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -24,12 +23,10 @@ from storage import actions, canned_replies, staff_actions
 from storage.models import AuditEntry, CannedReply, Case, StaffRole
 from tests.conftest import city_file
 from tests.console.conftest import location, make_context
-from tests.console.routes.test_exports import Office
+from tests.console.routes.office import Office, flash, invalid_fields, page_message
 
 CSRF_REFUSED = "the form has expired or did not come from this site (CSRF check failed)"
 NOT_SUPERVISOR = "only supervisors and administrators may do this"
-MESSAGE = re.compile(r'<p class="message">([^<]*)</p>')
-FLASH = re.compile(r'<p class="flash ok" role="status"><span class="bi">([^<]*)<span class="en">')
 TABLE_ROW = re.compile(r"<tr[^>]*>(.*?)</tr>", re.S)
 CELL = re.compile(r"<td[^>]*>(.*?)</td>", re.S)
 TAGS = re.compile(r"<[^>]+>")
@@ -37,7 +34,7 @@ ENGLISH = re.compile(r'<span class="en">[^<]*</span>')
 
 
 class Day(Office):
-    """The office of tests/console/routes/test_exports.py with what a working day adds: follow-ups from
+    """The office of tests/console/routes/office.py with what a working day adds: follow-ups from
     reporters, canned replies kept in the database."""
 
     async def follow_up(self, case_number: str) -> None:
@@ -87,22 +84,6 @@ def _table(page: str, marker: str = '<table class="grid"') -> list[list[str]]:
     table = page[page.index(marker):]
     body = table[table.index("<tbody>"):table.index("</tbody>")]
     return [[_text(cell) for cell in CELL.findall(row)] for row in TABLE_ROW.findall(body)]
-
-
-def _message(response: httpx.Response) -> str:
-    assert response.headers["content-type"].startswith("text/html"), response.text[:300]
-    return html.unescape("".join(MESSAGE.findall(response.text)))
-
-
-def _flash(page: str) -> str | None:
-    found = FLASH.search(page)
-    return html.unescape(found.group(1)) if found else None
-
-
-def _invalid_fields(response: httpx.Response) -> list[list[str | int]]:
-    """Where the fields FastAPI refused are ("body", name), ("query", name), ("path", name)."""
-    assert response.status_code == 422, response.text[:300]
-    return [problem["loc"] for problem in response.json()["detail"]]
 
 
 # --- notices ------------------------------------------------------------------------------------------------
@@ -180,7 +161,7 @@ async def test_a_supervisor_sees_every_queues_replies_with_edit_and_delete_and_e
     unknown = (await wang.get("/console/replies", params={"edit": petition + 100})).text
     assert 'name="reply_id" value="0"' in unknown and "新增常用答复" in unknown
     for value in ("-1", "abc", "1e3"):
-        assert _invalid_fields(await wang.get("/console/replies", params={"edit": value})) == [["query", "edit"]]
+        assert invalid_fields(await wang.get("/console/replies", params={"edit": value})) == [["query", "edit"]]
 
 
 async def test_replies_of_the_citys_configuration_come_first_and_are_read_only(day: Day, tmp_path: Path) -> None:
@@ -209,7 +190,7 @@ async def test_a_supervisor_adds_and_then_changes_a_reply_and_the_page_says_save
     added = await wang.post("/console/replies", data={"csrf": csrf, "queue": "clean_hall", "title": " 已受理 ",
                                                       "body": "您的举报已受理。"})
     assert location(added) == "/console/replies?done=saved"
-    assert _flash((await wang.get(location(added))).text) == "已保存。"
+    assert flash((await wang.get(location(added))).text) == "已保存。"
     [reply_id] = await day.reply_ids()
 
     changed = await wang.post("/console/replies", data={"csrf": csrf, "queue": "petitions", "title": "已受理",
@@ -234,15 +215,15 @@ async def test_saving_a_reply_is_refused_with_the_reason_and_nothing_is_saved(da
     ]
     for browser, form, status, message in refusals:
         response = await browser.post("/console/replies", data=form)
-        assert (response.status_code, _message(response)) == (status, message), form
+        assert (response.status_code, page_message(response)) == (status, message), form
 
     malformed = [({"title": "题" * 81}, "title"), ({"body": "字" * 3001}, "body"), ({"reply_id": "-1"}, "reply_id"),
                  ({"reply_id": "two"}, "reply_id")]
     for change, field in malformed:
         response = await wang.post("/console/replies", data={**good, "csrf": csrf, **change})
-        assert _invalid_fields(response) == [["body", field]]
+        assert invalid_fields(response) == [["body", field]]
     without_body = await wang.post("/console/replies", data={"csrf": csrf, "queue": "clean_hall", "title": "t"})
-    assert _invalid_fields(without_body) == [["body", "body"]]
+    assert invalid_fields(without_body) == [["body", "body"]]
 
     assert await day.replies() == [] and await day.audit_count("canned_reply.") == 0
 
@@ -256,7 +237,7 @@ async def test_a_supervisor_deletes_a_reply_and_the_page_says_deleted(day: Day) 
 
     assert location(deleted) == "/console/replies?done=deleted"
     page = (await wang.get(location(deleted))).text
-    assert _flash(page) == "已删除。" and [row[1] for row in _table(page)] == ["信访件"]
+    assert flash(page) == "已删除。" and [row[1] for row in _table(page)] == ["信访件"]
     assert await day.replies() == [("petitions", "信访件", "已转信访室办理。")]
 
 
@@ -270,10 +251,10 @@ async def test_deleting_a_reply_is_refused_with_the_reason_and_the_reply_stays(d
             (li, f"/console/replies/{kept}/delete", {"csrf": li_csrf}, 403, NOT_SUPERVISOR),
             (wang, f"/console/replies/{kept + 1}/delete", {"csrf": csrf}, 404, f"no canned reply {kept + 1}")]:
         response = await browser.post(address, data=form)
-        assert (response.status_code, _message(response)) == (status, message), address
+        assert (response.status_code, page_message(response)) == (status, message), address
     for malformed in ("0", "-3", "x"):
         response = await wang.post(f"/console/replies/{malformed}/delete", data={"csrf": csrf})
-        assert _invalid_fields(response) == [["path", "reply_id"]]
+        assert invalid_fields(response) == [["path", "reply_id"]]
 
     assert await day.replies() == [("clean_hall", "已受理", "您的举报已受理。")]
     assert await day.audit_count("canned_reply.delete") == 0
@@ -337,14 +318,14 @@ async def test_a_selection_that_cannot_be_right_is_refused_as_a_whole_with_the_r
          "moving cases needs a reason")]
     for form, status, message in refusals:
         response = await wang.post("/console/cases/bulk", data=form)
-        assert (response.status_code, _message(response)) == (status, message), form
+        assert (response.status_code, page_message(response)) == (status, message), form
 
     too_many = await wang.post("/console/cases/bulk", data={
         "csrf": csrf, "action": "status", "status": "in_handling", "cases": [number] * 201})
-    assert _invalid_fields(too_many) == [["body", "cases"]]
+    assert invalid_fields(too_many) == [["body", "cases"]]
     long_note = await wang.post("/console/cases/bulk", data={
         "csrf": csrf, "action": "status", "status": "in_handling", "note": "字" * 3001, "cases": [number]})
-    assert _invalid_fields(long_note) == [["body", "note"]]
+    assert invalid_fields(long_note) == [["body", "note"]]
 
     case = await day.get_case(number)
     assert (case.status, case.queue, case.assigned_to_id) == ("routed", "clean_hall", None)
