@@ -169,14 +169,14 @@ def migrated_postgres(postgres_server: str) -> Iterator[str]:
         drop_postgres_database(postgres_server, name)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A migrated, empty database of each backend: a copy of the run's migrated one (`migrated_sqlite`,
-    `migrated_postgres`), exactly what the migrations make of an empty database."""
+@contextmanager
+def migrated_copy(request: pytest.FixtureRequest, directory: Path) -> Iterator[str]:
+    """A copy of the run's migrated database of the backend `request.param` names ("sqlite": a file in
+    `directory`; "postgres": a database made from the template, dropped afterwards): its URL."""
     if request.param == "sqlite":
         template = request.getfixturevalue("migrated_sqlite")
         assert not Path(f"{template}-wal").exists(), "the migrated template is closed, its log checkpointed"
-        path = tmp_path / "test.db"
+        path = directory / "test.db"
         shutil.copyfile(template, path)
         yield f"sqlite+aiosqlite:///{path}"
         return
@@ -186,6 +186,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
     finally:
         drop_postgres_database(admin, name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty database of each backend: a copy of the run's migrated one (`migrated_sqlite`,
+    `migrated_postgres`), exactly what the migrations make of an empty database."""
+    with migrated_copy(request, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

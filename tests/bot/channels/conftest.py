@@ -3,29 +3,19 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import create_postgres_database, drop_postgres_database
+from tests.conftest import migrated_copy
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def shared_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated database of each backend, as `database_url` makes one, shared by the module's tests."""
-    if request.param == "sqlite":
-        path = tmp_path_factory.mktemp("shared") / "shared.db"
-        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), path)
-        yield f"sqlite+aiosqlite:///{path}"
-        return
-    admin = request.getfixturevalue("postgres_server")
-    name, url = create_postgres_database(admin, template=request.getfixturevalue("migrated_postgres"))
-    try:
+    with migrated_copy(request, tmp_path_factory.mktemp("shared")) as url:
         yield url
-    finally:
-        drop_postgres_database(admin, name)
 
 
 @pytest.fixture
