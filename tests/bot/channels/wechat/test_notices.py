@@ -258,6 +258,7 @@ KEYWORDS: list[tuple[dict[str, object], str, str]] = [
     ({"notice": "answer", "answer": "The window staff were reprimanded.", "locale": "en"}, "已答复",
      "The window staff we…"),
     ({"notice": "status_changed", "status": "rejected", "locale": "en"}, "不予受理", "Rejected (out of sc…"),
+    ({"notice": "extended", "until": "2026-06-30T16:30:00", "locale": "en"}, "已延期", "Answer by 2026-07-01"),
 ]
 """A notice's payload, and the status (phrase2: always Chinese) and summary (thing4: in the resident's language,
 one line of at most 20 characters) its subscription notice shows."""
