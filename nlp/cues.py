@@ -104,8 +104,12 @@ def phrases(normalised: str, token: str) -> list[str]:
         chinese, english = groups.get(name, ((), ()))
         found += [p for p in chinese if p in normalised and p not in found]
         for stem in english:
-            # an English cue is the start of a word ("prescri"): shown as the text's words it began
-            for match in re.finditer(r"(?<![a-z0-9])" + re.escape(stem) + r"[a-z0-9]*", words):
+            if " " + stem not in words:
+                continue
+            # an English cue is the start of a word ("prescri"): shown as the words of the text it began, as the
+            # text writes them ("low-income allowance" for the cue "low income allowance")
+            written = r"[^a-z0-9]+".join(re.escape(part) for part in stem.split())
+            for match in re.finditer(r"(?<![a-z0-9])" + written + r"[a-z0-9]*", normalised):
                 if match.group() not in found:
                     found.append(match.group())
     return found

@@ -44,3 +44,8 @@ def test_an_english_cues_phrases_are_the_whole_words_it_starts_not_the_stem() ->
     text = normalise("The doctor prescribed pills, the pharmacist took a red envelopes bribe")
     assert set(phrases(text, "medical+money")) >= {"doctor", "prescribed", "pharmacist"}
     assert not any(word in phrases(text, "medical+money") for word in ("prescri", "pharmac"))
+
+
+def test_an_english_cue_is_shown_as_the_text_writes_it() -> None:
+    text = normalise("The low-income allowance list was decided by the village secretary alone")
+    assert phrases(text, "village") == ["village", "low-income allowance"]
