@@ -32,7 +32,7 @@ else
     # has its own temporary directories, test databases (random names) and default model; the first half's
     # report follows the second's.
     # The second half is everything the first does not take, so a new test directory is never left out.
-    first_half=(tests/bot tests/channels tests/faults)
+    first_half=(tests/bot tests/channels tests/faults tests/standins tests/nlp)
     first_log="$(mktemp)"
     .venv/bin/python -m pytest -q "${first_half[@]}" >"$first_log" 2>&1 &
     first=$!
