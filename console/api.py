@@ -19,9 +19,8 @@ from fastapi.responses import StreamingResponse
 
 from console import accounts, exports, loop_stats, operations
 from console.auth import Principal, api_principal, can_reveal_identity, visible_queues
-from console.operations import OperationError
+from console.operations import MAX_ID, OperationError
 from console.schemas import (
-    MAX_ID,
     AnswerIn,
     AppealDecisionIn,
     AssignIn,

@@ -43,6 +43,9 @@ from storage.models import (
 )
 from storage.notices import NoticeState
 
+MAX_ID = 2**31 - 1
+"""The largest row id a request may name (the ids are 32-bit integers): a larger number is a 422, not a database
+error."""
 INLINE_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 LABELS = ("slow_service", "lazy_procrastination", "formalism", "project_irregularity", "village_affairs",
           "medical", "education", "bribery_gifts", "other")
@@ -140,11 +143,12 @@ def parse_cursor(value: str | None, name: str) -> queries.CaseCursor | None:
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
         stamp, _, number = raw.partition("|")
         created_at, case_id = datetime.fromisoformat(stamp), int(number)
-    except (ValueError, UnicodeDecodeError, binascii.Error):
+        if created_at.tzinfo is None or not 1 <= case_id <= MAX_ID:
+            raise refused
+        created_at = created_at.astimezone(UTC)  # a year 1 or 9999 moment in a far zone leaves the calendar
+    except (ValueError, OverflowError, UnicodeDecodeError, binascii.Error):
         raise refused from None
-    if created_at.tzinfo is None or case_id < 1:
-        raise refused
-    return queries.CaseCursor(created_at.astimezone(UTC), case_id)
+    return queries.CaseCursor(created_at, case_id)
 
 
 async def overview(principal: Principal) -> dict[str, queries.QueueCounts]:

@@ -33,9 +33,6 @@ TRACE_DETAIL_KEYS = ("queue", "reason", "label", "from", "attachments", "rating"
 
 T = TypeVar("T")
 
-MAX_ID = 2**31 - 1
-"""The largest row id a path may name (the ids are 32-bit integers): a larger number is a 422, not a database
-error."""
 FIRST_DAY = date(2000, 1, 1)
 LAST_DAY = date(2999, 12, 31)
 """Days a filter may name: outside them a date is a 422 (9999-12-31 plus a day, or 0001-01-01 in UTC, do not

@@ -21,11 +21,10 @@ from console.auth import (
     totp_step,
     verify_password,
 )
-from console.operations import OperationError
+from console.operations import MAX_ID, OperationError
 from console.rendering import redirect, render
 from console.routes.common import CsrfField, PagePrincipal, check_csrf, client_ip, page_router
 from console.routes.login import ENROL_MAX_AGE
-from console.schemas import MAX_ID
 
 router = page_router()
 

@@ -14,11 +14,10 @@ from fastapi.responses import Response
 
 from console import operations, texts, workday
 from console.auth import Principal, can_reveal_identity, visible_queues
-from console.operations import LABELS, SETTABLE_STATUSES, OperationError
+from console.operations import LABELS, MAX_ID, SETTABLE_STATUSES, OperationError
 from console.rendering import deadline, overdue_flags, render
 from console.routes import common
 from console.routes.common import PagePrincipal, parse_day, parse_fraction
-from console.schemas import MAX_ID
 from storage import queries
 from storage.models import Case, CaseStatus, StaffUser, utcnow
 

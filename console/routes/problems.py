@@ -12,10 +12,10 @@ from fastapi.responses import Response
 
 from console import operations, problems
 from console.charts import sparkline_svg
+from console.operations import MAX_ID
 from console.rendering import redirect, render
 from console.routes.common import CsrfField, PagePrincipal, check_csrf, page_router
 from console.routes.ticket import AnswerCheck, answer_check
-from console.schemas import MAX_ID
 
 router = page_router()
 ProblemId = Annotated[int, PathParam(ge=1, le=MAX_ID)]

@@ -15,10 +15,9 @@ from fastapi.responses import Response
 
 from console import accounts, texts
 from console.auth import Principal, hash_password
-from console.operations import OperationError, require_admin
+from console.operations import MAX_ID, OperationError, require_admin
 from console.rendering import redirect, render
 from console.routes.common import CsrfField, PagePrincipal, check_csrf, page_router
-from console.schemas import MAX_ID
 from storage.models import StaffRole
 
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,59}$")

@@ -16,10 +16,9 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from console import operations, problems, texts, workday
 from console.auth import Principal, can_see, visible_queues
-from console.operations import INLINE_IMAGE_TYPES, SETTABLE_STATUSES
+from console.operations import INLINE_IMAGE_TYPES, MAX_ID, SETTABLE_STATUSES
 from console.rendering import deadline, highlight, overdue_flags, redirect, render
 from console.routes.common import CsrfField, PagePrincipal, check_csrf, client_ip, page_router
-from console.schemas import MAX_ID
 from nlp.reply_quality import ReplyScore
 from storage import queries
 from storage.models import CLOSED_STATUSES, Attachment, StaffUser, TraceEvent, utcnow

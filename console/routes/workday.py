@@ -10,10 +10,9 @@ from fastapi.responses import Response
 
 from console import workday
 from console.auth import visible_queues
-from console.operations import require_supervisor
+from console.operations import MAX_ID, require_supervisor
 from console.rendering import redirect, render
 from console.routes.common import CsrfField, PagePrincipal, check_csrf, page_router
-from console.schemas import MAX_ID
 
 router = page_router()
 

@@ -3,6 +3,8 @@ a 422 with the reason, not a 500; a refused form or request never echoes a passw
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from storage.models import StaffRole
@@ -76,3 +78,19 @@ async def test_a_problem_filter_that_is_not_a_problem_number_is_422(console: Con
         await console.login(client, "sup")
         response = await client.get("/console/cases", params={"problem": problem})
         assert response.status_code == 422 and "not a problem number" in response.text
+
+
+def _cursor(raw: str) -> str:
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("raw", ["2026-01-01T00:00:00+00:00|99999999999999999999999",
+                                 "9999-12-31T23:59:59-14:00|5", "0001-01-01T00:00:00+14:00|5",
+                                 "2026-01-01T00:00:00+00:00|0", "2026-01-01T00:00:00|5", "garbage"])
+async def test_a_list_cursor_the_list_did_not_hand_out_is_422(console: ConsoleHarness, raw: str) -> None:
+    await console.user("sup", StaffRole.SUPERVISOR)
+    async with console.client() as client:
+        await console.login(client, "sup")
+        for key in ("after", "before"):
+            response = await client.get("/console/cases", params={key: _cursor(raw)})
+            assert response.status_code == 422 and "not a cursor of this list" in response.text, (key, raw)
