@@ -4,9 +4,11 @@ with timeliness measured in the city's working days against the case's own deadl
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from zoneinfo import ZoneInfo
 
 from handlers.city import CityConfig
+from handlers.routing import is_working_day
 from nlp.reply_quality import ReplyScore, score_reply, working_days_between
 from storage.models import Case
 from storage.reply_scores import Scores
@@ -17,13 +19,13 @@ def score_answer(city: CityConfig, case: Case, text: str, now: datetime) -> Repl
     from receipt to `now`, against the working days the case was given to be resolved)."""
     zone = ZoneInfo(city.timezone)
     received = case.created_at.astimezone(zone)
-    holidays, workdays = city.console.holidays, city.console.workdays_override
+    calendar = partial(is_working_day, city)  # the city's, as its deadlines count: holidays and make-up days
     deadline = None
     if case.resolve_due_at is not None:
         deadline = max(1, working_days_between(received.date(), case.resolve_due_at.astimezone(zone).date(),
-                                               holidays, workdays))
+                                               calendar))
     return score_reply(case.description, text, received=received, replied=now.astimezone(zone),
-                       deadline_working_days=deadline, holidays=holidays, workdays=workdays)
+                       deadline_working_days=deadline, is_working_day=calendar)
 
 
 def stored(score: ReplyScore) -> Scores:

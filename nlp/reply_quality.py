@@ -14,9 +14,9 @@ memory, every other word gets the table's median, as `jieba.analyse` does).
 - **Clarity** starts at 1 and loses 0.4 for a reply under 30 characters, up to 0.3 for sentences averaging over
   60 characters, up to 0.3 for courtesy sentences (您好/感谢/此复…) beyond a third of the reply, and 0.1 for a
   reply over 1,500 characters.
-- **Timeliness**: working days (Monday–Friday not in `holidays`, and the make-up `workdays`) after the day of
-  receipt up to the day of the reply, against `deadline_working_days` (default 15): 1 within the deadline, then
-  falling linearly to 0 at twice the deadline. None when either time is unknown.
+- **Timeliness**: working days (`is_working_day`: Monday–Friday unless the caller passes a city's calendar) after
+  the day of receipt up to the day of the reply, against `deadline_working_days` (default 15): 1 within the
+  deadline, then falling linearly to 0 at twice the deadline. None when either time is unknown.
 - **score** = weighted mean: relevance 0.35, completeness 0.3, clarity 0.15, timeliness 0.2 (without timeliness
   the others are re-weighted).
 
@@ -31,7 +31,7 @@ import math
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -157,17 +157,21 @@ def idf(word: str) -> float:
     return _load_idf().get(word, _median_idf)
 
 
-def working_days_between(received: date, replied: date, holidays: Iterable[date] = frozenset(),
-                         workdays: Iterable[date] = frozenset()) -> int:
-    """Working days (Monday–Friday, not holidays, and the make-up working days `workdays` whatever their weekday)
-    after the day of receipt up to and including the reply's day."""
+def monday_to_friday(day: date) -> bool:
+    """The working days of a text without a calendar: Monday to Friday."""
+    return day.weekday() < 5
+
+
+def working_days_between(received: date, replied: date,
+                         is_working_day: Callable[[date], bool] = monday_to_friday) -> int:
+    """Working days (by the caller's calendar: a city's holidays and make-up days are `handlers.routing`'s) after
+    the day of receipt up to and including the reply's day."""
     if replied < received:
         raise ValueError("the reply is dated before the report")
-    holiday_set, workday_set = set(holidays), set(workdays)
     days = 0
     current = received + timedelta(days=1)
     while current <= replied:
-        if current in workday_set or (current.weekday() < 5 and current not in holiday_set):
+        if is_working_day(current):
             days += 1
         current += timedelta(days=1)
     return days
@@ -284,11 +288,11 @@ def _clarity(reply: str, reasons: list[Reason]) -> float:
     return max(0.0, clarity)
 
 
-def _timeliness(received: datetime | None, replied: datetime | None, deadline: int, holidays: Iterable[date],
-                workdays: Iterable[date], reasons: list[Reason]) -> tuple[float | None, int | None]:
+def _timeliness(received: datetime | None, replied: datetime | None, deadline: int,
+                is_working_day: Callable[[date], bool], reasons: list[Reason]) -> tuple[float | None, int | None]:
     if received is None or replied is None:
         return None, None
-    days = working_days_between(received.date(), replied.date(), holidays, workdays)
+    days = working_days_between(received.date(), replied.date(), is_working_day)
     if days <= deadline:
         return 1.0, days
     reasons.append(Reason("late", {"days": days, "deadline": deadline}))
@@ -296,15 +300,15 @@ def _timeliness(received: datetime | None, replied: datetime | None, deadline: i
 
 
 def score_reply(report_text: str, reply: str, *, received: datetime | None = None, replied: datetime | None = None,
-                deadline_working_days: int | None = None, holidays: Iterable[date] = frozenset(),
-                workdays: Iterable[date] = frozenset()) -> ReplyScore:
+                deadline_working_days: int | None = None,
+                is_working_day: Callable[[date], bool] = monday_to_friday) -> ReplyScore:
     """The quality of `reply` as an answer to `report_text` (module docstring)."""
     reasons: list[Reason] = []
     relevance = _relevance(report_text, reply, reasons)
     completeness = _completeness(reply, reasons)
     clarity = _clarity(reply, reasons)
     deadline = deadline_working_days or DEFAULT_DEADLINE_WORKING_DAYS
-    timeliness, days = _timeliness(received, replied, deadline, holidays, workdays, reasons)
+    timeliness, days = _timeliness(received, replied, deadline, is_working_day, reasons)
     parts = {"relevance": relevance, "completeness": completeness, "clarity": clarity, "timeliness": timeliness}
     weighted = {name: value for name, value in parts.items() if value is not None}
     total_weight = sum(WEIGHTS[name] for name in weighted)
