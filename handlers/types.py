@@ -93,14 +93,10 @@ class Reply:
 
 
 def parse_command(text: str) -> tuple[str, str | None] | None:
-    """`/status@QinglianBot 1234 5678` → ("status", "1234 5678"): after a leading slash the command's name (a
-    bot's name after "@", as Telegram writes it in groups, dropped) and, after a space or a line break, its
-    argument; None for a text that is no command ("hello /report", "/", "/ status")."""
+    """`/status 1234 5678` → ("status", "1234 5678"): after a leading slash the command's name and, after a space
+    or a line break, its argument; None for a text that is no command ("hello /report", "/", "/ status")."""
     stripped = text.strip()
     if not stripped.startswith("/") or not stripped[1:2] or stripped[1].isspace():
         return None
     head, *rest = stripped[1:].split(maxsplit=1)
-    name = head.split("@", 1)[0]
-    if not name:
-        return None
-    return name.lower(), (rest[0].strip() if rest else "") or None
+    return head.lower(), (rest[0].strip() if rest else "") or None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 import warnings
 from datetime import timedelta
 from functools import lru_cache
@@ -32,7 +33,8 @@ from bot.config import Settings
 from bot.outbox import PermanentFailure, TemporaryFailure, plain
 from bot.runtime import Runtime
 from handlers.texts import normalise_locale
-from handlers.types import Attachment, Choice, Inbound, Outbound, one_payload_each, parse_command
+from handlers.types import Attachment, Choice, Inbound, Outbound, one_payload_each
+from handlers.types import parse_command as parse_text_command
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,15 @@ STOP_GRACE_SECONDS = 30.0
 
 def _seconds(value: int | float | timedelta) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+_BOT_NAME = re.compile(r"^(\s*/[^\s@]*)@\w+")
+
+
+def parse_command(text: str) -> tuple[str, str | None] | None:
+    """`/status@QinglianBot 1234 5678` → ("status", "1234 5678"): the dialog's command, the bot's name that
+    Telegram writes after it in groups dropped."""
+    return parse_text_command(_BOT_NAME.sub(r"\1", text, count=1))
 
 
 def to_inbound(update: Update, fetcher: Any) -> Inbound | None:
