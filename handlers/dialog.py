@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -14,7 +13,7 @@ from handlers.menu import show_menu
 from handlers.notices import render, waited_line
 from handlers.texts import normalise_locale
 from handlers.types import Choice, Inbound, Outbound, Packer
-from handlers.validation import parse_receipt_code
+from handlers.validation import parse_receipt_code, typed_number
 from storage import actions, notices
 
 COMMANDS = ("start", "report", "status", "cancel", "language", "help", "menu")
@@ -172,10 +171,9 @@ def _resolve_choice(turn: Turn) -> tuple[str | None, str | None, bool]:
     text = inbound.text
     if text is not None and offered:
         typed = text.strip()
-        number = unicodedata.normalize("NFKC", typed)  # ② and ３ from a phone's Chinese keyboard are 2 and 3
-        if (number.isascii() and number.isdigit() and 1 <= int(number) <= len(offered)
-                and turn.conversation.state != "rating"):
-            return offered[int(number) - 1][0], None, False
+        number = typed_number(typed)
+        if number is not None and 1 <= number <= len(offered) and turn.conversation.state != "rating":
+            return offered[number - 1][0], None, False
         typed_words = _letters(typed)
         for key, label in offered:
             if typed_words and typed_words == _letters(label):

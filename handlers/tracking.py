@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import datetime, timedelta
 
 from handlers.context import Turn
 from handlers.evidence import accept_file
 from handlers.routing import staff_channels
 from handlers.types import Attachment, Choice
-from handlers.validation import Invalid, parse_receipt_code
+from handlers.validation import Invalid, parse_receipt_code, typed_number
 from nlp.search import index_terms
 from storage import actions, client_limits, loop
 from storage.models import CLOSED_STATUSES, Case, CaseStatus, ClientEventKind, TraceKind
@@ -242,10 +241,8 @@ def _letters(text: str | None) -> str:
 
 def _rating_value(choice: str | None, text: str | None) -> int | None:
     raw = choice.split(":", 1)[1] if choice and choice.startswith("rate:") else (text or "").strip()
-    raw = unicodedata.normalize("NFKC", raw)  # ⑤ or ５ typed on a phone's Chinese keyboard: 5
-    if raw.count("★") and set(raw) == {"★"}:
-        raw = str(len(raw))
-    return int(raw) if raw in {"1", "2", "3", "4", "5"} else None
+    value = len(raw) if raw.count("★") and set(raw) == {"★"} else typed_number(raw)  # ④ or ５ typed alike
+    return value if value is not None and 1 <= value <= 5 else None
 
 
 async def _follow_up(turn: Turn, case: Case, choice: str | None, text: str | None,

@@ -8,6 +8,18 @@ from datetime import date
 
 from storage.receipts import parse_receipt_code
 
+
+def whole_number(text: str) -> int | None:
+    """The number a text of the digits 0–9 spells (a form field, a protocol's number); None for anything else.
+    `str.isdigit` alone also passes "²" and "①", which `int` refuses."""
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
+def typed_number(text: str) -> int | None:
+    """A number as a resident types it: the full-width "３" and the circled "②" of a phone's Chinese keyboard
+    read as 3 and 2 (NFKC)."""
+    return whole_number(unicodedata.normalize("NFKC", text.strip()))
+
 __all__ = [
     "Invalid",
     "clean_description",

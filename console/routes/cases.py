@@ -18,6 +18,7 @@ from console.operations import LABELS, MAX_ID, SETTABLE_STATUSES, OperationError
 from console.rendering import deadline, overdue_flags, render
 from console.routes import common
 from console.routes.common import PagePrincipal, parse_day, parse_fraction
+from handlers.validation import whole_number
 from storage import queries
 from storage.models import Case, CaseStatus, StaffUser, utcnow
 
@@ -97,10 +98,10 @@ def case_filter(request: Request, principal: Principal, view: ListView) -> tuple
     if params["q"]:
         flt.text = params["q"][:100]
     if params["problem"]:  # the cases of one problem (linked from its page), to act on all of them at once
-        problem = params["problem"]  # isdigit alone passes "²", which int() refuses
-        if not (problem.isascii() and problem.isdigit()) or not 1 <= int(problem) <= MAX_ID:
+        problem = whole_number(params["problem"])
+        if problem is None or not 1 <= problem <= MAX_ID:
             raise OperationError(422, f"problem: not a problem number {params['problem'][:30]!r}")
-        flt.problem_id = int(params["problem"])
+        flt.problem_id = problem
     return flt, params
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.validation import clean_file_name
+from handlers.validation import clean_file_name, typed_number, whole_number
 
 
 @pytest.mark.parametrize(("given", "stored"), [
@@ -26,3 +26,10 @@ def test_file_names_lose_control_and_bidirectional_characters(given: str | None,
 def test_a_long_file_name_keeps_its_extension() -> None:
     cleaned = clean_file_name("举" * 300 + ".jpeg")
     assert cleaned is not None and len(cleaned) == 120 and cleaned.endswith("举.jpeg")
+
+
+def test_a_whole_number_is_the_digits_0_to_9_only_and_a_typed_one_reads_a_phones_digits() -> None:
+    assert [whole_number(text) for text in ("0", "12345", "007")] == [0, 12345, 7]
+    assert [whole_number(text) for text in ("", "²", "①", "３", "٣", "-1", "1.0", " 1", "1e3")] == [None] * 9
+    assert [typed_number(text) for text in ("②", "３", " 12 ", "⑳")] == [2, 3, 12, 20]
+    assert [typed_number(text) for text in ("٣", "二", "", "2b")] == [None] * 4

@@ -36,6 +36,7 @@ from bot.config import ConfigError, Settings
 from bot.outbox import Delivery, PermanentFailure, TemporaryFailure, WaitForResident
 from bot.runtime import KeyedLocks, Runtime
 from handlers.types import Inbound, Outbound
+from handlers.validation import whole_number
 from storage import actions, outbox
 from storage.db import DATABASE_UNAVAILABLE
 
@@ -394,7 +395,7 @@ class WeChatChannel:
         case_id = self.notifier.case_of(query.get("reserved", ""))
         scene, openid = query.get("scene", ""), query.get("openid", "")
         template_id = query.get("template_id", "")
-        if (case_id is None or not (scene.isascii() and scene.isdigit())
+        if (case_id is None or whole_number(scene) is None
                 or template_id != self._settings.city.notices.wechat.once_template_id):
             return 400, self._texts.get(locale, "wechat_subscribe_invalid")
         if query.get("action") != "confirm" or not openid:

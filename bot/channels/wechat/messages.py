@@ -10,6 +10,7 @@ from xml.parsers import expat
 
 from handlers.texts import Texts
 from handlers.types import Attachment, Inbound, Outbound, parse_command
+from handlers.validation import whole_number
 
 CHANNEL = "wechat"
 MAX_TEXT_BYTES = 2048
@@ -116,9 +117,8 @@ def _looks_chinese(text: str) -> bool:
 def _choice_number(key: str, position: int) -> int:
     """A choice's number. A rating option answers to its value (the dialog reads a typed digit in
     the rating question as the stars), everything else to its position."""
-    if key.startswith("rate:") and key[5:].isascii() and key[5:].isdigit():
-        return int(key[5:])
-    return position
+    stars = whole_number(key[5:]) if key.startswith("rate:") else None
+    return position if stars is None else stars
 
 
 OfferLink = Callable[[int], str | None]
@@ -192,7 +192,7 @@ def to_inbound(fields: Mapping[str, str], fetcher: Fetcher) -> Inbound | None:
     user = fields.get("FromUserName", "")
     msg_type = fields.get("MsgType", "").lower()
     created = fields.get("CreateTime", "")
-    if not user or not msg_type or not (created.isascii() and created.isdigit()) or len(user) > 128:
+    if not user or not msg_type or whole_number(created) is None or len(user) > 128:
         raise CallbackRejected(400, "not a WeChat message (FromUserName, MsgType, CreateTime)")
     if msg_type == "event":
         event = fields.get("Event", "").lower()
@@ -204,7 +204,7 @@ def to_inbound(fields: Mapping[str, str], fetcher: Fetcher) -> Inbound | None:
             return None
         return Inbound(CHANNEL, user, command=clicked, update_key=key)
     msg_id = fields.get("MsgId", "")
-    key = msg_id if msg_id.isascii() and msg_id.isdigit() else f"{user}:{created}"
+    key = msg_id if whole_number(msg_id) is not None else f"{user}:{created}"
     if msg_type == "text":
         text = fields.get("Content", "")
         command = parse_command(text)

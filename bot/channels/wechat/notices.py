@@ -31,6 +31,7 @@ from bot.channels.wechat.api import WeChatApi, WeChatApiError
 from bot.outbox import Delivery
 from handlers.city import CityConfig
 from handlers.texts import Texts
+from handlers.validation import whole_number
 from storage import notices
 
 log = logging.getLogger(__name__)
@@ -112,13 +113,11 @@ class WeChatNotifier:
 
     def case_of(self, reserved: str) -> int | None:
         """The case a `reserved` value from our own link names; None for anything forged."""
-        number, _, signature = reserved.partition("x")
-        # isdigit alone lets "²" through, which int() refuses: a forged link would answer 500
-        if not (number.isascii() and number.isdigit()):
+        digits, _, signature = reserved.partition("x")
+        number = whole_number(digits)
+        if number is None or not hmac.compare_digest(signature, self._signature(number)):
             return None
-        if not hmac.compare_digest(signature, self._signature(int(number))):
-            return None
-        return int(number)
+        return number
 
     # --- consents -------------------------------------------------------------------------------
 

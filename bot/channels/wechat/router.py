@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 from bot.channels.wechat.channel import WeChatChannel
 from bot.channels.wechat.messages import CallbackRejected
 from bot.channels.wechat.notices import CALLBACK as SUBSCRIBED_PATH
+from handlers.validation import whole_number
 
 CALLBACK_PATH = "/wechat"
 MAX_BODY_BYTES = 64 * 1024
@@ -25,7 +26,8 @@ log = logging.getLogger(__name__)
 
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and (not (declared.isascii() and declared.isdigit()) or int(declared) > limit):
+    size = whole_number(declared) if declared is not None else None
+    if declared is not None and (size is None or size > limit):
         raise CallbackRejected(413, f"body larger than {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():
