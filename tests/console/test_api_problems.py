@@ -17,18 +17,17 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from console import api_problems
 from console.app import mount_console
-from console.context import ConsoleContext
-from handlers import similar as similar_cases
 from storage import staff_actions
 from storage.db import Database
-from storage.models import AuditEntry, Case, OutboxMessage, Problem, StaffRole, utcnow
+from storage.models import AuditEntry, OutboxMessage, Problem, StaffRole
 from tests.conftest import make_test_keyring
+from tests.console.api_client import ApiClient
 from tests.console.conftest import make_context
-from tests.factories import console_session, create_staff, file_case
+from tests.factories import console_session
 from tests.handlers.test_similar import PLANT, PLANT_AGAIN
 
 WINDOW = "政务服务中心社保窗口工作人员上班时间玩手机，群众排长队无人办理，态度也很差。"
@@ -38,45 +37,11 @@ ANSWER = ("经调查核实，丽发新城附近搅拌站确实存在夜间违规
 MISSING = "QL-2026-999999"
 
 
-class Api:
-    """The console mounted on an app of its own, with staff holding API tokens."""
-
-    def __init__(self, context: ConsoleContext) -> None:
-        self.context = context
-        self.app = FastAPI()
-        mount_console(self.app, context)
-        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://console.test")
-        self.tokens: dict[str, str] = {}
-
-    async def staff(self, username: str, role: StaffRole, queues: tuple[str, ...] = ()) -> None:
-        async with self.context.database.sessionmaker.begin() as session:
-            user = await create_staff(session, username, role, queues)
-            self.tokens[username], _ = await staff_actions.create_api_token(session, user, "tests", actor=user)
-
+class Api(ApiClient):
     async def case(self, description: str = PLANT, place: str = "丽发新城", queue: str = "clean_hall",
-                   reporter: str = "resident-1") -> str:
-        """A case filed (due in 60 days) and signed for similarity as the dialog's submit does."""
-        async with self.context.database.sessionmaker.begin() as session:
-            case, _ = await file_case(session, secret_key=self.context.secret_key, queue=queue, description=description,
-                                      place=place, district="yuelu", reporter_ref=reporter,
-                                      resolve_due_at=utcnow() + timedelta(days=60))
-            await similar_cases.sign_new_case(session, case.id, description, place)
-        return str(case.case_number)
-
-    async def call(self, who: str, method: str, path: str, body: Any = None,
-                   params: dict[str, Any] | None = None) -> httpx.Response:
-        return await self.client.request(method, f"/api/v1/{path}", json=body, params=params,
-                                         headers={"Authorization": f"Bearer {self.tokens[who]}"})
-
-    async def count(self, what: Any) -> int:
-        async with self.context.database.read_sessionmaker() as session:
-            return int(await session.scalar(select(func.count()).select_from(what)) or 0)
-
-    async def created_at(self, case_number: str) -> datetime:
-        async with self.context.database.read_sessionmaker() as session:
-            created = await session.scalar(select(Case.created_at).where(Case.case_number == case_number))
-        assert created is not None
-        return created
+                   reporter: str = "resident-1", *, due_in_days: int | None = 60) -> str:
+        """A case due in 60 days, as every case of these tests is."""
+        return await super().case(description, place, queue, reporter, due_in_days=due_in_days)
 
 
 @pytest.fixture

@@ -10,51 +10,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 
-from console.app import mount_console
-from console.context import ConsoleContext
-from handlers import similar as similar_cases
-from storage import staff_actions
 from storage.models import AuditEntry, Case, OutboxMessage, ReplyScore, StaffRole, TraceEvent
+from tests.console.api_client import ApiClient as Api
 from tests.console.conftest import make_context
-from tests.factories import create_staff, file_case
 from tests.handlers.test_similar import PLANT, PLANT_AGAIN, WINDOW
 
 PLANT_THIRD = "丽发新城旁边搅拌站晚上一直施工，噪音粉尘太大，小区居民没法睡觉，投诉了也没人管。"
 ON_TOPIC = ("经调查核实，丽发新城附近搅拌站确实存在夜间违规生产和粉尘噪音扰民问题。区生态环境局已依据《中华人民共和国"
             "噪声污染防治法》责令其停止夜间施工、加装降尘设施，并处罚款。如有疑问请拨打0731-88888888联系区生态环境局。")
 OFF_TOPIC = "感谢您的来信，您的意见我们已收悉，我们将继续努力，欢迎您继续关心支持我们的工作。"
-
-
-class Api:
-    def __init__(self, context: ConsoleContext) -> None:
-        from fastapi import FastAPI
-
-        self.context = context
-        app = FastAPI()
-        mount_console(app, context)
-        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console.test")
-        self.tokens: dict[str, str] = {}
-
-    async def staff(self, username: str, role: StaffRole, queues: tuple[str, ...] = ()) -> None:
-        async with self.context.database.sessionmaker.begin() as session:
-            user = await create_staff(session, username, role, queues)
-            self.tokens[username], _ = await staff_actions.create_api_token(session, user, "tests", actor=user)
-
-    async def case(self, description: str, place: str, queue: str, reporter: str) -> str:
-        """A case filed and signed as the dialog's submit does."""
-        async with self.context.database.sessionmaker.begin() as session:
-            case, _ = await file_case(session, secret_key=self.context.secret_key, queue=queue, description=description,
-                                      place=place, district="yuelu", reporter_ref=reporter)
-            await similar_cases.sign_new_case(session, case.id, description, place)
-        return str(case.case_number)
-
-    async def call(self, who: str, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
-        return await self.client.request(method, f"/api/v1/{path}", json=body,
-                                         headers={"Authorization": f"Bearer {self.tokens[who]}"})
 
 
 @pytest.fixture
