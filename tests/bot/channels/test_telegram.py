@@ -42,10 +42,8 @@ BUSY_ZH = "抱歉，系统繁忙，您已填写的内容不会丢失，请稍后
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[TelegramStandIn]:
-    running = TelegramStandIn(token=TOKEN)
-    running.start()
-    yield running
-    running.stop()
+    with TelegramStandIn(token=TOKEN) as running:
+        yield running
 
 
 @pytest.fixture

@@ -28,10 +28,8 @@ BotFactory = Callable[[AiohttpRequest], AbstractAsyncContextManager[Bot]]
 
 @pytest.fixture
 def server() -> Iterator[TelegramStandIn]:
-    standin = TelegramStandIn()
-    standin.start()
-    yield standin
-    standin.stop()
+    with TelegramStandIn() as standin:
+        yield standin
     assert standin.violations == []
 
 
