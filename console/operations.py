@@ -216,6 +216,12 @@ async def correct_label(principal: Principal, case_number: str, label: str) -> s
         return case.queue
 
 
+def check_transfer_reason(principal: Principal, reason_code: str | None) -> None:
+    """A transfer's reason code is none or one of the city's (`loop.transfer_reasons`)."""
+    if reason_code and reason_code not in principal.context.city.loop.transfer_reasons:
+        raise OperationError(422, f"unknown transfer reason {reason_code[:60]!r}")
+
+
 async def move(principal: Principal, case_number: str, queue: str, reason: str,
                reason_code: str | None = None) -> None:
     """Transfer a case; its deadlines stay. Returning it to triage, or moving it out of one's own queues, needs
@@ -223,6 +229,7 @@ async def move(principal: Principal, case_number: str, queue: str, reason: str,
     city = principal.context.city
     if city.queue(queue) is None:
         raise OperationError(422, f"unknown queue {queue!r}")
+    check_transfer_reason(principal, reason_code)
     async with principal.write() as session:
         case = await load_case(session, principal, case_number)
         own = visible_queues(principal.user)

@@ -121,8 +121,7 @@ async def bulk(principal: Principal, case_numbers: Sequence[str], action: str, *
         _check_queue(principal, queue)
         if not reason.strip():
             raise OperationError(422, "moving cases needs a reason")
-        if reason_code and reason_code not in principal.context.city.loop.transfer_reasons:
-            raise OperationError(422, f"unknown transfer reason {reason_code[:60]!r}")
+        operations.check_transfer_reason(principal, reason_code)  # refused for the whole selection
     if action == "status" and not status:
         raise OperationError(422, "choose the new status")
     results = []

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from console import workday
+from console import operations, workday
 from console.auth import Principal
 from console.context import ConsoleContext
 from console.operations import OperationError
@@ -247,6 +247,9 @@ async def test_a_supervisor_returns_a_selection_to_triage_with_one_of_the_transf
     assert (await day.found(case)).queue == "clean_hall"
     assert await _refusal(workday.bulk(supervisor, [number], "move", queue="triage", reason="不归本组",
                                        reason_code="made up")) == (422, "unknown transfer reason 'made up'")
+    # a reason code the city does not have is refused on any move, one case or a selection, leaving or not
+    assert await _refusal(operations.move(supervisor, number, "petitions", "不归本组", "made up")) == (
+        422, "unknown transfer reason 'made up'")
     code = day.context.city.loop.transfer_reasons[1]  # "分类有误 Wrong category"
     moved = await workday.bulk(supervisor, [number], "move", queue="triage", reason="不归本组", reason_code=code)
     assert moved == [BulkResult(number, None)]
