@@ -170,7 +170,7 @@ async def case_detail(principal: Principal, case_number: str, *, ip: str | None,
         notes = await queries.notes_for(session, case.id)
         assignee = await staff_actions.get_staff(session, case.assigned_to_id) if case.assigned_to_id else None
         original = await queries.case_by_id(session, case.duplicate_of_id) if case.duplicate_of_id else None
-        delivery = await notices.notice_states(session, case.id, case.channel)
+        delivery = await notices.notice_states(session, case.id)
         extensions = await loop.extension_requests(session, case.id)
     return CaseDetail(case, notes, assignee.display_name if assignee else None,
                       original.case_number if original else None,

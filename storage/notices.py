@@ -11,8 +11,8 @@ from sqlalchemy import ColumnElement, and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.crypto import session_keyring
-from storage.models import NoticeConsent, OutboxMessage, OutboxStatus, utcnow
-from storage.outbox import STAFF_NOTICES
+from storage.models import Case, NoticeConsent, OutboxMessage, OutboxStatus, utcnow
+from storage.outbox import to_reporter
 
 SUBSCRIBE = "subscribe"
 """WeChat's subscription notices (订阅通知): consent per template, given in a pop-up."""
@@ -135,11 +135,10 @@ class NoticeState:
     sent_at: datetime | None
 
 
-async def notice_states(session: AsyncSession, case_id: int, reporter_channel: str) -> list[NoticeState]:
-    """Every message of a case to its reporter (not staff notices), oldest first, with its delivery state."""
-    rows = (await session.execute(select(OutboxMessage).where(
-        OutboxMessage.case_id == case_id, OutboxMessage.channel == reporter_channel,
-        OutboxMessage.kind.not_in(sorted(STAFF_NOTICES)),  # a staff group on the reporter's channel (Telegram)
-    ).order_by(OutboxMessage.id))).scalars()
+async def notice_states(session: AsyncSession, case_id: int) -> list[NoticeState]:
+    """Every notice of a case to its reporter (`outbox.to_reporter`: not a staff group's, even on the reporter's
+    channel), oldest first, with its delivery state."""
+    rows = (await session.execute(select(OutboxMessage).join(Case, to_reporter()).where(Case.id == case_id)
+                                  .order_by(OutboxMessage.id))).scalars()
     return [NoticeState(message.created_at, message.kind, message.status, message.last_error, message.attempts,
                         message.sent_at) for message in rows]

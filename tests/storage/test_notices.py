@@ -174,7 +174,7 @@ async def test_the_ticket_shows_each_notice_to_the_reporter_oldest_first_with_it
         await outbox.enqueue(session, channel=WECHAT, recipient="o-resident", case_id=case.id,
                              payload={"notice": "status_changed", "status": "closed"})
     async with sessionmaker() as session:
-        states = await notices.notice_states(session, case.id, WECHAT)
+        states = await notices.notice_states(session, case.id)
     assert [(s.notice, s.status, s.reason, s.attempts, s.sent_at is not None) for s in states] == [
         ("answer", "sent", None, 1, True),
         ("status_changed", "failed", "blocked by the user", 1, False),
@@ -189,4 +189,4 @@ async def test_a_staff_groups_notice_on_the_reporters_channel_is_not_a_message_t
                                   staff_targets=[("telegram", "-100200300")])
         assert [m.kind for m in (await session.execute(select(OutboxMessage))).scalars()] == ["new_case"]
     async with sessionmaker() as session:
-        assert await notices.notice_states(session, case.id, "telegram") == []
+        assert await notices.notice_states(session, case.id) == []
