@@ -17,11 +17,12 @@ from collections.abc import Iterable
 from nlp.tokenizer import tokenize
 
 _CJK_CLASS = "\u3400-\u9fff\uf900-\ufaff"
+_CJK_WORD = re.compile(f"[{_CJK_CLASS}]+")
 _SCRIPT_RUNS = re.compile(f"[{_CJK_CLASS}]+|[^{_CJK_CLASS}]+")
 
 
 def _cjk(word: str) -> bool:
-    return all("\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff" for ch in word)
+    return _CJK_WORD.fullmatch(word) is not None
 
 
 def _pieces(word: str) -> list[str]:
