@@ -93,10 +93,11 @@ class Reply:
 
 
 def parse_command(text: str) -> tuple[str, str | None] | None:
-    """`/status 1234 5678` → ("status", "1234 5678"): after a leading slash the command's name and, after a space
-    or a line break, its argument; None for a text that is no command ("hello /report", "/", "/ status")."""
+    """`/status 1234 5678` → ("status", "1234 5678"): after a leading slash (or the full-width "／" of a Chinese
+    keyboard, as the web chat's page reads it too) the command's name and, after a space or a line break, its
+    argument; None for a text that is no command ("hello /report", "/", "/ status")."""
     stripped = text.strip()
-    if not stripped.startswith("/") or not stripped[1:2] or stripped[1].isspace():
+    if stripped[:1] not in ("/", "／") or not stripped[1:2] or stripped[1].isspace():
         return None
     head, *rest = stripped[1:].split(maxsplit=1)
     return head.lower(), (rest[0].strip() if rest else "") or None

@@ -52,7 +52,7 @@ def _seconds(value: int | float | timedelta) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
-_BOT_NAME = re.compile(r"^(\s*/[^\s@]*)@\w+")
+_BOT_NAME = re.compile(r"^(\s*[/／][^\s@]*)@\w+")
 
 
 def parse_command(text: str) -> tuple[str, str | None] | None:

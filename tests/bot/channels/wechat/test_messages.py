@@ -136,6 +136,7 @@ def test_other_kinds_of_message_reach_the_dialog_as_an_attachment_it_can_explain
     ("  /help  ", "help", None),
     ("/REPORT", "report", None),
     ("/status\n1234 5678 9012 3456", "status", "1234 5678 9012 3456"),  # the code typed on the next line
+    ("／status 1234 5678 9012 3456", "status", "1234 5678 9012 3456"),  # a Chinese keyboard's full-width slash
 ])
 def test_a_text_with_a_leading_slash_is_a_command(content: str, command: str, argument: str | None) -> None:
     inbound = to_inbound({"FromUserName": OPENID, "CreateTime": "1700000000", "MsgType": "text", "Content": content,
