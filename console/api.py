@@ -193,7 +193,8 @@ async def accept(principal: CurrentUser, case_number: CaseNumber) -> CaseDetailO
 @router.post("/cases/{case_number}/label", response_model=CaseDetailOut, summary="Confirm or correct the label",
              responses=ACTION_RESPONSES)
 async def label(principal: CurrentUser, case_number: CaseNumber, body: LabelIn) -> CaseDetailOut | Response:
-    """A corrected label moves the case where the routing rules send that label and becomes training data."""
+    """A corrected label becomes training data and moves an open case where the routing rules send that label (a
+    closed case stays with the queue that closed it)."""
     if body.action == "confirm":
         await operations.confirm_label(principal, case_number, expected=body.label)
     elif body.label is None:
@@ -207,7 +208,7 @@ async def label(principal: CurrentUser, case_number: CaseNumber, body: LabelIn) 
              responses=ACTION_RESPONSES)
 async def move(principal: CurrentUser, case_number: CaseNumber, body: MoveIn) -> CaseDetailOut | Response:
     """The case keeps its deadlines (a transfer is not an extension); its reporter reads "transferred to the
-    responsible office" once."""
+    responsible office" once. A closed, rejected or duplicate case is not moved (409): it is reopened first."""
     await operations.move(principal, case_number, body.queue, body.reason, body.reason_code)
     return await _after_action(principal, case_number)
 

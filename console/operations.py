@@ -200,7 +200,8 @@ async def confirm_label(principal: Principal, case_number: str, expected: str | 
 
 
 async def correct_label(principal: Principal, case_number: str, label: str) -> str:
-    """Set the label staff decided; the case moves where routing sends that label. Returns its queue."""
+    """Set the label staff decided; an open case moves where routing sends that label (a closed one stays).
+    Returns its queue."""
     if label not in LABELS:
         raise OperationError(422, f"unknown label {label!r}; one of {', '.join(LABELS)}")
     city = principal.context.city

@@ -287,7 +287,10 @@ async def transfer(session: AsyncSession, case: Case, queue: str, *, actor: Staf
     """Move the case to another queue. A staff transfer keeps the deadlines (it is not an extension); a case
     routed anew — its label corrected — takes `deadlines` (accept-by, resolve-by) of its new queue, counted from
     now. The reporter's trace says "transferred to the responsible office" once, whatever the internal hops;
-    the `alert_after`-th transfer and every one after it tell the new queue's staff groups."""
+    the `alert_after`-th transfer and every one after it tell the new queue's staff groups. A closed case stays with
+    the queue that closed it (its figures, its reporter's trace): it is reopened before it moves."""
+    if case.status in CLOSED_STATUSES:
+        raise ActionError(f"case {case.case_number} is {case.status}: reopen it to move it")
     reason = reason.strip()
     if not reason:
         raise ActionInputError("moving a case needs a reason")

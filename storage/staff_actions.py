@@ -300,14 +300,15 @@ async def confirm_label(session: AsyncSession, case: Case, *, actor: StaffUser) 
 
 async def correct_label(session: AsyncSession, case: Case, label: str, *, actor: StaffUser, queue: str,
                         accept_due_at: datetime | None, resolve_due_at: datetime | None) -> TraceEvent | None:
-    """A reviewer's label; it becomes training data and moves the case where routing sends that label."""
+    """A reviewer's label; it becomes training data and moves an open case where routing sends that label (a closed
+    case stays with the queue that closed it)."""
     if label == case.label and case.label_status is not None:
         raise ActionError(f"the label is {label} already")
     previous = case.label
     case.label = label
     case.label_status = "corrected" if label != case.predicted_label else "confirmed"
     await audit.record(session, actor, "case.correct_label", case=case, detail={"from": previous, "to": label})
-    if queue != case.queue:  # routed anew: the new queue's deadlines, counted from now
+    if queue != case.queue and case.status not in CLOSED_STATUSES:  # routed anew: the new queue's deadlines
         return await loop.transfer(session, case, queue, reason=f"label {previous} → {label}", actor=actor,
                                    deadlines=(accept_due_at, resolve_due_at))
     return None

@@ -167,6 +167,32 @@ async def test_moving_a_case_needs_a_reason_and_frees_it_with_the_new_queues_dea
                                                                "reason": "涉及收受礼品", "transfers": 1})
 
 
+@pytest.mark.parametrize("status", [CaseStatus.CLOSED, CaseStatus.REJECTED])
+async def test_a_closed_case_is_not_moved_and_a_corrected_label_stays_with_the_queue_that_handled_it(
+        sessionmaker: Any, status: CaseStatus) -> None:
+    async with sessionmaker.begin() as session:
+        wang = await _staff(session)
+        case, _ = await file_case(session, label="slow_service", queue="clean_hall")
+        await staff_actions.set_status(session, case, status, actor=wang, body="已办结")
+    before = await _trace(sessionmaker, case.id)
+
+    async def move(session: Any) -> None:
+        await loop.transfer(session, await _load(session, case.id), "petitions", reason="涉及收受礼品", actor=wang)
+
+    assert await _refused(sessionmaker, move) == f"case {case.case_number} is {status}: reopen it to move it"
+    async with sessionmaker.begin() as session:  # the label is still worth correcting: it is training data
+        moved = await staff_actions.correct_label(session, await _load(session, case.id), "bribery_gifts",
+                                                  actor=wang, queue="petitions", accept_due_at=None,
+                                                  resolve_due_at=None)
+    assert moved is None
+    async with sessionmaker() as session:
+        stored = await _load(session, case.id)
+    assert (stored.label, stored.label_status, stored.queue, stored.status, stored.transfer_count) == (
+        "bribery_gifts", "corrected", "clean_hall", status, 0)
+    assert await _trace(sessionmaker, case.id) == before  # the reporter reads no transfer after the closing
+    assert [a for a, _ in await _audit(sessionmaker)][-1] == "case.correct_label"
+
+
 async def test_a_note_needs_text_and_an_answer_to_a_closed_case_keeps_it_closed(sessionmaker: Any) -> None:
     async with sessionmaker.begin() as session:
         wang = await _staff(session)

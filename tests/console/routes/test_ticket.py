@@ -71,6 +71,8 @@ async def test_every_action_writes_its_trace_event_and_audit_record(console: Con
         assert (await console.get_case(number)).status == "duplicate"
         assert (await console.trace(number))[-1].body == original
 
+        # a closed case (a duplicate is one) is reopened before it moves
+        await act("status", status="in_handling", note="并非重复件，继续办理")
         # out of the reviewer's own queues: one of the configured reasons as well as the free text (issue 13)
         moved = await act("move", queue="petitions", reason="涉及收受红包",
                           reason_code="不属于本单位职责 Not this office's remit")
@@ -81,12 +83,13 @@ async def test_every_action_writes_its_trace_event_and_audit_record(console: Con
              if entry.action != "case.view"]
     assert [action for action, _ in audit] == [
         "case.accept", "case.confirm_label", "case.assign", "case.note", "case.status", "case.answer",
-        "case.correct_label", "case.move", "case.duplicate", "case.move"]
+        "case.correct_label", "case.move", "case.duplicate", "case.status", "case.move"]
     assert dict(audit)["case.assign"] == {"to": "rev"}
     assert audit[-1][1]["reason"] == "涉及收受红包"
     assert [e.kind for e in await console.trace(number)] == [
         TraceKind.RECEIVED, TraceKind.ROUTED, TraceKind.ACCEPTED, TraceKind.IN_HANDLING, TraceKind.ANSWERED,
-        TraceKind.ROUTED, TraceKind.TRANSFERRED, TraceKind.DUPLICATE, TraceKind.ROUTED]  # "transferred" once
+        TraceKind.ROUTED, TraceKind.TRANSFERRED, TraceKind.DUPLICATE, TraceKind.IN_HANDLING,
+        TraceKind.ROUTED]  # "transferred" once
     async with console.database.read_sessionmaker() as session:
         notes = (await session.execute(select(InternalNote))).scalars().all()
         assert [note.body for note in notes] == ["电话联系了窗口负责人"]
@@ -134,6 +137,29 @@ async def test_moving_needs_a_reason_and_errors_are_pages(console: ConsoleHarnes
                                                                                  "original": "QL-1999-999999"})
         assert response.status_code == 422
     assert (await console.get_case(number)).queue == "clean_hall"
+
+
+async def test_a_closed_ticket_offers_no_move_and_a_corrected_label_keeps_it_in_the_queue_that_closed_it(
+        console: ConsoleHarness) -> None:
+    await console.user("sup", StaffRole.SUPERVISOR, ["clean_hall", "petitions"])
+    number = await console.case("clean_hall")
+    async with console.client() as client:
+        csrf = await console.login(client, "sup")
+        closing = await client.post(f"/console/case/{number}/status", data={"csrf": csrf, "status": "closed",
+                                                                             "note": "已办结"})
+        assert closing.status_code == 303
+        page = await client.get(f"/console/case/{number}")
+        assert f"/console/case/{number}/move" not in page.text and "需转办请先重新办理" in page.text
+        forged = await client.post(f"/console/case/{number}/move", data={
+            "csrf": csrf, "queue": "petitions", "reason": "涉及收受礼品"})
+        assert forged.status_code == 409 and f"case {number} is closed: reopen it to move it" in forged.text
+        corrected = await client.post(f"/console/case/{number}/correct-label",
+                                      data={"csrf": csrf, "label": "bribery_gifts"})
+        assert corrected.status_code == 303 and location(corrected).startswith(f"/console/case/{number}")
+    stored = await console.get_case(number)
+    assert (stored.label, stored.queue, stored.status, stored.transfer_count) == (
+        "bribery_gifts", "clean_hall", "closed", 0)
+    assert [event.kind for event in await console.trace(number)][-1] == TraceKind.CLOSED
 
 
 async def test_identity_is_revealed_only_on_an_audited_click_by_permitted_roles(console: ConsoleHarness) -> None:
