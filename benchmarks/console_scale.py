@@ -50,7 +50,7 @@ from console.auth import SESSION_COOKIE, session_serializer
 from console.operations import LABELS, cursor_param
 from handlers.city import DEFAULT_CITY_CONFIG
 from nlp.search import index_terms, query_terms
-from storage import loop_stats, queries, staff_actions, staff_notices
+from storage import loop_stats, queries, search, staff_actions, staff_notices
 from storage import statistics as stats_module
 from storage.crypto import generate_key
 from storage.db import Database
@@ -125,7 +125,9 @@ async def build(url: str, settings: Settings, size: int, seed: int = 14) -> dict
                     else None, "rehandle_count": 0, "appeal_count": 0, "transfer_count": 0, "extension_count": 0,
                     "appeal_pending": False, "created_at": created, "updated_at": closed or accepted or created,
                     "routed_at": created, "accepted_at": accepted, "accept_due_at": accept_due,
-                    "resolve_due_at": resolve_due, "closed_at": closed, "search_version": 1,
+                    "resolve_due_at": resolve_due, "closed_at": closed,
+                    # indexed below with the terms of this version: the service finds nothing to re-index
+                    "search_version": search.INDEX_VERSION,
                     "warned_for": marker, "escalated_for": marker,
                     # the follow-up below, which no one has opened (storage.staff_notices keeps the mark)
                     "unread_since": created + timedelta(hours=5) if case_id % 20 == 7 else None})
