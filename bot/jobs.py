@@ -64,8 +64,8 @@ async def index_for_search(sessionmaker: async_sessionmaker[AsyncSession], batch
             cases = await search.unindexed(session, batch)
         terms = await asyncio.to_thread(_terms_of, [case_texts for _, case_texts in cases])
         async with sessionmaker.begin() as session:  # words found off the loop, outside the write lock
-            for (case_id, _), case_terms in zip(cases, terms, strict=True):
-                await search.reindex(session, case_id, case_terms)
+            await search.reindex(session, [(case_id, case_terms)
+                                           for (case_id, _), case_terms in zip(cases, terms, strict=True)])
         indexed += len(cases)
         if len(cases) < batch:
             return indexed

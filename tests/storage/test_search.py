@@ -6,7 +6,7 @@ before the index (or an older version of its terms) are listed with their texts 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, text, update
@@ -21,7 +21,7 @@ FILED = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 async def _case_with_words(session: Any, reporter: str, words: Sequence[str]) -> int:
     """A filed case whose index holds exactly `words` (instead of those of the factory's description)."""
     case, _ = await file_case(session, reporter_ref=reporter, now=FILED)
-    await search.reindex(session, case.id, words)
+    await search.reindex(session, [(case.id, words)])
     return case.id
 
 
@@ -103,8 +103,8 @@ async def test_cases_not_indexed_under_this_version_are_listed_with_their_texts_
             (older.id, ["天心区医院", "医生收红包。"])]
         assert [case_id for case_id, _ in await search.unindexed(session, limit=1)] == [never.id]
     async with sessionmaker.begin() as session:
-        await search.reindex(session, never.id, ["下午", "没人"])
-        await search.reindex(session, never.id + 1000, ["下午"])  # erased meanwhile: nothing to index
+        await search.reindex(session, [(never.id, ["下午", "没人"]),
+                                       (never.id + 1000, ["下午"])])  # erased meanwhile: nothing to index
     async with sessionmaker() as session:
         assert [case_id for case_id, _ in await search.unindexed(session)] == [older.id]
         assert await session.scalar(select(Case.search_version).where(Case.id == never.id)) == search.INDEX_VERSION
@@ -115,3 +115,22 @@ async def test_cases_not_indexed_under_this_version_are_listed_with_their_texts_
         assert await _found(session, ["下午"]) == [never.id]
         assert await session.scalar(select(func.count()).select_from(CaseTerm).where(
             CaseTerm.case_id == never.id + 1000)) == 0
+
+
+async def test_a_batch_reindexed_at_once_gives_each_case_its_own_terms_and_date(sessionmaker: Any) -> None:
+    async with sessionmaker.begin() as session:
+        first, _ = await file_case(session, reporter_ref="a", now=FILED, description="窗口推诿。")
+        second, _ = await file_case(session, reporter_ref="b", now=FILED + timedelta(days=3),
+                                    description="医生收红包。")
+        untouched, _ = await file_case(session, reporter_ref="c", now=FILED, description="学校乱收费。")
+        await session.execute(update(Case).values(search_version=None))
+        await search.reindex(session, [(first.id, ["窗口", "推诿"]), (second.id, ["红包", "窗口"])])
+    async with sessionmaker() as session:
+        assert [case_id for case_id, _ in await search.unindexed(session)] == [untouched.id]
+        assert await _found(session, ["窗口"]) == [first.id, second.id]
+        dates = dict((await session.execute(select(CaseTerm.case_id, CaseTerm.created_at).distinct().where(
+            CaseTerm.case_id != untouched.id))).tuples().all())
+        assert dates == {first.id: first.created_at, second.id: second.created_at}  # each case's own date
+        assert await _found(session, ["红包"]) == [second.id]
+        assert await _found(session, ["推诿", "窗口"]) == [first.id]
+        assert await _found(session, ["医生"]) == []  # the factory's words were replaced by the batch's
