@@ -43,8 +43,9 @@ async def add_terms(session: AsyncSession, case_id: int, created_at: datetime, t
 
 async def reindex(session: AsyncSession, cases: Sequence[tuple[int, Iterable[str]]]) -> None:
     """Replace these cases' terms (the terms' definition changed) and record the version, in four statements for
-    the whole batch: the housekeeping that catches up after an upgrade holds SQLite's one write lock as briefly
-    as it can, so residents' steps hardly wait behind it. A case erased meanwhile is skipped."""
+    the whole batch: the housekeeping that catches up after an upgrade holds SQLite's one write lock as briefly as
+    it can, as residents' steps wait behind it (docs/benchmarks.md, "A million cases on SQLite"). A case erased
+    meanwhile is skipped."""
     ids = [case_id for case_id, _ in cases]
     if not ids:
         return
