@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import report, tracking
 from handlers.context import DialogContext, Turn
-from handlers.menu import show_menu
+from handlers.menu import menu_choices, show_menu
 from handlers.notices import render, waited_line
 from handlers.texts import normalise_locale
 from handlers.types import Choice, Inbound, Outbound, Packer
@@ -174,11 +174,16 @@ def _resolve_choice(turn: Turn) -> tuple[str | None, str | None, bool]:
         number = typed_number(typed)
         if number is not None and 1 <= number <= len(offered) and turn.conversation.state != "rating":
             return offered[number - 1][0], None, False
-        typed_words = _letters(typed)
-        for key, label in offered:
-            if typed_words and typed_words == _letters(label):
-                return key, None, False
+        named = _named(typed, offered)
+        if named is not None:
+            return named, None, False
     return None, text, False
+
+
+def _named(typed: str, options: list[list[str]]) -> str | None:
+    """The key of the option whose words `typed` are ("提交" names "✅ 提交")."""
+    typed_words = _letters(typed)
+    return next((key for key, label in options if typed_words and typed_words == _letters(label)), None)
 
 
 async def _input(turn: Turn) -> None:
@@ -224,6 +229,8 @@ async def _input(turn: Turn) -> None:
         await tracking.check_code(turn, text)
         if turn.conversation.state == "idle":
             show_menu(turn)
+    elif text is not None and (named := _named(text, [[c.key, c.label] for c in menu_choices(turn)])) is not None:
+        await _menu(turn, named)  # a menu option typed by its name where no menu was shown: a first "我要举报"
     else:
         if inbound.attachment is not None:
             turn.say(turn.t("error_attachment_here"))

@@ -386,3 +386,15 @@ async def test_a_choice_typed_as_a_circled_or_full_width_number_is_read_as_that_
     await resident.command("report")
     await resident.say(typed)  # a phone's Chinese keyboard offers ② and ３; there is no 20th district
     assert step in resident.text()
+
+
+@pytest.mark.parametrize(("first", "expected"), [("我要举报", "第1步"), (" 查询进度 ", "查询码"),
+                                                 ("使用说明", "/status")])
+async def test_a_first_message_that_names_a_menu_option_is_that_option(harness: DialogHarness, first: str,
+                                                                        expected: str) -> None:
+    resident = harness.resident()  # has never seen the menu: what a resident types first is often just this
+    await resident.say(first)
+    assert expected in resident.text()
+    other = harness.resident("r2")
+    await other.say("你好")  # anything else is greeted with the menu, as before
+    assert "menu:report" in other.keys() and "第1步" not in other.text()
