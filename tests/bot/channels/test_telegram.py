@@ -58,10 +58,8 @@ def standin(server: TelegramStandIn) -> Iterator[TelegramStandIn]:
 @pytest.fixture
 def own_standin() -> Iterator[TelegramStandIn]:
     """A stand-in of its own, for a test that leaves a webhook set."""
-    running = TelegramStandIn(token=TOKEN)
-    running.start()
-    yield running
-    running.stop()
+    with TelegramStandIn(token=TOKEN) as running:
+        yield running
     assert running.violations == []
 
 
