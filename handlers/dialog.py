@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import report, tracking
 from handlers.context import DialogContext, Turn
-from handlers.menu import menu_choices, show_menu
+from handlers.menu import menu_names, show_menu
 from handlers.notices import render, waited_line
 from handlers.texts import normalise_locale
 from handlers.types import Choice, Inbound, Outbound, Packer
@@ -120,13 +120,13 @@ def reask(turn: Turn) -> None:
 
 async def _command(turn: Turn, command: str, argument: str | None) -> None:
     state = turn.conversation.state
-    if command in ("start", "report"):
+    if command == "report":
+        _report_wanted(turn)
+    elif command == "start":
         if report.has_draft(turn):
             _offer_resume(turn)
-        elif command == "start":
-            show_menu(turn, greeting=True)
         else:
-            report.start(turn)
+            show_menu(turn, greeting=True)
     elif command == "status":
         if argument and argument.strip():
             await tracking.check_code(turn, argument)
@@ -186,6 +186,11 @@ def _named(typed: str, options: list[list[str]]) -> str | None:
     return next((key for key, label in options if typed_words and typed_words == _letters(label)), None)
 
 
+def _typed_menu_option(turn: Turn, text: str | None) -> str | None:
+    """The menu option `text` names ("我要举报", "投诉"), where the menu is not what was offered."""
+    return _named(text, menu_names(turn)) if text is not None else None
+
+
 async def _input(turn: Turn) -> None:
     inbound = turn.inbound
     state = turn.conversation.state
@@ -217,6 +222,8 @@ async def _input(turn: Turn) -> None:
         else:
             turn.say(turn.t("error_pick_option"))
             _offer_resume(turn)
+    elif state == "intake" and (named := _typed_menu_option(turn, text)) is not None:
+        await _menu(turn, named)  # "我要举报" typed to the offer takes it; another option leaves the text waiting
     elif state in report.WIZARD_STATES:
         await report.answer(turn, choice, text, inbound.attachment)
     elif state in tracking.TRACKING_STATES:
@@ -229,21 +236,30 @@ async def _input(turn: Turn) -> None:
         await tracking.check_code(turn, text)
         if turn.conversation.state == "idle":
             show_menu(turn)
-    elif text is not None and (named := _named(text, [[c.key, c.label] for c in menu_choices(turn)])) is not None:
+    elif (named := _typed_menu_option(turn, text)) is not None:
         await _menu(turn, named)  # a menu option typed by its name where no menu was shown: a first "我要举报"
-    else:
-        if inbound.attachment is not None:
-            turn.say(turn.t("error_attachment_here"))
+    elif inbound.attachment is not None:
+        turn.say(turn.t("error_attachment_here"))
         show_menu(turn)
+    elif text is None or report.has_draft(turn) or not report.offer_intake(turn, text):
+        show_menu(turn)  # a greeting or a question: the menu (a text that describes something was offered above)
+
+
+def _report_wanted(turn: Turn) -> None:
+    """"File a report" (command, menu or typed): a new report, or what to do with the draft there is — one that
+    holds only the text the resident sent first begins with it."""
+    if not report.has_draft(turn):
+        report.start(turn)
+    elif turn.draft.get("step") == "intake":
+        report.resume(turn)
+    else:
+        _offer_resume(turn)
 
 
 async def _menu(turn: Turn, choice: str) -> None:
     action = choice.split(":", 1)[1]
     if action == "report":
-        if report.has_draft(turn):
-            _offer_resume(turn)
-        else:
-            report.start(turn)
+        _report_wanted(turn)
     elif action == "status":
         tracking.ask_code(turn)
     elif action == "help":

@@ -15,6 +15,15 @@ def menu_choices(turn: Turn) -> list[Choice]:
     ]
 
 
+def menu_names(turn: Turn) -> list[list[str]]:
+    """[key, name] of every way a resident may type a menu option where no question is pending: its label, and
+    the other words the texts list for it (`menu_report_words`: "举报|投诉|…")."""
+    names = [[choice.key, choice.label] for choice in menu_choices(turn)]
+    for key, _ in list(names):
+        names += [[key, word] for word in turn.t(f"{key.replace(':', '_')}_words").split("|") if word.strip()]
+    return names
+
+
 def show_menu(turn: Turn, greeting: bool = False) -> None:
     turn.set_state("idle")
     choices = menu_choices(turn)

@@ -1,4 +1,8 @@
-"""The report wizard: district → place → when → what → evidence → identity → summary → submit."""
+"""The report wizard: district → place → when → what → evidence → identity → summary → submit.
+
+A resident who writes what happened before asking for anything (a first WeChat message is often the whole
+complaint) is offered to start a report with that text as its description ("intake"): the text waits in the
+encrypted draft, the wizard then skips the description question, and the summary shows it for checking."""
 
 from __future__ import annotations
 
@@ -23,11 +27,13 @@ from storage import actions, client_limits
 from storage.models import ClientEventKind
 from storage.receipts import format_receipt_code
 
-WIZARD_STATES = ("district", "place", "when", "description", "evidence", "identity", "name", "phone",
+WIZARD_STATES = ("intake", "district", "place", "when", "description", "evidence", "identity", "name", "phone",
                  "summary", "edit")
 UNSURE_DISTRICT = "unsure"
 EDITABLE_FIELDS = ("district", "place", "when", "description", "evidence", "identity")
 REPORT_WINDOW = timedelta(hours=24)
+INTAKE_EXCERPT = 60
+"""How much of a text offered as a report's description the offer quotes back."""
 SIMILAR_RANKED_AT_SUBMIT = 20
 """The submit only tells the resident whether similar cases exist: it scores the 20 candidates sharing the most
 band keys with the report, not every one of the hundreds a common report can have."""
@@ -42,7 +48,12 @@ def ask(turn: Turn, state: str) -> None:
     if state in WIZARD_STATES and state != "edit":
         turn.update_draft(step=state)
     limits = turn.ctx.city.limits
-    if state == "district":
+    if state == "intake":
+        description = turn.draft.get("description", "")
+        excerpt = description if len(description) <= INTAKE_EXCERPT else description[:INTAKE_EXCERPT] + "……"
+        turn.ask(turn.t("ask_intake", excerpt=excerpt), [Choice("intake:report", turn.t("intake_report")),
+                                                         Choice("intake:menu", turn.t("intake_menu"))])
+    elif state == "district":
         choices = [
             Choice(f"district:{d.code}", d.zh if turn.locale == "zh" else d.en) for d in turn.ctx.city.districts
         ]
@@ -125,7 +136,46 @@ def start(turn: Turn) -> None:
 
 
 def resume(turn: Turn) -> None:
-    ask(turn, turn.draft.get("step") or "district")
+    step = turn.draft.get("step") or "district"
+    if step == "intake":  # "continue" (or /report) where a text waits to become the description: begin with it
+        _begin_with_description(turn)
+    else:
+        ask(turn, step)
+
+
+def offer_intake(turn: Turn, text: str) -> bool:
+    """Where no question was asked (the menu, or a first message), a text that would pass as a report's
+    description: keep it in the draft and offer to start a report with it. False (nothing kept or said) for a
+    text too short to describe anything; a text over the description's limit is explained, not kept."""
+    limits = turn.ctx.city.limits
+    try:
+        description = clean_description(text, limits.description_min_chars, limits.description_max_chars)
+    except Invalid as problem:
+        if problem.text_key != "error_description_long":
+            return False
+        turn.say(turn.t(problem.text_key, **problem.values))
+        show_menu(turn)
+        return True
+    turn.clear_draft()
+    turn.update_draft(description=description, attachments=[])
+    ask(turn, "intake")
+    return True
+
+
+def _begin_with_description(turn: Turn) -> None:
+    turn.update_draft(step="district")
+    turn.say(turn.t("intake_started"))
+    ask(turn, "district")
+
+
+async def _intake(turn: Turn, choice: str | None, text: str | None) -> None:
+    if choice == "intake:report":
+        _begin_with_description(turn)
+    elif choice == "intake:menu":
+        await discard(turn)
+        show_menu(turn)
+    elif text is None or not offer_intake(turn, text):  # a further text as long replaces the one kept
+        raise Invalid("error_pick_option")
 
 
 async def discard(turn: Turn) -> None:
@@ -158,7 +208,9 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         ask(turn, state)
         return
     try:
-        if state == "district":
+        if state == "intake":
+            await _intake(turn, choice, text)
+        elif state == "district":
             if choice is None or not choice.startswith("district:"):
                 raise Invalid("error_pick_district")
             code = choice.split(":", 1)[1]
@@ -171,7 +223,8 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
             _next(turn, "when")
         elif state == "when":
             turn.update_draft(occurred=_occurred(turn, choice, text))
-            _next(turn, "description")
+            # a description the resident sent first (intake) is not asked for again; the summary shows it
+            _next(turn, "evidence" if turn.draft.get("description") else "description")
         elif state == "description":
             if text is None:
                 raise Invalid("error_need_text")

@@ -389,7 +389,8 @@ async def test_a_choice_typed_as_a_circled_or_full_width_number_is_read_as_that_
 
 
 @pytest.mark.parametrize(("first", "expected"), [("我要举报", "第1步"), (" 查询进度 ", "查询码"),
-                                                 ("使用说明", "/status")])
+                                                 ("使用说明", "/status"), ("举报", "第1步"), ("投诉！", "第1步"),
+                                                 ("查询", "查询码")])
 async def test_a_first_message_that_names_a_menu_option_is_that_option(harness: DialogHarness, first: str,
                                                                         expected: str) -> None:
     resident = harness.resident()  # has never seen the menu: what a resident types first is often just this
@@ -398,3 +399,57 @@ async def test_a_first_message_that_names_a_menu_option_is_that_option(harness: 
     other = harness.resident("r2")
     await other.say("你好")  # anything else is greeted with the menu, as before
     assert "menu:report" in other.keys() and "第1步" not in other.text()
+
+
+async def test_a_first_message_that_describes_something_becomes_the_report_it_offers(harness: DialogHarness) -> None:
+    resident = harness.resident()  # a WeChat resident's first message is often the whole complaint
+    await resident.say(DESCRIPTION)
+    assert "岳麓区政务服务中心3号窗口的工作人员" in resident.text() and "开始一份举报" in resident.text()
+    assert resident.keys() == ["intake:report", "intake:menu"]
+    await resident.press("intake:report")
+    assert "已把您发来的内容记为事情经过" in resident.text() and "district:yuelu" in resident.keys()
+    await resident.press("district:yuelu")
+    await resident.say("岳麓区政务服务中心3号窗口")
+    await resident.press("when:today")
+    assert "第5步" in resident.text() and "第4步" not in resident.text()  # the description is not asked again
+    await resident.press("evidence:done")
+    await resident.press("identity:anonymous")
+    assert DESCRIPTION in resident.text()  # the summary shows it for checking
+    await submit(resident)
+    async with harness.sessionmaker() as session:
+        case = (await session.execute(select(Case))).scalar_one()
+    assert (case.district, case.place, case.description) == ("yuelu", "岳麓区政务服务中心3号窗口", DESCRIPTION)
+
+
+async def test_a_text_offered_as_a_report_can_be_declined_replaced_or_taken_later(harness: DialogHarness) -> None:
+    declining = harness.resident("r1")
+    await declining.say(DESCRIPTION)
+    await declining.say("好的")  # neither option, nor a description: explained, offered again
+    assert "请点击下方选项之一" in declining.text() and "intake:report" in declining.keys()
+    await declining.press("intake:menu")
+    assert "menu:report" in declining.keys()
+    await declining.command("report")  # the declined text is gone: a new report starts with its first question
+    assert "第1步" in declining.text() and "已把您发来的内容" not in declining.text()
+
+    replacing = harness.resident("r2")
+    await replacing.say("村委会主任把低保名额给了自己的亲戚，村民意见很大。")
+    await replacing.say(DESCRIPTION)  # a second description replaces the first
+    assert "岳麓区政务服务中心3号窗口" in replacing.text() and replacing.keys() == ["intake:report", "intake:menu"]
+    await replacing.say("我要举报")  # the menu's words typed to the offer take it
+    assert "已把您发来的内容记为事情经过" in replacing.text()
+    await replacing.command("cancel")
+    assert "草稿已删除" in replacing.text()
+
+    later = harness.resident("r3")
+    await later.say(DESCRIPTION)
+    await later.say("查询进度")  # another menu option: the text waits in the draft
+    assert "查询码" in later.text()
+    await later.command("report")
+    assert "已把您发来的内容记为事情经过" in later.text() and "district:yuelu" in later.keys()
+
+
+async def test_a_description_sent_unasked_over_the_limit_is_explained(harness: DialogHarness) -> None:
+    resident = harness.resident()
+    limit = harness.context.city.limits.description_max_chars
+    await resident.say("窗口人员推诿扯皮。" * (limit // 9 + 1))
+    assert f"{limit}" in resident.text() and "menu:report" in resident.keys()
