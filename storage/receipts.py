@@ -9,6 +9,9 @@ import secrets
 
 RECEIPT_DIGITS = 16
 _SEPARATORS = re.compile(r"[\s\-_.·]+")
+_DIGIT_RUN = re.compile(r"[0-9](?:[\s\-_.·]*[0-9])*", re.ASCII)
+MAX_WORDS_AROUND_CODE = 20
+"""Letters and digits a message may hold besides its receipt code and still be read as that code."""
 
 
 def new_receipt_code() -> str:
@@ -20,11 +23,17 @@ def format_receipt_code(code: str) -> str:
 
 
 def parse_receipt_code(text: str) -> str | None:
-    """The 16 digits of a code typed with or without spaces or dashes; None if it is not one."""
-    digits = _SEPARATORS.sub("", text.strip().translate(_FULLWIDTH_DIGITS))
-    if len(digits) == RECEIPT_DIGITS and digits.isascii() and digits.isdigit():
-        return digits
-    return None
+    """The 16 digits of a code typed with or without spaces or dashes, alone or with a few words around it
+    ("查询码：1074 8690 3250 1520", "my code is …"); None if it is not one. A longer text that happens to hold 16
+    digits (a card number in a description) is not taken for a code."""
+    normalised = text.strip().translate(_FULLWIDTH_DIGITS)
+    runs = [run for run in _DIGIT_RUN.findall(normalised) if len(_SEPARATORS.sub("", run)) == RECEIPT_DIGITS]
+    if len(runs) != 1:
+        return None
+    words = normalised.replace(runs[0], "", 1)
+    if sum(1 for ch in words if ch.isalnum()) > MAX_WORDS_AROUND_CODE:
+        return None
+    return _SEPARATORS.sub("", runs[0])
 
 
 def receipt_code_hash(secret_key: bytes, code: str) -> str:

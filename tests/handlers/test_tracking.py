@@ -53,6 +53,12 @@ async def test_a_code_typed_without_the_command_opens_the_case(harness: DialogHa
     assert "案件编号：QL-2026-000001\n当前状态：已分派" in resident.text()
     await resident.press("case:menu")
     assert "menu:report" in resident.keys()
+    pasted = harness.resident("r2")
+    await pasted.say(f"我的查询码是：{format_receipt_code(code)}，请帮我查一下")  # not a report to offer
+    assert "案件编号：QL-2026-000001\n当前状态：已分派" in pasted.text()
+    await pasted.command("status")
+    await pasted.say(f"查询码 {code}")
+    assert "案件编号：QL-2026-000001" in pasted.text()
 
 
 async def test_the_menu_of_an_open_case_accepts_only_its_options(harness: DialogHarness) -> None:

@@ -22,6 +22,12 @@ def test_new_codes_are_sixteen_digits_with_their_leading_zeros() -> None:
     ("١٢٣٤٥٦٧٨٩٠١٢٣٤٥٦", None),  # Arabic-Indic digits are digits, but not a code anyone was given
     ("1234 5678 9012 345O", None),
     ("", None),
+    ("查询码：1234 5678 9012 3456", "1234567890123456"),  # a few words around it, as residents paste it
+    ("my code is 1234-5678-9012-3456, thanks", "1234567890123456"),
+    ("1234 5678 9012 3456 7", None),  # seventeen digits
+    ("7 1234 5678 9012 3456", None),
+    ("1234567890123456 6543210987654321", None),  # two codes: which one?
+    ("窗口人员让我把银行卡号6222021234567890告诉他，然后让我转账了好几次，一共五千元", None),  # a description
 ])
 def test_a_code_is_read_however_the_resident_separated_it(typed: str, code: str | None) -> None:
     assert parse_receipt_code(typed) == code
