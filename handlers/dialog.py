@@ -13,7 +13,7 @@ from handlers.menu import menu_names, show_menu
 from handlers.notices import render, waited_line
 from handlers.texts import normalise_locale
 from handlers.types import Choice, Inbound, Outbound, Packer
-from handlers.validation import parse_receipt_code, typed_number
+from handlers.validation import Invalid, parse_receipt_code, typed_number
 from storage import actions, notices
 
 COMMANDS = ("start", "report", "status", "cancel", "language", "help", "menu")
@@ -238,11 +238,18 @@ async def _input(turn: Turn) -> None:
             show_menu(turn)
     elif (named := _typed_menu_option(turn, text)) is not None:
         await _menu(turn, named)  # a menu option typed by its name where no menu was shown: a first "我要举报"
-    elif inbound.attachment is not None:
-        turn.say(turn.t("error_attachment_here"))
-        show_menu(turn)
-    elif text is None or report.has_draft(turn) or not report.offer_intake(turn, text):
-        show_menu(turn)  # a greeting or a question: the menu (a text that describes something was offered above)
+    elif report.has_draft(turn):
+        if inbound.attachment is not None:
+            turn.say(turn.t("error_attachment_here"))
+        show_menu(turn)  # the menu offers to go on with the draft
+    else:
+        try:
+            offered = await report.offer_intake(turn, text, inbound.attachment)
+        except Invalid as problem:  # a description over the limit, a file the evidence step refuses
+            turn.say(turn.t(problem.text_key, **problem.values))
+            offered = False
+        if not offered:
+            show_menu(turn)  # a greeting or a question: the menu
 
 
 def _report_wanted(turn: Turn) -> None:

@@ -1,8 +1,9 @@
 """The report wizard: district → place → when → what → evidence → identity → summary → submit.
 
 A resident who writes what happened before asking for anything (a first WeChat message is often the whole
-complaint) is offered to start a report with that text as its description ("intake"): the text waits in the
-encrypted draft, the wizard then skips the description question, and the summary shows it for checking."""
+complaint, or a photo) is offered to start a report with that text as its description and those files as its
+evidence ("intake"): they wait in the draft (encrypted, as every draft and file), the wizard then skips the
+description question, and the summary shows what was kept for checking."""
 
 from __future__ import annotations
 
@@ -50,9 +51,13 @@ def ask(turn: Turn, state: str) -> None:
     limits = turn.ctx.city.limits
     if state == "intake":
         description = turn.draft.get("description", "")
+        count = len(turn.draft.get("attachments", []))
         excerpt = description if len(description) <= INTAKE_EXCERPT else description[:INTAKE_EXCERPT] + "……"
-        turn.ask(turn.t("ask_intake", excerpt=excerpt), [Choice("intake:report", turn.t("intake_report")),
-                                                         Choice("intake:menu", turn.t("intake_menu"))])
+        question = turn.t("ask_intake", excerpt=excerpt) if description else turn.t("ask_intake_files", count=count)
+        if description and count:
+            question += "\n" + turn.t("evidence_count", count=count, maximum=limits.max_attachments)
+        turn.ask(question, [Choice("intake:report", turn.t("intake_report")),
+                            Choice("intake:menu", turn.t("intake_menu"))])
     elif state == "district":
         choices = [
             Choice(f"district:{d.code}", d.zh if turn.locale == "zh" else d.en) for d in turn.ctx.city.districts
@@ -137,27 +142,38 @@ def start(turn: Turn) -> None:
 
 def resume(turn: Turn) -> None:
     step = turn.draft.get("step") or "district"
-    if step == "intake":  # "continue" (or /report) where a text waits to become the description: begin with it
+    if step == "intake":  # "continue" (or /report) where a text or files wait for a report: begin with them
         _begin_with_description(turn)
     else:
         ask(turn, step)
 
 
-def offer_intake(turn: Turn, text: str) -> bool:
+async def offer_intake(turn: Turn, text: str | None = None, attachment: Attachment | None = None) -> bool:
     """Where no question was asked (the menu, or a first message), a text that would pass as a report's
-    description: keep it in the draft and offer to start a report with it. False (nothing kept or said) for a
-    text too short to describe anything; a text over the description's limit is explained, not kept."""
+    description, or an evidence file: keep it in the draft and offer to start a report with it. False (nothing
+    kept or said) for a text too short to describe anything. A text over the description's limit, or a file
+    the evidence step would refuse, is explained (`Invalid`) and not kept. Offered again, a text replaces the
+    one kept and a file joins the others."""
     limits = turn.ctx.city.limits
-    try:
-        description = clean_description(text, limits.description_min_chars, limits.description_max_chars)
-    except Invalid as problem:
-        if problem.text_key != "error_description_long":
+    if turn.conversation.state != "intake":
+        turn.clear_draft()
+        turn.update_draft(attachments=[])
+    if attachment is not None:
+        attachments: list[int] = list(turn.draft.get("attachments", []))
+        if len(attachments) >= limits.max_attachments:
+            raise Invalid("error_evidence_full", maximum=limits.max_attachments)
+        stored = await accept_file(turn, attachment)
+        turn.update_draft(attachments=[*attachments, stored.id])
+    elif text is not None:
+        try:
+            turn.update_draft(description=clean_description(text, limits.description_min_chars,
+                                                            limits.description_max_chars))
+        except Invalid as problem:
+            if problem.text_key == "error_description_long":
+                raise
             return False
-        turn.say(turn.t(problem.text_key, **problem.values))
-        show_menu(turn)
-        return True
-    turn.clear_draft()
-    turn.update_draft(description=description, attachments=[])
+    else:
+        return False
     ask(turn, "intake")
     return True
 
@@ -168,13 +184,13 @@ def _begin_with_description(turn: Turn) -> None:
     ask(turn, "district")
 
 
-async def _intake(turn: Turn, choice: str | None, text: str | None) -> None:
+async def _intake(turn: Turn, choice: str | None, text: str | None, attachment: Attachment | None) -> None:
     if choice == "intake:report":
         _begin_with_description(turn)
     elif choice == "intake:menu":
         await discard(turn)
         show_menu(turn)
-    elif text is None or not offer_intake(turn, text):  # a further text as long replaces the one kept
+    elif not await offer_intake(turn, text, attachment):  # a further description or file is kept too
         raise Invalid("error_pick_option")
 
 
@@ -203,13 +219,13 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
     """Handle the resident's answer to the question of the current state."""
     state = turn.conversation.state
     limits = turn.ctx.city.limits
-    if attachment is not None and state != "evidence":
+    if attachment is not None and state not in ("evidence", "intake"):
         turn.say(turn.t("error_attachment_here"))
         ask(turn, state)
         return
     try:
         if state == "intake":
-            await _intake(turn, choice, text)
+            await _intake(turn, choice, text, attachment)
         elif state == "district":
             if choice is None or not choice.startswith("district:"):
                 raise Invalid("error_pick_district")

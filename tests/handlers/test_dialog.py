@@ -453,3 +453,40 @@ async def test_a_description_sent_unasked_over_the_limit_is_explained(harness: D
     limit = harness.context.city.limits.description_max_chars
     await resident.say("窗口人员推诿扯皮。" * (limit // 9 + 1))
     assert f"{limit}" in resident.text() and "menu:report" in resident.keys()
+
+
+async def test_a_photo_sent_first_is_kept_as_the_evidence_of_the_report_it_offers(harness: DialogHarness) -> None:
+    resident = harness.resident()  # a photo of the empty counter, before any word
+    await resident.upload(JPEG, kind="photo", name=None)
+    assert "已收到您发来的 1 个文件" in resident.text() and resident.keys() == ["intake:report", "intake:menu"]
+    await resident.say(DESCRIPTION)  # then what happened: both are kept
+    assert "岳麓区政务服务中心3号窗口的工作人员" in resident.text() and "已收到 1/5 个文件" in resident.text()
+    await resident.press("intake:report")
+    await resident.press("district:yuelu")
+    await resident.say("岳麓区政务服务中心3号窗口")
+    await resident.press("when:today")
+    assert "第5步" in resident.text() and "已收到 1/5 个文件" in resident.text()
+    await resident.press("evidence:done")
+    await resident.press("identity:anonymous")
+    assert "证据：1 个文件" in resident.text()
+    await submit(resident)
+    async with harness.sessionmaker() as session:
+        case = (await session.execute(select(Case))).scalar_one()
+        files = (await session.execute(select(Attachment).where(Attachment.case_id == case.id))).scalars().all()
+    assert case.description == DESCRIPTION and len(files) == 1
+
+
+async def test_files_offered_as_a_report_and_declined_are_deleted(harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await resident.upload(PDF, media_type="application/pdf", name="receipt.pdf")
+    await resident.upload(b"MZ not a picture", media_type="image/jpeg", name="x.jpg")  # refused, and why
+    assert "不是图片" in resident.text() and "已收到您发来的 1 个文件" in resident.text()
+    assert resident.keys() == ["intake:report", "intake:menu"]
+    await resident.press("intake:menu")
+    assert "menu:report" in resident.keys()
+    async with harness.sessionmaker() as session:
+        left = (await session.execute(select(Attachment))).scalars().all()
+    assert left == [] and not any(path.is_file() for path in harness.context.evidence_dir.rglob("*"))
+    other = harness.resident("r2")
+    await other.upload(b"MZ not a picture", media_type="image/jpeg", name="x.jpg")  # refused where no offer was
+    assert "不是图片" in other.text() and "menu:report" in other.keys() and "intake:report" not in other.keys()
