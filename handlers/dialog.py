@@ -12,7 +12,7 @@ from handlers.context import DialogContext, Turn
 from handlers.menu import menu_names, show_menu
 from handlers.notices import render, waited_line
 from handlers.texts import normalise_locale
-from handlers.types import Choice, Inbound, Outbound, Packer
+from handlers.types import Attachment, Choice, Inbound, Outbound, Packer
 from handlers.validation import Invalid, parse_receipt_code, typed_number
 from storage import actions, notices
 
@@ -121,6 +121,8 @@ def reask(turn: Turn) -> None:
 async def _command(turn: Turn, command: str, argument: str | None) -> None:
     state = turn.conversation.state
     if command == "report":
+        if argument and not report.has_draft(turn):  # "/report 窗口人员…": the description comes with it
+            await _offer_intake(turn, argument, offer=False)
         _report_wanted(turn)
     elif command == "start":
         if report.has_draft(turn):
@@ -242,14 +244,19 @@ async def _input(turn: Turn) -> None:
         if inbound.attachment is not None:
             turn.say(turn.t("error_attachment_here"))
         show_menu(turn)  # the menu offers to go on with the draft
-    else:
-        try:
-            offered = await report.offer_intake(turn, text, inbound.attachment)
-        except Invalid as problem:  # a description over the limit, a file the evidence step refuses
-            turn.say(turn.t(problem.text_key, **problem.values))
-            offered = False
-        if not offered:
-            show_menu(turn)  # a greeting or a question: the menu
+    elif not await _offer_intake(turn, text, inbound.attachment):
+        show_menu(turn)  # a greeting or a question: the menu
+
+
+async def _offer_intake(turn: Turn, text: str | None, attachment: Attachment | None = None, *,
+                        offer: bool = True) -> bool:
+    """`report.offer_intake`, with what it refuses explained (a description over the limit, a file the evidence
+    step would not take)."""
+    try:
+        return await report.offer_intake(turn, text, attachment, offer=offer)
+    except Invalid as problem:
+        turn.say(turn.t(problem.text_key, **problem.values))
+        return False
 
 
 def _report_wanted(turn: Turn) -> None:

@@ -148,7 +148,8 @@ def resume(turn: Turn) -> None:
         ask(turn, step)
 
 
-async def offer_intake(turn: Turn, text: str | None = None, attachment: Attachment | None = None) -> bool:
+async def offer_intake(turn: Turn, text: str | None = None, attachment: Attachment | None = None, *,
+                       offer: bool = True) -> bool:
     """Where no question was asked (the menu, or a first message), a text that would pass as a report's
     description, or an evidence file: keep it in the draft and offer to start a report with it. False (nothing
     kept or said) for a text too short to describe anything. A text over the description's limit, or a file
@@ -174,7 +175,10 @@ async def offer_intake(turn: Turn, text: str | None = None, attachment: Attachme
             return False
     else:
         return False
-    ask(turn, "intake")
+    if offer:
+        ask(turn, "intake")
+    else:  # kept for a report the resident has asked for already
+        turn.update_draft(step="intake")
     return True
 
 

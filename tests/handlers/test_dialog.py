@@ -490,3 +490,17 @@ async def test_files_offered_as_a_report_and_declined_are_deleted(harness: Dialo
     other = harness.resident("r2")
     await other.upload(b"MZ not a picture", media_type="image/jpeg", name="x.jpg")  # refused where no offer was
     assert "不是图片" in other.text() and "menu:report" in other.keys() and "intake:report" not in other.keys()
+
+
+async def test_a_report_command_that_carries_the_description_begins_with_it(harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await resident.command("report", DESCRIPTION)  # "/report 岳麓区…", as Telegram users type it
+    assert "已把您发来的内容记为事情经过" in resident.text() and "district:yuelu" in resident.keys()
+    assert "开始一份举报吗" not in resident.text()
+    await resident.press("district:yuelu")
+    await resident.say("岳麓区政务服务中心3号窗口")
+    await resident.press("when:today")
+    assert "第5步" in resident.text()
+    short = harness.resident("r2")
+    await short.command("report", "窗口")  # too short to be one: the report starts with its first question
+    assert "开始举报" in short.text() and "district:yuelu" in short.keys()
