@@ -242,11 +242,19 @@ async def test_an_upload_at_the_citys_limit_is_kept_and_one_byte_more_is_refused
     at_limit = JPEG_START + b"\x01" * (LIMIT - len(JPEG_START))
     async with _serving(tmp_path, shared_database_url) as chat, chat.browser() as browser:
         await _opened(browser)
-        before = await _upload(browser, at_limit)  # before the evidence step: not asked for yet
-        await _to_evidence(browser)
+        first = await _upload(browser, at_limit)  # before any question: kept, and a report offered with it
+        first_over = await _upload(browser, at_limit + b"\x02")
+        await _say(browser, choice="intake:menu")  # declined: deleted
+        await _say(browser, command="report")
+        before = await _upload(browser, at_limit)  # at a question before the evidence step: not asked for yet
+        await _say(browser, choice="district:yuelu")
+        await _say(browser, text="岳麓区政务服务中心3号窗口")
+        await _say(browser, choice="when:today")
+        assert "第5步" in _text(await _say(browser, text=DESCRIPTION))
         over = await _upload(browser, at_limit + b"\x02")
         much_over = await _upload(browser, at_limit * 5)
         kept = await _upload(browser, at_limit)
+    assert first.startswith("已收到您发来的 1 个文件") and first_over.startswith("文件太大了")
     assert before.startswith("现在还不需要上传文件，请先回答当前问题。")
     assert over.startswith("文件太大了") and much_over.startswith("文件太大了")
     assert kept.startswith("已收到第 1 个文件")
