@@ -196,6 +196,9 @@ def _typed_menu_option(turn: Turn, text: str | None) -> str | None:
 async def _input(turn: Turn) -> None:
     inbound = turn.inbound
     state = turn.conversation.state
+    if inbound.attachment is not None and inbound.attachment.place and state == "place":
+        await report.answer(turn, None, inbound.attachment.place, None)  # a shared location says where
+        return
     if inbound.attachment is not None and inbound.attachment.kind in UNEXPECTED_KINDS:
         turn.say(turn.t("error_unexpected_input"))
         reask(turn)

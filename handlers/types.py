@@ -18,6 +18,9 @@ class Attachment:
     size_bytes: int | None = None
     file_name: str | None = None
     fetch: Callable[[], Awaitable[bytes]] | None = None
+    place: str | None = None
+    """A shared location's address (or its coordinates, without one): the answer to "where", where that is
+    the question."""
 
 
 @dataclass(frozen=True)

@@ -98,8 +98,10 @@ def to_inbound(update: Update, fetcher: Any) -> Inbound | None:
         attachment = Attachment("video")
     elif message.audio is not None:
         attachment = Attachment("audio")
-    elif message.location is not None or message.venue is not None:
-        attachment = Attachment("location")
+    elif message.venue is not None:  # a place picked from the map: its name and address
+        attachment = Attachment("location", place=" ".join(f"{message.venue.title} {message.venue.address}".split()))
+    elif message.location is not None:
+        attachment = Attachment("location", place=f"{message.location.latitude:.5f}, {message.location.longitude:.5f}")
     else:
         attachment = Attachment("other")
     return Inbound(CHANNEL, user_ref, language, attachment=attachment, update_key=key)

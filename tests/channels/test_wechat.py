@@ -381,6 +381,18 @@ def test_unexpected_kinds_are_explained(standin: WeChatStandIn, service: LiveSer
     user.click("HELP", expect="使用说明")
 
 
+def test_a_location_shared_at_the_place_question_is_the_place(standin: WeChatStandIn, service: LiveService) -> None:
+    user = new_user(standin, mode="compat")
+    user.click("REPORT", expect="第1步")
+    user.say("3", expect="第2步")
+    user.last = standin.send_location(user.openid, mode="compat")  # WeChat's 发送位置: its Label is the address
+    user.expect("第3步")
+    for text, step in (("1", "第4步"), ("窗口工作人员上班时间玩手机，让群众排队等了两个小时。", "第5步"),
+                       ("1", "第6步")):
+        user.say(text, expect=step)
+    assert "地点/单位：长沙市岳麓区" in user.say("1", expect="请核对举报内容")
+
+
 def test_a_reply_longer_than_one_wechat_message_continues_through_the_api(standin: WeChatStandIn,
                                                                           service: LiveService) -> None:
     user = new_user(standin)

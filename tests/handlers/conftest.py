@@ -71,6 +71,9 @@ class Resident:
     async def send_sticker(self) -> list[Outbound]:
         return await self._send(attachment=Attachment("sticker"))
 
+    async def send_location(self, place: str | None) -> list[Outbound]:
+        return await self._send(attachment=Attachment("location", place=place))
+
     def text(self) -> str:
         return "\n".join(m.text for m in self.last)
 

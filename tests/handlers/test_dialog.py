@@ -504,3 +504,18 @@ async def test_a_report_command_that_carries_the_description_begins_with_it(harn
     short = harness.resident("r2")
     await short.command("report", "窗口")  # too short to be one: the report starts with its first question
     assert "开始举报" in short.text() and "district:yuelu" in short.keys()
+
+
+async def test_a_location_shared_at_the_place_question_answers_it(harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await resident.send_location("岳麓区政务服务中心 长沙市岳麓区金星中路")  # a WeChat location, or a Telegram venue
+    assert "无法识别这条消息" in resident.text() and "menu:report" in resident.keys()  # not where none is asked
+    await resident.command("report")
+    await resident.press("district:yuelu")
+    await resident.send_location("28.22820, 112.93880")  # a bare pin: its coordinates
+    assert "第3步" in resident.text()
+    await resident.press("when:today")
+    await resident.say(DESCRIPTION)
+    await resident.press("evidence:done")
+    await resident.press("identity:anonymous")
+    assert "地点/单位：28.22820, 112.93880" in resident.text()

@@ -187,6 +187,18 @@ def split_text(text: str, limit: int = MAX_TEXT_BYTES) -> list[str]:
 Fetcher = Callable[[str], Callable[[], Awaitable[bytes]]]
 
 
+def _location_place(fields: Mapping[str, str]) -> str | None:
+    """The address WeChat gives a shared location (`Label`), or its coordinates (`Location_X` is the latitude)."""
+    label = " ".join(fields.get("Label", "").split())
+    if label:
+        return label
+    try:
+        latitude, longitude = float(fields.get("Location_X", "")), float(fields.get("Location_Y", ""))
+    except ValueError:
+        return None
+    return f"{latitude:.5f}, {longitude:.5f}" if abs(latitude) <= 90 and abs(longitude) <= 180 else None
+
+
 def to_inbound(fields: Mapping[str, str], fetcher: Fetcher) -> Inbound | None:
     """The channel-neutral form of a WeChat message or event; None for events the dialog ignores."""
     user = fields.get("FromUserName", "")
@@ -219,7 +231,7 @@ def to_inbound(fields: Mapping[str, str], fetcher: Fetcher) -> Inbound | None:
     elif msg_type in ("video", "shortvideo"):
         attachment = Attachment("video")
     elif msg_type == "location":
-        attachment = Attachment("location")
+        attachment = Attachment("location", place=_location_place(fields))
     else:
         attachment = Attachment("other")
     return Inbound(CHANNEL, user, attachment=attachment, update_key=key)

@@ -174,6 +174,9 @@ async def test_other_kinds_of_message_are_named_for_the_dialog_and_offer_nothing
         "video_note": ("video", None, "5200"), "audio": ("audio", None, "5200"),
         "venue": ("location", None, "5200"), "contact": ("other", None, "5200"),
     }
+    places = {name: inbound.attachment.place for name, inbound in kinds.items()
+              if inbound is not None and inbound.attachment is not None and inbound.attachment.place}
+    assert places == {"location": "28.23000, 112.94000", "venue": "岳麓区政务服务中心 岳麓区金星中路"}
 
 
 async def test_group_messages_channel_posts_edits_and_membership_changes_are_not_for_the_dialog(

@@ -131,6 +131,20 @@ def test_other_kinds_of_message_reach_the_dialog_as_an_attachment_it_can_explain
     assert inbound == Inbound("wechat", OPENID, attachment=Attachment(kind), update_key="77")
 
 
+@pytest.mark.parametrize(("extra", "place"), [
+    ({"Location_X": "28.228", "Location_Y": "112.939", "Scale": "15", "Label": " 长沙市岳麓区\n金星中路 "},
+     "长沙市岳麓区 金星中路"),
+    ({"Location_X": "28.228", "Location_Y": "112.939", "Scale": "15", "Label": ""}, "28.22800, 112.93900"),
+    ({"Location_X": "north", "Location_Y": "112.939"}, None),
+    ({"Location_X": "128.2", "Location_Y": "112.939"}, None),
+])
+def test_a_shared_location_carries_its_address_or_else_its_coordinates(extra: dict[str, str],
+                                                                      place: str | None) -> None:
+    inbound = to_inbound({"FromUserName": OPENID, "CreateTime": "1700000000", "MsgType": "location", "MsgId": "78",
+                          **extra}, _recording_fetcher([]))
+    assert inbound == Inbound("wechat", OPENID, attachment=Attachment("location", place=place), update_key="78")
+
+
 @pytest.mark.parametrize(("content", "command", "argument"), [
     ("/Status  1234 5678 9012 3456 ", "status", "1234 5678 9012 3456"),
     ("  /help  ", "help", None),
