@@ -77,7 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
             print(first_admin, flush=True)
         runtime.outbox.start()
         background = background_jobs(runtime.sessionmaker, settings.city, settings.evidence_dir,
-                                     runtime.outbox.wake)
+                                     runtime.outbox.wake, runtime.read_sessionmaker)
         # a promotion or rollback made by any process or command reaches this one within check_seconds
         background.every("classifier-model", runtime.classifier.check_seconds, runtime.classifier.check,
                          delay=runtime.classifier.check_seconds)

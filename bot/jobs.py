@@ -199,10 +199,12 @@ async def deadlines_once(sessionmaker: async_sessionmaker[AsyncSession], city: C
 
 
 async def hotspots_once(sessionmaker: async_sessionmaker[AsyncSession], city: CityConfig,
-                        now: datetime | None = None, *, force: bool = False) -> bool:
+                        now: datetime | None = None, *, force: bool = False,
+                        read_sessionmaker: async_sessionmaker[AsyncSession] | None = None) -> bool:
     """Refresh the hot issues when the newest refresh is older than `similarity.hotspot_refresh_minutes` (or
-    `force`). Returns whether it refreshed."""
-    run = await hot_issues.refresh(sessionmaker, city.similarity, now or utcnow(), force=force)
+    `force`), reading the period through `read_sessionmaker` where given. Returns whether it refreshed."""
+    run = await hot_issues.refresh(sessionmaker, city.similarity, now or utcnow(), force=force,
+                                   read_sessionmaker=read_sessionmaker)
     if run is not None:
         log.info("hot issues: %d cases grouped in %.1f s, %d groups kept", run.cases, run.seconds, len(run.groups))
     return run is not None
@@ -264,9 +266,11 @@ class BackgroundJobs:
 
 
 def background_jobs(sessionmaker: async_sessionmaker[AsyncSession], city: CityConfig, evidence_dir: Path,
-                    wake: Callable[[], None]) -> BackgroundJobs:
+                    wake: Callable[[], None],
+                    read_sessionmaker: async_sessionmaker[AsyncSession] | None = None) -> BackgroundJobs:
     """The periodic jobs every serving or worker process runs: housekeeping, daily digests, deadline warnings
-    and the hot issues' refresh (each does nothing when another process has just done it)."""
+    and the hot issues' refresh (each does nothing when another process has just done it). The hot issues'
+    period is read through `read_sessionmaker` where given."""
 
     async def digests() -> None:
         if await digest_once(sessionmaker, city):
@@ -282,5 +286,5 @@ def background_jobs(sessionmaker: async_sessionmaker[AsyncSession], city: CityCo
     jobs.every("housekeeping", INTERVAL_SECONDS, lambda: housekeeping_once(sessionmaker, evidence_dir, city.limits))
     jobs.every("digests", 60, digests)
     jobs.every("deadlines", DEADLINE_INTERVAL_SECONDS, deadlines)
-    jobs.every("hotspots", 60, lambda: hotspots_once(sessionmaker, city))
+    jobs.every("hotspots", 60, lambda: hotspots_once(sessionmaker, city, read_sessionmaker=read_sessionmaker))
     return jobs

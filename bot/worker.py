@@ -42,7 +42,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         await wechat.start()
         channels.append(wechat)
     runtime.outbox.start()
-    jobs = background_jobs(runtime.sessionmaker, settings.city, settings.evidence_dir, runtime.outbox.wake)
+    jobs = background_jobs(runtime.sessionmaker, settings.city, settings.evidence_dir, runtime.outbox.wake,
+                           runtime.read_sessionmaker)
     log.info("worker running: outbox, housekeeping, digests, deadlines, hot issues")
     try:
         await stop.wait()

@@ -25,17 +25,17 @@ from storage import hotspots, similar
 from storage.models import Case, HotIssueRun
 
 
-async def period_records(session: AsyncSession, since: datetime, until: datetime) -> list[CaseRecord]:
-    """The period's signed cases as the grouping reads them (the reporter's pseudonym as author: one resident's
-    repeated reports count once)."""
-    rows = await similar.period_records(session, since, until)
-    return [CaseRecord(row.case_id, row.created_at, np.frombuffer(row.terms, dtype="<u4").astype(np.uint32),
-                       0, row.label, row.reporter_key) for row in rows]
+async def period_records(session: AsyncSession, since: datetime, until: datetime) -> list[similar.PeriodRecord]:
+    """The period's signed cases, as stored (`group` turns them into what the grouping reads, off the loop)."""
+    return await similar.period_records(session, since, until)
 
 
-def group(records: list[CaseRecord], now: datetime, top: int) -> tuple[list[dict[str, Any]], float]:
-    """The `top` groups of a period as stored in a run (JSON), and the seconds the grouping took."""
+def group(rows: list[similar.PeriodRecord], now: datetime, top: int) -> tuple[list[dict[str, Any]], float]:
+    """The `top` groups of a period as stored in a run (JSON), and the seconds the grouping took. Each case is
+    read with the reporter's pseudonym as author: one resident's repeated reports count once."""
     began = time.perf_counter()
+    records = [CaseRecord(row.case_id, row.created_at, np.frombuffer(row.terms, dtype="<u4").astype(np.uint32),
+                          0, row.label, row.reporter_key) for row in rows]
     groups = group_cases(records, now=now, top=top)
     return [_stored(item) for item in groups], time.perf_counter() - began
 
@@ -65,12 +65,14 @@ still sees the groups of their own queues."""
 
 
 async def refresh(sessionmaker: async_sessionmaker[AsyncSession], settings: Similarity, now: datetime, *,
-                  force: bool = False) -> HotIssueRun | None:
+                  force: bool = False, read_sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+                  ) -> HotIssueRun | None:
     """Group the last `settings.hotspot_days` days when the newest refresh is older than
-    `settings.hotspot_refresh_minutes` (or `force`); the grouping runs off the event loop, between a read and a
-    short write. Returns the new refresh, or None when none was due."""
+    `settings.hotspot_refresh_minutes` (or `force`); the grouping runs off the event loop, between a read
+    (through `read_sessionmaker` where given: on SQLite it then takes no write lock) and a short write.
+    Returns the new refresh, or None when none was due."""
     since = now - timedelta(days=settings.hotspot_days)
-    async with sessionmaker() as session:
+    async with (read_sessionmaker or sessionmaker)() as session:
         if not force and not due(await hotspots.latest_run(session), now,
                                  timedelta(minutes=settings.hotspot_refresh_minutes)):
             return None
