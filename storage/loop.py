@@ -343,7 +343,11 @@ def _marker(deadline: tuple[str, datetime]) -> str:
     return f"{deadline[0]}:{deadline[1].isoformat()}"
 
 
-DEADLINE_SCAN_BATCH = 2000
+DEADLINE_SCAN_BATCH = 500
+"""Open cases whose deadlines one transaction of the deadline round reads. Each batch's rows are looked at in the
+event loop: at a million cases with 270,000 overdue, batches of 2,000 held it for about 100 ms each (residents'
+steps waited as long); batches of 500 for under 5 ms, the round taking about a tenth longer
+(`benchmarks.jobs_lag`)."""
 
 
 async def cases_to_tell_of_deadlines(session: AsyncSession, before: datetime, now: datetime, *, after_id: int = 0,
