@@ -25,6 +25,13 @@ async def fill_to_summary(resident: Resident) -> None:
     await resident.press("identity:anonymous")
 
 
+async def where_and_when(resident: Resident) -> None:
+    """Steps 1 to 3: district, place, today."""
+    await resident.press("district:yuelu")
+    await resident.say("岳麓区政务服务中心3号窗口")
+    await resident.press("when:today")
+
+
 async def submit(resident: Resident) -> str:
     await resident.press("summary:submit")
     match = re.search(r"\d{4} \d{4} \d{4} \d{4}", resident.text())
@@ -408,9 +415,7 @@ async def test_a_first_message_that_describes_something_becomes_the_report_it_of
     assert resident.keys() == ["intake:report", "intake:menu"]
     await resident.press("intake:report")
     assert "已把您发来的内容记为事情经过" in resident.text() and "district:yuelu" in resident.keys()
-    await resident.press("district:yuelu")
-    await resident.say("岳麓区政务服务中心3号窗口")
-    await resident.press("when:today")
+    await where_and_when(resident)
     assert "第5步" in resident.text() and "第4步" not in resident.text()  # the description is not asked again
     await resident.press("evidence:done")
     await resident.press("identity:anonymous")
@@ -462,9 +467,7 @@ async def test_a_photo_sent_first_is_kept_as_the_evidence_of_the_report_it_offer
     await resident.say(DESCRIPTION)  # then what happened: both are kept
     assert "岳麓区政务服务中心3号窗口的工作人员" in resident.text() and "已收到 1/5 个文件" in resident.text()
     await resident.press("intake:report")
-    await resident.press("district:yuelu")
-    await resident.say("岳麓区政务服务中心3号窗口")
-    await resident.press("when:today")
+    await where_and_when(resident)
     assert "第5步" in resident.text() and "已收到 1/5 个文件" in resident.text()
     await resident.press("evidence:done")
     await resident.press("identity:anonymous")
@@ -497,9 +500,7 @@ async def test_a_report_command_that_carries_the_description_begins_with_it(harn
     await resident.command("report", DESCRIPTION)  # "/report 岳麓区…", as Telegram users type it
     assert "已把您发来的内容记为事情经过" in resident.text() and "district:yuelu" in resident.keys()
     assert "开始一份举报吗" not in resident.text()
-    await resident.press("district:yuelu")
-    await resident.say("岳麓区政务服务中心3号窗口")
-    await resident.press("when:today")
+    await where_and_when(resident)
     assert "第5步" in resident.text()
     short = harness.resident("r2")
     await short.command("report", "窗口")  # too short to be one: the report starts with its first question
