@@ -8,7 +8,7 @@ from handlers.context import Turn
 from handlers.evidence import accept_file
 from handlers.routing import staff_channels
 from handlers.types import Attachment, Choice
-from handlers.validation import Invalid, parse_receipt_code, typed_number
+from handlers.validation import Invalid, clean_description, parse_receipt_code, typed_number
 from nlp.search import index_terms
 from storage import actions, client_limits, loop
 from storage.models import CLOSED_STATUSES, Case, CaseStatus, ClientEventKind, TraceKind
@@ -183,6 +183,10 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
             turn.ask(turn.t("ask_appeal"))
         elif choice == "case:menu":
             return False
+        elif choice is None and case.status not in CLOSED_STATUSES and (attachment is not None
+                                                                          or _describes(turn, text)):
+            turn.set_state("follow_up")  # sent about an open case without pressing "补充材料" first: that is what
+            await _follow_up(turn, case, None, text, attachment)  # it is, and the reply says it was added
         else:
             turn.say(turn.t("error_pick_option"))
             ask_case_menu(turn, case)
@@ -243,6 +247,19 @@ def _rating_value(choice: str | None, text: str | None) -> int | None:
     raw = choice.split(":", 1)[1] if choice and choice.startswith("rate:") else (text or "").strip()
     value = len(raw) if raw.count("★") and set(raw) == {"★"} else typed_number(raw)  # ④ or ５ typed alike
     return value if value is not None and 1 <= value <= 5 else None
+
+
+def _describes(turn: Turn, text: str | None) -> bool:
+    """Whether `text` says enough to be information about a case (as much as a report's description needs; a
+    longer one too: adding it then explains the limit)."""
+    if text is None:
+        return False
+    limits = turn.ctx.city.limits
+    try:
+        clean_description(text, limits.description_min_chars, limits.description_max_chars)
+    except Invalid as problem:
+        return problem.text_key == "error_description_long"
+    return True
 
 
 async def _follow_up(turn: Turn, case: Case, choice: str | None, text: str | None,

@@ -72,6 +72,25 @@ async def test_the_menu_of_an_open_case_accepts_only_its_options(harness: Dialog
     assert "follow_up:done" in resident.keys()
 
 
+async def test_information_sent_about_an_open_case_without_pressing_add_is_added(harness: DialogHarness) -> None:
+    case_id, code = await _case(harness)
+    resident = harness.resident()
+    await resident.command("status", code)
+    await resident.say("已经三个星期了还没有人联系我，窗口那位工作人员今天还在玩手机。")  # no button pressed first
+    assert "补充材料已收到" in resident.text() and resident.keys() == ["follow_up:done"]
+    await resident.upload(JPEG)  # and a photo of it
+    assert "补充材料已收到" in resident.text()
+    async with harness.sessionmaker() as session:
+        kinds = list((await session.execute(select(TraceEvent.kind).where(
+            TraceEvent.case_id == case_id, TraceEvent.kind == "follow_up"))).scalars())
+    assert len(kinds) == 2
+    await _set_status(harness, case_id, CaseStatus.CLOSED)
+    closed = harness.resident("r2")
+    await closed.command("status", code)
+    await closed.say("已经三个星期了还没有人联系我，窗口那位工作人员今天还在玩手机。")  # a closed case takes none
+    assert "请点击下方选项之一" in closed.text()
+
+
 async def test_added_information_must_be_text_or_a_file_within_the_limit(harness: DialogHarness) -> None:
     case_id, code = await _case(harness)
     resident = harness.resident()
