@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from datetime import datetime, timedelta
 
 from handlers.context import Turn
@@ -243,8 +245,15 @@ def _letters(text: str | None) -> str:
     return "".join(ch for ch in (text or "").casefold() if ch.isalnum())
 
 
+_STARS_TYPED = re.compile(r"^([1-5一二三四五])\s*颗?\s*(?:星|分|stars?)$", re.IGNORECASE)
+_CHINESE_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5}
+
+
 def _rating_value(choice: str | None, text: str | None) -> int | None:
     raw = choice.split(":", 1)[1] if choice and choice.startswith("rate:") else (text or "").strip()
+    typed = _STARS_TYPED.match(unicodedata.normalize("NFKC", raw))  # "5星", "五颗星", "4分", "3 stars"
+    if typed:
+        return _CHINESE_DIGITS.get(typed.group(1)) or int(typed.group(1))
     value = len(raw) if raw.count("★") and set(raw) == {"★"} else typed_number(raw)  # ④ or ５ typed alike
     return value if value is not None and 1 <= value <= 5 else None
 

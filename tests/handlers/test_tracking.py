@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from handlers import dialog
@@ -156,6 +157,24 @@ async def test_a_closed_case_is_rated_with_stars_or_a_typed_number_once(harness:
     async with harness.sessionmaker() as session:
         ratings = list((await session.execute(select(Case.rating).order_by(Case.id))).scalars())
     assert ratings == [3, 5, 4]
+
+
+@pytest.mark.parametrize(("typed", "stars"), [("5星", 5), ("五颗星", 5), ("４分", 4), ("3 stars", 3), ("二星", 2),
+                                              ("6星", None), ("五星好评，谢谢", None)])
+async def test_a_rating_typed_in_words_is_that_many_stars(harness: DialogHarness, typed: str,
+                                                         stars: int | None) -> None:
+    case_id, code = await _case(harness)
+    await _set_status(harness, case_id, CaseStatus.CLOSED)
+    resident = harness.resident()
+    await resident.command("status", code)
+    await resident.press("case:rate")
+    await resident.say(typed)
+    if stars is None:  # explained and asked again
+        assert "rate:5" in resident.keys()
+        return
+    await resident.press("comment:skip")
+    # three stars and more are thanked as such; one or two reopen the case and tell the supervisor
+    assert resident.last[0].text == (f"感谢您的评价（{stars}星）！" if stars >= 3 else "感谢反馈，上级已收到通知。")
 
 
 async def test_a_file_where_the_code_is_expected_is_answered_with_the_codes_format(harness: DialogHarness) -> None:
