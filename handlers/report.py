@@ -7,6 +7,7 @@ description question, and the summary shows what was kept for checking."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -231,6 +232,8 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         if state == "intake":
             await _intake(turn, choice, text, attachment)
         elif state == "district":
+            if choice is None and text is not None and (named := _district_named(turn, text)) is not None:
+                choice = f"district:{named}"  # "岳麓", "在岳麓区", "Yuelu district"
             if choice is None or not choice.startswith("district:"):
                 raise Invalid("error_pick_district")
             code = choice.split(":", 1)[1]
@@ -287,6 +290,22 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
     except Invalid as problem:
         turn.say(turn.t(problem.text_key, **problem.values))
         ask(turn, state)
+
+
+def _district_named(turn: Turn, text: str) -> str | None:
+    """The one district of the city a typed answer names: by its full name ("岳麓区"), its English name, or —
+    where the text does not name the city itself, whose name the short forms may share ("长沙县") — its name
+    without the 区/县/市 suffix ("岳麓"). None when it names none or several."""
+    city = turn.ctx.city
+    typed = " ".join(text.casefold().split())
+    full = {d.code for d in city.districts
+            if d.zh in typed or re.search(rf"\b{re.escape(d.en.casefold())}\b", typed)}
+    if full:
+        return full.pop() if len(full) == 1 else None
+    if city.city_zh.removesuffix("市") in typed:
+        return None
+    short = {d.code for d in city.districts if len(d.zh) > 2 and d.zh[-1] in "区县市" and d.zh[:-1] in typed}
+    return short.pop() if len(short) == 1 else None
 
 
 def _occurred(turn: Turn, choice: str | None, text: str | None) -> str:

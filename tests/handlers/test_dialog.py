@@ -520,3 +520,23 @@ async def test_a_location_shared_at_the_place_question_answers_it(harness: Dialo
     await resident.press("evidence:done")
     await resident.press("identity:anonymous")
     assert "地点/单位：28.22820, 112.93880" in resident.text()
+
+
+@pytest.mark.parametrize(("typed", "district"), [("岳麓", "岳麓区"), ("在岳麓区那边", "岳麓区"), ("长沙县", "长沙县"),
+                                                 ("yuelu district", "岳麓区"), ("浏阳", "浏阳市"),
+                                                 ("长沙", None), ("芙蓉区和天心区交界处", None), ("火星", None)])
+async def test_a_district_typed_by_its_name_or_short_name_is_taken(harness: DialogHarness, typed: str,
+                                                                 district: str | None) -> None:
+    resident = harness.resident()
+    await resident.command("report")
+    await resident.say(typed)
+    if district is None:  # none, or several: explained and asked again
+        assert "请从列表中选择区县" in resident.text() and "district:yuelu" in resident.keys()
+        return
+    assert "第2步" in resident.text()
+    await resident.say("某某单位办事窗口")
+    await resident.press("when:today")
+    await resident.say(DESCRIPTION)
+    await resident.press("evidence:done")
+    await resident.press("identity:anonymous")
+    assert f"区县：{district}" in resident.text()
