@@ -13,7 +13,7 @@ from handlers.menu import menu_names, show_menu
 from handlers.notices import render, waited_line
 from handlers.texts import normalise_locale
 from handlers.types import Attachment, Choice, Inbound, Outbound, Packer
-from handlers.validation import Invalid, parse_receipt_code, typed_number
+from handlers.validation import Invalid, letters, parse_receipt_code, typed_number
 from storage import actions, notices
 
 COMMANDS = ("start", "report", "status", "cancel", "language", "help", "menu")
@@ -121,7 +121,8 @@ def reask(turn: Turn) -> None:
 async def _command(turn: Turn, command: str, argument: str | None) -> None:
     state = turn.conversation.state
     if command == "report":
-        if argument and not report.has_draft(turn):  # "/report 窗口人员…": the description comes with it
+        if argument and (not report.has_draft(turn) or turn.draft.get("step") == "intake"):
+            # "/report 窗口人员…": the description comes with it (and replaces one sent before it)
             await _offer_intake(turn, argument, offer=False)
         _report_wanted(turn)
     elif command == "start":
@@ -157,11 +158,6 @@ async def _command(turn: Turn, command: str, argument: str | None) -> None:
         reask(turn)
 
 
-def _letters(text: str) -> str:
-    """An option's words without emoji, marks or spaces: "✅ 提交" is answered by "提交"."""
-    return "".join(ch for ch in text.casefold() if ch.isalnum())
-
-
 def _resolve_choice(turn: Turn) -> tuple[str | None, str | None, bool]:
     """(choice key, free text, stale) — a button press, or typed text that names an offered option."""
     offered: list[list[str]] = turn.context_get("choices") or []
@@ -184,8 +180,8 @@ def _resolve_choice(turn: Turn) -> tuple[str | None, str | None, bool]:
 
 def _named(typed: str, options: list[list[str]]) -> str | None:
     """The key of the option whose words `typed` are ("提交" names "✅ 提交")."""
-    typed_words = _letters(typed)
-    return next((key for key, label in options if typed_words and typed_words == _letters(label)), None)
+    typed_words = letters(typed)
+    return next((key for key, label in options if typed_words and typed_words == letters(label)), None)
 
 
 def _typed_menu_option(turn: Turn, text: str | None) -> str | None:

@@ -23,6 +23,7 @@ from handlers.validation import (
     clean_occurred,
     clean_phone,
     clean_place,
+    says_enough,
 )
 from nlp.search import index_terms
 from storage import actions, client_limits
@@ -166,14 +167,9 @@ async def offer_intake(turn: Turn, text: str | None = None, attachment: Attachme
             raise Invalid("error_evidence_full", maximum=limits.max_attachments)
         stored = await accept_file(turn, attachment)
         turn.update_draft(attachments=[*attachments, stored.id])
-    elif text is not None:
-        try:
-            turn.update_draft(description=clean_description(text, limits.description_min_chars,
-                                                            limits.description_max_chars))
-        except Invalid as problem:
-            if problem.text_key == "error_description_long":
-                raise
-            return False
+    elif text is not None and says_enough(text, limits.description_min_chars, limits.description_max_chars):
+        turn.update_draft(description=clean_description(text, limits.description_min_chars,
+                                                        limits.description_max_chars))  # over the limit: raises
     else:
         return False
     if offer:

@@ -10,7 +10,7 @@ from handlers.context import Turn
 from handlers.evidence import accept_file
 from handlers.routing import staff_channels
 from handlers.types import Attachment, Choice
-from handlers.validation import Invalid, clean_description, parse_receipt_code, typed_number
+from handlers.validation import Invalid, letters, parse_receipt_code, says_enough, typed_number
 from nlp.search import index_terms
 from storage import actions, client_limits, loop
 from storage.models import CLOSED_STATUSES, Case, CaseStatus, ClientEventKind, TraceKind
@@ -185,8 +185,8 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
             turn.ask(turn.t("ask_appeal"))
         elif choice == "case:menu":
             return False
-        elif choice is None and case.status not in CLOSED_STATUSES and (attachment is not None
-                                                                          or _describes(turn, text)):
+        elif choice is None and case.status not in CLOSED_STATUSES and (attachment is not None or says_enough(
+                text, turn.ctx.city.limits.description_min_chars, turn.ctx.city.limits.description_max_chars)):
             turn.set_state("follow_up")  # sent about an open case without pressing "补充材料" first: that is what
             await _follow_up(turn, case, None, text, attachment)  # it is, and the reply says it was added
         else:
@@ -197,7 +197,7 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         await _follow_up(turn, case, choice, text, attachment)
         return True
     if state == "rating":
-        unsolved = choice == "rate:unsolved" or _letters(text) == _letters(turn.t("rate_unsolved"))
+        unsolved = choice == "rate:unsolved" or letters(text) == letters(turn.t("rate_unsolved"))
         rating = None if unsolved else _rating_value(choice, text)
         if rating is None and not unsolved:
             turn.say(turn.t("error_rating"))
@@ -241,10 +241,6 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
     return False
 
 
-def _letters(text: str | None) -> str:
-    return "".join(ch for ch in (text or "").casefold() if ch.isalnum())
-
-
 _STARS_TYPED = re.compile(r"^([1-5一二三四五])\s*颗?\s*(?:星|分|stars?)$", re.IGNORECASE)
 _CHINESE_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5}
 
@@ -256,19 +252,6 @@ def _rating_value(choice: str | None, text: str | None) -> int | None:
         return _CHINESE_DIGITS.get(typed.group(1)) or int(typed.group(1))
     value = len(raw) if raw.count("★") and set(raw) == {"★"} else typed_number(raw)  # ④ or ５ typed alike
     return value if value is not None and 1 <= value <= 5 else None
-
-
-def _describes(turn: Turn, text: str | None) -> bool:
-    """Whether `text` says enough to be information about a case (as much as a report's description needs; a
-    longer one too: adding it then explains the limit)."""
-    if text is None:
-        return False
-    limits = turn.ctx.city.limits
-    try:
-        clean_description(text, limits.description_min_chars, limits.description_max_chars)
-    except Invalid as problem:
-        return problem.text_key == "error_description_long"
-    return True
 
 
 async def _follow_up(turn: Turn, case: Case, choice: str | None, text: str | None,

@@ -15,6 +15,12 @@ def whole_number(text: str) -> int | None:
     return int(text) if text.isascii() and text.isdigit() else None
 
 
+def letters(text: str | None) -> str:
+    """What a resident typed without emoji, marks, spaces or case: "✅ 提交" and "提交" have the same letters, so
+    typing an option's words answers it."""
+    return "".join(ch for ch in (text or "").casefold() if ch.isalnum())
+
+
 def typed_number(text: str) -> int | None:
     """A number as a resident types it: the full-width "３" and the circled "②" of a phone's Chinese keyboard
     read as 3 and 2 (NFKC)."""
@@ -28,7 +34,9 @@ __all__ = [
     "clean_occurred",
     "clean_phone",
     "clean_place",
+    "letters",
     "parse_receipt_code",
+    "says_enough",
     "sniff_media_type",
 ]
 
@@ -103,6 +111,18 @@ def clean_occurred(text: str, today: date) -> str:
         if mentioned > today:
             raise Invalid("error_when_future", value=mentioned.isoformat())
     return value
+
+
+def says_enough(text: str | None, min_chars: int, max_chars: int) -> bool:
+    """Whether `text` says as much as a report's description needs — or more than its limit, which whoever keeps
+    it explains (`clean_description`): a text that is meant as information, not a word or a greeting."""
+    if text is None:
+        return False
+    try:
+        clean_description(text, min_chars, max_chars)
+    except Invalid as problem:
+        return problem.text_key == "error_description_long"
+    return True
 
 
 def clean_description(text: str, min_chars: int, max_chars: int) -> str:

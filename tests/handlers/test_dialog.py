@@ -505,6 +505,13 @@ async def test_a_report_command_that_carries_the_description_begins_with_it(harn
     short = harness.resident("r2")
     await short.command("report", "窗口")  # too short to be one: the report starts with its first question
     assert "开始举报" in short.text() and "district:yuelu" in short.keys()
+    again = harness.resident("r3")
+    await again.say("村委会主任把低保名额给了自己的亲戚，村民意见很大。")  # offered, not taken yet
+    await again.command("report", DESCRIPTION)  # what comes with the command replaces it
+    await where_and_when(again)
+    await again.press("evidence:done")
+    await again.press("identity:anonymous")
+    assert DESCRIPTION in again.text() and "低保" not in again.text()
 
 
 async def test_a_location_shared_at_the_place_question_answers_it(harness: DialogHarness) -> None:
