@@ -28,12 +28,12 @@ on the last 30 and the last 365 days.
 
 --database-url URL [--windows 30,365] [--now 2026-12-05T12:00:00+00:00]: the product's own refresh against an
 existing, migrated database with signed cases (e.g. one `benchmarks.console_scale --keep DIR` built): for each
-window, `handlers.hotspots.refresh` end to end (the SQL read of the period's signatures, the grouping in a
-thread, storing the run), then its three steps one by one with the same functions — `period_records` (SQL),
+window, `handlers.hotspots.refresh` end to end (the SQL read of the period's signatures, the grouping in a thread,
+storing the run), then its three steps one by one with the same functions — `storage.similar.period_records` (SQL),
 `group` (CPU and wall) and `store` (one transaction). The windows end at `--now`, by default just after the newest
-signed case, so a database built days ago still has full windows. Each refresh stores a run in
-`hot_issue_runs` as the service would (the table keeps the newest 5). No key is needed: the refresh reads and
-writes no encrypted column, so the connection gets a throwaway key ring.
+signed case, so a database built days ago still has full windows. Each refresh stores a run in `hot_issue_runs` as
+the service would (the table keeps the newest 5). No key is needed: the refresh reads and writes no encrypted
+column, so the connection gets a throwaway key ring.
 """
 
 from __future__ import annotations
@@ -287,6 +287,7 @@ async def database_refresh(url: str, windows: list[int], now: datetime | None = 
 
     from handlers import hotspots as product
     from handlers.city import Similarity
+    from storage import similar
     from storage.db import Database
     from storage.models import Case, CaseSignature
 
@@ -315,7 +316,7 @@ async def database_refresh(url: str, windows: list[int], now: datetime | None = 
             since = until - timedelta(days=days)
             began = time.perf_counter()
             async with database.sessionmaker() as session:
-                records = await product.period_records(session, since, until)
+                records = await similar.period_records(session, since, until)
             read = time.perf_counter() - began
             began_cpu = time.process_time()
             groups, grouping = product.group(records, until, product.GROUPS_KEPT)

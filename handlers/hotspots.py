@@ -25,11 +25,6 @@ from storage import hotspots, similar
 from storage.models import Case, HotIssueRun
 
 
-async def period_records(session: AsyncSession, since: datetime, until: datetime) -> list[similar.PeriodRecord]:
-    """The period's signed cases, as stored (`group` turns them into what the grouping reads, off the loop)."""
-    return await similar.period_records(session, since, until)
-
-
 def group(rows: list[similar.PeriodRecord], now: datetime, top: int) -> tuple[list[dict[str, Any]], float]:
     """The `top` groups of a period as stored in a run (JSON), and the seconds the grouping took. Each case is
     read with the reporter's pseudonym as author: one resident's repeated reports count once."""
@@ -76,7 +71,7 @@ async def refresh(sessionmaker: async_sessionmaker[AsyncSession], settings: Simi
         if not force and not due(await hotspots.latest_run(session), now,
                                  timedelta(minutes=settings.hotspot_refresh_minutes)):
             return None
-        records = await period_records(session, since, now)
+        records = await similar.period_records(session, since, now)  # `group` turns them into arrays, off the loop
     groups, seconds = await asyncio.to_thread(group, records, now, GROUPS_KEPT)
     async with sessionmaker.begin() as session:
         return await store(session, computed_at=now, since=since, until=now, cases=len(records), seconds=seconds,

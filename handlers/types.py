@@ -23,6 +23,11 @@ class Attachment:
     the question."""
 
 
+def coordinates(latitude: float, longitude: float) -> str | None:
+    """A shared location without an address, as the place staff read (and can map); None outside the globe."""
+    return f"{latitude:.5f}, {longitude:.5f}" if abs(latitude) <= 90 and abs(longitude) <= 180 else None
+
+
 @dataclass(frozen=True)
 class Inbound:
     channel: str

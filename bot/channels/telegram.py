@@ -33,7 +33,7 @@ from bot.config import Settings
 from bot.outbox import PermanentFailure, TemporaryFailure, plain
 from bot.runtime import Runtime
 from handlers.texts import normalise_locale
-from handlers.types import Attachment, Choice, Inbound, Outbound, one_payload_each
+from handlers.types import Attachment, Choice, Inbound, Outbound, coordinates, one_payload_each
 from handlers.types import parse_command as parse_text_command
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def to_inbound(update: Update, fetcher: Any) -> Inbound | None:
     elif message.venue is not None:  # a place picked from the map: its name and address
         attachment = Attachment("location", place=" ".join(f"{message.venue.title} {message.venue.address}".split()))
     elif message.location is not None:
-        attachment = Attachment("location", place=f"{message.location.latitude:.5f}, {message.location.longitude:.5f}")
+        attachment = Attachment("location", place=coordinates(message.location.latitude, message.location.longitude))
     else:
         attachment = Attachment("other")
     return Inbound(CHANNEL, user_ref, language, attachment=attachment, update_key=key)

@@ -9,7 +9,7 @@ from typing import NoReturn
 from xml.parsers import expat
 
 from handlers.texts import Texts
-from handlers.types import Attachment, Inbound, Outbound, parse_command
+from handlers.types import Attachment, Inbound, Outbound, coordinates, parse_command
 from handlers.validation import whole_number
 
 CHANNEL = "wechat"
@@ -196,7 +196,7 @@ def _location_place(fields: Mapping[str, str]) -> str | None:
         latitude, longitude = float(fields.get("Location_X", "")), float(fields.get("Location_Y", ""))
     except ValueError:
         return None
-    return f"{latitude:.5f}, {longitude:.5f}" if abs(latitude) <= 90 and abs(longitude) <= 180 else None
+    return coordinates(latitude, longitude)
 
 
 def to_inbound(fields: Mapping[str, str], fetcher: Fetcher) -> Inbound | None:
