@@ -24,6 +24,12 @@ class SecondFactorStep:
     locked: bool  # the account is locked now (and the half-done session has ended)
 
 
+@dataclass(frozen=True)
+class PasswordConfirmation:
+    ok: bool  # the password is the account's
+    locked: bool  # a wrong one locked the account now, and its sessions have ended
+
+
 def _locked(user: StaffUser) -> bool:
     return user.locked_until is not None and user.locked_until > utcnow()
 
@@ -124,3 +130,21 @@ async def set_own_totp(context: ConsoleContext, user_id: int, secret: str | None
         user = await staff_actions.get_staff(session, user_id)
         assert user is not None
         await staff_actions.set_totp(session, user, secret, actor=user, confirmed_step=confirmed_step)
+
+
+async def confirm_own_password(context: ConsoleContext, user_id: int, password: str, *, purpose: str,
+                               ip: str | None) -> PasswordConfirmation:
+    """Check the password a logged-in user gives to confirm `purpose`; a wrong one counts towards the account's
+    lock as a failed login does (`staff_actions.refuse_password`)."""
+    async with context.database.read_sessionmaker() as session:
+        found = await staff_actions.get_staff(session, user_id)
+    checked_hash = found.password_hash if found else None
+    if await asyncio.to_thread(verify_password, checked_hash, password):
+        return PasswordConfirmation(ok=True, locked=False)
+    console = context.city.console
+    async with context.database.sessionmaker.begin() as session:
+        user = await staff_actions.get_staff(session, user_id)
+        locked = user is not None and await staff_actions.refuse_password(
+            session, user, purpose=purpose, ip=ip, attempts=console.login_attempts,
+            lock_minutes=console.login_lock_minutes)
+    return PasswordConfirmation(ok=False, locked=locked)

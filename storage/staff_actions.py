@@ -164,27 +164,48 @@ async def accept_totp_step(session: AsyncSession, user: StaffUser, step: int) ->
     return accepted
 
 
+async def _count_failure(session: AsyncSession, user: StaffUser, *, attempts: int, lock_minutes: int) -> bool:
+    """One more wrong password or code of the account; at `attempts` in a row it locks for `lock_minutes`.
+    Incremented in the database (one UPDATE), so failures in different processes add up. Returns whether the
+    account locked now."""
+    await session.flush()
+    counted = await session.execute(
+        update(StaffUser).where(StaffUser.id == user.id)
+        .values(failed_logins=StaffUser.failed_logins + 1).returning(StaffUser.failed_logins)
+        .execution_options(synchronize_session=False))
+    failures = int(counted.scalar_one())
+    set_committed_value(user, "failed_logins", failures)
+    if failures < attempts:
+        return False
+    user.locked_until = utcnow() + timedelta(minutes=lock_minutes)
+    user.failed_logins = 0
+    return True
+
+
 async def record_login(session: AsyncSession, user: StaffUser | None, *, success: bool, username: str,
                        ip: str | None, attempts: int, lock_minutes: int) -> None:
-    """Count failures; `attempts` failures in a row lock the account for `lock_minutes`. The count is
-    incremented in the database (one UPDATE), so failures in different processes add up."""
+    """Count failures; `attempts` failures in a row lock the account for `lock_minutes`."""
     if user is not None:
         if success:
             user.failed_logins = 0
             user.locked_until = None
             user.last_login_at = utcnow()
         else:
-            await session.flush()
-            counted = await session.execute(
-                update(StaffUser).where(StaffUser.id == user.id)
-                .values(failed_logins=StaffUser.failed_logins + 1).returning(StaffUser.failed_logins)
-                .execution_options(synchronize_session=False))
-            failures = int(counted.scalar_one())
-            set_committed_value(user, "failed_logins", failures)
-            if failures >= attempts:
-                user.locked_until = utcnow() + timedelta(minutes=lock_minutes)
-                user.failed_logins = 0
+            await _count_failure(session, user, attempts=attempts, lock_minutes=lock_minutes)
     await audit.record(session, user, "login.success" if success else "login.failure", detail={"user": username}, ip=ip)
+
+
+async def refuse_password(session: AsyncSession, user: StaffUser, *, purpose: str, ip: str | None, attempts: int,
+                          lock_minutes: int) -> bool:
+    """A wrong password given by a logged-in user to confirm `purpose` (a password change, removing the second
+    factor): counted like a failed login, so that a session left open is no way around the account's lock, and
+    audited. At the lock every session of the account ends. Returns whether it locked now."""
+    locked = await _count_failure(session, user, attempts=attempts, lock_minutes=lock_minutes)
+    await audit.record(session, user, "account.password_refused",
+                       detail={"user": user.username, "purpose": purpose, "locked": locked}, ip=ip)
+    if locked:
+        await session.execute(delete(StaffSession).where(StaffSession.user_id == user.id))
+    return locked
 
 
 async def start_session(session: AsyncSession, user: StaffUser, *, hours: float, ip: str | None,

@@ -19,7 +19,6 @@ from console.auth import (
     set_session_cookie,
     totp_enrolment,
     totp_step,
-    verify_password,
 )
 from console.operations import MAX_ID, OperationError
 from console.rendering import redirect, render
@@ -49,7 +48,11 @@ async def change_password(request: Request, principal: PagePrincipal, *, csrf: C
                           current: Annotated[str, Form(max_length=1000)], new: Annotated[str, Form(max_length=1000)],
                           repeat: Annotated[str, Form(max_length=1000)]) -> Response:
     check_csrf(principal, csrf)
-    if not await asyncio.to_thread(verify_password, principal.user.password_hash, current):
+    confirmation = await signin.confirm_own_password(principal.context, principal.user.id, current,
+                                                     purpose="password change", ip=client_ip(request))
+    if confirmation.locked:
+        return redirect("/console/login")
+    if not confirmation.ok:
         return await account_page(request, principal, status_code=422,
                                   error=texts.joined("account.wrong_current_password"))
     if new != repeat:
@@ -94,7 +97,11 @@ async def remove_totp(request: Request, principal: PagePrincipal, *, csrf: CsrfF
     check_csrf(principal, csrf)
     if principal.user.totp_required:
         raise OperationError(409, "an administrator requires two-factor authentication for your account")
-    if not await asyncio.to_thread(verify_password, principal.user.password_hash, password):
+    confirmation = await signin.confirm_own_password(principal.context, principal.user.id, password,
+                                                     purpose="second factor removal", ip=client_ip(request))
+    if confirmation.locked:
+        return redirect("/console/login")
+    if not confirmation.ok:
         return await account_page(request, principal, status_code=422, error=texts.joined("account.wrong_password"))
     await signin.set_own_totp(principal.context, principal.user.id, None, ip=client_ip(request))
     return redirect("/console/account?done=totp_off")

@@ -43,3 +43,43 @@ async def test_own_account_password_totp_and_tokens(console: ConsoleHarness) -> 
         response = await console.submit_login(client, "rev", "a new password 2026")
         assert location(response).startswith("/console/login/2fa")
     assert (await console.staff("rev")).totp_secret == secret
+
+
+async def test_wrong_passwords_on_the_account_page_lock_the_account_like_wrong_logins(console: ConsoleHarness) -> None:
+    """Whoever holds a session (a console left open) cannot guess its password on the account page without
+    limit: each wrong password counts towards the account's lock and is audited with the address, and at the
+    limit the account locks and the session ends."""
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    new = "Another-Strong-Phrase-4417"
+    async with console.client() as client:
+        csrf = await console.login(client, "rev")
+        for attempt in range(4):
+            page = await client.post("/console/account/password", data={
+                "csrf": csrf, "current": f"wrong-{attempt}", "new": new, "repeat": new})
+            assert page.status_code == 422
+        # the second factor's removal asks for the password too, and counts as well
+        locked = await client.post("/console/account/totp/remove", data={"csrf": csrf, "password": "wrong-4"})
+        assert location(locked).startswith("/console/login")
+        assert location(await client.get("/console/account")).startswith("/console/login")  # the session ended
+    failures = await console.audit("account.password_refused")
+    assert len(failures) == 5
+    assert {entry.ip for entry in failures} == {"127.0.0.1"}
+    assert (await console.staff("rev")).locked_until is not None
+    async with console.client() as client:
+        refused = await console.submit_login(client, "rev", PASSWORD)
+        assert refused.status_code == 401  # locked: even the right password is refused now
+
+
+async def test_a_right_password_after_wrong_ones_on_the_account_page_still_works(console: ConsoleHarness) -> None:
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    new = "Another-Strong-Phrase-4417"
+    async with console.client() as client:
+        csrf = await console.login(client, "rev")
+        wrong = await client.post("/console/account/password", data={
+            "csrf": csrf, "current": "wrong", "new": new, "repeat": new})
+        assert wrong.status_code == 422
+        assert "当前密码不正确" in wrong.text or "current password" in wrong.text.lower()
+        changed = await client.post("/console/account/password", data={
+            "csrf": csrf, "current": PASSWORD, "new": new, "repeat": new})
+        assert location(changed) == "/console/account?done=password"
+    assert (await console.staff("rev")).failed_logins == 0
