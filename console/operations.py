@@ -270,9 +270,9 @@ async def set_status(principal: Principal, case_number: str, status: str, note: 
 
 
 def rating_labels(principal: Principal, locale: str) -> list[str]:
-    """The reporter's rating choices in their language: five ratings, then "not solved"."""
+    """The reporter's rating choices in their language: five ratings, "not solved", "later"."""
     texts = Texts(principal.context.city.texts)
-    return ["★" * n for n in range(5, 0, -1)] + [texts.get(locale, "rate_unsolved")]
+    return ["★" * n for n in range(5, 0, -1)] + [texts.get(locale, "rate_unsolved"), texts.get(locale, "rate_later")]
 
 
 async def tell_reporter(principal: Principal, case_number: str, text: str) -> None:

@@ -165,12 +165,16 @@ def _resolve_choice(turn: Turn) -> tuple[str | None, str | None, bool]:
     if inbound.choice is not None:
         if any(key == inbound.choice for key, _ in offered):
             return inbound.choice, None, False
+        if inbound.choice.startswith("menu:") and turn.conversation.state in tracking.TRACKING_STATES:
+            return inbound.choice, None, False  # the menu under an earlier message, pressed while a case waits
         return None, None, True
     text = inbound.text
     if text is not None and offered:
         typed = text.strip()
         number = typed_number(typed)
-        if number is not None and 1 <= number <= len(offered) and turn.conversation.state != "rating":
+        # a digit in the rating question is the stars; the options after the five ratings answer to their position
+        first = tracking.RATINGS + 1 if turn.conversation.state == "rating" else 1
+        if number is not None and first <= number <= len(offered):
             return offered[number - 1][0], None, False
         named = _named(typed, offered)
         if named is not None:
@@ -227,6 +231,16 @@ async def _input(turn: Turn) -> None:
         await _menu(turn, named)  # "我要举报" typed to the offer takes it; another option leaves the text waiting
     elif state in report.WIZARD_STATES:
         await report.answer(turn, choice, text, inbound.attachment)
+    elif state in tracking.TRACKING_STATES and choice is None and text is not None and \
+            parse_receipt_code(text) is not None:
+        await tracking.check_code(turn, text)  # a code opens its case, whatever case was open: never information
+        if turn.conversation.state == "idle":
+            show_menu(turn)
+    elif state in tracking.TRACKING_STATES and choice is None and (named := _typed_menu_option(turn, text)):
+        await _menu(turn, named)  # "我要举报" while a case waits for a rating or information
+    elif state == "rating" and choice is None and not report.has_draft(turn) and \
+            not tracking.is_rating(turn, text) and await _offer_intake(turn, text):
+        pass  # a new complaint sent while the rating question waits: kept and offered as a report
     elif state in tracking.TRACKING_STATES:
         if not await tracking.answer(turn, choice, text, inbound.attachment):
             show_menu(turn)

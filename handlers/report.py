@@ -158,20 +158,22 @@ async def offer_intake(turn: Turn, text: str | None = None, attachment: Attachme
     the evidence step would refuse, is explained (`Invalid`) and not kept. Offered again, a text replaces the
     one kept and a file joins the others."""
     limits = turn.ctx.city.limits
-    if turn.conversation.state != "intake":
-        turn.clear_draft()
-        turn.update_draft(attachments=[])
+    waiting = turn.conversation.state == "intake"  # what was kept before stays; otherwise the draft starts anew
     if attachment is not None:
-        attachments: list[int] = list(turn.draft.get("attachments", []))
+        attachments: list[int] = list(turn.draft.get("attachments", [])) if waiting else []
         if len(attachments) >= limits.max_attachments:
             raise Invalid("error_evidence_full", maximum=limits.max_attachments)
         stored = await accept_file(turn, attachment)
-        turn.update_draft(attachments=[*attachments, stored.id])
+        kept: dict[str, object] = {"attachments": [*attachments, stored.id]}
     elif text is not None and says_enough(text, limits.description_min_chars, limits.description_max_chars):
-        turn.update_draft(description=clean_description(text, limits.description_min_chars,
-                                                        limits.description_max_chars))  # over the limit: raises
+        kept = {"description": clean_description(text, limits.description_min_chars,
+                                                 limits.description_max_chars)}  # over the limit: raises
     else:
-        return False
+        return False  # nothing kept, and no draft begun: a greeting leaves the conversation as it was
+    if not waiting:
+        turn.clear_draft()
+        turn.update_draft(attachments=[])
+    turn.update_draft(**kept)
     if offer:
         ask(turn, "intake")
     else:  # kept for a report the resident has asked for already

@@ -138,8 +138,17 @@ def _may_appeal(turn: Turn, case: Case) -> bool:
             and case.appeal_count < turn.ctx.city.loop.appeal_limit)
 
 
+RATINGS = 5  # stars, the rating question's first options (5 down to 1); "not solved" and "later" follow
+
+
 def rating_choices(turn: Turn) -> list[Choice]:
-    return [Choice(f"rate:{n}", "★" * n) for n in range(5, 0, -1)] + [Choice("rate:unsolved", turn.t("rate_unsolved"))]
+    return [Choice(f"rate:{n}", "★" * n) for n in range(RATINGS, 0, -1)] + [
+        Choice("rate:unsolved", turn.t("rate_unsolved")), Choice("rate:later", turn.t("rate_later"))]
+
+
+def is_rating(turn: Turn, text: str | None) -> bool:
+    """Whether a typed text answers the rating question (stars, or "not solved")."""
+    return letters(text) == letters(turn.t("rate_unsolved")) or _rating_value(None, text) is not None
 
 
 def ask_rating(turn: Turn) -> None:
@@ -197,6 +206,9 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         await _follow_up(turn, case, choice, text, attachment)
         return True
     if state == "rating":
+        if choice == "rate:later":
+            turn.say(turn.t("rating_later"))
+            return False
         unsolved = choice == "rate:unsolved" or letters(text) == letters(turn.t("rate_unsolved"))
         rating = None if unsolved else _rating_value(choice, text)
         if rating is None and not unsolved:

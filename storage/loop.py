@@ -28,7 +28,8 @@ from storage.models import (
 )
 from storage.queries import OPEN_STATUSES, status_in
 
-RATING_CHOICES = [[f"rate:{n}", "★" * n] for n in range(5, 0, -1)] + [["rate:unsolved", "unsolved"]]
+RATING_CHOICES = [[f"rate:{n}", "★" * n] for n in range(5, 0, -1)] + [["rate:unsolved", "unsolved"],
+                                                                      ["rate:later", "later"]]
 IDLE = ("idle", "case_menu", "status_code")
 OFFER_DAYS = 30
 
@@ -52,7 +53,7 @@ async def _tell_reporter(session: AsyncSession, case: Case, notice: str, **extra
 async def offer_rating(session: AsyncSession, case: Case, *, labels: Sequence[str]) -> None:
     """Ask the reporter to rate the closed case: a notice with the rating buttons, and — when they are not in the
     middle of something else — their conversation waits for the answer, so a typed number or a button rates
-    this case. `labels` are the localised labels of the choices (five ratings, then "not solved")."""
+    this case. `labels` are the localised labels of the choices (five ratings, "not solved", "later")."""
     choices = [[key, label] for (key, _), label in zip(RATING_CHOICES, labels, strict=True)]
     await _tell_reporter(session, case, "rate_request", choices=choices)
     await _await_answer(session, case, "rating", choices)

@@ -18,7 +18,7 @@ from tests.factories import create_staff
 from tests.handlers.conftest import DialogHarness, Resident
 from tests.handlers.test_dialog import fill_to_summary, submit
 
-LABELS = ["★★★★★", "★★★★", "★★★", "★★", "★", "问题没有解决"]
+LABELS = ["★★★★★", "★★★★", "★★★", "★★", "★", "问题没有解决", "以后再评，返回菜单"]
 
 
 async def _filed(harness: DialogHarness, name: str = "r1") -> tuple[Resident, str, int]:
@@ -66,7 +66,7 @@ async def test_a_closed_case_asks_for_a_rating_and_a_poor_one_reopens_it_once(ha
         query = select(OutboxMessage).where(OutboxMessage.kind == "rate_request")
         request = (await session.execute(query)).scalar_one()
     shown = render(request.payload, harness.context.texts, city=harness.context.city)
-    assert "请为办理结果打分" in shown.text and [c.key for c in shown.choices][-1] == "rate:unsolved"
+    assert "请为办理结果打分" in shown.text and [c.key for c in shown.choices][-2:] == ["rate:unsolved", "rate:later"]
 
     await resident.press("rate:1")  # the button under the notice rates this case, with no code typed
     assert "还有什么想说的吗" in resident.text()

@@ -249,7 +249,7 @@ async def test_status_shows_trace_and_answer_and_allows_follow_up_and_rating(har
     assert "当前状态：已办结" in resident.text() and "经查属实，已责令整改。" in resident.text()
     assert resident.keys() == ["case:rate", "case:menu"]
     await resident.press("case:rate")
-    await resident.say("6")
+    await resident.say("8")
     assert "请选择1到5星" in resident.text()
     await resident.press("rate:4")
     await resident.press("comment:skip")  # the optional comment (issue 13) comes before the thanks

@@ -10,11 +10,11 @@ from sqlalchemy import select
 
 from handlers import dialog
 from handlers.types import Inbound
-from storage import actions
+from storage import actions, loop
 from storage.models import Case, CaseStatus, TraceEvent
 from storage.receipts import format_receipt_code
-from tests.factories import file_case
-from tests.handlers.conftest import JPEG, DialogHarness
+from tests.factories import create_staff, file_case
+from tests.handlers.conftest import JPEG, DialogHarness, Resident
 
 WRONG_CODE = "0000 0000 0000 0001"
 
@@ -136,7 +136,7 @@ async def test_a_closed_case_is_rated_with_stars_or_a_typed_number_once(harness:
 
     await resident.command("status", first_code)
     await resident.press("case:rate")
-    assert resident.keys() == ["rate:5", "rate:4", "rate:3", "rate:2", "rate:1", "rate:unsolved"]
+    assert resident.keys() == ["rate:5", "rate:4", "rate:3", "rate:2", "rate:1", "rate:unsolved", "rate:later"]
     await resident.say("★★★")
     assert resident.keys() == ["comment:skip"]  # an optional comment comes next
     await resident.press("comment:skip")
@@ -226,3 +226,98 @@ async def test_a_platform_servers_address_is_counted_apart_under_its_own_limit(h
 
     assert refused == "从您所在的网络输入错误查询码的次数过多，请11分钟后再试。"
     assert "当前状态：已分派" in resident_on_that_address.text()
+
+
+async def test_a_receipt_code_sent_at_an_open_case_opens_that_case_and_is_never_kept_as_information(
+        harness: DialogHarness) -> None:
+    """A code is a credential: typed (or pasted) while another case is open, it opens the case it belongs to,
+    and it never becomes "supplementary material" that staff of another queue would read."""
+    first_id, first_code = await _case(harness)
+    second_id, second_code = await _case(harness, reporter_ref="43")
+    resident = harness.resident()
+    await resident.command("status", first_code)
+    await resident.say(format_receipt_code(second_code))
+    assert "案件编号：QL-2026-000002" in resident.text()
+    await resident.press("case:follow_up")  # adding information to the second case, then the first's code
+    await resident.say(f"查询码 {format_receipt_code(first_code)}")
+    assert "案件编号：QL-2026-000001" in resident.text()
+    async with harness.sessionmaker() as session:
+        follow_ups = list((await session.execute(select(TraceEvent.id).where(
+            TraceEvent.case_id.in_([first_id, second_id]), TraceEvent.kind == "follow_up"))).scalars())
+    assert follow_ups == []
+
+
+async def _asked_to_rate(harness: DialogHarness, user_ref: str = "r1") -> tuple[Resident, int]:
+    """A resident whose case was closed and who was asked to rate it, as the console asks (their conversation
+    waits for the rating)."""
+    resident = harness.resident(user_ref)
+    await resident.say("你好")
+    case_id, _ = await _case(harness, channel="test", reporter_ref=user_ref)
+    await _set_status(harness, case_id, CaseStatus.CLOSED)
+    async with harness.sessionmaker.begin() as session:
+        case = await actions.get_case(session, case_id)
+        assert case is not None
+        await loop.offer_rating(session, case, labels=RATING_LABELS)
+    return resident, case_id
+
+
+RATING_LABELS = ["★★★★★", "★★★★", "★★★", "★★", "★", "问题没有解决", "以后再评，返回菜单"]
+
+
+async def test_a_resident_asked_to_rate_can_still_use_the_menu_report_and_look_up_cases(
+        harness: DialogHarness) -> None:
+    """The rating question waits for days: in the meantime the resident must not be held in it. Whatever is
+    not a rating — the menu's buttons or names, a new complaint, a receipt code — is what it would be anywhere
+    else, and the question itself offers a way out."""
+    resident, _ = await _asked_to_rate(harness)
+    await resident.say("你好")  # not a rating: explained, asked again, with the way out
+    assert resident.last[0].text == "请选择1到5星。"
+    assert resident.keys()[-1] == "rate:later"
+    await resident.press("menu:report")  # a button of the menu shown before the question
+    assert "第1步" in resident.text()
+
+    resident, _ = await _asked_to_rate(harness, "r2")
+    await resident.say("我要举报")
+    assert "第1步" in resident.text()
+
+    resident, _ = await _asked_to_rate(harness, "r3")
+    complaint = "另外还有一件事：区城管执法队员收了摊贩的钱就不管占道经营了"
+    await resident.say(complaint)  # a new complaint is kept and offered as a report, not refused
+    assert complaint in resident.text() and "intake:report" in resident.keys()
+
+    resident, _ = await _asked_to_rate(harness, "r4")
+    _, other_code = await _case(harness, reporter_ref="99")
+    await resident.say(format_receipt_code(other_code))
+    assert "案件编号：QL-2026-000005" in resident.text()
+
+    resident, case_id = await _asked_to_rate(harness, "r5")
+    await resident.say("7")  # WeChat numbers the way out 7, after "6. 问题没有解决"
+    assert "menu:report" in resident.keys() and "查询码" in resident.text()
+    resident, case_id = await _asked_to_rate(harness, "r6")
+    await resident.say("6")  # "not solved" by its number
+    assert resident.keys() == ["comment:skip"]
+    await resident.press("comment:skip")
+    async with harness.sessionmaker() as session:
+        rated = await session.scalar(select(TraceEvent.detail).where(TraceEvent.case_id == case_id,
+                                                                     TraceEvent.kind == "rated"))
+    assert rated == {"rating": None, "unsolved": True}
+
+
+async def test_a_resident_asked_for_more_information_can_still_use_the_menu(harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await resident.say("你好")
+    case_id, _ = await _case(harness, channel="test", reporter_ref="r1")
+    _, other_code = await _case(harness, reporter_ref="99")
+    async with harness.sessionmaker.begin() as session:
+        case = await actions.get_case(session, case_id)
+        assert case is not None
+        staff = await create_staff(session, "rev")
+        await loop.ask_for_information(session, case, "请问是几号窗口？", actor=staff, add_label="补充材料")
+    await resident.say(format_receipt_code(other_code))  # as the notice suggests: the case of that code
+    assert "案件编号：QL-2026-000002" in resident.text()
+    await resident.say("我要举报")
+    assert "第1步" in resident.text()
+    async with harness.sessionmaker() as session:
+        follow_ups = list((await session.execute(select(TraceEvent.id).where(
+            TraceEvent.kind == "follow_up"))).scalars())
+    assert follow_ups == []

@@ -31,9 +31,9 @@ from storage.models import (
 from tests.factories import create_staff, file_case
 
 GROUPS = [("telegram", "-1001234567"), ("wecom", "hall-supervisors")]
-LABELS = ["★★★★★", "★★★★", "★★★", "★★", "★", "问题没有解决"]
+LABELS = ["★★★★★", "★★★★", "★★★", "★★", "★", "问题没有解决", "以后再评，返回菜单"]
 CHOICES = [["rate:5", "★★★★★"], ["rate:4", "★★★★"], ["rate:3", "★★★"], ["rate:2", "★★"], ["rate:1", "★"],
-           ["rate:unsolved", "问题没有解决"]]
+           ["rate:unsolved", "问题没有解决"], ["rate:later", "以后再评，返回菜单"]]
 
 
 def _at(hours: float) -> datetime:
