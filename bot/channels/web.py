@@ -20,7 +20,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Cookie, File, Header, HTTPException, Request, Response, UploadFile
 from fastapi.responses import HTMLResponse
 from itsdangerous import BadSignature, Signer
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bot.runtime import Runtime
 from handlers.notices import render
@@ -55,10 +55,12 @@ class MessagesOut(BaseModel):
 
 
 class MessageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a field this page never sends is a client's mistake: said, not dropped
+
     text: str | None = Field(default=None, max_length=MAX_TEXT)
     choice: str | None = Field(default=None, max_length=64)
     command: str | None = Field(default=None, pattern=r"^[a-z]{1,20}$")
-    argument: str | None = Field(default=None, max_length=200)
+    argument: str | None = Field(default=None, max_length=MAX_TEXT)  # "/report <what happened>" typed in the page
 
     @model_validator(mode="after")
     def _exactly_one(self) -> MessageIn:

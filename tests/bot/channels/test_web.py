@@ -156,12 +156,13 @@ async def test_every_api_call_needs_the_header_and_then_the_cookie_refused_with_
     {"command": "Report"},
     {"command": "a" * 21},
     {"command": ""},
-    {"command": "status", "argument": "1" * 201},
+    {"command": "report", "argument": "x" * 8001},
     {"text": 42},
     ["text", "你好"],
+    {"text": "你好", "extra": 1},
 ], ids=["empty", "argument alone", "text and choice", "choice and command", "text and command", "text too long",
         "choice too long", "command uppercase", "command too long", "command empty", "argument too long",
-        "text a number", "a list"])
+        "text a number", "a list", "an unknown field"])
 async def test_a_body_without_exactly_one_of_text_choice_or_command_within_limits_is_refused(
         tmp_path: Path, never_opened: str, body: Any) -> None:
     async with _serving(tmp_path, never_opened) as chat, chat.browser() as browser:
@@ -181,7 +182,11 @@ async def test_bodies_at_their_limits_are_accepted(tmp_path: Path, shared_databa
         bodies = ({"text": "字" * 8000}, {"choice": "c" * 64}, {"command": "a" * 20},
                   {"command": "status", "argument": "1" * 200})
         answers = [await browser.post("/chat/api/message", json=body) for body in bodies]
+        # "/report <what happened>" typed in the page: the description may be as long as the city allows
+        described = "岳麓区某街道办事处工作人员长期不在岗，群众办事多次扑空。" * 10
+        report = await browser.post("/chat/api/message", json={"command": "report", "argument": described})
     assert [answer.status_code for answer in answers] == [200, 200, 200, 200]
+    assert report.status_code == 200 and "第1步" in _text(report.json()["messages"])
     assert all(answer.json()["messages"] for answer in answers)  # each is answered
     assert "无法识别指令 /aaaaaaaaaaaaaaaaaaaa" in _text(answers[2].json()["messages"])
 
