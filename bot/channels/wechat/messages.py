@@ -3,6 +3,7 @@ choices, splitting long text, and turning a callback's fields into an `Inbound`.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import NoReturn
@@ -199,6 +200,10 @@ def _location_place(fields: Mapping[str, str]) -> str | None:
     return coordinates(latitude, longitude)
 
 
+UNSUPPORTED_PLACEHOLDER = re.compile(r"[【\[]收到不支持的消息类型，暂无法显示[】\]]")
+"""The text WeChat posts in place of what it does not pass on to official accounts (custom stickers, mostly)."""
+
+
 def to_inbound(fields: Mapping[str, str], fetcher: Fetcher) -> Inbound | None:
     """The channel-neutral form of a WeChat message or event; None for events the dialog ignores."""
     user = fields.get("FromUserName", "")
@@ -219,6 +224,8 @@ def to_inbound(fields: Mapping[str, str], fetcher: Fetcher) -> Inbound | None:
     key = msg_id if whole_number(msg_id) is not None else f"{user}:{created}"
     if msg_type == "text":
         text = fields.get("Content", "")
+        if UNSUPPORTED_PLACEHOLDER.fullmatch(text.strip()):  # a sticker, as WeChat hands it to an account
+            return Inbound(CHANNEL, user, attachment=Attachment("sticker"), update_key=key)
         command = parse_command(text)
         if command is not None:
             return Inbound(CHANNEL, user, command=command[0], command_arg=command[1], update_key=key)

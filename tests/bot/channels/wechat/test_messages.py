@@ -96,6 +96,15 @@ def test_a_text_message_keeps_its_content_exactly_and_is_keyed_by_its_msgid() ->
         "wechat", OPENID, text="  窗口人员玩手机\n让群众排队两个小时  ", update_key="1234567890123456")
 
 
+def test_a_sticker_which_wechat_posts_as_a_placeholder_text_is_a_sticker_not_words_of_the_resident() -> None:
+    """WeChat hands an official account a custom sticker as the text 【收到不支持的消息类型，暂无法显示】; taken as
+    text it became a report's description or its time."""
+    for placeholder in ("【收到不支持的消息类型，暂无法显示】", " [收到不支持的消息类型，暂无法显示] "):
+        fields = {**parse_xml(TEXT), "Content": placeholder}
+        assert to_inbound(fields, _recording_fetcher([])) == Inbound(
+            "wechat", OPENID, attachment=Attachment("sticker"), update_key="1234567890123456")
+
+
 async def test_an_image_becomes_a_photo_downloaded_by_its_media_id_only_when_fetched() -> None:
     asked: FetchedWith = []
     fields = parse_xml(IMAGE)
