@@ -263,7 +263,7 @@ async def set_status(principal: Principal, case_number: str, status: str, note: 
                 await loop.reject(session, case, actor=principal.user, reason=note or "", referral=referral or "")
             else:
                 await staff_actions.set_status(session, case, wanted, actor=principal.user, body=note or None)
-            if wanted == CaseStatus.CLOSED:
+            if wanted == CaseStatus.CLOSED and case.rating is None:  # a rating given before stays the rating
                 await loop.offer_rating(session, case, labels=rating_labels(principal, case.locale))
         except ActionError as error:
             raise _wrap(error) from None
@@ -276,7 +276,7 @@ def rating_labels(principal: Principal, locale: str) -> list[str]:
 
 
 async def tell_reporter(principal: Principal, case_number: str, text: str) -> None:
-    async with principal.context.database.sessionmaker.begin() as session:
+    async with principal.write() as session:
         case = await load_case(session, principal, case_number)
         try:
             await loop.tell_reporter(session, case, text, actor=principal.user)
@@ -286,7 +286,7 @@ async def tell_reporter(principal: Principal, case_number: str, text: str) -> No
 
 async def ask_for_information(principal: Principal, case_number: str, question: str) -> None:
     """The reporter is asked the question on their channel, with the button that adds information."""
-    async with principal.context.database.sessionmaker.begin() as session:
+    async with principal.write() as session:
         case = await load_case(session, principal, case_number)
         label = Texts(principal.context.city.texts).get(case.locale, "case_follow_up")
         try:
@@ -298,7 +298,7 @@ async def ask_for_information(principal: Principal, case_number: str, question: 
 async def request_extension(principal: Principal, case_number: str, until: date, reason: str) -> None:
     city = principal.context.city
     resolve_by = datetime.combine(until, time(23, 59, 59), ZoneInfo(city.timezone)).astimezone(UTC)
-    async with principal.context.database.sessionmaker.begin() as session:
+    async with principal.write() as session:
         case = await load_case(session, principal, case_number)
         try:
             await loop.request_extension(session, case, actor=principal.user, reason=reason, resolve_due_at=resolve_by,
@@ -311,7 +311,7 @@ async def request_extension(principal: Principal, case_number: str, until: date,
 async def decide_extension(principal: Principal, case_number: str, request_id: int, approve: bool,
                            note: str = "") -> None:
     require_supervisor(principal)
-    async with principal.context.database.sessionmaker.begin() as session:
+    async with principal.write() as session:
         case = await load_case(session, principal, case_number)
         request = next((r for r in await loop.extension_requests(session, case.id) if r.id == request_id), None)
         if request is None:
@@ -324,7 +324,7 @@ async def decide_extension(principal: Principal, case_number: str, request_id: i
 
 async def decide_appeal(principal: Principal, case_number: str, uphold: bool, reason: str) -> None:
     require_supervisor(principal)
-    async with principal.context.database.sessionmaker.begin() as session:
+    async with principal.write() as session:
         case = await load_case(session, principal, case_number)
         try:
             await loop.decide_appeal(session, case, actor=principal.user, uphold=uphold, reason=reason)

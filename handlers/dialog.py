@@ -100,20 +100,19 @@ def _ask_language(turn: Turn) -> None:
     turn.ask(turn.t("ask_language"), [Choice("language:zh", "中文"), Choice("language:en", "English")])
 
 
-def reask(turn: Turn) -> None:
-    """Put the current question again (after help, an explanation or a language change)."""
+async def reask(turn: Turn) -> None:
+    """Put the current question again (after help, an explanation or a language change), in the resident's
+    language."""
     state = turn.conversation.state
     if state in report.WIZARD_STATES:
         report.ask(turn, state)
     elif state == "resume":
         _offer_resume(turn)
-    elif state == "status_code":
-        tracking.ask_code(turn)
     elif state == "language":
         _ask_language(turn)
-    elif state in ("case_menu", "follow_up", "rating", "rating_comment", "appeal"):
-        choices = [Choice(k, v) for k, v in turn.context_get("choices") or []]
-        turn.ask(turn.t("ask_again"), choices)
+    elif state in tracking.TRACKING_STATES:
+        if not await tracking.ask_again(turn):
+            show_menu(turn)
     else:
         show_menu(turn)
 
@@ -150,12 +149,12 @@ async def _command(turn: Turn, command: str, argument: str | None) -> None:
         _ask_language(turn)
     elif command == "help":
         turn.say(turn.t("help"))
-        reask(turn)
+        await reask(turn)
     elif command == "menu":
         show_menu(turn)
     else:
         turn.say(turn.t("error_unknown_command", command=command[:32]))
-        reask(turn)
+        await reask(turn)
 
 
 def _resolve_choice(turn: Turn) -> tuple[str | None, str | None, bool]:
@@ -201,12 +200,12 @@ async def _input(turn: Turn) -> None:
         return
     if inbound.attachment is not None and inbound.attachment.kind in UNEXPECTED_KINDS:
         turn.say(turn.t("error_unexpected_input"))
-        reask(turn)
+        await reask(turn)
         return
     choice, text, stale = _resolve_choice(turn)
     if stale:
         turn.say(turn.t("error_stale_button"))
-        reask(turn)
+        await reask(turn)
         return
     if state == "rating" and choice is None and text is not None and text.strip() in {"1", "2", "3", "4", "5"}:
         choice = f"rate:{text.strip()}"
@@ -217,7 +216,7 @@ async def _input(turn: Turn) -> None:
         turn.say(turn.t("language_set"))
         turn.set_state(turn.context_get("language_return") or "idle")
         turn.context_set(language_return=None)
-        reask(turn)
+        await reask(turn)
     elif state == "resume":
         if choice == "resume:continue":
             report.resume(turn)

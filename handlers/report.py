@@ -23,6 +23,7 @@ from handlers.validation import (
     clean_occurred,
     clean_phone,
     clean_place,
+    letters,
     says_enough,
 )
 from nlp.search import index_terms
@@ -321,6 +322,12 @@ def _occurred(turn: Turn, choice: str | None, text: str | None) -> str:
     return clean_occurred(text, today)
 
 
+def _one_of(turn: Turn, text: str | None, words_key: str) -> bool:
+    """Whether `text` is one of the words the texts list under `words_key` ("完成|跳过|done"), as typed."""
+    typed = letters(text)
+    return bool(typed) and any(typed == letters(word) for word in turn.t(words_key).split("|"))
+
+
 async def _evidence(turn: Turn, choice: str | None, text: str | None, attachment: Attachment | None) -> None:
     limits = turn.ctx.city.limits
     attachments: list[int] = list(turn.draft.get("attachments", []))
@@ -332,7 +339,7 @@ async def _evidence(turn: Turn, choice: str | None, text: str | None, attachment
         turn.update_draft(attachments=attachments)
         turn.say(turn.t("evidence_received", count=len(attachments), maximum=limits.max_attachments))
         ask(turn, "evidence")
-    elif choice == "evidence:done":
+    elif choice == "evidence:done" or _one_of(turn, text, "evidence_done_words"):  # "跳过", "done" typed
         _next(turn, "identity")
     elif choice == "evidence:clear":
         names = await actions.discard_draft_attachments(turn.session, attachments)

@@ -156,6 +156,29 @@ def ask_rating(turn: Turn) -> None:
     turn.ask(turn.t("ask_rating"), rating_choices(turn))
 
 
+async def ask_again(turn: Turn) -> bool:
+    """The question of the tracking state the conversation is in, again; False when the case it was about is no
+    longer open to this conversation (the menu is due)."""
+    state = turn.conversation.state
+    if state == "status_code":
+        ask_code(turn)
+        return True
+    case = await _current_case(turn)
+    if case is None:
+        return False
+    if state == "follow_up":
+        turn.ask(turn.t("ask_follow_up"), [Choice("follow_up:done", turn.t("follow_up_done"))])
+    elif state == "rating":
+        ask_rating(turn)
+    elif state == "rating_comment":
+        turn.ask(turn.t("ask_rating_comment"), [Choice("comment:skip", turn.t("comment_skip"))])
+    elif state == "appeal":
+        turn.ask(turn.t("ask_appeal"))
+    else:
+        ask_case_menu(turn, case)
+    return True
+
+
 async def _current_case(turn: Turn) -> Case | None:
     """The case opened with a code in this conversation, while that permission lasts."""
     case_id, until = turn.context_get("case_id"), turn.context_get("case_until")

@@ -26,6 +26,7 @@ from storage.models import (
     StaffSession,
     StaffUser,
     TraceEvent,
+    TraceKind,
     utcnow,
 )
 
@@ -295,8 +296,22 @@ async def accept_case(session: AsyncSession, case: Case, *, actor: StaffUser) ->
 
 async def set_status(session: AsyncSession, case: Case, status: CaseStatus, *, actor: StaffUser,
                      body: str | None = None) -> TraceEvent:
+    """A new status by hand, within the lifecycle the reporter reads: "answered" only once the reporter has an
+    answer (answering marks it), "closed" with the answer or a note that tells the result, and a closed case
+    reopened with the reason (`body`, which the reporter is told)."""
     if status == CaseStatus.DUPLICATE:
         raise ActionError("use mark_duplicate to mark a duplicate")
+    has_note = bool(body and body.strip())
+    if status in (CaseStatus.ANSWERED, CaseStatus.CLOSED) and not (status == CaseStatus.CLOSED and has_note):
+        answered = await session.scalar(select(TraceEvent.id).where(
+            TraceEvent.case_id == case.id, TraceEvent.kind == TraceKind.ANSWERED).limit(1))
+        if answered is None:
+            raise ActionError(f"case {case.case_number} has no answer: answer the reporter, " + (
+                "which marks it answered" if status == CaseStatus.ANSWERED
+                else "or close it with a note that tells the result"))
+    if case.status in CLOSED_STATUSES and status not in CLOSED_STATUSES and not has_note:
+        raise ActionInputError(f"case {case.case_number} is {case.status}: reopening it needs the reason, "
+                               "which the reporter is told")
     event = await actions.change_status(session, case, status, actor=actor_ref(actor), body=body)
     await audit.record(session, actor, "case.status", case=case, detail={"status": str(status)})
     return event

@@ -124,8 +124,9 @@ def answer_and_close(service: LiveService, case_id: int, answer: str) -> None:
         reviewer = await _staff(session, "loop-reviewer", StaffRole.REVIEWER)
         await staff_actions.answer_reporter(session, case, answer, actor=reviewer)
         await staff_actions.set_status(session, case, CaseStatus.CLOSED, actor=reviewer)
-        labels = ["★" * n for n in range(5, 0, -1)] + [Texts(city_of(service).texts).get(case.locale,
-                                                                                        "rate_unsolved")]
+        texts = Texts(city_of(service).texts)
+        labels = ["★" * n for n in range(5, 0, -1)] + [texts.get(case.locale, "rate_unsolved"),
+                                                       texts.get(case.locale, "rate_later")]
         await loop.offer_rating(session, case, labels=labels)
 
     act(service, work)

@@ -113,7 +113,8 @@ def test_the_closed_loop_question_extension_warning_and_a_poor_rating(service: L
 
     loop_steps.answer_and_close(service, case_id, "经核查，已对3号窗口工作人员批评教育。")
     rate_request = inbox()[-1]
-    assert "请为办理结果打分" in rate_request["text"] and rate_request["choices"][-1]["key"] == "rate:unsolved"
+    assert "请为办理结果打分" in rate_request["text"] and [c["key"] for c in rate_request["choices"]][-2:] == [
+        "rate:unsolved", "rate:later"]
     assert "还有什么想说的吗" in send(choice="rate:2")
     assert "感谢反馈，上级已收到通知" in send(choice="comment:skip")
     assert [m["text"] for m in inbox()] == [f"您的举报 {number} 将根据您的评价重新办理，有新的答复时会告诉您。"]

@@ -408,6 +408,13 @@ async def test_the_closed_loops_routes_extension_appeal_rejection_and_a_note_for
     assert [a for a in await service.audit_actions(number) if a != "case.view"] == [
         "case.extension_requested", "case.extension_refused", "case.extension_requested", "case.extension_approved",
         "case.note_to_reporter", "case.status", "case.appeal_decided"]
+    admin = await service.admin()
+    entries = (await client.get("/api/v1/audit", params={"case": number, "per_page": 200},
+                                headers=admin.headers)).json()["items"]
+    assert {(entry["action"], entry["ip"]) for entry in entries} == {  # every action with the caller's address
+        (action, "203.0.113.7") for action in (
+            "case.view", "case.extension_requested", "case.extension_refused", "case.extension_approved",
+            "case.note_to_reporter", "case.status", "case.appeal_decided")}
 
 
 GROUPS = {"clean_hall": -100101, "work_style": -100202, "petitions": -100303}

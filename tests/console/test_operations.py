@@ -79,7 +79,7 @@ async def test_an_answer_wakes_the_outbox_worker_and_a_refused_one_does_not(cons
 async def test_an_answer_to_a_closed_case_is_delivered_and_the_case_stays_closed(console: Console) -> None:
     await console.staff("wang", StaffRole.SUPERVISOR)
     number = await console.case()
-    await console.post("wang", f"{number}/status", {"status": "closed"})
+    await console.post("wang", f"{number}/status", {"status": "closed", "note": "经核查，已办结。"})
     answered = (await console.post("wang", f"{number}/answer", {"text": "补充答复：整改已完成。"})).json()
     assert (answered["status"], answered["trace"][-1]["kind"], answered["trace"][-1]["body"]) == (
         "closed", "answered", "补充答复：整改已完成。")

@@ -547,3 +547,13 @@ async def test_a_district_typed_by_its_name_or_short_name_is_taken(harness: Dial
     await resident.press("evidence:done")
     await resident.press("identity:anonymous")
     assert f"区县：{district}" in resident.text()
+
+
+@pytest.mark.parametrize("typed", ["跳过", "完成", "done", "Skip"])
+async def test_the_evidence_step_takes_the_words_of_its_buttons_typed(harness: DialogHarness, typed: str) -> None:
+    resident = harness.resident()
+    await resident.command("report")
+    await where_and_when(resident)
+    await resident.say(DESCRIPTION)
+    await resident.say(typed)  # the question says to "点“完成/跳过”"; a WeChat resident types it
+    assert "identity:anonymous" in resident.keys()

@@ -321,3 +321,19 @@ async def test_a_resident_asked_for_more_information_can_still_use_the_menu(harn
         follow_ups = list((await session.execute(select(TraceEvent.id).where(
             TraceEvent.kind == "follow_up"))).scalars())
     assert follow_ups == []
+
+
+async def test_help_or_a_new_language_at_an_open_case_asks_its_question_again_in_that_language(
+        harness: DialogHarness) -> None:
+    _, code = await _case(harness)
+    resident = harness.resident()
+    await resident.command("status", code)
+    await resident.command("language")
+    await resident.press("language:en")
+    assert resident.last[0].text == "Language set to English."
+    assert resident.keys() == ["case:follow_up", "case:menu"] and resident.last[-1].text == "You can also:"
+    await resident.command("help")
+    assert resident.keys() == ["case:follow_up", "case:menu"]
+    await resident.press("case:follow_up")
+    await resident.command("help")
+    assert resident.keys() == ["follow_up:done"]

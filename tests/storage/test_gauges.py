@@ -23,7 +23,7 @@ async def test_the_gauges_count_cases_open_queues_and_the_outboxs_backlog(sessio
         await file_case(session, reporter_ref="2", queue="clean_hall", label="slow_service")
         closed, _ = await file_case(session, reporter_ref="3", queue="clean_medical", label="medical")
         await file_case(session, reporter_ref="4", queue="triage", label=None)
-        await staff_actions.set_status(session, closed, CaseStatus.CLOSED, actor=staff)
+        await staff_actions.set_status(session, closed, CaseStatus.CLOSED, actor=staff, body="经核查，已办结。")
         waiting = await outbox.enqueue(session, channel="telegram", recipient="1", payload={"text": "早"},
                                        case_id=hall.id)
         given_up = await outbox.enqueue(session, channel="wechat", recipient="o-2", payload={"text": "晚"})

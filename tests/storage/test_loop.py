@@ -370,7 +370,7 @@ async def test_an_extension_cannot_be_approved_once_its_case_is_closed(sessionma
         case, _ = await file_case(session, resolve_due_at=due)
         request = await loop.request_extension(session, case, actor=li, reason="需调取监控",
                                                resolve_due_at=due + timedelta(days=20))
-        await staff_actions.set_status(session, case, CaseStatus.CLOSED, actor=wang)
+        await staff_actions.set_status(session, case, CaseStatus.CLOSED, actor=wang, body="经核查，已办结。")
     with pytest.raises(ActionError):  # refused, whatever the reason given (the case is closed, the request lapsed)
         async with sessionmaker.begin() as session:
             await loop.decide_extension(session, request, await _load(session, case.id), actor=wang, approve=True)

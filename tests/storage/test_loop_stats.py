@@ -38,7 +38,7 @@ async def _accept(session: Any, case: Case, staff: StaffUser, at: datetime) -> N
 
 
 async def _close(session: Any, case: Case, staff: StaffUser, at: datetime, rating: int | None) -> None:
-    await staff_actions.set_status(session, case, CaseStatus.CLOSED, actor=staff)
+    await staff_actions.set_status(session, case, CaseStatus.CLOSED, actor=staff, body="经核查，已办结。")
     case.closed_at = at
     if rating is not None:
         await loop.rate(session, case, rating, rehandle_limit=1, staff_targets=[STAFF_GROUP])

@@ -197,7 +197,7 @@ async def test_a_note_needs_text_and_an_answer_to_a_closed_case_keeps_it_closed(
     async with sessionmaker.begin() as session:
         wang = await _staff(session)
         case, _ = await file_case(session)
-        await staff_actions.set_status(session, case, CaseStatus.CLOSED, actor=wang)
+        await staff_actions.set_status(session, case, CaseStatus.CLOSED, actor=wang, body="经核查，已办结。")
         await staff_actions.answer_reporter(session, case, "  补充说明：已对窗口排班作出调整。 ", actor=wang)
 
     async def blank_note(session: Any) -> None:
@@ -268,3 +268,38 @@ async def test_a_new_password_unlocks_the_account_and_ends_its_sessions(sessionm
         assert await staff_actions.find_session(session, token) is None
     assert stored is not None
     assert (stored.password_hash, stored.failed_logins, stored.locked_until) == ("another-hash", 0, None)
+
+
+async def test_a_status_follows_the_lifecycle_a_reporter_can_read(sessionmaker: Any) -> None:
+    """A reporter told "已办结" or "已答复" must find the result in their trace: a case is marked answered by
+    answering it, is closed with its answer or a closing note, and is reopened with the reason. Each refusal
+    says why, and nothing is changed or told."""
+    async with sessionmaker.begin() as session:
+        wang = await _staff(session)
+        case, _ = await file_case(session)
+
+    async def set_to(status: CaseStatus, body: str | None = None) -> Any:
+        async def action(session: Any) -> None:
+            await staff_actions.set_status(session, await _load(session, case.id), status, actor=wang, body=body)
+        return action
+
+    told = len(await _notices(sessionmaker))
+    assert await _refused(sessionmaker, await set_to(CaseStatus.ANSWERED)) == (
+        f"case {case.case_number} has no answer: answer the reporter, which marks it answered")
+    assert await _refused(sessionmaker, await set_to(CaseStatus.CLOSED)) == (
+        f"case {case.case_number} has no answer: answer the reporter, or close it with a note that tells the result")
+    assert len(await _notices(sessionmaker)) == told
+    async with sessionmaker.begin() as session:  # a closing note tells the result
+        await staff_actions.set_status(session, await _load(session, case.id), CaseStatus.CLOSED, actor=wang,
+                                       body="经核查，窗口人员已调整。")
+    assert await _refused(sessionmaker, await set_to(CaseStatus.IN_HANDLING)) == (
+        f"case {case.case_number} is closed: reopening it needs the reason, which the reporter is told")
+    async with sessionmaker.begin() as session:
+        await staff_actions.set_status(session, await _load(session, case.id), CaseStatus.IN_HANDLING, actor=wang,
+                                       body="收到新的线索，重新核查。")
+        await staff_actions.answer_reporter(session, await _load(session, case.id), "已重新核查并处理。", actor=wang)
+        await staff_actions.set_status(session, await _load(session, case.id), CaseStatus.IN_HANDLING, actor=wang)
+        await staff_actions.set_status(session, await _load(session, case.id), CaseStatus.ANSWERED, actor=wang)
+        await staff_actions.set_status(session, await _load(session, case.id), CaseStatus.CLOSED, actor=wang)
+    assert [kind for kind, _, _ in await _trace(sessionmaker, case.id)][-6:] == [
+        "closed", "in_handling", "answered", "in_handling", "answered", "closed"]

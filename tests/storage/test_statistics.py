@@ -45,7 +45,7 @@ async def _accept(session: Any, case: Case, staff: StaffUser, at: datetime) -> N
 
 async def _close(session: Any, case: Case, staff: StaffUser, at: datetime, *, status: CaseStatus = CaseStatus.CLOSED,
                  rating: int | None = None) -> None:
-    await staff_actions.set_status(session, case, status, actor=staff)
+    await staff_actions.set_status(session, case, status, actor=staff, body="经核查，已办结。")
     case.closed_at = at
     if rating is not None:
         await actions.rate_case(session, case, rating)
