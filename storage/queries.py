@@ -27,6 +27,7 @@ from storage.models import (
 
 OPEN_STATUSES = tuple(s.value for s in CaseStatus if s not in CLOSED_STATUSES)
 NOT_ACCEPTED = (CaseStatus.RECEIVED.value, CaseStatus.ROUTED.value)
+IN_HANDLING = (CaseStatus.ACCEPTED.value, CaseStatus.IN_HANDLING.value, CaseStatus.ANSWERED.value)
 
 
 @dataclass
@@ -42,6 +43,8 @@ class CaseFilter:
     overdue: bool = False
     assigned_to_id: int | None = None
     needs_labelling: bool = False
+    in_handling: bool = False  # accepted and not closed (accepted, in handling, answered): the overview's "办理中"
+    unread: bool = False  # with information from the reporter its handlers have not seen
     problem_id: int | None = None  # only the cases of this problem (a group of cases about one thing)
     text: str | None = None
     #: the search terms of `text` (`nlp.search.query_terms`), looked up in the search index
@@ -81,6 +84,10 @@ def _filtered(query: Select[Any], flt: CaseFilter, threshold: float) -> Select[A
         query = query.where(Case.queue.in_(list(flt.queues)))
     if flt.status:
         query = query.where(Case.status == flt.status)
+    if flt.in_handling:
+        query = query.where(status_in(IN_HANDLING))
+    if flt.unread:
+        query = query.where(Case.unread_since.is_not(None))
     if flt.label:
         query = query.where(Case.label == flt.label)
     if flt.district:
@@ -263,8 +270,7 @@ async def queue_counts(session: AsyncSession, queues: Collection[str] | None) ->
     query = select(
         Case.queue,
         func.sum(sql_case((Case.status.in_(NOT_ACCEPTED), 1), else_=0)),
-        func.sum(sql_case((Case.status.in_((CaseStatus.ACCEPTED.value, CaseStatus.IN_HANDLING.value,
-                                            CaseStatus.ANSWERED.value)), 1), else_=0)),
+        func.sum(sql_case((Case.status.in_(IN_HANDLING), 1), else_=0)),
         func.sum(sql_case((overdue_condition(now), 1), else_=0)),
     ).where(status_in(OPEN_STATUSES)).group_by(Case.queue)  # every sum is of open cases: closed ones are skipped
     if queues is not None:

@@ -24,7 +24,7 @@ from storage.models import Case, CaseStatus, StaffUser, utcnow
 
 router = common.page_router()
 FILTER_KEYS = ("queue", "status", "label", "district", "from", "to", "conf_min", "conf_max", "overdue", "labelling",
-               "q", "mine", "problem", "after", "before")
+               "handling", "unread", "q", "mine", "problem", "after", "before")
 
 
 @router.get("/console")
@@ -93,6 +93,8 @@ def case_filter(request: Request, principal: Principal, view: ListView) -> tuple
     flt.confidence_below = parse_fraction(params["conf_max"], "conf_max")
     flt.overdue = view.overdue or params["overdue"] == "1"
     flt.needs_labelling = view.labelling or params["labelling"] == "1"
+    flt.in_handling = params["handling"] == "1"
+    flt.unread = params["unread"] == "1"
     if params["mine"] == "1":
         flt.assigned_to_id = principal.user.id
     if params["q"]:

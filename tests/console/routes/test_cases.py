@@ -6,9 +6,11 @@ import html
 import re
 
 import httpx
+from sqlalchemy import select
 
 from console.routes import common
-from storage.models import StaffRole, TraceKind
+from storage import actions
+from storage.models import Case, CaseStatus, StaffRole, TraceKind
 from tests.console.conftest import ACTIONS, JPEG, OTHER_QUEUE, ConsoleHarness, location
 
 
@@ -121,3 +123,27 @@ def _older(page: httpx.Response) -> str:
     found = re.search(r'href="([^"]*after=[^"]+)" rel="next"', page.text)
     assert found is not None, "the list has no link to older cases"
     return html.unescape(found.group(1))
+
+
+async def test_the_overviews_tiles_open_the_lists_they_count(console: ConsoleHarness) -> None:
+    """"办理中" and "有新信息" on the overview opened every case; each tile now opens the cases it counts."""
+    await console.user("sup", StaffRole.SUPERVISOR)
+    new = await console.case("clean_hall")
+    handled = await console.case("clean_hall")
+    informed = await console.case("clean_hall")
+    async with console.database.sessionmaker.begin() as session:
+        for number in (handled, informed):
+            case = await session.scalar(select(Case).where(Case.case_number == number))
+            assert case is not None
+            await actions.change_status(session, case, CaseStatus.ACCEPTED, actor="staff:1")
+        case = await session.scalar(select(Case).where(Case.case_number == informed))
+        assert case is not None
+        await actions.add_follow_up(session, case, text="补充：当天是3号窗口，工号0327。")
+    async with console.client() as client:
+        await console.login(client, "sup")
+        overview = (await client.get("/console")).text
+        tiles = dict(re.findall(r'<a class="tile[^"]*" href="([^"]+)"[^>]*>\s*<b>(\d+)</b>', overview))
+        assert tiles["/console/cases?handling=1"] == "2" and tiles["/console/cases?unread=1"] == "1"
+        assert await _numbers(client, "/console/cases?handling=1") == [informed, handled]
+        assert await _numbers(client, "/console/cases?unread=1") == [informed]
+        assert await _numbers(client, "/console/cases?status=routed") == [new]
