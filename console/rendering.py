@@ -65,6 +65,10 @@ def redirect(url: str) -> Response:
 # --- display names and formatting -------------------------------------------------------------
 
 
+_LABEL_MOVE = re.compile(r"label (\w+) → (\w+)")
+"""The reason `storage.staff_actions.correct_label` gives the move it makes."""
+
+
 def bilingual(zh: str, en: str) -> Markup:
     """Chinese with the English beside it (smaller, grey); both escaped."""
     return Markup('<span class="bi">{}<span class="en">{}</span></span>').format(zh, en)
@@ -110,6 +114,36 @@ class Names:
 
     def audit_action(self, code: str) -> str:
         return texts.pair_or(f"audit.{code}", code)[0]
+
+    def audit_detail(self, detail: dict[str, object] | None) -> str:
+        """An audit entry's detail as a reviewer reads it: each item under its name, codes (labels, queues,
+        statuses, roles) by their names, and the internal ids of rows left out."""
+        items = []
+        for key, value in (detail or {}).items():
+            if key.endswith("_id") or value is None or value == "":
+                continue
+            name = texts.get("zh", f"audit_detail.{key}") if texts.has(f"audit_detail.{key}") else key
+            items.append(f"{name}：{self._detail_value(value)}")
+        return " · ".join(items)
+
+    def _detail_value(self, value: object) -> str:
+        if isinstance(value, bool):
+            return texts.get("zh", "audit_detail.yes" if value else "audit_detail.no")
+        if isinstance(value, str) and (corrected := _LABEL_MOVE.fullmatch(value)):  # a label correction's move
+            before, after = (self.label(code)[0] for code in corrected.groups())
+            return texts.get("zh", "audit_detail.label_corrected", before=before, after=after)
+        if isinstance(value, str):
+            if value in LABEL_NAMES:
+                return LABEL_NAMES[value][0]
+            if self.city.queue(value) is not None:
+                return self.queue_short(value)
+            for kind in ("status", "role"):
+                if texts.has(f"{kind}.{value}"):
+                    return texts.get("zh", f"{kind}.{value}")
+        return str(value)
+
+    def extension_status(self, code: str) -> tuple[str, str]:
+        return texts.pair_or(f"extension_status.{code}", code)
 
     def delivery_status(self, code: str) -> str:
         return texts.joined(f"delivery.{code}") if texts.has(f"delivery.{code}") else code

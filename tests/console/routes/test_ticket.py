@@ -13,7 +13,16 @@ from sqlalchemy import select
 
 from nlp.labels import LABELS
 from storage import loop
-from storage.models import ApiToken, Case, ExtensionRequest, InternalNote, OutboxMessage, StaffRole, TraceKind
+from storage.models import (
+    ApiToken,
+    Case,
+    ExtensionRequest,
+    InternalNote,
+    OutboxMessage,
+    StaffRole,
+    TraceKind,
+    utcnow,
+)
 from tests.console.conftest import ACTIONS, JPEG, PDF, ConsoleHarness, answer_on_page, location
 
 # A school canteen's contract given to the head's relative: education, or an irregular project? The default model
@@ -398,3 +407,41 @@ async def test_a_rejection_needs_where_to_turn_a_note_reaches_the_reporter_and_a
         ("appeal_decided", "经复核，转窗口监督组办理。")]
     assert [e.action for e in await console.audit(case_number=number) if e.action != "case.view"] == [
         "case.note_to_reporter", "case.status", "case.appeal_decided"]
+
+
+async def test_the_ticket_reads_as_words_the_ratings_comment_an_extensions_state_and_the_activity(
+        console: ConsoleHarness) -> None:
+    """Seen on the ticket as a reviewer: the reporter's rating comment was missing, "问题没有解决" showed as no
+    stars, an extension's state as "pending", and the activity as "note_id: 2" or "from: medical · to: …"."""
+    await console.user("wang", StaffRole.SUPERVISOR)
+    number = await console.case("clean_hall")
+    unsolved = await console.case("clean_hall")
+    async with console.client() as client:
+        csrf = await console.login(client, "wang")
+        for action, data in (("note", {"body": "先电话核实"}), ("correct-label", {"label": "bribery_gifts"})):
+            response = await client.post(f"/console/case/{number}/{action}", data={"csrf": csrf, **data})
+            assert response.status_code == 303, (action, response.text[:300])
+        await answer_on_page(client, csrf, f"/console/case/{number}/answer", "经核查，已对窗口人员批评教育并调整排班。")
+        until = (utcnow() + timedelta(days=120)).date().isoformat()
+        await client.post(f"/console/case/{unsolved}/extension", data={"csrf": csrf, "until": until,
+                                                                        "reason": "需调取监控"})
+        pending = (await client.get(f"/console/case/{unsolved}")).text
+    assert "待审批" in pending and "· pending ·" not in pending
+    async with console.database.sessionmaker.begin() as session:
+        for case_number, rating, comment in ((number, 4, "处理得还可以，但希望窗口能有监督电话"),
+                                             (unsolved, None, "还是没人管")):
+            case = await session.scalar(select(Case).where(Case.case_number == case_number))
+            assert case is not None
+            case.status = "closed"
+            await loop.rate(session, case, rating, comment=comment, unsolved=rating is None, rehandle_limit=0)
+    async with console.client() as client:
+        await console.login(client, "wang")
+        page = (await client.get(f"/console/case/{number}")).text
+        other = (await client.get(f"/console/case/{unsolved}")).text
+    assert "★★★★☆" in page and "处理得还可以，但希望窗口能有监督电话" in page
+    assert "问题没有解决" in other and "☆☆☆☆☆" not in other and "还是没人管" in other
+    activity = page[page.index("处理记录"):]
+    activity = activity[:activity.index("</table>")]
+    for raw in ("note_id", "trace_event_id", "slow_service", "bribery_gifts", "status:"):
+        assert raw not in activity, raw
+    assert "改为：吃拿卡要与违规收送" in activity
