@@ -12,7 +12,6 @@ from zoneinfo import ZoneInfo
 
 from console import texts
 from handlers.city import CityConfig
-from handlers.texts import Texts
 from nlp.labels import display_name as label_name
 from storage.digests import DigestFacts
 from storage.statistics import DIMENSIONS, NO_DISTRICT, NO_LABEL, Statistics
@@ -46,11 +45,8 @@ def display_name(city: CityConfig, dimension: str, key: str, locale: str = "zh")
         return city.district_name(key, locale)
     if dimension == "queue":
         return city.queue_name(key, locale)
-    if dimension == "status":
-        try:
-            return Texts(city.texts).get(locale, f"status_{key}")
-        except KeyError:
-            return key
+    if dimension == "status":  # as the case lists and the tickets name it
+        return texts.get(locale, f"status.{key}") if texts.has(f"status.{key}") else key
     raise ValueError(f"unknown dimension {dimension!r}; one of {', '.join(DIMENSIONS)}")
 
 

@@ -72,10 +72,10 @@ async def test_csv_export_is_tidy_utf8_with_bom_and_chinese_names(sessionmaker: 
         ["queue", "clean_hall", hall_queue, "2"],
         ["queue", "clean_medical", medical_queue, "2"],
         ["queue", "triage", "人工分拣", "1"],
-        ["status", "routed", "已分派", "1"],
+        ["status", "routed", "待受理", "1"],  # as the lists and tickets name it
         ["status", "accepted", "已受理", "1"],
         ["status", "closed", "已办结", "2"],
-        ["status", "rejected", "不予受理（不属于受理范围）", "1"],
+        ["status", "rejected", "不予受理", "1"],
         ["overdue_accept", "clean_hall", hall_queue, "0"],
         ["overdue_accept", "clean_medical", medical_queue, "2"],
         ["overdue_accept", "triage", "人工分拣", "0"],
