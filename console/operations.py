@@ -303,7 +303,7 @@ async def request_extension(principal: Principal, case_number: str, until: date,
         try:
             await loop.request_extension(session, case, actor=principal.user, reason=reason, resolve_due_at=resolve_by,
                                          staff_targets=staff_channels(city, case.queue),
-                                         staff_locale=city.default_locale)
+                                         staff_locale=city.default_locale, max_days=city.loop.extension_max_days)
         except ActionError as error:
             raise _wrap(error) from None
 

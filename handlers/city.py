@@ -144,6 +144,8 @@ class Loop(BaseModel):
     rehandle_limit: int = Field(default=1, ge=0)
     #: times a reporter may appeal a rejection (a supervisor decides)
     appeal_limit: int = Field(default=1, ge=0)
+    #: days an extension may add to a case's resolve-by date (a supervisor still decides each)
+    extension_max_days: int = Field(default=30, ge=1, le=365)
     #: a case transferred this often alerts the queue's supervisor
     transfer_alert_after: int = Field(default=3, ge=2)
     #: the reasons a reviewer chooses from when returning a case to triage or moving it out of their queues

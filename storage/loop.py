@@ -166,9 +166,16 @@ async def decide_appeal(session: AsyncSession, case: Case, *, actor: StaffUser, 
     return event
 
 
+EXTENSION_MAX_DAYS = 30
+"""Days an extension may add to a case's resolve-by date, unless the city says otherwise (`loop.extension_max_days`;
+China's rules on letters and visits allow a handling period of 60 days to be extended by at most 30)."""
+
+
 async def request_extension(session: AsyncSession, case: Case, *, actor: StaffUser, reason: str,
                             resolve_due_at: datetime, staff_targets: Sequence[tuple[str, str]] = (),
-                            staff_locale: str = "zh") -> ExtensionRequest:
+                            staff_locale: str = "zh", max_days: int = EXTENSION_MAX_DAYS) -> ExtensionRequest:
+    """A reviewer asks a supervisor for a later resolve-by date, at most `max_days` after the current one (or after
+    now, for a case without one)."""
     reason = reason.strip()
     if not reason:
         raise ActionInputError("an extension needs a reason")
@@ -176,6 +183,9 @@ async def request_extension(session: AsyncSession, case: Case, *, actor: StaffUs
         raise ActionError(f"case {case.case_number} is {case.status}")
     if case.resolve_due_at is not None and resolve_due_at <= case.resolve_due_at:
         raise ActionInputError("the new date must be later than the current resolve-by date")
+    latest = (case.resolve_due_at or utcnow()) + timedelta(days=max_days, hours=23, minutes=59, seconds=59)
+    if resolve_due_at > latest:  # (to the end of the last day, as the console asks for a day)
+        raise ActionInputError(f"an extension adds at most {max_days} days to the current resolve-by date")
     waiting = await session.scalar(select(ExtensionRequest.id).where(ExtensionRequest.case_id == case.id,
                                                                     ExtensionRequest.status == "pending"))
     if waiting is not None:

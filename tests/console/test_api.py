@@ -356,6 +356,9 @@ async def test_the_closed_loops_routes_extension_appeal_rejection_and_a_note_for
 
     blank = await client.post(f"{url}/extension", json={"until": until, "reason": "  "}, headers=reviewer.headers)
     assert blank.status_code == 422
+    never_due = await client.post(f"{url}/extension", json={"until": "9999-12-31", "reason": "需调取监控"},
+                                  headers=reviewer.headers)
+    assert never_due.status_code == 422 and "at most 30 days" in never_due.json()["detail"]
     for reason, decision in (("需调取三个月的监控录像", {"approve": False, "note": "先完成初步核查"}),
                              ("监控录像需公安协助调取", {"approve": True})):
         requested = await client.post(f"{url}/extension", json={"until": until, "reason": reason},

@@ -293,6 +293,10 @@ async def test_an_extension_needs_a_reason_and_a_later_date_and_waits_alone_for_
                                                             resolve_due_at=not_later))
             assert isinstance(refused, ActionInputError)
             assert str(refused) == "the new date must be later than the current resolve-by date"
+        too_far = await _refused(loop.request_extension(session, case, actor=li, reason="需现场核查",
+                                                         resolve_due_at=due + timedelta(days=31), max_days=30))
+        assert isinstance(too_far, ActionInputError)  # 9999-12-31 was taken: a case that could never be overdue
+        assert str(too_far) == "an extension adds at most 30 days to the current resolve-by date"
         assert str(await _refused(loop.request_extension(session, closed, actor=li, reason="需现场核查",
                                                          resolve_due_at=due + timedelta(days=9)))) == \
             f"case {closed.case_number} is closed"

@@ -21,7 +21,6 @@ from storage.models import (
     OutboxMessage,
     StaffRole,
     TraceKind,
-    utcnow,
 )
 from tests.console.conftest import ACTIONS, JPEG, PDF, ConsoleHarness, answer_on_page, location
 
@@ -422,7 +421,9 @@ async def test_the_ticket_reads_as_words_the_ratings_comment_an_extensions_state
             response = await client.post(f"/console/case/{number}/{action}", data={"csrf": csrf, **data})
             assert response.status_code == 303, (action, response.text[:300])
         await answer_on_page(client, csrf, f"/console/case/{number}/answer", "经核查，已对窗口人员批评教育并调整排班。")
-        until = (utcnow() + timedelta(days=120)).date().isoformat()
+        due = (await console.get_case(unsolved)).resolve_due_at
+        assert due is not None
+        until = (due + timedelta(days=10)).astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
         await client.post(f"/console/case/{unsolved}/extension", data={"csrf": csrf, "until": until,
                                                                         "reason": "需调取监控"})
         pending = (await client.get(f"/console/case/{unsolved}")).text
