@@ -122,8 +122,10 @@ async def case_page(principal: Principal, flt: queries.CaseFilter, *, after: str
                     per_page: int) -> tuple[queries.CasePage, queries.CaseCount]:
     """One page of the user's cases matching `flt` — the first, the older ones after the cursor `after`, or else
     the newer ones before `before` (422 for a cursor the list did not hand out) — and how many match."""
+    if after and before:
+        raise OperationError(422, "after and before: give one cursor, not both")
     start = parse_cursor(after, "after")
-    end = None if start else parse_cursor(before, "before")
+    end = parse_cursor(before, "before")
     listed = await list_cases(principal, flt, per_page=per_page, after=start, before=end)
     return listed, await count_cases(principal, flt)
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from console.operations import CaseDetail
+from handlers.validation import readable
 from storage.models import Attachment, AuditEntry, Case, InternalNote, StaffUser, TraceEvent, utcnow
 from storage.queries import COUNT_CAP, NOT_ACCEPTED, OPEN_STATUSES, SEARCH_COUNT_CAP
 
@@ -47,6 +48,18 @@ def _bounded_day(day: date) -> date:
 
 FilterDay = Annotated[date, AfterValidator(_bounded_day)]
 """A day of a filter (query parameter): a 422 outside FIRST_DAY..LAST_DAY."""
+
+
+def _visible(text: str) -> str:
+    cleaned = readable(text)
+    if not cleaned:
+        raise ValueError("the text has no visible characters")
+    return cleaned
+
+
+Visible = Annotated[str, AfterValidator(_visible)]
+"""Text staff write for a reporter or for the record: without control and invisible characters (`readable`), and
+a 422 when nothing visible is left (a zero-width space, a lone direction mark)."""
 
 
 class _Out(BaseModel):
@@ -305,24 +318,24 @@ class LabelIn(_In):
 
 class MoveIn(_In):
     queue: str = Field(min_length=1, max_length=60)
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Visible = Field(min_length=1, max_length=500)
     reason_code: str | None = Field(default=None, max_length=200, description=(
         "One of the city's transfer reasons (loop.transfer_reasons): required to return a case to triage or "
         "to move it out of your own queues."))
 
 
 class TellReporterIn(_In):
-    text: str = Field(min_length=1, max_length=3000)
+    text: Visible = Field(min_length=1, max_length=3000)
 
 
 class MoreInfoIn(_In):
-    question: str = Field(min_length=1, max_length=3000,
+    question: Visible = Field(min_length=1, max_length=3000,
                           description="What the reporter is asked; they answer by adding information to the case.")
 
 
 class ExtensionIn(_In):
     until: date = Field(description="The new resolve-by day (city time).")
-    reason: str = Field(min_length=1, max_length=1000)
+    reason: Visible = Field(min_length=1, max_length=1000)
 
 
 class DecisionIn(_In):
@@ -332,7 +345,7 @@ class DecisionIn(_In):
 
 class AppealDecisionIn(_In):
     uphold: bool = Field(description="true: the rejection stands; false: the case is handled again.")
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: Visible = Field(min_length=1, max_length=2000)
 
 
 class ExtensionOut(_Out):
@@ -353,7 +366,7 @@ class StatusIn(_In):
 
 
 class RevealIn(_In):
-    reason: str = Field(min_length=1, max_length=500,
+    reason: Visible = Field(min_length=1, max_length=500,
                         description="Why you need the reporter's identity; recorded in the audit log.")
 
 
@@ -362,7 +375,7 @@ class DuplicateIn(_In):
 
 
 class NoteIn(_In):
-    body: str = Field(min_length=1, max_length=10_000)
+    body: Visible = Field(min_length=1, max_length=10_000)
 
 
 class AssignIn(_In):
@@ -370,7 +383,7 @@ class AssignIn(_In):
 
 
 class AnswerIn(_In):
-    text: str = Field(min_length=1, max_length=3000,
+    text: Visible = Field(min_length=1, max_length=3000,
                       description="Delivered to the reporter on their channel and shown by /status.")
 
 
@@ -417,7 +430,7 @@ class StaffOut(_Out):
 
 class StaffCreateIn(_In):
     username: str = Field(pattern=USERNAME_PATTERN)
-    display_name: str | None = Field(default=None, min_length=1, max_length=80)
+    display_name: Visible | None = Field(default=None, min_length=1, max_length=80)
     role: RoleCode = "reviewer"
     queues: list[str] = Field(default_factory=list, max_length=100)
     password: str = Field(min_length=10, max_length=200,

@@ -36,6 +36,7 @@ __all__ = [
     "clean_place",
     "letters",
     "parse_receipt_code",
+    "readable",
     "says_enough",
     "sniff_media_type",
 ]
@@ -48,10 +49,20 @@ class Invalid(ValueError):
         self.values = values
 
 
-def _normalise(text: str) -> str:
+HIDDEN = frozenset("\u061c\u180e\u200b\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2060\u2061\u2062\u2063\u2064"
+                   "\u2066\u2067\u2068\u2069\ufeff")
+"""Format characters that change how a text reads without being seen: bidirectional marks, embeddings, overrides
+and isolates, zero-width spaces and joiners of words, the byte-order mark. (The zero-width joiner and non-joiner,
+U+200D and U+200C, stay: emoji sequences and some scripts need them.)"""
+
+
+def readable(text: str) -> str:
+    """A text as it is stored and shown: NFC, line breaks as "\n", without control characters (tab and line break
+    aside) and the invisible `HIDDEN` ones, stripped. Empty when nothing visible is left."""
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
-    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
+    text = "".join(ch for ch in text if ch in "\n\t" or (unicodedata.category(ch) != "Cc" and ch not in HIDDEN))
     return text.strip()
+
 
 
 _INVISIBLE = ("Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp")
@@ -86,7 +97,7 @@ def substance(text: str) -> int:
 
 
 def clean_place(text: str, max_chars: int) -> str:
-    value = _normalise(text)
+    value = readable(text)
     if substance(value) < 2:
         raise Invalid("error_place_short")
     if len(value) > max_chars:
@@ -98,7 +109,7 @@ _ISO_DATE = re.compile(r"(?<!\d)(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{
 
 
 def clean_occurred(text: str, today: date) -> str:
-    value = _normalise(text)
+    value = readable(text)
     if substance(value) < 1:
         raise Invalid("error_when_empty")
     if len(value) > 100:
@@ -126,7 +137,7 @@ def says_enough(text: str | None, min_chars: int, max_chars: int) -> bool:
 
 
 def clean_description(text: str, min_chars: int, max_chars: int) -> str:
-    value = _normalise(text)
+    value = readable(text)
     if len(value) > max_chars:
         raise Invalid("error_description_long", limit=max_chars, length=len(value))
     letters = [ch for ch in value if ch.isalnum()]
@@ -136,7 +147,7 @@ def clean_description(text: str, min_chars: int, max_chars: int) -> str:
 
 
 def clean_name(text: str) -> str:
-    value = " ".join(_normalise(text).split())
+    value = " ".join(readable(text).split())
     if any(ch.isdigit() for ch in value):
         raise Invalid("error_name_digits")
     if sum(1 for ch in value if ch.isalpha()) < 2 or len(value) > 40:
@@ -149,7 +160,7 @@ _MAINLAND_MOBILE = re.compile(r"^1[3-9]\d{9}$")
 
 
 def clean_phone(text: str) -> str:
-    value = _PHONE_NOISE.sub("", _normalise(text)).translate(str.maketrans("０１２３４５６７８９＋", "0123456789+"))
+    value = _PHONE_NOISE.sub("", readable(text)).translate(str.maketrans("０１２３４５６７８９＋", "0123456789+"))
     for prefix in ("+86", "0086", "86"):
         if value.startswith(prefix) and len(value) == len(prefix) + 11:
             value = value[len(prefix) :]

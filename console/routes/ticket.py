@@ -19,6 +19,7 @@ from console.auth import Principal, can_see, visible_queues
 from console.operations import INLINE_IMAGE_TYPES, MAX_ID, SETTABLE_STATUSES
 from console.rendering import deadline, highlight, overdue_flags, redirect, render
 from console.routes.common import CsrfField, PagePrincipal, check_csrf, client_ip, page_router
+from handlers.validation import readable
 from nlp.reply_quality import ReplyScore
 from storage import queries
 from storage.models import CLOSED_STATUSES, Attachment, StaffUser, TraceEvent, utcnow
@@ -141,7 +142,7 @@ async def move(principal: PagePrincipal, case_number: str, *, csrf: CsrfField = 
                queue: Annotated[str, Form(max_length=60)], reason: Annotated[str, Form(max_length=500)] = "",
                reason_code: Annotated[str, Form(max_length=200)] = "") -> Response:
     check_csrf(principal, csrf)
-    await operations.move(principal, case_number, queue, reason, reason_code or None)
+    await operations.move(principal, case_number, queue, readable(reason), reason_code or None)
     return _after_move(principal, case_number, queue, "moved")
 
 
@@ -149,7 +150,7 @@ async def move(principal: PagePrincipal, case_number: str, *, csrf: CsrfField = 
 async def tell_reporter(principal: PagePrincipal, case_number: str, *, csrf: CsrfField = "",
                         text: Annotated[str, Form(max_length=3000)] = "") -> Response:
     check_csrf(principal, csrf)
-    await operations.tell_reporter(principal, case_number, text)
+    await operations.tell_reporter(principal, case_number, readable(text))
     return redirect(_case_url(case_number, "told", "#delivery"))
 
 
@@ -157,7 +158,7 @@ async def tell_reporter(principal: PagePrincipal, case_number: str, *, csrf: Csr
 async def ask_for_information(principal: PagePrincipal, case_number: str, *, csrf: CsrfField = "",
                               question: Annotated[str, Form(max_length=3000)] = "") -> Response:
     check_csrf(principal, csrf)
-    await operations.ask_for_information(principal, case_number, question)
+    await operations.ask_for_information(principal, case_number, readable(question))
     return redirect(_case_url(case_number, "more_info_asked", "#delivery"))
 
 
@@ -166,7 +167,7 @@ async def request_extension(principal: PagePrincipal, case_number: str, *, csrf:
                             until: Annotated[date, Form()], reason: Annotated[str, Form(max_length=1000)] = ""
                             ) -> Response:
     check_csrf(principal, csrf)
-    await operations.request_extension(principal, case_number, until, reason)
+    await operations.request_extension(principal, case_number, until, readable(reason))
     return redirect(_case_url(case_number, "extension_requested"))
 
 
@@ -175,7 +176,7 @@ async def decide_extension(principal: PagePrincipal, case_number: str, request_i
                            decision: Annotated[str, Form(pattern="^(approve|refuse)$")],
                            note: Annotated[str, Form(max_length=1000)] = "") -> Response:
     check_csrf(principal, csrf)
-    await operations.decide_extension(principal, case_number, request_id, decision == "approve", note)
+    await operations.decide_extension(principal, case_number, request_id, decision == "approve", readable(note))
     return redirect(_case_url(case_number, "extension_decided"))
 
 
@@ -184,7 +185,7 @@ async def decide_appeal(principal: PagePrincipal, case_number: str, *, csrf: Csr
                         decision: Annotated[str, Form(pattern="^(uphold|reopen)$")],
                         reason: Annotated[str, Form(max_length=2000)] = "") -> Response:
     check_csrf(principal, csrf)
-    await operations.decide_appeal(principal, case_number, decision == "uphold", reason)
+    await operations.decide_appeal(principal, case_number, decision == "uphold", readable(reason))
     return redirect(_case_url(case_number, "appeal_decided"))
 
 
@@ -194,7 +195,7 @@ async def set_status(principal: PagePrincipal, case_number: str, *, csrf: CsrfFi
                      note: Annotated[str, Form(max_length=3000)] = "",
                      referral: Annotated[str, Form(max_length=1000)] = "") -> Response:
     check_csrf(principal, csrf)
-    await operations.set_status(principal, case_number, status, note.strip() or None, referral.strip() or None)
+    await operations.set_status(principal, case_number, status, readable(note) or None, readable(referral) or None)
     return redirect(_case_url(case_number, "status"))
 
 
@@ -210,7 +211,7 @@ async def duplicate(principal: PagePrincipal, case_number: str, *, csrf: CsrfFie
 async def note(principal: PagePrincipal, case_number: str, *, csrf: CsrfField = "",
                body: Annotated[str, Form(max_length=10_000)]) -> Response:
     check_csrf(principal, csrf)
-    await operations.add_note(principal, case_number, body)
+    await operations.add_note(principal, case_number, readable(body))
     return redirect(_case_url(case_number, "note", "#notes"))
 
 
@@ -246,6 +247,7 @@ async def answer(request: Request, principal: PagePrincipal, case_number: str, *
     """An answer is checked first (scores and reasons shown with the draft); "send" sends the checked text.
     A text changed after its check is checked again before it can be sent."""
     check_csrf(principal, csrf)
+    text = readable(text)  # what the reporter would read: no control or invisible characters
     if action == "send" and problems.was_checked(principal, case_number, text, checked):
         await operations.answer(principal, case_number, text)
         return redirect(_case_url(case_number, "answered", "#trace"))

@@ -616,6 +616,12 @@ async def test_bad_input_is_a_4xx_with_a_reason(service: Service) -> None:
     assert "at most 3000 characters" in await refused("POST", f"{url}/answer", json={"text": "字" * 3001})
     assert "at most 10000 characters" in await refused("POST", f"{url}/notes", json={"body": "x" * 10_001})
     assert "at least 1 character" in await refused("POST", f"{url}/answer", json={"text": " \n "})
+    for invisible in ("\u200b", "\u0000", "\u202e\u2066 \u2069"):  # answered with nothing the reporter can read
+        for path, field in (("answer", "text"), ("tell-reporter", "text"), ("more-info", "question"),
+                            ("notes", "body")):
+            assert "no visible characters" in await refused("POST", f"{url}/{path}", json={field: invisible})
+    assert "after and before: give one cursor, not both" in await refused(
+        "GET", "/api/v1/cases", params={"after": "x", "before": "y"})
     assert "no case QL-2026-424242" in await refused("POST", f"{url}/duplicate", json={"of": "QL-2026-424242"})
     assert "no active staff user 'ghost'" in await refused("POST", f"{url}/assign", json={"username": "ghost"})
     assert "after: not a cursor" in await refused("GET", "/api/v1/cases", params={"after": "page-0"})

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.validation import clean_file_name, typed_number, whole_number
+from handlers.validation import (
+    clean_description,
+    clean_file_name,
+    clean_name,
+    clean_place,
+    readable,
+    typed_number,
+    whole_number,
+)
 
 
 @pytest.mark.parametrize(("given", "stored"), [
@@ -33,3 +41,13 @@ def test_a_whole_number_is_the_digits_0_to_9_only_and_a_typed_one_reads_a_phones
     assert [whole_number(text) for text in ("", "²", "①", "３", "٣", "-1", "1.0", " 1", "1e3")] == [None] * 9
     assert [typed_number(text) for text in ("②", "３", " 12 ", "⑳")] == [2, 3, 12, 20]
     assert [typed_number(text) for text in ("٣", "二", "", "2b")] == [None] * 4
+
+
+def test_residents_texts_lose_the_invisible_characters_that_would_make_them_read_otherwise() -> None:
+    """A bidirectional override in a place or a name makes staff and exports read it reversed ("\u202eZhang"); a
+    zero-width space hides inside words. They go, as in file names; emoji sequences (joined by ZWJ) stay."""
+    assert clean_place("\u202e岳麓区\u200b政务中心\u2066三楼\u2069", 200) == "岳麓区政务中心三楼"
+    assert clean_name("\u202eZhang\u200b Wei\ufeff") == "Zhang Wei"
+    described = clean_description("窗口\u200b人员\u200e让我跑了三趟 👨\u200d👩\u200d👧 孩子也在等", 10, 3000)
+    assert described == "窗口人员让我跑了三趟 👨\u200d👩\u200d👧 孩子也在等"
+    assert readable("\u200b \u202e\u0000") == ""

@@ -446,3 +446,18 @@ async def test_the_ticket_reads_as_words_the_ratings_comment_an_extensions_state
     for raw in ("note_id", "trace_event_id", "slow_service", "bribery_gifts", "status:"):
         assert raw not in activity, raw
     assert "改为：吃拿卡要与违规收送" in activity
+
+
+async def test_text_with_nothing_visible_is_refused_on_the_ticket(console: ConsoleHarness) -> None:
+    """A zero-width space passed every "needs text" check and was sent to the reporter as an answer."""
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    number = await console.case("clean_hall")
+    async with console.client() as client:
+        csrf = await console.login(client, "rev")
+        for action, field in (("note", "body"), ("tell-reporter", "text"), ("more-info", "question")):
+            refused = await client.post(f"/console/case/{number}/{action}", data={"csrf": csrf, field: "\u200b\u202e"})
+            assert refused.status_code == 422, action
+        checked = await client.post(f"/console/case/{number}/answer", data={"csrf": csrf, "text": "\u200b",
+                                                                           "action": "check"})
+        assert checked.status_code == 422
+    assert [event.kind for event in await console.trace(number)] == ["received", "routed"]
