@@ -156,8 +156,9 @@ async def offer_intake(turn: Turn, text: str | None = None, attachment: Attachme
     """Where no question was asked (the menu, or a first message), a text that would pass as a report's
     description, or an evidence file: keep it in the draft and offer to start a report with it. False (nothing
     kept or said) for a text too short to describe anything. A text over the description's limit, or a file
-    the evidence step would refuse, is explained (`Invalid`) and not kept. Offered again, a text replaces the
-    one kept and a file joins the others."""
+    the evidence step would refuse, is explained (`Invalid`) and not kept. A further text joins the one kept (a
+    complaint sent in several messages), as a further file joins the others; the text of "/report <text>"
+    (`offer` False) replaces it."""
     limits = turn.ctx.city.limits
     waiting = turn.conversation.state == "intake"  # what was kept before stays; otherwise the draft starts anew
     if attachment is not None:
@@ -167,6 +168,9 @@ async def offer_intake(turn: Turn, text: str | None = None, attachment: Attachme
         stored = await accept_file(turn, attachment)
         kept: dict[str, object] = {"attachments": [*attachments, stored.id]}
     elif text is not None and says_enough(text, limits.description_min_chars, limits.description_max_chars):
+        earlier = turn.draft.get("description") if waiting and offer else None
+        if earlier:  # a complaint sent in several messages is kept whole ("/report <text>" says what it is)
+            text = f"{earlier}\n{text.strip()}"
         kept = {"description": clean_description(text, limits.description_min_chars,
                                                  limits.description_max_chars)}  # over the limit: raises
     else:

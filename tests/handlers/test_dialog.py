@@ -438,8 +438,9 @@ async def test_a_text_offered_as_a_report_can_be_declined_replaced_or_taken_late
 
     replacing = harness.resident("r2")
     await replacing.say("村委会主任把低保名额给了自己的亲戚，村民意见很大。")
-    await replacing.say(DESCRIPTION)  # a second description replaces the first
+    await replacing.say(DESCRIPTION)  # a second message of the complaint joins the first
     assert "岳麓区政务服务中心3号窗口" in replacing.text() and replacing.keys() == ["intake:report", "intake:menu"]
+    assert "低保名额" in replacing.text()
     await replacing.say("我要举报")  # the menu's words typed to the offer take it
     assert "已把您发来的内容记为事情经过" in replacing.text()
     await replacing.command("cancel")
