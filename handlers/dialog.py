@@ -13,7 +13,7 @@ from handlers.menu import menu_names, show_menu
 from handlers.notices import render, waited_line
 from handlers.texts import normalise_locale
 from handlers.types import Attachment, Choice, Inbound, Outbound, Packer
-from handlers.validation import Invalid, letters, parse_receipt_code, typed_number
+from handlers.validation import Invalid, letters, parse_receipt_code, says_enough, typed_number
 from storage import actions, notices
 
 COMMANDS = ("start", "report", "status", "cancel", "language", "help", "menu")
@@ -253,9 +253,11 @@ async def _input(turn: Turn) -> None:
     elif (named := _typed_menu_option(turn, text)) is not None:
         await _menu(turn, named)  # a menu option typed by its name where no menu was shown: a first "我要举报"
     elif report.has_draft(turn):
-        if inbound.attachment is not None:
-            turn.say(turn.t("error_attachment_here"))
-        show_menu(turn)  # the menu offers to go on with the draft
+        limits = turn.ctx.city.limits
+        if inbound.attachment is not None or says_enough(text, limits.description_min_chars,
+                                                         limits.description_max_chars):
+            turn.say(turn.t("draft_waiting_not_kept"))  # said, not silently dropped: the draft comes first
+        _offer_resume(turn)
     elif not await _offer_intake(turn, text, inbound.attachment):
         show_menu(turn)  # a greeting or a question: the menu
 

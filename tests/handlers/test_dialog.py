@@ -558,3 +558,16 @@ async def test_the_evidence_step_takes_the_words_of_its_buttons_typed(harness: D
     await resident.say(DESCRIPTION)
     await resident.say(typed)  # the question says to "点“完成/跳过”"; a WeChat resident types it
     assert "identity:anonymous" in resident.keys()
+
+
+async def test_a_complaint_typed_at_the_menu_while_a_draft_waits_is_not_dropped_without_a_word(
+        harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await resident.command("report")
+    await resident.press("district:yuelu")
+    await resident.say("岳麓区政务服务中心3号窗口")
+    await resident.command("menu")
+    await resident.say("人社局的工作人员上班时间打游戏，群众排了两个小时的队也没人管")
+    assert "没有保存" in resident.text() and resident.keys() == ["resume:continue", "resume:restart"]
+    await resident.press("resume:continue")
+    assert "第3步" in resident.text()  # the draft goes on where it was
