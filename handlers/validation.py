@@ -106,6 +106,10 @@ def clean_place(text: str, max_chars: int) -> str:
 
 
 _ISO_DATE = re.compile(r"(?<!\d)(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?")
+_YEAR_MONTH = re.compile(r"(?<!\d)(\d{4})\s*年\s*(\d{1,2})\s*月(?!\s*\d)")  # "2026年10月"
+_MONTH_DAY = re.compile(r"(?<![\d年/.-])(\d{1,2})\s*月\s*(\d{1,2})\s*[日号]")  # "12月30日", "2月3号"
+_FUTURE_WORDS = re.compile(r"明天|后天|明早|明晚|下周|下星期|下个?礼拜|下个?月|明年|\b(?:tomorrow|next (?:week|month|year))\b",
+                           re.IGNORECASE)
 
 
 def clean_occurred(text: str, today: date) -> str:
@@ -121,6 +125,20 @@ def clean_occurred(text: str, today: date) -> str:
             raise Invalid("error_when_bad_date", value=match.group(0)) from None
         if mentioned > today:
             raise Invalid("error_when_future", value=mentioned.isoformat())
+    for match in _YEAR_MONTH.finditer(value):
+        year, month = int(match.group(1)), int(match.group(2))
+        if not 1 <= month <= 12:
+            raise Invalid("error_when_bad_date", value=match.group(0))
+        if (year, month) > (today.year, today.month):
+            raise Invalid("error_when_future", value=match.group(0))
+    for match in _MONTH_DAY.finditer(value):  # without a year: this year's, or last year's if still to come
+        try:
+            date(2024, int(match.group(1)), int(match.group(2)))  # a leap year: 2月29日 can be
+        except ValueError:
+            raise Invalid("error_when_bad_date", value=match.group(0)) from None
+    future = _FUTURE_WORDS.search(value)
+    if future:
+        raise Invalid("error_when_future", value=future.group(0))
     return value
 
 

@@ -45,6 +45,9 @@ def test_a_place_must_name_something_and_fit() -> None:
     ("2026年11月3日上午", "2026年11月3日上午"),
     ("2026/11/24", "2026/11/24"),
     ("大约 2025.12.1 前后", "大约 2025.12.1 前后"),
+    ("2026年10月", "2026年10月"),
+    ("12月30日", "12月30日"),  # later this year than today: last year's, as a resident means it
+    ("昨天下午三点", "昨天下午三点"),
 ])
 def test_a_time_is_kept_in_the_residents_words(typed: str, kept: str) -> None:
     assert clean_occurred(typed, TODAY) == kept
@@ -54,6 +57,12 @@ def test_a_time_is_kept_in_the_residents_words(typed: str, kept: str) -> None:
     ("2026-11-25", ("error_when_future", {"value": "2026-11-25"})),
     ("2026年2月30日", ("error_when_bad_date", {"value": "2026年2月30日"})),
     ("？？", ("error_when_empty", {})),
+    ("2026年13月", ("error_when_bad_date", {"value": "2026年13月"})),
+    ("2026年12月", ("error_when_future", {"value": "2026年12月"})),
+    ("2月30号下午", ("error_when_bad_date", {"value": "2月30号"})),
+    ("明天上午", ("error_when_future", {"value": "明天"})),
+    ("下周一", ("error_when_future", {"value": "下周"})),
+    ("tomorrow morning", ("error_when_future", {"value": "tomorrow"})),
     ("很久" * 51, ("error_too_long", {"limit": 100, "length": 102})),
 ])
 def test_a_time_in_the_future_impossible_or_empty_is_refused(typed: str,
