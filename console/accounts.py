@@ -69,8 +69,9 @@ async def add_staff(principal: Principal, *, username: str, display_name: str, r
     require_admin(principal)
     _check_queues(principal, queues)
     async with principal.context.database.read_sessionmaker() as session:
-        if await staff_actions.get_staff_by_username(session, username) is not None:
-            raise OperationError(409, f"user {username!r} exists already")
+        taken = await staff_actions.name_taken(session, username)
+        if taken is not None:
+            raise OperationError(409, taken)
     if role == StaffRole.REVIEWER and not queues and not no_queues_ok:
         raise NoQueuesWarning()
     try:

@@ -108,8 +108,8 @@ def clean_place(text: str, max_chars: int) -> str:
 _ISO_DATE = re.compile(r"(?<!\d)(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?")
 _YEAR_MONTH = re.compile(r"(?<!\d)(\d{4})\s*年\s*(\d{1,2})\s*月(?!\s*\d)")  # "2026年10月"
 _MONTH_DAY = re.compile(r"(?<![\d年/.-])(\d{1,2})\s*月\s*(\d{1,2})\s*[日号]")  # "12月30日", "2月3号"
-_FUTURE_WORDS = re.compile(r"明天|后天|明早|明晚|下周|下星期|下个?礼拜|下个?月|明年|\b(?:tomorrow|next (?:week|month|year))\b",
-                           re.IGNORECASE)
+_FUTURE_WORDS = re.compile(r"明天|后天|明早|明晚|下周|下星期|下个?礼拜|下个?月|明年"
+                           r"|\b(?:tomorrow|next (?:week|month|year))\b", re.IGNORECASE)
 
 
 def clean_occurred(text: str, today: date) -> str:

@@ -70,13 +70,25 @@ async def count_staff(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).select_from(StaffUser)) or 0)
 
 
+async def name_taken(session: AsyncSession, username: str) -> str | None:
+    """Why `username` cannot name a new account (an account has it, or has it in other letter case: the two
+    would read alike in the audit log and every list), or None."""
+    existing = await session.scalar(select(StaffUser.username).where(
+        func.lower(StaffUser.username) == username.lower()).limit(1))
+    if existing is None:
+        return None
+    return f"user {existing!r} exists already" + (
+        "" if existing == username else " (user names that differ only in letter case are one name)")
+
+
 async def create_staff(session: AsyncSession, *, username: str, display_name: str, role: StaffRole,
                        password_hash: str, actor: StaffUser | None = None,
                        must_change_password: bool = False) -> StaffUser:
     """A new account; with `must_change_password` (a password someone else chose or generated) the console
     asks its owner for a new password before anything else."""
-    if await get_staff_by_username(session, username) is not None:
-        raise ActionError(f"user {username!r} exists already")
+    taken = await name_taken(session, username)
+    if taken is not None:
+        raise ActionError(taken)
     user = StaffUser(username=username, display_name=display_name, role=role, password_hash=password_hash,
                      active=True, failed_logins=0, totp_required=False, must_change_password=must_change_password)
     session.add(user)

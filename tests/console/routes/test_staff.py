@@ -43,6 +43,10 @@ async def test_admin_manages_staff_through_the_pages(console: ConsoleHarness) ->
         assert (await client.get("/console/staff/nobody")).status_code == 404
         duplicate = await client.post("/console/staff", data={"csrf": csrf, "username": "li.si", "role": "reviewer"})
         assert duplicate.status_code == 409
+        alike = await client.post("/console/staff", data={"csrf": csrf, "username": "Li.Si", "role": "reviewer",
+                                                          "queues": "clean_hall"})
+        assert alike.status_code == 409  # it would read like li.si in the audit log and every list
+        assert "differ only in letter case" in alike.text
     async with console.database.read_sessionmaker() as session:
         assert (await session.execute(select(ApiToken))).scalar_one().revoked
     boss = await console.staff("boss")
