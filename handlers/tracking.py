@@ -102,8 +102,10 @@ def _trace_line(turn: Turn, case: Case, kind: str, detail: dict[str, object], bo
 def show_case(turn: Turn, case: Case) -> None:
     lines = [turn.t("case_header", case_number=case.case_number, status=turn.t(f"status_{case.status}"))]
     if case.status not in CLOSED_STATUSES and case.accept_due_at is not None and case.resolve_due_at is not None:
-        accept_by = turn.t("status_accepted") if case.accepted_at is not None else turn.format_day(case.accept_due_at)
-        lines.insert(1, turn.t("case_expected", accept_by=accept_by, resolve_by=turn.format_day(case.resolve_due_at)))
+        resolve_by = turn.format_day(case.resolve_due_at)
+        lines.append(turn.t("case_expected_answer", resolve_by=resolve_by) if case.accepted_at is not None else
+                     turn.t("case_expected", accept_by=turn.format_day(case.accept_due_at), resolve_by=resolve_by))
+    lines.append(turn.t("case_trace"))
     answers: list[str] = []
     for event in case.trace:
         line = _trace_line(turn, case, event.kind, event.detail, event.body)
@@ -239,7 +241,7 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
             ask_rating(turn)
             return True
         if case.status not in CLOSED_STATUSES or case.rating is not None:
-            turn.say(turn.t("error_case_not_ratable"))
+            _not_ratable(turn, case)
             return False
         turn.context_set(pending_rating=rating if rating is not None else 0)
         turn.set_state("rating_comment")
@@ -250,7 +252,7 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         pending = turn.context_get("pending_rating")
         turn.context_set(pending_rating=None)
         if pending is None or case.status not in CLOSED_STATUSES or case.rating is not None:
-            turn.say(turn.t("error_case_not_ratable"))
+            _not_ratable(turn, case)  # rated meanwhile (from another device), or reopened
             return False
         told = "reopened" in turn.ctx.city.notices.events  # then the notice says it is handled again
         reopened = await loop.rate(turn.session, case, pending or None, comment=comment, unsolved=pending == 0,
@@ -274,6 +276,11 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         turn.say(turn.t("appealed"))
         return False
     return False
+
+
+def _not_ratable(turn: Turn, case: Case) -> None:
+    turn.say(turn.t("error_case_rated", rating=case.rating) if case.rating is not None else
+             turn.t("error_case_not_ratable"))
 
 
 _STARS_TYPED = re.compile(r"^([1-5一二三四五])\s*颗?\s*(?:星|分|stars?)$", re.IGNORECASE)

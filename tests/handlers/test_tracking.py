@@ -3,6 +3,7 @@ reads them, adding information, rating, and the limits on guessing codes per res
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -337,3 +338,27 @@ async def test_help_or_a_new_language_at_an_open_case_asks_its_question_again_in
     await resident.press("case:follow_up")
     await resident.command("help")
     assert resident.keys() == ["follow_up:done"]
+
+
+async def test_the_expected_dates_come_before_the_trace_and_say_what_is_still_to_come(harness: DialogHarness) -> None:
+    now = harness.clock()
+    case_id, code = await _case(harness, accept_due_at=now + timedelta(days=3), resolve_due_at=now + timedelta(days=30))
+    resident = harness.resident()
+    await resident.command("status", code)
+    assert "当前状态：已分派\n预计受理：2026-11-27　预计答复：2026-12-24\n办理轨迹：\n" in resident.text()
+    await _set_status(harness, case_id, CaseStatus.ACCEPTED)
+    await resident.command("status", code)
+    assert "当前状态：已受理\n已受理，预计答复：2026-12-24\n办理轨迹：\n" in resident.text()
+
+
+async def test_a_rating_given_on_another_device_meanwhile_is_said_so(harness: DialogHarness) -> None:
+    case_id, code = await _case(harness)
+    await _set_status(harness, case_id, CaseStatus.CLOSED)
+    phone, laptop = harness.resident("phone"), harness.resident("laptop")
+    for device in (phone, laptop):
+        await device.command("status", code)
+        await device.press("case:rate")
+    await phone.press("rate:5")
+    await phone.press("comment:skip")
+    await laptop.press("rate:1")
+    assert laptop.last[0].text == "这件举报已经评价过了（5星），谢谢您的反馈。"
