@@ -26,7 +26,7 @@ from bot.jobs import background_jobs
 from bot.outbox import plain
 from bot.runtime import Runtime
 from bot.staff_cli import ensure_first_admin
-from console.app import mount_console
+from console.app import form_error_page, is_console_page, mount_console
 from console.context import ConsoleContext
 from storage.migrate import upgrade
 
@@ -113,10 +113,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.runtime = runtime
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, problem: RequestValidationError) -> JSONResponse:
-        """422 with the reasons, but never the submitted values: a refused form can carry a password."""
+    async def invalid_request(request: Request, problem: RequestValidationError) -> Response:
+        """422 with the reasons, but never the submitted values: a refused form can carry a password. A console
+        page's form answers with a page."""
         errors = [{key: value for key, value in error.items() if key not in ("input", "ctx", "url")}
                   for error in problem.errors()]
+        if is_console_page(request.url.path):
+            return await form_error_page(request, errors)
         return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
     mount_console(app, console_context(runtime))
     app.include_router(web.build_router(runtime))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -28,6 +29,19 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 DOCS_URL = "/api/docs"
 DOCS_ASSETS = "/api/docs/assets"
 CASE_ACTION = re.compile(r"(/console/case/[^/]+)/[a-z-]+")
+
+
+def is_console_page(path: str) -> bool:
+    """Whether a request's path is one of the console's pages or forms (answered with pages, not JSON)."""
+    return path.startswith("/console") and not path.startswith("/console/static")
+
+
+async def form_error_page(request: Request, errors: list[dict[str, Any]]) -> Response:
+    """A console form the browser's own checks would have stopped (a field missing or too long), refused with
+    a page that names each field and what is wrong with it."""
+    reasons = "; ".join(f"{'.'.join(str(part) for part in error.get('loc', ())[1:]) or 'form'}: {error.get('msg', '')}"
+                        for error in errors)
+    return await error_page(request, 422, texts.joined("errors.form_invalid", reasons=reasons))
 
 
 def mount_console(app: FastAPI, context: ConsoleContext) -> None:
@@ -66,7 +80,7 @@ def mount_console(app: FastAPI, context: ConsoleContext) -> None:
         """Console pages answer errors with a page, never with the API's JSON: an action's address opened as a
         page (a form's result reloaded, typed, from the history) goes to its ticket."""
         path = request.url.path
-        if not path.startswith("/console") or path.startswith("/console/static"):
+        if not is_console_page(path):
             return await http_exception_handler(request, exc)
         action = CASE_ACTION.fullmatch(path)
         if exc.status_code == 405 and request.method in ("GET", "HEAD") and action:

@@ -144,6 +144,11 @@ async def test_moving_needs_a_reason_and_errors_are_pages(console: ConsoleHarnes
         response = await client.post(f"/console/case/{number}/duplicate", data={"csrf": csrf,
                                                                                  "original": "QL-1999-999999"})
         assert response.status_code == 422
+        # a form the browser's own checks would have stopped (a field missing, too long): a page, not JSON
+        for data in ({"csrf": csrf}, {"csrf": csrf, "body": "x" * 10_001}):
+            response = await client.post(f"/console/case/{number}/note", data=data)
+            assert response.status_code == 422 and "<html" in response.text and '{"detail"' not in response.text
+            assert "body" in response.text
     assert (await console.get_case(number)).queue == "clean_hall"
 
 
