@@ -49,7 +49,8 @@ WEIGHTS = {"relevance": 0.35, "completeness": 0.3, "clarity": 0.15, "timeliness"
 _FINDINGS = re.compile(r"经查|经调查|调查|核实|核查|经核|查明|经了解|了解到|现场查看|实地查看|走访|排查|检查发现")
 _ACTIONS = re.compile(
     r"已责令|责令|已处理|处理|整改|已督促|督促|已安排|已协调|协调|立案|处罚|罚款|已要求|已派|已完成|已解决|拆除|"
-    r"已下达|约谈|已通知|已移交|移送|清理|修复|维修|已办理|已发放|已落实|已纳入|将于"
+    r"已下达|约谈|已通知|已移交|移送|清理|修复|维修|已办理|已发放|已落实|已纳入|将于|"
+    r"批评教育|调离|诫勉|通报批评|问责|处分|警告|停职|免职|退还|追回"
 )
 _BASIS = re.compile(
     r"根据《|依据《|按照《|《[^》]{2,40}》|规定|第[一二三四五六七八九十百零\d]+条|政策|法律|法规|条例|办法"
@@ -60,6 +61,10 @@ _COURTESY = re.compile(
     r"您好|你好|感谢|谢谢|收悉|此复|特此|祝您|敬请|理解|支持|关心|信任|欢迎|如有疑问|再次|网友|留言|现将|答复如下|回复如下"
 )
 _SENTENCE_END = re.compile(r"[。！？!?；;\n]+")
+_CLAUSE_END = re.compile(r"[。！？!?；;，,：:\n]+")
+_LATIN_WORD = re.compile(r"[a-z0-9]+")
+_ENGLISH_STOP = frozenset("a an the and or of to in on at for with by from is are was were be been has have had it "
+                          "its this that my me i we our you your he she they them his her who which when".split())
 _QUANTITY = re.compile(
     r"[0-9一二三四五六七八九十两百千万几]+(?:个多?|多)?(?:次|趟|回|天|日|个月|月|年|周|星期|小时|元|万元|块|人|户|家|栋|层|米|公里)"
 )
@@ -230,12 +235,24 @@ def _mentions(reply_text: str, reply_words: set[str], phrase: str) -> bool:
     return bool(parts) and all(part in reply_words for part in parts)
 
 
+def _words(text: str) -> list[str]:
+    """The words of a text for the cosine: jieba's Chinese words of two characters or more, and Latin words (lower
+    case, without the commonest English function words)."""
+    normalised = normalise(text)
+    chinese = [word for word in tokenize(normalised) if _CJK.search(word)]
+    latin = [word for word in _LATIN_WORD.findall(normalised.lower()) if word not in _ENGLISH_STOP]
+    return chinese + latin
+
+
 def _relevance(report: str, reply: str, reasons: list[Reason]) -> float:
     reply_text = normalise(reply)
     reply_words = tokenize(reply_text)
     phrases = key_phrases(report)
-    if not phrases:
-        return 1.0
+    if not phrases:  # no Chinese key words (an English report): the words' cosine alone says how related
+        relevance = min(1.0, _cosine(_weights(_words(report)), _weights(_words(reply))) / COSINE_SATURATION)
+        if relevance < 0.3:
+            reasons.append(Reason("off_topic"))
+        return relevance
     word_set = set(reply_words)
     missing = [(phrase, weight) for phrase, weight in phrases if not _mentions(reply_text, word_set, phrase)]
     total = sum(weight for _, weight in phrases)
@@ -280,8 +297,10 @@ def _clarity(reply: str, reasons: list[Reason]) -> float:
         if mean_length > 60:
             clarity -= min(0.3, (mean_length - 60) / 200)
             reasons.append(Reason("long_sentences", {"chars": round(mean_length)}))
-        courtesy = sum(len(sentence) for sentence in sentences if _COURTESY.search(sentence))
-        share = courtesy / max(1, sum(len(sentence) for sentence in sentences))
+        # courtesy by clause: "您好，经核查，…" opens with a greeting, not a sentence of courtesy
+        clauses = [clause for clause in _CLAUSE_END.split(text) if clause.strip()]
+        courtesy = sum(len(clause) for clause in clauses if _COURTESY.search(clause))
+        share = courtesy / max(1, sum(len(clause) for clause in clauses))
         if share > 1 / 3:
             clarity -= min(0.3, (share - 1 / 3) * 0.9)
             reasons.append(Reason("boilerplate", {"percent": round(100 * share)}))

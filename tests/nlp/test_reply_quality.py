@@ -109,3 +109,27 @@ def test_reasons_render_in_chinese_and_english() -> None:
 def test_a_reply_dated_before_the_report_is_refused() -> None:
     with pytest.raises(ValueError, match="before"):
         score_reply(REPORT, ON_TOPIC, received=datetime(2024, 3, 4), replied=datetime(2024, 3, 1))
+
+
+ENGLISH_REPORT = ("The clerk at window 3 of the Yuelu district service centre asked me for 500 yuan to speed up my "
+                  "business licence and refused to process it when I said no.")
+
+
+def test_an_answer_to_an_english_report_is_judged_on_its_words_too() -> None:
+    """A report without Chinese key phrases was taken as answered by anything: relevance 1.0 for "x"."""
+    unrelated = score_reply(ENGLISH_REPORT, "The weather will be sunny tomorrow and the football match starts at 8.")
+    related = score_reply(ENGLISH_REPORT, "We investigated the clerk at window 3 who asked for 500 yuan; the business "
+                                          "licence has been processed and the clerk was disciplined.")
+    assert unrelated.relevance < 0.3 and "off_topic" in {reason.code for reason in unrelated.reasons}
+    assert related.relevance > 0.5 > unrelated.relevance
+
+
+def test_a_greeting_before_the_findings_is_not_counted_as_courtesy_and_discipline_is_an_action() -> None:
+    """Seen on a ticket: "您好，经核查，…" was counted whole as courtesy (54 %), and 批评教育 / 调离 were not
+    actions."""
+    reply = ("您好，经核查，3号窗口工作人员确有工作时间玩手机、要求提供清单外材料的情况。"
+             "已对该工作人员进行批评教育并调离窗口岗位，营业执照办理材料以公示清单为准。感谢您的监督。")
+    codes = {reason.code for reason in score_reply(REPORT, reply).reasons}
+    assert "boilerplate" not in codes and "no_action" not in codes
+    thanks_only = score_reply(REPORT, "您好，来信收悉，感谢您对我们工作的理解和支持。")
+    assert "boilerplate" in {reason.code for reason in thanks_only.reasons}
