@@ -218,9 +218,9 @@ async def _input(turn: Turn) -> None:
         turn.context_set(language_return=None)
         await reask(turn)
     elif state == "resume":
-        if choice == "resume:continue":
+        if choice == "resume:continue" or report.typed_one_of(turn, text, "resume_continue_words"):
             report.resume(turn)
-        elif choice == "resume:restart":
+        elif choice == "resume:restart" or report.typed_one_of(turn, text, "resume_restart_words"):
             await report.discard(turn)
             report.start(turn)
         else:

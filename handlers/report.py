@@ -27,6 +27,7 @@ from handlers.validation import (
     says_enough,
 )
 from nlp.search import index_terms
+from nlp.tokenizer import normalise
 from storage import actions, client_limits
 from storage.models import ClientEventKind
 from storage.receipts import format_receipt_code
@@ -59,8 +60,8 @@ def ask(turn: Turn, state: str) -> None:
         question = turn.t("ask_intake", excerpt=excerpt) if description else turn.t("ask_intake_files", count=count)
         if description and count:
             question += "\n" + turn.t("evidence_count", count=count, maximum=limits.max_attachments)
-        turn.ask(question, [Choice("intake:report", turn.t("intake_report")),
-                            Choice("intake:menu", turn.t("intake_menu"))])
+        offer = "intake_report" if description else "intake_report_files"  # "用这段话举报" only for a text
+        turn.ask(question, [Choice("intake:report", turn.t(offer)), Choice("intake:menu", turn.t("intake_menu"))])
     elif state == "district":
         choices = [
             Choice(f"district:{d.code}", d.zh if turn.locale == "zh" else d.en) for d in turn.ctx.city.districts
@@ -300,7 +301,7 @@ def _district_named(turn: Turn, text: str) -> str | None:
     where the text does not name the city itself, whose name the short forms may share ("长沙县") — its name
     without the 区/县/市 suffix ("岳麓"). None when it names none or several."""
     city = turn.ctx.city
-    typed = " ".join(text.casefold().split())
+    typed = normalise(text)  # lower case, one space, traditional characters as simplified ("嶽麓區" is 岳麓区)
     full = {d.code for d in city.districts
             if d.zh in typed or re.search(rf"\b{re.escape(d.en.casefold())}\b", typed)}
     if full:
@@ -326,7 +327,7 @@ def _occurred(turn: Turn, choice: str | None, text: str | None) -> str:
     return clean_occurred(text, today)
 
 
-def _one_of(turn: Turn, text: str | None, words_key: str) -> bool:
+def typed_one_of(turn: Turn, text: str | None, words_key: str) -> bool:
     """Whether `text` is one of the words the texts list under `words_key` ("完成|跳过|done"), as typed."""
     typed = letters(text)
     return bool(typed) and any(typed == letters(word) for word in turn.t(words_key).split("|"))
@@ -343,7 +344,7 @@ async def _evidence(turn: Turn, choice: str | None, text: str | None, attachment
         turn.update_draft(attachments=attachments)
         turn.say(turn.t("evidence_received", count=len(attachments), maximum=limits.max_attachments))
         ask(turn, "evidence")
-    elif choice == "evidence:done" or _one_of(turn, text, "evidence_done_words"):  # "跳过", "done" typed
+    elif choice == "evidence:done" or typed_one_of(turn, text, "evidence_done_words"):  # "跳过", "done" typed
         _next(turn, "identity")
     elif choice == "evidence:clear":
         names = await actions.discard_draft_attachments(turn.session, attachments)

@@ -199,7 +199,7 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
             ask_code(turn)
         else:
             await check_code(turn, text)
-        return True
+        return turn.conversation.state != "idle"  # throttled: the menu follows the explanation
     case = await _current_case(turn)
     if case is None:
         turn.say(turn.t("case_session_expired"))
@@ -289,6 +289,7 @@ _CHINESE_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5}
 
 def _rating_value(choice: str | None, text: str | None) -> int | None:
     raw = choice.split(":", 1)[1] if choice and choice.startswith("rate:") else (text or "").strip()
+    raw = raw.replace("\ufe0f", "").replace("⭐", "★").replace("🌟", "★")  # the stars of a phone's emoji keyboard
     typed = _STARS_TYPED.match(unicodedata.normalize("NFKC", raw))  # "5星", "五颗星", "4分", "3 stars"
     if typed:
         return _CHINESE_DIGITS.get(typed.group(1)) or int(typed.group(1))

@@ -571,3 +571,17 @@ async def test_a_complaint_typed_at_the_menu_while_a_draft_waits_is_not_dropped_
     assert "没有保存" in resident.text() and resident.keys() == ["resume:continue", "resume:restart"]
     await resident.press("resume:continue")
     assert "第3步" in resident.text()  # the draft goes on where it was
+
+
+async def test_short_words_and_other_scripts_residents_type_are_understood(harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await resident.command("report")
+    await resident.say("嶽麓區")  # traditional characters, as a Hong Kong or Taiwan keyboard types them
+    assert "第2步" in resident.text()
+    await resident.command("start")
+    await resident.say("继续")  # "继续填写" in a word
+    assert "第2步" in resident.text()
+    photo = harness.resident("r2")
+    await photo.upload(JPEG, kind="photo")  # a photo first: the offer is of the files, not of "this text"
+    labels = [choice.label for choice in photo.last[-1].choices]
+    assert labels[0] == "📝 用这些文件举报"

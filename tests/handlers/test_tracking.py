@@ -362,3 +362,19 @@ async def test_a_rating_given_on_another_device_meanwhile_is_said_so(harness: Di
     await phone.press("comment:skip")
     await laptop.press("rate:1")
     assert laptop.last[0].text == "这件举报已经评价过了（5星），谢谢您的反馈。"
+
+
+async def test_a_rating_in_emoji_stars_and_the_menu_after_too_many_wrong_codes(harness: DialogHarness) -> None:
+    case_id, code = await _case(harness)
+    await _set_status(harness, case_id, CaseStatus.CLOSED)
+    resident = harness.resident()
+    await resident.command("status", code)
+    await resident.press("case:rate")
+    await resident.say("⭐️⭐️⭐️⭐️")  # as a phone's emoji keyboard types stars
+    await resident.press("comment:skip")
+    assert resident.last[0].text == "感谢您的评价（4星）！"
+    guesser = harness.resident("guesser")
+    await guesser.command("status")
+    for _ in range(harness.context.city.limits.status_wrong_codes + 1):
+        await guesser.say(WRONG_CODE)
+    assert "查询码错误次数过多" in guesser.text() and "menu:report" in guesser.keys()
