@@ -94,7 +94,8 @@ def _trace_line(turn: Turn, case: Case, kind: str, detail: dict[str, object], bo
         line = turn.t("trace_appeal_upheld" if detail.get("upheld") else "trace_appeal_granted")
     else:
         line = turn.t(f"trace_{kind}")
-    if body and kind not in (TraceKind.ANSWERED, TraceKind.FOLLOW_UP):  # answers are listed below the trace
+    # answers are listed below the trace; a reopening's reason is the rating's comment, shown with the rating
+    if body and kind not in (TraceKind.ANSWERED, TraceKind.FOLLOW_UP, TraceKind.REOPENED):
         line += f"：{body}" if turn.locale == "zh" else f": {body}"
     return line
 

@@ -378,3 +378,15 @@ async def test_a_rating_in_emoji_stars_and_the_menu_after_too_many_wrong_codes(h
     for _ in range(harness.context.city.limits.status_wrong_codes + 1):
         await guesser.say(WRONG_CODE)
     assert "查询码错误次数过多" in guesser.text() and "menu:report" in guesser.keys()
+
+
+async def test_a_comment_with_not_solved_is_in_the_residents_trace_once(harness: DialogHarness) -> None:
+    case_id, code = await _case(harness)
+    await _set_status(harness, case_id, CaseStatus.CLOSED)
+    resident = harness.resident()
+    await resident.command("status", code)
+    await resident.press("case:rate")
+    await resident.press("rate:unsolved")
+    await resident.say("窗口还是没人管")
+    await resident.command("status", code)
+    assert resident.text().count("窗口还是没人管") == 1 and "根据举报人的评价重新办理" in resident.text()
