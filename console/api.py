@@ -326,6 +326,10 @@ async def evidence(principal: CurrentUser, case_number: CaseNumber, request: Req
                                                        "Content-Security-Policy": "default-src 'none'; sandbox"})
 
 
+
+EXPORT_PARAMETERS = ("format", "identity", "status", "label", "district", "queue", "created_from",
+                     "created_to", "overdue", "assigned_to_me")
+
 @router.get("/export/cases", response_class=Response, summary="Cases of a filter as CSV or XLSX (supervisors)",
             tags=["export"], responses={**refusals(401, 403), 200: {"description": "The spreadsheet.", "content": {
                 "text/csv": {}, exports.MEDIA_TYPES["xlsx"]: {}}}})
@@ -347,6 +351,9 @@ async def export_cases(
     """The columns supervisors report on, times in the city's time zone; text that a spreadsheet would run as
     a formula starts with an apostrophe. At most 10,000 cases (422 beyond). Every export is audited."""
     operations.require_supervisor(principal)
+    unknown = sorted(set(request.query_params) - set(EXPORT_PARAMETERS))
+    if unknown:  # a misspelt filter would export more than was meant, and the audit would record it as asked
+        raise OperationError(422, f"unknown query parameter {unknown[0][:40]!r}; known: {', '.join(EXPORT_PARAMETERS)}")
     flt = _case_filter(principal, status=status, label=label, district=district, queue=queue,
                        created_from=created_from, created_to=created_to, overdue=overdue,
                        assigned_to_me=assigned_to_me)

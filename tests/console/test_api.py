@@ -620,6 +620,8 @@ async def test_bad_input_is_a_4xx_with_a_reason(service: Service) -> None:
         for path, field in (("answer", "text"), ("tell-reporter", "text"), ("more-info", "question"),
                             ("notes", "body")):
             assert "no visible characters" in await refused("POST", f"{url}/{path}", json={field: invisible})
+    assert "unknown query parameter 'unknown_param'" in await refused(  # it went into the export's audit row
+        "GET", "/api/v1/export/cases", params={"unknown_param": "1"})
     assert "after and before: give one cursor, not both" in await refused(
         "GET", "/api/v1/cases", params={"after": "x", "before": "y"})
     assert "no case QL-2026-424242" in await refused("POST", f"{url}/duplicate", json={"of": "QL-2026-424242"})
