@@ -326,7 +326,6 @@ async def evidence(principal: CurrentUser, case_number: CaseNumber, request: Req
                                                        "Content-Security-Policy": "default-src 'none'; sandbox"})
 
 
-
 EXPORT_PARAMETERS = ("format", "identity", "status", "label", "district", "queue", "created_from",
                      "created_to", "overdue", "assigned_to_me")
 
