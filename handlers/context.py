@@ -54,11 +54,11 @@ class Turn:
         return self.ctx.texts.get(self.locale, key, **values)
 
     def say(self, text: str, *, notice_offer: int | None = None) -> None:
-        self.messages.append(Outbound(text, notice_offer=notice_offer))
+        self.messages.append(Outbound(text, notice_offer=notice_offer, locale=self.locale))
 
     def ask(self, text: str, choices: list[Choice] | None = None, columns: int = 1) -> None:
         """A question; its choices are remembered so a typed number or label also answers it."""
-        self.messages.append(Outbound(text, tuple(choices or ()), columns))
+        self.messages.append(Outbound(text, tuple(choices or ()), columns, locale=self.locale))
         context = dict(self.conversation.context or {})
         context["choices"] = [[c.key, c.label] for c in choices or ()]
         self.conversation.context = context

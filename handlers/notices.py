@@ -4,6 +4,8 @@ and the summary of a case that waited for the resident to write again."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from handlers.city import CityConfig
 from handlers.texts import Texts
 from handlers.types import Choice, Outbound
@@ -30,9 +32,13 @@ def _named(payload: dict[str, object], city: CityConfig, locale: str) -> dict[st
 def render(payload: dict[str, object], texts: Texts, public_url: str = "", *, city: CityConfig) -> Outbound:
     """A stored payload as a message: a dialog reply as it was, a notice in the reporter's language (a staff
     notice names its queue, category and district as the `city` does)."""
-    notice = payload.get("notice")
-    if notice is None:
+    if payload.get("notice") is None:
         return Outbound.from_payload(payload)
+    return replace(_notice(payload, texts, public_url, city=city), locale=str(payload.get("locale") or "zh"))
+
+
+def _notice(payload: dict[str, object], texts: Texts, public_url: str, *, city: CityConfig) -> Outbound:
+    notice = payload.get("notice")
     locale = str(payload.get("locale") or "zh")
     number = payload.get("case_number")
     if notice == "status_changed":

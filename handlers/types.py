@@ -59,6 +59,9 @@ class Outbound:
     #: a case whose progress notices the resident may subscribe to here (a channel with a reply window,
     #: WeChat, adds its authorisation link; others ignore it)
     notice_offer: int | None = None
+    #: the language it is in, where known (a channel that adds words of its own, WeChat's "reply with a number",
+    #: adds them in it); not stored with a payload, and not part of a message's equality
+    locale: str | None = field(default=None, compare=False)
 
     def to_payload(self) -> dict[str, object]:
         payload: dict[str, object] = {

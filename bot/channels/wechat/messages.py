@@ -130,10 +130,10 @@ def render_message(message: Outbound, texts: Texts, offer_link: OfferLink | None
     """A dialog message as WeChat text: its choices as numbered lines and a hint to reply with one, and,
     where the message offers notices about a case, the link to subscribe to them.
 
-    The hint's language follows the question's (an `Outbound` carries no locale).
+    The hint's language is the message's (or, where it does not say, guessed from its text).
     """
     lines = [message.text]
-    locale = "zh" if _looks_chinese(message.text) else "en"
+    locale = message.locale or ("zh" if _looks_chinese(message.text) else "en")
     if message.notice_offer is not None and offer_link is not None:
         link = offer_link(message.notice_offer)
         if link:

@@ -423,3 +423,11 @@ def test_text_is_cut_into_pieces_of_at_most_the_limit_in_utf8_bytes(text: str, l
 
 def test_wechats_limit_is_2048_bytes_by_default() -> None:
     assert split_text("举" * 700) == ["举" * 682, "举" * 18]  # 682 × 3 = 2046 bytes; one more would be 2049
+
+
+def test_the_hint_to_reply_with_a_number_is_in_the_residents_language_whatever_the_text_quotes() -> None:
+    """An English resident's summary quotes their Chinese place and description: the hint followed the text's
+    characters and came in Chinese."""
+    summary = Outbound("Summary:\nPlace: 岳麓区政务服务中心\nWhat happened: 窗口人员玩手机", (
+        Choice("summary:submit", "✅ Submit"), Choice("summary:edit", "✏️ Edit")), locale="en")
+    assert render_message(summary, Texts()).endswith("\n2. ✏️ Edit\n(Reply with a number)")
