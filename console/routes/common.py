@@ -3,8 +3,10 @@ a form, parsing of query values, paging, and the error page."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import Response
@@ -75,11 +77,29 @@ def page_count(total: int, per_page: int) -> int:
     return max(1, (total + per_page - 1) // per_page)
 
 
+_CASE_PAGE = re.compile(r"/console/case/[A-Za-z0-9-]{1,40}")
+
+
+def back_to(request: Request) -> str | None:
+    """Where an error page leads back to: the ticket whose form was refused, or the console page the form was on
+    (a path of this site, from the Referer), so that the browser's back button or this link returns to the
+    work — not only the overview."""
+    ticket = _CASE_PAGE.match(request.url.path)
+    if ticket and request.method == "POST":
+        return ticket.group(0)
+    referer = urlsplit(request.headers.get("referer", ""))
+    same_site = referer.netloc == request.url.netloc and referer.path.startswith("/console")
+    if same_site and referer.path != request.url.path:
+        return referer.path + (f"?{referer.query}" if referer.query else "")
+    return None
+
+
 async def error_page(request: Request, status_code: int, message: str) -> Response:
-    """An error as a console page (the app's handler for OperationError on console paths)."""
+    """An error as a console page (the app's handler for OperationError on console paths): what went wrong in
+    Chinese and English, the precise reason, and the way back to the page it came from."""
     try:
         principal: Principal | None = await page_principal(request, context_of(request))
     except LoginRequired:
         principal = None
     return render(request, principal, "error.html", status_code=status_code, status_code_value=status_code,
-                  message=message)
+                  message=message, back=back_to(request))

@@ -466,3 +466,17 @@ async def test_text_with_nothing_visible_is_refused_on_the_ticket(console: Conso
                                                                            "action": "check"})
         assert checked.status_code == 422
     assert [event.kind for event in await console.trace(number)] == ["received", "routed"]
+
+
+async def test_a_refused_action_says_what_happened_in_chinese_and_leads_back_to_the_ticket(
+        console: ConsoleHarness) -> None:
+    """Seen as a reviewer: a second 受理 from a stale tab showed only "case … was accepted already" in English,
+    with a link to the overview."""
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    number = await console.case("clean_hall")
+    async with console.client() as client:
+        csrf = await console.login(client, "rev")
+        await client.post(f"/console/case/{number}/accept", data={"csrf": csrf})
+        again = await client.post(f"/console/case/{number}/accept", data={"csrf": csrf})
+    assert again.status_code == 409
+    assert "案件的状态已经变化" in again.text and f'<a href="/console/case/{number}">' in again.text
