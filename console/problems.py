@@ -145,8 +145,9 @@ async def check_problem_answer(principal: Principal, problem_id: int, text: str)
 
 
 async def answer_problem(principal: Principal, problem_id: int, text: str) -> int:
-    """One answer for every case of the problem: every reporter is told on their channel. Refused when the
-    problem has cases outside the user's queues. Returns how many reporters were answered."""
+    """One answer for every case of the problem still waiting for one: each of their reporters is told on their
+    channel (a reporter answered before, whose case was in the problem then, is not told again). Refused when the
+    problem has cases outside the user's queues, or none waiting. Returns how many reporters were answered."""
     if not text.strip():
         raise OperationError(422, "an answer needs text")
     if len(text) > 3000:
@@ -157,13 +158,18 @@ async def answer_problem(principal: Principal, problem_id: int, text: str) -> in
         if not view.answerable:
             raise OperationError(403, f"problem {problem_id} has {view.hidden} case(s) outside your queues; "
                                       "a supervisor answers it")
-        for case in view.cases:
+        answered = await queries.answered_case_ids(session, [case.id for case in view.cases])
+        waiting = [case for case in view.cases if case.id not in answered]  # a reporter answered is not told again
+        if not waiting:
+            raise OperationError(409, f"every case of problem {problem_id} has its answer already; to add to one, "
+                                      "answer that case on its own page")
+        for case in waiting:
             await answer_case(session, principal, case, text, now)
         view.problem.answered_at = now
         await audit.record(session, principal.user, "problem.answer", detail={
-            "problem": problem_id, "cases": [case.case_number for case in view.cases]})
+            "problem": problem_id, "cases": [case.case_number for case in waiting]})
     principal.context.wake_outbox()
-    return len(view.cases)
+    return len(waiting)
 
 
 # Hot issues ----------------------------------------------------------------------------------------------

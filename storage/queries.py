@@ -22,6 +22,8 @@ from storage.models import (
     CaseTerm,
     InternalNote,
     StaffUser,
+    TraceEvent,
+    TraceKind,
     utcnow,
 )
 
@@ -247,6 +249,14 @@ async def notes_for(session: AsyncSession, case_id: int) -> list[tuple[InternalN
 
 async def case_by_id(session: AsyncSession, case_id: int) -> Case | None:
     return await session.get(Case, case_id)
+
+
+async def answered_case_ids(session: AsyncSession, case_ids: Collection[int]) -> set[int]:
+    """Those of the cases whose reporter has had an answer."""
+    if not case_ids:
+        return set()
+    return set((await session.execute(select(TraceEvent.case_id).where(
+        TraceEvent.case_id.in_(list(case_ids)), TraceEvent.kind == TraceKind.ANSWERED))).scalars())
 
 
 async def case_id_by_number(session: AsyncSession, case_number: str) -> int | None:

@@ -82,6 +82,18 @@ async def test_a_problem_is_answered_once_and_every_reporter_in_it_is_told(api: 
     assert len(scores) == 3 and {score.trace_event_id for score in scores} == {event.id for event in answers}
     assert "problem.answer" in audit
 
+    # a case that joins later is answered on its own: the reporters answered before are not told again
+    fourth = await api.case(PLANT_AGAIN, "丽发新城", "clean_hall", "resident-4")
+    await api.call("wang", "POST", "problems", {"cases": [fourth, first]})
+    later = await api.call("wang", "POST", f"problems/{problem['id']}/answer", {"text": "补充答复：搅拌站已停产整改。"})
+    assert later.json() == {"id": problem["id"], "told": 1}
+    async with api.context.database.read_sessionmaker() as session:
+        told_again = [message.recipient for message in (await session.execute(select(OutboxMessage))).scalars()
+                      if message.payload.get("answer") == "补充答复：搅拌站已停产整改。"]
+    assert told_again == ["resident-4"]
+    everyone_answered = await api.call("wang", "POST", f"problems/{problem['id']}/answer", {"text": ON_TOPIC})
+    assert everyone_answered.status_code == 409 and "every case" in everyone_answered.json()["detail"]
+
 
 async def test_an_off_topic_answer_scores_lower_than_an_on_topic_one_and_says_why(api: Api) -> None:
     number = await api.case(PLANT, "岳麓区丽发新城小区", "clean_hall", "resident-1")
