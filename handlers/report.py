@@ -89,10 +89,8 @@ def ask(turn: Turn, state: str) -> None:
     elif state == "identity":
         turn.ask(turn.t("ask_identity"), [Choice("identity:anonymous", turn.t("identity_anonymous")),
                                           Choice("identity:real", turn.t("identity_real"))])
-    elif state == "name":
-        turn.ask(turn.t("ask_name"))
-    elif state == "phone":
-        turn.ask(turn.t("ask_phone"))
+    elif state in ("name", "phone"):  # with the way back to an anonymous report (a number the check refuses)
+        turn.ask(turn.t(f"ask_{state}"), [Choice("identity:anonymous", turn.t("identity_anonymous_instead"))])
     elif state == "summary":
         turn.ask(summary_text(turn), [Choice("summary:submit", turn.t("summary_submit")),
                                       Choice("summary:edit", turn.t("summary_edit")),
@@ -260,6 +258,9 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
             _next(turn, "evidence")
         elif state == "evidence":
             await _evidence(turn, choice, text, attachment)
+        elif state in ("identity", "name", "phone") and choice == "identity:anonymous":
+            turn.update_draft(anonymous=True, name=None, phone=None, pending_name=None)
+            ask(turn, "summary")
         elif state == "identity":
             if choice == "identity:anonymous":
                 turn.update_draft(anonymous=True, name=None, phone=None)

@@ -102,7 +102,8 @@ def _trace_line(turn: Turn, case: Case, kind: str, detail: dict[str, object], bo
 
 def show_case(turn: Turn, case: Case) -> None:
     lines = [turn.t("case_header", case_number=case.case_number, status=turn.t(f"status_{case.status}"))]
-    if case.status not in CLOSED_STATUSES and case.accept_due_at is not None and case.resolve_due_at is not None:
+    waiting = case.status not in CLOSED_STATUSES and case.status != CaseStatus.ANSWERED  # dates still to come
+    if waiting and case.accept_due_at is not None and case.resolve_due_at is not None:
         resolve_by = turn.format_day(case.resolve_due_at)
         lines.append(turn.t("case_expected_answer", resolve_by=resolve_by) if case.accepted_at is not None else
                      turn.t("case_expected", accept_by=turn.format_day(case.accept_due_at), resolve_by=resolve_by))

@@ -585,3 +585,17 @@ async def test_short_words_and_other_scripts_residents_type_are_understood(harne
     await photo.upload(JPEG, kind="photo")  # a photo first: the offer is of the files, not of "this text"
     labels = [choice.label for choice in photo.last[-1].choices]
     assert labels[0] == "📝 用这些文件举报"
+
+
+async def test_a_resident_without_a_mainland_mobile_can_turn_back_to_an_anonymous_report(
+        harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await fill_to_summary(resident)
+    await resident.press("summary:edit")
+    await resident.press("edit:identity")
+    await resident.press("identity:real")
+    await resident.say("Alex Chen")
+    await resident.say("+1 415 555 0100")  # refused: and the way out is offered, the draft kept
+    assert "手机号格式不正确" in resident.text() and "identity:anonymous" in resident.keys()
+    await resident.press("identity:anonymous")
+    assert "summary:submit" in resident.keys() and "匿名" in resident.text()

@@ -390,3 +390,12 @@ async def test_a_comment_with_not_solved_is_in_the_residents_trace_once(harness:
     await resident.say("窗口还是没人管")
     await resident.command("status", code)
     assert resident.text().count("窗口还是没人管") == 1 and "根据举报人的评价重新办理" in resident.text()
+
+
+async def test_an_answered_case_shows_no_dates_still_to_come(harness: DialogHarness) -> None:
+    now = harness.clock()
+    case_id, code = await _case(harness, accept_due_at=now + timedelta(days=3), resolve_due_at=now + timedelta(days=30))
+    await _set_status(harness, case_id, CaseStatus.ANSWERED)
+    resident = harness.resident()
+    await resident.command("status", code)
+    assert "预计" not in resident.text() and "当前状态：已答复\n办理轨迹：" in resident.text()
