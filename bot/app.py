@@ -12,8 +12,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from bot import metrics
@@ -26,7 +24,7 @@ from bot.jobs import background_jobs
 from bot.outbox import plain
 from bot.runtime import Runtime
 from bot.staff_cli import ensure_first_admin
-from console.app import form_error_page, is_console_page, mount_console
+from console.app import mount_console
 from console.context import ConsoleContext
 from storage.migrate import upgrade
 
@@ -112,15 +110,8 @@ def create_app(settings: Settings) -> FastAPI:
                   openapi_url="/api/openapi.json")
     app.state.runtime = runtime
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, problem: RequestValidationError) -> Response:
-        """422 with the reasons, but never the submitted values: a refused form can carry a password. A console
-        page's form answers with a page."""
-        errors = [{key: value for key, value in error.items() if key not in ("input", "ctx", "url")}
-                  for error in problem.errors()]
-        if is_console_page(request.url.path):
-            return await form_error_page(request, errors)
-        return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+    # a request FastAPI refuses (422) is answered by the console's handler, which mount_console installs: JSON
+    # with the reasons (never the values) everywhere, a page for a console form
     mount_console(app, console_context(runtime))
     app.include_router(web.build_router(runtime))
     if wechat_channel is not None:

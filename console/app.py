@@ -8,7 +8,9 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -38,14 +40,24 @@ def is_console_page(path: str) -> bool:
 
 async def form_error_page(request: Request, errors: list[dict[str, Any]]) -> Response:
     """A console form the browser's own checks would have stopped (a field missing or too long), refused with
-    a page that names each field and what is wrong with it."""
-    reasons = "; ".join(f"{'.'.join(str(part) for part in error.get('loc', ())[1:]) or 'form'}: {error.get('msg', '')}"
-                        for error in errors)
-    return await error_page(request, 422, texts.joined("errors.form_invalid", reasons=reasons))
+    a page that names each field (where FastAPI found it: "body.text", "query.page") and what is wrong with it."""
+    fields = [(".".join(str(part) for part in error.get("loc", ())), str(error.get("msg", ""))) for error in errors]
+    return await error_page(request, 422, texts.joined("errors.form_invalid"), fields=fields)
+
+
+async def invalid_request(request: Request, problem: RequestValidationError) -> Response:
+    """A request FastAPI refused, anywhere in the app (the API, the web chat, the console): 422 with the reasons,
+    never the submitted values (a refused form can carry a password); a console form gets a page."""
+    errors = [{key: value for key, value in error.items() if key not in ("input", "ctx", "url")}
+              for error in problem.errors()]
+    if is_console_page(request.url.path):
+        return await form_error_page(request, errors)
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
 
 def mount_console(app: FastAPI, context: ConsoleContext) -> None:
-    """Add the console's routes to `app`; the context and the login throttle live in the app's state."""
+    """Add the console's routes to `app`; the context and the login throttle live in the app's state. It also
+    answers the app's refused requests (`invalid_request`)."""
     setattr(app.state, CONTEXT_STATE, context)
     setattr(app.state, THROTTLE_STATE,
             build_throttle(context.database, context.secret_key, context.city.console.login_lock_minutes * 60,
@@ -65,6 +77,8 @@ def mount_console(app: FastAPI, context: ConsoleContext) -> None:
                                    swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
                                    swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
                                    oauth2_redirect_url=None)
+
+    app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:

@@ -94,12 +94,14 @@ def back_to(request: Request) -> str | None:
     return None
 
 
-async def error_page(request: Request, status_code: int, message: str) -> Response:
+async def error_page(request: Request, status_code: int, message: str,
+                     fields: list[tuple[str, str]] | None = None) -> Response:
     """An error as a console page (the app's handler for OperationError on console paths): what went wrong in
-    Chinese and English, the precise reason, and the way back to the page it came from."""
+    Chinese and English, the precise reason (and, for a refused form, each field's: (where, what)), and the way
+    back to the page it came from."""
     try:
         principal: Principal | None = await page_principal(request, context_of(request))
     except LoginRequired:
         principal = None
     return render(request, principal, "error.html", status_code=status_code, status_code_value=status_code,
-                  message=message, back=back_to(request))
+                  message=message, back=back_to(request), fields=fields or [])

@@ -21,6 +21,7 @@ from storage.models import AuditEntry, Case, StaffRole
 from tests.factories import console_session, create_staff, file_case
 
 MESSAGE = re.compile(r'<p class="message">([^<]*)</p>')
+FIELD_LOCATION = re.compile(r'<li data-loc="([^"]+)">')
 FLASH = re.compile(r'<p class="flash ok" role="status"><span class="bi">([^<]*)<span class="en">')
 
 
@@ -82,6 +83,9 @@ def flash(page: str) -> str | None:
 
 
 def invalid_fields(response: httpx.Response) -> list[list[str | int]]:
-    """Where the fields FastAPI refused are ("body", name), ("query", name), ("path", name)."""
+    """Where the fields FastAPI refused are ("body", name), ("query", name), ("path", name), as the console's error
+    page for a refused form lists them."""
     assert response.status_code == 422, response.text[:300]
-    return [problem["loc"] for problem in response.json()["detail"]]
+    assert "<html" in response.text and '{"detail"' not in response.text  # a page, not the API's JSON
+    return [[int(part) if part.isdigit() else part for part in where.split(".")]
+            for where in FIELD_LOCATION.findall(response.text)]
