@@ -93,11 +93,16 @@ async def test_the_telegram_webhook_is_not_there_without_a_webhook(service: Clie
 async def test_a_refused_form_is_answered_with_the_reasons_and_without_the_values(service: Client) -> None:
     password = "my secret password " + "x" * 1000
     async with service() as client:
-        response = await client.post("/console/login", data={"username": "wang", "password": password})
-    details: list[dict[str, Any]] = response.json()["detail"]
-    assert response.status_code == 422
-    assert [(detail["loc"], detail["type"]) for detail in details] == [(["body", "password"], "string_too_long")]
-    assert "my secret password" not in response.text
+        page = await client.post("/console/login", data={"username": "wang", "password": password})
+        api = await client.post("/chat/api/message", json={"text": password * 10},
+                                headers={"X-Qinglian-Chat": "1"})
+    # a console form: a page naming the field and what is wrong with it
+    assert page.status_code == 422 and '<li data-loc="body.password">' in page.text and "at most 1000" in page.text
+    assert "my secret password" not in page.text
+    details: list[dict[str, Any]] = api.json()["detail"]  # elsewhere: the reasons as JSON
+    assert api.status_code == 422
+    assert [(detail["loc"], detail["type"]) for detail in details] == [(["body", "text"], "string_too_long")]
+    assert "my secret password" not in api.text
 
 
 async def test_the_web_chat_and_the_console_are_served(service: Client) -> None:

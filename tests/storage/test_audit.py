@@ -72,7 +72,7 @@ async def test_every_staff_action_on_a_case_records_the_staff_members_address(se
         await loop.transfer(session, moving, "petitions", actor=wang, reason="职责不符")
         await loop.tell_reporter(session, moving, "正在核查", actor=wang)
         await loop.request_extension(session, moving, actor=wang, reason="需现场核查",
-                                     resolve_due_at=utcnow() + timedelta(days=90))
+                                     resolve_due_at=utcnow() + timedelta(days=20))
         await loop.reject(session, moving, actor=wang, reason="不属受理范围", referral="请联系12345")
     async with sessionmaker() as session:
         rows, _ = await audit.audit_log(session, page=1, per_page=50, case_id=case.id)
