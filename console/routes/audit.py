@@ -18,7 +18,8 @@ from console.rendering import render, secure
 from console.routes.common import PagePrincipal, client_ip, page_count, page_router, parse_day, parse_page
 
 AUDIT_PER_PAGE = 100
-ACTION_GROUPS = (("case.", "案件"), ("login.", "登录"), ("staff.", "人员"), ("api_token.", "令牌"), ("model.", "模型"),
+ACTION_GROUPS = (("case.", "案件"), ("problem.", "问题"), ("hotspots.", "热点"), ("login.", "登录"),
+                 ("account.", "账户"), ("staff.", "人员"), ("api_token.", "令牌"), ("model.", "模型"),
                  ("canned_reply.", "常用答复"), ("audit.", "审计"))
 """The filter's choices: groups of actions; one action is chosen by clicking it in a row."""
 FILTERS = ("user", "action", "case", "from", "to")

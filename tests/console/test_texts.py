@@ -67,3 +67,17 @@ def test_every_status_role_and_training_stage_has_a_name() -> None:
                                                   if key.startswith(("status.", "trace."))}
     assert {f"role.{role.value}" for role in StaffRole} <= keys
     assert {f"stage.{stage}" for stage in STAGES} <= keys
+
+
+def test_every_audited_action_has_a_name_in_both_languages() -> None:
+    """The audit log and the ticket's activity showed raw keys ("problem.answer problem.answer") for the actions
+    the texts did not name."""
+    root = Path(__file__).resolve().parents[2]
+    recorded = set()
+    for source in [*root.glob("storage/*.py"), *root.glob("console/*.py"), *root.glob("console/routes/*.py")]:
+        recorded |= set(re.findall(r'\brecord\((?:[^()"]|\([^()]*\))*?"([a-z_]+\.[a-z_]*)"',
+                                   source.read_text(encoding="utf-8")))
+    recorded |= {"case.extension_approved", "case.extension_refused"}  # "case.extension_" + the decision
+    recorded.discard("case.extension_")
+    assert len(recorded) > 30
+    assert sorted(action for action in recorded if not texts.has(f"audit.{action}")) == []
