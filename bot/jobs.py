@@ -204,6 +204,7 @@ async def hotspots_once(sessionmaker: async_sessionmaker[AsyncSession], city: Ci
     """Refresh the hot issues when the newest refresh is older than `similarity.hotspot_refresh_minutes` (or
     `force`), reading the period through `read_sessionmaker` where given. Returns whether it refreshed."""
     run = await hot_issues.refresh(sessionmaker, city.similarity, now or utcnow(), force=force,
+                                   tz=ZoneInfo(city.timezone),
                                    read_sessionmaker=read_sessionmaker)
     if run is not None:
         log.info("hot issues: %d cases grouped in %.1f s, %d groups kept", run.cases, run.seconds, len(run.groups))

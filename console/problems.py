@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -186,7 +187,8 @@ async def hot_issue_list(principal: Principal, top: int | None = None) -> HotIss
     limit = top or principal.context.city.similarity.hotspot_top
     async with principal.context.database.read_sessionmaker() as session:
         run = await hotspots.latest_run(session)
-        issues = [] if run is None else await hot_issues.view(session, run, visible_queues(principal.user), limit)
+        issues = [] if run is None else await hot_issues.view(session, run, visible_queues(principal.user), limit,
+                                                              tz=ZoneInfo(principal.context.city.timezone))
     return HotIssues(run, issues)
 
 
@@ -194,7 +196,7 @@ async def refresh_hot_issues(principal: Principal) -> HotIssueRun:
     """Group the period now instead of waiting for the background refresh (supervisors)."""
     require_supervisor(principal)
     run = await hot_issues.refresh(principal.context.database.sessionmaker, principal.context.city.similarity,
-                                   utcnow(), force=True)
+                                   utcnow(), force=True, tz=ZoneInfo(principal.context.city.timezone))
     assert run is not None
     async with principal.write() as session:
         await audit.record(session, principal.user, "hotspots.refresh",

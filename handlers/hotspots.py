@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 import numpy as np
@@ -25,13 +25,14 @@ from storage import hotspots, similar
 from storage.models import Case, HotIssueRun
 
 
-def group(rows: list[similar.PeriodRecord], now: datetime, top: int) -> tuple[list[dict[str, Any]], float]:
+def group(rows: list[similar.PeriodRecord], now: datetime, top: int,
+          tz: tzinfo | None = None) -> tuple[list[dict[str, Any]], float]:
     """The `top` groups of a period as stored in a run (JSON), and the seconds the grouping took. Each case is
     read with the reporter's pseudonym as author: one resident's repeated reports count once."""
     began = time.perf_counter()
     records = [CaseRecord(row.case_id, row.created_at, np.frombuffer(row.terms, dtype="<u4").astype(np.uint32),
                           0, row.label, row.reporter_key) for row in rows]
-    groups = group_cases(records, now=now, top=top)
+    groups = group_cases(records, now=now, top=top, tz=tz)  # weeks in the city's time
     return [_stored(item) for item in groups], time.perf_counter() - began
 
 
@@ -61,7 +62,7 @@ still sees the groups of their own queues."""
 
 async def refresh(sessionmaker: async_sessionmaker[AsyncSession], settings: Similarity, now: datetime, *,
                   force: bool = False, read_sessionmaker: async_sessionmaker[AsyncSession] | None = None,
-                  ) -> HotIssueRun | None:
+                  tz: tzinfo | None = None) -> HotIssueRun | None:
     """Group the last `settings.hotspot_days` days when the newest refresh is older than
     `settings.hotspot_refresh_minutes` (or `force`); the grouping runs off the event loop, between a read
     (through `read_sessionmaker` where given: on SQLite it then takes no write lock) and a short write.
@@ -72,7 +73,7 @@ async def refresh(sessionmaker: async_sessionmaker[AsyncSession], settings: Simi
                                  timedelta(minutes=settings.hotspot_refresh_minutes)):
             return None
         records = await similar.period_records(session, since, now)  # `group` turns them into arrays, off the loop
-    groups, seconds = await asyncio.to_thread(group, records, now, GROUPS_KEPT)
+    groups, seconds = await asyncio.to_thread(group, records, now, GROUPS_KEPT, tz)
     async with sessionmaker.begin() as session:
         return await store(session, computed_at=now, since=since, until=now, cases=len(records), seconds=seconds,
                            groups=groups)
@@ -107,7 +108,7 @@ class HotIssue:
 
 
 async def view(session: AsyncSession, run: HotIssueRun, queues: Iterable[str] | None,
-               top: int | None = None) -> list[HotIssue]:
+               top: int | None = None, tz: tzinfo | None = None) -> list[HotIssue]:
     """A refresh as one member of staff sees it: only the cases in `queues` (None: every queue), each group
     described from those cases; groups left with fewer than two such cases are not shown."""
     allowed = None if queues is None else set(queues)
@@ -119,13 +120,13 @@ async def view(session: AsyncSession, run: HotIssueRun, queues: Iterable[str] | 
         visible = [case for case in present if allowed is None or case.queue in allowed]
         if len(visible) < 2:
             continue
-        issues.append(_issue(len(issues) + 1, stored, visible, len(present) - len(visible)))
+        issues.append(_issue(len(issues) + 1, stored, visible, len(present) - len(visible), tz))
         if top is not None and len(issues) >= top:
             break
     return issues
 
 
-def _issue(rank: int, stored: dict[str, Any], visible: list[Case], hidden: int) -> HotIssue:
+def _issue(rank: int, stored: dict[str, Any], visible: list[Case], hidden: int, tz: tzinfo | None) -> HotIssue:
     messages = [Message(case.id, "", case.description, case.created_at) for case in visible]
     central = stored["central_id"] if any(case.id == stored["central_id"] for case in visible) else visible[0].id
     place_people, description = describe(messages, central)
@@ -141,7 +142,7 @@ def _issue(rank: int, stored: dict[str, Any], visible: list[Case], hidden: int) 
         queues=dict(Counter(case.queue for case in visible)),
         statuses=dict(Counter(case.status for case in visible)),
         labels=dict(Counter(case.label for case in visible if case.label)),
-        weekly=(weekly_counts([case.created_at for case in visible]) if hidden else
+        weekly=(weekly_counts([case.created_at for case in visible], tz) if hidden else
                 [(date.fromisoformat(week), int(count)) for week, count in stored["weekly"]]),
         problem_ids=sorted({case.problem_id for case in visible if case.problem_id is not None}),
     )

@@ -47,7 +47,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
@@ -307,9 +307,11 @@ def _cluster(matrix: csr_matrix, graph: csr_matrix, members: np.ndarray, edge_th
                 out.append((local[inside], centrality))
 
 
-def weekly_counts(times: Sequence[datetime]) -> list[tuple[date, int]]:
-    """Reports per week (weeks start on Monday), from the first report's week to the last's, empty weeks too."""
-    weeks = Counter(moment.date() - timedelta(days=moment.weekday()) for moment in times)
+def weekly_counts(times: Sequence[datetime], tz: tzinfo | None = None) -> list[tuple[date, int]]:
+    """Reports per week (weeks start on Monday, in `tz` — the city's time — for aware times), from the first
+    report's week to the last's, empty weeks too."""
+    local = [moment.astimezone(tz) if tz is not None and moment.tzinfo is not None else moment for moment in times]
+    weeks = Counter(moment.date() - timedelta(days=moment.weekday()) for moment in local)
     first, last = min(weeks), max(weeks)
     result = []
     week = first
@@ -339,9 +341,11 @@ def heat_of(records: Sequence[CaseRecord], now: datetime, parameters: HeatParame
 
 
 def group_cases(records: Sequence[CaseRecord], *, now: datetime | None = None, top: int | None = None,
-                grouping: GroupingParameters | None = None, heat: HeatParameters | None = None) -> list[HotGroup]:
+                grouping: GroupingParameters | None = None, heat: HeatParameters | None = None,
+                tz: tzinfo | None = None) -> list[HotGroup]:
     """The period's records grouped into problems and ranked by heat (highest first); `top` keeps the first N.
-    `now` (default: the latest record's time) is when recency is measured from."""
+    `now` (default: the latest record's time) is when recency is measured from; `tz` the time zone of the weeks
+    of `HotGroup.weekly`."""
     grouping = grouping or GroupingParameters()
     heat = heat or HeatParameters()
     if not records:
@@ -373,7 +377,7 @@ def group_cases(records: Sequence[CaseRecord], *, now: datetime | None = None, t
             central_id=chosen[int(np.argmax(centrality))].id,
             cohesion=float(centrality.mean()),
             labels=dict(Counter(record.label for record in chosen if record.label)),
-            weekly=weekly_counts(times),
+            weekly=weekly_counts(times, tz),
         ))
     groups.sort(key=lambda group: (-group.heat, str(group.central_id)))
     return groups[:top] if top is not None else groups

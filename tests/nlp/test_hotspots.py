@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -15,6 +16,7 @@ from nlp.hotspots import (
     case_record,
     find_hotspots,
     group_cases,
+    weekly_counts,
 )
 from nlp.similarity import SimilarityHasher
 
@@ -149,3 +151,10 @@ def test_the_command_line_shape_of_a_hot_issue() -> None:
 
 def test_no_messages_no_hot_issues() -> None:
     assert find_hotspots([], top=5) == []
+
+
+def test_the_weeks_of_a_group_are_the_citys_weeks() -> None:
+    """Reports received on a Monday morning in Changsha (a Sunday night in UTC) were charted in the week before."""
+    monday_morning = [datetime(2026, 12, 6, 18, 55, tzinfo=UTC), datetime(2026, 12, 6, 19, 0, tzinfo=UTC)]
+    assert weekly_counts(monday_morning, ZoneInfo("Asia/Shanghai")) == [(date(2026, 12, 7), 2)]
+    assert weekly_counts(monday_morning) == [(date(2026, 11, 30), 2)]  # without a zone: the times' own
