@@ -208,6 +208,31 @@ def test_browser_files_a_report_and_checks_its_status(service: LiveService, tmp_
         browser.close()
 
 
+def test_a_keyboard_user_keeps_the_focus_from_one_question_to_the_next(service: LiveService) -> None:
+    """Found with the keyboard only: after a choice, Enter or a quick command, the focus fell to the page's body,
+    and a keyboard user had to tab through every button again to answer."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(locale="zh-CN", base_url=service.url)
+        page.goto("/")
+        send = page.locator("#send")
+        expect(page.locator("button.choice[data-key='menu:report']")).to_be_visible()
+        page.locator("button.choice[data-key='menu:report']").focus()
+        page.keyboard.press("Enter")  # 我要举报: the districts come, the focus on the first of them
+        expect(page.locator("button.choice[data-key='district:yuelu']")).to_be_visible()
+        expect(send).to_be_enabled()
+        expect(page.locator("button.choice").first).to_be_focused()
+        assert page.locator(".choices").last.get_attribute("aria-label")  # the group is named for screen readers
+        page.locator("button.choice[data-key='district:yuelu']").focus()
+        page.keyboard.press("Enter")  # a question to type the answer to: the focus in the message box
+        expect(page.locator("#messages .msg.bot", has_text="第2步")).to_be_visible()
+        expect(send).to_be_enabled()
+        expect(page.locator("#input")).to_be_focused()
+        browser.close()
+
+
 @pytest.mark.parametrize(("district", "description", "queue", "label"), [
     ("liuyang", "我们村的村支书把村集体的山林承包款私下分了，三年没有公开村务财务，低保名额也都给了他家亲戚。",
      "district_liuyang", "village_affairs"),
