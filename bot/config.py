@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from handlers.city import CityConfig, ConfigError, load_city_config
@@ -120,6 +120,24 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("public_url", "database_url", "telegram_webhook_url", "wechat_app_id", "wechat_app_secret",
+                     mode="before")
+    @classmethod
+    def _no_placeholder_in_production(cls, value: object, info: ValidationInfo) -> object:
+        """The example environment file's CHANGE_ME, left in a setting production uses, stops the start."""
+        if info.data.get("environment") == "production" and isinstance(value, str) and "change_me" in value.lower():
+            raise ValueError("still holds the example's CHANGE_ME placeholder; set the real value")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
     @field_validator("database_url")

@@ -9,29 +9,37 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from nlp.labels import LABELS
 
 DEFAULT_CITY_CONFIG = Path(__file__).with_name("default_config.toml")
+
+
+class _Section(BaseModel):
+    """A part of the file: a key it does not know is a typo (max_attachmnets), refused, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class ConfigError(Exception):
     """A setting or the city configuration is invalid; the message is one line for the operator."""
 
 
-class District(BaseModel):
+class District(_Section):
     code: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
     zh: str
     en: str
 
 
-class CannedReply(BaseModel):
+class CannedReply(_Section):
     """A reply text a queue's staff start an answer from (read-only in the console; one without a title or a
     body is not offered); at most as long as the ones supervisors keep (storage.canned_replies)."""
     title: str = Field(default="", max_length=80)
     body: str = Field(default="", max_length=3000)
 
 
-class Queue(BaseModel):
+class Queue(_Section):
     code: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,59}$")]
     zh: str
     en: str
@@ -48,7 +56,7 @@ class Queue(BaseModel):
     wecom_webhook_env: Annotated[str | None, Field(pattern=r"^QINGLIAN_[A-Z0-9_]+$")] = None
 
 
-class Console(BaseModel):
+class Console(_Section):
     identity_roles: list[Literal["reviewer", "supervisor", "admin"]] = ["supervisor", "admin"]
     session_hours: float = Field(default=8, gt=0)
     login_attempts: int = Field(default=5, ge=1)
@@ -58,7 +66,7 @@ class Console(BaseModel):
     workdays_override: list[date] = Field(default_factory=list)
 
 
-class Routing(BaseModel):
+class Routing(_Section):
     """`label → queue`; a label mapped to the district placeholder routes by the reporter's district."""
 
     labels: dict[str, str]
@@ -67,8 +75,16 @@ class Routing(BaseModel):
     triage_queue: str = "triage"
     confidence_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
 
+    @field_validator("labels")
+    @classmethod
+    def _known_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(labels) - set(LABELS))
+        if unknown:  # a typo would leave the real label unrouted: its reports would all go to triage
+            raise ValueError(f"unknown labels {unknown}; the labels are {', '.join(LABELS)}")
+        return labels
 
-class Limits(BaseModel):
+
+class Limits(_Section):
     description_min_chars: int = Field(default=10, ge=1)
     description_max_chars: int = Field(default=3000, ge=10)
     place_max_chars: int = Field(default=200, ge=10)
@@ -111,7 +127,7 @@ NoticeEvent = Literal["accepted", "in_handling", "answered", "closed", "rejected
 TemplateItem = Literal["case_number", "status", "time", "summary"]
 
 
-class WeChatNotices(BaseModel):
+class WeChatNotices(_Section):
     """The Official Account's templates for notices outside WeChat's 48-hour window (docs/wechat.md)."""
 
     #: a subscription-notice template (订阅通知) chosen in the account's console; residents accept it in a
@@ -127,14 +143,14 @@ class WeChatNotices(BaseModel):
     once_title: Annotated[str, Field(min_length=1, max_length=15)] = "举报办理进度"
 
 
-class Notices(BaseModel):
+class Notices(_Section):
     #: the events that reach a resident by a platform's notice when the reply window is closed; others wait
     #: for the resident's next message
     events: list[NoticeEvent] = ["accepted", "answered", "closed", "rejected", "more_info", "extended", "reopened"]
     wechat: WeChatNotices = WeChatNotices()
 
 
-class Loop(BaseModel):
+class Loop(_Section):
     """The closed loop of a case (12345-style): warnings before deadlines, re-handling after a poor rating,
     appeals of rejections, transfers between queues."""
 
@@ -154,7 +170,7 @@ class Loop(BaseModel):
         "需上级统筹 Needs the supervisor"])
 
 
-class Similarity(BaseModel):
+class Similarity(_Section):
     """Similar cases at intake and hot issues (issue 15, docs/mining.md)."""
 
     #: how many days back a new report's similar cases are looked for
@@ -172,7 +188,7 @@ class Similarity(BaseModel):
     hotspot_refresh_minutes: int = Field(default=10, ge=1, le=1440)
 
 
-class CityConfig(BaseModel):
+class CityConfig(_Section):
     city_zh: str
     city_en: str
     timezone: str = "Asia/Shanghai"
@@ -187,6 +203,15 @@ class CityConfig(BaseModel):
     loop: Loop = Loop()
     similarity: Similarity = Similarity()
     texts: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_time_zone(cls, timezone: str) -> str:
+        try:
+            ZoneInfo(timezone)
+        except (KeyError, ValueError):  # ZoneInfoNotFoundError is a KeyError; a malformed key a ValueError
+            raise ValueError(f"unknown time zone {timezone!r} (an IANA name such as Asia/Shanghai)") from None
+        return timezone
 
     @field_validator("districts")
     @classmethod
@@ -252,6 +277,10 @@ def load_city_config(path: Path | None) -> CityConfig:
             raw = tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"city configuration file {source} does not exist") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"city configuration {source} is not UTF-8 (save it as UTF-8, not GBK)") from None
+    except OSError as exc:
+        raise ConfigError(f"city configuration {source} cannot be read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"city configuration {source} is not valid TOML: {exc}") from None
     try:

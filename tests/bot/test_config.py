@@ -58,6 +58,18 @@ def test_production_refuses_a_placeholder_secret(tmp_path: Path) -> None:
     assert good.resolved_secret_key() == random_key.encode()
 
 
+@pytest.mark.parametrize(("field", "value"), [
+    ("public_url", "https://CHANGE_ME.example.org"), ("wechat_app_id", "CHANGE_ME"),
+    ("wechat_app_secret", "CHANGE_ME"), ("database_url", "postgresql+asyncpg://qinglian:CHANGE_ME@127.0.0.1/qinglian")])
+def test_production_refuses_the_example_files_placeholders(tmp_path: Path, field: str, value: str) -> None:
+    """deploy.md promises each placeholder stops the start; the public URL and the WeChat app's id and secret did
+    not (seen deploying with the example environment file)."""
+    with pytest.raises(ConfigError) as problem:
+        load_settings(environment="production", data_dir=tmp_path, **{field: value})
+    assert str(problem.value) == (f"invalid setting QINGLIAN_{field.upper()}: still holds the example's CHANGE_ME "
+                                  "placeholder; set the real value")
+
+
 def test_development_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
     first = load_settings(data_dir=tmp_path).resolved_secret_key()
     second = load_settings(data_dir=tmp_path).resolved_secret_key()
@@ -68,6 +80,7 @@ def test_development_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
     ("database_url", "mysql://x", "invalid setting QINGLIAN_DATABASE_URL: must start with sqlite+aiosqlite://"),
     ("telegram_api_url", "ftp://x", "invalid setting QINGLIAN_TELEGRAM_API_URL: must be an http(s) URL"),
     ("telegram_webhook_url", "not a url", "invalid setting QINGLIAN_TELEGRAM_WEBHOOK_URL: must be an http(s) URL"),
+    ("redis_url", "http://127.0.0.1:6379/0", "invalid setting QINGLIAN_REDIS_URL: must start with redis://"),
 ])
 def test_bad_settings_name_the_variable(field: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError) as problem:

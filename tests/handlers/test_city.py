@@ -78,3 +78,21 @@ def test_a_stored_time_is_told_as_the_citys_calendar_day() -> None:
     assert chicago.local_day("2026-03-10T04:59:59+00:00") == "2026-03-09"  # 23:59:59 on the 9th in Chicago
     assert changsha.local_day(datetime(2026, 3, 10, 16, 30)) == "2026-03-11"  # a naive time is UTC
     assert changsha.local_day("") == "" and changsha.local_day("soon, maybe") == "soon, mayb"
+
+
+def test_a_city_file_an_operator_got_wrong_is_refused_in_one_line_before_serving(tmp_path: Path) -> None:
+    """Seen as an operator: a misspelt time zone passed `check` and `serve`, then every report failed with a 500;
+    a file saved as GBK, or a directory given as the file, printed a traceback; typos were silently ignored."""
+    assert _error(tmp_path, DEFAULT.replace('timezone = "Asia/Shanghai"', 'timezone = "Asia/Shanghia"')) == (
+        "timezone: Value error, unknown time zone 'Asia/Shanghia' (an IANA name such as Asia/Shanghai)")
+    assert "max_attachmnets: Extra inputs are not permitted" in _error(
+        tmp_path, DEFAULT.replace("[limits]\n", "[limits]\nmax_attachmnets = 5\n"))
+    assert "otherr" in _error(tmp_path, DEFAULT.replace("[routing.labels]\n", '[routing.labels]\notherr = "triage"\n'))
+    gbk = tmp_path / "gbk.toml"
+    gbk.write_bytes(DEFAULT.encode("gbk"))
+    with pytest.raises(ConfigError) as not_utf8:
+        load_city_config(gbk)
+    assert "is not UTF-8" in str(not_utf8.value)
+    with pytest.raises(ConfigError) as directory:
+        load_city_config(tmp_path)
+    assert "cannot be read" in str(directory.value)
