@@ -132,8 +132,13 @@ def _keyboard(choices: tuple[Choice, ...], columns: int) -> dict[str, Any]:
 warnings.filterwarnings("ignore", message=r"Please use 'Bot\.send_?[mM]essage'", category=PTBUserWarning)
 
 
+START_RETRY_SECONDS = 60.0
+"""How often a channel that could not connect at start (a refused token, no route to Telegram) tries again."""
+
+
 class TelegramChannel:
-    def __init__(self, settings: Settings, runtime: Runtime, *, max_rate: float = 30.0) -> None:
+    def __init__(self, settings: Settings, runtime: Runtime, *, max_rate: float = 30.0,
+                 retry_seconds: float = START_RETRY_SECONDS) -> None:
         assert settings.telegram_token
         self._settings = settings
         self._runtime = runtime
@@ -154,16 +159,49 @@ class TelegramChannel:
         self._polling: asyncio.Task[None] | None = None
         self._stopping = False
         self._in_batch = False
+        self._retry_seconds = retry_seconds
+        self._retrying: asyncio.Task[None] | None = None
+        #: connected to the Bot API and registered with the outbox
+        self.started = False
 
     @property
     def webhook_mode(self) -> bool:
         return self._settings.telegram_webhook_url is not None
 
     async def start(self, *, receive: bool = True) -> None:
-        """Connect; with `receive=False` (a `qinglian worker`) only send, leaving updates to the web workers."""
+        """Connect; with `receive=False` (a `qinglian worker`) only send, leaving updates to the web workers.
+
+        A Bot API that refuses the token or cannot be reached does not stop the service (the web chat and WeChat
+        go on): one line says why, without the token, and the channel tries again every `retry_seconds`; the
+        outbox keeps Telegram's messages until it is connected."""
+        try:
+            await self._connect(receive)
+        except (InvalidToken, EndPointNotFound, NetworkError) as problem:
+            log.error("telegram channel not started: %s; trying again every %g s (the web chat and WeChat work "
+                      "meanwhile)", self._why(problem), self._retry_seconds)
+            self._retrying = asyncio.create_task(self._keep_trying(receive), name="telegram-start")
+
+    def _why(self, problem: Exception) -> str:
+        if isinstance(problem, InvalidToken | EndPointNotFound):
+            return "the Bot API refused QINGLIAN_TELEGRAM_TOKEN (revoked or mistyped in BotFather?)"
+        token = self._settings.telegram_token or ""
+        return f"the Bot API at {self._settings.telegram_api_url} cannot be reached: {problem}".replace(token, "***")
+
+    async def _keep_trying(self, receive: bool) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self._retry_seconds)
+            try:
+                await self._connect(receive)
+            except (InvalidToken, EndPointNotFound, NetworkError) as problem:
+                log.warning("telegram channel still not started: %s", self._why(problem))
+            else:
+                return
+
+    async def _connect(self, receive: bool) -> None:
         await self.application.initialize()
         if not receive:
             self._runtime.outbox.register(CHANNEL, plain(self.send))
+            self.started = True
             log.info("telegram channel started (sending only)")
             return
         await self._publish_commands()
@@ -179,11 +217,16 @@ class TelegramChannel:
         self._runtime.outbox.register(CHANNEL, plain(self.send))
         if not self.webhook_mode:
             self._polling = asyncio.create_task(self._poll(), name="telegram-polling")
+        self.started = True
         log.info("telegram channel started (%s)", "webhook" if self.webhook_mode else "long polling")
 
     async def stop(self) -> None:
         """Stop polling between batches (a batch being handled finishes: no step is cut off mid-commit)."""
         self._stopping = True
+        if self._retrying is not None:
+            self._retrying.cancel()
+            await asyncio.gather(self._retrying, return_exceptions=True)
+            self._retrying = None
         if self._polling is not None:
             if not self._in_batch:  # waiting in getUpdates: nothing is being handled, stop at once
                 self._polling.cancel()

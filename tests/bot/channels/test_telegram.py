@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -303,6 +304,32 @@ async def test_a_token_telegram_no_longer_accepts_is_a_temporary_failure_named_a
     async with _channel(_settings(tmp_path, never_opened, standin)) as (channel, _runtime):
         with pytest.raises(TemporaryFailure, match=r"^invalid token: "):
             await channel.send("5306", Outbound("第1步"))
+
+
+@pytest.mark.parametrize("receive", [True, False], ids=["serve", "worker"])
+async def test_a_token_refused_at_start_is_one_line_without_the_token_and_the_channel_keeps_trying(
+        standin: TelegramStandIn, tmp_path: Path, never_opened: str, caplog: pytest.LogCaptureFixture,
+        receive: bool) -> None:
+    """Seen deploying: a revoked token (or no route to Telegram) crashed serve and the worker at start with a
+    traceback that printed the token, and took the web chat and WeChat down with them."""
+    standin.fail_next("getMe", status=401, retry_after=None, description="Unauthorized")
+    settings = _settings(tmp_path, never_opened, standin)
+    runtime = Runtime.build(settings)
+    channel = TelegramChannel(settings, runtime, retry_seconds=0.05)
+    try:
+        with caplog.at_level(logging.ERROR, logger="bot.channels.telegram"):
+            await channel.start(receive=receive)  # does not raise: the rest of the service starts
+        refused = [record.getMessage() for record in caplog.records]
+        assert len(refused) == 1 and "refused QINGLIAN_TELEGRAM_TOKEN" in refused[0]
+        assert TOKEN not in caplog.text and TOKEN.split(":")[1] not in caplog.text
+        for _ in range(100):  # the next try succeeds: the channel starts and sends
+            if channel.started:
+                break
+            await asyncio.sleep(0.05)
+        assert channel.started
+    finally:
+        await channel.stop()
+        await runtime.close()
 
 
 # --- the channel receiving ------------------------------------------------------------------------
