@@ -118,9 +118,12 @@ async def _wechat(settings: Settings) -> Finding:
     try:
         async with httpx.AsyncClient(timeout=10) as client:
             await WeChatApi(settings, create_sessionmaker(engine), client).access_token()
+    except httpx.TransportError as exc:  # DNS, connection, timeout: the network, not the account
+        return Finding("wechat", False, f"{settings.wechat_api_url} cannot be reached from this server: {exc} "
+                                        "(check its DNS, outbound network or proxy)")
     except Exception as exc:  # noqa: BLE001 - reported, not raised
-        return Finding("wechat", False, f"no access token from {settings.wechat_api_url}: {exc} "
-                                        "(is this server's IP on the account's allow-list?)")
+        hint = " (is this server's IP on the account's allow-list?)" if "40164" in str(exc) else ""
+        return Finding("wechat", False, f"no access token from {settings.wechat_api_url}: {exc}{hint}")
     finally:
         await engine.dispose()
     mode = "safe mode (AES)" if settings.wechat_aes_key else "plaintext mode"

@@ -171,7 +171,9 @@ def db_current() -> None:
 
 
 @db_app.command("backup")
-def db_backup(file: Annotated[str, typer.Argument(help="The archive to write (.tar.gz or .qlbak).")]) -> None:
+def db_backup(file: Annotated[str, typer.Argument(help="The archive to write (.tar.gz or .qlbak).")],
+              force: Annotated[bool, typer.Option("--force", help="Replace an archive of that name.")] = False,
+              ) -> None:
     """Write a consistent backup: every table (one snapshot, safe while the service runs), the evidence
     files and the classifier models, with checksums of every member and a manifest.
 
@@ -188,6 +190,10 @@ def db_backup(file: Annotated[str, typer.Argument(help="The archive to write (.t
     from storage.backup import BackupError, create_backup
 
     settings = _settings()
+    if Path(file).exists() and not force:  # an earlier backup, perhaps the one that needs an old key, is kept
+        typer.echo(f"qinglian: {file} exists already; choose another name (e.g. with the date) or add --force",
+                   err=True)
+        raise typer.Exit(2)
     try:
         summary = create_backup(settings.resolved_database_url, settings.data_dir, Path(file))
     except BackupError as problem:

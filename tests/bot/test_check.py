@@ -55,5 +55,13 @@ def test_check_gets_the_wechat_token_through_the_services_store(tmp_path: Path) 
             assert db.execute("SELECT app_id FROM wechat_access_tokens").fetchall() == [("wxcheck0000000001",)]
         wrong = _check({**env, "QINGLIAN_WECHAT_APP_SECRET": "wrong", "QINGLIAN_DATA_DIR": str(tmp_path / "b")})
         assert wrong.returncode == 1 and "✗ wechat: no access token" in wrong.stdout
+        assert "allow-list" not in wrong.stdout  # a wrong secret (40125), not this server's address
+        elsewhere = {**env, "QINGLIAN_WECHAT_API_URL": "http://127.0.0.1:9",  # nothing listens there
+                     "QINGLIAN_DATA_DIR": str(tmp_path / "c")}
+        subprocess.run([sys.executable, "-m", "bot.cli", "db", "upgrade"], cwd=REPO, check=True,
+                       capture_output=True, env={"PATH": "/usr/bin:/bin", **elsewhere})
+        unreachable = _check(elsewhere)
+        assert unreachable.returncode == 1 and "cannot be reached from this server" in unreachable.stdout
+        assert "allow-list" not in unreachable.stdout  # the network, not the account's IP allow-list
     finally:
         wechat.stop()

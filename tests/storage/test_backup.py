@@ -241,6 +241,10 @@ def test_the_cli_backs_up_and_restores(tmp_path: Path) -> None:
     backup = run(source_dir, "backup", str(archive_path))
     assert backup.returncode == 0, backup.stderr
     assert "written to" in backup.stdout
+    kept = archive_path.read_bytes()
+    again = run(source_dir, "backup", str(archive_path))  # yesterday's archive (perhaps under an old key) stays
+    assert again.returncode == 2 and "exists already" in again.stderr and archive_path.read_bytes() == kept
+    assert run(source_dir, "backup", "--force", str(archive_path)).returncode == 0
 
     restore = run(target_dir, "restore", str(archive_path))
     assert restore.returncode == 0, restore.stderr
