@@ -130,6 +130,24 @@ async def _wechat(settings: Settings) -> Finding:
     return Finding("wechat", True, f"app {settings.wechat_app_id}, access token available, {mode}")
 
 
+async def _redis(settings: Settings) -> Finding:
+    """Redis, when set, holds the limits every process shares (the console's login throttle, Telegram's send
+    rate): a server that does not answer would refuse every console login."""
+    if not settings.redis_url:
+        return Finding("redis", True, "off (the shared limits live in the database)")
+    import redis.asyncio as redis
+
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5)
+    try:
+        await client.ping()
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return Finding("redis", False, f"no answer from QINGLIAN_REDIS_URL: {exc} (start Redis, or unset the "
+                                       "setting to keep the shared limits in the database)")
+    finally:
+        await client.aclose()
+    return Finding("redis", True, "answers")
+
+
 async def _public_url(settings: Settings) -> Finding:
     if settings.environment == "production" and not settings.public_url.startswith("https://"):
         return Finding("public URL", False, f"{settings.public_url} is not https: cookies would not be secure")
@@ -145,7 +163,7 @@ async def _wecom(settings: Settings) -> Finding:
 
 
 CHECKS: tuple[Callable[[Settings], Awaitable[Finding]], ...] = (
-    _secret, _data_dir, _database, _encryption, _public_url, _telegram, _wechat, _wecom,
+    _secret, _data_dir, _database, _encryption, _redis, _public_url, _telegram, _wechat, _wecom,
 )
 
 

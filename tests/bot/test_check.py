@@ -31,6 +31,10 @@ def test_check_reports_each_problem_and_passes_when_ready(tmp_path: Path) -> Non
         assert "✓ telegram: @qinglian_test_bot via long polling" in ready.stdout
         wrong_token = _check({**env, "QINGLIAN_TELEGRAM_TOKEN": "555:WRONG"})
         assert wrong_token.returncode == 1 and "✗ telegram: Bot API refused the token" in wrong_token.stdout
+        # a Redis that does not answer would refuse every console login: check says so (seen deploying)
+        no_redis = _check({**env, "QINGLIAN_REDIS_URL": "redis://127.0.0.1:9/0"})
+        assert no_redis.returncode == 1 and "✗ redis: no answer from QINGLIAN_REDIS_URL" in no_redis.stdout
+        assert "✓ redis: answers" in _check({**env, "QINGLIAN_REDIS_URL": "redis://127.0.0.1:6379/0"}).stdout
     finally:
         standin.stop()
 
