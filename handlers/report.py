@@ -262,13 +262,9 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
             turn.update_draft(anonymous=True, name=None, phone=None, pending_name=None)
             ask(turn, "summary")
         elif state == "identity":
-            if choice == "identity:anonymous":
-                turn.update_draft(anonymous=True, name=None, phone=None)
-                ask(turn, "summary")
-            elif choice == "identity:real":
-                ask(turn, "name")
-            else:
+            if choice != "identity:real":
                 raise Invalid("error_pick_option")
+            ask(turn, "name")
         elif state == "name":
             if text is None:
                 raise Invalid("error_need_text")

@@ -64,7 +64,6 @@ def readable(text: str) -> str:
     return text.strip()
 
 
-
 _INVISIBLE = ("Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp")
 """Control, format (bidirectional overrides, zero-width characters), private-use, surrogate and unassigned
 characters, and line or paragraph separators: none belongs in a file name a reviewer reads."""
