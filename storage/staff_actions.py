@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from storage import actions, audit, loop, staff_notices
+from storage import actions, audit, loop, queries, staff_notices
 from storage.actions import ActionError, ActionInputError
 from storage.models import (
     CLOSED_STATUSES,
@@ -26,7 +26,6 @@ from storage.models import (
     StaffSession,
     StaffUser,
     TraceEvent,
-    TraceKind,
     utcnow,
 )
 
@@ -315,9 +314,7 @@ async def set_status(session: AsyncSession, case: Case, status: CaseStatus, *, a
         raise ActionError("use mark_duplicate to mark a duplicate")
     has_note = bool(body and body.strip())
     if status in (CaseStatus.ANSWERED, CaseStatus.CLOSED) and not (status == CaseStatus.CLOSED and has_note):
-        answered = await session.scalar(select(TraceEvent.id).where(
-            TraceEvent.case_id == case.id, TraceEvent.kind == TraceKind.ANSWERED).limit(1))
-        if answered is None:
+        if not await queries.answered_case_ids(session, [case.id]):
             raise ActionError(f"case {case.case_number} has no answer: answer the reporter, " + (
                 "which marks it answered" if status == CaseStatus.ANSWERED
                 else "or close it with a note that tells the result"))
