@@ -22,7 +22,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from console.auth import Principal, can_reveal_identity, can_see, has_role, visible_queues
 from console.evidence import EvidenceUnreadable, evidence_response
-from handlers import reply_quality
+from handlers import reply_quality, tracking
 from handlers.routing import route, staff_channels
 from handlers.texts import Texts
 from nlp.reply_quality import ReplyScore
@@ -272,9 +272,8 @@ async def set_status(principal: Principal, case_number: str, status: str, note: 
 
 
 def rating_labels(principal: Principal, locale: str) -> list[str]:
-    """The reporter's rating choices in their language: five ratings, "not solved", "later"."""
-    texts = Texts(principal.context.city.texts)
-    return ["★" * n for n in range(5, 0, -1)] + [texts.get(locale, "rate_unsolved"), texts.get(locale, "rate_later")]
+    """The reporter's rating choices in their language, as the dialog offers them."""
+    return tracking.rating_labels(Texts(principal.context.city.texts), locale)
 
 
 async def tell_reporter(principal: Principal, case_number: str, text: str) -> None:

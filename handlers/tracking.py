@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from handlers.context import Turn
 from handlers.evidence import accept_file
 from handlers.routing import staff_channels
+from handlers.texts import Texts
 from handlers.types import Attachment, Choice
 from handlers.validation import Invalid, letters, parse_receipt_code, says_enough, typed_number
 from nlp.search import index_terms
@@ -145,9 +146,16 @@ def _may_appeal(turn: Turn, case: Case) -> bool:
 RATINGS = 5  # stars, the rating question's first options (5 down to 1); "not solved" and "later" follow
 
 
+def rating_labels(texts: Texts, locale: str) -> list[str]:
+    """The labels of the rating question's options (`loop.RATING_CHOICES`) in `locale`: the dialog asks with them,
+    and the console's closing sends them with its notice."""
+    return ["★" * n for n in range(RATINGS, 0, -1)] + [texts.get(locale, "rate_unsolved"),
+                                                      texts.get(locale, "rate_later")]
+
+
 def rating_choices(turn: Turn) -> list[Choice]:
-    return [Choice(f"rate:{n}", "★" * n) for n in range(RATINGS, 0, -1)] + [
-        Choice("rate:unsolved", turn.t("rate_unsolved")), Choice("rate:later", turn.t("rate_later"))]
+    return [Choice(key, label)
+            for (key, _), label in zip(loop.RATING_CHOICES, rating_labels(turn.ctx.texts, turn.locale), strict=True)]
 
 
 def is_rating(turn: Turn, text: str | None) -> bool:

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.jobs import deadlines_once
+from handlers import tracking
 from handlers.city import CityConfig, load_city_config
 from handlers.routing import is_working_day
 from handlers.texts import Texts
@@ -124,9 +125,7 @@ def answer_and_close(service: LiveService, case_id: int, answer: str) -> None:
         reviewer = await _staff(session, "loop-reviewer", StaffRole.REVIEWER)
         await staff_actions.answer_reporter(session, case, answer, actor=reviewer)
         await staff_actions.set_status(session, case, CaseStatus.CLOSED, actor=reviewer)
-        texts = Texts(city_of(service).texts)
-        labels = ["★" * n for n in range(5, 0, -1)] + [texts.get(case.locale, "rate_unsolved"),
-                                                       texts.get(case.locale, "rate_later")]
+        labels = tracking.rating_labels(Texts(city_of(service).texts), case.locale)
         await loop.offer_rating(session, case, labels=labels)
 
     act(service, work)
