@@ -53,6 +53,10 @@ class Turn:
     def t(self, key: str, **values: object) -> str:
         return self.ctx.texts.get(self.locale, key, **values)
 
+    def words(self, key: str) -> list[str]:
+        """The words a text lists for typing an answer ("完成|跳过|done"), in the resident's language."""
+        return [word for word in self.t(key).split("|") if word.strip()]
+
     def say(self, text: str, *, notice_offer: int | None = None) -> None:
         self.messages.append(Outbound(text, notice_offer=notice_offer, locale=self.locale))
 

@@ -13,7 +13,7 @@ from handlers.menu import menu_names, show_menu
 from handlers.notices import render, waited_line
 from handlers.texts import normalise_locale
 from handlers.types import Attachment, Choice, Inbound, Outbound, Packer
-from handlers.validation import Invalid, letters, parse_receipt_code, says_enough, typed_number
+from handlers.validation import Invalid, named_option, parse_receipt_code, says_enough, typed_number
 from storage import actions, notices
 
 COMMANDS = ("start", "report", "status", "cancel", "language", "help", "menu")
@@ -175,21 +175,15 @@ def _resolve_choice(turn: Turn) -> tuple[str | None, str | None, bool]:
         first = tracking.RATINGS + 1 if turn.conversation.state == "rating" else 1
         if number is not None and first <= number <= len(offered):
             return offered[number - 1][0], None, False
-        named = _named(typed, offered)
+        named = named_option(typed, offered)
         if named is not None:
             return named, None, False
     return None, text, False
 
 
-def _named(typed: str, options: list[list[str]]) -> str | None:
-    """The key of the option whose words `typed` are ("提交" names "✅ 提交")."""
-    typed_words = letters(typed)
-    return next((key for key, label in options if typed_words and typed_words == letters(label)), None)
-
-
 def _typed_menu_option(turn: Turn, text: str | None) -> str | None:
     """The menu option `text` names ("我要举报", "投诉"), where the menu is not what was offered."""
-    return _named(text, menu_names(turn)) if text is not None else None
+    return named_option(text, menu_names(turn))
 
 
 async def _input(turn: Turn) -> None:

@@ -20,7 +20,7 @@ def menu_names(turn: Turn) -> list[list[str]]:
     the other words the texts list for it (`menu_report_words`: "举报|投诉|…")."""
     names = [[choice.key, choice.label] for choice in menu_choices(turn)]
     for key, _ in list(names):
-        names += [[key, word] for word in turn.t(f"{key.replace(':', '_')}_words").split("|") if word.strip()]
+        names += [[key, word] for word in turn.words(f"{key.replace(':', '_')}_words")]
     return names
 
 

@@ -23,7 +23,7 @@ from handlers.validation import (
     clean_occurred,
     clean_phone,
     clean_place,
-    letters,
+    named_option,
     says_enough,
 )
 from nlp.search import index_terms
@@ -326,8 +326,7 @@ def _occurred(turn: Turn, choice: str | None, text: str | None) -> str:
 
 def typed_one_of(turn: Turn, text: str | None, words_key: str) -> bool:
     """Whether `text` is one of the words the texts list under `words_key` ("完成|跳过|done"), as typed."""
-    typed = letters(text)
-    return bool(typed) and any(typed == letters(word) for word in turn.t(words_key).split("|"))
+    return named_option(text, ([word, word] for word in turn.words(words_key))) is not None
 
 
 async def _evidence(turn: Turn, choice: str | None, text: str | None, attachment: Attachment | None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable, Sequence
 from datetime import date
 
 from storage.receipts import parse_receipt_code
@@ -21,6 +22,15 @@ def letters(text: str | None) -> str:
     return "".join(ch for ch in (text or "").casefold() if ch.isalnum())
 
 
+def named_option(typed: str | None, options: Iterable[Sequence[str]]) -> str | None:
+    """The key of the first [key, words] option whose letters `typed` are ("提交" names "✅ 提交"); None when it
+    names none (or has no letters)."""
+    typed_letters = letters(typed)
+    if not typed_letters:
+        return None
+    return next((key for key, words in options if typed_letters == letters(words)), None)
+
+
 def typed_number(text: str) -> int | None:
     """A number as a resident types it: the full-width "３" and the circled "②" of a phone's Chinese keyboard
     read as 3 and 2 (NFKC)."""
@@ -35,6 +45,7 @@ __all__ = [
     "clean_phone",
     "clean_place",
     "letters",
+    "named_option",
     "parse_receipt_code",
     "readable",
     "says_enough",
