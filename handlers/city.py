@@ -3,14 +3,17 @@ texts. Validated here, with Changsha's configuration as the default; another cit
 
 from __future__ import annotations
 
+import difflib
 import tomllib
+from collections import Counter
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from handlers.texts import LOCALES, bundled, placeholders
 from nlp.labels import LABELS
 
 DEFAULT_CITY_CONFIG = Path(__file__).with_name("default_config.toml")
@@ -26,10 +29,46 @@ class ConfigError(Exception):
     """A setting or the city configuration is invalid; the message is one line for the operator."""
 
 
+def _not_blank(name: str) -> str:
+    if not name.strip():
+        raise ValueError("a name may not be blank")
+    return name
+
+
+Name = Annotated[str, AfterValidator(_not_blank)]
+"""A name residents or staff read (a district's, a queue's, the city's): not empty, not only spaces."""
+
+
+def _given_twice(values: list[str]) -> str | None:
+    counts = Counter(values)
+    return next((value for value in values if counts[value] > 1), None)
+
+
+def _text_problem(locale: str, key: str, template: str) -> str | None:
+    """Why a city's text `key` in `locale` cannot replace the product's (None if it can): an unknown key (a typo the
+    dialog would never show), or a placeholder the dialog does not fill (every resident who reaches the text would
+    get an error instead)."""
+    own = bundled(locale)
+    if key not in own:
+        close = difflib.get_close_matches(key, own, n=1)
+        return "unknown text" + (f"; did you mean {close[0]}?" if close else "")
+    try:
+        used = placeholders(template)
+    except ValueError:
+        return "a brace is not closed (write {{ and }} for a brace itself)"
+    allowed = placeholders(own[key])
+    unknown = sorted(used - allowed)
+    if unknown:
+        may = ("may use " + ", ".join(f"{{{name}}}" for name in sorted(allowed))) if allowed else "has no placeholders"
+        names = ", ".join(f"{{{name}}}" for name in unknown)
+        return f"unknown placeholder{'s' if len(unknown) > 1 else ''} {names}; this text {may}"
+    return None
+
+
 class District(_Section):
     code: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
-    zh: str
-    en: str
+    zh: Name
+    en: Name
 
 
 class CannedReply(_Section):
@@ -41,8 +80,8 @@ class CannedReply(_Section):
 
 class Queue(_Section):
     code: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,59}$")]
-    zh: str
-    en: str
+    zh: Name
+    en: Name
     #: a case is to be accepted by the end of this many working days after it enters the queue
     accept_within_working_days: int = Field(default=15, ge=1)
     #: ... and answered within this many calendar days (the 60 日 of the petition regulations) ...
@@ -189,8 +228,8 @@ class Similarity(_Section):
 
 
 class CityConfig(_Section):
-    city_zh: str
-    city_en: str
+    city_zh: Name
+    city_en: Name
     timezone: str = "Asia/Shanghai"
     case_number_prefix: Annotated[str, Field(pattern=r"^[A-Z]{1,8}$")] = "QL"
     default_locale: Literal["zh", "en"] = "zh"
@@ -221,13 +260,42 @@ class CityConfig(_Section):
             raise ValueError("district codes must be unique")
         if not districts:
             raise ValueError("at least one district is required")
+        for names in ([d.zh.strip() for d in districts], [d.en.strip().casefold() for d in districts]):
+            twice = _given_twice(names)
+            if twice is not None:  # residents would see two buttons of one name, and a typed name would pick neither
+                raise ValueError(f"district names must be unique: {twice} is given twice")
         return districts
+
+    @field_validator("queues")
+    @classmethod
+    def _unique_queues(cls, queues: list[Queue]) -> list[Queue]:
+        twice = _given_twice([q.code for q in queues])
+        if twice is not None:  # the overview would show one of them, and staff pages both under one value
+            raise ValueError(f"queue codes must be unique: {twice} is given twice")
+        return queues
+
+    @field_validator("texts")
+    @classmethod
+    def _texts_the_dialog_can_use(cls, texts: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for locale, table in texts.items():
+            if locale not in LOCALES:
+                raise ValueError(f"[texts.{locale}]: unknown language; texts are in {' or '.join(LOCALES)}")
+            for key, template in table.items():
+                problem = _text_problem(locale, key, template)
+                if problem is not None:
+                    raise ValueError(f"[texts.{locale}] {key}: {problem}")
+        return texts
 
     @model_validator(mode="after")
     def _routing_targets_exist(self) -> CityConfig:
         queue_codes = {q.code for q in self.queues}
         if self.routing.triage_queue not in queue_codes:
             raise ValueError(f"routing.triage_queue {self.routing.triage_queue!r} is not a configured queue")
+        unrouted = [label for label in LABELS if label not in self.routing.labels]
+        if unrouted:  # its reports would all go to triage, however sure the classifier is
+            raise ValueError(f"routing.labels does not route {', '.join(unrouted)}: route every label to a queue, "
+                             f"to {self.routing.district_placeholder!r} or to the triage queue "
+                             f"{self.routing.triage_queue!r}")
         for label, target in self.routing.labels.items():
             if target == self.routing.district_placeholder:
                 missing = [

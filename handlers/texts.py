@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 import tomllib
 from functools import cache
 from pathlib import Path
@@ -23,14 +24,15 @@ def normalise_locale(language_code: str | None, default: str = "zh") -> str:
 
 
 @cache
-def _bundled(locale: str) -> dict[str, str]:
+def bundled(locale: str) -> dict[str, str]:
+    """The product's own texts in `locale` (before a city's overrides)."""
     with (LOCALES_DIR / f"{locale}.toml").open("rb") as handle:
         return {str(k): str(v) for k, v in tomllib.load(handle).items()}
 
 
 class Texts:
     def __init__(self, overrides: dict[str, dict[str, str]] | None = None) -> None:
-        self._tables = {locale: {**_bundled(locale), **(overrides or {}).get(locale, {})} for locale in LOCALES}
+        self._tables = {locale: {**bundled(locale), **(overrides or {}).get(locale, {})} for locale in LOCALES}
         missing = set(self._tables["zh"]) ^ set(self._tables["en"])
         if missing:
             raise ValueError(f"texts missing in one language: {sorted(missing)}")
@@ -42,3 +44,8 @@ class Texts:
 
     def keys(self) -> set[str]:
         return set(self._tables["zh"])
+
+
+def placeholders(template: str) -> set[str]:
+    """The names a text fills in ("{city}" → city; "{}" → ""); ValueError for a brace that is not closed."""
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}

@@ -96,3 +96,36 @@ def test_a_city_file_an_operator_got_wrong_is_refused_in_one_line_before_serving
     with pytest.raises(ConfigError) as directory:
         load_city_config(tmp_path)
     assert "cannot be read" in str(directory.value)
+
+
+def test_a_text_override_the_dialog_could_not_fill_is_refused(tmp_path: Path) -> None:
+    """Seen as another city's operator: `welcome = "…{cty}…"` passed `check` and `serve`, then every resident's
+    greeting answered 500 (KeyError 'cty'); a misspelt key (`welcom`) crashed `serve` with a traceback."""
+    assert _error(tmp_path, DEFAULT + '\n[texts.zh]\nwelcome = "您好！这里是{cty}清廉监督举报平台。"\n') == (
+        "texts: Value error, [texts.zh] welcome: unknown placeholder {cty}; this text may use {city}")
+    assert _error(tmp_path, DEFAULT + '\n[texts.zh]\nwelcome = "您好！{city"\n') == (
+        "texts: Value error, [texts.zh] welcome: a brace is not closed (write {{ and }} for a brace itself)")
+    assert _error(tmp_path, DEFAULT + '\n[texts.zh]\nwelcom = "您好"\n') == (
+        "texts: Value error, [texts.zh] welcom: unknown text; did you mean welcome?")
+    assert _error(tmp_path, DEFAULT + '\n[texts.fr]\nwelcome = "Bonjour"\n') == (
+        "texts: Value error, [texts.fr]: unknown language; texts are in zh or en")
+    # a text may leave a placeholder out, and may use its own placeholders
+    city = _load(tmp_path, DEFAULT + '\n[texts.zh]\nwelcome = "您好！欢迎使用举报平台。"\n'
+                                     'rated = "谢谢（{rating}星）"\n')
+    assert city.texts["zh"]["welcome"] == "您好！欢迎使用举报平台。"
+
+
+def test_every_label_is_routed_and_names_are_unique_and_not_blank(tmp_path: Path) -> None:
+    """Seen as another city's operator: a label left out of [routing.labels] passed, and its reports all went to
+    triage; two queues with one code, two districts with one name and a blank district name were accepted."""
+    assert _error(tmp_path, DEFAULT.replace('medical = "clean_medical"\n', "")) == (
+        "(top level): Value error, routing.labels does not route medical: route every label to a queue, "
+        "to '@district' or to the triage queue 'triage'")
+    queue = '    { code = "district_ningxiang", zh = "宁乡市纪委监委", en = "Ningxiang discipline commission" },\n'
+    assert _error(tmp_path, DEFAULT.replace(queue, queue + queue)) == (
+        "queues: Value error, queue codes must be unique: district_ningxiang is given twice")
+    kaifu = '{ code = "kaifu", zh = "开福区", en = "Kaifu" },'
+    assert _error(tmp_path, DEFAULT.replace(kaifu, kaifu + '{ code = "kaifu2", zh = "开福区", en = "Kaifu 2" },')) == (
+        "districts: Value error, district names must be unique: 开福区 is given twice")
+    assert _error(tmp_path, DEFAULT.replace(kaifu, '{ code = "kaifu", zh = " ", en = "Kaifu" },')) == (
+        "districts.3.zh: Value error, a name may not be blank")
