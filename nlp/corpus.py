@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from nlp.errors import DatasetError
-from nlp.labels import LABELS
+from nlp.labels import LABELS, label_code
 
 SEED_DIR = Path(__file__).with_name("data") / "seed"
 EVAL_IDS_FILE = SEED_DIR / "eval_ids.txt"
@@ -113,7 +113,8 @@ def load_boundary_split(path: Path = BOUNDARY_FILE) -> list[Example]:
 
 
 def load_dataset(path: Path, text_field: str = "text", label_field: str = "label") -> list[Example]:
-    """Labelled examples from a JSONL file (one object a line) or a CSV file with a header (by extension)."""
+    """Labelled examples from a JSONL file (one object a line) or a CSV file with a header (by extension). A label
+    is a taxonomy code or its display name (the console's export writes names); anything else is refused."""
     if not path.is_file():
         raise DatasetError(f"dataset {path} does not exist")
     if path.suffix.lower() == ".csv":
@@ -136,8 +137,12 @@ def load_dataset(path: Path, text_field: str = "text", label_field: str = "label
         text, label = row.get(text_field), row.get(label_field)
         if not isinstance(text, str) or not isinstance(label, str) or not label.strip():
             raise DatasetError(f"{path.name} line {number}: needs string fields {text_field!r} and {label_field!r}")
+        code = label_code(label)
+        if code is None:  # a tenth label would be learnt, pass the promotion gate and send its reports to triage
+            raise DatasetError(f"{path.name} line {number}: label {label.strip()!r} is not one of the taxonomy's "
+                               f"labels ({', '.join(LABELS)}, or their names)")
         example_id = row.get("id")
-        examples.append(Example(text=text, label=label.strip(),
+        examples.append(Example(text=text, label=code,
                                 id=str(example_id) if example_id is not None else f"{path.name}:{number}"))
     if not examples:
         raise DatasetError(f"dataset {path} has no examples")

@@ -22,3 +22,12 @@ def display_name(code: str, locale: str = "zh") -> str:
     if names is None:
         return code
     return names[0] if locale == "zh" else names[1]
+
+
+_BY_NAME = {name.casefold(): code for code, names in LABELS.items() for name in (code, *names)}
+
+
+def label_code(written: str) -> str | None:
+    """The code a dataset's label means: the code itself, or its Chinese or English name as the console's export
+    writes it (case and surrounding spaces aside); None for anything else."""
+    return _BY_NAME.get(written.strip().casefold())

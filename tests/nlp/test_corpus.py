@@ -85,6 +85,22 @@ def test_load_dataset_rejects_malformed_files(tmp_path: Path, content: str, mess
         load_dataset(path)
 
 
+def test_a_label_outside_the_taxonomy_is_refused_and_display_names_are_read_as_codes(tmp_path: Path) -> None:
+    """Seen as an administrator: `model train --data` took "其他" (the name the console's export writes) as a tenth
+    label, the model passed the promotion gate, and new reports were labelled 其他 and sent to triage."""
+    exported = tmp_path / "export.csv"
+    exported.write_text("描述,分类\n医院收红包,医疗医保\n窗口人员态度差,Poor counter service\n你好,其他\n",
+                        encoding="utf-8")
+    assert [e.label for e in load_dataset(exported, text_field="描述", label_field="分类")] == [
+        "medical", "slow_service", "other"]
+    typo = tmp_path / "typo.jsonl"
+    typo.write_text('{"text": "医院收红包", "label": "medical"}\n{"text": "路灯坏了", "label": "其它"}\n',
+                    encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"typo.jsonl line 2: label '其它' is not one of the taxonomy's labels "
+                                           r"\(slow_service, .*, other, or their names\)"):
+        load_dataset(typo)
+
+
 def test_load_dataset_missing_file(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="does not exist"):
         load_dataset(tmp_path / "nope.jsonl")
