@@ -113,9 +113,9 @@ def _migrate(settings: Settings, revision: str = "head") -> None:
 
 
 def _safe_url(settings: Settings) -> str:
-    from sqlalchemy.engine import make_url
+    from storage.db import masked_url
 
-    return make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+    return masked_url(settings.resolved_database_url)
 
 
 @app.command()
