@@ -106,3 +106,17 @@ def test_a_database_password_with_an_at_sign_never_shows(tmp_path: Path) -> None
                                          if command[1] == "upgrade" else
                                          "postgresql+asyncpg://qinglian:***@127.0.0.1:1/q: cannot open the database")
         assert "ssw0rd" not in encoded.stderr + encoded.stdout
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "1"], ["worker"], ["db", "upgrade"]])
+def test_a_database_it_cannot_reach_is_one_line_without_alembics_info(tmp_path: Path, command: list[str]) -> None:
+    """Seen deploying: `serve` printed Alembic's INFO lines (plugins set up, "Context impl …") above the one
+    line that says what is wrong."""
+    result = subprocess.run([sys.executable, "-m", "bot.cli", *command], cwd=REPO, capture_output=True, text=True,
+                            timeout=120, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200",
+                                              "QINGLIAN_DATA_DIR": str(tmp_path / "data"),
+                                              "QINGLIAN_DATABASE_URL": "postgresql+asyncpg://q:pw@127.0.0.1:1/q"})
+    assert result.returncode == 2
+    assert (result.stdout, result.stderr.splitlines()) == ("", [
+        "qinglian: cannot open the database at postgresql+asyncpg://q:***@127.0.0.1:1/q: "
+        "[Errno 111] Connect call failed ('127.0.0.1', 1)"])
