@@ -7,10 +7,12 @@ import os
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
 from bot.config import ConfigError, Settings
+from storage.crypto import KeyRing
 from storage.db import create_engine
 
 
@@ -31,36 +33,93 @@ async def _database(settings: Settings) -> Finding:
     return Finding("database", newest, where)
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _file_key_ids(settings: Settings) -> dict[str, dict[str, int]]:
+    """How many evidence files and classifier model files are under each key id (as `qinglian keys status`)."""
+    from nlp.registry import ModelRegistry
+    from storage.keys import evidence_status, file_status
+
+    return {"evidence file": evidence_status(settings.evidence_dir),
+            "model file": file_status(path for path, _ in ModelRegistry(settings.data_dir / "models").artifact_files())}
+
+
+async def _stored_key_ids(settings: Settings, ring: KeyRing) -> dict[str, dict[str, int]] | None:
+    """How many stored values are under each key id, per encrypted column; None when the database cannot be
+    reached. A database that does not exist yet (SQLite) or has no schema holds none, and is not created."""
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from storage.keys import key_status
+
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        if not await asyncio.to_thread(Path(url.database).exists):
+            return {}
+    engine = create_engine(settings.resolved_database_url, ring)
+    try:
+        try:
+            async with engine.connect() as connection:
+                has_schema = await connection.run_sync(lambda sync: inspect(sync).has_table("cases"))
+        except (SQLAlchemyError, OSError):
+            return None
+        return await key_status(engine) if has_schema else {}
+    finally:
+        await engine.dispose()
+
+
 async def _encryption(settings: Settings) -> Finding:
-    """Every encrypted value readable with the configured key ring (`qinglian keys status` in one line)."""
-    from storage.keys import PLAINTEXT, key_status
+    """Every encrypted value, evidence file and classifier model file readable with the configured key ring
+    (`qinglian keys status` in one line)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from storage.keys import PLAINTEXT
 
     try:
         ring = settings.resolved_keyring()
     except ConfigError as exc:
         return Finding("encryption keys", False, str(exc))
-    engine = create_engine(settings.resolved_database_url, settings.resolved_keyring())
     try:
-        status = await key_status(engine)
-    except Exception:  # noqa: BLE001 - no schema yet: the database check says so
-        return Finding("encryption keys", True, f"current key {ring.current.key_id}; nothing stored yet")
-    finally:
-        await engine.dispose()
-    totals: dict[str, int] = {}
-    for counts in status.values():
-        for key_id, count in counts.items():
-            totals[key_id] = totals.get(key_id, 0) + count
-    unreadable = {key_id: n for key_id, n in totals.items() if key_id != PLAINTEXT and key_id not in ring.keys}
+        status = await _stored_key_ids(settings, ring)
+    except SQLAlchemyError as exc:  # reachable, but the schema is not what this version reads
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        return Finding("encryption keys", False, f"could not count the stored values: {reason} "
+                                                 "(`qinglian db upgrade` migrates the schema)")
+    if status is None:
+        return Finding("encryption keys", False, "not checked: the database is unreachable (see the database line)")
+    counts: dict[str, dict[str, int]] = {"value": {}}  # kind -> key id -> how many
+    for column_counts in status.values():
+        for key_id, count in column_counts.items():
+            counts["value"][key_id] = counts["value"].get(key_id, 0) + count
+    counts.update(await asyncio.to_thread(_file_key_ids, settings))
+
+    def described(key_ids: set[str]) -> str:
+        return ", ".join(_plural(sum(by_key.get(key_id, 0) for key_id in key_ids), kind)
+                         for kind, by_key in counts.items() if any(key_id in by_key for key_id in key_ids))
+
+    stored = {key_id for by_key in counts.values() for key_id in by_key}
+    unreadable = sorted(key_id for key_id in stored if key_id != PLAINTEXT and key_id not in ring.keys)
     if unreadable:
-        listed = ", ".join(f"{key_id} ({n})" for key_id, n in sorted(unreadable.items()))
+        listed = ", ".join(f"{key_id} ({described({key_id})})" for key_id in unreadable)
         return Finding("encryption keys", False, f"values under keys missing from the key ring: {listed}; "
                                                  "add the key to QINGLIAN_ENCRYPTION_OLD_KEYS")
-    older = sum(n for key_id, n in totals.items() if key_id not in (PLAINTEXT, ring.current.key_id))
-    detail = f"current key {ring.current.key_id}, {totals.get(ring.current.key_id, 0)} values under it"
+    current = ring.current.key_id
+    if not stored:
+        return Finding("encryption keys", True, f"current key {current}; nothing stored yet")
+    detail = f"current key {current}, {counts['value'].get(current, 0)} values under it"
+    files = [_plural(by_key[current], kind) for kind, by_key in counts.items()
+             if kind != "value" and by_key.get(current)]
+    if files:
+        detail += f", and {' and '.join(files)}"
+    older = stored - {PLAINTEXT, current}
     if older:
-        detail += f"; {older} under older keys (`qinglian keys rotate` moves them)"
-    if totals.get(PLAINTEXT):
-        detail += f"; {totals[PLAINTEXT]} not encrypted (`qinglian db upgrade`)"
+        detail += f"; {described(older)} under older keys (`qinglian keys rotate` moves them)"
+    if PLAINTEXT in stored:
+        detail += f"; {described({PLAINTEXT})} not encrypted (`qinglian db upgrade` encrypts values, " \
+                  "`qinglian keys rotate` files)"
     return Finding("encryption keys", True, detail)
 
 

@@ -56,6 +56,9 @@ def _with_model_keys(ctx: typer.Context) -> None:
 def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Alembic's INFO lines (plugins set up, "Context impl …") would come before the one line that says why the
+    # database cannot be opened; its warnings and errors still show, its INFO with QINGLIAN_LOG_LEVEL=DEBUG.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
 
 
 @app.command()
@@ -113,9 +116,9 @@ def _migrate(settings: Settings, revision: str = "head") -> None:
 
 
 def _safe_url(settings: Settings) -> str:
-    from sqlalchemy.engine import make_url
+    from storage.db import masked_url
 
-    return make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+    return masked_url(settings.resolved_database_url)
 
 
 @app.command()

@@ -147,6 +147,16 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        from storage.db import parsed_url
+
+        try:  # the message never repeats the value: it holds the password
+            parsed_url(value)
+        except ValueError as problem:
+            if "@" in str(problem):
+                raise ValueError(f"{problem}, which must be written %40 (postgresql+asyncpg://user:p%40ss@host/db)"
+                                 ) from None
+            raise ValueError(f"{problem} (postgresql+asyncpg://user:password@host/db; write '@' in the password "
+                             "as %40)") from None
         if value.startswith("sqlite"):
             from storage.db import sqlite_busy_timeout
 

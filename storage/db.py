@@ -31,8 +31,8 @@ from typing import Any
 from sqlalchemy import Table, event, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from storage.crypto import KeyRing, bind_keyring
@@ -89,6 +89,34 @@ class _Deadline:
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
+
+
+MASKED = "***"
+
+
+def parsed_url(url: str) -> URL:
+    """The URL as SQLAlchemy reads it; `ValueError` when it is not one, or when an unencoded "@" in its user
+    name or password would make SQLAlchemy take part of the password for the host (it ends the password at
+    the first "@"; no host name holds one)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError, TypeError):
+        raise ValueError("is not a database URL") from None
+    if parsed.host and "@" in parsed.host:
+        raise ValueError("holds an '@' in its user name or password")
+    return parsed
+
+
+def masked_url(url: str) -> str:
+    """The URL to show in a log line or on the terminal: the password masked whole, however it is written
+    (encoded or not, with "@", ":" or "/" in it); a URL that cannot be parsed is not shown at all."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError, TypeError):
+        return MASKED
+    if parsed.host and "@" in parsed.host:  # "user:p@ss@host": what SQLAlchemy took for the host holds the rest
+        parsed = parsed.set(host=parsed.host.rsplit("@", 1)[1])
+    return parsed.render_as_string(hide_password=True)
 
 
 def is_memory_sqlite(url: str) -> bool:

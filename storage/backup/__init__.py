@@ -22,8 +22,11 @@ a server-side cursor, files are copied in chunks, a restore reads the archive me
 in batches of `INSERT_ROWS`. Memory stays the same whatever the size of the database and of the evidence.
 
 A restore reads the archive twice: first to check every member against its checksum, the row counts and
-the manifest (nothing is written before this pass succeeds, so a corrupt or truncated archive leaves the
-target untouched), then to restore, inserting every row in one transaction.
+the manifest, and that the configured keys read it (one encrypted value per key id is decrypted, the key ids of
+the evidence and model files must be in the key ring, and the pseudonym key must give a conversation's and a
+case's pseudonym); nothing is written before this pass succeeds, so a corrupt or truncated archive, or one
+under other keys, leaves the target untouched. Then it reads it again to restore, inserting every row in one
+transaction.
 
 Format version 1 (one `tables/<table>.jsonl` member per table, no `format.json` and no checksums
 members; the manifest lists the sha256 of every member) is still read and restored.
@@ -44,7 +47,8 @@ schema.
 The package holds one concern per module: `format` (member names, format constants, values by column type,
 hashing reader), `database` (the snapshot engine, the tables present, the schema revision), `write` (the
 snapshot of the tables and the archive writer: `create_backup`), `read` (walking and verifying an archive:
-`read_archive`) and `restore` (`restore_backup`). The tunable sizes live in the module that reads them:
+`read_archive`), `keys` (whether the configured keys read an archive: `KeyCheck`) and `restore`
+(`restore_backup`). The tunable sizes live in the module that reads them:
 `FETCH_ROWS`, `PART_BYTES` and `CHECKSUM_BATCH` in `write`, `INSERT_ROWS` in `restore`, `COPY_CHUNK` in
 `format`.
 """

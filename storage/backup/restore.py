@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.backup.database import present_columns, schema_revision, snapshot_engine
 from storage.backup.format import BackupError, column_kind, decode_value, reason, skipped_table, stored_type
-from storage.backup.read import Consumer, read_archive, walk
+from storage.backup.keys import KeyCheck
+from storage.backup.read import Consumer, walk
 from storage.crypto import KeyRing
 from storage.db import create_engine, is_sqlite
 from storage.models import Base
@@ -244,16 +245,18 @@ async def _run(connection: AsyncConnection, source: Path, data_dir: Path, force:
 
 def restore_backup(database_url: str, data_dir: Path, source: Path, keyring: KeyRing, *,
                    force: bool = False) -> RestoreSummary:
-    """Blocking: verify the whole archive (first pass), prepare the schema at the backup's revision, then
-    restore the rows in one transaction and the files (second pass), and finally migrate to the newest
-    schema this code knows."""
+    """Blocking: verify the whole archive and that `keyring` reads it (first pass), prepare the schema at the
+    backup's revision, then restore the rows in one transaction and the files (second pass), and finally migrate
+    to the newest schema this code knows. Nothing is written before the first pass succeeds."""
     import asyncio
 
     from alembic import command
 
     from storage.migrate import alembic_config, upgrade
 
-    archive = read_archive(source)
+    key_check = KeyCheck()
+    archive = walk(Path(source), key_check)
+    key_check.confirm(keyring)
     revision = archive.manifest.get("schema_revision")
     known = _known_revisions()
     if revision is not None and revision not in known:

@@ -69,3 +69,49 @@ def test_check_gets_the_wechat_token_through_the_services_store(tmp_path: Path) 
         assert "allow-list" not in unreachable.stdout  # the network, not the account's IP allow-list
     finally:
         wechat.stop()
+
+
+def _line(output: str, name: str) -> str:
+    return next(line for line in output.splitlines() if line[2:].startswith(f"{name}: "))
+
+
+def test_the_key_line_says_it_could_not_check_when_the_database_is_unreachable(tmp_path: Path) -> None:
+    unreachable = _check({"QINGLIAN_DATA_DIR": str(tmp_path),
+                          "QINGLIAN_DATABASE_URL": "postgresql+asyncpg://qinglian@127.0.0.1:1/qinglian"})
+    assert unreachable.returncode == 1
+    assert _line(unreachable.stdout, "encryption keys") == (
+        "✗ encryption keys: not checked: the database is unreachable (see the database line)")
+
+
+def test_the_key_line_counts_the_evidence_and_model_files_and_names_a_missing_key(tmp_path: Path) -> None:
+    import os
+
+    from nlp.artifact import MODEL_FILE, purpose_of
+    from storage.crypto import DataKey
+    from storage.evidence_files import purpose_of as evidence_purpose
+    from storage.evidence_files import write_encrypted
+    from tests.conftest import make_test_keyring
+
+    ring = make_test_keyring()
+    env = {"QINGLIAN_DATA_DIR": str(tmp_path), "QINGLIAN_ENCRYPTION_KEY": os.environ["QINGLIAN_ENCRYPTION_KEY"],
+           "QINGLIAN_PSEUDONYM_KEY": os.environ["QINGLIAN_PSEUDONYM_KEY"]}
+    assert _line(_check(env).stdout, "encryption keys") == (
+        f"✓ encryption keys: current key {ring.current.key_id}; nothing stored yet")
+    assert not (tmp_path / "qinglian.db").exists()  # check looks, it does not create the database
+    subprocess.run([sys.executable, "-m", "bot.cli", "db", "upgrade"], cwd=REPO, check=True,
+                   capture_output=True, env={"PATH": "/usr/bin:/bin", **env})
+    write_encrypted(ring, tmp_path / "evidence" / "a.jpg", b"jpeg", purpose=evidence_purpose("a.jpg"))
+    write_encrypted(ring, tmp_path / "models" / "v1" / MODEL_FILE, b"model", purpose=purpose_of("v1"))
+
+    ready = _check(env)
+    assert _line(ready.stdout, "encryption keys") == (
+        f"✓ encryption keys: current key {ring.current.key_id}, 0 values under it, and 1 evidence file and "
+        "1 model file")
+
+    old_key = DataKey(b"m" * 32)
+    write_encrypted(ring, tmp_path / "models" / "v2" / MODEL_FILE, b"model", purpose=purpose_of("v2"), key=old_key)
+    missing = _check(env)
+    assert missing.returncode == 1
+    assert _line(missing.stdout, "encryption keys") == (
+        f"✗ encryption keys: values under keys missing from the key ring: {old_key.key_id} (1 model file); "
+        "add the key to QINGLIAN_ENCRYPTION_OLD_KEYS")

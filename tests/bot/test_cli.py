@@ -84,3 +84,39 @@ def test_db_current_says_where_the_database_stands_without_creating_it(tmp_path:
     unreachable = _db_current({**data, "QINGLIAN_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:1/none"})
     assert unreachable.returncode == 2 and "cannot open the database" in unreachable.stderr
     assert "Traceback" not in unreachable.stderr
+
+
+def test_a_database_password_with_an_at_sign_never_shows(tmp_path: Path) -> None:
+    """Seen deploying: `postgresql+asyncpg://user:p@ss@host/db` was shown as `user:***@ss@host`, half the
+    password in the clear. Unencoded, it is refused naming the fix; encoded, every line masks it whole."""
+    data = {"QINGLIAN_DATA_DIR": str(tmp_path / "data")}
+    unencoded = subprocess.run([sys.executable, "-m", "bot.cli", "db", "upgrade"], cwd=REPO, capture_output=True,
+                               text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", **data,
+                               "QINGLIAN_DATABASE_URL": "postgresql+asyncpg://qinglian:p@ssw0rd@127.0.0.1:1/q"})
+    assert unencoded.returncode == 2
+    assert unencoded.stderr == ("qinglian: invalid setting QINGLIAN_DATABASE_URL: holds an '@' in its user name or "
+                                "password, which must be written %40 (postgresql+asyncpg://user:p%40ss@host/db)\n")
+    for command in (["db", "upgrade"], ["db", "current"]):
+        encoded = subprocess.run([sys.executable, "-m", "bot.cli", *command], cwd=REPO, capture_output=True,
+                                 text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", **data,
+                                 "QINGLIAN_DATABASE_URL": "postgresql+asyncpg://qinglian:p%40ssw0rd@127.0.0.1:1/q"})
+        assert encoded.returncode == 2
+        assert encoded.stderr.startswith("qinglian: cannot open the database at "
+                                         "postgresql+asyncpg://qinglian:***@127.0.0.1:1/q: "
+                                         if command[1] == "upgrade" else
+                                         "postgresql+asyncpg://qinglian:***@127.0.0.1:1/q: cannot open the database")
+        assert "ssw0rd" not in encoded.stderr + encoded.stdout
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "1"], ["worker"], ["db", "upgrade"]])
+def test_a_database_it_cannot_reach_is_one_line_without_alembics_info(tmp_path: Path, command: list[str]) -> None:
+    """Seen deploying: `serve` printed Alembic's INFO lines (plugins set up, "Context impl …") above the one
+    line that says what is wrong."""
+    result = subprocess.run([sys.executable, "-m", "bot.cli", *command], cwd=REPO, capture_output=True, text=True,
+                            timeout=120, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200",
+                                              "QINGLIAN_DATA_DIR": str(tmp_path / "data"),
+                                              "QINGLIAN_DATABASE_URL": "postgresql+asyncpg://q:pw@127.0.0.1:1/q"})
+    assert result.returncode == 2
+    assert (result.stdout, result.stderr.splitlines()) == ("", [
+        "qinglian: cannot open the database at postgresql+asyncpg://q:***@127.0.0.1:1/q: "
+        "[Errno 111] Connect call failed ('127.0.0.1', 1)"])

@@ -78,6 +78,12 @@ def test_development_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("database_url", "mysql://x", "invalid setting QINGLIAN_DATABASE_URL: must start with sqlite+aiosqlite://"),
+    ("database_url", "postgresql+asyncpg://qinglian:p@ss@127.0.0.1/qinglian",
+     "invalid setting QINGLIAN_DATABASE_URL: holds an '@' in its user name or password, which must be written "
+     "%40 (postgresql+asyncpg://user:p%40ss@host/db)"),
+    ("database_url", "postgresql+asyncpg://qinglian:p@ss@[::1:5432/qinglian",
+     "invalid setting QINGLIAN_DATABASE_URL: is not a database URL (postgresql+asyncpg://user:password@host/db; "
+     "write '@' in the password as %40)"),
     ("telegram_api_url", "ftp://x", "invalid setting QINGLIAN_TELEGRAM_API_URL: must be an http(s) URL"),
     ("telegram_webhook_url", "not a url", "invalid setting QINGLIAN_TELEGRAM_WEBHOOK_URL: must be an http(s) URL"),
     ("redis_url", "http://127.0.0.1:6379/0", "invalid setting QINGLIAN_REDIS_URL: must start with redis://"),

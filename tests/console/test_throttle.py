@@ -57,7 +57,7 @@ async def test_an_unknown_address_is_never_blocked_and_old_failures_are_deleted(
     assert "192.0.2.1" not in stored[0]  # only the keyed hash of the address
 
 
-async def test_redis_throttle_counts_in_redis() -> None:
+async def test_redis_throttle_counts_in_redis(database: Any) -> None:
     import redis.asyncio as redis
 
     probe = redis.Redis.from_url(REDIS_URL)
@@ -69,8 +69,9 @@ async def test_redis_throttle_counts_in_redis() -> None:
         await probe.aclose()
     moment = [1_000_000.0]
     secret = secrets.token_bytes(32)  # keys of its own: a run never sees another run's failures
-    first = RedisLoginThrottle(REDIS_URL, secret, 3, 60.0, clock=lambda: moment[0])
-    second = RedisLoginThrottle(REDIS_URL, secret, 3, 60.0, clock=lambda: moment[0])
+    fallback = DatabaseLoginThrottle(database, secret, 3, 60.0)
+    first = RedisLoginThrottle(REDIS_URL, secret, 3, 60.0, fallback=fallback, clock=lambda: moment[0])
+    second = RedisLoginThrottle(REDIS_URL, secret, 3, 60.0, fallback=fallback, clock=lambda: moment[0])
     try:
         await first.fail("203.0.113.9")
         await second.fail("203.0.113.9")
@@ -84,3 +85,40 @@ async def test_redis_throttle_counts_in_redis() -> None:
     finally:
         await first.close()
         await second.close()
+
+
+async def test_with_redis_down_failures_are_counted_in_the_database_and_count_after_it_is_back(
+        database: Any) -> None:
+    secret = secrets.token_bytes(32)
+    down = RedisLoginThrottle("redis://127.0.0.1:1/0", secret, 3, 60.0,  # nothing listens: a refused connection
+                              fallback=DatabaseLoginThrottle(database, secret, 3, 60.0))
+    try:
+        assert not await down.blocked("203.0.113.5")
+        for _ in range(2):
+            await down.fail("203.0.113.5")
+        assert not await down.blocked("203.0.113.5")
+        await down.fail("203.0.113.5")
+        assert await down.blocked("203.0.113.5") and not await down.blocked("198.51.100.5")
+        # another process, on the database alone, sees the same failures
+        assert await DatabaseLoginThrottle(database, secret, 3, 60.0).blocked("203.0.113.5")
+    finally:
+        await down.close()
+
+    import redis.asyncio as redis
+
+    probe = redis.Redis.from_url(REDIS_URL)
+    try:
+        await probe.ping()
+    except (OSError, redis.ConnectionError):
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    finally:
+        await probe.aclose()
+    # Redis answering again: what was counted during the outage still counts, so an outage is no fresh start
+    back = RedisLoginThrottle(REDIS_URL, secret, 3, 60.0, fallback=DatabaseLoginThrottle(database, secret, 3, 60.0))
+    try:
+        assert await back.blocked("203.0.113.5")
+        await back.fail("198.51.100.5")
+        async with database.read_sessionmaker() as session:
+            assert await session.scalar(select(func.count()).select_from(LoginFailure)) == 3  # into Redis, not here
+    finally:
+        await back.close()

@@ -231,8 +231,8 @@ def test_the_cli_backs_up_and_restores(tmp_path: Path) -> None:
     upgrade(source_url, make_test_keyring())
     asyncio.run(_fill(source_url, source_dir))
 
-    def run(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "QINGLIAN_DATA_DIR": str(data_dir), "QINGLIAN_SECRET_KEY": "x" * 40}
+    def run(data_dir: Path, *args: str, **overrides: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "QINGLIAN_DATA_DIR": str(data_dir), "QINGLIAN_SECRET_KEY": "x" * 40, **overrides}
         env.pop("QINGLIAN_DATABASE_URL", None)
         return subprocess.run([sys.executable, "-m", "bot.cli", "db", *args], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=60)
@@ -245,6 +245,13 @@ def test_the_cli_backs_up_and_restores(tmp_path: Path) -> None:
     again = run(source_dir, "backup", str(archive_path))  # yesterday's archive (perhaps under an old key) stays
     assert again.returncode == 2 and "exists already" in again.stderr and archive_path.read_bytes() == kept
     assert run(source_dir, "backup", "--force", str(archive_path)).returncode == 0
+
+    other_key = "b3RoZXItZGVwbG95bWVudC1rZXktMzItYnl0ZXMhISE"  # another deployment's key ring
+    refused = run(target_dir, "restore", str(archive_path), QINGLIAN_ENCRYPTION_KEY=other_key)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert refused.stderr.startswith(f"qinglian: the backup is encrypted under key {make_test_keyring().current.key_id}"
+                                     ", which the configured key ring does not hold")
+    assert not target_dir.exists()  # neither its database nor its files
 
     restore = run(target_dir, "restore", str(archive_path))
     assert restore.returncode == 0, restore.stderr

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from storage import actions
-from storage.db import DEFAULT_BUSY_TIMEOUT, Database, sqlite_busy_timeout, timed_out
+from storage.db import DEFAULT_BUSY_TIMEOUT, Database, masked_url, sqlite_busy_timeout, timed_out
 from storage.migrate import upgrade
 from storage.models import ProcessedUpdate
 from tests.conftest import make_test_keyring
@@ -203,3 +203,23 @@ def test_heavy_reads_at_a_time_outside_their_range_are_refused() -> None:
     for slots in (0, -1, 65):
         with pytest.raises(ValueError, match="heavy reads"):
             Database.connect("sqlite+aiosqlite:///unused.db", make_test_keyring(), heavy_reads=slots)
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql+asyncpg://qinglian:s3cret@db.internal:5432/qinglian",
+     "postgresql+asyncpg://qinglian:***@db.internal:5432/qinglian"),
+    ("postgresql+asyncpg://qinglian:p%40ss@db.internal/qinglian", "postgresql+asyncpg://qinglian:***@db.internal/qinglian"),
+    # an "@" left unencoded: SQLAlchemy ends the password at the first one and takes the rest for the host
+    ("postgresql+asyncpg://qinglian:p@ss@db.internal/qinglian", "postgresql+asyncpg://qinglian:***@db.internal/qinglian"),
+    ("postgresql+asyncpg://qinglian:a@b@c@db.internal:5432/q?ssl=require",
+     "postgresql+asyncpg://qinglian:***@db.internal:5432/q?ssl=require"),
+    ("postgresql+asyncpg://qinglian:a@b:c@db.internal:5432/q", "***"),  # SQLAlchemy reads the port "c@db…:5432"
+    ("postgresql+asyncpg://qinglian:se:cr/et@db.internal/qinglian",
+     "postgresql+asyncpg://qinglian:***@db.internal/qinglian"),
+    ("postgresql+asyncpg://qinglian@db.internal/qinglian", "postgresql+asyncpg://qinglian@db.internal/qinglian"),
+    ("sqlite+aiosqlite:////srv/qinglian/data/qinglian.db", "sqlite+aiosqlite:////srv/qinglian/data/qinglian.db"),
+    ("postgresql+asyncpg://qinglian:p@ss@[::1:5432/qinglian", "***"),  # cannot be parsed: nothing of it is shown
+    ("not a url p@ss", "***"),
+])
+def test_a_database_url_is_shown_without_any_part_of_its_password(url: str, shown: str) -> None:
+    assert masked_url(url) == shown

@@ -135,6 +135,30 @@ async def test_failed_logins_from_one_address_are_throttled(console: ConsoleHarn
     assert len(await console.audit("login.failure")) == IP_FAILURE_LIMIT  # the refused one is not even tried
 
 
+async def test_with_redis_down_logins_work_and_failures_are_still_throttled(
+        tmp_path: Path, data_template: Path, password_hash: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Seen deploying: QINGLIAN_REDIS_URL set and Redis down, every console login answered 500. The failures
+    are counted in the database meanwhile (which every process sees), so a Redis made unavailable does not
+    lift the throttle."""
+    settings = make_settings(fresh_data_dir(data_template, tmp_path / "data"),
+                             redis_url="redis://127.0.0.1:1/0")  # nothing listens there: a refused connection
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        console = ConsoleHarness(app, settings, password_hash)
+        await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+        async with console.client() as client:
+            await console.login(client, "rev")
+        async with console.client() as client:
+            for number in range(IP_FAILURE_LIMIT):
+                assert (await console.submit_login(client, f"nobody{number}", "wrong password!")).status_code == 401
+            refused = await console.submit_login(client, "rev", PASSWORD)
+            assert refused.status_code == 429 and "失败次数过多" in refused.text
+        await settle_background_tasks()
+    warnings = [record.getMessage() for record in caplog.records
+                if record.name == "console.throttle" and record.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith("Redis (QINGLIAN_REDIS_URL) does not answer")
+
+
 async def test_totp_login(console: ConsoleHarness) -> None:
     secret = pyotp.random_base32()
     await console.user("sup", StaffRole.SUPERVISOR, totp_secret=secret)

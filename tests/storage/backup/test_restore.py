@@ -4,7 +4,9 @@ as they were) and files, reports the tables it emptied, and new cases continue t
 that fails while writing rolls back every row and keeps the data it would have replaced (files already written
 stay); a target at an unknown revision is refused; a backup of an older schema restores into a newer empty
 database, which ends at the newest schema; a refused archive leaves no trace, while one naming a table its own
-schema lacks leaves the target at the backup's schema, empty."""
+schema lacks leaves the target at the backup's schema, empty; an archive the configured keys cannot read (a key
+id of its values or files missing from the key ring, or another pseudonym key) is refused before anything is
+written."""
 
 from __future__ import annotations
 
@@ -22,10 +24,11 @@ from sqlalchemy import select, text
 from storage.backup.format import BackupError
 from storage.backup.restore import restore_backup
 from storage.backup.write import create_backup
+from storage.crypto import DataKey, KeyRing, parse_key
 from storage.db import Database
 from storage.migrate import upgrade
 from storage.models import Base, CaseSignature
-from tests.conftest import make_test_keyring
+from tests.conftest import TEST_PSEUDONYM_KEY, make_test_keyring
 from tests.factories import create_staff, file_case
 
 EVIDENCE = b"QLE1" + bytes(range(256)) * 8
@@ -240,3 +243,62 @@ async def test_a_backup_naming_a_table_its_own_schema_lacks_leaves_the_target_em
             assert (await session.execute(text("SELECT count(*) FROM cases"))).scalar_one() == 0
     finally:
         await target.dispose()
+
+
+async def test_an_archive_under_keys_the_configuration_lacks_is_refused_before_anything_is_written(
+        database_url: str, sessionmaker: Any, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    await _fill(sessionmaker, data_dir)
+    archive = tmp_path / "backup.qlbak"
+    await asyncio.to_thread(create_backup, database_url, data_dir, archive)
+    before, revision = await _dump(sessionmaker), await _revision(sessionmaker)
+    backup_key = make_test_keyring().current.key_id
+    pseudonym_key = parse_key(TEST_PSEUDONYM_KEY)
+    other_key = DataKey(b"o" * 32, "QINGLIAN_ENCRYPTION_KEY")
+    fresh = tmp_path / "fresh" / "qinglian.db"
+    refusals = {  # the key ring of another deployment; then the right encryption key with another pseudonym key
+        KeyRing(other_key, pseudonym_key=pseudonym_key): (
+            f"the backup is encrypted under key {backup_key}, which the configured key ring does not hold "
+            f"(it holds {other_key.key_id}): set the key of the backup's time as QINGLIAN_ENCRYPTION_KEY or in "
+            "QINGLIAN_ENCRYPTION_OLD_KEYS; nothing was restored"),
+        KeyRing(make_test_keyring().current, pseudonym_key=b"p" * 32): (
+            "the configured QINGLIAN_PSEUDONYM_KEY is not the one the backup was made with (residents would not "
+            "find their conversations and reports): set the backup's; nothing was restored"),
+    }
+    for ring, message in refusals.items():
+        for target_url, target_dir in ((database_url, data_dir), (f"sqlite+aiosqlite:///{fresh}", tmp_path / "t")):
+            with pytest.raises(BackupError) as refused:
+                await asyncio.to_thread(restore_backup, target_url, target_dir, archive, ring, force=True)
+            assert str(refused.value) == message
+    assert await _dump(sessionmaker) == before and await _revision(sessionmaker) == revision
+    assert not fresh.parent.exists() and not (tmp_path / "t").exists()
+
+    # an older key in QINGLIAN_ENCRYPTION_OLD_KEYS reads it
+    rotated = KeyRing(other_key, [make_test_keyring().current], pseudonym_key=pseudonym_key)
+    summary = await asyncio.to_thread(restore_backup, f"sqlite+aiosqlite:///{fresh}", tmp_path / "t", archive,
+                                      rotated)
+    assert summary.row_counts["cases"] == 2
+
+
+async def test_evidence_or_model_files_under_a_key_the_configuration_lacks_are_refused(
+        database_url: str, sessionmaker: Any, tmp_path: Path) -> None:
+    from storage.evidence_files import write_encrypted
+
+    data_dir = tmp_path / "data"
+    await _fill(sessionmaker, data_dir)
+    model_key = DataKey(b"m" * 32, "an old key")
+    ring = make_test_keyring().with_key(model_key)
+    write_encrypted(ring, data_dir / "models" / "v1" / "model.joblib", b"model", purpose="model:v1", key=model_key)
+    archive = tmp_path / "backup.qlbak"
+    await asyncio.to_thread(create_backup, database_url, data_dir, archive)
+    target = tmp_path / "target" / "qinglian.db"
+
+    with pytest.raises(BackupError) as refused:
+        await asyncio.to_thread(restore_backup, f"sqlite+aiosqlite:///{target}", tmp_path / "t", archive,
+                                make_test_keyring())
+
+    assert str(refused.value) == (
+        f"the backup is encrypted under key {model_key.key_id}, which the configured key ring does not hold "
+        f"(it holds {make_test_keyring().current.key_id}): set the key of the backup's time as "
+        "QINGLIAN_ENCRYPTION_KEY or in QINGLIAN_ENCRYPTION_OLD_KEYS; nothing was restored")
+    assert not target.parent.exists() and not (tmp_path / "t").exists()
