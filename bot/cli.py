@@ -12,7 +12,7 @@ import typer
 
 from bot.channels.wechat.cli import wechat_app
 from bot.config import ConfigError, Settings, load_settings
-from bot.staff_cli import refuse_demo_admin_in_production, staff_app
+from bot.staff_cli import audit_command, refuse_demo_admin_in_production, staff_app
 from nlp.cli import ModelKeys, classify, model_app
 from nlp.mining_cli import hotspots_command, reply_quality_command
 
@@ -50,7 +50,7 @@ def _model_cipher() -> Any:
 
 @app.callback()
 def _with_model_keys(ctx: typer.Context) -> None:
-    ctx.obj = ModelKeys(_model_cipher)
+    ctx.obj = ModelKeys(_model_cipher, audit=audit_command)
 
 
 def _configure_logging(level: str) -> None:

@@ -6,16 +6,17 @@ import asyncio
 import getpass
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import ConfigError, Settings, load_settings
 from console.auth import hash_password
-from storage import staff_actions
+from storage import audit, staff_actions
 from storage.actions import ActionError
 from storage.db import Database
 from storage.models import StaffRole, StaffUser
@@ -34,6 +35,22 @@ def _settings() -> Settings:
     except ConfigError as problem:
         typer.echo(f"qinglian: {problem}", err=True)
         raise typer.Exit(2) from None
+
+
+def audit_command(action: str, detail: dict[str, Any]) -> None:
+    """Write an administrator's command (`qinglian model promote`, …) into the audit log, as the console writes its
+    own, without a staff actor (the command puts who ran it in `detail`). When the database cannot be written, the
+    command says so and fails: what it did stands, but it is not audited."""
+
+    async def work(session: AsyncSession) -> None:
+        await audit.record(session, None, action, detail=detail)
+
+    try:
+        _run(work)
+    except (OSError, SQLAlchemyError) as problem:
+        typer.echo(f"qinglian: done, but the audit log could not be written ({problem.__class__.__name__}: "
+                   f"{str(problem).splitlines()[0] if str(problem) else ''})", err=True)
+        raise typer.Exit(1) from None
 
 
 def _run(work: Callable[[AsyncSession], Awaitable[T]], *, writes: bool = True) -> T:

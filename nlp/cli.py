@@ -11,6 +11,7 @@ so `qinglian --help` stays fast. Errors print one line and exit with code 2.
 
 from __future__ import annotations
 
+import getpass
 import io
 import json
 import sys
@@ -45,11 +46,29 @@ CLASSIFY_BATCH = 256
 
 @dataclass(frozen=True)
 class ModelKeys:
-    """How the commands get the cipher of the models: `qinglian` (bot.cli) puts one in the command's context
-    object (`ctx.obj`), giving its key ring's, so that models are saved and read encrypted as the service does.
-    Without it (this module run alone) models are saved in plain text and an encrypted one is refused."""
+    """What the service lends the commands, through the command's context object (`ctx.obj`), which `qinglian`
+    (bot.cli) fills: the cipher of the models (its key ring's), so that models are saved and read encrypted as the
+    service does, and the audit log, into which a training run, a promotion and a rollback are written as the
+    console writes its own. Without it (this module run alone) models are saved in plain text, an encrypted one is
+    refused, and nothing is audited (there is no service database to write to)."""
 
     cipher: Callable[[], ArtifactCipher]
+    audit: Callable[[str, dict[str, Any]], None] | None = None
+
+
+def _operator() -> str:
+    """Who ran a command, as the models page names them: the operating-system account."""
+    try:
+        return f"command line ({getpass.getuser()})"
+    except (KeyError, OSError):  # no name for the process's user id (a container's arbitrary uid)
+        return "command line"
+
+
+def _audit(ctx: typer.Context, action: str, detail: dict[str, Any]) -> None:
+    """Into the service's audit log, with who ran the command (`via`)."""
+    keys = ctx.find_object(ModelKeys)
+    if keys is not None and keys.audit is not None:
+        keys.audit(action, {**detail, "via": _operator()})
 
 
 @contextmanager
@@ -255,6 +274,7 @@ def train_command(
         _warm_up()
         with _progress([*TRAIN_STEPS, SCORING_STEP, SAVING_STEP], "training") as report:
             info = train_and_register(_registry(ctx), examples, progress=report, source=source)
+        _audit(ctx, "model.train", {"version": info.version, "examples": info.n_examples})
         console = _console()
         console.print(f"model [bold]{info.version}[/bold]: {info.n_examples} examples, {len(info.labels)} labels, "
                       f"trained in {info.training_seconds:.1f} s")
@@ -450,8 +470,9 @@ def promote_command(
     """Make a model the one the service uses; refuses one > 1 macro-F1 point worse unless --force."""
     with _cli_errors():
         registry = _registry(ctx)
-        registry.promote(version, force=force)
+        registry.promote(version, force=force, by=_operator())
         info = registry.get(version)
+        _audit(ctx, "model.promote", {"version": info.version, "forced": force})
         typer.echo(f"promoted {info.version} (macro-F1 {_score(info.macro_f1)} on the evaluation split)"
                    + (" — forced" if force else ""))
 
@@ -460,7 +481,8 @@ def promote_command(
 def rollback_command(ctx: typer.Context) -> None:
     """Go back to the previously promoted model."""
     with _cli_errors():
-        info = _registry(ctx).rollback()
+        info = _registry(ctx).rollback(by=_operator())
+        _audit(ctx, "model.rollback", {"version": info.version})
         typer.echo(f"rolled back to {info.version} (macro-F1 {_score(info.macro_f1)} on the evaluation split)")
 
 

@@ -267,11 +267,11 @@ class ModelRegistry:
             return candidate.macro_f1, current.macro_f1
         return evaluate_on_eval_split(self.load(candidate.version)), evaluate_on_eval_split(self.load(current.version))
 
-    def promote(self, version: str, *, force: bool = False) -> None:
-        """Make `version` the promoted model. Without `force`, refuse a model whose macro-F1 on the evaluation
-        split is more than 1 point below the promoted model's (unless that one cannot be served by this
-        installation any more), or that has no such score. A model this installation cannot serve is refused
-        even with `force`."""
+    def promote(self, version: str, *, force: bool = False, by: str | None = None) -> None:
+        """Make `version` the promoted model (`by`: who, as the models page shows it). Without `force`, refuse a
+        model whose macro-F1 on the evaluation split is more than 1 point below the promoted model's (unless that
+        one cannot be served by this installation any more), or that has no such score. A model this installation
+        cannot serve is refused even with `force`."""
         with self.locked():
             candidate = self.get(version)
             check_servable(candidate.path, read_metadata(candidate.path), self.cipher)
@@ -296,11 +296,11 @@ class ModelRegistry:
             state["history"].append(version)
             state["events"].append({"action": "promote", "version": version,
                                     "previous": current.version if current else None,
-                                    "at": _now().isoformat(), "forced": force})
+                                    "at": _now().isoformat(), "forced": force, "by": by})
             self._save_state(state)
 
-    def rollback(self) -> ModelInfo:
-        """Promote the previously promoted version again; returns it."""
+    def rollback(self, *, by: str | None = None) -> ModelInfo:
+        """Promote the previously promoted version again (`by`: who); returns it."""
         with self.locked():
             state = self._state()
             history: list[str] = state["history"]
@@ -314,7 +314,7 @@ class ModelRegistry:
             previous = self.get(history[-1])
             check_servable(previous.path, read_metadata(previous.path), self.cipher)
             state["events"].append({"action": "rollback", "version": previous.version, "previous": current,
-                                    "at": _now().isoformat(), "forced": False})
+                                    "at": _now().isoformat(), "forced": False, "by": by})
             self._save_state(state)
             return self.get(previous.version)
 

@@ -4,6 +4,7 @@ new one, comparing two, promoting one and rolling back."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlencode
@@ -131,7 +132,7 @@ async def promote(request: Request, principal: PagePrincipal, *, csrf: CsrfField
         return render(request, principal, "confirm_model.html", action="promote", target=candidate,
                       current=current, force=force == "1")
     try:
-        await asyncio.to_thread(registry.promote, version, force=force == "1")
+        await asyncio.to_thread(registry.promote, version, force=force == "1", by=principal.user.username)
     except NlpError as problem:
         raise OperationError(409, str(problem)) from None
     await accounts.record(principal, "model.promote", {"version": version, "forced": force == "1"})
@@ -157,7 +158,7 @@ async def rollback(request: Request, principal: PagePrincipal, *, csrf: CsrfFiel
         return render(request, principal, "confirm_model.html", action="rollback", target=versions[target],
                       current=current, force=False)
     try:
-        info = await asyncio.to_thread(registry.rollback)
+        info = await asyncio.to_thread(functools.partial(registry.rollback, by=principal.user.username))
     except NlpError as problem:
         raise OperationError(409, str(problem)) from None
     await accounts.record(principal, "model.rollback", {"version": info.version})

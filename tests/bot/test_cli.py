@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,3 +122,53 @@ def test_a_database_it_cannot_reach_is_one_line_without_alembics_info(tmp_path: 
     assert (result.stdout, result.stderr.splitlines()) == ("", [
         "qinglian: cannot open the database at postgresql+asyncpg://q:***@127.0.0.1:1/q: "
         "[Errno 111] Connect call failed ('127.0.0.1', 1)"])
+
+
+def test_model_commands_are_audited_and_the_models_page_names_who_ran_them(tmp_path: Path) -> None:
+    """Seen as an administrator: `qinglian model train/promote/rollback` left no trace in the audit log, and the
+    models page listed the command line's promotion without anyone."""
+    from bot.config import Settings
+    from nlp.corpus import load_seed_corpus
+    from storage import audit
+    from storage.db import Database
+
+    shutil.copytree(shared_models_dir(), tmp_path / "models")
+    env = {"PATH": "/usr/bin:/bin", "QINGLIAN_DATA_DIR": str(tmp_path), "COLUMNS": "200"}
+
+    def qinglian(*arguments: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([sys.executable, "-m", "bot.cli", *arguments], cwd=REPO, env=env,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return result
+
+    qinglian("db", "upgrade")
+    seed = load_seed_corpus("train")
+    small = tmp_path / "small.jsonl"  # three reports per label: quick to train, and worse than the default
+    small.write_text("\n".join(json.dumps({"text": e.text, "label": e.label}, ensure_ascii=False)
+                               for label in sorted({e.label for e in seed})
+                               for e in [x for x in seed if x.label == label][:3]), encoding="utf-8")
+    qinglian("model", "train", "--data", str(small))
+    [version] = [path.name for path in (tmp_path / "models").iterdir()
+                 if path.is_dir() and not (shared_models_dir() / path.name).exists()]
+    qinglian("model", "promote", version, "--force")
+    qinglian("model", "rollback")
+
+    async def audited() -> list[tuple[str, int | None, dict[str, Any]]]:
+        settings = Settings(data_dir=tmp_path)  # the keys the commands generated into the data directory
+        database = Database.connect(settings.resolved_database_url, settings.resolved_keyring())
+        try:
+            async with database.read_sessionmaker() as session:
+                rows, _ = await audit.audit_log(session, page=1, per_page=50)
+        finally:
+            await database.dispose()
+        return [(e.action, e.actor_id, e.detail) for e, _, _ in reversed(rows) if e.action.startswith("model.")]
+
+    entries = asyncio.run(audited())
+    assert [(action, actor) for action, actor, _ in entries] == [
+        ("model.train", None), ("model.promote", None), ("model.rollback", None)]
+    assert all(detail["via"].startswith("command line") for _, _, detail in entries)
+    assert entries[1][2]["version"] == version and entries[1][2]["forced"] is True
+    assert entries[2][2]["version"] != version
+    events = json.loads((tmp_path / "models" / "registry.json").read_text(encoding="utf-8"))["events"]
+    assert [event["action"] for event in events[-2:]] == ["promote", "rollback"]
+    assert all(event["by"].startswith("command line") for event in events[-2:])
