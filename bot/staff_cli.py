@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import ConfigError, Settings, load_settings
 from console.auth import hash_password
+from handlers.texts import fill
 from storage import audit, staff_actions
 from storage.actions import ActionError
 from storage.db import Database
@@ -96,7 +97,8 @@ def _check_queues(queues: list[str]) -> None:
     known = {q.code for q in _settings().city.queues}
     unknown = sorted(set(queues) - known)
     if unknown:
-        typer.echo(f"qinglian: unknown queue(s) {', '.join(unknown)}; configured: {', '.join(sorted(known))}", err=True)
+        typer.echo(fill("qinglian: unknown {n:plural:queue|queues} {names}; configured: {known}", n=len(unknown),
+                        names=", ".join(unknown), known=", ".join(sorted(known))), err=True)
         raise typer.Exit(2)
 
 
@@ -179,7 +181,7 @@ def reset_password(username: str, password: Annotated[str | None, typer.Option()
     revoked = _run(work)
     typer.echo(f"password of {username} changed")
     if revoked:
-        typer.echo(f"revoked {revoked} API token(s) of {username}")
+        typer.echo(fill("revoked {n} API {n:plural:token|tokens} of {username}", n=revoked, username=username))
 
 
 @staff_app.command("assign")

@@ -89,7 +89,9 @@ class ProblemCaseOut(_Out):
 class ProblemOut(_Out):
     id: int
     title: str | None
-    answered_at: datetime | None
+    answered_at: datetime | None = Field(description="When the problem was last answered; cases that joined it "
+                                                    "later may still wait (see answered_cases).")
+    answered_cases: int = Field(description="Cases of the problem, in any queue, whose reporter has had an answer.")
     cases: list[ProblemCaseOut]
     hidden: int = Field(description="Cases of the problem in queues the caller does not work in.")
     answerable: bool = Field(description="Whether the caller may answer every reporter of the problem.")
@@ -152,6 +154,7 @@ async def check_answer(principal: CurrentUser, case_number: CaseNumber, body: An
 
 def _problem_out(view: problems.ProblemView) -> ProblemOut:
     return ProblemOut(id=view.problem.id, title=view.problem.title, answered_at=view.problem.answered_at,
+                      answered_cases=view.answered,
                       cases=[ProblemCaseOut(case_number=case.case_number or "", queue=case.queue, status=case.status,
                                             created_at=case.created_at) for case in view.cases],
                       hidden=view.hidden, answerable=view.answerable)

@@ -1,7 +1,8 @@
 """Cases of a filter as a spreadsheet (CSV or XLSX) for supervisors' reports: the columns they report on, times
 in the city's time zone, the reporter's identity only for the roles that may reveal it, and every export in
 the audit log. No cell can run as a formula: text that a spreadsheet would read as one (it starts with = + - @,
-a tab or a carriage return) gets a leading apostrophe."""
+a tab or a carriage return) gets a leading apostrophe in CSV, which has no cell types; in XLSX it is a string cell
+with the quote prefix (Excel keeps it text when edited), holding the text exactly as it was written."""
 
 from __future__ import annotations
 
@@ -93,21 +94,22 @@ def sheet(cases: Sequence[Case], usernames: dict[int, str], city: CityConfig, *,
         if identity:
             row += [case.reporter_name if not case.anonymous else None,
                     case.reporter_phone if not case.anonymous else None]
-        rows.append([neutralised(cell) for cell in row])
-    return Sheet([str(neutralised(name)) for name in header(city, identity)], rows)
+        rows.append(row)
+    return Sheet(header(city, identity), rows)
 
 
 def to_csv(table: Sheet) -> bytes:
     """UTF-8 with a byte-order mark, so that Excel opens the Chinese text as such."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(table.header)
-    writer.writerows(["" if cell is None else cell for cell in row] for row in table.rows)
+    writer.writerow([neutralised(name) for name in table.header])
+    writer.writerows(["" if cell is None else neutralised(cell) for cell in row] for row in table.rows)
     return buffer.getvalue().encode("utf-8-sig")
 
 
 def to_xlsx(table: Sheet) -> bytes:
-    """One sheet; every text cell is stored as text (openpyxl would otherwise take "=…" for a formula)."""
+    """One sheet; every text cell is stored as text, exactly (openpyxl would otherwise take "=…" for a formula),
+    with the quote prefix where it looks like a formula."""
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
 
@@ -120,6 +122,7 @@ def to_xlsx(table: Sheet) -> bytes:
             cell = WriteOnlyCell(worksheet, value=value)
             if isinstance(value, str):
                 cell.data_type = "s"  # text, even when it looks like a formula or a number
+                cell.quotePrefix = value.startswith(FORMULA_STARTS)  # and stays text when edited in Excel
             row.append(cell)
         return row
 

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from console import texts
 from console.auth import Principal, can_see, visible_queues
 from console.operations import OperationError, answer_case, load_case, require_supervisor, score_answer
 from handlers import hotspots as hot_issues
@@ -52,16 +53,36 @@ class ProblemView:
     cases: list[Case]  # in the viewer's queues, oldest first
     hidden: int  # cases of the problem in other queues
     answerable: bool  # this user may answer the problem (all its cases are theirs to answer)
+    answered: int = 0  # cases of the problem (in any queue) whose reporter has had an answer
+
+    @property
+    def total(self) -> int:
+        return len(self.cases) + self.hidden
+
+    @property
+    def answered_badge(self) -> tuple[str, str, str] | None:
+        """(Chinese, English, tag class) of the problem's answer: answered once every case of it is; "2 of 3"
+        while cases that joined after the answer still wait; None before any answer."""
+        if self.problem.answered_at is None and not self.answered:
+            return None
+        if self.answered >= self.total:
+            return (*texts.pair("flag.problem_answered"), "ok")
+        values = {"answered": self.answered, "total": self.total, "waiting": self.total - self.answered}
+        return (*texts.pair("flag.problem_partly_answered", **values), "warn")
 
 
-def _view(principal: Principal, problem: Problem, cases: list[Case]) -> ProblemView:
+def _view(principal: Principal, problem: Problem, cases: list[Case], answered: int) -> ProblemView:
     shown = [case for case in cases if can_see(principal.user, case)]
-    return ProblemView(problem, shown, len(cases) - len(shown), len(shown) == len(cases))
+    return ProblemView(problem, shown, len(cases) - len(shown), len(shown) == len(cases), answered)
 
 
 async def _problem(session: AsyncSession, principal: Principal, problem_id: int) -> ProblemView:
     problem = await session.get(Problem, problem_id)
-    view = None if problem is None else _view(principal, problem, await similar.problem_cases(session, problem_id))
+    view = None
+    if problem is not None:
+        cases = await similar.problem_cases(session, problem_id)
+        answered = await queries.answered_case_ids(session, [case.id for case in cases])
+        view = _view(principal, problem, cases, len(answered))
     if view is None or not view.cases:
         raise OperationError(404, f"no problem {problem_id} with cases in your queues")
     return view

@@ -12,6 +12,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from handlers.texts import fill
+
 LOCALES = ("zh", "en")
 LOCALES_DIR = Path(__file__).with_name("locales")
 
@@ -51,7 +53,7 @@ def has(key: str) -> bool:
 
 def get(locale: str, key: str, **values: object) -> str:
     template = _tables()[locale][key]
-    return template.format(**values) if values else template
+    return fill(template, **values) if values else template  # with `handlers.texts`' plurals
 
 
 def pair(key: str, **values: object) -> tuple[str, str]:

@@ -1,4 +1,7 @@
-"""Texts in Chinese and English, from TOML files that a city's configuration may override."""
+"""Texts in Chinese and English, from TOML files that a city's configuration may override.
+
+A count's noun agrees with it: `{count} {count:plural:file|files}` reads "1 file", "3 files" (the word before
+the bar for exactly 1, the other for any other value)."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import string
 import tomllib
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 LOCALES = ("zh", "en")
 LOCALES_DIR = Path(__file__).with_name("locales")
@@ -21,6 +25,24 @@ def normalise_locale(language_code: str | None, default: str = "zh") -> str:
     if tag.startswith("en"):
         return "en"
     return default
+
+
+class _Formatter(string.Formatter):
+    """`str.format`, and the `plural:one|many` format of a count."""
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        if format_spec.startswith("plural:"):
+            one, _, many = format_spec.removeprefix("plural:").partition("|")
+            return one if value == 1 else many
+        return super().format_field(value, format_spec)
+
+
+FORMATTER = _Formatter()
+
+
+def fill(template: str, **values: object) -> str:
+    """`template` with `values` filled in, its plurals agreeing with their counts."""
+    return FORMATTER.format(template, **values)
 
 
 @cache
@@ -40,7 +62,7 @@ class Texts:
     def get(self, locale: str, key: str, **values: object) -> str:
         table = self._tables.get(locale) or self._tables["zh"]
         template = table[key]
-        return template.format(**values) if values else template
+        return fill(template, **values) if values else template
 
     def keys(self) -> set[str]:
         return set(self._tables["zh"])

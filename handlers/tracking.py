@@ -153,9 +153,18 @@ def rating_labels(texts: Texts, locale: str) -> list[str]:
                                                       texts.get(locale, "rate_later")]
 
 
-def rating_choices(turn: Turn) -> list[Choice]:
+def rating_choices(turn: Turn, *, solved: bool = False) -> list[Choice]:
+    """The rating question's options; without "not solved" once the resident has said the answer solved it."""
     return [Choice(key, label)
-            for (key, _), label in zip(loop.RATING_CHOICES, rating_labels(turn.ctx.texts, turn.locale), strict=True)]
+            for (key, _), label in zip(loop.RATING_CHOICES, rating_labels(turn.ctx.texts, turn.locale), strict=True)
+            if not (solved and key == "rate:unsolved")]
+
+
+def said_solved(case: Case) -> bool:
+    """Whether the resident said the case's last answer solved it (no reopening since)."""
+    last = next((event.kind for event in reversed(case.trace)
+                 if event.kind in (TraceKind.SOLVED, TraceKind.REOPENED)), None)
+    return last == TraceKind.SOLVED
 
 
 def is_rating(turn: Turn, text: str | None) -> bool:
@@ -163,9 +172,10 @@ def is_rating(turn: Turn, text: str | None) -> bool:
     return letters(text) == letters(turn.t("rate_unsolved")) or _rating_value(None, text) is not None
 
 
-def ask_rating(turn: Turn) -> None:
+def ask_rating(turn: Turn, case: Case, *, solved: bool = False) -> None:
+    """The rating question about `case`; `solved`: the resident has just said so (not yet in the loaded trace)."""
     turn.set_state("rating")
-    turn.ask(turn.t("ask_rating"), rating_choices(turn))
+    turn.ask(turn.t("ask_rating"), rating_choices(turn, solved=solved or said_solved(case)))
 
 
 async def ask_again(turn: Turn) -> bool:
@@ -181,7 +191,7 @@ async def ask_again(turn: Turn) -> bool:
     if state == "follow_up":
         turn.ask(turn.t("ask_follow_up"), [Choice("follow_up:done", turn.t("follow_up_done"))])
     elif state == "rating":
-        ask_rating(turn)
+        ask_rating(turn, case)
     elif state == "rating_comment":
         turn.ask(turn.t("ask_rating_comment"), [Choice("comment:skip", turn.t("comment_skip"))])
     elif state == "appeal":
@@ -221,9 +231,9 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         elif choice == "case:solved" and case.status == CaseStatus.ANSWERED:
             await loop.close_as_solved(turn.session, case)
             turn.say(turn.t("solved_thanks"))
-            ask_rating(turn)
+            ask_rating(turn, case, solved=True)
         elif choice == "case:rate" and case.status in CLOSED_STATUSES and case.rating is None:
-            ask_rating(turn)
+            ask_rating(turn, case)
         elif choice == "case:appeal" and _may_appeal(turn, case):
             turn.set_state("appeal")
             turn.ask(turn.t("ask_appeal"))
@@ -248,7 +258,7 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         rating = None if unsolved else _rating_value(choice, text)
         if rating is None and not unsolved:
             turn.say(turn.t("error_rating"))
-            ask_rating(turn)
+            ask_rating(turn, case)
             return True
         if case.status not in CLOSED_STATUSES or case.rating is not None:
             _not_ratable(turn, case)

@@ -10,7 +10,9 @@ memory, every other word gets the table's median, as `jieba.analyse` does).
   2000元), which weigh as much as its heaviest key phrase; coverage is the IDF-weighted share of them that the
   reply mentions, and cosine is the TF-IDF cosine of the two texts' words.
 - **Completeness**: does the reply say what was found (经查/调查/核实…), what was done (已责令/整改/处理…), on which
-  basis (根据《…》/依据/规定…) and whom to contact (电话/联系/咨询 with a number)? Weights 0.3, 0.3, 0.2, 0.2.
+  basis (根据《…》/依据/规定…) and whom to contact (电话/联系/咨询/拨打 with a number)? Weights 0.3, 0.3, 0.2, 0.2.
+  An English reply answers the same questions in its words (investigated/found that…, ordered/rectified/
+  disciplined…, according to/under Article…/regulations…, call/phone/contact/hotline with a number).
 - **Clarity** starts at 1 and loses 0.4 for a reply under 30 characters, up to 0.3 for sentences averaging over
   60 characters, up to 0.3 for courtesy sentences (您好/感谢/此复…) beyond a third of the reply, and 0.1 for a
   reply over 1,500 characters.
@@ -55,7 +57,20 @@ _ACTIONS = re.compile(
 _BASIS = re.compile(
     r"根据《|依据《|按照《|《[^》]{2,40}》|规定|第[一二三四五六七八九十百零\d]+条|政策|法律|法规|条例|办法"
 )
-_CONTACT_WORD = re.compile(r"电话|联系|咨询|热线|来电|来访|窗口")
+_CONTACT_WORD = re.compile(r"电话|联系|咨询|热线|来电|来访|窗口|拨打")
+# The same four questions of an English answer (the text is lower-cased by `normalise`), word by word.
+_FINDINGS_EN = re.compile(
+    r"\b(?:investigat\w*|inquir(?:y|ies|ed)|looked into|verif\w*|checked|inspect\w*|examined|found that|we found|"
+    r"it was found|established that|confirmed that|site visit|visited)\b")
+_ACTIONS_EN = re.compile(
+    r"\b(?:ordered|required|instructed|told to|rectif\w*|fined|penal\w*|punished|disciplined|warned|reprimanded|"
+    r"suspended|dismissed|removed|transferred|refunded|returned|recovered|repaired|fixed|cleaned|demolished|"
+    r"corrected|resolved|settled|issued|processed|arranged|handled|dealt with|took action|has been done|"
+    r"will be (?:completed|fixed|repaired|removed|resolved))\b")
+_BASIS_EN = re.compile(
+    r"\b(?:according to|in accordance with|pursuant to|under (?:the )?(?:article|section|law|regulations?|rules?)|"
+    r"article \d+|section \d+|regulations?|rules|provisions?|law|laws|policy|policies|measures)\b")
+_CONTACT_WORD_EN = re.compile(r"\b(?:call|phone|telephone|tel|contact|hotline|dial|ring|enquir\w*)\b")
 _PHONE = re.compile(r"(?<!\d)(?:\d{3,4}-?\d{7,8}|1\d{10}|\d{5,8}|12345)(?!\d)")
 _COURTESY = re.compile(
     r"您好|你好|感谢|谢谢|收悉|此复|特此|祝您|敬请|理解|支持|关心|信任|欢迎|如有疑问|再次|网友|留言|现将|答复如下|回复如下"
@@ -268,11 +283,12 @@ def _relevance(report: str, reply: str, reasons: list[Reason]) -> float:
 
 def _completeness(reply: str, reasons: list[Reason]) -> float:
     text = normalise(reply)
-    contact = any(_PHONE.search(text[max(0, m.start() - 30):m.end() + 40]) for m in _CONTACT_WORD.finditer(text))
+    contact = any(_PHONE.search(text[max(0, m.start() - 30):m.end() + 40])
+                  for words in (_CONTACT_WORD, _CONTACT_WORD_EN) for m in words.finditer(text))
     parts = [
-        (bool(_FINDINGS.search(text)), 0.3, "no_findings"),
-        (bool(_ACTIONS.search(text)), 0.3, "no_action"),
-        (bool(_BASIS.search(text)), 0.2, "no_basis"),
+        (bool(_FINDINGS.search(text) or _FINDINGS_EN.search(text)), 0.3, "no_findings"),
+        (bool(_ACTIONS.search(text) or _ACTIONS_EN.search(text)), 0.3, "no_action"),
+        (bool(_BASIS.search(text) or _BASIS_EN.search(text)), 0.2, "no_basis"),
         (contact, 0.2, "no_contact"),
     ]
     for present, _, code in parts:

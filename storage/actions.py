@@ -458,6 +458,12 @@ _STATUS_EVENT = {
 }
 
 
+TAKEN_ON = (CaseStatus.ACCEPTED, CaseStatus.IN_HANDLING, CaseStatus.ANSWERED, CaseStatus.CLOSED)
+"""The statuses that say the office took the case on. A case first moved to one of them (or answered) without
+"accept" is accepted then: `accepted_at` is when the case was accepted at the latest, which the statistics' time
+to accept and the loop's on-time acceptance both read. Rejected or duplicate is not acceptance."""
+
+
 async def change_status(
     session: AsyncSession, case: Case, status: CaseStatus, *, actor: str, body: str | None = None
 ) -> TraceEvent:
@@ -468,8 +474,8 @@ async def change_status(
         raise ActionError(f"case is already {status}")
     case.status = status
     case.closed_at = utcnow() if status in CLOSED_STATUSES else None
-    if status == CaseStatus.ACCEPTED and case.accepted_at is None:
-        case.accepted_at = utcnow()
+    if status in TAKEN_ON and case.accepted_at is None:
+        case.accepted_at = utcnow()  # handled, answered or closed without "accept" first: accepted by now
     event = TraceEvent(case_id=case.id, kind=_STATUS_EVENT[status], actor=actor, body=body, detail={})
     session.add(event)
     await outbox.enqueue(
@@ -490,6 +496,8 @@ async def reply_to_reporter(session: AsyncSession, case: Case, text: str, *, act
         raise ActionError("an answer needs text")
     if case.status not in CLOSED_STATUSES:
         case.status = CaseStatus.ANSWERED
+        if case.accepted_at is None:
+            case.accepted_at = utcnow()  # answered without "accept" first: it was accepted no later than this
     event = TraceEvent(case_id=case.id, kind=TraceKind.ANSWERED, actor=actor, body=text, detail={})
     session.add(event)
     await outbox.enqueue(

@@ -5,7 +5,9 @@ Per queue, over the cases *received* in [start, end) (the cohort; the queue is t
 - on-time acceptance: a case answered its acceptance deadline in time when it was accepted (or closed without
   being accepted) by `accept_due_at`; it was late when that deadline passed (by the end of the period, or now if
   earlier) without that. Cases whose deadline is still ahead and that are not accepted yet are not counted.
-  The late ones are exactly `storage.statistics`' overdue count, so the two pages agree.
+  The late ones are exactly `storage.statistics`' overdue count, so the two pages agree. A case handled,
+  answered or closed without "accept" first was accepted then, no later (`storage.actions.TAKEN_ON`): its
+  `accepted_at` says so, and the statistics' median time to accept counts the same moment.
 - on-time resolution: the same with `closed_at` against `resolve_due_at` (the extended date, after an extension);
 - median and 90th percentile of the hours from receipt to acceptance and to closing (PostgreSQL's
   `percentile_cont`; on SQLite, which lacks it, over the one duration per case the database computes for it,

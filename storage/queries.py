@@ -68,7 +68,8 @@ def overdue_condition(now: datetime) -> ColumnElement[bool]:
 
 def late_to_accept(cutoff: datetime) -> ColumnElement[bool]:
     """A case whose acceptance deadline passed before `cutoff` unmet: accepted (or closed unaccepted) after it, or
-    still waiting. A case moved on past "accepted" without a timestamp counts as accepted in time. The statistics
+    still waiting. A case handled or answered without "accept" has the time of that as `accepted_at`
+    (`actions.TAKEN_ON`, migration 0048); one with no record of when counts as accepted in time. The statistics
     page's overdue count and the loop's on-time share both count with it, so they agree."""
     first_response = func.coalesce(Case.accepted_at, Case.closed_at)
     return and_(Case.accept_due_at.is_not(None), Case.accept_due_at < cutoff, or_(

@@ -43,10 +43,11 @@ class Statistics:
     `by_*` map a code to a count (only codes that occur; labels, districts and queues by count, descending;
     statuses in lifecycle order). Cases without a district count under `NO_DISTRICT`, without a label under
     `NO_LABEL`. The medians are in hours, over the cases *accepted* / *closed* (closed, rejected or duplicate)
-    in the period, whenever they were filed; None without such cases. `overdue` counts, per queue, the cases
-    of the period that missed a deadline that had passed by the end of the period (or now, if earlier): not
-    accepted (nor closed) by `accept_due_at`, not closed by `resolve_due_at` — late ones count too. The
-    average rating is over the rated cases closed in the period.
+    in the period, whenever they were filed; None without such cases. A case handled, answered or closed without
+    "accept" first was accepted then (`actions.TAKEN_ON`), as the loop's on-time acceptance counts it.
+    `overdue` counts, per queue, the cases of the period that missed a deadline that had passed by the end of the
+    period (or now, if earlier): not accepted (nor closed) by `accept_due_at`, not closed by `resolve_due_at` —
+    late ones count too. The average rating is over the rated cases closed in the period.
     """
 
     start: datetime

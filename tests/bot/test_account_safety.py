@@ -102,7 +102,7 @@ def test_a_reset_revokes_the_api_tokens(data_dir: Path) -> None:
 
     asyncio.run(make_token())
     assert staff("reset-password", "zhao", "--password", "a brand new password")[1] == (
-        "password of zhao changed\nrevoked 1 API token(s) of zhao\n")
+        "password of zhao changed\nrevoked 1 API token of zhao\n")
 
 
 def test_staff_list_does_not_cut_names_in_a_narrow_terminal(data_dir: Path) -> None:

@@ -141,7 +141,7 @@ async def test_a_problem_reads_back_is_checked_against_its_oldest_case_answered_
     assert made.status_code == 201, made.text
     problem = made.json()
     problem_id = problem["id"]
-    assert problem == {"id": problem_id, "title": "丽发新城搅拌站", "answered_at": None, "cases": [
+    assert problem == {"id": problem_id, "title": "丽发新城搅拌站", "answered_at": None, "answered_cases": 0, "cases": [
         {"case_number": number, "queue": "clean_hall", "status": "routed",
          "created_at": problem["cases"][index]["created_at"]} for index, number in enumerate((first, second, third))],
         "hidden": 0, "answerable": True}
@@ -163,7 +163,7 @@ async def test_a_problem_reads_back_is_checked_against_its_oldest_case_answered_
     assert answered.json() == {"id": problem_id, "told": 3}
     shown = (await api.call("li", "GET", f"problems/{problem_id}")).json()
     assert shown["answered_at"] is not None and datetime.fromisoformat(shown["answered_at"]) >= before
-    assert [case["status"] for case in shown["cases"]] == ["answered"] * 3
+    assert [case["status"] for case in shown["cases"]] == ["answered"] * 3 and shown["answered_cases"] == 3
 
     left = await api.call("li", "DELETE", f"cases/{second}/problem")
     assert (left.status_code, left.content) == (204, b"")

@@ -93,3 +93,40 @@ def test_every_page_fits_the_width_and_loads_nothing_from_outside(service: tuple
     outside = sorted({url for url in requested if not url.startswith((live.url, "data:", "blob:"))})
     assert outside == []
     assert problems == []
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "en-US"])
+def test_at_1280_px_every_navigation_link_shows_without_scrolling(service: tuple[LiveService, str],
+                                                                  locale: str) -> None:
+    """A common laptop width: an administrator (who has the most links) sees every link of the top navigation —
+    Chinese with its English beside it — whole inside the window; neither the page nor the navigation scrolls."""
+    from playwright.sync_api import expect, sync_playwright
+
+    live, _ = service
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800}, locale=locale)
+        page.goto(f"{live.url}/console/login")
+        page.fill("input[name=username]", "admin")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("form[action='/console/login'] button[type=submit]")
+        expect(page.locator("main h1")).to_contain_text("我的队列")
+        nav = page.locator("header nav")
+        expect(nav).to_be_visible()
+        links = nav.locator("a")
+        names = [" ".join(name.split()) for name in links.all_inner_texts()]
+        assert len(names) == 10 and any("常用答复" in name and "Canned replies" in name for name in names)
+        outside = []
+        for index, name in enumerate(names):
+            link = links.nth(index)
+            box = link.bounding_box()
+            visible = bool(link.evaluate(
+                "a => { const r = a.getBoundingClientRect(), n = a.closest('nav').getBoundingClientRect();"
+                " return r.left >= n.left && r.right <= n.right && r.left >= 0 && r.right <= window.innerWidth; }"))
+            if box is None or not visible:
+                outside.append(name)
+        assert outside == []
+        assert int(nav.evaluate("n => n.scrollWidth - n.clientWidth")) == 0  # the navigation does not scroll
+        assert _sideways(page) == 0
+        _shot(page, f"nav-1280-{locale}")
+        browser.close()

@@ -155,9 +155,12 @@ def test_the_summary_is_one_line_of_at_most_200_characters() -> None:
     assert long == "举" * 150 + " " + "报" * 49
 
 
-def test_free_text_and_identity_that_would_run_as_a_formula_are_neutralised_in_their_cells() -> None:
-    row = _row(_case(place="=HYPERLINK(\"http://example.invalid\")", description="\t =cmd|' /C calc'!A0",
-                     reporter_name="@SUM(1+1)", reporter_phone="+8613800000000", channel="=web"), identity=True)
+def test_free_text_and_identity_that_would_run_as_a_formula_are_neutralised_in_the_csv() -> None:
+    case = _case(place="=HYPERLINK(\"http://example.invalid\")", description="\t =cmd|' /C calc'!A0",
+                 reporter_name="@SUM(1+1)", reporter_phone="+8613800000000", channel="=web")
+    content = exports.to_csv(exports.sheet([case], {5: "li"}, CITY, identity=True, now=NOW))
+    header, values = list(csv.reader(io.StringIO(content.decode("utf-8-sig"))))
+    row = dict(zip(header, values, strict=True))
     assert [row[name] for name in ("地点 place", "摘要 summary", "渠道 channel", *IDENTITY)] == [
         "'=HYPERLINK(\"http://example.invalid\")", "'=cmd|' /C calc'!A0", "'=web", "'@SUM(1+1)",
         "'+8613800000000"]
@@ -180,7 +183,7 @@ def test_csv_is_utf8_with_a_byte_order_mark_and_empty_cells_for_missing_values()
         ["编号 case number", "地点 place", "置信度 confidence", "评价 rating"],
         ["QL-2026-000001", '芙蓉区"一站式"大厅, 二楼\n东侧', "0.9123", "5"],
         ["QL-2026-000002", "'=1+1", "", ""],
-        ["007", "=SUM(A1:A2)", "0.5", "3"],
+        ["007", "'=SUM(A1:A2)", "0.5", "3"],  # whatever the sheet holds, the CSV's cells never run
     ]
 
 
@@ -194,6 +197,21 @@ def test_xlsx_is_one_sheet_whose_text_stays_text_and_numbers_stay_numbers() -> N
         [("007", "s"), ("=SUM(A1:A2)", "s"), (0.5, "n"), (3, "n")],  # even unneutralised: never a formula
     ]
     assert [value for value, _ in cells[0]] == TABLE.header
+
+
+def test_a_residents_text_that_looks_like_a_formula_is_kept_exactly_in_xlsx_and_neutralised_in_csv() -> None:
+    """XLSX: the cell holds the resident's exact text as a string (with Excel's quote prefix, so editing it does not
+    turn it into a formula) — no apostrophe added. CSV has no cell types: there the leading apostrophe stays."""
+    table = exports.sheet([_case(place="=1+1", description="@SUM(1+1)", reporter_phone="+8613800000000")],
+                          {5: "li"}, CITY, identity=True, now=NOW)
+    columns = ("地点 place", "摘要 summary", "举报人电话 reporter's phone")
+    sheet = load_workbook(io.BytesIO(exports.to_xlsx(table)))["cases"]
+    header = [cell.value for cell in sheet[1]]
+    cells = [sheet.cell(row=2, column=header.index(name) + 1) for name in columns]
+    assert [(cell.value, cell.data_type, cell.quotePrefix) for cell in cells] == [
+        ("=1+1", "s", True), ("@SUM(1+1)", "s", True), ("+8613800000000", "s", True)]
+    rows = list(csv.reader(io.StringIO(exports.to_csv(table).decode("utf-8-sig"))))
+    assert [rows[1][rows[0].index(name)] for name in columns] == ["'=1+1", "'@SUM(1+1)", "'+8613800000000"]
 
 
 # --- exports on the database --------------------------------------------------------------------------------------
@@ -314,7 +332,7 @@ async def test_identity_columns_are_refused_to_a_role_that_may_not_reveal_and_au
     rows = [[cell.value for cell in row] for row in sheet.iter_rows()]
     assert rows[0] == HEADER + IDENTITY
     assert [(row[0], row[15], row[-2], row[-1]) for row in rows[1:]] == [
-        (anonymous.case_number, "否", None, None), (named.case_number, "是", "张三", "'-13800000000")]
+        (anonymous.case_number, "否", None, None), (named.case_number, "是", "张三", "-13800000000")]  # as stored
     assert [(e.actor_id, e.detail["format"], e.detail["identity"]) for e in await office.exports()] == [
         (supervisor.user.id, "xlsx", True)]
 

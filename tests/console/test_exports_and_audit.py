@@ -87,8 +87,9 @@ async def test_cases_export_as_xlsx_with_text_cells(console: ConsoleHarness) -> 
         row = next(r for r in sheet.iter_rows(min_row=2) if r[0].value == hostile)
         cells = dict(zip(header, row, strict=True))
         place, name = cells["地点 place"], cells["举报人姓名 reporter's name"]
-        assert (place.value, place.data_type, name.value, name.data_type) == ("'" + HOSTILE_PLACE, "s",
-                                                                              "'" + HOSTILE_NAME, "s")
+        # the exact text, as a string cell that Excel keeps as text (CSV's apostrophe is not added)
+        assert [(cell.value, cell.data_type, cell.quotePrefix) for cell in (place, name)] == [
+            (HOSTILE_PLACE, "s", True), (HOSTILE_NAME, "s", True)]
         assert all(cell.data_type != "f" for r in sheet.iter_rows() for cell in r)
         assert isinstance(cells["置信度 confidence"].value, float)
         assert (await client.get("/api/v1/export/cases", params={"created_to": "9999-12-31"},

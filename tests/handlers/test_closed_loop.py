@@ -143,7 +143,8 @@ async def test_notes_a_rejections_reason_and_an_appeal_reach_the_reporter(harnes
 
     await _as_staff(harness, case_id, reopen)
     case = await _case(harness, case_id)
-    assert (case.status, case.appeal_pending) == ("routed", False)
+    # it was put in handling (so accepted) before the rejection: the appeal returns it to handling
+    assert (case.status, case.appeal_pending) == ("in_handling", False)
     await resident.command("status", code)
     assert "复核决定：重新受理办理：经复核，转窗口监督组办理。" in resident.text()
     assert "case:appeal" not in resident.keys()

@@ -31,9 +31,32 @@ def test_both_languages_have_every_text_with_the_same_placeholders() -> None:
 
 def test_a_text_is_filled_in_and_an_unknown_language_reads_chinese() -> None:
     texts = Texts()
-    assert texts.get("en", "rated", rating=4) == "Thank you for your rating (4 star(s))!"
+    assert texts.get("en", "rated", rating=4) == "Thank you for your rating (4 stars)!"
     assert texts.get("zh", "rated", rating=4) == "感谢您的评价（4星）！"
     assert texts.get("ja", "rated", rating=4) == "感谢您的评价（4星）！"
+
+
+@pytest.mark.parametrize(("key", "values", "one", "many"), [
+    ("ask_intake_files", "count", "We have the 1 file you sent.", "We have the 3 files you sent."),
+    ("summary", "evidence", "Evidence: 1 file\n", "Evidence: 3 files\n"),
+    ("error_code_throttled", "minutes", "try again in 1 minute.", "try again in 3 minutes."),
+    ("error_code_throttled_network", "minutes", "try again in 1 minute.", "try again in 3 minutes."),
+    ("trace_rated", "rating", "Reporter's rating: 1 star", "Reporter's rating: 3 stars"),
+    ("rated", "rating", "Thank you for your rating (1 star)!", "Thank you for your rating (3 stars)!"),
+    ("error_case_rated", "rating", "rated already (1 star).", "rated already (3 stars)."),
+    ("error_report_limit_network", "hours", "submit it in 1 hour.", "submit it in 3 hours."),
+])
+def test_english_counts_read_right_for_one_and_for_many(key: str, values: str, one: str, many: str) -> None:
+    texts = Texts()
+    filled = {"district": "Yuelu", "place": "Hall", "when": "today", "description": "…", "identity": "anonymous"}
+    assert one in texts.get("en", key, **filled, **{values: 1})
+    assert many in texts.get("en", key, **filled, **{values: 3})
+    assert "(s)" not in texts.get("en", key, **filled, **{values: 1})
+
+
+def test_no_english_text_counts_with_s_in_brackets() -> None:
+    texts = Texts()
+    assert [key for key in sorted(texts.keys()) if "(s)" in texts.get("en", key)] == []
 
 
 def test_a_city_overrides_a_text_in_each_language_it_names() -> None:

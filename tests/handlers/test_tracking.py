@@ -399,3 +399,26 @@ async def test_an_answered_case_shows_no_dates_still_to_come(harness: DialogHarn
     resident = harness.resident()
     await resident.command("status", code)
     assert "预计" not in resident.text() and "当前状态：已答复\n办理轨迹：" in resident.text()
+
+
+async def test_a_resident_who_said_it_is_solved_is_not_offered_not_solved(harness: DialogHarness) -> None:
+    """"Solved, thank you" closes the answered case and asks for stars: "not solved" would contradict what the
+    resident just said, so the question offers the stars and "later" only — asked again too."""
+    case_id, code = await _case(harness)
+    await _set_status(harness, case_id, CaseStatus.ANSWERED)
+    resident = harness.resident()
+    await resident.command("status", code)
+    await resident.press("case:solved")
+    assert resident.last[0].text == "感谢确认，本案已办结。"
+    assert resident.keys() == ["rate:5", "rate:4", "rate:3", "rate:2", "rate:1", "rate:later"]
+    await resident.say("好的")  # not a rating: asked again, still without "not solved"
+    assert resident.last[0].text == "请选择1到5星。"
+    assert resident.keys() == ["rate:5", "rate:4", "rate:3", "rate:2", "rate:1", "rate:later"]
+    await resident.say("6")  # the sixth option is now "later"
+    assert resident.last[0].text == "好的。以后想评价时，发送查询码打开案件即可。"
+    await resident.command("status", code)
+    await resident.press("case:rate")  # rating it later: still solved, still no "not solved"
+    assert resident.keys() == ["rate:5", "rate:4", "rate:3", "rate:2", "rate:1", "rate:later"]
+    await resident.press("rate:4")
+    await resident.press("comment:skip")
+    assert resident.last[0].text == "感谢您的评价（4星）！"

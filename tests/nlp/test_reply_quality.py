@@ -133,3 +133,26 @@ def test_a_greeting_before_the_findings_is_not_counted_as_courtesy_and_disciplin
     assert "boilerplate" not in codes and "no_action" not in codes
     thanks_only = score_reply(REPORT, "您好，来信收悉，感谢您对我们工作的理解和支持。")
     assert "boilerplate" in {reason.code for reason in thanks_only.reasons}
+
+
+COMPLETENESS_CODES = {"no_findings", "no_action", "no_basis", "no_contact"}
+
+
+def test_please_dial_12345_is_a_contact() -> None:
+    """请拨打12345 — the city hotline, dialled — says whom to contact as much as 联系电话 does."""
+    dial = score_reply(REPORT, NO_BASIS_NO_CONTACT + "根据《社会保险经办服务规范》的规定办理。如有疑问请拨打12345。")
+    assert COMPLETENESS_CODES.isdisjoint(reason.code for reason in dial.reasons)
+    assert dial.completeness == pytest.approx(1.0)
+
+
+def test_an_english_answer_is_as_complete_as_its_findings_action_basis_and_contact() -> None:
+    complete = score_reply(ENGLISH_REPORT, (
+        "We investigated your report and found that the clerk at window 3 asked for 500 yuan. Under Article 12 of "
+        "the Regulations on Administrative Licensing, the clerk has been disciplined and ordered to refund the "
+        "money, and your business licence has been issued. If you have questions, please call 0731-84561234."))
+    assert COMPLETENESS_CODES.isdisjoint(reason.code for reason in complete.reasons)
+    assert complete.completeness == pytest.approx(1.0)
+    lacking = score_reply(ENGLISH_REPORT, "After verification, the clerk at window 3 was warned and the fee was "
+                                          "returned to you.")
+    assert {reason.code for reason in lacking.reasons} & COMPLETENESS_CODES == {"no_basis", "no_contact"}
+    assert lacking.completeness == pytest.approx(0.6)

@@ -286,3 +286,27 @@ def test_percentiles_interpolate_as_percentile_cont() -> None:
     assert loop_stats.percentile([3.0], 0.9) == 3.0
     assert loop_stats.percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
     assert loop_stats.percentile([0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0], 0.9) == 90.0
+
+
+async def test_a_case_answered_without_being_accepted_was_accepted_by_its_answer_on_both_pages(
+        sessionmaker: Any) -> None:
+    """Staff may answer a routed case without pressing "accept" first. The case was taken on no later than its
+    answer: both the statistics page (median time to accept, overdue) and the loop's table (on-time share and
+    spread) count it as accepted when it was answered — late when that was after its acceptance deadline."""
+    now = utcnow()
+    async with sessionmaker.begin() as session:
+        staff = await staff_actions.create_staff(session, username="sup", display_name="主管",
+                                                 role=StaffRole.SUPERVISOR, password_hash="not-a-hash")
+        late = await _case(session, "clean_hall", now - 30 * HOUR, now - 6 * HOUR, now + 10 * DAY)
+        in_time = await _case(session, "clean_hall", now - 2 * HOUR, now + 22 * HOUR, now + 10 * DAY)
+        for case in (late, in_time):
+            await staff_actions.answer_reporter(session, case, "经核实，已整改。", actor=staff)
+    start, end = now - 2 * DAY, now + DAY
+    async with sessionmaker() as session:
+        figures = await statistics.compute(session, start=start, end=end, queues=None, now=now + HOUR)
+        table = await loop_stats.compute(session, start=start, end=end, queues=None, timezone=ZONE, now=now + HOUR)
+    # answered 30 h and 2 h after receipt (give or take the moments the test itself takes)
+    assert figures.accepted_count == 2 and figures.median_hours_to_accept == pytest.approx(16, abs=0.05)
+    assert figures.overdue_accept_total == 1
+    assert table.total.accepted_on_time == Share(1, 2)
+    assert (table.total.to_accept.count, table.total.to_accept.median) == (2, pytest.approx(16, abs=0.05))

@@ -262,6 +262,36 @@ async def test_a_problems_answer_is_checked_first_then_sent_to_every_reporter(de
     assert (await desk.problem(problem_id)).answered_at is not None
 
 
+async def test_a_case_that_joins_an_answered_problem_shows_the_problem_as_answered_only_in_part(desk: Desk) -> None:
+    """The badge said "已统一答复" although a case that joined the problem after its answer had none: it now says
+    how many of the problem's cases were answered, until the reporters still waiting are answered too."""
+    wang, csrf = await desk.login("wang", StaffRole.SUPERVISOR)
+    first, again = await desk.report(PLANT, reporter="1"), await desk.report(PLANT_AGAIN, reporter="2")
+    problem_id = await _problem_of(wang, csrf, [first, again])
+    address = f"/console/problem/{problem_id}"
+    checked = await wang.post(f"{address}/answer", data={"csrf": csrf, "text": ANSWER, "action": "check"})
+    token = CHECK_TOKEN.search(checked.text)
+    assert token is not None
+    await wang.post(f"{address}/answer", data={"csrf": csrf, "text": ANSWER, "action": "send",
+                                               "checked": token.group(1)})
+    assert "已统一答复" in (await wang.get(address)).text
+
+    late = await desk.report(PLANT_THIRD, reporter="3")
+    assert await _problem_of(wang, csrf, [first, late]) == problem_id  # joins the answered problem
+    page = (await wang.get(address)).text
+    assert "已统一答复" not in page
+    assert re.search(r'<span class="tag warn"><span class="bi">已答复 2/3，1 件待答复<span class="en">'
+                     r"2 of 3 answered, 1 waiting</span></span>", page)
+
+    checked = await wang.post(f"{address}/answer", data={"csrf": csrf, "text": ANSWER, "action": "check"})
+    token = CHECK_TOKEN.search(checked.text)
+    assert token is not None
+    sent = await wang.post(f"{address}/answer", data={"csrf": csrf, "text": ANSWER, "action": "send",
+                                                     "checked": token.group(1)})
+    assert location(sent) == f"{address}?done=problem_answered&told=1"  # only the reporter still waiting
+    assert "已统一答复" in (await wang.get(address)).text
+
+
 async def test_an_answer_is_sent_only_with_the_token_of_that_very_text_and_problem(desk: Desk) -> None:
     wang, csrf = await desk.login("wang", StaffRole.SUPERVISOR)
     first, again = await desk.report(PLANT, reporter="1"), await desk.report(PLANT_AGAIN, reporter="2")
