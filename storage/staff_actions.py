@@ -352,7 +352,10 @@ async def correct_label(session: AsyncSession, case: Case, label: str, *, actor:
     previous = case.label
     case.label = label
     case.label_status = "corrected" if label != case.predicted_label else "confirmed"
-    await audit.record(session, actor, "case.correct_label", case=case, detail={"from": previous, "to": label})
+    if label == previous:  # the label it had, not yet reviewed: a confirmation (that still routes the case)
+        await audit.record(session, actor, "case.confirm_label", case=case, detail={"label": label})
+    else:
+        await audit.record(session, actor, "case.correct_label", case=case, detail={"from": previous, "to": label})
     if queue != case.queue and case.status not in CLOSED_STATUSES:  # routed anew: the new queue's deadlines
         return await loop.transfer(session, case, queue, reason=f"label {previous} → {label}", actor=actor,
                                    deadlines=(accept_due_at, resolve_due_at))

@@ -103,6 +103,23 @@ async def test_a_duplicate_points_to_its_original_and_a_case_cannot_duplicate_it
     assert (await _trace(sessionmaker, repeat.id))[-1] == ("duplicate", f"staff:{wang.id}", original.case_number)
 
 
+async def test_choosing_the_label_the_case_already_has_is_audited_as_a_confirmation(sessionmaker: Any) -> None:
+    """Seen as an administrator: picking the model's own label in the correction form was audited as
+    case.correct_label {"from": "slow_service", "to": "slow_service"}, while the case counted as confirmed."""
+    async with sessionmaker.begin() as session:
+        wang = await _staff(session)
+        case, _ = await file_case(session, label="slow_service", queue="triage")
+        moved = await staff_actions.correct_label(session, case, "slow_service", actor=wang, queue="clean_hall",
+                                                  accept_due_at=None, resolve_due_at=None)
+    assert moved is not None  # a low-confidence case in triage still goes where its (now confirmed) label routes
+    async with sessionmaker() as session:
+        stored = await actions.get_case(session, case.id)
+    assert stored is not None
+    assert (stored.label, stored.label_status, stored.queue) == ("slow_service", "confirmed", "clean_hall")
+    assert [(a, d) for a, d in await _audit(sessionmaker) if a.endswith("_label")] == [
+        ("case.confirm_label", {"label": "slow_service"})]
+
+
 async def test_a_label_is_confirmed_only_if_there_is_one_and_correcting_back_confirms_it(sessionmaker: Any) -> None:
     async with sessionmaker.begin() as session:
         wang = await _staff(session)
