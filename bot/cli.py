@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from bot.channels.wechat.cli import wechat_app
+from bot.cli_errors import DATABASE_UNAVAILABLE, cannot_open_database
 from bot.config import ConfigError, Settings, load_settings
 from bot.staff_cli import audit_command, refuse_demo_admin_in_production, staff_app
 from nlp.cli import ModelKeys, classify, model_app
@@ -103,16 +104,12 @@ def run_service(main: Coroutine[Any, Any, None]) -> None:
 
 
 def _migrate(settings: Settings, revision: str = "head") -> None:
-    from sqlalchemy.exc import SQLAlchemyError
-
     from storage.migrate import upgrade
 
     try:
         upgrade(settings.resolved_database_url, settings.resolved_keyring(), revision)
-    except (OSError, SQLAlchemyError) as exc:
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        typer.echo(f"qinglian: cannot open the database at {_safe_url(settings)}: {reason}", err=True)
-        raise typer.Exit(2) from None
+    except DATABASE_UNAVAILABLE as exc:
+        cannot_open_database(settings.resolved_database_url, exc)
 
 
 def _safe_url(settings: Settings) -> str:
@@ -273,7 +270,10 @@ def keys_status() -> None:
         finally:
             await engine.dispose()
 
-    status = asyncio.run(run())
+    try:
+        status = asyncio.run(run())
+    except DATABASE_UNAVAILABLE as exc:
+        cannot_open_database(settings.resolved_database_url, exc)
     status["evidence files"] = evidence_status(settings.evidence_dir)
     status["classifier model files"] = file_status(
         path for path, _ in ModelRegistry(settings.data_dir / "models").artifact_files())

@@ -11,9 +11,9 @@ from typing import Annotated, Any, Literal, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.cli_errors import DATABASE_UNAVAILABLE, cannot_open_database
 from bot.config import ConfigError, Settings, load_settings
 from console.auth import hash_password
 from handlers.texts import fill
@@ -46,17 +46,12 @@ def audit_command(action: str, detail: dict[str, Any]) -> None:
     async def work(session: AsyncSession) -> None:
         await audit.record(session, None, action, detail=detail)
 
-    try:
-        _run(work)
-    except (OSError, SQLAlchemyError) as problem:
-        typer.echo(f"qinglian: done, but the audit log could not be written ({problem.__class__.__name__}: "
-                   f"{str(problem).splitlines()[0] if str(problem) else ''})", err=True)
-        raise typer.Exit(1) from None
+    _run(work, unavailable=f"{action} was done, but it is not in the audit log")
 
 
-def _run(work: Callable[[AsyncSession], Awaitable[T]], *, writes: bool = True) -> T:
-    """Run `work` in one transaction (a read-only one unless it `writes`) and turn an `ActionError` into
-    the command's one-line error."""
+def _run(work: Callable[[AsyncSession], Awaitable[T]], *, writes: bool = True, unavailable: str = "") -> T:
+    """Run `work` in one transaction (a read-only one unless it `writes`) and turn an `ActionError`, or a database
+    that cannot be opened (`unavailable`: what that means for the command), into the command's one-line error."""
     settings = _settings()
 
     async def go() -> T:
@@ -75,6 +70,8 @@ def _run(work: Callable[[AsyncSession], Awaitable[T]], *, writes: bool = True) -
     except ActionError as problem:
         typer.echo(f"qinglian: {problem}", err=True)
         raise typer.Exit(2) from None
+    except DATABASE_UNAVAILABLE as problem:
+        cannot_open_database(settings.resolved_database_url, problem, unavailable)
 
 
 async def _user(session: AsyncSession, username: str) -> StaffUser:
