@@ -77,7 +77,7 @@ async def enrol_totp(request: Request, principal: PagePrincipal, *, csrf: CsrfFi
                      secret: Annotated[str, Form()], code: Annotated[str, Form(max_length=20)]) -> Response:
     check_csrf(principal, csrf)
     if principal.user.totp_secret:
-        raise OperationError(409, "two-factor authentication is on already; remove it first to enrol a new device")
+        raise OperationError(409, "totp_on_already")
     try:
         plain = str(enrol_serializer(principal.context).loads(secret, max_age=ENROL_MAX_AGE))
     except BadSignature:
@@ -96,7 +96,7 @@ async def remove_totp(request: Request, principal: PagePrincipal, *, csrf: CsrfF
                       password: Annotated[str, Form(max_length=1000)]) -> Response:
     check_csrf(principal, csrf)
     if principal.user.totp_required:
-        raise OperationError(409, "an administrator requires two-factor authentication for your account")
+        raise OperationError(409, "totp_required")
     confirmation = await signin.confirm_own_password(principal.context, principal.user.id, password,
                                                      purpose="second factor removal", ip=client_ip(request))
     if confirmation.locked:
@@ -112,7 +112,7 @@ async def create_own_token(request: Request, principal: PagePrincipal, *, csrf: 
                            name: Annotated[str, Form(max_length=80)]) -> Response:
     check_csrf(principal, csrf)
     if not name.strip():
-        raise OperationError(422, "a token needs a name (what uses it)")
+        raise OperationError(422, "token_needs_name")
     token, _ = await accounts.create_api_token(principal, name.strip())
     return await account_page(request, principal, new_token=token)
 

@@ -29,7 +29,7 @@ def _role(value: str) -> StaffRole:
     try:
         return StaffRole(value)
     except ValueError:
-        raise OperationError(422, f"unknown role {value[:20]!r}") from None
+        raise OperationError(422, "unknown_role", code=value[:20]) from None
 
 
 async def _staff_list_page(request: Request, principal: Principal, *, created: tuple[str, str] | None = None,
@@ -152,7 +152,7 @@ async def staff_token(request: Request, principal: PagePrincipal, username: str,
                       name: Annotated[str, Form(max_length=80)]) -> Response:
     check_csrf(principal, csrf)
     if not name.strip():
-        raise OperationError(422, "a token needs a name (what uses it)")
+        raise OperationError(422, "token_needs_name")
     token = await accounts.create_token_for(principal, username, name.strip())
     return await _staff_user_page(request, principal, username, new_token=token)
 
