@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from console.auth import Principal, hash_password
+from console.auth import Principal, WeakPassword, hash_password
 from console.exports import neutralised
 from console.operations import OperationError, require_admin
 from storage import audit, queries, staff_actions
@@ -76,8 +76,8 @@ async def add_staff(principal: Principal, *, username: str, display_name: str, r
     try:
         password_hash = await asyncio.to_thread(partial(hash_password, password,
                                                         user_inputs=(username, display_name)))
-    except ValueError as error:
-        raise OperationError(422, "other", detail=str(error)) from None
+    except WeakPassword as weak:
+        raise OperationError(422, weak.key, **weak.values) from None
     async with principal.write() as session:
         try:
             user = await staff_actions.create_staff(session, username=username, display_name=display_name,

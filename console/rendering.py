@@ -269,6 +269,12 @@ def _environment() -> jinja2.Environment:
 templates = Jinja2Templates(env=_environment())
 
 
+def weak_password_message(reason: tuple[str, str]) -> str:
+    """The account and staff pages' line on a password refused as too weak: Chinese, then English."""
+    zh, en = texts.pair("account.password_weak")
+    return f"{zh}{reason[0]} {en} {reason[1]}"
+
+
 def done_message(code: str) -> tuple[str, str] | None:
     """The notice of `?done=<code>` after an action; None for an unknown code."""
     return texts.pair(f"done.{code}") if code and texts.has(f"done.{code}") else None

@@ -14,6 +14,7 @@ from itsdangerous import BadSignature
 from console import accounts, signin, texts
 from console.auth import (
     Principal,
+    WeakPassword,
     enrol_serializer,
     hash_password,
     set_session_cookie,
@@ -21,7 +22,7 @@ from console.auth import (
     totp_step,
 )
 from console.operations import MAX_ID, OperationError
-from console.rendering import redirect, render
+from console.rendering import redirect, render, weak_password_message
 from console.routes.common import CsrfField, PagePrincipal, check_csrf, client_ip, page_router
 from console.routes.login import ENROL_MAX_AGE
 
@@ -63,9 +64,8 @@ async def change_password(request: Request, principal: PagePrincipal, *, csrf: C
     try:
         password_hash = await asyncio.to_thread(partial(hash_password, new,
                                                         user_inputs=(user.username, user.display_name)))
-    except ValueError as problem:  # what is wrong with it, in English, from `hash_password`
-        weak = texts.get("zh", "account.password_weak")
-        return await account_page(request, principal, status_code=422, error=f"{weak} {problem}")
+    except WeakPassword as problem:
+        return await account_page(request, principal, status_code=422, error=weak_password_message(problem.pair()))
     token = await signin.new_password(principal.context, principal.user.id, password_hash, ip=client_ip(request))
     response = redirect("/console/account?done=password")
     set_session_cookie(response, principal.context, token)

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from console import accounts, texts
 from console.auth import Principal, hash_password
 from console.operations import MAX_ID, OperationError, require_admin
-from console.rendering import redirect, render
+from console.rendering import Names, redirect, render, weak_password_message
 from console.routes.common import CsrfField, PagePrincipal, check_csrf, page_router
 from storage.models import StaffRole
 
@@ -77,7 +77,7 @@ async def create_staff(request: Request, principal: PagePrincipal, *, csrf: Csrf
         if refused.status_code != 422:
             raise
         return await _staff_list_page(request, principal, status_code=422, form=entered,
-                                      error=f"{texts.get('zh', 'account.password_weak')} {refused.message}")
+                                      error=weak_password_message(Names(principal.context.city).refusal(refused)))
     return await _staff_list_page(request, principal, created=(username, "" if password else plain))
 
 
