@@ -11,6 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from console import texts
 from nlp.labels import LABELS
 from storage import loop
 from storage.models import (
@@ -507,3 +508,20 @@ async def test_the_reason_of_a_refusal_is_chinese_with_the_english_beside_it(con
               "say why you need the reporter's identity (the reason is recorded)"))
     assert (api.status_code, api.json()) == (409, {"detail": f"case {number} was accepted already"})
 
+
+ROUTED_ROW = re.compile(r'<tr>\s*<td class="nowrap">[^<]*</td>\s*<td class="nowrap"><span class="st st-routed".*?</tr>',
+                        re.S)
+
+
+async def test_a_routing_row_of_the_trace_names_queue_and_reason_in_english_too(console: ConsoleHarness) -> None:
+    """Seen by an English-reading reviewer: "→ 清廉大厅监督组（市行政审批服务局） （按分类）", Chinese only."""
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    number = await console.case("clean_hall")
+    async with console.client() as client:
+        await console.login(client, "rev")
+        page = await client.get(f"/console/case/{number}")
+    row = ROUTED_ROW.search(page.text)
+    assert page.status_code == 200 and row is not None
+    reason = (await console.trace(number))[-1].detail["reason"]
+    assert "Clean Hall supervision (Administrative Approval Bureau)" in row.group(0)
+    assert f'<span class="en">{texts.get("en", f"route_reason.{reason}")}</span>' in row.group(0)
