@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from console.auth import Principal, hash_password
+from console.auth import Principal, WeakPassword, hash_password
 from console.exports import neutralised
 from console.operations import OperationError, require_admin
 from storage import audit, queries, staff_actions
@@ -35,7 +35,7 @@ def _check_queues(principal: Principal, queues: Collection[str]) -> None:
     known = {queue.code for queue in principal.context.city.queues}
     unknown = sorted(set(queues) - known)
     if unknown:
-        raise OperationError(422, f"unknown queue(s) {', '.join(unknown)}")
+        raise OperationError(422, "unknown_queues", queues=", ".join(unknown))
 
 
 async def staff_user(principal: Principal, username: str) -> StaffUser:
@@ -44,7 +44,7 @@ async def staff_user(principal: Principal, username: str) -> StaffUser:
     async with principal.context.database.read_sessionmaker() as session:
         user = await staff_actions.get_staff_by_username(session, username)
     if user is None:
-        raise OperationError(404, f"no staff user {username}")
+        raise OperationError(404, "no_staff", username=username)
     return user
 
 
@@ -58,8 +58,7 @@ class NoQueuesWarning(OperationError):
     """A reviewer without queues sees no case: refused until the administrator confirms it."""
 
     def __init__(self) -> None:
-        super().__init__(422, "a reviewer without queues sees no cases; choose their queues, or confirm that they "
-                              "start without any")
+        super().__init__(422, "reviewer_without_queues")
 
 
 async def add_staff(principal: Principal, *, username: str, display_name: str, role: StaffRole,
@@ -71,21 +70,21 @@ async def add_staff(principal: Principal, *, username: str, display_name: str, r
     async with principal.context.database.read_sessionmaker() as session:
         taken = await staff_actions.name_taken(session, username)
         if taken is not None:
-            raise OperationError(409, taken)
+            raise OperationError.refused(409, taken)
     if role == StaffRole.REVIEWER and not queues and not no_queues_ok:
         raise NoQueuesWarning()
     try:
         password_hash = await asyncio.to_thread(partial(hash_password, password,
                                                         user_inputs=(username, display_name)))
-    except ValueError as error:
-        raise OperationError(422, str(error)) from None
+    except WeakPassword as weak:
+        raise OperationError(422, weak.key, **weak.values) from None
     async with principal.write() as session:
         try:
             user = await staff_actions.create_staff(session, username=username, display_name=display_name,
                                                     role=role, password_hash=password_hash, actor=principal.user,
                                                     must_change_password=True)
         except ActionError as error:
-            raise OperationError(409, str(error)) from None
+            raise OperationError.refused(409, error) from None
         await staff_actions.set_queues(session, user, list(queues), actor=principal.user)
         created = await staff_actions.get_staff(session, user.id)
     assert created is not None
@@ -102,9 +101,9 @@ async def update_staff(principal: Principal, username: str, *, role: StaffRole |
     async with principal.write() as session:
         user = await staff_actions.get_staff_by_username(session, username)
         if user is None:
-            raise OperationError(404, f"no staff user {username!r}")
+            raise OperationError(404, "no_staff_named", username=username)
         if user.id == principal.user.id and ((role is not None and role != user.role) or active is False):
-            raise OperationError(409, "you cannot demote or disable your own account")
+            raise OperationError(409, "own_account")
         if role is not None and role != user.role:
             await staff_actions.set_role(session, user, role, actor=principal.user)
         if queues is not None:
@@ -124,7 +123,7 @@ async def api_tokens(principal: Principal) -> list[ApiToken]:
 async def create_api_token(principal: Principal, name: str) -> tuple[str, ApiToken]:
     """A new token for the user; only from a console login, so a leaked token cannot mint more."""
     if principal.session is None:
-        raise OperationError(403, "API tokens are created from a console login, not with another token")
+        raise OperationError(403, "token_from_token")
     async with principal.write() as session:
         return await staff_actions.create_api_token(session, principal.user, name, actor=principal.user)
 
@@ -133,7 +132,7 @@ async def revoke_api_token(principal: Principal, token_id: int) -> None:
     async with principal.write() as session:
         record = await staff_actions.get_api_token(session, token_id)
         if record is None or record.user_id != principal.user.id:
-            raise OperationError(404, f"you have no API token {token_id}")
+            raise OperationError(404, "no_own_token", token_id=token_id)
         if not record.revoked:
             await staff_actions.revoke_api_token(session, record, actor=principal.user)
 
@@ -167,7 +166,7 @@ async def audit_export(principal: Principal, *, ip: str | None, described: dict[
     is itself audited."""
     rows, total = await audit_log(principal, page=1, per_page=MAX_AUDIT_EXPORT, **filters)
     if total > MAX_AUDIT_EXPORT:
-        raise OperationError(422, f"{total} entries match; an export holds at most {MAX_AUDIT_EXPORT}: narrow it")
+        raise OperationError(422, "audit_export_too_many", total=total, limit=MAX_AUDIT_EXPORT)
     zone = ZoneInfo(principal.context.city.timezone)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -195,7 +194,7 @@ async def _staff_to_change(session: AsyncSession, principal: Principal, username
     require_admin(principal)
     user = await staff_actions.get_staff_by_username(session, username)
     if user is None:
-        raise OperationError(404, f"no staff user {username}")
+        raise OperationError(404, "no_staff", username=username)
     return user
 
 
@@ -228,7 +227,7 @@ async def revoke_token_of(principal: Principal, username: str, token_id: int) ->
         user = await _staff_to_change(session, principal, username)
         record = await staff_actions.get_api_token(session, token_id)
         if record is None or record.user_id != user.id:
-            raise OperationError(404, f"{username} has no API token {token_id}")
+            raise OperationError(404, "no_user_token", username=username, token_id=token_id)
         if not record.revoked:
             await staff_actions.revoke_api_token(session, record, actor=principal.user)
 

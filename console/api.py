@@ -352,7 +352,7 @@ async def export_cases(
     operations.require_supervisor(principal)
     unknown = sorted(set(request.query_params) - set(EXPORT_PARAMETERS))
     if unknown:  # a misspelt filter would export more than was meant, and the audit would record it as asked
-        raise OperationError(422, f"unknown query parameter {unknown[0][:40]!r}; known: {', '.join(EXPORT_PARAMETERS)}")
+        raise OperationError(422, "unknown_query_parameter", name=unknown[0][:40], known=", ".join(EXPORT_PARAMETERS))
     flt = _case_filter(principal, status=status, label=label, district=district, queue=queue,
                        created_from=created_from, created_to=created_to, overdue=overdue,
                        assigned_to_me=assigned_to_me)

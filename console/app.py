@@ -22,6 +22,7 @@ from console import api, api_problems, texts
 from console.auth import LoginRequired, PasswordChangeRequired
 from console.context import CONTEXT_STATE, ConsoleContext
 from console.operations import OperationError
+from console.rendering import Names
 from console.routes import ROUTERS
 from console.routes.common import error_page
 from console.throttle import THROTTLE_STATE, build_throttle
@@ -116,4 +117,4 @@ def mount_console(app: FastAPI, context: ConsoleContext) -> None:
     async def _operation_error(request: Request, exc: OperationError) -> Response:
         if request.url.path.startswith("/api/"):
             return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
-        return await error_page(request, exc.status_code, exc.message)
+        return await error_page(request, exc.status_code, Names(context.city).refusal(exc))

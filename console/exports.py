@@ -152,14 +152,13 @@ async def export_cases(principal: Principal, flt: queries.CaseFilter, *, fmt: Fo
     """The cases of the filter in the user's queues as a spreadsheet; with `identity` (the roles that may reveal
     identities only: 403 otherwise) the reporters' names and phones too. Audited, with the filter."""
     if identity and not can_reveal_identity(principal.user, principal.context.city):
-        raise OperationError(403, "your role may not see reporters' identities")
+        raise OperationError(403, "identity_forbidden")
     # up to MAX_EXPORT_ROWS cases read, decrypted and formatted: a heavy read, which takes its turn
     async with principal.context.database.heavy_read_slot():
         listed = await operations.list_cases(principal, flt, per_page=MAX_EXPORT_ROWS, only=READ + (
             (Case.reporter_name, Case.reporter_phone) if identity else ()))
         if listed.older is not None:  # the page reads one row more than it holds: more cases match
-            raise OperationError(422, f"more than {MAX_EXPORT_ROWS} cases match; an export holds at most "
-                                      f"{MAX_EXPORT_ROWS}: narrow the filter")
+            raise OperationError(422, "export_too_many", limit=MAX_EXPORT_ROWS)
         cases = listed.cases
         async with principal.context.database.read_sessionmaker() as session:
             usernames = {user.id: user.username for user in await staff_actions.list_staff(session)}

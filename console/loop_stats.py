@@ -23,14 +23,14 @@ async def figures(principal: Principal, first: date, last: date) -> LoopStatisti
     """The loop's figures of the city's days `first` to `last` (inclusive) in the queues the user sees."""
     city = principal.context.city
     if first > last:
-        raise OperationError(422, "the period starts after it ends")
+        raise OperationError(422, "period_reversed")
     since, until = stats.local_period(city, first, last)
     try:
         async with principal.context.database.heavy_read() as session:
             return await loop_stats.compute(session, start=since, end=until, queues=visible_queues(principal.user),
                                             timezone=city.timezone)
     except ValueError as refused:
-        raise OperationError(422, str(refused)) from None
+        raise OperationError(422, "figures_refused", detail=refused) from None
 
 
 def queue_name(city: CityConfig, queue: str, locale: str = "zh") -> str:

@@ -20,6 +20,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from console import texts
 from console.auth import Principal, can_reveal_identity, can_see, has_role, visible_queues
 from console.evidence import EvidenceUnreadable, evidence_response
 from handlers import reply_quality, tracking
@@ -54,10 +55,23 @@ SETTABLE_STATUSES = (CaseStatus.ACCEPTED, CaseStatus.IN_HANDLING, CaseStatus.ANS
 
 
 class OperationError(Exception):
-    def __init__(self, status_code: int, message: str) -> None:
-        super().__init__(message)
+    """A refusal with its HTTP status. `key` names the reason among the console's texts (`refusal.<key>`, with
+    `values`), so that a page says it in the reader's language; `message` is its English, which the REST API
+    answers with as `detail`."""
+
+    def __init__(self, status_code: int, key: str, /, **values: object) -> None:
         self.status_code = status_code
-        self.message = message
+        self.key = key
+        self.values = values
+        self.message = texts.get("en", f"refusal.{key}", **values)
+        super().__init__(self.message)
+
+    @classmethod
+    def refused(cls, status_code: int, error: ActionError) -> OperationError:
+        """A storage action's refusal under its own code (`storage.actions.REFUSALS`); one raised with a message
+        of its own only has that message."""
+        return cls(status_code, error.code, **error.values) if error.code else cls(status_code, "other",
+                                                                                    detail=str(error))
 
 
 @dataclass
@@ -77,13 +91,13 @@ async def load_case(session: AsyncSession, principal: Principal, case_number: st
     """The case, if it is in the user's queues (else 404)."""
     case = await queries.case_by_number(session, case_number)
     if case is None or not can_see(principal.user, case):
-        raise OperationError(404, f"no case {case_number} in your queues")
+        raise OperationError(404, "no_case", number=case_number)
     return case
 
 
 def _wrap(error: ActionError) -> OperationError:
     """422 when what was sent cannot be used (a blank reason), 409 when the case's state refuses the action."""
-    return OperationError(422 if isinstance(error, ActionInputError) else 409, str(error))
+    return OperationError.refused(422 if isinstance(error, ActionInputError) else 409, error)
 
 
 def _scoped(principal: Principal, flt: queries.CaseFilter) -> float:
@@ -123,7 +137,7 @@ async def case_page(principal: Principal, flt: queries.CaseFilter, *, after: str
     """One page of the user's cases matching `flt` — the first, the older ones after the cursor `after`, or else
     the newer ones before `before` (422 for a cursor the list did not hand out) — and how many match."""
     if after and before:
-        raise OperationError(422, "after and before: give one cursor, not both")
+        raise OperationError(422, "cursor_both")
     start = parse_cursor(after, "after")
     end = parse_cursor(before, "before")
     listed = await list_cases(principal, flt, per_page=per_page, after=start, before=end)
@@ -140,7 +154,7 @@ def parse_cursor(value: str | None, name: str) -> queries.CaseCursor | None:
     """The cursor of a list's `after` / `before` parameter; 422 for one this list did not hand out."""
     if not value:
         return None
-    refused = OperationError(422, f"{name}: not a cursor of this list (follow the list's own links)")
+    refused = OperationError(422, "bad_cursor", name=name)
     try:
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
         stamp, _, number = raw.partition("|")
@@ -194,7 +208,7 @@ async def confirm_label(principal: Principal, case_number: str, expected: str | 
     async with principal.write() as session:
         case = await load_case(session, principal, case_number)
         if expected is not None and expected != case.label:
-            raise OperationError(409, f"the label is {case.label}, not {expected}; correct it instead")
+            raise OperationError(409, "label_changed", label=case.label, expected_label=expected)
         try:
             await staff_actions.confirm_label(session, case, actor=principal.user)
         except ActionError as error:
@@ -205,7 +219,7 @@ async def correct_label(principal: Principal, case_number: str, label: str) -> s
     """Set the label staff decided; an open case moves where routing sends that label (a closed one stays).
     Returns its queue."""
     if label not in LABELS:
-        raise OperationError(422, f"unknown label {label!r}; one of {', '.join(LABELS)}")
+        raise OperationError(422, "unknown_label", code=label, choices=", ".join(LABELS))
     city = principal.context.city
     async with principal.write() as session:
         case = await load_case(session, principal, case_number)
@@ -222,7 +236,7 @@ async def correct_label(principal: Principal, case_number: str, label: str) -> s
 def check_transfer_reason(principal: Principal, reason_code: str | None) -> None:
     """A transfer's reason code is none or one of the city's (`loop.transfer_reasons`)."""
     if reason_code and reason_code not in principal.context.city.loop.transfer_reasons:
-        raise OperationError(422, f"unknown transfer reason {reason_code[:60]!r}")
+        raise OperationError(422, "unknown_transfer_reason", code=reason_code[:60])
 
 
 async def move(principal: Principal, case_number: str, queue: str, reason: str,
@@ -231,15 +245,14 @@ async def move(principal: Principal, case_number: str, queue: str, reason: str,
     one of the city's transfer reasons as well as the free text."""
     city = principal.context.city
     if city.queue(queue) is None:
-        raise OperationError(422, f"unknown queue {queue!r}")
+        raise OperationError(422, "unknown_queue", code=queue)
     check_transfer_reason(principal, reason_code)
     async with principal.write() as session:
         case = await load_case(session, principal, case_number)
         own = visible_queues(principal.user)
         leaving = queue == city.routing.triage_queue or (own is not None and queue not in own)
         if leaving and reason_code not in city.loop.transfer_reasons:
-            raise OperationError(422, "returning a case to triage or moving it out of your queues needs one of "
-                                      f"the transfer reasons: {', '.join(city.loop.transfer_reasons)}")
+            raise OperationError(422, "transfer_reason_needed", reasons=", ".join(city.loop.transfer_reasons))
         try:
             await loop.transfer(session, case, queue, actor=principal.user, reason=reason.strip(),
                                 reason_code=reason_code or None, alert_after=city.loop.transfer_alert_after,
@@ -255,9 +268,9 @@ async def set_status(principal: Principal, case_number: str, status: str, note: 
     try:
         wanted = CaseStatus(status)
     except ValueError:
-        raise OperationError(422, f"unknown status {status!r}") from None
+        raise OperationError(422, "unknown_status", code=status) from None
     if wanted not in SETTABLE_STATUSES:
-        raise OperationError(422, f"status {status} cannot be set here")
+        raise OperationError(422, "status_not_settable", status=status)
     async with principal.write() as session:
         case = await load_case(session, principal, case_number)
         try:
@@ -316,7 +329,7 @@ async def decide_extension(principal: Principal, case_number: str, request_id: i
         case = await load_case(session, principal, case_number)
         request = next((r for r in await loop.extension_requests(session, case.id) if r.id == request_id), None)
         if request is None:
-            raise OperationError(404, "no such extension request on this case")
+            raise OperationError(404, "no_extension_request")
         try:
             await loop.decide_extension(session, request, case, actor=principal.user, approve=approve, note=note)
         except ActionError as error:
@@ -343,7 +356,7 @@ async def mark_duplicate(principal: Principal, case_number: str, original_number
         case = await load_case(session, principal, case_number)
         original = await queries.case_by_number(session, original_number.strip())
         if original is None or not can_see(principal.user, original):
-            raise OperationError(422, f"no case {original_number} in your queues")
+            raise OperationError(422, "no_case", number=original_number)
         try:
             await staff_actions.mark_duplicate(session, case, original, actor=principal.user)
         except ActionError as error:
@@ -352,13 +365,13 @@ async def mark_duplicate(principal: Principal, case_number: str, original_number
 
 async def add_note(principal: Principal, case_number: str, body: str) -> None:
     if len(body) > 10_000:
-        raise OperationError(422, "a note has at most 10,000 characters")
+        raise OperationError(422, "note_too_long")
     async with principal.write() as session:
         case = await load_case(session, principal, case_number)
         try:
             await staff_actions.add_note(session, case, body, actor=principal.user)
         except ActionError as error:
-            raise OperationError(422, str(error)) from None
+            raise OperationError.refused(422, error) from None
 
 
 async def assign(principal: Principal, case_number: str, username: str | None) -> None:
@@ -371,9 +384,9 @@ async def assign(principal: Principal, case_number: str, username: str | None) -
         if username:
             assignee = await staff_actions.get_staff_by_username(session, username)
             if assignee is None or not assignee.active:
-                raise OperationError(422, f"no active staff user {username!r}")
+                raise OperationError(422, "no_active_staff", username=username)
             if not can_see(assignee, case):
-                raise OperationError(422, f"{username} does not work in queue {case.queue}")
+                raise OperationError(422, "not_in_queue", username=username, queue=case.queue)
         await staff_actions.assign_case(session, case, assignee, actor=principal.user)
 
 
@@ -388,14 +401,14 @@ async def answer_case(session: AsyncSession, principal: Principal, case: Case, t
     try:
         event = await staff_actions.answer_reporter(session, case, text, actor=principal.user)
     except ActionError as error:
-        raise OperationError(422, str(error)) from None
+        raise OperationError.refused(422, error) from None
     await session.flush()
     await reply_scores.record(session, event, case, reply_quality.stored(score_answer(principal, case, text, now)))
 
 
 async def answer(principal: Principal, case_number: str, text: str) -> None:
     if len(text) > 3000:
-        raise OperationError(422, "an answer has at most 3,000 characters")
+        raise OperationError(422, "answer_too_long")
     async with principal.write() as session:
         case = await load_case(session, principal, case_number)
         await answer_case(session, principal, case, text, utcnow())
@@ -407,11 +420,11 @@ async def reveal_identity(principal: Principal, case_number: str, *, ip: str | N
     """A real-name reporter's name and phone, for the roles the city allows; the reveal and its reason are
     audited."""
     if not can_reveal_identity(principal.user, principal.context.city):
-        raise OperationError(403, "your role may not see reporters' identities")
+        raise OperationError(403, "identity_forbidden")
     if not reason or not reason.strip():
-        raise OperationError(422, "say why you need the reporter's identity (the reason is recorded)")
+        raise OperationError(422, "identity_needs_reason")
     if len(reason) > 500:
-        raise OperationError(422, "a reason has at most 500 characters")
+        raise OperationError(422, "reason_too_long")
     async with principal.write() as session:
         case = await load_case(session, principal, case_number)
         try:
@@ -424,7 +437,7 @@ async def identity_shown_again(principal: Principal, case_number: str) -> tuple[
     """The identity this user revealed moments ago (the ticket page after the reveal, or reloaded): no new
     reveal, the page's view is audited."""
     if not can_reveal_identity(principal.user, principal.context.city):
-        raise OperationError(403, "your role may not see reporters' identities")
+        raise OperationError(403, "identity_forbidden")
     async with principal.context.database.read_sessionmaker() as session:
         case = await load_case(session, principal, case_number)
         if case.anonymous:
@@ -439,10 +452,10 @@ async def evidence_file(principal: Principal, case_number: str, attachment_id: i
         case = await load_case(session, principal, case_number)
         stored = await queries.attachment(session, attachment_id)
         if stored is None or stored.case_id != case.id:
-            raise OperationError(404, "no such evidence file on this case")
+            raise OperationError(404, "no_evidence")
         path = principal.context.evidence_dir / stored.stored_name
         if not path.is_file():
-            raise OperationError(410, "the evidence file is missing from storage")
+            raise OperationError(410, "evidence_missing")
         await audit.record(session, principal.user, "case.download", case=case,
                                   detail={"attachment_id": attachment_id}, ip=ip)
     return path, stored
@@ -459,10 +472,10 @@ async def thumbnail_file(principal: Principal, case_number: str, attachment_id: 
         case = await load_case(session, principal, case_number)
         stored = await queries.attachment(session, attachment_id)
         if stored is None or stored.case_id != case.id or stored.media_type not in INLINE_IMAGE_TYPES:
-            raise OperationError(404, "no such image on this case")
+            raise OperationError(404, "no_image")
         path = principal.context.evidence_dir / stored.stored_name
         if not path.is_file():
-            raise OperationError(410, "the evidence file is missing from storage")
+            raise OperationError(410, "evidence_missing")
         viewed = await audit.last_entry_at(session, actor_id=principal.user.id, case_id=case.id, action="case.view")
         if viewed is None or viewed < utcnow() - THUMBNAIL_VIEW_WINDOW:
             await audit.record(session, principal.user, "case.download", case=case,
@@ -477,17 +490,17 @@ async def evidence_download(principal: Principal, path: Path, stored: Attachment
         return await evidence_response(principal.context.database.keyring, path, stored, inline=inline,
                                        media_type=media_type, headers=headers)
     except EvidenceUnreadable as problem:
-        raise OperationError(500, f"the evidence file cannot be read: {problem}") from None
+        raise OperationError(500, "evidence_unreadable", detail=problem) from None
 
 
 def require_supervisor(principal: Principal) -> None:
     if not has_role(principal.user, StaffRole.SUPERVISOR, StaffRole.ADMIN):
-        raise OperationError(403, "only supervisors and administrators may do this")
+        raise OperationError(403, "supervisors_only")
 
 
 def require_admin(principal: Principal) -> None:
     if not has_role(principal.user, StaffRole.ADMIN):
-        raise OperationError(403, "only administrators may do this")
+        raise OperationError(403, "admins_only")
 
 
 async def staff_by_id(principal: Principal) -> dict[int, StaffUser]:

@@ -84,7 +84,7 @@ async def _problem(session: AsyncSession, principal: Principal, problem_id: int)
         answered = await queries.answered_case_ids(session, [case.id for case in cases])
         view = _view(principal, problem, cases, len(answered))
     if view is None or not view.cases:
-        raise OperationError(404, f"no problem {problem_id} with cases in your queues")
+        raise OperationError(404, "no_problem", problem_id=problem_id)
     return view
 
 
@@ -106,10 +106,10 @@ async def _cases(session: AsyncSession, principal: Principal, numbers: list[str]
     for number in dict.fromkeys(number.strip() for number in numbers if number.strip()):
         case = await queries.case_by_number(session, number)
         if case is None or not can_see(principal.user, case):
-            raise OperationError(422, f"no case {number} in your queues")
+            raise OperationError(422, "no_case", number=number)
         cases.append(case)
     if len(cases) < 2:
-        raise OperationError(422, "a problem needs at least two different cases")
+        raise OperationError(422, "problem_needs_two")
     return cases
 
 
@@ -117,7 +117,7 @@ async def group_cases(principal: Principal, case_numbers: list[str], title: str 
     """Put the cases into one problem (joining the problem one of them is in already); the problem's id."""
     title = (title or "").strip() or None
     if title is not None and len(title) > 200:
-        raise OperationError(422, "a problem's title has at most 200 characters")
+        raise OperationError(422, "problem_title_too_long")
     async with principal.write() as session:
         cases = await _cases(session, principal, case_numbers)
         problem = await similar.join_problem(session, cases, actor=staff_actions.actor_ref(principal.user),
@@ -132,7 +132,7 @@ async def leave_problem(principal: Principal, case_number: str) -> None:
     async with principal.write() as session:
         case = await load_case(session, principal, case_number)
         if case.problem_id is None:
-            raise OperationError(409, f"{case_number} is not part of a problem")
+            raise OperationError(409, "not_in_problem", number=case_number)
         left = case.problem_id
         await similar.leave_problem(session, case, actor=staff_actions.actor_ref(principal.user))
         await audit.record(session, principal.user, "case.leave_problem", case=case, detail={"problem": left})
@@ -171,20 +171,18 @@ async def answer_problem(principal: Principal, problem_id: int, text: str) -> in
     channel (a reporter answered before, whose case was in the problem then, is not told again). Refused when the
     problem has cases outside the user's queues, or none waiting. Returns how many reporters were answered."""
     if not text.strip():
-        raise OperationError(422, "an answer needs text")
+        raise OperationError(422, "answer_needs_text")
     if len(text) > 3000:
-        raise OperationError(422, "an answer has at most 3,000 characters")
+        raise OperationError(422, "answer_too_long")
     now = utcnow()
     async with principal.write() as session:
         view = await _problem(session, principal, problem_id)
         if not view.answerable:
-            raise OperationError(403, f"problem {problem_id} has {view.hidden} case(s) outside your queues; "
-                                      "a supervisor answers it")
+            raise OperationError(403, "problem_hidden_cases", problem_id=problem_id, hidden=view.hidden)
         answered = await queries.answered_case_ids(session, [case.id for case in view.cases])
         waiting = [case for case in view.cases if case.id not in answered]  # a reporter answered is not told again
         if not waiting:
-            raise OperationError(409, f"every case of problem {problem_id} has its answer already; to add to one, "
-                                      "answer that case on its own page")
+            raise OperationError(409, "problem_answered", problem_id=problem_id)
         for case in waiting:
             await answer_case(session, principal, case, text, now)
         view.problem.answered_at = now

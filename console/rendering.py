@@ -21,7 +21,7 @@ from markupsafe import Markup, escape
 from console import texts
 from console.auth import Principal
 from console.context import CONTEXT_STATE, ConsoleContext
-from console.operations import LABELS, SETTABLE_STATUSES
+from console.operations import LABELS, SETTABLE_STATUSES, OperationError
 from handlers.city import CityConfig
 from handlers.routing import warning_horizon
 from nlp.labels import LABELS as LABEL_NAMES
@@ -142,6 +142,19 @@ class Names:
                     return texts.get("zh", f"{kind}.{value}")
         return str(value)
 
+    def refusal(self, error: OperationError) -> tuple[str, str]:
+        """Why the console refused, in Chinese and English: its values that are statuses, labels or queues (by
+        their names: `status`, `expected_label`, …) by their names in each language."""
+        zh, en = ({name: self._named(name, value)[index] for name, value in error.values.items()}
+                  for index in (0, 1))
+        return texts.get("zh", f"refusal.{error.key}", **zh), texts.get("en", f"refusal.{error.key}", **en)
+
+    def _named(self, name: str, value: object) -> tuple[object, object]:
+        kind = name.rsplit("_", 1)[-1]
+        if isinstance(value, str) and kind in ("status", "label", "queue"):
+            return getattr(self, kind)(value)
+        return value, value
+
     def extension_status(self, code: str) -> tuple[str, str]:
         return texts.pair_or(f"extension_status.{code}", code)
 
@@ -254,6 +267,12 @@ def _environment() -> jinja2.Environment:
 
 
 templates = Jinja2Templates(env=_environment())
+
+
+def weak_password_message(reason: tuple[str, str]) -> str:
+    """The account and staff pages' line on a password refused as too weak: Chinese, then English."""
+    zh, en = texts.pair("account.password_weak")
+    return f"{zh}{reason[0]} {en} {reason[1]}"
 
 
 def done_message(code: str) -> tuple[str, str] | None:

@@ -5,7 +5,7 @@ queue, and actions on a selection of tickets. One transaction per operation, ope
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from console import operations
 from console.auth import Principal, visible_queues
@@ -68,7 +68,7 @@ async def replies_for(principal: Principal, queues: Collection[str]) -> list[Rep
 
 def _check_queue(principal: Principal, queue: str) -> None:
     if principal.context.city.queue(queue) is None:
-        raise OperationError(422, f"unknown queue {queue[:60]!r}")
+        raise OperationError(422, "unknown_queue", code=queue[:60])
 
 
 async def save_reply(principal: Principal, *, queue: str, title: str, body: str, reply_id: int | None) -> None:
@@ -77,12 +77,12 @@ async def save_reply(principal: Principal, *, queue: str, title: str, body: str,
     async with principal.write() as session:
         existing = await canned_replies.get(session, reply_id) if reply_id is not None else None
         if reply_id is not None and existing is None:
-            raise OperationError(404, f"no canned reply {reply_id}")
+            raise OperationError(404, "no_canned_reply", reply_id=reply_id)
         try:
             await canned_replies.save(session, queue=queue, title=title, body=body, actor=principal.user,
                                       reply=existing)
         except ActionError as error:
-            raise OperationError(422, str(error)) from None
+            raise OperationError.refused(422, error) from None
 
 
 async def delete_reply(principal: Principal, reply_id: int) -> None:
@@ -90,7 +90,7 @@ async def delete_reply(principal: Principal, reply_id: int) -> None:
     async with principal.write() as session:
         existing = await canned_replies.get(session, reply_id)
         if existing is None:
-            raise OperationError(404, f"no canned reply {reply_id}")
+            raise OperationError(404, "no_canned_reply", reply_id=reply_id)
         await canned_replies.delete(session, existing, actor=principal.user)
 
 
@@ -100,7 +100,8 @@ async def delete_reply(principal: Principal, reply_id: int) -> None:
 @dataclass(frozen=True)
 class BulkResult:
     case_number: str
-    error: str | None  # None: done
+    error: str | None  # None: done; else the reason in English
+    refusal: OperationError | None = field(default=None, compare=False)  # the reason, to say in each language
 
 
 async def bulk(principal: Principal, case_numbers: Sequence[str], action: str, *, username: str = "",
@@ -111,19 +112,19 @@ async def bulk(principal: Principal, case_numbers: Sequence[str], action: str, *
     trace event and audit record; a case that refuses (closed, not in the user's queues, …) is reported and the
     others go on."""
     if action not in BULK_ACTIONS:
-        raise OperationError(422, f"unknown bulk action {action[:20]!r}")
+        raise OperationError(422, "unknown_bulk_action", code=action[:20])
     numbers = list(dict.fromkeys(number.strip() for number in case_numbers if number.strip()))
     if not numbers:
-        raise OperationError(422, "select at least one case")
+        raise OperationError(422, "select_cases")
     if len(numbers) > MAX_BULK:
-        raise OperationError(422, f"at most {MAX_BULK} cases at once")
+        raise OperationError(422, "bulk_too_many", limit=MAX_BULK)
     if action == "move":
         _check_queue(principal, queue)
         if not reason.strip():
-            raise OperationError(422, "moving cases needs a reason")
+            raise OperationError(422, "bulk_move_needs_reason")
         operations.check_transfer_reason(principal, reason_code)  # refused for the whole selection
     if action == "status" and not status:
-        raise OperationError(422, "choose the new status")
+        raise OperationError(422, "bulk_needs_status")
     results = []
     for number in numbers:
         try:
@@ -136,7 +137,7 @@ async def bulk(principal: Principal, case_numbers: Sequence[str], action: str, *
         except OperationError as refused:
             if refused.status_code == 403:
                 raise
-            results.append(BulkResult(number, refused.message))
+            results.append(BulkResult(number, refused.message, refused))
         else:
             results.append(BulkResult(number, None))
     return results

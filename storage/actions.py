@@ -14,7 +14,7 @@ import hmac
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, Self, cast
 
 from sqlalchemy import Table, bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,9 +42,69 @@ from storage.models import (
 )
 from storage.receipts import new_receipt_code, receipt_code_hash
 
+REFUSALS = {
+    "case_closed": "case is closed",
+    "rate_not_closed": "only a closed case can be rated",
+    "already_rated": "case already rated",
+    "rating_range": "rating must be 1 to 5",
+    "status_not_by_hand": "status {status} cannot be set by hand",
+    "status_already": "case is already {status}",
+    "answer_needs_text": "an answer needs text",
+    "canned_reply_incomplete": "a canned reply needs a title and a text",
+    "canned_reply_too_long": "a canned reply has at most {title_max} characters of title and {body_max} of text",
+    "close_not_answered": "only an answered case can be closed by its reporter",
+    "rating_or_unsolved": "a rating or 'not solved' is needed",
+    "appeal_not_rejected": "only a rejected case can be appealed",
+    "appeal_pending": "the appeal is being decided",
+    "appeal_again": "the case was appealed already",
+    "appeal_needs_reason": "a decision on an appeal needs its reason",
+    "no_appeal": "no appeal is waiting",
+    "extension_needs_reason": "an extension needs a reason",
+    "case_is_status": "case {number} is {status}",
+    "extension_not_later": "the new date must be later than the current resolve-by date",
+    "extension_too_long": "an extension adds at most {days} days to the current resolve-by date",
+    "extension_waiting": "an extension request of this case is waiting for a supervisor",
+    "extension_decided": "the request was decided already",
+    "extension_case_closed": "case {number} is {status}: its deadline can no longer be extended",
+    "note_to_reporter_needs_text": "a note for the reporter needs text",
+    "more_info_needs_question": "asking the reporter for more information needs the question",
+    "rejection_needs_reason": "a rejection needs its reason and where the reporter can turn instead",
+    "move_closed": "case {number} is {status}: reopen it to move it",
+    "move_needs_reason": "moving a case needs a reason",
+    "move_same_queue": "the case is in {queue} already",
+    "name_taken": "user {existing!r} exists already",
+    "name_taken_case": "user {existing!r} exists already (user names that differ only in letter case are one name)",
+    "accepted_already": "case {number} was accepted already",
+    "duplicate_by_hand": "use mark_duplicate to mark a duplicate",
+    "answered_needs_answer": "case {number} has no answer: answer the reporter, which marks it answered",
+    "closed_needs_answer": "case {number} has no answer: answer the reporter, or close it with a note that tells "
+                           "the result",
+    "reopen_needs_reason": "case {number} is {status}: reopening it needs the reason, which the reporter is told",
+    "duplicate_itself": "a case cannot duplicate itself",
+    "no_label": "the case has no label to confirm",
+    "label_already": "the label is {label} already",
+    "note_needs_text": "a note needs text",
+    "reporter_anonymous": "the reporter is anonymous",
+    "reveal_needs_reason": "revealing a reporter's identity needs a reason",
+}
+"""Every refusal of an action by its code: the English its message is. The code and its values let a reader in
+another language be told the same (the console's texts `refusal.<code>` in each of its languages)."""
+
 
 class ActionError(Exception):
-    """A rule of the domain refused the action in the case's present state; the message says which."""
+    """A rule of the domain refused the action in the case's present state; the message says which.
+
+    Raised as `ActionError.of(code, **values)` (one of `REFUSALS`); `code` and `values` name it for a reader's
+    language. An error raised with a message of its own has the code ""."""
+
+    def __init__(self, message: str, code: str = "", values: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.values = dict(values or {})
+
+    @classmethod
+    def of(cls, code: str, **values: object) -> Self:
+        return cls(REFUSALS[code].format(**values), code, values)
 
 
 class ActionInputError(ActionError):
@@ -410,7 +470,7 @@ async def add_follow_up(
     """Information the reporter adds to their case; it appears in the trace, and its words (`search_terms`)
     find the case in the console's search."""
     if case.status in CLOSED_STATUSES:
-        raise ActionError("case is closed")
+        raise ActionError.of("case_closed")
     event = TraceEvent(
         case_id=case.id,
         kind=TraceKind.FOLLOW_UP,
@@ -433,11 +493,11 @@ async def add_follow_up(
 
 async def rate_case(session: AsyncSession, case: Case, rating: int) -> TraceEvent:
     if case.status not in CLOSED_STATUSES:
-        raise ActionError("only a closed case can be rated")
+        raise ActionError.of("rate_not_closed")
     if case.rating is not None:
-        raise ActionError("case already rated")
+        raise ActionError.of("already_rated")
     if not 1 <= rating <= 5:
-        raise ActionError("rating must be 1 to 5")
+        raise ActionError.of("rating_range")
     case.rating = rating
     event = TraceEvent(case_id=case.id, kind=TraceKind.RATED, actor="reporter", detail={"rating": rating})
     session.add(event)
@@ -469,9 +529,9 @@ async def change_status(
 ) -> TraceEvent:
     """Move a case to a new status, with its trace event and a notice to the reporter."""
     if status not in _STATUS_EVENT:
-        raise ActionError(f"status {status} cannot be set by hand")
+        raise ActionError.of("status_not_by_hand", status=status)
     if case.status == status:
-        raise ActionError(f"case is already {status}")
+        raise ActionError.of("status_already", status=status)
     case.status = status
     case.closed_at = utcnow() if status in CLOSED_STATUSES else None
     if status in TAKEN_ON and case.accepted_at is None:
@@ -493,7 +553,7 @@ async def reply_to_reporter(session: AsyncSession, case: Case, text: str, *, act
     """Staff's answer: stored in the trace (shown by /status) and delivered through the outbox."""
     text = text.strip()
     if not text:
-        raise ActionError("an answer needs text")
+        raise ActionError.of("answer_needs_text")
     if case.status not in CLOSED_STATUSES:
         case.status = CaseStatus.ANSWERED
         if case.accepted_at is None:

@@ -33,9 +33,9 @@ async def save(session: AsyncSession, *, queue: str, title: str, body: str, acto
     """A new reply of `queue`, or `reply` changed; audited."""
     title, body = title.strip(), body.strip()
     if not title or not body:
-        raise ActionError("a canned reply needs a title and a text")
+        raise ActionError.of("canned_reply_incomplete")
     if len(title) > MAX_TITLE or len(body) > MAX_BODY:
-        raise ActionError(f"a canned reply has at most {MAX_TITLE} characters of title and {MAX_BODY} of text")
+        raise ActionError.of("canned_reply_too_long", title_max=MAX_TITLE, body_max=MAX_BODY)
     if reply is None:
         reply = CannedReply(queue=queue, title=title, body=body, updated_by_id=actor.id)
         session.add(reply)

@@ -80,7 +80,7 @@ async def _await_answer(session: AsyncSession, case: Case, state: str, choices: 
 async def close_as_solved(session: AsyncSession, case: Case) -> TraceEvent:
     """The reporter says the answer solved it: the answered case closes."""
     if case.status != CaseStatus.ANSWERED:
-        raise ActionError("only an answered case can be closed by its reporter")
+        raise ActionError.of("close_not_answered")
     case.status = CaseStatus.CLOSED
     case.closed_at = utcnow()
     event = TraceEvent(case_id=case.id, kind=TraceKind.SOLVED, actor="reporter", detail={})
@@ -98,13 +98,13 @@ async def rate(session: AsyncSession, case: Case, rating: int | None, *, comment
     "reopened"), the reporter by a notice, which shows on the ticket with its delivery state. Returns whether
     it was reopened."""
     if case.status not in CLOSED_STATUSES:
-        raise ActionError("only a closed case can be rated")
+        raise ActionError.of("rate_not_closed")
     if case.rating is not None:
-        raise ActionError("case already rated")
+        raise ActionError.of("already_rated")
     if rating is not None and not 1 <= rating <= 5:
-        raise ActionInputError("rating must be 1 to 5")
+        raise ActionInputError.of("rating_range")
     if rating is None and not unsolved:
-        raise ActionInputError("a rating or 'not solved' is needed")
+        raise ActionInputError.of("rating_or_unsolved")
     comment = (comment or "").strip() or None
     case.rating = rating if rating is not None else 1
     session.add(TraceEvent(case_id=case.id, kind=TraceKind.RATED, actor="reporter", body=comment or None,
@@ -130,11 +130,11 @@ async def appeal(session: AsyncSession, case: Case, text: str, *, appeal_limit: 
                  staff_targets: Sequence[tuple[str, str]] = (), staff_locale: str = "zh") -> TraceEvent:
     """The reporter appeals a rejection; a supervisor decides."""
     if case.status != CaseStatus.REJECTED:
-        raise ActionError("only a rejected case can be appealed")
+        raise ActionError.of("appeal_not_rejected")
     if case.appeal_pending:
-        raise ActionError("the appeal is being decided")
+        raise ActionError.of("appeal_pending")
     if case.appeal_count >= appeal_limit:
-        raise ActionError("the case was appealed already")
+        raise ActionError.of("appeal_again")
     case.appeal_count += 1
     case.appeal_pending = True
     event = TraceEvent(case_id=case.id, kind=TraceKind.APPEALED, actor="reporter", body=text.strip() or None,
@@ -150,9 +150,9 @@ async def decide_appeal(session: AsyncSession, case: Case, *, actor: StaffUser, 
     """A supervisor upholds the rejection (with the reason) or reopens the case for handling."""
     reason = reason.strip()
     if not reason:
-        raise ActionInputError("a decision on an appeal needs its reason")
+        raise ActionInputError.of("appeal_needs_reason")
     if not case.appeal_pending:
-        raise ActionError("no appeal is waiting")
+        raise ActionError.of("no_appeal")
     case.appeal_pending = False
     event = TraceEvent(case_id=case.id, kind=TraceKind.APPEAL_DECIDED, actor=f"staff:{actor.id}", body=reason,
                        detail={"upheld": uphold})
@@ -178,18 +178,18 @@ async def request_extension(session: AsyncSession, case: Case, *, actor: StaffUs
     now, for a case without one)."""
     reason = reason.strip()
     if not reason:
-        raise ActionInputError("an extension needs a reason")
+        raise ActionInputError.of("extension_needs_reason")
     if case.status in CLOSED_STATUSES:
-        raise ActionError(f"case {case.case_number} is {case.status}")
+        raise ActionError.of("case_is_status", number=case.case_number, status=case.status)
     if case.resolve_due_at is not None and resolve_due_at <= case.resolve_due_at:
-        raise ActionInputError("the new date must be later than the current resolve-by date")
+        raise ActionInputError.of("extension_not_later")
     latest = (case.resolve_due_at or utcnow()) + timedelta(days=max_days, hours=23, minutes=59, seconds=59)
     if resolve_due_at > latest:  # (to the end of the last day, as the console asks for a day)
-        raise ActionInputError(f"an extension adds at most {max_days} days to the current resolve-by date")
+        raise ActionInputError.of("extension_too_long", days=max_days)
     waiting = await session.scalar(select(ExtensionRequest.id).where(ExtensionRequest.case_id == case.id,
                                                                     ExtensionRequest.status == "pending"))
     if waiting is not None:
-        raise ActionError("an extension request of this case is waiting for a supervisor")
+        raise ActionError.of("extension_waiting")
     request = ExtensionRequest(case_id=case.id, requested_by_id=actor.id, reason=reason, resolve_due_at=resolve_due_at)
     session.add(request)
     await session.flush()
@@ -205,9 +205,9 @@ async def decide_extension(session: AsyncSession, request: ExtensionRequest, cas
     """A supervisor approves (the case gets the new resolve-by date, the reporter is told it) or refuses (a
     staff-only trace event); both are audited. The request of a case closed meanwhile can only be refused."""
     if request.status != "pending":
-        raise ActionError("the request was decided already")
+        raise ActionError.of("extension_decided")
     if approve and case.status in CLOSED_STATUSES:  # its deadline no longer runs; a refusal still clears it
-        raise ActionError(f"case {case.case_number} is {case.status}: its deadline can no longer be extended")
+        raise ActionError.of("extension_case_closed", number=case.case_number, status=case.status)
     request.status = "approved" if approve else "refused"
     request.decided_by_id = actor.id
     request.decided_at = utcnow()
@@ -248,7 +248,7 @@ async def tell_reporter(session: AsyncSession, case: Case, text: str, *, actor: 
     """A note of the staff for the reporter: in their trace and sent to them."""
     text = text.strip()
     if not text:
-        raise ActionInputError("a note for the reporter needs text")
+        raise ActionInputError.of("note_to_reporter_needs_text")
     event = TraceEvent(case_id=case.id, kind=TraceKind.NOTE, actor=f"staff:{actor.id}", body=text, detail={})
     session.add(event)
     await audit.record(session, actor, "case.note_to_reporter", case=case)
@@ -264,9 +264,9 @@ async def ask_for_information(session: AsyncSession, case: Case, question: str, 
     conversation then waits for; they answer with the follow-up of their case."""
     question = question.strip()
     if not question:
-        raise ActionInputError("asking the reporter for more information needs the question")
+        raise ActionInputError.of("more_info_needs_question")
     if case.status in CLOSED_STATUSES:
-        raise ActionError(f"case {case.case_number} is {case.status}")
+        raise ActionError.of("case_is_status", number=case.case_number, status=case.status)
     event = TraceEvent(case_id=case.id, kind=TraceKind.MORE_INFO, actor=f"staff:{actor.id}", body=question,
                        detail={})
     session.add(event)
@@ -282,7 +282,7 @@ async def reject(session: AsyncSession, case: Case, *, actor: StaffUser, reason:
     """Not for this service: the reporter is told why and where to turn instead (both required)."""
     reason, referral = reason.strip(), referral.strip()
     if not reason or not referral:
-        raise ActionInputError("a rejection needs its reason and where the reporter can turn instead")
+        raise ActionInputError.of("rejection_needs_reason")
     event = await change_status(session, case, CaseStatus.REJECTED, actor=f"staff:{actor.id}",
                                 body=f"{reason}\n{referral}")
     await audit.record(session, actor, "case.status", case=case,
@@ -301,12 +301,12 @@ async def transfer(session: AsyncSession, case: Case, queue: str, *, actor: Staf
     the `alert_after`-th transfer and every one after it tell the new queue's staff groups. A closed case stays with
     the queue that closed it (its figures, its reporter's trace): it is reopened before it moves."""
     if case.status in CLOSED_STATUSES:
-        raise ActionError(f"case {case.case_number} is {case.status}: reopen it to move it")
+        raise ActionError.of("move_closed", number=case.case_number, status=case.status)
     reason = reason.strip()
     if not reason:
-        raise ActionInputError("moving a case needs a reason")
+        raise ActionInputError.of("move_needs_reason")
     if queue == case.queue:
-        raise ActionError(f"the case is in {queue} already")
+        raise ActionError.of("move_same_queue", queue=queue)
     previous = case.queue
     case.queue = queue
     case.assigned_to_id = None

@@ -69,15 +69,14 @@ async def count_staff(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).select_from(StaffUser)) or 0)
 
 
-async def name_taken(session: AsyncSession, username: str) -> str | None:
+async def name_taken(session: AsyncSession, username: str) -> ActionError | None:
     """Why `username` cannot name a new account (an account has it, or has it in other letter case: the two
     would read alike in the audit log and every list), or None."""
     existing = await session.scalar(select(StaffUser.username).where(
         func.lower(StaffUser.username) == username.lower()).limit(1))
     if existing is None:
         return None
-    return f"user {existing!r} exists already" + (
-        "" if existing == username else " (user names that differ only in letter case are one name)")
+    return ActionError.of("name_taken" if existing == username else "name_taken_case", existing=existing)
 
 
 async def create_staff(session: AsyncSession, *, username: str, display_name: str, role: StaffRole,
@@ -87,7 +86,7 @@ async def create_staff(session: AsyncSession, *, username: str, display_name: st
     asks its owner for a new password before anything else."""
     taken = await name_taken(session, username)
     if taken is not None:
-        raise ActionError(taken)
+        raise taken
     user = StaffUser(username=username, display_name=display_name, role=role, password_hash=password_hash,
                      active=True, failed_logins=0, totp_required=False, must_change_password=must_change_password)
     session.add(user)
@@ -294,12 +293,12 @@ async def revoke_api_token(session: AsyncSession, record: ApiToken, *, actor: St
 
 def _open(case: Case) -> None:
     if case.status in CLOSED_STATUSES:
-        raise ActionError(f"case {case.case_number} is {case.status}")
+        raise ActionError.of("case_is_status", number=case.case_number, status=case.status)
 
 
 async def accept_case(session: AsyncSession, case: Case, *, actor: StaffUser) -> TraceEvent:
     if case.status not in (CaseStatus.RECEIVED, CaseStatus.ROUTED):
-        raise ActionError(f"case {case.case_number} was accepted already")
+        raise ActionError.of("accepted_already", number=case.case_number)
     event = await actions.change_status(session, case, CaseStatus.ACCEPTED, actor=actor_ref(actor))
     await audit.record(session, actor, "case.accept", case=case)
     return event
@@ -311,16 +310,14 @@ async def set_status(session: AsyncSession, case: Case, status: CaseStatus, *, a
     answer (answering marks it), "closed" with the answer or a note that tells the result, and a closed case
     reopened with the reason (`body`, which the reporter is told)."""
     if status == CaseStatus.DUPLICATE:
-        raise ActionError("use mark_duplicate to mark a duplicate")
+        raise ActionError.of("duplicate_by_hand")
     has_note = bool(body and body.strip())
     if status in (CaseStatus.ANSWERED, CaseStatus.CLOSED) and not (status == CaseStatus.CLOSED and has_note):
         if not await queries.answered_case_ids(session, [case.id]):
-            raise ActionError(f"case {case.case_number} has no answer: answer the reporter, " + (
-                "which marks it answered" if status == CaseStatus.ANSWERED
-                else "or close it with a note that tells the result"))
+            raise ActionError.of("answered_needs_answer" if status == CaseStatus.ANSWERED else "closed_needs_answer",
+                                 number=case.case_number)
     if case.status in CLOSED_STATUSES and status not in CLOSED_STATUSES and not has_note:
-        raise ActionInputError(f"case {case.case_number} is {case.status}: reopening it needs the reason, "
-                               "which the reporter is told")
+        raise ActionInputError.of("reopen_needs_reason", number=case.case_number, status=case.status)
     event = await actions.change_status(session, case, status, actor=actor_ref(actor), body=body)
     await audit.record(session, actor, "case.status", case=case, detail={"status": str(status)})
     return event
@@ -328,7 +325,7 @@ async def set_status(session: AsyncSession, case: Case, status: CaseStatus, *, a
 
 async def mark_duplicate(session: AsyncSession, case: Case, original: Case, *, actor: StaffUser) -> TraceEvent:
     if original.id == case.id:
-        raise ActionInputError("a case cannot duplicate itself")
+        raise ActionInputError.of("duplicate_itself")
     case.duplicate_of_id = original.id
     event = await actions.change_status(session, case, CaseStatus.DUPLICATE, actor=actor_ref(actor),
                                         body=original.case_number)
@@ -338,7 +335,7 @@ async def mark_duplicate(session: AsyncSession, case: Case, original: Case, *, a
 
 async def confirm_label(session: AsyncSession, case: Case, *, actor: StaffUser) -> None:
     if case.label is None:
-        raise ActionError("the case has no label to confirm")
+        raise ActionError.of("no_label")
     case.label_status = "confirmed"
     await audit.record(session, actor, "case.confirm_label", case=case, detail={"label": case.label})
 
@@ -348,7 +345,7 @@ async def correct_label(session: AsyncSession, case: Case, label: str, *, actor:
     """A reviewer's label; it becomes training data and moves an open case where routing sends that label (a closed
     case stays with the queue that closed it)."""
     if label == case.label and case.label_status is not None:
-        raise ActionError(f"the label is {label} already")
+        raise ActionError.of("label_already", label=label)
     previous = case.label
     case.label = label
     case.label_status = "corrected" if label != case.predicted_label else "confirmed"
@@ -372,7 +369,7 @@ async def assign_case(session: AsyncSession, case: Case, assignee: StaffUser | N
 async def add_note(session: AsyncSession, case: Case, body: str, *, actor: StaffUser) -> InternalNote:
     body = body.strip()
     if not body:
-        raise ActionInputError("a note needs text")
+        raise ActionInputError.of("note_needs_text")
     note = InternalNote(case_id=case.id, author_id=actor.id, body=body)
     session.add(note)
     await session.flush()
@@ -390,10 +387,10 @@ async def reveal_identity(session: AsyncSession, case: Case, *, actor: StaffUser
                           reason: str) -> tuple[str | None, str | None]:
     """A real-name reporter's name and phone; every reveal is audited with the reason given for it."""
     if case.anonymous:
-        raise ActionError("the reporter is anonymous")
+        raise ActionError.of("reporter_anonymous")
     reason = reason.strip()
     if not reason:
-        raise ActionError("revealing a reporter's identity needs a reason")
+        raise ActionError.of("reveal_needs_reason")
     await audit.record(session, actor, "case.reveal_identity", case=case, ip=ip, detail={"reason": reason})
     return case.reporter_name, case.reporter_phone
 

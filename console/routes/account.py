@@ -14,6 +14,7 @@ from itsdangerous import BadSignature
 from console import accounts, signin, texts
 from console.auth import (
     Principal,
+    WeakPassword,
     enrol_serializer,
     hash_password,
     set_session_cookie,
@@ -21,7 +22,7 @@ from console.auth import (
     totp_step,
 )
 from console.operations import MAX_ID, OperationError
-from console.rendering import redirect, render
+from console.rendering import redirect, render, weak_password_message
 from console.routes.common import CsrfField, PagePrincipal, check_csrf, client_ip, page_router
 from console.routes.login import ENROL_MAX_AGE
 
@@ -63,9 +64,8 @@ async def change_password(request: Request, principal: PagePrincipal, *, csrf: C
     try:
         password_hash = await asyncio.to_thread(partial(hash_password, new,
                                                         user_inputs=(user.username, user.display_name)))
-    except ValueError as problem:  # what is wrong with it, in English, from `hash_password`
-        weak = texts.get("zh", "account.password_weak")
-        return await account_page(request, principal, status_code=422, error=f"{weak} {problem}")
+    except WeakPassword as problem:
+        return await account_page(request, principal, status_code=422, error=weak_password_message(problem.pair()))
     token = await signin.new_password(principal.context, principal.user.id, password_hash, ip=client_ip(request))
     response = redirect("/console/account?done=password")
     set_session_cookie(response, principal.context, token)
@@ -77,7 +77,7 @@ async def enrol_totp(request: Request, principal: PagePrincipal, *, csrf: CsrfFi
                      secret: Annotated[str, Form()], code: Annotated[str, Form(max_length=20)]) -> Response:
     check_csrf(principal, csrf)
     if principal.user.totp_secret:
-        raise OperationError(409, "two-factor authentication is on already; remove it first to enrol a new device")
+        raise OperationError(409, "totp_on_already")
     try:
         plain = str(enrol_serializer(principal.context).loads(secret, max_age=ENROL_MAX_AGE))
     except BadSignature:
@@ -96,7 +96,7 @@ async def remove_totp(request: Request, principal: PagePrincipal, *, csrf: CsrfF
                       password: Annotated[str, Form(max_length=1000)]) -> Response:
     check_csrf(principal, csrf)
     if principal.user.totp_required:
-        raise OperationError(409, "an administrator requires two-factor authentication for your account")
+        raise OperationError(409, "totp_required")
     confirmation = await signin.confirm_own_password(principal.context, principal.user.id, password,
                                                      purpose="second factor removal", ip=client_ip(request))
     if confirmation.locked:
@@ -112,7 +112,7 @@ async def create_own_token(request: Request, principal: PagePrincipal, *, csrf: 
                            name: Annotated[str, Form(max_length=80)]) -> Response:
     check_csrf(principal, csrf)
     if not name.strip():
-        raise OperationError(422, "a token needs a name (what uses it)")
+        raise OperationError(422, "token_needs_name")
     token, _ = await accounts.create_api_token(principal, name.strip())
     return await account_page(request, principal, new_token=token)
 

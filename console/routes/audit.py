@@ -38,7 +38,7 @@ def audit_filter(request: Request, principal: Principal) -> tuple[dict[str, Any]
               "from": params["from"][:10], "to": params["to"][:10]}
     first, last = parse_day(params["from"], "from"), parse_day(params["to"], "to")
     if first and last and first > last:
-        raise OperationError(422, "the period starts after it ends")
+        raise OperationError(422, "period_reversed")
     zone = principal.context.city.timezone
     filters = {"actor": params["user"] or None, "case_number": params["case"] or None,
                "action": params["action"] or None, "since": _day_start(first, zone) if first else None,

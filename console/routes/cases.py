@@ -69,19 +69,19 @@ def case_filter(request: Request, principal: Principal, view: ListView) -> tuple
     queue = view.fixed_queue or params["queue"]
     if queue:
         if city.queue(queue) is None:
-            raise OperationError(404, f"no queue {queue}")
+            raise OperationError(404, "no_queue", code=queue)
         flt.queues = {queue}
     if params["status"]:
         if params["status"] not in {s.value for s in CaseStatus}:
-            raise OperationError(422, f"unknown status {params['status'][:30]!r}")
+            raise OperationError(422, "unknown_status", code=params['status'][:30])
         flt.status = params["status"]
     if params["label"]:
         if params["label"] not in LABELS:
-            raise OperationError(422, f"unknown label {params['label'][:30]!r}")
+            raise OperationError(422, "unknown_label_filter", code=params['label'][:30])
         flt.label = params["label"]
     if params["district"]:
         if params["district"] != "unsure" and city.district(params["district"]) is None:
-            raise OperationError(422, f"unknown district {params['district'][:30]!r}")
+            raise OperationError(422, "unknown_district", code=params['district'][:30])
         flt.district = params["district"]
     tz = ZoneInfo(city.timezone)
     day_from, day_to = parse_day(params["from"], "from"), parse_day(params["to"], "to")
@@ -102,7 +102,7 @@ def case_filter(request: Request, principal: Principal, view: ListView) -> tuple
     if params["problem"]:  # the cases of one problem (linked from its page), to act on all of them at once
         problem = whole_number(params["problem"])
         if problem is None or not 1 <= problem <= MAX_ID:
-            raise OperationError(422, f"problem: not a problem number {params['problem'][:30]!r}")
+            raise OperationError(422, "not_problem_number", value=params['problem'][:30])
         flt.problem_id = problem
     return flt, params
 
@@ -168,7 +168,7 @@ async def queue_cases(request: Request, principal: PagePrincipal, queue: str) ->
     allowed = visible_queues(principal.user)
     found = principal.context.city.queue(queue)
     if found is None or (allowed is not None and queue not in allowed):
-        raise OperationError(404, f"no queue {queue} among yours")
+        raise OperationError(404, "no_queue_yours", code=queue)
     return await list_page(request, principal, ListView((found.zh, found.en), f"/console/queue/{queue}",
                                                         fixed_queue=queue))
 

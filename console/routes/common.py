@@ -31,8 +31,8 @@ def page_router() -> APIRouter:
 def check_csrf(principal: Principal, submitted: str | None) -> None:
     try:
         principal.check_csrf(submitted)
-    except HTTPException as refused:
-        raise OperationError(403, str(refused.detail)) from None
+    except HTTPException:
+        raise OperationError(403, "csrf_failed") from None
 
 
 def client_ip(request: Request) -> str | None:
@@ -45,9 +45,9 @@ def parse_day(value: str, name: str) -> date | None:
     try:
         day = date.fromisoformat(value)
     except ValueError:
-        raise OperationError(422, f"{name}: a date like 2026-11-24, not {value[:20]!r}") from None
+        raise OperationError(422, "date_format", name=name, value=value[:20]) from None
     if not FIRST_DAY <= day <= LAST_DAY:
-        raise OperationError(422, f"{name}: a date between {FIRST_DAY} and {LAST_DAY}")
+        raise OperationError(422, "date_range", name=name, first=FIRST_DAY, last=LAST_DAY)
     return day
 
 
@@ -57,9 +57,9 @@ def parse_fraction(value: str, name: str) -> float | None:
     try:
         number = float(value)
     except ValueError:
-        raise OperationError(422, f"{name}: a number between 0 and 1, not {value[:20]!r}") from None
+        raise OperationError(422, "fraction_format", name=name, value=value[:20]) from None
     if not 0.0 <= number <= 1.0:
-        raise OperationError(422, f"{name}: a number between 0 and 1")
+        raise OperationError(422, "fraction_range", name=name)
     return number
 
 
@@ -67,9 +67,9 @@ def parse_page(value: str) -> int:
     try:
         page = int(value or "1")
     except ValueError:
-        raise OperationError(422, "page: a whole number") from None
+        raise OperationError(422, "page_format") from None
     if not 1 <= page <= 100_000:
-        raise OperationError(422, "page: from 1")
+        raise OperationError(422, "page_range")
     return page
 
 
@@ -94,11 +94,11 @@ def back_to(request: Request) -> str | None:
     return None
 
 
-async def error_page(request: Request, status_code: int, message: str,
+async def error_page(request: Request, status_code: int, message: str | tuple[str, str],
                      fields: list[tuple[str, str]] | None = None) -> Response:
     """An error as a console page (the app's handler for OperationError on console paths): what went wrong in
-    Chinese and English, the precise reason (and, for a refused form, each field's: (where, what)), and the way
-    back to the page it came from."""
+    Chinese and English, the precise reason (a (Chinese, English) pair, or one line; and, for a refused form,
+    each field's: (where, what)), and the way back to the page it came from."""
     try:
         principal: Principal | None = await page_principal(request, context_of(request))
     except LoginRequired:

@@ -65,7 +65,7 @@ async def models(request: Request, principal: PagePrincipal, a: str = "", b: str
     if a and b:
         known = {info.version for info in versions}
         if a not in known or b not in known:
-            raise OperationError(404, "choose two saved model versions to compare")
+            raise OperationError(404, "compare_two")
         comparison = await asyncio.to_thread(training.compare, registry, a, b)
     async with context.database.read_sessionmaker() as session:
         counts = await training_data.staff_label_counts(session)
@@ -96,7 +96,7 @@ async def train(principal: PagePrincipal, *, csrf: CsrfField = "") -> Response:
     try:
         run_id = await training.start_training(principal.context.database, principal.context.data_dir)
     except training.TrainingError as problem:
-        raise OperationError(409, str(problem)) from None
+        raise OperationError(409, "model_refused", detail=problem) from None
     await accounts.record(principal, "model.train", {"run": run_id})
     return redirect("/console/models?done=training")
 
@@ -127,14 +127,14 @@ async def promote(request: Request, principal: PagePrincipal, *, csrf: CsrfField
         try:
             candidate = await asyncio.to_thread(registry.get, version)
         except NlpError as problem:
-            raise OperationError(409, str(problem)) from None
+            raise OperationError(409, "model_refused", detail=problem) from None
         current = await asyncio.to_thread(registry.promoted)
         return render(request, principal, "confirm_model.html", action="promote", target=candidate,
                       current=current, force=force == "1")
     try:
         await asyncio.to_thread(registry.promote, version, force=force == "1", by=principal.user.username)
     except NlpError as problem:
-        raise OperationError(409, str(problem)) from None
+        raise OperationError(409, "model_refused", detail=problem) from None
     await accounts.record(principal, "model.promote", {"version": version, "forced": force == "1"})
     await _serve_promoted(principal)
     return redirect("/console/models?done=promoted")
@@ -154,13 +154,13 @@ async def rollback(request: Request, principal: PagePrincipal, *, csrf: CsrfFiel
         versions = {info.version: info for info in await asyncio.to_thread(registry.list)}
         target = training.rollback_target(await asyncio.to_thread(registry.events), set(versions))
         if target is None:
-            raise OperationError(409, "no earlier promoted model to roll back to")
+            raise OperationError(409, "no_rollback")
         return render(request, principal, "confirm_model.html", action="rollback", target=versions[target],
                       current=current, force=False)
     try:
         info = await asyncio.to_thread(functools.partial(registry.rollback, by=principal.user.username))
     except NlpError as problem:
-        raise OperationError(409, str(problem)) from None
+        raise OperationError(409, "model_refused", detail=problem) from None
     await accounts.record(principal, "model.rollback", {"version": info.version})
     await _serve_promoted(principal)
     return redirect("/console/models?done=rolled_back")

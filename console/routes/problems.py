@@ -48,7 +48,7 @@ async def make_problem(principal: PagePrincipal, *, csrf: CsrfField = "",
     """A problem of the chosen cases (from a hot issue)."""
     check_csrf(principal, csrf)
     if len(cases) > 500:
-        raise operations.OperationError(422, "a problem is made of at most 500 cases at once")
+        raise operations.OperationError(422, "problem_too_many")
     problem_id = await problems.group_cases(principal, cases, title)
     return redirect(_problem_url(problem_id, "problem_made"))
 
@@ -77,7 +77,7 @@ async def answer_problem(request: Request, principal: PagePrincipal, problem_id:
         told = await problems.answer_problem(principal, problem_id, text)
         return redirect(f"/console/problem/{problem_id}?{urlencode({'done': 'problem_answered', 'told': told})}")
     if not text.strip():
-        raise operations.OperationError(422, "an answer needs text")
+        raise operations.OperationError(422, "answer_needs_text")
     score = await problems.check_problem_answer(principal, problem_id, text)
     return await _problem_page(request, principal, problem_id, answer_check(principal, target, text, score))
 

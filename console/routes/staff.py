@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from console import accounts, texts
 from console.auth import Principal, hash_password
 from console.operations import MAX_ID, OperationError, require_admin
-from console.rendering import redirect, render
+from console.rendering import Names, redirect, render, weak_password_message
 from console.routes.common import CsrfField, PagePrincipal, check_csrf, page_router
 from storage.models import StaffRole
 
@@ -29,7 +29,7 @@ def _role(value: str) -> StaffRole:
     try:
         return StaffRole(value)
     except ValueError:
-        raise OperationError(422, f"unknown role {value[:20]!r}") from None
+        raise OperationError(422, "unknown_role", code=value[:20]) from None
 
 
 async def _staff_list_page(request: Request, principal: Principal, *, created: tuple[str, str] | None = None,
@@ -77,7 +77,7 @@ async def create_staff(request: Request, principal: PagePrincipal, *, csrf: Csrf
         if refused.status_code != 422:
             raise
         return await _staff_list_page(request, principal, status_code=422, form=entered,
-                                      error=f"{texts.get('zh', 'account.password_weak')} {refused.message}")
+                                      error=weak_password_message(Names(principal.context.city).refusal(refused)))
     return await _staff_list_page(request, principal, created=(username, "" if password else plain))
 
 
@@ -152,7 +152,7 @@ async def staff_token(request: Request, principal: PagePrincipal, username: str,
                       name: Annotated[str, Form(max_length=80)]) -> Response:
     check_csrf(principal, csrf)
     if not name.strip():
-        raise OperationError(422, "a token needs a name (what uses it)")
+        raise OperationError(422, "token_needs_name")
     token = await accounts.create_token_for(principal, username, name.strip())
     return await _staff_user_page(request, principal, username, new_token=token)
 

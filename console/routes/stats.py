@@ -14,7 +14,7 @@ from markupsafe import Markup
 from console import charts, loop_stats, stats, texts
 from console.auth import Principal, visible_queues
 from console.operations import OperationError, require_supervisor
-from console.rendering import render
+from console.rendering import Names, render
 from console.routes.common import PagePrincipal, page_router, parse_day
 from storage import statistics
 from storage.loop_stats import LoopStatistics
@@ -33,7 +33,7 @@ def _period(principal: Principal, start: str, end: str) -> tuple[date, date]:
     last = parse_day(end, "end") or today
     first = parse_day(start, "start") or (last - timedelta(days=DEFAULT_DAYS - 1))
     if first > last:
-        raise OperationError(422, "the period starts after it ends")
+        raise OperationError(422, "period_reversed")
     return first, last
 
 
@@ -50,11 +50,11 @@ async def statistics_page(request: Request, principal: PagePrincipal, start: str
     city = principal.context.city
     first, last = _period(principal, start, end)
 
-    async def loop_figures() -> tuple[LoopStatistics | None, str]:
+    async def loop_figures() -> tuple[LoopStatistics | None, tuple[str, str] | None]:
         try:  # the loop's figures have a weekly series, so a bounded period; the page's other figures do not
-            return await loop_stats.figures(principal, first, last), ""
+            return await loop_stats.figures(principal, first, last), None
         except OperationError as refused:
-            return None, refused.message
+            return None, Names(city).refusal(refused)
 
     # the page's two parts read in sessions of their own, each in a heavy-read slot: at the same time when the
     # process has two free, one after the other when it runs one heavy read at a time (the default)

@@ -252,7 +252,7 @@ async def answer(request: Request, principal: PagePrincipal, case_number: str, *
         await operations.answer(principal, case_number, text)
         return redirect(_case_url(case_number, "answered", "#trace"))
     if not text.strip():
-        raise operations.OperationError(422, "an answer needs text")
+        raise operations.OperationError(422, "answer_needs_text")
     score = await problems.check_answer(principal, case_number, text)
     return await ticket_page(request, principal, case_number, checked=answer_check(principal, case_number, text, score))
 

@@ -74,7 +74,8 @@ async def test_a_refused_operation_is_json_in_the_api_and_an_error_page_in_the_c
 
     assert (api.status_code, api.json()) == (404, {"detail": "no case QL-2026-424242 in your queues"})
     assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
-    assert '<p class="message">no case QL-2026-424242 in your queues</p>' in page.text
+    assert ('<p class="message"><span class="bi">您负责的队列中没有案件 QL-2026-424242'
+            '<span class="en">no case QL-2026-424242 in your queues</span></span></p>') in page.text
 
 
 async def test_the_consoles_style_sheet_is_served(console: tuple[httpx.AsyncClient, ConsoleContext]) -> None:

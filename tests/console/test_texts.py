@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from console import texts
+from console.operations import OperationError
 from console.training import STAGES
+from storage.actions import REFUSALS, ActionError
 from storage.models import CaseStatus, StaffRole, TraceKind
 
 CONSOLE = Path(texts.__file__).resolve().parent
@@ -81,3 +83,38 @@ def test_every_audited_action_has_a_name_in_both_languages() -> None:
     recorded.discard("case.extension_")
     assert len(recorded) > 30
     assert sorted(action for action in recorded if not texts.has(f"audit.{action}")) == []
+
+
+REFUSAL = re.compile(r'OperationError\(\s*\d{3},\s*"([a-z_]+)"|__init__\(\s*\d{3},\s*"([a-z_]+)"')
+STORAGE_REFUSAL = re.compile(r'Error\.of\(\s*"([a-z_]+)"')
+
+
+def test_every_reason_the_console_refuses_with_is_said_in_both_languages() -> None:
+    """The console's refusals were English sentences under a Chinese heading: each is now a text `refusal.<key>`,
+    the console's own (`OperationError(status, key, ...)`) and the storage actions' (`ActionError.of(code, ...)`)."""
+    root = CONSOLE.parent
+    used = {key for source in _sources().values() for pair in REFUSAL.findall(source) for key in pair if key}
+    coded = {code for path in (root / "storage").rglob("*.py")
+             for code in STORAGE_REFUSAL.findall(path.read_text(encoding="utf-8"))}
+    assert len(used) > 60 and len(coded) > 35  # the patterns still find the raise sites
+    assert coded <= set(REFUSALS)
+    chinese = texts.load_locale(texts.LOCALES_DIR / "zh.toml")
+    english = texts.load_locale(texts.LOCALES_DIR / "en.toml")
+    for table in (chinese, english):
+        assert sorted(key for key in used | set(REFUSALS) if f"refusal.{key}" not in table) == []
+
+
+def test_the_english_of_a_storage_refusal_is_its_message_as_the_api_answers_it() -> None:
+    english = texts.load_locale(texts.LOCALES_DIR / "en.toml")
+    assert {code: english[f"refusal.{code}"] for code in REFUSALS} == REFUSALS
+
+
+def test_a_refusal_is_said_with_its_values_in_each_language() -> None:
+    refused = OperationError(422, "no_case", number="QL-2026-000001")
+    assert (refused.status_code, refused.message) == (422, "no case QL-2026-000001 in your queues")
+    error = ActionError.of("case_is_status", number="QL-2026-000001", status=CaseStatus.CLOSED)
+    wrapped = OperationError.refused(409, error)
+    assert str(error) == wrapped.message == "case QL-2026-000001 is closed"
+    assert (wrapped.key, wrapped.values) == ("case_is_status", {"number": "QL-2026-000001", "status": "closed"})
+    plain = OperationError.refused(409, ActionError("no staff user 'x'"))
+    assert (plain.key, plain.message) == ("other", "no staff user 'x'")

@@ -134,7 +134,8 @@ async def test_bulk_actions_on_a_selection(console: ConsoleHarness) -> None:
         assert [(await console.get_case(n)).queue for n in (first, second)] == ["petitions", "petitions"]
         again = await client.post("/console/cases/bulk", data={"csrf": csrf, "action": "move", "queue": "petitions",
                                                                "reason": "涉及信访事项", "cases": [first, third]})
-        assert "成功 1 / 2 件" in again.text and "the case is in petitions already" in again.text
+        assert "成功 1 / 2 件" in again.text and "案件已在“信访室（市纪委监委）”队列中" in again.text
+        assert "the case is in Letters and Visits office (Discipline Inspection Commission) already" in again.text
         forged = await client.post("/console/cases/bulk", data={"csrf": "nope", "action": "assign", "cases": [third]})
         assert forged.status_code == 403
     moves = [e for e in await console.audit("case.move")]

@@ -20,7 +20,8 @@ from storage import staff_actions
 from storage.models import AuditEntry, Case, StaffRole
 from tests.factories import console_session, create_staff, file_case
 
-MESSAGE = re.compile(r'<p class="message">([^<]*)</p>')
+MESSAGE = re.compile(r'<p class="message">'
+                     r'(?:<span class="bi">([^<]*)<span class="en">([^<]*)</span></span>|([^<]*))</p>')
 FIELD_LOCATION = re.compile(r'<li data-loc="([^"]+)">')
 FLASH = re.compile(r'<p class="flash ok" role="status"><span class="bi">([^<]*)<span class="en">')
 
@@ -70,10 +71,19 @@ class Office:
                                                .order_by(AuditEntry.id))).scalars())
 
 
-def page_message(response: httpx.Response) -> str:
-    """What the console's error page says."""
+def page_reason(response: httpx.Response) -> tuple[str, str]:
+    """What the console's error page says, in Chinese and in English (a reason said in one line twice)."""
     assert response.headers["content-type"].startswith("text/html"), response.text[:300]
-    return html.unescape("".join(MESSAGE.findall(response.text)))
+    found = MESSAGE.search(response.text)
+    if found is None:
+        return "", ""
+    chinese, english, one_line = (html.unescape(part) for part in found.groups(""))
+    return (chinese, english) if not one_line else (one_line, one_line)
+
+
+def page_message(response: httpx.Response) -> str:
+    """What the console's error page says (in English)."""
+    return page_reason(response)[1]
 
 
 def flash(page: str) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import pyotp
@@ -83,3 +84,23 @@ async def test_a_right_password_after_wrong_ones_on_the_account_page_still_works
             "csrf": csrf, "current": PASSWORD, "new": new, "repeat": new})
         assert location(changed) == "/console/account?done=password"
     assert (await console.staff("rev")).failed_logins == 0
+
+
+ALERT = re.compile(r'<p class="flash bad" role="alert">([^<]*)</p>')
+
+
+async def test_a_weak_new_password_gets_zxcvbns_advice_in_chinese_with_the_english_after_it(
+        console: ConsoleHarness) -> None:
+    """Seen by a reviewer: "新密码不够安全： the password is too easy to guess (Sequences like "abc" or "6543" are easy
+    to guess); use a longer phrase of uncommon words" — zxcvbn's advice in English only, after a Chinese heading."""
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    async with console.client() as client:
+        csrf = await console.login(client, "rev")
+        refused = await client.post("/console/account/password", data={
+            "csrf": csrf, "current": PASSWORD, "new": "abcdefghij", "repeat": "abcdefghij"})
+    assert refused.status_code == 422
+    assert [html.unescape(alert) for alert in ALERT.findall(refused.text)] == [
+        "新密码不够安全：密码太容易被猜到：像“abc”或“6543”这样的序列很容易被猜到。"
+        "再加一两个词，不常用的词更好。避免使用序列。 "
+        'The new password is not good enough: the password is too easy to guess: Sequences like "abc" or "6543" are '
+        "easy to guess. Add another word or two. Uncommon words are better. Avoid sequences."]

@@ -147,3 +147,21 @@ async def test_the_overviews_tiles_open_the_lists_they_count(console: ConsoleHar
         assert await _numbers(client, "/console/cases?handling=1") == [informed, handled]
         assert await _numbers(client, "/console/cases?unread=1") == [informed]
         assert await _numbers(client, "/console/cases?status=routed") == [new]
+
+
+FILTER_FORM = re.compile(r'<form method="get" action="[^"]*" class="filters">(.*?)</form>', re.S)
+OPTION = re.compile(r"<option[^>]*>([^<]*)</option>")
+
+
+async def test_every_choice_of_the_case_lists_filters_has_its_english_name(console: ConsoleHarness) -> None:
+    """Seen by an English-reading supervisor: the filters' 全部 and the labels and districts were Chinese only."""
+    await console.user("boss", StaffRole.SUPERVISOR)
+    async with console.client() as client:
+        await console.login(client, "boss")
+        page = await client.get("/console/cases")
+    form = FILTER_FORM.search(page.text)
+    assert page.status_code == 200 and form is not None
+    choices = [html.unescape(text).strip() for text in OPTION.findall(form.group(1))]
+    assert len(choices) > 20
+    assert [choice for choice in choices if not re.search(r"[A-Za-z]", choice)] == []
+    assert {"全部 all", "吃拿卡要与违规收送 Bribes, gifts and banquets"} <= set(choices)

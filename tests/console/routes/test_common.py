@@ -20,7 +20,7 @@ from tests.console.conftest import make_context
 from tests.factories import console_session, create_staff, file_case
 
 CASE_LINK = re.compile(r'<a href="/console/case/(QL-\d{4}-\d{6})">')
-MESSAGE = re.compile(r'<p class="message">([^<]*)</p>')
+MESSAGE = re.compile(r'<p class="message">(?:<span class="bi">[^<]*<span class="en">)?([^<]*)(?:</span></span>)?</p>')
 
 
 @pytest.fixture

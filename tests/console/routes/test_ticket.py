@@ -11,6 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from console import texts
 from nlp.labels import LABELS
 from storage import loop
 from storage.models import (
@@ -23,6 +24,7 @@ from storage.models import (
     TraceKind,
 )
 from tests.console.conftest import ACTIONS, JPEG, PDF, ConsoleHarness, answer_on_page, location
+from tests.console.routes.office import page_reason
 
 # A school canteen's contract given to the head's relative: education, or an irregular project? The default model
 # hesitates between the two. The window left unattended is plainly slow service.
@@ -165,7 +167,8 @@ async def test_a_closed_ticket_offers_no_move_and_a_corrected_label_keeps_it_in_
         assert f"/console/case/{number}/move" not in page.text and "需转办请先重新办理" in page.text
         forged = await client.post(f"/console/case/{number}/move", data={
             "csrf": csrf, "queue": "petitions", "reason": "涉及收受礼品"})
-        assert forged.status_code == 409 and f"case {number} is closed: reopen it to move it" in forged.text
+        assert forged.status_code == 409 and page_reason(forged) == (
+            f"案件 {number} 处于“已办结”状态；要转办，请先重新打开", f"case {number} is Closed: reopen it to move it")
         corrected = await client.post(f"/console/case/{number}/correct-label",
                                       data={"csrf": csrf, "label": "bribery_gifts"})
         assert corrected.status_code == 303 and location(corrected).startswith(f"/console/case/{number}")
@@ -480,3 +483,45 @@ async def test_a_refused_action_says_what_happened_in_chinese_and_leads_back_to_
         again = await client.post(f"/console/case/{number}/accept", data={"csrf": csrf})
     assert again.status_code == 409
     assert "案件的状态已经变化" in again.text and f'<a href="/console/case/{number}">' in again.text
+
+
+async def test_the_reason_of_a_refusal_is_chinese_with_the_english_beside_it(console: ConsoleHarness) -> None:
+    """Seen by a reviewer: under 无法执行 the reason read "case … was accepted already", English only; a case's
+    queue and status were codes ("the case is in clean_hall already")."""
+    await console.user("boss", StaffRole.SUPERVISOR)
+    number = await console.case("clean_hall")
+    async with console.client() as client:
+        csrf = await console.login(client, "boss")
+        await client.post(f"/console/case/{number}/accept", data={"csrf": csrf})
+        again = await client.post(f"/console/case/{number}/accept", data={"csrf": csrf})
+        stays = await client.post(f"/console/case/{number}/move", data={"csrf": csrf, "queue": "clean_hall",
+                                                                         "reason": "留在原队列"})
+        forbidden = await client.post(f"/console/case/{number}/reveal", data={"csrf": csrf, "reason": " "})
+        api = await client.post(f"/api/v1/cases/{number}/accept", headers={"X-CSRF-Token": csrf})
+    assert (again.status_code, page_reason(again)) == (
+        409, (f"案件 {number} 已经受理", f"case {number} was accepted already"))
+    assert (stays.status_code, page_reason(stays)) == (409, (
+        "案件已在“清廉大厅监督组（市行政审批服务局）”队列中",
+        "the case is in Clean Hall supervision (Administrative Approval Bureau) already"))
+    assert (forbidden.status_code, page_reason(forbidden)) == (
+        422, ("请说明查看举报人身份的理由（理由将被记录）",
+              "say why you need the reporter's identity (the reason is recorded)"))
+    assert (api.status_code, api.json()) == (409, {"detail": f"case {number} was accepted already"})
+
+
+ROUTED_ROW = re.compile(r'<tr>\s*<td class="nowrap">[^<]*</td>\s*<td class="nowrap"><span class="st st-routed".*?</tr>',
+                        re.S)
+
+
+async def test_a_routing_row_of_the_trace_names_queue_and_reason_in_english_too(console: ConsoleHarness) -> None:
+    """Seen by an English-reading reviewer: "→ 清廉大厅监督组（市行政审批服务局） （按分类）", Chinese only."""
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    number = await console.case("clean_hall")
+    async with console.client() as client:
+        await console.login(client, "rev")
+        page = await client.get(f"/console/case/{number}")
+    row = ROUTED_ROW.search(page.text)
+    assert page.status_code == 200 and row is not None
+    reason = (await console.trace(number))[-1].detail["reason"]
+    assert "Clean Hall supervision (Administrative Approval Bureau)" in row.group(0)
+    assert f'<span class="en">{texts.get("en", f"route_reason.{reason}")}</span>' in row.group(0)

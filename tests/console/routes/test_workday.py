@@ -281,8 +281,8 @@ async def test_the_result_page_lists_each_selected_case_as_done_or_with_the_reas
     assert response.status_code == 200
     cut = too_long[:32]  # a case number is at most 32 characters
     assert _results(response.text) == [
-        (first, "已完成"), (elsewhere, f"未处理 no case {elsewhere} in your queues"), (second, "已完成"),
-        (cut, f"未处理 no case {cut} in your queues")]
+        (first, "已完成"), (elsewhere, f"未处理 您负责的队列中没有案件 {elsewhere}"), (second, "已完成"),
+        (cut, f"未处理 您负责的队列中没有案件 {cut}")]
     assert "成功 2 / 4 件" in _text(response.text)
     assert 'href="/console/queue/clean_hall?status=routed">' in response.text  # back to the list it came from
     li_id = (await day.get_case(first)).assigned_to_id
