@@ -267,11 +267,31 @@ class ModelRegistry:
             return candidate.macro_f1, current.macro_f1
         return evaluate_on_eval_split(self.load(candidate.version)), evaluate_on_eval_split(self.load(current.version))
 
+    def promotion_refusal(self, version: str) -> str | None:
+        """Why the quality gate refuses to promote `version` (None: it does not): its macro-F1 on the evaluation
+        split is more than 1 point below the promoted model's (unless that one cannot be served by this
+        installation any more), or it has no such score. The confirmation pages ask it before a promotion."""
+        candidate = self.get(version)
+        current = self.promoted()
+        if current is not None and current.version == candidate.version:
+            return None
+        if candidate.macro_f1 is None:
+            return (f"model {version} has no macro-F1 on the evaluation split (its labels are not the "
+                    "taxonomy's?)")
+        if current is None or unservable_reason(current, self.cipher) is not None:
+            return None
+        candidate_f1, current_f1 = self._gate_scores(candidate, current)
+        if candidate_f1 is None:
+            return f"model {version} cannot be scored on the evaluation split"
+        if current_f1 is not None and candidate_f1 < current_f1 - PROMOTION_TOLERANCE - 1e-9:
+            return (f"model {version} has macro-F1 {candidate_f1:.4f} on the evaluation split, more than 1 point "
+                    f"below the promoted {current.version} ({current_f1:.4f})")
+        return None
+
     def promote(self, version: str, *, force: bool = False, by: str | None = None) -> None:
-        """Make `version` the promoted model (`by`: who, as the models page shows it). Without `force`, refuse a
-        model whose macro-F1 on the evaluation split is more than 1 point below the promoted model's (unless that
-        one cannot be served by this installation any more), or that has no such score. A model this installation
-        cannot serve is refused even with `force`."""
+        """Make `version` the promoted model (`by`: who, as the models page shows it). Without `force`, refuse what
+        the quality gate refuses (`promotion_refusal`). A model this installation cannot serve is refused even
+        with `force`."""
         with self.locked():
             candidate = self.get(version)
             check_servable(candidate.path, read_metadata(candidate.path), self.cipher)
@@ -279,19 +299,10 @@ class ModelRegistry:
             if current is not None and current.version == candidate.version:
                 return
             if not force:
-                if candidate.macro_f1 is None:
-                    raise PromotionRefusedError(f"model {version} has no macro-F1 on the evaluation split "
-                                                "(its labels are not the taxonomy's?); use --force to promote it")
-                if current is not None and unservable_reason(current, self.cipher) is None:
-                    candidate_f1, current_f1 = self._gate_scores(candidate, current)
-                    if candidate_f1 is None:
-                        raise PromotionRefusedError(f"model {version} cannot be scored on the evaluation split; "
-                                                    "use --force to promote it")
-                    if current_f1 is not None and candidate_f1 < current_f1 - PROMOTION_TOLERANCE - 1e-9:
-                        raise PromotionRefusedError(
-                            f"model {version} has macro-F1 {candidate_f1:.4f} on the evaluation split, more than "
-                            f"1 point below the promoted {current.version} ({current_f1:.4f}); "
-                            "use --force to promote it anyway")
+                refusal = self.promotion_refusal(version)
+                if refusal is not None:
+                    raise PromotionRefusedError(f"{refusal}; force the promotion to skip the quality gate "
+                                                "(--force on the command line)")
             state = self._state()
             state["history"].append(version)
             state["events"].append({"action": "promote", "version": version,

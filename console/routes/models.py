@@ -72,12 +72,13 @@ async def models(request: Request, principal: PagePrincipal, a: str = "", b: str
     running = status.get("state") == "running"
     extra: dict[str, Any] = {} if running or request.query_params.get("done") != "training" else {"done": None}
     calibrations = {info.version: training.calibration(info.metrics) for info in versions}
+    can_roll_back = training.rollback_target(events, {info.version for info in versions}) is not None
     return render(request, principal, "models.html", versions=list(reversed(versions)), calibrations=calibrations,
                   configured_threshold=context.city.routing.confidence_threshold,
                   events=list(reversed(events))[:RECENT_EVENTS], comparison=comparison, status=status,
                   stage=training.stage_name(str(status.get("stage") or "")), running=running, a=a, b=b,
                   counts=counts, serving=context.classifier.version, load_failure=context.classifier.load_failure,
-                  **extra)
+                  can_roll_back=can_roll_back, **extra)
 
 
 async def _serve_promoted(principal: Principal) -> None:
@@ -129,8 +130,9 @@ async def promote(request: Request, principal: PagePrincipal, *, csrf: CsrfField
         except NlpError as problem:
             raise OperationError(409, "model_refused", detail=problem) from None
         current = await asyncio.to_thread(registry.promoted)
+        refusal = None if force == "1" else await asyncio.to_thread(registry.promotion_refusal, version)
         return render(request, principal, "confirm_model.html", action="promote", target=candidate,
-                      current=current, force=force == "1")
+                      current=current, force=force == "1", refusal=refusal)
     try:
         await asyncio.to_thread(registry.promote, version, force=force == "1", by=principal.user.username)
     except NlpError as problem:
@@ -156,7 +158,7 @@ async def rollback(request: Request, principal: PagePrincipal, *, csrf: CsrfFiel
         if target is None:
             raise OperationError(409, "no_rollback")
         return render(request, principal, "confirm_model.html", action="rollback", target=versions[target],
-                      current=current, force=False)
+                      current=current, force=False, refusal=None)
     try:
         info = await asyncio.to_thread(functools.partial(registry.rollback, by=principal.user.username))
     except NlpError as problem:

@@ -141,3 +141,24 @@ async def test_the_comparison_scores_calibration_and_threshold_of_both_versions(
     triage = re.search(r'<th><span class="bi">送人工分拣<span class="en">Sent to triage</span></span></th>'
                        r'<td class="num">([^<]+)</td><td class="num">([^<]+)</td>', comparison)
     assert triage is not None and triage.group(2) == _share(promoted.metrics["threshold_triage_share"])
+
+
+async def test_the_confirmation_says_when_the_gate_refuses_and_rollback_is_offered_only_with_a_target(
+        console: ConsoleHarness) -> None:
+    """Seen as an administrator: the confirmation of a much worse version offered 确认启用, which then answered 409
+    (the gate refuses); the rollback button showed with only one version ever promoted."""
+    await console.user("boss", StaffRole.ADMIN)
+    default = console.context.classifier.version
+    weaker = await asyncio.to_thread(_second_version, console.context.models_dir)
+    async with console.client() as client:
+        csrf = await console.login(client, "boss")
+        page = (await client.get("/console/models")).text
+        assert "回滚到上一个启用的版本" not in page
+        asked = (await client.post("/console/models/promote", data={"csrf": csrf, "version": weaker})).text
+        assert "质量门槛不允许启用此版本" in asked and f"more than 1 point below the promoted {default}" in asked
+        assert "仍然强制启用" in asked and '<input type="hidden" name="force" value="1">' in asked
+        forced = await client.post("/console/models/promote", data={"csrf": csrf, "version": weaker, "force": "1",
+                                                                    "confirm": "1"})
+        assert location(forced) == "/console/models?done=promoted"
+        assert console.context.classifier.version == weaker
+        assert "回滚到上一个启用的版本" in (await client.get("/console/models")).text
