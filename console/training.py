@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from console import texts
+from handlers.texts import fill
 from nlp.labels import LABELS
 from storage import training_data
 from storage.db import Database
@@ -173,14 +174,24 @@ def training_status(data_dir: Path | str) -> dict[str, Any]:
     return _complete(status)
 
 
+def _ago(started_at: object, now: datetime) -> str:
+    """How long ago a run started, in words that need no time zone ("3 minutes ago")."""
+    try:
+        started = datetime.fromisoformat(str(started_at))
+    except ValueError:
+        return "a while ago"
+    minutes = max(0, int((now - started).total_seconds() // 60))
+    return "less than a minute ago" if minutes < 1 else fill("{n} {n:plural:minute|minutes} ago", n=minutes)
+
+
 def _claim(models_dir: Path, run_id: str) -> dict[str, Any]:
     now = _now()
     with _locked(models_dir):
         current = _read(models_dir)
         if current is not None and current.get("state") == "running" and _interrupted(current, now) is None:
             raise TrainingAlreadyRunning(
-                f"training run {current.get('run_id')} started at {current.get('started_at')} is still running; "
-                "wait for it to finish")
+                f"training run {current.get('run_id')} started {_ago(current.get('started_at'), now)} and is still "
+                "running; wait for it to finish")
         status = {
             "run_id": run_id, "state": "running", "stage": "queued", "message": texts.get("en", "stage.queued"),
             "percent": STAGES["queued"], "started_at": now.isoformat(), "finished_at": None,

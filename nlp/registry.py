@@ -198,7 +198,8 @@ class ModelRegistry:
     def get(self, version: str) -> ModelInfo:
         model_dir = self.models_dir / version
         if not version or "/" in version or version.startswith(".") or not (model_dir / METADATA_FILE).is_file():
-            raise ModelNotFoundError(f"no model {version!r} in {self.models_dir}")
+            raise ModelNotFoundError(f"no model {version!r} (`qinglian model list` and the console's models page "
+                                     "list the saved versions)")
         return ModelInfo.from_metadata(read_metadata(model_dir), model_dir, version == self._promoted_version())
 
     def promoted(self) -> ModelInfo | None:

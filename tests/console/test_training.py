@@ -148,10 +148,11 @@ async def test_a_cancelled_run_stops_its_process_and_is_recorded_as_failed(servi
 async def test_a_run_in_another_live_process_is_refused_and_a_dead_one_is_reported_failed(
         service: Service) -> None:
     data_dir = service.data_dir
-    started = datetime.now(UTC).isoformat()
+    started = (datetime.now(UTC) - timedelta(minutes=3, seconds=10)).isoformat()
     _write_status(data_dir, run_id="other", state="running", stage="fitting", percent=35, started_at=started,
                   pid=os.getpid(), host=socket.gethostname())
-    with pytest.raises(training.TrainingAlreadyRunning, match="training run other started at"):
+    # the time in words, not a UTC timestamp beside a page of city times
+    with pytest.raises(training.TrainingAlreadyRunning, match="training run other started 3 minutes ago and is still"):
         await training.start_training(service.database, service.data_dir)
     assert isinstance(training.TrainingAlreadyRunning("x"), RuntimeError)
 
