@@ -112,8 +112,8 @@ class Names:
     def role(self, code: str) -> tuple[str, str]:
         return texts.pair_or(f"role.{code}", code)
 
-    def audit_action(self, code: str) -> str:
-        return texts.pair_or(f"audit.{code}", code)[0]
+    def audit_action(self, code: str) -> tuple[str, str]:
+        return texts.pair_or(f"audit.{code}", code)
 
     def audit_detail(self, detail: dict[str, object] | None) -> str:
         """An audit entry's detail as a reviewer reads it: each item under its name, codes (labels, queues,
@@ -161,8 +161,8 @@ class Names:
     def delivery_status(self, code: str) -> str:
         return texts.joined(f"delivery.{code}") if texts.has(f"delivery.{code}") else code
 
-    def notice_kind(self, code: str) -> str:
-        return texts.pair_or(f"notice.{code}", code)[0]
+    def notice_kind(self, code: str) -> tuple[str, str]:
+        return texts.pair_or(f"notice.{code}", code)
 
     def route_reason(self, code: str | None) -> tuple[str, str]:
         return texts.pair_or(f"route_reason.{code}", code or "") if code else ("", "")

@@ -18,9 +18,10 @@ from console.rendering import render, secure
 from console.routes.common import PagePrincipal, client_ip, page_count, page_router, parse_day, parse_page
 
 AUDIT_PER_PAGE = 100
-ACTION_GROUPS = (("case.", "案件"), ("problem.", "问题"), ("hotspots.", "热点"), ("login.", "登录"),
-                 ("account.", "账户"), ("staff.", "人员"), ("api_token.", "令牌"), ("model.", "模型"),
-                 ("canned_reply.", "常用答复"), ("audit.", "审计"))
+ACTION_GROUPS = (("case.", "案件", "cases"), ("problem.", "问题", "problems"), ("hotspots.", "热点", "hot issues"),
+                 ("login.", "登录", "sign-in"), ("account.", "账户", "own account"), ("staff.", "人员", "staff"),
+                 ("api_token.", "令牌", "API tokens"), ("model.", "模型", "models"),
+                 ("canned_reply.", "常用答复", "canned replies"), ("audit.", "审计", "audit"))
 """The filter's choices: groups of actions; one action is chosen by clicking it in a row."""
 FILTERS = ("user", "action", "case", "from", "to")
 

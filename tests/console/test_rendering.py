@@ -24,7 +24,7 @@ def test_names_of_codes_come_from_the_texts_the_taxonomy_and_the_city() -> None:
     assert names.trace("routed") == ("分派", "Routed")  # the trace names the event, not the state
     assert names.trace("in_handling") == ("办理中", "In handling")
     assert names.role("admin") == ("管理员", "Administrator")
-    assert names.audit_action("case.reveal_identity") == "查看身份"
+    assert names.audit_action("case.reveal_identity") == ("查看身份", "revealed the identity")
     assert names.route_reason("low_confidence") == ("置信度低，人工分拣", "low confidence")
     assert names.label("medical") == ("医疗医保", "Hospitals and medical insurance")
     assert names.label(None) == ("未分类", "unclassified")
@@ -33,7 +33,7 @@ def test_names_of_codes_come_from_the_texts_the_taxonomy_and_the_city() -> None:
     assert names.queue_short("clean_medical") == "医疗医保监督组"
     # codes nobody wrote a text for are shown as they are
     assert (names.status("mystery"), names.role("janitor"), names.audit_action("x.y")) == (
-        ("mystery", "mystery"), ("janitor", "janitor"), "x.y")
+        ("mystery", "mystery"), ("janitor", "janitor"), ("x.y", "x.y"))
     assert (names.route_reason("odd"), names.route_reason(None)) == (("odd", "odd"), ("", ""))
     assert (names.queue("nowhere"), names.queue(None)) == (("nowhere", "nowhere"), ("—", "—"))
 

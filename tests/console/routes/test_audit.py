@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from console.texts import get as console_text
 from storage.models import StaffRole
 from tests.console.conftest import ConsoleHarness
 
@@ -22,3 +23,7 @@ async def test_audit_log_page_filters_by_user_and_case(console: ConsoleHarness) 
         by_user = (await client.get("/console/audit?user=rev")).text
         assert "case.accept" in by_user and "case.note" in by_user and "login.success" in by_user
         assert "boss" not in by_user.split("<table", 1)[1]
+        # actions and the filter's groups are named in both languages, as the rest of the console is
+        accept_zh, accept_en = console_text("zh", "audit.case.accept"), console_text("en", "audit.case.accept")
+        assert accept_zh in by_case and accept_en in by_case
+        assert "案件 · cases (case.*)" in by_case and "模型 · models (model.*)" in by_case
