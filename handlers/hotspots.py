@@ -27,8 +27,9 @@ from storage.models import Case, HotIssueRun
 
 def group(rows: list[similar.PeriodRecord], now: datetime, top: int,
           tz: tzinfo | None = None) -> tuple[list[dict[str, Any]], float]:
-    """The `top` groups of a period as stored in a run (JSON), and the seconds the grouping took. Each case is
-    read with the reporter's pseudonym as author: one resident's repeated reports count once."""
+    """The `top` groups of a period as stored in a run (JSON), and the seconds the grouping took. A report under a
+    name is read with the reporter's pseudonym as author (one resident's repeated reports count once), an anonymous
+    one without (it counts as a resident of its own, so that the heat tells nothing of who wrote it)."""
     began = time.perf_counter()
     records = [CaseRecord(row.case_id, row.created_at, np.frombuffer(row.terms, dtype="<u4").astype(np.uint32),
                           0, row.label, row.reporter_key) for row in rows]
@@ -126,6 +127,14 @@ async def view(session: AsyncSession, run: HotIssueRun, queues: Iterable[str] | 
     return issues
 
 
+def _residents(cases: list[Case]) -> int:
+    """How many residents filed `cases`, as staff may be told: reports under a name count once per resident (by
+    their pseudonym), and an anonymous report always counts as a resident of its own — counting it with another
+    report of the same sender would tell staff that the two share an author, and revealing the named one would
+    then name the anonymous one's author."""
+    return len({("anonymous", case.id) if case.anonymous else ("named", case.reporter_key) for case in cases})
+
+
 def _issue(rank: int, stored: dict[str, Any], visible: list[Case], hidden: int, tz: tzinfo | None) -> HotIssue:
     messages = [Message(case.id, "", case.description, case.created_at) for case in visible]
     central = stored["central_id"] if any(case.id == stored["central_id"] for case in visible) else visible[0].id
@@ -135,7 +144,7 @@ def _issue(rank: int, stored: dict[str, Any], visible: list[Case], hidden: int, 
     return HotIssue(
         rank=rank, heat=float(stored["heat"]),
         first=min(case.created_at for case in visible), last=max(case.created_at for case in visible),
-        place_people=place_people, description=description, residents=len({case.reporter_key for case in visible}),
+        place_people=place_people, description=description, residents=_residents(visible),
         cases=[HotCase(case.id, case.case_number, case.queue, case.status, case.created_at, case.problem_id)
                for case in visible],
         hidden=hidden,

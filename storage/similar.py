@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import Select, Table, bindparam, delete, func, insert, literal, select, union_all, update
+from sqlalchemy import case as sql_case
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (
@@ -177,7 +178,9 @@ class PeriodRecord:
     case_id: int
     created_at: datetime
     terms: bytes
-    reporter_key: str
+    #: the pseudonym of a report's author under their name; None for an anonymous report, which must never be
+    #: counted together with another report (that would tell staff the two share an author)
+    reporter_key: str | None
     label: str | None
     queue: str
     status: str
@@ -192,8 +195,8 @@ async def period_records(session: AsyncSession, since: datetime, until: datetime
                          queues: Iterable[str] | None = None) -> list[PeriodRecord]:
     """The signed cases created in [since, until), optionally only those in `queues`, oldest first; streamed
     from the database in batches of `PERIOD_READ_BATCH`."""
-    statement = (select(Case.id, Case.created_at, CaseSignature.terms, Case.reporter_key, Case.label, Case.queue,
-                        Case.status)
+    author = sql_case((Case.anonymous, None), else_=Case.reporter_key)
+    statement = (select(Case.id, Case.created_at, CaseSignature.terms, author, Case.label, Case.queue, Case.status)
                  .join(CaseSignature, CaseSignature.case_id == Case.id)
                  .where(Case.created_at >= since, Case.created_at < until)
                  .order_by(Case.id))

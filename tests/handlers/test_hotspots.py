@@ -76,6 +76,30 @@ async def test_a_reviewer_sees_only_the_cases_of_their_queues_and_the_count_of_t
     assert nothing == []
 
 
+async def test_the_count_of_residents_never_links_an_anonymous_report_to_another(sessionmaker: Any) -> None:
+    """Seen as a security tester: one resident filed a report anonymously and another under their name; the hot
+    issue said "举报人数 1 · 2 件", so whoever revealed the named one knew who wrote the anonymous one. An anonymous
+    report counts as a resident of its own; reports under a name count once per resident."""
+    now = utcnow()
+    filers = [("same", True), ("same", False), ("other", False), ("other", False)]  # (reporter, anonymous)
+    async with sessionmaker.begin() as session:
+        for number, (text, (reporter, anonymous)) in enumerate(zip(PLANT, filers, strict=True)):
+            case, _ = await file_case(session, description=text, place="丽发新城", queue="district_yuelu",
+                                      reporter_ref=reporter, anonymous=anonymous,
+                                      reporter_name=None if anonymous else "王小明",
+                                      reporter_phone=None if anonymous else "13987654321",
+                                      now=now - timedelta(days=number))
+            await similar_cases.sign_new_case(session, case.id, text, case.place)
+    assert await hotspots_once(sessionmaker, load_city_config(None), force=True)
+    async with sessionmaker() as session:
+        run = await hotspots.latest_run(session)
+        assert run is not None
+        [issue] = await hot_issues.view(session, run, ["district_yuelu"])
+        [stored] = run.groups
+    assert (len(issue.cases), issue.residents) == (4, 3)
+    assert stored["residents"] == 3  # the heat counts as the page does: it cannot be read back into a link
+
+
 async def test_a_refresh_is_not_repeated_within_its_interval_and_old_runs_are_forgotten(sessionmaker: Any) -> None:
     await _file_all(sessionmaker)
     city = load_city_config(None)
