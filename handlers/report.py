@@ -404,11 +404,13 @@ async def submit(turn: Turn) -> None:
         client_key=address.key if address is not None else None, now=turn.ctx.clock(),
         search_terms=index_terms([draft["place"], draft["description"]]),
     )
+    channel, user_ref = turn.conversation.channel, turn.conversation.user_ref  # "other residents": not their own
     signature = await similar_cases.sign_new_case(turn.session, submitted.case_id, draft["description"],
                                                   draft["place"])
     others = await similar_cases.find(turn.session, signature, district=draft.get("district"),
                                       created_at=turn.ctx.clock(), settings=city.similarity,
-                                      exclude=submitted.case_id, ranked=SIMILAR_RANKED_AT_SUBMIT)
+                                      exclude=submitted.case_id, ranked=SIMILAR_RANKED_AT_SUBMIT,
+                                      exclude_author=(channel, actions.pseudonym(turn.session, channel, user_ref)))
     turn.clear_draft()
     text = turn.t("submitted", case_number=submitted.case_number, code=format_receipt_code(submitted.receipt_code))
     if decision.accept_due_at is not None and decision.resolve_due_at is not None:

@@ -68,14 +68,15 @@ class SimilarCase:
 
 async def find(session: AsyncSession, signature: similar.StoredSignature, *, district: str | None,
                created_at: datetime, settings: Similarity, exclude: int | None = None,
-               ranked: int | None = None) -> list[SimilarCase]:
+               ranked: int | None = None, exclude_author: tuple[str, str] | None = None) -> list[SimilarCase]:
     """The cases of the last `settings.window_days` days (before or after `created_at`) that score at least
     `settings.threshold`, best first. With `ranked`, only that many candidates are scored: those sharing the
     most band keys with the report (the estimate of their text similarity that the statement can rank by) —
-    enough to tell whether similar cases exist, where a common report may have hundreds."""
+    enough to tell whether similar cases exist, where a common report may have hundreds. `exclude_author`
+    (channel, reporter pseudonym) leaves out that resident's own cases."""
     since = created_at - timedelta(days=settings.window_days)
     found = await similar.candidates(session, band_keys=signature.band_keys, place_keys=signature.place_keys,
-                                     since=since, exclude=exclude, limit=ranked)
+                                     since=since, exclude=exclude, limit=ranked, exclude_author=exclude_author)
     if not found:
         return []
     query = Signature.from_minhash_bytes(signature.minhash, signature.band_keys, signature.place_keys)

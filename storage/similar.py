@@ -101,7 +101,8 @@ def _newest(table: Table, column: str, key: str, limit: int) -> Select[tuple[int
 
 
 @lru_cache(maxsize=64)
-def _statement(bands: int, places: int, per_key: int, exclude: bool, limit: int | None) -> Select[Any]:
+def _statement(bands: int, places: int, per_key: int, exclude: bool, limit: int | None,
+               exclude_author: bool = False) -> Select[Any]:
     """The lookup for a report with `bands` band keys and `places` place keys, the keys as parameters b0…, p0…:
     built once per shape (a signature has a fixed number of bands), so a lookup only binds its keys."""
     parts = [select(literal(1).label("band"), literal(0).label("place"), newest.c.case_id)
@@ -119,6 +120,9 @@ def _statement(bands: int, places: int, per_key: int, exclude: bool, limit: int 
                  .where(Case.created_at >= bindparam("since")))
     if exclude:
         statement = statement.where(Case.id != bindparam("exclude"))
+    if exclude_author:
+        statement = statement.where((Case.channel != bindparam("author_channel"))
+                                    | (Case.reporter_key != bindparam("author_key")))
     if limit is None:
         return statement.order_by(Case.id.desc())
     return statement.order_by(shared.c.bands.desc(), shared.c.place.desc(), Case.id.desc()).limit(limit)
@@ -126,11 +130,12 @@ def _statement(bands: int, places: int, per_key: int, exclude: bool, limit: int 
 
 async def candidates(session: AsyncSession, *, band_keys: Iterable[int], place_keys: Iterable[int],
                      since: datetime, exclude: int | None = None, per_key: int = PER_KEY,
-                     limit: int | None = None) -> list[Candidate]:
+                     limit: int | None = None, exclude_author: tuple[str, str] | None = None) -> list[Candidate]:
     """The cases created since `since` that share a band key or a place key with a report, newest first, each
     once, with how many band keys it shares and whether it shares a place key. Of each key only the newest
     `per_key` cases are read. With `limit`, only the `limit` cases that share the most band keys (then a place
-    key, then the newest) come back, in that order: the statement does the cheap pre-ranking."""
+    key, then the newest) come back, in that order: the statement does the cheap pre-ranking. `exclude_author`
+    (channel, reporter pseudonym) leaves out that resident's own cases."""
     bands = sorted(set(band_keys))
     places = sorted(set(place_keys))
     if not bands and not places:
@@ -140,8 +145,10 @@ async def candidates(session: AsyncSession, *, band_keys: Iterable[int], place_k
     parameters["since"] = since
     if exclude is not None:
         parameters["exclude"] = exclude
-    rows = await session.execute(_statement(len(bands), len(places), per_key, exclude is not None, limit),
-                                 parameters)
+    if exclude_author is not None:
+        parameters["author_channel"], parameters["author_key"] = exclude_author
+    rows = await session.execute(_statement(len(bands), len(places), per_key, exclude is not None, limit,
+                                            exclude_author is not None), parameters)
     return [Candidate(case_id=row[0], case_number=row[1], created_at=row[2], district=row[3], status=row[4],
                       queue=row[5], problem_id=row[6], minhash=row[7], shared_bands=int(row[8] or 0),
                       same_place=bool(row[9]))

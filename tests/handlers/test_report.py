@@ -223,6 +223,16 @@ async def _report_the_plant(harness: DialogHarness, user_ref: str, description: 
     return resident.text()
 
 
+async def test_a_residents_own_earlier_report_is_not_told_as_other_residents(harness: DialogHarness) -> None:
+    """Seen as a security tester: a resident's second report of one problem was told that other residents had
+    reported it too, when the only similar report was their own."""
+    assert "类似问题" not in await _report_the_plant(harness, "r1", PLANT)
+    harness.clock.advance(hours=24, minutes=1)  # the next day: not held by the daily report limit
+    again = await _report_the_plant(harness, "r1", PLANT_AGAIN)
+    assert "举报已提交" in again and "类似问题" not in again
+    assert "其他群众反映了类似问题" in await _report_the_plant(harness, "r2", PLANT_THIRD)
+
+
 async def test_the_resident_is_told_of_similar_reports_only_when_the_city_says_so(harness: DialogHarness) -> None:
     assert "类似问题" not in await _report_the_plant(harness, "r1", PLANT)  # nothing similar yet
     told = await _report_the_plant(harness, "r2", PLANT_AGAIN)
