@@ -35,7 +35,7 @@ def _check_queues(principal: Principal, queues: Collection[str]) -> None:
     known = {queue.code for queue in principal.context.city.queues}
     unknown = sorted(set(queues) - known)
     if unknown:
-        raise OperationError(422, "unknown_queues", queues=", ".join(unknown))
+        raise OperationError(422, "unknown_queues", queues=", ".join(unknown), count=len(unknown))
 
 
 async def staff_user(principal: Principal, username: str) -> StaffUser:

@@ -338,7 +338,7 @@ async def test_a_reviewer_cannot_send_an_answer_once_the_problem_reaches_beyond_
     refused = await li.post(address, data={"csrf": csrf, "text": ANSWER, "action": "send", "checked": token.group(1)})
 
     assert refused.status_code == 403
-    assert page_message(refused) == f"problem {problem_id} has 1 case(s) outside your queues; a supervisor answers it"
+    assert page_message(refused) == f"problem {problem_id} has 1 case outside your queues; a supervisor answers it"
     assert await desk.answers() == []
     rechecked = await li.post(address, data={"csrf": csrf, "text": ANSWER})  # the page no longer offers to send
     assert rechecked.status_code == 200 and CHECK_TOKEN.search(rechecked.text) is None
