@@ -85,7 +85,7 @@ REFUSALS = {
     "label_already": "the label is {label} already",
     "note_needs_text": "a note needs text",
     "reporter_anonymous": "the reporter is anonymous",
-    "reveal_needs_reason": "revealing a reporter's identity needs a reason",
+    "reveal_needs_reason": "revealing a reporter's identity needs a reason of at least {chars} letters or digits",
 }
 """Every refusal of an action by its code: the English its message is. The code and its values let a reader in
 another language be told the same (the console's texts `refusal.<code>` in each of its languages)."""
