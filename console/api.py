@@ -326,7 +326,7 @@ async def evidence(principal: CurrentUser, case_number: CaseNumber, request: Req
                                                        "Content-Security-Policy": "default-src 'none'; sandbox"})
 
 
-EXPORT_PARAMETERS = ("format", "identity", "status", "label", "district", "queue", "created_from",
+EXPORT_PARAMETERS = ("format", "identity", "reason", "status", "label", "district", "queue", "created_from",
                      "created_to", "overdue", "assigned_to_me")
 
 @router.get("/export/cases", response_class=Response, summary="Cases of a filter as CSV or XLSX (supervisors)",
@@ -337,7 +337,10 @@ async def export_cases(
     format: Annotated[Literal["csv", "xlsx"], Query(description="The spreadsheet's format.")] = "csv",
     identity: Annotated[bool, Query(description=(
         "Add the reporters' names and phones: only for the roles that may reveal identities (403 otherwise); "
-        "audited."))] = False,
+        "audited, as a reveal of each case whose reporter's identity the file holds: needs `reason`."))] = False,
+    reason: Annotated[str | None, Query(max_length=500, description=(
+        "Why the identities are needed (with `identity`): at least 4 letters or digits, 422 otherwise; recorded "
+        "with the export and with each case's reveal."))] = None,
     status: Annotated[CaseStatusCode | None, Query()] = None,
     label: Annotated[LabelCode | None, Query()] = None,
     district: Annotated[str | None, Query(max_length=40)] = None,
@@ -356,9 +359,9 @@ async def export_cases(
     flt = _case_filter(principal, status=status, label=label, district=district, queue=queue,
                        created_from=created_from, created_to=created_to, overdue=overdue,
                        assigned_to_me=assigned_to_me)
-    described = {key: str(value) for key, value in request.query_params.items() if key not in ("format",)}
+    described = {key: str(value) for key, value in request.query_params.items() if key not in ("format", "reason")}
     export = await exports.export_cases(principal, flt, fmt=format, identity=identity, ip=_ip(request),
-                                        described=described)
+                                        described=described, reason=reason)
     return Response(export.content, media_type=export.media_type,
                     headers={"Content-Disposition": f'attachment; filename="{export.filename}"'})
 

@@ -147,12 +147,26 @@ class Export:
     media_type: str
 
 
+def revealed_case_ids(cases: Sequence[Case]) -> list[int]:
+    """The cases whose reporter's identity an export with identity columns holds: real-name reporters with a name
+    or phone still stored."""
+    return [case.id for case in cases if not case.anonymous and (case.reporter_name or case.reporter_phone)]
+
+
 async def export_cases(principal: Principal, flt: queries.CaseFilter, *, fmt: Format, identity: bool,
-                       ip: str | None, described: dict[str, str]) -> Export:
+                       ip: str | None, described: dict[str, str], reason: str | None = None) -> Export:
     """The cases of the filter in the user's queues as a spreadsheet; with `identity` (the roles that may reveal
-    identities only: 403 otherwise) the reporters' names and phones too. Audited, with the filter."""
+    identities only: 403 otherwise; with a `reason` that says something, as a reveal on a ticket needs: 422
+    otherwise) the reporters' names and phones too. Audited, with the filter; an export with identities also as a
+    reveal of each case whose reporter's identity it holds (`case.reveal_identity`, with the reason and
+    `"via": "export"`), so that the case's activity and the audit log's reveals show it."""
     if identity and not can_reveal_identity(principal.user, principal.context.city):
         raise OperationError(403, "identity_forbidden")
+    reason = reason.strip() if reason else ""
+    if identity and not staff_actions.identity_reason_says_enough(reason):
+        raise OperationError(422, "export_identity_needs_reason", chars=staff_actions.IDENTITY_REASON_MIN_CHARS)
+    if len(reason) > 500:
+        raise OperationError(422, "reason_too_long")
     # up to MAX_EXPORT_ROWS cases read, decrypted and formatted: a heavy read, which takes its turn
     async with principal.context.database.heavy_read_slot():
         listed = await operations.list_cases(principal, flt, per_page=MAX_EXPORT_ROWS, only=READ + (
@@ -162,9 +176,13 @@ async def export_cases(principal: Principal, flt: queries.CaseFilter, *, fmt: Fo
         cases = listed.cases
         async with principal.context.database.read_sessionmaker() as session:
             usernames = {user.id: user.username for user in await staff_actions.list_staff(session)}
-        async with principal.write() as session:
-            await audit.record(session, principal.user, "case.export", ip=ip, detail={
-                "format": fmt, "count": len(cases), "identity": identity, "filter": described})
+        async with principal.write() as session:  # the export and its reveals: one transaction
+            entry = await audit.record(session, principal.user, "case.export", ip=ip, detail={
+                "format": fmt, "count": len(cases), "identity": identity, "filter": described,
+                **({"reason": reason} if identity else {})})
+            if identity:  # one INSERT for up to MAX_EXPORT_ROWS entries
+                await audit.record_many(session, principal.user, "case.reveal_identity", revealed_case_ids(cases),
+                                        detail={"reason": reason, "via": "export", "export_id": entry.id}, ip=ip)
         stamp = utcnow().astimezone(ZoneInfo(principal.context.city.timezone)).strftime("%Y%m%d-%H%M")
         # formatting ten thousand rows is a few hundred milliseconds of Python: off the event loop, so that the
         # residents' and other staff's requests are served meanwhile

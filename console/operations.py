@@ -421,9 +421,9 @@ async def reveal_identity(principal: Principal, case_number: str, *, ip: str | N
     audited."""
     if not can_reveal_identity(principal.user, principal.context.city):
         raise OperationError(403, "identity_forbidden")
-    if not reason or not reason.strip():
-        raise OperationError(422, "identity_needs_reason")
-    if len(reason) > 500:
+    if not staff_actions.identity_reason_says_enough(reason):
+        raise OperationError(422, "identity_needs_reason", chars=staff_actions.IDENTITY_REASON_MIN_CHARS)
+    if reason is None or len(reason) > 500:
         raise OperationError(422, "reason_too_long")
     async with principal.write() as session:
         case = await load_case(session, principal, case_number)

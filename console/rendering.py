@@ -123,7 +123,8 @@ class Names:
             if key.endswith("_id") or value is None or value == "":
                 continue
             name = texts.get("zh", f"audit_detail.{key}") if texts.has(f"audit_detail.{key}") else key
-            items.append(f"{name}：{self._detail_value(value)}")
+            named = f"audit_detail.{key}_{value}"  # a value of this key with a name of its own ("via": "export")
+            items.append(f"{name}：{texts.get('zh', named) if texts.has(named) else self._detail_value(value)}")
         return " · ".join(items)
 
     def _detail_value(self, value: object) -> str:

@@ -29,8 +29,9 @@ CaseStatusCode = Literal["received", "routed", "accepted", "in_handling", "answe
 RoleCode = Literal["reviewer", "supervisor", "admin"]
 USERNAME_PATTERN = r"^[a-z][a-z0-9._-]{1,59}$"
 
-# Keys of a trace event's `detail` that say nothing about who reported: routing facts, counts, ratings.
-TRACE_DETAIL_KEYS = ("queue", "reason", "label", "from", "attachments", "rating")
+# Keys of a trace event's `detail` that say nothing about who reported: routing facts, counts, ratings, and whether
+# a resident's step came from another device than the report (a mark, no address or id).
+TRACE_DETAIL_KEYS = ("queue", "reason", "label", "from", "attachments", "rating", "other_device")
 
 T = TypeVar("T")
 

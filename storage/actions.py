@@ -85,7 +85,7 @@ REFUSALS = {
     "label_already": "the label is {label} already",
     "note_needs_text": "a note needs text",
     "reporter_anonymous": "the reporter is anonymous",
-    "reveal_needs_reason": "revealing a reporter's identity needs a reason",
+    "reveal_needs_reason": "revealing a reporter's identity needs a reason of at least {chars} letters or digits",
 }
 """Every refusal of an action by its code: the English its message is. The code and its values let a reader in
 another language be told the same (the console's texts `refusal.<code>` in each of its languages)."""
@@ -463,12 +463,33 @@ async def record_wrong_code(session: AsyncSession, channel: str, user_ref: str, 
     await session.flush()
 
 
+ERASED = "erased"
+"""What stands for a case's reporter address and its pseudonym once its contact details are erased
+(`storage.housekeeping`)."""
+OTHER_DEVICE = "other_device"
+"""Key of a trace event's `detail`: the resident's step came, with the case's receipt code, from a channel user
+other than the one who filed the case (another phone, browser or account): anyone holding a code can act on its
+case, and staff should know that the words may not be the reporter's."""
+
+
+def from_other_device(case: Case, conversation: ConversationState) -> bool:
+    """Whether `conversation` is of a channel user other than the one who filed `case`: compared by their keyed
+    pseudonyms, no address read. Unknown, so False, once the case's contact details are erased."""
+    return case.reporter_key != ERASED and (case.channel, case.reporter_key) != (
+        conversation.channel, conversation.user_key)
+
+
+def by_whom(other_device: bool) -> dict[str, bool]:
+    """What a resident's trace event says of who sent it: the mark of `OTHER_DEVICE`, or nothing."""
+    return {OTHER_DEVICE: True} if other_device else {}
+
+
 async def add_follow_up(
     session: AsyncSession, case: Case, *, text: str | None, attachment_ids: Sequence[int] = (),
-    search_terms: Iterable[str] = ()
+    search_terms: Iterable[str] = (), other_device: bool = False
 ) -> TraceEvent:
-    """Information the reporter adds to their case; it appears in the trace, and its words (`search_terms`)
-    find the case in the console's search."""
+    """Information the reporter adds to their case; it appears in the trace (marked `OTHER_DEVICE` when it came from
+    another device than the report), and its words (`search_terms`) find the case in the console's search."""
     if case.status in CLOSED_STATUSES:
         raise ActionError.of("case_closed")
     event = TraceEvent(
@@ -476,7 +497,7 @@ async def add_follow_up(
         kind=TraceKind.FOLLOW_UP,
         actor="reporter",
         body=text,
-        detail={"attachments": len(attachment_ids)},
+        detail={"attachments": len(attachment_ids), **by_whom(other_device)},
     )
     session.add(event)
     await session.flush()

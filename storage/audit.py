@@ -31,15 +31,17 @@ async def record(session: AsyncSession, actor: StaffUser | None, action: str, *,
     return entry
 
 
-async def record_many(session: AsyncSession, actor: StaffUser | None, action: str, case_ids: Sequence[int]) -> None:
-    """The same action on many cases, one entry each, written in one INSERT without loading the cases (the
-    retention job's batches)."""
+async def record_many(session: AsyncSession, actor: StaffUser | None, action: str, case_ids: Sequence[int], *,
+                      detail: dict[str, Any] | None = None, ip: str | None = None) -> None:
+    """The same action on many cases, one entry each with the same `detail`, written in one INSERT without loading
+    the cases (the retention job's batches, the reveals of an export with identities)."""
     if not case_ids:
         return
-    ip = session.info.get(AUDIT_IP)
+    if ip is None:
+        ip = session.info.get(AUDIT_IP)
     await session.execute(insert(cast(Table, AuditEntry.__table__)), [
-        {"actor_id": actor.id if actor else None, "action": action, "case_id": case_id, "detail": {}, "ip": ip}
-        for case_id in case_ids])
+        {"actor_id": actor.id if actor else None, "action": action, "case_id": case_id, "detail": detail or {},
+         "ip": ip} for case_id in case_ids])
 
 
 AuditRow = tuple[AuditEntry, str | None, str | None]

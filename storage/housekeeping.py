@@ -10,7 +10,7 @@ from sqlalchemy import and_, delete, exists, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import audit
-from storage.actions import discard_draft_attachments
+from storage.actions import ERASED, discard_draft_attachments
 from storage.models import (
     CLOSED_STATUSES,
     Attachment,
@@ -28,7 +28,6 @@ from storage.models import (
     utcnow,
 )
 
-ERASED = "erased"
 IDLE_STATES = ("idle", "status_code", "case_menu", "follow_up", "rating", "language")
 
 

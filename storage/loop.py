@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage import audit, outbox, staff_notices
+from storage import actions, audit, outbox, staff_notices
 from storage.actions import ActionError, ActionInputError, change_status
 from storage.models import (
     CLOSED_STATUSES,
@@ -77,13 +77,14 @@ async def _await_answer(session: AsyncSession, case: Case, state: str, choices: 
     await session.flush()
 
 
-async def close_as_solved(session: AsyncSession, case: Case) -> TraceEvent:
-    """The reporter says the answer solved it: the answered case closes."""
+async def close_as_solved(session: AsyncSession, case: Case, *, other_device: bool = False) -> TraceEvent:
+    """The reporter says the answer solved it: the answered case closes. (`other_device`: as
+    `actions.add_follow_up`'s.)"""
     if case.status != CaseStatus.ANSWERED:
         raise ActionError.of("close_not_answered")
     case.status = CaseStatus.CLOSED
     case.closed_at = utcnow()
-    event = TraceEvent(case_id=case.id, kind=TraceKind.SOLVED, actor="reporter", detail={})
+    event = TraceEvent(case_id=case.id, kind=TraceKind.SOLVED, actor="reporter", detail=actions.by_whom(other_device))
     session.add(event)
     await session.flush()
     return event
@@ -91,12 +92,12 @@ async def close_as_solved(session: AsyncSession, case: Case) -> TraceEvent:
 
 async def rate(session: AsyncSession, case: Case, rating: int | None, *, comment: str | None = None,
                unsolved: bool = False, rehandle_limit: int, staff_targets: Sequence[tuple[str, str]] = (),
-               staff_locale: str = "zh", tell_reporter: bool = False) -> bool:
+               staff_locale: str = "zh", tell_reporter: bool = False, other_device: bool = False) -> bool:
     """The reporter's rating (1–5) of a closed case, or "not solved", with an optional comment. A rating of 1–2 or
     "not solved" reopens the case for re-handling in its queue while the case's re-handlings stay within
     `rehandle_limit`, and its staff groups are told — and, with `tell_reporter` (the city notifies of
     "reopened"), the reporter by a notice, which shows on the ticket with its delivery state. Returns whether
-    it was reopened."""
+    it was reopened. (`other_device`: as `actions.add_follow_up`'s.)"""
     if case.status not in CLOSED_STATUSES:
         raise ActionError.of("rate_not_closed")
     if case.rating is not None:
@@ -108,7 +109,7 @@ async def rate(session: AsyncSession, case: Case, rating: int | None, *, comment
     comment = (comment or "").strip() or None
     case.rating = rating if rating is not None else 1
     session.add(TraceEvent(case_id=case.id, kind=TraceKind.RATED, actor="reporter", body=comment or None,
-                           detail={"rating": rating, "unsolved": unsolved}))
+                           detail={"rating": rating, "unsolved": unsolved, **actions.by_whom(other_device)}))
     poor = unsolved or (rating is not None and rating <= 2)
     if not poor or case.rehandle_count >= rehandle_limit or case.status != CaseStatus.CLOSED:
         await session.flush()
@@ -118,7 +119,7 @@ async def rate(session: AsyncSession, case: Case, rating: int | None, *, comment
     case.status = CaseStatus.IN_HANDLING
     case.closed_at = None
     session.add(TraceEvent(case_id=case.id, kind=TraceKind.REOPENED, actor="reporter", body=comment or None,
-                           detail={"rating": rating, "unsolved": unsolved}))
+                           detail={"rating": rating, "unsolved": unsolved, **actions.by_whom(other_device)}))
     await _tell_staff(session, case, staff_targets, "rehandle", staff_locale, rating=rating, unsolved=unsolved)
     if tell_reporter:
         await _tell_reporter(session, case, "reopened")
@@ -127,8 +128,9 @@ async def rate(session: AsyncSession, case: Case, rating: int | None, *, comment
 
 
 async def appeal(session: AsyncSession, case: Case, text: str, *, appeal_limit: int,
-                 staff_targets: Sequence[tuple[str, str]] = (), staff_locale: str = "zh") -> TraceEvent:
-    """The reporter appeals a rejection; a supervisor decides."""
+                 staff_targets: Sequence[tuple[str, str]] = (), staff_locale: str = "zh",
+                 other_device: bool = False) -> TraceEvent:
+    """The reporter appeals a rejection; a supervisor decides. (`other_device`: as `actions.add_follow_up`'s.)"""
     if case.status != CaseStatus.REJECTED:
         raise ActionError.of("appeal_not_rejected")
     if case.appeal_pending:
@@ -138,7 +140,7 @@ async def appeal(session: AsyncSession, case: Case, text: str, *, appeal_limit: 
     case.appeal_count += 1
     case.appeal_pending = True
     event = TraceEvent(case_id=case.id, kind=TraceKind.APPEALED, actor="reporter", body=text.strip() or None,
-                       detail={})
+                       detail=actions.by_whom(other_device))
     session.add(event)
     await _tell_staff(session, case, staff_targets, "appeal", staff_locale)
     await session.flush()

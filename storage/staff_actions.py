@@ -383,14 +383,25 @@ async def answer_reporter(session: AsyncSession, case: Case, text: str, *, actor
     return event
 
 
+IDENTITY_REASON_MIN_CHARS = 4
+"""The letters and digits a reason for seeing reporters' identities has at least ("核实线索" has four)."""
+
+
+def identity_reason_says_enough(reason: str | None) -> bool:
+    """Whether a reason for seeing reporters' identities says something: spaces, punctuation and symbols do not
+    count, so "." or "？？？？" is no reason."""
+    return sum(1 for ch in reason or "" if ch.isalnum()) >= IDENTITY_REASON_MIN_CHARS
+
+
 async def reveal_identity(session: AsyncSession, case: Case, *, actor: StaffUser, ip: str | None,
                           reason: str) -> tuple[str | None, str | None]:
-    """A real-name reporter's name and phone; every reveal is audited with the reason given for it."""
+    """A real-name reporter's name and phone; every reveal is audited with the reason given for it (one that
+    says something: `identity_reason_says_enough`)."""
     if case.anonymous:
         raise ActionError.of("reporter_anonymous")
     reason = reason.strip()
-    if not reason:
-        raise ActionError.of("reveal_needs_reason")
+    if not identity_reason_says_enough(reason):
+        raise ActionInputError.of("reveal_needs_reason", chars=IDENTITY_REASON_MIN_CHARS)
     await audit.record(session, actor, "case.reveal_identity", case=case, ip=ip, detail={"reason": reason})
     return case.reporter_name, case.reporter_phone
 

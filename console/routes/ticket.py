@@ -17,7 +17,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from console import operations, problems, texts, workday
 from console.auth import Principal, can_see, visible_queues
 from console.operations import INLINE_IMAGE_TYPES, MAX_ID, SETTABLE_STATUSES
-from console.rendering import deadline, highlight, overdue_flags, redirect, render
+from console.rendering import Names, deadline, highlight, overdue_flags, redirect, render
 from console.routes.common import CsrfField, PagePrincipal, check_csrf, client_ip, page_router
 from handlers.validation import readable
 from nlp.reply_quality import ReplyScore
@@ -39,9 +39,18 @@ def actor_name(actor: str, staff: dict[int, StaffUser]) -> tuple[str, str]:
     return texts.get("zh", "actor.system"), actor
 
 
+@dataclass(frozen=True)
+class RevealForm:
+    """The reveal form as it was refused: the reason typed, and why it does not do (Chinese, English)."""
+
+    reason: str
+    refusal: tuple[str, str]
+
+
 async def ticket_page(request: Request, principal: Principal, case_number: str, *,
                       revealed: tuple[str | None, str | None] | None = None, reveal_expired: bool = False,
-                      reply: str = "", checked: AnswerCheck | None = None) -> Response:
+                      reply: str = "", checked: AnswerCheck | None = None, reveal_form: RevealForm | None = None,
+                      status_code: int = 200) -> Response:
     detail = await operations.case_detail(principal, case_number, ip=client_ip(request))
     case = detail.case
     staff = await operations.staff_by_id(principal)
@@ -68,7 +77,8 @@ async def ticket_page(request: Request, principal: Principal, case_number: str, 
                    deadline=deadline(case, utcnow(), city),
                    replies=replies, similar=await problems.similar_cases(principal, case),
                    problem=await problems.problem_of(principal, case), check=checked,
-                   answer_draft=checked.text if checked else next((r.body for r in replies if r.key == reply), ""))
+                   answer_draft=checked.text if checked else next((r.body for r in replies if r.key == reply), ""),
+                   reveal_form=reveal_form, status_code=status_code)
 
 
 @router.get("/console/case/{case_number}")
@@ -282,8 +292,16 @@ def revealed_by(principal: Principal, case_number: str, ticket: str) -> bool:
 @router.post("/console/case/{case_number}/reveal")
 async def reveal(request: Request, principal: PagePrincipal, case_number: str, *, csrf: CsrfField = "",
                  reason: Annotated[str, Form(max_length=500)] = "") -> Response:
-    """Reveal a real-name reporter's identity, with the reason (audited); then the ticket page shows it."""
+    """Reveal a real-name reporter's identity, with the reason (audited); then the ticket page shows it. A reason
+    that does not do (too short) shows the ticket again, its form holding what was typed and why it was refused."""
     check_csrf(principal, csrf)
-    await operations.reveal_identity(principal, case_number, ip=client_ip(request), reason=reason)
+    reason = readable(reason)
+    try:
+        await operations.reveal_identity(principal, case_number, ip=client_ip(request), reason=reason)
+    except operations.OperationError as refused:
+        if refused.status_code != 422:
+            raise
+        return await ticket_page(request, principal, case_number, status_code=422,
+                                 reveal_form=RevealForm(reason, Names(principal.context.city).refusal(refused)))
     query = urlencode({"done": "revealed", "shown": reveal_ticket(principal, case_number)})
     return redirect(f"/console/case/{case_number}?{query}#identity")

@@ -492,6 +492,23 @@ async def test_identity_is_revealed_only_on_request_and_audited(service: Service
     assert (detail["can_reveal_identity"], other["can_reveal_identity"]) == (True, False)
 
 
+REVEAL_REASON_REFUSED = ("say why you need the reporter's identity in at least 4 letters or digits (the reason is "
+                         "recorded)")
+
+
+async def test_a_reveal_needs_a_reason_of_at_least_four_letters_or_digits(service: Service) -> None:
+    admin = await service.admin()
+    real = await service.case(anonymous=False)
+    for token in (".", "。。", " ok! ", "核 实"):
+        refused = await service.client.post(f"/api/v1/cases/{real}/reveal-identity", headers=admin.headers,
+                                            json={"reason": token})
+        assert (refused.status_code, refused.json()) == (422, {"detail": REVEAL_REASON_REFUSED}), token
+    assert await service.audit_actions(real) == []
+    revealed = await service.client.post(f"/api/v1/cases/{real}/reveal-identity", headers=admin.headers,
+                                         json={"reason": "核实线索"})
+    assert revealed.json() == {"case_number": real, "name": REPORTER_NAME, "phone": REPORTER_PHONE}
+
+
 async def test_no_case_response_carries_the_reporters_identity(service: Service) -> None:
     admin = await service.admin()
     number = await service.case(anonymous=False, evidence=JPEG)

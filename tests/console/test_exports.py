@@ -326,7 +326,8 @@ async def test_identity_columns_are_refused_to_a_role_that_may_not_reveal_and_au
         403, "your role may not see reporters' identities")
     assert await office.exports() == []
 
-    export = await exports.export_cases(supervisor, hall, fmt="xlsx", identity=True, ip=None, described={})
+    export = await exports.export_cases(supervisor, hall, fmt="xlsx", identity=True, ip=None, described={},
+                                        reason="季度统计回访")
     assert export.filename.endswith(".xlsx") and export.media_type == exports.MEDIA_TYPES["xlsx"]
     sheet = load_workbook(io.BytesIO(export.content))["cases"]
     rows = [[cell.value for cell in row] for row in sheet.iter_rows()]
@@ -335,6 +336,46 @@ async def test_identity_columns_are_refused_to_a_role_that_may_not_reveal_and_au
         (anonymous.case_number, "否", None, None), (named.case_number, "是", "张三", "-13800000000")]  # as stored
     assert [(e.actor_id, e.detail["format"], e.detail["identity"]) for e in await office.exports()] == [
         (supervisor.user.id, "xlsx", True)]
+
+
+async def reveals(office: Office) -> list[tuple[int | None, int | None, str | None, dict[str, Any]]]:
+    """The identity reveals in the audit log: (actor, case, address, detail), in order."""
+    async with office.database.read_sessionmaker() as session:
+        rows = (await session.execute(select(AuditEntry).where(AuditEntry.action == "case.reveal_identity")
+                                      .order_by(AuditEntry.id))).scalars()
+        return [(e.actor_id, e.case_id, e.ip, e.detail) for e in rows]
+
+
+async def test_an_identity_export_needs_a_reason_and_is_audited_as_a_reveal_of_each_real_name_case(
+        office: Office) -> None:
+    supervisor = await office.staff("wang", StaffRole.SUPERVISOR)
+    named = await office.case(anonymous=False, reporter_name="张三", reporter_phone="13800000000")
+    await office.case()  # anonymous: no identity in the file, no reveal
+    elsewhere = await office.case("petitions", anonymous=False, reporter_name="李四", reporter_phone="13900000000")
+    hall = queries.CaseFilter(queues={"clean_hall"})
+
+    for reason in (None, "", ".", " 核 实 ", "？？？？"):  # no reason, or fewer than four letters or digits
+        assert await _refusal(exports.export_cases(supervisor, hall, fmt="csv", identity=True, ip=None,
+                                                   described={"queue": "clean_hall"}, reason=reason)) == (
+            422, "an export with reporters' identities needs a reason of at least 4 letters or digits (it is "
+                 "recorded as a reveal of each case whose reporter's identity is exported)"), reason
+    assert (await office.exports(), await reveals(office)) == ([], [])
+
+    export = await exports.export_cases(supervisor, hall, fmt="csv", identity=True, ip="198.51.100.2",
+                                        described={"queue": "clean_hall"}, reason=" 核实线索 ")
+    assert [row[-2:] for row in _csv(export)[1:]] == [["", ""], ["张三", "13800000000"]]
+    [entry] = await office.exports()
+    assert entry.detail == {"format": "csv", "count": 2, "identity": True, "filter": {"queue": "clean_hall"},
+                            "reason": "核实线索"}
+    # the reveal of the one reporter whose identity the file holds, as a reveal on the ticket is recorded
+    assert await reveals(office) == [(supervisor.user.id, named.id, "198.51.100.2", {
+        "reason": "核实线索", "via": "export", "export_id": entry.id})]
+    assert elsewhere.id not in [case_id for _, case_id, _, _ in await reveals(office)]
+
+    # a reason without identity columns reveals nothing
+    await exports.export_cases(supervisor, hall, fmt="csv", identity=False, ip=None, described={},
+                               reason="核实线索")
+    assert len(await reveals(office)) == 1 and "reason" not in (await office.exports())[-1].detail
 
 
 async def test_the_citys_identity_roles_decide_who_may_export_identities(office: Office) -> None:
@@ -346,11 +387,12 @@ async def test_the_citys_identity_roles_decide_who_may_export_identities(office:
     supervisor, admin = (dataclasses.replace(p, context=context) for p in (supervisor, admin))
 
     assert await _refusal(exports.export_cases(supervisor, queries.CaseFilter(), fmt="csv", identity=True, ip=None,
-                                               described={})) == (403, "your role may not see reporters' identities")
+                                               described={}, reason="季度统计回访")) == (
+        403, "your role may not see reporters' identities")
     plain = await exports.export_cases(supervisor, queries.CaseFilter(), fmt="csv", identity=False, ip=None,
                                        described={})
     revealed = await exports.export_cases(admin, queries.CaseFilter(), fmt="csv", identity=True, ip=None,
-                                          described={})
+                                          described={}, reason="季度统计回访")
     assert len(_csv(plain)[1]) == len(HEADER)
     assert _csv(revealed)[1][-2:] == ["张三", "13800000000"]
     assert [e.actor_id for e in await office.exports()] == [supervisor.user.id, admin.user.id]
@@ -363,7 +405,8 @@ async def test_more_than_10000_matching_cases_are_refused_and_10000_are_exported
         await session.execute(insert(Case), [{
             "case_number": f"QL-2026-{n:06d}", "receipt_code_hash": f"{n:064x}", "channel": "telegram",
             "reporter_ref": "r", "reporter_key": "k", "locale": "zh", "district": None, "place": "p",
-            "occurred": "o", "description": "d", "anonymous": True, "status": "routed",
+            "occurred": "o", "description": "d", "anonymous": n % 2 == 0, "status": "routed",
+            "reporter_name": None if n % 2 == 0 else f"张{n}", "reporter_phone": None,
             "queue": "petitions" if n == 0 else "clean_hall", "created_at": start + timedelta(seconds=n),
             "updated_at": start} for n in range(10_001)])
 
@@ -377,4 +420,12 @@ async def test_more_than_10000_matching_cases_are_refused_and_10000_are_exported
     rows = _csv(export)
     assert (len(rows), rows[1][0], rows[-1][0]) == (10_001, "QL-2026-010000", "QL-2026-000001")
     assert [e.detail["count"] for e in await office.exports()] == [10_000]
+
+    # with identities: one reveal per real-name case of the file (the odd numbers), written with the export's entry
+    await exports.export_cases(supervisor, queries.CaseFilter(queues={"clean_hall"}), fmt="csv", identity=True,
+                               ip=None, described={"queue": "clean_hall"}, reason="年度核查回访")
+    async with office.database.read_sessionmaker() as session:
+        revealed = set((await session.execute(select(Case.case_number).join(
+            AuditEntry, AuditEntry.case_id == Case.id).where(AuditEntry.action == "case.reveal_identity"))).scalars())
+    assert revealed == {f"QL-2026-{n:06d}" for n in range(1, 10_001, 2)}
 

@@ -43,7 +43,7 @@ async def test_cases_export_as_csv_without_formulas_and_identity_only_when_asked
         await console.login(client, "rev")
         assert (await client.get("/console/export.csv?queue=clean_hall")).status_code == 403
     async with console.client() as client:
-        await console.login(client, "sup")
+        csrf = await console.login(client, "sup")
         listing = (await client.get("/console/queue/clean_hall?status=routed")).text
         # the list's own filter, with the queue the page shows
         assert 'href="/console/export.csv?status=routed&amp;queue=clean_hall"' in listing
@@ -62,7 +62,8 @@ async def test_cases_export_as_csv_without_formulas_and_identity_only_when_asked
         shown = [row[name] for name in columns]
         assert shown == [local, "'" + HOSTILE_PLACE, "'" + HOSTILE_TEXT, "是"]
         assert HOSTILE_NAME not in response.content.decode("utf-8-sig")
-        with_identity = await client.get("/console/export.csv?queue=clean_hall&identity=1")
+        with_identity = await client.post("/console/export.csv?queue=clean_hall&identity=1",
+                                          data={"csrf": csrf, "reason": "核实举报线索"})
         rows = list(csv.reader(io.StringIO(with_identity.content.decode("utf-8-sig"))))
         named = dict(zip(rows[0], next(r for r in rows[1:] if r[0] == hostile), strict=True))
         assert (named["举报人姓名 reporter's name"], named["举报人电话 reporter's phone"]) == (
@@ -70,6 +71,9 @@ async def test_cases_export_as_csv_without_formulas_and_identity_only_when_asked
     exports = await console.audit("case.export")
     assert [(e.detail["format"], e.detail["count"], e.detail["identity"], e.detail["filter"]) for e in exports] == [
         ("csv", 2, False, {"queue": "clean_hall"}), ("csv", 2, True, {"queue": "clean_hall"})]
+    # the one real-name reporter of the file: a reveal on its ticket's record, with the reason
+    assert [(e.case_id, e.detail["reason"], e.detail["via"]) for e in await console.audit("case.reveal_identity")] == [
+        ((await console.get_case(hostile)).id, "核实举报线索", "export")]
     assert other  # filed in another queue, left out
 
 
@@ -78,8 +82,15 @@ async def test_cases_export_as_xlsx_with_text_cells(console: ConsoleHarness) -> 
     hostile, _plain, _other = await _cases(console)
     async with console.client() as client:
         csrf = await console.login(client, "boss")
-        response = await client.get("/api/v1/export/cases", params={"format": "xlsx", "identity": "true"},
-                                    headers={"x-csrf-token": csrf})
+        for reason in ({}, {"reason": "."}, {"reason": "ok"}):  # identities without a reason that says something
+            refused = await client.get("/api/v1/export/cases", params={"format": "xlsx", "identity": "true", **reason},
+                                       headers={"x-csrf-token": csrf})
+            assert (refused.status_code, refused.json()) == (422, {"detail": (
+                "an export with reporters' identities needs a reason of at least 4 letters or digits (it is recorded "
+                "as a reveal of each case whose reporter's identity is exported)")}), reason
+        assert await console.audit("case.export") == []
+        response = await client.get("/api/v1/export/cases", params={
+            "format": "xlsx", "identity": "true", "reason": "核实举报线索"}, headers={"x-csrf-token": csrf})
         assert response.status_code == 200
         sheet = load_workbook(io.BytesIO(response.content)).active
         assert sheet is not None
@@ -94,6 +105,11 @@ async def test_cases_export_as_xlsx_with_text_cells(console: ConsoleHarness) -> 
         assert isinstance(cells["置信度 confidence"].value, float)
         assert (await client.get("/api/v1/export/cases", params={"created_to": "9999-12-31"},
                                  headers={"x-csrf-token": csrf})).status_code == 422
+    [export] = await console.audit("case.export")
+    assert (export.detail["identity"], export.detail["reason"], export.detail["filter"]) == (True, "核实举报线索", {
+        "identity": "true"})  # the reason is not part of the filter
+    assert [(e.case_id, e.detail) for e in await console.audit("case.reveal_identity")] == [
+        ((await console.get_case(hostile)).id, {"reason": "核实举报线索", "via": "export", "export_id": export.id})]
     await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
     async with console.client() as client:
         await console.login(client, "rev")

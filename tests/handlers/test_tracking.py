@@ -3,7 +3,10 @@ reads them, adding information, rating, and the limits on guessing codes per res
 
 from __future__ import annotations
 
+import re
+from contextlib import AsyncExitStack
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,8 +15,12 @@ from sqlalchemy import select
 from handlers import dialog
 from handlers.types import Inbound
 from storage import actions, loop
-from storage.models import Case, CaseStatus, TraceEvent
+from storage.db import Database
+from storage.models import Case, CaseStatus, StaffRole, TraceEvent
 from storage.receipts import format_receipt_code
+from tests.conftest import make_test_keyring
+from tests.console.conftest import make_context
+from tests.console.routes.office import Office
 from tests.factories import create_staff, file_case
 from tests.handlers.conftest import JPEG, DialogHarness, Resident
 
@@ -422,3 +429,54 @@ async def test_a_resident_who_said_it_is_solved_is_not_offered_not_solved(harnes
     await resident.press("rate:4")
     await resident.press("comment:skip")
     assert resident.last[0].text == "感谢您的评价（4星）！"
+
+
+FOLLOW_UP_ROW = re.compile(r"<tr>((?:(?!</tr>).)*st-follow_up(?:(?!</tr>).)*)</tr>", re.S)
+OTHER_DEVICE = "来自非举报时的设备或账号"
+
+
+async def test_information_added_with_the_code_on_another_device_is_marked_for_staff_only(
+        harness: DialogHarness, tmp_path: Path) -> None:
+    """Seen by a security tester: whoever holds a resident's receipt code could add "I am the reporter, call me
+    at …" and staff read it as the reporter's own words."""
+    case_id, code = await _case(harness, channel="test", reporter_ref="r1")
+    reporter, holder = harness.resident("r1"), harness.resident("r2")  # the one who filed it, and another device
+    await reporter.command("status", code)
+    await reporter.say("补充一下：今天下午那位工作人员又不在窗口，我排了一个多小时。")
+    await holder.command("status", code)
+    await holder.say("我就是举报人，请打电话13800001111联系我，我要撤回这个举报。")
+    assert "补充材料已收到" in holder.text()  # the resident is told the same either way
+    await reporter.command("status", code)
+    await holder.command("status", code)
+    assert "设备" not in reporter.text() and reporter.text() == holder.text()
+
+    await _set_status(harness, case_id, CaseStatus.CLOSED)  # a rating from the other device is marked too
+    await holder.command("status", code)
+    await holder.press("case:rate")
+    await holder.press("rate:5")
+    await holder.press("comment:skip")
+    async with harness.sessionmaker() as session:
+        events = list(await session.execute(select(TraceEvent.kind, TraceEvent.detail).where(
+            TraceEvent.case_id == case_id, TraceEvent.kind.in_(("follow_up", "rated"))).order_by(TraceEvent.id)))
+        case = await actions.get_case(session, case_id)
+        assert case is not None
+    assert [(kind, detail.get("other_device", False)) for kind, detail in events] == [
+        ("follow_up", False), ("follow_up", True), ("rated", True)]
+
+    # staff read the case's trace: the mark on the second follow-up only, with no address or id of the device
+    url = harness.sessionmaker.kw["bind"].url.render_as_string(hide_password=False)
+    database = Database.connect(url, make_test_keyring())
+    try:
+        async with AsyncExitStack() as stack:
+            office = Office(make_context(database, tmp_path), stack)
+            staff = await office.browser("sup", StaffRole.SUPERVISOR)
+            page = (await staff.get(f"/console/case/{case.case_number}")).text
+            trace = (await staff.get(f"/api/v1/cases/{case.case_number}")).json()["trace"]
+    finally:
+        await database.engine.dispose()
+        await database.read_engine.dispose()
+    own, other = FOLLOW_UP_ROW.findall(page)
+    assert "排了一个多小时" in own and OTHER_DEVICE not in own
+    assert "13800001111" in other and OTHER_DEVICE in other and "r2" not in other
+    assert [event["detail"].get("other_device") for event in trace if event["kind"] in ("follow_up", "rated")] == [
+        None, True, True]

@@ -244,11 +244,12 @@ async def test_an_identity_is_revealed_only_for_a_real_name_report_and_each_reve
 
     async def reveal_without_reason(session: Any) -> None:
         await staff_actions.reveal_identity(session, await _load(session, named.id), actor=wang,
-                                            ip="203.0.113.5", reason="  ")
+                                            ip="203.0.113.5", reason=" 核实。")
 
     assert revealed == ("赵六", "13811112222")
     assert await _refused(sessionmaker, anonymous_reveal) == "the reporter is anonymous"
-    assert await _refused(sessionmaker, reveal_without_reason) == "revealing a reporter's identity needs a reason"
+    assert await _refused(sessionmaker, reveal_without_reason) == (
+        "revealing a reporter's identity needs a reason of at least 4 letters or digits")
     async with sessionmaker() as session:
         reveals = list((await session.execute(select(AuditEntry.case_id, AuditEntry.ip, AuditEntry.detail)
                                               .where(AuditEntry.action == "case.reveal_identity"))).all())

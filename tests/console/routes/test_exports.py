@@ -32,6 +32,7 @@ FILENAME = re.compile(r'attachment; filename="qinglian-cases-\d{8}-\d{4}\.(csv|x
 LIST_ROW = re.compile(r'<td class="nowrap"><a href="/console/case/([^"]+)">')
 CSV_LINK = re.compile(r'<a href="(/console/export\.csv\?[^"]*)">CSV</a>')
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+REASON_FORM = re.compile(r'<form method="post" action="([^"]*)" class="[^"]*export-identity"')
 
 
 @pytest.fixture
@@ -133,18 +134,47 @@ async def test_a_format_other_than_csv_or_xlsx_is_refused_naming_the_formats(off
     assert await office.exports() == []
 
 
-async def test_identity_columns_come_only_with_identity_1(office: Office) -> None:
-    wang = await office.browser("wang", StaffRole.SUPERVISOR)
+async def test_identity_columns_come_only_with_identity_1_and_a_reason(office: Office) -> None:
+    wang, csrf = await office.login("wang", StaffRole.SUPERVISOR)
     named = await office.case(anonymous=False, reporter_name="张三", reporter_phone="13800000000")
 
-    plain, revealed, spelled = [
-        _rows(await wang.get("/console/export.csv", params={"identity": value})) for value in ("0", "1", "true")]
-
-    assert revealed[0][-2:] == ["举报人姓名 reporter's name", "举报人电话 reporter's phone"]
-    assert revealed[1][0] == named and revealed[1][-2:] == ["张三", "13800000000"]
+    plain, spelled = [
+        _rows(await wang.get("/console/export.csv", params={"identity": value})) for value in ("0", "true")]
     for without in (plain, spelled):  # only "1" asks for them
         assert "举报人姓名 reporter's name" not in without[0] and "张三" not in without[1]
-    assert [e.detail["identity"] for e in await office.exports()] == [False, True, False]
+
+    # the identity link of a list asks why first: a form, nothing exported yet
+    asked = await wang.get("/console/export.csv", params={"queue": "clean_hall", "identity": "1"})
+    assert asked.status_code == 200 and "content-disposition" not in asked.headers and "张三" not in asked.text
+    form = REASON_FORM.search(asked.text)
+    assert form is not None and html.unescape(form.group(1)) == "/console/export.csv?queue=clean_hall&identity=1"
+    assert [e.detail["identity"] for e in await office.exports()] == [False, False]
+
+    action = html.unescape(form.group(1))
+    for reason in ("", ".", "核实"):  # refused on the form again, with what was typed and why
+        refused = await wang.post(action, data={"csrf": csrf, "reason": reason})
+        assert refused.status_code == 422 and "张三" not in refused.text, reason
+        assert page_message(refused) == (
+            "an export with reporters' identities needs a reason of at least 4 letters or digits (it is recorded as "
+            "a reveal of each case whose reporter's identity is exported)")
+        again = REASON_FORM.search(refused.text)
+        assert again is not None and html.unescape(again.group(1)) == action
+        kept = re.search(r'<input name="reason"[^>]*value="([^"]*)"', refused.text)
+        assert kept is not None and html.unescape(kept.group(1)) == reason
+    assert len(await office.exports()) == 2
+
+    revealed = _rows(await wang.post(action, data={"csrf": csrf, "reason": "季度回访核实"}))
+    assert revealed[0][-2:] == ["举报人姓名 reporter's name", "举报人电话 reporter's phone"]
+    assert revealed[1][0] == named and revealed[1][-2:] == ["张三", "13800000000"]
+    assert [e.detail["identity"] for e in await office.exports()] == [False, False, True]
+
+    # the ticket's activity says that its reporter's identity went out in an export, and why
+    ticket = (await wang.get(f"/console/case/{named}")).text
+    activity = ticket[ticket.index('id="activity"'):]
+    assert "查看身份" in activity and "季度回访核实" in activity and "导出" in activity
+    # the form is the console's: without its CSRF token nothing is exported
+    assert (await wang.post(action, data={"reason": "季度回访核实"})).status_code == 403
+    assert len(await office.exports()) == 3
 
 
 async def test_a_reviewer_is_refused_with_a_page_saying_why_and_nothing_is_exported(office: Office) -> None:

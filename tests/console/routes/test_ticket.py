@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from html import unescape
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -504,8 +505,8 @@ async def test_the_reason_of_a_refusal_is_chinese_with_the_english_beside_it(con
         "案件已在“清廉大厅监督组（市行政审批服务局）”队列中",
         "the case is in Clean Hall supervision (Administrative Approval Bureau) already"))
     assert (forbidden.status_code, page_reason(forbidden)) == (
-        422, ("请说明查看举报人身份的理由（理由将被记录）",
-              "say why you need the reporter's identity (the reason is recorded)"))
+        422, ("请说明查看举报人身份的理由，至少 4 个字（标点和空格不计，理由将被记录）",
+              "say why you need the reporter's identity in at least 4 letters or digits (the reason is recorded)"))
     assert (api.status_code, api.json()) == (409, {"detail": f"case {number} was accepted already"})
 
 
@@ -525,3 +526,25 @@ async def test_a_routing_row_of_the_trace_names_queue_and_reason_in_english_too(
     reason = (await console.trace(number))[-1].detail["reason"]
     assert "Clean Hall supervision (Administrative Approval Bureau)" in row.group(0)
     assert f'<span class="en">{texts.get("en", f"route_reason.{reason}")}</span>' in row.group(0)
+
+
+async def test_a_reveal_with_a_token_reason_is_refused_on_the_ticket_with_what_was_typed(
+        console: ConsoleHarness) -> None:
+    await console.user("sup", StaffRole.SUPERVISOR)
+    number = await console.case("clean_hall", anonymous=False, name="王小明", phone="13912345678")
+    async with console.client() as client:
+        csrf = await console.login(client, "sup")
+        for token in (".", " 核实 ", "a.b.c", "！？……"):  # fewer than four letters or digits
+            refused = await client.post(f"/console/case/{number}/reveal", data={"csrf": csrf, "reason": token})
+            assert refused.status_code == 422, token
+            assert "王小明" not in refused.text and "13912345678" not in refused.text
+            # the ticket again, its reveal form holding what was typed, and why it was refused
+            assert f'action="/console/case/{number}/reveal"' in refused.text
+            field = re.search(r'<input name="reason"[^>]*value="([^"]*)"', refused.text)
+            assert field is not None and unescape(field.group(1)) == token.strip()
+            assert page_reason(refused)[1] == ("say why you need the reporter's identity in at least 4 letters or "
+                                               "digits (the reason is recorded)")
+        revealed = await client.post(f"/console/case/{number}/reveal", data={"csrf": csrf, "reason": "核实线索"},
+                                     follow_redirects=True)
+        assert revealed.status_code == 200 and "王小明" in revealed.text
+    assert [entry.detail for entry in await console.audit("case.reveal_identity")] == [{"reason": "核实线索"}]
