@@ -319,8 +319,8 @@ async def reveal_identity(principal: CurrentUser, case_number: CaseNumber, reque
                                                 "content": {"application/octet-stream": {}}}})
 async def evidence(principal: CurrentUser, case_number: CaseNumber, request: Request,
                    attachment_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> Response:
-    path, stored = await operations.evidence_file(principal, case_number, attachment_id, ip=_ip(request))
-    return await operations.evidence_download(principal, path, stored, inline=False, media_type=stored.media_type,
+    found = await operations.evidence_file(principal, case_number, attachment_id, ip=_ip(request))
+    return await operations.evidence_download(principal, found, inline=False, media_type=found.stored.media_type,
                                               headers={"X-Content-Type-Options": "nosniff",
                                                        "Cache-Control": "private, no-store",
                                                        "Content-Security-Policy": "default-src 'none'; sandbox"})

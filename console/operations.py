@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from console import texts
 from console.auth import Principal, can_reveal_identity, can_see, has_role, visible_queues
-from console.evidence import EvidenceUnreadable, evidence_response
+from console.evidence import EvidenceUnreadable, NoThumbnail, evidence_response, thumbnail_response
 from handlers import reply_quality, tracking
+from handlers.evidence import display_name
 from handlers.routing import route, staff_channels
 from handlers.texts import Texts
 from nlp.reply_quality import ReplyScore
@@ -445,9 +446,18 @@ async def identity_shown_again(principal: Principal, case_number: str) -> tuple[
         return case.reporter_name, case.reporter_phone
 
 
+@dataclass(frozen=True)
+class EvidenceFile:
+    """An evidence file a user may see: where it is stored, its row, and the neutral name staff see it under."""
+
+    path: Path
+    stored: Attachment
+    name: str
+
+
 async def evidence_file(principal: Principal, case_number: str, attachment_id: int, *,
-                        ip: str | None) -> tuple[Path, Attachment]:
-    """The path of an evidence file of a case this user may see; the download is audited."""
+                        ip: str | None) -> EvidenceFile:
+    """An evidence file of a case this user may see; the download is audited."""
     async with principal.write() as session:
         case = await load_case(session, principal, case_number)
         stored = await queries.attachment(session, attachment_id)
@@ -458,14 +468,15 @@ async def evidence_file(principal: Principal, case_number: str, attachment_id: i
             raise OperationError(410, "evidence_missing")
         await audit.record(session, principal.user, "case.download", case=case,
                                   detail={"attachment_id": attachment_id}, ip=ip)
-    return path, stored
+        position = await queries.evidence_position(session, stored)
+    return EvidenceFile(path, stored, display_name(position, stored.media_type))
 
 
 THUMBNAIL_VIEW_WINDOW = timedelta(minutes=15)
 """How long after opening a ticket its images load as part of that (audited) view."""
 
 
-async def thumbnail_file(principal: Principal, case_number: str, attachment_id: int) -> tuple[Path, Attachment]:
+async def thumbnail_file(principal: Principal, case_number: str, attachment_id: int) -> EvidenceFile:
     """An image of a case shown in its ticket page: covered by the page's audited view when this user opened
     the ticket within `THUMBNAIL_VIEW_WINDOW`, audited as a download otherwise."""
     async with principal.write() as session:
@@ -480,17 +491,30 @@ async def thumbnail_file(principal: Principal, case_number: str, attachment_id: 
         if viewed is None or viewed < utcnow() - THUMBNAIL_VIEW_WINDOW:
             await audit.record(session, principal.user, "case.download", case=case,
                                       detail={"attachment_id": attachment_id, "thumbnail": True})
-    return path, stored
+        position = await queries.evidence_position(session, stored)
+    return EvidenceFile(path, stored, display_name(position, "image/jpeg"))
 
 
-async def evidence_download(principal: Principal, path: Path, stored: Attachment, *, inline: bool, media_type: str,
+async def evidence_download(principal: Principal, evidence: EvidenceFile, *, inline: bool, media_type: str,
                             headers: dict[str, str]) -> StreamingResponse:
     """The decrypted file, streamed; 500 with the reason when it does not decrypt."""
     try:
-        return await evidence_response(principal.context.database.keyring, path, stored, inline=inline,
-                                       media_type=media_type, headers=headers)
+        return await evidence_response(principal.context.database.keyring, evidence.path, evidence.stored,
+                                       name=evidence.name, inline=inline, media_type=media_type, headers=headers)
     except EvidenceUnreadable as problem:
         raise OperationError(500, "evidence_unreadable", detail=problem) from None
+
+
+async def evidence_thumbnail(principal: Principal, evidence: EvidenceFile, *, headers: dict[str, str]) -> Response:
+    """The small JPEG of an evidence image (made on first request, then kept encrypted); 500 when the file does
+    not decrypt, 422 when it does not decode as an image (a file kept before images were checked)."""
+    try:
+        return await thumbnail_response(principal.context.database.keyring, principal.context.evidence_dir,
+                                        evidence.stored, name=evidence.name, headers=headers)
+    except EvidenceUnreadable as problem:
+        raise OperationError(500, "evidence_unreadable", detail=problem) from None
+    except NoThumbnail:
+        raise OperationError(422, "no_thumbnail") from None
 
 
 def require_supervisor(principal: Principal) -> None:

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from console.operations import CaseDetail
+from handlers.evidence import display_name
 from handlers.validation import readable
 from storage.models import Attachment, AuditEntry, Case, InternalNote, StaffUser, TraceEvent, utcnow
 from storage.queries import COUNT_CAP, NOT_ACCEPTED, OPEN_STATUSES, SEARCH_COUNT_CAP
@@ -195,7 +196,9 @@ class TraceEventOut(_Out):
 
 class EvidenceOut(_Out):
     id: int
-    original_name: str | None
+    original_name: str = Field(description=(
+        "A neutral name by the file's position in the case and its type (evidence-1.jpg): the name the resident's "
+        "device gave the file is not kept, as it may name them. Kept under this name for existing clients."))
     media_type: str
     size_bytes: int
     sha256: str
@@ -204,8 +207,9 @@ class EvidenceOut(_Out):
     download_url: str
 
     @classmethod
-    def build(cls, attachment: Attachment, case_number: str) -> EvidenceOut:
-        return cls(id=attachment.id, original_name=attachment.original_name, media_type=attachment.media_type,
+    def build(cls, attachment: Attachment, case_number: str, position: int) -> EvidenceOut:
+        return cls(id=attachment.id, original_name=display_name(position, attachment.media_type),
+                   media_type=attachment.media_type,
                    size_bytes=attachment.size_bytes, sha256=attachment.sha256, created_at=attachment.created_at,
                    follow_up_event_id=attachment.trace_event_id,
                    download_url=f"/api/v1/cases/{case_number}/evidence/{attachment.id}")
@@ -286,7 +290,8 @@ class CaseDetailOut(CaseSummary):
             updated_at=case.updated_at, routed_at=case.routed_at, accepted_at=case.accepted_at,
             closed_at=case.closed_at, can_reveal_identity=detail.can_reveal,
             trace=[TraceEventOut.build(event) for event in case.trace],
-            evidence=[EvidenceOut.build(attachment, number) for attachment in case.attachments],
+            evidence=[EvidenceOut.build(attachment, number, position)
+                      for position, attachment in enumerate(case.attachments, start=1)],
             notes=[NoteOut.build(note, author) for note, author in detail.notes],
             deliveries=[DeliveryOut(kind=n.notice, status=n.status, reason=n.reason,  # type: ignore[arg-type]
                                     attempts=n.attempts, created_at=n.created_at, sent_at=n.sent_at)

@@ -1,4 +1,5 @@
-"""Accepting evidence files: type and size checked on the real bytes, written off the event loop."""
+"""Accepting evidence files: type and size checked on the real bytes, images kept without their metadata
+(`storage.evidence_images`), written off the event loop."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from pathlib import Path
 
 from handlers.context import Turn
 from handlers.types import Attachment
-from handlers.validation import Invalid, clean_file_name, sniff_media_type
+from handlers.validation import Invalid, sniff_media_type
 from storage import actions, client_limits
 from storage.crypto import session_keyring
 from storage.evidence_files import purpose_of, write_encrypted
+from storage.evidence_images import ImageRefused, clean_image, is_image
 from storage.models import Attachment as StoredAttachment
 
 ACCEPTED_TYPES = {
@@ -44,6 +46,8 @@ async def accept_file(turn: Turn, attachment: Attachment) -> StoredAttachment:
     media_type = sniff_media_type(content)
     if media_type is None:
         raise Invalid("error_evidence_type")
+    if is_image(media_type):
+        content = await _without_metadata(content, media_type)
     address = _address_key(turn)
     await _check_quotas(turn, len(content), address)
     stored_name = f"{turn.ctx.clock():%Y/%m}/{secrets.token_hex(16)}.{ACCEPTED_TYPES[media_type]}"
@@ -53,12 +57,27 @@ async def accept_file(turn: Turn, attachment: Attachment) -> StoredAttachment:
         turn.session,
         turn.conversation,
         stored_name=stored_name,
-        original_name=clean_file_name(attachment.file_name),
+        original_name=None,  # the resident's own name of the file may name them: staff see `display_name`
         media_type=media_type,
         size_bytes=len(content),
         sha256=hashlib.sha256(content).hexdigest(),
         client_key=address,
     )
+
+
+async def _without_metadata(content: bytes, media_type: str) -> bytes:
+    """The image re-encoded from its pixels (no GPS, camera, owner or text); refused when it does not decode."""
+    try:
+        return await asyncio.to_thread(clean_image, content, media_type)
+    except ImageRefused as refused:
+        raise Invalid("error_evidence_image_too_large" if refused.reason == "too_large"
+                      else "error_evidence_unreadable") from None
+
+
+def display_name(position: int, media_type: str) -> str:
+    """The name staff see for the case's `position`th file (from 1): "evidence-2.jpg" — neither the resident's
+    name of the file nor anything else they typed."""
+    return f"evidence-{position}.{ACCEPTED_TYPES.get(media_type, 'bin')}"
 
 
 def _address_key(turn: Turn) -> str | None:

@@ -288,3 +288,9 @@ async def queue_counts(session: AsyncSession, queues: Collection[str] | None) ->
         query = query.where(Case.queue.in_(list(queues)))
     return {queue: QueueCounts(queue, int(new or 0), int(handling or 0), int(overdue or 0))
             for queue, new, handling, overdue in (await session.execute(query)).all()}
+
+
+async def evidence_position(session: AsyncSession, stored: Attachment) -> int:
+    """Which of its case's files `stored` is, from 1, in the order they came (the case's `attachments`)."""
+    return await session.scalar(select(func.count()).select_from(Attachment).where(
+        Attachment.case_id == stored.case_id, Attachment.id <= stored.id)) or 1

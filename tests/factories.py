@@ -3,6 +3,7 @@ writes when a resident submits, so tests see what production sees."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -107,3 +108,80 @@ async def console_session(context: ConsoleContext, user: StaffUser, *, second_fa
         token, record = await staff_actions.start_session(session, user, hours=hours, ip=None,
                                                           second_factor_done=second_factor_done)
     return {SESSION_COOKIE: cookie_serializer(context).dumps(token)}, record.csrf_token
+
+
+# --- images a resident's phone or editor would send ------------------------------------------------------------
+
+HIDDEN_WORDS = ("ZHANG Wei", "13912345678", "LI Na", "13800001111", "SN-4711-0815", "28.228", "112.938")
+"""Words hidden in `photo_with_metadata` and `png_with_text`: none may be left in what is stored or served."""
+
+
+def photo_with_metadata(width: int = 640, height: int = 480, *, orientation: int = 6) -> bytes:
+    """A JPEG as a phone writes it: `width` × `height` pixels stored sideways, EXIF orientation `orientation`
+    (6: turn 90° clockwise to show it), GPS position, camera serial number and owner, artist, copyright, a
+    description with a phone number, XMP and a JPEG comment. Its left half is red, its right half blue."""
+    from PIL import Image
+
+    image = Image.new("RGB", (width, height), (220, 20, 20))
+    image.paste((20, 20, 220), (width // 2, 0, width, height))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    exif[0x013B] = "ZHANG Wei"  # Artist
+    exif[0x8298] = "Copyright ZHANG Wei"
+    exif[0x010E] = "ZHANG Wei 13912345678"  # ImageDescription
+    exif[0x010F], exif[0x0110] = "PhoneMaker", "Model X"
+    camera = exif.get_ifd(0x8769)
+    camera[0xA430] = "ZHANG Wei"  # CameraOwnerName
+    camera[0xA431] = "SN-4711-0815"  # BodySerialNumber
+    gps = exif.get_ifd(0x8825)
+    gps[1], gps[2] = "N", (28.0, 13.0, 41.0)  # 28.228 N
+    gps[3], gps[4] = "E", (112.0, 56.0, 17.0)  # 112.938 E
+    gps[0x001B] = "ASCII\x00\x00\x0028.228,112.938"  # GPSProcessingMethod, the position again as text
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           b'<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/" dc:creator="ZHANG Wei"/></rdf:RDF>'
+           b'</x:xmpmeta>')
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=90, exif=exif, comment="ZHANG Wei 13912345678", xmp=xmp)
+    return out.getvalue()
+
+
+def png_with_text(width: int = 300, height: int = 200) -> bytes:
+    """A PNG (grey noise, with an alpha channel) with text chunks naming its author (tEXt, zTXt, iTXt) and EXIF
+    in an eXIf chunk."""
+    from PIL import Image, PngImagePlugin
+
+    image = Image.effect_noise((width, height), 40).convert("RGBA")
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Author", "LI Na 13800001111")
+    text.add_text("Comment", "LI Na 13800001111", zip=True)
+    text.add_itxt("Description", "LI Na 13800001111", lang="zh", tkey="说明")
+    exif = Image.Exif()
+    exif[0x013B] = "LI Na"
+    out = io.BytesIO()
+    image.save(out, format="PNG", pnginfo=text, exif=exif)
+    return out.getvalue()
+
+
+def plain_photo(width: int = 160, height: int = 120, *, shade: int = 0, media_type: str = "image/jpeg") -> bytes:
+    """A small valid image without metadata (its colour from `shade`, so two files differ)."""
+    from PIL import Image
+
+    image = Image.new("RGB", (width, height), (shade % 256, 90, 200))
+    out = io.BytesIO()
+    image.save(out, format={"image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF",
+                            "image/webp": "WEBP"}[media_type])
+    return out.getvalue()
+
+
+def hidden_words_in(content: bytes) -> list[str]:
+    """Which of `HIDDEN_WORDS` (and the XMP and EXIF markers) are in the bytes of a file."""
+    markers = [*HIDDEN_WORDS, "Exif\x00\x00", "adobe:ns:meta", "tEXt", "zTXt", "iTXt", "eXIf"]
+    return [marker for marker in markers if marker.encode() in content or marker.encode("utf-16-le") in content]
+
+
+def picture_of(content: bytes) -> tuple[str | None, tuple[int, int]]:
+    """An image file's format and size: what a re-encoded copy keeps of the picture sent."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(content)) as image:
+        return image.format, image.size

@@ -19,6 +19,7 @@ from console.auth import Principal, can_see, visible_queues
 from console.operations import INLINE_IMAGE_TYPES, MAX_ID, SETTABLE_STATUSES
 from console.rendering import Names, deadline, highlight, overdue_flags, redirect, render
 from console.routes.common import CsrfField, PagePrincipal, check_csrf, client_ip, page_router
+from handlers.evidence import display_name
 from handlers.validation import readable
 from nlp.reply_quality import ReplyScore
 from storage import queries
@@ -66,6 +67,8 @@ async def ticket_page(request: Request, principal: Principal, case_number: str, 
     return render(request, principal, "case.html", detail=detail, case=case, staff=staff, colleagues=colleagues,
                   images=[a for a in attachments if a.media_type in INLINE_IMAGE_TYPES],
                   files=[a for a in attachments if a.media_type not in INLINE_IMAGE_TYPES],
+                  evidence_names={a.id: display_name(position, a.media_type)
+                                  for position, a in enumerate(attachments, start=1)},
                   trace=[(event, actor_name(event.actor, staff)) for event in trace],
                   text=highlight(case.description, terms), top=top, terms=terms,
                   runner_up=case.label_runner_up, contrast_terms=contrast_terms, flags=overdue_flags(case, utcnow()),
@@ -96,10 +99,11 @@ async def ticket(request: Request, principal: PagePrincipal, case_number: str, s
 @router.get("/console/case/{case_number}/evidence/{attachment_id}")
 async def evidence(request: Request, principal: PagePrincipal, case_number: str,
                    attachment_id: Annotated[int, PathParam(ge=1, le=MAX_ID)]) -> Response:
-    path, stored = await operations.evidence_file(principal, case_number, attachment_id, ip=client_ip(request))
-    inline = stored.media_type in INLINE_IMAGE_TYPES
+    found = await operations.evidence_file(principal, case_number, attachment_id, ip=client_ip(request))
+    inline = found.stored.media_type in INLINE_IMAGE_TYPES
     return await operations.evidence_download(
-        principal, path, stored, inline=inline, media_type=stored.media_type if inline else "application/octet-stream",
+        principal, found, inline=inline,
+        media_type=found.stored.media_type if inline else "application/octet-stream",
         headers={"Content-Security-Policy": "default-src 'none'; sandbox"})
 
 
@@ -107,11 +111,11 @@ async def evidence(request: Request, principal: PagePrincipal, case_number: str,
 async def thumbnail(principal: PagePrincipal, case_number: str,
                     attachment_id: Annotated[int, PathParam(ge=1, le=MAX_ID)]) -> Response:
     """An image of the ticket shown in the ticket page: part of the ticket's (audited) view, not a download of
-    the evidence. Without a view of the ticket moments before, it is audited as a download."""
-    path, stored = await operations.thumbnail_file(principal, case_number, attachment_id)
-    return await operations.evidence_download(
-        principal, path, stored, inline=True, media_type=stored.media_type,
-        headers={"Content-Security-Policy": "default-src 'none'; sandbox"})
+    the evidence. Without a view of the ticket moments before, it is audited as a download. A small JPEG made
+    from the image (at most 320 pixels a side, without metadata), not the file itself."""
+    found = await operations.thumbnail_file(principal, case_number, attachment_id)
+    return await operations.evidence_thumbnail(principal, found, headers={
+        "Content-Security-Policy": "default-src 'none'; sandbox"})
 
 
 def _case_url(case_number: str, done: str, anchor: str = "") -> str:

@@ -22,9 +22,10 @@ from handlers.routing import RouteDecision
 from handlers.types import Attachment, Inbound, Outbound, one_payload_each
 from storage import outbox
 from storage.models import Case, OutboxMessage, ProcessedUpdate
+from tests.factories import plain_photo
 
 DESCRIPTION = "区行政审批局的工作人员让群众反复补交同一份材料，来回跑了五趟。"
-JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 300
+JPEG = plain_photo()
 RESIDENT = "5150"
 
 

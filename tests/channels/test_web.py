@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -9,9 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
 from tests import loop_steps
 from tests.conftest import LiveService, evidence_content
+from tests.factories import HIDDEN_WORDS, hidden_words_in, photo_with_metadata, plain_photo, png_with_text
 
 METRICS_TOKEN = "scrape-token-for-the-web-tests-0123456789"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -66,7 +69,7 @@ def test_api_files_a_report_with_an_uploaded_photo(service: LiveService) -> None
     send(text="开福区不动产登记中心")
     send(text="上个月15号")
     send(text="不动产登记中心的工作人员要求提供清单上没有的证明材料，来回跑了四趟。")
-    jpeg = b"\xff\xd8\xff\xe0" + b"\x00" * 1000
+    jpeg = plain_photo(320, 240)
     upload = client.post("/chat/api/upload", files={"file": ("receipt.jpg", jpeg, "image/jpeg")})
     assert upload.status_code == 200 and "已收到第 1 个文件" in upload.text
     fake = client.post("/chat/api/upload", files={"file": ("x.pdf", b"<html>not a pdf</html>", "application/pdf")})
@@ -78,7 +81,94 @@ def test_api_files_a_report_with_an_uploaded_photo(service: LiveService) -> None
     assert client.get("/chat/api/inbox").json() == {"messages": []}
     evidence_dir = service.data_dir / "evidence"
     evidence = [path.relative_to(evidence_dir).as_posix() for path in evidence_dir.rglob("*.jpg")]
-    assert len(evidence) == 1 and evidence_content(evidence_dir, evidence[0]) == jpeg
+    assert len(evidence) == 1 and evidence_content(evidence_dir, evidence[0])[:3] == jpeg[:3]
+
+
+LOGIN_TOKEN = re.compile(r'name="login_token" value="([^"]+)"')
+UPLOADED_NAMES = ("张伟_13912345678_证据.jpg", "LI Na 13800001111.png")
+
+
+def _supervisor(service: LiveService) -> tuple[httpx.Client, str]:
+    """A supervisor signed in to the service's console (through its login form), and an API token of theirs."""
+    from console.auth import hash_password
+    from storage import staff_actions
+    from storage.models import StaffRole
+    from tests.console.conftest import PASSWORD
+
+    async def work(session: Any) -> str:
+        user = await staff_actions.create_staff(session, username="zhou.min", display_name="周敏",
+                                                role=StaffRole.SUPERVISOR, password_hash=hash_password(PASSWORD))
+        token, _ = await staff_actions.create_api_token(session, user, "tests", actor=user)
+        return token
+
+    token = loop_steps.act(service, work)
+    console = httpx.Client(base_url=service.url, timeout=30)
+    login_token = LOGIN_TOKEN.search(console.get("/console/login").text)
+    assert login_token
+    signed_in = console.post("/console/login", data={"username": "zhou.min", "password": PASSWORD,
+                                                     "login_token": login_token.group(1), "next": "/console"})
+    assert signed_in.status_code == 303
+    return console, token
+
+
+def _named_in(text: str) -> list[str]:
+    """Which parts of the names the resident's files had (and the words hidden in them) a text shows."""
+    parts = {"张伟", "13912345678", "证据.jpg", *HIDDEN_WORDS}
+    return sorted(part for part in parts if part in text)
+
+
+def test_photos_reach_staff_without_what_could_name_the_resident(service: LiveService) -> None:
+    client = _client(service)
+    send = _sender(client)
+    send(command="report")
+    send(choice="district:kaifu")
+    send(text="开福区某街道办事处")
+    send(text="上周三下午")
+    send(text="街道办事处工作人员收取办证费用后不开收据，还威胁举报的人不要多管闲事。")
+    photo, drawing = photo_with_metadata(640, 480), png_with_text(900, 600)
+    for name, content, media_type in ((UPLOADED_NAMES[0], photo, "image/jpeg"),
+                                      (UPLOADED_NAMES[1], drawing, "image/png")):
+        upload = client.post("/chat/api/upload", files={"file": (name, content, media_type)})
+        assert upload.status_code == 200 and "照片中的位置等隐藏信息已删除" in upload.text, upload.text
+    broken = client.post("/chat/api/upload", files={"file": ("坏.jpg", photo[:300], "image/jpeg")})
+    assert "这个图片文件无法打开" in broken.text and "第5步" in broken.text  # told, and asked again
+    send(choice="evidence:done")
+    send(choice="identity:anonymous")
+    assert "举报已提交" in send(choice="summary:submit")
+    _, number = loop_steps.latest_case(service)
+
+    console, token = _supervisor(service)
+    page = console.get(f"/console/case/{number}")
+    assert page.status_code == 200 and "evidence-1.jpg" in page.text and "evidence-2.png" in page.text
+    assert _named_in(page.text) == []
+    api = httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {token}"})
+    evidence = api.get(f"/api/v1/cases/{number}").json()["evidence"]
+    assert [item["original_name"] for item in evidence] == ["evidence-1.jpg", "evidence-2.png"]
+    assert _named_in(str(evidence)) == []
+    photo_id, drawing_id = (item["id"] for item in evidence)
+
+    for url in (f"/console/case/{number}/evidence/{photo_id}", f"/api/v1/cases/{number}/evidence/{photo_id}"):
+        served = (console if url.startswith("/console") else api).get(url)
+        assert served.status_code == 200 and served.headers["content-disposition"].endswith("''evidence-1.jpg")
+        assert hidden_words_in(served.content) == []
+        with Image.open(io.BytesIO(served.content)) as image:  # 640 × 480 stored sideways: upright, 480 × 640
+            assert (image.format, image.size, dict(image.getexif())) == ("JPEG", (480, 640), {})
+            assert set(image.info) <= {"jfif", "jfif_version", "jfif_unit", "jfif_density"}
+            top, bottom = image.convert("RGB").getpixel((240, 100)), image.convert("RGB").getpixel((240, 540))
+            assert isinstance(top, tuple) and isinstance(bottom, tuple)
+            assert top[0] > 180 > top[2] and bottom[2] > 180 > bottom[0]  # red on top: the photo's left side
+    served = api.get(f"/api/v1/cases/{number}/evidence/{drawing_id}")
+    assert served.headers["content-disposition"].endswith("''evidence-2.png") and hidden_words_in(served.content) == []
+    with Image.open(io.BytesIO(served.content)) as image:
+        assert (image.format, image.size, image.info, dict(image.getexif())) == ("PNG", (900, 600), {}, {})
+
+    for attachment_id, original in ((photo_id, photo), (drawing_id, drawing)):
+        thumb = console.get(f"/console/case/{number}/thumb/{attachment_id}")
+        assert (thumb.status_code, thumb.headers["content-type"]) == (200, "image/jpeg")
+        assert _named_in(thumb.headers["content-disposition"]) == [] and hidden_words_in(thumb.content) == []
+        with Image.open(io.BytesIO(thumb.content)) as image:
+            assert max(image.size) == 320 and dict(image.getexif()) == {}
+        assert len(thumb.content) < len(original)
 
 
 def test_the_closed_loop_question_extension_warning_and_a_poor_rating(service: LiveService) -> None:

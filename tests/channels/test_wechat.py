@@ -27,6 +27,7 @@ from handlers.texts import Texts
 from handlers.types import Choice, Outbound
 from tests import loop_steps
 from tests.conftest import REPO, LiveService, evidence_content, make_test_keyring, stored_value
+from tests.factories import picture_of, plain_photo
 from tests.standins import wechat_server
 from tests.standins.wechat_server import SERVICE_UNAVAILABLE, WeChatStandIn
 
@@ -34,7 +35,7 @@ TOKEN = "QinglianCallback2026"
 APP_ID = "wx51a0c7e2d4b3f6a8"
 APP_SECRET = "9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 8
+JPEG = plain_photo(320, 240)
 DESCRIPTION = "岳麓区政务服务中心3号窗口的工作人员上班时间一直玩手机，让群众排队等了两个小时。"
 
 # WeChat's published sample (the WXBizMsgCrypt samples WeChat ships for its callback encryption).
@@ -328,7 +329,8 @@ def test_subscribe_then_a_full_report_in_plaintext_mode(standin: WeChatStandIn, 
         stored = [row[0] for row in db.execute("SELECT stored_name FROM attachments WHERE case_id = ?", (case_id,))]
     assert (district, stored_value(place, "cases.place"), (stored_value(occurred, "cases.occurred") or "")
             .endswith("(今天)"), anonymous) == ("tianxin", "天心区政务服务中心", True, 1)
-    assert len(stored) == 1 and evidence_content(service.data_dir / "evidence", stored[0]) == JPEG
+    assert len(stored) == 1
+    assert picture_of(evidence_content(service.data_dir / "evidence", stored[0])) == picture_of(JPEG)
     assert [m.via for m in standin.inbox(user.openid)] == ["passive"] * len(standin.inbox(user.openid))
     assert len(code) == 19
 

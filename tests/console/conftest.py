@@ -29,12 +29,12 @@ from storage import actions, staff_actions
 from storage.db import Database
 from storage.models import AuditEntry, Case, StaffRole, StaffUser, TraceEvent, utcnow
 from tests.conftest import make_test_keyring
-from tests.factories import decided, file_case
+from tests.factories import decided, file_case, plain_photo
 
 PASSWORD = "correct horse battery staple"
 CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
 LOGIN_TOKEN_FIELD = re.compile(r'name="login_token" value="([^"]+)"')
-JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 200
+JPEG = plain_photo()
 PDF = b"%PDF-1.4\n" + b"1 0 obj\n" * 20
 BACKGROUND_JOBS = frozenset({"housekeeping", "digests"})
 OTHER_QUEUE = "work_style"

@@ -31,7 +31,7 @@ from storage.migrate import upgrade
 from storage.models import Attachment, Case, OutboxMessage, StaffRole, utcnow
 from tests.conftest import REPO, LiveService, make_test_keyring
 from tests.console.conftest import make_context
-from tests.factories import create_staff, file_case
+from tests.factories import create_staff, file_case, plain_photo
 from tests.standins.telegram_server import TelegramStandIn
 
 PASSWORD = "correct horse battery"
@@ -40,7 +40,7 @@ REPORTER_NAME = "欧阳明月"
 REPORTER_PHONE = "13987654321"
 REPORTER_REF = "88112233"
 DESCRIPTION = "政务服务中心窗口工作人员上班时间玩手机，群众排队两小时。"
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 4
+JPEG = plain_photo()
 
 
 # --- an in-process service ----------------------------------------------------------------------

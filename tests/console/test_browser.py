@@ -213,7 +213,7 @@ def test_staff_work_a_ticket_and_see_statistics_and_models(service: tuple[LiveSe
         page.click(f"a[href='/console/case/{flow_number}']")
         expect(page.locator(".case-head h1")).to_contain_text(flow_number)
         expect(page.locator(".report-text mark").first).to_be_visible()
-        expect(page.locator(".thumbs img")).to_have_js_property("naturalWidth", 360)
+        expect(page.locator(".thumbs img")).to_have_js_property("naturalWidth", 320)  # the 360 × 240 photo, reduced
         _shot(page, "ticket")
 
         # corrects the label: the ticket moves to the counter-service queue, which is also theirs

@@ -18,8 +18,10 @@ from handlers.types import Attachment, Inbound, Outbound
 from storage.db import create_engine, create_sessionmaker
 from storage.migrate import upgrade
 from tests.conftest import make_test_keyring
+from tests.factories import plain_photo
 
-JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 200
+JPEG = plain_photo()
+"""A real photo (evidence images are decoded and re-encoded when they are taken)."""
 PDF = b"%PDF-1.4\n" + b"1 0 obj\n" * 20
 
 

@@ -361,7 +361,7 @@ async def _to_evidence(resident: Resident) -> None:
 
 async def test_draft_evidence_is_held_within_quotas_per_conversation_address_and_in_total(
         small_quotas: DialogHarness) -> None:
-    photo = JPEG + b"\x00" * 1000  # 1,204 bytes
+    photo = PDF + b"\x00" * (1_204 - len(PDF))  # 1,204 bytes (a PDF is kept as it is: an image is re-encoded)
     first = small_quotas.resident("first", client_ip="203.0.113.7")
     await _to_evidence(first)
     await first.upload(photo, kind="photo")

@@ -1,22 +1,29 @@
 """Evidence files at the wizard's evidence step, through `dialog.handle`: what is stored (by the file's real
-type, under a name of our own), what is refused and whether it was downloaded at all, and the quotas."""
+type, under a name of our own, an image re-encoded without its metadata, no name the resident gave it), what is
+refused and whether it was downloaded at all, and the quotas."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import re
+import struct
+import zlib
 from typing import Any
 
 import pytest
+from PIL import Image
 from sqlalchemy import select
 
 from handlers import dialog
 from handlers.types import Attachment, AttachmentKind, Inbound
 from storage.models import Attachment as StoredAttachment
 from tests.conftest import evidence_content
-from tests.handlers.conftest import JPEG, DialogHarness
+from tests.factories import hidden_words_in, photo_with_metadata, plain_photo, png_with_text
+from tests.handlers.conftest import JPEG, PDF, DialogHarness
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 500
+PNG = plain_photo(media_type="image/png")
+RECEIVED = "已收到第 1 个文件（最多5个），照片中的位置等隐藏信息已删除。"
 DESCRIPTION = "卫生院收费窗口多收检查费，不给开具正式票据。"
 
 
@@ -81,13 +88,92 @@ async def test_a_file_is_stored_by_its_real_type_under_a_name_of_our_own(harness
 
     answer = await _upload(harness, download, media_type="image/jpeg", name="..\\..\\证据\u202egpj.exe")
 
-    assert answer.startswith("已收到第 1 个文件（最多5个）。")
+    assert answer.startswith(RECEIVED)
     [stored] = await _stored(harness)
+    [content] = _files(harness)
     assert (stored.media_type, stored.original_name, stored.size_bytes, stored.sha256) == (
-        "image/png", "证据gpj.exe", len(PNG), hashlib.sha256(PNG).hexdigest())
+        "image/png", None, len(content), hashlib.sha256(content).hexdigest())
     assert re.fullmatch(r"2026/11/[0-9a-f]{32}\.png", stored.stored_name)
-    assert evidence_content(harness.context.evidence_dir, stored.stored_name) == PNG
+    with Image.open(io.BytesIO(content)) as image:
+        assert (image.format, image.size) == ("PNG", (160, 120))
     assert download.calls == 1
+
+
+async def test_a_photo_is_kept_upright_without_its_metadata_or_the_name_it_was_sent_under(
+        harness: DialogHarness) -> None:
+    await _to_evidence(harness)
+    photo = photo_with_metadata(640, 480)  # stored sideways, EXIF orientation 6
+
+    answer = await _upload(harness, Download(photo), kind="photo", name="张伟_13912345678_证据.jpg")
+
+    assert answer.startswith(RECEIVED)
+    [stored] = await _stored(harness)
+    [content] = _files(harness)
+    assert (stored.original_name, stored.size_bytes, hidden_words_in(content)) == (None, len(content), [])
+    with Image.open(io.BytesIO(content)) as image:
+        assert (image.format, image.size, dict(image.getexif()), image.info.get("comment")) == (
+            "JPEG", (480, 640), {}, None)
+        top = image.convert("RGB").getpixel((240, 20))
+        assert isinstance(top, tuple) and top[0] > 180 > top[2]  # the photo's red left side is on top
+
+
+async def test_a_png_is_kept_without_its_text_chunks(harness: DialogHarness) -> None:
+    await _to_evidence(harness)
+
+    answer = await _upload(harness, Download(png_with_text(300, 200)), media_type="image/png", name="LI Na.png")
+
+    assert answer.startswith(RECEIVED)
+    [content] = _files(harness)
+    assert hidden_words_in(content) == []
+    with Image.open(io.BytesIO(content)) as image:
+        assert (image.format, image.size, image.mode, image.info, dict(image.getexif())) == (
+            "PNG", (300, 200), "RGBA", {}, {})
+
+
+async def test_an_animated_gif_keeps_its_frames_and_loses_its_comment(harness: DialogHarness) -> None:
+    await _to_evidence(harness)
+    frames = [Image.new("RGB", (60, 40), (shade, 40, 40)) for shade in (0, 120, 240)]
+    sent = io.BytesIO()
+    frames[0].save(sent, format="GIF", save_all=True, append_images=frames[1:], duration=[100, 200, 300], loop=0,
+                   comment=b"ZHANG Wei 13912345678")
+
+    answer = await _upload(harness, Download(sent.getvalue()), media_type="image/gif", name="a.gif")
+
+    assert answer.startswith(RECEIVED)
+    [content] = _files(harness)
+    assert hidden_words_in(content) == []
+    with Image.open(io.BytesIO(content)) as image:
+        assert (image.size, getattr(image, "n_frames", 1), "comment" in image.info) == ((60, 40), 3, False)
+
+
+@pytest.mark.parametrize(("content", "media_type"), [
+    (b"\xff\xd8\xff\xe0" + b"\x00" * 500, "image/jpeg"),  # a JPEG's first bytes, then nothing of a picture
+    (JPEG[: len(JPEG) // 2], "image/jpeg"),  # a photo cut short
+    (b"GIF89a" + b"\x00" * 100, "image/gif"),
+])
+async def test_a_file_that_looks_like_an_image_but_does_not_open_is_refused_and_asked_for_again(
+        harness: DialogHarness, content: bytes, media_type: str) -> None:
+    await _to_evidence(harness)
+
+    answer = await _upload(harness, Download(content), media_type=media_type)
+
+    assert answer.startswith("这个图片文件无法打开，可能已损坏或不完整，没有接收。请重新发送一次，或换一张图片。\n"
+                             "第5步")
+    assert (_files(harness), await _stored(harness)) == ([], [])
+
+
+async def test_an_image_of_too_many_pixels_is_refused_before_it_is_decoded(harness: DialogHarness) -> None:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20_000, 20_000, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 60_001 * 20)) + chunk(b"IEND", b""))  # 400 MP, 1 KB
+    await _to_evidence(harness)
+
+    answer = await _upload(harness, Download(bomb), media_type="image/png")
+
+    assert answer.startswith("这张图片的像素太多，无法接收。请缩小图片（例如截图）后重新发送。\n第5步")
+    assert (_files(harness), await _stored(harness)) == ([], [])
 
 
 async def test_a_document_of_a_type_we_do_not_take_is_refused_without_downloading_it(harness: DialogHarness) -> None:
@@ -119,11 +205,12 @@ async def test_a_file_that_cannot_be_downloaded_is_asked_for_again(harness: Dial
 
     assert answer.startswith("文件接收失败，请重新发送一次。\n第5步")
     again = await _upload(harness, Download(JPEG), kind="photo")
-    assert again.startswith("已收到第 1 个文件（最多5个）。")
+    assert again.startswith(RECEIVED)
 
 
 async def test_files_relayed_by_a_platform_server_do_not_share_one_addresss_quota(small_files: DialogHarness) -> None:
-    photo = JPEG + b"\x00" * 1000  # 1,204 bytes: two of them from one address exceed its 1,500
+    photo = PDF + b"\x00" * (1_204 - len(PDF))  # 1,204 bytes: two from one address exceed its 1,500 (a PDF is
+    # kept as it came; an image would be re-encoded)
     relay: dict[str, Any] = {"client_ip": "101.226.103.7", "shared_address": True}
     answers = []
     for user_ref in ("openid-1", "openid-2"):
@@ -135,6 +222,6 @@ async def test_files_relayed_by_a_platform_server_do_not_share_one_addresss_quot
         answers.append(await _upload(small_files, Download(photo), kind="photo", user_ref=user_ref, **own))
 
     assert [answer.split("\n", 1)[0] for answer in answers] == [
-        "已收到第 1 个文件（最多5个）。", "已收到第 1 个文件（最多5个）。", "已收到第 1 个文件（最多5个）。",
+        RECEIVED, RECEIVED, RECEIVED,
         "您所在网络上传的证据文件已达上限，这个文件没有接收，请提交或取消已有的举报后再试。"]
     assert len(_files(small_files)) == 3

@@ -24,7 +24,7 @@ DESCRIPTION = "紫檀路税务大厅的窗口人员索要红包XQZTEXT才肯办�
 NAME = "欧阳紫檀"
 PHONE = "13987650321"
 FILE_NAME = "收据XQZFILE.jpg"
-FILE_BYTES = b"\xff\xd8\xff\xe0" + b"XQZBYTES-evidence-photo-content" * 40
+FILE_BYTES = b"%PDF-1.4\n" + b"XQZBYTES-evidence-document-content" * 40  # kept as it came, as images are not
 FOLLOW_UP = "补充：当班的工号是XQZFOLLOW八八。"
 NOTE = "内部：已调取监控XQZNOTE。"
 MOVE_REASON = "涉及索要红包，转信访室XQZMOVE。"
@@ -89,7 +89,7 @@ def _staff_work(live: LiveService) -> None:
         detail = api.get(f"/api/v1/cases/{number}").json()
         assert detail["place"] == PLACE and detail["occurred"] == OCCURRED  # readable to staff, through the keys
         evidence = detail["evidence"][0]
-        assert evidence["original_name"] == FILE_NAME
+        assert evidence["original_name"] == "evidence-1.pdf"  # the name the file was sent under is not kept
         download = api.get(f"/api/v1/cases/{number}/evidence/{evidence['id']}")
         assert download.status_code == 200 and download.content == FILE_BYTES
         assert [note["body"] for note in api.get(f"/api/v1/cases/{number}/notes").json()] == [NOTE]

@@ -32,6 +32,7 @@ from bot.runtime import Runtime
 from handlers.types import Choice, Inbound, Outbound
 from storage.models import Attachment, OutboxMessage
 from tests.conftest import city_file, evidence_content, free_port
+from tests.factories import picture_of, plain_photo
 from tests.standins.wechat_server import WeChatStandIn, open_reply
 
 TOKEN = "QinglianChannel2026"
@@ -41,7 +42,7 @@ AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 SECRET_KEY = "wechat-channel-test-secret-" + "k" * 40
 SUBSCRIBE_TEMPLATE = "tpl-case-progress-0001"
 MAX_ATTACHMENT = 1024 * 1024
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 8
+JPEG = plain_photo(320, 240)
 DESCRIPTION = "岳麓区政务服务中心3号窗口的工作人员上班时间一直玩手机，让群众排队等了两个小时。"
 HELP = "使用说明：\n· /report 开始举报"
 BUSY = "抱歉，系统繁忙，您已填写的内容不会丢失，请稍后再试。"
@@ -206,8 +207,9 @@ async def test_steps_are_answered_passively_and_an_image_is_downloaded_before_it
     assert evidence_step.startswith("第5步") and evidence_step.endswith("1. 跳过，没有证据\n（回复数字选择）")
     assert refused is not None and refused.text.startswith("文件接收失败，请重新发送一次。\n\n第5步")
     assert too_big is not None and too_big.text.startswith("文件太大了，每个文件不能超过1MB。")
-    assert received is not None and received.text.startswith("已收到第 1 个文件（最多5个）。")
-    assert len(stored) == 1 and evidence_content(settings.evidence_dir, stored[0]) == JPEG
+    assert received is not None
+    assert received.text.startswith("已收到第 1 个文件（最多5个），照片中的位置等隐藏信息已删除。")
+    assert len(stored) == 1 and picture_of(evidence_content(settings.evidence_dir, stored[0])) == picture_of(JPEG)
 
 
 async def test_a_step_that_misses_the_passive_window_is_answered_through_the_customer_service_api(
