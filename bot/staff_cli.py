@@ -19,7 +19,8 @@ from console.auth import hash_password
 from handlers.texts import fill
 from storage import audit, staff_actions
 from storage.actions import ActionError
-from storage.db import Database
+from storage.db import Database, masked_url
+from storage.migrate import DatabaseUnreachable, has_schema
 from storage.models import StaffRole, StaffUser
 
 staff_app = typer.Typer(help="Staff accounts of the console.", no_args_is_help=True)
@@ -46,6 +47,17 @@ def audit_command(action: str, detail: dict[str, Any]) -> None:
     async def work(session: AsyncSession) -> None:
         await audit.record(session, None, action, detail=detail)
 
+    settings = _settings()
+    try:
+        deployed = asyncio.run(has_schema(settings.resolved_database_url))
+    except DatabaseUnreachable as problem:
+        typer.echo(f"qinglian: {problem} ({action} was done, but it is not in the audit log)", err=True)
+        raise typer.Exit(2) from None
+    if not deployed:  # no service has run on this database: there is no audit log to write to
+        typer.echo(f"qinglian: {action} is not in an audit log: the database at "
+                   f"{masked_url(settings.resolved_database_url)} has not been set up (`qinglian db upgrade`)",
+                   err=True)
+        return
     _run(work, unavailable=f"{action} was done, but it is not in the audit log")
 
 

@@ -112,6 +112,18 @@ async def schema_status(database_url: str) -> tuple[bool, str]:
     return False, f"revision {shown}; the newest is {heads}: `qinglian db upgrade` migrates it"
 
 
+async def has_schema(database_url: str) -> bool:
+    """Whether the database has been set up (by `qinglian db upgrade` or a first `serve`), looking without creating
+    anything, as `schema_status` does. Raises `DatabaseUnreachable`."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        if not await asyncio.to_thread(Path(url.database).exists):
+            return False
+    return await _schema_state(database_url) is not None
+
+
 def describe(database_url: str) -> tuple[bool, str]:
     """`schema_status` from blocking code (the command line)."""
     return asyncio.run(schema_status(database_url))

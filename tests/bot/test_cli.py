@@ -142,6 +142,11 @@ def test_model_commands_are_audited_and_the_models_page_names_who_ran_them(tmp_p
         assert result.returncode == 0, result.stderr
         return result
 
+    # before any service has run on it there is no audit log: the command says so and still does its work,
+    # without creating a database
+    default = json.loads((tmp_path / "models" / "registry.json").read_text(encoding="utf-8"))["history"][-1]
+    before = qinglian("model", "promote", default)
+    assert "is not in an audit log" in before.stderr and not (tmp_path / "qinglian.db").exists()
     qinglian("db", "upgrade")
     seed = load_seed_corpus("train")
     small = tmp_path / "small.jsonl"  # three reports per label: quick to train, and worse than the default

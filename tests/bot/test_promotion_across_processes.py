@@ -49,9 +49,11 @@ def _small_version(models_dir: Path) -> str:
     return train_and_register(ModelRegistry(models_dir), examples, source="small").version
 
 
-def _qinglian(data_dir: Path, *args: str) -> str:
+def _qinglian(service: LiveService, *args: str) -> str:
+    """`qinglian …` as the operator runs it: with the service's configuration (its database, where the command
+    writes its audit entry)."""
     done = subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=REPO, capture_output=True, text=True,
-                          env={**LiveService(data_dir, {}).env}, timeout=300)
+                          env=service.env, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -110,13 +112,13 @@ def test_a_promotion_on_the_command_line_reaches_both_processes(two_services: tu
     assert default is not None and _serving(second) == default
     newer = _small_version(data_dir / "models")
 
-    assert f"promoted {newer}" in _qinglian(data_dir, "model", "promote", "--force", newer)
+    assert f"promoted {newer}" in _qinglian(first, "model", "promote", "--force", newer)
     _wait_until_serving((first, second), newer)
     numbers = [_file_report(first), _file_report(second)]
     url = first.env["QINGLIAN_DATABASE_URL"]
     assert asyncio.run(_model_versions(url, numbers)) == {number: newer for number in numbers}
 
-    assert f"rolled back to {default}" in _qinglian(data_dir, "model", "rollback")
+    assert f"rolled back to {default}" in _qinglian(first, "model", "rollback")
     _wait_until_serving((first, second), default)
     numbers = [_file_report(second), _file_report(first)]
     assert asyncio.run(_model_versions(url, numbers)) == {number: default for number in numbers}
