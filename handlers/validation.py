@@ -39,7 +39,6 @@ def typed_number(text: str) -> int | None:
 __all__ = [
     "Invalid",
     "clean_description",
-    "clean_file_name",
     "clean_name",
     "clean_occurred",
     "clean_phone",
@@ -73,32 +72,6 @@ def readable(text: str) -> str:
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
     text = "".join(ch for ch in text if ch in "\n\t" or (unicodedata.category(ch) != "Cc" and ch not in HIDDEN))
     return text.strip()
-
-
-_INVISIBLE = ("Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp")
-"""Control, format (bidirectional overrides, zero-width characters), private-use, surrogate and unassigned
-characters, and line or paragraph separators: none belongs in a file name a reviewer reads."""
-
-
-def clean_file_name(name: str | None, max_chars: int = 120) -> str | None:
-    """A file name as the resident's device called it, safe to store and show: without control or
-    bidirectional characters (which make "report\u202egpj.exe" look like "reportexe.jpg"), without any
-    directory part, whitespace collapsed, at most `max_chars` characters keeping the extension. None
-    when nothing readable is left."""
-    if not name:
-        return None
-    text = unicodedata.normalize("NFC", name)
-    text = "".join(" " if unicodedata.category(ch) in ("Zs", "Zl", "Zp") or ch in "\t\n\r" else ch
-                   for ch in text if unicodedata.category(ch) not in _INVISIBLE or ch in "\t\n\r")
-    text = text.replace("\\", "/").rsplit("/", 1)[-1]
-    text = " ".join(text.split()).strip(" .")
-    if not text:
-        return None
-    if len(text) > max_chars:
-        _stem, dot, extension = text.rpartition(".")
-        keep = f".{extension}" if dot and 0 < len(extension) <= 10 else ""
-        text = text[: max_chars - len(keep)] + keep
-    return text
 
 
 def substance(text: str) -> int:
