@@ -201,12 +201,6 @@ async def ask_again(turn: Turn) -> bool:
     return True
 
 
-def _other_device(turn: Turn, case: Case) -> bool:
-    """Whether this resident is not the one who filed the case (the code opened it on another device or account):
-    their steps on it are marked so for staff, and the resident is told nothing different."""
-    return actions.from_other_device(case, turn.conversation)
-
-
 async def _current_case(turn: Turn) -> Case | None:
     """The case opened with a code in this conversation, while that permission lasts."""
     case_id, until = turn.context_get("case_id"), turn.context_get("case_until")
@@ -235,7 +229,8 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
             turn.set_state("follow_up")
             turn.ask(turn.t("ask_follow_up"), [Choice("follow_up:done", turn.t("follow_up_done"))])
         elif choice == "case:solved" and case.status == CaseStatus.ANSWERED:
-            await loop.close_as_solved(turn.session, case, other_device=_other_device(turn, case))
+            await loop.close_as_solved(turn.session, case,
+                                       other_device=actions.from_other_device(case, turn.conversation))
             turn.say(turn.t("solved_thanks"))
             ask_rating(turn, case, solved=True)
         elif choice == "case:rate" and case.status in CLOSED_STATUSES and case.rating is None:
@@ -285,7 +280,7 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
                                    rehandle_limit=turn.ctx.city.loop.rehandle_limit,
                                    staff_targets=staff_channels(turn.ctx.city, case.queue),
                                    staff_locale=turn.ctx.city.default_locale, tell_reporter=told,
-                                   other_device=_other_device(turn, case))
+                                   other_device=actions.from_other_device(case, turn.conversation))
         turn.say(turn.t("rated_reopened_told" if told else "rated_reopened") if reopened else
                  turn.t("rated", rating=pending) if pending else turn.t("rated_unsolved"))
         return False
@@ -299,7 +294,8 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
             return False
         await loop.appeal(turn.session, case, text.strip()[:2000], appeal_limit=turn.ctx.city.loop.appeal_limit,
                           staff_targets=staff_channels(turn.ctx.city, case.queue),
-                          staff_locale=turn.ctx.city.default_locale, other_device=_other_device(turn, case))
+                          staff_locale=turn.ctx.city.default_locale,
+                          other_device=actions.from_other_device(case, turn.conversation))
         turn.say(turn.t("appealed"))
         return False
     return False
@@ -340,13 +336,13 @@ async def _follow_up(turn: Turn, case: Case, choice: str | None, text: str | Non
         if attachment is not None:
             stored = await accept_file(turn, attachment)
             await actions.add_follow_up(turn.session, case, text=None, attachment_ids=[stored.id],
-                                        other_device=_other_device(turn, case))
+                                        other_device=actions.from_other_device(case, turn.conversation))
         elif text is not None and text.strip():
             limit = turn.ctx.city.limits.description_max_chars
             if len(text) > limit:
                 raise Invalid("error_description_long", limit=limit, length=len(text))
             await actions.add_follow_up(turn.session, case, text=text.strip(), search_terms=index_terms([text]),
-                                        other_device=_other_device(turn, case))
+                                        other_device=actions.from_other_device(case, turn.conversation))
         else:
             raise Invalid("error_follow_up_expected")
     except Invalid as problem:
