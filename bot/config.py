@@ -30,6 +30,14 @@ PLACEHOLDER_SECRETS = frozenset({"", "change-me", "change_me", "changeme", "secr
                                  "replace-me", "replace_me", "xxx"})
 
 
+
+def _require_http(value: str) -> str:
+    """`value` if it is an http(s) URL with a host; ValueError otherwise."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http(s) URL")
+    return value
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QINGLIAN_", env_file=".env", extra="ignore")
 
@@ -107,20 +115,12 @@ class Settings(BaseSettings):
     @field_validator("telegram_api_url", "public_url", "wechat_api_url", "wechat_mp_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("must be an http(s) URL")
-        return value.rstrip("/")
+        return _require_http(value).rstrip("/")
 
     @field_validator("telegram_webhook_url")
     @classmethod
     def _webhook_url(cls, value: str | None) -> str | None:
-        if not value:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("must be an http(s) URL")
-        return value
+        return _require_http(value) if value else None
 
     @field_validator("public_url", "database_url", "telegram_webhook_url", "wechat_app_id", "wechat_app_secret",
                      mode="before")
