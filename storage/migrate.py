@@ -90,19 +90,29 @@ def upgrade(database_url: str, keyring: KeyRing, revision: str = "head") -> None
     command.upgrade(alembic_config(database_url, keyring), revision)
 
 
+async def _missing_sqlite_file(database_url: str) -> str | None:
+    """The path of a SQLite database file that does not exist yet (None: it exists, or the database is not a
+    SQLite file): looked at without opening it, which would create it."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        if not await asyncio.to_thread(Path(url.database).exists):
+            return url.database
+    return None
+
+
 async def schema_status(database_url: str) -> tuple[bool, str]:
     """Whether the schema is the newest, and a sentence saying where the database stands (`qinglian db current`,
     `qinglian check`). Looks without creating anything: a SQLite file that does not exist is reported, not made.
     Raises `DatabaseUnreachable`."""
-    from sqlalchemy.engine import make_url
 
-    url = make_url(database_url)
     newest = await asyncio.to_thread(head_revisions)
     heads = ", ".join(sorted(newest))
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        if not await asyncio.to_thread(Path(url.database).exists):
-            return False, (f"no database at {url.database} yet: `qinglian db upgrade` (or the first "
-                           f"`qinglian serve`) creates it at revision {heads}")
+    missing = await _missing_sqlite_file(database_url)
+    if missing is not None:
+        return False, (f"no database at {missing} yet: `qinglian db upgrade` (or the first "
+                       f"`qinglian serve`) creates it at revision {heads}")
     revisions = await _schema_state(database_url)
     if revisions is None:
         return False, f"the database has no schema yet: `qinglian db upgrade` creates it at revision {heads}"
@@ -115,12 +125,8 @@ async def schema_status(database_url: str) -> tuple[bool, str]:
 async def has_schema(database_url: str) -> bool:
     """Whether the database has been set up (by `qinglian db upgrade` or a first `serve`), looking without creating
     anything, as `schema_status` does. Raises `DatabaseUnreachable`."""
-    from sqlalchemy.engine import make_url
-
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        if not await asyncio.to_thread(Path(url.database).exists):
-            return False
+    if await _missing_sqlite_file(database_url) is not None:
+        return False
     return await _schema_state(database_url) is not None
 
 
