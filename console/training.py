@@ -32,6 +32,7 @@ from storage.evidence_files import SealedFiles
 
 if TYPE_CHECKING:
     from nlp.artifact import ArtifactCipher
+    from nlp.corpus import Example
     from nlp.evaluation import EvaluationReport
     from nlp.registry import ModelInfo, ModelRegistry
 
@@ -79,6 +80,16 @@ class TrainingError(RuntimeError):
 
 class TrainingAlreadyRunning(TrainingError):
     """Another run (in this or another worker process) has not finished yet."""
+
+
+class NothingNewToLearn(TrainingError):
+    """No staff label changed what the training data would be: `version` was trained on the same `n_examples`
+    with the same settings and libraries, so a run would only copy it."""
+
+    def __init__(self, version: str, n_examples: int) -> None:
+        self.version = version
+        self.n_examples = n_examples
+        super().__init__(f"nothing new to learn: version {version} was trained on the same {n_examples} examples")
 
 
 # --- the status file ----------------------------------------------------------------------------------------
@@ -184,7 +195,8 @@ def _ago(started_at: object, now: datetime) -> str:
     return "less than a minute ago" if minutes < 1 else fill("{n} {n:plural:minute|minutes} ago", n=minutes)
 
 
-def _claim(models_dir: Path, run_id: str) -> dict[str, Any]:
+def _claim(models_dir: Path, run_id: str) -> dict[str, Any] | None:
+    """Record `run_id` as the running run; returns the status it replaced (None if there was none)."""
     now = _now()
     with _locked(models_dir):
         current = _read(models_dir)
@@ -199,7 +211,19 @@ def _claim(models_dir: Path, run_id: str) -> dict[str, Any]:
             "pid": os.getpid(), "host": socket.gethostname(),
         }
         _write(models_dir, status)
-        return status
+        return current
+
+
+def _release(models_dir: Path, run_id: str, previous: dict[str, Any] | None) -> None:
+    """Give up `run_id` before it trained anything: the status it replaced is the last run again."""
+    with _locked(models_dir):
+        current = _read(models_dir)
+        if current is None or current.get("run_id") != run_id:
+            return
+        if previous is None:
+            (models_dir / STATUS_FILE).unlink(missing_ok=True)
+        else:
+            _write(models_dir, previous)
 
 
 def _change(models_dir: Path, run_id: str, **changes: Any) -> None:
@@ -234,17 +258,30 @@ def _finish(models_dir: Path, run_id: str, *, version: str | None = None, error:
 _RUNS: set[asyncio.Task[None]] = set()  # strong references, so that a running task is not collected
 
 
+def _staff_examples(pairs: Sequence[tuple[str, str]]) -> list[Example]:
+    """The staff-labelled reports as training examples (labels of the taxonomy only)."""
+    from nlp.corpus import Example
+
+    return [Example(text=text, label=label, id=f"staff-{number}")
+            for number, (text, label) in enumerate(pairs, start=1) if label in LABELS]
+
+
+def _trained_alike(models_dir: Path, pairs: Sequence[tuple[str, str]]) -> ModelInfo | None:
+    """The saved version a run on `pairs` would copy, if any (see `ModelRegistry.trained_alike`)."""
+    from nlp.registry import ModelRegistry, training_plan
+
+    return ModelRegistry(models_dir).trained_alike(training_plan(extra_examples=_staff_examples(pairs)))
+
+
 def _train_job(data_dir: str, run_id: str, pairs: Sequence[tuple[str, str]], cipher: SealedFiles) -> str:
     """In the training process: train and register a new version, reporting progress; returns its version."""
-    from nlp.corpus import Example
     from nlp.registry import ModelRegistry, train_and_register
     from nlp.tokenizer import warm_up
 
     models_dir = _models_dir(data_dir)
     _stage(models_dir, run_id, "loading_tokenizer", worker_pid=os.getpid())
     warm_up(Path(data_dir))
-    extra = [Example(text=text, label=label, id=f"staff-{number}")
-             for number, (text, label) in enumerate(pairs, start=1) if label in LABELS]
+    extra = _staff_examples(pairs)
 
     def progress(message: str) -> None:
         stage = _PROGRESS_STAGES.get(message)
@@ -311,18 +348,25 @@ def _stop_and_fail(process: multiprocessing.process.BaseProcess, models_dir: Pat
 async def start_training(database: Database, data_dir: Path) -> str:
     """Start training a new model version in the background; returns the run id at once.
 
-    Raises `TrainingAlreadyRunning` if a run is going (in any worker process). The staff-labelled reports
+    Raises `TrainingAlreadyRunning` if a run is going (in any worker process), `NothingNewToLearn` if a saved
+    version was trained on the data this run would use (no staff label changed it). The staff-labelled reports
     are read in a transaction first, then the training runs in a separate process; follow it with
     `training_status(data_dir)`. The new version is not promoted.
     """
     models_dir = _models_dir(data_dir)
     run_id = f"{_now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
-    await asyncio.to_thread(_claim, models_dir, run_id)
+    previous = await asyncio.to_thread(_claim, models_dir, run_id)
     try:
         await asyncio.to_thread(_stage, models_dir, run_id, "reading_data")
         async with database.read_sessionmaker() as session:
             pairs = await training_data.training_examples(session)
+        same = await asyncio.to_thread(_trained_alike, models_dir, pairs)
+        if same is not None:
+            await asyncio.to_thread(_release, models_dir, run_id, previous)
+            raise NothingNewToLearn(same.version, same.n_examples)
         await asyncio.to_thread(_change, models_dir, run_id, n_staff_examples=len(pairs))
+    except NothingNewToLearn:
+        raise
     except BaseException as problem:
         await asyncio.shield(asyncio.to_thread(_finish, models_dir, run_id,
                                                error=f"could not read the staff-labelled reports: {problem}"))

@@ -256,8 +256,12 @@ def train_command(
     label_field: Annotated[str, typer.Option("--label-field", help="Field holding the label.")] = "label",
     with_seed: Annotated[bool, typer.Option("--with-seed", help="Also train on the seed corpus's training "
                                             "split when --data is given.")] = False,
+    again: Annotated[bool, typer.Option("--again", help="Train even if a saved version was trained on the same "
+                                        "data with the same settings (the new one is then its copy).")] = False,
 ) -> None:
-    """Train a new model version (saved, not promoted) and score it on the fixed evaluation split."""
+    """Train a new model version (saved, not promoted) and score it on the fixed evaluation split.
+
+    Refused when a saved version was trained on exactly this data with the same settings and libraries."""
     with _cli_errors():
         from nlp.corpus import load_seed_corpus
         from nlp.registry import SAVING_STEP, SCORING_STEP, train_and_register
@@ -273,7 +277,7 @@ def train_command(
             source = "seed corpus (train split)"
         _warm_up()
         with _progress([*TRAIN_STEPS, SCORING_STEP, SAVING_STEP], "training") as report:
-            info = train_and_register(_registry(ctx), examples, progress=report, source=source)
+            info = train_and_register(_registry(ctx), examples, progress=report, source=source, again=again)
         _audit(ctx, "model.train", {"version": info.version, "examples": info.n_examples})
         console = _console()
         console.print(f"model [bold]{info.version}[/bold]: {info.n_examples} examples, {len(info.labels)} labels, "

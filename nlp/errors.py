@@ -33,3 +33,15 @@ class PromotionRefusedError(NlpError):
 
 class RegistryError(NlpError):
     """The registry cannot do what was asked (e.g. nothing to roll back to)."""
+
+
+class NothingNewToTrain(RegistryError):
+    """A saved version was trained on exactly this data, with the same settings, libraries and model format: a
+    new one would be a copy of it. `version` and `n_examples` name it."""
+
+    def __init__(self, version: str, n_examples: int) -> None:
+        self.version = version
+        self.n_examples = n_examples
+        super().__init__(f"nothing new to learn: version {version} was trained on the same {n_examples} examples "
+                         "with the same settings and libraries; label or correct reports first (or train again "
+                         "anyway with --again)")

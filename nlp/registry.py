@@ -38,11 +38,17 @@ from nlp.artifact import (
 )
 from nlp.classifier import Classifier
 from nlp.corpus import Example, exclude_held_out_texts, load_boundary_split, load_seed_corpus
-from nlp.errors import ModelIntegrityError, ModelNotFoundError, PromotionRefusedError, RegistryError
+from nlp.errors import (
+    ModelIntegrityError,
+    ModelNotFoundError,
+    NothingNewToTrain,
+    PromotionRefusedError,
+    RegistryError,
+)
 from nlp.tokenizer import warm_up
 
 if TYPE_CHECKING:
-    from nlp.training import TrainedModel
+    from nlp.training import TrainedModel, TrainingPlan
 
 try:
     import fcntl
@@ -81,6 +87,7 @@ class ModelInfo:
     path: Path
     extra: dict[str, Any] = field(default_factory=dict)
     selection: dict[str, Any] | None = None  # what `train` chose from the training data, and why
+    format: int = MODEL_FORMAT
 
     @property
     def macro_f1(self) -> float | None:
@@ -111,6 +118,7 @@ class ModelInfo:
                 sha256=str(metadata["sha256"]),
                 path=path,
                 selection=dict(metadata["selection"]) if isinstance(metadata.get("selection"), dict) else None,
+                format=int(metadata.get("format", 1)),
             )
         except (KeyError, TypeError, ValueError) as problem:
             raise ModelIntegrityError(f"{path / METADATA_FILE}: malformed metadata ({problem})") from None
@@ -338,6 +346,17 @@ class ModelRegistry:
         return [(model_dir / MODEL_FILE, purpose_of(model_dir.name)) for model_dir in sorted(self.models_dir.iterdir())
                 if model_dir.is_dir() and not model_dir.name.startswith(".") and (model_dir / MODEL_FILE).is_file()]
 
+    def trained_alike(self, plan: TrainingPlan) -> ModelInfo | None:
+        """The newest saved version trained on exactly `plan`'s data with its settings, by this installation's
+        libraries and model format — training `plan` again would only copy it — or None."""
+        from nlp.training import library_versions
+
+        versions = library_versions()
+        alike = [info for info in self.list()
+                 if info.data_fingerprint == plan.data_fingerprint and info.params == plan.recorded_params
+                 and info.library_versions == versions and info.format == MODEL_FORMAT]
+        return alike[-1] if alike else None
+
     # `list` comes last so that the name means the builtin in the annotations above.
     def list(self) -> list[ModelInfo]:
         """Every saved model, oldest first."""
@@ -391,6 +410,20 @@ def eval_split_metrics(classifier: Classifier) -> dict[str, Any]:
     return metrics
 
 
+def training_plan(examples: Sequence[Example] | None = None, *, extra_examples: Iterable[Example] = (),
+                  params: Mapping[str, Any] | None = None, progress: Progress | None = None) -> TrainingPlan:
+    """What `train_and_register` trains on: `examples` (default: the seed corpus's training split) and
+    `extra_examples`, without any text of the evaluation or the boundary split."""
+    from nlp.training import plan_training
+
+    say = progress or (lambda _message: None)
+    base = list(examples) if examples is not None else load_seed_corpus("train")
+    training_data, dropped = exclude_held_out_texts([*base, *extra_examples])
+    if dropped:
+        say(f"left out {dropped} example(s) whose text is in the evaluation or the boundary split")
+    return plan_training(training_data, params)
+
+
 def train_and_register(
     registry: ModelRegistry,
     examples: Sequence[Example] | None = None,
@@ -399,21 +432,25 @@ def train_and_register(
     params: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
     source: str = "",
+    again: bool = False,
 ) -> ModelInfo:
     """Train a new version and save it (not promoted), scored on the fixed evaluation split.
 
     `examples` defaults to the seed corpus's training split. `extra_examples` is where other labelled
     reports join the training data — staff-confirmed or staff-corrected labels from the database. Any text of
     the evaluation split or of the boundary split is removed from the training data first.
+
+    Raises `NothingNewToTrain` when a saved version was trained on exactly this data with the same settings,
+    libraries and format (the new one would be its copy), unless `again`.
     """
     from nlp.training import train
 
     say = progress or (lambda _message: None)
-    base = list(examples) if examples is not None else load_seed_corpus("train")
-    training_data, dropped = exclude_held_out_texts([*base, *extra_examples])
-    if dropped:
-        say(f"left out {dropped} example(s) whose text is in the evaluation or the boundary split")
-    trained = train(training_data, progress=progress, params=params)
+    plan = training_plan(examples, extra_examples=extra_examples, params=params, progress=progress)
+    same = None if again else registry.trained_alike(plan)
+    if same is not None:
+        raise NothingNewToTrain(same.version, same.n_examples)
+    trained = train(plan, progress=progress)
     say(SCORING_STEP)
     metrics = eval_split_metrics(Classifier(trained.pipeline, version="candidate"))
     say(SAVING_STEP)

@@ -197,38 +197,69 @@ def choose_lead_chars(examples: Sequence[Example], params: TrainingParams) -> di
             "median_chars": median, "threshold_chars": params.lead_min_median_chars}
 
 
-def train(
-    examples: Sequence[Example],
-    *,
-    progress: Progress | None = None,
-    params: TrainingParams | Mapping[str, Any] | None = None,
-) -> TrainedModel:
-    """Fit the pipeline on `examples` (blocking: seconds on the seed corpus; run it off the event loop)."""
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What `train` fits and records, decided before any fitting: the examples in canonical order, the parameters
+    with `lead_chars` chosen, the calibration folds the smallest label allows. Cheap (no fitting), so a caller can
+    see from it whether a saved model was trained on exactly this (`nlp.registry.ModelRegistry.trained_alike`)."""
+
+    examples: list[Example]
+    params: TrainingParams
+    calibration_folds: int
+    selection: dict[str, Any] | None
+
+    @property
+    def data_fingerprint(self) -> str:
+        return data_fingerprint(self.examples)
+
+    @property
+    def recorded_params(self) -> dict[str, Any]:
+        """The parameters as a trained model's metadata records them."""
+        return {**self.params.as_dict(), "calibration_folds": self.calibration_folds}
+
+
+def plan_training(examples: Sequence[Example],
+                  params: TrainingParams | Mapping[str, Any] | None = None) -> TrainingPlan:
+    """Validate `examples` and settle every choice `train` makes from the data (see `TrainingPlan`)."""
     chosen = params if isinstance(params, TrainingParams) else TrainingParams.from_mapping(params)
-    report = progress or (lambda _message: None)
-    started = time.perf_counter()
     ordered = canonical_order(examples)
     folds = check_examples(ordered, chosen.calibration_folds)
-    report(TRAIN_STEPS[0])
-    warm_up(None)
-    report(TRAIN_STEPS[1])
-    memo: Memo = {}
     selection: dict[str, Any] | None = None
     if chosen.lead_chars is None:
         selection = choose_lead_chars(ordered, chosen)
         chosen = dataclasses.replace(chosen, lead_chars=int(selection["chosen"]))
+    return TrainingPlan(examples=ordered, params=chosen, calibration_folds=folds, selection=selection)
+
+
+def train(
+    examples: Sequence[Example] | TrainingPlan,
+    *,
+    progress: Progress | None = None,
+    params: TrainingParams | Mapping[str, Any] | None = None,
+) -> TrainedModel:
+    """Fit the pipeline on `examples` (or a plan of them; blocking: seconds on the seed corpus; run it off the
+    event loop)."""
+    report = progress or (lambda _message: None)
+    started = time.perf_counter()
+    plan = examples if isinstance(examples, TrainingPlan) else plan_training(examples, params)
+    ordered = plan.examples
+    report(TRAIN_STEPS[0])
+    warm_up(None)
+    report(TRAIN_STEPS[1])
+    memo: Memo = {}
     report(TRAIN_STEPS[2])
-    pipeline = _fit(chosen, [e.text for e in ordered], np.array([e.label for e in ordered]), folds, memo)
+    pipeline = _fit(plan.params, [e.text for e in ordered], np.array([e.label for e in ordered]),
+                    plan.calibration_folds, memo)
     finish_pipeline(pipeline)
     counts = Counter(e.label for e in ordered)
     return TrainedModel(
         pipeline=pipeline,
         labels=[str(label) for label in pipeline.classes_],
         label_counts={label: counts[label] for label in sorted(counts)},
-        data_fingerprint=data_fingerprint(ordered),
-        params={**chosen.as_dict(), "calibration_folds": folds},
+        data_fingerprint=plan.data_fingerprint,
+        params=plan.recorded_params,
         library_versions=library_versions(),
         n_examples=len(ordered),
         training_seconds=round(time.perf_counter() - started, 3),
-        selection=selection,
+        selection=plan.selection,
     )

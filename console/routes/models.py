@@ -96,6 +96,8 @@ async def train(principal: PagePrincipal, *, csrf: CsrfField = "") -> Response:
     require_admin(principal)
     try:
         run_id = await training.start_training(principal.context.database, principal.context.data_dir)
+    except training.NothingNewToLearn as same:
+        raise OperationError(409, "training_unchanged", version=same.version, n=same.n_examples) from None
     except training.TrainingError as problem:
         raise OperationError(409, "model_refused", detail=problem) from None
     await accounts.record(principal, "model.train", {"run": run_id})

@@ -179,3 +179,31 @@ async def test_a_run_that_cannot_read_the_database_fails_at_once(tmp_path: Path)
         await broken.dispose()
     status = training.training_status(tmp_path / "data")
     assert status["state"] == "failed" and status["error"].startswith("could not read the staff-labelled reports")
+
+
+async def test_a_run_that_would_copy_a_saved_version_is_refused_until_staff_label_a_report(
+        service: Service) -> None:
+    data_dir = service.data_dir
+    registry = ModelRegistry(data_dir / "models")
+    seed = await asyncio.to_thread(train_and_register, registry)  # what a fresh install trains: the seed corpus
+    earlier = {"run_id": "earlier", "state": "succeeded", "stage": "done", "percent": 100, "version": seed.version,
+               "started_at": datetime.now(UTC).isoformat(), "finished_at": datetime.now(UTC).isoformat()}
+    _write_status(data_dir, **earlier)
+
+    with pytest.raises(training.NothingNewToLearn, match=f"version {seed.version} was trained on the same "
+                                                        f"{seed.n_examples} examples") as refused:
+        await training.start_training(service.database, data_dir)
+    assert (refused.value.version, refused.value.n_examples) == (seed.version, seed.n_examples)
+    status = training.training_status(data_dir)  # the page still shows the last real run, not a failed one
+    assert (status["run_id"], status["state"], status["version"]) == ("earlier", "succeeded", seed.version)
+    assert [info.version for info in registry.list()] == [seed.version]
+
+    async with service.database.sessionmaker.begin() as session:
+        staff = await staff_actions.create_staff(session, username="admin", display_name="管理员",
+                                                 role=StaffRole.ADMIN, password_hash="not-a-hash")
+        text, label = STAFF_TEXTS[2]
+        await labelled_case(session, staff, text, label, predicted="medical", confidence=0.6)
+    run_id = await training.start_training(service.database, data_dir)
+    status = await _status_when(data_dir, lambda status: status["state"] != "running", seconds=120)
+    assert (status["run_id"], status["state"]) == (run_id, "succeeded"), status
+    assert registry.get(status["version"]).n_examples == seed.n_examples + 1

@@ -99,7 +99,14 @@ def test_classify_trains_the_default_model_on_a_fresh_install(data_dir: Path,
 def test_train_evaluate_promote_gate_rollback(data_dir_with_model: tuple[Path, str], tmp_path: Path) -> None:
     data_dir, first = data_dir_with_model
 
+    # the session's model was trained on the seed corpus with the default settings: nothing new to learn
     result = runner.invoke(app, ["model", "train"])
+    assert result.exit_code == 2
+    assert (f"nothing new to learn: version {first} was trained on the same "
+            f"{ModelRegistry(data_dir / 'models').get(first).n_examples} examples") in result.stderr
+    assert [i.version for i in ModelRegistry(data_dir / "models").list()] == [first]
+
+    result = runner.invoke(app, ["model", "train", "--again"])
     assert result.exit_code == 0, result.output
     second = next(i.version for i in ModelRegistry(data_dir / "models").list() if i.version != first)
     assert f"qinglian model promote {second}" in result.stdout

@@ -8,8 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from nlp.corpus import load_boundary_split
-from nlp.errors import ModelFormatError, ModelNotFoundError, PromotionRefusedError, RegistryError
+from nlp.corpus import Example, load_boundary_split, load_seed_corpus
+from nlp.errors import (
+    ModelFormatError,
+    ModelNotFoundError,
+    NothingNewToTrain,
+    PromotionRefusedError,
+    RegistryError,
+)
+from nlp.labels import LABELS
 from nlp.registry import ModelInfo, ModelRegistry, ensure_default_model, train_and_register, unservable_reason
 from nlp.training import TrainedModel
 
@@ -174,3 +181,24 @@ def test_metrics_record_calibration_threshold_and_boundary_split(saved_models: t
     assert boundary["n"] == len(load_boundary_split())
     assert boundary["macro_f1"] >= 0.92
     assert set(boundary["accuracy_by_rule"]) == {"sector", "show_project", "window", "money", "conduct", "other"}
+
+
+def test_a_version_that_would_copy_a_saved_one_is_refused_unless_asked_again(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    small = [e for label in LABELS for e in [x for x in load_seed_corpus("train") if x.label == label][:12]]
+    first = train_and_register(registry, small, source="small")
+
+    with pytest.raises(NothingNewToTrain, match=f"version {first.version} was trained on the same {len(small)} "
+                                                "examples with the same settings") as refused:
+        train_and_register(registry, list(reversed(small)), source="the same reports in another order")
+    assert refused.value.version == first.version
+    assert [info.version for info in registry.list()] == [first.version]
+
+    # new data, other settings, or asked again: a new version each time
+    more = train_and_register(registry, small, extra_examples=[Example(text="办证窗口的人一直玩手机不理群众",
+                                                                       label="slow_service", id="staff-1")])
+    other = train_and_register(registry, small, params={"C": 1.0})
+    again = train_and_register(registry, small, again=True)
+    assert more.n_examples == len(small) + 1 and other.params["C"] == 1.0
+    assert again.data_fingerprint == first.data_fingerprint and again.params == first.params
+    assert len({info.version for info in registry.list()}) == 4

@@ -28,6 +28,22 @@ async def test_models_page_for_admins(console: ConsoleHarness) -> None:
         assert (await client.post("/console/models/rollback", data={"csrf": csrf})).status_code == 409
 
 
+async def test_training_with_nothing_new_to_learn_is_refused_with_the_version_it_would_copy(
+        console: ConsoleHarness) -> None:
+    await console.user("boss", StaffRole.ADMIN)
+    default = console.context.classifier.version  # the seed corpus's model, and no report labelled by staff yet
+    seed = ModelRegistry(console.context.models_dir).get(str(default))
+    async with console.client() as client:
+        csrf = await console.login(client, "boss")
+        refused = await client.post("/console/models/train", data={"csrf": csrf})
+        assert refused.status_code == 409
+        assert (f"没有可学习的新数据：版本 {default} 已用同样的 {seed.n_examples} 条样本和同样的设置训练过。"
+                "请先在工单中确认或更正分类，再训练新版本") in refused.text
+        assert "从未训练" in (await client.get("/console/models")).text  # no run started, none failed
+    assert [info.version for info in ModelRegistry(console.context.models_dir).list()] == [default]
+    assert not [entry for entry in await console.audit() if entry.action == "model.train"]
+
+
 def _second_version(models_dir: Path) -> str:
     """A quick, weaker version beside the promoted default one: 12 seed examples of each label."""
     examples: list[Example] = []
