@@ -109,10 +109,10 @@ async def build(url: str, settings: Settings, size: int, seed: int = 14) -> dict
                     closed = now
                 queue = queues[case_id % len(queues)]
                 # an open case's current deadline was warned about and escalated as it came, as a live service
-                # does (storage/loop.py's marker), so the first deadline round does not write about every one
+                # does (storage.loop.warn / escalate), so the first deadline round does not write about every one
                 accept_due, resolve_due = created + timedelta(days=2), created + timedelta(days=15)
-                marker = None if closed is not None else (
-                    f"accept:{accept_due.isoformat()}" if accepted is None else f"resolve:{resolve_due.isoformat()}")
+                told_kind, told_due = (None, None) if closed is not None else (
+                    ("accept", accept_due) if accepted is None else ("resolve", resolve_due))
                 cases.append({
                     "id": case_id, "case_number": f"QL-{created.year}-{case_id:07d}",
                     "receipt_code_hash": secrets.token_hex(32), "channel": rng.choice(("telegram", "wechat", "web")),
@@ -128,7 +128,8 @@ async def build(url: str, settings: Settings, size: int, seed: int = 14) -> dict
                     "resolve_due_at": resolve_due, "closed_at": closed,
                     # indexed below with the terms of this version: the service finds nothing to re-index
                     "search_version": search.INDEX_VERSION,
-                    "warned_for": marker, "escalated_for": marker,
+                    "warned_kind": told_kind, "warned_due_at": told_due, "escalated_kind": told_kind,
+                    "escalated_due_at": told_due,
                     # the follow-up below, which no one has opened (storage.staff_notices keeps the mark)
                     "unread_since": created + timedelta(hours=5) if case_id % 20 == 7 else None})
                 trace.append({"case_id": case_id, "kind": "received", "body": None, "detail": {}, "actor": "system",

@@ -173,19 +173,21 @@ async def digest_once(sessionmaker: async_sessionmaker[AsyncSession], city: City
 
 async def deadlines_once(sessionmaker: async_sessionmaker[AsyncSession], city: CityConfig,
                          now: datetime | None = None, *,
-                         batch: int = loop.DEADLINE_SCAN_BATCH) -> tuple[int, int]:
+                         batch: int = loop.DEADLINE_BATCH) -> tuple[int, int]:
     """Warn the queues' staff of cases whose deadline is within `loop.warn_working_days` working days, and
-    escalate the overdue ones to the supervisor; each once per deadline, whatever the number of cases near or
-    past one (a transaction per `batch` of them). Returns (warned, escalated)."""
+    escalate the overdue ones to the supervisor; each once per deadline. The round reads only the cases still to
+    be told (`loop.untold_deadline_case_ids`), then tells them in transactions of `batch` cases. Returns (warned,
+    escalated)."""
     now = now or utcnow()
     horizon = warning_horizon(city, now)
     warned = escalated = 0
-    after: int | None = 0
-    while after is not None:
+    async with sessionmaker() as session:
+        untold = await loop.untold_deadline_case_ids(session, horizon, now)
+    for first in range(0, len(untold), batch):
         async with sessionmaker.begin() as session:
-            cases, after = await loop.cases_to_tell_of_deadlines(session, horizon, now, after_id=after,
-                                                                 batch=batch)
-            for case in cases:
+            # each case is read again here: another worker may have told of it since (warn and escalate then
+            # do nothing), or it may have been accepted or closed meanwhile
+            for case in await loop.cases_by_id(session, untold[first:first + batch]):
                 current = loop.deadline_of(case)
                 if current is None:
                     continue

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Select, and_, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from storage import actions, audit, outbox, staff_notices
 from storage.actions import ActionError, ActionInputError, change_status
@@ -26,7 +27,7 @@ from storage.models import (
     TraceKind,
     utcnow,
 )
-from storage.queries import OPEN_STATUSES, status_in
+from storage.models.cases import ACCEPT_UNESCALATED_SQL, OPEN_SQL, RESOLVE_UNESCALATED_SQL
 
 RATING_CHOICES = [[f"rate:{n}", "★" * n] for n in range(5, 0, -1)] + [["rate:unsolved", "unsolved"],
                                                                       ["rate:later", "later"]]
@@ -337,67 +338,69 @@ async def transfer(session: AsyncSession, case: Case, queue: str, *, actor: Staf
 
 def deadline_of(case: Case) -> tuple[str, datetime] | None:
     """The deadline a case is working towards now: acceptance until it is accepted, then resolution."""
-    return _current_deadline(case.status, case.accepted_at, case.accept_due_at, case.resolve_due_at)
-
-
-def _current_deadline(status: str, accepted_at: datetime | None, accept_due_at: datetime | None,
-                      resolve_due_at: datetime | None) -> tuple[str, datetime] | None:
-    if status in CLOSED_STATUSES:
+    if case.status in CLOSED_STATUSES:
         return None
-    if accepted_at is None and accept_due_at is not None:
-        return "accept", accept_due_at
-    if resolve_due_at is not None:
-        return "resolve", resolve_due_at
+    if case.accepted_at is None and case.accept_due_at is not None:
+        return "accept", case.accept_due_at
+    if case.resolve_due_at is not None:
+        return "resolve", case.resolve_due_at
     return None
 
 
-def _marker(deadline: tuple[str, datetime]) -> str:
-    """What `warned_for` / `escalated_for` hold once the staff were told of this deadline."""
-    return f"{deadline[0]}:{deadline[1].isoformat()}"
+DEADLINE_BATCH = 500
+"""Cases the deadline round tells of per transaction. Each batch's cases are looked at in the event loop: batches
+of 500 hold it for under 5 ms (`benchmarks.jobs_lag`)."""
 
 
-DEADLINE_SCAN_BATCH = 500
-"""Open cases whose deadlines one transaction of the deadline round reads. Each batch's rows are looked at in the
-event loop: at a million cases with 270,000 overdue, batches of 2,000 held it for about 100 ms each (residents'
-steps waited as long); batches of 500 for under 5 ms, the round taking about a tenth longer
-(`benchmarks.jobs_lag`)."""
+def _accept_is_current() -> ColumnElement[bool]:
+    """An open case works towards its accept-by date (`deadline_of`), not escalated for it yet — word for word the
+    predicate of the partial index `ix_cases_accept_unescalated`, so that the database reads that index."""
+    return and_(text(OPEN_SQL), text(ACCEPT_UNESCALATED_SQL))
 
 
-async def cases_to_tell_of_deadlines(session: AsyncSession, before: datetime, now: datetime, *, after_id: int = 0,
-                                     batch: int = DEADLINE_SCAN_BATCH) -> tuple[list[Case], int | None]:
-    """The next `batch` (by id, after `after_id`) of open cases whose current deadline falls at or before `before`, and
-    of those the ones whose staff were not told of that deadline yet (warned before it, escalated after it):
-    returns those cases and the id to continue after (None when the scan is done).
+def _resolve_is_current() -> ColumnElement[bool]:
+    """The same for the resolve-by date (`ix_cases_resolve_unescalated`)."""
+    return and_(text(OPEN_SQL), text(RESOLVE_UNESCALATED_SQL))
 
-    Only the deadline columns of the batch are read; the cases to tell are then loaded whole. So cases told
-    before — however many, a backlog of overdue cases among them — never hide the newer ones behind a limit."""
-    open_ = status_in(OPEN_STATUSES)  # the partial indexes' predicate
-    rows = (await session.execute(
-        select(Case.id, Case.status, Case.accepted_at, Case.accept_due_at, Case.resolve_due_at, Case.warned_for,
-               Case.escalated_for)
-        .where(open_, Case.id > after_id, ((Case.accepted_at.is_(None) & (Case.accept_due_at <= before))
-                                          | (Case.resolve_due_at <= before)))
-        .order_by(Case.id).limit(batch))).all()
-    untold = []
-    for case_id, status, accepted_at, accept_due_at, resolve_due_at, warned_for, escalated_for in rows:
-        current = _current_deadline(status, accepted_at, accept_due_at, resolve_due_at)
-        if current is not None and _marker(current) != (escalated_for if current[1] < now else warned_for):
-            untold.append(case_id)
-    cases = list((await session.execute(select(Case).where(Case.id.in_(untold)).order_by(Case.id))).scalars()) \
-        if untold else []
-    return cases, (rows[-1][0] if len(rows) == batch else None)
+
+def _not_warned(kind: str, due: InstrumentedAttribute[datetime | None]) -> ColumnElement[bool]:
+    return or_(Case.warned_due_at.is_(None), Case.warned_kind != kind, Case.warned_due_at != due)
+
+
+def untold_deadline_query(before: datetime, now: datetime) -> Select[int]:
+    """The ids of the open cases whose staff are still to be told of their current deadline: escalated if it
+    passed before `now` (and they were not escalated for it), warned if it falls at or before `before` (and they
+    were not warned of it).
+
+    It reads only the two partial indexes of cases not escalated for their current deadline, over the deadlines up
+    to `before`: a case leaves them once escalated. So a backlog of overdue cases told long ago costs nothing,
+    and a round reads the cases it has to tell, those it warned within the horizon, and nothing else. (No ORDER
+    BY / LIMIT: with them SQLite walks the whole table by id rather than the two small indexes.)"""
+    accept = and_(_accept_is_current(), Case.accept_due_at <= before,
+                  or_(Case.accept_due_at < now, _not_warned("accept", Case.accept_due_at)))
+    resolve = and_(_resolve_is_current(), Case.resolve_due_at <= before,
+                   or_(Case.resolve_due_at < now, _not_warned("resolve", Case.resolve_due_at)))
+    return select(Case.id).where(or_(accept, resolve))
+
+
+async def untold_deadline_case_ids(session: AsyncSession, before: datetime, now: datetime) -> list[int]:
+    """`untold_deadline_query`'s cases, in id order."""
+    return sorted(int(case_id) for case_id in (await session.execute(untold_deadline_query(before, now))).scalars())
+
+
+async def cases_by_id(session: AsyncSession, ids: Sequence[int]) -> list[Case]:
+    """Whole cases (to tell of them), in id order."""
+    return list((await session.execute(select(Case).where(Case.id.in_(ids)).order_by(Case.id))).scalars()) \
+        if ids else []
 
 
 async def warn(session: AsyncSession, case: Case, *, staff_targets: Sequence[tuple[str, str]],
                staff_locale: str) -> bool:
     """Tell the queue's staff groups that the case's deadline nears, once per deadline."""
     current = deadline_of(case)
-    if current is None:
+    if current is None or (case.warned_kind, case.warned_due_at) == current:
         return False
-    marker = _marker(current)
-    if case.warned_for == marker:
-        return False
-    case.warned_for = marker
+    case.warned_kind, case.warned_due_at = current
     await _tell_staff(session, case, staff_targets, "due_soon", staff_locale, deadline=current[0],
                       until=current[1].isoformat())
     await session.flush()
@@ -409,12 +412,9 @@ async def escalate(session: AsyncSession, case: Case, *, staff_targets: Sequence
     """An overdue case goes to the queue's supervisor (its staff groups, and the console's overdue list),
     once per deadline; the escalation is in the audit log."""
     current = deadline_of(case)
-    if current is None:
+    if current is None or (case.escalated_kind, case.escalated_due_at) == current:
         return False
-    marker = _marker(current)
-    if case.escalated_for == marker:
-        return False
-    case.escalated_for = marker
+    case.escalated_kind, case.escalated_due_at = current
     await audit.record(session, None, "case.escalated", case=case,
                  detail={"deadline": current[0], "due": current[1].isoformat()})
     await _tell_staff(session, case, staff_targets, "escalation", staff_locale, deadline=current[0],

@@ -174,8 +174,9 @@ def warn_before_deadline(service: LiveService, case_id: int, *,
             for now in times:
                 await deadlines_once(sessionmaker, city, now)
                 async with sessionmaker() as session:
-                    warned.append(await session.scalar(select(Case.warned_for).where(Case.id == case_id))
-                                  == f"accept:{deadline.isoformat()}")
+                    warned.append(tuple((await session.execute(select(Case.warned_kind, Case.warned_due_at)
+                                                                .where(Case.id == case_id))).one())
+                                  == ("accept", deadline))
         finally:
             await engine.dispose()
         return warned

@@ -25,8 +25,16 @@ from storage.models.base import Base, CaseStatus, utcnow
 
 # the predicates of the partial indexes on open cases (the same as `storage.queries.overdue_condition`'s)
 _NOT_ACCEPTED_SQL = "status IN ('received', 'routed')"
-_OPEN_SQL = "status IN ('received', 'routed', 'accepted', 'in_handling', 'answered')"
 _UNREAD_SQL = "unread_since IS NOT NULL"
+# the open cases whose current deadline (`storage.loop.deadline_of`: accept-by until accepted, then resolve-by) its
+# staff were not yet escalated for: the deadline round reads only these (`storage.loop.untold_deadline_case_ids`),
+# and a case leaves its index once escalated, however long it then stays overdue. Each is one NOT (…) term: SQLite
+# would otherwise read a bare "accepted_at IS NULL" through ix_cases_accepted_at, which it takes for a rare value
+ACCEPT_UNESCALATED_SQL = ("NOT (accepted_at IS NOT NULL OR COALESCE(escalated_kind = 'accept' "
+                          "AND escalated_due_at = accept_due_at, FALSE))")
+RESOLVE_UNESCALATED_SQL = ("NOT ((accepted_at IS NULL AND accept_due_at IS NOT NULL) OR "
+                           "COALESCE(escalated_kind = 'resolve' AND escalated_due_at = resolve_due_at, FALSE))")
+OPEN_SQL = "status IN ('received', 'routed', 'accepted', 'in_handling', 'answered')"
 # what the statistics and the closed loop's figures read of the cases received in a period
 # (`storage.statistics`, `storage.loop_stats`)
 PERIOD_FIGURES = ("queue", "label", "district", "status", "accepted_at", "closed_at", "accept_due_at",
@@ -63,14 +71,20 @@ class Case(Base):
         Index("ix_cases_queue_label_review", "queue", "label_status", "label_confidence"),
         Index("ix_cases_open_accept_due", "accept_due_at", postgresql_where=text(_NOT_ACCEPTED_SQL),
               sqlite_where=text(_NOT_ACCEPTED_SQL)),
-        Index("ix_cases_open_resolve_due", "resolve_due_at", postgresql_where=text(_OPEN_SQL),
-              sqlite_where=text(_OPEN_SQL)),
+        Index("ix_cases_open_resolve_due", "resolve_due_at", postgresql_where=text(OPEN_SQL),
+              sqlite_where=text(OPEN_SQL)),
         # the overview's unread marks count only the few unread cases
         Index("ix_cases_unread", "queue", postgresql_where=text(_UNREAD_SQL), sqlite_where=text(_UNREAD_SQL)),
         # the overview's per-queue counts of open cases (`queries.queue_counts`) read only this index: every column
         # they need is in it, so the open cases are counted without visiting the table
         Index("ix_cases_open_counts", "queue", "status", "accept_due_at", "resolve_due_at",
-              postgresql_where=text(_OPEN_SQL), sqlite_where=text(_OPEN_SQL)),
+              postgresql_where=text(OPEN_SQL), sqlite_where=text(OPEN_SQL)),
+        Index("ix_cases_accept_unescalated", "accept_due_at",
+              postgresql_where=text(f"{OPEN_SQL} AND {ACCEPT_UNESCALATED_SQL}"),
+              sqlite_where=text(f"{OPEN_SQL} AND {ACCEPT_UNESCALATED_SQL}")),
+        Index("ix_cases_resolve_unescalated", "resolve_due_at",
+              postgresql_where=text(f"{OPEN_SQL} AND {RESOLVE_UNESCALATED_SQL}"),
+              sqlite_where=text(f"{OPEN_SQL} AND {RESOLVE_UNESCALATED_SQL}")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -111,10 +125,13 @@ class Case(Base):
     notices_failed: Mapped[int] = mapped_column(Integer, default=0)
     #: a rejection's appeal waiting for a supervisor
     appeal_pending: Mapped[bool] = mapped_column(Boolean, default=False)
-    #: when staff were warned that a deadline nears, and when an overdue case went to the supervisor: each
-    #: is told once per deadline ("accept:<due>" / "resolve:<due>", so an extension warns again)
-    warned_for: Mapped[str | None] = mapped_column(String(60))
-    escalated_for: Mapped[str | None] = mapped_column(String(60))
+    #: the deadline staff were last warned of as it neared, and the one an overdue case last went to the
+    #: supervisor for: its kind ("accept" or "resolve") and its time. Each deadline is told once, so an extension
+    #: (a new time) or acceptance (the other kind) is told again
+    warned_kind: Mapped[str | None] = mapped_column(String(8))
+    warned_due_at: Mapped[datetime | None]
+    escalated_kind: Mapped[str | None] = mapped_column(String(8))
+    escalated_due_at: Mapped[datetime | None]
     assigned_to_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="SET NULL"))
     problem_id: Mapped[int | None] = mapped_column(ForeignKey("problems.id", ondelete="SET NULL"), index=True)

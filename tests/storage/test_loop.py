@@ -510,7 +510,8 @@ async def test_staff_are_warned_and_escalated_once_per_deadline_and_again_for_th
         closed_told = [payload["notice"] for *_, payload in await _outbox(session, closed.id)]
         closed_audit = await _audit(session, closed.id)
     number = case.case_number
-    assert (stored.warned_for, stored.escalated_for) == (f"resolve:{resolve_by.isoformat()}",) * 2
+    assert (stored.warned_kind, stored.warned_due_at, stored.escalated_kind, stored.escalated_due_at) == (
+        "resolve", resolve_by, "resolve", resolve_by)
     assert to_staff == _to_groups({"notice": "due_soon", "locale": "en", "case_number": number, "queue": "clean_hall",
                                    "deadline": "accept", "until": accept_by.isoformat()}) + _to_groups(
         {"notice": "due_soon", "locale": "en", "case_number": number, "queue": "clean_hall", "deadline": "resolve",
@@ -521,7 +522,7 @@ async def test_staff_are_warned_and_escalated_once_per_deadline_and_again_for_th
     assert closed_told == ["status_changed"] and closed_audit == []
 
 
-async def test_the_deadline_scan_finds_in_batches_the_open_cases_whose_staff_were_not_told_of_their_deadline(
+async def test_the_deadline_scan_finds_only_the_open_cases_whose_staff_were_not_told_of_their_deadline(
         sessionmaker: Any) -> None:
     now = utcnow()
     async with sessionmaker.begin() as session:
@@ -546,18 +547,11 @@ async def test_the_deadline_scan_finds_in_batches_the_open_cases_whose_staff_wer
         await staff_actions.accept_case(session, accepted, actor=wang)
         resolving = await filed("resolving", -4, resolve_in=5)
         await staff_actions.accept_case(session, resolving, actor=wang)
-    pages: list[list[int]] = []
-    continuations: list[int | None] = []
     async with sessionmaker() as session:
-        after: int | None = 0
-        while after is not None:
-            cases, after = await loop.cases_to_tell_of_deadlines(session, now + timedelta(days=1), now, after_id=after,
-                                                                 batch=2)
-            pages.append([case.id for case in cases])
-            continuations.append(after)
-        everything, done = await loop.cases_to_tell_of_deadlines(session, now + timedelta(days=1), now)
-    # the scan reads overdue, warned, escalated, warned-then-overdue, resolving: two at a time
-    assert pages == [[overdue.id], [warned_then_overdue.id], [resolving.id]]
-    assert continuations == [warned.id, warned_then_overdue.id, None]
-    assert ([case.id for case in everything], done) == ([overdue.id, warned_then_overdue.id, resolving.id], None)
+        untold = await loop.untold_deadline_case_ids(session, now + timedelta(days=1), now)
+        everything = await loop.cases_by_id(session, untold)
+    # not: warned (told, not due yet), escalated (told), later (after the horizon), closed, accepted (works towards
+    # its resolve-by date, a month away)
+    assert untold == [overdue.id, warned_then_overdue.id, resolving.id]
+    assert [case.id for case in everything] == untold
     assert all(isinstance(case, Case) and case.reporter_ref for case in everything)  # whole cases, to tell of them

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from sqlalchemy import select, text
 
 from storage.backup.format import BackupError
@@ -26,7 +27,7 @@ from storage.backup.restore import restore_backup
 from storage.backup.write import create_backup
 from storage.crypto import DataKey, KeyRing, parse_key
 from storage.db import Database
-from storage.migrate import upgrade
+from storage.migrate import alembic_config, upgrade
 from storage.models import Base, CaseSignature
 from tests.conftest import TEST_PSEUDONYM_KEY, make_test_keyring
 from tests.factories import create_staff, file_case
@@ -193,13 +194,14 @@ async def test_a_target_at_a_schema_revision_this_version_does_not_know_is_refus
 async def test_a_backup_of_an_older_schema_restores_into_a_newer_empty_database_which_ends_at_the_newest(
         database_url: str, sessionmaker: Any, tmp_path: Path) -> None:
     old_url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
-    await asyncio.to_thread(upgrade, old_url, make_test_keyring(), "0044")  # later revisions only add indexes
+    await asyncio.to_thread(upgrade, old_url, make_test_keyring())
     old = Database.connect(old_url, make_test_keyring())
-    try:
+    try:  # filled by this version's actions, then taken back to revision 0044 as an older release left it
         await _fill(old.sessionmaker, tmp_path / "old-data")
         rows = await _dump(old.sessionmaker)
     finally:
         await old.dispose()
+    await asyncio.to_thread(command.downgrade, alembic_config(old_url), "0044")
     archive = tmp_path / "old.qlbak"
     await asyncio.to_thread(create_backup, old_url, tmp_path / "old-data", archive)
     newest = await _revision(sessionmaker)
