@@ -62,6 +62,7 @@ async def accept_file(turn: Turn, attachment: Attachment) -> StoredAttachment:
         size_bytes=len(content),
         sha256=hashlib.sha256(content).hexdigest(),
         client_key=address,
+        cleaned=True,
     )
 
 

@@ -184,6 +184,7 @@ async def test_a_pdf_is_kept_with_its_pages_and_without_its_document_information
     [content] = _files(harness)
     assert (stored.media_type, stored.original_name, stored.size_bytes, stored.sha256) == (
         "application/pdf", None, len(content), hashlib.sha256(content).hexdigest())
+    assert stored.cleaned_at is not None  # not for `qinglian evidence clean` to do again
     assert re.fullmatch(r"2026/11/[0-9a-f]{32}\.pdf", stored.stored_name)
     assert pdf_facts(content) == (3, [f"Receipt 0042\nFee 350 yuan\nPage {number}" for number in (1, 2, 3)],
                                   None, False, [])
