@@ -14,7 +14,7 @@ from bot.channels.wechat.cli import wechat_app
 from bot.cli_errors import DATABASE_UNAVAILABLE, cannot_open_database
 from bot.config import ConfigError, Settings, load_settings
 from bot.staff_cli import audit_command, refuse_demo_admin_in_production, staff_app
-from nlp.cli import ModelKeys, classify, model_app
+from nlp.cli import ModelKeys, classify, model_app, operator_name
 from nlp.mining_cli import hotspots_command, reply_quality_command
 
 app = typer.Typer(help="Qinglian (清廉): public-reporting chatbot.", no_args_is_help=True,
@@ -24,6 +24,9 @@ app.add_typer(db_app, name="db")
 keys_app = typer.Typer(help="Encryption keys of reporter data: generate, status, rotate.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(staff_app, name="staff")
+evidence_app = typer.Typer(help="Evidence files: clean the ones stored before their metadata was removed.",
+                           no_args_is_help=True)
+app.add_typer(evidence_app, name="evidence")
 app.add_typer(wechat_app, name="wechat")
 app.command()(classify)
 app.add_typer(model_app)
@@ -383,6 +386,71 @@ def keys_rotate(
         if settings.encryption_key:
             console.print(f"  QINGLIAN_ENCRYPTION_OLD_KEYS=<the key {ring.current.key_id} used until now>, kept until "
                           "`qinglian keys status` shows no value under it", highlight=False)
+
+
+@evidence_app.command("clean")
+def evidence_clean(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count the files to clean; change nothing.")] = False,
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Rows read per query.")] = 100,
+) -> None:
+    """Clean the evidence files stored before files were cleaned when taken: images re-encoded from their pixels,
+    PDFs rewritten from their pages, the names residents' devices gave them dropped.
+
+    Each file is rewritten (and an image's thumbnail made anew) in its own transaction with its row (the clean
+    file's size and SHA-256, both hashes in the audit log). Safe while the service runs; interrupted, it continues
+    where it stopped when run again. A file that cannot be cleaned is listed with the reason and left as it is
+    (exit code 1).
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from storage.db import Database
+    from storage.evidence_cleaning import CleaningSummary, clean_stored_evidence
+    from storage.migrate import DatabaseUnreachable, describe
+
+    settings = _settings()
+    try:
+        newest, where = describe(settings.resolved_database_url)
+    except DatabaseUnreachable as problem:
+        typer.echo(f"qinglian: {_safe_url(settings)}: {problem}", err=True)
+        raise typer.Exit(2) from None
+    if not newest:
+        typer.echo(f"qinglian: {_safe_url(settings)}: {where}; run `qinglian db upgrade` first", err=True)
+        raise typer.Exit(2)
+    ring = settings.resolved_keyring()
+    via = operator_name()
+    console = Console()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, disable=dry_run) as progress:
+        task = progress.add_task("evidence files", total=None)
+
+        async def run() -> CleaningSummary:
+            database = Database.connect(settings.resolved_database_url, ring)
+            try:
+                return await clean_stored_evidence(
+                    database, ring, settings.evidence_dir, via=via, batch_size=batch_size, dry_run=dry_run,
+                    on_start=lambda total: progress.update(task, total=total),
+                    on_file=lambda: progress.advance(task))
+            finally:
+                await database.dispose()
+
+        try:
+            summary = asyncio.run(run())
+        except DATABASE_UNAVAILABLE as exc:
+            progress.stop()
+            cannot_open_database(settings.resolved_database_url, exc)
+    if dry_run:
+        console.print(f"{summary.cleaned} evidence files to clean, {summary.already_clean} already clean "
+                      "(dry run: nothing changed)", highlight=False)
+        return
+    console.print(f"{summary.cleaned} evidence files cleaned, {summary.already_clean} already clean, "
+                  f"{len(summary.failed)} failed", highlight=False)
+    for attachment_id, reason in summary.failed.items():
+        console.print(f"  attachment {attachment_id}: {reason}", highlight=False)
+    audit_command("evidence.clean", {"cleaned": summary.cleaned, "already_clean": summary.already_clean,
+                                     "failed": len(summary.failed), "via": via})
+    if summary.failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

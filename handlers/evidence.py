@@ -1,5 +1,5 @@
-"""Accepting evidence files: type and size checked on the real bytes, images kept without their metadata
-(`storage.evidence_images`), written off the event loop."""
+"""Accepting evidence files: type and size checked on the real bytes, images and PDFs kept without their metadata
+(`storage.evidence_images`, `storage.evidence_documents`), written off the event loop."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from handlers.types import Attachment
 from handlers.validation import Invalid, sniff_media_type
 from storage import actions, client_limits
 from storage.crypto import session_keyring
+from storage.evidence_documents import PdfRefused, clean_pdf, is_pdf
 from storage.evidence_files import purpose_of, write_encrypted
 from storage.evidence_images import ImageRefused, clean_image, is_image
 from storage.models import Attachment as StoredAttachment
@@ -46,8 +47,7 @@ async def accept_file(turn: Turn, attachment: Attachment) -> StoredAttachment:
     media_type = sniff_media_type(content)
     if media_type is None:
         raise Invalid("error_evidence_type")
-    if is_image(media_type):
-        content = await _without_metadata(content, media_type)
+    content = await _without_metadata(content, media_type)
     address = _address_key(turn)
     await _check_quotas(turn, len(content), address)
     stored_name = f"{turn.ctx.clock():%Y/%m}/{secrets.token_hex(16)}.{ACCEPTED_TYPES[media_type]}"
@@ -62,16 +62,25 @@ async def accept_file(turn: Turn, attachment: Attachment) -> StoredAttachment:
         size_bytes=len(content),
         sha256=hashlib.sha256(content).hexdigest(),
         client_key=address,
+        cleaned=True,
     )
 
 
 async def _without_metadata(content: bytes, media_type: str) -> bytes:
-    """The image re-encoded from its pixels (no GPS, camera, owner or text); refused when it does not decode."""
+    """An image re-encoded from its pixels (no GPS, camera, owner or text), a PDF rewritten from its pages (no
+    author, title, creator tool, dates or XMP); refused when it does not open."""
     try:
-        return await asyncio.to_thread(clean_image, content, media_type)
+        if is_image(media_type):
+            return await asyncio.to_thread(clean_image, content, media_type)
+        if is_pdf(media_type):
+            return await asyncio.to_thread(clean_pdf, content)
     except ImageRefused as refused:
         raise Invalid("error_evidence_image_too_large" if refused.reason == "too_large"
                       else "error_evidence_unreadable") from None
+    except PdfRefused as refused:
+        raise Invalid("error_evidence_pdf_encrypted" if refused.reason == "encrypted"
+                      else "error_evidence_pdf_unreadable") from None
+    return content
 
 
 def display_name(position: int, media_type: str) -> str:

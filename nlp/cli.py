@@ -56,7 +56,7 @@ class ModelKeys:
     audit: Callable[[str, dict[str, Any]], None] | None = None
 
 
-def _operator() -> str:
+def operator_name() -> str:
     """Who ran a command, as the models page names them: the operating-system account."""
     try:
         return f"command line ({getpass.getuser()})"
@@ -68,7 +68,7 @@ def _audit(ctx: typer.Context, action: str, detail: dict[str, Any]) -> None:
     """Into the service's audit log, with who ran the command (`via`)."""
     keys = ctx.find_object(ModelKeys)
     if keys is not None and keys.audit is not None:
-        keys.audit(action, {**detail, "via": _operator()})
+        keys.audit(action, {**detail, "via": operator_name()})
 
 
 @contextmanager
@@ -474,7 +474,7 @@ def promote_command(
     """Make a model the one the service uses; refuses one > 1 macro-F1 point worse unless --force."""
     with _cli_errors():
         registry = _registry(ctx)
-        registry.promote(version, force=force, by=_operator())
+        registry.promote(version, force=force, by=operator_name())
         info = registry.get(version)
         _audit(ctx, "model.promote", {"version": info.version, "forced": force})
         typer.echo(f"promoted {info.version} (macro-F1 {_score(info.macro_f1)} on the evaluation split)"
@@ -485,7 +485,7 @@ def promote_command(
 def rollback_command(ctx: typer.Context) -> None:
     """Go back to the previously promoted model."""
     with _cli_errors():
-        info = _registry(ctx).rollback(by=_operator())
+        info = _registry(ctx).rollback(by=operator_name())
         _audit(ctx, "model.rollback", {"version": info.version})
         typer.echo(f"rolled back to {info.version} (macro-F1 {_score(info.macro_f1)} on the evaluation split)")
 

@@ -20,7 +20,7 @@ from sqlalchemy import Table, bindparam, delete, exists, func, insert, select, u
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from storage import client_limits, notices, outbox, search, staff_notices
+from storage import audit, client_limits, notices, outbox, search, staff_notices
 from storage.crypto import session_keyring
 from storage.db import built_once, upsert
 from storage.models import (
@@ -227,7 +227,9 @@ async def add_draft_attachment(
     size_bytes: int,
     sha256: str,
     client_key: str | None = None,
+    cleaned: bool = False,
 ) -> Attachment:
+    """A draft's file; `cleaned` when the stored file is free of its metadata (`Attachment.cleaned_at`)."""
     attachment = Attachment(
         conversation_id=conversation.id,
         stored_name=stored_name,
@@ -236,10 +238,32 @@ async def add_draft_attachment(
         size_bytes=size_bytes,
         sha256=sha256,
         client_key=client_key,
+        cleaned_at=utcnow() if cleaned else None,
     )
     session.add(attachment)
     await session.flush()
     return attachment
+
+
+async def mark_evidence_cleaned(session: AsyncSession, attachment: Attachment, *, size_bytes: int, sha256: str,
+                                via: str) -> None:
+    """An evidence file stored before cleaning existed has been rewritten without its metadata: the row takes the
+    clean file's size and SHA-256, forgets the name the resident's device gave it (staff see the neutral
+    `evidence-N.ext`) and is marked clean; the audit log keeps both hashes and who ran the cleaning (`via`), so the
+    hash recorded when the file was taken can still be matched. Flushed: a row deleted meanwhile raises here,
+    before the caller writes the file."""
+    detail = {"attachment": attachment.id, "media_type": attachment.media_type, "sha256_before": attachment.sha256,
+              "sha256_after": sha256, "size_before": attachment.size_bytes, "size_after": size_bytes,
+              "name_dropped": attachment.original_name is not None, "via": via}
+    if attachment.case_id is not None:  # in the case's own history
+        await audit.record_many(session, None, "evidence.file_cleaned", [attachment.case_id], detail=detail)
+    else:  # a draft's file
+        await audit.record(session, None, "evidence.file_cleaned", detail=detail)
+    attachment.size_bytes = size_bytes
+    attachment.sha256 = sha256
+    attachment.original_name = None
+    attachment.cleaned_at = utcnow()
+    await session.flush()
 
 
 @dataclass(frozen=True)

@@ -185,3 +185,93 @@ def picture_of(content: bytes) -> tuple[str | None, tuple[int, int]]:
 
     with Image.open(io.BytesIO(content)) as image:
         return image.format, image.size
+
+
+# --- PDF documents a resident's office software would send -----------------------------------------------------
+
+PDF_HIDDEN_WORDS = ("张伟", "13912345678", "ZHANG Wei", "Zhangs-Laptop")
+"""Words hidden in `pdf_with_metadata`'s document information and XMP: none may be left in what is served."""
+
+
+def plain_pdf(lines: Sequence[str] = ("Receipt 0042",), *, pages: int = 1, filler: int = 0) -> bytes:
+    """A valid PDF of `pages` pages, each showing `lines` (ASCII, Helvetica) and its page number, written by
+    pypdf without any metadata; `filler` bytes of a PDF comment in the first page's content make it larger."""
+    from pypdf import PdfReader, PdfWriter
+    from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
+
+    writer = PdfWriter()
+    font = DictionaryObject({NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
+                             NameObject("/BaseFont"): NameObject("/Helvetica")})
+    font_reference = writer._add_object(font)
+    for number in range(1, pages + 1):
+        page = writer.add_blank_page(300, 200)
+        shown = [*lines, f"Page {number}"]
+        text = "".join(f"BT /F1 12 Tf 20 {170 - 20 * row} Td ({line}) Tj ET\n" for row, line in enumerate(shown))
+        if number == 1 and filler:
+            text += "%" + "x" * filler + "\n"
+        content = DecodedStreamObject()
+        content.set_data(text.encode("ascii"))
+        page[NameObject("/Contents")] = writer._add_object(content)
+        page[NameObject("/Resources")] = DictionaryObject({NameObject("/Font"): DictionaryObject(
+            {NameObject("/F1"): font_reference})})
+    built = io.BytesIO()
+    writer.write(built)
+    copy = PdfWriter()  # the pages copied into a new document, as pypdf writes them: cleaning it changes no byte
+    for page in PdfReader(built).pages:
+        copy.add_page(page)
+    copy.metadata = None
+    out = io.BytesIO()
+    copy.write(out)
+    return out.getvalue()
+
+
+def pdf_of_size(size: int, lines: Sequence[str] = ("Receipt 0042",)) -> bytes:
+    """`plain_pdf` of exactly `size` bytes (at least about 700)."""
+    filler = max(0, size - len(plain_pdf(lines)))
+    while len(content := plain_pdf(lines, filler=filler)) != size:
+        if filler == 0 and len(content) > size:
+            raise ValueError(f"a PDF showing {lines!r} has more than {size} bytes")
+        filler += size - len(content)
+    return content
+
+
+def pdf_with_metadata(lines: Sequence[str] = ("Receipt 0042",), *, pages: int = 2) -> bytes:
+    """`plain_pdf` as office software writes it: a document information dictionary naming the author (张伟), a
+    title with a phone number, the creator tool, the computer's name and dates, and XMP metadata saying the same,
+    for the document and its first page."""
+    from pypdf import PdfReader, PdfWriter
+    from pypdf.generic import NameObject
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(plain_pdf(lines, pages=pages))))
+    writer.add_metadata({"/Author": "张伟", "/Title": "举报材料 张伟 13912345678",
+                         "/Subject": "ZHANG Wei", "/Creator": "WPS Office on Zhangs-Laptop",
+                         "/Producer": "Zhangs-Laptop PDF printer", "/CreationDate": "D:20261120093000+08'00'",
+                         "/ModDate": "D:20261120093000+08'00'"})
+    xmp = ('<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+           '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+           'xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:xmp="http://ns.adobe.com/xap/1.0/">'
+           '<dc:creator><rdf:Seq><rdf:li>张伟</rdf:li></rdf:Seq></dc:creator>'
+           '<dc:description><rdf:Alt><rdf:li xml:lang="x-default">ZHANG Wei 13912345678</rdf:li></rdf:Alt>'
+           '</dc:description><xmp:CreatorTool>WPS Office on Zhangs-Laptop</xmp:CreatorTool></rdf:Description>'
+           '</rdf:RDF></x:xmpmeta><?xpacket end="w"?>').encode()
+    writer.xmp_metadata = xmp
+    document_xmp = writer.root_object["/Metadata"].get_object()
+    assert document_xmp is not None
+    writer.pages[0][NameObject("/Metadata")] = writer._add_object(document_xmp.clone(writer))
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def pdf_facts(content: bytes) -> tuple[int, list[str], dict[str, Any] | None, bool, list[str]]:
+    """What a PDF shows and hides: its page count, the text of each page, its document information dictionary,
+    whether it has XMP metadata (for the document or any page), and which `PDF_HIDDEN_WORDS` its bytes hold."""
+    from pypdf import PdfReader
+
+    reader = PdfReader(io.BytesIO(content))
+    information = None if reader.metadata is None else dict(reader.metadata)
+    has_xmp = "/Metadata" in reader.root_object or any("/Metadata" in page for page in reader.pages)
+    texts = [page.extract_text() for page in reader.pages]
+    hidden = [word for word in PDF_HIDDEN_WORDS
+              if any(form in content for form in (word.encode(), word.encode("utf-16-be")))]
+    return len(reader.pages), texts, information, has_xmp, hidden

@@ -193,6 +193,9 @@ class Attachment(Base):
     #: the keyed hash of the client address a draft's file came from (where known), for the draft quotas
     client_key: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: when the stored file was made free of its metadata (an image re-encoded, a PDF rewritten): when it was taken,
+    #: or when `qinglian evidence clean` rewrote a file stored before; None for a file stored before cleaning existed
+    cleaned_at: Mapped[datetime | None]
 
     case: Mapped[Case | None] = relationship(back_populates="attachments", lazy="raise")
 

@@ -18,14 +18,15 @@ import pytest
 
 from tests.channels.test_wechat import AES_KEY, APP_ID, APP_SECRET, TOKEN, User, running_standin
 from tests.conftest import LiveService, city_file, create_postgres_database, drop_postgres_database, make_test_keyring
+from tests.factories import pdf_of_size
 from tests.standins.wechat_server import WeChatStandIn
 
 SECRET = "limits-across-processes-" + "p" * 40
 REPORTS_PER_ADDRESS = 2
 GUESSES_PER_SOURCE = 3
 EVIDENCE_BYTES_PER_ADDRESS = 3_000
-PHOTO = b"%PDF-1.4\n" + b"\x00" * 1_195  # 1,204 bytes: two fit in an address's 3,000, a third does not (a PDF is
-# kept as it came; an image would be re-encoded)
+PHOTO = pdf_of_size(1_204)  # 1,204 bytes, as many when taken: two fit in an address's 3,000, a third does not (an
+# image would be re-encoded to a size of its own)
 CASE_NUMBER = re.compile(r"QL-\d{4}-\d{6}")
 
 
@@ -157,8 +158,8 @@ def test_draft_evidence_per_address_counts_on_both_processes(
     answers = [resident.upload(services[number % 2], PHOTO) for number, resident in enumerate(residents)]
 
     assert [answer.split("\n", 1)[0] for answer in answers] == [
-        "已收到第 1 个文件（最多5个），照片中的位置等隐藏信息已删除。",
-        "已收到第 1 个文件（最多5个），照片中的位置等隐藏信息已删除。",
+        "已收到第 1 个文件（最多5个），照片中的位置、文档中的作者等隐藏信息已删除。",
+        "已收到第 1 个文件（最多5个），照片中的位置、文档中的作者等隐藏信息已删除。",
         "您所在网络上传的证据文件已达上限，这个文件没有接收，请提交或取消已有的举报后再试。",
         "您所在网络上传的证据文件已达上限，这个文件没有接收，请提交或取消已有的举报后再试。"], answers
     count, stored = _query(url, select(func.count(), func.coalesce(func.sum(Attachment.size_bytes), 0))

@@ -14,7 +14,15 @@ from PIL import Image
 
 from tests import loop_steps
 from tests.conftest import LiveService, evidence_content
-from tests.factories import HIDDEN_WORDS, hidden_words_in, photo_with_metadata, plain_photo, png_with_text
+from tests.factories import (
+    HIDDEN_WORDS,
+    hidden_words_in,
+    pdf_facts,
+    pdf_with_metadata,
+    photo_with_metadata,
+    plain_photo,
+    png_with_text,
+)
 
 METRICS_TOKEN = "scrape-token-for-the-web-tests-0123456789"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -88,7 +96,7 @@ LOGIN_TOKEN = re.compile(r'name="login_token" value="([^"]+)"')
 UPLOADED_NAMES = ("张伟_13912345678_证据.jpg", "LI Na 13800001111.png")
 
 
-def _supervisor(service: LiveService) -> tuple[httpx.Client, str]:
+def _supervisor(service: LiveService, username: str = "zhou.min") -> tuple[httpx.Client, str]:
     """A supervisor signed in to the service's console (through its login form), and an API token of theirs."""
     from console.auth import hash_password
     from storage import staff_actions
@@ -96,7 +104,7 @@ def _supervisor(service: LiveService) -> tuple[httpx.Client, str]:
     from tests.console.conftest import PASSWORD
 
     async def work(session: Any) -> str:
-        user = await staff_actions.create_staff(session, username="zhou.min", display_name="周敏",
+        user = await staff_actions.create_staff(session, username=username, display_name="周敏",
                                                 role=StaffRole.SUPERVISOR, password_hash=hash_password(PASSWORD))
         token, _ = await staff_actions.create_api_token(session, user, "tests", actor=user)
         return token
@@ -105,7 +113,7 @@ def _supervisor(service: LiveService) -> tuple[httpx.Client, str]:
     console = httpx.Client(base_url=service.url, timeout=30)
     login_token = LOGIN_TOKEN.search(console.get("/console/login").text)
     assert login_token
-    signed_in = console.post("/console/login", data={"username": "zhou.min", "password": PASSWORD,
+    signed_in = console.post("/console/login", data={"username": username, "password": PASSWORD,
                                                      "login_token": login_token.group(1), "next": "/console"})
     assert signed_in.status_code == 303
     return console, token
@@ -129,7 +137,7 @@ def test_photos_reach_staff_without_what_could_name_the_resident(service: LiveSe
     for name, content, media_type in ((UPLOADED_NAMES[0], photo, "image/jpeg"),
                                       (UPLOADED_NAMES[1], drawing, "image/png")):
         upload = client.post("/chat/api/upload", files={"file": (name, content, media_type)})
-        assert upload.status_code == 200 and "照片中的位置等隐藏信息已删除" in upload.text, upload.text
+        assert upload.status_code == 200 and "照片中的位置、文档中的作者等隐藏信息已删除" in upload.text, upload.text
     broken = client.post("/chat/api/upload", files={"file": ("坏.jpg", photo[:300], "image/jpeg")})
     assert "这个图片文件无法打开" in broken.text and "第5步" in broken.text  # told, and asked again
     send(choice="evidence:done")
@@ -169,6 +177,38 @@ def test_photos_reach_staff_without_what_could_name_the_resident(service: LiveSe
         with Image.open(io.BytesIO(thumb.content)) as image:
             assert max(image.size) == 320 and dict(image.getexif()) == {}
         assert len(thumb.content) < len(original)
+
+
+def test_a_pdf_reaches_staff_with_its_pages_and_without_its_author_title_or_xmp(service: LiveService) -> None:
+    client = _client(service)
+    send = _sender(client)
+    send(command="report")
+    send(choice="district:tianxin")
+    send(text="天心区某社区卫生服务中心")
+    send(text="本月初")
+    send(text="社区卫生服务中心收取体检费后开具的收据金额与实际收费不一致，多收了三百五十元。")
+    document = pdf_with_metadata(["Receipt 0042", "Fee 350 yuan"], pages=2)
+    broken = client.post("/chat/api/upload", files={"file": ("坏.pdf", document[:900], "application/pdf")})
+    assert "这个PDF文件无法打开" in broken.text and "第5步" in broken.text  # told, and asked again
+    upload = client.post("/chat/api/upload", files={"file": ("张伟_13912345678_收据.pdf", document, "application/pdf")})
+    assert upload.status_code == 200 and "已收到第 1 个文件" in upload.text, upload.text
+    assert "文档中的作者等隐藏信息已删除" in upload.text
+    send(choice="evidence:done")
+    send(choice="identity:anonymous")
+    assert "举报已提交" in send(choice="summary:submit")
+    _, number = loop_steps.latest_case(service)
+
+    console, token = _supervisor(service, "tang.li")
+    page = console.get(f"/console/case/{number}")
+    assert page.status_code == 200 and "evidence-1.pdf" in page.text and _named_in(page.text) == []
+    api = httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {token}"})
+    [item] = api.get(f"/api/v1/cases/{number}").json()["evidence"]
+    assert item["original_name"] == "evidence-1.pdf"
+    for served in (console.get(f"/console/case/{number}/evidence/{item['id']}"),
+                   api.get(f"/api/v1/cases/{number}/evidence/{item['id']}")):
+        assert served.status_code == 200 and served.headers["content-disposition"].endswith("''evidence-1.pdf")
+        assert pdf_facts(served.content) == (2, ["Receipt 0042\nFee 350 yuan\nPage 1",
+                                                 "Receipt 0042\nFee 350 yuan\nPage 2"], None, False, [])
 
 
 def test_the_closed_loop_question_extension_warning_and_a_poor_rating(service: LiveService) -> None:

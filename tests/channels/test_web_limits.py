@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import LiveService, city_file, make_test_keyring
+from tests.factories import pdf_of_size
 
 SECRET = "test-secret-key-for-the-web-limits-0123456789"
 WRONG_CODE = "1234 5678 9012 3456"
@@ -175,7 +176,7 @@ def test_concurrent_uploads_from_one_address_stay_within_its_evidence_quota(serv
     start = threading.Barrier(len(residents))
 
     def upload(number: int) -> str:
-        content = b"%PDF-" + bytes([number]) * (EVIDENCE_FILE - 5)  # a PDF is kept as it came
+        content = pdf_of_size(EVIDENCE_FILE, [f"Resident {number}"])  # as many bytes when taken (rewritten)
         start.wait()
         return residents[number].upload(content)
 

@@ -18,11 +18,12 @@ from handlers.types import Attachment, Inbound, Outbound
 from storage.db import create_engine, create_sessionmaker
 from storage.migrate import upgrade
 from tests.conftest import make_test_keyring
-from tests.factories import plain_photo
+from tests.factories import plain_pdf, plain_photo
 
 JPEG = plain_photo()
 """A real photo (evidence images are decoded and re-encoded when they are taken)."""
-PDF = b"%PDF-1.4\n" + b"1 0 obj\n" * 20
+PDF = plain_pdf()
+"""A real PDF (evidence PDFs are read and written anew when they are taken)."""
 
 
 class Clock:

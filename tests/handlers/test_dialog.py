@@ -10,6 +10,7 @@ from sqlalchemy import select
 from storage import actions
 from storage.models import Attachment, Case, CaseStatus, TraceEvent
 from tests.conftest import evidence_content
+from tests.factories import pdf_of_size
 from tests.handlers.conftest import JPEG, PDF, DialogHarness, Resident
 
 DESCRIPTION = "岳麓区政务服务中心3号窗口的工作人员上班时间一直玩手机，让群众排队等了两个小时。"
@@ -361,7 +362,7 @@ async def _to_evidence(resident: Resident) -> None:
 
 async def test_draft_evidence_is_held_within_quotas_per_conversation_address_and_in_total(
         small_quotas: DialogHarness) -> None:
-    photo = PDF + b"\x00" * (1_204 - len(PDF))  # 1,204 bytes (a PDF is kept as it is: an image is re-encoded)
+    photo = pdf_of_size(1_204)  # 1,204 bytes, as many when taken (an image is re-encoded to a size of its own)
     first = small_quotas.resident("first", client_ip="203.0.113.7")
     await _to_evidence(first)
     await first.upload(photo, kind="photo")

@@ -1,6 +1,6 @@
 """Evidence files at the wizard's evidence step, through `dialog.handle`: what is stored (by the file's real
-type, under a name of our own, an image re-encoded without its metadata, no name the resident gave it), what is
-refused and whether it was downloaded at all, and the quotas."""
+type, under a name of our own, an image re-encoded and a PDF rewritten without their metadata, no name the
+resident gave it), what is refused and whether it was downloaded at all, and the quotas."""
 
 from __future__ import annotations
 
@@ -19,11 +19,19 @@ from handlers import dialog
 from handlers.types import Attachment, AttachmentKind, Inbound
 from storage.models import Attachment as StoredAttachment
 from tests.conftest import evidence_content
-from tests.factories import hidden_words_in, photo_with_metadata, plain_photo, png_with_text
-from tests.handlers.conftest import JPEG, PDF, DialogHarness
+from tests.factories import (
+    hidden_words_in,
+    pdf_facts,
+    pdf_with_metadata,
+    photo_with_metadata,
+    plain_pdf,
+    plain_photo,
+    png_with_text,
+)
+from tests.handlers.conftest import JPEG, DialogHarness
 
 PNG = plain_photo(media_type="image/png")
-RECEIVED = "已收到第 1 个文件（最多5个），照片中的位置等隐藏信息已删除。"
+RECEIVED = "已收到第 1 个文件（最多5个），照片中的位置、文档中的作者等隐藏信息已删除。"
 DESCRIPTION = "卫生院收费窗口多收检查费，不给开具正式票据。"
 
 
@@ -162,6 +170,81 @@ async def test_a_file_that_looks_like_an_image_but_does_not_open_is_refused_and_
     assert (_files(harness), await _stored(harness)) == ([], [])
 
 
+async def test_a_pdf_is_kept_with_its_pages_and_without_its_document_information_or_xmp(
+        harness: DialogHarness) -> None:
+    await _to_evidence(harness)
+    document = pdf_with_metadata(["Receipt 0042", "Fee 350 yuan"], pages=3)
+    assert pdf_facts(document)[2:] != (None, False, [])  # it does name its author
+
+    answer = await _upload(harness, Download(document), media_type="application/pdf",
+                           name="张伟_13912345678_举报材料.pdf")
+
+    assert answer.startswith(RECEIVED)
+    [stored] = await _stored(harness)
+    [content] = _files(harness)
+    assert (stored.media_type, stored.original_name, stored.size_bytes, stored.sha256) == (
+        "application/pdf", None, len(content), hashlib.sha256(content).hexdigest())
+    assert stored.cleaned_at is not None  # not for `qinglian evidence clean` to do again
+    assert re.fullmatch(r"2026/11/[0-9a-f]{32}\.pdf", stored.stored_name)
+    assert pdf_facts(content) == (3, [f"Receipt 0042\nFee 350 yuan\nPage {number}" for number in (1, 2, 3)],
+                                  None, False, [])
+
+
+@pytest.mark.parametrize("content", [
+    b"%PDF-1.4\n" + b"1 0 obj\n" * 20,  # a PDF's first bytes, then nothing of a document
+    pdf_with_metadata()[:1200],  # a document cut short
+    b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\ntrailer\n<< /Root 1 0 R >>\nstartxref\n0\n%%EOF\n",  # no pages at all
+])
+async def test_a_pdf_that_does_not_open_is_refused_and_the_files_before_it_are_kept(
+        harness: DialogHarness, content: bytes) -> None:
+    await _to_evidence(harness)
+    assert (await _upload(harness, Download(JPEG), kind="photo")).startswith(RECEIVED)
+
+    answer = await _upload(harness, Download(content), media_type="application/pdf", name="材料.pdf")
+
+    assert answer.startswith("这个PDF文件无法打开，可能已损坏或不完整，没有接收。请重新发送一次，或换一个文件。\n"
+                             "第5步")
+    assert [item.media_type for item in await _stored(harness)] == ["image/jpeg"]
+    assert len(_files(harness)) == 1
+    again = await _upload(harness, Download(plain_pdf()), media_type="application/pdf")
+    assert again.startswith("已收到第 2 个文件")
+    assert [item.media_type for item in await _stored(harness)] == ["image/jpeg", "application/pdf"]
+
+
+async def test_a_pdf_that_needs_a_password_is_refused_with_its_own_reason(harness: DialogHarness) -> None:
+    from pypdf import PdfReader, PdfWriter
+
+    locked = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf_with_metadata())))
+    locked.encrypt(user_password="13912345678", owner_password="owner", algorithm="AES-256")
+    sent = io.BytesIO()
+    locked.write(sent)
+    await _to_evidence(harness)
+
+    answer = await _upload(harness, Download(sent.getvalue()), media_type="application/pdf")
+
+    assert answer.startswith("这个PDF文件设有密码，无法打开，没有接收。请发送没有密码的版本（例如重新导出为PDF）。\n"
+                             "第5步")
+    assert (_files(harness), await _stored(harness)) == ([], [])
+
+
+async def test_a_pdf_with_only_an_owner_password_is_taken_and_kept_without_encryption_or_metadata(
+        harness: DialogHarness) -> None:
+    from pypdf import PdfReader, PdfWriter
+
+    restricted = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf_with_metadata(pages=1))))
+    restricted.encrypt(user_password="", owner_password="owner", algorithm="AES-128")  # opens; printing limited
+    sent = io.BytesIO()
+    restricted.write(sent)
+    await _to_evidence(harness)
+
+    answer = await _upload(harness, Download(sent.getvalue()), media_type="application/pdf")
+
+    assert answer.startswith(RECEIVED)
+    [content] = _files(harness)
+    assert b"/Encrypt" not in content
+    assert pdf_facts(content) == (1, ["Receipt 0042\nPage 1"], None, False, [])
+
+
 async def test_an_image_of_too_many_pixels_is_refused_before_it_is_decoded(harness: DialogHarness) -> None:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
@@ -209,8 +292,7 @@ async def test_a_file_that_cannot_be_downloaded_is_asked_for_again(harness: Dial
 
 
 async def test_files_relayed_by_a_platform_server_do_not_share_one_addresss_quota(small_files: DialogHarness) -> None:
-    photo = PDF + b"\x00" * (1_204 - len(PDF))  # 1,204 bytes: two from one address exceed its 1,500 (a PDF is
-    # kept as it came; an image would be re-encoded)
+    photo = plain_pdf(filler=540)  # about 1,200 bytes (rewritten when taken): two from one address exceed its 1,500
     relay: dict[str, Any] = {"client_ip": "101.226.103.7", "shared_address": True}
     answers = []
     for user_ref in ("openid-1", "openid-2"):

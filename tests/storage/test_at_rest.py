@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import REPO, LiveService
 from tests.console.test_api import _token_for
+from tests.factories import plain_pdf
 
 PASSWORD = "Correct-Horse-Battery-42"
 # Each marker is something only this report says; a hit anywhere on disk is a leak.
@@ -24,7 +25,7 @@ DESCRIPTION = "紫檀路税务大厅的窗口人员索要红包XQZTEXT才肯办�
 NAME = "欧阳紫檀"
 PHONE = "13987650321"
 FILE_NAME = "收据XQZFILE.jpg"
-FILE_BYTES = b"%PDF-1.4\n" + b"XQZBYTES-evidence-document-content" * 40  # kept as it came, as images are not
+FILE_BYTES = plain_pdf(["XQZBYTES-evidence-document-content"] * 8)  # a PDF without metadata: kept byte for byte
 FOLLOW_UP = "补充：当班的工号是XQZFOLLOW八八。"
 NOTE = "内部：已调取监控XQZNOTE。"
 MOVE_REASON = "涉及索要红包，转信访室XQZMOVE。"

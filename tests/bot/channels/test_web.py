@@ -29,6 +29,7 @@ from bot.runtime import Runtime
 from storage import actions
 from storage.models import Case
 from tests.conftest import city_file, free_port
+from tests.factories import pdf_of_size
 
 SECRET = "web-chat-test-secret-" + "k" * 40
 LIMIT = 2048
@@ -244,7 +245,7 @@ async def _upload(browser: httpx.AsyncClient, content: bytes, media_type: str = 
 
 async def test_an_upload_at_the_citys_limit_is_kept_and_one_byte_more_is_refused(
         tmp_path: Path, shared_database_url: str) -> None:
-    at_limit = b"%PDF-1.4\n" + b"\x01" * (LIMIT - 9)  # a PDF is kept as it came (an image is re-encoded)
+    at_limit = pdf_of_size(LIMIT)  # as many bytes when taken (an image is re-encoded to a size of its own)
     async with _serving(tmp_path, shared_database_url) as chat, chat.browser() as browser:
         await _opened(browser)
         first = await _upload(browser, at_limit)  # before any question: kept, and a report offered with it

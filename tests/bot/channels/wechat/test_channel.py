@@ -208,7 +208,7 @@ async def test_steps_are_answered_passively_and_an_image_is_downloaded_before_it
     assert refused is not None and refused.text.startswith("文件接收失败，请重新发送一次。\n\n第5步")
     assert too_big is not None and too_big.text.startswith("文件太大了，每个文件不能超过1MB。")
     assert received is not None
-    assert received.text.startswith("已收到第 1 个文件（最多5个），照片中的位置等隐藏信息已删除。")
+    assert received.text.startswith("已收到第 1 个文件（最多5个），照片中的位置、文档中的作者等隐藏信息已删除。")
     assert len(stored) == 1 and picture_of(evidence_content(settings.evidence_dir, stored[0])) == picture_of(JPEG)
 
 

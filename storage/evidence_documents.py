@@ -1,0 +1,74 @@
+"""Evidence PDFs as they are kept: rewritten with their pages only, without what the author's software wrote about
+them.
+
+A PDF's document information dictionary names its author, its title (often the file's own name, with whatever the
+resident typed into it), the program and computer that made it and when; its XMP metadata stream says the same
+and more. Any of them can name the resident. `clean_pdf` reads the document with pypdf and writes a new one from
+its pages: no document information, no XMP stream (neither the document's nor a page's), and nothing else of the
+document's catalogue (outline, named destinations, embedded files, scripts, the form's field tree). What a page
+shows is kept as it is: its content, fonts, images and annotations.
+
+A PDF that pypdf cannot read, one without pages, or one that needs a password to open is refused (`PdfRefused`).
+One that opens without a password but restricts printing or copying (an owner password only, as many bank
+statements have) is taken and written without the encryption. Blocking (CPU): run it in a thread.
+"""
+
+from __future__ import annotations
+
+import io
+
+from pypdf import PdfReader, PdfWriter
+from pypdf.generic import NameObject
+
+MEDIA_TYPE = "application/pdf"
+
+_PAGE_METADATA = (NameObject("/Metadata"), NameObject("/PieceInfo"))
+"""What a page may carry about its making rather than its content: its own XMP stream, and an application's private
+data (the editor's name and settings)."""
+
+
+class PdfRefused(ValueError):
+    """A PDF that pypdf cannot read or that has no pages (`reason` "unreadable"), or one that needs a password to be
+    opened ("encrypted")."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def is_pdf(media_type: str) -> bool:
+    return media_type == MEDIA_TYPE
+
+
+def _read(content: bytes) -> PdfReader:
+    """The document, decrypted when it opens without a password; every page read (a broken page tree shows here)."""
+    try:
+        reader = PdfReader(io.BytesIO(content))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise PdfRefused("encrypted")
+        if len(reader.pages) == 0:
+            raise PdfRefused("unreadable")
+    except PdfRefused:
+        raise
+    except Exception:  # noqa: BLE001 - pypdf raises many kinds for a broken or hostile file: all are refusals
+        raise PdfRefused("unreadable") from None
+    return reader
+
+
+def clean_pdf(content: bytes) -> bytes:
+    """The PDF written anew from its pages, without its document information dictionary or XMP metadata.
+    `PdfRefused` when it does not open."""
+    reader = _read(content)
+    try:
+        writer = PdfWriter()
+        for page in reader.pages:
+            for key in _PAGE_METADATA:  # dropped before the page is copied: what it refers to is not copied either
+                page.pop(key, None)
+            writer.add_page(page)
+        writer.metadata = None
+        writer.xmp_metadata = None
+        out = io.BytesIO()
+        writer.write(out)
+    except Exception:  # noqa: BLE001 - a damaged object shows only when the pages are copied
+        raise PdfRefused("unreadable") from None
+    return out.getvalue()
