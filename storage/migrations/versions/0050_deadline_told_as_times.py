@@ -3,8 +3,8 @@ columns) instead of one "<kind>:<ISO time>" text each, so that the database can 
 deadlines: two partial indexes hold only the open cases not escalated for their current deadline, and the
 deadline round reads those instead of every overdue case (the backlog told long ago among them).
 
-Revision ID: 0049
-Revises: 0048
+Revision ID: 0050
+Revises: 0049
 Create Date: 2026-12-06 23:30:00.000000
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ from alembic import op
 
 from storage.models.base import UTCDateTime
 
-revision: str = '0049'
-down_revision: str | None = '0048'
+revision: str = '0050'
+down_revision: str | None = '0049'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

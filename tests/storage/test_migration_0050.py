@@ -1,4 +1,4 @@
-"""Migration 0049 on a deployed database: the deadlines staff were warned of and escalated for, stored until then as
+"""Migration 0050 on a deployed database: the deadlines staff were warned of and escalated for, stored until then as
 "<kind>:<ISO time>" texts, become a kind and a time each, so the told cases stay told (no second escalation of the
 whole backlog after the upgrade) and the deadline round finds only the cases still to tell."""
 
@@ -23,7 +23,7 @@ from tests.conftest import deployed_at, make_test_keyring
 NOW = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 TIMES = ("created_at", "updated_at", "accepted_at", "accept_due_at", "resolve_due_at")
-# the table as it was at 0048, its times written as the service writes them
+# the table as it was at 0049, its times written as the service writes them
 cases = sa.table("cases", *(sa.column(name, UTCDateTime() if name in TIMES else None) for name in (
     "id", "case_number", "receipt_code_hash", "channel", "reporter_ref", "reporter_key", "locale", "place",
     "occurred", "description", "anonymous", "status", "queue", *TIMES, "warned_for", "escalated_for")))
@@ -45,10 +45,10 @@ LATER = NOW + 20 * DAY
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def deployed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """At 0048: 1 overdue to accept and escalated for it (warned before); 2 overdue, never told; 3 due soon and
+    """At 0049: 1 overdue to accept and escalated for it (warned before); 2 overdue, never told; 3 due soon and
     warned; 4 accepted, overdue to resolve, escalated for its accept-by date only; 5 escalated with a marker no
     version wrote (unreadable); 6 closed, escalated long ago."""
-    with deployed_at(request, tmp_path, "0048") as url:
+    with deployed_at(request, tmp_path, "0049") as url:
 
         async def insert_rows() -> None:
             engine = create_engine(url, make_test_keyring())
@@ -106,7 +106,7 @@ async def test_told_deadlines_stay_told_and_only_the_untold_cases_are_found(depl
     # told once more. Not 1 (escalated), 3 (warned, not due yet) or 6 (closed).
     assert await _untold(deployed) == [2, 4, 5]
 
-    await asyncio.to_thread(command.downgrade, alembic_config(deployed), "0048")
+    await asyncio.to_thread(command.downgrade, alembic_config(deployed), "0049")
     engine = create_engine(deployed, make_test_keyring())
     try:
         async with engine.connect() as connection:
