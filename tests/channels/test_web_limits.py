@@ -264,6 +264,22 @@ def test_new_cookies_from_one_address_get_no_more_guesses_than_its_ceiling(serve
     assert f"案件编号：{case_number}" in elsewhere
 
 
+def test_the_browser_that_filed_a_case_opens_it_while_its_network_waits(services: Services) -> None:
+    """The address reached its ceiling (3 here): the browser the report was filed from still opens its case with
+    the code; a new browser there is refused with the same code, as with any other."""
+    service = services.start("web")
+    office = "203.0.113.74"
+    owner, case_number, code = _filed(service, office)
+    for _ in range(3):
+        assert NOT_FOUND in Resident(service, office).send(command="status", argument=WRONG_CODE)
+
+    opened = owner.send(command="status", argument=code)
+    refused = Resident(service, office).send(command="status", argument=code)
+
+    assert f"案件编号：{case_number}" in opened
+    assert NETWORK_WAITS.match(refused) and case_number not in refused, refused
+
+
 def test_forwarded_for_is_ignored_from_an_untrusted_peer(services: Services) -> None:
     """A client that is not the configured proxy cannot pick the address it is counted by."""
     service = services.start("web", FORWARDED_ALLOW_IPS="192.0.2.1")

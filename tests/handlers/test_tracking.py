@@ -278,6 +278,38 @@ async def test_residents_rotated_on_one_address_reach_its_ceiling_and_then_every
     assert "当前状态：已分派" in owner_elsewhere.text()
 
 
+async def test_a_stopped_reporter_still_opens_the_case_she_filed_and_no_other(harness: DialogHarness) -> None:
+    """A stopped resident's code opens a case only if she filed it from this very conversation: that tells her
+    nothing she did not know. Any other code, a valid one of someone else's case included, is refused alike."""
+    _, own_code = await _case(harness, channel="test", reporter_ref="reporter")
+    _, other_code = await _case(harness, channel="test", reporter_ref="someone-else")
+    reporter = harness.resident("reporter")
+    for _ in range(harness.context.city.limits.status_wrong_codes):
+        await reporter.command("status", WRONG_CODE)
+
+    await reporter.command("status", other_code)
+    refused = reporter.last[0].text
+    await reporter.command("status", own_code)
+
+    assert refused == "查询码错误次数过多，请11分钟后再试。"
+    assert "案件编号：QL-2026-000001" in reporter.text()
+
+
+async def test_a_reporter_opens_the_case_she_filed_while_her_network_waits(harness: DialogHarness) -> None:
+    harness.context.city.limits.status_wrong_codes_per_ip = 3
+    _, code = await _case(harness, channel="test", reporter_ref="reporter")
+    for number in range(3):  # her network reaches its ceiling
+        await harness.resident(f"guesser-{number}", client_ip="198.51.100.63").command("status", WRONG_CODE)
+    reporter = harness.resident("reporter", client_ip="198.51.100.63")
+    stranger = harness.resident("stranger", client_ip="198.51.100.63")
+
+    await reporter.command("status", code)
+    await stranger.command("status", code)
+
+    assert "案件编号：QL-2026-000001" in reporter.text()
+    assert stranger.last[0].text == "从您所在的网络输入错误查询码的次数过多，请11分钟后再试。"
+
+
 async def _relayed(harness: DialogHarness, user_ref: str, code: str) -> str:
     """A /status through a platform whose servers relay every resident's messages from one address."""
     inbound = Inbound("wechat", user_ref, "zh", command="status", command_arg=code, client_ip="101.226.103.7",
