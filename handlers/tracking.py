@@ -27,11 +27,11 @@ def ask_code(turn: Turn) -> None:
 async def check_code(turn: Turn, text: str) -> None:
     """Look up a case by receipt code, throttling a resident who keeps guessing.
 
-    Two counts, both before the code is looked up (a refusal says nothing about the code): the resident's own
-    wrong codes (her conversation: a web-chat cookie, a Telegram or WeChat user), and, where the channel knows
-    it, her address's. A resident who is stopped adds nothing to her address's count, so one person mistyping
-    or guessing behind an office or carrier NAT stops only herself; the address's ceiling, far higher, bounds
-    an attacker who starts a new conversation whenever one is stopped (docs/security.md)."""
+    Two counts, both checked before the code counts for anything (a refusal says nothing about the code, `_refuse`):
+    the resident's own wrong codes (her conversation: a web-chat cookie, a Telegram or WeChat user), and, where
+    the channel knows it, her address's. A resident who is stopped adds nothing to her address's count, so one
+    person mistyping or guessing behind an office or carrier NAT stops only herself; the address's ceiling, far
+    higher, bounds an attacker who starts a new conversation whenever one is stopped (docs/security.md)."""
     limits = turn.ctx.city.limits
     channel, user_ref = turn.conversation.channel, turn.conversation.user_ref
     now = turn.ctx.clock()
