@@ -221,8 +221,30 @@ async def _wecom(settings: Settings) -> Finding:
     return Finding("wecom robots", True, "every configured robot webhook is set")
 
 
+CODE_CEILING_FACTOR = 10
+"""How many residents' worth of wrong receipt codes an address's ceiling should be at least (docs/security.md)."""
+
+
+async def _code_limits(settings: Settings) -> Finding:
+    """Whether the per-address ceilings on wrong receipt codes stand well above one resident's limit: below
+    that, a few residents mistyping behind one office or carrier NAT lock every code out of their address."""
+    limits = settings.city.limits
+    per_resident = limits.status_wrong_codes
+    ceilings = {"status_wrong_codes_per_ip": limits.status_wrong_codes_per_ip,
+                "status_wrong_codes_per_platform_address": limits.status_wrong_codes_per_platform_address}
+    low = [f"{name} = {value}" for name, value in ceilings.items() if 0 < value < CODE_CEILING_FACTOR * per_resident]
+    if low:
+        return Finding("receipt-code limits", False,
+                       f"{', '.join(low)} under {CODE_CEILING_FACTOR} × status_wrong_codes ({per_resident}): a few "
+                       "residents mistyping behind one network would lock out every code from it")
+    shown = [str(value) if value else "no limit" for value in ceilings.values()]
+    return Finding("receipt-code limits", True,
+                   f"wrong codes in {limits.status_window_minutes} minutes: {per_resident} per resident, "
+                   f"{shown[0]} per address, {shown[1]} per platform address")
+
+
 CHECKS: tuple[Callable[[Settings], Awaitable[Finding]], ...] = (
-    _secret, _data_dir, _database, _encryption, _redis, _public_url, _telegram, _wechat, _wecom,
+    _secret, _data_dir, _database, _encryption, _redis, _public_url, _telegram, _wechat, _wecom, _code_limits,
 )
 
 

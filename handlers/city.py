@@ -146,8 +146,12 @@ class Limits(_Section):
     #: reports filed from one client address (IPv6: one /64) within 24 hours; 0: no limit. Only where the
     #: channel knows the address (the web chat); behind a proxy see FORWARDED_ALLOW_IPS in docs/deploy.md
     reports_per_ip_per_day: int = Field(default=30, ge=0)
-    #: wrong receipt codes from one client address within `status_window_minutes`; 0: no limit
-    status_wrong_codes_per_ip: int = Field(default=20, ge=0)
+    #: wrong receipt codes from one client address within `status_window_minutes`; 0: no limit. A ceiling for
+    #: an address used to attack, not the limit a resident meets: each resident (a web-chat cookie, a Telegram or
+    #: WeChat user) is stopped at `status_wrong_codes` first, and what she sends while stopped is not counted
+    #: here, so keep it an order of magnitude above `status_wrong_codes` (office and carrier NAT put many
+    #: residents behind one address; reaching it refuses every code from there, valid ones included)
+    status_wrong_codes_per_ip: int = Field(default=100, ge=0)
     #: wrong receipt codes within `status_window_minutes` arriving from one address of a messaging platform's
     #: servers (WeChat's callbacks): every resident of the platform shares these addresses, so the limit is
     #: far higher; it stops a forger who rotates user ids. 0: no limit

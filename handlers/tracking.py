@@ -25,25 +25,26 @@ def ask_code(turn: Turn) -> None:
 
 
 async def check_code(turn: Turn, text: str) -> None:
-    """Look up a case by receipt code, throttling a resident who keeps guessing."""
+    """Look up a case by receipt code, throttling a resident who keeps guessing.
+
+    Two counts, both checked before the code counts for anything (a refusal says nothing about the code, `_refuse`):
+    the resident's own wrong codes (her conversation: a web-chat cookie, a Telegram or WeChat user), and, where
+    the channel knows it, her address's. A resident who is stopped adds nothing to her address's count, so one
+    person mistyping or guessing behind an office or carrier NAT stops only herself; the address's ceiling, far
+    higher, bounds an attacker who starts a new conversation whenever one is stopped (docs/security.md)."""
     limits = turn.ctx.city.limits
     channel, user_ref = turn.conversation.channel, turn.conversation.user_ref
     now = turn.ctx.clock()
-    since = now - timedelta(minutes=limits.status_window_minutes)
-    wrong, oldest = await actions.recent_wrong_codes(turn.session, channel, user_ref, since)
+    window = timedelta(minutes=limits.status_window_minutes)
+    wrong, oldest = await actions.recent_wrong_codes(turn.session, channel, user_ref, now - window)
     if wrong >= limits.status_wrong_codes:
-        wait = client_limits.wait_minutes(oldest, timedelta(minutes=limits.status_window_minutes), now)
-        turn.set_state("idle")
-        turn.say(turn.t("error_code_throttled", minutes=wait))
+        await _refuse(turn, text, "error_code_throttled", client_limits.wait_minutes(oldest, window, now))
         return
     address, address_limit = await _address_key(turn)
     if address is not None:
-        window = timedelta(minutes=limits.status_window_minutes)
         wrong, oldest = await client_limits.recent(turn.session, ClientEventKind.WRONG_CODE, address, now - window)
         if wrong >= address_limit:
-            turn.set_state("idle")
-            turn.say(turn.t("error_code_throttled_network",
-                            minutes=client_limits.wait_minutes(oldest, window, now)))
+            await _refuse(turn, text, "error_code_throttled_network", client_limits.wait_minutes(oldest, window, now))
             return
     code = parse_receipt_code(text)
     if code is None:
@@ -56,8 +57,26 @@ async def check_code(turn: Turn, text: str) -> None:
         turn.say(turn.t("error_code_unknown"))
         ask_code(turn)
         return
-    turn.context_set(case_id=case.id, case_until=(now + timedelta(minutes=limits.case_session_minutes))
-                     .isoformat())
+    _open(turn, case)
+
+
+async def _refuse(turn: Turn, text: str, text_key: str, minutes: int) -> None:
+    """Tell a stopped resident how long to wait — unless `text` is the code of a case she filed from this very
+    conversation: opening that tells her nothing she did not know, and every other code, valid or not, gets
+    the same refusal, so the throttle still says nothing about codes."""
+    code = parse_receipt_code(text)
+    case = await actions.find_case_by_receipt(turn.session, turn.ctx.secret_key, code) if code else None
+    if case is not None and actions.filed_by(case, turn.conversation):
+        _open(turn, case)
+        return
+    turn.set_state("idle")
+    turn.say(turn.t(text_key, minutes=minutes))
+
+
+def _open(turn: Turn, case: Case) -> None:
+    """Show `case`, which the conversation may follow for `case_session_minutes`."""
+    until = turn.ctx.clock() + timedelta(minutes=turn.ctx.city.limits.case_session_minutes)
+    turn.context_set(case_id=case.id, case_until=until.isoformat())
     show_case(turn, case)
 
 

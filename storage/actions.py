@@ -503,6 +503,13 @@ def from_other_device(case: Case, conversation: ConversationState) -> bool:
         conversation.channel, conversation.user_key)
 
 
+def filed_by(case: Case, conversation: ConversationState) -> bool:
+    """Whether `conversation` is of the channel user who filed `case` (by their keyed pseudonyms); False once
+    the case's contact details are erased."""
+    return case.reporter_key != ERASED and (case.channel, case.reporter_key) == (
+        conversation.channel, conversation.user_key)
+
+
 def by_whom(other_device: bool) -> dict[str, bool]:
     """What a resident's trace event says of who sent it: the mark of `OTHER_DEVICE`, or nothing."""
     return {OTHER_DEVICE: True} if other_device else {}

@@ -115,3 +115,21 @@ def test_the_key_line_counts_the_evidence_and_model_files_and_names_a_missing_ke
     assert _line(missing.stdout, "encryption keys") == (
         f"✗ encryption keys: values under keys missing from the key ring: {old_key.key_id} (1 model file); "
         "add the key to QINGLIAN_ENCRYPTION_OLD_KEYS")
+
+
+def test_check_refuses_a_wrong_code_ceiling_a_few_mistyping_residents_would_reach(tmp_path: Path) -> None:
+    """At 20 wrong codes per address (5 per resident) four residents behind one NAT locked out everyone there."""
+    from tests.conftest import city_file
+
+    env = {"QINGLIAN_DATA_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-m", "bot.cli", "db", "upgrade"], cwd=REPO, check=True,
+                   capture_output=True, env={"PATH": "/usr/bin:/bin", **env})
+    shipped = _check(env)
+    low = _check({**env, "QINGLIAN_CONFIG_FILE": str(city_file(tmp_path, {"status_wrong_codes_per_ip": 20}))})
+
+    assert shipped.returncode == 0, shipped.stdout
+    assert ("✓ receipt-code limits: wrong codes in 10 minutes: 5 per resident, 100 per address, 200 per platform "
+            "address") in shipped.stdout
+    assert low.returncode == 1
+    assert ("✗ receipt-code limits: status_wrong_codes_per_ip = 20 under 10 × status_wrong_codes (5): a few "
+            "residents mistyping behind one network would lock out every code from it") in low.stdout

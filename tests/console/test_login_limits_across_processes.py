@@ -105,8 +105,8 @@ def _say(client: httpx.Client, **body: str) -> str:
 @pytest.mark.postgres
 def test_wrong_receipt_codes_from_one_address_count_on_both_processes(
         two_services: tuple[LiveService, LiveService]) -> None:
-    """The web chat's per-address limit on wrong receipt codes (20 in 10 minutes by default), guessed by new
-    residents on both processes in turn: the 21st guess is refused whichever process it reaches."""
+    """The web chat's per-address limit on wrong receipt codes (the default configuration's), guessed by new
+    residents on both processes in turn: the guess after the limit is refused whichever process it reaches."""
     from handlers.city import load_city_config
 
     limit = load_city_config(None).limits.status_wrong_codes_per_ip  # the default configuration, as served

@@ -212,6 +212,104 @@ async def test_wrong_codes_from_one_network_are_throttled_across_residents(harne
     assert "当前状态：已分派" in same_network.text()
 
 
+async def test_one_residents_wrong_codes_leave_her_neighbours_valid_code_working(harness: DialogHarness) -> None:
+    """The security review's case: one resident behind an office or carrier NAT keeps guessing. She is throttled
+    herself; the address counts only the guesses she was allowed, so a neighbour still opens her own case."""
+    _, code = await _case(harness)
+    guesser = harness.resident("guesser", client_ip="203.0.113.60")
+    answers = []
+    for _ in range(25):
+        await guesser.command("status", WRONG_CODE)
+        answers.append(guesser.last[0].text)
+    neighbour = harness.resident("neighbour", client_ip="203.0.113.60")
+
+    await neighbour.command("status", code)
+
+    allowed = harness.context.city.limits.status_wrong_codes
+    assert answers[:allowed] == ["没有找到与该查询码对应的案件，请核对后重试。"] * allowed
+    assert answers[allowed:] == ["查询码错误次数过多，请11分钟后再试。"] * (25 - allowed)
+    assert "当前状态：已分派" in neighbour.text()
+
+
+async def test_neighbours_who_each_mistype_a_few_codes_do_not_lock_their_network(harness: DialogHarness) -> None:
+    """Twenty wrong codes from one address (four residents, each up to her own limit) lock no one else out."""
+    _, code = await _case(harness)
+    allowed = harness.context.city.limits.status_wrong_codes
+    for number in range(20 // allowed):
+        neighbour = harness.resident(f"neighbour-{number}", client_ip="203.0.113.61")
+        for _ in range(allowed):
+            await neighbour.command("status", WRONG_CODE)
+            assert neighbour.last[0].text == "没有找到与该查询码对应的案件，请核对后重试。"
+    owner = harness.resident("owner", client_ip="203.0.113.61")
+    newcomer = harness.resident("newcomer", client_ip="203.0.113.61", locale="en")
+
+    await owner.command("status", code)
+    await newcomer.command("status", WRONG_CODE)
+
+    assert "当前状态：已分派" in owner.text()
+    assert newcomer.last[0].text == "No case matches that code. Please check it and try again."
+
+
+async def test_residents_rotated_on_one_address_reach_its_ceiling_and_then_everyone_there_waits(
+        harness: DialogHarness) -> None:
+    """An attacker who starts a new conversation (a new cookie) whenever one is throttled gets no more guesses
+    from one address than its ceiling; then even a valid code from that address waits, with the network's text."""
+    limits = harness.context.city.limits
+    _, code = await _case(harness)
+    assert limits.status_wrong_codes_per_ip >= 10 * limits.status_wrong_codes  # the default ceiling
+    guesses = 0
+    for number in range(limits.status_wrong_codes_per_ip // limits.status_wrong_codes):
+        rotated = harness.resident(f"rotated-{number}", client_ip="203.0.113.62")
+        for _ in range(limits.status_wrong_codes):
+            await rotated.command("status", WRONG_CODE)
+            assert rotated.last[0].text == "没有找到与该查询码对应的案件，请核对后重试。"
+            guesses += 1
+    fresh = harness.resident("fresh", client_ip="203.0.113.62")
+    owner_there = harness.resident("owner-there", client_ip="203.0.113.62", locale="en")
+    owner_elsewhere = harness.resident("owner-elsewhere", client_ip="198.51.100.62")
+
+    await fresh.command("status", WRONG_CODE)
+    await owner_there.command("status", code)
+    await owner_elsewhere.command("status", code)
+
+    assert guesses == limits.status_wrong_codes_per_ip
+    assert fresh.last[0].text == "从您所在的网络输入错误查询码的次数过多，请11分钟后再试。"
+    assert owner_there.last[0].text == "Too many wrong codes from your network. Please try again in 11 minutes."
+    assert "当前状态：已分派" in owner_elsewhere.text()
+
+
+async def test_a_stopped_reporter_still_opens_the_case_she_filed_and_no_other(harness: DialogHarness) -> None:
+    """A stopped resident's code opens a case only if she filed it from this very conversation: that tells her
+    nothing she did not know. Any other code, a valid one of someone else's case included, is refused alike."""
+    _, own_code = await _case(harness, channel="test", reporter_ref="reporter")
+    _, other_code = await _case(harness, channel="test", reporter_ref="someone-else")
+    reporter = harness.resident("reporter")
+    for _ in range(harness.context.city.limits.status_wrong_codes):
+        await reporter.command("status", WRONG_CODE)
+
+    await reporter.command("status", other_code)
+    refused = reporter.last[0].text
+    await reporter.command("status", own_code)
+
+    assert refused == "查询码错误次数过多，请11分钟后再试。"
+    assert "案件编号：QL-2026-000001" in reporter.text()
+
+
+async def test_a_reporter_opens_the_case_she_filed_while_her_network_waits(harness: DialogHarness) -> None:
+    harness.context.city.limits.status_wrong_codes_per_ip = 3
+    _, code = await _case(harness, channel="test", reporter_ref="reporter")
+    for number in range(3):  # her network reaches its ceiling
+        await harness.resident(f"guesser-{number}", client_ip="198.51.100.63").command("status", WRONG_CODE)
+    reporter = harness.resident("reporter", client_ip="198.51.100.63")
+    stranger = harness.resident("stranger", client_ip="198.51.100.63")
+
+    await reporter.command("status", code)
+    await stranger.command("status", code)
+
+    assert "案件编号：QL-2026-000001" in reporter.text()
+    assert stranger.last[0].text == "从您所在的网络输入错误查询码的次数过多，请11分钟后再试。"
+
+
 async def _relayed(harness: DialogHarness, user_ref: str, code: str) -> str:
     """A /status through a platform whose servers relay every resident's messages from one address."""
     inbound = Inbound("wechat", user_ref, "zh", command="status", command_arg=code, client_ip="101.226.103.7",
@@ -234,6 +332,36 @@ async def test_a_platform_servers_address_is_counted_apart_under_its_own_limit(h
 
     assert refused == "从您所在的网络输入错误查询码的次数过多，请11分钟后再试。"
     assert "当前状态：已分派" in resident_on_that_address.text()
+
+
+async def test_one_wechat_user_who_keeps_guessing_leaves_others_on_the_platforms_address_alone(
+        harness: DialogHarness) -> None:
+    """WeChat relays every resident from a few server addresses: one openid's guessing throttles that openid."""
+    _, code = await _case(harness)
+    answers = [await _relayed(harness, "openid-guesser", WRONG_CODE) for _ in range(25)]
+    allowed = harness.context.city.limits.status_wrong_codes
+
+    owner = await _relayed(harness, "openid-owner", code)
+
+    assert answers[:allowed] == ["没有找到与该查询码对应的案件，请核对后重试。"] * allowed
+    assert answers[allowed:] == ["查询码错误次数过多，请11分钟后再试。"] * (25 - allowed)
+    assert "当前状态：已分派" in owner
+
+
+async def test_one_telegram_user_who_keeps_guessing_leaves_other_users_alone(harness: DialogHarness) -> None:
+    """Telegram gives no address: each user id is counted on its own."""
+    _, code = await _case(harness)
+
+    async def status(user_ref: str, typed: str) -> str:
+        inbound = Inbound("telegram", user_ref, "zh", command="status", command_arg=typed)
+        async with harness.sessionmaker.begin() as session:
+            return (await dialog.handle(session, inbound, harness.context)).messages[0].text
+
+    answers = [await status("1001", WRONG_CODE) for _ in range(25)]
+    allowed = harness.context.city.limits.status_wrong_codes
+
+    assert answers[allowed:] == ["查询码错误次数过多，请11分钟后再试。"] * (25 - allowed)
+    assert "当前状态：已分派" in await status("1002", code)
 
 
 async def test_a_receipt_code_sent_at_an_open_case_opens_that_case_and_is_never_kept_as_information(
