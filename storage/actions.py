@@ -496,18 +496,17 @@ other than the one who filed the case (another phone, browser or account): anyon
 case, and staff should know that the words may not be the reporter's."""
 
 
-def from_other_device(case: Case, conversation: ConversationState) -> bool:
-    """Whether `conversation` is of a channel user other than the one who filed `case`: compared by their keyed
-    pseudonyms, no address read. Unknown, so False, once the case's contact details are erased."""
-    return case.reporter_key != ERASED and (case.channel, case.reporter_key) != (
-        conversation.channel, conversation.user_key)
-
-
 def filed_by(case: Case, conversation: ConversationState) -> bool:
     """Whether `conversation` is of the channel user who filed `case` (by their keyed pseudonyms); False once
     the case's contact details are erased."""
     return case.reporter_key != ERASED and (case.channel, case.reporter_key) == (
         conversation.channel, conversation.user_key)
+
+
+def from_other_device(case: Case, conversation: ConversationState) -> bool:
+    """Whether `conversation` is of a channel user other than the one who filed `case`: compared by their keyed
+    pseudonyms, no address read. Unknown, so False, once the case's contact details are erased."""
+    return case.reporter_key != ERASED and not filed_by(case, conversation)
 
 
 def by_whom(other_device: bool) -> dict[str, bool]:
