@@ -55,6 +55,13 @@ def chart_items(stats: Statistics, city: CityConfig, dimension: str, locale: str
     return [(display_name(city, dimension, key, locale), count) for key, count in stats.counts(dimension).items()]
 
 
+def bilingual_chart_items(stats: Statistics, city: CityConfig, dimension: str) -> list[tuple[str, int]]:
+    """(name in Chinese and English, count) of one dimension: the statistics page's bars, read in either language
+    (one name said the same in both is said once)."""
+    return [(" ".join(dict.fromkeys(display_name(city, dimension, key, locale) for locale in ("zh", "en"))), count)
+            for key, count in stats.counts(dimension).items()]
+
+
 # --- CSV --------------------------------------------------------------------------------------
 
 CSV_HEADER = ("dimension", "key", "name", "value")
