@@ -141,6 +141,11 @@ async def test_the_comparison_scores_calibration_and_threshold_of_both_versions(
     triage = re.search(r'<th><span class="bi">送人工分拣<span class="en">Sent to triage</span></span></th>'
                        r'<td class="num">([^<]+)</td><td class="num">([^<]+)</td>', comparison)
     assert triage is not None and triage.group(2) == _share(promoted.metrics["threshold_triage_share"])
+    # each label's row names the label in both languages, as the language rows do
+    label_rows = re.findall(r'<tr><td[^>]*>(.*?) <span class="dim">n=\d+</span></td>', comparison)
+    named = [" ".join(re.sub(r"<[^>]+>", " ", cell).split()) for cell in label_rows]
+    assert [name for name in named if name.startswith(tuple(zh for zh, _ in LABELS.values()))] == [
+        f"{zh} {en}" for zh, en in LABELS.values()]
 
 
 async def test_the_confirmation_says_when_the_gate_refuses_and_rollback_is_offered_only_with_a_target(
@@ -161,4 +166,6 @@ async def test_the_confirmation_says_when_the_gate_refuses_and_rollback_is_offer
                                                                     "confirm": "1"})
         assert location(forced) == "/console/models?done=promoted"
         assert console.context.classifier.version == weaker
-        assert "回滚到上一个启用的版本" in (await client.get("/console/models")).text
+        after = (await client.get("/console/models")).text
+        assert "回滚到上一个启用的版本" in after
+        assert '<span class="tag warn"><span class="bi">强制<span class="en">forced</span></span></span>' in after
