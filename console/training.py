@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from console import texts
+from console.operations import OperationError
 from handlers.texts import fill
 from nlp.labels import LABELS
 from storage import training_data
@@ -32,6 +33,7 @@ from storage.evidence_files import SealedFiles
 
 if TYPE_CHECKING:
     from nlp.artifact import ArtifactCipher
+    from nlp.errors import NlpError
     from nlp.evaluation import EvaluationReport
     from nlp.registry import ModelInfo, ModelRegistry
 
@@ -71,6 +73,14 @@ STATUS_KEYS = ("run_id", "state", "stage", "message", "percent", "started_at", "
 def stage_name(stage: str) -> tuple[str, str] | None:
     """(中文, English) of a stage; None for an unknown one."""
     return texts.pair(f"stage.{stage}") if stage in STAGES else None
+
+
+def model_refusal(problem: NlpError) -> OperationError:
+    """The registry's refusal as the console's (409): under its own code (`nlp.errors.REFUSALS`), so that it is
+    said in each language; one raised with a message of its own (a damaged file) only has that message."""
+    if problem.code:
+        return OperationError(409, problem.code, **problem.values)
+    return OperationError(409, "model_refused", detail=problem)
 
 
 class TrainingError(RuntimeError):

@@ -26,6 +26,12 @@ async def test_models_page_for_admins(console: ConsoleHarness) -> None:
         refused = await client.post("/console/models/promote", data={"csrf": csrf, "version": "nope"})
         assert refused.status_code == 409
         assert (await client.post("/console/models/rollback", data={"csrf": csrf})).status_code == 409
+        # the registry's refusals are said in Chinese with the English beside it, not passed through in English
+        assert "没有版本为 nope 的模型" in refused.text and "no model &#39;nope&#39;" in refused.text
+        confirmed = await client.post("/console/models/rollback", data={"csrf": csrf, "confirm": "1"})
+        assert confirmed.status_code == 409
+        assert "没有更早启用过的模型可以回滚" in confirmed.text and "no earlier promoted model" in confirmed.text
+        assert "模型操作未能执行" not in refused.text + confirmed.text
 
 
 def _second_version(models_dir: Path) -> str:
@@ -161,6 +167,11 @@ async def test_the_confirmation_says_when_the_gate_refuses_and_rollback_is_offer
         assert "回滚到上一个启用的版本" not in page
         asked = (await client.post("/console/models/promote", data={"csrf": csrf, "version": weaker})).text
         assert "质量门槛不允许启用此版本" in asked and f"more than 1 point below the promoted {default}" in asked
+        gate_zh = rf"模型 {weaker} 在评估集上的 Macro-F1 为 [\d.]+，比当前启用的 {default}（[\d.]+）低 1 个百分点以上"
+        assert re.search(gate_zh, asked)
+        refused = await client.post("/console/models/promote", data={"csrf": csrf, "version": weaker, "confirm": "1"})
+        assert refused.status_code == 409
+        assert f"比当前启用的 {default}" in refused.text and f"below the promoted {default}" in refused.text
         assert "仍然强制启用" in asked and '<input type="hidden" name="force" value="1">' in asked
         forced = await client.post("/console/models/promote", data={"csrf": csrf, "version": weaker, "force": "1",
                                                                     "confirm": "1"})
