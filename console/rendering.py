@@ -88,9 +88,9 @@ class Names:
         queue = self.city.queue(code) if code else None
         return (queue.zh, queue.en) if queue else (code or "—", code or "—")
 
-    def queue_short(self, code: str | None) -> str:
-        """The queue's Chinese name without the bodies in brackets, for dense tables."""
-        return self.queue(code)[0].split("（")[0].split("(")[0]
+    def queue_short(self, code: str | None, locale: str = "zh") -> str:
+        """The queue's name (Chinese unless `locale` is "en") without the bodies in brackets, for dense tables."""
+        return self.queue(code)[1 if locale == "en" else 0].split("（")[0].split("(")[0].strip()
 
     def district(self, code: str | None) -> tuple[str, str]:
         if code is None:
@@ -115,32 +115,39 @@ class Names:
     def audit_action(self, code: str) -> tuple[str, str]:
         return texts.pair_or(f"audit.{code}", code)
 
-    def audit_detail(self, detail: dict[str, object] | None) -> str:
+    def audit_detail(self, detail: dict[str, object] | None, locale: str = "zh") -> str:
         """An audit entry's detail as a reviewer reads it: each item under its name, codes (labels, queues,
         statuses, roles) by their names, and the internal ids of rows left out."""
         items = []
+        colon = "：" if locale == "zh" else ": "
         for key, value in (detail or {}).items():
             if key.endswith("_id") or value is None or value == "":
                 continue
-            name = texts.get("zh", f"audit_detail.{key}") if texts.has(f"audit_detail.{key}") else key
+            name = texts.get(locale, f"audit_detail.{key}") if texts.has(f"audit_detail.{key}") else key
             named = f"audit_detail.{key}_{value}"  # a value of this key with a name of its own ("via": "export")
-            items.append(f"{name}：{texts.get('zh', named) if texts.has(named) else self._detail_value(value)}")
+            shown = texts.get(locale, named) if texts.has(named) else self._detail_value(value, locale)
+            items.append(f"{name}{colon}{shown}")
         return " · ".join(items)
 
-    def _detail_value(self, value: object) -> str:
+    def audit_details(self, detail: dict[str, object] | None) -> tuple[str, str]:
+        """`audit_detail` in Chinese and in English."""
+        return self.audit_detail(detail, "zh"), self.audit_detail(detail, "en")
+
+    def _detail_value(self, value: object, locale: str) -> str:
+        index = 1 if locale == "en" else 0
         if isinstance(value, bool):
-            return texts.get("zh", "audit_detail.yes" if value else "audit_detail.no")
+            return texts.get(locale, "audit_detail.yes" if value else "audit_detail.no")
         if isinstance(value, str) and (corrected := _LABEL_MOVE.fullmatch(value)):  # a label correction's move
-            before, after = (self.label(code)[0] for code in corrected.groups())
-            return texts.get("zh", "audit_detail.label_corrected", before=before, after=after)
+            before, after = (self.label(code)[index] for code in corrected.groups())
+            return texts.get(locale, "audit_detail.label_corrected", before=before, after=after)
         if isinstance(value, str):
             if value in LABEL_NAMES:
-                return LABEL_NAMES[value][0]
+                return LABEL_NAMES[value][index]
             if self.city.queue(value) is not None:
-                return self.queue_short(value)
+                return self.queue_short(value, locale)
             for kind in ("status", "role"):
                 if texts.has(f"{kind}.{value}"):
-                    return texts.get("zh", f"{kind}.{value}")
+                    return texts.get(locale, f"{kind}.{value}")
         return str(value)
 
     def refusal(self, error: OperationError) -> tuple[str, str]:

@@ -455,6 +455,9 @@ async def test_the_ticket_reads_as_words_the_ratings_comment_an_extensions_state
     for raw in ("note_id", "trace_event_id", "slow_service", "bribery_gifts", "status:"):
         assert raw not in activity, raw
     assert "改为：吃拿卡要与违规收送" in activity
+    # and in English beside it, with the names of the English console
+    assert "label corrected from Poor counter service to Bribes, gifts and banquets" in activity
+    assert "from: Clean Hall supervision · to: Letters and Visits office" in activity
 
 
 async def test_text_with_nothing_visible_is_refused_on_the_ticket(console: ConsoleHarness) -> None:
