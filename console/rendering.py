@@ -74,6 +74,11 @@ def bilingual(zh: str, en: str) -> Markup:
     return Markup('<span class="bi">{}<span class="en">{}</span></span>').format(zh, en)
 
 
+def stacked(zh: str, en: str) -> Markup:
+    """Chinese with the English under it (smaller, grey), for the narrow cells of dense tables; both escaped."""
+    return Markup('<span class="bi">{}<span class="en sub">{}</span></span>').format(zh, en)
+
+
 @dataclass
 class Names:
     """Display names from the city's configuration, the taxonomy and the console's texts, and local times."""
@@ -269,7 +274,7 @@ def deadline(case: Case, now: datetime, city: CityConfig) -> Deadline | None:
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True)
-    env.globals |= {"t": bilingual, "percent": percent, "filesize": filesize, "LABELS": LABELS,
+    env.globals |= {"t": bilingual, "stacked": stacked, "percent": percent, "filesize": filesize, "LABELS": LABELS,
                     "SETTABLE_STATUSES": SETTABLE_STATUSES, "ROLES": [role.value for role in StaffRole]}
     return env
 

@@ -299,7 +299,8 @@ async def test_a_close_runner_up_is_shown_with_the_phrases_that_decided_against_
 
     shown = RUNNER_UP.search(page)
     assert shown is not None
-    assert re.findall(r"<b[^>]*>([^<]+)</b>", shown.group(1)) == [LABELS[tag.runner_up][0]]
+    assert re.findall(r'<b><span class="bi">([^<]+)<span class="en">([^<]+)</span></span></b>', shown.group(1)) == [
+        LABELS[tag.runner_up]]
     assert "not chosen because" in shown.group(1)
     assert re.findall(r"<mark>([^<]+)</mark>", shown.group(1)) == tag.contrast_terms
     assert LABELS[tag.label][0] in page and "runner-up" not in plain and "not chosen because" not in plain
