@@ -242,16 +242,26 @@ class Deadline:
     due: datetime
     kind: str  # "accept" or "resolve"
     state: str  # "over", "soon" or "ok": the colour
-    text: tuple[str, str]  # (中文, English): "剩 2 天 3 小时", "2 d 3 h left"
+    text: tuple[str, str]  # (Chinese, English) of the texts `due.left` or `due.overdue`: "2 d 3 h left"
     soon_until: datetime  # a deadline at or before this is "soon" (the loop's warn_working_days, in working days)
 
 
-def _span(seconds: float) -> tuple[str, str]:
+COUNTDOWN_TEXTS = ("days_hours", "hours_minutes", "left", "overdue")
+"""The texts `due.*` a countdown is said with, here and in countdown.js (which the page hands them)."""
+
+
+def _span(seconds: float, locale: str) -> str:
     minutes = int(seconds // 60)
     days, hours, mins = minutes // 1440, minutes % 1440 // 60, minutes % 60
     if days:
-        return f"{days} 天 {hours} 小时", f"{days} d {hours} h"
-    return f"{hours} 小时 {mins} 分", f"{hours} h {mins} min"
+        return texts.get(locale, "due.days_hours", days=days, hours=hours)
+    return texts.get(locale, "due.hours_minutes", hours=hours, minutes=mins)
+
+
+def countdown_texts() -> dict[str, str]:
+    """The countdown's texts for countdown.js: `data-<locale>-<name>` (`days`, `hours`, `left`, `overdue`)."""
+    return {f"data-{locale}-{name.split('_')[0]}": texts.get(locale, f"due.{name}")
+            for locale in texts.LOCALES for name in COUNTDOWN_TEXTS}
 
 
 def deadline(case: Case, now: datetime, city: CityConfig) -> Deadline | None:
@@ -264,17 +274,19 @@ def deadline(case: Case, now: datetime, city: CityConfig) -> Deadline | None:
     else:
         return None
     left = (due - now).total_seconds()
-    zh, en = _span(abs(left))
+    key = "due.overdue" if left < 0 else "due.left"
+    text = (texts.get("zh", key, span=_span(abs(left), "zh")), texts.get("en", key, span=_span(abs(left), "en")))
     horizon = warning_horizon(city, now)
     if left < 0:
-        return Deadline(due, kind, "over", (f"超期 {zh}", f"{en} overdue"), horizon)
-    return Deadline(due, kind, "soon" if due <= horizon else "ok", (f"剩 {zh}", f"{en} left"), horizon)
+        return Deadline(due, kind, "over", text, horizon)
+    return Deadline(due, kind, "soon" if due <= horizon else "ok", text, horizon)
 
 
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True)
-    env.globals |= {"t": bilingual, "stacked": stacked, "percent": percent, "filesize": filesize, "LABELS": LABELS,
+    env.globals |= {"t": bilingual, "stacked": stacked, "countdown_texts": countdown_texts, "percent": percent,
+                    "filesize": filesize, "LABELS": LABELS,
                     "SETTABLE_STATUSES": SETTABLE_STATUSES, "ROLES": [role.value for role in StaffRole]}
     return env
 
