@@ -406,12 +406,24 @@ def _language_rows(value: Any) -> list[dict[str, Any]] | None:
     return rows
 
 
+def _threshold_rule(recorded: str) -> tuple[str, str]:
+    """The rule a version's threshold was chosen by, in Chinese and English; one this version of the evaluation
+    does not state (recorded by another) as it was recorded."""
+    from nlp.evaluation import THRESHOLD_MAX_TRIAGE, THRESHOLD_MIN_PRECISION, THRESHOLD_RULE
+
+    if recorded != THRESHOLD_RULE:
+        return recorded, recorded
+    return texts.pair("model.threshold_rule", precision=f"{THRESHOLD_MIN_PRECISION:.0%}",
+                      triage=f"{THRESHOLD_MAX_TRIAGE:.0%}")
+
+
 def calibration(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """What the models page shows of a version's confidence, from the metrics its registry entry stores
     (`nlp.evaluation.EvaluationReport.metrics` on the evaluation split): `ece` (and `ece_met`: at most
     `ECE_TARGET`), the `reliability` rows (low, high, n, confidence, accuracy), `languages` (accuracy per
     language) and `threshold` (the suggested triage threshold with `triage_share`, the share of reports it
-    sends to triage, `precision`, the accuracy of the reports routed automatically, the `rule` and whether it was
+    sends to triage, `precision`, the accuracy of the reports routed automatically, the `rule` (Chinese, English:
+    the text `model.threshold_rule` when it is this version's rule, else as recorded) and whether it was
     `rule_met`). A part that was not measured for the version (trained before it was) is None."""
     ece = _number(metrics.get("ece"))
     threshold = _number(metrics.get("suggested_threshold"))
@@ -420,7 +432,8 @@ def calibration(metrics: Mapping[str, Any]) -> dict[str, Any]:
         met = metrics.get("threshold_rule_met")
         choice = {"value": threshold, "triage_share": _number(metrics.get("threshold_triage_share")),
                   "precision": _number(metrics.get("threshold_precision")),
-                  "rule": str(metrics.get("threshold_rule") or ""), "rule_met": met if isinstance(met, bool) else None}
+                  "rule": _threshold_rule(str(metrics.get("threshold_rule") or "")),
+                  "rule_met": met if isinstance(met, bool) else None}
     return {"ece": ece, "ece_met": ece is not None and ece <= ECE_TARGET, "ece_target": ECE_TARGET,
             "n": _count(metrics.get("n")), "split": str(metrics.get("split") or ""),
             "reliability": _reliability_rows(metrics.get("reliability")),

@@ -118,6 +118,8 @@ async def test_each_version_shows_its_calibration_and_triage_threshold_from_its_
     assert f'<dd class="triage-share">{_share(metrics["threshold_triage_share"])}</dd>' in current
     assert f'<dd class="auto-accuracy">{_share(metrics["threshold_precision"])}</dd>' in current
     assert metrics["threshold_rule"] in current
+    assert ('<span class="bi">最低的阈值 t（步长 0.01）：t 及以上的报告至少 97% 分类正确，且 t 以下的报告不超过 20%'
+            f'<span class="en">{metrics["threshold_rule"]}</span></span>') in current
     languages = {name: (int(n), accuracy) for name, n, accuracy in LANGUAGE.findall(current)}
     assert languages["English"] == (metrics["accuracy_by_language"]["en"]["n"],
                                     f'{metrics["accuracy_by_language"]["en"]["accuracy"]:.3f}')
