@@ -120,26 +120,38 @@ class Names:
     def audit_action(self, code: str) -> tuple[str, str]:
         return texts.pair_or(f"audit.{code}", code)
 
-    def audit_detail(self, detail: dict[str, object] | None, locale: str = "zh") -> str:
+    def audit_detail(self, detail: dict[str, object] | None, locale: str = "zh", *, with_ids: bool = False) -> str:
         """An audit entry's detail as a reviewer reads it: each item under its name, codes (labels, queues,
-        statuses, roles) by their names, and the internal ids of rows left out."""
+        statuses, roles) by their names, and the internal ids of rows left out (kept `with_ids`, for the audit
+        log, where an id links one entry to another)."""
         items = []
         colon = "：" if locale == "zh" else ": "
         for key, value in (detail or {}).items():
-            if key.endswith("_id") or value is None or value == "":
+            if (key.endswith("_id") and not with_ids) or value is None or value == "":
                 continue
-            name = texts.get(locale, f"audit_detail.{key}") if texts.has(f"audit_detail.{key}") else key
-            named = f"audit_detail.{key}_{value}"  # a value of this key with a name of its own ("via": "export")
-            shown = texts.get(locale, named) if texts.has(named) else self._detail_value(value, locale)
-            items.append(f"{name}{colon}{shown}")
+            items.append(f"{self._detail_name(key, locale)}{colon}{self._named_value(key, value, locale)}")
         return " · ".join(items)
 
-    def audit_details(self, detail: dict[str, object] | None) -> tuple[str, str]:
+    def audit_details(self, detail: dict[str, object] | None, *, with_ids: bool = False) -> tuple[str, str]:
         """`audit_detail` in Chinese and in English."""
-        return self.audit_detail(detail, "zh"), self.audit_detail(detail, "en")
+        return (self.audit_detail(detail, "zh", with_ids=with_ids),
+                self.audit_detail(detail, "en", with_ids=with_ids))
+
+    @staticmethod
+    def _detail_name(key: str, locale: str) -> str:
+        return texts.get(locale, f"audit_detail.{key}") if texts.has(f"audit_detail.{key}") else key
+
+    def _named_value(self, key: str, value: object, locale: str) -> str:
+        named = f"audit_detail.{key}_{value}"  # a value of this key with a name of its own ("via": "export")
+        return texts.get(locale, named) if texts.has(named) else self._detail_value(value, locale)
 
     def _detail_value(self, value: object, locale: str) -> str:
         index = 1 if locale == "en" else 0
+        if isinstance(value, dict):  # an export's filter: each of its items by name
+            return " ".join(f"{self._detail_name(str(key), locale)}={self._named_value(str(key), item, locale)}"
+                            for key, item in value.items())
+        if isinstance(value, list | tuple):
+            return ("、" if locale == "zh" else ", ").join(self._detail_value(item, locale) for item in value)
         if isinstance(value, bool):
             return texts.get(locale, "audit_detail.yes" if value else "audit_detail.no")
         if isinstance(value, str) and (corrected := _LABEL_MOVE.fullmatch(value)):  # a label correction's move
