@@ -147,8 +147,12 @@ class Names:
 
     def _detail_value(self, value: object, locale: str) -> str:
         index = 1 if locale == "en" else 0
-        if isinstance(value, dict):  # an export's filter: each of its items by name
-            return " ".join(f"{self._detail_name(str(key), locale)}={self._named_value(str(key), item, locale)}"
+        if isinstance(value, dict):  # an export's filter: each of its items by name (`audit_detail.filter_<key>`
+            # where the filter's meaning differs from the same key elsewhere: its from/to are dates received)
+            def filter_name(key: str) -> str:
+                return self._detail_name(f"filter_{key}" if texts.has(f"audit_detail.filter_{key}") else key, locale)
+
+            return " ".join(f"{filter_name(str(key))}={self._named_value(str(key), item, locale)}"
                             for key, item in value.items())
         if isinstance(value, list | tuple):
             return ("、" if locale == "zh" else ", ").join(self._detail_value(item, locale) for item in value)

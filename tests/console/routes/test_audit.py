@@ -42,5 +42,10 @@ async def test_the_details_of_an_entry_are_named_in_both_languages_not_by_their_
     assert ('<span class="bi">格式：csv · 数量：1 · 含身份信息：否 · 筛选条件：队列=清廉大厅监督组'
             '<span class="en">format: csv · count: 1 · with identities: no · filter: queue=Clean Hall supervision'
             '</span></span>') in export
+    async with console.client() as client:
+        await console.login(client, "boss")
+        assert (await client.get("/console/export.csv", params={"from": "2026-01-01"})).status_code == 200
+        page = (await client.get("/console/audit")).text
+    assert "筛选条件：收到日期自=2026-01-01" in page and "filter: received from=2026-01-01" in page
     [note] = await console.audit("case.note")
     assert f"备注编号：{note.detail['note_id']}" in page and f"note: {note.detail['note_id']}" in page
