@@ -327,7 +327,7 @@ async def evidence(principal: CurrentUser, case_number: CaseNumber, request: Req
 
 
 EXPORT_PARAMETERS = ("format", "identity", "reason", "status", "label", "district", "queue", "created_from",
-                     "created_to", "overdue", "assigned_to_me")
+                     "created_to", "overdue", "assigned_to_me", "lang")
 
 @router.get("/export/cases", response_class=Response, summary="Cases of a filter as CSV or XLSX (supervisors)",
             tags=["export"], responses={**refusals(401, 403), 200: {"description": "The spreadsheet.", "content": {
@@ -335,6 +335,9 @@ EXPORT_PARAMETERS = ("format", "identity", "reason", "status", "label", "distric
 async def export_cases(
     principal: CurrentUser, request: Request,
     format: Annotated[Literal["csv", "xlsx"], Query(description="The spreadsheet's format.")] = "csv",
+    lang: Annotated[Literal["zh", "en"], Query(description=(
+        "The spreadsheet's language: `zh`, columns named in Chinese and English and values in Chinese, or `en`, "
+        "both in English. Place and summary stay as the reporter wrote them."))] = "zh",
     identity: Annotated[bool, Query(description=(
         "Add the reporters' names and phones: only for the roles that may reveal identities (403 otherwise); "
         "audited, as a reveal of each case whose reporter's identity the file holds: needs `reason`."))] = False,
@@ -359,9 +362,10 @@ async def export_cases(
     flt = _case_filter(principal, status=status, label=label, district=district, queue=queue,
                        created_from=created_from, created_to=created_to, overdue=overdue,
                        assigned_to_me=assigned_to_me)
-    described = {key: str(value) for key, value in request.query_params.items() if key not in ("format", "reason")}
+    described = {key: str(value) for key, value in request.query_params.items()
+                 if key not in ("format", "reason", "lang")}
     export = await exports.export_cases(principal, flt, fmt=format, identity=identity, ip=_ip(request),
-                                        described=described, reason=reason)
+                                        described=described, reason=reason, locale=lang)
     return Response(export.content, media_type=export.media_type,
                     headers={"Content-Disposition": f'attachment; filename="{export.filename}"'})
 

@@ -31,15 +31,15 @@ Format = Literal["csv", "xlsx"]
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8",
                "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 
-COLUMNS: tuple[tuple[str, str], ...] = (
-    ("编号", "case number"), ("收到时间", "received"), ("队列", "queue"), ("区县", "district"), ("分类", "label"),
-    ("分类确认", "label review"), ("置信度", "confidence"), ("状态", "status"), ("承办人", "assignee"),
-    ("受理时间", "accepted"), ("受理期限", "accept by"), ("办结期限", "resolve by"), ("办结时间", "closed"),
-    ("超期", "overdue"), ("评价", "rating"), ("实名", "real name"), ("渠道", "channel"), ("地点", "place"),
-    ("摘要", "summary"),
-)
-IDENTITY_COLUMNS: tuple[tuple[str, str], ...] = (("举报人姓名", "reporter's name"), ("举报人电话", "reporter's phone"))
-TIME_COLUMNS = frozenset({"received", "accepted", "accept by", "resolve by", "closed"})
+COLUMNS = ("case_number", "received", "queue", "district", "label", "label_review", "confidence", "status",
+           "assignee", "accepted", "accept_by", "resolve_by", "closed", "overdue", "rating", "real_name", "channel",
+           "place", "summary")
+"""The columns by their texts `export_column.<name>`."""
+IDENTITY_COLUMNS = ("reporter_name", "reporter_phone")
+TIME_COLUMNS = frozenset({"received", "accepted", "accept_by", "resolve_by", "closed"})
+LOCALES = ("zh", "en")
+"""The languages of an export: Chinese (the columns named in Chinese and English, the values in Chinese) or
+English (both in English). The residents' own words (place, summary) stay as they were written."""
 READ = (Case.case_number, Case.queue, Case.district, Case.label, Case.label_status, Case.label_confidence,
         Case.status, Case.assigned_to_id, Case.accepted_at, Case.accept_due_at, Case.resolve_due_at, Case.closed_at,
         Case.rating, Case.anonymous, Case.channel, Case.place, Case.description)
@@ -60,42 +60,47 @@ class Sheet:
     rows: list[list[Cell]]
 
 
-def header(city: CityConfig, identity: bool) -> list[str]:
+def header(city: CityConfig, identity: bool, locale: str = "zh") -> list[str]:
     names = []
-    for zh, en in COLUMNS + (IDENTITY_COLUMNS if identity else ()):
-        names.append(f"{zh} {en}" + (f" ({city.timezone})" if en in TIME_COLUMNS else ""))
+    for column in COLUMNS + (IDENTITY_COLUMNS if identity else ()):
+        zh, en = texts.pair(f"export_column.{column}")
+        names.append((en if locale == "en" else f"{zh} {en}")
+                     + (f" ({city.timezone})" if column in TIME_COLUMNS else ""))
     return names
 
 
 def sheet(cases: Sequence[Case], usernames: dict[int, str], city: CityConfig, *, identity: bool,
-          now: datetime | None = None) -> Sheet:
+          now: datetime | None = None, locale: str = "zh") -> Sheet:
     zone = ZoneInfo(city.timezone)
     now = now or utcnow()
+    language = 1 if locale == "en" else 0
 
     def local(moment: datetime | None) -> str | None:
         return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M") if moment else None
 
+    def yes(value: bool) -> str:
+        return texts.get(locale, "export_value.yes" if value else "export_value.no")
+
     rows: list[list[Cell]] = []
     for case in cases:
-        queue = city.queue(case.queue)
-        district = city.district(case.district) if case.district else None
+        review = f"export_value.label_{case.label_status}"
         row: list[Cell] = [
-            case.case_number, local(case.created_at), queue.zh if queue else case.queue,
-            district.zh if district else (case.district or ""),
-            LABEL_NAMES.get(case.label, (case.label, ""))[0] if case.label else "",
-            {"confirmed": "已确认", "corrected": "已更正"}.get(case.label_status or "", ""),
+            case.case_number, local(case.created_at), city.queue_name(case.queue, locale),
+            city.district_name(case.district, locale) if case.district else "",
+            LABEL_NAMES.get(case.label, (case.label, case.label))[language] if case.label else "",
+            texts.get(locale, review) if texts.has(review) else "",
             round(case.label_confidence, 4) if case.label_confidence is not None else None,
-            texts.pair_or(f"status.{case.status}", case.status)[0],
+            texts.pair_or(f"status.{case.status}", case.status)[language],
             usernames.get(case.assigned_to_id, "") if case.assigned_to_id else "",
             local(case.accepted_at), local(case.accept_due_at), local(case.resolve_due_at), local(case.closed_at),
-            "是" if is_overdue(case, now) else "否", case.rating, "否" if case.anonymous else "是", case.channel,
+            yes(is_overdue(case, now)), case.rating, yes(not case.anonymous), case.channel,
             case.place, " ".join(case.description.split())[:200],
         ]
         if identity:
             row += [case.reporter_name if not case.anonymous else None,
                     case.reporter_phone if not case.anonymous else None]
         rows.append(row)
-    return Sheet(header(city, identity), rows)
+    return Sheet(header(city, identity, locale), rows)
 
 
 def to_csv(table: Sheet) -> bytes:
@@ -135,8 +140,8 @@ def to_xlsx(table: Sheet) -> bytes:
 
 
 def _spreadsheet(cases: Sequence[Case], usernames: dict[int, str], city: CityConfig, identity: bool,
-                 fmt: Format) -> bytes:
-    table = sheet(cases, usernames, city, identity=identity)
+                 fmt: Format, locale: str) -> bytes:
+    table = sheet(cases, usernames, city, identity=identity, locale=locale)
     return to_csv(table) if fmt == "csv" else to_xlsx(table)
 
 
@@ -154,12 +159,16 @@ def revealed_case_ids(cases: Sequence[Case]) -> list[int]:
 
 
 async def export_cases(principal: Principal, flt: queries.CaseFilter, *, fmt: Format, identity: bool,
-                       ip: str | None, described: dict[str, str], reason: str | None = None) -> Export:
+                       ip: str | None, described: dict[str, str], reason: str | None = None,
+                       locale: str = "zh") -> Export:
     """The cases of the filter in the user's queues as a spreadsheet; with `identity` (the roles that may reveal
     identities only: 403 otherwise; with a `reason` that says something, as a reveal on a ticket needs: 422
     otherwise) the reporters' names and phones too. Audited, with the filter; an export with identities also as a
     reveal of each case whose reporter's identity it holds (`case.reveal_identity`, with the reason and
-    `"via": "export"`), so that the case's activity and the audit log's reveals show it."""
+    `"via": "export"`), so that the case's activity and the audit log's reveals show it. `locale`: one of
+    `LOCALES` (422 otherwise)."""
+    if locale not in LOCALES:
+        raise OperationError(422, "export_language", known=", ".join(LOCALES))
     if identity and not can_reveal_identity(principal.user, principal.context.city):
         raise OperationError(403, "identity_forbidden")
     reason = reason.strip() if reason else ""
@@ -186,5 +195,6 @@ async def export_cases(principal: Principal, flt: queries.CaseFilter, *, fmt: Fo
         stamp = utcnow().astimezone(ZoneInfo(principal.context.city.timezone)).strftime("%Y%m%d-%H%M")
         # formatting ten thousand rows is a few hundred milliseconds of Python: off the event loop, so that the
         # residents' and other staff's requests are served meanwhile
-        content = await asyncio.to_thread(_spreadsheet, cases, usernames, principal.context.city, identity, fmt)
+        content = await asyncio.to_thread(_spreadsheet, cases, usernames, principal.context.city, identity, fmt,
+                                          locale)
     return Export(content, f"qinglian-cases-{stamp}.{fmt}", MEDIA_TYPES[fmt])

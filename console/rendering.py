@@ -74,6 +74,11 @@ def bilingual(zh: str, en: str) -> Markup:
     return Markup('<span class="bi">{}<span class="en">{}</span></span>').format(zh, en)
 
 
+def stacked(zh: str, en: str) -> Markup:
+    """Chinese with the English under it (smaller, grey), for the narrow cells of dense tables; both escaped."""
+    return Markup('<span class="bi">{}<span class="en sub">{}</span></span>').format(zh, en)
+
+
 @dataclass
 class Names:
     """Display names from the city's configuration, the taxonomy and the console's texts, and local times."""
@@ -88,9 +93,9 @@ class Names:
         queue = self.city.queue(code) if code else None
         return (queue.zh, queue.en) if queue else (code or "—", code or "—")
 
-    def queue_short(self, code: str | None) -> str:
-        """The queue's Chinese name without the bodies in brackets, for dense tables."""
-        return self.queue(code)[0].split("（")[0].split("(")[0]
+    def queue_short(self, code: str | None, locale: str = "zh") -> str:
+        """The queue's name (Chinese unless `locale` is "en") without the bodies in brackets, for dense tables."""
+        return self.queue(code)[1 if locale == "en" else 0].split("（")[0].split("(")[0].strip()
 
     def district(self, code: str | None) -> tuple[str, str]:
         if code is None:
@@ -115,32 +120,55 @@ class Names:
     def audit_action(self, code: str) -> tuple[str, str]:
         return texts.pair_or(f"audit.{code}", code)
 
-    def audit_detail(self, detail: dict[str, object] | None) -> str:
+    def audit_detail(self, detail: dict[str, object] | None, locale: str = "zh", *, with_ids: bool = False) -> str:
         """An audit entry's detail as a reviewer reads it: each item under its name, codes (labels, queues,
-        statuses, roles) by their names, and the internal ids of rows left out."""
+        statuses, roles) by their names, and the internal ids of rows left out (kept `with_ids`, for the audit
+        log, where an id links one entry to another)."""
         items = []
+        colon = "：" if locale == "zh" else ": "
         for key, value in (detail or {}).items():
-            if key.endswith("_id") or value is None or value == "":
+            if (key.endswith("_id") and not with_ids) or value is None or value == "":
                 continue
-            name = texts.get("zh", f"audit_detail.{key}") if texts.has(f"audit_detail.{key}") else key
-            named = f"audit_detail.{key}_{value}"  # a value of this key with a name of its own ("via": "export")
-            items.append(f"{name}：{texts.get('zh', named) if texts.has(named) else self._detail_value(value)}")
+            items.append(f"{self._detail_name(key, locale)}{colon}{self._named_value(key, value, locale)}")
         return " · ".join(items)
 
-    def _detail_value(self, value: object) -> str:
+    def audit_details(self, detail: dict[str, object] | None, *, with_ids: bool = False) -> tuple[str, str]:
+        """`audit_detail` in Chinese and in English."""
+        return (self.audit_detail(detail, "zh", with_ids=with_ids),
+                self.audit_detail(detail, "en", with_ids=with_ids))
+
+    @staticmethod
+    def _detail_name(key: str, locale: str) -> str:
+        return texts.get(locale, f"audit_detail.{key}") if texts.has(f"audit_detail.{key}") else key
+
+    def _named_value(self, key: str, value: object, locale: str) -> str:
+        named = f"audit_detail.{key}_{value}"  # a value of this key with a name of its own ("via": "export")
+        return texts.get(locale, named) if texts.has(named) else self._detail_value(value, locale)
+
+    def _detail_value(self, value: object, locale: str) -> str:
+        index = 1 if locale == "en" else 0
+        if isinstance(value, dict):  # an export's filter: each of its items by name (`audit_detail.filter_<key>`
+            # where the filter's meaning differs from the same key elsewhere: its from/to are dates received)
+            def filter_name(key: str) -> str:
+                return self._detail_name(f"filter_{key}" if texts.has(f"audit_detail.filter_{key}") else key, locale)
+
+            return " ".join(f"{filter_name(str(key))}={self._named_value(str(key), item, locale)}"
+                            for key, item in value.items())
+        if isinstance(value, list | tuple):
+            return ("、" if locale == "zh" else ", ").join(self._detail_value(item, locale) for item in value)
         if isinstance(value, bool):
-            return texts.get("zh", "audit_detail.yes" if value else "audit_detail.no")
+            return texts.get(locale, "audit_detail.yes" if value else "audit_detail.no")
         if isinstance(value, str) and (corrected := _LABEL_MOVE.fullmatch(value)):  # a label correction's move
-            before, after = (self.label(code)[0] for code in corrected.groups())
-            return texts.get("zh", "audit_detail.label_corrected", before=before, after=after)
+            before, after = (self.label(code)[index] for code in corrected.groups())
+            return texts.get(locale, "audit_detail.label_corrected", before=before, after=after)
         if isinstance(value, str):
             if value in LABEL_NAMES:
-                return LABEL_NAMES[value][0]
+                return LABEL_NAMES[value][index]
             if self.city.queue(value) is not None:
-                return self.queue_short(value)
+                return self.queue_short(value, locale)
             for kind in ("status", "role"):
                 if texts.has(f"{kind}.{value}"):
-                    return texts.get("zh", f"{kind}.{value}")
+                    return texts.get(locale, f"{kind}.{value}")
         return str(value)
 
     def refusal(self, error: OperationError) -> tuple[str, str]:
@@ -230,16 +258,26 @@ class Deadline:
     due: datetime
     kind: str  # "accept" or "resolve"
     state: str  # "over", "soon" or "ok": the colour
-    text: tuple[str, str]  # (中文, English): "剩 2 天 3 小时", "2 d 3 h left"
+    text: tuple[str, str]  # (Chinese, English) of the texts `due.left` or `due.overdue`: "2 d 3 h left"
     soon_until: datetime  # a deadline at or before this is "soon" (the loop's warn_working_days, in working days)
 
 
-def _span(seconds: float) -> tuple[str, str]:
+COUNTDOWN_TEXTS = ("days_hours", "hours_minutes", "left", "overdue")
+"""The texts `due.*` a countdown is said with, here and in countdown.js (which the page hands them)."""
+
+
+def _span(seconds: float, locale: str) -> str:
     minutes = int(seconds // 60)
     days, hours, mins = minutes // 1440, minutes % 1440 // 60, minutes % 60
     if days:
-        return f"{days} 天 {hours} 小时", f"{days} d {hours} h"
-    return f"{hours} 小时 {mins} 分", f"{hours} h {mins} min"
+        return texts.get(locale, "due.days_hours", days=days, hours=hours)
+    return texts.get(locale, "due.hours_minutes", hours=hours, minutes=mins)
+
+
+def countdown_texts() -> dict[str, str]:
+    """The countdown's texts for countdown.js: `data-<locale>-<name>` (`days`, `hours`, `left`, `overdue`)."""
+    return {f"data-{locale}-{name.split('_')[0]}": texts.get(locale, f"due.{name}")
+            for locale in texts.LOCALES for name in COUNTDOWN_TEXTS}
 
 
 def deadline(case: Case, now: datetime, city: CityConfig) -> Deadline | None:
@@ -252,17 +290,19 @@ def deadline(case: Case, now: datetime, city: CityConfig) -> Deadline | None:
     else:
         return None
     left = (due - now).total_seconds()
-    zh, en = _span(abs(left))
+    key = "due.overdue" if left < 0 else "due.left"
+    text = (texts.get("zh", key, span=_span(abs(left), "zh")), texts.get("en", key, span=_span(abs(left), "en")))
     horizon = warning_horizon(city, now)
     if left < 0:
-        return Deadline(due, kind, "over", (f"超期 {zh}", f"{en} overdue"), horizon)
-    return Deadline(due, kind, "soon" if due <= horizon else "ok", (f"剩 {zh}", f"{en} left"), horizon)
+        return Deadline(due, kind, "over", text, horizon)
+    return Deadline(due, kind, "soon" if due <= horizon else "ok", text, horizon)
 
 
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True)
-    env.globals |= {"t": bilingual, "percent": percent, "filesize": filesize, "LABELS": LABELS,
+    env.globals |= {"t": bilingual, "stacked": stacked, "countdown_texts": countdown_texts, "percent": percent,
+                    "filesize": filesize, "LABELS": LABELS,
                     "SETTABLE_STATUSES": SETTABLE_STATUSES, "ROLES": [role.value for role in StaffRole]}
     return env
 

@@ -55,6 +55,19 @@ def chart_items(stats: Statistics, city: CityConfig, dimension: str, locale: str
     return [(display_name(city, dimension, key, locale), count) for key, count in stats.counts(dimension).items()]
 
 
+def bilingual_chart_items(stats: Statistics, city: CityConfig, dimension: str) -> list[tuple[str, int]]:
+    """(name in Chinese and English, count) of one dimension: the statistics page's bars, read in either language
+    (one name said the same in both is said once; a queue without the bodies in brackets, so that the bar's label
+    has room for both)."""
+
+    def name(key: str, locale: str) -> str:
+        shown = display_name(city, dimension, key, locale)
+        return shown.split("（")[0].split("(")[0].strip() if dimension == "queue" else shown
+
+    return [(" ".join(dict.fromkeys(name(key, locale) for locale in ("zh", "en"))), count)
+            for key, count in stats.counts(dimension).items()]
+
+
 # --- CSV --------------------------------------------------------------------------------------
 
 CSV_HEADER = ("dimension", "key", "name", "value")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from console import texts
+from console.operations import OperationError
 from handlers.texts import fill
 from nlp.labels import LABELS
 from storage import training_data
@@ -33,6 +34,7 @@ from storage.evidence_files import SealedFiles
 if TYPE_CHECKING:
     from nlp.artifact import ArtifactCipher
     from nlp.corpus import Example
+    from nlp.errors import NlpError
     from nlp.evaluation import EvaluationReport
     from nlp.registry import ModelInfo, ModelRegistry
 
@@ -72,6 +74,14 @@ STATUS_KEYS = ("run_id", "state", "stage", "message", "percent", "started_at", "
 def stage_name(stage: str) -> tuple[str, str] | None:
     """(中文, English) of a stage; None for an unknown one."""
     return texts.pair(f"stage.{stage}") if stage in STAGES else None
+
+
+def model_refusal(problem: NlpError) -> OperationError:
+    """The registry's refusal as the console's (409): under its own code (`nlp.errors.REFUSALS`), so that it is
+    said in each language; one raised with a message of its own (a damaged file) only has that message."""
+    if problem.code:
+        return OperationError(409, problem.code, **problem.values)
+    return OperationError(409, "model_refused", detail=problem)
 
 
 class TrainingError(RuntimeError):
@@ -440,12 +450,24 @@ def _language_rows(value: Any) -> list[dict[str, Any]] | None:
     return rows
 
 
+def _threshold_rule(recorded: str) -> tuple[str, str]:
+    """The rule a version's threshold was chosen by, in Chinese and English; one this version of the evaluation
+    does not state (recorded by another) as it was recorded."""
+    from nlp.evaluation import THRESHOLD_MAX_TRIAGE, THRESHOLD_MIN_PRECISION, THRESHOLD_RULE
+
+    if recorded != THRESHOLD_RULE:
+        return recorded, recorded
+    return texts.pair("model.threshold_rule", precision=f"{THRESHOLD_MIN_PRECISION:.0%}",
+                      triage=f"{THRESHOLD_MAX_TRIAGE:.0%}")
+
+
 def calibration(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """What the models page shows of a version's confidence, from the metrics its registry entry stores
     (`nlp.evaluation.EvaluationReport.metrics` on the evaluation split): `ece` (and `ece_met`: at most
     `ECE_TARGET`), the `reliability` rows (low, high, n, confidence, accuracy), `languages` (accuracy per
     language) and `threshold` (the suggested triage threshold with `triage_share`, the share of reports it
-    sends to triage, `precision`, the accuracy of the reports routed automatically, the `rule` and whether it was
+    sends to triage, `precision`, the accuracy of the reports routed automatically, the `rule` (Chinese, English:
+    the text `model.threshold_rule` when it is this version's rule, else as recorded) and whether it was
     `rule_met`). A part that was not measured for the version (trained before it was) is None."""
     ece = _number(metrics.get("ece"))
     threshold = _number(metrics.get("suggested_threshold"))
@@ -454,7 +476,8 @@ def calibration(metrics: Mapping[str, Any]) -> dict[str, Any]:
         met = metrics.get("threshold_rule_met")
         choice = {"value": threshold, "triage_share": _number(metrics.get("threshold_triage_share")),
                   "precision": _number(metrics.get("threshold_precision")),
-                  "rule": str(metrics.get("threshold_rule") or ""), "rule_met": met if isinstance(met, bool) else None}
+                  "rule": _threshold_rule(str(metrics.get("threshold_rule") or "")),
+                  "rule_met": met if isinstance(met, bool) else None}
     return {"ece": ece, "ece_met": ece is not None and ece <= ECE_TARGET, "ece_target": ECE_TARGET,
             "n": _count(metrics.get("n")), "split": str(metrics.get("split") or ""),
             "reliability": _reliability_rows(metrics.get("reliability")),

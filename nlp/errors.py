@@ -2,9 +2,39 @@
 
 from __future__ import annotations
 
+from typing import Self
+
+REFUSALS = {
+    "model_unknown": "no model {version!r} (`qinglian model list` and the console's models page list the saved "
+                     "versions)",
+    "model_none_promoted": "no promoted model in {models_dir}; run `qinglian model train` and "
+                           "`qinglian model promote VERSION`",
+    "model_gate_no_score": "model {version} has no macro-F1 on the evaluation split (its labels are not the "
+                           "taxonomy's?)",
+    "model_gate_unscorable": "model {version} cannot be scored on the evaluation split",
+    "model_gate_below": "model {version} has macro-F1 {candidate_f1} on the evaluation split, more than 1 point "
+                        "below the promoted {current} ({current_f1})",
+    "model_rollback_none": "no earlier promoted model to roll back to",
+    "model_rollback_gone": "the earlier promoted models no longer exist; nothing to roll back to",
+}
+"""The registry's refusals by their code: the English its message is. The code and its values let a reader in
+another language be told the same (the console's texts `refusal.<code>` in each of its languages)."""
+
 
 class NlpError(Exception):
-    """Base of the errors below; the CLI prints the message and exits with code 2."""
+    """Base of the errors below; the CLI prints the message and exits with code 2.
+
+    Raised as `Error.of(code, **values)` (one of `REFUSALS`), `code` and `values` name it for a reader's language;
+    one raised with a message of its own has the code ""."""
+
+    def __init__(self, message: str, code: str = "", values: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.values = dict(values or {})
+
+    @classmethod
+    def of(cls, code: str, **values: object) -> Self:
+        return cls(REFUSALS[code].format(**values), code, values)
 
 
 class DatasetError(NlpError):

@@ -206,8 +206,7 @@ class ModelRegistry:
     def get(self, version: str) -> ModelInfo:
         model_dir = self.models_dir / version
         if not version or "/" in version or version.startswith(".") or not (model_dir / METADATA_FILE).is_file():
-            raise ModelNotFoundError(f"no model {version!r} (`qinglian model list` and the console's models page "
-                                     "list the saved versions)")
+            raise ModelNotFoundError.of("model_unknown", version=version)
         return ModelInfo.from_metadata(read_metadata(model_dir), model_dir, version == self._promoted_version())
 
     def promoted(self) -> ModelInfo | None:
@@ -224,8 +223,7 @@ class ModelRegistry:
     def load_promoted(self) -> Classifier:
         info = self.promoted()
         if info is None:
-            raise ModelNotFoundError(f"no promoted model in {self.models_dir}; run `qinglian model train` "
-                                     "and `qinglian model promote VERSION`")
+            raise ModelNotFoundError.of("model_none_promoted", models_dir=self.models_dir)
         return Classifier.load(info.path, self.cipher)
 
     # --- writing -----------------------------------------------------------------------------------------------
@@ -276,25 +274,25 @@ class ModelRegistry:
             return candidate.macro_f1, current.macro_f1
         return evaluate_on_eval_split(self.load(candidate.version)), evaluate_on_eval_split(self.load(current.version))
 
-    def promotion_refusal(self, version: str) -> str | None:
-        """Why the quality gate refuses to promote `version` (None: it does not): its macro-F1 on the evaluation
-        split is more than 1 point below the promoted model's (unless that one cannot be served by this
-        installation any more), or it has no such score. The confirmation pages ask it before a promotion."""
+    def promotion_refusal(self, version: str) -> PromotionRefusedError | None:
+        """Why the quality gate refuses to promote `version` (None: it does not), as the error `promote` raises
+        without `force` (its code one of `nlp.errors.REFUSALS`): its macro-F1 on the evaluation split is more
+        than 1 point below the promoted model's (unless that one cannot be served by this installation any more),
+        or it has no such score. The confirmation pages ask it before a promotion."""
         candidate = self.get(version)
         current = self.promoted()
         if current is not None and current.version == candidate.version:
             return None
         if candidate.macro_f1 is None:
-            return (f"model {version} has no macro-F1 on the evaluation split (its labels are not the "
-                    "taxonomy's?)")
+            return PromotionRefusedError.of("model_gate_no_score", version=version)
         if current is None or unservable_reason(current, self.cipher) is not None:
             return None
         candidate_f1, current_f1 = self._gate_scores(candidate, current)
         if candidate_f1 is None:
-            return f"model {version} cannot be scored on the evaluation split"
+            return PromotionRefusedError.of("model_gate_unscorable", version=version)
         if current_f1 is not None and candidate_f1 < current_f1 - PROMOTION_TOLERANCE - 1e-9:
-            return (f"model {version} has macro-F1 {candidate_f1:.4f} on the evaluation split, more than 1 point "
-                    f"below the promoted {current.version} ({current_f1:.4f})")
+            return PromotionRefusedError.of("model_gate_below", version=version, candidate_f1=f"{candidate_f1:.4f}",
+                                            current=current.version, current_f1=f"{current_f1:.4f}")
         return None
 
     def promote(self, version: str, *, force: bool = False, by: str | None = None) -> None:
@@ -311,7 +309,7 @@ class ModelRegistry:
                 refusal = self.promotion_refusal(version)
                 if refusal is not None:
                     raise PromotionRefusedError(f"{refusal}; force the promotion to skip the quality gate "
-                                                "(--force on the command line)")
+                                                "(--force on the command line)", refusal.code, refusal.values)
             state = self._state()
             state["history"].append(version)
             state["events"].append({"action": "promote", "version": version,
@@ -325,12 +323,12 @@ class ModelRegistry:
             state = self._state()
             history: list[str] = state["history"]
             if len(history) < 2:
-                raise RegistryError("no earlier promoted model to roll back to")
+                raise RegistryError.of("model_rollback_none")
             current = history.pop()
             while history and not (self.models_dir / history[-1] / METADATA_FILE).is_file():
                 history.pop()  # a version deleted by hand is skipped
             if not history:
-                raise RegistryError("the earlier promoted models no longer exist; nothing to roll back to")
+                raise RegistryError.of("model_rollback_gone")
             previous = self.get(history[-1])
             check_servable(previous.path, read_metadata(previous.path), self.cipher)
             state["events"].append({"action": "rollback", "version": previous.version, "previous": current,

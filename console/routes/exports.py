@@ -45,20 +45,20 @@ def _identity_form(request: Request, principal: Principal, fmt: str, described: 
 
 @router.get("/console/export.{fmt}")
 async def export_cases(request: Request, principal: PagePrincipal, fmt: Literal["csv", "xlsx"],
-                       identity: str = "") -> Response:
-    """The cases of the list filter in the query (the list pages' parameters) in the user's queues; with
-    `identity=1`, the form that asks why first (the export itself is its POST)."""
+                       identity: str = "", lang: str = "zh") -> Response:
+    """The cases of the list filter in the query (the list pages' parameters) in the user's queues, in Chinese or
+    with `lang=en` in English; with `identity=1`, the form that asks why first (the export itself is its POST)."""
     require_supervisor(principal)
     flt, described = _filter(request, principal)
     if identity == "1":
         return _identity_form(request, principal, fmt, described)
     return download(await exports.export_cases(principal, flt, fmt=fmt, identity=False,
-                                               ip=client_ip(request), described=described))
+                                               ip=client_ip(request), described=described, locale=lang))
 
 
 @router.post("/console/export.{fmt}")
 async def export_cases_with_identity(request: Request, principal: PagePrincipal, fmt: Literal["csv", "xlsx"], *,
-                                     csrf: CsrfField = "",
+                                     csrf: CsrfField = "", lang: str = "zh",
                                      reason: Annotated[str, Form(max_length=500)] = "") -> Response:
     """The cases of the filter in the query with their reporters' identities, for the reason given; a reason that
     does not do shows the form again with what was typed and why."""
@@ -68,7 +68,8 @@ async def export_cases_with_identity(request: Request, principal: PagePrincipal,
     reason = readable(reason)
     try:
         export = await exports.export_cases(principal, flt, fmt=fmt, identity=True,
-                                            ip=client_ip(request), described=described, reason=reason)
+                                            ip=client_ip(request), described=described, reason=reason,
+                                            locale=lang)
     except OperationError as refused:
         if refused.status_code != 422 or refused.key != "export_identity_needs_reason":
             raise

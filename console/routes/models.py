@@ -16,7 +16,7 @@ from console import accounts, training
 from console.auth import Principal, visible_queues
 from console.context import ConsoleContext
 from console.operations import OperationError, require_admin
-from console.rendering import redirect, render, secure
+from console.rendering import Names, redirect, render, secure
 from console.routes import common
 from console.routes.common import CsrfField, PagePrincipal, check_csrf, page_count, page_router, parse_page
 from storage import training_data
@@ -130,15 +130,16 @@ async def promote(request: Request, principal: PagePrincipal, *, csrf: CsrfField
         try:
             candidate = await asyncio.to_thread(registry.get, version)
         except NlpError as problem:
-            raise OperationError(409, "model_refused", detail=problem) from None
+            raise training.model_refusal(problem) from None
         current = await asyncio.to_thread(registry.promoted)
-        refusal = None if force == "1" else await asyncio.to_thread(registry.promotion_refusal, version)
+        gate = None if force == "1" else await asyncio.to_thread(registry.promotion_refusal, version)
+        refusal = Names(principal.context.city).refusal(training.model_refusal(gate)) if gate else None
         return render(request, principal, "confirm_model.html", action="promote", target=candidate,
                       current=current, force=force == "1", refusal=refusal)
     try:
         await asyncio.to_thread(registry.promote, version, force=force == "1", by=principal.user.username)
     except NlpError as problem:
-        raise OperationError(409, "model_refused", detail=problem) from None
+        raise training.model_refusal(problem) from None
     await accounts.record(principal, "model.promote", {"version": version, "forced": force == "1"})
     await _serve_promoted(principal)
     return redirect("/console/models?done=promoted")
@@ -164,7 +165,7 @@ async def rollback(request: Request, principal: PagePrincipal, *, csrf: CsrfFiel
     try:
         info = await asyncio.to_thread(functools.partial(registry.rollback, by=principal.user.username))
     except NlpError as problem:
-        raise OperationError(409, "model_refused", detail=problem) from None
+        raise training.model_refusal(problem) from None
     await accounts.record(principal, "model.rollback", {"version": info.version})
     await _serve_promoted(principal)
     return redirect("/console/models?done=rolled_back")

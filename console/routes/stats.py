@@ -60,7 +60,7 @@ async def statistics_page(request: Request, principal: PagePrincipal, start: str
     # process has two free, one after the other when it runs one heavy read at a time (the default)
     result, (loop, loop_refused) = await asyncio.gather(_statistics(principal, first, last), loop_figures())
     bar_charts = [Markup(charts.bar_chart_svg(texts.joined(f"chart.by_{dimension}"),
-                                             stats.chart_items(result, city, dimension)))
+                                             stats.bilingual_chart_items(result, city, dimension)))
                   for dimension in CHARTS]
     presets = [(days, urlencode({"start": (last - timedelta(days=days - 1)).isoformat(), "end": last.isoformat()}))
                for days in PRESET_DAYS]

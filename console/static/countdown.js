@@ -3,21 +3,29 @@
 // when the deadline is at or before data-soon-until (the end of the loop's warn_working_days-th working day,
 // computed by the server with the city's holidays), red once it has passed.
 "use strict";
+// Its words are the console's texts due.* in each language, which the page hands it in
+// <meta name="countdown-texts" data-zh-days="{days} 天 {hours} 小时" ...>.
 (function () {
-  function span(ms) {
+  var words = document.querySelector('meta[name="countdown-texts"]');
+  function say(locale, name, values) {
+    var text = (words && words.getAttribute("data-" + locale + "-" + name)) || "";
+    return text.replace(/\{(\w+)\}/g, function (whole, key) { return key in values ? values[key] : whole; });
+  }
+  function span(ms, locale) {
     var minutes = Math.floor(ms / 60000), days = Math.floor(minutes / 1440);
     var hours = Math.floor((minutes % 1440) / 60), mins = minutes % 60;
-    return days ? [days + " 天 " + hours + " 小时", days + " d " + hours + " h"]
-                : [hours + " 小时 " + mins + " 分", hours + " h " + mins + " min"];
+    return days ? say(locale, "days", {days: days, hours: hours})
+                : say(locale, "hours", {hours: hours, minutes: mins});
   }
   function tick() {
+    if (!words) { return; }  // a page without the words keeps what the server wrote
     var now = Date.now();
     document.querySelectorAll("time.due[data-due]").forEach(function (element) {
       var due = Date.parse(element.getAttribute("data-due")), left = due - now;
       var soonUntil = Date.parse(element.getAttribute("data-soon-until") || "");
-      var parts = span(Math.abs(left));
-      var zh = left < 0 ? "超期 " + parts[0] : "剩 " + parts[0];
-      var en = left < 0 ? parts[1] + " overdue" : parts[1] + " left";
+      var name = left < 0 ? "overdue" : "left";
+      var zh = say("zh", name, {span: span(Math.abs(left), "zh")});
+      var en = say("en", name, {span: span(Math.abs(left), "en")});
       element.className = "due due-" + (left < 0 ? "over" : due <= soonUntil ? "soon" : "ok");
       element.firstChild.nodeValue = zh;
       var english = element.querySelector(".en");

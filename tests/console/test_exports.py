@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -164,6 +165,47 @@ def test_free_text_and_identity_that_would_run_as_a_formula_are_neutralised_in_t
     assert [row[name] for name in ("地点 place", "摘要 summary", "渠道 channel", *IDENTITY)] == [
         "'=HYPERLINK(\"http://example.invalid\")", "'=cmd|' /C calc'!A0", "'=web", "'@SUM(1+1)",
         "'+8613800000000"]
+
+
+CJK = re.compile(r"[\u3400-\u9fff]")
+HEADER_EN = [
+    "case number", "received (Asia/Shanghai)", "queue", "district", "label", "label review", "confidence", "status",
+    "assignee", "accepted (Asia/Shanghai)", "accept by (Asia/Shanghai)", "resolve by (Asia/Shanghai)",
+    "closed (Asia/Shanghai)", "overdue", "rating", "real name", "channel", "place", "summary",
+]
+
+
+def test_an_english_export_names_its_columns_and_values_in_english_and_keeps_the_reports_own_words() -> None:
+    assert exports.header(CITY, identity=True, locale="en") == [*HEADER_EN, "reporter's name", "reporter's phone"]
+    table = exports.sheet([_case(), _case(status="closed", label_status="confirmed", anonymous=True, rating=5,
+                                          closed_at=datetime(2026, 3, 24, 23, 0, tzinfo=UTC))],
+                          {5: "li"}, CITY, identity=False, now=NOW, locale="en")
+    assert table.header == HEADER_EN
+    assert table.rows == [
+        ["QL-2026-000007", "2026-03-02 00:30", "Clean Hall supervision (Administrative Approval Bureau)", "Yuelu",
+         "Poor counter service", "corrected", 0.8765, "In handling", "li", "2026-03-02 09:00", "2026-03-06 23:59",
+         "2026-03-20 23:59", None, "yes", None, "yes", "wechat", "岳麓区政务服务中心",
+         "窗口人员 擅离岗位， 群众排队。"],
+        ["QL-2026-000007", "2026-03-02 00:30", "Clean Hall supervision (Administrative Approval Bureau)", "Yuelu",
+         "Poor counter service", "confirmed", 0.8765, "Closed", "li", "2026-03-02 09:00", "2026-03-06 23:59",
+         "2026-03-20 23:59", "2026-03-25 07:00", "no", 5, "no", "wechat", "岳麓区政务服务中心",
+         "窗口人员 擅离岗位， 群众排队。"]]
+    place, summary = HEADER_EN.index("place"), HEADER_EN.index("summary")  # the report's words are data
+    assert not [cell for row in table.rows for index, cell in enumerate(row)
+                if index not in (place, summary) and CJK.search(str(cell))]
+
+
+def test_an_english_export_is_neutralised_like_a_chinese_one() -> None:
+    case = _case(place="=HYPERLINK(\"http://example.invalid\")", channel="+web")
+    for content in (exports.to_csv(exports.sheet([case], {}, CITY, identity=False, now=NOW, locale="en")),):
+        header, values = list(csv.reader(io.StringIO(content.decode("utf-8-sig"))))
+        row = dict(zip(header, values, strict=True))
+        assert (row["place"], row["channel"]) == ("'=HYPERLINK(\"http://example.invalid\")", "'+web")
+    workbook = load_workbook(io.BytesIO(exports.to_xlsx(exports.sheet([case], {}, CITY, identity=False, now=NOW,
+                                                                      locale="en"))))
+    cells = {head.value: cell for head, cell in zip(*workbook["cases"].iter_rows(), strict=True)}
+    assert (cells["place"].value, cells["place"].data_type, cells["place"].quotePrefix) == (
+        "=HYPERLINK(\"http://example.invalid\")", "s", True)
 
 
 # --- the files ----------------------------------------------------------------------------------------------------

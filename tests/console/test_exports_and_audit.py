@@ -105,7 +105,16 @@ async def test_cases_export_as_xlsx_with_text_cells(console: ConsoleHarness) -> 
         assert isinstance(cells["置信度 confidence"].value, float)
         assert (await client.get("/api/v1/export/cases", params={"created_to": "9999-12-31"},
                                  headers={"x-csrf-token": csrf})).status_code == 422
-    [export] = await console.audit("case.export")
+        in_english = await client.get("/api/v1/export/cases", params={"format": "xlsx", "lang": "en"},
+                                      headers={"x-csrf-token": csrf})
+        english = load_workbook(io.BytesIO(in_english.content)).active
+        assert english is not None
+        english_cells = dict(zip([cell.value for cell in english[1]],
+                                 next(r for r in english.iter_rows(min_row=2) if r[0].value == hostile), strict=True))
+        assert (english_cells["place"].value, english_cells["place"].quotePrefix, english_cells["real name"].value) == (
+            HOSTILE_PLACE, True, "yes")
+    export, english_export = await console.audit("case.export")
+    assert (english_export.detail["format"], english_export.detail["filter"]) == ("xlsx", {})  # lang is no filter
     assert (export.detail["identity"], export.detail["reason"], export.detail["filter"]) == (True, "核实举报线索", {
         "identity": "true"})  # the reason is not part of the filter
     assert [(e.case_id, e.detail) for e in await console.audit("case.reveal_identity")] == [

@@ -20,6 +20,8 @@ SVG = "{http://www.w3.org/2000/svg}"
 PERIOD = {"start": "2026-03-03", "end": "2026-03-15"}  # the city's days of [START, END)
 HALL_NAME = "清廉大厅监督组（市行政审批服务局）"
 MEDICAL_NAME = "医疗医保监督组（市卫健委、市医保局）"
+HALL_NAME_EN = "Clean Hall supervision (Administrative Approval Bureau)"
+MEDICAL_NAME_EN = "Clean Medical supervision (Health Commission, Medical Insurance Bureau)"
 
 
 def _cells(html: str, queue: str) -> list[str]:
@@ -47,11 +49,11 @@ async def test_statistics_page_shows_the_loop_table_and_weekly_charts(console: C
     assert page.status_code == 200, page.text[:500]
     html = page.text
     assert _cells(html, "clean_hall") == [
-        HALL_NAME, "5", "50% 2/4", "67% 2/3", "4.0 小时 h / 39.2 小时 h", "5.9 天 d / 8.4 天 d", "1", "33% 1/3",
-        "67% 2/3", "4 / 1 / 4 +1", "0.70 n=2", "0.70 / 0.60 / 0.70 / 1.00"]
+        f"{HALL_NAME} {HALL_NAME_EN}", "5", "50% 2/4", "67% 2/3", "4.0 小时 h / 39.2 小时 h", "5.9 天 d / 8.4 天 d",
+        "1", "33% 1/3", "67% 2/3", "4 / 1 / 4 +1", "0.70 n=2", "0.70 / 0.60 / 0.70 / 1.00"]
     assert _cells(html, "clean_medical") == [
-        MEDICAL_NAME, "1", "100% 1/1", "0% 0/1", "10.0 小时 h / 10.0 小时 h", "— / —", "0", "— 0/0", "— 0/0",
-        "0 / 0 / 0 +2", "0.40 n=1", "0.30 / 0.20 / 0.50 / 0.50"]
+        f"{MEDICAL_NAME} {MEDICAL_NAME_EN}", "1", "100% 1/1", "0% 0/1", "10.0 小时 h / 10.0 小时 h", "— / —", "0",
+        "— 0/0", "— 0/0", "0 / 0 / 0 +2", "0.40 n=1", "0.30 / 0.20 / 0.50 / 0.50"]
     assert _cells(html, "*") == [
         "合计 Total", "6", "60% 3/5", "50% 2/4", "7.0 小时 h / 36.6 小时 h", "5.9 天 d / 8.4 天 d", "1", "33% 1/3",
         "67% 2/3", "4 / 1 / 4 +3", "0.60 n=3", "0.57 / 0.47 / 0.63 / 0.75"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from console.rendering import Names, done_message, filesize, highlight, overdue_flags, percent
+from console import texts
+from console.rendering import Names, deadline, done_message, filesize, highlight, overdue_flags, percent
 from handlers.city import load_city_config
 from storage.models import Case, CaseStatus
 
@@ -58,6 +59,16 @@ def test_overdue_flags_name_each_missed_deadline() -> None:
     assert overdue_flags(late, NOW) == [("受理超期", "accept overdue"), ("办结超期", "resolve overdue")]
     assert overdue_flags(accepted, NOW) == []
     assert overdue_flags(closed, NOW) == []
+
+
+def test_a_deadline_says_the_time_left_or_overdue_in_each_language_from_the_locale_texts() -> None:
+    city = load_city_config(None)
+    left = deadline(Case(status=CaseStatus.ACCEPTED, resolve_due_at=NOW + timedelta(days=12, hours=3, minutes=5)),
+                    NOW, city)
+    late = deadline(Case(status=CaseStatus.ROUTED, accept_due_at=NOW - timedelta(hours=5, minutes=7)), NOW, city)
+    assert left is not None and left.text == ("剩 12 天 3 小时", "12 d 3 h left")
+    assert late is not None and late.text == ("超期 5 小时 7 分", "5 h 7 min overdue")
+    assert texts.get("en", "due.left", span="1 d 2 h") == "1 d 2 h left"  # the words are the locale's
 
 
 def test_the_notice_after_an_action_is_known_or_nothing() -> None:

@@ -12,10 +12,12 @@ import pytest
 from console import texts
 from console.operations import OperationError
 from console.training import STAGES
+from nlp.errors import REFUSALS as MODEL_REFUSALS
 from storage.actions import REFUSALS, ActionError
 from storage.models import CaseStatus, StaffRole, TraceKind
 
 CONSOLE = Path(texts.__file__).resolve().parent
+CJK = re.compile(r"[\u3400-\u9fff]")
 LITERAL_KEY = re.compile(r'texts\.(?:pair|joined|get|has)\(\s*(?:"(?:zh|en)",\s*|locale,\s*)?"([a-z_]+\.[a-z_.]+)"')
 DONE_CODES = tuple(re.compile(pattern) for pattern in (
     r"[?&]done=(\w+)", r'done: str = "(\w+)"', r"'done': '(\w+)'", r'_case_url\(case_number, "(\w+)"',
@@ -107,6 +109,14 @@ def test_every_reason_the_console_refuses_with_is_said_in_both_languages() -> No
 def test_the_english_of_a_storage_refusal_is_its_message_as_the_api_answers_it() -> None:
     english = texts.load_locale(texts.LOCALES_DIR / "en.toml")
     assert {code: english[f"refusal.{code}"] for code in REFUSALS} == REFUSALS
+
+
+def test_each_refusal_of_the_model_registry_is_said_in_both_languages_and_its_english_is_its_message() -> None:
+    chinese = texts.load_locale(texts.LOCALES_DIR / "zh.toml")
+    english = texts.load_locale(texts.LOCALES_DIR / "en.toml")
+    assert {code: english[f"refusal.{code}"] for code in MODEL_REFUSALS} == MODEL_REFUSALS
+    assert all(CJK.search(chinese[f"refusal.{code}"]) for code in MODEL_REFUSALS)
+    assert not set(MODEL_REFUSALS) & set(REFUSALS)
 
 
 def test_a_refusal_is_said_with_its_values_in_each_language() -> None:

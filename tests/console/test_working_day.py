@@ -161,6 +161,10 @@ async def test_deadlines_count_down_in_colour(console: ConsoleHarness) -> None:
         shown = re.search(r'<time class="due due-over"[^>]*>(超期 \d+ 天 \d+ 小时)'
                           r'<span class="en">(\d+ d \d+ h overdue)', ticket)
         assert shown, ticket[:2000]
+        # the countdown counts on in the words of the locale texts, which the page hands it
+        words = re.search(r'<meta name="countdown-texts"([^>]*)>', ticket)
+        assert words is not None and 'data-zh-days="{days} 天 {hours} 小时"' in words.group(1)
+        assert 'data-en-overdue="{span} overdue"' in words.group(1)
         assert (await client.get("/console/static/countdown.js")).status_code == 200
 
 

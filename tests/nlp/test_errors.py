@@ -45,3 +45,13 @@ def test_an_encrypted_model_read_without_the_key_ring_is_not_an_integrity_fault_
             raise ModelKeysRequiredError("model v1 is encrypted: it is read with the service's key ring")
         except ModelIntegrityError:
             pytest.fail("a missing key ring was taken for a damaged model")
+
+
+def test_a_refusal_of_the_registry_carries_its_code_and_values_for_a_reader_in_another_language() -> None:
+    refused = RegistryError.of("model_gate_below", version="v2", candidate_f1="0.8000", current="v1",
+                               current_f1="0.9000")
+    assert (refused.code, refused.values) == ("model_gate_below", {
+        "version": "v2", "candidate_f1": "0.8000", "current": "v1", "current_f1": "0.9000"})
+    assert str(refused) == ("model v2 has macro-F1 0.8000 on the evaluation split, more than 1 point below the "
+                            "promoted v1 (0.9000)")
+    assert (NlpError("a damaged file").code, NlpError("a damaged file").values) == ("", {})

@@ -27,3 +27,25 @@ async def test_audit_log_page_filters_by_user_and_case(console: ConsoleHarness) 
         accept_zh, accept_en = console_text("zh", "audit.case.accept"), console_text("en", "audit.case.accept")
         assert accept_zh in by_case and accept_en in by_case
         assert "案件 · cases (case.*)" in by_case and "模型 · models (model.*)" in by_case
+
+
+async def test_the_details_of_an_entry_are_named_in_both_languages_not_by_their_codes(console: ConsoleHarness) -> None:
+    await console.user("boss", StaffRole.ADMIN)
+    number = await console.case("clean_hall")
+    async with console.client() as client:
+        csrf = await console.login(client, "boss")
+        assert (await client.get("/console/export.csv", params={"queue": "clean_hall"})).status_code == 200
+        await client.post(f"/console/case/{number}/note", data={"csrf": csrf, "body": "备注"})
+        page = (await client.get("/console/audit")).text
+    export = page[page.index("case.export</code>"):]
+    export = export[:export.index("</tr>")]
+    assert ('<span class="bi">格式：csv · 数量：1 · 含身份信息：否 · 筛选条件：队列=清廉大厅监督组'
+            '<span class="en">format: csv · count: 1 · with identities: no · filter: queue=Clean Hall supervision'
+            '</span></span>') in export
+    async with console.client() as client:
+        await console.login(client, "boss")
+        assert (await client.get("/console/export.csv", params={"from": "2026-01-01"})).status_code == 200
+        page = (await client.get("/console/audit")).text
+    assert "筛选条件：收到日期自=2026-01-01" in page and "filter: received from=2026-01-01" in page
+    [note] = await console.audit("case.note")
+    assert f"备注编号：{note.detail['note_id']}" in page and f"note: {note.detail['note_id']}" in page

@@ -233,3 +233,43 @@ async def test_the_export_link_of_every_list_page_exports_the_cases_the_list_sho
         if exported != shown:
             differences[page] = (shown, exported)
     assert differences == {}
+
+
+ENGLISH_LINKS = re.compile(r'<a href="(/console/export\.(?:csv|xlsx)\?[^"]*)" hreflang="en"[^>]*>')
+
+
+async def test_the_list_offers_the_export_in_english_with_english_headers_and_values(office: Office) -> None:
+    wang = await office.browser("wang", StaffRole.SUPERVISOR)
+    hall = await office.case("clean_hall", "1")
+    await office.case("petitions", "2", label="bribery_gifts")
+
+    listing = await wang.get("/console/cases", params={"queue": "clean_hall"})
+    links = [html.unescape(link) for link in ENGLISH_LINKS.findall(listing.text)]
+    assert links == ["/console/export.csv?queue=clean_hall&lang=en", "/console/export.xlsx?queue=clean_hall&lang=en"]
+    header, row = _rows(await wang.get(links[0]))
+    values = dict(zip(header, row, strict=True))
+    assert (values["case number"], values["queue"], values["status"], values["overdue"], values["real name"]) == (
+        hall, "Clean Hall supervision (Administrative Approval Bureau)", "Routed", "no", "no")
+    workbook = load_workbook(io.BytesIO((await wang.get(links[1])).content))["cases"]
+    assert [cell.value for cell in next(workbook.iter_rows())][:3] == ["case number", "received (Asia/Shanghai)",
+                                                                       "queue"]
+    chinese = _rows(await wang.get("/console/export.csv", params={"queue": "clean_hall"}))
+    assert chinese[0][0] == "编号 case number" and "清廉大厅监督组（市行政审批服务局）" in chinese[1]
+    refused = await wang.get("/console/export.csv", params={"lang": "fr"})
+    assert refused.status_code == 422
+
+
+async def test_the_identity_export_comes_in_english_too_after_the_same_reason_form(office: Office) -> None:
+    wang, csrf = await office.login("wang", StaffRole.SUPERVISOR)
+    await office.case(anonymous=False, reporter_name="张三", reporter_phone="13800000000")
+    listing = await wang.get("/console/cases", params={"queue": "clean_hall"})
+    link = re.search(r'<a href="(/console/export\.xlsx\?[^"]*identity=1[^"]*lang=en)"', listing.text)
+    assert link is not None
+    asked = await wang.get(html.unescape(link.group(1)))
+    form = REASON_FORM.search(asked.text)
+    assert asked.status_code == 200 and form is not None and "lang=en" in html.unescape(form.group(1))
+    sent = await wang.post(html.unescape(form.group(1)), data={"csrf": csrf, "reason": "季度回访核实"})
+    sheet = load_workbook(io.BytesIO(sent.content))["cases"]
+    header, row = ([cell.value for cell in cells] for cells in sheet.iter_rows())
+    assert header[-2:] == ["reporter's name", "reporter's phone"] and row[-2:] == ["张三", "13800000000"]
+    assert dict(zip(header, row, strict=True))["real name"] == "yes"

@@ -26,6 +26,12 @@ async def test_models_page_for_admins(console: ConsoleHarness) -> None:
         refused = await client.post("/console/models/promote", data={"csrf": csrf, "version": "nope"})
         assert refused.status_code == 409
         assert (await client.post("/console/models/rollback", data={"csrf": csrf})).status_code == 409
+        # the registry's refusals are said in Chinese with the English beside it, not passed through in English
+        assert "没有版本为 nope 的模型" in refused.text and "no model &#39;nope&#39;" in refused.text
+        confirmed = await client.post("/console/models/rollback", data={"csrf": csrf, "confirm": "1"})
+        assert confirmed.status_code == 409
+        assert "没有更早启用过的模型可以回滚" in confirmed.text and "no earlier promoted model" in confirmed.text
+        assert "模型操作未能执行" not in refused.text + confirmed.text
 
 
 async def test_training_with_nothing_new_to_learn_is_refused_with_the_version_it_would_copy(
@@ -128,6 +134,8 @@ async def test_each_version_shows_its_calibration_and_triage_threshold_from_its_
     assert f'<dd class="triage-share">{_share(metrics["threshold_triage_share"])}</dd>' in current
     assert f'<dd class="auto-accuracy">{_share(metrics["threshold_precision"])}</dd>' in current
     assert metrics["threshold_rule"] in current
+    assert ('<span class="bi">最低的阈值 t（步长 0.01）：t 及以上的报告至少 97% 分类正确，且 t 以下的报告不超过 20%'
+            f'<span class="en">{metrics["threshold_rule"]}</span></span>') in current
     languages = {name: (int(n), accuracy) for name, n, accuracy in LANGUAGE.findall(current)}
     assert languages["English"] == (metrics["accuracy_by_language"]["en"]["n"],
                                     f'{metrics["accuracy_by_language"]["en"]["accuracy"]:.3f}')
@@ -157,6 +165,11 @@ async def test_the_comparison_scores_calibration_and_threshold_of_both_versions(
     triage = re.search(r'<th><span class="bi">送人工分拣<span class="en">Sent to triage</span></span></th>'
                        r'<td class="num">([^<]+)</td><td class="num">([^<]+)</td>', comparison)
     assert triage is not None and triage.group(2) == _share(promoted.metrics["threshold_triage_share"])
+    # each label's row names the label in both languages, as the language rows do
+    label_rows = re.findall(r'<tr><td[^>]*>(.*?) <span class="dim">n=\d+</span></td>', comparison)
+    named = [" ".join(re.sub(r"<[^>]+>", " ", cell).split()) for cell in label_rows]
+    assert [name for name in named if name.startswith(tuple(zh for zh, _ in LABELS.values()))] == [
+        f"{zh} {en}" for zh, en in LABELS.values()]
 
 
 async def test_the_confirmation_says_when_the_gate_refuses_and_rollback_is_offered_only_with_a_target(
@@ -172,9 +185,16 @@ async def test_the_confirmation_says_when_the_gate_refuses_and_rollback_is_offer
         assert "回滚到上一个启用的版本" not in page
         asked = (await client.post("/console/models/promote", data={"csrf": csrf, "version": weaker})).text
         assert "质量门槛不允许启用此版本" in asked and f"more than 1 point below the promoted {default}" in asked
+        gate_zh = rf"模型 {weaker} 在评估集上的 Macro-F1 为 [\d.]+，比当前启用的 {default}（[\d.]+）低 1 个百分点以上"
+        assert re.search(gate_zh, asked)
+        refused = await client.post("/console/models/promote", data={"csrf": csrf, "version": weaker, "confirm": "1"})
+        assert refused.status_code == 409
+        assert f"比当前启用的 {default}" in refused.text and f"below the promoted {default}" in refused.text
         assert "仍然强制启用" in asked and '<input type="hidden" name="force" value="1">' in asked
         forced = await client.post("/console/models/promote", data={"csrf": csrf, "version": weaker, "force": "1",
                                                                     "confirm": "1"})
         assert location(forced) == "/console/models?done=promoted"
         assert console.context.classifier.version == weaker
-        assert "回滚到上一个启用的版本" in (await client.get("/console/models")).text
+        after = (await client.get("/console/models")).text
+        assert "回滚到上一个启用的版本" in after
+        assert '<span class="tag warn"><span class="bi">强制<span class="en">forced</span></span></span>' in after

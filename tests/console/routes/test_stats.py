@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from html import unescape
 
 from storage.models import StaffRole, utcnow
 from tests.console.conftest import ConsoleHarness
@@ -21,3 +23,20 @@ async def test_statistics_page_and_csv(console: ConsoleHarness) -> None:
         assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
         assert "label,medical" in csv.text
         assert (await client.get("/console/stats?start=2026-02-01&end=2026-01-01")).status_code == 422
+
+
+async def test_statistics_page_names_each_queue_and_bar_in_english_too(console: ConsoleHarness) -> None:
+    await console.user("sup", StaffRole.SUPERVISOR)
+    await console.case("clean_medical", label="medical", overdue=True)
+    async with console.client() as client:
+        await console.login(client, "sup")
+        today = utcnow().date()
+        page = await client.get(f"/console/stats?start={today - timedelta(days=3)}&end={today + timedelta(days=1)}")
+    html = unescape(page.text)
+    overdue_row = re.search(r'<a href="/console/queue/clean_medical\?overdue=1">(.*?)</a>', html, re.S)
+    assert overdue_row is not None
+    assert " ".join(re.sub(r"<[^>]+>", " ", overdue_row.group(1)).split()) == (
+        "医疗医保监督组（市卫健委、市医保局） Clean Medical supervision (Health Commission, Medical Insurance Bureau)")
+    bars = re.findall(r"<g><title>(.*?)</title>", html)
+    assert "医疗医保 Hospitals and medical insurance: 1" in bars
+    assert "芙蓉区 Furong: 1" in bars

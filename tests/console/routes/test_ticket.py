@@ -299,7 +299,8 @@ async def test_a_close_runner_up_is_shown_with_the_phrases_that_decided_against_
 
     shown = RUNNER_UP.search(page)
     assert shown is not None
-    assert re.findall(r"<b[^>]*>([^<]+)</b>", shown.group(1)) == [LABELS[tag.runner_up][0]]
+    assert re.findall(r'<b><span class="bi">([^<]+)<span class="en">([^<]+)</span></span></b>', shown.group(1)) == [
+        LABELS[tag.runner_up]]
     assert "not chosen because" in shown.group(1)
     assert re.findall(r"<mark>([^<]+)</mark>", shown.group(1)) == tag.contrast_terms
     assert LABELS[tag.label][0] in page and "runner-up" not in plain and "not chosen because" not in plain
@@ -455,6 +456,9 @@ async def test_the_ticket_reads_as_words_the_ratings_comment_an_extensions_state
     for raw in ("note_id", "trace_event_id", "slow_service", "bribery_gifts", "status:"):
         assert raw not in activity, raw
     assert "改为：吃拿卡要与违规收送" in activity
+    # and in English beside it, with the names of the English console
+    assert "label corrected from Poor counter service to Bribes, gifts and banquets" in activity
+    assert "from: Clean Hall supervision · to: Letters and Visits office" in activity
 
 
 async def test_text_with_nothing_visible_is_refused_on_the_ticket(console: ConsoleHarness) -> None:

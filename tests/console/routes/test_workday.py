@@ -30,7 +30,7 @@ NOT_SUPERVISOR = "only supervisors and administrators may do this"
 TABLE_ROW = re.compile(r"<tr[^>]*>(.*?)</tr>", re.S)
 CELL = re.compile(r"<td[^>]*>(.*?)</td>", re.S)
 TAGS = re.compile(r"<[^>]+>")
-ENGLISH = re.compile(r'<span class="en">[^<]*</span>')
+ENGLISH = re.compile(r'<span class="en(?: sub)?">[^<]*</span>')
 
 
 class Day(Office):
