@@ -63,6 +63,15 @@ def _configure_logging(level: str) -> None:
     # Alembic's INFO lines (plugins set up, "Context impl …") would come before the one line that says why the
     # database cannot be opened; its warnings and errors still show, its INFO with QINGLIAN_LOG_LEVEL=DEBUG.
     logging.getLogger("alembic").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+    # Libraries whose DEBUG lines dump what they carry stay at INFO even with QINGLIAN_LOG_LEVEL=DEBUG:
+    # python-telegram-bot logs the bot token (in the Bot API address), every update and every message sent (the
+    # residents' chat ids and words, the receipt codes); aiosqlite every statement with its parameters (staff
+    # sessions' tokens, password hashes); httpcore the connections to the channels.
+    for carrier in CONTENT_CARRYING_LOGGERS:
+        logging.getLogger(carrier).setLevel(max(logging.INFO, logging.getLevelName(level)))
+
+
+CONTENT_CARRYING_LOGGERS = ("telegram", "aiosqlite", "httpcore")
 
 
 @app.command()
