@@ -134,7 +134,8 @@ async def erase_old_contacts(session: AsyncSession, closed_before: datetime, lim
     """Retention: forget how to reach reporters of cases closed long ago. The case, its trace and the
     receipt code stay; the name, phone, channel address and its pseudonym go, also from the case's
     delivered messages, and so do the consents to notices about the case (and the reporter's other consents
-    when neither a conversation nor another case of theirs is left). Returns how many cases were erased.
+    when neither a conversation nor another case of theirs is left), the keyed hash of the address its evidence
+    came from, and the case in the reporter's conversation. Returns how many cases were erased.
 
     A batch is a few statements on the cases' ids (an UPDATE, the audit entries in one INSERT, the messages'
     UPDATE, the consents' DELETEs): the cases are not loaded, so nothing is decrypted, and the write
@@ -152,6 +153,10 @@ async def erase_old_contacts(session: AsyncSession, closed_before: datetime, lim
                           .values(reporter_name=None, reporter_phone=None, reporter_ref=ERASED, reporter_key=ERASED)
                           .execution_options(synchronize_session=False))
     await audit.record_many(session, None, "retention.erase_contact", ids)
+    # the keyed hash of the address the evidence came from (kept on files filed before it was dropped at filing)
+    await session.execute(update(Attachment).where(Attachment.case_id.in_(ids), Attachment.client_key.is_not(None))
+                          .values(client_key=None).execution_options(synchronize_session=False))
+    await _forget_case_in_conversations(session, ids)
     await session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.case_id.in_(ids), OutboxMessage.status != OutboxStatus.PENDING)
@@ -162,6 +167,26 @@ async def erase_old_contacts(session: AsyncSession, closed_before: datetime, lim
                           .execution_options(synchronize_session=False))
     await _forget_consents(session, {(row.channel, row.reporter_key) for row in rows})
     return len(ids)
+
+
+CASE_STATES = ("case_menu", "follow_up", "rating", "rating_comment", "appeal")
+"""The states of a conversation that act on the case it opened (`context["case_id"]`)."""
+
+
+async def _forget_case_in_conversations(session: AsyncSession, case_ids: Sequence[int]) -> None:
+    """The reporters' conversations that still point at these cases (a case opened with its code, a rating asked
+    for) forget them: the conversation holds the resident's chat id, and would tie it to the case."""
+    query = (select(Conversation)
+             .where(Conversation.context["case_id"].as_integer().in_(list(case_ids)))
+             .with_for_update(skip_locked=True))
+    for conversation in (await session.execute(query)).scalars():
+        context = {key: value for key, value in (conversation.context or {}).items()
+                   if key not in ("case_id", "case_until", "pending_rating")}
+        if conversation.state in CASE_STATES:
+            conversation.state = "idle"
+            context.pop("choices", None)
+        conversation.context = context
+    await session.flush()
 
 
 async def hold_lease(session: AsyncSession, name: str, *, held_at: datetime | None,
