@@ -20,12 +20,24 @@ AUDIT_IP = "audit_ip"
 entry of the transaction that does not name one."""
 
 
+AUDIT_VIA = "audit_via"
+"""Key of `AsyncSession.info` under which a command puts who ran it ("command line (<account>)"): `record` writes
+it as `detail["via"]` into every entry of the transaction that does not say otherwise."""
+
+
+def _with_via(session: AsyncSession, detail: dict[str, Any] | None) -> dict[str, Any]:
+    via = session.info.get(AUDIT_VIA)
+    if via is None or (detail and "via" in detail):
+        return detail or {}
+    return {**(detail or {}), "via": via}
+
+
 async def record(session: AsyncSession, actor: StaffUser | None, action: str, *, case: Case | None = None,
                  detail: dict[str, Any] | None = None, ip: str | None = None) -> AuditEntry:
     if ip is None:
         ip = session.info.get(AUDIT_IP)
     entry = AuditEntry(actor_id=actor.id if actor else None, action=action, case_id=case.id if case else None,
-                       detail=detail or {}, ip=ip)
+                       detail=_with_via(session, detail), ip=ip)
     session.add(entry)
     await session.flush()
     return entry
@@ -39,8 +51,9 @@ async def record_many(session: AsyncSession, actor: StaffUser | None, action: st
         return
     if ip is None:
         ip = session.info.get(AUDIT_IP)
+    detail = _with_via(session, detail)
     await session.execute(insert(cast(Table, AuditEntry.__table__)), [
-        {"actor_id": actor.id if actor else None, "action": action, "case_id": case_id, "detail": detail or {},
+        {"actor_id": actor.id if actor else None, "action": action, "case_id": case_id, "detail": detail,
          "ip": ip} for case_id in case_ids])
 
 
