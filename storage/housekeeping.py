@@ -27,7 +27,9 @@ from storage.models import (
     StatusGuess,
     utcnow,
 )
+from storage.outbox import STAFF_NOTICES
 
+CONTACT_ERASED = "not delivered: the reporter's contact was erased (retention)"
 IDLE_STATES = ("idle", "status_code", "case_menu", "follow_up", "rating", "language")
 
 
@@ -135,7 +137,8 @@ async def erase_old_contacts(session: AsyncSession, closed_before: datetime, lim
     receipt code stay; the name, phone, channel address and its pseudonym go, also from the case's
     delivered messages, and so do the consents to notices about the case (and the reporter's other consents
     when neither a conversation nor another case of theirs is left), the keyed hash of the address its evidence
-    came from, and the case in the reporter's conversation. Returns how many cases were erased.
+    came from, the case in the reporter's conversation, and the notices to the reporter still waiting to be taken
+    (given up). Returns how many cases were erased.
 
     A batch is a few statements on the cases' ids (an UPDATE, the audit entries in one INSERT, the messages'
     UPDATE, the consents' DELETEs): the cases are not loaded, so nothing is decrypted, and the write
@@ -161,6 +164,15 @@ async def erase_old_contacts(session: AsyncSession, closed_before: datetime, lim
         update(OutboxMessage)
         .where(OutboxMessage.case_id.in_(ids), OutboxMessage.status != OutboxStatus.PENDING)
         .values(recipient=ERASED)
+    )
+    # the notices to the reporter still waiting to be taken (a web chat's wait until the browser asks for them,
+    # however long): nobody may be reached now; given up, they are pruned as the channels' failures are
+    await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.case_id.in_(ids), OutboxMessage.status == OutboxStatus.PENDING,
+               OutboxMessage.conversation_id.is_(None), OutboxMessage.kind.not_in(sorted(STAFF_NOTICES)))
+        .values(recipient=ERASED, status=OutboxStatus.FAILED, last_error=CONTACT_ERASED)
+        .execution_options(synchronize_session=False)
     )
     # the consents to notices about these cases, and those of reporters nothing else can reach now
     await session.execute(delete(NoticeConsent).where(NoticeConsent.case_id.in_(ids))

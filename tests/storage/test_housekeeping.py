@@ -7,9 +7,18 @@ from typing import Any
 
 from sqlalchemy import select, text, update
 
-from storage import actions, housekeeping, loop, notices
+from storage import actions, housekeeping, loop, notices, outbox, staff_actions
 from storage.crypto import session_keyring
-from storage.models import Attachment, Case, CaseStatus, Conversation, NoticeConsent, utcnow
+from storage.models import (
+    Attachment,
+    Case,
+    CaseStatus,
+    Conversation,
+    NoticeConsent,
+    OutboxMessage,
+    StaffRole,
+    utcnow,
+)
 from tests.factories import file_case
 
 
@@ -117,3 +126,24 @@ async def test_erasing_an_old_cases_contact_leaves_nothing_that_ties_the_reporte
         assert (await session.execute(select(Attachment.case_id, Attachment.client_key))).all() == [(case.id, None)]
         chat = (await session.execute(select(Conversation))).scalar_one()
         assert (chat.state, chat.context.get("case_id"), chat.context.get("case_until")) == ("idle", None, None)
+
+
+async def test_an_answer_a_web_reporter_never_came_back_for_is_not_kept_for_them_past_the_erasure(
+        sessionmaker: Any) -> None:
+    """A web-chat message waits (pending) until the browser asks for it; one whose reporter never came back kept
+    the browser's address and the answer tied to the case after the erasure, and was still handed to that browser
+    when it came back years later."""
+    async with sessionmaker.begin() as session:
+        staff = await staff_actions.create_staff(session, username="li", display_name="李", role=StaffRole.ADMIN,
+                                                 password_hash="x")
+        case, _ = await file_case(session, channel="web", reporter_ref="browser-7")
+        await staff_actions.answer_reporter(session, case, "经核查，情况属实，已处理。", actor=staff)
+        await session.execute(update(Case).values(status=CaseStatus.CLOSED, closed_at=utcnow() - timedelta(days=2)))
+    async with sessionmaker.begin() as session:
+        assert await housekeeping.erase_old_contacts(session, utcnow() - timedelta(days=1)) == 1
+    async with sessionmaker.begin() as session:
+        assert await outbox.take_web_messages(session, "browser-7") == []
+    async with sessionmaker() as session:
+        rows = (await session.execute(select(OutboxMessage.recipient, OutboxMessage.status)
+                                      .where(OutboxMessage.case_id == case.id))).all()
+        assert [tuple(row) for row in rows] == [(actions.ERASED, "failed")]
