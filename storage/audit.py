@@ -23,13 +23,18 @@ entry of the transaction that does not name one."""
 AUDIT_VIA = "audit_via"
 """Key of `AsyncSession.info` under which a command puts who ran it ("command line (<account>)"): `record` writes
 it as `detail["via"]` into every entry of the transaction that does not say otherwise."""
+AUDIT_API_TOKEN = "audit_api_token"
+"""Key of `AsyncSession.info` under which the API puts the token a request came with ("<name> (#<id>)"): `record`
+writes it as `detail["api_token"]` into every entry of the transaction."""
+_SESSION_DETAIL = ((AUDIT_VIA, "via"), (AUDIT_API_TOKEN, "api_token"))
 
 
 def _with_via(session: AsyncSession, detail: dict[str, Any] | None) -> dict[str, Any]:
-    via = session.info.get(AUDIT_VIA)
-    if via is None or (detail and "via" in detail):
-        return detail or {}
-    return {**(detail or {}), "via": via}
+    """`detail` with what the edge put on the session (who ran a command, the API token), where it says nothing of
+    its own under that name."""
+    extra = {name: session.info[key] for key, name in _SESSION_DETAIL
+             if session.info.get(key) is not None and name not in (detail or {})}
+    return {**(detail or {}), **extra} if extra else detail or {}
 
 
 async def record(session: AsyncSession, actor: StaffUser | None, action: str, *, case: Case | None = None,

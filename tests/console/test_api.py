@@ -267,6 +267,24 @@ async def test_reading_a_cases_internal_notes_is_audited_as_a_view(service: Serv
     assert (entry["action"], entry["actor"], entry["ip"]) == ("case.view", "sun", "203.0.113.7")
 
 
+async def test_the_audit_log_says_which_api_token_acted(service: Service) -> None:
+    """Seen as an auditor: an identity revealed through an API token read in the audit log exactly like one revealed
+    by its owner in the console; a leaked integration token could not be told from the person."""
+    supervisor = await service.staff("qian", StaffRole.SUPERVISOR)
+    async with service.database.read_sessionmaker() as session:
+        [token] = await staff_actions.list_api_tokens(session, supervisor.user_id)
+    number = await service.case(queue="clean_hall", anonymous=False)
+    url = f"/api/v1/cases/{number}"
+    assert (await service.client.get(url, headers=supervisor.headers)).status_code == 200
+    revealed = await service.client.post(f"{url}/reveal-identity", json={"reason": "核实举报线索"},
+                                         headers=supervisor.headers)
+    assert revealed.status_code == 200, revealed.text
+    admin = await service.admin()
+    items = (await service.client.get("/api/v1/audit", params={"case": number}, headers=admin.headers)).json()["items"]
+    assert [(item["action"], item["actor"], item["detail"].get("api_token")) for item in reversed(items)] == [
+        ("case.view", "qian", f"tests (#{token.id})"), ("case.reveal_identity", "qian", f"tests (#{token.id})")]
+
+
 async def test_every_action_writes_its_trace_and_audit(service: Service) -> None:
     supervisor = await service.staff("wang", StaffRole.SUPERVISOR)
     colleague = await service.staff("zhao", queues=("work_style",))
