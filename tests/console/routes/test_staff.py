@@ -56,7 +56,7 @@ async def test_admin_manages_staff_through_the_pages(console: ConsoleHarness) ->
                        "staff.totp_required", "api_token.create", "api_token.revoke", "staff.reset_password",
                        "staff.disable"]
     # whose token was revoked, and which: names are the owner's choice and repeat across accounts
-    [created] = await console.audit("api_token.create")
-    [revoked] = await console.audit("api_token.revoke")
-    assert created.detail == {"user": "li.si", "name": "ticket system", "token_id": token.id}
-    assert revoked.detail == {"user": "li.si", "name": "ticket system", "token_id": token.id}
+    [created_entry] = await console.audit("api_token.create")
+    [revoked_entry] = await console.audit("api_token.revoke")
+    assert created_entry.detail == {"user": "li.si", "name": "ticket system", "token_id": token.id}
+    assert revoked_entry.detail == {"user": "li.si", "name": "ticket system", "token_id": token.id}
