@@ -75,6 +75,11 @@ async def test_cases_export_as_csv_without_formulas_and_identity_only_when_asked
     assert [(e.case_id, e.detail["reason"], e.detail["via"]) for e in await console.audit("case.reveal_identity")] == [
         ((await console.get_case(hostile)).id, "核实举报线索", "export")]
     assert other  # filed in another queue, left out
+    # every case the files held, on its own record: who took its report out of the console, in which export
+    exported = [(e.case_id, e.detail["export_id"]) for e in await console.audit("case.in_export")]
+    ids = sorted([(await console.get_case(number)).id for number in (hostile, plain)])
+    assert sorted(exported) == sorted((case_id, export.id) for export in exports for case_id in ids)
+    assert (await console.get_case(other)).id not in {case_id for case_id, _ in exported}
 
 
 async def test_cases_export_as_xlsx_with_text_cells(console: ConsoleHarness) -> None:
