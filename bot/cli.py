@@ -63,6 +63,15 @@ def _configure_logging(level: str) -> None:
     # Alembic's INFO lines (plugins set up, "Context impl …") would come before the one line that says why the
     # database cannot be opened; its warnings and errors still show, its INFO with QINGLIAN_LOG_LEVEL=DEBUG.
     logging.getLogger("alembic").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+    # Libraries whose DEBUG lines dump what they carry stay at INFO even with QINGLIAN_LOG_LEVEL=DEBUG:
+    # python-telegram-bot logs the bot token (in the Bot API address), every update and every message sent (the
+    # residents' chat ids and words, the receipt codes); aiosqlite every statement with its parameters (staff
+    # sessions' tokens, password hashes); httpcore the connections to the channels.
+    for carrier in CONTENT_CARRYING_LOGGERS:
+        logging.getLogger(carrier).setLevel(max(logging.INFO, logging.getLevelName(level)))
+
+
+CONTENT_CARRYING_LOGGERS = ("telegram", "aiosqlite", "httpcore")
 
 
 @app.command()
@@ -197,6 +206,8 @@ def db_backup(file: Annotated[str, typer.Argument(help="The archive to write (.t
         typer.echo(f"qinglian: {file} exists already; choose another name (e.g. with the date) or add --force",
                    err=True)
         raise typer.Exit(2)
+    # audited first, so that the backup holds its own entry: restored, the log still says who took it, and where
+    audit_command("db.backup", {"file": str(Path(file).resolve())})
     try:
         summary = create_backup(settings.resolved_database_url, settings.data_dir, Path(file))
     except BackupError as problem:
@@ -232,6 +243,9 @@ def db_restore(
     except BackupError as problem:
         typer.echo(f"qinglian: {problem}", err=True)
         raise typer.Exit(2) from None
+    audit_command("db.restore", {"file": str(Path(file).resolve()), "revision": summary.revision,
+                                 "rows": sum(summary.row_counts.values()), "files": summary.file_count,
+                                 "replaced": force})
     typer.echo(f"restored {file} into {_safe_url(settings)} (schema {summary.revision}):")
     for table_name, count in summary.row_counts.items():
         typer.echo(f"  {table_name}: {count} rows")
@@ -377,6 +391,8 @@ def keys_rotate(
             raise typer.Exit(1) from None
     file_count = changed.pop("evidence files", 0)
     model_count = changed.pop("model files", 0)
+    audit_command("keys.rotate", {"key": target.key_id, "rows": sum(changed.values()), "evidence_files": file_count,
+                                  "model_files": model_count})
     console.print(f"{sum(changed.values())} rows and {file_count} evidence files re-encrypted under key "
                   f"{target.key_id}", highlight=False)
     console.print(f"{model_count} classifier model files re-encrypted", highlight=False)

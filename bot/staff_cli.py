@@ -17,6 +17,7 @@ from bot.cli_errors import DATABASE_UNAVAILABLE, cannot_open_database
 from bot.config import ConfigError, Settings, load_settings
 from console.auth import hash_password
 from handlers.texts import fill
+from nlp.cli import operator_name
 from storage import audit, staff_actions
 from storage.actions import ActionError
 from storage.db import Database, masked_url
@@ -71,6 +72,7 @@ def _run(work: Callable[[AsyncSession], Awaitable[T]], *, writes: bool = True, u
         try:
             if writes:
                 async with database.sessionmaker.begin() as session:
+                    session.info[audit.AUDIT_VIA] = operator_name()  # who ran the command, in what it audits
                     return await work(session)
             async with database.read_sessionmaker() as session:
                 return await work(session)

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from console import texts
 from console.auth import Principal, WeakPassword, hash_password
 from console.exports import neutralised
 from console.operations import OperationError, require_admin
@@ -170,11 +171,13 @@ async def audit_export(principal: Principal, *, ip: str | None, described: dict[
     zone = ZoneInfo(principal.context.city.timezone)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow([f"时间 time ({zone.key})", "用户 user", "操作 action", "案件 case", "详情 detail", "地址 address"])
+    writer.writerow([f"时间 time ({zone.key})", "用户 user", "操作 action", "案件 case", "详情 detail", "地址 address",
+                     "操作名称 action name"])
     for entry, username, number in rows:
         writer.writerow([neutralised(value) for value in (
             entry.created_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"), username or "", entry.action,
-            number or "", json.dumps(entry.detail or {}, ensure_ascii=False, sort_keys=True), entry.ip or "")])
+            number or "", json.dumps(entry.detail or {}, ensure_ascii=False, sort_keys=True), entry.ip or "",
+            " ".join(texts.pair_or(f"audit.{entry.action}", entry.action)))])
     async with principal.write() as session:
         await audit.record(session, principal.user, "audit.export", ip=ip,
                                   detail={"count": len(rows), "filter": described})

@@ -279,8 +279,9 @@ async def add_note(principal: CurrentUser, case_number: CaseNumber, body: NoteIn
 
 @router.get("/cases/{case_number}/notes", response_model=list[NoteOut], summary="Internal notes of a case",
             responses=refusals(401, 404))
-async def notes(principal: CurrentUser, case_number: CaseNumber) -> list[NoteOut]:
-    detail = await operations.case_detail(principal, case_number, ip=None, audit_view=False)
+async def notes(principal: CurrentUser, case_number: CaseNumber, request: Request) -> list[NoteOut]:
+    """Recorded in the audit log as a view of the case, as reading the case is."""
+    detail = await operations.case_detail(principal, case_number, ip=_ip(request), audit_view=True)
     return [NoteOut.build(note, author) for note, author in detail.notes]
 
 

@@ -203,12 +203,14 @@ class Principal:
     context: ConsoleContext
     ip: str | None = None  # the client's address, written into every audit entry of the request
     unread_notices: int = 0  # of a console session: shown in the page header
+    api_token: str | None = None  # the API token the request came with ("<name> (#<id>)"), in every audit entry too
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A write transaction whose audit entries carry this request's client address."""
         async with self.context.database.sessionmaker.begin() as session:
             session.info[audit.AUDIT_IP] = self.ip
+            session.info[audit.AUDIT_API_TOKEN] = self.api_token
             yield session
 
     @property
@@ -297,7 +299,7 @@ async def api_principal(request: Request, context: ContextDep) -> Principal:
         if staff_actions.token_use_is_news(record, now):  # the write lock at most every few minutes per token
             async with context.database.sessionmaker.begin() as session:
                 await staff_actions.record_token_use(session, record.id, now)
-        return Principal(user, None, context, request_ip(request))
+        return Principal(user, None, context, request_ip(request), api_token=f"{record.name} (#{record.id})")
     principal = await _session_principal(request, context)
     if principal is None:
         raise HTTPException(401, "authentication required: send 'Authorization: Bearer <token>'",

@@ -189,6 +189,10 @@ async def export_cases(principal: Principal, flt: queries.CaseFilter, *, fmt: Fo
             entry = await audit.record(session, principal.user, "case.export", ip=ip, detail={
                 "format": fmt, "count": len(cases), "identity": identity, "filter": described,
                 **({"reason": reason} if identity else {})})
+            # each case's own record says which export took its report out of the console, as a view of its ticket
+            # does (one INSERT for up to MAX_EXPORT_ROWS entries)
+            await audit.record_many(session, principal.user, "case.in_export", [case.id for case in cases],
+                                    detail={"export_id": entry.id, "format": fmt}, ip=ip)
             if identity:  # one INSERT for up to MAX_EXPORT_ROWS entries
                 await audit.record_many(session, principal.user, "case.reveal_identity", revealed_case_ids(cases),
                                         detail={"reason": reason, "via": "export", "export_id": entry.id}, ip=ip)

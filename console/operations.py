@@ -534,8 +534,9 @@ async def staff_by_id(principal: Principal) -> dict[int, StaffUser]:
 
 
 async def case_activity(principal: Principal, case: Case) -> list[tuple[AuditEntry, str | None]]:
-    """What staff did to a case (its audit entries but views and downloads) with their usernames, newest first."""
+    """What staff did to a case (its audit entries but views, downloads and exports) with their usernames, newest
+    first."""
     async with principal.context.database.read_sessionmaker() as session:
         rows, _ = await audit.audit_log(session, page=1, per_page=200, case_id=case.id)
     return [(entry, username) for entry, username, _number in rows
-            if entry.action not in ("case.view", "case.download")]
+            if entry.action not in ("case.view", "case.download", "case.in_export")]

@@ -44,6 +44,7 @@ async def password_step(context: ConsoleContext, username: str, password: str, *
     # Argon2 takes tens of milliseconds on purpose: off the event loop, outside the write transaction.
     password_ok = await asyncio.to_thread(verify_password, checked_hash, password)
     async with context.database.sessionmaker.begin() as session:
+        session.info[audit.AUDIT_IP] = ip
         user = await staff_actions.get_staff_by_username(session, username)
         password_ok = password_ok and user is not None and user.password_hash == checked_hash
         locked = user is not None and _locked(user)
@@ -73,6 +74,7 @@ async def second_factor_step(context: ConsoleContext, user_id: int, code: str, *
     A code is good once: the same code again (its time-step used up) counts as a wrong one."""
     console = context.city.console
     async with context.database.sessionmaker.begin() as session:
+        session.info[audit.AUDIT_IP] = ip  # the enrolment's entry too, not only the sign-in's
         user = await staff_actions.get_staff(session, user_id)
         assert user is not None
         secret = enrol_secret if enrol_secret and not user.totp_secret else user.totp_secret
@@ -143,6 +145,7 @@ async def confirm_own_password(context: ConsoleContext, user_id: int, password: 
         return PasswordConfirmation(ok=True, locked=False)
     console = context.city.console
     async with context.database.sessionmaker.begin() as session:
+        session.info[audit.AUDIT_IP] = ip
         user = await staff_actions.get_staff(session, user_id)
         locked = user is not None and await staff_actions.refuse_password(
             session, user, purpose=purpose, ip=ip, attempts=console.login_attempts,

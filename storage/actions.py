@@ -412,7 +412,7 @@ async def submit_report(session: AsyncSession, report: NewReport, routing: Routi
         await session.execute(
             update(Attachment)
             .where(Attachment.id.in_(report.attachment_ids), Attachment.case_id.is_(None))
-            .values(case_id=case.id)
+            .values(case_id=case.id, client_key=None)  # the address's hash counts only while the file waits
         )
     if client_key is not None:
         session.add(ClientEvent(kind=ClientEventKind.REPORT, client_key=client_key,

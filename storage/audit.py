@@ -20,12 +20,29 @@ AUDIT_IP = "audit_ip"
 entry of the transaction that does not name one."""
 
 
+AUDIT_VIA = "audit_via"
+"""Key of `AsyncSession.info` under which a command puts who ran it ("command line (<account>)"): `record` writes
+it as `detail["via"]` into every entry of the transaction that does not say otherwise."""
+AUDIT_API_TOKEN = "audit_api_token"
+"""Key of `AsyncSession.info` under which the API puts the token a request came with ("<name> (#<id>)"): `record`
+writes it as `detail["api_token"]` into every entry of the transaction."""
+_SESSION_DETAIL = ((AUDIT_VIA, "via"), (AUDIT_API_TOKEN, "api_token"))
+
+
+def _with_via(session: AsyncSession, detail: dict[str, Any] | None) -> dict[str, Any]:
+    """`detail` with what the edge put on the session (who ran a command, the API token), where it says nothing of
+    its own under that name."""
+    extra = {name: session.info[key] for key, name in _SESSION_DETAIL
+             if session.info.get(key) is not None and name not in (detail or {})}
+    return {**(detail or {}), **extra} if extra else detail or {}
+
+
 async def record(session: AsyncSession, actor: StaffUser | None, action: str, *, case: Case | None = None,
                  detail: dict[str, Any] | None = None, ip: str | None = None) -> AuditEntry:
     if ip is None:
         ip = session.info.get(AUDIT_IP)
     entry = AuditEntry(actor_id=actor.id if actor else None, action=action, case_id=case.id if case else None,
-                       detail=detail or {}, ip=ip)
+                       detail=_with_via(session, detail), ip=ip)
     session.add(entry)
     await session.flush()
     return entry
@@ -39,8 +56,9 @@ async def record_many(session: AsyncSession, actor: StaffUser | None, action: st
         return
     if ip is None:
         ip = session.info.get(AUDIT_IP)
+    detail = _with_via(session, detail)
     await session.execute(insert(cast(Table, AuditEntry.__table__)), [
-        {"actor_id": actor.id if actor else None, "action": action, "case_id": case_id, "detail": detail or {},
+        {"actor_id": actor.id if actor else None, "action": action, "case_id": case_id, "detail": detail,
          "ip": ip} for case_id in case_ids])
 
 

@@ -27,7 +27,9 @@ from storage.models import (
     StatusGuess,
     utcnow,
 )
+from storage.outbox import STAFF_NOTICES
 
+CONTACT_ERASED = "not delivered: the reporter's contact was erased (retention)"
 IDLE_STATES = ("idle", "status_code", "case_menu", "follow_up", "rating", "language")
 
 
@@ -134,7 +136,9 @@ async def erase_old_contacts(session: AsyncSession, closed_before: datetime, lim
     """Retention: forget how to reach reporters of cases closed long ago. The case, its trace and the
     receipt code stay; the name, phone, channel address and its pseudonym go, also from the case's
     delivered messages, and so do the consents to notices about the case (and the reporter's other consents
-    when neither a conversation nor another case of theirs is left). Returns how many cases were erased.
+    when neither a conversation nor another case of theirs is left), the keyed hash of the address its evidence
+    came from, the case in the reporter's conversation, and the notices to the reporter still waiting to be taken
+    (given up). Returns how many cases were erased.
 
     A batch is a few statements on the cases' ids (an UPDATE, the audit entries in one INSERT, the messages'
     UPDATE, the consents' DELETEs): the cases are not loaded, so nothing is decrypted, and the write
@@ -152,16 +156,49 @@ async def erase_old_contacts(session: AsyncSession, closed_before: datetime, lim
                           .values(reporter_name=None, reporter_phone=None, reporter_ref=ERASED, reporter_key=ERASED)
                           .execution_options(synchronize_session=False))
     await audit.record_many(session, None, "retention.erase_contact", ids)
+    # the keyed hash of the address the evidence came from (kept on files filed before it was dropped at filing)
+    await session.execute(update(Attachment).where(Attachment.case_id.in_(ids), Attachment.client_key.is_not(None))
+                          .values(client_key=None).execution_options(synchronize_session=False))
+    await _forget_case_in_conversations(session, ids)
     await session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.case_id.in_(ids), OutboxMessage.status != OutboxStatus.PENDING)
         .values(recipient=ERASED)
+    )
+    # the notices to the reporter still waiting to be taken (a web chat's wait until the browser asks for them,
+    # however long): nobody may be reached now; given up, they are pruned as the channels' failures are
+    await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.case_id.in_(ids), OutboxMessage.status == OutboxStatus.PENDING,
+               OutboxMessage.conversation_id.is_(None), OutboxMessage.kind.not_in(sorted(STAFF_NOTICES)))
+        .values(recipient=ERASED, status=OutboxStatus.FAILED, last_error=CONTACT_ERASED)
+        .execution_options(synchronize_session=False)
     )
     # the consents to notices about these cases, and those of reporters nothing else can reach now
     await session.execute(delete(NoticeConsent).where(NoticeConsent.case_id.in_(ids))
                           .execution_options(synchronize_session=False))
     await _forget_consents(session, {(row.channel, row.reporter_key) for row in rows})
     return len(ids)
+
+
+CASE_STATES = ("case_menu", "follow_up", "rating", "rating_comment", "appeal")
+"""The states of a conversation that act on the case it opened (`context["case_id"]`)."""
+
+
+async def _forget_case_in_conversations(session: AsyncSession, case_ids: Sequence[int]) -> None:
+    """The reporters' conversations that still point at these cases (a case opened with its code, a rating asked
+    for) forget them: the conversation holds the resident's chat id, and would tie it to the case."""
+    query = (select(Conversation)
+             .where(Conversation.context["case_id"].as_integer().in_(list(case_ids)))
+             .with_for_update(skip_locked=True))
+    for conversation in (await session.execute(query)).scalars():
+        context = {key: value for key, value in (conversation.context or {}).items()
+                   if key not in ("case_id", "case_until", "pending_rating")}
+        if conversation.state in CASE_STATES:
+            conversation.state = "idle"
+            context.pop("choices", None)
+        conversation.context = context
+    await session.flush()
 
 
 async def hold_lease(session: AsyncSession, name: str, *, held_at: datetime | None,

@@ -247,7 +247,8 @@ async def create_api_token(session: AsyncSession, user: StaffUser, name: str, *,
     record = ApiToken(user_id=user.id, name=name, token_hash=token_hash(token), revoked=False)
     session.add(record)
     await session.flush()
-    await audit.record(session, actor, "api_token.create", detail={"user": user.username, "name": name})
+    await audit.record(session, actor, "api_token.create",
+                       detail={"user": user.username, "name": name, "token_id": record.id})
     return token, record
 
 
@@ -284,8 +285,11 @@ async def get_api_token(session: AsyncSession, token_id: int) -> ApiToken | None
 
 
 async def revoke_api_token(session: AsyncSession, record: ApiToken, *, actor: StaffUser | None) -> None:
+    """Audited with whose token it was and which (names are the owner's choice, and repeat across accounts)."""
     record.revoked = True
-    await audit.record(session, actor, "api_token.revoke", detail={"name": record.name})
+    owner = await session.get(StaffUser, record.user_id)
+    await audit.record(session, actor, "api_token.revoke", detail={
+        "user": owner.username if owner else None, "name": record.name, "token_id": record.id})
 
 
 # --- work on cases ----------------------------------------------------------------------------

@@ -21,7 +21,9 @@ AUDIT_PER_PAGE = 100
 ACTION_GROUPS = (("case.", "案件", "cases"), ("problem.", "问题", "problems"), ("hotspots.", "热点", "hot issues"),
                  ("login.", "登录", "sign-in"), ("account.", "账户", "own account"), ("staff.", "人员", "staff"),
                  ("api_token.", "令牌", "API tokens"), ("model.", "模型", "models"),
-                 ("canned_reply.", "常用答复", "canned replies"), ("audit.", "审计", "audit"))
+                 ("canned_reply.", "常用答复", "canned replies"), ("evidence.", "证据文件", "evidence files"),
+                 ("retention.", "到期删除", "retention"), ("db.", "数据库备份", "backups"),
+                 ("keys.", "密钥", "encryption keys"), ("audit.", "审计", "audit"))
 """The filter's choices: groups of actions; one action is chosen by clicking it in a row."""
 FILTERS = ("user", "action", "case", "from", "to")
 

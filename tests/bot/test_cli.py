@@ -178,3 +178,50 @@ def test_model_commands_are_audited_and_the_models_page_names_who_ran_them(tmp_p
     events = json.loads((tmp_path / "models" / "registry.json").read_text(encoding="utf-8"))["events"]
     assert [event["action"] for event in events[-2:]] == ["promote", "rollback"]
     assert all(event["by"].startswith("command line") for event in events[-2:])
+
+
+def test_backup_restore_and_key_rotation_are_in_the_audit_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen as an auditor: a backup carries every reporter's identity out of the service, a restore replaces every
+    case, a key rotation re-encrypts them; none of the three left a line in the audit log."""
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+    from bot.config import load_settings
+    from storage import audit
+    from storage.db import Database
+    from storage.migrate import upgrade
+
+    for variable in ("QINGLIAN_DATABASE_URL", "QINGLIAN_CONFIG_FILE", "QINGLIAN_ENVIRONMENT"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("QINGLIAN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("QINGLIAN_SECRET_KEY", "cli-secret-" + "y" * 40)
+    settings = load_settings()
+    settings.data_dir.mkdir()
+    upgrade(settings.resolved_database_url, settings.resolved_keyring())
+    runner = CliRunner()
+    archive = tmp_path / "backup.tar.gz"
+
+    def qinglian(*arguments: str) -> None:
+        result = runner.invoke(app, list(arguments))
+        assert result.exit_code == 0, result.output
+
+    async def audited() -> list[tuple[str, int | None, dict[str, Any]]]:
+        database = Database.connect(settings.resolved_database_url, settings.resolved_keyring())
+        try:
+            async with database.read_sessionmaker() as session:
+                rows, _ = await audit.audit_log(session, page=1, per_page=50)
+        finally:
+            await database.dispose()
+        return [(entry.action, entry.actor_id, entry.detail) for entry, _, _ in reversed(rows)]
+
+    qinglian("db", "backup", str(archive))
+    qinglian("keys", "rotate")
+    entries = asyncio.run(audited())
+    assert [(action, actor) for action, actor, _ in entries] == [("db.backup", None), ("keys.rotate", None)]
+    assert entries[1][2]["key"] == settings.resolved_keyring().current.key_id
+    qinglian("db", "restore", str(archive), "--force")
+    # the restore replaced the log with the backup's (which holds the backup's own entry), then wrote its own
+    entries = asyncio.run(audited())
+    assert [(action, actor) for action, actor, _ in entries] == [("db.backup", None), ("db.restore", None)]
+    assert all(str(detail["via"]).startswith("command line") for _, _, detail in entries)
+    assert entries[0][2]["file"] == str(archive.resolve()) and entries[1][2]["file"] == str(archive.resolve())

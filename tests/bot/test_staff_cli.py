@@ -82,3 +82,36 @@ async def test_production_gets_instructions_and_no_account(database: Any) -> Non
     assert await ensure_first_admin(database, "production") == PRODUCTION_FIRST_ADMIN
     async with database.read_sessionmaker() as session:
         assert await staff_actions.count_staff(session) == 0
+
+
+def _audit_entries(data_dir: Path) -> list[tuple[str, int | None, dict[str, Any]]]:
+    import asyncio
+
+    from storage import audit
+    from storage.db import Database
+
+    async def read() -> list[tuple[str, int | None, dict[str, Any]]]:
+        settings = load_settings()
+        database = Database.connect(settings.resolved_database_url, settings.resolved_keyring())
+        try:
+            async with database.read_sessionmaker() as session:
+                rows, _ = await audit.audit_log(session, page=1, per_page=100)
+        finally:
+            await database.dispose()
+        return [(entry.action, entry.actor_id, entry.detail) for entry, _, _ in reversed(rows)]
+
+    return asyncio.run(read())
+
+
+def test_the_audit_log_names_who_ran_each_staff_command(data_dir: Path) -> None:
+    """Seen as an auditor: an account created, disabled or given a new password from the command line was in the
+    audit log as done by "system", with nothing saying who ran the command (the model commands say it)."""
+    assert qinglian("add", "li.si", "--queue", "clean_hall", "--password", "a long enough password")[0] == 0
+    assert qinglian("role", "li.si", "supervisor")[0] == 0
+    assert qinglian("reset-password", "li.si", "--password", "a brand new password")[0] == 0
+    assert qinglian("disable", "li.si")[0] == 0
+    entries = _audit_entries(data_dir)
+    assert [action for action, _, _ in entries] == [
+        "staff.create", "staff.assign_queues", "staff.role", "staff.reset_password", "staff.disable"]
+    assert all(actor is None and str(detail.get("via", "")).startswith("command line")
+               for _, actor, detail in entries), entries

@@ -461,3 +461,39 @@ def test_zz_the_service_log_holds_no_report_text_or_identity(service: LiveServic
         assert secret not in log, f"{secret!r} leaked into the service log"
     assert not re.search(r"\b\d{4} \d{4} \d{4} \d{4}\b", log), "a receipt code leaked into the service log"
     assert not re.search(r"\b\d{17}[\dXx]\b", log), "something shaped like an ID-card number is in the log"
+
+
+def test_debug_logging_keeps_the_bot_token_chat_ids_and_the_residents_words_out(tmp_path: Path) -> None:
+    """An operator who turns QINGLIAN_LOG_LEVEL=DEBUG on to chase a problem gets the service's own details, not the
+    libraries' dumps of what they carry: the bot token (in the Bot API address), the residents' chat ids and
+    words, the receipt codes sent to them, the database statements' parameters (staff sessions' tokens)."""
+    server = TelegramStandIn(token=TOKEN)
+    server.start()
+    live = LiveService(tmp_path / "debug", {"QINGLIAN_TELEGRAM_TOKEN": TOKEN,
+                                            "QINGLIAN_TELEGRAM_API_URL": server.root_url,
+                                            "QINGLIAN_LOG_LEVEL": "DEBUG"})
+    live.start()
+    try:
+        chat = Chat(server, 7301)
+        chat.say("/report", expect="第1步")
+        chat.press("district:yuelu", expect="第2步")
+        chat.say("岳麓区政务服务中心3号窗口", expect="第3步")
+        chat.press("when:today", expect="第4步")
+        chat.say(DESCRIPTION, expect="第5步")
+        chat.press("evidence:done", expect="第6步")
+        chat.press("identity:real", expect="请输入您的姓名")
+        chat.say("赵六", expect="手机号码")
+        chat.say("13612345678", expect="请核对举报内容")
+        code = _code(chat.press("summary:submit", expect="举报已提交"))
+        chat.settle(live)
+    finally:
+        live.stop()
+        server.stop()
+    log = live.log()
+    assert "DEBUG" in log  # the level was on
+    for secret in (TOKEN, "TEST-qinglian", DESCRIPTION, "岳麓区政务服务中心3号窗口", "赵六", "13612345678", code,
+                   code.replace(" ", ""), str(chat.chat_id)):
+        assert secret not in log, f"{secret!r} is in the service's DEBUG log"
+    with _db(live) as db:
+        csrf_tokens = [row[0] for row in db.execute("SELECT csrf_token FROM staff_sessions")]
+    assert all(token not in log for token in csrf_tokens)

@@ -250,6 +250,41 @@ async def test_no_or_a_wrong_token_is_401_and_a_disabled_users_token_stops_worki
 # --- actions, each with its trace event and audit record -------------------------------------------
 
 
+async def test_reading_a_cases_internal_notes_is_audited_as_a_view(service: Service) -> None:
+    """Seen as an auditor: GET /cases/{n} is recorded as a view, but GET /cases/{n}/notes read the same case's
+    internal notes (what colleagues wrote about the reporter and the people named) without any entry."""
+    reviewer = await service.staff("sun", queues=("clean_hall",))
+    number = await service.case(queue="clean_hall")
+    url = f"/api/v1/cases/{number}"
+    await service.client.post(f"{url}/notes", json={"body": "举报人是该窗口的前同事"}, headers=reviewer.headers)
+    before = await service.audit_actions(number)
+    notes = await service.client.get(f"{url}/notes", headers=reviewer.headers)
+    assert [note["body"] for note in notes.json()] == ["举报人是该窗口的前同事"]
+    assert await service.audit_actions(number) == [*before, "case.view"]
+    admin = await service.admin()
+    entry = (await service.client.get("/api/v1/audit", params={"case": number, "per_page": 1},
+                                      headers=admin.headers)).json()["items"][0]
+    assert (entry["action"], entry["actor"], entry["ip"]) == ("case.view", "sun", "203.0.113.7")
+
+
+async def test_the_audit_log_says_which_api_token_acted(service: Service) -> None:
+    """Seen as an auditor: an identity revealed through an API token read in the audit log exactly like one revealed
+    by its owner in the console; a leaked integration token could not be told from the person."""
+    supervisor = await service.staff("qian", StaffRole.SUPERVISOR)
+    async with service.database.read_sessionmaker() as session:
+        [token] = await staff_actions.list_api_tokens(session, supervisor.user_id)
+    number = await service.case(queue="clean_hall", anonymous=False)
+    url = f"/api/v1/cases/{number}"
+    assert (await service.client.get(url, headers=supervisor.headers)).status_code == 200
+    revealed = await service.client.post(f"{url}/reveal-identity", json={"reason": "核实举报线索"},
+                                         headers=supervisor.headers)
+    assert revealed.status_code == 200, revealed.text
+    admin = await service.admin()
+    items = (await service.client.get("/api/v1/audit", params={"case": number}, headers=admin.headers)).json()["items"]
+    assert [(item["action"], item["actor"], item["detail"].get("api_token")) for item in reversed(items)] == [
+        ("case.view", "qian", f"tests (#{token.id})"), ("case.reveal_identity", "qian", f"tests (#{token.id})")]
+
+
 async def test_every_action_writes_its_trace_and_audit(service: Service) -> None:
     supervisor = await service.staff("wang", StaffRole.SUPERVISOR)
     colleague = await service.staff("zhao", queues=("work_style",))
@@ -336,12 +371,12 @@ async def test_every_action_writes_its_trace_and_audit(service: Service) -> None
     assert {e["actor"] for e in trace[2:]} == {"staff"}
     assert await service.audit_actions(number) == [
         "case.view", "case.accept", "case.confirm_label", "case.correct_label", "case.move", "case.move",
-        "case.move", "case.status", "case.note", "case.assign", "case.assign", "case.answer", "case.download",
-        "case.duplicate", "case.view"]
+        "case.move", "case.status", "case.note", "case.view", "case.assign", "case.assign", "case.answer",
+        "case.download", "case.duplicate", "case.view"]
     admin = await service.admin()
     entries = (await client.get("/api/v1/audit", params={"actor": "wang", "case": number, "per_page": 1},
                                 headers=admin.headers)).json()
-    assert (entries["total"], entries["pages"], entries["items"][0]["actor"]) == (15, 15, "wang")
+    assert (entries["total"], entries["pages"], entries["items"][0]["actor"]) == (16, 16, "wang")
     assert entries["items"][0]["ip"] == "203.0.113.7"
 
 

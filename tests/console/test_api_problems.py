@@ -234,4 +234,7 @@ async def test_the_hot_issues_list_at_most_top_groups_best_first(api: Api) -> No
     assert [(issue["rank"], issue["cases"]) for issue in top["issues"]] == [(1, issues[0]["cases"])]
     async with api.context.database.read_sessionmaker() as session:
         [entry] = (await session.execute(select(AuditEntry).where(AuditEntry.action == "hotspots.refresh"))).scalars()
-    assert entry.detail == {"cases": 5, "groups": 2}
+        wang = await staff_actions.get_staff_by_username(session, "wang")
+        assert wang is not None
+        [token] = await staff_actions.list_api_tokens(session, wang.id)
+    assert entry.detail == {"cases": 5, "groups": 2, "api_token": f"tests (#{token.id})"}  # which token refreshed

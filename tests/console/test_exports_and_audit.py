@@ -75,6 +75,11 @@ async def test_cases_export_as_csv_without_formulas_and_identity_only_when_asked
     assert [(e.case_id, e.detail["reason"], e.detail["via"]) for e in await console.audit("case.reveal_identity")] == [
         ((await console.get_case(hostile)).id, "核实举报线索", "export")]
     assert other  # filed in another queue, left out
+    # every case the files held, on its own record: who took its report out of the console, in which export
+    exported = [(e.case_id, e.detail["export_id"]) for e in await console.audit("case.in_export")]
+    ids = sorted([(await console.get_case(number)).id for number in (hostile, plain)])
+    assert sorted(exported) == sorted((case_id, export.id) for export in exports for case_id in ids)
+    assert (await console.get_case(other)).id not in {case_id for case_id, _ in exported}
 
 
 async def test_cases_export_as_xlsx_with_text_cells(console: ConsoleHarness) -> None:
@@ -177,9 +182,11 @@ async def test_the_audit_log_filters_by_action_actor_case_and_period_and_exports
         exported = await client.get("/console/audit.csv", params={"action": "case.view", "from": today, "to": today})
         rows = list(csv.reader(io.StringIO(exported.content.decode("utf-8-sig"))))
         assert rows[0] == ["时间 time (Asia/Shanghai)", "用户 user", "操作 action", "案件 case", "详情 detail",
-                           "地址 address"]
+                           "地址 address", "操作名称 action name"]
         assert sorted((row[1], row[2], row[3], row[5]) for row in rows[1:]) == [
             ("rev", "case.view", first, "127.0.0.1"), ("rev", "case.view", second, "127.0.0.1")]
+        # the action by its name in both languages, as the audit page shows it, not only its code
+        assert {row[6] for row in rows[1:]} == {"查看 viewed"}
         api = await client.get("/api/v1/audit", params={"action": "case.accept"}, headers={"x-csrf-token": csrf})
         assert [(e["actor"], e["case_number"], e["ip"]) for e in api.json()["items"]] == [
             ("rev", first, "127.0.0.1")]

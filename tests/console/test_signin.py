@@ -108,6 +108,26 @@ async def test_a_required_second_factor_is_enrolled_with_the_signed_secret(conte
     assert (await _reload(context, user.id)).totp_secret == secret
 
 
+async def test_every_entry_of_a_sign_in_with_enrolment_carries_the_address(context: ConsoleContext,
+                                                                            password_hash: str) -> None:
+    """Seen as an auditor: the second factor turned on while signing in was in the audit log without the address
+    it was done from, unlike the sign-in entries around it."""
+    from sqlalchemy import select
+
+    from storage.models import AuditEntry
+
+    user = await _staff(context, password_hash, totp_required=True)
+    half = await signin.password_step(context, "zhao", PASSWORD, ip=IP)
+    secret = pyotp.random_base32()
+    await signin.second_factor_step(context, user.id, pyotp.TOTP(secret).now(), enrol_secret=secret,
+                                    old_token=half.token, ip=IP)
+    async with context.database.read_sessionmaker() as session:
+        entries = (await session.execute(select(AuditEntry.action, AuditEntry.ip).where(AuditEntry.actor_id == user.id)
+                                         .order_by(AuditEntry.id))).all()
+    assert [tuple(entry) for entry in entries] == [
+        ("login.password_ok", IP), ("staff.totp_enrol", IP), ("login.success", IP)]
+
+
 async def test_wrong_codes_lock_the_account_and_end_the_half_done_session(context: ConsoleContext,
                                                                           password_hash: str) -> None:
     secret = pyotp.random_base32()

@@ -7,9 +7,18 @@ from typing import Any
 
 from sqlalchemy import select, text, update
 
-from storage import actions, housekeeping, notices
+from storage import actions, housekeeping, loop, notices, outbox, staff_actions
 from storage.crypto import session_keyring
-from storage.models import Case, CaseStatus, NoticeConsent, utcnow
+from storage.models import (
+    Attachment,
+    Case,
+    CaseStatus,
+    Conversation,
+    NoticeConsent,
+    OutboxMessage,
+    StaffRole,
+    utcnow,
+)
 from tests.factories import file_case
 
 
@@ -96,3 +105,45 @@ async def test_erasing_an_old_cases_contact_erases_the_consents_to_notices_about
     async with sessionmaker() as session:
         # the closed cases' consents go; the resident who still has a conversation keeps their subscription
         assert await _consents(session) == [("o-talking", 0)]
+
+
+async def test_erasing_an_old_cases_contact_leaves_nothing_that_ties_the_reporter_to_it(sessionmaker: Any) -> None:
+    """After the retention time nothing says who filed the case: not the keyed hash of the address the evidence
+    came from, nor the reporter's conversation (their chat id) still pointing at the case."""
+    async with sessionmaker.begin() as session:
+        conversation = await actions.load_conversation(session, "telegram", "4242")
+        evidence = await actions.add_draft_attachment(session, conversation, stored_name="2026/12/x.jpg",
+                                                      original_name=None, media_type="image/jpeg", size_bytes=10,
+                                                      sha256="0" * 64, client_key="f" * 40)
+        case, _ = await file_case(session, reporter_ref="4242", attachment_ids=[evidence.id], anonymous=False,
+                                  reporter_name="王秀英", reporter_phone="13812345678", client_key="f" * 40)
+        await session.execute(update(Case).values(status=CaseStatus.CLOSED, closed_at=utcnow() - timedelta(days=2)))
+        case.status = CaseStatus.CLOSED
+        await loop.offer_rating(session, case, labels=[str(n) for n in range(7)])  # the chat waits for a rating
+    async with sessionmaker.begin() as session:
+        assert await housekeeping.erase_old_contacts(session, utcnow() - timedelta(days=1)) == 1
+    async with sessionmaker() as session:
+        assert (await session.execute(select(Attachment.case_id, Attachment.client_key))).all() == [(case.id, None)]
+        chat = (await session.execute(select(Conversation))).scalar_one()
+        assert (chat.state, chat.context.get("case_id"), chat.context.get("case_until")) == ("idle", None, None)
+
+
+async def test_an_answer_a_web_reporter_never_came_back_for_is_not_kept_for_them_past_the_erasure(
+        sessionmaker: Any) -> None:
+    """A web-chat message waits (pending) until the browser asks for it; one whose reporter never came back kept
+    the browser's address and the answer tied to the case after the erasure, and was still handed to that browser
+    when it came back years later."""
+    async with sessionmaker.begin() as session:
+        staff = await staff_actions.create_staff(session, username="li", display_name="李", role=StaffRole.ADMIN,
+                                                 password_hash="x")
+        case, _ = await file_case(session, channel="web", reporter_ref="browser-7")
+        await staff_actions.answer_reporter(session, case, "经核查，情况属实，已处理。", actor=staff)
+        await session.execute(update(Case).values(status=CaseStatus.CLOSED, closed_at=utcnow() - timedelta(days=2)))
+    async with sessionmaker.begin() as session:
+        assert await housekeeping.erase_old_contacts(session, utcnow() - timedelta(days=1)) == 1
+    async with sessionmaker.begin() as session:
+        assert await outbox.take_web_messages(session, "browser-7") == []
+    async with sessionmaker() as session:
+        rows = (await session.execute(select(OutboxMessage.recipient, OutboxMessage.status)
+                                      .where(OutboxMessage.case_id == case.id))).all()
+        assert [tuple(row) for row in rows] == [(actions.ERASED, "failed")]

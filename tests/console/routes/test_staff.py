@@ -55,3 +55,8 @@ async def test_admin_manages_staff_through_the_pages(console: ConsoleHarness) ->
     assert actions == ["staff.create", "staff.assign_queues", "staff.role", "staff.assign_queues",
                        "staff.totp_required", "api_token.create", "api_token.revoke", "staff.reset_password",
                        "staff.disable"]
+    # whose token was revoked, and which: names are the owner's choice and repeat across accounts
+    [created_entry] = await console.audit("api_token.create")
+    [revoked_entry] = await console.audit("api_token.revoke")
+    assert created_entry.detail == {"user": "li.si", "name": "ticket system", "token_id": token.id}
+    assert revoked_entry.detail == {"user": "li.si", "name": "ticket system", "token_id": token.id}
