@@ -107,6 +107,29 @@ def to_inbound(update: Update, fetcher: Any) -> Inbound | None:
     return Inbound(CHANNEL, user_ref, language, attachment=attachment, update_key=key)
 
 
+TEXT_LIMIT = 4096
+"""Characters of one message's text that `sendMessage` takes ("1-4096 characters after entities parsing")."""
+
+
+def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
+    """`text` in parts Telegram takes: each at most `limit` characters, cut at the last paragraph break within
+    the limit, else the last line break, else at the limit (one line longer than a message)."""
+    parts: list[str] = []
+    while len(text) > limit:
+        cut = text.rfind("\n\n", 0, limit + 1)
+        if cut <= 0:
+            cut = text.rfind("\n", 0, limit + 1)
+        if cut <= 0:
+            cut = limit
+        part = text[:cut].rstrip("\n")
+        if part:
+            parts.append(part)
+        text = text[cut:].lstrip("\n")
+    if text or not parts:
+        parts.append(text)
+    return parts
+
+
 def keyboard(message: Outbound) -> dict[str, Any] | None:
     """The inline keyboard of a message as the Bot API's `InlineKeyboardMarkup` object."""
     if not message.choices:
@@ -321,13 +344,16 @@ class TelegramChannel:
             log.warning("could not send the apology for update %s", update.update_id)
 
     async def send(self, recipient: str, message: Outbound) -> None:
-        """Outbox sender: one message to one chat, failures classified for the retry logic."""
+        """Outbox sender: one message to one chat (in parts, keyboard under the last, when it is longer than
+        Telegram takes), failures classified for the retry logic."""
         try:
-            parameters: dict[str, Any] = {"chat_id": int(recipient), "text": message.text}
+            parts = split_text(message.text)
             markup = keyboard(message)
-            if markup is not None:
-                parameters["reply_markup"] = markup
-            await self.application.bot.do_api_request("sendMessage", api_kwargs=parameters)
+            for position, part in enumerate(parts, 1):
+                parameters: dict[str, Any] = {"chat_id": int(recipient), "text": part}
+                if markup is not None and position == len(parts):
+                    parameters["reply_markup"] = markup
+                await self.application.bot.do_api_request("sendMessage", api_kwargs=parameters)
         except RetryAfter as exc:
             raise TemporaryFailure(f"flood control: {exc}", _seconds(exc.retry_after)) from exc
         except Forbidden as exc:

@@ -350,6 +350,25 @@ def test_status_follow_up_answer_and_rating(chat: Chat, service: LiveService) ->
     chat.press("comment:skip", expect="感谢您的评价（5星）")
 
 
+def test_a_status_longer_than_one_telegram_message_arrives_whole_in_several(chat: Chat, service: LiveService) -> None:
+    """Two answers of the console's longest (3000 characters each) make a status of some 6000 characters; Telegram
+    takes 4096 a message and refused it whole ("message is too long"): it comes in parts, each answer whole in one."""
+    code = file_report(chat)
+    chat.settle(service)
+    case_id, _number = loop_steps.latest_case(service)
+    first = ("经核查，3号窗口工作人员上班时间使用手机的情况属实，已责令其作出书面检讨。" * 80)[:3000]
+    second = ("复核后，中心已调整窗口排班并增设取号提醒，群众平均等候时间已缩短至二十分钟以内。" * 80)[:3000]
+    loop_steps.reply_or_close(service, case_id, answer=first)
+    loop_steps.reply_or_close(service, case_id, answer=second)
+    chat.settle(service)
+    chat.standin.send_text(chat.chat_id, f"/status {code}")
+    chat.settle(service)
+    status, answer, menu = (m["text"] for m in chat.standin.sent_messages(chat.chat_id)[chat.seen - 3:])
+    assert "当前状态：已答复" in status and first in status and second in answer and menu == "您还可以："
+    assert max(len(status), len(answer)) <= 4096
+    assert "case:follow_up" in chat.buttons()
+
+
 def _staff_answers_and_closes(service: LiveService, case_id: int) -> None:
     import asyncio
 

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from telegram import Update
 
-from bot.channels.telegram import TelegramChannel, keyboard, parse_command, to_inbound
+from bot.channels.telegram import TelegramChannel, keyboard, parse_command, split_text, to_inbound
 from bot.config import Settings
 from bot.outbox import PermanentFailure, TemporaryFailure
 from bot.runtime import Runtime
@@ -223,6 +223,14 @@ def test_a_keyboard_is_laid_out_in_the_messages_columns_and_a_message_without_ch
     assert rows(Outbound("第1步", districts[:2], columns=3)) == [[("芙蓉区", "district:furong"),
                                                                   ("天心区", "district:tianxin")]]
     assert rows(Outbound("已取消本次举报。", (), columns=2)) is None
+
+
+def test_a_text_longer_than_telegram_takes_is_cut_at_paragraphs_then_lines_then_at_the_limit() -> None:
+    assert split_text("短消息") == ["短消息"]
+    assert split_text("甲" * 6 + "\n乙乙\n\n" + "丙" * 5, limit=10) == ["甲" * 6 + "\n乙乙", "丙" * 5]
+    assert split_text("甲" * 6 + "\n" + "乙" * 6, limit=10) == ["甲" * 6, "乙" * 6]
+    assert split_text("甲" * 25, limit=10) == ["甲" * 10, "甲" * 10, "甲" * 5]
+    assert split_text("甲" * 4 + "\n" * 20, limit=10) == ["甲" * 4]
 
 
 # --- replies out ----------------------------------------------------------------------------------
