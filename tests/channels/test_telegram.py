@@ -14,7 +14,7 @@ import pytest
 
 from tests import loop_steps
 from tests.conftest import LiveService, evidence_content, free_port, make_test_keyring, stored_value
-from tests.factories import picture_of, plain_photo
+from tests.factories import pdf_facts, pdf_with_metadata, picture_of, plain_photo
 from tests.standins.telegram_server import TelegramStandIn
 
 TOKEN = "424242:TEST-qinglian"
@@ -367,6 +367,30 @@ def test_a_status_longer_than_one_telegram_message_arrives_whole_in_several(chat
     assert "当前状态：已答复" in status and first in status and second in answer and menu == "您还可以："
     assert max(len(status), len(answer)) <= 4096
     assert "case:follow_up" in chat.buttons()
+
+
+def test_a_file_telegram_calls_octet_stream_is_taken_by_what_it_is(chat: Chat, service: LiveService) -> None:
+    """A scan saved without an extension reaches the bot as "application/octet-stream" (Telegram's clients name the
+    type from the file's name): its bytes say it is a PDF, which is taken, rewritten without its metadata."""
+    chat.say("/report", expect="第1步")
+    chat.press("district:yuelu", expect="第2步")
+    chat.say("岳麓区政务服务中心3号窗口", expect="第3步")
+    chat.press("when:today", expect="第4步")
+    chat.say(DESCRIPTION, expect="第5步")
+    chat.standin.send_document(chat.chat_id, pdf_with_metadata(), "扫描件", "application/octet-stream")
+    chat.expect("已收到第 1 个文件")
+    chat.standin.send_document(chat.chat_id, b"PK\x03\x04zipfile", "材料", "application/octet-stream")
+    chat.expect("不是图片")
+    chat.press("evidence:done", expect="第6步")
+    chat.press("identity:anonymous", expect="请核对举报内容")
+    chat.press("summary:submit", expect="举报已提交")
+    with _db(service) as db:
+        [(media_type, stored_name)] = db.execute(
+            "SELECT media_type, stored_name FROM attachments WHERE case_id = "
+            "(SELECT id FROM cases WHERE reporter_key = ?)", (_reporter(chat),)).fetchall()
+    kept = evidence_content(service.data_dir / "evidence", stored_name)
+    pages, _texts, information, has_xmp, hidden = pdf_facts(kept)
+    assert (media_type, pages, information, has_xmp, hidden) == ("application/pdf", 2, None, False, [])
 
 
 def _staff_answers_and_closes(service: LiveService, case_id: int) -> None:
