@@ -42,6 +42,7 @@ CHANNEL = "telegram"
 WEBHOOK_PATH = "/telegram/webhook"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 ALLOWED_UPDATES = ["message", "callback_query"]
+GROUP_CHATS = ("group", "supergroup")
 COMMANDS = ("start", "report", "status", "cancel", "language", "help")
 POLL_SECONDS = 20
 POLL_BACKOFF_SECONDS = 2.0
@@ -325,10 +326,31 @@ class TelegramChannel:
                 await update.callback_query.answer()
             except (BadRequest, NetworkError):
                 log.debug("callback query %s could not be acknowledged", update.callback_query.id)
+        message = update.message
+        if message is not None and message.chat.type in GROUP_CHATS:
+            await self._point_to_private_chat(message)
+            return
         inbound = to_inbound(update, self._fetcher)
         if inbound is None:
             return
         await self._runtime.handle(inbound, queue=one_payload_each)
+
+    async def _point_to_private_chat(self, message: Any) -> None:
+        """One of our commands in a group (someone added the bot to theirs): every member reads it, so nothing of
+        it reaches the dialog; the group is told where reporting happens. Other group messages go unanswered."""
+        text = message.text or ""
+        named = re.match(r"^\s*[/／][^\s@]*@(\w+)", text)
+        username = self.application.bot.username or ""
+        command = parse_command(text)
+        if command is None or command[0] not in COMMANDS or (named and named.group(1).lower() != username.lower()):
+            return
+        user = message.from_user
+        locale = normalise_locale(user.language_code if user else None, self._settings.city.default_locale)
+        try:
+            await self.application.bot.send_message(
+                message.chat.id, self._runtime.texts.get(locale, "telegram_group_private", bot=username))
+        except Exception:  # noqa: BLE001 - a group that muted the bot: nothing more to do
+            log.info("could not answer a command in group chat %s", message.chat.id)
 
     async def _apologise(self, update: Update) -> None:
         """The database or the dialog failed: tell the resident directly, their draft is untouched."""

@@ -393,6 +393,24 @@ def test_a_file_telegram_calls_octet_stream_is_taken_by_what_it_is(chat: Chat, s
     assert (media_type, pages, information, has_xmp, hidden) == ("application/pdf", 2, None, False, [])
 
 
+def test_a_command_in_a_group_is_answered_with_where_to_report_and_nothing_of_it_is_read(
+        standin: TelegramStandIn, service: LiveService) -> None:
+    """Someone added the bot to their neighbourhood group and asks it there: every member reads the group, so
+    nothing is taken from it (no draft, no status looked up); the bot says once where reporting happens."""
+    group, member = -1001234500123, next(_next_chat)
+    bot = standin.bot_user["username"]
+    standin.send_text(group, f"/report@{bot}", user_id=member)
+    standin.send_text(group, "/status 1234 5678 9012 3456", user_id=member)
+    standin.send_text(group, "/start@SomeOtherBot", user_id=member)  # another bot's command: not ours to answer
+    standin.send_text(group, "今天办事大厅又排长队了", user_id=member)
+    standin.wait_until(lambda: standin.pending_update_count() == 0, what="every update handled")
+    texts = [m["text"] for m in standin.sent_messages(group)]
+    assert texts == [f"请私聊 @{bot} 举报或查询：群里的消息所有成员都能看到，请不要在群里发送举报内容或查询码。"] * 2
+    private = Chat(standin, member)
+    private.say("/start", expect="清廉监督举报平台")  # the menu, not a draft begun in the group
+    assert not any("草稿" in m["text"] for m in standin.sent_messages(member))
+
+
 def _staff_answers_and_closes(service: LiveService, case_id: int) -> None:
     import asyncio
 
