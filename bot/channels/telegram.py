@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "telegram"
 WEBHOOK_PATH = "/telegram/webhook"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-ALLOWED_UPDATES = ["message", "callback_query"]
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 GROUP_CHATS = ("group", "supergroup")
 COMMANDS = ("start", "report", "status", "cancel", "language", "help")
 POLL_SECONDS = 20
@@ -330,6 +330,11 @@ class TelegramChannel:
         if message is not None and message.chat.type in GROUP_CHATS:
             await self._point_to_private_chat(message)
             return
+        edited = update.edited_message
+        if edited is not None:
+            if edited.chat.type == "private":
+                await self._say_directly(edited, "telegram_edit_not_read")
+            return
         inbound = to_inbound(update, self._fetcher)
         if inbound is None:
             return
@@ -344,13 +349,17 @@ class TelegramChannel:
         command = parse_command(text)
         if command is None or command[0] not in COMMANDS or (named and named.group(1).lower() != username.lower()):
             return
+        await self._say_directly(message, "telegram_group_private", bot=username)
+
+    async def _say_directly(self, message: Any, text_key: str, **values: object) -> None:
+        """A word about the message itself (not a step of the dialog), in the sender's language, sent at once."""
         user = message.from_user
         locale = normalise_locale(user.language_code if user else None, self._settings.city.default_locale)
         try:
-            await self.application.bot.send_message(
-                message.chat.id, self._runtime.texts.get(locale, "telegram_group_private", bot=username))
-        except Exception:  # noqa: BLE001 - a group that muted the bot: nothing more to do
-            log.info("could not answer a command in group chat %s", message.chat.id)
+            await self.application.bot.send_message(message.chat.id,
+                                                    self._runtime.texts.get(locale, text_key, **values))
+        except Exception:  # noqa: BLE001 - a chat that blocked or muted the bot: nothing more to do
+            log.info("could not send %s to chat %s", text_key, message.chat.id)
 
     async def _apologise(self, update: Update) -> None:
         """The database or the dialog failed: tell the resident directly, their draft is untouched."""

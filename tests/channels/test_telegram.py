@@ -411,6 +411,22 @@ def test_a_command_in_a_group_is_answered_with_where_to_report_and_nothing_of_it
     assert not any("草稿" in m["text"] for m in standin.sent_messages(member))
 
 
+def test_a_message_edited_after_it_was_answered_is_said_not_to_change_the_report(chat: Chat) -> None:
+    """Telegram lets a resident edit a sent message; the step it answered is done, so the correction would be lost
+    without a word: the bot says so, and how to correct the report, which keeps what was first sent."""
+    chat.say("/report", expect="第1步")
+    chat.press("district:yuelu", expect="第2步")
+    sent = chat.standin.send_text(chat.chat_id, "岳麓区政务服务中心5号窗口")
+    chat.expect("第3步")
+    message_id = chat.standin.update(sent)["message"]["message_id"]
+    chat.standin.edit_text(chat.chat_id, message_id, "岳麓区政务服务中心3号窗口")
+    chat.expect("修改后的内容不会被采用")
+    chat.press("when:today", expect="第4步")
+    chat.say(DESCRIPTION, expect="第5步")
+    chat.press("evidence:done", expect="第6步")
+    assert "地点/单位：岳麓区政务服务中心5号窗口" in chat.press("identity:anonymous", expect="请核对举报内容")
+
+
 def _staff_answers_and_closes(service: LiveService, case_id: int) -> None:
     import asyncio
 

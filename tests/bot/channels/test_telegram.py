@@ -387,7 +387,7 @@ async def test_long_polling_waits_out_flood_control_and_acknowledges_an_update_o
         assert await runtime.outbox.deliver_once() == 1  # the step's reply was committed with it
         polls = standin.requests_for("getUpdates")
     assert standin.early_retries == []  # no getUpdates while Telegram's flood control lasted
-    assert polls[0]["allowed_updates"] == ["message", "callback_query"]
+    assert polls[0]["allowed_updates"] == ["message", "edited_message", "callback_query"]
     assert [method for method, _ in standin.requests[:5]] == ["getMe", "setMyCommands", "setMyCommands",
                                                               "setMyCommands", "deleteWebhook"]
     assert [c["description"] for c in standin.my_commands()] == [
@@ -426,6 +426,6 @@ async def test_webhook_mode_registers_the_url_with_a_secret_derived_from_the_sec
             True, False, False, False, False]
         [registered] = standin.requests_for("setWebhook")
     assert registered == {"url": "https://qinglian.example/telegram/webhook", "secret_token": derived,
-                          "allowed_updates": ["message", "callback_query"]}
+                          "allowed_updates": ["message", "edited_message", "callback_query"]}
     assert standin.requests_for("getUpdates") == standin.requests_for("deleteWebhook") == []
     assert len(standin.requests_for("setMyCommands")) == 3
