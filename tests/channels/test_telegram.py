@@ -427,6 +427,39 @@ def test_a_message_edited_after_it_was_answered_is_said_not_to_change_the_report
     assert "地点/单位：岳麓区政务服务中心5号窗口" in chat.press("identity:anonymous", expect="请核对举报内容")
 
 
+@pytest.mark.xfail(strict=True, reason="open defect: a notice's buttons do not say which case they are about "
+                   "('case:follow_up', 'rate:N'), so one pressed under an older case's notice acts on the case the "
+                   "conversation last waited for (storage.loop._await_answer, handlers.dialog._resolve_choice)")
+def test_the_button_under_an_older_cases_question_adds_nothing_to_a_newer_case(chat: Chat,
+                                                                               service: LiveService) -> None:
+    """Staff of two of the resident's cases each ask a question, the same "add information" button under both;
+    the resident scrolls up and presses it under the first: what they send must go to the first case, or the
+    button be refused as out of date, never land in the second case."""
+    file_report(chat)
+    chat.settle(service)
+    first_id, first_number = loop_steps.latest_case(service)
+    file_report(chat)
+    chat.settle(service)
+    second_id, second_number = loop_steps.latest_case(service)
+    loop_steps.ask_for_information(service, first_id, "请提供3号窗口当天的排队小票照片。")
+    first_question = chat.expect("请您补充信息")
+    loop_steps.ask_for_information(service, second_id, "请说明工作人员的大致体貌特征。")
+    chat.expect("请您补充信息")
+    chat.settle(service)
+    [under_first] = [m for m in chat.standin.sent_messages(chat.chat_id) if m.get("text") == first_question]
+    chat.standin.press_button(chat.chat_id, "case:follow_up", message_id=under_first["message_id"])
+    answer = chat.expect("")
+    chat.settle(service)
+    if "请发送要补充的" in answer:  # taken as the first case's information: it must go there
+        chat.say("小票显示上午9点20分取号，11点半才叫到。", expect="补充材料已收到")
+        chat.settle(service)
+        assert [kinds[-1] for kinds in (loop_steps.case_state(service, first_id)[2],
+                                        loop_steps.case_state(service, second_id)[2])] == ["follow_up", "more_info"]
+    else:
+        assert "已失效" in answer
+    assert first_number != second_number
+
+
 def _staff_answers_and_closes(service: LiveService, case_id: int) -> None:
     import asyncio
 
