@@ -226,6 +226,13 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
     """Handle the resident's answer to the question of the current state."""
     state = turn.conversation.state
     limits = turn.ctx.city.limits
+    if attachment is not None and state == "description" and text is not None and text.strip():
+        # a photo with the story written under it (a caption): the words answer the question, the photo is
+        # the first evidence, once the step that takes it is reached
+        await answer(turn, choice, text, None)
+        if turn.conversation.state == "evidence":
+            await answer(turn, None, None, attachment)
+        return
     if attachment is not None and state not in ("evidence", "intake"):
         turn.say(turn.t("error_attachment_here"))
         ask(turn, state)

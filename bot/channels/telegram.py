@@ -105,7 +105,8 @@ def to_inbound(update: Update, fetcher: Any) -> Inbound | None:
         attachment = Attachment("location", place=coordinates(message.location.latitude, message.location.longitude))
     else:
         attachment = Attachment("other")
-    return Inbound(CHANNEL, user_ref, language, attachment=attachment, update_key=key)
+    # a photo or file comes with the words written under it in the same message: the dialog gets both
+    return Inbound(CHANNEL, user_ref, language, text=message.caption or None, attachment=attachment, update_key=key)
 
 
 TEXT_LIMIT = 4096

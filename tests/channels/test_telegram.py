@@ -460,6 +460,34 @@ def test_the_button_under_an_older_cases_question_adds_nothing_to_a_newer_case(c
     assert first_number != second_number
 
 
+def test_a_photo_with_its_story_as_the_caption_answers_the_question_and_is_kept_as_evidence(
+        chat: Chat, service: LiveService) -> None:
+    """Telegram sends a photo and its caption as one message: asked what happened, a resident sends the photo with
+    the story written under it. Both are kept: the caption as the description, the photo as the first file; and a
+    photo with a caption added to a filed case keeps its words too."""
+    chat.say("/report", expect="第1步")
+    chat.press("district:yuelu", expect="第2步")
+    chat.say("岳麓区政务服务中心3号窗口", expect="第3步")
+    chat.press("when:today", expect="第4步")
+    chat.standin.send_photo(chat.chat_id, JPEG, caption=DESCRIPTION)
+    chat.expect("已收到第 1 个文件")
+    chat.press("evidence:done", expect="第6步")
+    summary = chat.press("identity:anonymous", expect="请核对举报内容")
+    assert f"经过：{DESCRIPTION}" in summary and "证据：1 个文件" in summary
+    code = _code(chat.press("summary:submit", expect="举报已提交"))
+    chat.settle(service)
+    chat.say(f"/status {code}", expect="当前状态")
+    chat.press("case:follow_up", expect="请发送要补充的")
+    chat.standin.send_photo(chat.chat_id, plain_photo(200, 150, shade=60), caption="排队小票：上午9点20分取号。")
+    chat.expect("补充材料已收到")
+    with _db(service) as db:
+        case_id = db.execute("SELECT id FROM cases WHERE reporter_key = ?", (_reporter(chat),)).fetchone()[0]
+        files = db.execute("SELECT count(*) FROM attachments WHERE case_id = ?", (case_id,)).fetchone()[0]
+        [body] = [row[0] for row in db.execute(
+            "SELECT body FROM trace_events WHERE case_id = ? AND kind = 'follow_up'", (case_id,))]
+    assert (files, stored_value(body, "trace_events.body")) == (2, "排队小票：上午9点20分取号。")
+
+
 def _staff_answers_and_closes(service: LiveService, case_id: int) -> None:
     import asyncio
 

@@ -140,7 +140,7 @@ async def test_a_photo_is_fetched_at_its_largest_size_and_a_document_keeps_its_n
     photo = to_inbound(_raw(9201, PRIVATE, photo=sizes, caption="3号窗口"), _fetcher)
     made = standin.update(standin.send_document(5202, b"%PDF-1.4 receipt", "小票.pdf", "application/pdf"))
     document = to_inbound(Update.de_json(made, None), _fetcher)
-    assert photo is not None and photo.attachment is not None and photo.text is None
+    assert photo is not None and photo.attachment is not None and photo.text == "3号窗口"
     assert (photo.attachment.kind, photo.attachment.media_type, photo.attachment.size_bytes,
             photo.attachment.file_name) == ("photo", "image/jpeg", 96_544, None)
     assert photo.attachment.fetch is not None
