@@ -12,6 +12,7 @@ import hmac
 import logging
 import re
 import warnings
+from dataclasses import replace
 from datetime import timedelta
 from functools import lru_cache
 from typing import Any
@@ -33,7 +34,7 @@ from bot.config import Settings
 from bot.outbox import PermanentFailure, TemporaryFailure, plain
 from bot.runtime import Runtime
 from handlers.texts import normalise_locale
-from handlers.types import Attachment, Choice, Inbound, Outbound, coordinates, one_payload_each
+from handlers.types import Attachment, Choice, Inbound, Outbound, coordinates
 from handlers.types import parse_command as parse_text_command
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,17 @@ def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
     if text or not parts:
         parts.append(text)
     return parts
+
+
+def in_parts(messages: list[Outbound]) -> list[dict[str, object]]:
+    """The outbox's payloads for a step's replies: one per message Telegram takes, a longer text stored as its
+    parts (the keyboard with the last), so each part is sent, and retried after flood control, on its own."""
+    payloads: list[dict[str, object]] = []
+    for message in messages:
+        *leading, last = split_text(message.text)
+        payloads.extend(Outbound(part, locale=message.locale).to_payload() for part in leading)
+        payloads.append(replace(message, text=last).to_payload())
+    return payloads
 
 
 def keyboard(message: Outbound) -> dict[str, Any] | None:
@@ -339,7 +351,7 @@ class TelegramChannel:
         inbound = to_inbound(update, self._fetcher)
         if inbound is None:
             return
-        await self._runtime.handle(inbound, queue=one_payload_each)
+        await self._runtime.handle(inbound, queue=in_parts)
 
     async def _point_to_private_chat(self, message: Any) -> None:
         """One of our commands in a group (someone added the bot to theirs): every member reads it, so nothing of
@@ -376,8 +388,9 @@ class TelegramChannel:
             log.warning("could not send the apology for update %s", update.update_id)
 
     async def send(self, recipient: str, message: Outbound) -> None:
-        """Outbox sender: one message to one chat (in parts, keyboard under the last, when it is longer than
-        Telegram takes), failures classified for the retry logic."""
+        """Outbox sender: one message to one chat, failures classified for the retry logic. The dialog's replies
+        come already in parts (`in_parts`); a notice rendered longer than Telegram takes is cut here, the
+        keyboard under its last part."""
         try:
             parts = split_text(message.text)
             markup = keyboard(message)

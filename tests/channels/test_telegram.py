@@ -488,6 +488,27 @@ def test_a_photo_with_its_story_as_the_caption_answers_the_question_and_is_kept_
     assert (files, stored_value(body, "trace_events.body")) == (2, "排队小票：上午9点20分取号。")
 
 
+def test_flood_control_between_the_parts_of_a_long_status_sends_no_part_twice(chat: Chat, service: LiveService) -> None:
+    """Telegram's flood control refuses the second part of a long status, after the first went out: once it is over,
+    the resident gets the rest, and the part they have is not sent again."""
+    code = file_report(chat)
+    chat.settle(service)
+    case_id, _number = loop_steps.latest_case(service)
+    first = ("经核查，3号窗口工作人员上班时间使用手机的情况属实，已责令其作出书面检讨。" * 80)[:3000]
+    second = ("复核后，中心已调整窗口排班并增设取号提醒，群众平均等候时间已缩短至二十分钟以内。" * 80)[:3000]
+    loop_steps.reply_or_close(service, case_id, answer=first)
+    loop_steps.reply_or_close(service, case_id, answer=second)
+    chat.settle(service)
+    chat.standin.fail_next("sendMessage", status=429, retry_after=1, after=1)
+    chat.standin.send_text(chat.chat_id, f"/status {code}")
+    chat.expect("您还可以：", timeout=30)
+    texts = [m["text"] for m in chat.standin.sent_messages(chat.chat_id)[-3:]]
+    assert len(chat.standin.sent_messages(chat.chat_id)) == chat.seen
+    assert "当前状态：已答复" in texts[0] and first in texts[0] and second in texts[1] and texts[2] == "您还可以："
+    assert sum("当前状态：已答复" in (m.get("text") or "") for m in chat.standin.sent_messages(chat.chat_id)) == 1
+    assert chat.standin.early_retries == []
+
+
 def _staff_answers_and_closes(service: LiveService, case_id: int) -> None:
     import asyncio
 

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from telegram import Update
 
-from bot.channels.telegram import TelegramChannel, keyboard, parse_command, split_text, to_inbound
+from bot.channels.telegram import TelegramChannel, in_parts, keyboard, parse_command, split_text, to_inbound
 from bot.config import Settings
 from bot.outbox import PermanentFailure, TemporaryFailure
 from bot.runtime import Runtime
@@ -231,6 +231,15 @@ def test_a_text_longer_than_telegram_takes_is_cut_at_paragraphs_then_lines_then_
     assert split_text("甲" * 6 + "\n" + "乙" * 6, limit=10) == ["甲" * 6, "乙" * 6]
     assert split_text("甲" * 25, limit=10) == ["甲" * 10, "甲" * 10, "甲" * 5]
     assert split_text("甲" * 4 + "\n" * 20, limit=10) == ["甲" * 4]
+
+
+def test_a_long_reply_is_stored_as_its_parts_with_the_keyboard_and_offer_under_the_last() -> None:
+    menu = (Choice("case:follow_up", "补充材料"),)
+    stored = in_parts([Outbound("甲" * 4000 + "\n\n" + "乙" * 3000, menu, notice_offer=7), Outbound("您还可以：")])
+    assert stored == [{"text": "甲" * 4000, "choices": [], "columns": 1},
+                      {"text": "乙" * 3000, "choices": [["case:follow_up", "补充材料"]], "columns": 1,
+                       "notice_offer": 7},
+                      {"text": "您还可以：", "choices": [], "columns": 1}]
 
 
 # --- replies out ----------------------------------------------------------------------------------
