@@ -346,6 +346,8 @@ async def _evidence(turn: Turn, choice: str | None, text: str | None, attachment
         attachments.append(stored.id)
         turn.update_draft(attachments=attachments)
         turn.say(turn.t("evidence_received", count=len(attachments), maximum=limits.max_attachments))
+        if text is not None and text.strip():  # the words written under the file (a caption) say what it shows
+            _add_to_description(turn, text)
         ask(turn, "evidence")
     elif choice == "evidence:done" or typed_one_of(turn, text, "evidence_done_words"):  # "跳过", "done" typed
         _next(turn, "identity")
@@ -357,6 +359,19 @@ async def _evidence(turn: Turn, choice: str | None, text: str | None, attachment
         ask(turn, "evidence")
     else:
         raise Invalid("error_evidence_expected")
+
+
+def _add_to_description(turn: Turn, words: str) -> None:
+    """Words sent with an evidence file join the description on a line of their own, where they fit."""
+    limits = turn.ctx.city.limits
+    try:
+        joined = clean_description(f"{turn.draft.get('description') or ''}\n{words.strip()}",
+                                   limits.description_min_chars, limits.description_max_chars)
+    except Invalid:
+        turn.say(turn.t("evidence_caption_not_kept", limit=limits.description_max_chars))
+        return
+    turn.update_draft(description=joined)
+    turn.say(turn.t("evidence_caption_kept"))
 
 
 async def _summary(turn: Turn, choice: str | None) -> None:

@@ -509,6 +509,22 @@ def test_flood_control_between_the_parts_of_a_long_status_sends_no_part_twice(ch
     assert chat.standin.early_retries == []
 
 
+def test_the_words_under_an_evidence_photo_join_the_description(chat: Chat) -> None:
+    """At the evidence step a resident writes under a photo what it shows: the words are added to "what happened"
+    (the summary shows them, and they can be changed there), not dropped."""
+    chat.say("/report", expect="第1步")
+    chat.press("district:yuelu", expect="第2步")
+    chat.say("岳麓区政务服务中心3号窗口", expect="第3步")
+    chat.press("when:today", expect="第4步")
+    chat.say(DESCRIPTION, expect="第5步")
+    chat.standin.send_photo(chat.chat_id, JPEG, caption="照片中穿蓝色制服、低头看手机的就是该工作人员。")
+    chat.expect("已收到第 1 个文件")
+    chat.expect("图片下的文字已加入“经过”")
+    chat.press("evidence:done", expect="第6步")
+    summary = chat.press("identity:anonymous", expect="请核对举报内容")
+    assert f"经过：{DESCRIPTION}\n照片中穿蓝色制服、低头看手机的就是该工作人员。\n" in summary
+
+
 def _staff_answers_and_closes(service: LiveService, case_id: int) -> None:
     import asyncio
 
