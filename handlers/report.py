@@ -164,8 +164,14 @@ async def offer_intake(turn: Turn, text: str | None = None, attachment: Attachme
         attachments: list[int] = list(turn.draft.get("attachments", [])) if waiting else []
         if len(attachments) >= limits.max_attachments:
             raise Invalid("error_evidence_full", maximum=limits.max_attachments)
+        described: dict[str, object] = {}
+        if text is not None and says_enough(text, limits.description_min_chars, limits.description_max_chars):
+            # the complaint written under the file (a caption): kept as the description, as if sent alone
+            earlier = turn.draft.get("description") if waiting else None
+            described["description"] = clean_description(f"{earlier}\n{text.strip()}" if earlier else text,
+                                                         limits.description_min_chars, limits.description_max_chars)
         stored = await accept_file(turn, attachment)
-        kept: dict[str, object] = {"attachments": [*attachments, stored.id]}
+        kept: dict[str, object] = {"attachments": [*attachments, stored.id], **described}
     elif text is not None and says_enough(text, limits.description_min_chars, limits.description_max_chars):
         earlier = turn.draft.get("description") if waiting and offer else None
         if earlier:  # a complaint sent in several messages is kept whole ("/report <text>" says what it is)

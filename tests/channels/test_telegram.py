@@ -525,6 +525,21 @@ def test_the_words_under_an_evidence_photo_join_the_description(chat: Chat) -> N
     assert f"经过：{DESCRIPTION}\n照片中穿蓝色制服、低头看手机的就是该工作人员。\n" in summary
 
 
+def test_a_first_message_of_a_photo_and_its_story_is_offered_as_a_report_with_both(chat: Chat) -> None:
+    """A resident's very first message is a photo with the complaint written under it: the offer to report quotes
+    the words, and the report then has both, without asking for the description again."""
+    chat.standin.send_photo(chat.chat_id, JPEG, caption=DESCRIPTION)
+    offer = chat.expect("您发来的内容")
+    assert DESCRIPTION[:20] in offer and "已收到 1/5 个文件" in offer
+    chat.press("intake:report", expect="第1步")
+    chat.press("district:yuelu", expect="第2步")
+    chat.say("岳麓区政务服务中心3号窗口", expect="第3步")
+    chat.press("when:today", expect="第5步")
+    chat.press("evidence:done", expect="第6步")
+    summary = chat.press("identity:anonymous", expect="请核对举报内容")
+    assert f"经过：{DESCRIPTION}\n" in summary and "证据：1 个文件" in summary
+
+
 def _staff_answers_and_closes(service: LiveService, case_id: int) -> None:
     import asyncio
 
