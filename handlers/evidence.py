@@ -26,13 +26,18 @@ ACCEPTED_TYPES = {
     "application/pdf": "pdf",
 }
 
+UNNAMED_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
+"""What a client declares for a file whose type it does not know (Telegram's apps and browsers name the type
+from the file's name, and a scan saved without an extension has none): its bytes decide."""
+
 
 async def accept_file(turn: Turn, attachment: Attachment) -> StoredAttachment:
     """Download, check and store one file; raises `Invalid` with the reason it was refused."""
     limit = turn.ctx.city.limits.max_attachment_bytes
     if attachment.kind not in ("photo", "document"):
         raise Invalid("error_evidence_kind")
-    if attachment.media_type and attachment.media_type not in ACCEPTED_TYPES and attachment.kind == "document":
+    declared = attachment.media_type
+    if declared and declared not in ACCEPTED_TYPES and declared not in UNNAMED_TYPES and attachment.kind == "document":
         raise Invalid("error_evidence_type")
     if attachment.size_bytes is not None and attachment.size_bytes > limit:
         raise Invalid("error_evidence_size", limit_mb=limit // (1024 * 1024))

@@ -164,8 +164,14 @@ async def offer_intake(turn: Turn, text: str | None = None, attachment: Attachme
         attachments: list[int] = list(turn.draft.get("attachments", [])) if waiting else []
         if len(attachments) >= limits.max_attachments:
             raise Invalid("error_evidence_full", maximum=limits.max_attachments)
+        described: dict[str, object] = {}
+        if text is not None and says_enough(text, limits.description_min_chars, limits.description_max_chars):
+            # the complaint written under the file (a caption): kept as the description, as if sent alone
+            earlier = turn.draft.get("description") if waiting else None
+            described["description"] = clean_description(f"{earlier}\n{text.strip()}" if earlier else text,
+                                                         limits.description_min_chars, limits.description_max_chars)
         stored = await accept_file(turn, attachment)
-        kept: dict[str, object] = {"attachments": [*attachments, stored.id]}
+        kept: dict[str, object] = {"attachments": [*attachments, stored.id], **described}
     elif text is not None and says_enough(text, limits.description_min_chars, limits.description_max_chars):
         earlier = turn.draft.get("description") if waiting and offer else None
         if earlier:  # a complaint sent in several messages is kept whole ("/report <text>" says what it is)
@@ -226,6 +232,13 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
     """Handle the resident's answer to the question of the current state."""
     state = turn.conversation.state
     limits = turn.ctx.city.limits
+    if attachment is not None and state == "description" and text is not None and text.strip():
+        # a photo with the story written under it (a caption): the words answer the question, the photo is
+        # the first evidence, once the step that takes it is reached
+        await answer(turn, choice, text, None)
+        if turn.conversation.state == "evidence":
+            await answer(turn, None, None, attachment)
+        return
     if attachment is not None and state not in ("evidence", "intake"):
         turn.say(turn.t("error_attachment_here"))
         ask(turn, state)
@@ -339,6 +352,8 @@ async def _evidence(turn: Turn, choice: str | None, text: str | None, attachment
         attachments.append(stored.id)
         turn.update_draft(attachments=attachments)
         turn.say(turn.t("evidence_received", count=len(attachments), maximum=limits.max_attachments))
+        if text is not None and text.strip():  # the words written under the file (a caption) say what it shows
+            _add_to_description(turn, text)
         ask(turn, "evidence")
     elif choice == "evidence:done" or typed_one_of(turn, text, "evidence_done_words"):  # "跳过", "done" typed
         _next(turn, "identity")
@@ -350,6 +365,19 @@ async def _evidence(turn: Turn, choice: str | None, text: str | None, attachment
         ask(turn, "evidence")
     else:
         raise Invalid("error_evidence_expected")
+
+
+def _add_to_description(turn: Turn, words: str) -> None:
+    """Words sent with an evidence file join the description on a line of their own, where they fit."""
+    limits = turn.ctx.city.limits
+    try:
+        joined = clean_description(f"{turn.draft.get('description') or ''}\n{words.strip()}",
+                                   limits.description_min_chars, limits.description_max_chars)
+    except Invalid:
+        turn.say(turn.t("evidence_caption_not_kept", limit=limits.description_max_chars))
+        return
+    turn.update_draft(description=joined)
+    turn.say(turn.t("evidence_caption_kept"))
 
 
 async def _summary(turn: Turn, choice: str | None) -> None:

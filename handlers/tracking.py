@@ -353,8 +353,13 @@ async def _follow_up(turn: Turn, case: Case, choice: str | None, text: str | Non
         return
     try:
         if attachment is not None:
+            caption = text.strip() if text is not None and text.strip() else None  # the words sent with the file
+            limit = turn.ctx.city.limits.description_max_chars
+            if caption is not None and len(caption) > limit:
+                raise Invalid("error_description_long", limit=limit, length=len(caption))
             stored = await accept_file(turn, attachment)
-            await actions.add_follow_up(turn.session, case, text=None, attachment_ids=[stored.id],
+            await actions.add_follow_up(turn.session, case, text=caption, attachment_ids=[stored.id],
+                                        search_terms=index_terms([caption]) if caption else (),
                                         other_device=actions.from_other_device(case, turn.conversation))
         elif text is not None and text.strip():
             limit = turn.ctx.city.limits.description_max_chars

@@ -12,6 +12,7 @@ import hmac
 import logging
 import re
 import warnings
+from dataclasses import replace
 from datetime import timedelta
 from functools import lru_cache
 from typing import Any
@@ -33,7 +34,7 @@ from bot.config import Settings
 from bot.outbox import PermanentFailure, TemporaryFailure, plain
 from bot.runtime import Runtime
 from handlers.texts import normalise_locale
-from handlers.types import Attachment, Choice, Inbound, Outbound, coordinates, one_payload_each
+from handlers.types import Attachment, Choice, Inbound, Outbound, coordinates
 from handlers.types import parse_command as parse_text_command
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ log = logging.getLogger(__name__)
 CHANNEL = "telegram"
 WEBHOOK_PATH = "/telegram/webhook"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-ALLOWED_UPDATES = ["message", "callback_query"]
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
+GROUP_CHATS = ("group", "supergroup")
 COMMANDS = ("start", "report", "status", "cancel", "language", "help")
 POLL_SECONDS = 20
 POLL_BACKOFF_SECONDS = 2.0
@@ -104,7 +106,42 @@ def to_inbound(update: Update, fetcher: Any) -> Inbound | None:
         attachment = Attachment("location", place=coordinates(message.location.latitude, message.location.longitude))
     else:
         attachment = Attachment("other")
-    return Inbound(CHANNEL, user_ref, language, attachment=attachment, update_key=key)
+    # a photo or file comes with the words written under it in the same message: the dialog gets both
+    return Inbound(CHANNEL, user_ref, language, text=message.caption or None, attachment=attachment, update_key=key)
+
+
+TEXT_LIMIT = 4096
+"""Characters of one message's text that `sendMessage` takes ("1-4096 characters after entities parsing")."""
+
+
+def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
+    """`text` in parts Telegram takes: each at most `limit` characters, cut at the last paragraph break within
+    the limit, else the last line break, else at the limit (one line longer than a message)."""
+    parts: list[str] = []
+    while len(text) > limit:
+        cut = text.rfind("\n\n", 0, limit + 1)
+        if cut <= 0:
+            cut = text.rfind("\n", 0, limit + 1)
+        if cut <= 0:
+            cut = limit
+        part = text[:cut].rstrip("\n")
+        if part:
+            parts.append(part)
+        text = text[cut:].lstrip("\n")
+    if text or not parts:
+        parts.append(text)
+    return parts
+
+
+def in_parts(messages: list[Outbound]) -> list[dict[str, object]]:
+    """The outbox's payloads for a step's replies: one per message Telegram takes, a longer text stored as its
+    parts (the keyboard with the last), so each part is sent, and retried after flood control, on its own."""
+    payloads: list[dict[str, object]] = []
+    for message in messages:
+        *leading, last = split_text(message.text)
+        payloads.extend(Outbound(part, locale=message.locale).to_payload() for part in leading)
+        payloads.append(replace(message, text=last).to_payload())
+    return payloads
 
 
 def keyboard(message: Outbound) -> dict[str, Any] | None:
@@ -302,10 +339,40 @@ class TelegramChannel:
                 await update.callback_query.answer()
             except (BadRequest, NetworkError):
                 log.debug("callback query %s could not be acknowledged", update.callback_query.id)
+        message = update.message
+        if message is not None and message.chat.type in GROUP_CHATS:
+            await self._point_to_private_chat(message)
+            return
+        edited = update.edited_message
+        if edited is not None:
+            if edited.chat.type == "private":
+                await self._say_directly(edited, "telegram_edit_not_read")
+            return
         inbound = to_inbound(update, self._fetcher)
         if inbound is None:
             return
-        await self._runtime.handle(inbound, queue=one_payload_each)
+        await self._runtime.handle(inbound, queue=in_parts)
+
+    async def _point_to_private_chat(self, message: Any) -> None:
+        """One of our commands in a group (someone added the bot to theirs): every member reads it, so nothing of
+        it reaches the dialog; the group is told where reporting happens. Other group messages go unanswered."""
+        text = message.text or ""
+        named = re.match(r"^\s*[/／][^\s@]*@(\w+)", text)
+        username = self.application.bot.username or ""
+        command = parse_command(text)
+        if command is None or command[0] not in COMMANDS or (named and named.group(1).lower() != username.lower()):
+            return
+        await self._say_directly(message, "telegram_group_private", bot=username)
+
+    async def _say_directly(self, message: Any, text_key: str, **values: object) -> None:
+        """A word about the message itself (not a step of the dialog), in the sender's language, sent at once."""
+        user = message.from_user
+        locale = normalise_locale(user.language_code if user else None, self._settings.city.default_locale)
+        try:
+            await self.application.bot.send_message(message.chat.id,
+                                                    self._runtime.texts.get(locale, text_key, **values))
+        except Exception:  # noqa: BLE001 - a chat that blocked or muted the bot: nothing more to do
+            log.info("could not send %s to chat %s", text_key, message.chat.id)
 
     async def _apologise(self, update: Update) -> None:
         """The database or the dialog failed: tell the resident directly, their draft is untouched."""
@@ -321,13 +388,17 @@ class TelegramChannel:
             log.warning("could not send the apology for update %s", update.update_id)
 
     async def send(self, recipient: str, message: Outbound) -> None:
-        """Outbox sender: one message to one chat, failures classified for the retry logic."""
+        """Outbox sender: one message to one chat, failures classified for the retry logic. The dialog's replies
+        come already in parts (`in_parts`); a notice rendered longer than Telegram takes is cut here, the
+        keyboard under its last part."""
         try:
-            parameters: dict[str, Any] = {"chat_id": int(recipient), "text": message.text}
+            parts = split_text(message.text)
             markup = keyboard(message)
-            if markup is not None:
-                parameters["reply_markup"] = markup
-            await self.application.bot.do_api_request("sendMessage", api_kwargs=parameters)
+            for position, part in enumerate(parts, 1):
+                parameters: dict[str, Any] = {"chat_id": int(recipient), "text": part}
+                if markup is not None and position == len(parts):
+                    parameters["reply_markup"] = markup
+                await self.application.bot.do_api_request("sendMessage", api_kwargs=parameters)
         except RetryAfter as exc:
             raise TemporaryFailure(f"flood control: {exc}", _seconds(exc.retry_after)) from exc
         except Forbidden as exc:

@@ -96,6 +96,7 @@ class _Fault:
     description: str | None
     remaining: int
     delay: float = 0.0
+    after: int = 0
 
 
 @dataclass(slots=True)
@@ -534,6 +535,9 @@ class TelegramCore:
                 if not faults:
                     continue
                 fault = faults[0]
+                if fault.after > 0:  # calls it lets through before it fails
+                    fault.after -= 1
+                    return None
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     faults.popleft()

@@ -294,8 +294,10 @@ class TelegramStandIn(TelegramUsers):
         retry_after: int | None = 1,
         description: str | None = None,
         delay: float = 0.0,
+        after: int = 0,
     ) -> None:
-        """Answer the next ``count`` valid calls of ``method`` (``"*"`` = any) with an error.
+        """Answer the next ``count`` valid calls of ``method`` (``"*"`` = any) with an error; with ``after``,
+        the calls after the next ``after``, which succeed.
 
         429 carries ``parameters.retry_after``; the default descriptions are Telegram's
         (``Too Many Requests: retry after N``, ``Internal Server Error``, ``Bad Gateway`` ...).
@@ -309,7 +311,7 @@ class TelegramStandIn(TelegramUsers):
         with self._lock:
             self._faults.setdefault(key, deque()).append(
                 _Fault(status=status, retry_after=retry_after, description=description, remaining=count,
-                       delay=float(delay))
+                       delay=float(delay), after=after)
             )
 
     def drop_response_after_processing(self, method: str, count: int = 1) -> None:

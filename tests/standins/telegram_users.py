@@ -87,6 +87,21 @@ class TelegramUsers(TelegramMethods):
             message = self._user_message(chat_id, user, content)
         return self._enqueue({"message": message}, deliver=deliver)
 
+    def edit_text(self, chat_id: int, message_id: int, text: str) -> int:
+        """The user edits the text of a message they sent: an ``edited_message`` update carrying the whole
+        message as it now is, with its ``edit_date`` (the bot gets it when its ``allowed_updates`` has it)."""
+        with self._lock:
+            original = self._messages.get((chat_id, message_id))
+            if original is None or original.get("from", {}).get("id") == self.bot_user["id"]:
+                raise AssertionError(f"chat {chat_id} has no message {message_id} of the user's")
+            edited = {**original, "text": text, "edit_date": int(time.time())}
+            edited.pop("entities", None)
+            command = re.match(r"/[A-Za-z0-9_]{1,32}(?:@[A-Za-z0-9_]{3,32})?", text)
+            if command:
+                edited["entities"] = [{"offset": 0, "length": _utf16_len(command.group(0)), "type": "bot_command"}]
+            self._messages[(chat_id, message_id)] = edited
+        return self._enqueue({"edited_message": edited})
+
     def press_button(
         self,
         chat_id: int,

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from telegram import Update
 
-from bot.channels.telegram import TelegramChannel, keyboard, parse_command, to_inbound
+from bot.channels.telegram import TelegramChannel, in_parts, keyboard, parse_command, split_text, to_inbound
 from bot.config import Settings
 from bot.outbox import PermanentFailure, TemporaryFailure
 from bot.runtime import Runtime
@@ -140,7 +140,7 @@ async def test_a_photo_is_fetched_at_its_largest_size_and_a_document_keeps_its_n
     photo = to_inbound(_raw(9201, PRIVATE, photo=sizes, caption="3号窗口"), _fetcher)
     made = standin.update(standin.send_document(5202, b"%PDF-1.4 receipt", "小票.pdf", "application/pdf"))
     document = to_inbound(Update.de_json(made, None), _fetcher)
-    assert photo is not None and photo.attachment is not None and photo.text is None
+    assert photo is not None and photo.attachment is not None and photo.text == "3号窗口"
     assert (photo.attachment.kind, photo.attachment.media_type, photo.attachment.size_bytes,
             photo.attachment.file_name) == ("photo", "image/jpeg", 96_544, None)
     assert photo.attachment.fetch is not None
@@ -223,6 +223,23 @@ def test_a_keyboard_is_laid_out_in_the_messages_columns_and_a_message_without_ch
     assert rows(Outbound("第1步", districts[:2], columns=3)) == [[("芙蓉区", "district:furong"),
                                                                   ("天心区", "district:tianxin")]]
     assert rows(Outbound("已取消本次举报。", (), columns=2)) is None
+
+
+def test_a_text_longer_than_telegram_takes_is_cut_at_paragraphs_then_lines_then_at_the_limit() -> None:
+    assert split_text("短消息") == ["短消息"]
+    assert split_text("甲" * 6 + "\n乙乙\n\n" + "丙" * 5, limit=10) == ["甲" * 6 + "\n乙乙", "丙" * 5]
+    assert split_text("甲" * 6 + "\n" + "乙" * 6, limit=10) == ["甲" * 6, "乙" * 6]
+    assert split_text("甲" * 25, limit=10) == ["甲" * 10, "甲" * 10, "甲" * 5]
+    assert split_text("甲" * 4 + "\n" * 20, limit=10) == ["甲" * 4]
+
+
+def test_a_long_reply_is_stored_as_its_parts_with_the_keyboard_and_offer_under_the_last() -> None:
+    menu = (Choice("case:follow_up", "补充材料"),)
+    stored = in_parts([Outbound("甲" * 4000 + "\n\n" + "乙" * 3000, menu, notice_offer=7), Outbound("您还可以：")])
+    assert stored == [{"text": "甲" * 4000, "choices": [], "columns": 1},
+                      {"text": "乙" * 3000, "choices": [["case:follow_up", "补充材料"]], "columns": 1,
+                       "notice_offer": 7},
+                      {"text": "您还可以：", "choices": [], "columns": 1}]
 
 
 # --- replies out ----------------------------------------------------------------------------------
@@ -379,7 +396,7 @@ async def test_long_polling_waits_out_flood_control_and_acknowledges_an_update_o
         assert await runtime.outbox.deliver_once() == 1  # the step's reply was committed with it
         polls = standin.requests_for("getUpdates")
     assert standin.early_retries == []  # no getUpdates while Telegram's flood control lasted
-    assert polls[0]["allowed_updates"] == ["message", "callback_query"]
+    assert polls[0]["allowed_updates"] == ["message", "edited_message", "callback_query"]
     assert [method for method, _ in standin.requests[:5]] == ["getMe", "setMyCommands", "setMyCommands",
                                                               "setMyCommands", "deleteWebhook"]
     assert [c["description"] for c in standin.my_commands()] == [
@@ -418,6 +435,6 @@ async def test_webhook_mode_registers_the_url_with_a_secret_derived_from_the_sec
             True, False, False, False, False]
         [registered] = standin.requests_for("setWebhook")
     assert registered == {"url": "https://qinglian.example/telegram/webhook", "secret_token": derived,
-                          "allowed_updates": ["message", "callback_query"]}
+                          "allowed_updates": ["message", "edited_message", "callback_query"]}
     assert standin.requests_for("getUpdates") == standin.requests_for("deleteWebhook") == []
     assert len(standin.requests_for("setMyCommands")) == 3
