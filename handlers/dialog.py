@@ -14,7 +14,7 @@ from handlers.notices import render, waited_line
 from handlers.texts import normalise_locale
 from handlers.types import Attachment, Choice, Inbound, Outbound, Packer
 from handlers.validation import Invalid, named_option, parse_receipt_code, says_enough, typed_number
-from storage import actions, notices
+from storage import actions, loop, notices
 
 COMMANDS = ("start", "report", "status", "cancel", "language", "help", "menu")
 UNEXPECTED_KINDS = ("sticker", "voice", "video", "audio", "location", "other")
@@ -162,8 +162,13 @@ def _resolve_choice(turn: Turn) -> tuple[str | None, str | None, bool]:
     offered: list[list[str]] = turn.context_get("choices") or []
     inbound = turn.inbound
     if inbound.choice is not None:
-        if any(key == inbound.choice for key, _ in offered):
-            return inbound.choice, None, False
+        key, case_ref = loop.button_parts(inbound.choice)
+        if any(offered_key == inbound.choice for offered_key, _ in offered):
+            return key, None, False
+        # a notice's button about the case the conversation is on, pressed after its menu took the notice's place
+        if case_ref is not None and case_ref == str(turn.context_get("case_id")) and any(
+                loop.button_parts(offered_key)[0] == key for offered_key, _ in offered):
+            return key, None, False
         if inbound.choice.startswith("menu:") and turn.conversation.state in tracking.TRACKING_STATES:
             return inbound.choice, None, False  # the menu under an earlier message, pressed while a case waits
         return None, None, True
@@ -174,10 +179,10 @@ def _resolve_choice(turn: Turn) -> tuple[str | None, str | None, bool]:
         # a digit in the rating question is the stars; the options after the five ratings answer to their position
         first = tracking.RATINGS + 1 if turn.conversation.state == "rating" else 1
         if number is not None and first <= number <= len(offered):
-            return offered[number - 1][0], None, False
+            return loop.button_parts(offered[number - 1][0])[0], None, False
         named = named_option(typed, offered)
         if named is not None:
-            return named, None, False
+            return loop.button_parts(named)[0], None, False
     return None, text, False
 
 

@@ -33,6 +33,21 @@ RATING_CHOICES = [[f"rate:{n}", "★" * n] for n in range(5, 0, -1)] + [["rate:u
                                                                       ["rate:later", "later"]]
 IDLE = ("idle", "case_menu", "status_code")
 OFFER_DAYS = 30
+FOR_CASE = "@"
+"""Between a button's key and the id of the case a notice's button is about ("rate:5@17"): a button under an older
+notice, about another case than the one the conversation now waits for, is answered as out of date rather than
+taken for that case (`handlers.dialog`)."""
+
+
+def for_case(key: str, case: Case) -> str:
+    """The key of a notice's button about `case` (`FOR_CASE`)."""
+    return f"{key}{FOR_CASE}{case.id}"
+
+
+def button_parts(choice: str) -> tuple[str, str | None]:
+    """(key, the id of the case a notice's button names, or None) of a button's choice (`for_case`)."""
+    key, _, case_ref = choice.partition(FOR_CASE)
+    return key, case_ref or None
 
 
 def _staff_notice(notice: str, case: Case, locale: str, **extra: Any) -> dict[str, Any]:
@@ -55,7 +70,7 @@ async def offer_rating(session: AsyncSession, case: Case, *, labels: Sequence[st
     """Ask the reporter to rate the closed case: a notice with the rating buttons, and — when they are not in the
     middle of something else — their conversation waits for the answer, so a typed number or a button rates
     this case. `labels` are the localised labels of the choices (five ratings, "not solved", "later")."""
-    choices = [[key, label] for (key, _), label in zip(RATING_CHOICES, labels, strict=True)]
+    choices = [[for_case(key, case), label] for (key, _), label in zip(RATING_CHOICES, labels, strict=True)]
     await _tell_reporter(session, case, "rate_request", choices=choices)
     await _await_answer(session, case, "rating", choices)
 
@@ -274,7 +289,7 @@ async def ask_for_information(session: AsyncSession, case: Case, question: str, 
                        detail={})
     session.add(event)
     await audit.record(session, actor, "case.more_info_asked", case=case, detail={"question": question})
-    choices = [["case:follow_up", add_label]]
+    choices = [[for_case("case:follow_up", case), add_label]]
     await _tell_reporter(session, case, "more_info", question=question, choices=choices)
     await _await_answer(session, case, "case_menu", choices)
     await session.flush()

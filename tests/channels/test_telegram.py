@@ -152,7 +152,7 @@ def test_the_closed_loop_question_extension_warning_and_a_poor_rating(standin: T
     loop_steps.ask_for_information(service, case_id, "请提供3号窗口当天的排队小票照片。")
     question = chat.expect("请您补充信息")
     assert number in question and "请提供3号窗口当天的排队小票照片。" in question
-    chat.press("case:follow_up", expect="请发送要补充的")  # the button under the notice: no code typed
+    chat.press(f"case:follow_up@{case_id}", expect="请发送要补充的")  # the button under the notice: no code typed
     chat.say("小票显示上午9点20分取号，11点半才叫到。", expect="补充材料已收到")
     chat.press("follow_up:done", expect="举报人补充了材料")
 
@@ -167,7 +167,7 @@ def test_the_closed_loop_question_extension_warning_and_a_poor_rating(standin: T
 
     loop_steps.answer_and_close(service, case_id, "经核查，已对3号窗口工作人员批评教育。")
     chat.expect("请为办理结果打分")
-    chat.press("rate:1", expect="还有什么想说的吗")
+    chat.press(f"rate:1@{case_id}", expect="还有什么想说的吗")
     assert number in chat.press("comment:skip", expect="将根据您的评价重新办理")  # the notice, then the thanks
     chat.expect("感谢反馈，上级已收到通知")
     status, rehandled, trace = loop_steps.case_state(service, case_id)
@@ -427,9 +427,6 @@ def test_a_message_edited_after_it_was_answered_is_said_not_to_change_the_report
     assert "地点/单位：岳麓区政务服务中心5号窗口" in chat.press("identity:anonymous", expect="请核对举报内容")
 
 
-@pytest.mark.xfail(strict=True, reason="open defect: a notice's buttons do not say which case they are about "
-                   "('case:follow_up', 'rate:N'), so one pressed under an older case's notice acts on the case the "
-                   "conversation last waited for (storage.loop._await_answer, handlers.dialog._resolve_choice)")
 def test_the_button_under_an_older_cases_question_adds_nothing_to_a_newer_case(chat: Chat,
                                                                                service: LiveService) -> None:
     """Staff of two of the resident's cases each ask a question, the same "add information" button under both;
@@ -444,19 +441,19 @@ def test_the_button_under_an_older_cases_question_adds_nothing_to_a_newer_case(c
     loop_steps.ask_for_information(service, first_id, "请提供3号窗口当天的排队小票照片。")
     first_question = chat.expect("请您补充信息")
     loop_steps.ask_for_information(service, second_id, "请说明工作人员的大致体貌特征。")
-    chat.expect("请您补充信息")
+    second_question = chat.expect("请说明工作人员的大致体貌特征")
     chat.settle(service)
     [under_first] = [m for m in chat.standin.sent_messages(chat.chat_id) if m.get("text") == first_question]
-    chat.standin.press_button(chat.chat_id, "case:follow_up", message_id=under_first["message_id"])
-    answer = chat.expect("")
+    [under_second] = [m for m in chat.standin.sent_messages(chat.chat_id) if m.get("text") == second_question]
+    chat.standin.press_button(chat.chat_id, f"case:follow_up@{first_id}", message_id=under_first["message_id"])
+    assert "已失效" in chat.expect("")  # out of date: the conversation waits for the answer to the newer question
     chat.settle(service)
-    if "请发送要补充的" in answer:  # taken as the first case's information: it must go there
-        chat.say("小票显示上午9点20分取号，11点半才叫到。", expect="补充材料已收到")
-        chat.settle(service)
-        assert [kinds[-1] for kinds in (loop_steps.case_state(service, first_id)[2],
-                                        loop_steps.case_state(service, second_id)[2])] == ["follow_up", "more_info"]
-    else:
-        assert "已失效" in answer
+    chat.standin.press_button(chat.chat_id, f"case:follow_up@{second_id}", message_id=under_second["message_id"])
+    assert "请发送要补充的" in chat.expect("请发送要补充的")  # the newest question's button works
+    chat.say("大约四十岁，戴眼镜，胸牌号码看不清。", expect="补充材料已收到")
+    chat.settle(service)
+    assert [kinds[-1] for kinds in (loop_steps.case_state(service, first_id)[2],
+                                    loop_steps.case_state(service, second_id)[2])] == ["more_info", "follow_up"]
     assert first_number != second_number
 
 

@@ -232,8 +232,8 @@ def test_the_closed_loop_question_extension_warning_and_a_poor_rating(service: L
     loop_steps.ask_for_information(service, case_id, "请提供3号窗口当天的排队小票照片。")
     [question] = inbox()
     assert number in question["text"] and "请您补充信息：\n请提供3号窗口当天的排队小票照片。" in question["text"]
-    assert [choice["key"] for choice in question["choices"]] == ["case:follow_up"]
-    assert "请发送要补充的" in send(choice="case:follow_up")
+    assert [choice["key"] for choice in question["choices"]] == [f"case:follow_up@{case_id}"]  # names its case
+    assert "请发送要补充的" in send(choice=f"case:follow_up@{case_id}")
     assert "补充材料已收到" in send(text="小票显示上午9点20分取号，11点半才叫到。")
     assert "举报人补充了材料" in send(choice="follow_up:done")
 
@@ -244,8 +244,8 @@ def test_the_closed_loop_question_extension_warning_and_a_poor_rating(service: L
     loop_steps.answer_and_close(service, case_id, "经核查，已对3号窗口工作人员批评教育。")
     rate_request = inbox()[-1]
     assert "请为办理结果打分" in rate_request["text"] and [c["key"] for c in rate_request["choices"]][-2:] == [
-        "rate:unsolved", "rate:later"]
-    assert "还有什么想说的吗" in send(choice="rate:2")
+        f"rate:unsolved@{case_id}", f"rate:later@{case_id}"]
+    assert "还有什么想说的吗" in send(choice=f"rate:2@{case_id}")
     assert "感谢反馈，上级已收到通知" in send(choice="comment:skip")
     assert [m["text"] for m in inbox()] == [f"您的举报 {number} 将根据您的评价重新办理，有新的答复时会告诉您。"]
     status, rehandled, trace = loop_steps.case_state(service, case_id)

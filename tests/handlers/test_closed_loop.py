@@ -66,9 +66,11 @@ async def test_a_closed_case_asks_for_a_rating_and_a_poor_one_reopens_it_once(ha
         query = select(OutboxMessage).where(OutboxMessage.kind == "rate_request")
         request = (await session.execute(query)).scalar_one()
     shown = render(request.payload, harness.context.texts, city=harness.context.city)
-    assert "请为办理结果打分" in shown.text and [c.key for c in shown.choices][-2:] == ["rate:unsolved", "rate:later"]
+    # each button names the case it is about
+    assert "请为办理结果打分" in shown.text and [c.key for c in shown.choices][-2:] == [
+        f"rate:unsolved@{case_id}", f"rate:later@{case_id}"]
 
-    await resident.press("rate:1")  # the button under the notice rates this case, with no code typed
+    await resident.press(f"rate:1@{case_id}")  # the button under the notice rates this case, with no code typed
     assert "还有什么想说的吗" in resident.text()
     await resident.say("窗口还是没人，问题依旧。")
     assert "感谢反馈，上级已收到通知" in resident.text()  # the "reopened" notice tells the rest
@@ -216,9 +218,9 @@ async def test_a_question_of_the_staff_reaches_the_reporter_who_answers_with_the
         notice = (await session.execute(select(OutboxMessage).where(OutboxMessage.kind == "more_info"))).scalar_one()
     shown = render(notice.payload, harness.context.texts, city=harness.context.city)
     assert "请您补充信息：\n请提供3号窗口当天的排队小票照片。" in shown.text and "/status" in shown.text
-    assert [(c.key, c.label) for c in shown.choices] == [("case:follow_up", "补充材料")]
+    assert [(c.key, c.label) for c in shown.choices] == [(f"case:follow_up@{case_id}", "补充材料")]
 
-    await resident.press("case:follow_up")  # the button under the notice, with no code typed
+    await resident.press(f"case:follow_up@{case_id}")  # the button under the notice, with no code typed
     assert "请发送要补充的" in resident.text()
     await resident.say("小票上的时间是上午9点20分，叫号到11点半。")
     assert "补充材料已收到" in resident.text()
@@ -231,7 +233,7 @@ async def test_a_poor_rating_tells_the_reporter_by_a_notice_that_the_case_is_reo
         harness: DialogHarness) -> None:
     resident, _code, case_id = await _filed(harness)
     await _answer_and_close(harness, case_id, await _staff(harness))
-    await resident.press("rate:2")
+    await resident.press(f"rate:2@{case_id}")  # the button under the notice
     await resident.press("comment:skip")
     assert "感谢反馈，上级已收到通知" in resident.text()  # the notice says the case is handled again
     async with harness.sessionmaker() as session:

@@ -109,12 +109,14 @@ async def test_offering_a_rating_sends_the_buttons_and_an_idle_conversation_wait
         idle_after = await actions.load_conversation(session, "telegram", "42")
         drafting_after = await actions.load_conversation(session, "telegram", "43")
     for case, recipient in ((waiting, "42"), (busy, "43"), (stranger, "44")):
-        assert notices[case.id] == [("telegram", recipient, {"notice": "rate_request", "locale": "zh",
-                                                             "case_number": case.case_number, "choices": CHOICES})]
+        assert notices[case.id] == [("telegram", recipient, {
+            "notice": "rate_request", "locale": "zh", "case_number": case.case_number,
+            "choices": [[f"{key}@{case.id}", label] for key, label in CHOICES]})]  # each names its case
     assert idle_after.state == "rating"
     until = datetime.fromisoformat(idle_after.context.pop("case_until"))
     assert before + timedelta(days=30) <= until <= after + timedelta(days=30)
-    assert idle_after.context == {"shown_page": 2, "case_id": waiting.id, "choices": CHOICES}
+    assert idle_after.context == {"shown_page": 2, "case_id": waiting.id,
+                                  "choices": [[f"{key}@{waiting.id}", label] for key, label in CHOICES]}
     assert (drafting_after.state, drafting_after.context) == ("report_place", {"district": "yuelu"})
 
 
@@ -425,11 +427,13 @@ async def test_a_note_and_a_question_for_the_reporter_need_their_text_and_a_ques
     assert notices == [
         ("telegram", "42", {"notice": "note", "locale": "zh", "case_number": number, "note": "预计下周反馈核查结果。"}),
         ("telegram", "42", {"notice": "more_info", "locale": "zh", "case_number": number,
-                            "question": "请提供排队小票的照片。", "choices": [["case:follow_up", "补充材料"]]})]
+                            "question": "请提供排队小票的照片。",
+                            "choices": [[f"case:follow_up@{case.id}", "补充材料"]]})]
     assert audited == [("case.note_to_reporter", li.id, {}),
                        ("case.more_info_asked", li.id, {"question": "请提供排队小票的照片。"})]
     assert waiting.state == "case_menu"
-    assert (waiting.context["case_id"], waiting.context["choices"]) == (case.id, [["case:follow_up", "补充材料"]])
+    assert (waiting.context["case_id"], waiting.context["choices"]) == (case.id,
+                                                                        [[f"case:follow_up@{case.id}", "补充材料"]])
     assert closed_notices[-1][2]["note"] == "已对窗口排班作出调整。"
 
 

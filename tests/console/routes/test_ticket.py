@@ -132,7 +132,8 @@ async def test_asking_the_reporter_for_more_information(console: ConsoleHarness)
         sent = [m.payload for m in (await session.execute(select(OutboxMessage))).scalars()
                 if m.kind == "more_info"]
     assert sent == [{"notice": "more_info", "locale": "zh", "case_number": number,
-                     "question": "请提供窗口编号和当天的排队小票照片。", "choices": [["case:follow_up", "补充材料"]]}]
+                     "question": "请提供窗口编号和当天的排队小票照片。",
+                     "choices": [[f"case:follow_up@{(await console.get_case(number)).id}", "补充材料"]]}]
 
 
 async def test_moving_needs_a_reason_and_errors_are_pages(console: ConsoleHarness) -> None:
