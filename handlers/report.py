@@ -232,12 +232,16 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
     """Handle the resident's answer to the question of the current state."""
     state = turn.conversation.state
     limits = turn.ctx.city.limits
-    if attachment is not None and state == "description" and text is not None and text.strip():
+    if attachment is not None and state == "description" and text is not None and \
+            says_enough(text, limits.description_min_chars, limits.description_max_chars):
         # a photo with the story written under it (a caption): the words answer the question, the photo is
-        # the first evidence, once the step that takes it is reached
+        # the first evidence, once the step that takes it is reached. A caption that cannot be the description
+        # leaves the photo to be refused below, with the reason, rather than dropped unsaid
         await answer(turn, choice, text, None)
         if turn.conversation.state == "evidence":
             await answer(turn, None, None, attachment)
+        else:  # the words were refused, and said why: the photo was not taken either
+            turn.say(turn.t("error_attachment_here"))
         return
     if attachment is not None and state not in ("evidence", "intake"):
         turn.say(turn.t("error_attachment_here"))

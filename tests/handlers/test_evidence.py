@@ -307,3 +307,15 @@ async def test_files_relayed_by_a_platform_server_do_not_share_one_addresss_quot
         RECEIVED, RECEIVED, RECEIVED,
         "您所在网络上传的证据文件已达上限，这个文件没有接收，请提交或取消已有的举报后再试。"]
     assert len(_files(small_files)) == 3
+
+
+async def test_a_photo_sent_at_the_description_step_with_too_short_a_caption_is_said_not_to_be_kept(
+        harness: DialogHarness) -> None:
+    """A photo whose caption cannot be the description is not taken in silence: the resident is told that no
+    file is needed yet, the question is asked again, and the photo is not stored."""
+    for answer in ({"command": "report"}, {"choice": "district:wangcheng"}, {"text": "望城区某卫生院"},
+                   {"choice": "when:today"}):
+        await _send(harness, "r1", **answer)
+    said = await _upload(harness, Download(plain_photo(200, 150)), kind="photo", text="看图")
+    assert "现在还不需要上传文件，请先回答当前问题。" in said
+    assert await _stored(harness) == [] and _files(harness) == []
