@@ -391,8 +391,9 @@ def keys_rotate(
             raise typer.Exit(1) from None
     file_count = changed.pop("evidence files", 0)
     model_count = changed.pop("model files", 0)
+    # under the key rotated to, as every row now is: under the old one it would be the one value left to it
     audit_command("keys.rotate", {"key": target.key_id, "rows": sum(changed.values()), "evidence_files": file_count,
-                                  "model_files": model_count})
+                                  "model_files": model_count}, keyring=ring.encrypting_with(target))
     console.print(f"{sum(changed.values())} rows and {file_count} evidence files re-encrypted under key "
                   f"{target.key_id}", highlight=False)
     console.print(f"{model_count} classifier model files re-encrypted", highlight=False)

@@ -20,6 +20,7 @@ from handlers.texts import fill
 from nlp.cli import operator_name
 from storage import audit, staff_actions
 from storage.actions import ActionError
+from storage.crypto import KeyRing
 from storage.db import Database, masked_url
 from storage.migrate import DatabaseUnreachable, has_schema
 from storage.models import StaffRole, StaffUser
@@ -40,10 +41,11 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
-def audit_command(action: str, detail: dict[str, Any]) -> None:
+def audit_command(action: str, detail: dict[str, Any], *, keyring: KeyRing | None = None) -> None:
     """Write an administrator's command (`qinglian model promote`, …) into the audit log, as the console writes its
     own, without a staff actor (the command puts who ran it in `detail`). When the database cannot be written, the
-    command says so and fails: what it did stands, but it is not audited."""
+    command says so and fails: what it did stands, but it is not audited. `keyring` (default: the settings')
+    encrypts the entry: a key rotation's entry is written under the key it rotated to."""
 
     async def work(session: AsyncSession) -> None:
         await audit.record(session, None, action, detail=detail)
@@ -59,16 +61,17 @@ def audit_command(action: str, detail: dict[str, Any]) -> None:
                    f"{masked_url(settings.resolved_database_url)} has not been set up (`qinglian db upgrade`)",
                    err=True)
         return
-    _run(work, unavailable=f"{action} was done, but it is not in the audit log")
+    _run(work, unavailable=f"{action} was done, but it is not in the audit log", keyring=keyring)
 
 
-def _run(work: Callable[[AsyncSession], Awaitable[T]], *, writes: bool = True, unavailable: str = "") -> T:
+def _run(work: Callable[[AsyncSession], Awaitable[T]], *, writes: bool = True, unavailable: str = "",
+         keyring: KeyRing | None = None) -> T:
     """Run `work` in one transaction (a read-only one unless it `writes`) and turn an `ActionError`, or a database
     that cannot be opened (`unavailable`: what that means for the command), into the command's one-line error."""
     settings = _settings()
 
     async def go() -> T:
-        database = Database.connect(settings.resolved_database_url, settings.resolved_keyring())
+        database = Database.connect(settings.resolved_database_url, keyring or settings.resolved_keyring())
         try:
             if writes:
                 async with database.sessionmaker.begin() as session:

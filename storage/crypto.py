@@ -152,6 +152,10 @@ class KeyRing:
         """The same ring, able to decrypt under `key` too."""
         return KeyRing(self.current, [*self.keys.values(), key], pseudonym_key=self._pseudonym_key)
 
+    def encrypting_with(self, key: DataKey) -> KeyRing:
+        """The same ring, encrypting under `key` from now on (a rotation's target), still reading every key."""
+        return KeyRing(key, [*self.keys.values()], pseudonym_key=self._pseudonym_key)
+
     def without(self, key_ids: Iterable[str]) -> KeyRing:
         dropped = set(key_ids)
         return KeyRing(self.current, [k for k in self.keys.values() if k.key_id not in dropped],
