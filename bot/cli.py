@@ -166,17 +166,23 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     typer.echo(f"database at {_safe_url(settings)} is at revision {revision}")
 
 
-@db_app.command("current")
-def db_current() -> None:
-    """Show the schema revision of the database and whether it is the newest (exit code 1 when it is not)."""
+def _schema_state(settings: Settings) -> tuple[bool, str]:
+    """Whether the database is at the newest revision, and where it stands in words; exit code 2 with the reason
+    when it cannot be opened."""
     from storage.migrate import DatabaseUnreachable, describe
 
-    settings = _settings()
     try:
-        newest, where = describe(settings.resolved_database_url)
+        return describe(settings.resolved_database_url)
     except DatabaseUnreachable as problem:
         typer.echo(f"{_safe_url(settings)}: {problem}", err=True)
         raise typer.Exit(2) from None
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the schema revision of the database and whether it is the newest (exit code 1 when it is not)."""
+    settings = _settings()
+    newest, where = _schema_state(settings)
     typer.echo(f"{_safe_url(settings)}: {where}")
     if not newest:
         raise typer.Exit(1)
@@ -423,14 +429,9 @@ def evidence_clean(
 
     from storage.db import Database
     from storage.evidence_cleaning import CleaningSummary, clean_stored_evidence
-    from storage.migrate import DatabaseUnreachable, describe
 
     settings = _settings()
-    try:
-        newest, where = describe(settings.resolved_database_url)
-    except DatabaseUnreachable as problem:
-        typer.echo(f"qinglian: {_safe_url(settings)}: {problem}", err=True)
-        raise typer.Exit(2) from None
+    newest, where = _schema_state(settings)
     if not newest:
         typer.echo(f"qinglian: {_safe_url(settings)}: {where}; run `qinglian db upgrade` first", err=True)
         raise typer.Exit(2)
