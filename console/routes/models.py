@@ -159,7 +159,7 @@ async def rollback(request: Request, principal: PagePrincipal, *, csrf: CsrfFiel
         versions = {info.version: info for info in await asyncio.to_thread(registry.list)}
         target = training.rollback_target(await asyncio.to_thread(registry.events), set(versions))
         if target is None:
-            raise OperationError(409, "no_rollback")
+            raise OperationError(409, "model_rollback_none")  # as the registry says it
         return render(request, principal, "confirm_model.html", action="rollback", target=versions[target],
                       current=current, force=False, refusal=None)
     try:
