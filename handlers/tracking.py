@@ -14,9 +14,9 @@ from handlers.types import Attachment, Choice
 from handlers.validation import Invalid, letters, parse_receipt_code, says_enough, typed_number
 from nlp.search import index_terms
 from storage import actions, client_limits, loop
-from storage.models import CLOSED_STATUSES, Case, CaseStatus, ClientEventKind, TraceKind
+from storage.models import CASE_STATES, CLOSED_STATUSES, Case, CaseStatus, ClientEventKind, TraceKind
 
-TRACKING_STATES = ("status_code", "case_menu", "follow_up", "rating", "rating_comment", "appeal")
+TRACKING_STATES = ("status_code", *CASE_STATES)
 
 
 def ask_code(turn: Turn) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage import audit
 from storage.actions import ERASED, discard_draft_attachments
 from storage.models import (
+    CASE_STATES,
     CLOSED_STATUSES,
     Attachment,
     CallbackNonce,
@@ -179,10 +180,6 @@ async def erase_old_contacts(session: AsyncSession, closed_before: datetime, lim
                           .execution_options(synchronize_session=False))
     await _forget_consents(session, {(row.channel, row.reporter_key) for row in rows})
     return len(ids)
-
-
-CASE_STATES = ("case_menu", "follow_up", "rating", "rating_comment", "appeal")
-"""The states of a conversation that act on the case it opened (`context["case_id"]`)."""
 
 
 async def _forget_case_in_conversations(session: AsyncSession, case_ids: Sequence[int]) -> None:

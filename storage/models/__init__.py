@@ -18,6 +18,7 @@ from storage.models.analysis import (
 from storage.models.base import CLOSED_STATUSES, Base, CaseStatus, TraceKind, UTCDateTime, utcnow
 from storage.models.cases import Attachment, Case, ExtensionRequest, InternalNote, TraceEvent
 from storage.models.residents import (
+    CASE_STATES,
     CallbackNonce,
     ClientEvent,
     ClientEventKind,
@@ -44,6 +45,7 @@ from storage.models.staff import (
 )
 
 __all__ = [
+    "CASE_STATES",
     "CLOSED_STATUSES",
     "ApiToken",
     "Attachment",

@@ -25,6 +25,10 @@ from sqlalchemy.orm import Mapped, Mapper, mapped_column
 from storage.crypto import EncryptedJSON, EncryptedText, PseudonymisedKey, keyring_of
 from storage.models.base import Base, utcnow
 
+CASE_STATES = ("case_menu", "follow_up", "rating", "rating_comment", "appeal")
+"""The dialog's states that act on the case the conversation opened (`context["case_id"]`): `handlers.tracking`
+answers in them, and the retention's erasure takes a conversation out of them (`storage.housekeeping`)."""
+
 
 class Conversation(Base):
     """One resident on one channel: where they are in the dialog and their unfinished draft.
