@@ -127,7 +127,8 @@ def chat(standin: TelegramStandIn, service: LiveService) -> Chat:
     return Chat(standin, next(_next_chat))
 
 
-def file_report(chat: Chat) -> str:
+def file_report(chat: Chat, real_name: tuple[str, str] | None = None) -> str:
+    """A report with a photo, anonymous or under `real_name` (name, phone); returns its receipt code."""
     chat.say("/report", expect="第1步")
     chat.press("district:yuelu", expect="第2步")
     chat.say("岳麓区政务服务中心3号窗口", expect="第3步")
@@ -136,7 +137,12 @@ def file_report(chat: Chat) -> str:
     chat.standin.send_photo(chat.chat_id, JPEG)
     chat.expect("已收到第 1 个文件")
     chat.press("evidence:done", expect="第6步")
-    chat.press("identity:anonymous", expect="请核对举报内容")
+    if real_name is None:
+        chat.press("identity:anonymous", expect="请核对举报内容")
+    else:
+        chat.press("identity:real", expect="请输入您的姓名")
+        chat.say(real_name[0], expect="手机号码")
+        chat.say(real_name[1], expect="请核对举报内容")
     return _code(chat.press("summary:submit", expect="举报已提交"))
 
 
@@ -662,16 +668,7 @@ def test_debug_logging_keeps_the_bot_token_chat_ids_and_the_residents_words_out(
     live.start()
     try:
         chat = Chat(server, 7301)
-        chat.say("/report", expect="第1步")
-        chat.press("district:yuelu", expect="第2步")
-        chat.say("岳麓区政务服务中心3号窗口", expect="第3步")
-        chat.press("when:today", expect="第4步")
-        chat.say(DESCRIPTION, expect="第5步")
-        chat.press("evidence:done", expect="第6步")
-        chat.press("identity:real", expect="请输入您的姓名")
-        chat.say("赵六", expect="手机号码")
-        chat.say("13612345678", expect="请核对举报内容")
-        code = _code(chat.press("summary:submit", expect="举报已提交"))
+        code = file_report(chat, real_name=("赵六", "13612345678"))
         chat.settle(live)
     finally:
         live.stop()
