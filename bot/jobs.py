@@ -114,8 +114,11 @@ async def housekeeping_once(sessionmaker: async_sessionmaker[AsyncSession], evid
         erased += batch
         if not batch:
             break
-    if erased:
-        log.info("retention: erased the contact details of %d closed cases", erased)
+    async with sessionmaker.begin() as session:  # a conversation busy during its case's batch forgets it now
+        erased_in_chats = await housekeeping.forget_erased_cases(session)
+    if erased or erased_in_chats:
+        log.info("retention: erased the contact details of %d closed cases (%d conversations forgot an erased "
+                 "case)", erased, erased_in_chats)
     forgotten = 0
     while True:
         async with sessionmaker.begin() as session:

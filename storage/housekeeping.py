@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, delete, exists, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, delete, exists, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import audit
@@ -182,13 +182,29 @@ async def erase_old_contacts(session: AsyncSession, closed_before: datetime, lim
     return len(ids)
 
 
-async def _forget_case_in_conversations(session: AsyncSession, case_ids: Sequence[int]) -> None:
+async def _forget_case_in_conversations(session: AsyncSession, case_ids: Sequence[int]) -> int:
     """The reporters' conversations that still point at these cases (a case opened with its code, a rating asked
-    for) forget them: the conversation holds the resident's chat id, and would tie it to the case."""
-    query = (select(Conversation)
-             .where(Conversation.context["case_id"].as_integer().in_(list(case_ids)))
-             .with_for_update(skip_locked=True))
+    for) forget them: the conversation holds the resident's chat id, and would tie it to the case. One that a
+    resident's step holds at this moment is skipped rather than waited for (the batch holds its cases locked):
+    `forget_erased_cases` comes back to it. Returns how many forgot a case."""
+    return await _forget_cases(session, Conversation.context["case_id"].as_integer().in_(list(case_ids)))
+
+
+async def forget_erased_cases(session: AsyncSession) -> int:
+    """Conversations still pointing at a case whose contact was erased forget it: those that were busy when the
+    case's batch ran (`erase_old_contacts` skips them). The housekeeping round calls this after its erasure, so a
+    skipped one is caught at the latest a round later. It reads only the conversations that point at a case (few:
+    idle ones are deleted after their own retention time), each case found by its primary key. Returns how many
+    forgot a case."""
+    erased = exists().where(Case.id == Conversation.context["case_id"].as_integer(), Case.reporter_key == ERASED)
+    return await _forget_cases(session, erased)
+
+
+async def _forget_cases(session: AsyncSession, pointing: ColumnElement[bool]) -> int:
+    query = select(Conversation).where(pointing).with_for_update(skip_locked=True)
+    forgotten = 0
     for conversation in (await session.execute(query)).scalars():
+        forgotten += 1
         context = {key: value for key, value in (conversation.context or {}).items()
                    if key not in ("case_id", "case_until", "pending_rating")}
         if conversation.state in CASE_STATES:
@@ -196,6 +212,7 @@ async def _forget_case_in_conversations(session: AsyncSession, case_ids: Sequenc
             context.pop("choices", None)
         conversation.context = context
     await session.flush()
+    return forgotten
 
 
 async def hold_lease(session: AsyncSession, name: str, *, held_at: datetime | None,

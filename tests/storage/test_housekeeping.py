@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select, text, update
 
 from storage import actions, housekeeping, loop, notices, outbox, staff_actions
@@ -126,6 +127,34 @@ async def test_erasing_an_old_cases_contact_leaves_nothing_that_ties_the_reporte
         assert (await session.execute(select(Attachment.case_id, Attachment.client_key))).all() == [(case.id, None)]
         chat = (await session.execute(select(Conversation))).scalar_one()
         assert (chat.state, chat.context.get("case_id"), chat.context.get("case_until")) == ("idle", None, None)
+
+
+async def test_a_conversation_busy_during_the_erasure_forgets_the_case_in_a_later_round(database: Any) -> None:
+    """The erasure does not wait for a resident's step that holds their conversation (PostgreSQL's row lock): it
+    skips it. The conversation kept pointing at the erased case, its chat id tied to it, and no later round came
+    back to it, since the case was no longer among those to erase."""
+    if database.sessionmaker.kw["bind"].dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: no row is ever locked while another transaction writes")
+    sessionmaker = database.sessionmaker
+    async with sessionmaker.begin() as session:
+        await actions.load_conversation(session, "telegram", "4242")
+        case, _ = await file_case(session, reporter_ref="4242", anonymous=False, reporter_name="王秀英",
+                                  reporter_phone="13812345678")
+        await session.execute(update(Case).values(status=CaseStatus.CLOSED, closed_at=utcnow() - timedelta(days=2)))
+        case.status = CaseStatus.CLOSED
+        await loop.offer_rating(session, case, labels=[str(n) for n in range(7)])  # the chat waits for a rating
+    async with sessionmaker.begin() as busy:  # the resident's step, holding the conversation meanwhile
+        await busy.execute(select(Conversation).with_for_update())
+        async with sessionmaker.begin() as session:
+            assert await housekeeping.erase_old_contacts(session, utcnow() - timedelta(days=1)) == 1
+    async with sessionmaker.begin() as session:  # the next housekeeping round
+        assert await housekeeping.erase_old_contacts(session, utcnow() - timedelta(days=1)) == 0
+        assert await housekeeping.forget_erased_cases(session) == 1
+    async with sessionmaker() as session:
+        chat = (await session.execute(select(Conversation))).scalar_one()
+        assert (chat.state, chat.context.get("case_id"), chat.context.get("case_until")) == ("idle", None, None)
+    async with sessionmaker.begin() as session:  # nothing left: the round after finds nothing to do
+        assert await housekeeping.forget_erased_cases(session) == 0
 
 
 async def test_an_answer_a_web_reporter_never_came_back_for_is_not_kept_for_them_past_the_erasure(
