@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, delete, exists, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage import audit
+from storage import audit, erasure
 from storage.actions import ERASED, discard_draft_attachments
 from storage.models import (
     CASE_STATES,
@@ -136,15 +136,17 @@ async def claim_scheduled_run(session: AsyncSession, name: str, due_since: datet
 async def erase_old_contacts(session: AsyncSession, closed_before: datetime, limit: int = 500) -> int:
     """Retention: forget how to reach reporters of cases closed long ago. The case, its trace and the
     receipt code stay; the name, phone, channel address and its pseudonym go, also from the case's
-    delivered messages, and so do the consents to notices about the case (and the reporter's other consents
-    when neither a conversation nor another case of theirs is left), the keyed hash of the address its evidence
-    came from, the case in the reporter's conversation, and the notices to the reporter still waiting to be taken
-    (given up). Returns how many cases were erased.
+    delivered messages and from what was written about the case (`storage.erasure`), and so do the consents to
+    notices about the case (and the reporter's other consents when neither a conversation nor another case of
+    theirs is left), the keyed hash of the address its evidence came from, the case in the reporter's
+    conversation, and the notices to the reporter still waiting to be taken (given up). Returns how many cases
+    were erased.
 
     A batch is a few statements on the cases' ids (an UPDATE, the audit entries in one INSERT, the messages'
-    UPDATE, the consents' DELETEs): the cases are not loaded, so nothing is decrypted, and the write
-    transaction (SQLite's one write lock, which residents' steps wait for) lasts milliseconds, not the seconds
-    the first round after a year of cases used to hold it batch after batch."""
+    UPDATE, the consents' DELETEs): the cases are not loaded, and only the real-name cases' texts are decrypted
+    (to take the name and phone out of them), so the write transaction (SQLite's one write lock, which
+    residents' steps wait for) stays short, not the seconds the first round after a year of cases used to hold
+    it batch after batch."""
     query = (select(Case.id, Case.channel, Case.reporter_key)
              .where(Case.status.in_([str(s) for s in CLOSED_STATUSES]), Case.closed_at < closed_before,
                     Case.reporter_key != ERASED)
@@ -153,6 +155,7 @@ async def erase_old_contacts(session: AsyncSession, closed_before: datetime, lim
     ids = [row.id for row in rows]
     if not ids:
         return 0
+    await erasure.scrub_own_contacts(session, ids)  # their name and phone as written into the case, while known
     await session.execute(update(Case).where(Case.id.in_(ids))
                           .values(reporter_name=None, reporter_phone=None, reporter_ref=ERASED, reporter_key=ERASED)
                           .execution_options(synchronize_session=False))

@@ -8,19 +8,22 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text, update
 
-from storage import actions, housekeeping, loop, notices, outbox, staff_actions
+from storage import actions, housekeeping, loop, notices, outbox, search, staff_actions
 from storage.crypto import session_keyring
 from storage.models import (
     Attachment,
     Case,
     CaseStatus,
     Conversation,
+    InternalNote,
     NoticeConsent,
     OutboxMessage,
     StaffRole,
+    TraceEvent,
+    TraceKind,
     utcnow,
 )
-from tests.factories import file_case
+from tests.factories import create_staff, file_case
 
 
 async def test_a_scheduled_job_runs_once_per_period(sessionmaker: Any) -> None:
@@ -127,6 +130,50 @@ async def test_erasing_an_old_cases_contact_leaves_nothing_that_ties_the_reporte
         assert (await session.execute(select(Attachment.case_id, Attachment.client_key))).all() == [(case.id, None)]
         chat = (await session.execute(select(Conversation))).scalar_one()
         assert (chat.state, chat.context.get("case_id"), chat.context.get("case_until")) == ("idle", None, None)
+
+
+async def test_the_reporters_own_name_and_phone_leave_the_cases_texts_and_its_search_index(sessionmaker: Any) -> None:
+    """A resident who reported under their name often writes it, and their phone, into the report and its
+    follow-ups, and staff into their notes. The erasure dropped the contact fields and left these: the case still
+    said who filed it, and a search for the phone number still found it."""
+    phone_said = ["请打１３８ １２３４ ５６７８找我", "电话+86 138-1234-5678"]
+    async with sessionmaker.begin() as session:
+        staff = await create_staff(session, "li", StaffRole.REVIEWER, ["clean_hall"])
+        cases = []
+        for anonymous in (False, True):  # an anonymous case's number is not known to be the reporter's own
+            case, _ = await file_case(session, anonymous=anonymous, reporter_name=None if anonymous else "王秀英",
+                                      reporter_phone=None if anonymous else "13812345678",
+                                      description=f"窗口推诿拖延，我王秀英跑了三趟。{phone_said[0]}",
+                                      terms=[["推诿", 0.9], ["13812345678", 0.4], ["王秀英", 0.3]])
+            await actions.add_follow_up(session, case, text=f"补充：{phone_said[1]}，王秀英",
+                                        search_terms=["13812345678", "王秀英"])
+            await staff_actions.add_note(session, case, "已电话联系王秀英（13812345678），她说还没办好", actor=staff)
+            cases.append(case)
+        await session.execute(update(Case).values(status=CaseStatus.CLOSED, closed_at=utcnow() - timedelta(days=2)))
+    async with sessionmaker.begin() as session:
+        assert await housekeeping.erase_old_contacts(session, utcnow() - timedelta(days=1)) == 2
+
+    real_name, anonymous = cases
+    async with sessionmaker() as session:
+        erased = await session.get(Case, real_name.id)
+        assert erased is not None
+        assert erased.description == "窗口推诿拖延，我〔已删除〕跑了三趟。请打〔已删除〕找我"
+        assert erased.label_terms == [["推诿", 0.9]]
+        bodies = (await session.execute(select(TraceEvent.body).where(
+            TraceEvent.case_id == real_name.id, TraceEvent.kind == TraceKind.FOLLOW_UP))).scalars().all()
+        assert bodies == ["补充：电话〔已删除〕，〔已删除〕"]
+        notes = (await session.execute(select(InternalNote.body).where(
+            InternalNote.case_id == real_name.id))).scalars().all()
+        assert notes == ["已电话联系〔已删除〕（〔已删除〕），她说还没办好"]
+        # the index forgets the case's words until housekeeping indexes it again, from the texts as they are now
+        for words in (["13812345678"], ["王秀英"], ["窗口"]):
+            assert list((await session.execute(search.cases_with(await search.rarest_first(session, words))))
+                        .scalars()) == [anonymous.id]
+        scrubbed = ["窗口推诿拖延，我〔已删除〕跑了三趟。请打〔已删除〕找我", "补充：电话〔已删除〕，〔已删除〕"]
+        assert [(case_id, texts[1:]) for case_id, texts in await search.unindexed(session)] == [
+            (real_name.id, scrubbed)]
+        kept = await session.get(Case, anonymous.id)
+        assert kept is not None and kept.description == f"窗口推诿拖延，我王秀英跑了三趟。{phone_said[0]}"
 
 
 async def test_a_conversation_busy_during_the_erasure_forgets_the_case_in_a_later_round(database: Any) -> None:
