@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from handlers import similar as similar_cases
 from handlers.context import Turn
@@ -349,7 +350,9 @@ def typed_one_of(turn: Turn, text: str | None, words_key: str) -> bool:
 async def _evidence(turn: Turn, choice: str | None, text: str | None, attachment: Attachment | None) -> None:
     limits = turn.ctx.city.limits
     attachments: list[int] = list(turn.draft.get("attachments", []))
-    if attachment is not None:
+    if attachment is not None and turn.gathering is not None and turn.gathering.get("group") is not None:
+        await _album_file(turn, attachment, text, turn.gathering)
+    elif attachment is not None:
         if len(attachments) >= limits.max_attachments:
             raise Invalid("error_evidence_full", maximum=limits.max_attachments)
         stored = await accept_file(turn, attachment)
@@ -369,6 +372,35 @@ async def _evidence(turn: Turn, choice: str | None, text: str | None, attachment
         ask(turn, "evidence")
     else:
         raise Invalid("error_evidence_expected")
+
+
+async def _album_file(turn: Turn, attachment: Attachment, text: str | None, album: dict[str, Any]) -> None:
+    """One photo of an album (several sent in one go, each its own message): taken as any file, and answered for
+    the album — how many of it were taken (and how many went over the limit), restated by its next photo's step,
+    which takes this one's replies back (`dialog.handle`): the resident reads it once, under the last."""
+    limits = turn.ctx.city.limits
+    attachments: list[int] = list(turn.draft.get("attachments", []))
+    taken, over = int(album.get("taken", 0)), int(album.get("over", 0))
+    if len(attachments) >= limits.max_attachments:
+        over += 1
+    else:
+        try:
+            stored = await accept_file(turn, attachment)
+        except Invalid as problem:  # this file refused, and why: said with the album's answer
+            turn.say(turn.t(problem.text_key, **problem.values))
+        else:
+            attachments.append(stored.id)
+            turn.update_draft(attachments=attachments)
+            taken += 1
+    album.update(taken=taken, over=over)
+    if taken:
+        turn.say(turn.t("evidence_album_received", count=taken, total=len(attachments),
+                        maximum=limits.max_attachments), restated=True)
+    if over:
+        turn.say(turn.t("evidence_album_over", count=over, maximum=limits.max_attachments), restated=True)
+    if text is not None and text.strip():  # an album's caption (on its first photo) says what the photos show
+        _add_to_description(turn, text)
+    ask(turn, "evidence")
 
 
 def _add_to_description(turn: Turn, words: str) -> None:

@@ -106,12 +106,17 @@ def to_inbound(update: Update, fetcher: Any) -> Inbound | None:
         attachment = Attachment("location", place=coordinates(message.location.latitude, message.location.longitude))
     else:
         attachment = Attachment("other")
-    # a photo or file comes with the words written under it in the same message: the dialog gets both
-    return Inbound(CHANNEL, user_ref, language, text=message.caption or None, attachment=attachment, update_key=key)
+    # a photo or file comes with the words written under it in the same message: the dialog gets both; the
+    # photos of an album come one an update, with the album's key
+    return Inbound(CHANNEL, user_ref, language, text=message.caption or None, attachment=attachment, update_key=key,
+                   group=message.media_group_id)
 
 
 TEXT_LIMIT = 4096
 """Characters of one message's text that `sendMessage` takes ("1-4096 characters after entities parsing")."""
+GATHER = timedelta(seconds=2)
+"""How long the messages a resident sends in one go take to arrive: an album's photos (one update each) come within
+moments of each other; the step that may be continued waits that long to answer."""
 
 
 def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
@@ -139,7 +144,8 @@ def in_parts(messages: list[Outbound]) -> list[dict[str, object]]:
     payloads: list[dict[str, object]] = []
     for message in messages:
         *leading, last = split_text(message.text)
-        payloads.extend(Outbound(part, locale=message.locale).to_payload() for part in leading)
+        payloads.extend(replace(message, text=part, choices=(), columns=1, notice_offer=None).to_payload()
+                        for part in leading)
         payloads.append(replace(message, text=last).to_payload())
     return payloads
 
@@ -351,7 +357,7 @@ class TelegramChannel:
         inbound = to_inbound(update, self._fetcher)
         if inbound is None:
             return
-        await self._runtime.handle(inbound, queue=in_parts)
+        await self._runtime.handle(inbound, queue=in_parts, gather=GATHER)
 
     async def _point_to_private_chat(self, message: Any) -> None:
         """One of our commands in a group (someone added the bot to theirs): every member reads it, so nothing of

@@ -543,6 +543,70 @@ def test_a_first_message_of_a_photo_and_its_story_is_offered_as_a_report_with_bo
     assert f"经过：{DESCRIPTION}\n" in summary and "证据：1 个文件" in summary
 
 
+def _to_the_evidence_step(chat: Chat) -> None:
+    chat.say("/report", expect="第1步")
+    chat.press("district:yuelu", expect="第2步")
+    chat.say("岳麓区政务服务中心3号窗口", expect="第3步")
+    chat.press("when:today", expect="第4步")
+    chat.say(DESCRIPTION, expect="第5步")
+
+
+def _files_of_the_case(service: LiveService, chat: Chat) -> list[bytes]:
+    with _db(service) as db:
+        names = [row[0] for row in db.execute(
+            "SELECT stored_name FROM attachments WHERE case_id = (SELECT id FROM cases WHERE reporter_key = ?) "
+            "ORDER BY id", (_reporter(chat),))]
+    return [evidence_content(service.data_dir / "evidence", name) for name in names]
+
+
+def _said_since(chat: Chat, seen: int) -> list[str]:
+    return [m.get("text") or "" for m in chat.standin.sent_messages(chat.chat_id)[seen:]]
+
+
+def test_an_album_at_the_evidence_step_is_answered_once_and_every_photo_is_kept(chat: Chat,
+                                                                                service: LiveService) -> None:
+    """Telegram delivers an album of three photos as three updates with one media_group_id: the resident gets one
+    acknowledgement for the three and the evidence question once, and the case has all three photos."""
+    _to_the_evidence_step(chat)
+    chat.settle(service)
+    seen = chat.seen
+    photos = [plain_photo(320, 240, shade=shade) for shade in (30, 110, 190)]
+    chat.standin.send_album(chat.chat_id, photos)
+    chat.settle(service)
+    said = _said_since(chat, seen)
+    assert said[0] == "已收到这一组的 3 个文件（共 3/5 个），照片中的位置、文档中的作者等隐藏信息已删除。"
+    assert len(said) == 2 and said[1].startswith("第5步") and said[1].endswith("已收到 3/5 个文件。")
+    chat.press("evidence:done", expect="第6步")
+    assert "证据：3 个文件" in chat.press("identity:anonymous", expect="请核对举报内容")
+    chat.press("summary:submit", expect="举报已提交")
+    assert sorted(picture_of(content) for content in _files_of_the_case(service, chat)) == sorted(
+        picture_of(photo) for photo in photos)
+
+
+def test_an_album_over_the_evidence_limit_keeps_what_fits_and_says_once_what_did_not(chat: Chat,
+                                                                                    service: LiveService) -> None:
+    """One photo sent before, then an album of six: four fit under the limit of five; the resident is told once that
+    two of the album were over it, and asked the question once."""
+    _to_the_evidence_step(chat)
+    chat.standin.send_photo(chat.chat_id, JPEG)
+    chat.expect("已收到第 1 个文件")
+    chat.settle(service)
+    seen = chat.seen
+    chat.standin.send_album(chat.chat_id, [plain_photo(200, 150, shade=shade) for shade in range(10, 70, 10)])
+    chat.settle(service)
+    assert _said_since(chat, seen) == [
+        "已收到这一组的 4 个文件（共 5/5 个），照片中的位置、文档中的作者等隐藏信息已删除。",
+        "证据最多5个文件，这一组中有 2 个超出上限，没有保存。"
+        "如需换成这些文件，可先点“删除已上传的全部文件”，再重新发送。",
+        chat.standin.sent_messages(chat.chat_id)[-1]["text"],
+    ]
+    assert chat.standin.sent_messages(chat.chat_id)[-1]["text"].startswith("第5步")
+    chat.press("evidence:done", expect="第6步")
+    chat.press("identity:anonymous", expect="请核对举报内容")
+    chat.press("summary:submit", expect="举报已提交")
+    assert len(_files_of_the_case(service, chat)) == 5
+
+
 def _staff_answers_and_closes(service: LiveService, case_id: int) -> None:
     import asyncio
 
