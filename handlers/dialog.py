@@ -39,9 +39,9 @@ async def handle(session: AsyncSession, inbound: Inbound, ctx: DialogContext, *,
     the resident itself (the web chat's HTTP answer).
 
     `gather` is how long a channel whose residents send several messages in one go (Telegram: an album's photos,
-    each its own update) waits for the rest: a step that may be continued holds its replies that long, and the
-    next message of the same burst takes them back and answers for both (`_gather`), so the resident gets one
-    answer and the question once."""
+    each its own update; a long pasted text, cut by the app) waits for the rest: a step that may be continued
+    holds its replies that long, and the next message of the same burst takes them back and answers for both
+    (`_gather`), so the resident gets one answer and the question once."""
     conversation = await actions.load_conversation(session, inbound.channel, inbound.user_ref)
     if conversation.locale is None:
         conversation.locale = normalise_locale(inbound.locale, ctx.city.default_locale)
@@ -68,21 +68,33 @@ async def handle(session: AsyncSession, inbound: Inbound, ctx: DialogContext, *,
 
 async def _gather(turn: Turn, gather: timedelta) -> list[Outbound]:
     """Whether this message continues what the resident sent in one go with the last one — a file of the same
-    album — while that step's replies still wait: they are taken back (returned) and `turn.continued` holds that
-    step's record. Sets `turn.gathering` where this step may itself be continued."""
+    album, or the rest of a text cut into parts at the description step — while that step's replies still wait:
+    they are taken back (returned) and `turn.continued` holds that step's record. Sets `turn.gathering` where this
+    step may itself be continued."""
     inbound = turn.inbound
     record: dict[str, Any] | None = turn.context_get("gather")
     turn.context_set(gather=None)
-    continues = record is not None and inbound.group is not None and record.get("group") == inbound.group
+    plain_text = inbound.text is not None and inbound.command is None and inbound.choice is None and \
+        inbound.attachment is None
+    continues = record is not None and (
+        record.get("group") == inbound.group if inbound.group is not None
+        else record.get("group") is None and plain_text)
     withdrawn: list[Outbound] = []
     if continues and record is not None:
         payloads = await actions.withdraw_held_replies(turn.session, turn.conversation, gather)
         if payloads:
             withdrawn = [Outbound.from_payload(payload) for payload in payloads]
             turn.continued = record
+            if inbound.group is None:  # the rest of a cut text: its step is answered again, for the whole text
+                turn.set_state(record["state"])
+                turn.context_set(choices=None)
+    state = turn.conversation.state
     if inbound.group is not None:
         turn.gathering = {"group": inbound.group, **({key: value for key, value in turn.continued.items()
                                                       if key != "group"} if turn.continued else {})}
+    elif plain_text and state == "description" and (inbound.may_be_cut or turn.continued is not None):
+        parts = int(turn.continued.get("parts", 1)) + 1 if turn.continued else 1
+        turn.gathering = {"group": None, "state": state, "parts": parts}
     return withdrawn
 
 

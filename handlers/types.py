@@ -9,6 +9,7 @@ from typing import Literal
 AttachmentKind = Literal["photo", "document", "sticker", "voice", "video", "audio", "location", "other"]
 
 
+
 @dataclass(frozen=True)
 class Attachment:
     """A file the resident sent; `fetch` downloads its bytes only when the dialog accepts it."""
@@ -42,6 +43,8 @@ class Inbound:
     #: the key the platform gives the files sent together in one go (Telegram's album, its `media_group_id`):
     #: their steps are answered once (`dialog.handle`'s `gather`)
     group: str | None = None
+    #: a text as long as the channel's apps cut a pasted text at: its rest may follow in further messages
+    may_be_cut: bool = False
     #: the client's IP address where the channel knows it, for the per-address limits: the resident's own
     #: (the web chat) or a platform server that relays many residents (`shared_address`, WeChat's callbacks)
     client_ip: str | None = None

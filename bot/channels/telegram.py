@@ -83,7 +83,8 @@ def to_inbound(update: Update, fetcher: Any) -> Inbound | None:
         if command is not None:
             return Inbound(CHANNEL, user_ref, language, command=command[0], command_arg=command[1],
                            update_key=key)
-        return Inbound(CHANNEL, user_ref, language, text=message.text, update_key=key)
+        return Inbound(CHANNEL, user_ref, language, text=message.text, update_key=key,
+                       may_be_cut=len(message.text) >= CUT_FROM)
     attachment: Attachment
     if message.photo:
         largest = message.photo[-1]
@@ -112,11 +113,15 @@ def to_inbound(update: Update, fetcher: Any) -> Inbound | None:
                    group=message.media_group_id)
 
 
+
 TEXT_LIMIT = 4096
 """Characters of one message's text that `sendMessage` takes ("1-4096 characters after entities parsing")."""
+CUT_FROM = TEXT_LIMIT // 2
+"""A resident's text at least this long may be the first part of a longer paste: Telegram's apps send a text over
+4096 characters as several messages, each cut at a break before the limit."""
 GATHER = timedelta(seconds=2)
-"""How long the messages a resident sends in one go take to arrive: an album's photos (one update each) come within
-moments of each other; the step that may be continued waits that long to answer."""
+"""How long the messages a resident sends in one go take to arrive: an album's photos (one update each) and the
+parts of a cut text come within moments of each other; the step that may be continued waits that long to answer."""
 
 
 def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
