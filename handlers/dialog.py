@@ -246,6 +246,11 @@ async def _input(turn: Turn) -> None:
     if inbound.attachment is not None and inbound.attachment.place and state == "place":
         await report.answer(turn, None, inbound.attachment.place, None)  # a shared location says where
         return
+    if inbound.attachment is not None and inbound.attachment.contact is not None and \
+            state not in report.WIZARD_STATES:  # the report's identity questions take one (`report.answer`)
+        turn.say(turn.t("error_contact_here"))
+        await reask(turn)
+        return
     if inbound.attachment is not None and inbound.attachment.kind in UNEXPECTED_KINDS:
         turn.say(turn.t("error_unexpected_input"))
         await reask(turn)

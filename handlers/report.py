@@ -16,7 +16,7 @@ from handlers import similar as similar_cases
 from handlers.context import Turn
 from handlers.evidence import accept_file, delete_files
 from handlers.menu import show_menu
-from handlers.types import Attachment, Choice
+from handlers.types import Attachment, Choice, SharedContact
 from handlers.validation import (
     Invalid,
     clean_description,
@@ -245,6 +245,9 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         else:  # the words were refused, and said why: the photo was not taken either
             turn.say(turn.t("error_attachment_here"))
         return
+    if attachment is not None and attachment.contact is not None:
+        _contact_card(turn, attachment.contact)
+        return
     if attachment is not None and state not in ("evidence", "intake"):
         turn.say(turn.t("error_attachment_here"))
         ask(turn, state)
@@ -277,7 +280,7 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         elif state == "evidence":
             await _evidence(turn, choice, text, attachment)
         elif state in ("identity", "name", "phone") and choice == "identity:anonymous":
-            turn.update_draft(anonymous=True, name=None, phone=None, pending_name=None)
+            turn.update_draft(anonymous=True, name=None, phone=None, pending_name=None, pending_phone=None)
             ask(turn, "summary")
         elif state == "identity":
             if choice != "identity:real":
@@ -286,15 +289,16 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         elif state == "name":
             if text is None:
                 raise Invalid("error_need_text")
-            turn.update_draft(pending_name=clean_name(text))
-            ask(turn, "phone")
+            name = clean_name(text)
+            if turn.draft.get("pending_phone"):  # the number came on a contact card whose name was refused
+                _identified(turn, name, turn.draft["pending_phone"])
+            else:
+                turn.update_draft(pending_name=name)
+                ask(turn, "phone")
         elif state == "phone":
             if text is None:
                 raise Invalid("error_need_text")
-            phone = clean_phone(text)
-            turn.update_draft(anonymous=False, name=turn.draft.get("pending_name"), phone=phone,
-                              pending_name=None)
-            ask(turn, "summary")
+            _identified(turn, turn.draft.get("pending_name"), clean_phone(text))
         elif state == "summary":
             await _summary(turn, choice)
         elif state == "edit":
@@ -332,6 +336,49 @@ def _describe(turn: Turn, text: str) -> None:
             raise Invalid("error_description_long_parts", parts=parts, **problem.values) from None
         raise
     turn.update_draft(description=description)
+
+
+CONTACT_STATES = ("identity", "name", "phone")
+"""The questions a shared contact card answers: with the resident's name and number, a real-name report."""
+
+
+def _identified(turn: Turn, name: str | None, phone: str) -> None:
+    turn.update_draft(anonymous=False, name=name, phone=phone, pending_name=None, pending_phone=None)
+    ask(turn, "summary")
+
+
+def _contact_card(turn: Turn, card: SharedContact) -> None:
+    """A contact card where the name and number are asked (or the choice of a real-name report is, which sharing
+    one makes): the resident's own fills both, checked as typed ones are; the name typed already stays. What the
+    checks refuse is said, the rest kept, and the question of what is missing asked."""
+    state = turn.conversation.state
+    if state not in CONTACT_STATES:
+        turn.say(turn.t("error_contact_here"))
+        ask(turn, state)
+        return
+    if not card.own:
+        turn.say(turn.t("error_contact_not_own"))
+        ask(turn, state)
+        return
+    try:
+        phone: str | None = clean_phone(card.phone)
+    except Invalid:
+        phone = None
+    name = turn.draft.get("pending_name") if state == "phone" else None
+    if name is None:
+        try:
+            name = clean_name(card.name)
+        except Invalid as problem:
+            turn.say(turn.t(problem.text_key, **problem.values))
+            turn.update_draft(pending_phone=phone)
+            ask(turn, "name")
+            return
+    if phone is None:
+        turn.update_draft(pending_name=name)
+        turn.say(turn.t("error_phone"))
+        ask(turn, "phone")
+        return
+    _identified(turn, name, phone)
 
 
 def _district_named(turn: Turn, text: str) -> str | None:

@@ -6,8 +6,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-AttachmentKind = Literal["photo", "document", "sticker", "voice", "video", "audio", "location", "other"]
+AttachmentKind = Literal["photo", "document", "sticker", "voice", "video", "audio", "location", "contact", "other"]
 
+
+@dataclass(frozen=True)
+class SharedContact:
+    """A contact card the resident shared (Telegram's "share contact"): a name and a phone number, and whether
+    it is their own — the platform says the card belongs to the sender."""
+
+    name: str
+    phone: str
+    own: bool
 
 
 @dataclass(frozen=True)
@@ -22,6 +31,8 @@ class Attachment:
     place: str | None = None
     """A shared location's address (or its coordinates, without one): the answer to "where", where that is
     the question."""
+    contact: SharedContact | None = None
+    """A shared contact card: the answer to "your name and number", where that is the question."""
 
 
 def coordinates(latitude: float, longitude: float) -> str | None:

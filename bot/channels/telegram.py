@@ -34,7 +34,7 @@ from bot.config import Settings
 from bot.outbox import PermanentFailure, TemporaryFailure, plain
 from bot.runtime import Runtime
 from handlers.texts import normalise_locale
-from handlers.types import Attachment, Choice, Inbound, Outbound, coordinates
+from handlers.types import Attachment, Choice, Inbound, Outbound, SharedContact, coordinates
 from handlers.types import parse_command as parse_text_command
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,11 @@ def to_inbound(update: Update, fetcher: Any) -> Inbound | None:
         attachment = Attachment("location", place=" ".join(f"{message.venue.title} {message.venue.address}".split()))
     elif message.location is not None:
         attachment = Attachment("location", place=coordinates(message.location.latitude, message.location.longitude))
+    elif message.contact is not None:
+        card = message.contact
+        own = card.user_id is not None and message.from_user is not None and card.user_id == message.from_user.id
+        attachment = Attachment("contact", contact=SharedContact(contact_name(card.first_name, card.last_name),
+                                                                 card.phone_number, own))
     else:
         attachment = Attachment("other")
     # a photo or file comes with the words written under it in the same message: the dialog gets both; the
@@ -112,6 +117,18 @@ def to_inbound(update: Update, fetcher: Any) -> Inbound | None:
     return Inbound(CHANNEL, user_ref, language, text=message.caption or None, attachment=attachment, update_key=key,
                    group=message.media_group_id)
 
+
+def contact_name(first_name: str, last_name: str | None) -> str:
+    """The name on a contact card as it is written: a Chinese name family name first ("张" "伟" → "张伟"), others
+    first name first ("Wei Zhang")."""
+    if not last_name:
+        return first_name
+    if _HAN.search(first_name) and _HAN.search(last_name):
+        return f"{last_name}{first_name}"
+    return f"{first_name} {last_name}"
+
+
+_HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
 TEXT_LIMIT = 4096

@@ -607,6 +607,38 @@ def test_an_album_over_the_evidence_limit_keeps_what_fits_and_says_once_what_did
     assert len(_files_of_the_case(service, chat)) == 5
 
 
+def test_the_residents_own_contact_card_answers_the_real_name_question(chat: Chat, service: LiveService) -> None:
+    """Asked for their name for a real-name report, a resident taps "share contact": their own card fills the name
+    and the mobile number, checked as typed ones are; someone else's card is refused with the reason, and a card
+    where no name is asked is explained, not silently dropped."""
+    chat.say("/report", expect="第1步")
+    chat.standin.send_contact(chat.chat_id, "13912345678", "伟", contact_last_name="张",
+                              contact_user_id=chat.chat_id)
+    chat.expect("名片只在实名举报填写姓名和手机号时使用")
+    chat.expect("第1步")
+    chat.press("district:yuelu", expect="第2步")
+    chat.say("岳麓区政务服务中心3号窗口", expect="第3步")
+    chat.press("when:today", expect="第4步")
+    chat.say(DESCRIPTION, expect="第5步")
+    chat.press("evidence:done", expect="第6步")
+    chat.press("identity:real", expect="请输入您的姓名")
+    chat.standin.send_contact(chat.chat_id, "13700001111", "李四", contact_user_id=chat.chat_id + 1)
+    chat.expect("这张名片不是您本人的")
+    chat.expect("请输入您的姓名")
+    chat.standin.send_contact(chat.chat_id, "+86 139 1234 5678", "伟", contact_last_name="张",
+                              contact_user_id=chat.chat_id)
+    summary = chat.expect("请核对举报内容")
+    assert "身份：张伟 139****5678" in summary
+    chat.press("summary:submit", expect="举报已提交")
+    with _db(service) as db:
+        name, phone, anonymous = db.execute(
+            "SELECT reporter_name, reporter_phone, anonymous FROM cases WHERE reporter_key = ?",
+            (_reporter(chat),)).fetchone()
+    keys = make_test_keyring()
+    assert (keys.decrypt(name, purpose="cases.reporter_name"), keys.decrypt(phone, purpose="cases.reporter_phone"),
+            anonymous) == ("张伟", "13912345678", 0)
+
+
 def test_a_long_pasted_description_that_telegram_split_in_two_is_judged_whole(chat: Chat,
                                                                              service: LiveService) -> None:
     """A resident pastes a description of 5000 characters; their Telegram client sends it as two messages (4096 and
@@ -740,7 +772,7 @@ def test_zz_the_service_log_holds_no_report_text_or_identity(service: LiveServic
     """Runs last in this module: everything above went through this service."""
     log = service.log()
     assert len(log) > 0
-    for secret in (DESCRIPTION, "岳麓区政务服务中心3号窗口", "Zhang Wei", "13912345678", "王五", "13712345678",
+    for secret in (DESCRIPTION, "岳麓区政务服务中心3号窗口", "Zhang Wei", "13912345678", "王五", "13712345678", "张伟",
                    "补充：该窗口工作人员工号0327", "经核查，已对该工作人员批评教育", "字字字字字字字字"):
         assert secret not in log, f"{secret!r} leaked into the service log"
     assert not re.search(r"\b\d{4} \d{4} \d{4} \d{4}\b", log), "a receipt code leaked into the service log"
