@@ -99,13 +99,14 @@ class Runtime:
         """For pages, statistics and metrics: never waits for the write lock."""
         return self.database.read_sessionmaker
 
-    async def handle(self, inbound: Inbound, *, queue: Packer | None = None,
-                     hold: timedelta | None = None) -> dialog.Step | None:
+    async def handle(self, inbound: Inbound, *, queue: Packer | None = None, hold: timedelta | None = None,
+                     gather: timedelta | None = None) -> dialog.Step | None:
         """Run one dialog step in one transaction.
 
         With `queue`, the replies are written to the outbox in that same transaction (so a reply is never
         lost between the state change and the send) and the worker is woken; `hold` keeps them back that
-        long for a channel that may still deliver them itself. Returns None for an update that was handled
+        long for a channel that may still deliver them itself; `gather` is how long the channel's residents'
+        messages sent in one go take to arrive (`dialog.handle`). Returns None for an update that was handled
         before.
         """
         if inbound.text is not None and "\x00" in inbound.text:
@@ -120,8 +121,9 @@ class Runtime:
                     log.info("duplicate update %s/%s ignored", inbound.channel, inbound.update_key)
                     metrics.DUPLICATES.labels(inbound.channel).inc()
                     return None
-                step = await dialog.handle(session, inbound, self.dialog_context, queue=queue, hold=hold)
-        if step.outbox_ids and hold is None:
+                step = await dialog.handle(session, inbound, self.dialog_context, queue=queue, hold=hold,
+                                           gather=gather)
+        if step.outbox_ids and hold is None and not step.held:
             self.outbox.wake()
         metrics.UPDATES.labels(inbound.channel).inc()
         metrics.STEP_SECONDS.labels(inbound.channel).observe(time.perf_counter() - started)

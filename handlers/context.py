@@ -45,6 +45,11 @@ class Turn:
     conversation: ConversationState
     ctx: DialogContext
     messages: list[Outbound] = field(default_factory=list)
+    #: what the earlier steps of the burst this message continues recorded (an album's files taken and refused,
+    #: a cut text's parts), where it continues one whose replies were still held; None otherwise
+    continued: dict[str, Any] | None = None
+    #: this step's record for a further message of the same burst, where the channel may send one; None otherwise
+    gathering: dict[str, Any] | None = None
 
     @property
     def locale(self) -> str:
@@ -57,12 +62,12 @@ class Turn:
         """The words a text lists for typing an answer ("完成|跳过|done"), in the resident's language."""
         return [word for word in self.t(key).split("|") if word.strip()]
 
-    def say(self, text: str, *, notice_offer: int | None = None) -> None:
-        self.messages.append(Outbound(text, notice_offer=notice_offer, locale=self.locale))
+    def say(self, text: str, *, notice_offer: int | None = None, restated: bool = False) -> None:
+        self.messages.append(Outbound(text, notice_offer=notice_offer, locale=self.locale, restated=restated))
 
     def ask(self, text: str, choices: list[Choice] | None = None, columns: int = 1) -> None:
         """A question; its choices are remembered so a typed number or label also answers it."""
-        self.messages.append(Outbound(text, tuple(choices or ()), columns, locale=self.locale))
+        self.messages.append(Outbound(text, tuple(choices or ()), columns, locale=self.locale, restated=True))
         context = dict(self.conversation.context or {})
         context["choices"] = [[c.key, c.label] for c in choices or ()]
         self.conversation.context = context

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,31 +23,79 @@ UNEXPECTED_KINDS = ("sticker", "voice", "video", "audio", "location", "other")
 
 @dataclass(frozen=True)
 class Step:
-    """What one step said, and the outbox rows it queued (none when the caller answers directly)."""
+    """What one step said, and the outbox rows it queued (none when the caller answers directly); `held` when
+    they wait out the channel's `gather` for more of what the resident sent in one go."""
 
     messages: list[Outbound]
     outbox_ids: list[int]
+    held: bool = False
 
 
 async def handle(session: AsyncSession, inbound: Inbound, ctx: DialogContext, *, queue: Packer | None = None,
-                 hold: timedelta | None = None) -> Step:
+                 hold: timedelta | None = None, gather: timedelta | None = None) -> Step:
     """One step of the dialog. The caller owns the transaction; everything here is inside it. With `queue`
     the replies also go to the outbox in this transaction, packed as the channel sends them (held back for
     `hold`, for a channel that may still answer in its HTTP response); without it the caller hands them to
-    the resident itself (the web chat's HTTP answer)."""
+    the resident itself (the web chat's HTTP answer).
+
+    `gather` is how long a channel whose residents send several messages in one go (Telegram: an album's photos,
+    each its own update; a long pasted text, cut by the app) waits for the rest: a step that may be continued
+    holds its replies that long, and the next message of the same burst takes them back and answers for both
+    (`_gather`), so the resident gets one answer and the question once."""
     conversation = await actions.load_conversation(session, inbound.channel, inbound.user_ref)
     if conversation.locale is None:
         conversation.locale = normalise_locale(inbound.locale, ctx.city.default_locale)
     turn = Turn(session=session, inbound=inbound, conversation=conversation, ctx=ctx)
+    withdrawn = await _gather(turn, gather) if gather is not None and queue is not None else []
     await _news_that_waited(turn)
     await _expire_old_draft(turn)
     if inbound.command is not None:
         await _command(turn, inbound.command.lower(), inbound.command_arg)
     else:
         await _input(turn)
+    if turn.continued is not None and turn.continued.get("group") is not None:
+        # an album's further file: what the earlier files' steps said that this one does not say anew (a file
+        # refused, and why) comes first; their running count and question are restated here
+        said = {message.text for message in turn.messages}
+        turn.messages[:0] = [message for message in withdrawn if not message.restated and message.text not in said]
+    held = turn.gathering is not None and gather is not None and hold is None and queue is not None
+    if held:
+        turn.context_set(gather=turn.gathering)
     payloads = queue(turn.messages) if queue is not None else []
-    outbox_ids = await actions.finish_step(session, conversation, payloads, hold=hold)
-    return Step(turn.messages, outbox_ids)
+    outbox_ids = await actions.finish_step(session, conversation, payloads, hold=gather if held else hold)
+    return Step(turn.messages, outbox_ids, held)
+
+
+async def _gather(turn: Turn, gather: timedelta) -> list[Outbound]:
+    """Whether this message continues what the resident sent in one go with the last one — a file of the same
+    album, or the rest of a text cut into parts at the description step — while that step's replies still wait:
+    they are taken back (returned) and `turn.continued` holds that step's record. Sets `turn.gathering` where this
+    step may itself be continued."""
+    inbound = turn.inbound
+    record: dict[str, Any] | None = turn.context_get("gather")
+    turn.context_set(gather=None)
+    plain_text = inbound.text is not None and inbound.command is None and inbound.choice is None and \
+        inbound.attachment is None
+    continues = record is not None and (
+        record.get("group") == inbound.group if inbound.group is not None
+        else record.get("group") is None and plain_text)
+    withdrawn: list[Outbound] = []
+    if continues and record is not None:
+        payloads = await actions.withdraw_held_replies(turn.session, turn.conversation, gather)
+        if payloads:
+            withdrawn = [Outbound.from_payload(payload) for payload in payloads]
+            turn.continued = record
+            if inbound.group is None:  # the rest of a cut text: its step is answered again, for the whole text
+                turn.set_state(record["state"])
+                turn.context_set(choices=None)
+    state = turn.conversation.state
+    if inbound.group is not None:
+        turn.gathering = {"group": inbound.group, **({key: value for key, value in turn.continued.items()
+                                                      if key != "group"} if turn.continued else {})}
+    elif plain_text and state == "description" and (inbound.may_be_cut or turn.continued is not None):
+        parts = int(turn.continued.get("parts", 1)) + 1 if turn.continued else 1
+        turn.gathering = {"group": None, "state": state, "parts": parts}
+    return withdrawn
 
 
 async def _news_that_waited(turn: Turn) -> None:
@@ -196,6 +245,11 @@ async def _input(turn: Turn) -> None:
     state = turn.conversation.state
     if inbound.attachment is not None and inbound.attachment.place and state == "place":
         await report.answer(turn, None, inbound.attachment.place, None)  # a shared location says where
+        return
+    if inbound.attachment is not None and inbound.attachment.contact is not None and \
+            state not in report.WIZARD_STATES:  # the report's identity questions take one (`report.answer`)
+        turn.say(turn.t("error_contact_here"))
+        await reask(turn)
         return
     if inbound.attachment is not None and inbound.attachment.kind in UNEXPECTED_KINDS:
         turn.say(turn.t("error_unexpected_input"))

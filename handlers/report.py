@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from handlers import similar as similar_cases
 from handlers.context import Turn
 from handlers.evidence import accept_file, delete_files
 from handlers.menu import show_menu
-from handlers.types import Attachment, Choice
+from handlers.types import Attachment, Choice, SharedContact
 from handlers.validation import (
     Invalid,
     clean_description,
@@ -23,6 +24,7 @@ from handlers.validation import (
     clean_occurred,
     clean_phone,
     clean_place,
+    join_parts,
     named_option,
     says_enough,
 )
@@ -243,6 +245,9 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         else:  # the words were refused, and said why: the photo was not taken either
             turn.say(turn.t("error_attachment_here"))
         return
+    if attachment is not None and attachment.contact is not None:
+        _contact_card(turn, attachment.contact)
+        return
     if attachment is not None and state not in ("evidence", "intake"):
         turn.say(turn.t("error_attachment_here"))
         ask(turn, state)
@@ -270,13 +275,12 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         elif state == "description":
             if text is None:
                 raise Invalid("error_need_text")
-            turn.update_draft(description=clean_description(text, limits.description_min_chars,
-                                                            limits.description_max_chars))
+            _describe(turn, text)
             _next(turn, "evidence")
         elif state == "evidence":
             await _evidence(turn, choice, text, attachment)
         elif state in ("identity", "name", "phone") and choice == "identity:anonymous":
-            turn.update_draft(anonymous=True, name=None, phone=None, pending_name=None)
+            turn.update_draft(anonymous=True, name=None, phone=None, pending_name=None, pending_phone=None)
             ask(turn, "summary")
         elif state == "identity":
             if choice != "identity:real":
@@ -285,15 +289,16 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         elif state == "name":
             if text is None:
                 raise Invalid("error_need_text")
-            turn.update_draft(pending_name=clean_name(text))
-            ask(turn, "phone")
+            name = clean_name(text)
+            if turn.draft.get("pending_phone"):  # the number came on a contact card whose name was refused
+                _identified(turn, name, turn.draft["pending_phone"])
+            else:
+                turn.update_draft(pending_name=name)
+                ask(turn, "phone")
         elif state == "phone":
             if text is None:
                 raise Invalid("error_need_text")
-            phone = clean_phone(text)
-            turn.update_draft(anonymous=False, name=turn.draft.get("pending_name"), phone=phone,
-                              pending_name=None)
-            ask(turn, "summary")
+            _identified(turn, turn.draft.get("pending_name"), clean_phone(text))
         elif state == "summary":
             await _summary(turn, choice)
         elif state == "edit":
@@ -308,6 +313,72 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
     except Invalid as problem:
         turn.say(turn.t(problem.text_key, **problem.values))
         ask(turn, state)
+
+
+def _describe(turn: Turn, text: str) -> None:
+    """The answer to "what happened". A text the resident's app may have cut into parts (`turn.gathering`) is kept
+    as sent, and a further part joins it: the description is the whole text, or — over the limit — none of it, and
+    the resident is told how long the whole is (never the tail alone taken)."""
+    limits = turn.ctx.city.limits
+    gathering = turn.gathering if turn.gathering is not None and turn.gathering.get("group") is None else None
+    continued = turn.continued if turn.continued is not None and turn.continued.get("group") is None else None
+    if continued is not None:  # the rest of the text: the step is answered again for the whole
+        text = join_parts(turn.draft.get("description_sent") or "", text)
+        turn.update_draft(description=turn.draft.get("description_before"))
+    elif gathering is not None:
+        turn.update_draft(description_before=turn.draft.get("description"))
+    turn.update_draft(description_sent=text if gathering is not None else None)
+    try:
+        description = clean_description(text, limits.description_min_chars, limits.description_max_chars)
+    except Invalid as problem:
+        parts = int(gathering.get("parts", 1)) if gathering is not None else 1
+        if parts > 1 and problem.text_key == "error_description_long":
+            raise Invalid("error_description_long_parts", parts=parts, **problem.values) from None
+        raise
+    turn.update_draft(description=description)
+
+
+CONTACT_STATES = ("identity", "name", "phone")
+"""The questions a shared contact card answers: with the resident's name and number, a real-name report."""
+
+
+def _identified(turn: Turn, name: str | None, phone: str) -> None:
+    turn.update_draft(anonymous=False, name=name, phone=phone, pending_name=None, pending_phone=None)
+    ask(turn, "summary")
+
+
+def _contact_card(turn: Turn, card: SharedContact) -> None:
+    """A contact card where the name and number are asked (or the choice of a real-name report is, which sharing
+    one makes): the resident's own fills both, checked as typed ones are; the name typed already stays. What the
+    checks refuse is said, the rest kept, and the question of what is missing asked."""
+    state = turn.conversation.state
+    if state not in CONTACT_STATES:
+        turn.say(turn.t("error_contact_here"))
+        ask(turn, state)
+        return
+    if not card.own:
+        turn.say(turn.t("error_contact_not_own"))
+        ask(turn, state)
+        return
+    try:
+        phone: str | None = clean_phone(card.phone)
+    except Invalid:
+        phone = None
+    name = turn.draft.get("pending_name") if state == "phone" else None
+    if name is None:
+        try:
+            name = clean_name(card.name)
+        except Invalid as problem:
+            turn.say(turn.t(problem.text_key, **problem.values))
+            turn.update_draft(pending_phone=phone)
+            ask(turn, "name")
+            return
+    if phone is None:
+        turn.update_draft(pending_name=name)
+        turn.say(turn.t("error_phone"))
+        ask(turn, "phone")
+        return
+    _identified(turn, name, phone)
 
 
 def _district_named(turn: Turn, text: str) -> str | None:
@@ -349,7 +420,9 @@ def typed_one_of(turn: Turn, text: str | None, words_key: str) -> bool:
 async def _evidence(turn: Turn, choice: str | None, text: str | None, attachment: Attachment | None) -> None:
     limits = turn.ctx.city.limits
     attachments: list[int] = list(turn.draft.get("attachments", []))
-    if attachment is not None:
+    if attachment is not None and turn.gathering is not None and turn.gathering.get("group") is not None:
+        await _album_file(turn, attachment, text, turn.gathering)
+    elif attachment is not None:
         if len(attachments) >= limits.max_attachments:
             raise Invalid("error_evidence_full", maximum=limits.max_attachments)
         stored = await accept_file(turn, attachment)
@@ -369,6 +442,35 @@ async def _evidence(turn: Turn, choice: str | None, text: str | None, attachment
         ask(turn, "evidence")
     else:
         raise Invalid("error_evidence_expected")
+
+
+async def _album_file(turn: Turn, attachment: Attachment, text: str | None, album: dict[str, Any]) -> None:
+    """One photo of an album (several sent in one go, each its own message): taken as any file, and answered for
+    the album — how many of it were taken (and how many went over the limit), restated by its next photo's step,
+    which takes this one's replies back (`dialog.handle`): the resident reads it once, under the last."""
+    limits = turn.ctx.city.limits
+    attachments: list[int] = list(turn.draft.get("attachments", []))
+    taken, over = int(album.get("taken", 0)), int(album.get("over", 0))
+    if len(attachments) >= limits.max_attachments:
+        over += 1
+    else:
+        try:
+            stored = await accept_file(turn, attachment)
+        except Invalid as problem:  # this file refused, and why: said with the album's answer
+            turn.say(turn.t(problem.text_key, **problem.values))
+        else:
+            attachments.append(stored.id)
+            turn.update_draft(attachments=attachments)
+            taken += 1
+    album.update(taken=taken, over=over)
+    if taken:
+        turn.say(turn.t("evidence_album_received", count=taken, total=len(attachments),
+                        maximum=limits.max_attachments), restated=True)
+    if over:
+        turn.say(turn.t("evidence_album_over", count=over, maximum=limits.max_attachments), restated=True)
+    if text is not None and text.strip():  # an album's caption (on its first photo) says what the photos show
+        _add_to_description(turn, text)
+    ask(turn, "evidence")
 
 
 def _add_to_description(turn: Turn, words: str) -> None:

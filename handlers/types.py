@@ -6,7 +6,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-AttachmentKind = Literal["photo", "document", "sticker", "voice", "video", "audio", "location", "other"]
+AttachmentKind = Literal["photo", "document", "sticker", "voice", "video", "audio", "location", "contact", "other"]
+
+
+@dataclass(frozen=True)
+class SharedContact:
+    """A contact card the resident shared (Telegram's "share contact"): a name and a phone number, and whether
+    it is their own — the platform says the card belongs to the sender."""
+
+    name: str
+    phone: str
+    own: bool
 
 
 @dataclass(frozen=True)
@@ -21,6 +31,8 @@ class Attachment:
     place: str | None = None
     """A shared location's address (or its coordinates, without one): the answer to "where", where that is
     the question."""
+    contact: SharedContact | None = None
+    """A shared contact card: the answer to "your name and number", where that is the question."""
 
 
 def coordinates(latitude: float, longitude: float) -> str | None:
@@ -39,6 +51,11 @@ class Inbound:
     command: str | None = None
     command_arg: str | None = None
     update_key: str | None = None
+    #: the key the platform gives the files sent together in one go (Telegram's album, its `media_group_id`):
+    #: their steps are answered once (`dialog.handle`'s `gather`)
+    group: str | None = None
+    #: a text as long as the channel's apps cut a pasted text at: its rest may follow in further messages
+    may_be_cut: bool = False
     #: the client's IP address where the channel knows it, for the per-address limits: the resident's own
     #: (the web chat) or a platform server that relays many residents (`shared_address`, WeChat's callbacks)
     client_ip: str | None = None
@@ -62,6 +79,9 @@ class Outbound:
     #: the language it is in, where known (a channel that adds words of its own, WeChat's "reply with a number",
     #: adds them in it); not stored with a payload, and not part of a message's equality
     locale: str | None = field(default=None, compare=False)
+    #: what the next step of the same burst says anew (a question, a running count): when that step takes this
+    #: one's held replies back, it is not repeated; other replies (a file refused, and why) are
+    restated: bool = field(default=False, compare=False)
 
     def to_payload(self) -> dict[str, object]:
         payload: dict[str, object] = {
@@ -71,6 +91,8 @@ class Outbound:
         }
         if self.notice_offer is not None:
             payload["notice_offer"] = self.notice_offer
+        if self.restated:
+            payload["restated"] = True
         return payload
 
     @classmethod
@@ -84,6 +106,7 @@ class Outbound:
             choices=tuple(Choice(str(k), str(v)) for k, v in raw_choices),
             columns=int(columns) if isinstance(columns, int) else 1,
             notice_offer=offer if isinstance(offer, int) else None,
+            restated=payload.get("restated") is True,
         )
 
 

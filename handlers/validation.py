@@ -43,6 +43,7 @@ __all__ = [
     "clean_occurred",
     "clean_phone",
     "clean_place",
+    "join_parts",
     "letters",
     "named_option",
     "parse_receipt_code",
@@ -145,6 +146,20 @@ def clean_description(text: str, min_chars: int, max_chars: int) -> str:
     if len(letters) < min_chars or len(set(letters)) < min(5, min_chars):
         raise Invalid("error_description_short", minimum=min_chars)
     return value
+
+
+def join_parts(first: str, rest: str) -> str:
+    """A text the resident's app sent in parts, whole again. The platform drops the space or line break it was cut
+    at: Chinese (or Japanese) on either side of the cut is joined as it is, other words with a space."""
+    first, rest = first.rstrip(), rest.lstrip()
+    if not first or not rest:
+        return first + rest
+    if _WITHOUT_SPACES.match(first[-1]) or _WITHOUT_SPACES.match(rest[0]):
+        return first + rest
+    return f"{first} {rest}"
+
+
+_WITHOUT_SPACES = re.compile(r"[\u3000-\u303f\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]")
 
 
 def clean_name(text: str) -> str:

@@ -205,6 +205,13 @@ async def finish_step(session: AsyncSession, conversation: ConversationState,
                                         conversation_id=conversation.id, payloads=replies, hold=hold)
 
 
+async def withdraw_held_replies(session: AsyncSession, conversation: ConversationState,
+                                hold: timedelta) -> list[dict[str, Any]]:
+    """The replies of the conversation's last step that still wait out their `hold`, taken back unsent (the step
+    now continued answers for both)."""
+    return await outbox.withdraw_held(session, conversation.id, hold)
+
+
 async def queue_replies(session: AsyncSession, channel: str, user_ref: str,
                         payloads: Sequence[dict[str, Any]]) -> None:
     """Replies to a resident outside a dialog step's transaction (a WeChat answer that missed the passive

@@ -71,6 +71,23 @@ async def deliver_passively(session: AsyncSession, message_id: int, remainder: d
     return True
 
 
+async def withdraw_held(session: AsyncSession, conversation_id: int, hold: timedelta) -> list[dict[str, Any]]:
+    """Take back a conversation's replies still held for `hold` (a step whose channel waited for more of what the
+    resident sent in one go): deleted unsent, their payloads returned in order for the next step to say what it
+    still must. A reply the worker has leased or sent is not taken (its due time moved, as `deliver_passively`
+    reads it)."""
+    rows = (await session.execute(
+        select(OutboxMessage.id, OutboxMessage.payload, OutboxMessage.created_at, OutboxMessage.next_attempt_at)
+        .where(OutboxMessage.conversation_id == conversation_id, OutboxMessage.status == "pending",
+               OutboxMessage.next_attempt_at > utcnow())
+        .order_by(OutboxMessage.id)
+        .with_for_update())).all()
+    held = [(message_id, payload) for message_id, payload, created_at, due in rows if due - created_at == hold]
+    if held:
+        await session.execute(delete(_OUTBOX).where(_OUTBOX.c.id.in_([message_id for message_id, _ in held])))
+    return [dict(payload) for _, payload in held]
+
+
 async def release(session: AsyncSession, message_ids: Sequence[int]) -> None:
     """Held replies the channel could not deliver itself: due now, for the worker."""
     if message_ids:

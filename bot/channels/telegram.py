@@ -34,7 +34,7 @@ from bot.config import Settings
 from bot.outbox import PermanentFailure, TemporaryFailure, plain
 from bot.runtime import Runtime
 from handlers.texts import normalise_locale
-from handlers.types import Attachment, Choice, Inbound, Outbound, coordinates
+from handlers.types import Attachment, Choice, Inbound, Outbound, SharedContact, coordinates
 from handlers.types import parse_command as parse_text_command
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,8 @@ def to_inbound(update: Update, fetcher: Any) -> Inbound | None:
         if command is not None:
             return Inbound(CHANNEL, user_ref, language, command=command[0], command_arg=command[1],
                            update_key=key)
-        return Inbound(CHANNEL, user_ref, language, text=message.text, update_key=key)
+        return Inbound(CHANNEL, user_ref, language, text=message.text, update_key=key,
+                       may_be_cut=len(message.text) >= CUT_FROM)
     attachment: Attachment
     if message.photo:
         largest = message.photo[-1]
@@ -104,14 +105,40 @@ def to_inbound(update: Update, fetcher: Any) -> Inbound | None:
         attachment = Attachment("location", place=" ".join(f"{message.venue.title} {message.venue.address}".split()))
     elif message.location is not None:
         attachment = Attachment("location", place=coordinates(message.location.latitude, message.location.longitude))
+    elif message.contact is not None:
+        card = message.contact
+        own = card.user_id is not None and message.from_user is not None and card.user_id == message.from_user.id
+        attachment = Attachment("contact", contact=SharedContact(contact_name(card.first_name, card.last_name),
+                                                                 card.phone_number, own))
     else:
         attachment = Attachment("other")
-    # a photo or file comes with the words written under it in the same message: the dialog gets both
-    return Inbound(CHANNEL, user_ref, language, text=message.caption or None, attachment=attachment, update_key=key)
+    # a photo or file comes with the words written under it in the same message: the dialog gets both; the
+    # photos of an album come one an update, with the album's key
+    return Inbound(CHANNEL, user_ref, language, text=message.caption or None, attachment=attachment, update_key=key,
+                   group=message.media_group_id)
+
+
+def contact_name(first_name: str, last_name: str | None) -> str:
+    """The name on a contact card as it is written: a Chinese name family name first ("张" "伟" → "张伟"), others
+    first name first ("Wei Zhang")."""
+    if not last_name:
+        return first_name
+    if _HAN.search(first_name) and _HAN.search(last_name):
+        return f"{last_name}{first_name}"
+    return f"{first_name} {last_name}"
+
+
+_HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
 TEXT_LIMIT = 4096
 """Characters of one message's text that `sendMessage` takes ("1-4096 characters after entities parsing")."""
+CUT_FROM = TEXT_LIMIT // 2
+"""A resident's text at least this long may be the first part of a longer paste: Telegram's apps send a text over
+4096 characters as several messages, each cut at a break before the limit."""
+GATHER = timedelta(seconds=2)
+"""How long the messages a resident sends in one go take to arrive: an album's photos (one update each) and the
+parts of a cut text come within moments of each other; the step that may be continued waits that long to answer."""
 
 
 def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
@@ -139,7 +166,8 @@ def in_parts(messages: list[Outbound]) -> list[dict[str, object]]:
     payloads: list[dict[str, object]] = []
     for message in messages:
         *leading, last = split_text(message.text)
-        payloads.extend(Outbound(part, locale=message.locale).to_payload() for part in leading)
+        payloads.extend(replace(message, text=part, choices=(), columns=1, notice_offer=None).to_payload()
+                        for part in leading)
         payloads.append(replace(message, text=last).to_payload())
     return payloads
 
@@ -351,7 +379,7 @@ class TelegramChannel:
         inbound = to_inbound(update, self._fetcher)
         if inbound is None:
             return
-        await self._runtime.handle(inbound, queue=in_parts)
+        await self._runtime.handle(inbound, queue=in_parts, gather=GATHER)
 
     async def _point_to_private_chat(self, message: Any) -> None:
         """One of our commands in a group (someone added the bot to theirs): every member reads it, so nothing of

@@ -543,6 +543,129 @@ def test_a_first_message_of_a_photo_and_its_story_is_offered_as_a_report_with_bo
     assert f"经过：{DESCRIPTION}\n" in summary and "证据：1 个文件" in summary
 
 
+def _to_the_evidence_step(chat: Chat) -> None:
+    chat.say("/report", expect="第1步")
+    chat.press("district:yuelu", expect="第2步")
+    chat.say("岳麓区政务服务中心3号窗口", expect="第3步")
+    chat.press("when:today", expect="第4步")
+    chat.say(DESCRIPTION, expect="第5步")
+
+
+def _files_of_the_case(service: LiveService, chat: Chat) -> list[bytes]:
+    with _db(service) as db:
+        names = [row[0] for row in db.execute(
+            "SELECT stored_name FROM attachments WHERE case_id = (SELECT id FROM cases WHERE reporter_key = ?) "
+            "ORDER BY id", (_reporter(chat),))]
+    return [evidence_content(service.data_dir / "evidence", name) for name in names]
+
+
+def _said_since(chat: Chat, seen: int) -> list[str]:
+    return [m.get("text") or "" for m in chat.standin.sent_messages(chat.chat_id)[seen:]]
+
+
+def test_an_album_at_the_evidence_step_is_answered_once_and_every_photo_is_kept(chat: Chat,
+                                                                                service: LiveService) -> None:
+    """Telegram delivers an album of three photos as three updates with one media_group_id: the resident gets one
+    acknowledgement for the three and the evidence question once, and the case has all three photos."""
+    _to_the_evidence_step(chat)
+    chat.settle(service)
+    seen = chat.seen
+    photos = [plain_photo(320, 240, shade=shade) for shade in (30, 110, 190)]
+    chat.standin.send_album(chat.chat_id, photos)
+    chat.settle(service)
+    said = _said_since(chat, seen)
+    assert said[0] == "已收到这一组的 3 个文件（共 3/5 个），照片中的位置、文档中的作者等隐藏信息已删除。"
+    assert len(said) == 2 and said[1].startswith("第5步") and said[1].endswith("已收到 3/5 个文件。")
+    chat.press("evidence:done", expect="第6步")
+    assert "证据：3 个文件" in chat.press("identity:anonymous", expect="请核对举报内容")
+    chat.press("summary:submit", expect="举报已提交")
+    assert sorted(picture_of(content) for content in _files_of_the_case(service, chat)) == sorted(
+        picture_of(photo) for photo in photos)
+
+
+def test_an_album_over_the_evidence_limit_keeps_what_fits_and_says_once_what_did_not(chat: Chat,
+                                                                                    service: LiveService) -> None:
+    """One photo sent before, then an album of six: four fit under the limit of five; the resident is told once that
+    two of the album were over it, and asked the question once."""
+    _to_the_evidence_step(chat)
+    chat.standin.send_photo(chat.chat_id, JPEG)
+    chat.expect("已收到第 1 个文件")
+    chat.settle(service)
+    seen = chat.seen
+    chat.standin.send_album(chat.chat_id, [plain_photo(200, 150, shade=shade) for shade in range(10, 70, 10)])
+    chat.settle(service)
+    assert _said_since(chat, seen) == [
+        "已收到这一组的 4 个文件（共 5/5 个），照片中的位置、文档中的作者等隐藏信息已删除。",
+        "证据最多5个文件，这一组中有 2 个超出上限，没有保存。"
+        "如需换成这些文件，可先点“删除已上传的全部文件”，再重新发送。",
+        chat.standin.sent_messages(chat.chat_id)[-1]["text"],
+    ]
+    assert chat.standin.sent_messages(chat.chat_id)[-1]["text"].startswith("第5步")
+    chat.press("evidence:done", expect="第6步")
+    chat.press("identity:anonymous", expect="请核对举报内容")
+    chat.press("summary:submit", expect="举报已提交")
+    assert len(_files_of_the_case(service, chat)) == 5
+
+
+def test_the_residents_own_contact_card_answers_the_real_name_question(chat: Chat, service: LiveService) -> None:
+    """Asked for their name for a real-name report, a resident taps "share contact": their own card fills the name
+    and the mobile number, checked as typed ones are; someone else's card is refused with the reason, and a card
+    where no name is asked is explained, not silently dropped."""
+    chat.say("/report", expect="第1步")
+    chat.standin.send_contact(chat.chat_id, "13912345678", "伟", contact_last_name="张",
+                              contact_user_id=chat.chat_id)
+    chat.expect("名片只在实名举报填写姓名和手机号时使用")
+    chat.expect("第1步")
+    chat.press("district:yuelu", expect="第2步")
+    chat.say("岳麓区政务服务中心3号窗口", expect="第3步")
+    chat.press("when:today", expect="第4步")
+    chat.say(DESCRIPTION, expect="第5步")
+    chat.press("evidence:done", expect="第6步")
+    chat.press("identity:real", expect="请输入您的姓名")
+    chat.standin.send_contact(chat.chat_id, "13700001111", "李四", contact_user_id=chat.chat_id + 1)
+    chat.expect("这张名片不是您本人的")
+    chat.expect("请输入您的姓名")
+    chat.standin.send_contact(chat.chat_id, "+86 139 1234 5678", "伟", contact_last_name="张",
+                              contact_user_id=chat.chat_id)
+    summary = chat.expect("请核对举报内容")
+    assert "身份：张伟 139****5678" in summary
+    chat.press("summary:submit", expect="举报已提交")
+    with _db(service) as db:
+        name, phone, anonymous = db.execute(
+            "SELECT reporter_name, reporter_phone, anonymous FROM cases WHERE reporter_key = ?",
+            (_reporter(chat),)).fetchone()
+    keys = make_test_keyring()
+    assert (keys.decrypt(name, purpose="cases.reporter_name"), keys.decrypt(phone, purpose="cases.reporter_phone"),
+            anonymous) == ("张伟", "13912345678", 0)
+
+
+def test_a_long_pasted_description_that_telegram_split_in_two_is_judged_whole(chat: Chat,
+                                                                             service: LiveService) -> None:
+    """A resident pastes a description of 5000 characters; their Telegram client sends it as two messages (4096 and
+    904 characters). The tail alone must not become the description: the resident is told the whole text is over
+    the limit of 3000, once, and asked again; what they then send is the description."""
+    chat.say("/report", expect="第1步")
+    chat.press("district:yuelu", expect="第2步")
+    chat.say("岳麓区政务服务中心3号窗口", expect="第3步")
+    chat.press("when:today", expect="第4步")
+    chat.settle(service)
+    seen = chat.seen
+    pasted = (DESCRIPTION * 200)[:5000]
+    chat.standin.send_text(chat.chat_id, pasted[:4096])
+    chat.standin.send_text(chat.chat_id, pasted[4096:])
+    chat.settle(service)
+    said = _said_since(chat, seen)
+    assert said == [
+        "您发来的文字分成了 2 条消息送达，合起来共5000字，超过了3000字的上限，没有作为“经过”保存。"
+        "请精简到3000字以内后重新发送，或把详细材料作为PDF在下一步上传。",
+        said[-1],
+    ]
+    assert said[-1].startswith("第4步")
+    chat.say(DESCRIPTION, expect="第5步")
+    chat.press("evidence:done", expect="第6步")
+    assert f"经过：{DESCRIPTION}\n" in chat.press("identity:anonymous", expect="请核对举报内容")
+
+
 def _staff_answers_and_closes(service: LiveService, case_id: int) -> None:
     import asyncio
 
@@ -649,7 +772,7 @@ def test_zz_the_service_log_holds_no_report_text_or_identity(service: LiveServic
     """Runs last in this module: everything above went through this service."""
     log = service.log()
     assert len(log) > 0
-    for secret in (DESCRIPTION, "岳麓区政务服务中心3号窗口", "Zhang Wei", "13912345678", "王五", "13712345678",
+    for secret in (DESCRIPTION, "岳麓区政务服务中心3号窗口", "Zhang Wei", "13912345678", "王五", "13712345678", "张伟",
                    "补充：该窗口工作人员工号0327", "经核查，已对该工作人员批评教育", "字字字字字字字字"):
         assert secret not in log, f"{secret!r} leaked into the service log"
     assert not re.search(r"\b\d{4} \d{4} \d{4} \d{4}\b", log), "a receipt code leaked into the service log"

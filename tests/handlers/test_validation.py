@@ -6,6 +6,7 @@ from handlers.validation import (
     clean_description,
     clean_name,
     clean_place,
+    join_parts,
     readable,
     typed_number,
     whole_number,
@@ -27,3 +28,12 @@ def test_residents_texts_lose_the_invisible_characters_that_would_make_them_read
     described = clean_description("窗口\u200b人员\u200e让我跑了三趟 👨\u200d👩\u200d👧 孩子也在等", 10, 3000)
     assert described == "窗口人员让我跑了三趟 👨\u200d👩\u200d👧 孩子也在等"
     assert readable("\u200b \u202e\u0000") == ""
+
+
+def test_a_text_cut_into_parts_is_joined_as_it_was_written() -> None:
+    """The platform drops the space or line break a text was cut at: Chinese runs on, other words get a space."""
+    assert join_parts("窗口工作人员上班时间一直玩手机，", "让群众排队等了两个小时。") == (
+        "窗口工作人员上班时间一直玩手机，让群众排队等了两个小时。")
+    assert join_parts("The clerk kept us waiting", "for two hours.") == "The clerk kept us waiting for two hours."
+    assert join_parts("第一部分\n", "\nsecond part") == "第一部分second part"
+    assert join_parts("", "only the rest") == "only the rest"

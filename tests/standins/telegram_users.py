@@ -181,6 +181,57 @@ class TelegramUsers(TelegramMethods):
             message = self._user_message(chat_id, user, extra)
         return self._enqueue({"message": message})
 
+    def send_album(
+        self,
+        chat_id: int,
+        contents: list[bytes],
+        *,
+        caption: str | None = None,
+        language_code: str = "zh-hans",
+        first_name: str = "Test",
+        user_id: int | None = None,
+    ) -> list[int]:
+        """A user sends several photos in one go (an album, 2–10 items): like Telegram, one message and one
+        update per photo, all with the same ``media_group_id``; a caption is on the first. Returns the updates'
+        ids."""
+        if not 2 <= len(contents) <= 10:
+            raise AssertionError("an album holds 2 to 10 items")
+        user = self._user(self._user_id(chat_id, user_id), first_name, language_code, None, None)
+        group = str(13_000_000_000_000_000 + next(self._callback_counter))
+        messages: list[JSONDict] = []
+        for position, content in enumerate(contents):
+            stored = self._store_file(content, kind="photo", mime_type="image/jpeg")
+            with self._lock:
+                extra: JSONDict = {"media_group_id": group, "photo": self._photo_sizes(stored)}
+                if caption and position == 0:
+                    extra["caption"] = caption
+                messages.append(self._user_message(chat_id, user, extra))
+        return [self._enqueue({"message": message}) for message in messages]
+
+    def send_contact(
+        self,
+        chat_id: int,
+        phone_number: str,
+        contact_first_name: str,
+        *,
+        contact_last_name: str | None = None,
+        contact_user_id: int | None = None,
+        language_code: str = "zh-hans",
+        first_name: str = "Test",
+        user_id: int | None = None,
+    ) -> int:
+        """A user shares a contact card: their own ("share my phone number": ``contact_user_id`` is their id) or
+        one from their address book (another user's id, or none for someone not on Telegram)."""
+        user = self._user(self._user_id(chat_id, user_id), first_name, language_code, None, None)
+        contact: JSONDict = {"phone_number": phone_number, "first_name": contact_first_name}
+        if contact_last_name:
+            contact["last_name"] = contact_last_name
+        if contact_user_id is not None:
+            contact["user_id"] = contact_user_id
+        with self._lock:
+            message = self._user_message(chat_id, user, {"contact": contact})
+        return self._enqueue({"message": message})
+
     def send_document(
         self,
         chat_id: int,

@@ -566,6 +566,9 @@ async def test_updates_and_results_conform_to_spec(server: TelegramStandIn, bot:
         server.send_sticker(21),
         server.send_voice(21),
         server.send_location(21, 31.23, 121.47),
+        *server.send_album(21, [PNG, PNG], caption="两张"),
+        server.send_contact(21, "+8613812345678", "伟", contact_last_name="张", contact_user_id=21),
+        server.send_contact(21, "13912345678", "Li"),
         server.push_raw_update({"my_chat_member": _chat_member_update()}),
     ]
     async with httpx.AsyncClient() as client:

@@ -108,3 +108,27 @@ async def test_a_held_reply_is_answered_passively_only_while_no_worker_has_it(se
     async with sessionmaker() as session:
         rows = {m.id: m.status for m in (await session.execute(select(OutboxMessage))).scalars()}
     assert rows == {kept: "sent", released: "pending", expired: "pending"}
+
+
+async def test_only_replies_still_held_are_taken_back(sessionmaker: Any) -> None:
+    """A Telegram album's step holds its replies for the next photo's step to take back; replies of another step
+    (not held) and replies a worker has leased once the hold ran out stay to be sent."""
+    gather = timedelta(seconds=2)
+    async with sessionmaker.begin() as session:
+        conversation = await actions.load_conversation(session, "telegram", "album-resident")
+        await actions.finish_step(session, conversation, [{"text": "已收到第 1 个文件", "choices": []}])
+        await actions.finish_step(session, conversation, [{"text": "已收到这一组的 1 个文件", "restated": True},
+                                                          {"text": "第5步", "restated": True}], hold=gather)
+    async with sessionmaker.begin() as session:
+        taken = await actions.withdraw_held_replies(session, conversation, gather)
+    assert [payload["text"] for payload in taken] == ["已收到这一组的 1 个文件", "第5步"]
+    async with sessionmaker.begin() as session:
+        [late] = await actions.finish_step(session, conversation, [{"text": "第5步"}], hold=gather)
+        await outbox.lease(session, channels=["telegram"], limit=10, lease=timedelta(seconds=15),
+                           now=utcnow() + gather)
+    async with sessionmaker.begin() as session:
+        assert await actions.withdraw_held_replies(session, conversation, gather) == []
+    async with sessionmaker() as session:
+        left = [m.payload["text"] for m in (await session.execute(select(OutboxMessage).order_by(OutboxMessage.id)))
+                .scalars()]
+    assert left == ["已收到第 1 个文件", "第5步"] and late

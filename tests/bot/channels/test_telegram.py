@@ -24,11 +24,19 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from telegram import Update
 
-from bot.channels.telegram import TelegramChannel, in_parts, keyboard, parse_command, split_text, to_inbound
+from bot.channels.telegram import (
+    TelegramChannel,
+    contact_name,
+    in_parts,
+    keyboard,
+    parse_command,
+    split_text,
+    to_inbound,
+)
 from bot.config import Settings
 from bot.outbox import PermanentFailure, TemporaryFailure
 from bot.runtime import Runtime
-from handlers.types import Choice, Inbound, Outbound
+from handlers.types import Choice, Inbound, Outbound, SharedContact
 from storage import outbox
 from storage.models import OutboxMessage
 from tests.standins.telegram_server import TelegramStandIn
@@ -173,8 +181,11 @@ async def test_other_kinds_of_message_are_named_for_the_dialog_and_offer_nothing
         "sticker": ("sticker", None, "5203"), "voice": ("voice", None, "5203"),
         "location": ("location", None, "5203"), "video": ("video", None, "5200"),
         "video_note": ("video", None, "5200"), "audio": ("audio", None, "5200"),
-        "venue": ("location", None, "5200"), "contact": ("other", None, "5200"),
+        "venue": ("location", None, "5200"), "contact": ("contact", None, "5200"),
     }
+    # a card from the address book, of someone not on Telegram: not the sender's own
+    assert kinds["contact"] is not None and kinds["contact"].attachment is not None
+    assert kinds["contact"].attachment.contact == SharedContact("Li", "+8613912345678", own=False)
     places = {name: inbound.attachment.place for name, inbound in kinds.items()
               if inbound is not None and inbound.attachment is not None and inbound.attachment.place}
     assert places == {"location": "28.23000, 112.94000", "venue": "岳麓区政务服务中心 岳麓区金星中路"}
@@ -438,3 +449,9 @@ async def test_webhook_mode_registers_the_url_with_a_secret_derived_from_the_sec
                           "allowed_updates": ["message", "edited_message", "callback_query"]}
     assert standin.requests_for("getUpdates") == standin.requests_for("deleteWebhook") == []
     assert len(standin.requests_for("setMyCommands")) == 3
+
+
+def test_a_contact_cards_name_is_written_as_its_owner_writes_it() -> None:
+    assert contact_name("伟", "张") == "张伟"
+    assert contact_name("张伟", None) == "张伟"
+    assert contact_name("Wei", "Zhang") == "Wei Zhang"
