@@ -131,7 +131,9 @@ async def bulk(principal: Principal, case_numbers: Sequence[str], action: str, *
     # (`case.bulk`, with the same two) says what was done to how many: the audit log tells the selection apart
     # from single-ticket actions and groups its entries
     marked = dataclasses.replace(principal, bulk={"bulk": secrets.token_hex(4), "selection": len(numbers)})
-    target = {"assign": {"to": username.strip() or None}, "status": {"status": status}, "move": {"to": queue}}[action]
+    targets: dict[str, dict[str, str | None]] = {"assign": {"to": username.strip() or None},
+                                                  "status": {"status": status}, "move": {"to": queue}}
+    target = targets[action]
     results = []
     try:
         for number in numbers:
