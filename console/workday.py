@@ -131,9 +131,6 @@ async def bulk(principal: Principal, case_numbers: Sequence[str], action: str, *
     # (`case.bulk`, with the same two) says what was done to how many: the audit log tells the selection apart
     # from single-ticket actions and groups its entries
     marked = dataclasses.replace(principal, bulk={"bulk": secrets.token_hex(4), "selection": len(numbers)})
-    targets: dict[str, dict[str, str | None]] = {"assign": {"to": username.strip() or None},
-                                                  "status": {"status": status}, "move": {"to": queue}}
-    target = targets[action]
     results = []
     try:
         for number in numbers:
@@ -152,7 +149,13 @@ async def bulk(principal: Principal, case_numbers: Sequence[str], action: str, *
                 results.append(BulkResult(number, None))
     finally:
         done = sum(1 for result in results if result.error is None)
+        detail: dict[str, str | int | None] = {"bulk_action": action}
+        if action == "status":
+            detail["status"] = status
+        else:
+            detail["to"] = queue if action == "move" else username.strip() or None
+        detail["done"] = done
+        detail["refused"] = len(numbers) - done
         async with marked.write() as session:
-            await audit.record(session, principal.user, "case.bulk", detail={
-                "bulk_action": action, **target, "done": done, "refused": len(numbers) - done})
+            await audit.record(session, principal.user, "case.bulk", detail=detail)
     return results
