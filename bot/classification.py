@@ -56,6 +56,8 @@ class ClassifierService:
         self.load_failure: tuple[str, str] | None = None
         """(version, reason) of a promoted model this process could not load, while it keeps serving the current
         one: shown on /healthz and the console's model page, cleared once the promoted model serves."""
+        self.load_error: Exception | None = None
+        """The error behind `load_failure` (an `nlp.errors.NlpError` with a code is said in each language)."""
 
     @property
     def version(self) -> str | None:
@@ -110,7 +112,7 @@ class ClassifierService:
             try:
                 promoted = await asyncio.to_thread(self._registry.promoted)
                 if promoted is None or promoted.version == self.version:
-                    self._stamp, self._retry_at, self.load_failure = stamp, None, None
+                    self._stamp, self._retry_at, self.load_failure, self.load_error = stamp, None, None, None
                     return False
                 classifier = await asyncio.to_thread(self._registry.load, promoted.version)
             except Exception as problem:
@@ -119,10 +121,11 @@ class ClassifierService:
                 self._stamp, self._retry_at = stamp, time.monotonic() + RETRY_SECONDS
                 reason = str(problem) or type(problem).__name__
                 self.load_failure = (promoted.version if promoted else "(unreadable registry)", reason)
+                self.load_error = problem
                 return False
             previous = self.version
             self._classifier = classifier
-            self._stamp, self._retry_at, self.load_failure = stamp, None, None
+            self._stamp, self._retry_at, self.load_failure, self.load_error = stamp, None, None, None
             log.info("classifier model %s promoted: now serving it (was %s)", classifier.version, previous)
             return True
 

@@ -19,6 +19,8 @@ from console import texts
 from console.auth import Principal, WeakPassword, hash_password
 from console.exports import neutralised
 from console.operations import OperationError, require_admin
+from console.rendering import Names
+from handlers.city import CityConfig
 from storage import audit, queries, staff_actions
 from storage.actions import ActionError
 from storage.models import ApiToken, StaffRole, StaffUser
@@ -162,26 +164,48 @@ async def audit_log(principal: Principal, *, page: int, per_page: int, actor: st
 MAX_AUDIT_EXPORT = 50_000
 
 
-async def audit_export(principal: Principal, *, ip: str | None, described: dict[str, str], **filters: Any) -> bytes:
-    """The entries of the filter as CSV (times in the city's time zone), at most `MAX_AUDIT_EXPORT`; the export
-    is itself audited."""
-    rows, total = await audit_log(principal, page=1, per_page=MAX_AUDIT_EXPORT, **filters)
-    if total > MAX_AUDIT_EXPORT:
-        raise OperationError(422, "audit_export_too_many", total=total, limit=MAX_AUDIT_EXPORT)
-    zone = ZoneInfo(principal.context.city.timezone)
+AUDIT_COLUMNS = ("time", "user", "action", "case", "detail", "address", "action_name", "detail_text")
+"""The audit export's columns by their texts `audit_column.<name>`: `detail` is the entry's detail as data (JSON,
+every id kept, for tools), `action_name` and `detail_text` the action and its detail as the audit page says them."""
+
+
+def audit_sheet(rows: list[audit.AuditRow], city: CityConfig, locale: str = "zh") -> bytes:
+    """The entries as CSV: columns named in Chinese and English, the action and its detail said in both (`zh`), or
+    everything in English (`en`), times in the city's time zone."""
+    names, zone = Names(city), ZoneInfo(city.timezone)
+    english = locale == "en"
+
+    def said(pair: tuple[str, str], between: str) -> str:
+        return pair[1] if english else between.join(dict.fromkeys(part for part in pair if part))
+
+    def column(name: str) -> str:
+        zh, en = texts.pair(f"audit_column.{name}")
+        return (en if english else f"{zh} {en}") + (f" ({zone.key})" if name == "time" else "")
+
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow([f"时间 time ({zone.key})", "用户 user", "操作 action", "案件 case", "详情 detail", "地址 address",
-                     "操作名称 action name"])
+    writer.writerow([column(name) for name in AUDIT_COLUMNS])
     for entry, username, number in rows:
         writer.writerow([neutralised(value) for value in (
             entry.created_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"), username or "", entry.action,
             number or "", json.dumps(entry.detail or {}, ensure_ascii=False, sort_keys=True), entry.ip or "",
-            " ".join(texts.pair_or(f"audit.{entry.action}", entry.action)))])
+            said(names.audit_action(entry.action), " "),
+            said(names.audit_details(entry.detail, with_ids=True), " / "))])
+    return buffer.getvalue().encode("utf-8-sig")
+
+
+async def audit_export(principal: Principal, *, ip: str | None, described: dict[str, str], locale: str = "zh",
+                       **filters: Any) -> bytes:
+    """The entries of the filter as CSV (`audit_sheet`), at most `MAX_AUDIT_EXPORT`; the export is itself
+    audited."""
+    rows, total = await audit_log(principal, page=1, per_page=MAX_AUDIT_EXPORT, **filters)
+    if total > MAX_AUDIT_EXPORT:
+        raise OperationError(422, "audit_export_too_many", total=total, limit=MAX_AUDIT_EXPORT)
+    content = audit_sheet(rows, principal.context.city, locale)
     async with principal.write() as session:
         await audit.record(session, principal.user, "audit.export", ip=ip,
                                   detail={"count": len(rows), "filter": described})
-    return buffer.getvalue().encode("utf-8-sig")
+    return content
 
 
 async def tokens_of(principal: Principal, user_id: int) -> list[ApiToken]:

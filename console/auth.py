@@ -204,13 +204,18 @@ class Principal:
     ip: str | None = None  # the client's address, written into every audit entry of the request
     unread_notices: int = 0  # of a console session: shown in the page header
     api_token: str | None = None  # the API token the request came with ("<name> (#<id>)"), in every audit entry too
+    bulk: dict[str, str | int] | None = None
+    """Of an action on a selection of cases: its id and the selection's size, in every audit entry
+    (`audit.AUDIT_BULK`)."""
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
-        """A write transaction whose audit entries carry this request's client address."""
+        """A write transaction whose audit entries carry this request's client address (and API token, and bulk
+        action)."""
         async with self.context.database.sessionmaker.begin() as session:
             session.info[audit.AUDIT_IP] = self.ip
             session.info[audit.AUDIT_API_TOKEN] = self.api_token
+            session.info[audit.AUDIT_BULK] = self.bulk
             yield session
 
     @property

@@ -25,6 +25,10 @@ class ServingClassifier(Protocol):
     def load_failure(self) -> tuple[str, str] | None:
         """(version, reason) of a promoted model it could not load (it keeps serving the current one)."""
 
+    @property
+    def load_error(self) -> Exception | None:
+        """The error behind `load_failure`: a refusal of the model registry (`nlp.errors.NlpError`) names its code."""
+
     async def reload_if_changed(self) -> bool:
         """Load the promoted model now if it is not the one serving (after a promote or rollback)."""
 

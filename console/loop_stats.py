@@ -211,24 +211,27 @@ def _week_metrics(week: Week) -> list[tuple[str, str]]:
             ("rated", str(week.satisfied.of)), ("satisfied_rate", _rate(week.satisfied.rate))]
 
 
-def to_csv(result: LoopStatistics, city: CityConfig) -> str:
-    """The loop's figures as tidy CSV (`section,key,name,metric,metric_name,value`), UTF-8 with a BOM for Excel.
+def to_csv(result: LoopStatistics, city: CityConfig, locale: str = "zh") -> str:
+    """The loop's figures as tidy CSV (`section,key,name,metric,metric_name,value`), UTF-8 with a BOM for Excel;
+    the names in Chinese, or in English with `locale` "en".
 
     Sections: `period` (start and end, ISO 8601 UTC; the queues), `queue` (one block per queue, by code), `total`
     (key `*`), `week` (key the ISO week, name its first day). Rates are fractions (0–1), times in hours, reply
     scores 0–1; an empty value where nothing was counted."""
+    locale = "en" if locale == "en" else "zh"
+
     def metric_name(metric: str) -> str:
-        return texts.get("zh", f"loop_csv.{metric}")
+        return texts.get(locale, f"loop_csv.{metric}")
 
     rows: list[tuple[str, str, str, str, str, str]] = [
-        ("period", "start", texts.get("zh", "csv.start"), "", "", result.start.isoformat()),
-        ("period", "end", texts.get("zh", "csv.end"), "", "", result.end.isoformat()),
-        ("period", "queues", texts.get("zh", "csv.queues"), "", "",
+        ("period", "start", texts.get(locale, "csv.start"), "", "", result.start.isoformat()),
+        ("period", "end", texts.get(locale, "csv.end"), "", "", result.end.isoformat()),
+        ("period", "queues", texts.get(locale, "csv.queues"), "", "",
          " ".join(sorted(result.queues)) if result.queues is not None else "all"),
     ]
     for section, loops in (("queue", result.by_queue), ("total", [result.total])):
         for loop in loops:
-            name = queue_name(city, loop.queue)
+            name = queue_name(city, loop.queue, locale)
             rows += [(section, loop.queue, name, metric, metric_name(metric), value)
                      for metric, value in _queue_metrics(loop)]
     for week in result.weeks:

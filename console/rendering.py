@@ -67,6 +67,10 @@ def redirect(url: str) -> Response:
 
 _LABEL_MOVE = re.compile(r"label (\w+) → (\w+)")
 """The reason `storage.staff_actions.correct_label` gives the move it makes."""
+_COMMAND_LINE = re.compile(r"command line(?: \((.+)\))?")
+"""Who ran a command, as `nlp.cli.operator_name` writes it into the audit log ("command line (<account>)")."""
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:\d{2}|Z)")
+"""A moment as the audit log's details hold it (`datetime.isoformat()` of a UTC time): shown in the city's time."""
 
 
 def bilingual(zh: str, en: str) -> Markup:
@@ -161,6 +165,12 @@ class Names:
         if isinstance(value, str) and (corrected := _LABEL_MOVE.fullmatch(value)):  # a label correction's move
             before, after = (self.label(code)[index] for code in corrected.groups())
             return texts.get(locale, "audit_detail.label_corrected", before=before, after=after)
+        if isinstance(value, str) and (command := _COMMAND_LINE.fullmatch(value)):  # who ran a command
+            account = command.group(1)
+            return (texts.get(locale, "audit_detail.via_command_line_of", account=account) if account
+                    else texts.get(locale, "audit_detail.via_command_line"))
+        if isinstance(value, str) and _ISO_TIME.fullmatch(value):
+            return self.time(datetime.fromisoformat(value))
         if isinstance(value, str):
             if value in LABEL_NAMES:
                 return LABEL_NAMES[value][index]

@@ -67,6 +67,15 @@ async def password_step(context: ConsoleContext, username: str, password: str, *
     return PasswordStep(token, second_factor)
 
 
+async def address_throttled(context: ConsoleContext, username: str, *, ip: str | None, failures: int,
+                            minutes: int) -> None:
+    """The audit entry of an address that has just reached the login throttle's limit, with the username its last
+    failure tried (the requests refused afterwards are not audited one by one: `console.throttle`)."""
+    async with context.database.sessionmaker.begin() as session:
+        session.info[audit.AUDIT_IP] = ip
+        await staff_actions.record_throttled(session, username=username, ip=ip, failures=failures, minutes=minutes)
+
+
 async def second_factor_step(context: ConsoleContext, user_id: int, code: str, *, enrol_secret: str | None,
                              old_token: str | None, ip: str | None) -> SecondFactorStep:
     """Check a TOTP code (of the account's secret, or of `enrol_secret` when the account enrols now); a

@@ -86,12 +86,14 @@ def _number(value: float | None) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
-def to_csv(stats: Statistics, city: CityConfig) -> str:
-    """The statistics as tidy CSV (`dimension,key,name,value`), UTF-8 with a BOM so that Excel reads it.
+def to_csv(stats: Statistics, city: CityConfig, locale: str = "zh") -> str:
+    """The statistics as tidy CSV (`dimension,key,name,value`), UTF-8 with a BOM so that Excel reads it; the names in
+    Chinese, or in English with `locale` "en".
 
     Dimensions: `period` (start and end, ISO 8601 UTC), `summary` (total, medians in hours, rating), `label`,
     `district`, `queue`, `status` (counts), `overdue_accept` and `overdue_resolve` (counts per queue).
     """
+    locale = "en" if locale == "en" else "zh"
     summary = {
         "total": str(stats.total),
         "median_hours_to_accept": _number(stats.median_hours_to_accept),
@@ -104,19 +106,19 @@ def to_csv(stats: Statistics, city: CityConfig) -> str:
         "rating_count": str(stats.rating_count),
     }
     rows: list[tuple[str, str, str, str]] = [
-        ("period", "start", texts.get("zh", "csv.start"), stats.start.isoformat()),
-        ("period", "end", texts.get("zh", "csv.end"), stats.end.isoformat()),
-        ("period", "queues", texts.get("zh", "csv.queues"),
+        ("period", "start", texts.get(locale, "csv.start"), stats.start.isoformat()),
+        ("period", "end", texts.get(locale, "csv.end"), stats.end.isoformat()),
+        ("period", "queues", texts.get(locale, "csv.queues"),
          " ".join(sorted(stats.queues)) if stats.queues is not None else "all"),
     ]
-    rows += [("summary", key, texts.get("zh", f"csv.{key}"), value) for key, value in summary.items()]
+    rows += [("summary", key, texts.get(locale, f"csv.{key}"), value) for key, value in summary.items()]
     for dimension in DIMENSIONS:
-        rows += [(dimension, key, display_name(city, dimension, key), str(count))
+        rows += [(dimension, key, display_name(city, dimension, key, locale), str(count))
                  for key, count in stats.counts(dimension).items()]
     for queue, counts in stats.overdue.items():
-        rows.append(("overdue_accept", queue, display_name(city, "queue", queue), str(counts.accept)))
+        rows.append(("overdue_accept", queue, display_name(city, "queue", queue, locale), str(counts.accept)))
     for queue, counts in stats.overdue.items():
-        rows.append(("overdue_resolve", queue, display_name(city, "queue", queue), str(counts.resolve)))
+        rows.append(("overdue_resolve", queue, display_name(city, "queue", queue, locale), str(counts.resolve)))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_HEADER)

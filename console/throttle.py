@@ -6,6 +6,14 @@ them: the failures of an address are rows of the database (`storage.login_failur
 hands in a Redis URL (`QINGLIAN_REDIS_URL`), a sorted set in Redis. Addresses are counted by their keyed
 hash (`storage.client_limits.client_key`), never stored.
 
+What the audit log keeps of it (bounded writes): every failed login is an entry of its own (`login.failure`, with
+the username tried and the address), and the failure that brings an address to the limit writes one more,
+`login.throttled` (the username tried, the failures counted and how long the address waits). The requests refused
+while the address waits write nothing: they are not tried at all (no password is checked), and a database write
+for each would let an attacker fill the audit log and load the database at the rate they can send requests. So an
+address writes at most `IP_FAILURE_LIMIT` failures and one `login.throttled` per window; attempts that race at
+the limit may each write one (they all passed the check before it).
+
 Redis not answering does not stop staff from logging in, nor lift the throttle: the failures are then counted
 in the database, which every process sees as well (a warning is logged once per outage, and Redis is tried
 again after `REDIS_RETRY_SECONDS`), and an address's failures in the database count together with those in
@@ -45,7 +53,9 @@ class LoginThrottle(Protocol):
 
     async def blocked(self, ip: str | None) -> bool: ...
 
-    async def fail(self, ip: str | None) -> None: ...
+    async def fail(self, ip: str | None) -> int:
+        """Count a failed login of the address; returns its failures within the window, this one included (0 for
+        no address): at `limit` or more, this failure throttled it."""
 
 
 class DatabaseLoginThrottle:
@@ -74,13 +84,15 @@ class DatabaseLoginThrottle:
         async with self.database.read_sessionmaker() as session:
             return int(await login_failures.count_since(session, key, since))
 
-    async def fail(self, ip: str | None) -> None:
+    async def fail(self, ip: str | None) -> int:
         key = self._key(ip)
         if key is None:
-            return
+            return 0
         now = self._clock()
+        since = now - timedelta(seconds=self.window_seconds)
         async with self.database.sessionmaker.begin() as session:
-            await login_failures.record(session, key, now, forget_before=now - timedelta(seconds=self.window_seconds))
+            await login_failures.record(session, key, now, forget_before=since)
+            return await login_failures.count_since(session, key, since)
 
 
 class RedisLoginThrottle:
@@ -137,12 +149,12 @@ class RedisLoginThrottle:
             return True
         return in_redis + await self._fallback.count(ip) >= self.limit
 
-    async def fail(self, ip: str | None) -> None:
+    async def fail(self, ip: str | None) -> int:
         from redis.exceptions import RedisError
 
         key = self._key(ip)
         if key is None:
-            return
+            return 0
         if not self._redis_down():
             now = self._clock()
             try:
@@ -150,13 +162,15 @@ class RedisLoginThrottle:
                     pipe.zremrangebyscore(key, "-inf", now - self.window_seconds)
                     pipe.zadd(key, {secrets.token_hex(8): now})
                     pipe.expire(key, int(self.window_seconds) + 1)
-                    await pipe.execute()
+                    pipe.zcard(key)
+                    in_redis = int((await pipe.execute())[-1])
             except RedisError as problem:
                 self._went_down(problem)
             else:
                 self._answered()
-                return
-        await self._fallback.fail(ip)
+                # the failures counted in the database during an outage count too, as in `blocked`
+                return in_redis if in_redis >= self.limit else in_redis + await self._fallback.count(ip)
+        return await self._fallback.fail(ip)  # what Redis counted before it went down cannot be read meanwhile
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -84,6 +84,16 @@ def model_refusal(problem: NlpError) -> OperationError:
     return OperationError(409, "model_refused", detail=problem)
 
 
+def load_failure_reason(error: Exception | None, reason: str) -> OperationError:
+    """Why the promoted model could not be loaded, as a refusal said in each language: the registry's under its
+    code; any other error (an unreadable registry, a full disk) by its own message (`reason`)."""
+    from nlp.errors import NlpError
+
+    if isinstance(error, NlpError) and error.code:
+        return model_refusal(error)
+    return OperationError(409, "model_refused", detail=reason)
+
+
 class TrainingError(RuntimeError):
     """A training run could not start; the message is one line for the administrator."""
 

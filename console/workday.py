@@ -4,13 +4,15 @@ queue, and actions on a selection of tickets. One transaction per operation, ope
 
 from __future__ import annotations
 
+import dataclasses
+import secrets
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from console import operations
 from console.auth import Principal, visible_queues
 from console.operations import OperationError, require_supervisor
-from storage import canned_replies, staff_notices
+from storage import audit, canned_replies, staff_notices
 from storage.actions import ActionError
 from storage.models import Case
 
@@ -125,19 +127,35 @@ async def bulk(principal: Principal, case_numbers: Sequence[str], action: str, *
         operations.check_transfer_reason(principal, reason_code)  # refused for the whole selection
     if action == "status" and not status:
         raise OperationError(422, "bulk_needs_status")
+    # every entry the selection writes carries the bulk action's id and the selection's size, and one more entry
+    # (`case.bulk`, with the same two) says what was done to how many: the audit log tells the selection apart
+    # from single-ticket actions and groups its entries
+    marked = dataclasses.replace(principal, bulk={"bulk": secrets.token_hex(4), "selection": len(numbers)})
     results = []
-    for number in numbers:
-        try:
-            if action == "assign":
-                await operations.assign(principal, number, username.strip() or None)
-            elif action == "status":
-                await operations.set_status(principal, number, status, note.strip() or None)
+    try:
+        for number in numbers:
+            try:
+                if action == "assign":
+                    await operations.assign(marked, number, username.strip() or None)
+                elif action == "status":
+                    await operations.set_status(marked, number, status, note.strip() or None)
+                else:
+                    await operations.move(marked, number, queue, reason, reason_code or None)
+            except OperationError as refused:
+                if refused.status_code == 403:
+                    raise
+                results.append(BulkResult(number, refused.message, refused))
             else:
-                await operations.move(principal, number, queue, reason, reason_code or None)
-        except OperationError as refused:
-            if refused.status_code == 403:
-                raise
-            results.append(BulkResult(number, refused.message, refused))
+                results.append(BulkResult(number, None))
+    finally:
+        done = sum(1 for result in results if result.error is None)
+        detail: dict[str, str | int | None] = {"bulk_action": action}
+        if action == "status":
+            detail["status"] = status
         else:
-            results.append(BulkResult(number, None))
+            detail["to"] = queue if action == "move" else username.strip() or None
+        detail["done"] = done
+        detail["refused"] = len(numbers) - done
+        async with marked.write() as session:
+            await audit.record(session, principal.user, "case.bulk", detail=detail)
     return results

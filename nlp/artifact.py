@@ -88,9 +88,9 @@ def read_metadata(model_dir: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as problem:
-        raise ModelIntegrityError(f"{path} is not valid JSON: {problem}") from None
+        raise ModelIntegrityError.of("model_metadata_invalid", path=path, problem=problem) from None
     if not isinstance(data, dict) or not isinstance(data.get("sha256"), str) or "version" not in data:
-        raise ModelIntegrityError(f"{path} lacks the version or the artifact's sha256")
+        raise ModelIntegrityError.of("model_metadata_incomplete", path=path)
     return data
 
 
@@ -117,7 +117,7 @@ def check_servable(model_dir: Path, metadata: dict[str, Any], cipher: ArtifactCi
                                f"is installed: {REFUSAL_HINT}, or install scikit-learn=={saved}")
     path = model_dir / MODEL_FILE
     if not path.is_file():
-        raise ModelIntegrityError(f"model {version}: {MODEL_FILE} is missing")
+        raise ModelIntegrityError.of("model_file_missing", version=version, file=MODEL_FILE)
     if metadata.get("encrypted") and cipher is None:
         raise ModelKeysRequiredError(f"model {version} is encrypted: it is read with the service's key ring "
                                      "(run the `qinglian` command with the service's settings)")
@@ -127,11 +127,12 @@ def check_servable(model_dir: Path, metadata: dict[str, Any], cipher: ArtifactCi
         try:
             content = b"".join(cipher.read(path, purpose=purpose_of(str(version))))
         except ValueError as problem:  # altered or moved file, or under a key the cipher lacks
-            raise ModelIntegrityError(f"model {version}: cannot decrypt {MODEL_FILE}: {problem}") from None
+            raise ModelIntegrityError.of("model_undecryptable", version=version, file=MODEL_FILE,
+                                         problem=problem) from None
     actual = hashlib.sha256(content).hexdigest()
     if actual != metadata["sha256"]:
-        raise ModelIntegrityError(f"model {version}: {MODEL_FILE} does not match the sha256 in {METADATA_FILE} "
-                                  f"(expected {str(metadata['sha256'])[:12]}…, found {actual[:12]}…)")
+        raise ModelIntegrityError.of("model_altered", version=version, file=MODEL_FILE, metadata=METADATA_FILE,
+                                     expected=str(metadata["sha256"])[:12], found=actual[:12])
     return content
 
 
@@ -160,7 +161,8 @@ def load_pipeline(model_dir: Path, metadata: dict[str, Any], cipher: ArtifactCip
     try:
         pipeline = joblib.load(io.BytesIO(content))
     except Exception as problem:  # unpickling errors have no common base class
-        raise ModelIntegrityError(f"model {version}: cannot load {MODEL_FILE}: {problem}") from problem
+        raise ModelIntegrityError.of("model_unloadable", version=version, file=MODEL_FILE,
+                                     problem=problem) from problem
     if not isinstance(pipeline, Pipeline):
-        raise ModelIntegrityError(f"model {version}: {MODEL_FILE} is not a scikit-learn pipeline")
+        raise ModelIntegrityError.of("model_not_pipeline", version=version, file=MODEL_FILE)
     return pipeline

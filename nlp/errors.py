@@ -16,6 +16,14 @@ REFUSALS = {
                         "below the promoted {current} ({current_f1})",
     "model_rollback_none": "no earlier promoted model to roll back to",
     "model_rollback_gone": "the earlier promoted models no longer exist; nothing to roll back to",
+    "model_metadata_invalid": "{path} is not valid JSON: {problem}",
+    "model_metadata_incomplete": "{path} lacks the version or the artifact's sha256",
+    "model_file_missing": "model {version}: {file} is missing",
+    "model_undecryptable": "model {version}: cannot decrypt {file}: {problem}",
+    "model_altered": "model {version}: {file} does not match the sha256 in {metadata} (expected {expected}…, found "
+                     "{found}…)",
+    "model_unloadable": "model {version}: cannot load {file}: {problem}",
+    "model_not_pipeline": "model {version}: {file} is not a scikit-learn pipeline",
 }
 """The registry's refusals by their code: the English its message is. The code and its values let a reader in
 another language be told the same (the console's texts `refusal.<code>` in each of its languages)."""

@@ -26,14 +26,20 @@ it as `detail["via"]` into every entry of the transaction that does not say othe
 AUDIT_API_TOKEN = "audit_api_token"
 """Key of `AsyncSession.info` under which the API puts the token a request came with ("<name> (#<id>)"): `record`
 writes it as `detail["api_token"]` into every entry of the transaction."""
+AUDIT_BULK = "audit_bulk"
+"""Key of `AsyncSession.info` under which an action on a selection of cases (the console's bulk form) puts what marks
+each of its entries as part of it — `{"bulk": <the bulk action's id>, "selection": <how many cases were selected>}`:
+`record` writes these items into every entry of the transaction, so that the audit log tells a bulk action's entries
+from the same action on one ticket, and which entries belong to the same bulk action."""
 _SESSION_DETAIL = ((AUDIT_VIA, "via"), (AUDIT_API_TOKEN, "api_token"))
 
 
 def _with_via(session: AsyncSession, detail: dict[str, Any] | None) -> dict[str, Any]:
-    """`detail` with what the edge put on the session (who ran a command, the API token), where it says nothing of
-    its own under that name."""
-    extra = {name: session.info[key] for key, name in _SESSION_DETAIL
-             if session.info.get(key) is not None and name not in (detail or {})}
+    """`detail` with what the edge put on the session (who ran a command, the API token, the bulk action), where it
+    says nothing of its own under that name."""
+    extra = {name: session.info[key] for key, name in _SESSION_DETAIL if session.info.get(key) is not None}
+    extra |= session.info.get(AUDIT_BULK) or {}
+    extra = {name: value for name, value in extra.items() if name not in (detail or {})}
     return {**(detail or {}), **extra} if extra else detail or {}
 
 

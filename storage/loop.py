@@ -229,7 +229,7 @@ async def decide_extension(session: AsyncSession, request: ExtensionRequest, cas
     request.status = "approved" if approve else "refused"
     request.decided_by_id = actor.id
     request.decided_at = utcnow()
-    await audit.record(session, actor, "case.extension_" + request.status, case=case,
+    await audit.record(session, actor, "case.extension_approved" if approve else "case.extension_refused", case=case,
                  detail={"request_id": request.id, "until": request.resolve_due_at.isoformat(), "note": note.strip()})
     if approve:
         case.resolve_due_at = request.resolve_due_at

@@ -195,15 +195,29 @@ async def _count_failure(session: AsyncSession, user: StaffUser, *, attempts: in
 
 async def record_login(session: AsyncSession, user: StaffUser | None, *, success: bool, username: str,
                        ip: str | None, attempts: int, lock_minutes: int) -> None:
-    """Count failures; `attempts` failures in a row lock the account for `lock_minutes`."""
+    """Count failures; `attempts` failures in a row lock the account for `lock_minutes`. The audit entry of a
+    failure says whether it locked the account now, and whether the account is disabled (any password fails)."""
+    detail: dict[str, object] = {"user": username}
     if user is not None:
         if success:
             user.failed_logins = 0
             user.locked_until = None
             user.last_login_at = utcnow()
         else:
-            await _count_failure(session, user, attempts=attempts, lock_minutes=lock_minutes)
-    await audit.record(session, user, "login.success" if success else "login.failure", detail={"user": username}, ip=ip)
+            if await _count_failure(session, user, attempts=attempts, lock_minutes=lock_minutes):
+                detail["locked"] = True
+            if not user.active:
+                detail["account_disabled"] = True
+    await audit.record(session, user, "login.success" if success else "login.failure", detail=detail, ip=ip)
+
+
+async def record_throttled(session: AsyncSession, *, username: str, ip: str | None, failures: int,
+                           minutes: int) -> None:
+    """An address reached the login throttle's limit (`failures` within the window) with a failure that tried
+    `username`; it waits `minutes`. The entry's actor is the account named, if there is one, as a failure's is."""
+    user = await get_staff_by_username(session, username)
+    await audit.record(session, user, "login.throttled",
+                       detail={"user": username, "failures": failures, "minutes": minutes}, ip=ip)
 
 
 async def refuse_password(session: AsyncSession, user: StaffUser, *, purpose: str, ip: str | None, attempts: int,

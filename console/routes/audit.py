@@ -63,14 +63,17 @@ async def audit_log(request: Request, principal: PagePrincipal, page: str = "1")
     return render(request, principal, "audit.html", rows=rows, total=total, page=number,
                   pages=page_count(total, AUDIT_PER_PAGE), page_url=page_url, user_filter=params["user"],
                   case_filter=params["case"], params=params, groups=ACTION_GROUPS,
-                  export_url=f"/console/audit.csv?{urlencode(kept)}")
+                  export_url=f"/console/audit.csv?{urlencode(kept)}",
+                  export_en_url=f"/console/audit.csv?{urlencode({**kept, 'lang': 'en'})}")
 
 
 @router.get("/console/audit.csv")
-async def audit_csv(request: Request, principal: PagePrincipal) -> Response:
+async def audit_csv(request: Request, principal: PagePrincipal, lang: str = "zh") -> Response:
+    """The entries of the filter as CSV: column names in Chinese and English and the actions and details said in
+    both, or with `lang=en` all in English."""
     require_admin(principal)
     filters, params = audit_filter(request, principal)
-    content = await accounts.audit_export(principal, ip=client_ip(request),
+    content = await accounts.audit_export(principal, ip=client_ip(request), locale=lang,
                                           described={k: v for k, v in params.items() if v}, **filters)
     return secure(Response(content, media_type="text/csv; charset=utf-8",
                            headers={"Content-Disposition": 'attachment; filename="qinglian-audit.csv"'}))

@@ -85,8 +85,11 @@ async def login(request: Request, context: ContextDep, throttle: ThrottleDep,
     username = username.strip()
     step = await signin.password_step(context, username, password, ip=ip)
     if step.token is None:
-        await throttle.fail(ip)
         console = context.city.console
+        failures = await throttle.fail(ip)
+        if failures >= throttle.limit:  # this failure throttles the address: audited once (console.throttle)
+            await signin.address_throttled(context, username, ip=ip, failures=failures,
+                                           minutes=round(throttle.window_seconds / 60))
         return login_page(request, context, next_path=next_path, status_code=401, username=username,
                           error=texts.pair("login.failed", attempts=console.login_attempts,
                                            minutes=console.login_lock_minutes))

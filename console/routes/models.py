@@ -73,11 +73,15 @@ async def models(request: Request, principal: PagePrincipal, a: str = "", b: str
     extra: dict[str, Any] = {} if running or request.query_params.get("done") != "training" else {"done": None}
     calibrations = {info.version: training.calibration(info.metrics) for info in versions}
     can_roll_back = training.rollback_target(events, {info.version for info in versions}) is not None
+    load_failure = context.classifier.load_failure
+    load_reason = (Names(context.city).refusal(training.load_failure_reason(context.classifier.load_error,
+                                                                           load_failure[1]))
+                   if load_failure else None)
     return render(request, principal, "models.html", versions=list(reversed(versions)), calibrations=calibrations,
                   configured_threshold=context.city.routing.confidence_threshold,
                   events=list(reversed(events))[:RECENT_EVENTS], comparison=comparison, status=status,
                   stage=training.stage_name(str(status.get("stage") or "")), running=running, a=a, b=b,
-                  counts=counts, serving=context.classifier.version, load_failure=context.classifier.load_failure,
+                  counts=counts, serving=context.classifier.version, load_failure=load_failure, load_reason=load_reason,
                   can_roll_back=can_roll_back, **extra)
 
 

@@ -68,25 +68,28 @@ async def statistics_page(request: Request, principal: PagePrincipal, start: str
     return render(request, principal, "stats.html", stats=result, charts=bar_charts, start=first.isoformat(),
                   end=last.isoformat(), presets=presets, csv_url=f"/console/stats.csv?{period}",
                   loop_figures=loop, loop_refused=loop_refused, loop_csv_url=f"/console/stats/loop.csv?{period}",
+                  english=urlencode({"lang": "en"}),
                   loop_charts=[Markup(chart) for chart in loop_stats.weekly_charts(loop)] if loop else [],
                   overdue=[(queue, counts) for queue, counts in result.overdue.items()
                            if counts.accept or counts.resolve])
 
 
 @router.get("/console/stats.csv")
-async def statistics_csv(principal: PagePrincipal, start: str = "", end: str = "") -> Response:
+async def statistics_csv(principal: PagePrincipal, start: str = "", end: str = "", lang: str = "zh") -> Response:
+    """The statistics of the period as CSV, the names in Chinese or with `lang=en` in English."""
     require_supervisor(principal)
     first, last = _period(principal, start, end)
     result = await _statistics(principal, first, last)
-    return Response(stats.to_csv(result, principal.context.city), media_type="text/csv; charset=utf-8",
+    return Response(stats.to_csv(result, principal.context.city, lang), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="qinglian-{first}-{last}.csv"'})
 
 
 @router.get("/console/stats/loop.csv")
-async def loop_csv(principal: PagePrincipal, start: str = "", end: str = "") -> Response:
-    """The closed loop's figures of the period (the statistics page's loop section) as CSV."""
+async def loop_csv(principal: PagePrincipal, start: str = "", end: str = "", lang: str = "zh") -> Response:
+    """The closed loop's figures of the period (the statistics page's loop section) as CSV, the names in Chinese or
+    with `lang=en` in English."""
     require_supervisor(principal)
     first, last = _period(principal, start, end)
     result = await loop_stats.figures(principal, first, last)
-    return Response(loop_stats.to_csv(result, principal.context.city), media_type="text/csv; charset=utf-8",
+    return Response(loop_stats.to_csv(result, principal.context.city, lang), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="qinglian-loop-{first}-{last}.csv"'})

@@ -72,6 +72,7 @@ class NoClassifier:
 
     version: str | None = None
     load_failure: tuple[str, str] | None = None
+    load_error: Exception | None = None
 
     async def reload_if_changed(self) -> bool:
         return False

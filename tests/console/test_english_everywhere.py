@@ -138,3 +138,25 @@ async def test_every_main_page_says_in_english_whatever_it_says_in_chinese(conso
         if found := chinese_alone(response.text, data):
             alone[path] = found
     assert alone == {}
+
+
+
+async def test_the_statistics_and_loop_exports_in_english_say_nothing_in_chinese(console: ConsoleHarness) -> None:
+    """The statistics page's two CSV files, like the case export, come in English too (`lang=en`, the page's "in
+    English" links): every name in them is English; by default they name things in Chinese."""
+    await seed_loop(console.database.sessionmaker)
+    await console.case(overdue=True)
+    admin = await console.user("adm", StaffRole.ADMIN)
+    cookies, _ = await console_session(console.context, admin)
+    period = {"start": "2026-03-01", "end": "2026-03-20"}
+    exports = ("/console/stats.csv", "/console/stats/loop.csv")
+    async with console.client() as client:
+        client.cookies.update(cookies)
+        page = (await client.get("/console/stats", params=period)).text
+        english = {path: await client.get(path, params={**period, "lang": "en"}) for path in exports}
+        chinese = {path: await client.get(path, params=period) for path in exports}
+    for path in exports:
+        assert f'href="{path}?start=2026-03-01&amp;end=2026-03-20&amp;lang=en"' in page
+        assert english[path].status_code == chinese[path].status_code == 200
+        assert CJK.findall(english[path].text) == [], path
+        assert "Clean Hall supervision" in english[path].text and "清廉大厅监督组" in chinese[path].text

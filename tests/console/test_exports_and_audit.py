@@ -182,7 +182,7 @@ async def test_the_audit_log_filters_by_action_actor_case_and_period_and_exports
         exported = await client.get("/console/audit.csv", params={"action": "case.view", "from": today, "to": today})
         rows = list(csv.reader(io.StringIO(exported.content.decode("utf-8-sig"))))
         assert rows[0] == ["时间 time (Asia/Shanghai)", "用户 user", "操作 action", "案件 case", "详情 detail",
-                           "地址 address", "操作名称 action name"]
+                           "地址 address", "操作名称 action name", "详情说明 detail, readable"]
         assert sorted((row[1], row[2], row[3], row[5]) for row in rows[1:]) == [
             ("rev", "case.view", first, "127.0.0.1"), ("rev", "case.view", second, "127.0.0.1")]
         # the action by its name in both languages, as the audit page shows it, not only its code

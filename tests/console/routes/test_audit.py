@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+
 from console.texts import get as console_text
 from storage.models import StaffRole
 from tests.console.conftest import ConsoleHarness
@@ -49,3 +52,47 @@ async def test_the_details_of_an_entry_are_named_in_both_languages_not_by_their_
     assert "筛选条件：收到日期自=2026-01-01" in page and "filter: received from=2026-01-01" in page
     [note] = await console.audit("case.note")
     assert f"备注编号：{note.detail['note_id']}" in page and f"note: {note.detail['note_id']}" in page
+
+
+async def test_entries_of_a_bulk_action_are_marked_with_its_id_and_selection_on_the_page_and_in_the_export(
+        console: ConsoleHarness) -> None:
+    """An action on a selection of cases (the lists' bulk form) is told apart from the same action on one ticket:
+    each case's entry carries the bulk action's id and how many cases were selected, and one entry sums it up."""
+    await console.user("boss", StaffRole.ADMIN)
+    await console.user("sup", StaffRole.SUPERVISOR)
+    first, second, single = [await console.case("clean_hall") for _ in range(3)]
+    elsewhere = await console.case("petitions")
+    async with console.client() as client:
+        csrf = await console.login(client, "sup")
+        done = await client.post("/console/cases/bulk", data={
+            "csrf": csrf, "action": "move", "queue": "petitions", "reason": "属于信访", "reason_code": "",
+            "cases": [first, elsewhere, second]})
+        assert done.status_code == 200
+        moved = await client.post(f"/console/case/{single}/move", data={"csrf": csrf, "queue": "petitions",
+                                                                       "reason": "属于信访"})
+        assert moved.status_code == 303
+    moves = {entry.case_id: entry.detail for entry in await console.audit("case.move")}
+    assert len(moves) == 3
+    [summary] = await console.audit("case.bulk")
+    bulk_id = summary.detail["bulk"]
+    assert summary.detail == {"bulk_action": "move", "to": "petitions", "done": 2, "refused": 1, "bulk": bulk_id,
+                              "selection": 3}
+    for number in (first, second):
+        assert moves[(await console.get_case(number)).id] == {
+            "from": "clean_hall", "to": "petitions", "reason": "属于信访", "transfers": 1, "bulk": bulk_id,
+            "selection": 3}
+    assert "bulk" not in moves[(await console.get_case(single)).id]
+    async with console.client() as client:
+        await console.login(client, "boss")
+        page = (await client.get("/console/audit", params={"action": "case."})).text
+        exported = (await client.get("/console/audit.csv", params={"action": "case.", "lang": "en"})).text
+    marked = f"批量操作：{bulk_id} · 选中案件：3"
+    assert page.count(marked) == 3 and page.count(f"bulk action: {bulk_id} · cases selected: 3") == 3
+    assert ("操作：转办 · 改为：信访室 · 完成：2 · 未完成：1 · " + marked) in page
+    assert (f"action: move · to: Letters and Visits office · done: 2 · not done: 1 · bulk action: {bulk_id} · "
+            "cases selected: 3") in page
+    rows = list(csv.reader(io.StringIO(exported.removeprefix("\ufeff"))))
+    assert rows[0][-2:] == ["action name", "detail, readable"]
+    by_case = {row[3]: row[-1] for row in rows[1:] if row[2] == "case.move"}
+    assert by_case[first].endswith(f"bulk action: {bulk_id} · cases selected: 3")
+    assert "bulk" not in by_case[single]

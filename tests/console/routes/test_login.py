@@ -3,6 +3,8 @@ throttle, the second factor (enrolled at login when required), logging out; secu
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +15,7 @@ from sqlalchemy import select
 
 from bot.app import create_app
 from console.throttle import IP_FAILURE_LIMIT
+from storage import staff_actions
 from storage.models import StaffRole, StaffSession, utcnow
 from tests.console.conftest import (
     PASSWORD,
@@ -23,6 +26,7 @@ from tests.console.conftest import (
     make_settings,
     settle_background_tasks,
 )
+from tests.factories import console_session
 
 
 async def test_first_start_creates_a_marked_demo_admin_who_can_log_in(
@@ -133,6 +137,59 @@ async def test_failed_logins_from_one_address_are_throttled(console: ConsoleHarn
         refused = await console.submit_login(client, "nobody", "wrong password!")
         assert refused.status_code == 429 and "失败次数过多" in refused.text
     assert len(await console.audit("login.failure")) == IP_FAILURE_LIMIT  # the refused one is not even tried
+
+
+async def test_a_throttled_address_is_audited_once_per_lock_with_the_address_and_the_username_tried(
+        console: ConsoleHarness) -> None:
+    """An auditor sees brute force on the audit page and in its export: the failures, and one entry when the address
+    is throttled (the refused requests after it write nothing, so an attacker cannot fill the database)."""
+    admin = await console.user("boss", StaffRole.ADMIN)
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    minutes = console.settings.city.console.login_lock_minutes
+    async with console.client() as client:
+        for number in range(IP_FAILURE_LIMIT - 1):
+            assert (await console.submit_login(client, f"nobody{number}", "wrong password!")).status_code == 401
+        assert (await console.submit_login(client, "rev", "wrong password!")).status_code == 401
+        for _ in range(5):
+            assert (await console.submit_login(client, "rev", PASSWORD)).status_code == 429
+    [throttled] = await console.audit("login.throttled")
+    assert throttled.ip == "127.0.0.1" and throttled.actor_id == (await console.staff("rev")).id
+    assert throttled.detail == {"user": "rev", "failures": IP_FAILURE_LIMIT, "minutes": minutes}
+    cookies, _ = await console_session(console.context, admin)  # the address cannot log in now
+    async with console.client() as client:
+        client.cookies.update(cookies)
+        page = (await client.get("/console/audit", params={"action": "login."})).text
+        exported = (await client.get("/console/audit.csv", params={"action": "login.throttled"})).text
+    row = page[page.rindex("<tr", 0, page.index("<code class=\"dim\">login.throttled</code>")):]
+    row = row[:row.index("</tr>")]
+    assert ('<span class="bi">登录被限制（该地址失败次数过多）<span class="en">sign-ins refused (too many failures '
+            'from the address)</span></span>') in row
+    assert (f'<span class="bi">账号：rev · 失败次数：{IP_FAILURE_LIMIT} · 限制时长（分钟）：{minutes}'
+            f'<span class="en">account: rev · failures: {IP_FAILURE_LIMIT} · refused for (minutes): {minutes}'
+            '</span></span>') in row and "127.0.0.1" in row
+    [_header, line] = list(csv.reader(io.StringIO(exported.removeprefix("\ufeff"))))
+    assert line[1:4] == ["rev", "login.throttled", ""] and line[5] == "127.0.0.1"
+    assert line[6:] == ["登录被限制（该地址失败次数过多） sign-ins refused (too many failures from the address)",
+                        f"账号：rev · 失败次数：{IP_FAILURE_LIMIT} · 限制时长（分钟）：{minutes} / "
+                        f"account: rev · failures: {IP_FAILURE_LIMIT} · refused for (minutes): {minutes}"]
+
+
+async def test_the_failure_that_locks_an_account_and_a_disabled_account_s_attempts_say_so(
+        console: ConsoleHarness) -> None:
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    await console.user("gone", StaffRole.REVIEWER, ["clean_hall"])
+    async with console.database.sessionmaker.begin() as session:
+        gone = await staff_actions.get_staff_by_username(session, "gone")
+        assert gone is not None
+        await staff_actions.set_active(session, gone, False)
+    attempts = console.settings.city.console.login_attempts
+    async with console.client() as client:
+        for _ in range(attempts):
+            await console.submit_login(client, "rev", "wrong password!")
+        await console.submit_login(client, "gone", PASSWORD)
+    failures = [entry.detail for entry in await console.audit("login.failure")]
+    assert failures == [{"user": "rev"}] * (attempts - 1) + [{"user": "rev", "locked": True},
+                                                             {"user": "gone", "account_disabled": True}]
 
 
 async def test_with_redis_down_logins_work_and_failures_are_still_throttled(

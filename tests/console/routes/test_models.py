@@ -4,10 +4,14 @@ the model the service classifies with at once."""
 from __future__ import annotations
 
 import asyncio
+import html
+import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
+from nlp.artifact import METADATA_FILE, MODEL_FILE
 from nlp.classifier import Classifier
 from nlp.corpus import Example, load_seed_corpus
 from nlp.labels import LABELS
@@ -198,3 +202,52 @@ async def test_the_confirmation_says_when_the_gate_refuses_and_rollback_is_offer
         after = (await client.get("/console/models")).text
         assert "回滚到上一个启用的版本" in after
         assert '<span class="tag warn"><span class="bi">强制<span class="en">forced</span></span></span>' in after
+
+
+def _damaged_copy(models_dir: Path, version: str, *, promote: bool = False) -> Path:
+    """A copy of the promoted model saved as `version` (promoted, if asked, while it is sound), whose model file
+    is then cut short, as a full disk or an interrupted copy leaves it; returns that file."""
+    registry = ModelRegistry(models_dir)
+    source = registry.promoted()
+    assert source is not None
+    target = models_dir / version
+    shutil.copytree(source.path, target)
+    metadata = json.loads((target / METADATA_FILE).read_text(encoding="utf-8"))
+    (target / METADATA_FILE).write_text(json.dumps({**metadata, "version": version}), encoding="utf-8")
+    if promote:
+        registry.promote(version, force=True, by="test")
+    model_file = target / MODEL_FILE
+    model_file.write_bytes(model_file.read_bytes()[:1000])
+    return model_file
+
+
+async def test_a_damaged_model_is_refused_and_reported_in_both_languages(console: ConsoleHarness) -> None:
+    await console.user("boss", StaffRole.ADMIN)
+    damaged = "20260101-000000-damage"
+    await asyncio.to_thread(_damaged_copy, console.context.models_dir, damaged)
+    async with console.client() as client:
+        csrf = await console.login(client, "boss")
+        refused = await client.post("/console/models/promote", data={"csrf": csrf, "version": damaged, "force": "1",
+                                                                     "confirm": "1"})
+    assert refused.status_code == 409
+    text = html.unescape(refused.text)
+    assert f"模型 {damaged} 的模型文件与记录的校验值不符，文件已损坏或被改动" in text
+    assert f"model {damaged}: {MODEL_FILE} does not match the sha256 in {METADATA_FILE}" in text
+    assert "模型操作未能执行" not in text
+
+
+async def test_a_promoted_model_this_process_cannot_load_is_reported_in_both_languages(
+        console: ConsoleHarness) -> None:
+    await console.user("boss", StaffRole.ADMIN)
+    serving = console.context.classifier.version
+    damaged = "20260101-000000-damage"
+    await asyncio.to_thread(_damaged_copy, console.context.models_dir, damaged, promote=True)
+    await console.context.classifier.reload_if_changed()
+    assert console.context.classifier.version == serving  # it keeps classifying with the sound one
+    async with console.client() as client:
+        await console.login(client, "boss")
+        page = html.unescape((await client.get("/console/models")).text)
+    alert = page[page.index('id="model-not-loaded"'):]
+    alert = alert[:alert.index("</p>")]
+    assert f"模型 {damaged} 的模型文件与记录的校验值不符，文件已损坏或被改动" in alert
+    assert f"model {damaged}: {MODEL_FILE} does not match the sha256 in {METADATA_FILE}" in alert
