@@ -140,9 +140,9 @@ async def test_the_reporters_own_name_and_phone_leave_the_cases_texts_and_its_se
     async with sessionmaker.begin() as session:
         staff = await create_staff(session, "li", StaffRole.REVIEWER, ["clean_hall"])
         cases = []
-        for anonymous in (False, True):  # an anonymous case's number is not known to be the reporter's own
-            case, _ = await file_case(session, anonymous=anonymous, reporter_name=None if anonymous else "王秀英",
-                                      reporter_phone=None if anonymous else "13812345678",
+        for unnamed in (False, True):  # an anonymous case's number is not known to be the reporter's own
+            case, _ = await file_case(session, anonymous=unnamed, reporter_name=None if unnamed else "王秀英",
+                                      reporter_phone=None if unnamed else "13812345678",
                                       description=f"窗口推诿拖延，我王秀英跑了三趟。{phone_said[0]}",
                                       terms=[["推诿", 0.9], ["13812345678", 0.4], ["王秀英", 0.3]])
             await actions.add_follow_up(session, case, text=f"补充：{phone_said[1]}，王秀英",
