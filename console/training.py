@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from console import texts
 from console.operations import OperationError
 from handlers.texts import fill
+from nlp.errors import NothingNewToTrain
 from nlp.labels import LABELS
 from storage import training_data
 from storage.db import Database
@@ -100,16 +101,6 @@ class TrainingError(RuntimeError):
 
 class TrainingAlreadyRunning(TrainingError):
     """Another run (in this or another worker process) has not finished yet."""
-
-
-class NothingNewToLearn(TrainingError):
-    """No staff label changed what the training data would be: `version` was trained on the same `n_examples`
-    with the same settings and libraries, so a run would only copy it."""
-
-    def __init__(self, version: str, n_examples: int) -> None:
-        self.version = version
-        self.n_examples = n_examples
-        super().__init__(f"nothing new to learn: version {version} was trained on the same {n_examples} examples")
 
 
 # --- the status file ----------------------------------------------------------------------------------------
@@ -368,10 +359,10 @@ def _stop_and_fail(process: multiprocessing.process.BaseProcess, models_dir: Pat
 async def start_training(database: Database, data_dir: Path) -> str:
     """Start training a new model version in the background; returns the run id at once.
 
-    Raises `TrainingAlreadyRunning` if a run is going (in any worker process), `NothingNewToLearn` if a saved
-    version was trained on the data this run would use (no staff label changed it). The staff-labelled reports
-    are read in a transaction first, then the training runs in a separate process; follow it with
-    `training_status(data_dir)`. The new version is not promoted.
+    Raises `TrainingAlreadyRunning` if a run is going (in any worker process), the registry's `NothingNewToTrain`
+    (said through `model_refusal`) if a saved version was trained on the data this run would use (no staff label
+    changed it). The staff-labelled reports are read in a transaction first, then the training runs in a separate
+    process; follow it with `training_status(data_dir)`. The new version is not promoted.
     """
     models_dir = _models_dir(data_dir)
     run_id = f"{_now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
@@ -383,9 +374,9 @@ async def start_training(database: Database, data_dir: Path) -> str:
         same = await asyncio.to_thread(_trained_alike, models_dir, pairs)
         if same is not None:
             await asyncio.to_thread(_release, models_dir, run_id, previous)
-            raise NothingNewToLearn(same.version, same.n_examples)
+            raise NothingNewToTrain(same.version, same.n_examples)
         await asyncio.to_thread(_change, models_dir, run_id, n_staff_examples=len(pairs))
-    except NothingNewToLearn:
+    except NothingNewToTrain:
         raise
     except BaseException as problem:
         await asyncio.shield(asyncio.to_thread(_finish, models_dir, run_id,

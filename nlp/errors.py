@@ -16,6 +16,9 @@ REFUSALS = {
                         "below the promoted {current} ({current_f1})",
     "model_rollback_none": "no earlier promoted model to roll back to",
     "model_rollback_gone": "the earlier promoted models no longer exist; nothing to roll back to",
+    "model_nothing_new": "nothing new to learn: version {version} was trained on the same {n_examples} examples "
+                         "with the same settings and libraries; label or correct reports first (or train again "
+                         "anyway with --again)",
     "model_metadata_invalid": "{path} is not valid JSON: {problem}",
     "model_metadata_incomplete": "{path} lacks the version or the artifact's sha256",
     "model_file_missing": "model {version}: {file} is missing",
@@ -75,11 +78,11 @@ class RegistryError(NlpError):
 
 class NothingNewToTrain(RegistryError):
     """A saved version was trained on exactly this data, with the same settings, libraries and model format: a
-    new one would be a copy of it. `version` and `n_examples` name it."""
+    new one would be a copy of it. `version` and `n_examples` name it. The one refusal for it, from the command
+    line and the console alike (code `model_nothing_new`)."""
 
     def __init__(self, version: str, n_examples: int) -> None:
+        values: dict[str, object] = {"version": version, "n_examples": n_examples}
+        super().__init__(REFUSALS["model_nothing_new"].format(**values), "model_nothing_new", values)
         self.version = version
         self.n_examples = n_examples
-        super().__init__(f"nothing new to learn: version {version} was trained on the same {n_examples} examples "
-                         "with the same settings and libraries; label or correct reports first (or train again "
-                         "anyway with --again)")

@@ -19,6 +19,7 @@ from console.operations import OperationError, require_admin
 from console.rendering import Names, redirect, render, secure
 from console.routes import common
 from console.routes.common import CsrfField, PagePrincipal, check_csrf, page_count, page_router, parse_page
+from nlp.errors import NothingNewToTrain
 from storage import training_data
 from storage.evidence_files import SealedFiles
 
@@ -100,8 +101,8 @@ async def train(principal: PagePrincipal, *, csrf: CsrfField = "") -> Response:
     require_admin(principal)
     try:
         run_id = await training.start_training(principal.context.database, principal.context.data_dir)
-    except training.NothingNewToLearn as same:
-        raise OperationError(409, "training_unchanged", version=same.version, n=same.n_examples) from None
+    except NothingNewToTrain as same:
+        raise training.model_refusal(same) from None
     except training.TrainingError as problem:
         raise OperationError(409, "model_refused", detail=problem) from None
     await accounts.record(principal, "model.train", {"run": run_id})

@@ -18,6 +18,7 @@ import pytest
 
 from console import training
 from nlp.corpus import Example, load_seed_corpus
+from nlp.errors import NothingNewToTrain
 from nlp.labels import LABELS
 from nlp.registry import ModelInfo, ModelRegistry, train_and_register
 from storage import staff_actions
@@ -190,7 +191,7 @@ async def test_a_run_that_would_copy_a_saved_version_is_refused_until_staff_labe
                "started_at": datetime.now(UTC).isoformat(), "finished_at": datetime.now(UTC).isoformat()}
     _write_status(data_dir, **earlier)
 
-    with pytest.raises(training.NothingNewToLearn, match=f"version {seed.version} was trained on the same "
+    with pytest.raises(NothingNewToTrain, match=f"version {seed.version} was trained on the same "
                                                         f"{seed.n_examples} examples") as refused:
         await training.start_training(service.database, data_dir)
     assert (refused.value.version, refused.value.n_examples) == (seed.version, seed.n_examples)
