@@ -398,11 +398,17 @@ async def loop_figures(principal: CurrentUser, start: LoopStart = None, end: Loo
     return loop_stats.LoopStatsOut.build(principal.context.city, first, last, result)
 
 
+CsvLanguage = Annotated[Literal["zh", "en"], Query(description=(
+    "The file's language: `zh`, names in Chinese (the audit log's columns and actions in Chinese and English), or "
+    "`en`, everything in English. What staff and residents wrote stays as written."))]
+
+
 @router.get("/stats/loop.csv", response_class=Response, tags=["statistics"], summary="The same as CSV",
             responses={**LOOP_ERRORS, 200: {"content": {"text/csv": {}}, "description": "Tidy CSV with a BOM."}})
-async def loop_figures_csv(principal: CurrentUser, start: LoopStart = None, end: LoopEnd = None) -> Response:
+async def loop_figures_csv(principal: CurrentUser, start: LoopStart = None, end: LoopEnd = None,
+                           lang: CsvLanguage = "zh") -> Response:
     first, last, result = await _loop_period(principal, start, end)
-    return Response(loop_stats.to_csv(result, principal.context.city), media_type="text/csv; charset=utf-8",
+    return Response(loop_stats.to_csv(result, principal.context.city, lang), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="qinglian-loop-{first}-{last}.csv"'})
 
 
@@ -496,12 +502,13 @@ async def audit_csv(
     action: Annotated[str | None, Query(max_length=40)] = None,
     from_: Annotated[FilterDay | None, Query(alias="from")] = None,
     to: Annotated[FilterDay | None, Query()] = None,
+    lang: CsvLanguage = "zh",
 ) -> Response:
     """The entries of the filter (as for `/audit`), times in the city's time zone; the export is audited."""
     filters = _audit_filters(principal, actor, case, action, from_, to)
     described = {key: str(value) for key, value in (("actor", actor), ("case", case), ("action", action),
                                                     ("from", from_), ("to", to)) if value}
-    content = await accounts.audit_export(principal, ip=_ip(request), described=described, **filters)
+    content = await accounts.audit_export(principal, ip=_ip(request), described=described, locale=lang, **filters)
     return Response(content, media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="qinglian-audit.csv"'})
 

@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 
 from sqlalchemy import select
 
-from storage.models import Case, StaffRole, StaffUser
+from storage.models import Case, ExtensionRequest, StaffRole, StaffUser
 from tests.console.conftest import ConsoleHarness, answer_on_page
 from tests.factories import console_session
 from tests.storage.test_loop_stats import seed_loop
@@ -160,3 +160,29 @@ async def test_the_statistics_and_loop_exports_in_english_say_nothing_in_chinese
         assert english[path].status_code == chinese[path].status_code == 200
         assert CJK.findall(english[path].text) == [], path
         assert "Clean Hall supervision" in english[path].text and "清廉大厅监督组" in chinese[path].text
+
+
+async def test_the_apis_loop_and_audit_csv_in_english_say_nothing_in_chinese(console: ConsoleHarness) -> None:
+    """The API's two CSV files take `lang=en` as the console's do: a tool fetching the English loop figures or
+    audit log gets no Chinese names."""
+    await seed_loop(console.database.sessionmaker)
+    admin = await console.user("adm", StaffRole.ADMIN)
+    cookies, csrf = await console_session(console.context, admin)
+    loop = {"start": "2026-03-01", "end": "2026-03-20"}
+    async with console.client() as client:
+        client.cookies.update(cookies)
+        await client.get("/console/stats", params=loop)  # something in the audit log to export: the page view
+        english = {path: await client.get(path, params={**params, "lang": "en"}, headers={"x-csrf-token": csrf})
+                   for path, params in (("/api/v1/stats/loop.csv", loop), ("/api/v1/audit.csv", {}))}
+    async with console.database.read_sessionmaker() as session:  # what staff wrote stays as they wrote it
+        written = tuple((await session.execute(select(ExtensionRequest.reason))).scalars())
+    assert written
+    for path, response in english.items():
+        assert response.status_code == 200, (path, response.text[:300])
+        text = response.text
+        for words in written:
+            text = text.replace(words, "")
+        assert CJK.findall(text) == [], (path, [line for line in text.splitlines() if CJK.search(line)])
+    assert "Clean Hall supervision" in english["/api/v1/stats/loop.csv"].text
+    assert "time (Asia/Shanghai)" in english["/api/v1/audit.csv"].text
+
