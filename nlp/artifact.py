@@ -41,7 +41,6 @@ MODEL_FILE = "pipeline.joblib"
 METADATA_FILE = "metadata.json"
 MODEL_FORMAT = 2  # 1: model.joblib + compiled.npz (arrays served without scikit-learn); 2: pipeline.joblib
 OLD_FORMAT_FILES = ("model.joblib", "compiled.npz")
-REFUSAL_HINT = "train a new model with `qinglian model train` (or let `qinglian serve` train the default one)"
 
 
 class ArtifactCipher(Protocol):
@@ -105,16 +104,14 @@ def check_servable(model_dir: Path, metadata: dict[str, Any], cipher: ArtifactCi
         what = " + ".join(found) if found else f"format {metadata.get('format', 1)}"
         saved_format = metadata.get("format", 1)
         when = "an earlier" if isinstance(saved_format, int) and saved_format < MODEL_FORMAT else "another"
-        raise ModelFormatError(f"model {version} was saved by {when} version of Qinglian ({what}), which this "
-                               f"version does not load: {REFUSAL_HINT}")
+        raise ModelFormatError.of("model_other_format" if when == "another" else "model_earlier_format",
+                                  version=version, what=what)
     saved = dict(metadata.get("library_versions") or {}).get("scikit-learn")
     installed = installed_version("scikit-learn")
     if saved is None:
-        raise ModelFormatError(f"model {version} does not record the scikit-learn it was saved with, so it cannot "
-                               f"be checked against scikit-learn {installed}: {REFUSAL_HINT}")
+        raise ModelFormatError.of("model_sklearn_unrecorded", version=version, installed=installed)
     if str(saved) != installed:
-        raise ModelFormatError(f"model {version} was saved with scikit-learn {saved}, but scikit-learn {installed} "
-                               f"is installed: {REFUSAL_HINT}, or install scikit-learn=={saved}")
+        raise ModelFormatError.of("model_sklearn_other", version=version, saved=saved, installed=installed)
     path = model_dir / MODEL_FILE
     if not path.is_file():
         raise ModelIntegrityError.of("model_file_missing", version=version, file=MODEL_FILE)

@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from nlp.errors import NlpError
+from nlp.errors import NlpError, NothingNewToTrain
 from nlp.settings import data_dir, models_dir, reports_dir
 
 if TYPE_CHECKING:
@@ -277,7 +277,10 @@ def train_command(
             source = "seed corpus (train split)"
         _warm_up()
         with _progress([*TRAIN_STEPS, SCORING_STEP, SAVING_STEP], "training") as report:
-            info = train_and_register(_registry(ctx), examples, progress=report, source=source, again=again)
+            try:
+                info = train_and_register(_registry(ctx), examples, progress=report, source=source, again=again)
+            except NothingNewToTrain as same:  # what the command line can do that the console cannot
+                raise NlpError(f"{same} (or train again anyway with --again)") from None
         _audit(ctx, "model.train", {"version": info.version, "examples": info.n_examples})
         console = _console()
         console.print(f"model [bold]{info.version}[/bold]: {info.n_examples} examples, {len(info.labels)} labels, "

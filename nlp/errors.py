@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Self
 
+RETRAIN = "train a new model with `qinglian model train` (or let `qinglian serve` train the default one)"
+"""What to do about a saved model this installation cannot serve."""
+
 REFUSALS = {
     "model_unknown": "no model {version!r} (`qinglian model list` and the console's models page list the saved "
                      "versions)",
@@ -16,9 +19,16 @@ REFUSALS = {
                         "below the promoted {current} ({current_f1})",
     "model_rollback_none": "no earlier promoted model to roll back to",
     "model_rollback_gone": "the earlier promoted models no longer exist; nothing to roll back to",
+    "model_earlier_format": "model {version} was saved by an earlier version of Qinglian ({what}), which this "
+                            "version does not load: " + RETRAIN,
+    "model_other_format": "model {version} was saved by another version of Qinglian ({what}), which this version "
+                          "does not load: " + RETRAIN,
+    "model_sklearn_unrecorded": "model {version} does not record the scikit-learn it was saved with, so it cannot be "
+                                "checked against scikit-learn {installed}: " + RETRAIN,
+    "model_sklearn_other": "model {version} was saved with scikit-learn {saved}, but scikit-learn {installed} is "
+                           "installed: " + RETRAIN + ", or install scikit-learn=={saved}",
     "model_nothing_new": "nothing new to learn: version {version} was trained on the same {n_examples} examples "
-                         "with the same settings and libraries; label or correct reports first (or train again "
-                         "anyway with --again)",
+                         "with the same settings and libraries; label or correct reports first",
     "model_metadata_invalid": "{path} is not valid JSON: {problem}",
     "model_metadata_incomplete": "{path} lacks the version or the artifact's sha256",
     "model_file_missing": "model {version}: {file} is missing",

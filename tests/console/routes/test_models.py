@@ -251,3 +251,28 @@ async def test_a_promoted_model_this_process_cannot_load_is_reported_in_both_lan
     alert = alert[:alert.index("</p>")]
     assert f"模型 {damaged} 的模型文件与记录的校验值不符，文件已损坏或被改动" in alert
     assert f"model {damaged}: {MODEL_FILE} does not match the sha256 in {METADATA_FILE}" in alert
+
+
+async def test_a_model_saved_with_another_scikit_learn_is_refused_in_both_languages(console: ConsoleHarness) -> None:
+    """A model copied from an installation with another scikit-learn (an upgrade, another server) cannot be served
+    safely: promoting it is refused, and the page says why and what to do in Chinese as well as English."""
+    await console.user("boss", StaffRole.ADMIN)
+    other = "20260101-000000-othersk"
+    registry = ModelRegistry(console.context.models_dir)
+    source = registry.promoted()
+    assert source is not None
+    target = console.context.models_dir / other
+    await asyncio.to_thread(shutil.copytree, source.path, target)
+    metadata = json.loads((target / METADATA_FILE).read_text(encoding="utf-8"))
+    libraries = {**metadata.get("library_versions", {}), "scikit-learn": "1.5.2"}
+    (target / METADATA_FILE).write_text(json.dumps({**metadata, "version": other, "library_versions": libraries}),
+                                        encoding="utf-8")
+    async with console.client() as client:
+        csrf = await console.login(client, "boss")
+        refused = await client.post("/console/models/promote", data={"csrf": csrf, "version": other, "force": "1",
+                                                                     "confirm": "1"})
+    assert refused.status_code == 409
+    text = html.unescape(refused.text)
+    assert f"模型 {other} 是用 scikit-learn 1.5.2 保存的" in text
+    assert f"model {other} was saved with scikit-learn 1.5.2" in text
+
