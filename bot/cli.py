@@ -116,10 +116,13 @@ def run_service(main: Coroutine[Any, Any, None]) -> None:
 
 
 def _migrate(settings: Settings, revision: str = "head") -> None:
-    from storage.migrate import upgrade
+    from storage.migrate import SchemaProblem, upgrade
 
     try:
         upgrade(settings.resolved_database_url, settings.resolved_keyring(), revision)
+    except SchemaProblem as problem:  # a newer release's schema, or a migration that failed: not a connection
+        typer.echo(f"qinglian: {_safe_url(settings)}: {problem}", err=True)
+        raise typer.Exit(2) from None
     except DATABASE_UNAVAILABLE as exc:
         cannot_open_database(settings.resolved_database_url, exc)
 

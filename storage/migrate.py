@@ -34,18 +34,43 @@ def alembic_config(database_url: str, keyring: KeyRing | None = None) -> Config:
     return config
 
 
-def head_revisions() -> set[str]:
-    """The heads of the migration graph, read from the scripts' `revision`/`down_revision` lines."""
+def _revision_graph() -> tuple[set[str], set[str]]:
+    """(every revision this version's scripts define, every revision one of them follows), read from the scripts'
+    `revision`/`down_revision` lines."""
     revisions: set[str] = set()
     parents: set[str] = set()
     for script in (MIGRATIONS_DIR / "versions").glob("*.py"):
         for name, value in _ASSIGNMENT.findall(script.read_text(encoding="utf-8")):
             (revisions if name == "revision" else parents).update(_QUOTED.findall(value))
+    return revisions, parents
+
+
+def head_revisions() -> set[str]:
+    """The heads of the migration graph."""
+    revisions, parents = _revision_graph()
     return revisions - parents
+
+
+def known_revisions() -> set[str]:
+    """Every revision this version of Qinglian has a migration for."""
+    return _revision_graph()[0]
 
 
 class DatabaseUnreachable(Exception):
     """The database cannot be opened or reached (the message says which and why)."""
+
+
+class SchemaProblem(Exception):
+    """The schema is not one this version can migrate: newer than it knows. The message is one line for the
+    operator, saying where the database stands and what to do."""
+
+
+def newer_schema(recorded: set[str], newest: set[str]) -> str:
+    """The sentence for a database at revisions this version has no migration for: a newer release migrated it
+    (the service was rolled back, or an older installation points at the new release's database)."""
+    return (f"revision {', '.join(sorted(recorded))} is newer than this version of Qinglian knows (its newest is "
+            f"{', '.join(sorted(newest))}): a newer release migrated this database. Run that release again, or "
+            "restore the backup taken before its upgrade (docs/deploy.md, section 14)")
 
 
 async def _schema_state(database_url: str) -> set[str] | None:
@@ -78,13 +103,27 @@ def is_current(database_url: str) -> bool:
 
 
 def upgrade(database_url: str, keyring: KeyRing, revision: str = "head") -> None:
-    """Blocking; call it in a thread from async code. `keyring` encrypts what a migration encrypts."""
+    """Blocking; call it in a thread from async code. `keyring` encrypts what a migration encrypts.
+
+    Raises `SchemaProblem` when the database is at a revision this version does not know (a newer release migrated
+    it). A database that cannot be reached raises the driver's error, as before.
+    """
     if database_url.startswith("sqlite"):
         path = database_url.split(":///", 1)[1] if ":///" in database_url else ""
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-    if revision == "head" and is_current(database_url):
-        return
+    recorded: set[str] | None = None
+    if not (database_url.startswith("sqlite") and ":memory:" in database_url):
+        try:
+            recorded = asyncio.run(_schema_state(database_url))
+        except DatabaseUnreachable:
+            recorded = None  # the upgrade that follows raises the driver's reason
+        else:
+            newest = head_revisions()
+            if recorded is not None and recorded - known_revisions():
+                raise SchemaProblem(newer_schema(recorded, newest))
+            if revision == "head" and recorded == newest:
+                return
     from alembic import command
 
     command.upgrade(alembic_config(database_url, keyring), revision)
@@ -119,6 +158,8 @@ async def schema_status(database_url: str) -> tuple[bool, str]:
     shown = ", ".join(sorted(revisions)) or "(none)"
     if revisions == newest:
         return True, f"revision {shown} (the newest)"
+    if revisions - await asyncio.to_thread(known_revisions):
+        return False, newer_schema(revisions, newest)
     return False, f"revision {shown}; the newest is {heads}: `qinglian db upgrade` migrates it"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, shared_models_dir
+from storage.db import masked_url
+from tests.conftest import REPO, free_port, shared_models_dir
 
 
 def test_qinglian_classify_and_model_list(tmp_path: Path) -> None:
@@ -225,3 +227,52 @@ def test_backup_restore_and_key_rotation_are_in_the_audit_log(tmp_path: Path, mo
     assert [(action, actor) for action, actor, _ in entries] == [("db.backup", None), ("db.restore", None)]
     assert all(str(detail["via"]).startswith("command line") for _, _, detail in entries)
     assert entries[0][2]["file"] == str(archive.resolve()) and entries[1][2]["file"] == str(archive.resolve())
+
+
+def _qinglian(env: dict[str, str], *command: str) -> subprocess.CompletedProcess[str]:
+    """`qinglian <command>` as an operator runs it, with the test run's keys and `env`."""
+    keys = {name: os.environ[name] for name in ("QINGLIAN_ENCRYPTION_KEY", "QINGLIAN_PSEUDONYM_KEY")}
+    return subprocess.run([sys.executable, "-m", "bot.cli", *command], cwd=REPO, capture_output=True, text=True,
+                          timeout=300, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", **keys, **env})
+
+
+def _execute(url: str, *statements: str) -> None:
+    """Plain SQL on the database, as a newer release or a database administrator would leave it."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def run() -> None:
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as connection:
+                for statement in statements:
+                    await connection.execute(text(statement))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+def test_a_database_a_newer_release_migrated_is_named_so_and_not_offered_an_upgrade(
+        database_url: str, tmp_path: Path) -> None:
+    """Seen rolling back an upgrade (the old image kept for it, `kubectl rollout undo`) without restoring the backup:
+    `db current` and `check` said "`qinglian db upgrade` migrates it", and `db upgrade`, `serve` and `worker` each
+    ended in a traceback of Alembic's "Can't locate revision identified by '0099'"."""
+    from storage.migrate import head_revisions
+
+    newest = ", ".join(sorted(head_revisions()))
+    _execute(database_url, "UPDATE alembic_version SET version_num = '0099'")  # what a newer release leaves
+    env = {"QINGLIAN_DATA_DIR": str(tmp_path / "data"), "QINGLIAN_DATABASE_URL": database_url}
+    said = (f"revision 0099 is newer than this version of Qinglian knows (its newest is {newest}): a newer release "
+            "migrated this database. Run that release again, or restore the backup taken before its upgrade "
+            "(docs/deploy.md, section 14)")
+
+    current = _qinglian(env, "db", "current")
+    assert (current.returncode, current.stdout.strip().endswith(said)) == (1, True), current.stdout
+    check = _qinglian(env, "check")
+    assert check.returncode == 1 and f"✗ database: {said}" in " ".join(check.stdout.split())
+    for command in (["db", "upgrade"], ["worker"], ["serve", "--port", str(free_port())]):
+        refused = _qinglian(env, *command)
+        assert (refused.returncode, refused.stdout, refused.stderr.splitlines()) == (
+            2, "", [f"qinglian: {masked_url(database_url)}: {said}"]), refused.stderr
+
