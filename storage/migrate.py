@@ -61,8 +61,8 @@ class DatabaseUnreachable(Exception):
 
 
 class SchemaProblem(Exception):
-    """The schema is not one this version can migrate: newer than it knows. The message is one line for the
-    operator, saying where the database stands and what to do."""
+    """The schema is not one this version can migrate or use: newer than it knows, or a migration failed. The
+    message is one line for the operator, saying where the database stands and what to do."""
 
 
 def newer_schema(recorded: set[str], newest: set[str]) -> str:
@@ -106,7 +106,8 @@ def upgrade(database_url: str, keyring: KeyRing, revision: str = "head") -> None
     """Blocking; call it in a thread from async code. `keyring` encrypts what a migration encrypts.
 
     Raises `SchemaProblem` when the database is at a revision this version does not know (a newer release migrated
-    it). A database that cannot be reached raises the driver's error, as before.
+    it), and when a migration fails (every migration of one upgrade runs in one transaction, so the database stays
+    where it was; the message says where). A database that cannot be reached raises the driver's error, as before.
     """
     if database_url.startswith("sqlite"):
         path = database_url.split(":///", 1)[1] if ":///" in database_url else ""
@@ -126,7 +127,41 @@ def upgrade(database_url: str, keyring: KeyRing, revision: str = "head") -> None
                 return
     from alembic import command
 
-    command.upgrade(alembic_config(database_url, keyring), revision)
+    try:
+        command.upgrade(alembic_config(database_url, keyring), revision)
+    except Exception as problem:
+        if recorded is None and not _reachable(database_url):
+            raise  # never reached: the caller's "cannot open the database" line says why
+        raise SchemaProblem(_failed_migration(database_url, recorded, revision, problem)) from problem
+
+
+def _reachable(database_url: str) -> bool:
+    try:
+        asyncio.run(_schema_state(database_url))
+    except DatabaseUnreachable:
+        return False
+    return True
+
+
+def _failed_migration(database_url: str, before: set[str] | None, target: str, problem: BaseException) -> str:
+    """One line for a migration that failed: from where to where, where the database stands now (read again, not
+    assumed), and the database's reason."""
+    cause = getattr(problem, "orig", None) or problem
+    reason = (str(cause).strip().splitlines() or [cause.__class__.__name__])[0]
+    goal = ", ".join(sorted(head_revisions())) if target == "head" else target
+    start = f"revision {', '.join(sorted(before))}" if before else "an empty database"
+    failed = f"migrating the database from {start} to revision {goal} failed"
+    try:
+        after = asyncio.run(_schema_state(database_url))
+    except DatabaseUnreachable:
+        where = f"{failed}; where it stands now could not be read (`qinglian db current`)"
+    else:
+        if after == before:
+            where = f"{failed} and was rolled back: " + (
+                f"the database is still at revision {', '.join(sorted(after))}" if after else "it still has no schema")
+        else:
+            where = f"{failed}: the database is now at revision {', '.join(sorted(after or ())) or '(none)'}"
+    return f"{where}. The database said: {reason}"
 
 
 async def _missing_sqlite_file(database_url: str) -> str | None:

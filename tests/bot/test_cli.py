@@ -8,13 +8,14 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from storage.db import masked_url
-from tests.conftest import REPO, free_port, shared_models_dir
+from tests.conftest import REPO, deployed_at, free_port, shared_models_dir
 
 
 def test_qinglian_classify_and_model_list(tmp_path: Path) -> None:
@@ -276,3 +277,30 @@ def test_a_database_a_newer_release_migrated_is_named_so_and_not_offered_an_upgr
         assert (refused.returncode, refused.stdout, refused.stderr.splitlines()) == (
             2, "", [f"qinglian: {masked_url(database_url)}: {said}"]), refused.stderr
 
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def deployed_0049(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with deployed_at(request, tmp_path, "0049") as url:
+        yield url
+
+
+def test_a_migration_that_fails_says_so_and_where_the_database_stays(deployed_0049: str, tmp_path: Path) -> None:
+    """Seen upgrading a database a DBA had patched by hand (a column added ahead of its migration): `db upgrade`
+    said "cannot open the database at …: column "warned_kind" … already exists", and the troubleshooting table sends
+    "cannot open the database" to the URL, the password and whether PostgreSQL runs. The migration failed, was rolled
+    back, and the database stays at its revision: that is what the line now says, with the database's reason."""
+    from storage.migrate import head_revisions
+
+    _execute(deployed_0049, "ALTER TABLE cases ADD COLUMN warned_kind VARCHAR(8)")
+    env = {"QINGLIAN_DATA_DIR": str(tmp_path / "data"), "QINGLIAN_DATABASE_URL": deployed_0049}
+
+    failed = _qinglian(env, "db", "upgrade")
+
+    assert (failed.returncode, failed.stdout, len(failed.stderr.splitlines())) == (2, "", 1), failed.stderr
+    assert failed.stderr.startswith(
+        f"qinglian: {masked_url(deployed_0049)}: migrating the database from revision 0049 to revision "
+        f"{', '.join(sorted(head_revisions()))} failed and was rolled back: the database is still at revision 0049. "
+        "The database said: ")
+    assert "warned_kind" in failed.stderr and "cannot open" not in failed.stderr
+    current = _qinglian(env, "db", "current")
+    assert current.returncode == 1 and "revision 0049;" in current.stdout
