@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from bot.channels.wechat.cli import wechat_app
-from bot.cli_errors import DATABASE_UNAVAILABLE, cannot_open_database
+from bot.cli_errors import DATABASE_UNAVAILABLE, cannot_open_database, require_schema
 from bot.config import ConfigError, Settings, load_settings
 from bot.staff_cli import audit_command, refuse_demo_admin_in_production, staff_app
 from nlp.cli import ModelKeys, classify, model_app, operator_name
@@ -211,6 +211,11 @@ def db_backup(file: Annotated[str, typer.Argument(help="The archive to write (.t
     from storage.backup import BackupError, create_backup
 
     settings = _settings()
+    # any revision is backed up as it is (before an upgrade, or a newer one before rolling back); no schema at all is
+    # not the service's database: a backup of it would be empty, and look like any other
+    require_schema(settings.resolved_database_url, any_revision=True,
+                   hint="; nothing to back up. Run the backup with the service's settings (QINGLIAN_DATABASE_URL, "
+                        "QINGLIAN_DATA_DIR): a cron job or timer does not read them by itself")
     if Path(file).exists() and not force:  # an earlier backup, perhaps the one that needs an old key, is kept
         typer.echo(f"qinglian: {file} exists already; choose another name (e.g. with the date) or add --force",
                    err=True)
@@ -287,6 +292,7 @@ def keys_status() -> None:
     from storage.keys import PLAINTEXT, evidence_status, file_status, key_status
 
     settings = _settings()
+    require_schema(settings.resolved_database_url)
     origins = _key_origins(settings)
 
     async def run() -> dict[str, dict[str, int]]:
@@ -349,6 +355,7 @@ def keys_rotate(
         typer.echo("qinglian: give either --new-key or --generate", err=True)
         raise typer.Exit(2)
     settings = _settings()
+    require_schema(settings.resolved_database_url)
     ring = settings.resolved_keyring()
     target = ring.current
     printed_key = None

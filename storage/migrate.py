@@ -57,7 +57,11 @@ def known_revisions() -> set[str]:
 
 
 class DatabaseUnreachable(Exception):
-    """The database cannot be opened or reached (the message says which and why)."""
+    """The database cannot be opened or reached (the message says which and why; `reason` is the driver's)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"cannot open the database: {reason}")
+        self.reason = reason
 
 
 class SchemaProblem(Exception):
@@ -87,7 +91,7 @@ async def _schema_state(database_url: str) -> set[str] | None:
             return {str(row[0]) for row in rows}
     except (SQLAlchemyError, OSError) as problem:
         cause = getattr(problem, "orig", None) or problem
-        raise DatabaseUnreachable(f"cannot open the database: {cause}") from None
+        raise DatabaseUnreachable(str(cause)) from None
     finally:
         await engine.dispose()
 
@@ -176,26 +180,44 @@ async def _missing_sqlite_file(database_url: str) -> str | None:
     return None
 
 
+async def _read_schema_state(database_url: str) -> tuple[set[str] | None, set[str], str | None]:
+    """(the revisions recorded in the database, None when it has no schema or no file; this version's newest
+    revisions; the path of a SQLite file that does not exist yet, or None). Looks without creating anything.
+    Raises `DatabaseUnreachable`."""
+    newest = await asyncio.to_thread(head_revisions)
+    missing = await _missing_sqlite_file(database_url)
+    if missing is not None:
+        return None, newest, missing
+    return await _schema_state(database_url), newest, None
+
+
+def status_sentence(recorded: set[str] | None, newest: set[str], missing_file: str | None = None) -> str:
+    """Where a database stands, in words, with what to do when it is not at the newest revision."""
+    heads = ", ".join(sorted(newest))
+    if missing_file is not None:
+        return (f"no database at {missing_file} yet: `qinglian db upgrade` (or the first `qinglian serve`) creates it "
+                f"at revision {heads}")
+    if recorded is None:
+        return f"the database has no schema yet: `qinglian db upgrade` creates it at revision {heads}"
+    shown = ", ".join(sorted(recorded)) or "(none)"
+    if recorded == newest:
+        return f"revision {shown} (the newest)"
+    if recorded - known_revisions():
+        return newer_schema(recorded, newest)
+    return f"revision {shown}; the newest is {heads}: `qinglian db upgrade` migrates it"
+
+
 async def schema_status(database_url: str) -> tuple[bool, str]:
     """Whether the schema is the newest, and a sentence saying where the database stands (`qinglian db current`,
     `qinglian check`). Looks without creating anything: a SQLite file that does not exist is reported, not made.
     Raises `DatabaseUnreachable`."""
+    recorded, newest, missing = await _read_schema_state(database_url)
+    return recorded == newest, await asyncio.to_thread(status_sentence, recorded, newest, missing)
 
-    newest = await asyncio.to_thread(head_revisions)
-    heads = ", ".join(sorted(newest))
-    missing = await _missing_sqlite_file(database_url)
-    if missing is not None:
-        return False, (f"no database at {missing} yet: `qinglian db upgrade` (or the first "
-                       f"`qinglian serve`) creates it at revision {heads}")
-    revisions = await _schema_state(database_url)
-    if revisions is None:
-        return False, f"the database has no schema yet: `qinglian db upgrade` creates it at revision {heads}"
-    shown = ", ".join(sorted(revisions)) or "(none)"
-    if revisions == newest:
-        return True, f"revision {shown} (the newest)"
-    if revisions - await asyncio.to_thread(known_revisions):
-        return False, newer_schema(revisions, newest)
-    return False, f"revision {shown}; the newest is {heads}: `qinglian db upgrade` migrates it"
+
+def schema_state(database_url: str) -> tuple[set[str] | None, set[str], str | None]:
+    """`_read_schema_state` from blocking code (the command line)."""
+    return asyncio.run(_read_schema_state(database_url))
 
 
 async def has_schema(database_url: str) -> bool:

@@ -304,3 +304,55 @@ def test_a_migration_that_fails_says_so_and_where_the_database_stays(deployed_00
     assert "warned_kind" in failed.stderr and "cannot open" not in failed.stderr
     current = _qinglian(env, "db", "current")
     assert current.returncode == 1 and "revision 0049;" in current.stdout
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def unmigrated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A database nobody ran `qinglian db upgrade` on — a SQLite file not there yet, an empty PostgreSQL database —
+    and how `db current` says so."""
+    if request.param == "sqlite":
+        path = tmp_path / "data" / "qinglian.db"
+        yield f"sqlite+aiosqlite:///{path}", f"no database at {path} yet"
+        return
+    from tests.conftest import create_postgres_database, drop_postgres_database
+
+    admin = request.getfixturevalue("postgres_server")
+    name, url = create_postgres_database(admin)
+    try:
+        yield url, "the database has no schema yet"
+    finally:
+        drop_postgres_database(admin, name)
+
+
+def test_commands_on_a_database_without_the_schema_say_where_it_stands(
+        unmigrated: tuple[str, str], tmp_path: Path) -> None:
+    """Seen setting up production (`staff add` before `db upgrade`, or QINGLIAN_DATABASE_URL naming another
+    database): `staff add` said "cannot open the database at …: relation "staff_users" does not exist", `keys
+    rotate` ended in a traceback, and `db backup` wrote an archive of 0 rows and succeeded — a nightly backup of
+    nothing. Each now says where the database stands and what to do, in one line, and writes nothing."""
+    from storage.migrate import head_revisions
+
+    url, standing = unmigrated
+    env = {"QINGLIAN_DATA_DIR": str(tmp_path / "data"), "QINGLIAN_DATABASE_URL": url}
+    said = (f"qinglian: {masked_url(url)}: {standing}: `qinglian db upgrade` "
+            + ("(or the first `qinglian serve`) " if url.startswith("sqlite") else "")
+            + f"creates it at revision {', '.join(sorted(head_revisions()))}")
+    for command in (["staff", "add", "alice", "--role", "admin", "--password", "a long enough password"],
+                    ["staff", "list"], ["keys", "status"], ["keys", "rotate"]):
+        refused = _qinglian(env, *command)
+        assert (refused.returncode, refused.stderr.splitlines()) == (2, [said]), refused.stderr
+    backup = _qinglian(env, "db", "backup", str(tmp_path / "nightly.qlbak"))
+    assert (backup.returncode, backup.stderr.splitlines()) == (2, [
+        f"{said}; nothing to back up. Run the backup with the service's settings (QINGLIAN_DATABASE_URL, "
+        "QINGLIAN_DATA_DIR): a cron job or timer does not read them by itself"]), backup.stderr
+    assert not (tmp_path / "nightly.qlbak").exists()
+    assert not (tmp_path / "data" / "qinglian.db").exists()
+
+
+def test_a_backup_before_an_upgrade_is_taken_of_the_older_schema(deployed_0049: str, tmp_path: Path) -> None:
+    """The backup section 14 asks for before an upgrade is taken with the new version installed and the database
+    not migrated yet: a schema behind this version's is backed up as it is."""
+    env = {"QINGLIAN_DATA_DIR": str(tmp_path / "data"), "QINGLIAN_DATABASE_URL": deployed_0049}
+    backup = _qinglian(env, "db", "backup", str(tmp_path / "before-upgrade.qlbak"))
+    assert backup.returncode == 0, backup.stderr
+    assert "(schema 0049)" in backup.stdout and (tmp_path / "before-upgrade.qlbak").exists()
