@@ -3,9 +3,12 @@ decides is the city configuration (`handlers.city`)."""
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import hmac
+import os
 import secrets
+from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -267,8 +270,45 @@ def secret_guesses_log10(secret: str) -> float:
     return float(zxcvbn(secret[:72], max_length=72)["guesses_log10"])
 
 
+MISSPELT_SETTING_SIMILARITY = 0.8
+"""How close (difflib's ratio of the names after `QINGLIAN_`) a variable that is no setting must be to a setting's
+name to be taken for a misspelling of it: DATABSE_URL, ENVIROMENT, ENCRYPTION_KEYS, LOGLEVEL are (0.94 and more);
+the test suite's, compose's and the city's own variables (TEST_POSTGRES, IMAGE, WECOM_…) are far from any (0.5 at
+most)."""
+
+
+def _misspelt_settings(names: Iterable[str], city: CityConfig) -> list[tuple[str, str]]:
+    """(variable, the setting it was surely meant to be) for each QINGLIAN_ variable of `names` that is no setting
+    and whose name is a near miss of one."""
+    settings = {f"QINGLIAN_{name.upper()}" for name in Settings.model_fields}
+    named_by_city = {queue.wecom_webhook_env for queue in city.queues if queue.wecom_webhook_env}
+    misspelt = []
+    for name in sorted(set(names)):
+        if not name.startswith("QINGLIAN_") or name in settings or name in named_by_city:
+            continue
+        close = difflib.get_close_matches(name.removeprefix("QINGLIAN_"),
+                                          [setting.removeprefix("QINGLIAN_") for setting in settings],
+                                          n=1, cutoff=MISSPELT_SETTING_SIMILARITY)
+        if close:
+            misspelt.append((name, f"QINGLIAN_{close[0]}"))
+    return misspelt
+
+
+def _variable_names() -> list[str]:
+    """The names of the environment's variables and of the `.env` file's (read as the settings read it)."""
+    names = [name.upper() for name in os.environ]
+    env_file = Settings.model_config.get("env_file")
+    if isinstance(env_file, str) and Path(env_file).is_file():
+        from dotenv import dotenv_values
+
+        names += [name.upper() for name in dotenv_values(env_file)]
+    return names
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment, with every problem turned into a one-line `ConfigError`."""
+    """Settings from the environment, with every problem turned into a one-line `ConfigError`. A variable whose name
+    is a misspelling of a setting's stops the start too: it would not be read, and the service would run without it
+    (QINGLIAN_ENVIROMENT=production runs in development, QINGLIAN_DATABSE_URL on SQLite in the data directory)."""
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
@@ -277,4 +317,9 @@ def load_settings(**overrides: object) -> Settings:
         message = first["msg"].removeprefix("Value error, ")
         raise ConfigError(f"invalid setting QINGLIAN_{field.upper()}: {message}") from None
     settings.city  # noqa: B018 - validate the city configuration now, not at first use
+    misspelt = _misspelt_settings(_variable_names(), settings.city)
+    if misspelt:
+        name, meant = misspelt[0]
+        raise ConfigError(f"{name} is not a setting: did you mean {meant}? Correct its name (it is not read as it "
+                          "is, and the service would run without it)")
     return settings
