@@ -12,7 +12,7 @@ import typer
 
 from bot.channels.wechat.cli import wechat_app
 from bot.cli_errors import DATABASE_UNAVAILABLE, cannot_open_database, require_schema
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import ConfigError, Settings, load_settings, writable_data_dir
 from bot.staff_cli import audit_command, refuse_demo_admin_in_production, staff_app
 from nlp.cli import ModelKeys, classify, model_app, operator_name
 from nlp.mining_cli import hotspots_command, reply_quality_command
@@ -43,6 +43,15 @@ def _settings() -> Settings:
         typer.echo(f"qinglian: {problem}", err=True)
         raise typer.Exit(2) from None
     return settings
+
+
+def _writable_data_dir(settings: Settings) -> None:
+    """A service stops with one line when its data directory cannot be written, before it starts anything."""
+    try:
+        writable_data_dir(settings.data_dir)
+    except ConfigError as problem:
+        typer.echo(f"qinglian: {problem}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _model_cipher() -> Any:
@@ -86,7 +95,7 @@ def serve(
 
     settings = _settings()
     _configure_logging(settings.log_level)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _writable_data_dir(settings)
     _migrate(settings)
     refuse_demo_admin_in_production(settings)
     telegram = "off (set QINGLIAN_TELEGRAM_TOKEN)"
@@ -140,7 +149,7 @@ def worker() -> None:
 
     settings = _settings()
     _configure_logging(settings.log_level)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _writable_data_dir(settings)
     _migrate(settings)
     run_service(run_worker(settings))
 

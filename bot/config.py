@@ -198,11 +198,15 @@ class Settings(BaseSettings):
         if self.environment == "production":
             raise ConfigError("QINGLIAN_SECRET_KEY is unset or a placeholder; production needs a real secret")
         key_file = self.data_dir / "secret.key"
-        if not key_file.exists():
-            key_file.parent.mkdir(parents=True, exist_ok=True)
-            key_file.write_text(secrets.token_urlsafe(48))
-            key_file.chmod(0o600)
-        return key_file.read_text().strip().encode()
+        try:
+            if not key_file.exists():
+                key_file.parent.mkdir(parents=True, exist_ok=True)
+                key_file.write_text(secrets.token_urlsafe(48))
+                key_file.chmod(0o600)
+            return key_file.read_text().strip().encode()
+        except OSError as problem:
+            raise ConfigError(f"{data_dir_problem(self.data_dir, problem)} (it keeps the development secret key "
+                              "when QINGLIAN_SECRET_KEY is unset)") from None
 
     def resolved_keyring(self) -> KeyRing:
         """The keys of reporter data: `QINGLIAN_ENCRYPTION_KEY` encrypts, every key of
@@ -260,6 +264,26 @@ class Settings(BaseSettings):
         if self.telegram_webhook_secret:
             return self.telegram_webhook_secret
         return hmac.new(self.resolved_secret_key(), b"telegram-webhook", hashlib.sha256).hexdigest()[:48]
+
+
+def data_dir_problem(data_dir: Path, problem: OSError) -> str:
+    """One line for a data directory the service cannot use: which one, the system's reason, and which setting."""
+    return (f"the data directory {data_dir.resolve()} (QINGLIAN_DATA_DIR) cannot be written: "
+            f"{problem.strerror or problem}")
+
+
+def writable_data_dir(data_dir: Path) -> None:
+    """Create the data directory if needed and write a file in it, or raise ConfigError saying why not: a read-only
+    mount, a directory owned by another user, a file in its place. Evidence files, models and the jieba cache go
+    there, and a service that found out only while starting ended in a traceback."""
+    import tempfile
+
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".write-test-"):
+            pass
+    except OSError as problem:
+        raise ConfigError(data_dir_problem(data_dir, problem)) from None
 
 
 def secret_guesses_log10(secret: str) -> float:

@@ -358,3 +358,29 @@ def test_a_backup_before_an_upgrade_is_taken_of_the_older_schema(deployed_0049: 
     backup = _qinglian(env, "db", "backup", str(tmp_path / "before-upgrade.qlbak"))
     assert backup.returncode == 0, backup.stderr
     assert "(schema 0049)" in backup.stdout and (tmp_path / "before-upgrade.qlbak").exists()
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "1"], ["worker"], ["check"]])
+@pytest.mark.parametrize("environment", ["production", "development"])
+def test_a_data_directory_that_cannot_be_written_is_one_line_before_anything_starts(
+        tmp_path: Path, command: list[str], environment: str) -> None:
+    """Seen deploying: a data directory the service cannot write (a read-only volume, one owned by another user, a
+    file in its place) let `serve` migrate, start the app and end in a traceback of the first file it wrote
+    (jieba's cache, the default model); in development, `check` itself ended in one (the generated secret key). The
+    directory is now probed first and named with the system's reason. (A file in the directory's place stands for
+    the others here: the tests run as root, whom a read-only mode does not stop.)"""
+    in_the_way = tmp_path / "volume"
+    in_the_way.write_text("not a directory", encoding="utf-8")
+    env = {"QINGLIAN_DATA_DIR": str(in_the_way / "qinglian"), "QINGLIAN_ENVIRONMENT": environment}
+    if environment == "production":
+        env["QINGLIAN_SECRET_KEY"] = "ZCZC6UKxcwPhPOcM8n6l22BAie7ui-V-mGQbm5-O0qxCy3ds"
+        env["QINGLIAN_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'qinglian.db'}"
+    result = _qinglian(env, *command)
+    said = (f"the data directory {in_the_way / 'qinglian'} (QINGLIAN_DATA_DIR) cannot be written: Not a directory")
+    assert "Traceback" not in result.stderr
+    if command == ["check"] and environment == "production":
+        assert result.returncode == 1 and f"✗ data directory: {said}" in " ".join(result.stdout.split())
+        return
+    assert result.returncode == 2 and result.stdout == "", result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"qinglian: {said}")
