@@ -157,7 +157,8 @@ def test_a_misspelt_setting_stops_the_start_naming_the_setting_it_was_meant_to_b
                                   "its name (it is not read as it is, and the service would run without it)")
     monkeypatch.delenv("QINGLIAN_ENVIROMENT")
     (tmp_path / ".env").write_text("QINGLIAN_DATABSE_URL=postgresql+asyncpg://q@127.0.0.1/q\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="^QINGLIAN_DATABSE_URL is not a setting: did you mean QINGLIAN_DATABASE_URL"):
+    with pytest.raises(ConfigError,
+                       match=r"^QINGLIAN_DATABSE_URL is not a setting: did you mean QINGLIAN_DATABASE_URL\?"):
         load_settings()
     (tmp_path / ".env").unlink()
 
