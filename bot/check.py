@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from bot.config import ConfigError, Settings
+from bot.config import ConfigError, Settings, writable_data_dir
 from storage.crypto import KeyRing
 from storage.db import create_engine
 
@@ -124,15 +123,10 @@ async def _encryption(settings: Settings) -> Finding:
 
 
 async def _data_dir(settings: Settings) -> Finding:
-    def probe() -> None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=settings.data_dir):
-            pass
-
     try:
-        await asyncio.to_thread(probe)
-    except OSError as exc:
-        return Finding("data directory", False, f"{settings.data_dir} is not writable: {exc.strerror}")
+        await asyncio.to_thread(writable_data_dir, settings.data_dir)  # the probe `serve` and `worker` start with
+    except ConfigError as exc:
+        return Finding("data directory", False, str(exc))
     return Finding("data directory", True, f"{settings.data_dir.resolve()} is writable")
 
 

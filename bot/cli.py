@@ -11,8 +11,8 @@ from typing import Annotated, Any
 import typer
 
 from bot.channels.wechat.cli import wechat_app
-from bot.cli_errors import DATABASE_UNAVAILABLE, cannot_open_database
-from bot.config import ConfigError, Settings, load_settings
+from bot.cli_errors import DATABASE_UNAVAILABLE, cannot_open_database, require_schema
+from bot.config import ConfigError, Settings, load_settings, writable_data_dir
 from bot.staff_cli import audit_command, refuse_demo_admin_in_production, staff_app
 from nlp.cli import ModelKeys, classify, model_app, operator_name
 from nlp.mining_cli import hotspots_command, reply_quality_command
@@ -43,6 +43,15 @@ def _settings() -> Settings:
         typer.echo(f"qinglian: {problem}", err=True)
         raise typer.Exit(2) from None
     return settings
+
+
+def _writable_data_dir(settings: Settings) -> None:
+    """A service stops with one line when its data directory cannot be written, before it starts anything."""
+    try:
+        writable_data_dir(settings.data_dir)
+    except ConfigError as problem:
+        typer.echo(f"qinglian: {problem}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _model_cipher() -> Any:
@@ -86,7 +95,7 @@ def serve(
 
     settings = _settings()
     _configure_logging(settings.log_level)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _writable_data_dir(settings)
     _migrate(settings)
     refuse_demo_admin_in_production(settings)
     telegram = "off (set QINGLIAN_TELEGRAM_TOKEN)"
@@ -116,10 +125,13 @@ def run_service(main: Coroutine[Any, Any, None]) -> None:
 
 
 def _migrate(settings: Settings, revision: str = "head") -> None:
-    from storage.migrate import upgrade
+    from storage.migrate import SchemaProblem, upgrade
 
     try:
         upgrade(settings.resolved_database_url, settings.resolved_keyring(), revision)
+    except SchemaProblem as problem:  # a newer release's schema, or a migration that failed: not a connection
+        typer.echo(f"qinglian: {_safe_url(settings)}: {problem}", err=True)
+        raise typer.Exit(2) from None
     except DATABASE_UNAVAILABLE as exc:
         cannot_open_database(settings.resolved_database_url, exc)
 
@@ -137,7 +149,7 @@ def worker() -> None:
 
     settings = _settings()
     _configure_logging(settings.log_level)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _writable_data_dir(settings)
     _migrate(settings)
     run_service(run_worker(settings))
 
@@ -208,6 +220,11 @@ def db_backup(file: Annotated[str, typer.Argument(help="The archive to write (.t
     from storage.backup import BackupError, create_backup
 
     settings = _settings()
+    # any revision is backed up as it is (before an upgrade, or a newer one before rolling back); no schema at all is
+    # not the service's database: a backup of it would be empty, and look like any other
+    require_schema(settings.resolved_database_url, any_revision=True,
+                   hint="; nothing to back up. Run the backup with the service's settings (QINGLIAN_DATABASE_URL, "
+                        "QINGLIAN_DATA_DIR): a cron job or timer does not read them by itself")
     if Path(file).exists() and not force:  # an earlier backup, perhaps the one that needs an old key, is kept
         typer.echo(f"qinglian: {file} exists already; choose another name (e.g. with the date) or add --force",
                    err=True)
@@ -284,6 +301,7 @@ def keys_status() -> None:
     from storage.keys import PLAINTEXT, evidence_status, file_status, key_status
 
     settings = _settings()
+    require_schema(settings.resolved_database_url)
     origins = _key_origins(settings)
 
     async def run() -> dict[str, dict[str, int]]:
@@ -346,6 +364,7 @@ def keys_rotate(
         typer.echo("qinglian: give either --new-key or --generate", err=True)
         raise typer.Exit(2)
     settings = _settings()
+    require_schema(settings.resolved_database_url)
     ring = settings.resolved_keyring()
     target = ring.current
     printed_key = None

@@ -3,9 +3,12 @@ decides is the city configuration (`handlers.city`)."""
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import hmac
+import os
 import secrets
+from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -195,11 +198,15 @@ class Settings(BaseSettings):
         if self.environment == "production":
             raise ConfigError("QINGLIAN_SECRET_KEY is unset or a placeholder; production needs a real secret")
         key_file = self.data_dir / "secret.key"
-        if not key_file.exists():
-            key_file.parent.mkdir(parents=True, exist_ok=True)
-            key_file.write_text(secrets.token_urlsafe(48))
-            key_file.chmod(0o600)
-        return key_file.read_text().strip().encode()
+        try:
+            if not key_file.exists():
+                key_file.parent.mkdir(parents=True, exist_ok=True)
+                key_file.write_text(secrets.token_urlsafe(48))
+                key_file.chmod(0o600)
+            return key_file.read_text().strip().encode()
+        except OSError as problem:
+            raise ConfigError(f"{data_dir_problem(self.data_dir, problem)} (it keeps the development secret key "
+                              "when QINGLIAN_SECRET_KEY is unset)") from None
 
     def resolved_keyring(self) -> KeyRing:
         """The keys of reporter data: `QINGLIAN_ENCRYPTION_KEY` encrypts, every key of
@@ -259,6 +266,26 @@ class Settings(BaseSettings):
         return hmac.new(self.resolved_secret_key(), b"telegram-webhook", hashlib.sha256).hexdigest()[:48]
 
 
+def data_dir_problem(data_dir: Path, problem: OSError) -> str:
+    """One line for a data directory the service cannot use: which one, the system's reason, and which setting."""
+    return (f"the data directory {data_dir.resolve()} (QINGLIAN_DATA_DIR) cannot be written: "
+            f"{problem.strerror or problem}")
+
+
+def writable_data_dir(data_dir: Path) -> None:
+    """Create the data directory if needed and write a file in it, or raise ConfigError saying why not: a read-only
+    mount, a directory owned by another user, a file in its place. Evidence files, models and the jieba cache go
+    there, and a service that found out only while starting ended in a traceback."""
+    import tempfile
+
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".write-test-"):
+            pass
+    except OSError as problem:
+        raise ConfigError(data_dir_problem(data_dir, problem)) from None
+
+
 def secret_guesses_log10(secret: str) -> float:
     """zxcvbn's estimate of how many guesses find `secret` (log10), from its first 72 characters (zxcvbn's
     limit; a longer random key is only stronger)."""
@@ -267,8 +294,45 @@ def secret_guesses_log10(secret: str) -> float:
     return float(zxcvbn(secret[:72], max_length=72)["guesses_log10"])
 
 
+MISSPELT_SETTING_SIMILARITY = 0.8
+"""How close (difflib's ratio of the names after `QINGLIAN_`) a variable that is no setting must be to a setting's
+name to be taken for a misspelling of it: DATABSE_URL, ENVIROMENT, ENCRYPTION_KEYS, LOGLEVEL are (0.94 and more);
+the test suite's, compose's and the city's own variables (TEST_POSTGRES, IMAGE, WECOM_…) are far from any (0.5 at
+most)."""
+
+
+def _misspelt_settings(names: Iterable[str], city: CityConfig) -> list[tuple[str, str]]:
+    """(variable, the setting it was surely meant to be) for each QINGLIAN_ variable of `names` that is no setting
+    and whose name is a near miss of one."""
+    settings = {f"QINGLIAN_{name.upper()}" for name in Settings.model_fields}
+    named_by_city = {queue.wecom_webhook_env for queue in city.queues if queue.wecom_webhook_env}
+    misspelt = []
+    for name in sorted(set(names)):
+        if not name.startswith("QINGLIAN_") or name in settings or name in named_by_city:
+            continue
+        close = difflib.get_close_matches(name.removeprefix("QINGLIAN_"),
+                                          [setting.removeprefix("QINGLIAN_") for setting in settings],
+                                          n=1, cutoff=MISSPELT_SETTING_SIMILARITY)
+        if close:
+            misspelt.append((name, f"QINGLIAN_{close[0]}"))
+    return misspelt
+
+
+def _variable_names() -> list[str]:
+    """The names of the environment's variables and of the `.env` file's (read as the settings read it)."""
+    names = [name.upper() for name in os.environ]
+    env_file = Settings.model_config.get("env_file")
+    if isinstance(env_file, str) and Path(env_file).is_file():
+        from dotenv import dotenv_values
+
+        names += [name.upper() for name in dotenv_values(env_file)]
+    return names
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment, with every problem turned into a one-line `ConfigError`."""
+    """Settings from the environment, with every problem turned into a one-line `ConfigError`. A variable whose name
+    is a misspelling of a setting's stops the start too: it would not be read, and the service would run without it
+    (QINGLIAN_ENVIROMENT=production runs in development, QINGLIAN_DATABSE_URL on SQLite in the data directory)."""
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
@@ -277,4 +341,9 @@ def load_settings(**overrides: object) -> Settings:
         message = first["msg"].removeprefix("Value error, ")
         raise ConfigError(f"invalid setting QINGLIAN_{field.upper()}: {message}") from None
     settings.city  # noqa: B018 - validate the city configuration now, not at first use
+    misspelt = _misspelt_settings(_variable_names(), settings.city)
+    if misspelt:
+        name, meant = misspelt[0]
+        raise ConfigError(f"{name} is not a setting: did you mean {meant}? Correct its name (it is not read as it "
+                          "is, and the service would run without it)")
     return settings

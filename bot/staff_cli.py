@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.cli_errors import DATABASE_UNAVAILABLE, cannot_open_database
+from bot.cli_errors import DATABASE_UNAVAILABLE, cannot_open_database, require_schema
 from bot.config import ConfigError, Settings, load_settings
 from console.auth import hash_password
 from handlers.texts import fill
@@ -61,14 +61,17 @@ def audit_command(action: str, detail: dict[str, Any], *, keyring: KeyRing | Non
                    f"{masked_url(settings.resolved_database_url)} has not been set up (`qinglian db upgrade`)",
                    err=True)
         return
-    _run(work, unavailable=f"{action} was done, but it is not in the audit log", keyring=keyring)
+    _run(work, unavailable=f"{action} was done, but it is not in the audit log", keyring=keyring, needs_schema=False)
 
 
 def _run(work: Callable[[AsyncSession], Awaitable[T]], *, writes: bool = True, unavailable: str = "",
-         keyring: KeyRing | None = None) -> T:
+         keyring: KeyRing | None = None, needs_schema: bool = True) -> T:
     """Run `work` in one transaction (a read-only one unless it `writes`) and turn an `ActionError`, or a database
-    that cannot be opened (`unavailable`: what that means for the command), into the command's one-line error."""
+    that cannot be opened (`unavailable`: what that means for the command), into the command's one-line error. A
+    database not at the newest schema is refused first, with where it stands (unless not `needs_schema`)."""
     settings = _settings()
+    if needs_schema:
+        require_schema(settings.resolved_database_url)
 
     async def go() -> T:
         database = Database.connect(settings.resolved_database_url, keyring or settings.resolved_keyring())

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, shared_models_dir
+from storage.db import masked_url
+from tests.conftest import REPO, deployed_at, free_port, shared_models_dir
 
 
 def test_qinglian_classify_and_model_list(tmp_path: Path) -> None:
@@ -111,10 +114,12 @@ def test_a_database_password_with_an_at_sign_never_shows(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("command", [["serve", "--port", "1"], ["worker"], ["db", "upgrade"], ["keys", "status"],
-                                     ["staff", "list"]])
+                                     ["staff", "list"], ["db", "backup", "nightly.qlbak"]])
 def test_a_database_it_cannot_reach_is_one_line_without_alembics_info(tmp_path: Path, command: list[str]) -> None:
     """Seen deploying: `serve` printed Alembic's INFO lines (plugins set up, "Context impl …") above the one
-    line that says what is wrong."""
+    line that says what is wrong. And `db backup` said "db.backup was done, but it is not in the audit log" when no
+    backup had been written."""
+    command = [str(tmp_path / part) if part.endswith(".qlbak") else part for part in command]
     result = subprocess.run([sys.executable, "-m", "bot.cli", *command], cwd=REPO, capture_output=True, text=True,
                             timeout=120, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200",
                                               "QINGLIAN_DATA_DIR": str(tmp_path / "data"),
@@ -225,3 +230,157 @@ def test_backup_restore_and_key_rotation_are_in_the_audit_log(tmp_path: Path, mo
     assert [(action, actor) for action, actor, _ in entries] == [("db.backup", None), ("db.restore", None)]
     assert all(str(detail["via"]).startswith("command line") for _, _, detail in entries)
     assert entries[0][2]["file"] == str(archive.resolve()) and entries[1][2]["file"] == str(archive.resolve())
+
+
+def _qinglian(env: dict[str, str], *command: str) -> subprocess.CompletedProcess[str]:
+    """`qinglian <command>` as an operator runs it, with the test run's keys and `env`."""
+    keys = {name: os.environ[name] for name in ("QINGLIAN_ENCRYPTION_KEY", "QINGLIAN_PSEUDONYM_KEY")}
+    return subprocess.run([sys.executable, "-m", "bot.cli", *command], cwd=REPO, capture_output=True, text=True,
+                          timeout=300, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", **keys, **env})
+
+
+def _execute(url: str, *statements: str) -> None:
+    """Plain SQL on the database, as a newer release or a database administrator would leave it."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def run() -> None:
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as connection:
+                for statement in statements:
+                    await connection.execute(text(statement))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+def test_a_database_a_newer_release_migrated_is_named_so_and_not_offered_an_upgrade(
+        database_url: str, tmp_path: Path) -> None:
+    """Seen rolling back an upgrade (the old image kept for it, `kubectl rollout undo`) without restoring the backup:
+    `db current` and `check` said "`qinglian db upgrade` migrates it", and `db upgrade`, `serve` and `worker` each
+    ended in a traceback of Alembic's "Can't locate revision identified by '0099'"."""
+    from storage.migrate import head_revisions
+
+    newest = ", ".join(sorted(head_revisions()))
+    _execute(database_url, "UPDATE alembic_version SET version_num = '0099'")  # what a newer release leaves
+    env = {"QINGLIAN_DATA_DIR": str(tmp_path / "data"), "QINGLIAN_DATABASE_URL": database_url}
+    said = (f"revision 0099 is newer than this version of Qinglian knows (its newest is {newest}): a newer release "
+            "migrated this database. Run that release again, or restore the backup taken before its upgrade "
+            "(docs/deploy.md, section 14)")
+
+    current = _qinglian(env, "db", "current")
+    assert (current.returncode, current.stdout.strip().endswith(said)) == (1, True), current.stdout
+    check = _qinglian(env, "check")
+    assert check.returncode == 1 and f"✗ database: {said}" in " ".join(check.stdout.split())
+    for command in (["db", "upgrade"], ["worker"], ["serve", "--port", str(free_port())]):
+        refused = _qinglian(env, *command)
+        assert (refused.returncode, refused.stdout, refused.stderr.splitlines()) == (
+            2, "", [f"qinglian: {masked_url(database_url)}: {said}"]), refused.stderr
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def deployed_0049(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with deployed_at(request, tmp_path, "0049") as url:
+        yield url
+
+
+def test_a_migration_that_fails_says_so_and_where_the_database_stays(deployed_0049: str, tmp_path: Path) -> None:
+    """Seen upgrading a database a DBA had patched by hand (a column added ahead of its migration): `db upgrade`
+    said "cannot open the database at …: column "warned_kind" … already exists", and the troubleshooting table sends
+    "cannot open the database" to the URL, the password and whether PostgreSQL runs. The migration failed, was rolled
+    back, and the database stays at its revision: that is what the line now says, with the database's reason."""
+    from storage.migrate import head_revisions
+
+    _execute(deployed_0049, "ALTER TABLE cases ADD COLUMN warned_kind VARCHAR(8)")
+    env = {"QINGLIAN_DATA_DIR": str(tmp_path / "data"), "QINGLIAN_DATABASE_URL": deployed_0049}
+
+    failed = _qinglian(env, "db", "upgrade")
+
+    assert (failed.returncode, failed.stdout, len(failed.stderr.splitlines())) == (2, "", 1), failed.stderr
+    assert failed.stderr.startswith(
+        f"qinglian: {masked_url(deployed_0049)}: migrating the database from revision 0049 to revision "
+        f"{', '.join(sorted(head_revisions()))} failed and was rolled back: the database is still at revision 0049. "
+        "The database said: ")
+    assert "warned_kind" in failed.stderr and "cannot open" not in failed.stderr
+    current = _qinglian(env, "db", "current")
+    assert current.returncode == 1 and "revision 0049;" in current.stdout
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def unmigrated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A database nobody ran `qinglian db upgrade` on — a SQLite file not there yet, an empty PostgreSQL database —
+    and how `db current` says so."""
+    if request.param == "sqlite":
+        path = tmp_path / "data" / "qinglian.db"
+        yield f"sqlite+aiosqlite:///{path}", f"no database at {path} yet"
+        return
+    from tests.conftest import create_postgres_database, drop_postgres_database
+
+    admin = request.getfixturevalue("postgres_server")
+    name, url = create_postgres_database(admin)
+    try:
+        yield url, "the database has no schema yet"
+    finally:
+        drop_postgres_database(admin, name)
+
+
+def test_commands_on_a_database_without_the_schema_say_where_it_stands(
+        unmigrated: tuple[str, str], tmp_path: Path) -> None:
+    """Seen setting up production (`staff add` before `db upgrade`, or QINGLIAN_DATABASE_URL naming another
+    database): `staff add` said "cannot open the database at …: relation "staff_users" does not exist", `keys
+    rotate` ended in a traceback, and `db backup` wrote an archive of 0 rows and succeeded — a nightly backup of
+    nothing. Each now says where the database stands and what to do, in one line, and writes nothing."""
+    from storage.migrate import head_revisions
+
+    url, standing = unmigrated
+    env = {"QINGLIAN_DATA_DIR": str(tmp_path / "data"), "QINGLIAN_DATABASE_URL": url}
+    said = (f"qinglian: {masked_url(url)}: {standing}: `qinglian db upgrade` "
+            + ("(or the first `qinglian serve`) " if url.startswith("sqlite") else "")
+            + f"creates it at revision {', '.join(sorted(head_revisions()))}")
+    for command in (["staff", "add", "alice", "--role", "admin", "--password", "a long enough password"],
+                    ["staff", "list"], ["keys", "status"], ["keys", "rotate"]):
+        refused = _qinglian(env, *command)
+        assert (refused.returncode, refused.stderr.splitlines()) == (2, [said]), refused.stderr
+    backup = _qinglian(env, "db", "backup", str(tmp_path / "nightly.qlbak"))
+    assert (backup.returncode, backup.stderr.splitlines()) == (2, [
+        f"{said}; nothing to back up. Run the backup with the service's settings (QINGLIAN_DATABASE_URL, "
+        "QINGLIAN_DATA_DIR): a cron job or timer does not read them by itself"]), backup.stderr
+    assert not (tmp_path / "nightly.qlbak").exists()
+    assert not (tmp_path / "data" / "qinglian.db").exists()
+
+
+def test_a_backup_before_an_upgrade_is_taken_of_the_older_schema(deployed_0049: str, tmp_path: Path) -> None:
+    """The backup section 14 asks for before an upgrade is taken with the new version installed and the database
+    not migrated yet: a schema behind this version's is backed up as it is."""
+    env = {"QINGLIAN_DATA_DIR": str(tmp_path / "data"), "QINGLIAN_DATABASE_URL": deployed_0049}
+    backup = _qinglian(env, "db", "backup", str(tmp_path / "before-upgrade.qlbak"))
+    assert backup.returncode == 0, backup.stderr
+    assert "(schema 0049)" in backup.stdout and (tmp_path / "before-upgrade.qlbak").exists()
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "1"], ["worker"], ["check"]])
+@pytest.mark.parametrize("environment", ["production", "development"])
+def test_a_data_directory_that_cannot_be_written_is_one_line_before_anything_starts(
+        tmp_path: Path, command: list[str], environment: str) -> None:
+    """Seen deploying: a data directory the service cannot write (a read-only volume, one owned by another user, a
+    file in its place) let `serve` migrate, start the app and end in a traceback of the first file it wrote
+    (jieba's cache, the default model); in development, `check` itself ended in one (the generated secret key). The
+    directory is now probed first and named with the system's reason. (A file in the directory's place stands for
+    the others here: the tests run as root, whom a read-only mode does not stop.)"""
+    in_the_way = tmp_path / "volume"
+    in_the_way.write_text("not a directory", encoding="utf-8")
+    env = {"QINGLIAN_DATA_DIR": str(in_the_way / "qinglian"), "QINGLIAN_ENVIRONMENT": environment}
+    if environment == "production":
+        env["QINGLIAN_SECRET_KEY"] = "ZCZC6UKxcwPhPOcM8n6l22BAie7ui-V-mGQbm5-O0qxCy3ds"
+        env["QINGLIAN_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'qinglian.db'}"
+    result = _qinglian(env, *command)
+    said = (f"the data directory {in_the_way / 'qinglian'} (QINGLIAN_DATA_DIR) cannot be written: Not a directory")
+    assert "Traceback" not in result.stderr
+    if command == ["check"] and environment == "production":
+        assert result.returncode == 1 and f"✗ data directory: {said}" in " ".join(result.stdout.split())
+        return
+    assert result.returncode == 2 and result.stdout == "", result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"qinglian: {said}")

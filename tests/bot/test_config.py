@@ -134,3 +134,42 @@ def test_one_heavy_read_at_a_time_unless_set_and_it_reaches_the_database(
         monkeypatch.setenv("QINGLIAN_HEAVY_READS", wrong)
         with pytest.raises(ConfigError, match="invalid setting QINGLIAN_HEAVY_READS"):
             load_settings(data_dir=tmp_path)
+
+
+def test_a_misspelt_setting_stops_the_start_naming_the_setting_it_was_meant_to_be(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen deploying: QINGLIAN_ENVIROMENT=production ran the service in development (a demo administrator made on
+    the empty production database, its password in the log), QINGLIAN_DATABSE_URL put every report into SQLite in
+    the data directory, QINGLIAN_PSEUDONYM_KEYS left the derived key in use until someone noticed — each misspelt name
+    was ignored without a word. A name that is no setting but a near miss of one is now refused; the variables of the
+    city's WeCom robots, of compose and of the test suite are not near any."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("QINGLIAN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("QINGLIAN_ENVIROMENT", "production")
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    assert str(refused.value) == ("QINGLIAN_ENVIROMENT is not a setting: did you mean QINGLIAN_ENVIRONMENT? Correct "
+                                  "its name (it is not read as it is, and the service would run without it)")
+    monkeypatch.delenv("QINGLIAN_ENVIROMENT")
+    (tmp_path / ".env").write_text("QINGLIAN_DATABSE_URL=postgresql+asyncpg://q@127.0.0.1/q\n", encoding="utf-8")
+    with pytest.raises(ConfigError,
+                       match=r"^QINGLIAN_DATABSE_URL is not a setting: did you mean QINGLIAN_DATABASE_URL\?"):
+        load_settings()
+    (tmp_path / ".env").unlink()
+
+    for unrelated in ("QINGLIAN_IMAGE", "QINGLIAN_TEST_POSTGRES", "QINGLIAN_SCREENSHOTS_DIR", "QINGLIAN_WECOM_HALL"):
+        monkeypatch.setenv(unrelated, "x")
+    assert load_settings().environment == "development"
+
+    env = {"PATH": "/usr/bin:/bin", "COLUMNS": "200", "QINGLIAN_DATA_DIR": str(tmp_path / "data"),
+           "QINGLIAN_PSEUDONYM_KEYS": "9ZyJLwwfX2Ju79Vtkz55IGLoyoWte5JlMuF9J7yYPIc"}
+    check = subprocess.run([sys.executable, "-m", "bot.cli", "check"], cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert (check.returncode, check.stdout, check.stderr) == (2, "", (
+        "qinglian: QINGLIAN_PSEUDONYM_KEYS is not a setting: did you mean QINGLIAN_PSEUDONYM_KEY? Correct its name (it "
+        "is not read as it is, and the service would run without it)\n"))
