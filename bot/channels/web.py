@@ -111,12 +111,19 @@ def build_router(runtime: Runtime) -> APIRouter:
         return hmac.new(key, b"web:" + token.encode(), hashlib.sha256).hexdigest()[:40]
 
     async def database_step(work: Awaitable[T], locale: str) -> T:
-        """`work` (one transaction), or 503 "try again shortly" when the database is unavailable."""
+        """`work` (one transaction), or 503 "try again shortly" when the database is unavailable or a file of the
+        data directory cannot be written."""
         try:
             return await work
         except DATABASE_UNAVAILABLE as problem:
-            # The type only: a database error's text can quote the statement and the resident's words.
-            log.warning("web chat: the database is unavailable (%s)", type(problem).__name__)
+            if isinstance(problem, OSError) and problem.filename is not None:
+                # a file of the data directory (an evidence file's random name, never the resident's words): a full
+                # disk or a read-only mount, which the operator looks for there, not in the database
+                log.warning("web chat: cannot write %s: %s (is the data directory full or read-only?)",
+                            problem.filename, problem.strerror or type(problem).__name__)
+            else:
+                # The type only: a database error's text can quote the statement and the resident's words.
+                log.warning("web chat: the database is unavailable (%s)", type(problem).__name__)
             raise HTTPException(503, runtime.texts.get(locale, "service_busy"),
                                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
 

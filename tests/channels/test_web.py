@@ -272,6 +272,37 @@ def test_an_oversized_upload_is_refused_while_it_streams(service: LiveService) -
         path.stat().st_size < 11 * 1024 * 1024 for path in (service.data_dir / "evidence").rglob("*"))
 
 
+def test_evidence_that_cannot_be_written_is_logged_as_a_file_problem_not_a_database_one(service: LiveService) -> None:
+    """A full disk or a read-only mount under the evidence directory: the resident is asked to try again shortly
+    and keeps the draft; the operator's log said "the database is unavailable", which sent them to PostgreSQL. It
+    now names the path that could not be written and the system's reason."""
+    evidence, aside = service.data_dir / "evidence", service.data_dir / "evidence-aside"
+    client = _client(service)
+    send = _sender(client)
+    send(command="report")
+    send(choice="district:kaifu")
+    send(text="开福区不动产登记中心")
+    send(text="上个月15号")
+    send(text="不动产登记中心的工作人员要求提供清单上没有的证明材料，来回跑了四趟。")
+    logged = len(service.log())
+    if evidence.exists():
+        evidence.rename(aside)
+    evidence.write_text("a file where the evidence directory should be")  # as a failed mount can leave it
+    try:
+        refused = client.post("/chat/api/upload", files={"file": ("receipt.jpg", plain_photo(64, 48), "image/jpeg")})
+    finally:
+        evidence.unlink()
+        if aside.exists():
+            aside.rename(evidence)
+    assert refused.status_code == 503 and "Retry-After" in refused.headers
+    log = service.log()[logged:]
+    assert "the database is unavailable" not in log
+    assert f"web chat: cannot write {evidence}" in log, log
+    # the draft is kept: the same photo is taken once the directory is back
+    taken = client.post("/chat/api/upload", files={"file": ("receipt.jpg", plain_photo(64, 48), "image/jpeg")})
+    assert taken.status_code == 200 and "已收到第 1 个文件" in taken.text
+
+
 def test_a_forged_or_unsigned_cookie_starts_a_fresh_conversation(service: LiveService) -> None:
     client = _client(service)
     client.post("/chat/api/message", json={"command": "report"})
