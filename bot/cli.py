@@ -175,7 +175,8 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Create or migrate the database schema."""
     settings = _settings()
     _migrate(settings, revision)
-    typer.echo(f"database at {_safe_url(settings)} is at revision {revision}")
+    _, where = _schema_state(settings)  # the revision it is at now, by its number (not "head")
+    typer.echo(f"database at {_safe_url(settings)}: {where}")
 
 
 def _schema_state(settings: Settings) -> tuple[bool, str]:

@@ -77,6 +77,7 @@ def test_db_current_says_where_the_database_stands_without_creating_it(tmp_path:
     upgraded = subprocess.run([sys.executable, "-m", "bot.cli", "db", "upgrade"], cwd=REPO, capture_output=True,
                               text=True, timeout=300, env={"PATH": "/usr/bin:/bin", **data})
     assert upgraded.returncode == 0, upgraded.stderr
+    assert upgraded.stdout.strip().endswith(f"revision {head} (the newest)"), upgraded.stdout  # not "revision head"
     newest = _db_current(data)
     assert (newest.returncode, newest.stdout.strip().endswith(f"revision {head} (the newest)")) == (0, True)
 
