@@ -153,13 +153,17 @@ class Settings(BaseSettings):
         from storage.db import parsed_url
 
         try:  # the message never repeats the value: it holds the password
-            parsed_url(value)
+            parsed = parsed_url(value)
         except ValueError as problem:
             if "@" in str(problem):
                 raise ValueError(f"{problem}, which must be written %40 (postgresql+asyncpg://user:p%40ss@host/db)"
                                  ) from None
             raise ValueError(f"{problem} (postgresql+asyncpg://user:password@host/db; write '@' in the password "
                              "as %40)") from None
+        if value.startswith("postgresql") and not parsed.database:
+            # asyncpg would connect to the database named like the user (`postgres`, often) and make the service's
+            # tables there, beside whatever else it holds
+            raise ValueError("names no database (postgresql+asyncpg://user:password@host/qinglian)")
         if value.startswith("sqlite"):
             from storage.db import sqlite_busy_timeout
 

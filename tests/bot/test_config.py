@@ -84,6 +84,12 @@ def test_development_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
     ("database_url", "postgresql+asyncpg://qinglian:p@ss@[::1:5432/qinglian",
      "invalid setting QINGLIAN_DATABASE_URL: is not a database URL (postgresql+asyncpg://user:password@host/db; "
      "write '@' in the password as %40)"),
+    # seen deploying: without a database name asyncpg connects to the one named like the user (here `postgres`),
+    # and the service's tables were made there, beside whatever else it holds
+    ("database_url", "postgresql+asyncpg://postgres@127.0.0.1:5432",
+     "invalid setting QINGLIAN_DATABASE_URL: names no database (postgresql+asyncpg://user:password@host/qinglian)"),
+    ("database_url", "postgresql+asyncpg://postgres@127.0.0.1:5432/",
+     "invalid setting QINGLIAN_DATABASE_URL: names no database (postgresql+asyncpg://user:password@host/qinglian)"),
     ("telegram_api_url", "ftp://x", "invalid setting QINGLIAN_TELEGRAM_API_URL: must be an http(s) URL"),
     ("telegram_webhook_url", "not a url", "invalid setting QINGLIAN_TELEGRAM_WEBHOOK_URL: must be an http(s) URL"),
     ("redis_url", "http://127.0.0.1:6379/0", "invalid setting QINGLIAN_REDIS_URL: must start with redis://"),
