@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import Table, bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -27,79 +28,133 @@ from storage.models import Attachment, Case, CaseTerm, ExtensionRequest, Interna
 ERASED_TEXT = "〔已删除〕"
 """What stands where the reporter's name or phone was."""
 
-_BETWEEN_DIGITS = r"[\s\-－–—.·]*"  # what people type between a phone's digits: 138 1234 5678, 138-1234-5678
-_DIGIT = "[{ascii}{wide}]"  # a digit as typed on either keyboard: 1 or １
-_NOT_A_DIGIT_BEFORE, _NOT_A_DIGIT_AFTER = r"(?<![0-9０-９])", r"(?![0-9０-９])"
+_WIDE = str.maketrans("０１２３４５６７８９＋", "0123456789+")
+"""Full-width digits and plus (a Chinese keyboard's) as ASCII: one character for one, so positions stay."""
+_NUMBER = re.compile(r"(?<![0-9])\+?[0-9](?:[\s\-－–—.·]?[0-9])*(?![0-9])")
+"""A number as people type it: digits, with a space, dash or dot between some of them (138 1234 5678, 138-1234-5678),
+perhaps +86 in front."""
+_GROUP = re.compile(r"\+?[0-9]+")
 MIN_NAME = 2
 """A shorter name (one character) would take that character out of every word that has it."""
 MIN_DIGITS = 7
 
 
-def own_contact_pattern(name: str | None, phone: str | None) -> re.Pattern[str] | None:
-    """What the reporter's `name` and `phone` look like in a text: the name as given; the phone's digits in ASCII
-    or full width, with spaces or dashes between them and an optional +86 in front, not part of a longer number.
-    None when neither is long enough to be told from other words."""
-    parts = []
-    digits = re.sub(r"\D", "", phone or "")
-    if digits.startswith("86") and len(digits) == 13:
-        digits = digits[2:]
-    if len(digits) >= MIN_DIGITS:
-        spelled = _BETWEEN_DIGITS.join(_DIGIT.format(ascii=d, wide=chr(0xFF10 + int(d))) for d in digits)
-        parts.append(f"{_NOT_A_DIGIT_BEFORE}(?:[+＋]?(?:86|８６){_BETWEEN_DIGITS})?{spelled}{_NOT_A_DIGIT_AFTER}")
-    name = (name or "").strip()
-    if len(name) >= MIN_NAME:
-        parts.append(re.escape(name))
-    return re.compile("|".join(parts)) if parts else None
+@dataclass(frozen=True)
+class OwnContact:
+    """The reporter's own name and phone as they may appear in a text (`scrub`)."""
+
+    name: str
+    digits: str  # the phone's digits, without +86
+
+    @classmethod
+    def of(cls, name: str | None, phone: str | None) -> OwnContact | None:
+        """None when neither is long enough to be told from other words."""
+        digits = re.sub(r"\D", "", phone or "")
+        if digits.startswith("86") and len(digits) == 13:
+            digits = digits[2:]
+        name = (name or "").strip()
+        contact = cls(name if len(name) >= MIN_NAME else "", digits if len(digits) >= MIN_DIGITS else "")
+        return contact if contact.name or contact.digits else None
+
+    def _phone_spans(self, text: str) -> list[tuple[int, int]]:
+        """Where the phone is in `text`: in ASCII or full-width digits, with the separators people type, an optional
+        +86, not part of a longer number (a number typed next to it, "13812345678 3次", is not part of it)."""
+        spans = []
+        wanted = (self.digits, "86" + self.digits)
+        for number in _NUMBER.finditer(text.translate(_WIDE)):
+            groups = [(number.start() + group.start(), number.start() + group.end(), group.group().lstrip("+"))
+                      for group in _GROUP.finditer(number.group())]
+            first = 0
+            while first < len(groups):
+                joined, last = "", first
+                for last in range(first, len(groups)):
+                    joined += groups[last][2]
+                    if joined in wanted or len(joined) >= len(wanted[1]):
+                        break
+                if joined in wanted:
+                    spans.append((groups[first][0], groups[last][1]))
+                    first = last + 1
+                else:
+                    first += 1
+        return spans
+
+    def scrub(self, text: str) -> str:
+        """`text` with the name and the phone replaced by `ERASED_TEXT`."""
+        if self.digits:
+            pieces, at = [], 0
+            for start, end in self._phone_spans(text):
+                pieces += [text[at:start], ERASED_TEXT]
+                at = end
+            text = "".join(pieces) + text[at:]
+        return text.replace(self.name, ERASED_TEXT) if self.name else text
+
+    def names(self, term: str) -> bool:
+        """Whether a key term is the name or the phone (or holds either)."""
+        return self.scrub(term) != term
 
 
-def _without_terms(terms: list[Any] | None, pattern: re.Pattern[str]) -> list[Any] | None:
+def _without_terms(terms: list[Any] | None, contact: OwnContact) -> list[Any] | None:
     """The key terms (`[term, weight]` pairs) that are not the name or the phone."""
     if not terms:
         return terms
-    return [term for term in terms if not pattern.search(str(term[0] if isinstance(term, list | tuple) else term))]
+    return [term for term in terms if not contact.names(str(term[0] if isinstance(term, list | tuple) else term))]
 
 
 async def _scrub_rows(session: AsyncSession, model: Any, column: InstrumentedAttribute[Any],
-                      patterns: dict[int, re.Pattern[str]]) -> set[int]:
-    """`column` of `model`'s rows of these cases with the patterns replaced; the cases whose rows changed."""
+                      patterns: dict[int, OwnContact]) -> set[int]:
+    """`column` of `model`'s rows of these cases with the patterns replaced, the changed rows in one executemany;
+    the cases whose rows changed."""
     changed: set[int] = set()
+    updates = []
     rows = await session.execute(select(model.id, model.case_id, column).where(
         model.case_id.in_(list(patterns)), column.is_not(None)))
     for row_id, case_id, text in rows.all():
-        scrubbed = patterns[case_id].sub(ERASED_TEXT, text)
+        scrubbed = patterns[case_id].scrub(text)
         if scrubbed != text:
-            await session.execute(update(model).where(model.id == row_id).values({column.key: scrubbed})
-                                  .execution_options(synchronize_session=False))
+            updates.append({"b_id": row_id, "b_value": scrubbed})
             changed.add(case_id)
+    if updates:
+        table = model.__table__
+        await session.execute(update(table).where(table.c.id == bindparam("b_id"))
+                              .values({column.key: bindparam("b_value")}), updates)
     return changed
+
+
+_CASE_TEXTS = ("place", "occurred", "description", "label_terms", "label_contrast_terms")
 
 
 async def scrub_own_contacts(session: AsyncSession, case_ids: Sequence[int]) -> int:
     """Before these cases' contact fields are cleared: their reporter's own name and phone out of the case's place,
     time and description, its key terms, every trace entry's text (the reporter's follow-ups and staff answers),
     the staff notes, the extension reasons and the evidence files' original names. Returns how many cases
-    changed (and were taken out of the search index until housekeeping indexes them again)."""
+    changed (and were taken out of the search index until housekeeping indexes them again).
+
+    Each table's changed rows are written by one executemany, not a statement a row: the batch is one write
+    transaction, and on SQLite residents' steps wait for it (`python -m benchmarks.retention_round`)."""
     known = await session.execute(select(Case.id, Case.reporter_name, Case.reporter_phone).where(
         Case.id.in_(list(case_ids)), or_(Case.reporter_name.is_not(None), Case.reporter_phone.is_not(None))))
-    patterns = {case_id: pattern for case_id, name, phone in known.all()
-                if (pattern := own_contact_pattern(name, phone)) is not None}
+    patterns = {case_id: contact for case_id, name, phone in known.all()
+                if (contact := OwnContact.of(name, phone)) is not None}
     if not patterns:
         return 0
     changed: set[int] = set()
-    cases = await session.execute(select(Case.id, Case.place, Case.occurred, Case.description, Case.label_terms,
-                                         Case.label_contrast_terms).where(Case.id.in_(list(patterns))))
-    for case_id, place, occurred, description, terms, contrast in cases.all():
+    case_updates = []
+    cases = await session.execute(select(Case.id, *(getattr(Case, key) for key in _CASE_TEXTS))
+                                  .where(Case.id.in_(list(patterns))))
+    for case_id, *values in cases.all():
         pattern = patterns[case_id]
-        texts = {"place": place, "occurred": occurred, "description": description}
-        values: dict[str, Any] = {key: pattern.sub(ERASED_TEXT, text) for key, text in texts.items()
-                                  if text and pattern.search(text)}
-        for key, listed in (("label_terms", terms), ("label_contrast_terms", contrast)):
-            if (kept := _without_terms(listed, pattern)) != listed:
-                values[key] = kept
-        if values:
-            await session.execute(update(Case).where(Case.id == case_id).values(values)
-                                  .execution_options(synchronize_session=False))
+        before = dict(zip(_CASE_TEXTS, values, strict=True))
+        after = {key: pattern.scrub(text) if text else text for key, text in before.items()
+                 if key in ("place", "occurred", "description")}
+        after["label_terms"] = _without_terms(before["label_terms"], pattern)
+        after["label_contrast_terms"] = _without_terms(before["label_contrast_terms"], pattern)
+        if after != before:
+            case_updates.append({"b_id": case_id, **{f"b_{key}": value for key, value in after.items()}})
             changed.add(case_id)
+    if case_updates:
+        table = cast(Table, Case.__table__)
+        await session.execute(update(table).where(table.c.id == bindparam("b_id"))
+                              .values({key: bindparam(f"b_{key}") for key in _CASE_TEXTS}), case_updates)
     scrubbed: Iterable[tuple[Any, InstrumentedAttribute[Any]]] = (
         (TraceEvent, TraceEvent.body), (InternalNote, InternalNote.body), (ExtensionRequest, ExtensionRequest.reason),
         (Attachment, Attachment.original_name))
