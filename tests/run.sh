@@ -32,7 +32,9 @@ else
     # has its own temporary directories, test databases (random names) and default model; the first half's
     # report follows the second's.
     # The second half is everything the first does not take, so a new test directory is never left out.
-    first_half=(tests/bot tests/channels tests/faults tests/standins tests/nlp)
+    # (balanced by time, not by count: tests/standins and tests/nlp moved to the second half on 7 Dec 2026, when
+    # tests/console got 40 % faster; the halves took 17.3 and 14.9 min before, under load)
+    first_half=(tests/bot tests/channels tests/faults)
     first_log="$(mktemp)"
     .venv/bin/python -m pytest -q "${first_half[@]}" >"$first_log" 2>&1 &
     first=$!
