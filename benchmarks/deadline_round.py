@@ -16,22 +16,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Table, insert, text
 
-from benchmarks.load_test import create_database, drop_database
+from benchmarks.load_test import migrated_database
 from bot.jobs import deadlines_once
 from handlers.city import load_city_config
 from handlers.routing import warning_horizon
 from storage import loop
 from storage.crypto import DataKey, KeyRing, generate_key, parse_key
 from storage.db import create_engine, create_sessionmaker
-from storage.migrate import upgrade
 from storage.models import Case
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # a Tuesday
@@ -114,18 +111,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for kind in (["sqlite", "postgres"] if arguments.database == "both" else [arguments.database]):
         for backlog in backlogs:
-            name = None
-            with tempfile.TemporaryDirectory(prefix="qinglian-deadlines-") as work:
-                if kind == "postgres":
-                    name, url = create_database(arguments.postgres, prefix="qinglian_deadlines")
-                else:
-                    url = f"sqlite+aiosqlite:///{Path(work) / 'qinglian.db'}"
-                try:
-                    upgrade(url, keyring)
-                    figures = asyncio.run(_measure(url, keyring, backlog, arguments.untold))
-                finally:
-                    if name is not None:
-                        drop_database(arguments.postgres, name)
+            with migrated_database(kind, arguments.postgres, keyring, "qinglian_deadlines") as url:
+                figures = asyncio.run(_measure(url, keyring, backlog, arguments.untold))
             print(f"| {kind} | {backlog:,} | {figures['found']:,} | {figures['scan_ms']:.1f} | "
                   f"{figures['warned']:.0f} / {figures['escalated']:.0f}, {figures['first_s']:.2f} | "
                   f"{figures['second_s']:.3f} ({figures['second_told']:.0f}) |", flush=True)

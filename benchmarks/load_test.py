@@ -67,8 +67,8 @@ import threading
 import time
 import tomllib
 from collections import Counter
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -349,6 +349,26 @@ def create_database(admin_dsn: str, prefix: str = "qinglian_load") -> tuple[str,
     asyncio.run(create())
     base = admin_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
     return name, f"{base}/{name}"
+
+
+@contextmanager
+def migrated_database(kind: str, admin_dsn: str, keyring: Any, prefix: str) -> Iterator[str]:
+    """A fresh database of `kind` ("sqlite": a file in a temporary directory; "postgres": a database on the server of
+    `admin_dsn`, dropped afterwards) migrated to the newest schema: its URL."""
+    from storage.migrate import upgrade
+
+    name = None
+    with tempfile.TemporaryDirectory(prefix=f"{prefix}-") as work:
+        if kind == "postgres":
+            name, url = create_database(admin_dsn, prefix=prefix)
+        else:
+            url = f"sqlite+aiosqlite:///{Path(work) / 'qinglian.db'}"
+        try:
+            upgrade(url, keyring)
+            yield url
+        finally:
+            if name is not None:
+                drop_database(admin_dsn, name)
 
 
 def drop_database(admin_dsn: str, name: str) -> None:

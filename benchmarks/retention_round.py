@@ -17,20 +17,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Table, insert, select, text
 
-from benchmarks.load_test import create_database, drop_database
+from benchmarks.load_test import migrated_database
 from storage import housekeeping
 from storage.crypto import DataKey, KeyRing, generate_key, parse_key
 from storage.db import create_engine, create_sessionmaker
 from storage.erasure import ERASED_TEXT
-from storage.migrate import upgrade
 from storage.models import Case, TraceEvent
 
 CLOSED = datetime(2025, 6, 1, 9, 0, tzinfo=UTC)
@@ -110,18 +107,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for kind in (["sqlite", "postgres"] if arguments.database == "both" else [arguments.database]):
         for share in (float(value) for value in arguments.real_name.split(",")):
-            name = None
-            with tempfile.TemporaryDirectory(prefix="qinglian-retention-") as work:
-                if kind == "postgres":
-                    name, url = create_database(arguments.postgres, prefix="qinglian_retention")
-                else:
-                    url = f"sqlite+aiosqlite:///{Path(work) / 'qinglian.db'}"
-                try:
-                    upgrade(url, keyring)
-                    figures = asyncio.run(_measure(url, keyring, arguments.cases, share))
-                finally:
-                    if name is not None:
-                        drop_database(arguments.postgres, name)
+            with migrated_database(kind, arguments.postgres, keyring, "qinglian_retention") as url:
+                figures = asyncio.run(_measure(url, keyring, arguments.cases, share))
             print(f"| {kind} | {arguments.cases:,} | {share:.0%} | {figures['erased']:,.0f} / "
                   f"{figures['scrubbed']:,.0f} | {figures['batches']:.0f} | {figures['median_ms']:.0f} | "
                   f"{figures['max_ms']:.0f} | {figures['total_s']:.1f} |", flush=True)

@@ -69,14 +69,19 @@ def _sender(client: httpx.Client) -> Callable[..., str]:
     return send
 
 
-def test_api_files_a_report_with_an_uploaded_photo(service: LiveService) -> None:
-    client = _client(service)
-    send = _sender(client)
+def _to_the_evidence_step(send: Callable[..., str]) -> None:
+    """A web-chat resident answers the report's questions up to the evidence."""
     send(command="report")
     send(choice="district:kaifu")
     send(text="开福区不动产登记中心")
     send(text="上个月15号")
     send(text="不动产登记中心的工作人员要求提供清单上没有的证明材料，来回跑了四趟。")
+
+
+def test_api_files_a_report_with_an_uploaded_photo(service: LiveService) -> None:
+    client = _client(service)
+    send = _sender(client)
+    _to_the_evidence_step(send)
     jpeg = plain_photo(320, 240)
     upload = client.post("/chat/api/upload", files={"file": ("receipt.jpg", jpeg, "image/jpeg")})
     assert upload.status_code == 200 and "已收到第 1 个文件" in upload.text
@@ -279,11 +284,7 @@ def test_evidence_that_cannot_be_written_is_logged_as_a_file_problem_not_a_datab
     evidence, aside = service.data_dir / "evidence", service.data_dir / "evidence-aside"
     client = _client(service)
     send = _sender(client)
-    send(command="report")
-    send(choice="district:kaifu")
-    send(text="开福区不动产登记中心")
-    send(text="上个月15号")
-    send(text="不动产登记中心的工作人员要求提供清单上没有的证明材料，来回跑了四趟。")
+    _to_the_evidence_step(send)
     logged = len(service.log())
     if evidence.exists():
         evidence.rename(aside)

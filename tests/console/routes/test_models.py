@@ -204,16 +204,22 @@ async def test_the_confirmation_says_when_the_gate_refuses_and_rollback_is_offer
         assert '<span class="tag warn"><span class="bi">强制<span class="en">forced</span></span></span>' in after
 
 
-def _damaged_copy(models_dir: Path, version: str, *, promote: bool = False) -> Path:
-    """A copy of the promoted model saved as `version` (promoted, if asked, while it is sound), whose model file
-    is then cut short, as a full disk or an interrupted copy leaves it; returns that file."""
-    registry = ModelRegistry(models_dir)
-    source = registry.promoted()
+def _copy_of_promoted(models_dir: Path, version: str, **recorded: Any) -> Path:
+    """A copy of the promoted model saved as `version`, its metadata changed by `recorded`; returns its directory."""
+    source = ModelRegistry(models_dir).promoted()
     assert source is not None
     target = models_dir / version
     shutil.copytree(source.path, target)
     metadata = json.loads((target / METADATA_FILE).read_text(encoding="utf-8"))
-    (target / METADATA_FILE).write_text(json.dumps({**metadata, "version": version}), encoding="utf-8")
+    (target / METADATA_FILE).write_text(json.dumps({**metadata, "version": version, **recorded}), encoding="utf-8")
+    return target
+
+
+def _damaged_copy(models_dir: Path, version: str, *, promote: bool = False) -> Path:
+    """A copy of the promoted model saved as `version` (promoted, if asked, while it is sound), whose model file
+    is then cut short, as a full disk or an interrupted copy leaves it; returns that file."""
+    registry = ModelRegistry(models_dir)
+    target = _copy_of_promoted(models_dir, version)
     if promote:
         registry.promote(version, force=True, by="test")
     model_file = target / MODEL_FILE
@@ -258,15 +264,10 @@ async def test_a_model_saved_with_another_scikit_learn_is_refused_in_both_langua
     safely: promoting it is refused, and the page says why and what to do in Chinese as well as English."""
     await console.user("boss", StaffRole.ADMIN)
     other = "20260101-000000-othersk"
-    registry = ModelRegistry(console.context.models_dir)
-    source = registry.promoted()
-    assert source is not None
-    target = console.context.models_dir / other
-    await asyncio.to_thread(shutil.copytree, source.path, target)
-    metadata = json.loads((target / METADATA_FILE).read_text(encoding="utf-8"))
-    libraries = {**metadata.get("library_versions", {}), "scikit-learn": "1.5.2"}
-    (target / METADATA_FILE).write_text(json.dumps({**metadata, "version": other, "library_versions": libraries}),
-                                        encoding="utf-8")
+    serving = ModelRegistry(console.context.models_dir).promoted()
+    assert serving is not None
+    libraries = {**serving.library_versions, "scikit-learn": "1.5.2"}
+    await asyncio.to_thread(_copy_of_promoted, console.context.models_dir, other, library_versions=libraries)
     async with console.client() as client:
         csrf = await console.login(client, "boss")
         refused = await client.post("/console/models/promote", data={"csrf": csrf, "version": other, "force": "1",
