@@ -227,16 +227,21 @@ def _damaged_copy(models_dir: Path, version: str, *, promote: bool = False) -> P
     return model_file
 
 
+async def _promotion_refused(console: ConsoleHarness, version: str) -> str:
+    """The administrator "boss" confirms promoting `version` (forced past the gate): the refusal's text."""
+    async with console.client() as client:
+        csrf = await console.login(client, "boss")
+        refused = await client.post("/console/models/promote", data={"csrf": csrf, "version": version, "force": "1",
+                                                                     "confirm": "1"})
+    assert refused.status_code == 409
+    return html.unescape(refused.text)
+
+
 async def test_a_damaged_model_is_refused_and_reported_in_both_languages(console: ConsoleHarness) -> None:
     await console.user("boss", StaffRole.ADMIN)
     damaged = "20260101-000000-damage"
     await asyncio.to_thread(_damaged_copy, console.context.models_dir, damaged)
-    async with console.client() as client:
-        csrf = await console.login(client, "boss")
-        refused = await client.post("/console/models/promote", data={"csrf": csrf, "version": damaged, "force": "1",
-                                                                     "confirm": "1"})
-    assert refused.status_code == 409
-    text = html.unescape(refused.text)
+    text = await _promotion_refused(console, damaged)
     assert f"模型 {damaged} 的模型文件与记录的校验值不符，文件已损坏或被改动" in text
     assert f"model {damaged}: {MODEL_FILE} does not match the sha256 in {METADATA_FILE}" in text
     assert "模型操作未能执行" not in text
@@ -268,12 +273,7 @@ async def test_a_model_saved_with_another_scikit_learn_is_refused_in_both_langua
     assert serving is not None
     libraries = {**serving.library_versions, "scikit-learn": "1.5.2"}
     await asyncio.to_thread(_copy_of_promoted, console.context.models_dir, other, library_versions=libraries)
-    async with console.client() as client:
-        csrf = await console.login(client, "boss")
-        refused = await client.post("/console/models/promote", data={"csrf": csrf, "version": other, "force": "1",
-                                                                     "confirm": "1"})
-    assert refused.status_code == 409
-    text = html.unescape(refused.text)
+    text = await _promotion_refused(console, other)
     assert f"模型 {other} 是用 scikit-learn 1.5.2 保存的" in text
     assert f"model {other} was saved with scikit-learn 1.5.2" in text
 
