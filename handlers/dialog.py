@@ -247,7 +247,7 @@ async def _input(turn: Turn) -> None:
         await report.answer(turn, None, inbound.attachment.place, None)  # a shared location says where
         return
     if inbound.attachment is not None and inbound.attachment.contact is not None and \
-            state not in report.WIZARD_STATES:  # the report's identity questions take one (`report.answer`)
+            state not in report.IDENTITY_STATES:  # the report's identity questions take one (`report.answer`)
         turn.say(turn.t("error_contact_here"))
         await reask(turn)
         return

@@ -36,6 +36,9 @@ from storage.receipts import format_receipt_code
 
 WIZARD_STATES = ("intake", "district", "place", "when", "description", "evidence", "identity", "name", "phone",
                  "summary", "edit")
+IDENTITY_STATES = ("identity", "name", "phone")
+"""The questions of a real-name report: whether to give one's name, the name, the number (a shared contact card
+answers them)."""
 UNSURE_DISTRICT = "unsure"
 EDITABLE_FIELDS = ("district", "place", "when", "description", "evidence", "identity")
 REPORT_WINDOW = timedelta(hours=24)
@@ -279,7 +282,7 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
             _next(turn, "evidence")
         elif state == "evidence":
             await _evidence(turn, choice, text, attachment)
-        elif state in ("identity", "name", "phone") and choice == "identity:anonymous":
+        elif state in IDENTITY_STATES and choice == "identity:anonymous":
             turn.update_draft(anonymous=True, name=None, phone=None, pending_name=None, pending_phone=None)
             ask(turn, "summary")
         elif state == "identity":
@@ -338,10 +341,6 @@ def _describe(turn: Turn, text: str) -> None:
     turn.update_draft(description=description)
 
 
-CONTACT_STATES = ("identity", "name", "phone")
-"""The questions a shared contact card answers: with the resident's name and number, a real-name report."""
-
-
 def _identified(turn: Turn, name: str | None, phone: str) -> None:
     turn.update_draft(anonymous=False, name=name, phone=phone, pending_name=None, pending_phone=None)
     ask(turn, "summary")
@@ -349,13 +348,10 @@ def _identified(turn: Turn, name: str | None, phone: str) -> None:
 
 def _contact_card(turn: Turn, card: SharedContact) -> None:
     """A contact card where the name and number are asked (or the choice of a real-name report is, which sharing
-    one makes): the resident's own fills both, checked as typed ones are; the name typed already stays. What the
-    checks refuse is said, the rest kept, and the question of what is missing asked."""
+    one makes; elsewhere the dialog explains it is not used): the resident's own fills both, checked as typed ones
+    are; the name typed already stays. What the checks refuse is said, the rest kept, and the question of what is
+    missing asked."""
     state = turn.conversation.state
-    if state not in CONTACT_STATES:
-        turn.say(turn.t("error_contact_here"))
-        ask(turn, state)
-        return
     if not card.own:
         turn.say(turn.t("error_contact_not_own"))
         ask(turn, state)
