@@ -58,7 +58,7 @@ async def handle(session: AsyncSession, inbound: Inbound, ctx: DialogContext, *,
         # refused, and why) comes first; their running count and question are restated here
         said = {message.text for message in turn.messages}
         turn.messages[:0] = [message for message in withdrawn if not message.restated and message.text not in said]
-    held = turn.gathering is not None and gather is not None and hold is None and queue is not None
+    held = turn.gathering is not None and hold is None  # `_gather` sets it only with a gather and a queue
     if held:
         turn.context_set(gather=turn.gathering)
     payloads = queue(turn.messages) if queue is not None else []
