@@ -158,6 +158,13 @@ def revealed_case_ids(cases: Sequence[Case]) -> list[int]:
     return [case.id for case in cases if not case.anonymous and (case.reporter_name or case.reporter_phone)]
 
 
+def check_language(locale: str) -> str:
+    """The language an export was asked in, one of `LOCALES`; 422 with the languages there are otherwise."""
+    if locale not in LOCALES:
+        raise OperationError(422, "export_language", known=", ".join(LOCALES))
+    return locale
+
+
 async def export_cases(principal: Principal, flt: queries.CaseFilter, *, fmt: Format, identity: bool,
                        ip: str | None, described: dict[str, str], reason: str | None = None,
                        locale: str = "zh") -> Export:
@@ -167,8 +174,7 @@ async def export_cases(principal: Principal, flt: queries.CaseFilter, *, fmt: Fo
     reveal of each case whose reporter's identity it holds (`case.reveal_identity`, with the reason and
     `"via": "export"`), so that the case's activity and the audit log's reveals show it. `locale`: one of
     `LOCALES` (422 otherwise)."""
-    if locale not in LOCALES:
-        raise OperationError(422, "export_language", known=", ".join(LOCALES))
+    check_language(locale)
     if identity and not can_reveal_identity(principal.user, principal.context.city):
         raise OperationError(403, "identity_forbidden")
     reason = reason.strip() if reason else ""

@@ -218,8 +218,6 @@ def to_csv(result: LoopStatistics, city: CityConfig, locale: str = "zh") -> str:
     Sections: `period` (start and end, ISO 8601 UTC; the queues), `queue` (one block per queue, by code), `total`
     (key `*`), `week` (key the ISO week, name its first day). Rates are fractions (0–1), times in hours, reply
     scores 0–1; an empty value where nothing was counted."""
-    locale = "en" if locale == "en" else "zh"
-
     def metric_name(metric: str) -> str:
         return texts.get(locale, f"loop_csv.{metric}")
 

@@ -93,7 +93,6 @@ def to_csv(stats: Statistics, city: CityConfig, locale: str = "zh") -> str:
     Dimensions: `period` (start and end, ISO 8601 UTC), `summary` (total, medians in hours, rating), `label`,
     `district`, `queue`, `status` (counts), `overdue_accept` and `overdue_resolve` (counts per queue).
     """
-    locale = "en" if locale == "en" else "zh"
     summary = {
         "total": str(stats.total),
         "median_hours_to_accept": _number(stats.median_hours_to_accept),

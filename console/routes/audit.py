@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from fastapi import Request
 from fastapi.responses import Response
 
-from console import accounts
+from console import accounts, exports
 from console.auth import Principal
 from console.operations import OperationError, require_admin
 from console.rendering import render, secure
@@ -72,8 +72,9 @@ async def audit_csv(request: Request, principal: PagePrincipal, lang: str = "zh"
     """The entries of the filter as CSV: column names in Chinese and English and the actions and details said in
     both, or with `lang=en` all in English."""
     require_admin(principal)
+    locale = exports.check_language(lang)
     filters, params = audit_filter(request, principal)
-    content = await accounts.audit_export(principal, ip=client_ip(request), locale=lang,
+    content = await accounts.audit_export(principal, ip=client_ip(request), locale=locale,
                                           described={k: v for k, v in params.items() if v}, **filters)
     return secure(Response(content, media_type="text/csv; charset=utf-8",
                            headers={"Content-Disposition": 'attachment; filename="qinglian-audit.csv"'}))

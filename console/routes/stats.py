@@ -11,7 +11,7 @@ from fastapi import Request
 from fastapi.responses import Response
 from markupsafe import Markup
 
-from console import charts, loop_stats, stats, texts
+from console import charts, exports, loop_stats, stats, texts
 from console.auth import Principal, visible_queues
 from console.operations import OperationError, require_supervisor
 from console.rendering import Names, render
@@ -78,9 +78,10 @@ async def statistics_page(request: Request, principal: PagePrincipal, start: str
 async def statistics_csv(principal: PagePrincipal, start: str = "", end: str = "", lang: str = "zh") -> Response:
     """The statistics of the period as CSV, the names in Chinese or with `lang=en` in English."""
     require_supervisor(principal)
+    locale = exports.check_language(lang)
     first, last = _period(principal, start, end)
     result = await _statistics(principal, first, last)
-    return Response(stats.to_csv(result, principal.context.city, lang), media_type="text/csv; charset=utf-8",
+    return Response(stats.to_csv(result, principal.context.city, locale), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="qinglian-{first}-{last}.csv"'})
 
 
@@ -89,7 +90,8 @@ async def loop_csv(principal: PagePrincipal, start: str = "", end: str = "", lan
     """The closed loop's figures of the period (the statistics page's loop section) as CSV, the names in Chinese or
     with `lang=en` in English."""
     require_supervisor(principal)
+    locale = exports.check_language(lang)
     first, last = _period(principal, start, end)
     result = await loop_stats.figures(principal, first, last)
-    return Response(loop_stats.to_csv(result, principal.context.city, lang), media_type="text/csv; charset=utf-8",
+    return Response(loop_stats.to_csv(result, principal.context.city, locale), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="qinglian-loop-{first}-{last}.csv"'})

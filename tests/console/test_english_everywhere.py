@@ -186,3 +186,17 @@ async def test_the_apis_loop_and_audit_csv_in_english_say_nothing_in_chinese(con
     assert "Clean Hall supervision" in english["/api/v1/stats/loop.csv"].text
     assert "time (Asia/Shanghai)" in english["/api/v1/audit.csv"].text
 
+
+async def test_an_export_language_the_console_does_not_have_is_a_422_with_the_languages_it_has(
+        console: ConsoleHarness) -> None:
+    """`lang=fr` (or a typo) gave a Chinese file, as if asked for one; the case export already refused it."""
+    admin = await console.user("adm", StaffRole.ADMIN)
+    cookies, _ = await console_session(console.context, admin)
+    async with console.client() as client:
+        client.cookies.update(cookies)
+        refused = {path: await client.get(path, params={"lang": "fr"}) for path in (
+            "/console/stats.csv", "/console/stats/loop.csv", "/console/audit.csv")}
+    for path, response in refused.items():
+        assert response.status_code == 422, (path, response.status_code)
+        assert "zh, en" in response.text, path
+
