@@ -96,16 +96,6 @@ async def _schema_state(database_url: str) -> set[str] | None:
         await engine.dispose()
 
 
-def is_current(database_url: str) -> bool:
-    """Whether the database is at the head revision. Blocking; not for use on a running event loop."""
-    if database_url.startswith("sqlite") and ":memory:" in database_url:
-        return False
-    try:
-        return asyncio.run(_schema_state(database_url)) == head_revisions()
-    except DatabaseUnreachable:
-        return False  # the upgrade that follows says why
-
-
 def upgrade(database_url: str, keyring: KeyRing, revision: str = "head") -> None:
     """Blocking; call it in a thread from async code. `keyring` encrypts what a migration encrypts.
 

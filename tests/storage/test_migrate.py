@@ -6,11 +6,16 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
-from storage.migrate import MIGRATIONS_DIR, head_revisions, is_current, upgrade
+from storage.migrate import MIGRATIONS_DIR, describe, head_revisions, upgrade
 from tests.conftest import make_test_keyring
 
 LAST = max(script.name.split("_", 1)[0] for script in (MIGRATIONS_DIR / "versions").glob("[0-9]*.py"))
 """The revision of the newest migration script (scripts are numbered; each one's revision is its number)."""
+
+
+def is_current(database_url: str) -> bool:
+    """Whether the database is at the newest revision, as `qinglian db current` says it."""
+    return describe(database_url)[0]
 
 
 def test_the_head_is_the_last_migration() -> None:
