@@ -272,6 +272,7 @@ async def ensure_first_admin(database: Database, environment: Literal["developme
                                                          password_hash=password_hash)
     if created is None:  # another worker created one meanwhile
         return None
-    return (f"DEMO ONLY — created administrator '{DEMO_ADMIN}' with password {password} for the embedded default.\n"
+    return (f"DEMO ONLY — created administrator '{DEMO_ADMIN}' with password {password} for the embedded default;\n"
+            "  change it when you first sign in (the console asks for a new one before anything else).\n"
             "  Create real accounts with `qinglian staff add` and disable this one: "
             f"qinglian staff disable {DEMO_ADMIN}")

@@ -97,11 +97,12 @@ async def create_staff(session: AsyncSession, *, username: str, display_name: st
 
 async def create_first_admin(session: AsyncSession, *, username: str, display_name: str,
                              password_hash: str) -> StaffUser | None:
-    """An administrator account, only while no staff account exists (None otherwise): the first start's."""
+    """An administrator account, only while no staff account exists (None otherwise): the first start's. Its
+    password was generated and printed to the log, so its owner must choose a new one at the first sign-in."""
     if await count_staff(session):
         return None
     return await create_staff(session, username=username, display_name=display_name, role=StaffRole.ADMIN,
-                              password_hash=password_hash)
+                              password_hash=password_hash, must_change_password=True)
 
 
 async def set_queues(session: AsyncSession, user: StaffUser, queues: Sequence[str], *,

@@ -29,18 +29,32 @@ from tests.console.conftest import (
 from tests.factories import console_session
 
 
-async def test_first_start_creates_a_marked_demo_admin_who_can_log_in(
+async def test_first_start_creates_a_marked_demo_admin_who_must_choose_a_password(
         tmp_path: Path, data_template: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo administrator's password was generated and printed to a log others may read: like any generated
+    password (issue 14.10), it opens only the page where its owner chooses a new one."""
     settings = make_settings(fresh_data_dir(data_template, tmp_path / "data"))
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         printed = capsys.readouterr().out
         found = re.search(r"administrator 'demo-admin' with password (\S+)", printed)
         assert "DEMO ONLY" in printed and found, printed
+        assert "change it when you first sign in" in printed
+        generated = found.group(1)
         harness = ConsoleHarness(app, settings, "")
         async with harness.client() as client:
-            await harness.login(client, "demo-admin", found.group(1))
+            assert (await harness.submit_login(client, "demo-admin", generated)).status_code == 303
+            assert location(await client.get("/console/staff")) == "/console/account"
+            page = await client.get("/console/account")
+            assert "请先设置自己的新密码" in page.text, page.text
+            changed = await client.post("/console/account/password", data={
+                "csrf": csrf_of(page.text), "current": generated, "new": "demo admin's own 2026",
+                "repeat": "demo admin's own 2026"})
+            assert location(changed) == "/console/account?done=password"
             assert "人员" in (await client.get("/console/staff")).text
+        async with harness.client() as client:
+            assert (await harness.submit_login(client, "demo-admin", generated)).status_code == 401
+            await harness.login(client, "demo-admin", "demo admin's own 2026")
         await settle_background_tasks()
     app = create_app(settings)
     async with app.router.lifespan_context(app):
