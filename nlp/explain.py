@@ -6,12 +6,13 @@ The strongest positive contributions become phrases of the text: a word feature 
 is shown as written when its words are adjacent), a character n-gram lends its weight to the word of the text
 it occurs in, a cue of the taxonomy (`nlp.cues`) to its phrases found in the text. Phrases shorter than two
 characters, stop words and the filler words of `nlp/data/filler.txt` (问题, 情况, 现在, …: words that occur in
-reports of every label) are never shown.
+reports of every label) are never shown, nor quantities (两个, 三趟, 3月: `QUANTITY`).
 """
 
 from __future__ import annotations
 
 import bisect
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,12 @@ FILLER_FILE = DATA_DIR / "filler.txt"
 MAX_TERMS = 5
 MIN_TERM_CHARS = 2
 TERM_CANDIDATES = 30  # strongest positive features considered
+
+
+QUANTITY = re.compile(r"[0-9０-９.．零〇一二两三四五六七八九十百千万亿几多半]+"
+                      r"(?:个|次|趟|遍|回|位|名|件|条|张|份|天|日|号|年|月|周|星期|小时|钟头|分钟|秒|岁|元|块|毛|角)?")
+"""A number and at most one counting word (两个, 三趟, 3月, 五千元): how much or how often, never why a report
+belongs to its label, however often a label's training reports repeat it."""
 
 
 def _read_filler(path: Path = FILLER_FILE) -> frozenset[str]:
@@ -78,9 +85,9 @@ class Explainer:
         self._hidden = stop_words() | _read_filler()
 
     def shown(self, term: str) -> bool:
-        """A phrase worth showing: ≥ 2 characters, a letter in it, no stop or filler word."""
+        """A phrase worth showing: ≥ 2 characters, a letter in it, no stop or filler word, not a mere quantity."""
         return (len(term) >= MIN_TERM_CHARS and term not in self._hidden
-                and any(char.isalpha() for char in term))
+                and any(char.isalpha() for char in term) and QUANTITY.fullmatch(term) is None)
 
     def terms(self, normalised: str, indices: np.ndarray, values: np.ndarray, label: int,
               against: int | None = None) -> list[str]:

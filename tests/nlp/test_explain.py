@@ -97,15 +97,15 @@ def test_at_most_five_phrases_are_shown_and_ties_are_ordered_by_the_phrase() -> 
     assert terms == ["主任", "医生", "床位", "手术", "病人"]
 
 
-def test_single_characters_stop_words_filler_words_and_numbers_are_never_shown() -> None:
+def test_single_characters_stop_words_filler_words_numbers_and_quantities_are_never_shown() -> None:
     hidden = ["w收", "w以及", "w问题", "w2024", "w12345", "wthe"]
     weights = {name: (0.0, 10.0, 0.0) for name in hidden} | {"w医生": (0.0, 0.1, 0.0)}
     text = "2024年医生收红包以及其他问题，打12345也没用，the doctor"
     values = {name: 1.0 for name in weights}
     assert explain(weights, text, values, MEDICAL) == ["医生"]
     explainer = Explainer(pipeline_with(weights))
-    shown = ["红包", "x光", "ab", "3月"]
-    never = ["问题", "情况", "以及", "钱", "a", "12", "2024"]
+    shown = ["红包", "x光", "ab", "3号窗口", "两个月不发工资"]
+    never = ["问题", "情况", "以及", "钱", "a", "12", "2024", "两个", "三趟", "3月", "五千元", "２小时", "几次"]
     assert [term for term in shown + never if explainer.shown(term)] == shown
 
 
