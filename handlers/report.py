@@ -44,6 +44,12 @@ EDITABLE_FIELDS = ("district", "place", "when", "description", "evidence", "iden
 REPORT_WINDOW = timedelta(hours=24)
 INTAKE_EXCERPT = 60
 """How much of a text offered as a report's description the offer quotes back."""
+STORY_QUESTIONS = ("place", "when")
+"""Open questions before "what happened" that residents often answer with the whole story at once."""
+STORY_MIN_CHARS = 40
+"""A longer answer to the place or the time that would pass as a description is taken for the story: kept as the
+description (with a button to give it back as the answer), the question asked again. A place or a time is
+rarely half as long ("开福区某村村委会", "上个月中旬，具体哪天记不清了")."""
 SIMILAR_RANKED_AT_SUBMIT = 20
 """The submit only tells the resident whether similar cases exist: it scores the 20 candidates sharing the most
 band keys with the report, not every one of the hundreds a common report can have."""
@@ -74,10 +80,11 @@ def ask(turn: Turn, state: str) -> None:
         choices.append(Choice(f"district:{UNSURE_DISTRICT}", turn.t("district_unsure")))
         turn.ask(turn.t("ask_district", city=_city_name(turn)), choices, columns=3)
     elif state == "place":
-        turn.ask(turn.t("ask_place"))
+        turn.ask(turn.t("ask_place"), _story_given_back(turn, state))
     elif state == "when":
         keys = ("today", "yesterday", "week", "month", "unsure")
-        turn.ask(turn.t("ask_when"), [Choice(f"when:{k}", turn.t(f"when_{k}")) for k in keys], columns=2)
+        turn.ask(turn.t("ask_when"), [*(Choice(f"when:{k}", turn.t(f"when_{k}")) for k in keys),
+                                      *_story_given_back(turn, state)], columns=2)
     elif state == "description":
         turn.ask(turn.t("ask_description", minimum=limits.description_min_chars,
                         maximum=limits.description_max_chars))
@@ -108,6 +115,25 @@ def ask(turn: Turn, state: str) -> None:
         raise ValueError(f"no question for state {state!r}")
 
 
+def _story_given_back(turn: Turn, state: str) -> list[Choice]:
+    """Under the question whose answer was taken for the story: the button that makes it the answer after all."""
+    return [Choice("story:answer", turn.t(f"story_is_{state}"))] if turn.draft.get("story_taken") == state else []
+
+
+def _tells_the_story(turn: Turn, text: str | None) -> bool:
+    """Whether an answer to the place or the time is the story instead: longer than any place or time, and a
+    description would take it; only while the draft has none (one kept from a first message stays)."""
+    limits = turn.ctx.city.limits
+    return (text is not None and not turn.draft.get("description") and len(text.strip()) >= STORY_MIN_CHARS
+            and says_enough(text, limits.description_min_chars, limits.description_max_chars))
+
+
+def _answered(given_back: bool) -> dict[str, object]:
+    """What answering the place or the time changes besides it: no story button any more, and the story given back
+    as the answer is no longer the description."""
+    return {"story_taken": None, **({"description": None, "description_sent": None} if given_back else {})}
+
+
 def _city_name(turn: Turn) -> str:
     return turn.ctx.city.city_zh if turn.locale == "zh" else turn.ctx.city.city_en
 
@@ -121,7 +147,7 @@ def _district_name(turn: Turn, code: str | None) -> str:
 
 def summary_text(turn: Turn) -> str:
     draft = turn.draft
-    description = draft.get("description", "")
+    description = draft.get("description") or ""  # None where a text taken for the story was given back
     if len(description) > 800:
         description = description[:800] + turn.t("summary_truncated", length=len(draft["description"]))
     if draft.get("anonymous", True):
@@ -255,6 +281,9 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         turn.say(turn.t("error_attachment_here"))
         ask(turn, state)
         return
+    given_back = state in STORY_QUESTIONS and choice == "story:answer" and turn.draft.get("story_taken") == state
+    if given_back:  # the text taken for the story answers the question after all
+        text, choice = turn.draft.get("description"), None
     try:
         if state == "intake":
             await _intake(turn, choice, text, attachment)
@@ -266,13 +295,19 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
             code = choice.split(":", 1)[1]
             turn.update_draft(district=None if code == UNSURE_DISTRICT else code)
             _next(turn, "place")
+        elif state in STORY_QUESTIONS and choice is None and not given_back and _tells_the_story(turn, text):
+            assert text is not None
+            _describe(turn, text)  # a whole too long for a description is refused here, and says why
+            turn.update_draft(story_taken=state)
+            turn.say(turn.t("story_kept"))
+            ask(turn, state)
         elif state == "place":
             if text is None:
                 raise Invalid("error_need_text")
-            turn.update_draft(place=clean_place(text, limits.place_max_chars))
+            turn.update_draft(place=clean_place(text, limits.place_max_chars), **_answered(given_back))
             _next(turn, "when")
         elif state == "when":
-            turn.update_draft(occurred=_occurred(turn, choice, text))
+            turn.update_draft(occurred=_occurred(turn, choice, text), **_answered(given_back))
             # a description the resident sent first (intake) is not asked for again; the summary shows it
             _next(turn, "evidence" if turn.draft.get("description") else "description")
         elif state == "description":

@@ -50,12 +50,14 @@ VALID_TEXT = {"place": "岳麓区政务服务中心3号窗口", "when": "上周�
 # the types a draft's fields may have; a field not listed here is corruption
 DRAFT_FIELDS: dict[str, tuple[type, ...]] = {
     "step": (str,), "attachments": (list,), "district": (str, type(None)), "place": (str,),
-    "occurred": (str,), "description": (str,), "anonymous": (bool,), "name": (str, type(None)),
+    "occurred": (str,), "description": (str, type(None)), "anonymous": (bool,), "name": (str, type(None)),
     "phone": (str, type(None)), "pending_name": (str, type(None)), "editing": (bool,),
     # a contact card's number kept while its name is asked again; a pasted text Telegram may have cut, kept whole
     # for its rest, and the description it would replace (`report._describe`)
     "pending_phone": (str, type(None)), "description_sent": (str, type(None)),
     "description_before": (str, type(None)),
+    # the question (place or time) whose answer was taken for the story, which its button gives back
+    "story_taken": (str, type(None)),
 }
 
 # --- strategies -----------------------------------------------------------------------------------
@@ -79,12 +81,14 @@ texts = st.one_of(
     st.text(FULLWIDTH, min_size=1, max_size=20),
     codes,
     st.sampled_from(["", " ", "0", "1", "2", "3", "5", "6", "-1", "99", "★★★", "★" * 9, "提交", "修改", "匿名",
-                     "Submit", "/start", "2099-01-01", "2026-02-30", "昨天", "13987654321", "+86 139 8765 4321"]),
+                     "Submit", "/start", "2099-01-01", "2026-02-30", "昨天", "13987654321", "+86 139 8765 4321",
+                     "窗口工作人员一直在玩手机，让我等了两个小时也不办理，还说明天再来，态度非常恶劣，希望严肃处理。"]),
 )
 choice_keys = st.one_of(
     st.sampled_from(["menu:report", "menu:status", "menu:nothing", "menu:", "language:xx", "language:",
                      "district:mars", "district:", "summary:submit", "evidence:clear", "edit:place", "edit:",
                      "rate:0", "rate:9", "rate:", "case:rate", "case:follow_up", "resume:continue", "follow_up:done",
+                     "story:answer",
                      ":", ""]),
     st.text(max_size=70),
 )

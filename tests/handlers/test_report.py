@@ -244,3 +244,66 @@ async def test_the_resident_is_told_of_similar_reports_only_when_the_city_says_s
     quiet = await _report_the_plant(harness, "r3", PLANT_THIRD)
     assert "举报已提交" in quiet and "类似问题" not in quiet
     assert len(await _filed(harness)) == 3
+
+
+STORY = ("我上周二去开福区某村村委会办低保申请，村会计说材料不全让我回去等通知，"
+         "过了两个月也没人联系我，打电话也没人接，后来才听说名额给了他亲戚。")
+
+
+async def test_the_whole_story_sent_as_the_place_is_kept_as_what_happened_and_the_place_asked_again(
+        harness: DialogHarness) -> None:
+    """Residents often answer the first open question with everything at once: the story is kept as the
+    description (not as the place, nor refused), the place is asked again, and the description is not."""
+    resident = harness.resident()
+    await resident.command("report")
+    await resident.press("district:kaifu")
+    await resident.say(STORY)
+    assert "已记为“事情经过”" in resident.text()
+    assert "第2步" in resident.text()  # the place, again
+    await resident.say("开福区某村村委会")
+    await resident.press("when:month")
+    assert "第5步" in resident.text()  # evidence next: the story was not asked for again
+    await resident.press("evidence:done")
+    await resident.press("identity:anonymous")
+    assert "地点/单位：开福区某村村委会" in resident.text()
+    await resident.press("summary:submit")
+    [case] = await _filed(harness)
+    assert (case.place, case.occurred, case.description) == ("开福区某村村委会", "最近一个月内", STORY)
+
+
+async def test_a_story_too_long_for_the_time_question_is_kept_rather_than_refused(harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await _to_when(resident)
+    long_story = STORY * 2  # over the time answer's 100 characters
+    await resident.say(long_story)
+    assert "已记为“事情经过”" in resident.text() and "第3步" in resident.text()
+    await resident.press("when:week")
+    await resident.press("evidence:done")
+    await resident.press("identity:anonymous")
+    await resident.press("summary:submit")
+    [case] = await _filed(harness)
+    assert (case.occurred, case.description) == ("最近一周内", long_story)
+
+
+async def test_a_long_place_taken_for_a_story_is_given_back_with_one_press(harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await resident.command("report")
+    await resident.press("district:kaifu")
+    place = "开福区四方坪街道某某社区居委会一楼大厅，就是在社区卫生服务站旁边、靠近公交站的那个办事窗口"
+    await resident.say(place)
+    assert "story:answer" in resident.keys()
+    await resident.press("story:answer")
+    assert "第3步" in resident.text()  # the time: the text answered the place
+    await resident.press("when:today")
+    assert "第4步" in resident.text()  # and the description is asked for after all
+    await _after_when(resident)
+    await resident.press("summary:submit")
+    [case] = await _filed(harness)
+    assert (case.place, case.description) == (place, DESCRIPTION)
+
+
+async def test_a_short_place_or_time_is_an_answer_not_a_story(harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await _to_when(resident)
+    await resident.say("上个月中旬，具体哪天记不清了")
+    assert "第4步" in resident.text() and "事情经过”" not in resident.text()
