@@ -46,10 +46,12 @@ INTAKE_EXCERPT = 60
 """How much of a text offered as a report's description the offer quotes back."""
 STORY_QUESTIONS = ("place", "when")
 """Open questions before "what happened" that residents often answer with the whole story at once."""
-STORY_MIN_CHARS = 40
-"""A longer answer to the place or the time that would pass as a description is taken for the story: kept as the
-description (with a button to give it back as the answer), the question asked again. A place or a time is
-rarely half as long ("开福区某村村委会", "上个月中旬，具体哪天记不清了")."""
+STORY_MIN_LENGTH = 40
+"""An answer to the place or the time at least this long (`_length`) that would pass as a description is taken for
+the story: kept as the description (with a button to give it back as the answer), the question asked again. A
+place or a time is rarely half as long ("开福区某村村委会", "上个月中旬，具体哪天记不清了", "Kaifu District Tax
+Service Hall, window 7")."""
+_LATIN_WORD = re.compile(r"[^\W\u3400-\u9fff]+")
 SIMILAR_RANKED_AT_SUBMIT = 20
 """The submit only tells the resident whether similar cases exist: it scores the 20 candidates sharing the most
 band keys with the report, not every one of the hundreds a common report can have."""
@@ -124,8 +126,15 @@ def _tells_the_story(turn: Turn, text: str | None) -> bool:
     """Whether an answer to the place or the time is the story instead: longer than any place or time, and a
     description would take it; only while the draft has none (one kept from a first message stays)."""
     limits = turn.ctx.city.limits
-    return (text is not None and not turn.draft.get("description") and len(text.strip()) >= STORY_MIN_CHARS
+    return (text is not None and not turn.draft.get("description") and _length(text) >= STORY_MIN_LENGTH
             and says_enough(text, limits.description_min_chars, limits.description_max_chars))
+
+
+def _length(text: str) -> int:
+    """How much a text says, in Chinese characters: each one counts 1 and a word in letters or digits 2 (an English
+    sentence takes about as many words as its Chinese one takes characters, and twice as many letters and spaces
+    as characters again)."""
+    return sum(1 for char in text if "\u3400" <= char <= "\u9fff") + 2 * len(_LATIN_WORD.findall(text))
 
 
 def _answered(given_back: bool) -> dict[str, object]:

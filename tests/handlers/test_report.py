@@ -307,3 +307,22 @@ async def test_a_short_place_or_time_is_an_answer_not_a_story(harness: DialogHar
     await _to_when(resident)
     await resident.say("上个月中旬，具体哪天记不清了")
     assert "第4步" in resident.text() and "事情经过”" not in resident.text()
+
+
+async def test_in_english_a_place_is_a_place_and_a_story_a_story(harness: DialogHarness) -> None:
+    """English takes more letters than Chinese takes characters for the same place: the rule weighs words."""
+    resident = harness.resident(locale="en")
+    await resident.command("report")
+    await resident.press("district:kaifu")
+    await resident.say("Room 203, second floor, Kaifu District Tax Service Hall, next to the bus stop on Furong Road")
+    assert "Step 3" in resident.text()
+    story = ("The clerk at window 7 refused my application although every document on the list was there, "
+             "and told me to come back next month.")
+    await resident.say(story)
+    assert "account of what happened" in resident.text() and "Step 3" in resident.text()
+    await resident.press("when:week")
+    await resident.press("evidence:done")
+    await resident.press("identity:anonymous")
+    await resident.press("summary:submit")
+    [case] = await _filed(harness)
+    assert (case.occurred, case.description) == ("Within the last week", story)
