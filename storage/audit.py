@@ -121,6 +121,15 @@ async def audit_log(session: AsyncSession, *, page: int, per_page: int, actor_id
     return [(row[0], row[1], row[2]) for row in rows], total
 
 
+async def newest_action(session: AsyncSession, *, actor_id: int, actions: Sequence[str],
+                        since: datetime) -> str | None:
+    """Which of `actions` the newest of the actor's entries of them since `since` is (None: none)."""
+    query = (select(AuditEntry.action).where(AuditEntry.actor_id == actor_id, AuditEntry.action.in_(actions),
+                                             AuditEntry.created_at >= since)
+             .order_by(AuditEntry.id.desc()).limit(1))
+    return (await session.execute(query)).scalar_one_or_none()
+
+
 async def last_entry_at(session: AsyncSession, *, actor_id: int, case_id: int, action: str) -> datetime | None:
     """When `actor_id` last did `action` on the case (None: never)."""
     query = (select(AuditEntry.created_at).where(AuditEntry.actor_id == actor_id, AuditEntry.case_id == case_id,
