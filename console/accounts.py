@@ -142,9 +142,9 @@ async def revoke_api_token(principal: Principal, token_id: int) -> None:
 
 async def audit_log(principal: Principal, *, page: int, per_page: int, actor: str | None = None,
                     case_number: str | None = None, action: str | None = None, since: datetime | None = None,
-                    until: datetime | None = None) -> tuple[list[audit.AuditRow], int]:
+                    until: datetime | None = None, bulk: str | None = None) -> tuple[list[audit.AuditRow], int]:
     """Entries of the audit log (administrators) by actor's username, case number, action (or a group of them
-    such as "case."), and period [since, until)."""
+    such as "case."), period [since, until), and bulk action (its id: the entries of one action on a selection)."""
     require_admin(principal)
     async with principal.context.database.read_sessionmaker() as session:
         actor_id = case_id = None
@@ -157,7 +157,8 @@ async def audit_log(principal: Principal, *, page: int, per_page: int, actor: st
             case_id = await queries.case_id_by_number(session, case_number)
             if case_id is None:
                 return [], 0
-        flt = audit.AuditFilter(actor_id=actor_id, case_id=case_id, action=action, since=since, until=until)
+        flt = audit.AuditFilter(actor_id=actor_id, case_id=case_id, action=action, since=since, until=until,
+                                bulk_id=bulk)
         return await audit.audit_log(session, page=page, per_page=per_page, flt=flt)
 
 

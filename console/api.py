@@ -473,24 +473,27 @@ async def audit(
         "Only this action (`case.view`), or a group of them ending in a dot (`case.`).")) ] = None,
     from_: Annotated[FilterDay | None, Query(alias="from", description="On or after this day (city time).")] = None,
     to: Annotated[FilterDay | None, Query(description="On or before this day (city time).")] = None,
+    bulk: Annotated[str | None, Query(max_length=16, description=(
+        "Only the entries of this bulk action (its id, `detail.bulk` of its entries): each case's entry and the "
+        "`case.bulk` entry that sums it up."))] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Page[AuditOut]:
     """Who saw or did what, when, from which address; newest first."""
-    filters = _audit_filters(principal, actor, case, action, from_, to)
+    filters = _audit_filters(principal, actor, case, action, from_, to, bulk)
     rows, total = await accounts.audit_log(principal, page=page, per_page=per_page, **filters)
     return Page[AuditOut].of([AuditOut.build(entry, user, number) for entry, user, number in rows], total=total,
                              page=page, per_page=per_page)
 
 
 def _audit_filters(principal: Principal, actor: str | None, case: str | None, action: str | None,
-                   first: date | None, last: date | None) -> dict[str, Any]:
+                   first: date | None, last: date | None, bulk: str | None) -> dict[str, Any]:
     if first and last and first > last:
         raise HTTPException(422, "from is after to")
     zone = principal.context.city.timezone
     return {"actor": actor, "case_number": case, "action": action,
             "since": _day_start(first, zone) if first else None,
-            "until": _day_start(last + timedelta(days=1), zone) if last else None}
+            "until": _day_start(last + timedelta(days=1), zone) if last else None, "bulk": bulk}
 
 
 @router.get("/audit.csv", response_class=Response, summary="The audit log as CSV (administrators)", tags=["admin"],
@@ -502,12 +505,13 @@ async def audit_csv(
     action: Annotated[str | None, Query(max_length=40)] = None,
     from_: Annotated[FilterDay | None, Query(alias="from")] = None,
     to: Annotated[FilterDay | None, Query()] = None,
+    bulk: Annotated[str | None, Query(max_length=16)] = None,
     lang: CsvLanguage = "zh",
 ) -> Response:
     """The entries of the filter (as for `/audit`), times in the city's time zone; the export is audited."""
-    filters = _audit_filters(principal, actor, case, action, from_, to)
+    filters = _audit_filters(principal, actor, case, action, from_, to, bulk)
     described = {key: str(value) for key, value in (("actor", actor), ("case", case), ("action", action),
-                                                    ("from", from_), ("to", to)) if value}
+                                                    ("from", from_), ("to", to), ("bulk", bulk)) if value}
     content = await accounts.audit_export(principal, ip=_ip(request), described=described, locale=lang, **filters)
     return Response(content, media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="qinglian-audit.csv"'})

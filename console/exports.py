@@ -37,9 +37,6 @@ COLUMNS = ("case_number", "received", "queue", "district", "label", "label_revie
 """The columns by their texts `export_column.<name>`."""
 IDENTITY_COLUMNS = ("reporter_name", "reporter_phone")
 TIME_COLUMNS = frozenset({"received", "accepted", "accept_by", "resolve_by", "closed"})
-LOCALES = ("zh", "en")
-"""The languages of an export: Chinese (the columns named in Chinese and English, the values in Chinese) or
-English (both in English). The residents' own words (place, summary) stay as they were written."""
 READ = (Case.case_number, Case.queue, Case.district, Case.label, Case.label_status, Case.label_confidence,
         Case.status, Case.assigned_to_id, Case.accepted_at, Case.accept_due_at, Case.resolve_due_at, Case.closed_at,
         Case.rating, Case.anonymous, Case.channel, Case.place, Case.description)
@@ -159,9 +156,11 @@ def revealed_case_ids(cases: Sequence[Case]) -> list[int]:
 
 
 def check_language(locale: str) -> str:
-    """The language an export was asked in, one of `LOCALES`; 422 with the languages there are otherwise."""
-    if locale not in LOCALES:
-        raise OperationError(422, "export_language", known=", ".join(LOCALES))
+    """The language an export was asked in, one of the console's (`texts.LOCALES`); 422 with the languages there are
+    otherwise. An export is in Chinese (the columns named in Chinese and English, the values in Chinese) or English
+    (both in English); the residents' own words (place, summary) stay as they were written."""
+    if locale not in texts.LOCALES:
+        raise OperationError(422, "export_language", known=", ".join(texts.LOCALES))
     return locale
 
 
@@ -173,7 +172,7 @@ async def export_cases(principal: Principal, flt: queries.CaseFilter, *, fmt: Fo
     otherwise) the reporters' names and phones too. Audited, with the filter; an export with identities also as a
     reveal of each case whose reporter's identity it holds (`case.reveal_identity`, with the reason and
     `"via": "export"`), so that the case's activity and the audit log's reveals show it. `locale`: one of
-    `LOCALES` (422 otherwise)."""
+    `texts.LOCALES` (422 otherwise)."""
     check_language(locale)
     if identity and not can_reveal_identity(principal.user, principal.context.city):
         raise OperationError(403, "identity_forbidden")

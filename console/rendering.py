@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -128,18 +129,33 @@ class Names:
         """An audit entry's detail as a reviewer reads it: each item under its name, codes (labels, queues,
         statuses, roles) by their names, and the internal ids of rows left out (kept `with_ids`, for the audit
         log, where an id links one entry to another)."""
-        items = []
+        return " · ".join(f"{name}{value}" for _key, name, value in self._detail_items(detail, locale, with_ids))
+
+    def _detail_items(self, detail: dict[str, object] | None, locale: str,
+                      with_ids: bool) -> list[tuple[str, str, str]]:
+        """Each item of the detail `audit_detail` says: its key, its name with the colon, its value said."""
         colon = "：" if locale == "zh" else ": "
-        for key, value in (detail or {}).items():
-            if (key.endswith("_id") and not with_ids) or value is None or value == "":
-                continue
-            items.append(f"{self._detail_name(key, locale)}{colon}{self._named_value(key, value, locale)}")
-        return " · ".join(items)
+        return [(key, f"{self._detail_name(key, locale)}{colon}", self._named_value(key, value, locale))
+                for key, value in (detail or {}).items()
+                if not ((key.endswith("_id") and not with_ids) or value is None or value == "")]
 
     def audit_details(self, detail: dict[str, object] | None, *, with_ids: bool = False) -> tuple[str, str]:
         """`audit_detail` in Chinese and in English."""
         return (self.audit_detail(detail, "zh", with_ids=with_ids),
                 self.audit_detail(detail, "en", with_ids=with_ids))
+
+    def audit_details_linked(self, detail: dict[str, object] | None) -> tuple[Markup, Markup]:
+        """`audit_details` with ids, as the audit page shows them: a bulk action's id is a link to the log of that bulk
+        action alone (every entry it wrote)."""
+        bulk = (detail or {}).get("bulk")
+
+        def linked(locale: str) -> Markup:
+            return Markup(" · ").join(
+                Markup('{}<a href="/console/audit?{}">{}</a>').format(name, urlencode({"bulk": str(bulk)}), value)
+                if key == "bulk" else Markup("{}{}").format(name, value)
+                for key, name, value in self._detail_items(detail, locale, with_ids=True))
+
+        return linked("zh"), linked("en")
 
     @staticmethod
     def _detail_name(key: str, locale: str) -> str:

@@ -49,8 +49,10 @@ async def password_step(context: ConsoleContext, username: str, password: str, *
         password_ok = password_ok and user is not None and user.password_hash == checked_hash
         locked = user is not None and _locked(user)
         if user is None or locked or not password_ok or not user.active:
-            if locked:
-                await audit.record(session, user, "login.locked", detail={"user": username}, ip=ip)
+            if locked:  # audited once per lock, by the first attempt that meets it (`record_locked_attempt`)
+                assert user is not None
+                await staff_actions.record_locked_attempt(session, user, username=username, ip=ip,
+                                                          lock_minutes=console.login_lock_minutes)
             else:
                 await staff_actions.record_login(session, user, success=False, username=username, ip=ip,
                                                  attempts=console.login_attempts,

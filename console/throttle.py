@@ -12,7 +12,9 @@ the username tried and the address), and the failure that brings an address to t
 while the address waits write nothing: they are not tried at all (no password is checked), and a database write
 for each would let an attacker fill the audit log and load the database at the rate they can send requests. So an
 address writes at most `IP_FAILURE_LIMIT` failures and one `login.throttled` per window; attempts that race at
-the limit may each write one (they all passed the check before it).
+the limit may each write one (they all passed the check before it). A locked account is audited the same way: the
+first attempt that meets the lock writes `login.locked`, the others during that lock nothing
+(`storage.staff_actions.record_locked_attempt`).
 
 Redis not answering does not stop staff from logging in, nor lift the throttle: the failures are then counted
 in the database, which every process sees as well (a warning is logged once per outage, and Redis is tried

@@ -114,10 +114,6 @@ Packer = Callable[[list[Outbound]], list[dict[str, object]]]
 """How a channel that sends later wants a step's replies stored: one payload per message, or fewer."""
 
 
-def one_payload_each(messages: list[Outbound]) -> list[dict[str, object]]:
-    return [message.to_payload() for message in messages]
-
-
 @dataclass
 class Reply:
     messages: list[Outbound] = field(default_factory=list)

@@ -30,7 +30,8 @@ AUDIT_BULK = "audit_bulk"
 """Key of `AsyncSession.info` under which an action on a selection of cases (the console's bulk form) puts what marks
 each of its entries as part of it — `{"bulk": <the bulk action's id>, "selection": <how many cases were selected>}`:
 `record` writes these items into every entry of the transaction, so that the audit log tells a bulk action's entries
-from the same action on one ticket, and which entries belong to the same bulk action."""
+from the same action on one ticket, and which entries belong to the same bulk action; the id also into the entry's
+plain column `bulk_id`, which the audit log is filtered by (the detail is encrypted)."""
 _SESSION_DETAIL = ((AUDIT_VIA, "via"), (AUDIT_API_TOKEN, "api_token"))
 
 
@@ -43,12 +44,17 @@ def _with_via(session: AsyncSession, detail: dict[str, Any] | None) -> dict[str,
     return {**(detail or {}), **extra} if extra else detail or {}
 
 
+def _bulk_id(session: AsyncSession) -> str | None:
+    bulk = session.info.get(AUDIT_BULK) or {}
+    return str(bulk["bulk"]) if bulk.get("bulk") is not None else None
+
+
 async def record(session: AsyncSession, actor: StaffUser | None, action: str, *, case: Case | None = None,
                  detail: dict[str, Any] | None = None, ip: str | None = None) -> AuditEntry:
     if ip is None:
         ip = session.info.get(AUDIT_IP)
     entry = AuditEntry(actor_id=actor.id if actor else None, action=action, case_id=case.id if case else None,
-                       detail=_with_via(session, detail), ip=ip)
+                       detail=_with_via(session, detail), ip=ip, bulk_id=_bulk_id(session))
     session.add(entry)
     await session.flush()
     return entry
@@ -62,10 +68,10 @@ async def record_many(session: AsyncSession, actor: StaffUser | None, action: st
         return
     if ip is None:
         ip = session.info.get(AUDIT_IP)
-    detail = _with_via(session, detail)
+    detail, bulk_id = _with_via(session, detail), _bulk_id(session)
     await session.execute(insert(cast(Table, AuditEntry.__table__)), [
         {"actor_id": actor.id if actor else None, "action": action, "case_id": case_id, "detail": detail,
-         "ip": ip} for case_id in case_ids])
+         "ip": ip, "bulk_id": bulk_id} for case_id in case_ids])
 
 
 AuditRow = tuple[AuditEntry, str | None, str | None]
@@ -79,6 +85,7 @@ class AuditFilter:
     action: str | None = None  # an action ("case.view"), or a group of them ("case.")
     since: datetime | None = None
     until: datetime | None = None  # exclusive
+    bulk_id: str | None = None  # the entries of one action on a selection of cases
 
 
 def _filtered(query: Select[Any], flt: AuditFilter) -> Select[Any]:
@@ -91,6 +98,8 @@ def _filtered(query: Select[Any], flt: AuditFilter) -> Select[Any]:
             query = query.where(AuditEntry.action.startswith(flt.action, autoescape=True))
         else:
             query = query.where(AuditEntry.action == flt.action)
+    if flt.bulk_id is not None:
+        query = query.where(AuditEntry.bulk_id == flt.bulk_id)
     if flt.since is not None:
         query = query.where(AuditEntry.created_at >= flt.since)
     if flt.until is not None:
@@ -110,6 +119,15 @@ async def audit_log(session: AsyncSession, *, page: int, per_page: int, actor_id
                   .order_by(AuditEntry.id.desc()).offset((page - 1) * per_page).limit(per_page))
     rows = (await session.execute(_filtered(query, flt))).all()
     return [(row[0], row[1], row[2]) for row in rows], total
+
+
+async def newest_action(session: AsyncSession, *, actor_id: int, actions: Sequence[str],
+                        since: datetime) -> str | None:
+    """Which of `actions` the newest of the actor's entries of them since `since` is (None: none)."""
+    query = (select(AuditEntry.action).where(AuditEntry.actor_id == actor_id, AuditEntry.action.in_(actions),
+                                             AuditEntry.created_at >= since)
+             .order_by(AuditEntry.id.desc()).limit(1))
+    return (await session.execute(query)).scalar_one_or_none()
 
 
 async def last_entry_at(session: AsyncSession, *, actor_id: int, case_id: int, action: str) -> datetime | None:

@@ -14,6 +14,7 @@ from storage.actions import ERASED, discard_draft_attachments
 from storage.models import (
     CASE_STATES,
     CLOSED_STATUSES,
+    DRAFTLESS_STATES,
     Attachment,
     CallbackNonce,
     Case,
@@ -31,7 +32,6 @@ from storage.models import (
 from storage.outbox import STAFF_NOTICES
 
 CONTACT_ERASED = "not delivered: the reporter's contact was erased (retention)"
-IDLE_STATES = ("idle", "status_code", "case_menu", "follow_up", "rating", "language")
 
 
 async def expire_drafts(session: AsyncSession, older_than: datetime, *, with_files_older_than: datetime | None = None,
@@ -56,7 +56,7 @@ async def expire_drafts(session: AsyncSession, older_than: datetime, *, with_fil
         files += await discard_draft_attachments(session, (conversation.draft or {}).get("attachments", []))
         conversation.draft = {}
         conversation.draft_updated_at = None
-        if conversation.state not in IDLE_STATES:
+        if conversation.state not in DRAFTLESS_STATES:
             conversation.state = "idle"
     await session.flush()
     return len(conversations), files

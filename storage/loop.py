@@ -18,6 +18,7 @@ from storage import actions, audit, outbox, staff_notices
 from storage.actions import ActionError, ActionInputError, change_status
 from storage.models import (
     CLOSED_STATUSES,
+    RESTING_STATES,
     Case,
     CaseStatus,
     Conversation,
@@ -31,7 +32,6 @@ from storage.models.cases import ACCEPT_UNESCALATED_SQL, OPEN_SQL, RESOLVE_UNESC
 
 RATING_CHOICES = [[f"rate:{n}", "★" * n] for n in range(5, 0, -1)] + [["rate:unsolved", "unsolved"],
                                                                       ["rate:later", "later"]]
-IDLE = ("idle", "case_menu", "status_code")
 OFFER_DAYS = 30
 FOR_CASE = "@"
 """Between a button's key and the id of the case a notice's button is about ("rate:5@17"): a button under an older
@@ -83,7 +83,7 @@ async def _await_answer(session: AsyncSession, case: Case, state: str, choices: 
     conversation = (await session.execute(select(Conversation).where(
         Conversation.channel == case.channel, Conversation.user_key == case.reporter_key).with_for_update(),
     )).scalar_one_or_none()
-    if conversation is None or conversation.state not in IDLE or conversation.draft_updated_at is not None:
+    if conversation is None or conversation.state not in RESTING_STATES or conversation.draft_updated_at is not None:
         return
     context = {key: value for key, value in (conversation.context or {}).items() if key != "language_return"}
     context.update(case_id=case.id, case_until=(utcnow() + timedelta(days=OFFER_DAYS)).isoformat(),

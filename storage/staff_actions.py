@@ -212,6 +212,38 @@ async def record_login(session: AsyncSession, user: StaffUser | None, *, success
     await audit.record(session, user, "login.success" if success else "login.failure", detail=detail, ip=ip)
 
 
+LOCK_STARTS = ("login.failure", "account.password_refused")
+"""The entries one of which is written by the failure that locks an account (and by every failure before it)."""
+
+
+async def record_locked_attempt(session: AsyncSession, user: StaffUser, *, username: str, ip: str | None,
+                                lock_minutes: int) -> bool:
+    """A sign-in attempt refused because the account is locked: audited as `login.locked` once per lock — by the
+    attempt that first meets it. Returns whether this one was audited.
+
+    Like the address throttle's `login.throttled` (`console.throttle`): the attempts refused during the same lock
+    write nothing. They are refused without a password check, the lock itself is audited (the failure that locked
+    the account says so), and a row for each would let anyone who knows a username fill the audit log and load the
+    database at the rate they can send requests — the address throttle bounds one address at 20 a lock window, but
+    not an attacker who rotates addresses. The one entry says the lock was met (from which address, with which
+    username); how often after it does not change what an auditor does about it.
+
+    "Already audited during this lock" is read from the log itself: the account's newest entry since the lock began
+    (its `locked_until` less the configured lock time) among the failures that lock it and `login.locked` is a
+    `login.locked`. A new lock begins with new failures, so its first refused attempt is audited again; a failure
+    during the lock (a wrong password given in a session still open, `refuse_password`) lets the next attempt be
+    audited too. The account's row is locked first, so that attempts in other processes at the same moment wait
+    for this one's entry and write none of their own."""
+    await session.execute(select(StaffUser.id).where(StaffUser.id == user.id).with_for_update())
+    assert user.locked_until is not None
+    since = user.locked_until - timedelta(minutes=lock_minutes)
+    if await audit.newest_action(session, actor_id=user.id, actions=(*LOCK_STARTS, "login.locked"),
+                                 since=since) == "login.locked":
+        return False
+    await audit.record(session, user, "login.locked", detail={"user": username}, ip=ip)
+    return True
+
+
 async def record_throttled(session: AsyncSession, *, username: str, ip: str | None, failures: int,
                            minutes: int) -> None:
     """An address reached the login throttle's limit (`failures` within the window) with a failure that tried

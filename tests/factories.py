@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from console.auth import SESSION_COOKIE, cookie_serializer
 from console.context import ConsoleContext
 from handlers.routing import RouteDecision
+from handlers.types import Outbound
 from nlp.search import index_terms
 from storage import actions, staff_actions
 from storage.models import Case, StaffRole, StaffUser
@@ -76,6 +77,12 @@ async def file_case(
     case = await actions.get_case(session, submitted.case_id)
     assert case is not None
     return case, submitted.receipt_code
+
+
+def one_payload_each(messages: list[Outbound]) -> list[dict[str, object]]:
+    """A `handlers.types.Packer` that stores each of a step's replies as a payload of its own, in order (as a channel
+    without a packing of its own would)."""
+    return [message.to_payload() for message in messages]
 
 
 def decided(decision: RouteDecision) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """The audit log (administrators): who saw or did what, when, from which address; filtered by user, action,
-case and period, and exported as CSV."""
+case, period and bulk action, and exported as CSV."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ ACTION_GROUPS = (("case.", "案件", "cases"), ("problem.", "问题", "problems"
                  ("retention.", "到期删除", "retention"), ("db.", "数据库备份", "backups"),
                  ("keys.", "密钥", "encryption keys"), ("audit.", "审计", "audit"))
 """The filter's choices: groups of actions; one action is chosen by clicking it in a row."""
-FILTERS = ("user", "action", "case", "from", "to")
+FILTERS = ("user", "action", "case", "from", "to", "bulk")
 
 router = page_router()
 
@@ -38,14 +38,14 @@ def audit_filter(request: Request, principal: Principal) -> tuple[dict[str, Any]
     """The audit filter of the query string as `accounts.audit_log` takes it, and the values to show again."""
     params = {key: request.query_params.get(key, "").strip() for key in FILTERS}
     params = {"user": params["user"][:60], "action": params["action"][:40], "case": params["case"][:32],
-              "from": params["from"][:10], "to": params["to"][:10]}
+              "from": params["from"][:10], "to": params["to"][:10], "bulk": params["bulk"][:16]}
     first, last = parse_day(params["from"], "from"), parse_day(params["to"], "to")
     if first and last and first > last:
         raise OperationError(422, "period_reversed")
     zone = principal.context.city.timezone
     filters = {"actor": params["user"] or None, "case_number": params["case"] or None,
                "action": params["action"] or None, "since": _day_start(first, zone) if first else None,
-               "until": _day_start(last + timedelta(days=1), zone) if last else None}
+               "until": _day_start(last + timedelta(days=1), zone) if last else None, "bulk": params["bulk"] or None}
     return filters, params
 
 

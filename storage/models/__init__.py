@@ -19,6 +19,8 @@ from storage.models.base import CLOSED_STATUSES, Base, CaseStatus, TraceKind, UT
 from storage.models.cases import Attachment, Case, ExtensionRequest, InternalNote, TraceEvent
 from storage.models.residents import (
     CASE_STATES,
+    DRAFTLESS_STATES,
+    RESTING_STATES,
     CallbackNonce,
     ClientEvent,
     ClientEventKind,
@@ -47,6 +49,8 @@ from storage.models.staff import (
 __all__ = [
     "CASE_STATES",
     "CLOSED_STATUSES",
+    "DRAFTLESS_STATES",
+    "RESTING_STATES",
     "ApiToken",
     "Attachment",
     "AuditEntry",

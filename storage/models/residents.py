@@ -28,6 +28,16 @@ from storage.models.base import Base, utcnow
 CASE_STATES = ("case_menu", "follow_up", "rating", "rating_comment", "appeal")
 """The dialog's states that act on the case the conversation opened (`context["case_id"]`): `handlers.tracking`
 answers in them, and the retention's erasure takes a conversation out of them (`storage.housekeeping`)."""
+RESTING_STATES = ("idle", "case_menu", "status_code")
+"""The dialog's states in which a conversation is in the middle of nothing a notice would cut short (at the menu, at a
+case's menu, asked for a receipt code): a notice about a case that asks the reporter something (a rating, more
+information) makes such a conversation wait for the answer about that case (`storage.loop`); a conversation in any
+other state (filing a report, adding information, rating another case, choosing a language) is left where it is."""
+DRAFTLESS_STATES = (*RESTING_STATES, "follow_up", "rating", "language")
+"""The dialog's states that do not need the report draft: when an unfinished draft expires (`storage.housekeeping`),
+a conversation in one of them stays where it is, one in any other state (a step of the report wizard, the offer to
+resume it) goes back to `idle`. The resting states among them by construction: a conversation at rest is filing
+nothing."""
 
 
 class Conversation(Base):

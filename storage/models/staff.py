@@ -97,6 +97,9 @@ class AuditEntry(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON("audit_log.detail"), default=dict)  # reasons
     ip: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    bulk_id: Mapped[str | None] = mapped_column(String(16), index=True)
+    """Of an entry of an action on a selection of cases: the bulk action's id (random, `detail["bulk"]` too), in plain
+    so that the audit log can be filtered by it; it says nothing of a case or a person."""
 
 
 class LoginFailure(Base):

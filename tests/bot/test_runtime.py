@@ -19,10 +19,10 @@ from bot.config import Settings
 from bot.outbox import plain
 from bot.runtime import Runtime
 from handlers.routing import RouteDecision
-from handlers.types import Attachment, Inbound, Outbound, one_payload_each
+from handlers.types import Attachment, Inbound, Outbound
 from storage import outbox
 from storage.models import Case, OutboxMessage, ProcessedUpdate
-from tests.factories import plain_photo
+from tests.factories import one_payload_each, plain_photo
 
 DESCRIPTION = "区行政审批局的工作人员让群众反复补交同一份材料，来回跑了五趟。"
 JPEG = plain_photo()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from handlers.types import Choice, Outbound, Reply, one_payload_each
+from handlers.types import Choice, Outbound, Reply
 
 
 def test_a_reply_with_choices_survives_being_stored_and_read_back() -> None:
@@ -23,7 +23,7 @@ def test_a_steps_replies_are_stored_one_payload_each_in_order() -> None:
     reply = Reply()
     reply.add("已取消本次举报。")
     reply.add("请选择：", (Choice("menu:report", "我要举报"),), columns=2)
-    assert one_payload_each(reply.messages) == [
+    assert [message.to_payload() for message in reply.messages] == [
         {"text": "已取消本次举报。", "choices": [], "columns": 1},
         {"text": "请选择：", "choices": [["menu:report", "我要举报"]], "columns": 2},
     ]

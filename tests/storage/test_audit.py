@@ -121,3 +121,32 @@ async def test_a_supervisors_extension_decisions_are_audited_with_who_which_case
         TraceKind.EXTENSION_REFUSED, "先完成初步核查", True)
     assert (extended.kind, extended.detail.get("internal")) == (TraceKind.EXTENDED, None)
     assert refused.actor == extended.actor == f"staff:{wang.id}"
+
+
+async def test_the_entries_of_one_bulk_action_are_filtered_by_its_id(sessionmaker: Any) -> None:
+    """An action on a selection marks its entries (those `record` and `record_many` write) with the bulk action's id,
+    which selects them alone — with any other filter, and none of another selection's or a single case's."""
+    async with sessionmaker.begin() as session:
+        wang = await staff_actions.create_staff(session, username="wang", display_name="王主任",
+                                                role=StaffRole.SUPERVISOR, password_hash="not-a-hash")
+        first, _ = await file_case(session, reporter_ref="1")
+        second, _ = await file_case(session, reporter_ref="2")
+    for bulk_id, case in (("0a1b2c3d", first), ("4e5f6a7b", second)):
+        async with sessionmaker.begin() as session:
+            session.info[audit.AUDIT_BULK] = {"bulk": bulk_id, "selection": 2}
+            await audit.record(session, wang, "case.assign", case=case)
+            await audit.record_many(session, wang, "case.reveal_identity", [first.id, second.id])
+            await audit.record(session, wang, "case.bulk", detail={"bulk_action": "assign"})
+    async with sessionmaker.begin() as session:
+        await audit.record(session, wang, "case.assign", case=first)
+    async with sessionmaker() as session:
+        rows, total = await audit.audit_log(session, page=1, per_page=50, flt=audit.AuditFilter(bulk_id="0a1b2c3d"))
+        moves, moves_total = await audit.audit_log(session, page=1, per_page=50, flt=audit.AuditFilter(
+            bulk_id="4e5f6a7b", action="case.assign"))
+        nothing, _ = await audit.audit_log(session, page=1, per_page=50, flt=audit.AuditFilter(bulk_id="0a1b2c3"))
+    assert total == 4 and {entry.detail["bulk"] for entry, _, _ in rows} == {"0a1b2c3d"}
+    assert sorted((entry.action, number) for entry, _, number in rows) == [
+        ("case.assign", "QL-2026-000001"), ("case.bulk", None), ("case.reveal_identity", "QL-2026-000001"),
+        ("case.reveal_identity", "QL-2026-000002")]
+    assert [(entry.action, number) for entry, _, number in moves] == [("case.assign", "QL-2026-000002")]
+    assert (moves_total, nothing) == (1, [])

@@ -321,3 +321,38 @@ async def test_a_status_follows_the_lifecycle_a_reporter_can_read(sessionmaker: 
         await staff_actions.set_status(session, await _load(session, case.id), CaseStatus.CLOSED, actor=wang)
     assert [kind for kind, _, _ in await _trace(sessionmaker, case.id)][-6:] == [
         "closed", "in_handling", "answered", "in_handling", "answered", "closed"]
+
+
+async def test_attempts_on_a_locked_account_are_audited_once_per_lock(sessionmaker: Any) -> None:
+    """The first attempt that meets a lock is audited, the others during it not; a new lock (after new failures)
+    is audited again, each attempt in its own transaction as the login page writes it."""
+    async with sessionmaker.begin() as session:
+        li = await _staff(session, "li", StaffRole.REVIEWER)
+
+    async def lock() -> None:
+        async with sessionmaker.begin() as session:
+            user = await session.get(StaffUser, li.id)
+            assert user is not None
+            for _ in range(3):
+                await staff_actions.record_login(session, user, success=False, username="li", ip=None, attempts=3,
+                                                 lock_minutes=15)
+
+    async def attempt(ip: str) -> bool:
+        async with sessionmaker.begin() as session:
+            user = await session.get(StaffUser, li.id)
+            assert user is not None
+            return await staff_actions.record_locked_attempt(session, user, username="li", ip=ip, lock_minutes=15)
+
+    await lock()
+    first = [await attempt(f"198.51.100.{number}") for number in range(4)]
+    async with sessionmaker.begin() as session:  # the lock runs out
+        user = await session.get(StaffUser, li.id)
+        assert user is not None
+        user.locked_until = utcnow() - timedelta(seconds=1)
+    await lock()
+    second = [await attempt(f"203.0.113.{number}") for number in range(3)]
+    async with sessionmaker() as session:
+        entries = (await session.execute(select(AuditEntry.ip).where(AuditEntry.action == "login.locked")
+                                         .order_by(AuditEntry.id))).scalars().all()
+    assert (first, second) == ([True, False, False, False], [True, False, False])
+    assert entries == ["198.51.100.0", "203.0.113.0"]

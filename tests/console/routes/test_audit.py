@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 from console.texts import get as console_text
+from storage import staff_actions
 from storage.models import StaffRole
 from tests.console.conftest import ConsoleHarness
 
@@ -86,13 +88,63 @@ async def test_entries_of_a_bulk_action_are_marked_with_its_id_and_selection_on_
         await console.login(client, "boss")
         page = (await client.get("/console/audit", params={"action": "case."})).text
         exported = (await client.get("/console/audit.csv", params={"action": "case.", "lang": "en"})).text
-    marked = f"批量操作：{bulk_id} · 选中案件：3"
-    assert page.count(marked) == 3 and page.count(f"bulk action: {bulk_id} · cases selected: 3") == 3
+    linked = f'<a href="/console/audit?bulk={bulk_id}">{bulk_id}</a>'  # the log of this bulk action alone
+    marked = f"批量操作：{linked} · 选中案件：3"
+    assert page.count(marked) == 3 and page.count(f"bulk action: {linked} · cases selected: 3") == 3
     assert ("操作：转办 · 改为：信访室 · 完成：2 · 未完成：1 · " + marked) in page
-    assert (f"action: move · to: Letters and Visits office · done: 2 · not done: 1 · bulk action: {bulk_id} · "
+    assert (f"action: move · to: Letters and Visits office · done: 2 · not done: 1 · bulk action: {linked} · "
             "cases selected: 3") in page
     rows = list(csv.reader(io.StringIO(exported.removeprefix("\ufeff"))))
     assert rows[0][-2:] == ["action name", "detail, readable"]
     by_case = {row[3]: row[-1] for row in rows[1:] if row[2] == "case.move"}
     assert by_case[first].endswith(f"bulk action: {bulk_id} · cases selected: 3")
     assert "bulk" not in by_case[single]
+
+
+async def test_an_auditor_selects_every_entry_of_one_bulk_action_on_the_page_in_the_export_and_in_the_api(
+        console: ConsoleHarness) -> None:
+    """Reviewing a bulk move: the bulk id an entry shows links to the log of that bulk action alone — its cases'
+    entries and its summary, not another bulk action's nor the same action on one ticket — and the export and the
+    API's audit endpoint filter by it the same way."""
+    admin = await console.user("boss", StaffRole.ADMIN)
+    await console.user("sup", StaffRole.SUPERVISOR)
+    first, second, third, single = [await console.case("clean_hall") for _ in range(4)]
+    async with console.client() as client:
+        csrf = await console.login(client, "sup")
+        for selection in ([first, second], [third]):
+            moved = await client.post("/console/cases/bulk", data={
+                "csrf": csrf, "action": "move", "queue": "petitions", "reason": "属于信访", "reason_code": "",
+                "cases": selection})
+            assert moved.status_code == 200
+        assert (await client.post(f"/console/case/{single}/move", data={
+            "csrf": csrf, "queue": "petitions", "reason": "属于信访"})).status_code == 303
+    first_bulk, second_bulk = [entry.detail["bulk"] for entry in await console.audit("case.bulk")]
+    async with console.database.sessionmaker.begin() as session:
+        token, _ = await staff_actions.create_api_token(session, admin, "auditing", actor=admin)
+    async with console.client() as client:
+        await console.login(client, "boss")
+        everything = (await client.get("/console/audit")).text
+        link = f'<a href="/console/audit?bulk={first_bulk}">{first_bulk}</a>'
+        assert f"批量操作：{link} · 选中案件：2" in everything
+        assert f"bulk action: {link} · cases selected: 2" in everything
+        page = await client.get("/console/audit", params={"bulk": first_bulk})
+        exported = (await client.get("/console/audit.csv", params={"bulk": first_bulk, "lang": "en"})).text
+        api = (await client.get("/api/v1/audit", params={"bulk": first_bulk},
+                                headers={"Authorization": f"Bearer {token}"})).json()
+        api_export = (await client.get("/api/v1/audit.csv", params={"bulk": first_bulk, "lang": "en"},
+                                       headers={"Authorization": f"Bearer {token}"})).text
+    assert page.status_code == 200
+    shown = page.text.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    assert [(action, number) for action, number in re.findall(
+        r'<code class="dim">([a-z_.]+)</code></td>\s*<td class="nowrap">(?:<a href="/console/case/([^"]+)")?',
+        shown)] == [("case.bulk", ""), ("case.move", second), ("case.move", first)]
+    assert f'name="bulk" value="{first_bulk}"' in page.text and "共 3 条" in page.text
+    assert second_bulk not in shown
+    for sheet in (exported, api_export):
+        rows = list(csv.reader(io.StringIO(sheet.removeprefix("\ufeff"))))
+        assert [(row[2], row[3]) for row in rows[1:]] == [("case.bulk", ""), ("case.move", second),
+                                                          ("case.move", first)]
+    assert api["total"] == 3
+    assert [(item["action"], item["case_number"]) for item in api["items"]] == [
+        ("case.bulk", None), ("case.move", second), ("case.move", first)]
+    assert {item["detail"]["bulk"] for item in api["items"]} == {first_bulk}

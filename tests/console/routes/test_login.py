@@ -9,6 +9,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pyotp
 import pytest
 from sqlalchemy import select
@@ -142,6 +143,41 @@ async def test_failed_logins_lock_the_account(console: ConsoleHarness) -> None:
         stored.locked_until = utcnow() - timedelta(seconds=1)
     async with console.client() as client:
         await console.login(client, "rev")
+
+
+async def test_a_locked_account_is_audited_once_per_lock_however_many_attempts_and_addresses_meet_it(
+        console: ConsoleHarness) -> None:
+    """Attempts on a locked account from ever new addresses (which the address throttle does not stop) are each
+    refused as before, but only the first writes `login.locked`; once the lock has run out and the account is locked
+    again, the first attempt that meets the new lock writes one more."""
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    attempts = console.settings.city.console.login_attempts
+
+    def client_from(address: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=console.app, client=(address, 40000)),
+                                 base_url="http://testserver")
+
+    async def lock_and_try(round_number: int) -> None:
+        async with console.client() as client:
+            for _ in range(attempts):
+                assert (await console.submit_login(client, "rev", "wrong password!")).status_code == 401
+        for number in range(6):
+            async with client_from(f"198.51.100.{10 * round_number + number}") as client:
+                refused = await console.submit_login(client, "rev", PASSWORD if number % 2 else "wrong password!")
+                assert refused.status_code == 401 and "用户名或密码错误" in refused.text  # the same refusal
+
+    await lock_and_try(1)
+    [locked] = await console.audit("login.locked")
+    assert (locked.ip, locked.detail) == ("198.51.100.10", {"user": "rev"})
+    user = await console.staff("rev")
+    async with console.database.sessionmaker.begin() as session:  # the lock runs out
+        stored = await session.get(type(user), user.id)
+        assert stored is not None
+        stored.locked_until = utcnow() - timedelta(seconds=1)
+    await lock_and_try(2)
+    assert [(entry.ip, entry.detail) for entry in await console.audit("login.locked")] == [
+        ("198.51.100.10", {"user": "rev"}), ("198.51.100.20", {"user": "rev"})]
+    assert len(await console.audit("login.failure")) == 2 * attempts
 
 
 async def test_failed_logins_from_one_address_are_throttled(console: ConsoleHarness) -> None:
