@@ -48,7 +48,7 @@ def _settings() -> Settings:
 def _writable_data_dir(settings: Settings) -> None:
     """A service stops with one line when its data directory cannot be written, before it starts anything."""
     try:
-        writable_data_dir(settings.data_dir)
+        writable_data_dir(settings.data_dir, settings.min_free_disk_mb)
     except ConfigError as problem:
         typer.echo(f"qinglian: {problem}", err=True)
         raise typer.Exit(2) from None

@@ -385,3 +385,60 @@ def test_a_data_directory_that_cannot_be_written_is_one_line_before_anything_sta
     assert result.returncode == 2 and result.stdout == "", result.stderr
     [line] = result.stderr.splitlines()
     assert line.startswith(f"qinglian: {said}")
+
+
+def _on_a_full_disk(env: dict[str, str], data_disk: Path, *command: str) -> subprocess.CompletedProcess[str]:
+    """`qinglian <command>` with `data_disk` a filesystem with no space left: a 256 KiB tmpfs, filled to its last
+    block, mounted in a mount namespace of the command's own (`unshare`: a user namespace makes the test's user root
+    there, so this needs no privilege where the kernel allows unprivileged user namespaces, and mounts nothing on
+    the machine). Skipped where no such namespace can be made."""
+    if subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True).returncode:
+        pytest.skip("no user and mount namespace to mount a full filesystem in")
+    data_disk.mkdir()
+    fill = ('mount -t tmpfs -o size=256k qinglian-full "$1" || exit 99; cat /dev/zero > "$1/filler" 2>/dev/null; '
+            'shift; exec "$@"')
+    keys = {name: os.environ[name] for name in ("QINGLIAN_ENCRYPTION_KEY", "QINGLIAN_PSEUDONYM_KEY")}
+    return subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", fill, "sh", str(data_disk),
+                           sys.executable, "-m", "bot.cli", *command], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", **keys, **env})
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["worker"], ["check"]])
+def test_a_full_disk_is_one_line_naming_it_before_anything_starts(tmp_path: Path, command: list[str]) -> None:
+    """Seen deploying: with the data directory's disk full, the probe of `serve`, `worker` and `check` (an empty
+    file, which a full disk still takes) passed; `serve` migrated, started and ended in an OSError traceback of the
+    first file it wrote (the SQLite database, the default model). The probe now writes a block and syncs it."""
+    data_disk = tmp_path / "disk"
+    env = {"QINGLIAN_DATA_DIR": str(data_disk / "qinglian"), "QINGLIAN_ENVIRONMENT": "production",
+           "QINGLIAN_SECRET_KEY": "ZCZC6UKxcwPhPOcM8n6l22BAie7ui-V-mGQbm5-O0qxCy3ds",
+           "QINGLIAN_DATABASE_URL": f"sqlite+aiosqlite:///{data_disk / 'qinglian' / 'qinglian.db'}"}
+
+    result = _on_a_full_disk(env, data_disk, *command)
+
+    said = (f"the data directory {data_disk / 'qinglian'} (QINGLIAN_DATA_DIR) cannot be written: No space left on "
+            "device")
+    assert "Traceback" not in result.stderr, result.stderr
+    if command == ["check"]:
+        assert result.returncode == 1 and f"✗ data directory: {said}" in " ".join(result.stdout.split()), result.stdout
+        return
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"qinglian: {said}")
+
+
+def test_a_data_directory_with_less_free_space_than_the_minimum_stops_the_start(tmp_path: Path) -> None:
+    """A disk with a few kilobytes left passes any write probe and fills up with the first evidence file or model:
+    `serve` stops with one line when the data directory's disk has less free space than QINGLIAN_MIN_FREE_DISK_MB
+    (here more than the test machine has), before it opens the database; `check` says so too."""
+    minimum = shutil.disk_usage(tmp_path).free // 2**20 * 1024 + 1024
+    env = {"QINGLIAN_DATA_DIR": str(tmp_path / "data"), "QINGLIAN_MIN_FREE_DISK_MB": str(minimum),
+           "QINGLIAN_DATABASE_URL": "postgresql+asyncpg://q:pw@127.0.0.1:1/q"}  # not reached: the disk comes first
+    said = f"the data directory {tmp_path / 'data'} (QINGLIAN_DATA_DIR) has "
+
+    served = _qinglian(env, "serve", "--port", str(free_port()))
+
+    assert (served.returncode, served.stdout) == (2, ""), served.stderr
+    [line] = served.stderr.splitlines()
+    assert line.startswith(f"qinglian: {said}") and f"MB free, less than the {minimum} MB" in line, line
+    checked = _qinglian(env, "check")
+    assert checked.returncode == 1 and f"✗ data directory: {said}" in " ".join(checked.stdout.split())
