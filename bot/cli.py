@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -96,6 +96,7 @@ def serve(
     settings = _settings()
     _configure_logging(settings.log_level)
     _writable_data_dir(settings)
+    _free_address(host, port)
     _migrate(settings)
     refuse_demo_admin_in_production(settings)
     telegram = "off (set QINGLIAN_TELEGRAM_TOKEN)"
@@ -108,6 +109,47 @@ def serve(
     run_service(server.serve())
     if not server.started:
         sys.exit(1)
+
+
+def _free_address(host: str, port: int) -> None:
+    """Exit 2 with one line when `serve` could not listen on host:port (another process there, a port below 1024
+    without the right, an address of no interface here), before it migrates, loads the model or starts any work:
+    uvicorn finds out only after all that. Binds it as uvicorn's asyncio server will (every address `host`
+    resolves to; SO_REUSEADDR on POSIX, so a port in TIME_WAIT after a restart is free; IPv6 only on IPv6
+    sockets) and lets go of it at once."""
+    import errno
+    import os
+    import socket
+
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def refuse(reason: str) -> NoReturn:
+        typer.echo(f"qinglian: cannot listen on {where} (--host, --port): {reason}", err=True)
+        raise typer.Exit(2)
+
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as problem:
+        refuse(str(problem.strerror))
+    for family, kind, protocol, _, address in dict.fromkeys(addresses):
+        with socket.socket(family, kind, protocol) as probe:
+            if os.name == "posix":
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as problem:
+                reason = (problem.strerror or str(problem)).lower()
+                if problem.errno == errno.EADDRINUSE:
+                    refuse(f"{reason}; stop what listens there (`ss -ltnp 'sport = :{port}'` names it) or choose "
+                           "another --port")
+                if problem.errno == errno.EACCES and port < 1024:
+                    refuse(f"{reason}; a port below 1024 needs root or CAP_NET_BIND_SERVICE: listen on a higher "
+                           "one behind the reverse proxy")
+                if problem.errno == errno.EADDRNOTAVAIL:
+                    refuse(f"{reason}; no interface of this machine has that address")
+                refuse(reason)
 
 
 def run_service(main: Coroutine[Any, Any, None]) -> None:

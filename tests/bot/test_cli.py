@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -442,3 +443,26 @@ def test_a_data_directory_with_less_free_space_than_the_minimum_stops_the_start(
     assert line.startswith(f"qinglian: {said}") and f"MB free, less than the {minimum} MB" in line, line
     checked = _qinglian(env, "check")
     assert checked.returncode == 1 and f"✗ data directory: {said}" in " ".join(checked.stdout.split())
+
+
+def test_a_port_in_use_is_one_line_before_anything_starts(tmp_path: Path) -> None:
+    """Seen deploying (a second `serve`, or another program on 8000): `serve` migrated the database, loaded the
+    model and started its background work, and only then did uvicorn say the address was in use. The port is now
+    tried first: one line, the start's exit status, and nothing created."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    shutil.copytree(shared_models_dir(), data_dir / "models")  # without the fix, serve got as far as the model
+    env = {"QINGLIAN_DATA_DIR": str(data_dir), "QINGLIAN_DATABASE_URL": f"sqlite+aiosqlite:///{data_dir / 'q.db'}"}
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+
+        result = _qinglian(env, "serve", "--host", "127.0.0.1", "--port", str(port))
+
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    assert result.stderr.splitlines() == [
+        f"qinglian: cannot listen on 127.0.0.1:{port} (--host, --port): address already in use; stop what listens "
+        f"there (`ss -ltnp 'sport = :{port}'` names it) or choose another --port"]
+    assert not (data_dir / "q.db").exists()
