@@ -262,20 +262,21 @@ def db_backup(file: Annotated[str, typer.Argument(help="The archive to write (.t
 
     from storage.backup import BackupError, create_backup
 
+    archive = Path(file).resolve()  # the line a cron job's log keeps says where the archive went
     settings = _settings()
     # any revision is backed up as it is (before an upgrade, or a newer one before rolling back); no schema at all is
     # not the service's database: a backup of it would be empty, and look like any other
     require_schema(settings.resolved_database_url, any_revision=True,
                    hint="; nothing to back up. Run the backup with the service's settings (QINGLIAN_DATABASE_URL, "
                         "QINGLIAN_DATA_DIR): a cron job or timer does not read them by itself")
-    if Path(file).exists() and not force:  # an earlier backup, perhaps the one that needs an old key, is kept
-        typer.echo(f"qinglian: {file} exists already; choose another name (e.g. with the date) or add --force",
+    if archive.exists() and not force:  # an earlier backup, perhaps the one that needs an old key, is kept
+        typer.echo(f"qinglian: {archive} exists already; choose another name (e.g. with the date) or add --force",
                    err=True)
         raise typer.Exit(2)
     # audited first, so that the backup holds its own entry: restored, the log still says who took it, and where
-    audit_command("db.backup", {"file": str(Path(file).resolve())})
+    audit_command("db.backup", {"file": str(archive)})
     try:
-        summary = create_backup(settings.resolved_database_url, settings.data_dir, Path(file))
+        summary = create_backup(settings.resolved_database_url, settings.data_dir, archive)
     except BackupError as problem:
         typer.echo(f"qinglian: {problem}", err=True)
         raise typer.Exit(2) from None
@@ -302,17 +303,18 @@ def db_restore(
 
     from storage.backup import BackupError, restore_backup
 
+    archive = Path(file).resolve()
     settings = _settings()
     try:
-        summary = restore_backup(settings.resolved_database_url, settings.data_dir, Path(file),
+        summary = restore_backup(settings.resolved_database_url, settings.data_dir, archive,
                                  settings.resolved_keyring(), force=force)
     except BackupError as problem:
         typer.echo(f"qinglian: {problem}", err=True)
         raise typer.Exit(2) from None
-    audit_command("db.restore", {"file": str(Path(file).resolve()), "revision": summary.revision,
+    audit_command("db.restore", {"file": str(archive), "revision": summary.revision,
                                  "rows": sum(summary.row_counts.values()), "files": summary.file_count,
                                  "replaced": force})
-    typer.echo(f"restored {file} into {_safe_url(settings)} (schema {summary.revision}):")
+    typer.echo(f"restored {archive} into {_safe_url(settings)} (schema {summary.revision}):")
     for table_name, count in summary.row_counts.items():
         typer.echo(f"  {table_name}: {count} rows")
     typer.echo(f"  files: {summary.file_count}")

@@ -466,3 +466,37 @@ def test_a_port_in_use_is_one_line_before_anything_starts(tmp_path: Path) -> Non
         f"qinglian: cannot listen on 127.0.0.1:{port} (--host, --port): address already in use; stop what listens "
         f"there (`ss -ltnp 'sport = :{port}'` names it) or choose another --port"]
     assert not (data_dir / "q.db").exists()
+
+
+def test_backup_and_restore_name_the_archive_by_its_absolute_path(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen reading a cron job's log: `qinglian db backup nightly.qlbak` said "written to nightly.qlbak", which does
+    not say where the job's working directory was. Every line naming the archive names it absolutely."""
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+    from bot.config import load_settings
+    from storage.migrate import upgrade
+
+    for variable in ("QINGLIAN_DATABASE_URL", "QINGLIAN_CONFIG_FILE", "QINGLIAN_ENVIRONMENT"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("QINGLIAN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("QINGLIAN_SECRET_KEY", "cli-secret-" + "y" * 40)
+    settings = load_settings()
+    settings.data_dir.mkdir()
+    upgrade(settings.resolved_database_url, settings.resolved_keyring())
+    (tmp_path / "cron").mkdir()
+    monkeypatch.chdir(tmp_path / "cron")
+    archive = (tmp_path / "cron" / "nightly.qlbak").resolve()
+    runner = CliRunner()
+
+    backup = runner.invoke(app, ["db", "backup", "nightly.qlbak"])
+    assert backup.exit_code == 0, backup.output
+    assert f" written to {archive}: " in backup.output
+    again = runner.invoke(app, ["db", "backup", "nightly.qlbak"])
+    assert (again.exit_code, again.output.startswith(f"qinglian: {archive} exists already;")) == (2, True)
+    restore = runner.invoke(app, ["db", "restore", "nightly.qlbak", "--force"])
+    assert restore.exit_code == 0, restore.output
+    assert restore.output.startswith(f"restored {archive} into ")
+    missing = runner.invoke(app, ["db", "restore", "missing.qlbak"])
+    assert (missing.exit_code, missing.output) == (2, f"qinglian: no backup file at {archive.parent}/missing.qlbak\n")
