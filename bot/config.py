@@ -216,8 +216,15 @@ class Settings(BaseSettings):
         try:
             if not key_file.exists():
                 key_file.parent.mkdir(parents=True, exist_ok=True)
-                key_file.write_text(secrets.token_urlsafe(48))
-                key_file.chmod(0o600)
+                # written aside and renamed into place: a write a full disk cut short left an empty key file,
+                # and the next start took it for the key
+                temporary = key_file.with_name(f".secret.key.{secrets.token_hex(4)}.part")
+                try:
+                    temporary.write_text(secrets.token_urlsafe(48))
+                    temporary.chmod(0o600)
+                    temporary.replace(key_file)
+                finally:
+                    temporary.unlink(missing_ok=True)
             return key_file.read_text().strip().encode()
         except OSError as problem:
             raise ConfigError(f"{data_dir_problem(self.data_dir, problem)} (it keeps the development secret key "
