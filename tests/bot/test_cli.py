@@ -115,7 +115,7 @@ def test_a_database_password_with_an_at_sign_never_shows(tmp_path: Path) -> None
         assert "ssw0rd" not in encoded.stderr + encoded.stdout
 
 
-@pytest.mark.parametrize("command", [["serve", "--port", "1"], ["worker"], ["db", "upgrade"], ["keys", "status"],
+@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["worker"], ["db", "upgrade"], ["keys", "status"],
                                      ["staff", "list"], ["db", "backup", "nightly.qlbak"]])
 def test_a_database_it_cannot_reach_is_one_line_without_alembics_info(tmp_path: Path, command: list[str]) -> None:
     """Seen deploying: `serve` printed Alembic's INFO lines (plugins set up, "Context impl …") above the one
