@@ -123,11 +123,11 @@ async def _encryption(settings: Settings) -> Finding:
 
 
 async def _data_dir(settings: Settings) -> Finding:
-    try:
-        await asyncio.to_thread(writable_data_dir, settings.data_dir)  # the probe `serve` and `worker` start with
+    try:  # the probe `serve` and `worker` start with
+        free_mb = await asyncio.to_thread(writable_data_dir, settings.data_dir, settings.min_free_disk_mb)
     except ConfigError as exc:
         return Finding("data directory", False, str(exc))
-    return Finding("data directory", True, f"{settings.data_dir.resolve()} is writable")
+    return Finding("data directory", True, f"{settings.data_dir.resolve()} is writable, {free_mb} MB free")
 
 
 async def _secret(settings: Settings) -> Finding:

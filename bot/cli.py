@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -48,7 +48,7 @@ def _settings() -> Settings:
 def _writable_data_dir(settings: Settings) -> None:
     """A service stops with one line when its data directory cannot be written, before it starts anything."""
     try:
-        writable_data_dir(settings.data_dir)
+        writable_data_dir(settings.data_dir, settings.min_free_disk_mb)
     except ConfigError as problem:
         typer.echo(f"qinglian: {problem}", err=True)
         raise typer.Exit(2) from None
@@ -96,6 +96,7 @@ def serve(
     settings = _settings()
     _configure_logging(settings.log_level)
     _writable_data_dir(settings)
+    _free_address(host, port)
     _migrate(settings)
     refuse_demo_admin_in_production(settings)
     telegram = "off (set QINGLIAN_TELEGRAM_TOKEN)"
@@ -108,6 +109,47 @@ def serve(
     run_service(server.serve())
     if not server.started:
         sys.exit(1)
+
+
+def _free_address(host: str, port: int) -> None:
+    """Exit 2 with one line when `serve` could not listen on host:port (another process there, a port below 1024
+    without the right, an address of no interface here), before it migrates, loads the model or starts any work:
+    uvicorn finds out only after all that. Binds it as uvicorn's asyncio server will (every address `host`
+    resolves to; SO_REUSEADDR on POSIX, so a port in TIME_WAIT after a restart is free; IPv6 only on IPv6
+    sockets) and lets go of it at once."""
+    import errno
+    import os
+    import socket
+
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def refuse(reason: str) -> NoReturn:
+        typer.echo(f"qinglian: cannot listen on {where} (--host, --port): {reason}", err=True)
+        raise typer.Exit(2)
+
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as problem:
+        refuse(str(problem.strerror))
+    for family, kind, protocol, _, address in dict.fromkeys(addresses):
+        with socket.socket(family, kind, protocol) as probe:
+            if os.name == "posix":
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as problem:
+                reason = (problem.strerror or str(problem)).lower()
+                if problem.errno == errno.EADDRINUSE:
+                    refuse(f"{reason}; stop what listens there (`ss -ltnp 'sport = :{port}'` names it) or choose "
+                           "another --port")
+                if problem.errno == errno.EACCES and port < 1024:
+                    refuse(f"{reason}; a port below 1024 needs root or CAP_NET_BIND_SERVICE: listen on a higher "
+                           "one behind the reverse proxy")
+                if problem.errno == errno.EADDRNOTAVAIL:
+                    refuse(f"{reason}; no interface of this machine has that address")
+                refuse(reason)
 
 
 def run_service(main: Coroutine[Any, Any, None]) -> None:
@@ -220,20 +262,21 @@ def db_backup(file: Annotated[str, typer.Argument(help="The archive to write (.t
 
     from storage.backup import BackupError, create_backup
 
+    archive = Path(file).resolve()  # the line a cron job's log keeps says where the archive went
     settings = _settings()
     # any revision is backed up as it is (before an upgrade, or a newer one before rolling back); no schema at all is
     # not the service's database: a backup of it would be empty, and look like any other
     require_schema(settings.resolved_database_url, any_revision=True,
                    hint="; nothing to back up. Run the backup with the service's settings (QINGLIAN_DATABASE_URL, "
                         "QINGLIAN_DATA_DIR): a cron job or timer does not read them by itself")
-    if Path(file).exists() and not force:  # an earlier backup, perhaps the one that needs an old key, is kept
-        typer.echo(f"qinglian: {file} exists already; choose another name (e.g. with the date) or add --force",
+    if archive.exists() and not force:  # an earlier backup, perhaps the one that needs an old key, is kept
+        typer.echo(f"qinglian: {archive} exists already; choose another name (e.g. with the date) or add --force",
                    err=True)
         raise typer.Exit(2)
     # audited first, so that the backup holds its own entry: restored, the log still says who took it, and where
-    audit_command("db.backup", {"file": str(Path(file).resolve())})
+    audit_command("db.backup", {"file": str(archive)})
     try:
-        summary = create_backup(settings.resolved_database_url, settings.data_dir, Path(file))
+        summary = create_backup(settings.resolved_database_url, settings.data_dir, archive)
     except BackupError as problem:
         typer.echo(f"qinglian: {problem}", err=True)
         raise typer.Exit(2) from None
@@ -260,17 +303,18 @@ def db_restore(
 
     from storage.backup import BackupError, restore_backup
 
+    archive = Path(file).resolve()
     settings = _settings()
     try:
-        summary = restore_backup(settings.resolved_database_url, settings.data_dir, Path(file),
+        summary = restore_backup(settings.resolved_database_url, settings.data_dir, archive,
                                  settings.resolved_keyring(), force=force)
     except BackupError as problem:
         typer.echo(f"qinglian: {problem}", err=True)
         raise typer.Exit(2) from None
-    audit_command("db.restore", {"file": str(Path(file).resolve()), "revision": summary.revision,
+    audit_command("db.restore", {"file": str(archive), "revision": summary.revision,
                                  "rows": sum(summary.row_counts.values()), "files": summary.file_count,
                                  "replaced": force})
-    typer.echo(f"restored {file} into {_safe_url(settings)} (schema {summary.revision}):")
+    typer.echo(f"restored {archive} into {_safe_url(settings)} (schema {summary.revision}):")
     for table_name, count in summary.row_counts.items():
         typer.echo(f"  {table_name}: {count} rows")
     typer.echo(f"  files: {summary.file_count}")

@@ -4,6 +4,7 @@ decides is the city configuration (`handlers.city`)."""
 from __future__ import annotations
 
 import difflib
+import errno
 import hashlib
 import hmac
 import os
@@ -31,6 +32,12 @@ keyboard or counting pattern, or a short phrase of common words does not."""
 
 PLACEHOLDER_SECRETS = frozenset({"", "change-me", "change_me", "changeme", "secret", "placeholder", "dev", "test",
                                  "replace-me", "replace_me", "xxx"})
+
+DEFAULT_MIN_FREE_DISK_MB = 100
+"""The free space (MB of 1024² bytes) the start requires on the data directory's disk by default: room for the
+classifier models and jieba's cache the first start writes (a few MB), SQLite's database growing and its journal, and
+a few reports' evidence (up to 5 files of 10 MB each) — so that a disk a few kilobytes short of full stops the start
+with one line rather than the first resident's upload."""
 
 
 
@@ -85,6 +92,10 @@ class Settings(BaseSettings):
     #: how often each serving process looks whether another model version was promoted (or rolled back to)
     model_check_seconds: float = Field(default=2.0, gt=0, le=3600,
                                        description="seconds between checks of the promoted classifier model")
+    #: the free space `serve`, `worker` and `check` require on the data directory's disk before they start
+    #: (evidence files, models, the jieba cache, SQLite's database and journal); 0 turns the check off
+    min_free_disk_mb: int = Field(default=DEFAULT_MIN_FREE_DISK_MB, ge=0,
+                                  description="MB (1024² bytes) free on the data directory's disk to start")
 
     @field_validator("wechat_aes_key")
     @classmethod
@@ -205,8 +216,15 @@ class Settings(BaseSettings):
         try:
             if not key_file.exists():
                 key_file.parent.mkdir(parents=True, exist_ok=True)
-                key_file.write_text(secrets.token_urlsafe(48))
-                key_file.chmod(0o600)
+                # written aside and renamed into place: a write a full disk cut short left an empty key file,
+                # and the next start took it for the key
+                temporary = key_file.with_name(f".secret.key.{secrets.token_hex(4)}.part")
+                try:
+                    temporary.write_text(secrets.token_urlsafe(48))
+                    temporary.chmod(0o600)
+                    temporary.replace(key_file)
+                finally:
+                    temporary.unlink(missing_ok=True)
             return key_file.read_text().strip().encode()
         except OSError as problem:
             raise ConfigError(f"{data_dir_problem(self.data_dir, problem)} (it keeps the development secret key "
@@ -272,22 +290,40 @@ class Settings(BaseSettings):
 
 def data_dir_problem(data_dir: Path, problem: OSError) -> str:
     """One line for a data directory the service cannot use: which one, the system's reason, and which setting."""
-    return (f"the data directory {data_dir.resolve()} (QINGLIAN_DATA_DIR) cannot be written: "
+    line = (f"the data directory {data_dir.resolve()} (QINGLIAN_DATA_DIR) cannot be written: "
             f"{problem.strerror or problem}")
+    if problem.errno in (errno.ENOSPC, errno.EDQUOT):
+        line += " (its disk is full, or its user's quota used up: free space there or give the volume more)"
+    return line
 
 
-def writable_data_dir(data_dir: Path) -> None:
-    """Create the data directory if needed and write a file in it, or raise ConfigError saying why not: a read-only
-    mount, a directory owned by another user, a file in its place. Evidence files, models and the jieba cache go
-    there, and a service that found out only while starting ended in a traceback."""
+WRITE_PROBE_BYTES = 64 * 1024
+"""What the start writes and syncs in the data directory: an empty file, which a full disk still takes (an inode,
+no block), proved nothing; a block that must reach the disk (on NFS, the server) does."""
+
+
+def writable_data_dir(data_dir: Path, min_free_mb: int = DEFAULT_MIN_FREE_DISK_MB) -> int:
+    """Create the data directory if needed, write a block in it and sync it, and see that its disk has
+    `min_free_mb` free, or raise ConfigError saying why not: a read-only mount, a directory owned by another user, a
+    file in its place, a full disk or quota. Evidence files, models, the jieba cache and SQLite's database go there,
+    and a service that found out only while starting ended in a traceback. Returns the MB free."""
     import tempfile
 
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".write-test-"):
-            pass
+        with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".write-test-") as probe:
+            probe.write(b"\0" * WRITE_PROBE_BYTES)
+            probe.flush()
+            os.fsync(probe.fileno())
+        disk = os.statvfs(data_dir)
     except OSError as problem:
         raise ConfigError(data_dir_problem(data_dir, problem)) from None
+    free_mb = disk.f_bavail * disk.f_frsize // 2**20  # what a user other than root may still write
+    if free_mb < min_free_mb:
+        raise ConfigError(f"the data directory {data_dir.resolve()} (QINGLIAN_DATA_DIR) has {free_mb} MB free, less "
+                          f"than the {min_free_mb} MB the service needs to start (QINGLIAN_MIN_FREE_DISK_MB): free "
+                          "space on its disk or give the volume more")
+    return free_mb
 
 
 def secret_guesses_log10(secret: str) -> float:

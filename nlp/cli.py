@@ -438,7 +438,7 @@ def evaluate_command(
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         target = png or reports_dir() / f"confusion-{stem}-{stamp}.png"
         plot_confusion(report, target, f"{subject}: macro-F1 {report.macro_f1:.3f}")
-        console.print(f"confusion matrix image: {target}", markup=False)
+        console.print(f"confusion matrix image: {target.resolve()}", markup=False, soft_wrap=True)
 
 
 # --- model list / promote / rollback ----------------------------------------------------------------------------

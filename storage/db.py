@@ -44,6 +44,24 @@ DATABASE_UNAVAILABLE = (SQLAlchemyError, OSError, TimeoutError)
 """What a transaction raises while the database is down, locked or unreachable (a refused connection is a
 bare `OSError`, not wrapped by SQLAlchemy)."""
 
+DISK_FULL_SQLSTATE = "53100"
+"""PostgreSQL's disk_full: the server could not extend a file (its data directory's disk, or its WAL's)."""
+
+
+def disk_full(problem: BaseException) -> bool:
+    """Whether a failed write says the database's disk is full: SQLite's SQLITE_FULL ("database or disk is full"),
+    PostgreSQL's disk_full, or the system's ENOSPC or EDQUOT — rather than a database that is down or locked."""
+    import errno
+    import sqlite3
+
+    original = getattr(problem, "orig", None) or problem
+    if isinstance(original, OSError):
+        return original.errno in (errno.ENOSPC, errno.EDQUOT)
+    if getattr(original, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return True
+    return DISK_FULL_SQLSTATE in (getattr(original, "sqlstate", None), getattr(original, "pgcode", None))
+
+
 WRITE_POOL_SIZE = 1
 """SQLite: one write connection per process; writers wait for it in the pool's FIFO queue."""
 

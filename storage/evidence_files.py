@@ -96,6 +96,13 @@ def write_encrypted(ring: KeyRing, path: Path, content: bytes | Iterable[bytes],
             out.flush()
             os.fsync(out.fileno())
         temporary.replace(path)
+    except OSError as problem:
+        temporary.unlink(missing_ok=True)
+        if problem.filename is None:
+            # a write or a sync that failed (a full disk: the file was opened, its first block found no room)
+            # names no file, and the edge that logs it could not tell it from a database that is down
+            raise OSError(problem.errno, problem.strerror, str(path)) from problem
+        raise
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

@@ -299,3 +299,28 @@ class LiveService:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def full_filesystem(mount_point: Path) -> Iterator[Path]:
+    """A filesystem with no space left, for what a full disk does to the service: a 256 KiB tmpfs filled to its last
+    block, mounted on `mount_point` in a mount namespace of its own (`unshare`: a user namespace makes the test's
+    user root there, so this needs no privilege where the kernel allows unprivileged user namespaces, and the
+    machine's own mounts are untouched). Yields the path every process of the test's user reaches it by:
+    /proc/<pid>/root/<mount_point> of the process that holds the namespace. Skips the test where no such namespace
+    can be made."""
+    mount_point.mkdir(parents=True, exist_ok=True)
+    script = ('mount -t tmpfs -o size=256k qinglian-full "$1" || exit 1; cat /dev/zero > "$1/filler" 2>/dev/null; '
+              'echo full; exec sleep 3600')
+    try:
+        holder = subprocess.Popen(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh",
+                                   str(mount_point)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    except FileNotFoundError:
+        pytest.skip("no unshare command to mount a full filesystem with")
+    try:
+        if holder.stdout is None or holder.stdout.readline().strip() != "full":
+            pytest.skip("no user and mount namespace to mount a full filesystem in")
+        yield Path(f"/proc/{holder.pid}/root") / mount_point.relative_to("/")
+    finally:
+        holder.kill()
+        holder.wait()

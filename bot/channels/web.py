@@ -27,7 +27,7 @@ from handlers.notices import render
 from handlers.texts import normalise_locale
 from handlers.types import Attachment, Inbound, Outbound
 from storage import outbox
-from storage.db import DATABASE_UNAVAILABLE
+from storage.db import DATABASE_UNAVAILABLE, disk_full
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -121,6 +121,9 @@ def build_router(runtime: Runtime) -> APIRouter:
                 # disk or a read-only mount, which the operator looks for there, not in the database
                 log.warning("web chat: cannot write %s: %s (is the data directory full or read-only?)",
                             problem.filename, problem.strerror or type(problem).__name__)
+            elif disk_full(problem):
+                log.warning("web chat: the database cannot write, its disk is full (%s): free space where it keeps "
+                            "its files", type(problem).__name__)
             else:
                 # The type only: a database error's text can quote the statement and the resident's words.
                 log.warning("web chat: the database is unavailable (%s)", type(problem).__name__)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -114,7 +115,7 @@ def test_a_database_password_with_an_at_sign_never_shows(tmp_path: Path) -> None
         assert "ssw0rd" not in encoded.stderr + encoded.stdout
 
 
-@pytest.mark.parametrize("command", [["serve", "--port", "1"], ["worker"], ["db", "upgrade"], ["keys", "status"],
+@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["worker"], ["db", "upgrade"], ["keys", "status"],
                                      ["staff", "list"], ["db", "backup", "nightly.qlbak"]])
 def test_a_database_it_cannot_reach_is_one_line_without_alembics_info(tmp_path: Path, command: list[str]) -> None:
     """Seen deploying: `serve` printed Alembic's INFO lines (plugins set up, "Context impl …") above the one
@@ -385,3 +386,117 @@ def test_a_data_directory_that_cannot_be_written_is_one_line_before_anything_sta
     assert result.returncode == 2 and result.stdout == "", result.stderr
     [line] = result.stderr.splitlines()
     assert line.startswith(f"qinglian: {said}")
+
+
+def _on_a_full_disk(env: dict[str, str], data_disk: Path, *command: str) -> subprocess.CompletedProcess[str]:
+    """`qinglian <command>` with `data_disk` a filesystem with no space left: a 256 KiB tmpfs, filled to its last
+    block, mounted in a mount namespace of the command's own (`unshare`: a user namespace makes the test's user root
+    there, so this needs no privilege where the kernel allows unprivileged user namespaces, and mounts nothing on
+    the machine). Skipped where no such namespace can be made."""
+    if subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True).returncode:
+        pytest.skip("no user and mount namespace to mount a full filesystem in")
+    data_disk.mkdir()
+    fill = ('mount -t tmpfs -o size=256k qinglian-full "$1" || exit 99; cat /dev/zero > "$1/filler" 2>/dev/null; '
+            'shift; exec "$@"')
+    keys = {name: os.environ[name] for name in ("QINGLIAN_ENCRYPTION_KEY", "QINGLIAN_PSEUDONYM_KEY")}
+    return subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", fill, "sh", str(data_disk),
+                           sys.executable, "-m", "bot.cli", *command], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", **keys, **env})
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["worker"], ["check"]])
+def test_a_full_disk_is_one_line_naming_it_before_anything_starts(tmp_path: Path, command: list[str]) -> None:
+    """Seen deploying: with the data directory's disk full, the probe of `serve`, `worker` and `check` (an empty
+    file, which a full disk still takes) passed; `serve` migrated, started and ended in an OSError traceback of the
+    first file it wrote (the SQLite database, the default model). The probe now writes a block and syncs it."""
+    data_disk = tmp_path / "disk"
+    env = {"QINGLIAN_DATA_DIR": str(data_disk / "qinglian"), "QINGLIAN_ENVIRONMENT": "production",
+           "QINGLIAN_SECRET_KEY": "ZCZC6UKxcwPhPOcM8n6l22BAie7ui-V-mGQbm5-O0qxCy3ds",
+           "QINGLIAN_DATABASE_URL": f"sqlite+aiosqlite:///{data_disk / 'qinglian' / 'qinglian.db'}"}
+
+    result = _on_a_full_disk(env, data_disk, *command)
+
+    said = (f"the data directory {data_disk / 'qinglian'} (QINGLIAN_DATA_DIR) cannot be written: No space left on "
+            "device")
+    assert "Traceback" not in result.stderr, result.stderr
+    if command == ["check"]:
+        assert result.returncode == 1 and f"✗ data directory: {said}" in " ".join(result.stdout.split()), result.stdout
+        return
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"qinglian: {said}")
+
+
+def test_a_data_directory_with_less_free_space_than_the_minimum_stops_the_start(tmp_path: Path) -> None:
+    """A disk with a few kilobytes left passes any write probe and fills up with the first evidence file or model:
+    `serve` stops with one line when the data directory's disk has less free space than QINGLIAN_MIN_FREE_DISK_MB
+    (here more than the test machine has), before it opens the database; `check` says so too."""
+    minimum = shutil.disk_usage(tmp_path).free // 2**20 * 1024 + 1024
+    env = {"QINGLIAN_DATA_DIR": str(tmp_path / "data"), "QINGLIAN_MIN_FREE_DISK_MB": str(minimum),
+           "QINGLIAN_DATABASE_URL": "postgresql+asyncpg://q:pw@127.0.0.1:1/q"}  # not reached: the disk comes first
+    said = f"the data directory {tmp_path / 'data'} (QINGLIAN_DATA_DIR) has "
+
+    served = _qinglian(env, "serve", "--port", str(free_port()))
+
+    assert (served.returncode, served.stdout) == (2, ""), served.stderr
+    [line] = served.stderr.splitlines()
+    assert line.startswith(f"qinglian: {said}") and f"MB free, less than the {minimum} MB" in line, line
+    checked = _qinglian(env, "check")
+    assert checked.returncode == 1 and f"✗ data directory: {said}" in " ".join(checked.stdout.split())
+
+
+def test_a_port_in_use_is_one_line_before_anything_starts(tmp_path: Path) -> None:
+    """Seen deploying (a second `serve`, or another program on 8000): `serve` migrated the database, loaded the
+    model and started its background work, and only then did uvicorn say the address was in use. The port is now
+    tried first: one line, the start's exit status, and nothing created."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    shutil.copytree(shared_models_dir(), data_dir / "models")  # without the fix, serve got as far as the model
+    env = {"QINGLIAN_DATA_DIR": str(data_dir), "QINGLIAN_DATABASE_URL": f"sqlite+aiosqlite:///{data_dir / 'q.db'}"}
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+
+        result = _qinglian(env, "serve", "--host", "127.0.0.1", "--port", str(port))
+
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    assert result.stderr.splitlines() == [
+        f"qinglian: cannot listen on 127.0.0.1:{port} (--host, --port): address already in use; stop what listens "
+        f"there (`ss -ltnp 'sport = :{port}'` names it) or choose another --port"]
+    assert not (data_dir / "q.db").exists()
+
+
+def test_backup_and_restore_name_the_archive_by_its_absolute_path(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen reading a cron job's log: `qinglian db backup nightly.qlbak` said "written to nightly.qlbak", which does
+    not say where the job's working directory was. Every line naming the archive names it absolutely."""
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+    from bot.config import load_settings
+    from storage.migrate import upgrade
+
+    for variable in ("QINGLIAN_DATABASE_URL", "QINGLIAN_CONFIG_FILE", "QINGLIAN_ENVIRONMENT"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("QINGLIAN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("QINGLIAN_SECRET_KEY", "cli-secret-" + "y" * 40)
+    settings = load_settings()
+    settings.data_dir.mkdir()
+    upgrade(settings.resolved_database_url, settings.resolved_keyring())
+    (tmp_path / "cron").mkdir()
+    monkeypatch.chdir(tmp_path / "cron")
+    archive = (tmp_path / "cron" / "nightly.qlbak").resolve()
+    runner = CliRunner()
+
+    backup = runner.invoke(app, ["db", "backup", "nightly.qlbak"])
+    assert backup.exit_code == 0, backup.output
+    assert f" written to {archive}: " in backup.output
+    again = runner.invoke(app, ["db", "backup", "nightly.qlbak"])
+    assert (again.exit_code, again.output.startswith(f"qinglian: {archive} exists already;")) == (2, True)
+    restore = runner.invoke(app, ["db", "restore", "nightly.qlbak", "--force"])
+    assert restore.exit_code == 0, restore.output
+    assert restore.output.startswith(f"restored {archive} into ")
+    missing = runner.invoke(app, ["db", "restore", "missing.qlbak"])
+    assert (missing.exit_code, missing.output) == (2, f"qinglian: no backup file at {archive.parent}/missing.qlbak\n")

@@ -70,6 +70,19 @@ def test_production_refuses_the_example_files_placeholders(tmp_path: Path, field
                                   "placeholder; set the real value")
 
 
+def test_a_development_secret_that_a_full_disk_cut_short_is_not_left_empty(tmp_path: Path) -> None:
+    """Seen starting on a full disk in development: `secret.key` was created and its write failed, and the empty
+    file it left became the secret key of the next start (every receipt code hashed under an empty key). The start
+    stops with the one line and leaves no key file; the first start with room generates a real key."""
+    from tests.conftest import full_filesystem
+
+    with full_filesystem(tmp_path / "disk") as full:
+        settings = load_settings(data_dir=full, environment="development", secret_key=None)
+        with pytest.raises(ConfigError, match="cannot be written: No space left on device"):
+            settings.resolved_secret_key()
+        assert sorted(path.name for path in full.iterdir()) == ["filler"]
+
+
 def test_development_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
     first = load_settings(data_dir=tmp_path).resolved_secret_key()
     second = load_settings(data_dir=tmp_path).resolved_secret_key()

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from tests import loop_steps
-from tests.conftest import LiveService, evidence_content
+from tests.conftest import LiveService, evidence_content, full_filesystem
 from tests.factories import (
     HIDDEN_WORDS,
     hidden_words_in,
@@ -435,3 +435,35 @@ def test_health_and_metrics(service: LiveService) -> None:
     assert updates and int(updates.group(1)) >= 1
     assert 'qinglian_dialog_step_seconds_bucket{channel="web"' in metrics
     assert "qinglian_outbox_lag_seconds" in metrics and "qinglian_classifier_seconds_count" in metrics
+
+
+def test_evidence_on_a_full_disk_asks_to_try_again_and_logs_the_file_and_the_full_disk(
+        service: LiveService, tmp_path: Path) -> None:
+    """A disk that filled up while serving: the evidence file is opened (a full disk still takes an inode) and its
+    first write fails with ENOSPC, an OSError that names no file. The log said "the database is unavailable
+    (OSError)", which sent the operator to PostgreSQL; it now names the file and "No space left on device", and
+    the resident is asked to try again shortly, the draft kept."""
+    evidence, aside = service.data_dir / "evidence", service.data_dir / "evidence-aside"
+    client = _client(service)
+    send = _sender(client)
+    _to_the_evidence_step(send)
+    logged = len(service.log())
+    with full_filesystem(tmp_path / "disk") as full:
+        if evidence.exists():
+            evidence.rename(aside)
+        evidence.symlink_to(full)  # the evidence directory, now on the full disk
+        try:
+            refused = client.post("/chat/api/upload",
+                                  files={"file": ("receipt.jpg", plain_photo(64, 48), "image/jpeg")})
+        finally:
+            evidence.unlink()
+            if aside.exists():
+                aside.rename(evidence)
+    assert (refused.status_code, refused.json()["detail"]) == (
+        503, "抱歉，系统繁忙，您已填写的内容不会丢失，请稍后再试。")
+    log = service.log()[logged:]
+    assert "the database is unavailable" not in log, log
+    [line] = [line for line in log.splitlines() if "web chat: cannot write" in line]
+    assert re.search(rf"web chat: cannot write {re.escape(str(evidence))}/\S+: No space left on device ", line), line
+    taken = client.post("/chat/api/upload", files={"file": ("receipt.jpg", plain_photo(64, 48), "image/jpeg")})
+    assert taken.status_code == 200 and "已收到第 1 个文件" in taken.text

@@ -160,16 +160,20 @@ def test_train_evaluate_promote_gate_rollback(data_dir_with_model: tuple[Path, s
     _assert_clean_error(runner.invoke(app, ["model", "rollback"]), "no earlier promoted model")
 
 
-def test_evaluate_cross_validation_on_a_dataset(data_dir: Path, tmp_path: Path) -> None:
+def test_evaluate_cross_validation_on_a_dataset(data_dir: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The image's line names it by its absolute path, whatever directory the command ran in."""
+    monkeypatch.chdir(tmp_path)
     dataset = tmp_path / "cv.jsonl"
     train = load_seed_corpus("train")
     examples = [e for e in train if e.label == "medical"][:30] + [e for e in train if e.label == "education"][:30]
     dataset.write_text("\n".join(json.dumps({"text": e.text, "label": e.label}, ensure_ascii=False)
                                  for e in examples), encoding="utf-8")
     png = tmp_path / "cv.png"
-    result = runner.invoke(app, ["model", "evaluate", "--cv", "3", "--data", str(dataset), "--png", str(png)])
+    result = runner.invoke(app, ["model", "evaluate", "--cv", "3", "--data", str(dataset), "--png", "cv.png"])
     assert result.exit_code == 0, result.output
     assert "3-fold cross-validation" in result.stdout
+    assert f"confusion matrix image: {png.resolve()}\n" in result.stdout
     assert png.is_file()
 
 

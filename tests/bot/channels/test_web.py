@@ -11,6 +11,8 @@ limit and the page in Chromium are in tests/channels/test_web.py."""
 
 from __future__ import annotations
 
+import logging
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -326,3 +328,28 @@ def test_the_clients_address_is_the_connections_and_a_forwarded_for_header_is_no
     assert client_ip(request(("198.51.100.23", 40000), [])) == "198.51.100.23"
     assert client_ip(request(("198.51.100.23", 40000), [(b"x-forwarded-for", b"203.0.113.99")])) == "198.51.100.23"
     assert client_ip(request(None, [(b"x-forwarded-for", b"203.0.113.99")])) is None
+
+
+async def test_a_database_whose_disk_is_full_answers_503_and_the_log_says_the_disk_is_full(
+        tmp_path: Path, migrated_sqlite: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A database whose disk filled up while serving: the resident is asked to try again shortly, and the log said
+    only "the database is unavailable (OperationalError)", as for a database that is down. It now says the disk
+    is full. SQLite is made to answer as on a full disk (SQLITE_FULL, "database or disk is full") by capping its
+    size at what it holds (`PRAGMA max_page_count`, on the write engine's one connection): a report's long
+    description needs pages it cannot have."""
+    from sqlalchemy import text
+
+    shutil.copyfile(migrated_sqlite, tmp_path / "full.db")
+    async with _serving(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'full.db'}") as chat, \
+            chat.browser() as browser:
+        await _opened(browser)
+        async with chat.runtime.sessionmaker.begin() as session:
+            pages = (await session.execute(text("PRAGMA page_count"))).scalar_one()
+            await session.execute(text(f"PRAGMA max_page_count = {pages}"))
+        with caplog.at_level(logging.WARNING, logger="bot.channels.web"):
+            answer = await browser.post("/chat/api/message", json={"command": "report", "argument": DESCRIPTION * 80})
+    assert answer.status_code == 503, answer.text
+    assert (answer.headers.get("retry-after"), answer.json()["detail"]) == ("5", BUSY_ZH)
+    assert [record.getMessage() for record in caplog.records if record.name == "bot.channels.web"] == [
+        "web chat: the database cannot write, its disk is full (OperationalError): free space where it keeps its "
+        "files"]
