@@ -191,16 +191,16 @@ async def export_cases(principal: Principal, flt: queries.CaseFilter, *, fmt: Fo
         async with principal.context.database.read_sessionmaker() as session:
             usernames = {user.id: user.username for user in await staff_actions.list_staff(session)}
         async with principal.write() as session:  # the export and its reveals: one transaction
-            entry = await audit.record(session, principal.user, "case.export", ip=ip, detail={
+            export_id = await audit.record(session, principal.user, "case.export", ip=ip, detail={
                 "format": fmt, "count": len(cases), "identity": identity, "filter": described,
                 **({"reason": reason} if identity else {})})
             # each case's own record says which export took its report out of the console, as a view of its ticket
             # does (one INSERT for up to MAX_EXPORT_ROWS entries)
             await audit.record_many(session, principal.user, "case.in_export", [case.id for case in cases],
-                                    detail={"export_id": entry.id, "format": fmt}, ip=ip)
+                                    detail={"export_id": export_id, "format": fmt}, ip=ip)
             if identity:  # one INSERT for up to MAX_EXPORT_ROWS entries
                 await audit.record_many(session, principal.user, "case.reveal_identity", revealed_case_ids(cases),
-                                        detail={"reason": reason, "via": "export", "export_id": entry.id}, ip=ip)
+                                        detail={"reason": reason, "via": "export", "export_id": export_id}, ip=ip)
         stamp = utcnow().astimezone(ZoneInfo(principal.context.city.timezone)).strftime("%Y%m%d-%H%M")
         # formatting ten thousand rows is a few hundred milliseconds of Python: off the event loop, so that the
         # residents' and other staff's requests are served meanwhile

@@ -44,20 +44,27 @@ def _with_via(session: AsyncSession, detail: dict[str, Any] | None) -> dict[str,
     return {**(detail or {}), **extra} if extra else detail or {}
 
 
-def _bulk_id(session: AsyncSession) -> str | None:
+def _bulk_id(session: AsyncSession) -> dict[str, str]:
+    """The entry's `bulk_id` column, named only for a bulk action's entries: the other entries' INSERT leaves it
+    out, so that `db backup` can still audit itself on a schema older than the column (a backup taken before the
+    upgrade that adds it)."""
     bulk = session.info.get(AUDIT_BULK) or {}
-    return str(bulk["bulk"]) if bulk.get("bulk") is not None else None
+    return {"bulk_id": str(bulk["bulk"])} if bulk.get("bulk") is not None else {}
 
 
 async def record(session: AsyncSession, actor: StaffUser | None, action: str, *, case: Case | None = None,
-                 detail: dict[str, Any] | None = None, ip: str | None = None) -> AuditEntry:
+                 detail: dict[str, Any] | None = None, ip: str | None = None) -> int:
+    """Write one entry; returns its id. An INSERT of the columns it names (not the ORM's, which names every column
+    of the model), after a flush of what it may refer to (a case filed in this transaction)."""
     if ip is None:
         ip = session.info.get(AUDIT_IP)
-    entry = AuditEntry(actor_id=actor.id if actor else None, action=action, case_id=case.id if case else None,
-                       detail=_with_via(session, detail), ip=ip, bulk_id=_bulk_id(session))
-    session.add(entry)
     await session.flush()
-    return entry
+    entry_id = await session.scalar(
+        insert(cast(Table, AuditEntry.__table__)).values(
+            actor_id=actor.id if actor else None, action=action, case_id=case.id if case else None,
+            detail=_with_via(session, detail), ip=ip, **_bulk_id(session))
+        .returning(AuditEntry.__table__.c.id))
+    return int(cast(int, entry_id))
 
 
 async def record_many(session: AsyncSession, actor: StaffUser | None, action: str, case_ids: Sequence[int], *,
@@ -71,7 +78,7 @@ async def record_many(session: AsyncSession, actor: StaffUser | None, action: st
     detail, bulk_id = _with_via(session, detail), _bulk_id(session)
     await session.execute(insert(cast(Table, AuditEntry.__table__)), [
         {"actor_id": actor.id if actor else None, "action": action, "case_id": case_id, "detail": detail,
-         "ip": ip, "bulk_id": bulk_id} for case_id in case_ids])
+         "ip": ip, **bulk_id} for case_id in case_ids])
 
 
 AuditRow = tuple[AuditEntry, str | None, str | None]
