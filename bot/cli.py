@@ -495,10 +495,7 @@ def evidence_clean(
     from storage.evidence_cleaning import CleaningSummary, clean_stored_evidence
 
     settings = _settings()
-    newest, where = _schema_state(settings)
-    if not newest:
-        typer.echo(f"qinglian: {_safe_url(settings)}: {where}; run `qinglian db upgrade` first", err=True)
-        raise typer.Exit(2)
+    require_schema(settings.resolved_database_url)
     ring = settings.resolved_keyring()
     via = operator_name()
     console = Console()
