@@ -107,9 +107,10 @@ class BulkResult:
 
 
 async def bulk(principal: Principal, case_numbers: Sequence[str], action: str, *, username: str = "",
-               status: str = "", note: str = "", queue: str = "", reason: str = "",
+               status: str = "", note: str = "", referral: str = "", queue: str = "", reason: str = "",
                reason_code: str = "") -> list[BulkResult]:
-    """Assign, set the status of, or move (with the reason, and one of the city's transfer reasons where a move
+    """Assign, set the status of (a rejection with the note as its reason and the referral: where the reporter
+    can turn instead), or move (with the reason, and one of the city's transfer reasons where a move
     to triage or out of the user's queues needs it) each selected case, each in its own transaction with its own
     trace event and audit record; a case that refuses (closed, not in the user's queues, …) is reported and the
     others go on."""
@@ -138,7 +139,8 @@ async def bulk(principal: Principal, case_numbers: Sequence[str], action: str, *
                 if action == "assign":
                     await operations.assign(marked, number, username.strip() or None)
                 elif action == "status":
-                    await operations.set_status(marked, number, status, note.strip() or None)
+                    await operations.set_status(marked, number, status, note.strip() or None,
+                                                referral.strip() or None)
                 else:
                     await operations.move(marked, number, queue, reason, reason_code or None)
             except OperationError as refused:

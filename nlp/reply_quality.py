@@ -10,7 +10,7 @@ memory, every other word gets the table's median, as `jieba.analyse` does).
   2000元), which weigh as much as its heaviest key phrase; coverage is the IDF-weighted share of them that the
   reply mentions, and cosine is the TF-IDF cosine of the two texts' words.
 - **Completeness**: does the reply say what was found (经查/调查/核实…), what was done (已责令/整改/处理…), on which
-  basis (根据《…》/依据/规定…) and whom to contact (电话/联系/咨询/拨打 with a number)? Weights 0.3, 0.3, 0.2, 0.2.
+  basis (根据《…》/依据/规定…) and whom to contact (电话/联系/咨询/致电/拨打 with a number)? Weights 0.3, 0.3, 0.2, 0.2.
   An English reply answers the same questions in its words (investigated/found that…, ordered/rectified/
   disciplined…, according to/under Article…/regulations…, call/phone/contact/hotline with a number).
 - **Clarity** starts at 1 and loses 0.4 for a reply under 30 characters, up to 0.3 for sentences averaging over
@@ -57,7 +57,7 @@ _ACTIONS = re.compile(
 _BASIS = re.compile(
     r"根据《|依据《|按照《|《[^》]{2,40}》|规定|第[一二三四五六七八九十百零\d]+条|政策|法律|法规|条例|办法"
 )
-_CONTACT_WORD = re.compile(r"电话|联系|咨询|热线|来电|来访|窗口|拨打")
+_CONTACT_WORD = re.compile(r"电话|联系|咨询|垂询|热线|来电|致电|来访|窗口|拨打")
 # The same four questions of an English answer (the text is lower-cased by `normalise`), word by word.
 _FINDINGS_EN = re.compile(
     r"\b(?:investigat\w*|inquir(?:y|ies|ed)|looked into|verif\w*|checked|inspect\w*|examined|found that|we found|"

@@ -13,6 +13,7 @@ from console.auth import visible_queues
 from console.operations import MAX_ID, require_supervisor
 from console.rendering import redirect, render
 from console.routes.common import CsrfField, PagePrincipal, check_csrf, page_router
+from handlers.validation import readable
 
 router = page_router()
 
@@ -56,7 +57,8 @@ async def bulk(request: Request, principal: PagePrincipal, *, csrf: CsrfField = 
                cases: Annotated[list[str] | None, Form(max_length=workday.MAX_BULK)] = None,
                action: Annotated[str, Form(max_length=20)] = "",
                username: Annotated[str, Form(max_length=60)] = "", status: Annotated[str, Form(max_length=20)] = "",
-               note: Annotated[str, Form(max_length=3000)] = "", queue: Annotated[str, Form(max_length=60)] = "",
+               note: Annotated[str, Form(max_length=3000)] = "",
+               referral: Annotated[str, Form(max_length=1000)] = "", queue: Annotated[str, Form(max_length=60)] = "",
                reason: Annotated[str, Form(max_length=500)] = "",
                reason_code: Annotated[str, Form(max_length=60)] = "",
                back: Annotated[str, Form(max_length=2000)] = "/console/cases") -> Response:
@@ -65,7 +67,8 @@ async def bulk(request: Request, principal: PagePrincipal, *, csrf: CsrfField = 
     if action == "assign" and username and username != principal.user.username:
         require_supervisor(principal)
     results = await workday.bulk(principal, [number[:32] for number in cases or []], action, username=username,
-                                 status=status, note=note, queue=queue, reason=reason, reason_code=reason_code)
+                                 status=status, note=readable(note), referral=readable(referral), queue=queue,
+                                 reason=reason, reason_code=reason_code)
     back = back if back.startswith("/console/") and "//" not in back and "\\" not in back else "/console/cases"
     return render(request, principal, "bulk.html", results=results, action=action, back=back,
                   done_count=sum(1 for result in results if result.error is None))

@@ -73,8 +73,14 @@ def test_every_page_fits_the_width_and_loads_nothing_from_outside(service: tuple
             expect(nav).to_be_visible()
             expect(button).to_be_hidden()
 
+        # every ticket of the list: the link back to a queue with a long name (信访室（市纪委监委）Letters and
+        # Visits office (Discipline Inspection Commission)) wraps instead of widening the page
+        page.goto(f"{live.url}/console/cases")
+        tickets = page.eval_on_selector_all("main a[href^='/console/case/']",
+                                            "links => links.map(a => a.getAttribute('href'))")
+        assert len(tickets) > 5
         wide = {}
-        for path in (*PAGES, f"/console/case/{flow_number}"):
+        for path in (*PAGES, *dict.fromkeys(tickets), f"/console/case/{flow_number}"):
             response = page.goto(f"{live.url}{path}")
             assert response is not None and response.status == 200, path
             wide[path] = _sideways(page)

@@ -147,6 +147,25 @@ async def test_bulk_actions_on_a_selection(console: ConsoleHarness) -> None:
         assert refused.status_code == 403
 
 
+async def test_a_selection_is_rejected_with_its_reason_and_where_to_turn(console: ConsoleHarness) -> None:
+    """The bulk form offers 不予受理 (rejected); a rejection needs the reason and where the reporter can turn
+    instead, so the form asks for both and each case is rejected with them (it once had no place for the second:
+    every selected case came back "not done")."""
+    await console.user("sup", StaffRole.SUPERVISOR)
+    first, second = [await console.case("clean_hall") for _ in range(2)]
+    async with console.client() as client:
+        csrf = await console.login(client, "sup")
+        listing = (await client.get("/console/queue/clean_hall")).text
+        bulk_form = listing[listing.index('id="bulk"'):]
+        assert '<option value="rejected">' in bulk_form and 'name="referral"' in bulk_form
+        rejected = await client.post("/console/cases/bulk", data={
+            "csrf": csrf, "action": "status", "status": "rejected", "note": "不属于纪检监察机关受理范围",
+            "referral": "请向市12345热线反映", "cases": [first, second], "back": "/console/queue/clean_hall"})
+        assert rejected.status_code == 200 and "成功 2 / 2 件" in rejected.text
+        assert [(await console.get_case(n)).status for n in (first, second)] == ["rejected", "rejected"]
+        assert any("请向市12345热线反映" in (event.body or "") for event in await console.trace(first))
+
+
 async def test_deadlines_count_down_in_colour(console: ConsoleHarness) -> None:
     await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
     fresh = await console.case("clean_hall")

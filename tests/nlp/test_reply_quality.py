@@ -145,6 +145,14 @@ def test_please_dial_12345_is_a_contact() -> None:
     assert dial.completeness == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("contact", ["如有疑问请致电0731-12345678。", "欢迎垂询：0731-84561234。"])
+def test_please_call_with_a_number_is_a_contact(contact: str) -> None:
+    """请致电0731-… (please call …) gives whom to contact: the check once said 未提供联系方式 of such an answer."""
+    called = score_reply(REPORT, NO_BASIS_NO_CONTACT + "根据《社会保险经办服务规范》的规定办理。" + contact)
+    assert "no_contact" not in {reason.code for reason in called.reasons}
+    assert called.completeness == pytest.approx(1.0)
+
+
 def test_an_english_answer_is_as_complete_as_its_findings_action_basis_and_contact() -> None:
     complete = score_reply(ENGLISH_REPORT, (
         "We investigated your report and found that the clerk at window 3 asked for 500 yuan. Under Article 12 of "
