@@ -46,6 +46,7 @@ class CaseFilter:
     assigned_to_id: int | None = None
     needs_labelling: bool = False
     in_handling: bool = False  # accepted and not closed (accepted, in handling, answered): the overview's "办理中"
+    open_only: bool = False  # not closed, rejected or a duplicate: work still to do (the overview's "分配给我")
     unread: bool = False  # with information from the reporter its handlers have not seen
     problem_id: int | None = None  # only the cases of this problem (a group of cases about one thing)
     text: str | None = None
@@ -89,6 +90,8 @@ def _filtered(query: Select[Any], flt: CaseFilter, threshold: float) -> Select[A
         query = query.where(Case.status == flt.status)
     if flt.in_handling:
         query = query.where(status_in(IN_HANDLING))
+    if flt.open_only:
+        query = query.where(status_in(OPEN_STATUSES))
     if flt.unread:
         query = query.where(Case.unread_since.is_not(None))
     if flt.label:

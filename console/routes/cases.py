@@ -24,7 +24,7 @@ from storage.models import Case, CaseStatus, StaffUser, utcnow
 
 router = common.page_router()
 FILTER_KEYS = ("queue", "status", "label", "district", "from", "to", "conf_min", "conf_max", "overdue", "labelling",
-               "handling", "unread", "q", "mine", "problem", "after", "before")
+               "handling", "unread", "q", "mine", "open", "problem", "after", "before")
 
 
 @router.get("/console")
@@ -33,7 +33,9 @@ async def overview(request: Request, principal: PagePrincipal) -> Response:
     # counted up to a cap: beyond it the tiles say "10,000+" rather than count a city's backlog on every visit
     overdue_total = await operations.count_cases(principal, queries.CaseFilter(overdue=True))
     labelling_total = await operations.count_cases(principal, queries.CaseFilter(needs_labelling=True))
-    mine_total = await operations.count_cases(principal, queries.CaseFilter(assigned_to_id=principal.user.id))
+    # the reviewer's work still to do: their closed cases would make the tile only ever grow
+    mine_total = await operations.count_cases(principal, queries.CaseFilter(assigned_to_id=principal.user.id,
+                                                                            open_only=True))
     totals = queries.QueueCounts("", sum(c.new for c in counts.values()),
                                  sum(c.in_handling for c in counts.values()), sum(c.overdue for c in counts.values()))
     unread = await workday.unread_by_queue(principal)
@@ -95,6 +97,7 @@ def case_filter(request: Request, principal: Principal, view: ListView) -> tuple
     flt.needs_labelling = view.labelling or params["labelling"] == "1"
     flt.in_handling = params["handling"] == "1"
     flt.unread = params["unread"] == "1"
+    flt.open_only = params["open"] == "1"
     if params["mine"] == "1":
         flt.assigned_to_id = principal.user.id
     if params["q"]:

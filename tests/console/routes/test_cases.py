@@ -9,7 +9,7 @@ import httpx
 from sqlalchemy import select
 
 from console.routes import common
-from storage import actions
+from storage import actions, staff_actions
 from storage.models import Case, CaseStatus, StaffRole, TraceKind
 from tests.console.conftest import ACTIONS, JPEG, OTHER_QUEUE, ConsoleHarness, location
 
@@ -165,3 +165,32 @@ async def test_every_choice_of_the_case_lists_filters_has_its_english_name(conso
     assert len(choices) > 20
     assert [choice for choice in choices if not re.search(r"[A-Za-z]", choice)] == []
     assert {"全部 all", "吃拿卡要与违规收送 Bribes, gifts and banquets"} <= set(choices)
+
+
+async def test_assigned_to_me_counts_and_lists_the_open_cases_a_reviewer_still_has_to_work(
+        console: ConsoleHarness) -> None:
+    """The tile kept counting the reviewer's closed cases, so it only ever grew; now it is their open work, and
+    opens exactly that list."""
+    reviewer = await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    boss = await console.user("boss", StaffRole.SUPERVISOR)
+    unassigned = await console.case("clean_hall")
+    waiting = await console.case("clean_hall")
+    closed = await console.case("clean_hall")
+    async with console.database.sessionmaker.begin() as session:
+        for number in (waiting, closed):
+            case = await session.scalar(select(Case).where(Case.case_number == number))
+            assert case is not None
+            await staff_actions.assign_case(session, case, reviewer, actor=boss)
+        case = await session.scalar(select(Case).where(Case.case_number == closed))
+        assert case is not None
+        await actions.change_status(session, case, CaseStatus.CLOSED, actor="staff:1", body="已办结，已答复举报人。")
+    async with console.client() as client:
+        await console.login(client, "rev")
+        overview = (await client.get("/console")).text
+        tiles = dict(re.findall(r'<a class="tile[^"]*" href="([^"]+)"[^>]*>\s*<b>(\d+)</b>', overview))
+        assert tiles["/console/cases?mine=1&amp;open=1"] == "1", tiles
+        assert await _numbers(client, "/console/cases?mine=1&open=1") == [waiting]
+        assert await _numbers(client, "/console/cases?mine=1") == [closed, waiting]  # the box alone: all of theirs
+        assert await _numbers(client, "/console/cases?open=1") == [waiting, unassigned]
+        listed = (await client.get("/console/cases?mine=1&open=1")).text
+        assert re.search(r'<input type="checkbox" name="open" value="1" checked>', listed)
