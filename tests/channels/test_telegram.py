@@ -583,6 +583,24 @@ def test_an_album_at_the_evidence_step_is_answered_once_and_every_photo_is_kept(
         picture_of(photo) for photo in photos)
 
 
+def test_an_albums_photos_are_kept_in_the_order_they_were_sent_when_the_first_downloads_slowest(
+        chat: Chat, service: LiveService) -> None:
+    """The photos of an album are downloaded side by side; the first one's download takes longest. The case's
+    evidence (what staff see, in order) is still the album's order, and the counts the resident reads follow it."""
+    _to_the_evidence_step(chat)
+    chat.settle(service)
+    seen = chat.seen
+    photos = [plain_photo(width, 200, shade=shade) for width, shade in ((320, 30), (300, 110), (280, 190))]
+    chat.standin.send_album(chat.chat_id, photos, download_seconds=[1.0])
+    chat.settle(service)
+    assert _said_since(chat, seen)[0].startswith("已收到这一组的 3 个文件（共 3/5 个）")
+    chat.press("evidence:done", expect="第6步")
+    chat.press("identity:anonymous", expect="请核对举报内容")
+    chat.press("summary:submit", expect="举报已提交")
+    assert [picture_of(content) for content in _files_of_the_case(service, chat)] == [
+        picture_of(photo) for photo in photos]
+
+
 def test_an_album_over_the_evidence_limit_keeps_what_fits_and_says_once_what_did_not(chat: Chat,
                                                                                     service: LiveService) -> None:
     """One photo sent before, then an album of six: four fit under the limit of five; the resident is told once that
