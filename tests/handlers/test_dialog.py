@@ -462,6 +462,43 @@ async def test_a_description_sent_unasked_over_the_limit_is_explained(harness: D
     assert f"{limit}" in resident.text() and "menu:report" in resident.keys()
 
 
+def pasted(length: int) -> str:
+    """A long complaint a resident pastes: `DESCRIPTION` over and over, `length` characters."""
+    return (DESCRIPTION * (length // len(DESCRIPTION) + 1))[:length]
+
+
+async def test_a_complaint_pasted_as_the_first_message_and_cut_in_two_is_offered_whole(
+        harness: DialogHarness) -> None:
+    """A resident opens the chat by pasting their complaint; their app sends it in two messages. They are offered
+    once to report it, and the report's description is the whole text, joined where the app cut it."""
+    resident = harness.resident()
+    whole = pasted(2600)
+    said = await resident.paste(whole[:2100], whole[2100:])
+    assert len(said) == 1 and said[0].startswith(f"您发来的内容：\n“{whole[:60]}……”")
+    assert resident.keys() == ["intake:report", "intake:menu"]
+    await resident.press("intake:report")
+    await where_and_when(resident)
+    await resident.press("evidence:done")
+    await resident.press("identity:anonymous")
+    await submit(resident)
+    async with harness.sessionmaker() as session:
+        assert (await session.execute(select(Case.description))).scalar_one() == whole
+
+
+async def test_a_first_message_pasted_over_the_limit_and_cut_in_two_is_refused_whole(harness: DialogHarness) -> None:
+    """The first message is a text of 5000 characters, cut by the app into 4096 and 904: the resident is told once
+    that the whole is over the limit, and no part of it is offered as a report on its own."""
+    resident = harness.resident()
+    whole = pasted(5000)
+    said = await resident.paste(whole[:4096], whole[4096:])
+    assert said == [
+        "您发来的文字分成了 2 条消息送达，合起来共5000字，超过了3000字的上限，没有作为“经过”保存。"
+        "请精简到3000字以内后重新发送，或把详细材料作为PDF在下一步上传。",
+        "请选择您要办理的事项：",
+    ]
+    assert "menu:report" in resident.keys()
+
+
 async def test_a_photo_sent_first_is_kept_as_the_evidence_of_the_report_it_offers(harness: DialogHarness) -> None:
     resident = harness.resident()  # a photo of the empty counter, before any word
     await resident.upload(JPEG, kind="photo", name=None)

@@ -52,10 +52,9 @@ DRAFT_FIELDS: dict[str, tuple[type, ...]] = {
     "step": (str,), "attachments": (list,), "district": (str, type(None)), "place": (str,),
     "occurred": (str,), "description": (str,), "anonymous": (bool,), "name": (str, type(None)),
     "phone": (str, type(None)), "pending_name": (str, type(None)), "editing": (bool,),
-    # a contact card's number kept while its name is asked again; a pasted text Telegram may have cut, kept whole
-    # for its rest, and the description it would replace (`report._describe`)
-    "pending_phone": (str, type(None)), "description_sent": (str, type(None)),
-    "description_before": (str, type(None)),
+    # a contact card's number kept while its name is asked again; a pasted text the app may have cut, kept with the
+    # conversation as its step found it, for its rest (`dialog._as_the_step_began`)
+    "pending_phone": (str, type(None)), "cut": (dict,),
 }
 
 # --- strategies -----------------------------------------------------------------------------------
