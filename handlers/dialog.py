@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -108,8 +108,10 @@ async def _gather(turn: Turn, gather: timedelta | None) -> list[Outbound]:
     withdrawn: list[Outbound] = []
     if continues and record is not None:
         payloads = await actions.withdraw_held_replies(turn.session, turn.conversation, gather)
-        if payloads:
-            withdrawn = [Outbound.from_payload(payload) for payload in payloads]
+        withdrawn = [Outbound.from_payload(payload) for payload in payloads]
+        # the rest of a cut text that reaches the dialog after the window (the service was slow), when the answer
+        # to its first part has gone out: the platform's own signals still say what it is
+        if payloads or (inbound.group is None and _sent_right_after(record, inbound, gather)):
             turn.continued = record
             if inbound.group is None and cut is not None:
                 await _take_back(turn, record, cut)
@@ -119,8 +121,19 @@ async def _gather(turn: Turn, gather: timedelta | None) -> list[Outbound]:
                                                       if key != "group"} if turn.continued else {})}
     elif plain_text and state not in ANSWERED_AT_ONCE and (inbound.may_be_cut or turn.continued is not None):
         parts = int(turn.continued.get("parts", 1)) + 1 if turn.continued else 1
-        turn.gathering = {"group": None, "parts": parts}
+        turn.gathering = {"group": None, "parts": parts, "sequence": inbound.sequence,
+                          "sent_at": inbound.sent_at.isoformat() if inbound.sent_at is not None else None}
     return withdrawn
+
+
+def _sent_right_after(record: dict[str, Any], inbound: Inbound, gather: timedelta) -> bool:
+    """Whether the platform says `inbound` is the chat's next message after the one `record` is about, sent within
+    `gather` of it: a further part of a text the app cut, however late it is handled."""
+    sequence, sent_at = record.get("sequence"), record.get("sent_at")
+    if inbound.sequence is None or inbound.sent_at is None or sequence is None or sent_at is None:
+        return False
+    after = inbound.sent_at - datetime.fromisoformat(str(sent_at))
+    return inbound.sequence == int(sequence) + 1 and timedelta(0) <= after <= gather
 
 
 async def _take_back(turn: Turn, record: dict[str, Any], cut: dict[str, Any]) -> None:
