@@ -111,9 +111,13 @@ class Runtime:
         """
         if inbound.text is not None and "\x00" in inbound.text:
             inbound = replace(inbound, text=inbound.text.replace("\x00", ""))  # PostgreSQL refuses NUL in text
-        inbound = await self._prefetch(inbound)
+        # the download starts at once (an album's files come down side by side), but the step waits its turn:
+        # the resident's lock is asked for before anything is awaited, so their messages are handled in the order
+        # the channel handed them in (an album's photos stored in the order sent, however fast each came down)
+        download = asyncio.ensure_future(self._prefetch(inbound))
         started = time.perf_counter()
         async with self.locks.hold(f"{inbound.channel}:{inbound.user_ref}"):
+            inbound = await download
             async with self.sessionmaker.begin() as session:
                 if inbound.update_key is not None and not await actions.claim_update(
                     session, inbound.channel, inbound.update_key

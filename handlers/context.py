@@ -15,6 +15,7 @@ from handlers.city import CityConfig
 from handlers.routing import RouteDecision
 from handlers.texts import Texts
 from handlers.types import Choice, Inbound, Outbound
+from handlers.validation import Invalid
 from storage.models import ConversationState, utcnow
 
 Router = Callable[[str, str | None], Awaitable[RouteDecision]]
@@ -61,6 +62,20 @@ class Turn:
     def words(self, key: str) -> list[str]:
         """The words a text lists for typing an answer ("完成|跳过|done"), in the resident's language."""
         return [word for word in self.t(key).split("|") if word.strip()]
+
+    @property
+    def parts(self) -> int:
+        """How many messages the text being answered came in: more than one for a pasted text the resident's app
+        cut, gathered whole (`dialog._gather`)."""
+        cut = self.gathering if self.gathering is not None and self.gathering.get("group") is None else None
+        return int(cut.get("parts", 1)) if cut is not None else 1
+
+    def refusal(self, problem: Invalid, parts_key: str = "error_description_long_parts") -> str:
+        """What a check refused, said: a text over its limit that came in several messages is said to have, with
+        the whole's length (`parts_key`), so the resident knows it was judged whole."""
+        if problem.text_key == "error_description_long" and self.parts > 1:
+            return self.t(parts_key, parts=self.parts, **problem.values)
+        return self.t(problem.text_key, **problem.values)
 
     def say(self, text: str, *, notice_offer: int | None = None, restated: bool = False) -> None:
         self.messages.append(Outbound(text, notice_offer=notice_offer, locale=self.locale, restated=restated))

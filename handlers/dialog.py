@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,7 +14,14 @@ from handlers.menu import menu_names, show_menu
 from handlers.notices import render, waited_line
 from handlers.texts import normalise_locale
 from handlers.types import Attachment, Choice, Inbound, Outbound, Packer
-from handlers.validation import Invalid, named_option, parse_receipt_code, says_enough, typed_number
+from handlers.validation import (
+    Invalid,
+    join_parts,
+    named_option,
+    parse_receipt_code,
+    says_enough,
+    typed_number,
+)
 from storage import actions, loop, notices
 
 COMMANDS = ("start", "report", "status", "cancel", "language", "help", "menu")
@@ -41,16 +48,19 @@ async def handle(session: AsyncSession, inbound: Inbound, ctx: DialogContext, *,
     `gather` is how long a channel whose residents send several messages in one go (Telegram: an album's photos,
     each its own update; a long pasted text, cut by the app) waits for the rest: a step that may be continued
     holds its replies that long, and the next message of the same burst takes them back and answers for both
-    (`_gather`), so the resident gets one answer and the question once."""
+    (`_gather`), so the resident gets one answer and the question once. A text that may be cut is so held in every
+    state but `ANSWERED_AT_ONCE`: its rest answers the step again for the whole text, whatever the step does with a
+    text (a first message offered as a report, a description, information added to a case)."""
     conversation = await actions.load_conversation(session, inbound.channel, inbound.user_ref)
     if conversation.locale is None:
         conversation.locale = normalise_locale(inbound.locale, ctx.city.default_locale)
     turn = Turn(session=session, inbound=inbound, conversation=conversation, ctx=ctx)
-    withdrawn = await _gather(turn, gather) if gather is not None and queue is not None else []
+    withdrawn = await _gather(turn, gather if queue is not None else None)
     await _news_that_waited(turn)
     await _expire_old_draft(turn)
-    if inbound.command is not None:
-        await _command(turn, inbound.command.lower(), inbound.command_arg)
+    as_sent = _as_the_step_began(turn)
+    if turn.inbound.command is not None:
+        await _command(turn, turn.inbound.command.lower(), turn.inbound.command_arg)
     else:
         await _input(turn)
     if turn.continued is not None and turn.continued.get("group") is not None:
@@ -61,41 +71,90 @@ async def handle(session: AsyncSession, inbound: Inbound, ctx: DialogContext, *,
     held = turn.gathering is not None and hold is None  # `_gather` sets it only with a gather and a queue
     if held:
         turn.context_set(gather=turn.gathering)
+        if as_sent is not None:  # kept with the draft (encrypted): it holds what the resident wrote
+            conversation.draft = {**turn.draft, CUT: as_sent}
     payloads = queue(turn.messages) if queue is not None else []
     outbox_ids = await actions.finish_step(session, conversation, payloads, hold=gather if held else hold)
     return Step(turn.messages, outbox_ids, held)
 
 
-async def _gather(turn: Turn, gather: timedelta) -> list[Outbound]:
+CUT = "cut"
+"""The draft's record of a text that may have been cut, while its step's replies are held: the text as sent so far
+and the conversation as that step found it (`_as_the_step_began`), for the rest of the text to answer it again."""
+ANSWERED_AT_ONCE = ("rating_comment", "appeal")
+"""States whose answer to a text writes to the case what cannot be taken back (a rating, an appeal): a text that
+may be cut is not gathered there, each part is answered as it comes."""
+
+
+async def _gather(turn: Turn, gather: timedelta | None) -> list[Outbound]:
     """Whether this message continues what the resident sent in one go with the last one — a file of the same
-    album, or the rest of a text cut into parts at the description step — while that step's replies still wait:
-    they are taken back (returned) and `turn.continued` holds that step's record. Sets `turn.gathering` where this
-    step may itself be continued."""
+    album, or the rest of a text their app cut into parts — while that step's replies still wait: they are taken
+    back (returned) and `turn.continued` holds that step's record. The rest of a cut text then answers that step
+    again, from where it began, for the whole text (`_take_back`). Sets `turn.gathering` where this step may itself
+    be continued. Without a `gather` (a channel that does not wait for more) it only clears the last step's record."""
     inbound = turn.inbound
     record: dict[str, Any] | None = turn.context_get("gather")
     turn.context_set(gather=None)
+    cut: dict[str, Any] | None = turn.draft.get(CUT)
+    if cut is not None:  # not an update of the draft: its age (`_expire_old_draft`) stays as it was
+        turn.conversation.draft = {key: value for key, value in turn.draft.items() if key != CUT}
+    if gather is None:
+        return []
     plain_text = inbound.text is not None and inbound.command is None and inbound.choice is None and \
         inbound.attachment is None
     continues = record is not None and (
         record.get("group") == inbound.group if inbound.group is not None
-        else record.get("group") is None and plain_text)
+        else record.get("group") is None and plain_text and cut is not None)
     withdrawn: list[Outbound] = []
     if continues and record is not None:
         payloads = await actions.withdraw_held_replies(turn.session, turn.conversation, gather)
-        if payloads:
-            withdrawn = [Outbound.from_payload(payload) for payload in payloads]
+        withdrawn = [Outbound.from_payload(payload) for payload in payloads]
+        # the rest of a cut text that reaches the dialog after the window (the service was slow), when the answer
+        # to its first part has gone out: the platform's own signals still say what it is
+        if payloads or (inbound.group is None and _sent_right_after(record, inbound, gather)):
             turn.continued = record
-            if inbound.group is None:  # the rest of a cut text: its step is answered again, for the whole text
-                turn.set_state(record["state"])
-                turn.context_set(choices=None)
+            if inbound.group is None and cut is not None:
+                await _take_back(turn, record, cut)
     state = turn.conversation.state
     if inbound.group is not None:
         turn.gathering = {"group": inbound.group, **({key: value for key, value in turn.continued.items()
                                                       if key != "group"} if turn.continued else {})}
-    elif plain_text and state == "description" and (inbound.may_be_cut or turn.continued is not None):
+    elif plain_text and state not in ANSWERED_AT_ONCE and (inbound.may_be_cut or turn.continued is not None):
         parts = int(turn.continued.get("parts", 1)) + 1 if turn.continued else 1
-        turn.gathering = {"group": None, "state": state, "parts": parts}
+        turn.gathering = {"group": None, "parts": parts, "sequence": inbound.sequence,
+                          "sent_at": inbound.sent_at.isoformat() if inbound.sent_at is not None else None}
     return withdrawn
+
+
+def _sent_right_after(record: dict[str, Any], inbound: Inbound, gather: timedelta) -> bool:
+    """Whether the platform says `inbound` is the chat's next message after the one `record` is about, sent within
+    `gather` of it: a further part of a text the app cut, however late it is handled."""
+    sequence, sent_at = record.get("sequence"), record.get("sent_at")
+    if inbound.sequence is None or inbound.sent_at is None or sequence is None or sent_at is None:
+        return False
+    after = inbound.sent_at - datetime.fromisoformat(str(sent_at))
+    return inbound.sequence == int(sequence) + 1 and timedelta(0) <= after <= gather
+
+
+async def _take_back(turn: Turn, record: dict[str, Any], cut: dict[str, Any]) -> None:
+    """The rest of a cut text: the conversation back where the step of its first part(s) found it, what that step
+    added to the case taken back (its replies were, unsent), and the text whole, to be answered as one message."""
+    conversation = turn.conversation
+    conversation.state = str(cut["state"])
+    conversation.draft = dict(cut["draft"])
+    conversation.context = dict(cut["context"])
+    turn.inbound = replace(turn.inbound, text=join_parts(str(cut["text"]), turn.inbound.text or ""))
+    if record.get("follow_up") is not None:
+        await actions.withdraw_follow_up(turn.session, int(record["follow_up"]))
+
+
+def _as_the_step_began(turn: Turn) -> dict[str, Any] | None:
+    """For a text that may be cut (`turn.gathering`): the text and the conversation as its step finds it."""
+    if turn.gathering is None or turn.gathering.get("group") is not None:
+        return None
+    conversation = turn.conversation
+    return {"text": turn.inbound.text, "state": conversation.state, "draft": dict(conversation.draft or {}),
+            "context": dict(conversation.context or {})}
 
 
 async def _news_that_waited(turn: Turn) -> None:
@@ -322,7 +381,7 @@ async def _offer_intake(turn: Turn, text: str | None, attachment: Attachment | N
     try:
         return await report.offer_intake(turn, text, attachment, offer=offer)
     except Invalid as problem:
-        turn.say(turn.t(problem.text_key, **problem.values))
+        turn.say(turn.refusal(problem))
         return False
 
 

@@ -24,7 +24,6 @@ from handlers.validation import (
     clean_occurred,
     clean_phone,
     clean_place,
-    join_parts,
     named_option,
     says_enough,
 )
@@ -140,7 +139,7 @@ def _length(text: str) -> int:
 def _answered(given_back: bool) -> dict[str, object]:
     """What answering the place or the time changes besides it: no story button any more, and the story given back
     as the answer is no longer the description."""
-    return {"story_taken": None, **({"description": None, "description_sent": None} if given_back else {})}
+    return {"story_taken": None, **({"description": None} if given_back else {})}
 
 
 def _city_name(turn: Turn) -> str:
@@ -306,7 +305,9 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
             _next(turn, "place")
         elif state in STORY_QUESTIONS and choice is None and not given_back and _tells_the_story(turn, text):
             assert text is not None
-            _describe(turn, text)  # a whole too long for a description is refused here, and says why
+            # a whole too long for a description is refused here, and says why
+            turn.update_draft(description=clean_description(text, limits.description_min_chars,
+                                                            limits.description_max_chars))
             turn.update_draft(story_taken=state)
             turn.say(turn.t("story_kept"))
             ask(turn, state)
@@ -322,7 +323,9 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         elif state == "description":
             if text is None:
                 raise Invalid("error_need_text")
-            _describe(turn, text)
+            # a text the resident's app cut into parts comes whole (`dialog._gather`): never the tail alone taken
+            turn.update_draft(description=clean_description(text, limits.description_min_chars,
+                                                            limits.description_max_chars))
             _next(turn, "evidence")
         elif state == "evidence":
             await _evidence(turn, choice, text, attachment)
@@ -358,31 +361,8 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
             else:
                 raise Invalid("error_pick_option")
     except Invalid as problem:
-        turn.say(turn.t(problem.text_key, **problem.values))
+        turn.say(turn.refusal(problem))
         ask(turn, state)
-
-
-def _describe(turn: Turn, text: str) -> None:
-    """The answer to "what happened". A text the resident's app may have cut into parts (`turn.gathering`) is kept
-    as sent, and a further part joins it: the description is the whole text, or — over the limit — none of it, and
-    the resident is told how long the whole is (never the tail alone taken)."""
-    limits = turn.ctx.city.limits
-    gathering = turn.gathering if turn.gathering is not None and turn.gathering.get("group") is None else None
-    continued = turn.continued if turn.continued is not None and turn.continued.get("group") is None else None
-    if continued is not None:  # the rest of the text: the step is answered again for the whole
-        text = join_parts(turn.draft.get("description_sent") or "", text)
-        turn.update_draft(description=turn.draft.get("description_before"))
-    elif gathering is not None:
-        turn.update_draft(description_before=turn.draft.get("description"))
-    turn.update_draft(description_sent=text if gathering is not None else None)
-    try:
-        description = clean_description(text, limits.description_min_chars, limits.description_max_chars)
-    except Invalid as problem:
-        parts = int(gathering.get("parts", 1)) if gathering is not None else 1
-        if parts > 1 and problem.text_key == "error_description_long":
-            raise Invalid("error_description_long_parts", parts=parts, **problem.values) from None
-        raise
-    turn.update_draft(description=description)
 
 
 def _identified(turn: Turn, name: str | None, phone: str) -> None:

@@ -365,12 +365,15 @@ async def _follow_up(turn: Turn, case: Case, choice: str | None, text: str | Non
             limit = turn.ctx.city.limits.description_max_chars
             if len(text) > limit:
                 raise Invalid("error_description_long", limit=limit, length=len(text))
-            await actions.add_follow_up(turn.session, case, text=text.strip(), search_terms=index_terms([text]),
-                                        other_device=actions.from_other_device(case, turn.conversation))
+            added = await actions.add_follow_up(turn.session, case, text=text.strip(),
+                                                search_terms=index_terms([text]),
+                                                other_device=actions.from_other_device(case, turn.conversation))
+            if turn.gathering is not None and turn.gathering.get("group") is None:
+                turn.gathering["follow_up"] = added.id  # a text that may be cut: its rest takes it back, adds all
         else:
             raise Invalid("error_follow_up_expected")
     except Invalid as problem:
-        turn.say(turn.t(problem.text_key, **problem.values))
+        turn.say(turn.refusal(problem, "error_follow_up_long_parts"))
         turn.ask(turn.t("ask_follow_up"), done)
         return
     turn.ask(turn.t("follow_up_saved"), done)

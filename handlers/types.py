@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 AttachmentKind = Literal["photo", "document", "sticker", "voice", "video", "audio", "location", "contact", "other"]
@@ -56,6 +57,10 @@ class Inbound:
     group: str | None = None
     #: a text as long as the channel's apps cut a pasted text at: its rest may follow in further messages
     may_be_cut: bool = False
+    #: the message's number in the chat and when the platform says it was sent (Telegram's `message_id` and `date`),
+    #: where the channel knows them: the rest of a cut text is the chat's next message, sent moments after
+    sequence: int | None = None
+    sent_at: datetime | None = None
     #: the client's IP address where the channel knows it, for the per-address limits: the resident's own
     #: (the web chat) or a platform server that relays many residents (`shared_address`, WeChat's callbacks)
     client_ip: str | None = None

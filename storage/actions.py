@@ -549,6 +549,17 @@ async def add_follow_up(
     return event
 
 
+async def withdraw_follow_up(session: AsyncSession, event_id: int) -> None:
+    """Take back a text the reporter added (`add_follow_up`) before they were told it was added: the first part of a
+    text their app cut, added again whole with the rest (`handlers.dialog`). The case's unread mark is set anew."""
+    case_id = await session.scalar(
+        delete(TraceEvent).where(TraceEvent.id == event_id, TraceEvent.kind == TraceKind.FOLLOW_UP,
+                                 TraceEvent.actor == "reporter")
+        .returning(TraceEvent.case_id).execution_options(synchronize_session=False))
+    if case_id is not None:
+        await staff_notices.refresh_unread(session, case_id)
+
+
 async def rate_case(session: AsyncSession, case: Case, rating: int) -> TraceEvent:
     if case.status not in CLOSED_STATUSES:
         raise ActionError.of("rate_not_closed")

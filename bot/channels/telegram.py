@@ -84,7 +84,7 @@ def to_inbound(update: Update, fetcher: Any) -> Inbound | None:
             return Inbound(CHANNEL, user_ref, language, command=command[0], command_arg=command[1],
                            update_key=key)
         return Inbound(CHANNEL, user_ref, language, text=message.text, update_key=key,
-                       may_be_cut=len(message.text) >= CUT_FROM)
+                       may_be_cut=len(message.text) >= CUT_FROM, sequence=message.message_id, sent_at=message.date)
     attachment: Attachment
     if message.photo:
         largest = message.photo[-1]

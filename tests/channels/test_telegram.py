@@ -583,6 +583,24 @@ def test_an_album_at_the_evidence_step_is_answered_once_and_every_photo_is_kept(
         picture_of(photo) for photo in photos)
 
 
+def test_an_albums_photos_are_kept_in_the_order_they_were_sent_when_the_first_downloads_slowest(
+        chat: Chat, service: LiveService) -> None:
+    """The photos of an album are downloaded side by side; the first one's download takes longest. The case's
+    evidence (what staff see, in order) is still the album's order, and the counts the resident reads follow it."""
+    _to_the_evidence_step(chat)
+    chat.settle(service)
+    seen = chat.seen
+    photos = [plain_photo(width, 200, shade=shade) for width, shade in ((320, 30), (300, 110), (280, 190))]
+    chat.standin.send_album(chat.chat_id, photos, download_seconds=[1.0])
+    chat.settle(service)
+    assert _said_since(chat, seen)[0].startswith("已收到这一组的 3 个文件（共 3/5 个）")
+    chat.press("evidence:done", expect="第6步")
+    chat.press("identity:anonymous", expect="请核对举报内容")
+    chat.press("summary:submit", expect="举报已提交")
+    assert [picture_of(content) for content in _files_of_the_case(service, chat)] == [
+        picture_of(photo) for photo in photos]
+
+
 def test_an_album_over_the_evidence_limit_keeps_what_fits_and_says_once_what_did_not(chat: Chat,
                                                                                     service: LiveService) -> None:
     """One photo sent before, then an album of six: four fit under the limit of five; the resident is told once that
@@ -664,6 +682,25 @@ def test_a_long_pasted_description_that_telegram_split_in_two_is_judged_whole(ch
     chat.say(DESCRIPTION, expect="第5步")
     chat.press("evidence:done", expect="第6步")
     assert f"经过：{DESCRIPTION}\n" in chat.press("identity:anonymous", expect="请核对举报内容")
+
+
+def test_a_complaint_pasted_as_the_first_message_that_telegram_split_in_two_is_judged_whole(
+        chat: Chat, service: LiveService) -> None:
+    """A resident opens the bot by pasting their complaint of 5000 characters; their client sends it as two messages
+    (4096 and 904). Neither part is taken on its own: the resident is told once that the whole is over the limit of
+    3000, and shown the menu; no report is offered with the tail."""
+    chat.settle(service)
+    seen = chat.seen
+    pasted = (DESCRIPTION * 200)[:5000]
+    chat.standin.send_text(chat.chat_id, pasted[:4096])
+    chat.standin.send_text(chat.chat_id, pasted[4096:])
+    chat.settle(service)
+    assert _said_since(chat, seen) == [
+        "您发来的文字分成了 2 条消息送达，合起来共5000字，超过了3000字的上限，没有作为“经过”保存。"
+        "请精简到3000字以内后重新发送，或把详细材料作为PDF在下一步上传。",
+        "请选择您要办理的事项：",
+    ]
+    assert "menu:report" in chat.buttons()
 
 
 def _staff_answers_and_closes(service: LiveService, case_id: int) -> None:

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import dialog
 from handlers.city import load_city_config
@@ -15,15 +17,19 @@ from handlers.routing import RouteDecision
 from handlers.routing import route as decide
 from handlers.texts import Texts
 from handlers.types import Attachment, Inbound, Outbound
+from storage import outbox
 from storage.db import create_engine, create_sessionmaker
 from storage.migrate import upgrade
+from storage.models import Conversation, OutboxMessage
 from tests.conftest import make_test_keyring
-from tests.factories import plain_pdf, plain_photo
+from tests.factories import one_payload_each, plain_pdf, plain_photo
 
 JPEG = plain_photo()
 """A real photo (evidence images are decoded and re-encoded when they are taken)."""
 PDF = plain_pdf()
 """A real PDF (evidence PDFs are read and written anew when they are taken)."""
+GATHER = timedelta(minutes=1)
+"""A channel's `gather` (Telegram's is 2 s), long enough that no step of a test outlasts it."""
 
 
 class Clock:
@@ -56,6 +62,36 @@ class Resident:
 
     async def say(self, text: str) -> list[Outbound]:
         return await self._send(text=text)
+
+    async def in_one_go(self, *messages: dict[str, Any]) -> list[str]:
+        """Messages the resident's app sent in one go, as a channel that gathers them hands them in (each its own
+        step, replies queued and held for `GATHER`): the parts of a pasted text the app cut (`may_be_cut` on
+        all but the last) or an album's files (one `group`). What an earlier burst left to send counts as sent
+        (its window is over). Returns what the resident reads: the replies the steps left in the outbox."""
+        async with self.harness.sessionmaker.begin() as session:
+            await outbox.mark_sent(session, await self._waiting(session))
+        for fields in messages:
+            inbound = Inbound("test", self.user_ref, self.locale, client_ip=self.client_ip, **fields)
+            async with self.harness.sessionmaker.begin() as session:
+                await dialog.handle(session, inbound, self.harness.context, queue=one_payload_each, gather=GATHER)
+        async with self.harness.sessionmaker() as session:
+            waiting = await self._waiting(session)
+            payloads = list((await session.execute(select(OutboxMessage.payload).where(
+                OutboxMessage.id.in_(waiting)).order_by(OutboxMessage.id))).scalars())
+        self.last = [Outbound.from_payload(payload) for payload in payloads]
+        return [message.text for message in self.last]
+
+    async def _waiting(self, session: AsyncSession) -> list[int]:
+        """The replies to this resident still in the outbox."""
+        user_key = make_test_keyring().pseudonym("test", self.user_ref)
+        return list((await session.execute(
+            select(OutboxMessage.id).join(Conversation, OutboxMessage.conversation_id == Conversation.id)
+            .where(Conversation.user_key == user_key, OutboxMessage.status == "pending"))).scalars())
+
+    async def paste(self, *parts: str) -> list[str]:
+        """A text the resident's app sent cut into `parts`; returns what the resident reads (`in_one_go`)."""
+        return await self.in_one_go(*({"text": part, "may_be_cut": position < len(parts) - 1}
+                                      for position, part in enumerate(parts)))
 
     async def press(self, key: str) -> list[Outbound]:
         return await self._send(choice=key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -11,7 +12,7 @@ from storage import actions
 from storage.models import Attachment, Case, CaseStatus, TraceEvent
 from tests.conftest import evidence_content
 from tests.factories import pdf_of_size
-from tests.handlers.conftest import JPEG, PDF, DialogHarness, Resident
+from tests.handlers.conftest import GATHER, JPEG, PDF, DialogHarness, Resident
 
 DESCRIPTION = "岳麓区政务服务中心3号窗口的工作人员上班时间一直玩手机，让群众排队等了两个小时。"
 
@@ -460,6 +461,74 @@ async def test_a_description_sent_unasked_over_the_limit_is_explained(harness: D
     limit = harness.context.city.limits.description_max_chars
     await resident.say("窗口人员推诿扯皮。" * (limit // 9 + 1))
     assert f"{limit}" in resident.text() and "menu:report" in resident.keys()
+
+
+def pasted(length: int) -> str:
+    """A long complaint a resident pastes: `DESCRIPTION` over and over, `length` characters."""
+    return (DESCRIPTION * (length // len(DESCRIPTION) + 1))[:length]
+
+
+async def test_a_complaint_pasted_as_the_first_message_and_cut_in_two_is_offered_whole(
+        harness: DialogHarness) -> None:
+    """A resident opens the chat by pasting their complaint; their app sends it in two messages. They are offered
+    once to report it, and the report's description is the whole text, joined where the app cut it."""
+    resident = harness.resident()
+    whole = pasted(2600)
+    said = await resident.paste(whole[:2100], whole[2100:])
+    assert len(said) == 1 and said[0].startswith(f"您发来的内容：\n“{whole[:60]}……”")
+    assert resident.keys() == ["intake:report", "intake:menu"]
+    await resident.press("intake:report")
+    await where_and_when(resident)
+    await resident.press("evidence:done")
+    await resident.press("identity:anonymous")
+    await submit(resident)
+    async with harness.sessionmaker() as session:
+        assert (await session.execute(select(Case.description))).scalar_one() == whole
+
+
+async def test_a_first_message_pasted_over_the_limit_and_cut_in_two_is_refused_whole(harness: DialogHarness) -> None:
+    """The first message is a text of 5000 characters, cut by the app into 4096 and 904: the resident is told once
+    that the whole is over the limit, and no part of it is offered as a report on its own."""
+    resident = harness.resident()
+    whole = pasted(5000)
+    said = await resident.paste(whole[:4096], whole[4096:])
+    assert said == [
+        "您发来的文字分成了 2 条消息送达，合起来共5000字，超过了3000字的上限，没有作为“经过”保存。"
+        "请精简到3000字以内后重新发送，或把详细材料作为PDF在下一步上传。",
+        "请选择您要办理的事项：",
+    ]
+    assert "menu:report" in resident.keys()
+
+
+async def test_the_rest_of_a_pasted_text_handled_after_the_window_is_still_joined_to_it(
+        harness: DialogHarness) -> None:
+    """The rest of a text cut in two comes to the dialog after the gather window (the service was slow), when the
+    answer to the first part alone has gone out. The platform's own signals — the next message of the chat, sent
+    within the window of the first by the platform's clock — still make it the rest: the whole is answered."""
+    resident = harness.resident()
+    whole = pasted(5000)
+    sent = harness.clock()
+    first = await resident.in_one_go({"text": whole[:4096], "may_be_cut": True, "sequence": 41, "sent_at": sent})
+    assert first[0].startswith("描述太长了：4096字")
+    said = await resident.in_one_go({"text": whole[4096:], "sequence": 42, "sent_at": sent + timedelta(seconds=1)})
+    assert said == [
+        "您发来的文字分成了 2 条消息送达，合起来共5000字，超过了3000字的上限，没有作为“经过”保存。"
+        "请精简到3000字以内后重新发送，或把详细材料作为PDF在下一步上传。",
+        "请选择您要办理的事项：",
+    ]
+
+
+async def test_a_text_sent_well_after_a_long_one_is_a_message_of_its_own(harness: DialogHarness) -> None:
+    """The same two texts, the second sent after the window of the first (`GATHER`), or not the chat's next message:
+    it is not the rest of the first, and is answered on its own."""
+    for user_ref, sequence, seconds in (("r1", 42, GATHER.total_seconds() + 1), ("r2", 44, 1)):
+        resident = harness.resident(user_ref)
+        whole = pasted(5000)
+        sent = harness.clock()
+        await resident.in_one_go({"text": whole[:4096], "may_be_cut": True, "sequence": 41, "sent_at": sent})
+        said = await resident.in_one_go({"text": whole[4096:], "sequence": sequence,
+                                         "sent_at": sent + timedelta(seconds=seconds)})
+        assert said[0].startswith("您发来的内容：") and resident.keys() == ["intake:report", "intake:menu"]
 
 
 async def test_a_photo_sent_first_is_kept_as_the_evidence_of_the_report_it_offers(harness: DialogHarness) -> None:

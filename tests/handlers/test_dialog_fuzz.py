@@ -7,6 +7,14 @@ bytes, kinds and sizes, valid answers that move the report forward, and the cloc
 After every step: no exception, every reply is non-empty text, the state is a known one, the draft is
 well-typed, the offered choices have unique short keys, and cases appear only through a submit, each
 complete and with a trace that starts with "received".
+
+Some steps are bursts, as a channel that gathers what a resident sends in one go (Telegram) hands them in:
+a long text pasted and cut by the app into parts (`may_be_cut` on all but the last), an album's files (one
+`group`), or a random mix of those with plain texts and lone files. Their replies are held and taken back by
+the next message of the burst; what the resident reads is what the outbox keeps. After a burst the same
+checks hold for what the resident reads, and nothing they sent is lost: a cut text is never kept in part —
+a description or a follow-up it became holds the whole text — and the evidence count the resident reads is
+the files kept, an album's in the order sent.
 """
 
 from __future__ import annotations
@@ -29,14 +37,16 @@ from sqlalchemy.orm import selectinload
 from handlers import report, tracking
 from handlers.city import load_city_config
 from handlers.context import DialogContext
-from handlers.dialog import COMMANDS
+from handlers.dialog import ANSWERED_AT_ONCE, COMMANDS
 from handlers.routing import RouteDecision
 from handlers.routing import route as decide
 from handlers.texts import Texts
+from handlers.types import Attachment as Sent
 from handlers.types import Outbound
+from handlers.validation import join_parts, readable
 from storage.db import create_engine, create_sessionmaker
 from storage.migrate import upgrade
-from storage.models import Attachment, Case, Conversation
+from storage.models import Attachment, Case, Conversation, TraceEvent
 from tests.conftest import make_test_keyring
 from tests.handlers.conftest import JPEG, PDF, Clock, DialogHarness, Resident
 
@@ -52,10 +62,9 @@ DRAFT_FIELDS: dict[str, tuple[type, ...]] = {
     "step": (str,), "attachments": (list,), "district": (str, type(None)), "place": (str,),
     "occurred": (str,), "description": (str, type(None)), "anonymous": (bool,), "name": (str, type(None)),
     "phone": (str, type(None)), "pending_name": (str, type(None)), "editing": (bool,),
-    # a contact card's number kept while its name is asked again; a pasted text Telegram may have cut, kept whole
-    # for its rest, and the description it would replace (`report._describe`)
-    "pending_phone": (str, type(None)), "description_sent": (str, type(None)),
-    "description_before": (str, type(None)),
+    # a contact card's number kept while its name is asked again; a pasted text the app may have cut, kept with the
+    # conversation as its step found it, for its rest (`dialog._as_the_step_began`)
+    "pending_phone": (str, type(None)), "cut": (dict,),
     # the question (place or time) whose answer was taken for the story, which its button gives back
     "story_taken": (str, type(None)),
 }
@@ -110,7 +119,26 @@ uploads = st.tuples(
     st.one_of(st.none(), st.integers(0, 60 * 1024 * 1024), st.just(-1)),
 )
 resident_index = st.integers(0, len(RESIDENTS) - 1)
+CUT_FROM = 2048
+"""How long a text is that a channel hands in as `may_be_cut` (bot.channels.telegram.CUT_FROM)."""
+long_texts = st.builds(lambda unit, length: (unit * (length // len(unit) + 1))[:length],
+                       st.one_of(st.sampled_from([DESCRIPTION, "窗口人员推诿扯皮。", "The clerk kept us waiting. ",
+                                                  "a\n\n", " ", "😀", "１２３４ "]), st.text(min_size=1, max_size=20)),
+                       st.integers(CUT_FROM, 4096))
+photo_contents = st.one_of(st.just(JPEG), st.just(PDF), st.binary(max_size=100))
+burst_messages = st.one_of(
+    st.tuples(st.just("cut"), long_texts),  # a part of a cut text: its rest may follow
+    st.tuples(st.just("text"), texts),
+    st.tuples(st.just("album"), photo_contents),  # a file of the burst's album
+    st.tuples(st.just("file"), photo_contents),  # a file of its own
+)
+answers_first = st.one_of(st.just(0), st.integers(3, 10))
+"""Valid answers before a burst (`_expand`), so that bursts also come at the description and evidence steps."""
 actions = st.one_of(
+    # the parts of one pasted text: one or two cut where the app cuts, and the rest
+    st.tuples(st.just("paste"), resident_index, st.lists(long_texts, min_size=1, max_size=2), texts, answers_first),
+    st.tuples(st.just("album"), resident_index, st.lists(photo_contents, min_size=2, max_size=6), answers_first),
+    st.tuples(st.just("burst"), resident_index, st.lists(burst_messages, min_size=1, max_size=4), answers_first),
     st.tuples(st.just("say"), resident_index, texts),
     st.tuples(st.just("press_offered"), resident_index, st.integers(0, 20)),
     st.tuples(st.just("press"), resident_index, choice_keys),
@@ -145,6 +173,14 @@ class Run:
     residents: list[Resident]
     codes: list[str] = field(default_factory=list)
     submits: int = 0
+    albums: int = 0
+
+
+def _sent_file(content: bytes) -> Sent:
+    async def fetch() -> bytes:
+        return content
+
+    return Sent("photo", "image/jpeg", len(content), None, fetch)
 
 
 async def _conversation(run: Run, resident: Resident) -> Conversation | None:
@@ -186,6 +222,22 @@ async def _step(run: Run, action: tuple[Any, ...]) -> None:
         await resident.upload(content, attachment_kind, media_type, name, size)
     elif kind == "sticker":
         await resident.send_sticker()
+    elif kind == "paste":
+        await resident.paste(*action[2], action[3])
+    elif kind == "album":
+        run.albums += 1
+        await resident.in_one_go(*({"attachment": _sent_file(content), "group": f"album-{run.albums}"}
+                                   for content in action[2]))
+    elif kind == "burst":
+        run.albums += 1
+        messages: list[dict[str, Any]] = []
+        for part, value in action[2]:
+            if part in ("cut", "text"):
+                messages.append({"text": value, "may_be_cut": part == "cut"})
+            else:
+                messages.append({"attachment": _sent_file(value),
+                                 "group": f"album-{run.albums}" if part == "album" else None})
+        await resident.in_one_go(*messages)
     elif kind == "known_code":
         await resident.say(run.codes[action[2] % len(run.codes)] if run.codes else "0000 0000 0000 0000")
     elif kind == "answer":  # one valid answer; the loop in scenario() repeats it
@@ -234,6 +286,11 @@ def _check_conversation(run: Run, conversation: Conversation | None, replies: li
     if draft.get("description") is not None:
         limits = run.harness.context.city.limits
         assert len(draft["description"]) <= limits.description_max_chars
+    if conversation.state == "evidence" and attachments and replies[-1].choices and \
+            "evidence:done" in [choice.key for choice in replies[-1].choices]:
+        # the count the resident reads under the question is the files kept
+        maximum = run.harness.context.city.limits.max_attachments
+        assert f"{len(attachments)}/{maximum}" in replies[-1].text, (attachments, replies[-1].text)
     context = conversation.context
     assert isinstance(context, dict), context
     offered = context.get("choices", [])
@@ -270,12 +327,45 @@ async def _check_new_case(run: Run, resident: Resident, draft_before: dict[str, 
     assert case.trace and case.trace[0].kind == "received", [event.kind for event in case.trace]
 
 
+async def _follow_ups(run: Run) -> dict[int, str | None]:
+    async with run.harness.sessionmaker() as session:
+        return {event_id: body for event_id, body in await session.execute(
+            select(TraceEvent.id, TraceEvent.body).where(TraceEvent.kind == "follow_up"))}
+
+
+def _check_burst(action: tuple[Any, ...], before: Conversation | None, after: Conversation | None,
+                 added: list[str | None]) -> None:
+    """Nothing of what a burst sent is lost: a pasted text is kept whole or not at all (never a part of it as a
+    description or a follow-up); an album's files are kept after the ones before, in the order sent."""
+    assert after is not None
+    started = before.state if before is not None else "idle"
+    draft_before = before.draft if before is not None else {}
+    if action[0] == "paste" and started not in ANSWERED_AT_ONCE:
+        whole = ""
+        for part in [*action[2], action[3]]:
+            whole = join_parts(whole, part)
+        assert added in ([], [whole.strip()]), (len(whole), [len(body or "") for body in added])
+        description = after.draft.get("description")
+        if description is not None and description != draft_before.get("description"):
+            assert readable(whole) in description, (len(whole), len(description))
+    if action[0] == "album" and started == "evidence" and after.state == "evidence":
+        kept, earlier = after.draft.get("attachments", []), draft_before.get("attachments", [])
+        assert kept[:len(earlier)] == earlier and kept == sorted(kept), (earlier, kept)
+
+
+BURSTS = ("paste", "album", "burst")
+
+
 def _expand(steps: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """("answer", resident, n) stands for n single valid answers, each checked like any other step."""
+    """("answer", resident, n) stands for n single valid answers, each checked like any other step; a burst's last
+    field is how many valid answers come before it."""
     expanded: list[tuple[Any, ...]] = []
     for action in steps:
         if action[0] == "answer":
             expanded.extend([("answer", action[1])] * (action[2] if len(action) > 2 else 1))
+        elif action[0] in BURSTS:
+            expanded.extend([("answer", action[1])] * action[-1])
+            expanded.append(action[:-1])
         else:
             expanded.append(action)
     return expanded
@@ -300,13 +390,19 @@ async def scenario(template: Path, directory: Path, steps: list[tuple[Any, ...]]
             resident = run.residents[action[1]] if action[0] != "advance" else None
             before = await _conversation(run, resident) if resident else None
             cases_before = await _case_count(run)
+            follow_ups_before = await _follow_ups(run) if action[0] in ("paste", "album") else {}
             await _step(run, action)
             cases_after = await _case_count(run)
             if resident is None:
                 assert cases_after == cases_before
                 continue
             _check_replies(resident.last)
-            _check_conversation(run, await _conversation(run, resident), resident.last)
+            after = await _conversation(run, resident)
+            _check_conversation(run, after, resident.last)
+            if action[0] in ("paste", "album"):
+                added = [body for event_id, body in sorted((await _follow_ups(run)).items())
+                         if event_id not in follow_ups_before]
+                _check_burst(action, before, after, added)
             receipt = RECEIPT.search(resident.text())
             if cases_after != cases_before:
                 assert cases_after == cases_before + 1, (cases_before, cases_after)
@@ -316,7 +412,9 @@ async def scenario(template: Path, directory: Path, steps: list[tuple[Any, ...]]
                 run.codes.append(receipt.group(0))
                 run.submits += 1
             else:
-                assert receipt is None or action[0] in ("say", "known_code", "answer", "command"), resident.text()
+                # a code the resident typed may be quoted back (a text offered as a report, its offer asked again)
+                assert receipt is None or action[0] in ("say", "known_code", "answer", "command", *BURSTS), \
+                    resident.text()
         assert await _case_count(run) == run.submits
         STATS["examples"] += 1
         STATS["submits"] += run.submits
@@ -346,6 +444,22 @@ def test_the_valid_answers_alone_file_a_report() -> None:
     run = run_scenario(steps)
     assert run.submits == 1 and run.codes
     assert "case:follow_up" in _last_choices(run.residents[0]) or "follow_up:done" in _last_choices(run.residents[0])
+
+
+def test_bursts_at_the_steps_that_gather_them_keep_everything_sent() -> None:
+    """The fuzzer's bursts really take the gathered path where it matters — a text cut in two at the description
+    step and as information added to a case, an album at the evidence step — and its checks hold there."""
+    whole = (DESCRIPTION * 40)[:2500]
+    steps: list[tuple[Any, ...]] = [
+        ("paste", 0, [whole[:2100]], whole[2100:], 4),  # report, district, place, when: at the description
+        ("album", 0, [JPEG, PDF, JPEG], 0),
+        ("answer", 0, 3), ("known_code", 0, 0), ("answer", 0, 1),  # the case open, "add information" pressed
+        ("paste", 0, [whole[:2100]], whole[2100:], 0),
+    ]
+    run = run_scenario(steps)
+    assert run.submits == 1
+    assert run.residents[0].last[0].text.startswith("补充材料已收到")
+    assert run.residents[0].keys() == ["follow_up:done"]
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -121,6 +121,42 @@ async def test_added_information_must_be_text_or_a_file_within_the_limit(harness
     assert bodies == ["涉事人员工号0327", None]
 
 
+async def _follow_up_bodies(harness: DialogHarness, case_id: int) -> list[str | None]:
+    async with harness.sessionmaker() as session:
+        return list((await session.execute(select(TraceEvent.body).where(
+            TraceEvent.case_id == case_id, TraceEvent.kind == "follow_up").order_by(TraceEvent.id))).scalars())
+
+
+async def test_information_pasted_and_cut_in_two_by_the_app_is_added_whole_once(harness: DialogHarness) -> None:
+    """Asked for more information, the resident pastes a long text that their app sends in two messages: it is
+    one follow-up, the whole text, and the resident is told once that it was added."""
+    case_id, code = await _case(harness)
+    resident = harness.resident()
+    await resident.command("status", code)
+    await resident.press("case:follow_up")
+    whole = ("补充说明：今天上午我又去了一次三号窗口，工作人员仍然在玩手机，排队的群众有二十多人。" * 60)[:2600]
+    said = await resident.paste(whole[:2100], whole[2100:])
+    assert said == ["补充材料已收到，已记入办理轨迹。还可以继续发送，或点“完成”。"]
+    assert await _follow_up_bodies(harness, case_id) == [whole]
+
+
+async def test_information_pasted_over_the_limit_and_cut_in_two_is_refused_whole(harness: DialogHarness) -> None:
+    """The pasted information is 5000 characters, sent by the app as 4096 and 904: the resident is told once that
+    the whole is over the limit, and no part of it is added on its own."""
+    case_id, code = await _case(harness)
+    resident = harness.resident()
+    await resident.command("status", code)
+    await resident.press("case:follow_up")
+    whole = ("补充说明：今天上午我又去了一次三号窗口，工作人员仍然在玩手机，排队的群众有二十多人。" * 120)[:5000]
+    said = await resident.paste(whole[:4096], whole[4096:])
+    assert said == [
+        "您发来的文字分成了 2 条消息送达，合起来共5000字，超过了3000字的上限，没有记入办理轨迹。"
+        "请精简到3000字以内后重新发送，或把详细材料作为PDF文件发送。",
+        "请发送要补充的文字、图片或PDF，发送完毕点“完成”。",
+    ]
+    assert await _follow_up_bodies(harness, case_id) == []
+
+
 async def test_information_sent_after_the_case_was_closed_is_refused(harness: DialogHarness) -> None:
     case_id, code = await _case(harness)
     resident = harness.resident()

@@ -196,6 +196,8 @@ class TelegramCore:
         self._files: dict[str, StoredFile] = {}
         self._files_by_path: dict[str, StoredFile] = {}
         self._file_counter = itertools.count(1)
+        #: seconds a file's download takes (by its ``file_path``): a slow download among several at once
+        self._download_seconds: dict[str, float] = {}
         self._callback_counter = itertools.count(1)
 
         # faults
@@ -562,8 +564,11 @@ class TelegramCore:
             )
         with self._lock:
             stored = self._files_by_path.get(request.path_params["path"])
+            seconds = self._download_seconds.get(request.path_params["path"], 0.0)
         if stored is None:
             return self._json_response({"ok": False, "error_code": 404, "description": "Not Found"}, 404)
+        if seconds:
+            await asyncio.sleep(seconds)
         return Response(stored.data, media_type=stored.mime_type or "application/octet-stream")
 
     # ------------------------------------------------------------------ Bot API handlers

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Sequence
 
 from tests.standins.telegram_entities import JSONDict, _utf16_len
 from tests.standins.telegram_methods import TelegramMethods, _callback_datas
@@ -190,10 +191,12 @@ class TelegramUsers(TelegramMethods):
         language_code: str = "zh-hans",
         first_name: str = "Test",
         user_id: int | None = None,
+        download_seconds: Sequence[float] = (),
     ) -> list[int]:
         """A user sends several photos in one go (an album, 2–10 items): like Telegram, one message and one
-        update per photo, all with the same ``media_group_id``; a caption is on the first. Returns the updates'
-        ids."""
+        update per photo, all with the same ``media_group_id``, queued together (a bot's ``getUpdates`` gets them
+        in one batch); a caption is on the first. ``download_seconds``: how long each photo's download takes (a
+        slow one among them). Returns the updates' ids."""
         if not 2 <= len(contents) <= 10:
             raise AssertionError("an album holds 2 to 10 items")
         user = self._user(self._user_id(chat_id, user_id), first_name, language_code, None, None)
@@ -202,11 +205,14 @@ class TelegramUsers(TelegramMethods):
         for position, content in enumerate(contents):
             stored = self._store_file(content, kind="photo", mime_type="image/jpeg")
             with self._lock:
+                if position < len(download_seconds) and download_seconds[position]:
+                    self._download_seconds[stored.file_path] = float(download_seconds[position])
                 extra: JSONDict = {"media_group_id": group, "photo": self._photo_sizes(stored)}
                 if caption and position == 0:
                     extra["caption"] = caption
                 messages.append(self._user_message(chat_id, user, extra))
-        return [self._enqueue({"message": message}) for message in messages]
+        with self._lock:
+            return [self._enqueue({"message": message}) for message in messages]
 
     def send_contact(
         self,

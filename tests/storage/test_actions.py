@@ -112,6 +112,33 @@ async def test_attachments_of_a_draft_move_to_the_case_on_submit(sessionmaker: A
     assert stored is not None and stored.case_id == case.id
 
 
+async def test_a_follow_up_taken_back_is_gone_from_the_trace_and_the_unread_mark(sessionmaker: Any) -> None:
+    """The first part of a text the reporter's app cut, added and then taken back for the whole: the trace keeps
+    the rest; only a reporter's follow-up is ever taken back; the case is unread while a follow-up remains."""
+    async with sessionmaker.begin() as session:
+        case, _ = await file_case(session)
+    async with sessionmaker.begin() as session:
+        loaded = await actions.get_case(session, case.id)
+        assert loaded is not None
+        earlier = await actions.add_follow_up(session, loaded, text="补充：当天下午3点")
+        part = await actions.add_follow_up(session, loaded, text="补充：窗口人员一直玩手机。" * 200)
+        routed = next(event.id for event in loaded.trace if event.kind == "routed")
+    async with sessionmaker.begin() as session:
+        await actions.withdraw_follow_up(session, part.id)
+        await actions.withdraw_follow_up(session, routed)  # not a follow-up: stays
+    async with sessionmaker() as session:
+        after_one = await actions.get_case(session, case.id)
+    async with sessionmaker.begin() as session:
+        await actions.withdraw_follow_up(session, earlier.id)
+    async with sessionmaker() as session:
+        after_both = await actions.get_case(session, case.id)
+    assert after_one is not None and after_both is not None
+    assert [(event.kind, event.body) for event in after_one.trace] == [
+        ("received", None), ("routed", None), ("follow_up", "补充：当天下午3点")]
+    assert after_one.unread_since is not None and after_both.unread_since is None
+    assert [event.kind for event in after_both.trace] == ["received", "routed"]
+
+
 async def test_follow_up_rating_and_status_changes_write_trace_and_outbox(sessionmaker: Any) -> None:
     async with sessionmaker.begin() as session:
         case, _ = await file_case(session)

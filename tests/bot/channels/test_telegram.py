@@ -132,8 +132,11 @@ async def test_text_commands_and_button_presses_in_a_private_chat_become_the_dia
     command = standin.send_text(5201, "/status@qinglian_test_bot 1234 5678 9012 3456", language_code="en",
                                 deliver=False)
     pressed = standin.press_button(5201, "district:yuelu", message_id=3, language_code="en", deliver=False)
+    typed_message = _update(standin, typed).message
+    assert typed_message is not None
     assert to_inbound(_update(standin, typed), _fetcher) == Inbound(
-        "telegram", "5201", "zh-hans", text="岳麓区政务服务中心3号窗口", update_key=str(typed))
+        "telegram", "5201", "zh-hans", text="岳麓区政务服务中心3号窗口", update_key=str(typed),
+        sequence=typed_message.message_id, sent_at=typed_message.date)  # a cut text's rest: the next, moments after
     assert to_inbound(_update(standin, command), _fetcher) == Inbound(
         "telegram", "5201", "en", command="status", command_arg="1234 5678 9012 3456", update_key=str(command))
     assert to_inbound(_update(standin, pressed), _fetcher) == Inbound(
