@@ -326,3 +326,20 @@ async def test_in_english_a_place_is_a_place_and_a_story_a_story(harness: Dialog
     await resident.press("summary:submit")
     [case] = await _filed(harness)
     assert (case.occurred, case.description) == ("Within the last week", story)
+
+
+async def test_a_story_pasted_as_the_place_and_cut_in_two_by_the_app_is_kept_whole(harness: DialogHarness) -> None:
+    """Telegram cuts a long paste into messages; at the place question the whole is the story, never its tail."""
+    resident = harness.resident()
+    await resident.command("report")
+    await resident.press("district:kaifu")
+    whole = (STORY * 40)[:2600]
+    said = await resident.paste(whole[:2100], whole[2100:])
+    assert said[0] == "您发来的这段话已记为“事情经过”，提交前可以核对和修改。" and "第2步" in said[-1], said
+    await resident.say("开福区某村村委会")
+    await resident.press("when:month")
+    await resident.press("evidence:done")
+    await resident.press("identity:anonymous")
+    await resident.press("summary:submit")
+    [case] = await _filed(harness)
+    assert (case.place, case.description) == ("开福区某村村委会", whole)
