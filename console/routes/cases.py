@@ -41,7 +41,8 @@ async def overview(request: Request, principal: PagePrincipal) -> Response:
     unread = await workday.unread_by_queue(principal)
     return render(request, principal, "overview.html", counts=list(counts.values()), totals=totals,
                   overdue_total=overdue_total, labelling_total=labelling_total, mine_total=mine_total,
-                  unread=unread, unread_total=sum(unread.values()))
+                  unread=unread, unread_total=sum(unread.values()),
+                  every_queue=operations.visible_queues(principal.user) is None)
 
 
 @dataclass

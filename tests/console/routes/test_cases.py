@@ -194,3 +194,19 @@ async def test_assigned_to_me_counts_and_lists_the_open_cases_a_reviewer_still_h
         assert await _numbers(client, "/console/cases?open=1") == [waiting, unassigned]
         listed = (await client.get("/console/cases?mine=1&open=1")).text
         assert re.search(r'<input type="checkbox" name="open" value="1" checked>', listed)
+
+
+async def test_a_supervisors_overview_is_every_queue_in_the_citys_order(console: ConsoleHarness) -> None:
+    """A supervisor works every queue: the overview said "我的队列" and sorted the queues by their codes, mixing the
+    city's supervision groups with its districts; it lists them as the city's configuration does."""
+    await console.user("sup", StaffRole.SUPERVISOR)
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    configured = [queue.code for queue in console.settings.city.queues]
+    async with console.client() as client:
+        await console.login(client, "sup")
+        overview = (await client.get("/console")).text
+        assert re.findall(r'<h1><span class="bi">(\w+)<', overview) == ["全部队列"]
+        assert re.findall(r'<td><a href="/console/queue/([a-z_]+)">', overview) == configured
+    async with console.client() as client:
+        await console.login(client, "rev")
+        assert re.findall(r'<h1><span class="bi">(\w+)<', (await client.get("/console")).text) == ["我的队列"]
