@@ -49,8 +49,9 @@ async def handle(session: AsyncSession, inbound: Inbound, ctx: DialogContext, *,
     each its own update; a long pasted text, cut by the app) waits for the rest: a step that may be continued
     holds its replies that long, and the next message of the same burst takes them back and answers for both
     (`_gather`), so the resident gets one answer and the question once. A text that may be cut is so held in every
-    state but `ANSWERED_AT_ONCE`: its rest answers the step again for the whole text, whatever the step does with a
-    text (a first message offered as a report, a description, information added to a case)."""
+    state: its rest answers the step again for the whole text, whatever the step does with a text (a first message
+    offered as a report, a description, information added to a case, a rating's comment or an appeal, which are
+    refused over their limits, shorter than any text that may be cut, so that nothing written must be undone)."""
     conversation = await actions.load_conversation(session, inbound.channel, inbound.user_ref)
     if conversation.locale is None:
         conversation.locale = normalise_locale(inbound.locale, ctx.city.default_locale)
@@ -81,9 +82,6 @@ async def handle(session: AsyncSession, inbound: Inbound, ctx: DialogContext, *,
 CUT = "cut"
 """The draft's record of a text that may have been cut, while its step's replies are held: the text as sent so far
 and the conversation as that step found it (`_as_the_step_began`), for the rest of the text to answer it again."""
-ANSWERED_AT_ONCE = ("rating_comment", "appeal")
-"""States whose answer to a text writes to the case what cannot be taken back (a rating, an appeal): a text that
-may be cut is not gathered there, each part is answered as it comes."""
 
 
 async def _gather(turn: Turn, gather: timedelta | None) -> list[Outbound]:
@@ -115,11 +113,10 @@ async def _gather(turn: Turn, gather: timedelta | None) -> list[Outbound]:
             turn.continued = record
             if inbound.group is None and cut is not None:
                 await _take_back(turn, record, cut)
-    state = turn.conversation.state
     if inbound.group is not None:
         turn.gathering = {"group": inbound.group, **({key: value for key, value in turn.continued.items()
                                                       if key != "group"} if turn.continued else {})}
-    elif plain_text and state not in ANSWERED_AT_ONCE and (inbound.may_be_cut or turn.continued is not None):
+    elif plain_text and (inbound.may_be_cut or turn.continued is not None):
         parts = int(turn.continued.get("parts", 1)) + 1 if turn.continued else 1
         turn.gathering = {"group": None, "parts": parts, "sequence": inbound.sequence,
                           "sent_at": inbound.sent_at.isoformat() if inbound.sent_at is not None else None}

@@ -17,6 +17,11 @@ from storage import actions, client_limits, loop
 from storage.models import CASE_STATES, CLOSED_STATUSES, Case, CaseStatus, ClientEventKind, TraceKind
 
 TRACKING_STATES = ("status_code", *CASE_STATES)
+RATING_COMMENT_MAX_CHARS = 1000
+APPEAL_MAX_CHARS = 2000
+"""The longest comment on a rating and the longest appeal: a longer text is explained and asked for again, never cut.
+Both are shorter than any text a channel says may be the first part of a cut paste (Telegram: 2,048 characters), so
+such a part is refused, not written, and the whole is refused once its rest has come (`dialog._gather`)."""
 
 
 def ask_code(turn: Turn) -> None:
@@ -288,7 +293,11 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         turn.ask(turn.t("ask_rating_comment"), [Choice("comment:skip", turn.t("comment_skip"))])
         return True
     if state == "rating_comment":
-        comment = None if choice == "comment:skip" else (text or "").strip()[:1000] or None
+        comment = None if choice == "comment:skip" else (text or "").strip() or None
+        if comment is not None and len(comment) > RATING_COMMENT_MAX_CHARS:  # said, and asked again: never cut
+            turn.say(turn.t("error_too_long", limit=RATING_COMMENT_MAX_CHARS, length=len(comment)))
+            turn.ask(turn.t("ask_rating_comment"), [Choice("comment:skip", turn.t("comment_skip"))])
+            return True
         pending = turn.context_get("pending_rating")
         turn.context_set(pending_rating=None)
         if pending is None or case.status not in CLOSED_STATUSES or case.rating is not None:
@@ -311,7 +320,11 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         if not _may_appeal(turn, case):
             turn.say(turn.t("error_pick_option"))
             return False
-        await loop.appeal(turn.session, case, text.strip()[:2000], appeal_limit=turn.ctx.city.loop.appeal_limit,
+        if len(text.strip()) > APPEAL_MAX_CHARS:  # said, and asked again: never cut
+            turn.say(turn.t("error_too_long", limit=APPEAL_MAX_CHARS, length=len(text.strip())))
+            turn.ask(turn.t("ask_appeal"))
+            return True
+        await loop.appeal(turn.session, case, text.strip(), appeal_limit=turn.ctx.city.loop.appeal_limit,
                           staff_targets=staff_channels(turn.ctx.city, case.queue),
                           staff_locale=turn.ctx.city.default_locale,
                           other_device=actions.from_other_device(case, turn.conversation))

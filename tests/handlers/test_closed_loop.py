@@ -135,6 +135,9 @@ async def test_notes_a_rejections_reason_and_an_appeal_reach_the_reporter(harnes
     assert "请拨打12345市民热线" in render(last.payload, harness.context.texts, city=harness.context.city).text
 
     await resident.press("case:appeal")
+    await resident.say("这不是民事纠纷，" * 300)  # 2,000 characters at most: explained and asked again, not cut
+    assert resident.text() == "内容过长（2400字），最多2000字。\n请说明申请复核的理由（将由上级复核）："
+    assert (await _case(harness, case_id)).appeal_count == 0
     await resident.say("这不是民事纠纷，是窗口人员索要好处。")
     assert "复核申请已提交" in resident.text()
     case = await _case(harness, case_id)

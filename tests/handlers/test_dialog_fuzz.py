@@ -37,7 +37,7 @@ from sqlalchemy.orm import selectinload
 from handlers import report, tracking
 from handlers.city import load_city_config
 from handlers.context import DialogContext
-from handlers.dialog import ANSWERED_AT_ONCE, COMMANDS
+from handlers.dialog import COMMANDS
 from handlers.routing import RouteDecision
 from handlers.routing import route as decide
 from handlers.texts import Texts
@@ -340,7 +340,7 @@ def _check_burst(action: tuple[Any, ...], before: Conversation | None, after: Co
     assert after is not None
     started = before.state if before is not None else "idle"
     draft_before = before.draft if before is not None else {}
-    if action[0] == "paste" and started not in ANSWERED_AT_ONCE:
+    if action[0] == "paste":
         whole = ""
         for part in [*action[2], action[3]]:
             whole = join_parts(whole, part)

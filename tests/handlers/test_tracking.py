@@ -203,6 +203,49 @@ async def test_a_closed_case_is_rated_with_stars_or_a_typed_number_once(harness:
     assert ratings == [3, 5, 4]
 
 
+async def test_a_comment_over_the_limit_is_explained_and_asked_again_not_cut(harness: DialogHarness) -> None:
+    """A rating's comment was cut to its first 1,000 characters without a word; now the resident is told the
+    length and the limit, the rating waits, and the comment they send then is kept as written."""
+    case_id, code = await _case(harness)
+    await _set_status(harness, case_id, CaseStatus.CLOSED)
+    resident = harness.resident()
+    await resident.command("status", code)
+    await resident.press("case:rate")
+    await resident.press("rate:4")
+    await resident.say("办事效率有提高，" * 150)
+    assert resident.text() == "内容过长（1200字），最多1000字。\n还有什么想说的吗？可以写几句意见，或点“跳过”。"
+    assert resident.keys() == ["comment:skip"]
+    async with harness.sessionmaker() as session:
+        assert (await session.get_one(Case, case_id)).rating is None
+    await resident.say("办事效率有提高，窗口服务也更耐心了。")
+    assert resident.last[0].text == "感谢您的评价（4星）！"
+    async with harness.sessionmaker() as session:
+        assert (await session.get_one(Case, case_id)).rating == 4
+        comments = list((await session.execute(select(TraceEvent.body).where(
+            TraceEvent.case_id == case_id, TraceEvent.kind == "rated"))).scalars())
+    assert comments == ["办事效率有提高，窗口服务也更耐心了。"]
+
+
+async def test_a_comment_pasted_and_cut_in_two_by_the_app_is_refused_whole_not_kept_in_part(
+        harness: DialogHarness) -> None:
+    """Telegram sends a 5,000-character paste as 4,096 + 904: the comment is refused once, for its whole length,
+    and the rating waits; the tail alone is never taken as the comment."""
+    case_id, code = await _case(harness)
+    await _set_status(harness, case_id, CaseStatus.CLOSED)
+    resident = harness.resident()
+    await resident.command("status", code)
+    await resident.press("case:rate")
+    await resident.press("rate:2")
+    whole = ("等了一个多月才答复，" * 500)[:5000]
+    said = await resident.paste(whole[:4096], whole[4096:])
+    assert said == ["内容过长（5000字），最多1000字。", "还有什么想说的吗？可以写几句意见，或点“跳过”。"], said
+    async with harness.sessionmaker() as session:
+        assert (await session.get_one(Case, case_id)).rating is None
+    await resident.press("comment:skip")
+    async with harness.sessionmaker() as session:
+        assert (await session.get_one(Case, case_id)).rating == 2
+
+
 @pytest.mark.parametrize(("typed", "stars"), [("5星", 5), ("五颗星", 5), ("４分", 4), ("3 stars", 3), ("二星", 2),
                                               ("6星", None), ("五星好评，谢谢", None)])
 async def test_a_rating_typed_in_words_is_that_many_stars(harness: DialogHarness, typed: str,
