@@ -383,6 +383,22 @@ def test_unexpected_kinds_are_explained(standin: WeChatStandIn, service: LiveSer
     user.click("HELP", expect="使用说明")
 
 
+def test_a_voice_message_answers_with_the_words_wechat_recognised(standin: WeChatStandIn, service: LiveService) -> None:
+    """Many residents speak rather than type. With 接收语音识别结果 on, WeChat sends the words with the voice; they
+    were dropped and the resident told 无法识别这条消息."""
+    user = new_user(standin, mode="safe")
+    user.last = standin.send_voice(user.openid, recognition=DESCRIPTION, mode="safe")  # the complaint, spoken
+    offer = user.expect("用这段话举报")
+    assert DESCRIPTION in offer and "无法识别" not in offer
+    user.say("1", expect="第1步")
+    user.last = standin.send_voice(user.openid, recognition="岳麓区。", mode="safe")
+    user.expect("第2步")
+    for text, step in (("岳麓区政务服务中心3号窗口", "第3步"), ("1", "第5步"), ("1", "第6步")):
+        user.say(text, expect=step)
+    summary = user.say("1", expect="请核对举报内容")
+    assert "区县：岳麓区\n" in summary and f"经过：{DESCRIPTION}" in summary
+
+
 def test_a_location_shared_at_the_place_question_is_the_place(standin: WeChatStandIn, service: LiveService) -> None:
     user = new_user(standin, mode="compat")
     user.click("REPORT", expect="第1步")

@@ -230,6 +230,9 @@ def to_inbound(fields: Mapping[str, str], fetcher: Fetcher) -> Inbound | None:
         if command is not None:
             return Inbound(CHANNEL, user, command=command[0], command_arg=command[1], update_key=key)
         return Inbound(CHANNEL, user, text=text, update_key=key)
+    heard = fields.get("Recognition", "").strip() if msg_type == "voice" else ""
+    if heard:  # 接收语音识别结果: WeChat sends the words of a voice message; they are the resident's answer
+        return Inbound(CHANNEL, user, text=heard, update_key=key)
     attachment: Attachment
     if msg_type == "image" and fields.get("MediaId"):
         attachment = Attachment("photo", fetch=fetcher(fields["MediaId"]))

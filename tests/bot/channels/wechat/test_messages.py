@@ -122,11 +122,18 @@ def test_an_image_without_a_media_id_is_not_taken_as_a_photo() -> None:
     assert inbound is not None and inbound.attachment == Attachment("other")
 
 
-def test_a_voice_message_is_a_voice_attachment_without_a_download_and_its_recognition_is_not_taken_as_text() -> None:
+def test_a_voice_message_is_what_wechat_recognised_in_it_or_else_a_voice_attachment_without_a_download() -> None:
+    """An account with 接收语音识别结果 gets the words of every voice message (`Recognition`): they are the resident's
+    answer, as if typed. Without it (or when WeChat heard nothing), the voice is explained."""
     fields = parse_xml(VOICE)
     assert (fields["Format"], fields["Recognition"]) == ("amr", "我要举报")
-    assert to_inbound(fields, _recording_fetcher([])) == Inbound(
-        "wechat", OPENID, attachment=Attachment("voice"), update_key="1234567890123458")
+    asked: FetchedWith = []
+    assert to_inbound(fields, _recording_fetcher(asked)) == Inbound(
+        "wechat", OPENID, text="我要举报", update_key="1234567890123458")
+    for unheard in ({**fields, "Recognition": " \n"}, {k: v for k, v in fields.items() if k != "Recognition"}):
+        assert to_inbound(unheard, _recording_fetcher(asked)) == Inbound(
+            "wechat", OPENID, attachment=Attachment("voice"), update_key="1234567890123458")
+    assert asked == []
 
 
 @pytest.mark.parametrize(("msg_type", "kind"), [
