@@ -399,6 +399,23 @@ def test_a_voice_message_answers_with_the_words_wechat_recognised(standin: WeCha
     assert "区县：岳麓区\n" in summary and f"经过：{DESCRIPTION}" in summary
 
 
+def test_wechat_residents_are_not_asked_for_what_wechat_cannot_send(standin: WeChatStandIn,
+                                                                    service: LiveService) -> None:
+    """An official account's chat has no buttons and cannot carry a file: residents were asked for PDFs and told the
+    channel takes "文字、按钮、图片和PDF文件"."""
+    user = new_user(standin)
+    for text, step in (("/report", "第1步"), ("3", "第2步"), ("岳麓区政务服务中心3号窗口", "第3步"), ("1", "第4步")):
+        user.say(text, expect=step)
+    evidence = user.say(DESCRIPTION, expect="第5步")
+    user.last = standin.send_voice(user.openid)  # an account without speech recognition: no words with it
+    explained = user.expect("无法识别这条消息")
+    user.say("好的", expect="第5步")
+    assert "PDF" not in evidence + explained and "按钮" not in explained
+    assert "请改用文字说明，或发送照片" in explained and "发送完毕后回复“完成”" in evidence
+    user.say("完成", expect="第6步")
+    user.say("/cancel", expect="已取消本次举报")
+
+
 def test_a_location_shared_at_the_place_question_is_the_place(standin: WeChatStandIn, service: LiveService) -> None:
     user = new_user(standin, mode="compat")
     user.click("REPORT", expect="第1步")
