@@ -115,6 +115,15 @@ def _looks_chinese(text: str) -> bool:
     return any("\u4e00" <= ch <= "\u9fff" for ch in text)
 
 
+_WORD = re.compile(r"[A-Za-z]{2,}")
+
+
+def reads_english(text: str | None) -> bool:
+    """Whether a resident's text is English (three words or more, no Chinese): her language, which WeChat does not
+    tell."""
+    return text is not None and not _looks_chinese(text) and len(_WORD.findall(text)) >= 3
+
+
 def _choice_number(key: str, position: int) -> int:
     """A choice's number. A rating option answers to its value (the dialog reads a typed digit in
     the rating question as the stars), everything else to its position."""

@@ -15,6 +15,7 @@ from bot.channels.wechat.messages import (
     cdata,
     parse_command,
     parse_xml,
+    reads_english,
     render_message,
     render_replies,
     split_text,
@@ -438,3 +439,12 @@ def test_the_hint_to_reply_with_a_number_is_in_the_residents_language_whatever_t
     summary = Outbound("Summary:\nPlace: 岳麓区政务服务中心\nWhat happened: 窗口人员玩手机", (
         Choice("summary:submit", "✅ Submit"), Choice("summary:edit", "✏️ Edit")), locale="en")
     assert render_message(summary, Texts()).endswith("\n2. ✏️ Edit\n(Reply with a number)")
+
+
+@pytest.mark.parametrize(("text", "english"), [
+    ("Hello, I want to report a police officer.", True), ("the clerk was rude", True),
+    ("Wanda Plaza", False), ("我在Wanda Plaza门口被收了钱", False), ("OK", False), ("1", False), ("", False),
+    (None, False),
+])
+def test_a_text_reads_english_with_three_words_and_no_chinese(text: str | None, english: bool) -> None:
+    assert reads_english(text) is english
