@@ -66,9 +66,12 @@ class Texts:
                                    and key not in (overrides or {}).get(locale, {})}
                           for locale, table in self._tables.items()}
 
-    def get(self, locale: str, key: str, channel: str | None = None, **values: object) -> str:
-        """The text `key` in `locale` (Chinese for a language we do not have), its variant for `channel` where
-        there is one."""
+    def get(self, locale: str, key: str, **values: object) -> str:
+        """The text `key` in `locale` (Chinese for a language we do not have)."""
+        return self.get_on(None, locale, key, **values)
+
+    def get_on(self, channel: str | None, locale: str, key: str, **values: object) -> str:
+        """The text `key` in `locale`, its variant for `channel` where there is one."""
         if locale not in self._tables:
             locale = "zh"
         table = self._tables[locale]
