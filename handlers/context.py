@@ -57,7 +57,7 @@ class Turn:
         return self.conversation.locale or "zh"
 
     def t(self, key: str, **values: object) -> str:
-        return self.ctx.texts.get(self.locale, key, **values)
+        return self.ctx.texts.get_on(self.inbound.channel, self.locale, key, **values)
 
     def words(self, key: str) -> list[str]:
         """The words a text lists for typing an answer ("完成|跳过|done"), in the resident's language."""

@@ -349,6 +349,9 @@ async def _input(turn: Turn) -> None:
     elif state == "rating" and choice is None and not report.has_draft(turn) and \
             not tracking.is_rating(turn, text) and await _offer_intake(turn, text):
         pass  # a new complaint sent while the rating question waits: kept and offered as a report
+    elif state == "status_code" and choice is None and not report.has_draft(turn) and \
+            not tracking.typed_as_code(text) and await _offer_intake(turn, text):
+        pass  # a complaint written to the code question (查询进度 tapped first): kept and offered as a report
     elif state in tracking.TRACKING_STATES:
         if not await tracking.answer(turn, choice, text, inbound.attachment):
             show_menu(turn)

@@ -1,5 +1,8 @@
 """Texts in Chinese and English, from TOML files that a city's configuration may override.
 
+A text may have a variant for one channel, `<key>_on_<channel>` (`ask_evidence_on_wechat`: WeChat's residents
+cannot send a PDF or press a button), used on that channel unless the city overrides the text but not its variant.
+
 A count's noun agrees with it: `{count} {count:plural:file|files}` reads "1 file", "3 files" (the word before
 the bar for exactly 1, the other for any other value)."""
 
@@ -58,10 +61,22 @@ class Texts:
         missing = set(self._tables["zh"]) ^ set(self._tables["en"])
         if missing:
             raise ValueError(f"texts missing in one language: {sorted(missing)}")
+        # a channel's variant of a text the city rewrote, the variant left as bundled, would undo the city's words
+        self._shadowed = {locale: {key for key in table if key.split("_on_")[0] in (overrides or {}).get(locale, {})
+                                   and key not in (overrides or {}).get(locale, {})}
+                          for locale, table in self._tables.items()}
 
     def get(self, locale: str, key: str, **values: object) -> str:
-        table = self._tables.get(locale) or self._tables["zh"]
-        template = table[key]
+        """The text `key` in `locale` (Chinese for a language we do not have)."""
+        return self.get_on(None, locale, key, **values)
+
+    def get_on(self, channel: str | None, locale: str, key: str, **values: object) -> str:
+        """The text `key` in `locale`, its variant for `channel` where there is one."""
+        if locale not in self._tables:
+            locale = "zh"
+        table = self._tables[locale]
+        variant = f"{key}_on_{channel}" if channel else None
+        template = table[variant] if variant in table and variant not in self._shadowed[locale] else table[key]
         return fill(template, **values) if values else template
 
     def keys(self) -> set[str]:

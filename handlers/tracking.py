@@ -29,6 +29,17 @@ def ask_code(turn: Turn) -> None:
     turn.ask(turn.t("ask_code"))
 
 
+def typed_as_code(text: str | None) -> bool:
+    """Whether `text` is meant as a receipt code, however mistyped: at least half its letters and digits are digits
+    ("1234 5678 9012 345", "我的查询码是1234…"). A text that says something else, at length, is a complaint sent to
+    the code question."""
+    if text is None:
+        return False
+    characters = [ch for ch in text if ch.isalnum()]
+    digits = sum(ch.isdigit() for ch in characters)
+    return digits * 2 >= len(characters)
+
+
 async def check_code(turn: Turn, text: str) -> None:
     """Look up a case by receipt code, throttling a resident who keeps guessing.
 

@@ -383,6 +383,56 @@ def test_unexpected_kinds_are_explained(standin: WeChatStandIn, service: LiveSer
     user.click("HELP", expect="使用说明")
 
 
+def test_a_voice_message_answers_with_the_words_wechat_recognised(standin: WeChatStandIn, service: LiveService) -> None:
+    """Many residents speak rather than type. With 接收语音识别结果 on, WeChat sends the words with the voice; they
+    were dropped and the resident told 无法识别这条消息."""
+    user = new_user(standin, mode="safe")
+    user.last = standin.send_voice(user.openid, recognition=DESCRIPTION, mode="safe")  # the complaint, spoken
+    offer = user.expect("用这段话举报")
+    assert DESCRIPTION in offer and "无法识别" not in offer
+    user.say("1", expect="第1步")
+    user.last = standin.send_voice(user.openid, recognition="岳麓区。", mode="safe")
+    user.expect("第2步")
+    for text, step in (("岳麓区政务服务中心3号窗口", "第3步"), ("1", "第5步"), ("1", "第6步")):
+        user.say(text, expect=step)
+    summary = user.say("1", expect="请核对举报内容")
+    assert "区县：岳麓区\n" in summary and f"经过：{DESCRIPTION}" in summary
+
+
+def test_wechat_residents_are_not_asked_for_what_wechat_cannot_send(standin: WeChatStandIn,
+                                                                    service: LiveService) -> None:
+    """An official account's chat has no buttons and cannot carry a file: residents were asked for PDFs and told the
+    channel takes "文字、按钮、图片和PDF文件"."""
+    user = new_user(standin)
+    for text, step in (("/report", "第1步"), ("3", "第2步"), ("岳麓区政务服务中心3号窗口", "第3步"), ("1", "第4步")):
+        user.say(text, expect=step)
+    evidence = user.say(DESCRIPTION, expect="第5步")
+    user.last = standin.send_voice(user.openid)  # an account without speech recognition: no words with it
+    explained = user.expect("无法识别这条消息")
+    user.say("好的", expect="第5步")
+    assert "PDF" not in evidence + explained and "按钮" not in explained
+    assert "请改用文字说明，或发送照片" in explained and "发送完毕后回复“完成”" in evidence
+    user.say("完成", expect="第6步")
+    user.say("/cancel", expect="已取消本次举报")
+
+
+def test_a_resident_writing_english_is_told_how_to_continue_in_english(standin: WeChatStandIn,
+                                                                      service: LiveService) -> None:
+    """WeChat does not tell the resident's language: one who follows the account and writes in English was answered
+    only in Chinese, with no word she could read on how to change it."""
+    user = new_user(standin, mode="safe")
+    user.last = standin.send_event(user.openid, "subscribe", mode="safe")
+    assert "English, send /language" not in user.expect("清廉监督举报平台")
+    complaint = "A police officer at Wuyi Square asked me for 200 yuan to let me park my scooter yesterday."
+    offer = user.say(complaint, expect="用这段话举报")
+    assert offer.endswith("For English, send /language and reply 2.")
+    user.say("/language", expect="Choose your language")
+    offer = user.say("2", expect="Language set to English")
+    assert "“A police officer at Wuyi Square" in offer and "1. 📝 Report this" in offer and "/language" not in offer
+    user.say("1", expect="Step 1")
+    assert "English, send /language" not in user.say("/cancel", expect="cancelled")
+
+
 def test_a_location_shared_at_the_place_question_is_the_place(standin: WeChatStandIn, service: LiveService) -> None:
     user = new_user(standin, mode="compat")
     user.click("REPORT", expect="第1步")

@@ -72,3 +72,24 @@ def test_a_text_added_in_only_one_language_is_refused() -> None:
     both = Texts({"zh": {"holiday_notice": "春节期间受理时间顺延。"},
                   "en": {"holiday_notice": "Deadlines move back over the Spring Festival."}})
     assert both.get("en", "holiday_notice") == "Deadlines move back over the Spring Festival."
+
+
+def test_a_channel_sees_its_variant_of_a_text_unless_the_city_rewrote_the_text_alone() -> None:
+    """WeChat's residents cannot send a PDF or press a button: the texts that ask for them have WeChat variants."""
+    texts = Texts()
+    assert "PDF" in texts.get("zh", "ask_evidence", maximum=5, limit_mb=10)
+    assert "PDF" in texts.get_on("telegram", "zh", "ask_evidence", maximum=5, limit_mb=10)
+    assert texts.get_on("wechat", "zh", "ask_evidence", maximum=5, limit_mb=10) == \
+        "第5步（可跳过）：如有照片证据，可直接发送（最多5张，每张不超过10MB）。发送完毕后回复“完成”。"
+    assert texts.get_on("wechat", "en", "error_unexpected_input") == texts.get("en", "error_unexpected_input_on_wechat")
+    rewritten = Texts({"zh": {"ask_follow_up": "请发送补充材料。"}})
+    assert rewritten.get_on("wechat", "zh", "ask_follow_up") == "请发送补充材料。"  # the city's words, not ours
+    assert rewritten.get_on("wechat", "en", "ask_follow_up") == \
+        "Send the text or photos you want to add, then reply “Done”."
+    both = Texts({"zh": {"ask_follow_up": "请发送补充材料。", "ask_follow_up_on_wechat": "请发送补充的文字或照片。"}})
+    assert both.get_on("wechat", "zh", "ask_follow_up") == "请发送补充的文字或照片。"
+
+
+def test_every_channel_variant_is_of_a_text_there_is() -> None:
+    texts = Texts()
+    assert [key for key in sorted(texts.keys()) if "_on_" in key and key.split("_on_")[0] not in texts.keys()] == []

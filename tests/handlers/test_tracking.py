@@ -687,3 +687,29 @@ async def test_information_added_with_the_code_on_another_device_is_marked_for_s
     assert "13800001111" in other and OTHER_DEVICE in other and "r2" not in other
     assert [event["detail"].get("other_device") for event in trace if event["kind"] in ("follow_up", "rated")] == [
         None, True, True]
+
+
+async def test_a_complaint_written_to_the_code_question_is_kept_and_offered_as_a_report(
+        harness: DialogHarness) -> None:
+    """On WeChat the menu's 查询进度 is always one tap away: a resident who taps it and then writes what happened
+    was told "查询码应为16位数字" again and again, and what she wrote was lost."""
+    resident = harness.resident()
+    await resident.command("status")  # WeChat's menu button 查询进度
+    assert resident.text() == "请输入16位查询码（可带空格）："
+    complaint = "2026年11月我去芙蓉区某街道办事处办理低保，工作人员张某三次以材料不全为由让我回去补材料。"
+    await resident.say(complaint)
+    assert "查询码应为16位数字" not in resident.text() and complaint in resident.text()
+    assert resident.keys() == ["intake:report", "intake:menu"]
+    await resident.press("intake:report")
+    assert "已把您发来的内容记为事情经过" in resident.text() and "district:furong" in resident.keys()
+
+
+
+@pytest.mark.parametrize("typed", ["1234 5678 9012 345", "我的查询码是1234 5678 9012 345，请帮我查一下", "查询码"])
+async def test_a_mistyped_code_at_the_code_question_is_still_asked_again(harness: DialogHarness,
+                                                                         typed: str) -> None:
+    resident = harness.resident()
+    await resident.command("status")  # WeChat's menu button 查询进度
+    await resident.say(typed)
+    assert resident.text() == "查询码应为16位数字，请检查后重新输入。\n请输入16位查询码（可带空格）："
+    assert resident.keys() == []

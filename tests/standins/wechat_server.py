@@ -138,9 +138,11 @@ class WeChatStandIn(WeChatSubscriptions):
         return self.deliver(self._fields(openid, "image", PicUrl=f"{self.root_url}/mmbiz_jpg/{media_id}",
                                          MediaId=media_id), **options)
 
-    def send_voice(self, openid: str, **options: Any) -> Delivery:
+    def send_voice(self, openid: str, recognition: str | None = None, **options: Any) -> Delivery:
+        """A voice message; `recognition` is what WeChat heard in it, sent to accounts with 接收语音识别结果 on."""
         media_id = self.add_media(b"#!AMR\n" + bytes(64), content_type="audio/amr")
-        return self.deliver(self._fields(openid, "voice", MediaId=media_id, Format="amr"), **options)
+        extra = {} if recognition is None else {"Recognition": recognition}
+        return self.deliver(self._fields(openid, "voice", MediaId=media_id, Format="amr", **extra), **options)
 
     def send_location(self, openid: str, **options: Any) -> Delivery:
         return self.deliver(self._fields(openid, "location", Location_X="28.228", Location_Y="112.939",

@@ -24,6 +24,7 @@ from bot.channels.wechat.messages import (
     CallbackRejected,
     cdata,
     parse_xml,
+    reads_english,
     render_message,
     render_replies,
     split_text,
@@ -298,18 +299,30 @@ class WeChatChannel:
         size = None if content is None else len(content)
         return replace(inbound, attachment=replace(attachment, fetch=downloaded, size_bytes=size))
 
-    def _pack(self, messages: list[Outbound]) -> list[dict[str, object]]:
+    def _reply_text(self, messages: list[Outbound], inbound: Inbound) -> str:
+        """A step's replies as one text. WeChat does not tell the resident's language: one who writes English and
+        is answered in Chinese is told, in English, how to change it."""
+        text = render_replies(messages, self._texts, self._offer_link)
+        if text and reads_english(inbound.text) and all(message.locale != "en" for message in messages):
+            text += "\n\n" + self._texts.get("en", "wechat_english_hint")
+        return text
+
+    def _packer(self, inbound: Inbound) -> Callable[[list[Outbound]], list[dict[str, object]]]:
         """A step's replies as WeChat gets them: one text (WeChat answers a message once, and counts every
         customer-service message against a small quota)."""
-        text = render_replies(messages, self._texts, self._offer_link)
-        return [Outbound(text).to_payload()] if text else []
+
+        def pack(messages: list[Outbound]) -> list[dict[str, object]]:
+            text = self._reply_text(messages, inbound)
+            return [Outbound(text).to_payload()] if text else []
+
+        return pack
 
     async def _dialog_step(self, inbound: Inbound) -> tuple[str, int | None]:
         """The step's reply text and the outbox row holding it. The reply is written to the outbox in the
         step's own transaction, held back for `PASSIVE_HOLD`: delivered in the HTTP answer it is recorded
         as sent; if this process dies first, a worker sends it through the customer-service API."""
         try:
-            step = await self._runtime.handle(inbound, queue=self._pack, hold=PASSIVE_HOLD)
+            step = await self._runtime.handle(inbound, queue=self._packer(inbound), hold=PASSIVE_HOLD)
         except IntegrityError as problem:
             if "processed_updates" in str(problem):
                 log.info("wechat message %s claimed by a concurrent delivery", inbound.update_key)
@@ -320,8 +333,7 @@ class WeChatChannel:
         else:
             if step is None:
                 return "", None
-            return (render_replies(step.messages, self._texts, self._offer_link),
-                    step.outbox_ids[0] if step.outbox_ids else None)
+            return self._reply_text(step.messages, inbound), step.outbox_ids[0] if step.outbox_ids else None
         return self._texts.get(self._settings.city.default_locale, "service_busy"), None
 
     async def enqueue_text(self, recipient: str, text: str) -> None:

@@ -115,6 +115,15 @@ def _looks_chinese(text: str) -> bool:
     return any("\u4e00" <= ch <= "\u9fff" for ch in text)
 
 
+_WORD = re.compile(r"[A-Za-z]{2,}")
+
+
+def reads_english(text: str | None) -> bool:
+    """Whether a resident's text is English (three words or more, no Chinese): her language, which WeChat does not
+    tell."""
+    return text is not None and not _looks_chinese(text) and len(_WORD.findall(text)) >= 3
+
+
 def _choice_number(key: str, position: int) -> int:
     """A choice's number. A rating option answers to its value (the dialog reads a typed digit in
     the rating question as the stars), everything else to its position."""
@@ -230,6 +239,9 @@ def to_inbound(fields: Mapping[str, str], fetcher: Fetcher) -> Inbound | None:
         if command is not None:
             return Inbound(CHANNEL, user, command=command[0], command_arg=command[1], update_key=key)
         return Inbound(CHANNEL, user, text=text, update_key=key)
+    heard = fields.get("Recognition", "").strip() if msg_type == "voice" else ""
+    if heard:  # 接收语音识别结果: WeChat sends the words of a voice message; they are the resident's answer
+        return Inbound(CHANNEL, user, text=heard, update_key=key)
     attachment: Attachment
     if msg_type == "image" and fields.get("MediaId"):
         attachment = Attachment("photo", fetch=fetcher(fields["MediaId"]))

@@ -15,6 +15,7 @@ from bot.channels.wechat.messages import (
     cdata,
     parse_command,
     parse_xml,
+    reads_english,
     render_message,
     render_replies,
     split_text,
@@ -122,11 +123,18 @@ def test_an_image_without_a_media_id_is_not_taken_as_a_photo() -> None:
     assert inbound is not None and inbound.attachment == Attachment("other")
 
 
-def test_a_voice_message_is_a_voice_attachment_without_a_download_and_its_recognition_is_not_taken_as_text() -> None:
+def test_a_voice_message_is_what_wechat_recognised_in_it_or_else_a_voice_attachment_without_a_download() -> None:
+    """An account with 接收语音识别结果 gets the words of every voice message (`Recognition`): they are the resident's
+    answer, as if typed. Without it (or when WeChat heard nothing), the voice is explained."""
     fields = parse_xml(VOICE)
     assert (fields["Format"], fields["Recognition"]) == ("amr", "我要举报")
-    assert to_inbound(fields, _recording_fetcher([])) == Inbound(
-        "wechat", OPENID, attachment=Attachment("voice"), update_key="1234567890123458")
+    asked: FetchedWith = []
+    assert to_inbound(fields, _recording_fetcher(asked)) == Inbound(
+        "wechat", OPENID, text="我要举报", update_key="1234567890123458")
+    for unheard in ({**fields, "Recognition": " \n"}, {k: v for k, v in fields.items() if k != "Recognition"}):
+        assert to_inbound(unheard, _recording_fetcher(asked)) == Inbound(
+            "wechat", OPENID, attachment=Attachment("voice"), update_key="1234567890123458")
+    assert asked == []
 
 
 @pytest.mark.parametrize(("msg_type", "kind"), [
@@ -431,3 +439,12 @@ def test_the_hint_to_reply_with_a_number_is_in_the_residents_language_whatever_t
     summary = Outbound("Summary:\nPlace: 岳麓区政务服务中心\nWhat happened: 窗口人员玩手机", (
         Choice("summary:submit", "✅ Submit"), Choice("summary:edit", "✏️ Edit")), locale="en")
     assert render_message(summary, Texts()).endswith("\n2. ✏️ Edit\n(Reply with a number)")
+
+
+@pytest.mark.parametrize(("text", "english"), [
+    ("Hello, I want to report a police officer.", True), ("the clerk was rude", True),
+    ("Wanda Plaza", False), ("我在Wanda Plaza门口被收了钱", False), ("OK", False), ("1", False), ("", False),
+    (None, False),
+])
+def test_a_text_reads_english_with_three_words_and_no_chinese(text: str | None, english: bool) -> None:
+    assert reads_english(text) is english
