@@ -404,8 +404,9 @@ def test_wechat_residents_are_not_asked_for_what_wechat_cannot_send(standin: WeC
     """An official account's chat has no buttons and cannot carry a file: residents were asked for PDFs and told the
     channel takes "文字、按钮、图片和PDF文件"."""
     user = new_user(standin)
-    for text, step in (("/report", "第1步"), ("3", "第2步"), ("岳麓区政务服务中心3号窗口", "第3步"), ("1", "第4步")):
-        user.say(text, expect=step)
+    said = [user.say(text, expect=step) for text, step in (
+        ("/report", "第1步"), ("3", "第2步"), ("岳麓区政务服务中心3号窗口", "第3步"), ("1", "第4步"))]
+    assert "可回复选项前的数字" in said[2] and "点选" not in said[2]  # the time question
     evidence = user.say(DESCRIPTION, expect="第5步")
     user.last = standin.send_voice(user.openid)  # an account without speech recognition: no words with it
     explained = user.expect("无法识别这条消息")
@@ -413,6 +414,8 @@ def test_wechat_residents_are_not_asked_for_what_wechat_cannot_send(standin: WeC
     assert "PDF" not in evidence + explained and "按钮" not in explained
     assert "请改用文字说明，或发送照片" in explained and "发送完毕后回复“完成”" in evidence
     user.say("完成", expect="第6步")
+    summary = user.say("1", expect="请核对举报内容")
+    assert "确认无误请回复“提交”" in summary and "请点" not in summary
     user.say("/cancel", expect="已取消本次举报")
 
 
