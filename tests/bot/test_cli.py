@@ -11,12 +11,15 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from storage.db import masked_url
 from tests.conftest import REPO, deployed_at, free_port, shared_models_dir
+
+if TYPE_CHECKING:
+    from bot.config import Settings
 
 
 def test_qinglian_classify_and_model_list(tmp_path: Path) -> None:
@@ -187,15 +190,9 @@ def test_model_commands_are_audited_and_the_models_page_names_who_ran_them(tmp_p
     assert all(event["by"].startswith("command line") for event in events[-2:])
 
 
-def test_backup_restore_and_key_rotation_are_in_the_audit_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Seen as an auditor: a backup carries every reporter's identity out of the service, a restore replaces every
-    case, a key rotation re-encrypts them; none of the three left a line in the audit log."""
-    from typer.testing import CliRunner
-
-    from bot.cli import app
+def _migrated_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The embedded default's settings in `tmp_path/data` (no URL, no configuration file, development), migrated."""
     from bot.config import load_settings
-    from storage import audit
-    from storage.db import Database
     from storage.migrate import upgrade
 
     for variable in ("QINGLIAN_DATABASE_URL", "QINGLIAN_CONFIG_FILE", "QINGLIAN_ENVIRONMENT"):
@@ -205,6 +202,19 @@ def test_backup_restore_and_key_rotation_are_in_the_audit_log(tmp_path: Path, mo
     settings = load_settings()
     settings.data_dir.mkdir()
     upgrade(settings.resolved_database_url, settings.resolved_keyring())
+    return settings
+
+
+def test_backup_restore_and_key_rotation_are_in_the_audit_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen as an auditor: a backup carries every reporter's identity out of the service, a restore replaces every
+    case, a key rotation re-encrypts them; none of the three left a line in the audit log."""
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+    from storage import audit
+    from storage.db import Database
+
+    settings = _migrated_default(tmp_path, monkeypatch)
     runner = CliRunner()
     archive = tmp_path / "backup.tar.gz"
 
@@ -475,16 +485,8 @@ def test_backup_and_restore_name_the_archive_by_its_absolute_path(tmp_path: Path
     from typer.testing import CliRunner
 
     from bot.cli import app
-    from bot.config import load_settings
-    from storage.migrate import upgrade
 
-    for variable in ("QINGLIAN_DATABASE_URL", "QINGLIAN_CONFIG_FILE", "QINGLIAN_ENVIRONMENT"):
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setenv("QINGLIAN_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("QINGLIAN_SECRET_KEY", "cli-secret-" + "y" * 40)
-    settings = load_settings()
-    settings.data_dir.mkdir()
-    upgrade(settings.resolved_database_url, settings.resolved_keyring())
+    _migrated_default(tmp_path, monkeypatch)
     (tmp_path / "cron").mkdir()
     monkeypatch.chdir(tmp_path / "cron")
     archive = (tmp_path / "cron" / "nightly.qlbak").resolve()
