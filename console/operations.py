@@ -173,9 +173,11 @@ async def overview(principal: Principal) -> dict[str, queries.QueueCounts]:
     queues = allowed if allowed is not None else {q.code for q in principal.context.city.queues}
     async with principal.context.database.read_sessionmaker() as session:
         counts = await queries.queue_counts(session, queues)
-    # in the configuration's order (the city's groups, then its districts, as it lists them), not the codes'
-    return {queue: counts.get(queue, queries.QueueCounts(queue, 0, 0, 0))
-            for queue in [q.code for q in principal.context.city.queues if q.code in queues]}
+    # in the configuration's order (the city's groups, then its districts, as it lists them), not the codes'; a
+    # queue the configuration no longer has (still assigned, its cases still there) after them
+    configured = [q.code for q in principal.context.city.queues]
+    ordered = [code for code in configured if code in queues] + sorted(set(queues) - set(configured))
+    return {queue: counts.get(queue, queries.QueueCounts(queue, 0, 0, 0)) for queue in ordered}
 
 
 async def case_detail(principal: Principal, case_number: str, *, ip: str | None,

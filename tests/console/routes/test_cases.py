@@ -200,7 +200,8 @@ async def test_a_supervisors_overview_is_every_queue_in_the_citys_order(console:
     """A supervisor works every queue: the overview said "我的队列" and sorted the queues by their codes, mixing the
     city's supervision groups with its districts; it lists them as the city's configuration does."""
     await console.user("sup", StaffRole.SUPERVISOR)
-    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    # a queue the city's configuration no longer lists, still assigned: after the configured ones, not left out
+    await console.user("rev", StaffRole.REVIEWER, ["old_hall", "clean_hall"])
     configured = [queue.code for queue in console.settings.city.queues]
     async with console.client() as client:
         await console.login(client, "sup")
@@ -209,4 +210,6 @@ async def test_a_supervisors_overview_is_every_queue_in_the_citys_order(console:
         assert re.findall(r'<td><a href="/console/queue/([a-z_]+)">', overview) == configured
     async with console.client() as client:
         await console.login(client, "rev")
-        assert re.findall(r'<h1><span class="bi">(\w+)<', (await client.get("/console")).text) == ["我的队列"]
+        overview = (await client.get("/console")).text
+        assert re.findall(r'<h1><span class="bi">(\w+)<', overview) == ["我的队列"]
+        assert re.findall(r'<td><a href="/console/queue/([a-z_]+)">', overview) == ["clean_hall", "old_hall"]
