@@ -31,10 +31,27 @@ def named_option(typed: str | None, options: Iterable[Sequence[str]]) -> str | N
     return next((key for key, words in options if typed_letters == letters(words)), None)
 
 
+_CHINESE_NUMERALS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_ORDINAL = re.compile(r"^第?(.+?)(?:个|项|条|号)?[。.]?$")
+
+
 def typed_number(text: str) -> int | None:
     """A number as a resident types it: the full-width "３" and the circled "②" of a phone's Chinese keyboard
-    read as 3 and 2 (NFKC)."""
-    return whole_number(unicodedata.normalize("NFKC", text.strip()))
+    read as 3 and 2 (NFKC); in Chinese numerals up to 99 ("三", "十二"), and as an ordinal ("第三个", "3号")."""
+    typed = unicodedata.normalize("NFKC", text.strip())
+    ordinal = _ORDINAL.match(typed)
+    spelled = ordinal.group(1) if ordinal else typed
+    return whole_number(spelled) if whole_number(spelled) is not None else _chinese_number(spelled)
+
+
+def _chinese_number(text: str) -> int | None:
+    """1–99 in Chinese numerals: 三, 十, 十二, 二十, 二十三 (两 for 2 on its own)."""
+    if text in _CHINESE_NUMERALS:
+        return _CHINESE_NUMERALS[text]
+    tens, ten, units = text.partition("十")
+    if not ten or (tens and tens not in "一二三四五六七八九") or (units and units not in "一二三四五六七八九"):
+        return None
+    return _CHINESE_NUMERALS.get(tens, 1) * 10 + _CHINESE_NUMERALS.get(units, 0)
 
 __all__ = [
     "Invalid",

@@ -388,7 +388,8 @@ async def test_draft_evidence_is_held_within_quotas_per_conversation_address_and
 
 
 @pytest.mark.parametrize(("typed", "step"), [("②", "第2步"), ("３", "第2步"), ("⑳", "请从列表中选择区县"),
-                                             ("٣", "请从列表中选择区县")])
+                                             ("٣", "请从列表中选择区县"), ("二", "第2步"), ("第三个", "第2步"),
+                                             ("二十", "请从列表中选择区县")])
 async def test_a_choice_typed_as_a_circled_or_full_width_number_is_read_as_that_number(
         harness: DialogHarness, typed: str, step: str) -> None:
     resident = harness.resident()

@@ -17,7 +17,13 @@ def test_a_whole_number_is_the_digits_0_to_9_only_and_a_typed_one_reads_a_phones
     assert [whole_number(text) for text in ("0", "12345", "007")] == [0, 12345, 7]
     assert [whole_number(text) for text in ("", "²", "①", "３", "٣", "-1", "1.0", " 1", "1e3")] == [None] * 9
     assert [typed_number(text) for text in ("②", "３", " 12 ", "⑳")] == [2, 3, 12, 20]
-    assert [typed_number(text) for text in ("٣", "二", "", "2b")] == [None] * 4
+    assert [typed_number(text) for text in ("٣", "", "2b", "一二", "十十", "第", "零")] == [None] * 7
+
+
+def test_a_number_typed_in_chinese_numerals_or_as_an_ordinal_is_that_number() -> None:
+    """WeChat shows choices as a numbered list answered by typing: "第三个" and "二" got "please pick from the list"."""
+    typed = ("二", "两", "第三个", "十", "十二", "二十三", "3号", "第3项", "五。")
+    assert [typed_number(text) for text in typed] == [2, 2, 3, 10, 12, 23, 3, 3, 5]
 
 
 def test_residents_texts_lose_the_invisible_characters_that_would_make_them_read_otherwise() -> None:
