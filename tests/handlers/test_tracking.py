@@ -100,11 +100,17 @@ async def test_information_sent_about_an_open_case_without_pressing_add_is_added
     assert "请点击下方选项之一" in closed.text()
 
 
-async def test_added_information_must_be_text_or_a_file_within_the_limit(harness: DialogHarness) -> None:
+async def _adding_information(harness: DialogHarness) -> tuple[int, Resident]:
+    """A case filed, and its reporter at the step that adds information to it (its id, the reporter)."""
     case_id, code = await _case(harness)
     resident = harness.resident()
     await resident.command("status", code)
     await resident.press("case:follow_up")
+    return case_id, resident
+
+
+async def test_added_information_must_be_text_or_a_file_within_the_limit(harness: DialogHarness) -> None:
+    case_id, resident = await _adding_information(harness)
     await resident.say("   ")
     assert resident.last[0].text == "请发送文字、图片或PDF。"
     await resident.say("补" * 3001)
@@ -130,10 +136,7 @@ async def _follow_up_bodies(harness: DialogHarness, case_id: int) -> list[str | 
 async def test_information_pasted_and_cut_in_two_by_the_app_is_added_whole_once(harness: DialogHarness) -> None:
     """Asked for more information, the resident pastes a long text that their app sends in two messages: it is
     one follow-up, the whole text, and the resident is told once that it was added."""
-    case_id, code = await _case(harness)
-    resident = harness.resident()
-    await resident.command("status", code)
-    await resident.press("case:follow_up")
+    case_id, resident = await _adding_information(harness)
     whole = ("补充说明：今天上午我又去了一次三号窗口，工作人员仍然在玩手机，排队的群众有二十多人。" * 60)[:2600]
     said = await resident.paste(whole[:2100], whole[2100:])
     assert said == ["补充材料已收到，已记入办理轨迹。还可以继续发送，或点“完成”。"]
@@ -143,10 +146,7 @@ async def test_information_pasted_and_cut_in_two_by_the_app_is_added_whole_once(
 async def test_information_pasted_over_the_limit_and_cut_in_two_is_refused_whole(harness: DialogHarness) -> None:
     """The pasted information is 5000 characters, sent by the app as 4096 and 904: the resident is told once that
     the whole is over the limit, and no part of it is added on its own."""
-    case_id, code = await _case(harness)
-    resident = harness.resident()
-    await resident.command("status", code)
-    await resident.press("case:follow_up")
+    case_id, resident = await _adding_information(harness)
     whole = ("补充说明：今天上午我又去了一次三号窗口，工作人员仍然在玩手机，排队的群众有二十多人。" * 120)[:5000]
     said = await resident.paste(whole[:4096], whole[4096:])
     assert said == [
@@ -158,10 +158,7 @@ async def test_information_pasted_over_the_limit_and_cut_in_two_is_refused_whole
 
 
 async def test_information_sent_after_the_case_was_closed_is_refused(harness: DialogHarness) -> None:
-    case_id, code = await _case(harness)
-    resident = harness.resident()
-    await resident.command("status", code)
-    await resident.press("case:follow_up")
+    case_id, resident = await _adding_information(harness)
     await _set_status(harness, case_id, CaseStatus.CLOSED)
 
     await resident.say("还有一份材料")
