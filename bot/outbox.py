@@ -188,7 +188,7 @@ class OutboxWorker:
         outcomes: list[_Outcome] = []
         for position, (message_id, payload, case_id) in enumerate(items):
             try:
-                message = render(payload, self._texts, self._public_url, city=self._city)
+                message = render(payload, self._texts, self._public_url, city=self._city, channel=channel)
                 await sender(Delivery(recipient, message, payload, case_id))
                 settle([_Outcome(message_id)])  # settled now, not when the whole batch is done
                 continue

@@ -173,8 +173,10 @@ async def _news_that_waited(turn: Turn) -> None:
         for payload in payloads:
             if not payload:
                 continue
-            line = waited_line(payload, turn.ctx.texts, turn.locale, turn.ctx.city) if case is not None else \
-                render({**payload, "locale": turn.locale}, turn.ctx.texts, city=turn.ctx.city).text
+            channel = turn.inbound.channel
+            line = waited_line(payload, turn.ctx.texts, turn.locale, turn.ctx.city, channel) if case is not None \
+                else render({**payload, "locale": turn.locale}, turn.ctx.texts, city=turn.ctx.city,
+                            channel=channel).text
             if line and line not in lines:
                 lines.append(line)
         if lines:

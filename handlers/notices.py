@@ -29,70 +29,83 @@ def _named(payload: dict[str, object], city: CityConfig, locale: str) -> dict[st
     }
 
 
-def render(payload: dict[str, object], texts: Texts, public_url: str = "", *, city: CityConfig) -> Outbound:
-    """A stored payload as a message: a dialog reply as it was, a notice in the reporter's language (a staff
-    notice names its queue, category and district as the `city` does)."""
+def render(payload: dict[str, object], texts: Texts, public_url: str = "", *, city: CityConfig,
+           channel: str | None = None) -> Outbound:
+    """A stored payload as a message: a dialog reply as it was, a notice in the reporter's language and in the
+    words of the `channel` it goes out on (`Texts.get_on`: on WeChat, "reply" rather than "tap"; a staff notice
+    names its queue, category and district as the `city` does)."""
     if payload.get("notice") is None:
         return Outbound.from_payload(payload)
-    return replace(_notice(payload, texts, public_url, city=city), locale=str(payload.get("locale") or "zh"))
+    return replace(_notice(payload, texts, public_url, city=city, channel=channel),
+                   locale=str(payload.get("locale") or "zh"))
 
 
-def _notice(payload: dict[str, object], texts: Texts, public_url: str, *, city: CityConfig) -> Outbound:
+def _notice(payload: dict[str, object], texts: Texts, public_url: str, *, city: CityConfig,
+            channel: str | None) -> Outbound:
     notice = payload.get("notice")
     locale = str(payload.get("locale") or "zh")
+
+    def say(key: str, **values: object) -> str:
+        return texts.get_on(channel, locale, key, **values)
+
     number = payload.get("case_number")
     if notice == "status_changed":
-        status = texts.get(locale, f"status_{payload['status']}")
-        text = texts.get(locale, "notice_status_changed", case_number=number, status=status)
+        status = say(f"status_{payload['status']}")
+        text = say("notice_status_changed", case_number=number, status=status)
         if payload.get("note"):
-            text += "\n" + texts.get(locale, "notice_status_note", note=payload["note"])
+            text += "\n" + say("notice_status_note", note=payload["note"])
         return Outbound(text)
     if notice == "rate_request":
-        return Outbound(texts.get(locale, "notice_rate_request", case_number=number), _choices(payload), columns=3)
+        return Outbound(say("notice_rate_request", case_number=number), _choices(payload), columns=3)
     if notice == "note":
-        return Outbound(texts.get(locale, "notice_note", case_number=number, note=payload["note"]))
+        return Outbound(say("notice_note", case_number=number, note=payload["note"]))
     if notice == "more_info":
-        return Outbound(texts.get(locale, "notice_more_info", case_number=number, question=payload["question"]),
+        return Outbound(say("notice_more_info", case_number=number, question=payload["question"]),
                         _choices(payload))
     if notice == "reopened":
-        return Outbound(texts.get(locale, "notice_reopened", case_number=number))
+        return Outbound(say("notice_reopened", case_number=number))
     if notice == "extended":
         until = city.local_day(payload.get("until"))
-        return Outbound(texts.get(locale, "notice_extended", case_number=number, until=until))
+        return Outbound(say("notice_extended", case_number=number, until=until))
     if notice == "appeal_decided":
         key = "notice_appeal_upheld" if payload.get("upheld") else "notice_appeal_granted"
-        return Outbound(texts.get(locale, key, case_number=number, reason=payload.get("reason") or ""))
+        return Outbound(say(key, case_number=number, reason=payload.get("reason") or ""))
     if notice in ("rehandle", "appeal", "extension_request", "transfer_alert", "escalation", "due_soon"):
         values = {"case_number": number, "queue": _named(payload, city, locale)["queue"],
                   "until": city.local_day(payload.get("until")), "transfers": payload.get("transfers") or "",
-                  "deadline": texts.get(locale, f"deadline_{payload.get('deadline') or 'resolve'}")}
+                  "deadline": say(f"deadline_{payload.get('deadline') or 'resolve'}")}
         link = f"{public_url}/console/case/{number}"
-        return Outbound(texts.get(locale, f"notice_{notice}", **values) + f"\n{link}")
+        return Outbound(say(f"notice_{notice}", **values) + f"\n{link}")
     if notice == "answer":
-        return Outbound(texts.get(locale, "notice_answer", case_number=payload["case_number"],
+        return Outbound(say("notice_answer", case_number=payload["case_number"],
                                   answer=payload["answer"]))
     if notice == "new_case":
         link = f"{public_url}/console/case/{payload['case_number']}"
-        return Outbound(texts.get(locale, "notice_new_case", case_number=payload["case_number"],
+        return Outbound(say("notice_new_case", case_number=payload["case_number"],
                                   first_line=payload["first_line"], link=link, **_named(payload, city, locale)))
     raise ValueError(f"unknown notice {notice!r}")
 
 
-def waited_line(payload: dict[str, object], texts: Texts, locale: str, city: CityConfig) -> str | None:
+def waited_line(payload: dict[str, object], texts: Texts, locale: str, city: CityConfig,
+                channel: str | None = None) -> str | None:
     """What one notice that waited for the resident said, as a line under its case's newest status (None
-    for a bare status change: the newest status already says it)."""
+    for a bare status change: the newest status already says it), in the words of `channel`."""
     notice = payload.get("notice")
+
+    def say(key: str, **values: object) -> str:
+        return texts.get_on(channel, locale, key, **values)
+
     if notice == "answer":
-        return texts.get(locale, "notice_waiting_answer", answer=payload.get("answer") or "")
+        return say("notice_waiting_answer", answer=payload.get("answer") or "")
     if notice == "status_changed":
         if not payload.get("note"):
             return None
-        status = texts.get(locale, f"status_{payload.get('status')}")
-        return texts.get(locale, "notice_waiting_status_note", status=status, note=payload["note"])
+        status = say(f"status_{payload.get('status')}")
+        return say("notice_waiting_status_note", status=status, note=payload["note"])
     if notice == "note":
-        return texts.get(locale, "notice_waiting_note", note=payload.get("note") or "")
+        return say("notice_waiting_note", note=payload.get("note") or "")
     if notice == "more_info":
-        return texts.get(locale, "notice_waiting_more_info", question=payload.get("question") or "")
+        return say("notice_waiting_more_info", question=payload.get("question") or "")
     if notice == "extended":
-        return texts.get(locale, "notice_waiting_extended", until=city.local_day(payload.get("until")))
-    return render({**payload, "locale": locale}, texts, city=city).text
+        return say("notice_waiting_extended", until=city.local_day(payload.get("until")))
+    return render({**payload, "locale": locale}, texts, city=city, channel=channel).text

@@ -220,7 +220,8 @@ def build_router(runtime: Runtime) -> APIRouter:
         async def take() -> list[Outbound]:
             async with runtime.sessionmaker.begin() as session:
                 pending = await outbox.take_web_messages(session, ref)
-                return [render(payload, runtime.texts, city=runtime.settings.city) for payload in pending]
+                return [render(payload, runtime.texts, city=runtime.settings.city, channel=CHANNEL)
+                        for payload in pending]
 
         return _out(await database_step(take(), locale))
 

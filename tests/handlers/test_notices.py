@@ -66,3 +66,19 @@ def test_a_deadline_in_changsha_is_changshas_day() -> None:
                                   "queue": "work_style", "deadline": "resolve", "until": "2026-03-10T16:30:00+00:00"}
     text = render(payload, TEXTS, "", city=_city()).text
     assert "2026-03-11" in text and "2026-03-10" not in text
+
+
+def test_on_wechat_a_request_for_information_asks_for_what_wechat_can_send_and_to_reply_not_tap() -> None:
+    """An Official Account's chat has no buttons and takes no file: the staff's request for information told WeChat
+    residents to "点“补充材料”" and send "PDF"; there it asks them to reply 补充材料 and send text or photos."""
+    payload: dict[str, object] = {"notice": "more_info", "locale": "zh", "case_number": "QL-2026-000012",
+                                  "question": "请提供当天的排队小票照片。"}
+    for locale in ("zh", "en"):
+        on_wechat = render({**payload, "locale": locale}, TEXTS, "", city=_city(), channel="wechat").text
+        waited = waited_line({**payload, "locale": locale}, TEXTS, locale, _city(), "wechat") or ""
+        for text in (on_wechat, waited):
+            assert "PDF" not in text and "点“" not in text and "Tap" not in text and "tap" not in text, text
+            assert "请提供当天的排队小票照片。" in text
+        assert ("回复“补充材料”" if locale == "zh" else "reply “Add information”") in on_wechat
+    elsewhere = render(payload, TEXTS, "", city=_city(), channel="telegram").text
+    assert "请点“补充材料”后发送文字、照片或PDF" in elsewhere  # a channel with buttons and files keeps its words
