@@ -228,7 +228,7 @@ async def ask_again(turn: Turn) -> bool:
     elif state == "rating":
         ask_rating(turn, case)
     elif state == "rating_comment":
-        turn.ask(turn.t("ask_rating_comment"), [Choice("comment:skip", turn.t("comment_skip"))])
+        _ask_rating_comment(turn)
     elif state == "appeal":
         turn.ask(turn.t("ask_appeal"))
     else:
@@ -301,13 +301,13 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
             return False
         turn.context_set(pending_rating=rating if rating is not None else 0)
         turn.set_state("rating_comment")
-        turn.ask(turn.t("ask_rating_comment"), [Choice("comment:skip", turn.t("comment_skip"))])
+        _ask_rating_comment(turn)
         return True
     if state == "rating_comment":
         comment = None if choice == "comment:skip" else (text or "").strip() or None
         if comment is not None and len(comment) > RATING_COMMENT_MAX_CHARS:  # said, and asked again: never cut
             turn.say(turn.t("error_too_long", limit=RATING_COMMENT_MAX_CHARS, length=len(comment)))
-            turn.ask(turn.t("ask_rating_comment"), [Choice("comment:skip", turn.t("comment_skip"))])
+            _ask_rating_comment(turn)
             return True
         pending = turn.context_get("pending_rating")
         turn.context_set(pending_rating=None)
@@ -342,6 +342,11 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         turn.say(turn.t("appealed"))
         return False
     return False
+
+
+def _ask_rating_comment(turn: Turn) -> None:
+    """The optional comment after the stars (asked again when one was over its limit)."""
+    turn.ask(turn.t("ask_rating_comment"), [Choice("comment:skip", turn.t("comment_skip"))])
 
 
 def _not_ratable(turn: Turn, case: Case) -> None:
