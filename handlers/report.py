@@ -79,7 +79,10 @@ def ask(turn: Turn, state: str) -> None:
             Choice(f"district:{d.code}", d.zh if turn.locale == "zh" else d.en) for d in turn.ctx.city.districts
         ]
         choices.append(Choice(f"district:{UNSURE_DISTRICT}", turn.t("district_unsure")))
-        turn.ask(turn.t("ask_district", city=_city_name(turn)), choices, columns=3)
+        question = turn.t("ask_district", city=_city_name(turn))
+        if (mentioned := _district_mentioned(turn)) is not None:
+            question += "\n" + turn.t("district_mentioned", district=_district_name(turn, mentioned))
+        turn.ask(question, choices, columns=3)
     elif state == "place":
         turn.ask(turn.t("ask_place"), _story_given_back(turn, state))
     elif state == "when":
@@ -298,6 +301,9 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         elif state == "district":
             if choice is None and text is not None and (named := _district_named(turn, text)) is not None:
                 choice = f"district:{named}"  # "岳麓", "在岳麓区", "Yuelu district"
+            elif choice is None and typed_one_of(turn, text, "district_yes_words") and \
+                    (mentioned := _district_mentioned(turn)) is not None:
+                choice = f"district:{mentioned}"  # "是": the district the description names
             if choice is None or not choice.startswith("district:"):
                 raise Invalid("error_pick_district")
             code = choice.split(":", 1)[1]
@@ -415,6 +421,14 @@ def _district_named(turn: Turn, text: str) -> str | None:
         return None
     short = {d.code for d in city.districts if len(d.zh) > 2 and d.zh[-1] in "区县市" and d.zh[:-1] in typed}
     return short.pop() if len(short) == 1 else None
+
+
+def _district_mentioned(turn: Turn) -> str | None:
+    """The one district the draft's description names (a report begun with the complaint, or a description
+    written before the district is edited): offered at the district question, which still asks — a complaint
+    may name the district the resident came from, not the one where it happened."""
+    description = turn.draft.get("description")
+    return _district_named(turn, description) if description else None
 
 
 def _occurred(turn: Turn, choice: str | None, text: str | None) -> str:

@@ -429,6 +429,45 @@ async def test_a_first_message_that_describes_something_becomes_the_report_it_of
     assert (case.district, case.place, case.description) == ("yuelu", "岳麓区政务服务中心3号窗口", DESCRIPTION)
 
 
+async def to_summary(resident: Resident) -> str:
+    """From the place question of a report begun with its description to the summary, whose text it returns."""
+    await resident.say("政务服务中心3号窗口")
+    await resident.press("when:today")
+    await resident.press("evidence:done")
+    await resident.press("identity:anonymous")
+    return resident.text()
+
+
+async def test_the_district_a_complaint_names_is_offered_and_a_yes_takes_it(harness: DialogHarness) -> None:
+    resident = harness.resident()  # the complaint says 岳麓区: the resident need not look for it in the list
+    await resident.say(DESCRIPTION)
+    await resident.press("intake:report")
+    assert "您的描述里提到了岳麓区" in resident.text() and "district:yuelu" in resident.keys()
+    await resident.say("是")
+    assert "第2步" in resident.text()
+    assert "区县：岳麓区" in await to_summary(resident)
+
+    elsewhere = harness.resident("r2")  # it is only offered: the resident may have come from another district
+    await elsewhere.say(DESCRIPTION)
+    await elsewhere.press("intake:report")
+    await elsewhere.press("district:tianxin")
+    assert "区县：天心区" in await to_summary(elsewhere)
+
+    english = harness.resident("r3", locale="en-GB")
+    await english.say("The clerk at window 3 of the Yuelu District service centre ignored me for an hour and "
+                      "told me to come back next week without giving any reason at all.")
+    await english.press("intake:report")
+    assert "Your description mentions Yuelu" in english.text()
+    await english.say("yes")
+    assert "District: Yuelu" in await to_summary(english)
+
+    plain = harness.resident("r4")  # a report begun from the menu has no description yet: nothing offered
+    await plain.command("report")
+    assert "提到了" not in plain.text()
+    await plain.say("是")  # and a "yes" there names no district: explained, asked again
+    assert "请从列表中选择区县" in plain.text()
+
+
 async def test_a_text_offered_as_a_report_can_be_declined_replaced_or_taken_later(harness: DialogHarness) -> None:
     declining = harness.resident("r1")
     await declining.say(DESCRIPTION)
