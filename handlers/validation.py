@@ -111,6 +111,20 @@ _YEAR_MONTH = re.compile(r"(?<!\d)(\d{4})\s*年\s*(\d{1,2})\s*月(?!\s*\d)")  # 
 _MONTH_DAY = re.compile(r"(?<![\d年/.-])(\d{1,2})\s*月\s*(\d{1,2})\s*[日号]")  # "12月30日", "2月3号"
 _FUTURE_WORDS = re.compile(r"明天|后天|明早|明晚|下周|下星期|下个?礼拜|下个?月|明年"
                            r"|\b(?:tomorrow|next (?:week|month|year))\b", re.IGNORECASE)
+_TIME_CUE = re.compile(
+    r"[0-9零〇一二三四五六七八九十百两半几今昨前后日号月年周期礼拜早晚午夜时旬节假季春夏秋冬久近每刚]"
+    r"|当天|那天|那次|上次|上回|当时|平时|至今|现在|目前|以来|后来|从来|一直|经常|多次|反复|长期"
+    r"|记不|忘|不清|不知|不确定|说不准"
+    r"|\b(?:today|yesterday|tonight|ago|last|this|earlier|recent(?:ly)?|days?|weeks?|weekends?|months?|years?"
+    r"|hours?|minutes?|morning|afternoon|evening|night|noon|midnight|since|every|often|always|now|before|after"
+    r"|during|once|twice|jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    r"|sep(?:t|tember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?|mon(?:day)?|tue(?:s|sday)?|wed(?:nesday)?"
+    r"|thu(?:rs|rsday)?|fri(?:day)?|sat(?:urday)?|sun(?:day)?|christmas|spring|summer|autumn|fall|winter"
+    r"|sure|remember|forget|forgot|know|idea|unsure)\b",
+    re.IGNORECASE)
+"""Something that tells a time, however roughly: a number, a word of dates, times, seasons or how often, or not
+remembering. The time question takes the resident's own words, so this only catches an answer that is plainly not
+a time (a place typed at the wrong question, a greeting)."""
 
 
 def clean_occurred(text: str, today: date) -> str:
@@ -119,6 +133,8 @@ def clean_occurred(text: str, today: date) -> str:
         raise Invalid("error_when_empty")
     if len(value) > 100:
         raise Invalid("error_too_long", limit=100, length=len(value))
+    if not _TIME_CUE.search(unicodedata.normalize("NFKC", value)):
+        raise Invalid("error_when_no_time", value=value)
     for match in _ISO_DATE.finditer(value):
         try:
             mentioned = date(int(match.group(1)), int(match.group(2)), int(match.group(3)))

@@ -76,6 +76,8 @@ async def test_every_step_explains_bad_input_and_asks_again(harness: DialogHarne
     assert "还没有到" in resident.text() and "第3步" in resident.text()
     await resident.say("2026-02-30")
     assert "不是一个有效日期" in resident.text()
+    await resident.say("岳麓区某某街道办事处")  # the place again, at the question of the time
+    assert "看起来不是时间" in resident.text() and "第3步" in resident.text() and "when:unsure" in resident.keys()
     await resident.say("上周三下午")
     await resident.say("太差了！！！")
     assert "至少10个字" in resident.text() and "第4步" in resident.text()

@@ -48,6 +48,15 @@ def test_a_place_must_name_something_and_fit() -> None:
     ("2026年10月", "2026年10月"),
     ("12月30日", "12月30日"),  # later this year than today: last year's, as a resident means it
     ("昨天下午三点", "昨天下午三点"),
+    ("半个月前", "半个月前"),  # a time in words, however rough, is a time
+    ("记不清了", "记不清了"),
+    ("一直都这样", "一直都这样"),
+    ("去年国庆节", "去年国庆节"),
+    ("３天前", "３天前"),  # full-width digits, as a phone's Chinese keyboard types them
+    ("about two weeks ago", "about two weeks ago"),
+    ("last Tuesday afternoon", "last Tuesday afternoon"),
+    ("in March", "in March"),
+    ("not sure", "not sure"),
 ])
 def test_a_time_is_kept_in_the_residents_words(typed: str, kept: str) -> None:
     assert clean_occurred(typed, TODAY) == kept
@@ -64,6 +73,9 @@ def test_a_time_is_kept_in_the_residents_words(typed: str, kept: str) -> None:
     ("下周一", ("error_when_future", {"value": "下周"})),
     ("tomorrow morning", ("error_when_future", {"value": "tomorrow"})),
     ("很久" * 51, ("error_too_long", {"limit": 100, "length": 102})),
+    ("岳麓区政务服务中心", ("error_when_no_time", {"value": "岳麓区政务服务中心"})),  # the place, at the wrong question
+    ("你好", ("error_when_no_time", {"value": "你好"})),
+    ("the tax office", ("error_when_no_time", {"value": "the tax office"})),
 ])
 def test_a_time_in_the_future_impossible_or_empty_is_refused(typed: str,
                                                               refusal: tuple[str, dict[str, object]]) -> None:
