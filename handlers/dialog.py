@@ -12,7 +12,7 @@ from handlers import report, tracking
 from handlers.context import DialogContext, Turn
 from handlers.menu import menu_names, show_menu
 from handlers.notices import render, waited_line
-from handlers.texts import normalise_locale
+from handlers.texts import normalise_locale, written_language
 from handlers.types import Attachment, Choice, Inbound, Outbound, Packer
 from handlers.validation import (
     Invalid,
@@ -24,6 +24,8 @@ from handlers.validation import (
 )
 from storage import actions, loop, notices
 
+LANGUAGE_CHOSEN = "language_chosen"
+"""In the conversation's context once the resident chose a language, or the dialog followed the one they wrote in."""
 COMMANDS = ("start", "report", "status", "cancel", "language", "help", "menu")
 UNEXPECTED_KINDS = ("sticker", "voice", "video", "audio", "location", "other")
 
@@ -60,6 +62,7 @@ async def handle(session: AsyncSession, inbound: Inbound, ctx: DialogContext, *,
     await _news_that_waited(turn)
     await _expire_old_draft(turn)
     as_sent = _as_the_step_began(turn)
+    _follow_the_language_written(turn)
     if turn.inbound.command is not None:
         await _command(turn, turn.inbound.command.lower(), turn.inbound.command_arg)
     else:
@@ -298,6 +301,23 @@ def _typed_menu_option(turn: Turn, text: str | None) -> str | None:
     return named_option(text, menu_names(turn))
 
 
+def _follow_the_language_written(turn: Turn) -> None:
+    """The language first taken from the resident's app or browser (or the city's default) gives way, once, to the
+    one they plainly write in when they write at the menu or first of all — a Changsha resident whose phone is set
+    to English and who writes in Chinese — and says so in both languages. Never after they chose a language, nor
+    for what they write in answer to a question (a Chinese address copied by a resident who reads English)."""
+    text = turn.inbound.text
+    if turn.context_get(LANGUAGE_CHOSEN) or text is None or turn.inbound.command is not None or \
+            turn.conversation.state not in (None, "idle", "intake"):
+        return
+    written = written_language(text)
+    if written is None or written == turn.locale:
+        return
+    turn.conversation.locale = written
+    turn.context_set(**{LANGUAGE_CHOSEN: "followed"})
+    turn.say(turn.t("language_followed"))
+
+
 async def _input(turn: Turn) -> None:
     inbound = turn.inbound
     state = turn.conversation.state
@@ -324,6 +344,7 @@ async def _input(turn: Turn) -> None:
         await _menu(turn, choice)
     elif choice is not None and choice.startswith("language:"):
         turn.conversation.locale = choice.split(":", 1)[1]
+        turn.context_set(**{LANGUAGE_CHOSEN: "chosen"})
         turn.say(turn.t("language_set"))
         turn.set_state(turn.context_get("language_return") or "idle")
         turn.context_set(language_return=None)

@@ -419,21 +419,25 @@ def test_wechat_residents_are_not_asked_for_what_wechat_cannot_send(standin: WeC
     user.say("/cancel", expect="已取消本次举报")
 
 
-def test_a_resident_writing_english_is_told_how_to_continue_in_english(standin: WeChatStandIn,
-                                                                      service: LiveService) -> None:
+def test_a_resident_writing_english_is_answered_in_english_or_told_how_to_get_it(standin: WeChatStandIn,
+                                                                                service: LiveService) -> None:
     """WeChat does not tell the resident's language: one who follows the account and writes in English was answered
     only in Chinese, with no word she could read on how to change it."""
     user = new_user(standin, mode="safe")
     user.last = standin.send_event(user.openid, "subscribe", mode="safe")
     assert "English, send /language" not in user.expect("清廉监督举报平台")
     complaint = "A police officer at Wuyi Square asked me for 200 yuan to let me park my scooter yesterday."
-    offer = user.say(complaint, expect="用这段话举报")
-    assert offer.endswith("For English, send /language and reply 2.")
-    user.say("/language", expect="Choose your language")
-    offer = user.say("2", expect="Language set to English")
-    assert "“A police officer at Wuyi Square" in offer and "1. 📝 Report this" in offer and "/language" not in offer
+    offer = user.say(complaint, expect="You wrote in English")  # her first words: answered in her language
+    assert "“A police officer at Wuyi Square" in offer and "1. 📝 Report this" in offer
+    assert "如需中文回复，请发送 /language" in offer and "For English, send" not in offer
     user.say("1", expect="Step 1")
     assert "English, send /language" not in user.say("/cancel", expect="cancelled")
+
+    chose = new_user(standin, mode="safe")  # one who chose Chinese herself keeps it, and is told the way back
+    chose.say("/language", expect="请选择语言")
+    chose.say("1", expect="已切换为中文")
+    offer = chose.say(complaint, expect="用这段话举报")
+    assert offer.endswith("For English, send /language and reply 2.")
 
 
 def test_a_location_shared_at_the_place_question_is_the_place(standin: WeChatStandIn, service: LiveService) -> None:

@@ -431,6 +431,32 @@ async def test_a_first_message_that_describes_something_becomes_the_report_it_of
     assert (case.district, case.place, case.description) == ("yuelu", "岳麓区政务服务中心3号窗口", DESCRIPTION)
 
 
+async def test_the_first_words_written_at_the_menu_set_the_language_unless_one_was_chosen(
+        harness: DialogHarness) -> None:
+    phone_in_english = harness.resident("r1", locale="en-US")  # a Changsha resident whose phone speaks English
+    await phone_in_english.say(DESCRIPTION)
+    assert phone_in_english.text().startswith("您用中文写的，接下来用中文回复您。")
+    assert "开始一份举报" in phone_in_english.text()
+    await phone_in_english.press("intake:report")
+    assert "第1步" in phone_in_english.text()
+
+    visitor = harness.resident("r2")  # the city's default is Chinese; a visitor writes English
+    await visitor.say("Hello, I would like to report a clerk who asked me for money")
+    assert "You wrote in English" in visitor.text() and "如需中文回复，请发送 /language" in visitor.text()
+
+    chose = harness.resident("r3", locale="zh-CN")
+    await chose.command("language")
+    await chose.press("language:en")
+    await chose.say(DESCRIPTION)  # a language chosen stays, whatever is written after
+    assert "You wrote" in chose.text() and "接下来用中文" not in chose.text()
+
+    copying = harness.resident("r4", locale="en-GB")  # a Chinese address copied into the English report
+    await copying.command("report")
+    await copying.press("district:yuelu")
+    await copying.say("岳麓区政务服务中心3号窗口")
+    assert "Step 3" in copying.text() and "接下来用中文" not in copying.text()
+
+
 async def to_summary(resident: Resident) -> str:
     """From the place question of a report begun with its description to the summary, whose text it returns."""
     await resident.say("政务服务中心3号窗口")
