@@ -27,8 +27,10 @@ def _changsha_words() -> list[str]:
     words = {changsha.city_zh, changsha.city_en, changsha.city_zh.removesuffix("市"), f"{changsha.case_number_prefix}-"}
     # the triage queue's names are the product's word for the step too ("置信度低，人工分拣" as a routing reason)
     queues = [queue for queue in changsha.queues if queue.code != changsha.routing.triage_queue]
-    for item in [*changsha.districts, *queues]:
-        words.update((item.zh, item.en, item.code))
+    for district in changsha.districts:
+        words.update((district.zh, district.en, district.code))
+    for queue in queues:
+        words.update((queue.zh, queue.en, queue.code))
     return sorted(words)
 
 
