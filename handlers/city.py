@@ -373,29 +373,36 @@ def load_city_config(path: Path | None) -> CityConfig:
         key = tuple(first["loc"]) + (cause.key if isinstance(cause, _AtKey) else ())
         message = str(cause) if isinstance(cause, ValueError) else first["msg"]  # without pydantic's "Value error, "
         where = ".".join(str(part) for part in key) or "(top level)"
-        line = _line_of(source, key)
+        line = _line_of(source, raw, key)
         at = f"{source}, line {line}" if line else str(source)
         raise ConfigError(f"city configuration {at}: {where}: {message}") from None
 
 
-def _line_of(source: Path, key: tuple[str | int, ...]) -> int | None:
+def _line_of(source: Path, raw: object, key: tuple[str | int, ...]) -> int | None:
     """The line of the file where `key` (a table's key, a list's item, an item's key) is written, as far as a plain
     reading of the file finds it: its table's header ("[routing.labels]"), then the key ("education = ..."), then
-    the item of a list written one per line ("{ code = ... },"). None when it is not found so."""
+    the item of a list written one per line ("{ code = ... },"; `raw`, the parsed file, says how many there are).
+    The nearest line found before a part it cannot place (None: not even the first)."""
     lines = source.read_text(encoding="utf-8").splitlines()
     headers = [re.sub(r"\s", "", line) for line in lines]
-    at, rest = 0, list(key)
+    at, placed = 0, 0
     for parts in range(len(key), 0, -1):
         header = "[" + ".".join(str(part) for part in key[:parts]) + "]"
         if all(isinstance(part, str) for part in key[:parts]) and header in headers:
-            at, rest = headers.index(header), list(key[parts:])
+            at, placed = headers.index(header), parts
             break
-    found = at + 1 if at or not rest else None
-    for part in rest:
+    found = at + 1 if placed else None
+    value = raw
+    for index, part in enumerate(key):
+        container, value = value, (value[part] if isinstance(value, list) and isinstance(part, int)
+                                   and part < len(value) else value.get(part) if isinstance(value, dict) else None)
+        if index < placed:
+            continue
         if isinstance(part, int):
-            items = [n for n in range(at + 1, len(lines)) if lines[n].lstrip().startswith("{")]
-            if part >= len(items):
-                return found
+            end = next((n for n in range(at, len(lines)) if lines[n].strip().startswith("]")), len(lines))
+            items = [n for n in range(at + 1, end) if lines[n].lstrip().startswith("{")]
+            if not isinstance(container, list) or len(items) != len(container) or part >= len(items):
+                return found  # not one item a line: the list's own line
             at = items[part]
         else:
             pattern = re.compile(rf"(?:^|[{{,])\s*(?:{re.escape(part)}|\"{re.escape(part)}\")\s*=")

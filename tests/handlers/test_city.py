@@ -180,3 +180,16 @@ def test_an_empty_district_list_names_its_line(tmp_path: Path) -> None:
         load_city_config(path)
     line = text.splitlines().index("districts = []") + 1
     assert str(problem.value) == f"city configuration {path}, line {line}: districts: at least one district is required"
+
+
+def test_a_mistake_in_a_list_not_written_one_item_a_line_names_the_lists_line(tmp_path: Path) -> None:
+    """Two districts on one line: the line of the list, not the line of whichever item happens to be counted."""
+    text = ZHUZHOU_FILE.read_text(encoding="utf-8").replace(
+        '{ code = "lusong", zh = "芦淞区", en = "Lusong" },\n    { code = "shifeng", zh = "石峰区", en = "Shifeng" },',
+        '{ code = "lusong", zh = "芦淞区", en = "Lusong" }, { code = "shifeng", zh = " ", en = "Shifeng" },')
+    path = tmp_path / "city.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as problem:
+        load_city_config(path)
+    line = text.splitlines().index("districts = [") + 1
+    assert str(problem.value) == f"city configuration {path}, line {line}: districts.2.zh: a name may not be blank"
