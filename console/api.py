@@ -62,7 +62,8 @@ from storage.models import StaffRole
 from storage.queries import CaseFilter
 
 CurrentUser = Annotated[Principal, Depends(api_principal)]
-CaseNumber = Annotated[str, Path(max_length=32, description="The case number, e.g. QL-2026-000042.")]
+CaseNumber = Annotated[str, Path(max_length=32, description=(
+    "The case number as the console shows it: the city's case_number_prefix, the year and a serial number."))]
 
 
 CASE_ERRORS = refusals(401, 403, 404, 409)

@@ -4,6 +4,7 @@ texts. Validated here, with Changsha's configuration as the default; another cit
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 from collections import Counter
 from datetime import UTC, date, datetime
@@ -27,6 +28,15 @@ class _Section(BaseModel):
 
 class ConfigError(Exception):
     """A setting or the city configuration is invalid; the message is one line for the operator."""
+
+
+class _AtKey(ValueError):
+    """A mistake at `key` (parts below the place the validator checks): the operator is told that key, not only
+    the section, and its line."""
+
+    def __init__(self, key: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 def _not_blank(name: str) -> str:
@@ -117,9 +127,9 @@ class Routing(_Section):
     @field_validator("labels")
     @classmethod
     def _known_labels(cls, labels: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(labels) - set(LABELS))
+        unknown = [label for label in labels if label not in LABELS]
         if unknown:  # a typo would leave the real label unrouted: its reports would all go to triage
-            raise ValueError(f"unknown labels {unknown}; the labels are {', '.join(LABELS)}")
+            raise _AtKey((unknown[0],), f"unknown label; the labels are {', '.join(LABELS)}")
         return labels
 
 
@@ -283,21 +293,21 @@ class CityConfig(_Section):
     def _texts_the_dialog_can_use(cls, texts: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
         for locale, table in texts.items():
             if locale not in LOCALES:
-                raise ValueError(f"[texts.{locale}]: unknown language; texts are in {' or '.join(LOCALES)}")
+                raise _AtKey((locale,), f"unknown language; texts are in {' or '.join(LOCALES)}")
             for key, template in table.items():
                 problem = _text_problem(locale, key, template)
                 if problem is not None:
-                    raise ValueError(f"[texts.{locale}] {key}: {problem}")
+                    raise _AtKey((locale, key), problem)
         return texts
 
     @model_validator(mode="after")
     def _routing_targets_exist(self) -> CityConfig:
         queue_codes = {q.code for q in self.queues}
         if self.routing.triage_queue not in queue_codes:
-            raise ValueError(f"routing.triage_queue {self.routing.triage_queue!r} is not a configured queue")
+            raise _AtKey(("routing", "triage_queue"), f"{self.routing.triage_queue!r} is not a configured queue")
         unrouted = [label for label in LABELS if label not in self.routing.labels]
         if unrouted:  # its reports would all go to triage, however sure the classifier is
-            raise ValueError(f"routing.labels does not route {', '.join(unrouted)}: route every label to a queue, "
+            raise _AtKey(("routing", "labels"), f"does not route {', '.join(unrouted)}: route every label to a queue, "
                              f"to {self.routing.district_placeholder!r} or to the triage queue "
                              f"{self.routing.triage_queue!r}")
         for label, target in self.routing.labels.items():
@@ -308,9 +318,9 @@ class CityConfig(_Section):
                     if self.routing.district_queue_prefix + d.code not in queue_codes
                 ]
                 if missing:
-                    raise ValueError(f"label {label!r} routes by district but queues {missing} are missing")
+                    raise _AtKey(("routing", "labels", label), f"routes by district but queues {missing} are missing")
             elif target not in queue_codes:
-                raise ValueError(f"label {label!r} routes to unknown queue {target!r}")
+                raise _AtKey(("routing", "labels", label), f"routes to unknown queue {target!r}")
         return self
 
     def district(self, code: str | None) -> District | None:
@@ -359,5 +369,46 @@ def load_city_config(path: Path | None) -> CityConfig:
         return CityConfig.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise ConfigError(f"city configuration {source}: {where}: {first['msg']}") from None
+        cause = first.get("ctx", {}).get("error")
+        key = tuple(first["loc"]) + (cause.key if isinstance(cause, _AtKey) else ())
+        message = str(cause) if isinstance(cause, ValueError) else first["msg"]  # without pydantic's "Value error, "
+        where = ".".join(str(part) for part in key) or "(top level)"
+        line = _line_of(source, raw, key)
+        at = f"{source}, line {line}" if line else str(source)
+        raise ConfigError(f"city configuration {at}: {where}: {message}") from None
+
+
+def _line_of(source: Path, raw: object, key: tuple[str | int, ...]) -> int | None:
+    """The line of the file where `key` (a table's key, a list's item, an item's key) is written, as far as a plain
+    reading of the file finds it: its table's header ("[routing.labels]"), then the key ("education = ..."), then
+    the item of a list written one per line ("{ code = ... },"; `raw`, the parsed file, says how many there are).
+    The nearest line found before a part it cannot place (None: not even the first)."""
+    lines = source.read_text(encoding="utf-8").splitlines()
+    headers = [re.sub(r"\s", "", line) for line in lines]
+    at, placed = 0, 0
+    for parts in range(len(key), 0, -1):
+        header = "[" + ".".join(str(part) for part in key[:parts]) + "]"
+        if all(isinstance(part, str) for part in key[:parts]) and header in headers:
+            at, placed = headers.index(header), parts
+            break
+    found = at + 1 if placed else None
+    value = raw
+    for index, part in enumerate(key):
+        container, value = value, (value[part] if isinstance(value, list) and isinstance(part, int)
+                                   and part < len(value) else value.get(part) if isinstance(value, dict) else None)
+        if index < placed:
+            continue
+        if isinstance(part, int):
+            end = next((n for n in range(at, len(lines)) if lines[n].strip().startswith("]")), len(lines))
+            items = [n for n in range(at + 1, end) if lines[n].lstrip().startswith("{")]
+            if not isinstance(container, list) or len(items) != len(container) or part >= len(items):
+                return found  # not one item a line: the list's own line
+            at = items[part]
+        else:
+            pattern = re.compile(rf"(?:^|[{{,])\s*(?:{re.escape(part)}|\"{re.escape(part)}\")\s*=")
+            match = next((n for n in range(at, len(lines)) if pattern.search(lines[n])), None)
+            if match is None:
+                return found
+            at = match
+        found = at + 1
+    return found

@@ -29,7 +29,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 def test_routing_to_a_missing_queue_is_refused_with_the_reason(tmp_path: Path) -> None:
     text = DEFAULT_CITY_CONFIG.read_text(encoding="utf-8").replace('medical = "clean_medical"',
                                                                     'medical = "hospitals"')
-    with pytest.raises(ConfigError, match="label 'medical' routes to unknown queue 'hospitals'"):
+    with pytest.raises(ConfigError, match=r"routing\.labels\.medical: routes to unknown queue 'hospitals'"):
         load_city_config(_write(tmp_path, text))
 
 

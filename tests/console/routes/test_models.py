@@ -166,7 +166,7 @@ async def test_the_comparison_scores_calibration_and_threshold_of_both_versions(
     assert ece is not None
     # the older version is scored on the evaluation split now; the promoted one as its registry entry says
     assert ece.group(2) == f'{promoted.metrics["ece"]:.3f}' and 0 < float(ece.group(1)) < 1
-    triage = re.search(r'<th><span class="bi">送人工分拣<span class="en">Sent to triage</span></span></th>'
+    triage = re.search(r'<th><span class="bi">送人工分拣<span class="en">Sent to Manual triage</span></span></th>'
                        r'<td class="num">([^<]+)</td><td class="num">([^<]+)</td>', comparison)
     assert triage is not None and triage.group(2) == _share(promoted.metrics["threshold_triage_share"])
     # each label's row names the label in both languages, as the language rows do
