@@ -37,6 +37,10 @@ COLUMNS = ("case_number", "received", "queue", "district", "label", "label_revie
 """The columns by their texts `export_column.<name>`."""
 IDENTITY_COLUMNS = ("reporter_name", "reporter_phone")
 TIME_COLUMNS = frozenset({"received", "accepted", "accept_by", "resolve_by", "closed"})
+PERCENT_COLUMNS = frozenset({"confidence"})
+"""Columns of fractions (0–1) that the console shows as percentages: their names say "(%)"; in XLSX the fraction
+in a percent format (the cell shows 88%, and counts as the number), in CSV, which has no formats, the percentage."""
+XLSX_PERCENT = "0%"  # whole percents, as the pages show them; the cell keeps the exact fraction
 READ = (Case.case_number, Case.queue, Case.district, Case.label, Case.label_status, Case.label_confidence,
         Case.status, Case.assigned_to_id, Case.accepted_at, Case.accept_due_at, Case.resolve_due_at, Case.closed_at,
         Case.rating, Case.anonymous, Case.channel, Case.place, Case.description)
@@ -55,6 +59,7 @@ def neutralised(value: Cell) -> Cell:
 class Sheet:
     header: list[str]
     rows: list[list[Cell]]
+    percent_columns: frozenset[int] = frozenset()  # the positions of the columns of `PERCENT_COLUMNS`
 
 
 def header(city: CityConfig, identity: bool, locale: str = "zh") -> list[str]:
@@ -62,7 +67,8 @@ def header(city: CityConfig, identity: bool, locale: str = "zh") -> list[str]:
     for column in COLUMNS + (IDENTITY_COLUMNS if identity else ()):
         zh, en = texts.pair(f"export_column.{column}")
         names.append((en if locale == "en" else f"{zh} {en}")
-                     + (f" ({city.timezone})" if column in TIME_COLUMNS else ""))
+                     + (f" ({city.timezone})" if column in TIME_COLUMNS else "")
+                     + (" (%)" if column in PERCENT_COLUMNS else ""))
     return names
 
 
@@ -97,7 +103,13 @@ def sheet(cases: Sequence[Case], usernames: dict[int, str], city: CityConfig, *,
             row += [case.reporter_name if not case.anonymous else None,
                     case.reporter_phone if not case.anonymous else None]
         rows.append(row)
-    return Sheet(header(city, identity, locale), rows)
+    return Sheet(header(city, identity, locale), rows,
+                 frozenset(index for index, column in enumerate(COLUMNS) if column in PERCENT_COLUMNS))
+
+
+def _percentage(value: Cell) -> Cell:
+    """A fraction as a percentage for CSV, to two decimals (0.8765 → "87.65", 1.0 → "100")."""
+    return f"{round(value * 100, 2):g}" if isinstance(value, float | int) else value
 
 
 def to_csv(table: Sheet) -> bytes:
@@ -105,7 +117,8 @@ def to_csv(table: Sheet) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow([neutralised(name) for name in table.header])
-    writer.writerows(["" if cell is None else neutralised(cell) for cell in row] for row in table.rows)
+    writer.writerows(["" if cell is None else neutralised(_percentage(cell) if index in table.percent_columns else cell)
+                      for index, cell in enumerate(row)] for row in table.rows)
     return buffer.getvalue().encode("utf-8-sig")
 
 
@@ -118,19 +131,21 @@ def to_xlsx(table: Sheet) -> bytes:
     workbook = Workbook(write_only=True)
     worksheet = workbook.create_sheet("cases")
 
-    def cells(values: Sequence[Cell]) -> list[Any]:
+    def cells(values: Sequence[Cell], percent_columns: frozenset[int] = frozenset()) -> list[Any]:
         row = []
-        for value in values:
+        for index, value in enumerate(values):
             cell = WriteOnlyCell(worksheet, value=value)
             if isinstance(value, str):
                 cell.data_type = "s"  # text, even when it looks like a formula or a number
                 cell.quotePrefix = value.startswith(FORMULA_STARTS)  # and stays text when edited in Excel
+            elif index in percent_columns and value is not None:
+                cell.number_format = XLSX_PERCENT
             row.append(cell)
         return row
 
     worksheet.append(cells(table.header))
     for values in table.rows:
-        worksheet.append(cells(values))
+        worksheet.append(cells(values, table.percent_columns))
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()
