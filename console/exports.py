@@ -72,7 +72,7 @@ def header(city: CityConfig, identity: bool, locale: str = "zh") -> list[str]:
     return names
 
 
-def sheet(cases: Sequence[Case], usernames: dict[int, str], city: CityConfig, *, identity: bool,
+def sheet(cases: Sequence[Case], assignees: dict[int, str], city: CityConfig, *, identity: bool,
           now: datetime | None = None, locale: str = "zh") -> Sheet:
     zone = ZoneInfo(city.timezone)
     now = now or utcnow()
@@ -94,7 +94,7 @@ def sheet(cases: Sequence[Case], usernames: dict[int, str], city: CityConfig, *,
             texts.get(locale, review) if texts.has(review) else "",
             round(case.label_confidence, 4) if case.label_confidence is not None else None,
             texts.pair_or(f"status.{case.status}", case.status)[language],
-            usernames.get(case.assigned_to_id, "") if case.assigned_to_id else "",
+            assignees.get(case.assigned_to_id, "") if case.assigned_to_id else "",
             local(case.accepted_at), local(case.accept_due_at), local(case.resolve_due_at), local(case.closed_at),
             yes(is_overdue(case, now)), case.rating, yes(not case.anonymous), case.channel,
             case.place, " ".join(case.description.split())[:200],
@@ -151,9 +151,9 @@ def to_xlsx(table: Sheet) -> bytes:
     return buffer.getvalue()
 
 
-def _spreadsheet(cases: Sequence[Case], usernames: dict[int, str], city: CityConfig, identity: bool,
+def _spreadsheet(cases: Sequence[Case], assignees: dict[int, str], city: CityConfig, identity: bool,
                  fmt: Format, locale: str) -> bytes:
-    table = sheet(cases, usernames, city, identity=identity, locale=locale)
+    table = sheet(cases, assignees, city, identity=identity, locale=locale)
     return to_csv(table) if fmt == "csv" else to_xlsx(table)
 
 
@@ -204,7 +204,8 @@ async def export_cases(principal: Principal, flt: queries.CaseFilter, *, fmt: Fo
             raise OperationError(422, "export_too_many", limit=MAX_EXPORT_ROWS)
         cases = listed.cases
         async with principal.context.database.read_sessionmaker() as session:
-            usernames = {user.id: user.username for user in await staff_actions.list_staff(session)}
+            # the assignee by name, as the list names them (the audit log keeps the username)
+            assignees = {user.id: user.display_name for user in await staff_actions.list_staff(session)}
         async with principal.write() as session:  # the export and its reveals: one transaction
             export_id = await audit.record(session, principal.user, "case.export", ip=ip, detail={
                 "format": fmt, "count": len(cases), "identity": identity, "filter": described,
@@ -219,6 +220,6 @@ async def export_cases(principal: Principal, flt: queries.CaseFilter, *, fmt: Fo
         stamp = utcnow().astimezone(ZoneInfo(principal.context.city.timezone)).strftime("%Y%m%d-%H%M")
         # formatting ten thousand rows is a few hundred milliseconds of Python: off the event loop, so that the
         # residents' and other staff's requests are served meanwhile
-        content = await asyncio.to_thread(_spreadsheet, cases, usernames, principal.context.city, identity, fmt,
+        content = await asyncio.to_thread(_spreadsheet, cases, assignees, principal.context.city, identity, fmt,
                                           locale)
     return Export(content, f"qinglian-cases-{stamp}.{fmt}", MEDIA_TYPES[fmt])

@@ -348,7 +348,7 @@ async def test_a_supervisor_exports_the_filters_cases_newest_first_and_the_expor
     assert export.media_type == "text/csv; charset=utf-8"
     rows = _csv(export)
     assert rows == [HEADER, [
-        str(unnamed.case_number), "2026-01-06 09:05", HALL, "", "", "", "", "待受理", "li", "", "",
+        str(unnamed.case_number), "2026-01-06 09:05", HALL, "", "", "", "", "待受理", "li 同志", "", "",
         "2099-01-01 08:00", "", "否", "", "否", "telegram", "芙蓉区信访接待大厅",
         "窗口工作人员擅离岗位两个小时，群众排队无人办理。",
     ], [
