@@ -176,7 +176,9 @@ async def working_day_extras(request: Request, principal: Principal, cases: list
 
 @router.get("/console/cases")
 async def all_cases(request: Request, principal: PagePrincipal) -> Response:
-    return await list_page(request, principal, ListView(texts.pair("list.all_my_queues"), "/console/cases"))
+    every_queue = visible_queues(principal.user) is None  # as the overview says it: all queues, or the user's
+    title = texts.pair("list.all_queues" if every_queue else "list.all_my_queues")
+    return await list_page(request, principal, ListView(title, "/console/cases"))
 
 
 @router.get("/console/queue/{queue}")

@@ -241,8 +241,15 @@ async def test_a_supervisors_overview_is_every_queue_in_the_citys_order(console:
         overview = (await client.get("/console")).text
         assert re.findall(r'<h1><span class="bi">(\w+)<', overview) == ["全部队列"]
         assert re.findall(r'<td><a href="/console/queue/([a-z_]+)">', overview) == configured
+        # and the list of all of them says so too (it said "我的队列 All my queues" under "全部队列" on the overview)
+        listed = (await client.get("/console/cases")).text
+        assert re.findall(r'<h1><span class="bi">(\w+)<span class="en">([\w ]+)<', listed) == [
+            ("全部队列", "All queues")]
     async with console.client() as client:
         await console.login(client, "rev")
         overview = (await client.get("/console")).text
         assert re.findall(r'<h1><span class="bi">(\w+)<', overview) == ["我的队列"]
         assert re.findall(r'<td><a href="/console/queue/([a-z_]+)">', overview) == ["clean_hall", "old_hall"]
+        listed = (await client.get("/console/cases")).text
+        assert re.findall(r'<h1><span class="bi">(\w+)<span class="en">([\w ]+)<', listed) == [
+            ("我的队列", "All my queues")]
