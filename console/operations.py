@@ -391,7 +391,8 @@ async def assign(principal: Principal, case_number: str, username: str | None) -
             if assignee is None or not assignee.active:
                 raise OperationError(422, "no_active_staff", username=username)
             if not can_see(assignee, case):
-                raise OperationError(422, "not_in_queue", username=username, queue=case.queue)
+                # by name, as the assignee list that the colleague was picked from names them
+                raise OperationError(422, "not_in_queue", colleague=assignee.display_name, queue=case.queue)
         await staff_actions.assign_case(session, case, assignee, actor=principal.user)
 
 

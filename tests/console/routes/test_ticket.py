@@ -581,3 +581,21 @@ async def test_the_trace_and_the_activity_name_colleagues_by_their_names_not_the
     assert "王芳" in activity and "李华" in activity
     assert "wangfang" not in activity and "lihua" not in activity
     assert 'title="wangfang">王芳<' in page
+
+
+async def test_assigning_to_a_colleague_outside_the_queue_is_refused_naming_them_by_name(
+        console: ConsoleHarness) -> None:
+    """The supervisor picked 李华 from the list of names and was told "lihua does not work in queue …"."""
+    await console.user("wangfang", StaffRole.SUPERVISOR)
+    user = await console.user("lihua", StaffRole.REVIEWER, ["clean_hall"])
+    async with console.database.sessionmaker.begin() as session:
+        (await session.get(type(user), user.id)).display_name = "李华"  # type: ignore[union-attr]
+    number = await console.case("clean_medical", label="medical")
+    async with console.client() as client:
+        csrf = await console.login(client, "wangfang")
+        refused = await client.post(f"/console/case/{number}/assign", data={"csrf": csrf, "username": "lihua"})
+    assert refused.status_code == 422
+    assert page_reason(refused) == ("李华 不负责队列“医疗医保监督组（市卫健委、市医保局）”",
+                                    "李华 does not work in queue Clean Medical supervision (Health Commission, "
+                                    "Medical Insurance Bureau)")
+    assert (await console.get_case(number)).assigned_to_id is None
