@@ -123,7 +123,7 @@ def _case_filter(principal: Principal, *, status: str | None, label: str | None,
         queues={queue} if queue else None, status=status, label=label, district=district,
         created_from=_day_start(created_from, city.timezone) if created_from else None,
         created_to=_day_start(created_to + timedelta(days=1), city.timezone) if created_to else None,
-        confidence_at_least=confidence_min, confidence_below=confidence_max, overdue=overdue,
+        confidence_at_least=confidence_min, confidence_at_most=confidence_max, overdue=overdue,
         needs_labelling=needs_labelling, assigned_to_id=principal.user.id if assigned_to_me else None,
         text=q.strip() or None if q else None,
     )
@@ -141,8 +141,10 @@ async def list_cases(
     queue: Annotated[str | None, Query(max_length=60, description="A configured queue code.")] = None,
     created_from: Annotated[FilterDay | None, Query(description="Filed on or after this day (city time).")] = None,
     created_to: Annotated[FilterDay | None, Query(description="Filed on or before this day (city time).")] = None,
-    confidence_min: Annotated[float | None, Query(ge=0, le=1, description="Classifier confidence ≥ this.")] = None,
-    confidence_max: Annotated[float | None, Query(ge=0, le=1, description="Classifier confidence < this.")] = None,
+    confidence_min: Annotated[float | None, Query(ge=0, le=1, description=(
+        "Classifier confidence at least this, as a fraction 0–1 (the console's pages show 0.87 as 87%)."))] = None,
+    confidence_max: Annotated[float | None, Query(ge=0, le=1, description=(
+        "Classifier confidence at most this, as a fraction 0–1: 1 includes the cases classified at 100%."))] = None,
     overdue: Annotated[bool, Query(description="Only cases past a deadline.")] = False,
     needs_labelling: Annotated[bool, Query(
         description="Only low-confidence and corrected cases whose label staff should review.")] = False,

@@ -37,6 +37,10 @@ COLUMNS = ("case_number", "received", "queue", "district", "label", "label_revie
 """The columns by their texts `export_column.<name>`."""
 IDENTITY_COLUMNS = ("reporter_name", "reporter_phone")
 TIME_COLUMNS = frozenset({"received", "accepted", "accept_by", "resolve_by", "closed"})
+PERCENT_COLUMNS = frozenset({"confidence"})
+"""Columns of fractions (0–1) that the console shows as percentages: their names say "(%)"; in XLSX the fraction
+in a percent format (the cell shows 88%, and counts as the number), in CSV, which has no formats, the percentage."""
+XLSX_PERCENT = "0%"  # whole percents, as the pages show them; the cell keeps the exact fraction
 READ = (Case.case_number, Case.queue, Case.district, Case.label, Case.label_status, Case.label_confidence,
         Case.status, Case.assigned_to_id, Case.accepted_at, Case.accept_due_at, Case.resolve_due_at, Case.closed_at,
         Case.rating, Case.anonymous, Case.channel, Case.place, Case.description)
@@ -55,6 +59,7 @@ def neutralised(value: Cell) -> Cell:
 class Sheet:
     header: list[str]
     rows: list[list[Cell]]
+    percent_columns: frozenset[int] = frozenset()  # the positions of the columns of `PERCENT_COLUMNS`
 
 
 def header(city: CityConfig, identity: bool, locale: str = "zh") -> list[str]:
@@ -62,11 +67,12 @@ def header(city: CityConfig, identity: bool, locale: str = "zh") -> list[str]:
     for column in COLUMNS + (IDENTITY_COLUMNS if identity else ()):
         zh, en = texts.pair(f"export_column.{column}")
         names.append((en if locale == "en" else f"{zh} {en}")
-                     + (f" ({city.timezone})" if column in TIME_COLUMNS else ""))
+                     + (f" ({city.timezone})" if column in TIME_COLUMNS else "")
+                     + (" (%)" if column in PERCENT_COLUMNS else ""))
     return names
 
 
-def sheet(cases: Sequence[Case], usernames: dict[int, str], city: CityConfig, *, identity: bool,
+def sheet(cases: Sequence[Case], assignees: dict[int, str], city: CityConfig, *, identity: bool,
           now: datetime | None = None, locale: str = "zh") -> Sheet:
     zone = ZoneInfo(city.timezone)
     now = now or utcnow()
@@ -88,7 +94,7 @@ def sheet(cases: Sequence[Case], usernames: dict[int, str], city: CityConfig, *,
             texts.get(locale, review) if texts.has(review) else "",
             round(case.label_confidence, 4) if case.label_confidence is not None else None,
             texts.pair_or(f"status.{case.status}", case.status)[language],
-            usernames.get(case.assigned_to_id, "") if case.assigned_to_id else "",
+            assignees.get(case.assigned_to_id, "") if case.assigned_to_id else "",
             local(case.accepted_at), local(case.accept_due_at), local(case.resolve_due_at), local(case.closed_at),
             yes(is_overdue(case, now)), case.rating, yes(not case.anonymous), case.channel,
             case.place, " ".join(case.description.split())[:200],
@@ -97,7 +103,13 @@ def sheet(cases: Sequence[Case], usernames: dict[int, str], city: CityConfig, *,
             row += [case.reporter_name if not case.anonymous else None,
                     case.reporter_phone if not case.anonymous else None]
         rows.append(row)
-    return Sheet(header(city, identity, locale), rows)
+    return Sheet(header(city, identity, locale), rows,
+                 frozenset(index for index, column in enumerate(COLUMNS) if column in PERCENT_COLUMNS))
+
+
+def _percentage(value: Cell) -> Cell:
+    """A fraction as a percentage for CSV, to two decimals (0.8765 → "87.65", 1.0 → "100")."""
+    return f"{round(value * 100, 2):g}" if isinstance(value, float | int) else value
 
 
 def to_csv(table: Sheet) -> bytes:
@@ -105,7 +117,8 @@ def to_csv(table: Sheet) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow([neutralised(name) for name in table.header])
-    writer.writerows(["" if cell is None else neutralised(cell) for cell in row] for row in table.rows)
+    writer.writerows(["" if cell is None else neutralised(_percentage(cell) if index in table.percent_columns else cell)
+                      for index, cell in enumerate(row)] for row in table.rows)
     return buffer.getvalue().encode("utf-8-sig")
 
 
@@ -118,27 +131,29 @@ def to_xlsx(table: Sheet) -> bytes:
     workbook = Workbook(write_only=True)
     worksheet = workbook.create_sheet("cases")
 
-    def cells(values: Sequence[Cell]) -> list[Any]:
+    def cells(values: Sequence[Cell], percent_columns: frozenset[int] = frozenset()) -> list[Any]:
         row = []
-        for value in values:
+        for index, value in enumerate(values):
             cell = WriteOnlyCell(worksheet, value=value)
             if isinstance(value, str):
                 cell.data_type = "s"  # text, even when it looks like a formula or a number
                 cell.quotePrefix = value.startswith(FORMULA_STARTS)  # and stays text when edited in Excel
+            elif index in percent_columns and value is not None:
+                cell.number_format = XLSX_PERCENT
             row.append(cell)
         return row
 
     worksheet.append(cells(table.header))
     for values in table.rows:
-        worksheet.append(cells(values))
+        worksheet.append(cells(values, table.percent_columns))
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()
 
 
-def _spreadsheet(cases: Sequence[Case], usernames: dict[int, str], city: CityConfig, identity: bool,
+def _spreadsheet(cases: Sequence[Case], assignees: dict[int, str], city: CityConfig, identity: bool,
                  fmt: Format, locale: str) -> bytes:
-    table = sheet(cases, usernames, city, identity=identity, locale=locale)
+    table = sheet(cases, assignees, city, identity=identity, locale=locale)
     return to_csv(table) if fmt == "csv" else to_xlsx(table)
 
 
@@ -189,7 +204,8 @@ async def export_cases(principal: Principal, flt: queries.CaseFilter, *, fmt: Fo
             raise OperationError(422, "export_too_many", limit=MAX_EXPORT_ROWS)
         cases = listed.cases
         async with principal.context.database.read_sessionmaker() as session:
-            usernames = {user.id: user.username for user in await staff_actions.list_staff(session)}
+            # the assignee by name, as the list names them (the audit log keeps the username)
+            assignees = {user.id: user.display_name for user in await staff_actions.list_staff(session)}
         async with principal.write() as session:  # the export and its reveals: one transaction
             export_id = await audit.record(session, principal.user, "case.export", ip=ip, detail={
                 "format": fmt, "count": len(cases), "identity": identity, "filter": described,
@@ -204,6 +220,6 @@ async def export_cases(principal: Principal, flt: queries.CaseFilter, *, fmt: Fo
         stamp = utcnow().astimezone(ZoneInfo(principal.context.city.timezone)).strftime("%Y%m%d-%H%M")
         # formatting ten thousand rows is a few hundred milliseconds of Python: off the event loop, so that the
         # residents' and other staff's requests are served meanwhile
-        content = await asyncio.to_thread(_spreadsheet, cases, usernames, principal.context.city, identity, fmt,
+        content = await asyncio.to_thread(_spreadsheet, cases, assignees, principal.context.city, identity, fmt,
                                           locale)
     return Export(content, f"qinglian-cases-{stamp}.{fmt}", MEDIA_TYPES[fmt])

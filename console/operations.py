@@ -391,7 +391,8 @@ async def assign(principal: Principal, case_number: str, username: str | None) -
             if assignee is None or not assignee.active:
                 raise OperationError(422, "no_active_staff", username=username)
             if not can_see(assignee, case):
-                raise OperationError(422, "not_in_queue", username=username, queue=case.queue)
+                # by name, as the assignee list that the colleague was picked from names them
+                raise OperationError(422, "not_in_queue", colleague=assignee.display_name, queue=case.queue)
         await staff_actions.assign_case(session, case, assignee, actor=principal.user)
 
 
@@ -537,10 +538,28 @@ async def staff_by_id(principal: Principal) -> dict[int, StaffUser]:
         return {user.id: user for user in await staff_actions.list_staff(session)}
 
 
-async def case_activity(principal: Principal, case: Case) -> list[tuple[AuditEntry, str | None]]:
-    """What staff did to a case (its audit entries but views, downloads and exports) with their usernames, newest
-    first."""
+@dataclass(frozen=True)
+class Activity:
+    """What a colleague did to a case, as its ticket shows it."""
+
+    entry: AuditEntry
+    actor: StaffUser | None  # None: the system or the command line
+    detail: dict[str, object]  # the entry's detail, a colleague it names (an assignment's "to") by display name
+
+
+async def case_activity(principal: Principal, case: Case, staff: dict[int, StaffUser]) -> list[Activity]:
+    """What staff did to a case (its audit entries but views, downloads and exports), newest first, with the
+    colleagues named as the rest of the console names them (`staff`: every account by id)."""
     async with principal.context.database.read_sessionmaker() as session:
         rows, _ = await audit.audit_log(session, page=1, per_page=200, case_id=case.id)
-    return [(entry, username) for entry, username, _number in rows
+    names = {user.username: user.display_name for user in staff.values()}
+
+    def shown(entry: AuditEntry) -> dict[str, object]:
+        detail = dict(entry.detail or {})
+        if entry.action == "case.assign" and isinstance(detail.get("to"), str):
+            detail["to"] = names.get(str(detail["to"]), detail["to"])
+        return detail
+
+    return [Activity(entry, staff.get(entry.actor_id) if entry.actor_id else None, shown(entry))
+            for entry, _username, _number in rows
             if entry.action not in ("case.view", "case.download", "case.in_export")]

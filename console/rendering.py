@@ -27,7 +27,7 @@ from handlers.city import CityConfig
 from handlers.routing import warning_horizon
 from nlp.labels import LABELS as LABEL_NAMES
 from storage import queries
-from storage.models import Case, StaffRole
+from storage.models import Case, StaffRole, StaffUser
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 
@@ -82,6 +82,12 @@ def bilingual(zh: str, en: str) -> Markup:
 def stacked(zh: str, en: str) -> Markup:
     """Chinese with the English under it (smaller, grey), for the narrow cells of dense tables; both escaped."""
     return Markup('<span class="bi">{}<span class="en sub">{}</span></span>').format(zh, en)
+
+
+def staff_name(user: StaffUser) -> Markup:
+    """A colleague as the console names staff: by display name, the username (unambiguous, for an auditor) as
+    its title."""
+    return Markup('<span class="staff" title="{}">{}</span>').format(user.username, user.display_name)
 
 
 @dataclass
@@ -327,7 +333,8 @@ def deadline(case: Case, now: datetime, city: CityConfig) -> Deadline | None:
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True)
-    env.globals |= {"t": bilingual, "stacked": stacked, "countdown_texts": countdown_texts, "percent": percent,
+    env.globals |= {"t": bilingual, "stacked": stacked, "staff_name": staff_name, "countdown_texts": countdown_texts,
+                    "percent": percent,
                     "filesize": filesize, "LABELS": LABELS,
                     "SETTABLE_STATUSES": SETTABLE_STATUSES, "ROLES": [role.value for role in StaffRole]}
     return env

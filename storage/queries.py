@@ -40,8 +40,8 @@ class CaseFilter:
     district: str | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
-    confidence_below: float | None = None
-    confidence_at_least: float | None = None
+    confidence_at_least: float | None = None  # label_confidence ≥ this (0–1)
+    confidence_at_most: float | None = None  # label_confidence ≤ this (0–1)
     overdue: bool = False
     assigned_to_id: int | None = None
     needs_labelling: bool = False
@@ -102,8 +102,8 @@ def _filtered(query: Select[Any], flt: CaseFilter, threshold: float) -> Select[A
         query = query.where(Case.created_at >= flt.created_from)
     if flt.created_to:
         query = query.where(Case.created_at < flt.created_to)
-    if flt.confidence_below is not None:
-        query = query.where(Case.label_confidence < flt.confidence_below)
+    if flt.confidence_at_most is not None:
+        query = query.where(Case.label_confidence <= flt.confidence_at_most)
     if flt.confidence_at_least is not None:
         query = query.where(Case.label_confidence >= flt.confidence_at_least)
     if flt.overdue:

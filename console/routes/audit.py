@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from fastapi import Request
 from fastapi.responses import Response
 
-from console import accounts, exports
+from console import accounts, exports, operations
 from console.auth import Principal
 from console.operations import OperationError, require_admin
 from console.rendering import render, secure
@@ -63,6 +63,7 @@ async def audit_log(request: Request, principal: PagePrincipal, page: str = "1")
     return render(request, principal, "audit.html", rows=rows, total=total, page=number,
                   pages=page_count(total, AUDIT_PER_PAGE), page_url=page_url, user_filter=params["user"],
                   case_filter=params["case"], params=params, groups=ACTION_GROUPS,
+                  staff=await operations.staff_by_id(principal),
                   export_url=f"/console/audit.csv?{urlencode(kept)}",
                   export_en_url=f"/console/audit.csv?{urlencode({**kept, 'lang': 'en'})}")
 

@@ -3,6 +3,7 @@ filters and pages."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from console.auth import Principal, can_reveal_identity, visible_queues
 from console.operations import LABELS, MAX_ID, SETTABLE_STATUSES, OperationError
 from console.rendering import deadline, overdue_flags, render
 from console.routes import common
-from console.routes.common import PagePrincipal, parse_day, parse_fraction
+from console.routes.common import PagePrincipal, parse_day, parse_percent
 from handlers.validation import whole_number
 from storage import queries
 from storage.models import Case, CaseStatus, StaffUser, utcnow
@@ -64,6 +65,18 @@ class ListView:
         return implied
 
 
+def confidence_bounds(conf_min: str, conf_max: str) -> tuple[float | None, float | None]:
+    """The confidences (0–1) of the filter's percentages, both ends included, as the pages show a confidence:
+    rounded to a whole percent. A case shown as 87% is within "87 – 87", "≤ 100" includes 100%, and a case
+    shown as 80% (79.5% or more) is within "≥ 80"."""
+    low, high = parse_percent(conf_min, "conf_min"), parse_percent(conf_max, "conf_max")
+    if low is not None and high is not None and low > high:
+        raise OperationError(422, "percent_order", low=conf_min.removesuffix("%").strip(),
+                             high=conf_max.removesuffix("%").strip())
+    return ((math.ceil(low) - 0.5) / 100 if low is not None else None,
+            (math.floor(high) + 0.5) / 100 if high is not None else None)
+
+
 def case_filter(request: Request, principal: Principal, view: ListView) -> tuple[queries.CaseFilter, dict[str, str]]:
     """The filter of a list page from its query string; the form's values to show again (and the page's cursor)."""
     city = principal.context.city
@@ -92,8 +105,7 @@ def case_filter(request: Request, principal: Principal, view: ListView) -> tuple
         flt.created_from = datetime.combine(day_from, time(0), tz).astimezone(UTC)
     if day_to:
         flt.created_to = datetime.combine(day_to + timedelta(days=1), time(0), tz).astimezone(UTC)
-    flt.confidence_at_least = parse_fraction(params["conf_min"], "conf_min")
-    flt.confidence_below = parse_fraction(params["conf_max"], "conf_max")
+    flt.confidence_at_least, flt.confidence_at_most = confidence_bounds(params["conf_min"], params["conf_max"])
     flt.overdue = view.overdue or params["overdue"] == "1"
     flt.needs_labelling = view.labelling or params["labelling"] == "1"
     flt.in_handling = params["handling"] == "1"
@@ -164,7 +176,9 @@ async def working_day_extras(request: Request, principal: Principal, cases: list
 
 @router.get("/console/cases")
 async def all_cases(request: Request, principal: PagePrincipal) -> Response:
-    return await list_page(request, principal, ListView(texts.pair("list.all_my_queues"), "/console/cases"))
+    every_queue = visible_queues(principal.user) is None  # as the overview says it: all queues, or the user's
+    title = texts.pair("list.all_queues" if every_queue else "list.all_my_queues")
+    return await list_page(request, principal, ListView(title, "/console/cases"))
 
 
 @router.get("/console/queue/{queue}")

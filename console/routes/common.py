@@ -3,6 +3,7 @@ a form, parsing of query values, paging, and the error page."""
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date
 from typing import Annotated
@@ -51,15 +52,18 @@ def parse_day(value: str, name: str) -> date | None:
     return day
 
 
-def parse_fraction(value: str, name: str) -> float | None:
+def parse_percent(value: str, name: str) -> float | None:
+    """A percentage as the pages show confidences ("80", "87.5", "80%"), from 0 to 100; None when empty."""
     if not value:
         return None
     try:
-        number = float(value)
+        number = float(value.removesuffix("%").strip())
     except ValueError:
-        raise OperationError(422, "fraction_format", name=name, value=value[:20]) from None
-    if not 0.0 <= number <= 1.0:
-        raise OperationError(422, "fraction_range", name=name)
+        raise OperationError(422, "percent_format", name=name, value=value[:20]) from None
+    if not math.isfinite(number):
+        raise OperationError(422, "percent_format", name=name, value=value[:20])
+    if not 0.0 <= number <= 100.0:
+        raise OperationError(422, "percent_range", name=name)
     return number
 
 

@@ -13,11 +13,12 @@ from fastapi import Form, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from markupsafe import Markup
 
 from console import operations, problems, texts, workday
 from console.auth import Principal, can_see, visible_queues
 from console.operations import INLINE_IMAGE_TYPES, MAX_ID, SETTABLE_STATUSES
-from console.rendering import Names, deadline, highlight, overdue_flags, redirect, render
+from console.rendering import Names, deadline, highlight, overdue_flags, redirect, render, stacked, staff_name
 from console.routes.common import CsrfField, PagePrincipal, check_csrf, client_ip, page_router
 from handlers.evidence import display_name
 from handlers.validation import readable
@@ -28,16 +29,17 @@ from storage.models import CLOSED_STATUSES, Attachment, StaffUser, TraceEvent, u
 router = page_router()
 
 
-def actor_name(actor: str, staff: dict[int, StaffUser]) -> tuple[str, str]:
-    """Who a trace event's `actor` is, for staff: the reporter, the system or a colleague by name."""
+def actor_name(actor: str, staff: dict[int, StaffUser]) -> Markup:
+    """Who a trace event's `actor` is, for staff: the reporter, the system (in both languages) or a colleague by
+    name."""
     if actor == "reporter":
-        return texts.pair("actor.reporter")
+        return stacked(*texts.pair("actor.reporter"))
     if actor == "system":
-        return texts.pair("actor.system")
+        return stacked(*texts.pair("actor.system"))
     if actor.startswith("staff:") and actor[6:].isdigit():
         user = staff.get(int(actor[6:]))
-        return (user.display_name, user.username) if user else texts.pair("actor.staff")
-    return texts.get("zh", "actor.system"), actor
+        return staff_name(user) if user else stacked(*texts.pair("actor.staff"))
+    return stacked(texts.get("zh", "actor.system"), actor)
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ async def ticket_page(request: Request, principal: Principal, case_number: str, 
                   runner_up=case.label_runner_up, contrast_terms=contrast_terms, flags=overdue_flags(case, utcnow()),
                   queues=city.queues, statuses=[s.value for s in SETTABLE_STATUSES],
                   closed=case.status in CLOSED_STATUSES, revealed=revealed, reveal_expired=reveal_expired,
-                  activity=await operations.case_activity(principal, case),
+                  activity=await operations.case_activity(principal, case, staff),
                   threshold=city.routing.confidence_threshold,
                    can_accept=case.status in queries.NOT_ACCEPTED, transfer_reasons=city.loop.transfer_reasons,
                    deadline=deadline(case, utcnow(), city),

@@ -577,6 +577,26 @@ async def test_no_case_response_carries_the_reporters_identity(service: Service)
 # --- lists, paging and filters ---------------------------------------------------------------------
 
 
+async def test_the_confidence_filter_takes_fractions_and_includes_both_ends(service: Service) -> None:
+    supervisor = await service.staff("wang", StaffRole.SUPERVISOR)
+    certain = await service.case(queue="clean_hall", confidence=1.0)
+    half = await service.case(queue="clean_hall", confidence=0.5)
+    await service.case(queue="triage", label="other", confidence=0.3)
+
+    async def numbers(**params: Any) -> list[str]:
+        response = await service.client.get("/api/v1/cases", params=params, headers=supervisor.headers)
+        assert response.status_code == 200, response.text
+        return [item["case_number"] for item in response.json()["items"]]
+
+    assert await numbers(confidence_min=0.5, confidence_max=1) == [half, certain]
+    assert await numbers(confidence_min=1) == [certain]
+    assert await numbers(confidence_min=0.4, confidence_max=0.5) == [half]
+    described = {parameter["name"]: parameter.get("description") or parameter["schema"].get("description", "")
+                 for parameter in
+                 (await service.client.get("/api/openapi.json")).json()["paths"]["/api/v1/cases"]["get"]["parameters"]}
+    assert "at most this, as a fraction 0–1" in described["confidence_max"]
+
+
 async def test_paging_and_filters(service: Service) -> None:
     supervisor = await service.staff("wang", StaffRole.SUPERVISOR)
     numbers = [await service.case(queue="clean_hall", confidence=0.9) for _ in range(5)]

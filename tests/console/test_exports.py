@@ -38,7 +38,7 @@ CITY = load_city_config(None)
 HALL = "清廉大厅监督组（市行政审批服务局）"
 HEADER = [
     "编号 case number", "收到时间 received (Asia/Shanghai)", "队列 queue", "区县 district", "分类 label",
-    "分类确认 label review", "置信度 confidence", "状态 status", "承办人 assignee",
+    "分类确认 label review", "置信度 confidence (%)", "状态 status", "承办人 assignee",
     "受理时间 accepted (Asia/Shanghai)", "受理期限 accept by (Asia/Shanghai)",
     "办结期限 resolve by (Asia/Shanghai)", "办结时间 closed (Asia/Shanghai)", "超期 overdue", "评价 rating",
     "实名 real name", "渠道 channel", "地点 place", "摘要 summary",
@@ -129,7 +129,7 @@ def test_what_the_city_no_longer_knows_is_shown_by_its_code_and_what_is_missing_
                      label_confidence=None, status="paused", assigned_to_id=99, accepted_at=None),
                usernames={5: "li"})
     assert [row[name] for name in ("队列 queue", "区县 district", "分类 label", "分类确认 label review",
-                                   "置信度 confidence", "状态 status", "承办人 assignee",
+                                   "置信度 confidence (%)", "状态 status", "承办人 assignee",
                                    "受理时间 accepted (Asia/Shanghai)")] == [
         "old_queue", "old_district", "made_up", "", None, "paused", "", None]
     bare = _row(_case(district=None, label=None, assigned_to_id=None))
@@ -169,7 +169,7 @@ def test_free_text_and_identity_that_would_run_as_a_formula_are_neutralised_in_t
 
 CJK = re.compile(r"[\u3400-\u9fff]")
 HEADER_EN = [
-    "case number", "received (Asia/Shanghai)", "queue", "district", "label", "label review", "confidence", "status",
+    "case number", "received (Asia/Shanghai)", "queue", "district", "label", "label review", "confidence (%)", "status",
     "assignee", "accepted (Asia/Shanghai)", "accept by (Asia/Shanghai)", "resolve by (Asia/Shanghai)",
     "closed (Asia/Shanghai)", "overdue", "rating", "real name", "channel", "place", "summary",
 ]
@@ -206,6 +206,25 @@ def test_an_english_export_is_neutralised_like_a_chinese_one() -> None:
     cells = {head.value: cell for head, cell in zip(*workbook["cases"].iter_rows(), strict=True)}
     assert (cells["place"].value, cells["place"].data_type, cells["place"].quotePrefix) == (
         "=HYPERLINK(\"http://example.invalid\")", "s", True)
+
+
+def test_a_confidence_is_a_percentage_as_the_pages_show_it_a_number_in_both_files() -> None:
+    """The console shows 0.876543 as 88%. XLSX: the number itself (0.8765) in a percent format, so that the cell
+    shows 88% and sums and sorts as a number. CSV has no formats: the percentage as a number (87.65), the unit in
+    the column's name — what a supervisor types into the list's filter, and what a program reads."""
+    table = exports.sheet([_case(), _case(label_confidence=1.0), _case(label_confidence=None)], {5: "li"}, CITY,
+                          identity=False, now=NOW)
+    column = "置信度 confidence (%)"
+    rows = list(csv.reader(io.StringIO(exports.to_csv(table).decode("utf-8-sig"))))
+    assert [row[rows[0].index(column)] for row in rows] == [column, "87.65", "100", ""]
+    sheet = load_workbook(io.BytesIO(exports.to_xlsx(table)))["cases"]
+    index = [cell.value for cell in sheet[1]].index(column) + 1
+    assert [(cell.value, cell.data_type, cell.number_format)
+            for cell in (sheet.cell(row=row, column=index) for row in (2, 3))] == [(0.8765, "n", "0%"), (1, "n", "0%")]
+    assert sheet.cell(row=4, column=index).value is None
+    english = exports.sheet([_case()], {5: "li"}, CITY, identity=False, now=NOW, locale="en")
+    english_rows = list(csv.reader(io.StringIO(exports.to_csv(english).decode("utf-8-sig"))))
+    assert english_rows[1][english_rows[0].index("confidence (%)")] == "87.65"
 
 
 # --- the files ----------------------------------------------------------------------------------------------------
@@ -329,11 +348,11 @@ async def test_a_supervisor_exports_the_filters_cases_newest_first_and_the_expor
     assert export.media_type == "text/csv; charset=utf-8"
     rows = _csv(export)
     assert rows == [HEADER, [
-        str(unnamed.case_number), "2026-01-06 09:05", HALL, "", "", "", "", "待受理", "li", "", "",
+        str(unnamed.case_number), "2026-01-06 09:05", HALL, "", "", "", "", "待受理", "li 同志", "", "",
         "2099-01-01 08:00", "", "否", "", "否", "telegram", "芙蓉区信访接待大厅",
         "窗口工作人员擅离岗位两个小时，群众排队无人办理。",
     ], [
-        str(named.case_number), "2026-01-06 00:30", HALL, "岳麓区", "窗口服务问题", "", "0.9123", "待受理", "", "",
+        str(named.case_number), "2026-01-06 00:30", HALL, "岳麓区", "窗口服务问题", "", "91.23", "待受理", "", "",
         "2026-01-09 23:59", "2026-03-02 23:59", "", "是", "", "是", "wechat", "岳麓区政务服务中心",
         "窗口工作人员擅离岗位两个小时，群众排队无人办理。",
     ]]

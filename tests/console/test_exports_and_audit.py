@@ -107,7 +107,7 @@ async def test_cases_export_as_xlsx_with_text_cells(console: ConsoleHarness) -> 
         assert [(cell.value, cell.data_type, cell.quotePrefix) for cell in (place, name)] == [
             (HOSTILE_PLACE, "s", True), (HOSTILE_NAME, "s", True)]
         assert all(cell.data_type != "f" for r in sheet.iter_rows() for cell in r)
-        assert isinstance(cells["置信度 confidence"].value, float)
+        assert isinstance(cells["置信度 confidence (%)"].value, float)
         assert (await client.get("/api/v1/export/cases", params={"created_to": "9999-12-31"},
                                  headers={"x-csrf-token": csrf})).status_code == 422
         in_english = await client.get("/api/v1/export/cases", params={"format": "xlsx", "lang": "en"},

@@ -99,7 +99,7 @@ async def test_a_reviewer_takes_a_case_and_only_a_supervisor_hands_one_to_a_coll
     assert _outcome(await console.post("li", f"{number}/assign", {"username": "zhao"})) == (
         403, "only supervisors and administrators may do this")
     assert _outcome(await console.post("wang", f"{number}/assign", {"username": "chen"})) == (
-        422, "chen does not work in queue clean_hall")
+        422, "chen 同志 does not work in queue clean_hall")  # by display name, as the console names colleagues
     assert _outcome(await console.post("wang", f"{number}/assign", {"username": "gone"})) == (
         422, "no active staff user 'gone'")
     handed = await console.post("wang", f"{number}/assign", {"username": "zhao"})

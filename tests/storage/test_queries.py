@@ -89,8 +89,9 @@ async def test_each_filter_keeps_only_the_matching_cases(sessionmaker: Any) -> N
     assert await _listed(sessionmaker, numbers, created_to=NOW - timedelta(days=30)) == ["hall"]
     assert await _listed(sessionmaker, numbers, created_from=NOW - timedelta(days=30)) == [
         "closed", "unlabelled", "village", "unsure"]
-    assert await _listed(sessionmaker, numbers, confidence_below=0.5) == ["unsure"]
+    assert await _listed(sessionmaker, numbers, confidence_at_most=0.5) == ["unsure"]
     assert await _listed(sessionmaker, numbers, confidence_at_least=0.9) == ["closed", "hall"]
+    assert await _listed(sessionmaker, numbers, confidence_at_most=0.92) == ["village", "unsure", "hall"]  # ≤: 0.92 too
     assert await _listed(sessionmaker, numbers, overdue=True) == ["village"]  # a closed case is never overdue
     async with sessionmaker() as session:
         li = await staff_actions.get_staff_by_username(session, "li")

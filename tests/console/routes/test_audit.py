@@ -28,6 +28,8 @@ async def test_audit_log_page_filters_by_user_and_case(console: ConsoleHarness) 
         by_user = (await client.get("/console/audit?user=rev")).text
         assert "case.accept" in by_user and "case.note" in by_user and "login.success" in by_user
         assert "boss" not in by_user.split("<table", 1)[1]
+        # who: by name, as the rest of the console names colleagues, with the username beside it for the auditor
+        assert '<a href="/console/audit?user=rev" title="rev">rev 同志</a> <span class="dim">rev</span>' in by_user
         # actions and the filter's groups are named in both languages, as the rest of the console is
         accept_zh, accept_en = console_text("zh", "audit.case.accept"), console_text("en", "audit.case.accept")
         assert accept_zh in by_case and accept_en in by_case

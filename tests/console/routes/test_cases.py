@@ -88,8 +88,8 @@ async def test_lists_filter(console: ConsoleHarness) -> None:
         assert await numbers("/console/cases") == [medical, late, low]
         assert await numbers("/console/cases?label=medical") == [medical]
         assert await numbers("/console/cases?district=yuelu") == [medical]
-        assert await numbers("/console/cases?conf_max=0.5") == [low]
-        assert await numbers("/console/cases?conf_min=0.5&conf_max=1") == [medical, late]
+        assert await numbers("/console/cases?conf_max=50") == [low]
+        assert await numbers("/console/cases?conf_min=50&conf_max=100") == [medical, late]
         assert await numbers("/console/cases?q=红包") == [medical]
         assert await numbers("/console/cases?overdue=1") == [late]
         assert await numbers("/console/overdue") == [late]
@@ -101,6 +101,39 @@ async def test_lists_filter(console: ConsoleHarness) -> None:
         assert 'href="/console/queue/clean_medical?status=routed">1<' in overview
         assert (await client.get("/console/cases?conf_min=abc")).status_code == 422
         assert (await client.get("/console/cases?from=yesterday")).status_code == 422
+
+
+async def test_the_confidence_filter_speaks_the_percentages_the_list_shows_and_includes_its_top(
+        console: ConsoleHarness) -> None:
+    await console.user("sup", StaffRole.SUPERVISOR)
+    certain = await console.case(confidence=1.0)
+    shown_87 = await console.case(confidence=0.8666)
+    shown_80 = await console.case(confidence=0.7951)
+    low = await console.case("triage", label="other", confidence=0.31)
+    async with console.client() as client:
+        await console.login(client, "sup")
+
+        async def numbers(url: str) -> list[str]:
+            return await _numbers(client, url)
+
+        page = (await client.get("/console/cases")).text
+        assert ">87%<" in page and ">80%<" in page and ">100%<" in page
+        form = re.findall(r'<input type="number" name="(conf_m..)" min="(\d+)" max="(\d+)"', page)
+        assert form == [("conf_min", "0", "100"), ("conf_max", "0", "100")]
+        assert "置信度 (%)" in html.unescape(page) or "置信度（%）" in html.unescape(page)
+        # what a supervisor types is what the column shows: 80 means 80 %, and "up to 100 %" includes 100 %
+        assert await numbers("/console/cases?conf_min=80&conf_max=100") == [shown_80, shown_87, certain]
+        assert await numbers("/console/cases?conf_min=100") == [certain]
+        assert await numbers("/console/cases?conf_min=87&conf_max=87") == [shown_87]
+        assert await numbers("/console/cases?conf_max=86") == [low, shown_80]
+        assert await numbers("/console/cases?conf_min=80%25") == [shown_80, shown_87, certain]
+        # the form shows again what was typed, and the export links carry it as it was typed
+        filtered = (await client.get("/console/cases?conf_min=80&conf_max=100")).text
+        assert 'name="conf_min" min="0" max="100" step="1" value="80"' in filtered
+        exported = re.search(r'href="(/console/export\.csv\?[^"]+)"', filtered)
+        assert exported is not None
+        csv_rows = (await client.get(html.unescape(exported.group(1)))).content.decode("utf-8-sig").splitlines()[1:]
+        assert sorted(row.split(",")[0] for row in csv_rows) == sorted([shown_80, shown_87, certain])
 
 
 async def test_a_long_list_is_paged_newest_first_and_a_filter_pages_too(console: ConsoleHarness) -> None:
@@ -208,8 +241,15 @@ async def test_a_supervisors_overview_is_every_queue_in_the_citys_order(console:
         overview = (await client.get("/console")).text
         assert re.findall(r'<h1><span class="bi">(\w+)<', overview) == ["全部队列"]
         assert re.findall(r'<td><a href="/console/queue/([a-z_]+)">', overview) == configured
+        # and the list of all of them says so too (it said "我的队列 All my queues" under "全部队列" on the overview)
+        listed = (await client.get("/console/cases")).text
+        assert re.findall(r'<h1><span class="bi">(\w+)<span class="en">([\w ]+)<', listed) == [
+            ("全部队列", "All queues")]
     async with console.client() as client:
         await console.login(client, "rev")
         overview = (await client.get("/console")).text
         assert re.findall(r'<h1><span class="bi">(\w+)<', overview) == ["我的队列"]
         assert re.findall(r'<td><a href="/console/queue/([a-z_]+)">', overview) == ["clean_hall", "old_hall"]
+        listed = (await client.get("/console/cases")).text
+        assert re.findall(r'<h1><span class="bi">(\w+)<span class="en">([\w ]+)<', listed) == [
+            ("我的队列", "All my queues")]

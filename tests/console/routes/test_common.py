@@ -40,8 +40,11 @@ async def supervisor(database: Any, tmp_path: Path) -> AsyncIterator[httpx.Async
 @pytest.mark.parametrize(("query", "message"), [
     ({"from": "2026-13-01"}, "from: a date like 2026-11-24, not '2026-13-01'"),
     ({"to": "yesterday"}, "to: a date like 2026-11-24, not 'yesterday'"),
-    ({"conf_min": "1.5"}, "conf_min: a number between 0 and 1"),
-    ({"conf_max": "high"}, "conf_max: a number between 0 and 1, not 'high'"),
+    ({"conf_min": "150"}, "conf_min: a percentage from 0 to 100"),
+    ({"conf_min": "-1"}, "conf_min: a percentage from 0 to 100"),
+    ({"conf_max": "high"}, "conf_max: a percentage from 0 to 100, not 'high'"),
+    ({"conf_max": "nan"}, "conf_max: a percentage from 0 to 100, not 'nan'"),
+    ({"conf_min": "90", "conf_max": "80"}, "conf_min 90 % is above conf_max 80 %"),
     ({"after": "two"}, "after: not a cursor of this list (follow the list's own links)"),
     ({"before": "MjAyNg"}, "before: not a cursor of this list (follow the list's own links)"),
 ])

@@ -194,7 +194,7 @@ BAD_FILTERS = [
     ({"label": "gossip"}, 422, "unknown label 'gossip'"),
     ({"district": "atlantis"}, 422, "unknown district 'atlantis'"),
     ({"from": "yesterday"}, 422, "from: a date like 2026-11-24, not 'yesterday'"),
-    ({"conf_min": "2"}, 422, "conf_min: a number between 0 and 1"),
+    ({"conf_min": "200"}, 422, "conf_min: a percentage from 0 to 100"),
     ({"problem": "one"}, 422, "problem: not a problem number 'one'"),
     ({"queue": "mars"}, 404, "no queue mars"),
 ]

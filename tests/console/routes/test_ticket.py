@@ -553,3 +553,49 @@ async def test_a_reveal_with_a_token_reason_is_refused_on_the_ticket_with_what_w
                                      follow_redirects=True)
         assert revealed.status_code == 200 and "王小明" in revealed.text
     assert [entry.detail for entry in await console.audit("case.reveal_identity")] == [{"reason": "核实线索"}]
+
+
+def _visible(page: str, section: str) -> str:
+    """The text a reader sees in one section of the ticket page (`id="<section>"`), tags and attributes left out."""
+    part = page[page.index(f'id="{section}"'):]
+    return unescape(re.sub(r"<[^>]+>", " ", part[:part.index("</table>")]))
+
+
+async def test_the_trace_and_the_activity_name_colleagues_by_their_names_not_their_usernames(
+        console: ConsoleHarness) -> None:
+    """The trace said "wangfang" under 王芳 and the activity "wangfang … assigned to lihua", where the lists, the
+    notes and the assignee say 王芳 and 李华; the username stays at hand for an auditor, as the name's title."""
+    for username, name, role in (("wangfang", "王芳", StaffRole.SUPERVISOR), ("lihua", "李华", StaffRole.REVIEWER)):
+        user = await console.user(username, role, ["clean_hall"])
+        async with console.database.sessionmaker.begin() as session:
+            (await session.get(type(user), user.id)).display_name = name  # type: ignore[union-attr]
+    number = await console.case("clean_hall")
+    async with console.client() as client:
+        csrf = await console.login(client, "wangfang")
+        for action, data in (("accept", {}), ("assign", {"username": "lihua"}), ("note", {"body": "请核实"})):
+            response = await client.post(f"/console/case/{number}/{action}", data={"csrf": csrf, **data})
+            assert response.status_code == 303, (action, response.text[:300])
+        page = (await client.get(f"/console/case/{number}")).text
+    trace, activity = _visible(page, "trace"), _visible(page, "activity")
+    assert "王芳" in trace and "wangfang" not in trace
+    assert "王芳" in activity and "李华" in activity
+    assert "wangfang" not in activity and "lihua" not in activity
+    assert 'title="wangfang">王芳<' in page
+
+
+async def test_assigning_to_a_colleague_outside_the_queue_is_refused_naming_them_by_name(
+        console: ConsoleHarness) -> None:
+    """The supervisor picked 李华 from the list of names and was told "lihua does not work in queue …"."""
+    await console.user("wangfang", StaffRole.SUPERVISOR)
+    user = await console.user("lihua", StaffRole.REVIEWER, ["clean_hall"])
+    async with console.database.sessionmaker.begin() as session:
+        (await session.get(type(user), user.id)).display_name = "李华"  # type: ignore[union-attr]
+    number = await console.case("clean_medical", label="medical")
+    async with console.client() as client:
+        csrf = await console.login(client, "wangfang")
+        refused = await client.post(f"/console/case/{number}/assign", data={"csrf": csrf, "username": "lihua"})
+    assert refused.status_code == 422
+    assert page_reason(refused) == ("李华 不负责队列“医疗医保监督组（市卫健委、市医保局）”",
+                                    "李华 does not work in queue Clean Medical supervision (Health Commission, "
+                                    "Medical Insurance Bureau)")
+    assert (await console.get_case(number)).assigned_to_id is None
