@@ -8,7 +8,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,7 +21,7 @@ from handlers import dialog
 from handlers.context import DialogContext
 from handlers.routing import RouteDecision
 from handlers.routing import route as decide
-from handlers.texts import Texts
+from handlers.texts import LOCALES, Texts
 from handlers.types import Inbound, Packer
 from storage import actions
 from storage.db import Database
@@ -53,6 +53,25 @@ class KeyedLocks:
             del self._locks[oldest_key]
 
 
+class KnownLocales:
+    """The language each resident's last step was answered in, as far as this process saw it (the newest
+    `capacity` residents): what the service says in when it cannot take a message, the database that keeps
+    the resident's language being out of reach, or the step failing (`Runtime.busy_text`)."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._locales: OrderedDict[str, str] = OrderedDict()
+        self._capacity = capacity
+
+    def remember(self, key: str, locale: str) -> None:
+        self._locales[key] = locale
+        self._locales.move_to_end(key)
+        while len(self._locales) > self._capacity:
+            self._locales.popitem(last=False)
+
+    def get(self, key: str) -> str | None:
+        return self._locales.get(key)
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -62,6 +81,16 @@ class Runtime:
     outbox: OutboxWorker
     locks: KeyedLocks
     classifier: ClassifierService
+    locales: KnownLocales = field(default_factory=KnownLocales)
+
+    def busy_text(self, channel: str, user_ref: str, client_locale: str | None = None) -> str:
+        """"Busy, try again shortly" in the language the resident was last answered in; where this process has not
+        answered them, in the language their client gives (`client_locale`, as a first step would answer), else in
+        both languages, Chinese first."""
+        locale = self.locales.get(f"{channel}:{user_ref}") or client_locale
+        if locale is None:
+            return "\n".join(self.texts.get(each, "service_busy") for each in LOCALES)
+        return self.texts.get(locale, "service_busy")
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -127,6 +156,9 @@ class Runtime:
                     return None
                 step = await dialog.handle(session, inbound, self.dialog_context, queue=queue, hold=hold,
                                            gather=gather)
+        answered_in = next((message.locale for message in reversed(step.messages) if message.locale), None)
+        if answered_in is not None:
+            self.locales.remember(f"{inbound.channel}:{inbound.user_ref}", answered_in)
         if step.outbox_ids and hold is None and not step.held:
             self.outbox.wake()
         metrics.UPDATES.labels(inbound.channel).inc()

@@ -27,6 +27,11 @@ from storage import actions, loop, notices
 LANGUAGE_CHOSEN = "language_chosen"
 """In the conversation's context once the resident chose a language, or the dialog followed the one they wrote in."""
 COMMANDS = ("start", "report", "status", "cancel", "language", "help", "menu")
+NUMBERED_STATES = ("idle", "resume", "language", "intake", "district", "evidence", "identity", "summary", "edit",
+                   "case_menu")
+"""Questions a number typed alone can only answer as the option of that number: one beyond the options is
+explained, with their range. (Not the time, a name or a phone number, a text sent to a case, or the rating, whose
+digits are its stars and which says so itself.)"""
 UNEXPECTED_KINDS = ("sticker", "voice", "video", "audio", "location", "other")
 
 
@@ -296,6 +301,15 @@ def _resolve_choice(turn: Turn) -> tuple[str | None, str | None, bool]:
     return None, text, False
 
 
+def _beyond_the_options(turn: Turn, text: str | None) -> int | None:
+    """The number typed alone ("9", "九", "第9个") to a question of `NUMBERED_STATES` that has fewer options."""
+    offered = turn.context_get("choices") or []
+    number = typed_number(text) if text is not None and offered else None
+    if number is None or turn.conversation.state not in NUMBERED_STATES or 1 <= number <= len(offered):
+        return None
+    return number if number < 100 else None  # a longer number is no option's (a code, a date, a phone number)
+
+
 def _typed_menu_option(turn: Turn, text: str | None) -> str | None:
     """The menu option `text` names ("我要举报", "投诉"), where the menu is not what was offered."""
     return named_option(text, menu_names(turn))
@@ -336,6 +350,10 @@ async def _input(turn: Turn) -> None:
     choice, text, stale = _resolve_choice(turn)
     if stale:
         turn.say(turn.t("error_stale_button"))
+        await reask(turn)
+        return
+    if choice is None and (number := _beyond_the_options(turn, text)) is not None:
+        turn.say(turn.t("error_choice_range", number=number, maximum=len(turn.context_get("choices"))))
         await reask(turn)
         return
     if state == "rating" and choice is None and text is not None and text.strip() in {"1", "2", "3", "4", "5"}:

@@ -14,6 +14,7 @@ from typing import Any
 
 from handlers import similar as similar_cases
 from handlers.context import Turn
+from handlers.description import kept_description
 from handlers.evidence import accept_file, delete_files
 from handlers.menu import show_menu
 from handlers.types import Attachment, Choice, SharedContact
@@ -196,30 +197,27 @@ async def offer_intake(turn: Turn, text: str | None = None, attachment: Attachme
                        offer: bool = True) -> bool:
     """Where no question was asked (the menu, or a first message), a text that would pass as a report's
     description, or an evidence file: keep it in the draft and offer to start a report with it. False (nothing
-    kept or said) for a text too short to describe anything. A text over the description's limit, or a file
-    the evidence step would refuse, is explained (`Invalid`) and not kept. A further text joins the one kept (a
-    complaint sent in several messages), as a further file joins the others; the text of "/report <text>"
-    (`offer` False) replaces it."""
+    kept or said) for a text too short to describe anything. A text over the description's limit is kept as far
+    as it fits (`kept_description`); a file the evidence step would refuse is explained (`Invalid`), not kept. A
+    further text joins the one kept (a complaint sent in several messages), as a further file joins the others;
+    the text of "/report <text>" (`offer` False) replaces it."""
     limits = turn.ctx.city.limits
     waiting = turn.conversation.state == "intake"  # what was kept before stays; otherwise the draft starts anew
     if attachment is not None:
         attachments: list[int] = list(turn.draft.get("attachments", [])) if waiting else []
         if len(attachments) >= limits.max_attachments:
             raise Invalid("error_evidence_full", maximum=limits.max_attachments)
-        described: dict[str, object] = {}
+        stored = await accept_file(turn, attachment)
+        kept: dict[str, object] = {"attachments": [*attachments, stored.id]}
         if text is not None and says_enough(text, limits.description_min_chars, limits.description_max_chars):
             # the complaint written under the file (a caption): kept as the description, as if sent alone
             earlier = turn.draft.get("description") if waiting else None
-            described["description"] = clean_description(f"{earlier}\n{text.strip()}" if earlier else text,
-                                                         limits.description_min_chars, limits.description_max_chars)
-        stored = await accept_file(turn, attachment)
-        kept: dict[str, object] = {"attachments": [*attachments, stored.id], **described}
+            kept["description"] = kept_description(turn, f"{earlier}\n{text.strip()}" if earlier else text)
     elif text is not None and says_enough(text, limits.description_min_chars, limits.description_max_chars):
         earlier = turn.draft.get("description") if waiting and offer else None
         if earlier:  # a complaint sent in several messages is kept whole ("/report <text>" says what it is)
             text = f"{earlier}\n{text.strip()}"
-        kept = {"description": clean_description(text, limits.description_min_chars,
-                                                 limits.description_max_chars)}  # over the limit: raises
+        kept = {"description": kept_description(turn, text)}
     else:
         return False  # nothing kept, and no draft begun: a greeting leaves the conversation as it was
     if not waiting:
@@ -298,6 +296,12 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
     try:
         if state == "intake":
             await _intake(turn, choice, text, attachment)
+        elif state in (*STORY_QUESTIONS, "district") and choice is None and not given_back and \
+                _tells_the_story(turn, text):
+            assert text is not None  # the story sent to a first question (over the limit: kept as far as it fits)
+            turn.update_draft(description=kept_description(turn, text), story_taken=state)
+            turn.say(turn.t("story_kept"))
+            ask(turn, state)
         elif state == "district":
             if choice is None and text is not None and (named := _district_named(turn, text)) is not None:
                 choice = f"district:{named}"  # "岳麓", "在岳麓区", "Yuelu district"
@@ -309,14 +313,6 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
             code = choice.split(":", 1)[1]
             turn.update_draft(district=None if code == UNSURE_DISTRICT else code)
             _next(turn, "place")
-        elif state in STORY_QUESTIONS and choice is None and not given_back and _tells_the_story(turn, text):
-            assert text is not None
-            # a whole too long for a description is refused here, and says why
-            turn.update_draft(description=clean_description(text, limits.description_min_chars,
-                                                            limits.description_max_chars))
-            turn.update_draft(story_taken=state)
-            turn.say(turn.t("story_kept"))
-            ask(turn, state)
         elif state == "place":
             if text is None:
                 raise Invalid("error_need_text")

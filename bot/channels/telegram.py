@@ -409,7 +409,7 @@ class TelegramChannel:
             return
         user = update.effective_user
         locale = normalise_locale(user.language_code if user else None, self._settings.city.default_locale)
-        text = self._runtime.texts.get(locale, "service_busy")
+        text = self._runtime.busy_text(CHANNEL, str(chat.id), locale)
         try:
             await self.application.bot.send_message(chat.id, text)
         except Exception:  # noqa: BLE001 - nothing more can be done for this update

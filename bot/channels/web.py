@@ -110,9 +110,9 @@ def build_router(runtime: Runtime) -> APIRouter:
             set_cookie(response, token)
         return hmac.new(key, b"web:" + token.encode(), hashlib.sha256).hexdigest()[:40]
 
-    async def database_step(work: Awaitable[T], locale: str) -> T:
-        """`work` (one transaction), or 503 "try again shortly" when the database is unavailable or a file of the
-        data directory cannot be written."""
+    async def database_step(work: Awaitable[T], ref: str, locale: str) -> T:
+        """`work` (one transaction), or 503 "try again shortly" (in the resident's language, `Runtime.busy_text`)
+        when the database is unavailable or a file of the data directory cannot be written."""
         try:
             return await work
         except DATABASE_UNAVAILABLE as problem:
@@ -127,7 +127,7 @@ def build_router(runtime: Runtime) -> APIRouter:
             else:
                 # The type only: a database error's text can quote the statement and the resident's words.
                 log.warning("web chat: the database is unavailable (%s)", type(problem).__name__)
-            raise HTTPException(503, runtime.texts.get(locale, "service_busy"),
+            raise HTTPException(503, runtime.busy_text(CHANNEL, ref, locale),
                                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
 
     def require_header(value: str | None) -> None:
@@ -178,7 +178,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         else:
             assert body.text is not None
             inbound = Inbound(CHANNEL, ref, locale, text=body.text, client_ip=address)
-        step = await database_step(runtime.handle(inbound), locale)
+        step = await database_step(runtime.handle(inbound), ref, locale)
         return _out(step.messages if step else [])
 
     @router.post("/chat/api/upload", response_model=MessagesOut)
@@ -203,7 +203,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         attachment = Attachment(kind, media_type, len(content), file.filename, fetch)  # type: ignore[arg-type]
         step = await database_step(
             runtime.handle(Inbound(CHANNEL, ref, locale, attachment=attachment, client_ip=client_ip(request))),
-            locale)
+            ref, locale)
         return _out(step.messages if step else [])
 
     @router.get("/chat/api/inbox", response_model=MessagesOut)
@@ -223,6 +223,6 @@ def build_router(runtime: Runtime) -> APIRouter:
                 return [render(payload, runtime.texts, city=runtime.settings.city, channel=CHANNEL)
                         for payload in pending]
 
-        return _out(await database_step(take(), locale))
+        return _out(await database_step(take(), ref, locale))
 
     return router

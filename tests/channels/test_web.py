@@ -69,6 +69,20 @@ def _sender(client: httpx.Client) -> Callable[..., str]:
     return send
 
 
+def test_a_first_message_over_the_limit_keeps_what_fits_and_a_number_beyond_the_menu_is_explained(
+        service: LiveService) -> None:
+    """The web chat takes 8,000 characters: a first message of 3,500 was refused whole ("在下一步上传", before any
+    step) and nothing kept; "9" to the menu of 4 showed the menu again without a word."""
+    send = _sender(_client(service))
+    assert send(text="你好").startswith("请选择")
+    assert send(text="9").startswith("没有第9项。请点击下方选项之一，或回复1到4之间的数字。")
+    story = "窗口人员以系统故障为由拒绝受理，让我下周再来，可系统明明能用。" * 110  # 31 × 110 = 3,410 characters
+    offer = send(text=story)
+    assert offer.startswith("您发来的内容共3410字，超过了“经过”3000字的上限。已把前2976字记为事情经过")
+    assert "下一步" not in offer
+    assert "开始一份举报吗" in offer and "其余434字没有保存" in offer
+
+
 def _to_the_evidence_step(send: Callable[..., str]) -> None:
     """A web-chat resident answers the report's questions up to the evidence."""
     send(command="report")

@@ -440,6 +440,46 @@ def test_a_resident_writing_english_is_answered_in_english_or_told_how_to_get_it
     assert offer.endswith("For English, send /language and reply 2.")
 
 
+LONG_COMPLAINT = DESCRIPTION * 75 + "另外，窗口负责人说这种情况他管不了，让我去找区里。" * 20
+"""A complaint of 3,500 characters: 3,000 of `DESCRIPTION`, 500 more."""
+
+
+def test_a_first_message_over_the_limit_keeps_what_fits_and_says_so(standin: WeChatStandIn,
+                                                                    service: LiveService) -> None:
+    """A resident's first message, a complaint of 3,500 characters, was refused whole ("请精简后重新发送；详细材料可以
+    拍照，在下一步作为证据发送": there was no step yet), and nothing was kept. The same after choosing 我要举报."""
+    first = new_user(standin)
+    offer = first.say(LONG_COMPLAINT, expect="用这段话举报")
+    assert offer.startswith("您发来的内容共3500字，超过了“经过”3000字的上限。已把前3000字记为事情经过；"
+                            "从“另外，窗口负责人说这种情……”开始的其余500字没有保存") and "下一步" not in offer
+    first.say("1", expect="第1步")
+    after_choosing = new_user(standin)
+    after_choosing.click("REPORT", expect="第1步")
+    kept = after_choosing.say(LONG_COMPLAINT, expect="第1步")
+    assert "共3500字" in kept and "已记为“事情经过”" in kept and "下一步" not in kept
+    for user in (first, after_choosing):
+        for text, step in (("3", "第2步"), ("岳麓区政务服务中心3号窗口", "第3步"), ("1", "第5步"), ("1", "第6步")):
+            user.say(text, expect=step)
+        user.say("1", expect="请核对举报内容")
+        user.expect("1. ✅ 提交")  # the summary's end, in a message of its own (WeChat's 2,048 bytes)
+        summary = "".join(message.text for message in standin.inbox(user.openid))
+        assert f"经过：{DESCRIPTION}" in summary and "（共3000字，已完整保存）" in summary
+        user.say("1", expect="举报已提交")
+
+
+def test_a_number_beyond_a_numbered_list_is_explained_in_the_residents_language(standin: WeChatStandIn,
+                                                                               service: LiveService) -> None:
+    """"9" to the menu of 4 brought the same menu back without a word of why."""
+    user = new_user(standin)
+    user.say("你好", expect="请选择您要办理的事项")
+    beyond = user.say("9", expect="没有第9项")
+    assert beyond.startswith("没有第9项，请回复1到4之间的数字。\n\n请选择您要办理的事项") and "点击" not in beyond
+    user.say("4", expect="Choose your language")
+    user.say("2", expect="Language set to English")
+    user.say("1", expect="Step 1")
+    assert "Step 1" in user.say("十二", expect="There is no option 12: please reply with a number from 1 to 10.")
+
+
 def test_a_location_shared_at_the_place_question_is_the_place(standin: WeChatStandIn, service: LiveService) -> None:
     user = new_user(standin, mode="compat")
     user.click("REPORT", expect="第1步")

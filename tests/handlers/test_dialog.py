@@ -389,9 +389,9 @@ async def test_draft_evidence_is_held_within_quotas_per_conversation_address_and
     assert "第6步" in first.text()
 
 
-@pytest.mark.parametrize(("typed", "step"), [("②", "第2步"), ("３", "第2步"), ("⑳", "请从列表中选择区县"),
+@pytest.mark.parametrize(("typed", "step"), [("②", "第2步"), ("３", "第2步"), ("⑳", "没有第20项"),
                                              ("٣", "请从列表中选择区县"), ("二", "第2步"), ("第三个", "第2步"),
-                                             ("二十", "请从列表中选择区县")])
+                                             ("二十", "没有第20项")])
 async def test_a_choice_typed_as_a_circled_or_full_width_number_is_read_as_that_number(
         harness: DialogHarness, typed: str, step: str) -> None:
     resident = harness.resident()
@@ -524,11 +524,71 @@ async def test_a_text_offered_as_a_report_can_be_declined_replaced_or_taken_late
     assert "已把您发来的内容记为事情经过" in later.text() and "district:yuelu" in later.keys()
 
 
-async def test_a_description_sent_unasked_over_the_limit_is_explained(harness: DialogHarness) -> None:
+LONG_COMPLAINT = DESCRIPTION * 75 + "另外，窗口负责人说这种情况他管不了，让我去找区里。" * 20
+"""A complaint of 3,500 characters: 75 times `DESCRIPTION` (3,000), then 20 sentences more."""
+
+
+async def test_a_first_message_over_the_limit_is_kept_as_far_as_it_fits(harness: DialogHarness) -> None:
+    """A resident whose first message is 3,500 characters was told it was too long and to send the details "in the
+    next step" (there was none yet), and nothing was kept. What fits is kept as the description, cut after a
+    sentence, the resident told how much and where the rest begins, and offered the report."""
     resident = harness.resident()
-    limit = harness.context.city.limits.description_max_chars
-    await resident.say("窗口人员推诿扯皮。" * (limit // 9 + 1))
-    assert f"{limit}" in resident.text() and "menu:report" in resident.keys()
+    await resident.say(LONG_COMPLAINT)
+    assert resident.last[0].text == (
+        "您发来的内容共3500字，超过了“经过”3000字的上限。已把前3000字记为事情经过；从“另外，窗口负责人说这种情……”"
+        "开始的其余500字没有保存，您的聊天记录里还有。提交前核对时可以修改“经过”，提交后也可以凭查询码用“补充材料”发送其余内容。")
+    assert "下一步" not in resident.text() and resident.keys() == ["intake:report", "intake:menu"]
+    await resident.press("intake:report")
+    await where_and_when(resident)
+    await resident.press("evidence:done")
+    await resident.press("identity:anonymous")
+    await submit(resident)
+    async with harness.sessionmaker() as session:
+        assert (await session.execute(select(Case.description))).scalar_one() == DESCRIPTION * 75
+
+
+async def test_a_long_story_sent_with_report_or_to_the_district_question_is_kept(harness: DialogHarness) -> None:
+    """"/report <3,500 characters>", or the complaint pasted right after choosing to report: refused whole (the
+    district question even took a story naming a district for its answer, and dropped the rest). What fits is kept
+    as the description, and the district asked."""
+    with_command = harness.resident("r1", locale="en")
+    await with_command.command("report", LONG_COMPLAINT)
+    assert with_command.last[0].text.startswith(
+        "What you sent is 3500 characters long, over the 3000-character limit for what happened. The first 3000")
+    assert "next step" not in with_command.text() and "Step 1" in with_command.text()
+    pasted_after = harness.resident("r2")
+    await pasted_after.say("你好")
+    await pasted_after.press("menu:report")
+    await pasted_after.say(LONG_COMPLAINT)
+    assert "共3500字" in pasted_after.text() and "已记为“事情经过”" in pasted_after.text()
+    assert pasted_after.text().endswith("第1步：问题发生在长沙市哪个区县（市）？")
+    for resident in (with_command, pasted_after):
+        await resident.press("district:yuelu")
+        await resident.say("岳麓区政务服务中心")
+        await resident.press("when:today")
+        await resident.press("evidence:done")
+        await resident.press("identity:anonymous")
+        assert "3000" in resident.text() and DESCRIPTION[:20] in resident.text()  # the summary: the kept part
+        await submit(resident)
+    async with harness.sessionmaker() as session:
+        assert list((await session.execute(select(Case.description))).scalars()) == [DESCRIPTION * 75] * 2
+
+
+async def test_a_number_beyond_the_options_is_explained_with_their_range(harness: DialogHarness) -> None:
+    """"9" to the menu of 4 showed the menu again without a word; "12" to the 10 districts said to pick one."""
+    resident = harness.resident()
+    await resident.say("你好")
+    await resident.say("9")
+    assert resident.text().startswith("没有第9项。请点击下方选项之一，或回复1到4之间的数字。\n请选择您要办理的事项")
+    await resident.say("1")
+    await resident.say("12")
+    assert resident.text().startswith("没有第12项。") and "1到10之间" in resident.text() and "第1步" in resident.text()
+    english = harness.resident("r2", locale="en")
+    await english.say("hello")
+    await english.say("5")
+    assert english.text().startswith("There is no option 5. Please tap one of the options below, or reply with a "
+                                     "number from 1 to 4.")
+    assert "menu:report" in english.keys()
 
 
 def pasted(length: int) -> str:
@@ -554,18 +614,14 @@ async def test_a_complaint_pasted_as_the_first_message_and_cut_in_two_is_offered
         assert (await session.execute(select(Case.description))).scalar_one() == whole
 
 
-async def test_a_first_message_pasted_over_the_limit_and_cut_in_two_is_refused_whole(harness: DialogHarness) -> None:
+async def test_a_first_message_pasted_over_the_limit_and_cut_in_two_is_judged_whole(harness: DialogHarness) -> None:
     """The first message is a text of 5000 characters, cut by the app into 4096 and 904: the resident is told once
-    that the whole is over the limit, and no part of it is offered as a report on its own."""
+    what of the whole was kept (what fits), and offered the report with it."""
     resident = harness.resident()
     whole = pasted(5000)
     said = await resident.paste(whole[:4096], whole[4096:])
-    assert said == [
-        "您发来的文字分成了 2 条消息送达，合起来共5000字，超过了3000字的上限，没有作为“经过”保存。"
-        "请精简到3000字以内后重新发送，或把详细材料作为PDF在下一步上传。",
-        "请选择您要办理的事项：",
-    ]
-    assert "menu:report" in resident.keys()
+    assert len(said) == 2 and said[0].startswith("您发来的内容共5000字，超过了“经过”3000字的上限。已把前3000字")
+    assert said[1].startswith("您发来的内容：") and resident.keys() == ["intake:report", "intake:menu"]
 
 
 async def test_the_rest_of_a_pasted_text_handled_after_the_window_is_still_joined_to_it(
@@ -577,13 +633,9 @@ async def test_the_rest_of_a_pasted_text_handled_after_the_window_is_still_joine
     whole = pasted(5000)
     sent = harness.clock()
     first = await resident.in_one_go({"text": whole[:4096], "may_be_cut": True, "sequence": 41, "sent_at": sent})
-    assert first[0].startswith("描述太长了：4096字")
+    assert first[0].startswith("您发来的内容共4096字")
     said = await resident.in_one_go({"text": whole[4096:], "sequence": 42, "sent_at": sent + timedelta(seconds=1)})
-    assert said == [
-        "您发来的文字分成了 2 条消息送达，合起来共5000字，超过了3000字的上限，没有作为“经过”保存。"
-        "请精简到3000字以内后重新发送，或把详细材料作为PDF在下一步上传。",
-        "请选择您要办理的事项：",
-    ]
+    assert said[0].startswith("您发来的内容共5000字") and said[1].startswith("您发来的内容：") and len(said) == 2
 
 
 async def test_a_text_sent_well_after_a_long_one_is_a_message_of_its_own(harness: DialogHarness) -> None:
@@ -596,7 +648,9 @@ async def test_a_text_sent_well_after_a_long_one_is_a_message_of_its_own(harness
         await resident.in_one_go({"text": whole[:4096], "may_be_cut": True, "sequence": 41, "sent_at": sent})
         said = await resident.in_one_go({"text": whole[4096:], "sequence": sequence,
                                          "sent_at": sent + timedelta(seconds=seconds)})
-        assert said[0].startswith("您发来的内容：") and resident.keys() == ["intake:report", "intake:menu"]
+        # not the rest of the first: added to what was kept of it (as a further message of a complaint), not joined
+        assert "共5000字" not in said[0] and "共3905字" in said[0]
+        assert resident.keys() == ["intake:report", "intake:menu"]
 
 
 async def test_a_photo_sent_first_is_kept_as_the_evidence_of_the_report_it_offers(harness: DialogHarness) -> None:

@@ -334,7 +334,7 @@ class WeChatChannel:
             if step is None:
                 return "", None
             return self._reply_text(step.messages, inbound), step.outbox_ids[0] if step.outbox_ids else None
-        return self._texts.get(self._settings.city.default_locale, "service_busy"), None
+        return self._runtime.busy_text(CHANNEL, inbound.user_ref), None
 
     async def enqueue_text(self, recipient: str, text: str) -> None:
         """A reply no step stored (the "try again" of a failed step) that missed the passive window: to the
@@ -382,7 +382,7 @@ class WeChatChannel:
             log.warning("wechat: the database is unavailable (%s)", type(problem).__name__)
             if inbound is None:
                 return None, None
-            busy = self._texts.get(self._settings.city.default_locale, "service_busy")
+            busy = self._runtime.busy_text(CHANNEL, inbound.user_ref)
             xml = text_reply_xml(inbound.user_ref, fields.get("ToUserName", ""), busy)
             return (self.seal(xml) if safe else xml), PassiveReply(inbound.user_ref, busy)
         if inbound is None:

@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -435,6 +436,28 @@ async def test_a_step_that_fails_is_apologised_for_when_polled_and_left_for_tele
     assert standin.is_confirmed(english)
     assert [m["text"] for m in standin.sent_messages(5405)] == [BUSY_EN]
     assert [m["text"] for m in standin.sent_messages(5406)] == [BUSY_ZH]
+
+
+async def test_a_resident_who_chose_english_is_apologised_to_in_english(
+        standin: TelegramStandIn, tmp_path: Path, migrated_sqlite: Path) -> None:
+    """The apology for a step that failed was in the language of the resident's Telegram app: one whose app is
+    Chinese and who chose English with /language got it in Chinese. A step fails here because the database's disk
+    is full (SQLite capped at the size it has: a long description needs pages it cannot have)."""
+    from sqlalchemy import text
+
+    shutil.copyfile(migrated_sqlite, tmp_path / "full.db")
+    async with _channel(_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'full.db'}", standin),
+                        receive=True) as (_channel_started, runtime):
+        for said in ("/language", "English"):
+            update = standin.send_text(5407, said)
+            await asyncio.to_thread(standin.wait_until, lambda sent=update: standin.is_confirmed(sent), 15, "answered")
+        async with runtime.sessionmaker.begin() as session:
+            pages = (await session.execute(text("PRAGMA page_count"))).scalar_one()
+            await session.execute(text(f"PRAGMA max_page_count = {pages}"))
+        update = standin.send_text(5407, "/report " + "窗口人员推诿扯皮，让群众来回跑了四趟。" * 150)
+        await asyncio.to_thread(standin.wait_until, lambda: standin.is_confirmed(update), 15, "apologised")
+    said = [message["text"] for message in standin.sent_messages(5407)]
+    assert BUSY_EN in said and BUSY_ZH not in said
 
 
 async def test_webhook_mode_registers_the_url_with_a_secret_derived_from_the_secret_key_and_only_the_updates_it_handles(

@@ -317,6 +317,29 @@ async def test_while_the_database_is_unreachable_every_step_answers_503_with_ret
             "message in English": (503, "5", BUSY_EN)}
 
 
+async def test_a_resident_who_chose_english_is_told_the_service_is_busy_in_english(
+        tmp_path: Path, migrated_sqlite: str) -> None:
+    """The "busy, try again" answer was in the browser's language: a resident whose browser is Chinese and who
+    chose English in the chat was answered in Chinese. The disk filling up (as in the test above) makes the step
+    fail."""
+    from sqlalchemy import text
+
+    shutil.copyfile(migrated_sqlite, tmp_path / "full.db")
+    async with _serving(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'full.db'}") as chat, \
+            chat.browser() as english, chat.browser() as chinese:
+        for browser in (english, chinese):
+            await _opened(browser)
+            await _say(browser, text="你好")
+        await _say(english, command="language")
+        assert (await _say(english, choice="language:en"))[0]["text"] == "Language set to English."
+        async with chat.runtime.sessionmaker.begin() as session:
+            pages = (await session.execute(text("PRAGMA page_count"))).scalar_one()
+            await session.execute(text(f"PRAGMA max_page_count = {pages}"))
+        answers = [await browser.post("/chat/api/message", json={"command": "report", "argument": DESCRIPTION * 80})
+                   for browser in (english, chinese)]
+    assert [(answer.status_code, answer.json()["detail"]) for answer in answers] == [(503, BUSY_EN), (503, BUSY_ZH)]
+
+
 # --- the client's address ------------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -45,7 +46,10 @@ MAX_ATTACHMENT = 1024 * 1024
 JPEG = plain_photo(320, 240)
 DESCRIPTION = "岳麓区政务服务中心3号窗口的工作人员上班时间一直玩手机，让群众排队等了两个小时。"
 HELP = "使用说明：\n· /report 开始举报"
-BUSY = "抱歉，系统繁忙，您已填写的内容不会丢失，请稍后再试。"
+BUSY_ZH = "抱歉，系统繁忙，您已填写的内容不会丢失，请稍后再试。"
+BUSY_EN = "Sorry, the service is busy. Your answers so far are kept; please try again shortly."
+BUSY = f"{BUSY_ZH}\n{BUSY_EN}"
+"""To a resident whose language is not known (WeChat does not say it): in both."""
 NOBODY = f"http://127.0.0.1:{free_port()}/wechat"
 """Where the stand-in calls back: nothing listens; these tests hand callbacks to the channel themselves."""
 
@@ -274,6 +278,29 @@ async def test_while_the_database_is_down_a_message_is_answered_busy_sealed_in_s
     opened = open_reply(xml, token=TOKEN, safe=True, encoding_aes_key=AES_KEY, app_id=APP_ID)
     assert (opened["ToUserName"], opened["FromUserName"], opened["Content"]) == (openid, standin.account_id, BUSY)
     assert event == (None, None)
+
+
+async def test_a_resident_who_chose_english_is_told_the_service_is_busy_in_english(
+        standin: WeChatStandIn, tmp_path: Path, migrated_sqlite: str) -> None:
+    """The "busy, try again" answer was always in the city's default language, Chinese: a resident who chose
+    English got it in Chinese. A step fails here because the database's disk is full (SQLite capped at the size
+    it has, `PRAGMA max_page_count`: a long description needs pages it cannot have)."""
+    from sqlalchemy import text
+
+    english, chinese = _openid(), _openid()
+    shutil.copyfile(migrated_sqlite, tmp_path / "full.db")
+    async with _channel(_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'full.db'}", standin)) as (
+            channel, runtime):
+        for openid in (english, chinese):
+            await _text(channel, standin, openid, "你好")
+        await _text(channel, standin, english, "/language")
+        assert (await _text(channel, standin, english, "2")).startswith("Language set to English.")
+        async with runtime.sessionmaker.begin() as session:
+            pages = (await session.execute(text("PRAGMA page_count"))).scalar_one()
+            await session.execute(text(f"PRAGMA max_page_count = {pages}"))
+        busy = [await _text(channel, standin, openid, "/report " + "窗口人员推诿扯皮，让群众来回跑了四趟。" * 150)
+                for openid in (english, chinese)]
+    assert busy == [BUSY_EN, BUSY_ZH]
 
 
 # --- sending ------------------------------------------------------------------------------------------
