@@ -291,6 +291,8 @@ def _resolve_choice(turn: Turn) -> tuple[str | None, str | None, bool]:
     if text is not None and offered:
         typed = text.strip()
         number = typed_number(typed)
+        if turn.conversation.state == "when" and typed.rstrip("。.").endswith(("号", "日")):
+            number = None  # "3号" at the question of the time is the 3rd of the month, not the third option
         # a digit in the rating question is the stars; the options after the five ratings answer to their position
         first = tracking.RATINGS + 1 if turn.conversation.state == "rating" else 1
         if number is not None and first <= number <= len(offered):

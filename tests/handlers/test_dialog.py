@@ -457,6 +457,18 @@ async def test_the_first_words_written_at_the_menu_set_the_language_unless_one_w
     assert "Step 3" in copying.text() and "接下来用中文" not in copying.text()
 
 
+async def test_a_day_of_the_month_at_the_time_question_is_a_date_not_an_option(harness: DialogHarness) -> None:
+    resident = harness.resident()
+    await resident.command("report")
+    await resident.press("district:yuelu")
+    await resident.say("岳麓区政务服务中心3号窗口")
+    await resident.say("3号")  # the 3rd of the month; "3" alone is the third option, as on WeChat
+    await resident.say(DESCRIPTION)
+    await resident.press("evidence:done")
+    await resident.press("identity:anonymous")
+    assert "时间：3号" in resident.text()
+
+
 async def to_summary(resident: Resident) -> str:
     """From the place question of a report begun with its description to the summary, whose text it returns."""
     await resident.say("政务服务中心3号窗口")
