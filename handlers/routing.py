@@ -92,15 +92,17 @@ def warning_horizon(city: CityConfig, now: datetime) -> datetime:
 def due_dates(city: CityConfig, queue_code: str, routed_at: datetime) -> tuple[datetime | None, datetime | None]:
     """(accept by, resolve by) for a case entering a queue, from the queue's configured deadlines: accept by
     the end of a working day; resolve by the end of a working day when the queue states
-    `resolve_within_working_days`, else `resolve_within_days` calendar days later."""
+    `resolve_within_working_days`, else by the end of the day `resolve_within_days` calendar days later ("within
+    60 days" as a resident and the rules read it: the date shown is the last day, whole)."""
     queue = city.queue(queue_code)
     if queue is None:
         return None, None
     accept = add_working_days(city, routed_at, queue.accept_within_working_days)
     if queue.resolve_within_working_days is not None:  # wins over the calendar days
         return accept, add_working_days(city, routed_at, queue.resolve_within_working_days)
-    resolve = routed_at.astimezone(ZoneInfo(city.timezone)) + timedelta(days=queue.resolve_within_days)
-    return accept, resolve.astimezone(UTC)
+    tz = ZoneInfo(city.timezone)
+    resolve_day = routed_at.astimezone(tz).date() + timedelta(days=queue.resolve_within_days)
+    return accept, datetime.combine(resolve_day, time(23, 59, 59), tz).astimezone(UTC)
 
 
 def staff_channels(city: CityConfig, queue_code: str) -> list[tuple[str, str]]:
