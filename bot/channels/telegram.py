@@ -36,6 +36,7 @@ from bot.runtime import Runtime
 from handlers.texts import normalise_locale
 from handlers.types import Attachment, Choice, Inbound, Outbound, SharedContact, coordinates
 from handlers.types import parse_command as parse_text_command
+from storage.db import DATABASE_UNAVAILABLE, disk_full, masked_url
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ COMMANDS = ("start", "report", "status", "cancel", "language", "help")
 POLL_SECONDS = 20
 POLL_BACKOFF_SECONDS = 2.0
 STOP_GRACE_SECONDS = 30.0
+FULL_DISK_RETRY_SECONDS = 5.0
+"""How often updates that could not be stored (a full disk) are fetched again from Telegram, which keeps them."""
 
 
 def _seconds(value: int | float | timedelta) -> float:
@@ -224,6 +227,7 @@ class TelegramChannel:
         self._polling: asyncio.Task[None] | None = None
         self._stopping = False
         self._in_batch = False
+        self._kept: set[int] | None = None  # while a full disk keeps updates with Telegram: those told so
         self._retry_seconds = retry_seconds
         self._retrying: asyncio.Task[None] | None = None
         #: connected to the Bot API and registered with the outbox
@@ -308,8 +312,9 @@ class TelegramChannel:
 
         Telegram forgets an update when a later `getUpdates` passes an offset above its id. The offset here
         moves past a batch only after every update of it was handled — its step committed, or it failed and
-        the resident was told — so a process killed mid-step leaves the update with Telegram, which delivers
-        it again to the restarted service (a step that did commit is recognised by its update id)."""
+        the resident was told — so a process killed mid-step leaves the update with Telegram, which delivers it
+        again to the restarted service (a step that did commit is recognised by its update id). An update a full
+        disk could not store stays with Telegram too, and is fetched again every `FULL_DISK_RETRY_SECONDS`."""
         bot = self.application.bot
         offset: int | None = None
         while not self._stopping:
@@ -325,10 +330,19 @@ class TelegramChannel:
             if updates:
                 self._in_batch = True
                 try:
-                    await asyncio.gather(*(self._handle_polled(update) for update in updates))
+                    stored = await asyncio.gather(*(self._handle_polled(update) for update in updates))
                 finally:
                     self._in_batch = False
-                offset = updates[-1].update_id + 1
+                kept = [update.update_id for update, done in zip(updates, stored, strict=True) if not done]
+                # Telegram forgets every update below the offset: it stops at the first one not stored, and the
+                # ones after it that were are recognised by their update id when they come again
+                offset = min(kept) if kept else updates[-1].update_id + 1
+                if kept:
+                    await asyncio.sleep(FULL_DISK_RETRY_SECONDS)
+                elif self._kept is not None:
+                    log.warning("telegram: updates are stored again; the %d kept with Telegram meanwhile were handled",
+                                len(self._kept))
+                    self._kept = None
 
     async def _publish_commands(self) -> None:
         texts = self._runtime.texts
@@ -347,12 +361,35 @@ class TelegramChannel:
         update = Update.de_json(data, self.application.bot)
         await self.handle_update(update)
 
-    async def _handle_polled(self, update: Update) -> None:
+    async def _handle_polled(self, update: Update) -> bool:
+        """Handle one polled update; False when it could not be stored (a full disk) and stays with Telegram."""
         try:
             await self.handle_update(update)
-        except Exception:
+        except Exception as problem:
+            if isinstance(problem, DATABASE_UNAVAILABLE) and disk_full(problem):
+                kept = self._keeping(update, problem)
+                if update.update_id not in kept:  # told once that it waits, not on every try
+                    kept.add(update.update_id)
+                    await self._apologise(update, "storage_full_kept")
+                return False
             log.exception("telegram update %s could not be handled", update.update_id)
             await self._apologise(update)
+        return True
+
+    def _keeping(self, update: Update, problem: BaseException) -> set[int]:
+        """The updates kept with Telegram while the disk is full; one line when that starts: what is full, where,
+        what to do (never the resident's words: a database error's text can quote them)."""
+        if self._kept is not None:
+            return self._kept
+        self._kept = set()
+        if isinstance(problem, OSError) and problem.filename is not None:
+            what = f"{problem.filename} cannot be written ({problem.strerror}): free space in the data directory"
+        else:
+            what = (f"the database {masked_url(self._settings.resolved_database_url)} cannot write, its disk is "
+                    f"full ({type(problem).__name__}): free space where the database keeps its files")
+        log.error("telegram: update %s and the ones after it stay with Telegram, fetched again every %g s until they "
+                  "can be stored: %s", update.update_id, FULL_DISK_RETRY_SECONDS, what)
+        return self._kept
 
     def _fetcher(self, file_id: str) -> Any:
         async def fetch() -> bytes:
@@ -402,14 +439,15 @@ class TelegramChannel:
         except Exception:  # noqa: BLE001 - a chat that blocked or muted the bot: nothing more to do
             log.info("could not send %s to chat %s", text_key, message.chat.id)
 
-    async def _apologise(self, update: Update) -> None:
-        """The database or the dialog failed: tell the resident directly, their draft is untouched."""
+    async def _apologise(self, update: Update, text_key: str = "service_busy") -> None:
+        """The database or the dialog failed: tell the resident directly (no storage needed), their draft is
+        untouched."""
         chat = update.effective_chat
         if chat is None:
             return
         user = update.effective_user
         locale = normalise_locale(user.language_code if user else None, self._settings.city.default_locale)
-        text = self._runtime.texts.get(locale, "service_busy")
+        text = self._runtime.texts.get(locale, text_key)
         try:
             await self.application.bot.send_message(chat.id, text)
         except Exception:  # noqa: BLE001 - nothing more can be done for this update

@@ -1,0 +1,78 @@
+"""The database's disk full while Telegram residents write, in long polling: the operator reads one line saying
+what is full and what to do, the resident is told at once that their message waits, and no update is lost — it
+stays with Telegram and is handled when there is room again."""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.channels.test_telegram import Chat
+from tests.conftest import LiveService, full_filesystem, inside
+from tests.faults.conftest import service_env, texts_with
+from tests.standins.telegram_server import TelegramStandIn
+
+CANNOT_STORE = "暂时无法保存"
+
+
+@contextmanager
+def filled(disk: Path) -> Iterator[None]:
+    """Fill `disk` to its last block for the duration; the room comes back after."""
+    filler = disk / "filler"
+    try:
+        with filler.open("wb") as out:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+    except OSError as problem:
+        assert problem.errno == errno.ENOSPC, problem
+    try:
+        yield
+    finally:
+        filler.unlink()
+
+
+def test_a_full_database_disk_keeps_the_update_with_telegram_tells_the_resident_and_logs_one_line(
+        telegram: TelegramStandIn, tmp_path: Path, services: Callable[..., LiveService]) -> None:
+    with full_filesystem(tmp_path / "disk", size="32m") as full:
+        (full / "filler").unlink()  # room to create and migrate the database
+        database = tmp_path / "disk" / "qinglian.db"  # where the service, in the full disk's namespace, has it
+        service = services(tmp_path / "service", service_env(f"sqlite+aiosqlite:///{database}", telegram=telegram))
+        service.launcher = inside(full)
+        service.start()
+        chat = Chat(telegram, 7301)
+        chat.say("/report", expect="第1步")
+        telegram.wait_until(lambda: telegram.pending_update_count() == 0, what="every update handled")
+        # the WAL emptied, so that the next write needs new blocks rather than reusing the WAL's
+        subprocess.run([*inside(full), sys.executable, "-c", "import sqlite3, sys; "
+                        "sqlite3.connect(sys.argv[1]).execute('PRAGMA wal_checkpoint(TRUNCATE)')", str(database)],
+                       check=True)
+        logged = len(service.log())
+        with filled(full):
+            pressed = telegram.press_button(chat.chat_id, "district:yuelu")
+            told = chat.expect(CANNOT_STORE)
+            # the bot keeps asking Telegram for it, and Telegram keeps it
+            polls = len(telegram.requests_for("getUpdates"))
+            telegram.wait_until(lambda: len(telegram.requests_for("getUpdates")) >= polls + 2, timeout=30,
+                                what="getUpdates called again while the disk is full")
+            assert not telegram.is_confirmed(pressed)
+            assert texts_with(chat, "第2步") == []
+            log = service.log()[logged:]
+        assert told == ("抱歉，系统暂时无法保存您的消息（服务器存储空间不足）。您的消息没有丢失，"
+                        "恢复后会自动处理，无需重复发送。")
+        assert "Traceback" not in log, log
+        [line] = [line for line in log.splitlines() if "bot.channels.telegram" in line]
+        assert line.endswith(f"ERROR bot.channels.telegram: telegram: update {pressed} and the ones after it stay with "
+                             "Telegram, fetched again every 5 s until they can be stored: the database "
+                             f"sqlite+aiosqlite:///{database} cannot write, its disk is full (OperationalError): free "
+                             "space where the database keeps its files"), line
+        chat.expect("第2步", timeout=60)  # handled once there is room, without the resident sending it again
+        telegram.wait_until(lambda: telegram.pending_update_count() == 0, what="every update handled")
+        assert telegram.is_confirmed(pressed)
+        assert len(texts_with(chat, "第2步")) == 1 and len(texts_with(chat, CANNOT_STORE)) == 1
+        chat.say("岳麓区政务服务中心", expect="第3步")
+        assert "telegram: updates are stored again; the 1 kept with Telegram meanwhile were handled" in service.log()
