@@ -551,13 +551,13 @@ async def add_follow_up(
 
 async def withdraw_follow_up(session: AsyncSession, event_id: int) -> None:
     """Take back a text the reporter added (`add_follow_up`) before they were told it was added: the first part of a
-    text their app cut, added again whole with the rest (`handlers.dialog`). The case's unread mark is set anew."""
-    case_id = await session.scalar(
+    text their app cut, added again whole with the rest (`handlers.dialog`); its staff notice goes with it."""
+    withdrawn = (await session.execute(
         delete(TraceEvent).where(TraceEvent.id == event_id, TraceEvent.kind == TraceKind.FOLLOW_UP,
                                  TraceEvent.actor == "reporter")
-        .returning(TraceEvent.case_id).execution_options(synchronize_session=False))
-    if case_id is not None:
-        await staff_notices.refresh_unread(session, case_id)
+        .returning(TraceEvent.case_id, TraceEvent.created_at).execution_options(synchronize_session=False))).first()
+    if withdrawn is not None:
+        await staff_notices.follow_up_withdrawn(session, withdrawn.case_id, withdrawn.created_at)
 
 
 async def rate_case(session: AsyncSession, case: Case, rating: int) -> TraceEvent:

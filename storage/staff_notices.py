@@ -18,7 +18,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, exists, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, func, literal, or_, select, update
 from sqlalchemy import case as sql_case
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -51,6 +51,17 @@ async def follow_up_arrived(session: AsyncSession, case: Case) -> StaffNotice | 
     session.add(notice)
     await session.flush()
     return notice
+
+
+async def follow_up_withdrawn(session: AsyncSession, case_id: int, added_at: datetime) -> None:
+    """The reporter's follow-up added at `added_at` was taken back, to be added again whole
+    (`actions.withdraw_follow_up`): the case's unread mark is set anew, and the notice it gave, still unread, goes
+    with it — the follow-up that replaces it gives its own, so the assignee is told once of what stands. A notice
+    already read stays (it was seen)."""
+    await session.execute(delete(StaffNotice).where(
+        StaffNotice.case_id == case_id, StaffNotice.kind == FOLLOW_UP_NOTICE, StaffNotice.read_at.is_(None),
+        StaffNotice.created_at >= added_at).execution_options(synchronize_session=False))
+    await refresh_unread(session, case_id)
 
 
 async def refresh_unread(session: AsyncSession, case_id: int) -> None:
