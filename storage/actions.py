@@ -523,10 +523,10 @@ def by_whom(other_device: bool) -> dict[str, bool]:
 
 async def add_follow_up(
     session: AsyncSession, case: Case, *, text: str | None, attachment_ids: Sequence[int] = (),
-    search_terms: Iterable[str] = (), other_device: bool = False
+    search_terms: Iterable[str] = (), other_device: bool = False, notify: bool = True
 ) -> TraceEvent:
-    """Information the reporter adds to their case; it appears in the trace (marked `OTHER_DEVICE` when it came from
-    another device than the report), and its words (`search_terms`) find the case in the console's search."""
+    """Information the reporter adds: in the trace (marked `OTHER_DEVICE` when from another device than the report's),
+    found by its words (`search_terms`), its assignee told unless `notify` is False (an album's further photo)."""
     if case.status in CLOSED_STATUSES:
         raise ActionError.of("case_closed")
     event = TraceEvent(
@@ -538,7 +538,7 @@ async def add_follow_up(
     )
     session.add(event)
     await session.flush()
-    await staff_notices.follow_up_arrived(session, case)
+    await staff_notices.follow_up_arrived(session, case, notify=notify)
     await search.add_terms(session, case.id, case.created_at, search_terms)
     if attachment_ids:
         await session.execute(

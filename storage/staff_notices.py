@@ -40,12 +40,12 @@ async def case_seen(session: AsyncSession, case_id: int, user_id: int, at: datet
     await refresh_unread(session, case_id)
 
 
-async def follow_up_arrived(session: AsyncSession, case: Case) -> StaffNotice | None:
+async def follow_up_arrived(session: AsyncSession, case: Case, *, notify: bool = True) -> StaffNotice | None:
     """The reporter added information to `case` (its follow-up flushed): the case is unread, and the colleague
-    it is assigned to gets a notice (None when it is assigned to nobody: the queue sees the case's unread mark).
-    Call it in the follow-up's transaction."""
+    it is assigned to gets a notice (None when it is assigned to nobody: the queue sees the case's unread mark, or
+    without `notify`: a part of what a notice already told). Call it in the follow-up's transaction."""
     await refresh_unread(session, case.id)
-    if case.assigned_to_id is None:
+    if case.assigned_to_id is None or not notify:
         return None
     notice = StaffNotice(user_id=case.assigned_to_id, case_id=case.id, kind=FOLLOW_UP_NOTICE)
     session.add(notice)
