@@ -5,6 +5,7 @@ stays with Telegram and is handled when there is room again."""
 from __future__ import annotations
 
 import errno
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from tests.channels.test_telegram import Chat
 from tests.conftest import LiveService, full_filesystem, inside
+from tests.factories import plain_photo
 from tests.faults.conftest import service_env, texts_with
 from tests.standins.telegram_server import TelegramStandIn
 
@@ -76,3 +78,47 @@ def test_a_full_database_disk_keeps_the_update_with_telegram_tells_the_resident_
         assert len(texts_with(chat, "第2步")) == 1 and len(texts_with(chat, CANNOT_STORE)) == 1
         chat.say("岳麓区政务服务中心", expect="第3步")
         assert "telegram: updates are stored again; the 1 kept with Telegram meanwhile were handled" in service.log()
+
+
+def test_a_photo_the_full_evidence_directory_cannot_take_is_kept_with_telegram_and_stored_later(
+        telegram: TelegramStandIn, tmp_path: Path, services: Callable[..., LiveService]) -> None:
+    """The data directory's disk full (the database elsewhere): the evidence photo's file cannot be written. The log
+    names the file and what to free; the photo is stored once there is room, without the resident sending it again."""
+    service = services(tmp_path / "service", service_env(None, telegram=telegram))
+    service.start()
+    chat = Chat(telegram, 7302)
+    to_the_evidence_step(chat)
+    evidence = service.data_dir / "evidence"
+    aside = service.data_dir / "evidence-aside"
+    logged = len(service.log())
+    with full_filesystem(tmp_path / "disk") as full:
+        if evidence.exists():
+            evidence.rename(aside)
+        evidence.symlink_to(full)  # the evidence directory, now on the full disk
+        try:
+            sent = telegram.send_photo(chat.chat_id, plain_photo(64, 48))
+            told = chat.expect(CANNOT_STORE)
+            assert not telegram.is_confirmed(sent)
+            log = service.log()[logged:]
+        finally:
+            evidence.unlink()
+            if aside.exists():
+                aside.rename(evidence)
+    assert "Traceback" not in log, log
+    [line] = [line for line in log.splitlines() if "bot.channels.telegram" in line]
+    assert re.search(rf"ERROR bot.channels.telegram: telegram: update {sent} and the ones after it stay with "
+                     rf"Telegram, fetched again every 5 s until they can be stored: {re.escape(str(evidence))}/\S+ "
+                     r"cannot be written \(No space left on device\): free space in the data directory$", line), line
+    assert told.startswith("抱歉，系统暂时无法保存您的消息")
+    chat.expect("已收到第 1 个文件", timeout=60)
+    telegram.wait_until(lambda: telegram.is_confirmed(sent), what="the photo's update acknowledged")
+    assert len(texts_with(chat, "已收到第 1 个文件")) == 1 and len(texts_with(chat, CANNOT_STORE)) == 1
+
+
+def to_the_evidence_step(chat: Chat) -> None:
+    """A Telegram resident at the evidence step of a report."""
+    chat.say("/report", expect="第1步")
+    chat.press("district:yuelu", expect="第2步")
+    chat.say("岳麓区政务服务中心3号窗口", expect="第3步")
+    chat.press("when:today", expect="第4步")
+    chat.say("窗口工作人员上班时间一直玩手机，让群众排队等了两个小时。", expect="第5步")
