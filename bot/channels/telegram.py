@@ -339,10 +339,8 @@ class TelegramChannel:
                 offset = min(kept) if kept else updates[-1].update_id + 1
                 if kept:
                     await asyncio.sleep(FULL_DISK_RETRY_SECONDS)
-                elif self._kept is not None:
-                    log.warning("telegram: updates are stored again; the %d kept with Telegram meanwhile were handled",
-                                len(self._kept))
-                    self._kept = None
+                else:
+                    self._stored_again()
 
     async def _publish_commands(self) -> None:
         texts = self._runtime.texts
@@ -356,10 +354,19 @@ class TelegramChannel:
     def check_secret(self, header_value: str | None) -> bool:
         return header_value is not None and hmac.compare_digest(header_value, self._settings.webhook_secret())
 
-    async def process_webhook(self, data: dict[str, Any]) -> None:
-        """Handle one update posted to the webhook; an exception makes Telegram deliver it again."""
+    async def process_webhook(self, data: dict[str, Any]) -> bool:
+        """Handle one update posted to the webhook; an exception makes Telegram deliver it again. False when a full
+        disk could not store it (the resident told once, one log line): the answer makes Telegram deliver it again."""
         update = Update.de_json(data, self.application.bot)
-        await self.handle_update(update)
+        try:
+            await self.handle_update(update)
+        except DATABASE_UNAVAILABLE as problem:
+            if not disk_full(problem):
+                raise
+            await self._keep(update, problem)
+            return False
+        self._stored_again()
+        return True
 
     async def _handle_polled(self, update: Update) -> bool:
         """Handle one polled update; False when it could not be stored (a full disk) and stays with Telegram."""
@@ -367,29 +374,40 @@ class TelegramChannel:
             await self.handle_update(update)
         except Exception as problem:
             if isinstance(problem, DATABASE_UNAVAILABLE) and disk_full(problem):
-                kept = self._keeping(update, problem)
-                if update.update_id not in kept:  # told once that it waits, not on every try
-                    kept.add(update.update_id)
-                    await self._apologise(update, "storage_full_kept")
+                await self._keep(update, problem)
                 return False
             log.exception("telegram update %s could not be handled", update.update_id)
             await self._apologise(update)
         return True
 
-    def _keeping(self, update: Update, problem: BaseException) -> set[int]:
-        """The updates kept with Telegram while the disk is full; one line when that starts: what is full, where,
-        what to do (never the resident's words: a database error's text can quote them)."""
+    async def _keep(self, update: Update, problem: BaseException) -> None:
+        """A full disk could not store `update`, which stays with Telegram: one log line when that starts (what is
+        full, where, what to do; never the resident's words, which a database error's text can quote), and the
+        resident told once that it waits, not on every try."""
+        if self._kept is None:
+            self._kept = set()
+            self._log_full_disk(update, problem)
+        if update.update_id not in self._kept:
+            self._kept.add(update.update_id)
+            await self._apologise(update, "storage_full_kept")
+
+    def _stored_again(self) -> None:
         if self._kept is not None:
-            return self._kept
-        self._kept = set()
+            log.warning("telegram: updates are stored again (%d were kept with Telegram meanwhile)", len(self._kept))
+            self._kept = None
+
+    def _log_full_disk(self, update: Update, problem: BaseException) -> None:
         if isinstance(problem, OSError) and problem.filename is not None:
             what = f"{problem.filename} cannot be written ({problem.strerror}): free space in the data directory"
         else:
             what = (f"the database {masked_url(self._settings.resolved_database_url)} cannot write, its disk is "
                     f"full ({type(problem).__name__}): free space where the database keeps its files")
-        log.error("telegram: update %s and the ones after it stay with Telegram, fetched again every %g s until they "
-                  "can be stored: %s", update.update_id, FULL_DISK_RETRY_SECONDS, what)
-        return self._kept
+        if self.webhook_mode:
+            log.error("telegram: update %s stays with Telegram, which delivers it again until it can be stored: %s",
+                      update.update_id, what)
+        else:
+            log.error("telegram: update %s and the ones after it stay with Telegram, fetched again every %g s until "
+                      "they can be stored: %s", update.update_id, FULL_DISK_RETRY_SECONDS, what)
 
     def _fetcher(self, file_id: str) -> Any:
         async def fetch() -> bytes:
