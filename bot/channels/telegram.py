@@ -317,6 +317,7 @@ class TelegramChannel:
         disk could not store stays with Telegram too, and is fetched again every `FULL_DISK_RETRY_SECONDS`."""
         bot = self.application.bot
         offset: int | None = None
+        handled: set[int] = set()  # updates above the offset already handled: they come again behind a kept one
         while not self._stopping:
             try:
                 updates = await bot.get_updates(offset=offset, timeout=POLL_SECONDS, allowed_updates=ALLOWED_UPDATES)
@@ -330,13 +331,16 @@ class TelegramChannel:
             if updates:
                 self._in_batch = True
                 try:
-                    stored = await asyncio.gather(*(self._handle_polled(update) for update in updates))
+                    fresh = [update for update in updates if update.update_id not in handled]
+                    stored = await asyncio.gather(*(self._handle_polled(update) for update in fresh))
                 finally:
                     self._in_batch = False
-                kept = [update.update_id for update, done in zip(updates, stored, strict=True) if not done]
+                kept = [update.update_id for update, done in zip(fresh, stored, strict=True) if not done]
                 # Telegram forgets every update below the offset: it stops at the first one not stored, and the
-                # ones after it that were are recognised by their update id when they come again
+                # ones after it that were handled (an edit answered, a step committed) are not handled again
                 offset = min(kept) if kept else updates[-1].update_id + 1
+                handled = {update.update_id for update, done in zip(fresh, stored, strict=True)
+                           if done and update.update_id >= offset} | {key for key in handled if key >= offset}
                 if kept:
                     await asyncio.sleep(FULL_DISK_RETRY_SECONDS)
                 else:

@@ -49,7 +49,8 @@ def test_a_full_database_disk_keeps_the_update_with_telegram_tells_the_resident_
         service.launcher = inside(full)
         service.start()
         chat = Chat(telegram, 7301)
-        chat.say("/report", expect="第1步")
+        report = telegram.send_text(chat.chat_id, "/report")
+        chat.expect("第1步")
         telegram.wait_until(lambda: telegram.pending_update_count() == 0, what="every update handled")
         # the WAL emptied, so that the next write needs new blocks rather than reusing the WAL's
         subprocess.run([*inside(full), sys.executable, "-c", "import sqlite3, sys; "
@@ -59,6 +60,10 @@ def test_a_full_database_disk_keeps_the_update_with_telegram_tells_the_resident_
         with filled(full):
             pressed = telegram.press_button(chat.chat_id, "district:yuelu")
             told = chat.expect(CANNOT_STORE)
+            # a message edited meanwhile comes after the kept update, again with it on every try: answered once
+            reported = telegram.update(report)["message"]["message_id"]
+            telegram.edit_text(chat.chat_id, reported, "/report 岳麓区")
+            chat.expect("您修改了一条已发送的消息")
             # the bot keeps asking Telegram for it, and Telegram keeps it
             polls = len(telegram.requests_for("getUpdates"))
             telegram.wait_until(lambda: len(telegram.requests_for("getUpdates")) >= polls + 2, timeout=30,
@@ -78,6 +83,7 @@ def test_a_full_database_disk_keeps_the_update_with_telegram_tells_the_resident_
         telegram.wait_until(lambda: telegram.pending_update_count() == 0, what="every update handled")
         assert telegram.is_confirmed(pressed)
         assert len(texts_with(chat, "第2步")) == 1 and len(texts_with(chat, CANNOT_STORE)) == 1
+        assert len(texts_with(chat, "您修改了一条已发送的消息")) == 1
         chat.say("岳麓区政务服务中心", expect="第3步")
         assert "telegram: updates are stored again (1 were kept with Telegram meanwhile)" in service.log()
 
