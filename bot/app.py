@@ -158,7 +158,9 @@ def create_app(settings: Settings) -> FastAPI:
             raise HTTPException(400, "body is not JSON") from None
         if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
             raise HTTPException(400, "not a Telegram update")
-        await telegram_channel.process_webhook(data)
+        if not await telegram_channel.process_webhook(data):  # a full disk: Telegram delivers it again later
+            return JSONResponse({"ok": False, "description": "the update cannot be stored now (disk full)"},
+                                status_code=503, headers={"Retry-After": "30"})
         return JSONResponse({"ok": True})
 
     app.add_middleware(BodyLimit, limit_for=limits_by_path(settings.city.limits.max_attachment_bytes))

@@ -19,6 +19,7 @@ from handlers.routing import staff_channels, warning_horizon
 from nlp.search import index_terms
 from nlp.similarity import SimilarityHasher
 from storage import digests, housekeeping, login_failures, loop, outbox, search, similar
+from storage.db import DATABASE_UNAVAILABLE, disk_full
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -248,11 +249,23 @@ class BackgroundJobs:
     async def _run(self, name: str, seconds: float, round_: Callable[[], Awaitable[object]], delay: float) -> None:
         if delay and await self._pause(delay):
             return
+        full = False  # the rounds fail on a full disk: said once, not with a traceback every round
         while not self._stopping.is_set():
             try:
                 await round_()
-            except Exception:
-                log.exception("background job %s failed; it runs again in %.0f s", name, seconds)
+            except Exception as problem:
+                if not (isinstance(problem, DATABASE_UNAVAILABLE) and disk_full(problem)):
+                    log.exception("background job %s failed; it runs again in %.0f s", name, seconds)
+                elif not full:
+                    full = True
+                    what = (f"{problem.filename} cannot be written" if isinstance(problem, OSError) and problem.filename
+                            else f"the database cannot write ({type(problem).__name__})")
+                    log.error("background job %s: the disk is full, %s: free space there; it tries again every %.0f s",
+                              name, what, seconds)
+            else:
+                if full:
+                    log.warning("background job %s: the disk has room again", name)
+                full = False
             if await self._pause(seconds):
                 return
 

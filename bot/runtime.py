@@ -83,14 +83,15 @@ class Runtime:
     classifier: ClassifierService
     locales: KnownLocales = field(default_factory=KnownLocales)
 
-    def busy_text(self, channel: str, user_ref: str, client_locale: str | None = None) -> str:
-        """"Busy, try again shortly" in the language the resident was last answered in; where this process has not
-        answered them, in the language their client gives (`client_locale`, as a first step would answer), else in
-        both languages, Chinese first."""
+    def busy_text(self, channel: str, user_ref: str, client_locale: str | None = None,
+                  text_key: str = "service_busy") -> str:
+        """"Busy, try again shortly" (or another word sent without storage, `text_key`) in the language the
+        resident was last answered in; where this process has not answered them, in the language their client gives
+        (`client_locale`, as a first step would answer), else in both languages, Chinese first."""
         locale = self.locales.get(f"{channel}:{user_ref}") or client_locale
         if locale is None:
-            return "\n".join(self.texts.get(each, "service_busy") for each in LOCALES)
-        return self.texts.get(locale, "service_busy")
+            return "\n".join(self.texts.get(each, text_key) for each in LOCALES)
+        return self.texts.get(locale, text_key)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:

@@ -387,9 +387,12 @@ async def _follow_up(turn: Turn, case: Case, choice: str | None, text: str | Non
             if caption is not None and len(caption) > limit:
                 raise Invalid("error_description_long", limit=limit, length=len(caption))
             stored = await accept_file(turn, attachment)
+            # the album's first file tells the assignee; its further ones (one step each) join what they were told
+            further = turn.inbound.group is not None and turn.continued is not None
             await actions.add_follow_up(turn.session, case, text=caption, attachment_ids=[stored.id],
                                         search_terms=index_terms([caption]) if caption else (),
-                                        other_device=actions.from_other_device(case, turn.conversation))
+                                        other_device=actions.from_other_device(case, turn.conversation),
+                                        notify=not further)
         elif text is not None and text.strip():
             limit = turn.ctx.city.limits.description_max_chars
             if len(text) > limit:

@@ -523,10 +523,10 @@ def by_whom(other_device: bool) -> dict[str, bool]:
 
 async def add_follow_up(
     session: AsyncSession, case: Case, *, text: str | None, attachment_ids: Sequence[int] = (),
-    search_terms: Iterable[str] = (), other_device: bool = False
+    search_terms: Iterable[str] = (), other_device: bool = False, notify: bool = True
 ) -> TraceEvent:
-    """Information the reporter adds to their case; it appears in the trace (marked `OTHER_DEVICE` when it came from
-    another device than the report), and its words (`search_terms`) find the case in the console's search."""
+    """Information the reporter adds: in the trace (marked `OTHER_DEVICE` when from another device than the report's),
+    found by its words (`search_terms`), its assignee told unless `notify` is False (an album's further photo)."""
     if case.status in CLOSED_STATUSES:
         raise ActionError.of("case_closed")
     event = TraceEvent(
@@ -538,7 +538,7 @@ async def add_follow_up(
     )
     session.add(event)
     await session.flush()
-    await staff_notices.follow_up_arrived(session, case)
+    await staff_notices.follow_up_arrived(session, case, notify=notify)
     await search.add_terms(session, case.id, case.created_at, search_terms)
     if attachment_ids:
         await session.execute(
@@ -551,13 +551,13 @@ async def add_follow_up(
 
 async def withdraw_follow_up(session: AsyncSession, event_id: int) -> None:
     """Take back a text the reporter added (`add_follow_up`) before they were told it was added: the first part of a
-    text their app cut, added again whole with the rest (`handlers.dialog`). The case's unread mark is set anew."""
-    case_id = await session.scalar(
+    text their app cut, added again whole with the rest (`handlers.dialog`); its staff notice goes with it."""
+    withdrawn = (await session.execute(
         delete(TraceEvent).where(TraceEvent.id == event_id, TraceEvent.kind == TraceKind.FOLLOW_UP,
                                  TraceEvent.actor == "reporter")
-        .returning(TraceEvent.case_id).execution_options(synchronize_session=False))
-    if case_id is not None:
-        await staff_notices.refresh_unread(session, case_id)
+        .returning(TraceEvent.case_id, TraceEvent.created_at).execution_options(synchronize_session=False))).first()
+    if withdrawn is not None:
+        await staff_notices.follow_up_withdrawn(session, withdrawn.case_id, withdrawn.created_at)
 
 
 async def rate_case(session: AsyncSession, case: Case, rating: int) -> TraceEvent:

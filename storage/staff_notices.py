@@ -18,7 +18,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, exists, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, func, literal, or_, select, update
 from sqlalchemy import case as sql_case
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,17 +40,28 @@ async def case_seen(session: AsyncSession, case_id: int, user_id: int, at: datet
     await refresh_unread(session, case_id)
 
 
-async def follow_up_arrived(session: AsyncSession, case: Case) -> StaffNotice | None:
+async def follow_up_arrived(session: AsyncSession, case: Case, *, notify: bool = True) -> StaffNotice | None:
     """The reporter added information to `case` (its follow-up flushed): the case is unread, and the colleague
-    it is assigned to gets a notice (None when it is assigned to nobody: the queue sees the case's unread mark).
-    Call it in the follow-up's transaction."""
+    it is assigned to gets a notice (None when it is assigned to nobody: the queue sees the case's unread mark, or
+    without `notify`: a part of what a notice already told). Call it in the follow-up's transaction."""
     await refresh_unread(session, case.id)
-    if case.assigned_to_id is None:
+    if case.assigned_to_id is None or not notify:
         return None
     notice = StaffNotice(user_id=case.assigned_to_id, case_id=case.id, kind=FOLLOW_UP_NOTICE)
     session.add(notice)
     await session.flush()
     return notice
+
+
+async def follow_up_withdrawn(session: AsyncSession, case_id: int, added_at: datetime) -> None:
+    """The reporter's follow-up added at `added_at` was taken back, to be added again whole
+    (`actions.withdraw_follow_up`): the case's unread mark is set anew, and the notice it gave, still unread, goes
+    with it — the follow-up that replaces it gives its own, so the assignee is told once of what stands. A notice
+    already read stays (it was seen)."""
+    await session.execute(delete(StaffNotice).where(
+        StaffNotice.case_id == case_id, StaffNotice.kind == FOLLOW_UP_NOTICE, StaffNotice.read_at.is_(None),
+        StaffNotice.created_at >= added_at).execution_options(synchronize_session=False))
+    await refresh_unread(session, case_id)
 
 
 async def refresh_unread(session: AsyncSession, case_id: int) -> None:

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -247,8 +247,9 @@ def shared_models_dir() -> Path:
 class LiveService:
     """`qinglian serve` in its own process, as an operator would run it."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str], launcher: Sequence[str] = ()) -> None:
         self.data_dir = data_dir
+        self.launcher = list(launcher)  # a command the service runs under (`inside`)
         self.port = free_port()
         self.env = {**os.environ, "QINGLIAN_DATA_DIR": str(data_dir), "QINGLIAN_LOG_LEVEL": "INFO", **env}
         self.process: subprocess.Popen[bytes] | None = None
@@ -266,7 +267,7 @@ class LiveService:
             shutil.copytree(shared_models_dir(), self.data_dir / "models")
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "serve", "--port", str(self.port)],
+            [*self.launcher, sys.executable, "-m", "bot.cli", "serve", "--port", str(self.port)],
             cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
@@ -302,15 +303,15 @@ class LiveService:
 
 
 @contextmanager
-def full_filesystem(mount_point: Path) -> Iterator[Path]:
-    """A filesystem with no space left, for what a full disk does to the service: a 256 KiB tmpfs filled to its last
-    block, mounted on `mount_point` in a mount namespace of its own (`unshare`: a user namespace makes the test's
-    user root there, so this needs no privilege where the kernel allows unprivileged user namespaces, and the
-    machine's own mounts are untouched). Yields the path every process of the test's user reaches it by:
-    /proc/<pid>/root/<mount_point> of the process that holds the namespace. Skips the test where no such namespace
-    can be made."""
+def full_filesystem(mount_point: Path, size: str = "256k") -> Iterator[Path]:
+    """A filesystem with no space left, for what a full disk does to the service: a tmpfs of `size` filled to its last
+    block (by a file named `filler`: removing it makes room), mounted on `mount_point` in a mount namespace of its
+    own (`unshare`: a user namespace makes the test's user root there, so this needs no privilege where the kernel
+    allows unprivileged user namespaces, and the machine's own mounts are untouched). Yields the path every process
+    of the test's user reaches it by: /proc/<pid>/root/<mount_point> of the process that holds the namespace.
+    Skips the test where no such namespace can be made."""
     mount_point.mkdir(parents=True, exist_ok=True)
-    script = ('mount -t tmpfs -o size=256k qinglian-full "$1" || exit 1; cat /dev/zero > "$1/filler" 2>/dev/null; '
+    script = (f'mount -t tmpfs -o size={size} qinglian-full "$1" || exit 1; cat /dev/zero > "$1/filler" 2>/dev/null; '
               'echo full; exec sleep 3600')
     try:
         holder = subprocess.Popen(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh",
@@ -324,3 +325,9 @@ def full_filesystem(mount_point: Path) -> Iterator[Path]:
     finally:
         holder.kill()
         holder.wait()
+
+
+def inside(full: Path) -> list[str]:
+    """The command prefix that runs a program in the mount namespace of `full_filesystem`'s `full`, where the full
+    filesystem is at its mount point itself (SQLite resolves the /proc/<pid>/root link to the machine's root)."""
+    return ["nsenter", "-t", full.parts[2], "--user", "--mount", "--preserve-credentials"]

@@ -36,6 +36,7 @@ from bot.runtime import Runtime
 from handlers.texts import normalise_locale
 from handlers.types import Attachment, Choice, Inbound, Outbound, SharedContact, coordinates
 from handlers.types import parse_command as parse_text_command
+from storage.db import DATABASE_UNAVAILABLE, disk_full, masked_url
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ COMMANDS = ("start", "report", "status", "cancel", "language", "help")
 POLL_SECONDS = 20
 POLL_BACKOFF_SECONDS = 2.0
 STOP_GRACE_SECONDS = 30.0
+FULL_DISK_RETRY_SECONDS = 5.0
+"""How often updates that could not be stored (a full disk) are fetched again from Telegram, which keeps them."""
 
 
 def _seconds(value: int | float | timedelta) -> float:
@@ -224,6 +227,7 @@ class TelegramChannel:
         self._polling: asyncio.Task[None] | None = None
         self._stopping = False
         self._in_batch = False
+        self._kept: set[int] | None = None  # while a full disk keeps updates with Telegram: those told so
         self._retry_seconds = retry_seconds
         self._retrying: asyncio.Task[None] | None = None
         #: connected to the Bot API and registered with the outbox
@@ -308,10 +312,12 @@ class TelegramChannel:
 
         Telegram forgets an update when a later `getUpdates` passes an offset above its id. The offset here
         moves past a batch only after every update of it was handled — its step committed, or it failed and
-        the resident was told — so a process killed mid-step leaves the update with Telegram, which delivers
-        it again to the restarted service (a step that did commit is recognised by its update id)."""
+        the resident was told — so a process killed mid-step leaves the update with Telegram, which delivers it
+        again to the restarted service (a step that did commit is recognised by its update id). An update a full
+        disk could not store stays with Telegram too, and is fetched again every `FULL_DISK_RETRY_SECONDS`."""
         bot = self.application.bot
         offset: int | None = None
+        handled: set[int] = set()  # updates above the offset already handled: they come again behind a kept one
         while not self._stopping:
             try:
                 updates = await bot.get_updates(offset=offset, timeout=POLL_SECONDS, allowed_updates=ALLOWED_UPDATES)
@@ -325,10 +331,20 @@ class TelegramChannel:
             if updates:
                 self._in_batch = True
                 try:
-                    await asyncio.gather(*(self._handle_polled(update) for update in updates))
+                    fresh = [update for update in updates if update.update_id not in handled]
+                    stored = await asyncio.gather(*(self._handle_polled(update) for update in fresh))
                 finally:
                     self._in_batch = False
-                offset = updates[-1].update_id + 1
+                kept = [update.update_id for update, done in zip(fresh, stored, strict=True) if not done]
+                # Telegram forgets every update below the offset: it stops at the first one not stored, and the
+                # ones after it that were handled (an edit answered, a step committed) are not handled again
+                offset = min(kept) if kept else updates[-1].update_id + 1
+                handled = {update.update_id for update, done in zip(fresh, stored, strict=True)
+                           if done and update.update_id >= offset} | {key for key in handled if key >= offset}
+                if kept:
+                    await asyncio.sleep(FULL_DISK_RETRY_SECONDS)
+                else:
+                    self._stored_again()
 
     async def _publish_commands(self) -> None:
         texts = self._runtime.texts
@@ -342,17 +358,60 @@ class TelegramChannel:
     def check_secret(self, header_value: str | None) -> bool:
         return header_value is not None and hmac.compare_digest(header_value, self._settings.webhook_secret())
 
-    async def process_webhook(self, data: dict[str, Any]) -> None:
-        """Handle one update posted to the webhook; an exception makes Telegram deliver it again."""
+    async def process_webhook(self, data: dict[str, Any]) -> bool:
+        """Handle one update posted to the webhook; an exception makes Telegram deliver it again. False when a full
+        disk could not store it (the resident told once, one log line): the answer makes Telegram deliver it again."""
         update = Update.de_json(data, self.application.bot)
-        await self.handle_update(update)
-
-    async def _handle_polled(self, update: Update) -> None:
         try:
             await self.handle_update(update)
-        except Exception:
+        except DATABASE_UNAVAILABLE as problem:
+            if not disk_full(problem):
+                raise
+            await self._keep(update, problem)
+            return False
+        self._stored_again()
+        return True
+
+    async def _handle_polled(self, update: Update) -> bool:
+        """Handle one polled update; False when it could not be stored (a full disk) and stays with Telegram."""
+        try:
+            await self.handle_update(update)
+        except Exception as problem:
+            if isinstance(problem, DATABASE_UNAVAILABLE) and disk_full(problem):
+                await self._keep(update, problem)
+                return False
             log.exception("telegram update %s could not be handled", update.update_id)
             await self._apologise(update)
+        return True
+
+    async def _keep(self, update: Update, problem: BaseException) -> None:
+        """A full disk could not store `update`, which stays with Telegram: one log line when that starts (what is
+        full, where, what to do; never the resident's words, which a database error's text can quote), and the
+        resident told once that it waits, not on every try."""
+        if self._kept is None:
+            self._kept = set()
+            self._log_full_disk(update, problem)
+        if update.update_id not in self._kept:
+            self._kept.add(update.update_id)
+            await self._apologise(update, "storage_full_kept")
+
+    def _stored_again(self) -> None:
+        if self._kept is not None:
+            log.warning("telegram: updates are stored again (%d were kept with Telegram meanwhile)", len(self._kept))
+            self._kept = None
+
+    def _log_full_disk(self, update: Update, problem: BaseException) -> None:
+        if isinstance(problem, OSError) and problem.filename is not None:
+            what = f"{problem.filename} cannot be written ({problem.strerror}): free space in the data directory"
+        else:
+            what = (f"the database {masked_url(self._settings.resolved_database_url)} cannot write, its disk is "
+                    f"full ({type(problem).__name__}): free space where the database keeps its files")
+        if self.webhook_mode:
+            log.error("telegram: update %s stays with Telegram, which delivers it again until it can be stored: %s",
+                      update.update_id, what)
+        else:
+            log.error("telegram: update %s and the ones after it stay with Telegram, fetched again every %g s until "
+                      "they can be stored: %s", update.update_id, FULL_DISK_RETRY_SECONDS, what)
 
     def _fetcher(self, file_id: str) -> Any:
         async def fetch() -> bytes:
@@ -402,14 +461,15 @@ class TelegramChannel:
         except Exception:  # noqa: BLE001 - a chat that blocked or muted the bot: nothing more to do
             log.info("could not send %s to chat %s", text_key, message.chat.id)
 
-    async def _apologise(self, update: Update) -> None:
-        """The database or the dialog failed: tell the resident directly, their draft is untouched."""
+    async def _apologise(self, update: Update, text_key: str = "service_busy") -> None:
+        """The database or the dialog failed: tell the resident directly (no storage needed), their draft is
+        untouched."""
         chat = update.effective_chat
         if chat is None:
             return
         user = update.effective_user
         locale = normalise_locale(user.language_code if user else None, self._settings.city.default_locale)
-        text = self._runtime.busy_text(CHANNEL, str(chat.id), locale)
+        text = self._runtime.busy_text(CHANNEL, str(chat.id), locale, text_key)
         try:
             await self.application.bot.send_message(chat.id, text)
         except Exception:  # noqa: BLE001 - nothing more can be done for this update

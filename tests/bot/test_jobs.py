@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,28 @@ async def test_a_failed_round_is_logged_and_the_job_runs_again(caplog: Any) -> N
     await jobs.stop()
     assert len(calls) >= 3
     assert "background job flaky failed" in caplog.text
+
+
+async def test_rounds_failing_on_a_full_disk_are_one_line_not_a_traceback_each(caplog: Any) -> None:
+    """Seen with the database's disk full: every job logged its traceback every round (the metrics every 15 s)."""
+    calls: list[int] = []
+
+    async def round_() -> None:
+        calls.append(len(calls))
+        if len(calls) <= 3:
+            raise OSError(errno.ENOSPC, "No space left on device", "/srv/qinglian/evidence/2026/12/a1b2.bin")
+
+    jobs = BackgroundJobs()
+    jobs.every("cleanup", 0.01, round_)
+    for _ in range(500):
+        if len(calls) >= 5:
+            break
+        await asyncio.sleep(0.01)
+    await jobs.stop()
+    assert [(record.levelname, record.getMessage(), record.exc_info) for record in caplog.records] == [
+        ("ERROR", "background job cleanup: the disk is full, /srv/qinglian/evidence/2026/12/a1b2.bin cannot be "
+                  "written: free space there; it tries again every 0 s", None),
+        ("WARNING", "background job cleanup: the disk has room again", None)]
 
 
 async def test_cases_told_of_their_deadline_before_never_hide_newer_ones(sessionmaker: Any) -> None:

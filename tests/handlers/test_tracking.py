@@ -4,6 +4,7 @@ reads them, adding information, rating, and the limits on guessing codes per res
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from pathlib import Path
@@ -13,10 +14,10 @@ import pytest
 from sqlalchemy import select
 
 from handlers import dialog
-from handlers.types import Inbound
-from storage import actions, loop
+from handlers.types import Attachment, Inbound
+from storage import actions, loop, staff_actions
 from storage.db import Database
-from storage.models import Case, CaseStatus, StaffRole, TraceEvent
+from storage.models import Case, CaseStatus, StaffRole, StaffUser, TraceEvent
 from storage.receipts import format_receipt_code
 from tests.conftest import make_test_keyring
 from tests.console.conftest import make_context
@@ -141,6 +142,62 @@ async def test_information_pasted_and_cut_in_two_by_the_app_is_added_whole_once(
     said = await resident.paste(whole[:2100], whole[2100:])
     assert said == ["补充材料已收到，已记入办理轨迹。还可以继续发送，或点“完成”。"]
     assert await _follow_up_bodies(harness, case_id) == [whole]
+
+
+NOTICE_ROW = re.compile(r'<tr class="(unread|)">\s*<td class="nowrap">[^<]*</td>\s*'
+                        r'<td class="nowrap"><a[^>]*>([^<]*)</a>')
+
+
+async def _assignees_notices(harness: DialogHarness, tmp_path: Path, case_id: int,
+                             resident_adds: Callable[[], Awaitable[object]]) -> list[tuple[str, str]]:
+    """The case assigned to a reviewer; what the resident adds; the rows of the reviewer's notices page."""
+    url = harness.sessionmaker.kw["bind"].url.render_as_string(hide_password=False)
+    database = Database.connect(url, make_test_keyring())
+    try:
+        async with AsyncExitStack() as stack:
+            office = Office(make_context(database, tmp_path), stack)
+            assignee = await office.browser("rev", StaffRole.REVIEWER, ["triage"])
+            async with harness.sessionmaker.begin() as session:
+                case = await actions.get_case(session, case_id)
+                user = await session.scalar(select(StaffUser).where(StaffUser.username == "rev"))
+                assert case is not None and user is not None
+                await staff_actions.assign_case(session, case, user, actor=user)
+            await resident_adds()
+            page = (await assignee.get("/console/notices")).text
+    finally:
+        await database.engine.dispose()
+        await database.read_engine.dispose()
+    return NOTICE_ROW.findall(page)
+
+
+async def test_information_pasted_cut_in_two_tells_the_assignee_once(harness: DialogHarness, tmp_path: Path) -> None:
+    """The first part of a pasted text was added on its own, then taken back and added again whole with the rest:
+    the colleague the case is assigned to had two unread notices in the console for one piece of information."""
+    case_id, resident = await _adding_information(harness)
+    whole = ("补充说明：今天上午我又去了一次三号窗口，工作人员仍然在玩手机，排队的群众有二十多人。" * 60)[:2600]
+
+    async def adds() -> None:
+        await resident.paste(whole[:2100], whole[2100:])
+        await resident.say("另外，涉事人员的工号是0327。")  # a second piece of information: a second notice
+
+    assert await _assignees_notices(harness, tmp_path, case_id, adds) == [("unread", "QL-2026-000001")] * 2
+    assert await _follow_up_bodies(harness, case_id) == [whole, "另外，涉事人员的工号是0327。"]
+
+
+async def test_an_album_added_to_a_case_tells_the_assignee_once(harness: DialogHarness, tmp_path: Path) -> None:
+    """Three photos sent as one album were three notices to the assignee; every photo is still kept."""
+    case_id, resident = await _adding_information(harness)
+
+    async def adds() -> None:
+        said = await resident.in_one_go(*({"attachment": Attachment("photo", "image/jpeg", len(JPEG), None, fetch),
+                                           "group": "album-1"} for _ in range(3)))
+        assert said == ["补充材料已收到，已记入办理轨迹。还可以继续发送，或点“完成”。"]
+
+    async def fetch() -> bytes:
+        return JPEG
+
+    assert await _assignees_notices(harness, tmp_path, case_id, adds) == [("unread", "QL-2026-000001")]
+    assert await _follow_up_bodies(harness, case_id) == [None, None, None]
 
 
 async def test_information_pasted_over_the_limit_and_cut_in_two_is_refused_whole(harness: DialogHarness) -> None:

@@ -87,3 +87,30 @@ async def test_a_new_assignee_finds_the_follow_up_unread_until_they_open_the_cas
         await staff_notices.case_seen(session, case_id, zhao.id, utcnow())
     async with sessionmaker() as session:
         assert await staff_notices.unread_by_queue(session, None) == {}
+
+
+async def test_a_follow_up_taken_back_takes_its_unread_notice_not_an_earlier_read_one(sessionmaker: Any) -> None:
+    """The first part of a cut text, added and taken back for the whole: the assignee keeps one notice for it; the
+    notice of an earlier follow-up they already read stays, read."""
+    async with sessionmaker.begin() as session:
+        wang = await staff_actions.create_staff(session, username="wang", display_name="王审核",
+                                                role=StaffRole.REVIEWER, password_hash="not-a-hash")
+        case, _ = await file_case(session, queue="clean_hall")
+        await staff_actions.assign_case(session, case, wang, actor=wang)
+        await actions.add_follow_up(session, case, text="补充：当天下午3点。")
+    async with sessionmaker.begin() as session:
+        await staff_notices.case_seen(session, case.id, wang.id, utcnow())
+    async with sessionmaker.begin() as session:
+        loaded = await actions.get_case(session, case.id)
+        assert loaded is not None
+        part = await actions.add_follow_up(session, loaded, text="补充：窗口人员一直玩手机。" * 200)
+    async with sessionmaker.begin() as session:
+        await actions.withdraw_follow_up(session, part.id)
+    async with sessionmaker.begin() as session:
+        loaded = await actions.get_case(session, case.id)
+        assert loaded is not None
+        await actions.add_follow_up(session, loaded, text="补充：窗口人员一直玩手机。" * 300)
+    async with sessionmaker() as session:
+        told = await staff_notices.notices_for(session, wang.id)
+        assert [notice.read for notice in told] == [False, True]
+        assert await staff_notices.unread_notice_count(session, wang.id) == 1
