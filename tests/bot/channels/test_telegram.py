@@ -454,10 +454,13 @@ async def test_a_resident_who_chose_english_is_apologised_to_in_english(
         async with runtime.sessionmaker.begin() as session:
             pages = (await session.execute(text("PRAGMA page_count"))).scalar_one()
             await session.execute(text(f"PRAGMA max_page_count = {pages}"))
-        update = standin.send_text(5407, "/report " + "窗口人员推诿扯皮，让群众来回跑了四趟。" * 150)
-        await asyncio.to_thread(standin.wait_until, lambda: standin.is_confirmed(update), 15, "apologised")
+        standin.send_text(5407, "/report " + "窗口人员推诿扯皮，让群众来回跑了四趟。" * 150)
+        # a full disk keeps the update with Telegram, to be stored later, and says so without storing anything
+        await asyncio.to_thread(standin.wait_until, lambda: any(
+            "cannot store your message" in message["text"] for message in standin.sent_messages(5407)),
+            15, "apologised")
     said = [message["text"] for message in standin.sent_messages(5407)]
-    assert BUSY_EN in said and BUSY_ZH not in said
+    assert not any("无法保存您的消息" in text for text in said)
 
 
 async def test_webhook_mode_registers_the_url_with_a_secret_derived_from_the_secret_key_and_only_the_updates_it_handles(
