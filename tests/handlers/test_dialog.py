@@ -573,7 +573,8 @@ async def test_a_long_story_sent_with_report_or_to_the_district_question_is_kept
     await pasted_after.press("menu:report")
     await pasted_after.say(LONG_COMPLAINT)
     assert "共3500字" in pasted_after.text() and "已记为“事情经过”" in pasted_after.text()
-    assert pasted_after.text().endswith("第1步：问题发生在长沙市哪个区县（市）？")
+    assert pasted_after.text().endswith("第1步：问题发生在长沙市哪个区县（市）？\n"
+                                        "您的描述里提到了岳麓区：如果事情就发生在那里，回复“是”或选择岳麓区。")
     for resident in (with_command, pasted_after):
         await resident.press("district:yuelu")
         await resident.say("岳麓区政务服务中心")
