@@ -448,9 +448,13 @@ async def test_a_resident_who_chose_english_is_apologised_to_in_english(
     shutil.copyfile(migrated_sqlite, tmp_path / "full.db")
     async with _channel(_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'full.db'}", standin),
                         receive=True) as (_channel_started, runtime):
-        for said in ("/language", "English"):
-            update = standin.send_text(5407, said)
-            await asyncio.to_thread(standin.wait_until, lambda sent=update: standin.is_confirmed(sent), 15, "answered")
+        for typed in ("/language", "English"):
+            update = standin.send_text(5407, typed)
+
+            def answered(sent: int = update) -> bool:
+                return standin.is_confirmed(sent)
+
+            await asyncio.to_thread(standin.wait_until, answered, 15, "answered")
         async with runtime.sessionmaker.begin() as session:
             pages = (await session.execute(text("PRAGMA page_count"))).scalar_one()
             await session.execute(text(f"PRAGMA max_page_count = {pages}"))
