@@ -325,9 +325,11 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         elif state == "description":
             if text is None:
                 raise Invalid("error_need_text")
-            # a text the resident's app cut into parts comes whole (`dialog._gather`): never the tail alone taken
-            turn.update_draft(description=clean_description(text, limits.description_min_chars,
-                                                            limits.description_max_chars))
+            # a text the resident's app cut into parts comes whole (`dialog._gather`): never the tail alone taken.
+            # Over the limit at step 4 it is refused, with the evidence step after it for the details; edited from
+            # the summary, which comes next, what fits is kept and the resident told where the rest begins
+            turn.update_draft(description=kept_description(turn, text) if turn.draft.get("editing") else
+                              clean_description(text, limits.description_min_chars, limits.description_max_chars))
             _next(turn, "evidence")
         elif state == "evidence":
             await _evidence(turn, choice, text, attachment)

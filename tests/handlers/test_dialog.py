@@ -587,6 +587,21 @@ async def test_a_long_story_sent_with_report_or_to_the_district_question_is_kept
         assert list((await session.execute(select(Case.description))).scalars()) == [DESCRIPTION * 75] * 2
 
 
+async def test_a_description_too_long_edited_from_the_summary_keeps_what_fits(harness: DialogHarness) -> None:
+    """Edited from the summary, an over-long description was refused with advice for "the next step" — which is the
+    summary again, not the evidence. What fits is kept, and the summary shows it."""
+    resident = harness.resident()
+    await fill_to_summary(resident)
+    await resident.press("summary:edit")
+    await resident.press("edit:description")
+    await resident.say(LONG_COMPLAINT)
+    assert "共3500字" in resident.text() and "下一步" not in resident.text()
+    assert "请核对举报内容" in resident.text()
+    await submit(resident)
+    async with harness.sessionmaker() as session:
+        assert (await session.execute(select(Case.description))).scalar_one() == DESCRIPTION * 75
+
+
 async def test_a_number_beyond_the_options_is_explained_with_their_range(harness: DialogHarness) -> None:
     """"9" to the menu of 4 showed the menu again without a word; "12" to the 10 districts said to pick one."""
     resident = harness.resident()
