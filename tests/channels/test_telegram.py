@@ -426,7 +426,8 @@ def test_a_message_edited_after_it_was_answered_is_said_not_to_change_the_report
     chat.expect("第3步")
     message_id = chat.standin.update(sent)["message"]["message_id"]
     chat.standin.edit_text(chat.chat_id, message_id, "岳麓区政务服务中心3号窗口")
-    chat.expect("修改后的内容不会被采用")
+    edited = chat.expect("修改后的内容不会被采用")
+    assert "请不要重新发送" in edited and "核对页" in edited  # sent again, the place would answer the time question
     chat.press("when:today", expect="第4步")
     chat.say(DESCRIPTION, expect="第5步")
     chat.press("evidence:done", expect="第6步")
