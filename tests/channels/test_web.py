@@ -481,3 +481,32 @@ def test_evidence_on_a_full_disk_asks_to_try_again_and_logs_the_file_and_the_ful
     assert re.search(rf"web chat: cannot write {re.escape(str(evidence))}/\S+: No space left on device ", line), line
     taken = client.post("/chat/api/upload", files={"file": ("receipt.jpg", plain_photo(64, 48), "image/jpeg")})
     assert taken.status_code == 200 and "已收到第 1 个文件" in taken.text
+
+
+def test_a_screen_reader_reads_each_message_in_its_own_language(service: LiveService) -> None:
+    """Found with a screen reader: the page said lang="zh-CN" whatever the resident's language, so an English
+    resident's questions were read out by a Chinese voice; after switching language the new replies must be read in
+    the new one. The page's own bilingual labels stay marked Chinese (their English words are marked English)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(locale="en-US", base_url=service.url)
+        page.goto("/")
+        send = page.locator("#send")
+        welcome = page.locator("#messages .msg.bot", has_text="What would you like to do?")
+        expect(welcome).to_be_visible()
+        expect(page.locator("html")).to_have_attribute("lang", "en")
+        expect(welcome).to_have_attribute("lang", "en")
+        expect(page.locator("header.topbar")).to_have_attribute("lang", "zh-CN")
+        expect(page.locator("footer.bottombar")).to_have_attribute("lang", "zh-CN")
+        page.locator("button.choice[data-key='menu:language']").click()
+        expect(send).to_be_enabled()
+        page.locator("button.choice", has_text="中文").click()
+        switched = page.locator("#messages .msg.bot", has_text="已切换为中文")
+        expect(switched).to_have_attribute("lang", "zh-CN")
+        page.reload()  # the transcript shown again keeps each message's language
+        expect(switched).to_have_attribute("lang", "zh-CN")
+        expect(welcome).to_have_attribute("lang", "en")
+        browser.close()
+
