@@ -510,3 +510,28 @@ def test_a_screen_reader_reads_each_message_in_its_own_language(service: LiveSer
         expect(welcome).to_have_attribute("lang", "en")
         browser.close()
 
+
+def test_a_keyboard_user_whose_answer_was_not_sent_keeps_the_focus_on_it(service: LiveService) -> None:
+    """Found with the keyboard only: when a choice could not be sent (the network dropped), the button was disabled
+    while it was tried and the focus fell to the page's body; the resident had to tab back through the page to
+    press it again."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(locale="zh-CN", base_url=service.url)
+        page.goto("/")
+        send = page.locator("#send")
+        report = page.locator("button.choice[data-key='menu:report']")
+        expect(report).to_be_visible()
+        page.route("**/chat/api/message", lambda route: route.abort())
+        report.focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("#messages .msg.error", has_text="网络错误")).to_be_visible()
+        expect(send).to_be_enabled()
+        expect(report).to_be_focused()
+        page.unroute("**/chat/api/message")
+        page.keyboard.press("Enter")  # the same key again sends it
+        expect(page.locator("button.choice[data-key='district:yuelu']")).to_be_visible()
+        expect(page.locator("button.choice").first).to_be_focused()
+        browser.close()
