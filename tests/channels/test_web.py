@@ -535,3 +535,42 @@ def test_a_keyboard_user_whose_answer_was_not_sent_keeps_the_focus_on_it(service
         expect(page.locator("button.choice[data-key='district:yuelu']")).to_be_visible()
         expect(page.locator("button.choice").first).to_be_focused()
         browser.close()
+
+
+def test_a_photo_the_service_could_not_keep_is_explained_and_sent_again_with_one_press(
+        service: LiveService, tmp_path: Path) -> None:
+    """Found on a phone while the evidence directory could not be written: the page showed its own "the service is
+    temporarily unavailable" instead of the service's "your answers are kept, try again shortly", and offered no
+    way to send the photo again but to find it in the gallery once more."""
+    from playwright.sync_api import expect, sync_playwright
+
+    evidence, aside = service.data_dir / "evidence", service.data_dir / "evidence-aside"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 390, "height": 800}, locale="zh-CN", base_url=service.url)
+        page.goto("/")
+        send = page.locator("#send")
+        for key in ("menu:report", "district:yuelu"):
+            page.locator(f"button.choice[data-key='{key}']").click()
+            expect(send).to_be_enabled()
+        for answer in ("岳麓区政务服务中心社保窗口", "今天", "社保窗口工作人员中午提前一小时离岗，群众等到下午两点半。"):
+            page.fill("#input", answer)
+            page.press("#input", "Enter")
+            expect(send).to_be_enabled()
+        expect(page.locator("button.choice[data-key='evidence:done']")).to_be_visible()
+        if evidence.exists():
+            evidence.rename(aside)
+        evidence.write_text("a file where the evidence directory should be")
+        try:
+            page.set_input_files("#file", [{"name": "receipt.jpg", "mimeType": "image/jpeg",
+                                            "buffer": plain_photo(64, 48)}])
+            expect(page.locator("#messages .msg.error")).to_have_text(
+                "抱歉，系统繁忙，您已填写的内容不会丢失，请稍后再试。")
+            expect(page.locator("#messages .note")).to_have_text("未发送 · Not sent")
+        finally:
+            evidence.unlink()
+            if aside.exists():
+                aside.rename(evidence)
+        page.locator("button.retry").click()
+        expect(page.locator("#messages .msg.bot", has_text="已收到第 1 个文件")).to_be_visible()
+        browser.close()
