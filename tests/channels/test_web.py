@@ -542,7 +542,7 @@ def test_a_photo_the_service_could_not_keep_is_explained_and_sent_again_with_one
     """Found on a phone while the evidence directory could not be written: the page showed its own "the service is
     temporarily unavailable" instead of the service's "your answers are kept, try again shortly", and offered no
     way to send the photo again but to find it in the gallery once more."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import FilePayload, expect, sync_playwright
 
     evidence, aside = service.data_dir / "evidence", service.data_dir / "evidence-aside"
     with sync_playwright() as playwright:
@@ -553,7 +553,8 @@ def test_a_photo_the_service_could_not_keep_is_explained_and_sent_again_with_one
         for key in ("menu:report", "district:yuelu"):
             page.locator(f"button.choice[data-key='{key}']").click()
             expect(send).to_be_enabled()
-        for answer in ("岳麓区政务服务中心社保窗口", "今天", "社保窗口工作人员中午提前一小时离岗，群众等到下午两点半。"):
+        for answer in ("岳麓区政务服务中心社保窗口", "今天",
+                       "社保窗口工作人员中午提前一小时离岗，群众等到下午两点半。"):
             page.fill("#input", answer)
             page.press("#input", "Enter")
             expect(send).to_be_enabled()
@@ -562,8 +563,8 @@ def test_a_photo_the_service_could_not_keep_is_explained_and_sent_again_with_one
             evidence.rename(aside)
         evidence.write_text("a file where the evidence directory should be")
         try:
-            page.set_input_files("#file", [{"name": "receipt.jpg", "mimeType": "image/jpeg",
-                                            "buffer": plain_photo(64, 48)}])
+            photo: FilePayload = {"name": "receipt.jpg", "mimeType": "image/jpeg", "buffer": plain_photo(64, 48)}
+            page.set_input_files("#file", [photo])
             expect(page.locator("#messages .msg.error")).to_have_text(
                 "抱歉，系统繁忙，您已填写的内容不会丢失，请稍后再试。")
             expect(page.locator("#messages .note")).to_have_text("未发送 · Not sent")
