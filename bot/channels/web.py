@@ -37,6 +37,8 @@ COOKIE = "ql_chat"
 PAGE = Path(__file__).resolve().parent.parent / "static" / "chat.html"
 MAX_TEXT = 8000
 RETRY_AFTER_SECONDS = 5
+LANGUAGE_TAGS = {"zh": "zh-CN", "en": "en"}
+"""Our locales as the page marks them (`lang`), so that a screen reader reads each message with the right voice."""
 
 
 class ChoiceOut(BaseModel):
@@ -48,6 +50,7 @@ class MessageOut(BaseModel):
     text: str
     choices: list[ChoiceOut]
     columns: int
+    lang: str | None  # the message's language where known (`LANGUAGE_TAGS`)
 
 
 class MessagesOut(BaseModel):
@@ -83,7 +86,8 @@ def client_ip(request: Request) -> str | None:
 
 def _out(messages: list[Outbound]) -> MessagesOut:
     return MessagesOut(messages=[
-        MessageOut(text=m.text, choices=[ChoiceOut(key=c.key, label=c.label) for c in m.choices], columns=m.columns)
+        MessageOut(text=m.text, choices=[ChoiceOut(key=c.key, label=c.label) for c in m.choices], columns=m.columns,
+                   lang=LANGUAGE_TAGS.get(m.locale or ""))
         for m in messages
     ])
 
@@ -138,7 +142,9 @@ def build_router(runtime: Runtime) -> APIRouter:
     @router.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page(request: Request, response: Response, ql_chat: Annotated[str | None, Cookie()] = None) -> Any:
         city = runtime.settings.city
+        locale = normalise_locale(request.headers.get("accept-language"), city.default_locale)
         html = (PAGE.read_text(encoding="utf-8")
+                .replace("{{lang}}", LANGUAGE_TAGS.get(locale, "zh-CN"))
                 .replace("{{title_zh}}", escape("清廉" + city.city_zh.removesuffix("市")))
                 .replace("{{title_en}}", escape("Clean " + city.city_en)))
         result = HTMLResponse(html, headers={

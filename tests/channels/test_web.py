@@ -481,3 +481,97 @@ def test_evidence_on_a_full_disk_asks_to_try_again_and_logs_the_file_and_the_ful
     assert re.search(rf"web chat: cannot write {re.escape(str(evidence))}/\S+: No space left on device ", line), line
     taken = client.post("/chat/api/upload", files={"file": ("receipt.jpg", plain_photo(64, 48), "image/jpeg")})
     assert taken.status_code == 200 and "已收到第 1 个文件" in taken.text
+
+
+def test_a_screen_reader_reads_each_message_in_its_own_language(service: LiveService) -> None:
+    """Found with a screen reader: the page said lang="zh-CN" whatever the resident's language, so an English
+    resident's questions were read out by a Chinese voice; after switching language the new replies must be read in
+    the new one. The page's own bilingual labels stay marked Chinese (their English words are marked English)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(locale="en-US", base_url=service.url)
+        page.goto("/")
+        send = page.locator("#send")
+        welcome = page.locator("#messages .msg.bot", has_text="What would you like to do?")
+        expect(welcome).to_be_visible()
+        expect(page.locator("html")).to_have_attribute("lang", "en")
+        expect(welcome).to_have_attribute("lang", "en")
+        expect(page.locator("header.topbar")).to_have_attribute("lang", "zh-CN")
+        expect(page.locator("footer.bottombar")).to_have_attribute("lang", "zh-CN")
+        page.locator("button.choice[data-key='menu:language']").click()
+        expect(send).to_be_enabled()
+        page.locator("button.choice", has_text="中文").click()
+        switched = page.locator("#messages .msg.bot", has_text="已切换为中文")
+        expect(switched).to_have_attribute("lang", "zh-CN")
+        page.reload()  # the transcript shown again keeps each message's language
+        expect(switched).to_have_attribute("lang", "zh-CN")
+        expect(welcome).to_have_attribute("lang", "en")
+        browser.close()
+
+
+def test_a_keyboard_user_whose_answer_was_not_sent_keeps_the_focus_on_it(service: LiveService) -> None:
+    """Found with the keyboard only: when a choice could not be sent (the network dropped), the button was disabled
+    while it was tried and the focus fell to the page's body; the resident had to tab back through the page to
+    press it again."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(locale="zh-CN", base_url=service.url)
+        page.goto("/")
+        send = page.locator("#send")
+        report = page.locator("button.choice[data-key='menu:report']")
+        expect(report).to_be_visible()
+        page.route("**/chat/api/message", lambda route: route.abort())
+        report.focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("#messages .msg.error", has_text="网络错误")).to_be_visible()
+        expect(send).to_be_enabled()
+        expect(report).to_be_focused()
+        page.unroute("**/chat/api/message")
+        page.keyboard.press("Enter")  # the same key again sends it
+        expect(page.locator("button.choice[data-key='district:yuelu']")).to_be_visible()
+        expect(page.locator("button.choice").first).to_be_focused()
+        browser.close()
+
+
+def test_a_photo_the_service_could_not_keep_is_explained_and_sent_again_with_one_press(
+        service: LiveService, tmp_path: Path) -> None:
+    """Found on a phone while the evidence directory could not be written: the page showed its own "the service is
+    temporarily unavailable" instead of the service's "your answers are kept, try again shortly", and offered no
+    way to send the photo again but to find it in the gallery once more."""
+    from playwright.sync_api import FilePayload, expect, sync_playwright
+
+    evidence, aside = service.data_dir / "evidence", service.data_dir / "evidence-aside"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 390, "height": 800}, locale="zh-CN", base_url=service.url)
+        page.goto("/")
+        send = page.locator("#send")
+        for key in ("menu:report", "district:yuelu"):
+            page.locator(f"button.choice[data-key='{key}']").click()
+            expect(send).to_be_enabled()
+        for answer in ("岳麓区政务服务中心社保窗口", "今天",
+                       "社保窗口工作人员中午提前一小时离岗，群众等到下午两点半。"):
+            page.fill("#input", answer)
+            page.press("#input", "Enter")
+            expect(send).to_be_enabled()
+        expect(page.locator("button.choice[data-key='evidence:done']")).to_be_visible()
+        if evidence.exists():
+            evidence.rename(aside)
+        evidence.write_text("a file where the evidence directory should be")
+        try:
+            photo: FilePayload = {"name": "receipt.jpg", "mimeType": "image/jpeg", "buffer": plain_photo(64, 48)}
+            page.set_input_files("#file", [photo])
+            expect(page.locator("#messages .msg.error")).to_have_text(
+                "抱歉，系统繁忙，您已填写的内容不会丢失，请稍后再试。")
+            expect(page.locator("#messages .note")).to_have_text("未发送 · Not sent")
+        finally:
+            evidence.unlink()
+            if aside.exists():
+                aside.rename(evidence)
+        page.locator("button.retry").click()
+        expect(page.locator("#messages .msg.bot", has_text="已收到第 1 个文件")).to_be_visible()
+        browser.close()

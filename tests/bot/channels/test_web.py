@@ -201,7 +201,8 @@ async def test_a_conversation_follows_its_cookie_and_answers_in_the_browsers_lan
         for browser in (chinese, english, french):
             await _opened(browser)
         *intro, step1 = await _say(chinese, command="report")
-        english_step1 = _text(await _say(english, command="report"))
+        *_, english_step1_message = await _say(english, command="report")
+        english_step1 = english_step1_message["text"]
         french_step1 = _text(await _say(french, command="report"))
         chinese_step2 = _text(await _say(chinese, choice="district:kaifu"))
         english_step2 = _text(await _say(english, choice="district:yuelu"))
@@ -209,7 +210,8 @@ async def test_a_conversation_follows_its_cookie_and_answers_in_the_browsers_lan
     assert [message["choices"] for message in intro] == [[]]  # how reporting works, then the first question
     assert step1["text"] == "第1步：问题发生在长沙市哪个区县（市）？"
     assert {"key": "district:furong", "label": "芙蓉区"} in step1["choices"]
-    assert set(step1) == {"text", "choices", "columns"} and isinstance(step1["columns"], int)
+    assert set(step1) == {"text", "choices", "columns", "lang"} and isinstance(step1["columns"], int)
+    assert (step1["lang"], english_step1_message["lang"]) == ("zh-CN", "en")  # the page marks each message's language
     assert english_step1.endswith("Step 1: In which district of Changsha did it happen?")
     assert french_step1.endswith("第1步：问题发生在长沙市哪个区县（市）？")  # a language we lack: the city's default
     assert chinese_step2.startswith("第2步") and english_step2.startswith("Step 2")
@@ -292,7 +294,7 @@ async def test_the_inbox_hands_a_browser_its_waiting_messages_once(tmp_path: Pat
     assert empty_before == {"messages": []} and to_neighbour == {"messages": []}
     assert first == {"messages": [{
         "text": f"您的举报 {number} 收到办理答复：\n{answer}\n\n发送 /status 加查询码可查看完整轨迹并评价。",
-        "choices": [], "columns": 1}]}
+        "choices": [], "columns": 1, "lang": "zh-CN"}]}  # a notice in the reporter's language, marked so
     assert second == {"messages": []}
 
 
