@@ -537,6 +537,38 @@ def test_a_keyboard_user_whose_answer_was_not_sent_keeps_the_focus_on_it(service
         browser.close()
 
 
+def _browser_to_the_evidence_step(page: Any) -> None:
+    """A new resident in the browser, through the report's first four questions to the evidence."""
+    from playwright.sync_api import expect
+
+    page.goto("/")
+    send = page.locator("#send")
+    for key in ("menu:report", "district:yuelu"):
+        page.locator(f"button.choice[data-key='{key}']").click()
+        expect(send).to_be_enabled()
+    for answer in ("岳麓区政务服务中心社保窗口", "今天", "社保窗口工作人员中午提前一小时离岗，群众等到下午两点半。"):
+        page.fill("#input", answer)
+        page.press("#input", "Enter")
+        expect(send).to_be_enabled()
+    expect(page.locator("button.choice[data-key='evidence:done']")).to_be_visible()
+
+
+def test_files_chosen_together_are_each_sent_though_one_is_refused(service: LiveService) -> None:
+    """Two files chosen at once, the first too large to upload: the second was never sent, and nothing said so."""
+    from playwright.sync_api import FilePayload, expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 390, "height": 800}, locale="zh-CN", base_url=service.url)
+        _browser_to_the_evidence_step(page)
+        video: FilePayload = {"name": "video.pdf", "mimeType": "application/pdf", "buffer": b"%PDF" * 3_000_000}
+        photo: FilePayload = {"name": "receipt.jpg", "mimeType": "image/jpeg", "buffer": plain_photo(64, 48)}
+        page.set_input_files("#file", [video, photo])
+        expect(page.locator("#messages .msg.error", has_text="文件太大")).to_be_visible()
+        expect(page.locator("#messages .msg.bot", has_text="已收到第 1 个文件")).to_be_visible()
+        browser.close()
+
+
 def test_a_photo_the_service_could_not_keep_is_explained_and_sent_again_with_one_press(
         service: LiveService, tmp_path: Path) -> None:
     """Found on a phone while the evidence directory could not be written: the page showed its own "the service is
@@ -548,17 +580,7 @@ def test_a_photo_the_service_could_not_keep_is_explained_and_sent_again_with_one
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 390, "height": 800}, locale="zh-CN", base_url=service.url)
-        page.goto("/")
-        send = page.locator("#send")
-        for key in ("menu:report", "district:yuelu"):
-            page.locator(f"button.choice[data-key='{key}']").click()
-            expect(send).to_be_enabled()
-        for answer in ("岳麓区政务服务中心社保窗口", "今天",
-                       "社保窗口工作人员中午提前一小时离岗，群众等到下午两点半。"):
-            page.fill("#input", answer)
-            page.press("#input", "Enter")
-            expect(send).to_be_enabled()
-        expect(page.locator("button.choice[data-key='evidence:done']")).to_be_visible()
+        _browser_to_the_evidence_step(page)
         if evidence.exists():
             evidence.rename(aside)
         evidence.write_text("a file where the evidence directory should be")
