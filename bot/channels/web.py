@@ -145,6 +145,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         locale = normalise_locale(request.headers.get("accept-language"), city.default_locale)
         html = (PAGE.read_text(encoding="utf-8")
                 .replace("{{lang}}", LANGUAGE_TAGS.get(locale, "zh-CN"))
+                .replace("{{max_file_bytes}}", str(city.limits.max_attachment_bytes))
                 .replace("{{title_zh}}", escape("清廉" + city.city_zh.removesuffix("市")))
                 .replace("{{title_en}}", escape("Clean " + city.city_en)))
         result = HTMLResponse(html, headers={

@@ -554,7 +554,8 @@ def _browser_to_the_evidence_step(page: Any) -> None:
 
 
 def test_files_chosen_together_are_each_sent_though_one_is_refused(service: LiveService) -> None:
-    """Two files chosen at once, the first too large to upload: the second was never sent, and nothing said so."""
+    """Two files chosen at once, the first too large to upload: the second was never sent, and nothing said so; and
+    the first was uploaded whole before the page said it was too large, without saying the limit."""
     from playwright.sync_api import FilePayload, expect, sync_playwright
 
     with sync_playwright() as playwright:
@@ -564,7 +565,7 @@ def test_files_chosen_together_are_each_sent_though_one_is_refused(service: Live
         video: FilePayload = {"name": "video.pdf", "mimeType": "application/pdf", "buffer": b"%PDF" * 3_000_000}
         photo: FilePayload = {"name": "receipt.jpg", "mimeType": "image/jpeg", "buffer": plain_photo(64, 48)}
         page.set_input_files("#file", [video, photo])
-        expect(page.locator("#messages .msg.error", has_text="文件太大")).to_be_visible()
+        expect(page.locator("#messages .msg.error", has_text="文件太大（11.4 MB），每个文件最大 10 MB")).to_be_visible()
         expect(page.locator("#messages .msg.bot", has_text="已收到第 1 个文件")).to_be_visible()
         browser.close()
 
