@@ -303,6 +303,26 @@ class LiveService:
 
 
 @contextmanager
+def evidence_unwritable(data_dir: Path, full: Path | None = None) -> Iterator[Path]:
+    """A service's evidence directory set aside and, while in the block, a link to `full` (a full disk), or without
+    one a plain file where the directory should be (as a failed mount can leave it); put back after. Yields the
+    evidence directory's path."""
+    evidence, aside = data_dir / "evidence", data_dir / "evidence-aside"
+    if evidence.exists():
+        evidence.rename(aside)
+    if full is None:
+        evidence.write_text("a file where the evidence directory should be")
+    else:
+        evidence.symlink_to(full)
+    try:
+        yield evidence
+    finally:
+        evidence.unlink()
+        if aside.exists():
+            aside.rename(evidence)
+
+
+@contextmanager
 def full_filesystem(mount_point: Path, size: str = "256k") -> Iterator[Path]:
     """A filesystem with no space left, for what a full disk does to the service: a tmpfs of `size` filled to its last
     block (by a file named `filler`: removing it makes room), mounted on `mount_point` in a mount namespace of its

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from tests import loop_steps
-from tests.conftest import LiveService, evidence_content, full_filesystem
+from tests.conftest import LiveService, evidence_content, evidence_unwritable, full_filesystem
 from tests.factories import (
     HIDDEN_WORDS,
     hidden_words_in,
@@ -295,20 +295,12 @@ def test_evidence_that_cannot_be_written_is_logged_as_a_file_problem_not_a_datab
     """A full disk or a read-only mount under the evidence directory: the resident is asked to try again shortly
     and keeps the draft; the operator's log said "the database is unavailable", which sent them to PostgreSQL. It
     now names the path that could not be written and the system's reason."""
-    evidence, aside = service.data_dir / "evidence", service.data_dir / "evidence-aside"
     client = _client(service)
     send = _sender(client)
     _to_the_evidence_step(send)
     logged = len(service.log())
-    if evidence.exists():
-        evidence.rename(aside)
-    evidence.write_text("a file where the evidence directory should be")  # as a failed mount can leave it
-    try:
+    with evidence_unwritable(service.data_dir) as evidence:
         refused = client.post("/chat/api/upload", files={"file": ("receipt.jpg", plain_photo(64, 48), "image/jpeg")})
-    finally:
-        evidence.unlink()
-        if aside.exists():
-            aside.rename(evidence)
     assert refused.status_code == 503 and "Retry-After" in refused.headers
     log = service.log()[logged:]
     assert "the database is unavailable" not in log
@@ -457,22 +449,12 @@ def test_evidence_on_a_full_disk_asks_to_try_again_and_logs_the_file_and_the_ful
     first write fails with ENOSPC, an OSError that names no file. The log said "the database is unavailable
     (OSError)", which sent the operator to PostgreSQL; it now names the file and "No space left on device", and
     the resident is asked to try again shortly, the draft kept."""
-    evidence, aside = service.data_dir / "evidence", service.data_dir / "evidence-aside"
     client = _client(service)
     send = _sender(client)
     _to_the_evidence_step(send)
     logged = len(service.log())
-    with full_filesystem(tmp_path / "disk") as full:
-        if evidence.exists():
-            evidence.rename(aside)
-        evidence.symlink_to(full)  # the evidence directory, now on the full disk
-        try:
-            refused = client.post("/chat/api/upload",
-                                  files={"file": ("receipt.jpg", plain_photo(64, 48), "image/jpeg")})
-        finally:
-            evidence.unlink()
-            if aside.exists():
-                aside.rename(evidence)
+    with full_filesystem(tmp_path / "disk") as full, evidence_unwritable(service.data_dir, full) as evidence:
+        refused = client.post("/chat/api/upload", files={"file": ("receipt.jpg", plain_photo(64, 48), "image/jpeg")})
     assert (refused.status_code, refused.json()["detail"]) == (
         503, "抱歉，系统繁忙，您已填写的内容不会丢失，请稍后再试。")
     log = service.log()[logged:]
@@ -577,24 +559,16 @@ def test_a_photo_the_service_could_not_keep_is_explained_and_sent_again_with_one
     way to send the photo again but to find it in the gallery once more."""
     from playwright.sync_api import FilePayload, expect, sync_playwright
 
-    evidence, aside = service.data_dir / "evidence", service.data_dir / "evidence-aside"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 390, "height": 800}, locale="zh-CN", base_url=service.url)
         _browser_to_the_evidence_step(page)
-        if evidence.exists():
-            evidence.rename(aside)
-        evidence.write_text("a file where the evidence directory should be")
-        try:
+        with evidence_unwritable(service.data_dir):
             photo: FilePayload = {"name": "receipt.jpg", "mimeType": "image/jpeg", "buffer": plain_photo(64, 48)}
             page.set_input_files("#file", [photo])
             expect(page.locator("#messages .msg.error")).to_have_text(
                 "抱歉，系统繁忙，您已填写的内容不会丢失，请稍后再试。")
             expect(page.locator("#messages .note")).to_have_text("未发送 · Not sent")
-        finally:
-            evidence.unlink()
-            if aside.exists():
-                aside.rename(evidence)
         page.locator("button.retry").click()
         expect(page.locator("#messages .msg.bot", has_text="已收到第 1 个文件")).to_be_visible()
         browser.close()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.channels.test_telegram import Chat
-from tests.conftest import LiveService, full_filesystem, inside
+from tests.conftest import LiveService, evidence_unwritable, full_filesystem, inside
 from tests.factories import plain_photo
 from tests.faults.conftest import service_env, texts_with
 from tests.standins.telegram_server import TelegramStandIn
@@ -98,22 +98,12 @@ def test_a_photo_the_full_evidence_directory_cannot_take_is_kept_with_telegram_a
     service.start()
     chat = Chat(telegram, 7302)
     to_the_evidence_step(chat)
-    evidence = service.data_dir / "evidence"
-    aside = service.data_dir / "evidence-aside"
     logged = len(service.log())
-    with full_filesystem(tmp_path / "disk") as full:
-        if evidence.exists():
-            evidence.rename(aside)
-        evidence.symlink_to(full)  # the evidence directory, now on the full disk
-        try:
-            sent = telegram.send_photo(chat.chat_id, plain_photo(64, 48))
-            told = chat.expect(CANNOT_STORE)
-            assert not telegram.is_confirmed(sent)
-            log = service.log()[logged:]
-        finally:
-            evidence.unlink()
-            if aside.exists():
-                aside.rename(evidence)
+    with full_filesystem(tmp_path / "disk") as full, evidence_unwritable(service.data_dir, full) as evidence:
+        sent = telegram.send_photo(chat.chat_id, plain_photo(64, 48))
+        told = chat.expect(CANNOT_STORE)
+        assert not telegram.is_confirmed(sent)
+        log = service.log()[logged:]
     assert "Traceback" not in log, log
     [line] = [line for line in log.splitlines() if "bot.channels.telegram" in line]
     kept = ("stays with Telegram, which delivers it again until it can be stored" if webhook

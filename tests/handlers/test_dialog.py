@@ -34,6 +34,15 @@ async def where_and_when(resident: Resident) -> None:
     await resident.press("when:today")
 
 
+async def submit_what_was_offered(resident: Resident) -> str:
+    """A text offered as a report: taken, steps 1 to 3, no evidence, anonymous, submitted."""
+    await resident.press("intake:report")
+    await where_and_when(resident)
+    await resident.press("evidence:done")
+    await resident.press("identity:anonymous")
+    return await submit(resident)
+
+
 async def submit(resident: Resident) -> str:
     await resident.press("summary:submit")
     match = re.search(r"\d{4} \d{4} \d{4} \d{4}", resident.text())
@@ -550,11 +559,7 @@ async def test_a_first_message_over_the_limit_is_kept_as_far_as_it_fits(harness:
         "您发来的内容共3500字，超过了“经过”3000字的上限。已把前3000字记为事情经过；从“另外，窗口负责人说这种情……”"
         "开始的其余500字没有保存，您的聊天记录里还有。提交前核对时可以修改“经过”，提交后也可以凭查询码用“补充材料”发送其余内容。")
     assert "下一步" not in resident.text() and resident.keys() == ["intake:report", "intake:menu"]
-    await resident.press("intake:report")
-    await where_and_when(resident)
-    await resident.press("evidence:done")
-    await resident.press("identity:anonymous")
-    await submit(resident)
+    await submit_what_was_offered(resident)
     async with harness.sessionmaker() as session:
         assert (await session.execute(select(Case.description))).scalar_one() == DESCRIPTION * 75
 
@@ -633,11 +638,7 @@ async def test_a_complaint_pasted_as_the_first_message_and_cut_in_two_is_offered
     said = await resident.paste(whole[:2100], whole[2100:])
     assert len(said) == 1 and said[0].startswith(f"您发来的内容：\n“{whole[:60]}……”")
     assert resident.keys() == ["intake:report", "intake:menu"]
-    await resident.press("intake:report")
-    await where_and_when(resident)
-    await resident.press("evidence:done")
-    await resident.press("identity:anonymous")
-    await submit(resident)
+    await submit_what_was_offered(resident)
     async with harness.sessionmaker() as session:
         assert (await session.execute(select(Case.description))).scalar_one() == whole
 
