@@ -112,6 +112,11 @@ class Week:
     def label(self) -> str:
         return f"{self.iso_year}-W{self.iso_week:02d}"
 
+    @property
+    def days(self) -> int:
+        """How many of its days the period holds: under 7 for a week cut at the period's start or end."""
+        return round((self.end - self.start) / timedelta(days=1))
+
 
 @dataclass
 class LoopStatistics:
