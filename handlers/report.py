@@ -15,6 +15,7 @@ from typing import Any
 from handlers import similar as similar_cases
 from handlers.context import Turn
 from handlers.description import kept_description
+from handlers.districts import named_district
 from handlers.evidence import accept_file, delete_files
 from handlers.menu import show_menu
 from handlers.types import Attachment, Choice, SharedContact
@@ -29,7 +30,6 @@ from handlers.validation import (
     says_enough,
 )
 from nlp.search import index_terms
-from nlp.tokenizer import normalise
 from storage import actions, client_limits
 from storage.models import ClientEventKind
 from storage.receipts import format_receipt_code
@@ -303,7 +303,7 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
             turn.say(turn.t("story_kept"))
             ask(turn, state)
         elif state == "district":
-            if choice is None and text is not None and (named := _district_named(turn, text)) is not None:
+            if choice is None and text is not None and (named := named_district(turn.ctx.city, text)) is not None:
                 choice = f"district:{named}"  # "岳麓", "在岳麓区", "Yuelu district"
             elif choice is None and typed_one_of(turn, text, "district_yes_words") and \
                     (mentioned := _district_mentioned(turn)) is not None:
@@ -405,28 +405,12 @@ def _contact_card(turn: Turn, card: SharedContact) -> None:
     _identified(turn, name, phone)
 
 
-def _district_named(turn: Turn, text: str) -> str | None:
-    """The one district of the city a typed answer names: by its full name ("岳麓区"), its English name, or —
-    where the text does not name the city itself, whose name the short forms may share ("长沙县") — its name
-    without the 区/县/市 suffix ("岳麓"). None when it names none or several."""
-    city = turn.ctx.city
-    typed = normalise(text)  # lower case, one space, traditional characters as simplified ("嶽麓區" is 岳麓区)
-    full = {d.code for d in city.districts
-            if d.zh in typed or re.search(rf"\b{re.escape(d.en.casefold())}\b", typed)}
-    if full:
-        return full.pop() if len(full) == 1 else None
-    if city.city_zh.removesuffix("市") in typed:
-        return None
-    short = {d.code for d in city.districts if len(d.zh) > 2 and d.zh[-1] in "区县市" and d.zh[:-1] in typed}
-    return short.pop() if len(short) == 1 else None
-
-
 def _district_mentioned(turn: Turn) -> str | None:
-    """The one district the draft's description names (a report begun with the complaint, or a description
+    """The one district the draft's description names in full (a report begun with the complaint, or a description
     written before the district is edited): offered at the district question, which still asks — a complaint
     may name the district the resident came from, not the one where it happened."""
     description = turn.draft.get("description")
-    return _district_named(turn, description) if description else None
+    return named_district(turn.ctx.city, description, short_forms=False) if description else None
 
 
 def _occurred(turn: Turn, choice: str | None, text: str | None) -> str:
