@@ -519,6 +519,28 @@ def test_a_keyboard_user_whose_answer_was_not_sent_keeps_the_focus_on_it(service
         browser.close()
 
 
+def test_the_pages_own_words_are_in_the_residents_language_and_the_input_shows_its_focus(
+        service: LiveService) -> None:
+    """Found in English: the page's own errors came in both languages in one line ("网络错误，请重试 / Network
+    error, …"), and the text box showed its focus only as a faint red glow."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(locale="en-US", base_url=service.url)
+        page.goto("/")
+        report = page.locator("button.choice[data-key='menu:report']")
+        expect(report).to_be_visible()
+        page.route("**/chat/api/message", lambda route: route.abort())
+        report.click()
+        error = page.locator("#messages .msg.error")
+        expect(error).to_have_text("Network error, please try again")
+        assert error.get_attribute("lang") == "en"
+        page.locator("#input").focus()
+        assert page.eval_on_selector("#input", "e => getComputedStyle(e).outlineWidth") == "2px"
+        browser.close()
+
+
 def _browser_to_the_evidence_step(page: Any) -> None:
     """A new resident in the browser, through the report's first four questions to the evidence."""
     from playwright.sync_api import expect
