@@ -130,14 +130,15 @@ class Runtime:
         return self.database.read_sessionmaker
 
     async def handle(self, inbound: Inbound, *, queue: Packer | None = None, hold: timedelta | None = None,
-                     gather: timedelta | None = None) -> dialog.Step | None:
+                     gather: timedelta | None = None, restate: bool = False) -> dialog.Step | None:
         """Run one dialog step in one transaction.
 
         With `queue`, the replies are written to the outbox in that same transaction (so a reply is never
         lost between the state change and the send) and the worker is woken; `hold` keeps them back that
         long for a channel that may still deliver them itself; `gather` is how long the channel's residents'
         messages sent in one go take to arrive (`dialog.handle`). Returns None for an update that was handled
-        before.
+        before — or, with `restate` (a channel whose answer to the first delivery may never have arrived), a step
+        that says it was received and asks the current question again (`dialog.restate`).
         """
         if inbound.text is not None and "\x00" in inbound.text:
             inbound = replace(inbound, text=inbound.text.replace("\x00", ""))  # PostgreSQL refuses NUL in text
@@ -154,7 +155,7 @@ class Runtime:
                 ):
                     log.info("duplicate update %s/%s ignored", inbound.channel, inbound.update_key)
                     metrics.DUPLICATES.labels(inbound.channel).inc()
-                    return None
+                    return await dialog.restate(session, inbound, self.dialog_context) if restate else None
                 step = await dialog.handle(session, inbound, self.dialog_context, queue=queue, hold=hold,
                                            gather=gather)
         answered_in = next((message.locale for message in reversed(step.messages) if message.locale), None)

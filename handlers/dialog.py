@@ -317,6 +317,20 @@ def _typed_menu_option(turn: Turn, text: str | None) -> str | None:
     return named_option(text, menu_names(turn))
 
 
+async def restate(session: AsyncSession, inbound: Inbound, ctx: DialogContext) -> Step:
+    """A message its channel sent again after it was handled (the web page's retry of a request whose answer it
+    never got): nothing is done twice; the resident is told it arrived, and the question they are at is asked
+    again. The caller owns the transaction."""
+    conversation = await actions.load_conversation(session, inbound.channel, inbound.user_ref)
+    if conversation.locale is None:
+        conversation.locale = normalise_locale(inbound.locale, ctx.city.default_locale)
+    turn = Turn(session=session, inbound=inbound, conversation=conversation, ctx=ctx)
+    turn.say(turn.t("already_received"))
+    await reask(turn)
+    await actions.finish_step(session, conversation)
+    return Step(turn.messages, [])
+
+
 def _follow_the_language_written(turn: Turn) -> None:
     """The language first taken from the resident's app or browser (or the city's default) gives way, once, to the
     one they plainly write in when they write at the menu or first of all — a Changsha resident whose phone is set

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 from collections.abc import Awaitable
 from html import escape
@@ -37,6 +38,7 @@ COOKIE = "ql_chat"
 PAGE = Path(__file__).resolve().parent.parent / "static" / "chat.html"
 MAX_TEXT = 8000
 RETRY_AFTER_SECONDS = 5
+MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 LANGUAGE_TAGS = {"zh": "zh-CN", "en": "en"}
 """Our locales as the page marks them (`lang`), so that a screen reader reads each message with the right voice."""
 
@@ -134,6 +136,15 @@ def build_router(runtime: Runtime) -> APIRouter:
             raise HTTPException(503, runtime.busy_text(CHANNEL, ref, locale),
                                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
 
+    def update_key(ref: str, message_id: str | None) -> str | None:
+        """The key that makes a message the page sends again (its retry after a request that timed out, whose
+        answer it never got) the same message: handled once (`Runtime.handle`'s `restate`)."""
+        if message_id is None:
+            return None
+        if not MESSAGE_ID.fullmatch(message_id):
+            raise HTTPException(400, "X-Qinglian-Message-Id must be 8 to 64 letters, digits, '-' or '_'")
+        return f"{ref}:{message_id}"
+
     def require_header(value: str | None) -> None:
         # A custom header cannot be sent cross-site without a CORS preflight, which we never allow.
         if value != "1":
@@ -173,19 +184,21 @@ def build_router(runtime: Runtime) -> APIRouter:
         response: Response,
         ql_chat: Annotated[str | None, Cookie()] = None,
         x_qinglian_chat: Annotated[str | None, Header()] = None,
+        x_qinglian_message_id: Annotated[str | None, Header()] = None,
     ) -> MessagesOut:
         require_header(x_qinglian_chat)
         locale = normalise_locale(request.headers.get("accept-language"), runtime.settings.city.default_locale)
         ref = user_ref(ql_chat, response)
-        address = client_ip(request)
+        address, key = client_ip(request), update_key(ref, x_qinglian_message_id)
         if body.command is not None:
-            inbound = Inbound(CHANNEL, ref, locale, command=body.command, command_arg=body.argument, client_ip=address)
+            inbound = Inbound(CHANNEL, ref, locale, command=body.command, command_arg=body.argument, client_ip=address,
+                              update_key=key)
         elif body.choice is not None:
-            inbound = Inbound(CHANNEL, ref, locale, choice=body.choice, client_ip=address)
+            inbound = Inbound(CHANNEL, ref, locale, choice=body.choice, client_ip=address, update_key=key)
         else:
             assert body.text is not None
-            inbound = Inbound(CHANNEL, ref, locale, text=body.text, client_ip=address)
-        step = await database_step(runtime.handle(inbound), ref, locale)
+            inbound = Inbound(CHANNEL, ref, locale, text=body.text, client_ip=address, update_key=key)
+        step = await database_step(runtime.handle(inbound, restate=True), ref, locale)
         return _out(step.messages if step else [])
 
     @router.post("/chat/api/upload", response_model=MessagesOut)
@@ -195,9 +208,11 @@ def build_router(runtime: Runtime) -> APIRouter:
         file: Annotated[UploadFile, File()],
         ql_chat: Annotated[str | None, Cookie()] = None,
         x_qinglian_chat: Annotated[str | None, Header()] = None,
+        x_qinglian_message_id: Annotated[str | None, Header()] = None,
     ) -> MessagesOut:
         require_header(x_qinglian_chat)
         ref = user_ref(ql_chat, response)
+        key = update_key(ref, x_qinglian_message_id)
         limit = runtime.settings.city.limits.max_attachment_bytes
         content = await file.read(limit + 1)
         locale = normalise_locale(request.headers.get("accept-language"), runtime.settings.city.default_locale)
@@ -209,7 +224,8 @@ def build_router(runtime: Runtime) -> APIRouter:
         kind = "photo" if media_type.startswith("image/") else "document"
         attachment = Attachment(kind, media_type, len(content), file.filename, fetch)  # type: ignore[arg-type]
         step = await database_step(
-            runtime.handle(Inbound(CHANNEL, ref, locale, attachment=attachment, client_ip=client_ip(request))),
+            runtime.handle(Inbound(CHANNEL, ref, locale, attachment=attachment, client_ip=client_ip(request),
+                                   update_key=key), restate=True),
             ref, locale)
         return _out(step.messages if step else [])
 

@@ -541,6 +541,44 @@ def test_the_pages_own_words_are_in_the_residents_language_and_the_input_shows_i
         browser.close()
 
 
+def test_a_message_whose_answer_was_lost_is_handled_once_when_sent_again(service: LiveService) -> None:
+    """Found with a slow connection: the page gave up on a request the service had handled, put the text back and
+    marked it "not sent"; sent again, the place became the answer to the question of the time."""
+    from playwright.sync_api import Route, expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(locale="zh-CN", base_url=service.url)
+        page.goto("/")
+        send = page.locator("#send")
+        for key in ("menu:report", "district:yuelu"):
+            page.locator(f"button.choice[data-key='{key}']").click()
+            expect(send).to_be_enabled()
+
+        def handled_but_lost(route: Route) -> None:
+            route.fetch()  # the service handles it; its answer never reaches the page
+            route.abort()
+
+        page.route("**/chat/api/message", handled_but_lost)
+        page.fill("#input", "岳麓区政务服务中心社保窗口")
+        page.press("#input", "Enter")
+        expect(page.locator("#messages .note")).to_have_text("未发送 · Not sent")
+        page.unroute("**/chat/api/message")
+        assert page.input_value("#input") == "岳麓区政务服务中心社保窗口"  # put back, sent again as it is
+        page.press("#input", "Enter")
+        expect(page.locator("#messages .msg.bot", has_text="这条消息已经收到并处理过了")).to_be_visible()
+        expect(page.locator("#messages .msg.bot").last).to_contain_text("第3步")
+        assert page.locator("#messages .msg.bot", has_text="看起来不是时间").count() == 0
+        browser.close()
+
+
+def test_a_message_id_that_is_not_one_is_refused_with_the_reason(service: LiveService) -> None:
+    client = _client(service)
+    refused = client.post("/chat/api/message", json={"command": "start"},
+                          headers={"X-Qinglian-Message-Id": "short"})
+    assert refused.status_code == 400 and "X-Qinglian-Message-Id" in refused.json()["detail"]
+
+
 def _browser_to_the_evidence_step(page: Any) -> None:
     """A new resident in the browser, through the report's first four questions to the evidence."""
     from playwright.sync_api import expect
