@@ -100,7 +100,19 @@ class TrainingError(RuntimeError):
 
 
 class TrainingAlreadyRunning(TrainingError):
-    """Another run (in this or another worker process) has not finished yet."""
+    """Another run (in this or another worker process) has not finished yet: `run_id`, started `minutes` ago."""
+
+    def __init__(self, run_id: str, minutes: int = 0) -> None:
+        ago = "less than a minute ago" if minutes < 1 else fill("{n} {n:plural:minute|minutes} ago", n=minutes)
+        super().__init__(f"training run {run_id} started {ago} and is still running; wait for it to finish")
+        self.run_id = run_id
+        self.minutes = minutes
+
+    def refusal(self) -> OperationError:
+        """The console's refusal (409), said in each language."""
+        if self.minutes < 1:
+            return OperationError(409, "training_running_just_started", run=self.run_id)
+        return OperationError(409, "training_running", run=self.run_id, minutes=self.minutes)
 
 
 # --- the status file ----------------------------------------------------------------------------------------
@@ -196,14 +208,13 @@ def training_status(data_dir: Path | str) -> dict[str, Any]:
     return _complete(status)
 
 
-def _ago(started_at: object, now: datetime) -> str:
-    """How long ago a run started, in words that need no time zone ("3 minutes ago")."""
+def _minutes_since(started_at: object, now: datetime) -> int:
+    """How many whole minutes ago a run started (0 for a start time that cannot be read)."""
     try:
         started = datetime.fromisoformat(str(started_at))
     except ValueError:
-        return "a while ago"
-    minutes = max(0, int((now - started).total_seconds() // 60))
-    return "less than a minute ago" if minutes < 1 else fill("{n} {n:plural:minute|minutes} ago", n=minutes)
+        return 0
+    return max(0, int((now - started).total_seconds() // 60))
 
 
 def _claim(models_dir: Path, run_id: str) -> dict[str, Any] | None:
@@ -212,9 +223,7 @@ def _claim(models_dir: Path, run_id: str) -> dict[str, Any] | None:
     with _locked(models_dir):
         current = _read(models_dir)
         if current is not None and current.get("state") == "running" and _interrupted(current, now) is None:
-            raise TrainingAlreadyRunning(
-                f"training run {current.get('run_id')} started {_ago(current.get('started_at'), now)} and is still "
-                "running; wait for it to finish")
+            raise TrainingAlreadyRunning(str(current.get("run_id")), _minutes_since(current.get("started_at"), now))
         status = {
             "run_id": run_id, "state": "running", "stage": "queued", "message": texts.get("en", "stage.queued"),
             "percent": STAGES["queued"], "started_at": now.isoformat(), "finished_at": None,

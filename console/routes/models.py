@@ -103,6 +103,8 @@ async def train(principal: PagePrincipal, *, csrf: CsrfField = "") -> Response:
         run_id = await training.start_training(principal.context.database, principal.context.data_dir)
     except NothingNewToTrain as same:
         raise training.model_refusal(same) from None
+    except training.TrainingAlreadyRunning as running:
+        raise running.refusal() from None
     except training.TrainingError as problem:
         raise OperationError(409, "model_refused", detail=problem) from None
     await accounts.record(principal, "model.train", {"run": run_id})

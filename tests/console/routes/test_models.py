@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from console import training
 from nlp.artifact import METADATA_FILE, MODEL_FILE
 from nlp.classifier import Classifier
 from nlp.corpus import Example, load_seed_corpus
@@ -276,4 +277,31 @@ async def test_a_model_saved_with_another_scikit_learn_is_refused_in_both_langua
     text = await _promotion_refused(console, other)
     assert f"模型 {other} 是用 scikit-learn 1.5.2 保存的" in text
     assert f"model {other} was saved with scikit-learn 1.5.2" in text
+
+
+
+async def _start_a_run(console: ConsoleHarness, client: Any, csrf: str) -> str:
+    """Staff correct one ticket's label, then the administrator starts a training run on it; returns its id."""
+    number = await console.case(description="区医院住院部护士长收了红包才安排床位，医保结算还多收了钱")
+    corrected = await client.post(f"/console/case/{number}/correct-label", data={"csrf": csrf, "label": "medical"})
+    assert corrected.status_code == 303
+    started = await client.post("/console/models/train", data={"csrf": csrf})
+    assert location(started) == "/console/models?done=training"
+    return str(training.training_status(console.context.data_dir)["run_id"])
+
+
+async def test_a_second_administrator_starting_a_run_is_told_in_both_languages_to_wait(
+        console: ConsoleHarness) -> None:
+    await console.user("boss", StaffRole.ADMIN)
+    await console.user("deputy", StaffRole.ADMIN)
+    async with console.client() as first, console.client() as second:
+        run_id = await _start_a_run(console, first, await console.login(first, "boss"))
+        refused = await second.post("/console/models/train", data={"csrf": await console.login(second, "deputy")})
+        await training.wait_for_runs()
+    text = html.unescape(refused.text)
+    assert refused.status_code == 409
+    assert f"另一次训练 {run_id} 刚刚开始，尚未结束；请等它完成后再训练" in text
+    assert f"training run {run_id} started less than a minute ago and is still running; wait for it to finish" in text
+    assert "模型操作未能执行" not in text
+    assert [entry.detail for entry in await console.audit("model.train")] == [{"run": run_id}]
 
