@@ -69,7 +69,7 @@ _PROGRESS_STAGES = {
     "saving": "saving",
 }
 STATUS_KEYS = ("run_id", "state", "stage", "message", "percent", "started_at", "finished_at", "updated_at",
-               "version", "error", "n_staff_examples", "pid", "host")
+               "version", "error", "error_key", "error_values", "n_staff_examples", "pid", "host")
 
 
 def stage_name(stage: str) -> tuple[str, str] | None:
@@ -168,18 +168,42 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _interrupted(status: dict[str, Any], now: datetime) -> str | None:
-    """Why a status that says "running" belongs to a run that is gone, or None if it may still be going."""
+def failure(key: str, **values: Any) -> dict[str, Any]:
+    """Why a run failed, for its status: `error` (English, as the logs and the REST API say it), and `error_key`
+    (a console text) with `error_values`, so that the models page says it in each language."""
+    kept = {name: value if isinstance(value, int | float | str) else str(value) for name, value in values.items()}
+    return {"error": texts.get("en", key, **kept), "error_key": key, "error_values": kept}
+
+
+def _crash(problem: Exception) -> dict[str, Any]:
+    """The failure of a training that raised `problem`: the registry's refusal under its code, else its message."""
+    from nlp.errors import NlpError
+
+    if isinstance(problem, NlpError) and problem.code and texts.has(f"refusal.{problem.code}"):
+        return failure(f"refusal.{problem.code}", **problem.values)
+    return failure("training_error.failed", detail=str(problem).strip() or type(problem).__name__)
+
+
+def failure_text(status: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Why the run failed, in Chinese and English (as recorded for a status written without its text key)."""
+    key, values, error = status.get("error_key"), status.get("error_values"), status.get("error")
+    if isinstance(key, str) and texts.has(key):
+        return texts.pair(key, **(values if isinstance(values, dict) else {}))
+    return (str(error), str(error)) if error else None
+
+
+def _interrupted(status: dict[str, Any], now: datetime) -> dict[str, Any] | None:
+    """Why a status that says "running" belongs to a run that is gone (a `failure`), or None if it may still be
+    going."""
     pids = [pid for pid in (status.get("pid"), status.get("worker_pid")) if isinstance(pid, int)]
     if pids and status.get("host") == socket.gethostname() and not any(_process_alive(pid) for pid in pids):
-        return f"the training run was interrupted: its process{'es' if len(pids) > 1 else ''} " \
-               f"{', '.join(map(str, pids))} ended"
+        return failure("training_error.interrupted", count=len(pids), pids=", ".join(map(str, pids)))
     try:
         started = datetime.fromisoformat(str(status.get("started_at")))
     except ValueError:
-        return "the training status has no valid start time"
+        return failure("training_error.no_start_time")
     if now - started > STALE_AFTER:
-        return f"the training run was abandoned: no result {int(STALE_AFTER.total_seconds() // 3600)} h after its start"
+        return failure("training_error.abandoned", hours=int(STALE_AFTER.total_seconds() // 3600))
     return None
 
 
@@ -204,7 +228,7 @@ def training_status(data_dir: Path | str) -> dict[str, Any]:
     if status.get("state") == "running":
         problem = _interrupted(status, _now())
         if problem is not None:
-            status = {**status, "state": "failed", "error": problem}
+            status = {**status, "state": "failed", **problem}
     return _complete(status)
 
 
@@ -263,14 +287,15 @@ def _stage(models_dir: Path, run_id: str, stage: str, message: str | None = None
             message=message or texts.get("en", f"stage.{stage}"), **changes)
 
 
-def _finish(models_dir: Path, run_id: str, *, version: str | None = None, error: str | None = None) -> None:
+def _finish(models_dir: Path, run_id: str, *, version: str | None = None, error: dict[str, Any] | None = None) -> None:
+    """Record the end of `run_id`: the `version` it saved, or its `error` (a `failure`)."""
     finished = _now().isoformat()
     if error is None:
         _change(models_dir, run_id, state="succeeded", stage="done", percent=STAGES["done"],
                 message=texts.get("en", "stage.done_with_version", version=version), version=version,
                 finished_at=finished)
     else:
-        _change(models_dir, run_id, state="failed", error=error, finished_at=finished)
+        _change(models_dir, run_id, state="failed", finished_at=finished, **error)
 
 
 # --- the run ------------------------------------------------------------------------------------------------
@@ -324,7 +349,7 @@ def _train_process(data_dir: str, run_id: str, pairs: Sequence[tuple[str, str]],
     try:
         version = _train_job(data_dir, run_id, pairs, cipher)
     except Exception as problem:
-        _finish(models_dir, run_id, error=str(problem).strip() or type(problem).__name__)
+        _finish(models_dir, run_id, error=_crash(problem))
         raise
     _finish(models_dir, run_id, version=version)
 
@@ -342,21 +367,23 @@ async def _run(models_dir: Path, run_id: str, pairs: list[tuple[str, str]], ciph
         if process.is_alive():
             process.terminate()
         await asyncio.shield(asyncio.to_thread(_stop_and_fail, process, models_dir, run_id,
-                                               "the training run was cancelled"))
+                                               failure("training_error.cancelled")))
         raise
     except Exception as problem:  # the process could not start
         log.error("training run %s could not start: %s", run_id, problem, exc_info=True)
-        await asyncio.to_thread(_finish, models_dir, run_id, error=f"the training process could not start: {problem}")
+        await asyncio.to_thread(_finish, models_dir, run_id,
+                                error=failure("training_error.not_started", detail=problem))
         return
     if process.exitcode != 0:
         # the process records its own errors; this catches a crash (killed, out of memory) before it could
         await asyncio.to_thread(_finish, models_dir, run_id,
-                                error=f"the training process ended with exit code {process.exitcode}")
+                                error=failure("training_error.exit_code", code=process.exitcode))
     status = await asyncio.to_thread(training_status, models_dir.parent)
     log.info("training run %s %s: %s", run_id, status["state"], status["version"] or status["error"])
 
 
-def _stop_and_fail(process: multiprocessing.process.BaseProcess, models_dir: Path, run_id: str, error: str) -> None:
+def _stop_and_fail(process: multiprocessing.process.BaseProcess, models_dir: Path, run_id: str,
+                   error: dict[str, Any]) -> None:
     if process.pid is not None:
         process.join(10)
     if process.is_alive():
@@ -389,7 +416,7 @@ async def start_training(database: Database, data_dir: Path) -> str:
         raise
     except BaseException as problem:
         await asyncio.shield(asyncio.to_thread(_finish, models_dir, run_id,
-                                               error=f"could not read the staff-labelled reports: {problem}"))
+                                               error=failure("training_error.no_data", detail=problem)))
         raise
     task = asyncio.create_task(_run(models_dir, run_id, pairs, SealedFiles(database.keyring)),
                                name=f"training-{run_id}")

@@ -82,6 +82,7 @@ async def models(request: Request, principal: PagePrincipal, a: str = "", b: str
                   configured_threshold=context.city.routing.confidence_threshold,
                   events=list(reversed(events))[:RECENT_EVENTS], comparison=comparison, status=status,
                   stage=training.stage_name(str(status.get("stage") or "")), running=running, a=a, b=b,
+                  failure=training.failure_text(status),
                   counts=counts, serving=context.classifier.version, load_failure=load_failure, load_reason=load_reason,
                   can_roll_back=can_roll_back, **extra)
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import os
 import re
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -305,3 +307,22 @@ async def test_a_second_administrator_starting_a_run_is_told_in_both_languages_t
     assert "模型操作未能执行" not in text
     assert [entry.detail for entry in await console.audit("model.train")] == [{"run": run_id}]
 
+
+async def test_a_run_whose_process_was_killed_says_why_in_both_languages(console: ConsoleHarness) -> None:
+    """The training process killed midway (out of memory, an operator's kill): the page says so in Chinese as well
+    as English, and no half-saved version appears."""
+    await console.user("boss", StaffRole.ADMIN)
+    versions = [info.version for info in ModelRegistry(console.context.models_dir).list()]
+    async with console.client() as client:
+        await _start_a_run(console, client, await console.login(client, "boss"))
+        for _ in range(1200):
+            worker = training.training_status(console.context.data_dir).get("worker_pid")
+            if worker is not None:
+                break
+            await asyncio.sleep(0.05)
+        os.kill(int(worker), signal.SIGKILL)
+        await training.wait_for_runs()
+        page = html.unescape((await client.get("/console/models")).text)
+    assert "训练进程意外结束（退出码 -9），可能是内存不足或被强行终止；新版本没有保存，请重新训练" in page
+    assert "the training process ended with exit code -9" in page
+    assert [info.version for info in ModelRegistry(console.context.models_dir).list()] == versions
