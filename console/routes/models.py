@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from fastapi import Form, Request
 from fastapi.responses import JSONResponse, Response
 
-from console import accounts, training
+from console import accounts, model_versions, training
 from console.auth import Principal, visible_queues
 from console.context import ConsoleContext
 from console.operations import OperationError, require_admin
@@ -67,13 +67,13 @@ async def models(request: Request, principal: PagePrincipal, a: str = "", b: str
         known = {info.version for info in versions}
         if a not in known or b not in known:
             raise OperationError(404, "compare_two")
-        comparison = await asyncio.to_thread(training.compare, registry, a, b)
+        comparison = await asyncio.to_thread(model_versions.compare, registry, a, b)
     async with context.database.read_sessionmaker() as session:
         counts = await training_data.staff_label_counts(session)
     running = status.get("state") == "running"
     extra: dict[str, Any] = {} if running or request.query_params.get("done") != "training" else {"done": None}
-    calibrations = {info.version: training.calibration(info.metrics) for info in versions}
-    can_roll_back = training.rollback_target(events, {info.version for info in versions}) is not None
+    calibrations = {info.version: model_versions.calibration(info.metrics) for info in versions}
+    can_roll_back = model_versions.rollback_target(events, {info.version for info in versions}) is not None
     load_failure = context.classifier.load_failure
     load_reason = (Names(context.city).refusal(training.load_failure_reason(context.classifier.load_error,
                                                                            load_failure[1]))
@@ -165,7 +165,7 @@ async def rollback(request: Request, principal: PagePrincipal, *, csrf: CsrfFiel
     if confirm != "1":
         current = await asyncio.to_thread(registry.promoted)
         versions = {info.version: info for info in await asyncio.to_thread(registry.list)}
-        target = training.rollback_target(await asyncio.to_thread(registry.events), set(versions))
+        target = model_versions.rollback_target(await asyncio.to_thread(registry.events), set(versions))
         if target is None:
             raise OperationError(409, "model_rollback_none")  # as the registry says it
         return render(request, principal, "confirm_model.html", action="rollback", target=versions[target],

@@ -320,7 +320,8 @@ async def test_a_run_whose_process_was_killed_says_why_in_both_languages(console
             if worker is not None:
                 break
             await asyncio.sleep(0.05)
-        os.kill(int(worker), signal.SIGKILL)
+        assert isinstance(worker, int), "the training process did not start"
+        os.kill(worker, signal.SIGKILL)
         await training.wait_for_runs()
         page = html.unescape((await client.get("/console/models")).text)
     assert "训练进程意外结束（退出码 -9），可能是内存不足或被强行终止；新版本没有保存，请重新训练" in page
