@@ -317,11 +317,15 @@ class ModelRegistry:
                                     "at": _now().isoformat(), "forced": force, "by": by})
             self._save_state(state)
 
-    def rollback(self, *, by: str | None = None) -> ModelInfo:
-        """Promote the previously promoted version again (`by`: who); returns it."""
+    def rollback(self, *, by: str | None = None, to: str | None = None) -> ModelInfo:
+        """Promote the previously promoted version again (`by`: who); returns it. With `to` (the version a
+        confirmation showed), refuse if the rollback would now promote another one (someone promoted or rolled
+        back meanwhile)."""
         with self.locked():
             state = self._state()
             history: list[str] = state["history"]
+            if to is not None and history and history[-1] == to:
+                raise RegistryError.of("model_rollback_done", version=to)
             if len(history) < 2:
                 raise RegistryError.of("model_rollback_none")
             current = history.pop()
@@ -329,6 +333,8 @@ class ModelRegistry:
                 history.pop()  # a version deleted by hand is skipped
             if not history:
                 raise RegistryError.of("model_rollback_gone")
+            if to is not None and history[-1] != to:
+                raise RegistryError.of("model_rollback_changed", version=to, target=history[-1])
             previous = self.get(history[-1])
             check_servable(previous.path, read_metadata(previous.path), self.cipher)
             state["events"].append({"action": "rollback", "version": previous.version, "previous": current,

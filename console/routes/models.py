@@ -155,8 +155,10 @@ async def promote(request: Request, principal: PagePrincipal, *, csrf: CsrfField
 
 @router.post("/console/models/rollback")
 async def rollback(request: Request, principal: PagePrincipal, *, csrf: CsrfField = "",
-                   confirm: Annotated[str, Form(max_length=1)] = "") -> Response:
-    """Roll back to the previously promoted version, once the administrator confirmed it."""
+                   confirm: Annotated[str, Form(max_length=1)] = "",
+                   version: Annotated[str, Form(max_length=80)] = "") -> Response:
+    """Roll back to the previously promoted version, once the administrator confirmed it: to `version`, the one
+    the confirmation showed (refused if another administrator promoted or rolled back meanwhile)."""
     check_csrf(principal, csrf)
     require_admin(principal)
     from nlp.errors import NlpError
@@ -171,7 +173,8 @@ async def rollback(request: Request, principal: PagePrincipal, *, csrf: CsrfFiel
         return render(request, principal, "confirm_model.html", action="rollback", target=versions[target],
                       current=current, force=False, refusal=None)
     try:
-        info = await asyncio.to_thread(functools.partial(registry.rollback, by=principal.user.username))
+        info = await asyncio.to_thread(functools.partial(registry.rollback, by=principal.user.username,
+                                                         to=version or None))
     except NlpError as problem:
         raise training.model_refusal(problem) from None
     await accounts.record(principal, "model.rollback", {"version": info.version})

@@ -327,3 +327,47 @@ async def test_a_run_whose_process_was_killed_says_why_in_both_languages(console
     assert "训练进程意外结束（退出码 -9），可能是内存不足或被强行终止；新版本没有保存，请重新训练" in page
     assert "the training process ended with exit code -9" in page
     assert [info.version for info in ModelRegistry(console.context.models_dir).list()] == versions
+
+
+def _small_version(models_dir: Path, per_label: int) -> str:
+    """A quick version trained on `per_label` seed examples of each label (not promoted)."""
+    examples: list[Example] = []
+    for label in LABELS:
+        examples += [e for e in load_seed_corpus("train") if e.label == label][:per_label]
+    return train_and_register(ModelRegistry(models_dir), examples, source=f"small ({per_label})").version
+
+
+async def _confirm(client: Any, asked: str) -> Any:
+    """Press the confirmation page's button: its form's fields as the browser sends them."""
+    form = asked[asked.index('<form method="post" action="/console/models/'):]
+    form = form[:form.index("</form>")]
+    action = re.search(r'action="([^"]+)"', form)
+    assert action
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', form))
+    return await client.post(action.group(1), data=fields)
+
+
+async def test_a_confirmed_rollback_promotes_the_version_the_administrator_was_shown_or_none(
+        console: ConsoleHarness) -> None:
+    """Two administrators open the rollback confirmation at once, both shown "then: B". The first confirms; the
+    second's confirmation must not roll back once more, to a version they were never shown."""
+    await console.user("boss", StaffRole.ADMIN)
+    await console.user("deputy", StaffRole.ADMIN)
+    models_dir = console.context.models_dir
+    shown = await asyncio.to_thread(_small_version, models_dir, 12)
+    current = await asyncio.to_thread(_small_version, models_dir, 14)
+    registry = ModelRegistry(models_dir)
+    for version in (shown, current):
+        await asyncio.to_thread(registry.promote, version, force=True)
+    async with console.client() as first, console.client() as second:
+        csrf_first, csrf_second = await console.login(first, "boss"), await console.login(second, "deputy")
+        asked_first = (await first.post("/console/models/rollback", data={"csrf": csrf_first})).text
+        asked_second = (await second.post("/console/models/rollback", data={"csrf": csrf_second})).text
+        assert f"<code>{shown}</code>" in asked_first and f"<code>{shown}</code>" in asked_second
+        assert location(await _confirm(first, asked_first)) == "/console/models?done=rolled_back"
+        refused = await _confirm(second, asked_second)
+    assert refused.status_code == 409
+    text = html.unescape(refused.text)
+    assert f"模型已经回滚到 {shown}" in text and f"the model was already rolled back to {shown}" in text
+    assert console.context.classifier.version == shown
+    assert ModelRegistry(models_dir).promoted() == ModelRegistry(models_dir).get(shown)
