@@ -371,3 +371,28 @@ async def test_a_confirmed_rollback_promotes_the_version_the_administrator_was_s
     assert f"模型已经回滚到 {shown}" in text and f"the model was already rolled back to {shown}" in text
     assert console.context.classifier.version == shown
     assert ModelRegistry(models_dir).promoted() == ModelRegistry(models_dir).get(shown)
+
+
+CORRECTED = [("社区卫生服务中心的医生让我们先交三百元才肯开医保报销单据", "medical"),
+             ("区医院住院部护士长收了红包才安排床位", "medical"),
+             ("学校老师强制学生买辅导书，每本收五十元", "education")]
+DELTA = re.compile(r'<td class="num ?([a-z]*)">([+-]?[\d.]+|—)</td></tr>')
+
+
+async def test_a_difference_too_small_to_show_is_shown_as_no_change(console: ConsoleHarness) -> None:
+    """Retrained on three corrected tickets, the new version routes about as accurately: the B − A column showed a
+    red '-0.0' (a change of -0.03 points, rounded away) as if it had got worse."""
+    await console.user("boss", StaffRole.ADMIN)
+    serving = str(console.context.classifier.version)
+    extra = [Example(text=text, label=label, id=f"staff-{number}") for number, (text, label) in enumerate(CORRECTED)]
+    retrained = await asyncio.to_thread(lambda: train_and_register(ModelRegistry(console.context.models_dir),
+                                                                   extra_examples=extra).version)
+    async with console.client() as client:
+        await console.login(client, "boss")
+        page = (await client.get("/console/models", params={"a": serving, "b": retrained})).text
+    comparison = page[page.index('id="comparison"'):]
+    deltas = DELTA.findall(comparison)
+    assert len(deltas) > 10
+    for colour, shown in deltas:
+        if shown != "—" and float(shown) == 0:  # no change at the precision shown: neither worse nor better
+            assert colour == "" and not shown.startswith("-"), deltas
