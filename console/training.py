@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from console import texts
 from console.operations import OperationError
 from handlers.texts import fill
-from nlp.errors import NothingNewToTrain
+from nlp.errors import NlpError, NothingNewToTrain
 from nlp.labels import LABELS
 from storage import training_data
 from storage.db import Database
@@ -33,7 +33,6 @@ from storage.evidence_files import SealedFiles
 
 if TYPE_CHECKING:
     from nlp.corpus import Example
-    from nlp.errors import NlpError
     from nlp.registry import ModelInfo
 
 try:
@@ -85,8 +84,6 @@ def model_refusal(problem: NlpError) -> OperationError:
 def load_failure_reason(error: Exception | None, reason: str) -> OperationError:
     """Why the promoted model could not be loaded, as a refusal said in each language: the registry's under its
     code; any other error (an unreadable registry, a full disk) by its own message (`reason`)."""
-    from nlp.errors import NlpError
-
     if isinstance(error, NlpError) and error.code:
         return model_refusal(error)
     return OperationError(409, "model_refused", detail=reason)
@@ -174,8 +171,6 @@ def failure(key: str, **values: Any) -> dict[str, Any]:
 
 def _crash(problem: Exception) -> dict[str, Any]:
     """The failure of a training that raised `problem`: the registry's refusal under its code, else its message."""
-    from nlp.errors import NlpError
-
     if isinstance(problem, NlpError) and problem.code and texts.has(f"refusal.{problem.code}"):
         return failure(f"refusal.{problem.code}", **problem.values)
     return failure("training_error.failed", detail=str(problem).strip() or type(problem).__name__)
@@ -394,8 +389,9 @@ async def start_training(database: Database, data_dir: Path) -> str:
 
     Raises `TrainingAlreadyRunning` if a run is going (in any worker process), the registry's `NothingNewToTrain`
     (said through `model_refusal`) if a saved version was trained on the data this run would use (no staff label
-    changed it). The staff-labelled reports are read in a transaction first, then the training runs in a separate
-    process; follow it with `training_status(data_dir)`. The new version is not promoted.
+    changed it), its `RegistryError` if it cannot be read. The staff-labelled reports are read in a transaction
+    first, then the training runs in a separate process; follow it with `training_status(data_dir)`. The new
+    version is not promoted.
     """
     models_dir = _models_dir(data_dir)
     run_id = f"{_now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
@@ -406,10 +402,10 @@ async def start_training(database: Database, data_dir: Path) -> str:
             pairs = await training_data.training_examples(session)
         same = await asyncio.to_thread(_trained_alike, models_dir, pairs)
         if same is not None:
-            await asyncio.to_thread(_release, models_dir, run_id, previous)
             raise NothingNewToTrain(same.version, same.n_examples)
         await asyncio.to_thread(_change, models_dir, run_id, n_staff_examples=len(pairs))
-    except NothingNewToTrain:
+    except NlpError:  # the registry refused (nothing new to learn, or it cannot be read): no run was made
+        await asyncio.to_thread(_release, models_dir, run_id, previous)
         raise
     except BaseException as problem:
         await asyncio.shield(asyncio.to_thread(_finish, models_dir, run_id,

@@ -17,6 +17,8 @@ REFUSALS = {
     "model_gate_unscorable": "model {version} cannot be scored on the evaluation split",
     "model_gate_below": "model {version} has macro-F1 {candidate_f1} on the evaluation split, more than 1 point "
                         "below the promoted {current} ({current_f1})",
+    "model_registry_invalid": "{path} is not valid JSON ({problem}); fix or remove it",
+    "model_registry_no_history": "{path} has no promotion history; fix or remove it",
     "model_rollback_none": "no earlier promoted model to roll back to",
     "model_rollback_gone": "the earlier promoted models no longer exist; nothing to roll back to",
     "model_rollback_done": "the model was already rolled back to {version} meanwhile; nothing else was changed",

@@ -175,9 +175,9 @@ class ModelRegistry:
         try:
             state = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as problem:
-            raise RegistryError(f"{path} is not valid JSON ({problem}); fix or remove it") from None
+            raise RegistryError.of("model_registry_invalid", path=path, problem=problem) from None
         if not isinstance(state, dict) or not isinstance(state.get("history"), list):
-            raise RegistryError(f"{path} has no promotion history; fix or remove it")
+            raise RegistryError.of("model_registry_no_history", path=path)
         state.setdefault("events", [])
         return state
 

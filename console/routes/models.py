@@ -19,7 +19,7 @@ from console.operations import OperationError, require_admin
 from console.rendering import Names, redirect, render, secure
 from console.routes import common
 from console.routes.common import CsrfField, PagePrincipal, check_csrf, page_count, page_router, parse_page
-from nlp.errors import NothingNewToTrain
+from nlp.errors import NlpError
 from storage import training_data
 from storage.evidence_files import SealedFiles
 
@@ -59,15 +59,18 @@ async def models(request: Request, principal: PagePrincipal, a: str = "", b: str
     require_admin(principal)
     context = principal.context
     registry = _registry(context)
-    versions = await asyncio.to_thread(registry.list)
-    events = await asyncio.to_thread(registry.events)
+    try:
+        versions = await asyncio.to_thread(registry.list)
+        events = await asyncio.to_thread(registry.events)
+        comparison = None
+        if a and b:
+            known = {info.version for info in versions}
+            if a not in known or b not in known:
+                raise OperationError(404, "compare_two")
+            comparison = await asyncio.to_thread(model_versions.compare, registry, a, b)
+    except NlpError as problem:  # registry.json unreadable: say which file and what to do
+        raise training.model_refusal(problem) from None
     status = await asyncio.to_thread(training.training_status, context.data_dir)
-    comparison = None
-    if a and b:
-        known = {info.version for info in versions}
-        if a not in known or b not in known:
-            raise OperationError(404, "compare_two")
-        comparison = await asyncio.to_thread(model_versions.compare, registry, a, b)
     async with context.database.read_sessionmaker() as session:
         counts = await training_data.staff_label_counts(session)
     running = status.get("state") == "running"
@@ -102,8 +105,8 @@ async def train(principal: PagePrincipal, *, csrf: CsrfField = "") -> Response:
     require_admin(principal)
     try:
         run_id = await training.start_training(principal.context.database, principal.context.data_dir)
-    except NothingNewToTrain as same:
-        raise training.model_refusal(same) from None
+    except NlpError as refused:  # nothing new to learn, or the registry cannot be read
+        raise training.model_refusal(refused) from None
     except training.TrainingAlreadyRunning as running:
         raise running.refusal() from None
     except training.TrainingError as problem:
@@ -131,16 +134,14 @@ async def promote(request: Request, principal: PagePrincipal, *, csrf: CsrfField
     """Promote a version, once the administrator confirmed it on the page this answers with first."""
     check_csrf(principal, csrf)
     require_admin(principal)
-    from nlp.errors import NlpError
-
     registry = _registry(principal.context)
     if confirm != "1":
         try:
             candidate = await asyncio.to_thread(registry.get, version)
+            current = await asyncio.to_thread(registry.promoted)
+            gate = None if force == "1" else await asyncio.to_thread(registry.promotion_refusal, version)
         except NlpError as problem:
             raise training.model_refusal(problem) from None
-        current = await asyncio.to_thread(registry.promoted)
-        gate = None if force == "1" else await asyncio.to_thread(registry.promotion_refusal, version)
         refusal = Names(principal.context.city).refusal(training.model_refusal(gate)) if gate else None
         return render(request, principal, "confirm_model.html", action="promote", target=candidate,
                       current=current, force=force == "1", refusal=refusal)
@@ -161,13 +162,14 @@ async def rollback(request: Request, principal: PagePrincipal, *, csrf: CsrfFiel
     the confirmation showed (refused if another administrator promoted or rolled back meanwhile)."""
     check_csrf(principal, csrf)
     require_admin(principal)
-    from nlp.errors import NlpError
-
     registry = _registry(principal.context)
     if confirm != "1":
-        current = await asyncio.to_thread(registry.promoted)
-        versions = {info.version: info for info in await asyncio.to_thread(registry.list)}
-        target = model_versions.rollback_target(await asyncio.to_thread(registry.events), set(versions))
+        try:
+            current = await asyncio.to_thread(registry.promoted)
+            versions = {info.version: info for info in await asyncio.to_thread(registry.list)}
+            target = model_versions.rollback_target(await asyncio.to_thread(registry.events), set(versions))
+        except NlpError as problem:
+            raise training.model_refusal(problem) from None
         if target is None:
             raise OperationError(409, "model_rollback_none")  # as the registry says it
         return render(request, principal, "confirm_model.html", action="rollback", target=versions[target],

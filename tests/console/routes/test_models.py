@@ -396,3 +396,26 @@ async def test_a_difference_too_small_to_show_is_shown_as_no_change(console: Con
     for colour, shown in deltas:
         if shown != "—" and float(shown) == 0:  # no change at the precision shown: neither worse nor better
             assert colour == "" and not shown.startswith("-"), deltas
+
+
+async def test_a_damaged_registry_file_is_named_in_both_languages_and_no_run_is_recorded(
+        console: ConsoleHarness) -> None:
+    """registry.json cut short (a full disk, a hand edit): the models page, training, promoting and rolling back
+    answered with an internal error, and training recorded a failed run 'could not read the staff-labelled
+    reports'. They say what is wrong with which file, in Chinese as well as English."""
+    await console.user("boss", StaffRole.ADMIN)
+    serving = str(console.context.classifier.version)
+    registry_file = console.context.models_dir / "registry.json"
+    registry_file.write_text('{"history": ["2026', encoding="utf-8")
+    async with console.client() as client:
+        csrf = await console.login(client, "boss")
+        answers = [await client.get("/console/models"),
+                   await client.post("/console/models/train", data={"csrf": csrf}),
+                   await client.post("/console/models/rollback", data={"csrf": csrf}),
+                   await client.post("/console/models/promote", data={"csrf": csrf, "version": serving})]
+    for answer in answers:
+        text = html.unescape(answer.text)
+        assert answer.status_code == 409, text
+        assert f"模型登记文件 {registry_file} 不是有效的 JSON" in text and "请修复或删除它" in text
+        assert f"{registry_file} is not valid JSON" in text and "fix or remove it" in text
+    assert training.training_status(console.context.data_dir)["state"] == "idle"
