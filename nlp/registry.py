@@ -295,16 +295,16 @@ class ModelRegistry:
                                             current=current.version, current_f1=f"{current_f1:.4f}")
         return None
 
-    def promote(self, version: str, *, force: bool = False, by: str | None = None) -> None:
-        """Make `version` the promoted model (`by`: who, as the models page shows it). Without `force`, refuse what
-        the quality gate refuses (`promotion_refusal`). A model this installation cannot serve is refused even
-        with `force`."""
+    def promote(self, version: str, *, force: bool = False, by: str | None = None) -> bool:
+        """Make `version` the promoted model (`by`: who, as the models page shows it); False if it already was
+        (nothing changed). Without `force`, refuse what the quality gate refuses (`promotion_refusal`). A model
+        this installation cannot serve is refused even with `force`."""
         with self.locked():
             candidate = self.get(version)
             check_servable(candidate.path, read_metadata(candidate.path), self.cipher)
             current = self.promoted()
             if current is not None and current.version == candidate.version:
-                return
+                return False
             if not force:
                 refusal = self.promotion_refusal(version)
                 if refusal is not None:
@@ -316,6 +316,7 @@ class ModelRegistry:
                                     "previous": current.version if current else None,
                                     "at": _now().isoformat(), "forced": force, "by": by})
             self._save_state(state)
+            return True
 
     def rollback(self, *, by: str | None = None, to: str | None = None) -> ModelInfo:
         """Promote the previously promoted version again (`by`: who); returns it. With `to` (the version a

@@ -146,9 +146,13 @@ async def promote(request: Request, principal: PagePrincipal, *, csrf: CsrfField
         return render(request, principal, "confirm_model.html", action="promote", target=candidate,
                       current=current, force=force == "1", refusal=refusal)
     try:
-        await asyncio.to_thread(registry.promote, version, force=force == "1", by=principal.user.username)
+        changed = await asyncio.to_thread(registry.promote, version, force=force == "1", by=principal.user.username)
+        events = [] if changed else await asyncio.to_thread(registry.events)
     except NlpError as problem:
         raise training.model_refusal(problem) from None
+    if not changed:  # another administrator promoted it since this one's page was shown
+        by = next((event.get("by") for event in reversed(events) if event.get("version") == version), None)
+        raise OperationError(409, "model_already_promoted", version=version, by=by or "—")
     await accounts.record(principal, "model.promote", {"version": version, "forced": force == "1"})
     await _serve_promoted(principal)
     return redirect("/console/models?done=promoted")

@@ -419,3 +419,25 @@ async def test_a_damaged_registry_file_is_named_in_both_languages_and_no_run_is_
         assert f"模型登记文件 {registry_file} 不是有效的 JSON" in text and "请修复或删除它" in text
         assert f"{registry_file} is not valid JSON" in text and "fix or remove it" in text
     assert training.training_status(console.context.data_dir)["state"] == "idle"
+
+
+async def test_confirming_a_promotion_another_administrator_just_made_says_so_and_records_nothing(
+        console: ConsoleHarness) -> None:
+    """Both administrators open the promotion of the same new version; the second to confirm was told 模型已启用。
+    and the audit log said they promoted it, though nothing changed."""
+    await console.user("boss", StaffRole.ADMIN)
+    await console.user("deputy", StaffRole.ADMIN)
+    newer = await asyncio.to_thread(_small_version, console.context.models_dir, 12)
+    async with console.client() as first, console.client() as second:
+        csrf_first, csrf_second = await console.login(first, "boss"), await console.login(second, "deputy")
+        fields = {"version": newer, "force": "1"}
+        asked_first = (await first.post("/console/models/promote", data={"csrf": csrf_first, **fields})).text
+        asked_second = (await second.post("/console/models/promote", data={"csrf": csrf_second, **fields})).text
+        assert location(await _confirm(first, asked_first)) == "/console/models?done=promoted"
+        again = await _confirm(second, asked_second)
+    text = html.unescape(again.text)
+    assert again.status_code == 409
+    assert f"模型 {newer} 已经是启用的版本（由 boss 启用）；没有改动" in text
+    assert f"model {newer} is already the promoted one (promoted by boss); nothing was changed" in text
+    assert [entry.detail for entry in await console.audit("model.promote")] == [{"version": newer, "forced": True}]
+    assert [event["action"] for event in ModelRegistry(console.context.models_dir).events()] == ["promote"] * 2
