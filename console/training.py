@@ -19,25 +19,21 @@ import socket
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from console import texts
 from console.operations import OperationError
 from handlers.texts import fill
-from nlp.errors import NothingNewToTrain
+from nlp.errors import NlpError, NothingNewToTrain
 from nlp.labels import LABELS
 from storage import training_data
 from storage.db import Database
 from storage.evidence_files import SealedFiles
 
 if TYPE_CHECKING:
-    from nlp.artifact import ArtifactCipher
     from nlp.corpus import Example
-    from nlp.errors import NlpError
-    from nlp.evaluation import EvaluationReport
-    from nlp.registry import ModelInfo, ModelRegistry
+    from nlp.registry import ModelInfo
 
 try:
     import fcntl
@@ -69,7 +65,7 @@ _PROGRESS_STAGES = {
     "saving": "saving",
 }
 STATUS_KEYS = ("run_id", "state", "stage", "message", "percent", "started_at", "finished_at", "updated_at",
-               "version", "error", "n_staff_examples", "pid", "host")
+               "version", "error", "error_key", "error_values", "n_staff_examples", "pid", "host")
 
 
 def stage_name(stage: str) -> tuple[str, str] | None:
@@ -88,8 +84,6 @@ def model_refusal(problem: NlpError) -> OperationError:
 def load_failure_reason(error: Exception | None, reason: str) -> OperationError:
     """Why the promoted model could not be loaded, as a refusal said in each language: the registry's under its
     code; any other error (an unreadable registry, a full disk) by its own message (`reason`)."""
-    from nlp.errors import NlpError
-
     if isinstance(error, NlpError) and error.code:
         return model_refusal(error)
     return OperationError(409, "model_refused", detail=reason)
@@ -100,7 +94,19 @@ class TrainingError(RuntimeError):
 
 
 class TrainingAlreadyRunning(TrainingError):
-    """Another run (in this or another worker process) has not finished yet."""
+    """Another run (in this or another worker process) has not finished yet: `run_id`, started `minutes` ago."""
+
+    def __init__(self, run_id: str, minutes: int = 0) -> None:
+        ago = "less than a minute ago" if minutes < 1 else fill("{n} {n:plural:minute|minutes} ago", n=minutes)
+        super().__init__(f"training run {run_id} started {ago} and is still running; wait for it to finish")
+        self.run_id = run_id
+        self.minutes = minutes
+
+    def refusal(self) -> OperationError:
+        """The console's refusal (409), said in each language."""
+        if self.minutes < 1:
+            return OperationError(409, "training_running_just_started", run=self.run_id)
+        return OperationError(409, "training_running", run=self.run_id, minutes=self.minutes)
 
 
 # --- the status file ----------------------------------------------------------------------------------------
@@ -156,18 +162,40 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _interrupted(status: dict[str, Any], now: datetime) -> str | None:
-    """Why a status that says "running" belongs to a run that is gone, or None if it may still be going."""
+def failure(key: str, **values: Any) -> dict[str, Any]:
+    """Why a run failed, for its status: `error` (English, as the logs and the REST API say it), and `error_key`
+    (a console text) with `error_values`, so that the models page says it in each language."""
+    kept = {name: value if isinstance(value, int | float | str) else str(value) for name, value in values.items()}
+    return {"error": texts.get("en", key, **kept), "error_key": key, "error_values": kept}
+
+
+def _crash(problem: Exception) -> dict[str, Any]:
+    """The failure of a training that raised `problem`: the registry's refusal under its code, else its message."""
+    if isinstance(problem, NlpError) and problem.code and texts.has(f"refusal.{problem.code}"):
+        return failure(f"refusal.{problem.code}", **problem.values)
+    return failure("training_error.failed", detail=str(problem).strip() or type(problem).__name__)
+
+
+def failure_text(status: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Why the run failed, in Chinese and English (as recorded for a status written without its text key)."""
+    key, values, error = status.get("error_key"), status.get("error_values"), status.get("error")
+    if isinstance(key, str) and texts.has(key):
+        return texts.pair(key, **(values if isinstance(values, dict) else {}))
+    return (str(error), str(error)) if error else None
+
+
+def _interrupted(status: dict[str, Any], now: datetime) -> dict[str, Any] | None:
+    """Why a status that says "running" belongs to a run that is gone (a `failure`), or None if it may still be
+    going."""
     pids = [pid for pid in (status.get("pid"), status.get("worker_pid")) if isinstance(pid, int)]
     if pids and status.get("host") == socket.gethostname() and not any(_process_alive(pid) for pid in pids):
-        return f"the training run was interrupted: its process{'es' if len(pids) > 1 else ''} " \
-               f"{', '.join(map(str, pids))} ended"
+        return failure("training_error.interrupted", count=len(pids), pids=", ".join(map(str, pids)))
     try:
         started = datetime.fromisoformat(str(status.get("started_at")))
     except ValueError:
-        return "the training status has no valid start time"
+        return failure("training_error.no_start_time")
     if now - started > STALE_AFTER:
-        return f"the training run was abandoned: no result {int(STALE_AFTER.total_seconds() // 3600)} h after its start"
+        return failure("training_error.abandoned", hours=int(STALE_AFTER.total_seconds() // 3600))
     return None
 
 
@@ -192,18 +220,17 @@ def training_status(data_dir: Path | str) -> dict[str, Any]:
     if status.get("state") == "running":
         problem = _interrupted(status, _now())
         if problem is not None:
-            status = {**status, "state": "failed", "error": problem}
+            status = {**status, "state": "failed", **problem}
     return _complete(status)
 
 
-def _ago(started_at: object, now: datetime) -> str:
-    """How long ago a run started, in words that need no time zone ("3 minutes ago")."""
+def _minutes_since(started_at: object, now: datetime) -> int:
+    """How many whole minutes ago a run started (0 for a start time that cannot be read)."""
     try:
         started = datetime.fromisoformat(str(started_at))
     except ValueError:
-        return "a while ago"
-    minutes = max(0, int((now - started).total_seconds() // 60))
-    return "less than a minute ago" if minutes < 1 else fill("{n} {n:plural:minute|minutes} ago", n=minutes)
+        return 0
+    return max(0, int((now - started).total_seconds() // 60))
 
 
 def _claim(models_dir: Path, run_id: str) -> dict[str, Any] | None:
@@ -212,9 +239,7 @@ def _claim(models_dir: Path, run_id: str) -> dict[str, Any] | None:
     with _locked(models_dir):
         current = _read(models_dir)
         if current is not None and current.get("state") == "running" and _interrupted(current, now) is None:
-            raise TrainingAlreadyRunning(
-                f"training run {current.get('run_id')} started {_ago(current.get('started_at'), now)} and is still "
-                "running; wait for it to finish")
+            raise TrainingAlreadyRunning(str(current.get("run_id")), _minutes_since(current.get("started_at"), now))
         status = {
             "run_id": run_id, "state": "running", "stage": "queued", "message": texts.get("en", "stage.queued"),
             "percent": STAGES["queued"], "started_at": now.isoformat(), "finished_at": None,
@@ -254,14 +279,15 @@ def _stage(models_dir: Path, run_id: str, stage: str, message: str | None = None
             message=message or texts.get("en", f"stage.{stage}"), **changes)
 
 
-def _finish(models_dir: Path, run_id: str, *, version: str | None = None, error: str | None = None) -> None:
+def _finish(models_dir: Path, run_id: str, *, version: str | None = None, error: dict[str, Any] | None = None) -> None:
+    """Record the end of `run_id`: the `version` it saved, or its `error` (a `failure`)."""
     finished = _now().isoformat()
     if error is None:
         _change(models_dir, run_id, state="succeeded", stage="done", percent=STAGES["done"],
                 message=texts.get("en", "stage.done_with_version", version=version), version=version,
                 finished_at=finished)
     else:
-        _change(models_dir, run_id, state="failed", error=error, finished_at=finished)
+        _change(models_dir, run_id, state="failed", finished_at=finished, **error)
 
 
 # --- the run ------------------------------------------------------------------------------------------------
@@ -315,7 +341,7 @@ def _train_process(data_dir: str, run_id: str, pairs: Sequence[tuple[str, str]],
     try:
         version = _train_job(data_dir, run_id, pairs, cipher)
     except Exception as problem:
-        _finish(models_dir, run_id, error=str(problem).strip() or type(problem).__name__)
+        _finish(models_dir, run_id, error=_crash(problem))
         raise
     _finish(models_dir, run_id, version=version)
 
@@ -333,21 +359,23 @@ async def _run(models_dir: Path, run_id: str, pairs: list[tuple[str, str]], ciph
         if process.is_alive():
             process.terminate()
         await asyncio.shield(asyncio.to_thread(_stop_and_fail, process, models_dir, run_id,
-                                               "the training run was cancelled"))
+                                               failure("training_error.cancelled")))
         raise
     except Exception as problem:  # the process could not start
         log.error("training run %s could not start: %s", run_id, problem, exc_info=True)
-        await asyncio.to_thread(_finish, models_dir, run_id, error=f"the training process could not start: {problem}")
+        await asyncio.to_thread(_finish, models_dir, run_id,
+                                error=failure("training_error.not_started", detail=problem))
         return
     if process.exitcode != 0:
         # the process records its own errors; this catches a crash (killed, out of memory) before it could
         await asyncio.to_thread(_finish, models_dir, run_id,
-                                error=f"the training process ended with exit code {process.exitcode}")
+                                error=failure("training_error.exit_code", code=process.exitcode))
     status = await asyncio.to_thread(training_status, models_dir.parent)
     log.info("training run %s %s: %s", run_id, status["state"], status["version"] or status["error"])
 
 
-def _stop_and_fail(process: multiprocessing.process.BaseProcess, models_dir: Path, run_id: str, error: str) -> None:
+def _stop_and_fail(process: multiprocessing.process.BaseProcess, models_dir: Path, run_id: str,
+                   error: dict[str, Any]) -> None:
     if process.pid is not None:
         process.join(10)
     if process.is_alive():
@@ -361,8 +389,9 @@ async def start_training(database: Database, data_dir: Path) -> str:
 
     Raises `TrainingAlreadyRunning` if a run is going (in any worker process), the registry's `NothingNewToTrain`
     (said through `model_refusal`) if a saved version was trained on the data this run would use (no staff label
-    changed it). The staff-labelled reports are read in a transaction first, then the training runs in a separate
-    process; follow it with `training_status(data_dir)`. The new version is not promoted.
+    changed it), its `RegistryError` if it cannot be read. The staff-labelled reports are read in a transaction
+    first, then the training runs in a separate process; follow it with `training_status(data_dir)`. The new
+    version is not promoted.
     """
     models_dir = _models_dir(data_dir)
     run_id = f"{_now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
@@ -373,14 +402,14 @@ async def start_training(database: Database, data_dir: Path) -> str:
             pairs = await training_data.training_examples(session)
         same = await asyncio.to_thread(_trained_alike, models_dir, pairs)
         if same is not None:
-            await asyncio.to_thread(_release, models_dir, run_id, previous)
             raise NothingNewToTrain(same.version, same.n_examples)
         await asyncio.to_thread(_change, models_dir, run_id, n_staff_examples=len(pairs))
-    except NothingNewToTrain:
+    except NlpError:  # the registry refused (nothing new to learn, or it cannot be read): no run was made
+        await asyncio.to_thread(_release, models_dir, run_id, previous)
         raise
     except BaseException as problem:
         await asyncio.shield(asyncio.to_thread(_finish, models_dir, run_id,
-                                               error=f"could not read the staff-labelled reports: {problem}"))
+                                               error=failure("training_error.no_data", detail=problem)))
         raise
     task = asyncio.create_task(_run(models_dir, run_id, pairs, SealedFiles(database.keyring)),
                                name=f"training-{run_id}")
@@ -400,187 +429,3 @@ async def cancel_runs() -> None:
     for task in list(_RUNS):
         task.cancel()
     await wait_for_runs()
-
-
-# --- calibration and the triage threshold --------------------------------------------------------------------
-
-ECE_TARGET = 0.05
-"""Issue 16: the expected calibration error on the evaluation split is at most this."""
-LANGUAGE_NAMES: dict[str, tuple[str, str]] = {
-    "zh": ("简体中文", "Simplified Chinese"), "zh-hant": ("繁体中文", "Traditional Chinese"),
-    "en": ("英文", "English"), "mixed": ("中英混合", "Mixed Chinese and English")}
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _count(value: Any) -> int | None:
-    number = _number(value)
-    return int(number) if number is not None else None
-
-
-def _reliability_rows(value: Any) -> list[dict[str, Any]] | None:
-    """The stored reliability table (`nlp.evaluation.ReliabilityBin.as_dict` rows), or None if it is not one."""
-    if not isinstance(value, list) or not value:
-        return None
-    rows = []
-    for row in value:
-        if not isinstance(row, dict):
-            return None
-        low, high, count = _number(row.get("low")), _number(row.get("high")), _count(row.get("n"))
-        if low is None or high is None or count is None:
-            return None
-        rows.append({"low": low, "high": high, "n": count, "confidence": _number(row.get("confidence")),
-                     "accuracy": _number(row.get("accuracy"))})
-    return rows
-
-
-def _language_rows(value: Any) -> list[dict[str, Any]] | None:
-    if not isinstance(value, dict) or not value:
-        return None
-    order = list(LANGUAGE_NAMES)
-    rows = []
-    for code in sorted(value, key=lambda code: (order.index(code) if code in order else len(order), code)):
-        group = value[code]
-        if not isinstance(group, dict) or _count(group.get("n")) is None or _number(group.get("accuracy")) is None:
-            return None
-        name = LANGUAGE_NAMES.get(code, (code, code))
-        rows.append({"code": code, "name_zh": name[0], "name_en": name[1], "n": _count(group["n"]),
-                     "accuracy": _number(group["accuracy"])})
-    return rows
-
-
-def _threshold_rule(recorded: str) -> tuple[str, str]:
-    """The rule a version's threshold was chosen by, in Chinese and English; one this version of the evaluation
-    does not state (recorded by another) as it was recorded."""
-    from nlp.evaluation import THRESHOLD_MAX_TRIAGE, THRESHOLD_MIN_PRECISION, THRESHOLD_RULE
-
-    if recorded != THRESHOLD_RULE:
-        return recorded, recorded
-    return texts.pair("model.threshold_rule", precision=f"{THRESHOLD_MIN_PRECISION:.0%}",
-                      triage=f"{THRESHOLD_MAX_TRIAGE:.0%}")
-
-
-def calibration(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """What the models page shows of a version's confidence, from the metrics its registry entry stores
-    (`nlp.evaluation.EvaluationReport.metrics` on the evaluation split): `ece` (and `ece_met`: at most
-    `ECE_TARGET`), the `reliability` rows (low, high, n, confidence, accuracy), `languages` (accuracy per
-    language) and `threshold` (the suggested triage threshold with `triage_share`, the share of reports it
-    sends to triage, `precision`, the accuracy of the reports routed automatically, the `rule` (Chinese, English:
-    the text `model.threshold_rule` when it is this version's rule, else as recorded) and whether it was
-    `rule_met`). A part that was not measured for the version (trained before it was) is None."""
-    ece = _number(metrics.get("ece"))
-    threshold = _number(metrics.get("suggested_threshold"))
-    choice = None
-    if threshold is not None:
-        met = metrics.get("threshold_rule_met")
-        choice = {"value": threshold, "triage_share": _number(metrics.get("threshold_triage_share")),
-                  "precision": _number(metrics.get("threshold_precision")),
-                  "rule": _threshold_rule(str(metrics.get("threshold_rule") or "")),
-                  "rule_met": met if isinstance(met, bool) else None}
-    return {"ece": ece, "ece_met": ece is not None and ece <= ECE_TARGET, "ece_target": ECE_TARGET,
-            "n": _count(metrics.get("n")), "split": str(metrics.get("split") or ""),
-            "reliability": _reliability_rows(metrics.get("reliability")),
-            "languages": _language_rows(metrics.get("accuracy_by_language")), "threshold": choice}
-
-
-# --- comparing two versions ---------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=16)
-def _evaluate(model_dir: str, sha256: str, cipher: ArtifactCipher | None) -> EvaluationReport:
-    """A model's report on the current evaluation split (cached: a version's artifact never changes)."""
-    from nlp.classifier import Classifier
-    from nlp.corpus import load_seed_corpus
-    from nlp.evaluation import evaluate_classifier
-
-    return evaluate_classifier(Classifier.load(Path(model_dir), cipher), load_seed_corpus("eval"))
-
-
-def _delta(a: float | None, b: float | None) -> float | None:
-    return round(b - a, 4) if a is not None and b is not None else None
-
-
-def _side(info: ModelInfo, report: EvaluationReport) -> dict[str, Any]:
-    threshold = report.threshold
-    return {
-        "version": info.version, "created_at": info.created_at.isoformat(), "promoted": info.promoted,
-        "source": info.source, "n_examples": info.n_examples, "training_seconds": info.training_seconds,
-        "macro_f1": round(report.macro_f1, 4), "accuracy": round(report.accuracy, 4), "ece": round(report.ece, 4),
-        "threshold": threshold.threshold if threshold else None,
-        "triage_share": threshold.triage_share if threshold else None,
-        "auto_accuracy": threshold.precision if threshold else None,
-        "languages": report.accuracy_by_language,
-    }
-
-
-def _pair(side_a: dict[str, Any], side_b: dict[str, Any], key: str) -> dict[str, Any]:
-    return {"a": side_a[key], "b": side_b[key], "delta": _delta(side_a[key], side_b[key])}
-
-
-def compare(registry: ModelRegistry, version_a: str, version_b: str) -> dict[str, Any]:
-    """Two versions scored on the same (current) evaluation split, side by side; every delta is b − a.
-
-    Returns {"a": {...}, "b": {...}, "macro_f1": {"a", "b", "delta"}, "accuracy", "ece", "threshold" (the one the
-    documented rule chooses), "triage_share" (sent to triage at it), "auto_accuracy" (of the reports at or above
-    it): the same, "languages": [{"code", "name_zh", "name_en", "n", "a", "b", "delta"}: accuracy per language],
-    "labels": [{"label", "name_zh", "name_en", "support", "a", "b", "delta"} per label: F1], "n", "split"}. Raises
-    `nlp.errors.ModelNotFoundError` for an unknown version. Blocking (loads and runs both models, about a
-    second each the first time): call it in a thread from async code.
-    """
-    info_a, info_b = registry.get(version_a), registry.get(version_b)
-    report_a = _evaluate(str(info_a.path), info_a.sha256, registry.cipher)
-    report_b = _evaluate(str(info_b.path), info_b.sha256, registry.cipher)
-    f1_a = {score.label: score for score in report_a.scores}
-    f1_b = {score.label: score for score in report_b.scores}
-    labels = [label for label in LABELS if label in f1_a or label in f1_b]
-    labels += sorted((set(f1_a) | set(f1_b)) - set(labels))
-    rows = []
-    for label in labels:
-        a = round(f1_a[label].f1, 4) if label in f1_a else None
-        b = round(f1_b[label].f1, 4) if label in f1_b else None
-        support = (f1_a.get(label) or f1_b[label]).support
-        names = LABELS.get(label, (label, label))
-        rows.append({"label": label, "name_zh": names[0], "name_en": names[1], "support": support,
-                     "a": a, "b": b, "delta": _delta(a, b)})
-    side_a, side_b = _side(info_a, report_a), _side(info_b, report_b)
-    languages = []
-    for row in _language_rows({**side_b["languages"], **side_a["languages"]}) or []:
-        a, b = side_a["languages"].get(row["code"]), side_b["languages"].get(row["code"])
-        accuracy_a = a["accuracy"] if a else None
-        accuracy_b = b["accuracy"] if b else None
-        languages.append({**row, "n": (a or b or {}).get("n"), "a": accuracy_a, "b": accuracy_b,
-                          "delta": _delta(accuracy_a, accuracy_b)})
-    return {
-        "a": side_a,
-        "b": side_b,
-        "macro_f1": _pair(side_a, side_b, "macro_f1"),
-        "accuracy": _pair(side_a, side_b, "accuracy"),
-        "ece": _pair(side_a, side_b, "ece"),
-        "threshold": _pair(side_a, side_b, "threshold"),
-        "triage_share": _pair(side_a, side_b, "triage_share"),
-        "auto_accuracy": _pair(side_a, side_b, "auto_accuracy"),
-        "languages": languages,
-        "labels": rows,
-        "n": report_a.n,
-        "split": "seed-eval",
-    }
-
-
-def rollback_target(events: list[dict[str, Any]], existing: set[str]) -> str | None:
-    """The version a rollback would promote again, from the registry's log of promotions and rollbacks (what
-    `ModelRegistry.rollback` does with its history, replayed): the one promoted before the current one and
-    still saved. None when there is none."""
-    history: list[str] = []
-    for event in events:
-        version = str(event.get("version") or "")
-        if event.get("action") == "rollback":
-            if history:
-                history.pop()
-            while history and history[-1] != version:
-                history.pop()
-        elif version:
-            history.append(version)
-    earlier = [version for version in history[:-1] if version in existing]
-    return earlier[-1] if earlier else None

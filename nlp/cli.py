@@ -477,7 +477,9 @@ def promote_command(
     """Make a model the one the service uses; refuses one > 1 macro-F1 point worse unless --force."""
     with _cli_errors():
         registry = _registry(ctx)
-        registry.promote(version, force=force, by=operator_name())
+        if not registry.promote(version, force=force, by=operator_name()):
+            typer.echo(f"{version} is already the promoted model; nothing was changed")
+            return
         info = registry.get(version)
         _audit(ctx, "model.promote", {"version": info.version, "forced": force})
         typer.echo(f"promoted {info.version} (macro-F1 {_score(info.macro_f1)} on the evaluation split)"

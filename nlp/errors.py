@@ -17,8 +17,13 @@ REFUSALS = {
     "model_gate_unscorable": "model {version} cannot be scored on the evaluation split",
     "model_gate_below": "model {version} has macro-F1 {candidate_f1} on the evaluation split, more than 1 point "
                         "below the promoted {current} ({current_f1})",
+    "model_registry_invalid": "{path} is not valid JSON ({problem}); fix or remove it",
+    "model_registry_no_history": "{path} has no promotion history; fix or remove it",
     "model_rollback_none": "no earlier promoted model to roll back to",
     "model_rollback_gone": "the earlier promoted models no longer exist; nothing to roll back to",
+    "model_rollback_done": "the model was already rolled back to {version} meanwhile; nothing else was changed",
+    "model_rollback_changed": "a rollback would now promote {target}, not {version}: the promoted model changed "
+                              "meanwhile; look at the models page again",
     "model_earlier_format": "model {version} was saved by an earlier version of Qinglian ({what}), which this "
                             "version does not load: " + RETRAIN,
     "model_other_format": "model {version} was saved by another version of Qinglian ({what}), which this version "

@@ -175,9 +175,9 @@ class ModelRegistry:
         try:
             state = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as problem:
-            raise RegistryError(f"{path} is not valid JSON ({problem}); fix or remove it") from None
+            raise RegistryError.of("model_registry_invalid", path=path, problem=problem) from None
         if not isinstance(state, dict) or not isinstance(state.get("history"), list):
-            raise RegistryError(f"{path} has no promotion history; fix or remove it")
+            raise RegistryError.of("model_registry_no_history", path=path)
         state.setdefault("events", [])
         return state
 
@@ -295,16 +295,16 @@ class ModelRegistry:
                                             current=current.version, current_f1=f"{current_f1:.4f}")
         return None
 
-    def promote(self, version: str, *, force: bool = False, by: str | None = None) -> None:
-        """Make `version` the promoted model (`by`: who, as the models page shows it). Without `force`, refuse what
-        the quality gate refuses (`promotion_refusal`). A model this installation cannot serve is refused even
-        with `force`."""
+    def promote(self, version: str, *, force: bool = False, by: str | None = None) -> bool:
+        """Make `version` the promoted model (`by`: who, as the models page shows it); False if it already was
+        (nothing changed). Without `force`, refuse what the quality gate refuses (`promotion_refusal`). A model
+        this installation cannot serve is refused even with `force`."""
         with self.locked():
             candidate = self.get(version)
             check_servable(candidate.path, read_metadata(candidate.path), self.cipher)
             current = self.promoted()
             if current is not None and current.version == candidate.version:
-                return
+                return False
             if not force:
                 refusal = self.promotion_refusal(version)
                 if refusal is not None:
@@ -316,12 +316,17 @@ class ModelRegistry:
                                     "previous": current.version if current else None,
                                     "at": _now().isoformat(), "forced": force, "by": by})
             self._save_state(state)
+            return True
 
-    def rollback(self, *, by: str | None = None) -> ModelInfo:
-        """Promote the previously promoted version again (`by`: who); returns it."""
+    def rollback(self, *, by: str | None = None, to: str | None = None) -> ModelInfo:
+        """Promote the previously promoted version again (`by`: who); returns it. With `to` (the version a
+        confirmation showed), refuse if the rollback would now promote another one (someone promoted or rolled
+        back meanwhile)."""
         with self.locked():
             state = self._state()
             history: list[str] = state["history"]
+            if to is not None and history and history[-1] == to:
+                raise RegistryError.of("model_rollback_done", version=to)
             if len(history) < 2:
                 raise RegistryError.of("model_rollback_none")
             current = history.pop()
@@ -329,6 +334,8 @@ class ModelRegistry:
                 history.pop()  # a version deleted by hand is skipped
             if not history:
                 raise RegistryError.of("model_rollback_gone")
+            if to is not None and history[-1] != to:
+                raise RegistryError.of("model_rollback_changed", version=to, target=history[-1])
             previous = self.get(history[-1])
             check_servable(previous.path, read_metadata(previous.path), self.cipher)
             state["events"].append({"action": "rollback", "version": previous.version, "previous": current,

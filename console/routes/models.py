@@ -12,14 +12,14 @@ from urllib.parse import urlencode
 from fastapi import Form, Request
 from fastapi.responses import JSONResponse, Response
 
-from console import accounts, training
+from console import accounts, model_versions, training
 from console.auth import Principal, visible_queues
 from console.context import ConsoleContext
 from console.operations import OperationError, require_admin
 from console.rendering import Names, redirect, render, secure
 from console.routes import common
 from console.routes.common import CsrfField, PagePrincipal, check_csrf, page_count, page_router, parse_page
-from nlp.errors import NothingNewToTrain
+from nlp.errors import NlpError
 from storage import training_data
 from storage.evidence_files import SealedFiles
 
@@ -59,21 +59,24 @@ async def models(request: Request, principal: PagePrincipal, a: str = "", b: str
     require_admin(principal)
     context = principal.context
     registry = _registry(context)
-    versions = await asyncio.to_thread(registry.list)
-    events = await asyncio.to_thread(registry.events)
+    try:
+        versions = await asyncio.to_thread(registry.list)
+        events = await asyncio.to_thread(registry.events)
+        comparison = None
+        if a and b:
+            known = {info.version for info in versions}
+            if a not in known or b not in known:
+                raise OperationError(404, "compare_two")
+            comparison = await asyncio.to_thread(model_versions.compare, registry, a, b)
+    except NlpError as problem:  # registry.json unreadable: say which file and what to do
+        raise training.model_refusal(problem) from None
     status = await asyncio.to_thread(training.training_status, context.data_dir)
-    comparison = None
-    if a and b:
-        known = {info.version for info in versions}
-        if a not in known or b not in known:
-            raise OperationError(404, "compare_two")
-        comparison = await asyncio.to_thread(training.compare, registry, a, b)
     async with context.database.read_sessionmaker() as session:
         counts = await training_data.staff_label_counts(session)
     running = status.get("state") == "running"
     extra: dict[str, Any] = {} if running or request.query_params.get("done") != "training" else {"done": None}
-    calibrations = {info.version: training.calibration(info.metrics) for info in versions}
-    can_roll_back = training.rollback_target(events, {info.version for info in versions}) is not None
+    calibrations = {info.version: model_versions.calibration(info.metrics) for info in versions}
+    can_roll_back = model_versions.rollback_target(events, {info.version for info in versions}) is not None
     load_failure = context.classifier.load_failure
     load_reason = (Names(context.city).refusal(training.load_failure_reason(context.classifier.load_error,
                                                                            load_failure[1]))
@@ -82,6 +85,7 @@ async def models(request: Request, principal: PagePrincipal, a: str = "", b: str
                   configured_threshold=context.city.routing.confidence_threshold,
                   events=list(reversed(events))[:RECENT_EVENTS], comparison=comparison, status=status,
                   stage=training.stage_name(str(status.get("stage") or "")), running=running, a=a, b=b,
+                  failure=training.failure_text(status),
                   counts=counts, serving=context.classifier.version, load_failure=load_failure, load_reason=load_reason,
                   can_roll_back=can_roll_back, **extra)
 
@@ -101,8 +105,10 @@ async def train(principal: PagePrincipal, *, csrf: CsrfField = "") -> Response:
     require_admin(principal)
     try:
         run_id = await training.start_training(principal.context.database, principal.context.data_dir)
-    except NothingNewToTrain as same:
-        raise training.model_refusal(same) from None
+    except NlpError as refused:  # nothing new to learn, or the registry cannot be read
+        raise training.model_refusal(refused) from None
+    except training.TrainingAlreadyRunning as running:
+        raise running.refusal() from None
     except training.TrainingError as problem:
         raise OperationError(409, "model_refused", detail=problem) from None
     await accounts.record(principal, "model.train", {"run": run_id})
@@ -128,23 +134,25 @@ async def promote(request: Request, principal: PagePrincipal, *, csrf: CsrfField
     """Promote a version, once the administrator confirmed it on the page this answers with first."""
     check_csrf(principal, csrf)
     require_admin(principal)
-    from nlp.errors import NlpError
-
     registry = _registry(principal.context)
     if confirm != "1":
         try:
             candidate = await asyncio.to_thread(registry.get, version)
+            current = await asyncio.to_thread(registry.promoted)
+            gate = None if force == "1" else await asyncio.to_thread(registry.promotion_refusal, version)
         except NlpError as problem:
             raise training.model_refusal(problem) from None
-        current = await asyncio.to_thread(registry.promoted)
-        gate = None if force == "1" else await asyncio.to_thread(registry.promotion_refusal, version)
         refusal = Names(principal.context.city).refusal(training.model_refusal(gate)) if gate else None
         return render(request, principal, "confirm_model.html", action="promote", target=candidate,
                       current=current, force=force == "1", refusal=refusal)
     try:
-        await asyncio.to_thread(registry.promote, version, force=force == "1", by=principal.user.username)
+        changed = await asyncio.to_thread(registry.promote, version, force=force == "1", by=principal.user.username)
+        events = [] if changed else await asyncio.to_thread(registry.events)
     except NlpError as problem:
         raise training.model_refusal(problem) from None
+    if not changed:  # another administrator promoted it since this one's page was shown
+        by = next((event.get("by") for event in reversed(events) if event.get("version") == version), None)
+        raise OperationError(409, "model_already_promoted", version=version, by=by or "—")
     await accounts.record(principal, "model.promote", {"version": version, "forced": force == "1"})
     await _serve_promoted(principal)
     return redirect("/console/models?done=promoted")
@@ -152,23 +160,27 @@ async def promote(request: Request, principal: PagePrincipal, *, csrf: CsrfField
 
 @router.post("/console/models/rollback")
 async def rollback(request: Request, principal: PagePrincipal, *, csrf: CsrfField = "",
-                   confirm: Annotated[str, Form(max_length=1)] = "") -> Response:
-    """Roll back to the previously promoted version, once the administrator confirmed it."""
+                   confirm: Annotated[str, Form(max_length=1)] = "",
+                   version: Annotated[str, Form(max_length=80)] = "") -> Response:
+    """Roll back to the previously promoted version, once the administrator confirmed it: to `version`, the one
+    the confirmation showed (refused if another administrator promoted or rolled back meanwhile)."""
     check_csrf(principal, csrf)
     require_admin(principal)
-    from nlp.errors import NlpError
-
     registry = _registry(principal.context)
     if confirm != "1":
-        current = await asyncio.to_thread(registry.promoted)
-        versions = {info.version: info for info in await asyncio.to_thread(registry.list)}
-        target = training.rollback_target(await asyncio.to_thread(registry.events), set(versions))
+        try:
+            current = await asyncio.to_thread(registry.promoted)
+            versions = {info.version: info for info in await asyncio.to_thread(registry.list)}
+            target = model_versions.rollback_target(await asyncio.to_thread(registry.events), set(versions))
+        except NlpError as problem:
+            raise training.model_refusal(problem) from None
         if target is None:
             raise OperationError(409, "model_rollback_none")  # as the registry says it
         return render(request, principal, "confirm_model.html", action="rollback", target=versions[target],
                       current=current, force=False, refusal=None)
     try:
-        info = await asyncio.to_thread(functools.partial(registry.rollback, by=principal.user.username))
+        info = await asyncio.to_thread(functools.partial(registry.rollback, by=principal.user.username,
+                                                         to=version or None))
     except NlpError as problem:
         raise training.model_refusal(problem) from None
     await accounts.record(principal, "model.rollback", {"version": info.version})

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from console import training
+from console import model_versions, training
 from nlp.corpus import Example, load_seed_corpus
 from nlp.errors import NothingNewToTrain
 from nlp.labels import LABELS
@@ -114,7 +114,7 @@ async def test_a_run_trains_a_new_version_in_the_background_and_compare_scores_b
     assert new.n_examples == len(load_seed_corpus("train")) + 3
     assert "3 staff-labelled reports" in new.source and run_id in new.source
 
-    comparison = await asyncio.to_thread(training.compare, registry, default.version, new.version)
+    comparison = await asyncio.to_thread(model_versions.compare, registry, default.version, new.version)
     assert (comparison["a"]["version"], comparison["b"]["version"]) == (default.version, new.version)
     assert comparison["macro_f1"]["a"] == default.macro_f1 and comparison["macro_f1"]["b"] == new.macro_f1
     assert comparison["macro_f1"]["delta"] == round(new.macro_f1 - default.macro_f1, 4)  # type: ignore[operator]
@@ -130,7 +130,7 @@ async def test_a_run_trains_a_new_version_in_the_background_and_compare_scores_b
     for row in comparison["labels"]:
         assert 0 <= row["a"] <= 1 and 0 <= row["b"] <= 1 and row["delta"] == round(row["b"] - row["a"], 4)
         assert row["support"] > 0 and row["name_zh"] == LABELS[row["label"]][0]
-    same = training.compare(registry, new.version, new.version)
+    same = model_versions.compare(registry, new.version, new.version)
     assert same["macro_f1"]["delta"] == 0 and all(row["delta"] == 0 for row in same["labels"])
 
 

@@ -133,6 +133,11 @@ def test_train_evaluate_promote_gate_rollback(data_dir_with_model: tuple[Path, s
     result = runner.invoke(app, ["model", "promote", second])
     assert result.exit_code == 0, result.output
     assert f"promoted {second}" in result.stdout
+    events = ModelRegistry(data_dir / "models").events()
+    result = runner.invoke(app, ["model", "promote", second])  # again: it says nothing changed, and nothing does
+    assert result.exit_code == 0 and result.stdout.strip() == f"{second} is already the promoted model; nothing " \
+        "was changed"
+    assert ModelRegistry(data_dir / "models").events() == events
 
     small = tmp_path / "small.csv"  # three reports per label: a much worse model
     rows = [e for label in sorted({e.label for e in load_seed_corpus("train")})

@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import os
 import re
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
+from console import training
 from nlp.artifact import METADATA_FILE, MODEL_FILE
 from nlp.classifier import Classifier
 from nlp.corpus import Example, load_seed_corpus
@@ -277,3 +280,164 @@ async def test_a_model_saved_with_another_scikit_learn_is_refused_in_both_langua
     assert f"模型 {other} 是用 scikit-learn 1.5.2 保存的" in text
     assert f"model {other} was saved with scikit-learn 1.5.2" in text
 
+
+
+async def _start_a_run(console: ConsoleHarness, client: Any, csrf: str) -> str:
+    """Staff correct one ticket's label, then the administrator starts a training run on it; returns its id."""
+    number = await console.case(description="区医院住院部护士长收了红包才安排床位，医保结算还多收了钱")
+    corrected = await client.post(f"/console/case/{number}/correct-label", data={"csrf": csrf, "label": "medical"})
+    assert corrected.status_code == 303
+    started = await client.post("/console/models/train", data={"csrf": csrf})
+    assert location(started) == "/console/models?done=training"
+    return str(training.training_status(console.context.data_dir)["run_id"])
+
+
+async def test_a_second_administrator_starting_a_run_is_told_in_both_languages_to_wait(
+        console: ConsoleHarness) -> None:
+    await console.user("boss", StaffRole.ADMIN)
+    await console.user("deputy", StaffRole.ADMIN)
+    async with console.client() as first, console.client() as second:
+        run_id = await _start_a_run(console, first, await console.login(first, "boss"))
+        refused = await second.post("/console/models/train", data={"csrf": await console.login(second, "deputy")})
+        await training.wait_for_runs()
+    text = html.unescape(refused.text)
+    assert refused.status_code == 409
+    assert f"另一次训练 {run_id} 刚刚开始，尚未结束；请等它完成后再训练" in text
+    assert f"training run {run_id} started less than a minute ago and is still running; wait for it to finish" in text
+    assert "模型操作未能执行" not in text
+    assert [entry.detail for entry in await console.audit("model.train")] == [{"run": run_id}]
+
+
+async def test_a_run_whose_process_was_killed_says_why_in_both_languages(console: ConsoleHarness) -> None:
+    """The training process killed midway (out of memory, an operator's kill): the page says so in Chinese as well
+    as English, and no half-saved version appears."""
+    await console.user("boss", StaffRole.ADMIN)
+    versions = [info.version for info in ModelRegistry(console.context.models_dir).list()]
+    async with console.client() as client:
+        await _start_a_run(console, client, await console.login(client, "boss"))
+        for _ in range(1200):
+            worker = training.training_status(console.context.data_dir).get("worker_pid")
+            if worker is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert isinstance(worker, int), "the training process did not start"
+        os.kill(worker, signal.SIGKILL)
+        await training.wait_for_runs()
+        page = html.unescape((await client.get("/console/models")).text)
+    assert "训练进程意外结束（退出码 -9），可能是内存不足或被强行终止；新版本没有保存，请重新训练" in page
+    assert "the training process ended with exit code -9" in page
+    assert [info.version for info in ModelRegistry(console.context.models_dir).list()] == versions
+
+
+def _small_version(models_dir: Path, per_label: int) -> str:
+    """A quick version trained on `per_label` seed examples of each label (not promoted)."""
+    examples: list[Example] = []
+    for label in LABELS:
+        examples += [e for e in load_seed_corpus("train") if e.label == label][:per_label]
+    return train_and_register(ModelRegistry(models_dir), examples, source=f"small ({per_label})").version
+
+
+async def _confirm(client: Any, asked: str) -> Any:
+    """Press the confirmation page's button: its form's fields as the browser sends them."""
+    form = asked[asked.index('<form method="post" action="/console/models/'):]
+    form = form[:form.index("</form>")]
+    action = re.search(r'action="([^"]+)"', form)
+    assert action
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', form))
+    return await client.post(action.group(1), data=fields)
+
+
+async def test_a_confirmed_rollback_promotes_the_version_the_administrator_was_shown_or_none(
+        console: ConsoleHarness) -> None:
+    """Two administrators open the rollback confirmation at once, both shown "then: B". The first confirms; the
+    second's confirmation must not roll back once more, to a version they were never shown."""
+    await console.user("boss", StaffRole.ADMIN)
+    await console.user("deputy", StaffRole.ADMIN)
+    models_dir = console.context.models_dir
+    shown = await asyncio.to_thread(_small_version, models_dir, 12)
+    current = await asyncio.to_thread(_small_version, models_dir, 14)
+    registry = ModelRegistry(models_dir)
+    for version in (shown, current):
+        await asyncio.to_thread(registry.promote, version, force=True)
+    async with console.client() as first, console.client() as second:
+        csrf_first, csrf_second = await console.login(first, "boss"), await console.login(second, "deputy")
+        asked_first = (await first.post("/console/models/rollback", data={"csrf": csrf_first})).text
+        asked_second = (await second.post("/console/models/rollback", data={"csrf": csrf_second})).text
+        assert f"<code>{shown}</code>" in asked_first and f"<code>{shown}</code>" in asked_second
+        assert location(await _confirm(first, asked_first)) == "/console/models?done=rolled_back"
+        refused = await _confirm(second, asked_second)
+    assert refused.status_code == 409
+    text = html.unescape(refused.text)
+    assert f"模型已经回滚到 {shown}" in text and f"the model was already rolled back to {shown}" in text
+    assert console.context.classifier.version == shown
+    assert ModelRegistry(models_dir).promoted() == ModelRegistry(models_dir).get(shown)
+
+
+CORRECTED = [("社区卫生服务中心的医生让我们先交三百元才肯开医保报销单据", "medical"),
+             ("区医院住院部护士长收了红包才安排床位", "medical"),
+             ("学校老师强制学生买辅导书，每本收五十元", "education")]
+DELTA = re.compile(r'<td class="num ?([a-z]*)">([+-]?[\d.]+|—)</td></tr>')
+
+
+async def test_a_difference_too_small_to_show_is_shown_as_no_change(console: ConsoleHarness) -> None:
+    """Retrained on three corrected tickets, the new version routes about as accurately: the B − A column showed a
+    red '-0.0' (a change of -0.03 points, rounded away) as if it had got worse."""
+    await console.user("boss", StaffRole.ADMIN)
+    serving = str(console.context.classifier.version)
+    extra = [Example(text=text, label=label, id=f"staff-{number}") for number, (text, label) in enumerate(CORRECTED)]
+    retrained = await asyncio.to_thread(lambda: train_and_register(ModelRegistry(console.context.models_dir),
+                                                                   extra_examples=extra).version)
+    async with console.client() as client:
+        await console.login(client, "boss")
+        page = (await client.get("/console/models", params={"a": serving, "b": retrained})).text
+    comparison = page[page.index('id="comparison"'):]
+    deltas = DELTA.findall(comparison)
+    assert len(deltas) > 10
+    for colour, shown in deltas:
+        if shown != "—" and float(shown) == 0:  # no change at the precision shown: neither worse nor better
+            assert colour == "" and not shown.startswith("-"), deltas
+
+
+async def test_a_damaged_registry_file_is_named_in_both_languages_and_no_run_is_recorded(
+        console: ConsoleHarness) -> None:
+    """registry.json cut short (a full disk, a hand edit): the models page, training, promoting and rolling back
+    answered with an internal error, and training recorded a failed run 'could not read the staff-labelled
+    reports'. They say what is wrong with which file, in Chinese as well as English."""
+    await console.user("boss", StaffRole.ADMIN)
+    serving = str(console.context.classifier.version)
+    registry_file = console.context.models_dir / "registry.json"
+    registry_file.write_text('{"history": ["2026', encoding="utf-8")
+    async with console.client() as client:
+        csrf = await console.login(client, "boss")
+        answers = [await client.get("/console/models"),
+                   await client.post("/console/models/train", data={"csrf": csrf}),
+                   await client.post("/console/models/rollback", data={"csrf": csrf}),
+                   await client.post("/console/models/promote", data={"csrf": csrf, "version": serving})]
+    for answer in answers:
+        text = html.unescape(answer.text)
+        assert answer.status_code == 409, text
+        assert f"模型登记文件 {registry_file} 不是有效的 JSON" in text and "请修复或删除它" in text
+        assert f"{registry_file} is not valid JSON" in text and "fix or remove it" in text
+    assert training.training_status(console.context.data_dir)["state"] == "idle"
+
+
+async def test_confirming_a_promotion_another_administrator_just_made_says_so_and_records_nothing(
+        console: ConsoleHarness) -> None:
+    """Both administrators open the promotion of the same new version; the second to confirm was told 模型已启用。
+    and the audit log said they promoted it, though nothing changed."""
+    await console.user("boss", StaffRole.ADMIN)
+    await console.user("deputy", StaffRole.ADMIN)
+    newer = await asyncio.to_thread(_small_version, console.context.models_dir, 12)
+    async with console.client() as first, console.client() as second:
+        csrf_first, csrf_second = await console.login(first, "boss"), await console.login(second, "deputy")
+        fields = {"version": newer, "force": "1"}
+        asked_first = (await first.post("/console/models/promote", data={"csrf": csrf_first, **fields})).text
+        asked_second = (await second.post("/console/models/promote", data={"csrf": csrf_second, **fields})).text
+        assert location(await _confirm(first, asked_first)) == "/console/models?done=promoted"
+        again = await _confirm(second, asked_second)
+    text = html.unescape(again.text)
+    assert again.status_code == 409
+    assert f"模型 {newer} 已经是启用的版本（由 boss 启用）；没有改动" in text
+    assert f"model {newer} is already the promoted one (promoted by boss); nothing was changed" in text
+    assert [entry.detail for entry in await console.audit("model.promote")] == [{"version": newer, "forced": True}]
+    assert [event["action"] for event in ModelRegistry(console.context.models_dir).events()] == ["promote"] * 2
