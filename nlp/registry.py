@@ -238,6 +238,8 @@ class ModelRegistry:
     def add(self, trained: TrainedModel, metrics: Mapping[str, Any] | None = None, *, source: str = "") -> ModelInfo:
         """Save a `TrainedModel` as a new version (not promoted)."""
         with self.locked():
+            for stale in self.models_dir.glob(".incoming-*"):  # a save killed midway: none runs outside the lock
+                shutil.rmtree(stale, ignore_errors=True)
             version = self._new_version(trained.created_at, trained.data_fingerprint)
             incoming = self.models_dir / f".incoming-{version}-{os.getpid()}"
             incoming.mkdir(parents=True)

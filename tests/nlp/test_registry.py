@@ -202,3 +202,16 @@ def test_a_version_that_would_copy_a_saved_one_is_refused_unless_asked_again(tmp
     assert more.n_examples == len(small) + 1 and other.params["C"] == 1.0
     assert again.data_fingerprint == first.data_fingerprint and again.params == first.params
     assert len({info.version for info in registry.list()}) == 4
+
+
+def test_a_save_killed_midway_leaves_nothing_behind_once_the_next_one_is_saved(
+        tmp_path: Path, saved_models: tuple[Path, ModelInfo], trained: TrainedModel) -> None:
+    """A training process killed while it saved left its `.incoming-…` folder in the models directory for ever."""
+    registry, first = _registry(tmp_path, saved_models)
+    killed = registry.models_dir / ".incoming-20261207-101500-abcdef-4242"
+    killed.mkdir()
+    (killed / "pipeline.joblib").write_bytes(b"half of a model")
+    added = _add_variant(registry, trained, first, 0.9)
+    assert not killed.exists()
+    assert sorted(path.name for path in registry.models_dir.iterdir() if path.is_dir()) == sorted(
+        [first.version, added.version])
