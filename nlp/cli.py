@@ -450,9 +450,11 @@ def _score(value: float | None) -> str:
 def list_command(ctx: typer.Context) -> None:
     """Saved models, oldest first; ● marks the promoted one."""
     with _cli_errors():
-        infos: list[ModelInfo] = _registry(ctx).list()
+        registry = _registry(ctx)
+        infos: list[ModelInfo] = registry.list()
+        promoted = registry.promoted_version()
         console = _console()
-        if not infos:
+        if not infos and promoted is None:
             console.print("no models yet: `qinglian model train` (or `qinglian serve` trains the default one)",
                           markup=False)
             return
@@ -466,6 +468,11 @@ def list_command(ctx: typer.Context) -> None:
                           f"{threshold:.2f}" if isinstance(threshold, float | int) else "—", info.source)
         console.print(table)
         console.print("macro-F1 and accuracy on the fixed evaluation split of the seed corpus", markup=False)
+        if promoted is not None and not any(info.promoted for info in infos):
+            # its metadata could not be read (the warning above says why): a service starting now cannot load it
+            typer.echo(f"qinglian: the promoted version {promoted} cannot be read (not listed above); promote a "
+                       "listed one with `qinglian model promote VERSION`", err=True)
+            raise typer.Exit(1)
 
 
 @model_app.command("promote")

@@ -209,6 +209,10 @@ class ModelRegistry:
             raise ModelNotFoundError.of("model_unknown", version=version)
         return ModelInfo.from_metadata(read_metadata(model_dir), model_dir, version == self._promoted_version())
 
+    def promoted_version(self) -> str | None:
+        """The version the registry says serves, whether or not its files can be read."""
+        return self._promoted_version()
+
     def promoted(self) -> ModelInfo | None:
         version = self._promoted_version()
         return self.get(version) if version else None

@@ -201,3 +201,12 @@ def test_list_on_an_empty_registry(data_dir: Path) -> None:
     result = runner.invoke(app, ["model", "list"])
     assert result.exit_code == 0
     assert "no models yet" in result.stdout
+
+
+def test_a_promoted_version_that_cannot_be_read_is_said_not_hidden(data_dir_with_model: tuple[Path, str]) -> None:
+    """`model list` left a damaged promoted version out of its table without a word on what serves."""
+    data_dir, version = data_dir_with_model
+    (data_dir / "models" / version / "metadata.json").write_text("{", encoding="utf-8")
+    result = runner.invoke(app, ["model", "list"])
+    assert result.exit_code == 1
+    assert f"the promoted version {version} cannot be read" in result.output
