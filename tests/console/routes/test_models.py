@@ -164,6 +164,10 @@ async def test_the_comparison_scores_calibration_and_threshold_of_both_versions(
         page = (await client.get("/console/models", params={"a": older, "b": promoted.version})).text
 
     comparison = page[page.index('id="comparison"'):]
+    # which side serves is marked (the columns said only A and B)
+    heads = re.findall(r'<th class="num" title="([^"]+)">(.*?)</th>', comparison)
+    assert [(version, " ".join(re.sub(r"<[^>]+>", " ", head).split())) for version, head in heads] == [
+        (older, "A"), (promoted.version, "B 在用 serving")]
     ece = re.search(r'<th title="expected calibration error">ECE</th><td class="num">([\d.]+)</td>'
                     r'<td class="num">([\d.]+)</td>', comparison)
     assert ece is not None
