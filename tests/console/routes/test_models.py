@@ -445,3 +445,27 @@ async def test_confirming_a_promotion_another_administrator_just_made_says_so_an
     assert f"model {newer} is already the promoted one (promoted by boss); nothing was changed" in text
     assert [entry.detail for entry in await console.audit("model.promote")] == [{"version": newer, "forced": True}]
     assert [event["action"] for event in ModelRegistry(console.context.models_dir).events()] == ["promote"] * 2
+
+
+async def test_a_promoted_versions_threshold_that_is_not_the_citys_says_how_to_adopt_it(
+        console: ConsoleHarness) -> None:
+    """The promoted model suggested another triage threshold than the one routing uses, and nothing said so."""
+    await console.user("boss", StaffRole.ADMIN)
+    promoted = await asyncio.to_thread(ModelRegistry(console.context.models_dir).promoted)
+    assert promoted is not None
+    suggested = float(promoted.metrics["suggested_threshold"])
+    routing = console.context.city.routing
+    configured = routing.confidence_threshold
+    try:
+        routing.confidence_threshold = round(suggested + (0.1 if suggested < 0.5 else -0.1), 2)
+        async with console.client() as client:
+            await console.login(client, "boss")
+            page = (await client.get("/console/models")).text
+        assert page.count('class="threshold-differs warn"') == 1
+        assert f"routing.confidence_threshold = {suggested:.2f}" in page
+        routing.confidence_threshold = suggested
+        async with console.client() as client:
+            await console.login(client, "boss")
+            assert "threshold-differs" not in (await client.get("/console/models")).text
+    finally:
+        routing.confidence_threshold = configured
