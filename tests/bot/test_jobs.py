@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -193,6 +194,17 @@ async def test_a_stop_lets_a_round_in_progress_commit_and_leaves_the_database_fr
         assert not await housekeeping.claim_scheduled_run(session, "second-half", since)
 
 
+async def _run_rounds(name: str, round_: Callable[[], Awaitable[None]], calls: list[int], rounds: int) -> None:
+    """`round_` as a background job every 10 ms until it has been called `rounds` times (five seconds at most)."""
+    jobs = BackgroundJobs()
+    jobs.every(name, 0.01, round_)
+    for _ in range(500):
+        if len(calls) >= rounds:
+            break
+        await asyncio.sleep(0.01)
+    await jobs.stop()
+
+
 async def test_a_failed_round_is_logged_and_the_job_runs_again(caplog: Any) -> None:
     calls: list[int] = []
 
@@ -201,13 +213,7 @@ async def test_a_failed_round_is_logged_and_the_job_runs_again(caplog: Any) -> N
         if len(calls) == 1:
             raise RuntimeError("the database went away")
 
-    jobs = BackgroundJobs()
-    jobs.every("flaky", 0.01, round_)
-    for _ in range(500):
-        if len(calls) >= 3:
-            break
-        await asyncio.sleep(0.01)
-    await jobs.stop()
+    await _run_rounds("flaky", round_, calls, 3)
     assert len(calls) >= 3
     assert "background job flaky failed" in caplog.text
 
@@ -221,13 +227,7 @@ async def test_rounds_failing_on_a_full_disk_are_one_line_not_a_traceback_each(c
         if len(calls) <= 3:
             raise OSError(errno.ENOSPC, "No space left on device", "/srv/qinglian/evidence/2026/12/a1b2.bin")
 
-    jobs = BackgroundJobs()
-    jobs.every("cleanup", 0.01, round_)
-    for _ in range(500):
-        if len(calls) >= 5:
-            break
-        await asyncio.sleep(0.01)
-    await jobs.stop()
+    await _run_rounds("cleanup", round_, calls, 5)
     assert [(record.levelname, record.getMessage(), record.exc_info) for record in caplog.records] == [
         ("ERROR", "background job cleanup: the disk is full, /srv/qinglian/evidence/2026/12/a1b2.bin cannot be "
                   "written: free space there; it tries again every 0 s", None),

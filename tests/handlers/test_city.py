@@ -19,6 +19,13 @@ def _load(tmp_path: Path, text: str) -> CityConfig:
     return load_city_config(path)
 
 
+def _refusal(tmp_path: Path, text: str) -> tuple[Path, str]:
+    """The file `text` written and loaded: its path, and the operator's one line that refuses it."""
+    with pytest.raises(ConfigError) as problem:
+        _load(tmp_path, text)
+    return tmp_path / "city.toml", str(problem.value)
+
+
 def _error(tmp_path: Path, text: str) -> str:
     with pytest.raises(ConfigError) as problem:
         _load(tmp_path, text)
@@ -159,27 +166,21 @@ def test_a_mistake_in_another_citys_file_names_the_key_and_its_line(
     text = ZHUZHOU_FILE.read_text(encoding="utf-8")
     assert old in text
     text = text.replace(old, new)
-    path = tmp_path / "city.toml"
-    path.write_text(text, encoding="utf-8")
     # the line of the key: the label's, the item's of the list
     marker = {"4": '"lukou"'}.get(where.rsplit(".", 2)[-2], f"{where.rsplit('.', 1)[-1]} =")
     line = next(number for number, content in enumerate(text.splitlines(), 1) if content.startswith(marker) or
                 (marker.startswith('"') and marker in content))
-    with pytest.raises(ConfigError) as problem:
-        load_city_config(path)
-    assert str(problem.value) == f"city configuration {path}, line {line}: {where}: {message}"
+    path, refused = _refusal(tmp_path, text)
+    assert refused == f"city configuration {path}, line {line}: {where}: {message}"
 
 
 def test_an_empty_district_list_names_its_line(tmp_path: Path) -> None:
     text = ZHUZHOU_FILE.read_text(encoding="utf-8")
     start = text.index("districts = [")
     text = text[:start] + "districts = []" + text[text.index("]", text.index("yanling")) + 1:]
-    path = tmp_path / "city.toml"
-    path.write_text(text, encoding="utf-8")
-    with pytest.raises(ConfigError) as problem:
-        load_city_config(path)
+    path, refused = _refusal(tmp_path, text)
     line = text.splitlines().index("districts = []") + 1
-    assert str(problem.value) == f"city configuration {path}, line {line}: districts: at least one district is required"
+    assert refused == f"city configuration {path}, line {line}: districts: at least one district is required"
 
 
 def test_a_mistake_in_a_list_not_written_one_item_a_line_names_the_lists_line(tmp_path: Path) -> None:
@@ -187,9 +188,6 @@ def test_a_mistake_in_a_list_not_written_one_item_a_line_names_the_lists_line(tm
     text = ZHUZHOU_FILE.read_text(encoding="utf-8").replace(
         '{ code = "lusong", zh = "芦淞区", en = "Lusong" },\n    { code = "shifeng", zh = "石峰区", en = "Shifeng" },',
         '{ code = "lusong", zh = "芦淞区", en = "Lusong" }, { code = "shifeng", zh = " ", en = "Shifeng" },')
-    path = tmp_path / "city.toml"
-    path.write_text(text, encoding="utf-8")
-    with pytest.raises(ConfigError) as problem:
-        load_city_config(path)
+    path, refused = _refusal(tmp_path, text)
     line = text.splitlines().index("districts = [") + 1
-    assert str(problem.value) == f"city configuration {path}, line {line}: districts.2.zh: a name may not be blank"
+    assert refused == f"city configuration {path}, line {line}: districts.2.zh: a name may not be blank"
