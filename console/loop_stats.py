@@ -157,7 +157,7 @@ class LoopStatsOut(BaseModel):
 def weekly_charts(result: LoopStatistics) -> list[str]:
     """Two line charts of the weeks: cases received and resolved; shares on time and satisfied."""
     # a week the period cuts says how many days it holds, so that its lower counts do not read as a fall
-    labels = [f"{week.first_day:%m-%d}" + (f" ({week.days} 天 d)" if week.days < 7 else "") for week in result.weeks]
+    labels = [f"{week.first_day:%m-%d}" + (f" ({week.days}/7)" if week.days < 7 else "") for week in result.weeks]
     say = texts.joined
     counts = charts.line_chart_svg(say("loop.chart_cases"), labels, [
         (say("loop.received"), [float(week.received) for week in result.weeks]),

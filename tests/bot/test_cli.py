@@ -152,20 +152,28 @@ def test_model_commands_are_audited_and_the_models_page_names_who_ran_them(tmp_p
         assert result.returncode == 0, result.stderr
         return result
 
+    seed = load_seed_corpus("train")
+
+    def small(per_label: int) -> str:  # a few reports per label: quick to train, and worse than the default
+        data = tmp_path / f"small-{per_label}.jsonl"
+        data.write_text("\n".join(json.dumps({"text": e.text, "label": e.label}, ensure_ascii=False)
+                                  for label in sorted({e.label for e in seed})
+                                  for e in [x for x in seed if x.label == label][:per_label]), encoding="utf-8")
+        return str(data)
+
+    def new_versions() -> set[str]:
+        return {path.name for path in (tmp_path / "models").iterdir()
+                if path.is_dir() and not (shared_models_dir() / path.name).exists()}
+
     # before any service has run on it there is no audit log: the command says so and still does its work,
     # without creating a database
-    default = json.loads((tmp_path / "models" / "registry.json").read_text(encoding="utf-8"))["history"][-1]
-    before = qinglian("model", "promote", default)
+    before = qinglian("model", "train", "--data", small(3))
     assert "is not in an audit log" in before.stderr and not (tmp_path / "qinglian.db").exists()
+    unaudited = new_versions()
+    assert len(unaudited) == 1
     qinglian("db", "upgrade")
-    seed = load_seed_corpus("train")
-    small = tmp_path / "small.jsonl"  # three reports per label: quick to train, and worse than the default
-    small.write_text("\n".join(json.dumps({"text": e.text, "label": e.label}, ensure_ascii=False)
-                               for label in sorted({e.label for e in seed})
-                               for e in [x for x in seed if x.label == label][:3]), encoding="utf-8")
-    qinglian("model", "train", "--data", str(small))
-    [version] = [path.name for path in (tmp_path / "models").iterdir()
-                 if path.is_dir() and not (shared_models_dir() / path.name).exists()]
+    qinglian("model", "train", "--data", small(4))
+    [version] = new_versions() - unaudited
     qinglian("model", "promote", version, "--force")
     qinglian("model", "rollback")
 
