@@ -34,15 +34,15 @@ def normalise_locale(language_code: str | None, default: str = "zh") -> str:
 _LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
 
 
-def written_language(text: str) -> str | None:
+def written_language(text: str, english_words: int = 4) -> str | None:
     """The language a resident's message is plainly written in: "zh" for at least four Chinese characters that
-    outweigh its Latin letters (a place name in pinyin may come with it), "en" for at least four English words
-    without any Chinese character; None for anything shorter or mixed ("好的", "ok", "3", "IFS 国金中心")."""
+    outweigh its Latin letters (a place name in pinyin may come with it), "en" for at least `english_words` English
+    words without any Chinese character; None for anything shorter or mixed ("好的", "ok", "3", "IFS 国金中心")."""
     chinese = sum(1 for ch in text if "\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff")
     words = _LATIN_WORD.findall(text)
     if chinese >= 4 and chinese * 2 >= sum(len(word) for word in words):
         return "zh"
-    if not chinese and len(words) >= 4:
+    if not chinese and len(words) >= english_words:
         return "en"
     return None
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import NoReturn
 from xml.parsers import expat
 
-from handlers.texts import Texts
+from handlers.texts import Texts, written_language
 from handlers.types import Attachment, Inbound, Outbound, coordinates, parse_command
 from handlers.validation import whole_number
 
@@ -115,13 +115,10 @@ def _looks_chinese(text: str) -> bool:
     return any("\u4e00" <= ch <= "\u9fff" for ch in text)
 
 
-_WORD = re.compile(r"[A-Za-z]{2,}")
-
-
 def reads_english(text: str | None) -> bool:
     """Whether a resident's text is English (three words or more, no Chinese): her language, which WeChat does not
-    tell."""
-    return text is not None and not _looks_chinese(text) and len(_WORD.findall(text)) >= 3
+    tell (`handlers.texts.written_language`, with the shorter texts a hint may answer)."""
+    return text is not None and written_language(text, english_words=3) == "en"
 
 
 def _choice_number(key: str, position: int) -> int:
