@@ -59,10 +59,8 @@ async def handle(session: AsyncSession, inbound: Inbound, ctx: DialogContext, *,
     state: its rest answers the step again for the whole text, whatever the step does with a text (a first message
     offered as a report, a description, information added to a case, a rating's comment or an appeal, which are
     refused over their limits, shorter than any text that may be cut, so that nothing written must be undone)."""
-    conversation = await actions.load_conversation(session, inbound.channel, inbound.user_ref)
-    if conversation.locale is None:
-        conversation.locale = normalise_locale(inbound.locale, ctx.city.default_locale)
-    turn = Turn(session=session, inbound=inbound, conversation=conversation, ctx=ctx)
+    turn = await _turn(session, inbound, ctx)
+    conversation = turn.conversation
     withdrawn = await _gather(turn, gather if queue is not None else None)
     await _news_that_waited(turn)
     await _expire_old_draft(turn)
@@ -317,17 +315,22 @@ def _typed_menu_option(turn: Turn, text: str | None) -> str | None:
     return named_option(text, menu_names(turn))
 
 
+async def _turn(session: AsyncSession, inbound: Inbound, ctx: DialogContext) -> Turn:
+    """The resident's conversation loaded for a step, in the language their client gives until they have one."""
+    conversation = await actions.load_conversation(session, inbound.channel, inbound.user_ref)
+    if conversation.locale is None:
+        conversation.locale = normalise_locale(inbound.locale, ctx.city.default_locale)
+    return Turn(session=session, inbound=inbound, conversation=conversation, ctx=ctx)
+
+
 async def restate(session: AsyncSession, inbound: Inbound, ctx: DialogContext) -> Step:
     """A message its channel sent again after it was handled (the web page's retry of a request whose answer it
     never got): nothing is done twice; the resident is told it arrived, and the question they are at is asked
     again. The caller owns the transaction."""
-    conversation = await actions.load_conversation(session, inbound.channel, inbound.user_ref)
-    if conversation.locale is None:
-        conversation.locale = normalise_locale(inbound.locale, ctx.city.default_locale)
-    turn = Turn(session=session, inbound=inbound, conversation=conversation, ctx=ctx)
+    turn = await _turn(session, inbound, ctx)
     turn.say(turn.t("already_received"))
     await reask(turn)
-    await actions.finish_step(session, conversation)
+    await actions.finish_step(session, turn.conversation)
     return Step(turn.messages, [])
 
 
