@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from benchmarks.load_test import create_database, drop_database
 from benchmarks.similarity_speed import synthetic_report
-from storage import actions, staff_actions
+from storage import actions, evidence_rows, staff_actions
 from storage.crypto import DataKey, KeyRing, generate_key, parse_key
 from storage.db import create_engine, create_sessionmaker
 from storage.evidence_files import encrypted_chunks, purpose_of, write_encrypted
@@ -90,7 +90,7 @@ async def build(url: str, data_dir: Path, cases: int, keyring: KeyRing, seed: in
                         stored_name = f"{created_at:%Y/%m}/{uuid.UUID(int=rng.getrandbits(128)).hex}.jpg"
                         write_encrypted(keyring, evidence_dir / stored_name, content, purpose=purpose_of(stored_name))
                         conversation = await actions.load_conversation(session, "telegram", reporter)
-                        attachment = await actions.add_draft_attachment(
+                        attachment = await evidence_rows.add_draft_attachment(
                             session, conversation, stored_name=stored_name, original_name="照片.jpg",
                             media_type="image/jpeg", size_bytes=len(content),
                             sha256=hashlib.sha256(content).hexdigest())

@@ -11,7 +11,7 @@ from pathlib import Path
 from handlers.context import Turn
 from handlers.types import Attachment
 from handlers.validation import Invalid, sniff_media_type
-from storage import actions, client_limits
+from storage import client_limits, evidence_rows
 from storage.crypto import session_keyring
 from storage.evidence_documents import PdfRefused, clean_pdf, is_pdf
 from storage.evidence_files import purpose_of, write_encrypted
@@ -58,7 +58,7 @@ async def accept_file(turn: Turn, attachment: Attachment) -> StoredAttachment:
     stored_name = f"{turn.ctx.clock():%Y/%m}/{secrets.token_hex(16)}.{ACCEPTED_TYPES[media_type]}"
     await asyncio.to_thread(write_encrypted, session_keyring(turn.session), turn.ctx.evidence_dir / stored_name,
                             content, purpose=purpose_of(stored_name))
-    return await actions.add_draft_attachment(
+    return await evidence_rows.add_draft_attachment(
         turn.session,
         turn.conversation,
         stored_name=stored_name,
@@ -106,9 +106,9 @@ async def _check_quotas(turn: Turn, size: int, address: str | None) -> None:
     """Refuse a file that would take the draft, the address or all drafts together over their quota.
 
     The totals are read under a lock that the step's transaction holds until it commits with the new
-    attachment row (`actions.draft_evidence`): concurrent uploads, in any process, check one after the other."""
+    attachment row (`evidence_rows.draft_evidence`): concurrent uploads, in any process, check one after the other."""
     limits = turn.ctx.city.limits
-    waiting = await actions.draft_evidence(turn.session, turn.conversation.id, address)
+    waiting = await evidence_rows.draft_evidence(turn.session, turn.conversation.id, address)
     if waiting.conversation + size > limits.draft_evidence_bytes_per_conversation:
         raise Invalid("error_evidence_quota_conversation",
                       limit_mb=max(1, limits.draft_evidence_bytes_per_conversation // (1024 * 1024)))

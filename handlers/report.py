@@ -30,7 +30,7 @@ from handlers.validation import (
     says_enough,
 )
 from nlp.search import index_terms
-from storage import actions, client_limits
+from storage import actions, client_limits, evidence_rows
 from storage.models import ClientEventKind
 from storage.receipts import format_receipt_code
 
@@ -248,7 +248,7 @@ async def _intake(turn: Turn, choice: str | None, text: str | None, attachment: 
 
 
 async def discard(turn: Turn) -> None:
-    names = await actions.discard_draft_attachments(turn.session, turn.draft.get("attachments", []))
+    names = await evidence_rows.discard_draft_attachments(turn.session, turn.draft.get("attachments", []))
     await delete_files(turn.ctx.evidence_dir, names)
     turn.clear_draft()
 
@@ -451,7 +451,7 @@ async def _evidence(turn: Turn, choice: str | None, text: str | None, attachment
     elif choice == "evidence:done" or typed_one_of(turn, text, "evidence_done_words"):  # "跳过", "done" typed
         _next(turn, "identity")
     elif choice == "evidence:clear":
-        names = await actions.discard_draft_attachments(turn.session, attachments)
+        names = await evidence_rows.discard_draft_attachments(turn.session, attachments)
         await delete_files(turn.ctx.evidence_dir, names)
         turn.update_draft(attachments=[])
         turn.say(turn.t("evidence_cleared"))

@@ -6,7 +6,7 @@ images were re-encoded, any PDF from before PDFs were rewritten). `clean_stored_
 batch of ids at a time, and for each file in its own transaction: reads and decrypts it, cleans it as
 `handlers.evidence` does when a file is taken (`clean_image`, `clean_pdf`), updates the row (the clean file's size
 and SHA-256, the device's name of the file dropped, marked clean, an audit entry with both hashes:
-`actions.mark_evidence_cleaned`), writes the clean file over the old one (encrypted under the current key, renamed
+`evidence_rows.mark_evidence_cleaned`), writes the clean file over the old one (encrypted under the current key, renamed
 into place) and an image's thumbnail from the clean file, then commits.
 
 The row is locked (PostgreSQL: `FOR UPDATE`; SQLite: the write lock of the flushed update) before the file is
@@ -27,7 +27,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm.exc import StaleDataError
 
-from storage import actions
+from storage import evidence_rows
 from storage.crypto import DecryptionError, KeyRing
 from storage.db import Database
 from storage.evidence_documents import PdfRefused, clean_pdf, is_pdf
@@ -140,7 +140,7 @@ async def _clean_one(database: Database, ring: KeyRing, evidence_dir: Path, atta
             stored_name, media_type = attachment.stored_name, attachment.media_type
             content = await asyncio.to_thread(clean_file, ring, evidence_dir, stored_name, media_type)
             try:
-                await actions.mark_evidence_cleaned(session, attachment, size_bytes=len(content),
+                await evidence_rows.mark_evidence_cleaned(session, attachment, size_bytes=len(content),
                                                     sha256=hashlib.sha256(content).hexdigest(), via=via)
             except StaleDataError:  # a draft deleted with its files meanwhile (SQLite takes no row lock above)
                 raise _Deleted from None

@@ -10,7 +10,8 @@ from sqlalchemy import ColumnElement, and_, delete, exists, or_, select, text, u
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import audit, erasure
-from storage.actions import ERASED, discard_draft_attachments
+from storage.actions import ERASED
+from storage.evidence_rows import discard_draft_attachments
 from storage.models import (
     CASE_STATES,
     CLOSED_STATUSES,

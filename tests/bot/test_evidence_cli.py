@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from bot.app import create_app
 from console.auth import hash_password
-from storage import actions
+from storage import actions, evidence_rows
 from storage.db import Database
 from storage.evidence_cleaning import clean_stored_evidence
 from storage.evidence_files import purpose_of, write_encrypted
@@ -53,7 +53,7 @@ async def _store_as_before(database_url: str, evidence_dir: Path, files: list[tu
             for position, (name, media_type, content) in enumerate(files):
                 stored_name = f"2026/10/{secrets.token_hex(16)}.{media_type.split('/')[1]}"
                 write_encrypted(keyring, evidence_dir / stored_name, content, purpose=purpose_of(stored_name))
-                attachment = await actions.add_draft_attachment(
+                attachment = await evidence_rows.add_draft_attachment(
                     session, conversation, stored_name=stored_name, original_name=name, media_type=media_type,
                     size_bytes=len(content), sha256=hashlib.sha256(content).hexdigest(),
                     cleaned=bool(cleaned and cleaned[position]))

@@ -13,7 +13,7 @@ from bot.jobs import BackgroundJobs, housekeeping_once, send_digests
 from console.stats import digest_message
 from handlers.city import Limits, load_city_config
 from handlers.routing import warning_horizon
-from storage import actions, digests, housekeeping
+from storage import actions, digests, evidence_rows, housekeeping
 from storage.models import Attachment, Conversation, utcnow
 from tests.factories import file_case
 from tests.storage.test_statistics import NOW, make_case, seed
@@ -25,7 +25,7 @@ async def _draft(sessionmaker: Any, evidence_dir: Path, user: str, age: timedelt
     (evidence_dir / stored).write_bytes(b"\xff\xd8\xff")
     async with sessionmaker.begin() as session:
         conversation = await actions.load_conversation(session, "telegram", user)
-        attachment = await actions.add_draft_attachment(
+        attachment = await evidence_rows.add_draft_attachment(
             session, conversation, stored_name=stored, original_name=None, media_type="image/jpeg",
             size_bytes=3, sha256="0" * 64)
         conversation.state = "evidence"

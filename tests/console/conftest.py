@@ -25,7 +25,7 @@ from console.context import CONTEXT_STATE, ConsoleContext
 from handlers.city import load_city_config
 from handlers.routing import due_dates, route
 from nlp.types import Tag
-from storage import actions, staff_actions
+from storage import actions, evidence_rows, staff_actions
 from storage.db import Database
 from storage.models import AuditEntry, Case, StaffRole, StaffUser, TraceEvent, utcnow
 from tests.conftest import make_test_keyring
@@ -155,7 +155,7 @@ class ConsoleHarness:
             for original, media_type, content in attachments:
                 stored = secrets.token_hex(12)
                 (self.settings.evidence_dir / stored).write_bytes(content)
-                attachment = await actions.add_draft_attachment(
+                attachment = await evidence_rows.add_draft_attachment(
                     session, conversation, stored_name=stored, original_name=original, media_type=media_type,
                     size_bytes=len(content), sha256=hashlib.sha256(content).hexdigest())
                 ids.append(attachment.id)

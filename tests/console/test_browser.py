@@ -101,7 +101,7 @@ async def _seed(data_dir: Path) -> dict[str, Any]:
     from handlers.routing import route
     from nlp.registry import ModelRegistry
     from nlp.types import Tag
-    from storage import actions, staff_actions
+    from storage import actions, evidence_rows, staff_actions
     from storage.db import create_engine, create_sessionmaker
     from storage.models import CaseStatus, StaffRole, utcnow
 
@@ -146,7 +146,7 @@ async def _seed(data_dir: Path) -> dict[str, Any]:
             stored = secrets.token_hex(12)
             settings.evidence_dir.mkdir(parents=True, exist_ok=True)
             (settings.evidence_dir / stored).write_bytes(photo)
-            attachment = await actions.add_draft_attachment(
+            attachment = await evidence_rows.add_draft_attachment(
                 session, conversation, stored_name=stored, original_name="排队小票.png", media_type="image/png",
                 size_bytes=len(photo), sha256=hashlib.sha256(photo).hexdigest())
             predicted = classifier.classify(FLOW_TEXT)

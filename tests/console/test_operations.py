@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from console import operations
 from console.app import mount_console
 from console.context import ConsoleContext
-from storage import actions, queries, staff_actions
+from storage import actions, evidence_rows, queries, staff_actions
 from storage.models import StaffRole
 from tests.console.conftest import JPEG, make_context
 from tests.factories import create_staff, file_case
@@ -155,9 +155,9 @@ async def test_an_evidence_file_missing_from_storage_is_gone_and_another_cases_f
         ids = []
         for name in ("kept.jpg", "lost.jpg"):
             (evidence_dir / name).write_bytes(JPEG)
-            stored = await actions.add_draft_attachment(session, conversation, stored_name=name, original_name=name,
-                                                        media_type="image/jpeg", size_bytes=len(JPEG),
-                                                        sha256=hashlib.sha256(JPEG).hexdigest())
+            stored = await evidence_rows.add_draft_attachment(
+                session, conversation, stored_name=name, original_name=name, media_type="image/jpeg",
+                size_bytes=len(JPEG), sha256=hashlib.sha256(JPEG).hexdigest())
             ids.append(stored.id)
         case, _ = await file_case(session, attachment_ids=ids)
         other, _ = await file_case(session, reporter_ref="43")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
-from storage import actions
+from storage import actions, evidence_rows
 from storage.models import Attachment, Case, CaseStatus, Conversation, OutboxMessage, TraceEvent, utcnow
 from storage.receipts import format_receipt_code, parse_receipt_code
 from tests.factories import SECRET_KEY, file_case
@@ -102,7 +102,7 @@ async def test_conversation_is_created_once_per_user_and_channel(sessionmaker: A
 async def test_attachments_of_a_draft_move_to_the_case_on_submit(sessionmaker: Any) -> None:
     async with sessionmaker.begin() as session:
         conversation = await actions.load_conversation(session, "web", "u1")
-        attachment = await actions.add_draft_attachment(
+        attachment = await evidence_rows.add_draft_attachment(
             session, conversation, stored_name="2026/11/a.jpg", original_name="a.jpg",
             media_type="image/jpeg", size_bytes=10, sha256="0" * 64,
         )

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from storage import actions
+from storage import actions, evidence_rows
 from storage.backup import BackupError, create_backup, read_archive, restore_backup
 from storage.db import create_engine, create_sessionmaker
 from storage.models import Base, CaseStatus, utcnow
@@ -60,7 +60,7 @@ async def _fill(url: str, data_dir: Path) -> None:
     sessionmaker = create_sessionmaker(engine)
     async with sessionmaker.begin() as session:
         conversation = await actions.load_conversation(session, "telegram", "42")
-        attachment = await actions.add_draft_attachment(
+        attachment = await evidence_rows.add_draft_attachment(
             session, conversation, stored_name="a1b2.jpg", original_name="照片.jpg", media_type="image/jpeg",
             size_bytes=len(EVIDENCE), sha256=hashlib.sha256(EVIDENCE).hexdigest(),
         )
@@ -291,7 +291,7 @@ async def _fill_many(url: str, data_dir: Path, cases: int) -> dict[str, bytes]:
                 write_encrypted(keyring, data_dir / "evidence" / stored_name, content, purpose=purpose_of(stored_name))
                 evidence[stored_name] = content
                 conversation = await actions.load_conversation(session, "telegram", f"r{number}")
-                attachment = await actions.add_draft_attachment(
+                attachment = await evidence_rows.add_draft_attachment(
                     session, conversation, stored_name=stored_name, original_name=f"照片{number}.jpg",
                     media_type="image/jpeg", size_bytes=len(content), sha256=hashlib.sha256(content).hexdigest())
                 attachment_ids.append(attachment.id)

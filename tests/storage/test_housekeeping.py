@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text, update
 
-from storage import actions, housekeeping, loop, notices, outbox, search, staff_actions
+from storage import actions, evidence_rows, housekeeping, loop, notices, outbox, search, staff_actions
 from storage.crypto import session_keyring
 from storage.models import (
     Attachment,
@@ -116,7 +116,7 @@ async def test_erasing_an_old_cases_contact_leaves_nothing_that_ties_the_reporte
     came from, nor the reporter's conversation (their chat id) still pointing at the case."""
     async with sessionmaker.begin() as session:
         conversation = await actions.load_conversation(session, "telegram", "4242")
-        evidence = await actions.add_draft_attachment(session, conversation, stored_name="2026/12/x.jpg",
+        evidence = await evidence_rows.add_draft_attachment(session, conversation, stored_name="2026/12/x.jpg",
                                                       original_name=None, media_type="image/jpeg", size_bytes=10,
                                                       sha256="0" * 64, client_key="f" * 40)
         case, _ = await file_case(session, reporter_ref="4242", attachment_ids=[evidence.id], anonymous=False,
