@@ -19,7 +19,7 @@ from handlers.routing import staff_channels, warning_horizon
 from nlp.search import index_terms
 from nlp.similarity import SimilarityHasher
 from storage import digests, housekeeping, login_failures, loop, outbox, search, similar
-from storage.db import DATABASE_UNAVAILABLE, disk_full
+from storage.db import DATABASE_UNAVAILABLE, disk_full, unwritable
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -258,10 +258,7 @@ class BackgroundJobs:
                     log.exception("background job %s failed; it runs again in %.0f s", name, seconds)
                 elif not full:
                     full = True
-                    what = (f"{problem.filename} cannot be written" if isinstance(problem, OSError) and problem.filename
-                            else f"the database cannot write ({type(problem).__name__})")
-                    log.error("background job %s: the disk is full, %s: free space there; it tries again every %.0f s",
-                              name, what, seconds)
+                    log.error("background job %s: %s; it tries again every %.0f s", name, unwritable(problem), seconds)
             else:
                 if full:
                     log.warning("background job %s: the disk has room again", name)

@@ -62,6 +62,23 @@ def disk_full(problem: BaseException) -> bool:
     return DISK_FULL_SQLSTATE in (getattr(original, "sqlstate", None), getattr(original, "pgcode", None))
 
 
+def unwritable(problem: BaseException, database: str | None = None) -> str | None:
+    """What a failed write could not write and what the operator does about it, for one log line; None when
+    `problem` is neither a file that cannot be written nor a database whose disk is full (a database that is down
+    or locked). It names a file of the data directory (evidence files have random names) or the database
+    (`database`: its masked address), never a resident's words, which a database error's text can quote."""
+    if isinstance(problem, OSError) and problem.filename is not None:
+        remedy = ("free space in the data directory" if disk_full(problem)
+                  else "check that the data directory is a directory the service's user may write (not read-only, "
+                       "not a file)")
+        return f"{problem.filename} cannot be written ({problem.strerror or type(problem).__name__}): {remedy}"
+    if disk_full(problem):
+        name = f"the database {database}" if database else "the database"
+        return (f"{name} cannot write, its disk is full ({type(problem).__name__}): free space where the database "
+                "keeps its files")
+    return None
+
+
 WRITE_POOL_SIZE = 1
 """SQLite: one write connection per process; writers wait for it in the pool's FIFO queue."""
 

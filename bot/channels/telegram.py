@@ -36,7 +36,7 @@ from bot.runtime import Runtime
 from handlers.texts import normalise_locale
 from handlers.types import Attachment, Choice, Inbound, Outbound, SharedContact, coordinates
 from handlers.types import parse_command as parse_text_command
-from storage.db import DATABASE_UNAVAILABLE, disk_full, masked_url
+from storage.db import DATABASE_UNAVAILABLE, disk_full, masked_url, unwritable
 
 log = logging.getLogger(__name__)
 
@@ -401,11 +401,7 @@ class TelegramChannel:
             self._kept = None
 
     def _log_full_disk(self, update: Update, problem: BaseException) -> None:
-        if isinstance(problem, OSError) and problem.filename is not None:
-            what = f"{problem.filename} cannot be written ({problem.strerror}): free space in the data directory"
-        else:
-            what = (f"the database {masked_url(self._settings.resolved_database_url)} cannot write, its disk is "
-                    f"full ({type(problem).__name__}): free space where the database keeps its files")
+        what = unwritable(problem, masked_url(self._settings.resolved_database_url)) or type(problem).__name__
         if self.webhook_mode:
             log.error("telegram: update %s stays with Telegram, which delivers it again until it can be stored: %s",
                       update.update_id, what)

@@ -28,7 +28,7 @@ from handlers.notices import render
 from handlers.texts import normalise_locale
 from handlers.types import Attachment, Inbound, Outbound
 from storage import outbox
-from storage.db import DATABASE_UNAVAILABLE, disk_full
+from storage.db import DATABASE_UNAVAILABLE, unwritable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -122,14 +122,9 @@ def build_router(runtime: Runtime) -> APIRouter:
         try:
             return await work
         except DATABASE_UNAVAILABLE as problem:
-            if isinstance(problem, OSError) and problem.filename is not None:
-                # a file of the data directory (an evidence file's random name, never the resident's words): a full
-                # disk or a read-only mount, which the operator looks for there, not in the database
-                log.warning("web chat: cannot write %s: %s (is the data directory full or read-only?)",
-                            problem.filename, problem.strerror or type(problem).__name__)
-            elif disk_full(problem):
-                log.warning("web chat: the database cannot write, its disk is full (%s): free space where it keeps "
-                            "its files", type(problem).__name__)
+            what = unwritable(problem)  # a file of the data directory (full or read-only), or the database's disk
+            if what is not None:
+                log.warning("web chat: %s", what)
             else:
                 # The type only: a database error's text can quote the statement and the resident's words.
                 log.warning("web chat: the database is unavailable (%s)", type(problem).__name__)

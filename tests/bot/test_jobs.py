@@ -229,8 +229,8 @@ async def test_rounds_failing_on_a_full_disk_are_one_line_not_a_traceback_each(c
 
     await _run_rounds("cleanup", round_, calls, 5)
     assert [(record.levelname, record.getMessage(), record.exc_info) for record in caplog.records] == [
-        ("ERROR", "background job cleanup: the disk is full, /srv/qinglian/evidence/2026/12/a1b2.bin cannot be "
-                  "written: free space there; it tries again every 0 s", None),
+        ("ERROR", "background job cleanup: /srv/qinglian/evidence/2026/12/a1b2.bin cannot be written (No space left "
+                  "on device): free space in the data directory; it tries again every 0 s", None),
         ("WARNING", "background job cleanup: the disk has room again", None)]
 
 

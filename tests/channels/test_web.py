@@ -304,7 +304,8 @@ def test_evidence_that_cannot_be_written_is_logged_as_a_file_problem_not_a_datab
     assert refused.status_code == 503 and "Retry-After" in refused.headers
     log = service.log()[logged:]
     assert "the database is unavailable" not in log
-    assert f"web chat: cannot write {evidence}" in log, log
+    assert re.search(rf"web chat: {re.escape(str(evidence))}\S* cannot be written \(.+\): check that the data "
+                     "directory is a directory the service's user may write", log), log
     # the draft is kept: the same photo is taken once the directory is back
     taken = client.post("/chat/api/upload", files={"file": ("receipt.jpg", plain_photo(64, 48), "image/jpeg")})
     assert taken.status_code == 200 and "已收到第 1 个文件" in taken.text
@@ -459,8 +460,9 @@ def test_evidence_on_a_full_disk_asks_to_try_again_and_logs_the_file_and_the_ful
         503, "抱歉，系统繁忙，您已填写的内容不会丢失，请稍后再试。")
     log = service.log()[logged:]
     assert "the database is unavailable" not in log, log
-    [line] = [line for line in log.splitlines() if "web chat: cannot write" in line]
-    assert re.search(rf"web chat: cannot write {re.escape(str(evidence))}/\S+: No space left on device ", line), line
+    [line] = [line for line in log.splitlines() if "web chat: " in line and "cannot be written" in line]
+    assert re.search(rf"web chat: {re.escape(str(evidence))}/\S+ cannot be written \(No space left on device\): free "
+                     "space in the data directory", line), line
     taken = client.post("/chat/api/upload", files={"file": ("receipt.jpg", plain_photo(64, 48), "image/jpeg")})
     assert taken.status_code == 200 and "已收到第 1 个文件" in taken.text
 

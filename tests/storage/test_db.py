@@ -223,3 +223,26 @@ def test_heavy_reads_at_a_time_outside_their_range_are_refused() -> None:
 ])
 def test_a_database_url_is_shown_without_any_part_of_its_password(url: str, shown: str) -> None:
     assert masked_url(url) == shown
+
+
+def test_what_cannot_be_written_names_the_file_or_the_database_and_what_to_do() -> None:
+    """One description of a write that failed for want of space or rights, used by the web chat, the Telegram
+    adapter and the background jobs: the file of the data directory or the database's address, and the remedy."""
+    import errno
+
+    from storage.db import unwritable
+
+    full_file = OSError(errno.ENOSPC, "No space left on device", "/srv/q/evidence/2026/a1.bin")
+    assert unwritable(full_file) == ("/srv/q/evidence/2026/a1.bin cannot be written (No space left on device): free "
+                                     "space in the data directory")
+    not_a_directory = NotADirectoryError(errno.ENOTDIR, "Not a directory", "/srv/q/evidence/2026")
+    assert unwritable(not_a_directory) == (
+        "/srv/q/evidence/2026 cannot be written (Not a directory): check that the data directory is a directory the "
+        "service's user may write (not read-only, not a file)")
+    full_database = sqlite3.OperationalError("database or disk is full")
+    full_database.sqlite_errorcode = sqlite3.SQLITE_FULL  # type: ignore[attr-defined]
+    assert unwritable(full_database, "postgresql+asyncpg://qinglian:***@db/qinglian") == (
+        "the database postgresql+asyncpg://qinglian:***@db/qinglian cannot write, its disk is full "
+        "(OperationalError): free space where the database keeps its files")
+    assert unwritable(sqlite3.OperationalError("database is locked")) is None  # down or locked: not a disk
+    assert unwritable(ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")) is None

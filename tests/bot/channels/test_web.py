@@ -376,5 +376,5 @@ async def test_a_database_whose_disk_is_full_answers_503_and_the_log_says_the_di
     assert answer.status_code == 503, answer.text
     assert (answer.headers.get("retry-after"), answer.json()["detail"]) == ("5", BUSY_ZH)
     assert [record.getMessage() for record in caplog.records if record.name == "bot.channels.web"] == [
-        "web chat: the database cannot write, its disk is full (OperationalError): free space where it keeps its "
-        "files"]
+        "web chat: the database cannot write, its disk is full (OperationalError): free space where the database "
+        "keeps its files"]
