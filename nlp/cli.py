@@ -266,7 +266,7 @@ def _staff_labelled(ctx: typer.Context) -> tuple[list[Example], str]:
     said = (f"{len(examples)} staff-labelled reports ({counts.get('corrected', 0)} corrected, "
             f"{counts.get('confirmed', 0)} confirmed)"
             + (f"; {skipped} with a label not in the taxonomy left out" if skipped else ""))
-    err_console.print(f"training data: seed corpus and {said}", markup=False)
+    err_console.print(f"adding {said} to the training data", markup=False)
     return examples, said
 
 
@@ -342,6 +342,10 @@ def train_command(
                               f"accuracy {boundary.get('accuracy')}")
         else:
             console.print("not scored on the evaluation split (its labels are not the taxonomy's)")
+        promoted = _registry(ctx).promoted_version()
+        if promoted is not None and promoted != info.version:
+            console.print(f"compare it with the promoted version: qinglian model compare {promoted} {info.version}",
+                          markup=False)
         console.print(f"promote it with: qinglian model promote {info.version}", markup=False)
 
 

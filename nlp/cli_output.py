@@ -126,8 +126,7 @@ def _signed(value: Any, digits: int = 4, percent: bool = False) -> str:
 def comparison_tables(comparison: dict[str, Any]) -> list[Any]:
     """`nlp.comparison.compare` as what `qinglian model compare A B` prints: the summary on the evaluation split,
     the boundary split, F1 per label and the labels whose F1 drops."""
-    a, b = comparison["a"]["version"], comparison["b"]["version"]
-    summary = Table(title=f"evaluation split {comparison['split']} ({comparison['n']} reports): A {a} → B {b}")
+    summary = Table(title=f"evaluation split {comparison['split']} ({comparison['n']} reports)")
     for column in ("", "A", "B", "B − A"):
         summary.add_column(column, justify="left" if not column else "right")
     for name, key, digits in (("macro-F1", "macro_f1", 4), ("accuracy", "accuracy", 4),

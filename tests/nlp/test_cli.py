@@ -260,6 +260,8 @@ def test_train_from_staff_labels_on_the_command_line_uses_the_consoles_data(
         new = registry.list()[-1]
         assert new.version != first and new.n_examples == len(load_seed_corpus("train")) + 3
         assert "3 staff-labelled reports" in new.source
+        # what to do next: compare it with the version that serves, then promote it
+        assert f"qinglian model compare {first} {new.version}" in result.stdout
         # the console would train on exactly these data: it says there is nothing new to learn
         with pytest.raises(NothingNewToTrain, match=new.version):
             asyncio.run(training.start_training(database, data_dir))
