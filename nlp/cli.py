@@ -320,7 +320,8 @@ def train_command(
                                           source=source, again=again)
             except NothingNewToTrain as same:  # what the command line can do that the console cannot
                 raise NlpError(f"{same} (or train again anyway with --again)") from None
-        _audit(ctx, "model.train", {"version": info.version, "examples": info.n_examples})
+        _audit(ctx, "model.train", {"version": info.version, "examples": info.n_examples,
+                                    **({"staff_labelled": len(extra)} if extra else {})})
         console = stdout_console()
         if extra:
             console.print(f"trained with {said}", markup=False)

@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from nlp.cli import app, classify, model_app
+from nlp.cli import app, classify, model_app, operator_name
 from nlp.corpus import load_seed_corpus
 from nlp.errors import NothingNewToTrain
 from nlp.registry import ModelInfo, ModelRegistry
@@ -244,6 +244,14 @@ async def _deploy_with_staff_labels(pairs: list[tuple[str, str, str]]) -> Any:
     return database
 
 
+async def _audited(database: Any) -> list[Any]:
+    from storage import audit
+
+    async with database.read_sessionmaker() as session:
+        rows, _ = await audit.audit_log(session, page=1, per_page=50)
+    return [entry for entry, _, _ in rows]
+
+
 def test_train_from_staff_labels_on_the_command_line_uses_the_consoles_data(
         data_dir_with_model: tuple[Path, str]) -> None:
     """An administrator on a server without a browser could not retrain from the labels staff corrected."""
@@ -262,6 +270,10 @@ def test_train_from_staff_labels_on_the_command_line_uses_the_consoles_data(
         assert "3 staff-labelled reports" in new.source
         # what to do next: compare it with the version that serves, then promote it
         assert f"qinglian model compare {first} {new.version}" in result.stdout
+        # the audit log says the run learnt from residents' reports staff labelled, and how many
+        assert [entry.detail for entry in asyncio.run(_audited(database)) if entry.action == "model.train"] == [
+            {"version": new.version, "examples": new.n_examples, "staff_labelled": 3,
+             "via": operator_name()}]
         # the console would train on exactly these data: it says there is nothing new to learn
         with pytest.raises(NothingNewToTrain, match=new.version):
             asyncio.run(training.start_training(database, data_dir))
