@@ -4,6 +4,7 @@ the model the service classifies with at once."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import json
 import os
@@ -497,3 +498,18 @@ async def test_the_promotion_confirmation_shows_what_would_change(console: Conso
     assert expected["drops"]
     for row in expected["drops"]:  # every category whose F1 drops, named in both languages, with its fall
         assert f"{row['name_zh']} {row['name_en']} {row['a']:.3f} → {row['b']:.3f} ({row['delta'] * 100:+.1f})" in text
+
+
+async def test_the_rollback_confirmation_shows_what_would_change(console: ConsoleHarness) -> None:
+    await console.user("boss", StaffRole.ADMIN)
+    default = str(console.context.classifier.version)
+    weaker = await asyncio.to_thread(_second_version, console.context.models_dir)
+    registry = ModelRegistry(console.context.models_dir)
+    await asyncio.to_thread(functools.partial(registry.promote, weaker, force=True, by="test"))
+    async with console.client() as client:
+        csrf = await console.login(client, "boss")
+        asked = (await client.post("/console/models/rollback", data={"csrf": csrf})).text
+    changes = html.unescape(asked[asked.index('id="changes"'):])
+    text = " ".join(re.sub(r"<[^>]+>", " ", changes).split())
+    assert f"{registry.get(weaker).macro_f1:.3f} → {registry.get(default).macro_f1:.3f}" in text
+    assert "No category's F1 drops by more than 2 points." in text
