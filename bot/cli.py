@@ -13,12 +13,13 @@ import typer
 from bot.channels.wechat.cli import wechat_app
 from bot.cli_errors import DATABASE_UNAVAILABLE, cannot_open_database, require_schema
 from bot.config import ConfigError, Settings, load_settings, writable_data_dir
-from bot.staff_cli import audit_command, refuse_demo_admin_in_production, staff_app
+from bot.staff_cli import audit_command, refuse_demo_admin_in_production, staff_app, staff_labelled_reports
 from nlp.cli import ModelKeys, classify, model_app, operator_name
+from nlp.cli_output import PlainFlagsGroup
 from nlp.mining_cli import hotspots_command, reply_quality_command
 
 app = typer.Typer(help="Qinglian (清廉): public-reporting chatbot.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+                  pretty_exceptions_enable=False, cls=PlainFlagsGroup)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 keys_app = typer.Typer(help="Encryption keys of reporter data: generate, status, rotate.", no_args_is_help=True)
@@ -63,7 +64,7 @@ def _model_cipher() -> Any:
 
 @app.callback()
 def _with_model_keys(ctx: typer.Context) -> None:
-    ctx.obj = ModelKeys(_model_cipher, audit=audit_command)
+    ctx.obj = ModelKeys(_model_cipher, audit=audit_command, staff_labels=staff_labelled_reports)
 
 
 def _configure_logging(level: str) -> None:

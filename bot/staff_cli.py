@@ -18,7 +18,7 @@ from bot.config import ConfigError, Settings, load_settings
 from console.auth import hash_password
 from handlers.texts import fill
 from nlp.cli import operator_name
-from storage import audit, staff_actions
+from storage import audit, staff_actions, training_data
 from storage.actions import ActionError
 from storage.crypto import KeyRing
 from storage.db import Database, masked_url
@@ -62,6 +62,16 @@ def audit_command(action: str, detail: dict[str, Any], *, keyring: KeyRing | Non
                    err=True)
         return
     _run(work, unavailable=f"{action} was done, but it is not in the audit log", keyring=keyring, needs_schema=False)
+
+
+def staff_labelled_reports() -> tuple[list[tuple[str, str]], dict[str, int]]:
+    """The reports whose label staff confirmed or corrected, read from the configured database as the console's
+    "train now" reads them (`qinglian model train --staff-labels`), and how many of each kind."""
+
+    async def work(session: AsyncSession) -> tuple[list[tuple[str, str]], dict[str, int]]:
+        return await training_data.training_examples(session), await training_data.staff_label_counts(session)
+
+    return _run(work, writes=False, unavailable="the staff-labelled reports cannot be read")
 
 
 def _run(work: Callable[[AsyncSession], Awaitable[T]], *, writes: bool = True, unavailable: str = "",

@@ -5,17 +5,12 @@ rollback would promote again."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from console import texts
-from nlp.labels import LABELS
 
 if TYPE_CHECKING:
-    from nlp.artifact import ArtifactCipher
-    from nlp.evaluation import EvaluationReport
-    from nlp.registry import ModelInfo, ModelRegistry
+    from nlp.registry import ModelRegistry
 
 
 # --- calibration and the triage threshold --------------------------------------------------------------------
@@ -104,84 +99,21 @@ def calibration(metrics: Mapping[str, Any]) -> dict[str, Any]:
 # --- comparing two versions ---------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=16)
-def _evaluate(model_dir: str, sha256: str, cipher: ArtifactCipher | None) -> EvaluationReport:
-    """A model's report on the current evaluation split (cached: a version's artifact never changes)."""
-    from nlp.classifier import Classifier
-    from nlp.corpus import load_seed_corpus
-    from nlp.evaluation import evaluate_classifier
-
-    return evaluate_classifier(Classifier.load(Path(model_dir), cipher), load_seed_corpus("eval"))
-
-
-def _delta(a: float | None, b: float | None) -> float | None:
-    return round(b - a, 4) if a is not None and b is not None else None
-
-
-def _side(info: ModelInfo, report: EvaluationReport) -> dict[str, Any]:
-    threshold = report.threshold
-    return {
-        "version": info.version, "created_at": info.created_at.isoformat(), "promoted": info.promoted,
-        "source": info.source, "n_examples": info.n_examples, "training_seconds": info.training_seconds,
-        "macro_f1": round(report.macro_f1, 4), "accuracy": round(report.accuracy, 4), "ece": round(report.ece, 4),
-        "threshold": threshold.threshold if threshold else None,
-        "triage_share": threshold.triage_share if threshold else None,
-        "auto_accuracy": threshold.precision if threshold else None,
-        "languages": report.accuracy_by_language,
-    }
-
-
-def _pair(side_a: dict[str, Any], side_b: dict[str, Any], key: str) -> dict[str, Any]:
-    return {"a": side_a[key], "b": side_b[key], "delta": _delta(side_a[key], side_b[key])}
-
-
 def compare(registry: ModelRegistry, version_a: str, version_b: str) -> dict[str, Any]:
-    """Two versions scored on the same (current) evaluation split, side by side; every delta is b − a.
+    """`nlp.comparison.compare` (two versions side by side on the evaluation and the boundary split; every delta
+    is b − a), with "languages" as rows for the page: [{"code", "name_zh", "name_en", "n", "a", "b", "delta"}:
+    accuracy per language]. Raises `nlp.errors.ModelNotFoundError` for an unknown version. Blocking: call it in a
+    thread from async code."""
+    from nlp.comparison import compare as compare_versions
 
-    Returns {"a": {...}, "b": {...}, "macro_f1": {"a", "b", "delta"}, "accuracy", "ece", "threshold" (the one the
-    documented rule chooses), "triage_share" (sent to triage at it), "auto_accuracy" (of the reports at or above
-    it): the same, "languages": [{"code", "name_zh", "name_en", "n", "a", "b", "delta"}: accuracy per language],
-    "labels": [{"label", "name_zh", "name_en", "support", "a", "b", "delta"} per label: F1], "n", "split"}. Raises
-    `nlp.errors.ModelNotFoundError` for an unknown version. Blocking (loads and runs both models, about a
-    second each the first time): call it in a thread from async code.
-    """
-    info_a, info_b = registry.get(version_a), registry.get(version_b)
-    report_a = _evaluate(str(info_a.path), info_a.sha256, registry.cipher)
-    report_b = _evaluate(str(info_b.path), info_b.sha256, registry.cipher)
-    f1_a = {score.label: score for score in report_a.scores}
-    f1_b = {score.label: score for score in report_b.scores}
-    labels = [label for label in LABELS if label in f1_a or label in f1_b]
-    labels += sorted((set(f1_a) | set(f1_b)) - set(labels))
-    rows = []
-    for label in labels:
-        a = round(f1_a[label].f1, 4) if label in f1_a else None
-        b = round(f1_b[label].f1, 4) if label in f1_b else None
-        support = (f1_a.get(label) or f1_b[label]).support
-        names = LABELS.get(label, (label, label))
-        rows.append({"label": label, "name_zh": names[0], "name_en": names[1], "support": support,
-                     "a": a, "b": b, "delta": _delta(a, b)})
-    side_a, side_b = _side(info_a, report_a), _side(info_b, report_b)
+    comparison = compare_versions(registry, version_a, version_b)
+    by_code = comparison["languages"]
+    order = list(LANGUAGE_NAMES)
     languages = []
-    for row in _language_rows({**side_b["languages"], **side_a["languages"]}) or []:
-        a, b = side_a["languages"].get(row["code"]), side_b["languages"].get(row["code"])
-        accuracy_a = a["accuracy"] if a else None
-        accuracy_b = b["accuracy"] if b else None
-        languages.append({**row, "n": (a or b or {}).get("n"), "a": accuracy_a, "b": accuracy_b,
-                          "delta": _delta(accuracy_a, accuracy_b)})
-    return {
-        "a": side_a,
-        "b": side_b,
-        "macro_f1": _pair(side_a, side_b, "macro_f1"),
-        "accuracy": _pair(side_a, side_b, "accuracy"),
-        "ece": _pair(side_a, side_b, "ece"),
-        "threshold": _pair(side_a, side_b, "threshold"),
-        "triage_share": _pair(side_a, side_b, "triage_share"),
-        "auto_accuracy": _pair(side_a, side_b, "auto_accuracy"),
-        "languages": languages,
-        "labels": rows,
-        "n": report_a.n,
-        "split": "seed-eval",
-    }
+    for code in sorted(by_code, key=lambda code: (order.index(code) if code in order else len(order), code)):
+        name = LANGUAGE_NAMES.get(code, (code, code))
+        languages.append({"code": code, "name_zh": name[0], "name_en": name[1], **by_code[code]})
+    return {**comparison, "languages": languages}
 
 
 def rollback_target(events: list[dict[str, Any]], existing: set[str]) -> str | None:

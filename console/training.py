@@ -26,13 +26,11 @@ from console import texts
 from console.operations import OperationError
 from handlers.texts import fill
 from nlp.errors import NlpError, NothingNewToTrain
-from nlp.labels import LABELS
 from storage import training_data
 from storage.db import Database
 from storage.evidence_files import SealedFiles
 
 if TYPE_CHECKING:
-    from nlp.corpus import Example
     from nlp.registry import ModelInfo
 
 try:
@@ -295,30 +293,22 @@ def _finish(models_dir: Path, run_id: str, *, version: str | None = None, error:
 _RUNS: set[asyncio.Task[None]] = set()  # strong references, so that a running task is not collected
 
 
-def _staff_examples(pairs: Sequence[tuple[str, str]]) -> list[Example]:
-    """The staff-labelled reports as training examples (labels of the taxonomy only)."""
-    from nlp.corpus import Example
-
-    return [Example(text=text, label=label, id=f"staff-{number}")
-            for number, (text, label) in enumerate(pairs, start=1) if label in LABELS]
-
-
 def _trained_alike(models_dir: Path, pairs: Sequence[tuple[str, str]]) -> ModelInfo | None:
     """The saved version a run on `pairs` would copy, if any (see `ModelRegistry.trained_alike`)."""
-    from nlp.registry import ModelRegistry, training_plan
+    from nlp.registry import ModelRegistry, staff_examples, training_plan
 
-    return ModelRegistry(models_dir).trained_alike(training_plan(extra_examples=_staff_examples(pairs)))
+    return ModelRegistry(models_dir).trained_alike(training_plan(extra_examples=staff_examples(pairs)))
 
 
 def _train_job(data_dir: str, run_id: str, pairs: Sequence[tuple[str, str]], cipher: SealedFiles) -> str:
     """In the training process: train and register a new version, reporting progress; returns its version."""
-    from nlp.registry import ModelRegistry, train_and_register
+    from nlp.registry import ModelRegistry, staff_examples, train_and_register
     from nlp.tokenizer import warm_up
 
     models_dir = _models_dir(data_dir)
     _stage(models_dir, run_id, "loading_tokenizer", worker_pid=os.getpid())
     warm_up(Path(data_dir))
-    extra = _staff_examples(pairs)
+    extra = staff_examples(pairs)
 
     def progress(message: str) -> None:
         stage = _PROGRESS_STAGES.get(message)

@@ -27,6 +27,18 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from nlp.cli_output import (
+    PlainFlagsGroup,
+    comparison_tables,
+    confusion_table,
+    drops_line,
+    errors_table,
+    group_table,
+    reliability_table,
+    score_table,
+    share,
+    stdout_console,
+)
 from nlp.errors import NlpError, NothingNewToTrain
 from nlp.settings import data_dir, models_dir, reports_dir
 
@@ -34,12 +46,12 @@ if TYPE_CHECKING:
     from nlp.artifact import ArtifactCipher
     from nlp.classifier import Classifier
     from nlp.corpus import Example
-    from nlp.evaluation import EvaluationReport
     from nlp.registry import ModelInfo
 
-model_app = typer.Typer(name="model", help="Classifier models: train, evaluate, list, promote, roll back.",
-                        no_args_is_help=True, pretty_exceptions_enable=False)
-app = typer.Typer(help="Qinglian classifier commands.", no_args_is_help=True, pretty_exceptions_enable=False)
+model_app = typer.Typer(name="model", help="Classifier models: train, evaluate, compare, list, promote, roll back.",
+                        no_args_is_help=True, pretty_exceptions_enable=False, cls=PlainFlagsGroup)
+app = typer.Typer(help="Qinglian classifier commands.", no_args_is_help=True, pretty_exceptions_enable=False,
+                  cls=PlainFlagsGroup)
 
 err_console = Console(stderr=True, highlight=False)
 CLASSIFY_BATCH = 256
@@ -49,11 +61,14 @@ class ModelKeys:
     """What the service lends the commands, through the command's context object (`ctx.obj`), which `qinglian`
     (bot.cli) fills: the cipher of the models (its key ring's), so that models are saved and read encrypted as the
     service does, and the audit log, into which a training run, a promotion and a rollback are written as the
-    console writes its own. Without it (this module run alone) models are saved in plain text, an encrypted one is
-    refused, and nothing is audited (there is no service database to write to)."""
+    console writes its own, and the reports staff labelled (`staff_labels`: their (text, label) pairs and how many
+    were {"confirmed": n, "corrected": m}, read from the service's database as the console reads them). Without it
+    (this module run alone) models are saved in plain text, an encrypted one is refused, nothing is audited and
+    there are no staff labels (there is no service database)."""
 
     cipher: Callable[[], ArtifactCipher]
     audit: Callable[[str, dict[str, Any]], None] | None = None
+    staff_labels: Callable[[], tuple[list[tuple[str, str]], dict[str, int]]] | None = None
 
 
 def operator_name() -> str:
@@ -80,11 +95,6 @@ def _cli_errors() -> Iterator[None]:
         message = str(problem) or problem.__class__.__name__
         typer.echo(f"qinglian: {message}", err=True)
         raise typer.Exit(2) from None
-
-
-def _console() -> Console:
-    """Standard output; wide when it is not a terminal, so that versions and ids are never cut."""
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
 @contextmanager
@@ -238,6 +248,28 @@ def classify(
 
 
 # --- model train ------------------------------------------------------------------------------------------------
+def _staff_labelled(ctx: typer.Context) -> tuple[list[Example], str]:
+    """The reports staff labelled in the console, as its "train now" adds them (`nlp.registry.staff_examples`);
+    and how many of each kind. Refused when there are none, or no service database to read them from."""
+    from nlp.registry import staff_examples
+
+    keys = ctx.find_object(ModelKeys)
+    if keys is None or keys.staff_labels is None:
+        raise NlpError("the staff-labelled reports are in the service's database: run `qinglian model train "
+                       "--staff-labels` (not this module alone)")
+    pairs, counts = keys.staff_labels()
+    examples = staff_examples(pairs)
+    if not examples:
+        raise NlpError("no report whose label staff confirmed or corrected is in the database yet: confirm or "
+                       "correct labels on the console's tickets (or its \"needs labelling\" list) first")
+    skipped = len(pairs) - len(examples)
+    said = (f"{len(examples)} staff-labelled reports ({counts.get('corrected', 0)} corrected, "
+            f"{counts.get('confirmed', 0)} confirmed)"
+            + (f"; {skipped} with a label not in the taxonomy left out" if skipped else ""))
+    err_console.print(f"adding {said} to the training data", markup=False)
+    return examples, said
+
+
 def _load_examples(data: Sequence[Path], text_field: str, label_field: str) -> list[Example]:
     from nlp.corpus import load_dataset
 
@@ -258,6 +290,9 @@ def train_command(
                                             "split when --data is given.")] = False,
     again: Annotated[bool, typer.Option("--again", help="Train even if a saved version was trained on the same "
                                         "data with the same settings (the new one is then its copy).")] = False,
+    staff_labels: Annotated[bool, typer.Option("--staff-labels", help="Also train on the reports whose label staff "
+                                               "confirmed or corrected (from the service's database), as the "
+                                               "console's \"train now\" does.")] = False,
 ) -> None:
     """Train a new model version (saved, not promoted) and score it on the fixed evaluation split.
 
@@ -275,14 +310,21 @@ def train_command(
         else:
             examples = load_seed_corpus("train")
             source = "seed corpus (train split)"
+        extra, said = _staff_labelled(ctx) if staff_labels else ([], "")
+        if extra:
+            source += f" + {len(extra)} staff-labelled reports, command line"
         _warm_up()
         with _progress([*TRAIN_STEPS, SCORING_STEP, SAVING_STEP], "training") as report:
             try:
-                info = train_and_register(_registry(ctx), examples, progress=report, source=source, again=again)
+                info = train_and_register(_registry(ctx), examples, extra_examples=extra, progress=report,
+                                          source=source, again=again)
             except NothingNewToTrain as same:  # what the command line can do that the console cannot
                 raise NlpError(f"{same} (or train again anyway with --again)") from None
-        _audit(ctx, "model.train", {"version": info.version, "examples": info.n_examples})
-        console = _console()
+        _audit(ctx, "model.train", {"version": info.version, "examples": info.n_examples,
+                                    **({"staff_labelled": len(extra)} if extra else {})})
+        console = stdout_console()
+        if extra:
+            console.print(f"trained with {said}", markup=False)
         console.print(f"model [bold]{info.version}[/bold]: {info.n_examples} examples, {len(info.labels)} labels, "
                       f"trained in {info.training_seconds:.1f} s")
         selection = info.selection
@@ -294,79 +336,21 @@ def train_command(
             console.print(f"evaluation split ({info.metrics.get('n')} reports): macro-F1 {info.macro_f1:.4f}, "
                           f"accuracy {info.accuracy:.4f}, ECE {info.metrics.get('ece')}; suggested confidence "
                           f"threshold {info.metrics.get('suggested_threshold')} "
-                          f"({_share(info.metrics.get('threshold_triage_share'))} to triage)")
+                          f"({share(info.metrics.get('threshold_triage_share'))} to triage)")
             boundary = info.metrics.get("boundary") or {}
             if boundary:
                 console.print(f"boundary split ({boundary.get('n')} reports): macro-F1 {boundary.get('macro_f1')}, "
                               f"accuracy {boundary.get('accuracy')}")
         else:
             console.print("not scored on the evaluation split (its labels are not the taxonomy's)")
+        promoted = _registry(ctx).promoted_version()
+        if promoted is not None and promoted != info.version:
+            console.print(f"compare it with the promoted version: qinglian model compare {promoted} {info.version}",
+                          markup=False)
         console.print(f"promote it with: qinglian model promote {info.version}", markup=False)
 
 
 # --- model evaluate ---------------------------------------------------------------------------------------------
-def _share(value: object) -> str:
-    return f"{value:.1%}" if isinstance(value, int | float) else "—"
-
-
-def _reliability_table(report: EvaluationReport) -> Table:
-    table = Table(title=f"reliability of the confidence: expected calibration error {report.ece:.3f}")
-    for column in ("confidence", "reports", "correct", "mean confidence", "gap"):
-        table.add_column(column, justify="left" if column == "confidence" else "right")
-    for row in report.reliability:
-        gap = (f"{row.accuracy - row.confidence:+.3f}" if row.accuracy is not None and row.confidence is not None
-               else "")
-        table.add_row(f"{row.low:.1f}–{row.high:.1f}", str(row.n),
-                      f"{row.accuracy:.3f}" if row.accuracy is not None else "·",
-                      f"{row.confidence:.3f}" if row.confidence is not None else "·", gap)
-    return table
-
-
-def _group_table(title: str, groups: dict[str, dict[str, float]]) -> Table:
-    table = Table(title=title)
-    for column in ("", "reports", "accuracy"):
-        table.add_column(column, justify="left" if not column else "right")
-    for name, values in groups.items():
-        table.add_row(name, str(int(values["n"])), f"{values['accuracy']:.3f}")
-    return table
-
-
-def _score_table(report: EvaluationReport) -> Table:
-    from nlp.labels import display_name
-
-    table = Table(title=f"{report.n} reports: macro-F1 {report.macro_f1:.4f}, accuracy {report.accuracy:.4f}")
-    for column in ("label", "名称", "precision", "recall", "F1", "support"):
-        table.add_column(column, justify="left" if column in ("label", "名称") else "right")
-    for score in report.scores:
-        table.add_row(score.label, display_name(score.label), f"{score.precision:.3f}", f"{score.recall:.3f}",
-                      f"{score.f1:.3f}", str(score.support))
-    return table
-
-
-def _confusion_table(report: EvaluationReport) -> Table:
-    table = Table(title="confusion matrix (rows: true label, columns: predicted)")
-    table.add_column("true \\ predicted")
-    for number in range(1, len(report.labels) + 1):
-        table.add_column(str(number), justify="right")
-    for number, (label, row) in enumerate(zip(report.labels, report.confusion, strict=True), start=1):
-        cells = [f"[bold]{count}[/bold]" if column == number - 1 else (str(count) if count else "·")
-                 for column, count in enumerate(row)]
-        table.add_row(f"{number} {label}", *cells)
-    return table
-
-
-def _errors_table(report: EvaluationReport, limit: int) -> Table:
-    table = Table(title=f"misclassified: {len(report.misclassified)} of {report.n} (most confident first)")
-    for column in ("id", "true", "predicted", "conf.", "text"):
-        table.add_column(column, overflow="ellipsis", no_wrap=column != "text", justify="right"
-                         if column == "conf." else "left")
-    for wrong in report.misclassified[:limit]:
-        text = " ".join(wrong.example.text.split())
-        table.add_row(wrong.example.id, wrong.example.label, wrong.predicted, f"{wrong.confidence:.2f}",
-                      text[:120] + ("…" if len(text) > 120 else ""))
-    return table
-
-
 @model_app.command("evaluate")
 def evaluate_command(
     ctx: typer.Context,
@@ -415,15 +399,15 @@ def evaluate_command(
             report = evaluate_classifier(classifier, examples)
             subject = f"model {classifier.version}"
             stem = classifier.version
-        console = _console()
+        console = stdout_console()
         console.print(f"{subject} on {data_name}", markup=False)
-        console.print(_score_table(report))
-        console.print(_confusion_table(report))
+        console.print(score_table(report))
+        console.print(confusion_table(report))
         if report.accuracy_by_language:
-            console.print(_group_table("accuracy by language", report.accuracy_by_language))
+            console.print(group_table("accuracy by language", report.accuracy_by_language))
         if report.accuracy_by_rule:
-            console.print(_group_table("accuracy by boundary rule (taxonomy.md)", report.accuracy_by_rule))
-        console.print(_reliability_table(report))
+            console.print(group_table("accuracy by boundary rule (taxonomy.md)", report.accuracy_by_rule))
+        console.print(reliability_table(report))
         if report.threshold is not None:
             choice = report.threshold
             console.print(f"confidence threshold by the rule ({THRESHOLD_RULE}): {choice.threshold:.2f}",
@@ -432,13 +416,39 @@ def evaluate_command(
                           "of the reports to triage for low confidence"
                           + ("" if choice.rule_met else " (rule not met)"), markup=False)
         if report.misclassified and max_errors:
-            console.print(_errors_table(report, max_errors))
+            console.print(errors_table(report, max_errors))
             if len(report.misclassified) > max_errors:
                 console.print(f"… and {len(report.misclassified) - max_errors} more (--max-errors)")
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         target = png or reports_dir() / f"confusion-{stem}-{stamp}.png"
         plot_confusion(report, target, f"{subject}: macro-F1 {report.macro_f1:.3f}")
         console.print(f"confusion matrix image: {target.resolve()}", markup=False, soft_wrap=True)
+
+
+# --- model compare ----------------------------------------------------------------------------------------------
+@model_app.command("compare")
+def compare_command(
+    ctx: typer.Context,
+    version_a: Annotated[str, typer.Argument(metavar="A", help="One version (the promoted one, usually).")],
+    version_b: Annotated[str, typer.Argument(metavar="B", help="The other (the candidate); differences are B − A.")],
+) -> None:
+    """Two versions side by side on the fixed evaluation split and the boundary split: macro-F1, accuracy, ECE,
+    triage threshold and share sent to triage, F1 per label with the difference, the labels whose F1 drops."""
+    with _cli_errors():
+        from nlp.comparison import compare
+
+        registry = _registry(ctx)
+        for version in (version_a, version_b):
+            registry.get(version)  # an unknown version is said before anything is loaded
+        _warm_up()
+        comparison = compare(registry, version_a, version_b)
+        console = stdout_console()
+        for side, version in (("A", comparison["a"]), ("B", comparison["b"])):
+            console.print(f"{side}: {version['version']}" + (" (promoted)" if version["promoted"] else "")
+                          + f" — {version['n_examples']} examples, {version['source']}", markup=False)
+        for table in comparison_tables(comparison):
+            console.print(table)
+        console.print(drops_line(comparison), markup=False)
 
 
 # --- model list / promote / rollback ----------------------------------------------------------------------------
@@ -453,7 +463,7 @@ def list_command(ctx: typer.Context) -> None:
         registry = _registry(ctx)
         infos: list[ModelInfo] = registry.list()
         promoted = registry.promoted_version()
-        console = _console()
+        console = stdout_console()
         if not infos and promoted is None:
             console.print("no models yet: `qinglian model train` (or `qinglian serve` trains the default one)",
                           markup=False)

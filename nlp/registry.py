@@ -421,6 +421,16 @@ def eval_split_metrics(classifier: Classifier) -> dict[str, Any]:
     return metrics
 
 
+def staff_examples(pairs: Iterable[tuple[str, str]]) -> list[Example]:
+    """The reports whose label staff confirmed or corrected (`storage.training_data.training_examples`: text,
+    label) as training examples, labels of the taxonomy only: what the console's "train now" and `qinglian model
+    train --staff-labels` both add to the training data, so that the same reports give the same data fingerprint."""
+    from nlp.labels import LABELS
+
+    return [Example(text=text, label=label, id=f"staff-{number}")
+            for number, (text, label) in enumerate(pairs, start=1) if label in LABELS]
+
+
 def training_plan(examples: Sequence[Example] | None = None, *, extra_examples: Iterable[Example] = (),
                   params: Mapping[str, Any] | None = None, progress: Progress | None = None) -> TrainingPlan:
     """What `train_and_register` trains on: `examples` (default: the seed corpus's training split) and

@@ -24,7 +24,7 @@ from storage import training_data
 from storage.evidence_files import SealedFiles
 
 if TYPE_CHECKING:
-    from nlp.registry import ModelRegistry
+    from nlp.registry import ModelInfo, ModelRegistry
 
 log = logging.getLogger(__name__)
 RECENT_EVENTS = 20
@@ -127,6 +127,18 @@ async def training_progress(principal: PagePrincipal) -> Response:
         "version": status.get("version"), "error": status.get("error")}))
 
 
+async def _changes(registry: ModelRegistry, current: ModelInfo | None, target: str,
+                   names: Names) -> tuple[dict[str, Any] | None, tuple[str, str] | None]:
+    """What the confirmation shows would change from the serving version to `target` (`model_versions.compare`),
+    or None with why they could not be compared (a version this installation cannot load: the refusal's text)."""
+    if current is None or current.version == target:
+        return None, None
+    try:
+        return await asyncio.to_thread(model_versions.compare, registry, current.version, target), None
+    except NlpError as problem:
+        return None, names.refusal(training.model_refusal(problem))
+
+
 @router.post("/console/models/promote")
 async def promote(request: Request, principal: PagePrincipal, *, csrf: CsrfField = "",
                   version: Annotated[str, Form(max_length=80)], force: Annotated[str, Form()] = "",
@@ -143,8 +155,11 @@ async def promote(request: Request, principal: PagePrincipal, *, csrf: CsrfField
         except NlpError as problem:
             raise training.model_refusal(problem) from None
         refusal = Names(principal.context.city).refusal(training.model_refusal(gate)) if gate else None
+        changes, unchanged_reason = await _changes(registry, current, candidate.version,
+                                                    Names(principal.context.city))
         return render(request, principal, "confirm_model.html", action="promote", target=candidate,
-                      current=current, force=force == "1", refusal=refusal)
+                      current=current, force=force == "1", refusal=refusal, changes=changes,
+                      unchanged_reason=unchanged_reason)
     try:
         changed = await asyncio.to_thread(registry.promote, version, force=force == "1", by=principal.user.username)
         events = [] if changed else await asyncio.to_thread(registry.events)
@@ -176,8 +191,9 @@ async def rollback(request: Request, principal: PagePrincipal, *, csrf: CsrfFiel
             raise training.model_refusal(problem) from None
         if target is None:
             raise OperationError(409, "model_rollback_none")  # as the registry says it
+        changes, unchanged_reason = await _changes(registry, current, target, Names(principal.context.city))
         return render(request, principal, "confirm_model.html", action="rollback", target=versions[target],
-                      current=current, force=False, refusal=None)
+                      current=current, force=False, refusal=None, changes=changes, unchanged_reason=unchanged_reason)
     try:
         info = await asyncio.to_thread(functools.partial(registry.rollback, by=principal.user.username,
                                                          to=version or None))

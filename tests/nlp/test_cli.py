@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
-from nlp.cli import app, classify, model_app
+from nlp.cli import app, classify, model_app, operator_name
 from nlp.corpus import load_seed_corpus
+from nlp.errors import NothingNewToTrain
 from nlp.registry import ModelInfo, ModelRegistry
 
 runner = CliRunner()
@@ -210,3 +213,135 @@ def test_a_promoted_version_that_cannot_be_read_is_said_not_hidden(data_dir_with
     result = runner.invoke(app, ["model", "list"])
     assert result.exit_code == 1
     assert f"the promoted version {version} cannot be read" in result.output
+
+
+# --- the administrator's life cycle through `qinglian` (the service's command, with its database) -----------------
+STAFF_LABELLED = [
+    ("社区卫生服务中心的医生让我们先交三百元才肯开医保报销单据", "medical", "slow_service"),
+    ("区医院住院部护士长收了红包才安排床位，医保结算还多收了钱", "medical", "slow_service"),
+    ("窗口办事员中午提前一小时离岗，群众排队没人办理业务", "slow_service", "slow_service"),
+]
+
+
+async def _deploy_with_staff_labels(pairs: list[tuple[str, str, str]]) -> Any:
+    """The configured database (QINGLIAN_DATA_DIR's), migrated, holding cases staff labelled in the console:
+    (text, label, predicted) — corrected when they differ, confirmed when not. Returns the Database."""
+    from bot.config import load_settings
+    from storage import staff_actions
+    from storage.db import Database
+    from storage.migrate import upgrade
+    from storage.models import StaffRole
+    from tests.storage.test_training_data import labelled_case
+
+    settings = load_settings()
+    await asyncio.to_thread(upgrade, settings.resolved_database_url, settings.resolved_keyring())
+    database = Database.connect(settings.resolved_database_url, settings.resolved_keyring())
+    async with database.sessionmaker.begin() as session:
+        staff = await staff_actions.create_staff(session, username="admin", display_name="管理员",
+                                                 role=StaffRole.ADMIN, password_hash="not-a-hash")
+        for text, label, predicted in pairs:
+            await labelled_case(session, staff, text, label, predicted=predicted, confidence=0.6)
+    return database
+
+
+async def _audited(database: Any) -> list[Any]:
+    from storage import audit
+
+    async with database.read_sessionmaker() as session:
+        rows, _ = await audit.audit_log(session, page=1, per_page=50)
+    return [entry for entry, _, _ in rows]
+
+
+def test_train_from_staff_labels_on_the_command_line_uses_the_consoles_data(
+        data_dir_with_model: tuple[Path, str]) -> None:
+    """An administrator on a server without a browser could not retrain from the labels staff corrected."""
+    from bot.cli import app as qinglian
+    from console import training
+
+    data_dir, first = data_dir_with_model
+    database = asyncio.run(_deploy_with_staff_labels(STAFF_LABELLED))
+    try:
+        result = runner.invoke(qinglian, ["model", "train", "--staff-labels"])
+        assert result.exit_code == 0, result.output
+        assert "3 staff-labelled reports (2 corrected, 1 confirmed)" in result.stdout
+        registry = ModelRegistry(data_dir / "models")
+        new = registry.list()[-1]
+        assert new.version != first and new.n_examples == len(load_seed_corpus("train")) + 3
+        assert "3 staff-labelled reports" in new.source
+        # what to do next: compare it with the version that serves, then promote it
+        assert f"qinglian model compare {first} {new.version}" in result.stdout
+        # the audit log says the run learnt from residents' reports staff labelled, and how many
+        assert [entry.detail for entry in asyncio.run(_audited(database)) if entry.action == "model.train"] == [
+            {"version": new.version, "examples": new.n_examples, "staff_labelled": 3,
+             "via": operator_name()}]
+        # the console would train on exactly these data: it says there is nothing new to learn
+        with pytest.raises(NothingNewToTrain, match=new.version):
+            asyncio.run(training.start_training(database, data_dir))
+    finally:
+        asyncio.run(database.dispose())
+
+
+def test_train_from_staff_labels_when_staff_labelled_nothing_says_so(data_dir_with_model: tuple[Path, str]) -> None:
+    from bot.cli import app as qinglian
+
+    data_dir, _ = data_dir_with_model
+    unreviewed = ("窗口办事员中午提前离岗，群众排队没人办理", "", "slow_service")
+    database = asyncio.run(_deploy_with_staff_labels([unreviewed]))
+    asyncio.run(database.dispose())
+    result = runner.invoke(qinglian, ["model", "train", "--staff-labels"])
+    _assert_clean_error(result, "no report whose label staff confirmed or corrected")
+    assert len(ModelRegistry(data_dir / "models").list()) == 1  # nothing was trained
+
+
+def test_train_from_staff_labels_without_the_service_database_says_so(data_dir_with_model: tuple[Path, str]) -> None:
+    result = runner.invoke(app, ["model", "train", "--staff-labels"])  # this module alone: no database
+    _assert_clean_error(result, "staff-labelled reports are in the service's database")
+
+
+def test_compare_shows_two_versions_side_by_side_on_both_splits(data_dir_with_model: tuple[Path, str]) -> None:
+    """There was no way to compare two versions from the command line before promoting one."""
+    from nlp.comparison import compare
+    from nlp.labels import LABELS
+    from nlp.registry import train_and_register
+
+    data_dir, first = data_dir_with_model
+    registry = ModelRegistry(data_dir / "models")
+    few = [e for label in LABELS for e in [x for x in load_seed_corpus("train") if x.label == label][:12]]
+    second = train_and_register(registry, few, source="twelve per label").version
+    result = runner.invoke(app, ["model", "compare", first, second])
+    assert result.exit_code == 0, result.output
+    expected = compare(registry, first, second)
+    out = result.stdout
+    assert first in out and second in out
+    for key in ("macro_f1", "accuracy", "ece"):
+        row = expected[key]
+        assert f"{row['a']:.4f}" in out and f"{row['b']:.4f}" in out and f"{row['delta']:+.4f}" in out
+    assert f"{expected['threshold']['a']:.2f}" in out and f"{expected['triage_share']['b']:.1%}" in out
+    assert f"boundary split ({expected['boundary']['n']} reports" in out
+    assert f"{expected['boundary']['macro_f1']['b']:.4f}" in out
+    for row in expected["labels"]:
+        assert row["label"] in out and f"{row['delta']:+.4f}" in out
+    assert expected["drops"] and all(row["label"] in out.split("F1 drops")[1] for row in expected["drops"])
+
+
+@pytest.mark.parametrize("pair", [["nope", "first"], ["first", "nope"]])
+def test_compare_with_an_unknown_version_is_one_line_and_exit_code_2(data_dir_with_model: tuple[Path, str],
+                                                                     pair: list[str]) -> None:
+    _, first = data_dir_with_model
+    result = runner.invoke(app, ["model", "compare", *[first if v == "first" else v for v in pair]])
+    _assert_clean_error(result, "no model 'nope'")
+
+
+@pytest.mark.parametrize("arguments", [["--help"], ["model", "promote", "--help"], ["model", "train", "--help"]])
+def test_help_names_flags_without_a_type(arguments: list[str]) -> None:
+    """`qinglian --help` showed `--help <bool>`, `--force <bool>`: as if the flags took a value."""
+    from bot.cli import app as qinglian
+
+    result = runner.invoke(qinglian, arguments, env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert "--help" in result.output and "Show this message and exit." in result.output
+    assert "<bool>" not in result.output
+    if "promote" in arguments:
+        assert "--force" in result.output and "Promote even if the gate refuses." in result.output
+    if "train" in arguments:
+        assert "--text-field" in result.output and "<str>" in result.output  # an option with a value keeps its type

@@ -4,6 +4,7 @@ the model the service classifies with at once."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import json
 import os
@@ -469,3 +470,46 @@ async def test_a_promoted_versions_threshold_that_is_not_the_citys_says_how_to_a
             assert "threshold-differs" not in (await client.get("/console/models")).text
     finally:
         routing.confidence_threshold = configured
+
+
+async def test_the_promotion_confirmation_shows_what_would_change(console: ConsoleHarness) -> None:
+    """Seen as an administrator deciding on a promotion: the confirmation showed only the two macro-F1 scores, not
+    which categories would get worse, the calibration or how many more reports would go to manual triage."""
+    from nlp.comparison import compare
+
+    await console.user("boss", StaffRole.ADMIN)
+    default = str(console.context.classifier.version)
+    weaker = await asyncio.to_thread(_second_version, console.context.models_dir)
+    expected = await asyncio.to_thread(compare, ModelRegistry(console.context.models_dir), default, weaker)
+    async with console.client() as client:
+        csrf = await console.login(client, "boss")
+        asked = (await client.post("/console/models/promote", data={"csrf": csrf, "version": weaker,
+                                                                    "force": "1"})).text
+    assert 'id="changes"' in asked
+    changes = html.unescape(asked[asked.index('id="changes"'):])
+    text = " ".join(re.sub(r"<[^>]+>", " ", changes).split())
+    for key, digits in (("macro_f1", 3), ("accuracy", 3), ("ece", 3), ("threshold", 2)):
+        row = expected[key]
+        assert f"{row['a']:.{digits}f} → {row['b']:.{digits}f}" in text, key
+    triage = expected["triage_share"]
+    assert f"{_share(triage['a'])} → {_share(triage['b'])}" in text
+    boundary = expected["boundary"]["macro_f1"]
+    assert f"{boundary['a']:.3f} → {boundary['b']:.3f}" in text
+    assert expected["drops"]
+    for row in expected["drops"]:  # every category whose F1 drops, named in both languages, with its fall
+        assert f"{row['name_zh']} {row['name_en']} {row['a']:.3f} → {row['b']:.3f} ({row['delta'] * 100:+.1f})" in text
+
+
+async def test_the_rollback_confirmation_shows_what_would_change(console: ConsoleHarness) -> None:
+    await console.user("boss", StaffRole.ADMIN)
+    default = str(console.context.classifier.version)
+    weaker = await asyncio.to_thread(_second_version, console.context.models_dir)
+    registry = ModelRegistry(console.context.models_dir)
+    await asyncio.to_thread(functools.partial(registry.promote, weaker, force=True, by="test"))
+    async with console.client() as client:
+        csrf = await console.login(client, "boss")
+        asked = (await client.post("/console/models/rollback", data={"csrf": csrf})).text
+    changes = html.unescape(asked[asked.index('id="changes"'):])
+    text = " ".join(re.sub(r"<[^>]+>", " ", changes).split())
+    assert f"{registry.get(weaker).macro_f1:.3f} → {registry.get(default).macro_f1:.3f}" in text
+    assert "No category's F1 drops by more than 2 points." in text
