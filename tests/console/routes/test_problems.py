@@ -262,6 +262,30 @@ async def test_a_problems_answer_is_checked_first_then_sent_to_every_reporter(de
     assert (await desk.problem(problem_id)).answered_at is not None
 
 
+async def test_a_problems_answer_reaches_the_reporters_without_invisible_characters_and_nothing_visible_is_refused(
+        desk: Desk) -> None:
+    """A ticket's answer loses its control and invisible characters before it is checked and sent; a problem's answer
+    kept them (a zero-width space pasted from a chat, a bell character), and one of nothing but a zero-width space
+    was sent to every reporter of the problem as an empty answer."""
+    wang, csrf = await desk.login("wang", StaffRole.SUPERVISOR)
+    plant = [await desk.report(text, reporter=f"resident-{n}") for n, text in enumerate((PLANT, PLANT_AGAIN))]
+    problem_id = await _problem_of(wang, csrf, plant)
+    address = f"/console/problem/{problem_id}/answer"
+
+    for action in ("check", "send"):
+        empty = await wang.post(address, data={"csrf": csrf, "text": "\u200b\u2060", "action": action})
+        assert (empty.status_code, page_message(empty)) == (422, "an answer needs text"), action
+
+    dirty = "\u200b" + ANSWER.replace("。", "。\x07", 1) + "\u202e"
+    checked = await wang.post(address, data={"csrf": csrf, "text": dirty, "action": "check"})
+    assert re.search(r'<textarea name="text"[^>]*>' + re.escape(ANSWER) + "</textarea>", checked.text)
+    token = CHECK_TOKEN.search(checked.text)
+    assert token is not None
+    sent = await wang.post(address, data={"csrf": csrf, "text": dirty, "action": "send", "checked": token.group(1)})
+    assert location(sent) == f"/console/problem/{problem_id}?done=problem_answered&told=2"
+    assert await desk.answers() == [(f"resident-{n}", ANSWER) for n in range(2)]
+
+
 async def test_a_case_that_joins_an_answered_problem_shows_the_problem_as_answered_only_in_part(desk: Desk) -> None:
     """The badge said "已统一答复" although a case that joined the problem after its answer had none: it now says
     how many of the problem's cases were answered, until the reporters still waiting are answered too."""
