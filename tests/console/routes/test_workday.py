@@ -200,6 +200,19 @@ async def test_a_supervisor_adds_and_then_changes_a_reply_and_the_page_says_save
     assert await day.audit_count("canned_reply.save") == 2
 
 
+async def test_a_reply_of_invisible_characters_is_refused_and_a_kept_one_loses_them(day: Day) -> None:
+    """A title of a zero-width space was kept as a reply whose link in the list showed nothing; the reviewer who
+    started an answer from a reply got its invisible characters in the draft."""
+    wang, csrf = await day.login("wang", StaffRole.SUPERVISOR)
+    blank = await wang.post("/console/replies", data={"csrf": csrf, "queue": "clean_hall", "title": "\u200b\u2060",
+                                                      "body": "您的举报已受理。"})
+    assert (blank.status_code, page_message(blank)) == (422, "a canned reply needs a title and a text")
+    kept = await wang.post("/console/replies", data={"csrf": csrf, "queue": "clean_hall", "title": "已受理\u200b",
+                                                     "body": "\u202e您的举报\x07已受理。"})
+    assert location(kept) == "/console/replies?done=saved"
+    assert await day.replies() == [("clean_hall", "已受理", "您的举报已受理。")]
+
+
 async def test_saving_a_reply_is_refused_with_the_reason_and_nothing_is_saved(day: Day) -> None:
     wang, csrf = await day.login("wang", StaffRole.SUPERVISOR)
     li, li_csrf = await day.login("li", StaffRole.REVIEWER, ["clean_hall"])
