@@ -163,11 +163,14 @@ def session_token(request: Request, context: ConsoleContext) -> str | None:
         return None
 
 
-def totp_enrolment(context: ConsoleContext, username: str) -> dict[str, str]:
-    """A new TOTP secret, its otpauth:// URI and the secret signed for the enrolment form."""
-    secret = new_totp_secret()
-    return {"secret": secret, "uri": totp_uri(secret, username, context.issuer),
-            "signed": enrol_serializer(context).dumps(secret)}
+def totp_enrolment(context: ConsoleContext, username: str, secret: str | None = None,
+                   signed: str | None = None) -> dict[str, str]:
+    """A TOTP secret, its otpauth:// URI and the secret signed for the enrolment form: a new one, or the one of an
+    enrolment whose code was wrong (`secret` and its `signed` form), which the user's authenticator already holds."""
+    if secret is None or signed is None:
+        secret = new_totp_secret()
+        signed = enrol_serializer(context).dumps(secret)
+    return {"secret": secret, "uri": totp_uri(secret, username, context.issuer), "signed": signed}
 
 
 # --- permissions ------------------------------------------------------------------------------
