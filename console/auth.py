@@ -274,7 +274,7 @@ async def _session_principal(request: Request, context: ConsoleContext, *,
             return None
         if not record.second_factor_done and not allow_half:
             return None
-        unread = await staff_notices.unread_notice_count(session, user.id)
+        unread = await staff_notices.unread_notice_count(session, user.id, visible_queues(user))
     return Principal(user, record, context, request_ip(request), unread)
 
 

@@ -34,7 +34,7 @@ async def unread_by_queue(principal: Principal) -> dict[str, int]:
 
 async def notices(principal: Principal) -> list[staff_notices.Notice]:
     async with principal.context.database.read_sessionmaker() as session:
-        return await staff_notices.notices_for(session, principal.user.id)
+        return await staff_notices.notices_for(session, principal.user.id, queues=visible_queues(principal.user))
 
 
 # --- canned replies ---------------------------------------------------------------------------------------
