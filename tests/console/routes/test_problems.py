@@ -187,6 +187,20 @@ async def test_a_problem_of_the_chosen_cases_has_their_title_and_says_it_was_mad
     assert (await desk.problem(problem_id)).title == "丽发新城搅拌站"
 
 
+async def test_a_problems_title_loses_invisible_characters_and_one_of_nothing_visible_is_no_title(desk: Desk) -> None:
+    """A title pasted with a zero-width space was kept as "#3 · " followed by nothing visible, or with a right-to-left
+    override that turned the rest of the heading around."""
+    wang, csrf = await desk.login("wang", StaffRole.SUPERVISOR)
+    first = [await desk.report(text, reporter=str(n)) for n, text in enumerate((PLANT, PLANT_AGAIN))]
+    blank = _problem_id(await wang.post("/console/problems", data={"csrf": csrf, "cases": first,
+                                                                   "title": "\u200b\u2060"}), "problem_made")
+    assert (await desk.problem(blank)).title is None
+    second = [await desk.report(WINDOW, reporter=f"w{n}", place="政务中心") for n in range(2)]
+    named = _problem_id(await wang.post("/console/problems", data={"csrf": csrf, "cases": second,
+                                                                   "title": "\u202e窗口\x07无人"}), "problem_made")
+    assert (await desk.problem(named)).title == "窗口无人"
+
+
 async def test_making_a_problem_is_refused_with_the_reason_and_nothing_is_grouped(desk: Desk) -> None:
     li, csrf = await desk.login("li", StaffRole.REVIEWER, ["clean_hall"])
     first, again = await desk.report(PLANT, reporter="1"), await desk.report(PLANT_AGAIN, reporter="2")
