@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from console import problems
 from console.api import CASE_ERRORS, CaseNumber, CurrentUser
 from console.operations import case_detail
-from console.schemas import refusals
+from console.schemas import Visible, refusals
 from nlp.reply_quality import ReplyScore
 
 router = APIRouter(prefix="/api/v1", tags=["similar cases, problems, hot issues"], responses=refusals(401))
@@ -46,7 +46,8 @@ class SimilarListOut(_Out):
 
 
 class AnswerCheckIn(_In):
-    text: str = Field(min_length=1, max_length=3000, description="The draft answer.")
+    text: Visible = Field(min_length=1, max_length=3000, description="The draft answer (without control and "
+                                                                     "invisible characters, as it is sent).")
 
 
 class ReasonOut(_Out):

@@ -117,4 +117,4 @@ def mount_console(app: FastAPI, context: ConsoleContext) -> None:
     async def _operation_error(request: Request, exc: OperationError) -> Response:
         if request.url.path.startswith("/api/"):
             return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
-        return await error_page(request, exc.status_code, Names(context.city).refusal(exc))
+        return await error_page(request, exc.status_code, Names(context.city).refusal(exc), reason=exc.key)

@@ -163,11 +163,14 @@ def session_token(request: Request, context: ConsoleContext) -> str | None:
         return None
 
 
-def totp_enrolment(context: ConsoleContext, username: str) -> dict[str, str]:
-    """A new TOTP secret, its otpauth:// URI and the secret signed for the enrolment form."""
-    secret = new_totp_secret()
-    return {"secret": secret, "uri": totp_uri(secret, username, context.issuer),
-            "signed": enrol_serializer(context).dumps(secret)}
+def totp_enrolment(context: ConsoleContext, username: str, secret: str | None = None,
+                   signed: str | None = None) -> dict[str, str]:
+    """A TOTP secret, its otpauth:// URI and the secret signed for the enrolment form: a new one, or the one of an
+    enrolment whose code was wrong (`secret` and its `signed` form), which the user's authenticator already holds."""
+    if secret is None or signed is None:
+        secret = new_totp_secret()
+        signed = enrol_serializer(context).dumps(secret)
+    return {"secret": secret, "uri": totp_uri(secret, username, context.issuer), "signed": signed}
 
 
 # --- permissions ------------------------------------------------------------------------------
@@ -271,7 +274,7 @@ async def _session_principal(request: Request, context: ConsoleContext, *,
             return None
         if not record.second_factor_done and not allow_half:
             return None
-        unread = await staff_notices.unread_notice_count(session, user.id)
+        unread = await staff_notices.unread_notice_count(session, user.id, visible_queues(user))
     return Principal(user, record, context, request_ip(request), unread)
 
 

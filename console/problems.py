@@ -21,6 +21,7 @@ from console.auth import Principal, can_see, visible_queues
 from console.operations import OperationError, answer_case, load_case, require_supervisor, score_answer
 from handlers import hotspots as hot_issues
 from handlers.similar import SimilarCase, similar_to
+from handlers.validation import readable
 from nlp.reply_quality import ReplyScore
 from storage import audit, hotspots, queries, similar, staff_actions
 from storage.models import Case, HotIssueRun, Problem, utcnow
@@ -115,7 +116,7 @@ async def _cases(session: AsyncSession, principal: Principal, numbers: list[str]
 
 async def group_cases(principal: Principal, case_numbers: list[str], title: str | None = None) -> int:
     """Put the cases into one problem (joining the problem one of them is in already); the problem's id."""
-    title = (title or "").strip() or None
+    title = readable(title or "") or None  # as staff's other texts: no control or invisible characters
     if title is not None and len(title) > 200:
         raise OperationError(422, "problem_title_too_long")
     async with principal.write() as session:

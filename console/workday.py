@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from console import operations
 from console.auth import Principal, visible_queues
 from console.operations import OperationError, require_supervisor
+from handlers.validation import readable
 from storage import audit, canned_replies, staff_notices
 from storage.actions import ActionError
 from storage.models import Case
@@ -33,7 +34,7 @@ async def unread_by_queue(principal: Principal) -> dict[str, int]:
 
 async def notices(principal: Principal) -> list[staff_notices.Notice]:
     async with principal.context.database.read_sessionmaker() as session:
-        return await staff_notices.notices_for(session, principal.user.id)
+        return await staff_notices.notices_for(session, principal.user.id, queues=visible_queues(principal.user))
 
 
 # --- canned replies ---------------------------------------------------------------------------------------
@@ -76,6 +77,7 @@ def _check_queue(principal: Principal, queue: str) -> None:
 async def save_reply(principal: Principal, *, queue: str, title: str, body: str, reply_id: int | None) -> None:
     require_supervisor(principal)
     _check_queue(principal, queue)
+    title, body = readable(title), readable(body)  # an answer started from it is what reporters read
     async with principal.write() as session:
         existing = await canned_replies.get(session, reply_id) if reply_id is not None else None
         if reply_id is not None and existing is None:

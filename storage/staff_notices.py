@@ -120,17 +120,23 @@ class Notice:
 
 
 async def notices_for(session: AsyncSession, user_id: int, *, unread_only: bool = False,
-                      limit: int = 100) -> list[Notice]:
-    """A staff member's notices, newest first."""
+                      limit: int = 100, queues: Collection[str] | None = None) -> list[Notice]:
+    """A staff member's notices, newest first; with `queues`, only those of cases in them (a case moved out of
+    the member's queues cannot be opened by them, which is what reads its notice)."""
     query = (select(StaffNotice, Case.case_number).join(Case, Case.id == StaffNotice.case_id)
              .where(StaffNotice.user_id == user_id).order_by(StaffNotice.id.desc()).limit(limit))
     if unread_only:
         query = query.where(StaffNotice.read_at.is_(None))
+    if queues is not None:
+        query = query.where(Case.queue.in_(list(queues)))
     return [Notice(notice.id, number or "", notice.kind, notice.created_at, notice.read_at is not None)
             for notice, number in (await session.execute(query)).all()]
 
 
-async def unread_notice_count(session: AsyncSession, user_id: int) -> int:
+async def unread_notice_count(session: AsyncSession, user_id: int, queues: Collection[str] | None = None) -> int:
+    """How many of the member's notices are unread; with `queues`, of cases in them (as `notices_for`)."""
     query = select(func.count()).select_from(StaffNotice).where(
         and_(StaffNotice.user_id == user_id, StaffNotice.read_at.is_(None)))
+    if queues is not None:
+        query = query.join(Case, Case.id == StaffNotice.case_id).where(Case.queue.in_(list(queues)))
     return int(await session.scalar(query) or 0)

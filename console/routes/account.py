@@ -30,8 +30,12 @@ router = page_router()
 
 
 async def account_page(request: Request, principal: Principal, *, status_code: int = 200,
-                       error: str | None = None, new_token: str | None = None, enrol: bool = False) -> Response:
-    enrolment = totp_enrolment(principal.context, principal.user.username) \
+                       error: str | None = None, new_token: str | None = None, enrol: bool = False,
+                       enrolling: tuple[str, str] | None = None) -> Response:
+    """The account page; `enrol` shows a new second factor's secret, or the one of `enrolling` (the secret and its
+    signed form) after a wrong code."""
+    secret, signed = enrolling or (None, None)
+    enrolment = totp_enrolment(principal.context, principal.user.username, secret, signed) \
         if enrol and not principal.user.totp_secret else None
     must_change = texts.pair("account.must_change") if principal.user.must_change_password else None
     return render(request, principal, "account.html", status_code=status_code, error=error, new_token=new_token,
@@ -85,7 +89,7 @@ async def enrol_totp(request: Request, principal: PagePrincipal, *, csrf: CsrfFi
                                   error=texts.joined("account.enrol_expired"))
     step = totp_step(plain, code)
     if step is None:
-        return await account_page(request, principal, status_code=422, enrol=True,
+        return await account_page(request, principal, status_code=422, enrol=True, enrolling=(plain, secret),
                                   error=texts.joined("account.wrong_code"))
     await signin.set_own_totp(principal.context, principal.user.id, plain, ip=client_ip(request), confirmed_step=step)
     return redirect("/console/account?done=totp_on")

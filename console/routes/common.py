@@ -99,13 +99,14 @@ def back_to(request: Request) -> str | None:
 
 
 async def error_page(request: Request, status_code: int, message: str | tuple[str, str],
-                     fields: list[tuple[str, str]] | None = None) -> Response:
+                     fields: list[tuple[str, str]] | None = None, reason: str | None = None) -> Response:
     """An error as a console page (the app's handler for OperationError on console paths): what went wrong in
     Chinese and English, the precise reason (a (Chinese, English) pair, or one line; and, for a refused form,
-    each field's: (where, what)), and the way back to the page it came from."""
+    each field's: (where, what)), and the way back to the page it came from. `reason` is the refusal's key, for
+    refusals whose advice is not their status code's (a form of an earlier login is not a matter of the role)."""
     try:
         principal: Principal | None = await page_principal(request, context_of(request))
     except LoginRequired:
         principal = None
     return render(request, principal, "error.html", status_code=status_code, status_code_value=status_code,
-                  message=message, back=back_to(request), fields=fields or [])
+                  message=message, back=back_to(request), fields=fields or [], reason=reason)

@@ -101,8 +101,13 @@ async def login(request: Request, context: ContextDep, throttle: ThrottleDep,
 
 
 def _second_factor_page(request: Request, principal: Principal, next_path: str, *,
-                        error: tuple[str, str] | None = None, status_code: int = 200) -> Response:
-    enrol = None if principal.user.totp_secret else totp_enrolment(principal.context, principal.user.username)
+                        error: tuple[str, str] | None = None, status_code: int = 200,
+                        enrolling: tuple[str, str] | None = None) -> Response:
+    """The second factor's form; for a user without one, its enrolment: a new secret, or the one of `enrolling`
+    (the secret and its signed form) after a wrong code."""
+    secret, signed = enrolling or (None, None)
+    enrol = None if principal.user.totp_secret else totp_enrolment(principal.context, principal.user.username,
+                                                                   secret, signed)
     return render(request, principal, "login_2fa.html", status_code=status_code, next=next_path, enrol=enrol,
                   error=error)
 
@@ -145,7 +150,8 @@ async def second_factor(request: Request, context: ContextDep, *, csrf: CsrfFiel
             "login.code_locked", minutes=context.city.console.login_lock_minutes))
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
-    return _second_factor_page(request, principal, next_path, status_code=401, error=texts.pair("login.wrong_code"))
+    return _second_factor_page(request, principal, next_path, status_code=401, error=texts.pair("login.wrong_code"),
+                               enrolling=(secret, enrol_secret) if secret is not None else None)
 
 
 @router.post("/console/logout")

@@ -16,6 +16,7 @@ from console.operations import MAX_ID
 from console.rendering import redirect, render
 from console.routes.common import CsrfField, PagePrincipal, check_csrf, page_router
 from console.routes.ticket import AnswerCheck, answer_check
+from handlers.validation import readable
 
 router = page_router()
 ProblemId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
@@ -72,6 +73,7 @@ async def answer_problem(request: Request, principal: PagePrincipal, problem_id:
                          checked: Annotated[str, Form(max_length=128)] = "") -> Response:
     """One answer to every reporter of the problem, checked first like a ticket's answer."""
     check_csrf(principal, csrf)
+    text = readable(text)  # what the reporters would read, as a ticket's answer: no control or invisible characters
     target = f"problem:{problem_id}"
     if action == "send" and problems.was_checked(principal, target, text, checked):
         told = await problems.answer_problem(principal, problem_id, text)

@@ -42,6 +42,15 @@ def actor_name(actor: str, staff: dict[int, StaffUser]) -> Markup:
     return stacked(texts.get("zh", "actor.system"), actor)
 
 
+def files_brought(attachments: Sequence[Attachment]) -> dict[int, list[Attachment]]:
+    """The files each of the reporter's follow-ups brought, by the follow-up's trace event."""
+    brought: dict[int, list[Attachment]] = {}
+    for attachment in attachments:
+        if attachment.trace_event_id is not None:
+            brought.setdefault(attachment.trace_event_id, []).append(attachment)
+    return brought
+
+
 @dataclass(frozen=True)
 class RevealForm:
     """The reveal form as it was refused: the reason typed, and why it does not do (Chinese, English)."""
@@ -71,6 +80,7 @@ async def ticket_page(request: Request, principal: Principal, case_number: str, 
                   files=[a for a in attachments if a.media_type not in INLINE_IMAGE_TYPES],
                   evidence_names={a.id: display_name(position, a.media_type)
                                   for position, a in enumerate(attachments, start=1)},
+                  brought=files_brought(attachments),
                   trace=[(event, actor_name(event.actor, staff)) for event in trace],
                   text=highlight(case.description, terms), top=top, terms=terms,
                   runner_up=case.label_runner_up, contrast_terms=contrast_terms, flags=overdue_flags(case, utcnow()),

@@ -90,6 +90,7 @@ async def test_requests_out_of_bounds_or_without_the_csrf_header_change_nothing_
         ("POST", f"cases/{first}/answer/check", {"text": ANSWER, "send": True}, None),
         ("POST", f"cases/{first}/answer/check", {}, None),
         ("POST", "problems/1/answer", {"text": " \n "}, None),
+        ("POST", "problems/1/answer", {"text": "\u200b\u2060"}, None),  # nothing visible: sent as an empty answer
         ("GET", "problems/0", None, None),
         ("GET", f"problems/{2**31}", None, None),
         ("GET", "problems/first", None, None),

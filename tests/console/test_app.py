@@ -141,3 +141,22 @@ async def test_staff_asking_for_heavy_reads_at_once_take_turns_while_other_pages
         page, csv = await asyncio.wait_for(asyncio.gather(statistics, export), 30)
     assert page.status_code == 200 and "统计" in page.text
     assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+
+
+async def test_a_form_from_an_earlier_login_is_refused_as_expired_not_as_the_role(
+        console: tuple[httpx.AsyncClient, ConsoleContext]) -> None:
+    """A form typed in a tab of an earlier login (its CSRF token belongs to that login) was refused with "您的角色
+    不能执行此操作 Your role may not do this": staff who may do it were told their role may not, and not what to do."""
+    client, context = console
+    async with context.database.sessionmaker.begin() as session:
+        user = await create_staff(session, "zhao", StaffRole.SUPERVISOR)
+    _, earlier_csrf = await console_session(context, user)
+    cookies, _ = await console_session(context, user)
+    client.cookies.update(cookies)
+    page = await client.post("/console/replies", data={"csrf": earlier_csrf, "queue": "clean_hall", "title": "已受理",
+                                                       "body": "您的举报已受理。"})
+    assert page.status_code == 403
+    assert "Your role may not do this" not in page.text and "您的角色不能执行此操作" not in page.text
+    assert ("页面已过期（可能已在别处退出或重新登录）。请先复制已填写的内容，再重新打开页面后提交。"
+            '<span class="en">The page has expired (you may have logged out or in again elsewhere). Copy what you '
+            'typed, then open the page again and submit it.</span>') in page.text

@@ -104,3 +104,27 @@ async def test_a_weak_new_password_gets_zxcvbns_advice_in_chinese_with_the_engli
         "再加一两个词，不常用的词更好。避免使用序列。 "
         'The new password is not good enough: the password is too easy to guess: Sequences like "abc" or "6543" are '
         "easy to guess. Add another word or two. Uncommon words are better. Avoid sequences."]
+
+
+SECRET = re.compile(r'<code class="secret">([A-Z2-7]+)</code>')
+
+
+async def test_a_mistyped_code_at_enrolment_keeps_the_secret_already_in_the_authenticator(
+        console: ConsoleHarness) -> None:
+    """A reviewer scanned the key, mistyped one digit, and the page answered with a different key: the entry in her
+    authenticator app could never give a right code again, and the message said nothing about it at login."""
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    async with console.client() as client:
+        csrf = await console.login(client, "rev")
+        page = await client.get("/console/account?enrol=1")
+        scanned = SECRET.search(page.text).group(1)  # type: ignore[union-attr]
+        signed = re.search(r'name="secret" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        wrong = await client.post("/console/account/totp", data={"csrf": csrf, "secret": signed, "code": "000000"})
+        assert wrong.status_code == 422
+        assert SECRET.search(wrong.text).group(1) == scanned  # type: ignore[union-attr]
+        assert "new secret" not in wrong.text and "新的密钥" not in wrong.text
+        again = re.search(r'name="secret" value="([^"]+)"', wrong.text).group(1)  # type: ignore[union-attr]
+        enrolled = await client.post("/console/account/totp", data={"csrf": csrf, "secret": again,
+                                                                    "code": pyotp.TOTP(scanned).now()})
+        assert location(enrolled) == "/console/account?done=totp_on"
+    assert (await console.staff("rev")).totp_secret == scanned

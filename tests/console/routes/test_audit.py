@@ -150,3 +150,22 @@ async def test_an_auditor_selects_every_entry_of_one_bulk_action_on_the_page_in_
     assert [(item["action"], item["case_number"]) for item in api["items"]] == [
         ("case.bulk", None), ("case.move", second), ("case.move", first)]
     assert {item["detail"]["bulk"] for item in api["items"]} == {first_bulk}
+
+
+async def test_a_bulk_assignment_is_called_an_assignment_not_a_routing(console: ConsoleHarness) -> None:
+    """The summary of a selection assigned to a colleague read "操作：分派" — 分派 is what the trace calls the
+    routing of a case to its queue; the ticket, the bulk form and the single assignment's entry say 分配."""
+    await console.user("boss", StaffRole.ADMIN)
+    await console.user("sup", StaffRole.SUPERVISOR)
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    cases = [await console.case("clean_hall") for _ in range(2)]
+    async with console.client() as client:
+        csrf = await console.login(client, "sup")
+        done = await client.post("/console/cases/bulk", data={"csrf": csrf, "action": "assign", "username": "rev",
+                                                              "cases": cases})
+        assert done.status_code == 200
+    async with console.client() as client:
+        await console.login(client, "boss")
+        page = (await client.get("/console/audit", params={"action": "case."})).text
+    assert "操作：分配 · 改为：rev · 完成：2" in page and "操作：分派" not in page
+    assert console_text("zh", "audit.case.assign") == "分配"

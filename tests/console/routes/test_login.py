@@ -328,3 +328,26 @@ async def test_logout_needs_the_csrf_token_and_ends_the_session(console: Console
         assert location(await client.get("/console")).startswith("/console/login")
     async with console.database.read_sessionmaker() as session:
         assert (await session.execute(select(StaffSession))).scalars().all() == []
+
+
+async def test_a_mistyped_code_at_the_enrolment_of_login_keeps_the_secret_already_scanned(
+        console: ConsoleHarness) -> None:
+    """The login's enrolment answered a mistyped code with "验证码不正确" and a different key: the key scanned could
+    never give a right code, and each further try counted towards locking the account."""
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"], totp_required=True)
+    enrol_field = re.compile(r'name="enrol_secret" value="([^"]+)"')
+    async with console.client() as client:
+        location(await console.submit_login(client, "rev", PASSWORD))
+        page = await client.get("/console/login/2fa")
+        scanned = re.search(r'<code class="secret">([A-Z2-7]+)</code>', page.text).group(1)  # type: ignore[union-attr]
+        wrong = await client.post("/console/login/2fa", data={
+            "csrf": csrf_of(page.text), "enrol_secret": enrol_field.search(page.text).group(1),  # type: ignore[union-attr]
+            "code": "000000"})
+        assert wrong.status_code == 401
+        shown = re.search(r'<code class="secret">([A-Z2-7]+)</code>', wrong.text).group(1)  # type: ignore[union-attr]
+        assert shown == scanned
+        response = await client.post("/console/login/2fa", data={
+            "csrf": csrf_of(wrong.text), "enrol_secret": enrol_field.search(wrong.text).group(1),  # type: ignore[union-attr]
+            "code": pyotp.TOTP(scanned).now()})
+        assert location(response) == "/console"
+    assert (await console.staff("rev")).totp_secret == scanned

@@ -187,6 +187,20 @@ async def test_a_problem_of_the_chosen_cases_has_their_title_and_says_it_was_mad
     assert (await desk.problem(problem_id)).title == "丽发新城搅拌站"
 
 
+async def test_a_problems_title_loses_invisible_characters_and_one_of_nothing_visible_is_no_title(desk: Desk) -> None:
+    """A title pasted with a zero-width space was kept as "#3 · " followed by nothing visible, or with a right-to-left
+    override that turned the rest of the heading around."""
+    wang, csrf = await desk.login("wang", StaffRole.SUPERVISOR)
+    first = [await desk.report(text, reporter=str(n)) for n, text in enumerate((PLANT, PLANT_AGAIN))]
+    blank = _problem_id(await wang.post("/console/problems", data={"csrf": csrf, "cases": first,
+                                                                   "title": "\u200b\u2060"}), "problem_made")
+    assert (await desk.problem(blank)).title is None
+    second = [await desk.report(WINDOW, reporter=f"w{n}", place="政务中心") for n in range(2)]
+    named = _problem_id(await wang.post("/console/problems", data={"csrf": csrf, "cases": second,
+                                                                   "title": "\u202e窗口\x07无人"}), "problem_made")
+    assert (await desk.problem(named)).title == "窗口无人"
+
+
 async def test_making_a_problem_is_refused_with_the_reason_and_nothing_is_grouped(desk: Desk) -> None:
     li, csrf = await desk.login("li", StaffRole.REVIEWER, ["clean_hall"])
     first, again = await desk.report(PLANT, reporter="1"), await desk.report(PLANT_AGAIN, reporter="2")
@@ -260,6 +274,30 @@ async def test_a_problems_answer_is_checked_first_then_sent_to_every_reporter(de
     assert flash(page) == "已答复该问题的每位举报人。" and "已统一答复" in page
     assert await desk.answers() == [(f"resident-{n}", ANSWER) for n in range(3)]
     assert (await desk.problem(problem_id)).answered_at is not None
+
+
+async def test_a_problems_answer_reaches_the_reporters_without_invisible_characters_and_nothing_visible_is_refused(
+        desk: Desk) -> None:
+    """A ticket's answer loses its control and invisible characters before it is checked and sent; a problem's answer
+    kept them (a zero-width space pasted from a chat, a bell character), and one of nothing but a zero-width space
+    was sent to every reporter of the problem as an empty answer."""
+    wang, csrf = await desk.login("wang", StaffRole.SUPERVISOR)
+    plant = [await desk.report(text, reporter=f"resident-{n}") for n, text in enumerate((PLANT, PLANT_AGAIN))]
+    problem_id = await _problem_of(wang, csrf, plant)
+    address = f"/console/problem/{problem_id}/answer"
+
+    for action in ("check", "send"):
+        empty = await wang.post(address, data={"csrf": csrf, "text": "\u200b\u2060", "action": action})
+        assert (empty.status_code, page_message(empty)) == (422, "an answer needs text"), action
+
+    dirty = "\u200b" + ANSWER.replace("。", "。\x07", 1) + "\u202e"
+    checked = await wang.post(address, data={"csrf": csrf, "text": dirty, "action": "check"})
+    assert re.search(r'<textarea name="text"[^>]*>' + re.escape(ANSWER) + "</textarea>", checked.text)
+    token = CHECK_TOKEN.search(checked.text)
+    assert token is not None
+    sent = await wang.post(address, data={"csrf": csrf, "text": dirty, "action": "send", "checked": token.group(1)})
+    assert location(sent) == f"/console/problem/{problem_id}?done=problem_answered&told=2"
+    assert await desk.answers() == [(f"resident-{n}", ANSWER) for n in range(2)]
 
 
 async def test_a_case_that_joins_an_answered_problem_shows_the_problem_as_answered_only_in_part(desk: Desk) -> None:

@@ -3,7 +3,9 @@ revealing identities, evidence files, CSRF and inert report text."""
 
 from __future__ import annotations
 
+import hashlib
 import re
+import secrets
 from datetime import timedelta
 from html import unescape
 from zoneinfo import ZoneInfo
@@ -14,7 +16,7 @@ from sqlalchemy import select
 
 from console import texts
 from nlp.labels import LABELS
-from storage import loop
+from storage import actions, evidence_rows, loop
 from storage.models import (
     ApiToken,
     Case,
@@ -599,3 +601,31 @@ async def test_assigning_to_a_colleague_outside_the_queue_is_refused_naming_them
                                     "李华 does not work in queue Clean Medical supervision (Health Commission, "
                                     "Medical Insurance Bureau)")
     assert (await console.get_case(number)).assigned_to_id is None
+
+
+async def test_a_follow_up_that_brought_files_names_them_in_its_trace_row(console: ConsoleHarness) -> None:
+    """The reporter sent a photo and a PDF as added information: the trace showed "补充材料 Follow-up" with an empty
+    details cell, and the evidence list did not tell them from the report's own file, so the reviewer could not
+    see what the follow-up had brought."""
+    await console.user("rev", StaffRole.REVIEWER, ["clean_hall"])
+    number = await console.case("clean_hall", attachments=[("report.jpg", "image/jpeg", JPEG)])
+    console.settings.evidence_dir.mkdir(parents=True, exist_ok=True)
+    async with console.database.sessionmaker.begin() as session:
+        case = (await session.execute(select(Case).where(Case.case_number == number))).scalar_one()
+        conversation = await actions.load_conversation(session, "telegram", "tg-follow-up")
+        ids = []
+        for media_type, content in (("image/jpeg", JPEG), ("application/pdf", PDF)):
+            stored = secrets.token_hex(12)
+            (console.settings.evidence_dir / stored).write_bytes(content)
+            ids.append((await evidence_rows.add_draft_attachment(
+                session, conversation, stored_name=stored, original_name="<b>x</b>", media_type=media_type,
+                size_bytes=len(content), sha256=hashlib.sha256(content).hexdigest())).id)
+        await actions.add_follow_up(session, case, text=None, attachment_ids=ids)
+    async with console.client() as client:
+        await console.login(client, "rev")
+        page = (await client.get(f"/console/case/{number}")).text
+    rows = re.findall(r"<tr>((?:(?!</tr>).)*st-follow_up(?:(?!</tr>).)*)</tr>", page, re.S)
+    assert len(rows) == 1
+    assert re.findall(rf'href="/console/case/{number}/evidence/(\d+)"[^>]*>([^<]+)</a>', rows[0]) == [
+        (str(ids[0]), "evidence-2.jpg"), (str(ids[1]), "evidence-3.pdf")]
+    assert "<b>x</b>" not in page

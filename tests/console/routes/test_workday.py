@@ -118,6 +118,28 @@ async def test_the_notices_page_lists_ones_own_notices_newest_first_unread_until
     assert _table(nothing.text) == [["没有通知"]] and 'class="count"' not in nothing.text
 
 
+async def test_a_notice_of_a_case_moved_out_of_ones_queues_does_not_stay_unread_for_ever(day: Day) -> None:
+    """The reporter added information to 李's case, then a supervisor moved it to another office: 李's header kept
+    "通知 1" and the notices page an unread row whose link answered "not in your queues" — opening the case is
+    what reads a notice, so nothing could clear it."""
+    li = await day.browser("li", StaffRole.REVIEWER, ["clean_hall"])
+    wang, csrf = await day.login("wang", StaffRole.SUPERVISOR)
+    moved, kept = [await day.case("clean_hall", str(n)) for n in (1, 2)]
+    for number in (moved, kept):
+        await day.assign(number, "li")
+        await day.follow_up(number)
+    assert '<b class="count">2</b>' in (await li.get("/console/notices")).text
+    done = await wang.post(f"/console/case/{moved}/move", data={"csrf": csrf, "queue": "work_style",
+                                                                "reason": "属于作风问题", "reason_code": ""})
+    assert done.status_code == 303
+
+    page = (await li.get("/console/notices")).text
+    assert [row[1:] for row in _table(page)] == [[kept, "举报人补充了信息", "未读"]]
+    assert '<b class="count">1</b>' in page
+    assert (await li.get(f"/console/case/{kept}")).status_code == 200
+    assert 'class="count"' not in (await li.get("/console")).text
+
+
 # --- canned replies: the page --------------------------------------------------------------------------------
 
 
@@ -198,6 +220,19 @@ async def test_a_supervisor_adds_and_then_changes_a_reply_and_the_page_says_save
     assert location(changed) == "/console/replies?done=saved"
     assert await day.replies() == [("petitions", "已受理", "已受理，十五个工作日内答复。")]  # changed, not added
     assert await day.audit_count("canned_reply.save") == 2
+
+
+async def test_a_reply_of_invisible_characters_is_refused_and_a_kept_one_loses_them(day: Day) -> None:
+    """A title of a zero-width space was kept as a reply whose link in the list showed nothing; the reviewer who
+    started an answer from a reply got its invisible characters in the draft."""
+    wang, csrf = await day.login("wang", StaffRole.SUPERVISOR)
+    blank = await wang.post("/console/replies", data={"csrf": csrf, "queue": "clean_hall", "title": "\u200b\u2060",
+                                                      "body": "您的举报已受理。"})
+    assert (blank.status_code, page_message(blank)) == (422, "a canned reply needs a title and a text")
+    kept = await wang.post("/console/replies", data={"csrf": csrf, "queue": "clean_hall", "title": "已受理\u200b",
+                                                     "body": "\u202e您的举报\x07已受理。"})
+    assert location(kept) == "/console/replies?done=saved"
+    assert await day.replies() == [("clean_hall", "已受理", "您的举报已受理。")]
 
 
 async def test_saving_a_reply_is_refused_with_the_reason_and_nothing_is_saved(day: Day) -> None:
