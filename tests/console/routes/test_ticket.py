@@ -79,6 +79,10 @@ async def test_every_action_writes_its_trace_event_and_audit_record(console: Con
             "medical", "corrected", "slow_service", "clean_medical")
         moves = [event for event in await console.trace(number) if event.kind == TraceKind.ROUTED]
         assert moves[-1].detail["queue"] == "clean_medical"  # an internal hop; the reporter reads "transferred"
+        # the reporter's row of that move said nothing on the ticket (an empty details cell): it says what they read
+        ticket = (await client.get(f"/console/case/{number}")).text
+        [row] = re.findall(r"<tr>(?:(?!</tr>).)*st-transferred(?:(?!</tr>).)*</tr>", ticket, re.S)
+        assert "已转交责任部门办理" in row and "Transferred to the responsible office" in row, row
 
         await act("duplicate", original=original)
         assert (await console.get_case(number)).status == "duplicate"
