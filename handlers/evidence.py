@@ -15,7 +15,7 @@ from storage import client_limits, evidence_rows
 from storage.crypto import session_keyring
 from storage.evidence_documents import PdfRefused, clean_pdf, is_pdf
 from storage.evidence_files import purpose_of, write_encrypted
-from storage.evidence_images import ImageRefused, clean_image, is_image
+from storage.evidence_images import MAX_FRAMES, ImageRefused, clean_image, is_image
 from storage.models import Attachment as StoredAttachment
 
 ACCEPTED_TYPES = {
@@ -80,6 +80,8 @@ async def _without_metadata(content: bytes, media_type: str) -> bytes:
         if is_pdf(media_type):
             return await asyncio.to_thread(clean_pdf, content)
     except ImageRefused as refused:
+        if refused.reason == "too_many_frames":
+            raise Invalid("error_evidence_image_too_many_frames", maximum=MAX_FRAMES) from None
         raise Invalid("error_evidence_image_too_large" if refused.reason == "too_large"
                       else "error_evidence_unreadable") from None
     except PdfRefused as refused:

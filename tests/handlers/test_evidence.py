@@ -259,6 +259,21 @@ async def test_an_image_of_too_many_pixels_is_refused_before_it_is_decoded(harne
     assert (_files(harness), await _stored(harness)) == ([], [])
 
 
+async def test_an_animation_of_thousands_of_tiny_frames_is_refused_before_its_frames_are_decoded(
+        harness: DialogHarness) -> None:
+    """A 75 KB GIF of 3,000 one-pixel frames is far under the pixel limit, but re-encoding costs per frame: 200,000
+    such frames (5 MB) held a CPU for two minutes. Such a file is refused by its frame count, read from the header."""
+    frames = [Image.new("P", (1, 1), shade % 256) for shade in range(3_000)]
+    sent = io.BytesIO()
+    frames[0].save(sent, format="GIF", save_all=True, append_images=frames[1:], duration=10, optimize=False)
+    await _to_evidence(harness)
+
+    answer = await _upload(harness, Download(sent.getvalue()), media_type="image/gif", name="a.gif")
+
+    assert answer.startswith("这个动图的帧数太多（最多2000帧），无法接收。请发送较短的动图，或其中一张截图。\n第5步")
+    assert (_files(harness), await _stored(harness)) == ([], [])
+
+
 async def test_a_document_of_a_type_we_do_not_take_is_refused_without_downloading_it(harness: DialogHarness) -> None:
     await _to_evidence(harness)
     download = Download(b"PK\x03\x04 a zip archive")
