@@ -23,6 +23,7 @@ from bot.config import Settings
 from bot.jobs import background_jobs
 from bot.outbox import plain
 from bot.runtime import Runtime
+from bot.security_headers import NoSniff
 from bot.staff_cli import ensure_first_admin
 from console.app import mount_console
 from console.context import ConsoleContext
@@ -164,4 +165,5 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"ok": True})
 
     app.add_middleware(BodyLimit, limit_for=limits_by_path(settings.city.limits.max_attachment_bytes))
+    app.add_middleware(NoSniff)  # outermost: a 413 of the body limit carries it too
     return app

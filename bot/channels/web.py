@@ -161,8 +161,12 @@ def build_router(runtime: Runtime) -> APIRouter:
                 .replace("{{title_en}}", escape("Clean " + city.city_en)))
         result = HTMLResponse(html, headers={
             "Cache-Control": "no-store",
+            # frame-ancestors: no other site may frame the page and lay its own buttons over it (it does not
+            # fall back to default-src); X-Frame-Options says the same to browsers without CSP 2
             "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
-                                       "script-src 'self' 'unsafe-inline'; img-src 'self' data:",
+                                       "script-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; "
+                                       "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+            "X-Frame-Options": "DENY",
             "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "no-referrer",
         })

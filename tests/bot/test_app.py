@@ -113,6 +113,22 @@ async def test_the_web_chat_and_the_console_are_served(service: Client) -> None:
     assert (console.status_code, console.headers["location"]) == (303, "/console/login?next=/console")
 
 
+async def test_the_chat_page_cannot_be_framed_by_another_site_and_no_answer_is_sniffed(service: Client) -> None:
+    """Another site that framed the chat page could lay its own buttons over the resident's (clickjacking); a JSON
+    answer or a refusal read as another type by an old browser could run as a page."""
+    async with service() as client:
+        page = await client.get("/")
+        api = await client.post("/chat/api/message", json={"command": "start"}, headers={"X-Qinglian-Chat": "1"},
+                                cookies=page.cookies)
+        refused = await client.post("/chat/api/message", json={"command": "start"})
+        missing = await client.get("/no/such/page")
+    policy = {part.strip().split(" ", 1)[0]: part.strip() for part in page.headers["content-security-policy"].split(";")}
+    assert policy["frame-ancestors"] == "frame-ancestors 'none'" and page.headers["x-frame-options"] == "DENY"
+    assert policy["object-src"] == "object-src 'none'" and policy["base-uri"] == "base-uri 'none'"
+    assert [answer.status_code for answer in (api, refused, missing)] == [200, 400, 404]
+    assert [answer.headers.get("x-content-type-options") for answer in (page, api, refused, missing)] == ["nosniff"] * 4
+
+
 async def test_a_promoted_model_this_process_cannot_load_shows_on_health_and_the_model_page(tmp_path: Path) -> None:
     """The service keeps classifying with the model it has, and says so: /healthz names the promoted version it
     could not load and why, and the administrator's model page warns of it, until a loadable one is promoted."""
