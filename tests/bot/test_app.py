@@ -131,7 +131,7 @@ async def test_the_chat_page_cannot_be_framed_by_another_site_and_no_answer_is_s
 
 async def test_a_promoted_model_this_process_cannot_load_shows_on_health_and_the_model_page(tmp_path: Path) -> None:
     """The service keeps classifying with the model it has, and says so: /healthz names the promoted version it
-    could not load and why, and the administrator's model page warns of it, until a loadable one is promoted."""
+    could not load and, to this machine or the metrics token, why, and the administrator's model page warns of it, until a loadable one is promoted."""
     shutil.copytree(shared_models_dir(), tmp_path / "models")
     registry = ModelRegistry(tmp_path / "models")
     current = registry.promoted()
@@ -160,11 +160,17 @@ async def test_a_promoted_model_this_process_cannot_load_shows_on_health_and_the
         async with httpx.AsyncClient(transport=transport, base_url="http://service.test", cookies=cookies) as http:
             health = (await http.get("/healthz")).json()
             page = await http.get("/console/models")
+        outside = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+        async with httpx.AsyncClient(transport=outside, base_url="http://service.test") as http:
+            anonymous = (await http.get("/healthz")).json()
     finally:
         await runtime.close()
 
     assert health["status"] == "ok" and health["model"] == current.version
     assert health["model_not_loaded"]["version"] == broken and health["model_not_loaded"]["reason"]
+    # a visitor from elsewhere (health is public behind the proxy) is told that, not the error: it can name the
+    # data directory's paths and the libraries' versions
+    assert anonymous == {"status": "ok", "model": current.version, "model_not_loaded": {"version": broken}}
     assert page.status_code == 200
     warning = page.text.split('id="model-not-loaded"', 1)[1].split("</p>", 1)[0]
     assert broken in warning and current.version in warning
