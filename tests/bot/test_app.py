@@ -122,7 +122,8 @@ async def test_the_chat_page_cannot_be_framed_by_another_site_and_no_answer_is_s
                                 cookies=page.cookies)
         refused = await client.post("/chat/api/message", json={"command": "start"})
         missing = await client.get("/no/such/page")
-    policy = {part.strip().split(" ", 1)[0]: part.strip() for part in page.headers["content-security-policy"].split(";")}
+    policy = {part.strip().split(" ", 1)[0]: part.strip()
+              for part in page.headers["content-security-policy"].split(";")}
     assert policy["frame-ancestors"] == "frame-ancestors 'none'" and page.headers["x-frame-options"] == "DENY"
     assert policy["object-src"] == "object-src 'none'" and policy["base-uri"] == "base-uri 'none'"
     assert [answer.status_code for answer in (api, refused, missing)] == [200, 400, 404]
@@ -131,7 +132,8 @@ async def test_the_chat_page_cannot_be_framed_by_another_site_and_no_answer_is_s
 
 async def test_a_promoted_model_this_process_cannot_load_shows_on_health_and_the_model_page(tmp_path: Path) -> None:
     """The service keeps classifying with the model it has, and says so: /healthz names the promoted version it
-    could not load and, to this machine or the metrics token, why, and the administrator's model page warns of it, until a loadable one is promoted."""
+    could not load and, to this machine or the metrics token, why, and the administrator's model page warns of it,
+    until a loadable one is promoted."""
     shutil.copytree(shared_models_dir(), tmp_path / "models")
     registry = ModelRegistry(tmp_path / "models")
     current = registry.promoted()
