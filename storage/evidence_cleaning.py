@@ -58,7 +58,9 @@ def _cleaned(content: bytes, media_type: str) -> bytes:
         if is_pdf(media_type):
             return clean_pdf(content)
     except ImageRefused as refused:
-        raise CannotClean(f"the {media_type} image is {refused.reason.replace('_', ' ')}") from None
+        problem = "has too many frames" if refused.reason == "too_many_frames" else \
+            f"is {refused.reason.replace('_', ' ')}"
+        raise CannotClean(f"the {media_type} image {problem}") from None
     except PdfRefused as refused:
         raise CannotClean(f"the PDF is {refused.reason}") from None
     raise CannotClean(f"{media_type} files are not evidence the service takes, and are not cleaned")
