@@ -13,7 +13,7 @@ from handlers.types import Attachment
 from handlers.validation import Invalid, sniff_media_type
 from storage import client_limits, evidence_rows
 from storage.crypto import session_keyring
-from storage.evidence_documents import PdfRefused, clean_pdf, is_pdf
+from storage.evidence_documents import MAX_PAGES, PdfRefused, clean_pdf, is_pdf
 from storage.evidence_files import purpose_of, write_encrypted
 from storage.evidence_images import MAX_FRAMES, ImageRefused, clean_image, is_image
 from storage.models import Attachment as StoredAttachment
@@ -85,6 +85,8 @@ async def _without_metadata(content: bytes, media_type: str) -> bytes:
         raise Invalid("error_evidence_image_too_large" if refused.reason == "too_large"
                       else "error_evidence_unreadable") from None
     except PdfRefused as refused:
+        if refused.reason == "too_many_pages":
+            raise Invalid("error_evidence_pdf_too_many_pages", maximum=MAX_PAGES) from None
         raise Invalid("error_evidence_pdf_encrypted" if refused.reason == "encrypted"
                       else "error_evidence_pdf_unreadable") from None
     return content

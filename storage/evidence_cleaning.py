@@ -62,7 +62,8 @@ def _cleaned(content: bytes, media_type: str) -> bytes:
             f"is {refused.reason.replace('_', ' ')}"
         raise CannotClean(f"the {media_type} image {problem}") from None
     except PdfRefused as refused:
-        raise CannotClean(f"the PDF is {refused.reason}") from None
+        raise CannotClean(f"the PDF is {refused.reason.replace('_', ' ')}" if refused.reason != "too_many_pages"
+                          else "the PDF has too many pages") from None
     raise CannotClean(f"{media_type} files are not evidence the service takes, and are not cleaned")
 
 

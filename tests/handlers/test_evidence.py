@@ -274,6 +274,39 @@ async def test_an_animation_of_thousands_of_tiny_frames_is_refused_before_its_fr
     assert (_files(harness), await _stored(harness)) == ([], [])
 
 
+def _pdf_listing_one_page(times: int) -> bytes:
+    """A small PDF whose page tree lists one empty page `times` times."""
+    objects = [b"<</Type/Catalog/Pages 2 0 R>>",
+               b"<</Type/Pages/Kids[" + b" ".join([b"3 0 R"] * times) + b"]/Count %d>>" % times,
+               b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 10 10]>>"]
+    body, offsets = b"%PDF-1.4\n", []
+    for number, content in enumerate(objects, start=1):
+        offsets.append(len(body))
+        body += b"%d 0 obj" % number + content + b"endobj\n"
+    table = b"xref\n0 4\n0000000000 65535 f \n" + b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    return body + table + b"trailer<</Size 4/Root 1 0 R>>\nstartxref\n%d\n%%%%EOF\n" % (len(body))
+
+
+async def test_a_pdf_of_thousands_of_pages_is_refused_before_its_pages_are_read(harness: DialogHarness) -> None:
+    """Writing a PDF costs per page: 100,000 listings of one empty page (600 KB) took 9 s and came out as 10 MB."""
+    await _to_evidence(harness)
+
+    answer = await _upload(harness, Download(_pdf_listing_one_page(3_000)), media_type="application/pdf")
+
+    assert answer.startswith("这个PDF的页数太多（最多1000页），无法接收。请只发送相关的页面。\n第5步")
+    assert (_files(harness), await _stored(harness)) == ([], [])
+
+
+async def test_a_pdf_of_a_thousand_pages_is_taken(harness: DialogHarness) -> None:
+    await _to_evidence(harness)
+
+    answer = await _upload(harness, Download(_pdf_listing_one_page(1_000)), media_type="application/pdf")
+
+    assert answer.startswith(RECEIVED)
+    [content] = _files(harness)
+    assert pdf_facts(content)[0] == 1_000
+
+
 async def test_a_document_of_a_type_we_do_not_take_is_refused_without_downloading_it(harness: DialogHarness) -> None:
     await _to_evidence(harness)
     download = Download(b"PK\x03\x04 a zip archive")
