@@ -71,6 +71,17 @@ class MessageIn(BaseModel):
     command: str | None = Field(default=None, pattern=r"^[a-z]{1,20}$")
     argument: str | None = Field(default=None, max_length=MAX_TEXT)  # "/report <what happened>" typed in the page
 
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields(cls, data: Any) -> Any:
+        # one reason for a body of many unknown fields, not one each: thousands of reasons took seconds to write,
+        # while the service answered nobody else
+        if isinstance(data, dict) and not set(data) <= set(cls.model_fields):
+            unknown = sorted(str(name) for name in set(data) - set(cls.model_fields))
+            shown = ", ".join(name[:40] for name in unknown[:3]) + (", …" if len(unknown) > 3 else "")
+            raise ValueError(f"unknown field(s) {shown}: a message has only text, choice, command and argument")
+        return data
+
     @model_validator(mode="after")
     def _exactly_one(self) -> MessageIn:
         given = [value for value in (self.text, self.choice, self.command) if value is not None]
