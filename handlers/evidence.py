@@ -82,6 +82,8 @@ async def _without_metadata(content: bytes, media_type: str) -> bytes:
     except ImageRefused as refused:
         if refused.reason == "too_many_frames":
             raise Invalid("error_evidence_image_too_many_frames", maximum=MAX_FRAMES) from None
+        if refused.reason == "too_many_scans":
+            raise Invalid("error_evidence_image_too_many_scans") from None
         raise Invalid("error_evidence_image_too_large" if refused.reason == "too_large"
                       else "error_evidence_unreadable") from None
     except PdfRefused as refused:

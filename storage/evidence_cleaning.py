@@ -58,8 +58,8 @@ def _cleaned(content: bytes, media_type: str) -> bytes:
         if is_pdf(media_type):
             return clean_pdf(content)
     except ImageRefused as refused:
-        problem = "has too many frames" if refused.reason == "too_many_frames" else \
-            f"is {refused.reason.replace('_', ' ')}"
+        problem = f"has {refused.reason.removeprefix('too_many_').join(('too many ', ''))}" \
+            if refused.reason.startswith("too_many_") else f"is {refused.reason.replace('_', ' ')}"
         raise CannotClean(f"the {media_type} image {problem}") from None
     except PdfRefused as refused:
         raise CannotClean(f"the PDF is {refused.reason.replace('_', ' ')}" if refused.reason != "too_many_pages"

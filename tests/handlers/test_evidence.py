@@ -307,6 +307,42 @@ async def test_a_pdf_of_a_thousand_pages_is_taken(harness: DialogHarness) -> Non
     assert pdf_facts(content)[0] == 1_000
 
 
+def _jpeg_scans(data: bytes) -> list[bytes]:
+    """The scans (start-of-scan segment and its coded data) of a JPEG, in order."""
+    scans, start = [], data.find(b"\xff\xda")
+    while start != -1:
+        end = start + 2
+        while not (data[end] == 0xFF and data[end + 1] not in (0x00, *range(0xD0, 0xD8))):
+            end += 1
+        scans.append(data[start:end])
+        start = data.find(b"\xff\xda", end)
+    return scans
+
+
+async def test_a_jpeg_of_a_thousand_scans_is_refused_before_it_is_decoded(harness: DialogHarness) -> None:
+    """A progressive JPEG's picture comes in scans, each one a pass over all its pixels: a 94 KB photo of 4000 × 4000
+    grey with its last scan repeated 1,000 times took 15 s to decode (5,000 times, 218 KB: 86 s)."""
+    sent = io.BytesIO()
+    Image.new("L", (1000, 1000), 128).save(sent, format="JPEG", progressive=True)
+    data = sent.getvalue()
+    many = data[:-2] + _jpeg_scans(data)[-1] * 1_000 + b"\xff\xd9"
+    await _to_evidence(harness)
+
+    answer = await _upload(harness, Download(many), media_type="image/jpeg")
+
+    assert answer.startswith("这张图片的编码方式需要过多的解码遍数，无法接收。"
+                             "请另存为普通JPEG或截图后重新发送。\n第5步")
+    assert (_files(harness), await _stored(harness)) == ([], [])
+
+
+async def test_an_ordinary_progressive_jpeg_is_taken(harness: DialogHarness) -> None:
+    sent = io.BytesIO()
+    Image.new("RGB", (1200, 800), (90, 120, 150)).save(sent, format="JPEG", progressive=True, quality=90)
+    await _to_evidence(harness)
+
+    assert (await _upload(harness, Download(sent.getvalue()), media_type="image/jpeg")).startswith(RECEIVED)
+
+
 async def test_a_document_of_a_type_we_do_not_take_is_refused_without_downloading_it(harness: DialogHarness) -> None:
     await _to_evidence(harness)
     download = Download(b"PK\x03\x04 a zip archive")
