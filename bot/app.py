@@ -23,6 +23,7 @@ from bot.config import Settings
 from bot.jobs import background_jobs
 from bot.outbox import plain
 from bot.runtime import Runtime
+from bot.security_headers import NoSniff
 from bot.staff_cli import ensure_first_admin
 from console.app import mount_console
 from console.context import ConsoleContext
@@ -120,10 +121,12 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(wechat_router(wechat_channel))
 
     @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> JSONResponse:
+    async def healthz(request: Request) -> JSONResponse:
         """Ready when the database answers; `model` is the classifier version this process classifies with
         right now (it follows a promotion within `QINGLIAN_MODEL_CHECK_SECONDS` plus the time to load it), and
-        `model_not_loaded` the promoted version it could not load, with why (it keeps classifying with `model`)."""
+        `model_not_loaded` the promoted version it could not load (it keeps classifying with `model`), with why
+        only to whoever may read /metrics: the proxy serves /healthz to anyone, and the reason can name the data
+        directory's paths and the libraries' versions."""
         try:
             await runtime.database.ping()
         except Exception as exc:  # noqa: BLE001 - reported as unhealthy
@@ -131,7 +134,11 @@ def create_app(settings: Settings) -> FastAPI:
         health: dict[str, object] = {"status": "ok", "model": runtime.classifier.version}
         if runtime.classifier.load_failure is not None:
             version, reason = runtime.classifier.load_failure
-            health["model_not_loaded"] = {"version": version, "reason": reason}
+            not_loaded = {"version": version}
+            if settings.metrics_authorised(request.headers.get("authorization"),
+                                           request.client.host if request.client else None):
+                not_loaded["reason"] = reason
+            health["model_not_loaded"] = not_loaded
         return JSONResponse(health)
 
     @app.get("/metrics", include_in_schema=False)
@@ -164,4 +171,5 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"ok": True})
 
     app.add_middleware(BodyLimit, limit_for=limits_by_path(settings.city.limits.max_attachment_bytes))
+    app.add_middleware(NoSniff)  # outermost: a 413 of the body limit carries it too
     return app

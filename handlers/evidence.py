@@ -13,9 +13,9 @@ from handlers.types import Attachment
 from handlers.validation import Invalid, sniff_media_type
 from storage import client_limits, evidence_rows
 from storage.crypto import session_keyring
-from storage.evidence_documents import PdfRefused, clean_pdf, is_pdf
+from storage.evidence_documents import MAX_PAGES, PdfRefused, clean_pdf, is_pdf
 from storage.evidence_files import purpose_of, write_encrypted
-from storage.evidence_images import ImageRefused, clean_image, is_image
+from storage.evidence_images import MAX_FRAMES, ImageRefused, clean_image, is_image
 from storage.models import Attachment as StoredAttachment
 
 ACCEPTED_TYPES = {
@@ -80,9 +80,15 @@ async def _without_metadata(content: bytes, media_type: str) -> bytes:
         if is_pdf(media_type):
             return await asyncio.to_thread(clean_pdf, content)
     except ImageRefused as refused:
+        if refused.reason == "too_many_frames":
+            raise Invalid("error_evidence_image_too_many_frames", maximum=MAX_FRAMES) from None
+        if refused.reason == "too_many_scans":
+            raise Invalid("error_evidence_image_too_many_scans") from None
         raise Invalid("error_evidence_image_too_large" if refused.reason == "too_large"
                       else "error_evidence_unreadable") from None
     except PdfRefused as refused:
+        if refused.reason == "too_many_pages":
+            raise Invalid("error_evidence_pdf_too_many_pages", maximum=MAX_PAGES) from None
         raise Invalid("error_evidence_pdf_encrypted" if refused.reason == "encrypted"
                       else "error_evidence_pdf_unreadable") from None
     return content

@@ -79,10 +79,13 @@ async def check_code(turn: Turn, text: str) -> None:
 async def _refuse(turn: Turn, text: str, text_key: str, minutes: int) -> None:
     """Tell a stopped resident how long to wait — unless `text` is the code of a case she filed from this very
     conversation: opening that tells her nothing she did not know, and every other code, valid or not, gets
-    the same refusal, so the throttle still says nothing about codes."""
+    the same refusal after the same work, so the throttle says nothing about codes, by its words or its time."""
     code = parse_receipt_code(text)
-    case = await actions.find_case_by_receipt(turn.session, turn.ctx.secret_key, code) if code else None
-    if case is not None and actions.filed_by(case, turn.conversation):
+    # only her own case is looked for: another's valid code reads no more than a wrong one, so the refusal's time
+    # says nothing of it either
+    case = await actions.find_own_case_by_receipt(turn.session, turn.ctx.secret_key, code,
+                                                  turn.conversation) if code else None
+    if case is not None:
         _open(turn, case)
         return
     turn.set_state("idle")

@@ -366,6 +366,19 @@ async def find_case_by_receipt(session: AsyncSession, secret_key: bytes, code: s
     return (await session.execute(query)).scalar_one_or_none()
 
 
+async def find_own_case_by_receipt(session: AsyncSession, secret_key: bytes, code: str,
+                                   conversation: ConversationState) -> Case | None:
+    """The case of receipt code `code` if `conversation` filed it (`filed_by`), else None: chosen by the database, so
+    that someone else's valid code costs the same as a wrong one (nothing of their case is read)."""
+    query = (
+        select(Case)
+        .where(Case.receipt_code_hash == receipt_code_hash(secret_key, code), Case.channel == conversation.channel,
+               Case.reporter_key == conversation.user_key, Case.reporter_key != ERASED)
+        .options(selectinload(Case.trace))
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
 async def is_reporter(session: AsyncSession, case_id: int, channel: str, user_ref: str) -> bool:
     """Whether the case was filed by this channel user (compared by pseudonym)."""
     query = select(func.count()).select_from(_CASES).where(

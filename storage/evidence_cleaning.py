@@ -58,9 +58,12 @@ def _cleaned(content: bytes, media_type: str) -> bytes:
         if is_pdf(media_type):
             return clean_pdf(content)
     except ImageRefused as refused:
-        raise CannotClean(f"the {media_type} image is {refused.reason.replace('_', ' ')}") from None
+        problem = f"has {refused.reason.removeprefix('too_many_').join(('too many ', ''))}" \
+            if refused.reason.startswith("too_many_") else f"is {refused.reason.replace('_', ' ')}"
+        raise CannotClean(f"the {media_type} image {problem}") from None
     except PdfRefused as refused:
-        raise CannotClean(f"the PDF is {refused.reason}") from None
+        raise CannotClean(f"the PDF is {refused.reason.replace('_', ' ')}" if refused.reason != "too_many_pages"
+                          else "the PDF has too many pages") from None
     raise CannotClean(f"{media_type} files are not evidence the service takes, and are not cleaned")
 
 

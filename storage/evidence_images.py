@@ -11,7 +11,8 @@ WebP files keep their frames, frame durations and loop count.
 beside the evidence file, encrypted the same way (`storage.evidence_files`).
 
 Only the format the bytes were sniffed as is decoded (no other Pillow plugin sees a resident's file), and an
-image of more than `MAX_PIXELS` pixels (over all its frames) is refused before its pixels are decoded.
+image of more than `MAX_PIXELS` pixels (over all its frames) or `MAX_FRAMES` frames is refused before its pixels
+are decoded.
 Blocking (CPU): run these in a thread.
 """
 
@@ -26,6 +27,14 @@ from PIL import Image, ImageFile, ImageOps
 MAX_PIXELS = 64_000_000
 """The most pixels an evidence image may have, over all its frames: 64 MP is a large phone photo (8000 × 8000),
 about 256 MB decoded as RGBA."""
+MAX_SCANS = 100
+"""The most scans a JPEG may have. A progressive JPEG's picture comes in scans, each a pass over every pixel: a
+94 KB JPEG with one scan repeated 1,000 times took 15 s to decode. An encoder writes about 10 (mozjpeg a few more)."""
+MAX_SCAN_PIXELS = 16 * MAX_PIXELS
+"""The most pixels decoded over all of a JPEG's scans: a 64 MP photo may have 16 scans, a 12 MP one the 100."""
+MAX_FRAMES = 2000
+"""The most frames an animation may have: re-encoding costs per frame whatever its size, and a 5 MB GIF of 200,000
+one-pixel frames (far under `MAX_PIXELS`) held a CPU for two minutes. 2000 frames is over a minute at 30 per second."""
 
 THUMBNAIL_SIDE = 320
 JPEG_QUALITY = 95
@@ -42,8 +51,9 @@ _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
 
 
 class ImageRefused(ValueError):
-    """Bytes that sniffed as an image but are not one Pillow can decode (`reason` "undecodable"), or one too
-    large to decode safely ("too_large")."""
+    """Bytes that sniffed as an image but are not one Pillow can decode (`reason` "undecodable"), one too
+    large to decode safely ("too_large"), an animation of more than `MAX_FRAMES` frames ("too_many_frames"), or a
+    JPEG of too many scans ("too_many_scans")."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -72,6 +82,14 @@ def _open(content: bytes, media_type: str) -> Image.Image:
         raise ImageRefused("undecodable") from None
     if image.width * image.height * max(1, frames) > MAX_PIXELS:
         raise ImageRefused("too_large")
+    if frames > MAX_FRAMES:
+        raise ImageRefused("too_many_frames")
+    if media_type == "image/jpeg":
+        # every start-of-scan marker in the file (coded data cannot hold one: a 0xFF there is followed by 0x00);
+        # an EXIF thumbnail's few are counted too
+        scans = content.count(b"\xff\xda")
+        if scans > MAX_SCANS or scans * image.width * image.height > MAX_SCAN_PIXELS:
+            raise ImageRefused("too_many_scans")
     return image
 
 

@@ -356,7 +356,10 @@ class TelegramChannel:
         await self.application.bot.set_my_commands(default)
 
     def check_secret(self, header_value: str | None) -> bool:
-        return header_value is not None and hmac.compare_digest(header_value, self._settings.webhook_secret())
+        # as bytes: compare_digest refuses (TypeError, a 500) a str with a character outside ASCII, which any
+        # client can put in the header
+        return header_value is not None and hmac.compare_digest(header_value.encode(),
+                                                                self._settings.webhook_secret().encode())
 
     async def process_webhook(self, data: dict[str, Any]) -> bool:
         """Handle one update posted to the webhook; an exception makes Telegram deliver it again. False when a full

@@ -18,7 +18,7 @@ from html import escape
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Cookie, File, Header, HTTPException, Request, Response, UploadFile
+from fastapi import APIRouter, File, Header, HTTPException, Request, Response, UploadFile
 from fastapi.responses import HTMLResponse
 from itsdangerous import BadSignature, Signer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -35,6 +35,10 @@ T = TypeVar("T")
 
 CHANNEL = "web"
 COOKIE = "ql_chat"
+SECURE_COOKIE = "__Host-ql_chat"
+"""The cookie's name behind https. A browser takes a `__Host-` cookie only from a secure page of this very host
+(Secure, Path=/, no Domain): someone on the resident's network who answers her plain-http request cannot plant
+one, as they could plant `ql_chat` with a value the service gave them, and read the conversation it names."""
 PAGE = Path(__file__).resolve().parent.parent / "static" / "chat.html"
 MAX_TEXT = 8000
 RETRY_AFTER_SECONDS = 5
@@ -66,6 +70,17 @@ class MessageIn(BaseModel):
     choice: str | None = Field(default=None, max_length=64)
     command: str | None = Field(default=None, pattern=r"^[a-z]{1,20}$")
     argument: str | None = Field(default=None, max_length=MAX_TEXT)  # "/report <what happened>" typed in the page
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields(cls, data: Any) -> Any:
+        # one reason for a body of many unknown fields, not one each: thousands of reasons took seconds to write,
+        # while the service answered nobody else
+        if isinstance(data, dict) and not set(data) <= set(cls.model_fields):
+            unknown = sorted(str(name) for name in set(data) - set(cls.model_fields))
+            shown = ", ".join(name[:40] for name in unknown[:3]) + (", …" if len(unknown) > 3 else "")
+            raise ValueError(f"unknown field(s) {shown}: a message has only text, choice, command and argument")
+        return data
 
     @model_validator(mode="after")
     def _exactly_one(self) -> MessageIn:
@@ -99,19 +114,42 @@ def build_router(runtime: Runtime) -> APIRouter:
     key = runtime.settings.resolved_secret_key()
     secure_cookie = runtime.settings.public_url.startswith("https://")
     signer = Signer(key, salt="qinglian-web-chat")
+    # its own salt: a value the service signs for `__Host-ql_chat` is no `ql_chat` cookie anyone could plant
+    secure_signer = Signer(key, salt="qinglian-web-chat-host")
+    cookie_name, cookie_signer = (SECURE_COOKIE, secure_signer) if secure_cookie else (COOKIE, signer)
 
     def set_cookie(response: Response, token: str) -> None:
-        response.set_cookie(COOKIE, signer.sign(token).decode(), max_age=60 * 60 * 24 * 30, httponly=True,
-                            samesite="strict", secure=secure_cookie)
+        response.set_cookie(cookie_name, cookie_signer.sign(token).decode(), max_age=60 * 60 * 24 * 30,
+                            httponly=True, samesite="strict", secure=secure_cookie)
 
-    def user_ref(cookie: str | None, response: Response) -> str:
-        """The conversation a browser's signed cookie names. A cookie that is not ours (unsigned, forged,
-        altered) names none: the browser gets a new one and a fresh conversation."""
-        if not cookie:
-            raise HTTPException(401, "no chat session: open the chat page first")
+    def unsigned(value: str | None, by: Signer) -> str | None:
+        if not value:
+            return None
         try:
-            token = signer.unsign(cookie[:200]).decode()
+            return by.unsign(value[:200]).decode()
         except BadSignature:
+            return None
+
+    def token_of(request: Request, response: Response) -> str | None:
+        """The token of the browser's cookie, if it is one we signed (None when it has none or not ours). Behind
+        https a `ql_chat` cookie given before the site moved there (signed with the other salt: the service has not
+        signed one since) is carried over to `__Host-ql_chat` and removed."""
+        token = unsigned(request.cookies.get(cookie_name), cookie_signer)
+        if token is None and secure_cookie:
+            token = unsigned(request.cookies.get(COOKIE), signer)
+            if token is not None:
+                set_cookie(response, token)
+                response.delete_cookie(COOKIE, httponly=True, samesite="strict", secure=True)
+        return token
+
+    def user_ref(request: Request, response: Response) -> str:
+        """The conversation a browser's signed cookie names. A cookie that is not ours (unsigned, forged,
+        altered, or behind https one without the `__Host-` prefix the service did not give) names none: the
+        browser gets a new one and a fresh conversation."""
+        if not request.cookies.get(cookie_name) and not request.cookies.get(COOKIE):
+            raise HTTPException(401, "no chat session: open the chat page first")
+        token = token_of(request, response)
+        if token is None:
             token = secrets.token_urlsafe(32)
             set_cookie(response, token)
         return hmac.new(key, b"web:" + token.encode(), hashlib.sha256).hexdigest()[:40]
@@ -146,7 +184,7 @@ def build_router(runtime: Runtime) -> APIRouter:
             raise HTTPException(400, "missing X-Qinglian-Chat header")
 
     @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def page(request: Request, response: Response, ql_chat: Annotated[str | None, Cookie()] = None) -> Any:
+    async def page(request: Request) -> Any:
         city = runtime.settings.city
         locale = normalise_locale(request.headers.get("accept-language"), city.default_locale)
         html = (PAGE.read_text(encoding="utf-8")
@@ -156,19 +194,16 @@ def build_router(runtime: Runtime) -> APIRouter:
                 .replace("{{title_en}}", escape("Clean " + city.city_en)))
         result = HTMLResponse(html, headers={
             "Cache-Control": "no-store",
+            # frame-ancestors: no other site may frame the page and lay its own buttons over it (it does not
+            # fall back to default-src); X-Frame-Options says the same to browsers without CSP 2
             "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
-                                       "script-src 'self' 'unsafe-inline'; img-src 'self' data:",
+                                       "script-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; "
+                                       "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+            "X-Frame-Options": "DENY",
             "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "no-referrer",
         })
-        valid = False
-        if ql_chat:
-            try:
-                signer.unsign(ql_chat[:200])
-                valid = True
-            except BadSignature:
-                valid = False
-        if not valid:
+        if token_of(request, result) is None:
             set_cookie(result, secrets.token_urlsafe(32))
         return result
 
@@ -177,13 +212,12 @@ def build_router(runtime: Runtime) -> APIRouter:
         body: MessageIn,
         request: Request,
         response: Response,
-        ql_chat: Annotated[str | None, Cookie()] = None,
         x_qinglian_chat: Annotated[str | None, Header()] = None,
         x_qinglian_message_id: Annotated[str | None, Header()] = None,
     ) -> MessagesOut:
         require_header(x_qinglian_chat)
         locale = normalise_locale(request.headers.get("accept-language"), runtime.settings.city.default_locale)
-        ref = user_ref(ql_chat, response)
+        ref = user_ref(request, response)
         address, key = client_ip(request), update_key(ref, x_qinglian_message_id)
         if body.command is not None:
             inbound = Inbound(CHANNEL, ref, locale, command=body.command, command_arg=body.argument, client_ip=address,
@@ -201,12 +235,11 @@ def build_router(runtime: Runtime) -> APIRouter:
         request: Request,
         response: Response,
         file: Annotated[UploadFile, File()],
-        ql_chat: Annotated[str | None, Cookie()] = None,
         x_qinglian_chat: Annotated[str | None, Header()] = None,
         x_qinglian_message_id: Annotated[str | None, Header()] = None,
     ) -> MessagesOut:
         require_header(x_qinglian_chat)
-        ref = user_ref(ql_chat, response)
+        ref = user_ref(request, response)
         key = update_key(ref, x_qinglian_message_id)
         limit = runtime.settings.city.limits.max_attachment_bytes
         content = await file.read(limit + 1)
@@ -228,11 +261,10 @@ def build_router(runtime: Runtime) -> APIRouter:
     async def inbox(
         request: Request,
         response: Response,
-        ql_chat: Annotated[str | None, Cookie()] = None,
         x_qinglian_chat: Annotated[str | None, Header()] = None,
     ) -> MessagesOut:
         require_header(x_qinglian_chat)
-        ref = user_ref(ql_chat, response)
+        ref = user_ref(request, response)
         locale = normalise_locale(request.headers.get("accept-language"), runtime.settings.city.default_locale)
 
         async def take() -> list[Outbound]:

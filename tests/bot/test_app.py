@@ -105,6 +105,18 @@ async def test_a_refused_form_is_answered_with_the_reasons_and_without_the_value
     assert "my secret password" not in api.text
 
 
+async def test_a_chat_message_of_thousands_of_unknown_fields_is_refused_with_one_reason(service: Client) -> None:
+    """Each unknown field was a reason of its own: 800 KB of them came back as 6.7 MB of reasons, and the service
+    answered nobody else for the 4 s it took to write them."""
+    fields = {f"k{number}": 0 for number in range(20_000)}
+    async with service() as client:
+        answer = await client.post("/chat/api/message", json={"text": "hi", **fields},
+                                   headers={"X-Qinglian-Chat": "1"})
+    assert answer.status_code == 422 and len(answer.content) < 1000
+    [reason] = answer.json()["detail"]
+    assert "text, choice, command" in reason["msg"]
+
+
 async def test_the_web_chat_and_the_console_are_served(service: Client) -> None:
     async with service() as client:
         chat = await client.get("/")
@@ -113,9 +125,27 @@ async def test_the_web_chat_and_the_console_are_served(service: Client) -> None:
     assert (console.status_code, console.headers["location"]) == (303, "/console/login?next=/console")
 
 
+async def test_the_chat_page_cannot_be_framed_by_another_site_and_no_answer_is_sniffed(service: Client) -> None:
+    """Another site that framed the chat page could lay its own buttons over the resident's (clickjacking); a JSON
+    answer or a refusal read as another type by an old browser could run as a page."""
+    async with service() as client:
+        page = await client.get("/")
+        api = await client.post("/chat/api/message", json={"command": "start"}, headers={"X-Qinglian-Chat": "1"},
+                                cookies=page.cookies)
+        refused = await client.post("/chat/api/message", json={"command": "start"})
+        missing = await client.get("/no/such/page")
+    policy = {part.strip().split(" ", 1)[0]: part.strip()
+              for part in page.headers["content-security-policy"].split(";")}
+    assert policy["frame-ancestors"] == "frame-ancestors 'none'" and page.headers["x-frame-options"] == "DENY"
+    assert policy["object-src"] == "object-src 'none'" and policy["base-uri"] == "base-uri 'none'"
+    assert [answer.status_code for answer in (api, refused, missing)] == [200, 400, 404]
+    assert [answer.headers.get("x-content-type-options") for answer in (page, api, refused, missing)] == ["nosniff"] * 4
+
+
 async def test_a_promoted_model_this_process_cannot_load_shows_on_health_and_the_model_page(tmp_path: Path) -> None:
     """The service keeps classifying with the model it has, and says so: /healthz names the promoted version it
-    could not load and why, and the administrator's model page warns of it, until a loadable one is promoted."""
+    could not load and, to this machine or the metrics token, why, and the administrator's model page warns of it,
+    until a loadable one is promoted."""
     shutil.copytree(shared_models_dir(), tmp_path / "models")
     registry = ModelRegistry(tmp_path / "models")
     current = registry.promoted()
@@ -144,11 +174,17 @@ async def test_a_promoted_model_this_process_cannot_load_shows_on_health_and_the
         async with httpx.AsyncClient(transport=transport, base_url="http://service.test", cookies=cookies) as http:
             health = (await http.get("/healthz")).json()
             page = await http.get("/console/models")
+        outside = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+        async with httpx.AsyncClient(transport=outside, base_url="http://service.test") as http:
+            anonymous = (await http.get("/healthz")).json()
     finally:
         await runtime.close()
 
     assert health["status"] == "ok" and health["model"] == current.version
     assert health["model_not_loaded"]["version"] == broken and health["model_not_loaded"]["reason"]
+    # a visitor from elsewhere (health is public behind the proxy) is told that, not the error: it can name the
+    # data directory's paths and the libraries' versions
+    assert anonymous == {"status": "ok", "model": current.version, "model_not_loaded": {"version": broken}}
     assert page.status_code == 200
     warning = page.text.split('id="model-not-loaded"', 1)[1].split("</p>", 1)[0]
     assert broken in warning and current.version in warning

@@ -259,6 +259,90 @@ async def test_an_image_of_too_many_pixels_is_refused_before_it_is_decoded(harne
     assert (_files(harness), await _stored(harness)) == ([], [])
 
 
+async def test_an_animation_of_thousands_of_tiny_frames_is_refused_before_its_frames_are_decoded(
+        harness: DialogHarness) -> None:
+    """A 75 KB GIF of 3,000 one-pixel frames is far under the pixel limit, but re-encoding costs per frame: 200,000
+    such frames (5 MB) held a CPU for two minutes. Such a file is refused by its frame count, read from the header."""
+    frames = [Image.new("P", (1, 1), shade % 256) for shade in range(3_000)]
+    sent = io.BytesIO()
+    frames[0].save(sent, format="GIF", save_all=True, append_images=frames[1:], duration=10, optimize=False)
+    await _to_evidence(harness)
+
+    answer = await _upload(harness, Download(sent.getvalue()), media_type="image/gif", name="a.gif")
+
+    assert answer.startswith("这个动图的帧数太多（最多2000帧），无法接收。请发送较短的动图，或其中一张截图。\n第5步")
+    assert (_files(harness), await _stored(harness)) == ([], [])
+
+
+def _pdf_listing_one_page(times: int) -> bytes:
+    """A small PDF whose page tree lists one empty page `times` times."""
+    objects = [b"<</Type/Catalog/Pages 2 0 R>>",
+               b"<</Type/Pages/Kids[" + b" ".join([b"3 0 R"] * times) + b"]/Count %d>>" % times,
+               b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 10 10]>>"]
+    body, offsets = b"%PDF-1.4\n", []
+    for number, content in enumerate(objects, start=1):
+        offsets.append(len(body))
+        body += b"%d 0 obj" % number + content + b"endobj\n"
+    table = b"xref\n0 4\n0000000000 65535 f \n" + b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    return body + table + b"trailer<</Size 4/Root 1 0 R>>\nstartxref\n%d\n%%%%EOF\n" % (len(body))
+
+
+async def test_a_pdf_of_thousands_of_pages_is_refused_before_its_pages_are_read(harness: DialogHarness) -> None:
+    """Writing a PDF costs per page: 100,000 listings of one empty page (600 KB) took 9 s and came out as 10 MB."""
+    await _to_evidence(harness)
+
+    answer = await _upload(harness, Download(_pdf_listing_one_page(3_000)), media_type="application/pdf")
+
+    assert answer.startswith("这个PDF的页数太多（最多1000页），无法接收。请只发送相关的页面。\n第5步")
+    assert (_files(harness), await _stored(harness)) == ([], [])
+
+
+async def test_a_pdf_of_a_thousand_pages_is_taken(harness: DialogHarness) -> None:
+    await _to_evidence(harness)
+
+    answer = await _upload(harness, Download(_pdf_listing_one_page(1_000)), media_type="application/pdf")
+
+    assert answer.startswith(RECEIVED)
+    [content] = _files(harness)
+    assert pdf_facts(content)[0] == 1_000
+
+
+def _jpeg_scans(data: bytes) -> list[bytes]:
+    """The scans (start-of-scan segment and its coded data) of a JPEG, in order."""
+    scans, start = [], data.find(b"\xff\xda")
+    while start != -1:
+        end = start + 2
+        while not (data[end] == 0xFF and data[end + 1] not in (0x00, *range(0xD0, 0xD8))):
+            end += 1
+        scans.append(data[start:end])
+        start = data.find(b"\xff\xda", end)
+    return scans
+
+
+async def test_a_jpeg_of_a_thousand_scans_is_refused_before_it_is_decoded(harness: DialogHarness) -> None:
+    """A progressive JPEG's picture comes in scans, each one a pass over all its pixels: a 94 KB photo of 4000 × 4000
+    grey with its last scan repeated 1,000 times took 15 s to decode (5,000 times, 218 KB: 86 s)."""
+    sent = io.BytesIO()
+    Image.new("L", (1000, 1000), 128).save(sent, format="JPEG", progressive=True)
+    data = sent.getvalue()
+    many = data[:-2] + _jpeg_scans(data)[-1] * 1_000 + b"\xff\xd9"
+    await _to_evidence(harness)
+
+    answer = await _upload(harness, Download(many), media_type="image/jpeg")
+
+    assert answer.startswith("这张图片的编码方式需要过多的解码遍数，无法接收。"
+                             "请另存为普通JPEG或截图后重新发送。\n第5步")
+    assert (_files(harness), await _stored(harness)) == ([], [])
+
+
+async def test_an_ordinary_progressive_jpeg_is_taken(harness: DialogHarness) -> None:
+    sent = io.BytesIO()
+    Image.new("RGB", (1200, 800), (90, 120, 150)).save(sent, format="JPEG", progressive=True, quality=90)
+    await _to_evidence(harness)
+
+    assert (await _upload(harness, Download(sent.getvalue()), media_type="image/jpeg")).startswith(RECEIVED)
+
+
 async def test_a_document_of_a_type_we_do_not_take_is_refused_without_downloading_it(harness: DialogHarness) -> None:
     await _to_evidence(harness)
     download = Download(b"PK\x03\x04 a zip archive")

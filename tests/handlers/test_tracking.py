@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from handlers import dialog
 from handlers.types import Attachment, Inbound
@@ -426,6 +426,35 @@ async def test_a_stopped_reporter_still_opens_the_case_she_filed_and_no_other(ha
 
     assert refused == "查询码错误次数过多，请11分钟后再试。"
     assert "案件编号：QL-2026-000001" in reporter.text()
+
+
+async def test_a_stopped_resident_cannot_tell_a_valid_code_from_a_wrong_one_by_how_long_the_refusal_takes(
+        harness: DialogHarness) -> None:
+    """What she sends while stopped is not counted, so if a refusal of someone else's valid code cost the service
+    more than one of a wrong code (reading that case and its trace), its timing would test codes without limit.
+    Both refusals ask the database the very same statements: nothing of another's case is read."""
+    _, other_code = await _case(harness, channel="test", reporter_ref="someone-else")
+    guesser = harness.resident("guesser")
+    for _ in range(harness.context.city.limits.status_wrong_codes):
+        await guesser.command("status", WRONG_CODE)
+    engine = harness.sessionmaker.kw["bind"].sync_engine
+    statements: list[str] = []
+
+    def asked(_connection: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        statements.append(statement)
+
+    answers: dict[str, tuple[str, list[str]]] = {}
+    event.listen(engine, "before_cursor_execute", asked)
+    try:
+        for name, code in (("valid", other_code), ("wrong", "0000 0000 0000 0002")):
+            statements.clear()
+            await guesser.command("status", code)
+            answers[name] = (guesser.last[0].text, list(statements))
+    finally:
+        event.remove(engine, "before_cursor_execute", asked)
+
+    assert answers["valid"][0] == answers["wrong"][0] == "查询码错误次数过多，请11分钟后再试。"
+    assert answers["valid"][1] == answers["wrong"][1]
 
 
 async def test_a_reporter_opens_the_case_she_filed_while_her_network_waits(harness: DialogHarness) -> None:

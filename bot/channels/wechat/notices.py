@@ -115,7 +115,8 @@ class WeChatNotifier:
         """The case a `reserved` value from our own link names; None for anything forged."""
         digits, _, signature = reserved.partition("x")
         number = whole_number(digits)
-        if number is None or not hmac.compare_digest(signature, self._signature(number)):
+        # as bytes: compare_digest raises for a str outside ASCII, which anyone can put in the link
+        if number is None or not hmac.compare_digest(signature.encode(), self._signature(number).encode()):
             return None
         return number
 

@@ -477,6 +477,8 @@ async def test_webhook_mode_registers_the_url_with_a_secret_derived_from_the_sec
         assert channel.webhook_mode
         assert [channel.check_secret(value) for value in (derived, None, "", derived[:-1], derived.upper())] == [
             True, False, False, False, False]
+        # a header of bytes outside ASCII, as the server reads it (latin-1): refused (403), not an error (500)
+        assert channel.check_secret("密钥".encode().decode("latin-1")) is False
         [registered] = standin.requests_for("setWebhook")
     assert registered == {"url": "https://qinglian.example/telegram/webhook", "secret_token": derived,
                           "allowed_updates": ["message", "edited_message", "callback_query"]}

@@ -122,6 +122,51 @@ async def test_behind_https_the_cookie_is_secure(tmp_path: Path, never_opened: s
 # --- refusals ------------------------------------------------------------------------------------
 
 
+def _set_cookie(answer: httpx.Response) -> tuple[str, str, set[str]]:
+    """The one cookie the answer sets: its name, its value and its attributes."""
+    [header] = answer.headers.get_list("set-cookie")
+    pair, *attributes = [part.strip() for part in header.split(";")]
+    name, value = pair.split("=", 1)
+    return name, value, set(attributes)
+
+
+async def test_behind_https_a_cookie_planted_over_plain_http_opens_no_conversation(
+        tmp_path: Path, shared_database_url: str) -> None:
+    """Someone on the resident's network (an office's Wi-Fi) can answer her first plain-http request with a cookie
+    for the site, one the service gave them: the conversation it names would be theirs to read too. Behind https
+    the conversation's cookie has the `__Host-` prefix, which a browser takes only from the https site itself."""
+    async with _serving(tmp_path, shared_database_url, public_url="https://qinglian.example") as chat, \
+            chat.browser() as attacker, chat.browser() as resident:
+        name, attackers, attributes = _set_cookie(await attacker.get("/"))
+        # all a plain-http answer can plant: the same value without the prefix
+        planted = await resident.get("/", headers={"Cookie": f"ql_chat={attackers}"})
+        _, residents, _ = _set_cookie(planted)
+        for body in ({"command": "report"}, {"choice": "district:kaifu"}):
+            assert (await resident.post("/chat/api/message", json=body,
+                                        headers={"Cookie": f"{name}={residents}"})).status_code == 200
+        attackers_view = await attacker.post("/chat/api/message", json={"text": "开福区不动产登记中心"},
+                                             headers={"Cookie": f"{name}={attackers}"})
+    assert name == "__Host-ql_chat" and {"Secure", "Path=/", "HttpOnly", "SameSite=strict"} <= attributes
+    assert not any(attribute.lower().startswith("domain=") for attribute in attributes)
+    assert residents != attackers
+    assert "第3步" not in _text(attackers_view.json()["messages"])  # the resident's draft is not the attacker's
+
+
+async def test_a_cookie_given_before_the_site_moved_to_https_keeps_its_conversation(
+        tmp_path: Path, shared_database_url: str) -> None:
+    async with _serving(tmp_path, shared_database_url) as chat, chat.browser() as browser:
+        await _opened(browser)
+        await _say(browser, command="report")
+        before = browser.cookies["ql_chat"]
+    async with _serving(tmp_path, shared_database_url, public_url="https://qinglian.example") as chat, \
+            chat.browser() as browser:
+        answer = await browser.post("/chat/api/message", json={"choice": "district:kaifu"},
+                                    headers={"Cookie": f"ql_chat={before}"})
+    assert answer.status_code == 200 and _text(answer.json()["messages"]).startswith("第2步")
+    cookies = {header.split("=", 1)[0]: header for header in answer.headers.get_list("set-cookie")}
+    assert set(cookies) == {"__Host-ql_chat", "ql_chat"} and "Max-Age=0" in cookies["ql_chat"]  # moved, old one gone
+
+
 async def test_every_api_call_needs_the_header_and_then_the_cookie_refused_with_its_reason(
         tmp_path: Path, never_opened: str) -> None:
     async with _serving(tmp_path, never_opened) as chat:

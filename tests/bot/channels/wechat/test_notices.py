@@ -237,6 +237,12 @@ def test_a_reserved_value_with_unicode_digits_names_no_case(tmp_path: Path) -> N
     assert _link_notifier(tmp_path, "https://mp.weixin.qq.com").case_of("²x0123456789abcdef01234567") is None
 
 
+def test_a_reserved_value_whose_signature_is_not_ascii_names_no_case(tmp_path: Path) -> None:
+    """Anyone can open the return link with any `reserved`: a signature outside ASCII is forged (a 400 page), not
+    an error of the service (a 500)."""
+    assert _link_notifier(tmp_path, "https://mp.weixin.qq.com").case_of("123456x签名0123456789abcdef0123") is None
+
+
 def test_without_a_one_time_template_or_an_app_id_no_link_is_offered(tmp_path: Path) -> None:
     assert _link_notifier(tmp_path, "https://mp.weixin.qq.com", once=False).offer_link(41) is None
     assert _link_notifier(tmp_path, "https://mp.weixin.qq.com", app_id=None).offer_link(41) is None
