@@ -46,11 +46,19 @@ async def form_error_page(request: Request, errors: list[dict[str, Any]]) -> Res
     return await error_page(request, 422, texts.joined("errors.form_invalid"), fields=fields)
 
 
+MAX_REASONS = 20
+"""A refused request is told this many reasons at most, and how many more there were."""
+
+
 async def invalid_request(request: Request, problem: RequestValidationError) -> Response:
     """A request FastAPI refused, anywhere in the app (the API, the web chat, the console): 422 with the reasons,
     never the submitted values (a refused form can carry a password); a console form gets a page."""
+    found = problem.errors()
     errors = [{key: value for key, value in error.items() if key not in ("input", "ctx", "url")}
-              for error in problem.errors()]
+              for error in found[:MAX_REASONS]]
+    if len(found) > MAX_REASONS:  # thousands of reasons (a body of unknown fields) take seconds to write out
+        errors.append({"type": "more_reasons", "loc": [],
+                       "msg": f"and {len(found) - MAX_REASONS} more reasons like these"})
     if is_console_page(request.url.path):
         return await form_error_page(request, errors)
     return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)

@@ -4,6 +4,7 @@ CSRF tokens, Argon2 password hashes, TOTP second factor, and the permission rule
 from __future__ import annotations
 
 import hmac
+import unicodedata
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -111,8 +112,9 @@ def totp_uri(secret: str, username: str, issuer: str) -> str:
 def totp_step(secret: str, code: str) -> int | None:
     """The time-step whose code `code` is (this one, the one before or the one after: a clock may be 30 s
     off); None when it is none of them. The caller accepts a step once (`staff_actions.accept_totp_step`)."""
-    code = code.strip().replace(" ", "")
-    if not code.isdigit() or len(code) != 6:
+    # full-width digits (a Chinese keyboard's) read as the code; digits of other scripts are no code
+    code = unicodedata.normalize("NFKC", code).strip().replace(" ", "")
+    if not (code.isascii() and code.isdigit()) or len(code) != 6:
         return None
     totp = pyotp.TOTP(secret)
     now = totp.timecode(utcnow())
@@ -228,7 +230,7 @@ class Principal:
     def check_csrf(self, submitted: str | None) -> None:
         if self.session is None:
             return  # token-authenticated API calls carry no ambient credentials
-        if not submitted or not hmac.compare_digest(submitted, self.session.csrf_token):
+        if not submitted or not hmac.compare_digest(submitted.encode(), self.session.csrf_token.encode()):
             raise HTTPException(403, "the form has expired or did not come from this site (CSRF check failed)")
 
 

@@ -150,7 +150,7 @@ def check_token(principal: Principal, target: str, text: str) -> str:
 
 
 def was_checked(principal: Principal, target: str, text: str, token: str) -> bool:
-    return bool(token) and hmac.compare_digest(token, check_token(principal, target, text))
+    return bool(token) and hmac.compare_digest(token.encode(), check_token(principal, target, text).encode())
 
 
 async def check_answer(principal: Principal, case_number: str, text: str) -> ReplyScore:

@@ -75,7 +75,7 @@ async def login(request: Request, context: ContextDep, throttle: ThrottleDep,
                 login_token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/console") -> Response:
     next_path = safe_next(next)
     cookie_token = request.cookies.get(LOGIN_COOKIE, "")
-    if not login_token or not cookie_token or not hmac.compare_digest(login_token, cookie_token):
+    if not login_token or not cookie_token or not hmac.compare_digest(login_token.encode(), cookie_token.encode()):
         return login_page(request, context, next_path=next_path, status_code=403, username=username,
                           error=texts.pair("login.form_expired"))
     ip = client_ip(request)

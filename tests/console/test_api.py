@@ -900,3 +900,17 @@ def test_a_reporter_who_blocked_the_bot_shows_failed_blocked_on_the_ticket(
             time.sleep(0.2)
     assert deliveries[-1]["kind"] == "answer" and deliveries[-1]["status"] == "failed"
     assert deliveries[-1]["reason"].startswith("blocked: the resident blocked the bot")
+
+
+async def test_a_body_of_thousands_of_unknown_fields_gets_a_short_list_of_reasons(service: Service) -> None:
+    """Seen as an attacker on the web chat (attack1) and true of every JSON endpoint: each unknown field was a
+    reason of its own, so 800 KB of them came back as megabytes of reasons while the service answered nobody else.
+    The first twenty are listed and the rest counted."""
+    reviewer = await service.staff("li", queues=("clean_hall",))
+    own = await service.case(queue="clean_hall")
+    body = {"body": "举报人是该窗口的前同事", **{f"field{i}": i for i in range(5000)}}
+    refused = await service.client.post(f"/api/v1/cases/{own}/notes", json=body, headers=reviewer.headers)
+    assert refused.status_code == 422
+    reasons = refused.json()["detail"]
+    assert len(reasons) == 21 and reasons[0]["loc"] == ["body", "field0"], reasons[:2]
+    assert reasons[-1]["msg"] == "and 4980 more reasons like these", reasons[-1]

@@ -351,3 +351,26 @@ async def test_a_mistyped_code_at_the_enrolment_of_login_keeps_the_secret_alread
             "code": pyotp.TOTP(scanned).now()})
         assert location(response) == "/console"
     assert (await console.staff("rev")).totp_secret == scanned
+
+
+async def test_tokens_and_codes_of_other_alphabets_are_refused_or_read_not_a_server_error(
+        console: ConsoleHarness) -> None:
+    """Seen as an attacker (attack1): a login token, a form's CSRF token or a second-factor code with a character
+    outside ASCII answered 500 (the comparison of secrets takes ASCII text only). They are refused as a wrong
+    token or code — and a code typed in full-width digits, as a Chinese phone keyboard can, is read as the code."""
+    secret = pyotp.random_base32()
+    await console.user("sup", StaffRole.SUPERVISOR, totp_secret=secret)
+    async with console.client() as client:
+        await client.get("/console/login")
+        foreign_token = await client.post("/console/login", data={
+            "username": "sup", "password": PASSWORD, "login_token": "密", "next": "/console"})
+        assert foreign_token.status_code == 403 and "过期" in foreign_token.text
+        await console.submit_login(client, "sup", PASSWORD)
+        page = await client.get("/console/login/2fa")
+        foreign_csrf = await client.post("/console/login/2fa", data={"csrf": "密", "code": "000000"})
+        assert foreign_csrf.status_code == 403
+        arabic_digits = await client.post("/console/login/2fa", data={"csrf": csrf_of(page.text), "code": "٠١٢٣٤٥"})
+        assert arabic_digits.status_code == 401
+        full_width = pyotp.TOTP(secret).now().translate({ord(d): 0xFF10 + int(d) for d in "0123456789"})
+        right = await client.post("/console/login/2fa", data={"csrf": csrf_of(page.text), "code": full_width})
+        assert location(right) == "/console"

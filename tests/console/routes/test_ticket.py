@@ -66,6 +66,9 @@ async def test_every_action_writes_its_trace_event_and_audit_record(console: Con
             "csrf": csrf, "text": "经核实，相关人员已被批评教育。", "action": "send", "checked": "0" * 64})
         assert unchecked.status_code == 200 and "答复质量检查" in unchecked.text  # checked first, not sent
         assert (await console.trace(number))[-1].kind == TraceKind.IN_HANDLING
+        foreign = await client.post(f"/console/case/{number}/answer", data={  # answered 500 (attack1)
+            "csrf": csrf, "text": "经核实，相关人员已被批评教育。", "action": "send", "checked": "密" * 64})
+        assert foreign.status_code == 200 and "答复质量检查" in foreign.text
         answered = await answer_on_page(client, csrf, f"/console/case/{number}/answer",
                                         "经核实，相关人员已被批评教育。")
         assert answered.status_code == 303 and location(answered).endswith("#trace")
