@@ -37,6 +37,9 @@ def kept_description(turn: Turn, text: str) -> str:
     whole = readable(text)
     kept = fitting_part(whole, limits.description_max_chars)
     rest = whole[len(kept):].strip()
+    # checked before it is said to be kept: a part that cannot be a description (one character over and over) is
+    # refused with its own reason, never "kept" and refused in one answer
+    description = clean_description(kept, limits.description_min_chars, limits.description_max_chars)
     turn.say(turn.t("description_cut", length=len(whole), limit=limits.description_max_chars, kept=len(kept),
                     left=len(rest), rest=rest[:QUOTED]))
-    return clean_description(kept, limits.description_min_chars, limits.description_max_chars)
+    return description

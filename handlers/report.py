@@ -326,10 +326,9 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
             if text is None:
                 raise Invalid("error_need_text")
             # a text the resident's app cut into parts comes whole (`dialog._gather`): never the tail alone taken.
-            # Over the limit at step 4 it is refused, with the evidence step after it for the details; edited from
-            # the summary, which comes next, what fits is kept and the resident told where the rest begins
-            turn.update_draft(description=kept_description(turn, text) if turn.draft.get("editing") else
-                              clean_description(text, limits.description_min_chars, limits.description_max_chars))
+            # Over the limit, what fits is kept and the resident told where the rest begins, as for a first message:
+            # nobody retypes a long account, and the rest can follow after submitting (`kept_description`)
+            turn.update_draft(description=kept_description(turn, text))
             _next(turn, "evidence")
         elif state == "evidence":
             await _evidence(turn, choice, text, attachment)

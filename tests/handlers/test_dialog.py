@@ -92,8 +92,8 @@ async def test_every_step_explains_bad_input_and_asks_again(harness: DialogHarne
     assert "至少10个字" in resident.text() and "第4步" in resident.text()
     await resident.say("啊" * 30)
     assert "至少10个字" in resident.text()
-    await resident.say("字" * 3001)
-    assert "3001字，最多3000字" in resident.text() and "第4步" in resident.text()
+    await resident.say("字" * 3001)  # over the limit, and what fits of it says nothing: refused, not "kept"
+    assert resident.text().startswith("描述太简单了") and "第4步" in resident.text() and "已把" not in resident.text()
     await resident.say(DESCRIPTION)
     await resident.say("没有照片")
     assert "请发送图片或PDF文件" in resident.text() and "evidence:done" in resident.keys()
@@ -605,6 +605,32 @@ async def test_a_description_too_long_edited_from_the_summary_keeps_what_fits(ha
     await submit(resident)
     async with harness.sessionmaker() as session:
         assert (await session.execute(select(Case.description))).scalar_one() == DESCRIPTION * 75
+
+
+async def test_a_description_too_long_at_step_4_keeps_what_fits_as_a_first_message_does(
+        harness: DialogHarness) -> None:
+    """At step 4 a description over the limit was refused whole and the resident had to shorten it and send it again,
+    while the same text sent as the first message was kept as far as it fits. It is kept the same way here, in
+    Chinese and in English: the resident told how much was kept and where the rest begins, and taken on to the
+    evidence; the summary and the case have the part kept."""
+    for resident, step_5 in ((harness.resident("r1"), "第5步"), (harness.resident("r2", locale="en"), "Step 5")):
+        await resident.command("report")
+        await where_and_when(resident)
+        await resident.say(LONG_COMPLAINT)
+        said = [message.text for message in resident.last]
+        assert len(said) == 2 and said[1].startswith(step_5), said
+        assert said[0] in (
+            "您发来的内容共3500字，超过了“经过”3000字的上限。已把前3000字记为事情经过；从“另外，窗口负责人说这种情……”"
+            "开始的其余500字没有保存，您的聊天记录里还有。提交前核对时可以修改“经过”，提交后也可以凭查询码用“补充材料”发送其余内容。",
+            "What you sent is 3500 characters long, over the 3000-character limit for what happened. The first 3000 "
+            "characters are kept as what happened; the other 500, from “另外，窗口负责人说这种情…” on, were not kept (they "
+            "are still in your chat). You can change the description when you check the summary, or send the rest "
+            "after submitting, as additional information with your receipt code.")
+        await resident.press("evidence:done")
+        await resident.press("identity:anonymous")
+        await submit(resident)
+    async with harness.sessionmaker() as session:
+        assert list((await session.execute(select(Case.description))).scalars()) == [DESCRIPTION * 75] * 2
 
 
 async def test_a_number_beyond_the_options_is_explained_with_their_range(harness: DialogHarness) -> None:
