@@ -249,6 +249,7 @@
     return request().then(function (messages) {
       setBusy(false);
       showBotMessages(messages, true);
+      tellOtherTabs(userText, messages, true);
       keepFocus();
       return true;
     }, function (err) {
@@ -317,12 +318,41 @@
     polling = true;
     api("GET", "/chat/api/inbox").then(function (messages) {
       polling = false;
-      if (messages.length) showBotMessages(messages, false);
+      if (messages.length) {
+        showBotMessages(messages, false);
+        tellOtherTabs(null, messages, false);  // the inbox hands each message once: to this tab
+      }
     }, function () {
       polling = false;  // silent: the next poll tries again
     });
   }
 
+
+  // ---------- other tabs ----------
+  // Tabs of one browser share its cookie, so they are one conversation. Each tab shows what was said in the
+  // others, so its buttons are always the current question's: a second tab that starts over, or answers, leaves
+  // no button in the first that belongs to a question already gone.
+  var tabs = null;
+  try {
+    tabs = typeof BroadcastChannel === "function" ? new BroadcastChannel(STORE_KEY) : null;
+  } catch (e) { tabs = null; }
+
+  function tellOtherTabs(userText, messages, isReply) {
+    if (!tabs) return;
+    try {
+      tabs.postMessage({ user: userText || null, messages: messages, reply: !!isReply });
+    } catch (e) { /* a tab that cannot be told still works alone */ }
+  }
+
+  if (tabs) {
+    tabs.onmessage = function (event) {
+      var data = event.data;
+      if (!data || !Array.isArray(data.messages)) return;
+      if (typeof data.user === "string" && data.user) addItem({ role: "user", text: data.user });
+      if (data.messages.length) showBotMessages(data.messages, !!data.reply);
+      else save();
+    };
+  }
 
   // ---------- input ----------
   function autosize() {
