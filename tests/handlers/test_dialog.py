@@ -807,6 +807,19 @@ async def test_the_evidence_step_takes_the_words_of_its_buttons_typed(harness: D
     assert "identity:anonymous" in resident.keys()
 
 
+@pytest.mark.parametrize(("locale", "typed"), [("zh-hans", "没有"), ("zh-hans", "没有证据"), ("zh-hans", "无"),
+                                               ("zh-hans", "没有了。"), ("en", "No"), ("en", "none"), ("en", "nothing")])
+async def test_the_evidence_step_takes_no_for_an_answer(harness: DialogHarness, locale: str, typed: str) -> None:
+    """Step 5 asks "如有照片或文件证据，可直接发送" (if you have any, send it): a resident typing "没有" (no) was told to
+    send an image or PDF, again and again, whatever they typed after it."""
+    resident = harness.resident(locale=locale)
+    await resident.command("report")
+    await where_and_when(resident)
+    await resident.say(DESCRIPTION)
+    await resident.say(typed)
+    assert "identity:anonymous" in resident.keys(), resident.text()
+
+
 async def test_a_complaint_typed_at_the_menu_while_a_draft_waits_is_not_dropped_without_a_word(
         harness: DialogHarness) -> None:
     resident = harness.resident()
