@@ -16,6 +16,7 @@ from handlers import similar as similar_cases
 from handlers.context import Turn
 from handlers.description import kept_description
 from handlers.districts import named_district
+from handlers.editing import typed_change
 from handlers.evidence import accept_file, delete_files
 from handlers.menu import show_menu
 from handlers.types import Attachment, Choice, SharedContact
@@ -352,10 +353,11 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
             if text is None:
                 raise Invalid("error_need_text")
             _identified(turn, turn.draft.get("pending_name"), clean_phone(text))
-        elif state == "summary":
-            await _summary(turn, choice)
-        elif state == "edit":
-            if choice == "edit:back":
+        elif state in ("summary", "edit"):
+            choice = choice or typed_change(turn, text, EDITABLE_FIELDS, at_summary=state == "summary")
+            if state == "summary" and not (choice or "").startswith("edit:"):
+                await _summary(turn, choice)
+            elif choice == "edit:back":
                 ask(turn, "summary")
             elif choice and choice.startswith("edit:") and choice[5:] in EDITABLE_FIELDS:
                 turn.update_draft(editing=True)

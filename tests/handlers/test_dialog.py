@@ -95,7 +95,7 @@ async def test_every_step_explains_bad_input_and_asks_again(harness: DialogHarne
     await resident.say("字" * 3001)  # over the limit, and what fits of it says nothing: refused, not "kept"
     assert resident.text().startswith("描述太简单了") and "第4步" in resident.text() and "已把" not in resident.text()
     await resident.say(DESCRIPTION)
-    await resident.say("没有照片")
+    await resident.say("稍等，我找一下照片")  # ("没有照片", no photos, is an answer now: no evidence)
     assert "请发送图片或PDF文件" in resident.text() and "evidence:done" in resident.keys()
     await resident.upload(b"MZ\x90\x00 not an image", name="virus.jpg")
     assert "不是图片" in resident.text()
@@ -623,9 +623,9 @@ async def test_a_description_too_long_at_step_4_keeps_what_fits_as_a_first_messa
             "您发来的内容共3500字，超过了“经过”3000字的上限。已把前3000字记为事情经过；从“另外，窗口负责人说这种情……”"
             "开始的其余500字没有保存，您的聊天记录里还有。提交前核对时可以修改“经过”，提交后也可以凭查询码用“补充材料”发送其余内容。",
             "What you sent is 3500 characters long, over the 3000-character limit for what happened. The first 3000 "
-            "characters are kept as what happened; the other 500, from “另外，窗口负责人说这种情…” on, were not kept (they "
-            "are still in your chat). You can change the description when you check the summary, or send the rest "
-            "after submitting, as additional information with your receipt code.")
+            "characters are kept as what happened; the other 500, from “另外，窗口负责人说这种情…” on, were not kept "
+            "(they are still in your chat). You can change the description when you check the summary, or send the "
+            "rest after submitting, as additional information with your receipt code.")
         await resident.press("evidence:done")
         await resident.press("identity:anonymous")
         await submit(resident)
@@ -808,10 +808,11 @@ async def test_the_evidence_step_takes_the_words_of_its_buttons_typed(harness: D
 
 
 @pytest.mark.parametrize(("locale", "typed"), [("zh-hans", "没有"), ("zh-hans", "没有证据"), ("zh-hans", "无"),
-                                               ("zh-hans", "没有了。"), ("en", "No"), ("en", "none"), ("en", "nothing")])
+                                               ("zh-hans", "没有了。"), ("en", "No"), ("en", "none"),
+                                               ("en", "nothing")])
 async def test_the_evidence_step_takes_no_for_an_answer(harness: DialogHarness, locale: str, typed: str) -> None:
-    """Step 5 asks "如有照片或文件证据，可直接发送" (if you have any, send it): a resident typing "没有" (no) was told to
-    send an image or PDF, again and again, whatever they typed after it."""
+    """Step 5 asks "如有照片或文件证据，可直接发送" (if you have any, send it): a resident typing "没有" (no) was told
+    to send an image or PDF, again and again, whatever they typed after it."""
     resident = harness.resident(locale=locale)
     await resident.command("report")
     await where_and_when(resident)

@@ -343,3 +343,45 @@ async def test_a_story_pasted_as_the_place_and_cut_in_two_by_the_app_is_kept_who
     await resident.press("summary:submit")
     [case] = await _filed(harness)
     assert (case.place, case.description) == ("开福区某村村委会", whole)
+
+
+async def test_a_change_typed_at_the_summary_goes_to_the_item_named(harness: DialogHarness) -> None:
+    """At the summary a resident typing "修改" (change), or "修改地点" (change the place), was told to press a button
+    and shown the summary again, and so was "地点" typed to the question of which item to change: only the buttons'
+    whole labels ("修改某一项", "地点/单位") were understood. The same in English."""
+    chinese = harness.resident("r1")
+    await _to_when(chinese)
+    await chinese.press("when:today")
+    await _after_when(chinese)
+    await chinese.say("修改")
+    assert chinese.text().startswith("要修改哪一项？") and "edit:place" in chinese.keys()
+    await chinese.say("地点")
+    assert chinese.text().startswith("第2步")
+    await chinese.say("开福区某村村委会办公室")
+    assert "地点/单位：开福区某村村委会办公室" in chinese.text()
+    await chinese.say("修改时间")
+    assert chinese.text().startswith("第3步")
+    await chinese.say("昨天")
+    await chinese.say("改成实名")
+    assert chinese.text().startswith("第6步") and "identity:real" in chinese.keys()
+    await chinese.press("identity:anonymous")
+    await chinese.say("返回")  # nothing to change after all, from the question of which item
+    assert "请核对举报内容" in chinese.text()
+    await chinese.press("summary:submit")
+
+    english = harness.resident("r2", locale="en")
+    await _to_when(english)
+    await english.press("when:today")
+    await _after_when(english)
+    await english.say("change the place")
+    assert english.text().startswith("Step 2")
+    await english.say("开福区某村村委会办公室")
+    await english.say("edit")
+    assert english.text().startswith("Which item do you want to change?")
+    await english.say("description")
+    assert english.text().startswith("Step 4")
+    await english.say(DESCRIPTION + "他们还威胁举报的人。")
+    await english.press("summary:submit")
+    cases = await _filed(harness)
+    assert [case.place for case in cases] == ["开福区某村村委会办公室"] * 2
+    assert cases[1].description == DESCRIPTION + "他们还威胁举报的人。"
