@@ -860,3 +860,16 @@ async def test_a_resident_without_a_mainland_mobile_can_turn_back_to_an_anonymou
     assert "手机号格式不正确" in resident.text() and "identity:anonymous" in resident.keys()
     await resident.press("identity:anonymous")
     assert "summary:submit" in resident.keys() and "匿名" in resident.text()
+
+
+@pytest.mark.parametrize(("locale", "typed"), [("en", "I want to report"), ("en", "I'd like to file a report."),
+                                               ("en", "report a problem"), ("zh-hans", "我想举报"),
+                                               ("zh-hans", "我要举报！")])
+async def test_asking_to_report_in_words_starts_the_report(harness: DialogHarness, locale: str, typed: str) -> None:
+    """Found in English: "I want to report" at the menu was taken for the complaint itself ("You wrote: “I want to
+    report” — shall we file a report with this as what happened?"), and what the resident then typed as answers
+    was joined to it."""
+    resident = harness.resident(locale=locale)
+    await resident.say("hello" if locale == "en" else "你好")
+    await resident.say(typed)
+    assert "district:yuelu" in resident.keys(), resident.text()
