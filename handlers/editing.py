@@ -1,5 +1,6 @@
-"""A change to the report asked for in words, at the summary ("修改", "修改地点", "change the place") or at the question
-of which item to change ("地点", "place", "返回"): the words a resident types, not only the buttons' whole labels."""
+"""The report's later buttons answered in words a resident types, not only the buttons' whole labels: anonymous or
+with a name ("实名举报", "real name", "还是匿名吧"), and a change asked for at the summary ("修改", "修改地点",
+"change the place") or at the question of which item to change ("地点", "place", "返回")."""
 
 from __future__ import annotations
 
@@ -44,3 +45,14 @@ def typed_change(turn: Turn, text: str | None, fields: Sequence[str], *, at_summ
                 return f"edit:{field}"
     field = _item(turn, typed, fields)
     return f"edit:{field}" if field is not None else None
+
+
+def typed_identity(turn: Turn, text: str | None, *, asked: bool) -> str | None:
+    """"identity:anonymous" or "identity:real" for the words of either; `asked` at the question itself (step 6), else
+    at the questions of the name and number, where only "anonymous" is an option (a name is any other text)."""
+    typed = letters(text)
+    if typed and typed in _words(turn, "identity_real_words"):  # first: "不匿名", "not anonymous"
+        return "identity:real" if asked else None
+    if typed and any(word in typed for word in _words(turn, "identity_anonymous_words")):
+        return "identity:anonymous"
+    return None

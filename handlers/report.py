@@ -16,7 +16,7 @@ from handlers import similar as similar_cases
 from handlers.context import Turn
 from handlers.description import kept_description
 from handlers.districts import named_district
-from handlers.editing import typed_change
+from handlers.editing import typed_change, typed_identity
 from handlers.evidence import accept_file, delete_files
 from handlers.menu import show_menu
 from handlers.types import Attachment, Choice, SharedContact
@@ -333,11 +333,12 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
             _next(turn, "evidence")
         elif state == "evidence":
             await _evidence(turn, choice, text, attachment)
-        elif state in IDENTITY_STATES and choice == "identity:anonymous":
+        elif state in IDENTITY_STATES and (choice or typed_identity(turn, text, asked=state == "identity")) == \
+                "identity:anonymous":
             turn.update_draft(anonymous=True, name=None, phone=None, pending_name=None, pending_phone=None)
             ask(turn, "summary")
         elif state == "identity":
-            if choice != "identity:real":
+            if (choice or typed_identity(turn, text, asked=True)) != "identity:real":
                 raise Invalid("error_pick_option")
             ask(turn, "name")
         elif state == "name":

@@ -385,3 +385,32 @@ async def test_a_change_typed_at_the_summary_goes_to_the_item_named(harness: Dia
     cases = await _filed(harness)
     assert [case.place for case in cases] == ["开福区某村村委会办公室"] * 2
     assert cases[1].description == DESCRIPTION + "他们还威胁举报的人。"
+
+
+async def test_anonymous_or_real_name_typed_in_words_is_understood(harness: DialogHarness) -> None:
+    """Found in English: "real name" typed at step 6 (whose buttons read "Anonymous" and "With my name") was answered
+    "please tap one of the options", and so was everything typed after it. A resident who types "匿名" (anonymously)
+    when asked for their name reports anonymously, as the button under the question would."""
+    english = harness.resident("r1", locale="en")
+    await _to_when(english)
+    await english.press("when:today")
+    await english.say(DESCRIPTION)
+    await english.press("evidence:done")
+    await english.say("not anonymous")
+    assert english.text().startswith("Your name:"), english.text()
+    await english.say("Li Wei")
+    await english.say("+86 139-1234-5678")
+    assert "Li Wei" in english.text() and "139****5678" in english.text()
+    await english.press("summary:submit")
+
+    chinese = harness.resident("r2")
+    await _to_when(chinese)
+    await chinese.press("when:today")
+    await chinese.say(DESCRIPTION)
+    await chinese.press("evidence:done")
+    await chinese.say("实名举报")
+    assert chinese.text().startswith("请输入您的姓名"), chinese.text()
+    await chinese.say("还是匿名吧")
+    assert "身份：匿名" in chinese.text(), chinese.text()
+    await chinese.press("summary:submit")
+    assert [case.anonymous for case in await _filed(harness)] == [False, True]
