@@ -24,6 +24,17 @@ def fitting_part(text: str, max_chars: int) -> str:
     return text[:cut].rstrip()
 
 
+def in_parts(text: str, max_chars: int) -> list[str]:
+    """`text` whole, in parts of at most `max_chars`, each cut where `fitting_part` cuts (after a sentence)."""
+    parts: list[str] = []
+    rest = text
+    while rest:
+        part = fitting_part(rest, max_chars)
+        parts.append(part)
+        rest = rest[len(part):].strip()
+    return parts
+
+
 def kept_description(turn: Turn, text: str) -> str:
     """`text` as the draft's description (`clean_description`). A text over the limit is kept as far as it fits
     (`fitting_part`), and the resident told how much was kept and where the rest, not kept, begins: they still have

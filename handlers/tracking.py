@@ -7,6 +7,7 @@ import unicodedata
 from datetime import datetime, timedelta
 
 from handlers.context import Turn
+from handlers.description import in_parts
 from handlers.evidence import accept_file
 from handlers.routing import staff_channels
 from handlers.texts import Texts
@@ -394,14 +395,19 @@ async def _follow_up(turn: Turn, case: Case, choice: str | None, text: str | Non
                                         other_device=actions.from_other_device(case, turn.conversation),
                                         notify=not further)
         elif text is not None and text.strip():
-            limit = turn.ctx.city.limits.description_max_chars
-            if len(text) > limit:
-                raise Invalid("error_description_long", limit=limit, length=len(text))
-            added = await actions.add_follow_up(turn.session, case, text=text.strip(),
-                                                search_terms=index_terms([text]),
-                                                other_device=actions.from_other_device(case, turn.conversation))
+            # over the limit of one addition, it is added in parts that fit (cut after a sentence): nothing retyped,
+            # nothing dropped; the assignee is told once
+            parts = in_parts(text.strip(), turn.ctx.city.limits.description_max_chars)
+            added = [await actions.add_follow_up(turn.session, case, text=part, search_terms=index_terms([part]),
+                                                 other_device=actions.from_other_device(case, turn.conversation),
+                                                 notify=number == 0)
+                     for number, part in enumerate(parts)]
             if turn.gathering is not None and turn.gathering.get("group") is None:
-                turn.gathering["follow_up"] = added.id  # a text that may be cut: its rest takes it back, adds all
+                # a text that may be cut: its rest takes these back and adds the whole
+                turn.gathering["follow_up"] = [event.id for event in added]
+            if len(parts) > 1:
+                turn.ask(turn.t("follow_up_saved_parts", length=len(text.strip()), parts=len(parts)), done)
+                return
         else:
             raise Invalid("error_follow_up_expected")
     except Invalid as problem:
