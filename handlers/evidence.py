@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import secrets
 from pathlib import Path
+from typing import NoReturn
 
 from handlers.context import Turn
 from handlers.types import Attachment
@@ -51,7 +52,7 @@ def other_image_format(declared: str | None, content: bytes) -> str | None:
     return OTHER_IMAGE_FORMATS.get((declared or "").lower())
 
 
-def _refuse_other_image(declared: str | None, content: bytes) -> None:
+def _refuse_other_image(declared: str | None, content: bytes) -> NoReturn:
     """Refuse a file we cannot take: a picture by its format's name and how to send it, anything else by the types
     we take."""
     named = other_image_format(declared, content)
