@@ -205,7 +205,14 @@ def said_solved(case: Case) -> bool:
 
 def is_rating(turn: Turn, text: str | None) -> bool:
     """Whether a typed text answers the rating question (stars, or "not solved")."""
-    return letters(text) == letters(turn.t("rate_unsolved")) or _rating_value(None, text) is not None
+    return _typed_unsolved(turn, text) or _rating_value(None, text) is not None
+
+
+def _typed_unsolved(turn: Turn, text: str | None) -> bool:
+    """Whether `text` says the problem was not solved ("问题没有解决", "没解决", "not resolved")."""
+    typed = letters(text)
+    return bool(typed) and (typed == letters(turn.t("rate_unsolved")) or
+                            typed in {letters(word) for word in turn.words("rate_unsolved_words")})
 
 
 def ask_rating(turn: Turn, case: Case, *, solved: bool = False) -> None:
@@ -291,7 +298,7 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         if choice == "rate:later":
             turn.say(turn.t("rating_later"))
             return False
-        unsolved = choice == "rate:unsolved" or letters(text) == letters(turn.t("rate_unsolved"))
+        unsolved = choice == "rate:unsolved" or _typed_unsolved(turn, text)
         rating = None if unsolved else _rating_value(choice, text)
         if rating is None and not unsolved:
             turn.say(turn.t("error_rating"))
@@ -355,7 +362,8 @@ def _not_ratable(turn: Turn, case: Case) -> None:
              turn.t("error_case_not_ratable"))
 
 
-_STARS_TYPED = re.compile(r"^([1-5一二三四五])\s*颗?\s*(?:星|分|stars?)$", re.IGNORECASE)
+_STARS_TYPED = re.compile(r"^(?:给|打|评|give|rate)?\s*([1-5一二三四五])\s*[颗个]?\s*(?:星|分|stars?)\s*(?:好评)?$",
+                          re.IGNORECASE)  # "5星", "给5星", "五颗星", "4分", "五星好评", "give 3 stars"
 _CHINESE_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5}
 
 

@@ -543,7 +543,7 @@ async def test_a_resident_asked_to_rate_can_still_use_the_menu_report_and_look_u
     else, and the question itself offers a way out."""
     resident, _ = await _asked_to_rate(harness)
     await resident.say("你好")  # not a rating: explained, asked again, with the way out
-    assert resident.last[0].text == "请选择1到5星。"
+    assert resident.last[0].text == "请选择1到5星：5星表示非常满意，1星表示很不满意。"
     assert resident.keys()[-1] == "rate:later"
     await resident.press("menu:report")  # a button of the menu shown before the question
     assert "第1步" in resident.text()
@@ -683,7 +683,7 @@ async def test_a_resident_who_said_it_is_solved_is_not_offered_not_solved(harnes
     assert resident.last[0].text == "感谢确认，本案已办结。"
     assert resident.keys() == ["rate:5", "rate:4", "rate:3", "rate:2", "rate:1", "rate:later"]
     await resident.say("好的")  # not a rating: asked again, still without "not solved"
-    assert resident.last[0].text == "请选择1到5星。"
+    assert resident.last[0].text == "请选择1到5星：5星表示非常满意，1星表示很不满意。"
     assert resident.keys() == ["rate:5", "rate:4", "rate:3", "rate:2", "rate:1", "rate:later"]
     await resident.say("6")  # the sixth option is now "later"
     assert resident.last[0].text == "好的。以后想评价时，发送查询码打开案件即可。"
@@ -770,3 +770,24 @@ async def test_a_mistyped_code_at_the_code_question_is_still_asked_again(harness
     await resident.say(typed)
     assert resident.text() == "查询码应为16位数字，请检查后重新输入。\n请输入16位查询码（可带空格）："
     assert resident.keys() == []
+
+
+@pytest.mark.parametrize(("typed", "rating"), [("给5星", 5), ("打4分", 4), ("五星好评", 5), ("5星好评", 5),
+                                               ("give 3 stars", 3), ("没解决", 0), ("问题还没解决", 0),
+                                               ("not resolved", 0)])
+async def test_a_rating_typed_as_residents_say_it_is_taken(harness: DialogHarness, typed: str, rating: int) -> None:
+    """"给5星", "五星好评" (five stars, praise) or "没解决" (not solved) typed to the rating question was answered
+    "请选择1到5星" (choose 1 to 5 stars), as if the resident had not said it."""
+    resident, _ = await _asked_to_rate(harness)
+    await resident.say(typed)
+    assert resident.last[0].text.startswith("还有什么想说的吗"), resident.text()
+    await resident.press("comment:skip")
+    assert ("感谢您的评价" in resident.text()) == (rating > 0), resident.text()
+
+
+async def test_satisfied_typed_to_the_rating_question_is_shown_the_scale(harness: DialogHarness) -> None:
+    """"满意" (satisfied) is no number of stars: the question is asked again with what the stars mean, not only
+    "choose 1 to 5 stars"."""
+    resident, _ = await _asked_to_rate(harness)
+    await resident.say("满意")
+    assert resident.last[0].text == "请选择1到5星：5星表示非常满意，1星表示很不满意。"
