@@ -309,6 +309,8 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
             elif choice is None and typed_one_of(turn, text, "district_yes_words") and \
                     (mentioned := _district_mentioned(turn)) is not None:
                 choice = f"district:{mentioned}"  # "是": the district the description names
+            elif choice is None and typed_one_of(turn, text, "district_unsure_words"):
+                choice = f"district:{UNSURE_DISTRICT}"  # "不知道", "I don't know"
             if choice is None or not choice.startswith("district:"):
                 raise Invalid("error_pick_district")
             code = choice.split(":", 1)[1]

@@ -414,3 +414,14 @@ async def test_anonymous_or_real_name_typed_in_words_is_understood(harness: Dial
     assert "身份：匿名" in chinese.text(), chinese.text()
     await chinese.press("summary:submit")
     assert [case.anonymous for case in await _filed(harness)] == [False, True]
+
+
+async def test_not_knowing_the_district_typed_is_taken_as_not_sure(harness: DialogHarness) -> None:
+    """Step 1 says to choose "不确定" (not sure) when unsure: a resident typing "不知道" (I don't know) or "不清楚" was
+    told the same again, and again, with no way on but the button."""
+    for name, locale, typed in (("r1", "zh-hans", "不知道"), ("r2", "zh-hans", "不清楚是哪个区"),
+                                ("r3", "en", "I don't know")):
+        resident = harness.resident(name, locale=locale)
+        await resident.command("report")
+        await resident.say(typed)
+        assert resident.text().startswith(("第2步", "Step 2")), resident.text()
