@@ -19,9 +19,9 @@
     refused: "请求未被接受，请重试 / The request was not accepted, please try again",
     notSent: "未发送 · Not sent",
     options: "可选的回答 / Answers to choose from",
-    copy: "复制查询码 Copy code",
-    copied: "已复制 Copied ✓",
-    copyFailed: "请长按手动复制 Please copy it by hand: ",
+    copy: "复制查询码 / Copy code",
+    copied: "已复制 ✓ / Copied ✓",
+    copyFailed: "请长按手动复制： / Please copy it by hand: ",
     retry: "重试 Retry",
     typing: "正在回复 Replying"
   };

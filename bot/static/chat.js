@@ -80,7 +80,7 @@
     row.appendChild(bubble);
     if (item.role === "bot") {
       var match = CODE_RE.exec(item.text);
-      if (match) row.appendChild(makeCopyButton(match[2].replace(/\u00a0/g, " ")));
+      if (match) row.appendChild(makeCopyButton(match[2].replace(/\u00a0/g, " "), item.lang));
       if (item.choices && item.choices.length) row.appendChild(makeChoices(item.choices, item.columns));
     }
     row._item = item;
@@ -112,12 +112,25 @@
     return box;
   }
 
-  function makeCopyButton(code) {
+  // The page's own texts are "中文 / English": an element shows the half of the language given (else the
+  // conversation's), marked with it so that a screen reader reads it with that voice.
+  function showOwnText(element, text, lang) {
+    var halves = text.split(" / ");
+    if (halves.length !== 2) {
+      element.textContent = text;
+      return;
+    }
+    var english = /^en\b/.test(lang || conversationLanguage());
+    element.textContent = halves[english ? 1 : 0];
+    element.setAttribute("lang", english ? "en" : "zh-CN");
+  }
+
+  function makeCopyButton(code, lang) {
     var btn = document.createElement("button");
     btn.type = "button";
     btn.className = "copy-code";
     btn.setAttribute("data-code", code);
-    btn.textContent = TEXT.copy;
+    showOwnText(btn, TEXT.copy, lang);
     btn.addEventListener("click", function () { copyCode(code, btn); });
     return btn;
   }
@@ -149,11 +162,7 @@
     var bubble = document.createElement("div");
     bubble.className = "msg error";
     bubble.setAttribute("role", "alert");
-    // the page's own texts are "中文 / English": the resident reads the half of the language they are answered in
-    var halves = text.split(" / ");
-    var english = /^en\b/.test(conversationLanguage());
-    bubble.textContent = halves.length === 2 ? halves[english ? 1 : 0] : text;
-    if (halves.length === 2) bubble.setAttribute("lang", english ? "en" : "zh-CN");
+    showOwnText(bubble, text);  // the half of the language the resident is answered in
     row.appendChild(bubble);
     if (retry) {
       var btn = document.createElement("button");
@@ -455,10 +464,11 @@
 
   function copyCode(code, btn) {
     function copied() {
-      btn.textContent = TEXT.copied;
-      setTimeout(function () { btn.textContent = TEXT.copy; }, 2500);
+      var lang = btn.getAttribute("lang");
+      showOwnText(btn, TEXT.copied, lang);
+      setTimeout(function () { showOwnText(btn, TEXT.copy, lang); }, 2500);
     }
-    function failed() { btn.textContent = TEXT.copyFailed + code; }
+    function failed() { showOwnText(btn, TEXT.copyFailed, btn.getAttribute("lang")); btn.textContent += code; }
     if (navigator.clipboard && navigator.clipboard.writeText && window.isSecureContext) {
       navigator.clipboard.writeText(code).then(copied, function () {
         if (fallbackCopy(code)) copied(); else failed();

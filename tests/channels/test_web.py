@@ -365,6 +365,8 @@ def test_browser_files_a_report_and_checks_its_status(service: LiveService, tmp_
         expect(receipt).to_be_visible()
         code = re.search(r"\d{4} \d{4} \d{4} \d{4}", receipt.inner_text())
         assert code is not None
+        # in the resident's language only (it read "复制查询码 Copy code" in every conversation)
+        expect(page.locator("button.copy-code")).to_have_text("复制查询码")
         assert page.evaluate("document.documentElement.scrollWidth") <= 375
         page.screenshot(path=str(tmp_path / "receipt.png"))
 
