@@ -24,6 +24,17 @@ def fitting_part(text: str, max_chars: int) -> str:
     return text[:cut].rstrip()
 
 
+def in_parts(text: str, max_chars: int) -> list[str]:
+    """`text` whole, in parts of at most `max_chars`, each cut where `fitting_part` cuts (after a sentence)."""
+    parts: list[str] = []
+    rest = text
+    while rest:
+        part = fitting_part(rest, max_chars)
+        parts.append(part)
+        rest = rest[len(part):].strip()
+    return parts
+
+
 def kept_description(turn: Turn, text: str) -> str:
     """`text` as the draft's description (`clean_description`). A text over the limit is kept as far as it fits
     (`fitting_part`), and the resident told how much was kept and where the rest, not kept, begins: they still have
@@ -37,6 +48,9 @@ def kept_description(turn: Turn, text: str) -> str:
     whole = readable(text)
     kept = fitting_part(whole, limits.description_max_chars)
     rest = whole[len(kept):].strip()
+    # checked before it is said to be kept: a part that cannot be a description (one character over and over) is
+    # refused with its own reason, never "kept" and refused in one answer
+    description = clean_description(kept, limits.description_min_chars, limits.description_max_chars)
     turn.say(turn.t("description_cut", length=len(whole), limit=limits.description_max_chars, kept=len(kept),
                     left=len(rest), rest=rest[:QUOTED]))
-    return clean_description(kept, limits.description_min_chars, limits.description_max_chars)
+    return description

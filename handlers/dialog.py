@@ -147,8 +147,9 @@ async def _take_back(turn: Turn, record: dict[str, Any], cut: dict[str, Any]) ->
     conversation.draft = dict(cut["draft"])
     conversation.context = dict(cut["context"])
     turn.inbound = replace(turn.inbound, text=join_parts(str(cut["text"]), turn.inbound.text or ""))
-    if record.get("follow_up") is not None:
-        await actions.withdraw_follow_up(turn.session, int(record["follow_up"]))
+    added = record.get("follow_up")  # the ids of the parts a text over the limit was added in (one id, before)
+    for event_id in added if isinstance(added, list) else [] if added is None else [added]:
+        await actions.withdraw_follow_up(turn.session, int(event_id))
 
 
 def _as_the_step_began(turn: Turn) -> dict[str, Any] | None:

@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import secrets
 from pathlib import Path
+from typing import NoReturn
 
 from handlers.context import Turn
 from handlers.types import Attachment
@@ -31,6 +32,35 @@ UNNAMED_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
 from the file's name, and a scan saved without an extension has none): its bytes decide."""
 
 
+OTHER_IMAGE_FORMATS = {"image/heic": "HEIC", "image/heif": "HEIF", "image/heic-sequence": "HEIC",
+                       "image/heif-sequence": "HEIF", "image/avif": "AVIF", "image/bmp": "BMP", "image/x-ms-bmp": "BMP",
+                       "image/tiff": "TIFF", "image/x-adobe-dng": "DNG", "image/svg+xml": "SVG"}
+"""Pictures in formats we do not take, by the type a client declares: named to the resident, with a way to send them."""
+_HEIF_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC", b"hevx": "HEIC", b"heim": "HEIC", b"heis": "HEIC",
+                b"mif1": "HEIF", b"msf1": "HEIF", b"avif": "AVIF", b"avis": "AVIF"}
+
+
+def other_image_format(declared: str | None, content: bytes) -> str | None:
+    """The name of a picture format we do not take ("HEIC", an iPhone's photo), from the file's first bytes, else
+    from the type its client declared."""
+    if content[4:8] == b"ftyp" and content[8:12] in _HEIF_BRANDS:
+        return _HEIF_BRANDS[content[8:12]]
+    if content[:2] == b"BM" and content[6:10] == b"\x00\x00\x00\x00":  # its reserved bytes: not any text "BM…"
+        return "BMP"
+    if content[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    return OTHER_IMAGE_FORMATS.get((declared or "").lower())
+
+
+def _refuse_other_image(declared: str | None, content: bytes) -> NoReturn:
+    """Refuse a file we cannot take: a picture by its format's name and how to send it, anything else by the types
+    we take."""
+    named = other_image_format(declared, content)
+    if named is not None:
+        raise Invalid("error_evidence_image_format", format=named)
+    raise Invalid("error_evidence_type")
+
+
 async def accept_file(turn: Turn, attachment: Attachment) -> StoredAttachment:
     """Download, check and store one file; raises `Invalid` with the reason it was refused."""
     limit = turn.ctx.city.limits.max_attachment_bytes
@@ -38,7 +68,7 @@ async def accept_file(turn: Turn, attachment: Attachment) -> StoredAttachment:
         raise Invalid("error_evidence_kind")
     declared = attachment.media_type
     if declared and declared not in ACCEPTED_TYPES and declared not in UNNAMED_TYPES and attachment.kind == "document":
-        raise Invalid("error_evidence_type")
+        _refuse_other_image(declared, b"")
     if attachment.size_bytes is not None and attachment.size_bytes > limit:
         raise Invalid("error_evidence_size", limit_mb=limit // (1024 * 1024))
     if attachment.fetch is None:
@@ -49,9 +79,11 @@ async def accept_file(turn: Turn, attachment: Attachment) -> StoredAttachment:
         raise Invalid("error_evidence_download") from None
     if len(content) > limit:
         raise Invalid("error_evidence_size", limit_mb=limit // (1024 * 1024))
+    if not content:
+        raise Invalid("error_evidence_empty")
     media_type = sniff_media_type(content)
     if media_type is None:
-        raise Invalid("error_evidence_type")
+        _refuse_other_image(declared, content)
     content = await _without_metadata(content, media_type)
     address = _address_key(turn)
     await _check_quotas(turn, len(content), address)

@@ -16,6 +16,7 @@ from handlers import similar as similar_cases
 from handlers.context import Turn
 from handlers.description import kept_description
 from handlers.districts import named_district
+from handlers.editing import typed_change, typed_identity
 from handlers.evidence import accept_file, delete_files
 from handlers.menu import show_menu
 from handlers.types import Attachment, Choice, SharedContact
@@ -308,6 +309,8 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
             elif choice is None and typed_one_of(turn, text, "district_yes_words") and \
                     (mentioned := _district_mentioned(turn)) is not None:
                 choice = f"district:{mentioned}"  # "是": the district the description names
+            elif choice is None and typed_one_of(turn, text, "district_unsure_words"):
+                choice = f"district:{UNSURE_DISTRICT}"  # "不知道", "I don't know"
             if choice is None or not choice.startswith("district:"):
                 raise Invalid("error_pick_district")
             code = choice.split(":", 1)[1]
@@ -326,18 +329,18 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
             if text is None:
                 raise Invalid("error_need_text")
             # a text the resident's app cut into parts comes whole (`dialog._gather`): never the tail alone taken.
-            # Over the limit at step 4 it is refused, with the evidence step after it for the details; edited from
-            # the summary, which comes next, what fits is kept and the resident told where the rest begins
-            turn.update_draft(description=kept_description(turn, text) if turn.draft.get("editing") else
-                              clean_description(text, limits.description_min_chars, limits.description_max_chars))
+            # Over the limit, what fits is kept and the resident told where the rest begins, as for a first message:
+            # nobody retypes a long account, and the rest can follow after submitting (`kept_description`)
+            turn.update_draft(description=kept_description(turn, text))
             _next(turn, "evidence")
         elif state == "evidence":
             await _evidence(turn, choice, text, attachment)
-        elif state in IDENTITY_STATES and choice == "identity:anonymous":
+        elif state in IDENTITY_STATES and (choice or typed_identity(turn, text, asked=state == "identity")) == \
+                "identity:anonymous":
             turn.update_draft(anonymous=True, name=None, phone=None, pending_name=None, pending_phone=None)
             ask(turn, "summary")
         elif state == "identity":
-            if choice != "identity:real":
+            if (choice or typed_identity(turn, text, asked=True)) != "identity:real":
                 raise Invalid("error_pick_option")
             ask(turn, "name")
         elif state == "name":
@@ -353,10 +356,11 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
             if text is None:
                 raise Invalid("error_need_text")
             _identified(turn, turn.draft.get("pending_name"), clean_phone(text))
-        elif state == "summary":
-            await _summary(turn, choice)
-        elif state == "edit":
-            if choice == "edit:back":
+        elif state in ("summary", "edit"):
+            choice = choice or typed_change(turn, text, EDITABLE_FIELDS, at_summary=state == "summary")
+            if state == "summary" and not (choice or "").startswith("edit:"):
+                await _summary(turn, choice)
+            elif choice == "edit:back":
                 ask(turn, "summary")
             elif choice and choice.startswith("edit:") and choice[5:] in EDITABLE_FIELDS:
                 turn.update_draft(editing=True)

@@ -7,6 +7,7 @@ import unicodedata
 from datetime import datetime, timedelta
 
 from handlers.context import Turn
+from handlers.description import in_parts
 from handlers.evidence import accept_file
 from handlers.routing import staff_channels
 from handlers.texts import Texts
@@ -207,7 +208,14 @@ def said_solved(case: Case) -> bool:
 
 def is_rating(turn: Turn, text: str | None) -> bool:
     """Whether a typed text answers the rating question (stars, or "not solved")."""
-    return letters(text) == letters(turn.t("rate_unsolved")) or _rating_value(None, text) is not None
+    return _typed_unsolved(turn, text) or _rating_value(None, text) is not None
+
+
+def _typed_unsolved(turn: Turn, text: str | None) -> bool:
+    """Whether `text` says the problem was not solved ("问题没有解决", "没解决", "not resolved")."""
+    typed = letters(text)
+    return bool(typed) and (typed == letters(turn.t("rate_unsolved")) or
+                            typed in {letters(word) for word in turn.words("rate_unsolved_words")})
 
 
 def ask_rating(turn: Turn, case: Case, *, solved: bool = False) -> None:
@@ -293,7 +301,7 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         if choice == "rate:later":
             turn.say(turn.t("rating_later"))
             return False
-        unsolved = choice == "rate:unsolved" or letters(text) == letters(turn.t("rate_unsolved"))
+        unsolved = choice == "rate:unsolved" or _typed_unsolved(turn, text)
         rating = None if unsolved else _rating_value(choice, text)
         if rating is None and not unsolved:
             turn.say(turn.t("error_rating"))
@@ -357,7 +365,8 @@ def _not_ratable(turn: Turn, case: Case) -> None:
              turn.t("error_case_not_ratable"))
 
 
-_STARS_TYPED = re.compile(r"^([1-5一二三四五])\s*颗?\s*(?:星|分|stars?)$", re.IGNORECASE)
+_STARS_TYPED = re.compile(r"^(?:给|打|评|give|rate)?\s*([1-5一二三四五])\s*[颗个]?\s*(?:星|分|stars?)\s*(?:好评)?$",
+                          re.IGNORECASE)  # "5星", "给5星", "五颗星", "4分", "五星好评", "give 3 stars"
 _CHINESE_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5}
 
 
@@ -397,14 +406,19 @@ async def _follow_up(turn: Turn, case: Case, choice: str | None, text: str | Non
                                         other_device=actions.from_other_device(case, turn.conversation),
                                         notify=not further)
         elif text is not None and text.strip():
-            limit = turn.ctx.city.limits.description_max_chars
-            if len(text) > limit:
-                raise Invalid("error_description_long", limit=limit, length=len(text))
-            added = await actions.add_follow_up(turn.session, case, text=text.strip(),
-                                                search_terms=index_terms([text]),
-                                                other_device=actions.from_other_device(case, turn.conversation))
+            # over the limit of one addition, it is added in parts that fit (cut after a sentence): nothing retyped,
+            # nothing dropped; the assignee is told once
+            parts = in_parts(text.strip(), turn.ctx.city.limits.description_max_chars)
+            added = [await actions.add_follow_up(turn.session, case, text=part, search_terms=index_terms([part]),
+                                                 other_device=actions.from_other_device(case, turn.conversation),
+                                                 notify=number == 0)
+                     for number, part in enumerate(parts)]
             if turn.gathering is not None and turn.gathering.get("group") is None:
-                turn.gathering["follow_up"] = added.id  # a text that may be cut: its rest takes it back, adds all
+                # a text that may be cut: its rest takes these back and adds the whole
+                turn.gathering["follow_up"] = [event.id for event in added]
+            if len(parts) > 1:
+                turn.ask(turn.t("follow_up_saved_parts", length=len(text.strip()), parts=len(parts)), done)
+                return
         else:
             raise Invalid("error_follow_up_expected")
     except Invalid as problem:

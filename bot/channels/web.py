@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, File, Header, HTTPException, Request, Response, UploadFile
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse
 from itsdangerous import BadSignature, Signer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -39,7 +39,16 @@ SECURE_COOKIE = "__Host-ql_chat"
 """The cookie's name behind https. A browser takes a `__Host-` cookie only from a secure page of this very host
 (Secure, Path=/, no Domain): someone on the resident's network who answers her plain-http request cannot plant
 one, as they could plant `ql_chat` with a value the service gave them, and read the conversation it names."""
-PAGE = Path(__file__).resolve().parent.parent / "static" / "chat.html"
+STATIC = Path(__file__).resolve().parent.parent / "static"
+PAGE = STATIC / "chat.html"
+ASSETS = {"chat.css": "text/css; charset=utf-8", "chat.js": "text/javascript; charset=utf-8",
+          "chat-net.js": "text/javascript; charset=utf-8"}
+"""The page's style and scripts (`/chat/static/<name>`), the only files served from the package's static folder."""
+PAGE_CSP = ("default-src 'self'; style-src 'self'; script-src 'self'; img-src 'self' data:; object-src 'none'; "
+            "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+"""No inline style or script: the page's own come from `ASSETS`, so a text that slipped into the page runs nothing.
+frame-ancestors: no other site may frame the page and lay its own buttons over it (it does not fall back to
+default-src)."""
 MAX_TEXT = 8000
 RETRY_AFTER_SECONDS = 5
 MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
@@ -107,6 +116,23 @@ def _out(messages: list[Outbound]) -> MessagesOut:
                    lang=LANGUAGE_TAGS.get(m.locale or ""))
         for m in messages
     ])
+
+
+def asset_version(name: str) -> str:
+    """A short digest of an asset's content: the page names `chat.js?v=<digest>`, so a browser that cached the
+    file keeps it until the file changes, and then fetches the new one at once."""
+    return hashlib.sha256((STATIC / name).read_bytes()).hexdigest()[:12]
+
+
+def page_html(locale: str, max_file_bytes: int, city_zh: str, city_en: str) -> str:
+    html = (PAGE.read_text(encoding="utf-8")
+            .replace("{{lang}}", LANGUAGE_TAGS.get(locale, "zh-CN"))
+            .replace("{{max_file_bytes}}", str(max_file_bytes))
+            .replace("{{title_zh}}", escape("清廉" + city_zh.removesuffix("市")))
+            .replace("{{title_en}}", escape("Clean " + city_en)))
+    for name in ASSETS:
+        html = html.replace("{{v_" + re.sub(r"[.-]", "_", name) + "}}", asset_version(name))
+    return html
 
 
 def build_router(runtime: Runtime) -> APIRouter:
@@ -187,25 +213,30 @@ def build_router(runtime: Runtime) -> APIRouter:
     async def page(request: Request) -> Any:
         city = runtime.settings.city
         locale = normalise_locale(request.headers.get("accept-language"), city.default_locale)
-        html = (PAGE.read_text(encoding="utf-8")
-                .replace("{{lang}}", LANGUAGE_TAGS.get(locale, "zh-CN"))
-                .replace("{{max_file_bytes}}", str(city.limits.max_attachment_bytes))
-                .replace("{{title_zh}}", escape("清廉" + city.city_zh.removesuffix("市")))
-                .replace("{{title_en}}", escape("Clean " + city.city_en)))
+        html = page_html(locale, city.limits.max_attachment_bytes, city.city_zh, city.city_en)
         result = HTMLResponse(html, headers={
             "Cache-Control": "no-store",
-            # frame-ancestors: no other site may frame the page and lay its own buttons over it (it does not
-            # fall back to default-src); X-Frame-Options says the same to browsers without CSP 2
-            "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
-                                       "script-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; "
-                                       "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-            "X-Frame-Options": "DENY",
+            "Content-Security-Policy": PAGE_CSP,
+            "X-Frame-Options": "DENY",  # the same as frame-ancestors, to browsers without CSP 2
             "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "no-referrer",
         })
         if token_of(request, result) is None:
             set_cookie(result, secrets.token_urlsafe(32))
         return result
+
+    @router.get("/chat/static/{name}", include_in_schema=False)
+    async def asset(name: str, v: str | None = None) -> Response:
+        """The page's style and scripts. Asked for with the version the page names, the browser keeps it for a
+        year (a new version has a new address); any other request is checked again each time."""
+        media_type = ASSETS.get(name)
+        if media_type is None:
+            return PlainTextResponse("no such file", status_code=404)
+        content = (STATIC / name).read_bytes()
+        version = hashlib.sha256(content).hexdigest()[:12]
+        cache = "public, max-age=31536000, immutable" if v == version else "no-cache"
+        return Response(content, media_type=media_type, headers={
+            "Cache-Control": cache, "ETag": f'"{version}"', "X-Content-Type-Options": "nosniff"})
 
     @router.post("/chat/api/message", response_model=MessagesOut)
     async def message(

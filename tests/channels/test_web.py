@@ -366,6 +366,8 @@ def test_browser_files_a_report_and_checks_its_status(service: LiveService, tmp_
         expect(receipt).to_be_visible()
         code = re.search(r"\d{4} \d{4} \d{4} \d{4}", receipt.inner_text())
         assert code is not None
+        # in the resident's language only (it read "复制查询码 Copy code" in every conversation)
+        expect(page.locator("button.copy-code")).to_have_text("复制查询码")
         assert page.evaluate("document.documentElement.scrollWidth") <= 375
         page.screenshot(path=str(tmp_path / "receipt.png"))
 
@@ -633,4 +635,40 @@ def test_a_photo_the_service_could_not_keep_is_explained_and_sent_again_with_one
             expect(page.locator("#messages .note")).to_have_text("未发送 · Not sent")
         page.locator("button.retry").click()
         expect(page.locator("#messages .msg.bot", has_text="已收到第 1 个文件")).to_be_visible()
+        browser.close()
+
+
+def test_a_second_tab_of_the_chat_keeps_the_first_tab_in_step(service: LiveService) -> None:
+    """Found with two tabs: the resident at step 3 in one tab opened the chat in another, which asked whether to go
+    on with the draft or start again. The first tab still showed step 3's buttons; pressing one answered "that
+    button no longer works" with a question the tab had never shown. Each tab now shows what was said in the other,
+    so the first tab's buttons are the current question's, and an answer there goes on where the other tab left off."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        context = browser.new_context(locale="zh-CN", base_url=service.url)
+        first = context.new_page()
+        first.goto("/")
+        first.locator("button.choice[data-key='menu:report']").click()
+        first.locator("button.choice[data-key='district:yuelu']").click()
+        expect(first.locator("#messages .msg.bot", has_text="第2步")).to_be_visible()
+        first.fill("#input", "岳麓区政务服务中心3号窗口")
+        first.press("#input", "Enter")
+        expect(first.locator("button.choice[data-key='when:today']")).to_be_visible()
+
+        second = context.new_page()
+        second.goto("/")  # a new tab starts the conversation over: the draft is offered to go on with
+        expect(second.locator("button.choice[data-key='resume:continue']")).to_be_visible()
+        expect(first.locator("button.choice[data-key='when:today']")).to_have_count(0)
+        expect(first.locator("button.choice[data-key='resume:continue']")).to_be_visible()
+
+        first.locator("button.choice[data-key='resume:continue']").click()
+        expect(first.locator("button.choice[data-key='when:today']")).to_be_visible()
+        expect(second.locator("button.choice[data-key='when:today']")).to_be_visible()  # and the other way round
+        second.locator("button.choice[data-key='when:today']").click()
+        expect(first.locator("#messages .msg.bot", has_text="第4步")).to_be_visible()
+        assert "已失效" not in first.locator("#messages").inner_text()
+        first.reload()  # what the tab showed from the other one is kept with its own
+        expect(first.locator("#messages .msg.bot", has_text="第4步")).to_be_visible()
         browser.close()

@@ -92,10 +92,10 @@ async def test_every_step_explains_bad_input_and_asks_again(harness: DialogHarne
     assert "至少10个字" in resident.text() and "第4步" in resident.text()
     await resident.say("啊" * 30)
     assert "至少10个字" in resident.text()
-    await resident.say("字" * 3001)
-    assert "3001字，最多3000字" in resident.text() and "第4步" in resident.text()
+    await resident.say("字" * 3001)  # over the limit, and what fits of it says nothing: refused, not "kept"
+    assert resident.text().startswith("描述太简单了") and "第4步" in resident.text() and "已把" not in resident.text()
     await resident.say(DESCRIPTION)
-    await resident.say("没有照片")
+    await resident.say("稍等，我找一下照片")  # ("没有照片", no photos, is an answer now: no evidence)
     assert "请发送图片或PDF文件" in resident.text() and "evidence:done" in resident.keys()
     await resident.upload(b"MZ\x90\x00 not an image", name="virus.jpg")
     assert "不是图片" in resident.text()
@@ -607,6 +607,32 @@ async def test_a_description_too_long_edited_from_the_summary_keeps_what_fits(ha
         assert (await session.execute(select(Case.description))).scalar_one() == DESCRIPTION * 75
 
 
+async def test_a_description_too_long_at_step_4_keeps_what_fits_as_a_first_message_does(
+        harness: DialogHarness) -> None:
+    """At step 4 a description over the limit was refused whole and the resident had to shorten it and send it again,
+    while the same text sent as the first message was kept as far as it fits. It is kept the same way here, in
+    Chinese and in English: the resident told how much was kept and where the rest begins, and taken on to the
+    evidence; the summary and the case have the part kept."""
+    for resident, step_5 in ((harness.resident("r1"), "第5步"), (harness.resident("r2", locale="en"), "Step 5")):
+        await resident.command("report")
+        await where_and_when(resident)
+        await resident.say(LONG_COMPLAINT)
+        said = [message.text for message in resident.last]
+        assert len(said) == 2 and said[1].startswith(step_5), said
+        assert said[0] in (
+            "您发来的内容共3500字，超过了“经过”3000字的上限。已把前3000字记为事情经过；从“另外，窗口负责人说这种情……”"
+            "开始的其余500字没有保存，您的聊天记录里还有。提交前核对时可以修改“经过”，提交后也可以凭查询码用“补充材料”发送其余内容。",
+            "What you sent is 3500 characters long, over the 3000-character limit for what happened. The first 3000 "
+            "characters are kept as what happened; the other 500, from “另外，窗口负责人说这种情…” on, were not kept "
+            "(they are still in your chat). You can change the description when you check the summary, or send the "
+            "rest after submitting, as additional information with your receipt code.")
+        await resident.press("evidence:done")
+        await resident.press("identity:anonymous")
+        await submit(resident)
+    async with harness.sessionmaker() as session:
+        assert list((await session.execute(select(Case.description))).scalars()) == [DESCRIPTION * 75] * 2
+
+
 async def test_a_number_beyond_the_options_is_explained_with_their_range(harness: DialogHarness) -> None:
     """"9" to the menu of 4 showed the menu again without a word; "12" to the 10 districts said to pick one."""
     resident = harness.resident()
@@ -781,6 +807,20 @@ async def test_the_evidence_step_takes_the_words_of_its_buttons_typed(harness: D
     assert "identity:anonymous" in resident.keys()
 
 
+@pytest.mark.parametrize(("locale", "typed"), [("zh-hans", "没有"), ("zh-hans", "没有证据"), ("zh-hans", "无"),
+                                               ("zh-hans", "没有了。"), ("en", "No"), ("en", "none"),
+                                               ("en", "nothing")])
+async def test_the_evidence_step_takes_no_for_an_answer(harness: DialogHarness, locale: str, typed: str) -> None:
+    """Step 5 asks "如有照片或文件证据，可直接发送" (if you have any, send it): a resident typing "没有" (no) was told
+    to send an image or PDF, again and again, whatever they typed after it."""
+    resident = harness.resident(locale=locale)
+    await resident.command("report")
+    await where_and_when(resident)
+    await resident.say(DESCRIPTION)
+    await resident.say(typed)
+    assert "identity:anonymous" in resident.keys(), resident.text()
+
+
 async def test_a_complaint_typed_at_the_menu_while_a_draft_waits_is_not_dropped_without_a_word(
         harness: DialogHarness) -> None:
     resident = harness.resident()
@@ -820,3 +860,16 @@ async def test_a_resident_without_a_mainland_mobile_can_turn_back_to_an_anonymou
     assert "手机号格式不正确" in resident.text() and "identity:anonymous" in resident.keys()
     await resident.press("identity:anonymous")
     assert "summary:submit" in resident.keys() and "匿名" in resident.text()
+
+
+@pytest.mark.parametrize(("locale", "typed"), [("en", "I want to report"), ("en", "I'd like to file a report."),
+                                               ("en", "report a problem"), ("zh-hans", "我想举报"),
+                                               ("zh-hans", "我要举报！")])
+async def test_asking_to_report_in_words_starts_the_report(harness: DialogHarness, locale: str, typed: str) -> None:
+    """Found in English: "I want to report" at the menu was taken for the complaint itself ("You wrote: “I want to
+    report” — shall we file a report with this as what happened?"), and what the resident then typed as answers
+    was joined to it."""
+    resident = harness.resident(locale=locale)
+    await resident.say("hello" if locale == "en" else "你好")
+    await resident.say(typed)
+    assert "district:yuelu" in resident.keys(), resident.text()

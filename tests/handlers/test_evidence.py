@@ -403,3 +403,32 @@ async def test_a_photo_sent_at_the_description_step_with_too_short_a_caption_is_
     said = await _upload(harness, Download(plain_photo(200, 150)), kind="photo", text="看图")
     assert "现在还不需要上传文件，请先回答当前问题。" in said
     assert await _stored(harness) == [] and _files(harness) == []
+
+
+HEIC = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 200
+"""The start of an iPhone photo in its own format (HEIC)."""
+
+
+@pytest.mark.parametrize(("kind", "media_type", "content", "named"), [
+    ("photo", "image/heic", HEIC, "HEIC"),
+    ("document", "image/heic", HEIC, "HEIC"),
+    ("document", None, HEIC, "HEIC"),
+    ("photo", "image/bmp", b"BM" + b"\x00" * 200, "BMP"),
+    ("document", "image/tiff", b"II*\x00" + b"\x00" * 200, "TIFF"),
+])
+async def test_a_photo_in_a_format_we_do_not_take_is_named_and_the_way_to_send_it_said(
+        harness: DialogHarness, kind: AttachmentKind, media_type: str | None, content: bytes, named: str) -> None:
+    """An iPhone photo (HEIC) was answered "这个文件不是图片" (this file is not an image): the resident, who sent a
+    photo, did not know what was wrong or what to do. Its format is named, with a way to send it."""
+    await _to_evidence(harness)
+    answer = await _upload(harness, Download(content), kind=kind, media_type=media_type, name=f"IMG_0001.{named}")
+    assert answer.startswith(f"这张图片是{named}格式，无法接收。请发送JPG、PNG、GIF、WebP图片或PDF文件"), answer
+    assert "不是图片" not in answer and "第5步" in answer
+    assert (_files(harness), await _stored(harness)) == ([], [])
+
+
+async def test_an_empty_file_is_said_to_be_empty(harness: DialogHarness) -> None:
+    """A file of 0 bytes (a download that never finished on the phone) was "not an image or PDF"."""
+    await _to_evidence(harness)
+    answer = await _upload(harness, Download(b""), kind="photo", media_type="image/jpeg", size=0)
+    assert answer.startswith("这个文件是空的（0字节），没有接收。请重新选择文件发送。"), answer

@@ -343,3 +343,85 @@ async def test_a_story_pasted_as_the_place_and_cut_in_two_by_the_app_is_kept_who
     await resident.press("summary:submit")
     [case] = await _filed(harness)
     assert (case.place, case.description) == ("开福区某村村委会", whole)
+
+
+async def test_a_change_typed_at_the_summary_goes_to_the_item_named(harness: DialogHarness) -> None:
+    """At the summary a resident typing "修改" (change), or "修改地点" (change the place), was told to press a button
+    and shown the summary again, and so was "地点" typed to the question of which item to change: only the buttons'
+    whole labels ("修改某一项", "地点/单位") were understood. The same in English."""
+    chinese = harness.resident("r1")
+    await _to_when(chinese)
+    await chinese.press("when:today")
+    await _after_when(chinese)
+    await chinese.say("修改")
+    assert chinese.text().startswith("要修改哪一项？") and "edit:place" in chinese.keys()
+    await chinese.say("地点")
+    assert chinese.text().startswith("第2步")
+    await chinese.say("开福区某村村委会办公室")
+    assert "地点/单位：开福区某村村委会办公室" in chinese.text()
+    await chinese.say("修改时间")
+    assert chinese.text().startswith("第3步")
+    await chinese.say("昨天")
+    await chinese.say("改成实名")
+    assert chinese.text().startswith("第6步") and "identity:real" in chinese.keys()
+    await chinese.press("identity:anonymous")
+    await chinese.say("返回")  # nothing to change after all, from the question of which item
+    assert "请核对举报内容" in chinese.text()
+    await chinese.press("summary:submit")
+
+    english = harness.resident("r2", locale="en")
+    await _to_when(english)
+    await english.press("when:today")
+    await _after_when(english)
+    await english.say("change the place")
+    assert english.text().startswith("Step 2")
+    await english.say("开福区某村村委会办公室")
+    await english.say("edit")
+    assert english.text().startswith("Which item do you want to change?")
+    await english.say("description")
+    assert english.text().startswith("Step 4")
+    await english.say(DESCRIPTION + "他们还威胁举报的人。")
+    await english.press("summary:submit")
+    cases = await _filed(harness)
+    assert [case.place for case in cases] == ["开福区某村村委会办公室"] * 2
+    assert cases[1].description == DESCRIPTION + "他们还威胁举报的人。"
+
+
+async def test_anonymous_or_real_name_typed_in_words_is_understood(harness: DialogHarness) -> None:
+    """Found in English: "real name" typed at step 6 (whose buttons read "Anonymous" and "With my name") was answered
+    "please tap one of the options", and so was everything typed after it. A resident who types "匿名" (anonymously)
+    when asked for their name reports anonymously, as the button under the question would."""
+    english = harness.resident("r1", locale="en")
+    await _to_when(english)
+    await english.press("when:today")
+    await english.say(DESCRIPTION)
+    await english.press("evidence:done")
+    await english.say("not anonymous")
+    assert english.text().startswith("Your name:"), english.text()
+    await english.say("Li Wei")
+    await english.say("+86 139-1234-5678")
+    assert "Li Wei" in english.text() and "139****5678" in english.text()
+    await english.press("summary:submit")
+
+    chinese = harness.resident("r2")
+    await _to_when(chinese)
+    await chinese.press("when:today")
+    await chinese.say(DESCRIPTION)
+    await chinese.press("evidence:done")
+    await chinese.say("实名举报")
+    assert chinese.text().startswith("请输入您的姓名"), chinese.text()
+    await chinese.say("还是匿名吧")
+    assert "身份：匿名" in chinese.text(), chinese.text()
+    await chinese.press("summary:submit")
+    assert [case.anonymous for case in await _filed(harness)] == [False, True]
+
+
+async def test_not_knowing_the_district_typed_is_taken_as_not_sure(harness: DialogHarness) -> None:
+    """Step 1 says to choose "不确定" (not sure) when unsure: a resident typing "不知道" (I don't know) or "不清楚" was
+    told the same again, and again, with no way on but the button."""
+    for name, locale, typed in (("r1", "zh-hans", "不知道"), ("r2", "zh-hans", "不清楚是哪个区"),
+                                ("r3", "en", "I don't know")):
+        resident = harness.resident(name, locale=locale)
+        await resident.command("report")
+        await resident.say(typed)
+        assert resident.text().startswith(("第2步", "Step 2")), resident.text()

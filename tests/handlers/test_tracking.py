@@ -114,18 +114,21 @@ async def test_added_information_must_be_text_or_a_file_within_the_limit(harness
     case_id, resident = await _adding_information(harness)
     await resident.say("   ")
     assert resident.last[0].text == "请发送文字、图片或PDF。"
+    # over the limit of one addition: added in parts, none of it dropped (it was refused: "请精简后重新发送，或把
+    # 详细材料作为PDF在下一步上传", a next step there is not when adding information)
     await resident.say("补" * 3001)
-    assert resident.last[0].text.startswith("描述太长了：3001字，最多3000字。")
+    assert resident.last[0].text == ("补充材料已收到。内容较长（3001字），已分成2条记入办理轨迹。"
+                                     "还可以继续发送，或点“完成”。")
     await resident.say("  涉事人员工号0327  ")
     await resident.upload(JPEG, kind="photo")
     assert resident.last[0].text.startswith("补充材料已收到")
     await resident.press("follow_up:done")
-    assert resident.text().count("举报人补充了材料") == 2
+    assert resident.text().count("举报人补充了材料") == 4
 
     async with harness.sessionmaker() as session:
         bodies = list((await session.execute(select(TraceEvent.body).where(
             TraceEvent.case_id == case_id, TraceEvent.kind == "follow_up").order_by(TraceEvent.id))).scalars())
-    assert bodies == ["涉事人员工号0327", None]
+    assert bodies == ["补" * 3000, "补", "涉事人员工号0327", None]
 
 
 async def _follow_up_bodies(harness: DialogHarness, case_id: int) -> list[str | None]:
@@ -200,18 +203,18 @@ async def test_an_album_added_to_a_case_tells_the_assignee_once(harness: DialogH
     assert await _follow_up_bodies(harness, case_id) == [None, None, None]
 
 
-async def test_information_pasted_over_the_limit_and_cut_in_two_is_refused_whole(harness: DialogHarness) -> None:
-    """The pasted information is 5000 characters, sent by the app as 4096 and 904: the resident is told once that
-    the whole is over the limit, and no part of it is added on its own."""
+async def test_information_pasted_over_the_limit_and_cut_in_two_is_added_whole_in_parts(
+        harness: DialogHarness) -> None:
+    """The pasted information is 5000 characters, sent by the app as 4096 and 904: it was refused whole ("请精简到
+    3000字以内后重新发送"). It is added whole, in parts that fit, cut after a sentence; the first part as the app
+    cut it is not added on its own, and the resident is told once."""
     case_id, resident = await _adding_information(harness)
     whole = ("补充说明：今天上午我又去了一次三号窗口，工作人员仍然在玩手机，排队的群众有二十多人。" * 120)[:5000]
     said = await resident.paste(whole[:4096], whole[4096:])
-    assert said == [
-        "您发来的文字分成了 2 条消息送达，合起来共5000字，超过了3000字的上限，没有记入办理轨迹。"
-        "请精简到3000字以内后重新发送，或把详细材料作为PDF文件发送。",
-        "请发送要补充的文字、图片或PDF，发送完毕点“完成”。",
-    ]
-    assert await _follow_up_bodies(harness, case_id) == []
+    assert said == ["补充材料已收到。内容较长（5000字），已分成2条记入办理轨迹。还可以继续发送，或点“完成”。"]
+    bodies = await _follow_up_bodies(harness, case_id)
+    assert len(bodies) == 2 and "".join(body or "" for body in bodies) == whole
+    assert all(len(body or "") <= 3000 for body in bodies) and (bodies[0] or "").endswith("。")
 
 
 async def test_information_sent_after_the_case_was_closed_is_refused(harness: DialogHarness) -> None:
@@ -569,7 +572,7 @@ async def test_a_resident_asked_to_rate_can_still_use_the_menu_report_and_look_u
     else, and the question itself offers a way out."""
     resident, _ = await _asked_to_rate(harness)
     await resident.say("你好")  # not a rating: explained, asked again, with the way out
-    assert resident.last[0].text == "请选择1到5星。"
+    assert resident.last[0].text == "请选择1到5星：5星表示非常满意，1星表示很不满意。"
     assert resident.keys()[-1] == "rate:later"
     await resident.press("menu:report")  # a button of the menu shown before the question
     assert "第1步" in resident.text()
@@ -709,7 +712,7 @@ async def test_a_resident_who_said_it_is_solved_is_not_offered_not_solved(harnes
     assert resident.last[0].text == "感谢确认，本案已办结。"
     assert resident.keys() == ["rate:5", "rate:4", "rate:3", "rate:2", "rate:1", "rate:later"]
     await resident.say("好的")  # not a rating: asked again, still without "not solved"
-    assert resident.last[0].text == "请选择1到5星。"
+    assert resident.last[0].text == "请选择1到5星：5星表示非常满意，1星表示很不满意。"
     assert resident.keys() == ["rate:5", "rate:4", "rate:3", "rate:2", "rate:1", "rate:later"]
     await resident.say("6")  # the sixth option is now "later"
     assert resident.last[0].text == "好的。以后想评价时，发送查询码打开案件即可。"
@@ -796,3 +799,24 @@ async def test_a_mistyped_code_at_the_code_question_is_still_asked_again(harness
     await resident.say(typed)
     assert resident.text() == "查询码应为16位数字，请检查后重新输入。\n请输入16位查询码（可带空格）："
     assert resident.keys() == []
+
+
+@pytest.mark.parametrize(("typed", "rating"), [("给5星", 5), ("打4分", 4), ("五星好评", 5), ("5星好评", 5),
+                                               ("give 3 stars", 3), ("没解决", 0), ("问题还没解决", 0),
+                                               ("not resolved", 0)])
+async def test_a_rating_typed_as_residents_say_it_is_taken(harness: DialogHarness, typed: str, rating: int) -> None:
+    """"给5星", "五星好评" (five stars, praise) or "没解决" (not solved) typed to the rating question was answered
+    "请选择1到5星" (choose 1 to 5 stars), as if the resident had not said it."""
+    resident, _ = await _asked_to_rate(harness)
+    await resident.say(typed)
+    assert resident.last[0].text.startswith("还有什么想说的吗"), resident.text()
+    await resident.press("comment:skip")
+    assert ("感谢您的评价" in resident.text()) == (rating > 0), resident.text()
+
+
+async def test_satisfied_typed_to_the_rating_question_is_shown_the_scale(harness: DialogHarness) -> None:
+    """"满意" (satisfied) is no number of stars: the question is asked again with what the stars mean, not only
+    "choose 1 to 5 stars"."""
+    resident, _ = await _asked_to_rate(harness)
+    await resident.say("满意")
+    assert resident.last[0].text == "请选择1到5星：5星表示非常满意，1星表示很不满意。"

@@ -12,6 +12,7 @@ limit and the page in Chromium are in tests/channels/test_web.py."""
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -110,6 +111,35 @@ async def test_the_page_names_the_city_and_gives_a_new_browser_an_http_only_stri
     assert "set-cookie" not in again.headers  # the cookie it has is ours: kept
     assert forged.headers["set-cookie"].startswith("ql_chat=")
     assert forged.cookies["ql_chat"] not in ("made-up-value", page.cookies["ql_chat"])
+
+
+async def test_the_page_runs_no_inline_code_and_its_style_and_scripts_come_from_the_package(
+        tmp_path: Path, never_opened: str) -> None:
+    """The page was one file of 827 lines with its style and script inline, so its CSP had to allow
+    'unsafe-inline' scripts: now its style and scripts are files of the package, each named with its version
+    (kept by the browser until it changes), and the CSP allows no inline script or style."""
+    async with _serving(tmp_path, never_opened) as chat, chat.browser(header=False) as browser:
+        page = await browser.get("/")
+        names = re.findall(r'(?:src|href)="(/chat/static/[^"]+)"', page.text)
+        assets = {name: await browser.get(name) for name in names}
+        unversioned = await browser.get("/chat/static/chat.js")
+        missing = [(await browser.get(f"/chat/static/{name}")).status_code
+                   for name in ("chat.html", "../channels/web.py", "nothing.js")]
+    csp = page.headers["content-security-policy"]
+    assert "unsafe-inline" not in csp and "script-src 'self'" in csp and "style-src 'self'" in csp
+    assert not re.search(r"<script(?![^>]*\bsrc=)", page.text) and "<style" not in page.text
+    assert " style=" not in page.text and " onclick=" not in page.text
+    assert f'data-max-file-bytes="{LIMIT}"' in page.text  # the page's check of a file's size before it is sent
+    assert sorted(name.split("?")[0] for name in names) == [
+        "/chat/static/chat-net.js", "/chat/static/chat.css", "/chat/static/chat.js"]
+    for name, answer in assets.items():
+        assert answer.status_code == 200, name
+        assert answer.headers["content-type"].startswith("text/css" if ".css" in name else "text/javascript")
+        assert answer.headers["cache-control"] == "public, max-age=31536000, immutable"
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert "{{" not in answer.text
+    assert unversioned.status_code == 200 and unversioned.headers["cache-control"] == "no-cache"
+    assert missing[0] == 404 and missing[2] == 404 and missing[1] in (404, 405)
 
 
 async def test_behind_https_the_cookie_is_secure(tmp_path: Path, never_opened: str) -> None:
