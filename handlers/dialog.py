@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import report, tracking
+from handlers.cancelling import CONFIRM_CANCEL, RETURN_KEY, ask_cancel
 from handlers.context import DialogContext, Turn
 from handlers.menu import menu_names, show_menu
 from handlers.notices import render, waited_line
@@ -195,7 +196,7 @@ async def _expire_old_draft(turn: Turn) -> None:
     ttl = timedelta(days=turn.ctx.city.limits.draft_ttl_days)
     if updated is not None and report.has_draft(turn) and updated + ttl < turn.ctx.clock():
         await report.discard(turn)
-        if turn.conversation.state in report.WIZARD_STATES or turn.conversation.state == "resume":
+        if turn.conversation.state in report.WIZARD_STATES or turn.conversation.state in ("resume", CONFIRM_CANCEL):
             turn.set_state("idle")
         turn.say(turn.t("draft_expired", days=turn.ctx.city.limits.draft_ttl_days))
 
@@ -204,6 +205,26 @@ def _offer_resume(turn: Turn) -> None:
     turn.set_state("resume")
     turn.ask(turn.t("ask_resume"), [Choice("resume:continue", turn.t("resume_continue")),
                                     Choice("resume:restart", turn.t("resume_restart"))])
+
+
+async def _cancel_report(turn: Turn) -> None:
+    await report.discard(turn)
+    turn.context_set(**{RETURN_KEY: None})
+    turn.say(turn.t("cancelled_report"))
+    show_menu(turn)
+
+
+async def _confirm_cancel(turn: Turn, choice: str | None, text: str | None) -> None:
+    if choice == "cancel:discard" or report.typed_one_of(turn, text, "cancel_discard_words"):
+        await _cancel_report(turn)
+    elif choice == "cancel:keep" or report.typed_one_of(turn, text, "cancel_keep_words"):
+        turn.set_state(turn.context_get(RETURN_KEY) or "idle")
+        turn.context_set(**{RETURN_KEY: None})
+        turn.say(turn.t("cancel_kept"))
+        await reask(turn)
+    else:
+        turn.say(turn.t("error_pick_option"))
+        ask_cancel(turn)
 
 
 def _ask_language(turn: Turn) -> None:
@@ -222,6 +243,8 @@ async def reask(turn: Turn) -> None:
         report.ask(turn, state)
     elif state == "resume":
         _offer_resume(turn)
+    elif state == CONFIRM_CANCEL:
+        ask_cancel(turn)
     elif state == "language":
         _ask_language(turn)
     elif state in tracking.TRACKING_STATES:
@@ -251,6 +274,12 @@ async def _command(turn: Turn, command: str, argument: str | None) -> None:
         else:
             tracking.ask_code(turn)
     elif command == "cancel":
+        if state == CONFIRM_CANCEL:  # asked twice: meant
+            await _cancel_report(turn)
+            return
+        if (state in report.WIZARD_STATES or state == "resume") and report.has_draft(turn):
+            ask_cancel(turn)  # what the resident wrote goes only once they say so
+            return
         if state in report.WIZARD_STATES or state == "resume":
             await report.discard(turn)
             turn.say(turn.t("cancelled_report"))
@@ -387,6 +416,8 @@ async def _input(turn: Turn) -> None:
         turn.set_state(turn.context_get("language_return") or "idle")
         turn.context_set(language_return=None)
         await reask(turn)
+    elif state == CONFIRM_CANCEL:
+        await _confirm_cancel(turn, choice, text)
     elif state == "resume":
         if choice == "resume:continue" or report.typed_one_of(turn, text, "resume_continue_words"):
             report.resume(turn)

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from handlers import similar as similar_cases
+from handlers.cancelling import ask_cancel
 from handlers.context import Turn
 from handlers.description import kept_description
 from handlers.districts import named_district
@@ -510,9 +511,7 @@ async def _summary(turn: Turn, choice: str | None) -> None:
     if choice == "summary:edit":
         ask(turn, "edit")
     elif choice == "summary:cancel":
-        await discard(turn)
-        turn.say(turn.t("cancelled_report"))
-        show_menu(turn)
+        ask_cancel(turn)
     elif choice == "summary:submit":
         await submit(turn)
     else:

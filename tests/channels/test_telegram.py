@@ -258,7 +258,8 @@ def test_edit_from_summary_and_cancel(chat: Chat, service: LiveService) -> None:
     chat.press("edit:district", expect="第1步")
     summary = chat.press("district:yuhua", expect="请核对举报内容")
     assert "区县：雨花区" in summary and "芙蓉区车管所" in summary
-    chat.say("/cancel", expect="已取消本次举报")
+    chat.say("/cancel", expect="要放弃这份尚未提交的举报吗")
+    chat.press("cancel:discard", expect="已取消本次举报")
     with _db(service) as db:
         assert db.execute("SELECT count(*) FROM cases WHERE reporter_key = ?", (_reporter(chat),)).fetchone() == (0,)
 

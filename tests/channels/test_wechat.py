@@ -379,7 +379,8 @@ def test_unexpected_kinds_are_explained(standin: WeChatStandIn, service: LiveSer
     assert "第1步" in user.expect("无法识别这条消息")
     user.last = standin.send_location(user.openid, mode="compat")
     user.expect("无法识别这条消息")
-    user.say("/cancel", expect="已取消本次举报")
+    user.say("/cancel", expect="要放弃这份尚未提交的举报吗")
+    user.say("1", expect="已取消本次举报")
     user.click("HELP", expect="使用说明")
 
 
@@ -416,7 +417,8 @@ def test_wechat_residents_are_not_asked_for_what_wechat_cannot_send(standin: WeC
     user.say("完成", expect="第6步")
     summary = user.say("1", expect="请核对举报内容")
     assert "确认无误请回复“提交”" in summary and "请点" not in summary
-    user.say("/cancel", expect="已取消本次举报")
+    user.say("/cancel", expect="要放弃这份尚未提交的举报吗")
+    user.say("放弃", expect="已取消本次举报")
 
 
 def test_a_resident_writing_english_is_answered_in_english_or_told_how_to_get_it(standin: WeChatStandIn,

@@ -180,12 +180,43 @@ async def test_cancel_works_at_every_step_and_stores_nothing(harness: DialogHarn
     for step in script[: steps + 1]:
         await step()
     await resident.command("cancel")
+    assert "要放弃这份尚未提交的举报吗" in resident.text()  # asked first (a tap of a menu is easily made)
+    await resident.press("cancel:discard")
     assert "已取消本次举报" in resident.text() and "menu:report" in resident.keys()
     await resident.command("report")
     assert "第1步" in resident.text()  # no draft left to resume
     async with harness.sessionmaker() as session:
         assert (await session.execute(select(Case))).first() is None
         assert (await session.execute(select(Attachment))).first() is None
+
+
+async def test_a_report_half_written_is_discarded_only_once_the_resident_says_so(harness: DialogHarness) -> None:
+    """Seen as a resident (resident2): 取消 on the web page's bottom bar (one tap, between 查询 and 语言), /cancel in
+    Telegram's command menu and "❌ 取消举报" beside "提交" at the summary deleted the draft at once. They now ask;
+    keeping it goes back to the question the resident was at, and /cancel sent again is meant."""
+    resident = harness.resident()
+    await resident.command("report")
+    await resident.press("district:yuelu")
+    await resident.say("岳麓区政务服务中心3号窗口")
+    await resident.command("cancel")
+    assert "要放弃这份尚未提交的举报吗" in resident.text() and resident.keys() == ["cancel:discard", "cancel:keep"]
+    await resident.say("我再想想")  # neither: explained and asked again
+    assert "请点击下方选项之一" in resident.text() and resident.keys() == ["cancel:discard", "cancel:keep"]
+    await resident.press("cancel:keep")
+    assert "草稿已保留" in resident.text() and "第3步" in resident.text()  # back at the time question
+    await resident.press("when:today")
+    await resident.say(DESCRIPTION)
+    await resident.press("evidence:done")
+    await resident.press("identity:anonymous")
+    await resident.press("summary:cancel")  # the summary's button asks as well
+    assert "要放弃这份尚未提交的举报吗" in resident.text()
+    await resident.say("继续")
+    assert "请核对举报内容" in resident.text() and "岳麓区政务服务中心3号窗口" in resident.text()
+    await resident.command("cancel")
+    await resident.command("cancel")
+    assert "已取消本次举报" in resident.text() and "menu:report" in resident.keys()
+    await resident.command("start")
+    assert "尚未提交的举报草稿" not in resident.text()  # nothing left to resume
 
 
 async def test_start_offers_to_resume_the_draft_or_start_over(harness: DialogHarness) -> None:
@@ -535,6 +566,7 @@ async def test_a_text_offered_as_a_report_can_be_declined_replaced_or_taken_late
     await replacing.say("我要举报")  # the menu's words typed to the offer take it
     assert "已把您发来的内容记为事情经过" in replacing.text()
     await replacing.command("cancel")
+    await replacing.command("cancel")  # sent again to the question whether to discard: meant
     assert "草稿已删除" in replacing.text()
 
     later = harness.resident("r3")

@@ -117,6 +117,7 @@ async def test_cancelling_at_the_summary_deletes_the_draft_and_its_files(harness
     await resident.press("evidence:done")
     await resident.press("identity:anonymous")
     await resident.press("summary:cancel")
+    await resident.press("cancel:discard")
 
     assert "已取消本次举报" in resident.text() and "menu:report" in resident.keys()
     assert [path for path in harness.context.evidence_dir.rglob("*") if path.is_file()] == []
