@@ -12,7 +12,7 @@ import httpx
 
 from bot.config import ConfigError, Settings, writable_data_dir
 from storage.crypto import KeyRing
-from storage.db import create_engine
+from storage.db import create_engine, masked_url
 
 
 @dataclass
@@ -28,7 +28,10 @@ async def _database(settings: Settings) -> Finding:
     try:
         newest, where = await schema_status(settings.resolved_database_url)
     except DatabaseUnreachable as exc:
-        return Finding("database", False, str(exc).splitlines()[0])
+        reason = (exc.reason.strip().splitlines() or [exc.__class__.__name__])[0]
+        return Finding("database", False, f"cannot open the database at {masked_url(settings.resolved_database_url)}: "
+                                          f"{reason} (check QINGLIAN_DATABASE_URL — host, port, user, password and "
+                                          "database name — and that PostgreSQL runs and accepts this server)")
     return Finding("database", newest, where)
 
 
@@ -157,11 +160,16 @@ async def _telegram(settings: Settings) -> Finding:
 
 
 async def _wechat(settings: Settings) -> Finding:
-    if not settings.wechat_token:
+    names = ("wechat_token", "wechat_app_id", "wechat_app_secret")
+    given = [name for name in (*names, "wechat_aes_key") if getattr(settings, name)]
+    if not given:
         return Finding("wechat", True, "off (no QINGLIAN_WECHAT_TOKEN)")
-    missing = [name for name in ("wechat_app_id", "wechat_app_secret") if not getattr(settings, name)]
-    if missing:
-        return Finding("wechat", False, "missing " + ", ".join(f"QINGLIAN_{m.upper()}" for m in missing))
+    missing = [name for name in names if not getattr(settings, name)]
+    if missing:  # half set: the token alone turns WeChat on, so without it the credentials were silently unused
+        return Finding("wechat", False, "missing " + ", ".join(f"QINGLIAN_{m.upper()}" for m in missing)
+                       + " while " + ", ".join(f"QINGLIAN_{g.upper()}" for g in given) + " "
+                       + ("is" if len(given) == 1 else "are") + " set: set all of them (docs/deploy.md, section 9), "
+                       "or none to leave WeChat off")
     # Through the service's own token store: a token fetched here and not stored would retire the
     # one the running service uses.
     from bot.channels.wechat.api import WeChatApi

@@ -204,7 +204,7 @@ def check() -> None:
     from bot.check import run_checks
 
     findings = asyncio.run(run_checks(_settings()))
-    console = Console()
+    console = Console(soft_wrap=True)  # one line per finding, also through a pipe (`| grep ✗`, a log): never cut
     for finding in findings:
         mark = "[green]✓[/green]" if finding.ok else "[red]✗[/red]"
         console.print(f"{mark} {finding.name}: {finding.detail}", highlight=False)
