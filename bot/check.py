@@ -148,9 +148,17 @@ async def _telegram(settings: Settings) -> Finding:
     url = f"{settings.telegram_api_url}/bot{settings.telegram_token}/getMe"
     try:
         async with httpx.AsyncClient(timeout=10) as client:
-            body = (await client.get(url)).json()
-    except (httpx.HTTPError, ValueError) as exc:
+            answer = await client.get(url)
+    except httpx.HTTPError as exc:  # the message never holds the address: it has the token in it
         return Finding("telegram", False, f"Bot API at {settings.telegram_api_url} not reachable: {exc}")
+    try:
+        body = answer.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):  # another server, or a proxy's error page
+        return Finding("telegram", False, f"{settings.telegram_api_url} answered HTTP {answer.status_code} without the "
+                                          "Bot API's JSON: is QINGLIAN_TELEGRAM_API_URL the root of a Bot API server "
+                                          "(https://api.telegram.org)?")
     if not body.get("ok"):
         return Finding("telegram", False, f"Bot API refused the token: {body.get('description')}")
     mode = "webhook " + str(settings.telegram_webhook_url) if settings.telegram_webhook_url else "long polling"

@@ -187,3 +187,22 @@ def test_wechat_settings_half_set_are_a_failed_check_not_wechat_off(
     line = _line(output, "wechat")
     assert code == 1 and line.startswith("✗ wechat: ") and f"missing {missing}" in line, line
     assert "halfsecret" not in output and "a" * 43 not in output
+
+
+def test_a_bot_api_address_that_answers_no_json_is_named_as_such_not_unreachable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QINGLIAN_TELEGRAM_API_URL pointed at a server that is not a Bot API (here the WeChat stand-in, as a proxy's
+    error page would) was reported "not reachable: Expecting value: line 1 column 1 (char 0)"."""
+    from tests.standins.wechat_server import WeChatStandIn
+
+    other = WeChatStandIn(token="checktoken", app_id="wxcheck0000000001", app_secret="s3cret")
+    other.start()
+    try:
+        code, output = _check_in_process(monkeypatch, tmp_path, telegram_token="555:CHECK-token",
+                                         telegram_api_url=other.root_url)
+    finally:
+        other.stop()
+    line = _line(output, "telegram")
+    assert code == 1 and line == (f"✗ telegram: {other.root_url} answered HTTP 404 without the Bot API's JSON: is "
+                                  "QINGLIAN_TELEGRAM_API_URL the root of a Bot API server (https://api.telegram.org)?")
+    assert "CHECK-token" not in output
