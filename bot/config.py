@@ -137,7 +137,7 @@ class Settings(BaseSettings):
         return _require_http(value) if value else None
 
     @field_validator("public_url", "database_url", "telegram_webhook_url", "wechat_app_id", "wechat_app_secret",
-                     mode="before")
+                     "metrics_token", mode="before")
     @classmethod
     def _no_placeholder_in_production(cls, value: object, info: ValidationInfo) -> object:
         """The example environment file's CHANGE_ME, left in a setting production uses, stops the start."""

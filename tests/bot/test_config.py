@@ -60,7 +60,9 @@ def test_production_refuses_a_placeholder_secret(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("field", "value"), [
     ("public_url", "https://CHANGE_ME.example.org"), ("wechat_app_id", "CHANGE_ME"),
-    ("wechat_app_secret", "CHANGE_ME"), ("database_url", "postgresql+asyncpg://qinglian:CHANGE_ME@127.0.0.1/qinglian")])
+    ("wechat_app_secret", "CHANGE_ME"), ("database_url", "postgresql+asyncpg://qinglian:CHANGE_ME@127.0.0.1/qinglian"),
+    ("telegram_webhook_url", "https://CHANGE_ME.example.org/telegram/webhook"),
+    ("metrics_token", "CHANGE_ME")])  # a scraper's token anyone reading the example could send
 def test_production_refuses_the_example_files_placeholders(tmp_path: Path, field: str, value: str) -> None:
     """deploy.md promises each placeholder stops the start; the public URL and the WeChat app's id and secret did
     not (seen deploying with the example environment file)."""
