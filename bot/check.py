@@ -228,6 +228,11 @@ async def _wecom(settings: Settings) -> Finding:
                if q.wecom_webhook_env and not os.environ.get(q.wecom_webhook_env)]
     if missing:
         return Finding("wecom robots", False, "unset: " + ", ".join(sorted(set(filter(None, missing)))))
+    placeholders = sorted({q.wecom_webhook_env for q in settings.city.queues if q.wecom_webhook_env
+                           and "change_me" in os.environ.get(q.wecom_webhook_env, "").lower()})
+    if placeholders:  # the example file's line, uncommented as it is
+        return Finding("wecom robots", False, "still the example's CHANGE_ME placeholder: " + ", ".join(placeholders)
+                       + " (set the robot's webhook URL from the WeCom group)")
     return Finding("wecom robots", True, "every configured robot webhook is set")
 
 

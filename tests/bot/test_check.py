@@ -206,3 +206,20 @@ def test_a_bot_api_address_that_answers_no_json_is_named_as_such_not_unreachable
     assert code == 1 and line == (f"✗ telegram: {other.root_url} answered HTTP 404 without the Bot API's JSON: is "
                                   "QINGLIAN_TELEGRAM_API_URL the root of a Bot API server (https://api.telegram.org)?")
     assert "CHECK-token" not in output
+
+
+def test_a_wecom_robot_left_at_the_examples_placeholder_fails_the_check(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example's robot line, uncommented as it is, passed as "every configured robot webhook is set"; the
+    queue's staff then got no notice, each one a failed delivery."""
+    from tests.conftest import city_file
+
+    path = city_file(tmp_path)
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        '{ code = "clean_hall", ', '{ code = "clean_hall", wecom_webhook_env = "QINGLIAN_WECOM_CLEAN_HALL", '),
+        encoding="utf-8")
+    code, output = _check_in_process(monkeypatch, tmp_path, config_file=str(path), wecom_clean_hall=(
+        "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=CHANGE_ME"))
+    assert code == 1 and _line(output, "wecom robots") == (
+        "✗ wecom robots: still the example's CHANGE_ME placeholder: QINGLIAN_WECOM_CLEAN_HALL (set the robot's "
+        "webhook URL from the WeCom group)")
