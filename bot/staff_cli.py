@@ -148,9 +148,10 @@ def add(
     password_hash = _password(password, user_inputs=(username, name or username))
 
     async def work(session: AsyncSession) -> bool:
-        # the first account is the operator's own (docs/deploy.md §7); any other gets a password its owner did not
-        # choose, which they replace at the first sign-in, as with an account the console makes
-        for_someone_else = await staff_actions.count_staff(session) > 0
+        # the first account (beside a development start's demo administrator) is the operator's own (docs/deploy.md
+        # §7); any other gets a password its owner did not choose, replaced at the first sign-in, as with an account
+        # the console makes
+        for_someone_else = any(user.username != DEMO_ADMIN for user in await staff_actions.list_staff(session))
         user = await staff_actions.create_staff(session, username=username, display_name=name or username,
                                                 role=role, password_hash=password_hash,
                                                 must_change_password=for_someone_else)

@@ -167,3 +167,24 @@ def test_a_typed_password_is_asked_twice_and_an_existing_name_is_refused_before_
     assert same.exit_code == 0, same.output
     again = runner.invoke(app, ["staff", "add", "zhao"], input="")
     assert (again.exit_code, again.output) == (2, "qinglian: user 'zhao' exists already\n")
+
+
+def test_the_first_real_account_after_the_demo_administrator_is_the_operators_own(data_dir: Path) -> None:
+    """A development start made the demo administrator; the operator's own first account was then treated as made for
+    someone else and asked for a new password at once."""
+    import asyncio
+
+    from storage.db import Database
+
+    async def demo() -> None:
+        settings = load_settings()
+        database = Database.connect(settings.resolved_database_url, settings.resolved_keyring())
+        try:
+            assert (await ensure_first_admin(database, "development") or "").startswith("DEMO ONLY")
+        finally:
+            await database.dispose()
+
+    asyncio.run(demo())
+    code, output = qinglian("add", "chen", "--role", "admin", "--password", "the first admin's own password")
+    assert code == 0 and output.endswith("sign in at http://127.0.0.1:8000/console\n")
+    assert not _must_change_password("chen")
