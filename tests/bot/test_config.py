@@ -51,8 +51,13 @@ def test_broken_toml_and_missing_file_are_one_line(tmp_path: Path) -> None:
 
 def test_production_refuses_a_placeholder_secret(tmp_path: Path) -> None:
     settings = load_settings(environment="production", data_dir=tmp_path, secret_key="change-me")
-    with pytest.raises(ConfigError, match="QINGLIAN_SECRET_KEY"):
+    with pytest.raises(ConfigError, match="QINGLIAN_SECRET_KEY") as unset:
         settings.resolved_secret_key()
+    short = load_settings(environment="production", data_dir=tmp_path, secret_key="a1b2c3d4e5f6")
+    with pytest.raises(ConfigError, match="at least 32 characters") as too_short:
+        short.resolved_secret_key()
+    for problem in (unset, too_short):  # the line says how to make one, not only that it is wrong
+        assert "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'" in str(problem.value)
     random_key = "ZCZC6UKxcwPhPOcM8n6l22BAie7ui-V-mGQbm5-O0qxCy3ds"  # production refuses a guessable one
     good = load_settings(environment="production", data_dir=tmp_path, secret_key=random_key)
     assert good.resolved_secret_key() == random_key.encode()
