@@ -12,7 +12,7 @@ import httpx
 
 from bot.config import ConfigError, Settings, writable_data_dir
 from storage.crypto import KeyRing
-from storage.db import create_engine
+from storage.db import create_engine, masked_url
 
 
 @dataclass
@@ -28,7 +28,10 @@ async def _database(settings: Settings) -> Finding:
     try:
         newest, where = await schema_status(settings.resolved_database_url)
     except DatabaseUnreachable as exc:
-        return Finding("database", False, str(exc).splitlines()[0])
+        reason = (exc.reason.strip().splitlines() or [exc.__class__.__name__])[0]
+        return Finding("database", False, f"cannot open the database at {masked_url(settings.resolved_database_url)}: "
+                                          f"{reason} (check QINGLIAN_DATABASE_URL — host, port, user, password and "
+                                          "database name — and that PostgreSQL runs and accepts this server)")
     return Finding("database", newest, where)
 
 
@@ -145,9 +148,17 @@ async def _telegram(settings: Settings) -> Finding:
     url = f"{settings.telegram_api_url}/bot{settings.telegram_token}/getMe"
     try:
         async with httpx.AsyncClient(timeout=10) as client:
-            body = (await client.get(url)).json()
-    except (httpx.HTTPError, ValueError) as exc:
+            answer = await client.get(url)
+    except httpx.HTTPError as exc:  # the message never holds the address: it has the token in it
         return Finding("telegram", False, f"Bot API at {settings.telegram_api_url} not reachable: {exc}")
+    try:
+        body = answer.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):  # another server, or a proxy's error page
+        return Finding("telegram", False, f"{settings.telegram_api_url} answered HTTP {answer.status_code} without the "
+                                          "Bot API's JSON: is QINGLIAN_TELEGRAM_API_URL the root of a Bot API server "
+                                          "(https://api.telegram.org)?")
     if not body.get("ok"):
         return Finding("telegram", False, f"Bot API refused the token: {body.get('description')}")
     mode = "webhook " + str(settings.telegram_webhook_url) if settings.telegram_webhook_url else "long polling"
@@ -157,11 +168,16 @@ async def _telegram(settings: Settings) -> Finding:
 
 
 async def _wechat(settings: Settings) -> Finding:
-    if not settings.wechat_token:
+    names = ("wechat_token", "wechat_app_id", "wechat_app_secret")
+    given = [name for name in (*names, "wechat_aes_key") if getattr(settings, name)]
+    if not given:
         return Finding("wechat", True, "off (no QINGLIAN_WECHAT_TOKEN)")
-    missing = [name for name in ("wechat_app_id", "wechat_app_secret") if not getattr(settings, name)]
-    if missing:
-        return Finding("wechat", False, "missing " + ", ".join(f"QINGLIAN_{m.upper()}" for m in missing))
+    missing = [name for name in names if not getattr(settings, name)]
+    if missing:  # half set: the token alone turns WeChat on, so without it the credentials were silently unused
+        return Finding("wechat", False, "missing " + ", ".join(f"QINGLIAN_{m.upper()}" for m in missing)
+                       + " while " + ", ".join(f"QINGLIAN_{g.upper()}" for g in given) + " "
+                       + ("is" if len(given) == 1 else "are") + " set: set all of them (docs/deploy.md, section 9), "
+                       "or none to leave WeChat off")
     # Through the service's own token store: a token fetched here and not stored would retire the
     # one the running service uses.
     from bot.channels.wechat.api import WeChatApi
@@ -212,6 +228,11 @@ async def _wecom(settings: Settings) -> Finding:
                if q.wecom_webhook_env and not os.environ.get(q.wecom_webhook_env)]
     if missing:
         return Finding("wecom robots", False, "unset: " + ", ".join(sorted(set(filter(None, missing)))))
+    placeholders = sorted({q.wecom_webhook_env for q in settings.city.queues if q.wecom_webhook_env
+                           and "change_me" in os.environ.get(q.wecom_webhook_env, "").lower()})
+    if placeholders:  # the example file's line, uncommented as it is
+        return Finding("wecom robots", False, "still the example's CHANGE_ME placeholder: " + ", ".join(placeholders)
+                       + " (set the robot's webhook URL from the WeCom group)")
     return Finding("wecom robots", True, "every configured robot webhook is set")
 
 

@@ -14,6 +14,7 @@ from bot.channels.wechat.cli import wechat_app
 from bot.cli_errors import DATABASE_UNAVAILABLE, cannot_open_database, require_schema
 from bot.config import ConfigError, Settings, load_settings, writable_data_dir
 from bot.staff_cli import audit_command, refuse_demo_admin_in_production, staff_app, staff_labelled_reports
+from handlers.texts import fill
 from nlp.cli import ModelKeys, classify, model_app, operator_name
 from nlp.cli_output import PlainFlagsGroup
 from nlp.mining_cli import hotspots_command, reply_quality_command
@@ -205,7 +206,7 @@ def check() -> None:
     from bot.check import run_checks
 
     findings = asyncio.run(run_checks(_settings()))
-    console = Console()
+    console = Console(soft_wrap=True)  # one line per finding, also through a pipe (`| grep ✗`, a log): never cut
     for finding in findings:
         mark = "[green]✓[/green]" if finding.ok else "[red]✗[/red]"
         console.print(f"{mark} {finding.name}: {finding.detail}", highlight=False)
@@ -283,7 +284,8 @@ def db_backup(file: Annotated[str, typer.Argument(help="The archive to write (.t
         raise typer.Exit(2) from None
     rows = sum(summary.row_counts.values())
     typer.echo(f"backup of {_safe_url(settings)} (schema {summary.revision}) written to {summary.path}: "
-               f"{rows} rows in {len(summary.row_counts)} tables, {summary.file_count} files")
+               + fill("{rows} {rows:plural:row|rows} in {tables} {tables:plural:table|tables}, {files} "
+                      "{files:plural:file|files}", rows=rows, tables=len(summary.row_counts), files=summary.file_count))
 
 
 @db_app.command("restore")
@@ -317,7 +319,7 @@ def db_restore(
                                  "replaced": force})
     typer.echo(f"restored {archive} into {_safe_url(settings)} (schema {summary.revision}):")
     for table_name, count in summary.row_counts.items():
-        typer.echo(f"  {table_name}: {count} rows")
+        typer.echo(fill("  {table}: {n} {n:plural:row|rows}", table=table_name, n=count))
     typer.echo(f"  files: {summary.file_count}")
 
 

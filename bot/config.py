@@ -33,6 +33,9 @@ keyboard or counting pattern, or a short phrase of common words does not."""
 PLACEHOLDER_SECRETS = frozenset({"", "change-me", "change_me", "changeme", "secret", "placeholder", "dev", "test",
                                  "replace-me", "replace_me", "xxx"})
 
+GENERATE_SECRET = "`python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+"""The command the secret key's refusals name: a random key that passes production's checks by far."""
+
 DEFAULT_MIN_FREE_DISK_MB = 100
 """The free space (MB of 1024² bytes) the start requires on the data directory's disk by default: room for the
 classifier models and jieba's cache the first start writes (a few MB), SQLite's database growing and its journal, and
@@ -137,7 +140,7 @@ class Settings(BaseSettings):
         return _require_http(value) if value else None
 
     @field_validator("public_url", "database_url", "telegram_webhook_url", "wechat_app_id", "wechat_app_secret",
-                     mode="before")
+                     "metrics_token", mode="before")
     @classmethod
     def _no_placeholder_in_production(cls, value: object, info: ValidationInfo) -> object:
         """The example environment file's CHANGE_ME, left in a setting production uses, stops the start."""
@@ -204,14 +207,16 @@ class Settings(BaseSettings):
         if self.secret_key and self.secret_key.strip().lower() not in PLACEHOLDER_SECRETS:
             if self.environment == "production":
                 if len(self.secret_key) < 32:
-                    raise ConfigError("QINGLIAN_SECRET_KEY must be at least 32 characters in production")
+                    raise ConfigError("QINGLIAN_SECRET_KEY must be at least 32 characters in production; generate "
+                                      f"one with {GENERATE_SECRET}")
                 if secret_guesses_log10(self.secret_key) < MIN_SECRET_GUESSES_LOG10:
                     raise ConfigError("QINGLIAN_SECRET_KEY is too easy to guess (repeated characters, a pattern or "
                                       "common words); production needs a random one, e.g. the output of "
-                                      "`python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`")
+                                      f"{GENERATE_SECRET}")
             return self.secret_key.encode()
         if self.environment == "production":
-            raise ConfigError("QINGLIAN_SECRET_KEY is unset or a placeholder; production needs a real secret")
+            raise ConfigError("QINGLIAN_SECRET_KEY is unset or a placeholder; production needs a real secret: generate "
+                              f"one with {GENERATE_SECRET}, set it once and keep it (docs/deploy.md, section 4)")
         key_file = self.data_dir / "secret.key"
         try:
             if not key_file.exists():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import getpass
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, TypeVar
@@ -104,6 +103,12 @@ def _run(work: Callable[[AsyncSession], Awaitable[T]], *, writes: bool = True, u
         cannot_open_database(settings.resolved_database_url, problem, unavailable)
 
 
+def _hand_over(username: str) -> str:
+    """What the operator tells the owner of a password someone else chose."""
+    return (f"give {username} the password: they sign in at {_settings().public_url}/console and choose their own "
+            "password there before anything else")
+
+
 async def _user(session: AsyncSession, username: str) -> StaffUser:
     user = await staff_actions.get_staff_by_username(session, username)
     if user is None:
@@ -112,7 +117,10 @@ async def _user(session: AsyncSession, username: str) -> StaffUser:
 
 
 def _password(value: str | None, *, user_inputs: tuple[str, ...] = ()) -> str:
-    password = value or getpass.getpass("Password (at least 10 characters, hard to guess): ")
+    """The hash of `value`, or of a password typed twice (hidden: a single mistyped one made an account nobody could
+    sign in to)."""
+    password = value or typer.prompt("Password (at least 10 characters, hard to guess)", hide_input=True,
+                                     confirmation_prompt="Password again")
     try:
         return hash_password(password, user_inputs=user_inputs)
     except ValueError as problem:
@@ -140,15 +148,29 @@ def add(
     """Create a staff account. A reviewer without queues sees no cases: it is created with a warning."""
     queues = queue or []
     _check_queues(queues)
+
+    async def free(session: AsyncSession) -> None:
+        taken = await staff_actions.name_taken(session, username)
+        if taken is not None:
+            raise taken
+
+    _run(free, writes=False)  # before the password is asked for, not after
     password_hash = _password(password, user_inputs=(username, name or username))
 
-    async def work(session: AsyncSession) -> None:
+    async def work(session: AsyncSession) -> bool:
+        # the first account (beside a development start's demo administrator) is the operator's own (docs/deploy.md
+        # §7); any other gets a password its owner did not choose, replaced at the first sign-in, as with an account
+        # the console makes
+        for_someone_else = any(user.username != DEMO_ADMIN for user in await staff_actions.list_staff(session))
         user = await staff_actions.create_staff(session, username=username, display_name=name or username,
-                                                role=role, password_hash=password_hash)
+                                                role=role, password_hash=password_hash,
+                                                must_change_password=for_someone_else)
         await staff_actions.set_queues(session, user, queues)
+        return for_someone_else
 
-    _run(work)
+    for_someone_else = _run(work)
     typer.echo(f"created {role.value} {username}" + (f" in {', '.join(queues)}" if queues else ""))
+    typer.echo(_hand_over(username) if for_someone_else else f"sign in at {_settings().public_url}/console")
     if role == StaffRole.REVIEWER and not queues:
         typer.echo(f"warning: reviewer {username} has no queues and sees no cases; give them some with "
                    f"`qinglian staff assign {username} <queue> ...`", err=True)
@@ -209,6 +231,7 @@ def reset_password(username: str, password: Annotated[str | None, typer.Option()
     typer.echo(f"password of {username} changed")
     if revoked:
         typer.echo(fill("revoked {n} API {n:plural:token|tokens} of {username}", n=revoked, username=username))
+    typer.echo(_hand_over(username))
 
 
 @staff_app.command("assign")

@@ -75,7 +75,7 @@ def test_the_cli_refuses_weak_passwords(data_dir: Path) -> None:
 
 def test_a_reviewer_without_queues_is_created_with_a_warning(data_dir: Path) -> None:
     code, out, error = staff("add", "lonely", "--password", "a long enough password")
-    assert (code, out) == (0, "created reviewer lonely\n")
+    assert (code, out) == (0, "created reviewer lonely\nsign in at http://127.0.0.1:8000/console\n")
     assert error == ("warning: reviewer lonely has no queues and sees no cases; give them some with "
                      "`qinglian staff assign lonely <queue> ...`\n")
     assert staff("add", "boss", "--role", "admin", "--password", "another long password")[2] == ""
@@ -102,7 +102,8 @@ def test_a_reset_revokes_the_api_tokens(data_dir: Path) -> None:
 
     asyncio.run(make_token())
     assert staff("reset-password", "zhao", "--password", "a brand new password")[1] == (
-        "password of zhao changed\nrevoked 1 API token of zhao\n")
+        "password of zhao changed\nrevoked 1 API token of zhao\ngive zhao the password: they sign in at "
+        "http://127.0.0.1:8000/console and choose their own password there before anything else\n")
 
 
 def test_staff_list_does_not_cut_names_in_a_narrow_terminal(data_dir: Path) -> None:

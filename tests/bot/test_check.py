@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO
+import pytest
+
+from tests.conftest import REPO, free_port
 from tests.standins.telegram_server import TelegramStandIn
 
 
@@ -133,3 +136,90 @@ def test_check_refuses_a_wrong_code_ceiling_a_few_mistyping_residents_would_reac
     assert low.returncode == 1
     assert ("✗ receipt-code limits: status_wrong_codes_per_ip = 20 under 10 × status_wrong_codes (5): a few "
             "residents mistyping behind one network would lock out every code from it") in low.stdout
+
+
+def _check_in_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **settings: str) -> tuple[int, str]:
+    """`qinglian check` run in this process as an operator's shell runs it through a pipe (`| grep ✗`, a CI log, the
+    journal): no terminal, so no COLUMNS."""
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    for name in [name for name in os.environ if name.startswith("QINGLIAN_") and not name.endswith("_KEY")]:
+        monkeypatch.delenv(name)
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.setenv("QINGLIAN_DATA_DIR", str(tmp_path))
+    for name, value in settings.items():
+        monkeypatch.setenv(f"QINGLIAN_{name.upper()}", value)
+    result = CliRunner().invoke(app, ["check"])
+    return result.exit_code, result.output
+
+
+def test_each_finding_is_one_line_even_without_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through a pipe rich wrapped a finding at 80 columns: `qinglian check | grep ✗` showed half the reason."""
+    code, output = _check_in_process(monkeypatch, tmp_path)
+    assert code == 1  # no database yet
+    lines = output.splitlines()
+    assert lines and all(line[:2] in ("✓ ", "✗ ") for line in lines), output
+    assert "creates it at revision" in _line(output, "database")
+
+
+def test_an_unreachable_database_line_names_the_setting_and_what_to_look_at(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    port = free_port()
+    code, output = _check_in_process(monkeypatch, tmp_path,
+                                     database_url=f"postgresql+asyncpg://qinglian:s3cretpw@127.0.0.1:{port}/qinglian")
+    line = _line(output, "database")
+    assert code == 1 and line.startswith("✗ database: cannot open the database at "
+                                         f"postgresql+asyncpg://qinglian:***@127.0.0.1:{port}/qinglian: ")
+    assert "QINGLIAN_DATABASE_URL" in line and "PostgreSQL" in line
+    assert "s3cretpw" not in output
+
+
+@pytest.mark.parametrize(("given", "missing"), [
+    ({"wechat_app_id": "wxhalf000000000001", "wechat_app_secret": "halfsecret"}, "QINGLIAN_WECHAT_TOKEN"),
+    ({"wechat_aes_key": "a" * 43}, "QINGLIAN_WECHAT_TOKEN, QINGLIAN_WECHAT_APP_ID, QINGLIAN_WECHAT_APP_SECRET"),
+])
+def test_wechat_settings_half_set_are_a_failed_check_not_wechat_off(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: dict[str, str], missing: str) -> None:
+    """An operator who uncommented the credentials and forgot the token was told "off" and went live without WeChat."""
+    code, output = _check_in_process(monkeypatch, tmp_path, **given)
+    line = _line(output, "wechat")
+    assert code == 1 and line.startswith("✗ wechat: ") and f"missing {missing}" in line, line
+    assert "halfsecret" not in output and "a" * 43 not in output
+
+
+def test_a_bot_api_address_that_answers_no_json_is_named_as_such_not_unreachable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QINGLIAN_TELEGRAM_API_URL pointed at a server that is not a Bot API (here the WeChat stand-in, as a proxy's
+    error page would) was reported "not reachable: Expecting value: line 1 column 1 (char 0)"."""
+    from tests.standins.wechat_server import WeChatStandIn
+
+    other = WeChatStandIn(token="checktoken", app_id="wxcheck0000000001", app_secret="s3cret")
+    other.start()
+    try:
+        code, output = _check_in_process(monkeypatch, tmp_path, telegram_token="555:CHECK-token",
+                                         telegram_api_url=other.root_url)
+    finally:
+        other.stop()
+    line = _line(output, "telegram")
+    assert code == 1 and line == (f"✗ telegram: {other.root_url} answered HTTP 404 without the Bot API's JSON: is "
+                                  "QINGLIAN_TELEGRAM_API_URL the root of a Bot API server (https://api.telegram.org)?")
+    assert "CHECK-token" not in output
+
+
+def test_a_wecom_robot_left_at_the_examples_placeholder_fails_the_check(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example's robot line, uncommented as it is, passed as "every configured robot webhook is set"; the
+    queue's staff then got no notice, each one a failed delivery."""
+    from tests.conftest import city_file
+
+    path = city_file(tmp_path)
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        '{ code = "clean_hall", ', '{ code = "clean_hall", wecom_webhook_env = "QINGLIAN_WECOM_CLEAN_HALL", '),
+        encoding="utf-8")
+    code, output = _check_in_process(monkeypatch, tmp_path, config_file=str(path), wecom_clean_hall=(
+        "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=CHANGE_ME"))
+    assert code == 1 and _line(output, "wecom robots") == (
+        "✗ wecom robots: still the example's CHANGE_ME placeholder: QINGLIAN_WECOM_CLEAN_HALL (set the robot's "
+        "webhook URL from the WeCom group)")

@@ -51,8 +51,13 @@ def test_broken_toml_and_missing_file_are_one_line(tmp_path: Path) -> None:
 
 def test_production_refuses_a_placeholder_secret(tmp_path: Path) -> None:
     settings = load_settings(environment="production", data_dir=tmp_path, secret_key="change-me")
-    with pytest.raises(ConfigError, match="QINGLIAN_SECRET_KEY"):
+    with pytest.raises(ConfigError, match="QINGLIAN_SECRET_KEY") as unset:
         settings.resolved_secret_key()
+    short = load_settings(environment="production", data_dir=tmp_path, secret_key="a1b2c3d4e5f6")
+    with pytest.raises(ConfigError, match="at least 32 characters") as too_short:
+        short.resolved_secret_key()
+    for problem in (unset, too_short):  # the line says how to make one, not only that it is wrong
+        assert "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'" in str(problem.value)
     random_key = "ZCZC6UKxcwPhPOcM8n6l22BAie7ui-V-mGQbm5-O0qxCy3ds"  # production refuses a guessable one
     good = load_settings(environment="production", data_dir=tmp_path, secret_key=random_key)
     assert good.resolved_secret_key() == random_key.encode()
@@ -60,7 +65,9 @@ def test_production_refuses_a_placeholder_secret(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("field", "value"), [
     ("public_url", "https://CHANGE_ME.example.org"), ("wechat_app_id", "CHANGE_ME"),
-    ("wechat_app_secret", "CHANGE_ME"), ("database_url", "postgresql+asyncpg://qinglian:CHANGE_ME@127.0.0.1/qinglian")])
+    ("wechat_app_secret", "CHANGE_ME"), ("database_url", "postgresql+asyncpg://qinglian:CHANGE_ME@127.0.0.1/qinglian"),
+    ("telegram_webhook_url", "https://CHANGE_ME.example.org/telegram/webhook"),
+    ("metrics_token", "CHANGE_ME")])  # a scraper's token anyone reading the example could send
 def test_production_refuses_the_example_files_placeholders(tmp_path: Path, field: str, value: str) -> None:
     """deploy.md promises each placeholder stops the start; the public URL and the WeChat app's id and secret did
     not (seen deploying with the example environment file)."""
