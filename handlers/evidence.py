@@ -121,6 +121,8 @@ async def _without_metadata(content: bytes, media_type: str) -> bytes:
     except PdfRefused as refused:
         if refused.reason == "too_many_pages":
             raise Invalid("error_evidence_pdf_too_many_pages", maximum=MAX_PAGES) from None
+        if refused.reason == "too_complex":
+            raise Invalid("error_evidence_pdf_too_complex") from None
         raise Invalid("error_evidence_pdf_encrypted" if refused.reason == "encrypted"
                       else "error_evidence_pdf_unreadable") from None
     return content

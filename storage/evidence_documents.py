@@ -10,14 +10,19 @@ shows is kept as it is: its content, fonts, images and annotations.
 
 A PDF that pypdf cannot read, one without pages, or one that needs a password to open is refused (`PdfRefused`).
 One that opens without a password but restricts printing or copying (an owner password only, as many bank
-statements have) is taken and written without the encryption. Blocking (CPU): run it in a thread.
+statements have) is taken and written without the encryption. One whose structure (cross-reference and object
+streams, the only streams cleaning decodes) inflates to more than `MAX_DECODED_BYTES` is refused too. Blocking (CPU):
+run it in a thread.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
+import pypdf.filters
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import NameObject
 
@@ -27,6 +32,13 @@ MAX_PAGES = 1000
 tree lists one empty page 100,000 times took 9 s to clean and came out as 10 MB, and a 10 MB one would hold a CPU for
 minutes. Counted in the page tree before any page is read."""
 
+MAX_DECODED_BYTES = 16_000_000
+"""The most bytes a PDF's cross-reference and object streams may inflate to, together. pypdf parses what they hold
+byte by byte (about 4 MB a second): a 40 KB PDF whose object stream inflates to 40 MB of spaces held a CPU for 10 s,
+and a 10 MB one of 140 such streams for over an hour; pypdf's own limit is per stream (75 MB). A document's
+structure is small next to its pages' content (which is copied as it is, never inflated): a thousand pages of
+twenty objects each make about 4 MB. Counted as each stream is inflated, before what it holds is parsed."""
+
 _PAGE_METADATA = (NameObject("/Metadata"), NameObject("/PieceInfo"))
 """What a page may carry about its making rather than its content: its own XMP stream, and an application's private
 data (the editor's name and settings)."""
@@ -34,11 +46,33 @@ data (the editor's name and settings)."""
 
 class PdfRefused(ValueError):
     """A PDF that pypdf cannot read or that has no pages (`reason` "unreadable"), one that needs a password to be
-    opened ("encrypted"), or one of more than `MAX_PAGES` pages ("too_many_pages")."""
+    opened ("encrypted"), one of more than `MAX_PAGES` pages ("too_many_pages"), or one whose structure inflates to
+    more than `MAX_DECODED_BYTES` ("too_complex")."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+_budget: ContextVar[list[int] | None] = ContextVar("pdf_decoding_budget", default=None)
+"""The bytes the PDF being cleaned in this thread may still inflate (a one-item list, counted down); None outside
+`clean_pdf`."""
+_decode: Callable[[Any], bytes] = pypdf.filters.decode_stream_data
+
+
+def _counted_decode(stream: Any) -> bytes:
+    """pypdf's decoding of one stream (every stream it inflates goes through it), counted against the budget of the
+    PDF being cleaned: refused once past it, before pypdf parses the bytes."""
+    data = _decode(stream)
+    left = _budget.get()
+    if left is not None:
+        left[0] -= len(data)
+        if left[0] < 0:
+            raise PdfRefused("too_complex")
+    return data
+
+
+pypdf.filters.decode_stream_data = _counted_decode  # looked up there at each call (`StreamObject.get_data`)
 
 
 def is_pdf(media_type: str) -> bool:
@@ -84,6 +118,23 @@ def _read(content: bytes) -> PdfReader:
 def clean_pdf(content: bytes) -> bytes:
     """The PDF written anew from its pages, without its document information dictionary or XMP metadata.
     `PdfRefused` when it does not open."""
+    left = [MAX_DECODED_BYTES]
+    token = _budget.set(left)
+    try:
+        cleaned = _clean(content)
+    except PdfRefused as refused:
+        # pypdf turns some failures into warnings and goes on, the budget's refusal among them: it is checked apart
+        if left[0] < 0:
+            raise PdfRefused("too_complex") from None
+        raise refused from None
+    finally:
+        _budget.reset(token)
+    if left[0] < 0:
+        raise PdfRefused("too_complex")
+    return cleaned
+
+
+def _clean(content: bytes) -> bytes:
     reader = _read(content)
     try:
         writer = PdfWriter()

@@ -432,3 +432,65 @@ async def test_an_empty_file_is_said_to_be_empty(harness: DialogHarness) -> None
     await _to_evidence(harness)
     answer = await _upload(harness, Download(b""), kind="photo", media_type="image/jpeg", size=0)
     assert answer.startswith("这个文件是空的（0字节），没有接收。请重新选择文件发送。"), answer
+
+
+def _pdf_with_its_page_in_an_object_stream(padding: int, xref_entries: int = 0) -> bytes:
+    """A one-page PDF whose page dictionary is kept in a compressed object stream, after `padding` spaces, and whose
+    cross-reference stream (compressed too) lists `xref_entries` further empty entries: a few KB that inflate, when
+    read, to what a reader must parse byte by byte."""
+    body, offsets = b"%PDF-1.7\n", {}
+
+    def squeeze(*parts: tuple[bytes, int]) -> bytes:
+        packer, out = zlib.compressobj(9), []
+        for part, times in parts:
+            chunk = part * min(times, 1 << 20) if times else b""
+            left = times
+            while left > 0:
+                out.append(packer.compress(chunk[:len(part) * min(left, 1 << 20)]))
+                left -= min(left, 1 << 20)
+        out.append(packer.flush())
+        return b"".join(out)
+
+    for number, content in ((1, b"<</Type/Catalog/Pages 2 0 R>>"), (2, b"<</Type/Pages/Kids[3 0 R]/Count 1>>")):
+        offsets[number] = len(body)
+        body += b"%d 0 obj" % number + content + b"endobj\n"
+    header = b"3 %d " % padding
+    packed = squeeze((header, 1), (b" ", padding), (b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 10 10]>>", 1))
+    offsets[4] = len(body)
+    body += (b"4 0 obj<</Type/ObjStm/N 1/First %d/Filter/FlateDecode/Length %d>>stream\n" % (len(header), len(packed))
+             + packed + b"\nendstream endobj\n")
+    xref_at = len(body)
+    rows = [b"\x00\x00\x00\x00\x00\xff\xff", *(b"\x01" + struct.pack(">I", offsets[n]) + b"\x00\x00" for n in (1, 2)),
+            b"\x02\x00\x00\x00\x04\x00\x00", b"\x01" + struct.pack(">I", offsets[4]) + b"\x00\x00",
+            b"\x01" + struct.pack(">I", xref_at) + b"\x00\x00"]
+    size = len(rows) + xref_entries
+    table = squeeze((b"".join(rows), 1), (b"\x00" * 7, xref_entries))
+    return body + (b"5 0 obj<</Type/XRef/W[1 4 2]/Size %d/Root 1 0 R/Filter/FlateDecode/Length %d>>stream\n"
+                   % (size, len(table)) + table + b"\nendstream endobj\nstartxref\n%d\n%%%%EOF\n" % xref_at)
+
+
+async def test_a_pdf_whose_page_is_in_an_object_stream_is_taken(harness: DialogHarness) -> None:
+    await _to_evidence(harness)
+
+    answer = await _upload(harness, Download(_pdf_with_its_page_in_an_object_stream(1_000, 1_000)),
+                           media_type="application/pdf")
+
+    assert answer.startswith(RECEIVED)
+    [content] = _files(harness)
+    assert pdf_facts(content)[0] == 1
+
+
+@pytest.mark.parametrize(("padding", "xref_entries"), [(40_000_000, 0), (0, 5_000_000)])
+async def test_a_small_pdf_whose_structure_inflates_to_tens_of_megabytes_is_refused(
+        harness: DialogHarness, padding: int, xref_entries: int) -> None:
+    """A 40 KB PDF whose object stream inflates to 40 MB of spaces held a CPU for 10 s while they were parsed one by
+    one (5 million cross-reference entries: as long); a 10 MB one, of 140 such streams, for over half an hour."""
+    await _to_evidence(harness)
+    sent = _pdf_with_its_page_in_an_object_stream(padding, xref_entries)
+    assert len(sent) < 100_000
+
+    answer = await _upload(harness, Download(sent), media_type="application/pdf")
+
+    assert answer.startswith("这个PDF文件的内部结构过于庞大，无法接收。请把它打印或导出为一个新的PDF后再发送，"
+                             "或只发送相关页面的截图。\n第5步")
+    assert (_files(harness), await _stored(harness)) == ([], [])
