@@ -19,12 +19,10 @@ run it in a thread.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
-from contextvars import ContextVar
 from typing import Any
 
-import pypdf.filters
-from pypdf import PdfReader, PdfWriter
+from pypdf import PdfReader, PdfWriter, apply_configuration, get_configuration
+from pypdf.errors import LimitReachedError
 from pypdf.generic import NameObject
 
 MEDIA_TYPE = "application/pdf"
@@ -33,12 +31,16 @@ MAX_PAGES = 1000
 tree lists one empty page 100,000 times took 9 s to clean and came out as 10 MB, and a 10 MB one would hold a CPU for
 minutes. Counted in the page tree before any page is read."""
 
-MAX_DECODED_BYTES = 16_000_000
-"""The most bytes a PDF's cross-reference and object streams may inflate to, together. pypdf parses what they hold
-byte by byte (about 4 MB a second): a 40 KB PDF whose object stream inflates to 40 MB of spaces held a CPU for 10 s,
-and a 10 MB one of 140 such streams for over an hour; pypdf's own limit is per stream (75 MB). A document's
-structure is small next to its pages' content (which is copied as it is, never inflated): a thousand pages of
-twenty objects each make about 4 MB. Counted as each stream is inflated, before what it holds is parsed."""
+MAX_DECODED_BYTES = 4_000_000
+"""The most bytes one stream may inflate to while the document is read (pypdf's default is 75 MB a stream). pypdf
+parses what cross-reference and object streams hold byte by byte (about 4 MB a second): a 40 KB PDF whose object
+stream inflates to 40 MB of spaces held a CPU for 10 s, and a 10 MB one of 140 such streams for over half an hour.
+A page's content is copied as it is, never inflated, and a document's structure is small next to it: a thousand
+pages of twenty objects make about 4 MB, in several object streams."""
+
+_STREAM_LIMITS = ("zlib_maximum_output_length", "lzw_maximum_output_length", "run_length_maximum_output_length",
+                  "brotli_maximum_output_length", "array_based_stream_maximum_output_length")
+"""pypdf's per-stream output limits (`pypdf.Configuration`) that `clean_pdf` lowers to `MAX_DECODED_BYTES`."""
 
 _PAGE_METADATA = (NameObject("/Metadata"), NameObject("/PieceInfo"))
 """What a page may carry about its making rather than its content: its own XMP stream, and an application's private
@@ -78,27 +80,6 @@ class PdfRefused(ValueError):
         self.reason = reason
 
 
-_budget: ContextVar[list[int] | None] = ContextVar("pdf_decoding_budget", default=None)
-"""The bytes the PDF being cleaned in this thread may still inflate (a one-item list, counted down); None outside
-`clean_pdf`."""
-_decode: Callable[[Any], bytes] = pypdf.filters.decode_stream_data
-
-
-def _counted_decode(stream: Any) -> bytes:
-    """pypdf's decoding of one stream (every stream it inflates goes through it), counted against the budget of the
-    PDF being cleaned: refused once past it, before pypdf parses the bytes."""
-    data = _decode(stream)
-    left = _budget.get()
-    if left is not None:
-        left[0] -= len(data)
-        if left[0] < 0:
-            raise PdfRefused("too_complex")
-    return data
-
-
-pypdf.filters.decode_stream_data = _counted_decode  # looked up there at each call (`StreamObject.get_data`)
-
-
 def is_pdf(media_type: str) -> bool:
     return media_type == MEDIA_TYPE
 
@@ -132,7 +113,7 @@ def _read(content: bytes) -> PdfReader:
             raise PdfRefused("too_many_pages")
         if len(reader.pages) == 0:
             raise PdfRefused("unreadable")
-    except PdfRefused:
+    except (PdfRefused, LimitReachedError):
         raise
     except Exception:  # noqa: BLE001 - pypdf raises many kinds for a broken or hostile file: all are refusals
         raise PdfRefused("unreadable") from None
@@ -141,21 +122,14 @@ def _read(content: bytes) -> PdfReader:
 
 def clean_pdf(content: bytes) -> bytes:
     """The PDF written anew from its pages, without its document information dictionary or XMP metadata.
-    `PdfRefused` when it does not open."""
-    left = [MAX_DECODED_BYTES]
-    token = _budget.set(left)
-    try:
-        cleaned = _clean(content)
-    except PdfRefused as refused:
-        # pypdf turns some failures into warnings and goes on, the budget's refusal among them: it is checked apart
-        if left[0] < 0:
+    `PdfRefused` when it does not open, or when a stream it must inflate to read the document's structure inflates
+    past `MAX_DECODED_BYTES` (pypdf's own limits, set through its configuration for this document only)."""
+    with apply_configuration(get_configuration().with_overwrites(
+            **{name: MAX_DECODED_BYTES for name in _STREAM_LIMITS})):
+        try:
+            return _clean(content)
+        except LimitReachedError:
             raise PdfRefused("too_complex") from None
-        raise refused from None
-    finally:
-        _budget.reset(token)
-    if left[0] < 0:
-        raise PdfRefused("too_complex")
-    return cleaned
 
 
 def _clean(content: bytes) -> bytes:
@@ -171,6 +145,8 @@ def _clean(content: bytes) -> bytes:
         writer.xmp_metadata = None
         out = io.BytesIO()
         writer.write(out)
+    except LimitReachedError:
+        raise
     except Exception:  # noqa: BLE001 - a damaged object shows only when the pages are copied
         raise PdfRefused("unreadable") from None
     return out.getvalue()
