@@ -191,10 +191,18 @@ def check() -> None:
     """Validate the configuration and its connections (database, Telegram, WeChat) before going live."""
     from rich.console import Console
 
-    from bot.check import run_checks
+    from bot.check import read_configuration, run_checks
 
-    findings = asyncio.run(run_checks(_settings()))
     console = Console(soft_wrap=True)  # one line per finding, also through a pipe (`| grep ✗`, a log): never cut
+    settings, problems = read_configuration()
+    if settings is None or problems:  # every problem of the configuration at once, before any connection
+        for problem in problems:
+            console.print(f"[red]✗[/red] {problem.name}: {problem.detail}", highlight=False)
+        console.print(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in the configuration: correct "
+                      f"{'them' if len(problems) > 1 else 'it'} (docs/deploy.md, section 4) and run `qinglian check` "
+                      "again to check the connections", highlight=False)
+        raise typer.Exit(2)
+    findings = asyncio.run(run_checks(settings))
     for finding in findings:
         mark = "[green]✓[/green]" if finding.ok else "[red]✗[/red]"
         console.print(f"{mark} {finding.name}: {finding.detail}", highlight=False)
