@@ -518,8 +518,9 @@ class TelegramChannel:
         try:
             await self.application.bot.send_message(message.chat.id,
                                                     self._runtime.texts.get(locale, text_key, **values))
-        except Exception:  # noqa: BLE001 - a chat that blocked or muted the bot: nothing more to do
-            log.info("could not send %s to chat %s", text_key, message.chat.id)
+        except Exception as problem:  # noqa: BLE001 - a chat that blocked or muted the bot: nothing more to do
+            # the chat's type, not its id: a chat id is a resident's (or a group's) channel identity
+            log.info("could not send %s to a %s chat (%s)", text_key, message.chat.type, type(problem).__name__)
 
     async def _apologise(self, update: Update, text_key: str = "service_busy") -> None:
         """The database or the dialog failed: tell the resident directly (no storage needed), their draft is

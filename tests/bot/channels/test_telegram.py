@@ -419,6 +419,22 @@ def test_a_days_outage_is_a_few_dozen_lines_reminding_at_growing_intervals(
                          "failed)")
 
 
+async def test_a_word_to_a_group_that_cannot_be_sent_is_logged_without_the_chats_id(
+        standin: TelegramStandIn, tmp_path: Path, never_opened: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Seen reading a normal day's log: `could not send telegram_group_private to chat -100…` — a chat's id is a
+    channel identity, which docs/deploy.md (section 15) says the logs never hold."""
+    group, member = -1001234500456, 5420
+    standin.fail_next("sendMessage", status=403, retry_after=None,
+                      description="Forbidden: bot was kicked from the supergroup chat")
+    async with _channel(_settings(tmp_path, never_opened, standin)) as (channel, _runtime):
+        with caplog.at_level(logging.DEBUG, logger="bot.channels.telegram"):
+            await channel.process_webhook(standin.update(standin.send_text(group, "/report", user_id=member,
+                                                                           deliver=False)))
+    [line] = [record.getMessage() for record in caplog.records if "could not send" in record.getMessage()]
+    assert "telegram_group_private" in line
+    assert str(group) not in caplog.text and str(member) not in caplog.text
+
+
 # --- the channel receiving ------------------------------------------------------------------------
 
 
