@@ -21,6 +21,7 @@ from bot.channels.wecom import CHANNEL as WECOM_CHANNEL
 from bot.channels.wecom import WeComSender
 from bot.config import Settings
 from bot.jobs import background_jobs
+from bot.logs import one_line
 from bot.outbox import plain
 from bot.runtime import Runtime
 from bot.security_headers import NoSniff
@@ -72,8 +73,8 @@ def create_app(settings: Settings) -> FastAPI:
         await asyncio.to_thread(upgrade, settings.resolved_database_url, settings.resolved_keyring())
         await runtime.classifier.ensure_ready()
         first_admin = await ensure_first_admin(runtime.database, settings.environment)
-        if first_admin:
-            print(first_admin, flush=True)
+        if first_admin:  # one line (a log collector reads each line as a record); it says "with password <pw>"
+            log.warning("%s", one_line(first_admin))
         runtime.outbox.start()
         background = background_jobs(runtime.sessionmaker, settings.city, settings.evidence_dir,
                                      runtime.outbox.wake, runtime.read_sessionmaker)

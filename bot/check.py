@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from bot.config import ConfigError, Settings, writable_data_dir
+from bot.config import ConfigError, Settings, configuration_problems, writable_data_dir
 from storage.crypto import KeyRing
 from storage.db import create_engine, masked_url
 
@@ -258,6 +258,15 @@ async def _code_limits(settings: Settings) -> Finding:
                    f"{shown[0]} per address, {shown[1]} per platform address")
 
 
+def read_configuration() -> tuple[Settings | None, list[Finding]]:
+    """The settings, and every problem found reading them (each setting that cannot be read, each misspelt
+    variable, the city configuration) as failed findings: all of them in one run, none repeating a value. The
+    settings are None when a setting cannot be read. The secret key and the encryption keys are checks of their own
+    (`_secret`, `_encryption`), run with the others."""
+    settings, problems = configuration_problems()
+    return settings, [Finding(name, False, reason) for name, reason in problems]
+
+
 CHECKS: tuple[Callable[[Settings], Awaitable[Finding]], ...] = (
     _secret, _data_dir, _database, _encryption, _redis, _public_url, _telegram, _wechat, _wecom, _code_limits,
 )
@@ -269,5 +278,8 @@ async def run_checks(settings: Settings) -> list[Finding]:
                                                f"{len(city.queues)} queues, threshold "
                                                f"{city.routing.confidence_threshold}")]
     for check in CHECKS:
-        findings.append(await check(settings))
+        try:
+            findings.append(await check(settings))
+        except ConfigError as exc:  # a key the check needs (the key ring of the database's connection)
+            findings.append(Finding(check.__name__.strip("_").replace("_", " "), False, str(exc)))
     return findings

@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from bot.logs import LOG_FORMAT
 from nlp.artifact import ArtifactCipher
 from nlp.classifier import Classifier
 from nlp.registry import ModelRegistry, ensure_default_model, unservable_reason
@@ -27,6 +28,8 @@ from nlp.tokenizer import warm_up
 from nlp.types import Tag
 
 log = logging.getLogger(__name__)
+training_log = logging.getLogger("nlp.training")
+"""The training of the default model on a first start, step by step (in this process or its child)."""
 
 CHECK_SECONDS = 2.0
 """The default of `QINGLIAN_MODEL_CHECK_SECONDS`: how stale a process's idea of the promoted model may get."""
@@ -72,8 +75,7 @@ class ClassifierService:
             promoted = self._registry.promoted()
             if promoted is None or unservable_reason(promoted, self._cipher) is not None:
                 _train_default_model_in_child(self._data_dir, self._cipher)
-            ensure_default_model(self._data_dir, progress=lambda message: print(message, flush=True),
-                                 cipher=self._cipher)
+            ensure_default_model(self._data_dir, progress=training_log.info, cipher=self._cipher)
             stamp = self._registry.stamp()  # before reading what is promoted: a later change is noticed
             return stamp, self._registry.load_promoted()
 
@@ -146,12 +148,14 @@ def _train_default_model_in_child(data_dir: Path, cipher: ArtifactCipher | None)
     matrices, several fitted models) is not given back by a process, and the serving process should stay small.
     The cipher (with its keys) reaches the child pickled on its standard input, never on its command line or in
     its environment. If the child fails, `ensure_default_model` trains in-process."""
-    script = ("import pickle, sys; from pathlib import Path; from nlp.registry import ensure_default_model; "
+    script = ("import logging, pickle, sys; from pathlib import Path; from nlp.registry import ensure_default_model; "
+              "logging.basicConfig(level=int(sys.argv[2]), format=sys.argv[3]); "
               "cipher = pickle.loads(sys.stdin.buffer.read()); "
-              "ensure_default_model(Path(sys.argv[1]), progress=lambda message: print(message, flush=True), "
-              "cipher=cipher)")
+              "ensure_default_model(Path(sys.argv[1]), progress=logging.getLogger(sys.argv[4]).info, cipher=cipher)")
+    # its lines in the service's format, at the service's level (bot.logs), on the standard error it shares
+    level = str(training_log.getEffectiveLevel())
     try:
-        subprocess.run([sys.executable, "-c", script, str(data_dir)], input=pickle.dumps(cipher), check=True,
-                       timeout=600)
+        subprocess.run([sys.executable, "-c", script, str(data_dir), level, LOG_FORMAT, training_log.name],
+                       input=pickle.dumps(cipher), check=True, timeout=600)
     except (OSError, subprocess.SubprocessError) as problem:
         log.warning("training the default model in a child process failed (%s); training in this process", problem)

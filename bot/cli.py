@@ -13,11 +13,14 @@ import typer
 from bot.channels.wechat.cli import wechat_app
 from bot.cli_errors import DATABASE_UNAVAILABLE, cannot_open_database, require_schema
 from bot.config import ConfigError, Settings, load_settings, writable_data_dir
+from bot.logs import configure_logging, uvicorn_log_config
 from bot.staff_cli import audit_command, refuse_demo_admin_in_production, staff_app, staff_labelled_reports
 from handlers.texts import fill
 from nlp.cli import ModelKeys, classify, model_app, operator_name
 from nlp.cli_output import PlainFlagsGroup
 from nlp.mining_cli import hotspots_command, reply_quality_command
+
+log = logging.getLogger("bot.cli")  # also when run as `python -m bot.cli`
 
 app = typer.Typer(help="Qinglian (清廉): public-reporting chatbot.", no_args_is_help=True,
                   pretty_exceptions_enable=False, cls=PlainFlagsGroup)
@@ -68,23 +71,6 @@ def _with_model_keys(ctx: typer.Context) -> None:
     ctx.obj = ModelKeys(_model_cipher, audit=audit_command, staff_labels=staff_labelled_reports)
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    # Alembic's INFO lines (plugins set up, "Context impl …") would come before the one line that says why the
-    # database cannot be opened; its warnings and errors still show, its INFO with QINGLIAN_LOG_LEVEL=DEBUG.
-    logging.getLogger("alembic").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
-    # Libraries whose DEBUG lines dump what they carry stay at INFO even with QINGLIAN_LOG_LEVEL=DEBUG:
-    # python-telegram-bot logs the bot token (in the Bot API address), every update and every message sent (the
-    # residents' chat ids and words, the receipt codes); aiosqlite every statement with its parameters (staff
-    # sessions' tokens, password hashes); httpcore the connections to the channels.
-    for carrier in CONTENT_CARRYING_LOGGERS:
-        logging.getLogger(carrier).setLevel(max(logging.INFO, logging.getLevelName(level)))
-
-
-CONTENT_CARRYING_LOGGERS = ("telegram", "aiosqlite", "httpcore")
-
-
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -96,7 +82,7 @@ def serve(
     from bot.app import create_app
 
     settings = _settings()
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level)
     _writable_data_dir(settings)
     _free_address(host, port)
     _migrate(settings)
@@ -104,9 +90,11 @@ def serve(
     telegram = "off (set QINGLIAN_TELEGRAM_TOKEN)"
     if settings.telegram_token:
         telegram = "webhook" if settings.telegram_webhook_url else "long polling"
-    typer.echo(f"Qinglian: web chat on http://{host}:{port}/ · database {_safe_url(settings)} · Telegram {telegram}")
+    log.info("Qinglian: web chat on http://%s:%s/ · database %s · Telegram %s", host, port, _safe_url(settings),
+             telegram)
+    # uvicorn's own lines go through the same handler and format as every other line (bot.logs)
     config = uvicorn.Config(create_app(settings), host=host, port=port, log_level=settings.log_level.lower(),
-                            access_log=False, lifespan="on")
+                            access_log=False, lifespan="on", log_config=uvicorn_log_config())
     server = uvicorn.Server(config)
     run_service(server.serve())
     if not server.started:
@@ -192,7 +180,7 @@ def worker() -> None:
     from bot.worker import run_worker
 
     settings = _settings()
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level)
     _writable_data_dir(settings)
     _migrate(settings)
     run_service(run_worker(settings))
@@ -203,10 +191,18 @@ def check() -> None:
     """Validate the configuration and its connections (database, Telegram, WeChat) before going live."""
     from rich.console import Console
 
-    from bot.check import run_checks
+    from bot.check import read_configuration, run_checks
 
-    findings = asyncio.run(run_checks(_settings()))
     console = Console(soft_wrap=True)  # one line per finding, also through a pipe (`| grep ✗`, a log): never cut
+    settings, problems = read_configuration()
+    if settings is None or problems:  # every problem of the configuration at once, before any connection
+        for problem in problems:
+            console.print(f"[red]✗[/red] {problem.name}: {problem.detail}", highlight=False)
+        console.print(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in the configuration: correct "
+                      f"{'them' if len(problems) > 1 else 'it'} (docs/deploy.md, section 4) and run `qinglian check` "
+                      "again to check the connections", highlight=False)
+        raise typer.Exit(2)
+    findings = asyncio.run(run_checks(settings))
     for finding in findings:
         mark = "[green]✓[/green]" if finding.ok else "[red]✗[/red]"
         console.print(f"{mark} {finding.name}: {finding.detail}", highlight=False)

@@ -23,7 +23,7 @@ from handlers.city import CityConfig, ConfigError, load_city_config
 if TYPE_CHECKING:
     from storage.crypto import KeyRing
 
-__all__ = ["PLACEHOLDER_SECRETS", "ConfigError", "Settings", "load_settings"]
+__all__ = ["PLACEHOLDER_SECRETS", "ConfigError", "Settings", "configuration_problems", "load_settings"]
 
 MIN_SECRET_GUESSES_LOG10 = 25.0
 """How hard QINGLIAN_SECRET_KEY must be to guess in production, as zxcvbn estimates it: 10^25 guesses (about 83
@@ -346,11 +346,11 @@ the test suite's, compose's and the city's own variables (TEST_POSTGRES, IMAGE, 
 most)."""
 
 
-def _misspelt_settings(names: Iterable[str], city: CityConfig) -> list[tuple[str, str]]:
+def _misspelt_settings(names: Iterable[str], city: CityConfig | None) -> list[tuple[str, str]]:
     """(variable, the setting it was surely meant to be) for each QINGLIAN_ variable of `names` that is no setting
     and whose name is a near miss of one."""
     settings = {f"QINGLIAN_{name.upper()}" for name in Settings.model_fields}
-    named_by_city = {queue.wecom_webhook_env for queue in city.queues if queue.wecom_webhook_env}
+    named_by_city = {queue.wecom_webhook_env for queue in city.queues if queue.wecom_webhook_env} if city else set()
     misspelt = []
     for name in sorted(set(names)):
         if not name.startswith("QINGLIAN_") or name in settings or name in named_by_city:
@@ -374,21 +374,43 @@ def _variable_names() -> list[str]:
     return names
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment, with every problem turned into a one-line `ConfigError`. A variable whose name
-    is a misspelling of a setting's stops the start too: it would not be read, and the service would run without it
-    (QINGLIAN_ENVIROMENT=production runs in development, QINGLIAN_DATABSE_URL on SQLite in the data directory)."""
+def configuration_problems(**overrides: object) -> tuple[Settings | None, list[tuple[str, str]]]:
+    """The settings, and every problem that reading them finds, as (what, why and what to do): each setting that
+    cannot be read (the reason never repeats its value: it may be a password or token), each misspelt variable, the
+    city configuration. The settings are None when a setting cannot be read."""
+    problems: list[tuple[str, str]] = []
+    settings: Settings | None = None
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "?"
-        message = first["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"invalid setting QINGLIAN_{field.upper()}: {message}") from None
-    settings.city  # noqa: B018 - validate the city configuration now, not at first use
-    misspelt = _misspelt_settings(_variable_names(), settings.city)
-    if misspelt:
-        name, meant = misspelt[0]
-        raise ConfigError(f"{name} is not a setting: did you mean {meant}? Correct its name (it is not read as it "
-                          "is, and the service would run without it)")
+        for error in exc.errors():
+            name = f"QINGLIAN_{str(error['loc'][0]).upper()}" if error["loc"] else "a setting"
+            if name not in (named for named, _ in problems):  # one reason per setting is enough to fix it
+                problems.append((name, error["msg"].removeprefix("Value error, ")))
+    city = None
+    if settings is not None:
+        try:
+            city = settings.city
+        except ConfigError as problem:
+            problems.append(("city configuration", str(problem)))
+    for name, meant in _misspelt_settings(_variable_names(), city):
+        problems.append((name, f"is not a setting: did you mean {meant}? Correct its name (it is not read as it is, "
+                               "and the service would run without it)"))
+    return settings, problems
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with the first problem turned into a one-line `ConfigError`
+    (`configuration_problems` lists them all). A variable whose name is a misspelling of a setting's stops the start
+    too: it would not be read, and the service would run without it (QINGLIAN_ENVIROMENT=production runs in
+    development, QINGLIAN_DATABSE_URL on SQLite in the data directory)."""
+    settings, problems = configuration_problems(**overrides)
+    if problems:
+        name, reason = problems[0]
+        if name == "city configuration":
+            raise ConfigError(reason)
+        if reason.startswith("is not a setting"):
+            raise ConfigError(f"{name} {reason}")
+        raise ConfigError(f"invalid setting {name}: {reason}")
+    assert settings is not None
     return settings

@@ -11,9 +11,11 @@ import asyncio
 import hmac
 import logging
 import re
+import time
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -202,11 +204,63 @@ warnings.filterwarnings("ignore", message=r"Please use 'Bot\.send_?[mM]essage'",
 
 START_RETRY_SECONDS = 60.0
 """How often a channel that could not connect at start (a refused token, no route to Telegram) tries again."""
+REMINDER_SECONDS = (60.0, 3600.0)
+"""While the Bot API cannot be reached: the first reminder after a minute, each next one twice as late, then hourly."""
+
+
+def duration(seconds: float) -> str:
+    """`45 s`, `3 min 12 s`, `2 h 5 min`, `1 d 3 h`: how long something lasted, for a log line."""
+    seconds = int(seconds)
+    for unit, size, smaller, smaller_size in (("d", 86400, "h", 3600), ("h", 3600, "min", 60), ("min", 60, "s", 1)):
+        if seconds >= size:
+            rest = seconds % size // smaller_size
+            return f"{seconds // size} {unit}" + (f" {rest} {smaller}" if rest else "")
+    return f"{seconds} s"
+
+
+class Outage:
+    """A loop's failing calls to the Bot API as an operator reads them: one line when they start (what, why, that
+    it keeps trying), a reminder at growing intervals (`REMINDER_SECONDS`) and one line when a call succeeds again
+    (after how long, how many tries) — not one line per try, which a day's outage made 43,000 of."""
+
+    def __init__(self, what: str, retrying: str, *, level: int = logging.WARNING,
+                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time) -> None:
+        self._what, self._retrying, self._level = what, retrying, level
+        self._clock, self._wall_clock = clock, wall_clock
+        self._since: float | None = None
+        self._since_wall = 0.0
+        self._reminder_at = 0.0
+        self._interval = REMINDER_SECONDS[0]
+        self.failures = 0
+        """Failed tries of the outage in progress (0 when none is)."""
+
+    def failed(self, reason: str) -> None:
+        now = self._clock()
+        self.failures += 1
+        if self._since is None:
+            self._since, self._since_wall = now, self._wall_clock()
+            self._reminder_at, self._interval = now + REMINDER_SECONDS[0], REMINDER_SECONDS[0]
+            log.log(self._level, "telegram: %s: %s; %s (one line when it works again, a reminder at growing "
+                    "intervals meanwhile)", self._what, reason, self._retrying)
+        elif now >= self._reminder_at:
+            log.log(self._level, "telegram: %s for %s now (%d tries failed): %s; %s", self._what,
+                    duration(now - self._since), self.failures, reason, self._retrying)
+            self._interval = min(self._interval * 2, REMINDER_SECONDS[1])
+            self._reminder_at = now + self._interval
+
+    def ended(self, what_now: str) -> None:
+        if self._since is None:
+            return
+        started = datetime.fromtimestamp(self._since_wall, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        log.warning("telegram: %s after %s (since %s, %d tries failed)", what_now,
+                    duration(self._clock() - self._since), started, self.failures)
+        self._since, self.failures = None, 0
 
 
 class TelegramChannel:
     def __init__(self, settings: Settings, runtime: Runtime, *, max_rate: float = 30.0,
-                 retry_seconds: float = START_RETRY_SECONDS) -> None:
+                 retry_seconds: float = START_RETRY_SECONDS, poll_backoff_seconds: float = POLL_BACKOFF_SECONDS
+                 ) -> None:
         assert settings.telegram_token
         self._settings = settings
         self._runtime = runtime
@@ -229,6 +283,12 @@ class TelegramChannel:
         self._in_batch = False
         self._kept: set[int] | None = None  # while a full disk keeps updates with Telegram: those told so
         self._retry_seconds = retry_seconds
+        self._poll_backoff_seconds = poll_backoff_seconds
+        #: getUpdates failing (long polling): the Bot API down, unreachable, or refusing the token
+        self.polling_outage = Outage("getUpdates fails, no update is received",
+                                     f"trying again every {poll_backoff_seconds:g} s")
+        self._start_outage = Outage("channel not started", f"trying again every {retry_seconds:g} s (the web chat "
+                                    "and WeChat work meanwhile)", level=logging.ERROR)
         self._retrying: asyncio.Task[None] | None = None
         #: connected to the Bot API and registered with the outbox
         self.started = False
@@ -246,8 +306,7 @@ class TelegramChannel:
         try:
             await self._connect(receive)
         except (InvalidToken, EndPointNotFound, NetworkError) as problem:
-            log.error("telegram channel not started: %s; trying again every %g s (the web chat and WeChat work "
-                      "meanwhile)", self._why(problem), self._retry_seconds)
+            self._start_outage.failed(self._why(problem))
             self._retrying = asyncio.create_task(self._keep_trying(receive), name="telegram-start")
 
     def _why(self, problem: Exception) -> str:
@@ -262,8 +321,9 @@ class TelegramChannel:
             try:
                 await self._connect(receive)
             except (InvalidToken, EndPointNotFound, NetworkError) as problem:
-                log.warning("telegram channel still not started: %s", self._why(problem))
+                self._start_outage.failed(self._why(problem))
             else:
+                self._start_outage.ended("channel started")
                 return
 
     async def _connect(self, receive: bool) -> None:
@@ -325,9 +385,10 @@ class TelegramChannel:
                 await asyncio.sleep(_seconds(exc.retry_after))
                 continue
             except (TimedOut, NetworkError, InvalidToken) as exc:
-                log.warning("telegram getUpdates failed (%s); trying again", exc)
-                await asyncio.sleep(POLL_BACKOFF_SECONDS)
+                self.polling_outage.failed(self._why(exc))
+                await asyncio.sleep(self._poll_backoff_seconds)
                 continue
+            self.polling_outage.ended("getUpdates works again")
             if updates:
                 self._in_batch = True
                 try:
@@ -457,8 +518,9 @@ class TelegramChannel:
         try:
             await self.application.bot.send_message(message.chat.id,
                                                     self._runtime.texts.get(locale, text_key, **values))
-        except Exception:  # noqa: BLE001 - a chat that blocked or muted the bot: nothing more to do
-            log.info("could not send %s to chat %s", text_key, message.chat.id)
+        except Exception as problem:  # noqa: BLE001 - a chat that blocked or muted the bot: nothing more to do
+            # the chat's type, not its id: a chat id is a resident's (or a group's) channel identity
+            log.info("could not send %s to a %s chat (%s)", text_key, message.chat.type, type(problem).__name__)
 
     async def _apologise(self, update: Update, text_key: str = "service_busy") -> None:
         """The database or the dialog failed: tell the resident directly (no storage needed), their draft is

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 import aiohttp
@@ -18,6 +19,12 @@ from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
 _JSON = {"Content-Type": "application/json"}
+_TOKEN_IN_ADDRESS = re.compile(r"/bot[^/\s]+/")
+
+
+def without_token(text: str) -> str:
+    """`text` with the bot token of every Bot API address in it (`…/bot<token>/getUpdates`) written `***`."""
+    return _TOKEN_IN_ADDRESS.sub("/bot***/", text)
 
 
 def _given(value: Any, default: float | None) -> float | None:
@@ -110,6 +117,7 @@ class AiohttpRequest(BaseRequest):
         except TimeoutError as exc:
             raise TimedOut from exc
         except aiohttp.ClientError as exc:
-            raise NetworkError(f"aiohttp.{type(exc).__name__}: {exc}") from exc
+            # aiohttp's message can quote the address, the bot's token in it: it reaches the logs, so does the cause
+            raise NetworkError(without_token(f"aiohttp.{type(exc).__name__}: {exc}")) from None
         finally:
             self._slots.release()

@@ -223,3 +223,28 @@ def test_a_wecom_robot_left_at_the_examples_placeholder_fails_the_check(
     assert code == 1 and _line(output, "wecom robots") == (
         "✗ wecom robots: still the example's CHANGE_ME placeholder: QINGLIAN_WECOM_CLEAN_HALL (set the robot's "
         "webhook URL from the WeCom group)")
+
+
+def test_every_setting_that_cannot_be_read_is_listed_in_one_run_without_its_value(tmp_path: Path) -> None:
+    """Seen setting up a new install: `check` stopped at the first invalid setting; fixed, the next run named the
+    next one. It now lists every one (each named, with what it must be), exits 2, and repeats no value."""
+    secret_password = "pa55-w0rd-never-shown"
+    env = {"QINGLIAN_DATA_DIR": str(tmp_path), "QINGLIAN_TELEGRAM_TOKEN": "not-a-token",
+           "QINGLIAN_DATABASE_URL": f"mysql://qinglian:{secret_password}@db/qinglian",
+           "QINGLIAN_TELEGRAM_MAX_RATE": "fast", "QINGLIAN_ENVIRONMENT": "prod",
+           "QINGLIAN_WECHAT_APP_SECRETT": "wechat-secret-never-shown", "QINGLIAN_REDIS_URL": "http://cache:6379"}
+    result = _check(env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = (result.stdout + result.stderr).splitlines()
+    problems = [line for line in lines if line.startswith("✗ ")]
+    assert len(problems) == 6, lines
+    assert "✗ QINGLIAN_DATABASE_URL: must start with sqlite+aiosqlite:// or postgresql+asyncpg://" in problems
+    assert "✗ QINGLIAN_TELEGRAM_TOKEN: must look like 123456:ABC-DEF (the token BotFather gave you)" in problems
+    assert any(line.startswith("✗ QINGLIAN_TELEGRAM_MAX_RATE: ") and "number" in line for line in problems)
+    assert any(line.startswith("✗ QINGLIAN_ENVIRONMENT: ") and "'production'" in line for line in problems)
+    assert any(line.startswith("✗ QINGLIAN_REDIS_URL: must start with redis://") for line in problems)
+    assert any(line.startswith("✗ QINGLIAN_WECHAT_APP_SECRETT: is not a setting: did you mean "
+                               "QINGLIAN_WECHAT_APP_SECRET?") for line in problems)
+    assert secret_password not in result.stdout + result.stderr
+    assert "wechat-secret-never-shown" not in result.stdout + result.stderr
+    assert "6 problems in the configuration" in lines[-1]

@@ -196,6 +196,9 @@ def test_a_misspelt_setting_stops_the_start_naming_the_setting_it_was_meant_to_b
            "QINGLIAN_PSEUDONYM_KEYS": "9ZyJLwwfX2Ju79Vtkz55IGLoyoWte5JlMuF9J7yYPIc"}
     check = subprocess.run([sys.executable, "-m", "bot.cli", "check"], cwd=REPO, env=env, capture_output=True,
                            text=True, timeout=120)
-    assert (check.returncode, check.stdout, check.stderr) == (2, "", (
-        "qinglian: QINGLIAN_PSEUDONYM_KEYS is not a setting: did you mean QINGLIAN_PSEUDONYM_KEY? Correct its name (it "
-        "is not read as it is, and the service would run without it)\n"))
+    assert (check.returncode, check.stderr) == (2, "")  # `check` lists every problem of the configuration
+    assert check.stdout == (
+        "✗ QINGLIAN_PSEUDONYM_KEYS: is not a setting: did you mean QINGLIAN_PSEUDONYM_KEY? Correct its name (it "
+        "is not read as it is, and the service would run without it)\n"
+        "1 problem in the configuration: correct it (docs/deploy.md, section 4) and run `qinglian check` again to "
+        "check the connections\n")

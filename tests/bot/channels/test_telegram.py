@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import re
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -26,6 +27,7 @@ from sqlalchemy.exc import OperationalError
 from telegram import Update
 
 from bot.channels.telegram import (
+    Outage,
     TelegramChannel,
     contact_name,
     in_parts,
@@ -362,6 +364,75 @@ async def test_a_token_refused_at_start_is_one_line_without_the_token_and_the_ch
     finally:
         await channel.stop()
         await runtime.close()
+
+
+async def test_an_outage_of_the_bot_api_is_one_line_when_it_starts_and_one_when_it_ends_without_the_token(
+        own_standin: TelegramStandIn, tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Seen reading the logs while Telegram could not be reached: one WARNING every 2 s (43,000 a day), each with
+    the Bot API address and the bot's token in it. Now one line when it starts, one when it ends (how long)."""
+    settings = _settings(tmp_path, database_url, own_standin)
+    runtime = Runtime.build(settings)
+    channel = TelegramChannel(settings, runtime, poll_backoff_seconds=0.02)
+    try:
+        await channel.start(receive=True)
+        first = own_standin.send_text(5410, "/start", language_code="en")
+        await asyncio.to_thread(own_standin.wait_until, lambda: own_standin.is_confirmed(first), 15, "polling")
+        with caplog.at_level(logging.INFO, logger="bot.channels.telegram"):
+            own_standin.stop()  # the Bot API goes away: connections refused, then the same address answers again
+            for _ in range(500):
+                if channel.polling_outage.failures >= 20:
+                    break
+                await asyncio.sleep(0.02)
+            assert channel.polling_outage.failures >= 20
+            own_standin.start()
+            again = own_standin.send_text(5410, "/help", language_code="en")
+            await asyncio.to_thread(own_standin.wait_until, lambda: own_standin.is_confirmed(again), 15,
+                                    "polling again")
+    finally:
+        await channel.stop()
+        await runtime.close()
+    lines = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("telegram: getUpdates fails, no update is received: the Bot API at "
+                               f"{own_standin.root_url} cannot be reached")
+    assert "trying again every 0.02 s" in lines[0]
+    assert re.fullmatch(r"telegram: getUpdates works again after \d+ s \(since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC, "
+                        r"\d+ tries failed\)", lines[1]), lines[1]
+    assert TOKEN.split(":")[1] not in caplog.text
+
+
+def test_a_days_outage_is_a_few_dozen_lines_reminding_at_growing_intervals(
+        caplog: pytest.LogCaptureFixture) -> None:
+    now = [1000.0]
+    outage = Outage("getUpdates fails", "trying again every 2 s", clock=lambda: now[0], wall_clock=lambda: 0.0)
+    with caplog.at_level(logging.WARNING, logger="bot.channels.telegram"):
+        while now[0] < 1000.0 + 86400:
+            outage.failed("the Bot API at https://api.telegram.org cannot be reached: Bad Gateway")
+            now[0] += 2.0
+        outage.ended("getUpdates works again")
+    lines = [record.getMessage() for record in caplog.records]
+    assert 20 <= len(lines) <= 40, len(lines)
+    assert lines[1].startswith("telegram: getUpdates fails for 1 min now (31 tries failed): the Bot API")
+    assert lines[2].startswith("telegram: getUpdates fails for 3 min now")  # twice as late as the one before
+    assert lines[-2].startswith("telegram: getUpdates fails for 23 h")  # hourly at most
+    assert lines[-1] == ("telegram: getUpdates works again after 1 d (since 1970-01-01 00:00:00 UTC, 43200 tries "
+                         "failed)")
+
+
+async def test_a_word_to_a_group_that_cannot_be_sent_is_logged_without_the_chats_id(
+        standin: TelegramStandIn, tmp_path: Path, never_opened: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Seen reading a normal day's log: `could not send telegram_group_private to chat -100…` — a chat's id is a
+    channel identity, which docs/deploy.md (section 15) says the logs never hold."""
+    group, member = -1001234500456, 5420
+    standin.fail_next("sendMessage", status=403, retry_after=None,
+                      description="Forbidden: bot was kicked from the supergroup chat")
+    async with _channel(_settings(tmp_path, never_opened, standin)) as (channel, _runtime):
+        with caplog.at_level(logging.DEBUG, logger="bot.channels.telegram"):
+            await channel.process_webhook(standin.update(standin.send_text(group, "/report", user_id=member,
+                                                                           deliver=False)))
+    [line] = [record.getMessage() for record in caplog.records if "could not send" in record.getMessage()]
+    assert "telegram_group_private" in line
+    assert str(group) not in caplog.text and str(member) not in caplog.text
 
 
 # --- the channel receiving ------------------------------------------------------------------------

@@ -31,13 +31,14 @@ from tests.factories import console_session
 
 
 async def test_first_start_creates_a_marked_demo_admin_who_must_choose_a_password(
-        tmp_path: Path, data_template: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, data_template: Path, caplog: pytest.LogCaptureFixture) -> None:
     """The demo administrator's password was generated and printed to a log others may read: like any generated
     password (issue 14.10), it opens only the page where its owner chooses a new one."""
     settings = make_settings(fresh_data_dir(data_template, tmp_path / "data"))
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        printed = capsys.readouterr().out
+        printed = caplog.text  # one line of the service's log (bot.app)
+        caplog.clear()
         found = re.search(r"administrator 'demo-admin' with password (\S+)", printed)
         assert "DEMO ONLY" in printed and found, printed
         assert "change it when you first sign in" in printed
@@ -59,17 +60,17 @@ async def test_first_start_creates_a_marked_demo_admin_who_must_choose_a_passwor
         await settle_background_tasks()
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        assert "demo-admin" not in capsys.readouterr().out  # only on an empty staff table
+        assert "demo-admin" not in caplog.text  # only on an empty staff table
         await settle_background_tasks()
 
 
 async def test_production_first_start_prints_instructions_and_creates_nobody(
-        tmp_path: Path, data_template: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, data_template: Path, caplog: pytest.LogCaptureFixture) -> None:
     settings = make_settings(fresh_data_dir(data_template, tmp_path / "data"), environment="production",
                              secret_key="ZCZC6UKxcwPhPOcM8n6l22BAie7ui-V-mGQbm5-O0qxCy3ds")
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        assert "qinglian staff add <username> --role admin" in capsys.readouterr().out
+        assert "qinglian staff add <username> --role admin" in caplog.text
         harness = ConsoleHarness(app, settings, "")
         async with harness.client() as client:
             response = await harness.submit_login(client, "demo-admin", "anything-at-all")
