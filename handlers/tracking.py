@@ -394,17 +394,20 @@ async def _follow_up(turn: Turn, case: Case, choice: str | None, text: str | Non
         return
     try:
         if attachment is not None:
-            caption = text.strip() if text is not None and text.strip() else None  # the words sent with the file
-            limit = turn.ctx.city.limits.description_max_chars
-            if caption is not None and len(caption) > limit:
-                raise Invalid("error_description_long", limit=limit, length=len(caption))
             stored = await accept_file(turn, attachment)
-            # the album's first file tells the assignee; its further ones (one step each) join what they were told
+            # the words sent with the file, over the limit of one addition in parts as a text alone (the file with
+            # the first); the album's first file tells the assignee, its further ones (one step each) join that
+            caption = text.strip() if text is not None and text.strip() else None
+            parts = in_parts(caption, turn.ctx.city.limits.description_max_chars) if caption else [None]
             further = turn.inbound.group is not None and turn.continued is not None
-            await actions.add_follow_up(turn.session, case, text=caption, attachment_ids=[stored.id],
-                                        search_terms=index_terms([caption]) if caption else (),
-                                        other_device=actions.from_other_device(case, turn.conversation),
-                                        notify=not further)
+            for number, part in enumerate(parts):
+                await actions.add_follow_up(turn.session, case, text=part, attachment_ids=[] if number else [stored.id],
+                                            search_terms=index_terms([part]) if part else (),
+                                            other_device=actions.from_other_device(case, turn.conversation),
+                                            notify=not further and number == 0)
+            if len(parts) > 1:
+                turn.ask(turn.t("follow_up_saved_parts", length=len(caption or ""), parts=len(parts)), done)
+                return
         elif text is not None and text.strip():
             # over the limit of one addition, it is added in parts that fit (cut after a sentence): nothing retyped,
             # nothing dropped; the assignee is told once

@@ -17,6 +17,7 @@ from handlers import dialog
 from handlers.types import Attachment, Inbound
 from storage import actions, loop, staff_actions
 from storage.db import Database
+from storage.models import Attachment as StoredFile
 from storage.models import Case, CaseStatus, StaffRole, StaffUser, TraceEvent
 from storage.receipts import format_receipt_code
 from tests.conftest import make_test_keyring
@@ -215,6 +216,26 @@ async def test_information_pasted_over_the_limit_and_cut_in_two_is_added_whole_i
     bodies = await _follow_up_bodies(harness, case_id)
     assert len(bodies) == 2 and "".join(body or "" for body in bodies) == whole
     assert all(len(body or "") <= 3000 for body in bodies) and (bodies[0] or "").endswith("。")
+
+
+async def test_a_photo_with_words_over_the_limit_under_it_is_added_with_all_the_words_in_parts(
+        harness: DialogHarness) -> None:
+    """A photo sent with a 4,000-character account under it was refused, photo and words, with "请精简后重新发送，
+    或把详细材料作为PDF在下一步上传" (adding information has no next step). As text sent alone is, the words are
+    added whole in parts that fit, the photo with the first, and the resident told so once."""
+    case_id, resident = await _adding_information(harness)
+    words = ("补充说明：今天上午我又去了一次三号窗口，工作人员仍然在玩手机，排队的群众有二十多人。" * 100)[:4000]
+    await resident.upload(JPEG, kind="photo", caption=words)
+    assert resident.text() == ("补充材料已收到。内容较长（4000字），已分成2条记入办理轨迹。"
+                               "还可以继续发送，或点“完成”。")
+    bodies = await _follow_up_bodies(harness, case_id)
+    assert len(bodies) == 2 and "".join(body or "" for body in bodies) == words
+    async with harness.sessionmaker() as session:
+        files = list((await session.execute(select(StoredFile.trace_event_id).where(
+            StoredFile.case_id == case_id))).scalars())
+        first = await session.scalar(select(TraceEvent.id).where(
+            TraceEvent.case_id == case_id, TraceEvent.kind == "follow_up").order_by(TraceEvent.id))
+    assert files == [first]  # the photo kept, with the first part of the words
 
 
 async def test_information_sent_after_the_case_was_closed_is_refused(harness: DialogHarness) -> None:
