@@ -426,3 +426,27 @@ async def test_not_knowing_the_district_typed_is_taken_as_not_sure(harness: Dial
         await resident.command("report")
         await resident.say(typed)
         assert resident.text().startswith(("第2步", "Step 2")), resident.text()
+
+
+async def test_a_resident_writing_traditional_characters_answers_by_typing_as_in_simplified(
+        harness: DialogHarness) -> None:
+    """A Hong Kong visitor types her answers in traditional characters: "跳過" at the evidence was refused ("请发送
+    图片或PDF文件") again and again, while "嶽麓區" was understood; so were "實名" and "確認"-style words. Every word
+    typed for a button reads as its simplified form."""
+    resident = harness.resident("hk", "zh-HK")
+    await resident.command("report")
+    await resident.say("開福區")
+    await resident.say("開福區稅務局")
+    await resident.say("12月3日下午")
+    await resident.say("職員索取好處費，不給就不辦理營業執照。")
+    await resident.say("跳過")
+    assert resident.text().startswith("第6步")
+    await resident.say("實名")
+    assert resident.text().startswith("请输入您的姓名")
+    await resident.say("匿名")
+    assert "请核对举报内容" in resident.text() and "时间：12月3日下午" in resident.text()
+    await resident.say("修改時間")
+    assert resident.text().startswith("第3步")
+    await resident.say("上週三")
+    await resident.say("提交")
+    assert "举报已提交" in resident.text()
