@@ -260,7 +260,7 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         elif state in ("summary", "edit"):
             choice = choice or typed_change(turn, text, EDITABLE_FIELDS, at_summary=state == "summary")
             if state == "summary" and not (choice or "").startswith("edit:"):
-                await _summary(turn, choice)
+                await _summary(turn, choice, text)
             elif choice == "edit:back":
                 ask(turn, "summary")
             elif choice and choice.startswith("edit:") and choice[5:] in EDITABLE_FIELDS:
@@ -399,7 +399,9 @@ def _add_to_description(turn: Turn, words: str) -> None:
     turn.say(turn.t("evidence_caption_kept"))
 
 
-async def _summary(turn: Turn, choice: str | None) -> None:
+async def _summary(turn: Turn, choice: str | None, text: str | None) -> None:
+    if choice is None and typed_one_of(turn, text, "summary_submit_words"):
+        choice = "summary:submit"  # "确认", "没问题", "confirm": what the summary's "确认无误请点‘提交’" asks for
     if choice == "summary:edit":
         ask(turn, "edit")
     elif choice == "summary:cancel":

@@ -8,6 +8,7 @@ import re
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from handlers import dialog
@@ -450,3 +451,46 @@ async def test_a_resident_writing_traditional_characters_answers_by_typing_as_in
     await resident.say("上週三")
     await resident.say("提交")
     assert "举报已提交" in resident.text()
+
+
+async def test_cancel_typed_in_words_during_the_report_asks_before_discarding_not_taken_as_the_answer(
+        harness: DialogHarness) -> None:
+    """"取消" typed at the place question became the place ("地点/单位：取消"), "cancel" at the time was "not a
+    time": the words of the cancel button, typed, ask whether to discard the draft, as /cancel does."""
+    resident = harness.resident()
+    await _to_when(resident)
+    await resident.say("取消")
+    assert resident.keys() == ["cancel:discard", "cancel:keep"]
+    await resident.say("继续")
+    assert "第3步" in resident.text()
+    english = harness.resident("en", "en")
+    await english.command("report")
+    await english.press("district:kaifu")
+    await english.say("Cancel")
+    assert english.keys() == ["cancel:discard", "cancel:keep"]
+    await english.say("yes")
+    assert "cancelled" in english.text()
+
+
+@pytest.mark.parametrize("typed", ["确认", "確認", "确认提交", "没问题", "提交"])
+async def test_confirming_in_words_at_the_summary_submits(harness: DialogHarness, typed: str) -> None:
+    """"确认无误请点‘提交’", the summary says, and "确认" (or "確認", "没问题") typed to it was "请点击下方选项之一"."""
+    resident = harness.resident("r1", "zh-HK")
+    await _to_when(resident)
+    await resident.press("when:today")
+    await resident.say(DESCRIPTION)
+    await resident.press("evidence:done")
+    await resident.press("identity:anonymous")
+    await resident.say(typed)
+    assert "举报已提交" in resident.text()
+
+
+async def test_confirming_in_english_words_at_the_summary_submits(harness: DialogHarness) -> None:
+    resident = harness.resident("en", "en")
+    await _to_when(resident)
+    await resident.press("when:today")
+    await resident.say("The clerk at window 3 refused to process my application unless I paid him 200 yuan.")
+    await resident.press("evidence:done")
+    await resident.press("identity:anonymous")
+    await resident.say("Confirm")
+    assert "Your report was submitted" in resident.text()
