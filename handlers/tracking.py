@@ -177,6 +177,19 @@ def ask_case_menu(turn: Turn, case: Case) -> None:
     turn.ask(turn.t("ask_case_menu"), choices)
 
 
+CASE_OPTIONS = ("follow_up", "solved", "rate", "appeal", "menu")
+
+
+def _typed_case_option(turn: Turn, text: str | None) -> str | None:
+    """The case menu's option a typed text names in other words than its button's ("补充", "已解决", "返回",
+    "solved", "back"), whichever the case offers: an option it does not offer is explained as any other text."""
+    typed = letters(text)
+    if not typed:
+        return None
+    return next((f"case:{option}" for option in CASE_OPTIONS
+                 if typed in {letters(word) for word in turn.words(f"case_{option}_words")}), None)
+
+
 def _may_appeal(turn: Turn, case: Case) -> bool:
     return (case.status == CaseStatus.REJECTED and not case.appeal_pending
             and case.appeal_count < turn.ctx.city.loop.appeal_limit)
@@ -271,6 +284,7 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         turn.say(turn.t("case_session_expired"))
         return False
     if state == "case_menu":
+        choice = choice or _typed_case_option(turn, text)
         if choice == "case:follow_up" and case.status not in CLOSED_STATUSES:
             turn.set_state("follow_up")
             turn.ask(turn.t("ask_follow_up"), [Choice("follow_up:done", turn.t("follow_up_done"))])
@@ -298,7 +312,8 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         await _follow_up(turn, case, choice, text, attachment)
         return True
     if state == "rating":
-        if choice == "rate:later":
+        if choice == "rate:later" or (choice is None and letters(text) in {
+                letters(word) for word in turn.words("rate_later_words")} - {""}):  # "以后再评", "later"
             turn.say(turn.t("rating_later"))
             return False
         unsolved = choice == "rate:unsolved" or _typed_unsolved(turn, text)

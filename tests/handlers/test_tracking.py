@@ -841,3 +841,37 @@ async def test_satisfied_typed_to_the_rating_question_is_shown_the_scale(harness
     resident, _ = await _asked_to_rate(harness)
     await resident.say("满意")
     assert resident.last[0].text == "请选择1到5星：5星表示非常满意，1星表示很不满意。"
+
+
+async def test_the_case_menus_options_typed_in_words_are_understood(harness: DialogHarness) -> None:
+    """At a case's menu "已解決", "solved", "補充", "返回" and "back" were each "请点击下方选项之一" (only a button's
+    exact words were taken): a resident typing what she wants, in either script or English, gets it."""
+    case_id, code = await _case(harness)
+    resident = harness.resident("hk", "zh-HK")
+    await resident.command("status", code)
+    await resident.say("補充")
+    assert resident.keys() == ["follow_up:done"]
+    await resident.say("完成")
+    await resident.say("返回")
+    assert "menu:report" in resident.keys()
+    await _set_status(harness, case_id, CaseStatus.ACCEPTED)
+    await _set_status(harness, case_id, CaseStatus.ANSWERED)
+    await resident.command("status", code)
+    await resident.say("已解決")
+    assert "请为本案的办理打分" in resident.text()
+    await resident.say("五星")
+    await resident.say("跳過")
+    assert "5" in resident.text() and "menu:report" in resident.keys()
+
+    other_id, other_code = await _case(harness)
+    english = harness.resident("en", "en")
+    await _set_status(harness, other_id, CaseStatus.ACCEPTED)
+    await _set_status(harness, other_id, CaseStatus.ANSWERED)
+    await english.command("status", other_code)
+    await english.say("solved")
+    assert "How was your case handled?" in english.text()
+    await english.say("later")
+    assert "menu:report" in english.keys()
+    await english.command("status", other_code)
+    await english.say("back")
+    assert "menu:report" in english.keys()
