@@ -140,6 +140,9 @@ def _begin_with_description(turn: Turn) -> None:
 
 
 async def _intake(turn: Turn, choice: str | None, text: str | None, attachment: Attachment | None) -> None:
+    if choice is None and attachment is None:  # "好", "yes" / "不用", "no" typed to "开始一份举报吗？"
+        choice = "intake:report" if typed_one_of(turn, text, "intake_yes_words") else \
+            "intake:menu" if typed_one_of(turn, text, "intake_no_words") else None
     if choice == "intake:report":
         _begin_with_description(turn)
     elif choice == "intake:menu":

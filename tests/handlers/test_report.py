@@ -494,3 +494,30 @@ async def test_confirming_in_english_words_at_the_summary_submits(harness: Dialo
     await resident.press("identity:anonymous")
     await resident.say("Confirm")
     assert "Your report was submitted" in resident.text()
+
+
+@pytest.mark.parametrize(("locale", "complaint", "yes"), [
+    ("zh-HK", "窗口職員態度惡劣，拖延辦理，在開福區政務中心等了一個上午。", "好"),
+    ("zh-CN", "窗口工作人员态度恶劣，拖延办理，在开福区政务中心等了一个上午。", "可以"),
+    ("zh-CN", "窗口工作人员态度恶劣，拖延办理，在开福区政务中心等了一个上午。", "好的"),
+    ("en", "The clerk at window 3 refused to process my application unless I paid him 200 yuan.", "yes"),
+])
+async def test_yes_typed_to_the_offer_of_a_report_begins_it(harness: DialogHarness, locale: str, complaint: str,
+                                                            yes: str) -> None:
+    """"要以这段文字作为事情经过，开始一份举报吗？" — "好" (or "yes") typed to it was "请点击下方选项之一"."""
+    resident = harness.resident("r1", locale)
+    await resident.say(complaint)
+    assert resident.keys() == ["intake:report", "intake:menu"]
+    await resident.say(yes)
+    assert "district:kaifu" in resident.keys()
+
+
+async def test_no_evidence_said_in_a_sentence_goes_on_to_the_identity(harness: DialogHarness) -> None:
+    """"I don't have any" and "冇" at the evidence step were "please send a photo or a PDF", over and over."""
+    for user_ref, locale, typed in (("en", "en", "I don't have any"), ("hk", "zh-HK", "冇")):
+        resident = harness.resident(user_ref, locale)
+        await _to_when(resident)
+        await resident.press("when:today")
+        await resident.say(DESCRIPTION)
+        await resident.say(typed)
+        assert resident.keys() == ["identity:anonymous", "identity:real"]
