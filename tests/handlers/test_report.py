@@ -422,7 +422,8 @@ async def test_not_knowing_the_district_typed_is_taken_as_not_sure(harness: Dial
     """Step 1 says to choose "不确定" (not sure) when unsure: a resident typing "不知道" (I don't know) or "不清楚" was
     told the same again, and again, with no way on but the button."""
     for name, locale, typed in (("r1", "zh-hans", "不知道"), ("r2", "zh-hans", "不清楚是哪个区"),
-                                ("r3", "en", "I don't know")):
+                                ("r3", "en", "I don't know"), ("r4", "zh-HK", "我不知道是哪個區"),
+                                ("r5", "zh-hans", "我也不清楚")):
         resident = harness.resident(name, locale=locale)
         await resident.command("report")
         await resident.say(typed)
@@ -472,7 +473,7 @@ async def test_cancel_typed_in_words_during_the_report_asks_before_discarding_no
     assert "cancelled" in english.text()
 
 
-@pytest.mark.parametrize("typed", ["确认", "確認", "确认提交", "没问题", "提交"])
+@pytest.mark.parametrize("typed", ["确认", "確認", "确认提交", "没问题", "提交", "好的", "可以"])
 async def test_confirming_in_words_at_the_summary_submits(harness: DialogHarness, typed: str) -> None:
     """"确认无误请点‘提交’", the summary says, and "确认" (or "確認", "没问题") typed to it was "请点击下方选项之一"."""
     resident = harness.resident("r1", "zh-HK")
@@ -492,7 +493,7 @@ async def test_confirming_in_english_words_at_the_summary_submits(harness: Dialo
     await resident.say("The clerk at window 3 refused to process my application unless I paid him 200 yuan.")
     await resident.press("evidence:done")
     await resident.press("identity:anonymous")
-    await resident.say("Confirm")
+    await resident.say("ok")
     assert "Your report was submitted" in resident.text()
 
 
