@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from datetime import datetime, timedelta
 
 from handlers.context import Turn
@@ -14,6 +13,7 @@ from handlers.texts import Texts
 from handlers.types import Attachment, Choice
 from handlers.validation import Invalid, letters, parse_receipt_code, says_enough, typed_number
 from nlp.search import index_terms
+from nlp.tokenizer import normalise
 from storage import actions, client_limits, loop
 from storage.models import CASE_STATES, CLOSED_STATUSES, Case, CaseStatus, ClientEventKind, TraceKind
 
@@ -380,15 +380,17 @@ def _not_ratable(turn: Turn, case: Case) -> None:
              turn.t("error_case_not_ratable"))
 
 
-_STARS_TYPED = re.compile(r"^(?:给|打|评|give|rate)?\s*([1-5一二三四五])\s*[颗个]?\s*(?:星|分|stars?)\s*(?:好评)?$",
-                          re.IGNORECASE)  # "5星", "给5星", "五颗星", "4分", "五星好评", "give 3 stars"
-_CHINESE_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5}
+_STARS_TYPED = re.compile(r"^(?:给|打|评|give|rate)?\s*([1-5一二三四五]|one|two|three|four|five)\s*[颗个]?\s*"
+                          r"(?:星|分|stars?)?\s*(?:好评)?$", re.IGNORECASE)
+""""5星", "给5星", "五颗星", "4分", "五星好评", "give 3 stars", "four stars", "two" (traditional characters read as
+simplified: "五顆星", "給4星")."""
+_CHINESE_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
 
 
 def _rating_value(choice: str | None, text: str | None) -> int | None:
     raw = choice.split(":", 1)[1] if choice and choice.startswith("rate:") else (text or "").strip()
     raw = raw.replace("\ufe0f", "").replace("⭐", "★").replace("🌟", "★")  # the stars of a phone's emoji keyboard
-    typed = _STARS_TYPED.match(unicodedata.normalize("NFKC", raw))  # "5星", "五颗星", "4分", "3 stars"
+    typed = _STARS_TYPED.match(normalise(raw))  # "5星", "五颗星", "4分", "3 stars" (NFKC, simplified, lower case)
     if typed:
         return _CHINESE_DIGITS.get(typed.group(1)) or int(typed.group(1))
     value = len(raw) if raw.count("★") and set(raw) == {"★"} else typed_number(raw)  # ④ or ５ typed alike

@@ -824,7 +824,9 @@ async def test_a_mistyped_code_at_the_code_question_is_still_asked_again(harness
 
 @pytest.mark.parametrize(("typed", "rating"), [("给5星", 5), ("打4分", 4), ("五星好评", 5), ("5星好评", 5),
                                                ("give 3 stars", 3), ("没解决", 0), ("问题还没解决", 0),
-                                               ("not resolved", 0)])
+                                               ("not resolved", 0), ("五顆星", 5), ("給4星", 4),
+                                               ("問題還沒解決", 0), ("four stars", 4), ("5 star", 5),
+                                               ("five", 5)])
 async def test_a_rating_typed_as_residents_say_it_is_taken(harness: DialogHarness, typed: str, rating: int) -> None:
     """"给5星", "五星好评" (five stars, praise) or "没解决" (not solved) typed to the rating question was answered
     "请选择1到5星" (choose 1 to 5 stars), as if the resident had not said it."""
