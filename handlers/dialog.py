@@ -429,6 +429,8 @@ async def _input(turn: Turn) -> None:
             _offer_resume(turn)
     elif state == "intake" and (named := _typed_menu_option(turn, text)) is not None:
         await _menu(turn, named)  # "我要举报" typed to the offer takes it; another option leaves the text waiting
+    elif state in report.WIZARD_STATES and choice is None and report.typed_one_of(turn, text, "cancel_words"):
+        ask_cancel(turn)  # "取消" typed: asked as /cancel is, never kept as the place or refused as not a time
     elif state in report.WIZARD_STATES:
         await report.answer(turn, choice, text, inbound.attachment)
     elif state in tracking.TRACKING_STATES and choice is None and text is not None and \

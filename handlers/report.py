@@ -3,7 +3,8 @@
 A resident who writes what happened before asking for anything (a first WeChat message is often the whole
 complaint, or a photo) is offered to start a report with that text as its description and those files as its
 evidence ("intake"): they wait in the draft (encrypted, as every draft and file), the wizard then skips the
-description question, and the summary shows what was kept for checking."""
+description question, and the summary shows what was kept for checking. The questions and the summary are
+`handlers.questions`."""
 
 from __future__ import annotations
 
@@ -20,7 +21,15 @@ from handlers.districts import named_district
 from handlers.editing import typed_change, typed_identity
 from handlers.evidence import accept_file, delete_files
 from handlers.menu import show_menu
-from handlers.types import Attachment, Choice, SharedContact
+from handlers.questions import (
+    EDITABLE_FIELDS,
+    IDENTITY_STATES,
+    UNSURE_DISTRICT,
+    ask,
+    district_mentioned,
+)
+from handlers.questions import WIZARD_STATES as WIZARD_STATES  # the dialog asks `report` which states are its own
+from handlers.types import Attachment, SharedContact
 from handlers.validation import (
     Invalid,
     clean_description,
@@ -36,16 +45,7 @@ from storage import actions, client_limits, evidence_rows
 from storage.models import ClientEventKind
 from storage.receipts import format_receipt_code
 
-WIZARD_STATES = ("intake", "district", "place", "when", "description", "evidence", "identity", "name", "phone",
-                 "summary", "edit")
-IDENTITY_STATES = ("identity", "name", "phone")
-"""The questions of a real-name report: whether to give one's name, the name, the number (a shared contact card
-answers them)."""
-UNSURE_DISTRICT = "unsure"
-EDITABLE_FIELDS = ("district", "place", "when", "description", "evidence", "identity")
 REPORT_WINDOW = timedelta(hours=24)
-INTAKE_EXCERPT = 60
-"""How much of a text offered as a report's description the offer quotes back."""
 STORY_QUESTIONS = ("place", "when")
 """Open questions before "what happened" that residents often answer with the whole story at once."""
 STORY_MIN_LENGTH = 40
@@ -57,74 +57,6 @@ _LATIN_WORD = re.compile(r"[^\W\u3400-\u9fff]+")
 SIMILAR_RANKED_AT_SUBMIT = 20
 """The submit only tells the resident whether similar cases exist: it scores the 20 candidates sharing the most
 band keys with the report, not every one of the hundreds a common report can have."""
-
-
-# --- questions --------------------------------------------------------------------------------
-
-
-def ask(turn: Turn, state: str) -> None:
-    """Put the question of `state` to the resident and remember where the draft stands."""
-    turn.set_state(state)
-    if state in WIZARD_STATES and state != "edit":
-        turn.update_draft(step=state)
-    limits = turn.ctx.city.limits
-    if state == "intake":
-        description = turn.draft.get("description", "")
-        count = len(turn.draft.get("attachments", []))
-        excerpt = description if len(description) <= INTAKE_EXCERPT else description[:INTAKE_EXCERPT] + "……"
-        question = turn.t("ask_intake", excerpt=excerpt) if description else turn.t("ask_intake_files", count=count)
-        if description and count:
-            question += "\n" + turn.t("evidence_count", count=count, maximum=limits.max_attachments)
-        offer = "intake_report" if description else "intake_report_files"  # "用这段话举报" only for a text
-        turn.ask(question, [Choice("intake:report", turn.t(offer)), Choice("intake:menu", turn.t("intake_menu"))])
-    elif state == "district":
-        choices = [
-            Choice(f"district:{d.code}", d.zh if turn.locale == "zh" else d.en) for d in turn.ctx.city.districts
-        ]
-        choices.append(Choice(f"district:{UNSURE_DISTRICT}", turn.t("district_unsure")))
-        question = turn.t("ask_district", city=_city_name(turn))
-        if (mentioned := _district_mentioned(turn)) is not None:
-            question += "\n" + turn.t("district_mentioned", district=_district_name(turn, mentioned))
-        turn.ask(question, choices, columns=3)
-    elif state == "place":
-        turn.ask(turn.t("ask_place"), _story_given_back(turn, state))
-    elif state == "when":
-        keys = ("today", "yesterday", "week", "month", "unsure")
-        turn.ask(turn.t("ask_when"), [*(Choice(f"when:{k}", turn.t(f"when_{k}")) for k in keys),
-                                      *_story_given_back(turn, state)], columns=2)
-    elif state == "description":
-        turn.ask(turn.t("ask_description", minimum=limits.description_min_chars,
-                        maximum=limits.description_max_chars))
-    elif state == "evidence":
-        count = len(turn.draft.get("attachments", []))
-        choices = [Choice("evidence:done", turn.t("evidence_done" if count else "evidence_skip"))]
-        if count:
-            choices.append(Choice("evidence:clear", turn.t("evidence_clear")))
-        text = turn.t("ask_evidence", maximum=limits.max_attachments,
-                      limit_mb=limits.max_attachment_bytes // (1024 * 1024))
-        if count:
-            text += "\n" + turn.t("evidence_count", count=count, maximum=limits.max_attachments)
-        turn.ask(text, choices)
-    elif state == "identity":
-        turn.ask(turn.t("ask_identity"), [Choice("identity:anonymous", turn.t("identity_anonymous")),
-                                          Choice("identity:real", turn.t("identity_real"))])
-    elif state in ("name", "phone"):  # with the way back to an anonymous report (a number the check refuses)
-        turn.ask(turn.t(f"ask_{state}"), [Choice("identity:anonymous", turn.t("identity_anonymous_instead"))])
-    elif state == "summary":
-        turn.ask(summary_text(turn), [Choice("summary:submit", turn.t("summary_submit")),
-                                      Choice("summary:edit", turn.t("summary_edit")),
-                                      Choice("summary:cancel", turn.t("summary_cancel"))])
-    elif state == "edit":
-        choices = [Choice(f"edit:{name}", turn.t(f"field_{name}")) for name in EDITABLE_FIELDS]
-        choices.append(Choice("edit:back", turn.t("edit_back")))
-        turn.ask(turn.t("ask_edit"), choices, columns=2)
-    else:
-        raise ValueError(f"no question for state {state!r}")
-
-
-def _story_given_back(turn: Turn, state: str) -> list[Choice]:
-    """Under the question whose answer was taken for the story: the button that makes it the answer after all."""
-    return [Choice("story:answer", turn.t(f"story_is_{state}"))] if turn.draft.get("story_taken") == state else []
 
 
 def _tells_the_story(turn: Turn, text: str | None) -> bool:
@@ -146,38 +78,6 @@ def _answered(given_back: bool) -> dict[str, object]:
     """What answering the place or the time changes besides it: no story button any more, and the story given back
     as the answer is no longer the description."""
     return {"story_taken": None, **({"description": None} if given_back else {})}
-
-
-def _city_name(turn: Turn) -> str:
-    return turn.ctx.city.city_zh if turn.locale == "zh" else turn.ctx.city.city_en
-
-
-def _district_name(turn: Turn, code: str | None) -> str:
-    district = turn.ctx.city.district(code)
-    if district is None:
-        return turn.t("district_unsure")
-    return district.zh if turn.locale == "zh" else district.en
-
-
-def summary_text(turn: Turn) -> str:
-    draft = turn.draft
-    description = draft.get("description") or ""  # None where a text taken for the story was given back
-    if len(description) > 800:
-        description = description[:800] + turn.t("summary_truncated", length=len(draft["description"]))
-    if draft.get("anonymous", True):
-        identity = turn.t("identity_anonymous")
-    else:
-        phone = draft.get("phone", "")
-        identity = f"{draft.get('name', '')} {phone[:3]}****{phone[-4:]}"
-    return turn.t(
-        "summary",
-        district=_district_name(turn, draft.get("district")),
-        place=draft.get("place", ""),
-        when=draft.get("occurred", ""),
-        description=description,
-        evidence=len(draft.get("attachments", [])),
-        identity=identity,
-    )
 
 
 def start(turn: Turn) -> None:
@@ -240,6 +140,9 @@ def _begin_with_description(turn: Turn) -> None:
 
 
 async def _intake(turn: Turn, choice: str | None, text: str | None, attachment: Attachment | None) -> None:
+    if choice is None and attachment is None:  # "好", "yes" / "不用", "no" typed to "开始一份举报吗？"
+        choice = "intake:report" if typed_one_of(turn, text, "intake_yes_words") else \
+            "intake:menu" if typed_one_of(turn, text, "intake_no_words") else None
     if choice == "intake:report":
         _begin_with_description(turn)
     elif choice == "intake:menu":
@@ -308,7 +211,7 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
             if choice is None and text is not None and (named := named_district(turn.ctx.city, text)) is not None:
                 choice = f"district:{named}"  # "岳麓", "在岳麓区", "Yuelu district"
             elif choice is None and typed_one_of(turn, text, "district_yes_words") and \
-                    (mentioned := _district_mentioned(turn)) is not None:
+                    (mentioned := district_mentioned(turn)) is not None:
                 choice = f"district:{mentioned}"  # "是": the district the description names
             elif choice is None and typed_one_of(turn, text, "district_unsure_words"):
                 choice = f"district:{UNSURE_DISTRICT}"  # "不知道", "I don't know"
@@ -360,7 +263,7 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         elif state in ("summary", "edit"):
             choice = choice or typed_change(turn, text, EDITABLE_FIELDS, at_summary=state == "summary")
             if state == "summary" and not (choice or "").startswith("edit:"):
-                await _summary(turn, choice)
+                await _summary(turn, choice, text)
             elif choice == "edit:back":
                 ask(turn, "summary")
             elif choice and choice.startswith("edit:") and choice[5:] in EDITABLE_FIELDS:
@@ -408,14 +311,6 @@ def _contact_card(turn: Turn, card: SharedContact) -> None:
         ask(turn, "phone")
         return
     _identified(turn, name, phone)
-
-
-def _district_mentioned(turn: Turn) -> str | None:
-    """The one district the draft's description names in full (a report begun with the complaint, or a description
-    written before the district is edited): offered at the district question, which still asks — a complaint
-    may name the district the resident came from, not the one where it happened."""
-    description = turn.draft.get("description")
-    return named_district(turn.ctx.city, description, short_forms=False) if description else None
 
 
 def _occurred(turn: Turn, choice: str | None, text: str | None) -> str:
@@ -507,7 +402,9 @@ def _add_to_description(turn: Turn, words: str) -> None:
     turn.say(turn.t("evidence_caption_kept"))
 
 
-async def _summary(turn: Turn, choice: str | None) -> None:
+async def _summary(turn: Turn, choice: str | None, text: str | None) -> None:
+    if choice is None and typed_one_of(turn, text, "summary_submit_words"):
+        choice = "summary:submit"  # "确认", "没问题", "confirm": what the summary's "确认无误请点‘提交’" asks for
     if choice == "summary:edit":
         ask(turn, "edit")
     elif choice == "summary:cancel":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from datetime import datetime, timedelta
 
 from handlers.context import Turn
@@ -14,6 +13,7 @@ from handlers.texts import Texts
 from handlers.types import Attachment, Choice
 from handlers.validation import Invalid, letters, parse_receipt_code, says_enough, typed_number
 from nlp.search import index_terms
+from nlp.tokenizer import normalise
 from storage import actions, client_limits, loop
 from storage.models import CASE_STATES, CLOSED_STATUSES, Case, CaseStatus, ClientEventKind, TraceKind
 
@@ -177,6 +177,19 @@ def ask_case_menu(turn: Turn, case: Case) -> None:
     turn.ask(turn.t("ask_case_menu"), choices)
 
 
+CASE_OPTIONS = ("follow_up", "solved", "rate", "appeal", "menu")
+
+
+def _typed_case_option(turn: Turn, text: str | None) -> str | None:
+    """The case menu's option a typed text names in other words than its button's ("补充", "已解决", "返回",
+    "solved", "back"), whichever the case offers: an option it does not offer is explained as any other text."""
+    typed = letters(text)
+    if not typed:
+        return None
+    return next((f"case:{option}" for option in CASE_OPTIONS
+                 if typed in {letters(word) for word in turn.words(f"case_{option}_words")}), None)
+
+
 def _may_appeal(turn: Turn, case: Case) -> bool:
     return (case.status == CaseStatus.REJECTED and not case.appeal_pending
             and case.appeal_count < turn.ctx.city.loop.appeal_limit)
@@ -271,6 +284,7 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         turn.say(turn.t("case_session_expired"))
         return False
     if state == "case_menu":
+        choice = choice or _typed_case_option(turn, text)
         if choice == "case:follow_up" and case.status not in CLOSED_STATUSES:
             turn.set_state("follow_up")
             turn.ask(turn.t("ask_follow_up"), [Choice("follow_up:done", turn.t("follow_up_done"))])
@@ -298,7 +312,8 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         await _follow_up(turn, case, choice, text, attachment)
         return True
     if state == "rating":
-        if choice == "rate:later":
+        if choice == "rate:later" or (choice is None and letters(text) in {
+                letters(word) for word in turn.words("rate_later_words")} - {""}):  # "以后再评", "later"
             turn.say(turn.t("rating_later"))
             return False
         unsolved = choice == "rate:unsolved" or _typed_unsolved(turn, text)
@@ -365,15 +380,17 @@ def _not_ratable(turn: Turn, case: Case) -> None:
              turn.t("error_case_not_ratable"))
 
 
-_STARS_TYPED = re.compile(r"^(?:给|打|评|give|rate)?\s*([1-5一二三四五])\s*[颗个]?\s*(?:星|分|stars?)\s*(?:好评)?$",
-                          re.IGNORECASE)  # "5星", "给5星", "五颗星", "4分", "五星好评", "give 3 stars"
-_CHINESE_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5}
+_STARS_TYPED = re.compile(r"^(?:给|打|评|give|rate)?\s*([1-5一二三四五]|one|two|three|four|five)\s*[颗个]?\s*"
+                          r"(?:星|分|stars?)?\s*(?:好评)?$", re.IGNORECASE)
+""""5星", "给5星", "五颗星", "4分", "五星好评", "give 3 stars", "four stars", "two" (traditional characters read as
+simplified: "五顆星", "給4星")."""
+_CHINESE_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
 
 
 def _rating_value(choice: str | None, text: str | None) -> int | None:
     raw = choice.split(":", 1)[1] if choice and choice.startswith("rate:") else (text or "").strip()
     raw = raw.replace("\ufe0f", "").replace("⭐", "★").replace("🌟", "★")  # the stars of a phone's emoji keyboard
-    typed = _STARS_TYPED.match(unicodedata.normalize("NFKC", raw))  # "5星", "五颗星", "4分", "3 stars"
+    typed = _STARS_TYPED.match(normalise(raw))  # "5星", "五颗星", "4分", "3 stars" (NFKC, simplified, lower case)
     if typed:
         return _CHINESE_DIGITS.get(typed.group(1)) or int(typed.group(1))
     value = len(raw) if raw.count("★") and set(raw) == {"★"} else typed_number(raw)  # ④ or ５ typed alike
@@ -394,17 +411,20 @@ async def _follow_up(turn: Turn, case: Case, choice: str | None, text: str | Non
         return
     try:
         if attachment is not None:
-            caption = text.strip() if text is not None and text.strip() else None  # the words sent with the file
-            limit = turn.ctx.city.limits.description_max_chars
-            if caption is not None and len(caption) > limit:
-                raise Invalid("error_description_long", limit=limit, length=len(caption))
             stored = await accept_file(turn, attachment)
-            # the album's first file tells the assignee; its further ones (one step each) join what they were told
+            # the words sent with the file, over the limit of one addition in parts as a text alone (the file with
+            # the first); the album's first file tells the assignee, its further ones (one step each) join that
+            caption = text.strip() if text is not None and text.strip() else None
+            parts = in_parts(caption, turn.ctx.city.limits.description_max_chars) if caption else [None]
             further = turn.inbound.group is not None and turn.continued is not None
-            await actions.add_follow_up(turn.session, case, text=caption, attachment_ids=[stored.id],
-                                        search_terms=index_terms([caption]) if caption else (),
-                                        other_device=actions.from_other_device(case, turn.conversation),
-                                        notify=not further)
+            for number, part in enumerate(parts):
+                await actions.add_follow_up(turn.session, case, text=part, attachment_ids=[] if number else [stored.id],
+                                            search_terms=index_terms([part]) if part else (),
+                                            other_device=actions.from_other_device(case, turn.conversation),
+                                            notify=not further and number == 0)
+            if len(parts) > 1:
+                turn.ask(turn.t("follow_up_saved_parts", length=len(caption or ""), parts=len(parts)), done)
+                return
         elif text is not None and text.strip():
             # over the limit of one addition, it is added in parts that fit (cut after a sentence): nothing retyped,
             # nothing dropped; the assignee is told once

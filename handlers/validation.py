@@ -7,6 +7,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from datetime import date
 
+from nlp.tokenizer import normalise
 from storage.receipts import parse_receipt_code
 
 
@@ -17,9 +18,10 @@ def whole_number(text: str) -> int | None:
 
 
 def letters(text: str | None) -> str:
-    """What a resident typed without emoji, marks, spaces or case: "✅ 提交" and "提交" have the same letters, so
-    typing an option's words answers it."""
-    return "".join(ch for ch in (text or "").casefold() if ch.isalnum())
+    """What a resident typed without emoji, marks, spaces or case, in simplified characters and half-width forms:
+    "✅ 提交" and "提交" have the same letters, and so have "跳過" and "跳过" (a resident writing traditional
+    characters), so typing an option's words answers it."""
+    return "".join(ch for ch in normalise(text or "").casefold() if ch.isalnum())
 
 
 def named_option(typed: str | None, options: Iterable[Sequence[str]]) -> str | None:

@@ -49,7 +49,11 @@ PAGE_CSP = ("default-src 'self'; style-src 'self'; script-src 'self'; img-src 's
 """No inline style or script: the page's own come from `ASSETS`, so a text that slipped into the page runs nothing.
 frame-ancestors: no other site may frame the page and lay its own buttons over it (it does not fall back to
 default-src)."""
-MAX_TEXT = 8000
+MAX_TEXT = 20000
+"""The longest text one message carries (the page says so before sending a longer one; the same in bot/static/chat.js).
+Far over what a step keeps of a text (a report's description, 3,000 characters in the default configuration, keeps
+what fits and says where the rest begins; information added to a case is added whole, in parts): a resident's
+pasted account of several pages arrives and is answered, as Telegram's split parts and WeChat's one message are."""
 RETRY_AFTER_SECONDS = 5
 MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 LANGUAGE_TAGS = {"zh": "zh-CN", "en": "en"}

@@ -100,12 +100,14 @@ class Resident:
         return await self._send(command=name, command_arg=argument)
 
     async def upload(self, content: bytes, kind: str = "document", media_type: str | None = "image/jpeg",
-                     name: str | None = "photo.jpg", size: int | None = None) -> list[Outbound]:
+                     name: str | None = "photo.jpg", size: int | None = None,
+                     caption: str | None = None) -> list[Outbound]:
+        """A file sent, with the words written under it (`caption`) where given."""
         async def fetch() -> bytes:
             return content
 
         attachment = Attachment(kind, media_type, len(content) if size is None else size, name, fetch)  # type: ignore[arg-type]
-        return await self._send(attachment=attachment)
+        return await self._send(attachment=attachment, **({"text": caption} if caption is not None else {}))
 
     async def send_sticker(self) -> list[Outbound]:
         return await self._send(attachment=Attachment("sticker"))

@@ -551,7 +551,7 @@ async def test_the_district_a_complaint_names_is_offered_and_a_yes_takes_it(harn
 async def test_a_text_offered_as_a_report_can_be_declined_replaced_or_taken_later(harness: DialogHarness) -> None:
     declining = harness.resident("r1")
     await declining.say(DESCRIPTION)
-    await declining.say("好的")  # neither option, nor a description: explained, offered again
+    await declining.say("谢谢")  # neither option, nor a description: explained, offered again ("好的" says yes)
     assert "请点击下方选项之一" in declining.text() and "intake:report" in declining.keys()
     await declining.press("intake:menu")
     assert "menu:report" in declining.keys()

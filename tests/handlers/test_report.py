@@ -8,6 +8,7 @@ import re
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from handlers import dialog
@@ -421,8 +422,103 @@ async def test_not_knowing_the_district_typed_is_taken_as_not_sure(harness: Dial
     """Step 1 says to choose "不确定" (not sure) when unsure: a resident typing "不知道" (I don't know) or "不清楚" was
     told the same again, and again, with no way on but the button."""
     for name, locale, typed in (("r1", "zh-hans", "不知道"), ("r2", "zh-hans", "不清楚是哪个区"),
-                                ("r3", "en", "I don't know")):
+                                ("r3", "en", "I don't know"), ("r4", "zh-HK", "我不知道是哪個區"),
+                                ("r5", "zh-hans", "我也不清楚")):
         resident = harness.resident(name, locale=locale)
         await resident.command("report")
         await resident.say(typed)
         assert resident.text().startswith(("第2步", "Step 2")), resident.text()
+
+
+async def test_a_resident_writing_traditional_characters_answers_by_typing_as_in_simplified(
+        harness: DialogHarness) -> None:
+    """A Hong Kong visitor types her answers in traditional characters: "跳過" at the evidence was refused ("请发送
+    图片或PDF文件") again and again, while "嶽麓區" was understood; so were "實名" and "確認"-style words. Every word
+    typed for a button reads as its simplified form."""
+    resident = harness.resident("hk", "zh-HK")
+    await resident.command("report")
+    await resident.say("開福區")
+    await resident.say("開福區稅務局")
+    await resident.say("12月3日下午")
+    await resident.say("職員索取好處費，不給就不辦理營業執照。")
+    await resident.say("跳過")
+    assert resident.text().startswith("第6步")
+    await resident.say("實名")
+    assert resident.text().startswith("请输入您的姓名")
+    await resident.say("匿名")
+    assert "请核对举报内容" in resident.text() and "时间：12月3日下午" in resident.text()
+    await resident.say("修改時間")
+    assert resident.text().startswith("第3步")
+    await resident.say("上週三")
+    await resident.say("提交")
+    assert "举报已提交" in resident.text()
+
+
+async def test_cancel_typed_in_words_during_the_report_asks_before_discarding_not_taken_as_the_answer(
+        harness: DialogHarness) -> None:
+    """"取消" typed at the place question became the place ("地点/单位：取消"), "cancel" at the time was "not a
+    time": the words of the cancel button, typed, ask whether to discard the draft, as /cancel does."""
+    resident = harness.resident()
+    await _to_when(resident)
+    await resident.say("取消")
+    assert resident.keys() == ["cancel:discard", "cancel:keep"]
+    await resident.say("继续")
+    assert "第3步" in resident.text()
+    english = harness.resident("en", "en")
+    await english.command("report")
+    await english.press("district:kaifu")
+    await english.say("Cancel")
+    assert english.keys() == ["cancel:discard", "cancel:keep"]
+    await english.say("yes")
+    assert "cancelled" in english.text()
+
+
+@pytest.mark.parametrize("typed", ["确认", "確認", "确认提交", "没问题", "提交", "好的", "可以"])
+async def test_confirming_in_words_at_the_summary_submits(harness: DialogHarness, typed: str) -> None:
+    """"确认无误请点‘提交’", the summary says, and "确认" (or "確認", "没问题") typed to it was "请点击下方选项之一"."""
+    resident = harness.resident("r1", "zh-HK")
+    await _to_when(resident)
+    await resident.press("when:today")
+    await resident.say(DESCRIPTION)
+    await resident.press("evidence:done")
+    await resident.press("identity:anonymous")
+    await resident.say(typed)
+    assert "举报已提交" in resident.text()
+
+
+async def test_confirming_in_english_words_at_the_summary_submits(harness: DialogHarness) -> None:
+    resident = harness.resident("en", "en")
+    await _to_when(resident)
+    await resident.press("when:today")
+    await resident.say("The clerk at window 3 refused to process my application unless I paid him 200 yuan.")
+    await resident.press("evidence:done")
+    await resident.press("identity:anonymous")
+    await resident.say("ok")
+    assert "Your report was submitted" in resident.text()
+
+
+@pytest.mark.parametrize(("locale", "complaint", "yes"), [
+    ("zh-HK", "窗口職員態度惡劣，拖延辦理，在開福區政務中心等了一個上午。", "好"),
+    ("zh-CN", "窗口工作人员态度恶劣，拖延办理，在开福区政务中心等了一个上午。", "可以"),
+    ("zh-CN", "窗口工作人员态度恶劣，拖延办理，在开福区政务中心等了一个上午。", "好的"),
+    ("en", "The clerk at window 3 refused to process my application unless I paid him 200 yuan.", "yes"),
+])
+async def test_yes_typed_to_the_offer_of_a_report_begins_it(harness: DialogHarness, locale: str, complaint: str,
+                                                            yes: str) -> None:
+    """"要以这段文字作为事情经过，开始一份举报吗？" — "好" (or "yes") typed to it was "请点击下方选项之一"."""
+    resident = harness.resident("r1", locale)
+    await resident.say(complaint)
+    assert resident.keys() == ["intake:report", "intake:menu"]
+    await resident.say(yes)
+    assert "district:kaifu" in resident.keys()
+
+
+async def test_no_evidence_said_in_a_sentence_goes_on_to_the_identity(harness: DialogHarness) -> None:
+    """"I don't have any" and "冇" at the evidence step were "please send a photo or a PDF", over and over."""
+    for user_ref, locale, typed in (("en", "en", "I don't have any"), ("hk", "zh-HK", "冇")):
+        resident = harness.resident(user_ref, locale)
+        await _to_when(resident)
+        await resident.press("when:today")
+        await resident.say(DESCRIPTION)
+        await resident.say(typed)
+        assert resident.keys() == ["identity:anonymous", "identity:real"]

@@ -17,6 +17,7 @@ from handlers import dialog
 from handlers.types import Attachment, Inbound
 from storage import actions, loop, staff_actions
 from storage.db import Database
+from storage.models import Attachment as StoredFile
 from storage.models import Case, CaseStatus, StaffRole, StaffUser, TraceEvent
 from storage.receipts import format_receipt_code
 from tests.conftest import make_test_keyring
@@ -215,6 +216,26 @@ async def test_information_pasted_over_the_limit_and_cut_in_two_is_added_whole_i
     bodies = await _follow_up_bodies(harness, case_id)
     assert len(bodies) == 2 and "".join(body or "" for body in bodies) == whole
     assert all(len(body or "") <= 3000 for body in bodies) and (bodies[0] or "").endswith("。")
+
+
+async def test_a_photo_with_words_over_the_limit_under_it_is_added_with_all_the_words_in_parts(
+        harness: DialogHarness) -> None:
+    """A photo sent with a 4,000-character account under it was refused, photo and words, with "请精简后重新发送，
+    或把详细材料作为PDF在下一步上传" (adding information has no next step). As text sent alone is, the words are
+    added whole in parts that fit, the photo with the first, and the resident told so once."""
+    case_id, resident = await _adding_information(harness)
+    words = ("补充说明：今天上午我又去了一次三号窗口，工作人员仍然在玩手机，排队的群众有二十多人。" * 100)[:4000]
+    await resident.upload(JPEG, kind="photo", caption=words)
+    assert resident.text() == ("补充材料已收到。内容较长（4000字），已分成2条记入办理轨迹。"
+                               "还可以继续发送，或点“完成”。")
+    bodies = await _follow_up_bodies(harness, case_id)
+    assert len(bodies) == 2 and "".join(body or "" for body in bodies) == words
+    async with harness.sessionmaker() as session:
+        files = list((await session.execute(select(StoredFile.trace_event_id).where(
+            StoredFile.case_id == case_id))).scalars())
+        first = await session.scalar(select(TraceEvent.id).where(
+            TraceEvent.case_id == case_id, TraceEvent.kind == "follow_up").order_by(TraceEvent.id))
+    assert files == [first]  # the photo kept, with the first part of the words
 
 
 async def test_information_sent_after_the_case_was_closed_is_refused(harness: DialogHarness) -> None:
@@ -803,7 +824,9 @@ async def test_a_mistyped_code_at_the_code_question_is_still_asked_again(harness
 
 @pytest.mark.parametrize(("typed", "rating"), [("给5星", 5), ("打4分", 4), ("五星好评", 5), ("5星好评", 5),
                                                ("give 3 stars", 3), ("没解决", 0), ("问题还没解决", 0),
-                                               ("not resolved", 0)])
+                                               ("not resolved", 0), ("五顆星", 5), ("給4星", 4),
+                                               ("問題還沒解決", 0), ("four stars", 4), ("5 star", 5),
+                                               ("five", 5)])
 async def test_a_rating_typed_as_residents_say_it_is_taken(harness: DialogHarness, typed: str, rating: int) -> None:
     """"给5星", "五星好评" (five stars, praise) or "没解决" (not solved) typed to the rating question was answered
     "请选择1到5星" (choose 1 to 5 stars), as if the resident had not said it."""
@@ -820,3 +843,37 @@ async def test_satisfied_typed_to_the_rating_question_is_shown_the_scale(harness
     resident, _ = await _asked_to_rate(harness)
     await resident.say("满意")
     assert resident.last[0].text == "请选择1到5星：5星表示非常满意，1星表示很不满意。"
+
+
+async def test_the_case_menus_options_typed_in_words_are_understood(harness: DialogHarness) -> None:
+    """At a case's menu "已解決", "solved", "補充", "返回" and "back" were each "请点击下方选项之一" (only a button's
+    exact words were taken): a resident typing what she wants, in either script or English, gets it."""
+    case_id, code = await _case(harness)
+    resident = harness.resident("hk", "zh-HK")
+    await resident.command("status", code)
+    await resident.say("補充")
+    assert resident.keys() == ["follow_up:done"]
+    await resident.say("完成")
+    await resident.say("返回")
+    assert "menu:report" in resident.keys()
+    await _set_status(harness, case_id, CaseStatus.ACCEPTED)
+    await _set_status(harness, case_id, CaseStatus.ANSWERED)
+    await resident.command("status", code)
+    await resident.say("已解決")
+    assert "请为本案的办理打分" in resident.text()
+    await resident.say("五星")
+    await resident.say("跳過")
+    assert "5" in resident.text() and "menu:report" in resident.keys()
+
+    other_id, other_code = await _case(harness)
+    english = harness.resident("en", "en")
+    await _set_status(harness, other_id, CaseStatus.ACCEPTED)
+    await _set_status(harness, other_id, CaseStatus.ANSWERED)
+    await english.command("status", other_code)
+    await english.say("solved")
+    assert "How was your case handled?" in english.text()
+    await english.say("later")
+    assert "menu:report" in english.keys()
+    await english.command("status", other_code)
+    await english.say("back")
+    assert "menu:report" in english.keys()

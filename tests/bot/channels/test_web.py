@@ -26,7 +26,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from starlette.requests import Request
 
-from bot.channels.web import build_router, client_ip
+from bot.channels.web import MAX_TEXT, build_router, client_ip
 from bot.config import Settings
 from bot.runtime import Runtime
 from storage import actions
@@ -229,12 +229,12 @@ async def test_every_api_call_needs_the_header_and_then_the_cookie_refused_with_
     {"text": "你好", "choice": "menu:report"},
     {"choice": "menu:report", "command": "report"},
     {"text": "你好", "command": "report"},
-    {"text": "x" * 8001},
+    {"text": "x" * (MAX_TEXT + 1)},
     {"choice": "c" * 65},
     {"command": "Report"},
     {"command": "a" * 21},
     {"command": ""},
-    {"command": "report", "argument": "x" * 8001},
+    {"command": "report", "argument": "x" * (MAX_TEXT + 1)},
     {"text": 42},
     ["text", "你好"],
     {"text": "你好", "extra": 1},
@@ -257,7 +257,7 @@ async def test_a_body_without_exactly_one_of_text_choice_or_command_within_limit
 async def test_bodies_at_their_limits_are_accepted(tmp_path: Path, shared_database_url: str) -> None:
     async with _serving(tmp_path, shared_database_url) as chat, chat.browser() as browser:
         await _opened(browser)
-        bodies = ({"text": "字" * 8000}, {"choice": "c" * 64}, {"command": "a" * 20},
+        bodies = ({"text": "字" * MAX_TEXT}, {"choice": "c" * 64}, {"command": "a" * 20},
                   {"command": "status", "argument": "1" * 200})
         answers = [await browser.post("/chat/api/message", json=body) for body in bodies]
         # "/report <what happened>" typed in the page: the description may be as long as the city allows
@@ -267,6 +267,23 @@ async def test_bodies_at_their_limits_are_accepted(tmp_path: Path, shared_databa
     assert report.status_code == 200 and "第1步" in _text(report.json()["messages"])
     assert all(answer.json()["messages"] for answer in answers)  # each is answered
     assert "无法识别指令 /aaaaaaaaaaaaaaaaaaaa" in _text(answers[2].json()["messages"])
+
+
+async def test_an_account_of_10000_characters_pasted_in_the_web_chat_is_kept_as_far_as_it_fits(
+        tmp_path: Path, shared_database_url: str) -> None:
+    """A resident pastes her 10,000-character account at the description: the web chat refused it whole (422, and
+    the page "请精简后再发送（描述最多3000字）"), where Telegram and WeChat keep what fits of such a text and say
+    where the rest begins."""
+    account = ("窗口人员以系统故障为由拒绝受理，让我下周再来，可系统明明能用。" * 330)[:10000]
+    async with _serving(tmp_path, shared_database_url) as chat, chat.browser() as browser:
+        await _opened(browser)
+        for body in ({"command": "report"}, {"choice": "district:yuelu"}, {"text": "岳麓区政务服务中心社保窗口"},
+                     {"choice": "when:today"}):
+            assert (await browser.post("/chat/api/message", json=body)).status_code == 200
+        answer = await browser.post("/chat/api/message", json={"text": account})
+    assert answer.status_code == 200
+    said = _text(answer.json()["messages"])
+    assert said.startswith("您发来的内容共10000字，超过了“经过”3000字的上限。已把前") and "第5步" in said
 
 
 async def test_a_conversation_follows_its_cookie_and_answers_in_the_browsers_language(
