@@ -433,7 +433,8 @@ def test_a_resident_writing_english_is_answered_in_english_or_told_how_to_get_it
     assert "“A police officer at Wuyi Square" in offer and "1. 📝 Report this" in offer
     assert "如需中文回复，请发送 /language" in offer and "For English, send" not in offer
     user.say("1", expect="Step 1")
-    assert "English, send /language" not in user.say("/cancel", expect="cancelled")
+    assert "English, send /language" not in user.say("/cancel", expect="Discard the report")
+    assert "English, send /language" not in user.say("1", expect="cancelled")
 
     chose = new_user(standin, mode="safe")  # one who chose Chinese herself keeps it, and is told the way back
     chose.say("/language", expect="请选择语言")
