@@ -162,10 +162,17 @@ async def working_day_extras(request: Request, principal: Principal, cases: list
     allowed = visible_queues(principal.user)
     staff = await operations.staff_by_id(principal)
     exported = urlencode(kept)  # the filter, without where the page starts
+    # the selection can only be assigned to who works in its cases' queues (anyone else is refused for each case):
+    # the queue filtered on, else the queues of the cases listed
+    listed = {kept["queue"]} if kept.get("queue") else {case.queue for case in cases}
+    colleagues = [user for user in staff.values()
+                  if user.active and _shares_a_queue(user, allowed) and _shares_a_queue(user, listed or None)]
     return {
         "unread": await workday.unread_cases(principal, cases),
         "deadlines": {case.id: deadline(case, now, city) for case in cases},
-        "colleagues": [user for user in staff.values() if user.active and _shares_a_queue(user, allowed)],
+        "colleagues": colleagues,
+        "colleague_queues": {user.id: sorted(visible_queues(user) or ()) for user in colleagues
+                             if visible_queues(user) is not None},
         "all_queues": city.queues,
         "settable": [s.value for s in SETTABLE_STATUSES],
         "back": str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""),

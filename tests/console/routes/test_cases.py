@@ -253,3 +253,36 @@ async def test_a_supervisors_overview_is_every_queue_in_the_citys_order(console:
         listed = (await client.get("/console/cases")).text
         assert re.findall(r'<h1><span class="bi">(\w+)<span class="en">([\w ]+)<', listed) == [
             ("我的队列", "All my queues")]
+
+
+BULK_ASSIGNEE = re.compile(r'<select name="username"[^>]*>(.*?)</select>', re.S)
+ASSIGNEE = re.compile(r'<option value="([^"]*)"[^>]*>(.*?)</option>', re.S)
+
+
+def bulk_assignees(page: str) -> dict[str, str]:
+    """The bulk form's "assign to" choices: username → the option's text."""
+    found = BULK_ASSIGNEE.search(page)
+    assert found, "no assignee list on the page"
+    return {value: html.unescape(text) for value, text in ASSIGNEE.findall(found.group(1)) if value}
+
+
+async def test_the_bulk_assignees_are_the_colleagues_who_work_in_the_listed_cases_queues(
+        console: ConsoleHarness) -> None:
+    await console.user("boss", StaffRole.SUPERVISOR)
+    await console.user("hall", StaffRole.REVIEWER, ["clean_hall"])
+    await console.user("style", StaffRole.REVIEWER, [OTHER_QUEUE])
+    await console.user("both", StaffRole.REVIEWER, ["clean_hall", OTHER_QUEUE])
+    await console.case("clean_hall")
+    async with console.client() as client:
+        await console.login(client, "boss")
+        # one queue's list: only who works in it (anyone else would be refused for every case)
+        for address in ("/console/queue/clean_hall", "/console/cases?queue=clean_hall", "/console/cases"):
+            offered = bulk_assignees((await client.get(address)).text)
+            assert {"hall", "both", "boss"} <= set(offered), address
+            assert "style" not in offered, address
+        await console.case(OTHER_QUEUE, label="formalism")
+        # cases of both queues listed: everyone of either queue, each with the queues they work in
+        offered = bulk_assignees((await client.get("/console/cases")).text)
+        assert {"hall", "style", "both", "boss"} <= set(offered)
+        assert "清廉大厅监督组" in offered["hall"] and "党风政风监督室" not in offered["hall"]
+        assert "党风政风监督室" in offered["style"] and "清廉大厅监督组" not in offered["style"]
