@@ -123,6 +123,23 @@ def case_filter(request: Request, principal: Principal, view: ListView) -> tuple
     return flt, params
 
 
+def old_fractions(action: str, kept: dict[str, str]) -> list[tuple[str, str, str]]:
+    """The confidence bounds that look like a bookmark from when the filter took fractions (0–1): above 0 and at most
+    1, which now mean as many percent. Each as (its value, the percentage it meant, the list with that percentage),
+    for the page to say what the filter means and offer what the bookmark meant."""
+    found = []
+    for key in ("conf_min", "conf_max"):
+        value = kept.get(key, "").removesuffix("%").strip()
+        try:
+            number = float(value)
+        except ValueError:
+            continue
+        if 0 < number <= 1:
+            meant = f"{number * 100:.4g}"
+            found.append((value, meant, f"{action}?{urlencode({**kept, key: meant})}"))
+    return found
+
+
 async def list_page(request: Request, principal: Principal, view: ListView) -> Response:
     flt, params = case_filter(request, principal, view)
     listed, total = await operations.case_page(principal, flt, after=params["after"], before=params["before"],
@@ -145,7 +162,7 @@ async def list_page(request: Request, principal: Principal, view: ListView) -> R
                   flags={case.id: overdue_flags(case, now) for case in cases},
                   threshold=city.routing.confidence_threshold, statuses=[s.value for s in CaseStatus],
                   filtered=any(kept.get(k) for k in kept if k not in ("queue",)),
-                  transfer_reasons=city.loop.transfer_reasons,
+                  transfer_reasons=city.loop.transfer_reasons, old_fractions=old_fractions(view.action, kept),
                   **await working_day_extras(request, principal, cases, {**kept, **view.implied()}, now))
 
 

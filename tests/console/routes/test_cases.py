@@ -286,3 +286,28 @@ async def test_the_bulk_assignees_are_the_colleagues_who_work_in_the_listed_case
         assert {"hall", "style", "both", "boss"} <= set(offered)
         assert "清廉大厅监督组" in offered["hall"] and "党风政风监督室" not in offered["hall"]
         assert "党风政风监督室" in offered["style"] and "清廉大厅监督组" not in offered["style"]
+
+
+OLD_FRACTION = re.compile(r'<p class="hint warn" id="old-fraction"[^>]*>(.*?)</p>', re.S)
+
+
+async def test_an_old_bookmarks_fraction_in_the_confidence_filter_is_explained_with_a_link_in_percent(
+        console: ConsoleHarness) -> None:
+    """The filter was a fraction (0–1) before it took percentages: a bookmarked conf_max=0.5 meant "up to 50 %"
+    and now means "up to 0.5 %" — an empty list without a word would pass for "no unsure cases"."""
+    await console.user("sup", StaffRole.SUPERVISOR)
+    unsure = await console.case("triage", label="other", confidence=0.31)
+    async with console.client() as client:
+        await console.login(client, "sup")
+        page = (await client.get("/console/cases?conf_max=0.5&queue=triage")).text
+        said = OLD_FRACTION.search(page)
+        assert said is not None, "nothing says what 0.5 means"
+        text = html.unescape(said.group(1))
+        assert "0.5 %" in text and "50 %" in text
+        link = re.search(r'href="([^"]+)"', said.group(1))
+        assert link is not None
+        fixed = html.unescape(link.group(1))
+        assert "conf_max=50" in fixed and "queue=triage" in fixed
+        assert unsure in (await client.get(fixed)).text
+        for plain in ("conf_max=50", "conf_max=0", "conf_min=80", ""):
+            assert OLD_FRACTION.search((await client.get(f"/console/cases?{plain}")).text) is None, plain
