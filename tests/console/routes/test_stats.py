@@ -40,3 +40,20 @@ async def test_statistics_page_names_each_queue_and_bar_in_english_too(console: 
     bars = re.findall(r"<g><title>(.*?)</title>", html)
     assert "医疗医保 Hospitals and medical insurance: 1" in bars
     assert "芙蓉区 Furong: 1" in bars
+
+
+async def test_a_period_too_long_for_the_weekly_loop_is_said_in_chinese_too_with_the_longest_period(
+        console: ConsoleHarness) -> None:
+    """A supervisor asks for the statistics since 2020: the page's loop section (and its CSV) said why not in
+    English only, also on the Chinese side."""
+    await console.user("sup", StaffRole.SUPERVISOR)
+    async with console.client() as client:
+        await console.login(client, "sup")
+        page = unescape((await client.get("/console/stats?start=2020-01-01")).text)
+        csv = await client.get("/console/stats/loop.csv?start=2020-01-01")
+    refused = re.search(r'<p class="empty"><span class="bi">([^<]*)<span class="en">([^<]*)</span>', page)
+    assert refused is not None
+    chinese, english = refused.groups()
+    assert "160 周" in chinese and not re.search(r"[A-Za-z]{3}", chinese)
+    assert "160 weeks" in english
+    assert csv.status_code == 422 and "160 周" in unescape(csv.text)
