@@ -101,6 +101,8 @@ def case_filter(request: Request, principal: Principal, view: ListView) -> tuple
         flt.district = params["district"]
     tz = ZoneInfo(city.timezone)
     day_from, day_to = parse_day(params["from"], "from"), parse_day(params["to"], "to")
+    if day_from and day_to and day_from > day_to:  # else an empty list (or export) that reads as "none received"
+        raise OperationError(422, "received_reversed", first=day_from, last=day_to)
     if day_from:
         flt.created_from = datetime.combine(day_from, time(0), tz).astimezone(UTC)
     if day_to:

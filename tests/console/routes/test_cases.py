@@ -311,3 +311,19 @@ async def test_an_old_bookmarks_fraction_in_the_confidence_filter_is_explained_w
         assert unsure in (await client.get(fixed)).text
         for plain in ("conf_max=50", "conf_max=0", "conf_min=80", ""):
             assert OLD_FRACTION.search((await client.get(f"/console/cases?{plain}")).text) is None, plain
+
+
+async def test_a_received_range_that_ends_before_it_starts_is_refused_in_the_list_and_the_export(
+        console: ConsoleHarness) -> None:
+    """Days swapped by mistake gave an empty list and an empty export without a word, which reads as "nothing
+    was received"; the statistics page refuses the same mistake."""
+    await console.user("sup", StaffRole.SUPERVISOR)
+    await console.case("clean_hall")
+    async with console.client() as client:
+        await console.login(client, "sup")
+        for address in ("/console/cases", "/console/export.csv"):
+            refused = await client.get(f"{address}?from=2026-12-01&to=2026-11-01")
+            assert refused.status_code == 422, address
+            said = html.unescape(refused.text)
+            assert "2026-12-01" in said and "2026-11-01" in said
+            assert "晚于" in said and "after" in said
