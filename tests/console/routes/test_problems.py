@@ -22,8 +22,8 @@ from sqlalchemy import select
 from handlers import similar as similar_cases
 from storage.models import AuditEntry, Case, OutboxMessage, Problem, StaffRole
 from tests.console.conftest import CHECK_TOKEN, location, make_context
-from tests.console.routes.test_kept_text import kept_texts
 from tests.console.routes.office import Office, flash, invalid_fields, page_message
+from tests.console.routes.test_kept_text import kept_texts
 from tests.factories import file_case
 from tests.handlers.test_similar import PLANT, PLANT_AGAIN, WINDOW
 
