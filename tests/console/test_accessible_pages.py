@@ -106,7 +106,7 @@ async def test_a_deadline_that_is_soon_and_a_low_confidence_are_said_in_words(co
     for page in (listing, ticket):
         shown = re.search(r'<time class="due due-soon"[^>]*>(.*?)</time>', page, re.S)
         assert shown is not None
-        assert "即将到期" in shown.group(1) and "due soon" in shown.group(1)
+        assert "将到期" in shown.group(1) and "soon:" in shown.group(1)
     row = re.search(rf'href="/console/case/{unsure}">.*?<td class="num low">(.*?)</td>', listing, re.S)
     assert row is not None
     assert "31%" in row.group(1) and "低于" in row.group(1) and "below" in row.group(1)
