@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,6 +24,10 @@ async def figures(principal: Principal, first: date, last: date) -> LoopStatisti
     city = principal.context.city
     if first > last:
         raise OperationError(422, "period_reversed")
+    weeks = ((last - timedelta(days=last.weekday())) - (first - timedelta(days=first.weekday()))).days // 7 + 1
+    if weeks > loop_stats.MAX_WEEKS:  # said in each language, with the earliest start that does
+        earliest = last - timedelta(days=last.weekday()) - timedelta(weeks=loop_stats.MAX_WEEKS - 1)
+        raise OperationError(422, "loop_period_too_long", weeks=loop_stats.MAX_WEEKS, earliest=earliest)
     since, until = stats.local_period(city, first, last)
     try:
         async with principal.context.database.heavy_read() as session:

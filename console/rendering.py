@@ -290,11 +290,11 @@ class Deadline:
     due: datetime
     kind: str  # "accept" or "resolve"
     state: str  # "over", "soon" or "ok": the colour
-    text: tuple[str, str]  # (Chinese, English) of the texts `due.left` or `due.overdue`: "2 d 3 h left"
+    text: tuple[str, str]  # (Chinese, English) of the texts `due.left`, `due.soon` or `due.overdue`: "2 d 3 h left"
     soon_until: datetime  # a deadline at or before this is "soon" (the loop's warn_working_days, in working days)
 
 
-COUNTDOWN_TEXTS = ("days_hours", "hours_minutes", "left", "overdue")
+COUNTDOWN_TEXTS = ("days_hours", "hours_minutes", "left", "soon", "overdue")
 """The texts `due.*` a countdown is said with, here and in countdown.js (which the page hands them)."""
 
 
@@ -307,7 +307,7 @@ def _span(seconds: float, locale: str) -> str:
 
 
 def countdown_texts() -> dict[str, str]:
-    """The countdown's texts for countdown.js: `data-<locale>-<name>` (`days`, `hours`, `left`, `overdue`)."""
+    """The countdown's texts for countdown.js: `data-<locale>-<name>` (`days`, `hours`, `left`, `soon`, `overdue`)."""
     return {f"data-{locale}-{name.split('_')[0]}": texts.get(locale, f"due.{name}")
             for locale in texts.LOCALES for name in COUNTDOWN_TEXTS}
 
@@ -322,12 +322,11 @@ def deadline(case: Case, now: datetime, city: CityConfig) -> Deadline | None:
     else:
         return None
     left = (due - now).total_seconds()
-    key = "due.overdue" if left < 0 else "due.left"
-    text = (texts.get("zh", key, span=_span(abs(left), "zh")), texts.get("en", key, span=_span(abs(left), "en")))
     horizon = warning_horizon(city, now)
-    if left < 0:
-        return Deadline(due, kind, "over", text, horizon)
-    return Deadline(due, kind, "soon" if due <= horizon else "ok", text, horizon)
+    state = "over" if left < 0 else "soon" if due <= horizon else "ok"
+    key = {"over": "due.overdue", "soon": "due.soon", "ok": "due.left"}[state]  # the state in words, not colour only
+    text = (texts.get("zh", key, span=_span(abs(left), "zh")), texts.get("en", key, span=_span(abs(left), "en")))
+    return Deadline(due, kind, state, text, horizon)
 
 
 def _environment() -> jinja2.Environment:

@@ -101,6 +101,8 @@ def case_filter(request: Request, principal: Principal, view: ListView) -> tuple
         flt.district = params["district"]
     tz = ZoneInfo(city.timezone)
     day_from, day_to = parse_day(params["from"], "from"), parse_day(params["to"], "to")
+    if day_from and day_to and day_from > day_to:  # else an empty list (or export) that reads as "none received"
+        raise OperationError(422, "received_reversed", first=day_from, last=day_to)
     if day_from:
         flt.created_from = datetime.combine(day_from, time(0), tz).astimezone(UTC)
     if day_to:
@@ -121,6 +123,23 @@ def case_filter(request: Request, principal: Principal, view: ListView) -> tuple
             raise OperationError(422, "not_problem_number", value=params['problem'][:30])
         flt.problem_id = problem
     return flt, params
+
+
+def old_fractions(action: str, kept: dict[str, str]) -> list[tuple[str, str, str]]:
+    """The confidence bounds that look like a bookmark from when the filter took fractions (0–1): above 0 and at most
+    1, which now mean as many percent. Each as (its value, the percentage it meant, the list with that percentage),
+    for the page to say what the filter means and offer what the bookmark meant."""
+    found = []
+    for key in ("conf_min", "conf_max"):
+        value = kept.get(key, "").removesuffix("%").strip()
+        try:
+            number = float(value)
+        except ValueError:
+            continue
+        if 0 < number <= 1:
+            meant = f"{number * 100:.4g}"
+            found.append((value, meant, f"{action}?{urlencode({**kept, key: meant})}"))
+    return found
 
 
 async def list_page(request: Request, principal: Principal, view: ListView) -> Response:
@@ -145,7 +164,7 @@ async def list_page(request: Request, principal: Principal, view: ListView) -> R
                   flags={case.id: overdue_flags(case, now) for case in cases},
                   threshold=city.routing.confidence_threshold, statuses=[s.value for s in CaseStatus],
                   filtered=any(kept.get(k) for k in kept if k not in ("queue",)),
-                  transfer_reasons=city.loop.transfer_reasons,
+                  transfer_reasons=city.loop.transfer_reasons, old_fractions=old_fractions(view.action, kept),
                   **await working_day_extras(request, principal, cases, {**kept, **view.implied()}, now))
 
 
@@ -162,10 +181,17 @@ async def working_day_extras(request: Request, principal: Principal, cases: list
     allowed = visible_queues(principal.user)
     staff = await operations.staff_by_id(principal)
     exported = urlencode(kept)  # the filter, without where the page starts
+    # the selection can only be assigned to who works in its cases' queues (anyone else is refused for each case):
+    # the queue filtered on, else the queues of the cases listed
+    listed = {kept["queue"]} if kept.get("queue") else {case.queue for case in cases}
+    colleagues = [user for user in staff.values()
+                  if user.active and _shares_a_queue(user, allowed) and _shares_a_queue(user, listed or None)]
     return {
         "unread": await workday.unread_cases(principal, cases),
         "deadlines": {case.id: deadline(case, now, city) for case in cases},
-        "colleagues": [user for user in staff.values() if user.active and _shares_a_queue(user, allowed)],
+        "colleagues": colleagues,
+        "colleague_queues": {user.id: sorted(visible_queues(user) or ()) for user in colleagues
+                             if visible_queues(user) is not None},
         "all_queues": city.queues,
         "settable": [s.value for s in SETTABLE_STATUSES],
         "back": str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""),

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
 
 from console.auth import LoginRequired, Principal, page_principal
 from console.context import context_of
@@ -98,15 +99,40 @@ def back_to(request: Request) -> str | None:
     return None
 
 
+TYPED_FIELDS = ("text", "body", "question", "note", "reason", "referral", "title")
+"""The fields of the console's forms that hold what staff write (answers, notes, questions, reasons, canned
+replies): a refused form shows them again. Never a password, a token or a code."""
+MAX_TYPED = 20_000
+
+
+async def typed_text(request: Request) -> list[tuple[str, str]]:
+    """What a refused form carried that its author typed, (field, text) in the order of `TYPED_FIELDS`: the form
+    as the route read it (Starlette keeps it on the request); nothing when it was not a form or could not be read."""
+    if request.method != "POST":
+        return []
+    try:
+        form = await request.form()
+    except (HTTPException, RuntimeError, ClientDisconnect, ValueError):  # not read, or not a form to read
+        return []
+    typed = []
+    for name in TYPED_FIELDS:
+        value = form.get(name)
+        if isinstance(value, str) and value.strip():
+            typed.append((name, value[:MAX_TYPED]))
+    return typed
+
+
 async def error_page(request: Request, status_code: int, message: str | tuple[str, str],
                      fields: list[tuple[str, str]] | None = None, reason: str | None = None) -> Response:
     """An error as a console page (the app's handler for OperationError on console paths): what went wrong in
     Chinese and English, the precise reason (a (Chinese, English) pair, or one line; and, for a refused form,
-    each field's: (where, what)), and the way back to the page it came from. `reason` is the refusal's key, for
+    each field's: (where, what)), what the form carried that its author typed (to copy: a refused answer or note is
+not lost), and the way back to the page it came from. `reason` is the refusal's key, for
     refusals whose advice is not their status code's (a form of an earlier login is not a matter of the role)."""
     try:
         principal: Principal | None = await page_principal(request, context_of(request))
     except LoginRequired:
         principal = None
     return render(request, principal, "error.html", status_code=status_code, status_code_value=status_code,
-                  message=message, back=back_to(request), fields=fields or [], reason=reason)
+                  message=message, back=back_to(request), fields=fields or [], reason=reason,
+                  typed=await typed_text(request))

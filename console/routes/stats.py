@@ -11,12 +11,12 @@ from fastapi import Request
 from fastapi.responses import Response
 from markupsafe import Markup
 
-from console import charts, exports, loop_stats, stats, texts
+from console import charts, exports, loop_stats, operations, stats, texts
 from console.auth import Principal, visible_queues
 from console.operations import OperationError, require_supervisor
 from console.rendering import Names, render
 from console.routes.common import PagePrincipal, page_router, parse_day
-from storage import statistics
+from storage import queries, statistics
 from storage.loop_stats import LoopStatistics
 from storage.models import utcnow
 
@@ -65,13 +65,30 @@ async def statistics_page(request: Request, principal: PagePrincipal, start: str
     presets = [(days, urlencode({"start": (last - timedelta(days=days - 1)).isoformat(), "end": last.isoformat()}))
                for days in PRESET_DAYS]
     period = urlencode({"start": first.isoformat(), "end": last.isoformat()})
+    overdue = [(queue, counts) for queue, counts in result.overdue.items() if counts.accept or counts.resolve]
     return render(request, principal, "stats.html", stats=result, charts=bar_charts, start=first.isoformat(),
                   end=last.isoformat(), presets=presets, csv_url=f"/console/stats.csv?{period}",
                   loop_figures=loop, loop_refused=loop_refused, loop_csv_url=f"/console/stats/loop.csv?{period}",
                   english=urlencode({"lang": "en"}),
                   loop_charts=[Markup(chart) for chart in loop_stats.weekly_charts(loop)] if loop else [],
-                  overdue=[(queue, counts) for queue, counts in result.overdue.items()
-                           if counts.accept or counts.resolve])
+                  overdue=overdue, still_overdue=await _still_overdue(principal, first, last, overdue))
+
+
+async def _still_overdue(principal: Principal, first: date, last: date,
+                         overdue: list[tuple[str, statistics.OverdueCounts]]) -> dict[str, tuple[str, str]]:
+    """For each queue of the overdue table: how many of the period's cases are overdue now (open, past a deadline)
+    and the list of exactly those. The table's counts include the cases dealt with late, which the list does not
+    show: the link says its own number."""
+    tz = ZoneInfo(principal.context.city.timezone)
+    since, until = stats.local_period(principal.context.city, first, last)
+    found = {}
+    for queue, _counts in overdue:
+        count = await operations.count_cases(principal, queries.CaseFilter(
+            queues={queue}, overdue=True, created_from=since, created_to=until))
+        query = urlencode({"overdue": "1", "from": since.astimezone(tz).date().isoformat(),
+                           "to": last.isoformat()})
+        found[queue] = (str(count), f"/console/queue/{queue}?{query}")
+    return found
 
 
 @router.get("/console/stats.csv")

@@ -70,5 +70,7 @@ async def bulk(request: Request, principal: PagePrincipal, *, csrf: CsrfField = 
                                  status=status, note=readable(note), referral=readable(referral), queue=queue,
                                  reason=reason, reason_code=reason_code)
     back = back if back.startswith("/console/") and "//" not in back and "\\" not in back else "/console/cases"
+    typed = [(name, value) for name, value in (("note", note), ("referral", referral), ("reason", reason))
+             if value.strip()]  # shown again when a case refused them: what was typed for it is not lost
     return render(request, principal, "bulk.html", results=results, action=action, back=back,
-                  done_count=sum(1 for result in results if result.error is None))
+                  done_count=sum(1 for result in results if result.error is None), typed=typed)

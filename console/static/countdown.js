@@ -23,10 +23,11 @@
     document.querySelectorAll("time.due[data-due]").forEach(function (element) {
       var due = Date.parse(element.getAttribute("data-due")), left = due - now;
       var soonUntil = Date.parse(element.getAttribute("data-soon-until") || "");
-      var name = left < 0 ? "overdue" : "left";
+      var state = left < 0 ? "over" : due <= soonUntil ? "soon" : "ok";
+      var name = state === "over" ? "overdue" : state === "soon" ? "soon" : "left";  // said, not only coloured
       var zh = say("zh", name, {span: span(Math.abs(left), "zh")});
       var en = say("en", name, {span: span(Math.abs(left), "en")});
-      element.className = "due due-" + (left < 0 ? "over" : due <= soonUntil ? "soon" : "ok");
+      element.className = "due due-" + state;
       element.firstChild.nodeValue = zh;
       var english = element.querySelector(".en");
       if (english) { english.textContent = en; }

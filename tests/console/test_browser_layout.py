@@ -136,3 +136,30 @@ def test_at_1280_px_every_navigation_link_shows_without_scrolling(service: tuple
         assert _sideways(page) == 0
         _shot(page, f"nav-1280-{locale}")
         browser.close()
+
+
+def test_a_keyboard_user_skips_the_navigation_to_the_list_and_its_first_case(service: tuple[LiveService, str]) -> None:
+    """The first Tab on a page shows the skip link (hidden until focused); Enter on it moves the focus to the
+    main content, and the next Tab reaches the list's filters, not the navigation again."""
+    from playwright.sync_api import expect, sync_playwright
+
+    live, _ = service
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800}, locale="en-US")
+        page.goto(f"{live.url}/console/login")
+        page.fill("input[name=username]", "admin")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("form[action='/console/login'] button[type=submit]")
+        expect(page.locator("main h1")).to_be_visible()
+        page.goto(f"{live.url}/console/cases")
+        skip = page.locator("a.skip")
+        assert not skip.evaluate("a => a.getBoundingClientRect().bottom > 0")  # out of sight until focused
+        page.keyboard.press("Tab")
+        expect(skip).to_be_focused()
+        expect(skip).to_be_in_viewport()
+        page.keyboard.press("Enter")
+        expect(page.locator("main")).to_be_focused()
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.closest('form.filters') !== null")
+        browser.close()

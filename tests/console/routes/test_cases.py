@@ -253,3 +253,77 @@ async def test_a_supervisors_overview_is_every_queue_in_the_citys_order(console:
         listed = (await client.get("/console/cases")).text
         assert re.findall(r'<h1><span class="bi">(\w+)<span class="en">([\w ]+)<', listed) == [
             ("我的队列", "All my queues")]
+
+
+BULK_ASSIGNEE = re.compile(r'<select name="username"[^>]*>(.*?)</select>', re.S)
+ASSIGNEE = re.compile(r'<option value="([^"]*)"[^>]*>(.*?)</option>', re.S)
+
+
+def bulk_assignees(page: str) -> dict[str, str]:
+    """The bulk form's "assign to" choices: username → the option's text."""
+    found = BULK_ASSIGNEE.search(page)
+    assert found, "no assignee list on the page"
+    return {value: html.unescape(text) for value, text in ASSIGNEE.findall(found.group(1)) if value}
+
+
+async def test_the_bulk_assignees_are_the_colleagues_who_work_in_the_listed_cases_queues(
+        console: ConsoleHarness) -> None:
+    await console.user("boss", StaffRole.SUPERVISOR)
+    await console.user("hall", StaffRole.REVIEWER, ["clean_hall"])
+    await console.user("style", StaffRole.REVIEWER, [OTHER_QUEUE])
+    await console.user("both", StaffRole.REVIEWER, ["clean_hall", OTHER_QUEUE])
+    await console.case("clean_hall")
+    async with console.client() as client:
+        await console.login(client, "boss")
+        # one queue's list: only who works in it (anyone else would be refused for every case)
+        for address in ("/console/queue/clean_hall", "/console/cases?queue=clean_hall", "/console/cases"):
+            offered = bulk_assignees((await client.get(address)).text)
+            assert {"hall", "both", "boss"} <= set(offered), address
+            assert "style" not in offered, address
+        await console.case(OTHER_QUEUE, label="formalism")
+        # cases of both queues listed: everyone of either queue, each with the queues they work in
+        offered = bulk_assignees((await client.get("/console/cases")).text)
+        assert {"hall", "style", "both", "boss"} <= set(offered)
+        assert "清廉大厅监督组" in offered["hall"] and "党风政风监督室" not in offered["hall"]
+        assert "党风政风监督室" in offered["style"] and "清廉大厅监督组" not in offered["style"]
+
+
+OLD_FRACTION = re.compile(r'<p class="hint warn" id="old-fraction"[^>]*>(.*?)</p>', re.S)
+
+
+async def test_an_old_bookmarks_fraction_in_the_confidence_filter_is_explained_with_a_link_in_percent(
+        console: ConsoleHarness) -> None:
+    """The filter was a fraction (0–1) before it took percentages: a bookmarked conf_max=0.5 meant "up to 50 %"
+    and now means "up to 0.5 %" — an empty list without a word would pass for "no unsure cases"."""
+    await console.user("sup", StaffRole.SUPERVISOR)
+    unsure = await console.case("triage", label="other", confidence=0.31)
+    async with console.client() as client:
+        await console.login(client, "sup")
+        page = (await client.get("/console/cases?conf_max=0.5&queue=triage")).text
+        said = OLD_FRACTION.search(page)
+        assert said is not None, "nothing says what 0.5 means"
+        text = html.unescape(said.group(1))
+        assert "0.5 %" in text and "50 %" in text
+        link = re.search(r'href="([^"]+)"', said.group(1))
+        assert link is not None
+        fixed = html.unescape(link.group(1))
+        assert "conf_max=50" in fixed and "queue=triage" in fixed
+        assert unsure in (await client.get(fixed)).text
+        for plain in ("conf_max=50", "conf_max=0", "conf_min=80", ""):
+            assert OLD_FRACTION.search((await client.get(f"/console/cases?{plain}")).text) is None, plain
+
+
+async def test_a_received_range_that_ends_before_it_starts_is_refused_in_the_list_and_the_export(
+        console: ConsoleHarness) -> None:
+    """Days swapped by mistake gave an empty list and an empty export without a word, which reads as "nothing
+    was received"; the statistics page refuses the same mistake."""
+    await console.user("sup", StaffRole.SUPERVISOR)
+    await console.case("clean_hall")
+    async with console.client() as client:
+        await console.login(client, "sup")
+        for address in ("/console/cases", "/console/export.csv"):
+            refused = await client.get(f"{address}?from=2026-12-01&to=2026-11-01")
+            assert refused.status_code == 422, address
+            said = html.unescape(refused.text)
+            assert "2026-12-01" in said and "2026-11-01" in said
+            assert "晚于" in said and "after" in said

@@ -23,6 +23,7 @@ from handlers import similar as similar_cases
 from storage.models import AuditEntry, Case, OutboxMessage, Problem, StaffRole
 from tests.console.conftest import CHECK_TOKEN, location, make_context
 from tests.console.routes.office import Office, flash, invalid_fields, page_message
+from tests.console.routes.test_kept_text import kept_texts
 from tests.factories import file_case
 from tests.handlers.test_similar import PLANT, PLANT_AGAIN, WINDOW
 
@@ -377,6 +378,7 @@ async def test_a_reviewer_cannot_send_an_answer_once_the_problem_reaches_beyond_
 
     assert refused.status_code == 403
     assert page_message(refused) == f"problem {problem_id} has 1 case outside your queues; a supervisor answers it"
+    assert ANSWER in kept_texts(refused.text)  # the checked answer is on the refusal, to copy or hand on
     assert await desk.answers() == []
     rechecked = await li.post(address, data={"csrf": csrf, "text": ANSWER})  # the page no longer offers to send
     assert rechecked.status_code == 200 and CHECK_TOKEN.search(rechecked.text) is None
