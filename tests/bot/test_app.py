@@ -94,7 +94,7 @@ async def test_a_refused_form_is_answered_with_the_reasons_and_without_the_value
     password = "my secret password " + "x" * 1000
     async with service() as client:
         page = await client.post("/console/login", data={"username": "wang", "password": password})
-        api = await client.post("/chat/api/message", json={"text": password * 10},
+        api = await client.post("/chat/api/message", json={"text": password * 20},  # over the 20,000 characters
                                 headers={"X-Qinglian-Chat": "1"})
     # a console form: a page naming the field and what is wrong with it
     assert page.status_code == 422 and '<li data-loc="body.password">' in page.text and "at most 1000" in page.text

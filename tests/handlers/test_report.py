@@ -30,6 +30,14 @@ async def _to_when(resident: Resident, district: str = "district:kaifu") -> None
     await resident.say("开福区某村村委会")
 
 
+async def _to_identity(resident: Resident, description: str = DESCRIPTION) -> None:
+    """Steps 1 to 5 (happened today, no evidence): at the question whether to report anonymously."""
+    await _to_when(resident)
+    await resident.press("when:today")
+    await resident.say(description)
+    await resident.press("evidence:done")
+
+
 async def _after_when(resident: Resident, description: str = DESCRIPTION) -> None:
     await resident.say(description)
     await resident.press("evidence:done")
@@ -394,10 +402,7 @@ async def test_anonymous_or_real_name_typed_in_words_is_understood(harness: Dial
     "please tap one of the options", and so was everything typed after it. A resident who types "匿名" (anonymously)
     when asked for their name reports anonymously, as the button under the question would."""
     english = harness.resident("r1", locale="en")
-    await _to_when(english)
-    await english.press("when:today")
-    await english.say(DESCRIPTION)
-    await english.press("evidence:done")
+    await _to_identity(english)
     await english.say("not anonymous")
     assert english.text().startswith("Your name:"), english.text()
     await english.say("Li Wei")
@@ -406,10 +411,7 @@ async def test_anonymous_or_real_name_typed_in_words_is_understood(harness: Dial
     await english.press("summary:submit")
 
     chinese = harness.resident("r2")
-    await _to_when(chinese)
-    await chinese.press("when:today")
-    await chinese.say(DESCRIPTION)
-    await chinese.press("evidence:done")
+    await _to_identity(chinese)
     await chinese.say("实名举报")
     assert chinese.text().startswith("请输入您的姓名"), chinese.text()
     await chinese.say("还是匿名吧")
@@ -477,10 +479,7 @@ async def test_cancel_typed_in_words_during_the_report_asks_before_discarding_no
 async def test_confirming_in_words_at_the_summary_submits(harness: DialogHarness, typed: str) -> None:
     """"确认无误请点‘提交’", the summary says, and "确认" (or "確認", "没问题") typed to it was "请点击下方选项之一"."""
     resident = harness.resident("r1", "zh-HK")
-    await _to_when(resident)
-    await resident.press("when:today")
-    await resident.say(DESCRIPTION)
-    await resident.press("evidence:done")
+    await _to_identity(resident)
     await resident.press("identity:anonymous")
     await resident.say(typed)
     assert "举报已提交" in resident.text()
@@ -488,10 +487,7 @@ async def test_confirming_in_words_at_the_summary_submits(harness: DialogHarness
 
 async def test_confirming_in_english_words_at_the_summary_submits(harness: DialogHarness) -> None:
     resident = harness.resident("en", "en")
-    await _to_when(resident)
-    await resident.press("when:today")
-    await resident.say("The clerk at window 3 refused to process my application unless I paid him 200 yuan.")
-    await resident.press("evidence:done")
+    await _to_identity(resident, "The clerk at window 3 refused to process my application unless I paid him 200 yuan.")
     await resident.press("identity:anonymous")
     await resident.say("ok")
     assert "Your report was submitted" in resident.text()
