@@ -129,13 +129,17 @@ remembering. The time question takes the resident's own words, so this only catc
 a time (a place typed at the wrong question, a greeting)."""
 
 
+_PLACE_NUMBER = re.compile(r"[0-9零〇一二三四五六七八九十百两]+\s*(?:楼|层|栋|幢|单元|室|号?窗口|号?楼|号?门)")
+"""A number that says where, not when ("二楼", "3号窗口", "5栋"): no time cue by itself."""
+
+
 def clean_occurred(text: str, today: date) -> str:
     value = readable(text)
     if substance(value) < 1:
         raise Invalid("error_when_empty")
     if len(value) > 100:
         raise Invalid("error_too_long", limit=100, length=len(value))
-    if not _TIME_CUE.search(unicodedata.normalize("NFKC", value)):
+    if not _TIME_CUE.search(_PLACE_NUMBER.sub("", unicodedata.normalize("NFKC", value))):
         raise Invalid("error_when_no_time", value=value)
     for match in _ISO_DATE.finditer(value):
         try:

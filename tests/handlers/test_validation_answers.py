@@ -57,6 +57,8 @@ def test_a_place_must_name_something_and_fit() -> None:
     ("last Tuesday afternoon", "last Tuesday afternoon"),
     ("in March", "in March"),
     ("not sure", "not sure"),
+    ("3号下午在二楼窗口", "3号下午在二楼窗口"),  # a floor beside a time: still a time
+    ("3号", "3号"),  # the 3rd, not a window
 ])
 def test_a_time_is_kept_in_the_residents_words(typed: str, kept: str) -> None:
     assert clean_occurred(typed, TODAY) == kept
@@ -76,6 +78,10 @@ def test_a_time_is_kept_in_the_residents_words(typed: str, kept: str) -> None:
     ("岳麓区政务服务中心", ("error_when_no_time", {"value": "岳麓区政务服务中心"})),  # the place, at the wrong question
     ("你好", ("error_when_no_time", {"value": "你好"})),
     ("the tax office", ("error_when_no_time", {"value": "the tax office"})),
+    # a place whose number is a floor, a window or a building was taken for a time (seen at the README's smoke)
+    ("二楼的窗口", ("error_when_no_time", {"value": "二楼的窗口"})),
+    ("3号窗口", ("error_when_no_time", {"value": "3号窗口"})),
+    ("5栋2单元", ("error_when_no_time", {"value": "5栋2单元"})),
 ])
 def test_a_time_in_the_future_impossible_or_empty_is_refused(typed: str,
                                                               refusal: tuple[str, dict[str, object]]) -> None:
