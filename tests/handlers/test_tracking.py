@@ -44,6 +44,12 @@ async def _set_status(harness: DialogHarness, case_id: int, status: CaseStatus) 
         await actions.change_status(session, case, status, actor="staff:1")
 
 
+async def _answered(harness: DialogHarness, case_id: int) -> None:
+    """Accepted, then answered by staff: the case asks its reporter whether it was solved."""
+    await _set_status(harness, case_id, CaseStatus.ACCEPTED)
+    await _set_status(harness, case_id, CaseStatus.ANSWERED)
+
+
 async def test_the_case_and_its_trace_are_shown_in_city_time_and_the_residents_language(
         harness: DialogHarness) -> None:
     _, code = await _case(harness)
@@ -856,8 +862,7 @@ async def test_the_case_menus_options_typed_in_words_are_understood(harness: Dia
     await resident.say("完成")
     await resident.say("返回")
     assert "menu:report" in resident.keys()
-    await _set_status(harness, case_id, CaseStatus.ACCEPTED)
-    await _set_status(harness, case_id, CaseStatus.ANSWERED)
+    await _answered(harness, case_id)
     await resident.command("status", code)
     await resident.say("已解決")
     assert "请为本案的办理打分" in resident.text()
@@ -867,8 +872,7 @@ async def test_the_case_menus_options_typed_in_words_are_understood(harness: Dia
 
     other_id, other_code = await _case(harness)
     english = harness.resident("en", "en")
-    await _set_status(harness, other_id, CaseStatus.ACCEPTED)
-    await _set_status(harness, other_id, CaseStatus.ANSWERED)
+    await _answered(harness, other_id)
     await english.command("status", other_code)
     await english.say("solved")
     assert "How was your case handled?" in english.text()
