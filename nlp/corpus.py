@@ -17,10 +17,10 @@ import hashlib
 import json
 import sys
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from nlp.errors import DatasetError
 from nlp.labels import LABELS, label_code
@@ -62,19 +62,22 @@ def _seed_files(seed_dir: Path) -> list[Path]:
 
 def read_seed_records(seed_dir: Path = SEED_DIR) -> list[dict[str, str]]:
     """Every record of the seed corpus, in file order (files sorted by name)."""
-    records: list[dict[str, str]] = []
-    for path in _seed_files(seed_dir):
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as problem:
-                raise DatasetError(f"{path.name} line {number}: not JSON ({problem.msg})") from None
-            if not isinstance(record, dict):
-                raise DatasetError(f"{path.name} line {number}: not a JSON object")
-            records.append(record)
-    return records
+    return [record for path in _seed_files(seed_dir) for _, record in _json_lines(path)]
+
+
+def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) of each non-blank line of a JSONL file (a UTF-8 byte-order mark is allowed); a line that
+    is not a JSON object is a DatasetError naming the file and the line."""
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as problem:
+            raise DatasetError(f"{path.name} line {number}: not JSON ({problem.msg})") from None
+        if not isinstance(record, dict):
+            raise DatasetError(f"{path.name} line {number}: not a JSON object")
+        yield number, record
 
 
 def eval_ids(seed_dir: Path = SEED_DIR) -> frozenset[str]:
@@ -100,13 +103,7 @@ def load_seed_corpus(split: Split = "train", seed_dir: Path = SEED_DIR) -> list[
 def load_boundary_split(path: Path = BOUNDARY_FILE) -> list[Example]:
     """The boundary split: reports at the taxonomy's boundaries, never trained on."""
     examples = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as problem:
-            raise DatasetError(f"{path.name} line {number}: not JSON ({problem.msg})") from None
+    for _, record in _json_lines(path):
         examples.append(Example(text=record["text"], label=record["label"], id=record["id"],
                                 lang=record.get("lang", ""), rule=record.get("rule", "")))
     return examples
@@ -119,21 +116,11 @@ def load_dataset(path: Path, text_field: str = "text", label_field: str = "label
         raise DatasetError(f"dataset {path} does not exist")
     if path.suffix.lower() == ".csv":
         with path.open(encoding="utf-8-sig", newline="") as handle:
-            rows: Iterable[tuple[int, object]] = list(enumerate(csv.DictReader(handle), start=2))
+            rows: Iterable[tuple[int, dict[str, Any]]] = list(enumerate(csv.DictReader(handle), start=2))
     else:
-        parsed = []
-        for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                parsed.append((number, json.loads(line)))
-            except json.JSONDecodeError as problem:
-                raise DatasetError(f"{path.name} line {number}: not JSON ({problem.msg})") from None
-        rows = parsed
+        rows = list(_json_lines(path))
     examples = []
     for number, row in rows:
-        if not isinstance(row, dict):
-            raise DatasetError(f"{path.name} line {number}: not an object")
         text, label = row.get(text_field), row.get(label_field)
         if not isinstance(text, str) or not isinstance(label, str) or not label.strip():
             raise DatasetError(f"{path.name} line {number}: needs string fields {text_field!r} and {label_field!r}")

@@ -74,7 +74,7 @@ def test_load_dataset_csv(tmp_path: Path) -> None:
     [
         ('{"text": "a", "label": "b"}\n{broken\n', "line 2: not JSON"),
         ('{"text": "a"}\n', "needs string fields"),
-        ("[1, 2]\n", "not an object"),
+        ("[1, 2]\n", "line 1: not a JSON object"),
         ("\n", "no examples"),
     ],
 )
@@ -134,3 +134,12 @@ def test_boundary_split_is_not_in_the_seed_corpus() -> None:
 def test_near_duplicates() -> None:
     texts = ["村里的低保名额都给了村主任的亲戚", "村里的低保名额都给了村主任的亲戚。", "医院的医生收红包"]
     assert [(i, j) for i, j, _ in near_duplicates(texts)] == [(0, 1)]
+
+
+def test_a_boundary_file_with_a_line_that_is_not_an_object_is_refused_by_line(tmp_path: Path) -> None:
+    """An administrator editing the boundary split by hand got a Python TypeError for a line holding a JSON array;
+    it now names the file and the line, as the seed corpus and `--data` files do."""
+    path = tmp_path / "boundary.jsonl"
+    path.write_text('{"id": "b1", "text": "医院收红包", "label": "medical"}\n["医院", "medical"]\n', encoding="utf-8")
+    with pytest.raises(DatasetError, match="boundary.jsonl line 2: not a JSON object"):
+        load_boundary_split(path)
