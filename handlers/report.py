@@ -40,6 +40,7 @@ from handlers.validation import (
     named_option,
     says_enough,
 )
+from handlers.when import dated
 from nlp.search import index_terms
 from storage import actions, client_limits, evidence_rows
 from storage.models import ClientEventKind
@@ -325,7 +326,7 @@ def _occurred(turn: Turn, choice: str | None, text: str | None) -> str:
         return label
     if text is None:
         raise Invalid("error_when_empty")
-    return clean_occurred(text, today)
+    return dated(clean_occurred(text, today), today)  # "昨天下午 (2026-12-06)", as the buttons store a day
 
 
 def typed_one_of(turn: Turn, text: str | None, words_key: str) -> bool:

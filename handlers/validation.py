@@ -65,6 +65,7 @@ __all__ = [
     "join_parts",
     "letters",
     "named_option",
+    "names_a_date",
     "parse_receipt_code",
     "readable",
     "says_enough",
@@ -111,6 +112,14 @@ def clean_place(text: str, max_chars: int) -> str:
 _ISO_DATE = re.compile(r"(?<!\d)(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?")
 _YEAR_MONTH = re.compile(r"(?<!\d)(\d{4})\s*年\s*(\d{1,2})\s*月(?!\s*\d)")  # "2026年10月"
 _MONTH_DAY = re.compile(r"(?<![\d年/.-])(\d{1,2})\s*月\s*(\d{1,2})\s*[日号]")  # "12月30日", "2月3号"
+
+
+def names_a_date(text: str) -> bool:
+    """Whether `text` names a day or month of the calendar ("2026-11-30", "2026年10月", "3月5日"): a time that says
+    its date already, whatever words of time are beside it."""
+    return any(pattern.search(text) for pattern in (_ISO_DATE, _YEAR_MONTH, _MONTH_DAY))
+
+
 _FUTURE_WORDS = re.compile(r"明天|后天|明早|明晚|下周|下星期|下个?礼拜|下个?月|明年"
                            r"|\b(?:tomorrow|next (?:week|month|year))\b", re.IGNORECASE)
 _TIME_CUE = re.compile(

@@ -116,7 +116,7 @@ async def test_every_step_explains_bad_input_and_asks_again(harness: DialogHarne
     async with harness.sessionmaker() as session:
         case = (await session.execute(select(Case))).scalar_one()
     assert (case.occurred, case.reporter_name, case.reporter_phone, case.anonymous) == (
-        "上周三下午", "张三", "13812345678", False)
+        "上周三下午 (2026-11-18)", "张三", "13812345678", False)
 
 
 async def test_evidence_up_to_the_limit_is_attached_to_the_case(harness: DialogHarness) -> None:

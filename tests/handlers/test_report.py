@@ -60,6 +60,18 @@ async def test_when_the_resident_picks_yesterday_the_date_is_kept_with_the_word(
     assert [case.occurred for case in await _filed(harness)] == ["2026-11-23 (昨天)"]
 
 
+async def test_a_typed_time_of_day_keeps_the_words_with_the_date_they_name(harness: DialogHarness) -> None:
+    """Typed, "昨天下午" was stored as the bare words: read weeks later, the case no longer said which day it was."""
+    resident = harness.resident()
+    await _to_when(resident)
+    await resident.say("昨天下午")
+    await _after_when(resident)
+    assert "时间：昨天下午 (2026-11-23)\n" in resident.text()  # the harness's clock: 24 November 2026, Beijing time
+
+    await resident.press("summary:submit")
+    assert [case.occurred for case in await _filed(harness)] == ["昨天下午 (2026-11-23)"]
+
+
 async def test_a_vague_time_is_kept_as_the_words_offered(harness: DialogHarness) -> None:
     resident = harness.resident()
     await _to_when(resident)
