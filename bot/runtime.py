@@ -24,6 +24,7 @@ from handlers.routing import route as decide
 from handlers.texts import LOCALES, Texts
 from handlers.types import Inbound, Packer
 from storage import actions
+from storage.crypto import update_key_pseudonym
 from storage.db import Database
 from storage.evidence_files import SealedFiles
 from storage.models import utcnow
@@ -93,6 +94,11 @@ class Runtime:
             return "\n".join(self.texts.get(each, text_key) for each in LOCALES)
         return self.texts.get(locale, text_key)
 
+    def update_name(self, update_key: str | None) -> str:
+        """How a log line names an update: as `processed_updates` keeps it (`update_key_pseudonym`), never by its
+        key, which can hold the resident's channel address."""
+        return "-" if update_key is None else update_key_pseudonym(self.database.keyring, update_key)
+
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         ring = settings.resolved_keyring()
@@ -153,7 +159,7 @@ class Runtime:
                 if inbound.update_key is not None and not await actions.claim_update(
                     session, inbound.channel, inbound.update_key
                 ):
-                    log.info("duplicate update %s/%s ignored", inbound.channel, inbound.update_key)
+                    log.info("duplicate update %s/%s ignored", inbound.channel, self.update_name(inbound.update_key))
                     metrics.DUPLICATES.labels(inbound.channel).inc()
                     return await dialog.restate(session, inbound, self.dialog_context) if restate else None
                 step = await dialog.handle(session, inbound, self.dialog_context, queue=queue, hold=hold,

@@ -298,9 +298,16 @@ class PseudonymisedKey(TypeDecorator[str]):
     cache_ok = True
 
     def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
-        if value is None or _is_pseudonym(value):
-            return value
-        return keyring_of(dialect).pseudonym("update", value)
+        if value is None:
+            return None
+        return update_key_pseudonym(keyring_of(dialect), value)
+
+
+def update_key_pseudonym(ring: KeyRing, update_key: str) -> str:
+    """A channel update's key as `processed_updates` keeps it, and as a log line names the update: its keyed hash
+    (a WeChat event's key holds the resident's openid, a web-chat message's the reference of its cookie). A key
+    that is a hash already is kept as it is."""
+    return update_key if _is_pseudonym(update_key) else ring.pseudonym("update", update_key)
 
 
 def _is_pseudonym(value: str) -> bool:

@@ -5,6 +5,7 @@ attachments downloaded before the transaction, replies queued for the channel in
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from bot.config import Settings
 from bot.outbox import plain
@@ -22,6 +23,7 @@ from handlers.routing import RouteDecision
 from handlers.types import Attachment, Inbound, Outbound
 from storage import outbox
 from storage.models import Case, OutboxMessage, ProcessedUpdate
+from tests.conftest import make_test_keyring
 from tests.factories import one_payload_each, plain_photo
 
 DESCRIPTION = "区行政审批局的工作人员让群众反复补交同一份材料，来回跑了五趟。"
@@ -181,3 +183,24 @@ async def test_held_replies_wait_for_the_channel_and_are_not_due_yet(runtime: Ru
     async with runtime.sessionmaker.begin() as session:
         released = await outbox.lease(session, channels=["telegram"], limit=10, lease=timedelta(seconds=15))
     assert [payload["text"] for _, _, _, payload, _ in released] == [message.text for message in step.messages]
+
+
+async def test_a_redelivered_update_is_logged_by_its_stored_hash_not_by_the_key_that_names_the_resident(
+        runtime: Runtime, caplog: pytest.LogCaptureFixture) -> None:
+    """A web chat's message key holds its cookie's reference, a WeChat event's the openid: the line that says a
+    redelivery was ignored names the update as `processed_updates` keeps it (a keyed hash), never by its key."""
+    caplog.set_level(logging.INFO, logger="bot")
+    browser, openid = "3f1c9e0d2b7a4c6e8f0a1b2c3d4e5f60718293a4", "oQL_runtime_resident_7Hq2"
+    web = Inbound("web", browser, "zh-hans", command="help", update_key=f"{browser}:message-0001")
+    wechat = Inbound("wechat", openid, command="start", update_key=f"{openid}:1796650000:subscribe:")
+    steps = [await runtime.handle(inbound, queue=one_payload_each) for inbound in (web, web, wechat, wechat)]
+    async with runtime.read_sessionmaker() as session:
+        stored = list((await session.execute(text("SELECT update_key FROM processed_updates"))).scalars())
+
+    ring = make_test_keyring()
+    web_hash, wechat_hash = (ring.pseudonym("update", str(inbound.update_key)) for inbound in (web, wechat))
+    assert [step is not None for step in steps] == [True, False, True, False]
+    assert sorted(stored) == sorted([web_hash, wechat_hash])  # what de-duplicates is what the line names
+    ignored = [record.getMessage() for record in caplog.records if "duplicate update" in record.getMessage()]
+    assert ignored == [f"duplicate update web/{web_hash} ignored", f"duplicate update wechat/{wechat_hash} ignored"]
+    assert browser not in caplog.text and openid not in caplog.text

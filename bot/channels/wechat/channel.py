@@ -273,7 +273,7 @@ class WeChatChannel:
                     else:
                         await self.enqueue_text(inbound.user_ref, step.text)
         except Exception:
-            log.exception("wechat message %s: the reply could not be queued", key)
+            log.exception("wechat message %s: the reply could not be queued", self._runtime.update_name(key))
         finally:
             step.finished.set()
             self._steps.pop(key, None)
@@ -289,7 +289,8 @@ class WeChatChannel:
         try:
             content = await attachment.fetch()
         except (httpx.HTTPError, WeChatApiError, RuntimeError) as problem:
-            log.warning("wechat media of message %s not downloaded: %s", inbound.update_key, problem)
+            log.warning("wechat media of message %s not downloaded: %s", self._runtime.update_name(inbound.update_key),
+                        problem)
 
         async def downloaded() -> bytes:
             if content is None:
@@ -324,12 +325,14 @@ class WeChatChannel:
         try:
             step = await self._runtime.handle(inbound, queue=self._packer(inbound), hold=PASSIVE_HOLD)
         except IntegrityError as problem:
+            # the message by its update's hash: the key of an event (or of a message without MsgId) holds the openid
+            name = self._runtime.update_name(inbound.update_key)
             if "processed_updates" in str(problem):
-                log.info("wechat message %s claimed by a concurrent delivery", inbound.update_key)
+                log.info("wechat message %s claimed by a concurrent delivery", name)
                 return "", None
-            log.exception("wechat message %s could not be handled", inbound.update_key)
+            log.exception("wechat message %s could not be handled", name)
         except Exception:
-            log.exception("wechat message %s could not be handled", inbound.update_key)
+            log.exception("wechat message %s could not be handled", self._runtime.update_name(inbound.update_key))
         else:
             if step is None:
                 return "", None
