@@ -3,6 +3,7 @@ choices, splitting long text, and turning a callback's fields into an `Inbound`.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -210,6 +211,16 @@ UNSUPPORTED_PLACEHOLDER = re.compile(r"[【\[]收到不支持的消息类型，�
 """The text WeChat posts in place of what it does not pass on to official accounts (custom stickers, mostly)."""
 
 
+_ENVELOPE = frozenset({"ToUserName", "FromUserName", "CreateTime", "MsgType", "MsgId", "Encrypt"})
+
+
+def _key_without_msgid(fields: Mapping[str, str], user: str, created: str, msg_type: str) -> str:
+    """A message WeChat gave no MsgId is known by its sender, second, type and a digest of what it carries: a
+    redelivery has the same key, and a second message of the same second (a photo right after a text) another."""
+    content = "\x1f".join(f"{name}={fields[name]}" for name in sorted(set(fields) - _ENVELOPE))
+    return f"{user}:{created}:{msg_type}:{hashlib.sha256(content.encode()).hexdigest()[:16]}"
+
+
 def to_inbound(fields: Mapping[str, str], fetcher: Fetcher) -> Inbound | None:
     """The channel-neutral form of a WeChat message or event; None for events the dialog ignores."""
     user = fields.get("FromUserName", "")
@@ -227,7 +238,7 @@ def to_inbound(fields: Mapping[str, str], fetcher: Fetcher) -> Inbound | None:
             return None
         return Inbound(CHANNEL, user, command=clicked, update_key=key)
     msg_id = fields.get("MsgId", "")
-    key = msg_id if whole_number(msg_id) is not None else f"{user}:{created}"
+    key = msg_id if whole_number(msg_id) is not None else _key_without_msgid(fields, user, created, msg_type)
     if msg_type == "text":
         text = fields.get("Content", "")
         if UNSUPPORTED_PLACEHOLDER.fullmatch(text.strip()):  # a sticker, as WeChat hands it to an account

@@ -95,8 +95,9 @@ async def test_events_and_messages_delivered_twice_are_handled_once_and_leave_no
     subscribe = _fields(standin, openid, "event", Event="subscribe", EventKey="")
     help_click = _fields(standin, openid, "event", Event="CLICK", EventKey="HELP")
     greeting = _fields(standin, openid, "text", Content="你好")  # a message WeChat gave no MsgId
+    # in the same second as the greeting: without a MsgId, a message is known by its second and its content
     photo = {**_fields(standin, openid, "image", PicUrl="http://mmbiz.example/x", MediaId="media-WeChat-no-longer-has"),
-             "CreateTime": greeting["CreateTime"] + 1}  # without a MsgId, a message is known by its second
+             "CreateTime": greeting["CreateTime"]}
     async with _channel(tmp_path, database_url, standin) as (channel, runtime):
         replies = [await _deliver(channel, standin, fields)
                    for fields in (subscribe, subscribe, help_click, help_click, greeting, greeting, photo)]

@@ -180,11 +180,20 @@ def test_parse_command_finds_no_command_without_a_leading_ascii_slash_and_a_name
     assert parse_command(text) is None
 
 
-def test_a_message_without_a_numeric_msgid_is_keyed_by_its_sender_and_time() -> None:
+def test_a_message_without_a_numeric_msgid_is_keyed_by_its_sender_time_and_content() -> None:
     base = {"FromUserName": OPENID, "CreateTime": "1700000001", "MsgType": "text", "Content": "你好"}
-    assert _key(base) == f"{OPENID}:1700000001"
-    assert _key({**base, "MsgId": "12a"}) == f"{OPENID}:1700000001"
+    assert _key(base) == _key(dict(base)) == _key({**base, "MsgId": "12a"})  # the same message delivered again
+    assert str(_key(base)).startswith(f"{OPENID}:1700000001:text:")
     assert _key({**base, "MsgId": "42"}) == "42"
+
+
+def test_two_messages_without_msgid_in_the_same_second_are_both_kept() -> None:
+    """A text and a photo sent within one second, without a MsgId, had one key (sender and second): the photo was
+    taken for a redelivery of the text and dropped."""
+    text = {"FromUserName": OPENID, "CreateTime": "1700000001", "MsgType": "text", "Content": "窗口没人"}
+    photo = {"FromUserName": OPENID, "CreateTime": "1700000001", "MsgType": "image", "MediaId": "m1", "PicUrl": "u"}
+    other_photo = {**photo, "MediaId": "m2"}
+    assert len({_key(text), _key(photo), _key(other_photo), _key({**text, "Content": "还是没人"})}) == 4
 
 
 def _key(fields: dict[str, str]) -> str | None:
