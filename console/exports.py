@@ -187,7 +187,8 @@ async def export_cases(principal: Principal, flt: queries.CaseFilter, *, fmt: Fo
     otherwise) the reporters' names and phones too. Audited, with the filter; an export with identities also as a
     reveal of each case whose reporter's identity it holds (`case.reveal_identity`, with the reason and
     `"via": "export"`), so that the case's activity and the audit log's reveals show it. `locale`: one of
-    `texts.LOCALES` (422 otherwise)."""
+    `texts.LOCALES` (422 otherwise). A filter that matches no case of the user's queues exports nothing (404,
+    `export_empty`), and nothing is audited."""
     check_language(locale)
     if identity and not can_reveal_identity(principal.user, principal.context.city):
         raise OperationError(403, "identity_forbidden")
@@ -203,6 +204,8 @@ async def export_cases(principal: Principal, flt: queries.CaseFilter, *, fmt: Fo
         if listed.older is not None:  # the page reads one row more than it holds: more cases match
             raise OperationError(422, "export_too_many", limit=MAX_EXPORT_ROWS)
         cases = listed.cases
+        if not cases:  # a file of nothing but its header would not say why: the page says the filter instead
+            raise OperationError(404, "export_empty")
         async with principal.context.database.read_sessionmaker() as session:
             # the assignee by name, as the list names them (the audit log keeps the username)
             assignees = {user.id: user.display_name for user in await staff_actions.list_staff(session)}

@@ -220,15 +220,16 @@ def to_csv(result: LoopStatistics, city: CityConfig, locale: str = "zh") -> str:
     """The loop's figures as tidy CSV (`section,key,name,metric,metric_name,value`), UTF-8 with a BOM for Excel;
     the names in Chinese, or in English with `locale` "en".
 
-    Sections: `period` (start and end, ISO 8601 UTC; the queues), `queue` (one block per queue, by code), `total`
-    (key `*`), `week` (key the ISO week, name its first day). Rates are fractions (0–1), times in hours, reply
-    scores 0–1; an empty value where nothing was counted."""
+    Sections: `period` (the first and the last day in the city, the last included; its time zone; the queues),
+    `queue` (one block per queue, by code), `total` (key `*`), `week` (key the ISO week, name its first day). Rates
+    are fractions (0–1), times in hours, reply scores 0–1; an empty value where nothing was counted."""
     def metric_name(metric: str) -> str:
         return texts.get(locale, f"loop_csv.{metric}")
 
     rows: list[tuple[str, str, str, str, str, str]] = [
-        ("period", "start", texts.get(locale, "csv.start"), "", "", result.start.isoformat()),
-        ("period", "end", texts.get(locale, "csv.end"), "", "", result.end.isoformat()),
+        ("period", key, name, "", "", value) for key, name, value in stats.period_rows(city, result.start, result.end,
+                                                                                      locale)]
+    rows += [
         ("period", "queues", texts.get(locale, "csv.queues"), "", "",
          " ".join(sorted(result.queues)) if result.queues is not None else "all"),
     ]

@@ -90,6 +90,10 @@ def staff_name(user: StaffUser) -> Markup:
     return Markup('<span class="staff" title="{}">{}</span>').format(user.username, user.display_name)
 
 
+FILTER_FLAGS = frozenset({"overdue", "labelling", "handling", "unread", "mine", "open"})
+"""The case lists' filters that are on or off: said by their name alone."""
+
+
 @dataclass
 class Names:
     """Display names from the city's configuration, the taxonomy and the console's texts, and local times."""
@@ -202,6 +206,29 @@ class Names:
                 if texts.has(f"{kind}.{value}"):
                     return texts.get(locale, f"{kind}.{value}")
         return str(value)
+
+    def filter_items(self, described: dict[str, str]) -> list[tuple[str, str]]:
+        """Each item of a case list's filter (its query parameters) as staff read it, in Chinese and in English:
+        "队列：人工分拣", "最高置信度：0.5 %", "超期"."""
+        return [(self._filter_item(key, value, "zh"), self._filter_item(key, value, "en"))
+                for key, value in described.items() if value]
+
+    def _filter_item(self, key: str, value: str, locale: str) -> str:
+        name = self._detail_name(f"filter_{key}" if texts.has(f"audit_detail.filter_{key}") else key, locale)
+        if key in FILTER_FLAGS:
+            return name
+        if key in ("conf_min", "conf_max"):
+            shown = f"{value.removesuffix('%').strip()} %"
+        elif key == "district":
+            shown = self.district(value)[1 if locale == "en" else 0] if value != "unsure" else texts.get(
+                locale, "name.no_district")
+        elif key == "problem":
+            shown = f"#{value}"
+        elif key == "q":
+            shown = f"“{value}”"
+        else:
+            shown = self._named_value(key, value, locale)
+        return f"{name}{'：' if locale == 'zh' else ': '}{shown}"
 
     def refusal(self, error: OperationError) -> tuple[str, str]:
         """Why the console refused, in Chinese and English: its values that are statuses, labels or queues (by

@@ -29,6 +29,18 @@ def local_period(city: CityConfig, first_day: date, last_day: date) -> tuple[dat
     return start.astimezone(UTC), end.astimezone(UTC)
 
 
+def period_rows(city: CityConfig, start: datetime, end: datetime, locale: str = "zh") -> list[tuple[str, str, str]]:
+    """The period of a CSV file as the statistics page says it: (key, name, value) of its first and last day in the
+    city (the last included) and the city's time zone. A period [start, end) of the city's days, as the console
+    asks for, is exactly those days; any other covers the days it touches."""
+    zone = ZoneInfo(city.timezone)
+    first = start.astimezone(zone).date()
+    last = (end.astimezone(zone) - timedelta(microseconds=1)).date()
+    return [("start", texts.get(locale, "csv.start"), first.isoformat()),
+            ("end", texts.get(locale, "csv.end"), max(first, last).isoformat()),
+            ("timezone", texts.get(locale, "csv.timezone"), city.timezone)]
+
+
 # --- names ------------------------------------------------------------------------------------
 
 
@@ -90,8 +102,9 @@ def to_csv(stats: Statistics, city: CityConfig, locale: str = "zh") -> str:
     """The statistics as tidy CSV (`dimension,key,name,value`), UTF-8 with a BOM so that Excel reads it; the names in
     Chinese, or in English with `locale` "en".
 
-    Dimensions: `period` (start and end, ISO 8601 UTC), `summary` (total, medians in hours, rating), `label`,
-    `district`, `queue`, `status` (counts), `overdue_accept` and `overdue_resolve` (counts per queue).
+    Dimensions: `period` (the first and the last day in the city, the last included, as the page says them; its time
+    zone; the queues), `summary` (total, medians in hours, rating), `label`, `district`, `queue`, `status` (counts),
+    `overdue_accept` and `overdue_resolve` (counts per queue).
     """
     summary = {
         "total": str(stats.total),
@@ -105,8 +118,8 @@ def to_csv(stats: Statistics, city: CityConfig, locale: str = "zh") -> str:
         "rating_count": str(stats.rating_count),
     }
     rows: list[tuple[str, str, str, str]] = [
-        ("period", "start", texts.get(locale, "csv.start"), stats.start.isoformat()),
-        ("period", "end", texts.get(locale, "csv.end"), stats.end.isoformat()),
+        ("period", key, name, value) for key, name, value in period_rows(city, stats.start, stats.end, locale)]
+    rows += [
         ("period", "queues", texts.get(locale, "csv.queues"),
          " ".join(sorted(stats.queues)) if stats.queues is not None else "all"),
     ]

@@ -50,7 +50,8 @@ PAGE_CSP = ("default-src 'self'; style-src 'self'; script-src 'self'; img-src 's
 frame-ancestors: no other site may frame the page and lay its own buttons over it (it does not fall back to
 default-src)."""
 MAX_TEXT = 20000
-"""The longest text one message carries (the page says so before sending a longer one; the same in bot/static/chat.js).
+"""The longest text one message carries (the page carries it as `data-max-text` and says so before sending a longer
+one).
 Far over what a step keeps of a text (a report's description, 3,000 characters in the default configuration, keeps
 what fits and says where the rest begins; information added to a case is added whole, in parts): a resident's
 pasted account of several pages arrives and is answered, as Telegram's split parts and WeChat's one message are."""
@@ -132,6 +133,7 @@ def page_html(locale: str, max_file_bytes: int, city_zh: str, city_en: str) -> s
     html = (PAGE.read_text(encoding="utf-8")
             .replace("{{lang}}", LANGUAGE_TAGS.get(locale, "zh-CN"))
             .replace("{{max_file_bytes}}", str(max_file_bytes))
+            .replace("{{max_text}}", str(MAX_TEXT))
             .replace("{{title_zh}}", escape("清廉" + city_zh.removesuffix("市")))
             .replace("{{title_en}}", escape("Clean " + city_en)))
     for name in ASSETS:

@@ -12,7 +12,7 @@
     timeout: "请求超时，请重试 / The request timed out, please try again",
     session: "会话已失效，请刷新页面后重试 / Your session has expired, please reload the page",
     tooLarge: "文件太大，无法上传 / The file is too large to upload",
-    tooLong: "这条消息超过20000字，没有发送，仍在输入框里：请分成几条发送。 / This message is over 20,000 characters and was not sent; it is still in the box: please send it in several messages.",
+    tooLong: "这条消息超过{max}字，没有发送，仍在输入框里：请分成几条发送。 / This message is over {max_en} characters and was not sent; it is still in the box: please send it in several messages.",
     invalid: "内容过长或格式不正确，请修改后重试 / The message is too long or not valid, please change it and try again",
     busy: "操作太频繁，请稍后再试 / Too many requests, please wait a moment",
     server: "服务暂时不可用，请稍后重试 / The service is temporarily unavailable, please try again later",

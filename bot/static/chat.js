@@ -12,7 +12,8 @@
   // A receipt code as the bot shows it: four groups of four digits (no lookbehind, for older Safari).
   var CODE_RE = /(^|[^0-9])([0-9]{4}[ \u00a0][0-9]{4}[ \u00a0][0-9]{4}[ \u00a0][0-9]{4})(?![0-9])/;
   var LANG_RE = /^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$/;
-  var MAX_TEXT = 20000;            // the server refuses longer messages outright (bot/channels/web.py MAX_TEXT)
+  // the server refuses longer messages outright (bot/channels/web.py MAX_TEXT, which the page carries)
+  var MAX_TEXT = parseInt(document.documentElement.getAttribute("data-max-text"), 10) || 0;
   // the city's limit for one evidence file, which the service writes into the page
   var MAX_FILE_BYTES = parseInt(document.documentElement.getAttribute("data-max-file-bytes"), 10) || 0;
   var NET = window.QinglianChatNet;
@@ -390,8 +391,9 @@
     var raw = input.value;
     var text = raw.trim();
     if (!text) return;
-    if (text.length > MAX_TEXT) {
-      addError(TEXT.tooLong);
+    if (MAX_TEXT && text.length > MAX_TEXT) {
+      addError(TEXT.tooLong.replace("{max}", String(MAX_TEXT))
+                           .replace("{max_en}", MAX_TEXT.toLocaleString("en-US")));
       return;
     }
     input.value = "";

@@ -165,6 +165,7 @@ async def list_page(request: Request, principal: Principal, view: ListView) -> R
                   threshold=city.routing.confidence_threshold, statuses=[s.value for s in CaseStatus],
                   filtered=any(kept.get(k) for k in kept if k not in ("queue",)),
                   transfer_reasons=city.loop.transfer_reasons, old_fractions=old_fractions(view.action, kept),
+                  active=kept,
                   **await working_day_extras(request, principal, cases, {**kept, **view.implied()}, now))
 
 

@@ -13,7 +13,7 @@ from console import exports, texts
 from console.auth import Principal, can_reveal_identity
 from console.operations import PAGE_KEYS, OperationError, require_supervisor
 from console.rendering import Names, render, secure
-from console.routes.cases import FILTER_KEYS, ListView, case_filter
+from console.routes.cases import FILTER_KEYS, ListView, case_filter, old_fractions
 from console.routes.common import CsrfField, PagePrincipal, check_csrf, client_ip, page_router
 from handlers.validation import readable
 from storage import queries
@@ -43,6 +43,18 @@ def _identity_form(request: Request, principal: Principal, fmt: str, described: 
                   back=f"/console/cases?{urlencode(described)}" if described else "/console/cases")
 
 
+def _nothing_to_export(request: Request, principal: Principal, fmt: str, described: dict[str, str],
+                       lang: str, refused: OperationError) -> Response:
+    """What a filter that matches no case answers instead of a file of nothing but its header: that nothing matches,
+    the filter in words (with what an old bookmark's confidence fraction means, and the export it meant), and the
+    list of the same filter."""
+    language = {"lang": lang} if lang != "zh" else {}
+    return render(request, principal, "export_empty.html", status_code=refused.status_code,
+                  message=Names(principal.context.city).refusal(refused), described=described,
+                  old_fractions=old_fractions(f"/console/export.{fmt}", {**described, **language}),
+                  list_url=f"/console/cases?{urlencode(described)}" if described else "/console/cases")
+
+
 @router.get("/console/export.{fmt}")
 async def export_cases(request: Request, principal: PagePrincipal, fmt: Literal["csv", "xlsx"],
                        identity: str = "", lang: str = "zh") -> Response:
@@ -52,8 +64,13 @@ async def export_cases(request: Request, principal: PagePrincipal, fmt: Literal[
     flt, described = _filter(request, principal)
     if identity == "1":
         return _identity_form(request, principal, fmt, described)
-    return download(await exports.export_cases(principal, flt, fmt=fmt, identity=False,
-                                               ip=client_ip(request), described=described, locale=lang))
+    try:
+        return download(await exports.export_cases(principal, flt, fmt=fmt, identity=False,
+                                                   ip=client_ip(request), described=described, locale=lang))
+    except OperationError as refused:
+        if refused.key != "export_empty":
+            raise
+        return _nothing_to_export(request, principal, fmt, described, lang, refused)
 
 
 @router.post("/console/export.{fmt}")
@@ -71,6 +88,8 @@ async def export_cases_with_identity(request: Request, principal: PagePrincipal,
                                             ip=client_ip(request), described=described, reason=reason,
                                             locale=lang)
     except OperationError as refused:
+        if refused.key == "export_empty":
+            return _nothing_to_export(request, principal, fmt, described, lang, refused)
         if refused.status_code != 422 or refused.key != "export_identity_needs_reason":
             raise
         return _identity_form(request, principal, fmt, described, reason=reason,

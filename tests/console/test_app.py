@@ -21,7 +21,7 @@ from storage.db import Database
 from storage.models import StaffRole
 from tests.conftest import make_test_keyring
 from tests.console.conftest import make_context
-from tests.factories import console_session, create_staff
+from tests.factories import console_session, create_staff, file_case
 
 STYLE_SHEET = (Path(__file__).resolve().parents[2] / "console" / "static" / "console.css").read_text(encoding="utf-8")
 
@@ -128,6 +128,7 @@ async def test_staff_asking_for_heavy_reads_at_once_take_turns_while_other_pages
     app, context = _mounted(database, tmp_path)
     async with database.sessionmaker.begin() as session:
         user = await create_staff(session, "zhao", StaffRole.SUPERVISOR)
+        await file_case(session, secret_key=context.secret_key)  # an export of no case would answer at once
     cookies, _ = await console_session(context, user)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console.test",
                                  cookies=cookies) as client:

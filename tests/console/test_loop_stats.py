@@ -86,8 +86,9 @@ async def test_loop_csv_of_the_page(console: ConsoleHarness) -> None:
     assert exported.text.startswith("\ufeffsection,key,name,metric,metric_name,value\r\n")
     rows = list(csv.reader(io.StringIO(exported.text.removeprefix("\ufeff"))))
     values = {(section, key, metric): value for section, key, _name, metric, _label, value in rows[1:]}
-    assert rows[1:3] == [["period", "start", "开始", "", "", START.isoformat()],
-                         ["period", "end", "结束", "", "", END.isoformat()]]
+    assert rows[1:4] == [["period", "start", "开始日期", "", "", "2026-03-03"],  # the page's days, not UTC instants
+                         ["period", "end", "结束日期（含当日）", "", "", "2026-03-15"],
+                         ["period", "timezone", "时区", "", "", "Asia/Shanghai"]]
     assert ["queue", "clean_hall", HALL_NAME, "accepted_on_time_rate", "按期受理率", "0.5"] in rows
     assert {metric: values["queue", "clean_hall", metric] for metric in (
         "received", "resolved_on_time_rate", "hours_to_accept_p90", "hours_to_resolve_median", "extensions",

@@ -50,8 +50,9 @@ async def test_csv_export_is_tidy_utf8_with_bom_and_chinese_names(sessionmaker: 
     hall_queue = "清廉大厅监督组（市行政审批服务局）"
     assert rows == [
         ["dimension", "key", "name", "value"],
-        ["period", "start", "开始", "2026-03-02T00:00:00+00:00"],
-        ["period", "end", "结束", "2026-03-09T00:00:00+00:00"],
+        ["period", "start", "开始日期", "2026-03-02"],  # the city's days the period covers (it began at 08:00 there)
+        ["period", "end", "结束日期（含当日）", "2026-03-09"],
+        ["period", "timezone", "时区", "Asia/Shanghai"],
         ["period", "queues", "队列范围", "all"],
         ["summary", "total", "报告总数", "5"],
         ["summary", "median_hours_to_accept", "受理用时中位数（小时）", "6"],

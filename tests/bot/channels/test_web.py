@@ -142,6 +142,21 @@ async def test_the_page_runs_no_inline_code_and_its_style_and_scripts_come_from_
     assert missing[0] == 404 and missing[2] == 404 and missing[1] in (404, 405)
 
 
+async def test_the_page_carries_the_servers_text_limit_and_its_scripts_restate_none(
+        tmp_path: Path, never_opened: str) -> None:
+    """The longest text was written three times (MAX_TEXT here, a number in chat.js, a text in chat-net.js): a change
+    of one left the page refusing what the server takes, or sending what it refuses. Now the page carries the
+    server's limit (as it carries the file-size limit) and the scripts read it from there."""
+    async with _serving(tmp_path, never_opened) as chat, chat.browser(header=False) as browser:
+        page = await browser.get("/")
+        scripts = {name: (await browser.get(f"/chat/static/{name}")).text for name in ("chat.js", "chat-net.js")}
+    assert f'data-max-text="{MAX_TEXT}"' in page.text
+    written = {str(MAX_TEXT), f"{MAX_TEXT:,}"}
+    assert {name: [number for number in written if number in text] for name, text in scripts.items()} == {
+        "chat.js": [], "chat-net.js": []}
+    assert 'getAttribute("data-max-text")' in scripts["chat.js"]
+
+
 async def test_behind_https_the_cookie_is_secure(tmp_path: Path, never_opened: str) -> None:
     async with _serving(tmp_path, never_opened, public_url="https://qinglian.example") as chat, \
             chat.browser() as browser:

@@ -313,6 +313,58 @@ async def test_an_old_bookmarks_fraction_in_the_confidence_filter_is_explained_w
             assert OLD_FRACTION.search((await client.get(f"/console/cases?{plain}")).text) is None, plain
 
 
+ACTIVE_FILTER = re.compile(r'<p class="hint" id="active-filter"[^>]*>(.*?)</p>', re.S)
+
+
+def _words(markup: str) -> str:
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", markup)).split())
+
+
+async def test_a_filtered_list_says_its_filter_in_words_with_a_link_that_clears_it(console: ConsoleHarness) -> None:
+    """A bookmarked list with an old confidence bound listed next to nothing; what it was filtered on was only the
+    values left in the form's boxes. The list now says its filter in words, with a link to the list without it."""
+    await console.user("sup", StaffRole.SUPERVISOR)
+    await console.case("triage", label="other", confidence=0.31)
+    async with console.client() as client:
+        await console.login(client, "sup")
+        filtered = (await client.get("/console/cases?conf_max=0.5&queue=triage&overdue=1&after=")).text
+        unfiltered = (await client.get("/console/cases")).text
+    said = ACTIVE_FILTER.search(filtered)
+    assert said is not None, "the list does not say its filter"
+    assert _words(said.group(1)) == (
+        "筛选条件 Filter : 队列：人工分拣 queue: Manual triage · 最高置信度：0.5 % max. confidence: 0.5 % · "
+        "超期 overdue 清除筛选 Clear the filter")
+    assert 'href="/console/cases"' in said.group(1)
+    assert ACTIVE_FILTER.search(unfiltered) is None
+
+
+async def test_an_export_whose_filter_matches_nothing_says_so_with_its_filter_instead_of_an_empty_file(
+        console: ConsoleHarness) -> None:
+    """A bookmarked export with conf_max=0.5 (a fraction, from before the filter took percentages) downloaded a file
+    with nothing but its header, and nothing said why. Now the export says that no case matches, the filter in
+    words, what the old bound means, and links to the export in percent and to the list; nothing is audited as
+    exported."""
+    await console.user("sup", StaffRole.SUPERVISOR)
+    unsure = await console.case("triage", label="other", confidence=0.31)
+    async with console.client() as client:
+        await console.login(client, "sup")
+        empty = await client.get("/console/export.csv?conf_max=0.5&queue=triage")
+        assert (empty.status_code, "content-disposition" in empty.headers) == (404, False)
+        page = html.unescape(empty.text)
+        assert "没有符合筛选条件的案件，未生成导出文件" in page
+        assert "no cases match the filter: no file was made" in page
+        said = ACTIVE_FILTER.search(empty.text)
+        assert said is not None and "最高置信度：0.5 %" in _words(said.group(1))
+        hint = OLD_FRACTION.search(empty.text)
+        assert hint is not None and "50 %" in html.unescape(hint.group(1))
+        meant = re.search(r'href="([^"]+)"', hint.group(1))
+        assert meant is not None and html.unescape(meant.group(1)) == "/console/export.csv?queue=triage&conf_max=50"
+        assert 'href="/console/cases?queue=triage&amp;conf_max=0.5"' in empty.text  # the list of the same filter
+        assert await console.audit("case.export") == []
+        exported = await client.get(html.unescape(meant.group(1)))
+    assert exported.status_code == 200 and unsure in exported.text
+
+
 async def test_a_received_range_that_ends_before_it_starts_is_refused_in_the_list_and_the_export(
         console: ConsoleHarness) -> None:
     """Days swapped by mistake gave an empty list and an empty export without a word, which reads as "nothing

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from datetime import timedelta
 from html import unescape
@@ -82,3 +84,23 @@ async def test_the_overdue_table_links_to_the_cases_still_overdue_with_their_num
         assert link is not None and link.group(2) == "2"
         listed = (await client.get(link.group(1))).text
         assert "共 2 件" in listed
+
+
+async def test_the_csv_says_the_period_in_the_citys_days_as_the_page_does(console: ConsoleHarness) -> None:
+    """The page showed 2026-11-07, its CSV files "2026-11-06T16:00:00+00:00" (midnight in Changsha as a UTC instant):
+    a supervisor read a period that began the day before. Both files now say the city's days and its time zone."""
+    await console.user("sup", StaffRole.SUPERVISOR)
+    async with console.client() as client:
+        await console.login(client, "sup")
+        day = {"start": "2026-11-07", "end": "2026-11-07"}
+        files = {path: await client.get(path, params=day) for path in ("/console/stats.csv", "/console/stats/loop.csv")}
+        english = await client.get("/console/stats.csv", params={**day, "lang": "en"})
+    for path, answer in files.items():
+        rows = list(csv.reader(io.StringIO(answer.text.removeprefix("\ufeff"))))
+        period = [(row[1], row[2], row[-1]) for row in rows if row[0] == "period"]
+        assert period == [("start", "开始日期", "2026-11-07"), ("end", "结束日期（含当日）", "2026-11-07"),
+                          ("timezone", "时区", "Asia/Shanghai"), ("queues", "队列范围", "all")], path
+    english_rows = list(csv.reader(io.StringIO(english.text.removeprefix("\ufeff"))))
+    assert [row[1:] for row in english_rows if row[0] == "period"][:3] == [
+        ["start", "first day", "2026-11-07"], ["end", "last day (included)", "2026-11-07"],
+        ["timezone", "time zone", "Asia/Shanghai"]]
