@@ -181,14 +181,15 @@ def check_language(locale: str) -> str:
 
 async def export_cases(principal: Principal, flt: queries.CaseFilter, *, fmt: Format, identity: bool,
                        ip: str | None, described: dict[str, str], reason: str | None = None,
-                       locale: str = "zh") -> Export:
+                       locale: str = "zh", refuse_empty: bool = False) -> Export:
     """The cases of the filter in the user's queues as a spreadsheet; with `identity` (the roles that may reveal
     identities only: 403 otherwise; with a `reason` that says something, as a reveal on a ticket needs: 422
     otherwise) the reporters' names and phones too. Audited, with the filter; an export with identities also as a
     reveal of each case whose reporter's identity it holds (`case.reveal_identity`, with the reason and
     `"via": "export"`), so that the case's activity and the audit log's reveals show it. `locale`: one of
-    `texts.LOCALES` (422 otherwise). A filter that matches no case of the user's queues exports nothing (404,
-    `export_empty`), and nothing is audited."""
+    `texts.LOCALES` (422 otherwise). A filter that matches no case of the user's queues gives a file of nothing but
+    its header — what a script's weekly export of a quiet week expects — or, with `refuse_empty` (the console's
+    pages, where a person asked), nothing (404, `export_empty`, not audited), so that the page can say why."""
     check_language(locale)
     if identity and not can_reveal_identity(principal.user, principal.context.city):
         raise OperationError(403, "identity_forbidden")
@@ -204,7 +205,7 @@ async def export_cases(principal: Principal, flt: queries.CaseFilter, *, fmt: Fo
         if listed.older is not None:  # the page reads one row more than it holds: more cases match
             raise OperationError(422, "export_too_many", limit=MAX_EXPORT_ROWS)
         cases = listed.cases
-        if not cases:  # a file of nothing but its header would not say why: the page says the filter instead
+        if not cases and refuse_empty:  # a file of nothing but its header would not say why: the page says so
             raise OperationError(404, "export_empty")
         async with principal.context.database.read_sessionmaker() as session:
             # the assignee by name, as the list names them (the audit log keeps the username)

@@ -66,7 +66,8 @@ async def export_cases(request: Request, principal: PagePrincipal, fmt: Literal[
         return _identity_form(request, principal, fmt, described)
     try:
         return download(await exports.export_cases(principal, flt, fmt=fmt, identity=False,
-                                                   ip=client_ip(request), described=described, locale=lang))
+                                                   ip=client_ip(request), described=described, locale=lang,
+                                                   refuse_empty=True))
     except OperationError as refused:
         if refused.key != "export_empty":
             raise
@@ -86,7 +87,7 @@ async def export_cases_with_identity(request: Request, principal: PagePrincipal,
     try:
         export = await exports.export_cases(principal, flt, fmt=fmt, identity=True,
                                             ip=client_ip(request), described=described, reason=reason,
-                                            locale=lang)
+                                            locale=lang, refuse_empty=True)
     except OperationError as refused:
         if refused.key == "export_empty":
             return _nothing_to_export(request, principal, fmt, described, lang, refused)
