@@ -34,6 +34,10 @@ NUMBERED_STATES = ("idle", "resume", "language", "intake", "district", "evidence
 explained, with their range. (Not the time, a name or a phone number, a text sent to a case, or the rating, whose
 digits are its stars and which says so itself.)"""
 UNEXPECTED_KINDS = ("sticker", "voice", "video", "audio", "location", "other")
+PRESSED = "pressed"
+"""In the conversation's context: the button the resident's last message pressed, when that press did something. The
+same button pressed again as the next message (a double tap, or the old button tapped once more) is said to be done,
+not refused as out of date with the question asked again under the one it just answered."""
 
 
 @dataclass(frozen=True)
@@ -67,10 +71,12 @@ async def handle(session: AsyncSession, inbound: Inbound, ctx: DialogContext, *,
     await _expire_old_draft(turn)
     as_sent = _as_the_step_began(turn)
     _follow_the_language_written(turn)
+    pressed_before = turn.context_get(PRESSED)
+    turn.context_set(**{PRESSED: turn.inbound.choice})
     if turn.inbound.command is not None:
         await _command(turn, turn.inbound.command.lower(), turn.inbound.command_arg)
     else:
-        await _input(turn)
+        await _input(turn, pressed_before)
     if turn.continued is not None and turn.continued.get("group") is not None:
         # an album's further file: what the earlier files' steps said that this one does not say anew (a file
         # refused, and why) comes first; their running count and question are restated here
@@ -331,6 +337,21 @@ def _resolve_choice(turn: Turn) -> tuple[str | None, str | None, bool]:
     return None, text, False
 
 
+async def _rating_under_a_notice(turn: Turn) -> bool:
+    """A rating button under the notice that a case was closed, pressed while the conversation is on that case for
+    something else (adding information when staff closed it, and their notice could not make it wait for the
+    rating): it rates the case, as it would have at the menu. False for any other out-of-date button."""
+    choice = turn.inbound.choice or ""
+    key, case_ref = loop.button_parts(choice)
+    if not key.startswith("rate:") or turn.conversation.state not in ("case_menu", "follow_up", "appeal") or \
+            case_ref is None or case_ref != str(turn.context_get("case_id")):
+        return False
+    turn.set_state("rating")
+    if not await tracking.answer(turn, key, None, None):
+        show_menu(turn)
+    return True
+
+
 def _beyond_the_options(turn: Turn, text: str | None) -> int | None:
     """The number typed alone ("9", "九", "第9个") to a question of `NUMBERED_STATES` that has fewer options."""
     offered = turn.context_get("choices") or []
@@ -381,7 +402,7 @@ def _follow_the_language_written(turn: Turn) -> None:
     turn.say(turn.t("language_followed"))
 
 
-async def _input(turn: Turn) -> None:
+async def _input(turn: Turn, pressed_before: str | None = None) -> None:
     inbound = turn.inbound
     state = turn.conversation.state
     if inbound.attachment is not None and inbound.attachment.place and state == "place":
@@ -397,7 +418,13 @@ async def _input(turn: Turn) -> None:
         await reask(turn)
         return
     choice, text, stale = _resolve_choice(turn)
+    if stale and inbound.choice == pressed_before:
+        turn.say(turn.t("button_already_pressed"))  # the question it answered was asked just below
+        return
+    if stale and await _rating_under_a_notice(turn):
+        return
     if stale:
+        turn.context_set(**{PRESSED: None})  # it did nothing: pressed again, it is as out of date
         turn.say(turn.t("error_stale_button"))
         await reask(turn)
         return

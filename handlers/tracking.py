@@ -405,6 +405,11 @@ async def _follow_up(turn: Turn, case: Case, choice: str | None, text: str | Non
         assert refreshed is not None
         show_case(turn, refreshed)
         return
+    if case.status in CLOSED_STATUSES and choice is None and attachment is None and case.rating is None and (
+            _rating_value(None, text) is not None or _typed_unsolved(turn, text)):
+        turn.set_state("rating")  # "5星" typed to the notice that closed the case while information was being added
+        await answer(turn, None, text, None)
+        return
     if case.status in CLOSED_STATUSES:
         turn.say(turn.t("error_case_closed"))
         ask_case_menu(turn, case)
