@@ -390,8 +390,11 @@ def _follow_the_language_written(turn: Turn) -> None:
     one they plainly write in when they write at the menu or first of all — a Changsha resident whose phone is set
     to English and who writes in Chinese — and says so in both languages. Never after they chose a language, nor
     for what they write in answer to a question (a Chinese address copied by a resident who reads English)."""
-    text = turn.inbound.text
-    if turn.context_get(LANGUAGE_CHOSEN) or text is None or turn.inbound.command is not None or \
+    command = (turn.inbound.command or "").lower()
+    # "/report <what happened>" is written as much as the same words sent alone; another command's argument (a
+    # receipt code) says nothing of a language
+    text = turn.inbound.command_arg if command == "report" else turn.inbound.text
+    if turn.context_get(LANGUAGE_CHOSEN) or text is None or (command and command != "report") or \
             turn.conversation.state not in (None, "idle", "intake"):
         return
     written = written_language(text)

@@ -490,6 +490,13 @@ async def test_the_first_words_written_at_the_menu_set_the_language_unless_one_w
     await chose.say(DESCRIPTION)  # a language chosen stays, whatever is written after
     assert "You wrote" in chose.text() and "接下来用中文" not in chose.text()
 
+    with_command = harness.resident("r5", locale="en-US")  # "/report <the complaint>": written as much as alone
+    await with_command.command("report", DESCRIPTION)
+    assert with_command.text().startswith("您用中文写的，接下来用中文回复您。") and "第1步" in with_command.text()
+    receipt_asked = harness.resident("r6", locale="en-US")  # a command's other arguments say nothing of a language
+    await receipt_asked.command("status", "1234 5678 9012 3456")
+    assert "接下来用中文" not in receipt_asked.text()
+
     copying = harness.resident("r4", locale="en-GB")  # a Chinese address copied into the English report
     await copying.command("report")
     await copying.press("district:yuelu")
@@ -600,11 +607,10 @@ async def test_a_long_story_sent_with_report_or_to_the_district_question_is_kept
     """"/report <3,500 characters>", or the complaint pasted right after choosing to report: refused whole (the
     district question even took a story naming a district for its answer, and dropped the rest). What fits is kept
     as the description, and the district asked."""
-    with_command = harness.resident("r1", locale="en")
+    with_command = harness.resident("r1", locale="en")  # a phone in English; the complaint in Chinese is followed
     await with_command.command("report", LONG_COMPLAINT)
-    assert with_command.last[0].text.startswith(
-        "What you sent is 3500 characters long, over the 3000-character limit for what happened. The first 3000")
-    assert "next step" not in with_command.text() and "Step 1" in with_command.text()
+    assert "您发来的内容共3500字，超过了“经过”3000字的上限。已把前3000字" in with_command.text()
+    assert "下一步" not in with_command.text() and "第1步" in with_command.text()
     pasted_after = harness.resident("r2")
     await pasted_after.say("你好")
     await pasted_after.press("menu:report")
