@@ -6,10 +6,12 @@ import hashlib
 import hmac
 import re
 import secrets
+import unicodedata
 
 RECEIPT_DIGITS = 16
-_SEPARATORS = re.compile(r"[\s\-_.·]+")
-_DIGIT_RUN = re.compile(r"[0-9](?:[\s\-_.·]*[0-9])*", re.ASCII)
+_SEPARATOR = r"\s\-_.·・‐‑‒–—―−"  # spaces, dots and every dash a keyboard puts between the groups
+_SEPARATORS = re.compile(rf"[{_SEPARATOR}]+")
+_DIGIT_RUN = re.compile(rf"[0-9](?:[{_SEPARATOR}]*[0-9])*")
 MAX_WORDS_AROUND_CODE = 20
 """Letters and digits a message may hold besides its receipt code and still be read as that code."""
 
@@ -26,7 +28,8 @@ def parse_receipt_code(text: str) -> str | None:
     """The 16 digits of a code typed with or without spaces or dashes, alone or with a few words around it
     ("查询码：1074 8690 3250 1520", "my code is …"); None if it is not one. A longer text that happens to hold 16
     digits (a card number in a description) is not taken for a code."""
-    normalised = text.strip().translate(_FULLWIDTH_DIGITS)
+    # NFKC: full-width digits, hyphens and spaces as their plain forms (only ASCII digits make a code)
+    normalised = unicodedata.normalize("NFKC", text).strip()
     runs = [run for run in _DIGIT_RUN.findall(normalised) if len(_SEPARATORS.sub("", run)) == RECEIPT_DIGITS]
     if len(runs) != 1:
         return None
@@ -39,5 +42,3 @@ def parse_receipt_code(text: str) -> str | None:
 def receipt_code_hash(secret_key: bytes, code: str) -> str:
     return hmac.new(secret_key, b"receipt:" + code.encode(), hashlib.sha256).hexdigest()
 
-
-_FULLWIDTH_DIGITS = str.maketrans("０１２３４５６７８９", "0123456789")

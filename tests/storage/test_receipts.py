@@ -19,6 +19,11 @@ def test_new_codes_are_sixteen_digits_with_their_leading_zeros() -> None:
     ("1234.5678.9012.3456", "1234567890123456"),
     ("  1234_5678 -9012\t3456 ", "1234567890123456"),
     ("１２３４ ５６７８ ９０１２ ３４５６", "1234567890123456"),
+    ("3969－3761－9271－0542", "3969376192710542"),  # a Chinese keyboard's full-width hyphen
+    ("1234—5678—9012—3456", "1234567890123456"),  # an em dash, as a phone's keyboard replaces "--"
+    ("1234–5678–9012–3456", "1234567890123456"),  # an en dash
+    ("1234・5678・9012・3456", "1234567890123456"),  # a Japanese keyboard's middle dot
+    ("1234　5678　9012　3456", "1234567890123456"),  # ideographic spaces
     ("١٢٣٤٥٦٧٨٩٠١٢٣٤٥٦", None),  # Arabic-Indic digits are digits, but not a code anyone was given
     ("1234 5678 9012 345O", None),
     ("", None),
