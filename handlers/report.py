@@ -166,6 +166,10 @@ def has_draft(turn: Turn) -> bool:
 # --- answers ----------------------------------------------------------------------------------
 
 
+LATE_FILE_STATES = ("identity", "name", "phone", "summary", "edit")
+"""Questions after the evidence step, where a file sent is still evidence of the report (not refused as early)."""
+
+
 def _next(turn: Turn, state: str) -> None:
     """After a field is answered: back to the summary when editing, else the next question."""
     if turn.draft.get("editing") and state not in ("name", "phone"):
@@ -192,7 +196,7 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
     if attachment is not None and attachment.contact is not None:
         _contact_card(turn, attachment.contact)
         return
-    if attachment is not None and state not in ("evidence", "intake"):
+    if attachment is not None and state not in ("evidence", "intake", *LATE_FILE_STATES):
         turn.say(turn.t("error_attachment_here"))
         ask(turn, state)
         return
@@ -202,6 +206,8 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
     try:
         if state == "intake":
             await _intake(turn, choice, text, attachment)
+        elif attachment is not None and state in LATE_FILE_STATES:  # remembered after the evidence step
+            await _evidence_file(turn, attachment, text, then=state)
         elif state in (*STORY_QUESTIONS, "district") and choice is None and not given_back and \
                 _tells_the_story(turn, text):
             assert text is not None  # the story sent to a first question (over the limit: kept as far as it fits)
@@ -335,20 +341,9 @@ def typed_one_of(turn: Turn, text: str | None, words_key: str) -> bool:
 
 
 async def _evidence(turn: Turn, choice: str | None, text: str | None, attachment: Attachment | None) -> None:
-    limits = turn.ctx.city.limits
     attachments: list[int] = list(turn.draft.get("attachments", []))
-    if attachment is not None and turn.gathering is not None and turn.gathering.get("group") is not None:
-        await _album_file(turn, attachment, text, turn.gathering)
-    elif attachment is not None:
-        if len(attachments) >= limits.max_attachments:
-            raise Invalid("error_evidence_full", maximum=limits.max_attachments)
-        stored = await accept_file(turn, attachment)
-        attachments.append(stored.id)
-        turn.update_draft(attachments=attachments)
-        turn.say(turn.t("evidence_received", count=len(attachments), maximum=limits.max_attachments))
-        if text is not None and text.strip():  # the words written under the file (a caption) say what it shows
-            _add_to_description(turn, text)
-        ask(turn, "evidence")
+    if attachment is not None:
+        await _evidence_file(turn, attachment, text, then="evidence")
     elif choice == "evidence:done" or typed_one_of(turn, text, "evidence_done_words"):  # "跳过", "done" typed
         _next(turn, "identity")
     elif choice == "evidence:clear":
@@ -361,7 +356,28 @@ async def _evidence(turn: Turn, choice: str | None, text: str | None, attachment
         raise Invalid("error_evidence_expected")
 
 
-async def _album_file(turn: Turn, attachment: Attachment, text: str | None, album: dict[str, Any]) -> None:
+async def _evidence_file(turn: Turn, attachment: Attachment, text: str | None, *, then: str) -> None:
+    """A file of evidence, sent at the evidence step or remembered after it (at the identity questions or the
+    summary, whose count of files then says it): taken while there is room, then the question `then` asked again."""
+    if turn.gathering is not None and turn.gathering.get("group") is not None:
+        await _album_file(turn, attachment, text, turn.gathering, then=then)
+        return
+    limits = turn.ctx.city.limits
+    attachments: list[int] = list(turn.draft.get("attachments", []))
+    if len(attachments) >= limits.max_attachments:  # at the evidence step "tap Done"; later, only the limit
+        raise Invalid("error_evidence_full" if then == "evidence" else "error_evidence_full_late",
+                      maximum=limits.max_attachments)
+    stored = await accept_file(turn, attachment)
+    attachments.append(stored.id)
+    turn.update_draft(attachments=attachments)
+    turn.say(turn.t("evidence_received", count=len(attachments), maximum=limits.max_attachments))
+    if text is not None and text.strip():  # the words written under the file (a caption) say what it shows
+        _add_to_description(turn, text)
+    ask(turn, then)
+
+
+async def _album_file(turn: Turn, attachment: Attachment, text: str | None, album: dict[str, Any], *,
+                      then: str) -> None:
     """One photo of an album (several sent in one go, each its own message): taken as any file, and answered for
     the album — how many of it were taken (and how many went over the limit), restated by its next photo's step,
     which takes this one's replies back (`dialog.handle`): the resident reads it once, under the last."""
@@ -387,7 +403,7 @@ async def _album_file(turn: Turn, attachment: Attachment, text: str | None, albu
         turn.say(turn.t("evidence_album_over", count=over, maximum=limits.max_attachments), restated=True)
     if text is not None and text.strip():  # an album's caption (on its first photo) says what the photos show
         _add_to_description(turn, text)
-    ask(turn, "evidence")
+    ask(turn, then)
 
 
 def _add_to_description(turn: Turn, words: str) -> None:

@@ -16,7 +16,7 @@ from handlers.routing import RouteDecision
 from handlers.routing import route as decide
 from handlers.types import Inbound, Outbound
 from nlp.types import Tag
-from storage.models import Case, TraceEvent
+from storage.models import Attachment, Case, TraceEvent
 from tests.console.test_problems import PLANT_THIRD
 from tests.handlers.conftest import JPEG, DialogHarness, Resident
 from tests.handlers.test_similar import PLANT, PLANT_AGAIN
@@ -144,6 +144,31 @@ async def test_cancelling_at_the_summary_deletes_the_draft_and_its_files(harness
     assert [path for path in harness.context.evidence_dir.rglob("*") if path.is_file()] == []
     await resident.command("report")
     assert "第1步" in resident.text()  # nothing to resume
+
+
+async def test_a_file_remembered_after_the_evidence_step_is_taken_as_evidence_and_the_question_asked_again(
+        harness: DialogHarness) -> None:
+    """A photo sent at the real-name questions or at the summary was refused with "no file is needed yet" — wrong,
+    the evidence step was over — and not kept. It is evidence of the report as any other: taken while there is
+    room, the count said, and the question asked again (the summary with the new count)."""
+    resident = harness.resident()
+    await _to_identity(resident)
+    await resident.press("identity:real")
+    await resident.upload(JPEG, kind="photo")  # at the name question
+    assert "已收到第 1 个文件" in resident.text() and resident.text().endswith("请输入您的姓名：")
+    await resident.say("张三")
+    await resident.say("13812345678")
+    assert "证据：1 个文件" in resident.text()
+    for _ in range(4):
+        await resident.upload(JPEG, kind="photo")  # at the summary: kept, the summary shown with the new count
+    assert "已收到第 5 个文件" in resident.text() and "证据：5 个文件" in resident.text()
+    await resident.upload(JPEG, kind="photo")  # one more than the limit: said, the summary asked again
+    assert "最多只能上传5个文件，这个文件没有收下。" in resident.text() and "证据：5 个文件" in resident.text()
+    await resident.press("summary:submit")
+    (case,) = await _filed(harness)
+    async with harness.sessionmaker() as session:
+        attached = (await session.execute(select(Attachment.id).where(Attachment.case_id == case.id))).scalars()
+        assert len(list(attached)) == 5
 
 
 async def test_clearing_the_evidence_deletes_the_files_and_the_resident_may_send_others(
