@@ -88,7 +88,9 @@ def _staff_work(live: LiveService) -> None:
         assert moved.status_code == 200, moved.text
         assert api.post(f"/api/v1/cases/{number}/answer", json={"text": ANSWER}).status_code == 200
         detail = api.get(f"/api/v1/cases/{number}").json()
-        assert detail["place"] == PLACE and detail["occurred"] == OCCURRED  # readable to staff, through the keys
+        # readable to staff, through the keys (the time with the date its words name: "上周四 … (2026-12-03)")
+        assert detail["place"] == PLACE and re.fullmatch(re.escape(OCCURRED) + r" \(\d{4}-\d{2}-\d{2}\)",
+                                                         detail["occurred"])
         evidence = detail["evidence"][0]
         assert evidence["original_name"] == "evidence-1.pdf"  # the name the file was sent under is not kept
         download = api.get(f"/api/v1/cases/{number}/evidence/{evidence['id']}")
