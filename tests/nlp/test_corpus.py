@@ -141,5 +141,5 @@ def test_a_boundary_file_with_a_line_that_is_not_an_object_is_refused_by_line(tm
     it now names the file and the line, as the seed corpus and `--data` files do."""
     path = tmp_path / "boundary.jsonl"
     path.write_text('{"id": "b1", "text": "医院收红包", "label": "medical"}\n["医院", "medical"]\n', encoding="utf-8")
-    with pytest.raises(DatasetError, match="boundary.jsonl line 2: not a JSON object"):
+    with pytest.raises(DatasetError, match=r"boundary\.jsonl line 2: not a JSON object"):
         load_boundary_split(path)
