@@ -480,7 +480,7 @@ async def _input(turn: Turn, pressed_before: str | None = None) -> None:
         if not await tracking.answer(turn, choice, text, inbound.attachment):
             show_menu(turn)
     elif state == "language":
-        turn.say(turn.t("error_pick_option"))
+        turn.say(turn.t("error_pick_language"))  # in both languages, as the question: hers is what she is choosing
         _ask_language(turn)
     elif text is not None and parse_receipt_code(text) is not None:
         await tracking.check_code(turn, text)

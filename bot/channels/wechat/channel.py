@@ -302,9 +302,11 @@ class WeChatChannel:
 
     def _reply_text(self, messages: list[Outbound], inbound: Inbound) -> str:
         """A step's replies as one text. WeChat does not tell the resident's language: one who writes English and
-        is answered in Chinese is told, in English, how to change it."""
+        is answered in Chinese is told, in English, how to change it (unless the reply is the language question)."""
         text = render_replies(messages, self._texts, self._offer_link)
-        if text and reads_english(inbound.text) and all(message.locale != "en" for message in messages):
+        english_offered = any(choice.key == "language:en" for message in messages for choice in message.choices)
+        if text and reads_english(inbound.text) and not english_offered and \
+                all(message.locale != "en" for message in messages):
             text += "\n\n" + self._texts.get("en", "wechat_english_hint")
         return text
 

@@ -143,8 +143,9 @@ def render_message(message: Outbound, texts: Texts, offer_link: OfferLink | None
     locale = message.locale or ("zh" if _looks_chinese(message.text) else "en")
     if message.notice_offer is not None and offer_link is not None:
         link = offer_link(message.notice_offer)
-        if link:
-            lines.append(texts.get(locale, "wechat_subscribe_offer", link=link))
+        # without a one-time notice to subscribe to, she is told at least why news may wait for her next message
+        lines.append(texts.get(locale, "wechat_subscribe_offer", link=link) if link else
+                     texts.get(locale, "wechat_window_note"))
     if not message.choices:
         return "\n".join(lines)
     lines += [f"{_choice_number(choice.key, position)}. {choice.label}"

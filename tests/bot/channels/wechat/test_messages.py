@@ -401,7 +401,10 @@ def test_an_offer_of_notices_adds_the_subscription_link_before_the_choices() -> 
 
 def test_no_link_is_added_without_an_offer_or_without_a_template() -> None:
     texts = Texts()
-    assert render_message(Outbound("已受理", notice_offer=41), texts, lambda case_id: None) == "已受理"
+    # without a template to subscribe to, the resident is told why news may wait for her next message: no link
+    assert render_message(Outbound("已受理", notice_offer=41), texts, lambda case_id: None) == (
+        "已受理\n提示：您超过48小时没有给本公众号发消息时，微信不允许我们主动通知您；这期间的进展会在您下次发消息时告诉您，"
+        "也可以随时发送 /status 加查询码查询。")
     assert render_message(Outbound("已受理", notice_offer=41), texts) == "已受理"
     assert render_message(Outbound("已受理"), texts, _link) == "已受理"
 
