@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date
 
 from nlp.tokenizer import normalise
-from storage import receipts
+from storage.receipts import parse_receipt_code
 
 
 def whole_number(text: str) -> int | None:
@@ -54,16 +54,6 @@ def _chinese_number(text: str) -> int | None:
     if not ten or (tens and tens not in "一二三四五六七八九") or (units and units not in "一二三四五六七八九"):
         return None
     return _CHINESE_NUMERALS.get(tens, 1) * 10 + _CHINESE_NUMERALS.get(units, 0)
-
-_CODE_GROUP_COMMAS = re.compile(r"(?<=[0-9０-９])[ \t　]*[,，、][ \t　]*(?=[0-9０-９])")
-"""A comma or enumeration comma between two digits: a Chinese keyboard's "1234，5678，9012，3456"."""
-
-
-def parse_receipt_code(text: str) -> str | None:
-    """`storage.receipts.parse_receipt_code`, also with the groups separated by commas ("，" and "、"), as a
-    resident typing on a Chinese keyboard separates them; a description is still no code (the digits of an amount
-    in it, "1,234", are far fewer than sixteen)."""
-    return receipts.parse_receipt_code(_CODE_GROUP_COMMAS.sub(" ", text))
 
 
 __all__ = [

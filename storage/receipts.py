@@ -9,7 +9,9 @@ import secrets
 import unicodedata
 
 RECEIPT_DIGITS = 16
-_SEPARATOR = r"\s\-_.·・‐‑‒–—―−"  # spaces, dots and every dash a keyboard puts between the groups
+_SEPARATOR = r"\s\-_.,、·・‐‑‒–—―−"
+"""What residents put between the groups: spaces, dots, commas (a Chinese keyboard's "，" is "," after NFKC, and
+"、") and every dash a keyboard makes. Only between digits: an amount "1,234" in a text is far from 16 digits."""
 _SEPARATORS = re.compile(rf"[{_SEPARATOR}]+")
 _DIGIT_RUN = re.compile(rf"[0-9](?:[{_SEPARATOR}]*[0-9])*")
 MAX_WORDS_AROUND_CODE = 20

@@ -24,6 +24,9 @@ def test_new_codes_are_sixteen_digits_with_their_leading_zeros() -> None:
     ("1234–5678–9012–3456", "1234567890123456"),  # an en dash
     ("1234・5678・9012・3456", "1234567890123456"),  # a Japanese keyboard's middle dot
     ("1234　5678　9012　3456", "1234567890123456"),  # ideographic spaces
+    ("查询码：6438，6681，3571，7533。", "6438668135717533"),  # a Chinese keyboard's commas
+    ("6438、6681、3571、7533", "6438668135717533"),
+    ("罚款1,234元，另收了2,000元", None),  # amounts are not a code
     ("١٢٣٤٥٦٧٨٩٠١٢٣٤٥٦", None),  # Arabic-Indic digits are digits, but not a code anyone was given
     ("1234 5678 9012 345O", None),
     ("", None),
