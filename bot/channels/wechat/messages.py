@@ -222,6 +222,12 @@ def _key_without_msgid(fields: Mapping[str, str], user: str, created: str, msg_t
     return f"{user}:{created}:{msg_type}:{hashlib.sha256(content.encode()).hexdigest()[:16]}"
 
 
+def _shared_link(fields: Mapping[str, str]) -> str:
+    """A link message's title, summary and address, a line each (what the resident shared and where it is)."""
+    parts = (" ".join(fields.get(name, "").split()) for name in ("Title", "Description", "Url"))
+    return "\n".join(part for part in parts if part)
+
+
 def to_inbound(fields: Mapping[str, str], fetcher: Fetcher) -> Inbound | None:
     """The channel-neutral form of a WeChat message or event; None for events the dialog ignores."""
     user = fields.get("FromUserName", "")
@@ -248,6 +254,8 @@ def to_inbound(fields: Mapping[str, str], fetcher: Fetcher) -> Inbound | None:
         if command is not None:
             return Inbound(CHANNEL, user, command=command[0], command_arg=command[1], update_key=key)
         return Inbound(CHANNEL, user, text=text, update_key=key)
+    if msg_type == "link" and (shared := _shared_link(fields)):  # an article shared into the chat, as text
+        return Inbound(CHANNEL, user, text=shared, update_key=key)
     heard = fields.get("Recognition", "").strip() if msg_type == "voice" else ""
     if heard:  # 接收语音识别结果: WeChat sends the words of a voice message; they are the resident's answer
         return Inbound(CHANNEL, user, text=heard, update_key=key)

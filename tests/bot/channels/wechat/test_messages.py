@@ -137,6 +137,15 @@ def test_a_voice_message_is_what_wechat_recognised_in_it_or_else_a_voice_attachm
     assert asked == []
 
 
+def test_a_shared_link_is_its_title_summary_and_address_as_text() -> None:
+    """An article shared into the chat (MsgType link, e.g. a news report of the matter at the description step) was
+    refused as a kind of message the bot cannot read, and its title and address were lost."""
+    fields = {"FromUserName": OPENID, "CreateTime": "1700000000", "MsgType": "link", "MsgId": "78",
+              "Title": "某区政务中心窗口  推诿扯皮", "Description": "市民反映办事难", "Url": "https://mp.weixin.qq.com/s/abc"}
+    shared = "某区政务中心窗口 推诿扯皮\n市民反映办事难\nhttps://mp.weixin.qq.com/s/abc"
+    assert to_inbound(fields, _recording_fetcher([])) == Inbound("wechat", OPENID, text=shared, update_key="78")
+
+
 @pytest.mark.parametrize(("msg_type", "kind"), [
     ("video", "video"), ("Video", "video"), ("shortvideo", "video"), ("location", "location"),
     ("file", "other"), ("miniprogrampage", "other"), ("music_of_the_future", "other"),
