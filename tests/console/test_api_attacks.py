@@ -1,0 +1,87 @@
+"""The staff API attacked as an insider and an outsider would: what a cache may keep of an answer that holds a
+report or a reporter's identity, texts a reporter would read that say nothing, a cross-site link that exports
+identities from a console session, reads of a report that leave no audit entry, cases of other queues changed by a
+problem's merge without one, audit-log entries an API token's name could disguise, and case numbers typed on a
+Chinese keyboard. Each called in-process as an integration calls it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from storage import staff_actions
+from storage.models import AuditEntry, Case, StaffRole, TraceEvent
+from tests.console.api_client import ApiClient
+from tests.console.conftest import make_context
+from tests.factories import console_session, file_case
+
+NAME, PHONE = "欧阳明月", "13987654321"
+REPORT = "政务服务中心社保窗口工作人员上班时间玩手机，群众排长队无人办理，态度也很差。"
+
+
+class Api(ApiClient):
+    async def named_case(self, queue: str = "clean_hall") -> str:
+        """A case whose reporter gave their name and phone."""
+        async with self.context.database.sessionmaker.begin() as session:
+            case, _ = await file_case(session, secret_key=self.context.secret_key, queue=queue, description=REPORT,
+                                      anonymous=False, reporter_name=NAME, reporter_phone=PHONE)
+        return str(case.case_number)
+
+    async def session_of(self, username: str) -> tuple[httpx.AsyncClient, str]:
+        """A client holding `username`'s console login (its cookie), and the login's CSRF token."""
+        async with self.context.database.read_sessionmaker() as session:
+            user = await staff_actions.get_staff_by_username(session, username)
+        assert user is not None
+        cookies, csrf = await console_session(self.context, user)
+        return httpx.AsyncClient(transport=self.client._transport, base_url="http://console.test",
+                                 cookies=cookies), csrf
+
+    async def audit(self, case_number: str | None = None, action: str | None = None) -> list[AuditEntry]:
+        async with self.context.database.read_sessionmaker() as session:
+            query = select(AuditEntry).order_by(AuditEntry.id)
+            if case_number is not None:
+                query = query.join(Case, Case.id == AuditEntry.case_id).where(Case.case_number == case_number)
+            if action is not None:
+                query = query.where(AuditEntry.action == action)
+            return list((await session.execute(query)).scalars())
+
+    async def trace(self, case_number: str) -> list[TraceEvent]:
+        async with self.context.database.read_sessionmaker() as session:
+            query = (select(TraceEvent).join(Case, Case.id == TraceEvent.case_id)
+                     .where(Case.case_number == case_number).order_by(TraceEvent.id))
+            return list((await session.execute(query)).scalars())
+
+
+@pytest.fixture
+async def api(database: Any, tmp_path: Path) -> AsyncIterator[Api]:
+    built = Api(make_context(database, tmp_path))
+    async with built.client:
+        await built.staff("li", StaffRole.REVIEWER, ("clean_hall",))
+        await built.staff("wang", StaffRole.SUPERVISOR)
+        await built.staff("root", StaffRole.ADMIN)
+        yield built
+
+
+async def test_no_answer_that_holds_a_report_or_an_identity_may_be_kept_by_a_browser_or_proxy(api: Api) -> None:
+    """Before, only an evidence download said `no-store`: a reporter's name and phone from a reveal, a case's report,
+    an export with identities and the audit log could stay in a shared proxy's or the browser's disk cache."""
+    number = await api.named_case()
+    answers = [
+        await api.call("wang", "GET", f"cases/{number}"),
+        await api.call("wang", "GET", "cases"),
+        await api.call("wang", "GET", f"cases/{number}/notes"),
+        await api.call("wang", "POST", f"cases/{number}/reveal-identity", {"reason": "核实举报线索"}),
+        await api.call("wang", "GET", "export/cases", params={"identity": "true", "reason": "核实举报线索"}),
+        await api.call("root", "GET", "audit.csv"),
+        await api.call("li", "GET", f"cases/{number}"),  # a refusal too
+    ]
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 200, 200, 200, 200]
+    assert NAME in answers[3].text and NAME in answers[4].content.decode("utf-8-sig")
+    assert [answer.headers.get("cache-control") for answer in answers] == ["no-store"] * len(answers)
+    refused = await api.call("li", "GET", "cases/QL-2026-999999")
+    assert refused.status_code == 404 and refused.headers.get("cache-control") == "no-store"
