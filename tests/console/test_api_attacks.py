@@ -85,3 +85,29 @@ async def test_no_answer_that_holds_a_report_or_an_identity_may_be_kept_by_a_bro
     assert [answer.headers.get("cache-control") for answer in answers] == ["no-store"] * len(answers)
     refused = await api.call("li", "GET", "cases/QL-2026-999999")
     assert refused.status_code == 404 and refused.headers.get("cache-control") == "no-store"
+
+
+@pytest.mark.parametrize("field", ["note", "referral"])
+async def test_a_rejection_through_the_api_needs_a_reason_and_a_referral_the_reporter_can_read(
+        api: Api, field: str) -> None:
+    """The page cleans what staff write for a reporter; the API's status note did not: a rejection whose reason or
+    referral was a zero-width space was sent, and the reporter read a rejection that said nothing."""
+    number = await api.case()
+    body = {"status": "rejected", "note": "不属于本平台受理范围", "referral": "请向区信访局反映",
+            field: "\u200b\u2066\u2069"}
+    refused = await api.call("wang", "POST", f"cases/{number}/status", body)
+    assert refused.status_code == 422, refused.text
+    assert "rejection needs" in refused.json()["detail"]
+    assert (await api.call("wang", "GET", f"cases/{number}")).json()["status"] == "routed"
+    rejected = await api.call("wang", "POST", f"cases/{number}/status", {
+        "status": "rejected", "note": "不属于\u202e本平台受理范围\u0000", "referral": "请向区信访局反映\u200b"})
+    assert rejected.status_code == 200, rejected.text
+    assert (await api.trace(number))[-1].body == "不属于本平台受理范围\n请向区信访局反映"
+
+
+async def test_a_status_note_or_an_extension_decision_note_of_invisible_characters_is_no_note(api: Api) -> None:
+    number = await api.case()
+    changed = await api.call("wang", "POST", f"cases/{number}/status",
+                             {"status": "in_handling", "note": "\u200b\u0007"})
+    assert changed.status_code == 200, changed.text
+    assert (await api.trace(number))[-1].body is None
