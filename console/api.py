@@ -344,7 +344,8 @@ async def export_cases(
         "both in English. Place and summary stay as the reporter wrote them."))] = "zh",
     identity: Annotated[bool, Query(description=(
         "Add the reporters' names and phones: only for the roles that may reveal identities (403 otherwise); "
-        "audited, as a reveal of each case whose reporter's identity the file holds: needs `reason`."))] = False,
+        "audited, as a reveal of each case whose reporter's identity the file holds: needs `reason`, and from a "
+        "console session the `X-CSRF-Token` header, as an unsafe call does."))] = False,
     reason: Annotated[str | None, Query(max_length=500, description=(
         "Why the identities are needed (with `identity`): at least 4 letters or digits, 422 otherwise; recorded "
         "with the export and with each case's reveal."))] = None,
@@ -360,6 +361,8 @@ async def export_cases(
     """The columns supervisors report on, times in the city's time zone; text that a spreadsheet would run as
     a formula starts with an apostrophe. At most 10,000 cases (422 beyond). Every export is audited."""
     operations.require_supervisor(principal)
+    if identity:  # it records reveals: a link on another site must not make a logged-in browser do it (a GET)
+        principal.check_csrf(request.headers.get("x-csrf-token"))
     unknown = sorted(set(request.query_params) - set(EXPORT_PARAMETERS))
     if unknown:  # a misspelt filter would export more than was meant, and the audit would record it as asked
         raise OperationError(422, "unknown_query_parameter", name=unknown[0][:40], known=", ".join(EXPORT_PARAMETERS))

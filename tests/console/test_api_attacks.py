@@ -111,3 +111,26 @@ async def test_a_status_note_or_an_extension_decision_note_of_invisible_characte
                              {"status": "in_handling", "note": "\u200b\u0007"})
     assert changed.status_code == 200, changed.text
     assert (await api.trace(number))[-1].body is None
+
+
+async def test_an_identity_export_from_a_console_session_needs_the_csrf_header(api: Api) -> None:
+    """A GET with the session cookie: a link on another site (the cookie is SameSite=Lax, sent with a top-level
+    navigation) made a supervisor's browser export the reporters' names and phones and record a reveal of each, in
+    the supervisor's name and with the reason the link chose. The page's identity export is a form with its CSRF
+    token; the API's asks for the `X-CSRF-Token` header from a session (a token needs none)."""
+    number = await api.named_case()
+    client, csrf = await api.session_of("wang")
+    async with client:
+        query = {"identity": "true", "reason": "例行核查工作"}
+        forged = await client.get("/api/v1/export/cases", params=query)
+        assert forged.status_code == 403 and "CSRF" in forged.json()["detail"]
+        assert NAME not in forged.text
+        assert await api.audit(number, "case.reveal_identity") == []
+        assert await api.audit(action="case.export") == []
+        plain = await client.get("/api/v1/export/cases")  # without identities: no reveal, no header needed
+        assert plain.status_code == 200 and NAME not in plain.content.decode("utf-8-sig")
+        asked = await client.get("/api/v1/export/cases", params=query, headers={"X-CSRF-Token": csrf})
+        assert asked.status_code == 200 and NAME in asked.content.decode("utf-8-sig")
+    assert len(await api.audit(number, "case.reveal_identity")) == 1
+    by_token = await api.call("wang", "GET", "export/cases", params=query)
+    assert by_token.status_code == 200
