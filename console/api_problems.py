@@ -149,8 +149,9 @@ async def similar_cases(principal: CurrentUser, case_number: CaseNumber) -> Simi
 @router.post("/cases/{case_number}/answer/check", response_model=ScoreOut, summary="Check an answer's quality",
              responses=CASE_ERRORS)
 async def check_answer(principal: CurrentUser, case_number: CaseNumber, body: AnswerCheckIn) -> ScoreOut:
-    """Scores a draft answer against the case's report before it is sent; nothing is sent or stored."""
-    return ScoreOut.build(await problems.check_answer(principal, case_number, body.text))
+    """Scores a draft answer against the case's report before it is sent; nothing is sent. The reasons quote the
+    report: the check is recorded in the audit log as a view of the case."""
+    return ScoreOut.build(await problems.check_answer(principal, case_number, body.text, audited=True))
 
 
 def _problem_out(view: problems.ProblemView) -> ProblemOut:

@@ -153,17 +153,27 @@ def was_checked(principal: Principal, target: str, text: str, token: str) -> boo
     return bool(token) and hmac.compare_digest(token.encode(), check_token(principal, target, text).encode())
 
 
-async def check_answer(principal: Principal, case_number: str, text: str) -> ReplyScore:
-    """How an answer would score against the case's report, before it is sent."""
-    async with principal.context.database.read_sessionmaker() as session:
-        case = await load_case(session, principal, case_number)
+async def check_answer(principal: Principal, case_number: str, text: str, *, audited: bool = False) -> ReplyScore:
+    """How an answer would score against the case's report, before it is sent. Its reasons quote the report (the
+    words the answer leaves out): `audited`, the check is recorded as a view of the case (the REST API; the ticket
+    page records the view of the page it shows the check on)."""
+    if audited:
+        async with principal.write() as session:
+            case = await load_case(session, principal, case_number)
+            await staff_actions.record_view(session, case, actor=principal.user, ip=principal.ip)
+    else:
+        async with principal.context.database.read_sessionmaker() as session:
+            case = await load_case(session, principal, case_number)
     return score_answer(principal, case, text, utcnow())
 
 
 async def check_problem_answer(principal: Principal, problem_id: int, text: str) -> ReplyScore:
     """A problem's answer scored against its oldest case the user may see (all its cases are about one
-    problem; each case's own score is stored when the answer is sent)."""
-    view = await problem_view(principal, problem_id)
+    problem; each case's own score is stored when the answer is sent). The reasons quote that case's report: the
+    check is recorded as a view of it."""
+    async with principal.write() as session:
+        view = await _problem(session, principal, problem_id)
+        await staff_actions.record_view(session, view.cases[0], actor=principal.user, ip=principal.ip)
     return score_answer(principal, view.cases[0], text, utcnow())
 
 

@@ -134,3 +134,21 @@ async def test_an_identity_export_from_a_console_session_needs_the_csrf_header(a
     assert len(await api.audit(number, "case.reveal_identity")) == 1
     by_token = await api.call("wang", "GET", "export/cases", params=query)
     assert by_token.status_code == 200
+
+
+async def test_checking_an_answer_through_the_api_is_audited_as_a_read_of_the_case(api: Api) -> None:
+    """The check names the words of the report an answer leaves out: it reads the report. On the ticket page it is
+    part of an audited view of the ticket; through the API it left no entry at all."""
+    number = await api.case(REPORT)
+    checked = await api.call("li", "POST", f"cases/{number}/answer/check", {"text": "已收到。"})
+    assert checked.status_code == 200, checked.text
+    missing = [reason["zh"] for reason in checked.json()["reasons"] if reason["code"] == "missing_phrases"]
+    assert missing and "窗口" in missing[0]
+    assert [entry.action for entry in await api.audit(number)] == ["case.view"]
+    other = await api.case(REPORT, queue="work_style", reporter="resident-2")
+    problem = await api.call("wang", "POST", "problems", {"cases": [number, other]})
+    assert problem.status_code == 201, problem.text
+    before = len(await api.audit(number, "case.view"))
+    scored = await api.call("wang", "POST", f"problems/{problem.json()['id']}/answer/check", {"text": "已收到。"})
+    assert scored.status_code == 200, scored.text
+    assert len(await api.audit(number, "case.view")) == before + 1  # the problem's oldest case, which it is scored on
