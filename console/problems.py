@@ -121,11 +121,19 @@ async def group_cases(principal: Principal, case_numbers: list[str], title: str 
         raise OperationError(422, "problem_title_too_long")
     async with principal.write() as session:
         cases = await _cases(session, principal, case_numbers)
+        # the problems a merge joins into the oldest: their other cases (of any queue) move along, each audited
+        merged = sorted({case.problem_id for case in cases if case.problem_id is not None})[1:]
+        chosen = {case.id for case in cases}
+        moving = [(case, merged_id) for merged_id in merged
+                  for case in await similar.problem_cases(session, merged_id) if case.id not in chosen]
         problem = await similar.join_problem(session, cases, actor=staff_actions.actor_ref(principal.user),
                                              created_by_id=principal.user.id, title=title)
         for case in cases:
             await audit.record(session, principal.user, "case.link_problem", case=case,
                                       detail={"problem": problem.id})
+        for case, merged_id in moving:
+            await audit.record(session, principal.user, "case.link_problem", case=case,
+                               detail={"problem": problem.id, "from": merged_id})
         return problem.id
 
 
@@ -135,8 +143,10 @@ async def leave_problem(principal: Principal, case_number: str) -> None:
         if case.problem_id is None:
             raise OperationError(409, "not_in_problem", number=case_number)
         left = case.problem_id
-        await similar.leave_problem(session, case, actor=staff_actions.actor_ref(principal.user))
+        alone = await similar.leave_problem(session, case, actor=staff_actions.actor_ref(principal.user))
         await audit.record(session, principal.user, "case.leave_problem", case=case, detail={"problem": left})
+        for other in alone:  # the case left alone in the problem, which is dissolved: of any queue, audited too
+            await audit.record(session, principal.user, "case.leave_problem", case=other, detail={"problem": left})
 
 
 # Reply quality -------------------------------------------------------------------------------------------

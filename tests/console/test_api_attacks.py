@@ -152,3 +152,28 @@ async def test_checking_an_answer_through_the_api_is_audited_as_a_read_of_the_ca
     scored = await api.call("wang", "POST", f"problems/{problem.json()['id']}/answer/check", {"text": "已收到。"})
     assert scored.status_code == 200, scored.text
     assert len(await api.audit(number, "case.view")) == before + 1  # the problem's oldest case, which it is scored on
+
+
+async def test_a_merge_of_problems_audits_each_case_it_moves_also_in_other_queues(api: Api) -> None:
+    """A reviewer who links two of their cases that are in two problems merges the problems: the other queues'
+    cases of the second one moved to the first with an internal trace event but no audit entry, so the audit log
+    did not say who changed them. Likewise a case left alone when a colleague's case leaves its problem."""
+    own_a, own_b = await api.case(REPORT), await api.case(REPORT, reporter="resident-2")
+    other_a = await api.case(REPORT, queue="work_style", reporter="resident-3")
+    other_b = await api.case(REPORT, queue="work_style", reporter="resident-4")
+    first = await api.call("wang", "POST", "problems", {"cases": [own_a, other_a]})
+    second = await api.call("wang", "POST", "problems", {"cases": [own_b, other_b]})
+    assert (first.status_code, second.status_code) == (201, 201)
+    merged = await api.call("li", "POST", "problems", {"cases": [own_a, own_b]})
+    assert merged.status_code == 201, merged.text
+    assert (merged.json()["id"], merged.json()["hidden"]) == (first.json()["id"], 2)
+    moved = [(entry.actor_id, entry.detail.get("problem")) for entry in await api.audit(other_b, "case.link_problem")]
+    li = (await api.audit(own_a, "case.link_problem"))[-1].actor_id
+    assert moved[-1] == (li, first.json()["id"])
+    # li takes their two cases out; the problem is left with the two of work_style, then one leaves it
+    for number in (own_a, own_b):
+        assert (await api.call("li", "DELETE", f"cases/{number}/problem")).status_code == 204
+    assert (await api.call("wang", "DELETE", f"cases/{other_a}/problem")).status_code == 204
+    dissolved = await api.audit(other_b, "case.leave_problem")
+    assert [(entry.detail.get("problem")) for entry in dissolved] == [first.json()["id"]]
+    assert (await api.trace(other_b))[-1].detail.get("left") == first.json()["id"]
