@@ -177,3 +177,15 @@ async def test_a_merge_of_problems_audits_each_case_it_moves_also_in_other_queue
     dissolved = await api.audit(other_b, "case.leave_problem")
     assert [(entry.detail.get("problem")) for entry in dissolved] == [first.json()["id"]]
     assert (await api.trace(other_b))[-1].detail.get("left") == first.json()["id"]
+
+
+async def test_an_api_tokens_name_cannot_disguise_the_audit_log(api: Api) -> None:
+    """The token's name is written into every audit entry of what it does: a name with a right-to-left override
+    made "‮lanoitnetni" read as "intentional" in the audit log."""
+    client, csrf = await api.session_of("li")
+    async with client:
+        invisible = await client.post("/api/v1/tokens", json={"name": "\u200b\u2060"}, headers={"X-CSRF-Token": csrf})
+        assert invisible.status_code == 422, invisible.text
+        made = await client.post("/api/v1/tokens", json={"name": "\u202eevil\u0000"}, headers={"X-CSRF-Token": csrf})
+        assert made.status_code == 201, made.text
+        assert made.json()["name"] == "evil"
