@@ -314,7 +314,7 @@ async def reveal_identity(principal: CurrentUser, case_number: CaseNumber, reque
     anonymous reporter. Every reveal is recorded in the audit log with its reason."""
     name, phone = await operations.reveal_identity(principal, case_number, ip=_ip(request),
                                                    reason=body.reason if body else None)
-    return IdentityOut(case_number=case_number, name=name, phone=phone)
+    return IdentityOut(case_number=operations.typed_case_number(case_number), name=name, phone=phone)
 
 
 @router.get("/cases/{case_number}/evidence/{attachment_id}", response_class=StreamingResponse,

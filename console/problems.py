@@ -18,7 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from console import texts
 from console.auth import Principal, can_see, visible_queues
-from console.operations import OperationError, answer_case, load_case, require_supervisor, score_answer
+from console.operations import (
+    OperationError,
+    answer_case,
+    load_case,
+    require_supervisor,
+    score_answer,
+    typed_case_number,
+)
 from handlers import hotspots as hot_issues
 from handlers.similar import SimilarCase, similar_to
 from handlers.validation import readable
@@ -104,7 +111,8 @@ async def problem_view(principal: Principal, problem_id: int) -> ProblemView:
 
 async def _cases(session: AsyncSession, principal: Principal, numbers: list[str]) -> list[Case]:
     cases: list[Case] = []
-    for number in dict.fromkeys(number.strip() for number in numbers if number.strip()):
+    typed = (typed_case_number(number) for number in numbers)
+    for number in dict.fromkeys(number for number in typed if number):
         case = await queries.case_by_number(session, number)
         if case is None or not can_see(principal.user, case):
             raise OperationError(422, "no_case", number=number)

@@ -189,3 +189,18 @@ async def test_an_api_tokens_name_cannot_disguise_the_audit_log(api: Api) -> Non
         made = await client.post("/api/v1/tokens", json={"name": "\u202eevil\u0000"}, headers={"X-CSRF-Token": csrf})
         assert made.status_code == 201, made.text
         assert made.json()["name"] == "evil"
+
+
+@pytest.mark.parametrize("typed", ["ＱＬ－２０２６－{digits}", "QL-2026-{digits}\u200b", " QL-2026-{digits}\u2069"])
+async def test_a_case_number_typed_on_a_chinese_keyboard_or_pasted_with_invisible_marks_opens_the_case(
+        api: Api, typed: str) -> None:
+    number = await api.case()
+    digits = number.rsplit("-", 1)[1]
+    variant = typed.format(digits="".join(chr(ord(d) + 0xFEE0) for d in digits) if "Ｑ" in typed else digits)
+    opened = await api.call("li", "GET", f"cases/{variant}")
+    assert opened.status_code == 200, opened.text
+    assert opened.json()["case_number"] == number
+    other = await api.case(reporter="resident-2")
+    duplicate = await api.call("li", "POST", f"cases/{other}/duplicate", {"of": variant})
+    assert duplicate.status_code == 200, duplicate.text
+    assert duplicate.json()["duplicate_of"] == number
