@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from fastapi.responses import StreamingResponse
 
 from console import accounts, exports, loop_stats, operations
+from console.api_body import plain_json_body
 from console.auth import Principal, api_principal, can_reveal_identity, visible_queues
 from console.operations import MAX_ID, OperationError
 from console.schemas import (
@@ -72,7 +73,8 @@ ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
     204: {"description": "Done, and the case has left your queues as a result (moved or relabelled)."},
 }
 
-router = APIRouter(prefix="/api/v1", tags=["console API"], responses=refusals(401))
+router = APIRouter(prefix="/api/v1", tags=["console API"], responses=refusals(401),
+                   dependencies=[Depends(plain_json_body)])
 
 
 def _ip(request: Request) -> str | None:

@@ -6,17 +6,19 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
 from console import problems
 from console.api import CASE_ERRORS, CaseNumber, CurrentUser
+from console.api_body import plain_json_body
 from console.operations import case_detail
 from console.schemas import Visible, refusals
 from nlp.reply_quality import ReplyScore
 
-router = APIRouter(prefix="/api/v1", tags=["similar cases, problems, hot issues"], responses=refusals(401))
+router = APIRouter(prefix="/api/v1", tags=["similar cases, problems, hot issues"], responses=refusals(401),
+                   dependencies=[Depends(plain_json_body)])
 ProblemId = Annotated[int, PathParam(ge=1, le=2**31 - 1, description="The problem's id.")]
 
 

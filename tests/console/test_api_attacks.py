@@ -204,3 +204,34 @@ async def test_a_case_number_typed_on_a_chinese_keyboard_or_pasted_with_invisibl
     duplicate = await api.call("li", "POST", f"cases/{other}/duplicate", {"of": variant})
     assert duplicate.status_code == 200, duplicate.text
     assert duplicate.json()["duplicate_of"] == number
+
+
+async def test_a_body_must_be_json_that_means_one_thing(api: Api) -> None:
+    """A key given twice was read as its last value (a proxy or log reading the first records another request than
+    the one done); a body sent as text or a form was refused with "Input should be a valid dictionary", which does not
+    say what to change."""
+    number = await api.case()
+    headers = {"Authorization": f"Bearer {api.tokens['wang']}"}
+
+    async def sent(content: bytes, content_type: str | None = "application/json") -> httpx.Response:
+        typed = {"Content-Type": content_type} if content_type else {}
+        return await api.client.post(f"/api/v1/cases/{number}/notes", content=content, headers={**headers, **typed})
+
+    twice = await sent('{"body": "可以公开", "body": "举报人是前同事"}'.encode())
+    assert (twice.status_code, twice.json()["detail"]) == (422, "the JSON body gives the key 'body' twice")
+    nested = await sent(b'{"body": "x", "extra": {"a": 1, "a": 2}}')
+    assert nested.status_code == 422 and "twice" in nested.json()["detail"]
+    for word in ("NaN", "Infinity", "-Infinity"):
+        constant = await sent(f'{{"body": {word}}}'.encode())
+        assert (constant.status_code, constant.json()["detail"]) == (422, f"{word} is not a JSON number")
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None):
+        typed = await sent(b'{"body": "x"}', content_type)
+        assert typed.status_code == 415, (content_type, typed.text)
+        assert "Content-Type: application/json" in typed.json()["detail"]
+    broken = await sent(b'{"body": ')
+    assert broken.status_code == 422 and "JSON decode error" in broken.text
+    assert (await sent(b"")).status_code == 422  # the body is required: FastAPI says so
+    for content_type in ("application/json; charset=utf-8", "application/merge-patch+json", "Application/JSON"):
+        accepted = await sent('{"body": "一条备注"}'.encode(), content_type)
+        assert accepted.status_code == 201, (content_type, accepted.text)
+    assert [entry.action for entry in await api.audit(number)] == ["case.note"] * 3
