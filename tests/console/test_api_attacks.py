@@ -235,3 +235,36 @@ async def test_a_body_must_be_json_that_means_one_thing(api: Api) -> None:
         accepted = await sent('{"body": "一条备注"}'.encode(), content_type)
         assert accepted.status_code == 201, (content_type, accepted.text)
     assert [entry.action for entry in await api.audit(number)] == ["case.note"] * 3
+
+
+# --- the console's pages --------------------------------------------------------------------------------------
+
+
+async def test_an_unknown_page_opened_before_a_new_password_is_chosen_is_a_404_page(api: Api) -> None:
+    """The error page looked for the user to show in its header; for an account that must choose a new password
+    first that raised the redirect to the account page inside the app's error handler: a 500."""
+    async with api.context.database.sessionmaker.begin() as session:
+        user = await staff_actions.get_staff_by_username(session, "li")
+        assert user is not None
+        user.must_change_password = True
+    client, _csrf = await api.session_of("li")
+    async with client:
+        missing = await client.get("/console/no-such-page")
+        assert missing.status_code == 404 and "404" in missing.text
+        assert missing.headers["cache-control"] == "no-store"
+        assert (await client.get("/console/cases")).headers["location"] == "/console/account"
+
+
+async def test_a_bulk_move_needs_a_reason_that_says_something(api: Api) -> None:
+    """A ticket's move form cleans its reason; the bulk form took one of invisible characters as a reason."""
+    number = await api.case()
+    client, csrf = await api.session_of("wang")
+    async with client:
+        refused = await client.post("/console/cases/bulk", data={
+            "csrf": csrf, "cases": [number], "action": "move", "queue": "work_style", "reason": "\u200b\u2066\u2069"})
+        assert refused.status_code == 422, refused.text
+        moved = await client.post("/console/cases/bulk", data={
+            "csrf": csrf, "cases": [number], "action": "move", "queue": "work_style", "reason": "\u202e归口不对\u0000"})
+        assert moved.status_code == 200, moved.text
+    moves = await api.audit(number, "case.move")
+    assert [entry.detail["reason"] for entry in moves] == ["归口不对"]
