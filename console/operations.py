@@ -326,6 +326,8 @@ async def ask_for_information(principal: Principal, case_number: str, question: 
 async def request_extension(principal: Principal, case_number: str, until: date, reason: str) -> None:
     city = principal.context.city
     resolve_by = datetime.combine(until, time(23, 59, 59), ZoneInfo(city.timezone)).astimezone(UTC)
+    if resolve_by <= utcnow():  # a case without a resolve-by date took any day, the year 1 too
+        raise OperationError(422, "extension_in_past", until=until.isoformat())
     async with principal.write() as session:
         case = await load_case(session, principal, case_number)
         try:

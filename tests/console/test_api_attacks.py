@@ -268,3 +268,18 @@ async def test_a_bulk_move_needs_a_reason_that_says_something(api: Api) -> None:
         assert moved.status_code == 200, moved.text
     moves = await api.audit(number, "case.move")
     assert [entry.detail["reason"] for entry in moves] == ["归口不对"]
+
+
+@pytest.mark.parametrize("until", ["0001-01-01", "2020-02-29"])
+async def test_an_extension_to_a_day_that_has_passed_is_refused(api: Api, until: str) -> None:
+    """A case without a resolve-by date took any day as its new one, the year 1 too: approved, the case was overdue
+    at once."""
+    number = await api.named_case()  # filed without deadlines
+    asked = await api.call("li", "POST", f"cases/{number}/extension", {"until": until, "reason": "需要补充调查"})
+    assert (asked.status_code, asked.json()["detail"]) == (422, f"the new resolve-by date ({until}) has passed already")
+    assert await api.audit(number, "case.extension_requested") == []
+    client, csrf = await api.session_of("li")
+    async with client:
+        page = await client.post(f"/console/case/{number}/extension",
+                                 data={"csrf": csrf, "until": until, "reason": "需要补充调查"})
+    assert page.status_code == 422 and "已经过去" in page.text and "has passed already" in page.text
