@@ -21,6 +21,7 @@ from console.exports import neutralised
 from console.operations import OperationError, require_admin
 from console.rendering import Names
 from handlers.city import CityConfig
+from handlers.validation import readable
 from storage import audit, queries, staff_actions
 from storage.actions import ActionError
 from storage.models import ApiToken, StaffRole, StaffUser
@@ -127,8 +128,19 @@ async def create_api_token(principal: Principal, name: str) -> tuple[str, ApiTok
     """A new token for the user; only from a console login, so a leaked token cannot mint more."""
     if principal.session is None:
         raise OperationError(403, "token_from_token")
+    name = token_name(name)
     async with principal.write() as session:
         return await staff_actions.create_api_token(session, principal.user, name, actor=principal.user)
+
+
+def token_name(name: str) -> str:
+    """A token's name as it is kept: it is written into every audit entry of what the token does, so no control,
+    direction or invisible characters (a right-to-left override made a name read backwards in the audit log);
+    422 when nothing visible is left."""
+    cleaned = readable(name)
+    if not cleaned:
+        raise OperationError(422, "token_needs_name")
+    return cleaned
 
 
 async def revoke_api_token(principal: Principal, token_id: int) -> None:
@@ -244,6 +256,7 @@ async def reset_totp(principal: Principal, username: str) -> None:
 
 async def create_token_for(principal: Principal, username: str, name: str) -> str:
     """A new API token for someone's account (administrators); returns its secret."""
+    name = token_name(name)
     async with principal.write() as session:
         user = await _staff_to_change(session, principal, username)
         token, _ = await staff_actions.create_api_token(session, user, name, actor=principal.user)

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from fastapi.responses import StreamingResponse
 
 from console import accounts, exports, loop_stats, operations
+from console.api_body import plain_json_body
 from console.auth import Principal, api_principal, can_reveal_identity, visible_queues
 from console.operations import MAX_ID, OperationError
 from console.schemas import (
@@ -72,7 +73,8 @@ ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
     204: {"description": "Done, and the case has left your queues as a result (moved or relabelled)."},
 }
 
-router = APIRouter(prefix="/api/v1", tags=["console API"], responses=refusals(401))
+router = APIRouter(prefix="/api/v1", tags=["console API"], responses=refusals(401),
+                   dependencies=[Depends(plain_json_body)])
 
 
 def _ip(request: Request) -> str | None:
@@ -314,7 +316,7 @@ async def reveal_identity(principal: CurrentUser, case_number: CaseNumber, reque
     anonymous reporter. Every reveal is recorded in the audit log with its reason."""
     name, phone = await operations.reveal_identity(principal, case_number, ip=_ip(request),
                                                    reason=body.reason if body else None)
-    return IdentityOut(case_number=case_number, name=name, phone=phone)
+    return IdentityOut(case_number=operations.typed_case_number(case_number), name=name, phone=phone)
 
 
 @router.get("/cases/{case_number}/evidence/{attachment_id}", response_class=StreamingResponse,
@@ -344,7 +346,8 @@ async def export_cases(
         "both in English. Place and summary stay as the reporter wrote them."))] = "zh",
     identity: Annotated[bool, Query(description=(
         "Add the reporters' names and phones: only for the roles that may reveal identities (403 otherwise); "
-        "audited, as a reveal of each case whose reporter's identity the file holds: needs `reason`."))] = False,
+        "audited, as a reveal of each case whose reporter's identity the file holds: needs `reason`, and from a "
+        "console session the `X-CSRF-Token` header, as an unsafe call does."))] = False,
     reason: Annotated[str | None, Query(max_length=500, description=(
         "Why the identities are needed (with `identity`): at least 4 letters or digits, 422 otherwise; recorded "
         "with the export and with each case's reveal."))] = None,
@@ -360,6 +363,8 @@ async def export_cases(
     """The columns supervisors report on, times in the city's time zone; text that a spreadsheet would run as
     a formula starts with an apostrophe. At most 10,000 cases (422 beyond). Every export is audited."""
     operations.require_supervisor(principal)
+    if identity:  # it records reveals: a link on another site must not make a logged-in browser do it (a GET)
+        principal.check_csrf(request.headers.get("x-csrf-token"))
     unknown = sorted(set(request.query_params) - set(EXPORT_PARAMETERS))
     if unknown:  # a misspelt filter would export more than was meant, and the audit would record it as asked
         raise OperationError(422, "unknown_query_parameter", name=unknown[0][:40], known=", ".join(EXPORT_PARAMETERS))

@@ -6,17 +6,19 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
 from console import problems
 from console.api import CASE_ERRORS, CaseNumber, CurrentUser
+from console.api_body import plain_json_body
 from console.operations import case_detail
 from console.schemas import Visible, refusals
 from nlp.reply_quality import ReplyScore
 
-router = APIRouter(prefix="/api/v1", tags=["similar cases, problems, hot issues"], responses=refusals(401))
+router = APIRouter(prefix="/api/v1", tags=["similar cases, problems, hot issues"], responses=refusals(401),
+                   dependencies=[Depends(plain_json_body)])
 ProblemId = Annotated[int, PathParam(ge=1, le=2**31 - 1, description="The problem's id.")]
 
 
@@ -149,8 +151,9 @@ async def similar_cases(principal: CurrentUser, case_number: CaseNumber) -> Simi
 @router.post("/cases/{case_number}/answer/check", response_model=ScoreOut, summary="Check an answer's quality",
              responses=CASE_ERRORS)
 async def check_answer(principal: CurrentUser, case_number: CaseNumber, body: AnswerCheckIn) -> ScoreOut:
-    """Scores a draft answer against the case's report before it is sent; nothing is sent or stored."""
-    return ScoreOut.build(await problems.check_answer(principal, case_number, body.text))
+    """Scores a draft answer against the case's report before it is sent; nothing is sent. The reasons quote the
+    report: the check is recorded in the audit log as a view of the case."""
+    return ScoreOut.build(await problems.check_answer(principal, case_number, body.text, audited=True))
 
 
 def _problem_out(view: problems.ProblemView) -> ProblemOut:

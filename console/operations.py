@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -27,6 +28,7 @@ from handlers import reply_quality, tracking
 from handlers.evidence import display_name
 from handlers.routing import route, staff_channels
 from handlers.texts import Texts
+from handlers.validation import readable
 from nlp.reply_quality import ReplyScore
 from nlp.search import query_terms
 from nlp.types import Tag
@@ -88,8 +90,15 @@ class CaseDetail:
     extensions: list[ExtensionRequest] = field(default_factory=list)
 
 
+def typed_case_number(text: str) -> str:
+    """A case number as staff typed or pasted it: full-width letters, digits and hyphens (a Chinese keyboard's) read
+    as their ASCII, invisible and direction marks and spaces around it dropped."""
+    return unicodedata.normalize("NFKC", readable(text))
+
+
 async def load_case(session: AsyncSession, principal: Principal, case_number: str) -> Case:
     """The case, if it is in the user's queues (else 404)."""
+    case_number = typed_case_number(case_number)
     case = await queries.case_by_number(session, case_number)
     if case is None or not can_see(principal.user, case):
         raise OperationError(404, "no_case", number=case_number)
@@ -317,6 +326,8 @@ async def ask_for_information(principal: Principal, case_number: str, question: 
 async def request_extension(principal: Principal, case_number: str, until: date, reason: str) -> None:
     city = principal.context.city
     resolve_by = datetime.combine(until, time(23, 59, 59), ZoneInfo(city.timezone)).astimezone(UTC)
+    if resolve_by <= utcnow():  # a case without a resolve-by date took any day, the year 1 too
+        raise OperationError(422, "extension_in_past", until=until.isoformat())
     async with principal.write() as session:
         case = await load_case(session, principal, case_number)
         try:
@@ -359,7 +370,8 @@ async def extensions_of(principal: Principal, case_id: int) -> list[ExtensionReq
 async def mark_duplicate(principal: Principal, case_number: str, original_number: str) -> None:
     async with principal.write() as session:
         case = await load_case(session, principal, case_number)
-        original = await queries.case_by_number(session, original_number.strip())
+        original_number = typed_case_number(original_number)
+        original = await queries.case_by_number(session, original_number)
         if original is None or not can_see(principal.user, original):
             raise OperationError(422, "no_case", number=original_number)
         try:

@@ -18,7 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from console import texts
 from console.auth import Principal, can_see, visible_queues
-from console.operations import OperationError, answer_case, load_case, require_supervisor, score_answer
+from console.operations import (
+    OperationError,
+    answer_case,
+    load_case,
+    require_supervisor,
+    score_answer,
+    typed_case_number,
+)
 from handlers import hotspots as hot_issues
 from handlers.similar import SimilarCase, similar_to
 from handlers.validation import readable
@@ -104,7 +111,8 @@ async def problem_view(principal: Principal, problem_id: int) -> ProblemView:
 
 async def _cases(session: AsyncSession, principal: Principal, numbers: list[str]) -> list[Case]:
     cases: list[Case] = []
-    for number in dict.fromkeys(number.strip() for number in numbers if number.strip()):
+    typed = (typed_case_number(number) for number in numbers)
+    for number in dict.fromkeys(number for number in typed if number):
         case = await queries.case_by_number(session, number)
         if case is None or not can_see(principal.user, case):
             raise OperationError(422, "no_case", number=number)
@@ -121,11 +129,19 @@ async def group_cases(principal: Principal, case_numbers: list[str], title: str 
         raise OperationError(422, "problem_title_too_long")
     async with principal.write() as session:
         cases = await _cases(session, principal, case_numbers)
+        # the problems a merge joins into the oldest: their other cases (of any queue) move along, each audited
+        merged = sorted({case.problem_id for case in cases if case.problem_id is not None})[1:]
+        chosen = {case.id for case in cases}
+        moving = [(case, merged_id) for merged_id in merged
+                  for case in await similar.problem_cases(session, merged_id) if case.id not in chosen]
         problem = await similar.join_problem(session, cases, actor=staff_actions.actor_ref(principal.user),
                                              created_by_id=principal.user.id, title=title)
         for case in cases:
             await audit.record(session, principal.user, "case.link_problem", case=case,
                                       detail={"problem": problem.id})
+        for case, merged_id in moving:
+            await audit.record(session, principal.user, "case.link_problem", case=case,
+                               detail={"problem": problem.id, "from": merged_id})
         return problem.id
 
 
@@ -135,8 +151,10 @@ async def leave_problem(principal: Principal, case_number: str) -> None:
         if case.problem_id is None:
             raise OperationError(409, "not_in_problem", number=case_number)
         left = case.problem_id
-        await similar.leave_problem(session, case, actor=staff_actions.actor_ref(principal.user))
+        alone = await similar.leave_problem(session, case, actor=staff_actions.actor_ref(principal.user))
         await audit.record(session, principal.user, "case.leave_problem", case=case, detail={"problem": left})
+        for other in alone:  # the case left alone in the problem, which is dissolved: of any queue, audited too
+            await audit.record(session, principal.user, "case.leave_problem", case=other, detail={"problem": left})
 
 
 # Reply quality -------------------------------------------------------------------------------------------
@@ -153,17 +171,27 @@ def was_checked(principal: Principal, target: str, text: str, token: str) -> boo
     return bool(token) and hmac.compare_digest(token.encode(), check_token(principal, target, text).encode())
 
 
-async def check_answer(principal: Principal, case_number: str, text: str) -> ReplyScore:
-    """How an answer would score against the case's report, before it is sent."""
-    async with principal.context.database.read_sessionmaker() as session:
-        case = await load_case(session, principal, case_number)
+async def check_answer(principal: Principal, case_number: str, text: str, *, audited: bool = False) -> ReplyScore:
+    """How an answer would score against the case's report, before it is sent. Its reasons quote the report (the
+    words the answer leaves out): `audited`, the check is recorded as a view of the case (the REST API; the ticket
+    page records the view of the page it shows the check on)."""
+    if audited:
+        async with principal.write() as session:
+            case = await load_case(session, principal, case_number)
+            await staff_actions.record_view(session, case, actor=principal.user, ip=principal.ip)
+    else:
+        async with principal.context.database.read_sessionmaker() as session:
+            case = await load_case(session, principal, case_number)
     return score_answer(principal, case, text, utcnow())
 
 
 async def check_problem_answer(principal: Principal, problem_id: int, text: str) -> ReplyScore:
     """A problem's answer scored against its oldest case the user may see (all its cases are about one
-    problem; each case's own score is stored when the answer is sent)."""
-    view = await problem_view(principal, problem_id)
+    problem; each case's own score is stored when the answer is sent). The reasons quote that case's report: the
+    check is recorded as a view of it."""
+    async with principal.write() as session:
+        view = await _problem(session, principal, problem_id)
+        await staff_actions.record_view(session, view.cases[0], actor=principal.user, ip=principal.ip)
     return score_answer(principal, view.cases[0], text, utcnow())
 
 

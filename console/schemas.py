@@ -64,6 +64,15 @@ Visible = Annotated[str, AfterValidator(_visible)]
 a 422 when nothing visible is left (a zero-width space, a lone direction mark)."""
 
 
+def _optional_text(text: str | None) -> str | None:
+    return readable(text) or None if text is not None else None
+
+
+Readable = Annotated[str | None, AfterValidator(_optional_text)]
+"""An optional text staff write (a status note, a referral, a decision's note), cleaned as `Visible` is: one of
+nothing but invisible characters is no text (null), as the console's forms read it."""
+
+
 class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -346,7 +355,7 @@ class ExtensionIn(_In):
 
 class DecisionIn(_In):
     approve: bool
-    note: str = Field(default="", max_length=1000)
+    note: Annotated[str, AfterValidator(readable)] = Field(default="", max_length=1000)
 
 
 class AppealDecisionIn(_In):
@@ -365,10 +374,10 @@ class ExtensionOut(_Out):
 
 class StatusIn(_In):
     status: SettableStatus = Field(description="Mark duplicates with the duplicate endpoint.")
-    note: str | None = Field(default=None, max_length=3000,
-                             description="Shown to the reporter with the new status; a rejection's reason.")
-    referral: str | None = Field(default=None, max_length=1000,
-                                 description="Where the reporter can turn instead (required to reject).")
+    note: Readable = Field(default=None, max_length=3000,
+                           description="Shown to the reporter with the new status; a rejection's reason.")
+    referral: Readable = Field(default=None, max_length=1000,
+                               description="Where the reporter can turn instead (required to reject).")
 
 
 class RevealIn(_In):

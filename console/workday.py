@@ -125,7 +125,8 @@ async def bulk(principal: Principal, case_numbers: Sequence[str], action: str, *
         raise OperationError(422, "bulk_too_many", limit=MAX_BULK)
     if action == "move":
         _check_queue(principal, queue)
-        if not reason.strip():
+        reason = readable(reason)  # as a ticket's move form reads it: invisible characters are no reason
+        if not reason:
             raise OperationError(422, "bulk_move_needs_reason")
         operations.check_transfer_reason(principal, reason_code)  # refused for the whole selection
     if action == "status" and not status:

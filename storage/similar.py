@@ -264,20 +264,25 @@ async def join_problem(session: AsyncSession, cases: Sequence[Case], *, actor: s
     return problem
 
 
-async def leave_problem(session: AsyncSession, case: Case, *, actor: str) -> None:
-    """Take a case out of its problem; a problem left with fewer than two cases is dissolved."""
+async def leave_problem(session: AsyncSession, case: Case, *, actor: str) -> list[Case]:
+    """Take a case out of its problem; a problem left with fewer than two cases is dissolved. Returns the cases
+    taken out with it (the one left alone in a dissolved problem), each with its internal trace event too."""
     problem_id = case.problem_id
     if problem_id is None:
-        return
+        return []
     case.problem_id = None
     session.add(TraceEvent(case_id=case.id, kind=TraceKind.LINKED, actor=actor,
                            detail={"problem": None, "left": problem_id, "internal": True}))
     await session.flush()
     rest = await problem_cases(session, problem_id)
-    if len(rest) < 2:
-        for other in rest:
-            other.problem_id = None
-        problem = await session.get(Problem, problem_id)
-        if problem is not None:
-            await session.delete(problem)
-        await session.flush()
+    if len(rest) >= 2:
+        return []
+    for other in rest:
+        other.problem_id = None
+        session.add(TraceEvent(case_id=other.id, kind=TraceKind.LINKED, actor=actor,
+                               detail={"problem": None, "left": problem_id, "internal": True}))
+    problem = await session.get(Problem, problem_id)
+    if problem is not None:
+        await session.delete(problem)
+    await session.flush()
+    return rest

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
-from console.auth import LoginRequired, Principal, page_principal
+from console.auth import LoginRequired, PasswordChangeRequired, Principal, page_principal
 from console.context import context_of
 from console.operations import OperationError
 from console.rendering import ConsoleRoute, render
@@ -131,7 +131,7 @@ not lost), and the way back to the page it came from. `reason` is the refusal's 
     refusals whose advice is not their status code's (a form of an earlier login is not a matter of the role)."""
     try:
         principal: Principal | None = await page_principal(request, context_of(request))
-    except LoginRequired:
+    except (LoginRequired, PasswordChangeRequired):  # raised here, inside the app's error handler, it was a 500
         principal = None
     return render(request, principal, "error.html", status_code=status_code, status_code_value=status_code,
                   message=message, back=back_to(request), fields=fields or [], reason=reason,
