@@ -314,9 +314,9 @@ def staff_actions_answer(staff: StaffUser) -> Work:
 # --- the rating after the notice ---------------------------------------------------------------------------------
 
 
-async def _closed(harness: DialogHarness) -> tuple[Resident, str, Case]:
-    resident, code, case = await _filed(harness)
-    staff = await _staff(harness)
+async def _closed(harness: DialogHarness, name: str = "r1") -> tuple[Resident, str, Case]:
+    resident, code, case = await _filed(harness, name)
+    staff = await _staff(harness, f"staff-{name}")
     await _as_staff(harness, case.id, staff_actions_answer(staff))
     await _as_staff(harness, case.id, close(staff, harness))
     return resident, code, case
@@ -386,3 +386,15 @@ async def test_a_rating_button_of_someone_elses_case_rates_nothing(harness: Dial
     await stranger.press(f"rate:1@{case.id}")  # a forged button: not her case
     assert "已失效" in stranger.text()
     assert (await _case(harness, case.id)).rating is None
+
+
+async def test_stars_typed_days_later_after_other_messages_still_rate_the_case(harness: DialogHarness) -> None:
+    """The conversation waits for the rating for 30 days: "你好" in between is answered with the question again;
+    the stars typed five days later rate the case."""
+    resident, _code, case = await _closed(harness)
+    await resident.say("你好")
+    assert [message.text for message in resident.last][-1] == "请为本案的办理打分（1–5星）："
+    harness.clock.advance(days=5)
+    await resident.say("五星")
+    await resident.press("comment:skip")
+    assert "感谢您的评价（5星）" in resident.text() and (await _case(harness, case.id)).rating == 5
