@@ -338,16 +338,15 @@ def _resolve_choice(turn: Turn) -> tuple[str | None, str | None, bool]:
 
 
 async def _rating_under_a_notice(turn: Turn) -> bool:
-    """A rating button under the notice that a case was closed, pressed while the conversation is on that case for
-    something else (adding information when staff closed it, and their notice could not make it wait for the
-    rating): it rates the case, as it would have at the menu. False for any other out-of-date button."""
-    choice = turn.inbound.choice or ""
-    key, case_ref = loop.button_parts(choice)
-    if not key.startswith("rate:") or turn.conversation.state not in ("case_menu", "follow_up", "appeal") or \
-            case_ref is None or case_ref != str(turn.context_get("case_id")):
+    """A rating button under the notice that a case was closed, pressed when the conversation has moved on (to the
+    menu, to something else about that case, days later): it rates the resident's case as the rating question
+    would; "done" under the question to add information that the closing cut short is answered too
+    (`tracking.rate_under_a_notice`). False for any other out-of-date button."""
+    key, case_ref = loop.button_parts(turn.inbound.choice or "")
+    answered = await tracking.rate_under_a_notice(turn, key, case_ref)
+    if answered is None:
         return False
-    turn.set_state("rating")
-    if not await tracking.answer(turn, key, None, None):
+    if not answered:
         show_menu(turn)
     return True
 
@@ -470,8 +469,8 @@ async def _input(turn: Turn, pressed_before: str | None = None) -> None:
             show_menu(turn)
     elif state in tracking.TRACKING_STATES and choice is None and (named := _typed_menu_option(turn, text)):
         await _menu(turn, named)  # "我要举报" while a case waits for a rating or information
-    elif state == "rating" and choice is None and not report.has_draft(turn) and \
-            not tracking.is_rating(turn, text) and await _offer_intake(turn, text):
+    elif state == "rating" and choice is None and not report.has_draft(turn) and not tracking.adding_cut_short(turn) \
+            and not tracking.is_rating(turn, text) and await _offer_intake(turn, text):
         pass  # a new complaint sent while the rating question waits: kept and offered as a report
     elif state == "status_code" and choice is None and not report.has_draft(turn) and \
             not tracking.typed_as_code(text) and await _offer_intake(turn, text):

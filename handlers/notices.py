@@ -4,6 +4,7 @@ and the summary of a case that waited for the resident to write again."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from handlers.city import CityConfig
@@ -16,6 +17,34 @@ def _choices(payload: dict[str, object]) -> tuple[Choice, ...]:
     """The buttons a notice carries: its payload's [key, label] pairs."""
     raw = payload.get("choices")
     return tuple(Choice(str(key), str(label)) for key, label in (raw if isinstance(raw, list) else []))
+
+
+def _status_changed(payload: dict[str, object], say: Callable[..., str]) -> Outbound:
+    """A new status in one message: the case, the status, what staff wrote for it, and what the reporter can do
+    now — appeal a rejection, see the trace; nothing more for a closing whose rating question follows right under
+    it with its buttons (`storage.loop.offer_rating`)."""
+    number, status, note = payload.get("case_number"), str(payload.get("status")), payload.get("note")
+    named = say(f"status_{status}")
+    if status == "duplicate" and note:  # the note of a duplicate is the number of the case it joins
+        return Outbound(say("notice_duplicate", case_number=number, original=note) + "\n" +
+                        say("notice_status_details"))
+    if payload.get("rating_follows"):
+        lines, after = [say("notice_closed", case_number=number)], None
+    elif status == "rejected":
+        lines, after = [say("notice_status_new", case_number=number, status=named)], "notice_rejected_appeal"
+    else:  # "send /status" for the trace, then staff's note
+        lines, after = [say("notice_status_changed", case_number=number, status=named)], None
+    if note:
+        lines.append(say("notice_status_note", note=note))
+    if after:
+        lines.append(say(after))
+    return Outbound("\n".join(lines))
+
+
+def _cut_short(payload: dict[str, object], say: Callable[..., str]) -> list[str]:
+    """What became of the information (or the appeal) the resident was adding when the case closed."""
+    cut_short = payload.get("cut_short")
+    return [say(f"notice_cut_short_{cut_short}")] if cut_short in ("follow_up", "appeal") else []
 
 
 def _named(payload: dict[str, object], city: CityConfig, locale: str) -> dict[str, str]:
@@ -50,13 +79,11 @@ def _notice(payload: dict[str, object], texts: Texts, public_url: str, *, city: 
 
     number = payload.get("case_number")
     if notice == "status_changed":
-        status = say(f"status_{payload['status']}")
-        text = say("notice_status_changed", case_number=number, status=status)
-        if payload.get("note"):
-            text += "\n" + say("notice_status_note", note=payload["note"])
-        return Outbound(text)
-    if notice == "rate_request":
-        return Outbound(say("notice_rate_request", case_number=number), _choices(payload), columns=3)
+        return _status_changed(payload, say)
+    if notice == "rate_request":  # the question alone right under the notice that told the closing
+        lines = [*_cut_short(payload, say), say("notice_rate_question" if payload.get("status_told") else
+                                                "notice_rate_request", case_number=number)]
+        return Outbound("\n".join(lines), _choices(payload), columns=3)
     if notice == "note":
         return Outbound(say("notice_note", case_number=number, note=payload["note"]))
     if notice == "more_info":

@@ -15,7 +15,15 @@ from handlers.validation import Invalid, letters, parse_receipt_code, says_enoug
 from nlp.search import index_terms
 from nlp.tokenizer import normalise
 from storage import actions, client_limits, loop
-from storage.models import CASE_STATES, CLOSED_STATUSES, Case, CaseStatus, ClientEventKind, TraceKind
+from storage.models import (
+    CASE_STATES,
+    CLOSED_STATUSES,
+    RESTING_STATES,
+    Case,
+    CaseStatus,
+    ClientEventKind,
+    TraceKind,
+)
 
 TRACKING_STATES = ("status_code", *CASE_STATES)
 RATING_COMMENT_MAX_CHARS = 1000
@@ -96,7 +104,7 @@ async def _refuse(turn: Turn, text: str, text_key: str, minutes: int) -> None:
 def _open(turn: Turn, case: Case) -> None:
     """Show `case`, which the conversation may follow for `case_session_minutes`."""
     until = turn.ctx.clock() + timedelta(minutes=turn.ctx.city.limits.case_session_minutes)
-    turn.context_set(case_id=case.id, case_until=until.isoformat())
+    turn.context_set(case_id=case.id, case_until=until.isoformat(), **{loop.CUT_SHORT: None})
     show_case(turn, case)
 
 
@@ -231,6 +239,14 @@ def _typed_unsolved(turn: Turn, text: str | None) -> bool:
                             typed in {letters(word) for word in turn.words("rate_unsolved_words")})
 
 
+def adding_cut_short(turn: Turn) -> bool:
+    """Whether the conversation waits for the rating of a case whose closing cut short the information (or the
+    appeal) the resident was adding to it (`storage.loop.offer_rating`): what they send then, other than a rating,
+    is what they meant to add, and is not added to the closed case."""
+    state, case_id = turn.conversation.state, turn.context_get("case_id")
+    return state == "rating" and case_id is not None and str(turn.context_get(loop.CUT_SHORT)) == str(case_id)
+
+
 def ask_rating(turn: Turn, case: Case, *, solved: bool = False) -> None:
     """The rating question about `case`; `solved`: the resident has just said so (not yet in the loaded trace)."""
     turn.set_state("rating")
@@ -315,13 +331,21 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         if choice == "rate:later" or (choice is None and letters(text) in {
                 letters(word) for word in turn.words("rate_later_words")} - {""}):  # "以后再评", "later"
             turn.say(turn.t("rating_later"))
+            turn.context_set(**{loop.CUT_SHORT: None})
             return False
+        if adding_cut_short(turn) and (choice == "follow_up:done" or (choice is None and letters(text) and letters(
+                text) == letters(turn.t("follow_up_done")))):  # "完成" pressed or typed after the closing
+            turn.say(turn.t("follow_up_ended"))
+            ask_rating(turn, case)
+            return True
         unsolved = choice == "rate:unsolved" or _typed_unsolved(turn, text)
         rating = None if unsolved else _rating_value(choice, text)
         if rating is None and not unsolved:
-            turn.say(turn.t("error_rating"))
+            # information still coming after the closing cut it short: said not to be added, not "pick 1–5 stars"
+            turn.say(turn.t("not_added_closed" if adding_cut_short(turn) and choice is None else "error_rating"))
             ask_rating(turn, case)
             return True
+        turn.context_set(**{loop.CUT_SHORT: None})
         if case.status not in CLOSED_STATUSES or case.rating is not None:
             _not_ratable(turn, case)
             return False
@@ -368,6 +392,31 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         turn.say(turn.t("appealed"))
         return False
     return False
+
+
+NOTICE_RATING_STATES = (*RESTING_STATES, "follow_up", "appeal")
+"""Where a rating button under a closing notice still rates its case: at rest, or doing something else about it (the
+conversation waited for the rating and has moved on since, or the notice came while it was busy)."""
+
+
+async def rate_under_a_notice(turn: Turn, key: str, case_ref: str | None) -> bool | None:
+    """A rating button under the notice that the resident's case closed (`loop.offer_rating`), pressed when the
+    conversation no longer waits for that rating: answered as the rating question would answer it — the stars, "not
+    solved", "later", or that the case was rated already — whatever came between; and "done" under the question to
+    add information that the closing cut short. None (an out-of-date button) in the middle of a report or another
+    question, or for a case that is not this resident's. False: the menu is due."""
+    if key == "follow_up:done" and adding_cut_short(turn):  # "done" under the question the closing cut short
+        return await answer(turn, key, None, None)
+    if not key.startswith("rate:") or case_ref is None or not case_ref.isdigit() or \
+            turn.conversation.state not in NOTICE_RATING_STATES:
+        return None
+    case = await actions.get_case(turn.session, int(case_ref))
+    if case is None or not (actions.filed_by(case, turn.conversation) or case_ref == str(turn.context_get("case_id"))):
+        return None
+    until = turn.ctx.clock() + timedelta(minutes=turn.ctx.city.limits.case_session_minutes)
+    turn.context_set(case_id=case.id, case_until=until.isoformat())
+    turn.set_state("rating")
+    return await answer(turn, key, None, None)
 
 
 def _ask_rating_comment(turn: Turn) -> None:

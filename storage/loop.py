@@ -66,31 +66,57 @@ async def _tell_reporter(session: AsyncSession, case: Case, notice: str, **extra
                          payload={"notice": notice, "locale": case.locale, "case_number": case.case_number, **extra})
 
 
+CUT_SHORT = "cut_short"
+"""In a conversation's context: the id of the case whose closing cut short what the resident was doing about it
+(adding information, writing an appeal) and made the conversation wait for the rating (`offer_rating`); what they
+send after that is not added to the closed case, and the dialog says so (`handlers.tracking`)."""
+ADDING_STATES = ("follow_up", "appeal")
+"""The dialog's states that add to a case (information, an appeal), which its closing cuts short."""
+
+
 async def offer_rating(session: AsyncSession, case: Case, *, labels: Sequence[str]) -> None:
-    """Ask the reporter to rate the closed case: a notice with the rating buttons, and — when they are not in the
-    middle of something else — their conversation waits for the answer, so a typed number or a button rates
-    this case. `labels` are the localised labels of the choices (five ratings, "not solved", "later")."""
+    """Ask the reporter to rate the closed case: a notice with the rating buttons, and their conversation waits
+    for the answer, so a typed number or a button rates this case. It waits when they are in the middle of nothing
+    else, or were adding information to (or appealing) this very case, which can take no more now: the notice
+    then also says what became of that. When this transaction also wrote the notice that the case closed, that
+    one tells the status (and staff's note) and this one only asks: `status_told` in this one, `rating_follows`
+    in that one (no "send /status" beside the buttons). `labels` are the localised labels of the choices (five
+    ratings, "not solved", "later")."""
     choices = [[for_case(key, case), label] for (key, _), label in zip(RATING_CHOICES, labels, strict=True)]
-    await _tell_reporter(session, case, "rate_request", choices=choices)
-    await _await_answer(session, case, "rating", choices)
+    cut_short = await _await_answer(session, case, "rating", choices, cutting_short=ADDING_STATES)
+    closing = [message for message in outbox.written_here(session, case.id, "status_changed")
+               if message.payload.get("status") == CaseStatus.CLOSED]
+    if closing:
+        closing[-1].payload = {**closing[-1].payload, "rating_follows": True}
+    await _tell_reporter(session, case, "rate_request", choices=choices, **({"status_told": True} if closing else {}),
+                         **({"cut_short": cut_short} if cut_short else {}))
 
 
-async def _await_answer(session: AsyncSession, case: Case, state: str, choices: list[list[str]]) -> None:
+async def _await_answer(session: AsyncSession, case: Case, state: str, choices: list[list[str]], *,
+                        cutting_short: Sequence[str] = ()) -> str | None:
     """The reporter's conversation, when it is not in the middle of something else, waits in `state` for
-    their answer about this case (for `OFFER_DAYS`), so that a button under a notice works without a code."""
+    their answer about this case (for `OFFER_DAYS`), so that a button under a notice works without a code. So does
+    one in a state of `cutting_short` about this very case, whatever draft it holds (it stays): that state is
+    returned (None for any other)."""
     if case.reporter_key == "erased":
-        return
+        return None
     conversation = (await session.execute(select(Conversation).where(
         Conversation.channel == case.channel, Conversation.user_key == case.reporter_key).with_for_update(),
     )).scalar_one_or_none()
-    if conversation is None or conversation.state not in RESTING_STATES or conversation.draft_updated_at is not None:
-        return
-    context = {key: value for key, value in (conversation.context or {}).items() if key != "language_return"}
+    if conversation is None:
+        return None
+    context = {key: value for key, value in (conversation.context or {}).items()
+               if key not in ("language_return", CUT_SHORT)}
+    cut_short = conversation.state if conversation.state in cutting_short and \
+        str(context.get("case_id")) == str(case.id) else None
+    if cut_short is None and (conversation.state not in RESTING_STATES or conversation.draft_updated_at is not None):
+        return None
     context.update(case_id=case.id, case_until=(utcnow() + timedelta(days=OFFER_DAYS)).isoformat(),
-                   choices=choices)
+                   choices=choices, **({CUT_SHORT: case.id} if cut_short else {}))
     conversation.context = context
     conversation.state = state
     await session.flush()
+    return cut_short
 
 
 async def close_as_solved(session: AsyncSession, case: Case, *, other_device: bool = False) -> TraceEvent:

@@ -105,19 +105,64 @@ async def test_offering_a_rating_sends_the_buttons_and_an_idle_conversation_wait
         with pytest.raises(ValueError):  # five ratings and "not solved" need six labels
             await loop.offer_rating(session, waiting, labels=LABELS[:5])
     async with sessionmaker.begin() as session:
-        notices = {case.id: (await _outbox(session, case.id))[1:] for case in (waiting, busy, stranger)}
+        written = {case.id: await _outbox(session, case.id) for case in (waiting, busy, stranger)}
+        notices = {case_id: rows[1:] for case_id, rows in written.items()}
         idle_after = await actions.load_conversation(session, "telegram", "42")
         drafting_after = await actions.load_conversation(session, "telegram", "43")
     for case, recipient in ((waiting, "42"), (busy, "43"), (stranger, "44")):
         assert notices[case.id] == [("telegram", recipient, {
             "notice": "rate_request", "locale": "zh", "case_number": case.case_number,
-            "choices": [[f"{key}@{case.id}", label] for key, label in CHOICES]})]  # each names its case
+            "choices": [[f"{key}@{case.id}", label] for key, label in CHOICES],
+            "status_told": True})]  # each names its case; the closing notice before it told the status
+        assert written[case.id][0][2] == {"notice": "status_changed", "locale": "zh", "case_number": case.case_number,
+                                          "status": "closed", "rating_follows": True}
     assert idle_after.state == "rating"
     until = datetime.fromisoformat(idle_after.context.pop("case_until"))
     assert before + timedelta(days=30) <= until <= after + timedelta(days=30)
     assert idle_after.context == {"shown_page": 2, "case_id": waiting.id,
                                   "choices": [[f"{key}@{waiting.id}", label] for key, label in CHOICES]}
     assert (drafting_after.state, drafting_after.context) == ("report_place", {"district": "yuelu"})
+
+
+async def test_a_closing_makes_a_conversation_adding_to_that_case_wait_for_the_rating_and_says_so(
+        sessionmaker: Any) -> None:
+    """A conversation adding information to (or appealing) the case that closes waits for the rating, its report
+    draft kept; one adding information to another case is left where it is. A rating asked for in a transaction
+    of its own (no closing notice beside it) still says the case closed."""
+    async with sessionmaker.begin() as session:
+        case, _ = await file_case(session, reporter_ref="42")
+        other, _ = await file_case(session, reporter_ref="43")
+        second, _ = await file_case(session, reporter_ref="43")
+        for ref, state, about in (("42", "follow_up", case), ("43", "follow_up", other)):
+            conversation = await actions.load_conversation(session, "telegram", ref)
+            conversation.state, conversation.context = state, {"case_id": about.id, "case_until": "2099-01-01"}
+            conversation.draft, conversation.draft_updated_at = {"district": "yuelu"}, utcnow()
+            await actions.finish_step(session, conversation)
+    async with sessionmaker.begin() as session:
+        for closing in (case, second):
+            await actions.change_status(session, closing, CaseStatus.CLOSED, actor="staff:test")
+            await loop.offer_rating(session, closing, labels=LABELS)
+    async with sessionmaker.begin() as session:
+        told = [payload for _, _, payload in await _outbox(session, case.id)][-2:]
+        adding = await actions.load_conversation(session, "telegram", "42")
+        elsewhere = await actions.load_conversation(session, "telegram", "43")
+    assert told[0]["rating_follows"] is True and told[1]["cut_short"] == "follow_up" and told[1]["status_told"]
+    assert (adding.state, adding.context["case_id"], adding.context["cut_short"]) == ("rating", case.id, case.id)
+    assert adding.draft == {"district": "yuelu"}
+    assert (elsewhere.state, elsewhere.context["case_id"]) == ("follow_up", other.id)
+
+    async with sessionmaker.begin() as session:
+        reopened = await _load(session, second.id)
+        await actions.change_status(session, reopened, CaseStatus.IN_HANDLING, actor="staff:test", body="重新核查")
+    async with sessionmaker() as session:  # the rating asked for apart from its closing (later, in the same session)
+        async with session.begin():
+            await actions.change_status(session, await _load(session, second.id), CaseStatus.CLOSED,
+                                        actor="staff:test")
+        async with session.begin():
+            await loop.offer_rating(session, await _load(session, second.id), labels=LABELS)
+    async with sessionmaker.begin() as session:
+        alone = [payload for _, _, payload in await _outbox(session, second.id)][-2:]
+    assert "rating_follows" not in alone[0] and "status_told" not in alone[1]
 
 
 async def test_only_an_answered_case_closes_as_solved_and_only_a_closed_unrated_case_takes_a_rating_of_1_to_5(
