@@ -517,9 +517,11 @@ to accept and the loop's on-time acceptance both read. Rejected or duplicate is 
 
 
 async def change_status(
-    session: AsyncSession, case: Case, status: CaseStatus, *, actor: str, body: str | None = None
+    session: AsyncSession, case: Case, status: CaseStatus, *, actor: str, body: str | None = None,
+    rating_follows: bool = False,
 ) -> TraceEvent:
-    """Move a case to a new status, with its trace event and a notice to the reporter."""
+    """Move a case to a new status, with its trace event and a notice to the reporter; `rating_follows`: the same
+    transaction asks the reporter to rate it (`loop.offer_rating`), so the notice only tells the status."""
     if status not in _STATUS_EVENT:
         raise ActionError.of("status_not_by_hand", status=status)
     if case.status == status:
@@ -535,7 +537,8 @@ async def change_status(
         channel=case.channel,
         recipient=case.reporter_ref,
         payload={"notice": "status_changed", "locale": case.locale, "case_number": case.case_number,
-                 "status": str(status), **({"note": body} if body else {})},
+                 "status": str(status), **({"note": body} if body else {}),
+                 **({"rating_follows": True} if rating_follows else {})},
         case_id=case.id,
     )
     return event

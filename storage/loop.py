@@ -74,21 +74,18 @@ ADDING_STATES = ("follow_up", "appeal")
 """The dialog's states that add to a case (information, an appeal), which its closing cuts short."""
 
 
-async def offer_rating(session: AsyncSession, case: Case, *, labels: Sequence[str]) -> None:
+async def offer_rating(session: AsyncSession, case: Case, *, labels: Sequence[str], status_told: bool = False) -> None:
     """Ask the reporter to rate the closed case: a notice with the rating buttons, and their conversation waits
     for the answer, so a typed number or a button rates this case. It waits when they are in the middle of nothing
     else, or were adding information to (or appealing) this very case, which can take no more now: the notice
-    then also says what became of that. When this transaction also wrote the notice that the case closed, that
-    one tells the status (and staff's note) and this one only asks: `status_told` in this one, `rating_follows`
-    in that one (no "send /status" beside the buttons). `labels` are the localised labels of the choices (five
-    ratings, "not solved", "later")."""
+    then also says what became of that. `status_told`: the same transaction wrote the notice that the case closed
+    (`actions.change_status(rating_follows=True)`), which tells the status and staff's note, so this one only asks
+    (no "send /status" beside the buttons). `labels` are the localised labels of the choices (five ratings, "not
+    solved", "later")."""
     choices = [[for_case(key, case), label] for (key, _), label in zip(RATING_CHOICES, labels, strict=True)]
     cut_short = await _await_answer(session, case, "rating", choices, cutting_short=ADDING_STATES)
-    closing = [message for message in outbox.written_here(session, case.id, "status_changed")
-               if message.payload.get("status") == CaseStatus.CLOSED]
-    if closing:
-        closing[-1].payload = {**closing[-1].payload, "rating_follows": True}
-    await _tell_reporter(session, case, "rate_request", choices=choices, **({"status_told": True} if closing else {}),
+    told = {"status_told": True} if status_told else {}
+    await _tell_reporter(session, case, "rate_request", choices=choices, **told,
                          **({"cut_short": cut_short} if cut_short else {}))
 
 

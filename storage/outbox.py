@@ -33,21 +33,7 @@ async def enqueue(session: AsyncSession, *, channel: str, recipient: str, payloa
                             kind=str(payload.get("notice") or "message")[:20])
     session.add(message)
     await session.flush()
-    session.info.setdefault(_WRITTEN, []).append((session.sync_session.get_transaction(), message))
     return message
-
-
-_WRITTEN = "outbox_written"
-"""The session's record of the notices it wrote, each with the transaction that wrote it (`written_here`)."""
-
-
-def written_here(session: AsyncSession, case_id: int, kind: str) -> list[OutboxMessage]:
-    """The notices of `kind` about the case that the session's current transaction wrote (`enqueue`), oldest
-    first: no worker sees them before it commits, so a later step of the same action may still add to what one
-    of them says. (Not those of an earlier transaction of the same session, which may be on their way.)"""
-    current = session.sync_session.get_transaction()
-    return [message for transaction, message in session.info.get(_WRITTEN, [])
-            if current is not None and transaction is current and message.case_id == case_id and message.kind == kind]
 
 
 _INSERT_REPLIES = insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True)

@@ -356,7 +356,7 @@ async def accept_case(session: AsyncSession, case: Case, *, actor: StaffUser) ->
 
 
 async def set_status(session: AsyncSession, case: Case, status: CaseStatus, *, actor: StaffUser,
-                     body: str | None = None) -> TraceEvent:
+                     body: str | None = None, rating_follows: bool = False) -> TraceEvent:
     """A new status by hand, within the lifecycle the reporter reads: "answered" only once the reporter has an
     answer (answering marks it), "closed" with the answer or a note that tells the result, and a closed case
     reopened with the reason (`body`, which the reporter is told)."""
@@ -369,7 +369,8 @@ async def set_status(session: AsyncSession, case: Case, status: CaseStatus, *, a
                                  number=case.case_number)
     if case.status in CLOSED_STATUSES and status not in CLOSED_STATUSES and not has_note:
         raise ActionInputError.of("reopen_needs_reason", number=case.case_number, status=case.status)
-    event = await actions.change_status(session, case, status, actor=actor_ref(actor), body=body)
+    event = await actions.change_status(session, case, status, actor=actor_ref(actor), body=body,
+                                        rating_follows=rating_follows)
     await audit.record(session, actor, "case.status", case=case, detail={"status": str(status)})
     return event
 

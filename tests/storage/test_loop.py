@@ -71,9 +71,9 @@ async def _load(session: Any, case_id: int) -> Case:
     return case
 
 
-async def _closed(session: Any, reporter_ref: str = "42", **kwargs: Any) -> Case:
+async def _closed(session: Any, reporter_ref: str = "42", *, rating_follows: bool = False, **kwargs: Any) -> Case:
     case, _ = await file_case(session, reporter_ref=reporter_ref, **kwargs)
-    await actions.change_status(session, case, CaseStatus.CLOSED, actor="staff:test")
+    await actions.change_status(session, case, CaseStatus.CLOSED, actor="staff:test", rating_follows=rating_follows)
     return case
 
 
@@ -95,12 +95,13 @@ async def test_offering_a_rating_sends_the_buttons_and_an_idle_conversation_wait
         drafting.draft = {"district": "yuelu"}
         await actions.finish_step(session, drafting)
     async with sessionmaker.begin() as session:
-        waiting = await _closed(session, "42")
-        busy = await _closed(session, "43")
-        stranger = await _closed(session, "44")  # never wrote to the bot on this channel: no conversation
+        # closed, and the rating asked for under the closing notice (as the console does it)
+        waiting = await _closed(session, "42", rating_follows=True)
+        busy = await _closed(session, "43", rating_follows=True)
+        stranger = await _closed(session, "44", rating_follows=True)  # never wrote to the bot here: no conversation
         before = utcnow()
         for case in (waiting, busy, stranger):
-            await loop.offer_rating(session, case, labels=LABELS)
+            await loop.offer_rating(session, case, labels=LABELS, status_told=True)
         after = utcnow()
         with pytest.raises(ValueError):  # five ratings and "not solved" need six labels
             await loop.offer_rating(session, waiting, labels=LABELS[:5])
@@ -127,8 +128,8 @@ async def test_offering_a_rating_sends_the_buttons_and_an_idle_conversation_wait
 async def test_a_closing_makes_a_conversation_adding_to_that_case_wait_for_the_rating_and_says_so(
         sessionmaker: Any) -> None:
     """A conversation adding information to (or appealing) the case that closes waits for the rating, its report
-    draft kept; one adding information to another case is left where it is. A rating asked for in a transaction
-    of its own (no closing notice beside it) still says the case closed."""
+    draft kept; one adding information to another case is left where it is. A rating asked for on its own (no
+    closing notice told with it) still says the case closed."""
     async with sessionmaker.begin() as session:
         case, _ = await file_case(session, reporter_ref="42")
         other, _ = await file_case(session, reporter_ref="43")
@@ -140,8 +141,8 @@ async def test_a_closing_makes_a_conversation_adding_to_that_case_wait_for_the_r
             await actions.finish_step(session, conversation)
     async with sessionmaker.begin() as session:
         for closing in (case, second):
-            await actions.change_status(session, closing, CaseStatus.CLOSED, actor="staff:test")
-            await loop.offer_rating(session, closing, labels=LABELS)
+            await actions.change_status(session, closing, CaseStatus.CLOSED, actor="staff:test", rating_follows=True)
+            await loop.offer_rating(session, closing, labels=LABELS, status_told=True)
     async with sessionmaker.begin() as session:
         told = [payload for _, _, payload in await _outbox(session, case.id)][-2:]
         adding = await actions.load_conversation(session, "telegram", "42")
@@ -154,12 +155,9 @@ async def test_a_closing_makes_a_conversation_adding_to_that_case_wait_for_the_r
     async with sessionmaker.begin() as session:
         reopened = await _load(session, second.id)
         await actions.change_status(session, reopened, CaseStatus.IN_HANDLING, actor="staff:test", body="重新核查")
-    async with sessionmaker() as session:  # the rating asked for apart from its closing (later, in the same session)
-        async with session.begin():
-            await actions.change_status(session, await _load(session, second.id), CaseStatus.CLOSED,
-                                        actor="staff:test")
-        async with session.begin():
-            await loop.offer_rating(session, await _load(session, second.id), labels=LABELS)
+    async with sessionmaker.begin() as session:  # the rating asked for apart from its closing
+        await actions.change_status(session, await _load(session, second.id), CaseStatus.CLOSED, actor="staff:test")
+        await loop.offer_rating(session, await _load(session, second.id), labels=LABELS)
     async with sessionmaker.begin() as session:
         alone = [payload for _, _, payload in await _outbox(session, second.id)][-2:]
     assert "rating_follows" not in alone[0] and "status_told" not in alone[1]

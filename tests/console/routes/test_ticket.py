@@ -15,6 +15,8 @@ import pytest
 from sqlalchemy import select
 
 from console import texts
+from handlers.notices import render
+from handlers.texts import Texts
 from nlp.labels import LABELS
 from storage import actions, evidence_rows, loop
 from storage.models import (
@@ -187,6 +189,29 @@ async def test_a_closed_ticket_offers_no_move_and_a_corrected_label_keeps_it_in_
     assert (stored.label, stored.queue, stored.status, stored.transfer_count) == (
         "bribery_gifts", "clean_hall", "closed", 0)
     assert [event.kind for event in await console.trace(number)][-1] == TraceKind.CLOSED
+
+
+async def test_closing_on_the_ticket_tells_the_reporter_the_status_once_and_asks_for_the_rating_under_it(
+        console: ConsoleHarness) -> None:
+    """Closing a case sent the reporter "closed — send /status for details" and then the rating buttons under a
+    second "closed": two messages saying the same, one pointing away from the buttons."""
+    await console.user("sup", StaffRole.SUPERVISOR, ["clean_hall"])
+    number = await console.case("clean_hall")
+    async with console.client() as client:
+        csrf = await console.login(client, "sup")
+        closing = await client.post(f"/console/case/{number}/status", data={"csrf": csrf, "status": "closed",
+                                                                             "note": "已责令窗口整改"})
+        assert closing.status_code == 303
+    case = await console.get_case(number)
+    async with console.database.read_sessionmaker() as session:
+        payloads = list((await session.execute(select(OutboxMessage.payload).where(
+            OutboxMessage.case_id == case.id, OutboxMessage.recipient == case.reporter_ref)
+            .order_by(OutboxMessage.id))).scalars())
+    words = Texts(console.settings.city.texts)
+    told = [render(payload, words, city=console.settings.city) for payload in payloads[-2:]]
+    assert [message.text for message in told] == [
+        f"您的举报 {number} 已办结。\n说明：已责令窗口整改", "请为办理结果打分（1–5星），或选择“问题没有解决”。"]
+    assert "/status" not in told[0].text and len(told[1].choices) == 7
 
 
 async def test_identity_is_revealed_only_on_an_audited_click_by_permitted_roles(console: ConsoleHarness) -> None:
