@@ -289,6 +289,9 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
     """Handle input in a tracking state; False means the case session expired and the menu is due."""
     state = turn.conversation.state
     if state == "status_code":
+        if text is not None and letters(text) in {letters(word) for word in turn.words("case_menu_words")}:
+            turn.set_state("idle")  # "菜单", "back": the way out the refusal below names
+            return False
         if text is None:
             turn.say(turn.t("error_code_format"))
             ask_code(turn)

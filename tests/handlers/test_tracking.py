@@ -352,7 +352,17 @@ async def test_a_file_where_the_code_is_expected_is_answered_with_the_codes_form
     resident = harness.resident()
     await resident.command("status")
     await resident.upload(JPEG, kind="photo")
-    assert resident.last[0].text == "查询码应为16位数字，请检查后重新输入。"
+    assert resident.last[0].text == "查询码应为16位数字，请检查后重新输入；回复“菜单”返回主菜单。"
+
+
+@pytest.mark.parametrize(("typed", "locale"), [("菜单", "zh"), ("返回", "zh"), ("menu", "en"), ("back", "en")])
+async def test_the_menu_asked_for_at_the_code_question_is_shown(harness: DialogHarness, typed: str,
+                                                                locale: str) -> None:
+    """查询进度 tapped, then "菜单": the code question had no way back but /cancel — "查询码应为16位数字" each time."""
+    resident = harness.resident(locale=locale)
+    await resident.command("status")
+    await resident.say(typed)
+    assert resident.keys()[:2] == ["menu:report", "menu:status"] and "16" not in resident.text()
 
 
 async def test_wrong_codes_from_one_network_are_throttled_across_residents(harness: DialogHarness) -> None:
@@ -824,7 +834,8 @@ async def test_a_mistyped_code_at_the_code_question_is_still_asked_again(harness
     resident = harness.resident()
     await resident.command("status")  # WeChat's menu button 查询进度
     await resident.say(typed)
-    assert resident.text() == "查询码应为16位数字，请检查后重新输入。\n请输入16位查询码（可带空格）："
+    assert resident.text() == ("查询码应为16位数字，请检查后重新输入；回复“菜单”返回主菜单。\n"
+                               "请输入16位查询码（可带空格）：")
     assert resident.keys() == []
 
 
