@@ -14,23 +14,13 @@ from storage import actions, loop, staff_actions
 from storage.models import Case, CaseStatus, StaffRole
 from tests.factories import create_staff
 from tests.handlers.conftest import DialogHarness, Resident
+from tests.handlers.test_dialog import fill_to_summary
 
-DESCRIPTION = "岳麓区政务服务中心3号窗口的工作人员上班时间一直玩手机，让群众排队等了两个小时。"
 DONE_ZH = "您已按过这个按钮，已经办好了，不会重复办理；这个按钮现已失效。"
 
 
-async def to_summary(resident: Resident) -> None:
-    await resident.command("report")
-    await resident.press("district:yuelu")
-    await resident.say("岳麓区政务服务中心3号窗口")
-    await resident.press("when:today")
-    await resident.say(DESCRIPTION)
-    await resident.press("evidence:done")
-    await resident.press("identity:anonymous")
-
-
 async def submitted(resident: Resident) -> str:
-    await to_summary(resident)
+    await fill_to_summary(resident)
     await resident.press("summary:submit")
     match = re.search(r"\d{4} \d{4} \d{4} \d{4}", resident.text())
     assert match, resident.text()
@@ -56,7 +46,7 @@ async def test_a_button_tapped_twice_in_a_row_is_said_to_be_done_once_not_refuse
     assert "第3步" in resident.text()
 
     second = harness.resident("r2")
-    await to_summary(second)
+    await fill_to_summary(second)
     await second.press("summary:submit")
     assert "举报已提交" in second.text()
     await second.press("summary:submit")

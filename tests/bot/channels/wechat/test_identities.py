@@ -10,8 +10,8 @@ import asyncio
 import logging
 import shutil
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from sqlalchemy import text
 from bot.channels.wechat.channel import PassiveReply, WeChatChannel
 from bot.config import Settings
 from bot.runtime import Runtime
+from tests.bot.channels.wechat.test_channel import _channel as serving
 from tests.conftest import free_port
 from tests.standins.wechat_server import WeChatStandIn
 
@@ -48,20 +49,11 @@ def standin() -> Iterator[WeChatStandIn]:
     running.stop()
 
 
-@asynccontextmanager
-async def _channel(tmp_path: Path, database_url: str, standin: WeChatStandIn) -> AsyncIterator[
+def _channel(tmp_path: Path, database_url: str, standin: WeChatStandIn) -> AbstractAsyncContextManager[
         tuple[WeChatChannel, Runtime]]:
-    settings = Settings(data_dir=tmp_path, database_url=database_url, secret_key=SECRET_KEY,
-                        public_url="https://qinglian.example", wechat_token=TOKEN, wechat_app_id=APP_ID,
-                        wechat_app_secret=APP_SECRET, wechat_api_url=standin.root_url)
-    runtime = Runtime.build(settings)
-    channel = WeChatChannel(settings, runtime)
-    try:
-        await channel.start()
-        yield channel, runtime
-    finally:
-        await channel.stop()
-        await runtime.close()
+    return serving(Settings(data_dir=tmp_path, database_url=database_url, secret_key=SECRET_KEY,
+                            public_url="https://qinglian.example", wechat_token=TOKEN, wechat_app_id=APP_ID,
+                            wechat_app_secret=APP_SECRET, wechat_api_url=standin.root_url))
 
 
 def _fields(standin: WeChatStandIn, openid: str, msg_type: str, **content: Any) -> dict[str, Any]:
