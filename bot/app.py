@@ -33,9 +33,18 @@ from storage.migrate import upgrade
 log = logging.getLogger(__name__)
 
 
+_released = False
+
+
 def release_free_memory() -> None:
-    """Hand back to the system the heap that start-up (imports, loading the model) used and freed:
-    glibc's allocator keeps freed memory in the process otherwise, a few megabytes here."""
+    """Hand back to the system the heap that start-up (imports, loading the model) used and freed: glibc's allocator
+    keeps freed memory in the process otherwise, a few megabytes here. Once per process: the imports happen once,
+    and a process that builds the app again (a test suite builds hundreds) would only pay a full collection and a
+    walk of the heap each time for nothing new."""
+    global _released
+    if _released:
+        return
+    _released = True
     gc.collect()
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
