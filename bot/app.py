@@ -24,10 +24,11 @@ from bot.jobs import background_jobs
 from bot.logs import one_line
 from bot.outbox import plain
 from bot.runtime import Runtime
-from bot.security_headers import NoSniff
+from bot.security_headers import NOSNIFF
 from bot.staff_cli import ensure_first_admin
 from console.app import mount_console
 from console.context import ConsoleContext
+from console.default_header import DefaultHeader
 from storage.migrate import upgrade
 
 log = logging.getLogger(__name__)
@@ -181,5 +182,5 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"ok": True})
 
     app.add_middleware(BodyLimit, limit_for=limits_by_path(settings.city.limits.max_attachment_bytes))
-    app.add_middleware(NoSniff)  # outermost: a 413 of the body limit carries it too
+    app.add_middleware(DefaultHeader, header=NOSNIFF)  # outermost: a 413 of the body limit carries it too
     return app

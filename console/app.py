@@ -16,12 +16,12 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
 from console import api, api_problems, texts
 from console.auth import LoginRequired, PasswordChangeRequired
 from console.context import CONTEXT_STATE, ConsoleContext
+from console.default_header import DefaultHeader
 from console.operations import OperationError
 from console.rendering import Names
 from console.routes import ROUTERS
@@ -69,30 +69,6 @@ API_PREFIX = "/api/v1/"
 NO_STORE = (b"cache-control", b"no-store")
 
 
-class ApiNoStore:
-    """`Cache-Control: no-store` on every answer of the staff API that does not say otherwise: a case's report, a
-    reporter's name and phone from a reveal, an export with identities, the audit log. The console's pages say it
-    themselves (`rendering.SECURITY_HEADERS`); the API said it only for evidence downloads, so a shared proxy or the
-    browser's disk cache could keep the rest."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(API_PREFIX):
-            await self.app(scope, receive, send)
-            return
-
-        async def with_header(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                if not any(name.lower() == NO_STORE[0] for name, _ in headers):
-                    message = {**message, "headers": [*headers, NO_STORE]}
-            await send(message)
-
-        await self.app(scope, receive, with_header)
-
-
 def mount_console(app: FastAPI, context: ConsoleContext) -> None:
     """Add the console's routes to `app`; the context and the login throttle live in the app's state. It also
     answers the app's refused requests (`invalid_request`)."""
@@ -104,7 +80,9 @@ def mount_console(app: FastAPI, context: ConsoleContext) -> None:
         app.include_router(router)
     app.include_router(api.router)
     app.include_router(api_problems.router)
-    app.add_middleware(ApiNoStore)
+    # every answer of the staff API (a report, a reveal's name and phone, an export, the audit log): never kept by a
+    # shared proxy or the browser's disk cache; the pages say it themselves (`rendering.SECURITY_HEADERS`)
+    app.add_middleware(DefaultHeader, header=NO_STORE, path_prefix=API_PREFIX)
     app.mount("/console/static", StaticFiles(directory=STATIC_DIR), name="console-static")
     app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="api-docs-assets")
 
