@@ -64,7 +64,7 @@ def console_context(runtime: Runtime) -> ConsoleContext:
         city=settings.city, database=runtime.database, secret_key=settings.resolved_secret_key(),
         evidence_dir=settings.evidence_dir, data_dir=settings.data_dir, public_url=settings.public_url,
         environment=settings.environment, wake_outbox=runtime.outbox.wake, redis_url=settings.redis_url,
-        classifier=runtime.classifier)
+        classifier=runtime.classifier, passwords=settings.password_hashing)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -82,9 +82,11 @@ def create_app(settings: Settings) -> FastAPI:
         nonlocal telegram_channel
         await asyncio.to_thread(upgrade, settings.resolved_database_url, settings.resolved_keyring())
         await runtime.classifier.ensure_ready()
-        first_admin = await ensure_first_admin(runtime.database, settings.environment)
+        first_admin = await ensure_first_admin(runtime.database, settings.environment, settings.password_hashing)
         if first_admin:  # one line (a log collector reads each line as a record); it says "with password <pw>"
             log.warning("%s", one_line(first_admin))
+        # the timing reference of sign-ins with an unknown username, made before the first one can come
+        await asyncio.to_thread(settings.password_hashing.prepare)
         runtime.outbox.start()
         background = background_jobs(runtime.sessionmaker, settings.city, settings.evidence_dir,
                                      runtime.outbox.wake, runtime.read_sessionmaker)

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from console.passwords import MIN_HASH_MEMORY_KIB, PasswordHashing
 from handlers.city import CityConfig, ConfigError, load_city_config
 
 if TYPE_CHECKING:
@@ -99,6 +100,21 @@ class Settings(BaseSettings):
     #: (evidence files, models, the jieba cache, SQLite's database and journal); 0 turns the check off
     min_free_disk_mb: int = Field(default=DEFAULT_MIN_FREE_DISK_MB, ge=0,
                                   description="MB (1024² bytes) free on the data directory's disk to start")
+    #: Argon2id's cost for staff passwords (`console.passwords.PasswordHashing`): RFC 9106's second recommendation
+    #: by default (64 MiB, 3 passes, 4 lanes, about 0.2 s of CPU a sign-in); OWASP's minimum (19,456 KiB and
+    #: 2 passes, or as much work traded between them) is the lowest accepted. Hashes already stored keep their cost.
+    password_hash_memory_kib: int = Field(default=65536, ge=MIN_HASH_MEMORY_KIB, le=4 * 1024 * 1024,
+                                          description="KiB of memory one Argon2id password hash takes")
+    password_hash_time_cost: int = Field(default=3, ge=1, le=64, description="passes of one Argon2id password hash")
+    password_hash_parallelism: int = Field(default=4, ge=1, le=64, description="lanes of one Argon2id password hash")
+
+    @field_validator("password_hash_time_cost")
+    @classmethod
+    def _password_hash_work(cls, value: int, info: ValidationInfo) -> int:
+        memory = info.data.get("password_hash_memory_kib")
+        if memory is not None:
+            PasswordHashing(time_cost=value, memory_kib=memory)  # ValueError: below OWASP's minimum
+        return value
 
     @field_validator("wechat_aes_key")
     @classmethod
@@ -193,6 +209,11 @@ class Settings(BaseSettings):
     @property
     def evidence_dir(self) -> Path:
         return self.data_dir / "evidence"
+
+    @cached_property
+    def password_hashing(self) -> PasswordHashing:
+        return PasswordHashing(time_cost=self.password_hash_time_cost, memory_kib=self.password_hash_memory_kib,
+                               parallelism=self.password_hash_parallelism)
 
     @cached_property
     def city(self) -> CityConfig:

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.cli_errors import DATABASE_UNAVAILABLE, cannot_open_database, require_schema
 from bot.config import ConfigError, Settings, load_settings
-from console.auth import hash_password
+from console.passwords import PasswordHashing
 from handlers.texts import fill
 from nlp.cli import operator_name
 from storage import audit, staff_actions, training_data
@@ -122,7 +122,7 @@ def _password(value: str | None, *, user_inputs: tuple[str, ...] = ()) -> str:
     password = value or typer.prompt("Password (at least 10 characters, hard to guess)", hide_input=True,
                                      confirmation_prompt="Password again")
     try:
-        return hash_password(password, user_inputs=user_inputs)
+        return _settings().password_hashing.hash(password, user_inputs=user_inputs)
     except ValueError as problem:
         typer.echo(f"qinglian: {problem}", err=True)
         raise typer.Exit(2) from None
@@ -284,7 +284,8 @@ def refuse_demo_admin_in_production(settings: Settings) -> None:
         raise typer.Exit(2)
 
 
-async def ensure_first_admin(database: Database, environment: Literal["development", "production"]) -> str | None:
+async def ensure_first_admin(database: Database, environment: Literal["development", "production"],
+                             passwords: PasswordHashing) -> str | None:
     """On an empty staff table: a clearly marked demo administrator in development, or instructions in
     production. Returns what to print (None when staff accounts exist). In production an active demo
     administrator (made by a development start on the same database) stops the start: ConfigError."""
@@ -298,7 +299,7 @@ async def ensure_first_admin(database: Database, environment: Literal["developme
     if environment == "production":
         return PRODUCTION_FIRST_ADMIN
     password = secrets.token_urlsafe(12)
-    password_hash = await asyncio.to_thread(hash_password, password)
+    password_hash = await asyncio.to_thread(passwords.hash, password)
     async with database.sessionmaker.begin() as session:
         created = await staff_actions.create_first_admin(session, username=DEMO_ADMIN,
                                                          display_name="DEMO administrator",

@@ -16,9 +16,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from console import texts
-from console.auth import Principal, WeakPassword, hash_password
+from console.auth import Principal
 from console.exports import neutralised
 from console.operations import OperationError, require_admin
+from console.passwords import WeakPassword
 from console.rendering import Names
 from handlers.city import CityConfig
 from handlers.validation import readable
@@ -78,7 +79,7 @@ async def add_staff(principal: Principal, *, username: str, display_name: str, r
     if role == StaffRole.REVIEWER and not queues and not no_queues_ok:
         raise NoQueuesWarning()
     try:
-        password_hash = await asyncio.to_thread(partial(hash_password, password,
+        password_hash = await asyncio.to_thread(partial(principal.context.passwords.hash, password,
                                                         user_inputs=(username, display_name)))
     except WeakPassword as weak:
         raise OperationError(422, weak.key, **weak.values) from None

@@ -1,104 +1,26 @@
 """Who is asking: staff logins (signed HttpOnly cookies bound to a server-side session), API tokens,
-CSRF tokens, Argon2 password hashes, TOTP second factor, and the permission rules."""
+CSRF tokens, TOTP second factor, and the permission rules."""
 
 from __future__ import annotations
 
 import hmac
 import unicodedata
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
 import pyotp
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Depends, HTTPException, Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from console import texts
 from console.context import ConsoleContext, context_of
 from handlers.city import CityConfig
 from storage import audit, staff_actions, staff_notices
 from storage.models import Case, StaffRole, StaffSession, StaffUser, utcnow
 
 SESSION_COOKIE = "ql_staff"
-_hasher = PasswordHasher()
-# A hash of a random password: verifying against it when the user does not exist takes as long as
-# a real check, so response times do not tell which usernames exist.
-_DUMMY_HASH = _hasher.hash("not-a-password-anyone-has")
-MIN_PASSWORD_LENGTH = 10
-MIN_PASSWORD_SCORE = 3
-"""zxcvbn's score (0-4) a password needs: 3 is "safely unguessable: moderate protection from offline
-slow-hash scenario" (about 10^8 guesses and more)."""
-ZXCVBN_MAX_LENGTH = 72  # zxcvbn looks at this many characters (its own limit); a longer password is judged by them
-
-
-@dataclass(frozen=True)
-class PasswordAdvice(texts.Phrase):
-    """zxcvbn's feedback on a weak password (its warning and suggestions, English sentences of its own), said in
-    each language of the console: each sentence by its text `zxcvbn.*`."""
-
-    warning: str
-    suggestions: tuple[str, ...]
-
-    def text(self, locale: str) -> str:
-        sentences = [sentence for sentence in (self.warning, *self.suggestions) if sentence.strip()]
-        if not sentences:
-            return texts.get(locale, "zxcvbn.generic")
-        space = "" if locale == "zh" else " "  # Chinese sentences follow one another without a space
-        return space.join(texts.zxcvbn_sentence(locale, sentence) for sentence in sentences)
-
-
-class WeakPassword(ValueError):
-    """Why a password is not good enough: the console's text `refusal.<key>` with its values; the message is its
-    English."""
-
-    def __init__(self, key: str, /, **values: object) -> None:
-        self.key = key
-        self.values = values
-        super().__init__(texts.get("en", f"refusal.{key}", **values))
-
-    def pair(self) -> tuple[str, str]:
-        return texts.pair(f"refusal.{self.key}", **self.values)
-
-
-def password_problem(password: str, user_inputs: Iterable[str] = ()) -> WeakPassword | None:
-    """Why `password` is not good enough (None when it is): too short, built on the account's username or
-    name, or easy to guess (common, repetitive, a keyboard pattern, a date) by zxcvbn's estimate, with its
-    advice."""
-    if len(password) < MIN_PASSWORD_LENGTH:
-        return WeakPassword("password_short", length=MIN_PASSWORD_LENGTH)
-    inputs = [value.strip().lower() for value in user_inputs if value and len(value.strip()) >= 3]
-    if any(value in password.lower() for value in inputs):
-        return WeakPassword("password_has_name")
-    # imported here: its frequency lists hold 12 MB for as long as the process lives, and a serving process
-    # judges a new password rarely (an account made or a password changed), while it classifies all day
-    from zxcvbn import zxcvbn
-
-    estimate = zxcvbn(password[:ZXCVBN_MAX_LENGTH], user_inputs=inputs, max_length=ZXCVBN_MAX_LENGTH)
-    if estimate["score"] < MIN_PASSWORD_SCORE:
-        feedback = estimate["feedback"]
-        advice = PasswordAdvice(str(feedback.get("warning") or "").strip(),
-                                tuple(str(sentence).strip() for sentence in feedback.get("suggestions") or ()))
-        return WeakPassword("password_guessable", advice=advice)
-    return None
-
-
-def hash_password(password: str, *, user_inputs: Iterable[str] = ()) -> str:
-    """The Argon2 hash of a new password; WeakPassword (a ValueError) with the reason when it is too weak."""
-    problem = password_problem(password, user_inputs)
-    if problem is not None:
-        raise problem
-    return _hasher.hash(password)
-
-
-def verify_password(password_hash: str | None, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
-    except (VerificationError, InvalidHashError):
-        return False
 
 
 def new_totp_secret() -> str:

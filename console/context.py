@@ -4,12 +4,13 @@ shell): the city's configuration, the database, secrets and paths, and the few s
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
 from fastapi import Request
 
+from console.passwords import PasswordHashing
 from handlers.city import CityConfig
 from storage.db import Database
 
@@ -50,6 +51,8 @@ class ConsoleContext:
     classifier: ServingClassifier
     redis_url: str | None = None
     """`QINGLIAN_REDIS_URL`: where the login throttle counts failures (None: in the database)."""
+    passwords: PasswordHashing = field(default_factory=PasswordHashing)
+    """How staff passwords are hashed and checked (`QINGLIAN_PASSWORD_HASH_*`)."""
 
     @property
     def models_dir(self) -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from console.auth import totp_step, verify_password
+from console.auth import totp_step
 from console.context import ConsoleContext
 from storage import audit, staff_actions
 from storage.models import StaffUser, utcnow
@@ -42,7 +42,7 @@ async def password_step(context: ConsoleContext, username: str, password: str, *
         found = await staff_actions.get_staff_by_username(session, username)
     checked_hash = found.password_hash if found else None
     # Argon2 takes tens of milliseconds on purpose: off the event loop, outside the write transaction.
-    password_ok = await asyncio.to_thread(verify_password, checked_hash, password)
+    password_ok = await asyncio.to_thread(context.passwords.verify, checked_hash, password)
     async with context.database.sessionmaker.begin() as session:
         session.info[audit.AUDIT_IP] = ip
         user = await staff_actions.get_staff_by_username(session, username)
@@ -152,7 +152,7 @@ async def confirm_own_password(context: ConsoleContext, user_id: int, password: 
     async with context.database.read_sessionmaker() as session:
         found = await staff_actions.get_staff(session, user_id)
     checked_hash = found.password_hash if found else None
-    if await asyncio.to_thread(verify_password, checked_hash, password):
+    if await asyncio.to_thread(context.passwords.verify, checked_hash, password):
         return PasswordConfirmation(ok=True, locked=False)
     console = context.city.console
     async with context.database.sessionmaker.begin() as session:

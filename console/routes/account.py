@@ -14,14 +14,13 @@ from itsdangerous import BadSignature
 from console import accounts, signin, texts
 from console.auth import (
     Principal,
-    WeakPassword,
     enrol_serializer,
-    hash_password,
     set_session_cookie,
     totp_enrolment,
     totp_step,
 )
 from console.operations import MAX_ID, OperationError
+from console.passwords import WeakPassword
 from console.rendering import redirect, render, weak_password_message
 from console.routes.common import CsrfField, PagePrincipal, check_csrf, client_ip, page_router
 from console.routes.login import ENROL_MAX_AGE
@@ -66,7 +65,7 @@ async def change_password(request: Request, principal: PagePrincipal, *, csrf: C
         return await account_page(request, principal, status_code=422, error=texts.joined("account.password_same"))
     user = principal.user
     try:
-        password_hash = await asyncio.to_thread(partial(hash_password, new,
+        password_hash = await asyncio.to_thread(partial(principal.context.passwords.hash, new,
                                                         user_inputs=(user.username, user.display_name)))
     except WeakPassword as problem:
         return await account_page(request, principal, status_code=422, error=weak_password_message(problem.pair()))

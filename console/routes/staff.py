@@ -14,7 +14,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 
 from console import accounts, texts
-from console.auth import Principal, hash_password
+from console.auth import Principal
 from console.operations import MAX_ID, OperationError, require_admin
 from console.rendering import Names, redirect, render, weak_password_message
 from console.routes.common import CsrfField, PagePrincipal, check_csrf, page_router
@@ -133,7 +133,8 @@ async def staff_password(request: Request, principal: PagePrincipal, username: s
     check_csrf(principal, csrf)
     require_admin(principal)
     plain = secrets.token_urlsafe(12)
-    revoked = await accounts.reset_password(principal, username, await asyncio.to_thread(hash_password, plain))
+    password_hash = await asyncio.to_thread(principal.context.passwords.hash, plain)
+    revoked = await accounts.reset_password(principal, username, password_hash)
     if username == principal.user.username:
         return redirect("/console/login")
     return await _staff_user_page(request, principal, username, new_password=plain, tokens_revoked=revoked)

@@ -14,6 +14,9 @@ from bot.config import ConfigError, load_settings
 from bot.staff_cli import DEMO_ADMIN, DEMO_ADMIN_IN_PRODUCTION, ensure_first_admin
 from storage import staff_actions
 from storage.migrate import upgrade
+from tests.conftest import staff_password_hashing
+
+PASSWORDS = staff_password_hashing()
 
 runner = CliRunner()
 RANDOM_KEY = "ZCZC6UKxcwPhPOcM8n6l22BAie7ui-V-mGQbm5-O0qxCy3ds"
@@ -38,15 +41,15 @@ def test_production_takes_a_random_secret_key(tmp_path: Path) -> None:
 
 
 async def test_production_refuses_to_start_while_the_demo_admin_is_active(database: Any) -> None:
-    assert (await ensure_first_admin(database, "development") or "").startswith("DEMO ONLY")
+    assert (await ensure_first_admin(database, "development", PASSWORDS) or "").startswith("DEMO ONLY")
     with pytest.raises(ConfigError) as refused:
-        await ensure_first_admin(database, "production")
+        await ensure_first_admin(database, "production", PASSWORDS)
     assert str(refused.value) == DEMO_ADMIN_IN_PRODUCTION
     async with database.sessionmaker.begin() as session:
         demo = await staff_actions.get_staff_by_username(session, DEMO_ADMIN)
         assert demo is not None
         await staff_actions.set_active(session, demo, False)
-    assert await ensure_first_admin(database, "production") is None  # disabled: the service starts
+    assert await ensure_first_admin(database, "production", PASSWORDS) is None  # disabled: the service starts
 
 
 @pytest.fixture
@@ -132,7 +135,7 @@ def test_a_production_start_with_the_demo_admin_active_is_refused_in_one_line(tm
     async def development_start() -> None:  # what a development start on the same database leaves behind
         database = Database.connect(database_url, make_test_keyring())
         try:
-            assert (await ensure_first_admin(database, "development") or "").startswith("DEMO ONLY")
+            assert (await ensure_first_admin(database, "development", PASSWORDS) or "").startswith("DEMO ONLY")
         finally:
             await database.dispose()
 

@@ -19,14 +19,13 @@ from PIL import Image
 from sqlalchemy import select
 
 from bot.app import create_app
-from console.auth import hash_password
 from storage import actions, evidence_rows
 from storage.db import Database
 from storage.evidence_cleaning import clean_stored_evidence
 from storage.evidence_files import purpose_of, write_encrypted
 from storage.evidence_images import thumbnail_name
 from storage.models import Attachment, AuditEntry, StaffRole
-from tests.conftest import REPO, evidence_content, make_test_keyring, shared_models_dir
+from tests.conftest import REPO, evidence_content, make_test_keyring, shared_models_dir, staff_password_hashing
 from tests.console.conftest import PASSWORD, ConsoleHarness, make_settings, settle_background_tasks
 from tests.factories import (
     file_case,
@@ -96,7 +95,7 @@ async def test_evidence_clean_removes_what_old_files_hid_and_a_second_run_finds_
     settings = make_settings(data_dir, database_url=database_url)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        harness = ConsoleHarness(app, settings, hash_password(PASSWORD))
+        harness = ConsoleHarness(app, settings, staff_password_hashing().hash(PASSWORD))
         await harness.user("sup", StaffRole.SUPERVISOR)
         async with harness.client() as client:
             await harness.login(client, "sup")

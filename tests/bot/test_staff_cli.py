@@ -12,9 +12,11 @@ from typer.testing import CliRunner
 from bot.cli import app
 from bot.config import load_settings
 from bot.staff_cli import DEMO_ADMIN, PRODUCTION_FIRST_ADMIN, ensure_first_admin
-from console.auth import verify_password
 from storage import staff_actions
 from storage.migrate import upgrade
+from tests.conftest import staff_password_hashing
+
+PASSWORDS = staff_password_hashing()
 
 runner = CliRunner()
 
@@ -70,18 +72,18 @@ def test_mistakes_are_one_line_errors(data_dir: Path) -> None:
 
 
 async def test_a_fresh_install_gets_a_marked_demo_admin_once(database: Any) -> None:
-    notice = await ensure_first_admin(database, "development")
+    notice = await ensure_first_admin(database, "development", PASSWORDS)
     assert notice is not None and notice.startswith("DEMO ONLY")
     password = re.search(rf"administrator '{DEMO_ADMIN}' with password (\S+)", notice)
     assert password
     async with database.read_sessionmaker() as session:
         admin = await staff_actions.get_staff_by_username(session, DEMO_ADMIN)
-    assert admin is not None and admin.role == "admin" and verify_password(admin.password_hash, password.group(1))
-    assert await ensure_first_admin(database, "development") is None
+    assert admin is not None and admin.role == "admin" and PASSWORDS.verify(admin.password_hash, password.group(1))
+    assert await ensure_first_admin(database, "development", PASSWORDS) is None
 
 
 async def test_production_gets_instructions_and_no_account(database: Any) -> None:
-    assert await ensure_first_admin(database, "production") == PRODUCTION_FIRST_ADMIN
+    assert await ensure_first_admin(database, "production", PASSWORDS) == PRODUCTION_FIRST_ADMIN
     async with database.read_sessionmaker() as session:
         assert await staff_actions.count_staff(session) == 0
 
@@ -180,7 +182,7 @@ def test_the_first_real_account_after_the_demo_administrator_is_the_operators_ow
         settings = load_settings()
         database = Database.connect(settings.resolved_database_url, settings.resolved_keyring())
         try:
-            assert (await ensure_first_admin(database, "development") or "").startswith("DEMO ONLY")
+            assert (await ensure_first_admin(database, "development", PASSWORDS) or "").startswith("DEMO ONLY")
         finally:
             await database.dispose()
 

@@ -117,14 +117,16 @@ UPLOADED_NAMES = ("张伟_13912345678_证据.jpg", "LI Na 13800001111.png")
 
 def _supervisor(service: LiveService, username: str = "zhou.min") -> tuple[httpx.Client, str]:
     """A supervisor signed in to the service's console (through its login form), and an API token of theirs."""
-    from console.auth import hash_password
     from storage import staff_actions
     from storage.models import StaffRole
+    from tests.conftest import staff_password_hashing
     from tests.console.conftest import PASSWORD
+
+    passwords = staff_password_hashing()
 
     async def work(session: Any) -> str:
         user = await staff_actions.create_staff(session, username=username, display_name="周敏",
-                                                role=StaffRole.SUPERVISOR, password_hash=hash_password(PASSWORD))
+                                                role=StaffRole.SUPERVISOR, password_hash=passwords.hash(PASSWORD))
         token, _ = await staff_actions.create_api_token(session, user, "tests", actor=user)
         return token
 

@@ -20,7 +20,6 @@ from sqlalchemy import select
 
 from bot.app import create_app
 from bot.config import Settings
-from console.auth import hash_password
 from console.context import CONTEXT_STATE, ConsoleContext
 from handlers.city import load_city_config
 from handlers.routing import due_dates, route
@@ -28,7 +27,7 @@ from nlp.types import Tag
 from storage import actions, evidence_rows, staff_actions
 from storage.db import Database
 from storage.models import AuditEntry, Case, StaffRole, StaffUser, TraceEvent, utcnow
-from tests.conftest import make_test_keyring
+from tests.conftest import make_test_keyring, shared_models_dir, staff_password_hashing
 from tests.factories import decided, file_case, plain_photo
 
 PASSWORD = "correct horse battery staple"
@@ -57,7 +56,7 @@ ACTIONS: list[tuple[str, dict[str, str]]] = [
 
 @pytest.fixture(scope="session")
 def password_hash() -> str:
-    return hash_password(PASSWORD)
+    return staff_password_hashing().hash(PASSWORD)
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -239,13 +238,12 @@ class ConsoleHarness:
 
 @pytest.fixture(scope="session")
 def data_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data directory with the promoted default model and a migrated database, made once per session
-    (the service would train the model at every start otherwise)."""
-    from nlp.registry import ensure_default_model
+    """A data directory with the promoted default model (the run's, `shared_models_dir`) and a migrated database,
+    made once per session (the service would train the model at every start otherwise)."""
     from storage.migrate import upgrade
 
     template = tmp_path_factory.mktemp("console-template") / "data"
-    ensure_default_model(template)
+    shutil.copytree(shared_models_dir(), template / "models")
     upgrade(make_settings(template).resolved_database_url, make_test_keyring())
     return template
 

@@ -22,20 +22,20 @@ from sqlalchemy import select
 
 from bot.config import Settings, load_settings
 from console.app import mount_console
-from console.auth import SESSION_COOKIE, cookie_serializer, hash_password
+from console.auth import SESSION_COOKIE, cookie_serializer
 from console.context import CONTEXT_STATE, ConsoleContext
 from handlers.notices import render
 from handlers.texts import Texts
 from storage import loop, staff_actions
 from storage.migrate import upgrade
 from storage.models import Attachment, Case, OutboxMessage, StaffRole, utcnow
-from tests.conftest import REPO, LiveService, make_test_keyring
+from tests.conftest import REPO, LiveService, make_test_keyring, staff_password_hashing
 from tests.console.conftest import make_context
 from tests.factories import create_staff, file_case, plain_photo
 from tests.standins.telegram_server import TelegramStandIn
 
 PASSWORD = "correct horse battery"
-_PASSWORD_HASH = hash_password(PASSWORD)  # Argon2 is slow on purpose: hash once for every test account
+_PASSWORD_HASH = staff_password_hashing().hash(PASSWORD)  # Argon2 is slow on purpose: hash once for every test account
 REPORTER_NAME = "欧阳明月"
 REPORTER_PHONE = "13987654321"
 REPORTER_REF = "88112233"

@@ -24,12 +24,11 @@ from schemathesis.python import asgi as schemathesis_asgi
 from schemathesis.schemas import APIOperation
 
 from bot.config import load_settings
-from console.auth import hash_password
 from storage import staff_actions
 from storage.db import create_engine, create_sessionmaker
 from storage.migrate import upgrade
 from storage.models import Attachment, StaffRole, utcnow
-from tests.conftest import make_test_keyring
+from tests.conftest import make_test_keyring, staff_password_hashing
 from tests.factories import file_case
 
 PATHS = r"^/(api/v1|chat/api)/"
@@ -45,7 +44,7 @@ async def _seed(database_url: str, secret_key: bytes, evidence_dir: Path) -> str
         async with create_sessionmaker(engine).begin() as session:
             admin = await staff_actions.create_staff(
                 session, username="root", display_name="root 同志", role=StaffRole.ADMIN,
-                password_hash=hash_password("schema kiwi 26"))
+                password_hash=staff_password_hashing().hash("schema kiwi 26"))
             token, _ = await staff_actions.create_api_token(session, admin, "schemathesis", actor=admin)
             reviewer = await staff_actions.create_staff(session, username="li", display_name="li 同志",
                                                         role=StaffRole.REVIEWER, password_hash="x")

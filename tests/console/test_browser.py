@@ -97,20 +97,20 @@ def _photo() -> bytes:
 
 async def _seed(data_dir: Path) -> dict[str, Any]:
     """Staff of each role and a realistic set of cases, tagged by the real model, through storage actions."""
-    from console.auth import hash_password
     from handlers.routing import route
     from nlp.registry import ModelRegistry
     from nlp.types import Tag
     from storage import actions, evidence_rows, staff_actions
     from storage.db import create_engine, create_sessionmaker
     from storage.models import CaseStatus, StaffRole, utcnow
+    from tests.conftest import staff_password_hashing
 
     settings = make_settings(data_dir, secret_key=SECRET)
     city = settings.city
     classifier = await asyncio.to_thread(ModelRegistry(data_dir / "models").load_promoted)
     engine = create_engine(settings.resolved_database_url, make_test_keyring())
     sessionmaker = create_sessionmaker(engine)
-    password_hash = hash_password(PASSWORD)
+    password_hash = staff_password_hashing().hash(PASSWORD)
     flow_number = ""
     try:
         async with sessionmaker.begin() as session:

@@ -40,16 +40,18 @@ def two_services(postgres_server: str, tmp_path_factory: pytest.TempPathFactory
 
 
 async def _add_reviewer(url: str) -> None:
-    from console.auth import hash_password
     from storage import staff_actions
     from storage.db import Database
     from storage.models import StaffRole
+    from tests.conftest import staff_password_hashing
+
+    passwords = staff_password_hashing()
 
     database = Database.connect(url, make_test_keyring())
     try:
         async with database.sessionmaker.begin() as session:
             user = await staff_actions.create_staff(session, username="li.na", display_name="李娜",
-                                                    role=StaffRole.REVIEWER, password_hash=hash_password(PASSWORD))
+                                                    role=StaffRole.REVIEWER, password_hash=passwords.hash(PASSWORD))
             await staff_actions.set_queues(session, user, ["clean_hall"])
     finally:
         await database.dispose()

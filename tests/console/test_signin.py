@@ -10,10 +10,10 @@ import pyotp
 import pytest
 
 from console import signin
-from console.auth import hash_password
 from console.context import ConsoleContext
 from storage import staff_actions
 from storage.models import StaffRole, StaffUser
+from tests.conftest import staff_password_hashing
 from tests.console.conftest import make_context
 
 PASSWORD = "a long enough password"
@@ -22,7 +22,7 @@ IP = "192.0.2.10"
 
 @pytest.fixture(scope="module")
 def password_hash() -> str:
-    return hash_password(PASSWORD)
+    return staff_password_hashing().hash(PASSWORD)
 
 
 @pytest.fixture
@@ -147,7 +147,7 @@ async def test_a_new_password_ends_every_other_session(context: ConsoleContext, 
     user = await _staff(context, password_hash)
     other = await signin.password_step(context, "zhao", PASSWORD, ip=IP)
     assert other.token is not None
-    token = await signin.new_password(context, user.id, hash_password("another long password"), ip=IP)
+    token = await signin.new_password(context, user.id, staff_password_hashing().hash("another long password"), ip=IP)
     assert (await _session_done(context, other.token), await _session_done(context, token)) == (None, True)
     assert (await signin.password_step(context, "zhao", "another long password", ip=IP)).token is not None
     await signin.log_out(context, user, token, ip=IP)

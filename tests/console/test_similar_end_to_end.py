@@ -27,17 +27,19 @@ SECRET = "similar-test-secret-" + "s" * 40
 
 
 async def _seed_supervisor(data_dir: Path) -> None:
-    from console.auth import hash_password
     from storage import staff_actions
     from storage.db import create_engine, create_sessionmaker
     from storage.models import StaffRole
+    from tests.conftest import staff_password_hashing
+
+    passwords = staff_password_hashing()
 
     settings = make_settings(data_dir, secret_key=SECRET)
     engine = create_engine(settings.resolved_database_url, make_test_keyring())
     try:
         async with create_sessionmaker(engine).begin() as session:
             await staff_actions.create_staff(session, username="zhao.min", display_name="赵敏",
-                                             role=StaffRole.SUPERVISOR, password_hash=hash_password(PASSWORD))
+                                             role=StaffRole.SUPERVISOR, password_hash=passwords.hash(PASSWORD))
     finally:
         await engine.dispose()
 
