@@ -26,7 +26,7 @@ from storage.evidence_files import purpose_of, write_encrypted
 from storage.evidence_images import thumbnail_name
 from storage.models import Attachment, AuditEntry, StaffRole
 from tests.conftest import REPO, evidence_content, make_test_keyring, shared_models_dir, staff_password_hashing
-from tests.console.conftest import PASSWORD, ConsoleHarness, make_settings, settle_background_tasks
+from tests.console.conftest import PASSWORD, ConsoleHarness, make_settings
 from tests.factories import (
     file_case,
     hidden_words_in,
@@ -109,7 +109,6 @@ async def test_evidence_clean_removes_what_old_files_hid_and_a_second_run_finds_
             rows = {row.id: row for row in (await session.execute(select(Attachment))).scalars()}
             audited = list((await session.execute(
                 select(AuditEntry).where(AuditEntry.action.like("evidence.%")).order_by(AuditEntry.id))).scalars())
-        await settle_background_tasks()
 
     assert served_photo.headers["content-disposition"].endswith("''evidence-1.jpg")
     assert hidden_words_in(served_photo.content) == []

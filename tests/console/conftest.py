@@ -35,7 +35,6 @@ CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
 LOGIN_TOKEN_FIELD = re.compile(r'name="login_token" value="([^"]+)"')
 JPEG = plain_photo()
 PDF = b"%PDF-1.4\n" + b"1 0 obj\n" * 20
-BACKGROUND_JOBS = frozenset({"housekeeping", "digests"})
 OTHER_QUEUE = "work_style"
 
 # Every form on the ticket page, with values that would change the case.
@@ -260,18 +259,5 @@ async def console(tmp_path: Path, password_hash: str, data_template: Path,
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         capsys.readouterr()  # the demo administrator's notice; test_first_start checks it
+        # the lifespan's end stops the app's periodic jobs between their rounds, as a stopping service does
         yield ConsoleHarness(app, settings, password_hash)
-        await settle_background_tasks()
-
-
-async def settle_background_tasks() -> None:
-    """Cancel the app's periodic jobs and wait for them while the database engine is still open.
-
-    The lifespan cancels them without waiting and then disposes of the engine; a job cancelled in the
-    middle of a query then never finishes and the event loop hangs when the test closes it.
-    """
-    current = asyncio.current_task()
-    jobs = [task for task in asyncio.all_tasks() if task is not current and task.get_name() in BACKGROUND_JOBS]
-    for task in jobs:
-        task.cancel()
-    await asyncio.gather(*jobs, return_exceptions=True)

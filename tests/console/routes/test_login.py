@@ -25,7 +25,6 @@ from tests.console.conftest import (
     fresh_data_dir,
     location,
     make_settings,
-    settle_background_tasks,
 )
 from tests.factories import console_session
 
@@ -57,11 +56,9 @@ async def test_first_start_creates_a_marked_demo_admin_who_must_choose_a_passwor
         async with harness.client() as client:
             assert (await harness.submit_login(client, "demo-admin", generated)).status_code == 401
             await harness.login(client, "demo-admin", "demo admin's own 2026")
-        await settle_background_tasks()
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         assert "demo-admin" not in caplog.text  # only on an empty staff table
-        await settle_background_tasks()
 
 
 async def test_production_first_start_prints_instructions_and_creates_nobody(
@@ -75,7 +72,6 @@ async def test_production_first_start_prints_instructions_and_creates_nobody(
         async with harness.client() as client:
             response = await harness.submit_login(client, "demo-admin", "anything-at-all")
             assert response.status_code == 401
-        await settle_background_tasks()
 
 
 async def test_pages_need_a_login_and_carry_security_headers(console: ConsoleHarness) -> None:
@@ -261,7 +257,6 @@ async def test_with_redis_down_logins_work_and_failures_are_still_throttled(
                 assert (await console.submit_login(client, f"nobody{number}", "wrong password!")).status_code == 401
             refused = await console.submit_login(client, "rev", PASSWORD)
             assert refused.status_code == 429 and "失败次数过多" in refused.text
-        await settle_background_tasks()
     warnings = [record.getMessage() for record in caplog.records
                 if record.name == "console.throttle" and record.levelname == "WARNING"]
     assert len(warnings) == 1 and warnings[0].startswith("Redis (QINGLIAN_REDIS_URL) does not answer")
