@@ -95,12 +95,15 @@ async def test_notices_are_rendered_in_the_reporters_language(sessionmaker: Any)
         f"Your report {english.case_number} has an update: In handling. "
         "Send /status with your receipt code for details.",
         f"Your report {english.case_number} has an answer:\nChecked: the counter now opens on time.\n\n"
-        "Send /status with your receipt code to see the full trace and rate the handling.",
+        "Send /status with your receipt code to see the full trace: if the problem is solved, "
+        "choose \"Solved, thank you\" there and rate the handling; if it is not, "
+        "choose \"Add information\" and say what is still wrong.",
     ]
     assert recipients.received["2002"] == [
         f"您的举报 {chinese.case_number} 有新进展：办理中。发送 /status 加查询码查看详情。",
         f"您的举报 {chinese.case_number} 收到办理答复：\nChecked: the counter now opens on time.\n\n"
-        "发送 /status 加查询码可查看完整轨迹并评价。",
+        "发送 /status 加查询码可查看完整轨迹：问题已解决的，在那里选“问题已解决，谢谢”并评价；"
+        "没有解决的，选“补充材料”说明情况。",
     ]
 
 

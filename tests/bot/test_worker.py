@@ -70,6 +70,7 @@ async def test_the_worker_delivers_answers_while_it_runs_and_stops_when_asked(
 
     assert [message["text"] for message in telegram.sent_messages(CHAT)] == [
         f"您的举报 {case.case_number} 收到办理答复：\n经核查，已责令窗口整改。\n\n"
-        "发送 /status 加查询码可查看完整轨迹并评价。"]
+        "发送 /status 加查询码可查看完整轨迹：问题已解决的，在那里选“问题已解决，谢谢”并评价；"
+        "没有解决的，选“补充材料”说明情况。"]
     assert statuses == ["sent", "pending"]  # nothing leaves once the worker has stopped
     assert telegram.requests_for("getUpdates") == [] and telegram.requests_for("setWebhook") == []

@@ -130,7 +130,8 @@ async def test_each_staff_action_is_one_clear_message_in_chinese(harness: Dialog
     assert extended.startswith(f"您的举报 {number} 经批准延长办理期限，预计 ")
     assert await _told(harness, case.id, answer) == [
         (f"您的举报 {number} 收到办理答复：\n经查属实，已责令整改。\n\n"
-         "发送 /status 加查询码可查看完整轨迹并评价。", [])]
+         "发送 /status 加查询码可查看完整轨迹：问题已解决的，在那里选“问题已解决，谢谢”并评价；"
+         "没有解决的，选“补充材料”说明情况。", [])]
     # the closing: the status, then only the question that its buttons answer
     assert await _told(harness, case.id, close(staff, harness)) == [
         (f"您的举报 {number} 已办结。", []),
@@ -191,7 +192,9 @@ async def test_each_staff_action_is_one_clear_message_in_english(harness: Dialog
 
     assert await _told(harness, case.id, answer) == [(
         f"Your report {number} has an answer:\nChecked: the counter now opens on time.\n\n"
-        "Send /status with your receipt code to see the full trace and rate the handling.", [])]
+        "Send /status with your receipt code to see the full trace: if the problem is solved, "
+        "choose \"Solved, thank you\" there and rate the handling; if it is not, "
+        "choose \"Add information\" and say what is still wrong.", [])]
     assert await _told(harness, case.id, close(staff, harness)) == [
         (f"Your report {number} is closed.", []),
         ("Please rate how it was handled (1–5 stars), or choose Not solved.",
@@ -400,3 +403,14 @@ async def test_stars_typed_days_later_after_other_messages_still_rate_the_case(h
     await resident.say("五星")
     await resident.press("comment:skip")
     assert "感谢您的评价（5星）" in resident.text() and (await _case(harness, case.id)).rating == 5
+
+
+@pytest.mark.parametrize("locale", ["zh", "en"])
+def test_the_answer_notice_names_the_buttons_the_case_page_offers_by_their_words(locale: str) -> None:
+    """An answered case is rated after the resident says it is solved (`tracking.ask_case_menu`): the notice tells
+    them which of the case page's buttons does what, by the very words on the buttons."""
+    from handlers.texts import bundled
+
+    said = bundled(locale)
+    notice = said["notice_answer"]
+    assert said["case_solved"] in notice and said["case_follow_up"] in notice

@@ -400,7 +400,9 @@ async def test_the_inbox_hands_a_browser_its_waiting_messages_once(tmp_path: Pat
         second = (await reporter.get("/chat/api/inbox")).json()
     assert empty_before == {"messages": []} and to_neighbour == {"messages": []}
     assert first == {"messages": [{
-        "text": f"您的举报 {number} 收到办理答复：\n{answer}\n\n发送 /status 加查询码可查看完整轨迹并评价。",
+        "text": f"您的举报 {number} 收到办理答复：\n{answer}\n\n"
+                "发送 /status 加查询码可查看完整轨迹：问题已解决的，在那里选“问题已解决，谢谢”并评价；"
+                "没有解决的，选“补充材料”说明情况。",
         "choices": [], "columns": 1, "lang": "zh-CN"}]}  # a notice in the reporter's language, marked so
     assert second == {"messages": []}
 
