@@ -288,14 +288,11 @@ async def set_status(principal: Principal, case_number: str, status: str, note: 
     async with principal.write() as session:
         case = await load_case(session, principal, case_number)
         try:
-            rate = wanted == CaseStatus.CLOSED and case.rating is None  # a rating given before stays the rating
             if wanted == CaseStatus.REJECTED:
                 await loop.reject(session, case, actor=principal.user, reason=note or "", referral=referral or "")
             else:
                 await staff_actions.set_status(session, case, wanted, actor=principal.user, body=note or None,
-                                               rating_follows=rate)
-            if rate:  # its notice asks, under the closing notice that told the status
-                await loop.offer_rating(session, case, labels=rating_labels(principal, case.locale), status_told=True)
+                                               rating_labels=rating_labels(principal, case.locale))
         except ActionError as error:
             raise _wrap(error) from None
 

@@ -356,10 +356,12 @@ async def accept_case(session: AsyncSession, case: Case, *, actor: StaffUser) ->
 
 
 async def set_status(session: AsyncSession, case: Case, status: CaseStatus, *, actor: StaffUser,
-                     body: str | None = None, rating_follows: bool = False) -> TraceEvent:
+                     body: str | None = None, rating_labels: Sequence[str] | None = None) -> TraceEvent:
     """A new status by hand, within the lifecycle the reporter reads: "answered" only once the reporter has an
     answer (answering marks it), "closed" with the answer or a note that tells the result, and a closed case
-    reopened with the reason (`body`, which the reporter is told)."""
+    reopened with the reason (`body`, which the reporter is told). With `rating_labels` (the reporter's rating
+    choices in their language), closing a case not yet rated also asks the reporter to rate it
+    (`loop.offer_rating`): the closing notice tells the status and staff's note, the rating notice only asks."""
     if status == CaseStatus.DUPLICATE:
         raise ActionError.of("duplicate_by_hand")
     has_note = bool(body and body.strip())
@@ -369,9 +371,13 @@ async def set_status(session: AsyncSession, case: Case, status: CaseStatus, *, a
                                  number=case.case_number)
     if case.status in CLOSED_STATUSES and status not in CLOSED_STATUSES and not has_note:
         raise ActionInputError.of("reopen_needs_reason", number=case.case_number, status=case.status)
+    # a rating given before (a case reopened and closed again) stays the rating
+    asked = rating_labels if status == CaseStatus.CLOSED and case.rating is None else None
     event = await actions.change_status(session, case, status, actor=actor_ref(actor), body=body,
-                                        rating_follows=rating_follows)
+                                        rating_follows=asked is not None)
     await audit.record(session, actor, "case.status", case=case, detail={"status": str(status)})
+    if asked is not None:
+        await loop.offer_rating(session, case, labels=asked, status_told=True)
     return event
 
 

@@ -54,13 +54,10 @@ async def _as_staff(harness: DialogHarness, case_id: int, work: Work) -> None:
 
 
 def close(staff: StaffUser, harness: DialogHarness, note: str | None = None) -> Work:
-    """Closing as the console does it: the status, then the rating asked for (`console.operations.set_status`)."""
+    """Closing as the console does it: the status, and the rating asked for (`console.operations.set_status`)."""
     async def work(session: Any, case: Case) -> None:
-        rate = case.rating is None
-        await staff_actions.set_status(session, case, CaseStatus.CLOSED, actor=staff, body=note, rating_follows=rate)
-        if rate:
-            await loop.offer_rating(session, case, labels=tracking.rating_labels(harness.context.texts, case.locale),
-                                    status_told=True)
+        await staff_actions.set_status(session, case, CaseStatus.CLOSED, actor=staff, body=note,
+                                       rating_labels=tracking.rating_labels(harness.context.texts, case.locale))
 
     return work
 
