@@ -15,7 +15,7 @@ from handlers.city import CityConfig
 from handlers.routing import RouteDecision
 from handlers.texts import Texts
 from handlers.types import Choice, Inbound, Outbound
-from handlers.validation import Invalid
+from handlers.validation import Invalid, named_option
 from storage.models import ConversationState, utcnow
 
 Router = Callable[[str, str | None], Awaitable[RouteDecision]]
@@ -62,6 +62,11 @@ class Turn:
     def words(self, key: str) -> list[str]:
         """The words a text lists for typing an answer ("完成|跳过|done"), in the resident's language."""
         return [word for word in self.t(key).split("|") if word.strip()]
+
+    def typed_one_of(self, text: str | None, words_key: str) -> bool:
+        """Whether `text` is one of the words the texts list under `words_key` ("完成|跳过|done"), as typed (its
+        letters: "完成。" and "Done!" count)."""
+        return named_option(text, ([word, word] for word in self.words(words_key))) is not None
 
     @property
     def parts(self) -> int:

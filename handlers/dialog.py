@@ -221,9 +221,9 @@ async def _cancel_report(turn: Turn) -> None:
 
 
 async def _confirm_cancel(turn: Turn, choice: str | None, text: str | None) -> None:
-    if choice == "cancel:discard" or report.typed_one_of(turn, text, "cancel_discard_words"):
+    if choice == "cancel:discard" or turn.typed_one_of(text, "cancel_discard_words"):
         await _cancel_report(turn)
-    elif choice == "cancel:keep" or report.typed_one_of(turn, text, "cancel_keep_words"):
+    elif choice == "cancel:keep" or turn.typed_one_of(text, "cancel_keep_words"):
         turn.set_state(turn.context_get(RETURN_KEY) or "idle")
         turn.context_set(**{RETURN_KEY: None})
         turn.say(turn.t("cancel_kept"))
@@ -448,9 +448,9 @@ async def _input(turn: Turn, pressed_before: str | None = None) -> None:
     elif state == CONFIRM_CANCEL:
         await _confirm_cancel(turn, choice, text)
     elif state == "resume":
-        if choice == "resume:continue" or report.typed_one_of(turn, text, "resume_continue_words"):
+        if choice == "resume:continue" or turn.typed_one_of(text, "resume_continue_words"):
             report.resume(turn)
-        elif choice == "resume:restart" or report.typed_one_of(turn, text, "resume_restart_words"):
+        elif choice == "resume:restart" or turn.typed_one_of(text, "resume_restart_words"):
             await report.discard(turn)
             report.start(turn)
         else:
@@ -458,7 +458,7 @@ async def _input(turn: Turn, pressed_before: str | None = None) -> None:
             _offer_resume(turn)
     elif state == "intake" and (named := _typed_menu_option(turn, text)) is not None:
         await _menu(turn, named)  # "我要举报" typed to the offer takes it; another option leaves the text waiting
-    elif state in report.WIZARD_STATES and choice is None and report.typed_one_of(turn, text, "cancel_words"):
+    elif state in report.WIZARD_STATES and choice is None and turn.typed_one_of(text, "cancel_words"):
         ask_cancel(turn)  # "取消" typed: asked as /cancel is, never kept as the place or refused as not a time
     elif state in report.WIZARD_STATES:
         await report.answer(turn, choice, text, inbound.attachment)

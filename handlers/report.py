@@ -37,7 +37,6 @@ from handlers.validation import (
     clean_occurred,
     clean_phone,
     clean_place,
-    named_option,
     says_enough,
 )
 from handlers.when import dated
@@ -142,8 +141,8 @@ def _begin_with_description(turn: Turn) -> None:
 
 async def _intake(turn: Turn, choice: str | None, text: str | None, attachment: Attachment | None) -> None:
     if choice is None and attachment is None:  # "好", "yes" / "不用", "no" typed to "开始一份举报吗？"
-        choice = "intake:report" if typed_one_of(turn, text, "intake_yes_words") else \
-            "intake:menu" if typed_one_of(turn, text, "intake_no_words") else None
+        choice = "intake:report" if turn.typed_one_of(text, "intake_yes_words") else \
+            "intake:menu" if turn.typed_one_of(text, "intake_no_words") else None
     if choice == "intake:report":
         _begin_with_description(turn)
     elif choice == "intake:menu":
@@ -217,10 +216,10 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
         elif state == "district":
             if choice is None and text is not None and (named := named_district(turn.ctx.city, text)) is not None:
                 choice = f"district:{named}"  # "岳麓", "在岳麓区", "Yuelu district"
-            elif choice is None and typed_one_of(turn, text, "district_yes_words") and \
+            elif choice is None and turn.typed_one_of(text, "district_yes_words") and \
                     (mentioned := district_mentioned(turn)) is not None:
                 choice = f"district:{mentioned}"  # "是": the district the description names
-            elif choice is None and typed_one_of(turn, text, "district_unsure_words"):
+            elif choice is None and turn.typed_one_of(text, "district_unsure_words"):
                 choice = f"district:{UNSURE_DISTRICT}"  # "不知道", "I don't know"
             if choice is None or not choice.startswith("district:"):
                 raise Invalid("error_pick_district")
@@ -335,16 +334,11 @@ def _occurred(turn: Turn, choice: str | None, text: str | None) -> str:
     return dated(clean_occurred(text, today), today)  # "昨天下午 (2026-12-06)", as the buttons store a day
 
 
-def typed_one_of(turn: Turn, text: str | None, words_key: str) -> bool:
-    """Whether `text` is one of the words the texts list under `words_key` ("完成|跳过|done"), as typed."""
-    return named_option(text, ([word, word] for word in turn.words(words_key))) is not None
-
-
 async def _evidence(turn: Turn, choice: str | None, text: str | None, attachment: Attachment | None) -> None:
     attachments: list[int] = list(turn.draft.get("attachments", []))
     if attachment is not None:
         await _evidence_file(turn, attachment, text, then="evidence")
-    elif choice == "evidence:done" or typed_one_of(turn, text, "evidence_done_words"):  # "跳过", "done" typed
+    elif choice == "evidence:done" or turn.typed_one_of(text, "evidence_done_words"):  # "跳过", "done" typed
         _next(turn, "identity")
     elif choice == "evidence:clear":
         names = await evidence_rows.discard_draft_attachments(turn.session, attachments)
@@ -420,7 +414,7 @@ def _add_to_description(turn: Turn, words: str) -> None:
 
 
 async def _summary(turn: Turn, choice: str | None, text: str | None) -> None:
-    if choice is None and typed_one_of(turn, text, "summary_submit_words"):
+    if choice is None and turn.typed_one_of(text, "summary_submit_words"):
         choice = "summary:submit"  # "确认", "没问题", "confirm": what the summary's "确认无误请点‘提交’" asks for
     if choice == "summary:edit":
         ask(turn, "edit")

@@ -191,11 +191,7 @@ CASE_OPTIONS = ("follow_up", "solved", "rate", "appeal", "menu")
 def _typed_case_option(turn: Turn, text: str | None) -> str | None:
     """The case menu's option a typed text names in other words than its button's ("补充", "已解决", "返回",
     "solved", "back"), whichever the case offers: an option it does not offer is explained as any other text."""
-    typed = letters(text)
-    if not typed:
-        return None
-    return next((f"case:{option}" for option in CASE_OPTIONS
-                 if typed in {letters(word) for word in turn.words(f"case_{option}_words")}), None)
+    return next((f"case:{option}" for option in CASE_OPTIONS if turn.typed_one_of(text, f"case_{option}_words")), None)
 
 
 def _may_appeal(turn: Turn, case: Case) -> bool:
@@ -235,8 +231,7 @@ def is_rating(turn: Turn, text: str | None) -> bool:
 def _typed_unsolved(turn: Turn, text: str | None) -> bool:
     """Whether `text` says the problem was not solved ("问题没有解决", "没解决", "not resolved")."""
     typed = letters(text)
-    return bool(typed) and (typed == letters(turn.t("rate_unsolved")) or
-                            typed in {letters(word) for word in turn.words("rate_unsolved_words")})
+    return bool(typed) and (typed == letters(turn.t("rate_unsolved")) or turn.typed_one_of(text, "rate_unsolved_words"))
 
 
 def adding_cut_short(turn: Turn) -> bool:
@@ -289,7 +284,7 @@ async def answer(turn: Turn, choice: str | None, text: str | None, attachment: A
     """Handle input in a tracking state; False means the case session expired and the menu is due."""
     state = turn.conversation.state
     if state == "status_code":
-        if text is not None and letters(text) in {letters(word) for word in turn.words("case_menu_words")}:
+        if turn.typed_one_of(text, "case_menu_words"):
             turn.set_state("idle")  # "菜单", "back": the way out the refusal below names
             return False
         if text is None:
