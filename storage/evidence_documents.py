@@ -19,11 +19,13 @@ run it in a thread.
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pypdf import PdfReader, PdfWriter, apply_configuration, get_configuration
-from pypdf.errors import LimitReachedError
-from pypdf.generic import NameObject
+if TYPE_CHECKING:
+    from pypdf import PdfReader
+
+# pypdf (with the fontTools and Pillow modules it imports) is imported by the functions that read a PDF, when the
+# first PDF arrives: about 9 MB in every serving process that never receives one.
 
 MEDIA_TYPE = "application/pdf"
 MAX_PAGES = 1000
@@ -42,7 +44,7 @@ _STREAM_LIMITS = ("zlib_maximum_output_length", "lzw_maximum_output_length", "ru
                   "brotli_maximum_output_length", "array_based_stream_maximum_output_length")
 """pypdf's per-stream output limits (`pypdf.Configuration`) that `clean_pdf` lowers to `MAX_DECODED_BYTES`."""
 
-_PAGE_METADATA = (NameObject("/Metadata"), NameObject("/PieceInfo"))
+_PAGE_METADATA = ("/Metadata", "/PieceInfo")
 """What a page may carry about its making rather than its content: its own XMP stream, and an application's private
 data (the editor's name and settings)."""
 
@@ -56,6 +58,8 @@ fetching a file) would run for whoever opens the evidence, and is dropped."""
 def _without_actions(page: Any) -> None:
     """Drop what the page would do by itself (its additional actions, such as a script run when it is opened) and
     every action of its annotations but a plain link."""
+    from pypdf.generic import NameObject
+
     page.pop(NameObject("/AA"), None)
     annotations = page.get("/Annots")
     for reference in (annotations.get_object() if annotations is not None else []):
@@ -105,6 +109,9 @@ def _more_pages_than(reader: PdfReader, limit: int) -> bool:
 
 def _read(content: bytes) -> PdfReader:
     """The document, decrypted when it opens without a password; every page read (a broken page tree shows here)."""
+    from pypdf import PdfReader
+    from pypdf.errors import LimitReachedError
+
     try:
         reader = PdfReader(io.BytesIO(content))
         if reader.is_encrypted and not reader.decrypt(""):
@@ -124,6 +131,9 @@ def clean_pdf(content: bytes) -> bytes:
     """The PDF written anew from its pages, without its document information dictionary or XMP metadata.
     `PdfRefused` when it does not open, or when a stream it must inflate to read the document's structure inflates
     past `MAX_DECODED_BYTES` (pypdf's own limits, set through its configuration for this document only)."""
+    from pypdf import apply_configuration, get_configuration
+    from pypdf.errors import LimitReachedError
+
     with apply_configuration(get_configuration().with_overwrites(
             **{name: MAX_DECODED_BYTES for name in _STREAM_LIMITS})):
         try:
@@ -133,12 +143,16 @@ def clean_pdf(content: bytes) -> bytes:
 
 
 def _clean(content: bytes) -> bytes:
+    from pypdf import PdfWriter
+    from pypdf.errors import LimitReachedError
+    from pypdf.generic import NameObject
+
     reader = _read(content)
     try:
         writer = PdfWriter()
         for page in reader.pages:
             for key in _PAGE_METADATA:  # dropped before the page is copied: what it refers to is not copied either
-                page.pop(key, None)
+                page.pop(NameObject(key), None)
             _without_actions(page)
             writer.add_page(page)
         writer.metadata = None
