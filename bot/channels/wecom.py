@@ -21,7 +21,14 @@ RATE_LIMITED = 45009
 class WeComSender:
     def __init__(self, city: CityConfig, client: httpx.AsyncClient | None = None) -> None:
         self._city = city
-        self._client = client or httpx.AsyncClient(timeout=10)
+        # made at the first send: a city without robots never builds one (a client's TLS context reads the whole CA
+        # bundle, about 50 ms of CPU, at every start of every process)
+        self._client = client
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=10)
+        return self._client
 
     def enabled(self) -> bool:
         return any(queue.wecom_webhook_env for queue in self._city.queues)
@@ -33,7 +40,7 @@ class WeComSender:
         if not url:
             raise PermanentFailure(f"queue {recipient} has no WeCom webhook (set {variable or 'wecom_webhook_env'})")
         try:
-            response = await self._client.post(url, json={"msgtype": "text", "text": {"content": message.text}})
+            response = await self._http().post(url, json={"msgtype": "text", "text": {"content": message.text}})
         except httpx.HTTPError as exc:
             raise TemporaryFailure(f"network: {exc}") from exc
         if response.status_code >= 500:
@@ -49,4 +56,5 @@ class WeComSender:
             raise PermanentFailure(f"WeCom error {code}: {body.get('errmsg', '')}")
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
