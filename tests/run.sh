@@ -39,7 +39,10 @@ else
     # waiting) with the channels' end-to-end tests; the shell's tests with storage's and the classifier's; the
     # console's and the dialog's. Two halves took 14.6 and 12.2 min there, these three 11.9, 11.4 and 13.3.
     # (On a slower 2-CPU machine, whose CPUs two halves already kept busy, four parts were slower than two: where
-    # the CPUs are saturated, more services at once only wait longer.)
+    # the CPUs are saturated, more services at once only wait longer.) On such a machine (AMD EPYC, 7 Dec 2026) these
+    # three parts took 25.6, 21.8 and 25.0 min, 44 CPU-minutes in all; a py-spy profile found a quarter of the
+    # first part's CPU in TLS contexts made per request and the dialog tests migrating a new database each; without
+    # them 19.4, 18.1 and 20.8 min (35 CPU-minutes).
     parts=("tests/faults tests/standins tests/channels" "tests/bot tests/storage tests/nlp")
     logs=()
     pids=()
