@@ -36,7 +36,6 @@ from nlp.artifact import (
     read_metadata,
     save_pipeline,
 )
-from nlp.classifier import Classifier
 from nlp.corpus import Example, exclude_held_out_texts, load_boundary_split, load_seed_corpus
 from nlp.errors import (
     ModelIntegrityError,
@@ -48,6 +47,7 @@ from nlp.errors import (
 from nlp.tokenizer import warm_up
 
 if TYPE_CHECKING:
+    from nlp.classifier import Classifier
     from nlp.training import TrainedModel, TrainingPlan
 
 try:
@@ -222,12 +222,16 @@ class ModelRegistry:
         return list(self._state()["events"])
 
     def load(self, version: str) -> Classifier:
+        from nlp.classifier import Classifier  # scikit-learn: only where a model is loaded, not to list or copy files
+
         return Classifier.load(self.get(version).path, self.cipher)
 
     def load_promoted(self) -> Classifier:
         info = self.promoted()
         if info is None:
             raise ModelNotFoundError.of("model_none_promoted", models_dir=self.models_dir)
+        from nlp.classifier import Classifier
+
         return Classifier.load(info.path, self.cipher)
 
     # --- writing -----------------------------------------------------------------------------------------------
@@ -473,6 +477,8 @@ def train_and_register(
         raise NothingNewToTrain(same.version, same.n_examples)
     trained = train(plan, progress=progress)
     say(SCORING_STEP)
+    from nlp.classifier import Classifier
+
     metrics = eval_split_metrics(Classifier(trained.pipeline, version="candidate"))
     say(SAVING_STEP)
     return registry.add(trained, metrics, source=source or "seed corpus (train split)")
