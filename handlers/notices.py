@@ -103,9 +103,9 @@ def _notice(payload: dict[str, object], texts: Texts, public_url: str, *, city: 
                   "deadline": say(f"deadline_{payload.get('deadline') or 'resolve'}")}
         link = f"{public_url}/console/case/{number}"
         return Outbound(say(f"notice_{notice}", **values) + f"\n{link}")
-    if notice == "answer":
-        return Outbound(say("notice_answer", case_number=payload["case_number"],
-                                  answer=payload["answer"]))
+    if notice == "answer":  # it names the case page's buttons by their own words (a city may reword them)
+        return Outbound(say("notice_answer", case_number=payload["case_number"], answer=payload["answer"],
+                            solved=say("case_solved"), follow_up=say("case_follow_up")))
     if notice == "new_case":
         link = f"{public_url}/console/case/{payload['case_number']}"
         return Outbound(say("notice_new_case", case_number=payload["case_number"],

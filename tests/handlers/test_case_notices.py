@@ -403,11 +403,15 @@ async def test_stars_typed_days_later_after_other_messages_still_rate_the_case(h
 
 
 @pytest.mark.parametrize("locale", ["zh", "en"])
-def test_the_answer_notice_names_the_buttons_the_case_page_offers_by_their_words(locale: str) -> None:
+@pytest.mark.parametrize("overrides", [{}, {"case_solved": "办好了", "case_follow_up": "还没办好"}],
+                         ids=["bundled", "city's words"])
+def test_the_answer_notice_names_the_buttons_the_case_page_offers_by_their_words(
+        harness: DialogHarness, locale: str, overrides: dict[str, str]) -> None:
     """An answered case is rated after the resident says it is solved (`tracking.ask_case_menu`): the notice tells
-    them which of the case page's buttons does what, by the very words on the buttons."""
-    from handlers.texts import bundled
+    them which of the case page's buttons does what, by the very words on the buttons — a city's own as well."""
+    from handlers.texts import Texts
 
-    said = bundled(locale)
-    notice = said["notice_answer"]
-    assert said["case_solved"] in notice and said["case_follow_up"] in notice
+    texts = Texts({locale: overrides})
+    notice = render({"notice": "answer", "locale": locale, "case_number": "QL-2026-000001", "answer": "已整改。"},
+                    texts, city=harness.context.city).text
+    assert texts.get(locale, "case_solved") in notice and texts.get(locale, "case_follow_up") in notice
