@@ -185,16 +185,19 @@ def migrated_postgres(postgres_server: str) -> Iterator[str]:
         drop_postgres_database(postgres_server, name)
 
 
+def sqlite_copy(template: Path, path: Path) -> str:
+    """A copy at `path` of the run's migrated SQLite database (`migrated_sqlite`): its URL."""
+    assert not Path(f"{template}-wal").exists(), "the migrated template is closed, its log checkpointed"
+    shutil.copyfile(template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
 @contextmanager
 def migrated_copy(request: pytest.FixtureRequest, directory: Path) -> Iterator[str]:
     """A copy of the run's migrated database of the backend `request.param` names ("sqlite": a file in
     `directory`; "postgres": a database made from the template, dropped afterwards): its URL."""
     if request.param == "sqlite":
-        template = request.getfixturevalue("migrated_sqlite")
-        assert not Path(f"{template}-wal").exists(), "the migrated template is closed, its log checkpointed"
-        path = directory / "test.db"
-        shutil.copyfile(template, path)
-        yield f"sqlite+aiosqlite:///{path}"
+        yield sqlite_copy(request.getfixturevalue("migrated_sqlite"), directory / "test.db")
         return
     admin = request.getfixturevalue("postgres_server")
     name, url = create_postgres_database(admin, template=request.getfixturevalue("migrated_postgres"))

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +19,7 @@ from handlers.types import Attachment, Inbound, Outbound
 from storage import outbox
 from storage.db import create_engine, create_sessionmaker
 from storage.models import Conversation, OutboxMessage
-from tests.conftest import make_test_keyring
+from tests.conftest import make_test_keyring, sqlite_copy
 from tests.factories import one_payload_each, plain_pdf, plain_photo
 
 JPEG = plain_photo()
@@ -135,9 +134,7 @@ class DialogHarness:
 async def harness(tmp_path: Path, migrated_sqlite: Path) -> AsyncIterator[DialogHarness]:
     # a copy of the run's migrated database: what the migrations make of an empty one, without running them again
     # for every test (0.7 s of CPU each)
-    path = tmp_path / "dialog.db"
-    shutil.copyfile(migrated_sqlite, path)
-    url = f"sqlite+aiosqlite:///{path}"
+    url = sqlite_copy(migrated_sqlite, tmp_path / "dialog.db")
     engine = create_engine(url, make_test_keyring())
     city = load_city_config(None)
     clock = Clock()
