@@ -222,17 +222,19 @@ class ModelRegistry:
         return list(self._state()["events"])
 
     def load(self, version: str) -> Classifier:
-        from nlp.classifier import Classifier  # scikit-learn: only where a model is loaded, not to list or copy files
-
-        return Classifier.load(self.get(version).path, self.cipher)
+        return self._load(self.get(version).path)
 
     def load_promoted(self) -> Classifier:
         info = self.promoted()
         if info is None:
             raise ModelNotFoundError.of("model_none_promoted", models_dir=self.models_dir)
+        return self._load(info.path)
+
+    def _load(self, path: Path) -> Classifier:
+        # scikit-learn is imported where a model is loaded, not by every command that lists or copies model files
         from nlp.classifier import Classifier
 
-        return Classifier.load(info.path, self.cipher)
+        return Classifier.load(path, self.cipher)
 
     # --- writing -----------------------------------------------------------------------------------------------
     def _new_version(self, created_at: datetime, fingerprint: str) -> str:
